@@ -1,0 +1,602 @@
+/*
+ * answer.c - the answering core: one query in, one response out, from the
+ * zone image.  RFC 1034 4.3.2 in NSD's shape: find the zone, find the
+ * closest encloser once, decide the outcome (answer, CNAME, DNAME, referral,
+ * wildcard, NXDOMAIN, NODATA) in small functions named for it, then add the
+ * additional section and the OPT record.
+ *
+ * Every read of the query is bounds-checked.  Nothing here allocates or
+ * touches globals: it runs in every worker at once.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "image.h"
+#include "query.h"
+
+/* RFC 1034 4.3.2 says chains must be followed; a bound keeps loops and
+ * long chains from costing more than they are worth (Knot also stops). */
+#define XD_CHAIN_MAX 8
+#define XD_ADDITIONAL_MAX 8	/* RRsets whose targets add additional data */
+#define XD_UDP_PAYLOAD_MAX 1232	/* DNS flag day 2020 */
+#define XD_UDP_PAYLOAD_MIN 512	/* RFC 1035 4.2.1, RFC 6891 6.2.5 */
+#define XD_OPT_LEN 11
+#define XD_EDE_LEN 6		/* option code, length, info code */
+
+struct additional {
+	const uint8_t *rrset;
+	uint16_t pos;		/* where the RRset starts in the response */
+};
+
+struct response {
+	uint8_t *buf;
+	size_t limit;		/* message size we may use */
+	size_t len;
+	size_t reserve;		/* kept free for the OPT record */
+	size_t question_end;
+	uint16_t count[3];	/* answer, authority, additional */
+	uint16_t flags;
+	uint16_t rcode;		/* 12-bit, RFC 6891 6.1.3 */
+	bool ede_not_authoritative;
+	struct additional extra[XD_ADDITIONAL_MAX];
+	int nextra;
+};
+
+enum { AN, NS, AR };
+
+struct ctx {
+	const struct xd_image *img;
+	const struct xd_query *q;
+	struct response *r;
+	uint16_t zone;
+	const struct xd_zone_entry *z;
+	uint16_t origin_pos;	/* the zone's origin inside the qname */
+};
+
+/* A name being resolved: the qname or a CNAME/DNAME target. */
+struct name {
+	uint8_t wire[XD_NAME_MAX];	/* lower case */
+	uint8_t len;
+	uint8_t labels;
+	uint8_t label_off[XD_LABELS_MAX + 1];	/* [labels] is the root */
+	uint16_t pos;		/* where it is written in the response */
+};
+
+/* ---- writing the response -------------------------------------------------- */
+
+/*
+ * Position in the response of the suffix of the name at pos that remains
+ * after `skip` labels, following compression pointers (bounded: the
+ * response is ours, but the guard costs nothing).
+ */
+static int suffix_pos(const struct response *r, size_t pos, int skip)
+{
+	for (int guard = 0; guard < XD_NAME_MAX; guard++) {
+		uint8_t l;
+
+		if (pos >= r->len)
+			return -1;
+		l = r->buf[pos];
+		if ((l & 0xc0) == 0xc0) {
+			if (pos + 1 >= r->len)
+				return -1;
+			pos = (size_t)(l & 0x3f) << 8 | r->buf[pos + 1];
+			continue;
+		}
+		if (skip == 0)
+			return pos <= XD_PTR_MAX ? (int)pos : -1;
+		if (l == 0)
+			return -1;
+		pos += 1 + l;
+		skip--;
+	}
+	return -1;
+}
+
+static bool fits(const struct response *r, size_t more)
+{
+	return r->len + more + r->reserve <= r->limit;
+}
+
+/* Copies a pre-rendered RRset, patching owner and origin pointers.  Returns
+ * where it starts, or -ENOSPC. */
+static int put_rrset(struct response *r, int section, const uint8_t *rs,
+		     uint16_t owner_pos, uint16_t origin_pos)
+{
+	size_t wl = xd_rrset_wire_len(rs);
+	const uint8_t *relocs = xd_rrset_relocs(rs);
+	uint8_t *p = r->buf + r->len;
+	size_t start = r->len;
+
+	if (!fits(r, wl) || owner_pos > XD_PTR_MAX)
+		return -ENOSPC;
+	memcpy(p, xd_rrset_wire(rs), wl);
+	for (size_t off = 0; off < wl; off += 12 + xd_get16(p + off + 10))
+		xd_put16(p + off, 0xc000 | owner_pos);
+	for (int i = 0; i < xd_rrset_nreloc(rs); i++)
+		xd_put16(p + xd_ld16(relocs + 2 * i), 0xc000 | origin_pos);
+	r->len += wl;
+	r->count[section] += xd_rrset_count(rs);
+	return (int)start;
+}
+
+static void note_additional(struct response *r, const uint8_t *rs, int pos)
+{
+	if (r->nextra < XD_ADDITIONAL_MAX && xd_rrset_ntargets(rs) > 0) {
+		r->extra[r->nextra].rrset = rs;
+		r->extra[r->nextra].pos = pos;
+		r->nextra++;
+	}
+}
+
+/* RFC 2181 9: when required data does not fit, say so with TC and send only
+ * the question, so that the client retries over TCP. */
+static void truncate_response(struct response *r)
+{
+	r->len = r->question_end;
+	r->count[AN] = r->count[NS] = r->count[AR] = 0;
+	r->nextra = 0;
+	r->flags |= XD_FLAG_TC;
+}
+
+/* ---- outcomes ------------------------------------------------------------- */
+
+static int answer_nodata(struct ctx *c)
+{
+	const uint8_t *soa = c->img->base + c->z->soa;
+
+	return put_rrset(c->r, NS, soa, c->origin_pos, c->origin_pos) < 0 ? -ENOSPC : 0;
+}
+
+static int answer_nxdomain(struct ctx *c)
+{
+	c->r->rcode = XD_RCODE_NXDOMAIN;
+	return answer_nodata(c);
+}
+
+/* RFC 1034 4.3.2 step 3b: a referral, AA clear, glue in additional. */
+static int answer_delegation(struct ctx *c, const uint8_t *cut, uint16_t cut_pos,
+			     bool first)
+{
+	const uint8_t *ns = xd_node_rrset(cut, XD_TYPE_NS);
+	int pos;
+
+	if (!ns)
+		return answer_nodata(c);	/* unreachable: CUT means NS */
+	if (first)
+		c->r->flags &= ~XD_FLAG_AA;
+	pos = put_rrset(c->r, NS, ns, cut_pos, c->origin_pos);
+	if (pos < 0)
+		return pos;
+	note_additional(c->r, ns, pos);
+	return 0;
+}
+
+static bool wants_additional(uint16_t type)
+{
+	return type == XD_TYPE_NS || type == XD_TYPE_MX || type == XD_TYPE_SRV;
+}
+
+/* RFC 8482 4.1: answer ANY with one RRset rather than all of them. */
+static const uint8_t *rrset_for_any(const uint8_t *node)
+{
+	return xd_node_nrrsets(node) ? xd_node_first_rrset(node) : NULL;
+}
+
+/* The RRsets of node n for the query type, or -EAGAIN with *cname set when
+ * the node is a CNAME to follow. */
+static int answer_node(struct ctx *c, const uint8_t *n, uint16_t owner_pos,
+		       const uint8_t **cname, int *cname_pos)
+{
+	uint16_t qtype = c->q->qtype;
+	const uint8_t *rs = qtype == XD_TYPE_ANY ? rrset_for_any(n) :
+			    xd_node_rrset(n, qtype);
+	int pos;
+
+	if (!rs && (xd_node_flags(n) & XD_NODE_CNAME)) {
+		rs = xd_node_rrset(n, XD_TYPE_CNAME);
+		pos = put_rrset(c->r, AN, rs, owner_pos, c->origin_pos);
+		if (pos < 0)
+			return pos;
+		*cname = rs;
+		*cname_pos = pos;
+		return -EAGAIN;
+	}
+	if (!rs)
+		return answer_nodata(c);
+	pos = put_rrset(c->r, AN, rs, owner_pos, c->origin_pos);
+	if (pos < 0)
+		return pos;
+	if (wants_additional(xd_rrset_type(rs)))
+		note_additional(c->r, rs, pos);
+	return 0;
+}
+
+/* ---- names ----------------------------------------------------------------- */
+
+static void name_index(struct name *n)
+{
+	uint8_t off = 0;
+
+	n->labels = 0;
+	while (n->wire[off]) {
+		n->label_off[n->labels++] = off;
+		off += 1 + n->wire[off];
+	}
+	n->label_off[n->labels] = off;
+}
+
+/* Reads the name written at pos in the response (a CNAME target). */
+static int name_from_response(const struct response *r, size_t pos, struct name *n)
+{
+	int len = xd_name_read(r->buf, r->len, pos, n->wire, true, NULL);
+
+	if (len < 0 || pos > XD_PTR_MAX)
+		return -EBADMSG;
+	n->len = len;
+	n->pos = pos;
+	name_index(n);
+	return 0;
+}
+
+/* Position in the response of the target name of an RRset's first RR. */
+static int target_pos(const uint8_t *rs, int rrset_pos)
+{
+	if (xd_rrset_ntargets(rs) == 0)
+		return -1;
+	return rrset_pos + xd_ld16(xd_rrset_targets(rs));
+}
+
+static bool in_zone(const struct ctx *c, const struct name *n)
+{
+	return xd_name_is_below(n->wire, n->len, c->img->base + c->z->origin,
+				c->z->origin_len);
+}
+
+/* RFC 6672 2.2: the CNAME a DNAME implies, written after the DNAME. */
+static int synthesize_cname(struct ctx *c, struct name *n, int labels,
+			    const uint8_t *dname, int dname_pos)
+{
+	struct response *r = c->r;
+	int tpos = target_pos(dname, dname_pos);
+	uint8_t target[XD_NAME_MAX];
+	int tlen = tpos < 0 ? -1 : xd_name_read(r->buf, r->len, tpos, target,
+						false, NULL);
+	size_t prefix = n->label_off[labels];
+	uint8_t *p;
+
+	if (tlen < 0)
+		return -EBADMSG;
+	if (prefix + tlen > XD_NAME_MAX) {
+		r->rcode = XD_RCODE_YXDOMAIN;
+		return 0;
+	}
+	if (!fits(r, 12 + prefix + 2))
+		return -ENOSPC;
+	p = r->buf + r->len;
+	xd_put16(p, 0xc000 | n->pos);
+	xd_put16(p + 2, XD_TYPE_CNAME);
+	xd_put16(p + 4, XD_CLASS_IN);
+	memcpy(p + 6, xd_rrset_wire(dname) + 6, 4);	/* the DNAME's TTL */
+	xd_put16(p + 10, prefix + 2);
+	/* The query's own labels, in its case, then the DNAME target. */
+	if (suffix_pos(r, n->pos, 0) < 0)
+		return -EBADMSG;
+	{
+		uint8_t orig[XD_NAME_MAX];
+
+		if (xd_name_read(r->buf, r->len, n->pos, orig, false, NULL) < 0)
+			return -EBADMSG;
+		memcpy(p + 12, orig, prefix);
+	}
+	xd_put16(p + 12 + prefix, 0xc000 | tpos);
+	r->len += 12 + prefix + 2;
+	r->count[AN]++;
+	return name_from_response(r, r->len - prefix - 2, n) == 0 ? -EAGAIN : -EBADMSG;
+}
+
+static int answer_dname(struct ctx *c, struct name *n, const uint8_t *node,
+			int labels)
+{
+	const uint8_t *dname = xd_node_rrset(node, XD_TYPE_DNAME);
+	int owner = suffix_pos(c->r, n->pos, labels);
+	int pos;
+
+	if (!dname || owner < 0)
+		return -EBADMSG;
+	pos = put_rrset(c->r, AN, dname, owner, c->origin_pos);
+	if (pos < 0)
+		return pos;
+	return synthesize_cname(c, n, labels, dname, pos);
+}
+
+/* Label index (in n) at which the node's name starts. */
+static int node_label(const struct ctx *c, const struct name *n, const uint8_t *node)
+{
+	int zone_label = n->labels - c->z->origin_labels;
+	size_t origin_off = n->label_off[zone_label];
+
+	for (int j = zone_label; j >= 0; j--)
+		if (origin_off - n->label_off[j] == xd_node_name_len(node))
+			return j;
+	return -1;
+}
+
+/* Closest encloser of n in the zone: the longest existing suffix. */
+static const uint8_t *closest_encloser(const struct ctx *c, const struct name *n,
+				       int *label)
+{
+	int zone_label = n->labels - c->z->origin_labels;
+	size_t origin_off = n->label_off[zone_label];
+
+	for (int j = 0; j <= zone_label; j++) {
+		const uint8_t *node = xd_image_find(c->img, c->zone,
+						    n->wire + n->label_off[j],
+						    origin_off - n->label_off[j]);
+		if (node) {
+			*label = j;
+			return node;
+		}
+	}
+	return NULL;	/* unreachable: the apex exists */
+}
+
+/*
+ * One step of resolution for name n: answers, or returns -EAGAIN with n
+ * replaced by the next name of a CNAME/DNAME chain.
+ */
+static int resolve_step(struct ctx *c, struct name *n, bool first)
+{
+	const uint8_t *cname = NULL;
+	int cname_pos = 0, label;
+	const uint8_t *node = closest_encloser(c, n, &label);
+	uint8_t flags;
+	int rc;
+
+	if (!node)
+		return -EBADMSG;
+	flags = xd_node_flags(node);
+	if (flags & XD_NODE_OCCLUDED) {
+		node = c->img->base + xd_node_link(node);
+		label = node_label(c, n, node);
+		if (label < 0)
+			return -EBADMSG;
+		flags = xd_node_flags(node);
+	}
+	if ((flags & XD_NODE_CUT) && (label > 0 || c->q->qtype != XD_TYPE_DS)) {
+		int pos = suffix_pos(c->r, n->pos, label);
+
+		return pos < 0 ? -EBADMSG : answer_delegation(c, node, pos, first);
+	}
+	if ((flags & XD_NODE_DNAME) && label > 0)
+		return answer_dname(c, n, node, label);
+	if (label > 0) {
+		if (!(flags & XD_NODE_WILDCARD_CHILD))
+			return answer_nxdomain(c);
+		node = c->img->base + xd_node_link(node);	/* RFC 4592 3.3.3 */
+	}
+	rc = answer_node(c, node, n->pos, &cname, &cname_pos);
+	if (rc != -EAGAIN)
+		return rc;
+	rc = name_from_response(c->r, target_pos(cname, cname_pos), n);
+	return rc ? rc : -EAGAIN;
+}
+
+/* Follows CNAME and DNAME chains inside the zone (RFC 1034 4.3.2 3a). */
+static int answer_zone(struct ctx *c, struct name *n)
+{
+	const uint8_t *seen[XD_CHAIN_MAX];
+
+	for (int step = 0; step < XD_CHAIN_MAX; step++) {
+		int rc = resolve_step(c, n, step == 0);
+
+		if (rc != -EAGAIN)
+			return rc;
+		if (!in_zone(c, n))
+			return 0;	/* out of zone: the client follows */
+		seen[step] = xd_image_find(c->img, c->zone, n->wire,
+					   n->len - c->z->origin_len);
+		for (int i = 0; seen[step] && i < step; i++)
+			if (seen[i] == seen[step])
+				return 0;	/* a loop: stop where it closes */
+	}
+	return 0;
+}
+
+/* ---- the query ---------------------------------------------------------------- */
+
+/* Most specific zone for the qname (a DS query at a zone apex belongs to
+ * the parent zone, RFC 4035 3.1.4.1). */
+static int find_zone(const struct xd_image *img, const struct name *n,
+		     uint16_t qtype)
+{
+	int first = 0;
+
+	if (qtype == XD_TYPE_DS && n->labels > 0)
+		first = 1;
+	for (int pass = 0; pass < 2; pass++) {
+		for (int j = first; j <= n->labels; j++) {
+			const uint8_t *suffix = n->wire + n->label_off[j];
+			int z = xd_image_find_zone(img, suffix, n->len - n->label_off[j]);
+
+			if (z >= 0)
+				return z;
+		}
+		if (first == 0)
+			break;
+		first = 0;	/* no parent zone here: the child answers */
+	}
+	return -1;
+}
+
+static void answer_additional(struct ctx *c)
+{
+	struct response *r = c->r;
+	const uint8_t *done[XD_ADDITIONAL_MAX * 4];
+	int ndone = 0;
+
+	for (int i = 0; i < r->nextra; i++) {
+		const uint8_t *rs = r->extra[i].rrset;
+		const uint8_t *t = xd_rrset_targets(rs);
+		bool glue = xd_rrset_type(rs) == XD_TYPE_NS;
+
+		for (int k = 0; k < xd_rrset_ntargets(rs); k++, t += XD_TARGET_SIZE) {
+			uint32_t off = xd_ld32(t + 4);
+			const uint8_t *node = c->img->base + off;
+			int pos = r->extra[i].pos + xd_ld16(t);
+			bool required = xd_ld16(t + 2) & XD_TARGET_GLUE_REQUIRED;
+			bool dup = false;
+
+			if (!off || (!glue && (xd_node_flags(node) & XD_NODE_OCCLUDED)))
+				continue;
+			for (int d = 0; d < ndone; d++)
+				dup |= done[d] == node;
+			if (dup)
+				continue;
+			if (ndone < (int)(sizeof(done) / sizeof(done[0])))
+				done[ndone++] = node;
+			for (int a = 0; a < 2; a++) {
+				const uint8_t *addr = xd_node_rrset(node, a ? XD_TYPE_AAAA : XD_TYPE_A);
+
+				if (!addr)
+					continue;
+				if (put_rrset(r, AR, addr, pos, c->origin_pos) < 0) {
+					/* RFC 9471: in-domain glue must fit. */
+					if (required)
+						truncate_response(r);
+					return;
+				}
+			}
+		}
+	}
+}
+
+static int answer_query(const struct xd_image *img, const struct xd_query *q,
+			struct response *r)
+{
+	struct name n;
+	struct ctx c = { img, q, r, 0, NULL, 0 };
+	int zone, rc;
+
+	memcpy(n.wire, q->qname, q->qname_len);
+	n.len = q->qname_len;
+	n.pos = XD_DNS_HEADER_LEN;
+	name_index(&n);
+	zone = find_zone(img, &n, q->qtype);
+	if (zone < 0) {
+		r->rcode = XD_RCODE_REFUSED;
+		r->ede_not_authoritative = true;
+		return 0;
+	}
+	c.zone = zone;
+	c.z = xd_image_zone(img, zone);
+	c.origin_pos = XD_DNS_HEADER_LEN + n.len - c.z->origin_len;
+	r->flags |= XD_FLAG_AA;
+	rc = answer_zone(&c, &n);
+	if (rc == -ENOSPC) {
+		truncate_response(r);
+		return 0;
+	}
+	if (rc < 0) {
+		r->rcode = XD_RCODE_SERVFAIL;
+		r->len = r->question_end;
+		r->count[AN] = r->count[NS] = r->count[AR] = 0;
+		return 0;
+	}
+	answer_additional(&c);
+	return 0;
+}
+
+/* ---- header, question and OPT --------------------------------------------- */
+
+static size_t udp_limit(const struct xd_query *q)
+{
+	size_t size = XD_UDP_PAYLOAD_MIN;
+
+	if (q->edns && q->udp_size > size)
+		size = q->udp_size < XD_UDP_PAYLOAD_MAX ? q->udp_size : XD_UDP_PAYLOAD_MAX;
+	return size;
+}
+
+static void put_opt(struct response *r, const struct xd_query *q)
+{
+	uint8_t *p = r->buf + r->len;
+	uint16_t rdlen = r->ede_not_authoritative ? XD_EDE_LEN : 0;
+
+	p[0] = 0;
+	xd_put16(p + 1, XD_TYPE_OPT);
+	xd_put16(p + 3, XD_UDP_PAYLOAD_MAX);
+	p[5] = r->rcode >> 4;
+	p[6] = 0;	/* version */
+	xd_put16(p + 7, q->edns_flags & XD_EDNS_DO);	/* RFC 3225 3 */
+	xd_put16(p + 9, rdlen);
+	if (rdlen) {
+		xd_put16(p + 11, XD_EDNS_OPTION_EDE);
+		xd_put16(p + 13, 2);
+		xd_put16(p + 15, XD_EDE_NOT_AUTHORITATIVE);
+	}
+	r->len += XD_OPT_LEN + rdlen;
+	r->count[AR]++;
+}
+
+static void put_header(struct response *r, const struct xd_query *q, bool question)
+{
+	uint8_t *p = r->buf;
+
+	memcpy(p, q->pkt, 2);	/* ID */
+	r->flags |= XD_FLAG_QR | (q->flags & (0x7800 | XD_FLAG_RD | XD_FLAG_CD));
+	xd_put16(p + 2, r->flags | (r->rcode & 0xf));
+	xd_put16(p + 4, question ? 1 : 0);
+	xd_put16(p + 6, r->count[AN]);
+	xd_put16(p + 8, r->count[NS]);
+	xd_put16(p + 10, r->count[AR]);
+}
+
+int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
+	      uint8_t *resp, size_t cap, unsigned flags)
+{
+	struct xd_query q;
+	struct response r;
+	bool tcp = flags & XD_ANSWER_TCP;
+	int rc;
+
+	if (qlen < XD_DNS_HEADER_LEN || cap < XD_UDP_PAYLOAD_MIN)
+		return 0;
+	rc = xd_query_parse(&q, query, qlen);
+	if (rc == XD_QUERY_DROP)
+		return 0;
+
+	memset(&r, 0, sizeof(r));
+	r.buf = resp;
+	r.limit = tcp ? (cap < UINT16_MAX ? cap : UINT16_MAX) :
+		  (udp_limit(&q) < cap ? udp_limit(&q) : cap);
+	r.len = XD_DNS_HEADER_LEN;
+	if (rc == XD_QUERY_FORMERR) {
+		/* The question may be the malformed part: send the header only. */
+		r.rcode = XD_RCODE_FORMERR;
+		r.question_end = r.len;
+		put_header(&r, &q, false);
+		return (int)r.len;
+	}
+	memcpy(resp + r.len, query + XD_DNS_HEADER_LEN, q.question_end - XD_DNS_HEADER_LEN);
+	r.len = r.question_end = q.question_end;
+	r.reserve = q.edns ? XD_OPT_LEN + XD_EDE_LEN : 0;
+
+	if (rc == XD_QUERY_NOTIMP)
+		r.rcode = XD_RCODE_NOTIMP;
+	else if (q.edns && q.edns_version > 0)
+		r.rcode = XD_RCODE_BADVERS;	/* RFC 6891 6.1.3 */
+	else if (q.qclass != XD_CLASS_IN)
+		r.rcode = XD_RCODE_REFUSED;	/* CHAOS until a plugin answers it */
+	else if (q.qtype == XD_TYPE_AXFR || q.qtype == XD_TYPE_IXFR)
+		r.rcode = XD_RCODE_REFUSED;	/* no transfers are allowed */
+	else
+		answer_query(img, &q, &r);
+
+	if (!(q.edns))
+		r.ede_not_authoritative = false;
+	if (q.edns)
+		put_opt(&r, &q);
+	put_header(&r, &q, true);
+	return (int)r.len;
+}

@@ -1,0 +1,85 @@
+/*
+ * builder.h - the builder's private state, shared by build.c (collecting
+ * records, nodes and problems, zone checks) and layout.c (rendering RRsets
+ * and laying out the image).  Not seen by cffi.
+ */
+#ifndef XDPDNS_BUILDER_H
+#define XDPDNS_BUILDER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "engine.h"
+#include "wire.h"
+
+#define XD_NONE UINT32_MAX
+
+struct bzone {
+	uint8_t origin[XD_NAME_MAX];	/* lower-case wire */
+	uint8_t origin_len;
+	uint32_t apex;			/* node index */
+};
+
+/* A name in a zone; ancestors up to the apex always exist (empty
+ * non-terminals are nodes without records). */
+struct bnode {
+	uint32_t parent;	/* node index, XD_NONE at the apex */
+	uint32_t first;		/* first record index, XD_NONE when empty */
+	uint32_t name;		/* offset in the name arena (relative name) */
+	uint32_t hash;		/* low bits of xd_node_hash */
+	uint32_t link;		/* occluder or wildcard child (node index) */
+	uint32_t offset;	/* in the image, set by the layout */
+	uint16_t zone;
+	uint8_t name_len;
+	uint8_t flags;		/* XD_NODE_* */
+};
+
+struct brec {
+	uint32_t next;		/* next record of the same node */
+	uint32_t rdata;		/* offset in the rdata arena */
+	uint32_t ttl;
+	uint32_t line;
+	int32_t source;
+	uint16_t type;
+	uint16_t rdlen;
+};
+
+struct xd_builder {
+	struct bzone *zones;
+	size_t nzones, zones_cap;
+	struct bnode *nodes;
+	size_t nnodes, nodes_cap;
+	struct brec *recs;
+	size_t nrecs, recs_cap;
+	uint8_t *names;
+	size_t names_len, names_cap;
+	uint8_t *rdata;
+	size_t rdata_len, rdata_cap;
+	uint32_t *hash;		/* node index + 1; 0 is empty */
+	size_t hash_size;
+	char **sources;
+	size_t nsources, sources_cap;
+	struct xd_problem *problems;
+	size_t nproblems, problems_cap;
+	size_t nerrors;
+	bool checked;		/* flags and occlusion are computed */
+};
+
+/* Grows *data (elements of `elem` bytes) so that `need` fit. */
+int xd_grow(void **data, size_t *cap, size_t need, size_t elem);
+
+uint32_t xd_builder_find_node(const struct xd_builder *b, uint16_t zone,
+			      const uint8_t *rel, size_t len);
+/* Writes "name." text of a wire name; always NUL-terminates. */
+void xd_name_to_text(const uint8_t *wire, char *out, size_t cap);
+/* Full owner name (relative name + origin) of a node, as text. */
+void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out,
+			  size_t cap);
+int xd_builder_problemf(struct xd_builder *b, int severity, int source,
+			uint32_t line, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* layout.c: renders every node into an image. */
+int xd_layout_image(struct xd_builder *b, uint8_t **out, size_t *out_len,
+		    struct xd_error *err);
+
+#endif

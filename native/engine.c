@@ -1,0 +1,86 @@
+/*
+ * engine.c - the engine object: the published zone image, swapped
+ * atomically and reclaimed once every reader has moved on.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_internal.h"
+#include "udp.h"
+
+int xd_engine_new(struct xd_engine **out, struct xd_error *err)
+{
+	struct xd_engine *e = aligned_alloc(64, sizeof(*e));
+
+	if (!e) {
+		snprintf(err->message, sizeof(err->message), "out of memory");
+		return -ENOMEM;
+	}
+	memset(e, 0, sizeof(*e));
+	atomic_init(&e->image, NULL);
+	atomic_init(&e->epoch, 1);
+	pthread_mutex_init(&e->publish_lock, NULL);
+	pthread_mutex_init(&e->external_lock, NULL);
+	*out = e;
+	return 0;
+}
+
+void xd_engine_free(struct xd_engine *e)
+{
+	if (!e)
+		return;
+	xd_engine_udp_stop(e);
+	xd_image_free(atomic_load(&e->image));
+	pthread_mutex_destroy(&e->external_lock);
+	pthread_mutex_destroy(&e->publish_lock);
+	free(e);
+}
+
+static void wait_for_readers(struct xd_engine *e, uint64_t epoch)
+{
+	const struct timespec pause = { 0, 100 * 1000 };
+
+	for (int i = 0; i <= XD_WORKERS_MAX; i++) {
+		for (;;) {
+			uint64_t seen = atomic_load(&e->readers[i].epoch);
+
+			if (seen == 0 || seen >= epoch)
+				break;
+			/* A reader holds the old image for one batch:
+			 * microseconds.  Sleep rather than spin. */
+			nanosleep(&pause, NULL);
+		}
+	}
+}
+
+int xd_engine_set_image(struct xd_engine *e, struct xd_image *img)
+{
+	struct xd_image *old;
+	uint64_t epoch;
+
+	pthread_mutex_lock(&e->publish_lock);
+	old = atomic_exchange(&e->image, img);
+	epoch = atomic_fetch_add(&e->epoch, 1) + 1;
+	wait_for_readers(e, epoch);
+	pthread_mutex_unlock(&e->publish_lock);
+	xd_image_free(old);
+	return 0;
+}
+
+int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen,
+		     uint8_t *resp, size_t cap, unsigned flags)
+{
+	const struct xd_image *img;
+	int len = 0;
+
+	pthread_mutex_lock(&e->external_lock);
+	img = xd_engine_enter(e, XD_READER_EXTERNAL);
+	if (img)
+		len = xd_answer(img, query, qlen, resp, cap, flags);
+	xd_engine_leave(e, XD_READER_EXTERNAL);
+	pthread_mutex_unlock(&e->external_lock);
+	return img ? len : -ENODATA;
+}

@@ -1,0 +1,173 @@
+/*
+ * engine.h - the public API of the xdpdns C engine.
+ *
+ * This is the only header the cffi build reads (native/build_engine.py strips
+ * the preprocessor lines below and hands the rest to ffi.cdef), so it holds
+ * plain declarations only: no macros with arguments, no inline code.
+ *
+ * Conventions: functions return 0 (or a non-negative count/length) on success
+ * and a negative errno on failure.  Where a failure needs words, the caller
+ * passes a struct xd_error that the engine fills; the engine never prints.
+ */
+#ifndef XDPDNS_ENGINE_H
+#define XDPDNS_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct xd_error {
+	char message[512];
+};
+
+/* ---- Building a zone image ------------------------------------------------ */
+
+/* Severity of a problem found while loading zones. */
+enum {
+	XD_PROBLEM_WARNING = 1,
+	XD_PROBLEM_ERROR = 2,
+};
+
+/* One problem found in the zone data, with where it was found.
+ * source is an index from xd_builder_add_source (or -1: no file, e.g. a
+ * plugin's records), line is 0 when unknown. */
+struct xd_problem {
+	int severity;
+	int source;
+	uint32_t line;
+	char message[256];
+};
+
+/* Statistics of a built or loaded image. */
+struct xd_image_info {
+	uint32_t version;
+	uint32_t zones;
+	uint64_t names;
+	uint64_t rrsets;
+	uint64_t records;
+	uint64_t bytes;
+};
+
+struct xd_builder;
+struct xd_image;
+
+struct xd_builder *xd_builder_new(void);
+void xd_builder_free(struct xd_builder *b);
+
+/* Registers a file name for problem reports; returns its index (>= 0). */
+int xd_builder_add_source(struct xd_builder *b, const char *path);
+const char *xd_builder_source(const struct xd_builder *b, int source);
+
+/* Adds a zone by its origin in uncompressed wire form; returns the zone's
+ * index (>= 0), -EEXIST if the zone was already added (a problem is recorded
+ * too), -EINVAL for a malformed name. */
+int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin,
+			size_t origin_len, struct xd_error *err);
+/* The origin of zone `zone` in wire form (its length in *len), or NULL. */
+const uint8_t *xd_builder_zone_origin(const struct xd_builder *b, int zone,
+				      size_t *len);
+
+/* Adds one record to zone `zone`.  owner and rdata are uncompressed wire
+ * form; names inside rdata must be uncompressed.  Records outside the zone
+ * and misplaced data are recorded as problems with source/line; the return
+ * value is 0, or -EINVAL when this record was rejected (a problem says why),
+ * or -ENOMEM. */
+int xd_builder_add_record(struct xd_builder *b, int zone,
+			  const uint8_t *owner, size_t owner_len,
+			  uint16_t rtype, uint16_t rclass, uint32_t ttl,
+			  const uint8_t *rdata, size_t rdata_len,
+			  int source, uint32_t line);
+
+/* Reads an RFC 1035 master file into zone `zone` through libzscanner,
+ * expanding $GENERATE and following $INCLUDE relative to the including
+ * file's directory.  default_ttl is used until a $TTL or an SOA sets one.
+ * Every syntax error becomes a problem (with file and line); returns 0,
+ * -EINVAL when the file had errors, or another negative errno when it could
+ * not be read (also recorded as a problem). */
+int xd_builder_load_zonefile(struct xd_builder *b, int zone, const char *path,
+			     uint32_t default_ttl);
+
+/* Records a problem (used by the zone file reader and by callers). */
+int xd_builder_add_problem(struct xd_builder *b, int severity, int source,
+			   uint32_t line, const char *message);
+size_t xd_builder_problem_count(const struct xd_builder *b);
+int xd_builder_problem(const struct xd_builder *b, size_t index,
+		       struct xd_problem *out);
+
+/* Runs the zone checks (SOA and NS at the apex, CNAME beside other data,
+ * missing glue, ...), recording problems; returns the number of errors. */
+int xd_builder_check(struct xd_builder *b);
+
+/* Checks and compiles everything added into an image.  Fails with -EINVAL
+ * (and a message) when any error-severity problem exists. */
+int xd_builder_finish(struct xd_builder *b, struct xd_image **out,
+		      struct xd_error *err);
+
+/* ---- The zone image ------------------------------------------------------- */
+
+/* Validates a serialized image (header, version, checksum, every offset) and
+ * copies it into a new image. */
+int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
+		  struct xd_error *err);
+/* The serialized bytes of an image, for writing to disk. */
+const uint8_t *xd_image_data(const struct xd_image *img, size_t *len);
+void xd_image_info(const struct xd_image *img, struct xd_image_info *out);
+void xd_image_free(struct xd_image *img);
+
+/* ---- The answering core --------------------------------------------------- */
+
+enum {
+	XD_ANSWER_TCP = 1,	/* no UDP size limit; length prefix not written */
+};
+
+/* Answers one DNS query (the DNS message only, no length prefix).  Writes the
+ * response into resp (at most cap bytes) and returns its length, or 0 when no
+ * response must be sent (the packet is a response itself, or too short to
+ * carry an ID).  cap must be at least 512. */
+int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
+	      uint8_t *resp, size_t cap, unsigned flags);
+
+/* ---- The engine: published image and socket-mode workers ------------------ */
+
+struct xd_engine;
+
+/* One address to serve on; host is a numeric IPv4 or IPv6 address. */
+struct xd_listen {
+	char host[64];
+	uint16_t port;
+};
+
+/* Counters of one worker; the names are the ones used in logs and stats. */
+struct xd_worker_stats {
+	uint64_t received;
+	uint64_t answered;
+	uint64_t dropped;
+	uint64_t truncated;
+	uint64_t batches;
+};
+
+int xd_engine_new(struct xd_engine **out, struct xd_error *err);
+/* Stops workers (if running) and frees the engine and its image. */
+void xd_engine_free(struct xd_engine *e);
+
+/* Publishes img (the engine takes ownership) with one atomic pointer swap;
+ * the previous image is freed once every reader has moved past it.  Never
+ * stops answering. */
+int xd_engine_set_image(struct xd_engine *e, struct xd_image *img);
+
+/* Answers with the engine's current image; safe to call from any thread
+ * while workers run.  Same contract as xd_answer. */
+int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen,
+		     uint8_t *resp, size_t cap, unsigned flags);
+
+/* Starts `workers` UDP worker threads; each binds one SO_REUSEPORT socket per
+ * listen address.  A port of 0 is chosen by the kernel for the first worker
+ * and shared by the others; xd_engine_udp_port tells which. */
+int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
+			int nlisten, int workers, struct xd_error *err);
+int xd_engine_udp_port(const struct xd_engine *e, int listen_index);
+int xd_engine_udp_stop(struct xd_engine *e);
+int xd_engine_worker_count(const struct xd_engine *e);
+int xd_engine_worker_stats(const struct xd_engine *e, int worker,
+			   struct xd_worker_stats *out);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * engine_internal.h - the engine object shared by engine.c (image
+ * publication) and udp.c (socket-mode workers).  Not seen by cffi.
+ */
+#ifndef XDPDNS_ENGINE_INTERNAL_H
+#define XDPDNS_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include "engine.h"
+
+/* One slot per worker plus one for callers outside the workers (the TCP
+ * listener, tests): workers are bounded by the CPUs we can pin to. */
+#define XD_WORKERS_MAX 1024
+#define XD_READER_EXTERNAL XD_WORKERS_MAX
+
+/*
+ * Epoch-based reclamation: a reader stores the global epoch in its slot
+ * before it loads the image pointer and clears it when done; a publisher
+ * swaps the pointer, bumps the epoch, and frees the old image once no slot
+ * holds an epoch older than the bump.  Readers never wait and never write a
+ * shared cache line.
+ */
+struct xd_reader {
+	_Atomic uint64_t epoch;		/* 0: not reading */
+} __attribute__((aligned(64)));
+
+struct xd_udp;
+
+struct xd_engine {
+	_Atomic(struct xd_image *) image;
+	_Atomic uint64_t epoch;
+	pthread_mutex_t publish_lock;
+	pthread_mutex_t external_lock;
+	struct xd_reader readers[XD_WORKERS_MAX + 1];
+	struct xd_udp *udp;
+};
+
+static inline const struct xd_image *xd_engine_enter(struct xd_engine *e, int slot)
+{
+	atomic_store(&e->readers[slot].epoch, atomic_load(&e->epoch));
+	return atomic_load(&e->image);
+}
+
+static inline void xd_engine_leave(struct xd_engine *e, int slot)
+{
+	atomic_store_explicit(&e->readers[slot].epoch, 0, memory_order_release);
+}
+
+#endif

@@ -1,0 +1,351 @@
+/*
+ * image.c - reading the zone image: lookups for the answering core, and the
+ * validation that makes loading an image from disk safe: every offset that
+ * the core will follow is checked once here, so the core need not.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image.h"
+
+int xd_image_adopt(uint8_t *base, size_t size, struct xd_image **out)
+{
+	struct xd_image *img = calloc(1, sizeof(*img));
+
+	if (!img)
+		return -ENOMEM;
+	img->base = base;
+	img->size = size;
+	img->hdr = (const struct xd_image_header *)base;
+	*out = img;
+	return 0;
+}
+
+void xd_image_free(struct xd_image *img)
+{
+	if (!img)
+		return;
+	free(img->base);
+	free(img);
+}
+
+const uint8_t *xd_image_data(const struct xd_image *img, size_t *len)
+{
+	*len = img->size;
+	return img->base;
+}
+
+void xd_image_info(const struct xd_image *img, struct xd_image_info *out)
+{
+	out->version = img->hdr->version;
+	out->zones = img->hdr->zone_count;
+	out->names = img->hdr->names;
+	out->rrsets = img->hdr->rrsets;
+	out->records = img->hdr->records;
+	out->bytes = img->size;
+}
+
+const uint8_t *xd_image_find(const struct xd_image *img, uint16_t zone,
+			     const uint8_t *rel, size_t rel_len)
+{
+	const uint32_t *table = (const uint32_t *)(img->base + img->hdr->name_hash);
+	uint32_t mask = img->hdr->name_hash_size - 1;
+	uint32_t i = (uint32_t)xd_node_hash(zone, rel, rel_len);
+
+	for (;; i++) {
+		uint32_t off = table[i & mask];
+		const uint8_t *n;
+
+		if (off == 0)
+			return NULL;
+		n = img->base + off;
+		if (xd_node_name_len(n) == rel_len && xd_node_zone(n) == zone &&
+		    memcmp(xd_node_name(n), rel, rel_len) == 0)
+			return n;
+	}
+}
+
+int xd_image_find_zone(const struct xd_image *img, const uint8_t *name, size_t len)
+{
+	const uint32_t *table = (const uint32_t *)(img->base + img->hdr->zone_hash);
+	uint32_t mask = img->hdr->zone_hash_size - 1;
+	uint32_t i = (uint32_t)xd_zone_hash(name, len);
+
+	for (;; i++) {
+		uint32_t z = table[i & mask];
+		const struct xd_zone_entry *e;
+
+		if (z == 0)
+			return -1;
+		e = xd_image_zone(img, z - 1);
+		if (e->origin_len == len &&
+		    memcmp(img->base + e->origin, name, len) == 0)
+			return (int)(z - 1);
+	}
+}
+
+const uint8_t *xd_node_rrset(const uint8_t *n, uint16_t type)
+{
+	const uint8_t *rs = xd_node_first_rrset(n);
+
+	for (uint16_t i = xd_node_nrrsets(n); i > 0; i--, rs = xd_rrset_next(rs)) {
+		uint16_t t = xd_rrset_type(rs);
+
+		if (t == type)
+			return rs;
+		if (t > type)
+			break;	/* sorted by type */
+	}
+	return NULL;
+}
+
+/* ---- validation ------------------------------------------------------------ */
+
+struct check {
+	const uint8_t *base;
+	size_t size;
+	struct xd_error *err;
+};
+
+static int fail(struct check *c, const char *what, size_t where)
+{
+	snprintf(c->err->message, sizeof(c->err->message),
+		 "invalid zone image: %s (at offset %zu)", what, where);
+	return -EINVAL;
+}
+
+static bool in_bounds(const struct check *c, size_t off, size_t len)
+{
+	return off <= c->size && len <= c->size - off;
+}
+
+static int check_rrset_wire(struct check *c, const uint8_t *rs, size_t at)
+{
+	const uint8_t *wire = xd_rrset_wire(rs);
+	size_t len = xd_rrset_wire_len(rs), pos = 0;
+	uint16_t count = 0;
+
+	while (pos < len) {
+		if (len - pos < 12)
+			return fail(c, "RR header cut short", at);
+		pos += 12 + xd_get16(wire + pos + 10);
+		count++;
+	}
+	if (pos != len || count != xd_rrset_count(rs) || count == 0)
+		return fail(c, "RR lengths do not add up", at);
+	for (int i = 0; i < xd_rrset_nreloc(rs); i++)
+		if ((size_t)xd_ld16(xd_rrset_relocs(rs) + 2 * i) + 2 > len)
+			return fail(c, "relocation outside its RRset", at);
+	return 0;
+}
+
+static int check_rrsets(struct check *c, const uint8_t *n, size_t end_limit,
+			size_t at)
+{
+	const uint8_t *rs = xd_node_first_rrset(n);
+	uint16_t prev = 0;
+
+	for (uint16_t i = 0; i < xd_node_nrrsets(n); i++) {
+		size_t off = rs - c->base;
+		int rc;
+
+		if (!in_bounds(c, off, XD_RRSET_HEADER) || off >= end_limit ||
+		    !in_bounds(c, off, xd_rrset_size(rs)))
+			return fail(c, "RRset outside the image", at);
+		if (i > 0 && xd_rrset_type(rs) <= prev)
+			return fail(c, "RRsets not sorted by type", off);
+		prev = xd_rrset_type(rs);
+		rc = check_rrset_wire(c, rs, off);
+		if (rc)
+			return rc;
+		rs = xd_rrset_next(rs);
+	}
+	return 0;
+}
+
+/* A reference must point at a real node: one the name hash finds. */
+static bool is_node(const struct xd_image *img, uint32_t off)
+{
+	const uint8_t *n = img->base + off;
+
+	return xd_image_find(img, xd_node_zone(n), xd_node_name(n),
+			     xd_node_name_len(n)) == n;
+}
+
+static int check_node(struct check *c, const struct xd_image *img, uint32_t off,
+		      uint32_t nodes_end)
+{
+	const uint8_t *n = c->base + off;
+	int rc;
+
+	if (off < sizeof(struct xd_image_header) || off >= nodes_end ||
+	    !in_bounds(c, off, XD_NODE_HEADER) ||
+	    !in_bounds(c, off + XD_NODE_HEADER, xd_node_name_len(n)))
+		return fail(c, "node outside the image", off);
+	if (xd_node_zone(n) >= img->hdr->zone_count)
+		return fail(c, "node of an unknown zone", off);
+	rc = check_rrsets(c, n, nodes_end, off);
+	if (rc)
+		return rc;
+	return 0;
+}
+
+/* Second pass, once every node is known good: references between nodes. */
+static int check_references(struct check *c, const struct xd_image *img,
+			    uint32_t off, uint32_t nodes_end)
+{
+	const uint8_t *n = c->base + off;
+	const uint8_t *rs = xd_node_first_rrset(n);
+	uint32_t link = xd_node_link(n);
+
+	if (link && (link >= nodes_end || !is_node(img, link)))
+		return fail(c, "node link is not a node", off);
+	if ((xd_node_flags(n) & (XD_NODE_OCCLUDED | XD_NODE_WILDCARD_CHILD)) && !link)
+		return fail(c, "node flags need a link", off);
+	for (uint16_t i = 0; i < xd_node_nrrsets(n); i++, rs = xd_rrset_next(rs)) {
+		const uint8_t *t = xd_rrset_targets(rs);
+
+		for (int j = 0; j < xd_rrset_ntargets(rs); j++, t += XD_TARGET_SIZE) {
+			uint32_t target = xd_ld32(t + 4);
+
+			if (xd_ld16(t) >= xd_rrset_wire_len(rs))
+				return fail(c, "target name outside its RRset", off);
+			if (target && (target >= nodes_end || !is_node(img, target)))
+				return fail(c, "target is not a node", off);
+		}
+	}
+	return 0;
+}
+
+static int check_header(struct check *c, const struct xd_image_header *h)
+{
+	if (c->size < sizeof(*h))
+		return fail(c, "shorter than its header", 0);
+	if (memcmp(h->magic, XD_IMAGE_MAGIC, sizeof(h->magic)) != 0)
+		return fail(c, "not a zone image (bad magic)", 0);
+	if (h->byte_order != XD_IMAGE_BYTE_ORDER)
+		return fail(c, "written on a machine of another byte order", 0);
+	if (h->version != XD_IMAGE_VERSION) {
+		snprintf(c->err->message, sizeof(c->err->message),
+			 "zone image version %u, this xdpdns reads version %u: "
+			 "rebuild the image", h->version, XD_IMAGE_VERSION);
+		return -EINVAL;
+	}
+	if (h->size != c->size)
+		return fail(c, "size in the header does not match", 0);
+	if (h->checksum != xd_hash(c->base + sizeof(*h), c->size - sizeof(*h), 0))
+		return fail(c, "checksum mismatch (corrupted)", 0);
+	if ((h->zone_hash_size & (h->zone_hash_size - 1)) || !h->zone_hash_size ||
+	    (h->name_hash_size & (h->name_hash_size - 1)) || !h->name_hash_size ||
+	    h->zone_hash % 4 || h->name_hash % 4 || h->zone_table % 8 ||
+	    !in_bounds(c, h->zone_hash, 4 * (size_t)h->zone_hash_size) ||
+	    !in_bounds(c, h->name_hash, 4 * (size_t)h->name_hash_size) ||
+	    !in_bounds(c, h->zone_table,
+		       h->zone_count * sizeof(struct xd_zone_entry)) ||
+	    h->zone_count >= h->zone_hash_size || h->names >= h->name_hash_size)
+		return fail(c, "tables outside the image", 0);
+	return 0;
+}
+
+static int check_zones(struct check *c, const struct xd_image *img)
+{
+	const struct xd_image_header *h = img->hdr;
+	const uint32_t *zh = (const uint32_t *)(c->base + h->zone_hash);
+	uint32_t used = 0;
+
+	/* Lookups probe until an empty slot: one must exist. */
+	for (uint32_t i = 0; i < h->zone_hash_size; i++) {
+		if (zh[i] > h->zone_count)
+			return fail(c, "zone hash names an unknown zone", h->zone_hash);
+		used += zh[i] != 0;
+	}
+	if (used != h->zone_count)
+		return fail(c, "zone count does not match the hash", h->zone_hash);
+
+	for (uint32_t z = 0; z < h->zone_count; z++) {
+		const struct xd_zone_entry *e = xd_image_zone(img, z);
+		const uint8_t *origin = c->base + e->origin;
+
+		if (!in_bounds(c, e->origin, e->origin_len) ||
+		    xd_name_check(origin, e->origin_len) != e->origin_len ||
+		    xd_image_find_zone(img, origin, e->origin_len) != (int)z)
+			return fail(c, "bad zone origin", e->origin);
+		if (!in_bounds(c, e->soa, XD_RRSET_HEADER) ||
+		    !in_bounds(c, e->soa, xd_rrset_size(c->base + e->soa)) ||
+		    check_rrset_wire(c, c->base + e->soa, e->soa))
+			return fail(c, "bad negative-answer SOA", e->soa);
+	}
+	return 0;
+}
+
+static int check_names(struct check *c, const struct xd_image *img)
+{
+	const struct xd_image_header *h = img->hdr;
+	const uint32_t *table = (const uint32_t *)(c->base + h->name_hash);
+	uint64_t count = 0;
+	uint32_t nodes_end = h->zone_hash;
+	int rc;
+
+	for (uint32_t i = 0; i < h->name_hash_size; i++) {
+		if (!table[i])
+			continue;
+		rc = check_node(c, img, table[i], nodes_end);
+		if (rc)
+			return rc;
+		count++;
+	}
+	if (count != h->names)
+		return fail(c, "name count does not match the hash", h->name_hash);
+	for (uint32_t z = 0; z < h->zone_count; z++)
+		if (!is_node(img, xd_image_zone(img, z)->apex))
+			return fail(c, "zone apex is not a node", h->zone_table);
+	for (uint32_t i = 0; i < h->name_hash_size; i++) {
+		if (!table[i])
+			continue;
+		rc = check_references(c, img, table[i], nodes_end);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
+		  struct xd_error *err)
+{
+	struct check c = { NULL, len, err };
+	struct xd_image *img;
+	uint8_t *copy;
+	int rc;
+
+	/* Copy first: aligned, ours, and not changed under our feet. */
+	copy = malloc(len ? len : 1);
+	if (!copy) {
+		snprintf(err->message, sizeof(err->message), "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(copy, data, len);
+	c.base = copy;
+	rc = check_header(&c, (const struct xd_image_header *)copy);
+	if (rc)
+		goto out_copy;
+	rc = xd_image_adopt(copy, len, &img);
+	if (rc) {
+		snprintf(err->message, sizeof(err->message), "out of memory");
+		goto out_copy;
+	}
+	rc = check_zones(&c, img);
+	if (rc == 0)
+		rc = check_names(&c, img);
+	if (rc) {
+		xd_image_free(img);
+		return rc;
+	}
+	*out = img;
+	return 0;
+
+out_copy:
+	free(copy);
+	return rc;
+}

@@ -1,0 +1,162 @@
+/*
+ * image.h - the layout of the zone image, the one contract between the
+ * builder (build.c) and its readers (image.c, answer.c).  Documented for
+ * people in docs/IMAGE.md.
+ *
+ * The image is one position-independent byte block: every reference is a
+ * 32-bit offset from its start, so it can be written to disk and mapped back.
+ * Integers are in host byte order (the header records it), except inside the
+ * pre-rendered wire data, which is in network order.  Nothing is aligned;
+ * readers use xd_ld16/xd_ld32.
+ *
+ *   header | zone table | zone origins | nodes (with their RRsets) | name hash
+ *
+ * Node (10 bytes + name + RRsets):
+ *   u32 link      OCCLUDED: the zone cut or DNAME node above this one;
+ *                 otherwise the "*" child (wildcard) or 0
+ *   u16 zone      index into the zone table
+ *   u8  flags     XD_NODE_*
+ *   u8  name_len  length of the name relative to the zone origin: the
+ *                 lower-cased wire labels in front of the origin, no root
+ *   u16 nrrsets
+ *   name[name_len]
+ *   RRsets, one after the other, sorted by type
+ *
+ * RRset (8 bytes + wire + relocations + targets):
+ *   u16 type, u16 count, u16 wire_len, u8 nreloc, u8 ntargets
+ *   wire[wire_len]   count RRs, each: owner (2 bytes, a compression pointer
+ *                    patched per answer) type class ttl rdlength rdata;
+ *                    names in rdata whose suffix is the zone origin end in a
+ *                    2-byte pointer patched to the origin's place in the qname
+ *   u16 reloc[nreloc]       offsets in wire of those origin pointers
+ *   target[ntargets]: u16 offset in wire of a name in rdata (NS, MX, SRV,
+ *                    CNAME, DNAME targets), u16 XD_TARGET_* flags, u32 node
+ *                    (0 when the name has no node in this zone)
+ */
+#ifndef XDPDNS_IMAGE_H
+#define XDPDNS_IMAGE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "engine.h"
+#include "wire.h"
+
+#define XD_IMAGE_MAGIC "XDPDNSIM"
+#define XD_IMAGE_VERSION 1
+#define XD_IMAGE_BYTE_ORDER 0x01020304u
+
+struct xd_image_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t byte_order;	/* XD_IMAGE_BYTE_ORDER as written by the builder */
+	uint64_t size;		/* of the whole image */
+	uint64_t checksum;	/* xd_hash of bytes [sizeof(header), size) */
+	uint32_t zone_count;
+	uint32_t zone_table;	/* offset of struct xd_zone_entry[zone_count] */
+	uint32_t zone_hash;	/* offset of u32[zone_hash_size]: zone index + 1 */
+	uint32_t zone_hash_size;	/* power of two */
+	uint32_t name_hash;	/* offset of u32[name_hash_size]: node offsets */
+	uint32_t name_hash_size;	/* power of two */
+	uint64_t names;
+	uint64_t rrsets;
+	uint64_t records;
+};
+
+struct xd_zone_entry {
+	uint32_t origin;	/* offset of the lower-cased origin, wire form */
+	uint8_t origin_len;
+	uint8_t origin_labels;
+	uint16_t reserved;
+	uint32_t apex;		/* node offset */
+	uint32_t soa;		/* RRset used in negative answers: the SOA with
+				 * TTL min(SOA TTL, MINIMUM) (RFC 2308 3) */
+};
+
+#define XD_NODE_HEADER 10
+#define XD_RRSET_HEADER 8
+#define XD_TARGET_SIZE 8
+
+enum {
+	XD_NODE_APEX = 1 << 0,
+	XD_NODE_CUT = 1 << 1,		/* NS below the apex: a delegation */
+	XD_NODE_DNAME = 1 << 2,
+	XD_NODE_CNAME = 1 << 3,
+	XD_NODE_OCCLUDED = 1 << 4,	/* below a cut or a DNAME; link says which */
+	XD_NODE_WILDCARD_CHILD = 1 << 5,	/* link is the "*" child */
+};
+
+enum {
+	XD_TARGET_GLUE_REQUIRED = 1 << 0,	/* in-domain glue of a cut (RFC 9471) */
+};
+
+struct xd_image {
+	uint8_t *base;
+	size_t size;
+	const struct xd_image_header *hdr;
+};
+
+/* Node accessors: n points at a node inside the image. */
+static inline uint32_t xd_node_link(const uint8_t *n) { return xd_ld32(n); }
+static inline uint16_t xd_node_zone(const uint8_t *n) { return xd_ld16(n + 4); }
+static inline uint8_t xd_node_flags(const uint8_t *n) { return n[6]; }
+static inline uint8_t xd_node_name_len(const uint8_t *n) { return n[7]; }
+static inline uint16_t xd_node_nrrsets(const uint8_t *n) { return xd_ld16(n + 8); }
+static inline const uint8_t *xd_node_name(const uint8_t *n) { return n + XD_NODE_HEADER; }
+static inline const uint8_t *xd_node_first_rrset(const uint8_t *n)
+{
+	return n + XD_NODE_HEADER + n[7];
+}
+
+static inline uint16_t xd_rrset_type(const uint8_t *r) { return xd_ld16(r); }
+static inline uint16_t xd_rrset_count(const uint8_t *r) { return xd_ld16(r + 2); }
+static inline uint16_t xd_rrset_wire_len(const uint8_t *r) { return xd_ld16(r + 4); }
+static inline uint8_t xd_rrset_nreloc(const uint8_t *r) { return r[6]; }
+static inline uint8_t xd_rrset_ntargets(const uint8_t *r) { return r[7]; }
+static inline const uint8_t *xd_rrset_wire(const uint8_t *r) { return r + XD_RRSET_HEADER; }
+static inline const uint8_t *xd_rrset_relocs(const uint8_t *r)
+{
+	return r + XD_RRSET_HEADER + xd_rrset_wire_len(r);
+}
+static inline const uint8_t *xd_rrset_targets(const uint8_t *r)
+{
+	return xd_rrset_relocs(r) + 2 * (size_t)xd_rrset_nreloc(r);
+}
+static inline size_t xd_rrset_size(const uint8_t *r)
+{
+	return XD_RRSET_HEADER + xd_rrset_wire_len(r) +
+	       2 * (size_t)xd_rrset_nreloc(r) +
+	       XD_TARGET_SIZE * (size_t)xd_rrset_ntargets(r);
+}
+static inline const uint8_t *xd_rrset_next(const uint8_t *r)
+{
+	return r + xd_rrset_size(r);
+}
+
+/* Hash of a relative name inside a zone: what the name hash is keyed by. */
+static inline uint64_t xd_node_hash(uint16_t zone, const uint8_t *rel, size_t len)
+{
+	return xd_hash(rel, len, 0x5bd1e995u + zone);
+}
+
+static inline uint64_t xd_zone_hash(const uint8_t *origin, size_t len)
+{
+	return xd_hash(origin, len, 0x2545f491u);
+}
+
+static inline const struct xd_zone_entry *xd_image_zone(const struct xd_image *img, uint32_t i)
+{
+	return (const struct xd_zone_entry *)(img->base + img->hdr->zone_table) + i;
+}
+
+/* Finds the node of relative name rel (lower-case) in zone; NULL if none. */
+const uint8_t *xd_image_find(const struct xd_image *img, uint16_t zone,
+			     const uint8_t *rel, size_t rel_len);
+/* Finds the zone whose origin is exactly `name` (lower-case); -1 if none. */
+int xd_image_find_zone(const struct xd_image *img, const uint8_t *name, size_t len);
+/* Finds the RRset of `type` at node n; NULL if none. */
+const uint8_t *xd_node_rrset(const uint8_t *n, uint16_t type);
+
+/* Wraps a block the builder made (trusted: no validation); takes ownership. */
+int xd_image_adopt(uint8_t *base, size_t size, struct xd_image **out);
+
+#endif

@@ -1,0 +1,141 @@
+/*
+ * query.c - parsing the query: header, the one question, and the records
+ * after it (only OPT is used; the rest must merely be well-formed).
+ */
+#include <string.h>
+
+#include "query.h"
+
+/* The question's name: no compression, since nothing precedes it. */
+static int parse_qname(struct xd_query *q, size_t *pos)
+{
+	size_t p = *pos;
+	size_t out = 0;
+
+	for (;;) {
+		uint8_t l;
+
+		if (p >= q->len)
+			return -1;
+		l = q->pkt[p];
+		if (l > XD_LABEL_MAX || p + 1 + l > q->len || out + 1 + l > XD_NAME_MAX)
+			return -1;
+		q->qname[out] = l;
+		xd_name_lower(q->qname + out + 1, q->pkt + p + 1, l);
+		out += 1 + l;
+		p += 1 + l;
+		if (l == 0)
+			break;
+	}
+	q->qname_len = out;
+	*pos = p;
+	return 0;
+}
+
+/* Skips a possibly compressed name in a record; returns -1 if malformed. */
+static int skip_name(const struct xd_query *q, size_t *pos)
+{
+	size_t p = *pos;
+
+	for (int labels = 0; labels <= XD_LABELS_MAX; labels++) {
+		uint8_t l;
+
+		if (p >= q->len)
+			return -1;
+		l = q->pkt[p];
+		if ((l & 0xc0) == 0xc0) {
+			if (p + 2 > q->len)
+				return -1;
+			*pos = p + 2;
+			return 0;
+		}
+		if (l > XD_LABEL_MAX || p + 1 + l > q->len)
+			return -1;
+		p += 1 + l;
+		if (l == 0) {
+			*pos = p;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* RFC 6891 6.1.2: the OPT's options must be well-formed TLVs. */
+static int check_options(const uint8_t *rdata, size_t len)
+{
+	size_t p = 0;
+
+	while (p < len) {
+		if (len - p < 4)
+			return -1;
+		p += 4 + xd_get16(rdata + p + 2);
+	}
+	return p == len ? 0 : -1;
+}
+
+static int parse_opt(struct xd_query *q, size_t name_pos, size_t rr)
+{
+	const uint8_t *p = q->pkt + rr;
+
+	/* RFC 6891 6.1.1: one OPT, owned by the root. */
+	if (q->edns || q->pkt[name_pos] != 0 || rr != name_pos + 1)
+		return -1;
+	if (check_options(p + 10, xd_get16(p + 8)))
+		return -1;
+	q->edns = true;
+	q->udp_size = xd_get16(p + 2);
+	q->edns_version = p[5];
+	q->edns_flags = xd_get16(p + 6);
+	return 0;
+}
+
+static int parse_records(struct xd_query *q, size_t pos, unsigned count)
+{
+	for (unsigned i = 0; i < count; i++) {
+		size_t name_pos = pos;
+		uint16_t rdlen;
+
+		if (skip_name(q, &pos) || q->len - pos < 10)
+			return -1;
+		rdlen = xd_get16(q->pkt + pos + 8);
+		if (q->len - pos - 10 < rdlen)
+			return -1;
+		if (xd_get16(q->pkt + pos) == XD_TYPE_OPT && parse_opt(q, name_pos, pos))
+			return -1;
+		pos += 10 + rdlen;
+	}
+	return 0;
+}
+
+int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len)
+{
+	size_t pos = XD_DNS_HEADER_LEN;
+
+	memset(q, 0, offsetof(struct xd_query, qname));
+	q->qname_len = 0;
+	q->question_end = XD_DNS_HEADER_LEN;
+	q->edns = false;
+	q->pkt = pkt;
+	q->len = len;
+	if (len < XD_DNS_HEADER_LEN)
+		return XD_QUERY_DROP;
+	q->flags = xd_get16(pkt + 2);
+	if (q->flags & XD_FLAG_QR)
+		return XD_QUERY_DROP;	/* never answer an answer: no loops */
+	if (xd_get16(pkt + 4) != 1)
+		return XD_QUERY_FORMERR;
+	if (parse_qname(q, &pos) || len - pos < 4)
+		return XD_QUERY_FORMERR;
+	q->qtype = xd_get16(pkt + pos);
+	q->qclass = xd_get16(pkt + pos + 2);
+	pos += 4;
+	q->question_end = pos;
+	if (XD_OPCODE(q->flags) != XD_OPCODE_QUERY)
+		return XD_QUERY_NOTIMP;
+	/* A query carries no answers or authority (RFC 1035 4.1.1). */
+	if (xd_get16(pkt + 6) || xd_get16(pkt + 8))
+		return XD_QUERY_FORMERR;
+	if (parse_records(q, pos, xd_get16(pkt + 10)))
+		return XD_QUERY_FORMERR;
+	return XD_QUERY_OK;
+}

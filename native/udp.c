@@ -1,0 +1,420 @@
+/*
+ * udp.c - socket-mode UDP workers.  Each worker owns one SO_REUSEPORT socket
+ * per listen address, so the kernel spreads flows over workers without a
+ * shared queue; each batch is received with one recvmmsg, answered without
+ * locks, and sent with one sendmmsg.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine_internal.h"
+#include "udp.h"
+#include "wire.h"
+
+/* 64 matches the AF_XDP batch: large enough to amortise the system call,
+ * small enough that a batch's buffers stay in L2. */
+#define XD_UDP_BATCH 64
+/* Queries are small; anything longer than this is not one we answer. */
+#define XD_UDP_QUERY_MAX 4096
+/* Responses never exceed the 1232-byte payload we advertise. */
+#define XD_UDP_RESPONSE_MAX 1232
+#define XD_LISTEN_MAX 64
+#define XD_CMSG_SPACE 64
+
+struct xd_udp_worker {
+	struct xd_engine *engine;
+	pthread_t thread;
+	bool started;
+	int index;
+	int epfd;
+	int fds[XD_LISTEN_MAX];
+	int nfds;
+	struct xd_worker_stats stats;	/* written by the worker only */
+};
+
+struct xd_udp {
+	int stopfd;
+	int nlisten;
+	int ports[XD_LISTEN_MAX];
+	int nworkers;
+	struct xd_udp_worker workers[];
+};
+
+struct batch {
+	struct mmsghdr rx[XD_UDP_BATCH];
+	struct mmsghdr tx[XD_UDP_BATCH];
+	struct iovec rx_iov[XD_UDP_BATCH];
+	struct iovec tx_iov[XD_UDP_BATCH];
+	struct sockaddr_storage addr[XD_UDP_BATCH];
+	uint8_t rx_cmsg[XD_UDP_BATCH][XD_CMSG_SPACE];
+	uint8_t tx_cmsg[XD_UDP_BATCH][XD_CMSG_SPACE];
+	uint8_t query[XD_UDP_BATCH][XD_UDP_QUERY_MAX];
+	uint8_t response[XD_UDP_BATCH][XD_UDP_RESPONSE_MAX];
+};
+
+static void count(uint64_t *counter, uint64_t n)
+{
+	__atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
+}
+
+static void batch_prepare_rx(struct batch *b)
+{
+	for (int i = 0; i < XD_UDP_BATCH; i++) {
+		struct msghdr *h = &b->rx[i].msg_hdr;
+
+		b->rx_iov[i].iov_base = b->query[i];
+		b->rx_iov[i].iov_len = XD_UDP_QUERY_MAX;
+		memset(h, 0, sizeof(*h));
+		h->msg_name = &b->addr[i];
+		h->msg_namelen = sizeof(b->addr[i]);
+		h->msg_iov = &b->rx_iov[i];
+		h->msg_iovlen = 1;
+		h->msg_control = b->rx_cmsg[i];
+		h->msg_controllen = XD_CMSG_SPACE;
+	}
+}
+
+/*
+ * Replies leave from the address the query came to: for a socket bound to a
+ * wildcard address the kernel would otherwise pick one, and the client would
+ * drop an answer from an address it did not ask.
+ */
+static size_t reply_control(struct msghdr *rx, uint8_t *out)
+{
+	struct cmsghdr *c;
+
+	for (c = CMSG_FIRSTHDR(rx); c; c = CMSG_NXTHDR(rx, c)) {
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo *in = (struct in_pktinfo *)CMSG_DATA(c);
+			struct cmsghdr *o = (struct cmsghdr *)out;
+			struct in_pktinfo pi = { 0 };
+
+			pi.ipi_spec_dst = in->ipi_addr;
+			o->cmsg_level = IPPROTO_IP;
+			o->cmsg_type = IP_PKTINFO;
+			o->cmsg_len = CMSG_LEN(sizeof(pi));
+			memcpy(CMSG_DATA(o), &pi, sizeof(pi));
+			return CMSG_SPACE(sizeof(pi));
+		}
+		if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+			struct cmsghdr *o = (struct cmsghdr *)out;
+			struct in6_pktinfo pi;
+
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			pi.ipi6_ifindex = 0;
+			o->cmsg_level = IPPROTO_IPV6;
+			o->cmsg_type = IPV6_PKTINFO;
+			o->cmsg_len = CMSG_LEN(sizeof(pi));
+			memcpy(CMSG_DATA(o), &pi, sizeof(pi));
+			return CMSG_SPACE(sizeof(pi));
+		}
+	}
+	return 0;
+}
+
+/* Answers rx[0..n) into tx; returns how many responses to send. */
+static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
+{
+	const struct xd_image *img = xd_engine_enter(w->engine, w->index);
+	int out = 0;
+
+	for (int i = 0; i < n && img; i++) {
+		struct msghdr *rx = &b->rx[i].msg_hdr;
+		struct msghdr *tx = &b->tx[out].msg_hdr;
+		int len;
+
+		if (rx->msg_flags & MSG_TRUNC)
+			continue;	/* longer than any query we answer */
+		len = xd_answer(img, b->query[i], b->rx[i].msg_len, b->response[out],
+				XD_UDP_RESPONSE_MAX, 0);
+		if (len <= 0)
+			continue;
+		if (xd_get16(b->response[out] + 2) & XD_FLAG_TC)
+			count(&w->stats.truncated, 1);
+		b->tx_iov[out].iov_base = b->response[out];
+		b->tx_iov[out].iov_len = len;
+		memset(tx, 0, sizeof(*tx));
+		tx->msg_name = rx->msg_name;
+		tx->msg_namelen = rx->msg_namelen;
+		tx->msg_iov = &b->tx_iov[out];
+		tx->msg_iovlen = 1;
+		tx->msg_control = b->tx_cmsg[out];
+		tx->msg_controllen = reply_control(rx, b->tx_cmsg[out]);
+		if (!tx->msg_controllen)
+			tx->msg_control = NULL;
+		out++;
+	}
+	xd_engine_leave(w->engine, w->index);
+	return out;
+}
+
+static void serve_socket(struct xd_udp_worker *w, struct batch *b, int fd)
+{
+	for (;;) {
+		int n, out, sent = 0;
+
+		batch_prepare_rx(b);
+		n = recvmmsg(fd, b->rx, XD_UDP_BATCH, MSG_DONTWAIT, NULL);
+		if (n <= 0)
+			return;
+		count(&w->stats.received, n);
+		count(&w->stats.batches, 1);
+		out = batch_answer(w, b, n);
+		while (sent < out) {
+			int k = sendmmsg(fd, b->tx + sent, out - sent, 0);
+
+			if (k <= 0)
+				break;	/* a full socket buffer: drop, like the NIC would */
+			sent += k;
+		}
+		count(&w->stats.answered, sent);
+		count(&w->stats.dropped, n - sent);
+		if (n < XD_UDP_BATCH)
+			return;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct xd_udp_worker *w = arg;
+	struct batch *b = malloc(sizeof(*b));
+	struct epoll_event ev[XD_LISTEN_MAX + 1];
+
+	if (!b)
+		return NULL;
+	for (;;) {
+		int n = epoll_wait(w->epfd, ev, XD_LISTEN_MAX + 1, -1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.fd < 0)
+				goto out;	/* the stop event */
+			serve_socket(w, b, ev[i].data.fd);
+		}
+	}
+out:
+	free(b);
+	return NULL;
+}
+
+static int parse_address(const struct xd_listen *l, uint16_t port,
+			 struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, l->host, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		*len = sizeof(*in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, l->host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		*len = sizeof(*in6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int open_socket(const struct xd_listen *l, uint16_t port, int *bound_port,
+		       struct xd_error *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1, fd, rc;
+
+	if (parse_address(l, port, &ss, &len)) {
+		snprintf(err->message, sizeof(err->message),
+			 "listen address %s is not a numeric IPv4 or IPv6 address",
+			 l->host);
+		return -EINVAL;
+	}
+	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto out_errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
+		goto out_close;
+	if (ss.ss_family == AF_INET6 &&
+	    (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) ||
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one))))
+		goto out_close;
+	if (ss.ss_family == AF_INET &&
+	    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)))
+		goto out_close;
+	if (bind(fd, (struct sockaddr *)&ss, len))
+		goto out_close;
+	len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len))
+		goto out_close;
+	*bound_port = ntohs(ss.ss_family == AF_INET ?
+			    ((struct sockaddr_in *)&ss)->sin_port :
+			    ((struct sockaddr_in6 *)&ss)->sin6_port);
+	return fd;
+
+out_close:
+	rc = -errno;
+	close(fd);
+	errno = -rc;
+out_errno:
+	rc = -errno;
+	snprintf(err->message, sizeof(err->message), "UDP %s port %u: %s",
+		 l->host, port, strerror(-rc));
+	return rc;
+}
+
+static int worker_open(struct xd_udp *u, struct xd_udp_worker *w,
+		       const struct xd_listen *listen, int nlisten,
+		       struct xd_error *err)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd < 0) {
+		snprintf(err->message, sizeof(err->message), "epoll: %s",
+			 strerror(errno));
+		return -errno;
+	}
+	ev.data.fd = -1;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, u->stopfd, &ev))
+		return -errno;
+	for (int i = 0; i < nlisten; i++) {
+		/* Port 0: the first socket picks one, the rest share it. */
+		uint16_t port = listen[i].port ? listen[i].port : u->ports[i];
+		int bound = 0;
+		int fd = open_socket(&listen[i], port, &bound, err);
+
+		if (fd < 0)
+			return fd;
+		w->fds[w->nfds++] = fd;
+		u->ports[i] = bound;
+		ev.data.fd = fd;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev))
+			return -errno;
+	}
+	return 0;
+}
+
+static void workers_close(struct xd_udp *u)
+{
+	uint64_t one = 1;
+
+	if (write(u->stopfd, &one, sizeof(one)) < 0) {
+		/* eventfd writes fail only on overflow: it is already set. */
+	}
+	for (int i = 0; i < u->nworkers; i++) {
+		struct xd_udp_worker *w = &u->workers[i];
+
+		if (w->started)
+			pthread_join(w->thread, NULL);
+		for (int k = 0; k < w->nfds; k++)
+			close(w->fds[k]);
+		if (w->epfd >= 0)
+			close(w->epfd);
+	}
+	close(u->stopfd);
+	free(u);
+}
+
+int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
+			int nlisten, int workers, struct xd_error *err)
+{
+	struct xd_udp *u;
+	int rc = 0;
+
+	if (e->udp) {
+		snprintf(err->message, sizeof(err->message), "UDP workers already run");
+		return -EBUSY;
+	}
+	if (workers < 1 || workers > XD_WORKERS_MAX || nlisten < 1 ||
+	    nlisten > XD_LISTEN_MAX) {
+		snprintf(err->message, sizeof(err->message),
+			 "need 1 to %d workers and 1 to %d listen addresses",
+			 XD_WORKERS_MAX, XD_LISTEN_MAX);
+		return -EINVAL;
+	}
+	u = calloc(1, sizeof(*u) + workers * sizeof(u->workers[0]));
+	if (!u)
+		return -ENOMEM;
+	u->nlisten = nlisten;
+	u->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (u->stopfd < 0) {
+		free(u);
+		return -errno;
+	}
+	for (int i = 0; i < workers && rc == 0; i++) {
+		struct xd_udp_worker *w = &u->workers[i];
+
+		w->engine = e;
+		w->index = i;
+		w->epfd = -1;
+		u->nworkers = i + 1;
+		rc = worker_open(u, w, listen, nlisten, err);
+	}
+	for (int i = 0; i < workers && rc == 0; i++) {
+		rc = -pthread_create(&u->workers[i].thread, NULL, worker_main,
+				     &u->workers[i]);
+		u->workers[i].started = rc == 0;
+		if (rc)
+			snprintf(err->message, sizeof(err->message),
+				 "cannot start a worker thread: %s", strerror(-rc));
+	}
+	if (rc) {
+		workers_close(u);
+		return rc;
+	}
+	e->udp = u;
+	return 0;
+}
+
+int xd_engine_udp_stop(struct xd_engine *e)
+{
+	if (!e->udp)
+		return 0;
+	workers_close(e->udp);
+	e->udp = NULL;
+	return 0;
+}
+
+int xd_engine_udp_port(const struct xd_engine *e, int listen_index)
+{
+	if (!e->udp || listen_index < 0 || listen_index >= e->udp->nlisten)
+		return -EINVAL;
+	return e->udp->ports[listen_index];
+}
+
+int xd_engine_worker_count(const struct xd_engine *e)
+{
+	return e->udp ? e->udp->nworkers : 0;
+}
+
+int xd_engine_worker_stats(const struct xd_engine *e, int worker,
+			   struct xd_worker_stats *out)
+{
+	const struct xd_worker_stats *s;
+
+	if (!e->udp || worker < 0 || worker >= e->udp->nworkers)
+		return -EINVAL;
+	s = &e->udp->workers[worker].stats;
+	out->received = __atomic_load_n(&s->received, __ATOMIC_RELAXED);
+	out->answered = __atomic_load_n(&s->answered, __ATOMIC_RELAXED);
+	out->dropped = __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
+	out->truncated = __atomic_load_n(&s->truncated, __ATOMIC_RELAXED);
+	out->batches = __atomic_load_n(&s->batches, __ATOMIC_RELAXED);
+	return 0;
+}

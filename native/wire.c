@@ -1,0 +1,139 @@
+/*
+ * wire.c - DNS name helpers and the hash used for name lookups and image
+ * checksums.
+ */
+#include "wire.h"
+
+int xd_name_check(const uint8_t *buf, size_t len)
+{
+	size_t pos = 0;
+
+	while (pos < len) {
+		uint8_t l = buf[pos];
+
+		if (l == 0)
+			return pos + 1 <= XD_NAME_MAX ? (int)(pos + 1) : -1;
+		if (l > XD_LABEL_MAX)
+			return -1;	/* pointers and extended labels */
+		pos += 1 + l;
+	}
+	return -1;
+}
+
+void xd_name_lower(uint8_t *out, const uint8_t *name, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		out[i] = xd_lower(name[i]);
+	/* Label lengths are <= 63, below 'A', so lower-casing them is a no-op. */
+}
+
+int xd_name_labels(const uint8_t *name)
+{
+	int n = 0;
+
+	while (*name) {
+		name += 1 + *name;
+		n++;
+	}
+	return n;
+}
+
+bool xd_name_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	if (alen != blen)
+		return false;
+	for (size_t i = 0; i < alen; i++)
+		if (xd_lower(a[i]) != xd_lower(b[i]))
+			return false;
+	return true;
+}
+
+bool xd_name_is_below(const uint8_t *name, size_t name_len,
+		      const uint8_t *suffix, size_t suffix_len)
+{
+	size_t pos = 0;
+
+	if (name_len < suffix_len)
+		return false;
+	/* Walk label boundaries so that "xexample.com" is not below
+	 * "example.com". */
+	while (name_len - pos > suffix_len)
+		pos += 1 + name[pos];
+	return name_len - pos == suffix_len &&
+	       xd_name_equal(name + pos, suffix_len, suffix, suffix_len);
+}
+
+int xd_name_read(const uint8_t *msg, size_t msg_len, size_t pos, uint8_t *out,
+		 bool lower, size_t *next)
+{
+	size_t out_len = 0;
+	size_t end = 0;
+	int jumps = 0;
+
+	for (;;) {
+		if (pos >= msg_len)
+			return -1;
+		uint8_t l = msg[pos];
+
+		if ((l & 0xc0) == 0xc0) {
+			if (pos + 2 > msg_len || ++jumps > XD_LABELS_MAX)
+				return -1;
+			size_t target = (size_t)(l & 0x3f) << 8 | msg[pos + 1];
+
+			if (end == 0)
+				end = pos + 2;
+			/* Only backwards pointers: forward ones allow loops. */
+			if (target >= pos)
+				return -1;
+			pos = target;
+			continue;
+		}
+		if (l > XD_LABEL_MAX)
+			return -1;
+		if (pos + 1 + l > msg_len || out_len + 1 + l > XD_NAME_MAX)
+			return -1;
+		out[out_len++] = l;
+		if (l == 0)
+			break;
+		if (lower)
+			xd_name_lower(out + out_len, msg + pos + 1, l);
+		else
+			memcpy(out + out_len, msg + pos + 1, l);
+		out_len += l;
+		pos += 1 + l;
+	}
+	if (next)
+		*next = end ? end : pos + 1;
+	return (int)out_len;
+}
+
+static inline uint64_t mix64(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+uint64_t xd_hash(const uint8_t *data, size_t len, uint64_t seed)
+{
+	const uint64_t k = 0x9e3779b97f4a7c15ULL;
+	uint64_t h = seed ^ (len * k);
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, data + i, 8);
+		h = (h ^ mix64(w)) * k;
+	}
+	if (i < len) {
+		uint64_t w = 0;
+
+		memcpy(&w, data + i, len - i);
+		h = (h ^ mix64(w ^ (len - i))) * k;
+	}
+	return mix64(h);
+}
