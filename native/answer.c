@@ -382,11 +382,17 @@ static int resolve_step(struct ctx *c, struct name *n, bool first)
 	return rc ? rc : -EAGAIN;
 }
 
-/* Follows CNAME and DNAME chains inside the zone (RFC 1034 4.3.2 3a). */
+/* Follows CNAME and DNAME chains inside the zone (RFC 1034 4.3.2 3a),
+ * stopping where a name repeats, as Knot does. */
 static int answer_zone(struct ctx *c, struct name *n)
 {
-	const uint8_t *seen[XD_CHAIN_MAX];
+	struct {
+		uint8_t len;
+		uint8_t wire[XD_NAME_MAX];
+	} seen[XD_CHAIN_MAX + 1];
 
+	seen[0].len = n->len;
+	memcpy(seen[0].wire, n->wire, n->len);
 	for (int step = 0; step < XD_CHAIN_MAX; step++) {
 		int rc = resolve_step(c, n, step == 0);
 
@@ -394,11 +400,11 @@ static int answer_zone(struct ctx *c, struct name *n)
 			return rc;
 		if (!in_zone(c, n))
 			return 0;	/* out of zone: the client follows */
-		seen[step] = xd_image_find(c->img, c->zone, n->wire,
-					   n->len - c->z->origin_len);
-		for (int i = 0; seen[step] && i < step; i++)
-			if (seen[i] == seen[step])
+		for (int i = 0; i <= step; i++)
+			if (seen[i].len == n->len && memcmp(seen[i].wire, n->wire, n->len) == 0)
 				return 0;	/* a loop: stop where it closes */
+		seen[step + 1].len = n->len;
+		memcpy(seen[step + 1].wire, n->wire, n->len);
 	}
 	return 0;
 }
@@ -416,6 +422,8 @@ static int find_zone(const struct xd_image *img, const struct name *n,
 		first = 1;
 	for (int pass = 0; pass < 2; pass++) {
 		for (int j = first; j <= n->labels; j++) {
+			if (!xd_image_has_origin_labels(img, n->labels - j))
+				continue;
 			const uint8_t *suffix = n->wire + n->label_off[j];
 			int z = xd_image_find_zone(img, suffix, n->len - n->label_off[j]);
 
@@ -571,32 +579,26 @@ int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
 	r.limit = tcp ? (cap < UINT16_MAX ? cap : UINT16_MAX) :
 		  (udp_limit(&q) < cap ? udp_limit(&q) : cap);
 	r.len = XD_DNS_HEADER_LEN;
-	if (rc == XD_QUERY_FORMERR) {
-		/* The question may be the malformed part: send the header only. */
-		r.rcode = XD_RCODE_FORMERR;
-		r.question_end = r.len;
-		put_header(&r, &q, false);
-		return (int)r.len;
-	}
+	/* Echo the question whenever it parsed, even in errors. */
 	memcpy(resp + r.len, query + XD_DNS_HEADER_LEN, q.question_end - XD_DNS_HEADER_LEN);
 	r.len = r.question_end = q.question_end;
 	r.reserve = q.edns ? XD_OPT_LEN + XD_EDE_LEN : 0;
 
-	if (rc == XD_QUERY_NOTIMP)
+	if (rc == XD_QUERY_FORMERR)
+		r.rcode = XD_RCODE_FORMERR;
+	else if (rc == XD_QUERY_NOTIMP)
 		r.rcode = XD_RCODE_NOTIMP;
 	else if (q.edns && q.edns_version > 0)
 		r.rcode = XD_RCODE_BADVERS;	/* RFC 6891 6.1.3 */
-	else if (q.qclass != XD_CLASS_IN)
+	else if (q.qclass != XD_CLASS_IN && q.qclass != XD_CLASS_ANY)
 		r.rcode = XD_RCODE_REFUSED;	/* CHAOS until a plugin answers it */
 	else if (q.qtype == XD_TYPE_AXFR || q.qtype == XD_TYPE_IXFR)
 		r.rcode = XD_RCODE_REFUSED;	/* no transfers are allowed */
 	else
 		answer_query(img, &q, &r);
 
-	if (!(q.edns))
-		r.ede_not_authoritative = false;
 	if (q.edns)
 		put_opt(&r, &q);
-	put_header(&r, &q, true);
+	put_header(&r, &q, r.question_end > XD_DNS_HEADER_LEN);
 	return (int)r.len;
 }

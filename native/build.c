@@ -4,6 +4,7 @@
  * Rendering the image is layout.c's job.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,7 @@ struct xd_builder *xd_builder_new(void)
 		return NULL;
 	}
 	b->hash_size = XD_BUILDER_HASH_MIN;
+	b->last_parent = XD_NONE;
 	return b;
 }
 
@@ -64,6 +66,9 @@ void xd_builder_free(struct xd_builder *b)
 	free(b->nodes);
 	free(b->zones);
 	free(b);
+	/* The builder of a big zone leaves a heap the image never reuses:
+	 * hand it back, or it counts as our resident memory for good. */
+	malloc_trim(0);
 }
 
 int xd_builder_add_source(struct xd_builder *b, const char *path)
@@ -190,45 +195,58 @@ const uint8_t *xd_builder_zone_origin(const struct xd_builder *b, int zone,
 	return b->zones[zone].origin;
 }
 
-uint32_t xd_builder_find_node(const struct xd_builder *b, uint16_t zone,
-			      const uint8_t *rel, size_t len)
+/* Slots hold the hash's low half beside the node index, so that a probe
+ * touches the node only when the hashes agree. */
+static inline uint64_t slot_make(uint32_t h, uint32_t node)
 {
-	uint32_t h = (uint32_t)xd_node_hash(zone, rel, len);
+	return (uint64_t)h << 32 | (node + 1);
+}
+
+static bool node_is(const struct xd_builder *b, uint32_t i, uint16_t zone,
+		    const uint8_t *rel, size_t len)
+{
+	const struct bnode *n = &b->nodes[i];
+
+	return n->zone == zone && n->name_len == len &&
+	       memcmp(b->names + n->name, rel, len) == 0;
+}
+
+static uint32_t find_hashed(const struct xd_builder *b, uint16_t zone,
+			    const uint8_t *rel, size_t len, uint32_t h)
+{
 	size_t mask = b->hash_size - 1;
 
 	for (size_t i = h & mask;; i = (i + 1) & mask) {
-		uint32_t slot = b->hash[i];
-		const struct bnode *n;
-
+		uint64_t slot = b->hash[i];
 		if (slot == 0)
 			return XD_NONE;
-		n = &b->nodes[slot - 1];
-		if (n->hash == h && n->zone == zone && n->name_len == len &&
-		    memcmp(b->names + n->name, rel, len) == 0)
-			return slot - 1;
+		if ((uint32_t)(slot >> 32) != h)
+			continue;
+		if (node_is(b, (uint32_t)slot - 1, zone, rel, len))
+			return (uint32_t)slot - 1;
 	}
 }
 
-static void hash_insert(uint32_t *hash, size_t size, uint32_t h, uint32_t node)
+uint32_t xd_builder_find_node(const struct xd_builder *b, uint16_t zone,
+			      const uint8_t *rel, size_t len)
+{
+	return find_hashed(b, zone, rel, len, (uint32_t)xd_node_hash(zone, rel, len));
+}
+
+static void hash_insert(uint64_t *hash, size_t size, uint32_t h, uint32_t node)
 {
 	size_t mask = size - 1;
 	size_t i = h & mask;
 
 	while (hash[i])
 		i = (i + 1) & mask;
-	hash[i] = node + 1;
+	hash[i] = slot_make(h, node);
 }
 
-static int hash_reserve(struct xd_builder *b)
+static int hash_resize(struct xd_builder *b, size_t nsize)
 {
-	uint32_t *nh;
-	size_t nsize;
+	uint64_t *nh = calloc(nsize, sizeof(*nh));
 
-	/* Linear probing stays short below half full. */
-	if ((b->nnodes + 1) * 2 <= b->hash_size)
-		return 0;
-	nsize = b->hash_size * 2;
-	nh = calloc(nsize, sizeof(*nh));
 	if (!nh)
 		return -ENOMEM;
 	for (size_t i = 0; i < b->nnodes; i++)
@@ -239,15 +257,37 @@ static int hash_reserve(struct xd_builder *b)
 	return 0;
 }
 
+static int hash_reserve(struct xd_builder *b, size_t nodes)
+{
+	size_t nsize = b->hash_size;
+
+	/* Linear probing stays short below half full. */
+	while (nodes * 2 > nsize)
+		nsize *= 2;
+	return nsize == b->hash_size ? 0 : hash_resize(b, nsize);
+}
+
+int xd_builder_reserve(struct xd_builder *b, size_t records)
+{
+	/* Most records of a large zone own a name: size for one name each. */
+	if (hash_reserve(b, b->nnodes + records) ||
+	    xd_grow((void **)&b->nodes, &b->nodes_cap, b->nnodes + records,
+		    sizeof(*b->nodes)) ||
+	    xd_grow((void **)&b->recs, &b->recs_cap, b->nrecs + records,
+		    sizeof(*b->recs)))
+		return -ENOMEM;
+	return 0;
+}
+
 /* Adds a node whose name is at `name_off` in the arena; no lookup. */
 static int node_insert(struct xd_builder *b, uint16_t zone, uint32_t name_off,
-		       uint8_t len, uint32_t *out)
+		       uint8_t len, uint32_t h, uint32_t *out)
 {
 	struct bnode *n;
 
 	if (b->nnodes >= XD_NONE - 1)
 		return -E2BIG;
-	if (hash_reserve(b) ||
+	if (hash_reserve(b, b->nnodes + 1) ||
 	    xd_grow((void **)&b->nodes, &b->nodes_cap, b->nnodes + 1, sizeof(*n)))
 		return -ENOMEM;
 	n = &b->nodes[b->nnodes];
@@ -258,7 +298,7 @@ static int node_insert(struct xd_builder *b, uint16_t zone, uint32_t name_off,
 	n->name = name_off;
 	n->name_len = len;
 	n->zone = zone;
-	n->hash = (uint32_t)xd_node_hash(zone, b->names + name_off, len);
+	n->hash = h;
 	hash_insert(b->hash, b->hash_size, n->hash, b->nnodes);
 	*out = b->nnodes++;
 	return 0;
@@ -272,7 +312,8 @@ static int node_insert(struct xd_builder *b, uint16_t zone, uint32_t name_off,
 static int node_get(struct xd_builder *b, uint16_t zone, const uint8_t *rel,
 		    uint8_t len, uint32_t *out)
 {
-	uint32_t found = xd_builder_find_node(b, zone, rel, len);
+	uint32_t h = (uint32_t)xd_node_hash(zone, rel, len);
+	uint32_t found = find_hashed(b, zone, rel, len, h);
 	uint32_t name_off, child = XD_NONE;
 	int rc;
 
@@ -289,7 +330,7 @@ static int node_get(struct xd_builder *b, uint16_t zone, const uint8_t *rel,
 	for (uint8_t skip = 0;; ) {
 		uint32_t idx;
 
-		rc = node_insert(b, zone, name_off + skip, len - skip, &idx);
+		rc = node_insert(b, zone, name_off + skip, len - skip, h, &idx);
 		if (rc)
 			return rc;
 		if (child == XD_NONE)
@@ -300,10 +341,24 @@ static int node_get(struct xd_builder *b, uint16_t zone, const uint8_t *rel,
 			return 0;	/* the apex has no parent */
 		child = idx;
 		skip += 1 + b->names[name_off + skip];
-		found = xd_builder_find_node(b, zone, b->names + name_off + skip,
-					     len - skip);
+		/* Zone files list siblings together: the parent is usually the
+		 * last one seen, which spares a cache miss in the hash. */
+		found = b->last_parent;
+		if (found != XD_NONE && !node_is(b, found, zone,
+						 b->names + name_off + skip, len - skip)) {
+			h = (uint32_t)xd_node_hash(zone, b->names + name_off + skip,
+						   len - skip);
+			found = find_hashed(b, zone, b->names + name_off + skip,
+					    len - skip, h);
+		} else if (found == XD_NONE) {
+			h = (uint32_t)xd_node_hash(zone, b->names + name_off + skip,
+						   len - skip);
+			found = find_hashed(b, zone, b->names + name_off + skip,
+					    len - skip, h);
+		}
 		if (found != XD_NONE) {
 			b->nodes[child].parent = found;
+			b->last_parent = found;
 			return 0;
 		}
 	}

@@ -54,8 +54,9 @@ struct xd_builder {
 	size_t names_len, names_cap;
 	uint8_t *rdata;
 	size_t rdata_len, rdata_cap;
-	uint32_t *hash;		/* node index + 1; 0 is empty */
+	uint64_t *hash;		/* hash << 32 | node index + 1; 0 is empty */
 	size_t hash_size;
+	uint32_t last_parent;	/* parent found by the last insertion */
 	char **sources;
 	size_t nsources, sources_cap;
 	struct xd_problem *problems;
@@ -77,6 +78,10 @@ void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out,
 int xd_builder_problemf(struct xd_builder *b, int severity, int source,
 			uint32_t line, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+
+/* Makes room for about `records` more records (the zone file reader knows
+ * roughly how many from the file's size); saves regrowing on big zones. */
+int xd_builder_reserve(struct xd_builder *b, size_t records);
 
 /* layout.c: renders every node into an image. */
 int xd_layout_image(struct xd_builder *b, uint8_t **out, size_t *out_len,

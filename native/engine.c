@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include "engine_internal.h"
-#include "udp.h"
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err)
 {

@@ -235,7 +235,8 @@ static int check_header(struct check *c, const struct xd_image_header *h)
 	}
 	if (h->size != c->size)
 		return fail(c, "size in the header does not match", 0);
-	if (h->checksum != xd_hash(c->base + sizeof(*h), c->size - sizeof(*h), 0))
+	if (h->checksum != xd_hash(c->base + XD_IMAGE_CHECKSUM_START,
+				   c->size - XD_IMAGE_CHECKSUM_START, 0))
 		return fail(c, "checksum mismatch (corrupted)", 0);
 	if ((h->zone_hash_size & (h->zone_hash_size - 1)) || !h->zone_hash_size ||
 	    (h->name_hash_size & (h->name_hash_size - 1)) || !h->name_hash_size ||
@@ -270,6 +271,8 @@ static int check_zones(struct check *c, const struct xd_image *img)
 
 		if (!in_bounds(c, e->origin, e->origin_len) ||
 		    xd_name_check(origin, e->origin_len) != e->origin_len ||
+		    xd_name_labels(origin) != e->origin_labels ||
+		    !xd_image_has_origin_labels(img, e->origin_labels) ||
 		    xd_image_find_zone(img, origin, e->origin_len) != (int)z)
 			return fail(c, "bad zone origin", e->origin);
 		if (!in_bounds(c, e->soa, XD_RRSET_HEADER) ||

@@ -50,7 +50,7 @@ struct xd_image_header {
 	uint32_t version;
 	uint32_t byte_order;	/* XD_IMAGE_BYTE_ORDER as written by the builder */
 	uint64_t size;		/* of the whole image */
-	uint64_t checksum;	/* xd_hash of bytes [sizeof(header), size) */
+	uint64_t checksum;	/* xd_hash of everything after this field */
 	uint32_t zone_count;
 	uint32_t zone_table;	/* offset of struct xd_zone_entry[zone_count] */
 	uint32_t zone_hash;	/* offset of u32[zone_hash_size]: zone index + 1 */
@@ -60,6 +60,9 @@ struct xd_image_header {
 	uint64_t names;
 	uint64_t rrsets;
 	uint64_t records;
+	/* Bit k set: some zone's origin has k labels.  Zone lookup hashes
+	 * only the qname suffixes that could be an origin. */
+	uint64_t origin_labels[2];
 };
 
 struct xd_zone_entry {
@@ -130,6 +133,14 @@ static inline size_t xd_rrset_size(const uint8_t *r)
 static inline const uint8_t *xd_rrset_next(const uint8_t *r)
 {
 	return r + xd_rrset_size(r);
+}
+
+/* Where the checksum starts: the fields before it are checked one by one. */
+#define XD_IMAGE_CHECKSUM_START (offsetof(struct xd_image_header, checksum) + sizeof(uint64_t))
+
+static inline bool xd_image_has_origin_labels(const struct xd_image *img, int k)
+{
+	return k < XD_LABELS_MAX && (img->hdr->origin_labels[k / 64] >> (k % 64)) & 1;
 }
 
 /* Hash of a relative name inside a zone: what the name hash is keyed by. */

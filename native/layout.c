@@ -525,6 +525,7 @@ static int write_zones(struct xd_builder *b, struct out *o, struct scratch *s,
 		zt->origin = o->len;
 		zt->origin_len = b->zones[z].origin_len;
 		zt->origin_labels = xd_name_labels(b->zones[z].origin);
+		h->origin_labels[zt->origin_labels / 64] |= 1ULL << (zt->origin_labels % 64);
 		memcpy(o->data + o->len, b->zones[z].origin, zt->origin_len);
 		o->len += zt->origin_len;
 	}
@@ -570,7 +571,9 @@ int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
 	h.byte_order = XD_IMAGE_BYTE_ORDER;
 	h.size = o.len;
 	h.names = b->nnodes;
-	h.checksum = xd_hash(o.data + sizeof(h), o.len - sizeof(h), 0);
+	memcpy(o.data, &h, sizeof(h));
+	h.checksum = xd_hash(o.data + XD_IMAGE_CHECKSUM_START,
+			     o.len - XD_IMAGE_CHECKSUM_START, 0);
 	memcpy(o.data, &h, sizeof(h));
 	free(s.recs);
 	free(s.wire);

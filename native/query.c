@@ -89,32 +89,59 @@ static int parse_opt(struct xd_query *q, size_t name_pos, size_t rr)
 	return 0;
 }
 
-static int parse_records(struct xd_query *q, size_t pos, unsigned count)
+static int parse_records(struct xd_query *q, size_t *pos, unsigned count,
+			 bool additional)
 {
 	for (unsigned i = 0; i < count; i++) {
-		size_t name_pos = pos;
+		size_t name_pos = *pos;
 		uint16_t rdlen;
 
-		if (skip_name(q, &pos) || q->len - pos < 10)
+		if (skip_name(q, pos) || q->len - *pos < 10)
 			return -1;
-		rdlen = xd_get16(q->pkt + pos + 8);
-		if (q->len - pos - 10 < rdlen)
+		rdlen = xd_get16(q->pkt + *pos + 8);
+		if (q->len - *pos - 10 < rdlen)
 			return -1;
-		if (xd_get16(q->pkt + pos) == XD_TYPE_OPT && parse_opt(q, name_pos, pos))
+		/* Records in a query are ignored, as Knot does; only the
+		 * additional section's OPT means something. */
+		if (additional && xd_get16(q->pkt + *pos) == XD_TYPE_OPT &&
+		    parse_opt(q, name_pos, *pos))
 			return -1;
-		pos += 10 + rdlen;
+		*pos += 10 + rdlen;
 	}
+	return 0;
+}
+
+/* Answer, authority and additional sections; the packet must end there. */
+static int parse_sections(struct xd_query *q, size_t pos)
+{
+	if (parse_records(q, &pos, xd_get16(q->pkt + 6) + xd_get16(q->pkt + 8), false) ||
+	    parse_records(q, &pos, xd_get16(q->pkt + 10), true))
+		return -1;
+	return pos == q->len ? 0 : -1;	/* trailing bytes */
+}
+
+static int parse_question(struct xd_query *q)
+{
+	size_t pos = XD_DNS_HEADER_LEN;
+
+	if (xd_get16(q->pkt + 4) != 1 || parse_qname(q, &pos) || q->len - pos < 4)
+		return -1;
+	q->qtype = xd_get16(q->pkt + pos);
+	q->qclass = xd_get16(q->pkt + pos + 2);
+	q->question_end = pos + 4;
 	return 0;
 }
 
 int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len)
 {
-	size_t pos = XD_DNS_HEADER_LEN;
-
+	/* Not a whole memset: qname is 255 bytes that parse_qname writes. */
 	memset(q, 0, offsetof(struct xd_query, qname));
 	q->qname_len = 0;
 	q->question_end = XD_DNS_HEADER_LEN;
 	q->edns = false;
+	q->edns_version = 0;
+	q->edns_flags = 0;
+	q->udp_size = 0;
 	q->pkt = pkt;
 	q->len = len;
 	if (len < XD_DNS_HEADER_LEN)
@@ -122,20 +149,17 @@ int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len)
 	q->flags = xd_get16(pkt + 2);
 	if (q->flags & XD_FLAG_QR)
 		return XD_QUERY_DROP;	/* never answer an answer: no loops */
-	if (xd_get16(pkt + 4) != 1)
-		return XD_QUERY_FORMERR;
-	if (parse_qname(q, &pos) || len - pos < 4)
-		return XD_QUERY_FORMERR;
-	q->qtype = xd_get16(pkt + pos);
-	q->qclass = xd_get16(pkt + pos + 2);
-	pos += 4;
-	q->question_end = pos;
-	if (XD_OPCODE(q->flags) != XD_OPCODE_QUERY)
+	if (XD_OPCODE(q->flags) != XD_OPCODE_QUERY) {
+		/* RFC 6891 6.1.1: echo OPT even here, when the rest parses. */
+		if (parse_question(q) == 0 && parse_sections(q, q->question_end))
+			q->edns = false;
 		return XD_QUERY_NOTIMP;
-	/* A query carries no answers or authority (RFC 1035 4.1.1). */
-	if (xd_get16(pkt + 6) || xd_get16(pkt + 8))
+	}
+	if (parse_question(q))
 		return XD_QUERY_FORMERR;
-	if (parse_records(q, pos, xd_get16(pkt + 10)))
+	if (parse_sections(q, q->question_end)) {
+		q->edns = false;	/* FORMERR goes without OPT, as Knot's */
 		return XD_QUERY_FORMERR;
+	}
 	return XD_QUERY_OK;
 }

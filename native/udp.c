@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "engine_internal.h"
-#include "udp.h"
 #include "wire.h"
 
 /* 64 matches the AF_XDP batch: large enough to amortise the system call,

@@ -1,0 +1,361 @@
+"""Shared fixtures: free loopback ports, and DNS servers started as
+subprocesses on loopback (Knot DNS as the reference, xdpdns under test).
+
+Every server fixture stops the process it started, by its PID, even when the
+test fails; nothing here sends traffic anywhere but 127.0.0.1.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import dnsdiff
+
+TESTS_DIR = Path(__file__).resolve().parent
+DIFF_ZONE_DIR = TESTS_DIR / "data" / "diff"
+
+
+# ---- ports ------------------------------------------------------------------
+
+
+def _free_port(host="127.0.0.1"):
+    """A port that is free for both UDP and TCP on host (DNS uses both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no free loopback port for UDP and TCP")
+
+
+@pytest.fixture
+def free_port():
+    """A loopback port free for UDP and TCP (the caller binds it soon)."""
+    return _free_port()
+
+
+# ---- zones shared by the reference server and xdpdns ------------------------
+
+
+def diff_zones():
+    """(origin, path) of every zone in tests/data/diff: the origin is the file
+    name without .zone, the rule xdpdns applies too."""
+    return [(p.name[: -len(".zone")] + ".", p) for p in sorted(DIFF_ZONE_DIR.glob("*.zone"))]
+
+
+# ---- running a server process -----------------------------------------------
+
+
+@dataclass
+class ServerProcess:
+    """A DNS server we started: where it answers, and its process."""
+
+    name: str
+    host: str
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+
+    @property
+    def address(self):
+        return (self.host, self.port)
+
+    def log_tail(self, limit=4000):
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        """SIGTERM to our own PID, then SIGKILL if it does not exit."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+def _wait_until_answering(server, zones, timeout=15.0):
+    """Polls until every zone's SOA is answered authoritatively over UDP and
+    TCP (Knot loads zones after it starts listening)."""
+    deadline = time.monotonic() + timeout
+    pending = [origin for origin, _ in zones]
+    while pending:
+        if server.proc.poll() is not None:
+            raise RuntimeError(
+                f"{server.name} exited with {server.proc.returncode} before answering:\n"
+                + server.log_tail()
+            )
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(
+                f"{server.name} did not answer SOA for {pending} within {timeout} s:\n"
+                + server.log_tail()
+            )
+        origin = pending[0]
+        wire = dnsdiff.make_query(origin, "SOA", edns=None).to_wire()
+        ok = True
+        for tcp in (False, True):
+            try:
+                resp = dnsdiff.exchange(server.address, wire, tcp=tcp, timeout=0.3)
+            except OSError:
+                resp = None
+            if resp is None or (resp[3] & 0x0F) != 0 or not (resp[2] & 0x04):
+                ok = False
+        if ok:
+            pending.pop(0)
+        else:
+            time.sleep(0.05)
+
+
+def _start(name, argv, log_path, port, zones, cwd=None):
+    log = open(log_path, "wb")
+    try:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                                stdin=subprocess.DEVNULL)
+    finally:
+        log.close()
+    server = ServerProcess(name, "127.0.0.1", port, proc, log_path)
+    try:
+        _wait_until_answering(server, zones)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+# ---- Knot DNS: the reference authoritative server ---------------------------
+
+
+def _knotd_path():
+    return shutil.which("knotd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+def _knot_config(workdir, port, zones):
+    zone_lines = "".join(
+        f"  - domain: \"{origin}\"\n    file: \"{path}\"\n" for origin, path in zones
+    )
+    user = "    user: root:root\n" if os.geteuid() == 0 else ""
+    # identity/version/nsid empty: CHAOS queries are REFUSED, no NSID option.
+    # zonefile-sync -1 and journal-content none: Knot never writes the zone
+    # files back.  semantic-checks off: the test zones hold deliberate oddities
+    # (occluded names, CNAME loops); only Knot's mandatory checks apply.
+    return (
+        "server:\n"
+        f"    rundir: \"{workdir}\"\n"
+        f"{user}"
+        f"    listen: 127.0.0.1@{port}\n"
+        "    identity: \"\"\n"
+        "    version: \"\"\n"
+        "    nsid: \"\"\n"
+        "log:\n"
+        "  - target: stderr\n"
+        "    any: info\n"
+        "database:\n"
+        f"    storage: \"{workdir}/db\"\n"
+        "template:\n"
+        "  - id: default\n"
+        f"    storage: \"{workdir}\"\n"
+        "    zonefile-sync: -1\n"
+        "    zonefile-load: whole\n"
+        "    journal-content: none\n"
+        "    semantic-checks: off\n"
+        "zone:\n"
+        f"{zone_lines}"
+    )
+
+
+def start_knot(workdir, zones):
+    """Starts knotd in the foreground on a free loopback port serving zones;
+    returns a ServerProcess once every zone answers."""
+    knotd = _knotd_path()
+    if knotd is None:
+        pytest.skip("knotd not installed (Debian: apt-get install knot)")
+    workdir = Path(workdir)
+    port = _free_port()
+    conf = workdir / "knot.conf"
+    conf.write_text(_knot_config(workdir, port, zones))
+    return _start("knotd", [knotd, "-c", str(conf)], workdir / "knotd.log", port, zones)
+
+
+@pytest.fixture(scope="session")
+def knot_server(tmp_path_factory):
+    """Knot DNS serving tests/data/diff on 127.0.0.1, for the whole session."""
+    server = start_knot(tmp_path_factory.mktemp("knot"), diff_zones())
+    yield server
+    server.stop()
+
+
+# ---- xdpdns -----------------------------------------------------------------
+
+
+def xdpdns_unavailable():
+    """Why xdpdns cannot serve here (None when it can)."""
+    try:
+        import xdpdns._engine  # noqa: F401  (the cffi extension)
+    except ImportError as e:
+        return f"xdpdns engine not built ({e}); run pip install -e ."
+    return None
+
+
+def xdpdns_command():
+    """The console script next to this interpreter, else python -m xdpdns."""
+    script = Path(sys.executable).parent / "xdpdns"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "xdpdns"]
+
+
+def start_xdpdns(workdir, zones, extra_args=()):
+    """Starts `xdpdns serve` in socket mode on a free loopback port serving
+    zones; returns a ServerProcess once every zone answers."""
+    reason = xdpdns_unavailable()
+    if reason:
+        # The engine builds with the package (pip install -e .): a missing
+        # extension is a broken build, not a reason to skip.
+        pytest.fail(reason)
+    workdir = Path(workdir)
+    port = _free_port()
+    argv = xdpdns_command() + ["serve", "--listen", f"127.0.0.1:{port}"]
+    for origin, path in zones:
+        argv += ["--zone", f"{origin}={path}"]
+    argv += list(extra_args)
+    return _start("xdpdns", argv, workdir / "xdpdns.log", port, zones, cwd=workdir)
+
+
+@pytest.fixture(scope="session")
+def xdpdns_server(tmp_path_factory):
+    """xdpdns serving tests/data/diff on 127.0.0.1, for the whole session.
+
+    XDPDNS_DIFF_SELFTEST=1 puts a second Knot in its place: a check of the
+    differential harness itself: every comparison passes then, except the
+    rows whose Rule names rcodes Knot does not give (NOTIFY, UPDATE)."""
+    workdir = tmp_path_factory.mktemp("xdpdns")
+    if os.environ.get("XDPDNS_DIFF_SELFTEST") == "1":
+        server = start_knot(workdir, diff_zones())
+    else:
+        server = start_xdpdns(workdir, diff_zones())
+    yield server
+    server.stop()
+
+
+# ---- the xdpdns command line (test_cli.py, test_plugins.py, test_config.py) --
+
+
+XDPDNS_CLI_TIMEOUT = 60
+
+
+def run_xdpdns_cli(*args, cwd=None, timeout=XDPDNS_CLI_TIMEOUT):
+    """Runs `xdpdns ARGS...` to completion; returns the CompletedProcess
+    (text stdout and stderr)."""
+    return subprocess.run(
+        xdpdns_command() + [str(a) for a in args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def xdpdns_cli():
+    """Calls the xdpdns command line: xdpdns_cli("check", path) -> CompletedProcess."""
+    return run_xdpdns_cli
+
+
+@pytest.fixture
+def xdpdns_write_zone(tmp_path):
+    """Writes a zone file: xdpdns_write_zone("example.org.zone", text) -> Path
+    (in the test's tmp_path, or under `directory` when given)."""
+
+    def write(name, text, directory=None):
+        path = Path(directory or tmp_path) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@dataclass
+class XdpdnsServe:
+    """`xdpdns serve` started by xdpdns_serve: its process and ready line."""
+
+    proc: subprocess.Popen
+    ready_line: str
+    output_path: Path
+
+    @property
+    def addresses(self):
+        """The (host, port) pairs of the ready line's listen= field."""
+        field = self.ready_line.split("listen=", 1)[1].split()[0]
+        result = []
+        for item in field.split(","):
+            host, _, port = item.rpartition(":")
+            result.append((host.strip("[]"), int(port)))
+        return result
+
+    def output(self):
+        return self.output_path.read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Sends sig to our own PID; returns the exit status (SIGKILL after timeout)."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def xdpdns_serve(tmp_path):
+    """Starts `xdpdns serve ARGS...` and waits for its "ready" log line:
+    xdpdns_serve("--listen", "127.0.0.1:0") -> XdpdnsServe.  Every server it
+    started is stopped (by PID) when the test ends."""
+    reason = xdpdns_unavailable()
+    if reason:
+        # The engine builds with the package (pip install -e .): a missing
+        # extension is a broken build, not a reason to skip.
+        pytest.fail(reason)
+    started = []
+
+    def serve(*args, cwd=None, timeout=30.0):
+        output_path = tmp_path / f"xdpdns-serve-{len(started)}.log"
+        with open(output_path, "wb") as out:
+            proc = subprocess.Popen(xdpdns_command() + ["serve"] + [str(a) for a in args],
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=cwd)
+        server = XdpdnsServe(proc, "", output_path)
+        started.append(server)
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in server.output().splitlines():
+                if " ready listen=" in line:
+                    server.ready_line = line
+                    return server
+            if proc.poll() is not None:
+                raise RuntimeError(f"xdpdns serve exited with {proc.returncode}:\n"
+                                   + server.output())
+            if time.monotonic() > deadline:
+                raise RuntimeError("xdpdns serve not ready in time:\n" + server.output())
+            time.sleep(0.05)
+
+    yield serve
+    for server in started:
+        server.stop()

@@ -1,0 +1,3 @@
+from xdpdns.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""The command line: ``xdpdns serve``, ``xdpdns check``, ``xdpdns plugins``.
+
+Every error a user can cause (a bad configuration, a broken zone, an address
+in use, a missing permission) ends in one clear message on stderr and a
+non-zero exit status, never in a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from xdpdns import __version__
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("xdpdns")
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xdpdns", description="An authoritative DNS server.")
+    parser.add_argument("--version", action="version", version=f"xdpdns {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve", help="serve zones over UDP and TCP",
+        description="Serve zones over UDP and TCP. With no arguments, serves the "
+        "example zone on 127.0.0.1:5353. Command-line lists replace the "
+        "configuration file's.")
+    _add_config_options(serve)
+    serve.add_argument("--listen", action="append", metavar="ADDR",
+                       help="address to serve on, HOST:PORT or [HOST6]:PORT (repeatable)")
+    serve.add_argument("--zone", action="append", metavar="[ORIGIN=]FILE",
+                       help="zone file to serve; the origin defaults to the file name "
+                       "without .zone (repeatable)")
+    serve.add_argument("--udp-workers", metavar="N",
+                       help="UDP worker threads (default: one per CPU)")
+    serve.add_argument("--log-level", metavar="LEVEL",
+                       help="debug, info, warning or error (default: info)")
+
+    check = sub.add_parser(
+        "check", help="check zone files and configuration",
+        description="Load zones as `serve` would and report every problem as "
+        "FILE:LINE: error|warning: message. Exits 1 when there is an error.")
+    _add_config_options(check)
+    check.add_argument("zones", nargs="*", metavar="[ORIGIN=]FILE", help="zone files")
+
+    sub.add_parser("plugins", help="list the loaded plugins and their hooks",
+                   description="List the loaded plugins, where each came from and its hooks.")
+    return parser
+
+
+def _error(message: str) -> int:
+    for line in str(message).splitlines() or [""]:
+        print(f"xdpdns: error: {line}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from xdpdns.config import load_config
+    from xdpdns.plugins import load_plugins
+    from xdpdns.server import Server
+
+    pm = load_plugins()
+    config = load_config(pm, args.config, listen=args.listen, zones=args.zone,
+                         udp_workers=args.udp_workers, log_level=args.log_level)
+    _setup_logging(config.server.log_level)
+    return Server(config, pm).run()
+
+
+def _check(args: argparse.Namespace) -> int:
+    from xdpdns.config import load_config
+    from xdpdns.image import collect_sources, compile_sources
+    from xdpdns.plugins import load_plugins
+
+    if not args.zones and not args.config:
+        print("xdpdns check: give zone files or --config FILE", file=sys.stderr)
+        return EXIT_USAGE
+    pm = load_plugins()
+    config = load_config(pm, args.config, zones=args.zones)
+    result = compile_sources(collect_sources(pm, config))
+    for problem in result.problems:
+        print(problem)
+    errors, warnings = len(result.errors), len(result.warnings)
+    zones = len(result.zones)
+    print(f"{zones} zone{'s' if zones != 1 else ''} checked: "
+          f"{errors} error{'s' if errors != 1 else ''}, "
+          f"{warnings} warning{'s' if warnings != 1 else ''}")
+    if result.image is not None:
+        result.image.close()
+    return EXIT_ERROR if errors else EXIT_OK
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from xdpdns.plugins import load_plugins, plugin_infos
+
+    for info in plugin_infos(load_plugins()):
+        print(f"{info.name}: {info.origin}")
+        print(f"    hooks: {', '.join(info.hooks) or '(none)'}")
+    return EXIT_OK
+
+
+COMMANDS = {"serve": _serve, "check": _check, "plugins": _plugins}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from xdpdns.config import ConfigError
+        from xdpdns.image import ZoneLoadError
+        from xdpdns.plugins import PluginError
+    except ImportError as exc:  # the C extension is missing or broken
+        return _error(f"the C engine cannot be loaded ({exc}); build it with "
+                      "`pip install -e .` or run ./bootstrap serve")
+    try:
+        return COMMANDS[args.command](args)
+    except ZoneLoadError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        errors = len([p for p in exc.problems if p.is_error])
+        return _error(f"{errors} error{'s' if errors != 1 else ''} in the zone data; "
+                      "not serving")
+    except (ConfigError, PluginError) as exc:
+        return _error(str(exc))
+    except OSError as exc:  # address in use, permission denied, unreadable file
+        return _error(exc.strerror if exc.strerror else str(exc))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,469 @@
+"""Configuration: a TOML file and command-line options, parsed once into
+frozen dataclasses.  Everything after parsing takes typed values.
+
+The file's shape::
+
+    [server]
+    listen = ["127.0.0.1:5353", "[::1]:5353"]
+    udp_workers = 2            # default: one per CPU
+    tcp_idle_timeout = 10      # seconds
+    tcp_max_connections = 256
+    stats_interval = 60        # seconds, 0 = never (and once at shutdown)
+    log_level = "info"
+
+    [[zone]]
+    file = "zones/example.com.zone"   # relative to this file's directory
+    origin = "example.com."           # default: the file name without .zone
+
+    [plugins.NAME]                    # one table per plugin, parsed by it
+    ...
+
+Every error names the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import dns.exception
+import dns.name
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ListenAddress",
+    "ServerConfig",
+    "Where",
+    "ZoneConfig",
+    "default_zone_path",
+    "load_config",
+    "parse_listen",
+    "parse_table",
+]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_PORT = 53
+DEFAULT_LISTEN = ("127.0.0.1:5353",)
+COMMAND_LINE = "command line"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names file and key."""
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where values come from: a file (or the command line) and a section.
+
+    Plugins' section parsers get one to report errors in the same words as
+    the core.  ``base`` is the directory relative paths are taken from.
+    """
+
+    file: str
+    section: str = ""
+    base: Path = field(default_factory=Path)
+
+    def key(self, key: str) -> str:
+        if self.file == COMMAND_LINE:
+            return key
+        return f"{self.section}.{key}" if self.section and key else (self.section or key)
+
+    def error(self, key: str, expected: str, value: Any = _MISSING) -> ConfigError:
+        got = "" if value is _MISSING else f", got {value!r}"
+        return ConfigError(f"{self.file}: {self.key(key)}: expected {expected}{got}")
+
+    def sub(self, section: str) -> "Where":
+        return dataclasses.replace(self, section=section)
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str  # numeric IPv4 or IPv6 address, without brackets
+    port: int
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.host
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: tuple[ListenAddress, ...] = ()
+    udp_workers: int = 1
+    tcp_idle_timeout: float = 10.0
+    tcp_max_connections: int = 256
+    stats_interval: float = 60.0
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class ZoneConfig:
+    file: Path
+    origin: dns.name.Name
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig
+    zones: tuple[ZoneConfig, ...]
+    # [plugins.NAME] -> the frozen dataclass the owning plugin parsed it into.
+    plugins: Mapping[str, Any]
+    # The configuration file, or None when everything came from defaults and
+    # the command line.
+    source: Path | None = None
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_zone_path() -> Path:
+    """The example zone that `xdpdns serve` loads when given no zones."""
+    # A source checkout (also `pip install -e .`) reads zones/ directly ...
+    checkout = Path(__file__).resolve().parent.parent / "zones" / "example.com.zone"
+    if checkout.is_file():
+        return checkout
+    # ... an installed package carries the same files as xdpdns.zones.
+    from importlib import resources
+
+    return Path(str(resources.files("xdpdns.zones").joinpath("example.com.zone")))
+
+
+# ---- values ------------------------------------------------------------------
+
+
+def parse_listen(text: Any, where: Where, key: str) -> ListenAddress:
+    """Parses "HOST:PORT", "[HOST6]:PORT" or a bare address (port 53)."""
+    expected = "an address like 127.0.0.1:5353 or [::1]:5353"
+    if not isinstance(text, str):
+        raise where.error(key, expected, text)
+    host, port = text, str(DEFAULT_PORT)
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise where.error(key, expected, text)
+        host, rest = text[1:close], text[close + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise where.error(key, expected, text)
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise where.error(key, expected + " (numeric IPv4 or IPv6 address)", text) from None
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise where.error(key, expected + " (port 0-65535)", text)
+    return ListenAddress(str(address), int(port))
+
+
+def parse_origin(text: Any, where: Where, key: str) -> dns.name.Name:
+    if not isinstance(text, str) or not text:
+        raise where.error(key, "a domain name like example.com.", text)
+    try:
+        return dns.name.from_text(text)
+    except dns.exception.DNSException as exc:
+        raise where.error(key, f"a domain name like example.com. ({exc})", text) from None
+
+
+def origin_from_file(path: Path, where: Where, key: str) -> dns.name.Name:
+    """A zone's origin is its file's name without `.zone` (example.com.zone)."""
+    name = path.name.removesuffix(".zone")
+    if not name:
+        raise where.error(key, "a zone file named ORIGIN.zone, or an explicit origin",
+                          str(path))
+    return parse_origin(name, where, key)
+
+
+def parse_zone_option(text: str, where: Where, key: str = "--zone") -> ZoneConfig:
+    """Parses --zone FILE or --zone ORIGIN=FILE (paths relative to where.base)."""
+    if not isinstance(text, str) or not text:
+        raise where.error(key, "FILE or ORIGIN=FILE", text)
+    origin_text, sep, file_text = text.partition("=")
+    if not sep:
+        origin_text, file_text = "", text
+    if not file_text or (sep and not origin_text):
+        raise where.error(key, "FILE or ORIGIN=FILE", text)
+    path = where.base / file_text
+    origin = (parse_origin(origin_text, where, key) if origin_text
+              else origin_from_file(path, where, key))
+    return ZoneConfig(path, origin)
+
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             Path: "a path (a string)"}
+    if tp in names:
+        return names[tp]
+    if typing.get_origin(tp) in (tuple, list):
+        (inner, *_rest) = typing.get_args(tp)
+        return f"a list of {_type_name(inner).removeprefix('a ').removeprefix('an ')}s"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, where: Where, key: str) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        # Optional[T]: TOML has no null, so a value present is a T.
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            tp = args[0]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is Path:
+        if isinstance(value, str) and value:
+            return where.base / value
+    elif typing.get_origin(tp) in (tuple, list):
+        (inner, *_rest) = typing.get_args(tp)
+        if isinstance(value, list):
+            try:
+                return tuple(_convert(v, inner, where, key) for v in value)
+            except ConfigError:
+                pass  # reported below for the whole list
+    else:
+        return value  # a type this helper does not know: the parser checks it
+    raise where.error(key, _type_name(tp), value)
+
+
+def parse_table(cls: type, table: Mapping[str, Any], where: Where) -> Any:
+    """Turns a TOML table into the frozen dataclass ``cls``.
+
+    Keys are the dataclass's field names; fields without a default are
+    required.  Supports bool, int, float, str, Path (relative to the config
+    file) and tuple[T, ...] fields.  Meant for plugins' section parsers.
+    """
+    if not isinstance(table, Mapping):
+        raise where.error("", "a table", table)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in table:
+        if key not in fields:
+            raise where.error(key, "one of the known keys: " + ", ".join(sorted(fields))
+                              + " (unknown key)")
+    values = {}
+    for name, f in fields.items():
+        if name in table:
+            values[name] = _convert(table[name], hints[name], where, name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise where.error(name, f"{_type_name(hints[name])} (required)")
+    return cls(**values)
+
+
+# ---- sections ----------------------------------------------------------------
+
+_SERVER_KEYS = ("listen", "udp_workers", "tcp_idle_timeout", "tcp_max_connections",
+                "stats_interval", "log_level")
+
+
+def _positive_int(value: Any, where: Where, key: str, limit: int = 1 << 20) -> int:
+    if isinstance(value, str) and where.file == COMMAND_LINE and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise where.error(key, f"an integer from 1 to {limit}", value)
+    return value
+
+
+def _seconds(value: Any, where: Where, key: str, allow_zero: bool) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or value < 0 or (value == 0 and not allow_zero) or value > 86400:
+        bound = "0" if allow_zero else "more than 0"
+        raise where.error(key, f"a number of seconds ({bound} to 86400)", value)
+    return float(value)
+
+
+def _log_level(value: Any, where: Where, key: str) -> str:
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        raise where.error(key, "one of " + ", ".join(LOG_LEVELS), value)
+    return value.lower()
+
+
+def _listen_list(value: Any, where: Where, key: str) -> tuple[ListenAddress, ...]:
+    if not isinstance(value, list) or not value:
+        raise where.error(key, "a non-empty list of addresses like \"127.0.0.1:5353\"", value)
+    addrs = tuple(parse_listen(v, where, key) for v in value)
+    if len(set(addrs)) != len(addrs):
+        raise where.error(key, "each address once", value)
+    return addrs
+
+
+def _parse_server(table: Any, where: Where) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise where.error("", "a table [server]", table)
+    for key in table:
+        if key not in _SERVER_KEYS:
+            raise where.error(key, "one of the known keys: " + ", ".join(_SERVER_KEYS)
+                              + " (unknown key)")
+    out: dict[str, Any] = {}
+    if "listen" in table:
+        out["listen"] = _listen_list(table["listen"], where, "listen")
+    if "udp_workers" in table:
+        out["udp_workers"] = _positive_int(table["udp_workers"], where, "udp_workers", 1024)
+    if "tcp_idle_timeout" in table:
+        out["tcp_idle_timeout"] = _seconds(table["tcp_idle_timeout"], where,
+                                           "tcp_idle_timeout", allow_zero=False)
+    if "tcp_max_connections" in table:
+        out["tcp_max_connections"] = _positive_int(table["tcp_max_connections"], where,
+                                                   "tcp_max_connections", 1 << 20)
+    if "stats_interval" in table:
+        out["stats_interval"] = _seconds(table["stats_interval"], where, "stats_interval",
+                                         allow_zero=True)
+    if "log_level" in table:
+        out["log_level"] = _log_level(table["log_level"], where, "log_level")
+    return out
+
+
+def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise where.error("zone", "[[zone]] tables", value)
+    zones = []
+    for i, table in enumerate(value, 1):
+        w = where.sub(f"zone[{i}]")
+        for key in table:
+            if key not in ("file", "origin"):
+                raise w.error(key, "one of the known keys: file, origin (unknown key)")
+        if "file" not in table:
+            raise w.error("file", "the zone file's path (required)")
+        file = table["file"]
+        if not isinstance(file, str) or not file:
+            raise w.error("file", "the zone file's path (a string)", file)
+        path = where.base / file
+        origin = (parse_origin(table["origin"], w, "origin") if "origin" in table
+                  else origin_from_file(path, w, "file"))
+        zones.append(ZoneConfig(path, origin))
+    return zones
+
+
+def _check_unique_origins(zones: Sequence[ZoneConfig], where: Where, key: str) -> None:
+    seen: dict[dns.name.Name, Path] = {}
+    for z in zones:
+        if z.origin in seen:
+            raise where.error(key, f"each zone once; {z.origin} comes from both "
+                              f"{seen[z.origin]} and {z.file}")
+        seen[z.origin] = z.file
+
+
+def _plugin_sections(pm, where: Where) -> dict[str, Any]:
+    sections: dict[str, Any] = {}
+    if pm is None:
+        return sections
+    for declared in pm.hook.config_sections():
+        for section in declared or ():
+            if section.name in sections:
+                raise where.error(f"plugins.{section.name}",
+                                  "a section owned by one plugin (two plugins claim it)")
+            sections[section.name] = section
+    return sections
+
+
+def _parse_plugins(pm, tables: Any, where: Where) -> dict[str, Any]:
+    sections = _plugin_sections(pm, where)
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise where.error("plugins", "[plugins.NAME] tables", tables)
+    for name in tables:
+        if name not in sections:
+            known = ", ".join(f"plugins.{n}" for n in sorted(sections)) or "none"
+            raise ConfigError(f"{where.file}: plugins.{name}: unknown section: no loaded "
+                              f"plugin owns it (known sections: {known})")
+    parsed = {}
+    for name, section in sections.items():
+        w = where.sub(f"plugins.{name}")
+        try:
+            parsed[name] = section.parse(tables.get(name, {}), w)
+        except ConfigError:
+            raise
+        except Exception as exc:  # a plugin's parser failing is still a config error
+            raise ConfigError(f"{where.file}: plugins.{name}: {exc}") from exc
+    return parsed
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_config(
+    pm=None,
+    path: str | os.PathLike | None = None,
+    *,
+    listen: Sequence[str] | None = None,
+    zones: Sequence[str] | None = None,
+    udp_workers: str | int | None = None,
+    log_level: str | None = None,
+) -> Config:
+    """Reads the configuration file (if any) and applies command-line values.
+
+    Command-line lists (``listen``, ``zones``) replace the file's lists.
+    Without a file and without zones, the example zone is served.
+
+    :param pm: the plugin manager, whose plugins own the [plugins.NAME]
+        sections (None: no plugin sections are allowed).
+    """
+    data: dict[str, Any] = {}
+    source = Path(path) if path is not None else None
+    where = Where(COMMAND_LINE)
+    if source is not None:
+        data = read_toml(source)
+        where = Where(str(source), base=source.parent)
+    for key in data:
+        if key not in ("server", "zone", "plugins"):
+            raise where.error(key, "one of the sections [server], [[zone]], [plugins.NAME] "
+                              "(unknown section)")
+
+    server = _parse_server(data.get("server", {}), where.sub("server"))
+    zone_list = _parse_zones(data.get("zone", []), where)
+    _check_unique_origins(zone_list, where, "zone")
+    plugins = _parse_plugins(pm, data.get("plugins", {}), where)
+
+    cli = Where(COMMAND_LINE, base=Path())
+    if listen:
+        server["listen"] = _listen_list(list(listen), cli, "--listen")
+    if udp_workers is not None:
+        server["udp_workers"] = _positive_int(udp_workers, cli, "--udp-workers", 1024)
+    if log_level is not None:
+        server["log_level"] = _log_level(log_level, cli, "--log-level")
+    if zones:
+        zone_list = [parse_zone_option(z, cli) for z in zones]
+        _check_unique_origins(zone_list, cli, "--zone")
+    elif source is None:
+        zone_list = [ZoneConfig(default_zone_path(), dns.name.from_text("example.com."))]
+
+    server.setdefault("listen", tuple(parse_listen(a, cli, "listen") for a in DEFAULT_LISTEN))
+    server.setdefault("udp_workers", default_workers())
+    return Config(
+        server=ServerConfig(**server),
+        zones=tuple(zone_list),
+        plugins=types.MappingProxyType(plugins),
+        source=source,
+    )

@@ -1,0 +1,397 @@
+"""The Python face of the C engine (native/engine.h).
+
+This is the only module that imports the cffi extension.  It hides pointers
+and buffers behind three small classes, turns negative errno returns into
+``OSError(-rc, message)`` with the engine's own words, and frees every C
+object deterministically (``close()`` or ``with``), with ``ffi.gc`` as the
+fallback when an object is dropped without being closed.
+
+cffi releases the GIL for the duration of every C call, so the TCP listener
+and the native UDP workers answer in parallel.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import dns.name
+import dns.rdataset
+
+from xdpdns._engine import ffi, lib
+
+__all__ = [
+    "Engine",
+    "Image",
+    "ImageBuilder",
+    "ImageInfo",
+    "Problem",
+    "WorkerStats",
+    "MAX_MESSAGE",
+]
+
+# The largest DNS message (RFC 1035 4.2.2: TCP length prefix of 16 bits).
+MAX_MESSAGE = 65535
+
+
+def _raise_for(rc: int, err=None, what: str = "") -> int:
+    """Returns rc when it is not negative, else raises OSError(-rc, message).
+
+    The message is the engine's (from err) when it wrote one, else strerror;
+    ``what`` says which operation failed when the engine gave no words.
+    """
+    if rc >= 0:
+        return rc
+    message = ""
+    if err is not None:
+        message = ffi.string(err.message).decode("utf-8", "replace")
+    if not message:
+        message = os.strerror(-rc)
+        if what:
+            message = f"{what}: {message}"
+    raise OSError(-rc, message)
+
+
+def _wire(name: dns.name.Name, origin: dns.name.Name | None = None) -> bytes:
+    if not name.is_absolute():
+        if origin is None:
+            raise ValueError(f"relative name {name} without an origin")
+        name = name.derelativize(origin)
+    return name.to_wire()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in zone data: ``FILE:LINE: SEVERITY: MESSAGE``."""
+
+    severity: str  # "error" or "warning"
+    file: str | None
+    line: int
+    message: str
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def __str__(self) -> str:
+        where = self.file or "-"
+        if self.line:
+            where = f"{where}:{self.line}"
+        return f"{where}: {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    version: int
+    zones: int
+    names: int
+    rrsets: int
+    records: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    received: int
+    answered: int
+    dropped: int
+    truncated: int
+    batches: int
+
+
+class ImageBuilder:
+    """Collects zones and records and compiles them into an :class:`Image`.
+
+    Zone files go to libzscanner in C (:meth:`load_zonefile`); records that
+    plugins hand over as dnspython rdatasets go through :meth:`add_rdataset`
+    in uncompressed wire form.  Both end in the same builder and the same
+    checks.
+    """
+
+    def __init__(self) -> None:
+        ptr = lib.xd_builder_new()
+        if ptr == ffi.NULL:
+            raise MemoryError("xd_builder_new")
+        self._b = ffi.gc(ptr, lib.xd_builder_free)
+        self._origins: dict[int, dns.name.Name] = {}
+
+    def _ptr(self):
+        if self._b is None:
+            raise ValueError("the image builder is closed")
+        return self._b
+
+    def close(self) -> None:
+        if self._b is not None:
+            ffi.release(self._b)
+            self._b = None
+
+    def __enter__(self) -> "ImageBuilder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add_source(self, path: str | os.PathLike) -> int:
+        """Registers a file name for problem reports; returns its index."""
+        rc = lib.xd_builder_add_source(self._ptr(), os.fsencode(path))
+        return _raise_for(rc, what=f"add_source {path}")
+
+    def source(self, index: int) -> str | None:
+        if index < 0:
+            return None
+        p = lib.xd_builder_source(self._ptr(), index)
+        if p == ffi.NULL:
+            return None
+        return os.fsdecode(ffi.string(p))
+
+    def add_zone(self, origin: dns.name.Name) -> int:
+        """Adds a zone; returns its index.
+
+        Raises FileExistsError for a zone added twice (the builder also
+        records that as a problem) and ValueError for a relative origin.
+        """
+        if not origin.is_absolute():
+            raise ValueError(f"zone origin {origin} is not absolute")
+        wire = origin.to_wire()
+        err = ffi.new("struct xd_error *")
+        rc = lib.xd_builder_add_zone(self._ptr(), wire, len(wire), err)
+        index = _raise_for(rc, err, f"add_zone {origin}")
+        self._origins[index] = origin
+        return index
+
+    def add_rdataset(
+        self,
+        zone: int,
+        name: dns.name.Name,
+        rdataset: dns.rdataset.Rdataset,
+        source: int = -1,
+        line: int = 0,
+    ) -> int:
+        """Adds every record of an rdataset to zone ``zone``.
+
+        Relative names (the owner and names inside rdata) are taken relative
+        to the zone's origin.  Records the builder rejects become problems,
+        not exceptions; returns how many records were accepted.
+        """
+        origin = self._origins.get(zone)
+        owner = _wire(name, origin)
+        b = self._ptr()
+        accepted = 0
+        for rdata in rdataset:
+            rd = rdata.to_wire(origin=origin)
+            rc = lib.xd_builder_add_record(
+                b, zone, owner, len(owner), rdataset.rdtype, rdataset.rdclass,
+                rdataset.ttl, rd, len(rd), source, line,
+            )
+            if rc == -errno.EINVAL:
+                continue  # recorded as a problem by the builder
+            _raise_for(rc, what=f"add_record {name}")
+            accepted += 1
+        return accepted
+
+    def add_records(
+        self,
+        zone: int,
+        records: Iterable[tuple[dns.name.Name, dns.rdataset.Rdataset]],
+        source: int = -1,
+    ) -> int:
+        """Adds (name, rdataset) pairs; returns how many records were accepted."""
+        return sum(self.add_rdataset(zone, n, rds, source) for n, rds in records)
+
+    def load_zonefile(self, zone: int, path: str | os.PathLike, default_ttl: int = 3600) -> bool:
+        """Reads a master file into zone ``zone`` with libzscanner.
+
+        Every error (syntax, unreadable file) is recorded as a problem with
+        its file and line; returns True when the file read without errors.
+        """
+        rc = lib.xd_builder_load_zonefile(self._ptr(), zone, os.fsencode(path), default_ttl)
+        if rc == -errno.ENOMEM:
+            raise MemoryError(f"loading {path}")
+        return rc == 0
+
+    def add_problem(self, severity: str, message: str, source: int = -1, line: int = 0) -> None:
+        level = lib.XD_PROBLEM_ERROR if severity == "error" else lib.XD_PROBLEM_WARNING
+        rc = lib.xd_builder_add_problem(self._ptr(), level, source, line, message.encode())
+        _raise_for(rc, what="add_problem")
+
+    def check(self) -> int:
+        """Runs the zone checks (recording problems); returns the number of errors."""
+        return _raise_for(lib.xd_builder_check(self._ptr()), what="zone checks")
+
+    def problems(self) -> list[Problem]:
+        b = self._ptr()
+        out = ffi.new("struct xd_problem *")
+        result = []
+        for i in range(lib.xd_builder_problem_count(b)):
+            _raise_for(lib.xd_builder_problem(b, i, out), what="problem")
+            severity = "error" if out.severity == lib.XD_PROBLEM_ERROR else "warning"
+            result.append(Problem(
+                severity,
+                self.source(out.source),
+                out.line,
+                ffi.string(out.message).decode("utf-8", "replace"),
+            ))
+        return result
+
+    def finish(self) -> "Image":
+        """Checks and compiles everything added into an image."""
+        out = ffi.new("struct xd_image **")
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_builder_finish(self._ptr(), out, err), err, "building the zone image")
+        return Image(out[0])
+
+
+class Image:
+    """An immutable, position-independent zone image."""
+
+    def __init__(self, ptr) -> None:
+        # Private: images come from ImageBuilder.finish or Image.from_bytes.
+        if ptr == ffi.NULL:
+            raise ValueError("NULL image")
+        self._img = ffi.gc(ptr, lib.xd_image_free)
+        info = ffi.new("struct xd_image_info *")
+        lib.xd_image_info(self._img, info)
+        self.info = ImageInfo(info.version, info.zones, info.names, info.rrsets,
+                              info.records, info.bytes)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Image":
+        """Validates serialized image bytes (raises OSError with the reason)."""
+        out = ffi.new("struct xd_image **")
+        err = ffi.new("struct xd_error *")
+        buf = ffi.from_buffer("uint8_t[]", data)
+        _raise_for(lib.xd_image_load(buf, len(data), out, err), err, "loading the zone image")
+        return cls(out[0])
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "Image":
+        return cls.from_bytes(Path(path).read_bytes())
+
+    def _ptr(self):
+        if self._img is None:
+            raise ValueError("the image was closed or handed to an engine")
+        return self._img
+
+    def to_bytes(self) -> bytes:
+        size = ffi.new("size_t *")
+        data = lib.xd_image_data(self._ptr(), size)
+        return bytes(ffi.buffer(data, size[0]))
+
+    def answer(self, query: bytes, tcp: bool = False) -> bytes | None:
+        """Answers one query with this image (no engine needed); see Engine.answer."""
+        return _answer(lambda q, n, r, c, f: lib.xd_answer(self._ptr(), q, n, r, c, f), query, tcp)
+
+    def _take(self):
+        """Hands the C image over to a new owner (the engine)."""
+        ptr = self._ptr()
+        raw = ffi.cast("struct xd_image *", ptr)
+        ffi.gc(ptr, None)  # detaches the destructor (and returns None)
+        self._img = None
+        return raw
+
+    def close(self) -> None:
+        if self._img is not None:
+            ffi.release(self._img)
+            self._img = None
+
+    def __enter__(self) -> "Image":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_buffers = threading.local()
+
+
+def _answer(call, query: bytes, tcp: bool) -> bytes | None:
+    # One response buffer per thread: the TCP listener and tests may answer
+    # from several threads at once, and a fresh 64 KiB buffer per query costs.
+    resp = getattr(_buffers, "resp", None)
+    if resp is None:
+        resp = _buffers.resp = ffi.new("uint8_t[]", MAX_MESSAGE)
+    q = ffi.from_buffer("uint8_t[]", query)
+    rc = call(q, len(query), resp, MAX_MESSAGE, lib.XD_ANSWER_TCP if tcp else 0)
+    _raise_for(rc, what="answer")
+    if rc == 0:
+        return None
+    return bytes(ffi.buffer(resp, rc))
+
+
+class Engine:
+    """The published image and the socket-mode UDP workers."""
+
+    def __init__(self) -> None:
+        out = ffi.new("struct xd_engine **")
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_engine_new(out, err), err, "creating the engine")
+        self._e = ffi.gc(out[0], lib.xd_engine_free)
+        self.image_info: ImageInfo | None = None
+
+    def _ptr(self):
+        if self._e is None:
+            raise ValueError("the engine is closed")
+        return self._e
+
+    def set_image(self, image: Image) -> None:
+        """Publishes image; the engine owns it from now on (image is emptied)."""
+        info = image.info
+        ptr = image._take()
+        rc = lib.xd_engine_set_image(self._ptr(), ptr)
+        if rc < 0:
+            lib.xd_image_free(ptr)
+        _raise_for(rc, what="publishing the zone image")
+        self.image_info = info
+
+    def answer(self, query: bytes, tcp: bool = False) -> bytes | None:
+        """Answers one DNS message; None when nothing must be sent back.
+
+        With tcp=True there is no UDP size limit (the caller writes the
+        two-byte length prefix).
+        """
+        e = self._ptr()
+        return _answer(lambda q, n, r, c, f: lib.xd_engine_answer(e, q, n, r, c, f), query, tcp)
+
+    def udp_start(self, listen: Sequence[tuple[str, int]], workers: int) -> list[int]:
+        """Starts UDP workers on every (host, port); returns the bound ports."""
+        addrs = ffi.new("struct xd_listen[]", len(listen))
+        for slot, (host, port) in zip(addrs, listen):
+            encoded = host.encode()
+            if len(encoded) >= len(slot.host):
+                raise ValueError(f"address too long: {host}")
+            slot.host = encoded
+            slot.port = port
+        err = ffi.new("struct xd_error *")
+        e = self._ptr()
+        _raise_for(lib.xd_engine_udp_start(e, addrs, len(listen), workers, err), err,
+                   "starting UDP workers")
+        return [_raise_for(lib.xd_engine_udp_port(e, i)) for i in range(len(listen))]
+
+    def udp_stop(self) -> None:
+        _raise_for(lib.xd_engine_udp_stop(self._ptr()), what="stopping UDP workers")
+
+    def worker_stats(self) -> list[WorkerStats]:
+        e = self._ptr()
+        out = ffi.new("struct xd_worker_stats *")
+        result = []
+        for i in range(lib.xd_engine_worker_count(e)):
+            _raise_for(lib.xd_engine_worker_stats(e, i, out), what="worker stats")
+            result.append(WorkerStats(out.received, out.answered, out.dropped,
+                                      out.truncated, out.batches))
+        return result
+
+    def close(self) -> None:
+        """Stops the workers and frees the engine and its image."""
+        if self._e is not None:
+            ffi.release(self._e)
+            self._e = None
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,111 @@
+"""What goes into the zone image: the zone sources that plugins provide,
+compiled by the C builder into one image.
+
+Zone files are read natively (libzscanner); dnspython data goes through the
+wrapper in wire form.  Every problem found comes back with file and line;
+warnings are logged, and any error stops the build with all of them listed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+import dns.name
+
+from xdpdns.engine import Image, ImageBuilder, Problem
+from xdpdns.hookspecs import ZoneData, ZoneFile, ZoneSource
+
+__all__ = ["CompileResult", "ZoneData", "ZoneFile", "ZoneLoadError", "ZoneSource",
+           "build_image", "collect_sources", "compile_sources"]
+
+log = logging.getLogger("xdpdns.image")
+
+
+class ZoneLoadError(Exception):
+    """Zones with errors: the message lists every problem, one per line."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        errors = sum(p.is_error for p in problems)
+        lines = [str(p) for p in problems]
+        lines.append(f"zone data has {errors} error{'s' if errors != 1 else ''}; "
+                     "nothing was loaded")
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class CompileResult:
+    image: Image | None  # None when there were errors
+    problems: list[Problem]
+    zones: tuple[dns.name.Name, ...]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if not p.is_error]
+
+
+def collect_sources(pm, config) -> list[ZoneSource]:
+    """Asks every plugin for its zone sources (the zone_sources hook)."""
+    sources: list[ZoneSource] = []
+    for provided in pm.hook.zone_sources(config=config):
+        for source in provided or ():
+            if not isinstance(source, (ZoneFile, ZoneData)):
+                raise TypeError(f"a zone_sources hook returned {source!r}; expected "
+                                "xdpdns.image.ZoneFile or xdpdns.image.ZoneData")
+            sources.append(source)
+    return sources
+
+
+def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
+    label = (os.fspath(source.path) if isinstance(source, ZoneFile)
+             else source.description or f"<records of {source.origin}>")
+    index = builder.add_source(label)
+    try:
+        zone = builder.add_zone(source.origin)
+    except FileExistsError:
+        return  # the builder recorded "zone added twice" as a problem
+    except OSError as exc:
+        builder.add_problem("error", f"zone {source.origin}: {exc.strerror}", index)
+        return
+    if isinstance(source, ZoneFile):
+        builder.load_zonefile(zone, source.path, source.default_ttl)
+    else:
+        builder.add_records(zone, source.records, index)
+
+
+def compile_sources(sources: Iterable[ZoneSource]) -> CompileResult:
+    """Compiles zone sources into an image, collecting every problem.
+
+    Never raises for bad zone data: the result has image None and the
+    problems instead.
+    """
+    origins = []
+    with ImageBuilder() as builder:
+        for source in sources:
+            origins.append(source.origin)
+            _add_source(builder, source)
+        builder.check()
+        problems = builder.problems()
+        # finish does not check again once check() ran, so these are all.
+        image = None if any(p.is_error for p in problems) else builder.finish()
+    return CompileResult(image, problems, tuple(origins))
+
+
+def build_image(pm, config) -> CompileResult:
+    """The server's path: sources from the plugins, warnings logged, errors raised.
+
+    Raises ZoneLoadError listing every problem when any is an error.
+    """
+    result = compile_sources(collect_sources(pm, config))
+    if result.image is None:
+        raise ZoneLoadError(result.problems)
+    for problem in result.warnings:
+        log.warning("%s", problem)
+    return result

@@ -1,0 +1,135 @@
+"""DNS over TCP (RFC 7766) in front of the same answering core as UDP.
+
+Each message is preceded by its length in two bytes (RFC 1035 4.2.2); a
+client may send several queries on one connection without waiting
+(pipelining, RFC 7766 6.2.1.1), and they are answered in order.  An idle
+connection is closed after ``idle_timeout`` seconds (RFC 7766 6.2.3), and
+new connections beyond ``max_connections`` are closed at once so that a
+flood of idle clients cannot starve the others.
+
+The answers come from Engine.answer(tcp=True), a C call that releases the
+GIL and takes microseconds, so it runs inline in the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Sequence
+
+from xdpdns.config import ListenAddress
+
+log = logging.getLogger("xdpdns.tcp")
+
+LENGTH_PREFIX = 2
+BACKLOG = 1024
+
+
+@dataclass
+class TcpStats:
+    connections: int = 0  # accepted and served
+    rejected: int = 0  # closed at once: max_connections reached
+    received: int = 0  # queries read
+    answered: int = 0  # responses written
+    idle_closed: int = 0  # closed by the idle timeout
+
+
+def bind_sockets(addresses: Sequence[ListenAddress]) -> list[socket.socket]:
+    """Binds one listening TCP socket per address (port 0: the kernel picks).
+
+    Raises OSError whose message names the address.
+    """
+    socks = []
+    try:
+        for addr in addresses:
+            family = socket.AF_INET6 if addr.is_ipv6 else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind((addr.host, addr.port))
+                sock.listen(BACKLOG)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {addr} (tcp): {exc.strerror}") from None
+            sock.setblocking(False)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+class TcpListener:
+    def __init__(self, engine, idle_timeout: float, max_connections: int) -> None:
+        self.engine = engine
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.stats = TcpStats()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._handlers: set[asyncio.Task] = set()
+
+    async def start(self, socks: Sequence[socket.socket]) -> None:
+        for sock in socks:
+            self._servers.append(await asyncio.start_server(self._accept, sock=sock))
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._handlers) >= self.max_connections:
+            self.stats.rejected += 1
+            writer.close()
+            return
+        task = asyncio.current_task()
+        self._handlers.add(task)
+        self.stats.connections += 1
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            pass  # the listener is stopping
+        except Exception:
+            log.exception("tcp connection from %s", writer.get_extra_info("peername"))
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+
+    async def _read(self, reader: asyncio.StreamReader, n: int) -> bytes | None:
+        try:
+            return await asyncio.wait_for(reader.readexactly(n), self.idle_timeout)
+        except TimeoutError:
+            self.stats.idle_closed += 1
+            return None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            prefix = await self._read(reader, LENGTH_PREFIX)
+            if prefix is None:
+                return
+            size = int.from_bytes(prefix, "big")
+            if size == 0:
+                return  # no DNS message is empty: the peer is not speaking DNS
+            query = await self._read(reader, size)
+            if query is None:
+                return
+            self.stats.received += 1
+            response = self.engine.answer(query, tcp=True)
+            if response is None:
+                continue  # e.g. the message was itself a response
+            writer.write(len(response).to_bytes(LENGTH_PREFIX, "big") + response)
+            self.stats.answered += 1
+            # A client that stops reading counts as idle too (RFC 7766 6.2.3).
+            await asyncio.wait_for(writer.drain(), self.idle_timeout)
