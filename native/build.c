@@ -693,6 +693,52 @@ static void check_glue(struct xd_builder *b, uint32_t i)
 	}
 }
 
+/* RFC 2181 5.2: the records of an RRset share one TTL; the first one added
+ * is used (layout.c), and each RRset that disagrees is reported once. */
+#define XD_TTL_CHECK_TYPES 32
+
+static void check_ttls(struct xd_builder *b, uint32_t i)
+{
+	const struct bnode *n = &b->nodes[i];
+	struct { uint16_t type; bool reported; uint32_t first; } seen[XD_TTL_CHECK_TYPES];
+	int nseen = 0;
+
+	/* The chain runs newest first: the last record of a type seen is the
+	 * first one added. */
+	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next) {
+		int k = 0;
+
+		while (k < nseen && seen[k].type != b->recs[r].type)
+			k++;
+		if (k == nseen) {
+			if (nseen == XD_TTL_CHECK_TYPES)
+				continue;
+			seen[nseen].type = b->recs[r].type;
+			seen[nseen].reported = false;
+			nseen++;
+		}
+		seen[k].first = r;
+	}
+	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next) {
+		const struct brec *rec = &b->recs[r];
+		char text[1024];
+		int k = 0;
+
+		while (k < nseen && seen[k].type != rec->type)
+			k++;
+		if (k == nseen || seen[k].reported ||
+		    rec->ttl == b->recs[seen[k].first].ttl)
+			continue;
+		seen[k].reported = true;
+		xd_builder_node_text(b, i, text, sizeof(text));
+		xd_builder_problemf(b, XD_PROBLEM_WARNING, rec->source, rec->line,
+				    "%s: TTL %u differs from the RRset's TTL %u "
+				    "(RFC 2181 5.2); using %u", text, rec->ttl,
+				    b->recs[seen[k].first].ttl,
+				    b->recs[seen[k].first].ttl);
+	}
+}
+
 int xd_builder_check(struct xd_builder *b)
 {
 	size_t errors_before = b->nerrors;
@@ -707,6 +753,7 @@ int xd_builder_check(struct xd_builder *b)
 		check_cname(b, i);
 		check_dname(b, i);
 		check_glue(b, i);
+		check_ttls(b, i);
 	}
 	b->checked = true;
 	return (int)(b->nerrors - errors_before);

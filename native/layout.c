@@ -324,35 +324,16 @@ static int node_records(struct xd_builder *b, const struct bnode *n,
 	return 0;
 }
 
-/* RFC 2181 5.2: one TTL per RRset; like BIND and Knot, the first one wins. */
-static uint32_t rrset_ttl(struct xd_builder *b, uint32_t node,
-			  const uint32_t *recs, size_t n)
+/* RFC 2181 5.2: one TTL per RRset; like BIND and Knot, the first record's
+ * wins (xd_builder_check warns about the others). */
+static uint32_t rrset_ttl(const struct xd_builder *b, const uint32_t *recs, size_t n)
 {
-	const struct brec *first = &b->recs[recs[0]];
-	uint32_t ttl = first->ttl;
+	uint32_t first = recs[0];
 
-	for (size_t i = 1; i < n; i++) {
-		const struct brec *r = &b->recs[recs[i]];
-
-		if (r->line < first->line && r->source == first->source) {
-			first = r;
-			ttl = r->ttl;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		const struct brec *r = &b->recs[recs[i]];
-		char text[1024];
-
-		if (r->ttl == ttl)
-			continue;
-		xd_builder_node_text(b, node, text, sizeof(text));
-		xd_builder_problemf(b, XD_PROBLEM_WARNING, r->source, r->line,
-				    "%s: TTL %u differs from the RRset's TTL %u "
-				    "(RFC 2181 5.2); using %u", text, r->ttl,
-				    ttl, ttl);
-		break;
-	}
-	return ttl;
+	for (size_t i = 1; i < n; i++)
+		if (recs[i] < first)
+			first = recs[i];
+	return b->recs[first].ttl;
 }
 
 static int rrset_problem(struct xd_builder *b, uint32_t node,
@@ -394,7 +375,7 @@ static int write_node(struct xd_builder *b, uint32_t i, struct out *o,
 		while (end < count && b->recs[s->recs[end]].type == type)
 			end++;
 		/* s->recs is reused by nothing inside render_rrset. */
-		uint32_t ttl = rrset_ttl(b, i, s->recs + start, end - start);
+		uint32_t ttl = rrset_ttl(b, s->recs + start, end - start);
 
 		rc = render_rrset(&c, s->recs + start, end - start, ttl);
 		if (rc == 0)
