@@ -123,17 +123,21 @@ uint64_t xd_hash(const uint8_t *data, size_t len, uint64_t seed)
 	uint64_t h = seed ^ (len * k);
 	size_t i = 0;
 
+	/* One multiply per word and one full mix at the end: names are short,
+	 * and this runs once per label of every query. */
 	for (; i + 8 <= len; i += 8) {
 		uint64_t w;
 
 		memcpy(&w, data + i, 8);
-		h = (h ^ mix64(w)) * k;
+		h = (h ^ w) * k;
+		h ^= h >> 29;
 	}
 	if (i < len) {
 		uint64_t w = 0;
 
 		memcpy(&w, data + i, len - i);
-		h = (h ^ mix64(w ^ (len - i))) * k;
+		h = (h ^ w) * k;
+		h ^= h >> 29;
 	}
 	return mix64(h);
 }

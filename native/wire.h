@@ -133,7 +133,8 @@ static inline void xd_st32(uint8_t *p, uint32_t v)
 
 static inline uint8_t xd_lower(uint8_t c)
 {
-	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+	/* Branch-free, so that the loops over names vectorize. */
+	return c | (((uint8_t)(c - 'A') < 26) << 5);
 }
 
 /*

@@ -1,9 +1,14 @@
 """xdpdns/cli.py and xdpdns/server.py seen from outside: exit codes and
 messages of `xdpdns check` and `xdpdns serve`, and the server's life."""
 
+import os
 import re
+import shutil
 import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import dns.message
 import dns.query
@@ -258,3 +263,28 @@ def test_serve_from_config(xdpdns_serve, xdpdns_write_zone, tmp_path):
             response = ask(host, port, "www.example.org.", tcp=tcp)
             assert response.answer[0][0].to_text() == "198.18.0.80"
     assert server.stop() == 0
+
+
+def test_serve_without_permission_for_the_port(tmp_path):
+    """A privileged port as an unprivileged user: one message, exit 1."""
+    runuser = shutil.which("runuser")
+    if os.geteuid() != 0 or runuser is None:
+        pytest.skip("needs root and runuser to become an unprivileged user")
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        start = 1024
+    if start <= 53:
+        pytest.skip("port 53 is not privileged here")
+    as_nobody = [runuser, "-u", "nobody", "--", sys.executable]
+    probe = subprocess.run(as_nobody + ["-c", "import xdpdns.cli"], capture_output=True,
+                           timeout=30, cwd="/")
+    if probe.returncode != 0:
+        pytest.skip("user nobody cannot read this installation")
+    result = subprocess.run(as_nobody + ["-m", "xdpdns", "serve", "--listen", "127.0.0.1:53"],
+                            capture_output=True, text=True, timeout=60, cwd="/",
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == \
+        "xdpdns: error: cannot listen on 127.0.0.1:53 (tcp): Permission denied"

@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""dnsperf against xdpdns (socket mode), NSD and Knot DNS (UDP mode) on one
+zone and one query file, on loopback, in one run.
+
+Each server in turn is started on 127.0.0.1, pinned to the server CPU (every
+thread, re-pinned once it answers: knotd sets its own affinity), warmed up,
+and measured with dnsperf pinned to the client CPU for a bounded time; the
+servers alternate over the repeats, and the table gives medians.  Besides
+queries per second, the server's own CPU time over the run is read from
+/proc: when dnsperf on one core is the bottleneck (DESIGN.md: near
+110-150k qps here) the server is below 100 % of its CPU, and queries per
+server CPU-second is what still tells the servers apart.
+
+The zone (names with A, AAAA, MX, CNAMEs, a wildcard, delegations with glue)
+and the query file (hits, CNAMEs, NXDOMAIN, NODATA, wildcard, referrals) are
+generated with a fixed seed in a temporary directory, together with each
+server's configuration and state; everything is removed at the end unless
+--keep.  Nothing is sent anywhere but 127.0.0.1.  Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
+ORIGIN = "bench.test."
+SERVERS = ("xdpdns", "nsd", "knot")
+
+
+def write_zone(path: Path, names: int, seed: int) -> dict:
+    """A zone of `names` hosts plus aliases, delegations and a wildcard."""
+    rng = random.Random(seed)
+    aliases = max(1, names // 20)
+    delegations = max(1, names // 100)
+    with open(path, "w") as f:
+        f.write(f"$ORIGIN {ORIGIN}\n$TTL 3600\n"
+                "@ IN SOA ns1 hostmaster 2024010101 7200 3600 1209600 300\n"
+                "@ IN NS ns1\n@ IN NS ns2\n"
+                "ns1 IN A 198.18.0.1\nns2 IN A 198.18.0.2\n"
+                "@ IN MX 10 mail\nmail IN A 198.18.0.3\n"
+                "*.wild IN A 198.18.0.4\n*.wild IN TXT \"wildcard\"\n")
+        for i in range(names):
+            f.write(f"host{i:07d} IN A 198.18.{(i >> 8) & 255}.{i & 255}\n")
+            if i % 2 == 0:
+                f.write(f"host{i:07d} IN AAAA 2001:2::{i >> 16:x}:{i & 0xffff:x}\n")
+            if i % 10 == 0:
+                f.write(f"host{i:07d} IN MX 10 host{(i + 1) % names:07d}\n")
+        for i in range(aliases):
+            f.write(f"alias{i:07d} IN CNAME host{rng.randrange(names):07d}\n")
+        for i in range(delegations):
+            f.write(f"dlg{i:06d} IN NS ns1.dlg{i:06d}\ndlg{i:06d} IN NS ns2.dlg{i:06d}\n"
+                    f"ns1.dlg{i:06d} IN A 198.19.{(i >> 8) & 255}.{i & 255}\n"
+                    f"ns2.dlg{i:06d} IN AAAA 2001:2:1::{i:x}\n")
+    return {"names": names, "aliases": aliases, "delegations": delegations,
+            "bytes": path.stat().st_size}
+
+
+# Query mix: (share, kind).  Percentages of the query file.
+MIX = (
+    (40, "hit A"),
+    (10, "AAAA (half hit, half NODATA)"),
+    (5, "MX hit with additional"),
+    (10, "CNAME in zone"),
+    (10, "NXDOMAIN"),
+    (5, "NODATA (TXT)"),
+    (10, "wildcard"),
+    (10, "referral"),
+)
+
+
+def write_queries(path: Path, count: int, zone: dict, seed: int) -> None:
+    rng = random.Random(seed + 1)
+    names, aliases, dlg = zone["names"], zone["aliases"], zone["delegations"]
+    kinds = [k for share, k in MIX for _ in range(share)]
+    with open(path, "w") as f:
+        for _ in range(count):
+            kind = rng.choice(kinds)
+            if kind == "hit A":
+                line = f"host{rng.randrange(names):07d}.{ORIGIN} A"
+            elif kind.startswith("AAAA"):
+                line = f"host{rng.randrange(names):07d}.{ORIGIN} AAAA"
+            elif kind.startswith("MX"):
+                line = f"host{rng.randrange(0, names, 10):07d}.{ORIGIN} MX"
+            elif kind == "CNAME in zone":
+                line = f"alias{rng.randrange(aliases):07d}.{ORIGIN} A"
+            elif kind == "NXDOMAIN":
+                line = f"nx{rng.randrange(10 ** 7):07d}.{ORIGIN} A"
+            elif kind.startswith("NODATA"):
+                line = f"host{rng.randrange(names):07d}.{ORIGIN} TXT"
+            elif kind == "wildcard":
+                line = f"w{rng.randrange(10 ** 6)}.wild.{ORIGIN} A"
+            else:
+                line = f"www.dlg{rng.randrange(dlg):06d}.{ORIGIN} A"
+            f.write(line + "\n")
+
+
+def summarize(msg) -> tuple:
+    """What two servers must agree on: rcode, AA, and the sections as sets of
+    RRsets (minimal responses both; the additional section is left out)."""
+    if msg is None:
+        return ("no answer",)
+
+    def section(rrsets):
+        return frozenset((r.name.to_text().lower(), r.rdtype,
+                          frozenset(x.to_text() for x in r)) for r in rrsets)
+
+    return (msg.rcode(), bool(msg.flags & 0x0400), section(msg.answer),
+            frozenset((r.name.to_text().lower(), r.rdtype) for r in msg.authority))
+
+
+def sample_answers(port: int, queries: list[tuple[str, str]]) -> list[tuple]:
+    return [summarize(benchlib.ask(port, name, qtype)) for name, qtype in queries]
+
+
+def make_server(name: str, args, workdir: Path, zonefile: Path, port: int):
+    workdir.mkdir(parents=True, exist_ok=True)
+    if name == "xdpdns":
+        return benchlib.xdpdns_server(workdir, ORIGIN, zonefile, port, args.xdpdns,
+                                      udp_workers=args.workers)
+    if name == "nsd":
+        return benchlib.nsd_server(workdir, ORIGIN, zonefile, port,
+                                   server_count=args.workers)
+    return benchlib.knot_server(workdir, ORIGIN, zonefile, port,
+                                udp_workers=args.workers, background_workers=1)
+
+
+def measure(server, args, queryfile: Path) -> dict:
+    """Starts server, pins it, warms it up, runs dnsperf once, stops it."""
+    server_cpus, client_cpus = {args.server_cpu}, {args.client_cpu}
+    perf = None
+    try:
+        server.start(server_cpus)
+        startup = server.wait_answer(f"host0000000.{ORIGIN}", timeout=args.start_timeout)
+        pids = server.pids()
+        threads = benchlib.pin_all(pids, server_cpus)
+        argv = benchlib.dnsperf_argv(server.port, queryfile, args.seconds, args.clients,
+                                     args.outstanding, args.threads, args.timeout)
+        if args.warmup:
+            benchlib.run_dnsperf(benchlib.dnsperf_argv(
+                server.port, queryfile, args.warmup, args.clients, args.outstanding,
+                args.threads, 1), client_cpus, args.warmup)
+        # Re-pin after the warm-up as well: threads started lazily count too.
+        pids = server.pids()
+        threads = benchlib.pin_all(pids, server_cpus)
+        affinity = sorted(sorted(a) for a in benchlib.affinities(pids))
+        load = benchlib.loadavg()
+        cpu0 = benchlib.cpu_seconds(pids)
+        busy0 = benchlib.cpu_busy()
+        if args.perf_dir:
+            data = Path(args.perf_dir) / f"{server.name}.perf.data"
+            perf = subprocess.Popen(
+                ["perf", "record", "-q", "-F", "1999", "-g", "-o", str(data),
+                 "-p", ",".join(map(str, pids)), "--", "sleep", str(args.seconds)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+        t0 = time.monotonic()
+        result, text = benchlib.run_dnsperf(argv, client_cpus, args.seconds)
+        wall = time.monotonic() - t0
+        cpu1 = benchlib.cpu_seconds(server.pids())
+        busy1 = benchlib.cpu_busy()
+        if perf is not None:
+            perf.wait(args.seconds + 60)
+            perf = None
+    finally:
+        if perf is not None and perf.poll() is None:
+            perf.terminate()
+            perf.wait(30)
+        server.stop()
+    server_cpu = (cpu1 - cpu0) / wall
+    busy = {cpu: (busy1[cpu][0] - busy0[cpu][0]) / max(1, busy1[cpu][1] - busy0[cpu][1])
+            for cpu in busy1}
+    return {
+        "server": server.name,
+        "qps": result.qps,
+        "avg_latency_ms": result.avg_latency_ms,
+        "sent": result.sent,
+        "completed": result.completed,
+        "lost": result.lost,
+        "rcodes": result.rcodes,
+        "avg_response_bytes": result.response_bytes,
+        "server_cpu_fraction": server_cpu,
+        "qps_per_server_cpu_second": result.qps / server_cpu if server_cpu > 0 else None,
+        "cpu_busy": {str(k): round(v, 3) for k, v in busy.items()},
+        "loadavg_before": load,
+        "startup_s": startup,
+        "pinned_threads": threads,
+        "affinities": affinity,
+        "dnsperf_argv": argv,
+        "dnsperf_output": text if args.verbose else None,
+    }
+
+
+def check_agreement(args, tmp: Path, zonefile: Path, queryfile: Path) -> dict:
+    """Asks every server the first queries of the query file, one by one, and
+    counts where each disagrees with xdpdns (a server that answers fast but
+    wrong must not win the table)."""
+    lines = queryfile.read_text().splitlines()[:args.check]
+    queries = [tuple(line.split()) for line in lines]
+    answers, report = {}, {}
+    for name in args.servers:
+        server = make_server(name, args, tmp / f"check-{name}", zonefile,
+                             benchlib.free_port())
+        try:
+            server.start()
+            server.wait_answer(f"host0000000.{ORIGIN}", timeout=args.start_timeout)
+            answers[name] = sample_answers(server.port, queries)
+        finally:
+            server.stop()
+    base = args.servers[0]
+    for name in args.servers[1:]:
+        diffs = [(" ".join(q), str(a)[:300], str(b)[:300])
+                 for q, a, b in zip(queries, answers[base], answers[name]) if a != b]
+        report[f"{base} vs {name}"] = {"queries": len(queries), "differ": len(diffs),
+                                      "examples": diffs[:3]}
+    return report
+
+
+def table(rows: list[dict], servers: list[str]) -> tuple[str, dict]:
+    summary = {}
+    for name in servers:
+        mine = [r for r in rows if r["server"] == name]
+        if not mine:
+            continue
+        summary[name] = {
+            "runs": len(mine),
+            "qps_median": benchlib.median([r["qps"] for r in mine]),
+            "qps_runs": [round(r["qps"]) for r in mine],
+            "avg_latency_ms_median": benchlib.median([r["avg_latency_ms"] for r in mine]),
+            "lost_median": benchlib.median([r["lost"] for r in mine]),
+            "server_cpu_median": benchlib.median([r["server_cpu_fraction"] for r in mine]),
+            "qps_per_cpu_second_median": benchlib.median(
+                [r["qps_per_server_cpu_second"] or 0 for r in mine]),
+            "avg_response_bytes": mine[0]["avg_response_bytes"],
+        }
+    peers = [s for s in summary if s != "xdpdns"]
+    ratios = {}
+    if "xdpdns" in summary and peers:
+        fastest = max(peers, key=lambda s: summary[s]["qps_median"])
+        leanest = max(peers, key=lambda s: summary[s]["qps_per_cpu_second_median"])
+        ratios = {
+            "faster_peer": fastest,
+            "xdpdns_qps_over_faster_peer":
+                summary["xdpdns"]["qps_median"] / summary[fastest]["qps_median"],
+            "leaner_peer": leanest,
+            "xdpdns_qps_per_cpu_over_leaner_peer":
+                summary["xdpdns"]["qps_per_cpu_second_median"]
+                / summary[leanest]["qps_per_cpu_second_median"],
+        }
+        for s in peers:
+            ratios[f"xdpdns_over_{s}"] = summary["xdpdns"]["qps_median"] / summary[s]["qps_median"]
+    head = (f"{'server':8} {'runs':>4} {'qps (median)':>13} {'qps runs':>28} "
+            f"{'lat ms':>7} {'lost':>6} {'srv CPU':>7} {'qps/CPU-s':>10} {'resp B':>6}")
+    out = [head, "-" * len(head)]
+    for name, s in summary.items():
+        out.append(f"{name:8} {s['runs']:>4} {s['qps_median']:>13,.0f} "
+                   f"{','.join(str(q) for q in s['qps_runs']):>28} "
+                   f"{s['avg_latency_ms_median']:>7.3f} {s['lost_median']:>6.0f} "
+                   f"{s['server_cpu_median']:>7.0%} {s['qps_per_cpu_second_median']:>10,.0f} "
+                   f"{s['avg_response_bytes']:>6.0f}")
+    if ratios:
+        out.append("")
+        out.append(f"xdpdns / {ratios['faster_peer']} (faster peer), qps: "
+                   f"{ratios['xdpdns_qps_over_faster_peer']:.3f}")
+        out.append(f"xdpdns / {ratios['leaner_peer']} (peer with most qps per CPU-second): "
+                   f"{ratios['xdpdns_qps_per_cpu_over_leaner_peer']:.3f}")
+    return "\n".join(out), {"servers": summary, "ratios": ratios}
+
+
+def perf_reports(perf_dir: Path, servers: list[str]) -> dict:
+    out = {}
+    for name in servers:
+        data = perf_dir / f"{name}.perf.data"
+        if not data.exists():
+            continue
+        rep = subprocess.run(
+            ["perf", "report", "-i", str(data), "--stdio", "--no-children",
+             "--sort", "dso,symbol", "--percent-limit", "0.7", "-g", "none"],
+            capture_output=True, text=True, timeout=300)
+        lines = [ln for ln in rep.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+        (perf_dir / f"{name}.perf.txt").write_text(rep.stdout)
+        out[name] = lines[:25]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--servers", default=",".join(SERVERS),
+                    help="comma-separated, from xdpdns,nsd,knot (default: all)")
+    ap.add_argument("--names", type=int, default=100_000, help="hosts in the zone")
+    ap.add_argument("--queries", type=int, default=200_000, help="lines in the query file")
+    ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--seconds", type=float, default=10, help="dnsperf -l per run")
+    ap.add_argument("--warmup", type=float, default=1, help="dnsperf warm-up seconds (0: none)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per server, alternating")
+    ap.add_argument("--clients", type=int, default=8, help="dnsperf -c")
+    ap.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
+    ap.add_argument("--threads", type=int, default=1, help="dnsperf -T")
+    ap.add_argument("--timeout", type=float, default=2, help="dnsperf -t")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="server UDP workers (xdpdns --udp-workers, NSD server-count, "
+                         "Knot udp-workers)")
+    ap.add_argument("--server-cpu", type=int, default=1)
+    ap.add_argument("--client-cpu", type=int, default=0)
+    ap.add_argument("--check", type=int, default=500,
+                    help="queries asked one by one to compare the servers' answers (0: skip)")
+    ap.add_argument("--start-timeout", type=float, default=120)
+    ap.add_argument("--xdpdns", default=benchlib.default_xdpdns(), help="the xdpdns command")
+    ap.add_argument("--perf-dir", help="also record `perf record -g` of each server "
+                    "during its last run into this directory and print the top symbols")
+    ap.add_argument("--json", help="also write the results as JSON to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--verbose", action="store_true", help="keep dnsperf's output in the JSON")
+    args = ap.parse_args()
+    args.servers = [s for s in args.servers.split(",") if s]
+    for s in args.servers:
+        if s not in SERVERS:
+            ap.error(f"--servers: unknown server {s!r}, expected some of {','.join(SERVERS)}")
+    if args.perf_dir:
+        Path(args.perf_dir).mkdir(parents=True, exist_ok=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="xdpdns-bench-"))
+    try:
+        zonefile = tmp / "bench.test.zone"
+        queryfile = tmp / "queries.txt"
+        zone = write_zone(zonefile, args.names, args.seed)
+        write_queries(queryfile, args.queries, zone, args.seed)
+        print(f"zone {ORIGIN}: {zone['names']} hosts, {zone['aliases']} CNAMEs, "
+              f"{zone['delegations']} delegations, {zone['bytes']:,} bytes; "
+              f"{args.queries} queries; in {tmp}", flush=True)
+        agreement = check_agreement(args, tmp, zonefile, queryfile) if args.check else {}
+        for pair, rep in agreement.items():
+            print(f"answers {pair}: {rep['differ']} of {rep['queries']} differ", flush=True)
+            for ex in rep["examples"]:
+                print(f"  {ex[0]}:\n    {ex[1]}\n    {ex[2]}")
+        rows = []
+        for rep in range(args.repeats):
+            # Rotate the order so that no server always runs first or last.
+            order = args.servers[rep % len(args.servers):] + args.servers[:rep % len(args.servers)]
+            for name in order:
+                keep_perf = args.perf_dir if rep == args.repeats - 1 else None
+                server = make_server(name, argparse.Namespace(**vars(args)),
+                                     tmp / f"run{rep}-{name}", zonefile, benchlib.free_port())
+                run_args = argparse.Namespace(**{**vars(args), "perf_dir": keep_perf})
+                row = measure(server, run_args, queryfile)
+                row["repeat"] = rep
+                rows.append(row)
+                print(f"run {rep} {name:7} qps {row['qps']:>10,.0f}  lat "
+                      f"{row['avg_latency_ms']:.3f} ms  lost {row['lost']}  "
+                      f"server CPU {row['server_cpu_fraction']:.0%}  "
+                      f"cpu busy {row['cpu_busy']}  load {row['loadavg_before']:.2f}",
+                      flush=True)
+        text, summary = table(rows, args.servers)
+        print()
+        print(text)
+        perf = perf_reports(Path(args.perf_dir), args.servers) if args.perf_dir else {}
+        for name, lines in perf.items():
+            print(f"\nperf, {name} (self time, top symbols):")
+            print("\n".join(lines))
+        result = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "machine": benchlib.versions(),
+            "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
+            "zone": zone,
+            "query_mix_percent": {k: v for v, k in MIX},
+            "agreement": agreement,
+            "summary": summary,
+            "runs": rows,
+            "perf_top": perf,
+        }
+        print()
+        print(json.dumps({"summary": summary, "machine": result["machine"]}, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
