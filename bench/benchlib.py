@@ -117,16 +117,42 @@ def pss_kib(pid: int) -> int | None:
     return None
 
 
-def cpu_busy() -> dict[int, tuple[int, int]]:
-    """Per CPU: (busy jiffies, total jiffies) from /proc/stat."""
+CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def cpu_times() -> dict[int, list[int]]:
+    """Per CPU: the jiffies of /proc/stat, in CPU_FIELDS order."""
     out = {}
     for line in Path("/proc/stat").read_text().splitlines():
         m = re.match(r"cpu(\d+) (.*)", line)
         if m:
-            v = [int(x) for x in m.group(2).split()]
-            idle = v[3] + v[4]
-            out[int(m.group(1))] = (sum(v[:8]) - idle, sum(v[:8]))
+            out[int(m.group(1))] = [int(x) for x in m.group(2).split()[:8]]
     return out
+
+
+def cpu_shares(before: dict[int, list[int]], after: dict[int, list[int]]) -> dict[int, dict[str, float]]:
+    """Per CPU, the share of each CPU_FIELDS column between two cpu_times()."""
+    out = {}
+    for cpu in after:
+        d = [a - b for a, b in zip(after[cpu], before.get(cpu, after[cpu]))]
+        total = sum(d) or 1
+        out[cpu] = {name: v / total for name, v in zip(CPU_FIELDS, d)}
+    return out
+
+
+def wait_idle(cpus: set[int], threshold: float, max_wait: float, window: float = 1.0) -> float:
+    """Waits (at most max_wait seconds) until every CPU in cpus was idle for at
+    least `threshold` of the last `window` seconds: other work on a shared
+    machine skews a run more than anything else.  Returns the least idle
+    share seen in the last window."""
+    end = time.monotonic() + max_wait
+    while True:
+        before = cpu_times()
+        time.sleep(window)
+        shares = cpu_shares(before, cpu_times())
+        idle = min(shares[c]["idle"] + shares[c]["iowait"] for c in cpus if c in shares)
+        if idle >= threshold or time.monotonic() >= end:
+            return idle
 
 
 def loadavg() -> float:

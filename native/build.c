@@ -399,6 +399,8 @@ int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin,
 	z = &b->zones[b->nzones];
 	memcpy(z->origin, lower, len);
 	z->origin_len = len;
+	z->source = -1;
+	z->records = 0;
 	rc = node_get(b, b->nzones, lower, 0, &z->apex);
 	if (rc)
 		return rc;
@@ -430,7 +432,7 @@ int xd_builder_add_record(struct xd_builder *b, int zone,
 			  int source, uint32_t line)
 {
 	uint8_t lower[XD_NAME_MAX];
-	const struct bzone *z;
+	struct bzone *z;
 	struct brec *r;
 	uint32_t node;
 	int len, rc;
@@ -438,6 +440,8 @@ int xd_builder_add_record(struct xd_builder *b, int zone,
 	if (zone < 0 || (size_t)zone >= b->nzones)
 		return -EINVAL;
 	z = &b->zones[zone];
+	if (z->source < 0)
+		z->source = source;
 	len = xd_name_check(owner, owner_len);
 	if (len < 0 || (size_t)len != owner_len)
 		return record_problem(b, source, line, (const uint8_t *)"",
@@ -480,6 +484,7 @@ int xd_builder_add_record(struct xd_builder *b, int zone,
 	memcpy(b->rdata + b->rdata_len, rdata, rdata_len);
 	b->rdata_len += rdata_len;
 	b->checked = false;
+	b->zones[zone].records++;
 	return 0;
 }
 
@@ -596,10 +601,17 @@ static void check_apex(struct xd_builder *b, uint32_t zone)
 	int soa = 0;
 
 	xd_name_to_text(z->origin, text, sizeof(text));
+	if (z->records == 0) {
+		/* One line, not a missing SOA and NS: the file is empty or
+		 * unreadable, and that has been said already if so. */
+		xd_builder_problemf(b, XD_PROBLEM_ERROR, z->source, 0,
+				    "zone %s has no records", text);
+		return;
+	}
 	for (uint32_t r = apex->first; r != XD_NONE; r = b->recs[r].next)
 		soa += b->recs[r].type == XD_TYPE_SOA;
 	if (soa == 0)
-		xd_builder_problemf(b, XD_PROBLEM_ERROR, -1, 0,
+		xd_builder_problemf(b, XD_PROBLEM_ERROR, z->source, 0,
 				    "zone %s: no SOA record at the apex", text);
 	else if (soa > 1) {
 		const struct brec *r = first_of_type(b, apex, XD_TYPE_SOA);
@@ -608,7 +620,7 @@ static void check_apex(struct xd_builder *b, uint32_t zone)
 				    "zone %s: more than one SOA record", text);
 	}
 	if (!first_of_type(b, apex, XD_TYPE_NS))
-		xd_builder_problemf(b, XD_PROBLEM_ERROR, -1, 0,
+		xd_builder_problemf(b, XD_PROBLEM_ERROR, z->source, 0,
 				    "zone %s: no NS records at the apex", text);
 }
 

@@ -17,6 +17,9 @@ struct bzone {
 	uint8_t origin[XD_NAME_MAX];	/* lower-case wire */
 	uint8_t origin_len;
 	uint32_t apex;			/* node index */
+	int source;			/* of its first record: where problems
+					 * about the whole zone point */
+	uint64_t records;
 };
 
 /* A name in a zone; ancestors up to the apex always exist (empty

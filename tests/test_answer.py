@@ -13,6 +13,9 @@ import pytest
 
 from zoneimage import SOA, ask, image, rrsets
 
+# Also run against the AddressSanitizer build (bootstrap).
+pytestmark = pytest.mark.asan
+
 ZONE = SOA + """\
 @ 3600 IN MX 10 mail
 @ 3600 IN NS ns2.example.net.

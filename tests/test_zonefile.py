@@ -11,6 +11,9 @@ from xdpdns.engine import ImageBuilder
 
 import dns.name
 
+# Also run against the AddressSanitizer build (bootstrap).
+pytestmark = pytest.mark.asan
+
 DATA = Path(__file__).parent / "data" / "zonefile"
 
 
