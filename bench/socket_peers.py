@@ -152,9 +152,11 @@ def measure(server, args, queryfile: Path) -> dict:
         pids = server.pids()
         threads = benchlib.pin_all(pids, server_cpus)
         affinity = sorted(sorted(a) for a in benchlib.affinities(pids))
+        idle_before = (benchlib.wait_idle(server_cpus | client_cpus, args.idle, args.wait_idle)
+                       if args.wait_idle else None)
         load = benchlib.loadavg()
         cpu0 = benchlib.cpu_seconds(pids)
-        busy0 = benchlib.cpu_busy()
+        times0 = benchlib.cpu_times()
         if args.perf_dir:
             data = Path(args.perf_dir) / f"{server.name}.perf.data"
             perf = subprocess.Popen(
@@ -166,7 +168,7 @@ def measure(server, args, queryfile: Path) -> dict:
         result, text = benchlib.run_dnsperf(argv, client_cpus, args.seconds)
         wall = time.monotonic() - t0
         cpu1 = benchlib.cpu_seconds(server.pids())
-        busy1 = benchlib.cpu_busy()
+        shares = benchlib.cpu_shares(times0, benchlib.cpu_times())
         if perf is not None:
             perf.wait(args.seconds + 60)
             perf = None
@@ -176,8 +178,11 @@ def measure(server, args, queryfile: Path) -> dict:
             perf.wait(30)
         server.stop()
     server_cpu = (cpu1 - cpu0) / wall
-    busy = {cpu: (busy1[cpu][0] - busy0[cpu][0]) / max(1, busy1[cpu][1] - busy0[cpu][1])
-            for cpu in busy1}
+    busy = {cpu: 1 - sh["idle"] - sh["iowait"] for cpu, sh in shares.items()}
+    # What else ran on the server's CPU: its user and system time beyond the
+    # server's own (softirq time is accounted apart from any process here).
+    sh = shares[args.server_cpu]
+    foreign = max(0.0, sh["user"] + sh["nice"] + sh["system"] - server_cpu)
     return {
         "server": server.name,
         "qps": result.qps,
@@ -190,6 +195,9 @@ def measure(server, args, queryfile: Path) -> dict:
         "server_cpu_fraction": server_cpu,
         "qps_per_server_cpu_second": result.qps / server_cpu if server_cpu > 0 else None,
         "cpu_busy": {str(k): round(v, 3) for k, v in busy.items()},
+        "cpu_shares": {str(k): {n: round(x, 3) for n, x in v.items()} for k, v in shares.items()},
+        "foreign_on_server_cpu": foreign,
+        "idle_before": idle_before,
         "loadavg_before": load,
         "startup_s": startup,
         "pinned_threads": threads,
@@ -240,6 +248,8 @@ def table(rows: list[dict], servers: list[str]) -> tuple[str, dict]:
             "qps_per_cpu_second_median": benchlib.median(
                 [r["qps_per_server_cpu_second"] or 0 for r in mine]),
             "avg_response_bytes": mine[0]["avg_response_bytes"],
+            "foreign_on_server_cpu_median": benchlib.median(
+                [r["foreign_on_server_cpu"] for r in mine]),
         }
     peers = [s for s in summary if s != "xdpdns"]
     ratios = {}
@@ -258,14 +268,15 @@ def table(rows: list[dict], servers: list[str]) -> tuple[str, dict]:
         for s in peers:
             ratios[f"xdpdns_over_{s}"] = summary["xdpdns"]["qps_median"] / summary[s]["qps_median"]
     head = (f"{'server':8} {'runs':>4} {'qps (median)':>13} {'qps runs':>28} "
-            f"{'lat ms':>7} {'lost':>6} {'srv CPU':>7} {'qps/CPU-s':>10} {'resp B':>6}")
+            f"{'lat ms':>7} {'lost':>6} {'srv CPU':>7} {'qps/CPU-s':>10} {'resp B':>6} {'other':>6}")
     out = [head, "-" * len(head)]
     for name, s in summary.items():
         out.append(f"{name:8} {s['runs']:>4} {s['qps_median']:>13,.0f} "
                    f"{','.join(str(q) for q in s['qps_runs']):>28} "
                    f"{s['avg_latency_ms_median']:>7.3f} {s['lost_median']:>6.0f} "
                    f"{s['server_cpu_median']:>7.0%} {s['qps_per_cpu_second_median']:>10,.0f} "
-                   f"{s['avg_response_bytes']:>6.0f}")
+                   f"{s['avg_response_bytes']:>6.0f} "
+                   f"{s['foreign_on_server_cpu_median']:>6.0%}")
     if ratios:
         out.append("")
         out.append(f"xdpdns / {ratios['faster_peer']} (faster peer), qps: "
@@ -291,9 +302,14 @@ def perf_reports(perf_dir: Path, servers: list[str]) -> dict:
     return out
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                    argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 formatter_class=HelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--servers", default=",".join(SERVERS),
                     help="comma-separated, from xdpdns,nsd,knot (default: all)")
@@ -312,6 +328,11 @@ def main() -> int:
                          "Knot udp-workers)")
     ap.add_argument("--server-cpu", type=int, default=1)
     ap.add_argument("--client-cpu", type=int, default=0)
+    ap.add_argument("--wait-idle", type=float, default=60,
+                    help="before each run, wait up to this many seconds for both CPUs "
+                         "to be idle (0: do not wait); the machine may be shared")
+    ap.add_argument("--idle", type=float, default=0.9,
+                    help="the idle share that counts as idle for --wait-idle")
     ap.add_argument("--check", type=int, default=500,
                     help="queries asked one by one to compare the servers' answers (0: skip)")
     ap.add_argument("--start-timeout", type=float, default=120)
@@ -358,7 +379,8 @@ def main() -> int:
                 print(f"run {rep} {name:7} qps {row['qps']:>10,.0f}  lat "
                       f"{row['avg_latency_ms']:.3f} ms  lost {row['lost']}  "
                       f"server CPU {row['server_cpu_fraction']:.0%}  "
-                      f"cpu busy {row['cpu_busy']}  load {row['loadavg_before']:.2f}",
+                      f"other work on its CPU {row['foreign_on_server_cpu']:.0%}  "
+                      f"CPU busy {row['cpu_busy']}  load {row['loadavg_before']:.2f}",
                       flush=True)
         text, summary = table(rows, args.servers)
         print()

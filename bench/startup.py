@@ -122,9 +122,14 @@ def measure(server, args, last_name: str) -> dict:
     }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                    argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 formatter_class=HelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--servers", default=",".join(SERVERS),
                     help="comma-separated, from xdpdns,nsd,knot (default: all)")

@@ -253,21 +253,22 @@ static bool in_zone(const struct ctx *c, const struct name *n)
 				c->z->origin_len);
 }
 
-/* RFC 6672 2.2: the CNAME a DNAME implies, written after the DNAME. */
+/* RFC 6672 2.2: the CNAME a DNAME implies, written after the DNAME: owner
+ * the current name, target its labels below the DNAME owner (in the query's
+ * case) followed by a pointer to the DNAME's target. */
 static int synthesize_cname(struct ctx *c, struct name *n, int labels,
 			    const uint8_t *dname, int dname_pos)
 {
 	struct response *r = c->r;
 	int tpos = target_pos(dname, dname_pos);
-	uint8_t target[XD_NAME_MAX];
-	int tlen = tpos < 0 ? -1 : xd_name_read(r->buf, r->len, tpos, target,
-						false, NULL);
+	uint8_t target[XD_NAME_MAX], current[XD_NAME_MAX];
 	size_t prefix = n->label_off[labels];
 	uint8_t *p;
 
-	if (tlen < 0)
+	if (tpos < 0 || xd_name_read(r->buf, r->len, tpos, target, false, NULL) < 0 ||
+	    xd_name_read(r->buf, r->len, n->pos, current, false, NULL) < 0)
 		return -EBADMSG;
-	if (prefix + tlen > XD_NAME_MAX) {
+	if (prefix + xd_name_length(target) > XD_NAME_MAX) {
 		r->rcode = XD_RCODE_YXDOMAIN;
 		return 0;
 	}
@@ -279,16 +280,7 @@ static int synthesize_cname(struct ctx *c, struct name *n, int labels,
 	xd_put16(p + 4, XD_CLASS_IN);
 	memcpy(p + 6, xd_rrset_wire(dname) + 6, 4);	/* the DNAME's TTL */
 	xd_put16(p + 10, prefix + 2);
-	/* The query's own labels, in its case, then the DNAME target. */
-	if (suffix_pos(r, n->pos, 0) < 0)
-		return -EBADMSG;
-	{
-		uint8_t orig[XD_NAME_MAX];
-
-		if (xd_name_read(r->buf, r->len, n->pos, orig, false, NULL) < 0)
-			return -EBADMSG;
-		memcpy(p + 12, orig, prefix);
-	}
+	memcpy(p + 12, current, prefix);
 	xd_put16(p + 12 + prefix, 0xc000 | tpos);
 	r->len += 12 + prefix + 2;
 	r->count[AN]++;

@@ -146,6 +146,16 @@ int xd_name_check(const uint8_t *buf, size_t len);
 /* Lower-cases a wire name of known length into out. */
 void xd_name_lower(uint8_t *out, const uint8_t *name, size_t len);
 
+/* Length of a valid wire name, including the root label. */
+static inline size_t xd_name_length(const uint8_t *name)
+{
+	size_t len = 0;
+
+	while (name[len])
+		len += 1 + name[len];
+	return len + 1;
+}
+
 /* Number of labels of a wire name, not counting the root. */
 int xd_name_labels(const uint8_t *name);
 
