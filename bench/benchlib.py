@@ -85,14 +85,20 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU time of the processes (all their threads)."""
-    total = 0
+def cpu_user_system(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of the processes (all their threads)."""
+    user = system = 0
     for pid in pids:
         st = _proc_stat(pid)
         if st:
-            total += int(st[11]) + int(st[12])  # utime, stime
-    return total / CLK_TCK
+            user += int(st[11])
+            system += int(st[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of the processes (all their threads)."""
+    return sum(cpu_user_system(pids))
 
 
 def status_kib(pid: int, key: str) -> int | None:
@@ -157,6 +163,24 @@ def wait_idle(cpus: set[int], threshold: float, max_wait: float, window: float =
 
 def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def udp_drops(port: int) -> int:
+    """Datagrams dropped so far by the UDP sockets bound to local port `port`
+    (the last column of /proc/net/udp: a full receive buffer)."""
+    total = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 13 and int(f[1].split(":")[1], 16) == port:
+            total += int(f[-1])
+    return total
+
+
+def udp_rcvbuf_errors() -> int:
+    """All UDP datagrams dropped on this host for a full receive buffer."""
+    lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()
+             if ln.startswith("Udp:")]
+    return int(dict(zip(lines[0], lines[1]))["RcvbufErrors"])
 
 
 def pin_all(pids: list[int], cpus: set[int]) -> int:

@@ -155,7 +155,8 @@ def measure(server, args, queryfile: Path) -> dict:
         idle_before = (benchlib.wait_idle(server_cpus | client_cpus, args.idle, args.wait_idle)
                        if args.wait_idle else None)
         load = benchlib.loadavg()
-        cpu0 = benchlib.cpu_seconds(pids)
+        user0, sys0 = benchlib.cpu_user_system(pids)
+        drops0, rcvbuf0 = benchlib.udp_drops(server.port), benchlib.udp_rcvbuf_errors()
         times0 = benchlib.cpu_times()
         if args.perf_dir:
             data = Path(args.perf_dir) / f"{server.name}.perf.data"
@@ -167,7 +168,8 @@ def measure(server, args, queryfile: Path) -> dict:
         t0 = time.monotonic()
         result, text = benchlib.run_dnsperf(argv, client_cpus, args.seconds)
         wall = time.monotonic() - t0
-        cpu1 = benchlib.cpu_seconds(server.pids())
+        user1, sys1 = benchlib.cpu_user_system(server.pids())
+        drops1, rcvbuf1 = benchlib.udp_drops(server.port), benchlib.udp_rcvbuf_errors()
         shares = benchlib.cpu_shares(times0, benchlib.cpu_times())
         if perf is not None:
             perf.wait(args.seconds + 60)
@@ -177,7 +179,8 @@ def measure(server, args, queryfile: Path) -> dict:
             perf.terminate()
             perf.wait(30)
         server.stop()
-    server_cpu = (cpu1 - cpu0) / wall
+    server_cpu = (user1 - user0 + sys1 - sys0) / wall
+    answered = result.completed or 1
     busy = {cpu: 1 - sh["idle"] - sh["iowait"] for cpu, sh in shares.items()}
     # What else ran on the server's CPU: its user and system time beyond the
     # server's own (softirq time is accounted apart from any process here).
@@ -190,10 +193,16 @@ def measure(server, args, queryfile: Path) -> dict:
         "sent": result.sent,
         "completed": result.completed,
         "lost": result.lost,
+        # Where queries were lost: the server's sockets, or anywhere (dnsperf).
+        "server_socket_drops": drops1 - drops0,
+        "host_udp_rcvbuf_errors": rcvbuf1 - rcvbuf0,
         "rcodes": result.rcodes,
         "avg_response_bytes": result.response_bytes,
         "server_cpu_fraction": server_cpu,
         "qps_per_server_cpu_second": result.qps / server_cpu if server_cpu > 0 else None,
+        # The server's own code against the kernel's work for it, per query.
+        "server_user_us_per_query": (user1 - user0) / answered * 1e6,
+        "server_system_us_per_query": (sys1 - sys0) / answered * 1e6,
         "cpu_busy": {str(k): round(v, 3) for k, v in busy.items()},
         "cpu_shares": {str(k): {n: round(x, 3) for n, x in v.items()} for k, v in shares.items()},
         "foreign_on_server_cpu": foreign,
@@ -248,6 +257,10 @@ def table(rows: list[dict], servers: list[str]) -> tuple[str, dict]:
             "qps_per_cpu_second_median": benchlib.median(
                 [r["qps_per_server_cpu_second"] or 0 for r in mine]),
             "avg_response_bytes": mine[0]["avg_response_bytes"],
+            "user_us_per_query_median": benchlib.median(
+                [r["server_user_us_per_query"] for r in mine]),
+            "system_us_per_query_median": benchlib.median(
+                [r["server_system_us_per_query"] for r in mine]),
             "foreign_on_server_cpu_median": benchlib.median(
                 [r["foreign_on_server_cpu"] for r in mine]),
         }
@@ -268,13 +281,15 @@ def table(rows: list[dict], servers: list[str]) -> tuple[str, dict]:
         for s in peers:
             ratios[f"xdpdns_over_{s}"] = summary["xdpdns"]["qps_median"] / summary[s]["qps_median"]
     head = (f"{'server':8} {'runs':>4} {'qps (median)':>13} {'qps runs':>28} "
-            f"{'lat ms':>7} {'lost':>6} {'srv CPU':>7} {'qps/CPU-s':>10} {'resp B':>6} {'other':>6}")
+            f"{'lat ms':>7} {'lost':>6} {'srv CPU':>7} {'qps/CPU-s':>10} {'usr us/q':>8} "
+            f"{'sys us/q':>8} {'resp B':>6} {'other':>6}")
     out = [head, "-" * len(head)]
     for name, s in summary.items():
         out.append(f"{name:8} {s['runs']:>4} {s['qps_median']:>13,.0f} "
                    f"{','.join(str(q) for q in s['qps_runs']):>28} "
                    f"{s['avg_latency_ms_median']:>7.3f} {s['lost_median']:>6.0f} "
                    f"{s['server_cpu_median']:>7.0%} {s['qps_per_cpu_second_median']:>10,.0f} "
+                   f"{s['user_us_per_query_median']:>8.2f} {s['system_us_per_query_median']:>8.2f} "
                    f"{s['avg_response_bytes']:>6.0f} "
                    f"{s['foreign_on_server_cpu_median']:>6.0%}")
     if ratios:
@@ -377,7 +392,8 @@ def main() -> int:
                 row["repeat"] = rep
                 rows.append(row)
                 print(f"run {rep} {name:7} qps {row['qps']:>10,.0f}  lat "
-                      f"{row['avg_latency_ms']:.3f} ms  lost {row['lost']}  "
+                      f"{row['avg_latency_ms']:.3f} ms  lost {row['lost']} (server socket drops "
+                      f"{row['server_socket_drops']}, host {row['host_udp_rcvbuf_errors']})  "
                       f"server CPU {row['server_cpu_fraction']:.0%}  "
                       f"other work on its CPU {row['foreign_on_server_cpu']:.0%}  "
                       f"CPU busy {row['cpu_busy']}  load {row['loadavg_before']:.2f}",
