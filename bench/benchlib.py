@@ -380,14 +380,13 @@ def nsd_server(workdir: Path, origin: str, zonefile: Path, port: int,
     # adds NS and glue to every answer unless minimal-responses: both off
     # here, as an operator benchmarking it would.  database "": no nsd.db,
     # the zone file is read at start, as NSD 4.x does by default.
-    user = '    username: ""\n' if os.geteuid() == 0 else ""
     conf = workdir / "nsd.conf"
     conf.write_text(
         "server:\n"
         f"    ip-address: {LOOPBACK}@{port}\n"
         "    do-ip6: no\n"
         f"    server-count: {server_count}\n"
-        f"{user}"
+        '    username: ""\n'  # stay the invoking user: no chown of the workdir
         '    chroot: ""\n'
         f'    zonesdir: "{workdir}"\n'
         '    database: ""\n'

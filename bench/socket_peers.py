@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -311,9 +312,18 @@ def perf_reports(perf_dir: Path, servers: list[str]) -> dict:
             ["perf", "report", "-i", str(data), "--stdio", "--no-children",
              "--sort", "dso,symbol", "--percent-limit", "0.7", "-g", "none"],
             capture_output=True, text=True, timeout=300)
-        lines = [ln for ln in rep.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
-        (perf_dir / f"{name}.perf.txt").write_text(rep.stdout)
-        out[name] = lines[:25]
+        by_dso = subprocess.run(
+            ["perf", "report", "-i", str(data), "--stdio", "--no-children",
+             "--sort", "dso", "-g", "none", "--percent-limit", "0.5"],
+            capture_output=True, text=True, timeout=300)
+
+        def rows(text: str, fields: int) -> list[str]:
+            return [" ".join(ln.split()[:fields]) for ln in text.splitlines()
+                    if ln.strip() and not ln.startswith("#")]
+
+        (perf_dir / f"{name}.perf.txt").write_text(by_dso.stdout + rep.stdout)
+        out[name] = {"by_dso": rows(by_dso.stdout, 2)[:6],
+                     "symbols": rows(rep.stdout, 4)[:25]}
     return out
 
 
@@ -402,9 +412,9 @@ def main() -> int:
         print()
         print(text)
         perf = perf_reports(Path(args.perf_dir), args.servers) if args.perf_dir else {}
-        for name, lines in perf.items():
-            print(f"\nperf, {name} (self time, top symbols):")
-            print("\n".join(lines))
+        for name, rep in perf.items():
+            print(f"\nperf, {name}: self time by object: " + "; ".join(rep["by_dso"]))
+            print("\n".join("  " + ln for ln in rep["symbols"]))
         result = {
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             "machine": benchlib.versions(),
@@ -425,7 +435,6 @@ def main() -> int:
         if args.keep:
             print(f"kept {tmp}")
         else:
-            import shutil
             shutil.rmtree(tmp, ignore_errors=True)
 
 

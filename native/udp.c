@@ -231,6 +231,13 @@ static int parse_address(const struct xd_listen *l, uint16_t port,
 	return -EINVAL;
 }
 
+static bool is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
 static int open_socket(const struct xd_listen *l, uint16_t port, int *bound_port,
 		       struct xd_error *err)
 {
@@ -250,11 +257,13 @@ static int open_socket(const struct xd_listen *l, uint16_t port, int *bound_port
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
 		goto out_close;
 	if (ss.ss_family == AF_INET6 &&
-	    (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) ||
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one))))
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)))
 		goto out_close;
-	if (ss.ss_family == AF_INET &&
-	    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)))
+	/* Only a wildcard bind needs to learn the query's destination (see
+	 * reply_control); elsewhere it costs about 1% for nothing. */
+	if (is_wildcard(&ss) && (ss.ss_family == AF_INET6 ?
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) :
+	    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one))))
 		goto out_close;
 	if (bind(fd, (struct sockaddr *)&ss, len))
 		goto out_close;
