@@ -71,7 +71,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from dnsdiff import EXACT, Exchange, Rule, ask, compare, make_query, report, rr_set
+from dnsdiff import EXACT, Exchange, Rule, ask, compare, make_query, parse, report, rr_set
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, NOTAUTH = (
     dns.rcode.NOERROR, dns.rcode.FORMERR, dns.rcode.SERVFAIL, dns.rcode.NXDOMAIN,
@@ -623,6 +623,6 @@ def test_truncated_udp_answer_sets_tc(server_name, request):
     query = make_query("big.example.com.", "TXT", edns=None)
     ex = ask(server.address, query)
     assert ex.msg.flags & dns.flags.TC and len(ex.wire) <= 512
-    full = dns.message.from_wire(ex.full)
+    full = parse(ex.full)
     assert not full.flags & dns.flags.TC
     assert len(full.answer) == 1 and len(full.answer[0]) == 6
