@@ -170,4 +170,102 @@ int xd_engine_worker_count(const struct xd_engine *e);
 int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 			   struct xd_worker_stats *out);
 
+/* ---- XDP mode: the XDP program and the AF_XDP workers --------------------- */
+
+enum {
+	XD_HUGEPAGES_OFF = 0,
+	XD_HUGEPAGES_AUTO = 1,		/* hugepages, else normal pages + warning */
+	XD_HUGEPAGES_REQUIRED = 2,	/* hugepages or fail */
+};
+
+enum {
+	XD_ZEROCOPY_AUTO = 0,		/* zero-copy where the driver offers it */
+	XD_ZEROCOPY_OFF = 1,
+	XD_ZEROCOPY_REQUIRED = 2,
+};
+
+struct xd_xdp_config {
+	char ifname[16];
+	char bpf_object[512];		/* path of the compiled xdpdns.bpf.o */
+	int queues;			/* 0: every queue of the NIC */
+	int first_queue;
+	uint32_t frames_per_queue;	/* UMEM frames of one queue */
+	uint32_t frame_size;		/* 2048 or 4096 */
+	uint32_t ring_size;		/* rx, tx, fill and completion rings */
+	int hugepages;			/* XD_HUGEPAGES_* */
+	int hugepage_mb;		/* 2 or 1024 */
+	int zerocopy;			/* XD_ZEROCOPY_* */
+	int generic;			/* 1: generic (skb) mode only */
+	int verify_checksums;		/* drop frames whose checksums are wrong */
+};
+
+/* What XDP mode ended up with: modes, memory, where it runs. */
+struct xd_xdp_info {
+	int queues;
+	int first_queue;
+	int native;			/* XDP in driver mode, else generic */
+	int zerocopy;
+	int hugepages;			/* UMEM in hugepages */
+	int numa_node;			/* the NIC's node, -1: none */
+	uint64_t umem_bytes;		/* per queue */
+	char warnings[512];		/* fallbacks taken, one per line */
+};
+
+/* Counters of one AF_XDP queue worker. */
+struct xd_queue_stats {
+	uint64_t received;
+	uint64_t answered;
+	uint64_t dropped;		/* not answered: no response due, errors */
+	uint64_t bad_checksum;		/* IPv4 header or UDP checksum wrong */
+	uint64_t malformed;		/* not a well-formed UDP/DNS packet */
+	uint64_t truncated;
+	uint64_t tx_full;		/* answers lost to a full TX ring */
+	uint64_t kicks;			/* sendto wakeups */
+	uint64_t batches;
+	/* Where the queue's frames are now: they add up to the UMEM's frames,
+	 * always (a leak shows as a shortfall). */
+	uint64_t frames_fill;
+	uint64_t frames_rx;
+	uint64_t frames_tx;
+	uint64_t frames_free;
+	uint64_t frames_total;
+	int cpu;			/* where the worker is pinned */
+};
+
+/* The XDP program's per-CPU counters (bpf/xdpdns_maps.h). */
+struct xd_prog_stats {
+	uint64_t seen;
+	uint64_t redirected;
+	uint64_t passed;
+	uint64_t dropped;
+	uint64_t malformed;
+};
+
+/* Loads and attaches the XDP program to cfg->ifname (native mode, generic
+ * as a fallback), creates one AF_XDP socket and UMEM per queue and starts
+ * one pinned worker per queue.  On failure nothing stays attached and
+ * err says why (for a program the verifier rejects: its last lines). */
+int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
+			struct xd_xdp_info *info, struct xd_error *err);
+/* Stops the workers, closes the sockets, detaches the program. */
+int xd_engine_xdp_stop(struct xd_engine *e);
+/* Sets what the program does with UDP to `port` (an XD_ACTION_* of
+ * bpf/xdpdns_maps.h) on every CPU. */
+int xd_engine_xdp_set_port(struct xd_engine *e, uint16_t port, uint32_t action,
+			   struct xd_error *err);
+/* Reads the action of `port` back from every possible CPU's slot into
+ * actions[0..max); returns the number of possible CPUs. */
+int xd_engine_xdp_port_actions(struct xd_engine *e, uint16_t port,
+			       uint32_t *actions, int max);
+/* Takes only packets to this address (family AF_INET or AF_INET6; addr 4
+ * or 16 bytes); with none added, every destination is taken. */
+int xd_engine_xdp_add_address(struct xd_engine *e, int family,
+			      const uint8_t *addr, struct xd_error *err);
+int xd_engine_xdp_queue_count(const struct xd_engine *e);
+int xd_engine_xdp_queue_stats(const struct xd_engine *e, int queue,
+			      struct xd_queue_stats *out);
+/* cpu -1: the sum over every CPU.  Returns the number of possible CPUs. */
+int xd_engine_xdp_prog_stats(const struct xd_engine *e, int cpu,
+			     struct xd_prog_stats *out);
+
 #endif

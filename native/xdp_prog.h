@@ -1,0 +1,36 @@
+/*
+ * xdp_prog.h - the XDP program from user space: loading, attaching through a
+ * bpf_link (so it goes away with the process), and its maps.  Internal to
+ * the engine; not seen by cffi.
+ */
+#ifndef XDPDNS_XDP_PROG_H
+#define XDPDNS_XDP_PROG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "engine.h"
+
+struct xd_prog;
+
+/* Opens obj_path, sizes the XSKMAP for nqueues, loads the program (a
+ * verifier rejection puts the log's last lines into err) and attaches it
+ * to ifindex: driver mode first, generic mode when that fails or when
+ * `generic` is set; *native tells which. */
+int xd_prog_load(const char *obj_path, int ifindex, int nqueues, bool generic,
+		 struct xd_prog **out, bool *native, struct xd_error *err);
+/* Detaches and frees; accepts NULL. */
+void xd_prog_free(struct xd_prog *p);
+
+int xd_prog_set_port(struct xd_prog *p, uint16_t port, uint32_t action,
+		     struct xd_error *err);
+/* One action per possible CPU into actions[0..max); returns that count. */
+int xd_prog_port_actions(struct xd_prog *p, uint16_t port, uint32_t *actions,
+			 int max);
+int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
+			struct xd_error *err);
+/* Puts an AF_XDP socket into the XSKMAP at its queue. */
+int xd_prog_set_socket(struct xd_prog *p, int queue, int xsk_fd);
+/* cpu -1: summed.  Returns the number of possible CPUs or -errno. */
+int xd_prog_counters(struct xd_prog *p, int cpu, struct xd_prog_stats *out);
+
+#endif
