@@ -13,6 +13,7 @@ preloaded into the Python interpreter, see bootstrap).
 """
 
 import os
+import re
 from pathlib import Path
 
 from cffi import FFI
@@ -35,6 +36,17 @@ def _cdef_text() -> str:
     return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
 
 
+def _action_enum() -> str:
+    """The `enum xd_action {...};` block of bpf/xdpdns_maps.h, so that the
+    action codes (XD_ACTION_PASS, ...) reach Python from the one header that
+    the XDP program and the engine share."""
+    text = (ROOT / "bpf" / "xdpdns_maps.h").read_text()
+    match = re.search(r"^enum xd_action \{.*?^\};", text, re.M | re.S)
+    if match is None:
+        raise SystemExit("bpf/xdpdns_maps.h: no `enum xd_action { ... };` block")
+    return re.sub(r"/\*.*?\*/", "", match.group(0), flags=re.S)
+
+
 def _compile_args() -> tuple[list[str], list[str]]:
     compile_args = ["-O2", "-g", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]
     link_args: list[str] = []
@@ -49,15 +61,15 @@ def _compile_args() -> tuple[list[str], list[str]]:
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(_cdef_text())
+ffibuilder.cdef(_cdef_text() + "\n" + _action_enum())
 
 _compile, _link = _compile_args()
 ffibuilder.set_source(
     "xdpdns._engine",
-    '#include "engine.h"\n',
+    '#include "engine.h"\n#include "xdpdns_maps.h"\n',
     sources=[_relative(p) for p in sorted(NATIVE.glob("*.c"))],
     include_dirs=[_relative(NATIVE), _relative(ROOT / "bpf")],
-    libraries=["zscanner", "pthread"],
+    libraries=["zscanner", "xdp", "bpf", "numa", "pthread"],
     extra_compile_args=_compile,
     extra_link_args=_link,
 )

@@ -31,6 +31,7 @@ void xd_engine_free(struct xd_engine *e)
 {
 	if (!e)
 		return;
+	xd_engine_xdp_stop(e);
 	xd_engine_udp_stop(e);
 	xd_image_free(atomic_load(&e->image));
 	pthread_mutex_destroy(&e->external_lock);

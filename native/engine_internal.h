@@ -10,9 +10,11 @@
 #include <stdint.h>
 #include "engine.h"
 
-/* One slot per worker plus one for callers outside the workers (the TCP
- * listener, tests): workers are bounded by the CPUs we can pin to. */
+/* One reader slot per worker plus one for callers outside the workers (the
+ * TCP listener, tests): socket-mode workers take the first half, AF_XDP
+ * queue workers the second. */
 #define XD_WORKERS_MAX 1024
+#define XD_READER_XDP_BASE (XD_WORKERS_MAX / 2)
 #define XD_READER_EXTERNAL XD_WORKERS_MAX
 
 /*
@@ -27,6 +29,7 @@ struct xd_reader {
 } __attribute__((aligned(64)));
 
 struct xd_udp;
+struct xd_xdp;
 
 struct xd_engine {
 	_Atomic(struct xd_image *) image;
@@ -35,6 +38,7 @@ struct xd_engine {
 	pthread_mutex_t external_lock;
 	struct xd_reader readers[XD_WORKERS_MAX + 1];
 	struct xd_udp *udp;
+	struct xd_xdp *xdp;
 };
 
 static inline const struct xd_image *xd_engine_enter(struct xd_engine *e, int slot)

@@ -349,11 +349,11 @@ int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
 		snprintf(err->message, sizeof(err->message), "UDP workers already run");
 		return -EBUSY;
 	}
-	if (workers < 1 || workers > XD_WORKERS_MAX || nlisten < 1 ||
+	if (workers < 1 || workers > XD_READER_XDP_BASE || nlisten < 1 ||
 	    nlisten > XD_LISTEN_MAX) {
 		snprintf(err->message, sizeof(err->message),
 			 "need 1 to %d workers and 1 to %d listen addresses",
-			 XD_WORKERS_MAX, XD_LISTEN_MAX);
+			 XD_READER_XDP_BASE, XD_LISTEN_MAX);
 		return -EINVAL;
 	}
 	u = calloc(1, sizeof(*u) + workers * sizeof(u->workers[0]));

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * xdpdns.bpf.c - the XDP program: which packets go to an AF_XDP worker.
+ *
+ * UDP DNS queries to a port whose action is REDIRECT (and, when configured,
+ * to one of our addresses) go to the AF_XDP socket of the rx queue they
+ * arrived on; DROP ports are dropped; everything else, and everything the
+ * engine could not answer (fragments, IPv6 extension headers, responses,
+ * NOTIFY, UPDATE), goes on to the kernel's stack.  A queue with no socket
+ * bound falls back to the kernel too: DNS is never black-holed.
+ *
+ * Maps and counters are defined in xdpdns_maps.h, shared with native/.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xdpdns_maps.h"
+
+/* Address families of struct xd_addr_key, Linux's values (sys/socket.h is
+ * not available to BPF programs). */
+#define XD_AF_INET 2
+#define XD_AF_INET6 10
+
+/* IPv4 fragment bits of frag_off (the kernel's net/ip.h, not uapi). */
+#define XD_IP_MF 0x2000
+#define XD_IP_OFFSET 0x1fff
+
+/* At most two VLAN tags: an 802.1ad outer and an 802.1Q inner one (QinQ). */
+#define XD_VLAN_MAX 2
+
+#define XD_DNS_HEADER_LEN 12
+#define XD_DNS_QR 0x80			/* in the third header byte */
+#define XD_DNS_OPCODE_SHIFT 3
+#define XD_DNS_OPCODE_MASK 0x0f
+#define XD_DNS_OPCODE_QUERY 0
+
+/* ---- maps ---------------------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct xd_port_key);
+	__type(value, struct xd_port_value);
+	__uint(max_entries, XD_PORT_ACTIONS_MAX);
+} port_actions SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct xd_addr_key);
+	__type(value, struct xd_addr_value);
+	__uint(max_entries, XD_DEST_ADDRS_MAX);
+} dest_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct xd_config);
+	__uint(max_entries, 1);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct xd_prog_counters);
+	__uint(max_entries, 1);
+} stats SEC(".maps");
+
+/* Indexed by rx queue; user space sets max_entries to the queue count
+ * before loading (xd_prog_load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, XD_XSKS_MAX);
+} xsks SEC(".maps");
+
+/* ---- parsing: each helper checks one header and moves the cursor past it */
+
+struct xd_cursor {
+	void *pos;
+	void *end;
+};
+
+enum xd_parse {
+	XD_PARSE_OK,
+	XD_PARSE_OTHER,		/* well-formed, but not for us */
+	XD_PARSE_SHORT,		/* a header is cut short: malformed */
+};
+
+struct xd_vlan_hdr {
+	__be16 tci;
+	__be16 encap_proto;
+};
+
+static __always_inline int xd_is_vlan(__be16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
+}
+
+/* Ethernet and up to XD_VLAN_MAX VLAN tags; *proto gets the EtherType of
+ * what follows, in network byte order. */
+static __always_inline enum xd_parse xd_parse_eth(struct xd_cursor *c, __be16 *proto)
+{
+	struct ethhdr *eth = c->pos;
+	struct xd_vlan_hdr *vlan;
+	int i;
+
+	if ((void *)(eth + 1) > c->end)
+		return XD_PARSE_SHORT;
+	c->pos = eth + 1;
+	*proto = eth->h_proto;
+
+#pragma unroll
+	for (i = 0; i < XD_VLAN_MAX; i++) {
+		if (!xd_is_vlan(*proto))
+			break;
+		vlan = c->pos;
+		if ((void *)(vlan + 1) > c->end)
+			return XD_PARSE_SHORT;
+		c->pos = vlan + 1;
+		*proto = vlan->encap_proto;
+	}
+	if (xd_is_vlan(*proto))
+		return XD_PARSE_OTHER;	/* more tags than we look through */
+	return XD_PARSE_OK;
+}
+
+/* IPv4 with options; only unfragmented UDP is ours. */
+static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct iphdr **out)
+{
+	struct iphdr *ip = c->pos;
+	int hdr_len;
+
+	if ((void *)(ip + 1) > c->end)
+		return XD_PARSE_SHORT;
+	hdr_len = ip->ihl * 4;
+	if (ip->version != 4 || hdr_len < (int)sizeof(*ip))
+		return XD_PARSE_SHORT;
+	if (c->pos + hdr_len > c->end)
+		return XD_PARSE_SHORT;
+	c->pos += hdr_len;
+	*out = ip;
+	/* A fragment carries no UDP header, or only part of the datagram:
+	 * the kernel reassembles it. */
+	if (ip->frag_off & bpf_htons(XD_IP_MF | XD_IP_OFFSET))
+		return XD_PARSE_OTHER;
+	if (ip->protocol != IPPROTO_UDP)
+		return XD_PARSE_OTHER;
+	return XD_PARSE_OK;
+}
+
+/* IPv6 whose next header is UDP itself: extension headers (fragments
+ * among them) are left to the kernel. */
+static __always_inline enum xd_parse xd_parse_ipv6(struct xd_cursor *c, struct ipv6hdr **out)
+{
+	struct ipv6hdr *ip6 = c->pos;
+
+	if ((void *)(ip6 + 1) > c->end)
+		return XD_PARSE_SHORT;
+	if (ip6->version != 6)
+		return XD_PARSE_SHORT;
+	c->pos = ip6 + 1;
+	*out = ip6;
+	if (ip6->nexthdr != IPPROTO_UDP)
+		return XD_PARSE_OTHER;
+	return XD_PARSE_OK;
+}
+
+static __always_inline enum xd_parse xd_parse_udp(struct xd_cursor *c, struct udphdr **out)
+{
+	struct udphdr *udp = c->pos;
+
+	if ((void *)(udp + 1) > c->end)
+		return XD_PARSE_SHORT;
+	c->pos = udp + 1;
+	*out = udp;
+	return XD_PARSE_OK;
+}
+
+/* The DNS header's first three bytes (ID and the QR/opcode byte): a query
+ * the engine can answer has QR clear and opcode QUERY.  The UDP length,
+ * not the frame's end, says how long the payload is: Ethernet pads short
+ * frames. */
+static __always_inline enum xd_parse xd_parse_dns(struct xd_cursor *c, const struct udphdr *udp)
+{
+	__u8 *dns = c->pos;
+	__u8 flags;
+
+	if (bpf_ntohs(udp->len) < sizeof(*udp) + XD_DNS_HEADER_LEN)
+		return XD_PARSE_OTHER;
+	if ((void *)(dns + XD_DNS_HEADER_LEN) > c->end)
+		return XD_PARSE_SHORT;
+	flags = dns[2];
+	if (flags & XD_DNS_QR)
+		return XD_PARSE_OTHER;
+	if (((flags >> XD_DNS_OPCODE_SHIFT) & XD_DNS_OPCODE_MASK) != XD_DNS_OPCODE_QUERY)
+		return XD_PARSE_OTHER;
+	return XD_PARSE_OK;
+}
+
+/* ---- what to do with the packet ------------------------------------------ */
+
+static __always_inline int xd_check_dest(void)
+{
+	__u32 zero = 0;
+	struct xd_config *cfg = bpf_map_lookup_elem(&config, &zero);
+
+	return cfg && cfg->check_dest;
+}
+
+static __always_inline int xd_dest_ours(const struct iphdr *ip, const struct ipv6hdr *ip6)
+{
+	struct xd_addr_key key;
+
+	__builtin_memset(&key, 0, sizeof(key));
+	if (ip) {
+		key.family = XD_AF_INET;
+		__builtin_memcpy(key.addr, &ip->daddr, sizeof(ip->daddr));
+	} else {
+		key.family = XD_AF_INET6;
+		__builtin_memcpy(key.addr, &ip6->daddr, sizeof(ip6->daddr));
+	}
+	return bpf_map_lookup_elem(&dest_addrs, &key) != NULL;
+}
+
+static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found)
+{
+	struct xd_port_key key = { .port = bpf_ntohs(udp->dest), .pad = 0 };
+	struct xd_port_value *value = bpf_map_lookup_elem(&port_actions, &key);
+
+	*found = value != NULL;
+	return value ? value->action : XD_ACTION_PASS;
+}
+
+/* The verdict on one packet; *malformed is set when a header was cut
+ * short (the packet is passed and counted). */
+static __always_inline int xd_decide(struct xdp_md *ctx, int *malformed)
+{
+	struct xd_cursor c = {
+		.pos = (void *)(long)ctx->data,
+		.end = (void *)(long)ctx->data_end,
+	};
+	struct iphdr *ip = NULL;
+	struct ipv6hdr *ip6 = NULL;
+	struct udphdr *udp;
+	enum xd_parse r;
+	__be16 proto;
+	__u32 action;
+	int found;
+
+	*malformed = 0;
+	r = xd_parse_eth(&c, &proto);
+	if (r == XD_PARSE_OK) {
+		if (proto == bpf_htons(ETH_P_IP))
+			r = xd_parse_ipv4(&c, &ip);
+		else if (proto == bpf_htons(ETH_P_IPV6))
+			r = xd_parse_ipv6(&c, &ip6);
+		else
+			r = XD_PARSE_OTHER;
+	}
+	if (r == XD_PARSE_OK)
+		r = xd_parse_udp(&c, &udp);
+	if (r != XD_PARSE_OK) {
+		*malformed = r == XD_PARSE_SHORT;
+		return XDP_PASS;	/* not unfragmented UDP over IP: the kernel's */
+	}
+
+	action = xd_port_action(udp, &found);
+	if (!found)
+		return XDP_PASS;	/* a port we have no action for */
+	if (action == XD_ACTION_DROP)
+		return XDP_DROP;	/* the port's action is DROP */
+	if (action != XD_ACTION_REDIRECT)
+		return XDP_PASS;	/* the port's action is PASS */
+
+	if (xd_check_dest() && !xd_dest_ours(ip, ip6))
+		return XDP_PASS;	/* to an address we do not serve */
+	r = xd_parse_dns(&c, udp);
+	if (r != XD_PARSE_OK) {
+		*malformed = r == XD_PARSE_SHORT;
+		return XDP_PASS;	/* not a DNS query the engine answers: the socket listener's */
+	}
+	/* No socket bound at this queue (or its process gone): the kernel. */
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+SEC("xdp")
+int xdpdns(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct xd_prog_counters *count = bpf_map_lookup_elem(&stats, &zero);
+	int malformed;
+	int verdict;
+
+	verdict = xd_decide(ctx, &malformed);
+	if (!count)
+		return verdict;		/* cannot happen for a one-entry array */
+	/* Per-CPU values: XDP runs with migration disabled, so plain
+	 * increments are exact. */
+	count->seen++;
+	if (verdict == XDP_REDIRECT)
+		count->redirected++;
+	else if (verdict == XDP_DROP)
+		count->dropped++;
+	else
+		count->passed++;
+	if (malformed)
+		count->malformed++;
+	return verdict;			/* xd_decide's reason */
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,248 @@
+/*
+ * xdp.c - XDP mode as a whole: the program on the interface, one AF_XDP
+ * queue worker per NIC queue pinned to a CPU near the NIC, and their
+ * counters.  Start-up either completes or leaves nothing behind.
+ */
+#include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "engine_internal.h"
+#include "xdp_internal.h"
+#include "xdp_prog.h"
+
+#define XD_CPUS_MAX 4096
+
+static int check_config(const struct xd_xdp_config *cfg, struct xd_error *err)
+{
+	const char *bad = NULL;
+
+	if (cfg->frame_size != 2048 && cfg->frame_size != 4096)
+		bad = "frame_size must be 2048 or 4096";
+	else if (cfg->ring_size < 64 || (cfg->ring_size & (cfg->ring_size - 1)))
+		bad = "ring_size must be a power of two of at least 64";
+	else if (cfg->frames_per_queue < cfg->ring_size)
+		bad = "frames_per_queue must be at least ring_size";
+	else if (cfg->hugepage_mb != 2 && cfg->hugepage_mb != 1024)
+		bad = "hugepage size must be 2 MiB or 1 GiB";
+	else if (cfg->queues < 0 || cfg->first_queue < 0)
+		bad = "queues must not be negative";
+	if (bad) {
+		snprintf(err->message, sizeof(err->message), "xdp: %s", bad);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void add_warning(struct xd_xdp_info *info, const char *w)
+{
+	size_t len = strlen(info->warnings);
+
+	if (!*w || strstr(info->warnings, w))
+		return;	/* every queue says the same: once is enough */
+	snprintf(info->warnings + len, sizeof(info->warnings) - len, "%s%s",
+		 len ? "\n" : "", w);
+}
+
+/* How many queues to serve, from the config and the NIC. */
+static int queue_span(const struct xd_xdp_config *cfg, struct xd_error *err)
+{
+	int nic = xd_nic_queue_count(cfg->ifname, err);
+
+	if (nic < 0)
+		return nic;
+	if (cfg->first_queue >= nic || cfg->first_queue + cfg->queues > nic) {
+		snprintf(err->message, sizeof(err->message),
+			 "%s has %d queue%s; queues %d..%d were asked for", cfg->ifname,
+			 nic, nic == 1 ? "" : "s", cfg->first_queue,
+			 cfg->first_queue + (cfg->queues ? cfg->queues : nic) - 1);
+		return -EINVAL;
+	}
+	return cfg->queues ? cfg->queues : nic - cfg->first_queue;
+}
+
+static void xdp_free(struct xd_xdp *x)
+{
+	uint64_t one = 1;
+
+	atomic_store(&x->stop, 1);
+	if (x->stopfd >= 0 && write(x->stopfd, &one, sizeof(one)) < 0) {
+		/* Fails only when the counter is full: it is set already. */
+	}
+	for (int i = 0; i < x->nworkers; i++)
+		xd_xsk_worker_close(&x->workers[i]);
+	/* Detach last: until then, unanswered packets still PASS. */
+	xd_prog_free(x->prog);
+	if (x->stopfd >= 0)
+		close(x->stopfd);
+	free(x);
+}
+
+static int open_workers(struct xd_engine *e, struct xd_xdp *x,
+			const struct xd_xdp_config *cfg, struct xd_error *err)
+{
+	int cpus[XD_CPUS_MAX];
+	int ncpus = xd_numa_cpus(x->info.numa_node, cpus, XD_CPUS_MAX);
+	bool all_zc = true;
+
+	for (int i = 0; i < x->nworkers; i++) {
+		struct xd_xsk_worker *w = &x->workers[i];
+		char warning[256] = "";
+		bool zc = false;
+		int rc;
+
+		w->engine = e;
+		w->reader = XD_READER_XDP_BASE + i;
+		w->queue = cfg->first_queue + i;
+		w->cpu = cpus[i % ncpus];
+		w->stopfd = x->stopfd;
+		w->stop = &x->stop;
+		rc = xd_xsk_worker_open(w, cfg->ifname, cfg, x->info.numa_node, &zc,
+					warning, sizeof(warning), err);
+		add_warning(&x->info, warning);
+		if (rc)
+			return rc;
+		all_zc &= zc;
+		x->info.hugepages = w->area.hugepages;
+		x->info.umem_bytes = w->area.size;
+		rc = xd_prog_set_socket(x->prog, w->queue, xd_xsk_worker_fd(w));
+		if (rc) {
+			snprintf(err->message, sizeof(err->message),
+				 "queue %d: cannot put its socket into the XSKMAP: %s",
+				 w->queue, strerror(-rc));
+			return rc;
+		}
+	}
+	x->info.zerocopy = all_zc;
+	if (!all_zc && cfg->zerocopy == XD_ZEROCOPY_AUTO)
+		add_warning(&x->info, "zero-copy not offered by the driver: copy mode");
+	return 0;
+}
+
+int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
+			struct xd_xdp_info *info, struct xd_error *err)
+{
+	struct xd_xdp *x;
+	int ifindex, nq, rc;
+	bool native = false;
+
+	if (e->xdp) {
+		snprintf(err->message, sizeof(err->message), "XDP mode already runs");
+		return -EBUSY;
+	}
+	rc = check_config(cfg, err);
+	if (rc)
+		return rc;
+	ifindex = if_nametoindex(cfg->ifname);
+	if (!ifindex) {
+		snprintf(err->message, sizeof(err->message), "no such interface: %s",
+			 cfg->ifname);
+		return -ENODEV;
+	}
+	nq = queue_span(cfg, err);
+	if (nq < 0)
+		return nq;
+	if (nq > XD_WORKERS_MAX - XD_READER_XDP_BASE) {
+		snprintf(err->message, sizeof(err->message), "too many queues: %d", nq);
+		return -E2BIG;
+	}
+	x = calloc(1, sizeof(*x) + nq * sizeof(x->workers[0]));
+	if (!x)
+		return -ENOMEM;
+	x->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	x->info.queues = nq;
+	x->info.first_queue = cfg->first_queue;
+	x->info.numa_node = xd_numa_nic_node(cfg->ifname);
+	if (x->stopfd < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	rc = xd_prog_load(cfg->bpf_object, ifindex, cfg->first_queue + nq,
+			  cfg->generic, &x->prog, &native, err);
+	if (rc)
+		goto out_free;
+	x->info.native = native;
+	if (!native && !cfg->generic)
+		add_warning(&x->info, "native XDP refused by the driver: generic mode");
+	x->nworkers = nq;
+	rc = open_workers(e, x, cfg, err);
+	for (int i = 0; rc == 0 && i < nq; i++)
+		rc = xd_xsk_worker_start(&x->workers[i], err);
+	if (rc)
+		goto out_free;
+	*info = x->info;
+	e->xdp = x;
+	return 0;
+
+out_free:
+	xdp_free(x);
+	return rc;
+}
+
+int xd_engine_xdp_stop(struct xd_engine *e)
+{
+	if (!e->xdp)
+		return 0;
+	xdp_free(e->xdp);
+	e->xdp = NULL;
+	return 0;
+}
+
+static int need_xdp(const struct xd_engine *e, struct xd_error *err)
+{
+	if (e->xdp)
+		return 0;
+	if (err)
+		snprintf(err->message, sizeof(err->message), "XDP mode is not running");
+	return -ENOTCONN;
+}
+
+int xd_engine_xdp_set_port(struct xd_engine *e, uint16_t port, uint32_t action,
+			   struct xd_error *err)
+{
+	int rc = need_xdp(e, err);
+
+	return rc ? rc : xd_prog_set_port(e->xdp->prog, port, action, err);
+}
+
+int xd_engine_xdp_port_actions(struct xd_engine *e, uint16_t port,
+			       uint32_t *actions, int max)
+{
+	int rc = need_xdp(e, NULL);
+
+	return rc ? rc : xd_prog_port_actions(e->xdp->prog, port, actions, max);
+}
+
+int xd_engine_xdp_add_address(struct xd_engine *e, int family,
+			      const uint8_t *addr, struct xd_error *err)
+{
+	int rc = need_xdp(e, err);
+
+	return rc ? rc : xd_prog_add_address(e->xdp->prog, family, addr, err);
+}
+
+int xd_engine_xdp_queue_count(const struct xd_engine *e)
+{
+	return e->xdp ? e->xdp->nworkers : 0;
+}
+
+int xd_engine_xdp_queue_stats(const struct xd_engine *e, int queue,
+			      struct xd_queue_stats *out)
+{
+	if (!e->xdp || queue < 0 || queue >= e->xdp->nworkers)
+		return -EINVAL;
+	xd_xsk_worker_stats(&e->xdp->workers[queue], out);
+	return 0;
+}
+
+int xd_engine_xdp_prog_stats(const struct xd_engine *e, int cpu,
+			     struct xd_prog_stats *out)
+{
+	int rc = need_xdp(e, NULL);
+
+	return rc ? rc : xd_prog_counters(e->xdp->prog, cpu, out);
+}

@@ -1,0 +1,96 @@
+/*
+ * xdp_internal.h - XDP mode inside the engine: per-queue UMEM, AF_XDP
+ * socket and worker (xdp_worker.c), their memory (umem.c), topology
+ * (numa.c), and the whole (xdp.c).  Not seen by cffi.
+ *
+ * The life of a frame, counted in struct xd_queue_stats so that a leak
+ * shows: free -> fill ring -> (kernel) -> rx ring -> worker -> tx ring ->
+ * (kernel) -> completion ring -> free.  A frame the worker does not answer
+ * goes straight back to free.  At every moment
+ *   frames_free + frames_fill + frames_rx + frames_tx == frames_total.
+ */
+#ifndef XDPDNS_XDP_INTERNAL_H
+#define XDPDNS_XDP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <xdp/xsk.h>
+
+#include "engine.h"
+
+struct xd_prog;
+
+/* UMEM memory of one queue. */
+struct xd_umem_area {
+	void *mem;
+	size_t size;
+	bool hugepages;
+};
+
+/* Allocates size bytes (rounded up to the page size in use) on NUMA node
+ * `node` (-1: anywhere), in hugepages of hugepage_mb when mode allows.
+ * *warning gets a sentence when AUTO fell back to normal pages. */
+int xd_umem_area_alloc(struct xd_umem_area *a, size_t size, int node,
+		       int mode, int hugepage_mb, char *warning, size_t wcap,
+		       struct xd_error *err);
+void xd_umem_area_free(struct xd_umem_area *a);
+
+/* The NIC's NUMA node (-1 when it has none) and CPUs to pin workers to:
+ * the node's CPUs, or every online CPU; returns how many. */
+int xd_numa_nic_node(const char *ifname);
+int xd_numa_cpus(int node, int *cpus, int max);
+/* Queues of the NIC: the larger of its combined and rx channels (veth
+ * reports rx channels only). */
+int xd_nic_queue_count(const char *ifname, struct xd_error *err);
+
+struct xd_xsk_worker {
+	struct xd_engine *engine;
+	int reader;			/* epoch slot in the engine */
+	int queue;
+	int cpu;
+	int stopfd;			/* readable when stopping: ends poll */
+	const atomic_int *stop;		/* checked once per batch */
+	pthread_t thread;
+	bool started;
+	bool verify_checksums;
+
+	struct xd_umem_area area;
+	struct xsk_umem *umem;
+	struct xsk_ring_prod fill;
+	struct xsk_ring_cons comp;
+	struct xsk_socket *xsk;
+	struct xsk_ring_cons rx;
+	struct xsk_ring_prod tx;
+	uint32_t frame_size;
+	uint32_t nframes;
+	uint32_t ring_size;
+
+	uint64_t *free_frames;		/* a stack of frame addresses */
+	uint32_t nfree;
+	struct xd_queue_stats stats;	/* written by the worker only */
+};
+
+/* Creates the UMEM and socket of w->queue (zero-copy per `zerocopy`);
+ * *zc tells what was granted. */
+int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
+		       const struct xd_xdp_config *cfg, int node, bool *zc,
+		       char *warning, size_t wcap, struct xd_error *err);
+int xd_xsk_worker_start(struct xd_xsk_worker *w, struct xd_error *err);
+/* Stops the thread (if started) and frees everything; safe on a worker
+ * that failed half-way through opening. */
+void xd_xsk_worker_close(struct xd_xsk_worker *w);
+int xd_xsk_worker_fd(const struct xd_xsk_worker *w);
+void xd_xsk_worker_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *out);
+
+struct xd_xdp {
+	struct xd_prog *prog;
+	struct xd_xdp_info info;
+	int stopfd;
+	atomic_int stop;
+	int nworkers;
+	struct xd_xsk_worker workers[];
+};
+
+#endif

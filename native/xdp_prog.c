@@ -1,0 +1,436 @@
+/*
+ * xdp_prog.c - the XDP program (bpf/xdpdns.bpf.c) from user space: load it,
+ * attach it through a bpf_link, and read and write its maps.
+ *
+ * The program is attached with a bpf_link owned by this process, never a
+ * plain netlink attachment: when the process dies, however it dies, the
+ * kernel closes the link's file descriptor and the program is gone, so no
+ * dead server is left steering DNS into sockets nobody reads.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <linux/if_link.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "xdp_prog.h"
+#include "xdpdns_maps.h"
+
+/* The kernel keeps the tail of the verifier log when it does not fit (its
+ * log is rotating since 6.4), and the tail is where the reason is. */
+#define XD_VERIFIER_LOG_SIZE (1024 * 1024)
+/* How much of the verifier log goes into an error message. */
+#define XD_VERIFIER_LOG_LINES 10
+#define XD_PROG_NAME "xdpdns"
+
+struct xd_prog {
+	struct bpf_object *obj;
+	int link_fd;
+	int ifindex;
+	int port_actions_fd;
+	int dest_addrs_fd;
+	int config_fd;
+	int stats_fd;
+	int xsks_fd;
+};
+
+static int xd_prog_error(struct xd_error *err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int xd_prog_error(struct xd_error *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->message, sizeof(err->message), fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+/* ---- per-CPU values: the only place that knows their layout ------------- */
+
+/*
+ * For BPF_MAP_TYPE_PERCPU_{HASH,ARRAY} the kernel copies one slot of
+ * round_up(value_size, 8) bytes per *possible* CPU (not online, not
+ * configured) on every lookup and update; a smaller buffer is silently
+ * overrun.  A buffer of that layout is allocated here, and only here.
+ */
+struct xd_percpu {
+	void *buf;
+	size_t slot;
+	int ncpus;
+};
+
+static int xd_percpu_alloc(struct xd_percpu *pc, size_t value_size)
+{
+	pc->ncpus = libbpf_num_possible_cpus();
+	if (pc->ncpus < 0)
+		return pc->ncpus;
+	pc->slot = (value_size + 7) & ~(size_t)7;
+	pc->buf = calloc((size_t)pc->ncpus, pc->slot);
+	return pc->buf ? 0 : -ENOMEM;
+}
+
+static void *xd_percpu_slot(const struct xd_percpu *pc, int cpu)
+{
+	return (char *)pc->buf + (size_t)cpu * pc->slot;
+}
+
+static void xd_percpu_free(struct xd_percpu *pc)
+{
+	free(pc->buf);
+	pc->buf = NULL;
+}
+
+/* ---- loading: libbpf's messages and the verifier's log, never printed --- */
+
+/* libbpf reports through a process-wide print callback (and prints to
+ * stderr by default); while we load, it goes to this thread's buffer. */
+static __thread char xd_libbpf_last[256];
+
+static int xd_libbpf_capture(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	size_t n;
+
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	vsnprintf(xd_libbpf_last, sizeof(xd_libbpf_last), fmt, ap);
+	n = strlen(xd_libbpf_last);
+	while (n > 0 && xd_libbpf_last[n - 1] == '\n')
+		xd_libbpf_last[--n] = '\0';
+	return 0;
+}
+
+/* The start of the last `lines` lines of log. */
+static const char *xd_log_tail(const char *log, int lines)
+{
+	const char *p = log + strlen(log);
+
+	while (p > log && (p[-1] == '\n' || p[-1] == ' '))
+		p--;
+	while (p > log) {
+		if (p[-1] == '\n' && --lines == 0)
+			break;
+		p--;
+	}
+	return p;
+}
+
+static int xd_prog_find_fds(struct xd_prog *p, struct xd_error *err)
+{
+	static const struct {
+		const char *name;
+		size_t offset;
+	} maps[] = {
+		{ "port_actions", offsetof(struct xd_prog, port_actions_fd) },
+		{ "dest_addrs", offsetof(struct xd_prog, dest_addrs_fd) },
+		{ "config", offsetof(struct xd_prog, config_fd) },
+		{ "stats", offsetof(struct xd_prog, stats_fd) },
+		{ "xsks", offsetof(struct xd_prog, xsks_fd) },
+	};
+	size_t i;
+	int fd;
+
+	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		fd = bpf_object__find_map_fd_by_name(p->obj, maps[i].name);
+		if (fd < 0)
+			return xd_prog_error(err, -ENOENT,
+					     "the XDP program has no map '%s'", maps[i].name);
+		*(int *)((char *)p + maps[i].offset) = fd;
+	}
+	return 0;
+}
+
+/* Opens and loads the object with the XSKMAP sized for nqueues. */
+static int xd_prog_open_load(struct xd_prog *p, const char *obj_path, int nqueues,
+			     struct xd_error *err)
+{
+	libbpf_print_fn_t old_print;
+	struct bpf_map *xsks;
+	char *log;
+	int rc;
+
+	log = calloc(1, XD_VERIFIER_LOG_SIZE);
+	if (!log)
+		return xd_prog_error(err, -ENOMEM, "out of memory");
+	LIBBPF_OPTS(bpf_object_open_opts, opts,
+		    .kernel_log_buf = log,
+		    .kernel_log_size = XD_VERIFIER_LOG_SIZE);
+
+	xd_libbpf_last[0] = '\0';
+	old_print = libbpf_set_print(xd_libbpf_capture);
+	p->obj = bpf_object__open_file(obj_path, &opts);
+	if (!p->obj) {
+		rc = -errno;
+		xd_prog_error(err, rc, "cannot open the XDP program %s: %s%s%s", obj_path,
+			      strerror(-rc), xd_libbpf_last[0] ? ": " : "", xd_libbpf_last);
+		goto out_print;
+	}
+	xsks = bpf_object__find_map_by_name(p->obj, "xsks");
+	if (!xsks) {
+		rc = xd_prog_error(err, -ENOENT, "%s has no map 'xsks'", obj_path);
+		goto out_print;
+	}
+	rc = bpf_map__set_max_entries(xsks, (__u32)nqueues);
+	if (rc < 0) {
+		xd_prog_error(err, rc, "cannot size the XSKMAP: %s", strerror(-rc));
+		goto out_print;
+	}
+	rc = bpf_object__load(p->obj);
+	if (rc < 0 && log[0])
+		xd_prog_error(err, rc, "the kernel rejected the XDP program %s (%s); "
+			      "the verifier's last lines:\n%s", obj_path, strerror(-rc),
+			      xd_log_tail(log, XD_VERIFIER_LOG_LINES));
+	else if (rc < 0)
+		xd_prog_error(err, rc, "cannot load the XDP program %s: %s%s%s", obj_path,
+			      strerror(-rc), xd_libbpf_last[0] ? ": " : "", xd_libbpf_last);
+out_print:
+	libbpf_set_print(old_print);
+	free(log);
+	return rc;
+}
+
+/* ---- attaching ------------------------------------------------------------ */
+
+/* Fails when any XDP program is on the interface: we neither replace one
+ * nor share the hook with it. */
+static int xd_prog_check_free(int ifindex, struct xd_error *err)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	__u32 id;
+	int rc;
+
+	rc = bpf_xdp_query(ifindex, 0, &q);
+	if (rc < 0)
+		return xd_prog_error(err, rc, "cannot query XDP on interface %d: %s",
+				     ifindex, strerror(-rc));
+	if (q.attach_mode == XDP_ATTACHED_NONE)
+		return 0;
+	id = q.prog_id ? q.prog_id : q.drv_prog_id ? q.drv_prog_id :
+	     q.skb_prog_id ? q.skb_prog_id : q.hw_prog_id;
+	return xd_prog_error(err, -EBUSY,
+			     "an XDP program (id %u) is already attached to interface %d; "
+			     "xdpdns will not replace it (detach it first: ip link set dev IFACE xdp off)",
+			     id, ifindex);
+}
+
+static int xd_prog_link(int prog_fd, int ifindex, __u32 mode)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = mode);
+	int fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* Driver mode first, generic (skb) mode when that fails or is asked for.
+ * On success in generic mode after a driver-mode failure, err says why. */
+static int xd_prog_attach(struct xd_prog *p, bool generic, bool *native, struct xd_error *err)
+{
+	struct bpf_program *prog;
+	int prog_fd, fd, drv_rc = 0;
+
+	prog = bpf_object__find_program_by_name(p->obj, XD_PROG_NAME);
+	if (!prog)
+		return xd_prog_error(err, -ENOENT, "the XDP object has no program '%s'",
+				     XD_PROG_NAME);
+	prog_fd = bpf_program__fd(prog);
+	if (!generic) {
+		fd = xd_prog_link(prog_fd, p->ifindex, XDP_FLAGS_DRV_MODE);
+		if (fd >= 0) {
+			p->link_fd = fd;
+			*native = true;
+			return 0;
+		}
+		drv_rc = fd;
+	}
+	fd = xd_prog_link(prog_fd, p->ifindex, XDP_FLAGS_SKB_MODE);
+	if (fd < 0) {
+		if (drv_rc)
+			return xd_prog_error(err, fd, "cannot attach XDP to interface %d: "
+					     "driver mode: %s; generic mode: %s", p->ifindex,
+					     strerror(-drv_rc), strerror(-fd));
+		return xd_prog_error(err, fd, "cannot attach XDP to interface %d in generic mode: %s",
+				     p->ifindex, strerror(-fd));
+	}
+	if (drv_rc)
+		xd_prog_error(err, 0, "driver-mode XDP failed (%s): generic mode",
+			      strerror(-drv_rc));
+	p->link_fd = fd;
+	*native = false;
+	return 0;
+}
+
+int xd_prog_load(const char *obj_path, int ifindex, int nqueues, bool generic,
+		 struct xd_prog **out, bool *native, struct xd_error *err)
+{
+	struct xd_prog *p;
+	int rc;
+
+	*out = NULL;
+	if (ifindex <= 0)
+		return xd_prog_error(err, -ENODEV, "no interface index %d", ifindex);
+	if (nqueues < 1 || nqueues > XD_XSKS_MAX)
+		return xd_prog_error(err, -EINVAL, "XSKMAP of %d queues: expected 1 to %d",
+				     nqueues, XD_XSKS_MAX);
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return xd_prog_error(err, -ENOMEM, "out of memory");
+	p->ifindex = ifindex;
+	p->link_fd = -1;
+
+	rc = xd_prog_check_free(ifindex, err);
+	if (rc < 0)
+		goto out_free;
+	rc = xd_prog_open_load(p, obj_path, nqueues, err);
+	if (rc < 0)
+		goto out_object;
+	rc = xd_prog_find_fds(p, err);
+	if (rc < 0)
+		goto out_object;
+	rc = xd_prog_attach(p, generic, native, err);
+	if (rc < 0)
+		goto out_object;
+	*out = p;
+	return 0;
+
+out_object:
+	bpf_object__close(p->obj);
+out_free:
+	free(p);
+	return rc;
+}
+
+void xd_prog_free(struct xd_prog *p)
+{
+	if (!p)
+		return;
+	if (p->link_fd >= 0)
+		close(p->link_fd);	/* the last reference: detaches */
+	bpf_object__close(p->obj);
+	free(p);
+}
+
+/* ---- maps ------------------------------------------------------------------ */
+
+int xd_prog_set_port(struct xd_prog *p, uint16_t port, uint32_t action,
+		     struct xd_error *err)
+{
+	struct xd_port_key key = { .port = port };
+	struct xd_percpu pc;
+	int cpu, rc;
+
+	if (action > XD_ACTION_DROP)
+		return xd_prog_error(err, -EINVAL, "port %u: no action %u", port, action);
+	rc = xd_percpu_alloc(&pc, sizeof(struct xd_port_value));
+	if (rc < 0)
+		return xd_prog_error(err, rc, "per-CPU value: %s", strerror(-rc));
+	for (cpu = 0; cpu < pc.ncpus; cpu++)
+		((struct xd_port_value *)xd_percpu_slot(&pc, cpu))->action = action;
+	rc = bpf_map_update_elem(p->port_actions_fd, &key, pc.buf, BPF_ANY);
+	if (rc < 0)
+		xd_prog_error(err, rc, "port %u: cannot set its action: %s%s", port,
+			      strerror(-rc), rc == -E2BIG ?
+			      " (too many ports, XD_PORT_ACTIONS_MAX)" : "");
+	xd_percpu_free(&pc);
+	return rc;
+}
+
+int xd_prog_port_actions(struct xd_prog *p, uint16_t port, uint32_t *actions, int max)
+{
+	struct xd_port_key key = { .port = port };
+	struct xd_percpu pc;
+	int cpu, rc;
+
+	rc = xd_percpu_alloc(&pc, sizeof(struct xd_port_value));
+	if (rc < 0)
+		return rc;
+	rc = bpf_map_lookup_elem(p->port_actions_fd, &key, pc.buf);
+	if (rc == 0) {
+		for (cpu = 0; cpu < pc.ncpus && cpu < max; cpu++)
+			actions[cpu] = ((struct xd_port_value *)xd_percpu_slot(&pc, cpu))->action;
+		rc = pc.ncpus;
+	}
+	xd_percpu_free(&pc);
+	return rc;
+}
+
+int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
+			struct xd_error *err)
+{
+	struct xd_addr_key key;
+	struct xd_addr_value value = { .present = 1 };
+	struct xd_config cfg = { .check_dest = 1 };
+	__u32 zero = 0;
+	int rc;
+
+	memset(&key, 0, sizeof(key));
+	key.family = (__u32)family;
+	if (family == AF_INET)
+		memcpy(key.addr, addr, 4);
+	else if (family == AF_INET6)
+		memcpy(key.addr, addr, 16);
+	else
+		return xd_prog_error(err, -EAFNOSUPPORT, "address family %d: expected "
+				     "AF_INET or AF_INET6", family);
+	rc = bpf_map_update_elem(p->dest_addrs_fd, &key, &value, BPF_ANY);
+	if (rc < 0)
+		return xd_prog_error(err, rc, "cannot add an address: %s%s", strerror(-rc),
+				     rc == -E2BIG ? " (too many addresses, XD_DEST_ADDRS_MAX)" : "");
+	/* The first address turns the check on: with none, every
+	 * destination is ours. */
+	rc = bpf_map_update_elem(p->config_fd, &zero, &cfg, BPF_ANY);
+	if (rc < 0)
+		return xd_prog_error(err, rc, "cannot turn the address check on: %s",
+				     strerror(-rc));
+	return 0;
+}
+
+int xd_prog_set_socket(struct xd_prog *p, int queue, int xsk_fd)
+{
+	__u32 key = (__u32)queue;
+	__u32 fd = (__u32)xsk_fd;
+
+	return bpf_map_update_elem(p->xsks_fd, &key, &fd, BPF_ANY);
+}
+
+static void xd_prog_stats_add(struct xd_prog_stats *out, const struct xd_prog_counters *c)
+{
+	out->seen += c->seen;
+	out->redirected += c->redirected;
+	out->passed += c->passed;
+	out->dropped += c->dropped;
+	out->malformed += c->malformed;
+}
+
+int xd_prog_counters(struct xd_prog *p, int cpu, struct xd_prog_stats *out)
+{
+	struct xd_percpu pc;
+	__u32 zero = 0;
+	int i, rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = xd_percpu_alloc(&pc, sizeof(struct xd_prog_counters));
+	if (rc < 0)
+		return rc;
+	if (cpu < -1 || cpu >= pc.ncpus) {
+		rc = -EINVAL;
+		goto out_free;
+	}
+	rc = bpf_map_lookup_elem(p->stats_fd, &zero, pc.buf);
+	if (rc < 0)
+		goto out_free;
+	for (i = 0; i < pc.ncpus; i++)
+		if (cpu == -1 || cpu == i)
+			xd_prog_stats_add(out, xd_percpu_slot(&pc, i));
+	rc = pc.ncpus;
+out_free:
+	xd_percpu_free(&pc);
+	return rc;
+}

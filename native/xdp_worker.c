@@ -1,0 +1,363 @@
+/*
+ * xdp_worker.c - one AF_XDP queue: its UMEM, its socket, and the worker
+ * thread that answers what arrives on it, in place, in the same frame.
+ *
+ * The ring discipline, written once: reserve, fill, submit on the producer
+ * rings (fill, tx); peek, read, release on the consumer rings (rx,
+ * completion).  need_wakeup is honoured on both producer rings: the driver
+ * sets it on the fill ring only when it ran out of buffers, so the fill ring
+ * is kept full and the flag is checked, never assumed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine_internal.h"
+#include "packet.h"
+#include "wire.h"
+#include "xdp_internal.h"
+
+/* 64 frames per batch: one rx peek and one tx submit amortised over a
+ * batch that still fits the L1/L2 working set of the frames it touches. */
+#define XD_XSK_BATCH 64
+/* An idle worker sleeps in poll; this bounds how long a stop waits. */
+#define XD_XSK_POLL_MS 1000
+/* The largest query we copy out of a frame before answering in place. */
+#define XD_XSK_QUERY_MAX 1500
+
+static void count(uint64_t *counter, uint64_t n)
+{
+	__atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
+}
+
+static void set(uint64_t *counter, uint64_t v)
+{
+	__atomic_store_n(counter, v, __ATOMIC_RELAXED);
+}
+
+/* ---- frames ---------------------------------------------------------------- */
+
+static uint64_t frame_base(const struct xd_xsk_worker *w, uint64_t addr)
+{
+	/* Aligned mode: addr is base + headroom offset inside one frame. */
+	return addr - addr % w->frame_size;
+}
+
+static void frame_free(struct xd_xsk_worker *w, uint64_t addr)
+{
+	w->free_frames[w->nfree++] = frame_base(w, addr);
+}
+
+/* Moves free frames to the fill ring, as many as it takes. */
+static void fill_refill(struct xd_xsk_worker *w)
+{
+	uint32_t idx, n = w->nfree;
+
+	n = xsk_ring_prod__reserve(&w->fill, n, &idx);
+	for (uint32_t i = 0; i < n; i++)
+		*xsk_ring_prod__fill_addr(&w->fill, idx + i) = w->free_frames[--w->nfree];
+	xsk_ring_prod__submit(&w->fill, n);
+	count(&w->stats.frames_fill, n);
+	set(&w->stats.frames_free, w->nfree);
+}
+
+static void completions_reap(struct xd_xsk_worker *w)
+{
+	uint32_t idx, n = xsk_ring_cons__peek(&w->comp, w->ring_size, &idx);
+
+	for (uint32_t i = 0; i < n; i++)
+		frame_free(w, *xsk_ring_cons__comp_addr(&w->comp, idx + i));
+	xsk_ring_cons__release(&w->comp, n);
+	__atomic_store_n(&w->stats.frames_tx, w->stats.frames_tx - n, __ATOMIC_RELAXED);
+}
+
+/* ---- answering -------------------------------------------------------------- */
+
+/* Answers the frame at addr in place; returns the response frame's length
+ * or 0 when it gets no answer. */
+static size_t answer_frame(struct xd_xsk_worker *w, const struct xd_image *img,
+			   uint64_t addr, uint32_t len)
+{
+	uint8_t *data = xsk_umem__get_data(w->area.mem, addr);
+	uint8_t query[XD_XSK_QUERY_MAX];
+	struct xd_frame f;
+	size_t room, header;
+	int rc = xd_frame_parse(data, len, w->verify_checksums, &f);
+	int resp;
+
+	if (rc == XD_FRAME_BAD_CHECKSUM) {
+		count(&w->stats.bad_checksum, 1);
+		return 0;
+	}
+	if (rc || f.payload_len > sizeof(query)) {
+		count(&w->stats.malformed, 1);
+		return 0;
+	}
+	memcpy(query, data + f.payload, f.payload_len);
+	/* IPv4 options are not echoed: the response goes after 20 bytes. */
+	header = f.ipv6 ? f.payload : (size_t)f.l3 + 20 + 8;
+	room = w->frame_size - (addr - frame_base(w, addr)) - header;
+	resp = xd_answer(img, query, f.payload_len, data + header, room, 0);
+	if (resp <= 0)
+		return 0;
+	if (xd_get16(data + header + 2) & XD_FLAG_TC)
+		count(&w->stats.truncated, 1);
+	return xd_frame_reply(data, &f, resp);
+}
+
+/* Puts the answered frames on the TX ring; those that find no room go
+ * back to free (the ring is as large as rx, so that means the kernel is
+ * behind on completions). */
+static uint32_t tx_submit(struct xd_xsk_worker *w, const struct xdp_desc *out, uint32_t n)
+{
+	uint32_t idx = 0;
+	uint32_t room = xsk_ring_prod__reserve(&w->tx, n, &idx);
+
+	for (uint32_t i = 0; i < room; i++)
+		*xsk_ring_prod__tx_desc(&w->tx, idx + i) = out[i];
+	xsk_ring_prod__submit(&w->tx, room);
+	for (uint32_t i = room; i < n; i++)
+		frame_free(w, out[i].addr);
+	count(&w->stats.tx_full, n - room);
+	count(&w->stats.frames_tx, room);
+	if (room && xsk_ring_prod__needs_wakeup(&w->tx)) {
+		sendto(xsk_socket__fd(w->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0);
+		count(&w->stats.kicks, 1);
+	}
+	return room;
+}
+
+/* One batch: rx -> answer -> tx; returns how many frames arrived. */
+static uint32_t worker_batch(struct xd_xsk_worker *w)
+{
+	struct xdp_desc out[XD_XSK_BATCH];
+	uint32_t idx = 0, n, answers = 0, sent;
+	const struct xd_image *img;
+
+	n = xsk_ring_cons__peek(&w->rx, XD_XSK_BATCH, &idx);
+	if (n == 0)
+		return 0;
+	__atomic_store_n(&w->stats.frames_fill, w->stats.frames_fill - n, __ATOMIC_RELAXED);
+	set(&w->stats.frames_rx, n);
+	img = xd_engine_enter(w->engine, w->reader);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&w->rx, idx + i);
+		size_t len = img ? answer_frame(w, img, d->addr, d->len) : 0;
+
+		if (len) {
+			out[answers].addr = d->addr;
+			out[answers].len = len;
+			out[answers].options = 0;
+			answers++;
+		} else {
+			frame_free(w, d->addr);
+		}
+	}
+	xd_engine_leave(w->engine, w->reader);
+	xsk_ring_cons__release(&w->rx, n);
+	sent = tx_submit(w, out, answers);
+	set(&w->stats.frames_rx, 0);
+	count(&w->stats.received, n);
+	count(&w->stats.answered, sent);
+	count(&w->stats.dropped, n - sent);
+	count(&w->stats.batches, 1);
+	return n;
+}
+
+static void *worker_main(void *arg)
+{
+	struct xd_xsk_worker *w = arg;
+	struct pollfd fds[2] = {
+		{ .fd = xsk_socket__fd(w->xsk), .events = POLLIN },
+		{ .fd = w->stopfd, .events = POLLIN },
+	};
+
+	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
+		completions_reap(w);
+		fill_refill(w);
+		if (worker_batch(w))
+			continue;
+		/* Nothing arrived: sleep until something does.  poll also
+		 * wakes the driver when the fill ring asked for it. */
+		if (poll(fds, 2, XD_XSK_POLL_MS) < 0 && errno != EINTR)
+			break;
+		/* TX completions of copy mode need a kick to be reaped. */
+		if (w->stats.frames_tx && xsk_ring_prod__needs_wakeup(&w->tx))
+			sendto(xsk_socket__fd(w->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0);
+	}
+	return NULL;
+}
+
+/* ---- set-up ------------------------------------------------------------------ */
+
+static int create_umem(struct xd_xsk_worker *w, struct xd_error *err)
+{
+	struct xsk_umem_config ucfg = {
+		.fill_size = w->ring_size,
+		.comp_size = w->ring_size,
+		.frame_size = w->frame_size,
+		.frame_headroom = 0,
+		.flags = 0,
+	};
+	int rc = xsk_umem__create(&w->umem, w->area.mem,
+				  (uint64_t)w->nframes * w->frame_size,
+				  &w->fill, &w->comp, &ucfg);
+
+	if (rc) {
+		w->umem = NULL;
+		snprintf(err->message, sizeof(err->message),
+			 "queue %d: cannot register the UMEM: %s", w->queue, strerror(-rc));
+	}
+	return rc;
+}
+
+static int create_socket(struct xd_xsk_worker *w, const char *ifname, bool zc,
+			 const struct xd_xdp_config *cfg)
+{
+	struct xsk_socket_config scfg = {
+		.rx_size = w->ring_size,
+		.tx_size = w->ring_size,
+		/* The program is ours, loaded by xdp_prog.c; libxdp must not
+		 * load its default one. */
+		.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
+		.xdp_flags = 0,
+		.bind_flags = XDP_USE_NEED_WAKEUP | (zc ? XDP_ZEROCOPY : XDP_COPY),
+	};
+
+	(void)cfg;
+	return xsk_socket__create(&w->xsk, ifname, w->queue, w->umem, &w->rx, &w->tx, &scfg);
+}
+
+/* Zero-copy first where allowed; a driver without it refuses the bind,
+ * and the UMEM is registered again for the copy-mode socket. */
+static int open_socket(struct xd_xsk_worker *w, const char *ifname,
+		       const struct xd_xdp_config *cfg, bool *zc, struct xd_error *err)
+{
+	int rc = -EOPNOTSUPP;
+
+	if (cfg->zerocopy != XD_ZEROCOPY_OFF) {
+		rc = create_socket(w, ifname, true, cfg);
+		if (rc && cfg->zerocopy == XD_ZEROCOPY_REQUIRED) {
+			snprintf(err->message, sizeof(err->message),
+				 "%s queue %d: zero-copy required but refused: %s",
+				 ifname, w->queue, strerror(-rc));
+			return rc;
+		}
+		if (rc) {
+			xsk_umem__delete(w->umem);
+			w->umem = NULL;
+			rc = create_umem(w, err);
+			if (rc)
+				return rc;
+			rc = -EOPNOTSUPP;
+		}
+	}
+	*zc = rc == 0;
+	if (rc)
+		rc = create_socket(w, ifname, false, cfg);
+	if (rc) {
+		w->xsk = NULL;
+		snprintf(err->message, sizeof(err->message),
+			 "%s queue %d: cannot create the AF_XDP socket: %s",
+			 ifname, w->queue, strerror(-rc));
+	}
+	return rc;
+}
+
+int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
+		       const struct xd_xdp_config *cfg, int node, bool *zc,
+		       char *warning, size_t wcap, struct xd_error *err)
+{
+	int rc;
+
+	w->frame_size = cfg->frame_size;
+	w->nframes = cfg->frames_per_queue;
+	w->ring_size = cfg->ring_size;
+	w->verify_checksums = cfg->verify_checksums;
+	w->stats.frames_total = w->nframes;
+	w->stats.cpu = w->cpu;
+	w->free_frames = calloc(w->nframes, sizeof(*w->free_frames));
+	if (!w->free_frames) {
+		snprintf(err->message, sizeof(err->message), "out of memory");
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < w->nframes; i++)
+		w->free_frames[i] = (uint64_t)(w->nframes - 1 - i) * w->frame_size;
+	w->nfree = w->nframes;
+	w->stats.frames_free = w->nframes;
+	rc = xd_umem_area_alloc(&w->area, (size_t)w->nframes * w->frame_size, node,
+				cfg->hugepages, cfg->hugepage_mb, warning, wcap, err);
+	if (rc)
+		return rc;
+	rc = create_umem(w, err);
+	if (rc)
+		return rc;
+	rc = open_socket(w, ifname, cfg, zc, err);
+	if (rc)
+		return rc;
+	/* The kernel needs buffers before the first packet. */
+	fill_refill(w);
+	return 0;
+}
+
+int xd_xsk_worker_fd(const struct xd_xsk_worker *w)
+{
+	return xsk_socket__fd(w->xsk);
+}
+
+int xd_xsk_worker_start(struct xd_xsk_worker *w, struct xd_error *err)
+{
+	cpu_set_t set;
+	pthread_attr_t attr;
+	int rc;
+
+	pthread_attr_init(&attr);
+	CPU_ZERO(&set);
+	CPU_SET(w->cpu, &set);
+	pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+	rc = -pthread_create(&w->thread, &attr, worker_main, w);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		snprintf(err->message, sizeof(err->message),
+			 "queue %d: cannot start its worker on CPU %d: %s",
+			 w->queue, w->cpu, strerror(-rc));
+		return rc;
+	}
+	w->started = true;
+	return 0;
+}
+
+void xd_xsk_worker_close(struct xd_xsk_worker *w)
+{
+	if (w->started) {
+		pthread_join(w->thread, NULL);
+		w->started = false;
+	}
+	if (w->xsk)
+		xsk_socket__delete(w->xsk);
+	if (w->umem)
+		xsk_umem__delete(w->umem);
+	xd_umem_area_free(&w->area);
+	free(w->free_frames);
+	w->xsk = NULL;
+	w->umem = NULL;
+	w->free_frames = NULL;
+}
+
+void xd_xsk_worker_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *out)
+{
+	const uint64_t *src = (const uint64_t *)&w->stats;
+	uint64_t *dst = (uint64_t *)out;
+
+	/* Every field but the last (cpu) is a u64 counter. */
+	for (size_t i = 0; i < offsetof(struct xd_queue_stats, cpu) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	out->cpu = w->cpu;
+}
