@@ -55,10 +55,19 @@ static void frame_free(struct xd_xsk_worker *w, uint64_t addr)
 	w->free_frames[w->nfree++] = frame_base(w, addr);
 }
 
+/* How many of `want` slots a producer ring has free: reserve is
+ * all-or-nothing, so ask only for what fits. */
+static uint32_t ring_room(struct xsk_ring_prod *r, uint32_t want)
+{
+	uint32_t room = xsk_prod_nb_free(r, want);
+
+	return room < want ? room : want;
+}
+
 /* Moves free frames to the fill ring, as many as it takes. */
 static void fill_refill(struct xd_xsk_worker *w)
 {
-	uint32_t idx, n = w->nfree;
+	uint32_t idx = 0, n = ring_room(&w->fill, w->nfree);
 
 	n = xsk_ring_prod__reserve(&w->fill, n, &idx);
 	for (uint32_t i = 0; i < n; i++)
@@ -118,7 +127,7 @@ static size_t answer_frame(struct xd_xsk_worker *w, const struct xd_image *img,
 static uint32_t tx_submit(struct xd_xsk_worker *w, const struct xdp_desc *out, uint32_t n)
 {
 	uint32_t idx = 0;
-	uint32_t room = xsk_ring_prod__reserve(&w->tx, n, &idx);
+	uint32_t room = xsk_ring_prod__reserve(&w->tx, ring_room(&w->tx, n), &idx);
 
 	for (uint32_t i = 0; i < room; i++)
 		*xsk_ring_prod__tx_desc(&w->tx, idx + i) = out[i];
