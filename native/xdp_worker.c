@@ -29,6 +29,12 @@
 #define XD_XSK_BATCH 64
 /* An idle worker sleeps in poll; this bounds how long a stop waits. */
 #define XD_XSK_POLL_MS 1000
+/* In copy mode one sendto transmits a bounded batch (32 frames in the
+ * kernel's generic xmit) and says EAGAIN when more wait; this bounds how
+ * often a kick repeats before the worker turns back to its rx ring. */
+#define XD_XSK_KICKS_MAX 8
+/* While answers wait on the TX ring, an idle worker polls this briefly. */
+#define XD_XSK_TX_POLL_MS 1
 /* The largest query we copy out of a frame before answering in place. */
 #define XD_XSK_QUERY_MAX 1500
 
@@ -75,6 +81,20 @@ static void fill_refill(struct xd_xsk_worker *w)
 	xsk_ring_prod__submit(&w->fill, n);
 	count(&w->stats.frames_fill, n);
 	set(&w->stats.frames_free, w->nfree);
+}
+
+/* Asks the kernel to transmit what the TX ring holds, when it wants to be
+ * asked (need_wakeup), until it has taken everything or is busy. */
+static void tx_kick(struct xd_xsk_worker *w)
+{
+	if (!xsk_ring_prod__needs_wakeup(&w->tx))
+		return;
+	for (int i = 0; i < XD_XSK_KICKS_MAX; i++) {
+		count(&w->stats.kicks, 1);
+		if (sendto(xsk_socket__fd(w->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0 ||
+		    errno != EAGAIN)
+			break;
+	}
 }
 
 static void completions_reap(struct xd_xsk_worker *w)
@@ -136,10 +156,8 @@ static uint32_t tx_submit(struct xd_xsk_worker *w, const struct xdp_desc *out, u
 		frame_free(w, out[i].addr);
 	count(&w->stats.tx_full, n - room);
 	count(&w->stats.frames_tx, room);
-	if (room && xsk_ring_prod__needs_wakeup(&w->tx)) {
-		sendto(xsk_socket__fd(w->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0);
-		count(&w->stats.kicks, 1);
-	}
+	if (room)
+		tx_kick(w);
 	return room;
 }
 
@@ -193,13 +211,14 @@ static void *worker_main(void *arg)
 		fill_refill(w);
 		if (worker_batch(w))
 			continue;
-		/* Nothing arrived: sleep until something does.  poll also
-		 * wakes the driver when the fill ring asked for it. */
-		if (poll(fds, 2, XD_XSK_POLL_MS) < 0 && errno != EINTR)
+		/* Nothing arrived: sleep until something does (poll also wakes
+		 * the driver when the fill ring asked for it), but only briefly
+		 * while answers still wait to be sent. */
+		if (w->stats.frames_tx)
+			tx_kick(w);
+		if (poll(fds, 2, w->stats.frames_tx ? XD_XSK_TX_POLL_MS : XD_XSK_POLL_MS) < 0 &&
+		    errno != EINTR)
 			break;
-		/* TX completions of copy mode need a kick to be reaped. */
-		if (w->stats.frames_tx && xsk_ring_prod__needs_wakeup(&w->tx))
-			sendto(xsk_socket__fd(w->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0);
 	}
 	return NULL;
 }
