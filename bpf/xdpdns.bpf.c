@@ -130,8 +130,9 @@ static __always_inline enum xd_parse xd_parse_eth(struct xd_cursor *c, __be16 *p
 	return XD_PARSE_OK;
 }
 
-/* IPv4 with options; only unfragmented UDP is ours. */
-static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct iphdr **out)
+/* IPv4 with options; only unfragmented UDP is ours.  *dest gets the
+ * destination address. */
+static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct xd_addr_key *dest)
 {
 	struct iphdr *ip = c->pos;
 	int hdr_len;
@@ -144,7 +145,8 @@ static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct i
 	if (c->pos + hdr_len > c->end)
 		return XD_PARSE_SHORT;
 	c->pos += hdr_len;
-	*out = ip;
+	dest->family = XD_AF_INET;
+	__builtin_memcpy(dest->addr, &ip->daddr, sizeof(ip->daddr));
 	/* A fragment carries no UDP header, or only part of the datagram:
 	 * the kernel reassembles it. */
 	if (ip->frag_off & bpf_htons(XD_IP_MF | XD_IP_OFFSET))
@@ -155,8 +157,8 @@ static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct i
 }
 
 /* IPv6 whose next header is UDP itself: extension headers (fragments
- * among them) are left to the kernel. */
-static __always_inline enum xd_parse xd_parse_ipv6(struct xd_cursor *c, struct ipv6hdr **out)
+ * among them) are left to the kernel.  *dest gets the destination. */
+static __always_inline enum xd_parse xd_parse_ipv6(struct xd_cursor *c, struct xd_addr_key *dest)
 {
 	struct ipv6hdr *ip6 = c->pos;
 
@@ -165,7 +167,8 @@ static __always_inline enum xd_parse xd_parse_ipv6(struct xd_cursor *c, struct i
 	if (ip6->version != 6)
 		return XD_PARSE_SHORT;
 	c->pos = ip6 + 1;
-	*out = ip6;
+	dest->family = XD_AF_INET6;
+	__builtin_memcpy(dest->addr, &ip6->daddr, sizeof(ip6->daddr));
 	if (ip6->nexthdr != IPPROTO_UDP)
 		return XD_PARSE_OTHER;
 	return XD_PARSE_OK;
@@ -213,19 +216,9 @@ static __always_inline int xd_check_dest(void)
 	return cfg && cfg->check_dest;
 }
 
-static __always_inline int xd_dest_ours(const struct iphdr *ip, const struct ipv6hdr *ip6)
+static __always_inline int xd_dest_ours(const struct xd_addr_key *dest)
 {
-	struct xd_addr_key key;
-
-	__builtin_memset(&key, 0, sizeof(key));
-	if (ip) {
-		key.family = XD_AF_INET;
-		__builtin_memcpy(key.addr, &ip->daddr, sizeof(ip->daddr));
-	} else {
-		key.family = XD_AF_INET6;
-		__builtin_memcpy(key.addr, &ip6->daddr, sizeof(ip6->daddr));
-	}
-	return bpf_map_lookup_elem(&dest_addrs, &key) != NULL;
+	return bpf_map_lookup_elem(&dest_addrs, dest) != NULL;
 }
 
 static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found)
@@ -245,8 +238,7 @@ static __always_inline int xd_decide(struct xdp_md *ctx, int *malformed)
 		.pos = (void *)(long)ctx->data,
 		.end = (void *)(long)ctx->data_end,
 	};
-	struct iphdr *ip = NULL;
-	struct ipv6hdr *ip6 = NULL;
+	struct xd_addr_key dest;
 	struct udphdr *udp;
 	enum xd_parse r;
 	__be16 proto;
@@ -254,12 +246,14 @@ static __always_inline int xd_decide(struct xdp_md *ctx, int *malformed)
 	int found;
 
 	*malformed = 0;
+	/* A map key: every byte initialised, IPv4's unused ones zero. */
+	__builtin_memset(&dest, 0, sizeof(dest));
 	r = xd_parse_eth(&c, &proto);
 	if (r == XD_PARSE_OK) {
 		if (proto == bpf_htons(ETH_P_IP))
-			r = xd_parse_ipv4(&c, &ip);
+			r = xd_parse_ipv4(&c, &dest);
 		else if (proto == bpf_htons(ETH_P_IPV6))
-			r = xd_parse_ipv6(&c, &ip6);
+			r = xd_parse_ipv6(&c, &dest);
 		else
 			r = XD_PARSE_OTHER;
 	}
@@ -278,15 +272,16 @@ static __always_inline int xd_decide(struct xdp_md *ctx, int *malformed)
 	if (action != XD_ACTION_REDIRECT)
 		return XDP_PASS;	/* the port's action is PASS */
 
-	if (xd_check_dest() && !xd_dest_ours(ip, ip6))
+	if (xd_check_dest() && !xd_dest_ours(&dest))
 		return XDP_PASS;	/* to an address we do not serve */
 	r = xd_parse_dns(&c, udp);
 	if (r != XD_PARSE_OK) {
 		*malformed = r == XD_PARSE_SHORT;
 		return XDP_PASS;	/* not a DNS query the engine answers: the socket listener's */
 	}
-	/* No socket bound at this queue (or its process gone): the kernel. */
-	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	/* A query for the worker of this rx queue; XDP_PASS, not a black hole,
+	 * when no socket is bound there (no worker, or its process died). */
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);	/* ours */
 }
 
 SEC("xdp")

@@ -94,6 +94,20 @@ static void xd_percpu_free(struct xd_percpu *pc)
 /* libbpf reports through a process-wide print callback (and prints to
  * stderr by default); while we load, it goes to this thread's buffer. */
 static __thread char xd_libbpf_last[256];
+#define XD_LIBBPF_PREFIX "libbpf: "
+
+/* What went wrong while loading: libbpf's own words when it had some. */
+static const char *xd_libbpf_reason(int rc)
+{
+	return xd_libbpf_last[0] ? xd_libbpf_last : strerror(-rc);
+}
+
+/* libbpf's own codes (LIBBPF_ERRNO__FORMAT and the like, from 4000 up)
+ * are no errno: they become EINVAL, so there is one error space. */
+static int xd_libbpf_errno(int rc)
+{
+	return rc <= -__LIBBPF_ERRNO__START ? -EINVAL : rc;
+}
 
 static int xd_libbpf_capture(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -102,25 +116,57 @@ static int xd_libbpf_capture(enum libbpf_print_level level, const char *fmt, va_
 	if (level == LIBBPF_DEBUG)
 		return 0;
 	vsnprintf(xd_libbpf_last, sizeof(xd_libbpf_last), fmt, ap);
+	n = strlen(XD_LIBBPF_PREFIX);
+	if (!strncmp(xd_libbpf_last, XD_LIBBPF_PREFIX, n))
+		memmove(xd_libbpf_last, xd_libbpf_last + n, strlen(xd_libbpf_last + n) + 1);
 	n = strlen(xd_libbpf_last);
 	while (n > 0 && xd_libbpf_last[n - 1] == '\n')
 		xd_libbpf_last[--n] = '\0';
 	return 0;
 }
 
-/* The start of the last `lines` lines of log. */
-static const char *xd_log_tail(const char *log, int lines)
+/* The start of the last `lines` lines of log, fewer when they would not fit
+ * in `room` bytes (verifier lines with register state run to hundreds of
+ * bytes): the last lines say why the program was rejected. */
+static const char *xd_log_tail(const char *log, int lines, size_t room)
 {
-	const char *p = log + strlen(log);
+	const char *end = log + strlen(log);
+	const char *p = end, *start = end;
 
 	while (p > log && (p[-1] == '\n' || p[-1] == ' '))
 		p--;
-	while (p > log) {
-		if (p[-1] == '\n' && --lines == 0)
-			break;
+	end = p;
+	while (lines > 0 && p > log) {
 		p--;
+		if (p == log || p[-1] == '\n') {
+			if ((size_t)(end - p) > room)
+				break;
+			start = p;
+			lines--;
+		}
 	}
-	return p;
+	if (start == end && (size_t)(end - log) > room)
+		start = end - room;	/* one line longer than the room: its end */
+	else if (start == end)
+		start = log;
+	return start;
+}
+
+/* err = prefix + the verifier log's last lines, as many as fit. */
+static int xd_prog_verifier_error(struct xd_error *err, int rc, const char *obj_path,
+				  const char *log)
+{
+	size_t used;
+
+	if (!err)
+		return rc;
+	snprintf(err->message, sizeof(err->message),
+		 "the kernel's verifier rejected the XDP program %s (%s):\n", obj_path,
+		 strerror(-rc));
+	used = strlen(err->message);
+	snprintf(err->message + used, sizeof(err->message) - used, "%s",
+		 xd_log_tail(log, XD_VERIFIER_LOG_LINES, sizeof(err->message) - used - 1));
+	return rc;
 }
 
 static int xd_prog_find_fds(struct xd_prog *p, struct xd_error *err)
@@ -168,9 +214,9 @@ static int xd_prog_open_load(struct xd_prog *p, const char *obj_path, int nqueue
 	old_print = libbpf_set_print(xd_libbpf_capture);
 	p->obj = bpf_object__open_file(obj_path, &opts);
 	if (!p->obj) {
-		rc = -errno;
-		xd_prog_error(err, rc, "cannot open the XDP program %s: %s%s%s", obj_path,
-			      strerror(-rc), xd_libbpf_last[0] ? ": " : "", xd_libbpf_last);
+		rc = xd_libbpf_errno(-errno);
+		xd_prog_error(err, rc, "cannot open the XDP program %s: %s", obj_path,
+			      xd_libbpf_reason(rc));
 		goto out_print;
 	}
 	xsks = bpf_object__find_map_by_name(p->obj, "xsks");
@@ -183,14 +229,12 @@ static int xd_prog_open_load(struct xd_prog *p, const char *obj_path, int nqueue
 		xd_prog_error(err, rc, "cannot size the XSKMAP: %s", strerror(-rc));
 		goto out_print;
 	}
-	rc = bpf_object__load(p->obj);
+	rc = xd_libbpf_errno(bpf_object__load(p->obj));
 	if (rc < 0 && log[0])
-		xd_prog_error(err, rc, "the kernel rejected the XDP program %s (%s); "
-			      "the verifier's last lines:\n%s", obj_path, strerror(-rc),
-			      xd_log_tail(log, XD_VERIFIER_LOG_LINES));
+		xd_prog_verifier_error(err, rc, obj_path, log);
 	else if (rc < 0)
-		xd_prog_error(err, rc, "cannot load the XDP program %s: %s%s%s", obj_path,
-			      strerror(-rc), xd_libbpf_last[0] ? ": " : "", xd_libbpf_last);
+		xd_prog_error(err, rc, "cannot load the XDP program %s: %s", obj_path,
+			      xd_libbpf_reason(rc));
 out_print:
 	libbpf_set_print(old_print);
 	free(log);
