@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -359,3 +360,220 @@ def xdpdns_serve(tmp_path):
     yield serve
     for server in started:
         server.stop()
+
+
+# ---- XDP mode: network namespaces (test_xdp.py; root only) ------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "xdp: XDP-mode tests: root, network namespaces they create and delete")
+
+
+def xdp_unavailable():
+    """Why the XDP tests cannot run here (None when they can)."""
+    if os.geteuid() != 0:
+        return "XDP tests need root (network namespaces, XDP, AF_XDP); in CI they run as root"
+    for tool in ("ip", "ethtool"):
+        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            return f"XDP tests need {tool} (Debian: iproute2, ethtool)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def xdp_topology():
+    """Namespaces xdpns-s-SUFFIX (server) and xdpns-c-SUFFIX (client) joined
+    by a two-queue veth pair (tests/netns.py), for the whole session; always
+    deleted by name at the end, even when a test failed."""
+    import netns
+
+    reason = xdp_unavailable()
+    if reason:
+        pytest.skip(reason)
+    topology = netns.create_topology(netns.session_suffix())
+    try:
+        yield topology
+    finally:
+        topology.delete()
+
+
+XDP_SERVER_TIMEOUT = 30.0
+
+
+@dataclass
+class XdpServer:
+    """`xdpdns serve --xdp` running in the server namespace."""
+
+    proc: subprocess.Popen
+    output_path: Path
+    control_socket: Path
+    ready_line: str = ""
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def output(self):
+        try:
+            return self.output_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stats(self, timeout=10):
+        """The JSON of `xdpdns stats --json` from this server."""
+        import json
+
+        result = run_xdpdns_cli("stats", "--control-socket", self.control_socket, "--json",
+                                timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"xdpdns stats failed ({result.returncode}): {result.stderr}")
+        return json.loads(result.stdout)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        """Sends sig to our own PID; returns the exit status (SIGKILL after timeout)."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+
+def xdp_zone_args():
+    """--zone arguments for the zones of tests/data/diff."""
+    args = []
+    for origin, path in diff_zones():
+        args += ["--zone", f"{origin}={path}"]
+    return args
+
+
+@pytest.fixture
+def xdp_serve(xdp_topology, tmp_path):
+    """Starts `xdpdns serve --xdp IF ARGS...` in the server namespace and waits
+    for its "ready" line: xdp_serve("--listen", ...) -> XdpServer.  Without
+    --listen it listens on the server's IPv4 and IPv6 addresses, port 53;
+    without --zone it serves tests/data/diff.  Every server it started is
+    stopped by PID when the test ends."""
+    import tempfile
+
+    reason = xdpdns_unavailable()
+    if reason:
+        pytest.fail(reason)
+    # A unix socket path holds at most 107 bytes: tmp_path may be longer.
+    ctl_dir = Path(tempfile.mkdtemp(prefix="xdpdns-ctl-", dir="/tmp"))
+    started = []
+
+    def serve(*args, expect_ready=True, timeout=XDP_SERVER_TIMEOUT):
+        args = [str(a) for a in args]
+        index = len(started)
+        control = ctl_dir / f"s{index}.sock"
+        argv = xdpdns_command() + ["serve", "--xdp", xdp_topology.server_if,
+                                   "--control-socket", str(control)]
+        if "--listen" not in args:
+            argv += ["--listen", f"{xdp_topology.server_v4}:53",
+                     "--listen", f"[{xdp_topology.server_v6}]:53"]
+        if "--zone" not in args:
+            argv += xdp_zone_args()
+        argv += args
+        output_path = tmp_path / f"xdpdns-xdp-{index}.log"
+        with open(output_path, "wb") as out:
+            proc = subprocess.Popen(xdp_topology.server.exec_argv(argv), stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=tmp_path)
+        server = XdpServer(proc, output_path, control)
+        started.append(server)
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in server.output().splitlines():
+                if " ready listen=" in line:
+                    server.ready_line = line
+                    return server
+            if proc.poll() is not None:
+                if not expect_ready:
+                    return server
+                raise RuntimeError(f"xdpdns serve --xdp exited with {proc.returncode}:\n"
+                                   + server.output())
+            if time.monotonic() > deadline:
+                raise RuntimeError("xdpdns serve --xdp not ready in time:\n" + server.output())
+            time.sleep(0.05)
+
+    yield serve
+    for server in started:
+        server.stop()
+    shutil.rmtree(ctl_dir, ignore_errors=True)
+
+
+def _read_int(path):
+    with open(path) as f:
+        return int(f.read().split()[0])
+
+
+def _meminfo(key):
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+# nr_hugepages is one value for the whole machine: tests that change it or
+# depend on it take this lock, so that parallel sessions take turns.
+HUGEPAGES_LOCK = "/tmp/xdpdns-test-hugepages.lock"
+HUGEPAGES_LOCK_TIMEOUT = 120.0
+
+
+@contextmanager
+def _hugepages_locked():
+    import fcntl
+
+    with open(HUGEPAGES_LOCK, "a") as f:
+        deadline = time.monotonic() + HUGEPAGES_LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.skip("another test session holds the hugepages for too long")
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@pytest.fixture
+def reserved_hugepages():
+    """Reserves 2 MiB hugepages: reserved_hugepages(n) makes at least n free
+    ones (through /proc/sys/vm/nr_hugepages) and returns how many are free;
+    the old nr_hugepages is written back when the test ends."""
+    path = "/proc/sys/vm/nr_hugepages"
+    with _hugepages_locked():
+        old = _read_int(path)
+
+        def reserve(n):
+            want = old + max(0, n - _meminfo("HugePages_Free"))
+            with open(path, "w") as f:
+                f.write(str(want))
+            free = _meminfo("HugePages_Free")
+            if free < n:
+                pytest.skip(f"could reserve only {free} of {n} hugepages (memory fragmented)")
+            return free
+
+        try:
+            yield reserve
+        finally:
+            with open(path, "w") as f:
+                f.write(str(old))
+
+
+@pytest.fixture
+def no_hugepages():
+    """For the test's duration no 2 MiB hugepage is reserved (skips when the
+    machine has some reserved)."""
+    with _hugepages_locked():
+        if _meminfo("HugePages_Total") > 0:
+            pytest.skip("hugepages are reserved on this machine; cannot test their absence")
+        yield

@@ -182,7 +182,30 @@ BAD_CONFIGS = [
     ("[server]\nlog_level = \"loud\"\n", "server.log_level", "debug, info, warning, error"),
     ("[server]\nlisten_on = [\"127.0.0.1:53\"]\n", "server.listen_on", "unknown key"),
     ("server = 1\n", "server", "table"),
-    ("[xdp]\ninterface = \"eth0\"\n", "xdp", "unknown section"),
+    ("[xpd]\ninterface = \"eth0\"\n", "xpd", "unknown section"),
+    ("[server]\ncontrol_socket = 5\n", "server.control_socket", "unix socket"),
+    ("[server]\ncontrol_socket = \"/" + "x" * 120 + "\"\n", "server.control_socket",
+     "at most 107 bytes"),
+    ("[xdp]\ninterface = \"an-interface-name-too-long\"\n", "xdp.interface",
+     "network interface name"),
+    ("[xdp]\ninterface = 5\n", "xdp.interface", "network interface name"),
+    ("[xdp]\nqueues = 0\n", "xdp.queues", "\"all\" or a number"),
+    ("[xdp]\nqueues = \"some\"\n", "xdp.queues", "\"all\" or a number"),
+    ("[xdp]\nfirst_queue = -1\n", "xdp.first_queue", "integer"),
+    ("[xdp]\nframes_per_queue = 10\n", "xdp.frames_per_queue", "integer"),
+    ("[xdp]\nframe_size = 3000\n", "xdp.frame_size", "2048, 4096"),
+    ("[xdp]\nring_size = 1000\n", "xdp.ring_size", "power of two"),
+    ("[xdp]\nframes_per_queue = 1024\nring_size = 2048\n", "xdp.frames_per_queue",
+     "at least ring_size"),
+    ("[xdp]\nhugepages = \"yes\"\n", "xdp.hugepages", "'auto', 'required', 'off'"),
+    ("[xdp]\nhugepage_size = \"4M\"\n", "xdp.hugepage_size", "'2M', '1G'"),
+    ("[xdp]\nzerocopy = true\n", "xdp.zerocopy", "'auto', 'on', 'off'"),
+    ("[xdp]\nmode = \"skb\"\n", "xdp.mode", "'native', 'generic'"),
+    ("[xdp]\nverify_checksums = 1\n", "xdp.verify_checksums", "true or false"),
+    ("[xdp]\nports = []\n", "xdp.ports", "non-empty list of UDP ports"),
+    ("[xdp]\nports = [70000]\n", "xdp.ports", "UDP ports"),
+    ("[xdp]\naddresses = [\"localhost\"]\n", "xdp.addresses", "numeric"),
+    ("[xdp]\nspeed = \"fast\"\n", "xdp.speed", "unknown key"),
     ("[[zone]]\norigin = \"example.com.\"\n", "zone[1].file", "required"),
     ("[[zone]]\nfile = 5\n", "zone[1].file", "path"),
     ("[[zone]]\nfile = \"a.zone\"\n[[zone]]\nfile = \"b.zone\"\nttl = 5\n", "zone[2].ttl",
@@ -258,3 +281,78 @@ def test_no_plugin_manager_allows_no_plugin_sections(write_config):
     assert load_config(None, write_config("[server]\n")).plugins == {}
     with pytest.raises(ConfigError, match="plugins.zonefile: unknown section"):
         load_config(None, write_config("[plugins.zonefile]\n"))
+
+
+# ---- [xdp] -------------------------------------------------------------------
+
+
+def test_no_xdp_section_is_socket_mode(pm):
+    config = load_config(pm)
+    assert not config.xdp.enabled and config.xdp.interface is None
+
+
+def test_xdp_section(pm, write_config):
+    path = write_config("""
+[server]
+listen = ["198.18.0.1:53", "[2001:2::1]:53"]
+control_socket = "run/ctl.sock"
+[xdp]
+interface = "veth0"
+queues = 2
+first_queue = 1
+frames_per_queue = 8192
+frame_size = 4096
+ring_size = 4096
+hugepages = "required"
+hugepage_size = "1G"
+zerocopy = "off"
+mode = "generic"
+verify_checksums = false
+ports = [53, 5353, 53]
+addresses = ["198.18.0.1", "2001:2:0::1"]
+""")
+    config = load_config(pm, path)
+    assert config.server.control_socket == path.parent / "run/ctl.sock"
+    x = config.xdp
+    assert x.enabled and x.interface == "veth0"
+    assert (x.queues, x.first_queue, x.frames_per_queue, x.frame_size, x.ring_size) == \
+        (2, 1, 8192, 4096, 4096)
+    assert (x.hugepages, x.hugepage_mb, x.zerocopy, x.mode) == ("required", 1024, "off",
+                                                                 "generic")
+    assert x.verify_checksums is False
+    assert x.ports == (53, 5353)
+    assert x.addresses == ("198.18.0.1", "2001:2::1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        x.queues = 3
+
+
+def test_xdp_defaults_and_addresses_from_listen(pm):
+    config = load_config(pm, listen=["198.18.0.1:53", "[2001:2::1]:53", "127.0.0.1:53",
+                                     "[::1]:53", "0.0.0.0:5353", "[::]:5353",
+                                     "198.18.0.1:5300"],
+                         xdp_interface="veth0")
+    x = config.xdp
+    assert x.interface == "veth0" and x.queues == 0 and x.ports == (53,)
+    assert (x.frames_per_queue, x.frame_size, x.ring_size) == (4096, 2048, 2048)
+    assert (x.hugepages, x.hugepage_size, x.zerocopy, x.mode) == ("auto", "2M", "auto",
+                                                                  "native")
+    assert x.verify_checksums is True
+    # Neither wildcards nor loopback; each address once.
+    assert x.addresses == ("198.18.0.1", "2001:2::1")
+
+
+def test_xdp_queues_all_and_explicit_empty_addresses(pm, write_config):
+    path = write_config('[xdp]\nqueues = "all"\naddresses = []\n')
+    config = load_config(pm, path, listen=["198.18.0.1:53"], xdp_interface="veth1")
+    assert config.xdp.queues == 0
+    assert config.xdp.addresses == ()  # given empty: every destination
+    assert config.xdp.interface == "veth1"  # --xdp over the file
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"xdp_interface": "x" * 16}, "--xdp"),
+    ({"control_socket": "/" + "y" * 200}, "--control-socket"),
+])
+def test_bad_xdp_command_line_values(pm, kwargs, key):
+    with pytest.raises(ConfigError, match=f"^command line: {key}: expected"):
+        load_config(pm, **kwargs)

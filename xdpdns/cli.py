@@ -1,4 +1,5 @@
-"""The command line: ``xdpdns serve``, ``xdpdns check``, ``xdpdns plugins``.
+"""The command line: ``xdpdns serve``, ``xdpdns check``, ``xdpdns stats``,
+``xdpdns plugins``.
 
 Every error a user can cause (a bad configuration, a broken zone, an address
 in use, a missing permission) ends in one clear message on stderr and a
@@ -46,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="UDP worker threads (default: one per CPU)")
     serve.add_argument("--log-level", metavar="LEVEL",
                        help="debug, info, warning or error (default: info)")
+    serve.add_argument("--xdp", metavar="IFACE",
+                       help="XDP mode: answer UDP queries arriving on IFACE through "
+                       "AF_XDP (sets [xdp] interface; needs root)")
+    serve.add_argument("--control-socket", metavar="PATH",
+                       help="where `xdpdns stats` asks (default: [server] control_socket, "
+                       "else /run/xdpdns/xdpdns.sock as root)")
 
     check = sub.add_parser(
         "check", help="check zone files and configuration",
@@ -53,6 +60,17 @@ def _parser() -> argparse.ArgumentParser:
         "FILE:LINE: error|warning: message. Exits 1 when there is an error.")
     _add_config_options(check)
     check.add_argument("zones", nargs="*", metavar="[ORIGIN=]FILE", help="zone files")
+
+    stats = sub.add_parser(
+        "stats", help="show the counters of a running server",
+        description="Ask a running `xdpdns serve` for its counters: UDP workers, TCP, "
+        "and in XDP mode every AF_XDP queue (with where its frames are) and every "
+        "CPU of the XDP program.")
+    _add_config_options(stats)
+    stats.add_argument("--control-socket", metavar="PATH",
+                       help="the server's control socket (default: the configuration's, "
+                       "else /run/xdpdns/xdpdns.sock as root)")
+    stats.add_argument("--json", action="store_true", help="print the raw JSON")
 
     sub.add_parser("plugins", help="list the loaded plugins and their hooks",
                    description="List the loaded plugins, where each came from and its hooks.")
@@ -80,7 +98,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     pm = load_plugins()
     config = load_config(pm, args.config, listen=args.listen, zones=args.zone,
-                         udp_workers=args.udp_workers, log_level=args.log_level)
+                         udp_workers=args.udp_workers, log_level=args.log_level,
+                         xdp_interface=args.xdp, control_socket=args.control_socket)
     _setup_logging(config.server.log_level)
     return Server(config, pm).run()
 
@@ -108,6 +127,28 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_ERROR if errors else EXIT_OK
 
 
+def _stats(args: argparse.Namespace) -> int:
+    import json
+
+    from xdpdns.config import default_control_socket, load_config
+    from xdpdns.control import ControlError, format_stats, request
+
+    path = args.control_socket
+    if path is None and args.config:
+        from xdpdns.plugins import load_plugins
+
+        path = load_config(load_plugins(), args.config).server.control_socket
+    try:
+        stats = request(path or default_control_socket())
+    except ControlError as exc:
+        return _error(str(exc))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print(format_stats(stats))
+    return EXIT_OK
+
+
 def _plugins(args: argparse.Namespace) -> int:
     from xdpdns.plugins import load_plugins, plugin_infos
 
@@ -117,7 +158,7 @@ def _plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"serve": _serve, "check": _check, "plugins": _plugins}
+COMMANDS = {"serve": _serve, "check": _check, "stats": _stats, "plugins": _plugins}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

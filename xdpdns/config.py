@@ -10,6 +10,26 @@ The file's shape::
     tcp_max_connections = 256
     stats_interval = 60        # seconds, 0 = never (and once at shutdown)
     log_level = "info"
+    control_socket = "/run/xdpdns/xdpdns.sock"  # `xdpdns stats` asks here
+                               # (default: that path as root, else
+                               # $XDG_RUNTIME_DIR/xdpdns.sock or /tmp)
+
+    [xdp]                      # XDP mode: absent (or no interface) = socket mode
+    interface = "eth0"         # required for XDP mode
+    queues = "all"             # or a number of queues
+    first_queue = 0
+    frames_per_queue = 4096    # UMEM frames of one queue
+    frame_size = 2048          # 2048 or 4096
+    ring_size = 2048           # rx, tx, fill and completion rings; a power of two
+    hugepages = "auto"         # auto | required | off
+    hugepage_size = "2M"       # 2M | 1G
+    zerocopy = "auto"          # auto | on | off
+    mode = "native"            # native (falls back to generic) | generic
+    verify_checksums = true    # drop frames whose checksums are wrong
+    ports = [53]               # UDP destination ports taken by the fast path
+    addresses = []             # destination addresses taken; default: every
+                               # [server] listen address that is neither a
+                               # wildcard nor loopback
 
     [[zone]]
     file = "zones/example.com.zone"   # relative to this file's directory
@@ -41,8 +61,10 @@ __all__ = [
     "ConfigError",
     "ListenAddress",
     "ServerConfig",
+    "XdpConfig",
     "Where",
     "ZoneConfig",
+    "default_control_socket",
     "default_zone_path",
     "load_config",
     "parse_listen",
@@ -108,6 +130,44 @@ class ServerConfig:
     tcp_max_connections: int = 256
     stats_interval: float = 60.0
     log_level: str = "info"
+    # None: default_control_socket(), decided when the server starts.
+    control_socket: Path | None = None
+
+
+HUGEPAGES = ("auto", "required", "off")
+HUGEPAGE_SIZES = {"2M": 2, "1G": 1024}  # in MiB, as the engine takes them
+ZEROCOPY = ("auto", "on", "off")
+XDP_MODES = ("native", "generic")
+FRAME_SIZES = (2048, 4096)
+
+
+@dataclass(frozen=True)
+class XdpConfig:
+    """The [xdp] section.  ``interface`` None means socket mode."""
+
+    interface: str | None = None
+    queues: int = 0  # 0: every queue of the NIC ("all")
+    first_queue: int = 0
+    frames_per_queue: int = 4096
+    frame_size: int = 2048
+    ring_size: int = 2048
+    hugepages: str = "auto"
+    hugepage_size: str = "2M"
+    zerocopy: str = "auto"
+    mode: str = "native"
+    verify_checksums: bool = True
+    ports: tuple[int, ...] = (53,)
+    # The destination addresses taken (numeric, normalized); empty: every
+    # destination.  Filled from [server] listen when the file names none.
+    addresses: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return self.interface is not None
+
+    @property
+    def hugepage_mb(self) -> int:
+        return HUGEPAGE_SIZES[self.hugepage_size]
 
 
 @dataclass(frozen=True)
@@ -125,6 +185,7 @@ class Config:
     # The configuration file, or None when everything came from defaults and
     # the command line.
     source: Path | None = None
+    xdp: XdpConfig = XdpConfig()
 
 
 def default_workers() -> int:
@@ -132,6 +193,16 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def default_control_socket() -> Path:
+    """Where the control socket lives unless [server] control_socket says."""
+    if os.geteuid() == 0:
+        return Path("/run/xdpdns/xdpdns.sock")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return Path(runtime) / "xdpdns.sock"
+    return Path(f"/tmp/xdpdns-{os.getuid()}.sock")
 
 
 def default_zone_path() -> Path:
@@ -279,7 +350,7 @@ def parse_table(cls: type, table: Mapping[str, Any], where: Where) -> Any:
 # ---- sections ----------------------------------------------------------------
 
 _SERVER_KEYS = ("listen", "udp_workers", "tcp_idle_timeout", "tcp_max_connections",
-                "stats_interval", "log_level")
+                "stats_interval", "log_level", "control_socket")
 
 
 def _positive_int(value: Any, where: Where, key: str, limit: int = 1 << 20) -> int:
@@ -336,7 +407,142 @@ def _parse_server(table: Any, where: Where) -> dict[str, Any]:
                                          allow_zero=True)
     if "log_level" in table:
         out["log_level"] = _log_level(table["log_level"], where, "log_level")
+    if "control_socket" in table:
+        out["control_socket"] = _socket_path(table["control_socket"], where,
+                                             "control_socket")
     return out
+
+
+# sockaddr_un.sun_path holds 108 bytes with the terminating NUL.
+UNIX_PATH_MAX = 107
+
+
+def _socket_path(value: Any, where: Where, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise where.error(key, "the path of a unix socket", value)
+    path = where.base / value
+    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        raise where.error(key, f"a unix socket path of at most {UNIX_PATH_MAX} bytes", value)
+    return path
+
+
+# ---- [xdp] -------------------------------------------------------------------
+
+_XDP_KEYS = tuple(f.name for f in dataclasses.fields(XdpConfig))
+IFNAMSIZ = 16  # the kernel's limit, with the terminating NUL
+
+
+def _choice(value: Any, choices: Sequence[Any], where: Where, key: str) -> Any:
+    if isinstance(value, bool) or value not in choices:
+        raise where.error(key, "one of " + ", ".join(repr(c) for c in choices), value)
+    return value
+
+
+def _int_range(value: Any, low: int, high: int, where: Where, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise where.error(key, f"an integer from {low} to {high}", value)
+    return value
+
+
+def _interface(value: Any, where: Where, key: str) -> str:
+    if (not isinstance(value, str) or not value or len(value.encode()) >= IFNAMSIZ
+            or "/" in value or any(c.isspace() for c in value)):
+        raise where.error(key, f"a network interface name (1 to {IFNAMSIZ - 1} "
+                          "characters, no '/' or spaces)", value)
+    return value
+
+
+def _xdp_addresses(value: Any, where: Where, key: str) -> tuple[str, ...]:
+    expected = "a list of numeric IPv4 or IPv6 addresses"
+    if not isinstance(value, list):
+        raise where.error(key, expected, value)
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_address(item)))
+        except (TypeError, ValueError):
+            raise where.error(key, expected, item) from None
+    return tuple(dict.fromkeys(out))
+
+
+def _xdp_ports(value: Any, where: Where, key: str) -> tuple[int, ...]:
+    expected = "a non-empty list of UDP ports (1-65535)"
+    if not isinstance(value, list) or not value:
+        raise where.error(key, expected, value)
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= 65535:
+            raise where.error(key, expected, item)
+    return tuple(dict.fromkeys(value))
+
+
+def _parse_xdp(table: Any, where: Where) -> dict[str, Any]:
+    """The [xdp] table's values (only the keys present)."""
+    if not isinstance(table, dict):
+        raise where.error("", "a table [xdp]", table)
+    for key in table:
+        if key not in _XDP_KEYS:
+            raise where.error(key, "one of the known keys: " + ", ".join(_XDP_KEYS)
+                              + " (unknown key)")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "interface":
+            out[key] = _interface(value, where, key)
+        elif key == "queues":
+            if value != "all" and (isinstance(value, bool) or not isinstance(value, int)
+                                   or not 1 <= value <= 256):
+                raise where.error(key, '"all" or a number of queues from 1 to 256', value)
+            out[key] = 0 if value == "all" else value
+        elif key == "first_queue":
+            out[key] = _int_range(value, 0, 255, where, key)
+        elif key == "frames_per_queue":
+            out[key] = _int_range(value, 64, 1 << 20, where, key)
+        elif key == "frame_size":
+            out[key] = _choice(value, FRAME_SIZES, where, key)
+        elif key == "ring_size":
+            ok = (isinstance(value, int) and not isinstance(value, bool)
+                  and 64 <= value <= 1 << 16 and value & (value - 1) == 0)
+            if not ok:
+                raise where.error(key, "a power of two from 64 to 65536", value)
+            out[key] = value
+        elif key == "hugepages":
+            out[key] = _choice(value, HUGEPAGES, where, key)
+        elif key == "hugepage_size":
+            out[key] = _choice(value, tuple(HUGEPAGE_SIZES), where, key)
+        elif key == "zerocopy":
+            out[key] = _choice(value, ZEROCOPY, where, key)
+        elif key == "mode":
+            out[key] = _choice(value, XDP_MODES, where, key)
+        elif key == "verify_checksums":
+            if not isinstance(value, bool):
+                raise where.error(key, "true or false", value)
+            out[key] = value
+        elif key == "ports":
+            out[key] = _xdp_ports(value, where, key)
+        elif key == "addresses":
+            out[key] = _xdp_addresses(value, where, key)
+    return out
+
+
+def _check_xdp(xdp: dict[str, Any], where: Where) -> None:
+    """Checks between keys: the rings must fit the frames."""
+    frames = xdp.get("frames_per_queue", XdpConfig.frames_per_queue)
+    ring = xdp.get("ring_size", XdpConfig.ring_size)
+    if frames < ring:
+        # The fill ring is kept full; with fewer frames than its size the rx
+        # path has nothing left for the tx and completion rings.
+        key = "frames_per_queue" if "frames_per_queue" in xdp else "ring_size"
+        raise where.error(key, f"frames_per_queue ({frames}) at least ring_size ({ring})")
+
+
+def served_addresses(listen: Sequence[ListenAddress]) -> tuple[str, ...]:
+    """The listen addresses XDP mode takes by default: neither wildcard nor
+    loopback (loopback traffic never crosses a NIC)."""
+    out = []
+    for addr in listen:
+        ip = ipaddress.ip_address(addr.host)
+        if not ip.is_unspecified and not ip.is_loopback:
+            out.append(str(ip))
+    return tuple(dict.fromkeys(out))
 
 
 def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
@@ -421,6 +627,8 @@ def load_config(
     zones: Sequence[str] | None = None,
     udp_workers: str | int | None = None,
     log_level: str | None = None,
+    xdp_interface: str | None = None,
+    control_socket: str | None = None,
 ) -> Config:
     """Reads the configuration file (if any) and applies command-line values.
 
@@ -437,11 +645,13 @@ def load_config(
         data = read_toml(source)
         where = Where(str(source), base=source.parent)
     for key in data:
-        if key not in ("server", "zone", "plugins"):
-            raise where.error(key, "one of the sections [server], [[zone]], [plugins.NAME] "
-                              "(unknown section)")
+        if key not in ("server", "zone", "xdp", "plugins"):
+            raise where.error(key, "one of the sections [server], [[zone]], [xdp], "
+                              "[plugins.NAME] (unknown section)")
 
     server = _parse_server(data.get("server", {}), where.sub("server"))
+    xdp = _parse_xdp(data.get("xdp", {}), where.sub("xdp"))
+    _check_xdp(xdp, where.sub("xdp"))
     zone_list = _parse_zones(data.get("zone", []), where)
     _check_unique_origins(zone_list, where, "zone")
     plugins = _parse_plugins(pm, data.get("plugins", {}), where)
@@ -453,6 +663,10 @@ def load_config(
         server["udp_workers"] = _positive_int(udp_workers, cli, "--udp-workers", 1024)
     if log_level is not None:
         server["log_level"] = _log_level(log_level, cli, "--log-level")
+    if xdp_interface is not None:
+        xdp["interface"] = _interface(xdp_interface, cli, "--xdp")
+    if control_socket is not None:
+        server["control_socket"] = _socket_path(control_socket, cli, "--control-socket")
     if zones:
         zone_list = [parse_zone_option(z, cli) for z in zones]
         _check_unique_origins(zone_list, cli, "--zone")
@@ -461,9 +675,11 @@ def load_config(
 
     server.setdefault("listen", tuple(parse_listen(a, cli, "listen") for a in DEFAULT_LISTEN))
     server.setdefault("udp_workers", default_workers())
+    xdp.setdefault("addresses", served_addresses(server["listen"]))
     return Config(
         server=ServerConfig(**server),
         zones=tuple(zone_list),
         plugins=types.MappingProxyType(plugins),
         source=source,
+        xdp=XdpConfig(**xdp),
     )

@@ -13,7 +13,9 @@ and the native UDP workers answer in parallel.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +31,12 @@ __all__ = [
     "Image",
     "ImageBuilder",
     "ImageInfo",
+    "PORT_ACTIONS",
+    "ProgStats",
     "Problem",
+    "QueueStats",
     "WorkerStats",
+    "XdpInfo",
     "MAX_MESSAGE",
 ]
 
@@ -101,6 +107,79 @@ class WorkerStats:
     dropped: int
     truncated: int
     batches: int
+
+
+# What the XDP program does with UDP to a port; the codes come from
+# bpf/xdpdns_maps.h through the cffi build.
+PORT_ACTIONS = {
+    "pass": lib.XD_ACTION_PASS,
+    "redirect": lib.XD_ACTION_REDIRECT,
+    "drop": lib.XD_ACTION_DROP,
+}
+_HUGEPAGES = {"off": lib.XD_HUGEPAGES_OFF, "auto": lib.XD_HUGEPAGES_AUTO,
+              "required": lib.XD_HUGEPAGES_REQUIRED}
+_ZEROCOPY = {"auto": lib.XD_ZEROCOPY_AUTO, "off": lib.XD_ZEROCOPY_OFF,
+             "on": lib.XD_ZEROCOPY_REQUIRED}
+
+
+@dataclass(frozen=True)
+class XdpInfo:
+    """What XDP mode ended up with (struct xd_xdp_info)."""
+
+    interface: str
+    queues: int
+    first_queue: int
+    native: bool  # XDP in driver mode, else generic
+    zerocopy: bool
+    hugepages: bool  # the UMEM is in hugepages
+    numa_node: int  # the NIC's node, -1: none
+    umem_bytes: int  # per queue
+    warnings: tuple[str, ...]  # fallbacks taken
+
+    @property
+    def mode(self) -> str:
+        return "native" if self.native else "generic"
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Counters of one AF_XDP queue worker (struct xd_queue_stats).
+
+    ``frames_*`` say where the queue's UMEM frames are now; they add up to
+    ``frames_total`` unless a frame leaked.
+    """
+
+    queue: int
+    received: int
+    answered: int
+    dropped: int
+    bad_checksum: int
+    malformed: int
+    truncated: int
+    tx_full: int
+    kicks: int
+    batches: int
+    frames_fill: int
+    frames_rx: int
+    frames_tx: int
+    frames_free: int
+    frames_total: int
+    cpu: int
+
+    @property
+    def frames_accounted(self) -> int:
+        return self.frames_fill + self.frames_rx + self.frames_tx + self.frames_free
+
+
+@dataclass(frozen=True)
+class ProgStats:
+    """The XDP program's counters, of one CPU or summed (struct xd_prog_stats)."""
+
+    seen: int
+    redirected: int
+    passed: int
+    dropped: int
+    malformed: int
 
 
 class ImageBuilder:
@@ -384,6 +463,119 @@ class Engine:
                                       out.truncated, out.batches))
         return result
 
+    # ---- XDP mode ----------------------------------------------------------
+
+    def xdp_start(self, config, bpf_object: str | os.PathLike | None = None) -> XdpInfo:
+        """Attaches the XDP program to ``config.interface`` and starts one
+        AF_XDP worker per queue.
+
+        ``config`` is an :class:`xdpdns.config.XdpConfig` (or anything with
+        its attributes).  Nothing is redirected until :meth:`xdp_set_port`
+        says so.  Raises OSError with the engine's message (a verifier
+        rejection carries the verifier's last lines); on failure nothing
+        stays attached.
+        """
+        if bpf_object is None:
+            from xdpdns.bpfobj import bpf_object_path
+
+            bpf_object = bpf_object_path()
+        cfg = ffi.new("struct xd_xdp_config *")
+        _set_chars(cfg, "ifname", config.interface, "interface name")
+        _set_chars(cfg, "bpf_object", os.fsdecode(bpf_object), "BPF object path")
+        cfg.queues = config.queues
+        cfg.first_queue = config.first_queue
+        cfg.frames_per_queue = config.frames_per_queue
+        cfg.frame_size = config.frame_size
+        cfg.ring_size = config.ring_size
+        cfg.hugepages = _HUGEPAGES[config.hugepages]
+        cfg.hugepage_mb = config.hugepage_mb
+        cfg.zerocopy = _ZEROCOPY[config.zerocopy]
+        cfg.generic = 1 if config.mode == "generic" else 0
+        cfg.verify_checksums = 1 if config.verify_checksums else 0
+        info = ffi.new("struct xd_xdp_info *")
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_engine_xdp_start(self._ptr(), cfg, info, err), err,
+                   f"starting XDP mode on {config.interface}")
+        warnings = ffi.string(info.warnings).decode("utf-8", "replace")
+        return XdpInfo(
+            interface=config.interface,
+            queues=info.queues,
+            first_queue=info.first_queue,
+            native=bool(info.native),
+            zerocopy=bool(info.zerocopy),
+            hugepages=bool(info.hugepages),
+            numa_node=info.numa_node,
+            umem_bytes=info.umem_bytes,
+            warnings=tuple(w for w in warnings.splitlines() if w.strip()),
+        )
+
+    def xdp_stop(self) -> None:
+        """Stops the AF_XDP workers and detaches the program (idempotent)."""
+        _raise_for(lib.xd_engine_xdp_stop(self._ptr()), what="stopping XDP mode")
+
+    def xdp_set_port(self, port: int, action: str) -> None:
+        """Sets what the program does with UDP to ``port`` on every CPU:
+        "redirect" (to the queue's worker), "pass" (to the kernel) or "drop"."""
+        if action not in PORT_ACTIONS:
+            raise ValueError(f"port action {action!r}: expected one of "
+                             + ", ".join(PORT_ACTIONS))
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_engine_xdp_set_port(self._ptr(), port, PORT_ACTIONS[action], err),
+                   err, f"setting the action of UDP port {port}")
+
+    def xdp_port_actions(self, port: int) -> list[int]:
+        """The action codes (PORT_ACTIONS values) that every possible CPU's
+        slot of ``port`` holds, read back from the per-CPU map."""
+        e = self._ptr()
+        size = max(1, os.cpu_count() or 1)
+        while True:
+            actions = ffi.new("uint32_t[]", size)
+            n = _raise_for(lib.xd_engine_xdp_port_actions(e, port, actions, size),
+                           what=f"reading the action of UDP port {port}")
+            if n <= size:
+                return list(actions[0:n])
+            size = n
+
+    def xdp_add_address(self, address: str) -> None:
+        """Takes only packets to the added addresses (with none: every one)."""
+        ip = ipaddress.ip_address(address)
+        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_engine_xdp_add_address(self._ptr(), family, ip.packed, err), err,
+                   f"adding the address {ip}")
+
+    def xdp_queue_stats(self) -> list[QueueStats]:
+        """One entry per AF_XDP queue (empty when XDP mode is off)."""
+        e = self._ptr()
+        out = ffi.new("struct xd_queue_stats *")
+        result = []
+        for i in range(max(0, lib.xd_engine_xdp_queue_count(e))):
+            _raise_for(lib.xd_engine_xdp_queue_stats(e, i, out), what="queue stats")
+            result.append(QueueStats(
+                i, out.received, out.answered, out.dropped, out.bad_checksum,
+                out.malformed, out.truncated, out.tx_full, out.kicks, out.batches,
+                out.frames_fill, out.frames_rx, out.frames_tx, out.frames_free,
+                out.frames_total, out.cpu))
+        return result
+
+    def xdp_prog_stats(self, cpu: int | None = None) -> ProgStats:
+        """The XDP program's counters on one CPU, or summed (cpu None)."""
+        out = ffi.new("struct xd_prog_stats *")
+        _raise_for(lib.xd_engine_xdp_prog_stats(self._ptr(), -1 if cpu is None else cpu, out),
+                   what="XDP program stats")
+        return _prog_stats(out)
+
+    def xdp_prog_stats_per_cpu(self) -> list[ProgStats]:
+        """The XDP program's counters, one entry per possible CPU."""
+        e = self._ptr()
+        out = ffi.new("struct xd_prog_stats *")
+        ncpus = _raise_for(lib.xd_engine_xdp_prog_stats(e, -1, out), what="XDP program stats")
+        result = []
+        for cpu in range(ncpus):
+            _raise_for(lib.xd_engine_xdp_prog_stats(e, cpu, out), what="XDP program stats")
+            result.append(_prog_stats(out))
+        return result
+
     def close(self) -> None:
         """Stops the workers and frees the engine and its image."""
         if self._e is not None:
@@ -395,3 +587,15 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _set_chars(struct, field: str, text: str, what: str) -> None:
+    """Copies text into a fixed char array of struct, NUL included."""
+    encoded = text.encode()
+    if len(encoded) >= len(getattr(struct, field)):
+        raise ValueError(f"{what} too long: {text}")
+    setattr(struct, field, encoded)
+
+
+def _prog_stats(out) -> ProgStats:
+    return ProgStats(out.seen, out.redirected, out.passed, out.dropped, out.malformed)

@@ -149,5 +149,6 @@ def stats(server: "Server", stats: "ServerStats") -> None:
     :param server: the running server, as for :func:`startup`.
     :param stats: the counters: ``stats.udp`` (summed over the UDP workers),
         ``stats.workers`` (one entry per worker), ``stats.tcp`` (the TCP
-        listener's counters).
+        listener's counters), ``stats.xdp`` (XDP mode: per AF_XDP queue,
+        per CPU of the XDP program, the port actions; None in socket mode).
     """

@@ -1,9 +1,16 @@
-"""The server's life in socket mode.
+"""The server's life.
 
-configuration -> plugins -> zone image -> engine -> native UDP workers and
-the TCP listener on the same addresses and ports -> startup hook -> one
-"ready" log line -> wait for SIGTERM or SIGINT -> shutdown hook -> stop
-listeners and workers -> exit 0.
+configuration -> plugins -> (XDP mode: privileges and interface checked) ->
+zone image -> engine -> native UDP workers and the TCP listener on the same
+addresses and ports -> (XDP mode: program attached, AF_XDP workers, ports
+redirected; see xdpdns/xdp.py) -> control socket -> startup hook -> one
+"ready" log line -> wait for SIGTERM or SIGINT -> shutdown hook -> XDP
+program detached first (the kernel's stack and the socket-mode listeners
+take over) -> control socket, listeners and workers stopped -> exit 0.
+
+In XDP mode the socket-mode UDP workers and the TCP listener keep running:
+they answer TCP/53, and whatever the XDP program passes to the kernel
+(NOTIFY, UPDATE, fragments, queries to addresses it does not take).
 """
 
 from __future__ import annotations
@@ -11,14 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import dns.name
 
-from xdpdns.config import Config, ListenAddress
+from xdpdns.config import Config, ListenAddress, default_control_socket
+from xdpdns.control import ControlError, ControlServer
 from xdpdns.engine import Engine, ImageInfo, WorkerStats
 from xdpdns.image import build_image
 from xdpdns.tcp import TcpListener, TcpStats, bind_sockets
+from xdpdns.xdp import XdpMode, XdpStats
 
 log = logging.getLogger("xdpdns.server")
 
@@ -28,11 +38,25 @@ class ServerStats:
     udp: WorkerStats  # summed over the workers
     workers: tuple[WorkerStats, ...]
     tcp: TcpStats
+    xdp: XdpStats | None = None  # XDP mode only
 
     def log_fields(self) -> str:
         parts = [f"{f.name}={getattr(self.udp, f.name)}" for f in fields(self.udp)]
         parts += [f"tcp_{f.name}={getattr(self.tcp, f.name)}" for f in fields(self.tcp)]
+        if self.xdp is not None:
+            parts += [f"xdp_{name}={self.xdp.total(name)}" for name in
+                      ("received", "answered", "dropped", "bad_checksum", "malformed",
+                       "tx_full")]
         return " ".join(parts)
+
+    def as_dict(self) -> dict:
+        """The JSON of the control socket's "stats" request."""
+        return {
+            "udp": asdict(self.udp),
+            "udp_workers": [asdict(w) for w in self.workers],
+            "tcp": asdict(self.tcp),
+            "xdp": self.xdp.as_dict() if self.xdp is not None else None,
+        }
 
 
 def _sum_stats(workers: list[WorkerStats]) -> WorkerStats:
@@ -56,7 +80,9 @@ class Server:
         self.image_info: ImageInfo | None = None
         self._engine: Engine | None = None
         self._tcp: TcpListener | None = None
+        self._xdp: XdpMode | None = XdpMode(config.xdp) if config.xdp.enabled else None
         self._stop: asyncio.Event | None = None
+        self._control: ControlServer | None = None
 
     def run(self) -> int:
         """Serves until SIGTERM or SIGINT; returns the exit status (0).
@@ -69,7 +95,13 @@ class Server:
     def stats(self) -> ServerStats:
         workers = self._engine.worker_stats() if self._engine else []
         return ServerStats(_sum_stats(workers), tuple(workers),
-                           TcpStats(**vars(self._tcp.stats)) if self._tcp else TcpStats())
+                           TcpStats(**vars(self._tcp.stats)) if self._tcp else TcpStats(),
+                           self._xdp.stats() if self._xdp else None)
+
+    @property
+    def xdp_info(self):
+        """What XDP mode ended up with (an XdpInfo), None in socket mode."""
+        return self._xdp.info if self._xdp else None
 
     def stop(self) -> None:
         """Asks the server to stop (safe from the event loop's thread)."""
@@ -77,6 +109,10 @@ class Server:
             self._stop.set()
 
     async def _main(self) -> int:
+        if self._xdp is not None:
+            # Before the zones are compiled: a missing privilege or a typo in
+            # the interface name should not wait for a large zone set.
+            self._xdp.check()
         result = build_image(self.pm, self.config)
         self.zones = result.zones
         self.image_info = result.image.info
@@ -91,6 +127,8 @@ class Server:
                 bound = [ListenAddress(a.host, s.getsockname()[1])
                          for a, s in zip(srv.listen, socks)]
                 engine.udp_start([(a.host, a.port) for a in bound], srv.udp_workers)
+                if self._xdp is not None:
+                    self._xdp.start(engine)
             except BaseException:
                 for sock in socks:
                     sock.close()
@@ -99,8 +137,13 @@ class Server:
             self._tcp = TcpListener(engine, srv.tcp_idle_timeout, srv.tcp_max_connections)
             try:
                 await self._tcp.start(socks)
+                await self._start_control()
                 await self._serve()
             finally:
+                if self._xdp is not None:
+                    self._xdp.stop()
+                if self._control is not None:
+                    await self._control.stop()
                 await self._tcp.stop()
                 final = self.stats()
                 engine.udp_stop()
@@ -108,6 +151,22 @@ class Server:
                 log.info("stopped %s", final.log_fields())
                 self._engine = None
         return 0
+
+    async def _start_control(self) -> None:
+        """Serves `xdpdns stats` on the control socket.  A default path that
+        another server already serves is left to it (a warning); a path the
+        configuration names must be ours."""
+        configured = self.config.server.control_socket
+        path = Path(configured) if configured is not None else default_control_socket()
+        control = ControlServer(path, {"stats": lambda: self.stats().as_dict()})
+        try:
+            await control.start()
+        except ControlError as exc:
+            if configured is not None:
+                raise OSError(str(exc)) from None
+            log.warning("%s; `xdpdns stats` needs --control-socket for this server", exc)
+            return
+        self._control = control
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -120,9 +179,14 @@ class Server:
             except BaseException:
                 self._shutdown_hook()
                 raise
-            log.info("ready listen=%s zones=%d udp_workers=%d",
+            xdp = ""
+            if self._xdp is not None and self._xdp.info is not None:
+                info = self._xdp.info
+                xdp = f" xdp={info.interface} xdp_queues={info.queues} xdp_mode={info.mode}"
+            control = f" control_socket={self._control.path}" if self._control else ""
+            log.info("ready listen=%s zones=%d udp_workers=%d%s%s",
                      ",".join(str(a) for a in self.addresses), len(self.zones),
-                     self.config.server.udp_workers)
+                     self.config.server.udp_workers, xdp, control)
             reporter = asyncio.create_task(self._report_stats())
             await self._stop.wait()
             reporter.cancel()

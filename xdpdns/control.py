@@ -1,0 +1,223 @@
+"""The control socket: a unix stream socket served by the server's asyncio
+loop, and the client side of `xdpdns stats`.
+
+One request per connection: the client writes one line (``stats``), the
+server answers with one JSON object and closes.  An unknown request gets
+``{"error": "..."}``.  The socket is created with mode 0600 (the counters
+are the operator's business) and removed when the server exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger("xdpdns.control")
+
+__all__ = ["ControlServer", "ControlError", "request", "format_stats"]
+
+REQUEST_LIMIT = 1024  # bytes of one request line
+CLIENT_TIMEOUT = 5.0  # seconds for `xdpdns stats` to get its answer
+
+
+class ControlError(Exception):
+    """The control socket cannot be served or asked; the message says why."""
+
+
+def _answers(path: Path) -> bool:
+    """Whether a live server accepts connections on the socket at path."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(os.fspath(path))
+        except OSError:
+            return False
+    return True
+
+
+class ControlServer:
+    """Serves requests on a unix socket from the running event loop."""
+
+    def __init__(self, path: Path, handlers: dict[str, Callable[[], Any]]) -> None:
+        self.path = path
+        self.handlers = handlers
+        self._server: asyncio.base_events.Server | None = None
+        self._inode: int | None = None
+
+    async def start(self) -> None:
+        """Binds the socket (replacing a stale one).  Raises ControlError
+        when another server answers on the same path or it cannot be made."""
+        path = self.path
+        try:
+            path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            if path.exists() or path.is_symlink():
+                if not stat.S_ISSOCK(path.lstat().st_mode):
+                    raise ControlError(f"control socket {path}: exists and is not a socket")
+                if _answers(path):
+                    raise ControlError(f"control socket {path}: another xdpdns server "
+                                       "answers there (set [server] control_socket or "
+                                       "--control-socket)")
+                path.unlink()  # stale: left by a server that was killed
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                # The mode is set at bind time from the umask: no moment
+                # where others could connect.
+                old = os.umask(0o177)
+                try:
+                    sock.bind(os.fspath(path))
+                finally:
+                    os.umask(old)
+                os.chmod(path, 0o600)
+                self._inode = path.stat().st_ino
+                sock.listen(16)
+                sock.setblocking(False)
+                self._server = await asyncio.start_unix_server(self._serve, sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+        except OSError as exc:
+            raise ControlError(f"control socket {path}: {exc.strerror or exc}") from None
+        log.debug("control socket %s", path)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
+            command = line[:REQUEST_LIMIT].decode("ascii", "replace").strip()
+            handler = self.handlers.get(command)
+            if handler is None:
+                reply: Any = {"error": f"unknown request {command!r}; known: "
+                              + ", ".join(sorted(self.handlers))}
+            else:
+                try:
+                    reply = handler()
+                except Exception as exc:  # reported to the client, the server goes on
+                    log.exception("control request %s", command)
+                    reply = {"error": f"{command}: {exc}"}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        """Stops serving and removes the socket if it is still ours."""
+        if self._server is None:
+            return
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+        try:
+            if self.path.stat().st_ino == self._inode:
+                self.path.unlink()
+        except OSError:
+            pass
+
+
+def request(path: str | os.PathLike, command: str = "stats",
+            timeout: float = CLIENT_TIMEOUT) -> Any:
+    """Asks the server at path; returns the decoded JSON answer.
+
+    Raises ControlError with a clear message when no server answers there.
+    """
+    path = os.fspath(path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise ControlError(f"no xdpdns server runs on the control socket {path} "
+                               "(is `xdpdns serve` running? see --control-socket)") from None
+        except PermissionError:
+            raise ControlError(f"control socket {path}: permission denied "
+                               "(it is the server owner's; try as that user)") from None
+        except socket.timeout:
+            raise ControlError(f"control socket {path}: no answer within {timeout:g} s") from None
+        except OSError as exc:
+            if exc.errno == errno.ENOTSOCK:
+                raise ControlError(f"{path} is not a control socket") from None
+            raise ControlError(f"control socket {path}: {exc.strerror or exc}") from None
+    try:
+        reply = json.loads(b"".join(chunks))
+    except ValueError:
+        raise ControlError(f"control socket {path}: not an xdpdns answer") from None
+    if isinstance(reply, dict) and "error" in reply:
+        raise ControlError(f"control socket {path}: {reply['error']}")
+    return reply
+
+
+# ---- the readable table of `xdpdns stats` ------------------------------------
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> list[str]:
+    cells = [columns] + [[str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = [title]
+    for row in cells:
+        lines.append("  " + "  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    return lines
+
+
+_UDP = ["received", "answered", "dropped", "truncated", "batches"]
+_TCP = ["connections", "rejected", "received", "answered", "idle_closed"]
+_QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "truncated",
+          "tx_full", "kicks", "batches"]
+_FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
+_PROG = ["seen", "redirected", "passed", "dropped", "malformed"]
+
+
+def format_stats(stats: dict) -> str:
+    """The JSON of a "stats" request as tables: per UDP worker, TCP, per
+    AF_XDP queue (with where its frames are), per CPU of the XDP program."""
+    lines: list[str] = []
+    workers = stats.get("udp_workers", [])
+    rows = [[i] + [w.get(k, 0) for k in _UDP] for i, w in enumerate(workers)]
+    rows.append(["all"] + [stats.get("udp", {}).get(k, 0) for k in _UDP])
+    lines += _table("UDP (socket mode)", ["worker"] + _UDP, rows)
+    tcp = stats.get("tcp", {})
+    lines += [""] + _table("TCP", _TCP, [[tcp.get(k, 0) for k in _TCP]])
+    xdp = stats.get("xdp")
+    if not xdp:
+        lines += ["", "XDP: off (socket mode)"]
+        return "\n".join(lines)
+    lines += ["", f"XDP on {xdp['interface']}: {xdp['mode']} mode, zerocopy "
+              f"{'on' if xdp['zerocopy'] else 'off'}, hugepages "
+              f"{'yes' if xdp['hugepages'] else 'no'}, NUMA node {xdp['numa_node']}, "
+              f"UMEM {xdp['umem_bytes']} bytes per queue"]
+    for warning in xdp.get("warnings", []):
+        lines.append(f"  warning: {warning}")
+    queues = xdp.get("queues", [])
+    rows = [[q["queue"] + xdp.get("first_queue", 0), q["cpu"]] + [q[k] for k in _QUEUE]
+            for q in queues]
+    lines += [""] + _table("AF_XDP queues", ["queue", "cpu"] + _QUEUE, rows)
+    rows = [[q["queue"] + xdp.get("first_queue", 0)] + [q[k] for k in _FRAMES]
+            + [q["frames_accounted"]] for q in queues]
+    lines += [""] + _table("frames (fill + rx + tx + free = total)",
+                           ["queue"] + [k.removeprefix("frames_") for k in _FRAMES]
+                           + ["accounted"], rows)
+    cpus = xdp.get("cpus", [])
+    rows = [[c["cpu"]] + [c[k] for k in _PROG] for c in cpus]
+    rows.append(["all"] + [xdp.get("program", {}).get(k, 0) for k in _PROG])
+    lines += [""] + _table("XDP program", ["cpu"] + _PROG, rows)
+    ports = xdp.get("ports", {})
+    if ports:
+        lines += ["", "UDP ports"]
+        for port, actions in ports.items():
+            distinct = sorted(set(actions))
+            if len(distinct) == 1:
+                lines.append(f"  {port}: {distinct[0]} (on all {len(actions)} possible CPUs)")
+            else:
+                lines.append(f"  {port}: per CPU " + " ".join(actions)
+                             + "  (INCONSISTENT: every CPU should say the same)")
+    return "\n".join(lines)

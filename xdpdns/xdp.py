@@ -1,0 +1,177 @@
+"""XDP mode from the server's side: the checks before anything is loaded,
+starting the engine's XDP path in an order that never black-holes a query,
+and its counters.
+
+Order of start: the XDP program is attached with no port redirected (every
+packet still goes to the kernel and so to the socket-mode listeners), then
+the destination addresses are added, and only then are the ports switched to
+REDIRECT.  Order of stop: the program is detached first, so that from then
+on the kernel's stack and the socket-mode listeners get every query while
+the rest shuts down.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from dataclasses import asdict, dataclass
+
+from xdpdns.config import XdpConfig
+from xdpdns.engine import PORT_ACTIONS, Engine, ProgStats, QueueStats, XdpInfo
+
+log = logging.getLogger("xdpdns.xdp")
+
+__all__ = ["XdpMode", "XdpStats", "check_interface", "check_privileges"]
+
+# Capability numbers of linux/capability.h.
+CAP_NET_ADMIN = 12  # attach XDP programs
+CAP_NET_RAW = 13  # create AF_XDP sockets
+CAP_SYS_ADMIN = 21  # load BPF programs on kernels before 5.8
+CAP_BPF = 39  # load BPF programs and create maps
+
+ROOT_MESSAGE = "XDP mode needs root (CAP_NET_ADMIN, CAP_BPF)"
+
+_ACTION_NAMES = {code: name for name, code in PORT_ACTIONS.items()}
+
+
+def _effective_caps() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def check_privileges() -> None:
+    """Raises PermissionError unless this process may load and attach XDP
+    programs and open AF_XDP sockets."""
+    if os.geteuid() == 0:
+        return
+    caps = _effective_caps()
+
+    def has(cap: int) -> bool:
+        return bool(caps & (1 << cap))
+
+    if not (has(CAP_NET_ADMIN) and has(CAP_NET_RAW) and (has(CAP_BPF) or has(CAP_SYS_ADMIN))):
+        raise PermissionError(errno.EPERM, ROOT_MESSAGE)
+
+
+def check_interface(name: str) -> int:
+    """The interface's index; raises OSError naming it when there is none."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        raise OSError(errno.ENODEV, f"no such network interface: {name} "
+                      "(see `ip link show`)") from None
+
+
+def action_name(code: int) -> str:
+    return _ACTION_NAMES.get(code, str(code))
+
+
+@dataclass(frozen=True)
+class XdpStats:
+    """The counters of XDP mode: per queue, per CPU, and the port actions
+    as every possible CPU sees them."""
+
+    info: XdpInfo
+    queues: tuple[QueueStats, ...]
+    cpus: tuple[ProgStats, ...]  # index: the CPU
+    ports: dict[int, tuple[str, ...]]  # port -> the action on every possible CPU
+
+    def total(self, name: str) -> int:
+        return sum(getattr(q, name) for q in self.queues)
+
+    def as_dict(self) -> dict:
+        program = {k: sum(getattr(c, k) for c in self.cpus) for k in
+                   ("seen", "redirected", "passed", "dropped", "malformed")}
+        return {
+            "interface": self.info.interface,
+            "mode": self.info.mode,
+            "zerocopy": self.info.zerocopy,
+            "hugepages": self.info.hugepages,
+            "numa_node": self.info.numa_node,
+            "umem_bytes": self.info.umem_bytes,
+            "first_queue": self.info.first_queue,
+            "warnings": list(self.info.warnings),
+            "queues": [dict(asdict(q), frames_accounted=q.frames_accounted)
+                       for q in self.queues],
+            "cpus": [dict(asdict(c), cpu=i) for i, c in enumerate(self.cpus)],
+            "program": program,
+            "ports": {str(p): list(a) for p, a in self.ports.items()},
+        }
+
+
+class XdpMode:
+    """The XDP path of one server: start, counters, stop."""
+
+    def __init__(self, config: XdpConfig) -> None:
+        self.config = config
+        self.info: XdpInfo | None = None
+        self._engine: Engine | None = None
+        self._final: XdpStats | None = None
+
+    def check(self) -> None:
+        """What can be known before loading anything: privileges, interface."""
+        check_privileges()
+        check_interface(self.config.interface)
+
+    def start(self, engine: Engine) -> XdpInfo:
+        """Attaches the program, starts the queue workers, fills the maps.
+
+        Raises OSError with one clear message (the engine's); nothing stays
+        attached then.
+        """
+        cfg = self.config
+        info = engine.xdp_start(cfg)
+        self._engine = engine
+        self.info = info
+        try:
+            for address in cfg.addresses:
+                engine.xdp_add_address(address)
+            for port in cfg.ports:
+                engine.xdp_set_port(port, "redirect")
+        except BaseException:
+            self.stop()
+            raise
+        log.info("xdp interface=%s mode=%s zerocopy=%s hugepages=%s queues=%d "
+                 "first_queue=%d numa_node=%d umem_bytes=%d ports=%s addresses=%s",
+                 cfg.interface, info.mode, _yes(info.zerocopy), _yes(info.hugepages),
+                 info.queues, info.first_queue, info.numa_node, info.umem_bytes,
+                 ",".join(map(str, cfg.ports)), ",".join(cfg.addresses) or "any")
+        for warning in info.warnings:
+            log.warning("xdp: %s", warning)
+        return info
+
+    def stats(self) -> XdpStats | None:
+        """The counters now (the last ones once stopped; None before start)."""
+        engine = self._engine
+        if engine is None or self.info is None:
+            return self._final
+        ports = {p: tuple(action_name(a) for a in engine.xdp_port_actions(p))
+                 for p in self.config.ports}
+        return XdpStats(self.info, tuple(engine.xdp_queue_stats()),
+                        tuple(engine.xdp_prog_stats_per_cpu()), ports)
+
+    def stop(self) -> None:
+        """Detaches the program and stops the workers (idempotent); keeps the
+        last counters for the final report."""
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            self._final = self.stats()
+        except OSError as exc:
+            log.warning("xdp: final counters unavailable: %s", exc.strerror or exc)
+        self._engine = None
+        engine.xdp_stop()
+        log.info("xdp detached from %s", self.config.interface)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
