@@ -82,6 +82,40 @@ static void xdp_free(struct xd_xdp *x)
 	free(x);
 }
 
+/* Hugepages of hp_mb MiB still free on this machine, or -1 if unknown. */
+static long free_hugepages(int hp_mb)
+{
+	char path[128];
+	long n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%dkB/free_hugepages",
+		 hp_mb * 1024);
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%ld", &n) != 1)
+			n = -1;
+		fclose(f);
+	}
+	return n;
+}
+
+/* The per-queue message of umem.c, restated for every queue together. */
+static void hugepages_missing(const struct xd_xdp *x, const struct xd_xdp_config *cfg,
+			      struct xd_error *err)
+{
+	size_t page = (size_t)cfg->hugepage_mb << 20;
+	size_t per_queue = ((size_t)cfg->frames_per_queue * cfg->frame_size + page - 1) / page;
+	long free = free_hugepages(cfg->hugepage_mb);
+
+	snprintf(err->message, sizeof(err->message),
+		 "hugepages required: %d queue%s need %zu pages of %d MiB (%zu each), "
+		 "%ld free; reserve them with echo N > /sys/kernel/mm/hugepages/"
+		 "hugepages-%dkB/nr_hugepages (or /proc/sys/vm/nr_hugepages for 2 MiB)",
+		 x->nworkers, x->nworkers == 1 ? "" : "s", per_queue * x->nworkers,
+		 cfg->hugepage_mb, per_queue, free, cfg->hugepage_mb * 1024);
+}
+
 static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 			const struct xd_xdp_config *cfg, struct xd_error *err)
 {
@@ -104,6 +138,8 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 		rc = xd_xsk_worker_open(w, cfg->ifname, cfg, x->info.numa_node, &zc,
 					warning, sizeof(warning), err);
 		add_warning(&x->info, warning);
+		if (rc == -ENOMEM && strncmp(err->message, "hugepages required", 18) == 0)
+			hugepages_missing(x, cfg, err);
 		if (rc)
 			return rc;
 		all_zc &= zc;

@@ -13,6 +13,7 @@ answer through AF_XDP and the socket-mode answer to compare it with.
 
 import errno
 import os
+import re
 import random
 import select
 import shutil
@@ -354,6 +355,8 @@ def test_hugepages_required_but_missing(xdp_topology, xdp_serve, no_hugepages):
     out = server.output()
     assert "Traceback" not in out
     assert "hugepage" in out.lower() and "xdpdns: error:" in out, out
+    # The count is for every queue together, not one queue's share.
+    assert re.search(rf"{topo.queues} queues need \d+ pages", out), out
     assert topo.xdp_attached() is None
 
 
