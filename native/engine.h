@@ -229,6 +229,11 @@ struct xd_queue_stats {
 	uint64_t frames_tx;
 	uint64_t frames_free;
 	uint64_t frames_total;
+	/* The kernel's count for this socket (XDP_STATISTICS): queries lost
+	 * before they reached the worker. */
+	uint64_t kernel_rx_dropped;	/* no room in the UMEM */
+	uint64_t kernel_rx_ring_full;	/* the worker fell behind */
+	uint64_t kernel_fill_empty;	/* no free frame on the fill ring */
 	int cpu;			/* where the worker is pinned */
 };
 

@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <linux/if_xdp.h>
 
 #include "engine_internal.h"
 #include "packet.h"
@@ -379,13 +381,27 @@ void xd_xsk_worker_close(struct xd_xsk_worker *w)
 	w->free_frames = NULL;
 }
 
+static void kernel_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *out)
+{
+	struct xdp_statistics st;
+	socklen_t len = sizeof(st);
+
+	memset(&st, 0, sizeof(st));
+	if (w->xsk)
+		getsockopt(xsk_socket__fd(w->xsk), SOL_XDP, XDP_STATISTICS, &st, &len);
+	out->kernel_rx_dropped = st.rx_dropped;
+	out->kernel_rx_ring_full = st.rx_ring_full;
+	out->kernel_fill_empty = st.rx_fill_ring_empty_descs;
+}
+
 void xd_xsk_worker_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *out)
 {
 	const uint64_t *src = (const uint64_t *)&w->stats;
 	uint64_t *dst = (uint64_t *)out;
 
-	/* Every field but the last (cpu) is a u64 counter. */
-	for (size_t i = 0; i < offsetof(struct xd_queue_stats, cpu) / sizeof(uint64_t); i++)
+	/* The fields up to the kernel's are u64 counters the worker writes. */
+	for (size_t i = 0; i < offsetof(struct xd_queue_stats, kernel_rx_dropped) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	kernel_stats(w, out);
 	out->cpu = w->cpu;
 }

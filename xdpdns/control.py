@@ -174,6 +174,7 @@ _TCP = ["connections", "rejected", "received", "answered", "idle_closed"]
 _QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "truncated",
           "tx_full", "kicks", "batches"]
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
+_KERNEL = ["kernel_rx_dropped", "kernel_rx_ring_full", "kernel_fill_empty"]
 _PROG = ["seen", "redirected", "passed", "dropped", "malformed"]
 
 
@@ -206,6 +207,10 @@ def format_stats(stats: dict) -> str:
     lines += [""] + _table("frames (fill + rx + tx + free = total)",
                            ["queue"] + [k.removeprefix("frames_") for k in _FRAMES]
                            + ["accounted"], rows)
+    rows = [[q["queue"] + xdp.get("first_queue", 0)] + [q.get(k, 0) for k in _KERNEL]
+            for q in queues]
+    lines += [""] + _table("lost before the worker (kernel XDP_STATISTICS)",
+                           ["queue"] + [k.removeprefix("kernel_") for k in _KERNEL], rows)
     cpus = xdp.get("cpus", [])
     rows = [[c["cpu"]] + [c[k] for k in _PROG] for c in cpus]
     rows.append(["all"] + [xdp.get("program", {}).get(k, 0) for k in _PROG])

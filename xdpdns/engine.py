@@ -164,6 +164,9 @@ class QueueStats:
     frames_tx: int
     frames_free: int
     frames_total: int
+    kernel_rx_dropped: int  # the kernel's XDP_STATISTICS for the socket:
+    kernel_rx_ring_full: int  # queries lost before the worker saw them
+    kernel_fill_empty: int
     cpu: int
 
     @property
@@ -555,7 +558,8 @@ class Engine:
                 i, out.received, out.answered, out.dropped, out.bad_checksum,
                 out.malformed, out.truncated, out.tx_full, out.kicks, out.batches,
                 out.frames_fill, out.frames_rx, out.frames_tx, out.frames_free,
-                out.frames_total, out.cpu))
+                out.frames_total, out.kernel_rx_dropped, out.kernel_rx_ring_full,
+                out.kernel_fill_empty, out.cpu))
         return result
 
     def xdp_prog_stats(self, cpu: int | None = None) -> ProgStats:

@@ -1,0 +1,90 @@
+#!/bin/bash
+# xdpdns XDP mode against Knot DNS's XDP mode on a veth pair, one queue,
+# "strict" steering: each veth's NAPI is threaded and pinned to its own side's
+# CPU (server and its NAPI on CPU 0, kxdpgun and its NAPI on CPU 1), so every
+# cycle the server causes is charged to the server.  kxdpgun offers a fixed
+# rate for a bounded time; the figure is answers per second.
+#
+#   bench/xdp_vs_knot.sh [RATE...]        (root; default rates 200k 250k 300k)
+#
+# Network namespaces xdvk-s / xdvk-c and the veth xdvk0 / xdvk1 are created
+# and deleted by name; traffic stays inside them (198.18.7.0/24).
+set -u
+cd "$(dirname "$(readlink -f "$0")")/.."
+RATES=("$@"); [ ${#RATES[@]} -eq 0 ] && RATES=(200000 250000 300000)
+SECONDS_=${SECONDS_:-5}
+WORK=$(mktemp -d /tmp/xdvk.XXXXXX)
+ZONE=$PWD/zones/example.com.zone
+
+teardown() { ip netns del xdvk-s 2>/dev/null; ip netns del xdvk-c 2>/dev/null; true; }
+setup() {
+	teardown
+	ip netns add xdvk-s && ip netns add xdvk-c
+	ip link add xdvk0 numrxqueues 1 numtxqueues 1 type veth peer name xdvk1 numrxqueues 1 numtxqueues 1
+	ip link set xdvk0 netns xdvk-s && ip link set xdvk1 netns xdvk-c
+	ip -n xdvk-s addr add 198.18.7.1/24 dev xdvk0 && ip -n xdvk-c addr add 198.18.7.2/24 dev xdvk1
+	for ns in xdvk-s xdvk-c; do ip -n $ns link set lo up; done
+	ip -n xdvk-s link set xdvk0 up && ip -n xdvk-c link set xdvk1 up
+}
+# Threaded NAPI exists only once XDP is attached to that veth.
+pin_napi() { # NS IF CPU
+	ip netns exec "$1" sh -c "echo 1 > /sys/class/net/$2/threaded" 2>/dev/null
+	for p in $(pgrep -f "napi/$2-"); do taskset -p -c "$3" "$p" >/dev/null; done
+}
+load() { # RATE -> prints answers/s
+	(sleep 1; pin_napi xdvk-c xdvk1 1) &
+	ip netns exec xdvk-c taskset -c 1 timeout $((SECONDS_ + 10)) \
+		kxdpgun -t "$SECONDS_" -Q "$1" -i "$WORK/queries" -F 1 198.18.7.1 2>&1 |
+		awk '/total replies/ { gsub(/[()]/, ""); print $4 "/s (" $6 ")" }'
+	wait
+}
+start_xdpdns() {
+	ip netns exec xdvk-s taskset -c 0 .venv/bin/xdpdns serve --xdp xdvk0 \
+		--listen 198.18.7.1:53 --zone "$ZONE" --udp-workers 1 \
+		--control-socket "$WORK/ctl" >"$WORK/xdpdns.log" 2>&1 &
+	echo $!
+}
+start_knot() {
+	cat >"$WORK/knot.conf" <<-CONF
+	server:
+	    rundir: $WORK
+	    user: root:root
+	    listen: 198.18.7.1@53
+	    udp-workers: 1
+	    tcp-workers: 1
+	    background-workers: 1
+	xdp:
+	    listen: xdvk0@53
+	    route-check: off
+	database:
+	    storage: $WORK
+	zone:
+	  - domain: example.com
+	    file: $ZONE
+	CONF
+	ip netns exec xdvk-s taskset -c 0 knotd -c "$WORK/knot.conf" >"$WORK/knot.log" 2>&1 &
+	echo $!
+}
+run() { # NAME START RATE
+	local pid
+	setup
+	pid=$($2)
+	for _ in $(seq 50); do
+		ip netns exec xdvk-c timeout 1 kdig @198.18.7.1 example.com SOA +short +retry=0 \
+			+time=1 >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	# knotd sets its own threads' affinity: re-pin every thread.
+	for t in /proc/$pid/task/*; do taskset -p -c 0 "${t##*/}" >/dev/null 2>&1; done
+	pin_napi xdvk-s xdvk0 0
+	printf '%-7s offered %7s/s  answered %s\n' "$1" "$3" "$(load "$3")"
+	kill "$pid"; wait "$pid" 2>/dev/null
+	ip -n xdvk-s link set xdvk0 xdp off 2>/dev/null	# knotd leaves its program
+	teardown
+}
+trap 'teardown; rm -rf "$WORK"' EXIT
+printf 'www.example.com A\nexample.com MX\nnx.example.com A\nfoo.apps.example.com TXT\n' >"$WORK/queries"
+for rate in "${RATES[@]}"; do
+	run xdpdns start_xdpdns "$rate"
+	run knot start_knot "$rate"
+done
