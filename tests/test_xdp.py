@@ -567,3 +567,61 @@ def test_not_root_is_a_clear_error(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "XDP mode needs root (CAP_NET_ADMIN, CAP_BPF)" in result.stderr, result.stderr
+
+
+# A program the verifier must refuse: it reads the packet without checking
+# its end.  It defines the maps the loader expects, so that loading gets as
+# far as the verifier.
+_REJECTED_PROGRAM = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "xdpdns_maps.h"
+
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_HASH); __type(key, struct xd_port_key);
+         __type(value, struct xd_port_value); __uint(max_entries, XD_PORT_ACTIONS_MAX); }
+    port_actions SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __type(key, struct xd_addr_key);
+         __type(value, struct xd_addr_value); __uint(max_entries, XD_DEST_ADDRS_MAX); }
+    dest_addrs SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, struct xd_config);
+         __uint(max_entries, 1); } config SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __type(key, __u32);
+         __type(value, struct xd_prog_counters); __uint(max_entries, 1); } stats SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_XSKMAP); __type(key, __u32); __type(value, __u32);
+         __uint(max_entries, XD_XSKS_MAX); } xsks SEC(".maps");
+
+SEC("xdp")
+int unchecked(struct xdp_md *ctx)
+{
+	unsigned char *data = (unsigned char *)(long)ctx->data;
+
+	return data[40] == 17 ? XDP_PASS : XDP_DROP;	/* no bounds check */
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_verifier_rejection_shows_its_last_lines(xdp_topology, xdp_serve, tmp_path):
+    """[xdp] program naming an object the verifier refuses: one message with
+    the verifier's own words, nothing attached."""
+    topo = xdp_topology
+    clang = shutil.which("clang")
+    if clang is None:
+        pytest.fail("clang is needed to build the XDP program (apt-get install clang)")
+    source = tmp_path / "rejected.bpf.c"
+    source.write_text(_REJECTED_PROGRAM)
+    obj = tmp_path / "rejected.bpf.o"
+    multiarch = subprocess.run(["gcc", "-dumpmachine"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    repo_bpf = Path(__file__).resolve().parent.parent / "bpf"
+    subprocess.run([clang, "-O2", "-g", "-target", "bpf", f"-I{repo_bpf}",
+                    f"-I/usr/include/{multiarch}", "-c", str(source), "-o", str(obj)],
+                   check=True)
+    server = xdp_serve("--config", _xdp_config(topo, f'program = "{obj}"\n'),
+                       *_listen_args(topo)[:4], expect_ready=False)
+    assert server.proc.wait(timeout=30) == 1
+    out = server.output()
+    assert "Traceback" not in out
+    assert "xdpdns: error:" in out and "verifier" in out, out
+    assert "invalid access to packet" in out, out
+    assert topo.xdp_attached() is None

@@ -30,6 +30,7 @@ The file's shape::
     addresses = []             # destination addresses taken; default: every
                                # [server] listen address that is neither a
                                # wildcard nor loopback
+    program = "custom.bpf.o"   # default: the XDP program built with xdpdns
 
     [[zone]]
     file = "zones/example.com.zone"   # relative to this file's directory
@@ -160,6 +161,9 @@ class XdpConfig:
     # The destination addresses taken (numeric, normalized); empty: every
     # destination.  Filled from [server] listen when the file names none.
     addresses: tuple[str, ...] = ()
+    # A compiled XDP object to load instead of the one built with xdpdns
+    # (it must define the same maps); None: the packaged one.
+    program: Path | None = None
 
     @property
     def enabled(self) -> bool:
@@ -520,6 +524,10 @@ def _parse_xdp(table: Any, where: Where) -> dict[str, Any]:
             out[key] = _xdp_ports(value, where, key)
         elif key == "addresses":
             out[key] = _xdp_addresses(value, where, key)
+        elif key == "program":
+            if not isinstance(value, str) or not value:
+                raise where.error(key, "the path of a compiled XDP object (.o)", value)
+            out[key] = where.base / value
     return out
 
 

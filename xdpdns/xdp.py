@@ -128,7 +128,7 @@ class XdpMode:
         attached then.
         """
         cfg = self.config
-        info = engine.xdp_start(cfg)
+        info = engine.xdp_start(cfg, cfg.program)
         self._engine = engine
         self.info = info
         try:
