@@ -35,7 +35,9 @@ from conftest import diff_zones, run_xdpdns_cli, xdpdns_command
 
 # Tests that need namespaces skip through the xdp_topology fixture when not
 # root; the error-message tests below run either way.
-pytestmark = pytest.mark.xdp
+# Also run against the AddressSanitizer build (bootstrap): the servers these
+# tests start inherit LD_PRELOAD and run the sanitized engine.
+pytestmark = [pytest.mark.xdp, pytest.mark.asan]
 
 SOCKET_PORT = 5353  # served by the socket-mode workers only
 TIMEOUT = 2.0  # seconds for one query

@@ -23,6 +23,7 @@ from conftest import xdp_unavailable
 
 pytestmark = [
     pytest.mark.xdp,
+    pytest.mark.asan,  # also against the AddressSanitizer build (bootstrap)
     pytest.mark.skipif(xdp_unavailable() is not None, reason=str(xdp_unavailable())),
 ]
 
