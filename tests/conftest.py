@@ -60,6 +60,19 @@ def diff_zones():
 # ---- running a server process -----------------------------------------------
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout=10):
+    """Sends sig to a process we started (by its PID), then SIGKILL if it
+    has not exited after timeout seconds; returns its exit status."""
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+    return proc.returncode
+
+
 @dataclass
 class ServerProcess:
     """A DNS server we started: where it answers, and its process."""
@@ -82,13 +95,7 @@ class ServerProcess:
 
     def stop(self):
         """SIGTERM to our own PID, then SIGKILL if it does not exit."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
 
 def _wait_until_answering(server, zones, timeout=15.0):
@@ -314,14 +321,7 @@ class XdpdnsServe:
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
         """Sends sig to our own PID; returns the exit status (SIGKILL after timeout)."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=timeout)
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
 
 
 @pytest.fixture
@@ -431,14 +431,7 @@ class XdpServer:
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         """Sends sig to our own PID; returns the exit status (SIGKILL after timeout)."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=timeout)
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
 
 
 def xdp_zone_args():
