@@ -1,11 +1,16 @@
 #!/bin/bash
-# xdpdns XDP mode against Knot DNS's XDP mode on a veth pair, one queue,
-# "strict" steering: each veth's NAPI is threaded and pinned to its own side's
-# CPU (server and its NAPI on CPU 0, kxdpgun and its NAPI on CPU 1), so every
-# cycle the server causes is charged to the server.  kxdpgun offers a fixed
-# rate for a bounded time; the figure is answers per second.
+# The XDP path on a veth pair, one queue, measured side by side: xdpdns in
+# XDP mode, Knot DNS in XDP mode, an XDP_TX reflector (bench/reflector.bpf.c:
+# the ceiling of the path), and xdpdns in socket mode.  "Strict" steering:
+# each veth's NAPI is threaded and pinned to its own side's CPU (server and
+# its NAPI on CPU 0, kxdpgun and its NAPI on CPU 1), so every cycle the
+# server causes is charged to the server.  kxdpgun offers a fixed rate for a
+# bounded time; the figure is answers per second, REPEATS runs per server
+# and rate, servers alternating, and the median.
 #
-#   bench/xdp_vs_knot.sh [RATE...]        (root; default rates 200k 250k 300k)
+#   bench/xdp_peers.sh [RATE...]     (root; default rates 200k 250k 300k)
+#   env: SECONDS_ (default 5) per run, REPEATS (default 3), SERVERS
+#        (default "xdpdns knot reflector socket")
 #
 # Network namespaces xdvk-s / xdvk-c and the veth xdvk0 / xdvk1 are created
 # and deleted by name; traffic stays inside them (198.18.7.0/24).
@@ -13,6 +18,8 @@ set -u
 cd "$(dirname "$(readlink -f "$0")")/.."
 RATES=("$@"); [ ${#RATES[@]} -eq 0 ] && RATES=(200000 250000 300000)
 SECONDS_=${SECONDS_:-5}
+REPEATS=${REPEATS:-3}
+SERVERS=${SERVERS:-xdpdns knot reflector socket}
 WORK=$(mktemp -d /tmp/xdvk.XXXXXX)
 ZONE=$PWD/zones/example.com.zone
 
@@ -35,7 +42,7 @@ load() { # RATE -> prints answers/s
 	(sleep 1; pin_napi xdvk-c xdvk1 1) &
 	ip netns exec xdvk-c taskset -c 1 timeout $((SECONDS_ + 10)) \
 		kxdpgun -t "$SECONDS_" -Q "$1" -i "$WORK/queries" -F 1 198.18.7.1 2>&1 |
-		awk '/total replies/ { gsub(/[()]/, ""); print $4 "/s (" $6 ")" }'
+		awk '/total replies/ { gsub(/[()]/, ""); print $4 }'
 	wait
 }
 start_xdpdns() {
@@ -43,6 +50,17 @@ start_xdpdns() {
 		--listen 198.18.7.1:53 --zone "$ZONE" --udp-workers 1 \
 		--control-socket "$WORK/ctl" >"$WORK/xdpdns.log" 2>&1 &
 	echo $!
+}
+start_socket() {
+	ip netns exec xdvk-s taskset -c 0 .venv/bin/xdpdns serve \
+		--listen 198.18.7.1:53 --zone "$ZONE" --udp-workers 1 \
+		--control-socket "$WORK/ctl" >"$WORK/socket.log" 2>&1 &
+	echo $!
+}
+# The reflector has no process: the program itself answers.
+start_reflector() {
+	ip -n xdvk-s link set dev xdvk0 xdpdrv obj "$WORK/reflector.o" sec xdp || exit 1
+	echo 0
 }
 start_knot() {
 	cat >"$WORK/knot.conf" <<-CONF
@@ -65,26 +83,43 @@ start_knot() {
 	ip netns exec xdvk-s taskset -c 0 knotd -c "$WORK/knot.conf" >"$WORK/knot.log" 2>&1 &
 	echo $!
 }
-run() { # NAME START RATE
-	local pid
+run() { # NAME RATE -> answers/s
+	local pid answered
 	setup
-	pid=$($2)
+	pid=$(start_"$1")
 	for _ in $(seq 50); do
 		ip netns exec xdvk-c timeout 1 kdig @198.18.7.1 example.com SOA +short +retry=0 \
 			+time=1 >/dev/null 2>&1 && break
 		sleep 0.1
 	done
 	# knotd sets its own threads' affinity: re-pin every thread.
-	for t in /proc/$pid/task/*; do taskset -p -c 0 "${t##*/}" >/dev/null 2>&1; done
+	[ "$pid" -gt 0 ] && for t in /proc/$pid/task/*; do taskset -p -c 0 "${t##*/}" >/dev/null 2>&1; done
+	# Socket mode has no XDP on the server veth, hence no NAPI to thread.
 	pin_napi xdvk-s xdvk0 0
-	printf '%-7s offered %7s/s  answered %s\n' "$1" "$3" "$(load "$3")"
-	kill "$pid"; wait "$pid" 2>/dev/null
+	answered=$(load "$2")
+	[ "$pid" -gt 0 ] && { kill "$pid"; wait "$pid" 2>/dev/null; }
 	ip -n xdvk-s link set xdvk0 xdp off 2>/dev/null	# knotd leaves its program
 	teardown
+	echo "${answered:-0}"
 }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 trap 'teardown; rm -rf "$WORK"' EXIT
 printf 'www.example.com A\nexample.com MX\nnx.example.com A\nfoo.apps.example.com TXT\n' >"$WORK/queries"
+clang -O2 -g -target bpf -I"/usr/include/$(gcc -dumpmachine)" -c bench/reflector.bpf.c \
+	-o "$WORK/reflector.o" || exit 1
+printf '%-10s %9s %s\n' server offered/s "answered/s per run -> median (share of offered)"
 for rate in "${RATES[@]}"; do
-	run xdpdns start_xdpdns "$rate"
-	run knot start_knot "$rate"
+	declare -A runs=()
+	for _ in $(seq "$REPEATS"); do
+		for server in $SERVERS; do
+			runs[$server]+="$(run "$server" "$rate") "
+		done
+	done
+	for server in $SERVERS; do
+		med=$(tr ' ' '\n' <<<"${runs[$server]}" | grep . | median)
+		printf '%-10s %9s %s-> %s (%s%%)\n' "$server" "$rate" "${runs[$server]}" "$med" \
+			"$((med * 100 / rate))"
+	done
+	unset runs
 done
