@@ -197,6 +197,7 @@ struct xd_xdp_config {
 	int zerocopy;			/* XD_ZEROCOPY_* */
 	int generic;			/* 1: generic (skb) mode only */
 	int verify_checksums;		/* drop frames whose checksums are wrong */
+	int busy_poll;			/* workers run the NIC's NAPI themselves */
 };
 
 /* What XDP mode ended up with: modes, memory, where it runs. */
@@ -205,6 +206,7 @@ struct xd_xdp_info {
 	int first_queue;
 	int native;			/* XDP in driver mode, else generic */
 	int zerocopy;
+	int busy_poll;			/* granted on every queue */
 	int hugepages;			/* UMEM in hugepages */
 	int numa_node;			/* the NIC's node, -1: none */
 	uint64_t umem_bytes;		/* per queue */

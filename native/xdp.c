@@ -121,7 +121,7 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 {
 	int cpus[XD_CPUS_MAX];
 	int ncpus = xd_numa_cpus(x->info.numa_node, cpus, XD_CPUS_MAX);
-	bool all_zc = true;
+	bool all_zc = true, all_busy = true;
 
 	for (int i = 0; i < x->nworkers; i++) {
 		struct xd_xsk_worker *w = &x->workers[i];
@@ -143,6 +143,7 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 		if (rc)
 			return rc;
 		all_zc &= zc;
+		all_busy &= w->busy_poll;
 		x->info.hugepages = w->area.hugepages;
 		x->info.umem_bytes = w->area.size;
 		rc = xd_prog_set_socket(x->prog, w->queue, xd_xsk_worker_fd(w));
@@ -154,6 +155,9 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 		}
 	}
 	x->info.zerocopy = all_zc;
+	x->info.busy_poll = all_busy && cfg->busy_poll;
+	if (cfg->busy_poll && !all_busy)
+		add_warning(&x->info, "busy polling refused by the kernel: workers sleep in poll");
 	if (!all_zc && cfg->zerocopy == XD_ZEROCOPY_AUTO)
 		add_warning(&x->info, "zero-copy not offered by the driver: copy mode");
 	return 0;

@@ -55,6 +55,8 @@ struct xd_xsk_worker {
 	pthread_t thread;
 	bool started;
 	bool verify_checksums;
+	bool busy_poll;
+	uint32_t idle_spins;
 
 	struct xd_umem_area area;
 	struct xsk_umem *umem;

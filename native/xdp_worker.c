@@ -31,6 +31,8 @@
 #define XD_XSK_BATCH 64
 /* An idle worker sleeps in poll; this bounds how long a stop waits. */
 #define XD_XSK_POLL_MS 1000
+/* Empty busy polls before an idle worker sleeps in poll. */
+#define XD_BUSY_SPINS 1000
 /* In copy mode one sendto transmits a bounded batch (32 frames in the
  * kernel's generic xmit) and says EAGAIN when more wait; this bounds how
  * often a kick repeats before the worker turns back to its rx ring. */
@@ -213,6 +215,13 @@ static void *worker_main(void *arg)
 		fill_refill(w);
 		if (worker_batch(w))
 			continue;
+		if (w->busy_poll) {
+			/* Drives NAPI in this thread: rx and completions. */
+			recvfrom(xsk_socket__fd(w->xsk), NULL, 0, MSG_DONTWAIT, NULL, NULL);
+			if (++w->idle_spins < XD_BUSY_SPINS)
+				continue;
+		}
+		w->idle_spins = 0;
 		/* Nothing arrived: sleep until something does (poll also wakes
 		 * the driver when the fill ring asked for it), but only briefly
 		 * while answers still wait to be sent. */
@@ -301,6 +310,23 @@ static int open_socket(struct xd_xsk_worker *w, const char *ifname,
 	return rc;
 }
 
+/*
+ * Busy polling (SO_PREFER_BUSY_POLL): the worker runs the NIC's NAPI itself
+ * when it asks for packets, instead of a softirq or a NAPI thread doing it
+ * and then waking the worker, so the two never take turns on one CPU.
+ * Where the kernel or the driver does not offer it, nothing changes.
+ */
+#define XD_BUSY_POLL_US 20
+static bool busy_poll_enable(struct xd_xsk_worker *w)
+{
+	int fd = xsk_socket__fd(w->xsk), one = 1, us = XD_BUSY_POLL_US;
+	int budget = XD_XSK_BATCH;
+
+	return setsockopt(fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one, sizeof(one)) == 0 &&
+	       setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &us, sizeof(us)) == 0 &&
+	       setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL_BUDGET, &budget, sizeof(budget)) == 0;
+}
+
 int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
 		       const struct xd_xdp_config *cfg, int node, bool *zc,
 		       char *warning, size_t wcap, struct xd_error *err)
@@ -334,6 +360,7 @@ int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
 		return rc;
 	/* The kernel needs buffers before the first packet. */
 	fill_refill(w);
+	w->busy_poll = cfg->busy_poll && busy_poll_enable(w);
 	return 0;
 }
 

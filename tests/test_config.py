@@ -202,6 +202,8 @@ BAD_CONFIGS = [
     ("[xdp]\nzerocopy = true\n", "xdp.zerocopy", "'auto', 'on', 'off'"),
     ("[xdp]\nmode = \"skb\"\n", "xdp.mode", "'native', 'generic'"),
     ("[xdp]\nverify_checksums = 1\n", "xdp.verify_checksums", "true or false"),
+    ("[xdp]\nbusy_poll = \"yes\"\n", "xdp.busy_poll", "true or false"),
+    ("[xdp]\nprogram = 3\n", "xdp.program", "compiled XDP object"),
     ("[xdp]\nports = []\n", "xdp.ports", "non-empty list of UDP ports"),
     ("[xdp]\nports = [70000]\n", "xdp.ports", "UDP ports"),
     ("[xdp]\naddresses = [\"localhost\"]\n", "xdp.addresses", "numeric"),
@@ -308,6 +310,8 @@ hugepage_size = "1G"
 zerocopy = "off"
 mode = "generic"
 verify_checksums = false
+busy_poll = false
+program = "custom.bpf.o"
 ports = [53, 5353, 53]
 addresses = ["198.18.0.1", "2001:2:0::1"]
 """)
@@ -319,7 +323,8 @@ addresses = ["198.18.0.1", "2001:2:0::1"]
         (2, 1, 8192, 4096, 4096)
     assert (x.hugepages, x.hugepage_mb, x.zerocopy, x.mode) == ("required", 1024, "off",
                                                                  "generic")
-    assert x.verify_checksums is False
+    assert x.verify_checksums is False and x.busy_poll is False
+    assert x.program == path.parent / "custom.bpf.o"
     assert x.ports == (53, 5353)
     assert x.addresses == ("198.18.0.1", "2001:2::1")
     with pytest.raises(dataclasses.FrozenInstanceError):

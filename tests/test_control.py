@@ -95,7 +95,7 @@ def test_format_stats_tables():
         "udp_workers": [dict(received=1, answered=1, dropped=0, truncated=0, batches=1)],
         "tcp": dict(connections=0, rejected=0, received=0, answered=0, idle_closed=0),
         "xdp": {
-            "interface": "veth0", "mode": "native", "zerocopy": False, "hugepages": True,
+            "interface": "veth0", "mode": "native", "zerocopy": False, "busy_poll": True, "hugepages": True,
             "numa_node": -1, "umem_bytes": 8 << 20, "first_queue": 0, "warnings": ["w1"],
             "queues": [queue, dict(queue, queue=1, cpu=0)],
             "cpus": [dict(cpu, cpu=0), dict(cpu, cpu=1)],
@@ -104,7 +104,7 @@ def test_format_stats_tables():
         },
     }
     text = format_stats(stats)
-    assert "XDP on veth0: native mode, zerocopy off, hugepages yes, NUMA node -1" in text
+    assert "XDP on veth0: native mode, zerocopy off, busy polling on, hugepages yes, NUMA node -1" in text
     assert "warning: w1" in text
     assert "AF_XDP queues" in text and "XDP program" in text
     assert "53: redirect (on all 2 possible CPUs)" in text

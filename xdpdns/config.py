@@ -26,6 +26,8 @@ The file's shape::
     zerocopy = "auto"          # auto | on | off
     mode = "native"            # native (falls back to generic) | generic
     verify_checksums = true    # drop frames whose checksums are wrong
+    busy_poll = true           # workers run the NIC's NAPI themselves
+                               # (SO_PREFER_BUSY_POLL); spin 1 ms when idle
     ports = [53]               # UDP destination ports taken by the fast path
     addresses = []             # destination addresses taken; default: every
                                # [server] listen address that is neither a
@@ -157,6 +159,7 @@ class XdpConfig:
     zerocopy: str = "auto"
     mode: str = "native"
     verify_checksums: bool = True
+    busy_poll: bool = True
     ports: tuple[int, ...] = (53,)
     # The destination addresses taken (numeric, normalized); empty: every
     # destination.  Filled from [server] listen when the file names none.
@@ -516,7 +519,7 @@ def _parse_xdp(table: Any, where: Where) -> dict[str, Any]:
             out[key] = _choice(value, ZEROCOPY, where, key)
         elif key == "mode":
             out[key] = _choice(value, XDP_MODES, where, key)
-        elif key == "verify_checksums":
+        elif key in ("verify_checksums", "busy_poll"):
             if not isinstance(value, bool):
                 raise where.error(key, "true or false", value)
             out[key] = value

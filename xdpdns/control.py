@@ -193,7 +193,8 @@ def format_stats(stats: dict) -> str:
         lines += ["", "XDP: off (socket mode)"]
         return "\n".join(lines)
     lines += ["", f"XDP on {xdp['interface']}: {xdp['mode']} mode, zerocopy "
-              f"{'on' if xdp['zerocopy'] else 'off'}, hugepages "
+              f"{'on' if xdp['zerocopy'] else 'off'}, busy polling "
+              f"{'on' if xdp.get('busy_poll') else 'off'}, hugepages "
               f"{'yes' if xdp['hugepages'] else 'no'}, NUMA node {xdp['numa_node']}, "
               f"UMEM {xdp['umem_bytes']} bytes per queue"]
     for warning in xdp.get("warnings", []):

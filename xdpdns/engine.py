@@ -131,6 +131,7 @@ class XdpInfo:
     first_queue: int
     native: bool  # XDP in driver mode, else generic
     zerocopy: bool
+    busy_poll: bool  # the workers run the NIC's NAPI themselves
     hugepages: bool  # the UMEM is in hugepages
     numa_node: int  # the NIC's node, -1: none
     umem_bytes: int  # per queue
@@ -495,6 +496,7 @@ class Engine:
         cfg.zerocopy = _ZEROCOPY[config.zerocopy]
         cfg.generic = 1 if config.mode == "generic" else 0
         cfg.verify_checksums = 1 if config.verify_checksums else 0
+        cfg.busy_poll = 1 if config.busy_poll else 0
         info = ffi.new("struct xd_xdp_info *")
         err = ffi.new("struct xd_error *")
         _raise_for(lib.xd_engine_xdp_start(self._ptr(), cfg, info, err), err,
@@ -506,6 +508,7 @@ class Engine:
             first_queue=info.first_queue,
             native=bool(info.native),
             zerocopy=bool(info.zerocopy),
+            busy_poll=bool(info.busy_poll),
             hugepages=bool(info.hugepages),
             numa_node=info.numa_node,
             umem_bytes=info.umem_bytes,

@@ -94,6 +94,7 @@ class XdpStats:
             "interface": self.info.interface,
             "mode": self.info.mode,
             "zerocopy": self.info.zerocopy,
+            "busy_poll": self.info.busy_poll,
             "hugepages": self.info.hugepages,
             "numa_node": self.info.numa_node,
             "umem_bytes": self.info.umem_bytes,
@@ -139,9 +140,10 @@ class XdpMode:
         except BaseException:
             self.stop()
             raise
-        log.info("xdp interface=%s mode=%s zerocopy=%s hugepages=%s queues=%d "
+        log.info("xdp interface=%s mode=%s zerocopy=%s busy_poll=%s hugepages=%s queues=%d "
                  "first_queue=%d numa_node=%d umem_bytes=%d ports=%s addresses=%s",
-                 cfg.interface, info.mode, _yes(info.zerocopy), _yes(info.hugepages),
+                 cfg.interface, info.mode, _yes(info.zerocopy), _yes(info.busy_poll),
+                 _yes(info.hugepages),
                  info.queues, info.first_queue, info.numa_node, info.umem_bytes,
                  ",".join(map(str, cfg.ports)), ",".join(cfg.addresses) or "any")
         for warning in info.warnings:
