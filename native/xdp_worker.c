@@ -213,8 +213,10 @@ static void *worker_main(void *arg)
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
 		completions_reap(w);
 		fill_refill(w);
-		if (worker_batch(w))
+		if (worker_batch(w)) {
+			w->idle_spins = 0;
 			continue;
+		}
 		if (w->busy_poll) {
 			/* Drives NAPI in this thread: rx and completions. */
 			recvfrom(xsk_socket__fd(w->xsk), NULL, 0, MSG_DONTWAIT, NULL, NULL);
