@@ -324,6 +324,27 @@ class XdpdnsServe:
         return stop_process(self.proc, sig, timeout)
 
 
+def wait_ready(server, what, timeout, expect_ready=True):
+    """Waits for the server's "ready" log line (kept in server.ready_line).
+    A server that exits first is returned as it is when expect_ready is
+    false (a test of a start-up error), else that is an error; so is no
+    ready line within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in server.output().splitlines():
+            if " ready listen=" in line:
+                server.ready_line = line
+                return server
+        if server.proc.poll() is not None:
+            if not expect_ready:
+                return server
+            raise RuntimeError(f"{what} exited with {server.proc.returncode}:\n"
+                               + server.output())
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready in time:\n" + server.output())
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def xdpdns_serve(tmp_path):
     """Starts `xdpdns serve ARGS...` and waits for its "ready" log line:
@@ -344,18 +365,7 @@ def xdpdns_serve(tmp_path):
                                     stdin=subprocess.DEVNULL, cwd=cwd)
         server = XdpdnsServe(proc, "", output_path)
         started.append(server)
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in server.output().splitlines():
-                if " ready listen=" in line:
-                    server.ready_line = line
-                    return server
-            if proc.poll() is not None:
-                raise RuntimeError(f"xdpdns serve exited with {proc.returncode}:\n"
-                                   + server.output())
-            if time.monotonic() > deadline:
-                raise RuntimeError("xdpdns serve not ready in time:\n" + server.output())
-            time.sleep(0.05)
+        return wait_ready(server, "xdpdns serve", timeout)
 
     yield serve
     for server in started:
@@ -477,20 +487,7 @@ def xdp_serve(xdp_topology, tmp_path):
                                     cwd=tmp_path)
         server = XdpServer(proc, output_path, control)
         started.append(server)
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in server.output().splitlines():
-                if " ready listen=" in line:
-                    server.ready_line = line
-                    return server
-            if proc.poll() is not None:
-                if not expect_ready:
-                    return server
-                raise RuntimeError(f"xdpdns serve --xdp exited with {proc.returncode}:\n"
-                                   + server.output())
-            if time.monotonic() > deadline:
-                raise RuntimeError("xdpdns serve --xdp not ready in time:\n" + server.output())
-            time.sleep(0.05)
+        return wait_ready(server, "xdpdns serve --xdp", timeout, expect_ready)
 
     yield serve
     for server in started:
