@@ -10,7 +10,8 @@
 #
 #   bench/xdp_peers.sh [RATE...]     (root; default rates 200k 250k 300k)
 #   env: SECONDS_ (default 5) per run, REPEATS (default 3), SERVERS
-#        (default "xdpdns knot reflector socket")
+#        (default "xdpdns knot reflector socket"; also xdpdns_nobusy: XDP mode
+#        with [xdp] busy_poll = false)
 #
 # Network namespaces xdvk-s / xdvk-c and the veth xdvk0 / xdvk1 are created
 # and deleted by name; traffic stays inside them (198.18.7.0/24).
@@ -38,16 +39,34 @@ pin_napi() { # NS IF CPU
 	ip netns exec "$1" sh -c "echo 1 > /sys/class/net/$2/threaded" 2>/dev/null
 	for p in $(pgrep -f "napi/$2-"); do taskset -p -c "$3" "$p" >/dev/null; done
 }
-load() { # RATE -> prints answers/s
+# Busy and total jiffies of CPU 0, where everything the server causes runs.
+cpu0() { awk '/^cpu0 / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+load() { # RATE -> prints "answers/s server-CPU-microseconds-per-answer"
+	local before after replies
 	(sleep 1; pin_napi xdvk-c xdvk1 1) &
-	ip netns exec xdvk-c taskset -c 1 timeout $((SECONDS_ + 10)) \
+	before=$(cpu0)
+	replies=$(ip netns exec xdvk-c taskset -c 1 timeout $((SECONDS_ + 10)) \
 		kxdpgun -t "$SECONDS_" -Q "$1" -i "$WORK/queries" -F 1 198.18.7.1 2>&1 |
-		awk '/total replies/ { gsub(/[()]/, ""); print $4 }'
+		awk '/total replies/ { gsub(/[()]/, ""); print $3, $4 }')
+	after=$(cpu0)
 	wait
+	# CPU 0's busy time over the run, per answer (1 jiffy = 10 ms here).
+	awk -v b="$before" -v a="$after" -v r="$replies" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		split(b, B); split(a, A); split(r, R)
+		us = R[1] > 0 ? (A[1] - B[1]) / hz * 1e6 / R[1] : 0
+		printf "%d %.2f\n", R[2], us }'
 }
 start_xdpdns() {
 	ip netns exec xdvk-s taskset -c 0 .venv/bin/xdpdns serve --xdp xdvk0 \
 		--listen 198.18.7.1:53 --zone "$ZONE" --udp-workers 1 \
+		--control-socket "$WORK/ctl" >"$WORK/xdpdns.log" 2>&1 &
+	echo $!
+}
+# XDP mode with the queue worker sleeping in poll instead of busy polling.
+start_xdpdns_nobusy() {
+	printf '[xdp]\nbusy_poll = false\n' >"$WORK/nobusy.toml"
+	ip netns exec xdvk-s taskset -c 0 .venv/bin/xdpdns serve --config "$WORK/nobusy.toml" \
+		--xdp xdvk0 --listen 198.18.7.1:53 --zone "$ZONE" --udp-workers 1 \
 		--control-socket "$WORK/ctl" >"$WORK/xdpdns.log" 2>&1 &
 	echo $!
 }
@@ -100,7 +119,7 @@ run() { # NAME RATE -> answers/s
 	[ "$pid" -gt 0 ] && { kill "$pid"; wait "$pid" 2>/dev/null; }
 	ip -n xdvk-s link set xdvk0 xdp off 2>/dev/null	# knotd leaves its program
 	teardown
-	echo "${answered:-0}"
+	echo "${answered:-0 0}"
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -108,18 +127,22 @@ trap 'teardown; rm -rf "$WORK"' EXIT
 printf 'www.example.com A\nexample.com MX\nnx.example.com A\nfoo.apps.example.com TXT\n' >"$WORK/queries"
 clang -O2 -g -target bpf -I"/usr/include/$(gcc -dumpmachine)" -c bench/reflector.bpf.c \
 	-o "$WORK/reflector.o" || exit 1
-printf '%-10s %9s %s\n' server offered/s "answered/s per run -> median (share of offered)"
+printf '%-10s %9s %s\n' server offered/s \
+	"answered/s per run -> median (share of offered); CPU 0 us per answer, median"
 for rate in "${RATES[@]}"; do
-	declare -A runs=()
+	declare -A runs=() cpu=()
 	for _ in $(seq "$REPEATS"); do
 		for server in $SERVERS; do
-			runs[$server]+="$(run "$server" "$rate") "
+			read -r ans us <<<"$(run "$server" "$rate")"
+			runs[$server]+="$ans "
+			cpu[$server]+="$us "
 		done
 	done
 	for server in $SERVERS; do
 		med=$(tr ' ' '\n' <<<"${runs[$server]}" | grep . | median)
-		printf '%-10s %9s %s-> %s (%s%%)\n' "$server" "$rate" "${runs[$server]}" "$med" \
-			"$((med * 100 / rate))"
+		us=$(tr ' ' '\n' <<<"${cpu[$server]}" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+		printf '%-10s %9s %s-> %s (%s%%); %s us\n' "$server" "$rate" "${runs[$server]}" "$med" \
+			"$((med * 100 / rate))" "$us"
 	done
-	unset runs
+	unset runs cpu
 done
