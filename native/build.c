@@ -138,42 +138,6 @@ int xd_builder_problem(const struct xd_builder *b, size_t index,
 	return 0;
 }
 
-void xd_name_to_text(const uint8_t *wire, char *out, size_t cap)
-{
-	size_t o = 0;
-
-	if (cap == 0)
-		return;
-	if (*wire == 0 && cap > 1)
-		out[o++] = '.';
-	while (*wire) {
-		uint8_t l = *wire++;
-
-		for (uint8_t i = 0; i < l; i++, wire++) {
-			uint8_t c = *wire;
-			char tmp[5];
-			int n;
-
-			if (c <= ' ' || c >= 0x7f)
-				n = snprintf(tmp, sizeof(tmp), "\\%03u", c);
-			else if (c == '.' || c == '\\' || c == '"' || c == ';' ||
-				 c == '(' || c == ')' || c == '$' || c == '@')
-				n = snprintf(tmp, sizeof(tmp), "\\%c", c);
-			else
-				n = snprintf(tmp, sizeof(tmp), "%c", c);
-			if (o + n + 2 > cap)
-				goto out;
-			memcpy(out + o, tmp, n);
-			o += n;
-		}
-		if (o + 2 > cap)
-			goto out;
-		out[o++] = '.';
-	}
-out:
-	out[o] = 0;
-}
-
 void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out,
 			  size_t cap)
 {

@@ -73,8 +73,6 @@ int xd_grow(void **data, size_t *cap, size_t need, size_t elem);
 
 uint32_t xd_builder_find_node(const struct xd_builder *b, uint16_t zone,
 			      const uint8_t *rel, size_t len);
-/* Writes "name." text of a wire name; always NUL-terminates. */
-void xd_name_to_text(const uint8_t *wire, char *out, size_t cap);
 /* Full owner name (relative name + origin) of a node, as text. */
 void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out,
 			  size_t cap);

@@ -2,6 +2,8 @@
  * wire.c - DNS name helpers and the hash used for name lookups and image
  * checksums.
  */
+#include <stdio.h>
+
 #include "wire.h"
 
 int xd_name_check(const uint8_t *buf, size_t len)
@@ -140,4 +142,40 @@ uint64_t xd_hash(const uint8_t *data, size_t len, uint64_t seed)
 		h ^= h >> 29;
 	}
 	return mix64(h);
+}
+
+void xd_name_to_text(const uint8_t *wire, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	if (cap == 0)
+		return;
+	if (*wire == 0 && cap > 1)
+		out[o++] = '.';
+	while (*wire) {
+		uint8_t l = *wire++;
+
+		for (uint8_t i = 0; i < l; i++, wire++) {
+			uint8_t c = *wire;
+			char tmp[5];
+			int n;
+
+			if (c <= ' ' || c >= 0x7f)
+				n = snprintf(tmp, sizeof(tmp), "\\%03u", c);
+			else if (c == '.' || c == '\\' || c == '"' || c == ';' ||
+				 c == '(' || c == ')' || c == '$' || c == '@')
+				n = snprintf(tmp, sizeof(tmp), "\\%c", c);
+			else
+				n = snprintf(tmp, sizeof(tmp), "%c", c);
+			if (o + n + 2 > cap)
+				goto out;
+			memcpy(out + o, tmp, n);
+			o += n;
+		}
+		if (o + 2 > cap)
+			goto out;
+		out[o++] = '.';
+	}
+out:
+	out[o] = 0;
 }

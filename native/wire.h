@@ -175,6 +175,10 @@ bool xd_name_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 int xd_name_read(const uint8_t *msg, size_t msg_len, size_t pos, uint8_t *out,
 		 bool lower, size_t *next);
 
+/* Master-file text of a valid wire name ("www.example.com."), with \X
+ * and \DDD escapes where needed; truncated to cap, always NUL-terminated. */
+void xd_name_to_text(const uint8_t *wire, char *out, size_t cap);
+
 /* 64-bit hash of a byte string (names, checksums). */
 uint64_t xd_hash(const uint8_t *data, size_t len, uint64_t seed);
 

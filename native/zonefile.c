@@ -31,6 +31,7 @@
 #include <libzscanner/scanner.h>
 
 #include "engine.h"
+#include "wire.h"
 
 /* BIND and Knot allow about this much nesting; deeper is a mistake, and every
  * level holds a scanner of about 200 KiB. */
@@ -903,41 +904,6 @@ out_text:
 /* Wire form to master-file text for zs_init.  Everything but letters,
  * digits and the scanner's plain label characters is written \DDD, which the
  * scanner reads back to the same octet (RFC 1035 section 5.1). */
-static int xd_zf_origin_text(const uint8_t *wire, size_t len, char *out,
-			     size_t cap)
-{
-	size_t pos = 0, n = 0;
-
-	if (len == 0 || len > 255)
-		return -EINVAL;
-	while (pos < len && wire[pos] != 0) {
-		uint8_t label = wire[pos++];
-
-		if (label > 63 || label > len - pos)
-			return -EINVAL;
-		for (; label > 0; label--, pos++) {
-			uint8_t c = wire[pos];
-
-			if (cap - n < 6)
-				return -EINVAL;
-			if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			    (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-			    c == '*' || c == '/')
-				out[n++] = (char)c;
-			else
-				n += (size_t)snprintf(out + n, cap - n,
-						      "\\%03u", c);
-		}
-		out[n++] = '.';
-	}
-	if (pos != len - 1 || cap - n < 2)
-		return -EINVAL;
-	if (n == 0)
-		out[n++] = '.';
-	out[n] = '\0';
-	return 0;
-}
-
 /* ---- The public function --------------------------------------------------- */
 
 int xd_builder_load_zonefile(struct xd_builder *b, int zone, const char *path,
@@ -956,9 +922,10 @@ int xd_builder_load_zonefile(struct xd_builder *b, int zone, const char *path,
 	if (b == NULL || path == NULL)
 		return -EINVAL;
 	wire = xd_builder_zone_origin(b, zone, &wire_len);
-	if (wire == NULL ||
-	    xd_zf_origin_text(wire, wire_len, origin, sizeof(origin)) != 0)
+	if (wire == NULL)
 		return -EINVAL;
+	/* The builder validated the origin; 1024 bytes hold any name's text. */
+	xd_name_to_text(wire, origin, sizeof(origin));
 	ret = xd_zf_read(&load, path, origin, XD_CLASS_IN, XD_TTL_UNSET, -1, 0);
 	if (ret == 0 && load.errors > 0)
 		ret = -EINVAL;
