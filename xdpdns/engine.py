@@ -186,7 +186,35 @@ class ProgStats:
     malformed: int
 
 
-class ImageBuilder:
+class _CObject:
+    """Owns one C object: freed by close() or a ``with`` block, and by
+    ``ffi.gc`` when dropped without either.  ``_closed`` is what using it
+    after that says."""
+
+    _closed = "closed"
+    _c = None
+
+    def _own(self, ptr, free) -> None:
+        self._c = ffi.gc(ptr, free)
+
+    def _ptr(self):
+        if self._c is None:
+            raise ValueError(self._closed)
+        return self._c
+
+    def close(self) -> None:
+        if self._c is not None:
+            ffi.release(self._c)
+            self._c = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ImageBuilder(_CObject):
     """Collects zones and records and compiles them into an :class:`Image`.
 
     Zone files go to libzscanner in C (:meth:`load_zonefile`); records that
@@ -195,28 +223,14 @@ class ImageBuilder:
     checks.
     """
 
+    _closed = "the image builder is closed"
+
     def __init__(self) -> None:
         ptr = lib.xd_builder_new()
         if ptr == ffi.NULL:
             raise MemoryError("xd_builder_new")
-        self._b = ffi.gc(ptr, lib.xd_builder_free)
+        self._own(ptr, lib.xd_builder_free)
         self._origins: dict[int, dns.name.Name] = {}
-
-    def _ptr(self):
-        if self._b is None:
-            raise ValueError("the image builder is closed")
-        return self._b
-
-    def close(self) -> None:
-        if self._b is not None:
-            ffi.release(self._b)
-            self._b = None
-
-    def __enter__(self) -> "ImageBuilder":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def add_source(self, path: str | os.PathLike) -> int:
         """Registers a file name for problem reports; returns its index."""
@@ -328,16 +342,18 @@ class ImageBuilder:
         return Image(out[0])
 
 
-class Image:
+class Image(_CObject):
     """An immutable, position-independent zone image."""
+
+    _closed = "the image was closed or handed to an engine"
 
     def __init__(self, ptr) -> None:
         # Private: images come from ImageBuilder.finish or Image.from_bytes.
         if ptr == ffi.NULL:
             raise ValueError("NULL image")
-        self._img = ffi.gc(ptr, lib.xd_image_free)
+        self._own(ptr, lib.xd_image_free)
         info = ffi.new("struct xd_image_info *")
-        lib.xd_image_info(self._img, info)
+        lib.xd_image_info(self._c, info)
         self.info = ImageInfo(info.version, info.zones, info.names, info.rrsets,
                               info.records, info.bytes)
 
@@ -354,11 +370,6 @@ class Image:
     def from_file(cls, path: str | os.PathLike) -> "Image":
         return cls.from_bytes(Path(path).read_bytes())
 
-    def _ptr(self):
-        if self._img is None:
-            raise ValueError("the image was closed or handed to an engine")
-        return self._img
-
     def to_bytes(self) -> bytes:
         size = ffi.new("size_t *")
         data = lib.xd_image_data(self._ptr(), size)
@@ -373,19 +384,8 @@ class Image:
         ptr = self._ptr()
         raw = ffi.cast("struct xd_image *", ptr)
         ffi.gc(ptr, None)  # detaches the destructor (and returns None)
-        self._img = None
+        self._c = None
         return raw
-
-    def close(self) -> None:
-        if self._img is not None:
-            ffi.release(self._img)
-            self._img = None
-
-    def __enter__(self) -> "Image":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 _buffers = threading.local()
@@ -405,20 +405,18 @@ def _answer(call, query: bytes, tcp: bool) -> bytes | None:
     return bytes(ffi.buffer(resp, rc))
 
 
-class Engine:
-    """The published image and the socket-mode UDP workers."""
+class Engine(_CObject):
+    """The published image and the socket-mode UDP workers; close() stops
+    the workers and frees the engine and its image."""
+
+    _closed = "the engine is closed"
 
     def __init__(self) -> None:
         out = ffi.new("struct xd_engine **")
         err = ffi.new("struct xd_error *")
         _raise_for(lib.xd_engine_new(out, err), err, "creating the engine")
-        self._e = ffi.gc(out[0], lib.xd_engine_free)
+        self._own(out[0], lib.xd_engine_free)
         self.image_info: ImageInfo | None = None
-
-    def _ptr(self):
-        if self._e is None:
-            raise ValueError("the engine is closed")
-        return self._e
 
     def set_image(self, image: Image) -> None:
         """Publishes image; the engine owns it from now on (image is emptied)."""
@@ -582,18 +580,6 @@ class Engine:
             _raise_for(lib.xd_engine_xdp_prog_stats(e, cpu, out), what="XDP program stats")
             result.append(_prog_stats(out))
         return result
-
-    def close(self) -> None:
-        """Stops the workers and frees the engine and its image."""
-        if self._e is not None:
-            ffi.release(self._e)
-            self._e = None
-
-    def __enter__(self) -> "Engine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _set_chars(struct, field: str, text: str, what: str) -> None:
