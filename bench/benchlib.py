@@ -183,37 +183,37 @@ def udp_rcvbuf_errors() -> int:
     return int(dict(zip(lines[0], lines[1]))["RcvbufErrors"])
 
 
+def _threads(pids: list[int]):
+    """The thread IDs of processes (those that still exist)."""
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue  # the process has exited
+        yield from map(int, tids)
+
+
 def pin_all(pids: list[int], cpus: set[int]) -> int:
     """Pins every thread of every process to cpus (what `taskset -a -p` does);
     returns how many threads were pinned.  knotd sets its own threads'
     affinity, so pinning at start is not enough (DESIGN.md)."""
     n = 0
-    for pid in pids:
+    for tid in _threads(pids):
         try:
-            tids = os.listdir(f"/proc/{pid}/task")
+            os.sched_setaffinity(tid, cpus)
+            n += 1
         except OSError:
-            continue
-        for tid in tids:
-            try:
-                os.sched_setaffinity(int(tid), cpus)
-                n += 1
-            except OSError:
-                pass
+            pass  # the thread has exited
     return n
 
 
 def affinities(pids: list[int]) -> set[frozenset[int]]:
     out = set()
-    for pid in pids:
+    for tid in _threads(pids):
         try:
-            tids = os.listdir(f"/proc/{pid}/task")
+            out.add(frozenset(os.sched_getaffinity(tid)))
         except OSError:
-            continue
-        for tid in tids:
-            try:
-                out.add(frozenset(os.sched_getaffinity(int(tid))))
-            except OSError:
-                pass
+            pass  # the thread has exited
     return out
 
 
