@@ -10,7 +10,11 @@ from setuptools.command.build import build
 from setuptools.errors import ExecError
 
 BPF_SOURCE = os.path.join("bpf", "xdpdns.bpf.c")
-BPF_OBJECT = os.path.join("xdpdns", "xdpdns.bpf.o")
+# The server's program, and the same source built for the load generator.
+BPF_OBJECTS = {
+    os.path.join("xdpdns", "xdpdns.bpf.o"): [],
+    os.path.join("xdpdns", "xdpgen.bpf.o"): ["-DXD_GENERATOR"],
+}
 
 
 def _multiarch_include() -> list[str]:
@@ -26,11 +30,11 @@ def _multiarch_include() -> list[str]:
 
 
 class build_bpf(Command):
-    """Compiles the XDP program into the package as xdpdns/xdpdns.bpf.o:
-    into the build tree for a wheel, next to xdpdns/__init__.py for an
-    editable install."""
+    """Compiles the XDP programs into the package (xdpdns/*.bpf.o): into
+    the build tree for a wheel, next to xdpdns/__init__.py for an editable
+    install."""
 
-    description = "compile the XDP program with clang -target bpf"
+    description = "compile the XDP programs with clang -target bpf"
     user_options: list = []
 
     def initialize_options(self):
@@ -40,10 +44,10 @@ class build_bpf(Command):
     def finalize_options(self):
         self.set_undefined_options("build", ("build_lib", "build_lib"))
 
-    def _target(self) -> str:
+    def _target(self, obj: str) -> str:
         if self.editable_mode:
-            return BPF_OBJECT
-        return os.path.join(self.build_lib, BPF_OBJECT)
+            return obj
+        return os.path.join(self.build_lib, obj)
 
     def run(self):
         clang = shutil.which("clang")
@@ -52,21 +56,23 @@ class build_bpf(Command):
                 f"clang not found: the XDP program {BPF_SOURCE} is compiled with "
                 "clang -target bpf (Debian: apt-get install clang llvm)"
             )
-        target = self._target()
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        command = [clang, "-O2", "-g", "-Wall", "-target", "bpf", "-I", "bpf",
-                   *_multiarch_include(), "-c", BPF_SOURCE, "-o", target]
-        self.announce(" ".join(command), level=2)
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise ExecError(
-                f"compiling the XDP program {BPF_SOURCE} failed:\n{result.stderr}"
-            )
+        for obj, defines in BPF_OBJECTS.items():
+            target = self._target(obj)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            command = [clang, "-O2", "-g", "-Wall", "-target", "bpf", "-I", "bpf",
+                       *_multiarch_include(), *defines, "-c", BPF_SOURCE, "-o", target]
+            self.announce(" ".join(command), level=2)
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise ExecError(
+                    f"compiling the XDP program {BPF_SOURCE} ({target}) failed:\n"
+                    f"{result.stderr}"
+                )
 
     def get_outputs(self) -> list[str]:
-        # An editable install finds the object in the source tree, as it
+        # An editable install finds the objects in the source tree, as it
         # finds the in-place cffi extension.
-        return [] if self.editable_mode else [self._target()]
+        return [] if self.editable_mode else [self._target(o) for o in BPF_OBJECTS]
 
     def get_output_mapping(self) -> dict[str, str]:
         return {}

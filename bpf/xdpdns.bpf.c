@@ -10,6 +10,12 @@
  * bound falls back to the kernel too: DNS is never black-holed.
  *
  * Maps and counters are defined in xdpdns_maps.h, shared with native/.
+ *
+ * Built a second time with -DXD_GENERATOR as xdpgen.bpf.o, the program of
+ * xdpdns's load generator (native/xdpgen.c) on the client's interface: there
+ * it takes DNS *answers* from a port (port_actions keyed by the UDP source
+ * port) to the generator's sockets, and passes everything else, so that one
+ * parser serves both sides.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -199,8 +205,13 @@ static __always_inline enum xd_parse xd_parse_dns(struct xd_cursor *c, const str
 	if ((void *)(dns + XD_DNS_HEADER_LEN) > c->end)
 		return XD_PARSE_SHORT;
 	flags = dns[2];
+#ifdef XD_GENERATOR
+	if (!(flags & XD_DNS_QR))
+		return XD_PARSE_OTHER;	/* the generator takes answers only */
+#else
 	if (flags & XD_DNS_QR)
 		return XD_PARSE_OTHER;
+#endif
 	if (((flags >> XD_DNS_OPCODE_SHIFT) & XD_DNS_OPCODE_MASK) != XD_DNS_OPCODE_QUERY)
 		return XD_PARSE_OTHER;
 	return XD_PARSE_OK;
@@ -223,7 +234,11 @@ static __always_inline int xd_dest_ours(const struct xd_addr_key *dest)
 
 static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found)
 {
+#ifdef XD_GENERATOR
+	struct xd_port_key key = { .port = bpf_ntohs(udp->source), .pad = 0 };
+#else
 	struct xd_port_key key = { .port = bpf_ntohs(udp->dest), .pad = 0 };
+#endif
 	struct xd_port_value *value = bpf_map_lookup_elem(&port_actions, &key);
 
 	*found = value != NULL;

@@ -2,7 +2,9 @@
  * numa.c - where the NIC is: its NUMA node, the CPUs there, and how many
  * queues it has.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include <net/if.h>
@@ -59,6 +61,22 @@ static int parse_cpulist(const char *list, int *cpus, int max)
 	return n;
 }
 
+/* Keeps the CPUs this process may run on (taskset, cgroup cpusets,
+ * systemd's CPUAffinity): an operator who confines the server confines its
+ * workers too.  Returns how many are left. */
+static int keep_allowed(int *cpus, int n)
+{
+	cpu_set_t allowed;
+	int kept = 0;
+
+	if (sched_getaffinity(0, sizeof(allowed), &allowed))
+		return n;
+	for (int i = 0; i < n; i++)
+		if (cpus[i] < CPU_SETSIZE && CPU_ISSET(cpus[i], &allowed))
+			cpus[kept++] = cpus[i];
+	return kept;
+}
+
 int xd_numa_cpus(int node, int *cpus, int max)
 {
 	char path[256], line[4096];
@@ -67,10 +85,11 @@ int xd_numa_cpus(int node, int *cpus, int max)
 	if (node >= 0) {
 		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/cpulist", node);
 		if (read_line(path, line, sizeof(line)) == 0)
-			n = parse_cpulist(line, cpus, max);
+			n = keep_allowed(cpus, parse_cpulist(line, cpus, max));
 	}
+	/* No node, or none of its CPUs allowed: any allowed CPU. */
 	if (n == 0 && read_line("/sys/devices/system/cpu/online", line, sizeof(line)) == 0)
-		n = parse_cpulist(line, cpus, max);
+		n = keep_allowed(cpus, parse_cpulist(line, cpus, max));
 	if (n == 0) {
 		cpus[0] = 0;
 		n = 1;

@@ -17,7 +17,7 @@
 
 #define XD_CPUS_MAX 4096
 
-static int check_config(const struct xd_xdp_config *cfg, struct xd_error *err)
+int xd_xdp_check_config(const struct xd_xdp_config *cfg, struct xd_error *err)
 {
 	const char *bad = NULL;
 
@@ -49,7 +49,7 @@ static void add_warning(struct xd_xdp_info *info, const char *w)
 }
 
 /* How many queues to serve, from the config and the NIC. */
-static int queue_span(const struct xd_xdp_config *cfg, struct xd_error *err)
+int xd_xdp_queue_span(const struct xd_xdp_config *cfg, struct xd_error *err)
 {
 	int nic = xd_nic_queue_count(cfg->ifname, err);
 
@@ -174,7 +174,7 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 		snprintf(err->message, sizeof(err->message), "XDP mode already runs");
 		return -EBUSY;
 	}
-	rc = check_config(cfg, err);
+	rc = xd_xdp_check_config(cfg, err);
 	if (rc)
 		return rc;
 	ifindex = if_nametoindex(cfg->ifname);
@@ -183,7 +183,7 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 			 cfg->ifname);
 		return -ENODEV;
 	}
-	nq = queue_span(cfg, err);
+	nq = xd_xdp_queue_span(cfg, err);
 	if (nq < 0)
 		return nq;
 	if (nq > XD_WORKERS_MAX - XD_READER_XDP_BASE) {

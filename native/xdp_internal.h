@@ -38,9 +38,14 @@ int xd_umem_area_alloc(struct xd_umem_area *a, size_t size, int node,
 void xd_umem_area_free(struct xd_umem_area *a);
 
 /* The NIC's NUMA node (-1 when it has none) and CPUs to pin workers to:
- * the node's CPUs, or every online CPU; returns how many. */
+ * the node's CPUs that this process may run on, else every online CPU it
+ * may run on; returns how many. */
 int xd_numa_nic_node(const char *ifname);
 int xd_numa_cpus(int node, int *cpus, int max);
+/* Checks the sizes of an XDP config; err names the wrong one. */
+int xd_xdp_check_config(const struct xd_xdp_config *cfg, struct xd_error *err);
+/* How many queues cfg asks for on its NIC (0 in cfg: all from first_queue). */
+int xd_xdp_queue_span(const struct xd_xdp_config *cfg, struct xd_error *err);
 /* Queues of the NIC: the larger of its combined and rx channels (veth
  * reports rx channels only). */
 int xd_nic_queue_count(const char *ifname, struct xd_error *err);
@@ -80,10 +85,23 @@ int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
 		       const struct xd_xdp_config *cfg, int node, bool *zc,
 		       char *warning, size_t wcap, struct xd_error *err);
 int xd_xsk_worker_start(struct xd_xsk_worker *w, struct xd_error *err);
+/* Starts main(arg) as the queue's thread, pinned to w->cpu; the worker's
+ * close joins it. */
+int xd_xsk_thread_start(struct xd_xsk_worker *w, void *(*main)(void *), void *arg,
+			struct xd_error *err);
 /* Stops the thread (if started) and frees everything; safe on a worker
  * that failed half-way through opening. */
 void xd_xsk_worker_close(struct xd_xsk_worker *w);
 int xd_xsk_worker_fd(const struct xd_xsk_worker *w);
+
+/* The ring discipline of a queue, shared by the answering worker and the
+ * load generator (native/xdpgen.c); each keeps the frame counters of
+ * w->stats. */
+void xd_xsk_frame_free(struct xd_xsk_worker *w, uint64_t addr);
+uint32_t xd_xsk_ring_room(struct xsk_ring_prod *r, uint32_t want);
+void xd_xsk_fill_refill(struct xd_xsk_worker *w);
+void xd_xsk_tx_kick(struct xd_xsk_worker *w);
+void xd_xsk_completions_reap(struct xd_xsk_worker *w);
 void xd_xsk_worker_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *out);
 
 struct xd_xdp {

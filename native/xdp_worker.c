@@ -60,14 +60,14 @@ static uint64_t frame_base(const struct xd_xsk_worker *w, uint64_t addr)
 	return addr - addr % w->frame_size;
 }
 
-static void frame_free(struct xd_xsk_worker *w, uint64_t addr)
+void xd_xsk_frame_free(struct xd_xsk_worker *w, uint64_t addr)
 {
 	w->free_frames[w->nfree++] = frame_base(w, addr);
 }
 
 /* How many of `want` slots a producer ring has free: reserve is
  * all-or-nothing, so ask only for what fits. */
-static uint32_t ring_room(struct xsk_ring_prod *r, uint32_t want)
+uint32_t xd_xsk_ring_room(struct xsk_ring_prod *r, uint32_t want)
 {
 	uint32_t room = xsk_prod_nb_free(r, want);
 
@@ -75,9 +75,9 @@ static uint32_t ring_room(struct xsk_ring_prod *r, uint32_t want)
 }
 
 /* Moves free frames to the fill ring, as many as it takes. */
-static void fill_refill(struct xd_xsk_worker *w)
+void xd_xsk_fill_refill(struct xd_xsk_worker *w)
 {
-	uint32_t idx = 0, n = ring_room(&w->fill, w->nfree);
+	uint32_t idx = 0, n = xd_xsk_ring_room(&w->fill, w->nfree);
 
 	n = xsk_ring_prod__reserve(&w->fill, n, &idx);
 	for (uint32_t i = 0; i < n; i++)
@@ -89,7 +89,7 @@ static void fill_refill(struct xd_xsk_worker *w)
 
 /* Asks the kernel to transmit what the TX ring holds, when it wants to be
  * asked (need_wakeup), until it has taken everything or is busy. */
-static void tx_kick(struct xd_xsk_worker *w)
+void xd_xsk_tx_kick(struct xd_xsk_worker *w)
 {
 	if (!xsk_ring_prod__needs_wakeup(&w->tx))
 		return;
@@ -101,12 +101,12 @@ static void tx_kick(struct xd_xsk_worker *w)
 	}
 }
 
-static void completions_reap(struct xd_xsk_worker *w)
+void xd_xsk_completions_reap(struct xd_xsk_worker *w)
 {
 	uint32_t idx, n = xsk_ring_cons__peek(&w->comp, w->ring_size, &idx);
 
 	for (uint32_t i = 0; i < n; i++)
-		frame_free(w, *xsk_ring_cons__comp_addr(&w->comp, idx + i));
+		xd_xsk_frame_free(w, *xsk_ring_cons__comp_addr(&w->comp, idx + i));
 	xsk_ring_cons__release(&w->comp, n);
 	__atomic_store_n(&w->stats.frames_tx, w->stats.frames_tx - n, __ATOMIC_RELAXED);
 }
@@ -151,17 +151,17 @@ static size_t answer_frame(struct xd_xsk_worker *w, const struct xd_image *img,
 static uint32_t tx_submit(struct xd_xsk_worker *w, const struct xdp_desc *out, uint32_t n)
 {
 	uint32_t idx = 0;
-	uint32_t room = xsk_ring_prod__reserve(&w->tx, ring_room(&w->tx, n), &idx);
+	uint32_t room = xsk_ring_prod__reserve(&w->tx, xd_xsk_ring_room(&w->tx, n), &idx);
 
 	for (uint32_t i = 0; i < room; i++)
 		*xsk_ring_prod__tx_desc(&w->tx, idx + i) = out[i];
 	xsk_ring_prod__submit(&w->tx, room);
 	for (uint32_t i = room; i < n; i++)
-		frame_free(w, out[i].addr);
+		xd_xsk_frame_free(w, out[i].addr);
 	count(&w->stats.tx_full, n - room);
 	count(&w->stats.frames_tx, room);
 	if (room)
-		tx_kick(w);
+		xd_xsk_tx_kick(w);
 	return room;
 }
 
@@ -188,7 +188,7 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 			out[answers].options = 0;
 			answers++;
 		} else {
-			frame_free(w, d->addr);
+			xd_xsk_frame_free(w, d->addr);
 		}
 	}
 	xd_engine_leave(w->engine, w->reader);
@@ -211,8 +211,8 @@ static void *worker_main(void *arg)
 	};
 
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
-		completions_reap(w);
-		fill_refill(w);
+		xd_xsk_completions_reap(w);
+		xd_xsk_fill_refill(w);
 		if (worker_batch(w)) {
 			w->idle_spins = 0;
 			continue;
@@ -228,7 +228,7 @@ static void *worker_main(void *arg)
 		 * the driver when the fill ring asked for it), but only briefly
 		 * while answers still wait to be sent. */
 		if (w->stats.frames_tx)
-			tx_kick(w);
+			xd_xsk_tx_kick(w);
 		if (poll(fds, 2, w->stats.frames_tx ? XD_XSK_TX_POLL_MS : XD_XSK_POLL_MS) < 0 &&
 		    errno != EINTR)
 			break;
@@ -361,7 +361,7 @@ int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
 	if (rc)
 		return rc;
 	/* The kernel needs buffers before the first packet. */
-	fill_refill(w);
+	xd_xsk_fill_refill(w);
 	w->busy_poll = cfg->busy_poll && busy_poll_enable(w);
 	return 0;
 }
@@ -371,7 +371,8 @@ int xd_xsk_worker_fd(const struct xd_xsk_worker *w)
 	return xsk_socket__fd(w->xsk);
 }
 
-int xd_xsk_worker_start(struct xd_xsk_worker *w, struct xd_error *err)
+int xd_xsk_thread_start(struct xd_xsk_worker *w, void *(*main)(void *), void *arg,
+			struct xd_error *err)
 {
 	cpu_set_t set;
 	pthread_attr_t attr;
@@ -381,16 +382,21 @@ int xd_xsk_worker_start(struct xd_xsk_worker *w, struct xd_error *err)
 	CPU_ZERO(&set);
 	CPU_SET(w->cpu, &set);
 	pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-	rc = -pthread_create(&w->thread, &attr, worker_main, w);
+	rc = -pthread_create(&w->thread, &attr, main, arg);
 	pthread_attr_destroy(&attr);
 	if (rc) {
 		snprintf(err->message, sizeof(err->message),
-			 "queue %d: cannot start its worker on CPU %d: %s",
+			 "queue %d: cannot start its thread on CPU %d: %s",
 			 w->queue, w->cpu, strerror(-rc));
 		return rc;
 	}
 	w->started = true;
 	return 0;
+}
+
+int xd_xsk_worker_start(struct xd_xsk_worker *w, struct xd_error *err)
+{
+	return xd_xsk_thread_start(w, worker_main, w, err);
 }
 
 void xd_xsk_worker_close(struct xd_xsk_worker *w)
