@@ -6,7 +6,8 @@
 # Strict steering: each veth's NAPI is threaded and its queue i's thread
 # pinned beside that side's queue i (server on CPUs 0..N-1, client on
 # SPLIT..SPLIT+N-1), so every cycle the server causes is charged to the
-# server's CPUs.  Each server runs once per queue count and is loaded at a
+# server's CPUs.  SERVERS may also name knot (Knot DNS in XDP mode) and
+# socket (xdpdns in socket mode with N UDP workers).  Each server runs once per queue count and is loaded at a
 # ladder of rates; the figures are the most answers per second over the
 # ladder and the highest offered rate answered with at most 1 % loss
 # (medians of REPEATS runs), the server CPUs' busy share and their CPU time
@@ -73,6 +74,43 @@ start_xdpdns() { # N
 		--control-socket "$WORK/ctl" >"$WORK/xdpdns.log" 2>&1 &
 	echo $!
 	for _ in $(seq 100); do [ -S "$WORK/ctl" ] && break; sleep 0.1; done
+}
+# Socket mode: N UDP workers; no XDP on the server's veth, so its receive
+# work runs on the sender's CPUs (this flatters it).
+start_socket() { # N
+	ip netns exec xdsc-s taskset -c "0-$(($1 - 1))" "$PYTHON" -m xdpdns serve \
+		--listen 198.18.10.1:53 --zone "$ZONE" --udp-workers "$1" \
+		--control-socket "$WORK/ctl" >"$WORK/socket.log" 2>&1 &
+	echo $!
+	for _ in $(seq 100); do [ -S "$WORK/ctl" ] && break; sleep 0.1; done
+}
+# Knot DNS in XDP mode (it takes one queue of a veth: it counts combined
+# channels only), every thread re-pinned to the server's CPUs.
+start_knot() { # N
+	local pid t
+	cat >"$WORK/knot.conf" <<-CONF
+	server:
+	    rundir: $WORK
+	    user: root:root
+	    listen: 198.18.10.1@53
+	    udp-workers: $1
+	    tcp-workers: 1
+	    background-workers: 1
+	xdp:
+	    listen: xdsc0@53
+	    route-check: off
+	database:
+	    storage: $WORK
+	zone:
+	  - domain: example.com
+	    file: $ZONE
+	CONF
+	ip netns exec xdsc-s taskset -c "0-$(($1 - 1))" knotd -c "$WORK/knot.conf" >"$WORK/knot.log" 2>&1 &
+	pid=$!
+	echo $pid
+	for _ in $(seq 50); do ip -n xdsc-s link show xdsc0 | grep -q xdp && break; sleep 0.1; done
+	sleep 0.5
+	for t in /proc/$pid/task/*; do taskset -p -c "0-$(($1 - 1))" "${t##*/}" >/dev/null 2>&1; done
 }
 start_reflector() {
 	ip -n xdsc-s link set dev xdsc0 xdpdrv obj "$REFLECTOR" sec xdp || exit 1
@@ -151,6 +189,7 @@ serve_and_probe() { # SERVER N
 		done
 	done
 	[ "$pid" -gt 0 ] && { kill "$pid"; wait "$pid" 2>/dev/null; }
+	ip -n xdsc-s link set xdsc0 xdp off 2>/dev/null	# knotd leaves its program
 	teardown
 }
 
