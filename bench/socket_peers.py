@@ -21,8 +21,10 @@ server's configuration and state; everything is removed at the end unless
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -30,8 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
+from xdpdns.bench import generators, procfs, servers
+from xdpdns.bench.process import Server
+from xdpdns.bench.report import median
+from xdpdns.bench.zones import ZoneFile
 
 ORIGIN = "bench.test."
 SERVERS = ("xdpdns", "nsd", "knot")
@@ -118,20 +122,17 @@ def summarize(msg) -> tuple:
             frozenset((r.name.to_text().lower(), r.rdtype) for r in msg.authority))
 
 
-def sample_answers(port: int, queries: list[tuple[str, str]]) -> list[tuple]:
-    return [summarize(benchlib.ask(port, name, qtype)) for name, qtype in queries]
+def sample_answers(server: Server, queries: list[tuple[str, str]]) -> list[tuple]:
+    return [summarize(server.ask(name, qtype)) for name, qtype in queries]
 
 
-def make_server(name: str, args, workdir: Path, zonefile: Path, port: int):
-    workdir.mkdir(parents=True, exist_ok=True)
-    if name == "xdpdns":
-        return benchlib.xdpdns_server(workdir, ORIGIN, zonefile, port, args.xdpdns,
-                                      udp_workers=args.workers)
-    if name == "nsd":
-        return benchlib.nsd_server(workdir, ORIGIN, zonefile, port,
-                                   server_count=args.workers)
-    return benchlib.knot_server(workdir, ORIGIN, zonefile, port,
-                                udp_workers=args.workers, background_workers=1)
+def make_server(name: str, args, workdir: Path, zonefile: Path, port: int,
+                cpus: set[int] | None = None) -> Server:
+    """The server on 127.0.0.1:port, pinned to cpus from its start."""
+    where = servers.Placement(listen=(servers.LOOPBACK,), port=port, cpus=tuple(cpus or ()),
+                              workers=args.workers)
+    return servers.make_server(name, "socket", workdir, [ZoneFile(ORIGIN, zonefile)], where,
+                               command=shlex.split(args.xdpdns), log_level="warning")
 
 
 def measure(server, args, queryfile: Path) -> dict:
@@ -139,26 +140,27 @@ def measure(server, args, queryfile: Path) -> dict:
     server_cpus, client_cpus = {args.server_cpu}, {args.client_cpu}
     perf = None
     try:
-        server.start(server_cpus)
-        startup = server.wait_answer(f"host0000000.{ORIGIN}", timeout=args.start_timeout)
+        server.start()
+        startup = server.wait_answer(f"host0000000.{ORIGIN}", "A", timeout=args.start_timeout)
         pids = server.pids()
-        threads = benchlib.pin_all(pids, server_cpus)
-        argv = benchlib.dnsperf_argv(server.port, queryfile, args.seconds, args.clients,
-                                     args.outstanding, args.threads, args.timeout)
+        threads = procfs.pin_all(pids, server_cpus)
+        load = generators.Load(
+            target=servers.LOOPBACK, port=server.port, query_file=queryfile,
+            duration=args.seconds, clients=args.clients, outstanding=args.outstanding,
+            threads=args.threads, timeout=args.timeout, cpus=tuple(client_cpus))
+        argv = generators.dnsperf_argv(load)
         if args.warmup:
-            benchlib.run_dnsperf(benchlib.dnsperf_argv(
-                server.port, queryfile, args.warmup, args.clients, args.outstanding,
-                args.threads, 1), client_cpus, args.warmup)
+            generators.run("dnsperf", dataclasses.replace(load, duration=args.warmup, timeout=1))
         # Re-pin after the warm-up as well: threads started lazily count too.
         pids = server.pids()
-        threads = benchlib.pin_all(pids, server_cpus)
-        affinity = sorted(sorted(a) for a in benchlib.affinities(pids))
-        idle_before = (benchlib.wait_idle(server_cpus | client_cpus, args.idle, args.wait_idle)
+        threads = procfs.pin_all(pids, server_cpus)
+        affinity = sorted(sorted(a) for a in procfs.affinities(pids))
+        idle_before = (procfs.wait_idle(server_cpus | client_cpus, args.idle, args.wait_idle)
                        if args.wait_idle else None)
-        load = benchlib.loadavg()
-        user0, sys0 = benchlib.cpu_user_system(pids)
-        drops0, rcvbuf0 = benchlib.udp_drops(server.port), benchlib.udp_rcvbuf_errors()
-        times0 = benchlib.cpu_times()
+        loadavg = procfs.loadavg()
+        user0, sys0 = procfs.cpu_user_system(pids)
+        drops0, rcvbuf0 = procfs.udp_drops(server.port), procfs.udp_rcvbuf_errors()
+        times0 = procfs.cpu_times()
         if args.perf_dir:
             data = Path(args.perf_dir) / f"{server.name}.perf.data"
             perf = subprocess.Popen(
@@ -167,11 +169,11 @@ def measure(server, args, queryfile: Path) -> dict:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True)
         t0 = time.monotonic()
-        result, text = benchlib.run_dnsperf(argv, client_cpus, args.seconds)
+        result = generators.run("dnsperf", load)
         wall = time.monotonic() - t0
-        user1, sys1 = benchlib.cpu_user_system(server.pids())
-        drops1, rcvbuf1 = benchlib.udp_drops(server.port), benchlib.udp_rcvbuf_errors()
-        shares = benchlib.cpu_shares(times0, benchlib.cpu_times())
+        user1, sys1 = procfs.cpu_user_system(server.pids())
+        drops1, rcvbuf1 = procfs.udp_drops(server.port), procfs.udp_rcvbuf_errors()
+        shares = procfs.cpu_shares(times0, procfs.cpu_times())
         if perf is not None:
             perf.wait(args.seconds + 60)
             perf = None
@@ -181,7 +183,7 @@ def measure(server, args, queryfile: Path) -> dict:
             perf.wait(30)
         server.stop()
     server_cpu = (user1 - user0 + sys1 - sys0) / wall
-    answered = result.completed or 1
+    answered = result.answered or 1
     busy = {cpu: 1 - sh["idle"] - sh["iowait"] for cpu, sh in shares.items()}
     # What else ran on the server's CPU: its user and system time beyond the
     # server's own (softirq time is accounted apart from any process here).
@@ -190,15 +192,15 @@ def measure(server, args, queryfile: Path) -> dict:
     return {
         "server": server.name,
         "qps": result.qps,
-        "avg_latency_ms": result.avg_latency_ms,
+        "avg_latency_ms": result.latency_ms.get("avg"),
         "sent": result.sent,
-        "completed": result.completed,
-        "lost": result.lost,
+        "completed": result.answered,
+        "lost": result.counters.get("lost", result.lost),
         # Where queries were lost: the server's sockets, or anywhere (dnsperf).
         "server_socket_drops": drops1 - drops0,
         "host_udp_rcvbuf_errors": rcvbuf1 - rcvbuf0,
         "rcodes": result.rcodes,
-        "avg_response_bytes": result.response_bytes,
+        "avg_response_bytes": result.counters.get("response_bytes", 0),
         "server_cpu_fraction": server_cpu,
         "qps_per_server_cpu_second": result.qps / server_cpu if server_cpu > 0 else None,
         # The server's own code against the kernel's work for it, per query.
@@ -208,12 +210,12 @@ def measure(server, args, queryfile: Path) -> dict:
         "cpu_shares": {str(k): {n: round(x, 3) for n, x in v.items()} for k, v in shares.items()},
         "foreign_on_server_cpu": foreign,
         "idle_before": idle_before,
-        "loadavg_before": load,
+        "loadavg_before": loadavg,
         "startup_s": startup,
         "pinned_threads": threads,
         "affinities": affinity,
         "dnsperf_argv": argv,
-        "dnsperf_output": text if args.verbose else None,
+        "dnsperf_output": result.output if args.verbose else None,
     }
 
 
@@ -225,12 +227,11 @@ def check_agreement(args, tmp: Path, zonefile: Path, queryfile: Path) -> dict:
     queries = [tuple(line.split()) for line in lines]
     answers, report = {}, {}
     for name in args.servers:
-        server = make_server(name, args, tmp / f"check-{name}", zonefile,
-                             benchlib.free_port())
+        server = make_server(name, args, tmp / f"check-{name}", zonefile, servers.free_port())
         try:
             server.start()
-            server.wait_answer(f"host0000000.{ORIGIN}", timeout=args.start_timeout)
-            answers[name] = sample_answers(server.port, queries)
+            server.wait_answer(f"host0000000.{ORIGIN}", "A", timeout=args.start_timeout)
+            answers[name] = sample_answers(server, queries)
         finally:
             server.stop()
     base = args.servers[0]
@@ -250,19 +251,19 @@ def table(rows: list[dict], servers: list[str]) -> tuple[str, dict]:
             continue
         summary[name] = {
             "runs": len(mine),
-            "qps_median": benchlib.median([r["qps"] for r in mine]),
+            "qps_median": median([r["qps"] for r in mine]),
             "qps_runs": [round(r["qps"]) for r in mine],
-            "avg_latency_ms_median": benchlib.median([r["avg_latency_ms"] for r in mine]),
-            "lost_median": benchlib.median([r["lost"] for r in mine]),
-            "server_cpu_median": benchlib.median([r["server_cpu_fraction"] for r in mine]),
-            "qps_per_cpu_second_median": benchlib.median(
+            "avg_latency_ms_median": median([r["avg_latency_ms"] for r in mine]),
+            "lost_median": median([r["lost"] for r in mine]),
+            "server_cpu_median": median([r["server_cpu_fraction"] for r in mine]),
+            "qps_per_cpu_second_median": median(
                 [r["qps_per_server_cpu_second"] or 0 for r in mine]),
             "avg_response_bytes": mine[0]["avg_response_bytes"],
-            "user_us_per_query_median": benchlib.median(
+            "user_us_per_query_median": median(
                 [r["server_user_us_per_query"] for r in mine]),
-            "system_us_per_query_median": benchlib.median(
+            "system_us_per_query_median": median(
                 [r["server_system_us_per_query"] for r in mine]),
-            "foreign_on_server_cpu_median": benchlib.median(
+            "foreign_on_server_cpu_median": median(
                 [r["foreign_on_server_cpu"] for r in mine]),
         }
     peers = [s for s in summary if s != "xdpdns"]
@@ -361,7 +362,8 @@ def main() -> int:
     ap.add_argument("--check", type=int, default=500,
                     help="queries asked one by one to compare the servers' answers (0: skip)")
     ap.add_argument("--start-timeout", type=float, default=120)
-    ap.add_argument("--xdpdns", default=benchlib.default_xdpdns(), help="the xdpdns command")
+    ap.add_argument("--xdpdns", default=shlex.join(servers.xdpdns_command()),
+                    help="the xdpdns command")
     ap.add_argument("--perf-dir", help="also record `perf record -g` of each server "
                     "during its last run into this directory and print the top symbols")
     ap.add_argument("--json", help="also write the results as JSON to this file")
@@ -396,7 +398,8 @@ def main() -> int:
             for name in order:
                 keep_perf = args.perf_dir if rep == args.repeats - 1 else None
                 server = make_server(name, argparse.Namespace(**vars(args)),
-                                     tmp / f"run{rep}-{name}", zonefile, benchlib.free_port())
+                                     tmp / f"run{rep}-{name}", zonefile, servers.free_port(),
+                                     cpus={args.server_cpu})
                 run_args = argparse.Namespace(**{**vars(args), "perf_dir": keep_perf})
                 row = measure(server, run_args, queryfile)
                 row["repeat"] = rep
@@ -417,7 +420,9 @@ def main() -> int:
             print("\n".join("  " + ln for ln in rep["symbols"]))
         result = {
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "machine": benchlib.versions(),
+            "machine": {**procfs.machine(),
+                        **{name: servers.version(name) for name in args.servers},
+                        "dnsperf": generators.version("dnsperf")},
             "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
             "zone": zone,
             "query_mix_percent": {k: v for v, k in MIX},

@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
+from xdpdns.bench import procfs, servers
+from xdpdns.bench.process import Server
+from xdpdns.bench.report import median
+from xdpdns.bench.zones import ZoneFile
 
 ORIGIN = "big.test."
 SERVERS = ("xdpdns", "nsd", "knot")
@@ -77,24 +80,20 @@ def write_zone(path: Path, records: int) -> dict:
             "last_name": f"{last}.{ORIGIN}"}
 
 
-def make_server(name: str, args, workdir: Path, zonefile: Path):
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = benchlib.free_port()
-    if name == "xdpdns":
-        return benchlib.xdpdns_server(workdir, ORIGIN, zonefile, port, args.xdpdns,
-                                      udp_workers=args.workers)
-    if name == "nsd":
-        return benchlib.nsd_server(workdir, ORIGIN, zonefile, port,
-                                   server_count=args.workers or 1)
-    return benchlib.knot_server(workdir, ORIGIN, zonefile, port,
-                                udp_workers=args.workers, background_workers=None)
+def make_server(name: str, args, workdir: Path, zonefile: Path) -> Server:
+    """The server on a free loopback port, each with its own defaults unless
+    --workers (Knot: no worker settings at all), pinned when --cpu."""
+    where = servers.Placement(listen=(servers.LOOPBACK,), port=servers.free_port(),
+                              cpus=(args.cpu,) if args.cpu is not None else (),
+                              workers=args.workers)
+    return servers.make_server(name, "socket", workdir, [ZoneFile(ORIGIN, zonefile)], where,
+                               command=shlex.split(args.xdpdns), log_level="warning")
 
 
 def measure(server, args, last_name: str) -> dict:
-    cpus = {args.cpu} if args.cpu is not None else None
     try:
-        server.start(cpus)
-        seconds = server.wait_answer(last_name, timeout=args.timeout,
+        server.start()
+        seconds = server.wait_answer(last_name, "A", timeout=args.timeout,
                                      interval=args.interval)
         time.sleep(args.settle)
         pids = server.pids()
@@ -103,11 +102,11 @@ def measure(server, args, last_name: str) -> dict:
             procs.append({
                 "pid": pid,
                 "comm": Path(f"/proc/{pid}/comm").read_text().strip(),
-                "rss_kib": benchlib.status_kib(pid, "VmRSS"),
-                "hwm_kib": benchlib.status_kib(pid, "VmHWM"),
-                "pss_kib": benchlib.pss_kib(pid),
+                "rss_kib": procfs.status_kib(pid, "VmRSS"),
+                "hwm_kib": procfs.status_kib(pid, "VmHWM"),
+                "pss_kib": procfs.pss_kib(pid),
             })
-        cpu = benchlib.cpu_seconds(pids)
+        cpu = procfs.cpu_seconds(pids)
     finally:
         server.stop()
     return {
@@ -144,12 +143,13 @@ def main() -> int:
                     help="seconds after the first answer before memory is read")
     ap.add_argument("--timeout", type=float, default=300,
                     help="give up on a server after this many seconds")
-    ap.add_argument("--xdpdns", default=benchlib.default_xdpdns(), help="the xdpdns command")
+    ap.add_argument("--xdpdns", default=shlex.join(servers.xdpdns_command()),
+                    help="the xdpdns command")
     ap.add_argument("--json", help="also write the results as JSON to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
-    servers = [s for s in args.servers.split(",") if s]
-    for s in servers:
+    names = [s for s in args.servers.split(",") if s]
+    for s in names:
         if s not in SERVERS:
             ap.error(f"--servers: unknown server {s!r}, expected some of {','.join(SERVERS)}")
 
@@ -162,12 +162,12 @@ def main() -> int:
               f"file {zone['bytes']:,} bytes ({mib:.1f} MiB); in {tmp}", flush=True)
         rows = []
         for rep in range(args.repeats):
-            order = servers[rep % len(servers):] + servers[:rep % len(servers)]
+            order = names[rep % len(names):] + names[:rep % len(names)]
             for name in order:
                 row = measure(make_server(name, args, tmp / f"run{rep}-{name}", zonefile),
                               args, zone["last_name"])
                 row["repeat"] = rep
-                row["loadavg"] = benchlib.loadavg()
+                row["loadavg"] = procfs.loadavg()
                 rows.append(row)
                 print(f"run {rep} {name:7} first answer {row['first_answer_s']:.3f} s  "
                       f"cpu {row['cpu_s']:.2f} s  Pss {row['pss_total_kib'] / 1024:.1f} MiB  "
@@ -175,9 +175,9 @@ def main() -> int:
                       f"max VmHWM {row['hwm_max_kib'] / 1024:.1f} MiB  "
                       f"load {row['loadavg']:.2f}", flush=True)
         summary = {}
-        for name in servers:
+        for name in names:
             mine = [r for r in rows if r["server"] == name]
-            m = benchlib.median
+            m = median
             summary[name] = {
                 "first_answer_s_median": m([r["first_answer_s"] for r in mine]),
                 "first_answer_s_runs": [round(r["first_answer_s"], 3) for r in mine],
@@ -215,7 +215,8 @@ def main() -> int:
             for k, v in ratios.items():
                 print(f"{k}: {v:.2f}")
         result = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                  "machine": benchlib.versions(),
+                  "machine": {**procfs.machine(),
+                              **{name: servers.version(name) for name in names}},
                   "settings": vars(args), "zone": zone, "summary": summary,
                   "ratios": ratios, "runs": rows}
         print()

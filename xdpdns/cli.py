@@ -1,5 +1,5 @@
 """The command line: ``xdpdns serve``, ``xdpdns check``, ``xdpdns stats``,
-``xdpdns plugins``.
+``xdpdns plugins``, ``xdpdns bench``.
 
 Every error a user can cause (a bad configuration, a broken zone, an address
 in use, a missing permission) ends in one clear message on stderr and a
@@ -74,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("plugins", help="list the loaded plugins and their hooks",
                    description="List the loaded plugins, where each came from and its hooks.")
+
+    from xdpdns.bench.options import add_arguments as add_bench_arguments
+
+    bench = sub.add_parser(
+        "bench", help="measure xdpdns (and peers) under load",
+        description="Build a server and a client network namespace joined by a veth pair "
+        "(root), serve the zones with xdpdns in XDP and/or socket mode (and with the peers "
+        "of --compare), load it from the client side for a bounded time, print a table of "
+        "medians, and delete everything it made, also on Ctrl-C or a failure. With --target, "
+        "load a server already running on loopback instead (no root needed).")
+    add_bench_arguments(bench)
     return parser
 
 
@@ -149,6 +160,21 @@ def _stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from xdpdns.bench.options import UsageError, resolve
+    from xdpdns.bench.runner import BenchError, main
+
+    try:
+        opts = resolve(args)
+    except UsageError as exc:
+        print(f"xdpdns bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return main(opts)
+    except BenchError as exc:
+        return _error(str(exc))
+
+
 def _plugins(args: argparse.Namespace) -> int:
     from xdpdns.plugins import load_plugins, plugin_infos
 
@@ -158,7 +184,8 @@ def _plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"serve": _serve, "check": _check, "stats": _stats, "plugins": _plugins}
+COMMANDS = {"serve": _serve, "check": _check, "stats": _stats, "plugins": _plugins,
+            "bench": _bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
