@@ -1,6 +1,9 @@
 """Chart of bench/xdp_scaling.sh results: answers per second against queues.
 
-    .venv/bin/python bench/plot_scaling.py OUT.png RUNS.jsonl [RUNS.jsonl ...]
+    .venv/bin/python bench/plot_scaling.py OUT.png RUNS.jsonl|BENCH.json ...
+
+RUNS.jsonl: bench/xdp_scaling.sh's JSON lines; BENCH.json: the --json of
+`xdpdns bench` (one queue count per file).
 
 For each server and queue count it plots the best median answer rate over
 the ladder of offered rates (the most it answered) and the highest offered
@@ -23,11 +26,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 CLEAN_LOSS = 0.01
 
 
+def _from_bench(report: dict) -> list[dict]:
+    """The runs of an `xdpdns bench --json` report in xdp_scaling.sh's terms."""
+    queues = report["settings"]["queues"]
+    out = []
+    for run in report["runs"]:
+        if not run.get("sent"):
+            continue
+        out.append({"server": f"{run['server']} {run['mode']}", "queues": queues,
+                    "rate": run.get("offered_rate") or 0,
+                    "answered_per_s": run["answered"] / run["duration"],
+                    "loss": 1 - run["answered"] / run["sent"]})
+    return out
+
+
 def load(paths: list[str]) -> list[dict]:
     runs = []
     for path in paths:
         with open(path) as f:
-            runs += [json.loads(line) for line in f if line.strip()]
+            text = f.read()
+        if path.endswith(".jsonl"):
+            runs += [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            runs += _from_bench(json.loads(text))
     return runs
 
 
@@ -46,7 +67,7 @@ def summarize(runs: list[dict]) -> dict[str, dict[int, tuple[float, float]]]:
     return out
 
 
-def plot(summary, path: str) -> None:
+def plot(summary, path: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for server, points in sorted(summary.items()):
         queues = sorted(points)
@@ -65,7 +86,7 @@ def plot(summary, path: str) -> None:
     ax.set_xticks(sorted({q for p in summary.values() for q in p}))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("XDP mode on a veth, 16-core machine (bench/xdp_scaling.sh)")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -75,7 +96,9 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     summary = summarize(load(argv[2:]))
-    plot(summary, argv[1])
+    source = "xdpdns bench" if any(not p.endswith(".jsonl") for p in argv[2:]) \
+        else "bench/xdp_scaling.sh"
+    plot(summary, argv[1], f"XDP mode on a veth, 16-core machine ({source})")
     for server, points in sorted(summary.items()):
         for q in sorted(points):
             print(f"{server} {q} best={points[q][0]:.0f} clean={points[q][1]}")
