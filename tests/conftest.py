@@ -29,17 +29,9 @@ DIFF_ZONE_DIR = TESTS_DIR / "data" / "diff"
 
 def _free_port(host="127.0.0.1"):
     """A port that is free for both UDP and TCP on host (DNS uses both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no free loopback port for UDP and TCP")
+    from xdpdns.bench.servers import free_port
+
+    return free_port(host)
 
 
 @pytest.fixture

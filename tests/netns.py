@@ -12,14 +12,13 @@ Root only (``ip netns``, setns(2)).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import subprocess
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-CLONE_NEWNET = 0x40000000
+from xdpdns.bench.topology import Netns as BenchNetns
+
 COMMAND_TIMEOUT = 30  # seconds for one ip/ethtool command
 
 SERVER_V4 = "198.18.0.1"
@@ -27,14 +26,6 @@ CLIENT_V4 = "198.18.0.2"
 SERVER_V6 = "2001:2::1"
 CLIENT_V6 = "2001:2::2"
 QUEUES = 2
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 def run(*argv, check=True, timeout=COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
@@ -48,33 +39,9 @@ def run(*argv, check=True, timeout=COMMAND_TIMEOUT) -> subprocess.CompletedProce
 
 
 @dataclass(frozen=True)
-class Netns:
-    """One named network namespace (/run/netns/NAME)."""
-
-    name: str
-
-    def exec_argv(self, argv) -> list[str]:
-        """argv run inside the namespace.  `ip netns exec` execs the command
-        in place, so the process it starts has the command's PID."""
-        return ["ip", "netns", "exec", self.name] + [str(a) for a in argv]
-
-    def run(self, *argv, check=True, timeout=COMMAND_TIMEOUT):
-        return run(*self.exec_argv(argv), check=check, timeout=timeout)
-
-    @contextmanager
-    def entered(self):
-        """Moves the calling thread (only it) into the namespace: sockets
-        created inside stay in it after the block ends."""
-        with open("/proc/thread-self/ns/net", "rb") as home, \
-                open(f"/run/netns/{self.name}", "rb") as target:
-            _setns(target.fileno())
-            try:
-                yield self
-            finally:
-                _setns(home.fileno())
-
-    def exists(self) -> bool:
-        return os.path.exists(f"/run/netns/{self.name}")
+class Netns(BenchNetns):
+    """One named network namespace (/run/netns/NAME): `xdpdns bench`'s, which
+    the tests delete by name themselves."""
 
     def delete(self) -> None:
         if self.exists():
