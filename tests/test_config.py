@@ -260,7 +260,8 @@ def test_unreadable_and_invalid_toml(pm, write_config, tmp_path):
 
 def test_section_claimed_twice(pm, write_config):
     pm.register(_ZonefileLike(), "demo-again")
-    with pytest.raises(ConfigError, match="plugins.demo: .*two plugins"):
+    with pytest.raises(ConfigError,
+                       match="plugins.demo: .*plugins 'demo' and 'demo-again' both claim it"):
         load_config(pm, write_config(""))
 
 
@@ -273,9 +274,10 @@ def test_plugin_parser_failure_is_a_config_error(write_config):
             return [ConfigSection("broken", parse)]
 
     pm = new_plugin_manager()
-    pm.register(Broken())
+    pm.register(Broken(), "breaker")
     path = write_config("[plugins.broken]\n")
-    with pytest.raises(ConfigError, match=f"^{path}: plugins.broken: cannot make sense"):
+    with pytest.raises(ConfigError, match=f"^{path}: plugins.broken: the parser of plugin "
+                                          "'breaker' failed: ValueError: cannot make sense"):
         load_config(pm, path)
 
 

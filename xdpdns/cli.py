@@ -176,11 +176,28 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from xdpdns.plugins import load_plugins, plugin_infos
+    from xdpdns.plugins import (AFTER, BEFORE, hook_orders, load_plugins, order_problems,
+                                plugin_infos)
 
-    for info in plugin_infos(load_plugins()):
-        print(f"{info.name}: {info.origin}")
-        print(f"    hooks: {', '.join(info.hooks) or '(none)'}")
+    # The problems are part of the listing below; not also on stderr.
+    logging.getLogger("xdpdns.plugins").addHandler(logging.NullHandler())
+    pm = load_plugins()
+    print("plugins, in plugin order:")
+    for position, info in enumerate(plugin_infos(pm), 1):
+        marks = dict(info.marks)
+        hooks = [f"{hook} ({marks[hook]})" if hook in marks else hook for hook in info.hooks]
+        print(f"{position}. {info.name}: {info.origin}")
+        print(f"    hooks: {', '.join(hooks) or '(none)'}")
+        for label, attribute, names in (("before", BEFORE, info.before),
+                                        ("after", AFTER, info.after)):
+            if names:
+                shown = [f"{n} (not loaded)" if n in info.missing else n for n in names]
+                print(f"    {label}: {', '.join(shown)}  ({attribute})")
+    print("hooks, in call order:")
+    for hook, names in hook_orders(pm).items():
+        print(f"    {hook}: {', '.join(names) or '(hook wrappers only)'}")
+    for problem in order_problems(pm):
+        print(f"warning: {problem}")
     return EXIT_OK
 
 

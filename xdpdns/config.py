@@ -586,16 +586,20 @@ def _check_unique_origins(zones: Sequence[ZoneConfig], where: Where, key: str) -
         seen[z.origin] = z.file
 
 
-def _plugin_sections(pm, where: Where) -> dict[str, Any]:
-    sections: dict[str, Any] = {}
+def _plugin_sections(pm, where: Where) -> dict[str, tuple[Any, str]]:
+    """Section name -> (ConfigSection, name of the plugin that owns it)."""
+    sections: dict[str, tuple[Any, str]] = {}
     if pm is None:
         return sections
-    for declared in pm.hook.config_sections():
-        for section in declared or ():
+    # One plugin at a time, so that errors can say whose.
+    for impl in pm.hook.config_sections.get_hookimpls():
+        for section in impl.function() or ():
             if section.name in sections:
+                first, second = sorted((sections[section.name][1], impl.plugin_name))
                 raise where.error(f"plugins.{section.name}",
-                                  "a section owned by one plugin (two plugins claim it)")
-            sections[section.name] = section
+                                  f"a section owned by one plugin; plugins {first!r} and "
+                                  f"{second!r} both claim it")
+            sections[section.name] = (section, impl.plugin_name)
     return sections
 
 
@@ -609,14 +613,15 @@ def _parse_plugins(pm, tables: Any, where: Where) -> dict[str, Any]:
             raise ConfigError(f"{where.file}: plugins.{name}: unknown section: no loaded "
                               f"plugin owns it (known sections: {known})")
     parsed = {}
-    for name, section in sections.items():
+    for name, (section, owner) in sections.items():
         w = where.sub(f"plugins.{name}")
         try:
             parsed[name] = section.parse(tables.get(name, {}), w)
         except ConfigError:
             raise
         except Exception as exc:  # a plugin's parser failing is still a config error
-            raise ConfigError(f"{where.file}: plugins.{name}: {exc}") from exc
+            raise ConfigError(f"{where.file}: plugins.{name}: the parser of plugin "
+                              f"{owner!r} failed: {type(exc).__name__}: {exc}") from exc
     return parsed
 
 
