@@ -4,7 +4,9 @@
  *
  * UDP DNS queries to a port whose action is REDIRECT (and, when configured,
  * to one of our addresses) go to the AF_XDP socket of the rx queue they
- * arrived on; DROP ports are dropped; everything else, and everything the
+ * arrived on, unless the source ACL (acl_v4, acl_v6) denies their sender:
+ * those are dropped here, before any copy.  DROP ports are dropped;
+ * everything else, and everything the
  * engine could not answer (fragments, IPv6 extension headers, responses,
  * NOTIFY, UPDATE), goes on to the kernel's stack.  A queue with no socket
  * bound falls back to the kernel too: DNS is never black-holed.
@@ -15,7 +17,8 @@
  * xdpdns's load generator (native/xdpgen.c) on the client's interface: there
  * it takes DNS *answers* from a port (port_actions keyed by the UDP source
  * port) to the generator's sockets, and passes everything else, so that one
- * parser serves both sides.
+ * parser serves both sides.  The source ACL is compiled out there: the
+ * generator takes the answers of the one server it loads.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -46,6 +49,16 @@
 #define XD_DNS_OPCODE_MASK 0x0f
 #define XD_DNS_OPCODE_QUERY 0
 
+/* A load the compiler neither repeats nor tears (the kernel's READ_ONCE). */
+#define XD_READ_ONCE(x) (*(volatile __typeof__(x) *)&(x))
+
+/* Why a packet got its verdict, beyond the verdict itself (counted). */
+enum xd_note {
+	XD_NOTE_NONE,
+	XD_NOTE_MALFORMED,	/* a header cut short: passed */
+	XD_NOTE_DENIED,		/* the source ACL denies the sender: dropped */
+};
+
 /* ---- maps ---------------------------------------------------------------- */
 
 struct {
@@ -68,6 +81,25 @@ struct {
 	__type(value, struct xd_config);
 	__uint(max_entries, 1);
 } config SEC(".maps");
+
+#ifndef XD_GENERATOR
+/* LPM tries are allocated per entry: the kernel requires BPF_F_NO_PREALLOC. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct xd_acl_v4_key);
+	__type(value, struct xd_acl_value);
+	__uint(max_entries, XD_ACL_ENTRIES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} acl_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct xd_acl_v6_key);
+	__type(value, struct xd_acl_value);
+	__uint(max_entries, XD_ACL_ENTRIES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} acl_v6 SEC(".maps");
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -136,9 +168,10 @@ static __always_inline enum xd_parse xd_parse_eth(struct xd_cursor *c, __be16 *p
 	return XD_PARSE_OK;
 }
 
-/* IPv4 with options; only unfragmented UDP is ours.  *dest gets the
- * destination address. */
-static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct xd_addr_key *dest)
+/* IPv4 with options; only unfragmented UDP is ours.  *dest and *src get
+ * the destination and source addresses. */
+static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct xd_addr_key *dest,
+						  struct xd_addr_key *src)
 {
 	struct iphdr *ip = c->pos;
 	int hdr_len;
@@ -153,6 +186,8 @@ static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct x
 	c->pos += hdr_len;
 	dest->family = XD_AF_INET;
 	__builtin_memcpy(dest->addr, &ip->daddr, sizeof(ip->daddr));
+	src->family = XD_AF_INET;
+	__builtin_memcpy(src->addr, &ip->saddr, sizeof(ip->saddr));
 	/* A fragment carries no UDP header, or only part of the datagram:
 	 * the kernel reassembles it. */
 	if (ip->frag_off & bpf_htons(XD_IP_MF | XD_IP_OFFSET))
@@ -163,8 +198,9 @@ static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct x
 }
 
 /* IPv6 whose next header is UDP itself: extension headers (fragments
- * among them) are left to the kernel.  *dest gets the destination. */
-static __always_inline enum xd_parse xd_parse_ipv6(struct xd_cursor *c, struct xd_addr_key *dest)
+ * among them) are left to the kernel.  *dest and *src get the addresses. */
+static __always_inline enum xd_parse xd_parse_ipv6(struct xd_cursor *c, struct xd_addr_key *dest,
+						  struct xd_addr_key *src)
 {
 	struct ipv6hdr *ip6 = c->pos;
 
@@ -175,6 +211,8 @@ static __always_inline enum xd_parse xd_parse_ipv6(struct xd_cursor *c, struct x
 	c->pos = ip6 + 1;
 	dest->family = XD_AF_INET6;
 	__builtin_memcpy(dest->addr, &ip6->daddr, sizeof(ip6->daddr));
+	src->family = XD_AF_INET6;
+	__builtin_memcpy(src->addr, &ip6->saddr, sizeof(ip6->saddr));
 	if (ip6->nexthdr != IPPROTO_UDP)
 		return XD_PARSE_OTHER;
 	return XD_PARSE_OK;
@@ -219,18 +257,55 @@ static __always_inline enum xd_parse xd_parse_dns(struct xd_cursor *c, const str
 
 /* ---- what to do with the packet ------------------------------------------ */
 
-static __always_inline int xd_check_dest(void)
+/* What the one config entry says; all zero (no address check, no ACL)
+ * if it could not be read. */
+static __always_inline struct xd_config xd_config_read(void)
 {
 	__u32 zero = 0;
 	struct xd_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	struct xd_config out = { 0, 0 };
 
-	return cfg && cfg->check_dest;
+	if (cfg) {
+		out.check_dest = cfg->check_dest;
+		/* One read: the packet is judged by one rule set even while
+		 * user space flips to the next. */
+		out.acl_generation = XD_READ_ONCE(cfg->acl_generation);
+	}
+	return out;
 }
 
 static __always_inline int xd_dest_ours(const struct xd_addr_key *dest)
 {
 	return bpf_map_lookup_elem(&dest_addrs, dest) != NULL;
 }
+
+#ifndef XD_GENERATOR
+/* The longest prefix of the current generation that holds src decides;
+ * with none (no rule and an allow default), the sender is allowed. */
+static __always_inline int xd_source_denied(__u32 generation, const struct xd_addr_key *src)
+{
+	struct xd_acl_value *value;
+
+	if (src->family == XD_AF_INET) {
+		struct xd_acl_v4_key key = {
+			.prefixlen = XD_ACL_GENERATION_BITS + 32,
+			.generation = generation,
+		};
+
+		__builtin_memcpy(key.addr, src->addr, sizeof(key.addr));
+		value = bpf_map_lookup_elem(&acl_v4, &key);
+	} else {
+		struct xd_acl_v6_key key = {
+			.prefixlen = XD_ACL_GENERATION_BITS + 128,
+			.generation = generation,
+		};
+
+		__builtin_memcpy(key.addr, src->addr, sizeof(key.addr));
+		value = bpf_map_lookup_elem(&acl_v6, &key);
+	}
+	return value && value->action == XD_ACL_DENY;
+}
+#endif
 
 static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found)
 {
@@ -245,37 +320,39 @@ static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found
 	return value ? value->action : XD_ACTION_PASS;
 }
 
-/* The verdict on one packet; *malformed is set when a header was cut
- * short (the packet is passed and counted). */
-static __always_inline int xd_decide(struct xdp_md *ctx, int *malformed)
+/* The verdict on one packet; *note says why when that is counted apart
+ * (a header cut short: passed; a denied sender: dropped). */
+static __always_inline int xd_decide(struct xdp_md *ctx, enum xd_note *note)
 {
 	struct xd_cursor c = {
 		.pos = (void *)(long)ctx->data,
 		.end = (void *)(long)ctx->data_end,
 	};
-	struct xd_addr_key dest;
+	struct xd_addr_key dest, src;
+	struct xd_config cfg;
 	struct udphdr *udp;
 	enum xd_parse r;
 	__be16 proto;
 	__u32 action;
 	int found;
 
-	*malformed = 0;
-	/* A map key: every byte initialised, IPv4's unused ones zero. */
+	*note = XD_NOTE_NONE;
+	/* Map keys: every byte initialised, IPv4's unused ones zero. */
 	__builtin_memset(&dest, 0, sizeof(dest));
+	__builtin_memset(&src, 0, sizeof(src));
 	r = xd_parse_eth(&c, &proto);
 	if (r == XD_PARSE_OK) {
 		if (proto == bpf_htons(ETH_P_IP))
-			r = xd_parse_ipv4(&c, &dest);
+			r = xd_parse_ipv4(&c, &dest, &src);
 		else if (proto == bpf_htons(ETH_P_IPV6))
-			r = xd_parse_ipv6(&c, &dest);
+			r = xd_parse_ipv6(&c, &dest, &src);
 		else
 			r = XD_PARSE_OTHER;
 	}
 	if (r == XD_PARSE_OK)
 		r = xd_parse_udp(&c, &udp);
 	if (r != XD_PARSE_OK) {
-		*malformed = r == XD_PARSE_SHORT;
+		*note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
 		return XDP_PASS;	/* not unfragmented UDP over IP: the kernel's */
 	}
 
@@ -287,11 +364,20 @@ static __always_inline int xd_decide(struct xdp_md *ctx, int *malformed)
 	if (action != XD_ACTION_REDIRECT)
 		return XDP_PASS;	/* the port's action is PASS */
 
-	if (xd_check_dest() && !xd_dest_ours(&dest))
+	cfg = xd_config_read();
+	if (cfg.check_dest && !xd_dest_ours(&dest))
 		return XDP_PASS;	/* to an address we do not serve */
+#ifndef XD_GENERATOR
+	/* Before the DNS header is even looked at: a denied sender gets
+	 * nothing on this port, the kernel's listeners included. */
+	if (cfg.acl_generation && xd_source_denied(cfg.acl_generation, &src)) {
+		*note = XD_NOTE_DENIED;
+		return XDP_DROP;	/* the source ACL denies the sender */
+	}
+#endif
 	r = xd_parse_dns(&c, udp);
 	if (r != XD_PARSE_OK) {
-		*malformed = r == XD_PARSE_SHORT;
+		*note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
 		return XDP_PASS;	/* not a DNS query the engine answers: the socket listener's */
 	}
 	/* A query for the worker of this rx queue; XDP_PASS, not a black hole,
@@ -304,22 +390,25 @@ int xdpdns(struct xdp_md *ctx)
 {
 	__u32 zero = 0;
 	struct xd_prog_counters *count = bpf_map_lookup_elem(&stats, &zero);
-	int malformed;
+	enum xd_note note;
 	int verdict;
 
-	verdict = xd_decide(ctx, &malformed);
+	verdict = xd_decide(ctx, &note);
 	if (!count)
 		return verdict;		/* cannot happen for a one-entry array */
 	/* Per-CPU values: XDP runs with migration disabled, so plain
-	 * increments are exact. */
+	 * increments are exact.  Each packet lands in exactly one of
+	 * redirected, passed, dropped and denied. */
 	count->seen++;
 	if (verdict == XDP_REDIRECT)
 		count->redirected++;
+	else if (note == XD_NOTE_DENIED)
+		count->denied++;
 	else if (verdict == XDP_DROP)
 		count->dropped++;
 	else
 		count->passed++;
-	if (malformed)
+	if (note == XD_NOTE_MALFORMED)
 		count->malformed++;
 	return verdict;			/* xd_decide's reason */
 }

@@ -507,6 +507,60 @@ static int answer_query(const struct xd_image *img, const struct xd_query *q,
 	return 0;
 }
 
+/* ---- CHAOS: what the server says about itself ----------------------------- */
+
+/* The CHAOS names answered (RFC 4892 and the BIND names that everyone
+ * asks), lower-case wire form, and the identity item each one shows. */
+static const struct {
+	const char *wire;
+	uint8_t len;
+	int which;
+} chaos_names[] = {
+	{ "\7version\4bind", 14, XD_IDENTITY_VERSION },
+	{ "\7version\6server", 16, XD_IDENTITY_VERSION },
+	{ "\10hostname\4bind", 15, XD_IDENTITY_HOSTNAME },
+	{ "\2id\6server", 11, XD_IDENTITY_ID },
+};
+
+static int chaos_item(const struct xd_query *q)
+{
+	for (size_t i = 0; i < sizeof(chaos_names) / sizeof(chaos_names[0]); i++)
+		if (q->qname_len == chaos_names[i].len &&
+		    memcmp(q->qname, chaos_names[i].wire, chaos_names[i].len) == 0)
+			return chaos_names[i].which;
+	return -1;
+}
+
+/* A CHAOS-class query: one TXT record (TTL 0) for a TXT query of an
+ * identity name that is not hidden; REFUSED for anything else. */
+static void answer_chaos(const struct xd_image *img, const struct xd_query *q,
+			 struct response *r)
+{
+	int which = chaos_item(q);
+	const uint8_t *text;
+	size_t len = 0;
+	uint8_t *p;
+
+	text = which < 0 ? NULL : xd_image_identity(img, which, &len);
+	/* Only TXT is answered, as Knot does; AA stays clear: no zone holds
+	 * these names. */
+	if (!text || q->qtype != XD_TYPE_TXT) {
+		r->rcode = XD_RCODE_REFUSED;
+		return;
+	}
+	/* 12 + 1 + 255 bytes always fit the 512 a response may use. */
+	p = r->buf + r->len;
+	xd_put16(p, 0xc000 | XD_DNS_HEADER_LEN);	/* the qname */
+	xd_put16(p + 2, XD_TYPE_TXT);
+	xd_put16(p + 4, XD_CLASS_CH);
+	memset(p + 6, 0, 4);				/* TTL 0 */
+	xd_put16(p + 10, (uint16_t)(1 + len));
+	p[12] = (uint8_t)len;
+	memcpy(p + 13, text, len);
+	r->len += 13 + len;
+	r->count[AN] = 1;
+}
+
 /* ---- header, question and OPT --------------------------------------------- */
 
 static size_t udp_limit(const struct xd_query *q)
@@ -518,10 +572,20 @@ static size_t udp_limit(const struct xd_query *q)
 	return size;
 }
 
-static void put_opt(struct response *r, const struct xd_query *q)
+/* The NSID to send (RFC 5001): only to a query that asked for it. */
+static const uint8_t *nsid_for(const struct xd_image *img, const struct xd_query *q,
+			       size_t *len)
+{
+	*len = 0;
+	return q->edns && q->nsid ? xd_image_identity(img, XD_IDENTITY_NSID, len) : NULL;
+}
+
+static void put_opt(struct response *r, const struct xd_query *q, const uint8_t *nsid,
+		    size_t nsid_len)
 {
 	uint8_t *p = r->buf + r->len;
 	uint16_t rdlen = r->ede_not_authoritative ? XD_EDE_LEN : 0;
+	uint8_t *o = p + XD_OPT_LEN;
 
 	p[0] = 0;
 	xd_put16(p + 1, XD_TYPE_OPT);
@@ -529,12 +593,19 @@ static void put_opt(struct response *r, const struct xd_query *q)
 	p[5] = r->rcode >> 4;
 	p[6] = 0;	/* version */
 	xd_put16(p + 7, q->edns_flags & XD_EDNS_DO);	/* RFC 3225 3 */
-	xd_put16(p + 9, rdlen);
 	if (rdlen) {
-		xd_put16(p + 11, XD_EDNS_OPTION_EDE);
-		xd_put16(p + 13, 2);
-		xd_put16(p + 15, XD_EDE_NOT_AUTHORITATIVE);
+		xd_put16(o, XD_EDNS_OPTION_EDE);
+		xd_put16(o + 2, 2);
+		xd_put16(o + 4, XD_EDE_NOT_AUTHORITATIVE);
+		o += XD_EDE_LEN;
 	}
+	if (nsid) {
+		xd_put16(o, XD_EDNS_OPTION_NSID);
+		xd_put16(o + 2, (uint16_t)nsid_len);
+		memcpy(o + 4, nsid, nsid_len);
+		rdlen += 4 + nsid_len;
+	}
+	xd_put16(p + 9, rdlen);
 	r->len += XD_OPT_LEN + rdlen;
 	r->count[AR]++;
 }
@@ -558,6 +629,8 @@ int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
 	struct xd_query q;
 	struct response r;
 	bool tcp = flags & XD_ANSWER_TCP;
+	const uint8_t *nsid;
+	size_t nsid_len;
 	int rc;
 
 	if (qlen < XD_DNS_HEADER_LEN || cap < XD_UDP_PAYLOAD_MIN)
@@ -574,7 +647,8 @@ int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
 	/* Echo the question whenever it parsed, even in errors. */
 	memcpy(resp + r.len, query + XD_DNS_HEADER_LEN, q.question_end - XD_DNS_HEADER_LEN);
 	r.len = r.question_end = q.question_end;
-	r.reserve = q.edns ? XD_OPT_LEN + XD_EDE_LEN : 0;
+	nsid = nsid_for(img, &q, &nsid_len);
+	r.reserve = q.edns ? XD_OPT_LEN + XD_EDE_LEN + (nsid ? 4 + nsid_len : 0) : 0;
 
 	if (rc == XD_QUERY_FORMERR)
 		r.rcode = XD_RCODE_FORMERR;
@@ -582,15 +656,17 @@ int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
 		r.rcode = XD_RCODE_NOTIMP;
 	else if (q.edns && q.edns_version > 0)
 		r.rcode = XD_RCODE_BADVERS;	/* RFC 6891 6.1.3 */
+	else if (q.qclass == XD_CLASS_CH)
+		answer_chaos(img, &q, &r);
 	else if (q.qclass != XD_CLASS_IN && q.qclass != XD_CLASS_ANY)
-		r.rcode = XD_RCODE_REFUSED;	/* CHAOS until a plugin answers it */
+		r.rcode = XD_RCODE_REFUSED;
 	else if (q.qtype == XD_TYPE_AXFR || q.qtype == XD_TYPE_IXFR)
 		r.rcode = XD_RCODE_REFUSED;	/* no transfers are allowed */
 	else
 		answer_query(img, &q, &r);
 
 	if (q.edns)
-		put_opt(&r, &q);
+		put_opt(&r, &q, nsid, nsid_len);
 	put_header(&r, &q, r.question_end > XD_DNS_HEADER_LEN);
 	return (int)r.len;
 }

@@ -715,6 +715,17 @@ static void check_ttls(struct xd_builder *b, uint32_t i)
 	}
 }
 
+int xd_builder_set_identity(struct xd_builder *b, int which, const uint8_t *data,
+			    size_t len)
+{
+	if (which < 0 || which >= XD_IDENTITY_COUNT || len > sizeof(b->identity[0].data))
+		return -EINVAL;
+	b->identity[which].present = true;
+	b->identity[which].len = (uint8_t)len;
+	memcpy(b->identity[which].data, data, len);
+	return 0;
+}
+
 int xd_builder_check(struct xd_builder *b)
 {
 	size_t errors_before = b->nerrors;

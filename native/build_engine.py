@@ -36,15 +36,23 @@ def _cdef_text() -> str:
     return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
 
 
+# The enums of bpf/xdpdns_maps.h that the engine's API takes: port actions
+# (XD_ACTION_PASS, ...) and source ACL actions (XD_ACL_ALLOW, XD_ACL_DENY).
+_MAPS_ENUMS = ("xd_action", "xd_acl_action")
+
+
 def _action_enum() -> str:
-    """The `enum xd_action {...};` block of bpf/xdpdns_maps.h, so that the
-    action codes (XD_ACTION_PASS, ...) reach Python from the one header that
+    """The `enum NAME {...};` blocks of bpf/xdpdns_maps.h named in
+    _MAPS_ENUMS, so that their codes reach Python from the one header that
     the XDP program and the engine share."""
     text = (ROOT / "bpf" / "xdpdns_maps.h").read_text()
-    match = re.search(r"^enum xd_action \{.*?^\};", text, re.M | re.S)
-    if match is None:
-        raise SystemExit("bpf/xdpdns_maps.h: no `enum xd_action { ... };` block")
-    return re.sub(r"/\*.*?\*/", "", match.group(0), flags=re.S)
+    blocks = []
+    for name in _MAPS_ENUMS:
+        match = re.search(rf"^enum {name} \{{.*?^\}};", text, re.M | re.S)
+        if match is None:
+            raise SystemExit(f"bpf/xdpdns_maps.h: no `enum {name} {{ ... }};` block")
+        blocks.append(re.sub(r"/\*.*?\*/", "", match.group(0), flags=re.S))
+    return "\n".join(blocks)
 
 
 def _compile_args() -> tuple[list[str], list[str]]:

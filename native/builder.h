@@ -66,6 +66,11 @@ struct xd_builder {
 	size_t nproblems, problems_cap;
 	size_t nerrors;
 	bool checked;		/* flags and occlusion are computed */
+	struct {
+		bool present;
+		uint8_t len;
+		uint8_t data[255];
+	} identity[XD_IDENTITY_COUNT];
 };
 
 /* Grows *data (elements of `elem` bytes) so that `need` fit. */

@@ -1,6 +1,7 @@
 /*
- * engine.c - the engine object: the published zone image, swapped
- * atomically and reclaimed once every reader has moved on.
+ * engine.c - the engine object: the published zone image (and the source
+ * ACL, native/acl.c), swapped atomically and reclaimed once every reader
+ * has moved on.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "acl.h"
 #include "engine_internal.h"
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err)
@@ -20,9 +22,11 @@ int xd_engine_new(struct xd_engine **out, struct xd_error *err)
 	}
 	memset(e, 0, sizeof(*e));
 	atomic_init(&e->image, NULL);
+	atomic_init(&e->acl, NULL);
 	atomic_init(&e->epoch, 1);
 	pthread_mutex_init(&e->publish_lock, NULL);
 	pthread_mutex_init(&e->external_lock, NULL);
+	pthread_mutex_init(&e->acl_lock, NULL);
 	*out = e;
 	return 0;
 }
@@ -34,6 +38,8 @@ void xd_engine_free(struct xd_engine *e)
 	xd_engine_xdp_stop(e);
 	xd_engine_udp_stop(e);
 	xd_image_free(atomic_load(&e->image));
+	xd_acl_free(atomic_load(&e->acl));
+	pthread_mutex_destroy(&e->acl_lock);
 	pthread_mutex_destroy(&e->external_lock);
 	pthread_mutex_destroy(&e->publish_lock);
 	free(e);
@@ -54,6 +60,16 @@ static void wait_for_readers(struct xd_engine *e, uint64_t epoch)
 			nanosleep(&pause, NULL);
 		}
 	}
+}
+
+void xd_engine_synchronize(struct xd_engine *e)
+{
+	uint64_t epoch;
+
+	pthread_mutex_lock(&e->publish_lock);
+	epoch = atomic_fetch_add(&e->epoch, 1) + 1;
+	wait_for_readers(e, epoch);
+	pthread_mutex_unlock(&e->publish_lock);
 }
 
 int xd_engine_set_image(struct xd_engine *e, struct xd_image *img)

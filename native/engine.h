@@ -97,6 +97,23 @@ int xd_builder_problem(const struct xd_builder *b, size_t index,
  * missing glue, ...), recording problems; returns the number of errors. */
 int xd_builder_check(struct xd_builder *b);
 
+/* What the server says about itself, compiled into the image: the TXT
+ * answers to CHAOS-class queries for version.bind and version.server,
+ * hostname.bind, id.server, and the EDNS NSID option (RFC 5001) sent to
+ * queries that ask for it.  One that is never set stays hidden (REFUSED,
+ * no NSID). */
+enum {
+	XD_IDENTITY_VERSION = 0,
+	XD_IDENTITY_HOSTNAME = 1,
+	XD_IDENTITY_ID = 2,
+	XD_IDENTITY_NSID = 3,
+	XD_IDENTITY_COUNT = 4,
+};
+
+/* Sets one identity item (XD_IDENTITY_*) to len bytes (at most 255). */
+int xd_builder_set_identity(struct xd_builder *b, int which, const uint8_t *data,
+			    size_t len);
+
 /* Checks and compiles everything added into an image.  Fails with -EINVAL
  * (and a message) when any error-severity problem exists. */
 int xd_builder_finish(struct xd_builder *b, struct xd_image **out,
@@ -143,6 +160,8 @@ struct xd_worker_stats {
 	uint64_t dropped;
 	uint64_t truncated;
 	uint64_t batches;
+	uint64_t denied;		/* from sources the ACL denies (also in
+					 * answered or dropped, per socket_verdict) */
 };
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err);
@@ -246,6 +265,7 @@ struct xd_prog_stats {
 	uint64_t passed;
 	uint64_t dropped;
 	uint64_t malformed;
+	uint64_t denied;		/* dropped for the source ACL */
 };
 
 /* Loads and attaches the XDP program to cfg->ifname (native mode, generic
@@ -345,5 +365,44 @@ int xd_gen_queue_count(const struct xd_gen *g);
 int xd_gen_queue_stats(const struct xd_gen *g, int queue, struct xd_gen_stats *out);
 /* Stops and joins the threads, closes the sockets, detaches the program. */
 void xd_gen_free(struct xd_gen *g);
+
+/* ---- Source address ACL --------------------------------------------------- */
+
+/* The sources in addr/prefix_len get `action`: XD_ACL_ALLOW or XD_ACL_DENY
+ * (enum xd_acl_action of bpf/xdpdns_maps.h).  The longest prefix that
+ * holds a source decides; a source no prefix holds gets the default. */
+struct xd_acl_rule {
+	int family;			/* AF_INET or AF_INET6 */
+	uint8_t addr[16];		/* IPv4: the first 4 bytes */
+	uint8_t prefix_len;		/* 0 to 32, or 0 to 128 */
+	uint8_t action;
+};
+
+/* What happens to a query from a source: answered, or (denied) REFUSED
+ * or dropped.  The last two are also what socket mode is told to do with
+ * denied sources; XDP mode always drops them in the XDP program. */
+enum {
+	XD_VERDICT_ANSWER = 0,
+	XD_VERDICT_REFUSE = 1,
+	XD_VERDICT_DROP = 2,
+};
+
+/* Replaces the ACL: rules[0..n) (a prefix given twice keeps its first
+ * rule), default_action (XD_ACL_*) for sources no prefix holds, and
+ * socket_verdict (XD_VERDICT_REFUSE or XD_VERDICT_DROP) for denied sources
+ * in socket mode.  Socket-mode workers switch with one atomic pointer swap;
+ * when XDP mode runs, the program's LPM tries switch in one store too (and
+ * xd_engine_xdp_start installs the ACL set before it).  At most
+ * XD_ACL_RULES_MAX prefixes per family.  On failure the old ACL stays. */
+int xd_engine_acl_set(struct xd_engine *e, const struct xd_acl_rule *rules, int n,
+		      uint32_t default_action, int socket_verdict, struct xd_error *err);
+/* The XD_VERDICT_* for a query from addr (family AF_INET or AF_INET6; 4 or
+ * 16 bytes), as socket mode decides it; -EAFNOSUPPORT for another family.
+ * Safe from any thread while workers run (the TCP listener asks here). */
+int xd_engine_acl_check(struct xd_engine *e, int family, const uint8_t *addr);
+/* The REFUSED response (RCODE 5) to a query: its ID, opcode, RD and CD and
+ * its question echoed, and a bare OPT when it had one.  Same contract as
+ * xd_answer (0: nothing to send, e.g. to a response). */
+int xd_answer_refused(const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap);
 
 #endif

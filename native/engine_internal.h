@@ -28,14 +28,22 @@ struct xd_reader {
 	_Atomic uint64_t epoch;		/* 0: not reading */
 } __attribute__((aligned(64)));
 
+struct xd_acl;
 struct xd_udp;
 struct xd_xdp;
 
 struct xd_engine {
 	_Atomic(struct xd_image *) image;
+	/* The source ACL (native/acl.c), NULL when it denies nothing;
+	 * published and reclaimed like the image. */
+	_Atomic(struct xd_acl *) acl;
 	_Atomic uint64_t epoch;
 	pthread_mutex_t publish_lock;
 	pthread_mutex_t external_lock;
+	/* Serializes ACL changes with XDP mode's start and stop, so that the
+	 * program's maps always hold the ACL last set, and with the other
+	 * writer of the program's config entry (xd_engine_xdp_add_address). */
+	pthread_mutex_t acl_lock;
 	struct xd_reader readers[XD_WORKERS_MAX + 1];
 	struct xd_udp *udp;
 	struct xd_xdp *xdp;
@@ -46,6 +54,10 @@ static inline const struct xd_image *xd_engine_enter(struct xd_engine *e, int sl
 	atomic_store(&e->readers[slot].epoch, atomic_load(&e->epoch));
 	return atomic_load(&e->image);
 }
+
+/* Returns once every reader that could still hold a pointer published
+ * before this call (image or ACL) has left: the old object can be freed. */
+void xd_engine_synchronize(struct xd_engine *e);
 
 static inline void xd_engine_leave(struct xd_engine *e, int slot)
 {

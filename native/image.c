@@ -219,6 +219,8 @@ static int check_references(struct check *c, const struct xd_image *img,
 	return 0;
 }
 
+static int check_identity(struct check *c, const struct xd_image_header *h);
+
 static int check_header(struct check *c, const struct xd_image_header *h)
 {
 	if (c->size < sizeof(*h))
@@ -247,7 +249,36 @@ static int check_header(struct check *c, const struct xd_image_header *h)
 		       h->zone_count * sizeof(struct xd_zone_entry)) ||
 	    h->zone_count >= h->zone_hash_size || h->names >= h->name_hash_size)
 		return fail(c, "tables outside the image", 0);
+	return check_identity(c, h);
+}
+
+/* The identity block: after the tables, every entry inside the image. */
+static int check_identity(struct check *c, const struct xd_image_header *h)
+{
+	size_t pos = h->identity;
+
+	if (pos < h->name_hash + 4 * (size_t)h->name_hash_size)
+		return fail(c, "identity block inside the tables", pos);
+	for (int i = 0; i < XD_IDENTITY_COUNT; i++) {
+		if (!in_bounds(c, pos, 2) || c->base[pos] > 1 ||
+		    (!c->base[pos] && c->base[pos + 1]) ||
+		    !in_bounds(c, pos + 2, c->base[pos + 1]))
+			return fail(c, "bad identity block", pos);
+		pos += 2 + c->base[pos + 1];
+	}
 	return 0;
+}
+
+const uint8_t *xd_image_identity(const struct xd_image *img, int which, size_t *len)
+{
+	const uint8_t *p = img->base + img->hdr->identity;
+
+	if (which < 0 || which >= XD_IDENTITY_COUNT)
+		return NULL;
+	for (int i = 0; i < which; i++)
+		p += 2 + p[1];
+	*len = p[1];
+	return p[0] ? p + 2 : NULL;
 }
 
 static int check_zones(struct check *c, const struct xd_image *img)

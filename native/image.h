@@ -10,6 +10,10 @@
  * readers use xd_ld16/xd_ld32.
  *
  *   header | zone table | zone origins | nodes (with their RRsets) | name hash
+ *          | identity
+ *
+ * Identity (XD_IDENTITY_COUNT entries, in XD_IDENTITY_* order): u8 present,
+ * u8 len, data[len].  What CHAOS TXT queries and the NSID option get.
  *
  * Node (10 bytes + name + RRsets):
  *   u32 link      OCCLUDED: the zone cut or DNAME node above this one;
@@ -42,7 +46,7 @@
 #include "wire.h"
 
 #define XD_IMAGE_MAGIC "XDPDNSIM"
-#define XD_IMAGE_VERSION 1
+#define XD_IMAGE_VERSION 2
 #define XD_IMAGE_BYTE_ORDER 0x01020304u
 
 struct xd_image_header {
@@ -63,6 +67,8 @@ struct xd_image_header {
 	/* Bit k set: some zone's origin has k labels.  Zone lookup hashes
 	 * only the qname suffixes that could be an origin. */
 	uint64_t origin_labels[2];
+	uint32_t identity;	/* offset of the identity block */
+	uint32_t reserved;
 };
 
 struct xd_zone_entry {
@@ -166,6 +172,10 @@ const uint8_t *xd_image_find(const struct xd_image *img, uint16_t zone,
 int xd_image_find_zone(const struct xd_image *img, const uint8_t *name, size_t len);
 /* Finds the RRset of `type` at node n; NULL if none. */
 const uint8_t *xd_node_rrset(const uint8_t *n, uint16_t type);
+
+/* Identity item `which` (XD_IDENTITY_*): its bytes and *len, or NULL when
+ * it is hidden. */
+const uint8_t *xd_image_identity(const struct xd_image *img, int which, size_t *len);
 
 /* Wraps a block the builder made (trusted: no validation); takes ownership. */
 int xd_image_adopt(uint8_t *base, size_t size, struct xd_image **out);

@@ -522,6 +522,24 @@ static int write_zones(struct xd_builder *b, struct out *o, struct scratch *s,
 	return 0;
 }
 
+static int write_identity(struct xd_builder *b, struct out *o, struct xd_image_header *h)
+{
+	int rc = out_reserve(o, XD_IDENTITY_COUNT * (2 + sizeof(b->identity[0].data)));
+
+	if (rc)
+		return rc;
+	h->identity = o->len;
+	for (int i = 0; i < XD_IDENTITY_COUNT; i++) {
+		uint8_t *p = o->data + o->len;
+
+		p[0] = b->identity[i].present;
+		p[1] = b->identity[i].present ? b->identity[i].len : 0;
+		memcpy(p + 2, b->identity[i].data, p[1]);
+		o->len += 2 + p[1];
+	}
+	return 0;
+}
+
 int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
 		    struct xd_error *err)
 {
@@ -544,6 +562,8 @@ int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
 	}
 	fix_up_references(b, o.data);
 	rc = write_tables(b, &o, &h);
+	if (rc == 0)
+		rc = write_identity(b, &o, &h);
 	if (rc)
 		goto out_free;
 

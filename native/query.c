@@ -60,14 +60,17 @@ static int skip_name(const struct xd_query *q, size_t *pos)
 	return -1;
 }
 
-/* RFC 6891 6.1.2: the OPT's options must be well-formed TLVs. */
-static int check_options(const uint8_t *rdata, size_t len)
+/* RFC 6891 6.1.2: the OPT's options must be well-formed TLVs; notes the
+ * ones the answer depends on. */
+static int parse_options(struct xd_query *q, const uint8_t *rdata, size_t len)
 {
 	size_t p = 0;
 
 	while (p < len) {
 		if (len - p < 4)
 			return -1;
+		if (xd_get16(rdata + p) == XD_EDNS_OPTION_NSID)
+			q->nsid = true;	/* RFC 5001 2.1: its payload is empty */
 		p += 4 + xd_get16(rdata + p + 2);
 	}
 	return p == len ? 0 : -1;
@@ -80,7 +83,7 @@ static int parse_opt(struct xd_query *q, size_t name_pos, size_t rr)
 	/* RFC 6891 6.1.1: one OPT, owned by the root. */
 	if (q->edns || q->pkt[name_pos] != 0 || rr != name_pos + 1)
 		return -1;
-	if (check_options(p + 10, xd_get16(p + 8)))
+	if (parse_options(q, p + 10, xd_get16(p + 8)))
 		return -1;
 	q->edns = true;
 	q->udp_size = xd_get16(p + 2);
@@ -142,6 +145,7 @@ int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len)
 	q->edns_version = 0;
 	q->edns_flags = 0;
 	q->udp_size = 0;
+	q->nsid = false;
 	q->pkt = pkt;
 	q->len = len;
 	if (len < XD_DNS_HEADER_LEN)

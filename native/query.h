@@ -30,6 +30,7 @@ struct xd_query {
 	uint8_t edns_version;
 	uint16_t edns_flags;
 	uint16_t udp_size;
+	bool nsid;		/* the OPT asks for the server's NSID (RFC 5001) */
 };
 
 int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len);

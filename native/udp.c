@@ -2,7 +2,8 @@
  * udp.c - socket-mode UDP workers.  Each worker owns one SO_REUSEPORT socket
  * per listen address, so the kernel spreads flows over workers without a
  * shared queue; each batch is received with one recvmmsg, answered without
- * locks, and sent with one sendmmsg.
+ * locks, and sent with one sendmmsg.  A datagram from a source the ACL
+ * denies gets REFUSED or nothing, as the ACL says (native/acl.c).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "engine_internal.h"
 #include "wire.h"
 
@@ -121,10 +123,29 @@ static size_t reply_control(struct msghdr *rx, uint8_t *out)
 	return 0;
 }
 
+/* The response to query i (REFUSED for a denied source), its length, or 0
+ * when nothing is sent; *denied counts the denied sources. */
+static int answer_one(const struct xd_image *img, const struct xd_acl *acl,
+		      struct batch *b, int i, uint8_t *resp, uint64_t *denied)
+{
+	int verdict = xd_acl_verdict(acl, (const struct sockaddr *)&b->addr[i]);
+
+	if (verdict == XD_VERDICT_ANSWER)
+		return xd_answer(img, b->query[i], b->rx[i].msg_len, resp,
+				 XD_UDP_RESPONSE_MAX, 0);
+	(*denied)++;
+	if (verdict == XD_VERDICT_DROP)
+		return 0;
+	return xd_answer_refused(b->query[i], b->rx[i].msg_len, resp, XD_UDP_RESPONSE_MAX);
+}
+
 /* Answers rx[0..n) into tx; returns how many responses to send. */
 static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
 {
 	const struct xd_image *img = xd_engine_enter(w->engine, w->index);
+	/* Under the same epoch as the image: freed only once we leave. */
+	const struct xd_acl *acl = atomic_load(&w->engine->acl);
+	uint64_t denied = 0;
 	int out = 0;
 
 	for (int i = 0; i < n && img; i++) {
@@ -134,8 +155,7 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
 
 		if (rx->msg_flags & MSG_TRUNC)
 			continue;	/* longer than any query we answer */
-		len = xd_answer(img, b->query[i], b->rx[i].msg_len, b->response[out],
-				XD_UDP_RESPONSE_MAX, 0);
+		len = answer_one(img, acl, b, i, b->response[out], &denied);
 		if (len <= 0)
 			continue;
 		if (xd_get16(b->response[out] + 2) & XD_FLAG_TC)
@@ -154,6 +174,8 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
 		out++;
 	}
 	xd_engine_leave(w->engine, w->index);
+	if (denied)
+		count(&w->stats.denied, denied);
 	return out;
 }
 
@@ -424,5 +446,6 @@ int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 	out->dropped = __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
 	out->truncated = __atomic_load_n(&s->truncated, __ATOMIC_RELAXED);
 	out->batches = __atomic_load_n(&s->batches, __ATOMIC_RELAXED);
+	out->denied = __atomic_load_n(&s->denied, __ATOMIC_RELAXED);
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "engine_internal.h"
 #include "xdp_internal.h"
 #include "xdp_prog.h"
@@ -214,8 +215,17 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 		rc = xd_xsk_worker_start(&x->workers[i], err);
 	if (rc)
 		goto out_free;
+	/* The ACL set so far goes in before any port is redirected (the
+	 * caller sets the ports after this returns); under acl_lock, so that
+	 * an xd_engine_acl_set meanwhile reaches these maps too. */
+	pthread_mutex_lock(&e->acl_lock);
+	rc = xd_prog_acl_set(x->prog, atomic_load(&e->acl), err);
+	if (rc == 0)
+		e->xdp = x;
+	pthread_mutex_unlock(&e->acl_lock);
+	if (rc)
+		goto out_free;
 	*info = x->info;
-	e->xdp = x;
 	return 0;
 
 out_free:
@@ -225,10 +235,14 @@ out_free:
 
 int xd_engine_xdp_stop(struct xd_engine *e)
 {
-	if (!e->xdp)
-		return 0;
-	xdp_free(e->xdp);
+	struct xd_xdp *x;
+
+	pthread_mutex_lock(&e->acl_lock);
+	x = e->xdp;
 	e->xdp = NULL;
+	pthread_mutex_unlock(&e->acl_lock);
+	if (x)
+		xdp_free(x);
 	return 0;
 }
 
@@ -260,9 +274,16 @@ int xd_engine_xdp_port_actions(struct xd_engine *e, uint16_t port,
 int xd_engine_xdp_add_address(struct xd_engine *e, int family,
 			      const uint8_t *addr, struct xd_error *err)
 {
-	int rc = need_xdp(e, err);
+	int rc;
 
-	return rc ? rc : xd_prog_add_address(e->xdp->prog, family, addr, err);
+	/* The address check and the ACL share the program's config entry:
+	 * one writer at a time. */
+	pthread_mutex_lock(&e->acl_lock);
+	rc = need_xdp(e, err);
+	if (rc == 0)
+		rc = xd_prog_add_address(e->xdp->prog, family, addr, err);
+	pthread_mutex_unlock(&e->acl_lock);
+	return rc;
 }
 
 int xd_engine_xdp_queue_count(const struct xd_engine *e)

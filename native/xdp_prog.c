@@ -18,6 +18,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "acl.h"
 #include "xdp_prog.h"
 #include "xdpdns_maps.h"
 
@@ -37,6 +38,11 @@ struct xd_prog {
 	int config_fd;
 	int stats_fd;
 	int xsks_fd;
+	int acl_v4_fd;			/* -1: a program without the source ACL */
+	int acl_v6_fd;
+	/* What the config map holds: written whole, so that each writer
+	 * keeps the other's field. */
+	struct xd_config config;
 };
 
 static int xd_prog_error(struct xd_error *err, int rc, const char *fmt, ...)
@@ -191,6 +197,12 @@ static int xd_prog_find_fds(struct xd_prog *p, struct xd_error *err)
 					     "the XDP program has no map '%s'", maps[i].name);
 		*(int *)((char *)p + maps[i].offset) = fd;
 	}
+	/* Optional: the load generator's build (XD_GENERATOR) and programs
+	 * of older versions have no ACL; xd_prog_acl_set says so if asked. */
+	p->acl_v4_fd = bpf_object__find_map_fd_by_name(p->obj, "acl_v4");
+	p->acl_v6_fd = bpf_object__find_map_fd_by_name(p->obj, "acl_v6");
+	if (p->acl_v4_fd < 0 || p->acl_v6_fd < 0)
+		p->acl_v4_fd = p->acl_v6_fd = -1;
 	return 0;
 }
 
@@ -410,7 +422,7 @@ int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
 {
 	struct xd_addr_key key;
 	struct xd_addr_value value = { .present = 1 };
-	struct xd_config cfg = { .check_dest = 1 };
+	struct xd_config cfg = p->config;
 	__u32 zero = 0;
 	int rc;
 
@@ -429,10 +441,12 @@ int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
 				     rc == -E2BIG ? " (too many addresses, XD_DEST_ADDRS_MAX)" : "");
 	/* The first address turns the check on: with none, every
 	 * destination is ours. */
+	cfg.check_dest = 1;
 	rc = bpf_map_update_elem(p->config_fd, &zero, &cfg, BPF_ANY);
 	if (rc < 0)
 		return xd_prog_error(err, rc, "cannot turn the address check on: %s",
 				     strerror(-rc));
+	p->config = cfg;
 	return 0;
 }
 
@@ -451,6 +465,7 @@ static void xd_prog_stats_add(struct xd_prog_stats *out, const struct xd_prog_co
 	out->passed += c->passed;
 	out->dropped += c->dropped;
 	out->malformed += c->malformed;
+	out->denied += c->denied;
 }
 
 int xd_prog_counters(struct xd_prog *p, int cpu, struct xd_prog_stats *out)
@@ -477,4 +492,169 @@ int xd_prog_counters(struct xd_prog *p, int cpu, struct xd_prog_stats *out)
 out_free:
 	xd_percpu_free(&pc);
 	return rc;
+}
+
+/* ---- the source ACL ------------------------------------------------------------ */
+
+/*
+ * A rule set lives under its generation (struct xd_acl_v4_key): the next
+ * one is written beside the current one, config.acl_generation flips to it
+ * in one store (the program reads it once per packet), and then every
+ * entry of another generation is deleted.  A packet is judged by the old
+ * rules or by the new, never by a mixture; and a failure before the flip
+ * leaves the old rules in force.
+ */
+
+static __u32 acl_next_generation(__u32 generation)
+{
+	return generation + 1 ? generation + 1 : 1;	/* 0 means "no ACL" */
+}
+
+static int acl_put(struct xd_prog *p, int family, __u32 generation, const uint8_t *addr,
+		   unsigned prefix_len, __u32 action)
+{
+	struct xd_acl_value value = { .action = action };
+
+	if (family == AF_INET) {
+		struct xd_acl_v4_key key = {
+			.prefixlen = XD_ACL_GENERATION_BITS + prefix_len,
+			.generation = generation,
+		};
+
+		memcpy(key.addr, addr, sizeof(key.addr));
+		return bpf_map_update_elem(p->acl_v4_fd, &key, &value, BPF_ANY);
+	}
+	struct xd_acl_v6_key key = {
+		.prefixlen = XD_ACL_GENERATION_BITS + prefix_len,
+		.generation = generation,
+	};
+
+	memcpy(key.addr, addr, sizeof(key.addr));
+	return bpf_map_update_elem(p->acl_v6_fd, &key, &value, BPF_ANY);
+}
+
+static int acl_put_table(struct xd_prog *p, int family, __u32 generation,
+			 const struct xd_acl_table *t)
+{
+	int rc;
+
+	for (uint32_t i = 0; i < t->n; i++) {
+		rc = acl_put(p, family, generation, t->entries[i].addr,
+			     t->entries[i].prefix_len, t->entries[i].action);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* The default is the generation's /0 (written first, so that an explicit
+ * 0.0.0.0/0 or ::/0 rule replaces it, as it does in socket mode). */
+static int acl_put_all(struct xd_prog *p, __u32 generation, const struct xd_acl *acl)
+{
+	static const uint8_t any[16];
+	int rc;
+
+	if (acl->default_action == XD_ACL_DENY) {
+		rc = acl_put(p, AF_INET, generation, any, 0, XD_ACL_DENY);
+		if (rc == 0)
+			rc = acl_put(p, AF_INET6, generation, any, 0, XD_ACL_DENY);
+		if (rc < 0)
+			return rc;
+	}
+	rc = acl_put_table(p, AF_INET, generation, &acl->v4);
+	return rc < 0 ? rc : acl_put_table(p, AF_INET6, generation, &acl->v6);
+}
+
+_Static_assert(offsetof(struct xd_acl_v4_key, generation) ==
+	       offsetof(struct xd_acl_v6_key, generation),
+	       "acl_sweep reads the generation of either key at one offset");
+
+/* Deletes every entry of the LPM trie fd whose generation is not `keep`.
+ * The keys are collected first: deleting while iterating would restart
+ * the walk from the first key. */
+static int acl_sweep(int fd, size_t key_size, __u32 keep)
+{
+	uint8_t key[sizeof(struct xd_acl_v6_key)], next[sizeof(struct xd_acl_v6_key)];
+	size_t n = 0, cap = 0;
+	uint8_t *doomed = NULL, *grown;
+	void *prev = NULL;
+	__u32 generation;
+	int rc;
+
+	while ((rc = bpf_map_get_next_key(fd, prev, next)) == 0) {
+		memcpy(&generation, next + offsetof(struct xd_acl_v4_key, generation),
+		       sizeof(generation));
+		if (generation != keep) {
+			if (n == cap) {
+				cap = cap ? 2 * cap : 256;
+				grown = realloc(doomed, cap * key_size);
+				if (!grown) {
+					rc = -ENOMEM;
+					goto out_free;
+				}
+				doomed = grown;
+			}
+			memcpy(doomed + n++ * key_size, next, key_size);
+		}
+		memcpy(key, next, key_size);
+		prev = key;
+	}
+	if (rc != -ENOENT)
+		goto out_free;	/* -ENOENT: past the last key */
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		rc = bpf_map_delete_elem(fd, doomed + i * key_size);
+		if (rc == -ENOENT)
+			rc = 0;
+	}
+out_free:
+	free(doomed);
+	return rc;
+}
+
+static int acl_sweep_all(struct xd_prog *p, __u32 keep)
+{
+	int rc = acl_sweep(p->acl_v4_fd, sizeof(struct xd_acl_v4_key), keep);
+	int rc6 = acl_sweep(p->acl_v6_fd, sizeof(struct xd_acl_v6_key), keep);
+
+	return rc < 0 ? rc : rc6;
+}
+
+static int acl_flip(struct xd_prog *p, __u32 generation)
+{
+	struct xd_config cfg = p->config;
+	__u32 zero = 0;
+	int rc;
+
+	cfg.acl_generation = generation;
+	rc = bpf_map_update_elem(p->config_fd, &zero, &cfg, BPF_ANY);
+	if (rc == 0)
+		p->config = cfg;
+	return rc;
+}
+
+int xd_prog_acl_set(struct xd_prog *p, const struct xd_acl *acl, struct xd_error *err)
+{
+	__u32 old = p->config.acl_generation;
+	__u32 generation = acl ? acl_next_generation(old) : 0;
+	int rc;
+
+	if (p->acl_v4_fd < 0)
+		return acl ? xd_prog_error(err, -EOPNOTSUPP, "the XDP program has no source "
+					   "ACL maps (acl_v4, acl_v6): build it from this "
+					   "version's bpf/xdpdns.bpf.c") : 0;
+	rc = acl ? acl_put_all(p, generation, acl) : 0;
+	if (rc == 0)
+		rc = acl_flip(p, generation);
+	if (rc < 0) {
+		acl_sweep_all(p, old);	/* what was written of the new set */
+		return xd_prog_error(err, rc, "cannot put the source ACL into the XDP program: "
+				     "%s%s", strerror(-rc), rc == -ENOSPC || rc == -E2BIG ?
+				     " (too many prefixes, XD_ACL_ENTRIES_MAX)" : "");
+	}
+	/* The new rules are in force.  Entries of the old generation that
+	 * could not be deleted now are never matched, and the next change
+	 * deletes them. */
+	acl_sweep_all(p, generation);
+	return 0;
 }

@@ -28,6 +28,11 @@ int xd_prog_port_actions(struct xd_prog *p, uint16_t port, uint32_t *actions,
 			 int max);
 int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
 			struct xd_error *err);
+struct xd_acl;
+/* Makes the program judge sources by acl (NULL: no check), switching from
+ * the previous rule set in one store; on failure the previous one stays.
+ * -EOPNOTSUPP for a program without the ACL maps, unless acl is NULL. */
+int xd_prog_acl_set(struct xd_prog *p, const struct xd_acl *acl, struct xd_error *err);
 /* Puts an AF_XDP socket into the XSKMAP at its queue. */
 int xd_prog_set_socket(struct xd_prog *p, int queue, int xsk_fd);
 /* cpu -1: summed.  Returns the number of possible CPUs or -errno. */

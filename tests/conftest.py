@@ -151,7 +151,8 @@ def _knot_config(workdir, port, zones):
         f"  - domain: \"{origin}\"\n    file: \"{path}\"\n" for origin, path in zones
     )
     user = "    user: root:root\n" if os.geteuid() == 0 else ""
-    # identity/version/nsid empty: CHAOS queries are REFUSED, no NSID option.
+    # The same identity as DIFF_IDENTITY gives xdpdns, so that CHAOS and
+    # NSID answers compare byte for byte.
     # zonefile-sync -1 and journal-content none: Knot never writes the zone
     # files back.  semantic-checks off: the test zones hold deliberate oddities
     # (occluded names, CNAME loops); only Knot's mandatory checks apply.
@@ -160,9 +161,9 @@ def _knot_config(workdir, port, zones):
         f"    rundir: \"{workdir}\"\n"
         f"{user}"
         f"    listen: 127.0.0.1@{port}\n"
-        "    identity: \"\"\n"
-        "    version: \"\"\n"
-        "    nsid: \"\"\n"
+        f"    identity: \"{DIFF_HOSTNAME}\"\n"
+        f"    version: \"{DIFF_VERSION}\"\n"
+        f"    nsid: \"{DIFF_NSID}\"\n"
         "log:\n"
         "  - target: stderr\n"
         "    any: info\n"
@@ -178,6 +179,22 @@ def _knot_config(workdir, port, zones):
         "zone:\n"
         f"{zone_lines}"
     )
+
+
+# What both servers of the differential tests say about themselves (Knot's
+# `identity` answers hostname.bind and id.server alike).
+DIFF_HOSTNAME = "ns1.diff.test"
+DIFF_VERSION = "diff-version 1"
+DIFF_NSID = "ns1-diff"
+
+
+def diff_identity_config(workdir) -> Path:
+    """An xdpdns configuration file with DIFF_* as its [plugins.identity]."""
+    path = Path(workdir) / "identity.toml"
+    path.write_text("[plugins.identity]\n"
+                    f"hostname = \"{DIFF_HOSTNAME}\"\nid = \"{DIFF_HOSTNAME}\"\n"
+                    f"version = \"{DIFF_VERSION}\"\nnsid = \"{DIFF_NSID}\"\n")
+    return path
 
 
 def start_knot(workdir, zones):
@@ -249,7 +266,8 @@ def xdpdns_server(tmp_path_factory):
     if os.environ.get("XDPDNS_DIFF_SELFTEST") == "1":
         server = start_knot(workdir, diff_zones())
     else:
-        server = start_xdpdns(workdir, diff_zones())
+        server = start_xdpdns(workdir, diff_zones(),
+                              ["--config", diff_identity_config(workdir)])
     yield server
     server.stop()
 

@@ -45,8 +45,13 @@ answering core should do the same unless a Rule says otherwise):
   additional data that does not fit is dropped without TC (mx-many).
 - Names outside every zone: REFUSED, AA clear, no records; with EDNS an EDE
   option 20 (Not Authoritative).
-- Classes: CH (CHAOS, identity/version unset), HS, NONE, unknown: REFUSED,
-  no EDE; class ANY (255) is answered with the IN data.
+- CHAOS: TXT queries for version.bind and version.server, hostname.bind and
+  id.server get a TXT record (class CH, TTL 0) with AA clear; other types
+  (ANY too) and other names REFUSED.  NSID
+  (RFC 5001) is sent only when asked for.  Both servers are given the same
+  identity (tests/conftest.py DIFF_*).
+- Classes HS, NONE, unknown: REFUSED, no EDE; class ANY (255) is answered
+  with the IN data.
 - Opcodes: IQUERY, STATUS, 3, DSO (6), 7-15: NOTIMP (question echoed, RD
   copied); NOTIFY and UPDATE: NOTAUTH (Knot implements them, no ACL).
 - qtypes: AXFR over UDP NOTIMP, over TCP NOTAUTH (no ACL); IXFR NOTAUTH;
@@ -317,6 +322,12 @@ SPECIAL = [
      EXACT),
     ("chaos-hostname.bind", make_query("hostname.bind.", "TXT", rdclass="CH"), EXACT),
     ("chaos-inzone-name", make_query("www.example.com.", "A", rdclass="CH"), EXACT),
+    ("chaos-version.server", make_query("VERSION.Server.", "TXT", rdclass="CH"), EXACT),
+    ("chaos-version.bind-any", make_query("version.bind.", "ANY", rdclass="CH"), EXACT),
+    ("chaos-version.bind-a", make_query("version.bind.", "A", rdclass="CH"), EXACT),
+    ("chaos-unknown-name", make_query("foo.bind.", "TXT", rdclass="CH"), EXACT),
+    ("chaos-nsid", make_query("id.server.", "TXT", rdclass="CH",
+                              options=[dns.edns.GenericOption(dns.edns.NSID, b"")]), EXACT),
     ("class-hs", make_query("www.example.com.", "A", rdclass="HS"), EXACT),
     ("class-none", make_query("www.example.com.", "A", rdclass="NONE", edns=None), EXACT),
     ("class-4242", make_query("www.example.com.", "A", rdclass=4242, edns=None), EXACT),

@@ -181,7 +181,7 @@ def _wait_moved(engine, before, counter, timeout=COUNTER_TIMEOUT):
 
 def _delta(before, after):
     return {name: getattr(after, name) - getattr(before, name)
-            for name in ("seen", "redirected", "passed", "dropped", "malformed")}
+            for name in ("seen", "redirected", "passed", "dropped", "denied", "malformed")}
 
 
 # ---- one frame, one verdict ----------------------------------------------------------------
@@ -234,7 +234,7 @@ def test_frame_verdict(xdp_engine, frames, case, build, counter):
         assert after.passed > before.passed, (case, delta)
     else:
         assert getattr(after, counter) == getattr(before, counter) + 1, (case, delta)
-    for other in ("redirected", "dropped", "malformed"):
+    for other in ("redirected", "dropped", "denied", "malformed"):
         if other != counter:
             assert delta[other] == 0, (case, delta)
     if counter == "malformed":
@@ -308,14 +308,14 @@ def test_destination_addresses(xdp_engine, frames, xdp_topology):
 
 
 def test_counters_per_cpu_add_up(xdp_engine, frames):
-    """On every CPU each packet seen is counted once as redirected, passed
-    or dropped (malformed ones among the passed)."""
+    """On every CPU each packet seen is counted once as redirected, passed,
+    dropped or denied (malformed ones among the passed)."""
     for build in (_eth_ipv4, lambda f: _eth_ipv4(f, dport=DROP_PORT)):
         frames.send(build(frames))
     time.sleep(SETTLE)
     per_cpu = xdp_engine.xdp_prog_stats_per_cpu()
     for c in per_cpu:
-        assert c.seen == c.redirected + c.passed + c.dropped, c
+        assert c.seen == c.redirected + c.passed + c.dropped + c.denied, c
         assert c.malformed <= c.passed, c
     assert sum(c.redirected for c in per_cpu) >= 1
     assert sum(c.dropped for c in per_cpu) >= 1

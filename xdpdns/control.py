@@ -169,13 +169,13 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
-_UDP = ["received", "answered", "dropped", "truncated", "batches"]
-_TCP = ["connections", "rejected", "received", "answered", "idle_closed"]
+_UDP = ["received", "answered", "dropped", "truncated", "batches", "denied"]
+_TCP = ["connections", "rejected", "received", "answered", "idle_closed", "denied"]
 _QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "truncated",
           "tx_full", "kicks", "batches"]
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
 _KERNEL = ["kernel_rx_dropped", "kernel_rx_ring_full", "kernel_fill_empty"]
-_PROG = ["seen", "redirected", "passed", "dropped", "malformed"]
+_PROG = ["seen", "redirected", "passed", "dropped", "denied", "malformed"]
 
 
 def format_stats(stats: dict) -> str:
@@ -213,7 +213,7 @@ def format_stats(stats: dict) -> str:
     lines += [""] + _table("lost before the worker (kernel XDP_STATISTICS)",
                            ["queue"] + [k.removeprefix("kernel_") for k in _KERNEL], rows)
     cpus = xdp.get("cpus", [])
-    rows = [[c["cpu"]] + [c[k] for k in _PROG] for c in cpus]
+    rows = [[c["cpu"]] + [c.get(k, 0) for k in _PROG] for c in cpus]
     rows.append(["all"] + [xdp.get("program", {}).get(k, 0) for k in _PROG])
     lines += [""] + _table("XDP program", ["cpu"] + _PROG, rows)
     ports = xdp.get("ports", {})

@@ -109,6 +109,7 @@ class WorkerStats:
     dropped: int
     truncated: int
     batches: int
+    denied: int = 0  # from sources the ACL denies (also in answered or dropped)
 
 
 # What the XDP program does with UDP to a port; the codes come from
@@ -118,6 +119,8 @@ PORT_ACTIONS = {
     "redirect": lib.XD_ACTION_REDIRECT,
     "drop": lib.XD_ACTION_DROP,
 }
+_IDENTITY = {"version": lib.XD_IDENTITY_VERSION, "hostname": lib.XD_IDENTITY_HOSTNAME,
+             "id": lib.XD_IDENTITY_ID, "nsid": lib.XD_IDENTITY_NSID}
 _HUGEPAGES = {"off": lib.XD_HUGEPAGES_OFF, "auto": lib.XD_HUGEPAGES_AUTO,
               "required": lib.XD_HUGEPAGES_REQUIRED}
 _ZEROCOPY = {"auto": lib.XD_ZEROCOPY_AUTO, "off": lib.XD_ZEROCOPY_OFF,
@@ -186,6 +189,7 @@ class ProgStats:
     passed: int
     dropped: int
     malformed: int
+    denied: int = 0  # dropped for the source ACL (not in dropped)
 
 
 class _CObject:
@@ -316,6 +320,17 @@ class ImageBuilder(_CObject):
         level = lib.XD_PROBLEM_ERROR if severity == "error" else lib.XD_PROBLEM_WARNING
         rc = lib.xd_builder_add_problem(self._ptr(), level, source, line, message.encode())
         _raise_for(rc, what="add_problem")
+
+    def set_identity(self, item: str, value: bytes) -> None:
+        """Sets what the image says about the server: ``item`` is "version",
+        "hostname" or "id" (CHAOS TXT answers) or "nsid" (the EDNS NSID
+        option), ``value`` at most 255 bytes.  Items never set stay hidden."""
+        if item not in _IDENTITY:
+            raise ValueError(f"identity item {item!r}: expected one of " + ", ".join(_IDENTITY))
+        if len(value) > 255:
+            raise ValueError(f"identity {item}: {len(value)} bytes, at most 255")
+        _raise_for(lib.xd_builder_set_identity(self._ptr(), _IDENTITY[item], value, len(value)),
+                   what=f"identity {item}")
 
     def check(self) -> int:
         """Runs the zone checks (recording problems); returns the number of errors."""
@@ -464,7 +479,7 @@ class Engine(_CObject):
         for i in range(lib.xd_engine_worker_count(e)):
             _raise_for(lib.xd_engine_worker_stats(e, i, out), what="worker stats")
             result.append(WorkerStats(out.received, out.answered, out.dropped,
-                                      out.truncated, out.batches))
+                                      out.truncated, out.batches, out.denied))
         return result
 
     # ---- XDP mode ----------------------------------------------------------
@@ -582,6 +597,68 @@ class Engine(_CObject):
             _raise_for(lib.xd_engine_xdp_prog_stats(e, cpu, out), what="XDP program stats")
             result.append(_prog_stats(out))
         return result
+
+    # ---- the source address ACL ----------------------------------------------
+
+    def acl_set(
+        self,
+        rules: Iterable[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]],
+        default: str = "allow",
+        socket_action: str = "refuse",
+    ) -> None:
+        """Replaces the source ACL: ``rules`` are (prefix, "allow" | "deny")
+        pairs, the longest prefix holding a source decides, ``default`` is
+        for sources no prefix holds, and ``socket_action`` ("refuse" or
+        "drop") is what socket mode does with denied sources (XDP mode drops
+        them in the XDP program).  A prefix given twice keeps its first
+        rule.  Socket-mode workers and, when XDP mode runs, the XDP program
+        switch to the new rules at once; on failure the old ones stay."""
+        rules = list(rules)
+        if default not in ACL_ACTIONS:
+            raise ValueError(f"ACL default {default!r}: expected one of "
+                             + ", ".join(ACL_ACTIONS))
+        if socket_action not in ACL_SOCKET_ACTIONS:
+            raise ValueError(f"ACL socket action {socket_action!r}: expected one of "
+                             + ", ".join(ACL_SOCKET_ACTIONS))
+        c_rules = ffi.new("struct xd_acl_rule[]", max(1, len(rules)))
+        for slot, (prefix, action) in zip(c_rules, rules):
+            prefix = ipaddress.ip_network(prefix)
+            if action not in ACL_ACTIONS:
+                raise ValueError(f"ACL rule {prefix}: action {action!r}: expected one of "
+                                 + ", ".join(ACL_ACTIONS))
+            slot.family = socket.AF_INET if prefix.version == 4 else socket.AF_INET6
+            packed = prefix.network_address.packed
+            ffi.memmove(slot.addr, packed, len(packed))
+            slot.prefix_len = prefix.prefixlen
+            slot.action = ACL_ACTIONS[action]
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_engine_acl_set(self._ptr(), c_rules, len(rules), ACL_ACTIONS[default],
+                                         ACL_SOCKET_ACTIONS[socket_action], err),
+                   err, "setting the source ACL")
+
+    def acl_check(self, address: str) -> str:
+        """What socket mode does with a query from ``address``: "answer",
+        "refuse" (REFUSED) or "drop"."""
+        ip = ipaddress.ip_address(address)
+        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        verdict = _raise_for(lib.xd_engine_acl_check(self._ptr(), family, ip.packed),
+                             what=f"checking {ip} against the source ACL")
+        return _VERDICTS[verdict]
+
+    @staticmethod
+    def refused(query: bytes) -> bytes | None:
+        """The REFUSED response to ``query`` (its ID, opcode and question
+        echoed; OPT when it had one), what a denied source gets; None when
+        nothing must be sent back (the message is itself a response)."""
+        return _answer(lambda q, n, r, c, f: lib.xd_answer_refused(q, n, r, c), query, False)
+
+
+# The source ACL's actions (enum xd_acl_action of bpf/xdpdns_maps.h) and
+# what socket mode does with a denied source.
+ACL_ACTIONS = {"allow": lib.XD_ACL_ALLOW, "deny": lib.XD_ACL_DENY}
+ACL_SOCKET_ACTIONS = {"refuse": lib.XD_VERDICT_REFUSE, "drop": lib.XD_VERDICT_DROP}
+_VERDICTS = {lib.XD_VERDICT_ANSWER: "answer", lib.XD_VERDICT_REFUSE: "refuse",
+             lib.XD_VERDICT_DROP: "drop"}
 
 
 @dataclass(frozen=True)
@@ -716,4 +793,5 @@ def _set_chars(struct, field: str, text: str, what: str) -> None:
 
 
 def _prog_stats(out) -> ProgStats:
-    return ProgStats(out.seen, out.redirected, out.passed, out.dropped, out.malformed)
+    return ProgStats(out.seen, out.redirected, out.passed, out.dropped, out.malformed,
+                     out.denied)

@@ -6,7 +6,14 @@ marked by :data:`hookimpl` and named like the specifications below; it may
 accept any subset of a hook's parameters, by the same names.  Plugins are
 registered through the ``xdpdns`` entry-point group (see xdpdns.plugins),
 the built-in ones (``xdpdns_plugins``) exactly like third-party ones, and
-ordered by pluggy's ``tryfirst``/``trylast`` markers.
+ordered by what they declare, never by a list compiled in.  A plugin module
+may declare ``XDPDNS_BEFORE = ("zonefile",)`` (its hooks are called before
+those plugins') and ``XDPDNS_AFTER = ("acl",)`` (after them): tuples of
+plugin (entry-point) names.  The plugins are sorted by these declarations,
+ties by name, into the *plugin order*; a cycle is an error, a name that is
+not loaded a warning.  pluggy's ``tryfirst``/``trylast`` on one hook
+implementation still win over the declarations for that hook.  The exact
+rule is in xdpdns.plugins; ``xdpdns plugins`` shows the result.
 
 Hooks are added here as the features that call them arrive; each existing
 hook keeps its signature (pluggy lets a spec grow parameters that older
@@ -15,6 +22,7 @@ implementations simply do not ask for).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, Union
@@ -107,6 +115,118 @@ def zone_sources(config: "Config") -> Sequence["ZoneSource"]:
     :param config: the whole parsed configuration; a plugin's own section is
         ``config.plugins[NAME]``, the ``[[zone]]`` entries ``config.zones``.
     :return: the zone sources of this plugin (possibly empty).
+    """
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the server says about itself, compiled into the zone image: the
+    TXT answers to CHAOS-class queries for version.bind and version.server,
+    hostname.bind and id.server, and the EDNS NSID option (RFC 5001) sent to
+    queries that ask for it.  None hides an item (REFUSED; no NSID).  Each
+    is at most 255 bytes (a TXT character-string)."""
+
+    version: bytes | None = None
+    hostname: bytes | None = None
+    id: bytes | None = None
+    nsid: bytes | None = None
+
+
+@hookspec(firstresult=True)
+def identity(config: "Config") -> "Identity | None":
+    """Say what the server tells about itself (see :class:`Identity`).
+
+    Called every time an image is built.  The first result wins: the first
+    plugin (in plugin order) that returns an Identity decides; the built-in ``identity`` plugin
+    answers from ``[plugins.identity]``, so a plugin placed before it
+    (``XDPDNS_BEFORE = ("identity",)`` or ``tryfirst``) overrides it.
+    Without any, everything is hidden.
+
+    :param config: the whole parsed configuration.
+    :return: an :class:`Identity`, or None to leave the decision to the
+        next plugin.
+    """
+
+
+# The prefixes an address rule covers.
+Prefix = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+ADDRESS_ACTIONS = ("allow", "deny")
+SOCKET_ACTIONS = ("refuse", "drop")
+
+
+@dataclass(frozen=True)
+class AddressRule:
+    """A source address rule: queries from ``prefix`` are allowed or denied.
+
+    Of all rules (from every plugin), the longest prefix that holds a source
+    decides; a source no prefix holds gets :attr:`AddressPolicy.default`.
+    In XDP mode a denied source's UDP queries are dropped by the XDP program
+    before any copy; in socket mode (and over TCP) they get REFUSED or are
+    dropped, as :attr:`AddressPolicy.socket_action` says.
+    """
+
+    prefix: Prefix
+    action: str  # "allow" or "deny"
+
+    def __post_init__(self) -> None:
+        if self.action not in ADDRESS_ACTIONS:
+            raise ValueError(f"address rule {self.prefix}: action {self.action!r}: "
+                             "expected 'allow' or 'deny'")
+        if not isinstance(self.prefix, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            raise ValueError(f"address rule {self.prefix!r}: expected an "
+                             "ipaddress.IPv4Network or IPv6Network")
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """What the address rules leave open: ``default`` ("allow" or "deny")
+    for sources that no rule's prefix holds, and ``socket_action``
+    ("refuse": a REFUSED response, or "drop": nothing) for denied sources in
+    socket mode and over TCP (where "drop" closes the connection)."""
+
+    default: str = "allow"
+    socket_action: str = "refuse"
+
+    def __post_init__(self) -> None:
+        if self.default not in ADDRESS_ACTIONS:
+            raise ValueError(f"address policy default {self.default!r}: "
+                             "expected 'allow' or 'deny'")
+        if self.socket_action not in SOCKET_ACTIONS:
+            raise ValueError(f"address policy socket_action {self.socket_action!r}: "
+                             "expected 'refuse' or 'drop'")
+
+
+@hookspec
+def address_rules(config: "Config") -> Sequence[AddressRule]:
+    """Provide source address rules (an ACL) for the engine to enforce.
+
+    Called once at start, after the zone image is built and before any
+    listener answers.  All results are collected, in plugin order; the
+    longest prefix holding a source decides, and when two rules name the
+    same prefix, the one that comes first in plugin order wins (a plugin
+    placed before the built-in ``acl`` plugin overrides its rules prefix by
+    prefix).  The rules apply to every UDP query the engine answers (in XDP
+    mode, dropped in the XDP program) and to TCP connections.
+
+    :param config: the whole parsed configuration; a plugin's own section is
+        ``config.plugins[NAME]``.
+    :return: the rules of this plugin (possibly empty).
+    """
+
+
+@hookspec(firstresult=True)
+def address_policy(config: "Config") -> "AddressPolicy | None":
+    """Decide what the address rules leave open (see :class:`AddressPolicy`):
+    the default for sources no rule holds, and what socket mode does with
+    denied sources.
+
+    Called once at start, with :func:`address_rules`.  The first result
+    wins: the first plugin (in plugin order) that returns an AddressPolicy
+    decides; the built-in ``acl`` plugin answers from ``[plugins.acl]``, so
+    a plugin placed before it overrides it.  Without any: allow, and refuse.
+
+    :param config: the whole parsed configuration.
+    :return: the policy, or None to leave the decision to later plugins.
     """
 
 

@@ -16,7 +16,7 @@ from typing import Iterable
 import dns.name
 
 from xdpdns.engine import Image, ImageBuilder, Problem
-from xdpdns.hookspecs import ZoneData, ZoneFile, ZoneSource
+from xdpdns.hookspecs import Identity, ZoneData, ZoneFile, ZoneSource
 
 __all__ = ["CompileResult", "ZoneData", "ZoneFile", "ZoneLoadError", "ZoneSource",
            "build_image", "collect_sources", "compile_sources"]
@@ -80,8 +80,10 @@ def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
         builder.add_records(zone, source.records, index)
 
 
-def compile_sources(sources: Iterable[ZoneSource]) -> CompileResult:
-    """Compiles zone sources into an image, collecting every problem.
+def compile_sources(sources: Iterable[ZoneSource],
+                    identity: Identity | None = None) -> CompileResult:
+    """Compiles zone sources (and what the server says about itself) into an
+    image, collecting every problem.
 
     Never raises for bad zone data: the result has image None and the
     problems instead.
@@ -91,6 +93,11 @@ def compile_sources(sources: Iterable[ZoneSource]) -> CompileResult:
         for source in sources:
             origins.append(source.origin)
             _add_source(builder, source)
+        if identity is not None:
+            for item in ("version", "hostname", "id", "nsid"):
+                value = getattr(identity, item)
+                if value is not None:
+                    builder.set_identity(item, value)
         builder.check()
         problems = builder.problems()
         # finish does not check again once check() ran, so these are all.
@@ -103,7 +110,7 @@ def build_image(pm, config) -> CompileResult:
 
     Raises ZoneLoadError listing every problem when any is an error.
     """
-    result = compile_sources(collect_sources(pm, config))
+    result = compile_sources(collect_sources(pm, config), pm.hook.identity(config=config))
     if result.image is None:
         raise ZoneLoadError(result.problems)
     for problem in result.warnings:

@@ -1,7 +1,8 @@
 """The server's life.
 
 configuration -> plugins -> (XDP mode: privileges and interface checked) ->
-zone image -> engine -> native UDP workers and the TCP listener on the same
+zone image and source ACL (address_rules hooks) -> engine -> native UDP
+workers and the TCP listener on the same
 addresses and ports -> (XDP mode: program attached, AF_XDP workers, ports
 redirected; see xdpdns/xdp.py) -> control socket -> startup hook -> one
 "ready" log line -> wait for SIGTERM or SIGINT -> shutdown hook -> XDP
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import dns.name
 
+from xdpdns.acl import Acl, collect_acl
 from xdpdns.config import Config, ListenAddress, default_control_socket
 from xdpdns.control import ControlError, ControlServer
 from xdpdns.engine import Engine, ImageInfo, WorkerStats
@@ -47,6 +49,7 @@ class ServerStats:
             parts += [f"xdp_{name}={self.xdp.total(name)}" for name in
                       ("received", "answered", "dropped", "bad_checksum", "malformed",
                        "tx_full")]
+            parts.append(f"xdp_denied={sum(c.denied for c in self.xdp.cpus)}")
         return " ".join(parts)
 
     def as_dict(self) -> dict:
@@ -69,7 +72,7 @@ class Server:
 
     Public attributes: ``config``, ``addresses`` (the bound ListenAddress
     list, with the ports the kernel chose for port 0), ``zones`` (the served
-    origins) and ``image_info``.
+    origins), ``image_info`` and ``acl`` (the source ACL in force).
     """
 
     def __init__(self, config: Config, pm) -> None:
@@ -78,6 +81,7 @@ class Server:
         self.addresses: tuple[ListenAddress, ...] = ()
         self.zones: tuple[dns.name.Name, ...] = ()
         self.image_info: ImageInfo | None = None
+        self.acl: Acl | None = None
         self._engine: Engine | None = None
         self._tcp: TcpListener | None = None
         self._xdp: XdpMode | None = XdpMode(config.xdp) if config.xdp.enabled else None
@@ -116,10 +120,17 @@ class Server:
         result = build_image(self.pm, self.config)
         self.zones = result.zones
         self.image_info = result.image.info
+        self.acl = collect_acl(self.pm, self.config)
         srv = self.config.server
         with Engine() as engine:
             self._engine = engine
             engine.set_image(result.image)
+            # Before any listener: no query is answered under no ACL.  XDP
+            # mode's start puts the same rules into the program's maps.
+            engine.acl_set(self.acl.pairs(), self.acl.policy.default,
+                           self.acl.policy.socket_action)
+            if self.acl.denies_anything:
+                log.info("acl %s", self.acl.describe())
             socks = bind_sockets(srv.listen)
             try:
                 # TCP binds first so that port 0 gets one kernel-chosen port

@@ -5,7 +5,9 @@ client may send several queries on one connection without waiting
 (pipelining, RFC 7766 6.2.1.1), and they are answered in order.  An idle
 connection is closed after ``idle_timeout`` seconds (RFC 7766 6.2.3), and
 new connections beyond ``max_connections`` are closed at once so that a
-flood of idle clients cannot starve the others.
+flood of idle clients cannot starve the others.  A client the source ACL
+denies gets REFUSED to every query, or its connection closed at once, as
+the ACL's socket action says (the engine decides, as for UDP).
 
 The answers come from Engine.answer(tcp=True), a C call that releases the
 GIL and takes microseconds, so it runs inline in the event loop.
@@ -34,6 +36,7 @@ class TcpStats:
     received: int = 0  # queries read
     answered: int = 0  # responses written
     idle_closed: int = 0  # closed by the idle timeout
+    denied: int = 0  # from sources the ACL denies: refused, or closed at once
 
 
 def bind_sockets(addresses: Sequence[ListenAddress]) -> list[socket.socket]:
@@ -87,7 +90,20 @@ class TcpListener:
             await server.wait_closed()
         self._servers.clear()
 
+    def _verdict(self, writer: asyncio.StreamWriter) -> str:
+        """The source ACL's word on the peer: "answer", "refuse" or "drop"."""
+        peer = writer.get_extra_info("peername")
+        if not peer:
+            return "answer"  # not an IP peer (never on our listeners)
+        return self.engine.acl_check(peer[0])
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        verdict = self._verdict(writer)
+        if verdict != "answer":
+            self.stats.denied += 1
+        if verdict == "drop":
+            writer.close()
+            return
         if len(self._handlers) >= self.max_connections:
             self.stats.rejected += 1
             writer.close()
@@ -96,7 +112,7 @@ class TcpListener:
         self._handlers.add(task)
         self.stats.connections += 1
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, refuse=verdict == "refuse")
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         except asyncio.CancelledError:
@@ -114,7 +130,8 @@ class TcpListener:
             self.stats.idle_closed += 1
             return None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     refuse: bool = False) -> None:
         while True:
             prefix = await self._read(reader, LENGTH_PREFIX)
             if prefix is None:
@@ -126,7 +143,10 @@ class TcpListener:
             if query is None:
                 return
             self.stats.received += 1
-            response = self.engine.answer(query, tcp=True)
+            if refuse:
+                response = self.engine.refused(query)
+            else:
+                response = self.engine.answer(query, tcp=True)
             if response is None:
                 continue  # e.g. the message was itself a response
             writer.write(len(response).to_bytes(LENGTH_PREFIX, "big") + response)

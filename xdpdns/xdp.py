@@ -89,7 +89,7 @@ class XdpStats:
 
     def as_dict(self) -> dict:
         program = {k: sum(getattr(c, k) for c in self.cpus) for k in
-                   ("seen", "redirected", "passed", "dropped", "malformed")}
+                   ("seen", "redirected", "passed", "dropped", "denied", "malformed")}
         return {
             "interface": self.info.interface,
             "mode": self.info.mode,
