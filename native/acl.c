@@ -11,12 +11,12 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "acl.h"
 #include "engine_internal.h"
 #include "query.h"
@@ -33,21 +33,6 @@
 #define XD_REFUSED_UDP_PAYLOAD 1232
 /* The opcode's four bits in the header's flags word (RFC 1035 4.1.1). */
 #define XD_REFUSED_OPCODE_BITS 0x7800
-
-static int acl_error(struct xd_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int acl_error(struct xd_error *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->message, sizeof(err->message), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 static int family_bits(int family)
 {
@@ -110,13 +95,13 @@ static int item_from_rule(const struct xd_acl_rule *r, int i, struct acl_item *o
 	int bits = family_bits(r->family);
 
 	if (bits < 0)
-		return acl_error(err, -EAFNOSUPPORT, "ACL rule %d: address family %d: "
+		return xd_errorf(err, -EAFNOSUPPORT, "ACL rule %d: address family %d: "
 				 "expected AF_INET or AF_INET6", i, r->family);
 	if (r->prefix_len > bits)
-		return acl_error(err, -EINVAL, "ACL rule %d: prefix length %u: at most %d "
+		return xd_errorf(err, -EINVAL, "ACL rule %d: prefix length %u: at most %d "
 				 "for IPv%d", i, r->prefix_len, bits, bits == 32 ? 4 : 6);
 	if (r->action != XD_ACL_ALLOW && r->action != XD_ACL_DENY)
-		return acl_error(err, -EINVAL, "ACL rule %d: action %u: expected "
+		return xd_errorf(err, -EINVAL, "ACL rule %d: action %u: expected "
 				 "XD_ACL_ALLOW or XD_ACL_DENY", i, r->action);
 	memset(out, 0, sizeof(*out));
 	memcpy(out->entry.addr, r->addr, (size_t)bits / 8);
@@ -200,7 +185,7 @@ static int check_limits(const struct acl_item *items, int n, struct xd_error *er
 	for (int i = 0; i < n; i++)
 		n4 += items[i].family == AF_INET;
 	if (n4 > XD_ACL_RULES_MAX || n - n4 > XD_ACL_RULES_MAX)
-		return acl_error(err, -E2BIG, "ACL: %d IPv4 and %d IPv6 prefixes: at most %d "
+		return xd_errorf(err, -E2BIG, "ACL: %d IPv4 and %d IPv6 prefixes: at most %d "
 				 "of each (XD_ACL_RULES_MAX)", n4, n - n4, XD_ACL_RULES_MAX);
 	return 0;
 }
@@ -213,16 +198,16 @@ int xd_acl_build(const struct xd_acl_rule *rules, int n, uint32_t default_action
 
 	*out = NULL;
 	if (n < 0 || (n > 0 && !rules))
-		return acl_error(err, -EINVAL, "ACL: %d rules", n);
+		return xd_errorf(err, -EINVAL, "ACL: %d rules", n);
 	if (default_action != XD_ACL_ALLOW && default_action != XD_ACL_DENY)
-		return acl_error(err, -EINVAL, "ACL default %u: expected XD_ACL_ALLOW or "
+		return xd_errorf(err, -EINVAL, "ACL default %u: expected XD_ACL_ALLOW or "
 				 "XD_ACL_DENY", default_action);
 	if (socket_verdict != XD_VERDICT_REFUSE && socket_verdict != XD_VERDICT_DROP)
-		return acl_error(err, -EINVAL, "ACL socket verdict %d: expected "
+		return xd_errorf(err, -EINVAL, "ACL socket verdict %d: expected "
 				 "XD_VERDICT_REFUSE or XD_VERDICT_DROP", socket_verdict);
 	items = malloc((size_t)(n ? n : 1) * sizeof(*items));
 	if (!items)
-		return acl_error(err, -ENOMEM, "ACL: out of memory");
+		return xd_errorf(err, -ENOMEM, "ACL: out of memory");
 	for (int i = 0; i < n && rc == 0; i++)
 		rc = item_from_rule(&rules[i], i, &items[i], err);
 	if (rc)
@@ -233,7 +218,7 @@ int xd_acl_build(const struct xd_acl_rule *rules, int n, uint32_t default_action
 		goto out_items;
 	*out = acl_assemble(items, n, default_action, socket_verdict);
 	if (!*out)
-		rc = acl_error(err, -ENOMEM, "ACL: out of memory");
+		rc = xd_errorf(err, -ENOMEM, "ACL: out of memory");
 out_items:
 	free(items);
 	return rc;

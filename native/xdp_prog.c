@@ -18,6 +18,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "error.h"
 #include "acl.h"
 #include "xdp_prog.h"
 #include "xdpdns_maps.h"
@@ -44,21 +45,6 @@ struct xd_prog {
 	 * keeps the other's field. */
 	struct xd_config config;
 };
-
-static int xd_prog_error(struct xd_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int xd_prog_error(struct xd_error *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->message, sizeof(err->message), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 /* ---- per-CPU values: the only place that knows their layout ------------- */
 
@@ -193,7 +179,7 @@ static int xd_prog_find_fds(struct xd_prog *p, struct xd_error *err)
 	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
 		fd = bpf_object__find_map_fd_by_name(p->obj, maps[i].name);
 		if (fd < 0)
-			return xd_prog_error(err, -ENOENT,
+			return xd_errorf(err, -ENOENT,
 					     "the XDP program has no map '%s'", maps[i].name);
 		*(int *)((char *)p + maps[i].offset) = fd;
 	}
@@ -217,7 +203,7 @@ static int xd_prog_open_load(struct xd_prog *p, const char *obj_path, int nqueue
 
 	log = calloc(1, XD_VERIFIER_LOG_SIZE);
 	if (!log)
-		return xd_prog_error(err, -ENOMEM, "out of memory");
+		return xd_errorf(err, -ENOMEM, "out of memory");
 	LIBBPF_OPTS(bpf_object_open_opts, opts,
 		    .kernel_log_buf = log,
 		    .kernel_log_size = XD_VERIFIER_LOG_SIZE);
@@ -227,25 +213,25 @@ static int xd_prog_open_load(struct xd_prog *p, const char *obj_path, int nqueue
 	p->obj = bpf_object__open_file(obj_path, &opts);
 	if (!p->obj) {
 		rc = xd_libbpf_errno(-errno);
-		xd_prog_error(err, rc, "cannot open the XDP program %s: %s", obj_path,
+		xd_errorf(err, rc, "cannot open the XDP program %s: %s", obj_path,
 			      xd_libbpf_reason(rc));
 		goto out_print;
 	}
 	xsks = bpf_object__find_map_by_name(p->obj, "xsks");
 	if (!xsks) {
-		rc = xd_prog_error(err, -ENOENT, "%s has no map 'xsks'", obj_path);
+		rc = xd_errorf(err, -ENOENT, "%s has no map 'xsks'", obj_path);
 		goto out_print;
 	}
 	rc = bpf_map__set_max_entries(xsks, (__u32)nqueues);
 	if (rc < 0) {
-		xd_prog_error(err, rc, "cannot size the XSKMAP: %s", strerror(-rc));
+		xd_errorf(err, rc, "cannot size the XSKMAP: %s", strerror(-rc));
 		goto out_print;
 	}
 	rc = xd_libbpf_errno(bpf_object__load(p->obj));
 	if (rc < 0 && log[0])
 		xd_prog_verifier_error(err, rc, obj_path, log);
 	else if (rc < 0)
-		xd_prog_error(err, rc, "cannot load the XDP program %s: %s", obj_path,
+		xd_errorf(err, rc, "cannot load the XDP program %s: %s", obj_path,
 			      xd_libbpf_reason(rc));
 out_print:
 	libbpf_set_print(old_print);
@@ -265,13 +251,13 @@ static int xd_prog_check_free(int ifindex, struct xd_error *err)
 
 	rc = bpf_xdp_query(ifindex, 0, &q);
 	if (rc < 0)
-		return xd_prog_error(err, rc, "cannot query XDP on interface %d: %s",
+		return xd_errorf(err, rc, "cannot query XDP on interface %d: %s",
 				     ifindex, strerror(-rc));
 	if (q.attach_mode == XDP_ATTACHED_NONE)
 		return 0;
 	id = q.prog_id ? q.prog_id : q.drv_prog_id ? q.drv_prog_id :
 	     q.skb_prog_id ? q.skb_prog_id : q.hw_prog_id;
-	return xd_prog_error(err, -EBUSY,
+	return xd_errorf(err, -EBUSY,
 			     "an XDP program (id %u) is already attached to interface %d; "
 			     "xdpdns will not replace it (detach it first: ip link set dev IFACE xdp off)",
 			     id, ifindex);
@@ -294,7 +280,7 @@ static int xd_prog_attach(struct xd_prog *p, bool generic, bool *native, struct 
 
 	prog = bpf_object__find_program_by_name(p->obj, XD_PROG_NAME);
 	if (!prog)
-		return xd_prog_error(err, -ENOENT, "the XDP object has no program '%s'",
+		return xd_errorf(err, -ENOENT, "the XDP object has no program '%s'",
 				     XD_PROG_NAME);
 	prog_fd = bpf_program__fd(prog);
 	if (!generic) {
@@ -309,14 +295,14 @@ static int xd_prog_attach(struct xd_prog *p, bool generic, bool *native, struct 
 	fd = xd_prog_link(prog_fd, p->ifindex, XDP_FLAGS_SKB_MODE);
 	if (fd < 0) {
 		if (drv_rc)
-			return xd_prog_error(err, fd, "cannot attach XDP to interface %d: "
+			return xd_errorf(err, fd, "cannot attach XDP to interface %d: "
 					     "driver mode: %s; generic mode: %s", p->ifindex,
 					     strerror(-drv_rc), strerror(-fd));
-		return xd_prog_error(err, fd, "cannot attach XDP to interface %d in generic mode: %s",
+		return xd_errorf(err, fd, "cannot attach XDP to interface %d in generic mode: %s",
 				     p->ifindex, strerror(-fd));
 	}
 	if (drv_rc)
-		xd_prog_error(err, 0, "driver-mode XDP failed (%s): generic mode",
+		xd_errorf(err, 0, "driver-mode XDP failed (%s): generic mode",
 			      strerror(-drv_rc));
 	p->link_fd = fd;
 	*native = false;
@@ -331,13 +317,13 @@ int xd_prog_load(const char *obj_path, int ifindex, int nqueues, bool generic,
 
 	*out = NULL;
 	if (ifindex <= 0)
-		return xd_prog_error(err, -ENODEV, "no interface index %d", ifindex);
+		return xd_errorf(err, -ENODEV, "no interface index %d", ifindex);
 	if (nqueues < 1 || nqueues > XD_XSKS_MAX)
-		return xd_prog_error(err, -EINVAL, "XSKMAP of %d queues: expected 1 to %d",
+		return xd_errorf(err, -EINVAL, "XSKMAP of %d queues: expected 1 to %d",
 				     nqueues, XD_XSKS_MAX);
 	p = calloc(1, sizeof(*p));
 	if (!p)
-		return xd_prog_error(err, -ENOMEM, "out of memory");
+		return xd_errorf(err, -ENOMEM, "out of memory");
 	p->ifindex = ifindex;
 	p->link_fd = -1;
 
@@ -383,15 +369,15 @@ int xd_prog_set_port(struct xd_prog *p, uint16_t port, uint32_t action,
 	int cpu, rc;
 
 	if (action > XD_ACTION_DROP)
-		return xd_prog_error(err, -EINVAL, "port %u: no action %u", port, action);
+		return xd_errorf(err, -EINVAL, "port %u: no action %u", port, action);
 	rc = xd_percpu_alloc(&pc, sizeof(struct xd_port_value));
 	if (rc < 0)
-		return xd_prog_error(err, rc, "per-CPU value: %s", strerror(-rc));
+		return xd_errorf(err, rc, "per-CPU value: %s", strerror(-rc));
 	for (cpu = 0; cpu < pc.ncpus; cpu++)
 		((struct xd_port_value *)xd_percpu_slot(&pc, cpu))->action = action;
 	rc = bpf_map_update_elem(p->port_actions_fd, &key, pc.buf, BPF_ANY);
 	if (rc < 0)
-		xd_prog_error(err, rc, "port %u: cannot set its action: %s%s", port,
+		xd_errorf(err, rc, "port %u: cannot set its action: %s%s", port,
 			      strerror(-rc), rc == -E2BIG ?
 			      " (too many ports, XD_PORT_ACTIONS_MAX)" : "");
 	xd_percpu_free(&pc);
@@ -433,18 +419,18 @@ int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
 	else if (family == AF_INET6)
 		memcpy(key.addr, addr, 16);
 	else
-		return xd_prog_error(err, -EAFNOSUPPORT, "address family %d: expected "
+		return xd_errorf(err, -EAFNOSUPPORT, "address family %d: expected "
 				     "AF_INET or AF_INET6", family);
 	rc = bpf_map_update_elem(p->dest_addrs_fd, &key, &value, BPF_ANY);
 	if (rc < 0)
-		return xd_prog_error(err, rc, "cannot add an address: %s%s", strerror(-rc),
+		return xd_errorf(err, rc, "cannot add an address: %s%s", strerror(-rc),
 				     rc == -E2BIG ? " (too many addresses, XD_DEST_ADDRS_MAX)" : "");
 	/* The first address turns the check on: with none, every
 	 * destination is ours. */
 	cfg.check_dest = 1;
 	rc = bpf_map_update_elem(p->config_fd, &zero, &cfg, BPF_ANY);
 	if (rc < 0)
-		return xd_prog_error(err, rc, "cannot turn the address check on: %s",
+		return xd_errorf(err, rc, "cannot turn the address check on: %s",
 				     strerror(-rc));
 	p->config = cfg;
 	return 0;
@@ -640,7 +626,7 @@ int xd_prog_acl_set(struct xd_prog *p, const struct xd_acl *acl, struct xd_error
 	int rc;
 
 	if (p->acl_v4_fd < 0)
-		return acl ? xd_prog_error(err, -EOPNOTSUPP, "the XDP program has no source "
+		return acl ? xd_errorf(err, -EOPNOTSUPP, "the XDP program has no source "
 					   "ACL maps (acl_v4, acl_v6): build it from this "
 					   "version's bpf/xdpdns.bpf.c") : 0;
 	rc = acl ? acl_put_all(p, generation, acl) : 0;
@@ -648,7 +634,7 @@ int xd_prog_acl_set(struct xd_prog *p, const struct xd_acl *acl, struct xd_error
 		rc = acl_flip(p, generation);
 	if (rc < 0) {
 		acl_sweep_all(p, old);	/* what was written of the new set */
-		return xd_prog_error(err, rc, "cannot put the source ACL into the XDP program: "
+		return xd_errorf(err, rc, "cannot put the source ACL into the XDP program: "
 				     "%s%s", strerror(-rc), rc == -ENOSPC || rc == -E2BIG ?
 				     " (too many prefixes, XD_ACL_ENTRIES_MAX)" : "");
 	}

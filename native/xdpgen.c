@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <net/if.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include <arpa/inet.h>
 #include <linux/if_xdp.h>
 
+#include "error.h"
 #include "packet.h"
 #include "wire.h"
 #include "xdp_internal.h"
@@ -89,19 +89,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int gen_error(struct xd_error *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int gen_error(struct xd_error *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-	va_end(ap);
-	return rc;
 }
 
 /* ---- templates -------------------------------------------------------------- */
@@ -172,7 +159,7 @@ static int templates_build(struct xd_gen *g, const struct xd_gen_config *cfg,
 	for (uint32_t i = 0; i < n; i++) {
 		if (lens[i] < XD_DNS_HEADER_LEN || lens[i] > XD_GEN_QUERY_MAX ||
 		    headers + lens[i] > cfg->frame_size)
-			return gen_error(err, -EINVAL,
+			return xd_errorf(err, -EINVAL,
 					 "query %u: %u bytes; a query is 12 to %d bytes",
 					 i + 1, lens[i], XD_GEN_QUERY_MAX);
 		total += headers + lens[i];
@@ -180,7 +167,7 @@ static int templates_build(struct xd_gen *g, const struct xd_gen_config *cfg,
 	g->templates = calloc(n, sizeof(*g->templates));
 	g->frames = malloc(total);
 	if (!g->templates || !g->frames)
-		return gen_error(err, -ENOMEM, "out of memory for %u queries", n);
+		return xd_errorf(err, -ENOMEM, "out of memory for %u queries", n);
 	for (uint32_t i = 0; i < n; i++) {
 		struct gen_template *t = &g->templates[i];
 
@@ -392,15 +379,15 @@ static int check_config(const struct xd_gen_config *cfg, uint32_t nqueries,
 			struct xd_error *err)
 {
 	if (cfg->family != AF_INET && cfg->family != AF_INET6)
-		return gen_error(err, -EINVAL, "generator: family must be AF_INET or AF_INET6");
+		return xd_errorf(err, -EINVAL, "generator: family must be AF_INET or AF_INET6");
 	if (nqueries == 0)
-		return gen_error(err, -EINVAL, "generator: no queries to send");
+		return xd_errorf(err, -EINVAL, "generator: no queries to send");
 	if (cfg->duration_ms == 0)
-		return gen_error(err, -EINVAL, "generator: the duration must be positive");
+		return xd_errorf(err, -EINVAL, "generator: the duration must be positive");
 	if (cfg->ncpus < 0 || cfg->ncpus > (int)(sizeof(cfg->cpus) / sizeof(cfg->cpus[0])))
-		return gen_error(err, -EINVAL, "generator: ncpus out of range");
+		return xd_errorf(err, -EINVAL, "generator: ncpus out of range");
 	if (cfg->dst_port == 0)
-		return gen_error(err, -EINVAL, "generator: the destination port must not be 0");
+		return xd_errorf(err, -EINVAL, "generator: the destination port must not be 0");
 	return 0;
 }
 
@@ -433,7 +420,7 @@ static int open_queues(struct xd_gen *g, const struct xd_gen_config *cfg,
 	if (ncpus == 0) {
 		allowed = calloc(XD_GEN_CPUS_MAX, sizeof(*allowed));
 		if (!allowed)
-			return gen_error(err, -ENOMEM, "out of memory");
+			return xd_errorf(err, -ENOMEM, "out of memory");
 		ncpus = xd_numa_cpus(node, allowed, XD_GEN_CPUS_MAX);
 		pick = allowed;
 	}
@@ -454,14 +441,14 @@ static int open_queues(struct xd_gen *g, const struct xd_gen_config *cfg,
 
 		q->sent_ns = calloc(XD_GEN_IDS, sizeof(*q->sent_ns));
 		if (!q->sent_ns)
-			return gen_error(err, -ENOMEM, "out of memory");
+			return xd_errorf(err, -ENOMEM, "out of memory");
 		rc = xd_xsk_worker_open(&q->w, cfg->ifname, xc, node, &zc, warning,
 					sizeof(warning), err);
 		if (rc)
 			return rc;
 		rc = xd_prog_set_socket(g->prog, q->w.queue, xd_xsk_worker_fd(&q->w));
 		if (rc)
-			return gen_error(err, rc, "queue %d: cannot put its socket into the XSKMAP: %s",
+			return xd_errorf(err, rc, "queue %d: cannot put its socket into the XSKMAP: %s",
 					 q->w.queue, strerror(-rc));
 	}
 	return 0;
@@ -501,13 +488,13 @@ int xd_gen_start(const struct xd_gen_config *cfg, const uint8_t *queries,
 		return rc;
 	ifindex = (int)if_nametoindex(cfg->ifname);
 	if (!ifindex)
-		return gen_error(err, -ENODEV, "no such interface: %s", cfg->ifname);
+		return xd_errorf(err, -ENODEV, "no such interface: %s", cfg->ifname);
 	nq = xd_xdp_queue_span(&xc, err);
 	if (nq < 0)
 		return nq;
 	g = calloc(1, sizeof(*g) + (size_t)nq * sizeof(g->queues[0]));
 	if (!g)
-		return gen_error(err, -ENOMEM, "out of memory");
+		return xd_errorf(err, -ENOMEM, "out of memory");
 	g->nqueues = nq;
 	g->duration_ns = (uint64_t)cfg->duration_ms * 1000000u;
 	g->drain_ns = (uint64_t)cfg->drain_ms * 1000000u;
