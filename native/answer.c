@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "answer.h"
+#include "cookie.h"
 #include "image.h"
 #include "query.h"
 
@@ -471,6 +473,71 @@ static void answer_additional(struct ctx *c)
 	}
 }
 
+/* ---- overrides: per-name rules before any zone data ----------------------- */
+
+/* An override's negative answer carries the SOA of the zone that holds the
+ * qname when we serve one, so that caches keep it for that zone's negative
+ * TTL (RFC 2308 5); outside our zones there is no SOA to give. */
+static int override_negative(const struct xd_image *img, const struct xd_query *q,
+			     const struct name *n, struct response *r)
+{
+	int zone = find_zone(img, n, q->qtype);
+	const struct xd_zone_entry *z;
+	uint16_t origin_pos;
+
+	if (zone < 0)
+		return 0;
+	z = xd_image_zone(img, zone);
+	origin_pos = XD_DNS_HEADER_LEN + n->len - z->origin_len;
+	return put_rrset(r, NS, img->base + z->soa, origin_pos, origin_pos) < 0 ? -ENOSPC : 0;
+}
+
+/* The RRset of a fixed answer for qtype: RFC 8482 4.1's one RRset for ANY,
+ * else the type asked for, else a CNAME (the client follows it). */
+static const uint8_t *override_rrset(const uint8_t *rule, uint16_t qtype)
+{
+	const uint8_t *rs = xd_override_first_rrset(rule);
+	const uint8_t *cname = NULL;
+
+	for (uint16_t i = xd_override_nrrsets(rule); i > 0; i--, rs = xd_rrset_next(rs)) {
+		if (qtype == XD_TYPE_ANY || xd_rrset_type(rs) == qtype)
+			return rs;
+		if (xd_rrset_type(rs) == XD_TYPE_CNAME)
+			cname = rs;
+	}
+	return cname;
+}
+
+/* Answers from the override rule that holds the qname, if one does (true):
+ * overrides win over zone data, that is what they are for. */
+static bool answer_override(const struct xd_image *img, const struct xd_query *q,
+			    const struct name *n, struct response *r)
+{
+	const uint8_t *rule = xd_image_override(img, n->wire, n->len);
+	const uint8_t *rs = NULL;
+	int rc;
+
+	if (!rule)
+		return false;
+	switch (xd_override_action(rule)) {
+	case XD_OVERRIDE_REFUSED:
+		r->rcode = XD_RCODE_REFUSED;	/* AA clear, as outside our zones */
+		return true;
+	case XD_OVERRIDE_NXDOMAIN:
+		r->rcode = XD_RCODE_NXDOMAIN;
+		break;
+	case XD_OVERRIDE_ANSWER:
+		rs = override_rrset(rule, q->qtype);
+		break;
+	}
+	r->flags |= XD_FLAG_AA;
+	rc = rs ? put_rrset(r, AN, rs, XD_DNS_HEADER_LEN, XD_DNS_HEADER_LEN) :
+		  override_negative(img, q, n, r);
+	if (rc < 0)
+		truncate_response(r);
+	return true;
+}
+
 static int answer_query(const struct xd_image *img, const struct xd_query *q,
 			struct response *r)
 {
@@ -482,6 +549,8 @@ static int answer_query(const struct xd_image *img, const struct xd_query *q,
 	n.len = q->qname_len;
 	n.pos = XD_DNS_HEADER_LEN;
 	name_index(&n);
+	if (img->hdr->override_count && answer_override(img, q, &n, r))
+		return 0;
 	zone = find_zone(img, &n, q->qtype);
 	if (zone < 0) {
 		r->rcode = XD_RCODE_REFUSED;
@@ -548,7 +617,10 @@ static void answer_chaos(const struct xd_image *img, const struct xd_query *q,
 		r->rcode = XD_RCODE_REFUSED;
 		return;
 	}
-	/* 12 + 1 + 255 bytes always fit the 512 a response may use. */
+	if (!fits(r, 13 + len)) {
+		truncate_response(r);	/* beside a long NSID and a cookie */
+		return;
+	}
 	p = r->buf + r->len;
 	xd_put16(p, 0xc000 | XD_DNS_HEADER_LEN);	/* the qname */
 	xd_put16(p + 2, XD_TYPE_TXT);
@@ -572,6 +644,14 @@ static size_t udp_limit(const struct xd_query *q)
 	return size;
 }
 
+/* What the OPT record carries besides the EDE of a REFUSED. */
+struct opt_options {
+	const uint8_t *nsid;		/* RFC 5001; NULL: none */
+	size_t nsid_len;
+	uint8_t cookie[XD_COOKIE_REPLY_LEN];	/* RFC 7873 */
+	size_t cookie_len;		/* 0: no COOKIE */
+};
+
 /* The NSID to send (RFC 5001): only to a query that asked for it. */
 static const uint8_t *nsid_for(const struct xd_image *img, const struct xd_query *q,
 			       size_t *len)
@@ -580,12 +660,56 @@ static const uint8_t *nsid_for(const struct xd_image *img, const struct xd_query
 	return q->edns && q->nsid ? xd_image_identity(img, XD_IDENTITY_NSID, len) : NULL;
 }
 
-static void put_opt(struct response *r, const struct xd_query *q, const uint8_t *nsid,
-		    size_t nsid_len)
+/* The COOKIE to send (RFC 7873 5.2.3-5.2.5): to every query with a
+ * well-formed one, when cookies are on and the client is known (its
+ * address is hashed); what the query showed goes to ctx->cookie.  The
+ * options of an EDNS version we do not speak mean nothing to us: BADVERS
+ * goes without (RFC 6891 6.1.3; Knot does the same). */
+static void cookie_for(struct xd_answer_ctx *ctx, const struct xd_query *q,
+		       struct opt_options *o)
+{
+	o->cookie_len = 0;
+	if (!ctx || !ctx->cookies || !q->edns || q->edns_version > 0 || !q->cookie ||
+	    !xd_client_known(&ctx->client))
+		return;
+	if (q->cookie_malformed) {
+		ctx->cookie = XD_COOKIE_MALFORMED;
+		return;
+	}
+	ctx->cookie = xd_cookie_reply(ctx->cookies, &ctx->client, ctx->now, q->cookie,
+				      q->cookie_len, o->cookie);
+	o->cookie_len = XD_COOKIE_REPLY_LEN;
+}
+
+/* RFC 7873 5.2.3 and 5.2.4 leave it to the server: with `require`, a UDP
+ * client that sent a cookie but no valid server cookie gets BADCOOKIE
+ * (and a fresh cookie) instead of an answer, as BIND's
+ * require-server-cookie does.  TCP has proved the address already. */
+static bool cookie_refused(const struct xd_answer_ctx *ctx, bool tcp)
+{
+	return ctx && ctx->cookies && ctx->cookies->require_udp && !tcp &&
+	       (ctx->cookie == XD_COOKIE_CLIENT_ONLY || ctx->cookie == XD_COOKIE_INVALID);
+}
+
+static size_t opt_options_len(const struct opt_options *o)
+{
+	return (o->nsid ? 4 + o->nsid_len : 0) + (o->cookie_len ? 4 + o->cookie_len : 0);
+}
+
+static uint8_t *put_option(uint8_t *o, uint16_t code, const uint8_t *data, size_t len)
+{
+	xd_put16(o, code);
+	xd_put16(o + 2, (uint16_t)len);
+	memcpy(o + 4, data, len);
+	return o + 4 + len;
+}
+
+static void put_opt(struct response *r, const struct xd_query *q,
+		    const struct opt_options *opts)
 {
 	uint8_t *p = r->buf + r->len;
-	uint16_t rdlen = r->ede_not_authoritative ? XD_EDE_LEN : 0;
 	uint8_t *o = p + XD_OPT_LEN;
+	size_t rdlen;
 
 	p[0] = 0;
 	xd_put16(p + 1, XD_TYPE_OPT);
@@ -593,19 +717,18 @@ static void put_opt(struct response *r, const struct xd_query *q, const uint8_t 
 	p[5] = r->rcode >> 4;
 	p[6] = 0;	/* version */
 	xd_put16(p + 7, q->edns_flags & XD_EDNS_DO);	/* RFC 3225 3 */
-	if (rdlen) {
+	if (r->ede_not_authoritative) {
 		xd_put16(o, XD_EDNS_OPTION_EDE);
 		xd_put16(o + 2, 2);
 		xd_put16(o + 4, XD_EDE_NOT_AUTHORITATIVE);
 		o += XD_EDE_LEN;
 	}
-	if (nsid) {
-		xd_put16(o, XD_EDNS_OPTION_NSID);
-		xd_put16(o + 2, (uint16_t)nsid_len);
-		memcpy(o + 4, nsid, nsid_len);
-		rdlen += 4 + nsid_len;
-	}
-	xd_put16(p + 9, rdlen);
+	if (opts->nsid)
+		o = put_option(o, XD_EDNS_OPTION_NSID, opts->nsid, opts->nsid_len);
+	if (opts->cookie_len)
+		o = put_option(o, XD_EDNS_OPTION_COOKIE, opts->cookie, opts->cookie_len);
+	rdlen = (size_t)(o - (p + XD_OPT_LEN));
+	xd_put16(p + 9, (uint16_t)rdlen);
 	r->len += XD_OPT_LEN + rdlen;
 	r->count[AR]++;
 }
@@ -623,16 +746,18 @@ static void put_header(struct response *r, const struct xd_query *q, bool questi
 	xd_put16(p + 10, r->count[AR]);
 }
 
-int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
-	      uint8_t *resp, size_t cap, unsigned flags)
+int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
+		  const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
+		  unsigned flags)
 {
 	struct xd_query q;
 	struct response r;
+	struct opt_options opts;
 	bool tcp = flags & XD_ANSWER_TCP;
-	const uint8_t *nsid;
-	size_t nsid_len;
 	int rc;
 
+	if (ctx)
+		ctx->cookie = XD_COOKIE_NONE;
 	if (qlen < XD_DNS_HEADER_LEN || cap < XD_UDP_PAYLOAD_MIN)
 		return 0;
 	rc = xd_query_parse(&q, query, qlen);
@@ -647,15 +772,25 @@ int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
 	/* Echo the question whenever it parsed, even in errors. */
 	memcpy(resp + r.len, query + XD_DNS_HEADER_LEN, q.question_end - XD_DNS_HEADER_LEN);
 	r.len = r.question_end = q.question_end;
-	nsid = nsid_for(img, &q, &nsid_len);
-	r.reserve = q.edns ? XD_OPT_LEN + XD_EDE_LEN + (nsid ? 4 + nsid_len : 0) : 0;
+	opts.nsid = nsid_for(img, &q, &opts.nsid_len);
+	cookie_for(ctx, &q, &opts);
+	r.reserve = q.edns ? XD_OPT_LEN + XD_EDE_LEN + opt_options_len(&opts) : 0;
+	/* A long NSID beside a long question could outgrow the limit (at least
+	 * 512): the NSID is advisory and goes first.  Without it the question
+	 * (at most 271 bytes) and the OPT (at most 61) always fit. */
+	if (r.question_end + r.reserve > r.limit) {
+		opts.nsid = NULL;
+		r.reserve = XD_OPT_LEN + XD_EDE_LEN + opt_options_len(&opts);
+	}
 
-	if (rc == XD_QUERY_FORMERR)
-		r.rcode = XD_RCODE_FORMERR;
+	if (rc == XD_QUERY_FORMERR || (ctx && ctx->cookie == XD_COOKIE_MALFORMED))
+		r.rcode = XD_RCODE_FORMERR;	/* RFC 7873 5.2.2 for the COOKIE */
 	else if (rc == XD_QUERY_NOTIMP)
 		r.rcode = XD_RCODE_NOTIMP;
 	else if (q.edns && q.edns_version > 0)
 		r.rcode = XD_RCODE_BADVERS;	/* RFC 6891 6.1.3 */
+	else if (cookie_refused(ctx, tcp))
+		r.rcode = XD_RCODE_BADCOOKIE;
 	else if (q.qclass == XD_CLASS_CH)
 		answer_chaos(img, &q, &r);
 	else if (q.qclass != XD_CLASS_IN && q.qclass != XD_CLASS_ANY)
@@ -666,7 +801,13 @@ int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
 		answer_query(img, &q, &r);
 
 	if (q.edns)
-		put_opt(&r, &q, nsid, nsid_len);
+		put_opt(&r, &q, &opts);
 	put_header(&r, &q, r.question_end > XD_DNS_HEADER_LEN);
 	return (int)r.len;
+}
+
+int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
+	      uint8_t *resp, size_t cap, unsigned flags)
+{
+	return xd_answer_ctx(img, NULL, query, qlen, resp, cap, flags);
 }

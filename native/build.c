@@ -58,6 +58,7 @@ void xd_builder_free(struct xd_builder *b)
 	for (size_t i = 0; i < b->nsources; i++)
 		free(b->sources[i]);
 	free(b->sources);
+	xd_builder_free_overrides(b);
 	free(b->problems);
 	free(b->hash);
 	free(b->rdata);
@@ -383,12 +384,6 @@ static int record_problem(struct xd_builder *b, int source, uint32_t line,
 	return -EINVAL;
 }
 
-/* Types that carry no zone data and must not appear in a zone file. */
-static bool type_is_meta(uint16_t type)
-{
-	return type == XD_TYPE_OPT || (type >= 128 && type <= 255) || type == 0;
-}
-
 int xd_builder_add_record(struct xd_builder *b, int zone,
 			  const uint8_t *owner, size_t owner_len,
 			  uint16_t rtype, uint16_t rclass, uint32_t ttl,
@@ -417,7 +412,7 @@ int xd_builder_add_record(struct xd_builder *b, int zone,
 	if (rclass != XD_CLASS_IN)
 		return record_problem(b, source, line, lower,
 				      "class is not IN");
-	if (type_is_meta(rtype))
+	if (xd_type_is_meta(rtype))
 		return record_problem(b, source, line, lower,
 				      "type cannot be zone data");
 	if (rdata_len > UINT16_MAX)
@@ -742,6 +737,7 @@ int xd_builder_check(struct xd_builder *b)
 		check_glue(b, i);
 		check_ttls(b, i);
 	}
+	xd_builder_check_overrides(b);
 	b->checked = true;
 	return (int)(b->nerrors - errors_before);
 }

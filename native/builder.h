@@ -46,6 +46,27 @@ struct brec {
 	uint16_t rdlen;
 };
 
+/* An override rule: what the names that use it get. */
+struct brule {
+	uint32_t first;		/* first record of its answer, XD_NONE */
+	uint32_t ttl;
+	uint32_t offset;	/* in the image, set by the layout */
+	uint8_t action;		/* XD_OVERRIDE_* */
+	uint8_t has_cname;	/* its answer holds a CNAME ... */
+	uint8_t has_other;	/* ... or another type: never both */
+};
+
+/* A name with override rules. */
+struct boverride {
+	uint64_t hash;		/* xd_override_hash of the name */
+	uint32_t name;		/* offset in the name arena: the full
+				 * lower-cased wire name */
+	uint32_t rule[2];	/* [0] the name alone, [1] its subtree:
+				 * rule index, XD_NONE */
+	uint8_t name_len;
+	uint8_t labels;
+};
+
 struct xd_builder {
 	struct bzone *zones;
 	size_t nzones, zones_cap;
@@ -71,7 +92,19 @@ struct xd_builder {
 		uint8_t len;
 		uint8_t data[255];
 	} identity[XD_IDENTITY_COUNT];
+	struct brule *rules;
+	size_t nrules, rules_cap;
+	struct boverride *overrides;
+	size_t noverrides, overrides_cap;
+	uint64_t *override_hash;	/* hash low half << 32 | index + 1 */
+	size_t override_hash_size;
 };
+
+/* Types that carry no data and never appear as records (RFC 6895 3.1). */
+static inline bool xd_type_is_meta(uint16_t type)
+{
+	return type == XD_TYPE_OPT || (type >= 128 && type <= 255) || type == 0;
+}
 
 /* Grows *data (elements of `elem` bytes) so that `need` fit. */
 int xd_grow(void **data, size_t *cap, size_t need, size_t elem);
@@ -88,6 +121,10 @@ int xd_builder_problemf(struct xd_builder *b, int severity, int source,
 /* Makes room for about `records` more records (the zone file reader knows
  * roughly how many from the file's size); saves regrowing on big zones. */
 int xd_builder_reserve(struct xd_builder *b, size_t records);
+
+/* override.c: the override checks xd_builder_check runs; frees its part. */
+void xd_builder_check_overrides(struct xd_builder *b);
+void xd_builder_free_overrides(struct xd_builder *b);
 
 /* layout.c: renders every node into an image. */
 int xd_layout_image(struct xd_builder *b, uint8_t **out, size_t *out_len,

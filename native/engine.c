@@ -1,7 +1,7 @@
 /*
  * engine.c - the engine object: the published zone image (and the source
- * ACL, native/acl.c), swapped atomically and reclaimed once every reader
- * has moved on.
+ * ACL, native/acl.c, and the DNS cookie secrets, native/cookie.c), swapped
+ * atomically and reclaimed once every reader has moved on.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +10,8 @@
 #include <time.h>
 
 #include "acl.h"
+#include "answer.h"
+#include "cookie.h"
 #include "engine_internal.h"
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err)
@@ -23,6 +25,7 @@ int xd_engine_new(struct xd_engine **out, struct xd_error *err)
 	memset(e, 0, sizeof(*e));
 	atomic_init(&e->image, NULL);
 	atomic_init(&e->acl, NULL);
+	atomic_init(&e->cookies, NULL);
 	atomic_init(&e->epoch, 1);
 	pthread_mutex_init(&e->publish_lock, NULL);
 	pthread_mutex_init(&e->external_lock, NULL);
@@ -39,6 +42,7 @@ void xd_engine_free(struct xd_engine *e)
 	xd_engine_udp_stop(e);
 	xd_image_free(atomic_load(&e->image));
 	xd_acl_free(atomic_load(&e->acl));
+	xd_cookies_free(atomic_load(&e->cookies));
 	pthread_mutex_destroy(&e->acl_lock);
 	pthread_mutex_destroy(&e->external_lock);
 	pthread_mutex_destroy(&e->publish_lock);
@@ -86,17 +90,33 @@ int xd_engine_set_image(struct xd_engine *e, struct xd_image *img)
 	return 0;
 }
 
-int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen,
-		     uint8_t *resp, size_t cap, unsigned flags)
+int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
+			    uint32_t now, const uint8_t *query, size_t qlen, uint8_t *resp,
+			    size_t cap, unsigned flags, int *cookie)
 {
+	struct xd_answer_ctx ctx;
 	const struct xd_image *img;
 	int len = 0;
 
+	memset(&ctx, 0, sizeof(ctx));
+	if (client)
+		xd_client_set(&ctx.client, client->family, client->addr);
+	ctx.now = now ? now : (uint32_t)time(NULL);
 	pthread_mutex_lock(&e->external_lock);
 	img = xd_engine_enter(e, XD_READER_EXTERNAL);
+	/* Under the same epoch as the image: freed only once we leave. */
+	ctx.cookies = atomic_load(&e->cookies);
 	if (img)
-		len = xd_answer(img, query, qlen, resp, cap, flags);
+		len = xd_answer_ctx(img, &ctx, query, qlen, resp, cap, flags);
 	xd_engine_leave(e, XD_READER_EXTERNAL);
 	pthread_mutex_unlock(&e->external_lock);
+	if (cookie)
+		*cookie = ctx.cookie;
 	return img ? len : -ENODATA;
+}
+
+int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen,
+		     uint8_t *resp, size_t cap, unsigned flags)
+{
+	return xd_engine_answer_client(e, NULL, 0, query, qlen, resp, cap, flags, NULL);
 }

@@ -45,6 +45,7 @@ struct xd_image_info {
 	uint64_t rrsets;
 	uint64_t records;
 	uint64_t bytes;
+	uint64_t overrides;	/* names with override rules */
 };
 
 struct xd_builder;
@@ -113,6 +114,46 @@ enum {
 /* Sets one identity item (XD_IDENTITY_*) to len bytes (at most 255). */
 int xd_builder_set_identity(struct xd_builder *b, int which, const uint8_t *data,
 			    size_t len);
+
+/* ---- Overrides: per-name rules compiled into the image -------------------- */
+
+/* What a query gets when an override rule holds its name, whatever the
+ * zones say (docs/IMAGE.md, "Overrides"). */
+enum {
+	XD_OVERRIDE_NXDOMAIN = 1,	/* AA, and the SOA of the zone holding the
+					 * qname when we serve one */
+	XD_OVERRIDE_NODATA = 2,		/* NOERROR, no records; SOA as above */
+	XD_OVERRIDE_REFUSED = 3,
+	XD_OVERRIDE_ANSWER = 4,		/* the rule's records, owned by the qname */
+};
+
+/* Creates a rule that any number of names may share: an XD_OVERRIDE_*
+ * action and, for XD_OVERRIDE_ANSWER, the TTL of its records (added with
+ * xd_builder_add_override_record).  Returns the rule's index (>= 0). */
+int xd_builder_add_override_rule(struct xd_builder *b, int action, uint32_t ttl,
+				 struct xd_error *err);
+/* Adds one record of class IN (uncompressed wire rdata) to the answer of
+ * rule `rule`, an XD_OVERRIDE_ANSWER rule.  -EINVAL (err says why) for a
+ * type that cannot be data, a CNAME beside other types, or another rule. */
+int xd_builder_add_override_record(struct xd_builder *b, int rule, uint16_t rtype,
+				   const uint8_t *rdata, size_t rdata_len,
+				   struct xd_error *err);
+/* Applies rule `rule` to name (uncompressed wire form, any case): to the name
+ * alone, or with subtree to the name and every name below it.  Returns 1
+ * when added, 0 when the name had a rule of that kind already (the first one
+ * added stays, so callers add in order of precedence), -EINVAL (err says
+ * why) for a malformed name or an unknown rule. */
+int xd_builder_add_override(struct xd_builder *b, const uint8_t *name, size_t len,
+			    int subtree, int rule, struct xd_error *err);
+/* Applies rule `rule` to every name of a blocklist file: one name per line
+ * in master-file text (a final dot optional), a leading "*." meaning the
+ * subtree (as subtree does for every line), "#" starting a comment, blank
+ * lines ignored.  Every bad line becomes a problem with the file and line;
+ * returns 0, -EINVAL when the file had bad lines (err: the first, as
+ * FILE:LINE: message), or another negative errno when it could not be read
+ * (a problem too). */
+int xd_builder_load_blocklist(struct xd_builder *b, const char *path, int rule,
+			      int subtree, struct xd_error *err);
 
 /* Checks and compiles everything added into an image.  Fails with -EINVAL
  * (and a message) when any error-severity problem exists. */
@@ -404,5 +445,62 @@ int xd_engine_acl_check(struct xd_engine *e, int family, const uint8_t *addr);
  * its question echoed, and a bare OPT when it had one.  Same contract as
  * xd_answer (0: nothing to send, e.g. to a response). */
 int xd_answer_refused(const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap);
+
+/* ---- DNS cookies (RFC 7873, server cookies of RFC 9018) ------------------- */
+
+/* A cookie secret is a SipHash-2-4 key. */
+enum { XD_COOKIE_SECRET_LEN = 16 };
+
+/* Who sent a query: a server cookie is a hash over the client's address,
+ * so the answer depends on it. */
+struct xd_client {
+	int family;			/* AF_INET or AF_INET6; 0: unknown, and
+					 * the COOKIE option is ignored */
+	uint8_t addr[16];		/* IPv4: the first 4 bytes */
+};
+
+/* What a query's COOKIE option showed (RFC 7873 5.2), for the caller: a
+ * valid server cookie proves that the client got an earlier response at
+ * its address, which is what rate limiting may exempt. */
+enum {
+	XD_COOKIE_NONE = 0,		/* no COOKIE, or cookies off */
+	XD_COOKIE_CLIENT_ONLY = 1,	/* a client cookie alone */
+	XD_COOKIE_INVALID = 2,		/* a server cookie not ours for this
+					 * client now: wrong secret, address,
+					 * version or length, or expired */
+	XD_COOKIE_VALID = 3,
+	XD_COOKIE_MALFORMED = 4,	/* answered FORMERR (RFC 7873 5.2.2) */
+};
+
+/* Flags of xd_engine_set_cookie_secrets. */
+enum {
+	/* A UDP query with a client cookie but no valid server cookie gets
+	 * BADCOOKIE and a fresh cookie instead of an answer (RFC 7873
+	 * 5.2.3); without it, such a query is answered as usual. */
+	XD_COOKIE_REQUIRE_UDP = 1,
+};
+
+/* Turns DNS cookies on: every response to a query with a COOKIE option
+ * carries the client cookie and a server cookie (RFC 9018: version 1,
+ * timestamp, SipHash-2-4 under `current`); a server cookie is valid when
+ * it is one of `current` (or of `previous`, 16 bytes or NULL, during a
+ * rotation) made for the client within the last hour and at most five
+ * minutes ahead.  current NULL (with previous NULL and flags 0) turns
+ * cookies off: the option is ignored.  Workers switch with one atomic
+ * pointer swap. */
+int xd_engine_set_cookie_secrets(struct xd_engine *e, const uint8_t *current,
+				 const uint8_t *previous, unsigned flags,
+				 struct xd_error *err);
+
+/* xd_engine_answer for a query from `client` (NULL: unknown) at UNIX time
+ * `now` (0: the clock's); *cookie (when not NULL) gets the XD_COOKIE_* the
+ * query showed. */
+int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
+			    uint32_t now, const uint8_t *query, size_t qlen, uint8_t *resp,
+			    size_t cap, unsigned flags, int *cookie);
+
+/* SipHash-2-4 of data[0..len) under a 16-byte key: 8 bytes into out, in
+ * the byte order of the reference implementation (exposed for tests). */
+void xd_siphash24(const uint8_t *key, const uint8_t *data, size_t len, uint8_t *out);
 
 #endif

@@ -29,6 +29,7 @@ struct xd_reader {
 } __attribute__((aligned(64)));
 
 struct xd_acl;
+struct xd_cookies;
 struct xd_udp;
 struct xd_xdp;
 
@@ -37,6 +38,9 @@ struct xd_engine {
 	/* The source ACL (native/acl.c), NULL when it denies nothing;
 	 * published and reclaimed like the image. */
 	_Atomic(struct xd_acl *) acl;
+	/* The DNS cookie secrets (native/cookie.c), NULL when cookies are
+	 * off; published and reclaimed like the image. */
+	_Atomic(struct xd_cookies *) cookies;
 	_Atomic uint64_t epoch;
 	pthread_mutex_t publish_lock;
 	pthread_mutex_t external_lock;
@@ -56,7 +60,8 @@ static inline const struct xd_image *xd_engine_enter(struct xd_engine *e, int sl
 }
 
 /* Returns once every reader that could still hold a pointer published
- * before this call (image or ACL) has left: the old object can be freed. */
+ * before this call (image, ACL or cookie secrets) has left: the old object
+ * can be freed. */
 void xd_engine_synchronize(struct xd_engine *e);
 
 static inline void xd_engine_leave(struct xd_engine *e, int slot)

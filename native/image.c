@@ -45,6 +45,7 @@ void xd_image_info(const struct xd_image *img, struct xd_image_info *out)
 	out->rrsets = img->hdr->rrsets;
 	out->records = img->hdr->records;
 	out->bytes = img->size;
+	out->overrides = img->hdr->override_count;
 }
 
 const uint8_t *xd_image_find(const struct xd_image *img, uint16_t zone,
@@ -86,6 +87,82 @@ int xd_image_find_zone(const struct xd_image *img, const uint8_t *name, size_t l
 	}
 }
 
+/* Slot of the override entry of `name` (whose xd_override_hash is h), or
+ * UINT32_MAX. */
+static uint32_t override_slot(const struct xd_image *img, const uint8_t *name,
+			      size_t len, uint64_t h)
+{
+	const struct xd_override_slot *table =
+		(const struct xd_override_slot *)(img->base + img->hdr->override_hash);
+	uint32_t mask = img->hdr->override_hash_size - 1;
+	uint32_t tag = (uint32_t)(h >> 32);
+
+	for (uint32_t i = (uint32_t)h;; i++) {
+		const struct xd_override_slot *slot = &table[i & mask];
+		const uint8_t *e;
+
+		if (slot->entry == 0)
+			return UINT32_MAX;
+		if (slot->tag != tag)
+			continue;
+		e = img->base + slot->entry;
+		if (xd_override_entry_name_len(e) == len &&
+		    memcmp(xd_override_entry_name(e), name, len) == 0)
+			return i & mask;
+	}
+}
+
+static bool label_bit(const uint64_t *bits, int k)
+{
+	return (bits[k / 64] >> (k % 64)) & 1;
+}
+
+/* The rule index + 1 that an entry of the k-th suffix gives (0: none). */
+static uint32_t override_rule_at(const struct xd_image *img, const uint8_t *suffix,
+				 size_t len, bool whole_name)
+{
+	const struct xd_image_header *hdr = img->hdr;
+	uint64_t h = xd_override_hash(suffix, len);
+	uint32_t slot, rule = 0;
+	const uint8_t *e;
+
+	if (!xd_override_filter_has(img->base + hdr->override_filter,
+				    xd_override_filter_size(hdr->override_hash_size), h))
+		return 0;
+	slot = override_slot(img, suffix, len, h);
+	if (slot == UINT32_MAX)
+		return 0;
+	e = img->base + ((const struct xd_override_slot *)
+			 (img->base + img->hdr->override_hash))[slot].entry;
+	if (whole_name)
+		rule = xd_override_entry_exact(e);
+	return rule ? rule : xd_override_entry_subtree(e);
+}
+
+const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name,
+				 size_t len)
+{
+	const struct xd_image_header *h = img->hdr;
+	int labels = xd_name_labels(name);
+	size_t pos = 0;
+
+	/* Longest suffix first: the exact rule of the name, then the most
+	 * specific subtree.  The bitmaps skip suffixes no rule could hold. */
+	for (int k = labels; k >= 0; pos += 1 + name[pos], k--) {
+		bool whole = k == labels;
+		uint32_t rule;
+
+		if (!label_bit(h->override_subtree_labels, k) &&
+		    !(whole && label_bit(h->override_exact_labels, k)))
+			continue;
+		rule = override_rule_at(img, name + pos, len - pos, whole);
+		if (rule)
+			return img->base + xd_ld32(img->base + h->override_rules +
+						   4 * (size_t)(rule - 1));
+	}
+	return NULL;
+}
+
 const uint8_t *xd_node_rrset(const uint8_t *n, uint16_t type)
 {
 	const uint8_t *rs = xd_node_first_rrset(n);
@@ -107,6 +184,7 @@ struct check {
 	const uint8_t *base;
 	size_t size;
 	struct xd_error *err;
+	size_t identity_end;	/* where the identity block ends */
 };
 
 static int fail(struct check *c, const char *what, size_t where)
@@ -266,6 +344,7 @@ static int check_identity(struct check *c, const struct xd_image_header *h)
 			return fail(c, "bad identity block", pos);
 		pos += 2 + c->base[pos + 1];
 	}
+	c->identity_end = pos;
 	return 0;
 }
 
@@ -345,10 +424,175 @@ static int check_names(struct check *c, const struct xd_image *img)
 	return 0;
 }
 
+/* ---- validating the overrides ----------------------------------------------- */
+
+static bool overrides_absent(const struct xd_image_header *h)
+{
+	return !h->override_hash && !h->override_hash_size && !h->override_rules &&
+	       !h->override_rule_count && !h->override_entries && !h->override_filter &&
+	       !h->override_exact_labels[0] && !h->override_exact_labels[1] &&
+	       !h->override_subtree_labels[0] && !h->override_subtree_labels[1];
+}
+
+/* After the identity block, in order: rule table, rules, entries, hash,
+ * filter. */
+static int check_override_tables(struct check *c, const struct xd_image_header *h)
+{
+	size_t rules_end = h->override_rules + 4 * (size_t)h->override_rule_count;
+	size_t hash_end = h->override_hash +
+			  sizeof(struct xd_override_slot) * (size_t)h->override_hash_size;
+
+	if (h->override_count == 0)
+		return overrides_absent(h) ? 0 :
+		       fail(c, "override fields set without overrides", 0);
+	if (h->override_rules % 4 || h->override_hash % 4 ||
+	    h->override_rules < c->identity_end || rules_end > h->override_entries ||
+	    h->override_entries > h->override_hash ||
+	    !h->override_hash_size || (h->override_hash_size & (h->override_hash_size - 1)) ||
+	    h->override_count >= h->override_hash_size ||
+	    !in_bounds(c, h->override_hash,
+		       sizeof(struct xd_override_slot) * (size_t)h->override_hash_size) ||
+	    h->override_filter % XD_OVERRIDE_FILTER_BLOCK || h->override_filter < hash_end ||
+	    !in_bounds(c, h->override_filter, xd_override_filter_size(h->override_hash_size)))
+		return fail(c, "override tables outside the image", h->override_rules);
+	return 0;
+}
+
+/* A rule lies between the rule table and the entries, and so do its RRsets:
+ * pre-rendered answers with nothing to patch but the owner. */
+static int check_override_rule(struct check *c, const struct xd_image_header *h,
+			       uint32_t off)
+{
+	size_t start = h->override_rules + 4 * (size_t)h->override_rule_count;
+	size_t end = h->override_entries;
+	const uint8_t *r = c->base + off, *rs;
+	uint8_t action;
+	uint16_t prev = 0;
+
+	if (off < start || off >= end || end - off < XD_OVERRIDE_RULE_HEADER)
+		return fail(c, "override rule outside its block", off);
+	action = xd_override_action(r);
+	if (action < XD_OVERRIDE_NXDOMAIN || action > XD_OVERRIDE_ANSWER || r[1] ||
+	    (action == XD_OVERRIDE_ANSWER) != (xd_override_nrrsets(r) > 0))
+		return fail(c, "bad override rule", off);
+	rs = xd_override_first_rrset(r);
+	for (uint16_t i = 0; i < xd_override_nrrsets(r); i++, rs = xd_rrset_next(rs)) {
+		size_t at = rs - c->base;
+		int rc;
+
+		if (end - at < XD_RRSET_HEADER || end - at < xd_rrset_size(rs))
+			return fail(c, "override RRset outside its block", at);
+		if ((i > 0 && xd_rrset_type(rs) <= prev) || xd_rrset_nreloc(rs) ||
+		    xd_rrset_ntargets(rs))
+			return fail(c, "bad override RRset", at);
+		prev = xd_rrset_type(rs);
+		rc = check_rrset_wire(c, rs, at);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* First pass over the hash: every entry lies in the entry block, so that
+ * the lookups of the second pass read only checked bytes. */
+static int check_override_bounds(struct check *c, const struct xd_image_header *h,
+				 const struct xd_override_slot *table)
+{
+	uint32_t used = 0;
+
+	for (uint32_t i = 0; i < h->override_hash_size; i++) {
+		uint32_t off = table[i].entry;
+		const uint8_t *e = c->base + off;
+
+		if (!off)
+			continue;
+		if (off < h->override_entries || off >= h->override_hash ||
+		    h->override_hash - off < XD_OVERRIDE_ENTRY_HEADER ||
+		    h->override_hash - off - XD_OVERRIDE_ENTRY_HEADER <
+		    xd_override_entry_name_len(e))
+			return fail(c, "override entry outside its block", off);
+		used++;
+	}
+	/* Lookups probe until an empty slot: one must exist. */
+	if (used != h->override_count)
+		return fail(c, "override count does not match the hash", h->override_hash);
+	return 0;
+}
+
+static bool name_is_lower(const uint8_t *name, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (xd_lower(name[i]) != name[i])
+			return false;
+	return true;
+}
+
+/* Second pass: each entry's name, rules and place in the hash; collects
+ * the label bitmaps the header must carry. */
+static int check_override_entry(struct check *c, const struct xd_image *img,
+				uint32_t slot, uint64_t bits[4])
+{
+	const struct xd_image_header *h = img->hdr;
+	const struct xd_override_slot *table =
+		(const struct xd_override_slot *)(c->base + h->override_hash);
+	const uint8_t *e = c->base + table[slot].entry;
+	const uint8_t *name = xd_override_entry_name(e);
+	size_t len = xd_override_entry_name_len(e);
+	uint32_t exact = xd_override_entry_exact(e), subtree = xd_override_entry_subtree(e);
+	int labels = xd_override_entry_labels(e);
+	uint64_t hash;
+
+	if (xd_name_check(name, len) != (int)len || !name_is_lower(name, len) ||
+	    xd_name_labels(name) != labels)
+		return fail(c, "bad override name", table[slot].entry);
+	if ((!exact && !subtree) || exact > h->override_rule_count ||
+	    subtree > h->override_rule_count)
+		return fail(c, "override entry without a valid rule", table[slot].entry);
+	hash = xd_override_hash(name, len);
+	if (table[slot].tag != (uint32_t)(hash >> 32) ||
+	    override_slot(img, name, len, hash) != slot)
+		return fail(c, "override hash does not find its entry", table[slot].entry);
+	if (!xd_override_filter_has(c->base + h->override_filter,
+				    xd_override_filter_size(h->override_hash_size), hash))
+		return fail(c, "override filter misses an entry", table[slot].entry);
+	if (exact)
+		bits[labels / 64] |= 1ULL << (labels % 64);
+	if (subtree)
+		bits[2 + labels / 64] |= 1ULL << (labels % 64);
+	return 0;
+}
+
+static int check_overrides(struct check *c, const struct xd_image *img)
+{
+	const struct xd_image_header *h = img->hdr;
+	const struct xd_override_slot *table;
+	uint64_t bits[4] = { 0, 0, 0, 0 };
+	int rc = check_override_tables(c, h);
+
+	if (rc || h->override_count == 0)
+		return rc;
+	for (uint32_t i = 0; i < h->override_rule_count; i++) {
+		rc = check_override_rule(c, h, xd_ld32(c->base + h->override_rules + 4 * (size_t)i));
+		if (rc)
+			return rc;
+	}
+	table = (const struct xd_override_slot *)(c->base + h->override_hash);
+	rc = check_override_bounds(c, h, table);
+	for (uint32_t i = 0; rc == 0 && i < h->override_hash_size; i++)
+		if (table[i].entry)
+			rc = check_override_entry(c, img, i, bits);
+	if (rc)
+		return rc;
+	if (bits[0] != h->override_exact_labels[0] || bits[1] != h->override_exact_labels[1] ||
+	    bits[2] != h->override_subtree_labels[0] || bits[3] != h->override_subtree_labels[1])
+		return fail(c, "override label bitmaps do not match the entries", 0);
+	return 0;
+}
+
 int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
 		  struct xd_error *err)
 {
-	struct check c = { NULL, len, err };
+	struct check c = { NULL, len, err, 0 };
 	struct xd_image *img;
 	uint8_t *copy;
 	int rc;
@@ -372,6 +616,8 @@ int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
 	rc = check_zones(&c, img);
 	if (rc == 0)
 		rc = check_names(&c, img);
+	if (rc == 0)
+		rc = check_overrides(&c, img);
 	if (rc) {
 		xd_image_free(img);
 		return rc;

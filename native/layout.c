@@ -2,7 +2,8 @@
  * layout.c - compiles the builder's nodes into the zone image (image.h):
  * groups records into RRsets, pre-renders them in wire form with origin
  * compression, resolves the targets used for additional-section processing,
- * and writes the zone table and the name hash.
+ * and writes the zone table and the name hash; then the override rules,
+ * their names, the override hash and the filter in front of it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -81,6 +82,8 @@ static const struct name_field *find_name_field(uint16_t type)
 	return NULL;
 }
 
+/* node and zone are NULL for an override rule's answer: nothing in it is
+ * relative to a zone, so it is neither compressed nor given targets. */
 struct rr_ctx {
 	struct xd_builder *b;
 	const struct bnode *node;
@@ -133,7 +136,7 @@ static int put_name(struct rr_ctx *c, const uint8_t *name, int len,
 	size_t prefix = len;
 	int rc;
 
-	if (compress && c->compress && c->zone->origin_len > 1 &&
+	if (compress && c->compress && c->zone && c->zone->origin_len > 1 &&
 	    s->nreloc < XD_RELOC_MAX) {
 		uint8_t lower[XD_NAME_MAX];
 
@@ -151,7 +154,7 @@ static int put_name(struct rr_ctx *c, const uint8_t *name, int len,
 		xd_put16(s->wire + c->wire_len, 0xc000);
 		c->wire_len += 2;
 	}
-	if (target && s->ntargets < XD_TARGETS_MAX) {
+	if (target && c->node && s->ntargets < XD_TARGETS_MAX) {
 		struct target *t = &s->targets[s->ntargets++];
 
 		t->offset = start;
@@ -292,13 +295,14 @@ static int cmp_recs_ctx_qsort(const void *a, const void *b)
 	return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
 }
 
-/* Collects, sorts and de-duplicates the records of node n into s->recs. */
-static int node_records(struct xd_builder *b, const struct bnode *n,
-			struct scratch *s, size_t *count)
+/* Collects, sorts and de-duplicates the records of the chain that starts at
+ * `first` (a node's or an override rule's) into s->recs. */
+static int chain_records(struct xd_builder *b, uint32_t first, struct scratch *s,
+			 size_t *count)
 {
 	size_t k = 0, m = 0;
 
-	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next) {
+	for (uint32_t r = first; r != XD_NONE; r = b->recs[r].next) {
 		if (xd_grow((void **)&s->recs, &s->cap, k + 1, sizeof(*s->recs)))
 			return -ENOMEM;
 		s->recs[k++] = r;
@@ -349,6 +353,41 @@ static int rrset_problem(struct xd_builder *b, uint32_t node,
 	return rc;
 }
 
+/*
+ * Renders s->recs[0..count) (sorted by type, from chain_records) as RRsets
+ * at the end of o, with TTL `ttl`, or each RRset's own (rrset_ttl) when ttl
+ * is XD_NONE.  Counts them in *types and *nrecords; on failure *bad is the
+ * first record of the RRset at fault.
+ */
+static int append_rrsets(struct rr_ctx *c, struct out *o, size_t count, uint32_t ttl,
+			 uint16_t *types, uint64_t *nrecords, uint32_t *bad)
+{
+	struct xd_builder *b = c->b;
+	struct scratch *s = c->s;
+
+	for (size_t start = 0; start < count; ) {
+		uint16_t type = b->recs[s->recs[start]].type;
+		size_t end = start;
+		int rc;
+
+		while (end < count && b->recs[s->recs[end]].type == type)
+			end++;
+		/* s->recs is reused by nothing inside render_rrset. */
+		rc = render_rrset(c, s->recs + start, end - start, ttl != XD_NONE ? ttl :
+				  rrset_ttl(b, s->recs + start, end - start));
+		if (rc == 0)
+			rc = append_rrset(o, s, type, end - start, c->wire_len);
+		if (rc) {
+			*bad = s->recs[start];
+			return rc;
+		}
+		(*types)++;
+		*nrecords += end - start;
+		start = end;
+	}
+	return 0;
+}
+
 static int write_node(struct xd_builder *b, uint32_t i, struct out *o,
 		      struct scratch *s, uint64_t *nrrsets, uint64_t *nrecords)
 {
@@ -356,7 +395,8 @@ static int write_node(struct xd_builder *b, uint32_t i, struct out *o,
 	struct rr_ctx c = { b, n, &b->zones[n->zone], s, 0, true };
 	size_t count, hdr;
 	uint16_t types = 0;
-	int rc = node_records(b, n, s, &count);
+	uint32_t bad;
+	int rc = chain_records(b, n->first, s, &count);
 
 	if (rc)
 		return rc;
@@ -368,24 +408,9 @@ static int write_node(struct xd_builder *b, uint32_t i, struct out *o,
 	o->len += XD_NODE_HEADER + n->name_len;
 	memcpy(o->data + hdr + XD_NODE_HEADER, b->names + n->name, n->name_len);
 
-	for (size_t start = 0; start < count; ) {
-		uint16_t type = b->recs[s->recs[start]].type;
-		size_t end = start;
-
-		while (end < count && b->recs[s->recs[end]].type == type)
-			end++;
-		/* s->recs is reused by nothing inside render_rrset. */
-		uint32_t ttl = rrset_ttl(b, s->recs + start, end - start);
-
-		rc = render_rrset(&c, s->recs + start, end - start, ttl);
-		if (rc == 0)
-			rc = append_rrset(o, s, type, end - start, c.wire_len);
-		if (rc)
-			return rrset_problem(b, i, &b->recs[s->recs[start]], rc);
-		types++;
-		*nrecords += end - start;
-		start = end;
-	}
+	rc = append_rrsets(&c, o, count, XD_NONE, &types, nrecords, &bad);
+	if (rc)
+		return rrset_problem(b, i, &b->recs[bad], rc);
 	*nrrsets += types;
 	/* o->data may have moved: write the header last. */
 	xd_st32(o->data + hdr, n->link);	/* node index until fix-up */
@@ -540,6 +565,164 @@ static int write_identity(struct xd_builder *b, struct out *o, struct xd_image_h
 	return 0;
 }
 
+/* ---- overrides ----------------------------------------------------------- */
+
+/* One rule: action, RRset count, and its answer's RRsets, all with the
+ * rule's TTL. */
+static int write_rule(struct xd_builder *b, uint32_t i, struct out *o,
+		      struct scratch *s)
+{
+	struct brule *r = &b->rules[i];
+	struct rr_ctx c = { b, NULL, NULL, s, 0, false };
+	uint64_t records = 0;
+	uint16_t types = 0;
+	size_t count, hdr;
+	uint32_t bad;
+	int rc = chain_records(b, r->first, s, &count);
+
+	if (rc == 0)
+		rc = out_reserve(o, XD_OVERRIDE_RULE_HEADER);
+	if (rc)
+		return rc;
+	hdr = o->len;
+	r->offset = hdr;
+	o->len += XD_OVERRIDE_RULE_HEADER;
+	rc = append_rrsets(&c, o, count, r->ttl, &types, &records, &bad);
+	if (rc) {
+		xd_builder_problemf(b, XD_PROBLEM_ERROR, -1, 0, "override rule %u: %s", i,
+				    rc == -E2BIG ? "RRset larger than 65535 bytes" :
+				    "malformed RDATA");
+		return rc;
+	}
+	o->data[hdr] = r->action;
+	o->data[hdr + 1] = 0;
+	xd_st16(o->data + hdr + 2, types);
+	return 0;
+}
+
+/* The rule table (offsets), then the rules. */
+static int write_rules(struct xd_builder *b, struct out *o, struct scratch *s,
+		       struct xd_image_header *h)
+{
+	int rc;
+
+	o->len = (o->len + 3) & ~(size_t)3;
+	rc = out_reserve(o, 4 * b->nrules);
+	if (rc)
+		return rc;
+	h->override_rules = o->len;
+	h->override_rule_count = b->nrules;
+	o->len += 4 * b->nrules;
+	for (size_t i = 0; i < b->nrules; i++) {
+		rc = write_rule(b, i, o, s);
+		if (rc)
+			return rc;
+		xd_st32(o->data + h->override_rules + 4 * i, b->rules[i].offset);
+	}
+	return 0;
+}
+
+static void set_label_bit(uint64_t *bits, int k)
+{
+	bits[k / 64] |= 1ULL << (k % 64);
+}
+
+/* One entry, and its slot in the override hash. */
+static void write_entry(struct xd_builder *b, const struct boverride *v,
+			uint8_t *p, uint32_t offset, struct xd_override_slot *table,
+			uint32_t mask, struct xd_image_header *h)
+{
+	uint32_t slot = (uint32_t)v->hash;
+
+	p[0] = v->name_len;
+	p[1] = v->labels;
+	xd_st32(p + 2, v->rule[0] == XD_NONE ? 0 : v->rule[0] + 1);
+	xd_st32(p + 6, v->rule[1] == XD_NONE ? 0 : v->rule[1] + 1);
+	memcpy(p + XD_OVERRIDE_ENTRY_HEADER, b->names + v->name, v->name_len);
+	if (v->rule[0] != XD_NONE)
+		set_label_bit(h->override_exact_labels, v->labels);
+	if (v->rule[1] != XD_NONE)
+		set_label_bit(h->override_subtree_labels, v->labels);
+	while (table[slot & mask].entry)
+		slot++;
+	table[slot & mask].tag = (uint32_t)(v->hash >> 32);
+	table[slot & mask].entry = offset;
+}
+
+/* The filter in front of the hash (image.h), 64-byte aligned in the image. */
+static int write_filter(struct xd_builder *b, struct out *o, struct xd_image_header *h)
+{
+	size_t size = xd_override_filter_size(h->override_hash_size);
+	size_t start = (o->len + XD_OVERRIDE_FILTER_BLOCK - 1) & ~(size_t)(XD_OVERRIDE_FILTER_BLOCK - 1);
+	uint8_t *filter;
+	int rc = out_reserve(o, start - o->len + size);
+
+	if (rc)
+		return rc;
+	memset(o->data + o->len, 0, start - o->len + size);
+	h->override_filter = start;
+	filter = o->data + start;
+	for (size_t i = 0; i < b->noverrides; i++) {
+		uint64_t hash = b->overrides[i].hash;
+		uint8_t *block = filter + xd_override_filter_block(hash, size);
+
+		for (int k = 0; k < XD_OVERRIDE_FILTER_BITS; k++) {
+			unsigned bit = xd_override_filter_bit(hash, k);
+
+			block[bit / 8] |= 1u << (bit % 8);
+		}
+	}
+	o->len = start + size;
+	return 0;
+}
+
+/* The entries, one per name, and the hash that finds them. */
+static int write_entries(struct xd_builder *b, struct out *o, struct xd_image_header *h)
+{
+	size_t size = 0, table_off;
+	struct xd_override_slot *table;
+	int rc;
+
+	for (size_t i = 0; i < b->noverrides; i++)
+		size += XD_OVERRIDE_ENTRY_HEADER + b->overrides[i].name_len;
+	/* At most half full: short probes for the names with no rule. */
+	h->override_hash_size = pow2_at_least(2 * b->noverrides);
+	rc = out_reserve(o, size + 3 + sizeof(*table) * (size_t)h->override_hash_size);
+	if (rc)
+		return rc;
+	h->override_entries = o->len;
+	h->override_count = b->noverrides;
+	table_off = (o->len + size + 3) & ~(size_t)3;
+	h->override_hash = table_off;
+	table = (struct xd_override_slot *)(o->data + table_off);
+	memset(o->data + o->len + size, 0, table_off - o->len - size);
+	memset(table, 0, sizeof(*table) * (size_t)h->override_hash_size);
+	for (size_t i = 0; i < b->noverrides; i++) {
+		const struct boverride *v = &b->overrides[i];
+
+		write_entry(b, v, o->data + o->len, o->len, table,
+			    h->override_hash_size - 1, h);
+		o->len += XD_OVERRIDE_ENTRY_HEADER + v->name_len;
+	}
+	o->len = table_off + sizeof(*table) * (size_t)h->override_hash_size;
+	return 0;
+}
+
+static int write_overrides(struct xd_builder *b, struct out *o, struct scratch *s,
+			   struct xd_image_header *h)
+{
+	int rc;
+
+	/* Without names, the header's override fields stay 0: the one field
+	 * the answering core tests says there is nothing to look for. */
+	if (b->noverrides == 0)
+		return 0;
+	rc = write_rules(b, o, s, h);
+	if (rc == 0)
+		rc = write_entries(b, o, h);
+	return rc ? rc : write_filter(b, o, h);
+}
+
 int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
 		    struct xd_error *err)
 {
@@ -564,6 +747,8 @@ int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
 	rc = write_tables(b, &o, &h);
 	if (rc == 0)
 		rc = write_identity(b, &o, &h);
+	if (rc == 0)
+		rc = write_overrides(b, &o, &s, &h);
 	if (rc)
 		goto out_free;
 

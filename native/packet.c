@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "cookie.h"
 #include "packet.h"
 #include "wire.h"
 
@@ -166,6 +167,16 @@ int xd_frame_parse(const uint8_t *data, size_t len, bool verify, struct xd_frame
 	else
 		rc = XD_FRAME_MALFORMED;
 	return rc ? rc : parse_udp(data, len, verify, f);
+}
+
+void xd_frame_source(const uint8_t *data, const struct xd_frame *f,
+		     struct xd_client *client)
+{
+	/* xd_frame_parse checked that the whole IP header is there. */
+	if (f->ipv6)
+		xd_client_set(client, AF_INET6, data + f->l3 + 8);
+	else
+		xd_client_set(client, AF_INET, data + f->l3 + 12);
 }
 
 /* Sums are over native-order words, so the folded value is stored as is. */

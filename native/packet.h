@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h"
+
 /* Where the parts of a parsed frame are (offsets from the frame's start). */
 struct xd_frame {
 	uint16_t l3;		/* IP header */
@@ -29,6 +31,11 @@ enum {
 /* Parses a frame the XDP program redirected; with verify, the IPv4 header
  * checksum and the UDP checksum must be right. */
 int xd_frame_parse(const uint8_t *data, size_t len, bool verify, struct xd_frame *f);
+
+/* The query's source address (who gets the answer, and whose address a
+ * DNS cookie is made for). */
+void xd_frame_source(const uint8_t *data, const struct xd_frame *f,
+		     struct xd_client *client);
 
 /* Rewrites the headers of a parsed frame whose payload has been replaced by
  * a response of resp_len bytes written at data + f->l4 + 8; returns the

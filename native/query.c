@@ -4,6 +4,7 @@
  */
 #include <string.h>
 
+#include "cookie.h"
 #include "query.h"
 
 /* The question's name: no compression, since nothing precedes it. */
@@ -60,6 +61,27 @@ static int skip_name(const struct xd_query *q, size_t *pos)
 	return -1;
 }
 
+/* RFC 7873 5.2.2: a client cookie alone, or with a server cookie of 8 to
+ * 32 bytes. */
+static bool cookie_length_ok(uint16_t len)
+{
+	return len == XD_COOKIE_CLIENT_LEN ||
+	       (len >= XD_COOKIE_CLIENT_LEN + XD_COOKIE_SERVER_MIN &&
+		len <= XD_COOKIE_CLIENT_LEN + XD_COOKIE_SERVER_MAX);
+}
+
+/* RFC 7873 5.2: the first COOKIE option counts and later ones are
+ * ignored.  Whether a malformed one is an error is the answer's business:
+ * with cookies off it is ignored, as by any server without them. */
+static void note_cookie(struct xd_query *q, const uint8_t *data, uint16_t len)
+{
+	if (q->cookie)
+		return;
+	q->cookie = data;
+	q->cookie_len = len;
+	q->cookie_malformed = !cookie_length_ok(len);
+}
+
 /* RFC 6891 6.1.2: the OPT's options must be well-formed TLVs; notes the
  * ones the answer depends on. */
 static int parse_options(struct xd_query *q, const uint8_t *rdata, size_t len)
@@ -67,13 +89,21 @@ static int parse_options(struct xd_query *q, const uint8_t *rdata, size_t len)
 	size_t p = 0;
 
 	while (p < len) {
+		uint16_t code, olen;
+
 		if (len - p < 4)
 			return -1;
-		if (xd_get16(rdata + p) == XD_EDNS_OPTION_NSID)
+		code = xd_get16(rdata + p);
+		olen = xd_get16(rdata + p + 2);
+		if (olen > len - p - 4)
+			return -1;
+		if (code == XD_EDNS_OPTION_NSID)
 			q->nsid = true;	/* RFC 5001 2.1: its payload is empty */
-		p += 4 + xd_get16(rdata + p + 2);
+		else if (code == XD_EDNS_OPTION_COOKIE)
+			note_cookie(q, rdata + p + 4, olen);
+		p += 4 + olen;
 	}
-	return p == len ? 0 : -1;
+	return 0;
 }
 
 static int parse_opt(struct xd_query *q, size_t name_pos, size_t rr)
@@ -146,6 +176,9 @@ int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len)
 	q->edns_flags = 0;
 	q->udp_size = 0;
 	q->nsid = false;
+	q->cookie = NULL;
+	q->cookie_len = 0;
+	q->cookie_malformed = false;
 	q->pkt = pkt;
 	q->len = len;
 	if (len < XD_DNS_HEADER_LEN)

@@ -31,6 +31,11 @@ struct xd_query {
 	uint16_t edns_flags;
 	uint16_t udp_size;
 	bool nsid;		/* the OPT asks for the server's NSID (RFC 5001) */
+	/* The first COOKIE option (RFC 7873 5.2: later ones are ignored);
+	 * NULL when there is none. */
+	const uint8_t *cookie;
+	uint16_t cookie_len;
+	bool cookie_malformed;	/* not 8 or 16 to 40 bytes long (RFC 7873 5.2.2) */
 };
 
 int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len);

@@ -16,9 +16,12 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "acl.h"
+#include "answer.h"
+#include "cookie.h"
 #include "engine_internal.h"
 #include "wire.h"
 
@@ -124,15 +127,20 @@ static size_t reply_control(struct msghdr *rx, uint8_t *out)
 }
 
 /* The response to query i (REFUSED for a denied source), its length, or 0
- * when nothing is sent; *denied counts the denied sources. */
+ * when nothing is sent; *denied counts the denied sources.  ctx holds the
+ * batch's cookie secrets and time; the client is set here. */
 static int answer_one(const struct xd_image *img, const struct xd_acl *acl,
-		      struct batch *b, int i, uint8_t *resp, uint64_t *denied)
+		      struct xd_answer_ctx *ctx, struct batch *b, int i, uint8_t *resp,
+		      uint64_t *denied)
 {
-	int verdict = xd_acl_verdict(acl, (const struct sockaddr *)&b->addr[i]);
+	const struct sockaddr *source = (const struct sockaddr *)&b->addr[i];
+	int verdict = xd_acl_verdict(acl, source);
 
-	if (verdict == XD_VERDICT_ANSWER)
-		return xd_answer(img, b->query[i], b->rx[i].msg_len, resp,
-				 XD_UDP_RESPONSE_MAX, 0);
+	if (verdict == XD_VERDICT_ANSWER) {
+		xd_client_from_sockaddr(&ctx->client, source);
+		return xd_answer_ctx(img, ctx, b->query[i], b->rx[i].msg_len, resp,
+				     XD_UDP_RESPONSE_MAX, 0);
+	}
 	(*denied)++;
 	if (verdict == XD_VERDICT_DROP)
 		return 0;
@@ -145,9 +153,13 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
 	const struct xd_image *img = xd_engine_enter(w->engine, w->index);
 	/* Under the same epoch as the image: freed only once we leave. */
 	const struct xd_acl *acl = atomic_load(&w->engine->acl);
+	struct xd_answer_ctx ctx = { .cookies = atomic_load(&w->engine->cookies) };
 	uint64_t denied = 0;
 	int out = 0;
 
+	/* One clock read a batch: server cookies have one-second timestamps. */
+	if (ctx.cookies)
+		ctx.now = (uint32_t)time(NULL);
 	for (int i = 0; i < n && img; i++) {
 		struct msghdr *rx = &b->rx[i].msg_hdr;
 		struct msghdr *tx = &b->tx[out].msg_hdr;
@@ -155,7 +167,7 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
 
 		if (rx->msg_flags & MSG_TRUNC)
 			continue;	/* longer than any query we answer */
-		len = answer_one(img, acl, b, i, b->response[out], &denied);
+		len = answer_one(img, acl, &ctx, b, i, b->response[out], &denied);
 		if (len <= 0)
 			continue;
 		if (xd_get16(b->response[out] + 2) & XD_FLAG_TC)

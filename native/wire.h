@@ -64,6 +64,7 @@ enum {
 	XD_RCODE_REFUSED = 5,
 	XD_RCODE_YXDOMAIN = 6,
 	XD_RCODE_BADVERS = 16,	/* extended: needs OPT (RFC 6891 6.1.3) */
+	XD_RCODE_BADCOOKIE = 23,	/* extended (RFC 7873 8) */
 };
 
 /* Header flag bits, in the 16-bit flags word. */
@@ -80,6 +81,7 @@ enum {
 #define XD_EDNS_DO 0x8000
 #define XD_EDNS_OPTION_EDE 15	/* RFC 8914 */
 #define XD_EDNS_OPTION_NSID 3	/* RFC 5001 */
+#define XD_EDNS_OPTION_COOKIE 10	/* RFC 7873 */
 #define XD_EDE_NOT_AUTHORITATIVE 20
 
 static inline uint16_t xd_get16(const uint8_t *p)

@@ -18,9 +18,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/if_xdp.h>
 
+#include "answer.h"
 #include "engine_internal.h"
 #include "packet.h"
 #include "wire.h"
@@ -114,9 +116,10 @@ void xd_xsk_completions_reap(struct xd_xsk_worker *w)
 /* ---- answering -------------------------------------------------------------- */
 
 /* Answers the frame at addr in place; returns the response frame's length
- * or 0 when it gets no answer. */
+ * or 0 when it gets no answer.  ctx holds the batch's cookie secrets and
+ * time; the client is set here. */
 static size_t answer_frame(struct xd_xsk_worker *w, const struct xd_image *img,
-			   uint64_t addr, uint32_t len)
+			   struct xd_answer_ctx *ctx, uint64_t addr, uint32_t len)
 {
 	uint8_t *data = xsk_umem__get_data(w->area.mem, addr);
 	uint8_t query[XD_XSK_QUERY_MAX];
@@ -134,10 +137,12 @@ static size_t answer_frame(struct xd_xsk_worker *w, const struct xd_image *img,
 		return 0;
 	}
 	memcpy(query, data + f.payload, f.payload_len);
+	/* Before the response overwrites anything. */
+	xd_frame_source(data, &f, &ctx->client);
 	/* IPv4 options are not echoed: the response goes after 20 bytes. */
 	header = f.ipv6 ? f.payload : (size_t)f.l3 + 20 + 8;
 	room = w->frame_size - (addr - frame_base(w, addr)) - header;
-	resp = xd_answer(img, query, f.payload_len, data + header, room, 0);
+	resp = xd_answer_ctx(img, ctx, query, f.payload_len, data + header, room, 0);
 	if (resp <= 0)
 		return 0;
 	if (xd_get16(data + header + 2) & XD_FLAG_TC)
@@ -171,6 +176,7 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 	struct xdp_desc out[XD_XSK_BATCH];
 	uint32_t idx = 0, n, answers = 0, sent;
 	const struct xd_image *img;
+	struct xd_answer_ctx ctx = { 0 };
 
 	n = xsk_ring_cons__peek(&w->rx, XD_XSK_BATCH, &idx);
 	if (n == 0)
@@ -178,9 +184,14 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 	__atomic_store_n(&w->stats.frames_fill, w->stats.frames_fill - n, __ATOMIC_RELAXED);
 	set(&w->stats.frames_rx, n);
 	img = xd_engine_enter(w->engine, w->reader);
+	/* Under the same epoch as the image: freed only once we leave.  One
+	 * clock read a batch: server cookies have one-second timestamps. */
+	ctx.cookies = atomic_load(&w->engine->cookies);
+	if (ctx.cookies)
+		ctx.now = (uint32_t)time(NULL);
 	for (uint32_t i = 0; i < n; i++) {
 		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&w->rx, idx + i);
-		size_t len = img ? answer_frame(w, img, d->addr, d->len) : 0;
+		size_t len = img ? answer_frame(w, img, &ctx, d->addr, d->len) : 0;
 
 		if (len) {
 			out[answers].addr = d->addr;

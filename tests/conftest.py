@@ -152,7 +152,8 @@ def _knot_config(workdir, port, zones):
     )
     user = "    user: root:root\n" if os.geteuid() == 0 else ""
     # The same identity as DIFF_IDENTITY gives xdpdns, so that CHAOS and
-    # NSID answers compare byte for byte.
+    # NSID answers compare byte for byte, and the same cookie secret
+    # (mod-cookies makes RFC 9018 server cookies, as xdpdns does).
     # zonefile-sync -1 and journal-content none: Knot never writes the zone
     # files back.  semantic-checks off: the test zones hold deliberate oddities
     # (occluded names, CNAME loops); only Knot's mandatory checks apply.
@@ -169,8 +170,12 @@ def _knot_config(workdir, port, zones):
         "    any: info\n"
         "database:\n"
         f"    storage: \"{workdir}/db\"\n"
+        "mod-cookies:\n"
+        "  - id: diff\n"
+        f"    secret: 0x{DIFF_COOKIE_SECRET}\n"
         "template:\n"
         "  - id: default\n"
+        "    global-module: mod-cookies/diff\n"
         f"    storage: \"{workdir}\"\n"
         "    zonefile-sync: -1\n"
         "    zonefile-load: whole\n"
@@ -186,14 +191,21 @@ def _knot_config(workdir, port, zones):
 DIFF_HOSTNAME = "ns1.diff.test"
 DIFF_VERSION = "diff-version 1"
 DIFF_NSID = "ns1-diff"
+# The DNS cookie secret of both (RFC 9018's example secret).  Knot's
+# mod-cookies answers a UDP query without a valid server cookie with
+# BADCOOKIE, which xdpdns does with `require`.
+DIFF_COOKIE_SECRET = "e5e973e5a6b2a43f48e7dc849e37bfcf"
 
 
-def diff_identity_config(workdir) -> Path:
-    """An xdpdns configuration file with DIFF_* as its [plugins.identity]."""
-    path = Path(workdir) / "identity.toml"
+def diff_server_config(workdir) -> Path:
+    """An xdpdns configuration file with DIFF_* as its [plugins.identity]
+    and [plugins.cookies]."""
+    path = Path(workdir) / "diff.toml"
     path.write_text("[plugins.identity]\n"
                     f"hostname = \"{DIFF_HOSTNAME}\"\nid = \"{DIFF_HOSTNAME}\"\n"
-                    f"version = \"{DIFF_VERSION}\"\nnsid = \"{DIFF_NSID}\"\n")
+                    f"version = \"{DIFF_VERSION}\"\nnsid = \"{DIFF_NSID}\"\n"
+                    "[plugins.cookies]\n"
+                    f"secret = \"{DIFF_COOKIE_SECRET}\"\nrequire = true\n")
     return path
 
 
@@ -267,7 +279,7 @@ def xdpdns_server(tmp_path_factory):
         server = start_knot(workdir, diff_zones())
     else:
         server = start_xdpdns(workdir, diff_zones(),
-                              ["--config", diff_identity_config(workdir)])
+                              ["--config", diff_server_config(workdir)])
     yield server
     server.stop()
 

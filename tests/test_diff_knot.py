@@ -36,7 +36,7 @@ answering core should do the same unless a Rule says otherwise):
   literally matches the wildcard node itself; a wildcard CNAME is followed.
 - ANY (RFC 8482): one RRset of the node (the first Knot stores, e.g. A).
 - EDNS: OPT echoed with version 0, payload 1232 whatever the client offers,
-  DO echoed, unknown options, NSID (no nsid configured) and COOKIE ignored;
+  DO echoed, unknown options and NSID (no nsid configured) ignored;
   payload below 512 treated as 512.  Version 1: BADVERS (extended rcode 16),
   question kept, no AA, OPT v0, also for names outside our zones and with
   qdcount 0.  Two OPT RRs or an OPT whose RDLENGTH overruns: FORMERR without
@@ -50,6 +50,19 @@ answering core should do the same unless a Rule says otherwise):
   (ANY too) and other names REFUSED.  NSID
   (RFC 5001) is sent only when asked for.  Both servers are given the same
   identity (tests/conftest.py DIFF_*).
+- Cookies (RFC 7873), with mod-cookies and one secret for both servers
+  (tests/conftest.py DIFF_COOKIE_SECRET): RFC 9018 server cookies, byte for
+  byte the same as xdpdns's for the same client, secret and second.  A
+  well-formed COOKIE always gets the client cookie and a server cookie back,
+  on errors too (REFUSED outside our zones); a valid server cookie is sent
+  back as it is (also when older than half an hour, where xdpdns renews it),
+  else a fresh one.  Without a valid server cookie a UDP query gets
+  BADCOOKIE (23: the question, no records, AA clear; xdpdns with `require`)
+  and a TCP query its answer.  A COOKIE of 0-7, 9-15 or over 40 octets:
+  FORMERR with OPT (no options).  EDNS version 1: BADVERS, the COOKIE
+  ignored.  Knot takes the last of several COOKIE options (RFC 7873 5.2:
+  the first) and answers qdcount 0 with a cookie FORMERR (RFC 7873 5.4
+  would answer it): neither is compared.
 - Classes HS, NONE, unknown: REFUSED, no EDE; class ANY (255) is answered
   with the IN data.
 - Opcodes: IQUERY, STATUS, 3, DSO (6), 7-15: NOTIMP (question echoed, RD
@@ -66,7 +79,9 @@ answering core should do the same unless a Rule says otherwise):
 """
 
 import dataclasses
+import ipaddress
 import struct
+import time
 
 import dns.edns
 import dns.flags
@@ -76,7 +91,9 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from conftest import DIFF_COOKIE_SECRET
 from dnsdiff import EXACT, Exchange, Rule, ask, compare, make_query, parse, report, rr_set
+from xdpdns.engine import siphash24
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, NOTAUTH = (
     dns.rcode.NOERROR, dns.rcode.FORMERR, dns.rcode.SERVFAIL, dns.rcode.NXDOMAIN,
@@ -313,7 +330,9 @@ SPECIAL = [
     ("edns-z-bits", _edns_wire(_www(), ednsflags=0x7FFF), EXACT),
     ("edns-nsid", _www(options=[dns.edns.GenericOption(dns.edns.NSID, b"")]), EXACT),
     ("edns-cookie", _www(options=[dns.edns.GenericOption(dns.edns.COOKIE, b"12345678")]),
-     Rule(rfc="RFC 7873 section 5.2: a server without cookies ignores the option")),
+     Rule(rfc="RFC 9018 section 4: both servers make a server cookie with the shared "
+              "secret; its timestamp may differ (test_cookie checks the hashes)",
+          cookie="structure")),
     ("edns-unknown-option", _www(options=[dns.edns.GenericOption(65001, b"xy")]), EXACT),
     ("outside-noedns", make_query("www.unserved.test.", edns=None), EXACT),
     ("outside-edns-ede20", make_query("www.unserved.test.", edns=0), EXACT),
@@ -381,6 +400,112 @@ def _special_params():
 @pytest.mark.parametrize("query,rule,tcp", list(_special_params()))
 def test_special(knot_server, xdpdns_server, query, rule, tcp, request):
     run_diff(knot_server, xdpdns_server, request.node.callspec.id, query, tcp, rule)
+
+
+# ---- DNS cookies: both servers share DIFF_COOKIE_SECRET ------------------------------
+
+SECRET = bytes.fromhex(DIFF_COOKIE_SECRET)
+CC = bytes.fromhex("0123456789abcdef")
+LOOPBACK = "127.0.0.1"  # the address both servers see the test's queries from
+COOKIE_LIFETIME = (3600, 300)  # RFC 9018 4.3: an hour back, five minutes ahead
+
+COOKIE_STRUCTURE = Rule(rfc="RFC 9018 section 4: a server cookie holds its timestamp, "
+                            "which may differ between the servers; each one's hash must "
+                            "verify under the shared secret", cookie="structure")
+COOKIE_RENEWED = Rule(rfc="RFC 9018 section 4.3: a server cookie older than half an hour "
+                          "is renewed (Knot sends it back); both must verify",
+                      cookie="structure")
+
+
+def _server_cookie(age, client=LOOPBACK, secret=SECRET, version=1, reserved=bytes(3),
+                   client_cookie=CC):
+    """An RFC 9018 server cookie made `age` seconds ago (negative: ahead)."""
+    head = bytes([version]) + reserved + struct.pack("!I", (int(time.time()) - age) % 2**32)
+    return head + siphash24(secret, client_cookie + head + ipaddress.ip_address(client).packed)
+
+
+# (id, COOKIE option data, made when the test runs; rule; query keywords)
+COOKIE_CASES = [
+    ("client-only", lambda: CC, COOKIE_STRUCTURE, {}),
+    ("valid", lambda: CC + _server_cookie(10), EXACT, {}),
+    ("valid-reserved-bits", lambda: CC + _server_cookie(10, reserved=b"\xab\xcd\xef"),
+     EXACT, {}),
+    ("valid-ahead", lambda: CC + _server_cookie(-200), EXACT, {}),
+    ("valid-40-minutes-old", lambda: CC + _server_cookie(2400), COOKIE_RENEWED, {}),
+    ("expired", lambda: CC + _server_cookie(3700), COOKIE_STRUCTURE, {}),
+    ("too-far-ahead", lambda: CC + _server_cookie(-400), COOKIE_STRUCTURE, {}),
+    ("wrong-secret", lambda: CC + _server_cookie(10, secret=bytes(16)), COOKIE_STRUCTURE, {}),
+    ("other-client", lambda: CC + _server_cookie(10, client="127.0.0.2"),
+     COOKIE_STRUCTURE, {}),
+    ("other-client-cookie", lambda: CC + _server_cookie(10, client_cookie=bytes(8)),
+     COOKIE_STRUCTURE, {}),
+    ("version-2", lambda: CC + _server_cookie(10, version=2), COOKIE_STRUCTURE, {}),
+    ("server-cookie-8", lambda: CC + _server_cookie(10)[:8], COOKIE_STRUCTURE, {}),
+    ("server-cookie-32", lambda: CC + _server_cookie(10) + bytes(16), COOKIE_STRUCTURE, {}),
+    ("malformed-0", lambda: b"", EXACT, {}),
+    ("malformed-7", lambda: CC[:7], EXACT, {}),
+    ("malformed-9", lambda: CC + b"\x01", EXACT, {}),
+    ("malformed-15", lambda: CC + bytes(7), EXACT, {}),
+    ("malformed-41", lambda: CC + bytes(33), EXACT, {}),
+    ("outside-zones", lambda: CC, COOKIE_STRUCTURE, {"qname": "www.unserved.test."}),
+    ("nxdomain", lambda: CC + _server_cookie(10), EXACT, {"qname": "nothere.example.com."}),
+    ("chaos", lambda: CC + _server_cookie(10), EXACT,
+     {"qname": "version.bind.", "qtype": "TXT", "rdclass": "CH"}),
+    ("edns-v1", lambda: CC, EXACT, {"version": 1}),
+    ("edns-v1-malformed", lambda: CC[:3], EXACT, {"version": 1}),
+]
+
+
+def _cookie_params():
+    for cid, option, rule, kw in COOKIE_CASES:
+        for transport in ("udp", "tcp"):
+            yield pytest.param(option, rule, kw, transport == "tcp", id=f"{cid}/{transport}")
+
+
+def _cookie_query(option, qname="www.example.com.", qtype="A", rdclass="IN", version=0):
+    query = make_query(qname, qtype, rdclass=rdclass)
+    query.use_edns(version, payload=1232,
+                   options=[dns.edns.GenericOption(dns.edns.COOKIE, option)])
+    return query
+
+
+def _cookie_problems(server, sent, response):
+    """Why the COOKIE of a response is not one the shared secret made for
+    the client within its lifetime (empty: it is)."""
+    cookies = [o.to_wire() for o in response.options if o.otype == dns.edns.COOKIE]
+    if not cookies:
+        return []
+    (cookie,) = cookies
+    head, hash_ = cookie[8:16], cookie[16:]
+    stamp = struct.unpack("!I", head[4:])[0]
+    age = int(time.time()) - stamp
+    expected = siphash24(SECRET, sent[:8] + head + ipaddress.ip_address(LOOPBACK).packed)
+    problems = []
+    if cookie[:8] != sent[:8] or len(cookie) != 24:
+        problems.append(f"{server}: cookie {cookie.hex()} does not echo {sent[:8].hex()}")
+    if not -COOKIE_LIFETIME[1] <= age <= COOKIE_LIFETIME[0]:
+        problems.append(f"{server}: server cookie timestamp {stamp} is {age} s old")
+    if hash_ != expected:
+        problems.append(f"{server}: server cookie hash {hash_.hex()} != {expected.hex()}")
+    return problems
+
+
+@pytest.mark.parametrize("option,rule,kw,tcp", list(_cookie_params()))
+def test_cookie(knot_server, xdpdns_server, option, rule, kw, tcp, request):
+    sent = option()
+    query = _cookie_query(sent, **kw)
+    ref = ask(knot_server.address, query, tcp=tcp)
+    got = ask(xdpdns_server.address, query, tcp=tcp, full=False)
+    diffs = compare(ref, got, rule)
+    for server, exchange in (("knot", ref), ("xdpdns", got)):
+        if exchange.wire is not None and len(sent) >= 8:
+            diffs += _cookie_problems(server, sent, exchange.msg)
+    # xdpdns's own rule (a second Knot in its place, XDPDNS_DIFF_SELFTEST, keeps it).
+    if rule is COOKIE_RENEWED and got.wire is not None and xdpdns_server.name == "xdpdns":
+        (cookie,) = [o.to_wire() for o in got.msg.options if o.otype == dns.edns.COOKIE]
+        if abs(struct.unpack("!I", cookie[12:16])[0] - time.time()) > 30:
+            diffs.append(f"xdpdns did not renew the old cookie: {cookie.hex()}")
+    assert not diffs, report(request.node.callspec.id, query, ref, got, diffs, rule)
 
 
 # ---- malformed packets: raw bytes --------------------------------------------------

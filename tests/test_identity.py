@@ -185,3 +185,27 @@ def test_same_answers_in_xdp_mode(xdp_topology, xdp_serve, tmp_path):
     assert _txt(response) == b"v-xdp" and _nsid(response) == [b"nsid-xdp"]
     # It came through AF_XDP, not the kernel's socket.
     assert sum(q["answered"] for q in server.stats()["xdp"]["queues"]) >= 1
+
+
+def test_long_identity_items_never_outgrow_the_limit():
+    # 255-byte version and NSID: with a 512-byte limit the TXT answer does
+    # not fit beside the NSID (TC); with 1232 both do.
+    img = _image(version=b"v" * 255, nsid=b"n" * 255)
+    ask = [dns.edns.GenericOption(dns.edns.NSID, b"")]
+    small = dns.message.make_query("version.bind.", "TXT", rdclass="CH", use_edns=0,
+                                   payload=512, options=ask)
+    wire = img.answer(small.to_wire())
+    assert len(wire) <= 512
+    assert dns.message.from_wire(wire).flags & dns.flags.TC
+    big = dns.message.make_query("version.bind.", "TXT", rdclass="CH", use_edns=0,
+                                 payload=1232, options=ask)
+    response = dns.message.from_wire(img.answer(big.to_wire()))
+    assert _txt(response) == b"v" * 255 and _nsid(response) == [b"n" * 255]
+    # A 250-byte name beside a 255-byte NSID: the NSID is left out rather
+    # than the limit broken.
+    name = ".".join(["a" * 61] * 4) + "."
+    long_q = dns.message.make_query(name, "A", use_edns=0, payload=512, options=ask)
+    wire = img.answer(long_q.to_wire())
+    assert len(wire) <= 512
+    response = dns.message.from_wire(wire)
+    assert response.rcode() == dns.rcode.REFUSED and _nsid(response) == []

@@ -117,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from xdpdns.config import load_config
-    from xdpdns.image import collect_sources, compile_sources
+    from xdpdns.image import collect_overrides, collect_sources, compile_sources
     from xdpdns.plugins import load_plugins
 
     if not args.zones and not args.config:
@@ -125,7 +125,8 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     pm = load_plugins()
     config = load_config(pm, args.config, zones=args.zones)
-    result = compile_sources(collect_sources(pm, config))
+    result = compile_sources(collect_sources(pm, config),
+                             overrides=collect_overrides(pm, config))
     for problem in result.problems:
         print(problem)
     errors, warnings = len(result.errors), len(result.warnings)

@@ -22,11 +22,15 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import dns.name
+import dns.rdata
 import dns.rdataset
+import dns.rdatatype
 
 from xdpdns._engine import ffi, lib
 
 __all__ = [
+    "Answer",
+    "COOKIE_STATES",
     "Engine",
     "GeneratorQueueStats",
     "LoadGenerator",
@@ -40,6 +44,7 @@ __all__ = [
     "WorkerStats",
     "XdpInfo",
     "MAX_MESSAGE",
+    "siphash24",
 ]
 
 # The largest DNS message (RFC 1035 4.2.2: TCP length prefix of 16 bits).
@@ -100,6 +105,7 @@ class ImageInfo:
     rrsets: int
     records: int
     bytes: int
+    overrides: int = 0  # names with override rules
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,9 @@ PORT_ACTIONS = {
 }
 _IDENTITY = {"version": lib.XD_IDENTITY_VERSION, "hostname": lib.XD_IDENTITY_HOSTNAME,
              "id": lib.XD_IDENTITY_ID, "nsid": lib.XD_IDENTITY_NSID}
+# What a query for a name an override rule holds gets (XD_OVERRIDE_*).
+OVERRIDE_ACTIONS = {"nxdomain": lib.XD_OVERRIDE_NXDOMAIN, "refused": lib.XD_OVERRIDE_REFUSED,
+                    "nodata": lib.XD_OVERRIDE_NODATA, "answer": lib.XD_OVERRIDE_ANSWER}
 _HUGEPAGES = {"off": lib.XD_HUGEPAGES_OFF, "auto": lib.XD_HUGEPAGES_AUTO,
               "required": lib.XD_HUGEPAGES_REQUIRED}
 _ZEROCOPY = {"auto": lib.XD_ZEROCOPY_AUTO, "off": lib.XD_ZEROCOPY_OFF,
@@ -332,6 +341,59 @@ class ImageBuilder(_CObject):
         _raise_for(lib.xd_builder_set_identity(self._ptr(), _IDENTITY[item], value, len(value)),
                    what=f"identity {item}")
 
+    def add_override_rule(self, action: str, ttl: int = 0,
+                          records: Iterable[dns.rdata.Rdata] = ()) -> int:
+        """Creates an override rule that names then share (:meth:`add_override`,
+        :meth:`load_blocklist`): ``action`` is "nxdomain", "refused", "nodata"
+        or "answer", whose ``records`` (class IN, names in them absolute) go
+        out owned by the query name with TTL ``ttl``.  Returns the rule's
+        index; raises ValueError for records the engine refuses (a CNAME
+        beside other data, a meta type)."""
+        if action not in OVERRIDE_ACTIONS:
+            raise ValueError(f"override action {action!r}: expected one of "
+                             + ", ".join(OVERRIDE_ACTIONS))
+        b = self._ptr()
+        err = ffi.new("struct xd_error *")
+        rule = _raise_for(lib.xd_builder_add_override_rule(b, OVERRIDE_ACTIONS[action], ttl, err),
+                          err, "override rule")
+        for rdata in records:
+            try:
+                wire = rdata.to_wire()
+            except dns.name.NeedAbsoluteNameOrOrigin:
+                raise ValueError(f"override record {rdata}: names must be absolute") from None
+            rc = lib.xd_builder_add_override_record(b, rule, rdata.rdtype, wire, len(wire), err)
+            if rc == -errno.EINVAL:
+                raise ValueError(f"override record {dns.rdatatype.to_text(rdata.rdtype)} "
+                                 f"{rdata}: " + ffi.string(err.message).decode("utf-8", "replace"))
+            _raise_for(rc, err, "override record")
+        return rule
+
+    def add_override(self, name: dns.name.Name, rule: int, subtree: bool = False) -> bool:
+        """Applies rule ``rule`` to ``name`` (with ``subtree``, also to every
+        name below it).  False when the name had a rule of that kind already:
+        the first one added stays, so add in order of precedence."""
+        if not name.is_absolute():
+            raise ValueError(f"override name {name} is not absolute")
+        wire = name.to_wire()
+        err = ffi.new("struct xd_error *")
+        rc = lib.xd_builder_add_override(self._ptr(), wire, len(wire), 1 if subtree else 0,
+                                         rule, err)
+        return _raise_for(rc, err, f"override {name}") == 1
+
+    def load_blocklist(self, path: str | os.PathLike, rule: int, subtree: bool = False) -> bool:
+        """Applies rule ``rule`` to every name of a blocklist file (one name
+        per line, ``*.NAME`` for a subtree, ``#`` comments), read natively.
+        Bad lines and an unreadable file become problems with the file and
+        line; returns True when the file read without errors."""
+        err = ffi.new("struct xd_error *")
+        rc = lib.xd_builder_load_blocklist(self._ptr(), os.fsencode(path), rule,
+                                           1 if subtree else 0, err)
+        if rc == -errno.ENOMEM:
+            raise MemoryError(f"loading {path}")
+        if rc == -errno.E2BIG:
+            _raise_for(rc, err)
+        return rc == 0
+
     def check(self) -> int:
         """Runs the zone checks (recording problems); returns the number of errors."""
         return _raise_for(lib.xd_builder_check(self._ptr()), what="zone checks")
@@ -372,7 +434,7 @@ class Image(_CObject):
         info = ffi.new("struct xd_image_info *")
         lib.xd_image_info(self._c, info)
         self.info = ImageInfo(info.version, info.zones, info.names, info.rrsets,
-                              info.records, info.bytes)
+                              info.records, info.bytes, info.overrides)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Image":
@@ -445,14 +507,16 @@ class Engine(_CObject):
         _raise_for(rc, what="publishing the zone image")
         self.image_info = info
 
-    def answer(self, query: bytes, tcp: bool = False) -> bytes | None:
+    def answer(self, query: bytes, tcp: bool = False, client: str | None = None,
+               now: int | None = None) -> bytes | None:
         """Answers one DNS message; None when nothing must be sent back.
 
         With tcp=True there is no UDP size limit (the caller writes the
-        two-byte length prefix).
+        two-byte length prefix).  ``client`` (the sender's IP address) and
+        ``now`` (UNIX time; default: the clock) are what DNS cookies depend
+        on; without a client the COOKIE option is ignored.
         """
-        e = self._ptr()
-        return _answer(lambda q, n, r, c, f: lib.xd_engine_answer(e, q, n, r, c, f), query, tcp)
+        return self.answer_client(query, client, tcp=tcp, now=now).wire
 
     def udp_start(self, listen: Sequence[tuple[str, int]], workers: int) -> list[int]:
         """Starts UDP workers on every (host, port); returns the bound ports."""
@@ -652,6 +716,38 @@ class Engine(_CObject):
         nothing must be sent back (the message is itself a response)."""
         return _answer(lambda q, n, r, c, f: lib.xd_answer_refused(q, n, r, c), query, False)
 
+    # ---- DNS cookies (RFC 7873, RFC 9018) --------------------------------------
+
+    def set_cookie_secrets(self, current: bytes | None, previous: bytes | None = None,
+                           require: bool = False) -> None:
+        """Turns DNS cookies on with ``current`` (16 bytes: every new server
+        cookie is made with it) and ``previous`` (16 bytes or None: still
+        accepted during a rotation); ``require``: UDP queries with a client
+        cookie but no valid server cookie get BADCOOKIE instead of an
+        answer.  ``current`` None turns cookies off.  Workers switch at once."""
+        for name, secret in (("current", current), ("previous", previous)):
+            if secret is not None and len(secret) != lib.XD_COOKIE_SECRET_LEN:
+                raise ValueError(f"{name} cookie secret: {len(secret)} bytes, expected "
+                                 f"{lib.XD_COOKIE_SECRET_LEN}")
+        err = ffi.new("struct xd_error *")
+        flags = lib.XD_COOKIE_REQUIRE_UDP if require else 0
+        _raise_for(lib.xd_engine_set_cookie_secrets(
+            self._ptr(), ffi.NULL if current is None else current,
+            ffi.NULL if previous is None else previous, flags, err), err,
+            "setting the cookie secrets")
+
+    def answer_client(self, query: bytes, client: str | None, tcp: bool = False,
+                      now: int | None = None) -> "Answer":
+        """Answers one DNS message from ``client`` (an IP address, None:
+        unknown) at ``now`` (UNIX time; None: the clock), and tells what its
+        COOKIE option showed (:data:`COOKIE_STATES`)."""
+        e = self._ptr()
+        c_client = _client(client)
+        cookie = ffi.new("int *")
+        wire = _answer(lambda q, n, r, c, f: lib.xd_engine_answer_client(
+            e, c_client, now or 0, q, n, r, c, f, cookie), query, tcp)
+        return Answer(wire, COOKIE_STATES[cookie[0]])
+
 
 # The source ACL's actions (enum xd_acl_action of bpf/xdpdns_maps.h) and
 # what socket mode does with a denied source.
@@ -795,3 +891,45 @@ def _set_chars(struct, field: str, text: str, what: str) -> None:
 def _prog_stats(out) -> ProgStats:
     return ProgStats(out.seen, out.redirected, out.passed, out.dropped, out.malformed,
                      out.denied)
+
+
+# ---- DNS cookies ---------------------------------------------------------------
+
+# What a query's COOKIE option showed (XD_COOKIE_* of native/engine.h).
+COOKIE_STATES = {
+    lib.XD_COOKIE_NONE: "none",  # no COOKIE option, or cookies off
+    lib.XD_COOKIE_CLIENT_ONLY: "client-only",
+    lib.XD_COOKIE_INVALID: "invalid",  # a server cookie not ours for this client now
+    lib.XD_COOKIE_VALID: "valid",
+    lib.XD_COOKIE_MALFORMED: "malformed",  # answered FORMERR
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response (None: nothing to send) and what the query's COOKIE option
+    showed: one of the values of :data:`COOKIE_STATES`."""
+
+    wire: bytes | None
+    cookie: str
+
+
+def _client(address: str | None):
+    """A struct xd_client for an IP address (NULL for None)."""
+    if address is None:
+        return ffi.NULL
+    ip = ipaddress.ip_address(address)
+    client = ffi.new("struct xd_client *")
+    client.family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    ffi.memmove(client.addr, ip.packed, len(ip.packed))
+    return client
+
+
+def siphash24(key: bytes, data: bytes) -> bytes:
+    """SipHash-2-4 of ``data`` under a 16-byte ``key`` (the engine's, as DNS
+    cookies use it): 8 bytes in the reference implementation's order."""
+    if len(key) != 16:
+        raise ValueError(f"SipHash key: {len(key)} bytes, expected 16")
+    out = ffi.new("uint8_t[8]")
+    lib.xd_siphash24(key, data, len(data), out)
+    return bytes(out)

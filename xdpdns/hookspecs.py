@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, Union
 
 import dns.name
+import dns.rdata
 import dns.rdataset
+import dns.rdatatype
 import pluggy
 
 if TYPE_CHECKING:
@@ -271,4 +273,137 @@ def stats(server: "Server", stats: "ServerStats") -> None:
         ``stats.workers`` (one entry per worker), ``stats.tcp`` (the TCP
         listener's counters), ``stats.xdp`` (XDP mode: per AF_XDP queue,
         per CPU of the XDP program, the port actions; None in socket mode).
+    """
+
+
+# ---- overrides -------------------------------------------------------------------
+
+# What a query for a name that an override rule holds gets (engine.h,
+# XD_OVERRIDE_*): NXDOMAIN or NODATA with AA (and the SOA of the zone that
+# holds the name, when one is served), REFUSED, or a fixed answer.
+OVERRIDE_ACTIONS = ("nxdomain", "refused", "nodata", "answer")
+DEFAULT_OVERRIDE_TTL = 300
+MAX_TTL = 2**31 - 1  # RFC 2181 section 8
+
+
+def _check_rule(what: str, action: str, records: tuple, ttl: int) -> None:
+    """The rule part shared by Override and Blocklist: raises ValueError."""
+    if action not in OVERRIDE_ACTIONS:
+        raise ValueError(f"{what}: action {action!r}: expected one of "
+                         + ", ".join(repr(a) for a in OVERRIDE_ACTIONS))
+    if not all(isinstance(r, dns.rdata.Rdata) for r in records):
+        raise ValueError(f"{what}: records must be dnspython Rdata objects")
+    if (action == "answer") != bool(records):
+        raise ValueError(f"{what}: records are needed with action 'answer' and only there")
+    types = {r.rdtype for r in records}
+    if dns.rdatatype.CNAME in types and (len(types) > 1 or
+                                         sum(r.rdtype == dns.rdatatype.CNAME for r in records) > 1):
+        raise ValueError(f"{what}: a CNAME stands alone (RFC 1034 3.6.2): no other records "
+                         "and no second CNAME beside it")
+    if any(dns.rdatatype.is_metatype(t) or t == dns.rdatatype.OPT or t == 0 for t in types):
+        raise ValueError(f"{what}: records of a type that cannot be data")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL:
+        raise ValueError(f"{what}: ttl {ttl!r}: expected a TTL from 0 to {MAX_TTL}")
+
+
+@dataclass(frozen=True)
+class Override:
+    """A rule for one name, compiled into the zone image and applied before
+    any zone data: queries for ``name`` (with ``subtree``, also for every
+    name below it) get ``action``: "nxdomain", "nodata" (both with AA, and
+    the negative SOA of the zone holding the name when one is served),
+    "refused", or "answer": ``records`` (class IN, any types but a CNAME
+    stands alone), owned by the query name, with TTL ``ttl``.
+
+    Which rule applies to a query name: the exact rule of the name itself,
+    else the subtree rule of its longest suffix that has one (the name
+    itself included).  A name may have both an exact and a subtree rule.
+    """
+
+    name: dns.name.Name
+    action: str
+    subtree: bool = False
+    records: tuple[dns.rdata.Rdata, ...] = ()
+    ttl: int = DEFAULT_OVERRIDE_TTL
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, dns.name.Name) or not self.name.is_absolute():
+            raise ValueError(f"override {self.name!r}: expected an absolute dns.name.Name")
+        object.__setattr__(self, "records", tuple(self.records))
+        _check_rule(f"override {self.name}", self.action, self.records, self.ttl)
+
+
+@dataclass(frozen=True)
+class Blocklist:
+    """A file of names that all get one rule (the fields as in
+    :class:`Override`), read natively: one name per line, a leading ``*.``
+    meaning that name's subtree (``subtree`` makes every line a subtree),
+    ``#`` starting a comment.  A million names load in well under a second;
+    bad lines are problems with the file and line."""
+
+    path: Path
+    action: str = "nxdomain"
+    subtree: bool = False
+    records: tuple[dns.rdata.Rdata, ...] = ()
+    ttl: int = DEFAULT_OVERRIDE_TTL
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "records", tuple(self.records))
+        _check_rule(f"blocklist {self.path}", self.action, self.records, self.ttl)
+
+
+@hookspec
+def overrides(config: "Config") -> Sequence["Override | Blocklist"]:
+    """Provide per-name override rules (see :class:`Override`) and blocklists
+    (:class:`Blocklist`) to compile into the zone image.
+
+    Called every time an image is built, after :func:`zone_sources`.  All
+    results are collected, in plugin order, and within each result in its
+    order; where a name gets two rules of the same kind (exact, or subtree),
+    the first one wins, so a plugin placed before the built-in ``override``
+    plugin (``XDPDNS_BEFORE = ("override",)``) overrides its rules name by
+    name.  Overrides win over zone data: that is what they are for.
+
+    :param config: the whole parsed configuration; a plugin's own section is
+        ``config.plugins[NAME]``.
+    :return: the rules and blocklists of this plugin (possibly empty).
+    """
+
+
+@dataclass(frozen=True)
+class CookieSecrets:
+    """The secrets of DNS cookies (RFC 7873, with the server cookies of RFC
+    9018): ``current`` (16 bytes, a SipHash-2-4 key) makes every new server
+    cookie, or None for no cookies at all (the COOKIE option is ignored, as
+    by a server without them); ``previous`` (16 bytes or None) is still
+    accepted during a rotation; with ``require``, a UDP query with a client
+    cookie but no valid server cookie gets BADCOOKIE instead of an answer.
+    Servers that share ``current`` make and accept the same cookies."""
+
+    current: bytes | None
+    previous: bytes | None = None
+    require: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("current", "previous"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, bytes) or len(value) != 16):
+                raise ValueError(f"cookie secret {name}: expected 16 bytes, got {value!r}")
+        if self.current is None and (self.previous is not None or self.require):
+            raise ValueError("cookie secrets: previous or require without current")
+
+
+@hookspec(firstresult=True)
+def cookie_secrets(config: "Config") -> "CookieSecrets | None":
+    """Decide the DNS cookie secrets (see :class:`CookieSecrets`).
+
+    Called once at start, after the source ACL is set and before any
+    listener answers.  The first result wins: the first plugin (in plugin
+    order) that returns CookieSecrets decides; the built-in ``cookies``
+    plugin answers from ``[plugins.cookies]`` (a random secret unless one is
+    configured), so a plugin placed before it (one that fetches a fleet's
+    shared secret, say) overrides it.  Without any: no cookies.
+
+    :param config: the whole parsed configuration.
+    :return: the secrets, or None to leave the decision to later plugins.
     """

@@ -1,5 +1,6 @@
 """What goes into the zone image: the zone sources that plugins provide,
-compiled by the C builder into one image.
+what the server says about itself, and the override rules (per-name rules
+and blocklists), compiled by the C builder into one image.
 
 Zone files are read natively (libzscanner); dnspython data goes through the
 wrapper in wire form.  Every problem found comes back with file and line;
@@ -11,15 +12,17 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Union
 
 import dns.name
 
 from xdpdns.engine import Image, ImageBuilder, Problem
-from xdpdns.hookspecs import Identity, ZoneData, ZoneFile, ZoneSource
+from xdpdns.hookspecs import Blocklist, Identity, Override, ZoneData, ZoneFile, ZoneSource
 
 __all__ = ["CompileResult", "ZoneData", "ZoneFile", "ZoneLoadError", "ZoneSource",
-           "build_image", "collect_sources", "compile_sources"]
+           "build_image", "collect_overrides", "collect_sources", "compile_sources"]
+
+OverrideSource = Union[Override, Blocklist]
 
 log = logging.getLogger("xdpdns.image")
 
@@ -63,6 +66,38 @@ def collect_sources(pm, config) -> list[ZoneSource]:
     return sources
 
 
+def collect_overrides(pm, config) -> list[OverrideSource]:
+    """Asks every plugin for its override rules (the overrides hook), in
+    plugin order: where two rules of one kind name the same name, the first
+    one wins."""
+    rules: list[OverrideSource] = []
+    for provided in pm.hook.overrides(config=config):
+        for rule in provided or ():
+            if not isinstance(rule, (Override, Blocklist)):
+                raise TypeError(f"an overrides hook returned {rule!r}; expected "
+                                "xdpdns.hookspecs.Override or xdpdns.hookspecs.Blocklist")
+            rules.append(rule)
+    return rules
+
+
+def _add_overrides(builder: ImageBuilder, overrides: Iterable[OverrideSource]) -> None:
+    # Names with the same action (and answer) share one rule in the image:
+    # a million blocklisted names cost one rule, not a million.
+    rules: dict[tuple, int] = {}
+    for o in overrides:
+        key = (o.action, o.ttl, o.records) if o.action == "answer" else (o.action,)
+        if key not in rules:
+            try:
+                rules[key] = builder.add_override_rule(o.action, o.ttl, o.records)
+            except ValueError as exc:
+                builder.add_problem("error", str(exc))
+                continue
+        if isinstance(o, Blocklist):
+            builder.load_blocklist(o.path, rules[key], o.subtree)
+        else:
+            builder.add_override(o.name, rules[key], o.subtree)
+
+
 def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
     label = (os.fspath(source.path) if isinstance(source, ZoneFile)
              else source.description or f"<records of {source.origin}>")
@@ -81,9 +116,11 @@ def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
 
 
 def compile_sources(sources: Iterable[ZoneSource],
-                    identity: Identity | None = None) -> CompileResult:
-    """Compiles zone sources (and what the server says about itself) into an
-    image, collecting every problem.
+                    identity: Identity | None = None,
+                    overrides: Iterable[OverrideSource] = ()) -> CompileResult:
+    """Compiles zone sources (what the server says about itself, and the
+    override rules, in order of precedence) into an image, collecting every
+    problem.
 
     Never raises for bad zone data: the result has image None and the
     problems instead.
@@ -93,6 +130,7 @@ def compile_sources(sources: Iterable[ZoneSource],
         for source in sources:
             origins.append(source.origin)
             _add_source(builder, source)
+        _add_overrides(builder, overrides)
         if identity is not None:
             for item in ("version", "hostname", "id", "nsid"):
                 value = getattr(identity, item)
@@ -110,9 +148,12 @@ def build_image(pm, config) -> CompileResult:
 
     Raises ZoneLoadError listing every problem when any is an error.
     """
-    result = compile_sources(collect_sources(pm, config), pm.hook.identity(config=config))
+    result = compile_sources(collect_sources(pm, config), pm.hook.identity(config=config),
+                             collect_overrides(pm, config))
     if result.image is None:
         raise ZoneLoadError(result.problems)
     for problem in result.warnings:
         log.warning("%s", problem)
+    if result.image.info.overrides:
+        log.info("overrides names=%d", result.image.info.overrides)
     return result

@@ -1,7 +1,8 @@
 """The server's life.
 
 configuration -> plugins -> (XDP mode: privileges and interface checked) ->
-zone image and source ACL (address_rules hooks) -> engine -> native UDP
+zone image, source ACL (address_rules hooks) and DNS cookie secrets
+(cookie_secrets hook) -> engine -> native UDP
 workers and the TCP listener on the same
 addresses and ports -> (XDP mode: program attached, AF_XDP workers, ports
 redirected; see xdpdns/xdp.py) -> control socket -> startup hook -> one
@@ -28,7 +29,9 @@ from xdpdns.acl import Acl, collect_acl
 from xdpdns.config import Config, ListenAddress, default_control_socket
 from xdpdns.control import ControlError, ControlServer
 from xdpdns.engine import Engine, ImageInfo, WorkerStats
+from xdpdns.hookspecs import CookieSecrets
 from xdpdns.image import build_image
+from xdpdns.plugins import PluginError
 from xdpdns.tcp import TcpListener, TcpStats, bind_sockets
 from xdpdns.xdp import XdpMode, XdpStats
 
@@ -65,6 +68,31 @@ class ServerStats:
 def _sum_stats(workers: list[WorkerStats]) -> WorkerStats:
     return WorkerStats(**{f.name: sum(getattr(w, f.name) for w in workers)
                           for f in fields(WorkerStats)})
+
+
+def _cookie_secrets(pm, config) -> CookieSecrets:
+    """The DNS cookie secrets of the first plugin that decides (no cookies
+    when none does); raises PluginError for something that is not a
+    CookieSecrets."""
+    result = pm.hook.cookie_secrets(config=config)
+    if result is None:
+        return CookieSecrets(None)
+    if not isinstance(result, CookieSecrets):
+        raise PluginError(f"cookie_secrets returned {result!r}, not an "
+                          "xdpdns.hookspecs.CookieSecrets")
+    return result
+
+
+def _default_cookies(cookies: CookieSecrets) -> bool:
+    return cookies.current is not None and cookies.previous is None and not cookies.require
+
+
+def _describe_cookies(cookies: CookieSecrets) -> str:
+    """For the log: never the secrets themselves."""
+    if cookies.current is None:
+        return "off"
+    return (f"on previous_secret={'yes' if cookies.previous else 'no'} "
+            f"require={'yes' if cookies.require else 'no'}")
 
 
 class Server:
@@ -121,6 +149,7 @@ class Server:
         self.zones = result.zones
         self.image_info = result.image.info
         self.acl = collect_acl(self.pm, self.config)
+        cookies = _cookie_secrets(self.pm, self.config)
         srv = self.config.server
         with Engine() as engine:
             self._engine = engine
@@ -131,6 +160,14 @@ class Server:
                            self.acl.policy.socket_action)
             if self.acl.denies_anything:
                 log.info("acl %s", self.acl.describe())
+            # Before any listener too: every server cookie is made with the
+            # secret the plugins decided on.
+            if cookies.current is not None:
+                engine.set_cookie_secrets(cookies.current, cookies.previous, cookies.require)
+            # Like the ACL's line: only what differs from the default (on,
+            # answering every client) is worth a line at info.
+            log.log(logging.DEBUG if _default_cookies(cookies) else logging.INFO,
+                    "cookies %s", _describe_cookies(cookies))
             socks = bind_sockets(srv.listen)
             try:
                 # TCP binds first so that port 0 gets one kernel-chosen port

@@ -7,7 +7,8 @@ connection is closed after ``idle_timeout`` seconds (RFC 7766 6.2.3), and
 new connections beyond ``max_connections`` are closed at once so that a
 flood of idle clients cannot starve the others.  A client the source ACL
 denies gets REFUSED to every query, or its connection closed at once, as
-the ACL's socket action says (the engine decides, as for UDP).
+the ACL's socket action says (the engine decides, as for UDP).  The peer's
+address goes with every query to the engine: DNS cookies are made for it.
 
 The answers come from Engine.answer(tcp=True), a C call that releases the
 GIL and takes microseconds, so it runs inline in the event loop.
@@ -90,15 +91,16 @@ class TcpListener:
             await server.wait_closed()
         self._servers.clear()
 
-    def _verdict(self, writer: asyncio.StreamWriter) -> str:
+    def _verdict(self, client: str | None) -> str:
         """The source ACL's word on the peer: "answer", "refuse" or "drop"."""
-        peer = writer.get_extra_info("peername")
-        if not peer:
+        if client is None:
             return "answer"  # not an IP peer (never on our listeners)
-        return self.engine.acl_check(peer[0])
+        return self.engine.acl_check(client)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        verdict = self._verdict(writer)
+        peer = writer.get_extra_info("peername")
+        client = peer[0] if peer else None
+        verdict = self._verdict(client)
         if verdict != "answer":
             self.stats.denied += 1
         if verdict == "drop":
@@ -112,7 +114,7 @@ class TcpListener:
         self._handlers.add(task)
         self.stats.connections += 1
         try:
-            await self._serve(reader, writer, refuse=verdict == "refuse")
+            await self._serve(reader, writer, client, refuse=verdict == "refuse")
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         except asyncio.CancelledError:
@@ -131,7 +133,7 @@ class TcpListener:
             return None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     refuse: bool = False) -> None:
+                     client: str | None, refuse: bool = False) -> None:
         while True:
             prefix = await self._read(reader, LENGTH_PREFIX)
             if prefix is None:
@@ -146,7 +148,7 @@ class TcpListener:
             if refuse:
                 response = self.engine.refused(query)
             else:
-                response = self.engine.answer(query, tcp=True)
+                response = self.engine.answer(query, tcp=True, client=client)
             if response is None:
                 continue  # e.g. the message was itself a response
             writer.write(len(response).to_bytes(LENGTH_PREFIX, "big") + response)

@@ -1,0 +1,32 @@
+/*
+ * answer.h - the answering core's entry for callers that know who asked:
+ * the socket-mode and AF_XDP workers and xd_engine_answer_client.  What an
+ * answer depends on besides the image and the query is the client and the
+ * time (DNS cookies, RFC 7873 and RFC 9018).  Not seen by cffi.
+ */
+#ifndef XDPDNS_ANSWER_H
+#define XDPDNS_ANSWER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+struct xd_cookies;
+
+struct xd_answer_ctx {
+	/* Set once per batch: */
+	const struct xd_cookies *cookies;	/* the engine's secrets; NULL: off */
+	uint32_t now;				/* UNIX time in seconds */
+	/* Set per query: */
+	struct xd_client client;		/* unknown family: no cookies */
+	/* What the query showed, for the caller (rate limiting): */
+	int cookie;				/* XD_COOKIE_* */
+};
+
+/* xd_answer with a context; ctx NULL is xd_answer itself. */
+int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
+		  const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
+		  unsigned flags);
+
+#endif
