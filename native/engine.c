@@ -1,6 +1,7 @@
 /*
  * engine.c - the engine object: the published zone image (and the source
- * ACL, native/acl.c, and the DNS cookie secrets, native/cookie.c), swapped
+ * ACL, native/acl.c, the DNS cookie secrets, native/cookie.c, and the rate
+ * limiting settings, native/rrl.c), swapped
  * atomically and reclaimed once every reader has moved on.
  */
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include "answer.h"
 #include "cookie.h"
 #include "engine_internal.h"
+#include "rrl.h"
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err)
 {
@@ -26,10 +28,12 @@ int xd_engine_new(struct xd_engine **out, struct xd_error *err)
 	atomic_init(&e->image, NULL);
 	atomic_init(&e->acl, NULL);
 	atomic_init(&e->cookies, NULL);
+	atomic_init(&e->rrl, NULL);
 	atomic_init(&e->epoch, 1);
 	pthread_mutex_init(&e->publish_lock, NULL);
 	pthread_mutex_init(&e->external_lock, NULL);
 	pthread_mutex_init(&e->acl_lock, NULL);
+	pthread_mutex_init(&e->rrl_lock, NULL);
 	*out = e;
 	return 0;
 }
@@ -43,6 +47,8 @@ void xd_engine_free(struct xd_engine *e)
 	xd_image_free(atomic_load(&e->image));
 	xd_acl_free(atomic_load(&e->acl));
 	xd_cookies_free(atomic_load(&e->cookies));
+	xd_rrl_free(atomic_load(&e->rrl));
+	pthread_mutex_destroy(&e->rrl_lock);
 	pthread_mutex_destroy(&e->acl_lock);
 	pthread_mutex_destroy(&e->external_lock);
 	pthread_mutex_destroy(&e->publish_lock);

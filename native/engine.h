@@ -203,6 +203,10 @@ struct xd_worker_stats {
 	uint64_t batches;
 	uint64_t denied;		/* from sources the ACL denies (also in
 					 * answered or dropped, per socket_verdict) */
+	uint64_t limited;		/* responses rate limiting withheld: dropped
+					 * (also in dropped) or slipped */
+	uint64_t slipped;		/* of those, sent truncated (also in
+					 * answered) */
 };
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err);
@@ -284,6 +288,8 @@ struct xd_queue_stats {
 	uint64_t tx_full;		/* answers lost to a full TX ring */
 	uint64_t kicks;			/* sendto wakeups */
 	uint64_t batches;
+	uint64_t limited;		/* responses rate limiting withheld */
+	uint64_t slipped;		/* of those, sent truncated */
 	/* Where the queue's frames are now: they add up to the UMEM's frames,
 	 * always (a leak shows as a shortfall). */
 	uint64_t frames_fill;
@@ -502,5 +508,91 @@ int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
 /* SipHash-2-4 of data[0..len) under a 16-byte key: 8 bytes into out, in
  * the byte order of the reference implementation (exposed for tests). */
 void xd_siphash24(const uint8_t *key, const uint8_t *data, size_t len, uint8_t *out);
+
+/* ---- Response rate limiting (RRL) ---------------------------------------- */
+
+/* What happens to one UDP response (xd_rrl_table_check). */
+enum {
+	XD_RRL_SEND = 0,
+	XD_RRL_DROP = 1,
+	XD_RRL_SLIP = 2,		/* sent truncated: TC=1, the question only */
+};
+
+/* The kinds of response that are counted apart (BIND's categories). */
+enum {
+	XD_RRL_ANSWER = 0,		/* NOERROR with answers */
+	XD_RRL_NODATA = 1,		/* NOERROR, no answer, not a referral */
+	XD_RRL_NXDOMAIN = 2,
+	XD_RRL_REFERRAL = 3,		/* NOERROR, no answer, AA clear, NS in
+					 * authority */
+	XD_RRL_ERROR = 4,		/* any other RCODE */
+	XD_RRL_CLASSES = 5,
+};
+
+enum {
+	XD_RRL_WINDOW_MAX = 3600,	/* BIND's limit */
+	XD_RRL_SLIP_MAX = 10,		/* BIND's limit */
+	XD_RRL_TABLE_MAX = 16777216,	/* entries per worker */
+};
+
+/* Settings of xd_engine_set_rrl.  A rate is responses per second per
+ * bucket, 0 for no limit on that kind; a bucket is one client prefix and
+ * one kind of response (and for answers the name and type, for NODATA and
+ * NXDOMAIN the zone, for referrals the delegation). */
+struct xd_rrl_config {
+	uint32_t rate;			/* answers, NODATA, referrals */
+	uint32_t nxdomain_rate;
+	uint32_t errors_rate;
+	uint32_t window;		/* seconds the rate is averaged over, 1 to
+					 * XD_RRL_WINDOW_MAX */
+	uint32_t slip;			/* every slip-th limited response goes out
+					 * truncated; 0: none, 1: all */
+	uint32_t ipv4_prefix;		/* client prefix lengths: 0 to 32 */
+	uint32_t ipv6_prefix;		/* 0 to 128 */
+	uint32_t table_size;		/* buckets per worker, rounded up to a
+					 * power of two, at most XD_RRL_TABLE_MAX */
+	const struct xd_acl_rule *exempt;	/* sources never limited (the
+						 * rules' action is ignored) */
+	int nexempt;
+};
+
+/* A bucket that has just started to be limited (at most one per bucket
+ * per window), for the log. */
+struct xd_rrl_event {
+	int family;			/* AF_INET or AF_INET6 */
+	uint8_t addr[16];		/* the client prefix, host bits clear */
+	uint8_t prefix_len;
+	int kind;			/* XD_RRL_ANSWER... */
+	uint32_t time;			/* UNIX seconds */
+};
+
+/* Turns rate limiting of UDP responses (socket-mode and AF_XDP workers;
+ * never TCP) on with cfg, or off with NULL.  Each worker keeps its own
+ * table of buckets, made anew when the settings change.  Responses to
+ * queries with a valid server cookie are never limited.  Workers switch
+ * with one atomic pointer swap. */
+int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
+		      struct xd_error *err);
+/* Takes up to max events from the workers' rings into out; returns how
+ * many.  One caller at a time; not while workers start or stop. */
+int xd_engine_rrl_events(struct xd_engine *e, struct xd_rrl_event *out, int max);
+
+/* A limiter of its own, with the workers' logic, for tests and
+ * benchmarks: the time is passed in. */
+struct xd_rrl_table;
+int xd_rrl_table_new(const struct xd_rrl_config *cfg, struct xd_rrl_table **out,
+		     struct xd_error *err);
+void xd_rrl_table_free(struct xd_rrl_table *t);
+/* The XD_RRL_SEND/DROP/SLIP of response resp[0..len) to client at `now`
+ * (UNIX seconds); cookie is the XD_COOKIE_* its query showed. */
+int xd_rrl_table_check(struct xd_rrl_table *t, const struct xd_client *client,
+		       const uint8_t *resp, size_t len, int cookie, uint32_t now);
+/* Takes up to max events of the table's ring. */
+int xd_rrl_table_events(struct xd_rrl_table *t, struct xd_rrl_event *out, int max);
+/* The XD_RRL_ANSWER... of a response; -EINVAL when it is not one. */
+int xd_rrl_classify(const uint8_t *resp, size_t len);
+/* Rewrites a response in place into its truncated form (TC=1, the
+ * question only); returns the new length, or -EINVAL. */
+int xd_rrl_slip(uint8_t *resp, size_t len);
 
 #endif

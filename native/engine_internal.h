@@ -30,6 +30,7 @@ struct xd_reader {
 
 struct xd_acl;
 struct xd_cookies;
+struct xd_rrl;
 struct xd_udp;
 struct xd_xdp;
 
@@ -41,6 +42,12 @@ struct xd_engine {
 	/* The DNS cookie secrets (native/cookie.c), NULL when cookies are
 	 * off; published and reclaimed like the image. */
 	_Atomic(struct xd_cookies *) cookies;
+	/* Response rate limiting (native/rrl.c), NULL when off; published
+	 * and reclaimed like the image.  rrl_lock serializes the settings'
+	 * generations and the one reader of the workers' event rings. */
+	_Atomic(struct xd_rrl *) rrl;
+	uint64_t rrl_generation;
+	pthread_mutex_t rrl_lock;
 	_Atomic uint64_t epoch;
 	pthread_mutex_t publish_lock;
 	pthread_mutex_t external_lock;

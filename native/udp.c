@@ -3,7 +3,8 @@
  * per listen address, so the kernel spreads flows over workers without a
  * shared queue; each batch is received with one recvmmsg, answered without
  * locks, and sent with one sendmmsg.  A datagram from a source the ACL
- * denies gets REFUSED or nothing, as the ACL says (native/acl.c).
+ * denies gets REFUSED or nothing, as the ACL says (native/acl.c); answers
+ * pass rate limiting when it is on (native/rrl.c).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -23,6 +24,7 @@
 #include "answer.h"
 #include "cookie.h"
 #include "engine_internal.h"
+#include "rrl.h"
 #include "wire.h"
 
 /* 64 matches the AF_XDP batch: large enough to amortise the system call,
@@ -44,6 +46,7 @@ struct xd_udp_worker {
 	int fds[XD_LISTEN_MAX];
 	int nfds;
 	struct xd_worker_stats stats;	/* written by the worker only */
+	struct xd_rrl_state rrl;	/* the worker's buckets and events */
 };
 
 struct xd_udp {
@@ -126,20 +129,34 @@ static size_t reply_control(struct msghdr *rx, uint8_t *out)
 	return 0;
 }
 
+/* What a batch reads once: the published objects and the time. */
+struct batch_view {
+	const struct xd_image *img;
+	const struct xd_acl *acl;
+	const struct xd_rrl *rrl;	/* NULL: no rate limiting */
+	struct xd_rrl_counts rrl_counts;
+};
+
 /* The response to query i (REFUSED for a denied source), its length, or 0
  * when nothing is sent; *denied counts the denied sources.  ctx holds the
- * batch's cookie secrets and time; the client is set here. */
-static int answer_one(const struct xd_image *img, const struct xd_acl *acl,
+ * batch's cookie secrets and time; the client is set here.  Answers pass
+ * rate limiting, which may drop them or send them truncated. */
+static int answer_one(struct xd_udp_worker *w, struct batch_view *v,
 		      struct xd_answer_ctx *ctx, struct batch *b, int i, uint8_t *resp,
 		      uint64_t *denied)
 {
 	const struct sockaddr *source = (const struct sockaddr *)&b->addr[i];
-	int verdict = xd_acl_verdict(acl, source);
+	int verdict = xd_acl_verdict(v->acl, source);
 
 	if (verdict == XD_VERDICT_ANSWER) {
+		int len;
+
 		xd_client_from_sockaddr(&ctx->client, source);
-		return xd_answer_ctx(img, ctx, b->query[i], b->rx[i].msg_len, resp,
-				     XD_UDP_RESPONSE_MAX, 0);
+		len = xd_answer_ctx(v->img, ctx, b->query[i], b->rx[i].msg_len, resp,
+				    XD_UDP_RESPONSE_MAX, 0);
+		if (len > 0 && v->rrl)
+			len = xd_rrl_filter(&w->rrl, v->rrl, ctx, resp, len, &v->rrl_counts);
+		return len;
 	}
 	(*denied)++;
 	if (verdict == XD_VERDICT_DROP)
@@ -150,24 +167,28 @@ static int answer_one(const struct xd_image *img, const struct xd_acl *acl,
 /* Answers rx[0..n) into tx; returns how many responses to send. */
 static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
 {
-	const struct xd_image *img = xd_engine_enter(w->engine, w->index);
-	/* Under the same epoch as the image: freed only once we leave. */
-	const struct xd_acl *acl = atomic_load(&w->engine->acl);
+	struct batch_view v = { .img = xd_engine_enter(w->engine, w->index) };
 	struct xd_answer_ctx ctx = { .cookies = atomic_load(&w->engine->cookies) };
 	uint64_t denied = 0;
 	int out = 0;
 
-	/* One clock read a batch: server cookies have one-second timestamps. */
-	if (ctx.cookies)
+	/* Under the same epoch as the image: freed only once we leave. */
+	v.acl = atomic_load(&w->engine->acl);
+	v.rrl = atomic_load(&w->engine->rrl);
+	if (v.rrl && xd_rrl_state_sync(&w->rrl, v.rrl))
+		v.rrl = NULL;	/* no memory for a table: answer unlimited */
+	/* One clock read a batch: server cookies have one-second timestamps,
+	 * and rate limiting counts whole seconds. */
+	if (ctx.cookies || v.rrl)
 		ctx.now = (uint32_t)time(NULL);
-	for (int i = 0; i < n && img; i++) {
+	for (int i = 0; i < n && v.img; i++) {
 		struct msghdr *rx = &b->rx[i].msg_hdr;
 		struct msghdr *tx = &b->tx[out].msg_hdr;
 		int len;
 
 		if (rx->msg_flags & MSG_TRUNC)
 			continue;	/* longer than any query we answer */
-		len = answer_one(img, acl, &ctx, b, i, b->response[out], &denied);
+		len = answer_one(w, &v, &ctx, b, i, b->response[out], &denied);
 		if (len <= 0)
 			continue;
 		if (xd_get16(b->response[out] + 2) & XD_FLAG_TC)
@@ -188,6 +209,10 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
 	xd_engine_leave(w->engine, w->index);
 	if (denied)
 		count(&w->stats.denied, denied);
+	if (v.rrl_counts.limited) {
+		count(&w->stats.limited, v.rrl_counts.limited);
+		count(&w->stats.slipped, v.rrl_counts.slipped);
+	}
 	return out;
 }
 
@@ -368,6 +393,7 @@ static void workers_close(struct xd_udp *u)
 			close(w->fds[k]);
 		if (w->epfd >= 0)
 			close(w->epfd);
+		xd_rrl_state_release(&w->rrl);
 	}
 	close(u->stopfd);
 	free(u);
@@ -459,5 +485,16 @@ int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 	out->truncated = __atomic_load_n(&s->truncated, __ATOMIC_RELAXED);
 	out->batches = __atomic_load_n(&s->batches, __ATOMIC_RELAXED);
 	out->denied = __atomic_load_n(&s->denied, __ATOMIC_RELAXED);
+	out->limited = __atomic_load_n(&s->limited, __ATOMIC_RELAXED);
+	out->slipped = __atomic_load_n(&s->slipped, __ATOMIC_RELAXED);
 	return 0;
+}
+
+int xd_udp_rrl_events(struct xd_udp *u, struct xd_rrl_event *out, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < u->nworkers && n < max; i++)
+		n += xd_rrl_ring_take(&u->workers[i].rrl.ring, out + n, max - n);
+	return n;
 }

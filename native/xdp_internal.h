@@ -19,6 +19,7 @@
 #include <xdp/xsk.h>
 
 #include "engine.h"
+#include "rrl.h"
 
 struct xd_prog;
 
@@ -77,6 +78,7 @@ struct xd_xsk_worker {
 	uint64_t *free_frames;		/* a stack of frame addresses */
 	uint32_t nfree;
 	struct xd_queue_stats stats;	/* written by the worker only */
+	struct xd_rrl_state rrl;	/* the worker's buckets and events */
 };
 
 /* Creates the UMEM and socket of w->queue (zero-copy per `zerocopy`);

@@ -115,10 +115,18 @@ void xd_xsk_completions_reap(struct xd_xsk_worker *w)
 
 /* ---- answering -------------------------------------------------------------- */
 
+/* What a batch reads once: the published objects. */
+struct batch_view {
+	const struct xd_image *img;
+	const struct xd_rrl *rrl;	/* NULL: no rate limiting */
+	struct xd_rrl_counts rrl_counts;
+};
+
 /* Answers the frame at addr in place; returns the response frame's length
  * or 0 when it gets no answer.  ctx holds the batch's cookie secrets and
- * time; the client is set here. */
-static size_t answer_frame(struct xd_xsk_worker *w, const struct xd_image *img,
+ * time; the client is set here.  Answers pass rate limiting, which may
+ * drop them or send them truncated. */
+static size_t answer_frame(struct xd_xsk_worker *w, struct batch_view *v,
 			   struct xd_answer_ctx *ctx, uint64_t addr, uint32_t len)
 {
 	uint8_t *data = xsk_umem__get_data(w->area.mem, addr);
@@ -142,11 +150,15 @@ static size_t answer_frame(struct xd_xsk_worker *w, const struct xd_image *img,
 	/* IPv4 options are not echoed: the response goes after 20 bytes. */
 	header = f.ipv6 ? f.payload : (size_t)f.l3 + 20 + 8;
 	room = w->frame_size - (addr - frame_base(w, addr)) - header;
-	resp = xd_answer_ctx(img, ctx, query, f.payload_len, data + header, room, 0);
+	resp = xd_answer_ctx(v->img, ctx, query, f.payload_len, data + header, room, 0);
 	if (resp <= 0)
 		return 0;
 	if (xd_get16(data + header + 2) & XD_FLAG_TC)
 		count(&w->stats.truncated, 1);
+	if (v->rrl)
+		resp = xd_rrl_filter(&w->rrl, v->rrl, ctx, data + header, resp, &v->rrl_counts);
+	if (resp <= 0)
+		return 0;
 	return xd_frame_reply(data, &f, resp);
 }
 
@@ -175,7 +187,7 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 {
 	struct xdp_desc out[XD_XSK_BATCH];
 	uint32_t idx = 0, n, answers = 0, sent;
-	const struct xd_image *img;
+	struct batch_view v = { 0 };
 	struct xd_answer_ctx ctx = { 0 };
 
 	n = xsk_ring_cons__peek(&w->rx, XD_XSK_BATCH, &idx);
@@ -183,15 +195,19 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 		return 0;
 	__atomic_store_n(&w->stats.frames_fill, w->stats.frames_fill - n, __ATOMIC_RELAXED);
 	set(&w->stats.frames_rx, n);
-	img = xd_engine_enter(w->engine, w->reader);
+	v.img = xd_engine_enter(w->engine, w->reader);
 	/* Under the same epoch as the image: freed only once we leave.  One
-	 * clock read a batch: server cookies have one-second timestamps. */
+	 * clock read a batch: server cookies have one-second timestamps, and
+	 * rate limiting counts whole seconds. */
 	ctx.cookies = atomic_load(&w->engine->cookies);
-	if (ctx.cookies)
+	v.rrl = atomic_load(&w->engine->rrl);
+	if (v.rrl && xd_rrl_state_sync(&w->rrl, v.rrl))
+		v.rrl = NULL;	/* no memory for a table: answer unlimited */
+	if (ctx.cookies || v.rrl)
 		ctx.now = (uint32_t)time(NULL);
 	for (uint32_t i = 0; i < n; i++) {
 		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&w->rx, idx + i);
-		size_t len = img ? answer_frame(w, img, &ctx, d->addr, d->len) : 0;
+		size_t len = v.img ? answer_frame(w, &v, &ctx, d->addr, d->len) : 0;
 
 		if (len) {
 			out[answers].addr = d->addr;
@@ -210,6 +226,10 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 	count(&w->stats.answered, sent);
 	count(&w->stats.dropped, n - sent);
 	count(&w->stats.batches, 1);
+	if (v.rrl_counts.limited) {
+		count(&w->stats.limited, v.rrl_counts.limited);
+		count(&w->stats.slipped, v.rrl_counts.slipped);
+	}
 	return n;
 }
 
@@ -422,6 +442,7 @@ void xd_xsk_worker_close(struct xd_xsk_worker *w)
 		xsk_umem__delete(w->umem);
 	xd_umem_area_free(&w->area);
 	free(w->free_frames);
+	xd_rrl_state_release(&w->rrl);
 	w->xsk = NULL;
 	w->umem = NULL;
 	w->free_frames = NULL;

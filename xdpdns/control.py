@@ -169,10 +169,11 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
-_UDP = ["received", "answered", "dropped", "truncated", "batches", "denied"]
+_UDP = ["received", "answered", "dropped", "truncated", "batches", "denied", "limited",
+        "slipped"]
 _TCP = ["connections", "rejected", "received", "answered", "idle_closed", "denied"]
 _QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "truncated",
-          "tx_full", "kicks", "batches"]
+          "tx_full", "kicks", "batches", "limited", "slipped"]
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
 _KERNEL = ["kernel_rx_dropped", "kernel_rx_ring_full", "kernel_fill_empty"]
 _PROG = ["seen", "redirected", "passed", "dropped", "denied", "malformed"]
@@ -200,7 +201,7 @@ def format_stats(stats: dict) -> str:
     for warning in xdp.get("warnings", []):
         lines.append(f"  warning: {warning}")
     queues = xdp.get("queues", [])
-    rows = [[q["queue"] + xdp.get("first_queue", 0), q["cpu"]] + [q[k] for k in _QUEUE]
+    rows = [[q["queue"] + xdp.get("first_queue", 0), q["cpu"]] + [q.get(k, 0) for k in _QUEUE]
             for q in queues]
     lines += [""] + _table("AF_XDP queues", ["queue", "cpu"] + _QUEUE, rows)
     rows = [[q["queue"] + xdp.get("first_queue", 0)] + [q[k] for k in _FRAMES]

@@ -41,6 +41,9 @@ __all__ = [
     "ProgStats",
     "Problem",
     "QueueStats",
+    "RRL_KINDS",
+    "RrlEvent",
+    "RrlTable",
     "WorkerStats",
     "XdpInfo",
     "MAX_MESSAGE",
@@ -116,6 +119,8 @@ class WorkerStats:
     truncated: int
     batches: int
     denied: int = 0  # from sources the ACL denies (also in answered or dropped)
+    limited: int = 0  # responses rate limiting withheld (dropped, or slipped)
+    slipped: int = 0  # of those, sent truncated (also in answered)
 
 
 # What the XDP program does with UDP to a port; the codes come from
@@ -183,6 +188,8 @@ class QueueStats:
     kernel_rx_ring_full: int  # queries lost before the worker saw them
     kernel_fill_empty: int
     cpu: int
+    limited: int = 0  # responses rate limiting withheld (dropped, or slipped)
+    slipped: int = 0  # of those, sent truncated (also in answered)
 
     @property
     def frames_accounted(self) -> int:
@@ -543,7 +550,8 @@ class Engine(_CObject):
         for i in range(lib.xd_engine_worker_count(e)):
             _raise_for(lib.xd_engine_worker_stats(e, i, out), what="worker stats")
             result.append(WorkerStats(out.received, out.answered, out.dropped,
-                                      out.truncated, out.batches, out.denied))
+                                      out.truncated, out.batches, out.denied,
+                                      out.limited, out.slipped))
         return result
 
     # ---- XDP mode ----------------------------------------------------------
@@ -641,7 +649,7 @@ class Engine(_CObject):
                 out.malformed, out.truncated, out.tx_full, out.kicks, out.batches,
                 out.frames_fill, out.frames_rx, out.frames_tx, out.frames_free,
                 out.frames_total, out.kernel_rx_dropped, out.kernel_rx_ring_full,
-                out.kernel_fill_empty, out.cpu))
+                out.kernel_fill_empty, out.cpu, out.limited, out.slipped))
         return result
 
     def xdp_prog_stats(self, cpu: int | None = None) -> ProgStats:
@@ -735,6 +743,30 @@ class Engine(_CObject):
             self._ptr(), ffi.NULL if current is None else current,
             ffi.NULL if previous is None else previous, flags, err), err,
             "setting the cookie secrets")
+
+    # ---- response rate limiting ------------------------------------------------
+
+    def set_rrl(self, settings) -> None:
+        """Turns rate limiting of UDP responses on with ``settings`` (an
+        :class:`xdpdns.hookspecs.RrlSettings`), or off with None.  Workers
+        switch at once, each with a new, empty table."""
+        err = ffi.new("struct xd_error *")
+        if settings is None:
+            _raise_for(lib.xd_engine_set_rrl(self._ptr(), ffi.NULL, err), err,
+                       "turning rate limiting off")
+            return
+        cfg, keep = _rrl_config(settings)
+        _raise_for(lib.xd_engine_set_rrl(self._ptr(), cfg, err), err,
+                   "setting rate limiting")
+        del keep
+
+    def rrl_events(self, max_events: int = 256) -> list["RrlEvent"]:
+        """The buckets that started to be limited since the last call (at
+        most one per bucket per window), oldest first per worker."""
+        out = ffi.new("struct xd_rrl_event[]", max_events)
+        n = _raise_for(lib.xd_engine_rrl_events(self._ptr(), out, max_events),
+                       what="rate limiting events")
+        return [_rrl_event(out[i]) for i in range(n)]
 
     def answer_client(self, query: bytes, client: str | None, tcp: bool = False,
                       now: int | None = None) -> "Answer":
@@ -933,3 +965,98 @@ def siphash24(key: bytes, data: bytes) -> bytes:
     out = ffi.new("uint8_t[8]")
     lib.xd_siphash24(key, data, len(data), out)
     return bytes(out)
+
+
+# ---- response rate limiting ------------------------------------------------------
+
+# The kinds of response counted apart (XD_RRL_* of native/engine.h).
+RRL_KINDS = {
+    lib.XD_RRL_ANSWER: "answer",
+    lib.XD_RRL_NODATA: "nodata",
+    lib.XD_RRL_NXDOMAIN: "nxdomain",
+    lib.XD_RRL_REFERRAL: "referral",
+    lib.XD_RRL_ERROR: "error",
+}
+_RRL_VERDICTS = {lib.XD_RRL_SEND: "send", lib.XD_RRL_DROP: "drop", lib.XD_RRL_SLIP: "slip"}
+_COOKIE_CODES = {name: code for code, name in COOKIE_STATES.items()}
+
+
+@dataclass(frozen=True)
+class RrlEvent:
+    """A bucket that started to be limited: the client prefix, the kind of
+    response (a value of :data:`RRL_KINDS`) and when (UNIX seconds)."""
+
+    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
+    kind: str
+    time: int
+
+
+def _rrl_config(settings):
+    """A struct xd_rrl_config for settings, and the exempt rules it points
+    to (keep them alive while the config is used)."""
+    cfg = ffi.new("struct xd_rrl_config *")
+    cfg.rate = settings.rate
+    cfg.nxdomain_rate = settings.nxdomain_rate
+    cfg.errors_rate = settings.errors_rate
+    cfg.window = settings.window
+    cfg.slip = settings.slip
+    cfg.ipv4_prefix = settings.ipv4_prefix
+    cfg.ipv6_prefix = settings.ipv6_prefix
+    cfg.table_size = settings.table_size
+    exempt = [ipaddress.ip_network(p) for p in settings.exempt]
+    rules = ffi.new("struct xd_acl_rule[]", max(1, len(exempt)))
+    for slot, prefix in zip(rules, exempt):
+        slot.family = socket.AF_INET if prefix.version == 4 else socket.AF_INET6
+        packed = prefix.network_address.packed
+        ffi.memmove(slot.addr, packed, len(packed))
+        slot.prefix_len = prefix.prefixlen
+    cfg.exempt = rules
+    cfg.nexempt = len(exempt)
+    return cfg, rules
+
+
+def _rrl_event(ev) -> RrlEvent:
+    size = 4 if ev.family == socket.AF_INET else 16
+    address = ipaddress.ip_address(bytes(ffi.buffer(ev.addr, size)))
+    return RrlEvent(ipaddress.ip_network(f"{address}/{ev.prefix_len}"),
+                    RRL_KINDS.get(ev.kind, str(ev.kind)), ev.time)
+
+
+class RrlTable(_CObject):
+    """A rate limiter of its own with the workers' logic (native/rrl.c), for
+    tests and benchmarks: the time is passed in."""
+
+    def __init__(self, settings) -> None:
+        cfg, keep = _rrl_config(settings)
+        out = ffi.new("struct xd_rrl_table **")
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_rrl_table_new(cfg, out, err), err, "creating a rate limiter")
+        del keep
+        self._own(out[0], lib.xd_rrl_table_free)
+
+    def check(self, response: bytes, client: str, now: int, cookie: str = "none") -> str:
+        """"send", "drop" or "slip" for ``response`` to ``client`` at ``now``
+        (UNIX seconds); ``cookie`` is what its query's COOKIE option showed."""
+        verdict = lib.xd_rrl_table_check(self._ptr(), _client(client), response,
+                                         len(response), _COOKIE_CODES[cookie], now)
+        return _RRL_VERDICTS[_raise_for(verdict, what="rate limiting")]
+
+    def events(self, max_events: int = 256) -> list[RrlEvent]:
+        out = ffi.new("struct xd_rrl_event[]", max_events)
+        n = _raise_for(lib.xd_rrl_table_events(self._ptr(), out, max_events),
+                       what="rate limiting events")
+        return [_rrl_event(out[i]) for i in range(n)]
+
+
+def rrl_classify(response: bytes) -> str:
+    """The kind of a response as rate limiting counts it (:data:`RRL_KINDS`)."""
+    return RRL_KINDS[_raise_for(lib.xd_rrl_classify(response, len(response)),
+                                what="classifying a response")]
+
+
+def rrl_slip(response: bytes) -> bytes:
+    """The truncated form of a response that slip sends: TC=1, the question
+    only."""
+    buf = ffi.new("uint8_t[]", response)
+    n = _raise_for(lib.xd_rrl_slip(buf, len(response)), what="truncating a response")
+    return bytes(ffi.buffer(buf, n))

@@ -407,3 +407,55 @@ def cookie_secrets(config: "Config") -> "CookieSecrets | None":
     :param config: the whole parsed configuration.
     :return: the secrets, or None to leave the decision to later plugins.
     """
+
+
+@dataclass(frozen=True)
+class RrlSettings:
+    """Response rate limiting of UDP responses (TCP is never limited), with
+    BIND's and Knot's meaning: every bucket (one client prefix of
+    ``ipv4_prefix`` or ``ipv6_prefix`` bits and one kind of response: for
+    answers also the name and type, for NODATA and NXDOMAIN the zone, for
+    referrals the delegation, errors alone) may get ``rate`` responses a
+    second (``nxdomain_rate`` for NXDOMAIN, ``errors_rate`` for other error
+    RCODEs; 0: no limit), averaged over ``window`` seconds; every
+    ``slip``-th limited response goes out truncated (0: none, 1: all) so
+    that real clients retry over TCP.  Sources in ``exempt``, and queries
+    with a valid server cookie, are never limited.  ``table_size`` buckets
+    per worker bound the memory."""
+
+    rate: int = 20
+    nxdomain_rate: int = 20
+    errors_rate: int = 20
+    window: int = 15
+    slip: int = 2
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 56
+    exempt: tuple[Prefix, ...] = ()
+    table_size: int = 32768
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exempt",
+                           tuple(ipaddress.ip_network(p) for p in self.exempt))
+        for name, low, high in (("rate", 0, 1000000), ("nxdomain_rate", 0, 1000000),
+                                ("errors_rate", 0, 1000000), ("window", 1, 3600),
+                                ("slip", 0, 10), ("ipv4_prefix", 0, 32),
+                                ("ipv6_prefix", 0, 128), ("table_size", 1, 1 << 24)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"rate limiting {name}: expected an integer from {low} "
+                                 f"to {high}, got {value!r}")
+
+
+@hookspec(firstresult=True)
+def rrl_settings(config: "Config") -> "RrlSettings | None":
+    """Decide response rate limiting (see :class:`RrlSettings`).
+
+    Called once at start, after the DNS cookie secrets are set and before
+    any listener answers.  The first result wins: the first plugin (in
+    plugin order) that returns RrlSettings decides; the built-in ``rrl``
+    plugin answers from ``[plugins.rrl]`` when it is enabled, so a plugin
+    placed before it overrides it.  Without any: no rate limiting.
+
+    :param config: the whole parsed configuration.
+    :return: the settings, or None to leave the decision to later plugins.
+    """

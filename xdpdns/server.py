@@ -1,8 +1,9 @@
 """The server's life.
 
 configuration -> plugins -> (XDP mode: privileges and interface checked) ->
-zone image, source ACL (address_rules hooks) and DNS cookie secrets
-(cookie_secrets hook) -> engine -> native UDP
+zone image, source ACL (address_rules hooks), DNS cookie secrets
+(cookie_secrets hook) and response rate limiting (rrl_settings hook) ->
+engine -> native UDP
 workers and the TCP listener on the same
 addresses and ports -> (XDP mode: program attached, AF_XDP workers, ports
 redirected; see xdpdns/xdp.py) -> control socket -> startup hook -> one
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from xdpdns.acl import Acl, collect_acl
 from xdpdns.config import Config, ListenAddress, default_control_socket
 from xdpdns.control import ControlError, ControlServer
 from xdpdns.engine import Engine, ImageInfo, WorkerStats
-from xdpdns.hookspecs import CookieSecrets
+from xdpdns.hookspecs import CookieSecrets, RrlSettings
 from xdpdns.image import build_image
 from xdpdns.plugins import PluginError
 from xdpdns.tcp import TcpListener, TcpStats, bind_sockets
@@ -53,6 +55,7 @@ class ServerStats:
                       ("received", "answered", "dropped", "bad_checksum", "malformed",
                        "tx_full")]
             parts.append(f"xdp_denied={sum(c.denied for c in self.xdp.cpus)}")
+            parts += [f"xdp_{name}={self.xdp.total(name)}" for name in ("limited", "slipped")]
         return " ".join(parts)
 
     def as_dict(self) -> dict:
@@ -95,12 +98,58 @@ def _describe_cookies(cookies: CookieSecrets) -> str:
             f"require={'yes' if cookies.require else 'no'}")
 
 
+def _rrl_settings(pm, config) -> RrlSettings | None:
+    """The rate limiting of the first plugin that decides (None: off);
+    raises PluginError for something that is not an RrlSettings."""
+    result = pm.hook.rrl_settings(config=config)
+    if result is not None and not isinstance(result, RrlSettings):
+        raise PluginError(f"rrl_settings returned {result!r}, not an "
+                          "xdpdns.hookspecs.RrlSettings")
+    return result
+
+
+def _describe_rrl(rrl: RrlSettings) -> str:
+    return (f"rate={rrl.rate} nxdomain_rate={rrl.nxdomain_rate} "
+            f"errors_rate={rrl.errors_rate} window={rrl.window} slip={rrl.slip} "
+            f"ipv4_prefix={rrl.ipv4_prefix} ipv6_prefix={rrl.ipv6_prefix} "
+            f"exempt={len(rrl.exempt)} table_size={rrl.table_size}")
+
+
+# How often the log of limited prefixes reads the workers' event rings
+# (each holds 64 events: a second of new limited buckets is plenty).
+RRL_LOG_INTERVAL = 1.0
+
+
+class RrlLog:
+    """Log lines for limited prefixes: at most one per prefix per window
+    (the engine already sends at most one event per bucket per window; a
+    prefix has a bucket per kind and name)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._last: dict = {}  # prefix -> monotonic time of its line
+
+    def lines(self, events, now: float | None = None) -> list[str]:
+        now = time.monotonic() if now is None else now
+        # Forget prefixes whose window has passed: bounded by the prefixes
+        # limited in one window.
+        self._last = {p: t for p, t in self._last.items() if now - t < self.window}
+        result = []
+        for ev in events:
+            if ev.prefix in self._last:
+                continue
+            self._last[ev.prefix] = now
+            result.append(f"rrl limiting prefix={ev.prefix} kind={ev.kind}")
+        return result
+
+
 class Server:
     """One serving process.  Plugins get it in the lifecycle hooks.
 
     Public attributes: ``config``, ``addresses`` (the bound ListenAddress
     list, with the ports the kernel chose for port 0), ``zones`` (the served
-    origins), ``image_info`` and ``acl`` (the source ACL in force).
+    origins), ``image_info``, ``acl`` (the source ACL in force) and ``rrl``
+    (the rate limiting in force, None when off).
     """
 
     def __init__(self, config: Config, pm) -> None:
@@ -110,6 +159,7 @@ class Server:
         self.zones: tuple[dns.name.Name, ...] = ()
         self.image_info: ImageInfo | None = None
         self.acl: Acl | None = None
+        self.rrl: RrlSettings | None = None
         self._engine: Engine | None = None
         self._tcp: TcpListener | None = None
         self._xdp: XdpMode | None = XdpMode(config.xdp) if config.xdp.enabled else None
@@ -150,6 +200,7 @@ class Server:
         self.image_info = result.image.info
         self.acl = collect_acl(self.pm, self.config)
         cookies = _cookie_secrets(self.pm, self.config)
+        self.rrl = _rrl_settings(self.pm, self.config)
         srv = self.config.server
         with Engine() as engine:
             self._engine = engine
@@ -168,6 +219,11 @@ class Server:
             # answering every client) is worth a line at info.
             log.log(logging.DEBUG if _default_cookies(cookies) else logging.INFO,
                     "cookies %s", _describe_cookies(cookies))
+            # After the cookies, whose valid server cookies it exempts, and
+            # before any listener.
+            if self.rrl is not None:
+                engine.set_rrl(self.rrl)
+                log.info("rrl on %s", _describe_rrl(self.rrl))
             socks = bind_sockets(srv.listen)
             try:
                 # TCP binds first so that port 0 gets one kernel-chosen port
@@ -236,8 +292,10 @@ class Server:
                      ",".join(str(a) for a in self.addresses), len(self.zones),
                      self.config.server.udp_workers, xdp, control)
             reporter = asyncio.create_task(self._report_stats())
+            rrl_log = asyncio.create_task(self._log_rrl())
             await self._stop.wait()
             reporter.cancel()
+            rrl_log.cancel()
             log.info("stopping")
             self._shutdown_hook()
         finally:
@@ -254,6 +312,15 @@ class Server:
                 impl.function(**{a: self for a in impl.argnames})
             except Exception:
                 log.exception("shutdown hook of plugin %s", impl.plugin_name)
+
+    async def _log_rrl(self) -> None:
+        if self.rrl is None or self._engine is None:
+            return
+        rrl_log = RrlLog(self.rrl.window)
+        while True:
+            await asyncio.sleep(RRL_LOG_INTERVAL)
+            for line in rrl_log.lines(self._engine.rrl_events()):
+                log.warning(line)
 
     async def _report_stats(self) -> None:
         interval = self.config.server.stats_interval

@@ -1,0 +1,411 @@
+"""Response rate limiting: ``[plugins.rrl]`` (plugins/rrl.py), the
+rrl_settings hook, the native limiter (native/rrl.c) through a table of its
+own with the time passed in, and the workers: socket mode with
+`xdpdns serve` on loopback, and XDP mode in the session's network
+namespaces.
+
+Socket-mode clients bind 127.0.0.2 and 127.0.0.1 (all of 127/8 is
+loopback), which one /24 holds: those servers count per /32.
+"""
+
+import socket
+import struct
+import time
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import pytest
+
+from conftest import run_xdpdns_cli
+from xdpdns.config import ConfigError, default_zone_path, load_config
+from xdpdns.engine import Engine, ImageBuilder, RrlTable, rrl_classify, rrl_slip
+from xdpdns.hookspecs import RrlSettings
+from xdpdns.plugins import load_plugins
+from xdpdns.server import RrlLog
+
+NOW = 1_700_000_000
+FLOODER = "127.0.0.2"
+QUIET = "127.0.0.1"
+COLLECT = 0.5  # seconds of collecting the answers to a burst
+
+ZONE = """\
+$ORIGIN example.com.
+$TTL 3600
+@       SOA ns1 hostmaster 1 7200 3600 1209600 300
+        NS  ns1
+ns1     A   198.18.0.2
+www     A   198.18.0.10
+sub     NS  ns.sub
+ns.sub  A   198.18.0.53
+"""
+
+
+# ---- configuration ----------------------------------------------------------------
+
+
+def _load(tmp_path, lines):
+    conf = tmp_path / "xdpdns.toml"
+    conf.write_text("[plugins.rrl]\n" + lines + "\n")
+    pm = load_plugins()
+    return pm, load_config(pm, conf)
+
+
+def test_config_defaults(tmp_path):
+    pm, config = _load(tmp_path, "")
+    c = config.plugins["rrl"]
+    assert not c.enabled
+    assert c.settings == RrlSettings(rate=20, nxdomain_rate=20, errors_rate=20, window=15,
+                                     slip=2, ipv4_prefix=24, ipv6_prefix=56)
+    assert pm.hook.rrl_settings(config=config) is None  # off unless turned on
+
+
+def test_config_values(tmp_path):
+    pm, config = _load(tmp_path, 'enabled = true\nrate = 50\nerrors_rate = 5\nwindow = 5\n'
+                       'slip = 0\nipv4_prefix = 32\nipv6_prefix = 64\ntable_size = 1024\n'
+                       'exempt = ["192.0.2.0/24", "2001:db8::1"]')
+    s = pm.hook.rrl_settings(config=config)
+    assert (s.rate, s.errors_rate, s.nxdomain_rate) == (50, 5, 50)  # nxdomain: the rate
+    assert (s.window, s.slip, s.ipv4_prefix, s.ipv6_prefix, s.table_size) == (5, 0, 32, 64, 1024)
+    assert [str(p) for p in s.exempt] == ["192.0.2.0/24", "2001:db8::1/128"]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("rate = -1", "plugins.rrl.rate: expected an integer from 0 to 1000000"),
+    ("window = 0", "plugins.rrl.window: expected an integer from 1 to 3600"),
+    ("slip = 11", "plugins.rrl.slip: expected an integer from 0 to 10"),
+    ("ipv4_prefix = 33", "plugins.rrl.ipv4_prefix"),
+    ("ipv6_prefix = true", "plugins.rrl.ipv6_prefix"),
+    ('enabled = "yes"', "plugins.rrl.enabled: expected true or false"),
+    ('exempt = ["192.0.2.1/24"]', "plugins.rrl.exempt: expected prefixes without host bits"),
+    ('exempt = "192.0.2.0/24"', "plugins.rrl.exempt: expected a list"),
+    ("burst = 3", "plugins.rrl.burst: expected one of the known keys"),
+])
+def test_config_errors(tmp_path, text, words):
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, text)
+    assert words in str(info.value)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="window"):
+        RrlSettings(window=0)
+
+
+# ---- the native limiter ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    zone = tmp_path_factory.mktemp("rrl") / "example.com.zone"
+    zone.write_text(ZONE)
+    with Engine() as engine, ImageBuilder() as builder:
+        builder.load_zonefile(builder.add_zone(dns.name.from_text("example.com.")), zone)
+        engine.set_image(builder.finish())
+        yield engine
+
+
+def _response(engine, name, rdtype="A"):
+    return engine.answer(dns.message.make_query(name, rdtype).to_wire())
+
+
+@pytest.mark.parametrize("name, rdtype, kind", [
+    ("www.example.com.", "A", "answer"),
+    ("www.example.com.", "MX", "nodata"),
+    ("nothing.example.com.", "A", "nxdomain"),
+    ("host.sub.example.com.", "A", "referral"),
+    ("example.org.", "A", "error"),  # REFUSED
+])
+def test_classify(engine, name, rdtype, kind):
+    assert rrl_classify(_response(engine, name, rdtype)) == kind
+
+
+def test_slip_is_the_question_with_tc(engine):
+    wire = _response(engine, "www.example.com.")
+    slipped = dns.message.from_wire(rrl_slip(wire))
+    original = dns.message.from_wire(wire)
+    assert slipped.flags & dns.flags.TC and slipped.id == original.id
+    assert slipped.question == original.question
+    assert not slipped.answer and not slipped.authority and not slipped.additional
+
+
+def _burst(table, wire, client, now, n):
+    return [table.check(wire, client, now) for _ in range(n)]
+
+
+def test_rate_per_second_and_window(engine):
+    """rate responses in a second go; then limited until the bucket's
+    average over the window is under the rate again."""
+    table = RrlTable(RrlSettings(rate=5, window=3, slip=0))
+    wire = _response(engine, "www.example.com.")
+    assert _burst(table, wire, "192.0.2.1", NOW, 7) == ["send"] * 5 + ["drop"] * 2
+    # A second later: five new credits, two of which pay the debt.
+    assert _burst(table, wire, "192.0.2.1", NOW + 1, 5) == ["send"] * 3 + ["drop"] * 2
+    # A long flood sinks the balance to -window * rate = -15 ...
+    _burst(table, wire, "192.0.2.1", NOW + 2, 100)
+    # ... so two quiet seconds (10 credits) are not enough, three are.
+    assert table.check(wire, "192.0.2.1", NOW + 4) == "drop"
+    assert table.check(wire, "192.0.2.1", NOW + 8) == "send"
+
+
+@pytest.mark.parametrize("slip, expected", [
+    (0, ["drop"] * 6),
+    (1, ["slip"] * 6),
+    (2, ["drop", "slip"] * 3),
+    (3, ["drop", "drop", "slip"] * 2),
+])
+def test_slip_every_nth(engine, slip, expected):
+    table = RrlTable(RrlSettings(rate=2, slip=slip))
+    wire = _response(engine, "www.example.com.")
+    assert _burst(table, wire, "192.0.2.1", NOW, 8) == ["send"] * 2 + expected
+
+
+def test_errors_and_nxdomain_are_counted_apart(engine):
+    table = RrlTable(RrlSettings(rate=3, nxdomain_rate=1, errors_rate=2, slip=0))
+    answer = _response(engine, "www.example.com.")
+    nxdomain = _response(engine, "nothing.example.com.")
+    other_nxdomain = _response(engine, "other.example.com.")
+    refused = _response(engine, "example.org.")
+    client = "192.0.2.1"
+    assert _burst(table, answer, client, NOW, 4) == ["send"] * 3 + ["drop"]
+    # NXDOMAIN is counted per zone: two names share one bucket of rate 1.
+    assert table.check(nxdomain, client, NOW) == "send"
+    assert table.check(other_nxdomain, client, NOW) == "drop"
+    assert _burst(table, refused, client, NOW, 3) == ["send", "send", "drop"]
+    # Another name's answers have a bucket of their own.
+    assert table.check(_response(engine, "ns1.example.com."), client, NOW) == "send"
+    kinds = sorted(e.kind for e in table.events())
+    assert kinds == ["answer", "error", "nxdomain"]
+
+
+@pytest.mark.parametrize("first, same, other, settings", [
+    ("192.0.2.1", "192.0.2.200", "192.0.3.1", RrlSettings(rate=2, slip=0)),
+    ("2001:db8:0:ff::1", "2001:db8:0:aa::9", "2001:db8:0:100::1",
+     RrlSettings(rate=2, slip=0)),  # /56
+    ("192.0.2.1", "192.0.2.1", "192.0.2.2", RrlSettings(rate=2, slip=0, ipv4_prefix=32)),
+])
+def test_prefix_aggregation(engine, first, same, other, settings):
+    table = RrlTable(settings)
+    wire = _response(engine, "www.example.com.")
+    assert _burst(table, wire, first, NOW, 2) == ["send"] * 2
+    assert table.check(wire, same, NOW) == "drop"
+    assert table.check(wire, other, NOW) == "send"
+    (event,) = table.events()
+    assert event.prefix.supernet_of(__import__("ipaddress").ip_network(first))
+    assert event.time == NOW
+
+
+def test_valid_cookie_and_exempt_prefixes_are_never_limited(engine):
+    table = RrlTable(RrlSettings(rate=1, slip=0, exempt=["198.51.100.0/24"]))
+    wire = _response(engine, "www.example.com.")
+    assert _burst(table, wire, "192.0.2.1", NOW, 2) == ["send", "drop"]
+    assert table.check(wire, "192.0.2.1", NOW, cookie="valid") == "send"
+    assert table.check(wire, "192.0.2.1", NOW, cookie="invalid") == "drop"
+    assert _burst(table, wire, "198.51.100.7", NOW, 5) == ["send"] * 5
+
+
+def test_events_at_most_once_per_window(engine):
+    table = RrlTable(RrlSettings(rate=1, window=5, slip=0))
+    wire = _response(engine, "www.example.com.")
+    for now in range(NOW, NOW + 12):
+        _burst(table, wire, "192.0.2.1", now, 3)
+    assert [e.time for e in table.events()] == [NOW, NOW + 5, NOW + 10]
+
+
+def test_table_full_reuses_the_oldest_bucket(engine):
+    """A table of four buckets (one set): a flood of new prefixes takes the
+    oldest bucket over; the memory never grows, and the evicted prefix
+    starts again with full credit."""
+    table = RrlTable(RrlSettings(rate=1, slip=0, ipv4_prefix=32, table_size=4))
+    wire = _response(engine, "www.example.com.")
+    assert _burst(table, wire, "192.0.2.1", NOW, 2) == ["send", "drop"]
+    for i in range(2, 1000):
+        table.check(wire, f"10.{i >> 8}.{i & 255}.1", NOW + i)
+    # The most recent bucket is kept: the last prefix has spent its credit.
+    assert table.check(wire, "10.3.231.1", NOW + 999) == "drop"
+    assert table.check(wire, "192.0.2.1", NOW + 999) == "send"
+
+
+def test_rrl_log_once_per_prefix_per_window():
+    from xdpdns.engine import RrlEvent
+    import ipaddress
+
+    log = RrlLog(window=10)
+    ev = RrlEvent(ipaddress.ip_network("192.0.2.0/24"), "answer", NOW)
+    other = RrlEvent(ipaddress.ip_network("192.0.2.0/24"), "nxdomain", NOW)
+    assert log.lines([ev, other], now=100.0) == [
+        "rrl limiting prefix=192.0.2.0/24 kind=answer"]
+    assert log.lines([ev], now=105.0) == []
+    assert len(log.lines([ev], now=111.0)) == 1
+
+
+def test_engine_turns_it_on_and_off(engine):
+    engine.set_rrl(RrlSettings(rate=1))
+    engine.set_rrl(None)
+    with pytest.raises(ValueError):
+        RrlSettings(slip=-1)
+    assert engine.rrl_events() == []
+
+
+# ---- socket mode: `xdpdns serve` on loopback -------------------------------------------------
+
+
+def _burst_udp(source, address, wire, n):
+    """Sends n copies of wire from source at once; the parsed responses that
+    came back within COLLECT seconds."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    responses = []
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        for _ in range(n):
+            s.sendto(wire, address)
+        s.settimeout(COLLECT)
+        try:
+            while len(responses) < n:
+                responses.append(dns.message.from_wire(s.recvfrom(65535)[0]))
+        except TimeoutError:
+            pass
+    return responses
+
+
+def _tcp_query(source, address, wire):
+    with socket.create_connection(address, timeout=2, source_address=(source, 0)) as s:
+        s.sendall(struct.pack("!H", len(wire)) + wire)
+        data = b""
+        while len(data) < 2 or len(data) < 2 + struct.unpack("!H", data[:2])[0]:
+            chunk = s.recv(65535)
+            if not chunk:
+                break
+            data += chunk
+    return dns.message.from_wire(data[2:])
+
+
+def _with_cookie(name, option_data):
+    q = dns.message.make_query(name, "A", use_edns=0,
+                               options=[dns.edns.GenericOption(dns.edns.COOKIE, option_data)])
+    return q
+
+
+@pytest.fixture(scope="module")
+def rrl_server(tmp_path_factory):
+    from conftest import XdpdnsServe, stop_process, wait_ready, xdpdns_command
+    import subprocess
+
+    tmp = tmp_path_factory.mktemp("rrl-serve")
+    conf = tmp / "xdpdns.toml"
+    conf.write_text('[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n'
+                    "[plugins.rrl]\nenabled = true\nrate = 5\nslip = 2\nwindow = 1\n"
+                    "ipv4_prefix = 32\n")
+    control = tmp / "ctl.sock"
+    log = tmp / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(xdpdns_command() + ["serve", "--config", str(conf), "--zone",
+                                                    str(default_zone_path()),
+                                                    "--control-socket", str(control)],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    server = XdpdnsServe(proc, "", log)
+    try:
+        wait_ready(server, "xdpdns serve", 30.0)
+        yield server, control
+    finally:
+        stop_process(proc)
+
+
+def test_serve_limits_a_flood_and_answers_the_other_client(rrl_server, xdpdns_cli):
+    server, control = rrl_server
+    address = server.addresses[0]
+    assert "rrl on rate=5" in server.output()
+    wire = dns.message.make_query("www.example.com.", "A").to_wire()
+    time.sleep(1.0)  # a fresh second
+    flood = _burst_udp(FLOODER, address, wire, 40)
+    full = [r for r in flood if not r.flags & dns.flags.TC]
+    truncated = [r for r in flood if r.flags & dns.flags.TC]
+    # Five answers a second (a second boundary may add five more); of the
+    # rest, every second one goes out truncated, with the question only.
+    assert 5 <= len(full) <= 10, len(full)
+    assert all(r.answer for r in full)
+    assert 13 <= len(truncated) <= 18, len(truncated)
+    assert all(not r.answer and r.question for r in truncated)
+    quiet = _burst_udp(QUIET, address, wire, 5)
+    assert len(quiet) == 5 and all(r.answer and not r.flags & dns.flags.TC for r in quiet)
+    # TCP is never limited.
+    for _ in range(10):
+        assert _tcp_query(FLOODER, address, wire).answer
+
+    import json
+
+    stats = json.loads(xdpdns_cli("stats", "--control-socket", control, "--json").stdout)
+    udp = stats["udp"]
+    assert udp["limited"] >= 30 and udp["slipped"] == len(truncated), udp
+    table = xdpdns_cli("stats", "--control-socket", control).stdout
+    assert "limited" in table and "slipped" in table
+    deadline = time.monotonic() + 3
+    while "rrl limiting prefix=127.0.0.2/32 kind=answer" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
+    assert server.output().count("rrl limiting prefix=127.0.0.2/32") == 1
+
+
+def test_serve_exempts_a_valid_server_cookie(rrl_server):
+    server, _ = rrl_server
+    address = server.addresses[0]
+    source = "127.0.0.3"
+    client_cookie = b"\x01\x02\x03\x04\x05\x06\x07\x08"
+    first = _tcp_query(source, address, _with_cookie("www.example.com.", client_cookie).to_wire())
+    (option,) = [o for o in first.options if o.otype == dns.edns.COOKIE]
+    cookie = option.to_wire() if hasattr(option, "to_wire") else option.data
+    assert len(cookie) == 24
+    time.sleep(1.0)
+    flood = _burst_udp(source, address, _with_cookie("www.example.com.", cookie).to_wire(), 30)
+    assert len(flood) == 30 and all(r.answer and not r.flags & dns.flags.TC for r in flood)
+    # Without the cookie the same address is limited.
+    plain = _burst_udp(source, address,
+                       dns.message.make_query("www.example.com.", "A").to_wire(), 30)
+    assert sum(1 for r in plain if r.answer) <= 10
+
+
+# ---- XDP mode: network namespaces ---------------------------------------------------------
+
+SECOND_V4 = "198.18.0.3"
+
+
+@pytest.fixture
+def second_client_v4(xdp_topology):
+    topo = xdp_topology
+    prefix = f"{SECOND_V4}/24"
+    topo.client.run("ip", "addr", "add", prefix, "dev", topo.client_if)
+    try:
+        yield SECOND_V4
+    finally:
+        topo.client.run("ip", "addr", "del", prefix, "dev", topo.client_if, check=False)
+
+
+@pytest.mark.xdp
+@pytest.mark.asan
+def test_xdp_limits_a_flood_and_answers_the_other_prefix(xdp_topology, xdp_serve,
+                                                         second_client_v4, tmp_path):
+    """Through AF_XDP: the client's address floods and is limited (every
+    second limited response truncated), while the second address, another
+    /32 bucket, is answered in full."""
+    topo = xdp_topology
+    path = tmp_path / "rrl.toml"
+    path.write_text("[plugins.rrl]\nenabled = true\nrate = 5\nslip = 2\nwindow = 1\n"
+                    "ipv4_prefix = 32\n")
+    server = xdp_serve("--config", path)
+    wire = dns.message.make_query("www.example.com.", "A").to_wire()
+    with topo.client.entered():
+        time.sleep(1.0)
+        flood = _burst_udp(topo.client_v4, (topo.server_v4, 53), wire, 40)
+        quiet = _burst_udp(second_client_v4, (topo.server_v4, 53), wire, 5)
+    full = [r for r in flood if not r.flags & dns.flags.TC]
+    truncated = [r for r in flood if r.flags & dns.flags.TC]
+    assert 5 <= len(full) <= 10, len(full)
+    assert 13 <= len(truncated) <= 18, len(truncated)
+    assert len(quiet) == 5 and all(r.answer and not r.flags & dns.flags.TC for r in quiet)
+    queues = server.stats()["xdp"]["queues"]
+    assert sum(q["limited"] for q in queues) >= 30
+    assert sum(q["slipped"] for q in queues) == len(truncated)
+    table = run_xdpdns_cli("stats", "--control-socket", server.control_socket).stdout
+    assert "slipped" in table[table.index("AF_XDP queues"):]
