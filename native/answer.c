@@ -15,6 +15,7 @@
 #include "cookie.h"
 #include "image.h"
 #include "query.h"
+#include "resolver.h"
 
 /* RFC 1034 4.3.2 says chains must be followed; a bound keeps loops and
  * long chains from costing more than they are worth (Knot also stops). */
@@ -42,6 +43,11 @@ struct response {
 	bool ede_not_authoritative;
 	struct additional extra[XD_ADDITIONAL_MAX];
 	int nextra;
+	/* Names claimed by the resolver hook: */
+	const struct xd_rcache *cache;	/* its answers; NULL: none */
+	uint32_t now;
+	bool deferrable;		/* XD_ANSWER_DEFER */
+	bool deferred;			/* the caller hands the query over */
 };
 
 enum { AN, NS, AR };
@@ -508,6 +514,38 @@ static const uint8_t *override_rrset(const uint8_t *rule, uint16_t qtype)
 	return cname;
 }
 
+/* A name the resolver hook claims: its cached answer, patched to this
+ * query by keeping our header and question (the client's ID and case;
+ * the cached sections' pointers into the qname stay valid, the name being
+ * as long).  Without one, the caller defers the query when it can; else
+ * SERVFAIL, as a server says when it cannot answer now (RFC 2308 7.1). */
+static void answer_resolver(const struct xd_query *q, struct response *r)
+{
+	struct xd_rcache_hit hit;
+	size_t room = r->limit - r->len - r->reserve;
+	int rc = 0;
+
+	if (r->cache)
+		rc = xd_rcache_get(r->cache, q->qname, q->qname_len, q->qtype, q->qclass,
+				   r->now, r->buf + r->len, room, &hit);
+	if (rc == -ENOSPC) {
+		r->flags |= hit.flags & XD_FLAG_AA;
+		truncate_response(r);
+		return;
+	}
+	if (rc == 1) {
+		r->flags |= hit.flags & XD_FLAG_AA;
+		r->rcode = hit.flags & 0xf;
+		memcpy(r->count, hit.count, sizeof(r->count));
+		r->len += hit.len;
+		return;
+	}
+	if (r->deferrable)
+		r->deferred = true;
+	else
+		r->rcode = XD_RCODE_SERVFAIL;
+}
+
 /* Answers from the override rule that holds the qname, if one does (true):
  * overrides win over zone data, that is what they are for. */
 static bool answer_override(const struct xd_image *img, const struct xd_query *q,
@@ -529,6 +567,9 @@ static bool answer_override(const struct xd_image *img, const struct xd_query *q
 	case XD_OVERRIDE_ANSWER:
 		rs = override_rrset(rule, q->qtype);
 		break;
+	case XD_OVERRIDE_RESOLVER:
+		answer_resolver(q, r);
+		return true;
 	}
 	r->flags |= XD_FLAG_AA;
 	rc = rs ? put_rrset(r, AN, rs, XD_DNS_HEADER_LEN, XD_DNS_HEADER_LEN) :
@@ -769,6 +810,11 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	r.limit = tcp ? (cap < UINT16_MAX ? cap : UINT16_MAX) :
 		  (udp_limit(&q) < cap ? udp_limit(&q) : cap);
 	r.len = XD_DNS_HEADER_LEN;
+	r.deferrable = flags & XD_ANSWER_DEFER;
+	if (ctx) {
+		r.cache = ctx->cache;
+		r.now = ctx->now;
+	}
 	/* Echo the question whenever it parsed, even in errors. */
 	memcpy(resp + r.len, query + XD_DNS_HEADER_LEN, q.question_end - XD_DNS_HEADER_LEN);
 	r.len = r.question_end = q.question_end;
@@ -799,6 +845,8 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 		r.rcode = XD_RCODE_REFUSED;	/* no transfers are allowed */
 	else
 		answer_query(img, &q, &r);
+	if (r.deferred)
+		return -EAGAIN;
 
 	if (q.edns)
 		put_opt(&r, &q, &opts);

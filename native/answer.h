@@ -13,18 +13,22 @@
 #include "engine.h"
 
 struct xd_cookies;
+struct xd_rcache;
 
 struct xd_answer_ctx {
 	/* Set once per batch: */
 	const struct xd_cookies *cookies;	/* the engine's secrets; NULL: off */
 	uint32_t now;				/* UNIX time in seconds */
+	const struct xd_rcache *cache;		/* the resolver's answers; NULL:
+						 * none (needs now) */
 	/* Set per query: */
 	struct xd_client client;		/* unknown family: no cookies */
 	/* What the query showed, for the caller (rate limiting): */
 	int cookie;				/* XD_COOKIE_* */
 };
 
-/* xd_answer with a context; ctx NULL is xd_answer itself. */
+/* xd_answer with a context; ctx NULL is xd_answer itself.  With
+ * XD_ANSWER_DEFER, -EAGAIN for a query the resolver hook must answer. */
 int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 		  const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
 		  unsigned flags);

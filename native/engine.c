@@ -14,6 +14,7 @@
 #include "answer.h"
 #include "cookie.h"
 #include "engine_internal.h"
+#include "resolver.h"
 #include "rrl.h"
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err)
@@ -44,6 +45,7 @@ void xd_engine_free(struct xd_engine *e)
 		return;
 	xd_engine_xdp_stop(e);
 	xd_engine_udp_stop(e);
+	xd_resolver_free(e->resolver);
 	xd_image_free(atomic_load(&e->image));
 	xd_acl_free(atomic_load(&e->acl));
 	xd_cookies_free(atomic_load(&e->cookies));
@@ -112,6 +114,7 @@ int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
 	img = xd_engine_enter(e, XD_READER_EXTERNAL);
 	/* Under the same epoch as the image: freed only once we leave. */
 	ctx.cookies = atomic_load(&e->cookies);
+	ctx.cache = xd_resolver_cache(e->resolver);
 	if (img)
 		len = xd_answer_ctx(img, &ctx, query, qlen, resp, cap, flags);
 	xd_engine_leave(e, XD_READER_EXTERNAL);

@@ -125,6 +125,9 @@ enum {
 	XD_OVERRIDE_NODATA = 2,		/* NOERROR, no records; SOA as above */
 	XD_OVERRIDE_REFUSED = 3,
 	XD_OVERRIDE_ANSWER = 4,		/* the rule's records, owned by the qname */
+	XD_OVERRIDE_RESOLVER = 5,	/* claimed by a resolver plugin: answered
+					 * from the resolver cache, else deferred
+					 * (XD_ANSWER_DEFER), else SERVFAIL */
 };
 
 /* Creates a rule that any number of names may share: an XD_OVERRIDE_*
@@ -175,6 +178,9 @@ void xd_image_free(struct xd_image *img);
 
 enum {
 	XD_ANSWER_TCP = 1,	/* no UDP size limit; length prefix not written */
+	XD_ANSWER_DEFER = 2,	/* a name claimed by the resolver hook and not
+				 * in its cache returns -EAGAIN instead of
+				 * SERVFAIL: the caller hands the query over */
 };
 
 /* Answers one DNS query (the DNS message only, no length prefix).  Writes the
@@ -207,6 +213,10 @@ struct xd_worker_stats {
 					 * (also in dropped) or slipped */
 	uint64_t slipped;		/* of those, sent truncated (also in
 					 * answered) */
+	uint64_t deferred;		/* handed to the resolver hook (not in
+					 * answered: the resolver thread sends) */
+	uint64_t resolver_full;		/* answered SERVFAIL at once: the
+					 * worker's resolver ring was full */
 };
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err);
@@ -233,6 +243,51 @@ int xd_engine_udp_stop(struct xd_engine *e);
 int xd_engine_worker_count(const struct xd_engine *e);
 int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 			   struct xd_worker_stats *out);
+
+/* ---- The resolver hook: names that Python answers -------------------------- */
+
+/* Sizes of the resolver's rings and cache. */
+struct xd_resolver_config {
+	uint32_t ring_size;		/* queries per UDP worker ring; power of 2 */
+	uint32_t cache_size;		/* cached answers; power of 2, 0: none */
+};
+
+/* A query that a UDP worker deferred, with what its answer needs to leave
+ * the way a fast-path answer does: the worker's socket, the client, and
+ * the source address to answer from (IP_PKTINFO, for wildcard binds). */
+struct xd_resolver_query {
+	int fd;				/* the worker's socket: thread-safe to
+					 * send on from the resolver thread */
+	int worker;
+	int family;			/* AF_INET or AF_INET6 */
+	uint16_t port;			/* the client's, host order */
+	uint8_t ip[16];			/* the client's; IPv4: the first 4 */
+	uint32_t addr_len;
+	uint8_t addr[28];		/* struct sockaddr_in or _in6 */
+	uint32_t control_len;
+	uint8_t control[64];		/* the reply's control message */
+	uint32_t len;
+	uint8_t query[1232];		/* longer queries get SERVFAIL */
+};
+
+/* Sets the resolver up: a ring per UDP worker (before xd_engine_udp_start)
+ * and the cache; once per engine (-EBUSY after). */
+int xd_engine_resolver_start(struct xd_engine *e, const struct xd_resolver_config *cfg,
+			     struct xd_error *err);
+/* An eventfd that becomes readable when a worker deferred queries. */
+int xd_engine_resolver_fd(const struct xd_engine *e);
+/* Moves up to max deferred queries out of the workers' rings; returns how
+ * many.  One caller at a time, and only while the UDP workers run. */
+int xd_engine_resolver_take(struct xd_engine *e, struct xd_resolver_query *out, int max);
+/* Sends resp to the client of q from the worker's socket. */
+int xd_engine_resolver_send(struct xd_engine *e, const struct xd_resolver_query *q,
+			    const uint8_t *resp, size_t len);
+/* Caches a response of the hook for ttl seconds: resp[question_end..len)
+ * (no OPT record: each query gets its own) and its header, keyed by name
+ * (lower-case wire), qtype and qclass.  One caller at a time. */
+int xd_engine_resolver_cache(struct xd_engine *e, const uint8_t *name, size_t name_len,
+			     uint16_t qtype, uint16_t qclass, const uint8_t *resp,
+			     size_t len, size_t question_end, uint32_t ttl);
 
 /* ---- XDP mode: the XDP program and the AF_XDP workers --------------------- */
 

@@ -31,6 +31,7 @@ struct xd_reader {
 struct xd_acl;
 struct xd_cookies;
 struct xd_rrl;
+struct xd_resolver;
 struct xd_udp;
 struct xd_xdp;
 
@@ -56,6 +57,10 @@ struct xd_engine {
 	 * writer of the program's config entry (xd_engine_xdp_add_address). */
 	pthread_mutex_t acl_lock;
 	struct xd_reader readers[XD_WORKERS_MAX + 1];
+	/* The resolver hook's eventfd and cache (native/resolver.c), NULL
+	 * when no plugin claims names; set before the workers start and
+	 * freed after they stop. */
+	struct xd_resolver *resolver;
 	struct xd_udp *udp;
 	struct xd_xdp *xdp;
 };

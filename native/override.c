@@ -52,7 +52,7 @@ int xd_builder_add_override_rule(struct xd_builder *b, int action, uint32_t ttl,
 {
 	struct brule *r;
 
-	if (action < XD_OVERRIDE_NXDOMAIN || action > XD_OVERRIDE_ANSWER)
+	if (action < XD_OVERRIDE_NXDOMAIN || action > XD_OVERRIDE_RESOLVER)
 		return errorf(err, -EINVAL, "unknown override action %d", action);
 	if (b->nrules >= INT32_MAX)
 		return errorf(err, -E2BIG, "too many override rules");

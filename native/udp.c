@@ -4,7 +4,10 @@
  * shared queue; each batch is received with one recvmmsg, answered without
  * locks, and sent with one sendmmsg.  A datagram from a source the ACL
  * denies gets REFUSED or nothing, as the ACL says (native/acl.c); answers
- * pass rate limiting when it is on (native/rrl.c).
+ * pass rate limiting when it is on (native/rrl.c).  Queries for names a
+ * resolver plugin claims, when its cache has no answer, go to the worker's
+ * resolver ring (native/resolver.c) and are answered by the resolver
+ * thread from this worker's socket; a full ring gets SERVFAIL at once.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -24,6 +27,7 @@
 #include "answer.h"
 #include "cookie.h"
 #include "engine_internal.h"
+#include "resolver.h"
 #include "rrl.h"
 #include "wire.h"
 
@@ -47,6 +51,7 @@ struct xd_udp_worker {
 	int nfds;
 	struct xd_worker_stats stats;	/* written by the worker only */
 	struct xd_rrl_state rrl;	/* the worker's buckets and events */
+	struct xd_resolver_ring *ring;	/* deferred queries; NULL: no resolver */
 };
 
 struct xd_udp {
@@ -54,6 +59,7 @@ struct xd_udp {
 	int nlisten;
 	int ports[XD_LISTEN_MAX];
 	int nworkers;
+	int next_ring;			/* where the resolver's next take starts */
 	struct xd_udp_worker workers[];
 };
 
@@ -135,7 +141,49 @@ struct batch_view {
 	const struct xd_acl *acl;
 	const struct xd_rrl *rrl;	/* NULL: no rate limiting */
 	struct xd_rrl_counts rrl_counts;
+	int fd;				/* the socket the batch came from */
+	uint64_t deferred;		/* put on the resolver ring */
+	uint64_t resolver_full;		/* SERVFAIL: the ring was full */
 };
+
+/* Puts query i on the worker's resolver ring with what its answer needs
+ * (see struct xd_resolver_query); false when it does not fit. */
+static bool defer_query(struct xd_udp_worker *w, struct batch_view *v,
+			const struct xd_client *client, struct batch *b, int i)
+{
+	struct msghdr *rx = &b->rx[i].msg_hdr;
+	struct xd_resolver_query q;
+	const struct sockaddr_storage *ss = &b->addr[i];
+
+	if (b->rx[i].msg_len > sizeof(q.query) || rx->msg_namelen > sizeof(q.addr))
+		return false;
+	q.fd = v->fd;
+	q.worker = w->index;
+	q.family = client->family;
+	memcpy(q.ip, client->addr, sizeof(q.ip));
+	q.port = ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port :
+		       ((const struct sockaddr_in6 *)ss)->sin6_port);
+	q.addr_len = rx->msg_namelen;
+	memcpy(q.addr, ss, rx->msg_namelen);
+	q.control_len = reply_control(rx, q.control);
+	q.len = b->rx[i].msg_len;
+	memcpy(q.query, b->query[i], q.len);
+	return xd_resolver_ring_put(w->ring, &q);
+}
+
+/* A query the answering core deferred: onto the ring (nothing to send
+ * now: 0), else SERVFAIL at once, for the fast path never waits. */
+static int answer_deferred(struct xd_udp_worker *w, struct batch_view *v,
+			   struct xd_answer_ctx *ctx, struct batch *b, int i, uint8_t *resp)
+{
+	if (defer_query(w, v, &ctx->client, b, i)) {
+		v->deferred++;
+		return 0;
+	}
+	v->resolver_full++;
+	return xd_answer_ctx(v->img, ctx, b->query[i], b->rx[i].msg_len, resp,
+			     XD_UDP_RESPONSE_MAX, 0);
+}
 
 /* The response to query i (REFUSED for a denied source), its length, or 0
  * when nothing is sent; *denied counts the denied sources.  ctx holds the
@@ -153,7 +201,9 @@ static int answer_one(struct xd_udp_worker *w, struct batch_view *v,
 
 		xd_client_from_sockaddr(&ctx->client, source);
 		len = xd_answer_ctx(v->img, ctx, b->query[i], b->rx[i].msg_len, resp,
-				    XD_UDP_RESPONSE_MAX, 0);
+				    XD_UDP_RESPONSE_MAX, w->ring ? XD_ANSWER_DEFER : 0);
+		if (len == -EAGAIN)
+			return answer_deferred(w, v, ctx, b, i, resp);
 		if (len > 0 && v->rrl)
 			len = xd_rrl_filter(&w->rrl, v->rrl, ctx, resp, len, &v->rrl_counts);
 		return len;
@@ -164,10 +214,12 @@ static int answer_one(struct xd_udp_worker *w, struct batch_view *v,
 	return xd_answer_refused(b->query[i], b->rx[i].msg_len, resp, XD_UDP_RESPONSE_MAX);
 }
 
-/* Answers rx[0..n) into tx; returns how many responses to send. */
-static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
+/* Answers rx[0..n) from socket fd into tx; returns how many responses to
+ * send, and in *deferred how many went to the resolver. */
+static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n, int fd,
+			int *deferred)
 {
-	struct batch_view v = { .img = xd_engine_enter(w->engine, w->index) };
+	struct batch_view v = { .img = xd_engine_enter(w->engine, w->index), .fd = fd };
 	struct xd_answer_ctx ctx = { .cookies = atomic_load(&w->engine->cookies) };
 	uint64_t denied = 0;
 	int out = 0;
@@ -179,7 +231,8 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
 		v.rrl = NULL;	/* no memory for a table: answer unlimited */
 	/* One clock read a batch: server cookies have one-second timestamps,
 	 * and rate limiting counts whole seconds. */
-	if (ctx.cookies || v.rrl)
+	ctx.cache = xd_resolver_cache(w->engine->resolver);
+	if (ctx.cookies || v.rrl || ctx.cache)
 		ctx.now = (uint32_t)time(NULL);
 	for (int i = 0; i < n && v.img; i++) {
 		struct msghdr *rx = &b->rx[i].msg_hdr;
@@ -213,13 +266,20 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n)
 		count(&w->stats.limited, v.rrl_counts.limited);
 		count(&w->stats.slipped, v.rrl_counts.slipped);
 	}
+	if (v.deferred) {
+		count(&w->stats.deferred, v.deferred);
+		xd_resolver_notify(w->engine->resolver);	/* once a batch */
+	}
+	if (v.resolver_full)
+		count(&w->stats.resolver_full, v.resolver_full);
+	*deferred = (int)v.deferred;
 	return out;
 }
 
 static void serve_socket(struct xd_udp_worker *w, struct batch *b, int fd)
 {
 	for (;;) {
-		int n, out, sent = 0;
+		int n, out, sent = 0, deferred = 0;
 
 		batch_prepare_rx(b);
 		n = recvmmsg(fd, b->rx, XD_UDP_BATCH, MSG_DONTWAIT, NULL);
@@ -227,7 +287,7 @@ static void serve_socket(struct xd_udp_worker *w, struct batch *b, int fd)
 			return;
 		count(&w->stats.received, n);
 		count(&w->stats.batches, 1);
-		out = batch_answer(w, b, n);
+		out = batch_answer(w, b, n, fd, &deferred);
 		while (sent < out) {
 			int k = sendmmsg(fd, b->tx + sent, out - sent, 0);
 
@@ -236,7 +296,7 @@ static void serve_socket(struct xd_udp_worker *w, struct batch *b, int fd)
 			sent += k;
 		}
 		count(&w->stats.answered, sent);
-		count(&w->stats.dropped, n - sent);
+		count(&w->stats.dropped, n - sent - deferred);
 		if (n < XD_UDP_BATCH)
 			return;
 	}
@@ -394,6 +454,7 @@ static void workers_close(struct xd_udp *u)
 		if (w->epfd >= 0)
 			close(w->epfd);
 		xd_rrl_state_release(&w->rrl);
+		xd_resolver_ring_free(w->ring);
 	}
 	close(u->stopfd);
 	free(u);
@@ -433,6 +494,12 @@ int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
 		w->epfd = -1;
 		u->nworkers = i + 1;
 		rc = worker_open(u, w, listen, nlisten, err);
+		if (rc == 0 && e->resolver &&
+		    !(w->ring = xd_resolver_ring_new(xd_resolver_ring_size(e->resolver)))) {
+			snprintf(err->message, sizeof(err->message),
+				 "out of memory for a resolver ring");
+			rc = -ENOMEM;
+		}
 	}
 	for (int i = 0; i < workers && rc == 0; i++) {
 		rc = -pthread_create(&u->workers[i].thread, NULL, worker_main,
@@ -487,6 +554,8 @@ int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 	out->denied = __atomic_load_n(&s->denied, __ATOMIC_RELAXED);
 	out->limited = __atomic_load_n(&s->limited, __ATOMIC_RELAXED);
 	out->slipped = __atomic_load_n(&s->slipped, __ATOMIC_RELAXED);
+	out->deferred = __atomic_load_n(&s->deferred, __ATOMIC_RELAXED);
+	out->resolver_full = __atomic_load_n(&s->resolver_full, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -496,5 +565,23 @@ int xd_udp_rrl_events(struct xd_udp *u, struct xd_rrl_event *out, int max)
 
 	for (int i = 0; i < u->nworkers && n < max; i++)
 		n += xd_rrl_ring_take(&u->workers[i].rrl.ring, out + n, max - n);
+	return n;
+}
+
+int xd_engine_resolver_take(struct xd_engine *e, struct xd_resolver_query *out, int max)
+{
+	struct xd_udp *u = e->udp;
+	int n = 0;
+
+	if (!u || !e->resolver)
+		return 0;
+	/* Start at a different worker each time, so that one busy worker
+	 * cannot keep the others' queries waiting when max is reached. */
+	for (int k = 0; k < u->nworkers && n < max; k++) {
+		struct xd_udp_worker *w = &u->workers[(u->next_ring + k) % u->nworkers];
+
+		n += xd_resolver_ring_take(w->ring, out + n, max - n);
+	}
+	u->next_ring = (u->next_ring + 1) % u->nworkers;
 	return n;
 }

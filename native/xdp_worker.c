@@ -24,6 +24,7 @@
 
 #include "answer.h"
 #include "engine_internal.h"
+#include "resolver.h"
 #include "packet.h"
 #include "wire.h"
 #include "xdp_internal.h"
@@ -203,7 +204,11 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 	v.rrl = atomic_load(&w->engine->rrl);
 	if (v.rrl && xd_rrl_state_sync(&w->rrl, v.rrl))
 		v.rrl = NULL;	/* no memory for a table: answer unlimited */
-	if (ctx.cookies || v.rrl)
+	/* Names the resolver hook claims are answered here from its cache
+	 * only; the rest get SERVFAIL from the core (no XD_ANSWER_DEFER): an
+	 * AF_XDP frame has no socket for the resolver thread to answer on. */
+	ctx.cache = xd_resolver_cache(w->engine->resolver);
+	if (ctx.cookies || v.rrl || ctx.cache)
 		ctx.now = (uint32_t)time(NULL);
 	for (uint32_t i = 0; i < n; i++) {
 		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&w->rx, idx + i);

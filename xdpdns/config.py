@@ -34,6 +34,13 @@ The file's shape::
                                # wildcard nor loopback
     program = "custom.bpf.o"   # default: the XDP program built with xdpdns
 
+    [resolver]                 # names that plugins answer (resolver hook)
+    timeout = 1.0              # seconds; a slower hook's queries get SERVFAIL
+    cache_max_ttl = 300        # seconds an answer is cached at most; 0: never
+    cache_size = 4096          # cached answers; a power of two
+    ring_size = 1024           # deferred queries per UDP worker; a power of
+                               # two; a full ring means SERVFAIL at once
+
     [[zone]]
     file = "zones/example.com.zone"   # relative to this file's directory
     origin = "example.com."           # default: the file name without .zone
@@ -184,6 +191,17 @@ class ZoneConfig:
 
 
 @dataclass(frozen=True)
+class ResolverConfig:
+    """The [resolver] section: how queries for names that plugins claim
+    (the resolver_claims and resolve hooks, xdpdns/resolver.py) are handled."""
+
+    timeout: float = 1.0
+    cache_max_ttl: int = 300
+    cache_size: int = 4096
+    ring_size: int = 1024
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig
     zones: tuple[ZoneConfig, ...]
@@ -193,6 +211,7 @@ class Config:
     # the command line.
     source: Path | None = None
     xdp: XdpConfig = XdpConfig()
+    resolver: ResolverConfig = ResolverConfig()
 
 
 def default_workers() -> int:
@@ -433,6 +452,26 @@ def _socket_path(value: Any, where: Where, key: str) -> Path:
     return path
 
 
+# ---- [resolver] ----------------------------------------------------------------
+
+_RESOLVER_SIZE_MAX = 1 << 20  # as native/resolver.c
+
+
+def _parse_resolver(table: Any, where: Where) -> ResolverConfig:
+    cfg = parse_table(ResolverConfig, table, where)
+    if not 0 < cfg.timeout <= 60:
+        raise where.error("timeout", "a number of seconds (more than 0, at most 60)",
+                          cfg.timeout)
+    if not 0 <= cfg.cache_max_ttl <= 86400:
+        raise where.error("cache_max_ttl", "a number of seconds from 0 to 86400",
+                          cfg.cache_max_ttl)
+    for key in ("cache_size", "ring_size"):
+        n = getattr(cfg, key)
+        if n <= 0 or n & (n - 1) or n > _RESOLVER_SIZE_MAX:
+            raise where.error(key, f"a power of two from 1 to {_RESOLVER_SIZE_MAX}", n)
+    return cfg
+
+
 # ---- [xdp] -------------------------------------------------------------------
 
 _XDP_KEYS = tuple(f.name for f in dataclasses.fields(XdpConfig))
@@ -661,13 +700,14 @@ def load_config(
         data = read_toml(source)
         where = Where(str(source), base=source.parent)
     for key in data:
-        if key not in ("server", "zone", "xdp", "plugins"):
+        if key not in ("server", "zone", "xdp", "resolver", "plugins"):
             raise where.error(key, "one of the sections [server], [[zone]], [xdp], "
-                              "[plugins.NAME] (unknown section)")
+                              "[resolver], [plugins.NAME] (unknown section)")
 
     server = _parse_server(data.get("server", {}), where.sub("server"))
     xdp = _parse_xdp(data.get("xdp", {}), where.sub("xdp"))
     _check_xdp(xdp, where.sub("xdp"))
+    resolver = _parse_resolver(data.get("resolver", {}), where.sub("resolver"))
     zone_list = _parse_zones(data.get("zone", []), where)
     _check_unique_origins(zone_list, where, "zone")
     plugins = _parse_plugins(pm, data.get("plugins", {}), where)
@@ -698,4 +738,5 @@ def load_config(
         plugins=types.MappingProxyType(plugins),
         source=source,
         xdp=XdpConfig(**xdp),
+        resolver=resolver,
     )

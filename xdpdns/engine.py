@@ -121,6 +121,8 @@ class WorkerStats:
     denied: int = 0  # from sources the ACL denies (also in answered or dropped)
     limited: int = 0  # responses rate limiting withheld (dropped, or slipped)
     slipped: int = 0  # of those, sent truncated (also in answered)
+    deferred: int = 0  # handed to the resolver hook (not in answered)
+    resolver_full: int = 0  # SERVFAIL at once: the resolver ring was full
 
 
 # What the XDP program does with UDP to a port; the codes come from
@@ -134,7 +136,10 @@ _IDENTITY = {"version": lib.XD_IDENTITY_VERSION, "hostname": lib.XD_IDENTITY_HOS
              "id": lib.XD_IDENTITY_ID, "nsid": lib.XD_IDENTITY_NSID}
 # What a query for a name an override rule holds gets (XD_OVERRIDE_*).
 OVERRIDE_ACTIONS = {"nxdomain": lib.XD_OVERRIDE_NXDOMAIN, "refused": lib.XD_OVERRIDE_REFUSED,
-                    "nodata": lib.XD_OVERRIDE_NODATA, "answer": lib.XD_OVERRIDE_ANSWER}
+                    "nodata": lib.XD_OVERRIDE_NODATA, "answer": lib.XD_OVERRIDE_ANSWER,
+                    # Names claimed by resolver plugins (xdpdns/resolver.py);
+                    # not one of hookspecs.OVERRIDE_ACTIONS: no config sets it.
+                    "resolver": lib.XD_OVERRIDE_RESOLVER}
 _HUGEPAGES = {"off": lib.XD_HUGEPAGES_OFF, "auto": lib.XD_HUGEPAGES_AUTO,
               "required": lib.XD_HUGEPAGES_REQUIRED}
 _ZEROCOPY = {"auto": lib.XD_ZEROCOPY_AUTO, "off": lib.XD_ZEROCOPY_OFF,
@@ -477,14 +482,28 @@ class Image(_CObject):
 _buffers = threading.local()
 
 
-def _answer(call, query: bytes, tcp: bool) -> bytes | None:
+class _Deferred:
+    """What Engine.answer(defer=True) returns for a query that the resolver
+    hook must answer: the name is claimed and the cache has no answer."""
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+DEFERRED = _Deferred()
+
+
+def _answer(call, query: bytes, tcp: bool, defer: bool = False):
     # One response buffer per thread: the TCP listener and tests may answer
     # from several threads at once, and a fresh 64 KiB buffer per query costs.
     resp = getattr(_buffers, "resp", None)
     if resp is None:
         resp = _buffers.resp = ffi.new("uint8_t[]", MAX_MESSAGE)
     q = ffi.from_buffer("uint8_t[]", query)
-    rc = call(q, len(query), resp, MAX_MESSAGE, lib.XD_ANSWER_TCP if tcp else 0)
+    flags = (lib.XD_ANSWER_TCP if tcp else 0) | (lib.XD_ANSWER_DEFER if defer else 0)
+    rc = call(q, len(query), resp, MAX_MESSAGE, flags)
+    if defer and rc == -errno.EAGAIN:
+        return DEFERRED
     _raise_for(rc, what="answer")
     if rc == 0:
         return None
@@ -515,15 +534,18 @@ class Engine(_CObject):
         self.image_info = info
 
     def answer(self, query: bytes, tcp: bool = False, client: str | None = None,
-               now: int | None = None) -> bytes | None:
+               now: int | None = None, defer: bool = False):
         """Answers one DNS message; None when nothing must be sent back.
 
         With tcp=True there is no UDP size limit (the caller writes the
         two-byte length prefix).  ``client`` (the sender's IP address) and
         ``now`` (UNIX time; default: the clock) are what DNS cookies depend
-        on; without a client the COOKIE option is ignored.
+        on; without a client the COOKIE option is ignored.  A name that a
+        resolver plugin claims is answered from the resolver cache, else
+        SERVFAIL, or with ``defer`` :data:`DEFERRED` (the caller asks the
+        resolver, xdpdns/resolver.py).
         """
-        return self.answer_client(query, client, tcp=tcp, now=now).wire
+        return self.answer_client(query, client, tcp=tcp, now=now, defer=defer).wire
 
     def udp_start(self, listen: Sequence[tuple[str, int]], workers: int) -> list[int]:
         """Starts UDP workers on every (host, port); returns the bound ports."""
@@ -551,7 +573,8 @@ class Engine(_CObject):
             _raise_for(lib.xd_engine_worker_stats(e, i, out), what="worker stats")
             result.append(WorkerStats(out.received, out.answered, out.dropped,
                                       out.truncated, out.batches, out.denied,
-                                      out.limited, out.slipped))
+                                      out.limited, out.slipped, out.deferred,
+                                      out.resolver_full))
         return result
 
     # ---- XDP mode ----------------------------------------------------------
@@ -769,16 +792,78 @@ class Engine(_CObject):
         return [_rrl_event(out[i]) for i in range(n)]
 
     def answer_client(self, query: bytes, client: str | None, tcp: bool = False,
-                      now: int | None = None) -> "Answer":
+                      now: int | None = None, defer: bool = False) -> "Answer":
         """Answers one DNS message from ``client`` (an IP address, None:
         unknown) at ``now`` (UNIX time; None: the clock), and tells what its
-        COOKIE option showed (:data:`COOKIE_STATES`)."""
+        COOKIE option showed (:data:`COOKIE_STATES`).  ``defer``: as for
+        :meth:`answer` (the wire is then :data:`DEFERRED`)."""
         e = self._ptr()
         c_client = _client(client)
         cookie = ffi.new("int *")
         wire = _answer(lambda q, n, r, c, f: lib.xd_engine_answer_client(
-            e, c_client, now or 0, q, n, r, c, f, cookie), query, tcp)
+            e, c_client, now or 0, q, n, r, c, f, cookie), query, tcp, defer)
         return Answer(wire, COOKIE_STATES[cookie[0]])
+
+
+    # ---- the resolver hook (xdpdns/resolver.py) ------------------------------
+
+    def resolver_start(self, ring_size: int, cache_size: int) -> None:
+        """Sets up a ring of ``ring_size`` deferred queries per UDP worker
+        and a cache of ``cache_size`` answers (0: none), both powers of two;
+        before :meth:`udp_start`, once."""
+        cfg = ffi.new("struct xd_resolver_config *")
+        cfg.ring_size = ring_size
+        cfg.cache_size = cache_size
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_engine_resolver_start(self._ptr(), cfg, err), err,
+                   "starting the resolver")
+
+    def resolver_fd(self) -> int:
+        """The eventfd that the workers write when they defer queries."""
+        return _raise_for(lib.xd_engine_resolver_fd(self._ptr()), what="resolver fd")
+
+    def resolver_take(self, out, max_queries: int) -> int:
+        """Moves up to ``max_queries`` deferred queries into ``out`` (from
+        :func:`resolver_buffer`); returns how many.  One caller at a time."""
+        return lib.xd_engine_resolver_take(self._ptr(), out, max_queries)
+
+    def resolver_send(self, query, response: bytes) -> None:
+        """Sends ``response`` to the client of ``query`` (a struct
+        xd_resolver_query) from the worker's socket that received it; a full
+        socket buffer drops it (OSError), as on the fast path."""
+        _raise_for(lib.xd_engine_resolver_send(self._ptr(), query, response, len(response)),
+                   what="sending a resolver answer")
+
+    def resolver_cache(self, name: dns.name.Name, rdtype: int, rdclass: int,
+                       response: bytes, question_end: int, ttl: int) -> None:
+        """Caches ``response`` (no OPT record) for (name, type, class) for
+        ``ttl`` seconds: later queries get it on the fast path."""
+        wire = name.canonicalize().to_wire()
+        _raise_for(lib.xd_engine_resolver_cache(self._ptr(), wire, len(wire), rdtype, rdclass,
+                                                response, len(response), question_end, ttl),
+                   what="caching a resolver answer")
+
+
+def resolver_buffer(size: int):
+    """An array of ``size`` struct xd_resolver_query for Engine.resolver_take."""
+    return ffi.new("struct xd_resolver_query[]", size)
+
+
+def resolver_query_fields(q) -> tuple[bytes, tuple[str, int]]:
+    """The query's bytes and the client's (address, port) of one struct
+    xd_resolver_query."""
+    if q.family == socket.AF_INET:
+        host = socket.inet_ntop(socket.AF_INET, bytes(ffi.buffer(q.ip, 4)))
+    else:
+        host = socket.inet_ntop(socket.AF_INET6, bytes(ffi.buffer(q.ip, 16)))
+    return bytes(ffi.buffer(q.query, q.len)), (host, q.port)
+
+
+def resolver_query_copy(q):
+    """A copy of one struct xd_resolver_query that outlives the buffer."""
+    c = ffi.new("struct xd_resolver_query *")
+    ffi.memmove(c, ffi.addressof(q), ffi.offsetof("struct xd_resolver_query", "query") + q.len)
+    return c
 
 
 # The source ACL's actions (enum xd_acl_action of bpf/xdpdns_maps.h) and

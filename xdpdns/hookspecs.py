@@ -459,3 +459,68 @@ def rrl_settings(config: "Config") -> "RrlSettings | None":
     :param config: the whole parsed configuration.
     :return: the settings, or None to leave the decision to later plugins.
     """
+
+
+# ---- the resolver hook -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A name (with ``subtree``, also every name below it) whose queries a
+    plugin answers itself through :func:`resolve`.  Compiled into the image
+    as an override rule (action RESOLVER, docs/IMAGE.md), so it follows the
+    same precedence: the exact rule of the name, else the subtree rule of its
+    longest suffix; override rules (the ``overrides`` hook) come first."""
+
+    name: dns.name.Name
+    subtree: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, dns.name.Name) or not self.name.is_absolute():
+            raise ValueError(f"claim {self.name!r}: expected an absolute dns.name.Name")
+
+
+@dataclass(frozen=True)
+class ResolverQuery:
+    """One query for :func:`resolve`: the parsed ``message`` (a
+    dns.message.QueryMessage), the client's ``client_address`` as
+    (address, port), and the ``transport`` it came over, "udp" or "tcp"."""
+
+    message: Any
+    client_address: tuple[str, int]
+    transport: str
+
+
+@hookspec
+def resolver_claims(config: "Config") -> Sequence[Claim]:
+    """Claim names whose queries this plugin answers through :func:`resolve`.
+
+    Called every time an image is built, after :func:`overrides`.  All
+    results are collected, in plugin order; a name claimed twice (same
+    kind, exact or subtree) stays with the first plugin.
+
+    :param config: the whole parsed configuration.
+    :return: the claims of this plugin (possibly empty).
+    """
+
+
+@hookspec
+def resolve(queries: Sequence[ResolverQuery]) -> "Sequence[bytes | Any | None]":
+    """Answer a batch of queries for names this plugin claimed.
+
+    Called in a thread of the resolver (never on the fast path, never in the
+    event loop), with up to a few hundred queries at once; only the
+    implementation of the plugin that claimed the query names (see
+    :func:`resolver_claims`) is called, never pluggy's chain of all of them,
+    so exactly one plugin answers each query.  A plugin that raises, or takes longer
+    than ``[resolver] timeout`` seconds, gets SERVFAIL sent for the whole
+    batch; so does a None in the result.  A response's records may be
+    cached by the engine for their smallest TTL (capped by ``[resolver]
+    cache_max_ttl``; TTL 0: never cached), then answered on the fast path
+    without calling this hook.
+
+    :param queries: the batch, as :class:`ResolverQuery` objects.
+    :return: one response per query, in order: a dns.message.Message (made
+        with dns.message.make_response, so that it carries the query's ID),
+        its wire form as bytes, or None (SERVFAIL).
+    """

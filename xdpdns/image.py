@@ -17,7 +17,7 @@ from typing import Iterable, Union
 import dns.name
 
 from xdpdns.engine import Image, ImageBuilder, Problem
-from xdpdns.hookspecs import Blocklist, Identity, Override, ZoneData, ZoneFile, ZoneSource
+from xdpdns.hookspecs import Blocklist, Claim, Identity, Override, ZoneData, ZoneFile, ZoneSource
 
 __all__ = ["CompileResult", "ZoneData", "ZoneFile", "ZoneLoadError", "ZoneSource",
            "build_image", "collect_overrides", "collect_sources", "compile_sources"]
@@ -98,6 +98,15 @@ def _add_overrides(builder: ImageBuilder, overrides: Iterable[OverrideSource]) -
             builder.add_override(o.name, rules[key], o.subtree)
 
 
+def _add_claims(builder: ImageBuilder, claims: Iterable[Claim]) -> None:
+    # After the overrides: an operator's rule for a name wins over a claim.
+    rule = None
+    for claim in claims:
+        if rule is None:
+            rule = builder.add_override_rule("resolver")
+        builder.add_override(claim.name, rule, claim.subtree)
+
+
 def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
     label = (os.fspath(source.path) if isinstance(source, ZoneFile)
              else source.description or f"<records of {source.origin}>")
@@ -117,10 +126,11 @@ def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
 
 def compile_sources(sources: Iterable[ZoneSource],
                     identity: Identity | None = None,
-                    overrides: Iterable[OverrideSource] = ()) -> CompileResult:
-    """Compiles zone sources (what the server says about itself, and the
-    override rules, in order of precedence) into an image, collecting every
-    problem.
+                    overrides: Iterable[OverrideSource] = (),
+                    claims: Iterable[Claim] = ()) -> CompileResult:
+    """Compiles zone sources (what the server says about itself, the
+    override rules in order of precedence, and the names that resolver
+    plugins claim) into an image, collecting every problem.
 
     Never raises for bad zone data: the result has image None and the
     problems instead.
@@ -131,6 +141,7 @@ def compile_sources(sources: Iterable[ZoneSource],
             origins.append(source.origin)
             _add_source(builder, source)
         _add_overrides(builder, overrides)
+        _add_claims(builder, claims)
         if identity is not None:
             for item in ("version", "hostname", "id", "nsid"):
                 value = getattr(identity, item)
@@ -143,13 +154,14 @@ def compile_sources(sources: Iterable[ZoneSource],
     return CompileResult(image, problems, tuple(origins))
 
 
-def build_image(pm, config) -> CompileResult:
+def build_image(pm, config, claims: Iterable[Claim] = ()) -> CompileResult:
     """The server's path: sources from the plugins, warnings logged, errors raised.
+    ``claims``: the names of resolver plugins (xdpdns.resolver.collect_claims).
 
     Raises ZoneLoadError listing every problem when any is an error.
     """
     result = compile_sources(collect_sources(pm, config), pm.hook.identity(config=config),
-                             collect_overrides(pm, config))
+                             collect_overrides(pm, config), claims)
     if result.image is None:
         raise ZoneLoadError(result.problems)
     for problem in result.warnings:

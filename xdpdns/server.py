@@ -34,6 +34,7 @@ from xdpdns.engine import Engine, ImageInfo, WorkerStats
 from xdpdns.hookspecs import CookieSecrets, RrlSettings
 from xdpdns.image import build_image
 from xdpdns.plugins import PluginError
+from xdpdns.resolver import Resolver, ResolverStats, collect_claims
 from xdpdns.tcp import TcpListener, TcpStats, bind_sockets
 from xdpdns.xdp import XdpMode, XdpStats
 
@@ -46,6 +47,7 @@ class ServerStats:
     workers: tuple[WorkerStats, ...]
     tcp: TcpStats
     xdp: XdpStats | None = None  # XDP mode only
+    resolver: ResolverStats | None = None  # when plugins claim names
 
     def log_fields(self) -> str:
         parts = [f"{f.name}={getattr(self.udp, f.name)}" for f in fields(self.udp)]
@@ -56,6 +58,9 @@ class ServerStats:
                        "tx_full")]
             parts.append(f"xdp_denied={sum(c.denied for c in self.xdp.cpus)}")
             parts += [f"xdp_{name}={self.xdp.total(name)}" for name in ("limited", "slipped")]
+        if self.resolver is not None:
+            parts += [f"resolver_{f.name}={getattr(self.resolver, f.name)}"
+                      for f in fields(self.resolver)]
         return " ".join(parts)
 
     def as_dict(self) -> dict:
@@ -65,6 +70,7 @@ class ServerStats:
             "udp_workers": [asdict(w) for w in self.workers],
             "tcp": asdict(self.tcp),
             "xdp": self.xdp.as_dict() if self.xdp is not None else None,
+            "resolver": asdict(self.resolver) if self.resolver is not None else None,
         }
 
 
@@ -165,6 +171,7 @@ class Server:
         self._xdp: XdpMode | None = XdpMode(config.xdp) if config.xdp.enabled else None
         self._stop: asyncio.Event | None = None
         self._control: ControlServer | None = None
+        self._resolver: Resolver | None = None
 
     def run(self) -> int:
         """Serves until SIGTERM or SIGINT; returns the exit status (0).
@@ -178,7 +185,9 @@ class Server:
         workers = self._engine.worker_stats() if self._engine else []
         return ServerStats(_sum_stats(workers), tuple(workers),
                            TcpStats(**vars(self._tcp.stats)) if self._tcp else TcpStats(),
-                           self._xdp.stats() if self._xdp else None)
+                           self._xdp.stats() if self._xdp else None,
+                           ResolverStats(**vars(self._resolver.stats))
+                           if self._resolver else None)
 
     @property
     def xdp_info(self):
@@ -195,7 +204,8 @@ class Server:
             # Before the zones are compiled: a missing privilege or a typo in
             # the interface name should not wait for a large zone set.
             self._xdp.check()
-        result = build_image(self.pm, self.config)
+        claims = collect_claims(self.pm, self.config)
+        result = build_image(self.pm, self.config, [c for _, c in claims])
         self.zones = result.zones
         self.image_info = result.image.info
         self.acl = collect_acl(self.pm, self.config)
@@ -224,6 +234,13 @@ class Server:
             if self.rrl is not None:
                 engine.set_rrl(self.rrl)
                 log.info("rrl on %s", _describe_rrl(self.rrl))
+            # Before the UDP workers, which get their rings from it.
+            if claims:
+                res = self.config.resolver
+                engine.resolver_start(res.ring_size,
+                                      res.cache_size if res.cache_max_ttl else 0)
+                log.info("resolver claims=%d timeout=%g cache_max_ttl=%d ring_size=%d",
+                         len(claims), res.timeout, res.cache_max_ttl, res.ring_size)
             socks = bind_sockets(srv.listen)
             try:
                 # TCP binds first so that port 0 gets one kernel-chosen port
@@ -238,7 +255,11 @@ class Server:
                     sock.close()
                 raise
             self.addresses = tuple(bound)
-            self._tcp = TcpListener(engine, srv.tcp_idle_timeout, srv.tcp_max_connections)
+            if claims:
+                self._resolver = Resolver(engine, self.pm, claims, self.config.resolver)
+                self._resolver.start()
+            self._tcp = TcpListener(engine, srv.tcp_idle_timeout, srv.tcp_max_connections,
+                                    self._resolver)
             try:
                 await self._tcp.start(socks)
                 await self._start_control()
@@ -249,6 +270,9 @@ class Server:
                 if self._control is not None:
                     await self._control.stop()
                 await self._tcp.stop()
+                # Before the workers' sockets close: it sends on them.
+                if self._resolver is not None:
+                    self._resolver.stop()
                 final = self.stats()
                 engine.udp_stop()
                 self.pm.hook.stats(server=self, stats=final)

@@ -11,7 +11,10 @@ the ACL's socket action says (the engine decides, as for UDP).  The peer's
 address goes with every query to the engine: DNS cookies are made for it.
 
 The answers come from Engine.answer(tcp=True), a C call that releases the
-GIL and takes microseconds, so it runs inline in the event loop.
+GIL and takes microseconds, so it runs inline in the event loop.  Names a
+resolver plugin claims (and the resolver cache does not hold) go to the
+resolver's threads (xdpdns/resolver.py); the connection awaits the answer,
+which comes within the resolver's timeout (SERVFAIL after it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from xdpdns.config import ListenAddress
+from xdpdns.engine import DEFERRED
 
 log = logging.getLogger("xdpdns.tcp")
 
@@ -68,8 +72,10 @@ def bind_sockets(addresses: Sequence[ListenAddress]) -> list[socket.socket]:
 
 
 class TcpListener:
-    def __init__(self, engine, idle_timeout: float, max_connections: int) -> None:
+    def __init__(self, engine, idle_timeout: float, max_connections: int,
+                 resolver=None) -> None:
         self.engine = engine
+        self.resolver = resolver
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.stats = TcpStats()
@@ -134,6 +140,7 @@ class TcpListener:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      client: str | None, refuse: bool = False) -> None:
+        peer = writer.get_extra_info("peername")
         while True:
             prefix = await self._read(reader, LENGTH_PREFIX)
             if prefix is None:
@@ -148,7 +155,11 @@ class TcpListener:
             if refuse:
                 response = self.engine.refused(query)
             else:
-                response = self.engine.answer(query, tcp=True, client=client)
+                response = self.engine.answer(query, tcp=True, client=client,
+                                              defer=self.resolver is not None)
+            if response is DEFERRED:
+                response = await asyncio.wrap_future(
+                    self.resolver.submit(query, (peer[0], peer[1]), "tcp"))
             if response is None:
                 continue  # e.g. the message was itself a response
             writer.write(len(response).to_bytes(LENGTH_PREFIX, "big") + response)
