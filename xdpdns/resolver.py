@@ -213,10 +213,16 @@ class Resolver:
     def _send_udp(self, handle, response: bytes | None) -> None:
         if response is None:
             return
-        try:
-            self.engine.resolver_send(handle, response)
-        except OSError:
-            pass  # a full socket buffer: dropped, as on the fast path
+        # Under the lock that stop() sets _closing under: once stop() has
+        # returned no answer is on its way to a worker's socket, which the
+        # server closes next (its descriptor could then be reused).
+        with self._lock:
+            if self._closing:
+                return
+            try:
+                self.engine.resolver_send(handle, response)
+            except OSError:
+                pass  # a full socket buffer: dropped, as on the fast path
 
     # ---- the drain thread --------------------------------------------------------
 
