@@ -45,6 +45,8 @@ struct response {
 	int nextra;
 	/* Names claimed by the resolver hook: */
 	const struct xd_rcache *cache;	/* its answers; NULL: none */
+	const struct xd_resolver_given *given;	/* the hook's answer; NULL:
+						 * look in the cache */
 	uint32_t now;
 	bool deferrable;		/* XD_ANSWER_DEFER */
 	bool deferred;			/* the caller hands the query over */
@@ -514,18 +516,22 @@ static const uint8_t *override_rrset(const uint8_t *rule, uint16_t qtype)
 	return cname;
 }
 
-/* A name the resolver hook claims: its cached answer, patched to this
- * query by keeping our header and question (the client's ID and case;
- * the cached sections' pointers into the qname stay valid, the name being
- * as long).  Without one, the caller defers the query when it can; else
- * SERVFAIL, as a server says when it cannot answer now (RFC 2308 7.1). */
+/* A name the resolver hook claims: the hook's own answer when the
+ * resolver thread hands one in (xd_engine_resolver_build), else its cached
+ * answer, patched to this query by keeping our header and question (the
+ * client's ID and case; the cached sections' pointers into the qname stay
+ * valid, the name being as long).  Without one, the caller defers the
+ * query when it can; else SERVFAIL, as a server says when it cannot answer
+ * now (RFC 2308 7.1). */
 static void answer_resolver(const struct xd_query *q, struct response *r)
 {
 	struct xd_rcache_hit hit;
 	size_t room = r->limit - r->len - r->reserve;
 	int rc = 0;
 
-	if (r->cache)
+	if (r->given)
+		rc = xd_resolver_given_get(r->given, r->buf + r->len, room, &hit);
+	else if (r->cache)
 		rc = xd_rcache_get(r->cache, q->qname, q->qname_len, q->qtype, q->qclass,
 				   r->now, r->buf + r->len, room, &hit);
 	if (rc == -ENOSPC) {
@@ -813,6 +819,7 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	r.deferrable = flags & XD_ANSWER_DEFER;
 	if (ctx) {
 		r.cache = ctx->cache;
+		r.given = ctx->given;
 		r.now = ctx->now;
 	}
 	/* Echo the question whenever it parsed, even in errors. */

@@ -14,6 +14,7 @@
 
 struct xd_cookies;
 struct xd_rcache;
+struct xd_resolver_given;
 
 struct xd_answer_ctx {
 	/* Set once per batch: */
@@ -23,6 +24,10 @@ struct xd_answer_ctx {
 						 * none (needs now) */
 	/* Set per query: */
 	struct xd_client client;		/* unknown family: no cookies */
+	const struct xd_resolver_given *given;	/* a resolver hook's answer
+						 * for a claimed name, used
+						 * in place of the cache;
+						 * NULL on the fast path */
 	/* What the query showed, for the caller (rate limiting): */
 	int cookie;				/* XD_COOKIE_* */
 };

@@ -98,15 +98,19 @@ int xd_engine_set_image(struct xd_engine *e, struct xd_image *img)
 	return 0;
 }
 
-int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
-			    uint32_t now, const uint8_t *query, size_t qlen, uint8_t *resp,
-			    size_t cap, unsigned flags, int *cookie)
+/* Answers a query from outside the workers (the TCP listener, the
+ * resolver thread, tests), under the external reader's slot. */
+static int answer_external(struct xd_engine *e, const struct xd_client *client,
+			   uint32_t now, const struct xd_resolver_given *given,
+			   const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
+			   unsigned flags, int *cookie)
 {
 	struct xd_answer_ctx ctx;
 	const struct xd_image *img;
 	int len = 0;
 
 	memset(&ctx, 0, sizeof(ctx));
+	ctx.given = given;
 	if (client)
 		xd_client_set(&ctx.client, client->family, client->addr);
 	ctx.now = now ? now : (uint32_t)time(NULL);
@@ -122,6 +126,20 @@ int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
 	if (cookie)
 		*cookie = ctx.cookie;
 	return img ? len : -ENODATA;
+}
+
+int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
+			    uint32_t now, const uint8_t *query, size_t qlen, uint8_t *resp,
+			    size_t cap, unsigned flags, int *cookie)
+{
+	return answer_external(e, client, now, NULL, query, qlen, resp, cap, flags, cookie);
+}
+
+int xd_engine_answer_given(struct xd_engine *e, const struct xd_client *client,
+			   const struct xd_resolver_given *given, const uint8_t *query,
+			   size_t qlen, uint8_t *resp, size_t cap, unsigned flags)
+{
+	return answer_external(e, client, 0, given, query, qlen, resp, cap, flags, NULL);
 }
 
 int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen,

@@ -289,6 +289,43 @@ int xd_engine_resolver_cache(struct xd_engine *e, const uint8_t *name, size_t na
 			     uint16_t qtype, uint16_t qclass, const uint8_t *resp,
 			     size_t len, size_t question_end, uint32_t ttl);
 
+/*
+ * A hook's answer in its fast form (xdpdns.hookspecs.Answer), made into a
+ * response without dnspython.  records[0..records_len) packs each record
+ * as its type (2 bytes), TTL (4) and RDLENGTH (2), network order, then its
+ * RDATA: every record is owned by the query name and of class IN.  header
+ * holds the response's AA bit (XD_RESOLVER_AA) and its RCODE (0 to 15).
+ * The response comes from the answering core as for a cached answer: the
+ * query's ID, opcode, RD and CD, its question as the client wrote it, the
+ * records in the answer section, and an OPT (with the client's cookie and
+ * the NSID it asked for) when the query had one; TC and the question only
+ * when the records do not fit the client's UDP size (with XD_ANSWER_TCP in
+ * flags: 65535 bytes, or cap).  A name that the published image no longer
+ * claims is answered from the image instead.  With cache_ttl (seconds, 0:
+ * not cached) and at least one record the answer is also cached for the
+ * query's (name, type, class), as xd_engine_resolver_cache does; *cached
+ * (when not NULL) tells whether it was (larger than a cache entry: not).
+ * client NULL: unknown (no cookie).  Returns the response's length, 0 for
+ * nothing to send, -EINVAL for malformed records or header, -ENODATA
+ * without an image.
+ */
+enum {
+	XD_RESOLVER_AA = 0x0400,	/* the AA bit of the header's flags */
+	XD_RESOLVER_RECORD_HEAD = 8,	/* type, TTL, RDLENGTH */
+};
+struct xd_client;
+int xd_engine_resolver_build(struct xd_engine *e, const struct xd_client *client,
+			     const uint8_t *query, size_t qlen, const uint8_t *records,
+			     size_t records_len, unsigned header, uint32_t cache_ttl,
+			     uint8_t *resp, size_t cap, unsigned flags, int *cached);
+/* xd_engine_resolver_build for a query that a UDP worker deferred, its
+ * response sent to the client from the worker's socket as
+ * xd_engine_resolver_send does.  Returns the length sent, 0 for nothing,
+ * or a negative errno (sendmsg's, e.g. -EAGAIN on a full socket buffer). */
+int xd_engine_resolver_reply(struct xd_engine *e, const struct xd_resolver_query *q,
+			     const uint8_t *records, size_t records_len, unsigned header,
+			     uint32_t cache_ttl, int *cached);
+
 /* ---- XDP mode: the XDP program and the AF_XDP workers --------------------- */
 
 enum {

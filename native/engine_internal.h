@@ -76,6 +76,13 @@ static inline const struct xd_image *xd_engine_enter(struct xd_engine *e, int sl
  * can be freed. */
 void xd_engine_synchronize(struct xd_engine *e);
 
+/* xd_engine_answer_client with a resolver hook's answer for a claimed
+ * name (resolver.c): the image is read under the external reader's slot. */
+struct xd_resolver_given;
+int xd_engine_answer_given(struct xd_engine *e, const struct xd_client *client,
+			   const struct xd_resolver_given *given, const uint8_t *query,
+			   size_t qlen, uint8_t *resp, size_t cap, unsigned flags);
+
 static inline void xd_engine_leave(struct xd_engine *e, int slot)
 {
 	atomic_store_explicit(&e->readers[slot].epoch, 0, memory_order_release);

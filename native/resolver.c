@@ -16,8 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cookie.h"
 #include "engine_internal.h"
 #include "image.h"
+#include "query.h"
 #include "resolver.h"
 #include "wire.h"
 
@@ -170,9 +172,18 @@ static void rcache_free(struct xd_rcache *c)
 	}
 }
 
-static void rcache_put(struct xd_rcache *c, const uint8_t *name, size_t name_len,
-		       uint16_t qtype, uint16_t qclass, const uint8_t *resp,
-		       size_t len, size_t question_end, uint32_t expires)
+/* What one cache entry holds besides its key: the sections after the
+ * question, their counts, and the header's AA and RCODE. */
+struct rcache_value {
+	uint16_t flags;
+	uint16_t count[3];
+	const uint8_t *data;
+	size_t len;			/* at most XD_RCACHE_DATA_MAX */
+};
+
+static void rcache_store(struct xd_rcache *c, const uint8_t *name, size_t name_len,
+			 uint16_t qtype, uint16_t qclass, const struct rcache_value *v,
+			 uint32_t expires)
 {
 	struct rcache_entry *en;
 	uint32_t seq;
@@ -185,15 +196,29 @@ static void rcache_put(struct xd_rcache *c, const uint8_t *name, size_t name_len
 	en->expires = expires;
 	en->qtype = qtype;
 	en->qclass = qclass;
-	en->flags = xd_get16(resp + 2) & (XD_FLAG_AA | 0xf);
-	for (int i = 0; i < 3; i++)
-		en->count[i] = xd_get16(resp + 6 + 2 * i);
-	en->len = len - question_end;
+	en->flags = v->flags & (XD_FLAG_AA | 0xf);
+	memcpy(en->count, v->count, sizeof(en->count));
+	en->len = v->len;
 	en->name_len = name_len;
 	memcpy(en->name, name, name_len);
-	memcpy(en->data, resp + question_end, len - question_end);
+	memcpy(en->data, v->data, v->len);
 	atomic_store_explicit(&en->seq, seq + 2, memory_order_release);
 	pthread_mutex_unlock(&c->put_lock);
+}
+
+static void rcache_put(struct xd_rcache *c, const uint8_t *name, size_t name_len,
+		       uint16_t qtype, uint16_t qclass, const uint8_t *resp,
+		       size_t len, size_t question_end, uint32_t expires)
+{
+	struct rcache_value v = {
+		.flags = xd_get16(resp + 2),
+		.data = resp + question_end,
+		.len = len - question_end,
+	};
+
+	for (int i = 0; i < 3; i++)
+		v.count[i] = xd_get16(resp + 6 + 2 * i);
+	rcache_store(c, name, name_len, qtype, qclass, &v, expires);
 }
 
 /* ---- the engine's resolver --------------------------------------------------- */
@@ -317,4 +342,136 @@ int xd_engine_resolver_cache(struct xd_engine *e, const uint8_t *name, size_t na
 	rcache_put(c, name, name_len, qtype, qclass, resp, len, question_end,
 		   (uint32_t)time(NULL) + ttl);
 	return 0;
+}
+
+/* ---- a hook's answer in its fast form (xdpdns.hookspecs.Answer) ------------ */
+
+/* Types that cannot be data in an answer: 0, OPT (RFC 6891 6.1.1: only
+ * ours, in the additional section) and the meta and query types from TKEY
+ * to ANY, as the overrides refuse them (xdpdns/hookspecs.py). */
+static bool data_type(uint16_t type)
+{
+	return type != 0 && type != XD_TYPE_OPT && (type < XD_TYPE_TKEY || type > XD_TYPE_ANY);
+}
+
+/* The number of packed records in rec[0..len) (engine.h), checking that
+ * each lies within the buffer, has a data type and a TTL of at most 2^31-1
+ * (RFC 2181 8); -EINVAL otherwise, and for more than an answer section can
+ * count. */
+static int count_records(const uint8_t *rec, size_t len)
+{
+	size_t off = 0;
+	int n = 0;
+
+	while (off < len) {
+		uint16_t rdlen;
+
+		if (len - off < XD_RESOLVER_RECORD_HEAD)
+			return -EINVAL;
+		rdlen = xd_get16(rec + off + 6);
+		if (!data_type(xd_get16(rec + off)) || xd_get32(rec + off + 2) > INT32_MAX ||
+		    len - off - XD_RESOLVER_RECORD_HEAD < rdlen || n == UINT16_MAX)
+			return -EINVAL;
+		off += XD_RESOLVER_RECORD_HEAD + rdlen;
+		n++;
+	}
+	return n;
+}
+
+/* Writes checked packed records to out (room bytes) as resource records
+ * owned by the question's name, class IN; returns the bytes written, or
+ * -ENOSPC.  A record grows by 4 bytes: the owner pointer and the class. */
+static int put_records(const uint8_t *rec, size_t len, uint8_t *out, size_t room)
+{
+	size_t off = 0, w = 0;
+
+	while (off < len) {
+		uint16_t rdlen = xd_get16(rec + off + 6);
+		size_t rr = 12 + (size_t)rdlen;
+
+		if (room - w < rr)
+			return -ENOSPC;
+		xd_put16(out + w, 0xc000 | XD_DNS_HEADER_LEN);
+		memcpy(out + w + 2, rec + off, 2);		/* type */
+		xd_put16(out + w + 4, XD_CLASS_IN);
+		memcpy(out + w + 6, rec + off + 2, 6);		/* TTL, RDLENGTH */
+		memcpy(out + w + 12, rec + off + XD_RESOLVER_RECORD_HEAD, rdlen);
+		w += rr;
+		off += XD_RESOLVER_RECORD_HEAD + rdlen;
+	}
+	return (int)w;
+}
+
+int xd_resolver_given_get(const struct xd_resolver_given *g, uint8_t *out, size_t room,
+			  struct xd_rcache_hit *hit)
+{
+	int len = put_records(g->records, g->len, out, room);
+
+	hit->flags = g->header;
+	if (len < 0)
+		return len;
+	hit->count[0] = g->count;
+	hit->count[1] = hit->count[2] = 0;
+	hit->len = (size_t)len;
+	return 1;
+}
+
+/* Caches a hook's answer for the query's (name, type, class), when the
+ * query parses and its records fit a cache entry; true when it did. */
+static bool cache_given(struct xd_rcache *c, const struct xd_resolver_given *g,
+			const uint8_t *query, size_t qlen, uint32_t ttl)
+{
+	uint8_t data[XD_RCACHE_DATA_MAX];
+	struct rcache_value v = { .flags = g->header, .count = { g->count, 0, 0 }, .data = data };
+	struct xd_query q;
+	int len;
+
+	if (xd_query_parse(&q, query, qlen) != XD_QUERY_OK || q.question_end <= XD_DNS_HEADER_LEN)
+		return false;
+	len = put_records(g->records, g->len, data, sizeof(data));
+	if (len < 0)
+		return false;	/* larger than an entry: asked again next time */
+	v.len = (size_t)len;
+	rcache_store(c, q.qname, q.qname_len, q.qtype, q.qclass, &v, (uint32_t)time(NULL) + ttl);
+	return true;
+}
+
+int xd_engine_resolver_build(struct xd_engine *e, const struct xd_client *client,
+			     const uint8_t *query, size_t qlen, const uint8_t *records,
+			     size_t records_len, unsigned header, uint32_t cache_ttl,
+			     uint8_t *resp, size_t cap, unsigned flags, int *cached)
+{
+	struct xd_resolver_given g = { records, records_len, 0, (uint16_t)header };
+	struct xd_rcache *c = e->resolver ? e->resolver->cache : NULL;
+	int n = count_records(records, records_len);
+
+	if (cached)
+		*cached = 0;
+	if (n < 0 || (header & ~(unsigned)(XD_RESOLVER_AA | 0xf)))
+		return -EINVAL;
+	g.count = (uint16_t)n;
+	/* An answer without records is not cached: a negative answer lives
+	 * by its SOA's TTL (RFC 2308 5), and these carry none. */
+	if (c && cache_ttl && n > 0 && cache_given(c, &g, query, qlen, cache_ttl) && cached)
+		*cached = 1;
+	return xd_engine_answer_given(e, client, &g, query, qlen, resp, cap,
+				      flags & XD_ANSWER_TCP);
+}
+
+int xd_engine_resolver_reply(struct xd_engine *e, const struct xd_resolver_query *q,
+			     const uint8_t *records, size_t records_len, unsigned header,
+			     uint32_t cache_ttl, int *cached)
+{
+	/* The workers' response size: a UDP answer never needs more. */
+	uint8_t resp[XD_RCACHE_DATA_MAX];
+	struct xd_client client;
+	int len, rc;
+
+	xd_client_set(&client, q->family, q->ip);
+	len = xd_engine_resolver_build(e, &client, q->query, q->len, records, records_len,
+				       header, cache_ttl, resp, sizeof(resp), 0, cached);
+	if (len <= 0)
+		return len;
+	rc = xd_engine_resolver_send(e, q, resp, (size_t)len);
+	return rc < 0 ? rc : len;
 }

@@ -55,6 +55,29 @@ int xd_rcache_get(const struct xd_rcache *c, const uint8_t *name, size_t name_le
 		  uint16_t qtype, uint16_t qclass, uint32_t now, uint8_t *out,
 		  size_t room, struct xd_rcache_hit *hit);
 
+/*
+ * A hook's answer in its fast form (xd_engine_resolver_build), handed to
+ * the answering core in place of a cache lookup, so that it leaves with
+ * the header, question, OPT, NSID and cookie of any other answer.
+ * records: the packed records as xd_engine_resolver_build takes them,
+ * already checked; count of them; header: AA and RCODE.
+ */
+struct xd_resolver_given {
+	const uint8_t *records;
+	size_t len;
+	uint16_t count;
+	uint16_t header;
+};
+
+/*
+ * Writes a hook's answer to out (at most room bytes) as the answer
+ * section, each record owned by the qname (a compression pointer to the
+ * question): 1 with *hit filled, as xd_rcache_get does, or -ENOSPC (the
+ * caller truncates; hit->flags is set).
+ */
+int xd_resolver_given_get(const struct xd_resolver_given *g, uint8_t *out, size_t room,
+			  struct xd_rcache_hit *hit);
+
 /* The engine's resolver (resolver.c), NULL until xd_engine_resolver_start. */
 struct xd_resolver;
 

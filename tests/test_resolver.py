@@ -10,6 +10,7 @@ import socket
 import time
 from pathlib import Path
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -20,11 +21,11 @@ import dns.rrset
 import pytest
 
 from xdpdns.config import ConfigError, load_config
-from xdpdns.engine import DEFERRED, Engine
-from xdpdns.hookspecs import Claim
+from xdpdns.engine import DEFERRED, RESOLVER_AA, Engine
+from xdpdns.hookspecs import Answer, Claim, ResolverQuery, parse_question
 from xdpdns.image import compile_sources
 from xdpdns.plugins import load_plugins
-from xdpdns.resolver import collect_claims
+from xdpdns.resolver import Resolver, collect_claims
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 WHOAMI = "whoami.example.com."
@@ -36,7 +37,7 @@ TEST_PLUGIN = '''
 import time
 from pathlib import Path
 import dns.message, dns.name, dns.rrset
-from xdpdns.hookspecs import Claim, ConfigSection, hookimpl
+from xdpdns.hookspecs import Answer, Claim, ConfigSection, hookimpl
 from xdpdns.config import parse_table
 from dataclasses import dataclass
 
@@ -51,7 +52,8 @@ def config_sections():
 
 @hookimpl
 def resolver_claims(config):
-    return [Claim(dns.name.from_text(n)) for n in ("slow.test.", "boom.test.", "cached.test.")]
+    return [Claim(dns.name.from_text(n))
+            for n in ("slow.test.", "boom.test.", "cached.test.", "fast.test.")]
 
 @hookimpl
 def resolve(queries):
@@ -65,6 +67,9 @@ def resolve(queries):
             raise RuntimeError("boom")
         if name == "slow.test.":
             time.sleep(conf.sleep)
+        if q.qname == b"\\x04fast\\x04test\\x00":  # the fast form, cached for 60 s
+            out.append(Answer(((1, 60, bytes((198, 18, 0, 78))),)))
+            continue
         r = dns.message.make_response(q.message)
         r.answer.append(dns.rrset.from_text(q.message.question[0].name, 60, "IN", "A",
                                             "198.18.0.77"))
@@ -253,3 +258,195 @@ def test_full_ring_gets_servfail_at_once(xdpdns_serve, xdpdns_cli, tmp_path, res
     result = xdpdns_cli("stats", "--control-socket", tmp_path / "c.sock", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["udp"]["resolver_full"] >= 7
+
+
+def test_fast_answer_is_cached_and_answered_on_the_fast_path(xdpdns_serve, tmp_path,
+                                                             restest_plugin):
+    conf = _config(tmp_path, f'[plugins.restest]\ncalls = "{restest_plugin}"\n')
+    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
+    host, port = server.addresses[0]
+    assert answer_text(udp("fast.test.", "A", host, port)) == \
+        [("fast.test.", "A", 60, ["198.18.0.78"])]
+    for via in (dns.query.udp, dns.query.tcp):
+        query = dns.message.make_query("FAST.test.", "A")
+        again = via(query, host, port=port, timeout=5)
+        assert again.id == query.id
+        assert answer_text(again) == [("FAST.test.", "A", 60, ["198.18.0.78"])]
+    assert answer_text(tcp("fast.test.", "TXT", host, port)) == \
+        [("fast.test.", "A", 60, ["198.18.0.78"])]  # what the plugin says, over TCP too
+    assert restest_plugin.read_text().splitlines() == ["fast.test.", "fast.test."]
+
+
+# ---- the fast form: Answer, made into a response by the engine ---------------------------
+
+FAST = dns.name.from_text("fast.test.")
+
+
+@pytest.fixture
+def engine():
+    result = compile_sources([], None, (), [Claim(FAST)])
+    with Engine() as engine:
+        engine.set_image(result.image)
+        engine.resolver_start(4, 16)
+        yield engine
+
+
+def build(engine, query, answer, cache_ttl=0, tcp=False):
+    """The response (parsed) to query for answer, and whether it was cached."""
+    header = (RESOLVER_AA if answer.aa else 0) | answer.rcode
+    wire, cached = engine.resolver_build(query.to_wire(), answer.packed, header, cache_ttl,
+                                         tcp=tcp, client="192.0.2.1")
+    return dns.message.from_wire(wire), cached
+
+
+def A(address, ttl=300):
+    return (1, ttl, socket.inet_pton(socket.AF_INET, address))
+
+
+def test_answer_a_echoes_id_rd_and_the_question_as_asked(engine):
+    query = dns.message.make_query("FaSt.TEST.", "A")
+    query.flags &= ~dns.flags.RD
+    got, cached = build(engine, query, Answer([A("192.0.2.7")]))
+    assert got.id == query.id and not cached
+    assert got.flags & dns.flags.QR and got.flags & dns.flags.AA
+    assert not got.flags & (dns.flags.RD | dns.flags.TC)
+    assert got.rcode() == dns.rcode.NOERROR
+    assert got.question[0].name.to_text() == "FaSt.TEST."  # the client's case
+    assert answer_text(got) == [("FaSt.TEST.", "A", 300, ["192.0.2.7"])]
+    assert got.edns == -1  # no OPT to a query without one
+    query.flags |= dns.flags.RD
+    got, _ = build(engine, query, Answer([A("192.0.2.7")], aa=False))
+    assert got.flags & dns.flags.RD and not got.flags & dns.flags.AA
+
+
+def test_answer_aaaa_txt_and_several_records(engine):
+    query = dns.message.make_query("fast.test.", "AAAA")
+    six = socket.inet_pton(socket.AF_INET6, "2001:db8::7")
+    got, _ = build(engine, query, Answer([(28, 30, six)]))
+    assert answer_text(got) == [("fast.test.", "AAAA", 30, ["2001:db8::7"])]
+    txt = b"\x05hello\x05world"
+    got, _ = build(engine, dns.message.make_query("fast.test.", "TXT"),
+                   Answer([(16, 10, txt)]))
+    assert answer_text(got) == [("fast.test.", "TXT", 10, ['"hello" "world"'])]
+    got, _ = build(engine, dns.message.make_query("fast.test.", "ANY"),
+                   Answer([A("192.0.2.1"), A("192.0.2.2"), (16, 300, b"\x02hi"), (28, 300, six)]))
+    assert sorted(answer_text(got)) == [
+        ("fast.test.", "A", 300, ["192.0.2.1", "192.0.2.2"]),
+        ("fast.test.", "AAAA", 300, ["2001:db8::7"]),
+        ("fast.test.", "TXT", 300, ['"hi"'])]
+
+
+def test_answer_rcode_without_records(engine):
+    got, cached = build(engine, dns.message.make_query("fast.test.", "A"),
+                        Answer(rcode=dns.rcode.NXDOMAIN), cache_ttl=60)
+    assert got.rcode() == dns.rcode.NXDOMAIN and got.flags & dns.flags.AA
+    assert not got.answer and not cached  # nothing to cache: no records, no SOA
+
+
+def test_answer_truncated_when_it_does_not_fit(engine):
+    records = [A(f"192.0.2.{i}") for i in range(40)]  # 40 * 16 bytes: over 512
+    query = dns.message.make_query("fast.test.", "A")
+    got, cached = build(engine, query, Answer(records), cache_ttl=60)
+    assert got.flags & dns.flags.TC and not got.answer
+    assert got.question[0].name == FAST and got.id == query.id
+    assert cached  # it fits a cache entry: a query with EDNS gets it
+    # With EDNS and room for 1232 bytes, it fits; over TCP anything fits.
+    got, _ = build(engine, dns.message.make_query("fast.test.", "A", use_edns=0, payload=1232),
+                   Answer(records))
+    assert not got.flags & dns.flags.TC and len(got.answer[0]) == 40
+    big = [A(f"192.0.{i // 256}.{i % 256}") for i in range(300)]
+    got, _ = build(engine, dns.message.make_query("fast.test.", "A", use_edns=0), Answer(big))
+    assert got.flags & dns.flags.TC and not got.answer and got.edns == 0
+    got, cached = build(engine, query, Answer(big), cache_ttl=60, tcp=True)
+    assert not got.flags & dns.flags.TC and len(got.answer[0]) == 300
+    assert not cached  # larger than a cache entry
+
+
+def test_answer_echoes_edns(engine):
+    query = dns.message.make_query("fast.test.", "A", use_edns=0, payload=4096,
+                                   want_dnssec=True)
+    got, _ = build(engine, query, Answer([A("192.0.2.7")]))
+    assert got.edns == 0 and got.ednsflags & dns.flags.DO
+    assert got.payload == 1232  # what we advertise (native/answer.c)
+    assert answer_text(got) == [("fast.test.", "A", 300, ["192.0.2.7"])]
+
+
+def test_answer_feeds_the_cache(engine):
+    query = dns.message.make_query("fast.test.", "A")
+    got, cached = build(engine, query, Answer([A("192.0.2.7", 600), A("192.0.2.8", 45)]),
+                        cache_ttl=45)
+    assert cached
+    # Another ID, another case: answered on the fast path, not deferred.
+    again = dns.message.make_query("FAST.TEST.", "A", use_edns=0)
+    wire = engine.answer(again.to_wire(), defer=True)
+    assert wire is not DEFERRED
+    hit = dns.message.from_wire(wire)
+    assert hit.id == again.id and hit.flags & dns.flags.AA and hit.edns == 0
+    assert answer_text(hit) == [("FAST.TEST.", "A", 45, ["192.0.2.7", "192.0.2.8"])]
+    # Another type is another entry.
+    other = dns.message.make_query("fast.test.", "AAAA").to_wire()
+    assert engine.answer(other, defer=True) is DEFERRED
+
+
+def test_answer_checks_its_records():
+    for bad in ([(41, 0, b"")], [(255, 0, b"")], [(0, 0, b"")], [(1, -1, b"1234")],
+                [(1, 2**31, b"1234")], [(1, 0, "text")], [(1, 0)], [(1, 0, b"x" * 65536)]):
+        with pytest.raises(ValueError):
+            Answer(bad)
+    with pytest.raises(ValueError, match="rcode"):
+        Answer(rcode=16)
+    answer = Answer([A("192.0.2.1", 9), (16, 4, b"\x01x")])
+    assert answer.ttl == 4 and Answer().ttl is None
+    assert answer.packed == (b"\x00\x01" b"\x00\x00\x00\x09" b"\x00\x04" b"\xc0\x00\x02\x01"
+                             b"\x00\x10" b"\x00\x00\x00\x04" b"\x00\x02" b"\x01x")
+
+
+def test_engine_rejects_malformed_packed_records(engine):
+    query = dns.message.make_query("fast.test.", "A").to_wire()
+    for records, header in ((b"\x00\x01\x00\x00\x00\x00\x00\x05abc", 0),  # RDATA cut short
+                            (b"\x00\x29\x00\x00\x00\x00\x00\x00", 0),  # OPT
+                            (b"\x00\x01\x00", 0),  # a record's head cut short
+                            (b"", 0x10)):  # an extended RCODE
+        with pytest.raises(OSError):
+            engine.resolver_build(query, records, header, 0)
+
+
+# ---- ResolverQuery: cheap fields, lazy message ---------------------------------------------
+
+def test_resolver_query_cheap_fields_and_lazy_message():
+    query = dns.message.make_query("WhoAmI.Example.COM.", "TXT", rdclass="CH")
+    rq = ResolverQuery(wire=query.to_wire(), client_address=("192.0.2.1", 53000))
+    assert rq.qname == b"\x06whoami\x07example\x03com\x00"  # lower case, wire form
+    assert (rq.qtype, rq.qclass, rq.id) == (16, 3, query.id)
+    assert rq.transport == "udp" and rq.client_address == ("192.0.2.1", 53000)
+    assert rq.wire == query.to_wire()
+    assert rq._message is not None and not isinstance(rq._message, dns.message.Message)
+    message = rq.message  # parsed now, and kept
+    assert message.question[0].name.to_text() == "WhoAmI.Example.COM."
+    assert rq.message is message
+    # Made from a message, as before.
+    rq = ResolverQuery(query, ("::1", 5), "tcp")
+    assert rq.message is query and rq.qname == rq.qname.lower() and rq.qtype == 16
+    with pytest.raises(ValueError):
+        parse_question(b"\x00" * 12)  # no question
+    with pytest.raises(ValueError):
+        parse_question(query.to_wire()[:20])  # cut short
+
+
+def test_a_query_dnspython_cannot_parse_gets_servfail_alone():
+    good = ResolverQuery(wire=dns.message.make_query("a.test.", "A").to_wire())
+    # The question parses; an additional record cut short does not.
+    bad_wire = bytearray(dns.message.make_query("b.test.", "A").to_wire())
+    bad_wire[11] = 1  # ARCOUNT 1, and no record
+    bad = ResolverQuery(wire=bytes(bad_wire))
+    calls = []
+
+    def hook(queries):
+        calls.append(len(queries))
+        return [dns.message.make_response(q.message) for q in queries]
+
+    results = Resolver._results(hook, [good, bad, good])
+    assert calls == [3, 2]
+    assert results[1] is None and all(r is not None for r in (results[0], results[2]))
+    with pytest.raises(dns.exception.DNSException):
+        bad.message

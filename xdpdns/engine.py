@@ -843,27 +843,70 @@ class Engine(_CObject):
                                                 response, len(response), question_end, ttl),
                    what="caching a resolver answer")
 
+    def resolver_build(self, query: bytes, records: bytes, header: int, cache_ttl: int,
+                       tcp: bool = False, client: str | None = None) -> tuple[bytes | None, bool]:
+        """The response to ``query`` (None: nothing to send) from a hook's
+        answer in its fast form: ``records`` packed as
+        xd_engine_resolver_build takes them (:attr:`xdpdns.hookspecs.Answer.packed`),
+        ``header`` its AA bit (:data:`RESOLVER_AA`) and RCODE; with
+        ``cache_ttl`` also cached.  Returns it and whether it was cached;
+        OSError(EINVAL) for malformed records."""
+        cached = ffi.new("int *") if cache_ttl else ffi.NULL
+        wire = _answer(lambda q, n, r, c, f: lib.xd_engine_resolver_build(
+            self._ptr(), _client(client), q, n, records, len(records), header, cache_ttl,
+            r, c, f, cached), query, tcp)
+        return wire, bool(cache_ttl and cached[0])
+
+    def resolver_reply(self, query, records: bytes, header: int, cache_ttl: int) -> bool:
+        """:meth:`resolver_build` for ``query`` (a struct xd_resolver_query
+        that a UDP worker deferred), the response sent from that worker's
+        socket; returns whether it was cached.  OSError: malformed records,
+        or a full socket buffer (dropped, as on the fast path)."""
+        cached = ffi.new("int *") if cache_ttl else ffi.NULL
+        _raise_for(lib.xd_engine_resolver_reply(self._ptr(), query, records, len(records),
+                                                header, cache_ttl, cached),
+                   what="sending a resolver answer")
+        return bool(cache_ttl and cached[0])
+
+
+# The AA bit of the header that Engine.resolver_build takes.
+RESOLVER_AA = lib.XD_RESOLVER_AA
+
 
 def resolver_buffer(size: int):
     """An array of ``size`` struct xd_resolver_query for Engine.resolver_take."""
     return ffi.new("struct xd_resolver_query[]", size)
 
 
+def resolver_batch(buffer, n: int):
+    """A copy of the first ``n`` entries of a :func:`resolver_buffer`, which
+    outlives the next take: the entries' answers are sent from it."""
+    batch = ffi.new("struct xd_resolver_query[]", n)
+    ffi.memmove(batch, buffer, n * ffi.sizeof("struct xd_resolver_query"))
+    return batch
+
+
+# Client addresses as text, by their 16 bytes and family: a busy resolver
+# sees the same clients again and again, and inet_ntop is a good part of
+# what a query costs the drain thread.  Bounded: cleared when full.
+_HOSTS: dict[tuple[int, bytes], str] = {}
+_HOSTS_MAX = 65536
+
+
 def resolver_query_fields(q) -> tuple[bytes, tuple[str, int]]:
     """The query's bytes and the client's (address, port) of one struct
     xd_resolver_query."""
-    if q.family == socket.AF_INET:
-        host = socket.inet_ntop(socket.AF_INET, bytes(ffi.buffer(q.ip, 4)))
-    else:
-        host = socket.inet_ntop(socket.AF_INET6, bytes(ffi.buffer(q.ip, 16)))
-    return bytes(ffi.buffer(q.query, q.len)), (host, q.port)
-
-
-def resolver_query_copy(q):
-    """A copy of one struct xd_resolver_query that outlives the buffer."""
-    c = ffi.new("struct xd_resolver_query *")
-    ffi.memmove(c, ffi.addressof(q), ffi.offsetof("struct xd_resolver_query", "query") + q.len)
-    return c
+    key = (q.family, ffi.buffer(q.ip, 16)[:])
+    host = _HOSTS.get(key)
+    if host is None:
+        if len(_HOSTS) >= _HOSTS_MAX:
+            _HOSTS.clear()
+        if q.family == socket.AF_INET:
+            host = socket.inet_ntop(socket.AF_INET, key[1][:4])
+        else:
+            host = socket.inet_ntop(socket.AF_INET6, key[1])
+        _HOSTS[key] = host
+    return ffi.buffer(q.query, q.len)[:], (host, q.port)
 
 
 # The source ACL's actions (enum xd_acl_action of bpf/xdpdns_maps.h) and

@@ -9,8 +9,10 @@ ring (native/resolver.c) and writes an eventfd, never waiting: a full ring
 means SERVFAIL at once (``resolver_full`` in the worker's counters).  TCP
 queries come the same way from the listener (:meth:`Resolver.submit`).
 
-One thread, the *drain thread*, takes the rings in batches, parses each
-query with dnspython and hands the batch, grouped by the plugin that
+One thread, the *drain thread*, takes the rings in batches, reads each
+query's question straight from its bytes (no dnspython: the query's
+dnspython message is parsed only when a plugin reads
+``ResolverQuery.message``) and hands the batch, grouped by the plugin that
 claimed the names, to that plugin's *hook thread*, which calls its
 ``resolve`` hook.  Why a thread per plugin: a Python call cannot be
 interrupted, so a hook that hangs must hang in a thread of its own; its
@@ -21,8 +23,14 @@ and the workers answer SERVFAIL themselves.
 
 UDP answers are sent by the hook thread with sendmsg on the worker's own
 socket (thread-safe in the kernel), from the address the query came to; TCP
-answers complete a future that the listener awaits.  Answers with records
-are cached for their smallest TTL, at most ``cache_max_ttl``.  SERVFAIL
+answers complete a future that the listener awaits.  An answer in the fast
+form (:class:`xdpdns.hookspecs.Answer`) is made into the response by the
+engine in C (xd_engine_resolver_build: the answering core's header,
+question, OPT and cookie, as for a cached answer), and for UDP sent in the
+same call; dnspython messages and bytes are sent as the plugin made them.
+Answers with records are cached for their smallest TTL, at most
+``cache_max_ttl``: an Answer in C from its records, the others through
+dnspython.  SERVFAIL
 comes from the answering core (the query answered without deferring), so it
 carries the same OPT and cookie as any answer.
 
@@ -41,21 +49,21 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import dns.exception
 import dns.flags
 import dns.message
-import dns.name
 
 from xdpdns.config import ResolverConfig
 from xdpdns.engine import (
     DEFERRED,
+    RESOLVER_AA,
+    resolver_batch,
     resolver_buffer,
-    resolver_query_copy,
     resolver_query_fields,
 )
-from xdpdns.hookspecs import Claim, ResolverQuery
+from xdpdns.hookspecs import Answer, Claim, ResolverQuery
 from xdpdns.plugins import PluginError
 
 log = logging.getLogger("xdpdns.resolver")
@@ -95,13 +103,27 @@ class ResolverStats:
     cached: int = 0  # answers put into the cache
 
 
-@dataclass
 class _Item:
-    wire: bytes
-    client: tuple[str, int]
-    transport: str
-    reply: Callable[[bytes | None], None]
-    message: Any = None
+    """One query on its way through the resolver: ``query`` (None when its
+    question does not parse: SERVFAIL), and where its answer goes: ``raw``,
+    the worker's struct xd_resolver_query (UDP; ``owner`` keeps the array
+    that holds it alive), else ``future`` (TCP)."""
+
+    __slots__ = ("wire", "client", "transport", "query", "raw", "owner", "future")
+
+    def __init__(self, wire: bytes, client: tuple[str, int], transport: str,
+                 raw: Any = None, owner: Any = None, future: Future | None = None) -> None:
+        self.wire = wire
+        self.client = client
+        self.transport = transport
+        self.raw = raw
+        self.owner = owner
+        self.future = future
+        try:
+            self.query: ResolverQuery | None = ResolverQuery(
+                wire=wire, client_address=client, transport=transport)
+        except ValueError:
+            self.query = None
 
 
 class _Batch:
@@ -148,10 +170,12 @@ class Resolver:
         self.engine = engine
         self.config = config
         self.stats = ResolverStats()
-        self._exact: dict[dns.name.Name, str] = {}
-        self._subtree: dict[dns.name.Name, str] = {}
+        # Claimed names in lower-case wire form, as ResolverQuery.qname is.
+        self._exact: dict[bytes, str] = {}
+        self._subtree: dict[bytes, str] = {}
         for plugin, claim in claims:
-            (self._subtree if claim.subtree else self._exact).setdefault(claim.name, plugin)
+            (self._subtree if claim.subtree else self._exact).setdefault(
+                claim.name.canonicalize().to_wire(), plugin)
         self._functions = {impl.plugin_name: impl.function
                            for impl in pm.hook.resolve.get_hookimpls()}
         self._hooks: dict[str, _HookThread] = {}
@@ -190,7 +214,7 @@ class Resolver:
         """Queues a query that Engine.answer deferred; the future gets the
         response (None: nothing to send).  For the TCP listener."""
         future: Future = Future()
-        self._tcp.put(_Item(wire, client, transport, future.set_result))
+        self._tcp.put(_Item(wire, client, transport, future=future))
         self._wake()
         return future
 
@@ -202,15 +226,20 @@ class Resolver:
             except queue.Empty:
                 break
         n = self.engine.resolver_take(self._buffer, min(BATCH, room - len(items)))
-        for i in range(n):
-            raw = self._buffer[i]
-            wire, client = resolver_query_fields(raw)
-            handle = resolver_query_copy(raw)
-            items.append(_Item(wire, client, "udp",
-                               lambda resp, h=handle: self._send_udp(h, resp)))
+        if n:
+            # A copy of the batch's entries (one allocation), which their
+            # answers are sent from after the next take.
+            batch = resolver_batch(self._buffer, n)
+            for i in range(n):
+                wire, client = resolver_query_fields(batch[i])
+                items.append(_Item(wire, client, "udp", batch + i, batch))
         return items
 
-    def _send_udp(self, handle, response: bytes | None) -> None:
+    def _reply(self, item: _Item, response: bytes | None) -> None:
+        """Sends a response (None: nothing) to the client of item."""
+        if item.future is not None:
+            item.future.set_result(response)
+            return
         if response is None:
             return
         # Under the lock that stop() sets _closing under: once stop() has
@@ -220,7 +249,7 @@ class Resolver:
             if self._closing:
                 return
             try:
-                self.engine.resolver_send(handle, response)
+                self.engine.resolver_send(item.raw, response)
             except OSError:
                 pass  # a full socket buffer: dropped, as on the fast path
 
@@ -250,24 +279,23 @@ class Resolver:
             except BlockingIOError:
                 pass
 
-    def _claimant(self, name: dns.name.Name) -> str | None:
-        plugin = self._exact.get(name)
+    def _claimant(self, qname: bytes) -> str | None:
+        """The plugin whose claim holds qname (lower-case wire form): the
+        exact claim of the name, else the subtree claim of its longest
+        suffix, as the image decides (docs/IMAGE.md)."""
+        plugin = self._exact.get(qname)
+        pos = 0
         while plugin is None:
-            plugin = self._subtree.get(name)
-            if plugin is not None or name == dns.name.root:
+            plugin = self._subtree.get(qname[pos:])
+            if plugin is not None or qname[pos] == 0:
                 break
-            name = name.parent()
+            pos += qname[pos] + 1
         return plugin
 
     def _dispatch(self, items: list[_Item]) -> None:
         groups: dict[str, list[_Item]] = {}
         for item in items:
-            plugin = None
-            try:
-                item.message = dns.message.from_wire(item.wire)
-                plugin = self._claimant(item.message.question[0].name)
-            except (dns.exception.DNSException, IndexError, ValueError):
-                pass
+            plugin = None if item.query is None else self._claimant(item.query.qname)
             if plugin is None or plugin not in self._functions:
                 self._servfail([item])
                 continue
@@ -310,11 +338,9 @@ class Resolver:
     def _call(self, batch: _Batch, function) -> None:
         if batch.done:
             return  # timed out while it waited behind a slow one
-        queries = [ResolverQuery(i.message, i.client, i.transport) for i in batch.items]
+        queries = [i.query for i in batch.items]
         try:
-            results = list(function(queries=queries))
-            if len(results) != len(queries):
-                raise PluginError(f"{len(results)} responses for {len(queries)} queries")
+            results = self._results(function, queries)
         except Exception:
             log.exception("resolve hook of plugin %s", batch.plugin)
             with self._lock:
@@ -323,14 +349,38 @@ class Resolver:
         if batch.claim():
             self._finish(batch.items, results)
 
+    @staticmethod
+    def _results(function, queries: list[ResolverQuery]) -> list:
+        """The hook's answers to queries.  A query that dnspython cannot
+        parse (though the engine could) fails the call when the plugin
+        reads its message; it gets SERVFAIL, and the hook is called once
+        more with the rest, as when the drain thread parsed every query."""
+        try:
+            results = list(function(queries=queries))
+        except Exception:
+            good = [q for q in queries if not q.message_unparsable]
+            if len(good) in (0, len(queries)):
+                raise
+            answers = iter(Resolver._results(function, good))
+            return [None if q.message_unparsable else next(answers) for q in queries]
+        if len(results) != len(queries):
+            raise PluginError(f"{len(results)} responses for {len(queries)} queries")
+        return results
+
     def _finish(self, items: list[_Item], results: list) -> None:
         """Sends every answer (SERVFAIL for None) and caches what may be."""
         with self._lock:
             self._inflight -= len(items)
             if self._closing:
                 return
+        answered = cached = 0
         for item, result in zip(items, results):
             try:
+                if isinstance(result, Answer):
+                    sent, was_cached = self._send_answer(item, result)
+                    answered += sent
+                    cached += was_cached
+                    continue
                 wire, message = self._wire(item, result)
             except Exception:
                 log.exception("resolve hook answer %r", result)
@@ -338,11 +388,35 @@ class Resolver:
             if wire is None:
                 self._servfail([item])
                 continue
-            item.reply(wire)
-            with self._lock:
-                self.stats.answered += 1
+            # Cached first: a client that asks again as soon as it has the
+            # answer must find it on the fast path.
             if message is not None:
                 self._cache(item, message)
+            self._reply(item, wire)
+            answered += 1
+        with self._lock:
+            self.stats.answered += answered
+            self.stats.cached += cached
+
+    def _send_answer(self, item: _Item, answer: Answer) -> tuple[bool, bool]:
+        """Makes the response to an Answer in C and sends it (a UDP one in
+        the same call); whether it was sent, and whether it was cached."""
+        cap = self.config.cache_max_ttl
+        ttl = min(answer.ttl, cap) if answer.ttl and cap and self.config.cache_size else 0
+        header = (RESOLVER_AA if answer.aa else 0) | answer.rcode
+        if item.future is not None:
+            wire, cached = self.engine.resolver_build(item.wire, answer.packed, header, ttl,
+                                                      tcp=item.transport == "tcp",
+                                                      client=item.client[0])
+            item.future.set_result(wire)
+            return wire is not None, cached
+        with self._lock:  # as in _reply: nothing leaves after stop()
+            if self._closing:
+                return False, False
+            try:
+                return True, self.engine.resolver_reply(item.raw, answer.packed, header, ttl)
+            except OSError:
+                return True, False  # a full socket buffer: dropped, as on the fast path
 
     def _wire(self, item: _Item, result) -> tuple[bytes | None, Any]:
         """The response's wire form (None: SERVFAIL) and its message."""
@@ -360,7 +434,7 @@ class Resolver:
             return result.to_wire(max_size=self._limit(item)), result
         except dns.exception.TooBig:
             # RFC 2181 9: too large for UDP: TC, and the client retries over TCP.
-            tc = dns.message.make_response(item.message)
+            tc = dns.message.make_response(item.query.message)
             tc.flags |= dns.flags.TC
             return tc.to_wire(), None
 
@@ -368,7 +442,7 @@ class Resolver:
     def _limit(item: _Item) -> int:
         if item.transport == "tcp":
             return TCP_LIMIT
-        q = item.message
+        q = item.query.message
         return min(UDP_LIMIT, max(512, q.payload)) if q.edns >= 0 else 512
 
     def _servfail(self, items: list[_Item]) -> None:
@@ -378,7 +452,7 @@ class Resolver:
                                             client=item.client[0])
             except OSError:
                 answer = None
-            item.reply(None if answer is DEFERRED else answer)
+            self._reply(item, None if answer is DEFERRED else answer)
             with self._lock:
                 self.stats.servfail += 1
 
@@ -390,7 +464,7 @@ class Resolver:
         if not cap or not rrsets or not self.config.cache_size:
             return
         ttl = min(min(r.ttl for r in rrsets), cap)
-        question = item.message.question[0]
+        question = item.query.message.question[0]
         if ttl <= 0 or len(message.question) != 1 or message.question[0] != question:
             return
         message.use_edns(False)  # each query gets its own OPT from the core
