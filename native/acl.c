@@ -43,8 +43,7 @@ static int family_bits(int family)
 	return -1;
 }
 
-/* Zeroes every bit of addr (bytes bytes long) past the first `bits`. */
-static void mask_prefix(uint8_t *addr, size_t bytes, unsigned bits)
+void xd_mask_prefix(uint8_t *addr, size_t bytes, unsigned bits)
 {
 	for (size_t i = 0; i < bytes; i++) {
 		if (bits >= 8) {
@@ -105,7 +104,7 @@ static int item_from_rule(const struct xd_acl_rule *r, int i, struct acl_item *o
 				 "XD_ACL_ALLOW or XD_ACL_DENY", i, r->action);
 	memset(out, 0, sizeof(*out));
 	memcpy(out->entry.addr, r->addr, (size_t)bits / 8);
-	mask_prefix(out->entry.addr, (size_t)bits / 8, r->prefix_len);
+	xd_mask_prefix(out->entry.addr, (size_t)bits / 8, r->prefix_len);
 	out->entry.prefix_len = r->prefix_len;
 	out->entry.action = r->action;
 	out->family = r->family;
@@ -263,7 +262,7 @@ uint32_t xd_acl_action(const struct xd_acl *acl, int family, const uint8_t *addr
 		const struct xd_acl_entry *hit;
 
 		memcpy(key, addr, bytes);
-		mask_prefix(key, bytes, g->prefix_len);
+		xd_mask_prefix(key, bytes, g->prefix_len);
 		hit = group_find(t, g, key, bytes);
 		if (hit)
 			return hit->action;	/* the longest length first: the longest match */

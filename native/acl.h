@@ -57,6 +57,10 @@ int xd_acl_build(const struct xd_acl_rule *rules, int n, uint32_t default_action
 		 int socket_verdict, struct xd_acl **out, struct xd_error *err);
 void xd_acl_free(struct xd_acl *acl);
 
+/* Zeroes every bit of addr (bytes long) past the first `bits`: an address
+ * as its prefix (the ACL's and rate limiting's keys). */
+void xd_mask_prefix(uint8_t *addr, size_t bytes, unsigned bits);
+
 /* XD_ACL_ALLOW or XD_ACL_DENY for addr (4 or 16 bytes by family). */
 uint32_t xd_acl_action(const struct xd_acl *acl, int family, const uint8_t *addr);
 /* XD_VERDICT_* for a datagram or connection from sa; NULL acl: answer.

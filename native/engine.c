@@ -147,3 +147,18 @@ int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen,
 {
 	return xd_engine_answer_client(e, NULL, 0, query, qlen, resp, cap, flags, NULL);
 }
+
+const struct xd_rrl *xd_engine_batch_begin(struct xd_engine *e,
+					   struct xd_rrl_state *rrl_state,
+					   struct xd_answer_ctx *ctx)
+{
+	const struct xd_rrl *rrl = atomic_load(&e->rrl);
+
+	ctx->cookies = atomic_load(&e->cookies);
+	if (rrl && xd_rrl_state_sync(rrl_state, rrl))
+		rrl = NULL;
+	ctx->cache = xd_resolver_cache(e->resolver);
+	if (ctx->cookies || rrl || ctx->cache)
+		ctx->now = (uint32_t)time(NULL);
+	return rrl;
+}

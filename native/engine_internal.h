@@ -31,6 +31,8 @@ struct xd_reader {
 struct xd_acl;
 struct xd_cookies;
 struct xd_rrl;
+struct xd_rrl_state;
+struct xd_answer_ctx;
 struct xd_resolver;
 struct xd_udp;
 struct xd_xdp;
@@ -87,5 +89,16 @@ static inline void xd_engine_leave(struct xd_engine *e, int slot)
 {
 	atomic_store_explicit(&e->readers[slot].epoch, 0, memory_order_release);
 }
+
+/* What a worker reads once per batch, inside its epoch (so freed only
+ * after it leaves): the cookie secrets, the resolver cache and, when any
+ * policy needs it, the clock into ctx; one clock read a batch is enough,
+ * as server cookies have one-second timestamps and rate limiting counts
+ * whole seconds.  Returns the rate limiting to apply, with the worker's
+ * table rrl_state brought in line with it; NULL: none (or no memory for
+ * the table: answer unlimited). */
+const struct xd_rrl *xd_engine_batch_begin(struct xd_engine *e,
+					   struct xd_rrl_state *rrl_state,
+					   struct xd_answer_ctx *ctx);
 
 #endif

@@ -175,19 +175,6 @@ int xd_rrl_slip(uint8_t *resp, size_t len)
 
 /* ---- buckets ------------------------------------------------------------------ */
 
-/* Zeroes every bit of addr (bytes long) past the first `bits`. */
-static void mask_prefix(uint8_t *addr, size_t bytes, unsigned bits)
-{
-	for (size_t i = 0; i < bytes; i++) {
-		if (bits >= 8) {
-			bits -= 8;
-			continue;
-		}
-		addr[i] &= (uint8_t)(0xff00 >> bits);
-		bits = 0;
-	}
-}
-
 /* The client's prefix into ev (family, addr, prefix_len). */
 static void client_prefix(const struct xd_rrl *rrl, const struct xd_client *client,
 			  struct xd_rrl_event *ev)
@@ -198,7 +185,7 @@ static void client_prefix(const struct xd_rrl *rrl, const struct xd_client *clie
 	memcpy(ev->addr, client->addr, v4 ? 4 : 16);
 	ev->family = client->family;
 	ev->prefix_len = v4 ? rrl->ipv4_prefix : rrl->ipv6_prefix;
-	mask_prefix(ev->addr, v4 ? 4 : 16, ev->prefix_len);
+	xd_mask_prefix(ev->addr, v4 ? 4 : 16, ev->prefix_len);
 }
 
 static uint64_t bucket_key(const struct xd_rrl *rrl, const struct xd_rrl_event *prefix,

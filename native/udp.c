@@ -20,7 +20,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "acl.h"
@@ -220,20 +219,13 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n, int fd,
 			int *deferred)
 {
 	struct batch_view v = { .img = xd_engine_enter(w->engine, w->index), .fd = fd };
-	struct xd_answer_ctx ctx = { .cookies = atomic_load(&w->engine->cookies) };
+	struct xd_answer_ctx ctx = { 0 };
 	uint64_t denied = 0;
 	int out = 0;
 
 	/* Under the same epoch as the image: freed only once we leave. */
 	v.acl = atomic_load(&w->engine->acl);
-	v.rrl = atomic_load(&w->engine->rrl);
-	if (v.rrl && xd_rrl_state_sync(&w->rrl, v.rrl))
-		v.rrl = NULL;	/* no memory for a table: answer unlimited */
-	/* One clock read a batch: server cookies have one-second timestamps,
-	 * and rate limiting counts whole seconds. */
-	ctx.cache = xd_resolver_cache(w->engine->resolver);
-	if (ctx.cookies || v.rrl || ctx.cache)
-		ctx.now = (uint32_t)time(NULL);
+	v.rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
 	for (int i = 0; i < n && v.img; i++) {
 		struct msghdr *rx = &b->rx[i].msg_hdr;
 		struct msghdr *tx = &b->tx[out].msg_hdr;

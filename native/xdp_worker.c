@@ -18,7 +18,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <linux/if_xdp.h>
 
@@ -197,19 +196,10 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 	__atomic_store_n(&w->stats.frames_fill, w->stats.frames_fill - n, __ATOMIC_RELAXED);
 	set(&w->stats.frames_rx, n);
 	v.img = xd_engine_enter(w->engine, w->reader);
-	/* Under the same epoch as the image: freed only once we leave.  One
-	 * clock read a batch: server cookies have one-second timestamps, and
-	 * rate limiting counts whole seconds. */
-	ctx.cookies = atomic_load(&w->engine->cookies);
-	v.rrl = atomic_load(&w->engine->rrl);
-	if (v.rrl && xd_rrl_state_sync(&w->rrl, v.rrl))
-		v.rrl = NULL;	/* no memory for a table: answer unlimited */
 	/* Names the resolver hook claims are answered here from its cache
 	 * only; the rest get SERVFAIL from the core (no XD_ANSWER_DEFER): an
 	 * AF_XDP frame has no socket for the resolver thread to answer on. */
-	ctx.cache = xd_resolver_cache(w->engine->resolver);
-	if (ctx.cookies || v.rrl || ctx.cache)
-		ctx.now = (uint32_t)time(NULL);
+	v.rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
 	for (uint32_t i = 0; i < n; i++) {
 		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&w->rx, idx + i);
 		size_t len = v.img ? answer_frame(w, &v, &ctx, d->addr, d->len) : 0;
