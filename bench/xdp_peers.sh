@@ -17,6 +17,7 @@
 # and deleted by name; traffic stays inside them (198.18.7.0/24).
 set -u
 cd "$(dirname "$(readlink -f "$0")")/.."
+. bench/knot_xdp_conf.sh
 RATES=("$@"); [ ${#RATES[@]} -eq 0 ] && RATES=(200000 250000 300000)
 SECONDS_=${SECONDS_:-5}
 REPEATS=${REPEATS:-3}
@@ -82,23 +83,7 @@ start_reflector() {
 	echo 0
 }
 start_knot() {
-	cat >"$WORK/knot.conf" <<-CONF
-	server:
-	    rundir: $WORK
-	    user: root:root
-	    listen: 198.18.7.1@53
-	    udp-workers: 1
-	    tcp-workers: 1
-	    background-workers: 1
-	xdp:
-	    listen: xdvk0@53
-	    route-check: off
-	database:
-	    storage: $WORK
-	zone:
-	  - domain: example.com
-	    file: $ZONE
-	CONF
+	knot_xdp_conf "$WORK" 198.18.7.1 xdvk0 "1" "$ZONE" >"$WORK/knot.conf"
 	ip netns exec xdvk-s taskset -c 0 knotd -c "$WORK/knot.conf" >"$WORK/knot.log" 2>&1 &
 	echo $!
 }

@@ -24,6 +24,7 @@
 # deleted by name; traffic stays inside them (198.18.10.0/24).
 set -u
 cd "$(dirname "$(readlink -f "$0")")/.."
+. bench/knot_xdp_conf.sh
 QUEUES=("$@"); [ ${#QUEUES[@]} -eq 0 ] && QUEUES=(1 2 4 8)
 SECONDS_=${SECONDS_:-3}
 REPEATS=${REPEATS:-2}
@@ -88,23 +89,7 @@ start_socket() { # N
 # channels only), every thread re-pinned to the server's CPUs.
 start_knot() { # N
 	local pid t
-	cat >"$WORK/knot.conf" <<-CONF
-	server:
-	    rundir: $WORK
-	    user: root:root
-	    listen: 198.18.10.1@53
-	    udp-workers: $1
-	    tcp-workers: 1
-	    background-workers: 1
-	xdp:
-	    listen: xdsc0@53
-	    route-check: off
-	database:
-	    storage: $WORK
-	zone:
-	  - domain: example.com
-	    file: $ZONE
-	CONF
+	knot_xdp_conf "$WORK" 198.18.10.1 xdsc0 "$1" "$ZONE" >"$WORK/knot.conf"
 	ip netns exec xdsc-s taskset -c "0-$(($1 - 1))" knotd -c "$WORK/knot.conf" >"$WORK/knot.log" 2>&1 &
 	pid=$!
 	echo $pid
