@@ -50,6 +50,7 @@ struct response {
 	uint32_t now;
 	bool deferrable;		/* XD_ANSWER_DEFER */
 	bool deferred;			/* the caller hands the query over */
+	uint8_t hook;			/* ... to this resolver hook */
 };
 
 enum { AN, NS, AR };
@@ -523,7 +524,8 @@ static const uint8_t *override_rrset(const uint8_t *rule, uint16_t qtype)
  * valid, the name being as long).  Without one, the caller defers the
  * query when it can; else SERVFAIL, as a server says when it cannot answer
  * now (RFC 2308 7.1). */
-static void answer_resolver(const struct xd_query *q, struct response *r)
+static void answer_resolver(const struct xd_query *q, const uint8_t *rule,
+			    struct response *r)
 {
 	struct xd_rcache_hit hit;
 	size_t room = r->limit - r->len - r->reserve;
@@ -546,9 +548,10 @@ static void answer_resolver(const struct xd_query *q, struct response *r)
 		r->len += hit.len;
 		return;
 	}
-	if (r->deferrable)
+	if (r->deferrable) {
 		r->deferred = true;
-	else
+		r->hook = xd_override_hook(rule);
+	} else
 		r->rcode = XD_RCODE_SERVFAIL;
 }
 
@@ -574,7 +577,7 @@ static bool answer_override(const struct xd_image *img, const struct xd_query *q
 		rs = override_rrset(rule, q->qtype);
 		break;
 	case XD_OVERRIDE_RESOLVER:
-		answer_resolver(q, r);
+		answer_resolver(q, rule, r);
 		return true;
 	}
 	r->flags |= XD_FLAG_AA;
@@ -816,7 +819,7 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	r.limit = tcp ? (cap < UINT16_MAX ? cap : UINT16_MAX) :
 		  (udp_limit(&q) < cap ? udp_limit(&q) : cap);
 	r.len = XD_DNS_HEADER_LEN;
-	r.deferrable = flags & XD_ANSWER_DEFER;
+	r.deferrable = ctx && (flags & XD_ANSWER_DEFER);
 	if (ctx) {
 		r.cache = ctx->cache;
 		r.given = ctx->given;
@@ -852,8 +855,10 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 		r.rcode = XD_RCODE_REFUSED;	/* no transfers are allowed */
 	else
 		answer_query(img, &q, &r);
-	if (r.deferred)
+	if (r.deferred) {
+		ctx->hook = r.hook;	/* deferrable only with a ctx */
 		return -EAGAIN;
+	}
 
 	if (q.edns)
 		put_opt(&r, &q, &opts);

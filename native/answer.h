@@ -30,6 +30,8 @@ struct xd_answer_ctx {
 						 * NULL on the fast path */
 	/* What the query showed, for the caller (rate limiting): */
 	int cookie;				/* XD_COOKIE_* */
+	unsigned hook;				/* -EAGAIN: the resolver hook
+						 * that answers it */
 };
 
 /* xd_answer with a context; ctx NULL is xd_answer itself.  With

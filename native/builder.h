@@ -54,6 +54,7 @@ struct brule {
 	uint8_t action;		/* XD_OVERRIDE_* */
 	uint8_t has_cname;	/* its answer holds a CNAME ... */
 	uint8_t has_other;	/* ... or another type: never both */
+	uint8_t hook;		/* RESOLVER: the resolver hook's index */
 };
 
 /* A name with override rules. */

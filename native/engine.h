@@ -131,9 +131,11 @@ enum {
 };
 
 /* Creates a rule that any number of names may share: an XD_OVERRIDE_*
- * action and, for XD_OVERRIDE_ANSWER, the TTL of its records (added with
- * xd_builder_add_override_record).  Returns the rule's index (>= 0). */
-int xd_builder_add_override_rule(struct xd_builder *b, int action, uint32_t ttl,
+ * action and its value: for XD_OVERRIDE_ANSWER the TTL of its records
+ * (added with xd_builder_add_override_record), for XD_OVERRIDE_RESOLVER
+ * the index of the resolver hook that answers its names (0 to
+ * XD_RESOLVER_HOOKS_MAX - 1).  Returns the rule's index (>= 0). */
+int xd_builder_add_override_rule(struct xd_builder *b, int action, uint32_t value,
 				 struct xd_error *err);
 /* Adds one record of class IN (uncompressed wire rdata) to the answer of
  * rule `rule`, an XD_OVERRIDE_ANSWER rule.  -EINVAL (err says why) for a
@@ -213,10 +215,14 @@ struct xd_worker_stats {
 					 * (also in dropped) or slipped */
 	uint64_t slipped;		/* of those, sent truncated (also in
 					 * answered) */
-	uint64_t deferred;		/* handed to the resolver hook (not in
-					 * answered: the resolver thread sends) */
+	uint64_t deferred;		/* handed to the resolver hook; counted in
+					 * answered (or dropped) when their
+					 * answers leave */
 	uint64_t resolver_full;		/* answered SERVFAIL at once: the
-					 * worker's resolver ring was full */
+					 * worker held as many deferred queries
+					 * as it may */
+	uint64_t resolver_expired;	/* answered SERVFAIL: the hook's answer
+					 * did not come back in time */
 };
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err);
@@ -246,68 +252,111 @@ int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 
 /* ---- The resolver hook: names that Python answers -------------------------- */
 
-/* Sizes of the resolver's rings and cache. */
-struct xd_resolver_config {
-	uint32_t ring_size;		/* queries per UDP worker ring; power of 2 */
-	uint32_t cache_size;		/* cached answers; power of 2, 0: none */
+/*
+ * A query for a name a resolver plugin claims, when the resolver cache has
+ * no answer, is deferred by the worker that received it (a socket-mode UDP
+ * worker or an AF_XDP queue worker): the worker keeps it with what its
+ * answer needs to leave (socket and addresses, or the frame's headers) and
+ * puts its handle on the ring of the hook that claimed the name.  The
+ * hook's thread takes queries (xd_engine_resolver_take), answers them, and
+ * hands each answer back (xd_engine_resolver_answer) to the worker, which
+ * sends it with its own answers, through rate limiting, from its own
+ * socket or TX ring.  A query whose answer has not come back within the
+ * timeout is answered SERVFAIL by its worker, so a slow hook never holds a
+ * worker.  TCP queries do not come this way (xdpdns/resolver.py).
+ */
+enum {
+	XD_RESOLVER_HOOKS_MAX = 32,	/* plugins that answer claimed names */
+	XD_RESOLVER_QUERY_MAX = 512,	/* longer queries get SERVFAIL */
+	XD_RESOLVER_ANSWER_MAX = 1232,	/* the UDP payload we advertise */
 };
 
-/* A query that a UDP worker deferred, with what its answer needs to leave
- * the way a fast-path answer does: the worker's socket, the client, and
- * the source address to answer from (IP_PKTINFO, for wildcard binds). */
+struct xd_resolver_config {
+	uint32_t ring_size;		/* deferred queries per worker; power of 2 */
+	uint32_t cache_size;		/* cached answers; power of 2, 0: none */
+	uint32_t hooks;			/* hook threads: 1 to XD_RESOLVER_HOOKS_MAX */
+	uint32_t timeout_ms;		/* a deferred query's answer must come back
+					 * within this, else SERVFAIL */
+};
+
+/* A deferred query as a hook's thread takes it. */
 struct xd_resolver_query {
-	int fd;				/* the worker's socket: thread-safe to
-					 * send on from the resolver thread */
-	int worker;
+	uint32_t endpoint;		/* the worker that holds it ... */
+	uint32_t seq;			/* ... and its handle there */
 	int family;			/* AF_INET or AF_INET6 */
 	uint16_t port;			/* the client's, host order */
 	uint8_t ip[16];			/* the client's; IPv4: the first 4 */
-	uint32_t addr_len;
-	uint8_t addr[28];		/* struct sockaddr_in or _in6 */
-	uint32_t control_len;
-	uint8_t control[64];		/* the reply's control message */
 	uint32_t len;
-	uint8_t query[1232];		/* longer queries get SERVFAIL */
+	uint8_t query[XD_RESOLVER_QUERY_MAX];
 };
 
-/* Sets the resolver up: a ring per UDP worker (before xd_engine_udp_start)
- * and the cache; once per engine (-EBUSY after). */
+/* Sets the resolver up, before any worker starts (their deferred queries
+ * and rings are made as they start) and the cache; once per engine
+ * (-EBUSY after). */
 int xd_engine_resolver_start(struct xd_engine *e, const struct xd_resolver_config *cfg,
 			     struct xd_error *err);
-/* An eventfd that becomes readable when a worker deferred queries. */
-int xd_engine_resolver_fd(const struct xd_engine *e);
-/* Moves up to max deferred queries out of the workers' rings; returns how
- * many.  One caller at a time, and only while the UDP workers run. */
-int xd_engine_resolver_take(struct xd_engine *e, struct xd_resolver_query *out, int max);
-/* Sends resp to the client of q from the worker's socket. */
-int xd_engine_resolver_send(struct xd_engine *e, const struct xd_resolver_query *q,
-			    const uint8_t *resp, size_t len);
+/* The eventfd of hook `hook`: readable when queries wait for it, after
+ * xd_engine_resolver_idle said so. */
+int xd_engine_resolver_fd(const struct xd_engine *e, unsigned hook);
+/* Moves up to max deferred queries for hook `hook` into out; returns how
+ * many.  One caller per hook at a time. */
+int xd_engine_resolver_take(struct xd_engine *e, unsigned hook,
+			    struct xd_resolver_query *out, int max);
+/* Before the caller of take for `hook` sleeps on its eventfd: 1 when it
+ * may (no query waits, and the next one deferred writes the eventfd), 0
+ * when a query came meanwhile (take again). */
+int xd_engine_resolver_idle(struct xd_engine *e, unsigned hook);
+
+/* What xd_engine_resolver_answer hands back. */
+enum {
+	XD_RESOLVER_RECORDS = 0,	/* packed records, made into the response
+					 * by the worker's answering core (as
+					 * xd_engine_resolver_build does) */
+	XD_RESOLVER_WIRE = 1,		/* a whole response, sent as it is */
+	XD_RESOLVER_SERVFAIL = 2,	/* SERVFAIL from the answering core */
+};
+/*
+ * Hands the answer to q back to the worker that holds it; nothing is sent
+ * until xd_engine_resolver_flush wakes the worker.  RECORDS: data and
+ * header as xd_engine_resolver_build takes them, cached for cache_ttl
+ * seconds (0: not) when they hold a record and fit an entry (*cached says,
+ * when not NULL).  WIRE: data is the response (at most
+ * XD_RESOLVER_ANSWER_MAX bytes: -EMSGSIZE).  Returns 0, -EINVAL for
+ * malformed records, header or kind, -ENOBUFS when the worker's ring of
+ * answers is full (the query gets SERVFAIL at its deadline).  An answer
+ * that comes after the deadline is dropped by the worker.  Any thread.
+ */
+int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_query *q,
+			      int kind, const uint8_t *data, size_t len, unsigned header,
+			      uint32_t cache_ttl, int *cached);
+/* Wakes the workers that were given answers since the last flush. */
+void xd_engine_resolver_flush(struct xd_engine *e);
 /* Caches a response of the hook for ttl seconds: resp[question_end..len)
  * (no OPT record: each query gets its own) and its header, keyed by name
- * (lower-case wire), qtype and qclass.  One caller at a time. */
+ * (lower-case wire), qtype and qclass. */
 int xd_engine_resolver_cache(struct xd_engine *e, const uint8_t *name, size_t name_len,
 			     uint16_t qtype, uint16_t qclass, const uint8_t *resp,
 			     size_t len, size_t question_end, uint32_t ttl);
 
 /*
  * A hook's answer in its fast form (xdpdns.hookspecs.Answer), made into a
- * response without dnspython.  records[0..records_len) packs each record
- * as its type (2 bytes), TTL (4) and RDLENGTH (2), network order, then its
- * RDATA: every record is owned by the query name and of class IN.  header
- * holds the response's AA bit (XD_RESOLVER_AA) and its RCODE (0 to 15).
- * The response comes from the answering core as for a cached answer: the
- * query's ID, opcode, RD and CD, its question as the client wrote it, the
- * records in the answer section, and an OPT (with the client's cookie and
- * the NSID it asked for) when the query had one; TC and the question only
- * when the records do not fit the client's UDP size (with XD_ANSWER_TCP in
- * flags: 65535 bytes, or cap).  A name that the published image no longer
- * claims is answered from the image instead.  With cache_ttl (seconds, 0:
- * not cached) and at least one record the answer is also cached for the
- * query's (name, type, class), as xd_engine_resolver_cache does; *cached
- * (when not NULL) tells whether it was (larger than a cache entry: not).
- * client NULL: unknown (no cookie).  Returns the response's length, 0 for
- * nothing to send, -EINVAL for malformed records or header, -ENODATA
- * without an image.
+ * response without dnspython (for TCP, which the listener sends itself).
+ * records[0..records_len) packs each record as its type (2 bytes), TTL (4)
+ * and RDLENGTH (2), network order, then its RDATA: every record is owned
+ * by the query name and of class IN.  header holds the response's AA bit
+ * (XD_RESOLVER_AA) and its RCODE (0 to 15).  The response comes from the
+ * answering core as for a cached answer: the query's ID, opcode, RD and
+ * CD, its question as the client wrote it, the records in the answer
+ * section, and an OPT (with the client's cookie and the NSID it asked for)
+ * when the query had one; TC and the question only when the records do not
+ * fit the client's UDP size (with XD_ANSWER_TCP in flags: 65535 bytes, or
+ * cap).  A name that the published image no longer claims is answered from
+ * the image instead.  With cache_ttl (seconds, 0: not cached) and at least
+ * one record the answer is also cached for the query's (name, type,
+ * class), as xd_engine_resolver_cache does; *cached (when not NULL) tells
+ * whether it was (larger than a cache entry: not).  client NULL: unknown
+ * (no cookie).  Returns the response's length, 0 for nothing to send,
+ * -EINVAL for malformed records or header, -ENODATA without an image.
  */
 enum {
 	XD_RESOLVER_AA = 0x0400,	/* the AA bit of the header's flags */
@@ -318,13 +367,6 @@ int xd_engine_resolver_build(struct xd_engine *e, const struct xd_client *client
 			     const uint8_t *query, size_t qlen, const uint8_t *records,
 			     size_t records_len, unsigned header, uint32_t cache_ttl,
 			     uint8_t *resp, size_t cap, unsigned flags, int *cached);
-/* xd_engine_resolver_build for a query that a UDP worker deferred, its
- * response sent to the client from the worker's socket as
- * xd_engine_resolver_send does.  Returns the length sent, 0 for nothing,
- * or a negative errno (sendmsg's, e.g. -EAGAIN on a full socket buffer). */
-int xd_engine_resolver_reply(struct xd_engine *e, const struct xd_resolver_query *q,
-			     const uint8_t *records, size_t records_len, unsigned header,
-			     uint32_t cache_ttl, int *cached);
 
 /* ---- XDP mode: the XDP program and the AF_XDP workers --------------------- */
 
@@ -382,6 +424,9 @@ struct xd_queue_stats {
 	uint64_t batches;
 	uint64_t limited;		/* responses rate limiting withheld */
 	uint64_t slipped;		/* of those, sent truncated */
+	uint64_t deferred;		/* as in struct xd_worker_stats */
+	uint64_t resolver_full;
+	uint64_t resolver_expired;
 	/* Where the queue's frames are now: they add up to the UMEM's frames,
 	 * always (a leak shows as a shortfall). */
 	uint64_t frames_fill;

@@ -472,7 +472,8 @@ static int check_override_rule(struct check *c, const struct xd_image_header *h,
 	if (off < start || off >= end || end - off < XD_OVERRIDE_RULE_HEADER)
 		return fail(c, "override rule outside its block", off);
 	action = xd_override_action(r);
-	if (action < XD_OVERRIDE_NXDOMAIN || action > XD_OVERRIDE_RESOLVER || r[1] ||
+	if (action < XD_OVERRIDE_NXDOMAIN || action > XD_OVERRIDE_RESOLVER ||
+	    (r[1] && action != XD_OVERRIDE_RESOLVER) ||
 	    (action == XD_OVERRIDE_ANSWER) != (xd_override_nrrsets(r) > 0))
 		return fail(c, "bad override rule", off);
 	rs = xd_override_first_rrset(r);

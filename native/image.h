@@ -188,6 +188,8 @@ static inline const uint8_t *xd_rrset_next(const uint8_t *r)
 /* Override rules and entries: r points at a rule, e at an entry. */
 static inline uint8_t xd_override_action(const uint8_t *r) { return r[0]; }
 static inline uint16_t xd_override_nrrsets(const uint8_t *r) { return xd_ld16(r + 2); }
+/* RESOLVER rules: which resolver hook answers the names (0 for the rest). */
+static inline uint8_t xd_override_hook(const uint8_t *r) { return r[1]; }
 static inline const uint8_t *xd_override_first_rrset(const uint8_t *r)
 {
 	return r + XD_OVERRIDE_RULE_HEADER;

@@ -595,7 +595,7 @@ static int write_rule(struct xd_builder *b, uint32_t i, struct out *o,
 		return rc;
 	}
 	o->data[hdr] = r->action;
-	o->data[hdr + 1] = 0;
+	o->data[hdr + 1] = r->hook;
 	xd_st16(o->data + hdr + 2, types);
 	return 0;
 }

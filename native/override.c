@@ -47,13 +47,17 @@ static int errorf(struct xd_error *err, int rc, const char *fmt, ...)
 
 /* ---- rules ----------------------------------------------------------------- */
 
-int xd_builder_add_override_rule(struct xd_builder *b, int action, uint32_t ttl,
+int xd_builder_add_override_rule(struct xd_builder *b, int action, uint32_t value,
 				 struct xd_error *err)
 {
+	bool resolver = action == XD_OVERRIDE_RESOLVER;
 	struct brule *r;
 
 	if (action < XD_OVERRIDE_NXDOMAIN || action > XD_OVERRIDE_RESOLVER)
 		return errorf(err, -EINVAL, "unknown override action %d", action);
+	if (resolver && value >= XD_RESOLVER_HOOKS_MAX)
+		return errorf(err, -EINVAL, "resolver hook %u: at most %d hooks", value,
+			      XD_RESOLVER_HOOKS_MAX);
 	if (b->nrules >= INT32_MAX)
 		return errorf(err, -E2BIG, "too many override rules");
 	if (xd_grow((void **)&b->rules, &b->rules_cap, b->nrules + 1, sizeof(*r)))
@@ -61,7 +65,10 @@ int xd_builder_add_override_rule(struct xd_builder *b, int action, uint32_t ttl,
 	r = &b->rules[b->nrules];
 	memset(r, 0, sizeof(*r));
 	r->first = XD_NONE;
-	r->ttl = ttl > INT32_MAX ? 0 : ttl;	/* RFC 2181 8: the top bit means 0 */
+	if (resolver)
+		r->hook = (uint8_t)value;
+	else
+		r->ttl = value > INT32_MAX ? 0 : value;	/* RFC 2181 8: the top bit means 0 */
 	r->action = action;
 	b->checked = false;
 	return (int)b->nrules++;

@@ -5,9 +5,11 @@
  * locks, and sent with one sendmmsg.  A datagram from a source the ACL
  * denies gets REFUSED or nothing, as the ACL says (native/acl.c); answers
  * pass rate limiting when it is on (native/rrl.c).  Queries for names a
- * resolver plugin claims, when its cache has no answer, go to the worker's
- * resolver ring (native/resolver.c) and are answered by the resolver
- * thread from this worker's socket; a full ring gets SERVFAIL at once.
+ * resolver plugin claims, when its cache has no answer, are deferred
+ * (native/resolver.c): the worker keeps them, the hook's thread answers,
+ * and the worker sends those answers from the socket the query came to,
+ * or SERVFAIL when none came in time.  A worker that holds as many as it
+ * may answers SERVFAIL at once.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -26,6 +28,7 @@
 #include "answer.h"
 #include "cookie.h"
 #include "engine_internal.h"
+#include "error.h"
 #include "resolver.h"
 #include "rrl.h"
 #include "wire.h"
@@ -50,7 +53,7 @@ struct xd_udp_worker {
 	int nfds;
 	struct xd_worker_stats stats;	/* written by the worker only */
 	struct xd_rrl_state rrl;	/* the worker's buckets and events */
-	struct xd_resolver_ring *ring;	/* deferred queries; NULL: no resolver */
+	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no resolver */
 };
 
 struct xd_udp {
@@ -58,7 +61,6 @@ struct xd_udp {
 	int nlisten;
 	int ports[XD_LISTEN_MAX];
 	int nworkers;
-	int next_ring;			/* where the resolver's next take starts */
 	struct xd_udp_worker workers[];
 };
 
@@ -141,41 +143,49 @@ struct batch_view {
 	const struct xd_rrl *rrl;	/* NULL: no rate limiting */
 	struct xd_rrl_counts rrl_counts;
 	int fd;				/* the socket the batch came from */
-	uint64_t deferred;		/* put on the resolver ring */
-	uint64_t resolver_full;		/* SERVFAIL: the ring was full */
+	uint64_t now_ns;		/* the resolver's clock; 0: not read */
+	uint64_t deferred;		/* handed to the resolver */
+	uint64_t resolver_full;		/* SERVFAIL: the worker holds enough */
 };
 
-/* Puts query i on the worker's resolver ring with what its answer needs
- * (see struct xd_resolver_query); false when it does not fit. */
+/* How a deferred query's answer leaves: as a fast-path answer would. */
+struct udp_route {
+	int fd;
+	socklen_t addr_len;
+	struct sockaddr_in6 addr;	/* or a sockaddr_in */
+	uint32_t control_len;
+	uint8_t control[XD_CMSG_SPACE] __attribute__((aligned(8)));
+};
+_Static_assert(sizeof(struct udp_route) <= XD_RESOLVER_ROUTE_MAX, "a UDP route fits");
+
+/* Hands query i to the resolver hook that the core named in ctx; false
+ * when the worker cannot hold it. */
 static bool defer_query(struct xd_udp_worker *w, struct batch_view *v,
-			const struct xd_client *client, struct batch *b, int i)
+			const struct xd_answer_ctx *ctx, struct batch *b, int i)
 {
 	struct msghdr *rx = &b->rx[i].msg_hdr;
-	struct xd_resolver_query q;
 	const struct sockaddr_storage *ss = &b->addr[i];
+	struct udp_route route = { .fd = v->fd, .addr_len = rx->msg_namelen };
+	uint16_t port;
 
-	if (b->rx[i].msg_len > sizeof(q.query) || rx->msg_namelen > sizeof(q.addr))
+	if (rx->msg_namelen > sizeof(route.addr))
 		return false;
-	q.fd = v->fd;
-	q.worker = w->index;
-	q.family = client->family;
-	memcpy(q.ip, client->addr, sizeof(q.ip));
-	q.port = ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port :
-		       ((const struct sockaddr_in6 *)ss)->sin6_port);
-	q.addr_len = rx->msg_namelen;
-	memcpy(q.addr, ss, rx->msg_namelen);
-	q.control_len = reply_control(rx, q.control);
-	q.len = b->rx[i].msg_len;
-	memcpy(q.query, b->query[i], q.len);
-	return xd_resolver_ring_put(w->ring, &q);
+	memcpy(&route.addr, ss, rx->msg_namelen);
+	route.control_len = reply_control(rx, route.control);
+	port = ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port :
+		     ((const struct sockaddr_in6 *)ss)->sin6_port);
+	if (!v->now_ns)
+		v->now_ns = xd_resolver_clock();
+	return xd_resolver_defer(w->ep, ctx->hook, &ctx->client, port, b->query[i],
+				 b->rx[i].msg_len, &route, sizeof(route), v->now_ns) == 0;
 }
 
-/* A query the answering core deferred: onto the ring (nothing to send
+/* A query the answering core deferred: handed over (nothing to send
  * now: 0), else SERVFAIL at once, for the fast path never waits. */
 static int answer_deferred(struct xd_udp_worker *w, struct batch_view *v,
 			   struct xd_answer_ctx *ctx, struct batch *b, int i, uint8_t *resp)
 {
-	if (defer_query(w, v, &ctx->client, b, i)) {
+	if (defer_query(w, v, ctx, b, i)) {
 		v->deferred++;
 		return 0;
 	}
@@ -200,7 +210,7 @@ static int answer_one(struct xd_udp_worker *w, struct batch_view *v,
 
 		xd_client_from_sockaddr(&ctx->client, source);
 		len = xd_answer_ctx(v->img, ctx, b->query[i], b->rx[i].msg_len, resp,
-				    XD_UDP_RESPONSE_MAX, w->ring ? XD_ANSWER_DEFER : 0);
+				    XD_UDP_RESPONSE_MAX, w->ep ? XD_ANSWER_DEFER : 0);
 		if (len == -EAGAIN)
 			return answer_deferred(w, v, ctx, b, i, resp);
 		if (len > 0 && v->rrl)
@@ -260,12 +270,27 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n, int fd,
 	}
 	if (v.deferred) {
 		count(&w->stats.deferred, v.deferred);
-		xd_resolver_notify(w->engine->resolver);	/* once a batch */
+		xd_resolver_defer_done(w->ep);	/* wakes the hooks, once a batch */
 	}
 	if (v.resolver_full)
 		count(&w->stats.resolver_full, v.resolver_full);
 	*deferred = (int)v.deferred;
 	return out;
+}
+
+/* Sends tx[0..n) on fd; returns how many left. */
+static int send_batch(int fd, struct batch *b, int n)
+{
+	int sent = 0;
+
+	while (sent < n) {
+		int k = sendmmsg(fd, b->tx + sent, n - sent, 0);
+
+		if (k <= 0)
+			break;	/* a full socket buffer: drop, like the NIC would */
+		sent += k;
+	}
+	return sent;
 }
 
 static void serve_socket(struct xd_udp_worker *w, struct batch *b, int fd)
@@ -280,13 +305,7 @@ static void serve_socket(struct xd_udp_worker *w, struct batch *b, int fd)
 		count(&w->stats.received, n);
 		count(&w->stats.batches, 1);
 		out = batch_answer(w, b, n, fd, &deferred);
-		while (sent < out) {
-			int k = sendmmsg(fd, b->tx + sent, out - sent, 0);
-
-			if (k <= 0)
-				break;	/* a full socket buffer: drop, like the NIC would */
-			sent += k;
-		}
+		sent = send_batch(fd, b, out);
 		count(&w->stats.answered, sent);
 		count(&w->stats.dropped, n - sent - deferred);
 		if (n < XD_UDP_BATCH)
@@ -294,25 +313,120 @@ static void serve_socket(struct xd_udp_worker *w, struct batch *b, int fd)
 	}
 }
 
+/* Sends what the resolver has for this worker: the hooks' answers and
+ * SERVFAIL for the queries whose time is up, each from the socket its
+ * query came to, in batches of sendmmsg per socket. */
+static void serve_resolver(struct xd_udp_worker *w, struct batch *b)
+{
+	struct xd_answer_ctx ctx = { 0 };
+	struct xd_rrl_counts rrl_counts = { 0 };
+	struct xd_resolver_work work;
+	const struct xd_image *img = xd_engine_enter(w->engine, w->index);
+	const struct xd_rrl *rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
+	uint64_t now = xd_resolver_clock(), sent = 0, lost = 0, expired = 0;
+	int out = 0, fd = -1;
+
+	/* Bounded, so that the sockets get their turn; what is left makes
+	 * the next sleep a poll (sleep_ms). */
+	for (int done = 0; done < 4 * XD_UDP_BATCH && xd_resolver_next(w->ep, now, &work);
+	     done++) {
+		const struct udp_route *route = (const struct udp_route *)work.slot->route;
+		struct msghdr *tx = &b->tx[out].msg_hdr;
+		int len;
+
+		if (out && (route->fd != fd || out == XD_UDP_BATCH)) {
+			int k = send_batch(fd, b, out);
+
+			sent += k;
+			lost += out - k;
+			out = 0;
+		}
+		fd = route->fd;
+		expired += !work.reply;
+		len = img ? xd_resolver_respond(img, &ctx, &work, b->response[out],
+						XD_UDP_RESPONSE_MAX) : 0;
+		if (len > 0 && rrl)
+			len = xd_rrl_filter(&w->rrl, rrl, &ctx, b->response[out], len, &rrl_counts);
+		if (len <= 0) {
+			lost++;
+			continue;
+		}
+		if (xd_get16(b->response[out] + 2) & XD_FLAG_TC)
+			count(&w->stats.truncated, 1);
+		b->tx_iov[out].iov_base = b->response[out];
+		b->tx_iov[out].iov_len = len;
+		memset(tx, 0, sizeof(*tx));
+		tx->msg_name = (void *)&route->addr;
+		tx->msg_namelen = route->addr_len;
+		tx->msg_iov = &b->tx_iov[out];
+		tx->msg_iovlen = 1;
+		tx->msg_control = route->control_len ? (void *)route->control : NULL;
+		tx->msg_controllen = route->control_len;
+		out++;
+	}
+	xd_engine_leave(w->engine, w->index);
+	if (out) {
+		int k = send_batch(fd, b, out);
+
+		sent += k;
+		lost += out - k;
+	}
+	if (sent)
+		count(&w->stats.answered, sent);
+	if (lost)
+		count(&w->stats.dropped, lost);
+	if (expired)
+		count(&w->stats.resolver_expired, expired);
+	if (rrl_counts.limited) {
+		count(&w->stats.limited, rrl_counts.limited);
+		count(&w->stats.slipped, rrl_counts.slipped);
+	}
+}
+
+/* How long the worker may sleep: until its oldest deferred query's
+ * deadline (rounded up to a millisecond), 0 when answers already wait,
+ * -1 (until a datagram comes) without deferred queries. */
+static int sleep_ms(struct xd_udp_worker *w)
+{
+	int64_t ns;
+
+	if (!w->ep)
+		return -1;
+	ns = xd_resolver_next_deadline(w->ep, xd_resolver_clock());
+	if (!xd_resolver_sleep(w->ep))
+		return 0;
+	return ns < 0 ? -1 : (int)((ns + 999999) / 1000000);
+}
+
+/* epoll data of the two eventfds; sockets are their own fd. */
+#define EV_STOP (-1)
+#define EV_RESOLVER (-2)
+
 static void *worker_main(void *arg)
 {
 	struct xd_udp_worker *w = arg;
 	struct batch *b = malloc(sizeof(*b));
-	struct epoll_event ev[XD_LISTEN_MAX + 1];
+	struct epoll_event ev[XD_LISTEN_MAX + 2];
 
 	if (!b)
 		return NULL;
 	for (;;) {
-		int n = epoll_wait(w->epfd, ev, XD_LISTEN_MAX + 1, -1);
+		int n;
 
+		if (w->ep && xd_resolver_busy(w->ep))
+			serve_resolver(w, b);
+		n = epoll_wait(w->epfd, ev, XD_LISTEN_MAX + 2, sleep_ms(w));
+		if (w->ep)
+			xd_resolver_awake(w->ep);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			break;
 		for (int i = 0; i < n; i++) {
-			if (ev[i].data.fd < 0)
-				goto out;	/* the stop event */
-			serve_socket(w, b, ev[i].data.fd);
+			if (ev[i].data.fd == EV_STOP)
+				goto out;
+			if (ev[i].data.fd >= 0)
+				serve_socket(w, b, ev[i].data.fd);
 		}
 	}
 out:
@@ -409,7 +523,7 @@ static int worker_open(struct xd_udp *u, struct xd_udp_worker *w,
 			 strerror(errno));
 		return -errno;
 	}
-	ev.data.fd = -1;
+	ev.data.fd = EV_STOP;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, u->stopfd, &ev))
 		return -errno;
 	for (int i = 0; i < nlisten; i++) {
@@ -426,6 +540,19 @@ static int worker_open(struct xd_udp *u, struct xd_udp_worker *w,
 		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev))
 			return -errno;
 	}
+	return 0;
+}
+
+/* The worker's deferred queries, and its eventfd in its epoll set. */
+static int watch_resolver(struct xd_udp_worker *w, struct xd_error *err)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = EV_RESOLVER };
+	int rc = xd_resolver_attach(w->engine->resolver, w->index, &w->ep, err);
+
+	if (rc)
+		return rc;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, xd_resolver_endpoint_fd(w->ep), &ev))
+		return xd_errorf(err, -errno, "epoll: %s", strerror(errno));
 	return 0;
 }
 
@@ -446,7 +573,6 @@ static void workers_close(struct xd_udp *u)
 		if (w->epfd >= 0)
 			close(w->epfd);
 		xd_rrl_state_release(&w->rrl);
-		xd_resolver_ring_free(w->ring);
 	}
 	close(u->stopfd);
 	free(u);
@@ -486,12 +612,8 @@ int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
 		w->epfd = -1;
 		u->nworkers = i + 1;
 		rc = worker_open(u, w, listen, nlisten, err);
-		if (rc == 0 && e->resolver &&
-		    !(w->ring = xd_resolver_ring_new(xd_resolver_ring_size(e->resolver)))) {
-			snprintf(err->message, sizeof(err->message),
-				 "out of memory for a resolver ring");
-			rc = -ENOMEM;
-		}
+		if (rc == 0 && e->resolver)
+			rc = watch_resolver(w, err);
 	}
 	for (int i = 0; i < workers && rc == 0; i++) {
 		rc = -pthread_create(&u->workers[i].thread, NULL, worker_main,
@@ -548,6 +670,7 @@ int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 	out->slipped = __atomic_load_n(&s->slipped, __ATOMIC_RELAXED);
 	out->deferred = __atomic_load_n(&s->deferred, __ATOMIC_RELAXED);
 	out->resolver_full = __atomic_load_n(&s->resolver_full, __ATOMIC_RELAXED);
+	out->resolver_expired = __atomic_load_n(&s->resolver_expired, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -557,23 +680,5 @@ int xd_udp_rrl_events(struct xd_udp *u, struct xd_rrl_event *out, int max)
 
 	for (int i = 0; i < u->nworkers && n < max; i++)
 		n += xd_rrl_ring_take(&u->workers[i].rrl.ring, out + n, max - n);
-	return n;
-}
-
-int xd_engine_resolver_take(struct xd_engine *e, struct xd_resolver_query *out, int max)
-{
-	struct xd_udp *u = e->udp;
-	int n = 0;
-
-	if (!u || !e->resolver)
-		return 0;
-	/* Start at a different worker each time, so that one busy worker
-	 * cannot keep the others' queries waiting when max is reached. */
-	for (int k = 0; k < u->nworkers && n < max; k++) {
-		struct xd_udp_worker *w = &u->workers[(u->next_ring + k) % u->nworkers];
-
-		n += xd_resolver_ring_take(w->ring, out + n, max - n);
-	}
-	u->next_ring = (u->next_ring + 1) % u->nworkers;
 	return n;
 }

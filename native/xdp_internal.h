@@ -22,6 +22,7 @@
 #include "rrl.h"
 
 struct xd_prog;
+struct xd_resolver_endpoint;
 
 /* UMEM memory of one queue. */
 struct xd_umem_area {
@@ -79,6 +80,8 @@ struct xd_xsk_worker {
 	uint32_t nfree;
 	struct xd_queue_stats stats;	/* written by the worker only */
 	struct xd_rrl_state rrl;	/* the worker's buckets and events */
+	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no
+						 * resolver */
 };
 
 /* Creates the UMEM and socket of w->queue (zero-copy per `zerocopy`);

@@ -120,7 +120,41 @@ struct batch_view {
 	const struct xd_image *img;
 	const struct xd_rrl *rrl;	/* NULL: no rate limiting */
 	struct xd_rrl_counts rrl_counts;
+	uint64_t now_ns;		/* the resolver's clock; 0: not read */
+	uint64_t deferred;		/* handed to the resolver */
+	uint64_t resolver_full;		/* SERVFAIL: the worker holds enough */
 };
+
+/* How a deferred query's answer leaves: a frame with the query's headers,
+ * made into the reply as an answer in place is. */
+struct xdp_route {
+	struct xd_frame f;
+	uint8_t headers[XD_RESOLVER_ROUTE_MAX - sizeof(struct xd_frame)];
+};
+_Static_assert(sizeof(struct xdp_route) <= XD_RESOLVER_ROUTE_MAX, "an XDP route fits");
+
+/* Hands the query in frame data to the resolver hook that the core named
+ * in ctx; false when the worker cannot hold it. */
+static bool defer_frame(struct xd_xsk_worker *w, struct batch_view *v,
+			const struct xd_answer_ctx *ctx, const uint8_t *data,
+			const struct xd_frame *f, const uint8_t *query)
+{
+	struct xdp_route route;
+	uint16_t port = xd_get16(data + f->l4);
+
+	/* IPv4 options: the core's question already overwrote them (answers
+	 * go after 20 bytes); such a query gets SERVFAIL. */
+	if (f->payload > sizeof(route.headers) ||
+	    (!f->ipv6 && f->payload != f->l3 + 20 + 8))
+		return false;
+	route.f = *f;
+	memcpy(route.headers, data, f->payload);
+	if (!v->now_ns)
+		v->now_ns = xd_resolver_clock();
+	return xd_resolver_defer(w->ep, ctx->hook, &ctx->client, port, query, f->payload_len,
+				 &route, offsetof(struct xdp_route, headers) + f->payload,
+				 v->now_ns) == 0;
+}
 
 /* Answers the frame at addr in place; returns the response frame's length
  * or 0 when it gets no answer.  ctx holds the batch's cookie secrets and
@@ -150,7 +184,16 @@ static size_t answer_frame(struct xd_xsk_worker *w, struct batch_view *v,
 	/* IPv4 options are not echoed: the response goes after 20 bytes. */
 	header = f.ipv6 ? f.payload : (size_t)f.l3 + 20 + 8;
 	room = w->frame_size - (addr - frame_base(w, addr)) - header;
-	resp = xd_answer_ctx(v->img, ctx, query, f.payload_len, data + header, room, 0);
+	resp = xd_answer_ctx(v->img, ctx, query, f.payload_len, data + header, room,
+			     w->ep ? XD_ANSWER_DEFER : 0);
+	if (resp == -EAGAIN) {
+		if (defer_frame(w, v, ctx, data, &f, query)) {
+			v->deferred++;
+			return 0;
+		}
+		v->resolver_full++;
+		resp = xd_answer_ctx(v->img, ctx, query, f.payload_len, data + header, room, 0);
+	}
 	if (resp <= 0)
 		return 0;
 	if (xd_get16(data + header + 2) & XD_FLAG_TC)
@@ -196,9 +239,6 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 	__atomic_store_n(&w->stats.frames_fill, w->stats.frames_fill - n, __ATOMIC_RELAXED);
 	set(&w->stats.frames_rx, n);
 	v.img = xd_engine_enter(w->engine, w->reader);
-	/* Names the resolver hook claims are answered here from its cache
-	 * only; the rest get SERVFAIL from the core (no XD_ANSWER_DEFER): an
-	 * AF_XDP frame has no socket for the resolver thread to answer on. */
 	v.rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
 	for (uint32_t i = 0; i < n; i++) {
 		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&w->rx, idx + i);
@@ -219,25 +259,104 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 	set(&w->stats.frames_rx, 0);
 	count(&w->stats.received, n);
 	count(&w->stats.answered, sent);
-	count(&w->stats.dropped, n - sent);
+	count(&w->stats.dropped, n - sent - v.deferred);
 	count(&w->stats.batches, 1);
 	if (v.rrl_counts.limited) {
 		count(&w->stats.limited, v.rrl_counts.limited);
 		count(&w->stats.slipped, v.rrl_counts.slipped);
 	}
+	if (v.deferred) {
+		count(&w->stats.deferred, v.deferred);
+		xd_resolver_defer_done(w->ep);	/* wakes the hooks, once a batch */
+	}
+	if (v.resolver_full)
+		count(&w->stats.resolver_full, v.resolver_full);
 	return n;
+}
+
+/* Sends what the resolver has for this queue: the hooks' answers and
+ * SERVFAIL for the queries whose time is up, each in a free frame with
+ * its query's headers, turned into the reply as an answer in place is.
+ * Without a free frame the rest waits for the next round. */
+static void serve_resolver(struct xd_xsk_worker *w)
+{
+	struct xdp_desc out[XD_XSK_BATCH];
+	struct xd_answer_ctx ctx = { 0 };
+	struct xd_rrl_counts rrl_counts = { 0 };
+	struct xd_resolver_work work;
+	const struct xd_image *img = xd_engine_enter(w->engine, w->reader);
+	const struct xd_rrl *rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
+	uint64_t now = xd_resolver_clock(), lost = 0, expired = 0;
+	uint32_t n = 0, sent;
+
+	while (n < XD_XSK_BATCH && w->nfree && xd_resolver_next(w->ep, now, &work)) {
+		const struct xdp_route *route = (const struct xdp_route *)work.slot->route;
+		uint64_t addr = w->free_frames[--w->nfree];
+		uint8_t *data = xsk_umem__get_data(w->area.mem, addr);
+		size_t header = route->f.payload;
+		int len;
+
+		expired += !work.reply;
+		memcpy(data, route->headers, header);
+		len = img ? xd_resolver_respond(img, &ctx, &work, data + header,
+						w->frame_size - header) : 0;
+		if (len > 0 && rrl)
+			len = xd_rrl_filter(&w->rrl, rrl, &ctx, data + header, len, &rrl_counts);
+		if (len <= 0) {
+			xd_xsk_frame_free(w, addr);
+			lost++;
+			continue;
+		}
+		if (xd_get16(data + header + 2) & XD_FLAG_TC)
+			count(&w->stats.truncated, 1);
+		out[n].addr = addr;
+		out[n].len = xd_frame_reply(data, &route->f, len);
+		out[n].options = 0;
+		n++;
+	}
+	xd_engine_leave(w->engine, w->reader);
+	set(&w->stats.frames_free, w->nfree);
+	sent = n ? tx_submit(w, out, n) : 0;
+	count(&w->stats.answered, sent);
+	count(&w->stats.dropped, lost + n - sent);
+	if (expired)
+		count(&w->stats.resolver_expired, expired);
+	if (rrl_counts.limited) {
+		count(&w->stats.limited, rrl_counts.limited);
+		count(&w->stats.slipped, rrl_counts.slipped);
+	}
+}
+
+/* How long an idle worker may sleep in poll: until its oldest deferred
+ * query's deadline (rounded up), 0 when answers already wait. */
+static int sleep_ms(struct xd_xsk_worker *w, int longest)
+{
+	int64_t ns;
+
+	if (!w->ep)
+		return longest;
+	ns = xd_resolver_next_deadline(w->ep, xd_resolver_clock());
+	if (!xd_resolver_sleep(w->ep))
+		return 0;
+	if (ns >= 0 && ns / 1000000 < longest)
+		return (int)((ns + 999999) / 1000000);
+	return longest;
 }
 
 static void *worker_main(void *arg)
 {
 	struct xd_xsk_worker *w = arg;
-	struct pollfd fds[2] = {
+	int rc;
+	struct pollfd fds[3] = {
 		{ .fd = xsk_socket__fd(w->xsk), .events = POLLIN },
 		{ .fd = w->stopfd, .events = POLLIN },
+		{ .fd = w->ep ? xd_resolver_endpoint_fd(w->ep) : -1, .events = POLLIN },
 	};
 
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
 		xd_xsk_completions_reap(w);
+		if (w->ep && xd_resolver_busy(w->ep))
+			serve_resolver(w);
 		xd_xsk_fill_refill(w);
 		if (worker_batch(w)) {
 			w->idle_spins = 0;
@@ -255,8 +374,11 @@ static void *worker_main(void *arg)
 		 * while answers still wait to be sent. */
 		if (w->stats.frames_tx)
 			xd_xsk_tx_kick(w);
-		if (poll(fds, 2, w->stats.frames_tx ? XD_XSK_TX_POLL_MS : XD_XSK_POLL_MS) < 0 &&
-		    errno != EINTR)
+		rc = poll(fds, 3, sleep_ms(w, w->stats.frames_tx ? XD_XSK_TX_POLL_MS :
+					      XD_XSK_POLL_MS));
+		if (w->ep)
+			xd_resolver_awake(w->ep);
+		if (rc < 0 && errno != EINTR)
 			break;
 	}
 	return NULL;
@@ -422,6 +544,12 @@ int xd_xsk_thread_start(struct xd_xsk_worker *w, void *(*main)(void *), void *ar
 
 int xd_xsk_worker_start(struct xd_xsk_worker *w, struct xd_error *err)
 {
+	if (w->engine->resolver) {
+		int rc = xd_resolver_attach(w->engine->resolver, w->reader, &w->ep, err);
+
+		if (rc)
+			return rc;
+	}
 	return xd_xsk_thread_start(w, worker_main, w, err);
 }
 
@@ -441,6 +569,7 @@ void xd_xsk_worker_close(struct xd_xsk_worker *w)
 	w->xsk = NULL;
 	w->umem = NULL;
 	w->free_frames = NULL;
+	w->ep = NULL;		/* the resolver's: kept for the next worker */
 }
 
 static void kernel_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *out)

@@ -25,7 +25,7 @@ from xdpdns.engine import DEFERRED, RESOLVER_AA, Engine
 from xdpdns.hookspecs import Answer, Claim, ResolverQuery, parse_question
 from xdpdns.image import compile_sources
 from xdpdns.plugins import load_plugins
-from xdpdns.resolver import Resolver, collect_claims
+from xdpdns.resolver import Resolver, collect_claims, numbered_claims
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 WHOAMI = "whoami.example.com."
@@ -125,7 +125,7 @@ def test_claims_are_compiled_into_the_image(tmp_path):
     config = load_config(pm, conf)
     claims = collect_claims(pm, config)
     assert claims == [("whoami", Claim(dns.name.from_text(WHOAMI)))]
-    result = compile_sources([], None, (), [c for _, c in claims])
+    result = compile_sources([], None, (), numbered_claims(claims))
     assert result.image.info.overrides == 1
     query = dns.message.make_query(WHOAMI, "A").to_wire()
     # Without a resolver to defer to: SERVFAIL, never a wrong answer.
@@ -154,11 +154,11 @@ def test_resolver_config_errors(tmp_path):
 
 def test_cache_answers_on_the_fast_path(tmp_path):
     name = dns.name.from_text("cached.test.")
-    result = compile_sources([], None, (), [Claim(name)])
+    result = compile_sources([], None, (), [(0, Claim(name))])
     query = dns.message.make_query("CaChEd.test.", "A", use_edns=0)
     with Engine() as engine:
         engine.set_image(result.image)
-        engine.resolver_start(4, 16)
+        engine.resolver_start(4, 16, 1, 1.0)
         response = dns.message.make_response(dns.message.make_query("cached.test.", "A"))
         response.answer.append(dns.rrset.from_text(name, 60, "IN", "A", "198.18.0.77"))
         wire = response.to_wire()
@@ -284,10 +284,10 @@ FAST = dns.name.from_text("fast.test.")
 
 @pytest.fixture
 def engine():
-    result = compile_sources([], None, (), [Claim(FAST)])
+    result = compile_sources([], None, (), [(0, Claim(FAST))])
     with Engine() as engine:
         engine.set_image(result.image)
-        engine.resolver_start(4, 16)
+        engine.resolver_start(4, 16, 1, 1.0)
         yield engine
 
 
@@ -450,3 +450,48 @@ def test_a_query_dnspython_cannot_parse_gets_servfail_alone():
     assert results[1] is None and all(r is not None for r in (results[0], results[2]))
     with pytest.raises(dns.exception.DNSException):
         bad.message
+
+
+# ---- XDP mode: deferred from an AF_XDP queue, answered through its TX ring -------------
+
+@pytest.mark.xdp
+@pytest.mark.asan
+def test_xdp_whoami_and_a_slow_hook(xdp_topology, xdp_serve, tmp_path, restest_plugin):
+    """A query for a claimed name that arrives on an AF_XDP queue goes to the
+    hook and its answer leaves through the queue's TX ring, over IPv4 and
+    IPv6; a hook slower than the timeout gets SERVFAIL from the queue's
+    worker, while the fast path answers all along."""
+    topo = xdp_topology
+    conf = tmp_path / "xdp.toml"
+    conf.write_text(f'[plugins.whoami]\nname = "{WHOAMI}"\n[resolver]\ntimeout = 0.5\n'
+                    f'[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 1.5\n')
+    server = xdp_serve("--config", conf)
+    with topo.client.entered():
+        for _ in range(5):
+            got = udp(WHOAMI, "A", topo.server_v4, 53)
+            assert answer_text(got) == [(WHOAMI, "A", 0, [topo.client_v4])]
+            got = udp(WHOAMI, "AAAA", topo.server_v6, 53)
+            assert answer_text(got) == [(WHOAMI, "AAAA", 0, [topo.client_v6])]
+        (txt,) = udp(WHOAMI, "TXT", topo.server_v4, 53).answer
+        assert txt[0].strings[0].decode().split()[0] == topo.client_v4
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            start = time.monotonic()
+            slow = pool.submit(udp, "slow.test.", "A", topo.server_v4, 53)
+            time.sleep(0.1)
+            for _ in range(10):
+                assert udp("www.example.com.", "A", topo.server_v4, 53).rcode() in (
+                    dns.rcode.NOERROR, dns.rcode.REFUSED)
+            assert slow.result().rcode() == dns.rcode.SERVFAIL
+            assert 0.4 < time.monotonic() - start < 1.4
+        # The answer the hook gives after its deadline is dropped; the fast
+        # form is cached and then answered by the queue without the hook.
+        time.sleep(max(0.0, start + 1.7 - time.monotonic()))  # the hook is back
+        assert answer_text(udp("fast.test.", "A", topo.server_v4, 53)) == \
+            [("fast.test.", "A", 60, ["198.18.0.78"])]
+        assert answer_text(udp("fast.test.", "A", topo.server_v6, 53)) == \
+            [("fast.test.", "A", 60, ["198.18.0.78"])]
+    queues = server.stats()["xdp"]["queues"]
+    assert sum(q["deferred"] for q in queues) >= 12
+    assert sum(q["resolver_expired"] for q in queues) == 1
+    assert sum(q["frames_accounted"] == q["frames_total"] for q in queues) == len(queues)
+    assert restest_plugin.read_text().splitlines().count("fast.test.") == 1

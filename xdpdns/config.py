@@ -38,8 +38,9 @@ The file's shape::
     timeout = 1.0              # seconds; a slower hook's queries get SERVFAIL
     cache_max_ttl = 300        # seconds an answer is cached at most; 0: never
     cache_size = 4096          # cached answers; a power of two
-    ring_size = 1024           # deferred queries per UDP worker; a power of
-                               # two; a full ring means SERVFAIL at once
+    ring_size = 1024           # deferred queries a worker (UDP or AF_XDP
+                               # queue) holds; a power of two; more: SERVFAIL
+                               # at once
 
     [[zone]]
     file = "zones/example.com.zone"   # relative to this file's directory

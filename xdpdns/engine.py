@@ -121,8 +121,9 @@ class WorkerStats:
     denied: int = 0  # from sources the ACL denies (also in answered or dropped)
     limited: int = 0  # responses rate limiting withheld (dropped, or slipped)
     slipped: int = 0  # of those, sent truncated (also in answered)
-    deferred: int = 0  # handed to the resolver hook (not in answered)
-    resolver_full: int = 0  # SERVFAIL at once: the resolver ring was full
+    deferred: int = 0  # handed to the resolver hook (answered or dropped when it answers)
+    resolver_full: int = 0  # SERVFAIL at once: the worker held as many as it may
+    resolver_expired: int = 0  # SERVFAIL: the hook did not answer in time
 
 
 # What the XDP program does with UDP to a port; the codes come from
@@ -195,6 +196,9 @@ class QueueStats:
     cpu: int
     limited: int = 0  # responses rate limiting withheld (dropped, or slipped)
     slipped: int = 0  # of those, sent truncated (also in answered)
+    deferred: int = 0  # as in WorkerStats
+    resolver_full: int = 0
+    resolver_expired: int = 0
 
     @property
     def frames_accounted(self) -> int:
@@ -574,7 +578,7 @@ class Engine(_CObject):
             result.append(WorkerStats(out.received, out.answered, out.dropped,
                                       out.truncated, out.batches, out.denied,
                                       out.limited, out.slipped, out.deferred,
-                                      out.resolver_full))
+                                      out.resolver_full, out.resolver_expired))
         return result
 
     # ---- XDP mode ----------------------------------------------------------
@@ -672,7 +676,8 @@ class Engine(_CObject):
                 out.malformed, out.truncated, out.tx_full, out.kicks, out.batches,
                 out.frames_fill, out.frames_rx, out.frames_tx, out.frames_free,
                 out.frames_total, out.kernel_rx_dropped, out.kernel_rx_ring_full,
-                out.kernel_fill_empty, out.cpu, out.limited, out.slipped))
+                out.kernel_fill_empty, out.cpu, out.limited, out.slipped, out.deferred,
+                out.resolver_full, out.resolver_expired))
         return result
 
     def xdp_prog_stats(self, cpu: int | None = None) -> ProgStats:
@@ -807,32 +812,62 @@ class Engine(_CObject):
 
     # ---- the resolver hook (xdpdns/resolver.py) ------------------------------
 
-    def resolver_start(self, ring_size: int, cache_size: int) -> None:
-        """Sets up a ring of ``ring_size`` deferred queries per UDP worker
-        and a cache of ``cache_size`` answers (0: none), both powers of two;
-        before :meth:`udp_start`, once."""
+    def resolver_start(self, ring_size: int, cache_size: int, hooks: int,
+                       timeout: float) -> None:
+        """Sets the resolver up before any worker starts: ``ring_size``
+        deferred queries per worker, a cache of ``cache_size`` answers (0:
+        none), both powers of two, ``hooks`` hook threads (one per plugin
+        that answers claimed names), and the ``timeout`` (seconds) after
+        which a worker answers a deferred query SERVFAIL.  Once."""
         cfg = ffi.new("struct xd_resolver_config *")
         cfg.ring_size = ring_size
         cfg.cache_size = cache_size
+        cfg.hooks = hooks
+        cfg.timeout_ms = max(1, round(timeout * 1000))
         err = ffi.new("struct xd_error *")
         _raise_for(lib.xd_engine_resolver_start(self._ptr(), cfg, err), err,
                    "starting the resolver")
 
-    def resolver_fd(self) -> int:
-        """The eventfd that the workers write when they defer queries."""
-        return _raise_for(lib.xd_engine_resolver_fd(self._ptr()), what="resolver fd")
+    def resolver_fd(self, hook: int) -> int:
+        """The eventfd of hook ``hook``: readable when queries wait for it
+        (after :meth:`resolver_idle` said to sleep)."""
+        return _raise_for(lib.xd_engine_resolver_fd(self._ptr(), hook), what="resolver fd")
 
-    def resolver_take(self, out, max_queries: int) -> int:
-        """Moves up to ``max_queries`` deferred queries into ``out`` (from
-        :func:`resolver_buffer`); returns how many.  One caller at a time."""
-        return lib.xd_engine_resolver_take(self._ptr(), out, max_queries)
+    def resolver_take(self, hook: int, out: "ResolverBatch") -> int:
+        """Moves deferred queries for ``hook`` into ``out`` (as many as it
+        holds); returns how many.  One caller per hook at a time."""
+        n = _raise_for(lib.xd_engine_resolver_take(self._ptr(), hook, out.array, out.size),
+                       what="taking deferred queries")
+        out.n = n
+        return n
 
-    def resolver_send(self, query, response: bytes) -> None:
-        """Sends ``response`` to the client of ``query`` (a struct
-        xd_resolver_query) from the worker's socket that received it; a full
-        socket buffer drops it (OSError), as on the fast path."""
-        _raise_for(lib.xd_engine_resolver_send(self._ptr(), query, response, len(response)),
-                   what="sending a resolver answer")
+    def resolver_idle(self, hook: int) -> bool:
+        """True: nothing waits for ``hook``, and the next deferred query
+        writes its eventfd (sleep on it); False: take again."""
+        return _raise_for(lib.xd_engine_resolver_idle(self._ptr(), hook),
+                          what="resolver idle") == 1
+
+    def resolver_answer(self, query, kind: int, data: bytes = b"", header: int = 0,
+                        cache_ttl: int = 0) -> bool:
+        """Hands the answer to ``query`` (an entry of a :class:`ResolverBatch`)
+        back to the worker that holds it: ``kind`` RESOLVER_RECORDS (``data``
+        packed as :attr:`xdpdns.hookspecs.Answer.packed`, ``header`` its AA
+        bit and RCODE, cached for ``cache_ttl`` seconds), RESOLVER_WIRE
+        (``data`` the whole response) or RESOLVER_SERVFAIL.  Sent once
+        :meth:`resolver_flush` wakes the worker.  Returns whether it was
+        cached; OSError: EINVAL (malformed), EMSGSIZE (a response longer
+        than UDP's), ENOBUFS (the worker's ring is full: SERVFAIL at the
+        deadline)."""
+        cached = ffi.new("int *") if cache_ttl else ffi.NULL
+        rc = lib.xd_engine_resolver_answer(self._ptr(), query, kind, data, len(data), header,
+                                           cache_ttl, cached)
+        if rc < 0:
+            raise OSError(-rc, f"handing back a resolver answer: {os.strerror(-rc)}")
+        return bool(cache_ttl and cached[0])
+
+    def resolver_flush(self) -> None:
+        """Wakes the workers that were handed answers."""
+        lib.xd_engine_resolver_flush(self._ptr())
 
     def resolver_cache(self, name: dns.name.Name, rdtype: int, rdclass: int,
                        response: bytes, question_end: int, ttl: int) -> None:
@@ -857,34 +892,31 @@ class Engine(_CObject):
             r, c, f, cached), query, tcp)
         return wire, bool(cache_ttl and cached[0])
 
-    def resolver_reply(self, query, records: bytes, header: int, cache_ttl: int) -> bool:
-        """:meth:`resolver_build` for ``query`` (a struct xd_resolver_query
-        that a UDP worker deferred), the response sent from that worker's
-        socket; returns whether it was cached.  OSError: malformed records,
-        or a full socket buffer (dropped, as on the fast path)."""
-        cached = ffi.new("int *") if cache_ttl else ffi.NULL
-        _raise_for(lib.xd_engine_resolver_reply(self._ptr(), query, records, len(records),
-                                                header, cache_ttl, cached),
-                   what="sending a resolver answer")
-        return bool(cache_ttl and cached[0])
-
 
 # The AA bit of the header that Engine.resolver_build takes.
 RESOLVER_AA = lib.XD_RESOLVER_AA
 
 
-def resolver_buffer(size: int):
-    """An array of ``size`` struct xd_resolver_query for Engine.resolver_take."""
-    return ffi.new("struct xd_resolver_query[]", size)
+# What Engine.resolver_answer hands back.
+RESOLVER_RECORDS = lib.XD_RESOLVER_RECORDS
+RESOLVER_WIRE = lib.XD_RESOLVER_WIRE
+RESOLVER_SERVFAIL = lib.XD_RESOLVER_SERVFAIL
+# Plugins that may answer claimed names (their hook threads).
+RESOLVER_HOOKS_MAX = lib.XD_RESOLVER_HOOKS_MAX
 
 
-def resolver_batch(buffer, n: int):
-    """A copy of the first ``n`` entries of a :func:`resolver_buffer`, which
-    outlives the next take: the entries' answers are sent from it."""
-    batch = ffi.new("struct xd_resolver_query[]", n)
-    ffi.memmove(batch, buffer, n * ffi.sizeof("struct xd_resolver_query"))
-    return batch
+class ResolverBatch:
+    """Room for ``size`` deferred queries (struct xd_resolver_query) that
+    :meth:`Engine.resolver_take` fills; ``n`` of them are valid, and
+    ``self[i]`` is the i-th, for :meth:`Engine.resolver_answer`."""
 
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.array = ffi.new("struct xd_resolver_query[]", size)
+        self.n = 0
+
+    def __getitem__(self, i: int):
+        return self.array + i
 
 # Client addresses as text, by their 16 bytes and family: a busy resolver
 # sees the same clients again and again, and inet_ntop is a good part of
@@ -894,8 +926,8 @@ _HOSTS_MAX = 65536
 
 
 def resolver_query_fields(q) -> tuple[bytes, tuple[str, int]]:
-    """The query's bytes and the client's (address, port) of one struct
-    xd_resolver_query."""
+    """The query's bytes and the client's (address, port) of one entry of a
+    :class:`ResolverBatch`."""
     key = (q.family, ffi.buffer(q.ip, 16)[:])
     host = _HOSTS.get(key)
     if host is None:

@@ -98,13 +98,14 @@ def _add_overrides(builder: ImageBuilder, overrides: Iterable[OverrideSource]) -
             builder.add_override(o.name, rules[key], o.subtree)
 
 
-def _add_claims(builder: ImageBuilder, claims: Iterable[Claim]) -> None:
+def _add_claims(builder: ImageBuilder, claims: Iterable[tuple[int, Claim]]) -> None:
     # After the overrides: an operator's rule for a name wins over a claim.
-    rule = None
-    for claim in claims:
-        if rule is None:
-            rule = builder.add_override_rule("resolver")
-        builder.add_override(claim.name, rule, claim.subtree)
+    # One rule per hook, which names it.
+    rules: dict[int, int] = {}
+    for hook, claim in claims:
+        if hook not in rules:
+            rules[hook] = builder.add_override_rule("resolver", hook)
+        builder.add_override(claim.name, rules[hook], claim.subtree)
 
 
 def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
@@ -127,10 +128,12 @@ def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
 def compile_sources(sources: Iterable[ZoneSource],
                     identity: Identity | None = None,
                     overrides: Iterable[OverrideSource] = (),
-                    claims: Iterable[Claim] = ()) -> CompileResult:
+                    claims: Iterable[tuple[int, Claim]] = ()) -> CompileResult:
     """Compiles zone sources (what the server says about itself, the
     override rules in order of precedence, and the names that resolver
-    plugins claim) into an image, collecting every problem.
+    plugins claim, each with the number of the hook that answers it:
+    xdpdns.resolver.numbered_claims) into an image, collecting every
+    problem.
 
     Never raises for bad zone data: the result has image None and the
     problems instead.
@@ -154,9 +157,10 @@ def compile_sources(sources: Iterable[ZoneSource],
     return CompileResult(image, problems, tuple(origins))
 
 
-def build_image(pm, config, claims: Iterable[Claim] = ()) -> CompileResult:
+def build_image(pm, config, claims: Iterable[tuple[int, Claim]] = ()) -> CompileResult:
     """The server's path: sources from the plugins, warnings logged, errors raised.
-    ``claims``: the names of resolver plugins (xdpdns.resolver.collect_claims).
+    ``claims``: the names of resolver plugins with their hook numbers
+    (xdpdns.resolver.numbered_claims).
 
     Raises ZoneLoadError listing every problem when any is an error.
     """

@@ -34,7 +34,13 @@ from xdpdns.engine import Engine, ImageInfo, WorkerStats
 from xdpdns.hookspecs import CookieSecrets, RrlSettings
 from xdpdns.image import build_image
 from xdpdns.plugins import PluginError
-from xdpdns.resolver import Resolver, ResolverStats, collect_claims
+from xdpdns.resolver import (
+    Resolver,
+    ResolverStats,
+    collect_claims,
+    hook_numbers,
+    numbered_claims,
+)
 from xdpdns.tcp import TcpListener, TcpStats, bind_sockets
 from xdpdns.xdp import XdpMode, XdpStats
 
@@ -205,7 +211,7 @@ class Server:
             # the interface name should not wait for a large zone set.
             self._xdp.check()
         claims = collect_claims(self.pm, self.config)
-        result = build_image(self.pm, self.config, [c for _, c in claims])
+        result = build_image(self.pm, self.config, numbered_claims(claims))
         self.zones = result.zones
         self.image_info = result.image.info
         self.acl = collect_acl(self.pm, self.config)
@@ -234,13 +240,14 @@ class Server:
             if self.rrl is not None:
                 engine.set_rrl(self.rrl)
                 log.info("rrl on %s", _describe_rrl(self.rrl))
-            # Before the UDP workers, which get their rings from it.
+            # Before the workers, which keep their deferred queries in it.
             if claims:
                 res = self.config.resolver
-                engine.resolver_start(res.ring_size,
-                                      res.cache_size if res.cache_max_ttl else 0)
-                log.info("resolver claims=%d timeout=%g cache_max_ttl=%d ring_size=%d",
-                         len(claims), res.timeout, res.cache_max_ttl, res.ring_size)
+                hooks = len(hook_numbers(claims))
+                engine.resolver_start(res.ring_size, res.cache_size if res.cache_max_ttl else 0,
+                                      hooks, res.timeout)
+                log.info("resolver claims=%d hooks=%d timeout=%g cache_max_ttl=%d ring_size=%d",
+                         len(claims), hooks, res.timeout, res.cache_max_ttl, res.ring_size)
             socks = bind_sockets(srv.listen)
             try:
                 # TCP binds first so that port 0 gets one kernel-chosen port
@@ -270,7 +277,8 @@ class Server:
                 if self._control is not None:
                     await self._control.stop()
                 await self._tcp.stop()
-                # Before the workers' sockets close: it sends on them.
+                # Before the workers stop: no hook thread calls the engine
+                # after this.
                 if self._resolver is not None:
                     self._resolver.stop()
                 final = self.stats()

@@ -158,8 +158,7 @@ class TcpListener:
                 response = self.engine.answer(query, tcp=True, client=client,
                                               defer=self.resolver is not None)
             if response is DEFERRED:
-                response = await asyncio.wrap_future(
-                    self.resolver.submit(query, (peer[0], peer[1]), "tcp"))
+                response = await self.resolver.answer_tcp(query, (peer[0], peer[1]))
             if response is None:
                 continue  # e.g. the message was itself a response
             writer.write(len(response).to_bytes(LENGTH_PREFIX, "big") + response)

@@ -47,6 +47,10 @@ def _effective_caps() -> int:
     return 0
 
 
+def _cpu_list(cpus) -> str:
+    return ",".join(map(str, sorted(cpus)))
+
+
 def check_privileges() -> None:
     """Raises PermissionError unless this process may load and attach XDP
     programs and open AF_XDP sockets."""
@@ -148,7 +152,24 @@ class XdpMode:
                  ",".join(map(str, cfg.ports)), ",".join(cfg.addresses) or "any")
         for warning in info.warnings:
             log.warning("xdp: %s", warning)
+        self._keep_python_off_workers(engine)
         return info
+
+    @staticmethod
+    def _keep_python_off_workers(engine: Engine) -> None:
+        """Moves the calling thread (the server's main thread, whose later
+        threads inherit it: the resolver's hook threads, the event loop's
+        helpers) off the CPUs that queue workers are pinned to, when others
+        are allowed: a busy-polling worker gives its CPU up only to the
+        scheduler's time slices, and a hook thread waiting for one adds
+        milliseconds to every deferred query."""
+        workers = {q.cpu for q in engine.xdp_queue_stats()}
+        allowed = os.sched_getaffinity(0)
+        rest = allowed - workers
+        if rest and rest != allowed:
+            os.sched_setaffinity(0, rest)
+            log.info("python threads on CPUs %s (queue workers on %s)",
+                     _cpu_list(rest), _cpu_list(workers))
 
     def stats(self) -> XdpStats | None:
         """The counters now (the last ones once stopped; None before start)."""
