@@ -54,6 +54,7 @@ _Static_assert(XD_RESOLVER_ANSWER_MAX <= UINT16_MAX, "answer lengths are 16 bits
 struct rcache_entry {
 	_Atomic uint32_t seq;
 	uint32_t expires;		/* UNIX seconds; 0: empty */
+	uint32_t stored;		/* UNIX seconds when cached */
 	uint16_t qtype;
 	uint16_t qclass;
 	uint16_t flags;
@@ -85,12 +86,45 @@ static bool entry_matches(const struct rcache_entry *en, const uint8_t *name,
 	       en->name_len == name_len && memcmp(en->name, name, name_len) == 0;
 }
 
+/*
+ * Lowers the TTL of each of the count records in sections[0..len) by age
+ * seconds (to 0 at least), as a cache counts them down (RFC 1035 3.2.1):
+ * a client asking later must not keep the answer longer than one asking
+ * first.  Owner names are labels or compression pointers, skipped without
+ * following.  False when the records do not parse.
+ */
+static bool age_ttls(uint8_t *p, size_t len, unsigned count, uint32_t age)
+{
+	size_t off = 0;
+
+	for (unsigned i = 0; i < count; i++) {
+		uint32_t ttl;
+		uint16_t rdlen;
+
+		while (off < len && p[off] && (p[off] & 0xc0) == 0)
+			off += 1u + p[off];
+		if (off >= len || (p[off] & 0xc0 && (p[off] & 0xc0) != 0xc0))
+			return false;
+		off += p[off] ? 2 : 1;	/* the pointer, or the root's byte */
+		if (off > len || len - off < 10)
+			return false;
+		ttl = xd_get32(p + off + 4);
+		xd_put32(p + off + 4, ttl > age ? ttl - age : 0);
+		rdlen = xd_get16(p + off + 8);
+		off += 10;
+		if (len - off < rdlen)
+			return false;
+		off += rdlen;
+	}
+	return true;
+}
+
 int xd_rcache_get(const struct xd_rcache *c, const uint8_t *name, size_t name_len,
 		  uint16_t qtype, uint16_t qclass, uint32_t now, uint8_t *out,
 		  size_t room, struct xd_rcache_hit *hit)
 {
 	const struct rcache_entry *en;
-	uint32_t seq;
+	uint32_t seq, stored;
 	int rc = 1;
 
 	en = &c->entries[rcache_hash(name, name_len, qtype, qclass) & c->mask];
@@ -100,6 +134,7 @@ int xd_rcache_get(const struct xd_rcache *c, const uint8_t *name, size_t name_le
 	hit->flags = en->flags;
 	memcpy(hit->count, en->count, sizeof(hit->count));
 	hit->len = en->len;
+	stored = en->stored;
 	if (hit->len > room)
 		rc = -ENOSPC;
 	else
@@ -107,6 +142,10 @@ int xd_rcache_get(const struct xd_rcache *c, const uint8_t *name, size_t name_le
 	atomic_thread_fence(memory_order_acquire);
 	if (atomic_load_explicit(&en->seq, memory_order_relaxed) != seq)
 		return 0;	/* rewritten under us: what we copied is torn */
+	if (rc == 1 && now > stored &&
+	    !age_ttls(out, hit->len, (unsigned)hit->count[0] + hit->count[1] + hit->count[2],
+		      now - stored))
+		return 0;	/* records we cannot read: asked again */
 	return rc;
 }
 
@@ -138,9 +177,10 @@ struct rcache_value {
 	size_t len;			/* at most XD_RCACHE_DATA_MAX */
 };
 
+/* Caches v for (name, qtype, qclass) for ttl seconds from now. */
 static void rcache_store(struct xd_rcache *c, const uint8_t *name, size_t name_len,
 			 uint16_t qtype, uint16_t qclass, const struct rcache_value *v,
-			 uint32_t expires)
+			 uint32_t now, uint32_t ttl)
 {
 	struct rcache_entry *en;
 	uint32_t seq;
@@ -150,7 +190,8 @@ static void rcache_store(struct xd_rcache *c, const uint8_t *name, size_t name_l
 	seq = atomic_load_explicit(&en->seq, memory_order_relaxed);
 	atomic_store_explicit(&en->seq, seq + 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
-	en->expires = expires;
+	en->expires = now + ttl;
+	en->stored = now;
 	en->qtype = qtype;
 	en->qclass = qclass;
 	en->flags = v->flags & (XD_FLAG_AA | 0xf);
@@ -165,7 +206,7 @@ static void rcache_store(struct xd_rcache *c, const uint8_t *name, size_t name_l
 
 static void rcache_put(struct xd_rcache *c, const uint8_t *name, size_t name_len,
 		       uint16_t qtype, uint16_t qclass, const uint8_t *resp,
-		       size_t len, size_t question_end, uint32_t expires)
+		       size_t len, size_t question_end, uint32_t now, uint32_t ttl)
 {
 	struct rcache_value v = {
 		.flags = xd_get16(resp + 2),
@@ -175,7 +216,7 @@ static void rcache_put(struct xd_rcache *c, const uint8_t *name, size_t name_len
 
 	for (int i = 0; i < 3; i++)
 		v.count[i] = xd_get16(resp + 6 + 2 * i);
-	rcache_store(c, name, name_len, qtype, qclass, &v, expires);
+	rcache_store(c, name, name_len, qtype, qclass, &v, now, ttl);
 }
 
 /* ---- the engine's resolver --------------------------------------------------- */
@@ -722,7 +763,7 @@ int xd_engine_resolver_cache(struct xd_engine *e, const uint8_t *name, size_t na
 	if (ttl == 0)
 		return 0;
 	rcache_put(c, name, name_len, qtype, qclass, resp, len, question_end,
-		   (uint32_t)time(NULL) + ttl);
+		   (uint32_t)time(NULL), ttl);
 	return 0;
 }
 
@@ -814,7 +855,7 @@ static bool cache_given(struct xd_rcache *c, const struct xd_resolver_given *g,
 	if (len < 0)
 		return false;	/* larger than an entry: asked again next time */
 	v.len = (size_t)len;
-	rcache_store(c, q.qname, q.qname_len, q.qtype, q.qclass, &v, (uint32_t)time(NULL) + ttl);
+	rcache_store(c, q.qname, q.qname_len, q.qtype, q.qclass, &v, (uint32_t)time(NULL), ttl);
 	return true;
 }
 

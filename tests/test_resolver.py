@@ -168,6 +168,15 @@ def test_cache_answers_on_the_fast_path(tmp_path):
     assert got.question[0].name.to_text() == "CaChEd.test."  # the client's case
     assert answer_text(got) == [("CaChEd.test.", "A", 60, ["198.18.0.77"])]
     assert got.edns == 0  # the core's own OPT
+    # Counted down, as a cache does: 25 s later the record has 35 s left.
+    with Engine() as engine:
+        engine.set_image(compile_sources([], None, (), [(0, Claim(name))]).image)
+        engine.resolver_start(4, 16, 1, 1.0)
+        now = int(time.time())
+        engine.resolver_cache(name, 1, 1, wire, 12 + len(name.to_wire()) + 4, 60)
+        later = dns.message.from_wire(engine.answer(query.to_wire(), defer=True, now=now + 25))
+        assert answer_text(later) == [("CaChEd.test.", "A", 35, ["198.18.0.77"])]
+        assert engine.answer(query.to_wire(), defer=True, now=now + 61) is DEFERRED
 
 
 # ---- a server --------------------------------------------------------------------------

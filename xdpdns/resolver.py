@@ -30,7 +30,8 @@ its packed records, and the worker's answering core makes the response (the
 core's header, question, OPT and cookie, as for a cached answer); dnspython
 messages and bytes go back as the plugin made them.  Answers with records
 are cached for their smallest TTL, at most ``cache_max_ttl``: an Answer in C
-from its records, the others through dnspython.
+from its records, the others through dnspython; a cached answer's TTLs are
+counted down as it ages, as a resolver's cache does.
 
 TCP queries come from the listener (:meth:`Resolver.answer_tcp`) to the
 same hook thread through a queue of its own; the listener waits for the
