@@ -117,12 +117,11 @@ static bool label_bit(const uint64_t *bits, int k)
 	return (bits[k / 64] >> (k % 64)) & 1;
 }
 
-/* The rule index + 1 that an entry of the k-th suffix gives (0: none). */
+/* The rule index + 1 that the entry of a suffix (hash h) gives (0: none). */
 static uint32_t override_rule_at(const struct xd_image *img, const uint8_t *suffix,
-				 size_t len, bool whole_name)
+				 size_t len, uint64_t h, bool whole_name)
 {
 	const struct xd_image_header *hdr = img->hdr;
-	uint64_t h = xd_override_hash(suffix, len);
 	uint32_t slot, rule = 0;
 	const uint8_t *e;
 
@@ -143,19 +142,32 @@ const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name
 				 size_t len)
 {
 	const struct xd_image_header *h = img->hdr;
+	const uint8_t *filter = img->base + h->override_filter;
+	size_t filter_size = xd_override_filter_size(h->override_hash_size);
 	int labels = xd_name_labels(name);
+	uint64_t hash[XD_NAME_MAX / 2 + 1];
+	uint8_t at[XD_NAME_MAX / 2 + 1];
+	int n = 0;
 	size_t pos = 0;
 
 	/* Longest suffix first: the exact rule of the name, then the most
-	 * specific subtree.  The bitmaps skip suffixes no rule could hold. */
+	 * specific subtree.  The bitmaps skip suffixes no rule could hold.
+	 * The filter blocks of all the others are asked for before any is
+	 * read, so that their cache misses (a million names make a 2 MiB
+	 * filter) overlap instead of following one another. */
 	for (int k = labels; k >= 0; pos += 1 + name[pos], k--) {
-		bool whole = k == labels;
-		uint32_t rule;
-
 		if (!label_bit(h->override_subtree_labels, k) &&
-		    !(whole && label_bit(h->override_exact_labels, k)))
+		    !(k == labels && label_bit(h->override_exact_labels, k)))
 			continue;
-		rule = override_rule_at(img, name + pos, len - pos, whole);
+		hash[n] = xd_override_hash(name + pos, len - pos);
+		at[n] = (uint8_t)pos;
+		__builtin_prefetch(filter + xd_override_filter_block(hash[n], filter_size));
+		n++;
+	}
+	for (int i = 0; i < n; i++) {
+		uint32_t rule = override_rule_at(img, name + at[i], len - at[i], hash[i],
+						 at[i] == 0);
+
 		if (rule)
 			return img->base + xd_ld32(img->base + h->override_rules +
 						   4 * (size_t)(rule - 1));
