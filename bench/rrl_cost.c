@@ -131,6 +131,7 @@ int main(int argc, char **argv)
 	static struct query answers[QUERIES], nxdomains[QUERIES];
 	struct xd_rrl_config cfg = {
 		.rate = 1000000, .nxdomain_rate = 1000000, .errors_rate = 1000000,
+		.nodata_rate = 1000000, .referrals_rate = 1000000,
 		.window = 15, .slip = 2, .ipv4_prefix = 24, .ipv6_prefix = 56,
 		.table_size = 32768,
 	};

@@ -632,9 +632,11 @@ enum {
  * one kind of response (and for answers the name and type, for NODATA and
  * NXDOMAIN the zone, for referrals the delegation). */
 struct xd_rrl_config {
-	uint32_t rate;			/* answers, NODATA, referrals */
+	uint32_t rate;			/* answers */
 	uint32_t nxdomain_rate;
 	uint32_t errors_rate;
+	uint32_t nodata_rate;
+	uint32_t referrals_rate;
 	uint32_t window;		/* seconds the rate is averaged over, 1 to
 					 * XD_RRL_WINDOW_MAX */
 	uint32_t slip;			/* every slip-th limited response goes out

@@ -384,10 +384,12 @@ static uint32_t round_up_pow2(uint32_t n)
 
 static int check_config(const struct xd_rrl_config *cfg, struct xd_error *err)
 {
-	const uint32_t rates[] = { cfg->rate, cfg->nxdomain_rate, cfg->errors_rate };
-	const char *names[] = { "rate", "nxdomain_rate", "errors_rate" };
+	const uint32_t rates[] = { cfg->rate, cfg->nxdomain_rate, cfg->errors_rate,
+				   cfg->nodata_rate, cfg->referrals_rate };
+	const char *names[] = { "rate", "nxdomain_rate", "errors_rate", "nodata_rate",
+				"referrals_rate" };
 
-	for (int i = 0; i < 3; i++)
+	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
 		if (rates[i] > XD_RRL_RATE_MAX)
 			return xd_errorf(err, -EINVAL, "RRL %s %u: at most %d", names[i],
 					 rates[i], XD_RRL_RATE_MAX);
@@ -461,8 +463,8 @@ static int rrl_build(const struct xd_rrl_config *cfg, struct xd_rrl **out,
 	}
 	rrl->seed = random_seed();
 	rrl->rate[XD_RRL_ANSWER] = cfg->rate;
-	rrl->rate[XD_RRL_NODATA] = cfg->rate;
-	rrl->rate[XD_RRL_REFERRAL] = cfg->rate;
+	rrl->rate[XD_RRL_NODATA] = cfg->nodata_rate;
+	rrl->rate[XD_RRL_REFERRAL] = cfg->referrals_rate;
 	rrl->rate[XD_RRL_NXDOMAIN] = cfg->nxdomain_rate;
 	rrl->rate[XD_RRL_ERROR] = cfg->errors_rate;
 	rrl->window = cfg->window;

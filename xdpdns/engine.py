@@ -1126,6 +1126,8 @@ def _rrl_config(settings):
     cfg.rate = settings.rate
     cfg.nxdomain_rate = settings.nxdomain_rate
     cfg.errors_rate = settings.errors_rate
+    cfg.nodata_rate = settings.nodata_rate
+    cfg.referrals_rate = settings.referrals_rate
     cfg.window = settings.window
     cfg.slip = settings.slip
     cfg.ipv4_prefix = settings.ipv4_prefix
