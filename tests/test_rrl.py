@@ -292,6 +292,80 @@ def test_table_full_reuses_the_oldest_bucket(engine):
     assert table.check(wire, "192.0.2.1", NOW + 999) == "send"
 
 
+# ---- the workers' path: the kind the answering core notes -----------------------------
+
+# Every outcome of the answering core, for the kind and name it notes for
+# the limiter.
+KINDS_ZONE = ZONE + """\
+mail    MX  10 www
+alias   CNAME www
+dangling CNAME nothing
+d       DNAME sub
+*.wild  TXT "wildcard"
+big     TXT "{0}" "{0}" "{0}"
+""".format("x" * 200)
+
+KINDS_QUERIES = [
+    ("www.example.com.", "A", {}),
+    ("www.example.com.", "MX", {}),  # NODATA: the zone's bucket ...
+    ("ns1.example.com.", "TXT", {}),  # ... shared with another name's
+    ("nothing.example.com.", "A", {}),  # NXDOMAIN: the zone's too
+    ("NoThInG.Example.COM.", "A", {}),
+    ("host.sub.example.com.", "A", {}),  # referrals: the delegation's
+    ("other.sub.example.com.", "AAAA", {}),
+    ("sub.example.com.", "DS", {}),  # the parent's NODATA
+    ("mail.example.com.", "MX", {}),  # with additional data
+    ("alias.example.com.", "A", {}),  # CNAME
+    ("dangling.example.com.", "A", {}),  # CNAME to NXDOMAIN
+    ("x.d.example.com.", "A", {}),  # DNAME
+    ("a.wild.example.com.", "TXT", {}),
+    ("big.example.com.", "TXT", {}),  # truncated: over 512 bytes
+    ("www.example.com.", "ANY", {}),
+    ("example.org.", "A", {}),  # REFUSED
+    ("version.bind.", "TXT", {"rdclass": "CH"}),  # REFUSED: hidden
+    ("www.example.com.", "A", {"use_edns": 1}),  # BADVERS
+    ("www.example.com.", "A", {"use_edns": 0}),
+]
+
+
+@pytest.fixture(scope="module")
+def kinds_image(tmp_path_factory):
+    zone = tmp_path_factory.mktemp("rrl-kinds") / "example.com.zone"
+    zone.write_text(KINDS_ZONE)
+    with ImageBuilder() as builder:
+        builder.load_zonefile(builder.add_zone(dns.name.from_text("example.com.")), zone)
+        return builder.finish()
+
+
+def _kinds_query(name, rdtype, options):
+    return dns.message.make_query(name, rdtype, **options).to_wire()
+
+
+def test_workers_key_buckets_as_reading_the_response_does(kinds_image):
+    """What the workers send (the kind and name the answering core noted)
+    is what reading each response back would send: the same responses
+    dropped and slipped, bucket for bucket, with a rate of its own for each
+    kind so that a kind told wrong shows."""
+    settings = RrlSettings(rate=3, nodata_rate=2, referrals_rate=1, nxdomain_rate=2,
+                           errors_rate=2, window=2, slip=2)
+    noted, read_back = RrlTable(settings), RrlTable(settings)
+    kinds = set()
+    for now in (NOW, NOW + 1, NOW + 5):
+        for _ in range(4):
+            for client in ("192.0.2.1", "2001:db8::1"):
+                for name, rdtype, options in KINDS_QUERIES:
+                    wire = _kinds_query(name, rdtype, options)
+                    response = kinds_image.answer(wire)
+                    kinds.add(rrl_classify(response))
+                    verdict = read_back.check(response, client, now)
+                    expected = {"send": response, "drop": None,
+                                "slip": rrl_slip(response)}[verdict]
+                    assert noted.answer(kinds_image, wire, client, now) == expected, \
+                        (name, rdtype, options, client, now, verdict)
+    assert kinds == {"answer", "nodata", "nxdomain", "referral", "error"}
+    assert noted.events() == read_back.events()
+
+
 def test_rrl_log_once_per_prefix_per_window():
     from xdpdns.engine import RrlEvent
     import ipaddress

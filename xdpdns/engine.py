@@ -1171,6 +1171,15 @@ class RrlTable(_CObject):
                                          len(response), _COOKIE_CODES[cookie], now)
         return _RRL_VERDICTS[_raise_for(verdict, what="rate limiting")]
 
+    def answer(self, image: Image, query: bytes, client: str, now: int) -> bytes | None:
+        """The response to a UDP ``query`` from ``client`` at ``now`` as a
+        worker sends it: answered from ``image``, then limited by the kind of
+        response the answering core noted (its truncated form when it slips;
+        None when nothing is sent)."""
+        table, img, source = self._ptr(), image._ptr(), _client(client)
+        return _answer(lambda q, n, r, c, f: lib.xd_rrl_table_answer(
+            table, img, source, now, q, n, r, c), query, tcp=False)
+
     def events(self, max_events: int = 256) -> list[RrlEvent]:
         out = ffi.new("struct xd_rrl_event[]", max_events)
         n = _raise_for(lib.xd_rrl_table_events(self._ptr(), out, max_events),
