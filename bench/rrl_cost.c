@@ -1,8 +1,10 @@
 /*
  * rrl_cost.c - what response rate limiting costs the answering path per
- * response: xd_answer alone, and xd_answer followed by the limiter's
- * accounting (xd_rrl_table_check: the same code the workers run through
- * xd_rrl_filter), on the same queries.
+ * response, on the same queries: xd_answer alone; xd_answer followed by
+ * the limiter reading the kind of response back from it
+ * (xd_rrl_table_check); and the workers' path, the answering core noting
+ * the kind for the limiter (xd_rrl_table_answer: xd_answer_ctx, then
+ * xd_rrl_filter).
  *
  * Calls the engine's C API directly, without Python in the loop.  Not part
  * of the test run; build and run from the repository root:
@@ -76,9 +78,11 @@ static struct xd_image *build(const char *zone)
 	return img;
 }
 
-/* ns per response: answer each query, then (table not NULL) account it. */
+enum path { ANSWER_ONLY, READ_BACK, NOTED };
+
+/* ns per response: answer each query, and account it on `path`. */
 static double run(const struct xd_image *img, struct xd_rrl_table *table,
-		  const struct query *qs, int *verdicts)
+		  enum path path, const struct query *qs, int *verdicts)
 {
 	uint8_t resp[4096];
 	struct xd_client client = { .family = AF_INET };
@@ -89,16 +93,23 @@ static double run(const struct xd_image *img, struct xd_rrl_table *table,
 		double t = now();
 
 		for (int i = 0; i < QUERIES; i++, seq++) {
-			int len = xd_answer(img, qs[i].wire, qs[i].len, resp, sizeof(resp), 0);
 			uint32_t c = seq % CLIENTS;
+			int len;
 
-			if (!table)
-				continue;
 			client.addr[0] = 10;
 			client.addr[1] = (uint8_t)(c >> 8);
 			client.addr[2] = (uint8_t)c;
-			verdicts[xd_rrl_table_check(table, &client, resp, (size_t)len,
-						    XD_COOKIE_NONE, 1000 + (uint32_t)r)]++;
+			if (path == NOTED) {
+				len = xd_rrl_table_answer(table, img, &client, 1000 + (uint32_t)r,
+							  qs[i].wire, qs[i].len, resp,
+							  sizeof(resp));
+				verdicts[len > 0 ? XD_RRL_SEND : XD_RRL_DROP]++;
+				continue;
+			}
+			len = xd_answer(img, qs[i].wire, qs[i].len, resp, sizeof(resp), 0);
+			if (path == READ_BACK)
+				verdicts[xd_rrl_table_check(table, &client, resp, (size_t)len,
+							    XD_COOKIE_NONE, 1000 + (uint32_t)r)]++;
 		}
 		t = (now() - t) / QUERIES * 1e9;
 		best = t < best ? t : best;
@@ -106,24 +117,34 @@ static double run(const struct xd_image *img, struct xd_rrl_table *table,
 	return best;
 }
 
-static void measure(const char *what, const struct xd_image *img,
-		    const struct xd_rrl_config *cfg, const struct query *qs)
+static struct xd_rrl_table *table_new(const struct xd_rrl_config *cfg)
 {
 	struct xd_rrl_table *table;
 	struct xd_error err;
-	int verdicts[3] = { 0 };
-	double plain, limited;
 
 	if (xd_rrl_table_new(cfg, &table, &err)) {
 		fprintf(stderr, "rrl: %s\n", err.message);
 		exit(1);
 	}
-	plain = run(img, NULL, qs, verdicts);
-	limited = run(img, table, qs, verdicts);
-	printf("%-10s answer %6.1f ns, answer + rrl %6.1f ns: rrl %5.1f ns per response "
-	       "(%d sent, %d dropped, %d slipped)\n", what, plain, limited, limited - plain,
-	       verdicts[XD_RRL_SEND], verdicts[XD_RRL_DROP], verdicts[XD_RRL_SLIP]);
-	xd_rrl_table_free(table);
+	return table;
+}
+
+static void measure(const char *what, const struct xd_image *img,
+		    const struct xd_rrl_config *cfg, const struct query *qs)
+{
+	struct xd_rrl_table *read_back = table_new(cfg), *noted = table_new(cfg);
+	int verdicts[3] = { 0 };
+	double plain, limited, workers;
+
+	plain = run(img, NULL, ANSWER_ONLY, qs, verdicts);
+	limited = run(img, read_back, READ_BACK, qs, verdicts);
+	workers = run(img, noted, NOTED, qs, verdicts);
+	printf("%-10s answer %6.1f ns; + rrl read back %6.1f ns (%5.1f), + rrl noted %6.1f ns "
+	       "(%5.1f) (%d sent, %d dropped, %d slipped)\n", what, plain, limited,
+	       limited - plain, workers, workers - plain, verdicts[XD_RRL_SEND],
+	       verdicts[XD_RRL_DROP], verdicts[XD_RRL_SLIP]);
+	xd_rrl_table_free(noted);
+	xd_rrl_table_free(read_back);
 }
 
 int main(int argc, char **argv)
@@ -131,6 +152,7 @@ int main(int argc, char **argv)
 	static struct query answers[QUERIES], nxdomains[QUERIES];
 	struct xd_rrl_config cfg = {
 		.rate = 1000000, .nxdomain_rate = 1000000, .errors_rate = 1000000,
+		.nodata_rate = 1000000, .referrals_rate = 1000000,
 		.window = 15, .slip = 2, .ipv4_prefix = 24, .ipv6_prefix = 56,
 		.table_size = 32768,
 	};

@@ -51,6 +51,9 @@ struct response {
 	bool deferrable;		/* XD_ANSWER_DEFER */
 	bool deferred;			/* the caller hands the query over */
 	uint8_t hook;			/* ... to this resolver hook */
+	/* The first authority RR written here, for rate limiting's key: */
+	uint16_t authority_owner;	/* its owner's position; 0: none */
+	uint16_t authority_type;
 };
 
 enum { AN, NS, AR };
@@ -126,6 +129,10 @@ static int put_rrset(struct response *r, int section, const uint8_t *rs,
 		xd_put16(p + off, 0xc000 | owner_pos);
 	for (int i = 0; i < xd_rrset_nreloc(rs); i++)
 		xd_put16(p + xd_ld16(relocs + 2 * i), 0xc000 | origin_pos);
+	if (section == NS && !r->count[NS]) {
+		r->authority_owner = owner_pos;
+		r->authority_type = xd_rrset_type(rs);
+	}
 	r->len += wl;
 	r->count[section] += xd_rrset_count(rs);
 	return (int)start;
@@ -796,6 +803,51 @@ static void put_header(struct response *r, const struct xd_query *q, bool questi
 	xd_put16(p + 10, r->count[AR]);
 }
 
+/*
+ * What the response is for rate limiting: the kind and name that rrl.c
+ * would read back from it (the header's RCODE, counts and AA, the qname,
+ * the first authority RR's owner and type), from what was decided here.
+ * Unknown where a section was not written here (a resolver hook's answer)
+ * and the limiter must read the response itself.
+ */
+static void note_kind(struct xd_response_kind *k, const struct xd_query *q,
+		      const struct response *r)
+{
+	uint16_t rcode = r->rcode & 0xf;	/* what the header shows */
+	size_t skip = 0;
+
+	k->kind = -1;
+	k->qtype = 0;
+	k->name_len = 0;
+	if (rcode != XD_RCODE_NOERROR && rcode != XD_RCODE_NXDOMAIN) {
+		k->kind = XD_RRL_ERROR;		/* counted per prefix alone */
+		return;
+	}
+	if (r->question_end == XD_DNS_HEADER_LEN)
+		return;
+	if (rcode == XD_RCODE_NOERROR && r->count[AN]) {
+		k->kind = XD_RRL_ANSWER;
+		k->qtype = q->qtype;
+	} else if (r->count[NS]) {
+		/* The zone's SOA or the delegation's NS: owned by a suffix of
+		 * the qname whenever we wrote it. */
+		if (!r->authority_owner ||
+		    r->authority_owner - XD_DNS_HEADER_LEN >= q->qname_len)
+			return;
+		skip = r->authority_owner - XD_DNS_HEADER_LEN;
+		if (rcode == XD_RCODE_NXDOMAIN)
+			k->kind = XD_RRL_NXDOMAIN;
+		else if (r->authority_type == XD_TYPE_NS && !(r->flags & XD_FLAG_AA))
+			k->kind = XD_RRL_REFERRAL;
+		else
+			k->kind = XD_RRL_NODATA;
+	} else {
+		k->kind = rcode == XD_RCODE_NXDOMAIN ? XD_RRL_NXDOMAIN : XD_RRL_NODATA;
+	}
+	k->name_len = q->qname_len - skip;
+	memcpy(k->name, q->qname + skip, k->name_len);
+}
+
 int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 		  const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
 		  unsigned flags)
@@ -806,8 +858,10 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	bool tcp = flags & XD_ANSWER_TCP;
 	int rc;
 
-	if (ctx)
+	if (ctx) {
 		ctx->cookie = XD_COOKIE_NONE;
+		ctx->kind.kind = -1;
+	}
 	if (qlen < XD_DNS_HEADER_LEN || cap < XD_UDP_PAYLOAD_MIN)
 		return 0;
 	rc = xd_query_parse(&q, query, qlen);
@@ -863,6 +917,8 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	if (q.edns)
 		put_opt(&r, &q, &opts);
 	put_header(&r, &q, r.question_end > XD_DNS_HEADER_LEN);
+	if (ctx)
+		note_kind(&ctx->kind, &q, &r);
 	return (int)r.len;
 }
 

@@ -11,10 +11,24 @@
 #include <stdint.h>
 
 #include "engine.h"
+#include "wire.h"
 
 struct xd_cookies;
 struct xd_rcache;
 struct xd_resolver_given;
+
+/* What a response is, as rate limiting counts it (native/rrl.c): its kind
+ * and the name its bucket is keyed on.  The answering core knows, so the
+ * workers' limiter need not read the response back. */
+struct xd_response_kind {
+	int kind;			/* XD_RRL_*; negative: unknown, read the
+					 * response */
+	uint16_t qtype;			/* answers only */
+	uint8_t name_len;		/* 0: none (errors) */
+	uint8_t name[XD_NAME_MAX];	/* lower-case wire form: the qname; for
+					 * NODATA and NXDOMAIN the zone, for
+					 * referrals the delegation */
+};
 
 struct xd_answer_ctx {
 	/* Set once per batch: */
@@ -32,6 +46,7 @@ struct xd_answer_ctx {
 	int cookie;				/* XD_COOKIE_* */
 	unsigned hook;				/* -EAGAIN: the resolver hook
 						 * that answers it */
+	struct xd_response_kind kind;		/* what the response is */
 };
 
 /* xd_answer with a context; ctx NULL is xd_answer itself.  With

@@ -677,9 +677,11 @@ enum {
  * one kind of response (and for answers the name and type, for NODATA and
  * NXDOMAIN the zone, for referrals the delegation). */
 struct xd_rrl_config {
-	uint32_t rate;			/* answers, NODATA, referrals */
+	uint32_t rate;			/* answers */
 	uint32_t nxdomain_rate;
 	uint32_t errors_rate;
+	uint32_t nodata_rate;
+	uint32_t referrals_rate;
 	uint32_t window;		/* seconds the rate is averaged over, 1 to
 					 * XD_RRL_WINDOW_MAX */
 	uint32_t slip;			/* every slip-th limited response goes out
@@ -724,6 +726,13 @@ void xd_rrl_table_free(struct xd_rrl_table *t);
  * (UNIX seconds); cookie is the XD_COOKIE_* its query showed. */
 int xd_rrl_table_check(struct xd_rrl_table *t, const struct xd_client *client,
 		       const uint8_t *resp, size_t len, int cookie, uint32_t now);
+/* Answers query[0..qlen) from img into resp as a UDP worker does for a
+ * client at `now` (the answering core, then the limiter with the kind of
+ * response the core noted, not read back): the response's length, the
+ * length of its truncated form when it slips, 0 when it is dropped. */
+int xd_rrl_table_answer(struct xd_rrl_table *t, const struct xd_image *img,
+			const struct xd_client *client, uint32_t now, const uint8_t *query,
+			size_t qlen, uint8_t *resp, size_t cap);
 /* Takes up to max events of the table's ring. */
 int xd_rrl_table_events(struct xd_rrl_table *t, struct xd_rrl_event *out, int max);
 /* The XD_RRL_ANSWER... of a response; -EINVAL when it is not one. */

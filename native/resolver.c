@@ -545,6 +545,7 @@ int xd_resolver_respond(const struct xd_image *img, struct xd_answer_ctx *ctx,
 
 	ctx->client = w->slot->client;
 	if (rep && rep->kind == XD_RESOLVER_WIRE) {
+		ctx->kind.kind = -1;	/* the plugin's bytes: rate limiting reads them */
 		if (rep->len > cap)
 			return 0;
 		memcpy(resp, rep->data, rep->len);

@@ -2,18 +2,21 @@
  * rrl.c - response rate limiting (RRL), the defence against reflection and
  * amplification, with the semantics operators know from BIND and Knot.
  *
- * After a worker answers a UDP query it asks xd_rrl_account what to do with
- * the response.  Responses are counted in buckets: one client prefix (/24,
- * /56 by default) and one kind of response; for answers also the name and
- * type asked, for NODATA and NXDOMAIN the zone (the owner of the SOA in the
- * authority section), for referrals the delegation (the owner of the NS
- * set), as BIND keys them, so that one busy resolver asking many names is
- * not limited by another's flood of one name.  Every bucket earns `rate`
- * credits a second (at most one second's worth) and spends one per
- * response; below zero the response is limited, down to -window * rate, so
- * the rate is averaged over the window.  Every slip-th limited response of
- * a bucket goes out truncated, so that a real client behind a spoofed
- * address retries over TCP, which is never limited.
+ * After a worker answers a UDP query it asks xd_rrl_filter what to do with
+ * the response, of the kind the answering core noted (struct
+ * xd_response_kind); xd_rrl_account reads the kind from the response
+ * itself, for responses the core did not write.  Responses are counted in
+ * buckets: one client prefix (/24, /56 by default) and one kind of
+ * response; for answers also the name and type asked, for NODATA and
+ * NXDOMAIN the zone (the owner of the SOA in the authority section), for
+ * referrals the delegation (the owner of the NS set), as BIND keys them, so
+ * that one busy resolver asking many names is not limited by another's
+ * flood of one name.  Every bucket earns its kind's rate in credits a
+ * second (at most one second's worth) and spends one per response; below
+ * zero the response is limited, down to -window * rate, so the rate is
+ * averaged over the window.  Every slip-th limited response of a bucket
+ * goes out truncated, so that a real client behind a spoofed address
+ * retries over TCP, which is never limited.
  *
  * Each worker owns its table: no locks and no atomics on the fast path.
  * The table has a fixed size, set-associative with least recently used
@@ -30,6 +33,7 @@
 
 #include "acl.h"
 #include "answer.h"
+#include "cookie.h"
 #include "engine_internal.h"
 #include "error.h"
 #include "rrl.h"
@@ -49,14 +53,6 @@
 /* TYPE, CLASS, TTL and RDLENGTH after an RR's owner. */
 #define XD_RR_FIXED_LEN 10
 
-/* What a response is, for the bucket key. */
-struct rrl_response {
-	int kind;			/* XD_RRL_* */
-	uint16_t qtype;			/* answers only */
-	uint8_t name[XD_NAME_MAX];	/* lower-case wire name; none for errors */
-	int name_len;
-};
-
 /* ---- reading a response ------------------------------------------------------ */
 
 /* The offset after the RR at pos, or 0 when it is malformed. */
@@ -75,7 +71,7 @@ static size_t rr_skip(const uint8_t *msg, size_t len, size_t pos)
 /* Reads the first authority RR's owner into r->name and returns its type,
  * or -1 when there is none; pos is the answer section's start. */
 static int authority_first(const uint8_t *msg, size_t len, size_t pos,
-			   struct rrl_response *r)
+			   struct xd_response_kind *r)
 {
 	uint16_t an = xd_get16(msg + XD_HDR_ANCOUNT);
 	size_t next;
@@ -90,14 +86,14 @@ static int authority_first(const uint8_t *msg, size_t len, size_t pos,
 	n = xd_name_read(msg, len, pos, r->name, true, &next);
 	if (n < 0 || next + 2 > len)
 		return -1;
-	r->name_len = n;
+	r->name_len = (uint8_t)n;
 	return xd_get16(msg + next);
 }
 
 /* The kind of a NOERROR response without answers: a referral has AA clear
  * and the delegation's NS set in authority (RFC 1034 4.3.2 step 3b). */
 static int kind_of_empty(const uint8_t *msg, size_t len, size_t pos,
-			 struct rrl_response *r)
+			 struct xd_response_kind *r)
 {
 	int type = authority_first(msg, len, pos, r);
 
@@ -106,7 +102,7 @@ static int kind_of_empty(const uint8_t *msg, size_t len, size_t pos,
 	return XD_RRL_NODATA;
 }
 
-static int response_parse(const uint8_t *msg, size_t len, struct rrl_response *r)
+static int response_parse(const uint8_t *msg, size_t len, struct xd_response_kind *r)
 {
 	uint16_t flags, rcode;
 	size_t pos = XD_DNS_HEADER_LEN;
@@ -127,7 +123,7 @@ static int response_parse(const uint8_t *msg, size_t len, struct rrl_response *r
 	n = xd_name_read(msg, len, pos, r->name, true, &pos);
 	if (n < 0 || pos + 4 > len)
 		return -EINVAL;
-	r->name_len = n;
+	r->name_len = (uint8_t)n;
 	pos += 4;
 	if (rcode == XD_RCODE_NXDOMAIN) {
 		r->kind = XD_RRL_NXDOMAIN;
@@ -145,7 +141,7 @@ static int response_parse(const uint8_t *msg, size_t len, struct rrl_response *r
 
 int xd_rrl_classify(const uint8_t *resp, size_t len)
 {
-	struct rrl_response r;
+	struct xd_response_kind r;
 	int rc = response_parse(resp, len, &r);
 
 	return rc ? rc : r.kind;
@@ -189,7 +185,7 @@ static void client_prefix(const struct xd_rrl *rrl, const struct xd_client *clie
 }
 
 static uint64_t bucket_key(const struct xd_rrl *rrl, const struct xd_rrl_event *prefix,
-			   const struct rrl_response *r)
+			   const struct xd_response_kind *r)
 {
 	/* family, prefix, kind, qtype, name */
 	uint8_t buf[1 + 16 + 1 + 2 + XD_NAME_MAX];
@@ -303,34 +299,53 @@ static bool exempt(const struct xd_rrl *rrl, const struct xd_client *client, int
 	       xd_acl_action(rrl->exempt, client->family, client->addr) == XD_ACL_DENY;
 }
 
+/* The verdict for a response of kind r to a client that is not exempt. */
+static int account_kind(struct xd_rrl_state *s, const struct xd_rrl *rrl,
+			const struct xd_client *client, const struct xd_response_kind *r,
+			uint32_t now)
+{
+	struct xd_rrl_event ev;
+	struct xd_rrl_entry *e;
+	uint32_t rate = rrl->rate[r->kind];
+
+	if (!rate)
+		return XD_RRL_SEND;
+	client_prefix(rrl, client, &ev);
+	ev.kind = r->kind;
+	e = bucket_find(s, bucket_key(rrl, &ev, r), rate, now);
+	if (bucket_debit(e, rate, rrl->window, now))
+		return XD_RRL_SEND;
+	return limited(s, rrl, e, &ev, now);
+}
+
 int xd_rrl_account(struct xd_rrl_state *s, const struct xd_rrl *rrl,
 		   const struct xd_client *client, const uint8_t *resp, size_t len,
 		   int cookie, uint32_t now)
 {
-	struct rrl_response r;
-	struct xd_rrl_event ev;
-	struct xd_rrl_entry *e;
-	uint32_t rate;
+	struct xd_response_kind r;
 
 	if (exempt(rrl, client, cookie) || response_parse(resp, len, &r))
 		return XD_RRL_SEND;
-	rate = rrl->rate[r.kind];
-	if (!rate)
+	return account_kind(s, rrl, client, &r, now);
+}
+
+/* The verdict for the response the answering core just gave: its kind
+ * and name as the core noted them (no second parse), else as read back. */
+static int account_answer(struct xd_rrl_state *s, const struct xd_rrl *rrl,
+			  const struct xd_answer_ctx *ctx, const uint8_t *resp, size_t len)
+{
+	if (ctx->kind.kind < 0)
+		return xd_rrl_account(s, rrl, &ctx->client, resp, len, ctx->cookie, ctx->now);
+	if (exempt(rrl, &ctx->client, ctx->cookie))
 		return XD_RRL_SEND;
-	client_prefix(rrl, client, &ev);
-	ev.kind = r.kind;
-	e = bucket_find(s, bucket_key(rrl, &ev, &r), rate, now);
-	if (bucket_debit(e, rate, rrl->window, now))
-		return XD_RRL_SEND;
-	return limited(s, rrl, e, &ev, now);
+	return account_kind(s, rrl, &ctx->client, &ctx->kind, ctx->now);
 }
 
 int xd_rrl_filter(struct xd_rrl_state *s, const struct xd_rrl *rrl,
 		  const struct xd_answer_ctx *ctx, uint8_t *resp, int len,
 		  struct xd_rrl_counts *counts)
 {
-	int verdict = xd_rrl_account(s, rrl, &ctx->client, resp, (size_t)len, ctx->cookie,
-				     ctx->now);
+	int verdict = account_answer(s, rrl, ctx, resp, (size_t)len);
 
 	if (verdict == XD_RRL_SEND)
 		return len;
@@ -384,10 +399,12 @@ static uint32_t round_up_pow2(uint32_t n)
 
 static int check_config(const struct xd_rrl_config *cfg, struct xd_error *err)
 {
-	const uint32_t rates[] = { cfg->rate, cfg->nxdomain_rate, cfg->errors_rate };
-	const char *names[] = { "rate", "nxdomain_rate", "errors_rate" };
+	const uint32_t rates[] = { cfg->rate, cfg->nxdomain_rate, cfg->errors_rate,
+				   cfg->nodata_rate, cfg->referrals_rate };
+	const char *names[] = { "rate", "nxdomain_rate", "errors_rate", "nodata_rate",
+				"referrals_rate" };
 
-	for (int i = 0; i < 3; i++)
+	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
 		if (rates[i] > XD_RRL_RATE_MAX)
 			return xd_errorf(err, -EINVAL, "RRL %s %u: at most %d", names[i],
 					 rates[i], XD_RRL_RATE_MAX);
@@ -461,8 +478,8 @@ static int rrl_build(const struct xd_rrl_config *cfg, struct xd_rrl **out,
 	}
 	rrl->seed = random_seed();
 	rrl->rate[XD_RRL_ANSWER] = cfg->rate;
-	rrl->rate[XD_RRL_NODATA] = cfg->rate;
-	rrl->rate[XD_RRL_REFERRAL] = cfg->rate;
+	rrl->rate[XD_RRL_NODATA] = cfg->nodata_rate;
+	rrl->rate[XD_RRL_REFERRAL] = cfg->referrals_rate;
 	rrl->rate[XD_RRL_NXDOMAIN] = cfg->nxdomain_rate;
 	rrl->rate[XD_RRL_ERROR] = cfg->errors_rate;
 	rrl->window = cfg->window;
@@ -518,6 +535,7 @@ int xd_engine_rrl_events(struct xd_engine *e, struct xd_rrl_event *out, int max)
 struct xd_rrl_table {
 	struct xd_rrl *rrl;
 	struct xd_rrl_state state;
+	struct xd_answer_ctx ctx;	/* zeroed once, as a worker's per batch */
 };
 
 int xd_rrl_table_new(const struct xd_rrl_config *cfg, struct xd_rrl_table **out,
@@ -560,6 +578,21 @@ int xd_rrl_table_check(struct xd_rrl_table *t, const struct xd_client *client,
 		       const uint8_t *resp, size_t len, int cookie, uint32_t now)
 {
 	return xd_rrl_account(&t->state, t->rrl, client, resp, len, cookie, now);
+}
+
+int xd_rrl_table_answer(struct xd_rrl_table *t, const struct xd_image *img,
+			const struct xd_client *client, uint32_t now, const uint8_t *query,
+			size_t qlen, uint8_t *resp, size_t cap)
+{
+	struct xd_rrl_counts counts = { 0 };
+	int len;
+
+	xd_client_set(&t->ctx.client, client->family, client->addr);
+	t->ctx.now = now;
+	len = xd_answer_ctx(img, &t->ctx, query, qlen, resp, cap, 0);
+	if (len <= 0)
+		return len;
+	return xd_rrl_filter(&t->state, t->rrl, &t->ctx, resp, len, &counts);
 }
 
 int xd_rrl_table_events(struct xd_rrl_table *t, struct xd_rrl_event *out, int max)

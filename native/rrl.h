@@ -82,8 +82,9 @@ struct xd_rrl_counts {
 };
 
 /* What a worker sends of response resp[0..len) to the query of ctx (its
- * client, cookie result and time): len, 0 when it is dropped, or the
- * length of its truncated form (rewritten in place). */
+ * client, cookie result, time and the kind of response the answering core
+ * noted): len, 0 when it is dropped, or the length of its truncated form
+ * (rewritten in place). */
 struct xd_answer_ctx;
 int xd_rrl_filter(struct xd_rrl_state *s, const struct xd_rrl *rrl,
 		  const struct xd_answer_ctx *ctx, uint8_t *resp, int len,

@@ -6,8 +6,10 @@ Configuration, all optional::
 
     [plugins.rrl]
     enabled = false        # off unless turned on (see below)
-    rate = 20              # responses/s per bucket: answers, NODATA, referrals
+    rate = 20              # answers/s per bucket
     nxdomain_rate = 20     # NXDOMAIN responses/s per bucket (default: rate)
+    nodata_rate = 20       # NODATA responses/s per bucket (default: rate)
+    referrals_rate = 20    # referrals/s per bucket (default: rate)
     errors_rate = 20       # REFUSED, FORMERR, SERVFAIL... /s (default: rate)
     window = 15            # seconds the rates are averaged over (1 to 3600)
     slip = 2               # every slip-th limited response goes out truncated
@@ -18,12 +20,12 @@ Configuration, all optional::
     table_size = 32768     # buckets per worker: the memory bound
 
 The meaning is BIND's ``rate-limit`` (responses-per-second, window, slip,
-errors-per-second, nxdomains-per-second, ipv4/ipv6-prefix-length,
-exempt-clients) and Knot's mod-rrl (rate-limit, slip, table-size,
+errors-per-second, nxdomains-per-second, nodata-per-second,
+referrals-per-second, ipv4/ipv6-prefix-length, exempt-clients) and Knot's mod-rrl (rate-limit, slip, table-size,
 whitelist).  A bucket is one client prefix and one kind of response, and
 for answers the name and type asked, for NODATA and NXDOMAIN the zone, for
-referrals the delegation.  A bucket earns ``rate`` credits a second (at
-most one second's worth) and spends one per response; once it is below
+referrals the delegation.  A bucket earns its kind's rate in credits a
+second (at most one second's worth) and spends one per response; once it is below
 zero its responses are limited until its average over ``window`` seconds
 is under the rate again.  TCP is never limited, and neither is a query with
 a valid server cookie ([plugins.cookies]): both prove the address.
@@ -44,13 +46,16 @@ from typing import Any, Mapping
 from xdpdns.hookspecs import ConfigSection, RrlSettings, hookimpl
 
 NAME = "rrl"
-KEYS = ("enabled", "rate", "nxdomain_rate", "errors_rate", "window", "slip",
-        "ipv4_prefix", "ipv6_prefix", "exempt", "table_size")
+KEYS = ("enabled", "rate", "nxdomain_rate", "errors_rate", "nodata_rate",
+        "referrals_rate", "window", "slip", "ipv4_prefix", "ipv6_prefix", "exempt",
+        "table_size")
 # Each integer key: the lowest and highest value it takes.
 RANGES = {
     "rate": (0, 1000000),
     "nxdomain_rate": (0, 1000000),
     "errors_rate": (0, 1000000),
+    "nodata_rate": (0, 1000000),
+    "referrals_rate": (0, 1000000),
     "window": (1, 3600),
     "slip": (0, 10),
     "ipv4_prefix": (0, 32),
@@ -101,10 +106,11 @@ def parse_config(table: Mapping[str, Any], where) -> RrlConfig:
     defaults = RrlSettings()
     values = {key: _int(table[key], where, key) for key in RANGES if key in table}
     rate = values.get("rate", defaults.rate)
-    # Like BIND's errors-per-second and nxdomains-per-second: the rate
-    # unless said otherwise.
-    values.setdefault("nxdomain_rate", rate)
-    values.setdefault("errors_rate", rate)
+    # Like BIND's errors-per-second, nxdomains-per-second,
+    # nodata-per-second and referrals-per-second: the rate unless said
+    # otherwise.
+    for key in ("nxdomain_rate", "errors_rate", "nodata_rate", "referrals_rate"):
+        values.setdefault(key, rate)
     exempt = _prefixes(table.get("exempt", []), where)
     return RrlConfig(enabled, RrlSettings(exempt=exempt, **values))
 

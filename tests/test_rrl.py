@@ -57,8 +57,9 @@ def test_config_defaults(tmp_path):
     pm, config = _load(tmp_path, "")
     c = config.plugins["rrl"]
     assert not c.enabled
-    assert c.settings == RrlSettings(rate=20, nxdomain_rate=20, errors_rate=20, window=15,
-                                     slip=2, ipv4_prefix=24, ipv6_prefix=56)
+    assert c.settings == RrlSettings(rate=20, nxdomain_rate=20, errors_rate=20, nodata_rate=20,
+                                     referrals_rate=20, window=15, slip=2, ipv4_prefix=24,
+                                     ipv6_prefix=56)
     assert pm.hook.rrl_settings(config=config) is None  # off unless turned on
 
 
@@ -67,13 +68,28 @@ def test_config_values(tmp_path):
                        'slip = 0\nipv4_prefix = 32\nipv6_prefix = 64\ntable_size = 1024\n'
                        'exempt = ["192.0.2.0/24", "2001:db8::1"]')
     s = pm.hook.rrl_settings(config=config)
-    assert (s.rate, s.errors_rate, s.nxdomain_rate) == (50, 5, 50)  # nxdomain: the rate
+    # The rates not given are the rate.
+    assert (s.rate, s.errors_rate, s.nxdomain_rate) == (50, 5, 50)
+    assert (s.nodata_rate, s.referrals_rate) == (50, 50)
     assert (s.window, s.slip, s.ipv4_prefix, s.ipv6_prefix, s.table_size) == (5, 0, 32, 64, 1024)
     assert [str(p) for p in s.exempt] == ["192.0.2.0/24", "2001:db8::1/128"]
 
 
+def test_config_rates_of_their_own(tmp_path):
+    pm, config = _load(tmp_path, "enabled = true\nrate = 50\nnxdomain_rate = 4\n"
+                       "nodata_rate = 3\nreferrals_rate = 0\nerrors_rate = 1")
+    s = pm.hook.rrl_settings(config=config)
+    assert (s.rate, s.nxdomain_rate, s.nodata_rate, s.referrals_rate, s.errors_rate) == \
+        (50, 4, 3, 0, 1)
+
+
 @pytest.mark.parametrize("text, words", [
     ("rate = -1", "plugins.rrl.rate: expected an integer from 0 to 1000000"),
+    ("nodata_rate = -1", "plugins.rrl.nodata_rate: expected an integer from 0 to 1000000"),
+    ("nodata_rate = 1.5", "plugins.rrl.nodata_rate: expected an integer from 0 to 1000000"),
+    ("referrals_rate = 1000001",
+     "plugins.rrl.referrals_rate: expected an integer from 0 to 1000000"),
+    ('referrals_rate = "10"', "plugins.rrl.referrals_rate: expected an integer"),
     ("window = 0", "plugins.rrl.window: expected an integer from 1 to 3600"),
     ("slip = 11", "plugins.rrl.slip: expected an integer from 0 to 10"),
     ("ipv4_prefix = 33", "plugins.rrl.ipv4_prefix"),
@@ -89,9 +105,12 @@ def test_config_errors(tmp_path, text, words):
     assert words in str(info.value)
 
 
-def test_settings_are_checked():
-    with pytest.raises(ValueError, match="window"):
-        RrlSettings(window=0)
+@pytest.mark.parametrize("key, value", [
+    ("window", 0), ("nodata_rate", -1), ("referrals_rate", 1000001), ("referrals_rate", True),
+])
+def test_settings_are_checked(key, value):
+    with pytest.raises(ValueError, match=key):
+        RrlSettings(**{key: value})
 
 
 # ---- the native limiter ----------------------------------------------------------------
@@ -180,6 +199,51 @@ def test_errors_and_nxdomain_are_counted_apart(engine):
     assert kinds == ["answer", "error", "nxdomain"]
 
 
+def test_each_kind_is_limited_at_its_own_rate(engine):
+    """BIND's responses-, nodata-, referrals-, nxdomains- and
+    errors-per-second: five kinds, five rates, each kind's bucket earning its
+    own rate every second."""
+    table = RrlTable(RrlSettings(rate=5, nodata_rate=1, referrals_rate=2, nxdomain_rate=3,
+                                 errors_rate=4, window=1, slip=0))
+    responses = {
+        "answer": (_response(engine, "www.example.com."), 5),
+        "nodata": (_response(engine, "www.example.com.", "MX"), 1),
+        "referral": (_response(engine, "host.sub.example.com."), 2),
+        "nxdomain": (_response(engine, "nothing.example.com."), 3),
+        "error": (_response(engine, "example.org."), 4),
+    }
+    client = "192.0.2.1"
+    # Two seconds later every bucket is full again: its debt is at most one
+    # window (a second) of its rate.
+    for now in (NOW, NOW + 2):
+        for kind, (wire, rate) in responses.items():
+            assert rrl_classify(wire) == kind
+            assert _burst(table, wire, client, now, rate + 2) == \
+                ["send"] * rate + ["drop"] * 2, (kind, now)
+    # One event per bucket per window: each kind's, in both seconds.
+    assert sorted(e.kind for e in table.events()) == sorted(list(responses) * 2)
+
+
+def test_nodata_and_referrals_default_to_the_rate(engine, tmp_path):
+    pm, config = _load(tmp_path, "enabled = true\nrate = 2\nslip = 0")
+    table = RrlTable(pm.hook.rrl_settings(config=config))
+    for wire in (_response(engine, "www.example.com.", "MX"),
+                 _response(engine, "host.sub.example.com.")):
+        assert _burst(table, wire, "192.0.2.1", NOW, 3) == ["send", "send", "drop"]
+
+
+@pytest.mark.parametrize("settings, unlimited, limited", [
+    (RrlSettings(rate=1, nodata_rate=0, referrals_rate=1, slip=0),
+     ("www.example.com.", "MX"), ("host.sub.example.com.", "A")),
+    (RrlSettings(rate=1, nodata_rate=1, referrals_rate=0, slip=0),
+     ("host.sub.example.com.", "A"), ("www.example.com.", "MX")),
+])
+def test_a_rate_of_zero_is_no_limit_on_that_kind(engine, settings, unlimited, limited):
+    table = RrlTable(settings)
+    assert _burst(table, _response(engine, *unlimited), "192.0.2.1", NOW, 50) == ["send"] * 50
+    assert _burst(table, _response(engine, *limited), "192.0.2.1", NOW, 2) == ["send", "drop"]
+
+
 @pytest.mark.parametrize("first, same, other, settings", [
     ("192.0.2.1", "192.0.2.200", "192.0.3.1", RrlSettings(rate=2, slip=0)),
     ("2001:db8:0:ff::1", "2001:db8:0:aa::9", "2001:db8:0:100::1",
@@ -226,6 +290,80 @@ def test_table_full_reuses_the_oldest_bucket(engine):
     # The most recent bucket is kept: the last prefix has spent its credit.
     assert table.check(wire, "10.3.231.1", NOW + 999) == "drop"
     assert table.check(wire, "192.0.2.1", NOW + 999) == "send"
+
+
+# ---- the workers' path: the kind the answering core notes -----------------------------
+
+# Every outcome of the answering core, for the kind and name it notes for
+# the limiter.
+KINDS_ZONE = ZONE + """\
+mail    MX  10 www
+alias   CNAME www
+dangling CNAME nothing
+d       DNAME sub
+*.wild  TXT "wildcard"
+big     TXT "{0}" "{0}" "{0}"
+""".format("x" * 200)
+
+KINDS_QUERIES = [
+    ("www.example.com.", "A", {}),
+    ("www.example.com.", "MX", {}),  # NODATA: the zone's bucket ...
+    ("ns1.example.com.", "TXT", {}),  # ... shared with another name's
+    ("nothing.example.com.", "A", {}),  # NXDOMAIN: the zone's too
+    ("NoThInG.Example.COM.", "A", {}),
+    ("host.sub.example.com.", "A", {}),  # referrals: the delegation's
+    ("other.sub.example.com.", "AAAA", {}),
+    ("sub.example.com.", "DS", {}),  # the parent's NODATA
+    ("mail.example.com.", "MX", {}),  # with additional data
+    ("alias.example.com.", "A", {}),  # CNAME
+    ("dangling.example.com.", "A", {}),  # CNAME to NXDOMAIN
+    ("x.d.example.com.", "A", {}),  # DNAME
+    ("a.wild.example.com.", "TXT", {}),
+    ("big.example.com.", "TXT", {}),  # truncated: over 512 bytes
+    ("www.example.com.", "ANY", {}),
+    ("example.org.", "A", {}),  # REFUSED
+    ("version.bind.", "TXT", {"rdclass": "CH"}),  # REFUSED: hidden
+    ("www.example.com.", "A", {"use_edns": 1}),  # BADVERS
+    ("www.example.com.", "A", {"use_edns": 0}),
+]
+
+
+@pytest.fixture(scope="module")
+def kinds_image(tmp_path_factory):
+    zone = tmp_path_factory.mktemp("rrl-kinds") / "example.com.zone"
+    zone.write_text(KINDS_ZONE)
+    with ImageBuilder() as builder:
+        builder.load_zonefile(builder.add_zone(dns.name.from_text("example.com.")), zone)
+        return builder.finish()
+
+
+def _kinds_query(name, rdtype, options):
+    return dns.message.make_query(name, rdtype, **options).to_wire()
+
+
+def test_workers_key_buckets_as_reading_the_response_does(kinds_image):
+    """What the workers send (the kind and name the answering core noted)
+    is what reading each response back would send: the same responses
+    dropped and slipped, bucket for bucket, with a rate of its own for each
+    kind so that a kind told wrong shows."""
+    settings = RrlSettings(rate=3, nodata_rate=2, referrals_rate=1, nxdomain_rate=2,
+                           errors_rate=2, window=2, slip=2)
+    noted, read_back = RrlTable(settings), RrlTable(settings)
+    kinds = set()
+    for now in (NOW, NOW + 1, NOW + 5):
+        for _ in range(4):
+            for client in ("192.0.2.1", "2001:db8::1"):
+                for name, rdtype, options in KINDS_QUERIES:
+                    wire = _kinds_query(name, rdtype, options)
+                    response = kinds_image.answer(wire)
+                    kinds.add(rrl_classify(response))
+                    verdict = read_back.check(response, client, now)
+                    expected = {"send": response, "drop": None,
+                                "slip": rrl_slip(response)}[verdict]
+                    assert noted.answer(kinds_image, wire, client, now) == expected, \
+                        (name, rdtype, options, client, now, verdict)
+    assert kinds == {"answer", "nodata", "nxdomain", "referral", "error"}
+    assert noted.events() == read_back.events()
 
 
 def test_rrl_log_once_per_prefix_per_window():
@@ -296,8 +434,8 @@ def rrl_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rrl-serve")
     conf = tmp / "xdpdns.toml"
     conf.write_text('[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n'
-                    "[plugins.rrl]\nenabled = true\nrate = 5\nslip = 2\nwindow = 1\n"
-                    "ipv4_prefix = 32\n")
+                    "[plugins.rrl]\nenabled = true\nrate = 5\nnodata_rate = 2\nslip = 2\n"
+                    "window = 1\nipv4_prefix = 32\n")
     control = tmp / "ctl.sock"
     log = tmp / "serve.log"
     with open(log, "wb") as out:
@@ -346,6 +484,18 @@ def test_serve_limits_a_flood_and_answers_the_other_client(rrl_server, xdpdns_cl
         assert time.monotonic() < deadline, server.output()
         time.sleep(0.1)
     assert server.output().count("rrl limiting prefix=127.0.0.2/32") == 1
+
+
+def test_serve_limits_nodata_at_its_own_rate(rrl_server):
+    server, _ = rrl_server
+    assert "nodata_rate=2 referrals_rate=5" in server.output()  # referrals: the rate
+    wire = dns.message.make_query("www.example.com.", "MX").to_wire()
+    time.sleep(1.0)  # a fresh second
+    flood = _burst_udp("127.0.0.4", server.addresses[0], wire, 20)
+    full = [r for r in flood if not r.flags & dns.flags.TC]
+    # Two NODATA a second (a second boundary may add two more), not five.
+    assert 2 <= len(full) <= 4, len(full)
+    assert all(not r.answer and r.authority for r in full)
 
 
 def test_serve_exempts_a_valid_server_cookie(rrl_server):

@@ -1158,6 +1158,8 @@ def _rrl_config(settings):
     cfg.rate = settings.rate
     cfg.nxdomain_rate = settings.nxdomain_rate
     cfg.errors_rate = settings.errors_rate
+    cfg.nodata_rate = settings.nodata_rate
+    cfg.referrals_rate = settings.referrals_rate
     cfg.window = settings.window
     cfg.slip = settings.slip
     cfg.ipv4_prefix = settings.ipv4_prefix
@@ -1200,6 +1202,15 @@ class RrlTable(_CObject):
         verdict = lib.xd_rrl_table_check(self._ptr(), _client(client), response,
                                          len(response), _COOKIE_CODES[cookie], now)
         return _RRL_VERDICTS[_raise_for(verdict, what="rate limiting")]
+
+    def answer(self, image: Image, query: bytes, client: str, now: int) -> bytes | None:
+        """The response to a UDP ``query`` from ``client`` at ``now`` as a
+        worker sends it: answered from ``image``, then limited by the kind of
+        response the answering core noted (its truncated form when it slips;
+        None when nothing is sent)."""
+        table, img, source = self._ptr(), image._ptr(), _client(client)
+        return _answer(lambda q, n, r, c, f: lib.xd_rrl_table_answer(
+            table, img, source, now, q, n, r, c), query, tcp=False)
 
     def events(self, max_events: int = 256) -> list[RrlEvent]:
         out = ffi.new("struct xd_rrl_event[]", max_events)

@@ -419,7 +419,8 @@ class RrlSettings:
     ``ipv4_prefix`` or ``ipv6_prefix`` bits and one kind of response: for
     answers also the name and type, for NODATA and NXDOMAIN the zone, for
     referrals the delegation, errors alone) may get ``rate`` responses a
-    second (``nxdomain_rate`` for NXDOMAIN, ``errors_rate`` for other error
+    second (``nxdomain_rate`` for NXDOMAIN, ``nodata_rate`` for NODATA,
+    ``referrals_rate`` for referrals, ``errors_rate`` for other error
     RCODEs; 0: no limit), averaged over ``window`` seconds; every
     ``slip``-th limited response goes out truncated (0: none, 1: all) so
     that real clients retry over TCP.  Sources in ``exempt``, and queries
@@ -429,6 +430,8 @@ class RrlSettings:
     rate: int = 20
     nxdomain_rate: int = 20
     errors_rate: int = 20
+    nodata_rate: int = 20
+    referrals_rate: int = 20
     window: int = 15
     slip: int = 2
     ipv4_prefix: int = 24
@@ -440,7 +443,8 @@ class RrlSettings:
         object.__setattr__(self, "exempt",
                            tuple(ipaddress.ip_network(p) for p in self.exempt))
         for name, low, high in (("rate", 0, 1000000), ("nxdomain_rate", 0, 1000000),
-                                ("errors_rate", 0, 1000000), ("window", 1, 3600),
+                                ("errors_rate", 0, 1000000), ("nodata_rate", 0, 1000000),
+                                ("referrals_rate", 0, 1000000), ("window", 1, 3600),
                                 ("slip", 0, 10), ("ipv4_prefix", 0, 32),
                                 ("ipv6_prefix", 0, 128), ("table_size", 1, 1 << 24)):
             value = getattr(self, name)

@@ -122,7 +122,8 @@ def _rrl_settings(pm, config) -> RrlSettings | None:
 
 def _describe_rrl(rrl: RrlSettings) -> str:
     return (f"rate={rrl.rate} nxdomain_rate={rrl.nxdomain_rate} "
-            f"errors_rate={rrl.errors_rate} window={rrl.window} slip={rrl.slip} "
+            f"errors_rate={rrl.errors_rate} nodata_rate={rrl.nodata_rate} "
+            f"referrals_rate={rrl.referrals_rate} window={rrl.window} slip={rrl.slip} "
             f"ipv4_prefix={rrl.ipv4_prefix} ipv6_prefix={rrl.ipv6_prefix} "
             f"exempt={len(rrl.exempt)} table_size={rrl.table_size}")
 
