@@ -223,6 +223,31 @@ out_items:
 	return rc;
 }
 
+int xd_acl_sort(const struct xd_acl_rule *rules, int n, struct xd_acl_entry *out,
+		uint32_t *n4, struct xd_error *err)
+{
+	struct acl_item *items;
+	int rc = 0;
+
+	*n4 = 0;
+	if (n < 0 || (n > 0 && !rules))
+		return xd_errorf(err, -EINVAL, "ACL: %d rules", n);
+	items = malloc((size_t)(n ? n : 1) * sizeof(*items));
+	if (!items)
+		return xd_errorf(err, -ENOMEM, "ACL: out of memory");
+	for (int i = 0; i < n && rc == 0; i++)
+		rc = item_from_rule(&rules[i], i, &items[i], err);
+	if (rc == 0) {
+		rc = items_unique(items, n);
+		for (int i = 0; i < rc; i++) {
+			out[i] = items[i].entry;
+			*n4 += items[i].family == AF_INET;
+		}
+	}
+	free(items);
+	return rc;
+}
+
 void xd_acl_free(struct xd_acl *acl)
 {
 	free(acl);

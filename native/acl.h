@@ -57,6 +57,14 @@ int xd_acl_build(const struct xd_acl_rule *rules, int n, uint32_t default_action
 		 int socket_verdict, struct xd_acl **out, struct xd_error *err);
 void xd_acl_free(struct xd_acl *acl);
 
+/* Checks rules[0..n) and writes each prefix once into out (room for n),
+ * host bits cleared, a duplicate keeping its first rule's action: IPv4's
+ * first (*n4 of them), each family's longest prefix first.  Returns how
+ * many, or a negative errno (err names the bad rule).  The order the
+ * zone ACLs of the image keep (image.h). */
+int xd_acl_sort(const struct xd_acl_rule *rules, int n, struct xd_acl_entry *out,
+		uint32_t *n4, struct xd_error *err);
+
 /* Zeroes every bit of addr (bytes long) past the first `bits`: an address
  * as its prefix (the ACL's and rate limiting's keys). */
 void xd_mask_prefix(uint8_t *addr, size_t bytes, unsigned bits);

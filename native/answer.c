@@ -40,7 +40,8 @@ struct response {
 	uint16_t count[3];	/* answer, authority, additional */
 	uint16_t flags;
 	uint16_t rcode;		/* 12-bit, RFC 6891 6.1.3 */
-	bool ede_not_authoritative;
+	uint16_t ede;		/* an EDE info code (RFC 8914); 0: none */
+	const struct xd_client *client;	/* who asked; NULL: unknown */
 	struct additional extra[XD_ADDITIONAL_MAX];
 	int nextra;
 	/* Names claimed by the resolver hook: */
@@ -562,6 +563,52 @@ static void answer_resolver(const struct xd_query *q, const uint8_t *rule,
 		r->rcode = XD_RCODE_SERVFAIL;
 }
 
+/* ---- zone ACLs: who may query a zone, who may transfer it ----------------- */
+
+/* A client the zone's ACL denies gets REFUSED, AA clear, as BIND's
+ * allow-query answers, with the reason where EDNS can carry it (RFC 8914
+ * 4.19: Prohibited). */
+static void answer_prohibited(struct response *r)
+{
+	r->rcode = XD_RCODE_REFUSED;
+	r->ede = XD_EDE_PROHIBITED;
+}
+
+/* Whether the zone that holds the qname (if we serve one) refuses this
+ * client.  For override rules, which are looked up before any zone: a
+ * client denied the zone learns nothing of its names from them either. */
+static bool override_prohibited(const struct xd_image *img, const struct xd_query *q,
+				const struct name *n, const struct response *r)
+{
+	int zone = find_zone(img, n, q->qtype);
+
+	return zone >= 0 && !xd_zone_acl_allows(img, xd_image_zone(img, zone),
+						XD_ZONE_ACL_QUERY, r->client);
+}
+
+/* AXFR and IXFR (RFC 5936, RFC 1995): no transfers are served yet, so every
+ * one gets REFUSED.  A zone that has an ACL says why to a client its
+ * transfer list denies (Prohibited); an allowed client gets the plain
+ * REFUSED it always got, until transfers are served here. */
+static void answer_transfer(const struct xd_image *img, const struct xd_query *q,
+			    struct response *r)
+{
+	struct name n;
+	int zone;
+
+	r->rcode = XD_RCODE_REFUSED;
+	if (!img->hdr->zone_acl_count)
+		return;
+	memcpy(n.wire, q->qname, q->qname_len);
+	n.len = q->qname_len;
+	name_index(&n);
+	zone = find_zone(img, &n, q->qtype);
+	if (zone >= 0 && xd_image_zone(img, zone)->acl &&
+	    !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_TRANSFER,
+				r->client))
+		r->ede = XD_EDE_PROHIBITED;
+}
+
 /* Answers from the override rule that holds the qname, if one does (true):
  * overrides win over zone data, that is what they are for. */
 static bool answer_override(const struct xd_image *img, const struct xd_query *q,
@@ -573,6 +620,10 @@ static bool answer_override(const struct xd_image *img, const struct xd_query *q
 
 	if (!rule)
 		return false;
+	if (img->hdr->zone_acl_count && override_prohibited(img, q, n, r)) {
+		answer_prohibited(r);
+		return true;
+	}
 	switch (xd_override_action(rule)) {
 	case XD_OVERRIDE_REFUSED:
 		r->rcode = XD_RCODE_REFUSED;	/* AA clear, as outside our zones */
@@ -611,11 +662,16 @@ static int answer_query(const struct xd_image *img, const struct xd_query *q,
 	zone = find_zone(img, &n, q->qtype);
 	if (zone < 0) {
 		r->rcode = XD_RCODE_REFUSED;
-		r->ede_not_authoritative = true;
+		r->ede = XD_EDE_NOT_AUTHORITATIVE;
 		return 0;
 	}
 	c.zone = zone;
 	c.z = xd_image_zone(img, zone);
+	/* One test for a zone without an ACL. */
+	if (c.z->acl && !xd_zone_acl_allows(img, c.z, XD_ZONE_ACL_QUERY, r->client)) {
+		answer_prohibited(r);
+		return 0;
+	}
 	c.origin_pos = XD_DNS_HEADER_LEN + n.len - c.z->origin_len;
 	r->flags |= XD_FLAG_AA;
 	rc = answer_zone(&c, &n);
@@ -774,10 +830,10 @@ static void put_opt(struct response *r, const struct xd_query *q,
 	p[5] = r->rcode >> 4;
 	p[6] = 0;	/* version */
 	xd_put16(p + 7, q->edns_flags & XD_EDNS_DO);	/* RFC 3225 3 */
-	if (r->ede_not_authoritative) {
+	if (r->ede) {
 		xd_put16(o, XD_EDNS_OPTION_EDE);
 		xd_put16(o + 2, 2);
-		xd_put16(o + 4, XD_EDE_NOT_AUTHORITATIVE);
+		xd_put16(o + 4, r->ede);
 		o += XD_EDE_LEN;
 	}
 	if (opts->nsid)
@@ -875,6 +931,7 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	r.len = XD_DNS_HEADER_LEN;
 	r.deferrable = ctx && (flags & XD_ANSWER_DEFER);
 	if (ctx) {
+		r.client = &ctx->client;
 		r.cache = ctx->cache;
 		r.given = ctx->given;
 		r.now = ctx->now;
@@ -906,7 +963,7 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	else if (q.qclass != XD_CLASS_IN && q.qclass != XD_CLASS_ANY)
 		r.rcode = XD_RCODE_REFUSED;
 	else if (q.qtype == XD_TYPE_AXFR || q.qtype == XD_TYPE_IXFR)
-		r.rcode = XD_RCODE_REFUSED;	/* no transfers are allowed */
+		answer_transfer(img, &q, &r);
 	else
 		answer_query(img, &q, &r);
 	if (r.deferred) {

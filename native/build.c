@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl.h"
 #include "builder.h"
+#include "error.h"
 #include "image.h"
+#include "xdpdns_maps.h"
 
 /* Start sizes: big enough that a small zone never regrows, small enough that
  * an empty builder costs nothing worth measuring. */
@@ -57,6 +60,9 @@ void xd_builder_free(struct xd_builder *b)
 		return;
 	for (size_t i = 0; i < b->nsources; i++)
 		free(b->sources[i]);
+	for (size_t i = 0; i < b->nzones; i++)
+		for (int l = 0; l < XD_ZONE_ACL_LISTS; l++)
+			free(b->zones[i].acl[l].prefixes);
 	free(b->sources);
 	xd_builder_free_overrides(b);
 	free(b->problems);
@@ -366,6 +372,7 @@ int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin,
 	z->origin_len = len;
 	z->source = -1;
 	z->records = 0;
+	memset(z->acl, 0, sizeof(z->acl));
 	rc = node_get(b, b->nzones, lower, 0, &z->apex);
 	if (rc)
 		return rc;
@@ -382,6 +389,68 @@ static int record_problem(struct xd_builder *b, int source, uint32_t line,
 	xd_builder_problemf(b, XD_PROBLEM_ERROR, source, line, "%s: %s", text,
 			    what);
 	return -EINVAL;
+}
+
+/* ---- zone ACLs ------------------------------------------------------------- */
+
+static void zone_acl_render(struct bzone_acl *l, const struct xd_acl_entry *e, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint8_t *p = l->prefixes + (size_t)i * XD_ZONE_ACL_PREFIX;
+
+		p[0] = e[i].prefix_len;
+		p[1] = e[i].action;
+		memcpy(p + 2, e[i].addr, sizeof(e[i].addr));
+	}
+}
+
+int xd_builder_set_zone_acl(struct xd_builder *b, int zone, int list,
+			    const struct xd_acl_rule *rules, int n,
+			    uint32_t default_action, struct xd_error *err)
+{
+	struct xd_acl_entry *entries;
+	struct bzone_acl *l;
+	uint32_t n4;
+	uint8_t *prefixes;
+	int rc;
+
+	if (zone < 0 || (size_t)zone >= b->nzones)
+		return xd_errorf(err, -EINVAL, "zone ACL: no zone %d", zone);
+	if (list < 0 || list >= XD_ZONE_ACL_LISTS)
+		return xd_errorf(err, -EINVAL, "zone ACL: list %d: expected "
+				 "XD_ZONE_ACL_QUERY or XD_ZONE_ACL_TRANSFER", list);
+	if (default_action != XD_ACL_ALLOW && default_action != XD_ACL_DENY)
+		return xd_errorf(err, -EINVAL, "zone ACL default %u: expected "
+				 "XD_ACL_ALLOW or XD_ACL_DENY", default_action);
+	entries = malloc((size_t)(n > 0 ? n : 1) * sizeof(*entries));
+	if (!entries)
+		return xd_errorf(err, -ENOMEM, "zone ACL: out of memory");
+	rc = xd_acl_sort(rules, n, entries, &n4, err);
+	if (rc < 0)
+		goto out_entries;
+	if (n4 > XD_ZONE_ACL_MAX || rc - n4 > XD_ZONE_ACL_MAX) {
+		rc = xd_errorf(err, -E2BIG, "zone ACL: %u IPv4 and %u IPv6 prefixes: at "
+			       "most %d of each (XD_ZONE_ACL_MAX)", n4, rc - n4,
+			       XD_ZONE_ACL_MAX);
+		goto out_entries;
+	}
+	prefixes = malloc((size_t)(rc > 0 ? rc : 1) * XD_ZONE_ACL_PREFIX);
+	if (!prefixes) {
+		rc = xd_errorf(err, -ENOMEM, "zone ACL: out of memory");
+		goto out_entries;
+	}
+	l = &b->zones[zone].acl[list];
+	free(l->prefixes);
+	l->prefixes = prefixes;
+	l->v4 = n4;
+	l->v6 = rc - n4;
+	l->default_action = default_action;
+	l->set = true;
+	zone_acl_render(l, entries, rc);
+	rc = 0;
+out_entries:
+	free(entries);
+	return rc;
 }
 
 int xd_builder_add_record(struct xd_builder *b, int zone,

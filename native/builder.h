@@ -13,6 +13,15 @@
 
 #define XD_NONE UINT32_MAX
 
+/* One list of a zone's ACL, its prefixes already in the image's form
+ * (image.h): IPv4's first, each family's longest first. */
+struct bzone_acl {
+	uint8_t *prefixes;	/* XD_ZONE_ACL_PREFIX bytes each */
+	uint16_t v4, v6;
+	uint8_t default_action;	/* XD_ACL_* */
+	bool set;
+};
+
 struct bzone {
 	uint8_t origin[XD_NAME_MAX];	/* lower-case wire */
 	uint8_t origin_len;
@@ -20,6 +29,7 @@ struct bzone {
 	int source;			/* of its first record: where problems
 					 * about the whole zone point */
 	uint64_t records;
+	struct bzone_acl acl[XD_ZONE_ACL_LISTS];
 };
 
 /* A name in a zone; ancestors up to the apex always exist (empty

@@ -46,6 +46,7 @@ struct xd_image_info {
 	uint64_t records;
 	uint64_t bytes;
 	uint64_t overrides;	/* names with override rules */
+	uint32_t zone_acls;	/* zones with an ACL */
 };
 
 struct xd_builder;
@@ -160,6 +161,32 @@ int xd_builder_add_override(struct xd_builder *b, const uint8_t *name, size_t le
 int xd_builder_load_blocklist(struct xd_builder *b, const char *path, int rule,
 			      int subtree, struct xd_error *err);
 
+/* ---- Zone ACLs: who may query a zone, and who may transfer it ------------ */
+
+struct xd_acl_rule;
+struct xd_client;
+
+/* The two lists of a zone's ACL (docs/IMAGE.md, "Zone ACLs"). */
+enum {
+	XD_ZONE_ACL_QUERY = 0,		/* queries for names in the zone */
+	XD_ZONE_ACL_TRANSFER = 1,	/* AXFR and IXFR of the zone */
+	XD_ZONE_ACL_LISTS = 2,
+	/* Prefixes of one family in one list.  A list is scanned, longest
+	 * prefix first: per-zone lists name a few secondaries or networks,
+	 * and the bound keeps a scan short. */
+	XD_ZONE_ACL_MAX = 1024,
+};
+
+/* Sets list `list` (XD_ZONE_ACL_*) of zone `zone`: rules[0..n) (a prefix
+ * given twice keeps its first rule; the longest prefix holding a client
+ * decides) and default_action (XD_ACL_ALLOW or XD_ACL_DENY) for a client
+ * that no prefix holds, a client of unknown family included.  A list never
+ * set lets every client query and none transfer.  -EINVAL or -E2BIG (err
+ * says why) for a bad rule, zone or list, or too many prefixes. */
+int xd_builder_set_zone_acl(struct xd_builder *b, int zone, int list,
+			    const struct xd_acl_rule *rules, int n,
+			    uint32_t default_action, struct xd_error *err);
+
 /* Checks and compiles everything added into an image.  Fails with -EINVAL
  * (and a message) when any error-severity problem exists. */
 int xd_builder_finish(struct xd_builder *b, struct xd_image **out,
@@ -175,6 +202,13 @@ int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
 const uint8_t *xd_image_data(const struct xd_image *img, size_t *len);
 void xd_image_info(const struct xd_image *img, struct xd_image_info *out);
 void xd_image_free(struct xd_image *img);
+/* Whether list `list` (XD_ZONE_ACL_*) of the zone whose origin is `origin`
+ * (wire form, any case) lets `client` in (NULL: unknown): 1 or 0, -ENOENT
+ * when the image has no such zone, -EINVAL for another list.  What the
+ * answering core asks for queries and transfers; here for callers outside
+ * it (a zone transfer, tests). */
+int xd_image_zone_allows(const struct xd_image *img, const uint8_t *origin,
+			 size_t len, int list, const struct xd_client *client);
 
 /* ---- The answering core --------------------------------------------------- */
 

@@ -7,8 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include "acl.h"
+#include "cookie.h"
 #include "image.h"
+#include "xdpdns_maps.h"
 
 int xd_image_adopt(uint8_t *base, size_t size, struct xd_image **out)
 {
@@ -46,6 +50,7 @@ void xd_image_info(const struct xd_image *img, struct xd_image_info *out)
 	out->records = img->hdr->records;
 	out->bytes = img->size;
 	out->overrides = img->hdr->override_count;
+	out->zone_acls = img->hdr->zone_acl_count;
 }
 
 const uint8_t *xd_image_find(const struct xd_image *img, uint16_t zone,
@@ -188,6 +193,77 @@ const uint8_t *xd_node_rrset(const uint8_t *n, uint16_t type)
 			break;	/* sorted by type */
 	}
 	return NULL;
+}
+
+/* ---- zone ACLs --------------------------------------------------------------- */
+
+/* Whether the prefix p (image.h) holds addr: its whole bytes equal, then
+ * the bits of a partial byte. */
+static bool prefix_holds(const uint8_t *p, const uint8_t *addr)
+{
+	unsigned bits = p[0];
+	const uint8_t *net = p + 2;
+	size_t whole = bits / 8;
+
+	if (memcmp(net, addr, whole) != 0)
+		return false;
+	return bits % 8 == 0 ||
+	       ((net[whole] ^ addr[whole]) & (uint8_t)(0xff00 >> (bits % 8))) == 0;
+}
+
+static const uint8_t *acl_list(const struct xd_image *img, const struct xd_zone_entry *z,
+			       int list)
+{
+	const uint8_t *l = img->base + z->acl;
+
+	if (list == XD_ZONE_ACL_TRANSFER)
+		l += XD_ZONE_ACL_LIST_HEADER +
+		     XD_ZONE_ACL_PREFIX * ((size_t)xd_ld16(l) + xd_ld16(l + 2));
+	return l;
+}
+
+bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *z,
+			int list, const struct xd_client *client)
+{
+	const uint8_t *l, *p;
+	int n = 0;
+
+	if (!z->acl)
+		return list == XD_ZONE_ACL_QUERY;
+	l = acl_list(img, z, list);
+	p = l + XD_ZONE_ACL_LIST_HEADER;
+	if (client && client->family == AF_INET) {
+		n = xd_ld16(l);
+	} else if (client && client->family == AF_INET6) {
+		p += XD_ZONE_ACL_PREFIX * (size_t)xd_ld16(l);
+		n = xd_ld16(l + 2);
+	}
+	/* Longest prefix first: the first that holds the client decides. */
+	for (; n > 0; n--, p += XD_ZONE_ACL_PREFIX)
+		if (prefix_holds(p, client->addr))
+			return p[1] == XD_ACL_ALLOW;
+	return l[4] == XD_ACL_ALLOW;
+}
+
+int xd_image_zone_allows(const struct xd_image *img, const uint8_t *origin,
+			 size_t len, int list, const struct xd_client *client)
+{
+	uint8_t lower[XD_NAME_MAX];
+	struct xd_client judged = { 0 };
+	int zone;
+
+	if (list < 0 || list >= XD_ZONE_ACL_LISTS)
+		return -EINVAL;
+	if (len > XD_NAME_MAX || xd_name_check(origin, len) != (int)len)
+		return -EINVAL;
+	xd_name_lower(lower, origin, len);
+	zone = xd_image_find_zone(img, lower, len);
+	if (zone < 0)
+		return -ENOENT;
+	/* As the workers see clients: an IPv4-mapped address is IPv4. */
+	if (client)
+		xd_client_set(&judged, client->family, client->addr);
+	return xd_zone_acl_allows(img, xd_image_zone(img, zone), list, &judged);
 }
 
 /* ---- validation ------------------------------------------------------------ */
@@ -602,6 +678,83 @@ static int check_overrides(struct check *c, const struct xd_image *img)
 	return 0;
 }
 
+/* ---- validating the zone ACLs -------------------------------------------------- */
+
+static int check_acl_prefixes(struct check *c, const uint8_t *p, uint16_t v4,
+			      uint16_t v6, size_t at)
+{
+	for (int i = 0; i < v4 + v6; i++, p += XD_ZONE_ACL_PREFIX) {
+		unsigned bits = i < v4 ? 32 : 128;
+		uint8_t masked[16];
+
+		memcpy(masked, p + 2, sizeof(masked));
+		xd_mask_prefix(masked, sizeof(masked), p[0]);
+		if (p[0] > bits || (p[1] != XD_ACL_ALLOW && p[1] != XD_ACL_DENY) ||
+		    memcmp(masked, p + 2, sizeof(masked)) != 0)
+			return fail(c, "bad zone ACL prefix", at);
+		if (i != 0 && i != v4 && p[0] > p[-XD_ZONE_ACL_PREFIX])
+			return fail(c, "zone ACL prefixes not longest first", at);
+	}
+	return 0;
+}
+
+/* One list at *pos, inside [*pos, end); *pos moves past it. */
+static int check_acl_list(struct check *c, size_t *pos, size_t end)
+{
+	const uint8_t *l = c->base + *pos;
+	uint16_t v4, v6;
+	size_t size;
+
+	if (*pos + XD_ZONE_ACL_LIST_HEADER > end)
+		return fail(c, "zone ACL outside its block", *pos);
+	v4 = xd_ld16(l);
+	v6 = xd_ld16(l + 2);
+	size = XD_ZONE_ACL_PREFIX * ((size_t)v4 + v6);
+	if (v4 > XD_ZONE_ACL_MAX || v6 > XD_ZONE_ACL_MAX ||
+	    *pos + XD_ZONE_ACL_LIST_HEADER + size > end)
+		return fail(c, "zone ACL outside its block", *pos);
+	if ((l[4] != XD_ACL_ALLOW && l[4] != XD_ACL_DENY) || l[5])
+		return fail(c, "bad zone ACL default", *pos);
+	*pos += XD_ZONE_ACL_LIST_HEADER + size;
+	return check_acl_prefixes(c, l + XD_ZONE_ACL_LIST_HEADER, v4, v6, *pos - size);
+}
+
+/* After every other block: each zone's ACL inside [zone_acls, zone_acls_end),
+ * and as many as the header counts. */
+static int check_zone_acls(struct check *c, const struct xd_image *img)
+{
+	const struct xd_image_header *h = img->hdr;
+	size_t floor = h->override_count ?
+		       h->override_filter + xd_override_filter_size(h->override_hash_size) :
+		       c->identity_end;
+	uint32_t count = 0;
+
+	if (h->zone_acl_count == 0 && (h->zone_acls || h->zone_acls_end))
+		return fail(c, "zone ACL fields set without zone ACLs", 0);
+	if (h->reserved || (h->zone_acl_count &&
+	    (h->zone_acls < floor || h->zone_acls > h->zone_acls_end ||
+	     h->zone_acls_end > c->size)))
+		return fail(c, "zone ACL block outside the image", h->zone_acls);
+	for (uint32_t z = 0; z < h->zone_count; z++) {
+		const struct xd_zone_entry *e = xd_image_zone(img, z);
+		size_t pos = e->acl;
+		int rc = 0;
+
+		if (!e->acl)
+			continue;
+		if (pos < h->zone_acls || pos >= h->zone_acls_end)
+			return fail(c, "zone ACL outside its block", pos);
+		for (int l = 0; l < XD_ZONE_ACL_LISTS && rc == 0; l++)
+			rc = check_acl_list(c, &pos, h->zone_acls_end);
+		if (rc)
+			return rc;
+		count++;
+	}
+	if (count != h->zone_acl_count)
+		return fail(c, "zone ACL count does not match the zones", 0);
+	return 0;
+}
+
 int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
 		  struct xd_error *err)
 {
@@ -631,6 +784,8 @@ int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
 		rc = check_names(&c, img);
 	if (rc == 0)
 		rc = check_overrides(&c, img);
+	if (rc == 0)
+		rc = check_zone_acls(&c, img);
 	if (rc) {
 		xd_image_free(img);
 		return rc;

@@ -11,7 +11,7 @@
  *
  *   header | zone table | zone origins | nodes (with their RRsets) | name hash
  *          | identity | override rule table | override rules
- *          | override entries | override hash | override filter
+ *          | override entries | override hash | override filter | zone ACLs
  *
  * Identity (XD_IDENTITY_COUNT entries, in XD_IDENTITY_* order): u8 present,
  * u8 len, data[len].  What CHAOS TXT queries and the NSID option get.
@@ -34,6 +34,18 @@
  *     xd_override_hash of the entry's name, at most half full
  *   override filter: a blocked Bloom filter of the entries' names,
  *     xd_override_filter_size() bytes at a 64-byte aligned offset
+ *
+ * Zone ACLs (absent, and every zone_acl* field 0, when no zone has one):
+ *   one per zone whose entry's acl names it, two lists each, query then
+ *   transfer (XD_ZONE_ACL_*), each a list header then its prefixes:
+ *     u16 v4        IPv4 prefixes (at most XD_ZONE_ACL_MAX)
+ *     u16 v6        IPv6 prefixes (at most XD_ZONE_ACL_MAX)
+ *     u8  default   XD_ACL_ALLOW or XD_ACL_DENY: a client no prefix holds
+ *     u8  reserved
+ *     prefix[v4 + v6], 18 bytes each: u8 prefix_len, u8 action (XD_ACL_*),
+ *       addr[16] (IPv4: the first 4 bytes, the rest zero; host bits zero);
+ *       IPv4's first, each family's longest prefix first, so that the
+ *       first prefix holding a client is its longest match
  *
  * Node (10 bytes + name + RRsets):
  *   u32 link      OCCLUDED: the zone cut or DNAME node above this one;
@@ -66,7 +78,7 @@
 #include "wire.h"
 
 #define XD_IMAGE_MAGIC "XDPDNSIM"
-#define XD_IMAGE_VERSION 3
+#define XD_IMAGE_VERSION 4
 #define XD_IMAGE_BYTE_ORDER 0x01020304u
 
 struct xd_image_header {
@@ -102,6 +114,12 @@ struct xd_image_header {
 	 * A lookup probes only the qname's suffixes that could hold a rule. */
 	uint64_t override_exact_labels[2];
 	uint64_t override_subtree_labels[2];
+	/* Zone ACLs: zones that have one, 0 when none.  They lie in
+	 * [zone_acls, zone_acls_end), after everything else. */
+	uint32_t zone_acl_count;
+	uint32_t zone_acls;
+	uint32_t zone_acls_end;
+	uint32_t reserved;
 };
 
 struct xd_zone_entry {
@@ -112,6 +130,9 @@ struct xd_zone_entry {
 	uint32_t apex;		/* node offset */
 	uint32_t soa;		/* RRset used in negative answers: the SOA with
 				 * TTL min(SOA TTL, MINIMUM) (RFC 2308 3) */
+	uint32_t acl;		/* the zone's ACL; 0: none (every client may
+				 * query, none may transfer).  The one field
+				 * the answering core tests for a zone. */
 };
 
 #define XD_NODE_HEADER 10
@@ -130,6 +151,9 @@ enum {
 enum {
 	XD_TARGET_GLUE_REQUIRED = 1 << 0,	/* in-domain glue of a cut (RFC 9471) */
 };
+
+#define XD_ZONE_ACL_LIST_HEADER 6
+#define XD_ZONE_ACL_PREFIX 18
 
 #define XD_OVERRIDE_RULE_HEADER 4
 #define XD_OVERRIDE_ENTRY_HEADER 10
@@ -289,6 +313,13 @@ const uint8_t *xd_node_rrset(const uint8_t *n, uint16_t type);
  */
 const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name,
 				 size_t len);
+
+/* Whether list `list` (XD_ZONE_ACL_*) of zone z lets client in: the
+ * longest prefix holding it decides, else the list's default; a client of
+ * unknown family (only callers inside the process: every network path sets
+ * it from the packet) is held by no prefix and gets the default. */
+bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *z,
+			int list, const struct xd_client *client);
 
 /* Identity item `which` (XD_IDENTITY_*): its bytes and *len, or NULL when
  * it is hidden. */

@@ -3,7 +3,8 @@
  * groups records into RRsets, pre-renders them in wire form with origin
  * compression, resolves the targets used for additional-section processing,
  * and writes the zone table and the name hash; then the override rules,
- * their names, the override hash and the filter in front of it.
+ * their names, the override hash and the filter in front of it; last the
+ * zones' ACLs.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "builder.h"
 #include "image.h"
+#include "xdpdns_maps.h"
 
 #define XD_IMAGE_MAX UINT32_MAX
 #define XD_WIRE_MAX UINT16_MAX	/* an RRset must fit one message */
@@ -723,6 +725,62 @@ static int write_overrides(struct xd_builder *b, struct out *o, struct scratch *
 	return rc ? rc : write_filter(b, o, h);
 }
 
+/* ---- zone ACLs ------------------------------------------------------------- */
+
+static bool zone_has_acl(const struct bzone *z)
+{
+	for (int l = 0; l < XD_ZONE_ACL_LISTS; l++)
+		if (z->acl[l].set)
+			return true;
+	return false;
+}
+
+/* A list never set is written as what its absence means (image.h): every
+ * client may query, none may transfer. */
+static int write_acl_list(const struct bzone_acl *l, int list, struct out *o)
+{
+	size_t size = XD_ZONE_ACL_PREFIX * ((size_t)l->v4 + l->v6);
+	uint8_t *p;
+	int rc = out_reserve(o, XD_ZONE_ACL_LIST_HEADER + size);
+
+	if (rc)
+		return rc;
+	p = o->data + o->len;
+	xd_st16(p, l->v4);
+	xd_st16(p + 2, l->v6);
+	p[4] = l->set ? l->default_action :
+	       list == XD_ZONE_ACL_QUERY ? XD_ACL_ALLOW : XD_ACL_DENY;
+	p[5] = 0;
+	if (size)
+		memcpy(p + XD_ZONE_ACL_LIST_HEADER, l->prefixes, size);
+	o->len += XD_ZONE_ACL_LIST_HEADER + size;
+	return 0;
+}
+
+/* Without ACLs the header's zone_acl fields and every zone's acl stay 0:
+ * the answering core tests the zone's field alone. */
+static int write_zone_acls(struct xd_builder *b, struct out *o, struct xd_image_header *h)
+{
+	for (size_t z = 0; z < b->nzones; z++) {
+		struct xd_zone_entry *zt;
+		uint32_t start = o->len;
+		int rc = 0;
+
+		if (!zone_has_acl(&b->zones[z]))
+			continue;
+		for (int l = 0; l < XD_ZONE_ACL_LISTS && rc == 0; l++)
+			rc = write_acl_list(&b->zones[z].acl[l], l, o);
+		if (rc)
+			return rc;
+		zt = (struct xd_zone_entry *)(o->data + h->zone_table) + z;
+		zt->acl = start;
+		if (h->zone_acl_count++ == 0)
+			h->zone_acls = start;
+		h->zone_acls_end = o->len;
+	}
+	return 0;
+}
+
 int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
 		    struct xd_error *err)
 {
@@ -749,6 +807,8 @@ int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
 		rc = write_identity(b, &o, &h);
 	if (rc == 0)
 		rc = write_overrides(b, &o, &s, &h);
+	if (rc == 0)
+		rc = write_zone_acls(b, &o, &h);
 	if (rc)
 		goto out_free;
 

@@ -82,6 +82,7 @@ enum {
 #define XD_EDNS_OPTION_EDE 15	/* RFC 8914 */
 #define XD_EDNS_OPTION_NSID 3	/* RFC 5001 */
 #define XD_EDNS_OPTION_COOKIE 10	/* RFC 7873 */
+#define XD_EDE_PROHIBITED 18
 #define XD_EDE_NOT_AUTHORITATIVE 20
 
 static inline uint16_t xd_get16(const uint8_t *p)

@@ -18,10 +18,10 @@ for a prefix named twice the plugin first in plugin order wins.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from xdpdns.config import parse_allow_deny
 from xdpdns.hookspecs import (
     ADDRESS_ACTIONS,
     SOCKET_ACTIONS,
@@ -34,7 +34,6 @@ from xdpdns.hookspecs import (
 
 NAME = "acl"
 KEYS = ("allow", "deny", "default", "socket_action")
-PREFIXES = 'a list of IPv4 or IPv6 prefixes or addresses, like ["192.0.2.0/24", "2001:db8::1"]'
 
 
 @dataclass(frozen=True)
@@ -43,28 +42,6 @@ class AclConfig:
     deny: tuple[Prefix, ...] = ()
     default: str = "allow"
     socket_action: str = "refuse"
-
-
-def _prefix(text: Any, where, key: str) -> Prefix:
-    if not isinstance(text, str):
-        raise where.error(key, PREFIXES, text)
-    try:
-        return ipaddress.ip_network(text.strip())
-    except ValueError:
-        pass
-    try:
-        iface = ipaddress.ip_interface(text.strip())
-    except ValueError:
-        raise where.error(key, PREFIXES, text) from None
-    # 192.0.2.1/24 is a typo for the network or for the address: not guessed.
-    raise where.error(key, f"a prefix without host bits set ({iface.network} or "
-                      f"{iface.ip} alone)", text)
-
-
-def _prefixes(value: Any, where, key: str) -> tuple[Prefix, ...]:
-    if not isinstance(value, list):
-        raise where.error(key, PREFIXES, value)
-    return tuple(dict.fromkeys(_prefix(item, where, key) for item in value))
 
 
 def _choice(value: Any, choices: tuple[str, ...], where, key: str) -> str:
@@ -78,11 +55,7 @@ def parse_config(table, where) -> AclConfig:
         if key not in KEYS:
             raise where.error(key, "one of the known keys: " + ", ".join(KEYS)
                               + " (unknown key)")
-    allow = _prefixes(table.get("allow", []), where, "allow")
-    deny = _prefixes(table.get("deny", []), where, "deny")
-    both = [str(p) for p in deny if p in set(allow)]
-    if both:
-        raise where.error("deny", "prefixes that are not also in allow", ", ".join(both))
+    allow, deny = parse_allow_deny(table, where, "allow", "deny")
     return AclConfig(
         allow=allow,
         deny=deny,

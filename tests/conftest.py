@@ -480,7 +480,8 @@ def xdp_serve(xdp_topology, tmp_path):
     for its "ready" line: xdp_serve("--listen", ...) -> XdpServer.  Without
     --listen it listens on the server's IPv4 and IPv6 addresses, port 53;
     without --zone it serves tests/data/diff.  Every server it started is
-    stopped by PID when the test ends."""
+    stopped by PID when the test ends.  With diff_zones=False, the zones
+    are the --config file's [[zone]] tables (--zone would replace them)."""
     import tempfile
 
     reason = xdpdns_unavailable()
@@ -490,7 +491,7 @@ def xdp_serve(xdp_topology, tmp_path):
     ctl_dir = Path(tempfile.mkdtemp(prefix="xdpdns-ctl-", dir="/tmp"))
     started = []
 
-    def serve(*args, expect_ready=True, timeout=XDP_SERVER_TIMEOUT):
+    def serve(*args, expect_ready=True, timeout=XDP_SERVER_TIMEOUT, diff_zones=True):
         args = [str(a) for a in args]
         index = len(started)
         control = ctl_dir / f"s{index}.sock"
@@ -499,7 +500,7 @@ def xdp_serve(xdp_topology, tmp_path):
         if "--listen" not in args:
             argv += ["--listen", f"{xdp_topology.server_v4}:53",
                      "--listen", f"[{xdp_topology.server_v6}]:53"]
-        if "--zone" not in args:
+        if "--zone" not in args and diff_zones:
             argv += xdp_zone_args()
         argv += args
         output_path = tmp_path / f"xdpdns-xdp-{index}.log"

@@ -256,7 +256,7 @@ def _answers(img):
 def test_image_round_trip_keeps_the_overrides(tmp_path):
     img = build(tmp_path, *OVERRIDES)
     again = Image.from_bytes(img.to_bytes())
-    assert again.info == img.info and again.info.version == 3 and again.info.overrides == 3
+    assert again.info == img.info and again.info.version == 4 and again.info.overrides == 3
     assert _answers(again) == _answers(img)
 
 
@@ -267,12 +267,12 @@ def test_an_image_without_overrides_round_trips(tmp_path):
 
 
 # The header (image.h) as the loader reads it, little- or big-endian as built.
-HEADER = struct.Struct("=8sIIQQ IIIIII QQQ QQ I IIIIIII QQQQ".replace(" ", ""))
+HEADER = struct.Struct("=8sIIQQ IIIIII QQQ QQ I IIIIIII QQQQ IIII".replace(" ", ""))
 FIELDS = ("magic version byte_order size checksum zone_count zone_table zone_hash "
           "zone_hash_size name_hash name_hash_size names rrsets records origin_lo origin_hi "
           "identity override_count override_hash override_hash_size override_rules "
           "override_rule_count override_entries override_filter exact_lo exact_hi subtree_lo "
-          "subtree_hi").split()
+          "subtree_hi zone_acl_count zone_acls zone_acls_end reserved").split()
 MASK = (1 << 64) - 1
 
 
@@ -391,7 +391,7 @@ def _damage(data, h, what):
 def test_damaged_override_blocks_are_refused(tmp_path, what, message):
     data = bytearray(build(tmp_path, *OVERRIDES).to_bytes())
     h = _header(data)
-    assert h["version"] == 3 and h["override_count"] == 3
+    assert h["version"] == 4 and h["override_count"] == 3
     Image.from_bytes(_seal(bytearray(data)))  # re-sealing alone keeps it valid
     with pytest.raises(OSError, match="invalid zone image: " + message):
         Image.from_bytes(_damage(data, h, what))

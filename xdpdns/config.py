@@ -45,6 +45,10 @@ The file's shape::
     [[zone]]
     file = "zones/example.com.zone"   # relative to this file's directory
     origin = "example.com."           # default: the file name without .zone
+    allow_query = ["192.0.2.0/24"]    # who may query it (default: everyone,
+    deny_query = ["192.0.2.128/25"]   # or only these when any are listed)
+    allow_transfer = ["2001:db8::53"] # who may transfer it (default: no one)
+    deny_transfer = []
 
     [plugins.NAME]                    # one table per plugin, parsed by it
     ...
@@ -67,6 +71,8 @@ from typing import Any, Mapping, Sequence
 import dns.exception
 import dns.name
 
+from xdpdns.hookspecs import ZONE_ACL_KINDS, Prefix, ZoneAcl
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -79,6 +85,7 @@ __all__ = [
     "default_zone_path",
     "load_config",
     "parse_listen",
+    "parse_prefixes",
     "parse_table",
 ]
 
@@ -189,6 +196,7 @@ class XdpConfig:
 class ZoneConfig:
     file: Path
     origin: dns.name.Name
+    acl: ZoneAcl = ZoneAcl()
 
 
 @dataclass(frozen=True)
@@ -271,6 +279,66 @@ def parse_listen(text: Any, where: Where, key: str) -> ListenAddress:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise where.error(key, expected + " (port 0-65535)", text)
     return ListenAddress(str(address), int(port))
+
+
+PREFIXES = 'a list of IPv4 or IPv6 prefixes or addresses, like ["192.0.2.0/24", "2001:db8::1"]'
+
+
+def _prefix(text: Any, where: Where, key: str) -> Prefix:
+    if not isinstance(text, str):
+        raise where.error(key, PREFIXES, text)
+    try:
+        return ipaddress.ip_network(text.strip())
+    except ValueError:
+        pass
+    try:
+        iface = ipaddress.ip_interface(text.strip())
+    except ValueError:
+        raise where.error(key, PREFIXES, text) from None
+    # 192.0.2.1/24 is a typo for the network or for the address: not guessed.
+    raise where.error(key, f"a prefix without host bits set ({iface.network} or "
+                      f"{iface.ip} alone)", text)
+
+
+def parse_prefixes(value: Any, where: Where, key: str) -> tuple[Prefix, ...]:
+    """A list of IPv4 and IPv6 prefixes (a plain address is its /32 or
+    /128), each once, in the order given; the [plugins.acl] lists and the
+    zones' ACL keys are written alike."""
+    if not isinstance(value, list):
+        raise where.error(key, PREFIXES, value)
+    return tuple(dict.fromkeys(_prefix(item, where, key) for item in value))
+
+
+def parse_allow_deny(table: Mapping[str, Any], where: Where, allow_key: str,
+                     deny_key: str) -> tuple[tuple[Prefix, ...], tuple[Prefix, ...]]:
+    """An allow list and a deny list; a prefix may not be in both."""
+    allow = parse_prefixes(table.get(allow_key, []), where, allow_key)
+    deny = parse_prefixes(table.get(deny_key, []), where, deny_key)
+    both = [str(p) for p in deny if p in set(allow)]
+    if both:
+        raise where.error(deny_key, f"prefixes that are not also in {allow_key}",
+                          ", ".join(both))
+    return allow, deny
+
+
+# The prefixes of one list of a zone's ACL, per family: the engine scans a
+# list (native/image.c), so it stays short (XD_ZONE_ACL_MAX).
+ZONE_ACL_MAX = 1024
+ZONE_ACL_KEYS = tuple(f"{action}_{kind}" for kind in ZONE_ACL_KINDS
+                      for action in ("allow", "deny"))
+
+
+def parse_zone_acl(table: Mapping[str, Any], where: Where) -> ZoneAcl:
+    """The ACL keys of a [[zone]] table."""
+    lists = {}
+    for kind in ZONE_ACL_KINDS:
+        allow, deny = parse_allow_deny(table, where, f"allow_{kind}", f"deny_{kind}")
+        for version in (4, 6):
+            if sum(p.version == version for p in allow + deny) > ZONE_ACL_MAX:
+                raise where.error(f"allow_{kind}", f"at most {ZONE_ACL_MAX} IPv{version} "
+                                  f"prefixes in allow_{kind} and deny_{kind} together")
+        lists[f"allow_{kind}"], lists[f"deny_{kind}"] = allow, deny
+    return ZoneAcl(**lists)
 
 
 def parse_origin(text: Any, where: Where, key: str) -> dns.name.Name:
@@ -603,8 +671,9 @@ def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
     for i, table in enumerate(value, 1):
         w = where.sub(f"zone[{i}]")
         for key in table:
-            if key not in ("file", "origin"):
-                raise w.error(key, "one of the known keys: file, origin (unknown key)")
+            if key not in ("file", "origin") + ZONE_ACL_KEYS:
+                raise w.error(key, "one of the known keys: file, origin, "
+                              + ", ".join(ZONE_ACL_KEYS) + " (unknown key)")
         if "file" not in table:
             raise w.error("file", "the zone file's path (required)")
         file = table["file"]
@@ -613,7 +682,12 @@ def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
         path = where.base / file
         origin = (parse_origin(table["origin"], w, "origin") if "origin" in table
                   else origin_from_file(path, w, "file"))
-        zones.append(ZoneConfig(path, origin))
+        try:
+            acl = parse_zone_acl(table, w)
+        except ConfigError as exc:
+            # zone[2] says where; the origin says which zone it is.
+            raise ConfigError(f"{exc} (zone {origin})") from None
+        zones.append(ZoneConfig(path, origin, acl))
     return zones
 
 

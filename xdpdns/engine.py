@@ -109,6 +109,7 @@ class ImageInfo:
     records: int
     bytes: int
     overrides: int = 0  # names with override rules
+    zone_acls: int = 0  # zones with an ACL
 
 
 @dataclass(frozen=True)
@@ -410,6 +411,28 @@ class ImageBuilder(_CObject):
             _raise_for(rc, err)
         return rc == 0
 
+    def set_zone_acl(self, zone: int, kind: str,
+                     rules: Iterable[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]],
+                     default: str) -> None:
+        """Sets who may query (``kind`` "query") or transfer ("transfer")
+        zone ``zone``: ``rules`` are (prefix, "allow" | "deny") pairs, the
+        longest prefix holding a client decides, ``default`` is for clients
+        no prefix holds (and clients of unknown family).  A prefix given
+        twice keeps its first rule.  A list never set lets every client
+        query and none transfer.  ValueError for what the engine refuses."""
+        if kind not in ZONE_ACL_KINDS:
+            raise ValueError(f"zone ACL {kind!r}: expected one of " + ", ".join(ZONE_ACL_KINDS))
+        if default not in ACL_ACTIONS:
+            raise ValueError(f"zone ACL default {default!r}: expected one of "
+                             + ", ".join(ACL_ACTIONS))
+        rules = list(rules)
+        err = ffi.new("struct xd_error *")
+        rc = lib.xd_builder_set_zone_acl(self._ptr(), zone, ZONE_ACL_KINDS[kind],
+                                         _acl_rules(rules), len(rules), ACL_ACTIONS[default], err)
+        if rc in (-errno.EINVAL, -errno.E2BIG):
+            raise ValueError(ffi.string(err.message).decode("utf-8", "replace"))
+        _raise_for(rc, err, f"zone ACL {kind}")
+
     def check(self) -> int:
         """Runs the zone checks (recording problems); returns the number of errors."""
         return _raise_for(lib.xd_builder_check(self._ptr()), what="zone checks")
@@ -450,7 +473,7 @@ class Image(_CObject):
         info = ffi.new("struct xd_image_info *")
         lib.xd_image_info(self._c, info)
         self.info = ImageInfo(info.version, info.zones, info.names, info.rrsets,
-                              info.records, info.bytes, info.overrides)
+                              info.records, info.bytes, info.overrides, info.zone_acls)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Image":
@@ -469,6 +492,19 @@ class Image(_CObject):
         size = ffi.new("size_t *")
         data = lib.xd_image_data(self._ptr(), size)
         return bytes(ffi.buffer(data, size[0]))
+
+    def zone_allows(self, origin: dns.name.Name, kind: str, client: str | None) -> bool:
+        """Whether zone ``origin``'s ACL lets ``client`` (an IP address;
+        None: unknown) query (``kind`` "query") or transfer it ("transfer"),
+        as the answering core decides.  KeyError for a zone not in the image."""
+        if kind not in ZONE_ACL_KINDS:
+            raise ValueError(f"zone ACL {kind!r}: expected one of " + ", ".join(ZONE_ACL_KINDS))
+        wire = origin.to_wire()
+        rc = lib.xd_image_zone_allows(self._ptr(), wire, len(wire), ZONE_ACL_KINDS[kind],
+                                      _client(client))
+        if rc == -errno.ENOENT:
+            raise KeyError(f"no zone {origin} in the image")
+        return _raise_for(rc, what=f"zone ACL of {origin}") == 1
 
     def answer(self, query: bytes, tcp: bool = False) -> bytes | None:
         """Answers one query with this image (no engine needed); see Engine.answer."""
@@ -720,17 +756,7 @@ class Engine(_CObject):
         if socket_action not in ACL_SOCKET_ACTIONS:
             raise ValueError(f"ACL socket action {socket_action!r}: expected one of "
                              + ", ".join(ACL_SOCKET_ACTIONS))
-        c_rules = ffi.new("struct xd_acl_rule[]", max(1, len(rules)))
-        for slot, (prefix, action) in zip(c_rules, rules):
-            prefix = ipaddress.ip_network(prefix)
-            if action not in ACL_ACTIONS:
-                raise ValueError(f"ACL rule {prefix}: action {action!r}: expected one of "
-                                 + ", ".join(ACL_ACTIONS))
-            slot.family = socket.AF_INET if prefix.version == 4 else socket.AF_INET6
-            packed = prefix.network_address.packed
-            ffi.memmove(slot.addr, packed, len(packed))
-            slot.prefix_len = prefix.prefixlen
-            slot.action = ACL_ACTIONS[action]
+        c_rules = _acl_rules(rules)
         err = ffi.new("struct xd_error *")
         _raise_for(lib.xd_engine_acl_set(self._ptr(), c_rules, len(rules), ACL_ACTIONS[default],
                                          ACL_SOCKET_ACTIONS[socket_action], err),
@@ -944,6 +970,8 @@ def resolver_query_fields(q) -> tuple[bytes, tuple[str, int]]:
 # The source ACL's actions (enum xd_acl_action of bpf/xdpdns_maps.h) and
 # what socket mode does with a denied source.
 ACL_ACTIONS = {"allow": lib.XD_ACL_ALLOW, "deny": lib.XD_ACL_DENY}
+# The lists of a zone's ACL (XD_ZONE_ACL_*).
+ZONE_ACL_KINDS = {"query": lib.XD_ZONE_ACL_QUERY, "transfer": lib.XD_ZONE_ACL_TRANSFER}
 ACL_SOCKET_ACTIONS = {"refuse": lib.XD_VERDICT_REFUSE, "drop": lib.XD_VERDICT_DROP}
 _VERDICTS = {lib.XD_VERDICT_ANSWER: "answer", lib.XD_VERDICT_REFUSE: "refuse",
              lib.XD_VERDICT_DROP: "drop"}
@@ -1104,6 +1132,22 @@ class Answer:
 
     wire: bytes | None
     cookie: str
+
+
+def _acl_rules(rules: Sequence[tuple]):
+    """A struct xd_acl_rule array of (prefix, "allow" | "deny") pairs."""
+    c_rules = ffi.new("struct xd_acl_rule[]", max(1, len(rules)))
+    for slot, (prefix, action) in zip(c_rules, rules):
+        prefix = ipaddress.ip_network(prefix)
+        if action not in ACL_ACTIONS:
+            raise ValueError(f"ACL rule {prefix}: action {action!r}: expected one of "
+                             + ", ".join(ACL_ACTIONS))
+        slot.family = socket.AF_INET if prefix.version == 4 else socket.AF_INET6
+        packed = prefix.network_address.packed
+        ffi.memmove(slot.addr, packed, len(packed))
+        slot.prefix_len = prefix.prefixlen
+        slot.action = ACL_ACTIONS[action]
+    return c_rules
 
 
 def _client(address: str | None):

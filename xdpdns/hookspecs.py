@@ -63,6 +63,48 @@ class ConfigSection:
 
 
 DEFAULT_TTL = 3600
+ZONE_ACL_KINDS = ("query", "transfer")
+
+
+@dataclass(frozen=True)
+class ZoneAcl:
+    """Who may query a zone and who may transfer it: the ``allow_query``,
+    ``deny_query``, ``allow_transfer`` and ``deny_transfer`` keys of a
+    ``[[zone]]`` table, compiled into the image with the zone.
+
+    In each list the longest prefix holding a client decides.  A client no
+    prefix holds may query unless ``allow_query`` names prefixes (as BIND's
+    allow-query: given, it is the list of who is answered), and may transfer
+    only when ``allow_transfer`` holds it (as Knot: no transfer without a
+    rule that allows it).  A denied query gets REFUSED from the answering
+    core.  Transfers are not served yet: AXFR and IXFR get REFUSED from
+    every client, with EDE 18 (Prohibited) for a denied one; the lookup is
+    :meth:`xdpdns.engine.Image.zone_allows`.
+    """
+
+    allow_query: tuple["Prefix", ...] = ()
+    deny_query: tuple["Prefix", ...] = ()
+    allow_transfer: tuple["Prefix", ...] = ()
+    deny_transfer: tuple["Prefix", ...] = ()
+
+    @property
+    def configured(self) -> bool:
+        """False for a zone with no prefixes at all: the image then holds no
+        ACL for it, and its queries pay nothing for the feature."""
+        return any((self.allow_query, self.deny_query, self.allow_transfer,
+                    self.deny_transfer))
+
+    def rules(self, kind: str) -> list[tuple["Prefix", str]]:
+        """The (prefix, "allow" | "deny") pairs of list ``kind`` ("query"
+        or "transfer")."""
+        allow, deny = getattr(self, f"allow_{kind}"), getattr(self, f"deny_{kind}")
+        return [(p, "allow") for p in allow] + [(p, "deny") for p in deny]
+
+    def default(self, kind: str) -> str:
+        """What a client no prefix of list ``kind`` holds gets."""
+        if kind == "query":
+            return "deny" if self.allow_query else "allow"
+        return "deny"
 
 
 @dataclass(frozen=True)
@@ -72,6 +114,7 @@ class ZoneFile:
     origin: dns.name.Name
     path: Path
     default_ttl: int = DEFAULT_TTL
+    acl: ZoneAcl = ZoneAcl()
 
 
 @dataclass(frozen=True)
@@ -85,6 +128,7 @@ class ZoneData:
     origin: dns.name.Name
     records: Iterable[tuple[dns.name.Name, dns.rdataset.Rdataset]]
     description: str = ""
+    acl: ZoneAcl = ZoneAcl()
 
 
 # What the zone_sources hook returns a sequence of.

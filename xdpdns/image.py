@@ -17,7 +17,8 @@ from typing import Iterable, Union
 import dns.name
 
 from xdpdns.engine import Image, ImageBuilder, Problem
-from xdpdns.hookspecs import Blocklist, Claim, Identity, Override, ZoneData, ZoneFile, ZoneSource
+from xdpdns.hookspecs import (ZONE_ACL_KINDS, Blocklist, Claim, Identity, Override, ZoneAcl,
+                               ZoneData, ZoneFile, ZoneSource)
 
 __all__ = ["CompileResult", "ZoneData", "ZoneFile", "ZoneLoadError", "ZoneSource",
            "build_image", "collect_overrides", "collect_sources", "compile_sources"]
@@ -123,6 +124,20 @@ def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
         builder.load_zonefile(zone, source.path, source.default_ttl)
     else:
         builder.add_records(zone, source.records, index)
+    _add_zone_acl(builder, zone, source, index)
+
+
+def _add_zone_acl(builder: ImageBuilder, zone: int, source: ZoneSource, index: int) -> None:
+    # Only a zone with prefixes gets an ACL in the image: the others cost the
+    # answering core one test of a zero field.
+    acl = getattr(source, "acl", None) or ZoneAcl()
+    if not acl.configured:
+        return
+    for kind in ZONE_ACL_KINDS:
+        try:
+            builder.set_zone_acl(zone, kind, acl.rules(kind), acl.default(kind))
+        except ValueError as exc:
+            builder.add_problem("error", f"zone {source.origin}: {kind} ACL: {exc}", index)
 
 
 def compile_sources(sources: Iterable[ZoneSource],
@@ -172,4 +187,6 @@ def build_image(pm, config, claims: Iterable[tuple[int, Claim]] = ()) -> Compile
         log.warning("%s", problem)
     if result.image.info.overrides:
         log.info("overrides names=%d", result.image.info.overrides)
+    if result.image.info.zone_acls:
+        log.info("zone ACLs zones=%d", result.image.info.zone_acls)
     return result
