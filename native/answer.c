@@ -974,7 +974,7 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	if (q.edns)
 		put_opt(&r, &q, &opts);
 	put_header(&r, &q, r.question_end > XD_DNS_HEADER_LEN);
-	if (ctx)
+	if (ctx && ctx->want_kind)
 		note_kind(&ctx->kind, &q, &r);
 	return (int)r.len;
 }

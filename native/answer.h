@@ -7,6 +7,7 @@
 #ifndef XDPDNS_ANSWER_H
 #define XDPDNS_ANSWER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,7 @@ struct xd_response_kind {
 struct xd_answer_ctx {
 	/* Set once per batch: */
 	const struct xd_cookies *cookies;	/* the engine's secrets; NULL: off */
+	bool want_kind;				/* fill kind: rate limiting is on */
 	uint32_t now;				/* UNIX time in seconds */
 	const struct xd_rcache *cache;		/* the resolver's answers; NULL:
 						 * none (needs now) */

@@ -158,6 +158,7 @@ const struct xd_rrl *xd_engine_batch_begin(struct xd_engine *e,
 	if (rrl && xd_rrl_state_sync(rrl_state, rrl))
 		rrl = NULL;
 	ctx->cache = xd_resolver_cache(e->resolver);
+	ctx->want_kind = rrl != NULL;
 	if (ctx->cookies || rrl || ctx->cache)
 		ctx->now = (uint32_t)time(NULL);
 	return rrl;

@@ -589,6 +589,7 @@ int xd_rrl_table_answer(struct xd_rrl_table *t, const struct xd_image *img,
 
 	xd_client_set(&t->ctx.client, client->family, client->addr);
 	t->ctx.now = now;
+	t->ctx.want_kind = true;
 	len = xd_answer_ctx(img, &t->ctx, query, qlen, resp, cap, 0);
 	if (len <= 0)
 		return len;
