@@ -632,14 +632,17 @@ int xd_engine_resolver_fd(const struct xd_engine *e, unsigned hook)
 	return hook < e->resolver->nhooks ? e->resolver->hooks[hook].wake.fd : -EINVAL;
 }
 
-/* Copies slot seq's query to out; false when the slot holds another by
- * now (it expired, and the worker reused it while we copied). */
+/* Copies slot seq's query to out; false when its deadline has passed
+ * (its worker answered SERVFAIL: a hook that was behind does not spend
+ * its time on queries nobody waits for), or when the slot holds another
+ * by now (reused while we copied). */
 static bool copy_query(const struct xd_resolver_endpoint *ep, uint32_t seq,
-		       struct xd_resolver_query *out)
+		       struct xd_resolver_query *out, uint64_t now_ns)
 {
 	const struct xd_resolver_slot *slot = &ep->slots[seq & ep->mask];
 
-	if (atomic_load_explicit(&slot->seq, memory_order_acquire) != seq)
+	if (atomic_load_explicit(&slot->seq, memory_order_acquire) != seq ||
+	    slot->deadline <= now_ns)
 		return false;
 	out->seq = seq;
 	out->family = slot->client.family;
@@ -655,6 +658,7 @@ int xd_engine_resolver_take(struct xd_engine *e, unsigned hook,
 			    struct xd_resolver_query *out, int max)
 {
 	struct xd_resolver *r = e->resolver;
+	uint64_t now = xd_resolver_clock();
 	struct hook_state *hs;
 	uint32_t nlist;
 	int n = 0;
@@ -674,7 +678,7 @@ int xd_engine_resolver_take(struct xd_engine *e, unsigned hook,
 
 		for (; tail != head && n < max; tail++) {
 			out[n].endpoint = index;
-			if (copy_query(ep, ring->seqs[tail & ep->mask], &out[n]))
+			if (copy_query(ep, ring->seqs[tail & ep->mask], &out[n], now))
 				n++;
 		}
 		atomic_store_explicit(&ring->tail, tail, memory_order_release);

@@ -269,6 +269,49 @@ def test_full_ring_gets_servfail_at_once(xdpdns_serve, xdpdns_cli, tmp_path, res
     assert json.loads(result.stdout)["udp"]["resolver_full"] >= 7
 
 
+def test_queries_a_hung_hook_never_took_fill_its_ring(xdpdns_serve, xdpdns_cli, tmp_path,
+                                                      restest_plugin):
+    """A hook that hangs leaves its queries' handles on its ring after the
+    worker answered them SERVFAIL at their deadline; once the ring holds
+    ring_size of them, new queries for that hook get SERVFAIL at once
+    instead of waiting for a deadline, and the stats table says so."""
+    conf = _config(tmp_path, f'[resolver]\ntimeout = 0.2\nring_size = 2\n'
+                             f'[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 2.0\n')
+    control = tmp_path / "c.sock"
+    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0", "--udp-workers", "1",
+                          "--control-socket", control)
+    host, port = server.addresses[0]
+
+    def timed(qname):
+        start = time.monotonic()
+        response = udp(qname, "A", host, port)
+        return response.rcode(), time.monotonic() - start
+
+    start = time.monotonic()
+    first = timed("slow.test.")  # taken by the hook, which now sleeps 2 s
+    assert first[0] == dns.rcode.SERVFAIL and 0.15 < first[1] < 1.0
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        waiting = list(pool.map(timed, ["slow.test.", "slow.test."]))
+    # Deferred, never taken, SERVFAIL at the deadline: their handles stay.
+    assert all(rc == dns.rcode.SERVFAIL and 0.15 < t < 1.0 for rc, t in waiting), waiting
+    rc, took = timed("slow.test.")
+    assert rc == dns.rcode.SERVFAIL and took < 0.15, (rc, took)
+    # The fast path and the static zone never waited.
+    assert udp("www.example.com.", "A", host, port).answer
+    stats = json.loads(xdpdns_cli("stats", "--control-socket", control, "--json").stdout)
+    assert stats["udp"]["resolver_expired"] == 3
+    assert stats["udp"]["resolver_full"] == 1
+    table = xdpdns_cli("stats", "--control-socket", control).stdout
+    assert "resolver hook: deferred queries" in table
+    assert "resolver hook: the plugins' threads" in table
+    # Back from its sleep, the hook is not handed the queries that expired
+    # while it slept: nobody waits for their answers.
+    time.sleep(max(0.0, start + 2.3 - time.monotonic()))
+    assert answer_text(udp("fast.test.", "A", host, port)) == \
+        [("fast.test.", "A", 60, ["198.18.0.78"])]
+    assert restest_plugin.read_text().splitlines() == ["slow.test.", "fast.test."]
+
+
 def test_fast_answer_is_cached_and_answered_on_the_fast_path(xdpdns_serve, tmp_path,
                                                              restest_plugin):
     conf = _config(tmp_path, f'[plugins.restest]\ncalls = "{restest_plugin}"\n')

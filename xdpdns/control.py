@@ -177,6 +177,25 @@ _QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "trunc
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
 _KERNEL = ["kernel_rx_dropped", "kernel_rx_ring_full", "kernel_fill_empty"]
 _PROG = ["seen", "redirected", "passed", "dropped", "denied", "malformed"]
+_DEFERRED = ["deferred", "resolver_full", "resolver_expired"]
+_HOOKS = ["batches", "queries", "answered", "servfail", "timeouts", "errors", "cached"]
+
+
+def _resolver_lines(stats: dict) -> list[str]:
+    """The resolver hook's tables: what each worker deferred, and what the
+    hooks' threads did with it."""
+    resolver = stats.get("resolver")
+    if not resolver:
+        return []
+    rows = [[f"udp {i}"] + [w.get(k, 0) for k in _DEFERRED]
+            for i, w in enumerate(stats.get("udp_workers", []))]
+    xdp = stats.get("xdp") or {}
+    rows += [[f"queue {q['queue'] + xdp.get('first_queue', 0)}"] + [q.get(k, 0) for k in _DEFERRED]
+             for q in xdp.get("queues", [])]
+    lines = [""] + _table("resolver hook: deferred queries", ["worker", "deferred", "full",
+                                                              "expired"], rows)
+    return lines + [""] + _table("resolver hook: the plugins' threads", _HOOKS,
+                                 [[resolver.get(k, 0) for k in _HOOKS]])
 
 
 def format_stats(stats: dict) -> str:
@@ -191,7 +210,7 @@ def format_stats(stats: dict) -> str:
     lines += [""] + _table("TCP", _TCP, [[tcp.get(k, 0) for k in _TCP]])
     xdp = stats.get("xdp")
     if not xdp:
-        lines += ["", "XDP: off (socket mode)"]
+        lines += ["", "XDP: off (socket mode)"] + _resolver_lines(stats)
         return "\n".join(lines)
     lines += ["", f"XDP on {xdp['interface']}: {xdp['mode']} mode, zerocopy "
               f"{'on' if xdp['zerocopy'] else 'off'}, busy polling "
@@ -227,4 +246,4 @@ def format_stats(stats: dict) -> str:
             else:
                 lines.append(f"  {port}: per CPU " + " ".join(actions)
                              + "  (INCONSISTENT: every CPU should say the same)")
-    return "\n".join(lines)
+    return "\n".join(lines + _resolver_lines(stats))
