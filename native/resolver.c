@@ -109,7 +109,8 @@ static bool age_ttls(uint8_t *p, size_t len, unsigned count, uint32_t age)
 		if (off > len || len - off < 10)
 			return false;
 		ttl = xd_get32(p + off + 4);
-		xd_put32(p + off + 4, ttl > age ? ttl - age : 0);
+		if (xd_get16(p + off) != XD_TYPE_OPT)	/* its "TTL" is flags */
+			xd_put32(p + off + 4, ttl > age ? ttl - age : 0);
 		rdlen = xd_get16(p + off + 8);
 		off += 10;
 		if (len - off < rdlen)
@@ -296,7 +297,12 @@ static void wake(struct sleeper *s)
 {
 	uint64_t one = 1;
 
-	if (atomic_load_explicit(&s->sleeping, memory_order_seq_cst) &&
+	/* Orders what the producer published before this load of the flag,
+	 * as the sleeper's flag store is ordered before its last look (a
+	 * plain load could pass the producer's earlier store, and both sides
+	 * would miss each other). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&s->sleeping, memory_order_relaxed) &&
 	    atomic_exchange(&s->sleeping, 0) && write(s->fd, &one, sizeof(one)) < 0) {
 		/* Fails only when the counter would overflow: it is set. */
 	}
@@ -546,6 +552,7 @@ int xd_resolver_respond(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	ctx->client = w->slot->client;
 	if (rep && rep->kind == XD_RESOLVER_WIRE) {
 		ctx->kind.kind = -1;	/* the plugin's bytes: rate limiting reads them */
+		ctx->cookie = XD_COOKIE_NONE;	/* not the previous query's */
 		if (rep->len > cap)
 			return 0;
 		memcpy(resp, rep->data, rep->len);
@@ -897,7 +904,7 @@ int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_quer
 
 	if (cached)
 		*cached = 0;
-	if (q->endpoint >= nlist)
+	if (q->endpoint >= nlist || q->len > XD_RESOLVER_QUERY_MAX)
 		return -EINVAL;
 	switch (kind) {
 	case XD_RESOLVER_RECORDS:
@@ -907,10 +914,12 @@ int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_quer
 		head.count = (uint16_t)n;
 		head.header = (uint16_t)header;
 		if (len > XD_RESOLVER_ANSWER_MAX) {
-			/* More than any UDP response holds: the worker's core
-			 * sends TC, and the client asks over TCP. */
+			/* More than any UDP response holds (nor a cache entry):
+			 * the worker's core sends TC, and the client asks over
+			 * TCP. */
 			head.kind = XD_RESOLVER_OVERSIZED;
 			len = 0;
+			break;
 		}
 		if (r->cache && cache_ttl && n > 0 &&
 		    cache_given(r->cache, &(struct xd_resolver_given){ data, len, head.count,

@@ -223,6 +223,26 @@ static int answer_one(struct xd_udp_worker *w, struct batch_view *v,
 	return xd_answer_refused(b->query[i], b->rx[i].msg_len, resp, XD_UDP_RESPONSE_MAX);
 }
 
+/* Makes tx[i] the response in response[i] (len bytes) to name, from the
+ * address that control (controllen bytes; 0: none) names. */
+static void put_tx(struct xd_udp_worker *w, struct batch *b, int i, int len, void *name,
+		   socklen_t namelen, void *control, size_t controllen)
+{
+	struct msghdr *tx = &b->tx[i].msg_hdr;
+
+	if (xd_get16(b->response[i] + 2) & XD_FLAG_TC)
+		count(&w->stats.truncated, 1);
+	b->tx_iov[i].iov_base = b->response[i];
+	b->tx_iov[i].iov_len = len;
+	memset(tx, 0, sizeof(*tx));
+	tx->msg_name = name;
+	tx->msg_namelen = namelen;
+	tx->msg_iov = &b->tx_iov[i];
+	tx->msg_iovlen = 1;
+	tx->msg_control = controllen ? control : NULL;
+	tx->msg_controllen = controllen;
+}
+
 /* Answers rx[0..n) from socket fd into tx; returns how many responses to
  * send, and in *deferred how many went to the resolver. */
 static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n, int fd,
@@ -238,7 +258,6 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n, int fd,
 	v.rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
 	for (int i = 0; i < n && v.img; i++) {
 		struct msghdr *rx = &b->rx[i].msg_hdr;
-		struct msghdr *tx = &b->tx[out].msg_hdr;
 		int len;
 
 		if (rx->msg_flags & MSG_TRUNC)
@@ -246,19 +265,8 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n, int fd,
 		len = answer_one(w, &v, &ctx, b, i, b->response[out], &denied);
 		if (len <= 0)
 			continue;
-		if (xd_get16(b->response[out] + 2) & XD_FLAG_TC)
-			count(&w->stats.truncated, 1);
-		b->tx_iov[out].iov_base = b->response[out];
-		b->tx_iov[out].iov_len = len;
-		memset(tx, 0, sizeof(*tx));
-		tx->msg_name = rx->msg_name;
-		tx->msg_namelen = rx->msg_namelen;
-		tx->msg_iov = &b->tx_iov[out];
-		tx->msg_iovlen = 1;
-		tx->msg_control = b->tx_cmsg[out];
-		tx->msg_controllen = reply_control(rx, b->tx_cmsg[out]);
-		if (!tx->msg_controllen)
-			tx->msg_control = NULL;
+		put_tx(w, b, out, len, rx->msg_name, rx->msg_namelen, b->tx_cmsg[out],
+		       reply_control(rx, b->tx_cmsg[out]));
 		out++;
 	}
 	xd_engine_leave(w->engine, w->index);
@@ -293,26 +301,6 @@ static int send_batch(int fd, struct batch *b, int n)
 	return sent;
 }
 
-static void serve_socket(struct xd_udp_worker *w, struct batch *b, int fd)
-{
-	for (;;) {
-		int n, out, sent = 0, deferred = 0;
-
-		batch_prepare_rx(b);
-		n = recvmmsg(fd, b->rx, XD_UDP_BATCH, MSG_DONTWAIT, NULL);
-		if (n <= 0)
-			return;
-		count(&w->stats.received, n);
-		count(&w->stats.batches, 1);
-		out = batch_answer(w, b, n, fd, &deferred);
-		sent = send_batch(fd, b, out);
-		count(&w->stats.answered, sent);
-		count(&w->stats.dropped, n - sent - deferred);
-		if (n < XD_UDP_BATCH)
-			return;
-	}
-}
-
 /* Sends what the resolver has for this worker: the hooks' answers and
  * SERVFAIL for the queries whose time is up, each from the socket its
  * query came to, in batches of sendmmsg per socket. */
@@ -331,7 +319,6 @@ static void serve_resolver(struct xd_udp_worker *w, struct batch *b)
 	for (int done = 0; done < 4 * XD_UDP_BATCH && xd_resolver_next(w->ep, now, &work);
 	     done++) {
 		const struct udp_route *route = (const struct udp_route *)work.slot->route;
-		struct msghdr *tx = &b->tx[out].msg_hdr;
 		int len;
 
 		if (out && (route->fd != fd || out == XD_UDP_BATCH)) {
@@ -351,17 +338,8 @@ static void serve_resolver(struct xd_udp_worker *w, struct batch *b)
 			lost++;
 			continue;
 		}
-		if (xd_get16(b->response[out] + 2) & XD_FLAG_TC)
-			count(&w->stats.truncated, 1);
-		b->tx_iov[out].iov_base = b->response[out];
-		b->tx_iov[out].iov_len = len;
-		memset(tx, 0, sizeof(*tx));
-		tx->msg_name = (void *)&route->addr;
-		tx->msg_namelen = route->addr_len;
-		tx->msg_iov = &b->tx_iov[out];
-		tx->msg_iovlen = 1;
-		tx->msg_control = route->control_len ? (void *)route->control : NULL;
-		tx->msg_controllen = route->control_len;
+		put_tx(w, b, out, len, (void *)&route->addr, route->addr_len,
+		       (void *)route->control, route->control_len);
 		out++;
 	}
 	xd_engine_leave(w->engine, w->index);
@@ -380,6 +358,30 @@ static void serve_resolver(struct xd_udp_worker *w, struct batch *b)
 	if (rrl_counts.limited) {
 		count(&w->stats.limited, rrl_counts.limited);
 		count(&w->stats.slipped, rrl_counts.slipped);
+	}
+}
+
+static void serve_socket(struct xd_udp_worker *w, struct batch *b, int fd)
+{
+	for (;;) {
+		int n, out, sent = 0, deferred = 0;
+
+		batch_prepare_rx(b);
+		n = recvmmsg(fd, b->rx, XD_UDP_BATCH, MSG_DONTWAIT, NULL);
+		if (n <= 0)
+			return;
+		count(&w->stats.received, n);
+		count(&w->stats.batches, 1);
+		out = batch_answer(w, b, n, fd, &deferred);
+		sent = send_batch(fd, b, out);
+		count(&w->stats.answered, sent);
+		count(&w->stats.dropped, n - sent - deferred);
+		/* Between full batches too: a socket that never runs dry must
+		 * not keep the hooks' answers (and the deadlines) waiting. */
+		if (w->ep && xd_resolver_busy(w->ep))
+			serve_resolver(w, b);
+		if (n < XD_UDP_BATCH)
+			return;
 	}
 }
 

@@ -78,6 +78,7 @@ struct xd_xsk_worker {
 
 	uint64_t *free_frames;		/* a stack of frame addresses */
 	uint32_t nfree;
+	uint32_t fill_reserve;		/* free frames kept off the fill ring */
 	struct xd_queue_stats stats;	/* written by the worker only */
 	struct xd_rrl_state rrl;	/* the worker's buckets and events */
 	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no

@@ -76,10 +76,12 @@ uint32_t xd_xsk_ring_room(struct xsk_ring_prod *r, uint32_t want)
 	return room < want ? room : want;
 }
 
-/* Moves free frames to the fill ring, as many as it takes. */
+/* Moves free frames to the fill ring, as many as it takes, but for the
+ * frames kept back for answers that do not come from rx (fill_reserve). */
 void xd_xsk_fill_refill(struct xd_xsk_worker *w)
 {
-	uint32_t idx = 0, n = xd_xsk_ring_room(&w->fill, w->nfree);
+	uint32_t spare = w->nfree > w->fill_reserve ? w->nfree - w->fill_reserve : 0;
+	uint32_t idx = 0, n = xd_xsk_ring_room(&w->fill, spare);
 
 	n = xsk_ring_prod__reserve(&w->fill, n, &idx);
 	for (uint32_t i = 0; i < n; i++)
@@ -287,9 +289,10 @@ static void serve_resolver(struct xd_xsk_worker *w)
 	const struct xd_image *img = xd_engine_enter(w->engine, w->reader);
 	const struct xd_rrl *rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
 	uint64_t now = xd_resolver_clock(), lost = 0, expired = 0;
-	uint32_t n = 0, sent;
+	uint32_t n = 0, sent, room = xd_xsk_ring_room(&w->tx, XD_XSK_BATCH);
 
-	while (n < XD_XSK_BATCH && w->nfree && xd_resolver_next(w->ep, now, &work)) {
+	/* Only as many as the TX ring takes: the rest wait in their ring. */
+	while (n < room && w->nfree && xd_resolver_next(w->ep, now, &work)) {
 		const struct xdp_route *route = (const struct xdp_route *)work.slot->route;
 		uint64_t addr = w->free_frames[--w->nfree];
 		uint8_t *data = xsk_umem__get_data(w->area.mem, addr);
@@ -315,8 +318,8 @@ static void serve_resolver(struct xd_xsk_worker *w)
 		n++;
 	}
 	xd_engine_leave(w->engine, w->reader);
-	set(&w->stats.frames_free, w->nfree);
 	sent = n ? tx_submit(w, out, n) : 0;
+	set(&w->stats.frames_free, w->nfree);
 	count(&w->stats.answered, sent);
 	count(&w->stats.dropped, lost + n - sent);
 	if (expired)
@@ -508,6 +511,11 @@ int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
 	rc = open_socket(w, ifname, cfg, zc, err);
 	if (rc)
 		return rc;
+	/* Frames for the resolver hooks' answers, which do not arrive in an
+	 * rx frame: with every free frame on the fill ring, an idle queue
+	 * would have none to send them in. */
+	if (w->engine && w->engine->resolver)
+		w->fill_reserve = w->nframes / 4 < XD_XSK_BATCH ? w->nframes / 4 : XD_XSK_BATCH;
 	/* The kernel needs buffers before the first packet. */
 	xd_xsk_fill_refill(w);
 	w->busy_poll = cfg->busy_poll && busy_poll_enable(w);

@@ -53,7 +53,7 @@ def config_sections():
 @hookimpl
 def resolver_claims(config):
     return [Claim(dns.name.from_text(n))
-            for n in ("slow.test.", "boom.test.", "cached.test.", "fast.test.")]
+            for n in ("slow.test.", "boom.test.", "cached.test.", "fast.test.", "big.test.")]
 
 @hookimpl
 def resolve(queries):
@@ -69,6 +69,10 @@ def resolve(queries):
             time.sleep(conf.sleep)
         if q.qname == b"\\x04fast\\x04test\\x00":  # the fast form, cached for 60 s
             out.append(Answer(((1, 60, bytes((198, 18, 0, 78))),)))
+            continue
+        if q.qname == b"\\x03big\\x04test\\x00":  # larger than any UDP response
+            out.append(Answer(tuple((16, 60, bytes((250,)) + bytes([97 + i]) * 250)
+                                    for i in range(6))))
             continue
         r = dns.message.make_response(q.message)
         r.answer.append(dns.rrset.from_text(q.message.question[0].name, 60, "IN", "A",
@@ -310,6 +314,37 @@ def test_queries_a_hung_hook_never_took_fill_its_ring(xdpdns_serve, xdpdns_cli, 
     assert answer_text(udp("fast.test.", "A", host, port)) == \
         [("fast.test.", "A", 60, ["198.18.0.78"])]
     assert restest_plugin.read_text().splitlines() == ["slow.test.", "fast.test."]
+
+
+def test_answer_too_large_for_udp_is_truncated_never_cached_empty(xdpdns_serve, tmp_path,
+                                                                 restest_plugin):
+    """Six 251-byte TXT records: TC over UDP, every time (never a cached
+    answer without its records), the whole answer over TCP."""
+    conf = _config(tmp_path, f'[plugins.restest]\ncalls = "{restest_plugin}"\n')
+    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
+    host, port = server.addresses[0]
+    for _ in range(2):
+        got = udp("big.test.", "TXT", host, port)
+        assert got.flags & dns.flags.TC and not got.answer
+    full = tcp("big.test.", "TXT", host, port)
+    assert len(full.answer) == 1 and len(full.answer[0]) == 6
+
+
+def test_a_tcp_timeout_does_not_end_the_hook_thread(xdpdns_serve, tmp_path, restest_plugin):
+    """The listener stops waiting at the timeout; the hook's late answer
+    finds nobody waiting, and its thread goes on answering."""
+    conf = _config(tmp_path, f'[resolver]\ntimeout = 0.3\n'
+                             f'[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 0.8\n')
+    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
+    host, port = server.addresses[0]
+    start = time.monotonic()
+    assert tcp("slow.test.", "A", host, port).rcode() == dns.rcode.SERVFAIL
+    assert time.monotonic() - start < 0.7
+    time.sleep(max(0.0, start + 1.0 - time.monotonic()))
+    for via in (udp, tcp):
+        assert answer_text(via("fast.test.", "A", host, port)) == \
+            [("fast.test.", "A", 60, ["198.18.0.78"])]
+    assert "Traceback" not in server.output()
 
 
 def test_fast_answer_is_cached_and_answered_on_the_fast_path(xdpdns_serve, tmp_path,

@@ -39,8 +39,10 @@ The file's shape::
     cache_max_ttl = 300        # seconds an answer is cached at most; 0: never
     cache_size = 4096          # cached answers; a power of two
     ring_size = 1024           # deferred queries a worker (UDP or AF_XDP
-                               # queue) holds; a power of two; more: SERVFAIL
-                               # at once
+                               # queue) holds, all hooks together, freed in
+                               # the order they came: at least its rate of
+                               # claimed queries times timeout; a power of
+                               # two; more: SERVFAIL at once
 
     [[zone]]
     file = "zones/example.com.zone"   # relative to this file's directory

@@ -22,8 +22,13 @@ thread per plugin: a Python call cannot be interrupted, so a hook that
 hangs must hang in a thread of its own, while other plugins go on.  A query
 whose answer has not come back ``[resolver] timeout`` after it was deferred
 is answered SERVFAIL by its worker (``resolver_expired``), and an answer
-that comes later is dropped: the workers keep time, so a hung hook holds
-nobody but itself.
+that comes later is dropped: the workers keep time, so no worker waits for
+a hook.  A hook's thread skips the queries whose deadline passed while it
+was behind, and a hung hook's ring fills, after which its queries get
+SERVFAIL at once.  A worker's ``ring_size`` deferred queries are shared by
+all hooks and freed in the order they came, so a hook that answers late
+holds the others' room until its queries expire: ``ring_size`` should be
+at least the worker's rate of claimed queries times the timeout.
 
 An answer in the fast form (:class:`xdpdns.hookspecs.Answer`) goes back as
 its packed records, and the worker's answering core makes the response (the
@@ -48,7 +53,7 @@ import queue
 import select
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -160,22 +165,32 @@ class _Hook:
         os.write(self.fd, (1).to_bytes(8, "little"))
 
     def _run(self) -> None:
+        while not self.resolver.closing:
+            try:
+                self._once()
+            except Exception:
+                # The thread is the plugin's only way to answer: it logs
+                # and goes on, whatever went wrong.
+                log.exception("resolver thread of plugin %s", self.plugin)
+
+    def _once(self) -> None:
         r = self.resolver
-        while True:
-            with r.alive:
-                if r.closing:
-                    return
-                n = r.engine.resolver_take(self.number, self.batch)
-            tcp = self._tcp_items()
-            if n == 0 and not tcp:
-                with r.alive:
-                    if r.closing:
-                        return
-                    idle = r.engine.resolver_idle(self.number)
-                if idle:
-                    select.select([self.fd], [], [], IDLE_WAKE)
-                continue
+        with r.alive:
+            if r.closing:
+                return
+            n = r.engine.resolver_take(self.number, self.batch)
+        tcp = self._tcp_items()
+        if n or tcp:
             r._serve(self, n, tcp)
+            return
+        with r.alive:
+            if r.closing:
+                return
+            idle = r.engine.resolver_idle(self.number)
+        # idle drained the eventfd: a TCP query queued before that would
+        # not wake the select.
+        if idle and self.tcp.empty():
+            select.select([self.fd], [], [], IDLE_WAKE)
 
     def _tcp_items(self) -> list[_TcpItem]:
         items = []
@@ -405,7 +420,10 @@ class Resolver:
             counts.servfail += 1
         else:
             counts.answered += 1
-        item.future.set_result(response)
+        try:
+            item.future.set_result(response)
+        except InvalidStateError:
+            pass  # the listener stopped waiting (its timeout, or the client left)
 
     def _wire(self, query: ResolverQuery, result, counts: ResolverStats) -> bytes | None:
         """The response's wire form (None: SERVFAIL) from a message or
@@ -414,6 +432,8 @@ class Resolver:
             return None
         if isinstance(result, (bytes, bytearray)):
             wire = bytes(result)
+            if len(wire) > self._limit(query):
+                return self._truncated(query)
             try:
                 message = dns.message.from_wire(wire)
             except dns.exception.DNSException:
@@ -426,12 +446,17 @@ class Resolver:
         try:
             wire = result.to_wire(max_size=self._limit(query))
         except dns.exception.TooBig:
-            # RFC 2181 9: too large for UDP: TC, and the client retries over TCP.
-            tc = dns.message.make_response(query.message)
-            tc.flags |= dns.flags.TC
-            return tc.to_wire()
+            return self._truncated(query)
         counts.cached += self._cache(query, result)
         return wire
+
+    @staticmethod
+    def _truncated(query: ResolverQuery) -> bytes:
+        """RFC 2181 9: a response too large for the client's UDP size goes
+        out as TC and the question, and the client asks over TCP."""
+        tc = dns.message.make_response(query.message)
+        tc.flags |= dns.flags.TC
+        return tc.to_wire()
 
     @staticmethod
     def _limit(query: ResolverQuery) -> int:
