@@ -657,6 +657,23 @@ def test_xdpdns_generator_loads_both_queues(tmp_path):
     assert run["latency_ms"]["p50"] > 0 and sum(run["latency_buckets_us"]) == run["answered"]
 
 
+def test_split_steering_pins_the_server_napi_after_the_workers(tmp_path):
+    """--steer split: threaded NAPI on both sides, the server's on the
+    server CPUs after the workers' (modulo: this machine may have one
+    server CPU), and the run answers as under strict."""
+    _root_or_skip()
+    reason = _load_generator_missing()
+    if reason:
+        pytest.skip(reason)
+    doc, _, _ = _bench_json(tmp_path, "--mode", "xdp", "--generator", "xdpdns",
+                            "--steer", "split", "--rate", 20_000, "--duration", 1,
+                            "--repeat", 1, "--warmup", 0)
+    _assert_answered(doc)
+    (run,) = doc["runs"]
+    assert run["steering"] == "split"
+    assert run["napi_threads"]["server"] >= 1 and run["napi_threads"]["client"] >= 1
+
+
 def test_peers_in_the_same_topology(tmp_path):
     _root_or_skip()
     _dnsperf_or_skip()

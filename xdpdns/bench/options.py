@@ -13,9 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from xdpdns.bench.topology import STEERING
+
 MODES = ("xdp", "socket", "both")
 GENERATORS = ("dnsperf", "kxdpgun", "xdpdns")
-STEERING = ("default", "strict")
 PEERS = ("knot", "nsd", "bind")
 MAX_DURATION = 24 * 3600.0  # every load is bounded; a day is the most a soak may ask
 MAX_REPEAT = 1000
@@ -84,7 +85,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     where.add_argument("--steer", choices=STEERING,
                        help="default: the veth's NAPI runs where the kernel puts it; "
                        "strict: threaded and pinned to its own side's CPUs, so that the "
-                       "server's CPUs carry all of its work (default: default)")
+                       "server's CPUs carry all of its work, queue i's NAPI beside queue "
+                       "i's worker; split: as strict, but the server's NAPI threads on the "
+                       "server CPUs after the workers' (as NIC interrupts kept off the "
+                       "workers' cores) (default: default)")
     where.add_argument("--server-cpus", metavar="LIST",
                        help="CPUs of the server, like 0-3,8 (default: the first half of the "
                        "usable CPUs)")

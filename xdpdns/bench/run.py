@@ -27,7 +27,7 @@ from xdpdns.bench.zones import ZoneFile
 
 PORT = 53
 PROGRESS_EVERY = 5.0  # seconds between progress lines during a load
-# Seconds into a load at which strict steering is applied again: NAPI
+# Seconds into a load at which strict (or split) steering is applied again: NAPI
 # threads appear once the generator attaches its XDP program.
 STEER_AT = (0.5, 1.5)
 

@@ -14,9 +14,14 @@ into an AF_XDP socket's memory run in the receiving veth's NAPI, which by
 default runs wherever the sender's softirq ran, on the client's CPUs.
 Strict makes each veth's NAPI a kernel thread (``/sys/class/net/IF/threaded``)
 pinned to its own side's CPUs, so that all the work a server causes is
-charged to the server's CPUs.  A veth has NAPI only with XDP attached or
-GRO on: strict turns GRO on so that socket-mode servers and dnsperf
-clients get the same treatment.
+charged to the server's CPUs: queue i's NAPI on the side's i-th CPU, beside
+queue i's worker.  Split does the same but puts the server's NAPI threads on
+the server CPUs after the workers' (queue i's on CPU queues + i), as an
+operator keeps a NIC's interrupts off the cores of the queue workers: under
+overload the NAPI thread then no longer takes turns with the worker on one
+CPU.  A veth has NAPI only with XDP attached or GRO on: strict and split
+turn GRO on so that socket-mode servers and dnsperf clients get the same
+treatment.
 
 Root only.
 """
@@ -34,7 +39,7 @@ from dataclasses import dataclass, field
 from xdpdns.bench import procfs
 
 COMMAND_TIMEOUT = 30  # seconds for one ip/ethtool command
-STEERING = ("default", "strict")
+STEERING = ("default", "strict", "split")
 
 SERVER_V4 = "198.18.0.1"
 CLIENT_V4 = "198.18.0.2"
@@ -161,11 +166,12 @@ class Side:
         prog = xdp.get("prog") or (xdp.get("attached") or [{}])[0].get("prog") or {}
         return prog.get("id")
 
-    def steer(self) -> int:
+    def steer(self, offset: int = 0) -> int:
         """Makes this side's veth NAPI threaded and pins queue i's thread to
-        this side's CPU i (modulo their number), beside queue i's worker;
-        returns how many threads are pinned.  Called again after an XDP
-        program is attached or detached, which may recreate NAPI."""
+        this side's CPU offset + i (modulo their number): with offset 0
+        beside queue i's worker; returns how many threads are pinned.
+        Called again after an XDP program is attached or detached, which
+        may recreate NAPI."""
         self.netns.run("sh", "-c", f"echo 1 > /sys/class/net/{self.ifname}/threaded",
                        check=False)
         full, cut = f"napi/{self.ifname}-", f"napi/{self.ifname}"[:15]
@@ -183,7 +189,7 @@ class Side:
         pinned = []
         for i, (_, tid) in enumerate(sorted(found)):
             try:
-                os.sched_setaffinity(tid, {cpus[i % len(cpus)]})
+                os.sched_setaffinity(tid, {cpus[(offset + i) % len(cpus)]})
                 pinned.append(tid)
             except OSError:
                 pass  # the thread went away with its NAPI
@@ -246,7 +252,7 @@ class Topology:
             # nodad: usable at once instead of after duplicate detection.
             ns.run("ip", "-6", "addr", "add", f"{side.v6}/{PREFIX_V6}", "dev", side.ifname,
                    "nodad")
-            if self.steering == "strict":
+            if self.steering != "default":
                 ns.run("ethtool", "-K", side.ifname, "gro", "on")
             ns.run("ip", "link", "set", "lo", "up")
             ns.run("ip", "link", "set", side.ifname, "up")
@@ -264,11 +270,12 @@ class Topology:
         c.netns.run("ip", "-6", "neigh", "replace", s.v6, "lladdr", s.mac_text, "dev", c.ifname)
 
     def steer(self) -> dict:
-        """Applies strict steering to both sides (nothing under default);
-        returns the NAPI threads pinned per side."""
-        if self.steering != "strict":
+        """Applies strict or split steering to both sides (nothing under
+        default); returns the NAPI threads pinned per side."""
+        if self.steering == "default":
             return {"server": 0, "client": 0}
-        return {"server": self.server.steer(), "client": self.client.steer()}
+        offset = self.queues if self.steering == "split" else 0
+        return {"server": self.server.steer(offset), "client": self.client.steer()}
 
     def delete(self) -> None:
         """Deletes the namespaces this topology created, by name (and with
