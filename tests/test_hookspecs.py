@@ -19,7 +19,8 @@ def _specs():
 
 def test_there_are_hooks():
     names = {name for name, _ in _specs()}
-    assert {"config_sections", "zone_sources", "startup", "shutdown", "stats"} <= names
+    assert {"config_sections", "zone_sources", "startup", "shutdown", "reload",
+            "stats"} <= names
 
 
 @pytest.mark.parametrize("name, func", _specs(), ids=[n for n, _ in _specs()])

@@ -72,6 +72,17 @@ def _parser() -> argparse.ArgumentParser:
                        "else /run/xdpdns/xdpdns.sock as root)")
     stats.add_argument("--json", action="store_true", help="print the raw JSON")
 
+    reload = sub.add_parser(
+        "reload", help="load the configuration and zones again in a running server",
+        description="Ask a running `xdpdns serve` to read its configuration and zone "
+        "files again and publish them without stopping (as SIGHUP does). Anything "
+        "wrong changes nothing: the server keeps what it had, and this prints why and "
+        "exits 1. [server], [xdp] and [resolver] take effect at the next start only.")
+    _add_config_options(reload)
+    reload.add_argument("--control-socket", metavar="PATH",
+                        help="the server's control socket (default: the configuration's, "
+                        "else /run/xdpdns/xdpdns.sock as root)")
+
     sub.add_parser("plugins", help="list the loaded plugins and their hooks",
                    description="List the loaded plugins, where each came from and its hooks.")
 
@@ -103,16 +114,21 @@ def _setup_logging(level: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from xdpdns.config import load_config
+    from xdpdns.config import Config, load_config
     from xdpdns.plugins import load_plugins
     from xdpdns.server import Server
 
     pm = load_plugins()
-    config = load_config(pm, args.config, listen=args.listen, zones=args.zone,
-                         udp_workers=args.udp_workers, log_level=args.log_level,
-                         xdp_interface=args.xdp, control_socket=args.control_socket)
+
+    def read() -> Config:
+        # At start and again for every reload, with the same file and options.
+        return load_config(pm, args.config, listen=args.listen, zones=args.zone,
+                           udp_workers=args.udp_workers, log_level=args.log_level,
+                           xdp_interface=args.xdp, control_socket=args.control_socket)
+
+    config = read()
     _setup_logging(config.server.log_level)
-    return Server(config, pm).run()
+    return Server(config, pm, reread=read).run()
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -139,25 +155,47 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_ERROR if errors else EXIT_OK
 
 
-def _stats(args: argparse.Namespace) -> int:
-    import json
-
+def _control_socket(args: argparse.Namespace):
+    """The control socket that `stats` and `reload` ask: --control-socket,
+    else the configuration's, else the default."""
     from xdpdns.config import default_control_socket, load_config
-    from xdpdns.control import ControlError, format_stats, request
 
     path = args.control_socket
     if path is None and args.config:
         from xdpdns.plugins import load_plugins
 
         path = load_config(load_plugins(), args.config).server.control_socket
+    return path or default_control_socket()
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import json
+
+    from xdpdns.control import ControlError, format_stats, request
+
     try:
-        stats = request(path or default_control_socket())
+        stats = request(_control_socket(args))
     except ControlError as exc:
         return _error(str(exc))
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
         print(format_stats(stats))
+    return EXIT_OK
+
+
+def _reload(args: argparse.Namespace) -> int:
+    from xdpdns.control import RELOAD_TIMEOUT, ControlError, request
+
+    try:
+        result = request(_control_socket(args), "reload", timeout=RELOAD_TIMEOUT)
+    except ControlError as exc:
+        return _error(str(exc))
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    if not result.get("ok"):
+        return _error(result.get("message", "reload failed"))
+    print(result.get("message", "reloaded"))
     return EXIT_OK
 
 
@@ -202,8 +240,8 @@ def _plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"serve": _serve, "check": _check, "stats": _stats, "plugins": _plugins,
-            "bench": _bench}
+COMMANDS = {"serve": _serve, "check": _check, "stats": _stats, "reload": _reload,
+            "plugins": _plugins, "bench": _bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,8 @@
 """The control socket: a unix stream socket served by the server's asyncio
 loop, and the client side of `xdpdns stats`.
 
-One request per connection: the client writes one line (``stats``), the
-server answers with one JSON object and closes.  An unknown request gets
+One request per connection: the client writes one line (``stats``,
+``reload``), the server answers with one JSON object and closes.  An unknown request gets
 ``{"error": "..."}``.  The socket is created with mode 0600 (the counters
 are the operator's business) and removed when the server exits.
 """
@@ -25,6 +25,7 @@ __all__ = ["ControlServer", "ControlError", "request", "format_stats"]
 
 REQUEST_LIMIT = 1024  # bytes of one request line
 CLIENT_TIMEOUT = 5.0  # seconds for `xdpdns stats` to get its answer
+RELOAD_TIMEOUT = 600.0  # a reload compiles every zone again
 
 
 class ControlError(Exception):
@@ -97,6 +98,8 @@ class ControlServer:
             else:
                 try:
                     reply = handler()
+                    if asyncio.iscoroutine(reply):
+                        reply = await reply
                 except Exception as exc:  # reported to the client, the server goes on
                     log.exception("control request %s", command)
                     reply = {"error": f"{command}: {exc}"}

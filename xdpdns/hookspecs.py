@@ -307,6 +307,22 @@ def shutdown(server: "Server") -> None:
 
 
 @hookspec
+def reload(server: "Server") -> None:
+    """The server published what a reload read (SIGHUP or `xdpdns reload`):
+    its new configuration, image, ACL, cookie secrets and rate limiting.
+
+    Called after each reload that succeeded, never after one that failed
+    (the server then keeps what it had).  The hooks that build the image
+    (zone_sources, overrides, resolver_claims, ...) have run again just
+    before, with the new configuration.  Every implementation is called;
+    results are ignored.
+
+    :param server: the running server, as for :func:`startup`, with
+        ``server.config`` the configuration now in force.
+    """
+
+
+@hookspec
 def stats(server: "Server", stats: "ServerStats") -> None:
     """A snapshot of the server's counters was taken.
 

@@ -55,7 +55,7 @@ import threading
 import time
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import dns.exception
 import dns.flags
@@ -116,10 +116,13 @@ def hook_numbers(claims: Sequence[tuple[str, Claim]]) -> list[str]:
     return list(dict.fromkeys(plugin for plugin, _ in claims))
 
 
-def numbered_claims(claims: Sequence[tuple[str, Claim]]) -> list[tuple[int, Claim]]:
+def numbered_claims(claims: Sequence[tuple[str, Claim]],
+                    hooks: Sequence[str] | None = None) -> list[tuple[int, Claim]]:
     """Each claim with the number of the hook that answers it, as the image
-    takes them (xdpdns.image.compile_sources)."""
-    numbers = {plugin: i for i, plugin in enumerate(hook_numbers(claims))}
+    takes them (xdpdns.image.compile_sources): its plugin's place in
+    ``hooks`` (default: hook_numbers(claims)), which must hold them all."""
+    numbers = {plugin: i for i, plugin in enumerate(hook_numbers(claims) if hooks is None
+                                                    else hooks)}
     return [(numbers[plugin], claim) for plugin, claim in claims]
 
 
@@ -213,13 +216,7 @@ class Resolver:
         functions = {impl.plugin_name: impl.function
                      for impl in pm.hook.resolve.get_hookimpls()}
         plugins = hook_numbers(claims)
-        # Claimed names in lower-case wire form, as ResolverQuery.qname is:
-        # which hook a TCP query goes to.
-        self._exact: dict[bytes, int] = {}
-        self._subtree: dict[bytes, int] = {}
-        for number, claim in numbered_claims(claims):
-            (self._subtree if claim.subtree else self._exact).setdefault(
-                claim.name.canonicalize().to_wire(), number)
+        self.set_claims(claims, plugins)
         # Held around every call into the engine: once stop() has it and
         # sets closing, no hook thread touches the engine again (it is
         # freed after the server stops, and a hung hook may return later).
@@ -233,6 +230,18 @@ class Resolver:
     def hooks(self) -> int:
         return len(self._hooks)
 
+    def set_claims(self, claims: Sequence[tuple[str, Claim]], hooks: Sequence[str]) -> None:
+        """The claimed names in lower-case wire form, as ResolverQuery.qname
+        is: which hook a TCP query goes to (at start, and after a reload,
+        with the same hook numbering)."""
+        exact: dict[bytes, int] = {}
+        subtree: dict[bytes, int] = {}
+        for number, claim in numbered_claims(claims, hooks):
+            (subtree if claim.subtree else exact).setdefault(
+                claim.name.canonicalize().to_wire(), number)
+        # One attribute, swapped whole: the event loop reads it while a
+        # reload runs in another thread.
+        self._claims = (exact, subtree)
     # ---- life ----------------------------------------------------------------
 
     def start(self) -> None:
@@ -255,10 +264,11 @@ class Resolver:
         """The hook whose claim holds qname (lower-case wire form): the
         exact claim of the name, else the subtree claim of its longest
         suffix, as the image decides (docs/IMAGE.md)."""
-        number = self._exact.get(qname)
+        exact, subtree = self._claims
+        number = exact.get(qname)
         pos = 0
         while number is None:
-            number = self._subtree.get(qname[pos:])
+            number = subtree.get(qname[pos:])
             if number is not None or qname[pos] == 0:
                 break
             pos += qname[pos] + 1

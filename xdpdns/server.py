@@ -7,7 +7,9 @@ engine -> native UDP
 workers and the TCP listener on the same
 addresses and ports -> (XDP mode: program attached, AF_XDP workers, ports
 redirected; see xdpdns/xdp.py) -> control socket -> startup hook -> one
-"ready" log line -> wait for SIGTERM or SIGINT -> shutdown hook -> XDP
+"ready" log line -> wait for SIGTERM or SIGINT (SIGHUP or `xdpdns reload`
+meanwhile: the configuration and zones read again and published, see
+Server.reload and xdpdns/policy.py) -> shutdown hook -> XDP
 program detached first (the kernel's stack and the socket-mode listeners
 take over) -> control socket, listeners and workers stopped -> exit 0.
 
@@ -19,28 +21,25 @@ they answer TCP/53, and whatever the XDP program passes to the kernel
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import dns.name
 
-from xdpdns.acl import Acl, collect_acl
-from xdpdns.config import Config, ListenAddress, default_control_socket
+from xdpdns.acl import Acl
+from xdpdns.config import Config, ConfigError, ListenAddress, default_control_socket
 from xdpdns.control import ControlError, ControlServer
 from xdpdns.engine import Engine, ImageInfo, WorkerStats
 from xdpdns.hookspecs import CookieSecrets, RrlSettings
-from xdpdns.image import build_image
+from xdpdns.image import ZoneLoadError
 from xdpdns.plugins import PluginError
-from xdpdns.resolver import (
-    Resolver,
-    ResolverStats,
-    collect_claims,
-    hook_numbers,
-    numbered_claims,
-)
+from xdpdns.policy import Policy, ReloadRefused, load_policy, publish
+from xdpdns.resolver import Resolver, ResolverStats
 from xdpdns.tcp import TcpListener, TcpStats, bind_sockets
 from xdpdns.xdp import XdpMode, XdpStats
 
@@ -80,22 +79,27 @@ class ServerStats:
         }
 
 
+@dataclass(frozen=True)
+class ReloadResult:
+    ok: bool
+    message: str
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        """The JSON of the control socket's "reload" request."""
+        return {"ok": self.ok, "message": self.message, "warnings": list(self.warnings)}
+
+
+def _restart_only_changes(old: Config, new: Config) -> list[str]:
+    """The sections that changed and that a reload cannot apply: listeners,
+    workers and the control socket, XDP mode, and the resolver's rings."""
+    return [name for name in ("server", "xdp", "resolver")
+            if getattr(old, name) != getattr(new, name)]
+
+
 def _sum_stats(workers: list[WorkerStats]) -> WorkerStats:
     return WorkerStats(**{f.name: sum(getattr(w, f.name) for w in workers)
                           for f in fields(WorkerStats)})
-
-
-def _cookie_secrets(pm, config) -> CookieSecrets:
-    """The DNS cookie secrets of the first plugin that decides (no cookies
-    when none does); raises PluginError for something that is not a
-    CookieSecrets."""
-    result = pm.hook.cookie_secrets(config=config)
-    if result is None:
-        return CookieSecrets(None)
-    if not isinstance(result, CookieSecrets):
-        raise PluginError(f"cookie_secrets returned {result!r}, not an "
-                          "xdpdns.hookspecs.CookieSecrets")
-    return result
 
 
 def _default_cookies(cookies: CookieSecrets) -> bool:
@@ -108,16 +112,6 @@ def _describe_cookies(cookies: CookieSecrets) -> str:
         return "off"
     return (f"on previous_secret={'yes' if cookies.previous else 'no'} "
             f"require={'yes' if cookies.require else 'no'}")
-
-
-def _rrl_settings(pm, config) -> RrlSettings | None:
-    """The rate limiting of the first plugin that decides (None: off);
-    raises PluginError for something that is not an RrlSettings."""
-    result = pm.hook.rrl_settings(config=config)
-    if result is not None and not isinstance(result, RrlSettings):
-        raise PluginError(f"rrl_settings returned {result!r}, not an "
-                          "xdpdns.hookspecs.RrlSettings")
-    return result
 
 
 def _describe_rrl(rrl: RrlSettings) -> str:
@@ -165,9 +159,16 @@ class Server:
     (the rate limiting in force, None when off).
     """
 
-    def __init__(self, config: Config, pm) -> None:
+    def __init__(self, config: Config, pm,
+                 reread: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.pm = pm
+        # How a reload reads the configuration again: as the command line
+        # read it at start (its file and options); None: the same Config,
+        # so that the zone files and plugins' sources are read again.
+        self._reread = reread
+        self._policy: Policy | None = None
+        self._reloading: asyncio.Lock | None = None
         self.addresses: tuple[ListenAddress, ...] = ()
         self.zones: tuple[dns.name.Name, ...] = ()
         self.image_info: ImageInfo | None = None
@@ -201,6 +202,86 @@ class Server:
         """What XDP mode ended up with (an XdpInfo), None in socket mode."""
         return self._xdp.info if self._xdp else None
 
+    def _adopt(self, policy: Policy) -> None:
+        """What the server tells about the policy it publishes."""
+        self._policy = policy
+        self.zones = policy.compiled.zones
+        self.image_info = policy.compiled.image.info
+        self.acl = policy.acl
+        self.rrl = policy.rrl
+
+    @staticmethod
+    def _log_policy(policy: Policy) -> None:
+        if policy.acl.denies_anything:
+            log.info("acl %s", policy.acl.describe())
+        # Like the ACL's line: only what differs from the default (on,
+        # answering every client) is worth a line at info.
+        log.log(logging.DEBUG if _default_cookies(policy.cookies) else logging.INFO,
+                "cookies %s", _describe_cookies(policy.cookies))
+        if policy.rrl is not None:
+            log.info("rrl on %s", _describe_rrl(policy.rrl))
+
+    # ---- reload ----------------------------------------------------------------
+
+    async def reload(self) -> ReloadResult:
+        """Reads the configuration again and publishes what it says: zones,
+        identity, overrides and claims (a new image), the source ACL, the
+        cookie secrets and rate limiting, each swapped at once for every
+        worker; answering never stops.  Anything wrong (a broken zone file,
+        a bad key, a plugin that raises) changes nothing: the server keeps
+        what it had, and the result says why.  [server], [xdp] and
+        [resolver] take effect at the next start only (a warning says
+        which changed).  One reload at a time; SIGHUP and `xdpdns reload`
+        both come here."""
+        if self._reloading is None:
+            self._reloading = asyncio.Lock()
+        async with self._reloading:
+            start = time.monotonic()
+            loop = asyncio.get_running_loop()
+            # Compiling a large zone set takes seconds: not in the event loop.
+            try:
+                result = await loop.run_in_executor(None, self._reload_sync)
+            except (ConfigError, ZoneLoadError, PluginError, ReloadRefused, OSError,
+                    ValueError) as exc:
+                result = ReloadResult(False, f"reload failed, still serving what was loaded "
+                                      f"before: {exc}")
+            except Exception as exc:  # a plugin's bug: logged whole, the server goes on
+                log.exception("reload")
+                result = ReloadResult(False, f"reload failed, still serving what was loaded "
+                                      f"before: {type(exc).__name__}: {exc}")
+            if result.ok:
+                log.info("%s in %.3fs", result.message, time.monotonic() - start)
+                for warning in result.warnings:
+                    log.warning("reload: %s", warning)
+                self.pm.hook.reload(server=self)
+            else:
+                log.error("%s", result.message)
+            return result
+
+    async def _control_reload(self) -> dict:
+        return (await self.reload()).as_dict()
+
+    def _reload_sync(self) -> ReloadResult:
+        engine = self._engine
+        if engine is None or self._policy is None:
+            return ReloadResult(False, "reload failed: the server is not running")
+        new = self._reread() if self._reread is not None else self.config
+        warnings = [f"[{name}] changed: it takes effect when the server restarts"
+                    for name in _restart_only_changes(self.config, new)]
+        # What needs a restart stays as it was started with.
+        new = dataclasses.replace(new, server=self.config.server, xdp=self.config.xdp,
+                                  resolver=self.config.resolver)
+        policy = load_policy(self.pm, new, self._policy.hooks if self._resolver else [])
+        publish(engine, policy, self._policy)
+        if self._resolver is not None:
+            self._resolver.set_claims(policy.claims, policy.hooks)
+        self.config = new
+        self._adopt(policy)
+        info = policy.compiled.image.info
+        return ReloadResult(True, f"reloaded zones={len(self.zones)} "
+                            f"records={info.records} overrides={info.overrides} "
+                            f"claims={len(policy.claims)}", tuple(warnings))
+
     def stop(self) -> None:
         """Asks the server to stop (safe from the event loop's thread)."""
         if self._stop is not None:
@@ -211,40 +292,22 @@ class Server:
             # Before the zones are compiled: a missing privilege or a typo in
             # the interface name should not wait for a large zone set.
             self._xdp.check()
-        claims = collect_claims(self.pm, self.config)
-        result = build_image(self.pm, self.config, numbered_claims(claims))
-        self.zones = result.zones
-        self.image_info = result.image.info
-        self.acl = collect_acl(self.pm, self.config)
-        cookies = _cookie_secrets(self.pm, self.config)
-        self.rrl = _rrl_settings(self.pm, self.config)
+        policy = load_policy(self.pm, self.config)
+        self._adopt(policy)
+        claims = policy.claims
         srv = self.config.server
         with Engine() as engine:
             self._engine = engine
-            engine.set_image(result.image)
-            # Before any listener: no query is answered under no ACL.  XDP
-            # mode's start puts the same rules into the program's maps.
-            engine.acl_set(self.acl.pairs(), self.acl.policy.default,
-                           self.acl.policy.socket_action)
-            if self.acl.denies_anything:
-                log.info("acl %s", self.acl.describe())
-            # Before any listener too: every server cookie is made with the
-            # secret the plugins decided on.
-            if cookies.current is not None:
-                engine.set_cookie_secrets(cookies.current, cookies.previous, cookies.require)
-            # Like the ACL's line: only what differs from the default (on,
-            # answering every client) is worth a line at info.
-            log.log(logging.DEBUG if _default_cookies(cookies) else logging.INFO,
-                    "cookies %s", _describe_cookies(cookies))
-            # After the cookies, whose valid server cookies it exempts, and
-            # before any listener.
-            if self.rrl is not None:
-                engine.set_rrl(self.rrl)
-                log.info("rrl on %s", _describe_rrl(self.rrl))
+            # Before any listener: no query is answered under no ACL and
+            # every server cookie is made with the secret the plugins
+            # decided on.  XDP mode's start puts the same ACL into the
+            # program's maps.
+            publish(engine, policy)
+            self._log_policy(policy)
             # Before the workers, which keep their deferred queries in it.
             if claims:
                 res = self.config.resolver
-                hooks = len(hook_numbers(claims))
+                hooks = len(policy.hooks)
                 engine.resolver_start(res.ring_size, res.cache_size if res.cache_max_ttl else 0,
                                       hooks, res.timeout)
                 log.info("resolver claims=%d hooks=%d timeout=%g cache_max_ttl=%d ring_size=%d",
@@ -295,7 +358,8 @@ class Server:
         configuration names must be ours."""
         configured = self.config.server.control_socket
         path = Path(configured) if configured is not None else default_control_socket()
-        control = ControlServer(path, {"stats": lambda: self.stats().as_dict()})
+        control = ControlServer(path, {"stats": lambda: self.stats().as_dict(),
+                                       "reload": self._control_reload})
         try:
             await control.start()
         except ControlError as exc:
@@ -310,6 +374,14 @@ class Server:
         self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        reloads: set[asyncio.Task] = set()
+
+        def on_sighup() -> None:
+            task = loop.create_task(self.reload())
+            reloads.add(task)  # held until done: the loop keeps weak references
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
         try:
             try:
                 self.pm.hook.startup(server=self)
@@ -332,8 +404,10 @@ class Server:
             log.info("stopping")
             self._shutdown_hook()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            for task in list(reloads):
+                await task  # a reload under way finishes before the engine goes
 
     def _shutdown_hook(self) -> None:
         # Every plugin's shutdown runs even when one fails: pluggy stops at

@@ -1,0 +1,106 @@
+"""What a configuration puts into the engine, besides its threads: the zone
+image (zones, identity, overrides, the names resolver plugins claim), the
+source ACL, the DNS cookie secrets and response rate limiting.
+
+:func:`load_policy` asks the plugins for all of it and compiles the image,
+raising before anything is published; :func:`publish` hands it to the
+engine, each part with one atomic swap (native/engine.c).  The server does
+both at start and again for every reload, so a reload whose configuration
+or zones are broken changes nothing: the running server keeps answering
+from what it had.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from xdpdns.acl import Acl, collect_acl
+from xdpdns.config import Config
+from xdpdns.engine import Engine
+from xdpdns.hookspecs import Claim, CookieSecrets, RrlSettings
+from xdpdns.image import CompileResult, build_image
+from xdpdns.plugins import PluginError
+from xdpdns.resolver import collect_claims, hook_numbers, numbered_claims
+
+log = logging.getLogger("xdpdns.policy")
+
+
+@dataclass
+class Policy:
+    compiled: CompileResult  # its image is handed to the engine by publish
+    acl: Acl
+    cookies: CookieSecrets
+    rrl: RrlSettings | None
+    claims: list[tuple[str, Claim]]  # (plugin, claim)
+    hooks: list[str]  # the plugins that answer claimed names, by hook number
+
+
+class ReloadRefused(Exception):
+    """A new configuration that the running server cannot take without a
+    restart; the message says what."""
+
+
+def load_policy(pm, config: Config, hooks: list[str] | None = None) -> Policy:
+    """Everything the plugins say for config, the image compiled.
+
+    ``hooks``: the hook numbering the running server's resolver has (a
+    reload), or None to number the claiming plugins now (the start).
+    Raises ZoneLoadError, PluginError, ConfigError, or ReloadRefused for
+    claims that need a resolver hook the server did not start with.
+    """
+    claims = collect_claims(pm, config)
+    if hooks is None:
+        hooks = hook_numbers(claims)
+    else:
+        new = [p for p in hook_numbers(claims) if p not in hooks]
+        if new:
+            raise ReloadRefused(f"plugin {new[0]} claims names now but did not when the "
+                                "server started: its resolver thread starts with the "
+                                "server (restart it)")
+    compiled = build_image(pm, config, numbered_claims(claims, hooks))
+    return Policy(compiled, collect_acl(pm, config), cookie_secrets(pm, config),
+                  rrl_settings(pm, config), claims, hooks)
+
+
+def publish(engine: Engine, policy: Policy, previous: Policy | None = None) -> None:
+    """Hands policy to the engine: the image, the ACL (in XDP mode also the
+    program's maps), the cookie secrets and rate limiting, each switched
+    at once for every worker.  At a reload (``previous``) a new cookie
+    secret that comes without a previous one keeps the old one as the
+    previous (RFC 9018 rotation): clients' server cookies stay valid."""
+    engine.set_image(policy.compiled.image)
+    acl = policy.acl
+    engine.acl_set(acl.pairs(), acl.policy.default, acl.policy.socket_action)
+    cookies = policy.cookies
+    if (previous is not None and cookies.current is not None and cookies.previous is None
+            and previous.cookies.current not in (None, cookies.current)):
+        cookies = CookieSecrets(cookies.current, previous.cookies.current, cookies.require)
+        policy.cookies = cookies
+    if cookies.current is not None or (previous and previous.cookies.current is not None):
+        engine.set_cookie_secrets(cookies.current, cookies.previous, cookies.require)
+    if policy.rrl is not None or (previous and previous.rrl is not None):
+        engine.set_rrl(policy.rrl)
+
+
+def cookie_secrets(pm, config) -> CookieSecrets:
+    """The DNS cookie secrets of the first plugin that decides (no cookies
+    when none does); raises PluginError for something that is not a
+    CookieSecrets."""
+    result = pm.hook.cookie_secrets(config=config)
+    if result is None:
+        return CookieSecrets(None)
+    if not isinstance(result, CookieSecrets):
+        raise PluginError(f"cookie_secrets returned {result!r}, not an "
+                          "xdpdns.hookspecs.CookieSecrets")
+    return result
+
+
+def rrl_settings(pm, config) -> RrlSettings | None:
+    """The rate limiting of the first plugin that decides (None: off);
+    raises PluginError for something that is not an RrlSettings."""
+    result = pm.hook.rrl_settings(config=config)
+    if result is not None and not isinstance(result, RrlSettings):
+        raise PluginError(f"rrl_settings returned {result!r}, not an "
+                          "xdpdns.hookspecs.RrlSettings")
+    return result
