@@ -586,10 +586,12 @@ static bool override_prohibited(const struct xd_image *img, const struct xd_quer
 						XD_ZONE_ACL_QUERY, r->client);
 }
 
-/* AXFR and IXFR (RFC 5936, RFC 1995): no transfers are served yet, so every
- * one gets REFUSED.  A zone that has an ACL says why to a client its
- * transfer list denies (Prohibited); an allowed client gets the plain
- * REFUSED it always got, until transfers are served here. */
+/* AXFR and IXFR (RFC 5936, RFC 1995) that reach the core get REFUSED: over
+ * UDP they are not served, and over TCP the listener first asks for the
+ * transfer itself (xd_engine_axfr, axfr.c), which comes here only for a
+ * client the zone's transfer list does not allow or a name that is not a
+ * zone.  A zone that has an ACL says why to a client its transfer list
+ * denies (Prohibited). */
 static void answer_transfer(const struct xd_image *img, const struct xd_query *q,
 			    struct response *r)
 {

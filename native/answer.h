@@ -51,6 +51,11 @@ struct xd_answer_ctx {
 	struct xd_response_kind kind;		/* what the response is */
 };
 
+/* The transfer of the zone an AXFR or IXFR query names (axfr.c): as
+ * xd_engine_axfr, from img. */
+int xd_axfr(const struct xd_image *img, const struct xd_client *client,
+	    const uint8_t *query, size_t qlen, uint8_t *out, size_t cap, size_t *len);
+
 /* xd_answer with a context; ctx NULL is xd_answer itself.  With
  * XD_ANSWER_DEFER, -EAGAIN for a query the resolver hook must answer. */
 int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,

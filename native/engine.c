@@ -142,6 +142,25 @@ int xd_engine_answer_given(struct xd_engine *e, const struct xd_client *client,
 	return answer_external(e, client, 0, given, query, qlen, resp, cap, flags, NULL);
 }
 
+int xd_engine_axfr(struct xd_engine *e, const struct xd_client *client, const uint8_t *query,
+		   size_t qlen, uint8_t *out, size_t cap, size_t *len)
+{
+	struct xd_client c = { 0 };
+	const struct xd_image *img;
+	int rc = -ENODATA;
+
+	*len = 0;
+	if (client)
+		xd_client_set(&c, client->family, client->addr);
+	pthread_mutex_lock(&e->external_lock);
+	img = xd_engine_enter(e, XD_READER_EXTERNAL);
+	if (img)
+		rc = xd_axfr(img, &c, query, qlen, out, cap, len);
+	xd_engine_leave(e, XD_READER_EXTERNAL);
+	pthread_mutex_unlock(&e->external_lock);
+	return rc;
+}
+
 int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen,
 		     uint8_t *resp, size_t cap, unsigned flags)
 {

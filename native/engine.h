@@ -284,6 +284,21 @@ int xd_engine_worker_count(const struct xd_engine *e);
 int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 			   struct xd_worker_stats *out);
 
+/*
+ * An outgoing zone transfer (AXFR, RFC 5936; IXFR answered with the whole
+ * zone, RFC 1995 4) for query from client, from the published image: TCP
+ * messages, each with its 2-byte length prefix, one after the other in
+ * out, the zone's apex SOA first and last.  Returns 0 with *len the bytes
+ * written; -ENOSPC with *len the bytes it needs (call again with that
+ * much room: a reload between the calls may change it); -EPERM when the
+ * zone's transfer ACL does not allow the client; -ENOENT when the qname is
+ * not the apex of a zone served; -EINVAL for a query that is not an AXFR
+ * or IXFR of class IN; -ENODATA without an image.  For the last three the
+ * caller answers with xd_engine_answer_client, which says REFUSED.
+ */
+int xd_engine_axfr(struct xd_engine *e, const struct xd_client *client, const uint8_t *query,
+		   size_t qlen, uint8_t *out, size_t cap, size_t *len);
+
 /* ---- The resolver hook: names that Python answers -------------------------- */
 
 /*

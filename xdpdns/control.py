@@ -174,7 +174,8 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> list[str]:
 
 _UDP = ["received", "answered", "dropped", "truncated", "batches", "denied", "limited",
         "slipped"]
-_TCP = ["connections", "rejected", "received", "answered", "idle_closed", "denied"]
+_TCP = ["connections", "rejected", "received", "answered", "idle_closed", "denied",
+        "transfers"]
 _QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "truncated",
           "tx_full", "kicks", "batches", "limited", "slipped"]
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]

@@ -822,6 +822,33 @@ class Engine(_CObject):
                        what="rate limiting events")
         return [_rrl_event(out[i]) for i in range(n)]
 
+    def axfr(self, query: bytes, client: str | None) -> list[bytes] | None:
+        """The zone transfer an AXFR or IXFR query asks for, as the TCP
+        messages to send (each without its length prefix), from the image
+        published now; None when there is none to send: the zone's transfer
+        ACL does not allow ``client`` (an IP address), the name is not the
+        apex of a zone served, or the query is not a transfer (answer it
+        with :meth:`answer`, which says REFUSED)."""
+        c_client = _client(client)
+        size = ffi.new("size_t *")
+        cap = AXFR_FIRST_BUFFER
+        while True:
+            out = ffi.new("uint8_t[]", cap)
+            rc = lib.xd_engine_axfr(self._ptr(), c_client, query, len(query), out, cap, size)
+            if rc != -errno.ENOSPC:
+                break
+            cap = size[0]  # a reload meanwhile may change it: ask again
+        if rc in (-errno.EPERM, -errno.ENOENT, -errno.EINVAL, -errno.ENODATA):
+            return None
+        _raise_for(rc, what="zone transfer")
+        data = ffi.buffer(out, size[0])[:]
+        messages, pos = [], 0
+        while pos < len(data):
+            length = int.from_bytes(data[pos:pos + 2], "big")
+            messages.append(data[pos + 2:pos + 2 + length])
+            pos += 2 + length
+        return messages
+
     def answer_client(self, query: bytes, client: str | None, tcp: bool = False,
                       now: int | None = None, defer: bool = False) -> "Answer":
         """Answers one DNS message from ``client`` (an IP address, None:
@@ -918,6 +945,10 @@ class Engine(_CObject):
             r, c, f, cached), query, tcp)
         return wire, bool(cache_ttl and cached[0])
 
+
+# Room for a zone transfer on the first try: a small zone fits; a larger
+# one says how much it needs.
+AXFR_FIRST_BUFFER = 1 << 16
 
 # The AA bit of the header that Engine.resolver_build takes.
 RESOLVER_AA = lib.XD_RESOLVER_AA

@@ -77,8 +77,9 @@ class ZoneAcl:
     allow-query: given, it is the list of who is answered), and may transfer
     only when ``allow_transfer`` holds it (as Knot: no transfer without a
     rule that allows it).  A denied query gets REFUSED from the answering
-    core.  Transfers are not served yet: AXFR and IXFR get REFUSED from
-    every client, with EDE 18 (Prohibited) for a denied one; the lookup is
+    core.  An allowed client gets the zone by AXFR (or IXFR, answered with
+    the whole zone) over TCP (xdpdns/tcp.py, native/axfr.c); a denied one
+    REFUSED with EDE 18 (Prohibited).  The lookup is
     :meth:`xdpdns.engine.Image.zone_allows`.
     """
 

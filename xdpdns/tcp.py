@@ -25,6 +25,9 @@ import socket
 from dataclasses import dataclass
 from typing import Sequence
 
+import dns.exception
+import dns.name
+
 from xdpdns.config import ListenAddress
 from xdpdns.engine import DEFERRED
 
@@ -42,6 +45,29 @@ class TcpStats:
     answered: int = 0  # responses written
     idle_closed: int = 0  # closed by the idle timeout
     denied: int = 0  # from sources the ACL denies: refused, or closed at once
+    transfers: int = 0  # zone transfers sent (AXFR, IXFR as a whole zone)
+
+
+TRANSFER_TYPES = (251, 252)  # IXFR, AXFR
+
+
+def _is_transfer(query: bytes) -> bool:
+    """Whether the query's one question is an AXFR or IXFR (without parsing
+    the rest: the engine does)."""
+    if len(query) < 17 or query[4:6] != b"\x00\x01":
+        return False
+    pos = 12
+    while pos < len(query) and query[pos] and query[pos] < 64:
+        pos += query[pos] + 1
+    return pos + 3 <= len(query) and int.from_bytes(query[pos + 1:pos + 3], "big") in \
+        TRANSFER_TYPES
+
+
+def _qname_text(query: bytes) -> str:
+    try:
+        return dns.name.from_wire(query, 12)[0].to_text()
+    except dns.exception.DNSException:
+        return "?"
 
 
 def bind_sockets(addresses: Sequence[ListenAddress]) -> list[socket.socket]:
@@ -131,6 +157,24 @@ class TcpListener:
             self._handlers.discard(task)
             writer.close()
 
+    async def _transfer(self, writer: asyncio.StreamWriter, query: bytes,
+                        client: str | None) -> bool:
+        """Sends the zone an AXFR or IXFR asks for, when its transfer ACL
+        allows the client (False: it does not, or no such zone; the query is
+        answered as any other, REFUSED).  Made in another thread: a large
+        zone takes a while, and the event loop goes on meanwhile."""
+        loop = asyncio.get_running_loop()
+        messages = await loop.run_in_executor(None, self.engine.axfr, query, client)
+        if not messages:
+            return False
+        for message in messages:
+            writer.write(len(message).to_bytes(LENGTH_PREFIX, "big") + message)
+            await asyncio.wait_for(writer.drain(), self.idle_timeout)
+        self.stats.answered += 1
+        self.stats.transfers += 1
+        log.info("transfer %s to %s: %d messages", _qname_text(query), client, len(messages))
+        return True
+
     async def _read(self, reader: asyncio.StreamReader, n: int) -> bytes | None:
         try:
             return await asyncio.wait_for(reader.readexactly(n), self.idle_timeout)
@@ -152,6 +196,9 @@ class TcpListener:
             if query is None:
                 return
             self.stats.received += 1
+            if not refuse and _is_transfer(query) and await self._transfer(writer, query,
+                                                                           client):
+                continue
             if refuse:
                 response = self.engine.refused(query)
             else:

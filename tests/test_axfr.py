@@ -1,0 +1,155 @@
+"""Outgoing zone transfers (AXFR, RFC 5936; IXFR answered with the whole
+zone, RFC 1995 4), made in C from the published image: what a secondary
+receives is the zone as served, checked against dnspython's reading of the
+same files; only clients the zone's transfer ACL allows get it."""
+
+import ipaddress
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.zone
+import pytest
+
+from xdpdns.engine import Engine
+from xdpdns.hookspecs import ZoneAcl, ZoneFile
+from xdpdns.image import compile_sources
+
+ZONES = Path(__file__).resolve().parent.parent / "zones"
+DIFF = Path(__file__).resolve().parent / "data" / "diff"
+LOCAL = ZoneAcl(allow_transfer=(ipaddress.ip_network("127.0.0.1/32"),
+                                ipaddress.ip_network("2001:db8::/32")))
+
+
+def zone_files():
+    """The example zone and the differential tests' zones (glue, wildcards,
+    CNAME and DNAME, delegations), one example.com. among them."""
+    files = [(p.name.removesuffix(".zone") + ".", p) for p in sorted(DIFF.glob("*.zone"))]
+    return files + [("example.com.", ZONES / "example.com.zone")] \
+        if not any(o == "example.com." for o, _ in files) else files
+
+
+def engine_with(files, acl=LOCAL):
+    result = compile_sources([ZoneFile(dns.name.from_text(o), p, acl=acl) for o, p in files])
+    assert result.image is not None, result.problems
+    engine = Engine()
+    engine.set_image(result.image)
+    return engine
+
+
+def records(zone):
+    # Owners compared without case: the image keeps them lower-cased (names
+    # are equal whatever their case, RFC 4343); RDATA as written.
+    return sorted((name.canonicalize().to_text(), rdata.rdclass, rdata.rdtype, ttl,
+                   rdata.to_text()) for name, ttl, rdata in zone.iterate_rdatas())
+
+
+def transfer(engine, origin, client="127.0.0.1", rdtype="AXFR", use_edns=False):
+    query = dns.message.make_query(origin, rdtype, use_edns=use_edns)
+    messages = engine.axfr(query.to_wire(), client)
+    if messages is None:
+        return None, None
+    parsed = [dns.message.from_wire(m, xfr=True, origin=None) for m in messages]
+    return query, parsed
+
+
+@pytest.mark.asan
+def test_every_zone_transfers_as_dnspython_reads_its_file():
+    files = zone_files()
+    with engine_with(files) as engine:
+        for origin, path in files:
+            query, messages = transfer(engine, origin)
+            assert messages, origin
+            rrs = [(rrset, rd) for m in messages for rrset in m.answer for rd in rrset]
+            # The apex SOA first and last (RFC 5936 2.2).
+            assert rrs[0][0].rdtype == rrs[-1][0].rdtype == dns.rdatatype.SOA
+            assert rrs[0][0].name == rrs[-1][0].name == dns.name.from_text(origin)
+            for m in messages:
+                assert m.id == query.id and m.flags & dns.flags.AA and m.rcode() == 0
+                assert m.question[0].name == dns.name.from_text(origin)
+            got = dns.zone.from_xfr(iter(messages), relativize=False)
+            want = dns.zone.from_file(str(path), origin, relativize=False)
+            assert records(got) == records(want), origin
+
+
+@pytest.mark.asan
+def test_a_large_zone_comes_in_messages_of_16k(tmp_path):
+    path = tmp_path / "big.test.zone"
+    lines = ["$ORIGIN big.test.", "$TTL 300",
+             "@ SOA ns admin 7 3600 600 86400 300", "@ NS ns", "ns A 198.18.0.53"]
+    lines += [f"h{i} A 198.18.{i // 250}.{i % 250}\nh{i} TXT \"host {i}\"" for i in range(5000)]
+    lines += [f"d{i} NS ns.d{i}\nns.d{i} A 198.19.{i // 250}.{i % 250}" for i in range(200)]
+    path.write_text("\n".join(lines) + "\n")
+    with engine_with([("big.test.", path)]) as engine:
+        query = dns.message.make_query("big.test.", "AXFR")
+        wires = engine.axfr(query.to_wire(), "127.0.0.1")
+        assert len(wires) > 10 and all(len(w) <= 16384 + 600 for w in wires)
+        messages = [dns.message.from_wire(w, xfr=True, origin=None) for w in wires]
+        got = dns.zone.from_xfr(iter(messages), relativize=False)
+    want = dns.zone.from_file(str(path), "big.test.", relativize=False)
+    assert records(got) == records(want)
+
+
+@pytest.mark.asan
+def test_only_allowed_clients_and_only_zone_apexes():
+    files = [("example.com.", ZONES / "example.com.zone")]
+    with engine_with(files) as engine:
+        assert transfer(engine, "example.com.", "127.0.0.2")[1] is None
+        assert transfer(engine, "example.com.", "2001:db8::53")[1]
+        assert transfer(engine, "www.example.com.")[1] is None  # not an apex
+        assert transfer(engine, "example.org.")[1] is None  # not ours
+        # And the core still refuses what it is asked (no transfer over it).
+        refused = dns.message.from_wire(engine.answer(
+            dns.message.make_query("example.com.", "AXFR").to_wire(), tcp=True,
+            client="127.0.0.2"))
+        assert refused.rcode() == dns.rcode.REFUSED
+    with engine_with(files, acl=ZoneAcl()) as engine:  # no ACL: nobody
+        assert transfer(engine, "example.com.")[1] is None
+
+
+@pytest.mark.asan
+def test_ixfr_gets_the_whole_zone_and_edns_an_opt_in_every_message():
+    files = [("example.com.", ZONES / "example.com.zone")]
+    with engine_with(files) as engine:
+        _, messages = transfer(engine, "example.com.", rdtype="IXFR", use_edns=0)
+        assert messages and all(m.edns == 0 for m in messages)
+        assert messages[0].question[0].rdtype == dns.rdatatype.IXFR
+        got = dns.zone.from_xfr(iter(messages), relativize=False)
+        want = dns.zone.from_file(str(ZONES / "example.com.zone"), "example.com.",
+                                  relativize=False)
+        assert records(got) == records(want)
+
+
+def test_serve_transfers_over_tcp_and_refuses_others(tmp_path, xdpdns_serve, xdpdns_cli):
+    zone = tmp_path / "example.com.zone"
+    zone.write_text((ZONES / "example.com.zone").read_text())
+    conf = tmp_path / "xdpdns.toml"
+    control = tmp_path / "c.sock"
+    conf.write_text(f'[[zone]]\nfile = "{zone}"\nallow_transfer = ["127.0.0.1"]\n'
+                    f'[server]\ncontrol_socket = "{control}"\n')
+    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
+    host, port = server.addresses[0]
+    got = dns.zone.from_xfr(dns.query.xfr(host, "example.com.", port=port, lifetime=10,
+                                          relativize=False), relativize=False)
+    want = dns.zone.from_file(str(zone), "example.com.", relativize=False)
+    assert records(got) == records(want)
+    # A reload: the next transfer has the new record.
+    zone.write_text(zone.read_text() + "added 300 IN A 198.18.0.123\n")
+    assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
+    got = dns.zone.from_xfr(dns.query.xfr(host, "example.com.", port=port, lifetime=10,
+                                          relativize=False), relativize=False)
+    assert got.get_rdataset("added", "A") is not None
+    # Another source: REFUSED, as before transfers were served.
+    with pytest.raises(dns.query.TransferError):
+        list(dns.query.xfr(host, "example.com.", port=port, lifetime=10,
+                           source="127.0.0.2"))
+    # Over UDP: no transfer (RFC 5936 4.2: TCP only).
+    udp = dns.query.udp(dns.message.make_query("example.com.", "AXFR"), host, port=port,
+                        timeout=5)
+    assert udp.rcode() == dns.rcode.REFUSED and not udp.answer
+    stats = xdpdns_cli("stats", "--control-socket", control, "--json")
+    assert '"transfers": 2' in stats.stdout
