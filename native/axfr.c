@@ -11,6 +11,7 @@
  * pointed to by the node's other RRs.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "answer.h"
@@ -40,6 +41,7 @@ struct writer {
 	const struct xd_query *q;
 	const uint8_t *question;	/* header excluded */
 	size_t question_len;
+	bool too_big;		/* a message outgrew 65535 bytes */
 };
 
 static void put(struct writer *w, const void *data, size_t len)
@@ -88,6 +90,8 @@ static void message_end(struct writer *w)
 		put(w, opt, sizeof(opt));
 		put16_at(w, start + 10, 1);
 	}
+	if (w->len - start > UINT16_MAX)
+		w->too_big = true;	/* an RRset near 64 KiB with a long owner */
 	put16_at(w, w->msg, (uint16_t)(w->len - start));
 }
 
@@ -231,5 +235,7 @@ int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 	add_rrset(&w, apex, soa);
 	message_end(&w);
 	*len = w.len;
+	if (w.too_big)
+		return -EMSGSIZE;
 	return w.len > cap ? -ENOSPC : 0;
 }

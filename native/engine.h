@@ -290,7 +290,8 @@ int xd_engine_worker_stats(const struct xd_engine *e, int worker,
  * messages, each with its 2-byte length prefix, one after the other in
  * out, the zone's apex SOA first and last.  Returns 0 with *len the bytes
  * written; -ENOSPC with *len the bytes it needs (call again with that
- * much room: a reload between the calls may change it); -EPERM when the
+ * much room: a reload between the calls may change it); -EMSGSIZE for an
+ * RRset too large for a TCP message with its owner; -EPERM when the
  * zone's transfer ACL does not allow the client; -ENOENT when the qname is
  * not the apex of a zone served; -EINVAL for a query that is not an AXFR
  * or IXFR of class IN; -ENODATA without an image.  For the last three the

@@ -164,7 +164,11 @@ class TcpListener:
         answered as any other, REFUSED).  Made in another thread: a large
         zone takes a while, and the event loop goes on meanwhile."""
         loop = asyncio.get_running_loop()
-        messages = await loop.run_in_executor(None, self.engine.axfr, query, client)
+        try:
+            messages = await loop.run_in_executor(None, self.engine.axfr, query, client)
+        except OSError as exc:
+            log.error("transfer %s to %s: %s", _qname_text(query), client, exc)
+            return False  # REFUSED, as for a transfer not allowed
         if not messages:
             return False
         for message in messages:
