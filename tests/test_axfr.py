@@ -15,7 +15,7 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from xdpdns.engine import Engine
+from xdpdns.engine import Engine, tcp_messages
 from xdpdns.hookspecs import ZoneAcl, ZoneFile
 from xdpdns.image import compile_sources
 
@@ -50,10 +50,10 @@ def records(zone):
 
 def transfer(engine, origin, client="127.0.0.1", rdtype="AXFR", use_edns=False):
     query = dns.message.make_query(origin, rdtype, use_edns=use_edns)
-    messages = engine.axfr(query.to_wire(), client)
-    if messages is None:
+    stream = engine.axfr(query.to_wire(), client)
+    if stream is None:
         return None, None
-    parsed = [dns.message.from_wire(m, xfr=True, origin=None) for m in messages]
+    parsed = [dns.message.from_wire(m, xfr=True, origin=None) for m in tcp_messages(stream)]
     return query, parsed
 
 
@@ -86,7 +86,7 @@ def test_a_large_zone_comes_in_messages_of_16k(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with engine_with([("big.test.", path)]) as engine:
         query = dns.message.make_query("big.test.", "AXFR")
-        wires = engine.axfr(query.to_wire(), "127.0.0.1")
+        wires = tcp_messages(engine.axfr(query.to_wire(), "127.0.0.1"))
         assert len(wires) > 10 and all(len(w) <= 16384 + 600 for w in wires)
         messages = [dns.message.from_wire(w, xfr=True, origin=None) for w in wires]
         got = dns.zone.from_xfr(iter(messages), relativize=False)

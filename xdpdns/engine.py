@@ -822,10 +822,11 @@ class Engine(_CObject):
                        what="rate limiting events")
         return [_rrl_event(out[i]) for i in range(n)]
 
-    def axfr(self, query: bytes, client: str | None) -> list[bytes] | None:
-        """The zone transfer an AXFR or IXFR query asks for, as the TCP
-        messages to send (each without its length prefix), from the image
-        published now; None when there is none to send: the zone's transfer
+    def axfr(self, query: bytes, client: str | None) -> bytes | None:
+        """The zone transfer an AXFR or IXFR query asks for, from the image
+        published now, as the bytes to write to the TCP connection: its
+        messages, each with its 2-byte length prefix (:func:`tcp_messages`
+        splits them).  None when there is none to send: the zone's transfer
         ACL does not allow ``client`` (an IP address), the name is not the
         apex of a zone served, or the query is not a transfer (answer it
         with :meth:`answer`, which says REFUSED)."""
@@ -841,13 +842,7 @@ class Engine(_CObject):
         if rc in (-errno.EPERM, -errno.ENOENT, -errno.EINVAL, -errno.ENODATA):
             return None
         _raise_for(rc, what="zone transfer")
-        data = ffi.buffer(out, size[0])[:]
-        messages, pos = [], 0
-        while pos < len(data):
-            length = int.from_bytes(data[pos:pos + 2], "big")
-            messages.append(data[pos + 2:pos + 2 + length])
-            pos += 2 + length
-        return messages
+        return ffi.buffer(out, size[0])[:]
 
     def answer_client(self, query: bytes, client: str | None, tcp: bool = False,
                       now: int | None = None, defer: bool = False) -> "Answer":
@@ -944,6 +939,16 @@ class Engine(_CObject):
             self._ptr(), _client(client), q, n, records, len(records), header, cache_ttl,
             r, c, f, cached), query, tcp)
         return wire, bool(cache_ttl and cached[0])
+
+
+def tcp_messages(stream: bytes) -> list[bytes]:
+    """The DNS messages of a TCP stream (each after its 2-byte length)."""
+    messages, pos = [], 0
+    while pos + 2 <= len(stream):
+        length = int.from_bytes(stream[pos:pos + 2], "big")
+        messages.append(stream[pos + 2:pos + 2 + length])
+        pos += 2 + length
+    return messages
 
 
 # Room for a zone transfer on the first try: a small zone fits; a larger

@@ -49,6 +49,7 @@ class TcpStats:
 
 
 TRANSFER_TYPES = (251, 252)  # IXFR, AXFR
+TRANSFER_SLICE = 1 << 18  # bytes of a transfer written before waiting for the client
 
 
 def _is_transfer(query: bytes) -> bool:
@@ -165,18 +166,21 @@ class TcpListener:
         zone takes a while, and the event loop goes on meanwhile."""
         loop = asyncio.get_running_loop()
         try:
-            messages = await loop.run_in_executor(None, self.engine.axfr, query, client)
+            stream = await loop.run_in_executor(None, self.engine.axfr, query, client)
         except OSError as exc:
             log.error("transfer %s to %s: %s", _qname_text(query), client, exc)
             return False  # REFUSED, as for a transfer not allowed
-        if not messages:
+        if not stream:
             return False
-        for message in messages:
-            writer.write(len(message).to_bytes(LENGTH_PREFIX, "big") + message)
+        # Written in large slices, waiting for the client between them: one
+        # drain per slice, not per message.
+        view = memoryview(stream)
+        for pos in range(0, len(view), TRANSFER_SLICE):
+            writer.write(view[pos:pos + TRANSFER_SLICE])
             await asyncio.wait_for(writer.drain(), self.idle_timeout)
         self.stats.answered += 1
         self.stats.transfers += 1
-        log.info("transfer %s to %s: %d messages", _qname_text(query), client, len(messages))
+        log.info("transfer %s to %s: %d bytes", _qname_text(query), client, len(stream))
         return True
 
     async def _read(self, reader: asyncio.StreamReader, n: int) -> bytes | None:
