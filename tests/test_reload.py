@@ -4,10 +4,13 @@ changes nothing, and the reply and the log say why."""
 
 import json
 import signal
+import socket
 import time
 
 import dns.exception
+import dns.flags
 import dns.message
+import dns.opcode
 import dns.query
 import dns.rcode
 import pytest
@@ -31,13 +34,13 @@ def answers(response):
     return [rd.to_text() for rrset in response.answer for rd in rrset]
 
 
-def start(tmp_path, xdpdns_serve, extra=""):
+def start(tmp_path, xdpdns_serve, extra="", zone_keys=""):
     zone = tmp_path / "example.test.zone"
     zone.write_text(ZONE)
     conf = tmp_path / "xdpdns.toml"
     control = tmp_path / "c.sock"
-    conf.write_text(f'[[zone]]\nfile = "{zone}"\n[server]\ncontrol_socket = "{control}"\n'
-                    + extra)
+    conf.write_text(f'[[zone]]\nfile = "{zone}"\n{zone_keys}'
+                    f'[server]\ncontrol_socket = "{control}"\n' + extra)
     server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
     return server, zone, conf, control
 
@@ -165,3 +168,72 @@ def test_xdp_reload_publishes_zone_data_and_the_acl(xdp_topology, xdp_serve, tmp
             query("new.example.test.", timeout=1)
     program = server.stats()["xdp"]["program"]
     assert program["denied"] >= 1
+
+
+def test_notify_at_start_and_when_a_reload_changes_the_serial(tmp_path, xdpdns_serve,
+                                                             xdpdns_cli):
+    """A secondary on loopback hears NOTIFY (RFC 1996) for the zone at start
+    and after a reload that changed the serial, with the new SOA; a reload
+    that did not change it sends nothing."""
+    secondary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    secondary.bind(("127.0.0.1", 0))
+
+    def heard(timeout=5.0):
+        secondary.settimeout(timeout)
+        data, sender = secondary.recvfrom(4096)
+        message = dns.message.from_wire(data)
+        secondary.sendto(dns.message.make_response(message).to_wire(), sender)
+        return message
+
+    try:
+        target = f"127.0.0.1:{secondary.getsockname()[1]}"
+        server, zone, _, control = start(tmp_path, xdpdns_serve,
+                                         zone_keys=f'notify = ["{target}"]\n')
+        first = heard()
+        assert first.opcode() == dns.opcode.NOTIFY and first.flags & dns.flags.AA
+        assert first.question[0].name.to_text() == "example.test."
+        assert first.answer[0][0].serial == 1
+        zone.write_text(ZONE.replace(" 1 3600 600", " 2 3600 600"))
+        assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
+        assert heard().answer[0][0].serial == 2
+        assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
+        with pytest.raises(TimeoutError):
+            heard(timeout=1.0)  # the same serial: nothing to tell
+        assert "notify example.test. serial 2 to 127.0.0.1" in server.output()
+    finally:
+        secondary.close()
+
+
+@pytest.mark.parametrize("value, words", [
+    ('"198.18.0.2"', "a list of secondaries"),
+    ('["example.net"]', "numeric IPv4 or IPv6 address"),
+    ('["198.18.0.2:0"]', "port 1-65535"),
+])
+def test_notify_config_errors_name_the_zone_and_key(tmp_path, value, words):
+    from xdpdns.config import ConfigError, load_config
+    from xdpdns.plugins import load_plugins
+
+    zone = tmp_path / "example.test.zone"
+    zone.write_text(ZONE)
+    conf = tmp_path / "bad.toml"
+    conf.write_text(f'[[zone]]\nfile = "{zone}"\nnotify = {value}\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(load_plugins(), conf)
+    message = str(info.value)
+    assert "zone[1].notify" in message and words in message and "example.test." in message
+
+
+def test_notify_targets_parse():
+    from xdpdns.config import ListenAddress, load_config
+    from xdpdns.plugins import load_plugins
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        zone = Path(tmp) / "example.test.zone"
+        zone.write_text(ZONE)
+        conf = Path(tmp) / "ok.toml"
+        conf.write_text(f'[[zone]]\nfile = "{zone}"\n'
+                        'notify = ["198.18.0.2", "[2001:2::2]:5300", "198.18.0.2"]\n')
+        (z,) = load_config(load_plugins(), conf).zones
+    assert z.notify == (ListenAddress("198.18.0.2", 53), ListenAddress("2001:2::2", 5300))

@@ -51,6 +51,7 @@ The file's shape::
     deny_query = ["192.0.2.128/25"]   # or only these when any are listed)
     allow_transfer = ["2001:db8::53"] # who may transfer it (default: no one)
     deny_transfer = []
+    notify = ["2001:db8::53"]         # secondaries told of a new serial (NOTIFY)
 
     [plugins.NAME]                    # one table per plugin, parsed by it
     ...
@@ -199,6 +200,8 @@ class ZoneConfig:
     file: Path
     origin: dns.name.Name
     acl: ZoneAcl = ZoneAcl()
+    # Secondaries told of every new serial (NOTIFY, RFC 1996; xdpdns/notify.py).
+    notify: tuple[ListenAddress, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -673,8 +676,8 @@ def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
     for i, table in enumerate(value, 1):
         w = where.sub(f"zone[{i}]")
         for key in table:
-            if key not in ("file", "origin") + ZONE_ACL_KEYS:
-                raise w.error(key, "one of the known keys: file, origin, "
+            if key not in ("file", "origin", "notify") + ZONE_ACL_KEYS:
+                raise w.error(key, "one of the known keys: file, origin, notify, "
                               + ", ".join(ZONE_ACL_KEYS) + " (unknown key)")
         if "file" not in table:
             raise w.error("file", "the zone file's path (required)")
@@ -686,11 +689,25 @@ def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
                   else origin_from_file(path, w, "file"))
         try:
             acl = parse_zone_acl(table, w)
+            notify = _parse_notify(table.get("notify", []), w)
         except ConfigError as exc:
             # zone[2] says where; the origin says which zone it is.
             raise ConfigError(f"{exc} (zone {origin})") from None
-        zones.append(ZoneConfig(path, origin, acl))
+        zones.append(ZoneConfig(path, origin, acl, notify))
     return zones
+
+
+def _parse_notify(value: Any, where: Where) -> tuple[ListenAddress, ...]:
+    expected = 'a list of secondaries\' addresses, like ["198.51.100.2", "[2001:db8::2]:53"]'
+    if not isinstance(value, list):
+        raise where.error("notify", expected, value)
+    targets = []
+    for item in value:
+        target = parse_listen(item, where, "notify")
+        if target.port == 0:
+            raise where.error("notify", expected + " (port 1-65535)", item)
+        targets.append(target)
+    return tuple(dict.fromkeys(targets))
 
 
 def _check_unique_origins(zones: Sequence[ZoneConfig], where: Where, key: str) -> None:

@@ -37,6 +37,7 @@ from xdpdns.control import ControlError, ControlServer
 from xdpdns.engine import Engine, ImageInfo, WorkerStats
 from xdpdns.hookspecs import CookieSecrets, RrlSettings
 from xdpdns.image import ZoneLoadError
+from xdpdns.notify import Notifier
 from xdpdns.plugins import PluginError
 from xdpdns.policy import Policy, ReloadRefused, load_policy, publish
 from xdpdns.resolver import Resolver, ResolverStats
@@ -169,6 +170,7 @@ class Server:
         self._reread = reread
         self._policy: Policy | None = None
         self._reloading: asyncio.Lock | None = None
+        self._notifier: Notifier | None = None
         self.addresses: tuple[ListenAddress, ...] = ()
         self.zones: tuple[dns.name.Name, ...] = ()
         self.image_info: ImageInfo | None = None
@@ -253,6 +255,8 @@ class Server:
                 log.info("%s in %.3fs", result.message, time.monotonic() - start)
                 for warning in result.warnings:
                     log.warning("reload: %s", warning)
+                if self._notifier is not None:
+                    self._notifier.zones_published(self.config.zones)
                 self.pm.hook.reload(server=self)
             else:
                 log.error("%s", result.message)
@@ -331,11 +335,15 @@ class Server:
                 self._resolver.start()
             self._tcp = TcpListener(engine, srv.tcp_idle_timeout, srv.tcp_max_connections,
                                     self._resolver)
+            self._notifier = Notifier(engine)
             try:
                 await self._tcp.start(socks)
                 await self._start_control()
+                # Secondaries hear of the zones as served from now on.
+                self._notifier.zones_published(self.config.zones)
                 await self._serve()
             finally:
+                await self._notifier.stop()
                 if self._xdp is not None:
                     self._xdp.stop()
                 if self._control is not None:
