@@ -56,6 +56,11 @@ struct xd_answer_ctx {
 int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 	    const uint8_t *query, size_t qlen, uint8_t *out, size_t cap, size_t *len);
 
+/* The SOA serial of the zone whose origin is name (lower-case wire form):
+ * 0, -ENOENT when no zone has that origin. */
+int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,
+		   uint32_t *serial);
+
 /* xd_answer with a context; ctx NULL is xd_answer itself.  With
  * XD_ANSWER_DEFER, -EAGAIN for a query the resolver hook must answer. */
 int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,

@@ -239,3 +239,41 @@ int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 		return -EMSGSIZE;
 	return w.len > cap ? -ENOSPC : 0;
 }
+
+/* Skips a name in pre-rendered RDATA: labels up to the root, or up to a
+ * 2-byte pointer (the origin's, patched per answer).  0 when it runs out. */
+static size_t skip_name(const uint8_t *p, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len && p[off] && (p[off] & 0xc0) == 0)
+		off += 1u + p[off];
+	if (off >= len)
+		return 0;
+	return (p[off] & 0xc0) == 0xc0 ? off + 2 : off + 1;
+}
+
+int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,
+		   uint32_t *serial)
+{
+	int zone = xd_image_find_zone(img, name, len);
+	const uint8_t *soa, *rdata;
+	size_t rdlen, off;
+
+	if (zone < 0)
+		return -ENOENT;
+	soa = xd_node_rrset(img->base + xd_image_zone(img, (uint32_t)zone)->apex, XD_TYPE_SOA);
+	if (!soa)
+		return -ENOENT;
+	/* The first RR: owner pointer, type, class, TTL, RDLENGTH, then
+	 * MNAME, RNAME and SERIAL (RFC 1035 3.3.13). */
+	rdata = xd_rrset_wire(soa) + 12;
+	rdlen = xd_get16(xd_rrset_wire(soa) + 10);
+	off = skip_name(rdata, rdlen);
+	if (off)
+		off += skip_name(rdata + off, rdlen - off);
+	if (!off || rdlen - off < 4)
+		return -EINVAL;
+	*serial = xd_get32(rdata + off);
+	return 0;
+}

@@ -161,6 +161,26 @@ int xd_engine_axfr(struct xd_engine *e, const struct xd_client *client, const ui
 	return rc;
 }
 
+int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len,
+			  uint32_t *serial)
+{
+	uint8_t lower[XD_NAME_MAX];
+	const struct xd_image *img;
+	int rc = -ENODATA;
+
+	if (len > sizeof(lower))
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++)	/* label lengths are below 'A' */
+		lower[i] = name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i];
+	pthread_mutex_lock(&e->external_lock);
+	img = xd_engine_enter(e, XD_READER_EXTERNAL);
+	if (img)
+		rc = xd_zone_serial(img, lower, len, serial);
+	xd_engine_leave(e, XD_READER_EXTERNAL);
+	pthread_mutex_unlock(&e->external_lock);
+	return rc;
+}
+
 int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen,
 		     uint8_t *resp, size_t cap, unsigned flags)
 {

@@ -300,6 +300,12 @@ int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 int xd_engine_axfr(struct xd_engine *e, const struct xd_client *client, const uint8_t *query,
 		   size_t qlen, uint8_t *out, size_t cap, size_t *len);
 
+/* The SOA serial of the served zone whose origin is name (wire form, any
+ * case), whatever its ACL says (for NOTIFY): 0, -ENOENT for no such zone,
+ * -ENODATA without an image. */
+int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len,
+			  uint32_t *serial);
+
 /* ---- The resolver hook: names that Python answers -------------------------- */
 
 /*

@@ -89,5 +89,17 @@ def cookie_secrets(config):
     c = config.plugins[NAME]
     if not c.enabled:
         return CookieSecrets(None)
-    current = c.secret if c.secret is not None else secrets.token_bytes(SECRET_LEN)
+    current = c.secret if c.secret is not None else _random_secret()
     return CookieSecrets(current, c.previous_secret, c.require)
+
+
+_RANDOM: list[bytes] = []
+
+
+def _random_secret() -> bytes:
+    """The process's random secret: made once, so that a reload (which asks
+    again) does not rotate it and turn every client's server cookie into a
+    stale one."""
+    if not _RANDOM:
+        _RANDOM.append(secrets.token_bytes(SECRET_LEN))
+    return _RANDOM[0]

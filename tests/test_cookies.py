@@ -411,7 +411,10 @@ def test_defaults_are_on_with_a_random_secret():
     assert c.enabled and c.secret is None and c.previous_secret is None and not c.require
     first = plugin.cookie_secrets(_Config(c))
     second = plugin.cookie_secrets(_Config(c))
-    assert len(first.current) == 16 and first.current != second.current
+    # Random, made once per process: a reload asks again and must not
+    # rotate it (every client's server cookie would go stale).
+    assert len(first.current) == 16 and first.current != bytes(16)
+    assert second.current == first.current
     assert first.previous is None and not first.require
 
 

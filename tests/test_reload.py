@@ -237,3 +237,20 @@ def test_notify_targets_parse():
                         'notify = ["198.18.0.2", "[2001:2::2]:5300", "198.18.0.2"]\n')
         (z,) = load_config(load_plugins(), conf).zones
     assert z.notify == (ListenAddress("198.18.0.2", 53), ListenAddress("2001:2::2", 5300))
+
+
+def test_notify_for_a_zone_that_only_some_may_query(tmp_path, xdpdns_serve):
+    """The serial is read from the image, not asked like a client: a zone
+    whose allow_query does not hold the server itself still notifies."""
+    secondary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    secondary.bind(("127.0.0.1", 0))
+    secondary.settimeout(5)
+    try:
+        target = f"127.0.0.1:{secondary.getsockname()[1]}"
+        start(tmp_path, xdpdns_serve, zone_keys=f'notify = ["{target}"]\n'
+                                                'allow_query = ["198.18.0.0/15"]\n')
+        message = dns.message.from_wire(secondary.recvfrom(4096)[0])
+        assert message.opcode() == dns.opcode.NOTIFY
+        assert message.question[0].name.to_text() == "example.test."
+    finally:
+        secondary.close()

@@ -194,7 +194,7 @@ def _reload(args: argparse.Namespace) -> int:
     for warning in result.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     if not result.get("ok"):
-        return _error(result.get("message", "reload failed"))
+        return _error(result.get("message") or result.get("error") or "reload failed")
     print(result.get("message", "reloaded"))
     return EXIT_OK
 

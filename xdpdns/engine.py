@@ -822,6 +822,17 @@ class Engine(_CObject):
                        what="rate limiting events")
         return [_rrl_event(out[i]) for i in range(n)]
 
+    def zone_serial(self, origin: dns.name.Name) -> int | None:
+        """The SOA serial of the served zone ``origin`` (None: not served),
+        whatever its ACL says."""
+        wire = origin.to_wire()
+        serial = ffi.new("uint32_t *")
+        rc = lib.xd_engine_zone_serial(self._ptr(), wire, len(wire), serial)
+        if rc in (-errno.ENOENT, -errno.ENODATA):
+            return None
+        _raise_for(rc, what="zone serial")
+        return serial[0]
+
     def axfr(self, query: bytes, client: str | None) -> bytes | None:
         """The zone transfer an AXFR or IXFR query asks for, from the image
         published now, as the bytes to write to the TCP connection: its

@@ -21,8 +21,8 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.opcode
+import dns.rcode
 import dns.rdatatype
-import dns.rrset
 
 from xdpdns.config import ListenAddress, ZoneConfig
 
@@ -36,83 +36,104 @@ class Notifier:
     def __init__(self, engine) -> None:
         self.engine = engine
         self._announced: dict[object, int] = {}  # origin -> serial
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: dict[object, set[asyncio.Task]] = {}  # origin -> its NOTIFY
 
     def zones_published(self, zones: Iterable[ZoneConfig]) -> None:
         """Sends NOTIFY for every zone with notify addresses whose serial
-        is not the one last announced (at start: every such zone)."""
+        is not the one last announced (at start: every such zone).  Zones
+        that are gone, or no longer notify, stop being retried."""
+        zones = [z for z in zones if z.notify]
+        for origin in set(self._tasks) - {z.origin for z in zones}:
+            self._cancel(origin)
+            self._announced.pop(origin, None)
         for zone in zones:
-            if not zone.notify:
+            serial = self.engine.zone_serial(zone.origin)
+            if serial is None:
+                log.warning("notify %s: the zone is not served (no SOA)", zone.origin)
                 continue
-            soa = self._soa(zone.origin)
-            if soa is None or self._announced.get(zone.origin) == soa[0].serial:
+            if self._announced.get(zone.origin) == serial:
                 continue
-            self._announced[zone.origin] = soa[0].serial
+            self._announced[zone.origin] = serial
+            self._cancel(zone.origin)  # an older serial's retries end
+            message = self._message(zone.origin)
+            tasks = self._tasks.setdefault(zone.origin, set())
             for target in zone.notify:
-                task = asyncio.get_running_loop().create_task(self._send(soa, target))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task = asyncio.get_running_loop().create_task(
+                    self._send(message, zone.origin, serial, target))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
 
     async def stop(self) -> None:
         """Ends the NOTIFY still being retried (the server is stopping)."""
-        for task in list(self._tasks):
+        tasks = [t for ts in self._tasks.values() for t in ts]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _soa(self, origin) -> dns.rrset.RRset | None:
-        """The zone's SOA as the engine answers it now (None: not served)."""
-        query = dns.message.make_query(origin, dns.rdatatype.SOA)
-        wire = self.engine.answer(query.to_wire())
-        if wire is None:
-            return None
-        response = dns.message.from_wire(wire)
-        for rrset in response.answer:
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return rrset
-        return None
+    def _cancel(self, origin) -> None:
+        for task in self._tasks.get(origin, ()):
+            task.cancel()
 
-    async def _send(self, soa: dns.rrset.RRset, target: ListenAddress) -> None:
-        origin, serial = soa.name, soa[0].serial
+    def _message(self, origin) -> dns.message.Message:
+        """The NOTIFY for origin, with its SOA in the answer section when
+        the engine gives it to a client with no address (RFC 1996 3.7: may;
+        a zone whose allow_query lists prefixes does not)."""
         message = dns.message.make_query(origin, dns.rdatatype.SOA)
         message.flags = dns.flags.AA  # RFC 1996 3.7; not RD
         message.set_opcode(dns.opcode.NOTIFY)  # after flags: it lives in them
-        message.answer.append(soa)
-        wire = message.to_wire()
+        wire = self.engine.answer(dns.message.make_query(origin, dns.rdatatype.SOA).to_wire())
+        if wire is not None:
+            for rrset in dns.message.from_wire(wire).answer:
+                if rrset.rdtype == dns.rdatatype.SOA:
+                    message.answer.append(rrset)
+        return message
+
+    async def _send(self, message: dns.message.Message, origin, serial: int,
+                    target: ListenAddress) -> None:
         where = f"{target.host}:{target.port}" if ":" not in target.host \
             else f"[{target.host}]:{target.port}"
         family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
         loop = asyncio.get_running_loop()
+        wire = message.to_wire()
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
-            for attempt in range(1, TRIES + 1):
-                try:
-                    await loop.sock_sendto(sock, wire, (target.host, target.port))
-                    if await self._answered(loop, sock, message, TIMEOUT):
+            try:
+                # Connected: only the secondary's own datagrams come back.
+                await loop.sock_connect(sock, (target.host, target.port))
+                for _ in range(TRIES):
+                    await loop.sock_sendall(sock, wire)
+                    rcode = await self._answer(loop, sock, message, TIMEOUT)
+                    if rcode is None:
+                        continue
+                    if rcode == dns.rcode.NOERROR:
                         log.info("notify %s serial %d to %s: acknowledged", origin, serial,
                                  where)
-                        return
-                except OSError as exc:
-                    log.warning("notify %s serial %d to %s: %s", origin, serial, where,
-                                exc.strerror or exc)
+                    else:
+                        log.warning("notify %s serial %d to %s: answered %s", origin, serial,
+                                    where, dns.rcode.to_text(rcode))
                     return
+            except OSError as exc:
+                log.warning("notify %s serial %d to %s: %s", origin, serial, where,
+                            exc.strerror or exc)
+                return
         log.warning("notify %s serial %d to %s: no answer after %d tries", origin, serial,
                     where, TRIES)
 
     @staticmethod
-    async def _answered(loop, sock, message, timeout: float) -> bool:
-        """Waits up to timeout for the response to message (same ID and
-        opcode, QR set); other datagrams are ignored."""
+    async def _answer(loop, sock, message, timeout: float):
+        """The RCODE of the response to message (same ID, QR set, opcode
+        NOTIFY) within timeout, else None; other datagrams are ignored."""
         deadline = loop.time() + timeout
         while (left := deadline - loop.time()) > 0:
             try:
-                data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), left)
+                data = await asyncio.wait_for(loop.sock_recv(sock, 65535), left)
             except asyncio.TimeoutError:
-                return False
+                return None
             try:
                 response = dns.message.from_wire(data)
             except dns.exception.DNSException:
                 continue
             if (response.id == message.id and response.flags & dns.flags.QR and
                     response.opcode() == dns.opcode.NOTIFY):
-                return True
-        return False
+                return response.rcode()
+        return None

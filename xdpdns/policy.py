@@ -69,13 +69,20 @@ def publish(engine: Engine, policy: Policy, previous: Policy | None = None) -> N
     at once for every worker.  At a reload (``previous``) a new cookie
     secret that comes without a previous one keeps the old one as the
     previous (RFC 9018 rotation): clients' server cookies stay valid."""
-    engine.set_image(policy.compiled.image)
+    # The ACL first: the one step that can fail (XDP mode's maps), and it
+    # fails whole; then nothing was changed.
     acl = policy.acl
     engine.acl_set(acl.pairs(), acl.policy.default, acl.policy.socket_action)
+    engine.set_image(policy.compiled.image)
     cookies = policy.cookies
-    if (previous is not None and cookies.current is not None and cookies.previous is None
-            and previous.cookies.current not in (None, cookies.current)):
-        cookies = CookieSecrets(cookies.current, previous.cookies.current, cookies.require)
+    if previous is not None and cookies.current is not None and cookies.previous is None:
+        old = previous.cookies
+        if old.current not in (None, cookies.current):
+            # Rotated: the secret in force until now stays valid.
+            cookies = CookieSecrets(cookies.current, old.current, cookies.require)
+        elif old.current == cookies.current and old.previous is not None:
+            # The same secret: keep the previous one a rotation kept.
+            cookies = CookieSecrets(cookies.current, old.previous, cookies.require)
         policy.cookies = cookies
     if cookies.current is not None or (previous and previous.cookies.current is not None):
         engine.set_cookie_secrets(cookies.current, cookies.previous, cookies.require)

@@ -257,7 +257,7 @@ class Server:
                     log.warning("reload: %s", warning)
                 if self._notifier is not None:
                     self._notifier.zones_published(self.config.zones)
-                self.pm.hook.reload(server=self)
+                self._each_hook("reload")
             else:
                 log.error("%s", result.message)
             return result
@@ -344,6 +344,9 @@ class Server:
                 await self._serve()
             finally:
                 await self._notifier.stop()
+                if self._reloading is not None:
+                    async with self._reloading:
+                        pass  # a reload under way finishes before the engine goes
                 if self._xdp is not None:
                     self._xdp.stop()
                 if self._control is not None:
@@ -418,15 +421,18 @@ class Server:
                 await task  # a reload under way finishes before the engine goes
 
     def _shutdown_hook(self) -> None:
-        # Every plugin's shutdown runs even when one fails: pluggy stops at
-        # the first exception, so call the implementations one by one.
-        for impl in reversed(self.pm.hook.shutdown.get_hookimpls()):
+        self._each_hook("shutdown")
+
+    def _each_hook(self, name: str) -> None:
+        # Every plugin's implementation runs even when one fails: pluggy
+        # stops at the first exception, so call them one by one.
+        for impl in reversed(getattr(self.pm.hook, name).get_hookimpls()):
             if getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False):
                 continue
             try:
                 impl.function(**{a: self for a in impl.argnames})
             except Exception:
-                log.exception("shutdown hook of plugin %s", impl.plugin_name)
+                log.exception("%s hook of plugin %s", name, impl.plugin_name)
 
     async def _log_rrl(self) -> None:
         if self.rrl is None or self._engine is None:

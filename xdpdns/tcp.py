@@ -49,7 +49,7 @@ class TcpStats:
 
 
 TRANSFER_TYPES = (251, 252)  # IXFR, AXFR
-TRANSFER_SLICE = 1 << 18  # bytes of a transfer written before waiting for the client
+TRANSFER_SLICE = 1 << 16  # bytes of a transfer written before waiting for the client
 
 
 def _is_transfer(query: bytes) -> bool:
@@ -108,6 +108,9 @@ class TcpListener:
         self.stats = TcpStats()
         self._servers: list[asyncio.base_events.Server] = []
         self._handlers: set[asyncio.Task] = set()
+        # Transfers being made in other threads: waited for at stop, for
+        # they read the engine, which is freed after.
+        self._making: set[asyncio.Future] = set()
 
     async def start(self, socks: Sequence[socket.socket]) -> None:
         for sock in socks:
@@ -120,6 +123,8 @@ class TcpListener:
             task.cancel()
         if self._handlers:
             await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._making:
+            await asyncio.gather(*self._making, return_exceptions=True)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
@@ -165,19 +170,31 @@ class TcpListener:
         answered as any other, REFUSED).  Made in another thread: a large
         zone takes a while, and the event loop goes on meanwhile."""
         loop = asyncio.get_running_loop()
+        making = loop.run_in_executor(None, self.engine.axfr, query, client)
+        self._making.add(making)
+        making.add_done_callback(self._making.discard)
         try:
-            stream = await loop.run_in_executor(None, self.engine.axfr, query, client)
+            # Shielded: a connection cancelled meanwhile (the server stops)
+            # leaves the future for stop() to wait for.
+            stream = await asyncio.shield(making)
         except OSError as exc:
             log.error("transfer %s to %s: %s", _qname_text(query), client, exc)
             return False  # REFUSED, as for a transfer not allowed
         if not stream:
             return False
-        # Written in large slices, waiting for the client between them: one
-        # drain per slice, not per message.
+        # Written in slices, waiting for the client between them: one drain
+        # per slice, not per message, and a slice small enough that the
+        # idle timeout measures a stall, not a slow secondary.
         view = memoryview(stream)
-        for pos in range(0, len(view), TRANSFER_SLICE):
-            writer.write(view[pos:pos + TRANSFER_SLICE])
-            await asyncio.wait_for(writer.drain(), self.idle_timeout)
+        try:
+            for pos in range(0, len(view), TRANSFER_SLICE):
+                writer.write(view[pos:pos + TRANSFER_SLICE])
+                await asyncio.wait_for(writer.drain(), self.idle_timeout)
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("transfer %s to %s aborted after %d of %d bytes: %s",
+                        _qname_text(query), client, pos, len(stream),
+                        "no progress" if isinstance(exc, TimeoutError) else exc)
+            raise
         self.stats.answered += 1
         self.stats.transfers += 1
         log.info("transfer %s to %s: %d bytes", _qname_text(query), client, len(stream))
