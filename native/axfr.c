@@ -1,7 +1,8 @@
 /*
  * axfr.c - outgoing zone transfers (AXFR, RFC 5936; IXFR answered with the
- * whole zone, RFC 1995 4) from the published image: the zone's records as
- * a stream of TCP messages, the apex SOA first and last.
+ * whole zone, RFC 1995 4, or the SOA alone for a client that is current)
+ * from the published image: the zone's records as a stream of TCP
+ * messages, the apex SOA first and last.
  *
  * The image keeps each RRset pre-rendered for answers: every RR's owner is
  * a 2-byte pointer and names in RDATA under the zone's origin end in a
@@ -202,6 +203,60 @@ static void add_zone(struct writer *w, const struct xd_image *img, uint32_t zone
 	}
 }
 
+/* Skips a name in pre-rendered RDATA: labels up to the root, or up to a
+ * 2-byte pointer (the origin's, patched per answer).  0 when it runs out. */
+static size_t skip_name(const uint8_t *p, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len && p[off] && (p[off] & 0xc0) == 0)
+		off += 1u + p[off];
+	if (off >= len)
+		return 0;
+	return (p[off] & 0xc0) == 0xc0 ? off + 2 : off + 1;
+}
+
+/* The SERIAL of SOA RDATA (RFC 1035 3.3.13: after MNAME and RNAME). */
+static bool rdata_serial(const uint8_t *rdata, size_t rdlen, uint32_t *serial)
+{
+	size_t mname = skip_name(rdata, rdlen), rname;
+
+	if (!mname)
+		return false;
+	rname = skip_name(rdata + mname, rdlen - mname);
+	if (!rname || rdlen - mname - rname < 4)
+		return false;
+	*serial = xd_get32(rdata + mname + rname);
+	return true;
+}
+
+/* The serial of the SOA in an IXFR query's authority section (RFC 1995
+ * 3: the client's version), when it has one that parses. */
+static bool client_serial(const struct xd_query *q, uint32_t *serial)
+{
+	const uint8_t *pkt = q->pkt;
+	size_t len = q->len, off = q->question_end, owner, rdlen;
+
+	if (xd_get16(pkt + 6) != 0 || xd_get16(pkt + 8) < 1 || off >= len)
+		return false;
+	owner = skip_name(pkt + off, len - off);
+	if (!owner || len - off - owner < 10 || xd_get16(pkt + off + owner) != XD_TYPE_SOA)
+		return false;
+	rdlen = xd_get16(pkt + off + owner + 8);
+	off += owner + 10;
+	return len - off >= rdlen && rdata_serial(pkt + off, rdlen, serial);
+}
+
+/* Our serial, from the apex SOA's first (only) RR; 0 if it does not
+ * parse (the image's checks make that impossible). */
+static uint32_t soa_serial(const uint8_t *soa)
+{
+	uint32_t serial = 0;
+
+	rdata_serial(xd_rrset_wire(soa) + 12, xd_get16(xd_rrset_wire(soa) + 10), &serial);
+	return serial;
+}
+
 int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 	    const uint8_t *query, size_t qlen, uint8_t *out, size_t cap, size_t *len)
 {
@@ -209,6 +264,7 @@ int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 	struct writer w = { .out = out, .cap = cap };
 	const struct xd_zone_entry *z;
 	const uint8_t *apex, *soa;
+	uint32_t theirs;
 	int zone;
 
 	*len = 0;
@@ -231,8 +287,13 @@ int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 	w.question_len = q.question_end - XD_DNS_HEADER_LEN;
 	message_begin(&w);
 	add_rrset(&w, apex, soa);
-	add_zone(&w, img, (uint32_t)zone);
-	add_rrset(&w, apex, soa);
+	/* RFC 1995 2, 4: a client that has this version (or, by serial
+	 * arithmetic, RFC 1982, a newer one) gets our SOA alone. */
+	if (q.qtype != XD_TYPE_IXFR || !client_serial(&q, &theirs) ||
+	    (int32_t)(theirs - soa_serial(soa)) < 0) {
+		add_zone(&w, img, (uint32_t)zone);
+		add_rrset(&w, apex, soa);
+	}
 	message_end(&w);
 	*len = w.len;
 	if (w.too_big)
@@ -240,40 +301,17 @@ int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 	return w.len > cap ? -ENOSPC : 0;
 }
 
-/* Skips a name in pre-rendered RDATA: labels up to the root, or up to a
- * 2-byte pointer (the origin's, patched per answer).  0 when it runs out. */
-static size_t skip_name(const uint8_t *p, size_t len)
-{
-	size_t off = 0;
-
-	while (off < len && p[off] && (p[off] & 0xc0) == 0)
-		off += 1u + p[off];
-	if (off >= len)
-		return 0;
-	return (p[off] & 0xc0) == 0xc0 ? off + 2 : off + 1;
-}
-
 int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,
 		   uint32_t *serial)
 {
 	int zone = xd_image_find_zone(img, name, len);
-	const uint8_t *soa, *rdata;
-	size_t rdlen, off;
+	const uint8_t *soa;
 
 	if (zone < 0)
 		return -ENOENT;
 	soa = xd_node_rrset(img->base + xd_image_zone(img, (uint32_t)zone)->apex, XD_TYPE_SOA);
 	if (!soa)
 		return -ENOENT;
-	/* The first RR: owner pointer, type, class, TTL, RDLENGTH, then
-	 * MNAME, RNAME and SERIAL (RFC 1035 3.3.13). */
-	rdata = xd_rrset_wire(soa) + 12;
-	rdlen = xd_get16(xd_rrset_wire(soa) + 10);
-	off = skip_name(rdata, rdlen);
-	if (off)
-		off += skip_name(rdata + off, rdlen - off);
-	if (!off || rdlen - off < 4)
-		return -EINVAL;
-	*serial = xd_get32(rdata + off);
+	*serial = soa_serial(soa);
 	return 0;
 }

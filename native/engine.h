@@ -286,7 +286,9 @@ int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 
 /*
  * An outgoing zone transfer (AXFR, RFC 5936; IXFR answered with the whole
- * zone, RFC 1995 4) for query from client, from the published image: TCP
+ * zone, RFC 1995 4, or with the SOA alone when the query's SOA has the
+ * zone's serial or a newer one) for query from client, from the published
+ * image: TCP
  * messages, each with its 2-byte length prefix, one after the other in
  * out, the zone's apex SOA first and last.  Returns 0 with *len the bytes
  * written; -ENOSPC with *len the bytes it needs (call again with that

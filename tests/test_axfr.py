@@ -153,3 +153,31 @@ def test_serve_transfers_over_tcp_and_refuses_others(tmp_path, xdpdns_serve, xdp
     assert udp.rcode() == dns.rcode.REFUSED and not udp.answer
     stats = xdpdns_cli("stats", "--control-socket", control, "--json")
     assert '"transfers": 2' in stats.stdout
+
+
+@pytest.mark.asan
+def test_ixfr_from_a_client_up_to_date_gets_the_soa_alone():
+    """RFC 1995 4: a client whose SOA (in the query's authority section)
+    has our serial, or a newer one by RFC 1982 arithmetic, gets our SOA
+    alone; an older one the whole zone."""
+    import dns.rrset
+
+    files = [("example.com.", ZONES / "example.com.zone")]
+    want = dns.zone.from_file(str(ZONES / "example.com.zone"), "example.com.",
+                              relativize=False)
+    ours = want.get_rdataset("example.com.", "SOA")[0].serial
+    with engine_with(files) as engine:
+        newest = (ours + 2**31 - 1) % 2**32
+        for serial, whole in ((ours, False), (ours + 1, False), (newest, False),
+                              (ours - 1, True), (0, True)):
+            query = dns.message.make_query("example.com.", "IXFR")
+            query.authority.append(dns.rrset.from_text(
+                "example.com.", 0, "IN", "SOA",
+                f"ns1.example.com. h.example.com. {serial} 1 1 1 1"))
+            messages = [dns.message.from_wire(m, xfr=True, origin=None)
+                        for m in tcp_messages(engine.axfr(query.to_wire(), "127.0.0.1"))]
+            rrs = [rr for m in messages for rrset in m.answer for rr in rrset]
+            if whole:
+                assert len(rrs) > 3 and rrs[0].serial == rrs[-1].serial == ours, serial
+            else:
+                assert len(rrs) == 1 and rrs[0].serial == ours, serial
