@@ -654,6 +654,10 @@ def test_xdpdns_generator_loads_both_queues(tmp_path):
     # Both server queues answered, not only the first (DESIGN.md).
     assert len(run["server_queues_answered"]) == 2
     assert all(n > 0 for n in run["server_queues_answered"])
+    # And what each did, for telling where an overload loses queries.
+    assert [q["answered"] for q in run["server_queues"]] == run["server_queues_answered"]
+    assert all(q["received"] >= q["answered"] and q["kernel_rx_ring_full"] >= 0
+               for q in run["server_queues"])
     assert run["latency_ms"]["p50"] > 0 and sum(run["latency_buckets_us"]) == run["answered"]
 
 

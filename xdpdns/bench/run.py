@@ -177,6 +177,7 @@ class Run:
                 record["server_answered"] = (answered_total(after.stats)
                                              - answered_total(before.stats))
                 record["server_queues_answered"] = _queue_deltas(before.stats, after.stats)
+                record["server_queues"] = _queue_counter_deltas(before.stats, after.stats)
             if not server.alive():
                 record["errors"].append(f"{server.label} exited during the load; "
                                         f"{server.log_tail()}")
@@ -215,6 +216,20 @@ class _Snapshot:
 def _per(seconds: float, answered: int) -> float | None:
     """Microseconds per answer."""
     return seconds / answered * 1e6 if answered else None
+
+
+# What each server queue did during the load, for telling where queries
+# were lost under overload: before the worker (the kernel's counters),
+# in it, or on the way out.
+SERVER_QUEUE_COUNTERS = ("received", "answered", "dropped", "tx_full", "kernel_rx_dropped",
+                         "kernel_rx_ring_full", "kernel_fill_empty", "batches", "kicks")
+
+
+def _queue_counter_deltas(before: dict, after: dict) -> list[dict]:
+    first = {q["queue"]: q for q in (before.get("xdp") or {}).get("queues", [])}
+    return [{"queue": q["queue"], **{k: q.get(k, 0) - first.get(q["queue"], {}).get(k, 0)
+                                     for k in SERVER_QUEUE_COUNTERS}}
+            for q in (after.get("xdp") or {}).get("queues", [])]
 
 
 def _queue_deltas(before: dict, after: dict) -> list[int]:
