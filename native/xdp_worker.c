@@ -208,12 +208,22 @@ static size_t answer_frame(struct xd_xsk_worker *w, struct batch_view *v,
 }
 
 /* Puts the answered frames on the TX ring; those that find no room go
- * back to free (the ring is as large as rx, so that means the kernel is
- * behind on completions). */
+ * back to free.  A ring without room for them is first handed to the
+ * kernel (a kick) and its completions taken back: in copy mode nothing
+ * leaves the ring but through a kick, and a worker that kicked only after
+ * it had put something on the ring would, once the ring filled under
+ * load, never kick again while queries kept coming, and drop every
+ * answer (measured: 800k queries/s offered, 3.7M of 4M answers lost as
+ * tx_full, none before the worker). */
 static uint32_t tx_submit(struct xd_xsk_worker *w, const struct xdp_desc *out, uint32_t n)
 {
-	uint32_t idx = 0;
-	uint32_t room = xsk_ring_prod__reserve(&w->tx, xd_xsk_ring_room(&w->tx, n), &idx);
+	uint32_t idx = 0, room;
+
+	if (xsk_prod_nb_free(&w->tx, n) < n) {
+		xd_xsk_tx_kick(w);
+		xd_xsk_completions_reap(w);
+	}
+	room = xsk_ring_prod__reserve(&w->tx, xd_xsk_ring_room(&w->tx, n), &idx);
 
 	for (uint32_t i = 0; i < room; i++)
 		*xsk_ring_prod__tx_desc(&w->tx, idx + i) = out[i];
