@@ -203,27 +203,14 @@ static void add_zone(struct writer *w, const struct xd_image *img, uint32_t zone
 	}
 }
 
-/* Skips a name in pre-rendered RDATA: labels up to the root, or up to a
- * 2-byte pointer (the origin's, patched per answer).  0 when it runs out. */
-static size_t skip_name(const uint8_t *p, size_t len)
-{
-	size_t off = 0;
-
-	while (off < len && p[off] && (p[off] & 0xc0) == 0)
-		off += 1u + p[off];
-	if (off >= len)
-		return 0;
-	return (p[off] & 0xc0) == 0xc0 ? off + 2 : off + 1;
-}
-
 /* The SERIAL of SOA RDATA (RFC 1035 3.3.13: after MNAME and RNAME). */
 static bool rdata_serial(const uint8_t *rdata, size_t rdlen, uint32_t *serial)
 {
-	size_t mname = skip_name(rdata, rdlen), rname;
+	size_t mname = xd_name_skip(rdata, rdlen), rname;
 
 	if (!mname)
 		return false;
-	rname = skip_name(rdata + mname, rdlen - mname);
+	rname = xd_name_skip(rdata + mname, rdlen - mname);
 	if (!rname || rdlen - mname - rname < 4)
 		return false;
 	*serial = xd_get32(rdata + mname + rname);
@@ -239,7 +226,7 @@ static bool client_serial(const struct xd_query *q, uint32_t *serial)
 
 	if (xd_get16(pkt + 6) != 0 || xd_get16(pkt + 8) < 1 || off >= len)
 		return false;
-	owner = skip_name(pkt + off, len - off);
+	owner = xd_name_skip(pkt + off, len - off);
 	if (!owner || len - off - owner < 10 || xd_get16(pkt + off + owner) != XD_TYPE_SOA)
 		return false;
 	rdlen = xd_get16(pkt + off + owner + 8);

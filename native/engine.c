@@ -170,8 +170,7 @@ int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len,
 
 	if (len > sizeof(lower))
 		return -EINVAL;
-	for (size_t i = 0; i < len; i++)	/* label lengths are below 'A' */
-		lower[i] = name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i];
+	xd_name_lower(lower, name, len);
 	pthread_mutex_lock(&e->external_lock);
 	img = xd_engine_enter(e, XD_READER_EXTERNAL);
 	if (img)

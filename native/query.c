@@ -33,34 +33,6 @@ static int parse_qname(struct xd_query *q, size_t *pos)
 	return 0;
 }
 
-/* Skips a possibly compressed name in a record; returns -1 if malformed. */
-static int skip_name(const struct xd_query *q, size_t *pos)
-{
-	size_t p = *pos;
-
-	for (int labels = 0; labels <= XD_LABELS_MAX; labels++) {
-		uint8_t l;
-
-		if (p >= q->len)
-			return -1;
-		l = q->pkt[p];
-		if ((l & 0xc0) == 0xc0) {
-			if (p + 2 > q->len)
-				return -1;
-			*pos = p + 2;
-			return 0;
-		}
-		if (l > XD_LABEL_MAX || p + 1 + l > q->len)
-			return -1;
-		p += 1 + l;
-		if (l == 0) {
-			*pos = p;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* RFC 7873 5.2.2: a client cookie alone, or with a server cookie of 8 to
  * 32 bytes. */
 static bool cookie_length_ok(uint16_t len)
@@ -126,11 +98,12 @@ static int parse_records(struct xd_query *q, size_t *pos, unsigned count,
 			 bool additional)
 {
 	for (unsigned i = 0; i < count; i++) {
-		size_t name_pos = *pos;
+		size_t name_pos = *pos, name_len = xd_name_skip(q->pkt + *pos, q->len - *pos);
 		uint16_t rdlen;
 
-		if (skip_name(q, pos) || q->len - *pos < 10)
+		if (!name_len || q->len - *pos - name_len < 10)
 			return -1;
+		*pos += name_len;
 		rdlen = xd_get16(q->pkt + *pos + 8);
 		if (q->len - *pos - 10 < rdlen)
 			return -1;

@@ -90,24 +90,20 @@ static bool entry_matches(const struct rcache_entry *en, const uint8_t *name,
  * Lowers the TTL of each of the count records in sections[0..len) by age
  * seconds (to 0 at least), as a cache counts them down (RFC 1035 3.2.1):
  * a client asking later must not keep the answer longer than one asking
- * first.  Owner names are labels or compression pointers, skipped without
- * following.  False when the records do not parse.
+ * first.  False when the records do not parse.
  */
 static bool age_ttls(uint8_t *p, size_t len, unsigned count, uint32_t age)
 {
 	size_t off = 0;
 
 	for (unsigned i = 0; i < count; i++) {
+		size_t owner = xd_name_skip(p + off, len - off);
 		uint32_t ttl;
 		uint16_t rdlen;
 
-		while (off < len && p[off] && (p[off] & 0xc0) == 0)
-			off += 1u + p[off];
-		if (off >= len || (p[off] & 0xc0 && (p[off] & 0xc0) != 0xc0))
+		if (!owner || len - off - owner < 10)
 			return false;
-		off += p[off] ? 2 : 1;	/* the pointer, or the root's byte */
-		if (off > len || len - off < 10)
-			return false;
+		off += owner;
 		ttl = xd_get32(p + off + 4);
 		if (xd_get16(p + off) != XD_TYPE_OPT)	/* its "TTL" is flags */
 			xd_put32(p + off + 4, ttl > age ? ttl - age : 0);

@@ -22,6 +22,27 @@ int xd_name_check(const uint8_t *buf, size_t len)
 	return -1;
 }
 
+size_t xd_name_skip(const uint8_t *p, size_t len)
+{
+	size_t off = 0;
+
+	for (int labels = 0; labels <= XD_LABELS_MAX; labels++) {
+		uint8_t l;
+
+		if (off >= len)
+			return 0;
+		l = p[off];
+		if ((l & 0xc0) == 0xc0)
+			return len - off >= 2 ? off + 2 : 0;
+		if (l > XD_LABEL_MAX || len - off - 1 < l)
+			return 0;	/* extended label types, or cut short */
+		off += 1u + l;
+		if (l == 0)
+			return off;
+	}
+	return 0;
+}
+
 void xd_name_lower(uint8_t *out, const uint8_t *name, size_t len)
 {
 	for (size_t i = 0; i < len; i++)

@@ -147,6 +147,13 @@ static inline uint8_t xd_lower(uint8_t c)
  */
 int xd_name_check(const uint8_t *buf, size_t len);
 
+/*
+ * The bytes a possibly compressed name takes at p[0..len): its labels,
+ * then the root's byte or a 2-byte pointer (not followed); 0 when no
+ * well-formed name starts there.
+ */
+size_t xd_name_skip(const uint8_t *p, size_t len);
+
 /* Lower-cases a wire name of known length into out. */
 void xd_name_lower(uint8_t *out, const uint8_t *name, size_t len);
 

@@ -226,10 +226,6 @@ class Resolver:
         self._hooks = [_Hook(self, i, plugin, functions[plugin])
                        for i, plugin in enumerate(plugins)]
 
-    @property
-    def hooks(self) -> int:
-        return len(self._hooks)
-
     def set_claims(self, claims: Sequence[tuple[str, Claim]], hooks: Sequence[str]) -> None:
         """The claimed names in lower-case wire form, as ResolverQuery.qname
         is: which hook a TCP query goes to (at start, and after a reload,

@@ -27,9 +27,11 @@ from typing import Sequence
 
 import dns.exception
 import dns.name
+import dns.rdatatype
 
 from xdpdns.config import ListenAddress
 from xdpdns.engine import DEFERRED
+from xdpdns.hookspecs import parse_question
 
 log = logging.getLogger("xdpdns.tcp")
 
@@ -48,20 +50,17 @@ class TcpStats:
     transfers: int = 0  # zone transfers sent (AXFR, IXFR as a whole zone)
 
 
-TRANSFER_TYPES = (251, 252)  # IXFR, AXFR
+TRANSFER_TYPES = (dns.rdatatype.IXFR, dns.rdatatype.AXFR)
 TRANSFER_SLICE = 1 << 16  # bytes of a transfer written before waiting for the client
 
 
 def _is_transfer(query: bytes) -> bool:
-    """Whether the query's one question is an AXFR or IXFR (without parsing
-    the rest: the engine does)."""
-    if len(query) < 17 or query[4:6] != b"\x00\x01":
+    """Whether the query's question is an AXFR or IXFR (the rest is the
+    engine's to check)."""
+    try:
+        return parse_question(query)[1] in TRANSFER_TYPES
+    except ValueError:
         return False
-    pos = 12
-    while pos < len(query) and query[pos] and query[pos] < 64:
-        pos += query[pos] + 1
-    return pos + 3 <= len(query) and int.from_bytes(query[pos + 1:pos + 3], "big") in \
-        TRANSFER_TYPES
 
 
 def _qname_text(query: bytes) -> str:
