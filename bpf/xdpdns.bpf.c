@@ -11,6 +11,12 @@
  * NOTIFY, UPDATE), goes on to the kernel's stack.  A queue with no socket
  * bound falls back to the kernel too: DNS is never black-holed.
  *
+ * Before the redirect, a plain query whose answer the published image fixes
+ * (the answer table, see xdpdns_maps.h) is answered here: the frame becomes
+ * the response the AF_XDP worker would have sent, byte for byte, and goes
+ * back out with XDP_TX.  Everything the table does not hold goes on to the
+ * worker as before.
+ *
  * Maps and counters are defined in xdpdns_maps.h, shared with native/.
  *
  * Built a second time with -DXD_GENERATOR as xdpgen.bpf.o, the program of
@@ -57,6 +63,13 @@ enum xd_note {
 	XD_NOTE_NONE,
 	XD_NOTE_MALFORMED,	/* a header cut short: passed */
 	XD_NOTE_DENIED,		/* the source ACL denies the sender: dropped */
+	XD_NOTE_ANSWERED,	/* answered from the answer table: XDP_TX */
+};
+
+/* A verdict and what is counted with it. */
+struct xd_outcome {
+	enum xd_note note;
+	__u32 rcode;		/* XD_NOTE_ANSWERED: the answer's RCODE */
 };
 
 /* ---- maps ---------------------------------------------------------------- */
@@ -99,6 +112,59 @@ struct {
 	__uint(max_entries, XD_ACL_ENTRIES_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } acl_v6 SEC(".maps");
+
+/* The answer table (xdpdns_maps.h): one slot each, holding the inner maps
+ * of the table in force, or empty (no table: everything goes on to the
+ * workers).  The inner maps declared here are templates; the engine
+ * creates the real ones, sized from the image.  Their key and value are
+ * given by size: clang 14 leaves a struct that only an inner map names as
+ * a forward declaration in BTF, which libbpf cannot size. */
+#define XD_ANSWER_OUTER(size)							\
+struct {									\
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);				\
+	__type(key, __u32);							\
+	__uint(max_entries, 1);							\
+	__array(values, struct {						\
+		__uint(type, BPF_MAP_TYPE_HASH);				\
+		__uint(key_size, sizeof(struct xd_answer_key_##size));		\
+		__uint(value_size, sizeof(struct xd_answer));			\
+		__uint(max_entries, 1);						\
+	});									\
+} answers_##size SEC(".maps")
+
+XD_ANSWER_OUTER(32);
+XD_ANSWER_OUTER(64);
+XD_ANSWER_OUTER(128);
+XD_ANSWER_OUTER(256);
+
+/* The headers and question of a query being moved to make room at the
+ * frame's head (xd_grow_head): one per CPU, as XDP runs with migration off. */
+#define XD_SCRATCH_SIZE 512
+
+struct xd_scratch {
+	__u8 bytes[XD_SCRATCH_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct xd_scratch);
+	__uint(max_entries, 1);
+} answer_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_ARRAY);
+		__uint(key_size, sizeof(__u32));
+		__uint(value_size, sizeof(struct xd_answer_page));
+		__uint(max_entries, 1);
+		/* Inner arrays of another size may take the slot. */
+		__uint(map_flags, BPF_F_INNER_MAP);
+	});
+} answer_pages SEC(".maps");
 #endif
 
 struct {
@@ -263,10 +329,11 @@ static __always_inline struct xd_config xd_config_read(void)
 {
 	__u32 zero = 0;
 	struct xd_config *cfg = bpf_map_lookup_elem(&config, &zero);
-	struct xd_config out = { 0, 0 };
+	struct xd_config out = { 0, 0, 0, 0 };
 
 	if (cfg) {
 		out.check_dest = cfg->check_dest;
+		out.verify_checksums = cfg->verify_checksums;
 		/* One read: the packet is judged by one rule set even while
 		 * user space flips to the next. */
 		out.acl_generation = XD_READ_ONCE(cfg->acl_generation);
@@ -320,12 +387,552 @@ static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found
 	return value ? value->action : XD_ACTION_PASS;
 }
 
-/* The verdict on one packet; *note says why when that is counted apart
- * (a header cut short: passed; a denied sender: dropped). */
-static __always_inline int xd_decide(struct xdp_md *ctx, enum xd_note *note)
+#ifndef XD_GENERATOR
+/* ---- answers from the table ------------------------------------------------
+ *
+ * Checksums are ones' complement sums of 16-bit words as they lie in memory
+ * (host-order loads, as native/packet.c sums them); a run of bytes that
+ * starts at an odd offset adds its even-aligned sum byte-swapped (RFC 1071
+ * 2(B)), which is how the table's precomputed sums are used.
+ */
+
+#define XD_DNS_FLAG_RD 0x0100
+#define XD_DNS_FLAG_CD 0x0010
+#define XD_DNS_FLAG_QR 0x8000
+#define XD_TYPE_OPT 41
+#define XD_TYPE_IXFR 251
+#define XD_TYPE_AXFR 252
+#define XD_CLASS_IN 1
+#define XD_EDNS_DO 0x80		/* in the OPT TTL's third byte */
+#define XD_OPT_LEN 11
+#define XD_LABEL_MAX 63
+#define XD_LABELS_MAX 128	/* 255 bytes hold at most 127 labels and the root */
+#define XD_IPV4_HLEN 20
+#define XD_UDP_HLEN 8
+#define XD_REPLY_TTL 64		/* what native/packet.c sends */
+#define XD_IP_DF 0x4000
+#define XD_KEY_WORDS (XD_ANSWER_KEY_256 / 8)
+/* Offsets into the frame are masked with these for the verifier: the
+ * headers end within the first 512 bytes, a DNS message within 2048. */
+#define XD_HDR_MASK 0x1ff
+#define XD_MSG_MASK 0x7ff
+
+/* Where a query's parts are, as offsets from the frame's start: the
+ * frame's pointers do not survive bpf_xdp_adjust_tail. */
+struct xd_layout {
+	__u32 l3;
+	__u32 l4;
+	__u32 dns;
+	__u32 dns_len;		/* the UDP length's, not the frame's */
+	int ipv6;
+};
+
+/* What the question and the OPT say, once read. */
+struct xd_question {
+	struct xd_answer_key_256 key;
+	__u32 name_len;		/* wire length, root included */
+	__u32 key_size;		/* XD_ANSWER_KEY_*: which table holds it */
+	__u32 sum;		/* of the question as it came (the client's case) */
+	__u16 flags;		/* the header's flags word, host order */
+	__u16 udp_size;
+	int edns;
+};
+
+static __always_inline __u32 xd_fold(__u64 sum)
 {
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u32)sum;
+}
+
+/* The sum of a run of bytes summed as if from an even offset, placed at
+ * an odd one when odd is set. */
+static __always_inline __u32 xd_sum_at(__u64 sum, __u32 odd)
+{
+	__u32 s = xd_fold(sum);
+
+	return odd & 1 ? ((s & 0xff) << 8) | (s >> 8) : s;
+}
+
+/* The sum of the four 16-bit words of x as they lie in memory. */
+static __always_inline __u64 xd_sum64(__u64 x)
+{
+	return (x & 0xffff) + ((x >> 16) & 0xffff) + ((x >> 32) & 0xffff) + (x >> 48);
+}
+
+/* Lower-cases the ASCII letters of eight bytes at once, as xd_lower does
+ * one at a time (label lengths are below 'A': unchanged). */
+static __always_inline __u64 xd_lower64(__u64 x)
+{
+	__u64 low7 = x & 0x7f7f7f7f7f7f7f7fULL;
+	__u64 ge_a = low7 + 0x3f3f3f3f3f3f3f3fULL;	/* bit 7: at least 'A' */
+	__u64 gt_z = low7 + 0x2525252525252525ULL;	/* bit 7: above 'Z' */
+
+	return x | ((ge_a & ~gt_z & ~x & 0x8080808080808080ULL) >> 2);
+}
+
+static __always_inline __u32 xd_key_size(__u32 name_len)
+{
+	if (name_len <= XD_ANSWER_KEY_32)
+		return XD_ANSWER_KEY_32;
+	if (name_len <= XD_ANSWER_KEY_64)
+		return XD_ANSWER_KEY_64;
+	if (name_len <= XD_ANSWER_KEY_128)
+		return XD_ANSWER_KEY_128;
+	return XD_ANSWER_KEY_256;
+}
+
+/* The question's name: loaded into the key, its labels walked there, then
+ * made canonical a word at a time (the name lower-cased, the rest of the
+ * key zero) while the bytes as they came are summed.  Compressed, extended
+ * or over-long names are not the table's: -1.
+ *
+ * A function of its own (global, so verified once): inlined, each name
+ * length the verifier can tell apart would take the rest of the program
+ * through the verifier again. */
+__attribute__((noinline)) int xd_read_qname(struct xdp_md *ctx, struct xd_question *q,
+					     __u32 dns, __u32 dns_len)
+{
+	__u64 *words;
+	__u32 off = 0, i, name_len, key_size;
+	/* 64 bits: clang would compare a 32-bit copy and pass the other */
+	__u64 n = dns_len, sum = 0;
+
+	if (!q || n < XD_DNS_HEADER_LEN + 1 || n > 0xffff)
+		return -1;
+	words = (__u64 *)(void *)q->key.name;
+	n -= XD_DNS_HEADER_LEN;
+	if (n > XD_ANSWER_KEY_256)
+		n = XD_ANSWER_KEY_256;
+	/* The verifier must see both bounds on the register passed, which
+	 * clang would otherwise prove redundant and drop. */
+	asm volatile("" : "+r"(n));
+	if (n < 1 || n > XD_ANSWER_KEY_256)
+		return -1;
+	if (bpf_xdp_load_bytes(ctx, dns + XD_DNS_HEADER_LEN, q->key.name, n) < 0)
+		return -1;
+	for (i = 0; i < XD_LABELS_MAX; i++) {
+		__u8 len;
+
+		if (off >= n)
+			return -1;	/* runs past the packet, or past 255 */
+		len = q->key.name[off & (XD_ANSWER_KEY_256 - 1)];
+		if (len == 0)
+			break;
+		if (len > XD_LABEL_MAX)
+			return -1;	/* a compression pointer or an extended label */
+		off += len + 1;
+	}
+	if (i == XD_LABELS_MAX || off + 1 > XD_ANSWER_KEY_256 - 1)
+		return -1;
+	name_len = off + 1;
+	key_size = xd_key_size(name_len);
+#pragma unroll
+	for (i = 0; i < XD_KEY_WORDS; i++) {
+		__u64 w = words[i];
+
+		if (i * 8 >= key_size)
+			break;		/* past the part of the key its table reads */
+		if (i * 8 >= name_len) {
+			words[i] = 0;
+			continue;
+		}
+		if (i * 8 + 8 > name_len)
+			w &= (1ULL << ((name_len - i * 8) * 8)) - 1;
+		sum += xd_sum64(w);
+		words[i] = xd_lower64(w);
+	}
+	q->name_len = name_len;
+	q->key_size = key_size;
+	q->sum = xd_fold(sum);
+	return 0;
+}
+
+/* A query the table may answer: one question of class IN and nothing else
+ * but, at most, an OPT of version 0 without options and without DO.  Any
+ * other query is the worker's: its answer depends on more than the name. */
+static __always_inline int xd_read_question(struct xdp_md *ctx, const struct xd_layout *l,
+					    struct xd_question *q)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u8 *dns = data + (l->dns & XD_HDR_MASK), *tail, *opt;
+	__u32 rest, arcount;
+
+	if ((void *)(dns + XD_DNS_HEADER_LEN) > end)
+		return -1;
+	q->flags = ((__u16)dns[2] << 8) | dns[3];
+	if (dns[4] || dns[5] != 1 || dns[6] || dns[7] || dns[8] || dns[9] || dns[10])
+		return -1;	/* not one question alone */
+	arcount = dns[11];
+	if (xd_read_qname(ctx, q, l->dns, l->dns_len) < 0 || q->name_len > XD_ANSWER_KEY_256 - 1)
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	tail = data + (l->dns & XD_HDR_MASK) + XD_DNS_HEADER_LEN + (q->name_len & 0xff);
+	if ((void *)(tail + 4) > end)
+		return -1;
+	q->key.qtype = ((__u16)tail[0] << 8) | tail[1];
+	q->key.qclass = ((__u16)tail[2] << 8) | tail[3];
+	if (q->key.qclass != XD_CLASS_IN)
+		return -1;
+	q->sum = xd_fold((__u64)q->sum + xd_sum_at((__u64)*(__u16 *)(void *)tail +
+						   *(__u16 *)(void *)(tail + 2), q->name_len));
+	rest = l->dns_len - XD_DNS_HEADER_LEN - q->name_len - 4;
+	q->edns = 0;
+	q->udp_size = 0;
+	if (rest == 0 && arcount == 0)
+		return 0;
+	if (rest != XD_OPT_LEN || arcount != 1)
+		return -1;	/* other records, or bytes after them: the core judges */
+	opt = tail + 4;
+	if ((void *)(opt + XD_OPT_LEN) > end)
+		return -1;
+	/* Root owner, type OPT, version 0, DO clear, no options.  The
+	 * extended RCODE byte and the other flag bits mean nothing in a
+	 * query (the core reads neither). */
+	if (opt[0] || opt[1] || opt[2] != XD_TYPE_OPT || opt[6] || (opt[7] & XD_EDNS_DO) ||
+	    opt[9] || opt[10])
+		return -1;
+	q->edns = 1;
+	q->udp_size = ((__u16)opt[3] << 8) | opt[4];
+	return 0;
+}
+
+static __always_inline struct xd_answer *xd_answer_find(struct xd_question *q)
+{
+	__u32 zero = 0;
+	void *inner;
+
+	if (q->key_size == XD_ANSWER_KEY_32) {
+		inner = bpf_map_lookup_elem(&answers_32, &zero);
+		return inner ? bpf_map_lookup_elem(inner, &q->key) : NULL;
+	}
+	if (q->key_size == XD_ANSWER_KEY_64) {
+		inner = bpf_map_lookup_elem(&answers_64, &zero);
+		return inner ? bpf_map_lookup_elem(inner, &q->key) : NULL;
+	}
+	if (q->key_size == XD_ANSWER_KEY_128) {
+		inner = bpf_map_lookup_elem(&answers_128, &zero);
+		return inner ? bpf_map_lookup_elem(inner, &q->key) : NULL;
+	}
+	inner = bpf_map_lookup_elem(&answers_256, &zero);
+	return inner ? bpf_map_lookup_elem(inner, &q->key) : NULL;
+}
+
+/* The name's entry for the type, else its entry for every other type.
+ * AXFR and IXFR have neither: over UDP the core refuses them. */
+static __always_inline struct xd_answer *xd_answer_lookup(struct xd_question *q)
+{
+	struct xd_answer *a = xd_answer_find(q);
+
+	if (a || q->key.qtype == XD_TYPE_AXFR || q->key.qtype == XD_TYPE_IXFR)
+		return a;
+	q->key.qtype = 0;
+	q->key.qclass = XD_ANSWER_CLASS_OTHER;
+	return xd_answer_find(q);
+}
+
+/* Whether the answer fits where the core would send it whole: 512 bytes
+ * without EDNS, else the client's size within [512, 1232] less the OPT
+ * reserve.  A longer one is the core's to truncate. */
+static __always_inline int xd_answer_fits(const struct xd_question *q, __u32 len)
+{
+	__u32 need = XD_DNS_HEADER_LEN + q->name_len + 4 + len;
+	__u32 limit = XD_ANSWER_UDP_MIN;
+
+	if (!q->edns)
+		return need <= limit;
+	if (q->udp_size > limit)
+		limit = q->udp_size < XD_ANSWER_UDP_MAX ? q->udp_size : XD_ANSWER_UDP_MAX;
+	return need + XD_ANSWER_OPT_RESERVE <= limit;
+}
+
+/* The sum of the OPT record: in a query, with its UDP size; in an answer,
+ * with 1232 (the rest of either is zero but the type). */
+static __always_inline __u32 xd_opt_sum(__u16 udp_size, __u32 odd)
+{
+	__u8 opt[12] = { 0, 0, XD_TYPE_OPT, udp_size >> 8, udp_size & 0xff };
+
+	return xd_sum_at((__u64)*(__u16 *)(void *)opt + *(__u16 *)(void *)(opt + 2) +
+			 *(__u16 *)(void *)(opt + 4), odd);
+}
+
+/* The pseudo-header's sum (RFC 768, RFC 8200 8.1) for a UDP length. */
+static __always_inline int xd_pseudo_sum(void *data, void *end, const struct xd_layout *l,
+					 __u16 udp_len_be, __u64 *out)
+{
+	__u16 *ip = data + (l->l3 & XD_HDR_MASK);
+	__u64 sum = bpf_htons(IPPROTO_UDP) + udp_len_be;
+	int i;
+
+	if (l->ipv6) {
+		if ((void *)(ip + 20) > end)
+			return -1;
+#pragma unroll
+		for (i = 4; i < 20; i++)
+			sum += ip[i];
+	} else {
+		if ((void *)(ip + 10) > end)
+			return -1;
+		sum += (__u64)ip[6] + ip[7] + ip[8] + ip[9];
+	}
+	*out = sum;
+	return 0;
+}
+
+/* The checksums of a query as the AF_XDP worker checks them (native/
+ * packet.c): the IPv4 header's, and the UDP one complete, absent (IPv4
+ * only) or the partial sum a local sender with offload leaves. */
+static __always_inline int xd_query_checksums_ok(struct xdp_md *ctx, const struct xd_layout *l,
+						 const struct xd_question *q)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u16 *ip = data + (l->l3 & XD_HDR_MASK), *udp = data + (l->l4 & XD_HDR_MASK);
+	__u16 *dns = data + (l->dns & XD_HDR_MASK);
+	__u64 pseudo, sum = 0;
+	int i;
+
+	if ((void *)(udp + 4) > end || (void *)(dns + 6) > end)
+		return 0;
+	if (!l->ipv6) {
+		if ((void *)(ip + 10) > end)
+			return 0;
+#pragma unroll
+		for (i = 0; i < 10; i++)
+			sum += ip[i];
+		if (xd_fold(sum) != 0xffff)
+			return 0;
+		if (udp[3] == 0)
+			return 1;	/* no UDP checksum (RFC 768) */
+	}
+	if (xd_pseudo_sum(data, end, l, udp[2], &pseudo) < 0)
+		return 0;
+	sum = pseudo + udp[0] + udp[1] + udp[2] + udp[3] + q->sum;
+#pragma unroll
+	for (i = 0; i < 6; i++)
+		sum += dns[i];
+	if (q->edns)
+		sum += xd_opt_sum(q->udp_size, q->name_len);
+	if (xd_fold(sum) == 0xffff)
+		return 1;
+	return udp[3] == xd_fold(pseudo);
+}
+
+static __always_inline void xd_swap(__u8 *a, __u8 *b, int n)
+{
+	__u8 t;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 16; i++) {
+		if (i >= n)
+			break;
+		t = a[i];
+		a[i] = b[i];
+		b[i] = t;
+	}
+}
+
+/* The DNS header of the answer: ID as it came, QR, the table's AA and
+ * RCODE, the query's opcode (QUERY), RD and CD (as the core's put_header);
+ * returns its sum. */
+static __always_inline __u64 xd_write_header(__u8 *dns, const struct xd_question *q,
+					     const struct xd_answer *a)
+{
+	__u16 flags = XD_DNS_FLAG_QR | a->flags | (q->flags & (XD_DNS_FLAG_RD | XD_DNS_FLAG_CD));
+	__u16 *w = (__u16 *)(void *)dns;
+
+	w[1] = bpf_htons(flags);
+	w[2] = bpf_htons(1);
+	w[3] = bpf_htons(a->ancount);
+	w[4] = bpf_htons(a->nscount);
+	w[5] = bpf_htons(a->arcount + (q->edns ? 1 : 0));
+	return (__u64)w[0] + w[1] + w[2] + w[3] + w[4] + w[5];
+}
+
+/* The OPT record the core puts on an answer to such a query: UDP size
+ * 1232, no extended RCODE (the table holds none), version 0, DO clear,
+ * no options (RFC 6891 6.1.2). */
+static __always_inline void xd_write_opt(__u8 *opt)
+{
+	opt[0] = 0;
+	opt[1] = 0;
+	opt[2] = XD_TYPE_OPT;
+	opt[3] = XD_ANSWER_UDP_MAX >> 8;
+	opt[4] = XD_ANSWER_UDP_MAX & 0xff;
+	opt[5] = 0;
+	opt[6] = 0;
+	opt[7] = 0;
+	opt[8] = 0;
+	opt[9] = 0;
+	opt[10] = 0;
+}
+
+/* The IP and UDP headers of the answer, as native/packet.c's
+ * xd_frame_reply writes them; the UDP checksum from body_sum, the sum of
+ * the DNS message. */
+static __always_inline int xd_write_ip_udp(void *data, void *end, const struct xd_layout *l,
+					   __u32 dns_len, __u64 body_sum)
+{
+	__u16 udp_len = XD_UDP_HLEN + dns_len;
+	__u8 *ip = data + (l->l3 & XD_HDR_MASK);
+	struct udphdr *udp = data + (l->l4 & XD_HDR_MASK);
+	__u64 sum;
+	__u32 check;
+	int i;
+
+	if ((void *)(udp + 1) > end)
+		return -1;
+	if (l->ipv6) {
+		struct ipv6hdr *ip6 = (struct ipv6hdr *)ip;
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		xd_swap((__u8 *)&ip6->saddr, (__u8 *)&ip6->daddr, 16);
+		ip6->payload_len = bpf_htons(udp_len);
+		ip6->hop_limit = XD_REPLY_TTL;
+	} else {
+		struct iphdr *ip4 = (struct iphdr *)ip;
+		__u16 *w = (__u16 *)ip;
+
+		if ((void *)(ip + XD_IPV4_HLEN) > end)
+			return -1;
+		ip4->tos = 0;
+		ip4->tot_len = bpf_htons(XD_IPV4_HLEN + udp_len);
+		ip4->id = 0;			/* unfragmented, RFC 6864 4.1 */
+		ip4->frag_off = bpf_htons(XD_IP_DF);
+		ip4->ttl = XD_REPLY_TTL;
+		xd_swap((__u8 *)&ip4->saddr, (__u8 *)&ip4->daddr, 4);
+		ip4->check = 0;
+		sum = 0;
+#pragma unroll
+		for (i = 0; i < 10; i++)
+			sum += w[i];
+		ip4->check = ~xd_fold(sum) & 0xffff;
+	}
+	xd_swap((__u8 *)&udp->source, (__u8 *)&udp->dest, 2);
+	udp->len = bpf_htons(udp_len);
+	udp->check = 0;
+	if (xd_pseudo_sum(data, end, l, udp->len, &sum) < 0)
+		return -1;
+	sum += (__u64)udp->source + udp->dest + udp->len + body_sum;
+	check = ~xd_fold(sum) & 0xffff;
+	udp->check = check ? check : 0xffff;	/* RFC 768: a computed zero is sent as all ones */
+	return 0;
+}
+
+/* Makes delta more bytes of room by growing the frame at its head, where
+ * the headers and the question (its first n bytes) move: for a frame whose
+ * tail has no room (on veth, a copied frame's tail ends near its data).
+ * -1 before anything changed, -2 after. */
+static __always_inline int xd_grow_head(struct xdp_md *ctx, int delta, __u32 n)
+{
+	__u32 zero = 0;
+	struct xd_scratch *buf = bpf_map_lookup_elem(&answer_scratch, &zero);
+	__u64 len = n;
+
+	asm volatile("" : "+r"(len));	/* the verifier must see both bounds */
+	if (!buf || len < 1 || len > XD_SCRATCH_SIZE)
+		return -1;
+	if (bpf_xdp_load_bytes(ctx, 0, buf->bytes, len) < 0)
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, -delta) < 0)
+		return -1;
+	return bpf_xdp_store_bytes(ctx, 0, buf->bytes, len) < 0 ? -2 : 0;
+}
+
+/* Makes the query frame the answer in place: the sections after the
+ * question from the table's page, the OPT when the query had one, the
+ * header, then IP and UDP.  -1 before anything changed (the worker may
+ * still answer), -2 after (the frame is lost). */
+static __always_inline int xd_answer_write(struct xdp_md *ctx, const struct xd_layout *l,
+					   const struct xd_question *q, const struct xd_answer *a,
+					   struct xd_answer_page *page)
+{
+	__u32 qend = XD_DNS_HEADER_LEN + q->name_len + 4;
+	__u32 len = a->len, off = a->offset & (XD_ANSWER_PAGE_STRIDE - 1);
+	__u32 dns_len = qend + len + (q->edns ? XD_OPT_LEN : 0);
+	void *data, *end;
+	__u8 *eth, *dns, *opt;
+	__u64 sum;
+	int delta, rc;
+
+	if (len > XD_ANSWER_BODY_MAX || qend > XD_DNS_HEADER_LEN + XD_ANSWER_KEY_256 + 4)
+		return -1;
+	delta = (int)(l->dns + dns_len) - (int)bpf_xdp_get_buff_len(ctx);
+	if (bpf_xdp_adjust_tail(ctx, delta) < 0) {
+		rc = delta > 0 ? xd_grow_head(ctx, delta, l->dns + qend) : -1;
+		if (rc < 0)
+			return rc;
+	}
+	if (len && bpf_xdp_store_bytes(ctx, l->dns + qend, page->bytes + off, len) < 0)
+		return -2;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	dns = data + (l->dns & XD_HDR_MASK);
+	if ((void *)(eth + 2 * ETH_ALEN) > end || (void *)(dns + XD_DNS_HEADER_LEN) > end)
+		return -2;
+	xd_swap(eth, eth + ETH_ALEN, ETH_ALEN);
+	sum = xd_write_header(dns, q, a) + q->sum + xd_sum_at(a->csum, qend);
+	if (q->edns) {
+		opt = dns + ((qend + len) & XD_MSG_MASK);
+		if ((void *)(opt + XD_OPT_LEN) > end)
+			return -2;
+		xd_write_opt(opt);
+		sum += xd_opt_sum(XD_ANSWER_UDP_MAX, qend + len);
+	}
+	return xd_write_ip_udp(data, end, l, dns_len, sum) < 0 ? -2 : 0;
+}
+
+/* Answers the query in place from the table: XDP_TX with *rcode set, or
+ * XDP_PASS to go on (not the table's, or no table), or XDP_DROP for a
+ * frame lost half-way (it cannot happen to a frame the checks passed). */
+static __always_inline int xd_answer_query(struct xdp_md *ctx, const struct xd_layout *l,
+					   const struct xd_config *cfg, __u32 *rcode)
+{
+	struct xd_answer_page *page;
+	struct xd_question q;
+	struct xd_answer *a;
+	__u32 zero = 0;
+	void *pages;
+	int rc;
+
+	__builtin_memset(&q, 0, sizeof(q));
+	if (xd_read_question(ctx, l, &q) < 0)
+		return XDP_PASS;
+	if (cfg->verify_checksums && !xd_query_checksums_ok(ctx, l, &q))
+		return XDP_PASS;	/* the worker drops and counts it */
+	a = xd_answer_lookup(&q);
+	if (!a || a->action != XD_ANSWER_SEND || !xd_answer_fits(&q, a->len))
+		return XDP_PASS;
+	pages = bpf_map_lookup_elem(&answer_pages, &zero);
+	if (!pages)
+		return XDP_PASS;
+	page = bpf_map_lookup_elem(pages, &a->page);
+	if (!page)
+		return XDP_PASS;
+	rc = xd_answer_write(ctx, l, &q, a, page);
+	if (rc == -1)
+		return XDP_PASS;
+	if (rc < 0)
+		return XDP_DROP;
+	*rcode = a->flags & 0xf;
+	return XDP_TX;
+}
+#endif
+
+/* The verdict on one packet; out says what is counted with it beyond the
+ * verdict (a header cut short: passed; a denied sender: dropped; an
+ * answer from the table: its RCODE). */
+static __always_inline int xd_decide(struct xdp_md *ctx, struct xd_outcome *out)
+{
+	void *data = (void *)(long)ctx->data;
 	struct xd_cursor c = {
-		.pos = (void *)(long)ctx->data,
+		.pos = data,
 		.end = (void *)(long)ctx->data_end,
 	};
 	struct xd_addr_key dest, src;
@@ -334,14 +941,17 @@ static __always_inline int xd_decide(struct xdp_md *ctx, enum xd_note *note)
 	enum xd_parse r;
 	__be16 proto;
 	__u32 action;
+	void *l3 = NULL;
 	int found;
 
-	*note = XD_NOTE_NONE;
+	out->note = XD_NOTE_NONE;
+	out->rcode = 0;
 	/* Map keys: every byte initialised, IPv4's unused ones zero. */
 	__builtin_memset(&dest, 0, sizeof(dest));
 	__builtin_memset(&src, 0, sizeof(src));
 	r = xd_parse_eth(&c, &proto);
 	if (r == XD_PARSE_OK) {
+		l3 = c.pos;
 		if (proto == bpf_htons(ETH_P_IP))
 			r = xd_parse_ipv4(&c, &dest, &src);
 		else if (proto == bpf_htons(ETH_P_IPV6))
@@ -352,7 +962,7 @@ static __always_inline int xd_decide(struct xdp_md *ctx, enum xd_note *note)
 	if (r == XD_PARSE_OK)
 		r = xd_parse_udp(&c, &udp);
 	if (r != XD_PARSE_OK) {
-		*note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
+		out->note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
 		return XDP_PASS;	/* not unfragmented UDP over IP: the kernel's */
 	}
 
@@ -371,15 +981,38 @@ static __always_inline int xd_decide(struct xdp_md *ctx, enum xd_note *note)
 	/* Before the DNS header is even looked at: a denied sender gets
 	 * nothing on this port, the kernel's listeners included. */
 	if (cfg.acl_generation && xd_source_denied(cfg.acl_generation, &src)) {
-		*note = XD_NOTE_DENIED;
+		out->note = XD_NOTE_DENIED;
 		return XDP_DROP;	/* the source ACL denies the sender */
 	}
 #endif
 	r = xd_parse_dns(&c, udp);
 	if (r != XD_PARSE_OK) {
-		*note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
+		out->note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
 		return XDP_PASS;	/* not a DNS query the engine answers: the socket listener's */
 	}
+#ifdef XD_GENERATOR
+	(void)l3;
+#else
+	/* IPv4 options are the worker's: its answer drops them, and the
+	 * program's would have to move the payload. */
+	if (src.family == XD_AF_INET6 || ((struct iphdr *)l3)->ihl == 5) {
+		struct xd_layout layout = {
+			.l3 = l3 - data,
+			.l4 = (void *)udp - data,
+			.dns = c.pos - data,
+			.dns_len = bpf_ntohs(udp->len) - sizeof(*udp),
+			.ipv6 = src.family == XD_AF_INET6,
+		};
+		int verdict = xd_answer_query(ctx, &layout, &cfg, &out->rcode);
+
+		if (verdict == XDP_TX) {
+			out->note = XD_NOTE_ANSWERED;
+			return XDP_TX;	/* answered from the table */
+		}
+		if (verdict == XDP_DROP)
+			return XDP_DROP;	/* lost half-way through answering */
+	}
+#endif
 	/* A query for the worker of this rx queue; XDP_PASS, not a black hole,
 	 * when no socket is bound there (no worker, or its process died). */
 	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);	/* ours */
@@ -390,25 +1023,28 @@ int xdpdns(struct xdp_md *ctx)
 {
 	__u32 zero = 0;
 	struct xd_prog_counters *count = bpf_map_lookup_elem(&stats, &zero);
-	enum xd_note note;
+	struct xd_outcome out;
 	int verdict;
 
-	verdict = xd_decide(ctx, &note);
+	verdict = xd_decide(ctx, &out);
 	if (!count)
 		return verdict;		/* cannot happen for a one-entry array */
 	/* Per-CPU values: XDP runs with migration disabled, so plain
 	 * increments are exact.  Each packet lands in exactly one of
-	 * redirected, passed, dropped and denied. */
+	 * redirected, answered_in_xdp, passed, dropped and denied. */
 	count->seen++;
 	if (verdict == XDP_REDIRECT)
 		count->redirected++;
-	else if (note == XD_NOTE_DENIED)
+	else if (out.note == XD_NOTE_ANSWERED) {
+		count->answered_in_xdp++;
+		count->answered_in_xdp_rcode[out.rcode & (XD_ANSWER_RCODES - 1)]++;
+	} else if (out.note == XD_NOTE_DENIED)
 		count->denied++;
 	else if (verdict == XDP_DROP)
 		count->dropped++;
 	else
 		count->passed++;
-	if (note == XD_NOTE_MALFORMED)
+	if (out.note == XD_NOTE_MALFORMED)
 		count->malformed++;
 	return verdict;			/* xd_decide's reason */
 }

@@ -57,6 +57,10 @@ struct xd_addr_value {
 struct xd_config {
 	__u32 check_dest;
 	__u32 acl_generation;	/* the source ACL's rule set; 0: no ACL */
+	/* What the AF_XDP workers drop for a wrong checksum the program must
+	 * not answer either ([xdp] verify_checksums). */
+	__u32 verify_checksums;
+	__u32 pad;
 };
 
 /* What the source ACL says about a sender (acl_v4, acl_v6). */
@@ -96,6 +100,111 @@ struct xd_acl_value {
 	__u32 pad;
 };
 
+/*
+ * The answer table: what the program answers itself with XDP_TX, compiled
+ * from the published image by the engine (native/xdp_answers.c), for
+ * queries whose answer depends only on (name, type): no EDNS options, no
+ * DO bit, no zone ACL, no resolver hook, the UDP size limit met.
+ *
+ * Keys are the lower-cased wire name, zero-padded, after the type and
+ * class; there is one hash map per key size class (XD_ANSWER_KEY_*), so
+ * that a short name hashes 40 bytes, not 264.  qclass XD_ANSWER_CLASS_OTHER
+ * (0, which no query is looked up with) keys the answer to every type
+ * without an entry of its own at that name (NODATA, a referral, a CNAME
+ * chain to a type nobody has): one entry instead of 65536.
+ *
+ * An entry's value points at the bytes that follow the question: the
+ * answer, authority and additional sections, with compression pointers
+ * relative to a question at offset 12 (the core writes them so for every
+ * query of that name).  They lie in answer_pages, whose values are pages of
+ * XD_ANSWER_PAGE_VALUE bytes: an answer starts in the page's first
+ * XD_ANSWER_PAGE_STRIDE bytes and may run on into its tail, so the program
+ * copies it with one bpf_xdp_store_bytes the verifier can bound.
+ *
+ * Generations: each of these maps is an ARRAY_OF_MAPS of one slot.  A new
+ * image's table is written into new inner maps (sized from the image)
+ * beside the ones in use, then each slot is switched in one store, and the
+ * old maps are freed when their last reader is done (native/xdp_prog.c).
+ */
+#define XD_ANSWER_KEY_32 32
+#define XD_ANSWER_KEY_64 64
+#define XD_ANSWER_KEY_128 128
+#define XD_ANSWER_KEY_256 256	/* names up to 255 bytes, RFC 1035 3.1 */
+#define XD_ANSWER_CLASS_OTHER 0
+/* The largest answer the program sends is one that fits the largest UDP
+ * payload the core sends (1232, DNS flag day 2020) with the shortest
+ * question and the OPT reserve. */
+#define XD_ANSWER_BODY_MAX 1232
+#define XD_ANSWER_PAGE_STRIDE 4096
+#define XD_ANSWER_PAGE_VALUE (XD_ANSWER_PAGE_STRIDE + 1280)
+/* The UDP payload sizes the core answers within (native/answer.c): 512
+ * without EDNS, the client's size but at most 1232 with it, less 17 bytes
+ * it keeps for an OPT with an EDE option. */
+#define XD_ANSWER_UDP_MIN 512
+#define XD_ANSWER_UDP_MAX 1232
+#define XD_ANSWER_OPT_RESERVE 17
+
+/* The name starts 8-byte aligned: the program reads it in words. */
+struct xd_answer_key_32 {
+	__u16 qtype;		/* host byte order */
+	__u16 qclass;		/* host byte order; XD_ANSWER_CLASS_OTHER */
+	__u32 pad;		/* zero */
+	__u8 name[XD_ANSWER_KEY_32];
+} __attribute__((aligned(8)));
+
+struct xd_answer_key_64 {
+	__u16 qtype;
+	__u16 qclass;
+	__u32 pad;
+	__u8 name[XD_ANSWER_KEY_64];
+} __attribute__((aligned(8)));
+
+struct xd_answer_key_128 {
+	__u16 qtype;
+	__u16 qclass;
+	__u32 pad;
+	__u8 name[XD_ANSWER_KEY_128];
+} __attribute__((aligned(8)));
+
+struct xd_answer_key_256 {
+	__u16 qtype;
+	__u16 qclass;
+	__u32 pad;
+	__u8 name[XD_ANSWER_KEY_256];
+} __attribute__((aligned(8)));
+
+struct xd_answer {
+	__u32 page;		/* index in answer_pages */
+	__u16 offset;		/* < XD_ANSWER_PAGE_STRIDE */
+	__u16 len;		/* bytes after the question, <= XD_ANSWER_BODY_MAX */
+	__u16 flags;		/* the header's AA and RCODE bits; QR, RD and CD
+				 * are the program's */
+	__u16 ancount;
+	__u16 nscount;
+	__u16 arcount;		/* without the OPT record */
+	__u16 csum;		/* ones' complement sum of the bytes, folded, as
+				 * 16-bit words in memory order from an even
+				 * offset (how the program sums) */
+	__u16 action;		/* enum xd_answer_action */
+	__u32 reserved;
+};
+
+/* What an entry tells the program. */
+enum xd_answer_action {
+	XD_ANSWER_SEND = 0,
+	/* The worker answers this type: its answer differs from the name's
+	 * "other types" entry but cannot be held (too long for UDP, or not
+	 * the same for every query), so the program must not fall back. */
+	XD_ANSWER_TO_WORKER = 1,
+};
+
+struct xd_answer_page {
+	__u8 bytes[XD_ANSWER_PAGE_VALUE];
+};
+
+/* Answers the program sent itself, per RCODE (its low 4 bits). */
+#define XD_ANSWER_RCODES 16
+
 /* stats: BPF_MAP_TYPE_PERCPU_ARRAY with one entry per CPU. */
 struct xd_prog_counters {
 	__u64 seen;		/* every packet the program ran on */
@@ -104,6 +213,8 @@ struct xd_prog_counters {
 	__u64 dropped;		/* DROP action */
 	__u64 malformed;	/* headers cut short: passed, counted */
 	__u64 denied;		/* from a source the ACL denies: dropped, not in `dropped` */
+	__u64 answered_in_xdp;	/* answered from the answer table (XDP_TX) */
+	__u64 answered_in_xdp_rcode[XD_ANSWER_RCODES];
 };
 
 #endif

@@ -448,6 +448,19 @@ static int find_zone(const struct xd_image *img, const struct name *n,
 	return -1;
 }
 
+int xd_answer_zone(const struct xd_image *img, const uint8_t *name, size_t len,
+		   uint16_t qtype)
+{
+	struct name n;
+
+	if (len > XD_NAME_MAX)
+		return -1;
+	memcpy(n.wire, name, len);
+	n.len = len;
+	name_index(&n);
+	return find_zone(img, &n, qtype);
+}
+
 static void answer_additional(struct ctx *c)
 {
 	struct response *r = c->r;

@@ -61,6 +61,11 @@ int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,
 		   uint32_t *serial);
 
+/* The zone that answers a query of qtype for name (lower-case wire form):
+ * its index, or -1 when none does. */
+int xd_answer_zone(const struct xd_image *img, const uint8_t *name, size_t len,
+		   uint16_t qtype);
+
 /* xd_answer with a context; ctx NULL is xd_answer itself.  With
  * XD_ANSWER_DEFER, -EAGAIN for a query the resolver hook must answer. */
 int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,

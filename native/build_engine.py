@@ -37,8 +37,9 @@ def _cdef_text() -> str:
 
 
 # The enums of bpf/xdpdns_maps.h that the engine's API takes: port actions
-# (XD_ACTION_PASS, ...) and source ACL actions (XD_ACL_ALLOW, XD_ACL_DENY).
-_MAPS_ENUMS = ("xd_action", "xd_acl_action")
+# (XD_ACTION_PASS, ...), source ACL actions (XD_ACL_ALLOW, XD_ACL_DENY) and
+# what an answer table entry says (XD_ANSWER_SEND, XD_ANSWER_TO_WORKER).
+_MAPS_ENUMS = ("xd_action", "xd_acl_action", "xd_answer_action")
 
 
 def _action_enum() -> str:

@@ -16,6 +16,8 @@
 #include "engine_internal.h"
 #include "resolver.h"
 #include "rrl.h"
+#include "xdp_internal.h"
+#include "xdp_prog.h"
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err)
 {
@@ -84,16 +86,33 @@ void xd_engine_synchronize(struct xd_engine *e)
 	pthread_mutex_unlock(&e->publish_lock);
 }
 
+/*
+ * In XDP mode the program's answer table goes with the image: the new
+ * table is compiled first, the old one is taken out (the program answers
+ * nothing itself until the new one is in), the image is swapped and every
+ * worker waited for, and only then the new table goes in.  So once this
+ * returns, no answer of the old image leaves either path, and while it
+ * runs no client sees the new image's answer and then the old one's.
+ */
 int xd_engine_set_image(struct xd_engine *e, struct xd_image *img)
 {
+	struct xd_answers *table = NULL;
 	struct xd_image *old;
 	uint64_t epoch;
 
+	pthread_mutex_lock(&e->acl_lock);
+	if (e->xdp) {
+		table = xd_xdp_answers_prepare(e, img);
+		xd_prog_answers_clear(e->xdp->prog);
+	}
 	pthread_mutex_lock(&e->publish_lock);
 	old = atomic_exchange(&e->image, img);
 	epoch = atomic_fetch_add(&e->epoch, 1) + 1;
 	wait_for_readers(e, epoch);
 	pthread_mutex_unlock(&e->publish_lock);
+	if (e->xdp)
+		xd_xdp_answers_commit(e, table);
+	pthread_mutex_unlock(&e->acl_lock);
 	xd_image_free(old);
 	return 0;
 }

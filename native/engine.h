@@ -454,6 +454,39 @@ struct xd_xdp_config {
 	int generic;			/* 1: generic (skb) mode only */
 	int verify_checksums;		/* drop frames whose checksums are wrong */
 	int busy_poll;			/* workers run the NIC's NAPI themselves */
+	int answers;			/* XD_ANSWERS_ALL or XD_ANSWERS_OFF */
+};
+
+/* Whether the XDP program answers from its answer table ([xdp] answers). */
+enum {
+	XD_ANSWERS_OFF = 0,
+	XD_ANSWERS_ALL = 1,
+};
+
+/* Where the XDP program's answer table stands. */
+enum {
+	XD_ANSWERS_STATE_OFF = 0,	/* [xdp] answers = "off" */
+	XD_ANSWERS_STATE_ON = 1,	/* in force */
+	XD_ANSWERS_STATE_PAUSED = 2,	/* rate limiting is on: the workers
+					 * answer everything, so that every
+					 * response is counted */
+	XD_ANSWERS_STATE_FAILED = 3,	/* could not be built: message says why */
+};
+
+/* The answer table of the image in force (or of the last try). */
+struct xd_answers_info {
+	int state;			/* XD_ANSWERS_STATE_* */
+	uint64_t names;			/* names asked about */
+	uint64_t entries;		/* keys in the table */
+	uint64_t skipped;		/* answers left to the workers: too long,
+					 * not the same for every query, or
+					 * under a zone ACL */
+	uint64_t pages;			/* of XD_ANSWER_PAGE_VALUE bytes */
+	uint64_t bytes;			/* the maps' memory, as the kernel
+					 * sizes preallocated maps (about) */
+	uint64_t compile_us;		/* asking the core */
+	uint64_t install_us;		/* writing the maps */
+	char message[256];
 };
 
 /* What XDP mode ended up with: modes, memory, where it runs. */
@@ -508,6 +541,8 @@ struct xd_prog_stats {
 	uint64_t dropped;
 	uint64_t malformed;
 	uint64_t denied;		/* dropped for the source ACL */
+	uint64_t answered_in_xdp;	/* answered from the answer table */
+	uint64_t answered_in_xdp_rcode[16];	/* of those, by RCODE */
 };
 
 /* Loads and attaches the XDP program to cfg->ifname (native mode, generic
@@ -536,6 +571,32 @@ int xd_engine_xdp_queue_stats(const struct xd_engine *e, int queue,
 /* cpu -1: the sum over every CPU.  Returns the number of possible CPUs. */
 int xd_engine_xdp_prog_stats(const struct xd_engine *e, int cpu,
 			     struct xd_prog_stats *out);
+/* The answer table's state (XD_ANSWERS_STATE_OFF when XDP mode is off). */
+int xd_engine_xdp_answers_info(struct xd_engine *e, struct xd_answers_info *out);
+
+/* The answer table of an image as the XDP program would get it, for a
+ * look inside without XDP mode (`xdpdns answers`, tests): compiled by
+ * xd_answers_compile, freed with xd_answers_free. */
+struct xd_answers;
+int xd_answers_compile(const struct xd_image *img, struct xd_answers **out,
+		       struct xd_error *err);
+void xd_answers_free(struct xd_answers *t);
+void xd_answers_info_get(const struct xd_answers *t, struct xd_answers_info *out);
+/* One entry of the table (index from 0 to info.entries - 1). */
+struct xd_answers_entry {
+	uint8_t name[256];		/* lower-case wire form */
+	uint8_t name_len;
+	uint16_t qtype;			/* 0 with qclass 0: every other type */
+	uint16_t qclass;
+	uint16_t action;		/* XD_ANSWER_SEND or XD_ANSWER_TO_WORKER */
+	uint16_t flags;			/* AA and RCODE */
+	uint16_t count[3];		/* answer, authority, additional */
+	uint16_t csum;
+	uint16_t len;
+	const uint8_t *sections;	/* len bytes after the question */
+};
+int xd_answers_entry_get(const struct xd_answers *t, uint64_t index,
+			 struct xd_answers_entry *out);
 
 /* ---- The load generator: queries over AF_XDP ------------------------------ */
 
@@ -582,6 +643,8 @@ struct xd_gen_stats {
 	uint64_t truncated;		/* answers with TC set */
 	uint64_t unexpected;		/* answers to no query in flight */
 	uint64_t malformed;		/* frames that were no DNS answer */
+	uint64_t bad_checksum;		/* answers with a wrong IPv4 or UDP
+					 * checksum: not counted as answered */
 	uint64_t tx_full;		/* sends put off: no frame or TX room */
 	uint64_t latency[XD_GEN_LATENCY_BUCKETS];
 	uint64_t latency_sum_ns;

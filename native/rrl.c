@@ -498,6 +498,7 @@ int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
 		      struct xd_error *err)
 {
 	struct xd_rrl *rrl = NULL, *old;
+	bool was_on;
 	int rc;
 
 	if (cfg) {
@@ -510,8 +511,16 @@ int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
 		rrl->generation = ++e->rrl_generation;
 	old = atomic_exchange(&e->rrl, rrl);
 	pthread_mutex_unlock(&e->rrl_lock);
+	was_on = old != NULL;
 	xd_engine_synchronize(e);
 	xd_rrl_free(old);
+	/* The XDP program's answer table is off while rate limiting is on
+	 * (xd_xdp_answers_prepare) and back when it is off. */
+	if ((rrl != NULL) != was_on) {
+		pthread_mutex_lock(&e->acl_lock);
+		xd_xdp_answers_refresh(e, NULL);
+		pthread_mutex_unlock(&e->acl_lock);
+	}
 	return 0;
 }
 

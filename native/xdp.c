@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "acl.h"
 #include "engine_internal.h"
+#include "xdp_answers.h"
 #include "xdp_internal.h"
 #include "xdp_prog.h"
 
@@ -215,13 +217,20 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 		rc = xd_xsk_worker_start(&x->workers[i], err);
 	if (rc)
 		goto out_free;
-	/* The ACL set so far goes in before any port is redirected (the
-	 * caller sets the ports after this returns); under acl_lock, so that
-	 * an xd_engine_acl_set meanwhile reaches these maps too. */
+	x->answers_mode = cfg->answers;
+	rc = xd_prog_set_checksums(x->prog, cfg->verify_checksums, err);
+	if (rc)
+		goto out_free;
+	/* The ACL set so far and the answer table go in before any port is
+	 * redirected (the caller sets the ports after this returns); under
+	 * acl_lock, so that an xd_engine_acl_set or a new image meanwhile
+	 * reaches these maps too. */
 	pthread_mutex_lock(&e->acl_lock);
 	rc = xd_prog_acl_set(x->prog, atomic_load(&e->acl), err);
-	if (rc == 0)
+	if (rc == 0) {
 		e->xdp = x;
+		xd_xdp_answers_refresh(e, NULL);
+	}
 	pthread_mutex_unlock(&e->acl_lock);
 	if (rc)
 		goto out_free;
@@ -306,4 +315,95 @@ int xd_engine_xdp_prog_stats(const struct xd_engine *e, int cpu,
 	int rc = need_xdp(e, NULL);
 
 	return rc ? rc : xd_prog_counters(e->xdp->prog, cpu, out);
+}
+
+/* ---- the answer table ---------------------------------------------------------- */
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void answers_state(struct xd_answers_info *info, int state, const char *why)
+{
+	info->state = state;
+	snprintf(info->message, sizeof(info->message), "%s", why);
+}
+
+struct xd_answers *xd_xdp_answers_prepare(struct xd_engine *e, const struct xd_image *img)
+{
+	struct xd_xdp *x = e->xdp;
+	struct xd_answers_info *info = &x->answers;
+	struct xd_answers *t = NULL;
+	struct xd_error err = { "" };
+
+	memset(info, 0, sizeof(*info));
+	if (x->answers_mode == XD_ANSWERS_OFF) {
+		answers_state(info, XD_ANSWERS_STATE_OFF, "[xdp] answers = \"off\"");
+		return NULL;
+	}
+	if (!xd_prog_answers_supported(x->prog)) {
+		answers_state(info, XD_ANSWERS_STATE_FAILED, "the XDP program has no answer "
+			      "table maps: build it from this version's bpf/xdpdns.bpf.c");
+		return NULL;
+	}
+	/* Rate limiting counts every response in the workers' tables: while
+	 * it is on, every query goes to them. */
+	if (atomic_load(&e->rrl)) {
+		answers_state(info, XD_ANSWERS_STATE_PAUSED, "rate limiting is on: the "
+			      "workers answer every query, so that each response is counted");
+		return NULL;
+	}
+	if (!img) {
+		answers_state(info, XD_ANSWERS_STATE_OFF, "no zones loaded");
+		return NULL;
+	}
+	if (xd_answers_compile(img, &t, &err)) {
+		answers_state(info, XD_ANSWERS_STATE_FAILED, err.message);
+		return NULL;
+	}
+	*info = t->info;
+	return t;
+}
+
+void xd_xdp_answers_commit(struct xd_engine *e, struct xd_answers *t)
+{
+	struct xd_xdp *x = e->xdp;
+	struct xd_error err = { "" };
+	uint64_t start = now_us();
+
+	if (!t)
+		return;
+	if (xd_prog_answers_install(x->prog, t, &x->answers.bytes, &err))
+		answers_state(&x->answers, XD_ANSWERS_STATE_FAILED, err.message);
+	else
+		answers_state(&x->answers, XD_ANSWERS_STATE_ON, "");
+	x->answers.install_us = now_us() - start;
+	xd_answers_free(t);
+}
+
+void xd_xdp_answers_refresh(struct xd_engine *e, const struct xd_image *img)
+{
+	struct xd_answers *t;
+
+	if (!e->xdp)
+		return;
+	/* Under acl_lock no image is published (xd_engine_set_image takes
+	 * it first): the one in force stays while it is read. */
+	t = xd_xdp_answers_prepare(e, img ? img : atomic_load(&e->image));
+	xd_prog_answers_clear(e->xdp->prog);
+	xd_xdp_answers_commit(e, t);
+}
+
+int xd_engine_xdp_answers_info(struct xd_engine *e, struct xd_answers_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&e->acl_lock);
+	if (e->xdp)
+		*out = e->xdp->answers;
+	pthread_mutex_unlock(&e->acl_lock);
+	return 0;
 }

@@ -113,10 +113,24 @@ void xd_xsk_worker_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *o
 struct xd_xdp {
 	struct xd_prog *prog;
 	struct xd_xdp_info info;
+	int answers_mode;		/* XD_ANSWERS_* of the config */
+	struct xd_answers_info answers;	/* under the engine's acl_lock */
 	int stopfd;
 	atomic_int stop;
 	int nworkers;
 	struct xd_xsk_worker workers[];
 };
+
+struct xd_image;
+struct xd_answers;
+/* The answer table of img, or NULL when none is to be installed (the
+ * reason in the state); call with acl_lock held and XDP mode running. */
+struct xd_answers *xd_xdp_answers_prepare(struct xd_engine *e, const struct xd_image *img);
+/* Installs t (NULL: nothing) and frees it; the slots must be empty. */
+void xd_xdp_answers_commit(struct xd_engine *e, struct xd_answers *t);
+/* Brings the XDP program's answer table in line with the image img (NULL:
+ * the one published), the config and rate limiting.  Call with the
+ * engine's acl_lock held. */
+void xd_xdp_answers_refresh(struct xd_engine *e, const struct xd_image *img);
 
 #endif

@@ -12,14 +12,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <linux/if_link.h>
+#include <linux/membarrier.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "error.h"
 #include "acl.h"
+#include "xdp_answers.h"
 #include "xdp_prog.h"
 #include "xdpdns_maps.h"
 
@@ -41,6 +45,12 @@ struct xd_prog {
 	int xsks_fd;
 	int acl_v4_fd;			/* -1: a program without the source ACL */
 	int acl_v6_fd;
+	/* The answer table's slots (ARRAY_OF_MAPS), -1: a program without
+	 * one; and the inner maps in them now, -1: none. */
+	int answers_outer_fd[XD_ANSWER_CLASSES];
+	int pages_outer_fd;
+	int answers_fd[XD_ANSWER_CLASSES];
+	int pages_fd;
 	/* What the config map holds: written whole, so that each writer
 	 * keeps the other's field. */
 	struct xd_config config;
@@ -189,6 +199,15 @@ static int xd_prog_find_fds(struct xd_prog *p, struct xd_error *err)
 	p->acl_v6_fd = bpf_object__find_map_fd_by_name(p->obj, "acl_v6");
 	if (p->acl_v4_fd < 0 || p->acl_v6_fd < 0)
 		p->acl_v4_fd = p->acl_v6_fd = -1;
+	/* Optional too: xd_prog_answers_install says so if asked. */
+	for (i = 0; i < XD_ANSWER_CLASSES; i++) {
+		static const char *const names[XD_ANSWER_CLASSES] = {
+			"answers_32", "answers_64", "answers_128", "answers_256",
+		};
+
+		p->answers_outer_fd[i] = bpf_object__find_map_fd_by_name(p->obj, names[i]);
+	}
+	p->pages_outer_fd = bpf_object__find_map_fd_by_name(p->obj, "answer_pages");
 	return 0;
 }
 
@@ -326,6 +345,9 @@ int xd_prog_load(const char *obj_path, int ifindex, int nqueues, bool generic,
 		return xd_errorf(err, -ENOMEM, "out of memory");
 	p->ifindex = ifindex;
 	p->link_fd = -1;
+	p->pages_fd = -1;
+	for (int i = 0; i < XD_ANSWER_CLASSES; i++)
+		p->answers_fd[i] = -1;
 
 	rc = xd_prog_check_free(ifindex, err);
 	if (rc < 0)
@@ -355,6 +377,11 @@ void xd_prog_free(struct xd_prog *p)
 		return;
 	if (p->link_fd >= 0)
 		close(p->link_fd);	/* the last reference: detaches */
+	for (int i = 0; i < XD_ANSWER_CLASSES; i++)
+		if (p->answers_fd[i] >= 0)
+			close(p->answers_fd[i]);
+	if (p->pages_fd >= 0)
+		close(p->pages_fd);
 	bpf_object__close(p->obj);
 	free(p);
 }
@@ -436,6 +463,21 @@ int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
 	return 0;
 }
 
+int xd_prog_set_checksums(struct xd_prog *p, bool verify, struct xd_error *err)
+{
+	struct xd_config cfg = p->config;
+	__u32 zero = 0;
+	int rc;
+
+	cfg.verify_checksums = verify;
+	rc = bpf_map_update_elem(p->config_fd, &zero, &cfg, BPF_ANY);
+	if (rc < 0)
+		return xd_errorf(err, rc, "cannot set the program's checksum check: %s",
+				     strerror(-rc));
+	p->config = cfg;
+	return 0;
+}
+
 int xd_prog_set_socket(struct xd_prog *p, int queue, int xsk_fd)
 {
 	__u32 key = (__u32)queue;
@@ -452,6 +494,9 @@ static void xd_prog_stats_add(struct xd_prog_stats *out, const struct xd_prog_co
 	out->dropped += c->dropped;
 	out->malformed += c->malformed;
 	out->denied += c->denied;
+	out->answered_in_xdp += c->answered_in_xdp;
+	for (int i = 0; i < XD_ANSWER_RCODES; i++)
+		out->answered_in_xdp_rcode[i] += c->answered_in_xdp_rcode[i];
 }
 
 int xd_prog_counters(struct xd_prog *p, int cpu, struct xd_prog_stats *out)
@@ -643,4 +688,177 @@ int xd_prog_acl_set(struct xd_prog *p, const struct xd_acl *acl, struct xd_error
 	 * deletes them. */
 	acl_sweep_all(p, generation);
 	return 0;
+}
+
+/* ---- the answer table ---------------------------------------------------------- */
+
+/*
+ * A table lives in inner maps of its own, sized for it: pages, and one
+ * hash per key size.  A new one is never mixed with the old: the slots are
+ * emptied, the kernel's readers are waited out, then the new maps go in,
+ * pages first, so that every entry a packet finds points into its own
+ * pages.  Until then the program finds no table and every query goes on
+ * to the workers.
+ */
+
+/* The kernel's own figure for a preallocated hash element: its header,
+ * key and value, each rounded to 8 bytes. */
+#define XD_HTAB_ELEM_OVERHEAD 48
+
+bool xd_prog_answers_supported(const struct xd_prog *p)
+{
+	for (int i = 0; i < XD_ANSWER_CLASSES; i++)
+		if (p->answers_outer_fd[i] < 0)
+			return false;
+	return p->pages_outer_fd >= 0;
+}
+
+/* Returns once every run of the program that could hold a map taken out
+ * of a slot has ended: XDP runs inside an RCU read-side section (softirq),
+ * and membarrier's global command is synchronize_rcu(). */
+static void answers_wait_readers(void)
+{
+	const struct timespec grace = { 0, 50 * 1000 * 1000 };
+
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) < 0)
+		nanosleep(&grace, NULL);	/* nohz_full: no such command */
+}
+
+void xd_prog_answers_clear(struct xd_prog *p)
+{
+	__u32 zero = 0;
+	bool any = false;
+
+	for (int i = 0; i < XD_ANSWER_CLASSES; i++) {
+		if (p->answers_fd[i] < 0)
+			continue;
+		bpf_map_delete_elem(p->answers_outer_fd[i], &zero);
+		any = true;
+	}
+	if (p->pages_fd >= 0) {
+		bpf_map_delete_elem(p->pages_outer_fd, &zero);
+		any = true;
+	}
+	if (!any)
+		return;
+	answers_wait_readers();
+	for (int i = 0; i < XD_ANSWER_CLASSES; i++) {
+		if (p->answers_fd[i] >= 0)
+			close(p->answers_fd[i]);
+		p->answers_fd[i] = -1;
+	}
+	if (p->pages_fd >= 0)
+		close(p->pages_fd);
+	p->pages_fd = -1;
+}
+
+static int map_create(enum bpf_map_type type, const char *name, size_t key_size,
+		      size_t value_size, size_t n, __u32 flags)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
+	int fd;
+
+	if (n > UINT32_MAX)
+		return -E2BIG;
+	fd = bpf_map_create(type, name, (__u32)key_size, (__u32)value_size,
+			    n ? (__u32)n : 1, &opts);
+	return fd < 0 ? -errno : fd;
+}
+
+static int map_fill(int fd, const void *keys, const void *values, size_t n)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+	__u32 count = (__u32)n;
+
+	if (!n)
+		return 0;
+	return bpf_map_update_batch(fd, keys, values, &count, &opts) < 0 ? -errno : 0;
+}
+
+static int pages_create(const struct xd_answers *t, int *out)
+{
+	__u32 *keys = calloc(t->npages ? t->npages : 1, sizeof(*keys));
+	int fd, rc;
+
+	if (!keys)
+		return -ENOMEM;
+	for (__u32 i = 0; i < t->npages; i++)
+		keys[i] = i;
+	fd = map_create(BPF_MAP_TYPE_ARRAY, "answer_pages", sizeof(__u32),
+			sizeof(struct xd_answer_page), t->npages, BPF_F_INNER_MAP);
+	rc = fd < 0 ? fd : map_fill(fd, keys, t->pages, t->npages);
+	free(keys);
+	if (rc < 0 && fd >= 0)
+		close(fd);
+	if (rc == 0)
+		*out = fd;
+	return rc;
+}
+
+/* A hash for one key size: room for every key with some to spare, as a
+ * preallocated hash takes its last elements only from the CPU that
+ * frees them. */
+static int class_create(const struct xd_answer_class *c, int *out, uint64_t *bytes)
+{
+	size_t cap = c->n + c->n / 16 + 64;
+	int fd = map_create(BPF_MAP_TYPE_HASH, "answers", c->key_size, sizeof(struct xd_answer),
+			    cap, 0);
+	int rc = fd < 0 ? fd : map_fill(fd, c->keys, c->values, c->n);
+
+	if (rc < 0) {
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	*bytes += cap * (XD_HTAB_ELEM_OVERHEAD + c->key_size + sizeof(struct xd_answer));
+	*out = fd;
+	return 0;
+}
+
+int xd_prog_answers_install(struct xd_prog *p, const struct xd_answers *t, uint64_t *bytes,
+			    struct xd_error *err)
+{
+	int fds[XD_ANSWER_CLASSES], pages = -1, i, rc = 0;
+	__u32 zero = 0;
+
+	*bytes = 0;
+	if (!xd_prog_answers_supported(p))
+		return xd_errorf(err, -EOPNOTSUPP, "the XDP program has no answer table maps "
+				     "(answers_32 ... answer_pages): build it from this version's "
+				     "bpf/xdpdns.bpf.c, or set [xdp] answers = \"off\"");
+	xd_prog_answers_clear(p);
+	for (i = 0; i < XD_ANSWER_CLASSES; i++)
+		fds[i] = -1;
+	rc = pages_create(t, &pages);
+	for (i = 0; rc == 0 && i < XD_ANSWER_CLASSES; i++)
+		rc = class_create(&t->classes[i], &fds[i], bytes);
+	if (rc)
+		goto out_close;
+	*bytes += (uint64_t)t->npages * sizeof(struct xd_answer_page);
+	rc = bpf_map_update_elem(p->pages_outer_fd, &zero, &pages, BPF_ANY) < 0 ? -errno : 0;
+	if (rc)
+		goto out_close;
+	p->pages_fd = pages;
+	pages = -1;
+	for (i = 0; i < XD_ANSWER_CLASSES; i++) {
+		rc = bpf_map_update_elem(p->answers_outer_fd[i], &zero, &fds[i], BPF_ANY) < 0 ?
+		     -errno : 0;
+		if (rc)
+			break;
+		p->answers_fd[i] = fds[i];
+		fds[i] = -1;
+	}
+	if (rc)
+		xd_prog_answers_clear(p);	/* no half table */
+out_close:
+	for (i = 0; i < XD_ANSWER_CLASSES; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (pages >= 0)
+		close(pages);
+	if (rc)
+		xd_errorf(err, rc, "cannot put the answer table into the XDP program: %s%s",
+			  strerror(-rc), rc == -ENOMEM || rc == -E2BIG ?
+			  " (kernel memory for BPF maps)" : "");
+	return rc;
 }

@@ -33,8 +33,23 @@ struct xd_acl;
  * the previous rule set in one store; on failure the previous one stays.
  * -EOPNOTSUPP for a program without the ACL maps, unless acl is NULL. */
 int xd_prog_acl_set(struct xd_prog *p, const struct xd_acl *acl, struct xd_error *err);
+/* Whether the program checks a query's checksums before it answers it
+ * (the workers' verify_checksums). */
+int xd_prog_set_checksums(struct xd_prog *p, bool verify, struct xd_error *err);
 /* Puts an AF_XDP socket into the XSKMAP at its queue. */
 int xd_prog_set_socket(struct xd_prog *p, int queue, int xsk_fd);
+struct xd_answers;
+/* Whether the program has the answer table's maps. */
+bool xd_prog_answers_supported(const struct xd_prog *p);
+/* Empties the answer table's slots and returns once no run of the program
+ * can still read the maps that were in them: from then on it answers
+ * nothing itself. */
+void xd_prog_answers_clear(struct xd_prog *p);
+/* Writes table t into new maps, sized for it, and puts them in the slots
+ * (clearing the old ones first); *bytes gets their memory.  On failure the
+ * slots stay empty. */
+int xd_prog_answers_install(struct xd_prog *p, const struct xd_answers *t, uint64_t *bytes,
+			    struct xd_error *err);
 /* cpu -1: summed.  Returns the number of possible CPUs or -errno. */
 int xd_prog_counters(struct xd_prog *p, int cpu, struct xd_prog_stats *out);
 

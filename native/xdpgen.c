@@ -283,10 +283,17 @@ static void answer_count(struct gen_queue *q, const uint8_t *data, uint32_t len,
 	const uint8_t *dns;
 	uint16_t id;
 	uint64_t sent;
+	int rc;
 
-	/* Checksums are the server's to get right and the tests' to check:
-	 * the generator only counts. */
-	if (xd_frame_parse(data, len, false, &f) || f.payload_len < XD_DNS_HEADER_LEN) {
+	/* Every answer's checksums are checked: the server computes them
+	 * itself on two paths (the workers, and its XDP program), and a wrong
+	 * one is an answer the client's stack would have dropped. */
+	rc = xd_frame_parse(data, len, true, &f);
+	if (rc == XD_FRAME_BAD_CHECKSUM) {
+		count(&q->stats.bad_checksum, 1);
+		return;
+	}
+	if (rc || f.payload_len < XD_DNS_HEADER_LEN) {
 		count(&q->stats.malformed, 1);
 		return;
 	}

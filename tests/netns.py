@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass
 
 from xdpdns.bench.topology import Netns as BenchNetns
+from xdpdns.bench.topology import attach_pass_program
 
 COMMAND_TIMEOUT = 30  # seconds for one ip/ethtool command
 
@@ -79,6 +80,24 @@ class VethTopology:
         return None
 
 
+def without_client_program(topo: VethTopology):
+    """Context manager: the client's end without its XDP_PASS program, for a
+    test that attaches its own (a load generator); put back afterwards."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def manager():
+        topo.client.run("ip", "link", "set", "dev", topo.client_if, "xdp", "off")
+        try:
+            yield topo
+        finally:
+            topo.client.run("ip", "link", "set", "dev", topo.client_if, "xdp", "off",
+                            check=False)
+            attach_pass_program(topo.client, topo.client_if)
+
+    return manager()
+
+
 def session_suffix() -> str:
     """A short random suffix for this test session's names (an interface
     name has at most 15 characters: xdps- + 6 = 11)."""
@@ -123,6 +142,10 @@ def create_topology(suffix: str) -> VethTopology:
         # client's stack computes the checksum in software, as a packet from
         # a real wire carries it.
         c.run("ethtool", "-K", topo.client_if, "tx", "off")
+        # The server's XDP program answers with XDP_TX, which a veth peer
+        # receives only while it runs NAPI: the client's kernel sockets need
+        # a program there (tests that attach a generator take it off).
+        attach_pass_program(c, topo.client_if)
     except BaseException:
         topo.delete()
         raise

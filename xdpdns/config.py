@@ -28,6 +28,9 @@ The file's shape::
     verify_checksums = true    # drop frames whose checksums are wrong
     busy_poll = true           # workers run the NIC's NAPI themselves
                                # (SO_PREFER_BUSY_POLL); spin 1 ms when idle
+    answers = "all"            # all: the XDP program answers itself (XDP_TX)
+                               # every plain query whose answer the zones
+                               # fix; off: every query goes to the workers
     ports = [53]               # UDP destination ports taken by the fast path
     addresses = []             # destination addresses taken; default: every
                                # [server] listen address that is neither a
@@ -159,6 +162,7 @@ HUGEPAGES = ("auto", "required", "off")
 HUGEPAGE_SIZES = {"2M": 2, "1G": 1024}  # in MiB, as the engine takes them
 ZEROCOPY = ("auto", "on", "off")
 XDP_MODES = ("native", "generic")
+XDP_ANSWERS = ("all", "off")  # [xdp] answers: whether the XDP program answers itself
 FRAME_SIZES = (2048, 4096)
 
 
@@ -178,6 +182,7 @@ class XdpConfig:
     mode: str = "native"
     verify_checksums: bool = True
     busy_poll: bool = True
+    answers: str = "all"
     ports: tuple[int, ...] = (53,)
     # The destination addresses taken (numeric, normalized); empty: every
     # destination.  Filled from [server] listen when the file names none.
@@ -632,6 +637,8 @@ def _parse_xdp(table: Any, where: Where) -> dict[str, Any]:
             out[key] = _choice(value, ZEROCOPY, where, key)
         elif key == "mode":
             out[key] = _choice(value, XDP_MODES, where, key)
+        elif key == "answers":
+            out[key] = _choice(value, XDP_ANSWERS, where, key)
         elif key in ("verify_checksums", "busy_poll"):
             if not isinstance(value, bool):
                 raise where.error(key, "true or false", value)

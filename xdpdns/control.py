@@ -180,7 +180,8 @@ _QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "trunc
           "tx_full", "kicks", "batches", "limited", "slipped"]
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
 _KERNEL = ["kernel_rx_dropped", "kernel_rx_ring_full", "kernel_fill_empty"]
-_PROG = ["seen", "redirected", "passed", "dropped", "denied", "malformed"]
+_PROG = ["seen", "redirected", "answered_in_xdp", "passed", "dropped", "denied",
+         "malformed"]
 _DEFERRED = ["deferred", "resolver_full", "resolver_expired"]
 _HOOKS = ["batches", "queries", "answered", "servfail", "timeouts", "errors", "cached"]
 
@@ -200,6 +201,18 @@ def _resolver_lines(stats: dict) -> list[str]:
                                                               "expired"], rows)
     return lines + [""] + _table("resolver hook: the plugins' threads", _HOOKS,
                                  [[resolver.get(k, 0) for k in _HOOKS]])
+
+
+def _answers_lines(table: dict | None) -> list[str]:
+    """The XDP program's answer table in one line."""
+    if not table:
+        return []
+    if table["state"] != "on":
+        return ["", f"answer table: {table['state']}: {table['message']}"]
+    return ["", f"answer table: on, {table['entries']} entries for {table['names']} names "
+            f"({table['skipped']} answers left to the workers), {table['pages']} pages, "
+            f"{table['bytes']} bytes, compiled in {table['compile_seconds']:.3f} s, "
+            f"installed in {table['install_seconds']:.3f} s"]
 
 
 def format_stats(stats: dict) -> str:
@@ -240,6 +253,11 @@ def format_stats(stats: dict) -> str:
     rows = [[c["cpu"]] + [c.get(k, 0) for k in _PROG] for c in cpus]
     rows.append(["all"] + [xdp.get("program", {}).get(k, 0) for k in _PROG])
     lines += [""] + _table("XDP program", ["cpu"] + _PROG, rows)
+    rcodes = xdp.get("program", {}).get("answered_in_xdp_rcodes") or {}
+    if rcodes:
+        lines.append("  answered in XDP by RCODE: "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(rcodes.items())))
+    lines += _answers_lines(xdp.get("answers"))
     ports = xdp.get("ports", {})
     if ports:
         lines += ["", "UDP ports"]

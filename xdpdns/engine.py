@@ -12,6 +12,7 @@ and the native UDP workers answer in parallel.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ipaddress
 import os
@@ -19,17 +20,20 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import dns.name
 import dns.rdata
 import dns.rdataset
+import dns.rcode
 import dns.rdatatype
 
 from xdpdns._engine import ffi, lib
 
 __all__ = [
     "Answer",
+    "AnswerEntry",
+    "AnswersInfo",
     "COOKIE_STATES",
     "Engine",
     "GeneratorQueueStats",
@@ -216,6 +220,38 @@ class ProgStats:
     dropped: int
     malformed: int
     denied: int = 0  # dropped for the source ACL (not in dropped)
+    answered_in_xdp: int = 0  # answered by the program itself (XDP_TX)
+    # Of those, by RCODE name ("NOERROR": 12, ...); only RCODEs it sent.
+    answered_in_xdp_rcodes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AnswerEntry:
+    """One entry of the XDP program's answer table (struct xd_answers_entry)."""
+
+    name: dns.name.Name
+    qtype: int  # 0 with qclass 0: the name's answer to every type without an entry
+    qclass: int
+    to_worker: bool  # the worker answers this type (too long, or client-dependent)
+    flags: int  # the header's AA and RCODE bits
+    counts: tuple[int, int, int]  # answer, authority, additional (no OPT)
+    sections: bytes  # what follows the question, pointers relative to offset 12
+    csum: int  # the sections' ones' complement sum (memory-order words)
+
+
+@dataclass(frozen=True)
+class AnswersInfo:
+    """Where the XDP program's answer table stands (struct xd_answers_info)."""
+
+    state: str  # "off", "on", "paused" (rate limiting is on) or "failed"
+    names: int  # names asked about
+    entries: int  # keys in the table
+    skipped: int  # answers left to the workers (too long, client-dependent)
+    pages: int
+    bytes: int  # the maps' kernel memory (about)
+    compile_seconds: float
+    install_seconds: float
+    message: str  # why it is not on
 
 
 class _CObject:
@@ -488,6 +524,33 @@ class Image(_CObject):
     def from_file(cls, path: str | os.PathLike) -> "Image":
         return cls.from_bytes(Path(path).read_bytes())
 
+    def answer_table(self) -> tuple["AnswersInfo", list["AnswerEntry"]]:
+        """The answer table the XDP program would get for this image (what
+        XDP mode compiles when the image is published), and its entries."""
+        out = ffi.new("struct xd_answers **")
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_answers_compile(self._ptr(), out, err), err,
+                   "compiling the answer table")
+        table = ffi.gc(out[0], lib.xd_answers_free)
+        try:
+            info = ffi.new("struct xd_answers_info *")
+            lib.xd_answers_info_get(table, info)
+            entries = []
+            entry = ffi.new("struct xd_answers_entry *")
+            for i in range(info.entries):
+                _raise_for(lib.xd_answers_entry_get(table, i, entry), what="answer table")
+                sections = (bytes(ffi.buffer(entry.sections, entry.len))
+                            if entry.sections != ffi.NULL else b"")
+                entries.append(AnswerEntry(
+                    name=dns.name.from_wire(bytes(entry.name[0:entry.name_len]), 0)[0],
+                    qtype=entry.qtype, qclass=entry.qclass,
+                    to_worker=entry.action == lib.XD_ANSWER_TO_WORKER, flags=entry.flags,
+                    counts=(entry.count[0], entry.count[1], entry.count[2]),
+                    sections=sections, csum=entry.csum))
+            return _answers_info(info), entries
+        finally:
+            ffi.release(table)
+
     def to_bytes(self) -> bytes:
         size = ffi.new("size_t *")
         data = lib.xd_image_data(self._ptr(), size)
@@ -647,6 +710,7 @@ class Engine(_CObject):
         cfg.generic = 1 if config.mode == "generic" else 0
         cfg.verify_checksums = 1 if config.verify_checksums else 0
         cfg.busy_poll = 1 if config.busy_poll else 0
+        cfg.answers = _ANSWERS[getattr(config, "answers", "all")]
         info = ffi.new("struct xd_xdp_info *")
         err = ffi.new("struct xd_error *")
         _raise_for(lib.xd_engine_xdp_start(self._ptr(), cfg, info, err), err,
@@ -722,6 +786,12 @@ class Engine(_CObject):
         _raise_for(lib.xd_engine_xdp_prog_stats(self._ptr(), -1 if cpu is None else cpu, out),
                    what="XDP program stats")
         return _prog_stats(out)
+
+    def xdp_answers_info(self) -> AnswersInfo:
+        """The XDP program's answer table: state, size, how long it took."""
+        out = ffi.new("struct xd_answers_info *")
+        _raise_for(lib.xd_engine_xdp_answers_info(self._ptr(), out), what="answer table")
+        return _answers_info(out)
 
     def xdp_prog_stats_per_cpu(self) -> list[ProgStats]:
         """The XDP program's counters, one entry per possible CPU."""
@@ -1041,6 +1111,7 @@ class GeneratorQueueStats:
     kernel_rx_dropped: int
     kernel_rx_ring_full: int
     cpu: int
+    bad_checksum: int = 0  # answers whose IPv4 or UDP checksum was wrong (not answered)
 
 
 class LoadGenerator(_CObject):
@@ -1143,7 +1214,7 @@ class LoadGenerator(_CObject):
                 i, out.sent, out.answered, tuple(out.rcodes), out.truncated,
                 out.unexpected, out.malformed, out.tx_full, tuple(out.latency),
                 out.latency_sum_ns, out.kernel_rx_dropped, out.kernel_rx_ring_full,
-                out.cpu))
+                out.cpu, out.bad_checksum))
         return result
 
 
@@ -1156,8 +1227,28 @@ def _set_chars(struct, field: str, text: str, what: str) -> None:
 
 
 def _prog_stats(out) -> ProgStats:
+    rcodes = {dns.rcode.to_text(rcode): out.answered_in_xdp_rcode[rcode]
+              for rcode in range(16) if out.answered_in_xdp_rcode[rcode]}
     return ProgStats(out.seen, out.redirected, out.passed, out.dropped, out.malformed,
-                     out.denied)
+                     out.denied, out.answered_in_xdp, rcodes)
+
+
+def _answers_info(out) -> AnswersInfo:
+    return AnswersInfo(
+        state=_ANSWERS_STATES.get(out.state, "off"), names=out.names, entries=out.entries,
+        skipped=out.skipped, pages=out.pages, bytes=out.bytes,
+        compile_seconds=out.compile_us / 1e6, install_seconds=out.install_us / 1e6,
+        message=ffi.string(out.message).decode("utf-8", "replace"))
+
+
+# [xdp] answers, and the answer table's states (native/engine.h).
+_ANSWERS = {"all": lib.XD_ANSWERS_ALL, "off": lib.XD_ANSWERS_OFF}
+_ANSWERS_STATES = {
+    lib.XD_ANSWERS_STATE_OFF: "off",
+    lib.XD_ANSWERS_STATE_ON: "on",
+    lib.XD_ANSWERS_STATE_PAUSED: "paused",
+    lib.XD_ANSWERS_STATE_FAILED: "failed",
+}
 
 
 # ---- DNS cookies ---------------------------------------------------------------

@@ -63,6 +63,8 @@ class ServerStats:
                       ("received", "answered", "dropped", "bad_checksum", "malformed",
                        "tx_full")]
             parts.append(f"xdp_denied={sum(c.denied for c in self.xdp.cpus)}")
+            parts.append("xdp_answered_in_xdp="
+                         f"{sum(c.answered_in_xdp for c in self.xdp.cpus)}")
             parts += [f"xdp_{name}={self.xdp.total(name)}" for name in ("limited", "slipped")]
         if self.resolver is not None:
             parts += [f"resolver_{f.name}={getattr(self.resolver, f.name)}"
@@ -255,6 +257,8 @@ class Server:
                 log.info("%s in %.3fs", result.message, time.monotonic() - start)
                 for warning in result.warnings:
                     log.warning("reload: %s", warning)
+                if self._xdp is not None:
+                    self._xdp.log_answers()
                 if self._notifier is not None:
                     self._notifier.zones_published(self.config.zones)
                 self._each_hook("reload")

@@ -19,7 +19,7 @@ import socket
 from dataclasses import asdict, dataclass
 
 from xdpdns.config import XdpConfig
-from xdpdns.engine import PORT_ACTIONS, Engine, ProgStats, QueueStats, XdpInfo
+from xdpdns.engine import PORT_ACTIONS, AnswersInfo, Engine, ProgStats, QueueStats, XdpInfo
 
 log = logging.getLogger("xdpdns.xdp")
 
@@ -87,13 +87,20 @@ class XdpStats:
     queues: tuple[QueueStats, ...]
     cpus: tuple[ProgStats, ...]  # index: the CPU
     ports: dict[int, tuple[str, ...]]  # port -> the action on every possible CPU
+    answers: AnswersInfo | None = None  # the program's answer table
 
     def total(self, name: str) -> int:
         return sum(getattr(q, name) for q in self.queues)
 
     def as_dict(self) -> dict:
         program = {k: sum(getattr(c, k) for c in self.cpus) for k in
-                   ("seen", "redirected", "passed", "dropped", "denied", "malformed")}
+                   ("seen", "redirected", "answered_in_xdp", "passed", "dropped", "denied",
+                    "malformed")}
+        rcodes: dict[str, int] = {}
+        for c in self.cpus:
+            for rcode, n in c.answered_in_xdp_rcodes.items():
+                rcodes[rcode] = rcodes.get(rcode, 0) + n
+        program["answered_in_xdp_rcodes"] = rcodes
         return {
             "interface": self.info.interface,
             "mode": self.info.mode,
@@ -109,6 +116,7 @@ class XdpStats:
             "cpus": [dict(asdict(c), cpu=i) for i, c in enumerate(self.cpus)],
             "program": program,
             "ports": {str(p): list(a) for p, a in self.ports.items()},
+            "answers": asdict(self.answers) if self.answers else None,
         }
 
 
@@ -152,8 +160,26 @@ class XdpMode:
                  ",".join(map(str, cfg.ports)), ",".join(cfg.addresses) or "any")
         for warning in info.warnings:
             log.warning("xdp: %s", warning)
+        self.log_answers(engine)
         self._keep_python_off_workers(engine)
         return info
+
+    def log_answers(self, engine: Engine | None = None) -> None:
+        """Says where the program's answer table stands: at start and after
+        every new image (reload)."""
+        engine = engine or self._engine
+        if engine is None:
+            return
+        table = engine.xdp_answers_info()
+        if table.state == "on":
+            log.info("xdp answers=on names=%d entries=%d skipped=%d pages=%d bytes=%d "
+                     "compile=%.3fs install=%.3fs", table.names, table.entries, table.skipped,
+                     table.pages, table.bytes, table.compile_seconds, table.install_seconds)
+        elif table.state == "failed":
+            log.warning("xdp answers=failed (every query goes to the workers): %s",
+                        table.message)
+        else:
+            log.info("xdp answers=%s: %s", table.state, table.message)
 
     @staticmethod
     def _keep_python_off_workers(engine: Engine) -> None:
@@ -179,7 +205,8 @@ class XdpMode:
         ports = {p: tuple(action_name(a) for a in engine.xdp_port_actions(p))
                  for p in self.config.ports}
         return XdpStats(self.info, tuple(engine.xdp_queue_stats()),
-                        tuple(engine.xdp_prog_stats_per_cpu()), ports)
+                        tuple(engine.xdp_prog_stats_per_cpu()), ports,
+                        engine.xdp_answers_info())
 
     def stop(self) -> None:
         """Detaches the program and stops the workers (idempotent); keeps the

@@ -137,6 +137,41 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
+# A program that passes every frame: r0 = XDP_PASS (2); exit.  Built from
+# its two instructions (struct bpf_insn) so that no object file is needed.
+_XDP_PASS_INSNS = bytes.fromhex("b700000002000000" "9500000000000000")
+_BPF_PROG_TYPE_XDP = 6
+_XDP_FLAGS_DRV_MODE = 1 << 2
+
+
+def attach_pass_program(netns: Netns, ifname: str) -> None:
+    """Attaches an XDP program that passes everything to ``ifname`` in
+    ``netns``: the client's end of a veth needs one to receive what the
+    server sends with XDP_TX, which reaches a veth peer only while the peer
+    runs NAPI (DESIGN.md, "Measuring"), as a kernel-socket client's does not.
+    The attachment is by netlink: it lasts until the interface goes."""
+    libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
+    libbpf.bpf_prog_load.restype = ctypes.c_int
+    libbpf.bpf_prog_load.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
+                                     ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
+    libbpf.bpf_xdp_attach.restype = ctypes.c_int
+    libbpf.bpf_xdp_attach.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_uint32,
+                                      ctypes.c_void_p]
+    fd = libbpf.bpf_prog_load(_BPF_PROG_TYPE_XDP, b"xdp_pass", b"GPL", _XDP_PASS_INSNS,
+                              len(_XDP_PASS_INSNS) // 8, None)
+    if fd < 0:
+        raise TopologyError(f"loading an XDP_PASS program: {os.strerror(-fd)}")
+    try:
+        with netns.entered():
+            ifindex = socket.if_nametoindex(ifname)
+            rc = libbpf.bpf_xdp_attach(ifindex, fd, _XDP_FLAGS_DRV_MODE, None)
+        if rc < 0:
+            raise TopologyError(f"attaching an XDP_PASS program to {ifname} in "
+                                f"{netns.name}: {os.strerror(-rc)}")
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class Side:
     """One end: its namespace, interface, addresses, MAC and CPUs."""

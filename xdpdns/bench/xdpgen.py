@@ -127,8 +127,8 @@ def summarize(stats: Sequence, duration: float, rate: int) -> dict:
                "kernel_rx_dropped": q.kernel_rx_dropped,
                "kernel_rx_ring_full": q.kernel_rx_ring_full} for i, q in enumerate(stats)]
     counters = {name: total(name) for name in
-                ("truncated", "unexpected", "malformed", "tx_full", "kernel_rx_dropped",
-                 "kernel_rx_ring_full")}
+                ("truncated", "unexpected", "malformed", "bad_checksum", "tx_full",
+                 "kernel_rx_dropped", "kernel_rx_ring_full")}
     return {
         "generator": "xdpdns",
         "sent": sent,
