@@ -329,19 +329,78 @@ struct type_list {
 	int n;
 };
 
+/* The keys entered so far, by a 64-bit hash: a name may be a node of two
+ * zones (a cut and the child's apex) and name override rules too; each
+ * asks the core, which gives the name one answer, and the first entry of
+ * a key stays.  A collision would leave a key out: its queries would go to
+ * the workers, still answered right. */
+struct key_set {
+	uint64_t *slots;		/* 0: empty */
+	size_t mask, used;
+};
+
+static int key_set_add(struct key_set *set, const uint8_t *name, size_t len, uint16_t qtype,
+		       uint16_t qclass, bool *added)
+{
+	uint8_t key[4 + XD_NAME_MAX];
+	uint64_t h;
+	size_t j;
+
+	/* The type and class hashed with the name, not into the seed: xd_hash
+	 * mixes its seed with the first word linearly. */
+	xd_put16(key, qtype);
+	xd_put16(key + 2, qclass);
+	memcpy(key + 4, name, len);
+	h = xd_hash(key, 4 + len, 0x7f4a7c15u) | 1;
+
+	if (2 * (set->used + 1) > set->mask + 1) {
+		size_t size = set->mask ? 2 * (set->mask + 1) : 4096;
+		uint64_t *slots = calloc(size, sizeof(*slots));
+
+		if (!slots)
+			return -ENOMEM;
+		for (size_t i = 0; set->mask && i <= set->mask; i++) {
+			if (!set->slots[i])
+				continue;
+			for (j = set->slots[i] & (size - 1); slots[j]; j = (j + 1) & (size - 1))
+				;
+			slots[j] = set->slots[i];
+		}
+		free(set->slots);
+		set->slots = slots;
+		set->mask = size - 1;
+	}
+	for (j = h & set->mask; set->slots[j]; j = (j + 1) & set->mask) {
+		if (set->slots[j] == h) {
+			*added = false;
+			return 0;
+		}
+	}
+	set->slots[j] = h;
+	set->used++;
+	*added = true;
+	return 0;
+}
+
 struct compiling {
 	struct xd_answers *t;
 	struct asking *a;
 	uint16_t probe;			/* the type nobody has */
 	uint8_t *types;			/* bitmap of every type in the image */
 	struct type_list override_types;	/* of every override rule */
+	struct key_set keys;
 };
 
 static int emit(struct compiling *c, uint16_t qtype, uint16_t qclass, const struct answered *x)
 {
 	struct asking *a = c->a;
 	struct xd_answer v;
+	bool added;
 	int rc;
+
+	rc = key_set_add(&c->keys, a->name, a->name_len, qtype, qclass, &added);
+	if (rc || !added)
+		return rc;
 
 	memset(&v, 0, sizeof(v));
 	v.flags = x->flags;
@@ -363,7 +422,12 @@ static int emit_to_worker(struct compiling *c, uint16_t qtype)
 {
 	struct asking *a = c->a;
 	struct xd_answer v;
+	bool added;
+	int rc;
 
+	rc = key_set_add(&c->keys, a->name, a->name_len, qtype, XD_CLASS_IN, &added);
+	if (rc || !added)
+		return rc;
 	memset(&v, 0, sizeof(v));
 	v.action = XD_ANSWER_TO_WORKER;
 	c->t->info.entries++;
@@ -609,6 +673,7 @@ out_free:
 		xd_errorf(err, rc, "cannot compile the XDP answer table: %s",
 			  rc == -ENOSPC ? "every private-use type is in the zones" : strerror(-rc));
 	xd_answers_free(c.t);
+	free(c.keys.slots);
 	free(c.types);
 	free(c.a);
 	return rc;

@@ -1,0 +1,233 @@
+"""The XDP program's answer table (native/xdp_answers.c, bpf/xdpdns.bpf.c):
+what it holds, and that what the program would send from it is, byte for
+byte, what the answering core sends.
+
+Without root, a model of the program's lookup (exact entry, else the name's
+"other types" entry; only plain queries; only where the answer fits) answers
+from Image.answer_table() and is compared with Image.answer for every row of
+the differential suite and every name and type of the zones, in several
+shapes (no OPT, OPT of several sizes, mixed case).  As root, the same queries
+go to a server in XDP mode (port 53: the program or a worker) and to its
+socket-mode workers (port 5353), over IPv4 and IPv6, and the bytes must be
+the same; the program's counters say it answered; a reload under load never
+goes back to the old serial.
+"""
+
+import random
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rcode
+import pytest
+
+import dnsdiff
+from conftest import diff_zones
+from test_diff_knot import CASES
+from xdpdns.engine import ImageBuilder
+
+UDP_MIN, UDP_MAX, OPT_RESERVE = 512, 1232, 17
+AXFR_IXFR = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
+BARE_OPT = bytes([0, 0, 41, UDP_MAX >> 8, UDP_MAX & 0xFF, 0, 0, 0, 0, 0, 0])
+ZONE_DIR = Path(__file__).resolve().parent.parent / "zones"
+
+# Shapes of one query: (use_edns, payload, mixed case)
+SHAPES = [(False, 0, False), (True, 1232, False), (True, 512, False), (True, 100, False),
+          (True, 4096, False), (False, 0, True), (True, 1232, True)]
+
+
+def _image(overrides=False):
+    with ImageBuilder() as builder:
+        for origin, path in diff_zones():
+            builder.load_zonefile(builder.add_zone(dns.name.from_text(origin)), path)
+        if overrides:
+            _add_overrides(builder)
+        return builder.finish()
+
+
+def _add_overrides(builder):
+    """Rules of every action, over zone names and names outside the zones."""
+    def rdata(rdtype, text):
+        return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text)
+
+    answer = builder.add_override_rule("answer", 60, [rdata("A", "198.18.7.7"),
+                                                      rdata("AAAA", "2001:2::77")])
+    cname = builder.add_override_rule("answer", 60, [rdata("CNAME", "www.example.com.")])
+    nxdomain = builder.add_override_rule("nxdomain")
+    refused = builder.add_override_rule("refused")
+    nodata = builder.add_override_rule("nodata")
+    for name, rule, subtree in (("www.example.com.", answer, False),
+                                ("blocked.example.com.", nxdomain, True),
+                                ("mail.example.com.", refused, False),
+                                ("ns1.example.com.", nodata, False),
+                                ("ads.other.test.", answer, True),
+                                ("go.other.test.", cname, False),
+                                ("alias.example.com.", cname, False)):
+        builder.add_override(dns.name.from_text(name), rule, subtree)
+
+
+def _table(image):
+    info, entries = image.answer_table()
+    return info, {(e.name.to_wire().lower(), e.qtype, e.qclass): e for e in entries}
+
+
+def _mixcase(name):
+    rng = random.Random(name.to_text())
+    labels = [bytes(c ^ 0x20 if chr(c).isalpha() and rng.random() < 0.5 else c
+                    for c in label) for label in name.labels]
+    return dns.name.Name(labels)
+
+
+def _query_wire(qname, qtype, edns, payload, mixed):
+    name = dns.name.from_text(qname) if isinstance(qname, str) else qname
+    if mixed:
+        name = _mixcase(name)
+    q = dns.message.make_query(name, qtype, use_edns=0 if edns else False,
+                               payload=payload or 1232)
+    q.flags &= ~dns.flags.RD if random.Random(str(name)).random() < 0.5 else 0xFFFF
+    return q.to_wire()
+
+
+def program_answer(table, wire):
+    """What the XDP program sends for a query: the response bytes, or None
+    when it passes the query on to the worker (bpf/xdpdns.bpf.c)."""
+    if len(wire) < 12:
+        return None
+    qid, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", wire[:12])
+    if flags & 0xF800 or qd != 1 or an or ns or ar > 1:
+        return None
+    pos, labels = 12, []
+    while True:
+        if pos >= len(wire) or wire[pos] > 63:
+            return None
+        if wire[pos] == 0:
+            break
+        pos += 1 + wire[pos]
+    name = wire[12:pos + 1]
+    if len(name) > 255 or len(wire) < pos + 5:
+        return None
+    qtype, qclass = struct.unpack("!HH", wire[pos + 1:pos + 5])
+    qend = pos + 5
+    rest = wire[qend:]
+    if qclass != 1:
+        return None
+    edns, payload = False, 0
+    if ar == 0 and not rest:
+        pass
+    elif ar == 1 and len(rest) == 11 and rest[0:3] == b"\x00\x00\x29" and rest[6] == 0 \
+            and not rest[7] & 0x80 and rest[9:11] == b"\x00\x00":
+        edns, payload = True, struct.unpack("!H", rest[3:5])[0]
+    else:
+        return None
+    key = (name.lower(), qtype, 1)
+    entry = table.get(key)
+    if entry is None and qtype not in AXFR_IXFR:
+        entry = table.get((name.lower(), 0, 0))
+    if entry is None or entry.to_worker:
+        return None
+    need = qend + len(entry.sections)
+    limit = max(UDP_MIN, min(payload, UDP_MAX)) if edns else UDP_MIN
+    if need + (OPT_RESERVE if edns else 0) > limit:
+        return None
+    header = struct.pack("!HHHHHH", qid, 0x8000 | entry.flags | (flags & 0x0110), 1,
+                         entry.counts[0], entry.counts[1], entry.counts[2] + edns)
+    return header + wire[12:qend] + entry.sections + (BARE_OPT if edns else b"")
+
+
+def _questions(table):
+    """Every row of the differential suite, and every name of the table
+    with every type the zones hold and a few they do not."""
+    types = {e.qtype for e in table.values() if e.qtype} | {
+        0, 5, 43, 255, 252, 251, 65280, 999, 99}
+    names = {e.name for e in table.values()}
+    out = [(c.qname, c.qtype) for c in CASES]
+    for name in sorted(names):
+        out += [(name, dns.rdatatype.to_text(t)) for t in sorted(types)]
+    return out
+
+
+def _compare(image, table, questions):
+    sent = 0
+    for qname, qtype in questions:
+        for edns, payload, mixed in SHAPES:
+            wire = _query_wire(qname, qtype, edns, payload, mixed)
+            ours = program_answer(table, wire)
+            if ours is None:
+                continue
+            sent += 1
+            core = image.answer(wire)
+            assert ours == core, (f"{qname} {qtype} edns={edns} payload={payload} "
+                                  f"mixed={mixed}:\n program {ours.hex()}\n core    "
+                                  f"{core.hex() if core else None}")
+    return sent
+
+
+@pytest.mark.parametrize("overrides", [False, True], ids=["zones", "zones+overrides"])
+def test_table_answers_are_the_cores(overrides):
+    image = _image(overrides)
+    info, table = _table(image)
+    assert info.entries == len(table)  # one entry a key
+    sent = _compare(image, table, _questions(table))
+    assert sent > 1000, sent
+
+
+def test_what_the_table_holds():
+    image = _image()
+    _, table = _table(image)
+
+    def entry(name, rdtype, other=False):
+        key = (dns.name.from_text(name).to_wire(), 0 if other else
+               dns.rdatatype.from_text(rdtype), 0 if other else 1)
+        return table.get(key)
+
+    assert entry("www.example.com.", "A").counts[0] >= 1
+    assert entry("www.example.com.", None, other=True).counts == (0, 1, 0)  # NODATA
+    assert entry("sub.example.com.", None, other=True).flags & 0x0400 == 0  # referral
+    assert entry("sub.example.com.", "DS") is not None  # the parent answers it
+    assert entry("alias.example.com.", "A") is not None  # the chain's end decides
+    # DNAME synthesis copies the query's case: the worker's.
+    assert entry("www.dn.example.com.", None, other=True) is None
+    assert entry("www.dn.example.com.", "A") is None
+    # Names that do not exist have no entry: NXDOMAIN is the worker's.
+    assert not any(e.name == dns.name.from_text("nothere.example.com.")
+                   for e in table.values())
+    # The checksum of every answer is its sections' sum.
+    for e in table.values():
+        if not e.to_worker:
+            assert e.csum == _csum(e.sections), e
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"<{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def test_answer_too_long_for_udp_stays_with_the_worker(tmp_path):
+    """An RRset too long for any UDP answer differs from the name's NODATA
+    but cannot be held: an entry sends that type to the worker, and the
+    program does not fall back to the NODATA (regression: it would have)."""
+    zone = tmp_path / "big.test.zone"
+    txt = " ".join(f'"{"x" * 200}"' for _ in range(8))
+    zone.write_text("@ 3600 SOA ns hostmaster 1 7200 3600 1209600 300\n@ 3600 NS ns\n"
+                    f"ns 3600 A 198.18.0.1\nbig 3600 TXT {txt}\n")
+    with ImageBuilder() as builder:
+        builder.load_zonefile(builder.add_zone(dns.name.from_text("big.test.")), zone)
+        image = builder.finish()
+    _, table = _table(image)
+    name = dns.name.from_text("big.big.test.").to_wire()
+    assert table[(name, dns.rdatatype.TXT, 1)].to_worker
+    wire = dns.message.make_query("big.big.test.", "TXT", use_edns=0).to_wire()
+    assert program_answer(table, wire) is None
+    assert program_answer(table, dns.message.make_query("big.big.test.", "A").to_wire())
