@@ -402,6 +402,7 @@ static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found
 #define XD_TYPE_OPT 41
 #define XD_TYPE_IXFR 251
 #define XD_TYPE_AXFR 252
+#define XD_TYPE_ANY 255
 #define XD_CLASS_IN 1
 #define XD_EDNS_DO 0x80		/* in the OPT TTL's third byte */
 #define XD_OPT_LEN 11
@@ -622,12 +623,15 @@ static __always_inline struct xd_answer *xd_answer_find(struct xd_question *q)
 }
 
 /* The name's entry for the type, else its entry for every other type.
- * AXFR and IXFR have neither: over UDP the core refuses them. */
+ * AXFR and IXFR have neither: over UDP the core refuses them.  Nor does ANY
+ * (RFC 8482: one RRset of the name): the workers answer it, which keeps an
+ * entry a name out of the table. */
 static __always_inline struct xd_answer *xd_answer_lookup(struct xd_question *q)
 {
 	struct xd_answer *a = xd_answer_find(q);
 
-	if (a || q->key.qtype == XD_TYPE_AXFR || q->key.qtype == XD_TYPE_IXFR)
+	if (a || q->key.qtype == XD_TYPE_AXFR || q->key.qtype == XD_TYPE_IXFR ||
+	    q->key.qtype == XD_TYPE_ANY)
 		return a;
 	q->key.qtype = 0;
 	q->key.qclass = XD_ANSWER_CLASS_OTHER;

@@ -487,8 +487,10 @@ static void types_add(struct type_list *l, uint16_t t)
 
 /* Every entry of one name: its "other types" answer first, then each type
  * whose answer may differ from it: the types it has, the types of every
- * override rule (a subtree rule above it answers them), ANY and DS; with
- * a CNAME or DNAME, every type of the image, as the chain's end decides. */
+ * override rule (a subtree rule above it answers them) and DS; with a
+ * CNAME or DNAME, every type of the image, as the chain's end decides.
+ * Not ANY, which the program leaves to the workers: an entry for it at
+ * every name would add a third to the table for a type rarely asked. */
 static int compile_name(struct compiling *c, struct type_list *types, bool chain)
 {
 	struct answered other, x;
@@ -500,12 +502,11 @@ static int compile_name(struct compiling *c, struct type_list *types, bool chain
 		c->t->info.skipped++;
 		return 0;
 	}
-	types_add(types, XD_TYPE_ANY);
 	types_add(types, XD_TYPE_DS);
 	for (int i = 0; i < c->override_types.n; i++)
 		types_add(types, c->override_types.t[i]);
 	for (uint32_t t = 1; chain && t < 65536; t++)
-		if (c->types[t / 8] & (1u << (t % 8)))
+		if (c->types[t / 8] & (1u << (t % 8)) && t != XD_TYPE_ANY)
 			types_add(types, (uint16_t)t);
 	if (types->n == XD_ANSWER_TYPES_MAX) {
 		c->t->info.skipped++;	/* past the bound: all to the worker */

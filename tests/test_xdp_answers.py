@@ -35,7 +35,7 @@ from test_diff_knot import CASES
 from xdpdns.engine import ImageBuilder
 
 UDP_MIN, UDP_MAX, OPT_RESERVE = 512, 1232, 17
-AXFR_IXFR = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
+NO_FALLBACK = (dns.rdatatype.AXFR, dns.rdatatype.IXFR, dns.rdatatype.ANY)
 BARE_OPT = bytes([0, 0, 41, UDP_MAX >> 8, UDP_MAX & 0xFF, 0, 0, 0, 0, 0, 0])
 ZONE_DIR = Path(__file__).resolve().parent.parent / "zones"
 
@@ -129,7 +129,7 @@ def program_answer(table, wire):
         return None
     key = (name.lower(), qtype, 1)
     entry = table.get(key)
-    if entry is None and qtype not in AXFR_IXFR:
+    if entry is None and qtype not in NO_FALLBACK:
         entry = table.get((name.lower(), 0, 0))
     if entry is None or entry.to_worker:
         return None

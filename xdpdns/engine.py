@@ -524,9 +524,10 @@ class Image(_CObject):
     def from_file(cls, path: str | os.PathLike) -> "Image":
         return cls.from_bytes(Path(path).read_bytes())
 
-    def answer_table(self) -> tuple["AnswersInfo", list["AnswerEntry"]]:
+    def answer_table(self, entries: bool = True) -> tuple["AnswersInfo", list["AnswerEntry"]]:
         """The answer table the XDP program would get for this image (what
-        XDP mode compiles when the image is published), and its entries."""
+        XDP mode compiles when the image is published), and its entries
+        (none with ``entries`` False: the figures alone, for large zones)."""
         out = ffi.new("struct xd_answers **")
         err = ffi.new("struct xd_error *")
         _raise_for(lib.xd_answers_compile(self._ptr(), out, err), err,
@@ -535,9 +536,9 @@ class Image(_CObject):
         try:
             info = ffi.new("struct xd_answers_info *")
             lib.xd_answers_info_get(table, info)
-            entries = []
+            count, entries = (info.entries if entries else 0), []
             entry = ffi.new("struct xd_answers_entry *")
-            for i in range(info.entries):
+            for i in range(count):
                 _raise_for(lib.xd_answers_entry_get(table, i, entry), what="answer table")
                 sections = (bytes(ffi.buffer(entry.sections, entry.len))
                             if entry.sections != ffi.NULL else b"")

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 from xdpdns.bench import procfs
 from xdpdns.bench.process import child_setup, find_program
-from xdpdns.bench.topology import Netns
+from xdpdns.bench.topology import Netns, client_program_off
 
 GENERATORS = ("dnsperf", "kxdpgun", "xdpdns")
 TOOLS = {"dnsperf": ("dnsperf", "dnsperf"), "kxdpgun": ("kxdpgun", "knot-dnsutils")}
@@ -289,6 +289,8 @@ def parse_xdpgen(text: str) -> LoadResult:
 
 
 RUNNERS = {"dnsperf": run_dnsperf, "kxdpgun": run_kxdpgun, "xdpdns": run_xdpgen}
+# Generators that attach an XDP program of their own to the client's end.
+AF_XDP_GENERATORS = ("kxdpgun", "xdpdns")
 
 
 def run(generator: str, load: Load, tick: Tick = None, started: Started = None) -> LoadResult:
@@ -298,6 +300,9 @@ def run(generator: str, load: Load, tick: Tick = None, started: Started = None) 
     reason = missing_tool(generator)
     if reason:
         raise GeneratorError(reason)
+    if generator in AF_XDP_GENERATORS and load.netns is not None and load.interface:
+        with client_program_off(load.netns, load.interface):
+            return RUNNERS[generator](load, tick, started)
     return RUNNERS[generator](load, tick, started)
 
 

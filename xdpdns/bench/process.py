@@ -236,10 +236,17 @@ class Server:
 
 
 def answered_total(stats: dict) -> int:
-    """Every answer an xdpdns server sent: socket-mode UDP, TCP, AF_XDP."""
+    """Every answer an xdpdns server sent: socket-mode UDP, TCP, AF_XDP,
+    and its XDP program's own (the answer table)."""
     total = stats.get("udp", {}).get("answered", 0) + stats.get("tcp", {}).get("answered", 0)
     xdp = stats.get("xdp") or {}
-    return total + sum(q.get("answered", 0) for q in xdp.get("queues", []))
+    return (total + sum(q.get("answered", 0) for q in xdp.get("queues", []))
+            + answered_in_xdp(stats))
+
+
+def answered_in_xdp(stats: dict) -> int:
+    """The answers an xdpdns server's XDP program sent itself (XDP_TX)."""
+    return ((stats.get("xdp") or {}).get("program") or {}).get("answered_in_xdp", 0)
 
 
 def _exchange(s: socket.socket, wire: bytes, target: tuple[str, int],

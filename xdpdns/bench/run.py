@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from xdpdns.bench import generators, procfs, report, servers, signals, soak
-from xdpdns.bench.process import Server, answered_total
+from xdpdns.bench.process import Server, answered_in_xdp, answered_total
 from xdpdns.bench.options import BenchOptions
 from xdpdns.bench.topology import Topology
 from xdpdns.bench.zones import ZoneFile
@@ -176,6 +176,9 @@ class Run:
             if before.stats is not None and after.stats is not None:
                 record["server_answered"] = (answered_total(after.stats)
                                              - answered_total(before.stats))
+                # Of those, the XDP program's own (its answer table).
+                record["server_answered_in_xdp"] = (answered_in_xdp(after.stats)
+                                                    - answered_in_xdp(before.stats))
                 record["server_queues_answered"] = _queue_deltas(before.stats, after.stats)
                 record["server_queues"] = _queue_counter_deltas(before.stats, after.stats)
             if not server.alive():

@@ -172,6 +172,18 @@ def attach_pass_program(netns: Netns, ifname: str) -> None:
         os.close(fd)
 
 
+@contextmanager
+def client_program_off(netns: Netns, ifname: str):
+    """The client's XDP_PASS program taken off for the block (an AF_XDP
+    generator attaches its own), and put back after it."""
+    netns.run("ip", "link", "set", "dev", ifname, "xdp", "off")
+    try:
+        yield
+    finally:
+        netns.run("ip", "link", "set", "dev", ifname, "xdp", "off", check=False)
+        attach_pass_program(netns, ifname)
+
+
 @dataclass
 class Side:
     """One end: its namespace, interface, addresses, MAC and CPUs."""
@@ -297,6 +309,11 @@ class Topology:
         # XDP path reads raw frames and (with verify_checksums, as on a real
         # wire) drops those.  The client computes them in software instead.
         c.netns.run("ethtool", "-K", c.ifname, "tx", "off")
+        # XDP_TX answers (the server's answer table) reach the client only
+        # while its veth end runs NAPI: a kernel-socket client (dnsperf, the
+        # start-up probe) needs a program there; AF_XDP generators replace
+        # it with their own (client_program_off).
+        attach_pass_program(c.netns, c.ifname)
         # Static neighbours: no ARP or ND exchange during a run, and AF_XDP
         # senders need the MACs anyway.
         s.netns.run("ip", "neigh", "replace", c.v4, "lladdr", c.mac_text, "dev", s.ifname)
