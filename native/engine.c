@@ -88,21 +88,23 @@ void xd_engine_synchronize(struct xd_engine *e)
 
 /*
  * In XDP mode the program's answer table goes with the image: the new
- * table is compiled first, the old one is taken out (the program answers
- * nothing itself until the new one is in), the image is swapped and every
- * worker waited for, and only then the new table goes in.  So once this
+ * table is compiled and written into new maps first (the old one still
+ * answering), the old one is taken out (the program answers nothing itself
+ * until the new one is in), the image is swapped and every worker waited
+ * for, and only then the new maps go in.  So once this
  * returns, no answer of the old image leaves either path, and while it
  * runs no client sees the new image's answer and then the old one's.
  */
 int xd_engine_set_image(struct xd_engine *e, struct xd_image *img)
 {
-	struct xd_answers *table = NULL;
+	struct xd_prog_table table;
 	struct xd_image *old;
+	bool with_table = false;
 	uint64_t epoch;
 
 	pthread_mutex_lock(&e->acl_lock);
 	if (e->xdp) {
-		table = xd_xdp_answers_prepare(e, img);
+		with_table = xd_xdp_answers_prepare(e, img, &table) == 0;
 		xd_prog_answers_clear(e->xdp->prog);
 	}
 	pthread_mutex_lock(&e->publish_lock);
@@ -110,8 +112,8 @@ int xd_engine_set_image(struct xd_engine *e, struct xd_image *img)
 	epoch = atomic_fetch_add(&e->epoch, 1) + 1;
 	wait_for_readers(e, epoch);
 	pthread_mutex_unlock(&e->publish_lock);
-	if (e->xdp)
-		xd_xdp_answers_commit(e, table);
+	if (with_table)
+		xd_xdp_answers_commit(e, &table);
 	pthread_mutex_unlock(&e->acl_lock);
 	xd_image_free(old);
 	return 0;

@@ -333,69 +333,73 @@ static void answers_state(struct xd_answers_info *info, int state, const char *w
 	snprintf(info->message, sizeof(info->message), "%s", why);
 }
 
-struct xd_answers *xd_xdp_answers_prepare(struct xd_engine *e, const struct xd_image *img)
+int xd_xdp_answers_prepare(struct xd_engine *e, const struct xd_image *img,
+			   struct xd_prog_table *out)
 {
 	struct xd_xdp *x = e->xdp;
 	struct xd_answers_info *info = &x->answers;
 	struct xd_answers *t = NULL;
 	struct xd_error err = { "" };
+	uint64_t start;
+	int rc;
 
 	memset(info, 0, sizeof(*info));
 	if (x->answers_mode == XD_ANSWERS_OFF) {
 		answers_state(info, XD_ANSWERS_STATE_OFF, "[xdp] answers = \"off\"");
-		return NULL;
-	}
-	if (!xd_prog_answers_supported(x->prog)) {
-		answers_state(info, XD_ANSWERS_STATE_FAILED, "the XDP program has no answer "
-			      "table maps: build it from this version's bpf/xdpdns.bpf.c");
-		return NULL;
+		return -1;
 	}
 	/* Rate limiting counts every response in the workers' tables: while
 	 * it is on, every query goes to them. */
 	if (atomic_load(&e->rrl)) {
 		answers_state(info, XD_ANSWERS_STATE_PAUSED, "rate limiting is on: the "
 			      "workers answer every query, so that each response is counted");
-		return NULL;
+		return -1;
 	}
 	if (!img) {
 		answers_state(info, XD_ANSWERS_STATE_OFF, "no zones loaded");
-		return NULL;
+		return -1;
 	}
 	if (xd_answers_compile(img, &t, &err)) {
 		answers_state(info, XD_ANSWERS_STATE_FAILED, err.message);
-		return NULL;
+		return -1;
 	}
 	*info = t->info;
-	return t;
+	start = now_us();
+	rc = xd_prog_answers_build(x->prog, t, out, &err);
+	info->install_us = now_us() - start;
+	xd_answers_free(t);
+	if (rc) {
+		answers_state(info, XD_ANSWERS_STATE_FAILED, err.message);
+		return -1;
+	}
+	info->bytes = out->bytes;
+	return 0;
 }
 
-void xd_xdp_answers_commit(struct xd_engine *e, struct xd_answers *t)
+void xd_xdp_answers_commit(struct xd_engine *e, struct xd_prog_table *maps)
 {
 	struct xd_xdp *x = e->xdp;
 	struct xd_error err = { "" };
-	uint64_t start = now_us();
 
-	if (!t)
-		return;
-	if (xd_prog_answers_install(x->prog, t, &x->answers.bytes, &err))
+	if (xd_prog_answers_put(x->prog, maps, &err))
 		answers_state(&x->answers, XD_ANSWERS_STATE_FAILED, err.message);
 	else
 		answers_state(&x->answers, XD_ANSWERS_STATE_ON, "");
-	x->answers.install_us = now_us() - start;
-	xd_answers_free(t);
 }
 
 void xd_xdp_answers_refresh(struct xd_engine *e, const struct xd_image *img)
 {
-	struct xd_answers *t;
+	struct xd_prog_table maps;
+	int rc;
 
 	if (!e->xdp)
 		return;
 	/* Under acl_lock no image is published (xd_engine_set_image takes
 	 * it first): the one in force stays while it is read. */
-	t = xd_xdp_answers_prepare(e, img ? img : atomic_load(&e->image));
+	rc = xd_xdp_answers_prepare(e, img ? img : atomic_load(&e->image), &maps);
 	xd_prog_answers_clear(e->xdp->prog);
-	xd_xdp_answers_commit(e, t);
+	if (rc == 0)
+		xd_xdp_answers_commit(e, &maps);
 }
 
 int xd_engine_xdp_answers_info(struct xd_engine *e, struct xd_answers_info *out)

@@ -122,12 +122,15 @@ struct xd_xdp {
 };
 
 struct xd_image;
-struct xd_answers;
-/* The answer table of img, or NULL when none is to be installed (the
- * reason in the state); call with acl_lock held and XDP mode running. */
-struct xd_answers *xd_xdp_answers_prepare(struct xd_engine *e, const struct xd_image *img);
-/* Installs t (NULL: nothing) and frees it; the slots must be empty. */
-void xd_xdp_answers_commit(struct xd_engine *e, struct xd_answers *t);
+struct xd_prog_table;
+/* The answer table of img compiled and written into new maps (0), or not
+ * to be installed (-1, the reason in the state); call with acl_lock held
+ * and XDP mode running.  The program answers from the old table
+ * meanwhile. */
+int xd_xdp_answers_prepare(struct xd_engine *e, const struct xd_image *img,
+			   struct xd_prog_table *out);
+/* Puts the maps prepare built into the program's slots. */
+void xd_xdp_answers_commit(struct xd_engine *e, struct xd_prog_table *maps);
 /* Brings the XDP program's answer table in line with the image img (NULL:
  * the one published), the config and rate limiting.  Call with the
  * engine's acl_lock held. */

@@ -701,10 +701,6 @@ int xd_prog_acl_set(struct xd_prog *p, const struct xd_acl *acl, struct xd_error
  * to the workers.
  */
 
-/* The kernel's own figure for a preallocated hash element: its header,
- * key and value, each rounded to 8 bytes. */
-#define XD_HTAB_ELEM_OVERHEAD 48
-
 bool xd_prog_answers_supported(const struct xd_prog *p)
 {
 	for (int i = 0; i < XD_ANSWER_CLASSES; i++)
@@ -798,7 +794,7 @@ static int pages_create(const struct xd_answers *t, int *out)
 /* A hash for one key size: room for every key with some to spare, as a
  * preallocated hash takes its last elements only from the CPU that
  * frees them. */
-static int class_create(const struct xd_answer_class *c, int *out, uint64_t *bytes)
+static int class_create(const struct xd_answer_class *c, int *out)
 {
 	size_t cap = c->n + c->n / 16 + 64;
 	int fd = map_create(BPF_MAP_TYPE_HASH, "answers", c->key_size, sizeof(struct xd_answer),
@@ -810,55 +806,92 @@ static int class_create(const struct xd_answer_class *c, int *out, uint64_t *byt
 			close(fd);
 		return rc;
 	}
-	*bytes += cap * (XD_HTAB_ELEM_OVERHEAD + c->key_size + sizeof(struct xd_answer));
 	*out = fd;
 	return 0;
 }
 
-int xd_prog_answers_install(struct xd_prog *p, const struct xd_answers *t, uint64_t *bytes,
-			    struct xd_error *err)
+/* The kernel's figure for a map's memory (its fdinfo's memlock). */
+static uint64_t map_memlock(int fd)
 {
-	int fds[XD_ANSWER_CLASSES], pages = -1, i, rc = 0;
-	__u32 zero = 0;
+	char path[64], line[128];
+	unsigned long long bytes = 0;
+	FILE *f;
 
-	*bytes = 0;
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "memlock: %llu", &bytes) == 1)
+			break;
+	fclose(f);
+	return bytes;
+}
+
+void xd_prog_table_close(struct xd_prog_table *m)
+{
+	for (int i = 0; i < XD_ANSWER_CLASSES; i++) {
+		if (m->fds[i] >= 0)
+			close(m->fds[i]);
+		m->fds[i] = -1;
+	}
+	if (m->pages >= 0)
+		close(m->pages);
+	m->pages = -1;
+}
+
+int xd_prog_answers_build(struct xd_prog *p, const struct xd_answers *t,
+			  struct xd_prog_table *out, struct xd_error *err)
+{
+	int i, rc;
+
+	out->pages = -1;
+	out->bytes = 0;
+	for (i = 0; i < XD_ANSWER_CLASSES; i++)
+		out->fds[i] = -1;
 	if (!xd_prog_answers_supported(p))
 		return xd_errorf(err, -EOPNOTSUPP, "the XDP program has no answer table maps "
 				     "(answers_32 ... answer_pages): build it from this version's "
 				     "bpf/xdpdns.bpf.c, or set [xdp] answers = \"off\"");
-	xd_prog_answers_clear(p);
-	for (i = 0; i < XD_ANSWER_CLASSES; i++)
-		fds[i] = -1;
-	rc = pages_create(t, &pages);
+	rc = pages_create(t, &out->pages);
 	for (i = 0; rc == 0 && i < XD_ANSWER_CLASSES; i++)
-		rc = class_create(&t->classes[i], &fds[i], bytes);
-	if (rc)
-		goto out_close;
-	*bytes += (uint64_t)t->npages * sizeof(struct xd_answer_page);
-	rc = bpf_map_update_elem(p->pages_outer_fd, &zero, &pages, BPF_ANY) < 0 ? -errno : 0;
-	if (rc)
-		goto out_close;
-	p->pages_fd = pages;
-	pages = -1;
-	for (i = 0; i < XD_ANSWER_CLASSES; i++) {
-		rc = bpf_map_update_elem(p->answers_outer_fd[i], &zero, &fds[i], BPF_ANY) < 0 ?
-		     -errno : 0;
-		if (rc)
-			break;
-		p->answers_fd[i] = fds[i];
-		fds[i] = -1;
+		rc = class_create(&t->classes[i], &out->fds[i]);
+	if (rc) {
+		xd_prog_table_close(out);
+		return xd_errorf(err, rc, "cannot write the answer table into BPF maps: %s%s",
+				 strerror(-rc), rc == -ENOMEM || rc == -E2BIG ?
+				 " (kernel memory for BPF maps)" : "");
 	}
-	if (rc)
-		xd_prog_answers_clear(p);	/* no half table */
-out_close:
+	out->bytes = map_memlock(out->pages);
 	for (i = 0; i < XD_ANSWER_CLASSES; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	if (pages >= 0)
-		close(pages);
-	if (rc)
-		xd_errorf(err, rc, "cannot put the answer table into the XDP program: %s%s",
-			  strerror(-rc), rc == -ENOMEM || rc == -E2BIG ?
-			  " (kernel memory for BPF maps)" : "");
-	return rc;
+		out->bytes += map_memlock(out->fds[i]);
+	return 0;
+}
+
+int xd_prog_answers_put(struct xd_prog *p, struct xd_prog_table *m, struct xd_error *err)
+{
+	__u32 zero = 0;
+	int rc;
+
+	xd_prog_answers_clear(p);
+	rc = bpf_map_update_elem(p->pages_outer_fd, &zero, &m->pages, BPF_ANY) < 0 ? -errno : 0;
+	if (rc == 0) {
+		p->pages_fd = m->pages;
+		m->pages = -1;
+	}
+	for (int i = 0; rc == 0 && i < XD_ANSWER_CLASSES; i++) {
+		rc = bpf_map_update_elem(p->answers_outer_fd[i], &zero, &m->fds[i], BPF_ANY) < 0 ?
+		     -errno : 0;
+		if (rc == 0) {
+			p->answers_fd[i] = m->fds[i];
+			m->fds[i] = -1;
+		}
+	}
+	xd_prog_table_close(m);
+	if (rc) {
+		xd_prog_answers_clear(p);	/* no half table */
+		return xd_errorf(err, rc, "cannot put the answer table into the XDP program: %s",
+				 strerror(-rc));
+	}
+	return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "engine.h"
+#include "xdp_answers.h"
 
 struct xd_prog;
 
@@ -45,11 +46,21 @@ bool xd_prog_answers_supported(const struct xd_prog *p);
  * can still read the maps that were in them: from then on it answers
  * nothing itself. */
 void xd_prog_answers_clear(struct xd_prog *p);
-/* Writes table t into new maps, sized for it, and puts them in the slots
- * (clearing the old ones first); *bytes gets their memory.  On failure the
- * slots stay empty. */
-int xd_prog_answers_install(struct xd_prog *p, const struct xd_answers *t, uint64_t *bytes,
-			    struct xd_error *err);
+/* The maps of one table, written but not yet in the program's slots. */
+struct xd_prog_table {
+	int fds[XD_ANSWER_CLASSES];	/* per key size class */
+	int pages;
+	uint64_t bytes;			/* their memory, as the kernel counts it */
+};
+/* Writes table t into new maps sized for it (the program answers from the
+ * old ones meanwhile).  On failure nothing is left open. */
+int xd_prog_answers_build(struct xd_prog *p, const struct xd_answers *t,
+			  struct xd_prog_table *out, struct xd_error *err);
+/* Puts built maps into the slots (emptying them first), pages first, and
+ * takes their descriptors; on failure the slots stay empty. */
+int xd_prog_answers_put(struct xd_prog *p, struct xd_prog_table *m, struct xd_error *err);
+/* Closes built maps not put (accepts a closed one). */
+void xd_prog_table_close(struct xd_prog_table *m);
 /* cpu -1: summed.  Returns the number of possible CPUs or -errno. */
 int xd_prog_counters(struct xd_prog *p, int cpu, struct xd_prog_stats *out);
 
