@@ -203,6 +203,8 @@ BAD_CONFIGS = [
     ("[xdp]\nmode = \"skb\"\n", "xdp.mode", "'native', 'generic'"),
     ("[xdp]\nverify_checksums = 1\n", "xdp.verify_checksums", "true or false"),
     ("[xdp]\nbusy_poll = \"yes\"\n", "xdp.busy_poll", "true or false"),
+    ("[xdp]\nanswers = \"some\"\n", "xdp.answers", "'all', 'off'"),
+    ("[xdp]\nanswers = true\n", "xdp.answers", "'all', 'off'"),
     ("[xdp]\nprogram = 3\n", "xdp.program", "compiled XDP object"),
     ("[xdp]\nports = []\n", "xdp.ports", "non-empty list of UDP ports"),
     ("[xdp]\nports = [70000]\n", "xdp.ports", "UDP ports"),
@@ -313,6 +315,7 @@ zerocopy = "off"
 mode = "generic"
 verify_checksums = false
 busy_poll = false
+answers = "off"
 program = "custom.bpf.o"
 ports = [53, 5353, 53]
 addresses = ["198.18.0.1", "2001:2:0::1"]
@@ -325,7 +328,7 @@ addresses = ["198.18.0.1", "2001:2:0::1"]
         (2, 1, 8192, 4096, 4096)
     assert (x.hugepages, x.hugepage_mb, x.zerocopy, x.mode) == ("required", 1024, "off",
                                                                  "generic")
-    assert x.verify_checksums is False and x.busy_poll is False
+    assert x.verify_checksums is False and x.busy_poll is False and x.answers == "off"
     assert x.program == path.parent / "custom.bpf.o"
     assert x.ports == (53, 5353)
     assert x.addresses == ("198.18.0.1", "2001:2::1")
@@ -343,7 +346,7 @@ def test_xdp_defaults_and_addresses_from_listen(pm):
     assert (x.frames_per_queue, x.frame_size, x.ring_size) == (4096, 2048, 2048)
     assert (x.hugepages, x.hugepage_size, x.zerocopy, x.mode) == ("auto", "2M", "auto",
                                                                   "native")
-    assert x.verify_checksums is True
+    assert x.verify_checksums is True and x.answers == "all"
     # Neither wildcards nor loopback; each address once.
     assert x.addresses == ("198.18.0.1", "2001:2::1")
 

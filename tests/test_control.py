@@ -99,8 +99,11 @@ def test_format_stats_tables():
             "numa_node": -1, "umem_bytes": 8 << 20, "first_queue": 0, "warnings": ["w1"],
             "queues": [queue, dict(queue, queue=1, cpu=0)],
             "cpus": [dict(cpu, cpu=0), dict(cpu, cpu=1)],
-            "program": {k: 2 * v for k, v in cpu.items()},
+            "program": dict({k: 2 * v for k, v in cpu.items()}, answered_in_xdp=7,
+                            answered_in_xdp_rcodes={"NOERROR": 6, "REFUSED": 1}),
             "ports": {"53": ["redirect", "redirect"], "54": ["redirect", "4343432"]},
+            "answers": dict(state="on", names=5, entries=9, skipped=1, pages=1, bytes=4096,
+                            compile_seconds=0.0015, install_seconds=0.002, message=""),
         },
     }
     text = format_stats(stats)
@@ -109,3 +112,10 @@ def test_format_stats_tables():
     assert "AF_XDP queues" in text and "XDP program" in text
     assert "53: redirect (on all 2 possible CPUs)" in text
     assert "54: per CPU redirect 4343432  (INCONSISTENT" in text
+    assert "answered_in_xdp" in text
+    assert "answered in XDP by RCODE: NOERROR 6, REFUSED 1" in text
+    assert ("answer table: on, 9 entries for 5 names (1 answers left to the workers), "
+            "1 pages, 4096 bytes, compiled in 0.002 s, installed in 0.002 s") in text
+    stats["xdp"]["answers"] = dict(stats["xdp"]["answers"], state="paused",
+                                   message="rate limiting is on")
+    assert "answer table: paused: rate limiting is on" in format_stats(stats)
