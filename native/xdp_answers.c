@@ -39,8 +39,8 @@
 #define XD_PROBE_TYPE_FIRST 65280
 /* The core's answer to one question, TCP-sized. */
 #define XD_ANSWER_RESP_MAX 65535
-/* A name with more explicit answers than this is left to the workers for
- * the types past it: a bound on the work for a pathological node. */
+/* A name with more types to ask about than this is left to the workers
+ * whole: a bound on the work for a pathological node. */
 #define XD_ANSWER_TYPES_MAX 256
 
 static uint64_t now_us(void)
@@ -211,6 +211,9 @@ struct asking {
 	uint8_t query[XD_DNS_HEADER_LEN + XD_NAME_MAX + 4 + 11];
 	uint8_t resp[XD_ANSWER_RESP_MAX];
 	uint8_t check[XD_ANSWER_RESP_MAX];
+	/* The name's "other types" answer, kept while its types are asked
+	 * about (each ask overwrites resp). */
+	uint8_t other[XD_ANSWER_BODY_MAX];
 };
 
 /* What the core answered, as the table would hold it. */
@@ -513,6 +516,10 @@ static int compile_name(struct compiling *c, struct type_list *types, bool chain
 		return 0;
 	}
 	rc = consider(c, c->probe, NULL, &other);
+	if (rc == 0 && other.ok) {
+		memcpy(a->other, other.sections, other.len);
+		other.sections = a->other;
+	}
 	for (int i = 0; rc == 0 && i < types->n; i++)
 		rc = consider(c, types->t[i], &other, &x);
 	return rc;

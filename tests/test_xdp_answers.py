@@ -413,3 +413,25 @@ def test_reload_under_load_never_goes_back(xdp_topology, xdp_serve, tmp_path, xd
     last_reload = max(i for i, (_, after) in enumerate(seen) if not after) + 1
     assert all(s == 3 for s, _ in seen[last_reload:])
     assert server.stats()["xdp"]["program"]["answered_in_xdp"] > len(seen) // 2
+
+
+def test_type_answer_like_the_names_other_answer_is_kept(tmp_path):
+    """DS at a child zone's apex is the parent's NODATA, the child's other
+    types the child's: the same flags, counts and length, other bytes.
+    Regression: the other-types answer was compared from a buffer the next
+    question had overwritten, so the DS answer looked the same as it and
+    was left out, and the program would have sent the child's NODATA."""
+    soa = "@ 3600 SOA ns hostmaster {serial} 7200 3600 1209600 300\n@ 3600 NS ns\n"
+    parent = tmp_path / "p.test.zone"
+    parent.write_text(soa.format(serial=1) + "ns 3600 A 198.18.0.1\n"
+                      "c 3600 NS ns.c\nns.c 3600 A 198.18.0.2\n")
+    child = tmp_path / "c.p.test.zone"
+    child.write_text(soa.format(serial=2) + "ns 3600 A 198.18.0.2\n")
+    with ImageBuilder() as builder:
+        for origin, path in (("p.test.", parent), ("c.p.test.", child)):
+            builder.load_zonefile(builder.add_zone(dns.name.from_text(origin)), path)
+        image = builder.finish()
+    _, table = _table(image)
+    for qtype in ("DS", "TXT", "SOA"):
+        wire = dns.message.make_query("c.p.test.", qtype).to_wire()
+        assert program_answer(table, wire) == image.answer(wire), qtype
