@@ -550,6 +550,32 @@ __attribute__((noinline)) int xd_read_qname(struct xdp_md *ctx, struct xd_questi
 	return 0;
 }
 
+/* The IP length holds the UDP datagram and the frame holds both, as the
+ * worker's parser demands (native/packet.c): a frame cut short is not
+ * answered. */
+static __always_inline int xd_lengths_ok(void *data, void *end, const struct xd_layout *l)
+{
+	__u8 *ip = data + (l->l3 & XD_HDR_MASK);
+	__u32 udp_len = l->dns_len + XD_UDP_HLEN, ip_len;
+
+	if (l->ipv6) {
+		struct ipv6hdr *ip6 = (struct ipv6hdr *)ip;
+
+		if ((void *)(ip6 + 1) > end)
+			return 0;
+		ip_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	} else {
+		struct iphdr *ip4 = (struct iphdr *)ip;
+
+		if ((void *)(ip4 + 1) > end)
+			return 0;
+		ip_len = bpf_ntohs(ip4->tot_len);
+	}
+	if (ip_len < l->l4 - l->l3 + udp_len || ip_len > 0xffff)
+		return 0;
+	return (void *)(ip + ip_len) <= end;
+}
+
 /* A query the table may answer: one question of class IN and nothing else
  * but, at most, an OPT of version 0 without options and without DO.  Any
  * other query is the worker's: its answer depends on more than the name. */
@@ -561,7 +587,7 @@ static __always_inline int xd_read_question(struct xdp_md *ctx, const struct xd_
 	__u8 *dns = data + (l->dns & XD_HDR_MASK), *tail, *opt;
 	__u32 rest, arcount;
 
-	if ((void *)(dns + XD_DNS_HEADER_LEN) > end)
+	if ((void *)(dns + XD_DNS_HEADER_LEN) > end || !xd_lengths_ok(data, end, l))
 		return -1;
 	q->flags = ((__u16)dns[2] << 8) | dns[3];
 	if (dns[4] || dns[5] != 1 || dns[6] || dns[7] || dns[8] || dns[9] || dns[10])

@@ -435,3 +435,175 @@ def test_type_answer_like_the_names_other_answer_is_kept(tmp_path):
     for qtype in ("DS", "TXT", "SOA"):
         wire = dns.message.make_query("c.p.test.", qtype).to_wire()
         assert program_answer(table, wire) == image.answer(wire), qtype
+
+
+# ---- frame by frame: the program's reply is the worker's reply ----------------------
+
+
+def _flags(wire, flags):
+    return wire[:2] + struct.pack("!H", flags) + wire[4:]
+
+
+def _opt_version(wire, version):
+    """A query whose OPT (its last 11 bytes) says EDNS version `version`."""
+    return wire[:-5] + bytes([version]) + wire[-4:]
+
+
+def _qdcount(wire, n):
+    return wire[:4] + struct.pack("!H", n) + wire[6:]
+
+
+def _dns_of(frame):
+    """The UDP destination port and DNS ID of an Ethernet frame, or None."""
+    pos, ethertype = 14, struct.unpack("!H", frame[12:14])[0]
+    while ethertype in (0x8100, 0x88A8) and len(frame) >= pos + 4:
+        ethertype = struct.unpack("!H", frame[pos + 2:pos + 4])[0]
+        pos += 4
+    if ethertype == 0x0800 and len(frame) > pos and frame[pos + 9] == 17:
+        pos += (frame[pos] & 0xF) * 4
+    elif ethertype == 0x86DD and len(frame) > pos + 40 and frame[pos + 6] == 17:
+        pos += 40
+    else:
+        return None
+    if len(frame) < pos + 10:
+        return None
+    return struct.unpack("!H", frame[pos + 2:pos + 4])[0], frame[pos + 8:pos + 10]
+
+
+def _frame_cases():
+    """(case, frame builder, answered by the program): hand-made frames
+    (tests/test_xdp_prog.py's Frames) whose reply frame, whole, must be the
+    same from the program's table and from the worker."""
+    from test_xdp_prog import _query
+
+    ids = iter(range(1000, 2000))
+
+    def q(name="www.example.com.", rdtype="A", edns=None, **kw):
+        msg = dns.message.make_query(name, rdtype, use_edns=edns if edns is not None else False,
+                                     **kw)
+        msg.id = next(ids)
+        return msg.to_wire()
+
+    def v4(f, payload, **kw):
+        return f.ether(0x0800, f.ipv4(payload, **kw))
+
+    def v6(f, payload):
+        return f.ether(0x86DD, f.ipv6(payload))
+
+    def set_udp_check(frame, value):
+        return frame[:40] + struct.pack("!H", value) + frame[42:]
+
+    def ip_total(frame, extra):
+        total = struct.unpack("!H", frame[16:18])[0] + extra
+        header = frame[14:16] + struct.pack("!H", total) + frame[18:24] + b"\0\0" + frame[26:34]
+        from test_xdp_prog import _checksum
+        header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+        return frame[:14] + header + frame[34:]
+
+    with_nsid = dns.message.make_query("www.example.com.", "A", use_edns=0,
+                                       options=[dns.edns.GenericOption(3, b"")])
+    with_nsid.id = 999
+    return [
+        ("ipv4", lambda f: v4(f, q()), True),
+        ("ipv6", lambda f: v6(f, q()), True),
+        ("mixed case", lambda f: v4(f, q("WwW.eXaMpLe.CoM.")), True),
+        ("OPT", lambda f: v4(f, q(edns=0)), True),
+        ("OPT, ipv6, 4096", lambda f: v6(f, q(edns=0, payload=4096)), True),
+        ("NODATA", lambda f: v4(f, q(rdtype="TXT")), True),
+        ("MX with additional", lambda f: v4(f, q("example.com.", "MX")), True),
+        ("802.1Q tag", lambda f: f.ether(0x0800, f.ipv4(q()), vlans=(0x8100,)), True),
+        ("no UDP checksum", lambda f: set_udp_check(v4(f, q()), 0), True),
+        ("no RD", lambda f: v4(f, _flags(q(), 0x0000)), True),
+        ("CD", lambda f: v4(f, _flags(q(), 0x0110)), True),
+        ("NXDOMAIN", lambda f: v4(f, q("nothere.example.com.")), False),
+        ("ANY", lambda f: v4(f, q(rdtype="ANY")), False),
+        ("DO", lambda f: v4(f, q(edns=0, want_dnssec=True)), False),
+        ("NSID option", lambda f: v4(f, with_nsid.to_wire()), False),
+        # dnspython takes use_edns=1 for True: the version byte by hand
+        ("OPT version 1", lambda f: v4(f, _opt_version(q(edns=0), 1)), False),
+        ("class CH", lambda f: v4(f, q("version.bind.", "TXT", rdclass="CH")), False),
+        ("IPv4 options", lambda f: v4(f, q(), options=b"\x01\x01\x01\x00"), False),
+        ("bad UDP checksum", lambda f: set_udp_check(v4(f, q()), 0x1234), False),
+        ("IP length past the frame", lambda f: ip_total(v4(f, q()), 8), False),
+        ("trailing byte", lambda f: v4(f, q() + b"\0"), False),
+        ("qdcount 2", lambda f: v4(f, _qdcount(q(), 2)), False),
+        ("refused outside", lambda f: v4(f, _query()), False),
+    ]
+
+
+def _capture(topo):
+    """A raw socket on the client's end that sees what arrives there."""
+    with topo.client.entered():
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    s.bind((topo.client_if, 0))
+    s.settimeout(0.5)
+    return s
+
+
+def _reply(sock, sent, timeout=1.0):
+    """The frame that answers `sent` (to its source port, with its DNS ID),
+    or None when none comes within timeout."""
+    deadline = time.monotonic() + timeout
+    sent_dns = _dns_of(sent)
+    want = (40053, sent_dns[1]) if sent_dns else None
+    while time.monotonic() < deadline:
+        try:
+            frame, addr = sock.recvfrom(65535)
+        except TimeoutError:
+            continue
+        if addr[2] != socket.PACKET_OUTGOING and _dns_of(frame) == want:
+            return frame
+    return None
+
+
+def _replies(topo, engine, frames, cases):
+    """Each case's reply frame and which path answered it; cases are
+    (case, frame, answered in XDP)."""
+    out = {}
+    sock = _capture(topo)
+    try:
+        for case, frame, in_xdp in cases:
+            before = engine.xdp_prog_stats()
+            frames.send(frame)
+            reply = _reply(sock, frame, 1.0 if in_xdp else 0.3)
+            time.sleep(0.05)
+            after = engine.xdp_prog_stats()
+            out[case] = (reply, after.answered_in_xdp - before.answered_in_xdp,
+                         after.redirected - before.redirected)
+    finally:
+        sock.close()
+    return out
+
+
+@pytest.mark.xdp
+def test_reply_frames_are_the_workers(xdp_topology):
+    """Each frame's reply, whole (Ethernet, IP, UDP, DNS), from the program's
+    table is the reply the AF_XDP worker sends with the table off; the
+    program answered exactly the cases it should, and the rest reached the
+    worker, which answered or dropped them as before."""
+    from test_xdp_prog import Frames, _mac, _xdp_engine
+
+    topo = xdp_topology
+    frames = Frames(topo, _mac(topo.server, topo.server_if), _mac(topo.client, topo.client_if))
+    cases = [(case, build(frames), in_xdp) for case, build, in_xdp in _frame_cases()]
+    with _xdp_engine(topo) as engine:
+        on = _replies(topo, engine, frames, cases)
+        assert engine.xdp_answers_info().state == "on"
+    with _xdp_engine(topo, answers="off") as engine:
+        off = _replies(topo, engine, frames, cases)
+    failures = []
+    for case, _, in_xdp in cases:
+        (reply, answered, redirected), (ref, ref_answered, _) = on[case], off[case]
+        if ref_answered:
+            failures.append(f"{case}: the program answered with the table off")
+        if in_xdp and (answered, redirected) != (1, 0):
+            failures.append(f"{case}: answered_in_xdp {answered}, redirected {redirected}")
+        if not in_xdp and (answered, redirected) != (0, 1):
+            failures.append(f"{case}: not the worker's: answered_in_xdp {answered}, "
+                            f"redirected {redirected}")
+        if reply != ref:
+            failures.append(f"{case}:\n  table  {reply.hex() if reply else None}\n"
+                            f"  worker {ref.hex() if ref else None}")
+        elif in_xdp and reply is None:
+            failures.append(f"{case}: no reply")
+    assert not failures, "\n".join(failures)
