@@ -155,13 +155,14 @@ class Run:
                        if k != "process"})
         wall = after.at - before.at
         record["wall_s"] = round(wall, 3)
-        shares = procfs.cpu_shares(before.times, after.times)
-        record["cpu_busy"] = {str(c): round(1 - s["idle"] - s["iowait"], 3)
-                              for c, s in shares.items()}
+        record["cpu_busy"] = {str(c): round(procfs.busy_seconds(before.times, after.times,
+                                                                 {c}, wall) / wall, 3)
+                              for c in after.times} if wall > 0 else {}
         answered = result.answered
         if server is not None:
             user, system = after.user - before.user, after.system - before.system
-            busy = procfs.busy_seconds(before.times, after.times, set(self.opts.server_cpus))
+            busy = procfs.busy_seconds(before.times, after.times, set(self.opts.server_cpus),
+                                       wall)
             # Per second of sending: generators take a while to start and to
             # drain (kxdpgun about two seconds) while the server idles.
             sending = result.duration or wall
