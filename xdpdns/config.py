@@ -27,7 +27,11 @@ The file's shape::
     mode = "native"            # native (falls back to generic) | generic
     verify_checksums = true    # drop frames whose checksums are wrong
     busy_poll = true           # workers run the NIC's NAPI themselves
-                               # (SO_PREFER_BUSY_POLL); spin 1 ms when idle
+                               # (SO_PREFER_BUSY_POLL); false: never spin
+    busy_poll_wait_us = 50     # the longest an idle worker busy polls for
+                               # the next packet before it sleeps in poll();
+                               # it adapts below this to the gaps it sees
+                               # (0: sleep at once; at most 1000000)
     ports = [53]               # UDP destination ports taken by the fast path
     addresses = []             # destination addresses taken; default: every
                                # [server] listen address that is neither a
@@ -160,6 +164,8 @@ HUGEPAGE_SIZES = {"2M": 2, "1G": 1024}  # in MiB, as the engine takes them
 ZEROCOPY = ("auto", "on", "off")
 XDP_MODES = ("native", "generic")
 FRAME_SIZES = (2048, 4096)
+# The engine's XD_BUSY_POLL_WAIT_MAX_US: longer spinning is never worth it.
+BUSY_POLL_WAIT_MAX_US = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,7 @@ class XdpConfig:
     mode: str = "native"
     verify_checksums: bool = True
     busy_poll: bool = True
+    busy_poll_wait_us: int = 50
     ports: tuple[int, ...] = (53,)
     # The destination addresses taken (numeric, normalized); empty: every
     # destination.  Filled from [server] listen when the file names none.
@@ -636,6 +643,8 @@ def _parse_xdp(table: Any, where: Where) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise where.error(key, "true or false", value)
             out[key] = value
+        elif key == "busy_poll_wait_us":
+            out[key] = _int_range(value, 0, BUSY_POLL_WAIT_MAX_US, where, key)
         elif key == "ports":
             out[key] = _xdp_ports(value, where, key)
         elif key == "addresses":

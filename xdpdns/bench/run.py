@@ -223,7 +223,8 @@ def _per(seconds: float, answered: int) -> float | None:
 # were lost under overload: before the worker (the kernel's counters),
 # in it, or on the way out.
 SERVER_QUEUE_COUNTERS = ("received", "answered", "dropped", "tx_full", "kernel_rx_dropped",
-                         "kernel_rx_ring_full", "kernel_fill_empty", "batches", "kicks")
+                         "kernel_rx_ring_full", "kernel_fill_empty", "batches", "kicks",
+                         "busy_polls", "sleeps")
 
 
 def _queue_counter_deltas(before: dict, after: dict) -> list[dict]:
