@@ -440,6 +440,11 @@ enum {
 	XD_ZEROCOPY_REQUIRED = 2,
 };
 
+/* The longest busy_poll_wait_us (config.py checks the same): a second of
+ * spinning is far past what any sleep costs, and in nanoseconds it still
+ * fits 32 bits. */
+enum { XD_BUSY_POLL_WAIT_MAX_US = 1000000 };
+
 struct xd_xdp_config {
 	char ifname[16];
 	char bpf_object[512];		/* path of the compiled xdpdns.bpf.o */
@@ -454,6 +459,9 @@ struct xd_xdp_config {
 	int generic;			/* 1: generic (skb) mode only */
 	int verify_checksums;		/* drop frames whose checksums are wrong */
 	int busy_poll;			/* workers run the NIC's NAPI themselves */
+	uint32_t busy_poll_wait_us;	/* the longest an idle worker busy polls
+					 * before it sleeps in poll(); it adapts
+					 * below that.  0: it sleeps at once */
 	int answers;			/* XD_ANSWERS_ALL or XD_ANSWERS_OFF */
 };
 
@@ -483,7 +491,7 @@ struct xd_answers_info {
 					 * under a zone ACL */
 	uint64_t pages;			/* of XD_ANSWER_PAGE_VALUE bytes */
 	uint64_t bytes;			/* the maps' memory, as the kernel
-					 * sizes preallocated maps (about) */
+					 * counts it (memlock) */
 	uint64_t compile_us;		/* asking the core */
 	uint64_t install_us;		/* writing the maps */
 	char message[256];
@@ -518,6 +526,8 @@ struct xd_queue_stats {
 	uint64_t deferred;		/* as in struct xd_worker_stats */
 	uint64_t resolver_full;
 	uint64_t resolver_expired;
+	uint64_t busy_polls;		/* busy polls of an empty rx ring */
+	uint64_t sleeps;		/* times the worker slept in poll() */
 	/* Where the queue's frames are now: they add up to the UMEM's frames,
 	 * always (a leak shows as a shortfall). */
 	uint64_t frames_fill;

@@ -34,6 +34,8 @@ int xd_xdp_check_config(const struct xd_xdp_config *cfg, struct xd_error *err)
 		bad = "hugepage size must be 2 MiB or 1 GiB";
 	else if (cfg->queues < 0 || cfg->first_queue < 0)
 		bad = "queues must not be negative";
+	else if (cfg->busy_poll_wait_us > XD_BUSY_POLL_WAIT_MAX_US)
+		bad = "busy_poll_wait_us must be at most 1000000 (one second)";
 	if (bad) {
 		snprintf(err->message, sizeof(err->message), "xdp: %s", bad);
 		return -EINVAL;

@@ -63,7 +63,13 @@ struct xd_xsk_worker {
 	bool started;
 	bool verify_checksums;
 	bool busy_poll;
-	uint32_t idle_spins;
+	/* Spinning only while there is work (xdp_worker.c): how long an idle
+	 * worker busy polls at most, how long now, since when its rx ring has
+	 * been dry (0: it has work), and whether it slept since. */
+	uint32_t spin_max_ns;
+	uint32_t spin_ns;
+	uint64_t idle_since_ns;
+	bool slept;
 
 	struct xd_umem_area area;
 	struct xsk_umem *umem;

@@ -30,7 +30,7 @@ import pytest
 
 from conftest import xdpdns_command
 from xdpdns.bench import generators, options, queries, report, soak, topology, xdpgen
-from xdpdns.bench.procfs import children, comm, start_time
+from xdpdns.bench.procfs import CLK_TCK, busy_seconds, children, comm, start_time
 from xdpdns.bench.zones import ZoneFile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +138,7 @@ class FakeQueueStats:
     unexpected: int = 0
     malformed: int = 0
     tx_full: int = 0
+    bad_checksum: int = 0
     latency: tuple = (0,) * 24
     latency_sum_ns: int = 0
     kernel_rx_dropped: int = 0
@@ -167,7 +168,7 @@ def test_summarize_adds_up_the_queues():
     stats = [FakeQueueStats(0, 110, 100, rcodes0, latency=_buckets(b3=100),
                             latency_sum_ns=100 * 10_000, cpu=2),
              FakeQueueStats(1, 50, 50, rcodes1, latency=_buckets(b3=50),
-                            latency_sum_ns=50 * 10_000, cpu=3, malformed=1)]
+                            latency_sum_ns=50 * 10_000, cpu=3, malformed=1, bad_checksum=2)]
     report_ = xdpgen.summarize(stats, 2.0, 1000)
     assert (report_["sent"], report_["answered"], report_["lost"]) == (160, 150, 10)
     assert report_["qps"] == 75.0
@@ -177,6 +178,7 @@ def test_summarize_adds_up_the_queues():
     assert [q["answered"] for q in report_["queues"]] == [100, 50]
     assert [q["cpu"] for q in report_["queues"]] == [2, 3]
     assert report_["counters"]["malformed"] == 1
+    assert report_["counters"]["bad_checksum"] == 2
 
 
 class FakeGenerator:
@@ -761,3 +763,18 @@ def test_sigterm_in_the_middle_stops_and_deletes_everything(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["error"] == "stopped by SIGTERM"
     assert_nothing_left(doc, proc.pid)
+
+
+def test_busy_seconds_from_idle_time_not_tick_samples():
+    """A CPU's busy time is the wall time less its idle time: the busy
+    columns of /proc/stat are sampled at the tick and miss a server that
+    runs for microseconds between sleeps (they said 0.24 s where it ran
+    0.94 s), while NO_HZ keeps idle time exactly."""
+    before = {0: [0] * 8, 1: [0] * 8}
+    # 3 s: CPU 0 idle 0.7 s with its busy columns saying only 0.02 s;
+    # CPU 1 idle 1 s plus 0.5 s of iowait.
+    after = {0: [2, 0, 0, int(0.7 * CLK_TCK), 0, 0, 0, 0],
+             1: [0, 0, 0, int(1.0 * CLK_TCK), int(0.5 * CLK_TCK), 0, 0, 0]}
+    assert busy_seconds(before, after, {0}, 3.0) == pytest.approx(2.3)
+    assert busy_seconds(before, after, {0, 1}, 3.0) == pytest.approx(3.8)
+    assert busy_seconds(before, after, {2}, 3.0) == 0.0

@@ -205,6 +205,9 @@ BAD_CONFIGS = [
     ("[xdp]\nbusy_poll = \"yes\"\n", "xdp.busy_poll", "true or false"),
     ("[xdp]\nanswers = \"some\"\n", "xdp.answers", "'all', 'off'"),
     ("[xdp]\nanswers = true\n", "xdp.answers", "'all', 'off'"),
+    ("[xdp]\nbusy_poll_wait_us = -1\n", "xdp.busy_poll_wait_us", "integer"),
+    ("[xdp]\nbusy_poll_wait_us = 1000001\n", "xdp.busy_poll_wait_us", "1000000"),
+    ("[xdp]\nbusy_poll_wait_us = true\n", "xdp.busy_poll_wait_us", "integer"),
     ("[xdp]\nprogram = 3\n", "xdp.program", "compiled XDP object"),
     ("[xdp]\nports = []\n", "xdp.ports", "non-empty list of UDP ports"),
     ("[xdp]\nports = [70000]\n", "xdp.ports", "UDP ports"),
@@ -316,6 +319,7 @@ mode = "generic"
 verify_checksums = false
 busy_poll = false
 answers = "off"
+busy_poll_wait_us = 0
 program = "custom.bpf.o"
 ports = [53, 5353, 53]
 addresses = ["198.18.0.1", "2001:2:0::1"]
@@ -329,6 +333,7 @@ addresses = ["198.18.0.1", "2001:2:0::1"]
     assert (x.hugepages, x.hugepage_mb, x.zerocopy, x.mode) == ("required", 1024, "off",
                                                                  "generic")
     assert x.verify_checksums is False and x.busy_poll is False and x.answers == "off"
+    assert x.busy_poll_wait_us == 0
     assert x.program == path.parent / "custom.bpf.o"
     assert x.ports == (53, 5353)
     assert x.addresses == ("198.18.0.1", "2001:2::1")
@@ -366,3 +371,12 @@ def test_xdp_queues_all_and_explicit_empty_addresses(pm, write_config):
 def test_bad_xdp_command_line_values(pm, kwargs, key):
     with pytest.raises(ConfigError, match=f"^command line: {key}: expected"):
         load_config(pm, **kwargs)
+
+
+def test_busy_poll_wait_limit_is_the_engines():
+    """config.py checks busy_poll_wait_us against the same limit as the
+    engine's xd_xdp_check_config (engine.h, XD_BUSY_POLL_WAIT_MAX_US)."""
+    from xdpdns.config import BUSY_POLL_WAIT_MAX_US
+    from xdpdns.engine import lib
+
+    assert BUSY_POLL_WAIT_MAX_US == lib.XD_BUSY_POLL_WAIT_MAX_US

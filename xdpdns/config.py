@@ -27,7 +27,11 @@ The file's shape::
     mode = "native"            # native (falls back to generic) | generic
     verify_checksums = true    # drop frames whose checksums are wrong
     busy_poll = true           # workers run the NIC's NAPI themselves
-                               # (SO_PREFER_BUSY_POLL); spin 1 ms when idle
+                               # (SO_PREFER_BUSY_POLL); false: never spin
+    busy_poll_wait_us = 50     # the longest an idle worker busy polls for
+                               # the next packet before it sleeps in poll();
+                               # it adapts below this to the gaps it sees
+                               # (0: sleep at once; at most 1000000)
     answers = "all"            # all: the XDP program answers itself (XDP_TX)
                                # every plain query whose answer the zones
                                # fix; off: every query goes to the workers
@@ -164,6 +168,8 @@ ZEROCOPY = ("auto", "on", "off")
 XDP_MODES = ("native", "generic")
 XDP_ANSWERS = ("all", "off")  # [xdp] answers: whether the XDP program answers itself
 FRAME_SIZES = (2048, 4096)
+# The engine's XD_BUSY_POLL_WAIT_MAX_US: longer spinning is never worth it.
+BUSY_POLL_WAIT_MAX_US = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ class XdpConfig:
     mode: str = "native"
     verify_checksums: bool = True
     busy_poll: bool = True
+    busy_poll_wait_us: int = 50
     answers: str = "all"
     ports: tuple[int, ...] = (53,)
     # The destination addresses taken (numeric, normalized); empty: every
@@ -643,6 +650,8 @@ def _parse_xdp(table: Any, where: Where) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise where.error(key, "true or false", value)
             out[key] = value
+        elif key == "busy_poll_wait_us":
+            out[key] = _int_range(value, 0, BUSY_POLL_WAIT_MAX_US, where, key)
         elif key == "ports":
             out[key] = _xdp_ports(value, where, key)
         elif key == "addresses":

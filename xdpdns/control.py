@@ -177,7 +177,7 @@ _UDP = ["received", "answered", "dropped", "truncated", "batches", "denied", "li
 _TCP = ["connections", "rejected", "received", "answered", "idle_closed", "denied",
         "transfers"]
 _QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "truncated",
-          "tx_full", "kicks", "batches", "limited", "slipped"]
+          "tx_full", "kicks", "batches", "limited", "slipped", "busy_polls", "sleeps"]
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
 _KERNEL = ["kernel_rx_dropped", "kernel_rx_ring_full", "kernel_fill_empty"]
 _PROG = ["seen", "redirected", "answered_in_xdp", "passed", "dropped", "denied",

@@ -204,6 +204,8 @@ class QueueStats:
     deferred: int = 0  # as in WorkerStats
     resolver_full: int = 0
     resolver_expired: int = 0
+    busy_polls: int = 0  # busy polls of an empty rx ring (spinning)
+    sleeps: int = 0  # times the worker slept in poll() (idle)
 
     @property
     def frames_accounted(self) -> int:
@@ -712,6 +714,7 @@ class Engine(_CObject):
         cfg.verify_checksums = 1 if config.verify_checksums else 0
         cfg.busy_poll = 1 if config.busy_poll else 0
         cfg.answers = _ANSWERS[getattr(config, "answers", "all")]
+        cfg.busy_poll_wait_us = config.busy_poll_wait_us
         info = ffi.new("struct xd_xdp_info *")
         err = ffi.new("struct xd_error *")
         _raise_for(lib.xd_engine_xdp_start(self._ptr(), cfg, info, err), err,
@@ -778,7 +781,7 @@ class Engine(_CObject):
                 out.frames_fill, out.frames_rx, out.frames_tx, out.frames_free,
                 out.frames_total, out.kernel_rx_dropped, out.kernel_rx_ring_full,
                 out.kernel_fill_empty, out.cpu, out.limited, out.slipped, out.deferred,
-                out.resolver_full, out.resolver_expired))
+                out.resolver_full, out.resolver_expired, out.busy_polls, out.sleeps))
         return result
 
     def xdp_prog_stats(self, cpu: int | None = None) -> ProgStats:

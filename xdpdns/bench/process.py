@@ -177,8 +177,28 @@ class Server:
         took = 0.0
         for zone in zones:
             took = self.wait_answer(zone.origin, "SOA", max(0.1, deadline - time.monotonic()))
+        self._wait_control(deadline)
         self.pids()  # remember the children for stop()
         return took
+
+    def _wait_control(self, deadline: float) -> None:
+        """Until xdpdns's control socket answers: xdpdns answers its zones
+        (socket mode, and XDP mode through the kernel) before XDP mode has
+        finished starting (its answer table compiled), and the counters of
+        a run are read there."""
+        if self.control_socket is None:
+            return
+        from xdpdns.control import ControlError, request
+
+        while True:
+            try:
+                request(self.control_socket)
+                return
+            except ControlError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise ServerError(f"{self.label}: its control socket did not answer; "
+                                      f"{self.log_tail()}") from None
+                time.sleep(0.02)
 
     def log_tail(self, lines: int = 15) -> str:
         try:

@@ -155,13 +155,14 @@ class Run:
                        if k != "process"})
         wall = after.at - before.at
         record["wall_s"] = round(wall, 3)
-        shares = procfs.cpu_shares(before.times, after.times)
-        record["cpu_busy"] = {str(c): round(1 - s["idle"] - s["iowait"], 3)
-                              for c, s in shares.items()}
+        record["cpu_busy"] = {str(c): round(procfs.busy_seconds(before.times, after.times,
+                                                                 {c}, wall) / wall, 3)
+                              for c in after.times} if wall > 0 else {}
         answered = result.answered
         if server is not None:
             user, system = after.user - before.user, after.system - before.system
-            busy = procfs.busy_seconds(before.times, after.times, set(self.opts.server_cpus))
+            busy = procfs.busy_seconds(before.times, after.times, set(self.opts.server_cpus),
+                                       wall)
             # Per second of sending: generators take a while to start and to
             # drain (kxdpgun about two seconds) while the server idles.
             sending = result.duration or wall
@@ -225,7 +226,8 @@ def _per(seconds: float, answered: int) -> float | None:
 # were lost under overload: before the worker (the kernel's counters),
 # in it, or on the way out.
 SERVER_QUEUE_COUNTERS = ("received", "answered", "dropped", "tx_full", "kernel_rx_dropped",
-                         "kernel_rx_ring_full", "kernel_fill_empty", "batches", "kicks")
+                         "kernel_rx_ring_full", "kernel_fill_empty", "batches", "kicks",
+                         "busy_polls", "sleeps")
 
 
 def _queue_counter_deltas(before: dict, after: dict) -> list[dict]:
