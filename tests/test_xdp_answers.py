@@ -179,6 +179,19 @@ def test_table_answers_are_the_cores(overrides):
     assert sent > 1000, sent
 
 
+def test_table_answers_the_answering_core_cases(tmp_path):
+    """The answering core's own table of cases (tests/test_answer.py: CNAME
+    chains, wildcards, DNAME, delegations, SRV) through the model of the
+    program: where it answers, the core's bytes."""
+    import zoneimage
+    from test_answer import CASES as CORE_CASES, ZONE
+
+    image = zoneimage.image(tmp_path, {"example.com.": ZONE})
+    _, table = _table(image)
+    questions = [(qname, qtype) for qname, qtype, *_ in CORE_CASES]
+    assert _compare(image, table, questions + _questions(table)) > 100
+
+
 def test_what_the_table_holds():
     image = _image()
     _, table = _table(image)

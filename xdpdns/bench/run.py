@@ -118,11 +118,16 @@ class Run:
             if server is not None:
                 server.pin()  # threads started lazily count too
         before = _Snapshot.take(server)
+        tx_errors = self.topo.server.xdp_tx_errors() if self.topo is not None else 0
         if self.sampler is not None:
             self.sampler.start()
         result = generators.run(opts.generator, load, self._ticker(self.sampler), self._started)
         after = _Snapshot.take(server)
         self._account(result, server, before, after)
+        if self.topo is not None:
+            # Answers the server's XDP program sent that the veth dropped on
+            # the way to the client (its ring full): lost on the bench's wire.
+            self.record["server_xdp_tx_errors"] = self.topo.server.xdp_tx_errors() - tx_errors
 
     def _started(self, process: dict) -> None:
         self.record["processes"].append(process)

@@ -191,8 +191,13 @@ def _run_line(r: dict) -> str:
     cpu = r.get("server_cpu")
     cpu_text = f"  server CPU {cpu:.0%}" if cpu is not None else ""
     errors = f"  ERRORS: {'; '.join(r['errors'])}" if r["errors"] else ""
-    return (f"  {r['qps']:,.0f} answers/s  sent {r['sent']:,}  lost {r['lost']:,}"
-            f"{lat}{cpu_text}{errors}")
+    in_xdp = r.get("server_answered_in_xdp")
+    share = (f"  in XDP {in_xdp / r['server_answered']:.0%}"
+             if in_xdp and r.get("server_answered") else "")
+    tx_lost = r.get("server_xdp_tx_errors")
+    tx_text = f" (XDP_TX lost on the veth {tx_lost:,})" if tx_lost else ""
+    return (f"  {r['qps']:,.0f} answers/s  sent {r['sent']:,}  lost {r['lost']:,}{tx_text}"
+            f"{share}{lat}{cpu_text}{errors}")
 
 
 def main(opts: BenchOptions) -> int:

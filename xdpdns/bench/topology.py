@@ -205,6 +205,18 @@ class Side:
         out = self.netns.run("ip", "-d", "-j", "link", "show", "dev", self.ifname).stdout
         return json.loads(out)[0]
 
+    def xdp_tx_errors(self) -> int:
+        """Frames this end's XDP program sent back with XDP_TX that the veth
+        could not hand to its peer (`ethtool -S`: the peer's ring of 256
+        frames was full; XDP_TX has no back-pressure, so they are lost)."""
+        out = self.netns.run("ethtool", "-S", self.ifname, check=False).stdout
+        total = 0
+        for line in out.splitlines():
+            name, _, value = line.strip().partition(":")
+            if name.endswith("_xdp_tx_errors") and value.strip().isdigit():
+                total += int(value)
+        return total
+
     def xdp_prog_id(self) -> int | None:
         """The ID of the XDP program attached to the interface, None if none."""
         xdp = self.link().get("xdp")
