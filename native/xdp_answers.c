@@ -394,16 +394,31 @@ struct compiling {
 	struct key_set keys;
 };
 
-static int emit(struct compiling *c, uint16_t qtype, uint16_t qclass, const struct answered *x)
+/* Enters value v for (the name, qtype, qclass) unless the key has one
+ * already; sections, when not NULL, go into the pages first. */
+static int enter(struct compiling *c, uint16_t qtype, uint16_t qclass, struct xd_answer *v,
+		 const struct answered *sections)
 {
 	struct asking *a = c->a;
-	struct xd_answer v;
 	bool added;
 	int rc;
 
 	rc = key_set_add(&c->keys, a->name, a->name_len, qtype, qclass, &added);
 	if (rc || !added)
 		return rc;
+	if (sections) {
+		rc = sections_put(c->t, sections->sections, sections->len, &v->page, &v->offset);
+		if (rc)
+			return rc;
+	}
+	c->t->info.entries++;
+	return class_add(&c->t->classes[class_of(a->name_len)], a->name, a->name_len, qtype,
+			 qclass, v);
+}
+
+static int emit(struct compiling *c, uint16_t qtype, uint16_t qclass, const struct answered *x)
+{
+	struct xd_answer v;
 
 	memset(&v, 0, sizeof(v));
 	v.flags = x->flags;
@@ -412,30 +427,17 @@ static int emit(struct compiling *c, uint16_t qtype, uint16_t qclass, const stru
 	v.arcount = x->count[2];
 	v.len = (uint16_t)x->len;
 	v.csum = (uint16_t)~xd_csum_fold(xd_csum_add(0, x->sections, x->len));
-	rc = sections_put(c->t, x->sections, x->len, &v.page, &v.offset);
-	if (rc)
-		return rc;
-	c->t->info.entries++;
-	return class_add(&c->t->classes[class_of(a->name_len)], a->name, a->name_len, qtype,
-			 qclass, &v);
+	return enter(c, qtype, qclass, &v, x);
 }
 
 /* An entry that sends the query of this type on to the worker. */
 static int emit_to_worker(struct compiling *c, uint16_t qtype)
 {
-	struct asking *a = c->a;
 	struct xd_answer v;
-	bool added;
-	int rc;
 
-	rc = key_set_add(&c->keys, a->name, a->name_len, qtype, XD_CLASS_IN, &added);
-	if (rc || !added)
-		return rc;
 	memset(&v, 0, sizeof(v));
 	v.action = XD_ANSWER_TO_WORKER;
-	c->t->info.entries++;
-	return class_add(&c->t->classes[class_of(a->name_len)], a->name, a->name_len, qtype,
-			 XD_CLASS_IN, &v);
+	return enter(c, qtype, XD_CLASS_IN, &v, NULL);
 }
 
 /* Asks for (name, qtype) and enters the answer when the name's "other
