@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "acl.h"
 #include "engine_internal.h"
+#include "resolver.h"
 #include "xdp_answers.h"
 #include "xdp_internal.h"
 #include "xdp_prog.h"
@@ -321,14 +321,6 @@ int xd_engine_xdp_prog_stats(const struct xd_engine *e, int cpu,
 
 /* ---- the answer table ---------------------------------------------------------- */
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void answers_state(struct xd_answers_info *info, int state, const char *why)
 {
 	info->state = state;
@@ -366,9 +358,9 @@ int xd_xdp_answers_prepare(struct xd_engine *e, const struct xd_image *img,
 		return -1;
 	}
 	*info = t->info;
-	start = now_us();
+	start = xd_resolver_clock();
 	rc = xd_prog_answers_build(x->prog, t, out, &err);
-	info->install_us = now_us() - start;
+	info->install_us = (xd_resolver_clock() - start) / 1000;
 	xd_answers_free(t);
 	if (rc) {
 		answers_state(info, XD_ANSWERS_STATE_FAILED, err.message);

@@ -25,12 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "answer.h"
 #include "error.h"
 #include "image.h"
 #include "packet.h"
+#include "resolver.h"
 #include "wire.h"
 #include "xdp_answers.h"
 
@@ -42,14 +42,6 @@
 /* A name with more types to ask about than this is left to the workers
  * whole: a bound on the work for a pathological node. */
 #define XD_ANSWER_TYPES_MAX 256
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 /* ---- storage ---------------------------------------------------------------- */
 
@@ -649,7 +641,7 @@ int xd_answers_compile(const struct xd_image *img, struct xd_answers **out,
 		       struct xd_error *err)
 {
 	struct compiling c = { 0 };
-	uint64_t start = now_us();
+	uint64_t start = xd_resolver_clock();
 	int rc = -ENOMEM;
 
 	*out = NULL;
@@ -671,7 +663,7 @@ int xd_answers_compile(const struct xd_image *img, struct xd_answers **out,
 	if (rc)
 		goto out_free;
 	c.t->info.pages = c.t->npages;
-	c.t->info.compile_us = now_us() - start;
+	c.t->info.compile_us = (xd_resolver_clock() - start) / 1000;
 	free(c.t->dedup->slots);
 	free(c.t->dedup);
 	c.t->dedup = NULL;

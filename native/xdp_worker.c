@@ -18,7 +18,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <linux/if_xdp.h>
 
@@ -375,14 +374,6 @@ static int sleep_ms(struct xd_xsk_worker *w, int longest)
  * read, took about 0.3 us here), too few to be worth keeping. */
 #define XD_SPIN_GROW_START_NS 2000u
 
-static uint64_t clock_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* After a sleep, how long the ring stayed dry tells whether the window
  * should have covered the gap. */
 static void spin_adapt(struct xd_xsk_worker *w, uint64_t gap_ns)
@@ -404,7 +395,7 @@ static void idle_end(struct xd_xsk_worker *w)
 	if (!w->idle_since_ns)
 		return;
 	if (w->slept)
-		spin_adapt(w, clock_ns() - w->idle_since_ns);
+		spin_adapt(w, xd_resolver_clock() - w->idle_since_ns);
 	w->idle_since_ns = 0;
 	w->slept = false;
 }
@@ -417,7 +408,7 @@ static bool idle_spin(struct xd_xsk_worker *w)
 
 	if (!w->spin_max_ns)
 		return false;
-	now = clock_ns();
+	now = xd_resolver_clock();
 	if (!w->idle_since_ns)
 		w->idle_since_ns = now;
 	if (w->slept || now - w->idle_since_ns >= w->spin_ns)
