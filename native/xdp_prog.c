@@ -49,8 +49,7 @@ struct xd_prog {
 	 * one; and the inner maps in them now, -1: none. */
 	int answers_outer_fd[XD_ANSWER_CLASSES];
 	int pages_outer_fd;
-	int answers_fd[XD_ANSWER_CLASSES];
-	int pages_fd;
+	struct xd_prog_table installed;
 	/* What the config map holds: written whole, so that each writer
 	 * keeps the other's field. */
 	struct xd_config config;
@@ -199,7 +198,7 @@ static int xd_prog_find_fds(struct xd_prog *p, struct xd_error *err)
 	p->acl_v6_fd = bpf_object__find_map_fd_by_name(p->obj, "acl_v6");
 	if (p->acl_v4_fd < 0 || p->acl_v6_fd < 0)
 		p->acl_v4_fd = p->acl_v6_fd = -1;
-	/* Optional too: xd_prog_answers_install says so if asked. */
+	/* Optional too: xd_prog_answers_build says so if asked. */
 	for (i = 0; i < XD_ANSWER_CLASSES; i++) {
 		static const char *const names[XD_ANSWER_CLASSES] = {
 			"answers_32", "answers_64", "answers_128", "answers_256",
@@ -345,9 +344,9 @@ int xd_prog_load(const char *obj_path, int ifindex, int nqueues, bool generic,
 		return xd_errorf(err, -ENOMEM, "out of memory");
 	p->ifindex = ifindex;
 	p->link_fd = -1;
-	p->pages_fd = -1;
+	p->installed.pages = -1;
 	for (int i = 0; i < XD_ANSWER_CLASSES; i++)
-		p->answers_fd[i] = -1;
+		p->installed.fds[i] = -1;
 
 	rc = xd_prog_check_free(ifindex, err);
 	if (rc < 0)
@@ -377,11 +376,7 @@ void xd_prog_free(struct xd_prog *p)
 		return;
 	if (p->link_fd >= 0)
 		close(p->link_fd);	/* the last reference: detaches */
-	for (int i = 0; i < XD_ANSWER_CLASSES; i++)
-		if (p->answers_fd[i] >= 0)
-			close(p->answers_fd[i]);
-	if (p->pages_fd >= 0)
-		close(p->pages_fd);
+	xd_prog_table_close(&p->installed);
 	bpf_object__close(p->obj);
 	free(p);
 }
@@ -430,13 +425,24 @@ int xd_prog_port_actions(struct xd_prog *p, uint16_t port, uint32_t *actions, in
 	return rc;
 }
 
+/* Writes the config entry whole (each writer changes its own field of a
+ * copy of p->config) and keeps it as p->config once the kernel has it. */
+static int config_write(struct xd_prog *p, const struct xd_config *cfg)
+{
+	__u32 zero = 0;
+	int rc = bpf_map_update_elem(p->config_fd, &zero, cfg, BPF_ANY);
+
+	if (rc == 0)
+		p->config = *cfg;
+	return rc;
+}
+
 int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
 			struct xd_error *err)
 {
 	struct xd_addr_key key;
 	struct xd_addr_value value = { .present = 1 };
 	struct xd_config cfg = p->config;
-	__u32 zero = 0;
 	int rc;
 
 	memset(&key, 0, sizeof(key));
@@ -455,26 +461,23 @@ int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
 	/* The first address turns the check on: with none, every
 	 * destination is ours. */
 	cfg.check_dest = 1;
-	rc = bpf_map_update_elem(p->config_fd, &zero, &cfg, BPF_ANY);
+	rc = config_write(p, &cfg);
 	if (rc < 0)
 		return xd_errorf(err, rc, "cannot turn the address check on: %s",
 				     strerror(-rc));
-	p->config = cfg;
 	return 0;
 }
 
 int xd_prog_set_checksums(struct xd_prog *p, bool verify, struct xd_error *err)
 {
 	struct xd_config cfg = p->config;
-	__u32 zero = 0;
 	int rc;
 
 	cfg.verify_checksums = verify;
-	rc = bpf_map_update_elem(p->config_fd, &zero, &cfg, BPF_ANY);
+	rc = config_write(p, &cfg);
 	if (rc < 0)
 		return xd_errorf(err, rc, "cannot set the program's checksum check: %s",
 				     strerror(-rc));
-	p->config = cfg;
 	return 0;
 }
 
@@ -654,14 +657,9 @@ static int acl_sweep_all(struct xd_prog *p, __u32 keep)
 static int acl_flip(struct xd_prog *p, __u32 generation)
 {
 	struct xd_config cfg = p->config;
-	__u32 zero = 0;
-	int rc;
 
 	cfg.acl_generation = generation;
-	rc = bpf_map_update_elem(p->config_fd, &zero, &cfg, BPF_ANY);
-	if (rc == 0)
-		p->config = cfg;
-	return rc;
+	return config_write(p, &cfg);
 }
 
 int xd_prog_acl_set(struct xd_prog *p, const struct xd_acl *acl, struct xd_error *err)
@@ -726,26 +724,19 @@ void xd_prog_answers_clear(struct xd_prog *p)
 	bool any = false;
 
 	for (int i = 0; i < XD_ANSWER_CLASSES; i++) {
-		if (p->answers_fd[i] < 0)
+		if (p->installed.fds[i] < 0)
 			continue;
 		bpf_map_delete_elem(p->answers_outer_fd[i], &zero);
 		any = true;
 	}
-	if (p->pages_fd >= 0) {
+	if (p->installed.pages >= 0) {
 		bpf_map_delete_elem(p->pages_outer_fd, &zero);
 		any = true;
 	}
 	if (!any)
 		return;
 	answers_wait_readers();
-	for (int i = 0; i < XD_ANSWER_CLASSES; i++) {
-		if (p->answers_fd[i] >= 0)
-			close(p->answers_fd[i]);
-		p->answers_fd[i] = -1;
-	}
-	if (p->pages_fd >= 0)
-		close(p->pages_fd);
-	p->pages_fd = -1;
+	xd_prog_table_close(&p->installed);
 }
 
 static int map_create(enum bpf_map_type type, const char *name, size_t key_size,
@@ -876,14 +867,14 @@ int xd_prog_answers_put(struct xd_prog *p, struct xd_prog_table *m, struct xd_er
 	xd_prog_answers_clear(p);
 	rc = bpf_map_update_elem(p->pages_outer_fd, &zero, &m->pages, BPF_ANY) < 0 ? -errno : 0;
 	if (rc == 0) {
-		p->pages_fd = m->pages;
+		p->installed.pages = m->pages;
 		m->pages = -1;
 	}
 	for (int i = 0; rc == 0 && i < XD_ANSWER_CLASSES; i++) {
 		rc = bpf_map_update_elem(p->answers_outer_fd[i], &zero, &m->fds[i], BPF_ANY) < 0 ?
 		     -errno : 0;
 		if (rc == 0) {
-			p->answers_fd[i] = m->fds[i];
+			p->installed.fds[i] = m->fds[i];
 			m->fds[i] = -1;
 		}
 	}
