@@ -473,17 +473,6 @@ static __always_inline __u64 xd_lower64(__u64 x)
 	return x | ((ge_a & ~gt_z & ~x & 0x8080808080808080ULL) >> 2);
 }
 
-static __always_inline __u32 xd_key_size(__u32 name_len)
-{
-	if (name_len <= XD_ANSWER_KEY_32)
-		return XD_ANSWER_KEY_32;
-	if (name_len <= XD_ANSWER_KEY_64)
-		return XD_ANSWER_KEY_64;
-	if (name_len <= XD_ANSWER_KEY_128)
-		return XD_ANSWER_KEY_128;
-	return XD_ANSWER_KEY_256;
-}
-
 /* The question's name: loaded into the key, its labels walked there, then
  * made canonical a word at a time (the name lower-cased, the rest of the
  * key zero) while the bytes as they came are summed.  Compressed, extended
@@ -528,7 +517,7 @@ __attribute__((noinline)) int xd_read_qname(struct xdp_md *ctx, struct xd_questi
 	if (i == XD_LABELS_MAX || off + 1 > XD_ANSWER_KEY_256 - 1)
 		return -1;
 	name_len = off + 1;
-	key_size = xd_key_size(name_len);
+	key_size = xd_answer_key_size(name_len);
 #pragma unroll
 	for (i = 0; i < XD_KEY_WORDS; i++) {
 		__u64 w = words[i];

@@ -144,6 +144,19 @@ struct xd_acl_value {
 #define XD_ANSWER_UDP_MAX 1232
 #define XD_ANSWER_OPT_RESERVE 17
 
+/* The key size, and so the table, of a name of name_len bytes (root
+ * included): the one rule the program and the engine share. */
+static inline __u32 xd_answer_key_size(__u32 name_len)
+{
+	if (name_len <= XD_ANSWER_KEY_32)
+		return XD_ANSWER_KEY_32;
+	if (name_len <= XD_ANSWER_KEY_64)
+		return XD_ANSWER_KEY_64;
+	if (name_len <= XD_ANSWER_KEY_128)
+		return XD_ANSWER_KEY_128;
+	return XD_ANSWER_KEY_256;
+}
+
 /* The name starts 8-byte aligned: the program reads it in words. */
 struct xd_answer_key_32 {
 	__u16 qtype;		/* host byte order */

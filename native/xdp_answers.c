@@ -64,13 +64,16 @@ static const size_t key_sizes[XD_ANSWER_CLASSES] = {
 
 static int class_of(size_t name_len)
 {
-	if (name_len <= XD_ANSWER_KEY_32)
+	switch (xd_answer_key_size((__u32)name_len)) {
+	case XD_ANSWER_KEY_32:
 		return XD_ANSWER_CLASS_32;
-	if (name_len <= XD_ANSWER_KEY_64)
+	case XD_ANSWER_KEY_64:
 		return XD_ANSWER_CLASS_64;
-	if (name_len <= XD_ANSWER_KEY_128)
+	case XD_ANSWER_KEY_128:
 		return XD_ANSWER_CLASS_128;
-	return XD_ANSWER_CLASS_256;
+	default:
+		return XD_ANSWER_CLASS_256;
+	}
 }
 
 static int grow(void **p, size_t *cap, size_t n, size_t size)
@@ -381,7 +384,7 @@ struct compiling {
 	struct xd_answers *t;
 	struct asking *a;
 	uint16_t probe;			/* the type nobody has */
-	uint8_t *types;			/* bitmap of every type in the image */
+	struct type_list image_types;	/* every type in the image, ascending */
 	struct type_list override_types;	/* of every override rule */
 	struct key_set keys;
 };
@@ -502,9 +505,8 @@ static int compile_name(struct compiling *c, struct type_list *types, bool chain
 	types_add(types, XD_TYPE_DS);
 	for (int i = 0; i < c->override_types.n; i++)
 		types_add(types, c->override_types.t[i]);
-	for (uint32_t t = 1; chain && t < 65536; t++)
-		if (c->types[t / 8] & (1u << (t % 8)) && t != XD_TYPE_ANY)
-			types_add(types, (uint16_t)t);
+	for (int i = 0; chain && i < c->image_types.n; i++)
+		types_add(types, c->image_types.t[i]);
 	if (types->n == XD_ANSWER_TYPES_MAX) {
 		c->t->info.skipped++;	/* past the bound: all to the worker */
 		return 0;
@@ -517,11 +519,6 @@ static int compile_name(struct compiling *c, struct type_list *types, bool chain
 	for (int i = 0; rc == 0 && i < types->n; i++)
 		rc = consider(c, types->t[i], &other, &x);
 	return rc;
-}
-
-static void types_note(uint8_t *bitmap, uint16_t t)
-{
-	bitmap[t / 8] |= (uint8_t)(1u << (t % 8));
 }
 
 static void rrset_types(const uint8_t *rs, uint16_t n, struct type_list *l)
@@ -598,11 +595,18 @@ static void override_types(const struct xd_image *img, struct type_list *l)
 	}
 }
 
-/* Every type the image holds, and a type it does not. */
-static int image_types(const struct xd_image *img, uint8_t *bitmap, uint16_t *probe)
+/* Every type the image holds (but ANY, which the program leaves to the
+ * workers), as a list for the names whose answer a chain's end decides,
+ * and a type it does not hold.  Past XD_ANSWER_TYPES_MAX types the list is
+ * full, and such names go to the workers whole (compile_name). */
+static int image_types(const struct xd_image *img, struct type_list *out, uint16_t *probe)
 {
 	const uint32_t *hash = (const uint32_t *)(img->base + img->hdr->name_hash);
+	uint8_t *bitmap = calloc(65536 / 8, 1);
+	int rc = -ENOSPC;
 
+	if (!bitmap)
+		return -ENOMEM;
 	for (uint32_t i = 0; i < img->hdr->name_hash_size; i++) {
 		uint32_t off = xd_ld32((const uint8_t *)(hash + i));
 		const uint8_t *n = img->base + off, *rs;
@@ -611,15 +615,21 @@ static int image_types(const struct xd_image *img, uint8_t *bitmap, uint16_t *pr
 			continue;
 		rs = xd_node_first_rrset(n);
 		for (uint16_t k = 0; k < xd_node_nrrsets(n); k++, rs = xd_rrset_next(rs))
-			types_note(bitmap, xd_rrset_type(rs));
+			bitmap[xd_rrset_type(rs) / 8] |= (uint8_t)(1u << (xd_rrset_type(rs) % 8));
 	}
+	out->n = 0;
+	for (uint32_t t = 1; t < 65536; t++)
+		if (bitmap[t / 8] & (1u << (t % 8)) && t != XD_TYPE_ANY)
+			types_add(out, (uint16_t)t);
 	for (uint32_t t = XD_PROBE_TYPE_FIRST; t < 65535; t++) {
 		if (!(bitmap[t / 8] & (1u << (t % 8)))) {
 			*probe = (uint16_t)t;
-			return 0;
+			rc = 0;
+			break;
 		}
 	}
-	return -ENOSPC;
+	free(bitmap);
+	return rc;
 }
 
 void xd_answers_free(struct xd_answers *t)
@@ -647,14 +657,13 @@ int xd_answers_compile(const struct xd_image *img, struct xd_answers **out,
 	*out = NULL;
 	c.t = calloc(1, sizeof(*c.t));
 	c.a = malloc(sizeof(*c.a));
-	c.types = calloc(65536 / 8, 1);
-	if (!c.t || !c.a || !c.types || !(c.t->dedup = calloc(1, sizeof(*c.t->dedup))) ||
+	if (!c.t || !c.a || !(c.t->dedup = calloc(1, sizeof(*c.t->dedup))) ||
 	    dedup_grow(c.t->dedup))
 		goto out_free;
 	for (int i = 0; i < XD_ANSWER_CLASSES; i++)
 		c.t->classes[i].key_size = key_sizes[i];
 	c.a->img = img;
-	rc = image_types(img, c.types, &c.probe);
+	rc = image_types(img, &c.image_types, &c.probe);
 	override_types(img, &c.override_types);
 	if (rc == 0)
 		rc = compile_nodes(&c);
@@ -676,7 +685,6 @@ out_free:
 			  rc == -ENOSPC ? "every private-use type is in the zones" : strerror(-rc));
 	xd_answers_free(c.t);
 	free(c.keys.slots);
-	free(c.types);
 	free(c.a);
 	return rc;
 }
