@@ -538,19 +538,19 @@ class Image(_CObject):
         try:
             info = ffi.new("struct xd_answers_info *")
             lib.xd_answers_info_get(table, info)
-            count, entries = (info.entries if entries else 0), []
+            found: list[AnswerEntry] = []
             entry = ffi.new("struct xd_answers_entry *")
-            for i in range(count):
+            for i in range(info.entries if entries else 0):
                 _raise_for(lib.xd_answers_entry_get(table, i, entry), what="answer table")
                 sections = (bytes(ffi.buffer(entry.sections, entry.len))
                             if entry.sections != ffi.NULL else b"")
-                entries.append(AnswerEntry(
+                found.append(AnswerEntry(
                     name=dns.name.from_wire(bytes(entry.name[0:entry.name_len]), 0)[0],
                     qtype=entry.qtype, qclass=entry.qclass,
                     to_worker=entry.action == lib.XD_ANSWER_TO_WORKER, flags=entry.flags,
                     counts=(entry.count[0], entry.count[1], entry.count[2]),
                     sections=sections, csum=entry.csum))
-            return _answers_info(info), entries
+            return _answers_info(info), found
         finally:
             ffi.release(table)
 
@@ -713,7 +713,7 @@ class Engine(_CObject):
         cfg.generic = 1 if config.mode == "generic" else 0
         cfg.verify_checksums = 1 if config.verify_checksums else 0
         cfg.busy_poll = 1 if config.busy_poll else 0
-        cfg.answers = _ANSWERS[getattr(config, "answers", "all")]
+        cfg.answers = _ANSWERS[config.answers]
         cfg.busy_poll_wait_us = config.busy_poll_wait_us
         info = ffi.new("struct xd_xdp_info *")
         err = ffi.new("struct xd_error *")
