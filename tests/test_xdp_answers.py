@@ -624,3 +624,27 @@ def test_reply_frames_are_the_workers(xdp_topology):
         elif in_xdp and reply is None:
             failures.append(f"{case}: no reply")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.xdp
+def test_program_without_answer_maps_says_so_and_workers_answer(xdp_topology, xdp_serve,
+                                                                tmp_path):
+    """An [xdp] program built without the answer table's maps (here the load
+    generator's build of the same source) starts with the table "failed"
+    and a message naming the maps and the fix; nothing is answered from
+    it, and the server keeps answering."""
+    from xdpdns.bpfobj import GENERATOR_OBJECT_NAME, bpf_object_path
+
+    conf = tmp_path / "old-program.toml"
+    conf.write_text(f'[xdp]\nprogram = "{bpf_object_path(GENERATOR_OBJECT_NAME)}"\n')
+    server = xdp_serve("--config", conf)
+    assert "xdp answers=failed" in server.output()
+    stats = server.stats()["xdp"]
+    assert stats["answers"]["state"] == "failed"
+    assert "no answer table maps" in stats["answers"]["message"]
+    assert '[xdp] answers = "off"' in stats["answers"]["message"]
+    query = dns.message.make_query("www.example.com.", "A").to_wire()
+    with xdp_topology.client.entered():
+        reply = dnsdiff.exchange((xdp_topology.server_v4, 53), query, timeout=TIMEOUT)
+    assert reply is not None and dns.message.from_wire(reply).answer
+    assert server.stats()["xdp"]["program"]["answered_in_xdp"] == 0
