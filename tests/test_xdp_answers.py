@@ -648,3 +648,43 @@ def test_program_without_answer_maps_says_so_and_workers_answer(xdp_topology, xd
         reply = dnsdiff.exchange((xdp_topology.server_v4, 53), query, timeout=TIMEOUT)
     assert reply is not None and dns.message.from_wire(reply).answer
     assert server.stats()["xdp"]["program"]["answered_in_xdp"] == 0
+
+
+def _two_zone_image(tmp_path, parent_text, child_text=None):
+    soa = "@ 3600 SOA ns hostmaster 1 7200 3600 1209600 300\n@ 3600 NS ns\n"
+    with ImageBuilder() as builder:
+        zones = [("p.test.", soa + parent_text)]
+        if child_text is not None:
+            zones.append(("c.p.test.", soa + child_text))
+        for origin, text in zones:
+            path = tmp_path / f"{origin}zone"
+            path.write_text(text)
+            builder.load_zonefile(builder.add_zone(dns.name.from_text(origin)), path)
+        return builder.finish()
+
+
+def test_key_set_collision_c3_cname_c7_a(tmp_path):
+    """Regression: the type and class went into xd_hash's seed, which it
+    mixes linearly with the name's first word, so (c3, CNAME) and (c7, A)
+    hashed alike and c7's A answer was left out of the table."""
+    image = _two_zone_image(tmp_path, "ns 3600 A 198.18.0.1\nwww 3600 A 198.18.0.2\n"
+                            + "".join(f"c{i} 3600 CNAME c{i + 1}\n" for i in range(1, 8))
+                            + "c8 3600 CNAME www\n")
+    _, table = _table(image)
+    assert (dns.name.from_text("c7.p.test.").to_wire(), dns.rdatatype.A, 1) in table
+    assert (dns.name.from_text("c3.p.test.").to_wire(), dns.rdatatype.CNAME, 1) in table
+    wire = dns.message.make_query("c7.p.test.", "A").to_wire()
+    assert program_answer(table, wire) == image.answer(wire)
+
+
+def test_child_apex_types_not_lost_to_the_cut(tmp_path):
+    """Regression: a name that is a cut in the parent and the child's apex
+    was compiled once, from the cut's types (NS), so the child's SOA was
+    answered from the other-types entry (NODATA)."""
+    image = _two_zone_image(tmp_path, "ns 3600 A 198.18.0.1\nc 3600 NS ns.c\n"
+                            "ns.c 3600 A 198.18.0.2\n", "ns 3600 A 198.18.0.2\n"
+                            "@ 3600 TXT \"child\"\n")
+    _, table = _table(image)
+    for qtype in ("SOA", "TXT", "NS", "A"):
+        wire = dns.message.make_query("c.p.test.", qtype).to_wire()
+        assert program_answer(table, wire) == image.answer(wire), qtype
