@@ -64,6 +64,8 @@ enum xd_note {
 	XD_NOTE_MALFORMED,	/* a header cut short: passed */
 	XD_NOTE_DENIED,		/* the source ACL denies the sender: dropped */
 	XD_NOTE_ANSWERED,	/* answered from the answer table: XDP_TX */
+	XD_NOTE_LIMITED,	/* a table answer rate limiting dropped */
+	XD_NOTE_SLIPPED,	/* one it sent truncated instead: XDP_TX */
 };
 
 /* A verdict and what is counted with it. */
@@ -165,6 +167,79 @@ struct {
 		__uint(map_flags, BPF_F_INNER_MAP);
 	});
 } answer_pages SEC(".maps");
+
+/* Rate limiting of the table's answers (xdpdns_maps.h): the slots hold
+ * the maps of the settings in force; an empty rrl_settings is no limit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_ARRAY);
+		__uint(key_size, sizeof(__u32));
+		__uint(value_size, sizeof(struct xd_rrl_settings));
+		__uint(max_entries, 1);
+	});
+} rrl_settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_ARRAY);
+		__uint(key_size, sizeof(__u32));
+		__uint(value_size, sizeof(struct xd_rrl_set));
+		__uint(max_entries, 1);
+		/* Mapped by the workers; sized by the settings. */
+		__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+	});
+} rrl_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+		__uint(key_size, sizeof(struct xd_rrl_exempt_v4_key));
+		__uint(value_size, sizeof(__u32));
+		__uint(max_entries, 1);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+	});
+} rrl_exempt_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+		__uint(key_size, sizeof(struct xd_rrl_exempt_v6_key));
+		__uint(value_size, sizeof(__u32));
+		__uint(max_entries, 1);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+	});
+} rrl_exempt_v6 SEC(".maps");
+
+/* What xd_rrl_judge builds, off the stack that the question fills. */
+struct xd_rrl_scratch {
+	struct xd_rrl_note note;
+	struct xd_rrl_exempt_v4_key k4;
+	struct xd_rrl_exempt_v6_key k6;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct xd_rrl_scratch);
+	__uint(max_entries, 1);
+} rrl_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, XD_RRL_EVENTS_BYTES);
+} rrl_events SEC(".maps");
 #endif
 
 struct {
@@ -397,6 +472,7 @@ static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found
  */
 
 #define XD_DNS_FLAG_RD 0x0100
+#define XD_DNS_FLAG_TC 0x0200
 #define XD_DNS_FLAG_CD 0x0010
 #define XD_DNS_FLAG_QR 0x8000
 #define XD_TYPE_OPT 41
@@ -438,6 +514,15 @@ struct xd_question {
 	__u16 udp_size;
 	int edns;
 };
+
+/* The question being answered: per CPU, off the 512-byte stack, which
+ * the program's own frames fill. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct xd_question);
+	__uint(max_entries, 1);
+} question_scratch SEC(".maps");
 
 static __always_inline __u32 xd_fold(__u64 sum)
 {
@@ -757,13 +842,21 @@ static __always_inline void xd_swap(__u8 *a, __u8 *b, int n)
 
 /* The DNS header of the answer: ID as it came, QR, the table's AA and
  * RCODE, the query's opcode (QUERY), RD and CD (as the core's put_header);
- * returns its sum. */
+ * its slip's has TC and no records.  Returns its sum. */
 static __always_inline __u64 xd_write_header(__u8 *dns, const struct xd_question *q,
-					     const struct xd_answer *a)
+					     const struct xd_answer *a, int slip)
 {
 	__u16 flags = XD_DNS_FLAG_QR | a->flags | (q->flags & (XD_DNS_FLAG_RD | XD_DNS_FLAG_CD));
 	__u16 *w = (__u16 *)(void *)dns;
 
+	if (slip) {
+		w[1] = bpf_htons(flags | XD_DNS_FLAG_TC);
+		w[2] = bpf_htons(1);
+		w[3] = 0;
+		w[4] = 0;
+		w[5] = 0;
+		return (__u64)w[0] + w[1] + w[2];
+	}
 	w[1] = bpf_htons(flags);
 	w[2] = bpf_htons(1);
 	w[3] = bpf_htons(a->ancount);
@@ -865,15 +958,18 @@ static __always_inline int xd_grow_head(struct xdp_md *ctx, int delta, __u32 n)
 
 /* Makes the query frame the answer in place: the sections after the
  * question from the table's page, the OPT when the query had one, the
- * header, then IP and UDP.  -1 before anything changed (the worker may
- * still answer), -2 after (the frame is lost). */
+ * header, then IP and UDP.  Its slip instead (rrl.c's xd_rrl_slip): the
+ * header with TC and no records, the question, no OPT.  -1 before
+ * anything changed (the worker may still answer), -2 after (the frame is
+ * lost). */
 static __always_inline int xd_answer_write(struct xdp_md *ctx, const struct xd_layout *l,
 					   const struct xd_question *q, const struct xd_answer *a,
-					   struct xd_answer_page *page)
+					   struct xd_answer_page *page, int slip)
 {
 	__u32 qend = XD_DNS_HEADER_LEN + q->name_len + 4;
-	__u32 len = a->len, off = a->offset & (XD_ANSWER_PAGE_STRIDE - 1);
-	__u32 dns_len = qend + len + (q->edns ? XD_OPT_LEN : 0);
+	__u32 len = slip ? 0 : a->len, off = a->offset & (XD_ANSWER_PAGE_STRIDE - 1);
+	int with_opt = q->edns && !slip;
+	__u32 dns_len = qend + len + (with_opt ? XD_OPT_LEN : 0);
 	void *data, *end;
 	__u8 *eth, *dns, *opt;
 	__u64 sum;
@@ -896,8 +992,8 @@ static __always_inline int xd_answer_write(struct xdp_md *ctx, const struct xd_l
 	if ((void *)(eth + 2 * ETH_ALEN) > end || (void *)(dns + XD_DNS_HEADER_LEN) > end)
 		return -2;
 	xd_swap(eth, eth + ETH_ALEN, ETH_ALEN);
-	sum = xd_write_header(dns, q, a) + q->sum + xd_sum_at(a->csum, qend);
-	if (q->edns) {
+	sum = xd_write_header(dns, q, a, slip) + q->sum + (slip ? 0 : xd_sum_at(a->csum, qend));
+	if (with_opt) {
 		opt = dns + ((qend + len) & XD_MSG_MASK);
 		if ((void *)(opt + XD_OPT_LEN) > end)
 			return -2;
@@ -907,26 +1003,177 @@ static __always_inline int xd_answer_write(struct xdp_md *ctx, const struct xd_l
 	return xd_write_ip_udp(data, end, l, dns_len, sum) < 0 ? -2 : 0;
 }
 
-/* Answers the query in place from the table: XDP_TX with *rcode set, or
- * XDP_PASS to go on (not the table's, or no table), or XDP_DROP for a
- * frame lost half-way (it cannot happen to a frame the checks passed). */
+/* ---- rate limiting: native/rrl.c's scheme on the workers' buckets ---- */
+
+enum xd_rrl_verdict {
+	XD_RRL_V_SEND,
+	XD_RRL_V_DROP,
+	XD_RRL_V_SLIP,
+};
+
+static __always_inline int xd_rrl_exempt(const struct xd_addr_key *src,
+					 struct xd_rrl_scratch *sc)
+{
+	__u32 zero = 0;
+	void *trie;
+
+	if (src->family == XD_AF_INET) {
+		trie = bpf_map_lookup_elem(&rrl_exempt_v4, &zero);
+		sc->k4.prefixlen = 32;
+		__builtin_memcpy(sc->k4.addr, src->addr, 4);
+		return trie && bpf_map_lookup_elem(trie, &sc->k4);
+	}
+	trie = bpf_map_lookup_elem(&rrl_exempt_v6, &zero);
+	sc->k6.prefixlen = 128;
+	__builtin_memcpy(sc->k6.addr, src->addr, 16);
+	return trie && bpf_map_lookup_elem(trie, &sc->k6);
+}
+
+/* The client's prefix: addr with the bits past prefix_len cleared (acl.c's
+ * xd_mask_prefix). */
+static __always_inline void xd_rrl_mask(__u8 *addr, __u32 prefix_len)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 16; i++) {
+		if (prefix_len >= 8 * (i + 1))
+			continue;
+		if (prefix_len <= 8 * i)
+			addr[i] = 0;
+		else
+			addr[i] &= (__u8)(0xff00 >> (prefix_len - 8 * i));
+	}
+}
+
+/* rrl.c's bucket_find: the bucket of key in set, else the free or least
+ * recently used one made into it with a second of credit. */
+static __always_inline struct xd_rrl_entry *xd_rrl_find(struct xd_rrl_set *set, __u64 key,
+							__u32 rate, __u32 now)
+{
+	struct xd_rrl_entry *victim = &set->way[0];
+	int i;
+
+#pragma unroll
+	for (i = 0; i < XD_RRL_WAYS; i++)
+		if (set->way[i].key == key)
+			return &set->way[i];
+#pragma unroll
+	for (i = 1; i < XD_RRL_WAYS; i++)
+		if (victim->key && (!set->way[i].key || set->way[i].last < victim->last))
+			victim = &set->way[i];
+	victim->key = key;
+	victim->balance = rate;
+	victim->last = now;
+	victim->logged = 0;
+	victim->slips = 0;
+	victim->has_logged = 0;
+	return victim;
+}
+
+/* The limiter's verdict on an answer from the table to src, of a kind
+ * (XD_RRL_KIND_*) counted by name (its hash) and, for answers, qtype, as
+ * a worker's xd_rrl_filter gives it on the same bucket: credit, debit, a
+ * note to the log once a window, every slip-th limited one truncated.  A
+ * function of its own, verified once. */
+__attribute__((noinline)) int xd_rrl_judge(const struct xd_addr_key *src, __u32 kind,
+					    __u32 qtype, __u32 queue, __u64 name)
+{
+	struct xd_rrl_settings *cfg;
+	struct xd_rrl_scratch *sc;
+	struct xd_rrl_note *note;
+	struct xd_rrl_entry *e;
+	struct xd_rrl_set *set;
+	__u32 zero = 0, rate, idx, now, slice, prefix;
+	void *inner;
+	__s64 floor;
+	__u64 key;
+
+	if (!src || kind >= XD_RRL_KINDS)
+		return XD_RRL_V_SEND;
+	inner = bpf_map_lookup_elem(&rrl_settings, &zero);
+	cfg = inner ? bpf_map_lookup_elem(inner, &zero) : NULL;
+	if (!cfg || !cfg->nsets || !cfg->slices)
+		return XD_RRL_V_SEND;		/* rate limiting is off */
+	/* The verifier must see the bound on the register that indexes. */
+	asm volatile("" : "+r"(kind));
+	if (kind >= XD_RRL_KINDS)
+		return XD_RRL_V_SEND;
+	rate = cfg->rate[kind];
+	sc = bpf_map_lookup_elem(&rrl_scratch, &zero);
+	if (!rate || !sc || xd_rrl_exempt(src, sc))
+		return XD_RRL_V_SEND;
+	note = &sc->note;
+	__builtin_memcpy(note->addr, src->addr, 16);
+	note->family = src->family;
+	prefix = src->family == XD_AF_INET ? cfg->ipv4_prefix : cfg->ipv6_prefix;
+	note->prefix_len = prefix;
+	note->kind = kind;
+	note->pad = 0;
+	xd_rrl_mask(note->addr, prefix);
+	key = xd_rrl_bucket_key(cfg->seed, note->addr, src->family, kind,
+				kind == XD_RRL_KIND_ANSWER ? qtype : 0, name);
+	slice = queue < cfg->slices ? queue : queue % cfg->slices;
+	idx = slice * cfg->nsets + (__u32)(key & (cfg->nsets - 1));
+	inner = bpf_map_lookup_elem(&rrl_buckets, &zero);
+	set = inner ? bpf_map_lookup_elem(inner, &idx) : NULL;
+	if (!set)
+		return XD_RRL_V_SEND;		/* settings and buckets changing */
+	now = (__u32)(bpf_ktime_get_coarse_ns() / 1000000000ULL);
+	e = xd_rrl_find(set, key, rate, now);
+	/* rrl.c's bucket_debit */
+	if (now > e->last) {
+		__s64 balance = e->balance + (__s64)(now - e->last) * rate;
+
+		e->balance = balance < rate ? balance : rate;
+		e->last = now;
+	}
+	if (e->balance > 0) {
+		e->balance--;
+		return XD_RRL_V_SEND;
+	}
+	floor = -(__s64)cfg->window * rate;
+	if (e->balance > floor)
+		e->balance--;
+	/* rrl.c's limited */
+	if (!e->has_logged || now - e->logged >= cfg->window) {
+		e->has_logged = 1;
+		e->logged = now;
+		note->time = now;
+		bpf_ringbuf_output(&rrl_events, note, sizeof(*note), 0);
+	}
+	e->slips++;
+	if (cfg->slip && e->slips % cfg->slip == 0)
+		return XD_RRL_V_SLIP;
+	return XD_RRL_V_DROP;
+}
+
+/* Answers the query in place from the table: XDP_TX (out says what was
+ * sent), or XDP_PASS to go on (not the table's, or no table), or XDP_DROP
+ * for an answer rate limiting drops, or a frame lost half-way (it cannot
+ * happen to a frame the checks passed). */
 static __always_inline int xd_answer_query(struct xdp_md *ctx, const struct xd_layout *l,
-					   const struct xd_config *cfg, __u32 *rcode)
+					   const struct xd_config *cfg,
+					   const struct xd_addr_key *src, struct xd_outcome *out)
 {
 	struct xd_answer_page *page;
-	struct xd_question q;
+	struct xd_question *q;
 	struct xd_answer *a;
-	__u32 zero = 0;
+	__u32 zero = 0, qtype;
 	void *pages;
-	int rc;
+	int rc, verdict;
 
-	__builtin_memset(&q, 0, sizeof(q));
-	if (xd_read_question(ctx, l, &q) < 0)
+	q = bpf_map_lookup_elem(&question_scratch, &zero);
+	if (!q)
 		return XDP_PASS;
-	if (cfg->verify_checksums && !xd_query_checksums_ok(ctx, l, &q))
+	__builtin_memset(q, 0, sizeof(*q));
+	if (xd_read_question(ctx, l, q) < 0)
+		return XDP_PASS;
+	if (cfg->verify_checksums && !xd_query_checksums_ok(ctx, l, q))
 		return XDP_PASS;	/* the worker drops and counts it */
-	a = xd_answer_lookup(&q);
-	if (!a || a->action != XD_ANSWER_SEND || !xd_answer_fits(&q, a->len))
+	qtype = q->key.qtype;	/* before the lookup's fallback clears it */
+	a = xd_answer_lookup(q);
+	if (!a || a->action != XD_ANSWER_SEND || !xd_answer_fits(q, a->len))
 		return XDP_PASS;
 	pages = bpf_map_lookup_elem(&answer_pages, &zero);
 	if (!pages)
@@ -934,12 +1181,22 @@ static __always_inline int xd_answer_query(struct xdp_md *ctx, const struct xd_l
 	page = bpf_map_lookup_elem(pages, &a->page);
 	if (!page)
 		return XDP_PASS;
-	rc = xd_answer_write(ctx, l, &q, a, page);
-	if (rc == -1)
-		return XDP_PASS;
-	if (rc < 0)
+	verdict = xd_rrl_judge(src, a->rrl_kind, qtype, ctx->rx_queue_index, a->rrl_name);
+	if (verdict == XD_RRL_V_DROP) {
+		out->note = XD_NOTE_LIMITED;
 		return XDP_DROP;
-	*rcode = a->flags & 0xf;
+	}
+	rc = xd_answer_write(ctx, l, q, a, page, verdict == XD_RRL_V_SLIP);
+	out->note = verdict == XD_RRL_V_SLIP ? XD_NOTE_SLIPPED : XD_NOTE_ANSWERED;
+	if (rc == -1) {
+		out->note = XD_NOTE_NONE;
+		return XDP_PASS;
+	}
+	if (rc < 0) {
+		out->note = XD_NOTE_NONE;
+		return XDP_DROP;
+	}
+	out->rcode = a->flags & 0xf;
 	return XDP_TX;
 }
 #endif
@@ -1022,14 +1279,12 @@ static __always_inline int xd_decide(struct xdp_md *ctx, struct xd_outcome *out)
 			.dns_len = bpf_ntohs(udp->len) - sizeof(*udp),
 			.ipv6 = src.family == XD_AF_INET6,
 		};
-		int verdict = xd_answer_query(ctx, &layout, &cfg, &out->rcode);
+		int verdict = xd_answer_query(ctx, &layout, &cfg, &src, out);
 
-		if (verdict == XDP_TX) {
-			out->note = XD_NOTE_ANSWERED;
-			return XDP_TX;	/* answered from the table */
-		}
+		if (verdict == XDP_TX)
+			return XDP_TX;	/* answered from the table, or its TC slip */
 		if (verdict == XDP_DROP)
-			return XDP_DROP;	/* lost half-way through answering */
+			return XDP_DROP;	/* rate limited, or lost half-way */
 	}
 #endif
 	/* A query for the worker of this rx queue; XDP_PASS, not a black hole,
@@ -1050,13 +1305,17 @@ int xdpdns(struct xdp_md *ctx)
 		return verdict;		/* cannot happen for a one-entry array */
 	/* Per-CPU values: XDP runs with migration disabled, so plain
 	 * increments are exact.  Each packet lands in exactly one of
-	 * redirected, answered_in_xdp, passed, dropped and denied. */
+	 * redirected, answered_in_xdp, rate_limited, passed, dropped and
+	 * denied. */
 	count->seen++;
 	if (verdict == XDP_REDIRECT)
 		count->redirected++;
 	else if (out.note == XD_NOTE_ANSWERED) {
 		count->answered_in_xdp++;
 		count->answered_in_xdp_rcode[out.rcode & (XD_ANSWER_RCODES - 1)]++;
+	} else if (out.note == XD_NOTE_LIMITED || out.note == XD_NOTE_SLIPPED) {
+		count->rate_limited++;
+		count->slipped += out.note == XD_NOTE_SLIPPED;
 	} else if (out.note == XD_NOTE_DENIED)
 		count->denied++;
 	else if (verdict == XDP_DROP)

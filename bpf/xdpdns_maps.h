@@ -199,7 +199,11 @@ struct xd_answer {
 				 * 16-bit words in memory order from an even
 				 * offset (how the program sums) */
 	__u16 action;		/* enum xd_answer_action */
-	__u32 reserved;
+	/* What rate limiting counts the answer as (native/rrl.c keys its
+	 * buckets so): its XD_RRL_KIND_*, and the hash of the name the kind
+	 * is counted by, the qname or the zone or delegation above it. */
+	__u32 rrl_kind;
+	__u64 rrl_name;
 };
 
 /* What an entry tells the program. */
@@ -215,6 +219,127 @@ struct xd_answer_page {
 	__u8 bytes[XD_ANSWER_PAGE_VALUE];
 };
 
+/*
+ * Response rate limiting (native/rrl.c) of the program's answers: the
+ * same buckets as the AF_XDP workers', in memory they share.  Each rx
+ * queue has a slice of sets of XD_RRL_WAYS buckets; the program on a
+ * queue and the queue's worker both count in it, so that a client gets
+ * one rate per bucket whichever of the two answers it.  Their updates
+ * may race; a race costs at most one response counted or not, never
+ * memory safety.
+ *
+ * rrl_settings, rrl_buckets, rrl_exempt_v4 and rrl_exempt_v6 are
+ * ARRAY_OF_MAPS of one slot, refilled with new inner maps whenever the
+ * settings change (rrl_settings last, emptied first: no settings, no
+ * limiting).  rrl_buckets' inner map is a mmapable ARRAY of struct
+ * xd_rrl_set, the workers' tables; the exempt prefixes are LPM tries.
+ * Limited buckets are reported through rrl_events, a BPF ring buffer.
+ */
+#define XD_RRL_WAYS 4
+#define XD_RRL_KINDS 5		/* engine.h's XD_RRL_CLASSES */
+#define XD_RRL_KIND_ANSWER 0	/* counted by name and type; the others by name */
+#define XD_RRL_NAME_SEED 0x6a09e667f3bcc908ULL
+#define XD_RRL_EVENTS_BYTES (64 * 1024)
+
+/* BIND's credit scheme: balance is at most one second of the kind's rate
+ * and at least -window * rate. */
+struct xd_rrl_entry {
+	__u64 key;		/* 0: free */
+	__s64 balance;
+	__u32 last;		/* seconds, CLOCK_MONOTONIC_COARSE: the last
+				 * response (credit, and the LRU) */
+	__u32 logged;		/* when its event was last reported */
+	__u32 slips;		/* limited responses, for slip */
+	__u32 has_logged;
+};
+
+struct xd_rrl_set {
+	struct xd_rrl_entry way[XD_RRL_WAYS];
+};
+
+struct xd_rrl_settings {
+	__u64 seed;		/* keys xd_rrl_bucket_key */
+	__u32 rate[XD_RRL_KINDS];	/* per second; 0: that kind is not limited */
+	__u32 window;
+	__u32 slip;
+	__u32 nsets;		/* per slice: a power of two */
+	__u32 slices;		/* rx queues 0 .. slices - 1 */
+	__u8 ipv4_prefix;
+	__u8 ipv6_prefix;
+	__u16 pad;
+};
+
+struct xd_rrl_exempt_v4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct xd_rrl_exempt_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* A bucket the program began to limit (one per bucket per window). */
+struct xd_rrl_note {
+	__u32 family;		/* AF_INET or AF_INET6 */
+	__u8 addr[16];		/* the client prefix, host bits clear */
+	__u8 prefix_len;
+	__u8 kind;
+	__u16 pad;
+	__u32 time;		/* seconds, CLOCK_MONOTONIC_COARSE */
+};
+
+#define XD_ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define XD_SIPROUND(v0, v1, v2, v3)						\
+	do {									\
+		v0 += v1; v1 = XD_ROTL64(v1, 13); v1 ^= v0; v0 = XD_ROTL64(v0, 32); \
+		v2 += v3; v3 = XD_ROTL64(v3, 16); v3 ^= v2;			\
+		v0 += v3; v3 = XD_ROTL64(v3, 21); v3 ^= v0;			\
+		v2 += v1; v1 = XD_ROTL64(v1, 17); v1 ^= v2; v2 = XD_ROTL64(v2, 32); \
+	} while (0)
+
+/* One 8-byte word of SipHash-1-3's input. */
+#define XD_SIPWORD(v0, v1, v2, v3, m)						\
+	do {									\
+		v3 ^= (m);							\
+		XD_SIPROUND(v0, v1, v2, v3);					\
+		v0 ^= (m);							\
+	} while (0)
+
+/* The bucket of a response: SipHash-1-3 keyed with the settings' seed
+ * over the client prefix (addr, 16 bytes, host bits clear), the family,
+ * kind and type, and the name's hash, so that a flood cannot aim at one
+ * set.  The program and the workers compute it with this one function;
+ * never 0 (a free entry). */
+static inline __attribute__((always_inline))
+__u64 xd_rrl_bucket_key(__u64 seed, const __u8 *addr, __u32 family, __u32 kind, __u32 qtype,
+			__u64 name_hash)
+{
+	__u64 k0 = seed, k1 = seed ^ 0x9e3779b97f4a7c15ULL;
+	__u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+	__u64 v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+	__u64 a0 = 0, a1 = 0, w;
+	int i, j;
+
+	for (i = 0; i < 8; i++) {
+		a0 |= (__u64)addr[i] << (8 * i);
+		a1 |= (__u64)addr[8 + i] << (8 * i);
+	}
+	w = (__u64)(family & 0xff) | (__u64)(kind & 0xff) << 8 | (__u64)(qtype & 0xffff) << 16;
+	XD_SIPWORD(v0, v1, v2, v3, a0);
+	XD_SIPWORD(v0, v1, v2, v3, a1);
+	XD_SIPWORD(v0, v1, v2, v3, w);
+	XD_SIPWORD(v0, v1, v2, v3, name_hash);
+	v3 ^= 32ULL << 56;	/* the length, SipHash's last block */
+	XD_SIPROUND(v0, v1, v2, v3);
+	v0 ^= 32ULL << 56;
+	v2 ^= 0xff;
+	for (j = 0; j < 3; j++)
+		XD_SIPROUND(v0, v1, v2, v3);
+	v0 = v0 ^ v1 ^ v2 ^ v3;
+	return v0 ? v0 : 1;
+}
+
 /* Answers the program sent itself, per RCODE (its low 4 bits). */
 #define XD_ANSWER_RCODES 16
 
@@ -228,6 +353,8 @@ struct xd_prog_counters {
 	__u64 denied;		/* from a source the ACL denies: dropped, not in `dropped` */
 	__u64 answered_in_xdp;	/* answered from the answer table (XDP_TX) */
 	__u64 answered_in_xdp_rcode[XD_ANSWER_RCODES];
+	__u64 rate_limited;	/* table answers limited: dropped or slipped */
+	__u64 slipped;		/* of those, sent truncated (TC) */
 };
 
 #endif

@@ -36,6 +36,7 @@ struct xd_answer_ctx {
 	const struct xd_cookies *cookies;	/* the engine's secrets; NULL: off */
 	bool want_kind;				/* fill kind: rate limiting is on */
 	uint32_t now;				/* UNIX time in seconds */
+	uint32_t rrl_now;			/* xd_rrl_clock(), when want_kind */
 	const struct xd_rcache *cache;		/* the resolver's answers; NULL:
 						 * none (needs now) */
 	/* Set per query: */

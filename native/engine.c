@@ -220,5 +220,7 @@ const struct xd_rrl *xd_engine_batch_begin(struct xd_engine *e,
 	ctx->want_kind = rrl != NULL;
 	if (ctx->cookies || rrl || ctx->cache)
 		ctx->now = (uint32_t)time(NULL);
+	if (rrl)
+		ctx->rrl_now = xd_rrl_clock();
 	return rrl;
 }

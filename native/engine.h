@@ -553,6 +553,8 @@ struct xd_prog_stats {
 	uint64_t denied;		/* dropped for the source ACL */
 	uint64_t answered_in_xdp;	/* answered from the answer table */
 	uint64_t answered_in_xdp_rcode[16];	/* of those, by RCODE */
+	uint64_t rate_limited;		/* table answers RRL dropped or slipped */
+	uint64_t slipped;		/* of those, sent truncated */
 };
 
 /* Loads and attaches the XDP program to cfg->ifname (native mode, generic

@@ -39,6 +39,7 @@
 #include "rrl.h"
 #include "wire.h"
 #include "xdp_internal.h"
+#include "xdp_rrl.h"
 #include "xdpdns_maps.h"
 
 /* Rates above this are no limit worth having; it keeps window * rate far
@@ -52,6 +53,10 @@
 #define XD_HDR_ARCOUNT 10
 /* TYPE, CLASS, TTL and RDLENGTH after an RR's owner. */
 #define XD_RR_FIXED_LEN 10
+
+_Static_assert(XD_RRL_CLASSES == XD_RRL_KINDS && XD_RRL_ANSWER == XD_RRL_KIND_ANSWER,
+	       "the XDP program counts the kinds of engine.h");
+_Static_assert(sizeof(struct xd_rrl_entry) == 32, "four buckets in two cache lines");
 
 /* ---- reading a response ------------------------------------------------------ */
 
@@ -184,24 +189,19 @@ static void client_prefix(const struct xd_rrl *rrl, const struct xd_client *clie
 	xd_mask_prefix(ev->addr, v4 ? 4 : 16, ev->prefix_len);
 }
 
+uint64_t xd_rrl_name_hash(const uint8_t *name, size_t len)
+{
+	/* Unkeyed: a name's hash only picks the bucket through the keyed
+	 * xd_rrl_bucket_key, and the XDP answer table stores it. */
+	return xd_hash(name, len, XD_RRL_NAME_SEED);
+}
+
 static uint64_t bucket_key(const struct xd_rrl *rrl, const struct xd_rrl_event *prefix,
 			   const struct xd_response_kind *r)
 {
-	/* family, prefix, kind, qtype, name */
-	uint8_t buf[1 + 16 + 1 + 2 + XD_NAME_MAX];
-	size_t n = 0;
-	uint64_t key;
-
-	buf[n++] = (uint8_t)prefix->family;
-	memcpy(buf + n, prefix->addr, 16);
-	n += 16;
-	buf[n++] = (uint8_t)r->kind;
-	xd_put16(buf + n, r->qtype);
-	n += 2;
-	memcpy(buf + n, r->name, (size_t)r->name_len);
-	n += (size_t)r->name_len;
-	key = xd_hash(buf, n, rrl->seed);
-	return key ? key : 1;	/* 0 marks a free entry */
+	return xd_rrl_bucket_key(rrl->seed, prefix->addr, (uint32_t)prefix->family,
+				 (uint32_t)r->kind, r->qtype,
+				 xd_rrl_name_hash(r->name, (size_t)r->name_len));
 }
 
 /* The bucket of key, or the least recently used of its set made into it
@@ -335,10 +335,10 @@ static int account_answer(struct xd_rrl_state *s, const struct xd_rrl *rrl,
 			  const struct xd_answer_ctx *ctx, const uint8_t *resp, size_t len)
 {
 	if (ctx->kind.kind < 0)
-		return xd_rrl_account(s, rrl, &ctx->client, resp, len, ctx->cookie, ctx->now);
+		return xd_rrl_account(s, rrl, &ctx->client, resp, len, ctx->cookie, ctx->rrl_now);
 	if (exempt(rrl, &ctx->client, ctx->cookie))
 		return XD_RRL_SEND;
-	return account_kind(s, rrl, &ctx->client, &ctx->kind, ctx->now);
+	return account_kind(s, rrl, &ctx->client, &ctx->kind, ctx->rrl_now);
 }
 
 int xd_rrl_filter(struct xd_rrl_state *s, const struct xd_rrl *rrl,
@@ -360,22 +360,57 @@ int xd_rrl_filter(struct xd_rrl_state *s, const struct xd_rrl *rrl,
 
 int xd_rrl_state_sync(struct xd_rrl_state *s, const struct xd_rrl *rrl)
 {
+	const struct xd_rrl_shared *sh = s->shared;
+
 	if (s->generation == rrl->generation)
 		return s->table ? 0 : -ENOMEM;
 	/* New settings: a new table, since rates and prefixes changed what
 	 * the old buckets mean. */
-	free(s->table);
+	if (s->owned)
+		free(s->table);
 	s->generation = rrl->generation;
 	s->mask = rrl->table_size / XD_RRL_WAYS - 1;
+	if (sh && sh->generation == rrl->generation && s->queue >= 0 &&
+	    (uint32_t)s->queue < sh->slices && sh->nsets == s->mask + 1) {
+		s->table = sh->sets[(size_t)s->queue * sh->nsets].way;
+		s->owned = false;
+		return 0;
+	}
 	s->table = calloc(rrl->table_size, sizeof(*s->table));
+	s->owned = s->table != NULL;
 	return s->table ? 0 : -ENOMEM;
 }
 
 void xd_rrl_state_release(struct xd_rrl_state *s)
 {
-	free(s->table);
+	if (s->owned)
+		free(s->table);
 	s->table = NULL;
+	s->owned = false;
 	s->generation = 0;
+}
+
+uint32_t xd_rrl_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint32_t)ts.tv_sec;
+}
+
+void xd_rrl_settings_get(const struct xd_rrl *rrl, uint32_t slices,
+			 struct xd_rrl_settings *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->seed = rrl->seed;
+	for (int i = 0; i < XD_RRL_KINDS; i++)
+		out->rate[i] = rrl->rate[i];
+	out->window = rrl->window;
+	out->slip = rrl->slip;
+	out->nsets = rrl->table_size / XD_RRL_WAYS;
+	out->slices = slices;
+	out->ipv4_prefix = rrl->ipv4_prefix;
+	out->ipv6_prefix = rrl->ipv6_prefix;
 }
 
 /* ---- settings ------------------------------------------------------------------ */
@@ -498,6 +533,7 @@ int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
 		      struct xd_error *err)
 {
 	struct xd_rrl *rrl = NULL, *old;
+	struct xd_xdp_rrl *old_maps = NULL;
 	bool was_on;
 	int rc;
 
@@ -509,16 +545,26 @@ int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
 	pthread_mutex_lock(&e->rrl_lock);
 	if (rrl)
 		rrl->generation = ++e->rrl_generation;
+	/* The XDP program's buckets first: a worker that sees the new
+	 * settings finds them there. */
+	rc = e->xdp ? xd_xdp_rrl_switch(e->xdp, rrl, &old_maps, err) : 0;
+	if (rc) {
+		pthread_mutex_unlock(&e->rrl_lock);
+		xd_rrl_free(rrl);
+		return rc;
+	}
 	old = atomic_exchange(&e->rrl, rrl);
 	pthread_mutex_unlock(&e->rrl_lock);
 	was_on = old != NULL;
 	xd_engine_synchronize(e);
 	xd_rrl_free(old);
-	/* The XDP program's answer table is off while rate limiting is on
-	 * (xd_xdp_answers_prepare) and back when it is off. */
+	xd_xdp_rrl_free(old_maps);
+	/* A program without rate limiting maps pauses its answer table while
+	 * rate limiting is on (xd_xdp_answers_prepare). */
 	if ((rrl != NULL) != was_on) {
 		pthread_mutex_lock(&e->acl_lock);
-		xd_xdp_answers_refresh(e, NULL);
+		if (e->xdp && !e->xdp->rrl_in_program)
+			xd_xdp_answers_refresh(e, NULL);
 		pthread_mutex_unlock(&e->acl_lock);
 	}
 	return 0;
@@ -526,6 +572,8 @@ int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
 
 int xd_engine_rrl_events(struct xd_engine *e, struct xd_rrl_event *out, int max)
 {
+	/* The workers note the buckets' clock; the log wants UNIX time. */
+	int64_t to_unix = (int64_t)time(NULL) - (int64_t)xd_rrl_clock();
 	int n = 0;
 
 	if (max < 0)
@@ -535,6 +583,10 @@ int xd_engine_rrl_events(struct xd_engine *e, struct xd_rrl_event *out, int max)
 		n += xd_udp_rrl_events(e->udp, out, max);
 	for (int i = 0; e->xdp && i < e->xdp->nworkers && n < max; i++)
 		n += xd_rrl_ring_take(&e->xdp->workers[i].rrl.ring, out + n, max - n);
+	for (int i = 0; i < n; i++)
+		out[i].time = (uint32_t)((int64_t)out[i].time + to_unix);
+	if (e->xdp)
+		n += xd_xdp_rrl_notes_take(e->xdp->rrl_notes, out + n, max - n);
 	pthread_mutex_unlock(&e->rrl_lock);
 	return n;
 }
@@ -598,6 +650,7 @@ int xd_rrl_table_answer(struct xd_rrl_table *t, const struct xd_image *img,
 
 	xd_client_set(&t->ctx.client, client->family, client->addr);
 	t->ctx.now = now;
+	t->ctx.rrl_now = now;
 	t->ctx.want_kind = true;
 	len = xd_answer_ctx(img, &t->ctx, query, qlen, resp, cap, 0);
 	if (len <= 0)

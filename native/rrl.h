@@ -8,16 +8,15 @@
 #define XDPDNS_RRL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "engine.h"
+#include "xdpdns_maps.h"
 
 struct xd_acl;
 struct xd_udp;
 
-/* Four ways per set: a bucket survives three newer neighbours in its set,
- * and a lookup reads two cache lines (four 32-byte entries). */
-#define XD_RRL_WAYS 4
 /* Events waiting for the log per worker: one a second per limited bucket
  * at most; when Python falls behind, the newest are lost, never memory. */
 #define XD_RRL_RING 64
@@ -36,18 +35,6 @@ struct xd_rrl {
 	struct xd_acl *exempt;		/* NULL: nobody; DENY marks an exempt source */
 };
 
-/* One bucket: BIND's credit scheme.  balance is at most one second of
- * `rate` and at least -window * rate, so that a client must stay under
- * the rate for up to a window before it is answered again. */
-struct xd_rrl_entry {
-	uint64_t key;			/* 0: free */
-	int64_t balance;
-	uint32_t last;			/* last response (credit, and the LRU) */
-	uint32_t logged;		/* when its event was last pushed */
-	uint32_t slips;			/* limited responses, for slip */
-	uint32_t has_logged;
-};
-
 /* Single producer (the worker), single consumer (xd_engine_rrl_events). */
 struct xd_rrl_ring {
 	_Atomic uint32_t head;
@@ -55,18 +42,42 @@ struct xd_rrl_ring {
 	struct xd_rrl_event events[XD_RRL_RING];
 };
 
+/* The buckets of one generation of the settings that the AF_XDP workers
+ * share with the XDP program (xdp.c): a slice of nsets sets per rx queue. */
+struct xd_rrl_shared {
+	uint64_t generation;
+	struct xd_rrl_set *sets;
+	uint32_t nsets;
+	uint32_t slices;
+};
+
 /* What a worker keeps; zeroed at the start. */
 struct xd_rrl_state {
 	uint64_t generation;		/* of the settings the table is for */
 	struct xd_rrl_entry *table;
 	uint32_t mask;			/* sets - 1 */
+	bool owned;			/* the table was allocated here */
+	/* An AF_XDP worker sets these before each batch: its rx queue, and
+	 * the shared buckets in force (NULL: none, a table of its own). */
+	int queue;
+	const struct xd_rrl_shared *shared;
 	struct xd_rrl_ring ring;
 };
 
 void xd_rrl_free(struct xd_rrl *rrl);
 
+/* The clock of the buckets: seconds of CLOCK_MONOTONIC_COARSE, the XDP
+ * program's bpf_ktime_get_coarse_ns(). */
+uint32_t xd_rrl_clock(void);
+/* The hash of a response's name that its bucket key takes. */
+uint64_t xd_rrl_name_hash(const uint8_t *name, size_t len);
+/* rrl's settings as the XDP program reads them, for slices rx queues. */
+void xd_rrl_settings_get(const struct xd_rrl *rrl, uint32_t slices,
+			 struct xd_rrl_settings *out);
+
 /* Makes s's table fit rrl (a new, empty one when the settings changed:
- * the only allocation, once per change).  0, or -ENOMEM: no limiting. */
+ * the only allocation, once per change; the queue's slice of s->shared
+ * when that is rrl's).  0, or -ENOMEM: no limiting. */
 int xd_rrl_state_sync(struct xd_rrl_state *s, const struct xd_rrl *rrl);
 void xd_rrl_state_release(struct xd_rrl_state *s);
 

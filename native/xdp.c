@@ -17,6 +17,7 @@
 #include "xdp_answers.h"
 #include "xdp_internal.h"
 #include "xdp_prog.h"
+#include "xdp_rrl.h"
 
 #define XD_CPUS_MAX 4096
 
@@ -80,8 +81,10 @@ static void xdp_free(struct xd_xdp *x)
 	}
 	for (int i = 0; i < x->nworkers; i++)
 		xd_xsk_worker_close(&x->workers[i]);
+	xd_xdp_rrl_notes_close(x->rrl_notes);
 	/* Detach last: until then, unanswered packets still PASS. */
 	xd_prog_free(x->prog);
+	xd_xdp_rrl_free(atomic_load(&x->rrl));
 	if (x->stopfd >= 0)
 		close(x->stopfd);
 	free(x);
@@ -140,6 +143,8 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 		w->cpu = cpus[i % ncpus];
 		w->stopfd = x->stopfd;
 		w->stop = &x->stop;
+		w->rrl.queue = w->queue;
+		w->rrl_maps = &x->rrl;
 		rc = xd_xsk_worker_open(w, cfg->ifname, cfg, x->info.numa_node, &zc,
 					warning, sizeof(warning), err);
 		add_warning(&x->info, warning);
@@ -165,6 +170,68 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 		add_warning(&x->info, "busy polling refused by the kernel: workers sleep in poll");
 	if (!all_zc && cfg->zerocopy == XD_ZEROCOPY_AUTO)
 		add_warning(&x->info, "zero-copy not offered by the driver: copy mode");
+	return 0;
+}
+
+/* The start of XDP mode from its workers on: with rrl_lock held. */
+static int start_limited(struct xd_engine *e, struct xd_xdp *x,
+			 const struct xd_xdp_config *cfg, struct xd_error *err)
+{
+	struct xd_xdp_rrl *none;
+	int rc = xd_xdp_rrl_switch(x, atomic_load(&e->rrl), &none, err);
+
+	for (int i = 0; rc == 0 && i < x->nworkers; i++)
+		rc = xd_xsk_worker_start(&x->workers[i], err);
+	if (rc)
+		return rc;
+	x->answers_mode = cfg->answers;
+	rc = xd_prog_set_checksums(x->prog, cfg->verify_checksums, err);
+	if (rc)
+		return rc;
+	/* The ACL set so far and the answer table go in before any port is
+	 * redirected (the caller sets the ports after this returns); under
+	 * acl_lock, so that an xd_engine_acl_set or a new image meanwhile
+	 * reaches these maps too. */
+	pthread_mutex_lock(&e->acl_lock);
+	rc = xd_prog_acl_set(x->prog, atomic_load(&e->acl), err);
+	if (rc == 0) {
+		e->xdp = x;
+		xd_xdp_answers_refresh(e, NULL);
+	}
+	pthread_mutex_unlock(&e->acl_lock);
+	return rc;
+}
+
+int xd_xdp_rrl_switch(struct xd_xdp *x, const struct xd_rrl *rrl, struct xd_xdp_rrl **old,
+		      struct xd_error *err)
+{
+	struct xd_xdp_rrl *maps = NULL, *prev = atomic_load(&x->rrl);
+	int rc;
+
+	*old = NULL;
+	/* A program without the maps: the workers keep tables of their own
+	 * and the answer table pauses (xd_xdp_answers_prepare). */
+	if (!x->rrl_in_program)
+		return 0;
+	if (!rrl) {
+		xd_xdp_rrl_clear(x->prog);
+	} else {
+		rc = xd_xdp_rrl_build(x->prog, rrl, (uint32_t)(x->info.first_queue + x->nworkers),
+				      &maps, err);
+		if (rc)
+			return rc;
+		rc = xd_xdp_rrl_put(x->prog, maps, err);
+		if (rc) {
+			/* The old maps back, or none: never the new half put. */
+			struct xd_error ignored;
+
+			if (prev)
+				xd_xdp_rrl_put(x->prog, prev, &ignored);
+			xd_xdp_rrl_free(maps);
+			return rc;
+		}
+	}
+	*old = atomic_exchange(&x->rrl, maps);
 	return 0;
 }
 
@@ -214,26 +281,22 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 	if (!native && !cfg->generic)
 		add_warning(&x->info, "native XDP refused by the driver: generic mode");
 	x->nworkers = nq;
-	rc = open_workers(e, x, cfg, err);
-	for (int i = 0; rc == 0 && i < nq; i++)
-		rc = xd_xsk_worker_start(&x->workers[i], err);
-	if (rc)
+	x->rrl_in_program = xd_xdp_rrl_supported(x->prog);
+	rc = xd_xdp_rrl_notes_open(x->prog, &x->rrl_notes);
+	if (rc) {
+		snprintf(err->message, sizeof(err->message), "cannot read the XDP program's "
+			 "rate limiting notes: %s", strerror(-rc));
 		goto out_free;
-	x->answers_mode = cfg->answers;
-	rc = xd_prog_set_checksums(x->prog, cfg->verify_checksums, err);
-	if (rc)
-		goto out_free;
-	/* The ACL set so far and the answer table go in before any port is
-	 * redirected (the caller sets the ports after this returns); under
-	 * acl_lock, so that an xd_engine_acl_set or a new image meanwhile
-	 * reaches these maps too. */
-	pthread_mutex_lock(&e->acl_lock);
-	rc = xd_prog_acl_set(x->prog, atomic_load(&e->acl), err);
-	if (rc == 0) {
-		e->xdp = x;
-		xd_xdp_answers_refresh(e, NULL);
 	}
-	pthread_mutex_unlock(&e->acl_lock);
+	rc = open_workers(e, x, cfg, err);
+	if (rc)
+		goto out_free;
+	/* The rate limiting in force has the program's buckets before the
+	 * workers start (they take their tables from them), and a change
+	 * meanwhile waits for e->xdp: rrl_lock is held until it is set. */
+	pthread_mutex_lock(&e->rrl_lock);
+	rc = start_limited(e, x, cfg, err);
+	pthread_mutex_unlock(&e->rrl_lock);
 	if (rc)
 		goto out_free;
 	*info = x->info;
@@ -248,10 +311,14 @@ int xd_engine_xdp_stop(struct xd_engine *e)
 {
 	struct xd_xdp *x;
 
+	/* rrl_lock too: a change of the rate limiting settings works on the
+	 * program's maps through e->xdp. */
+	pthread_mutex_lock(&e->rrl_lock);
 	pthread_mutex_lock(&e->acl_lock);
 	x = e->xdp;
 	e->xdp = NULL;
 	pthread_mutex_unlock(&e->acl_lock);
+	pthread_mutex_unlock(&e->rrl_lock);
 	if (x)
 		xdp_free(x);
 	return 0;
@@ -342,11 +409,12 @@ int xd_xdp_answers_prepare(struct xd_engine *e, const struct xd_image *img,
 		answers_state(info, XD_ANSWERS_STATE_OFF, "[xdp] answers = \"off\"");
 		return -1;
 	}
-	/* Rate limiting counts every response in the workers' tables: while
-	 * it is on, every query goes to them. */
-	if (atomic_load(&e->rrl)) {
-		answers_state(info, XD_ANSWERS_STATE_PAUSED, "rate limiting is on: the "
-			      "workers answer every query, so that each response is counted");
+	/* A program without the rate limiting maps cannot count its answers
+	 * in the workers' buckets: while RRL is on, the workers answer all. */
+	if (atomic_load(&e->rrl) && !x->rrl_in_program) {
+		answers_state(info, XD_ANSWERS_STATE_PAUSED, "rate limiting is on and the "
+			      "XDP program has no rate limiting maps: the workers answer "
+			      "every query, so that each response is counted");
 		return -1;
 	}
 	if (!img) {

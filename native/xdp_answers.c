@@ -31,6 +31,7 @@
 #include "image.h"
 #include "packet.h"
 #include "resolver.h"
+#include "rrl.h"
 #include "wire.h"
 #include "xdp_answers.h"
 
@@ -218,6 +219,8 @@ struct answered {
 	uint16_t count[3];
 	const uint8_t *sections;	/* into asking.resp */
 	size_t len;
+	uint32_t rrl_kind;		/* what rate limiting counts it as */
+	uint64_t rrl_name;
 };
 
 static size_t make_query(struct asking *a, uint16_t qtype, bool upper, bool edns)
@@ -260,6 +263,7 @@ static int ask(struct asking *a, uint16_t qtype, struct answered *out)
 
 	memset(&ctx, 0, sizeof(ctx));
 	memset(out, 0, sizeof(*out));
+	ctx.want_kind = true;
 	len = xd_answer_ctx(a->img, &ctx, a->query, qlen, a->resp, sizeof(a->resp),
 			    XD_ANSWER_TCP | XD_ANSWER_DEFER);
 	if (len == -EAGAIN)
@@ -279,7 +283,11 @@ static int ask(struct asking *a, uint16_t qtype, struct answered *out)
 	out->count[2] = xd_get16(a->resp + 10);
 	out->sections = a->resp + qend;
 	out->len = (size_t)len - qend;
-	out->ok = out->len <= XD_ANSWER_BODY_MAX &&
+	/* The program counts it in the bucket a worker would (rrl.c): a
+	 * kind the core did not note would need the response read back. */
+	out->rrl_kind = (uint32_t)ctx.kind.kind;
+	out->rrl_name = xd_rrl_name_hash(ctx.kind.name, ctx.kind.name_len);
+	out->ok = ctx.kind.kind >= 0 && out->len <= XD_ANSWER_BODY_MAX &&
 		  qend + out->len + XD_ANSWER_OPT_RESERVE <= XD_ANSWER_UDP_MAX;
 	return 0;
 }
@@ -422,6 +430,8 @@ static int emit(struct compiling *c, uint16_t qtype, uint16_t qclass, const stru
 	v.arcount = x->count[2];
 	v.len = (uint16_t)x->len;
 	v.csum = (uint16_t)~xd_csum_fold(xd_csum_add(0, x->sections, x->len));
+	v.rrl_kind = x->rrl_kind;
+	v.rrl_name = x->rrl_name;
 	return enter(c, qtype, qclass, &v, x);
 }
 

@@ -23,6 +23,8 @@
 
 struct xd_prog;
 struct xd_resolver_endpoint;
+struct xd_xdp_rrl;
+struct xd_xdp_rrl_notes;
 
 /* UMEM memory of one queue. */
 struct xd_umem_area {
@@ -87,6 +89,8 @@ struct xd_xsk_worker {
 	uint32_t fill_reserve;		/* free frames kept off the fill ring */
 	struct xd_queue_stats stats;	/* written by the worker only */
 	struct xd_rrl_state rrl;	/* the worker's buckets and events */
+	/* The buckets it shares with the program (struct xd_xdp's rrl). */
+	_Atomic(struct xd_xdp_rrl *) *rrl_maps;
 	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no
 						 * resolver */
 };
@@ -121,11 +125,24 @@ struct xd_xdp {
 	struct xd_xdp_info info;
 	int answers_mode;		/* XD_ANSWERS_* of the config */
 	struct xd_answers_info answers;	/* under the engine's acl_lock */
+	/* Rate limiting of the program's answers (xdp_rrl.c), written under
+	 * the engine's rrl_lock: whether the program has the maps, the maps
+	 * in force (NULL: RRL off), and its notes of limited buckets. */
+	bool rrl_in_program;
+	_Atomic(struct xd_xdp_rrl *) rrl;
+	struct xd_xdp_rrl_notes *rrl_notes;
 	int stopfd;
 	atomic_int stop;
 	int nworkers;
 	struct xd_xsk_worker workers[];
 };
+
+/* Makes the program count its answers under rrl's settings (NULL: not
+ * at all) in new buckets shared with the workers; *old gets the maps
+ * replaced, to be freed once the workers are past them.  With the
+ * engine's rrl_lock held. */
+int xd_xdp_rrl_switch(struct xd_xdp *x, const struct xd_rrl *rrl, struct xd_xdp_rrl **old,
+		      struct xd_error *err);
 
 struct xd_image;
 struct xd_prog_table;

@@ -383,6 +383,13 @@ void xd_prog_free(struct xd_prog *p)
 
 /* ---- maps ------------------------------------------------------------------ */
 
+int xd_prog_map_fd(struct xd_prog *p, const char *name)
+{
+	int fd = bpf_object__find_map_fd_by_name(p->obj, name);
+
+	return fd < 0 ? -1 : fd;
+}
+
 int xd_prog_set_port(struct xd_prog *p, uint16_t port, uint32_t action,
 		     struct xd_error *err)
 {
@@ -500,6 +507,8 @@ static void xd_prog_stats_add(struct xd_prog_stats *out, const struct xd_prog_co
 	out->answered_in_xdp += c->answered_in_xdp;
 	for (int i = 0; i < XD_ANSWER_RCODES; i++)
 		out->answered_in_xdp_rcode[i] += c->answered_in_xdp_rcode[i];
+	out->rate_limited += c->rate_limited;
+	out->slipped += c->slipped;
 }
 
 int xd_prog_counters(struct xd_prog *p, int cpu, struct xd_prog_stats *out)

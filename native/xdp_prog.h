@@ -61,6 +61,9 @@ int xd_prog_answers_build(struct xd_prog *p, const struct xd_answers *t,
 int xd_prog_answers_put(struct xd_prog *p, struct xd_prog_table *m, struct xd_error *err);
 /* Closes built maps not put (accepts a closed one). */
 void xd_prog_table_close(struct xd_prog_table *m);
+/* The descriptor of the program's map `name` (the program keeps it), or
+ * -1 when it has none. */
+int xd_prog_map_fd(struct xd_prog *p, const char *name);
 /* cpu -1: summed.  Returns the number of possible CPUs or -errno. */
 int xd_prog_counters(struct xd_prog *p, int cpu, struct xd_prog_stats *out);
 

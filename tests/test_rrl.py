@@ -30,6 +30,7 @@ NOW = 1_700_000_000
 FLOODER = "127.0.0.2"
 QUIET = "127.0.0.1"
 COLLECT = 0.5  # seconds of collecting the answers to a burst
+CLOCK_MONOTONIC_COARSE = 6  # Linux's; Python's time module does not name it
 
 ZONE = """\
 $ORIGIN example.com.
@@ -532,30 +533,111 @@ def second_client_v4(xdp_topology):
         topo.client.run("ip", "addr", "del", prefix, "dev", topo.client_if, check=False)
 
 
-@pytest.mark.xdp
-@pytest.mark.asan
-def test_xdp_limits_a_flood_and_answers_the_other_prefix(xdp_topology, xdp_serve,
-                                                         second_client_v4, tmp_path):
-    """Through AF_XDP: the client's address floods and is limited (every
-    second limited response truncated), while the second address, another
-    /32 bucket, is answered in full."""
-    topo = xdp_topology
+def _fresh_rrl_second():
+    """Sleeps into the first tenth of a second of the buckets' clock
+    (CLOCK_MONOTONIC_COARSE, the XDP program's bpf_ktime_get_coarse_ns), so
+    that a burst's credit is exactly one second's."""
+    now = time.clock_gettime(CLOCK_MONOTONIC_COARSE)
+    time.sleep(1.02 - (now % 1.0))
+
+
+def _xdp_rrl_conf(tmp_path, answers, extra=""):
     path = tmp_path / "rrl.toml"
     path.write_text("[plugins.rrl]\nenabled = true\nrate = 5\nslip = 2\nwindow = 1\n"
-                    "ipv4_prefix = 32\n")
-    server = xdp_serve("--config", path)
+                    f"ipv4_prefix = 32\n{extra}\n[xdp]\nanswers = \"{answers}\"\n")
+    return path
+
+
+@pytest.mark.xdp
+@pytest.mark.asan
+@pytest.mark.parametrize("answers", ["all", "off"])
+def test_xdp_limits_a_flood_and_answers_the_other_prefix(xdp_topology, xdp_serve,
+                                                         second_client_v4, tmp_path, answers):
+    """In XDP mode, from the program's answer table or (table off) through
+    AF_XDP: the client's address floods and is limited (every second
+    limited response truncated to the question), while the second address,
+    another /32 bucket, is answered in full; the counters and the log say
+    so, once, wherever it was limited."""
+    topo = xdp_topology
+    server = xdp_serve("--config", _xdp_rrl_conf(tmp_path, answers))
     wire = dns.message.make_query("www.example.com.", "A").to_wire()
     with topo.client.entered():
-        time.sleep(1.0)
+        _fresh_rrl_second()
         flood = _burst_udp(topo.client_v4, (topo.server_v4, 53), wire, 40)
         quiet = _burst_udp(second_client_v4, (topo.server_v4, 53), wire, 5)
     full = [r for r in flood if not r.flags & dns.flags.TC]
     truncated = [r for r in flood if r.flags & dns.flags.TC]
-    assert 5 <= len(full) <= 10, len(full)
-    assert 13 <= len(truncated) <= 18, len(truncated)
+    assert len(full) == 5 and all(r.answer for r in full), len(full)
+    assert len(truncated) == 17, len(truncated)
+    assert all(not r.answer and not r.additional and r.question and r.edns < 0
+               for r in truncated)
     assert len(quiet) == 5 and all(r.answer and not r.flags & dns.flags.TC for r in quiet)
-    queues = server.stats()["xdp"]["queues"]
-    assert sum(q["limited"] for q in queues) >= 30
-    assert sum(q["slipped"] for q in queues) == len(truncated)
+    stats = server.stats()["xdp"]
+    queues, program = stats["queues"], stats["program"]
+    in_xdp = answers == "all"
+    assert stats["answers"]["state"] == ("on" if in_xdp else "off"), stats["answers"]
+    limited = program["rate_limited"] if in_xdp else sum(q["limited"] for q in queues)
+    slipped = program["slipped"] if in_xdp else sum(q["slipped"] for q in queues)
+    assert (limited, slipped) == (35, 17)
+    assert program["answered_in_xdp"] == (10 if in_xdp else 0)
     table = run_xdpdns_cli("stats", "--control-socket", server.control_socket).stdout
     assert "slipped" in table[table.index("AF_XDP queues"):]
+    assert "rate_limited" in table
+    deadline = time.monotonic() + 3
+    line = f"rrl limiting prefix={topo.client_v4}/32 kind=answer"
+    while line not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
+    assert server.output().count(line) == 1
+
+
+@pytest.mark.xdp
+def test_xdp_program_and_workers_count_in_one_bucket(xdp_topology, xdp_serve, tmp_path):
+    """Plain queries (the program answers them from its table) and the same
+    question with an EDNS option (the worker answers it) spend one bucket:
+    one second's five answers between them, not five on each path."""
+    topo = xdp_topology
+    server = xdp_serve("--config", _xdp_rrl_conf(tmp_path, "all"))
+    plain = dns.message.make_query("www.example.com.", "A").to_wire()
+    with_option = dns.message.make_query(
+        "www.example.com.", "A", use_edns=0,
+        options=[dns.edns.GenericOption(65001, b"x")]).to_wire()
+    responses = []
+    with topo.client.entered():
+        _fresh_rrl_second()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((topo.client_v4, 0))
+            for _ in range(20):
+                s.sendto(plain, (topo.server_v4, 53))
+                s.sendto(with_option, (topo.server_v4, 53))
+            s.settimeout(COLLECT)
+            try:
+                while True:
+                    responses.append(dns.message.from_wire(s.recvfrom(65535)[0]))
+            except TimeoutError:
+                pass
+    full = [r for r in responses if not r.flags & dns.flags.TC]
+    assert len(full) == 5, [(r.edns, r.flags) for r in responses]
+    assert all(r.answer for r in full)
+    stats = server.stats()["xdp"]
+    program, queues = stats["program"], stats["queues"]
+    # Each path saw its twenty and limited what the other left no credit for.
+    assert program["answered_in_xdp"] + program["slipped"] + program["rate_limited"] >= 20
+    assert sum(q["received"] for q in queues) >= 20
+    assert program["rate_limited"] + sum(q["limited"] for q in queues) == 35
+
+
+@pytest.mark.xdp
+def test_xdp_exempt_prefix_is_answered_from_the_table(xdp_topology, xdp_serve, tmp_path):
+    """An exempt prefix is never limited by the program either: a flood
+    from it is answered in full, all of it from the table."""
+    topo = xdp_topology
+    conf = _xdp_rrl_conf(tmp_path, "all", 'exempt = ["198.18.0.0/24"]')
+    server = xdp_serve("--config", conf)
+    wire = dns.message.make_query("www.example.com.", "A").to_wire()
+    with topo.client.entered():
+        _fresh_rrl_second()
+        flood = _burst_udp(topo.client_v4, (topo.server_v4, 53), wire, 30)
+    assert len(flood) == 30 and all(r.answer and not r.flags & dns.flags.TC for r in flood)
+    program = server.stats()["xdp"]["program"]
+    assert program["answered_in_xdp"] == 30 and program["rate_limited"] == 0

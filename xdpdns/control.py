@@ -180,8 +180,8 @@ _QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "trunc
           "tx_full", "kicks", "batches", "limited", "slipped", "busy_polls", "sleeps"]
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
 _KERNEL = ["kernel_rx_dropped", "kernel_rx_ring_full", "kernel_fill_empty"]
-_PROG = ["seen", "redirected", "answered_in_xdp", "passed", "dropped", "denied",
-         "malformed"]
+_PROG = ["seen", "redirected", "answered_in_xdp", "rate_limited", "slipped", "passed",
+         "dropped", "denied", "malformed"]
 _DEFERRED = ["deferred", "resolver_full", "resolver_expired"]
 _HOOKS = ["batches", "queries", "answered", "servfail", "timeouts", "errors", "cached"]
 

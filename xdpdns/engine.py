@@ -225,6 +225,10 @@ class ProgStats:
     answered_in_xdp: int = 0  # answered by the program itself (XDP_TX)
     # Of those, by RCODE name ("NOERROR": 12, ...); only RCODEs it sent.
     answered_in_xdp_rcodes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # Table answers rate limiting dropped or sent truncated, and of those
+    # the truncated ones.
+    rate_limited: int = 0
+    slipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -1234,7 +1238,7 @@ def _prog_stats(out) -> ProgStats:
     rcodes = {dns.rcode.to_text(rcode): out.answered_in_xdp_rcode[rcode]
               for rcode in range(16) if out.answered_in_xdp_rcode[rcode]}
     return ProgStats(out.seen, out.redirected, out.passed, out.dropped, out.malformed,
-                     out.denied, out.answered_in_xdp, rcodes)
+                     out.denied, out.answered_in_xdp, rcodes, out.rate_limited, out.slipped)
 
 
 def _answers_info(out) -> AnswersInfo:

@@ -65,7 +65,10 @@ class ServerStats:
             parts.append(f"xdp_denied={sum(c.denied for c in self.xdp.cpus)}")
             parts.append("xdp_answered_in_xdp="
                          f"{sum(c.answered_in_xdp for c in self.xdp.cpus)}")
-            parts += [f"xdp_{name}={self.xdp.total(name)}" for name in ("limited", "slipped")]
+            # The workers' and the program's: one limit, counted where answered.
+            limited = self.xdp.total("limited") + sum(c.rate_limited for c in self.xdp.cpus)
+            slipped = self.xdp.total("slipped") + sum(c.slipped for c in self.xdp.cpus)
+            parts += [f"xdp_limited={limited}", f"xdp_slipped={slipped}"]
         if self.resolver is not None:
             parts += [f"resolver_{f.name}={getattr(self.resolver, f.name)}"
                       for f in fields(self.resolver)]

@@ -94,8 +94,8 @@ class XdpStats:
 
     def as_dict(self) -> dict:
         program = {k: sum(getattr(c, k) for c in self.cpus) for k in
-                   ("seen", "redirected", "answered_in_xdp", "passed", "dropped", "denied",
-                    "malformed")}
+                   ("seen", "redirected", "answered_in_xdp", "rate_limited", "slipped",
+                    "passed", "dropped", "denied", "malformed")}
         rcodes: dict[str, int] = {}
         for c in self.cpus:
             for rcode, n in c.answered_in_xdp_rcodes.items():
