@@ -1101,7 +1101,9 @@ __attribute__((noinline)) int xd_rrl_judge(const struct xd_addr_key *src, __u32 
 		return XD_RRL_V_SEND;
 	rate = cfg->rate[kind];
 	sc = bpf_map_lookup_elem(&rrl_scratch, &zero);
-	if (!rate || !sc || xd_rrl_exempt(src, sc))
+	if (!rate || !sc)
+		return XD_RRL_V_SEND;
+	if ((src->family == XD_AF_INET ? cfg->exempt_v4 : cfg->exempt_v6) && xd_rrl_exempt(src, sc))
 		return XD_RRL_V_SEND;
 	note = &sc->note;
 	__builtin_memcpy(note->addr, src->addr, 16);

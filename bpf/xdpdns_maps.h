@@ -266,7 +266,9 @@ struct xd_rrl_settings {
 	__u32 slices;		/* rx queues 0 .. slices - 1 */
 	__u8 ipv4_prefix;
 	__u8 ipv6_prefix;
-	__u16 pad;
+	/* Whether any prefix of the family is exempt: no lookup when none. */
+	__u8 exempt_v4;
+	__u8 exempt_v6;
 };
 
 struct xd_rrl_exempt_v4_key {

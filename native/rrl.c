@@ -411,6 +411,8 @@ void xd_rrl_settings_get(const struct xd_rrl *rrl, uint32_t slices,
 	out->slices = slices;
 	out->ipv4_prefix = rrl->ipv4_prefix;
 	out->ipv6_prefix = rrl->ipv6_prefix;
+	out->exempt_v4 = rrl->exempt && rrl->exempt->v4.n > 0;
+	out->exempt_v6 = rrl->exempt && rrl->exempt->v6.n > 0;
 }
 
 /* ---- settings ------------------------------------------------------------------ */

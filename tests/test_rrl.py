@@ -592,11 +592,17 @@ def test_xdp_limits_a_flood_and_answers_the_other_prefix(xdp_topology, xdp_serve
 
 
 @pytest.mark.xdp
-def test_xdp_program_and_workers_count_in_one_bucket(xdp_topology, xdp_serve, tmp_path):
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+def test_xdp_program_and_workers_count_in_one_bucket(xdp_topology, xdp_serve, tmp_path,
+                                                     family):
     """Plain queries (the program answers them from its table) and the same
     question with an EDNS option (the worker answers it) spend one bucket:
-    one second's five answers between them, not five on each path."""
+    one second's five answers between them, not five on each path; over
+    IPv4 and IPv6."""
     topo = xdp_topology
+    v6 = family == socket.AF_INET6
+    client = topo.client_v6 if v6 else topo.client_v4
+    server_address = (topo.server_v6 if v6 else topo.server_v4, 53)
     server = xdp_serve("--config", _xdp_rrl_conf(tmp_path, "all"))
     plain = dns.message.make_query("www.example.com.", "A").to_wire()
     with_option = dns.message.make_query(
@@ -605,11 +611,11 @@ def test_xdp_program_and_workers_count_in_one_bucket(xdp_topology, xdp_serve, tm
     responses = []
     with topo.client.entered():
         _fresh_rrl_second()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((topo.client_v4, 0))
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((client, 0))
             for _ in range(20):
-                s.sendto(plain, (topo.server_v4, 53))
-                s.sendto(with_option, (topo.server_v4, 53))
+                s.sendto(plain, server_address)
+                s.sendto(with_option, server_address)
             s.settimeout(COLLECT)
             try:
                 while True:
