@@ -779,6 +779,14 @@ int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
  * the byte order of the reference implementation (exposed for tests). */
 void xd_siphash24(const uint8_t *key, const uint8_t *data, size_t len, uint8_t *out);
 
+/* ---- Privileges ------------------------------------------------------------ */
+
+/* Switches the whole process to uid and gid (the only group) for good; the
+ * calling thread, and threads it starts later, keep the capabilities of
+ * the mask keep (bit N: capability N), which the bounding set is cut to;
+ * every other thread keeps none.  err says which step failed. */
+int xd_privileges_drop(uint32_t uid, uint32_t gid, uint64_t keep, struct xd_error *err);
+
 /* ---- Response rate limiting (RRL) ---------------------------------------- */
 
 /* What happens to one UDP response (xd_rrl_table_check). */

@@ -13,6 +13,9 @@ The file's shape::
     control_socket = "/run/xdpdns/xdpdns.sock"  # `xdpdns stats` asks here
                                # (default: that path as root, else
                                # $XDG_RUNTIME_DIR/xdpdns.sock or /tmp)
+    user = "xdpdns"            # started as root, runs as this user once its
+                               # sockets and XDP program are set up
+    group = "xdpdns"           # default: the user's own group
 
     [xdp]                      # XDP mode: absent (or no interface) = socket mode
     interface = "eth0"         # required for XDP mode
@@ -69,8 +72,10 @@ Every error names the file, the key and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import ipaddress
 import os
+import pwd
 import tomllib
 import types
 import typing
@@ -160,6 +165,9 @@ class ServerConfig:
     log_level: str = "info"
     # None: default_control_socket(), decided when the server starts.
     control_socket: Path | None = None
+    # Who the server runs as once started (None: as it was started).
+    user: str | None = None
+    group: str | None = None
 
 
 HUGEPAGES = ("auto", "required", "off")
@@ -462,7 +470,7 @@ def parse_table(cls: type, table: Mapping[str, Any], where: Where) -> Any:
 # ---- sections ----------------------------------------------------------------
 
 _SERVER_KEYS = ("listen", "udp_workers", "tcp_idle_timeout", "tcp_max_connections",
-                "stats_interval", "log_level", "control_socket")
+                "stats_interval", "log_level", "control_socket", "user", "group")
 
 
 def _positive_int(value: Any, where: Where, key: str, limit: int = 1 << 20) -> int:
@@ -522,7 +530,26 @@ def _parse_server(table: Any, where: Where) -> dict[str, Any]:
     if "control_socket" in table:
         out["control_socket"] = _socket_path(table["control_socket"], where,
                                              "control_socket")
+    if "user" in table:
+        out["user"] = _account(table["user"], where, "user", pwd.getpwnam)
+    if "group" in table:
+        out["group"] = _account(table["group"], where, "group", grp.getgrnam)
     return out
+
+
+def _account(value: Any, where: Where, key: str, lookup) -> str:
+    """The name of an existing user or group (a number is taken as one)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise where.error(key, f"the name of a {key} on this machine", value)
+    name = str(value)
+    try:
+        lookup(name)
+    except KeyError:
+        if name.isdigit():
+            return name
+        hint = " (create it: useradd --system --no-create-home xdpdns)" if key == "user" else ""
+        raise where.error(key, f"a {key} that exists on this machine{hint}", value) from None
+    return name
 
 
 # sockaddr_un.sun_path holds 108 bytes with the terminating NUL.

@@ -52,6 +52,7 @@ __all__ = [
     "XdpInfo",
     "MAX_MESSAGE",
     "siphash24",
+    "drop_privileges",
 ]
 
 # The largest DNS message (RFC 1035 4.2.2: TCP length prefix of 16 bits).
@@ -1315,6 +1316,14 @@ def siphash24(key: bytes, data: bytes) -> bytes:
     out = ffi.new("uint8_t[8]")
     lib.xd_siphash24(key, data, len(data), out)
     return bytes(out)
+
+
+def drop_privileges(uid: int, gid: int, keep: int) -> None:
+    """Switches the process to uid/gid for good; the calling thread (and
+    the threads it starts later) keeps the capabilities of the bit mask
+    ``keep``.  Raises OSError naming the step that failed."""
+    err = ffi.new("struct xd_error *")
+    _raise_for(lib.xd_privileges_drop(uid, gid, keep, err), err, "drop privileges")
 
 
 # ---- response rate limiting ------------------------------------------------------

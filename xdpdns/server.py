@@ -21,6 +21,7 @@ they answer TCP/53, and whatever the XDP program passes to the kernel
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import signal
@@ -31,6 +32,7 @@ from typing import Callable
 
 import dns.name
 
+from xdpdns import privileges
 from xdpdns.acl import Acl
 from xdpdns.config import Config, ConfigError, ListenAddress, default_control_socket
 from xdpdns.control import ControlError, ControlServer
@@ -299,11 +301,17 @@ class Server:
             self._stop.set()
 
     async def _main(self) -> int:
+        who = privileges.run_as(self.config.server.user, self.config.server.group)
+        if who is not None:
+            privileges.check_root(who)
         if self._xdp is not None:
             # Before the zones are compiled: a missing privilege or a typo in
             # the interface name should not wait for a large zone set.
             self._xdp.check()
-        policy = load_policy(self.pm, self.config)
+        # Read as the user it will run as: a file that a reload could not
+        # read fails now, not later.
+        with privileges.acting_as(who):
+            policy = load_policy(self.pm, self.config)
         self._adopt(policy)
         claims = policy.claims
         srv = self.config.server
@@ -346,6 +354,8 @@ class Server:
             try:
                 await self._tcp.start(socks)
                 await self._start_control()
+                if who is not None:
+                    self._drop_privileges(who)
                 # Secondaries hear of the zones as served from now on.
                 self._notifier.zones_published(self.config.zones)
                 await self._serve()
@@ -369,6 +379,19 @@ class Server:
                 log.info("stopped %s", final.log_fields())
                 self._engine = None
         return 0
+
+    def _drop_privileges(self, who: privileges.RunAs) -> None:
+        """Becomes `who` for good, now that everything needing root is set
+        up.  Reloads and transfers run in the default executor's threads:
+        a new executor's threads start from this thread, with what it kept."""
+        xdp = self._xdp is not None
+        privileges.drop(who, xdp)
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(
+            thread_name_prefix="xdpdns"))
+        log.info("running as %s%s", who,
+                 " with CAP_BPF and CAP_NET_ADMIN (XDP maps)" if xdp else
+                 " without capabilities")
 
     async def _start_control(self) -> None:
         """Serves `xdpdns stats` on the control socket.  A default path that
