@@ -7,13 +7,17 @@
  * expands BIND's $GENERATE, which libzscanner does not know, into ordinary
  * record lines before the scanner sees them.
  *
- * A file is read into memory whole (mmap) and given to the scanner as a
- * string.  Only when a line starts with $GENERATE is the text cut into
+ * A file is read into memory whole and given to the scanner as a string:
+ * read, not mapped, so that a file truncated while it is read (a reload
+ * racing an editor) is a short zone, never SIGBUS.  An $INCLUDE must be a
+ * regular file in the directory of the zone's own file or below it (NSD's
+ * zonesdir idea: a zone file cannot pull in /etc/shadow), and no file is
+ * read past XD_ZONE_FILE_MAX bytes.  Only when a line starts with $GENERATE is the text cut into
  * segments at those lines; the scanner keeps its origin, $TTL and previous
  * owner across segments because zs_set_input_string resets none of them.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* realpath, MADV_SEQUENTIAL */
+#define _GNU_SOURCE	/* realpath */
 #endif
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +55,9 @@
 /* \DDD for every octet of the longest name, plus dots: fits zs_init's 1 KiB. */
 #define XD_ORIGIN_TEXT_MAX 1024
 #define XD_CONTEXT_MAX 48
+/* A zone file larger than this is refused rather than read: a million
+ * records take about 40 MB. */
+#define XD_ZONE_FILE_MAX (1ULL << 30)
 
 /* One call of xd_builder_load_zonefile, shared by all files it reads. */
 struct xd_zf_load {
@@ -66,6 +72,9 @@ struct xd_zf_load {
 		dev_t dev;
 		ino_t ino;
 	} chain[XD_INCLUDE_DEPTH_MAX + 1];
+	/* The top file's directory (symbolic links resolved): where
+	 * $INCLUDE files must lie. */
+	char *root;
 };
 
 /* One file being read. */
@@ -78,11 +87,10 @@ struct xd_zf_file {
 	bool stopped;
 };
 
-/* A file's bytes: mapped when it is a regular file, read otherwise. */
+/* A file's bytes, read into memory. */
 struct xd_zf_text {
 	const char *data;
 	size_t len;
-	bool mapped;
 };
 
 /* A growable byte buffer, reused for every line one $GENERATE makes. */
@@ -153,25 +161,28 @@ static int xd_zf_scan_error(struct xd_zf_file *f)
 
 static void xd_zf_text_close(struct xd_zf_text *t)
 {
-	if (t->mapped)
-		munmap((void *)t->data, t->len);
-	else
-		free((void *)t->data);
+	free((void *)t->data);
 	t->data = NULL;
 	t->len = 0;
-	t->mapped = false;
 }
 
-/* Reads what cannot be mapped (a pipe, /dev/stdin) into memory. */
-static int xd_zf_text_slurp(int fd, struct xd_zf_text *t)
+/* Reads the file (or a pipe, /dev/stdin) to its end; size_hint, its size
+ * when it was opened, saves the reallocations. */
+static int xd_zf_text_slurp(int fd, size_t size_hint, struct xd_zf_text *t)
 {
 	size_t cap = 0, len = 0;
 	char *data = NULL;
 
 	for (;;) {
 		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 65536;
-			char *ndata = realloc(data, ncap);
+			size_t ncap = cap ? cap * 2 : size_hint + 1 > 65536 ? size_hint + 1 : 65536;
+			char *ndata;
+
+			if (cap >= XD_ZONE_FILE_MAX) {
+				free(data);
+				return -EFBIG;
+			}
+			ndata = realloc(data, ncap);
 
 			if (ndata == NULL) {
 				free(data);
@@ -196,16 +207,21 @@ static int xd_zf_text_slurp(int fd, struct xd_zf_text *t)
 	}
 	t->data = data;
 	t->len = len;
-	t->mapped = false;
 	return 0;
 }
 
-static int xd_zf_text_open(const char *path, struct xd_zf_text *t,
+/* Reading a file failed for a reason errno has no words for. */
+#define XD_ZF_NOT_REGULAR (-10000)
+
+/* Opens and reads path; an $INCLUDE (include set) must be a regular file. */
+static int xd_zf_text_open(const char *path, bool include, struct xd_zf_text *t,
 			   struct stat *st)
 {
 	int fd, ret = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO an $INCLUDE names must not hang the
+	 * load; a regular file ignores it. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | (include ? O_NONBLOCK : 0));
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, st) != 0) {
@@ -216,24 +232,41 @@ static int xd_zf_text_open(const char *path, struct xd_zf_text *t,
 		ret = -EISDIR;
 		goto out_fd;
 	}
-	if (!S_ISREG(st->st_mode) || st->st_size == 0) {
-		ret = xd_zf_text_slurp(fd, t);
+	if (include && !S_ISREG(st->st_mode)) {
+		ret = XD_ZF_NOT_REGULAR;
 		goto out_fd;
 	}
-	void *data = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_PRIVATE,
-			  fd, 0);
-	if (data == MAP_FAILED) {
-		ret = -errno;
+	if (S_ISREG(st->st_mode) && (uint64_t)st->st_size > XD_ZONE_FILE_MAX) {
+		ret = -EFBIG;
 		goto out_fd;
 	}
-	/* The scanner reads front to back once. */
-	(void)madvise(data, (size_t)st->st_size, MADV_SEQUENTIAL);
-	t->data = data;
-	t->len = (size_t)st->st_size;
-	t->mapped = true;
+	ret = xd_zf_text_slurp(fd, S_ISREG(st->st_mode) ? (size_t)st->st_size : 0, t);
 out_fd:
 	close(fd);
 	return ret;
+}
+
+/* Why a file could not be read, in words. */
+static const char *xd_zf_open_reason(int err)
+{
+	if (err == -XD_ZF_NOT_REGULAR)
+		return "not a regular file";
+	if (err == EFBIG)
+		return "larger than 1 GiB";
+	return strerror(err);
+}
+
+/* The directory of path with symbolic links resolved; NULL when it cannot
+ * be resolved (the file is missing: opening it says so). */
+static char *xd_zf_dir_of(const char *path)
+{
+	char *real = realpath(path, NULL), *dir;
+
+	if (real == NULL)
+		return NULL;
+	dir = strdup(dirname(real));
+	free(real);
+	return dir;
 }
 
 /* $INCLUDE names are relative to the including file's directory (as in Knot
@@ -818,6 +851,30 @@ static int xd_zf_check_chain(struct xd_zf_load *load, const char *path,
 	return 0;
 }
 
+/* An $INCLUDE file must lie under the top file's directory: 1 (a problem
+ * recorded) when it does not. */
+static int xd_zf_check_inside(struct xd_zf_load *load, const char *path,
+			      int from_source, uint32_t from_line)
+{
+	char message[512];
+	char *real = realpath(path, NULL);
+	size_t n = load->root ? strlen(load->root) : 0;
+	bool inside;
+	int ret;
+
+	if (real == NULL)
+		return 0;	/* opening it says why it is not there */
+	inside = load->root && strncmp(real, load->root, n) == 0 &&
+		 (real[n] == '/' || (n == 1 && load->root[0] == '/'));
+	free(real);
+	if (inside)
+		return 0;
+	snprintf(message, sizeof(message), "$INCLUDE file %s is outside %s, the directory "
+		 "of the zone's file", path, load->root ? load->root : "(unknown)");
+	ret = xd_zf_error(load, from_source, from_line, message);
+	return ret < 0 ? ret : 1;
+}
+
 /* Reads a file that opened, through a scanner of its own. */
 static int xd_zf_scan(struct xd_zf_load *load, const char *path,
 		      const struct xd_zf_text *t, const char *origin,
@@ -858,13 +915,13 @@ static int xd_zf_open_failed(struct xd_zf_load *load, const char *path,
 	if (from_source >= 0) {
 		snprintf(message, sizeof(message),
 			 "cannot open $INCLUDE file %s: %s", path,
-			 strerror(err));
+			 xd_zf_open_reason(err));
 		return xd_zf_error(load, from_source, from_line, message);
 	}
 	from_source = xd_builder_add_source(load->b, path);
 	if (from_source < 0)
 		return from_source;
-	snprintf(message, sizeof(message), "cannot open: %s", strerror(err));
+	snprintf(message, sizeof(message), "cannot open: %s", xd_zf_open_reason(err));
 	ret = xd_zf_error(load, from_source, 0, message);
 	return ret < 0 ? ret : -err;
 }
@@ -880,7 +937,12 @@ static int xd_zf_read(struct xd_zf_load *load, const char *path,
 	struct stat st;
 	int ret;
 
-	ret = xd_zf_text_open(path, &t, &st);
+	if (from_source >= 0) {
+		ret = xd_zf_check_inside(load, path, from_source, from_line);
+		if (ret != 0)
+			return ret < 0 ? ret : 0;
+	}
+	ret = xd_zf_text_open(path, from_source >= 0, &t, &st);
 	if (ret == -ENOMEM)
 		return ret;
 	if (ret < 0)
@@ -926,7 +988,9 @@ int xd_builder_load_zonefile(struct xd_builder *b, int zone, const char *path,
 		return -EINVAL;
 	/* The builder validated the origin; 1024 bytes hold any name's text. */
 	xd_name_to_text(wire, origin, sizeof(origin));
+	load.root = xd_zf_dir_of(path);
 	ret = xd_zf_read(&load, path, origin, XD_CLASS_IN, XD_TTL_UNSET, -1, 0);
+	free(load.root);
 	if (ret == 0 && load.errors > 0)
 		ret = -EINVAL;
 	return ret;

@@ -112,3 +112,71 @@ def test_negative_ttl_is_min_of_soa_ttl_and_minimum(tmp_path):
     r = ask(img, "nx.example.com.", "A")
     assert r.rcode() == dns.rcode.NXDOMAIN
     assert r.authority[0].ttl == 30
+
+
+def test_include_outside_the_zone_files_directory_is_refused(tmp_path):
+    """An $INCLUDE must lie in the zone file's directory or below: not a
+    path up, not an absolute path elsewhere, not a symbolic link out."""
+    zones = tmp_path / "zones"
+    (zones / "sub").mkdir(parents=True)
+    (tmp_path / "secret.inc").write_text("leak 300 IN A 198.18.0.66\n")
+    (zones / "sub" / "ok.inc").write_text("inside 300 IN A 198.18.0.7\n")
+    (zones / "link.inc").symlink_to(tmp_path / "secret.inc")
+    zone = zones / "example.com.zone"
+    zone.write_text(SOA + "$INCLUDE ../secret.inc\n$INCLUDE /etc/passwd\n"
+                    "$INCLUDE link.inc\n$INCLUDE sub/ok.inc\n")
+    img, problems = load(zone)
+    errors = [p for p in problems if p.is_error]
+    assert [p.line for p in errors] == [4, 5, 6]
+    assert all("outside" in p.message and str(zones) in p.message for p in errors)
+    assert img is None
+
+
+def test_include_of_something_not_a_regular_file_is_refused(tmp_path):
+    """A FIFO named by $INCLUDE is an error at its line, and never blocks
+    the load waiting for a writer."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe.inc")
+    zone = tmp_path / "example.com.zone"
+    zone.write_text(SOA + "$INCLUDE pipe.inc\n")
+    img, problems = load(zone)
+    errors = [p for p in problems if p.is_error]
+    assert len(errors) == 1 and errors[0].line == 4
+    assert "not a regular file" in errors[0].message
+
+
+def test_zone_file_truncated_while_loading_is_not_sigbus(tmp_path):
+    """Regression: zone files were mmapped, so a file truncated while the
+    scanner read it (an editor or a deploy racing a reload) killed the
+    whole server with SIGBUS.  Now it is read first: the load finishes."""
+    import subprocess
+    import sys
+
+    zone = tmp_path / "big.zone"
+    with open(zone, "w") as f:
+        f.write(SOA)
+        for i in range(300_000):
+            f.write(f"h{i} 300 IN TXT \"record number {i} with some text to scan\"\n")
+    script = f"""
+import threading, time, os
+import dns.name
+from xdpdns.engine import ImageBuilder
+
+def truncate():
+    time.sleep(0.05)
+    os.truncate({str(zone)!r}, 0)
+
+with ImageBuilder() as b:
+    zone = b.add_zone(dns.name.from_text("example.com."))
+    threading.Thread(target=truncate).start()
+    try:
+        b.load_zonefile(zone, {str(zone)!r})
+    except Exception as exc:
+        print("load error:", exc)
+print("survived")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert "survived" in result.stdout
