@@ -105,12 +105,29 @@ def _error(message: str) -> int:
     return EXIT_ERROR
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, syslog: str | None = None,
+                   syslog_socket: str = "/dev/log") -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if syslog is None:
+        return
+    import os
+    from logging.handlers import SysLogHandler
+
+    try:
+        handler = SysLogHandler(address=syslog_socket,
+                                facility=SysLogHandler.facility_names[syslog])
+    except OSError as exc:
+        # stderr still has every line: a missing syslog is no reason to stop.
+        log.warning("cannot log to syslog at %s: %s", syslog_socket, exc)
+        return
+    # syslog adds the time; the tag is what journalctl -t and grep find.
+    handler.setFormatter(logging.Formatter(
+        f"xdpdns[{os.getpid()}]: %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -127,7 +144,8 @@ def _serve(args: argparse.Namespace) -> int:
                            xdp_interface=args.xdp, control_socket=args.control_socket)
 
     config = read()
-    _setup_logging(config.server.log_level)
+    _setup_logging(config.server.log_level, config.server.syslog,
+                   str(config.server.syslog_socket))
     return Server(config, pm, reread=read).run()
 
 

@@ -16,6 +16,10 @@ The file's shape::
     user = "xdpdns"            # started as root, runs as this user once its
                                # sockets and XDP program are set up
     group = "xdpdns"           # default: the user's own group
+    syslog = "daemon"          # also log to syslog with this facility
+                               # (default: stderr only; under systemd
+                               # stderr goes to the journal anyway)
+    syslog_socket = "/dev/log" # where syslog listens (the default)
 
     [xdp]                      # XDP mode: absent (or no interface) = socket mode
     interface = "eth0"         # required for XDP mode
@@ -168,8 +172,13 @@ class ServerConfig:
     # Who the server runs as once started (None: as it was started).
     user: str | None = None
     group: str | None = None
+    # Syslog's facility (None: no syslog) and socket.
+    syslog: str | None = None
+    syslog_socket: Path = Path("/dev/log")
 
 
+SYSLOG_FACILITIES = ("daemon", "user", "local0", "local1", "local2", "local3", "local4",
+                     "local5", "local6", "local7")
 HUGEPAGES = ("auto", "required", "off")
 HUGEPAGE_SIZES = {"2M": 2, "1G": 1024}  # in MiB, as the engine takes them
 ZEROCOPY = ("auto", "on", "off")
@@ -470,7 +479,8 @@ def parse_table(cls: type, table: Mapping[str, Any], where: Where) -> Any:
 # ---- sections ----------------------------------------------------------------
 
 _SERVER_KEYS = ("listen", "udp_workers", "tcp_idle_timeout", "tcp_max_connections",
-                "stats_interval", "log_level", "control_socket", "user", "group")
+                "stats_interval", "log_level", "control_socket", "user", "group", "syslog",
+                "syslog_socket")
 
 
 def _positive_int(value: Any, where: Where, key: str, limit: int = 1 << 20) -> int:
@@ -534,6 +544,14 @@ def _parse_server(table: Any, where: Where) -> dict[str, Any]:
         out["user"] = _account(table["user"], where, "user", pwd.getpwnam)
     if "group" in table:
         out["group"] = _account(table["group"], where, "group", grp.getgrnam)
+    if "syslog" in table:
+        value = table["syslog"]
+        if not isinstance(value, str) or value.lower() not in SYSLOG_FACILITIES:
+            raise where.error("syslog", "a syslog facility: " + ", ".join(SYSLOG_FACILITIES),
+                              value)
+        out["syslog"] = value.lower()
+    if "syslog_socket" in table:
+        out["syslog_socket"] = _socket_path(table["syslog_socket"], where, "syslog_socket")
     return out
 
 

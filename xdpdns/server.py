@@ -24,6 +24,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass, fields
@@ -32,7 +33,7 @@ from typing import Callable
 
 import dns.name
 
-from xdpdns import privileges
+from xdpdns import limits, privileges
 from xdpdns.acl import Acl
 from xdpdns.config import Config, ConfigError, ListenAddress, default_control_socket
 from xdpdns.control import ControlError, ControlServer
@@ -43,6 +44,7 @@ from xdpdns.notify import Notifier
 from xdpdns.plugins import PluginError
 from xdpdns.policy import Policy, ReloadRefused, load_policy, publish
 from xdpdns.resolver import Resolver, ResolverStats
+from xdpdns.sdnotify import SystemdNotify
 from xdpdns.tcp import TcpListener, TcpStats, bind_sockets
 from xdpdns.xdp import XdpMode, XdpStats
 
@@ -189,6 +191,7 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._control: ControlServer | None = None
         self._resolver: Resolver | None = None
+        self._systemd = SystemdNotify()
 
     def run(self) -> int:
         """Serves until SIGTERM or SIGINT; returns the exit status (0).
@@ -247,6 +250,7 @@ class Server:
         async with self._reloading:
             start = time.monotonic()
             loop = asyncio.get_running_loop()
+            self._systemd.reloading()
             # Compiling a large zone set takes seconds: not in the event loop.
             try:
                 result = await loop.run_in_executor(None, self._reload_sync)
@@ -269,6 +273,9 @@ class Server:
                 self._each_hook("reload")
             else:
                 log.error("%s", result.message)
+            # Serving either way: the new data, or what it had.
+            self._systemd.ready(self._status() if result.ok else
+                                f"{self._status()}; last reload failed")
             return result
 
     async def _control_reload(self) -> dict:
@@ -304,6 +311,11 @@ class Server:
         who = privileges.run_as(self.config.server.user, self.config.server.group)
         if who is not None:
             privileges.check_root(who)
+        srv = self.config.server
+        # Now, not at the connection that finds no descriptor left.  XDP
+        # mode's "all" queues: at most one a CPU.
+        xdp_queues = (self.config.xdp.queues or os.cpu_count() or 1) if self._xdp else 0
+        limits.ensure_open_files(srv.tcp_max_connections, srv.udp_workers + xdp_queues)
         if self._xdp is not None:
             # Before the zones are compiled: a missing privilege or a typo in
             # the interface name should not wait for a large zone set.
@@ -314,7 +326,6 @@ class Server:
             policy = load_policy(self.pm, self.config)
         self._adopt(policy)
         claims = policy.claims
-        srv = self.config.server
         with Engine() as engine:
             self._engine = engine
             # Before any listener: no query is answered under no ACL and
@@ -437,18 +448,38 @@ class Server:
             log.info("ready listen=%s zones=%d udp_workers=%d%s%s",
                      ",".join(str(a) for a in self.addresses), len(self.zones),
                      self.config.server.udp_workers, xdp, control)
+            self._systemd.ready(self._status())
             reporter = asyncio.create_task(self._report_stats())
             rrl_log = asyncio.create_task(self._log_rrl())
+            watchdog = asyncio.create_task(self._watchdog())
             await self._stop.wait()
             reporter.cancel()
             rrl_log.cancel()
+            watchdog.cancel()
             log.info("stopping")
+            self._systemd.stopping()
             self._shutdown_hook()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             for task in list(reloads):
                 await task  # a reload under way finishes before the engine goes
+
+    def _status(self) -> str:
+        """One line for systemctl status."""
+        return (f"serving {len(self.zones)} zone{'s' if len(self.zones) != 1 else ''} on "
+                + ", ".join(str(a) for a in self.addresses))
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 at half of systemd's interval, from the event loop:
+        a loop that stops turning (stats, reloads, the control socket
+        stuck) gets the service restarted."""
+        interval = self._systemd.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            self._systemd.watchdog()
+            await asyncio.sleep(interval)
 
     def _shutdown_hook(self) -> None:
         self._each_hook("shutdown")
