@@ -977,6 +977,8 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 		answer_chaos(img, &q, &r);
 	else if (q.qclass != XD_CLASS_IN && q.qclass != XD_CLASS_ANY)
 		r.rcode = XD_RCODE_REFUSED;
+	else if (q.qtype == XD_TYPE_AXFR && !tcp)
+		r.rcode = XD_RCODE_NOTIMP;	/* RFC 5936 4.2: TCP only; as Knot and NSD */
 	else if (q.qtype == XD_TYPE_AXFR || q.qtype == XD_TYPE_IXFR)
 		answer_transfer(img, &q, &r);
 	else

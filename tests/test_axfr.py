@@ -150,7 +150,7 @@ def test_serve_transfers_over_tcp_and_refuses_others(tmp_path, xdpdns_serve, xdp
     # Over UDP: no transfer (RFC 5936 4.2: TCP only).
     udp = dns.query.udp(dns.message.make_query("example.com.", "AXFR"), host, port=port,
                         timeout=5)
-    assert udp.rcode() == dns.rcode.REFUSED and not udp.answer
+    assert udp.rcode() == dns.rcode.NOTIMP and not udp.answer
     stats = xdpdns_cli("stats", "--control-socket", control, "--json")
     assert '"transfers": 2' in stats.stdout
 
@@ -181,3 +181,22 @@ def test_ixfr_from_a_client_up_to_date_gets_the_soa_alone():
                 assert len(rrs) > 3 and rrs[0].serial == rrs[-1].serial == ours, serial
             else:
                 assert len(rrs) == 1 and rrs[0].serial == ours, serial
+
+
+@pytest.mark.asan
+def test_axfr_over_udp_is_notimp_as_knot_and_nsd():
+    """Regression: AXFR over UDP was REFUSED; Knot and NSD answer NOTIMP
+    (RFC 5936 4.2: AXFR is TCP only), the question echoed, no records.
+    IXFR over UDP is another matter (RFC 1995 allows it) and keeps its
+    answer."""
+    files = [("example.com.", ZONES / "example.com.zone")]
+    with engine_with(files) as engine:
+        for client in ("127.0.0.1", "127.0.0.2"):  # allowed to transfer or not
+            wire = engine.answer(dns.message.make_query("example.com.", "AXFR").to_wire(),
+                                 client=client)
+            udp = dns.message.from_wire(wire)
+            assert udp.rcode() == dns.rcode.NOTIMP
+            assert udp.question and not udp.answer and not udp.authority
+        ixfr = dns.message.from_wire(engine.answer(
+            dns.message.make_query("example.com.", "IXFR").to_wire(), client="127.0.0.2"))
+        assert ixfr.rcode() == dns.rcode.REFUSED
