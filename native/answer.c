@@ -379,8 +379,13 @@ static int resolve_step(struct ctx *c, struct name *n, bool first)
 
 		return pos < 0 ? -EBADMSG : answer_delegation(c, node, pos, first);
 	}
-	if ((flags & XD_NODE_DNAME) && label > 0)
-		return answer_dname(c, n, node, label);
+	if ((flags & XD_NODE_DNAME) && label > 0) {
+		rc = answer_dname(c, n, node, label);
+		/* A CNAME query is answered by the CNAME the DNAME implies,
+		 * as by a CNAME in the zone: nothing to chase, no SOA (RFC
+		 * 6672 3.2; Knot and NSD). */
+		return rc == -EAGAIN && c->q->qtype == XD_TYPE_CNAME ? 0 : rc;
+	}
 	if (label > 0) {
 		if (!(flags & XD_NODE_WILDCARD_CHILD))
 			return answer_nxdomain(c);

@@ -125,6 +125,21 @@ def test_answer(img, qname, qtype, rcode, aa, answer, authority, additional):
     assert rrsets(r.additional) == additional
 
 
+def test_dname_synthesized_cname_answers_a_cname_query_without_soa(img):
+    """Regression: a CNAME query below a DNAME went on chasing the
+    synthesized CNAME's target for type CNAME and added the SOA (NXDOMAIN
+    where the target does not exist).  The synthesized CNAME is the answer,
+    as a CNAME in the zone is (RFC 6672 3.2; Knot and NSD): NOERROR, no
+    authority."""
+    for qname, target in (("a.dd.example.com.", "a.other.example.com."),
+                          ("x.dd.example.com.", "x.other.example.com.")):
+        r = ask(img, qname, "CNAME")
+        assert r.rcode() == dns.rcode.NOERROR
+        assert rrsets(r.answer) == {"dd.example.com. 3600 IN DNAME other.example.com.",
+                                    f"{qname} 3600 IN CNAME {target}"}
+        assert rrsets(r.authority) == set()
+
+
 def test_cname_loop_stops(img):
     r = ask(img, "loop1.example.com.", "A")
     assert r.rcode() == dns.rcode.NOERROR

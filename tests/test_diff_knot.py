@@ -180,6 +180,7 @@ CASES = [
     C("alias.dn." + EX), C("nx.dn." + EX), C("x.dn." + EX, "TXT"), C("a.b.dn." + EX),
     C("www.dn-ext." + EX), C("dn-ext." + EX, "DNAME"), C("www.dn-child." + EX),
     C("x.dn-dn." + EX, "TXT"), C("www.dn." + EX, "DNAME"),
+    C("x.dn." + EX, "CNAME"), C("nx.dn." + EX, "CNAME"), C("alias.dn." + EX, "CNAME"),
     C("d" * 62 + "." + "e" * 62 + ".dn-long." + EX, note="YXDOMAIN"),
     # delegations, glue, DS at the cut
     C("sub." + EX, "NS"), C("sub." + EX), C("sub." + EX, "DS"), C("sub." + EX, "SOA"),
