@@ -119,3 +119,70 @@ def test_format_stats_tables():
     stats["xdp"]["answers"] = dict(stats["xdp"]["answers"], state="paused",
                                    message="rate limiting is on")
     assert "answer table: paused: rate limiting is on" in format_stats(stats)
+
+
+def test_control_socket_in_a_directory_others_can_write_is_refused(xdpdns_cli, tmp_path):
+    """Regression: the socket was made in any directory, where another user
+    could remove it and put their own in its place (and be asked `reload`
+    by the operator's `xdpdns reload`)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # no sticky bit
+    result = xdpdns_cli("serve", "--listen", "127.0.0.1:0", "--control-socket",
+                        shared / "ctl.sock", timeout=30)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "writable by other users (mode 777)" in result.stderr
+
+
+def test_control_socket_of_another_user_is_refused(xdpdns_cli, tmp_path):
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("making a socket owned by another user needs root")
+    path = tmp_path / "theirs.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(path))
+    os.chown(path, 65534, 65534)
+    result = xdpdns_cli("serve", "--listen", "127.0.0.1:0", "--control-socket", path,
+                        timeout=30)
+    assert result.returncode == 1
+    assert "belongs to uid 65534" in result.stderr
+
+
+def test_control_requests_from_other_users_are_refused(xdpdns_serve, tmp_path):
+    """Regression: the peer was not checked, so a socket made readable (a
+    chmod, an ACL) let any local user reload the server.  SO_PEERCRED: only
+    root and the server's own user are answered."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("asking as another user needs root (runuser)")
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    directory = Path(tempfile.mkdtemp(prefix="xdpdns-ctl-", dir="/tmp"))
+    directory.chmod(0o755)
+    path = directory / "ctl.sock"
+    xdpdns_serve("--listen", "127.0.0.1:0", "--control-socket", path)
+    os.chmod(path, 0o666)
+    probe = ("import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             f"s.connect({str(path)!r})\n"
+             "s.sendall(b'reload\\n')\n"
+             "print(s.makefile().readline())\n")
+    try:
+        result = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", probe],
+                                capture_output=True, text=True, timeout=30, cwd="/")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    if result.returncode != 0 and "Permission denied" in result.stderr:
+        pytest.skip("nobody cannot reach the temporary directory here")
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply == {"error": "uid 65534 may not use this control socket: only root and "
+                              "uid 0 may"}

@@ -4,7 +4,11 @@ loop, and the client side of `xdpdns stats`.
 One request per connection: the client writes one line (``stats``,
 ``reload``), the server answers with one JSON object and closes.  An unknown request gets
 ``{"error": "..."}``.  The socket is created with mode 0600 (the counters
-are the operator's business) and removed when the server exits.
+are the operator's business) and removed when the server exits.  It is
+never made in a directory that another user could swap it in (owned by
+someone else, or writable by others without the sticky bit), and a peer
+that is neither root nor the server's own user is answered with an error
+(SO_PEERCRED), whatever the file's mode says.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +35,31 @@ RELOAD_TIMEOUT = 600.0  # a reload compiles every zone again
 
 class ControlError(Exception):
     """The control socket cannot be served or asked; the message says why."""
+
+
+def _check_directory(directory: Path) -> None:
+    """A directory where nobody but root and this user can put or swap a
+    file: owned by one of them, and writable by others only with the sticky
+    bit (as /tmp is)."""
+    st = directory.lstat()
+    me = os.geteuid()
+    if not stat.S_ISDIR(st.st_mode):
+        raise ControlError(f"control socket directory {directory}: not a directory")
+    if st.st_uid not in (0, me):
+        raise ControlError(f"control socket directory {directory}: owned by uid "
+                           f"{st.st_uid}, not by root or this user ({me})")
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise ControlError(f"control socket directory {directory}: writable by other "
+                           f"users (mode {stat.S_IMODE(st.st_mode):o}): another user "
+                           "could replace the socket")
+
+
+def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
 
 
 def _answers(path: Path) -> bool:
@@ -58,9 +88,14 @@ class ControlServer:
         path = self.path
         try:
             path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            _check_directory(path.parent)
             if path.exists() or path.is_symlink():
-                if not stat.S_ISSOCK(path.lstat().st_mode):
+                st = path.lstat()
+                if not stat.S_ISSOCK(st.st_mode):
                     raise ControlError(f"control socket {path}: exists and is not a socket")
+                if st.st_uid not in (0, os.geteuid()):
+                    raise ControlError(f"control socket {path}: exists and belongs to uid "
+                                       f"{st.st_uid}")
                 if _answers(path):
                     raise ControlError(f"control socket {path}: another xdpdns server "
                                        "answers there (set [server] control_socket or "
@@ -92,8 +127,13 @@ class ControlServer:
             line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
             command = line[:REQUEST_LIMIT].decode("ascii", "replace").strip()
             handler = self.handlers.get(command)
-            if handler is None:
-                reply: Any = {"error": f"unknown request {command!r}; known: "
+            uid = _peer_uid(writer)
+            if uid not in (0, os.geteuid()):
+                log.warning("control socket: request %r from uid %s refused", command, uid)
+                reply: Any = {"error": f"uid {uid} may not use this control socket: only "
+                              f"root and uid {os.geteuid()} may"}
+            elif handler is None:
+                reply = {"error": f"unknown request {command!r}; known: "
                               + ", ".join(sorted(self.handlers))}
             else:
                 try:
