@@ -4,6 +4,7 @@
  * the core will follow is checked once here, so the core need not.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,6 +341,27 @@ static bool is_node(const struct xd_image *img, uint32_t off)
 			     xd_node_name_len(n)) == n;
 }
 
+/* The answering core trusts a node's flags to say which RRsets it holds: a
+ * CNAME or DNAME flag without its RRset would be dereferenced as one. */
+static int check_flags(struct check *c, const uint8_t *n, uint32_t off)
+{
+	uint8_t flags = xd_node_flags(n);
+	bool cname = xd_node_rrset(n, XD_TYPE_CNAME) != NULL;
+	bool dname = xd_node_rrset(n, XD_TYPE_DNAME) != NULL;
+
+	if (!!(flags & XD_NODE_CNAME) != cname)
+		return fail(c, cname ? "CNAME RRset without the CNAME flag" :
+			    "CNAME flag without a CNAME RRset", off);
+	if (!!(flags & XD_NODE_DNAME) != dname)
+		return fail(c, dname ? "DNAME RRset without the DNAME flag" :
+			    "DNAME flag without a DNAME RRset", off);
+	if ((flags & XD_NODE_CUT) && !xd_node_rrset(n, XD_TYPE_NS))
+		return fail(c, "zone cut flag without an NS RRset", off);
+	if ((flags & XD_NODE_APEX) && !xd_node_rrset(n, XD_TYPE_SOA))
+		return fail(c, "apex flag without an SOA RRset", off);
+	return 0;
+}
+
 static int check_node(struct check *c, const struct xd_image *img, uint32_t off,
 		      uint32_t nodes_end)
 {
@@ -355,7 +377,7 @@ static int check_node(struct check *c, const struct xd_image *img, uint32_t off,
 	rc = check_rrsets(c, n, nodes_end, off);
 	if (rc)
 		return rc;
-	return 0;
+	return check_flags(c, n, off);
 }
 
 /* Second pass, once every node is known good: references between nodes. */

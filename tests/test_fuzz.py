@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dnsdiff
-from zoneimage import SOA, image
+from zoneimage import SOA, build, image
 
 pytestmark = pytest.mark.asan
 
@@ -123,3 +123,53 @@ def test_image_round_trip(img):
     again = Image.from_bytes(img.to_bytes())
     for q in QUERIES:
         assert again.answer(q) == img.answer(q)
+
+
+def _xd_hash(data: bytes, seed: int = 0) -> int:
+    """native/wire.c's xd_hash: the image checksum."""
+    mask = (1 << 64) - 1
+    k = 0x9E3779B97F4A7C15
+    h = (seed ^ (len(data) * k)) & mask
+    for i in range(0, len(data), 8):
+        w = int.from_bytes(data[i:i + 8], "little")
+        h = ((h ^ w) * k) & mask
+        h ^= h >> 29
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & mask
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & mask
+    h ^= h >> 33
+    return h
+
+
+def _with_node_flags(image: bytes, relative_name: bytes, flags: int) -> bytes:
+    """The image with the flags byte of the node named relative_name (wire
+    labels before the origin) set to flags, and its checksum made good."""
+    data = bytearray(image)
+    # node: u32 link, u16 zone, u8 flags, u8 name_len, u16 nrrsets, name
+    at = data.find(relative_name)
+    while at >= 0 and data[at - 3] != len(relative_name):
+        at = data.find(relative_name, at + 1)
+    assert at >= 0, "node not found"
+    data[at - 4] = flags
+    checksum_at = 24  # magic, version, byte order, size
+    data[checksum_at:checksum_at + 8] = _xd_hash(bytes(data[checksum_at + 8:])).to_bytes(8, "little")
+    return bytes(data)
+
+
+def test_image_with_a_cname_flag_and_no_cname_is_refused(tmp_path):
+    """Regression: an image whose node had the CNAME flag but no CNAME RRset
+    loaded, and the first query for that name crashed the server (the core
+    took the missing RRset for one).  The loader checks every node's flags
+    against its RRsets."""
+    from xdpdns.engine import Image
+
+    img, problems = build(tmp_path, {"example.com.": SOA + "www 300 IN A 198.18.0.1\n"})
+    assert img is not None, problems
+    data = img.to_bytes()
+    Image.from_bytes(_with_node_flags(data, b"\x03www", 0))  # sealed again: still loads
+    for flags, words in ((0x08, "CNAME flag without a CNAME RRset"),
+                         (0x04, "DNAME flag without a DNAME RRset"),
+                         (0x02, "zone cut flag without an NS RRset")):
+        with pytest.raises(OSError, match=words):
+            Image.from_bytes(_with_node_flags(data, b"\x03www", flags))
