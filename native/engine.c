@@ -5,6 +5,7 @@
  * atomically and reclaimed once every reader has moved on.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,28 @@ int xd_engine_new(struct xd_engine **out, struct xd_error *err)
 	pthread_mutex_init(&e->rrl_lock, NULL);
 	*out = e;
 	return 0;
+}
+
+void xd_engine_worker_failed(struct xd_engine *e, const char *fmt, ...)
+{
+	int none = 0;
+	va_list ap;
+
+	if (!atomic_compare_exchange_strong(&e->failed, &none, 1))
+		return;		/* the first reason is the one to tell */
+	va_start(ap, fmt);
+	vsnprintf(e->failure, sizeof(e->failure), fmt, ap);
+	va_end(ap);
+	atomic_store(&e->failed, 2);
+}
+
+int xd_engine_failure(struct xd_engine *e, char *out, size_t cap)
+{
+	if (atomic_load(&e->failed) != 2)
+		return 0;
+	if (cap)
+		snprintf(out, cap, "%s", e->failure);
+	return 1;
 }
 
 void xd_engine_free(struct xd_engine *e)

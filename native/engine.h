@@ -779,6 +779,11 @@ int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
  * the byte order of the reference implementation (exposed for tests). */
 void xd_siphash24(const uint8_t *key, const uint8_t *data, size_t len, uint8_t *out);
 
+/* Whether a worker thread stopped for an error (1, its reason in out; the
+ * first one only) or none did (0).  The server must then stop: that
+ * worker's socket or queue is answered by nobody. */
+int xd_engine_failure(struct xd_engine *e, char *out, size_t cap);
+
 /* ---- Privileges ------------------------------------------------------------ */
 
 /* Switches the whole process to uid and gid (the only group) for good; the

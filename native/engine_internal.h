@@ -65,7 +65,17 @@ struct xd_engine {
 	struct xd_resolver *resolver;
 	struct xd_udp *udp;
 	struct xd_xdp *xdp;
+	/* The first worker that stopped for an error, in words; set once
+	 * (failed goes 0 -> 1 -> 2: claimed, then written). */
+	_Atomic int failed;
+	char failure[256];
 };
+
+/* A worker thread's last words before it stops for an error: the server
+ * must stop too (xd_engine_failure), or the worker's share of the traffic
+ * is lost without a sound. */
+void xd_engine_worker_failed(struct xd_engine *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static inline const struct xd_image *xd_engine_enter(struct xd_engine *e, int slot)
 {

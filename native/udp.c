@@ -410,8 +410,11 @@ static void *worker_main(void *arg)
 	struct batch *b = malloc(sizeof(*b));
 	struct epoll_event ev[XD_LISTEN_MAX + 2];
 
-	if (!b)
+	if (!b) {
+		xd_engine_worker_failed(w->engine, "UDP worker %d: out of memory for its "
+					"batch", w->index);
 		return NULL;
+	}
 	for (;;) {
 		int n;
 
@@ -422,8 +425,11 @@ static void *worker_main(void *arg)
 			xd_resolver_awake(w->ep);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (n < 0) {
+			xd_engine_worker_failed(w->engine, "UDP worker %d: epoll_wait: %s",
+						w->index, strerror(errno));
 			break;
+		}
 		for (int i = 0; i < n; i++) {
 			if (ev[i].data.fd == EV_STOP)
 				goto out;

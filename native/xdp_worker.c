@@ -478,8 +478,11 @@ static void *worker_main(void *arg)
 		}
 		if (idle_spin(w))
 			continue;
-		if (idle_sleep(w, fds, 3) < 0 && errno != EINTR)
+		if (idle_sleep(w, fds, 3) < 0 && errno != EINTR) {
+			xd_engine_worker_failed(w->engine, "AF_XDP worker of queue %d: poll: %s",
+						w->queue, strerror(errno));
 			break;
+		}
 	}
 	return NULL;
 }

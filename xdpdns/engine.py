@@ -658,6 +658,14 @@ class Engine(_CObject):
         """
         return self.answer_client(query, client, tcp=tcp, now=now, defer=defer).wire
 
+    def failure(self) -> str | None:
+        """Why a worker thread stopped for an error (the first one), or None
+        while every worker runs."""
+        out = ffi.new("char[256]")
+        if lib.xd_engine_failure(self._ptr(), out, len(out)):
+            return ffi.string(out).decode("utf-8", "replace")
+        return None
+
     def udp_start(self, listen: Sequence[tuple[str, int]], workers: int) -> list[int]:
         """Starts UDP workers on every (host, port); returns the bound ports."""
         addrs = ffi.new("struct xd_listen[]", len(listen))

@@ -192,9 +192,11 @@ class Server:
         self._control: ControlServer | None = None
         self._resolver: Resolver | None = None
         self._systemd = SystemdNotify()
+        self._failure: str | None = None  # a worker that stopped for an error
 
     def run(self) -> int:
-        """Serves until SIGTERM or SIGINT; returns the exit status (0).
+        """Serves until SIGTERM or SIGINT; returns the exit status (0, or 1
+        when a worker thread stopped for an error).
 
         Raises ZoneLoadError for broken zones and OSError for addresses that
         cannot be bound, before anything was started.
@@ -389,7 +391,7 @@ class Server:
                 self.pm.hook.stats(server=self, stats=final)
                 log.info("stopped %s", final.log_fields())
                 self._engine = None
-        return 0
+        return 1 if self._failure is not None else 0
 
     def _drop_privileges(self, who: privileges.RunAs) -> None:
         """Becomes `who` for good, now that everything needing root is set
@@ -452,10 +454,12 @@ class Server:
             reporter = asyncio.create_task(self._report_stats())
             rrl_log = asyncio.create_task(self._log_rrl())
             watchdog = asyncio.create_task(self._watchdog())
+            workers = asyncio.create_task(self._watch_workers())
             await self._stop.wait()
             reporter.cancel()
             rrl_log.cancel()
             watchdog.cancel()
+            workers.cancel()
             log.info("stopping")
             self._systemd.stopping()
             self._shutdown_hook()
@@ -469,6 +473,22 @@ class Server:
         """One line for systemctl status."""
         return (f"serving {len(self.zones)} zone{'s' if len(self.zones) != 1 else ''} on "
                 + ", ".join(str(a) for a in self.addresses))
+
+    async def _watch_workers(self, interval: float = 0.5) -> None:
+        """Stops the server, exit status 1, when a worker thread stopped
+        for an error: its socket or queue would go on taking its share of
+        the queries with nobody to answer them.  A supervisor (systemd's
+        Restart=on-failure) starts it again."""
+        while self._engine is not None:
+            failure = self._engine.failure()
+            if failure is not None:
+                self._failure = failure
+                log.error("%s; stopping: that worker's share of the queries would go "
+                          "unanswered", failure)
+                if self._stop is not None:
+                    self._stop.set()
+                return
+            await asyncio.sleep(interval)
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 at half of systemd's interval, from the event loop:
