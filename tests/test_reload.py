@@ -254,3 +254,64 @@ def test_notify_for_a_zone_that_only_some_may_query(tmp_path, xdpdns_serve):
         assert message.question[0].name.to_text() == "example.test."
     finally:
         secondary.close()
+
+
+# ---- publishing is all or nothing ----------------------------------------------------
+
+
+class _RecordingEngine:
+    """Records what publish sets; set_rrl fails when told to."""
+
+    def __init__(self, fail_rrl=False):
+        self.fail_rrl = fail_rrl
+        self.calls = []
+
+    def acl_set(self, pairs, default, socket_action):
+        self.calls.append(("acl", default))
+
+    def set_cookie_secrets(self, current, previous, require):
+        self.calls.append(("cookies", current))
+
+    def set_rrl(self, settings):
+        if self.fail_rrl and settings is not None and settings.rate == 7:
+            raise OSError(12, "RRL: out of memory")
+        self.calls.append(("rrl", None if settings is None else settings.rate))
+
+    def set_image(self, image):
+        self.calls.append(("image", image))
+
+
+def _policy(default, secret, rate, image):
+    from xdpdns.acl import Acl
+    from xdpdns.hookspecs import AddressPolicy, CookieSecrets, RrlSettings
+    from xdpdns.image import CompileResult
+    from xdpdns.policy import Policy
+
+    compiled = CompileResult.__new__(CompileResult)
+    object.__setattr__(compiled, "image", image)
+    return Policy(compiled, Acl((), AddressPolicy(default=default)), CookieSecrets(secret),
+                  RrlSettings(rate=rate), [], [])
+
+
+def test_publish_that_fails_half_way_sets_back_what_it_changed():
+    """Regression: a reload whose rate limiting the engine refused had
+    already switched the ACL, the cookie secret and the image: the server
+    ran on half of the new configuration while `reload` said it failed.
+    Now the image goes last and the steps before it are set back."""
+    from xdpdns.policy import publish
+
+    old = _policy("allow", b"o" * 16, 5, "old image")
+    new = _policy("deny", b"n" * 16, 7, "new image")
+    engine = _RecordingEngine(fail_rrl=True)
+    try:
+        publish(engine, new, old)
+    except OSError as exc:
+        assert "out of memory" in str(exc)
+    else:
+        raise AssertionError("publish did not fail")
+    assert engine.calls == [("acl", "deny"), ("cookies", b"n" * 16),
+                            ("cookies", b"o" * 16), ("acl", "allow")]
+    assert ("image", "new image") not in engine.calls
+    engine = _RecordingEngine()
+    publish(engine, new, old)
+    assert engine.calls[-1] == ("image", "new image")

@@ -64,30 +64,68 @@ def load_policy(pm, config: Config, hooks: list[str] | None = None) -> Policy:
 
 
 def publish(engine: Engine, policy: Policy, previous: Policy | None = None) -> None:
-    """Hands policy to the engine: the image, the ACL (in XDP mode also the
-    program's maps), the cookie secrets and rate limiting, each switched
-    at once for every worker.  At a reload (``previous``) a new cookie
-    secret that comes without a previous one keeps the old one as the
-    previous (RFC 9018 rotation): clients' server cookies stay valid."""
-    # The ACL first: the one step that can fail (XDP mode's maps), and it
-    # fails whole; then nothing was changed.
-    acl = policy.acl
+    """Hands policy to the engine: the ACL (in XDP mode also the program's
+    maps), the cookie secrets, rate limiting and the image, each switched
+    at once for every worker.  All or nothing: the image, which the engine
+    takes and cannot give back, goes last, and when a step before it fails
+    the steps already taken are set back to ``previous`` before the error
+    is raised.  At a reload (``previous``) a new cookie secret that comes
+    without a previous one keeps the old one as the previous (RFC 9018
+    rotation): clients' server cookies stay valid."""
+    cookies = _rotated(policy.cookies, previous)
+    set_cookies = cookies.current is not None or (
+        previous is not None and previous.cookies.current is not None)
+    set_rrl = policy.rrl is not None or (previous is not None and previous.rrl is not None)
+    done: list[str] = []
+    try:
+        _set_acl(engine, policy.acl)
+        done.append("acl")
+        if set_cookies:
+            engine.set_cookie_secrets(cookies.current, cookies.previous, cookies.require)
+            done.append("cookies")
+        if set_rrl:
+            engine.set_rrl(policy.rrl)
+            done.append("rrl")
+        engine.set_image(policy.compiled.image)
+    except BaseException:
+        if previous is not None:
+            _restore(engine, previous, done)
+        raise
+    policy.cookies = cookies
+
+
+def _set_acl(engine: Engine, acl: Acl) -> None:
     engine.acl_set(acl.pairs(), acl.policy.default, acl.policy.socket_action)
-    engine.set_image(policy.compiled.image)
-    cookies = policy.cookies
-    if previous is not None and cookies.current is not None and cookies.previous is None:
-        old = previous.cookies
-        if old.current not in (None, cookies.current):
-            # Rotated: the secret in force until now stays valid.
-            cookies = CookieSecrets(cookies.current, old.current, cookies.require)
-        elif old.current == cookies.current and old.previous is not None:
-            # The same secret: keep the previous one a rotation kept.
-            cookies = CookieSecrets(cookies.current, old.previous, cookies.require)
-        policy.cookies = cookies
-    if cookies.current is not None or (previous and previous.cookies.current is not None):
-        engine.set_cookie_secrets(cookies.current, cookies.previous, cookies.require)
-    if policy.rrl is not None or (previous and previous.rrl is not None):
-        engine.set_rrl(policy.rrl)
+
+
+def _rotated(cookies: CookieSecrets, previous: Policy | None) -> CookieSecrets:
+    if previous is None or cookies.current is None or cookies.previous is not None:
+        return cookies
+    old = previous.cookies
+    if old.current not in (None, cookies.current):
+        # Rotated: the secret in force until now stays valid.
+        return CookieSecrets(cookies.current, old.current, cookies.require)
+    if old.current == cookies.current and old.previous is not None:
+        # The same secret: keep the previous one a rotation kept.
+        return CookieSecrets(cookies.current, old.previous, cookies.require)
+    return cookies
+
+
+def _restore(engine: Engine, previous: Policy, done: list[str]) -> None:
+    """Sets back what publish changed before it failed.  Each of these was
+    in force a moment ago, so they take again; one that does not is
+    logged, and the error that stopped publish is the one raised."""
+    for step in reversed(done):
+        try:
+            if step == "rrl":
+                engine.set_rrl(previous.rrl)
+            elif step == "cookies":
+                c = previous.cookies
+                engine.set_cookie_secrets(c.current, c.previous, c.require)
+            elif step == "acl":
+                _set_acl(engine, previous.acl)
+        except Exception:
+            log.exception("setting back the %s in force before the failed reload", step)
 
 
 def cookie_secrets(pm, config) -> CookieSecrets:
