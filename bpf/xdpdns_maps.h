@@ -221,12 +221,12 @@ struct xd_answer_page {
 
 /*
  * Response rate limiting (native/rrl.c) of the program's answers: the
- * same buckets as the AF_XDP workers', in memory they share.  Each rx
- * queue has a slice of sets of XD_RRL_WAYS buckets; the program on a
- * queue and the queue's worker both count in it, so that a client gets
- * one rate per bucket whichever of the two answers it.  Their updates
- * may race; a race costs at most one response counted or not, never
- * memory safety.
+ * same buckets as the workers', in memory they share, so that a client
+ * gets one rate per bucket whichever queue, worker or program answers it.
+ * The buckets are sets of XD_RRL_WAYS in `slices` slices (the program
+ * takes its rx queue's, modulo slices); the engine makes one slice, one
+ * view of every client.  Concurrent updates may race; a race costs at
+ * most a response counted or not, never memory safety.
  *
  * rrl_settings, rrl_buckets, rrl_exempt_v4 and rrl_exempt_v6 are
  * ARRAY_OF_MAPS of one slot, refilled with new inner maps whenever the
@@ -263,7 +263,7 @@ struct xd_rrl_settings {
 	__u32 window;
 	__u32 slip;
 	__u32 nsets;		/* per slice: a power of two */
-	__u32 slices;		/* rx queues 0 .. slices - 1 */
+	__u32 slices;		/* the engine's: 1 */
 	__u8 ipv4_prefix;
 	__u8 ipv6_prefix;
 	/* Whether any prefix of the family is exempt: no lookup when none. */

@@ -75,6 +75,7 @@ void xd_engine_free(struct xd_engine *e)
 	xd_acl_free(atomic_load(&e->acl));
 	xd_cookies_free(atomic_load(&e->cookies));
 	xd_rrl_free(atomic_load(&e->rrl));
+	xd_rrl_shared_free(e->rrl_heap);
 	pthread_mutex_destroy(&e->rrl_lock);
 	pthread_mutex_destroy(&e->acl_lock);
 	pthread_mutex_destroy(&e->external_lock);
@@ -237,6 +238,7 @@ const struct xd_rrl *xd_engine_batch_begin(struct xd_engine *e,
 	const struct xd_rrl *rrl = atomic_load(&e->rrl);
 
 	ctx->cookies = atomic_load(&e->cookies);
+	rrl_state->shared = atomic_load(&e->rrl_buckets);
 	if (rrl && xd_rrl_state_sync(rrl_state, rrl))
 		rrl = NULL;
 	ctx->cache = xd_resolver_cache(e->resolver);

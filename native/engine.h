@@ -815,7 +815,7 @@ enum {
 enum {
 	XD_RRL_WINDOW_MAX = 3600,	/* BIND's limit */
 	XD_RRL_SLIP_MAX = 10,		/* BIND's limit */
-	XD_RRL_TABLE_MAX = 16777216,	/* entries per worker */
+	XD_RRL_TABLE_MAX = 16777216,	/* entries of the one table */
 };
 
 /* Settings of xd_engine_set_rrl.  A rate is responses per second per
@@ -834,7 +834,7 @@ struct xd_rrl_config {
 					 * truncated; 0: none, 1: all */
 	uint32_t ipv4_prefix;		/* client prefix lengths: 0 to 32 */
 	uint32_t ipv6_prefix;		/* 0 to 128 */
-	uint32_t table_size;		/* buckets per worker, rounded up to a
+	uint32_t table_size;		/* buckets in all, rounded up to a
 					 * power of two, at most XD_RRL_TABLE_MAX */
 	const struct xd_acl_rule *exempt;	/* sources never limited (the
 						 * rules' action is ignored) */
@@ -851,11 +851,12 @@ struct xd_rrl_event {
 	uint32_t time;			/* UNIX seconds */
 };
 
-/* Turns rate limiting of UDP responses (socket-mode and AF_XDP workers;
- * never TCP) on with cfg, or off with NULL.  Each worker keeps its own
- * table of buckets, made anew when the settings change.  Responses to
- * queries with a valid server cookie are never limited.  Workers switch
- * with one atomic pointer swap. */
+/* Turns rate limiting of UDP responses (socket-mode and AF_XDP workers,
+ * and the XDP program's own answers; never TCP) on with cfg, or off with
+ * NULL.  They all count in one table of buckets, so a client has one rate
+ * wherever its queries land; it is made anew when the settings change.
+ * Responses to queries with a valid server cookie are never limited.
+ * Workers switch with one atomic pointer swap. */
 int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
 		      struct xd_error *err);
 /* Takes up to max events from the workers' rings into out; returns how

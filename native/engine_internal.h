@@ -31,6 +31,7 @@ struct xd_reader {
 struct xd_acl;
 struct xd_cookies;
 struct xd_rrl;
+struct xd_rrl_shared;
 struct xd_rrl_state;
 struct xd_answer_ctx;
 struct xd_resolver;
@@ -51,6 +52,11 @@ struct xd_engine {
 	_Atomic(struct xd_rrl *) rrl;
 	uint64_t rrl_generation;
 	pthread_mutex_t rrl_lock;
+	/* The buckets every worker counts in (rrl.h), published before the
+	 * settings they are for: the XDP program's in XDP mode, else rrl_heap,
+	 * which the engine owns (both written under rrl_lock). */
+	_Atomic(const struct xd_rrl_shared *) rrl_buckets;
+	struct xd_rrl_shared *rrl_heap;
 	_Atomic uint64_t epoch;
 	pthread_mutex_t publish_lock;
 	pthread_mutex_t external_lock;

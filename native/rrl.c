@@ -362,23 +362,51 @@ int xd_rrl_state_sync(struct xd_rrl_state *s, const struct xd_rrl *rrl)
 {
 	const struct xd_rrl_shared *sh = s->shared;
 
-	if (s->generation == rrl->generation)
+	if (s->generation == rrl->generation && s->from == sh)
 		return s->table ? 0 : -ENOMEM;
-	/* New settings: a new table, since rates and prefixes changed what
-	 * the old buckets mean. */
+	/* New settings or new shared buckets (XDP mode started or stopped):
+	 * start over in them, since rates and prefixes changed what the old
+	 * buckets mean. */
 	if (s->owned)
 		free(s->table);
 	s->generation = rrl->generation;
+	s->from = sh;
 	s->mask = rrl->table_size / XD_RRL_WAYS - 1;
-	if (sh && sh->generation == rrl->generation && s->queue >= 0 &&
-	    (uint32_t)s->queue < sh->slices && sh->nsets == s->mask + 1) {
-		s->table = sh->sets[(size_t)s->queue * sh->nsets].way;
+	if (sh && sh->generation == rrl->generation && sh->nsets == s->mask + 1) {
+		s->table = sh->sets[0].way;
 		s->owned = false;
 		return 0;
 	}
+	/* Buckets of other settings: the settings just changed, and the next
+	 * batch finds the new buckets. */
 	s->table = calloc(rrl->table_size, sizeof(*s->table));
 	s->owned = s->table != NULL;
 	return s->table ? 0 : -ENOMEM;
+}
+
+struct xd_rrl_shared *xd_rrl_shared_new(const struct xd_rrl *rrl)
+{
+	struct xd_rrl_shared *sh = calloc(1, sizeof(*sh));
+
+	if (!sh)
+		return NULL;
+	sh->generation = rrl->generation;
+	sh->nsets = rrl->table_size / XD_RRL_WAYS;
+	sh->slices = 1;
+	sh->sets = calloc(sh->nsets, sizeof(*sh->sets));
+	if (!sh->sets) {
+		free(sh);
+		return NULL;
+	}
+	return sh;
+}
+
+void xd_rrl_shared_free(struct xd_rrl_shared *sh)
+{
+	if (!sh)
+		return;
+	free(sh->sets);
+	free(sh);
 }
 
 void xd_rrl_state_release(struct xd_rrl_state *s)
@@ -535,7 +563,8 @@ int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
 		      struct xd_error *err)
 {
 	struct xd_rrl *rrl = NULL, *old;
-	struct xd_xdp_rrl *old_maps = NULL;
+	struct xd_xdp_rrl *old_maps = NULL, *maps;
+	struct xd_rrl_shared *heap = NULL, *old_heap;
 	bool was_on;
 	int rc;
 
@@ -545,22 +574,40 @@ int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
 			return rc;
 	}
 	pthread_mutex_lock(&e->rrl_lock);
-	if (rrl)
+	if (rrl) {
 		rrl->generation = ++e->rrl_generation;
-	/* The XDP program's buckets first: a worker that sees the new
-	 * settings finds them there. */
+		/* Outside XDP mode (or with a program without the maps) the
+		 * buckets are the engine's own. */
+		if (!e->xdp || !e->xdp->rrl_in_program) {
+			heap = xd_rrl_shared_new(rrl);
+			if (!heap) {
+				pthread_mutex_unlock(&e->rrl_lock);
+				rc = xd_errorf(err, -ENOMEM, "RRL: out of memory for %u buckets",
+					       rrl->table_size);
+				xd_rrl_free(rrl);
+				return rc;
+			}
+		}
+	}
 	rc = e->xdp ? xd_xdp_rrl_switch(e->xdp, rrl, &old_maps, err) : 0;
 	if (rc) {
 		pthread_mutex_unlock(&e->rrl_lock);
+		xd_rrl_shared_free(heap);
 		xd_rrl_free(rrl);
 		return rc;
 	}
+	/* The buckets first: a worker that sees the new settings finds them. */
+	maps = e->xdp ? atomic_load(&e->xdp->rrl) : NULL;
+	old_heap = e->rrl_heap;
+	e->rrl_heap = heap;
+	atomic_store(&e->rrl_buckets, maps ? &maps->shared : heap);
 	old = atomic_exchange(&e->rrl, rrl);
 	pthread_mutex_unlock(&e->rrl_lock);
 	was_on = old != NULL;
 	xd_engine_synchronize(e);
 	xd_rrl_free(old);
 	xd_xdp_rrl_free(old_maps);
+	xd_rrl_shared_free(old_heap);
 	/* A program without rate limiting maps pauses its answer table while
 	 * rate limiting is on (xd_xdp_answers_prepare). */
 	if ((rrl != NULL) != was_on) {

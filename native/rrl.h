@@ -42,8 +42,11 @@ struct xd_rrl_ring {
 	struct xd_rrl_event events[XD_RRL_RING];
 };
 
-/* The buckets of one generation of the settings that the AF_XDP workers
- * share with the XDP program (xdp.c): a slice of nsets sets per rx queue. */
+/* The buckets of one generation of the settings, one table that every
+ * worker (UDP and AF_XDP) and the XDP program count in, so that a client
+ * has one rate wherever its queries land: in the XDP program's mapped
+ * array (xdp_rrl.c) or on the heap (xd_rrl_shared_new).  nsets sets in
+ * each of `slices` slices; the engine makes one slice. */
 struct xd_rrl_shared {
 	uint64_t generation;
 	struct xd_rrl_set *sets;
@@ -57,12 +60,16 @@ struct xd_rrl_state {
 	struct xd_rrl_entry *table;
 	uint32_t mask;			/* sets - 1 */
 	bool owned;			/* the table was allocated here */
-	/* An AF_XDP worker sets these before each batch: its rx queue, and
-	 * the shared buckets in force (NULL: none, a table of its own). */
-	int queue;
+	/* The shared buckets in force, set before each sync (NULL: none, a
+	 * table of its own), and those the table came from. */
 	const struct xd_rrl_shared *shared;
+	const struct xd_rrl_shared *from;
 	struct xd_rrl_ring ring;
 };
+
+/* Shared buckets on the heap for rrl's settings; NULL without memory. */
+struct xd_rrl_shared *xd_rrl_shared_new(const struct xd_rrl *rrl);
+void xd_rrl_shared_free(struct xd_rrl_shared *sh);
 
 void xd_rrl_free(struct xd_rrl *rrl);
 

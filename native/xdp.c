@@ -143,8 +143,6 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 		w->cpu = cpus[i % ncpus];
 		w->stopfd = x->stopfd;
 		w->stop = &x->stop;
-		w->rrl.queue = w->queue;
-		w->rrl_maps = &x->rrl;
 		rc = xd_xsk_worker_open(w, cfg->ifname, cfg, x->info.numa_node, &zc,
 					warning, sizeof(warning), err);
 		add_warning(&x->info, warning);
@@ -173,9 +171,12 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 	return 0;
 }
 
-/* The start of XDP mode from its workers on: with rrl_lock held. */
+/* The start of XDP mode from its workers on: with rrl_lock held.  With
+ * rate limiting on, the program's buckets replace the engine's own, which
+ * *old_heap gets, to be freed once no worker counts in them. */
 static int start_limited(struct xd_engine *e, struct xd_xdp *x,
-			 const struct xd_xdp_config *cfg, struct xd_error *err)
+			 const struct xd_xdp_config *cfg, struct xd_rrl_shared **old_heap,
+			 struct xd_error *err)
 {
 	struct xd_xdp_rrl *none;
 	int rc = xd_xdp_rrl_switch(x, atomic_load(&e->rrl), &none, err);
@@ -195,7 +196,14 @@ static int start_limited(struct xd_engine *e, struct xd_xdp *x,
 	pthread_mutex_lock(&e->acl_lock);
 	rc = xd_prog_acl_set(x->prog, atomic_load(&e->acl), err);
 	if (rc == 0) {
+		struct xd_xdp_rrl *maps = atomic_load(&x->rrl);
+
 		e->xdp = x;
+		if (maps) {
+			*old_heap = e->rrl_heap;
+			e->rrl_heap = NULL;
+			atomic_store(&e->rrl_buckets, &maps->shared);
+		}
 		xd_xdp_answers_refresh(e, NULL);
 	}
 	pthread_mutex_unlock(&e->acl_lock);
@@ -216,8 +224,9 @@ int xd_xdp_rrl_switch(struct xd_xdp *x, const struct xd_rrl *rrl, struct xd_xdp_
 	if (!rrl) {
 		xd_xdp_rrl_clear(x->prog);
 	} else {
-		rc = xd_xdp_rrl_build(x->prog, rrl, (uint32_t)(x->info.first_queue + x->nworkers),
-				      &maps, err);
+		/* One slice: every queue's program and worker count in the
+		 * same buckets, as the socket-mode workers do. */
+		rc = xd_xdp_rrl_build(x->prog, rrl, 1, &maps, err);
 		if (rc)
 			return rc;
 		rc = xd_xdp_rrl_put(x->prog, maps, err);
@@ -238,6 +247,7 @@ int xd_xdp_rrl_switch(struct xd_xdp *x, const struct xd_rrl *rrl, struct xd_xdp_
 int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 			struct xd_xdp_info *info, struct xd_error *err)
 {
+	struct xd_rrl_shared *old_heap = NULL;
 	struct xd_xdp *x;
 	int ifindex, nq, rc;
 	bool native = false;
@@ -295,10 +305,14 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 	 * workers start (they take their tables from them), and a change
 	 * meanwhile waits for e->xdp: rrl_lock is held until it is set. */
 	pthread_mutex_lock(&e->rrl_lock);
-	rc = start_limited(e, x, cfg, err);
+	rc = start_limited(e, x, cfg, &old_heap, err);
 	pthread_mutex_unlock(&e->rrl_lock);
 	if (rc)
 		goto out_free;
+	if (old_heap) {
+		xd_engine_synchronize(e);
+		xd_rrl_shared_free(old_heap);
+	}
 	*info = x->info;
 	return 0;
 
@@ -312,15 +326,26 @@ int xd_engine_xdp_stop(struct xd_engine *e)
 	struct xd_xdp *x;
 
 	/* rrl_lock too: a change of the rate limiting settings works on the
-	 * program's maps through e->xdp. */
+	 * program's maps through e->xdp, and the workers left (socket mode)
+	 * move to buckets of the engine's own before the maps go. */
 	pthread_mutex_lock(&e->rrl_lock);
 	pthread_mutex_lock(&e->acl_lock);
 	x = e->xdp;
 	e->xdp = NULL;
 	pthread_mutex_unlock(&e->acl_lock);
+	if (x && atomic_load(&x->rrl)) {
+		const struct xd_rrl *rrl = atomic_load(&e->rrl);
+
+		/* Without memory for them: each worker's own table
+		 * (xd_rrl_state_sync). */
+		e->rrl_heap = rrl ? xd_rrl_shared_new(rrl) : NULL;
+		atomic_store(&e->rrl_buckets, e->rrl_heap);
+	}
 	pthread_mutex_unlock(&e->rrl_lock);
-	if (x)
+	if (x) {
+		xd_engine_synchronize(e);
 		xdp_free(x);
+	}
 	return 0;
 }
 

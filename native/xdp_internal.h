@@ -88,9 +88,7 @@ struct xd_xsk_worker {
 	uint32_t nfree;
 	uint32_t fill_reserve;		/* free frames kept off the fill ring */
 	struct xd_queue_stats stats;	/* written by the worker only */
-	struct xd_rrl_state rrl;	/* the worker's buckets and events */
-	/* The buckets it shares with the program (struct xd_xdp's rrl). */
-	_Atomic(struct xd_xdp_rrl *) *rrl_maps;
+	struct xd_rrl_state rrl;	/* the worker's view of the buckets, events */
 	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no
 						 * resolver */
 };

@@ -32,9 +32,9 @@ struct xd_xdp_rrl {
 
 /* Whether the program has the rate limiting maps. */
 bool xd_xdp_rrl_supported(struct xd_prog *p);
-/* New maps for rrl's settings with a slice of buckets for each of
- * `slices` rx queues, the buckets mapped here; the program still uses
- * the old ones.  On failure nothing is left. */
+/* New maps for rrl's settings with `slices` slices of buckets (the
+ * program takes its rx queue's, modulo slices), mapped here; the program
+ * still uses the old ones.  On failure nothing is left. */
 int xd_xdp_rrl_build(struct xd_prog *p, const struct xd_rrl *rrl, uint32_t slices,
 		     struct xd_xdp_rrl **out, struct xd_error *err);
 /* Puts built maps into the program's slots, the settings last: from then

@@ -27,7 +27,6 @@
 #include "packet.h"
 #include "wire.h"
 #include "xdp_internal.h"
-#include "xdp_rrl.h"
 
 /* 64 frames per batch: one rx peek and one tx submit amortised over a
  * batch that still fits the L1/L2 working set of the frames it touches. */
@@ -236,16 +235,6 @@ static uint32_t tx_submit(struct xd_xsk_worker *w, const struct xdp_desc *out, u
 	return room;
 }
 
-/* xd_engine_batch_begin with the buckets the worker shares with the
- * program now; read inside the epoch, since they are freed after it. */
-static const struct xd_rrl *batch_begin(struct xd_xsk_worker *w, struct xd_answer_ctx *ctx)
-{
-	struct xd_xdp_rrl *maps = w->rrl_maps ? atomic_load(w->rrl_maps) : NULL;
-
-	w->rrl.shared = maps ? &maps->shared : NULL;
-	return xd_engine_batch_begin(w->engine, &w->rrl, ctx);
-}
-
 /* One batch: rx -> answer -> tx; returns how many frames arrived. */
 static uint32_t worker_batch(struct xd_xsk_worker *w)
 {
@@ -260,7 +249,7 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 	__atomic_store_n(&w->stats.frames_fill, w->stats.frames_fill - n, __ATOMIC_RELAXED);
 	set(&w->stats.frames_rx, n);
 	v.img = xd_engine_enter(w->engine, w->reader);
-	v.rrl = batch_begin(w, &ctx);
+	v.rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
 	for (uint32_t i = 0; i < n; i++) {
 		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&w->rx, idx + i);
 		size_t len = v.img ? answer_frame(w, &v, &ctx, d->addr, d->len) : 0;
@@ -306,7 +295,7 @@ static void serve_resolver(struct xd_xsk_worker *w)
 	struct xd_rrl_counts rrl_counts = { 0 };
 	struct xd_resolver_work work;
 	const struct xd_image *img = xd_engine_enter(w->engine, w->reader);
-	const struct xd_rrl *rrl = batch_begin(w, &ctx);
+	const struct xd_rrl *rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
 	uint64_t now = xd_resolver_clock(), lost = 0, expired = 0;
 	uint32_t n = 0, sent, room = xd_xsk_ring_room(&w->tx, XD_XSK_BATCH);
 

@@ -8,6 +8,7 @@ Socket-mode clients bind 127.0.0.2 and 127.0.0.1 (all of 127/8 is
 loopback), which one /24 holds: those servers count per /32.
 """
 
+import select
 import socket
 import struct
 import time
@@ -647,3 +648,41 @@ def test_xdp_exempt_prefix_is_answered_from_the_table(xdp_topology, xdp_serve, t
     assert len(flood) == 30 and all(r.answer and not r.flags & dns.flags.TC for r in flood)
     program = server.stats()["xdp"]["program"]
     assert program["answered_in_xdp"] == 30 and program["rate_limited"] == 0
+
+
+def test_one_view_of_a_client_across_udp_workers(xdpdns_serve, tmp_path):
+    """Regression: each UDP worker kept its own buckets, so a client whose
+    queries the kernel spread over N workers (SO_REUSEPORT hashes the source
+    port) got N times the rate.  The workers now count in one table: forty
+    queries from forty source ports, rate 5, get five answers."""
+    conf = tmp_path / "rrl.toml"
+    conf.write_text("[server]\nudp_workers = 4\n"
+                    "[plugins.rrl]\nenabled = true\nrate = 5\nslip = 0\nwindow = 1\n"
+                    "ipv4_prefix = 32\n")
+    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0",
+                          "--zone", default_zone_path())
+    address = server.addresses[0]
+    wire = dns.message.make_query("www.example.com.", "A").to_wire()
+    socks = []
+    try:
+        for _ in range(40):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((FLOODER, 0))
+            s.settimeout(COLLECT)
+            socks.append(s)
+        _fresh_rrl_second()
+        for s in socks:
+            s.sendto(wire, address)
+        answered = 0
+        waiting, deadline = list(socks), time.monotonic() + COLLECT
+        while waiting and time.monotonic() < deadline:
+            ready, _, _ = select.select(waiting, [], [], deadline - time.monotonic())
+            for s in ready:
+                s.recvfrom(65535)
+                answered += 1
+                waiting.remove(s)
+    finally:
+        for s in socks:
+            s.close()
+    stats = server.stats()["udp"] if hasattr(server, "stats") else None
+    assert answered == 5, (answered, stats)

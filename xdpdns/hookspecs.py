@@ -485,8 +485,9 @@ class RrlSettings:
     RCODEs; 0: no limit), averaged over ``window`` seconds; every
     ``slip``-th limited response goes out truncated (0: none, 1: all) so
     that real clients retry over TCP.  Sources in ``exempt``, and queries
-    with a valid server cookie, are never limited.  ``table_size`` buckets
-    per worker bound the memory."""
+    with a valid server cookie, are never limited.  ``table_size`` buckets,
+    one table that every worker and the XDP program count in, bound the
+    memory."""
 
     rate: int = 20
     nxdomain_rate: int = 20
