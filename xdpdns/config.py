@@ -21,6 +21,9 @@ The file's shape::
                                # stderr goes to the journal anyway)
     syslog_socket = "/dev/log" # where syslog listens (the default)
 
+    [metrics]
+    listen = "127.0.0.1:9153"  # Prometheus endpoint, GET /metrics (default: off)
+
     [xdp]                      # XDP mode: absent (or no interface) = socket mode
     interface = "eth0"         # required for XDP mode
     queues = "all"             # or a number of queues
@@ -245,6 +248,13 @@ class ResolverConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """The [metrics] section: the Prometheus endpoint (None: off)."""
+
+    listen: ListenAddress | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig
     zones: tuple[ZoneConfig, ...]
@@ -255,6 +265,7 @@ class Config:
     source: Path | None = None
     xdp: XdpConfig = XdpConfig()
     resolver: ResolverConfig = ResolverConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 def default_workers() -> int:
@@ -583,6 +594,20 @@ def _socket_path(value: Any, where: Where, key: str) -> Path:
     return path
 
 
+# ---- [metrics] -----------------------------------------------------------------
+
+
+def _parse_metrics(table: Any, where: Where) -> MetricsConfig:
+    if not isinstance(table, dict):
+        raise where.error("", "a table [metrics]", table)
+    for key in table:
+        if key != "listen":
+            raise where.error(key, "listen (unknown key)")
+    if "listen" not in table:
+        return MetricsConfig()
+    return MetricsConfig(parse_listen(table["listen"], where, "listen"))
+
+
 # ---- [resolver] ----------------------------------------------------------------
 
 _RESOLVER_SIZE_MAX = 1 << 20  # as native/resolver.c
@@ -855,14 +880,15 @@ def load_config(
         data = read_toml(source)
         where = Where(str(source), base=source.parent)
     for key in data:
-        if key not in ("server", "zone", "xdp", "resolver", "plugins"):
+        if key not in ("server", "zone", "xdp", "resolver", "metrics", "plugins"):
             raise where.error(key, "one of the sections [server], [[zone]], [xdp], "
-                              "[resolver], [plugins.NAME] (unknown section)")
+                              "[resolver], [metrics], [plugins.NAME] (unknown section)")
 
     server = _parse_server(data.get("server", {}), where.sub("server"))
     xdp = _parse_xdp(data.get("xdp", {}), where.sub("xdp"))
     _check_xdp(xdp, where.sub("xdp"))
     resolver = _parse_resolver(data.get("resolver", {}), where.sub("resolver"))
+    metrics = _parse_metrics(data.get("metrics", {}), where.sub("metrics"))
     zone_list = _parse_zones(data.get("zone", []), where)
     _check_unique_origins(zone_list, where, "zone")
     plugins = _parse_plugins(pm, data.get("plugins", {}), where)
@@ -894,4 +920,5 @@ def load_config(
         source=source,
         xdp=XdpConfig(**xdp),
         resolver=resolver,
+        metrics=metrics,
     )

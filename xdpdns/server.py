@@ -40,6 +40,7 @@ from xdpdns.control import ControlError, ControlServer
 from xdpdns.engine import Engine, ImageInfo, WorkerStats
 from xdpdns.hookspecs import CookieSecrets, RrlSettings
 from xdpdns.image import ZoneLoadError
+from xdpdns.metrics import MetricsServer
 from xdpdns.notify import Notifier
 from xdpdns.plugins import PluginError
 from xdpdns.policy import Policy, ReloadRefused, load_policy, publish
@@ -102,8 +103,9 @@ class ReloadResult:
 
 def _restart_only_changes(old: Config, new: Config) -> list[str]:
     """The sections that changed and that a reload cannot apply: listeners,
-    workers and the control socket, XDP mode, and the resolver's rings."""
-    return [name for name in ("server", "xdp", "resolver")
+    workers and the control socket, XDP mode, the resolver's rings and the
+    metrics endpoint."""
+    return [name for name in ("server", "xdp", "resolver", "metrics")
             if getattr(old, name) != getattr(new, name)]
 
 
@@ -193,6 +195,8 @@ class Server:
         self._resolver: Resolver | None = None
         self._systemd = SystemdNotify()
         self._failure: str | None = None  # a worker that stopped for an error
+        self.reloads = {"ok": 0, "failed": 0}  # reloads by result, for metrics
+        self._metrics: MetricsServer | None = None
 
     def run(self) -> int:
         """Serves until SIGTERM or SIGINT; returns the exit status (0, or 1
@@ -264,6 +268,7 @@ class Server:
                 log.exception("reload")
                 result = ReloadResult(False, f"reload failed, still serving what was loaded "
                                       f"before: {type(exc).__name__}: {exc}")
+            self.reloads["ok" if result.ok else "failed"] += 1
             if result.ok:
                 log.info("%s in %.3fs", result.message, time.monotonic() - start)
                 for warning in result.warnings:
@@ -292,7 +297,7 @@ class Server:
                     for name in _restart_only_changes(self.config, new)]
         # What needs a restart stays as it was started with.
         new = dataclasses.replace(new, server=self.config.server, xdp=self.config.xdp,
-                                  resolver=self.config.resolver)
+                                  resolver=self.config.resolver, metrics=self.config.metrics)
         policy = load_policy(self.pm, new, self._policy.hooks if self._resolver else [])
         publish(engine, policy, self._policy)
         if self._resolver is not None:
@@ -367,6 +372,7 @@ class Server:
             try:
                 await self._tcp.start(socks)
                 await self._start_control()
+                await self._start_metrics()
                 if who is not None:
                     self._drop_privileges(who)
                 # Secondaries hear of the zones as served from now on.
@@ -381,6 +387,8 @@ class Server:
                     self._xdp.stop()
                 if self._control is not None:
                     await self._control.stop()
+                if self._metrics is not None:
+                    await self._metrics.stop()
                 await self._tcp.stop()
                 # Before the workers stop: no hook thread calls the engine
                 # after this.
@@ -405,6 +413,35 @@ class Server:
         log.info("running as %s%s", who,
                  " with CAP_BPF and CAP_NET_ADMIN (XDP maps)" if xdp else
                  " without capabilities")
+
+    async def _start_metrics(self) -> None:
+        """The Prometheus endpoint of [metrics] listen, if any: bound before
+        the server gives up root, so that any port will do."""
+        listen = self.config.metrics.listen
+        if listen is None:
+            return
+        metrics = MetricsServer.for_server(listen.host, listen.port, self)
+        try:
+            await metrics.start()
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot serve metrics on {listen}: "
+                          f"{exc.strerror or exc}") from None
+        self._metrics = metrics
+        log.info("metrics on http://%s/metrics",
+                 f"[{listen.host}]:{metrics.port}" if ":" in listen.host
+                 else f"{listen.host}:{metrics.port}")
+
+    def zone_serials(self) -> list[tuple[str, int]]:
+        """(zone, SOA serial) of every zone served now."""
+        engine = self._engine
+        if engine is None:
+            return []
+        out = []
+        for zone in self.zones:
+            serial = engine.zone_serial(zone)
+            if serial is not None:
+                out.append((zone.to_text(), serial))
+        return out
 
     async def _start_control(self) -> None:
         """Serves `xdpdns stats` on the control socket.  A default path that

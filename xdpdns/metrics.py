@@ -1,0 +1,180 @@
+"""Prometheus metrics ([metrics] listen): what `xdpdns stats` shows, for
+scraping.
+
+Every scrape reads the counters afresh on the server's event loop (the
+thread that keeps the capabilities XDP mode's maps need), and the text is
+written by prometheus_client, Debian's python3-prometheus-client.  Names
+follow Prometheus conventions (xdpdns_ prefix, _total for counters, base
+units), and the labels are those CoreDNS and Knot's exporter use for the
+same things (proto, rcode, zone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Callable, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+log = logging.getLogger("xdpdns.metrics")
+
+# A scrape request larger than this is not a scrape.
+REQUEST_LIMIT = 8192
+REQUEST_TIMEOUT = 5.0
+
+# The XDP queue fields that say where frames are now: gauges, not counters.
+_QUEUE_GAUGES = ("frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total")
+# Of the numbers in stats, the ones that are not counters or are labels.
+_NOT_COUNTERS = {"queue", "cpu"}
+
+
+def _counters(prefix: str, what: str, rows, label: str | None) -> Iterator[Metric]:
+    """One counter family per numeric field of the dataclass rows, labelled
+    by label (the row's index) when given."""
+    if not rows:
+        return
+    for field in dataclasses.fields(rows[0]):
+        if field.name in _NOT_COUNTERS or field.type not in ("int", int):
+            continue
+        gauge = field.name in _QUEUE_GAUGES
+        name = f"{prefix}_{field.name}"
+        family: Metric
+        if gauge:
+            family = GaugeMetricFamily(name, f"{what}: {field.name}",
+                                       labels=[label] if label else [])
+        else:
+            family = CounterMetricFamily(name, f"{what}: {field.name}",
+                                         labels=[label] if label else [])
+        for index, row in enumerate(rows):
+            value = getattr(row, field.name)
+            key = getattr(row, label, index) if label else None
+            if label:
+                family.add_metric([str(key)], value)
+            else:
+                family.add_metric([], value)
+        yield family
+
+
+class StatsCollector:
+    """A prometheus_client collector over a server's stats()."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.server.stats()
+        yield from _counters("xdpdns_udp_worker", "a UDP worker's queries",
+                             list(stats.workers), "worker")
+        yield from _counters("xdpdns_tcp", "TCP", [stats.tcp], None)
+        if stats.resolver is not None:
+            yield from _counters("xdpdns_resolver", "the resolver hook", [stats.resolver],
+                                 None)
+        if stats.xdp is not None:
+            yield from self._xdp(stats.xdp)
+        yield from self._server()
+
+    def _xdp(self, xdp) -> Iterator[Metric]:
+        yield from _counters("xdpdns_xdp_queue", "an AF_XDP queue worker", list(xdp.queues),
+                             "queue")
+        cpus = list(xdp.cpus)
+        for field in ("seen", "redirected", "answered_in_xdp", "rate_limited", "slipped",
+                      "passed", "dropped", "denied", "malformed"):
+            family = CounterMetricFamily(f"xdpdns_xdp_program_{field}",
+                                         f"the XDP program's packets: {field}",
+                                         labels=["cpu"])
+            for cpu, counters in enumerate(cpus):
+                family.add_metric([str(cpu)], getattr(counters, field))
+            yield family
+        rcodes = CounterMetricFamily("xdpdns_xdp_program_answers_by_rcode",
+                                     "answers the XDP program sent itself, by RCODE",
+                                     labels=["rcode"])
+        totals: dict[str, int] = {}
+        for counters in cpus:
+            for rcode, n in counters.answered_in_xdp_rcodes.items():
+                totals[rcode] = totals.get(rcode, 0) + n
+        for rcode, n in sorted(totals.items()):
+            rcodes.add_metric([rcode], n)
+        yield rcodes
+        if xdp.answers is not None:
+            info = xdp.answers
+            state = GaugeMetricFamily("xdpdns_xdp_answer_table_state",
+                                      "the XDP answer table's state (1 for the one in force)",
+                                      labels=["state"])
+            for name in ("off", "on", "paused", "failed"):
+                state.add_metric([name], 1 if info.state == name else 0)
+            yield state
+            for name, value in (("entries", info.entries), ("bytes", info.bytes)):
+                yield GaugeMetricFamily(f"xdpdns_xdp_answer_table_{name}",
+                                        f"the XDP answer table's {name}", value=value)
+
+    def _server(self) -> Iterator[Metric]:
+        server = self.server
+        reloads = CounterMetricFamily("xdpdns_reloads", "reloads, by result",
+                                      labels=["result"])
+        for result, n in sorted(server.reloads.items()):
+            reloads.add_metric([result], n)
+        yield reloads
+        serials = GaugeMetricFamily("xdpdns_zone_serial", "the SOA serial served",
+                                    labels=["zone"])
+        for zone, serial in server.zone_serials():
+            serials.add_metric([zone], serial)
+        yield serials
+
+
+class MetricsServer:
+    """GET /metrics over HTTP/1.0 from the running event loop."""
+
+    def __init__(self, host: str, port: int, collect: Callable[[], bytes]) -> None:
+        self.host = host
+        self.port = port
+        self._collect = collect
+        self._server: asyncio.base_events.Server | None = None
+
+    @classmethod
+    def for_server(cls, host: str, port: int, server) -> "MetricsServer":
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(StatsCollector(server))
+        return cls(host, port, lambda: generate_latest(registry))
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
+            parts = head[:REQUEST_LIMIT].split(b"\r\n", 1)[0].split()
+            if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
+                self._reply(writer, 405, b"text/plain", b"only GET\n")
+            elif parts[1].split(b"?", 1)[0] != b"/metrics":
+                self._reply(writer, 404, b"text/plain", b"see /metrics\n")
+            else:
+                body = self._collect()
+                self._reply(writer, 200, CONTENT_TYPE_LATEST.encode(),
+                            body if parts[0] == b"GET" else b"", len(body))
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError):
+            pass
+        except Exception:  # a collector's bug: logged, the server goes on
+            log.exception("metrics scrape")
+        finally:
+            writer.close()
+
+    @staticmethod
+    def _reply(writer: asyncio.StreamWriter, status: int, ctype: bytes, body: bytes,
+               length: int | None = None) -> None:
+        reason = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed"}[status]
+        writer.write(b"HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n" % (status, reason, ctype,
+                                                     len(body) if length is None else length)
+                     + body)
