@@ -1,5 +1,5 @@
 """Running under a supervisor: systemd's notify protocol (READY, RELOADING,
-STOPPING, WATCHDOG) on a socket the test listens on, the unit in dist/
+STOPPING, WATCHDOG) on a socket the test listens on, the unit in systemd/
 checked by systemd-analyze, syslog, and the open-files limit."""
 
 import os
@@ -17,7 +17,7 @@ from conftest import run_xdpdns_cli, stop_process, wait_ready, xdpdns_command, X
 from xdpdns.config import default_zone_path
 
 ROOT = Path(__file__).resolve().parent.parent
-UNIT = ROOT / "dist" / "xdpdns.service"
+UNIT = ROOT / "systemd" / "xdpdns.service"
 
 
 def _datagram_socket(path):
