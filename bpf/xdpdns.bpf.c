@@ -72,6 +72,7 @@ enum xd_note {
 struct xd_outcome {
 	enum xd_note note;
 	__u32 rcode;		/* XD_NOTE_ANSWERED: the answer's RCODE */
+	__u32 qtype;		/* and the query's type bucket (xd_qtype_bucket) */
 };
 
 /* ---- maps ---------------------------------------------------------------- */
@@ -1199,6 +1200,7 @@ static __always_inline int xd_answer_query(struct xdp_md *ctx, const struct xd_l
 		return XDP_DROP;
 	}
 	out->rcode = a->flags & 0xf;
+	out->qtype = xd_qtype_bucket(qtype);
 	return XDP_TX;
 }
 #endif
@@ -1224,6 +1226,7 @@ static __always_inline int xd_decide(struct xdp_md *ctx, struct xd_outcome *out)
 
 	out->note = XD_NOTE_NONE;
 	out->rcode = 0;
+	out->qtype = 0;
 	/* Map keys: every byte initialised, IPv4's unused ones zero. */
 	__builtin_memset(&dest, 0, sizeof(dest));
 	__builtin_memset(&src, 0, sizeof(src));
@@ -1315,6 +1318,7 @@ int xdpdns(struct xdp_md *ctx)
 	else if (out.note == XD_NOTE_ANSWERED) {
 		count->answered_in_xdp++;
 		count->answered_in_xdp_rcode[out.rcode & (XD_ANSWER_RCODES - 1)]++;
+		count->answered_in_xdp_qtype[out.qtype & (XD_QTYPE_BUCKETS - 1)]++;
 	} else if (out.note == XD_NOTE_LIMITED || out.note == XD_NOTE_SLIPPED) {
 		count->rate_limited++;
 		count->slipped += out.note == XD_NOTE_SLIPPED;

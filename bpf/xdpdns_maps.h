@@ -345,6 +345,34 @@ __u64 xd_rrl_bucket_key(__u64 seed, const __u8 *addr, __u32 family, __u32 kind, 
 /* Answers the program sent itself, per RCODE (its low 4 bits). */
 #define XD_ANSWER_RCODES 16
 
+/* Responses are counted by query type in XD_QTYPE_BUCKETS buckets: the
+ * types below, each its own, and every other type in bucket 0.  The
+ * workers and the program share this one list (types below 512: the
+ * engine finds the buckets' names by asking for those). */
+#define XD_QTYPE_BUCKETS 16
+
+static inline __attribute__((always_inline)) __u32 xd_qtype_bucket(__u32 qtype)
+{
+	switch (qtype) {
+	case 1: return 1;	/* A */
+	case 2: return 2;	/* NS */
+	case 5: return 3;	/* CNAME */
+	case 6: return 4;	/* SOA */
+	case 12: return 5;	/* PTR */
+	case 15: return 6;	/* MX */
+	case 16: return 7;	/* TXT */
+	case 28: return 8;	/* AAAA */
+	case 33: return 9;	/* SRV */
+	case 43: return 10;	/* DS */
+	case 48: return 11;	/* DNSKEY */
+	case 64: return 12;	/* SVCB */
+	case 65: return 13;	/* HTTPS */
+	case 257: return 14;	/* CAA */
+	case 255: return 15;	/* ANY */
+	default: return 0;
+	}
+}
+
 /* stats: BPF_MAP_TYPE_PERCPU_ARRAY with one entry per CPU. */
 struct xd_prog_counters {
 	__u64 seen;		/* every packet the program ran on */
@@ -357,6 +385,7 @@ struct xd_prog_counters {
 	__u64 answered_in_xdp_rcode[XD_ANSWER_RCODES];
 	__u64 rate_limited;	/* table answers limited: dropped or slipped */
 	__u64 slipped;		/* of those, sent truncated (TC) */
+	__u64 answered_in_xdp_qtype[XD_QTYPE_BUCKETS];	/* by xd_qtype_bucket */
 };
 
 #endif

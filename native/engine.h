@@ -257,7 +257,14 @@ struct xd_worker_stats {
 					 * as it may */
 	uint64_t resolver_expired;	/* answered SERVFAIL: the hook's answer
 					 * did not come back in time */
+	uint64_t rcode[16];		/* responses made, by RCODE */
+	uint64_t qtype[16];		/* and by query type (xd_qtype_bucket_of) */
 };
+
+/* The bucket (0..15) responses to queries of type qtype are counted in:
+ * common types each have their own (all below 512), every other type is
+ * bucket 0. */
+int xd_qtype_bucket_of(uint16_t qtype);
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err);
 /* Stops workers (if running) and frees the engine and its image. */
@@ -540,6 +547,8 @@ struct xd_queue_stats {
 	uint64_t kernel_rx_dropped;	/* no room in the UMEM */
 	uint64_t kernel_rx_ring_full;	/* the worker fell behind */
 	uint64_t kernel_fill_empty;	/* no free frame on the fill ring */
+	uint64_t rcode[16];		/* responses made, by RCODE */
+	uint64_t qtype[16];		/* and by query type (xd_qtype_bucket_of) */
 	int cpu;			/* where the worker is pinned */
 };
 
@@ -555,6 +564,7 @@ struct xd_prog_stats {
 	uint64_t answered_in_xdp_rcode[16];	/* of those, by RCODE */
 	uint64_t rate_limited;		/* table answers RRL dropped or slipped */
 	uint64_t slipped;		/* of those, sent truncated */
+	uint64_t answered_in_xdp_qtype[16];	/* by query type bucket */
 };
 
 /* Loads and attaches the XDP program to cfg->ifname (native mode, generic

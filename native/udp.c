@@ -30,6 +30,7 @@
 #include "engine_internal.h"
 #include "error.h"
 #include "resolver.h"
+#include "response_counts.h"
 #include "rrl.h"
 #include "wire.h"
 
@@ -52,6 +53,7 @@ struct xd_udp_worker {
 	int fds[XD_LISTEN_MAX];
 	int nfds;
 	struct xd_worker_stats stats;	/* written by the worker only */
+	struct xd_response_counts counts;	/* this batch's responses */
 	struct xd_rrl_state rrl;	/* the worker's buckets and events */
 	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no resolver */
 };
@@ -232,6 +234,7 @@ static void put_tx(struct xd_udp_worker *w, struct batch *b, int i, int len, voi
 
 	if (xd_get16(b->response[i] + 2) & XD_FLAG_TC)
 		count(&w->stats.truncated, 1);
+	xd_response_counts_add(&w->counts, b->response[i], (size_t)len);
 	b->tx_iov[i].iov_base = b->response[i];
 	b->tx_iov[i].iov_len = len;
 	memset(tx, 0, sizeof(*tx));
@@ -270,6 +273,7 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n, int fd,
 		out++;
 	}
 	xd_engine_leave(w->engine, w->index);
+	xd_response_counts_flush(&w->counts, w->stats.rcode, w->stats.qtype);
 	if (denied)
 		count(&w->stats.denied, denied);
 	if (v.rrl_counts.limited) {
@@ -343,6 +347,7 @@ static void serve_resolver(struct xd_udp_worker *w, struct batch *b)
 		out++;
 	}
 	xd_engine_leave(w->engine, w->index);
+	xd_response_counts_flush(&w->counts, w->stats.rcode, w->stats.qtype);
 	if (out) {
 		int k = send_batch(fd, b, out);
 
@@ -679,6 +684,10 @@ int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 	out->deferred = __atomic_load_n(&s->deferred, __ATOMIC_RELAXED);
 	out->resolver_full = __atomic_load_n(&s->resolver_full, __ATOMIC_RELAXED);
 	out->resolver_expired = __atomic_load_n(&s->resolver_expired, __ATOMIC_RELAXED);
+	for (int i = 0; i < XD_RCODES; i++)
+		out->rcode[i] = __atomic_load_n(&s->rcode[i], __ATOMIC_RELAXED);
+	for (int i = 0; i < XD_QTYPE_BUCKETS; i++)
+		out->qtype[i] = __atomic_load_n(&s->qtype[i], __ATOMIC_RELAXED);
 	return 0;
 }
 

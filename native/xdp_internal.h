@@ -19,6 +19,7 @@
 #include <xdp/xsk.h>
 
 #include "engine.h"
+#include "response_counts.h"
 #include "rrl.h"
 
 struct xd_prog;
@@ -88,6 +89,7 @@ struct xd_xsk_worker {
 	uint32_t nfree;
 	uint32_t fill_reserve;		/* free frames kept off the fill ring */
 	struct xd_queue_stats stats;	/* written by the worker only */
+	struct xd_response_counts counts;	/* this batch's responses */
 	struct xd_rrl_state rrl;	/* the worker's view of the buckets, events */
 	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no
 						 * resolver */

@@ -509,6 +509,8 @@ static void xd_prog_stats_add(struct xd_prog_stats *out, const struct xd_prog_co
 		out->answered_in_xdp_rcode[i] += c->answered_in_xdp_rcode[i];
 	out->rate_limited += c->rate_limited;
 	out->slipped += c->slipped;
+	for (int i = 0; i < XD_QTYPE_BUCKETS; i++)
+		out->answered_in_xdp_qtype[i] += c->answered_in_xdp_qtype[i];
 }
 
 int xd_prog_counters(struct xd_prog *p, int cpu, struct xd_prog_stats *out)

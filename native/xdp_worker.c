@@ -202,6 +202,7 @@ static size_t answer_frame(struct xd_xsk_worker *w, struct batch_view *v,
 		resp = xd_rrl_filter(&w->rrl, v->rrl, ctx, data + header, resp, &v->rrl_counts);
 	if (resp <= 0)
 		return 0;
+	xd_response_counts_add(&w->counts, data + header, (size_t)resp);
 	return xd_frame_reply(data, &f, resp);
 }
 
@@ -264,6 +265,7 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 		}
 	}
 	xd_engine_leave(w->engine, w->reader);
+	xd_response_counts_flush(&w->counts, w->stats.rcode, w->stats.qtype);
 	xsk_ring_cons__release(&w->rx, n);
 	sent = tx_submit(w, out, answers);
 	set(&w->stats.frames_rx, 0);
@@ -320,12 +322,14 @@ static void serve_resolver(struct xd_xsk_worker *w)
 		}
 		if (xd_get16(data + header + 2) & XD_FLAG_TC)
 			count(&w->stats.truncated, 1);
+		xd_response_counts_add(&w->counts, data + header, (size_t)len);
 		out[n].addr = addr;
 		out[n].len = xd_frame_reply(data, &route->f, len);
 		out[n].options = 0;
 		n++;
 	}
 	xd_engine_leave(w->engine, w->reader);
+	xd_response_counts_flush(&w->counts, w->stats.rcode, w->stats.qtype);
 	sent = n ? tx_submit(w, out, n) : 0;
 	set(&w->stats.frames_free, w->nfree);
 	count(&w->stats.answered, sent);
@@ -694,5 +698,9 @@ void xd_xsk_worker_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *o
 	for (size_t i = 0; i < offsetof(struct xd_queue_stats, kernel_rx_dropped) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	kernel_stats(w, out);
+	for (int i = 0; i < XD_RCODES; i++)
+		out->rcode[i] = __atomic_load_n(&w->stats.rcode[i], __ATOMIC_RELAXED);
+	for (int i = 0; i < XD_QTYPE_BUCKETS; i++)
+		out->qtype[i] = __atomic_load_n(&w->stats.qtype[i], __ATOMIC_RELAXED);
 	out->cpu = w->cpu;
 }

@@ -67,6 +67,38 @@ def test_metrics_parse_and_move_under_load(xdpdns_serve, tmp_path):
     serial = dns.query.udp(dns.message.make_query("example.com.", "SOA"), host, port=port,
                            timeout=3).answer[0][0].serial
     assert after[("xdpdns_zone_serial", (("zone", "example.com."),))] == serial
+    by_rcode = {dict(labels)["rcode"]: 0 for (n, labels) in after
+                if n == "xdpdns_udp_worker_responses_by_rcode_total"}
+    for (n, labels), v in after.items():
+        if n == "xdpdns_udp_worker_responses_by_rcode_total":
+            by_rcode[dict(labels)["rcode"]] += v
+    assert by_rcode.get("NOERROR", 0) >= 20
+
+
+def test_responses_by_rcode_and_qtype(xdpdns_serve, tmp_path):
+    """Each UDP response is counted by its RCODE and its query's type, in
+    `xdpdns stats` and in the metrics; types without a counter of their
+    own are "other"."""
+    import json
+
+    conf = tmp_path / "x.toml"
+    control = tmp_path / "ctl.sock"
+    conf.write_text('[server]\nudp_workers = 1\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0", "--zone",
+                          default_zone_path(), "--control-socket", control)
+    host, port = server.addresses[0]
+    asked = [("www.example.com.", "A")] * 3 + [("www.example.com.", "AAAA")] * 2 + \
+        [("nothere.example.com.", "A")] + [("www.example.com.", "NAPTR")]
+    for name, rdtype in asked:
+        dns.query.udp(dns.message.make_query(name, rdtype), host, port=port, timeout=3)
+    udp = json.loads(run_xdpdns_cli("stats", "--control-socket", control, "--json").stdout)["udp"]
+    assert udp["qtypes"] == {"A": 4, "AAAA": 2, "other": 1}
+    assert udp["rcodes"] == {"NOERROR": 6, "NXDOMAIN": 1}
+    table = run_xdpdns_cli("stats", "--control-socket", control).stdout
+    assert "UDP responses by RCODE: NOERROR 6, NXDOMAIN 1" in table
+    samples = _scrape(_metrics_url(server))
+    assert samples[("xdpdns_udp_worker_responses_by_qtype_total",
+                    (("qtype", "AAAA"), ("worker", "0")))] == 2
 
 
 def test_metrics_answers_only_get_metrics(xdpdns_serve, tmp_path):
@@ -103,4 +135,5 @@ def test_xdp_program_counters_in_metrics(xdp_topology, xdp_serve, tmp_path):
     assert samples[("xdpdns_xdp_program_answers_by_rcode_total",
                     (("rcode", "NOERROR"),))] == 5
     assert samples[("xdpdns_xdp_answer_table_state", (("state", "on"),))] == 1
+    assert samples[("xdpdns_xdp_program_answers_by_qtype_total", (("qtype", "A"),))] == 5
     assert any(n == "xdpdns_xdp_queue_received_total" for n, _ in samples)

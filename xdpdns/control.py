@@ -255,6 +255,20 @@ def _answers_lines(table: dict | None) -> list[str]:
             f"installed in {table['install_seconds']:.3f} s"]
 
 
+def _by_kind_lines(what: str, rows: list[dict]) -> list[str]:
+    """The rcodes and qtypes of rows, summed, as a line each."""
+    lines = []
+    for key, label in (("rcodes", "by RCODE"), ("qtypes", "by query type")):
+        total: dict[str, int] = {}
+        for row in rows:
+            for name, n in (row.get(key) or {}).items():
+                total[name] = total.get(name, 0) + n
+        if total:
+            lines.append(f"  {what} {label}: "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(total.items())))
+    return lines
+
+
 def format_stats(stats: dict) -> str:
     """The JSON of a "stats" request as tables: per UDP worker, TCP, per
     AF_XDP queue (with where its frames are), per CPU of the XDP program."""
@@ -263,6 +277,7 @@ def format_stats(stats: dict) -> str:
     rows = [[i] + [w.get(k, 0) for k in _UDP] for i, w in enumerate(workers)]
     rows.append(["all"] + [stats.get("udp", {}).get(k, 0) for k in _UDP])
     lines += _table("UDP (socket mode)", ["worker"] + _UDP, rows)
+    lines += _by_kind_lines("UDP responses", [stats.get("udp", {})])
     tcp = stats.get("tcp", {})
     lines += [""] + _table("TCP", _TCP, [[tcp.get(k, 0) for k in _TCP]])
     xdp = stats.get("xdp")
@@ -280,6 +295,7 @@ def format_stats(stats: dict) -> str:
     rows = [[q["queue"] + xdp.get("first_queue", 0), q["cpu"]] + [q.get(k, 0) for k in _QUEUE]
             for q in queues]
     lines += [""] + _table("AF_XDP queues", ["queue", "cpu"] + _QUEUE, rows)
+    lines += _by_kind_lines("AF_XDP responses", queues)
     rows = [[q["queue"] + xdp.get("first_queue", 0)] + [q[k] for k in _FRAMES]
             + [q["frames_accounted"]] for q in queues]
     lines += [""] + _table("frames (fill + rx + tx + free = total)",
@@ -297,6 +313,10 @@ def format_stats(stats: dict) -> str:
     if rcodes:
         lines.append("  answered in XDP by RCODE: "
                      + ", ".join(f"{k} {v}" for k, v in sorted(rcodes.items())))
+    qtypes = xdp.get("program", {}).get("answered_in_xdp_qtypes") or {}
+    if qtypes:
+        lines.append("  answered in XDP by query type: "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(qtypes.items())))
     lines += _answers_lines(xdp.get("answers"))
     ports = xdp.get("ports", {})
     if ports:

@@ -130,6 +130,10 @@ class WorkerStats:
     deferred: int = 0  # handed to the resolver hook (answered or dropped when it answers)
     resolver_full: int = 0  # SERVFAIL at once: the worker held as many as it may
     resolver_expired: int = 0  # SERVFAIL: the hook did not answer in time
+    # Responses made, by RCODE name and by query type ("other": the types
+    # without a counter of their own); only those seen.
+    rcodes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    qtypes: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 # What the XDP program does with UDP to a port; the codes come from
@@ -207,6 +211,8 @@ class QueueStats:
     resolver_expired: int = 0
     busy_polls: int = 0  # busy polls of an empty rx ring (spinning)
     sleeps: int = 0  # times the worker slept in poll() (idle)
+    rcodes: Mapping[str, int] = dataclasses.field(default_factory=dict)  # as WorkerStats
+    qtypes: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def frames_accounted(self) -> int:
@@ -230,6 +236,8 @@ class ProgStats:
     # the truncated ones.
     rate_limited: int = 0
     slipped: int = 0
+    # The program's answers by query type, as WorkerStats.qtypes.
+    answered_in_xdp_qtypes: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -693,7 +701,8 @@ class Engine(_CObject):
             result.append(WorkerStats(out.received, out.answered, out.dropped,
                                       out.truncated, out.batches, out.denied,
                                       out.limited, out.slipped, out.deferred,
-                                      out.resolver_full, out.resolver_expired))
+                                      out.resolver_full, out.resolver_expired,
+                                      _rcode_counts(out.rcode), _qtype_counts(out.qtype)))
         return result
 
     # ---- XDP mode ----------------------------------------------------------
@@ -794,7 +803,8 @@ class Engine(_CObject):
                 out.frames_fill, out.frames_rx, out.frames_tx, out.frames_free,
                 out.frames_total, out.kernel_rx_dropped, out.kernel_rx_ring_full,
                 out.kernel_fill_empty, out.cpu, out.limited, out.slipped, out.deferred,
-                out.resolver_full, out.resolver_expired, out.busy_polls, out.sleeps))
+                out.resolver_full, out.resolver_expired, out.busy_polls, out.sleeps,
+                _rcode_counts(out.rcode), _qtype_counts(out.qtype)))
         return result
 
     def xdp_prog_stats(self, cpu: int | None = None) -> ProgStats:
@@ -1243,11 +1253,32 @@ def _set_chars(struct, field: str, text: str, what: str) -> None:
     setattr(struct, field, encoded)
 
 
+def _rcode_counts(counts) -> dict[str, int]:
+    return {dns.rcode.to_text(rcode): counts[rcode] for rcode in range(16) if counts[rcode]}
+
+
+def _qtype_bucket_names() -> list[str]:
+    """The name of each query type bucket (bpf/xdpdns_maps.h's list, all
+    below 512), "other" for bucket 0."""
+    names = ["other"] * 16
+    for qtype in range(1, 512):
+        bucket = lib.xd_qtype_bucket_of(qtype)
+        if bucket:
+            names[bucket] = dns.rdatatype.to_text(qtype)
+    return names
+
+
+_QTYPE_BUCKETS = _qtype_bucket_names()
+
+
+def _qtype_counts(counts) -> dict[str, int]:
+    return {_QTYPE_BUCKETS[i]: counts[i] for i in range(16) if counts[i]}
+
+
 def _prog_stats(out) -> ProgStats:
-    rcodes = {dns.rcode.to_text(rcode): out.answered_in_xdp_rcode[rcode]
-              for rcode in range(16) if out.answered_in_xdp_rcode[rcode]}
     return ProgStats(out.seen, out.redirected, out.passed, out.dropped, out.malformed,
-                     out.denied, out.answered_in_xdp, rcodes, out.rate_limited, out.slipped)
+                     out.denied, out.answered_in_xdp, _rcode_counts(out.answered_in_xdp_rcode),
+                     out.rate_limited, out.slipped, _qtype_counts(out.answered_in_xdp_qtype))
 
 
 def _answers_info(out) -> AnswersInfo:

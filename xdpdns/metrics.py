@@ -58,6 +58,20 @@ def _counters(prefix: str, what: str, rows, label: str | None) -> Iterator[Metri
         yield family
 
 
+def _by_kind(prefix: str, what: str, rows, label: str) -> Iterator[Metric]:
+    """Responses by RCODE and by query type (the rows' rcodes and qtypes),
+    labelled by the row's label as well."""
+    for attr, kind in (("rcodes", "rcode"), ("qtypes", "qtype")):
+        family = CounterMetricFamily(f"{prefix}_responses_by_{kind}",
+                                     f"{what}: responses made, by {kind}",
+                                     labels=[label, kind])
+        for index, row in enumerate(rows):
+            key = getattr(row, label, index)
+            for name, n in sorted(getattr(row, attr).items()):
+                family.add_metric([str(key), name], n)
+        yield family
+
+
 class StatsCollector:
     """A prometheus_client collector over a server's stats()."""
 
@@ -68,6 +82,7 @@ class StatsCollector:
         stats = self.server.stats()
         yield from _counters("xdpdns_udp_worker", "a UDP worker's queries",
                              list(stats.workers), "worker")
+        yield from _by_kind("xdpdns_udp_worker", "a UDP worker", list(stats.workers), "worker")
         yield from _counters("xdpdns_tcp", "TCP", [stats.tcp], None)
         if stats.resolver is not None:
             yield from _counters("xdpdns_resolver", "the resolver hook", [stats.resolver],
@@ -79,6 +94,8 @@ class StatsCollector:
     def _xdp(self, xdp) -> Iterator[Metric]:
         yield from _counters("xdpdns_xdp_queue", "an AF_XDP queue worker", list(xdp.queues),
                              "queue")
+        yield from _by_kind("xdpdns_xdp_queue", "an AF_XDP queue worker", list(xdp.queues),
+                            "queue")
         cpus = list(xdp.cpus)
         for field in ("seen", "redirected", "answered_in_xdp", "rate_limited", "slipped",
                       "passed", "dropped", "denied", "malformed"):
@@ -98,6 +115,16 @@ class StatsCollector:
         for rcode, n in sorted(totals.items()):
             rcodes.add_metric([rcode], n)
         yield rcodes
+        qtypes = CounterMetricFamily("xdpdns_xdp_program_answers_by_qtype",
+                                     "answers the XDP program sent itself, by query type",
+                                     labels=["qtype"])
+        totals = {}
+        for counters in cpus:
+            for qtype, n in counters.answered_in_xdp_qtypes.items():
+                totals[qtype] = totals.get(qtype, 0) + n
+        for qtype, n in sorted(totals.items()):
+            qtypes.add_metric([qtype], n)
+        yield qtypes
         if xdp.answers is not None:
             info = xdp.answers
             state = GaugeMetricFamily("xdpdns_xdp_answer_table_state",

@@ -29,7 +29,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import dns.name
 
@@ -61,7 +61,8 @@ class ServerStats:
     resolver: ResolverStats | None = None  # when plugins claim names
 
     def log_fields(self) -> str:
-        parts = [f"{f.name}={getattr(self.udp, f.name)}" for f in fields(self.udp)]
+        parts = [f"{f.name}={getattr(self.udp, f.name)}" for f in fields(self.udp)
+                 if not isinstance(getattr(self.udp, f.name), Mapping)]
         parts += [f"tcp_{f.name}={getattr(self.tcp, f.name)}" for f in fields(self.tcp)]
         if self.xdp is not None:
             parts += [f"xdp_{name}={self.xdp.total(name)}" for name in
@@ -110,8 +111,18 @@ def _restart_only_changes(old: Config, new: Config) -> list[str]:
 
 
 def _sum_stats(workers: list[WorkerStats]) -> WorkerStats:
-    return WorkerStats(**{f.name: sum(getattr(w, f.name) for w in workers)
-                          for f in fields(WorkerStats)})
+    total: dict = {}
+    for f in fields(WorkerStats):
+        values = [getattr(w, f.name) for w in workers]
+        if values and isinstance(values[0], Mapping):
+            merged: dict[str, int] = {}
+            for counts in values:
+                for key, n in counts.items():
+                    merged[key] = merged.get(key, 0) + n
+            total[f.name] = merged
+        else:
+            total[f.name] = sum(values)
+    return WorkerStats(**total)
 
 
 def _default_cookies(cookies: CookieSecrets) -> bool:

@@ -101,6 +101,11 @@ class XdpStats:
             for rcode, n in c.answered_in_xdp_rcodes.items():
                 rcodes[rcode] = rcodes.get(rcode, 0) + n
         program["answered_in_xdp_rcodes"] = rcodes
+        qtypes: dict[str, int] = {}
+        for c in self.cpus:
+            for qtype, n in c.answered_in_xdp_qtypes.items():
+                qtypes[qtype] = qtypes.get(qtype, 0) + n
+        program["answered_in_xdp_qtypes"] = qtypes
         return {
             "interface": self.info.interface,
             "mode": self.info.mode,
