@@ -750,8 +750,8 @@ void xd_prog_answers_clear(struct xd_prog *p)
 	xd_prog_table_close(&p->installed);
 }
 
-static int map_create(enum bpf_map_type type, const char *name, size_t key_size,
-		      size_t value_size, size_t n, __u32 flags)
+int xd_prog_map_create(enum bpf_map_type type, const char *name, size_t key_size,
+		       size_t value_size, uint64_t n, __u32 flags)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
 	int fd;
@@ -782,8 +782,8 @@ static int pages_create(const struct xd_answers *t, int *out)
 		return -ENOMEM;
 	for (__u32 i = 0; i < t->npages; i++)
 		keys[i] = i;
-	fd = map_create(BPF_MAP_TYPE_ARRAY, "answer_pages", sizeof(__u32),
-			sizeof(struct xd_answer_page), t->npages, BPF_F_INNER_MAP);
+	fd = xd_prog_map_create(BPF_MAP_TYPE_ARRAY, "answer_pages", sizeof(__u32),
+				sizeof(struct xd_answer_page), t->npages, BPF_F_INNER_MAP);
 	rc = fd < 0 ? fd : map_fill(fd, keys, t->pages, t->npages);
 	free(keys);
 	if (rc < 0 && fd >= 0)
@@ -799,8 +799,8 @@ static int pages_create(const struct xd_answers *t, int *out)
 static int class_create(const struct xd_answer_class *c, int *out)
 {
 	size_t cap = c->n + c->n / 16 + 64;
-	int fd = map_create(BPF_MAP_TYPE_HASH, "answers", c->key_size, sizeof(struct xd_answer),
-			    cap, 0);
+	int fd = xd_prog_map_create(BPF_MAP_TYPE_HASH, "answers", c->key_size,
+				    sizeof(struct xd_answer), cap, 0);
 	int rc = fd < 0 ? fd : map_fill(fd, c->keys, c->values, c->n);
 
 	if (rc < 0) {

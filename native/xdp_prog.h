@@ -8,6 +8,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <linux/bpf.h>
+
 #include "engine.h"
 #include "xdp_answers.h"
 
@@ -61,6 +63,10 @@ int xd_prog_answers_build(struct xd_prog *p, const struct xd_answers *t,
 int xd_prog_answers_put(struct xd_prog *p, struct xd_prog_table *m, struct xd_error *err);
 /* Closes built maps not put (accepts a closed one). */
 void xd_prog_table_close(struct xd_prog_table *m);
+/* A new map for an inner slot (n entries, at least 1): its descriptor, or
+ * -errno (-E2BIG past 2^32 entries). */
+int xd_prog_map_create(enum bpf_map_type type, const char *name, size_t key_size,
+		       size_t value_size, uint64_t n, __u32 flags);
 /* The descriptor of the program's map `name` (the program keeps it), or
  * -1 when it has none. */
 int xd_prog_map_fd(struct xd_prog *p, const char *name);
