@@ -1047,54 +1047,29 @@ static __always_inline void xd_rrl_mask(__u8 *addr, __u32 prefix_len)
 	}
 }
 
-/* rrl.c's bucket_find: the bucket of key in set, else the free or least
- * recently used one made into it with a second of credit. */
-static __always_inline struct xd_rrl_entry *xd_rrl_find(struct xd_rrl_set *set, __u64 key,
-							__u32 rate, __u32 now)
-{
-	struct xd_rrl_entry *victim = &set->way[0];
-	int i;
-
-#pragma unroll
-	for (i = 0; i < XD_RRL_WAYS; i++)
-		if (set->way[i].key == key)
-			return &set->way[i];
-#pragma unroll
-	for (i = 1; i < XD_RRL_WAYS; i++)
-		if (victim->key && (!set->way[i].key || set->way[i].last < victim->last))
-			victim = &set->way[i];
-	victim->key = key;
-	victim->balance = rate;
-	victim->last = now;
-	victim->logged = 0;
-	victim->slips = 0;
-	victim->has_logged = 0;
-	return victim;
-}
-
 /* The limiter's verdict on an answer from the table to src, of a kind
  * (XD_RRL_KIND_*) counted by name (its hash) and, for answers, qtype, as
  * a worker's xd_rrl_filter gives it on the same bucket: credit, debit, a
  * note to the log once a window, every slip-th limited one truncated.  A
  * function of its own, verified once. */
 __attribute__((noinline)) int xd_rrl_judge(const struct xd_addr_key *src, __u32 kind,
-					    __u32 qtype, __u32 queue, __u64 name)
+					    __u32 qtype, __u64 name)
 {
 	struct xd_rrl_settings *cfg;
 	struct xd_rrl_scratch *sc;
 	struct xd_rrl_note *note;
 	struct xd_rrl_entry *e;
 	struct xd_rrl_set *set;
-	__u32 zero = 0, rate, idx, now, slice, prefix;
+	__u32 zero = 0, rate, idx, now, prefix;
 	void *inner;
-	__s64 floor;
+	int report, slip;
 	__u64 key;
 
 	if (!src || kind >= XD_RRL_KINDS)
 		return XD_RRL_V_SEND;
 	inner = bpf_map_lookup_elem(&rrl_settings, &zero);
 	cfg = inner ? bpf_map_lookup_elem(inner, &zero) : NULL;
-	if (!cfg || !cfg->nsets || !cfg->slices)
+	if (!cfg || !cfg->nsets)
 		return XD_RRL_V_SEND;		/* rate limiting is off */
 	/* The verifier must see the bound on the register that indexes. */
 	asm volatile("" : "+r"(kind));
@@ -1116,39 +1091,21 @@ __attribute__((noinline)) int xd_rrl_judge(const struct xd_addr_key *src, __u32 
 	xd_rrl_mask(note->addr, prefix);
 	key = xd_rrl_bucket_key(cfg->seed, note->addr, src->family, kind,
 				kind == XD_RRL_KIND_ANSWER ? qtype : 0, name);
-	slice = queue < cfg->slices ? queue : queue % cfg->slices;
-	idx = slice * cfg->nsets + (__u32)(key & (cfg->nsets - 1));
+	idx = (__u32)(key & (cfg->nsets - 1));
 	inner = bpf_map_lookup_elem(&rrl_buckets, &zero);
 	set = inner ? bpf_map_lookup_elem(inner, &idx) : NULL;
 	if (!set)
 		return XD_RRL_V_SEND;		/* settings and buckets changing */
 	now = (__u32)(bpf_ktime_get_coarse_ns() / 1000000000ULL);
-	e = xd_rrl_find(set, key, rate, now);
-	/* rrl.c's bucket_debit */
-	if (now > e->last) {
-		__s64 balance = e->balance + (__s64)(now - e->last) * rate;
-
-		e->balance = balance < rate ? balance : rate;
-		e->last = now;
-	}
-	if (e->balance > 0) {
-		e->balance--;
+	e = xd_rrl_bucket_find(set, key, rate, now);
+	if (xd_rrl_bucket_debit(e, rate, cfg->window, now))
 		return XD_RRL_V_SEND;
-	}
-	floor = -(__s64)cfg->window * rate;
-	if (e->balance > floor)
-		e->balance--;
-	/* rrl.c's limited */
-	if (!e->has_logged || now - e->logged >= cfg->window) {
-		e->has_logged = 1;
-		e->logged = now;
+	slip = xd_rrl_bucket_limited(e, cfg->window, cfg->slip, now, &report);
+	if (report) {
 		note->time = now;
 		bpf_ringbuf_output(&rrl_events, note, sizeof(*note), 0);
 	}
-	e->slips++;
-	if (cfg->slip && e->slips % cfg->slip == 0)
-		return XD_RRL_V_SLIP;
-	return XD_RRL_V_DROP;
+	return slip ? XD_RRL_V_SLIP : XD_RRL_V_DROP;
 }
 
 /* Answers the query in place from the table: XDP_TX (out says what was
@@ -1184,7 +1141,7 @@ static __always_inline int xd_answer_query(struct xdp_md *ctx, const struct xd_l
 	page = bpf_map_lookup_elem(pages, &a->page);
 	if (!page)
 		return XDP_PASS;
-	verdict = xd_rrl_judge(src, a->rrl_kind, qtype, ctx->rx_queue_index, a->rrl_name);
+	verdict = xd_rrl_judge(src, a->rrl_kind, qtype, a->rrl_name);
 	if (verdict == XD_RRL_V_DROP) {
 		out->note = XD_NOTE_LIMITED;
 		return XDP_DROP;

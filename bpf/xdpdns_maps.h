@@ -223,10 +223,10 @@ struct xd_answer_page {
  * Response rate limiting (native/rrl.c) of the program's answers: the
  * same buckets as the workers', in memory they share, so that a client
  * gets one rate per bucket whichever queue, worker or program answers it.
- * The buckets are sets of XD_RRL_WAYS in `slices` slices (the program
- * takes its rx queue's, modulo slices); the engine makes one slice, one
- * view of every client.  Concurrent updates may race; a race costs at
- * most a response counted or not, never memory safety.
+ * The buckets are nsets sets of XD_RRL_WAYS, one table for every queue,
+ * worker and the program: one view of every client.  The bucket logic
+ * below is the one both sides run.  Concurrent updates may race; a race
+ * costs at most a response counted or not, never memory safety.
  *
  * rrl_settings, rrl_buckets, rrl_exempt_v4 and rrl_exempt_v6 are
  * ARRAY_OF_MAPS of one slot, refilled with new inner maps whenever the
@@ -262,8 +262,8 @@ struct xd_rrl_settings {
 	__u32 rate[XD_RRL_KINDS];	/* per second; 0: that kind is not limited */
 	__u32 window;
 	__u32 slip;
-	__u32 nsets;		/* per slice: a power of two */
-	__u32 slices;		/* the engine's: 1 */
+	__u32 nsets;		/* a power of two */
+	__u32 pad2;
 	__u8 ipv4_prefix;
 	__u8 ipv6_prefix;
 	/* Whether any prefix of the family is exempt: no lookup when none. */
@@ -299,6 +299,69 @@ struct xd_rrl_note {
 		v0 += v3; v3 = XD_ROTL64(v3, 21); v3 ^= v0;			\
 		v2 += v1; v1 = XD_ROTL64(v1, 17); v1 ^= v2; v2 = XD_ROTL64(v2, 32); \
 	} while (0)
+
+/* The bucket of key in its set, else the free or least recently used one
+ * of the set, made into it with a second of credit. */
+static inline __attribute__((always_inline))
+struct xd_rrl_entry *xd_rrl_bucket_find(struct xd_rrl_set *set, __u64 key, __u32 rate,
+					__u32 now)
+{
+	struct xd_rrl_entry *victim = &set->way[0];
+	int i;
+
+	for (i = 0; i < XD_RRL_WAYS; i++)
+		if (set->way[i].key == key)
+			return &set->way[i];
+	/* A free entry first, else the one answered longest ago. */
+	for (i = 1; i < XD_RRL_WAYS; i++)
+		if (victim->key && (!set->way[i].key || set->way[i].last < victim->last))
+			victim = &set->way[i];
+	victim->key = key;
+	victim->balance = rate;
+	victim->last = now;
+	victim->logged = 0;
+	victim->slips = 0;
+	victim->has_logged = 0;
+	return victim;
+}
+
+/* Credits the time since the bucket's last response and spends one; true
+ * when the response may go. */
+static inline __attribute__((always_inline))
+int xd_rrl_bucket_debit(struct xd_rrl_entry *e, __u32 rate, __u32 window, __u32 now)
+{
+	__s64 floor = -(__s64)window * rate;
+
+	if (now > e->last) {
+		__s64 balance = e->balance + (__s64)(now - e->last) * rate;
+
+		e->balance = balance < rate ? balance : rate;
+		e->last = now;
+	}
+	if (e->balance > 0) {
+		e->balance--;
+		return 1;
+	}
+	if (e->balance > floor)
+		e->balance--;
+	return 0;
+}
+
+/* A limited response of bucket e: *note says whether the log hears of it
+ * (once a window per bucket); true when it goes out truncated (every
+ * slip-th; slip 0: never). */
+static inline __attribute__((always_inline))
+int xd_rrl_bucket_limited(struct xd_rrl_entry *e, __u32 window, __u32 slip, __u32 now,
+			  int *note)
+{
+	*note = !e->has_logged || now - e->logged >= window;
+	if (*note) {
+		e->has_logged = 1;
+		e->logged = now;
+	}
+	e->slips++;
+	return slip && e->slips % slip == 0;
+}
 
 /* One 8-byte word of SipHash-1-3's input. */
 #define XD_SIPWORD(v0, v1, v2, v3, m)						\

@@ -204,50 +204,6 @@ static uint64_t bucket_key(const struct xd_rrl *rrl, const struct xd_rrl_event *
 				 xd_rrl_name_hash(r->name, (size_t)r->name_len));
 }
 
-/* The bucket of key, or the least recently used of its set made into it
- * with a full second of credit. */
-static struct xd_rrl_entry *bucket_find(struct xd_rrl_state *s, uint64_t key,
-					uint32_t rate, uint32_t now)
-{
-	struct xd_rrl_entry *set = s->table + (key & s->mask) * XD_RRL_WAYS;
-	struct xd_rrl_entry *victim = NULL;
-
-	for (int i = 0; i < XD_RRL_WAYS; i++) {
-		if (set[i].key == key)
-			return &set[i];
-		/* A free entry first, else the one answered longest ago. */
-		if (!victim || (victim->key && (!set[i].key || set[i].last < victim->last)))
-			victim = &set[i];
-	}
-	memset(victim, 0, sizeof(*victim));
-	victim->key = key;
-	victim->balance = rate;
-	victim->last = now;
-	return victim;
-}
-
-/* Credits the time since the last response and spends one; true when the
- * response may go. */
-static bool bucket_debit(struct xd_rrl_entry *e, uint32_t rate, uint32_t window,
-			 uint32_t now)
-{
-	int64_t floor = -(int64_t)window * rate;
-
-	if (now > e->last) {
-		int64_t balance = e->balance + (int64_t)(now - e->last) * rate;
-
-		e->balance = balance < rate ? balance : rate;
-		e->last = now;
-	}
-	if (e->balance > 0) {
-		e->balance--;
-		return true;
-	}
-	if (e->balance > floor)
-		e->balance--;
-	return false;
-}
-
 static void ring_push(struct xd_rrl_ring *r, const struct xd_rrl_event *ev)
 {
 	uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
@@ -275,16 +231,13 @@ int xd_rrl_ring_take(struct xd_rrl_ring *r, struct xd_rrl_event *out, int max)
 static int limited(struct xd_rrl_state *s, const struct xd_rrl *rrl,
 		   struct xd_rrl_entry *e, struct xd_rrl_event *ev, uint32_t now)
 {
-	if (!e->has_logged || now - e->logged >= rrl->window) {
-		e->has_logged = 1;
-		e->logged = now;
+	int note, slip = xd_rrl_bucket_limited(e, rrl->window, rrl->slip, now, &note);
+
+	if (note) {
 		ev->time = now;
 		ring_push(&s->ring, ev);
 	}
-	e->slips++;
-	if (rrl->slip && e->slips % rrl->slip == 0)
-		return XD_RRL_SLIP;
-	return XD_RRL_DROP;
+	return slip ? XD_RRL_SLIP : XD_RRL_DROP;
 }
 
 static bool exempt(const struct xd_rrl *rrl, const struct xd_client *client, int cookie)
@@ -307,13 +260,15 @@ static int account_kind(struct xd_rrl_state *s, const struct xd_rrl *rrl,
 	struct xd_rrl_event ev;
 	struct xd_rrl_entry *e;
 	uint32_t rate = rrl->rate[r->kind];
+	uint64_t key;
 
 	if (!rate)
 		return XD_RRL_SEND;
 	client_prefix(rrl, client, &ev);
 	ev.kind = r->kind;
-	e = bucket_find(s, bucket_key(rrl, &ev, r), rate, now);
-	if (bucket_debit(e, rate, rrl->window, now))
+	key = bucket_key(rrl, &ev, r);
+	e = xd_rrl_bucket_find(&s->sets[key & s->mask], key, rate, now);
+	if (xd_rrl_bucket_debit(e, rate, rrl->window, now))
 		return XD_RRL_SEND;
 	return limited(s, rrl, e, &ev, now);
 }
@@ -363,25 +318,25 @@ int xd_rrl_state_sync(struct xd_rrl_state *s, const struct xd_rrl *rrl)
 	const struct xd_rrl_shared *sh = s->shared;
 
 	if (s->generation == rrl->generation && s->from == sh)
-		return s->table ? 0 : -ENOMEM;
+		return s->sets ? 0 : -ENOMEM;
 	/* New settings or new shared buckets (XDP mode started or stopped):
 	 * start over in them, since rates and prefixes changed what the old
 	 * buckets mean. */
 	if (s->owned)
-		free(s->table);
+		free(s->sets);
 	s->generation = rrl->generation;
 	s->from = sh;
 	s->mask = rrl->table_size / XD_RRL_WAYS - 1;
 	if (sh && sh->generation == rrl->generation && sh->nsets == s->mask + 1) {
-		s->table = sh->sets[0].way;
+		s->sets = sh->sets;
 		s->owned = false;
 		return 0;
 	}
 	/* Buckets of other settings: the settings just changed, and the next
 	 * batch finds the new buckets. */
-	s->table = calloc(rrl->table_size, sizeof(*s->table));
-	s->owned = s->table != NULL;
-	return s->table ? 0 : -ENOMEM;
+	s->sets = calloc(s->mask + 1, sizeof(*s->sets));
+	s->owned = s->sets != NULL;
+	return s->sets ? 0 : -ENOMEM;
 }
 
 struct xd_rrl_shared *xd_rrl_shared_new(const struct xd_rrl *rrl)
@@ -392,7 +347,6 @@ struct xd_rrl_shared *xd_rrl_shared_new(const struct xd_rrl *rrl)
 		return NULL;
 	sh->generation = rrl->generation;
 	sh->nsets = rrl->table_size / XD_RRL_WAYS;
-	sh->slices = 1;
 	sh->sets = calloc(sh->nsets, sizeof(*sh->sets));
 	if (!sh->sets) {
 		free(sh);
@@ -412,8 +366,8 @@ void xd_rrl_shared_free(struct xd_rrl_shared *sh)
 void xd_rrl_state_release(struct xd_rrl_state *s)
 {
 	if (s->owned)
-		free(s->table);
-	s->table = NULL;
+		free(s->sets);
+	s->sets = NULL;
 	s->owned = false;
 	s->generation = 0;
 }
@@ -426,8 +380,7 @@ uint32_t xd_rrl_clock(void)
 	return (uint32_t)ts.tv_sec;
 }
 
-void xd_rrl_settings_get(const struct xd_rrl *rrl, uint32_t slices,
-			 struct xd_rrl_settings *out)
+void xd_rrl_settings_get(const struct xd_rrl *rrl, struct xd_rrl_settings *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->seed = rrl->seed;
@@ -436,7 +389,6 @@ void xd_rrl_settings_get(const struct xd_rrl *rrl, uint32_t slices,
 	out->window = rrl->window;
 	out->slip = rrl->slip;
 	out->nsets = rrl->table_size / XD_RRL_WAYS;
-	out->slices = slices;
 	out->ipv4_prefix = rrl->ipv4_prefix;
 	out->ipv6_prefix = rrl->ipv6_prefix;
 	out->exempt_v4 = rrl->exempt && rrl->exempt->v4.n > 0;

@@ -45,19 +45,17 @@ struct xd_rrl_ring {
 /* The buckets of one generation of the settings, one table that every
  * worker (UDP and AF_XDP) and the XDP program count in, so that a client
  * has one rate wherever its queries land: in the XDP program's mapped
- * array (xdp_rrl.c) or on the heap (xd_rrl_shared_new).  nsets sets in
- * each of `slices` slices; the engine makes one slice. */
+ * array (xdp_rrl.c) or on the heap (xd_rrl_shared_new). */
 struct xd_rrl_shared {
 	uint64_t generation;
 	struct xd_rrl_set *sets;
 	uint32_t nsets;
-	uint32_t slices;
 };
 
 /* What a worker keeps; zeroed at the start. */
 struct xd_rrl_state {
 	uint64_t generation;		/* of the settings the table is for */
-	struct xd_rrl_entry *table;
+	struct xd_rrl_set *sets;
 	uint32_t mask;			/* sets - 1 */
 	bool owned;			/* the table was allocated here */
 	/* The shared buckets in force, set before each sync (NULL: none, a
@@ -78,13 +76,12 @@ void xd_rrl_free(struct xd_rrl *rrl);
 uint32_t xd_rrl_clock(void);
 /* The hash of a response's name that its bucket key takes. */
 uint64_t xd_rrl_name_hash(const uint8_t *name, size_t len);
-/* rrl's settings as the XDP program reads them, for slices rx queues. */
-void xd_rrl_settings_get(const struct xd_rrl *rrl, uint32_t slices,
-			 struct xd_rrl_settings *out);
+/* rrl's settings as the XDP program reads them. */
+void xd_rrl_settings_get(const struct xd_rrl *rrl, struct xd_rrl_settings *out);
 
-/* Makes s's table fit rrl (a new, empty one when the settings changed:
- * the only allocation, once per change; the queue's slice of s->shared
- * when that is rrl's).  0, or -ENOMEM: no limiting. */
+/* Makes s's table fit rrl: s->shared when those buckets are rrl's, else
+ * a new, empty one of its own (the only allocation, once per change).
+ * 0, or -ENOMEM: no limiting. */
 int xd_rrl_state_sync(struct xd_rrl_state *s, const struct xd_rrl *rrl);
 void xd_rrl_state_release(struct xd_rrl_state *s);
 

@@ -224,9 +224,7 @@ int xd_xdp_rrl_switch(struct xd_xdp *x, const struct xd_rrl *rrl, struct xd_xdp_
 	if (!rrl) {
 		xd_xdp_rrl_clear(x->prog);
 	} else {
-		/* One slice: every queue's program and worker count in the
-		 * same buckets, as the socket-mode workers do. */
-		rc = xd_xdp_rrl_build(x->prog, rrl, 1, &maps, err);
+		rc = xd_xdp_rrl_build(x->prog, rrl, &maps, err);
 		if (rc)
 			return rc;
 		rc = xd_xdp_rrl_put(x->prog, maps, err);

@@ -41,28 +41,16 @@ bool xd_xdp_rrl_supported(struct xd_prog *p)
 	return xd_prog_map_fd(p, "rrl_events") >= 0;
 }
 
-static int map_new(enum bpf_map_type type, const char *name, size_t key_size,
-		   size_t value_size, uint64_t n, __u32 flags)
-{
-	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
-	int fd;
-
-	if (n > UINT32_MAX)
-		return -E2BIG;
-	fd = bpf_map_create(type, name, (__u32)key_size, (__u32)value_size,
-			    n ? (__u32)n : 1, &opts);
-	return fd < 0 ? -errno : fd;
-}
-
-static int settings_new(const struct xd_rrl *rrl, uint32_t slices)
+static int settings_new(const struct xd_rrl *rrl)
 {
 	struct xd_rrl_settings s;
 	__u32 zero = 0;
-	int fd = map_new(BPF_MAP_TYPE_ARRAY, "rrl_settings", sizeof(__u32), sizeof(s), 1, 0);
+	int fd = xd_prog_map_create(BPF_MAP_TYPE_ARRAY, "rrl_settings", sizeof(__u32),
+				    sizeof(s), 1, 0);
 
 	if (fd < 0)
 		return fd;
-	xd_rrl_settings_get(rrl, slices, &s);
+	xd_rrl_settings_get(rrl, &s);
 	if (bpf_map_update_elem(fd, &zero, &s, BPF_ANY) < 0) {
 		int rc = -errno;
 
@@ -75,11 +63,12 @@ static int settings_new(const struct xd_rrl *rrl, uint32_t slices)
 /* The buckets, zeroed (every entry free), mapped into r->shared. */
 static int buckets_new(struct xd_xdp_rrl *r)
 {
-	uint64_t n = (uint64_t)r->shared.nsets * r->shared.slices;
+	uint64_t n = r->shared.nsets;
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	void *mem;
-	int fd = map_new(BPF_MAP_TYPE_ARRAY, "rrl_buckets", sizeof(__u32),
-			 sizeof(struct xd_rrl_set), n, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+	int fd = xd_prog_map_create(BPF_MAP_TYPE_ARRAY, "rrl_buckets", sizeof(__u32),
+				    sizeof(struct xd_rrl_set), n,
+				    BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 
 	if (fd < 0)
 		return fd;
@@ -104,9 +93,9 @@ static int exempt_new(const struct xd_acl *exempt, int family)
 	size_t bytes = family == AF_INET ? 4 : 16;
 	uint32_t n = t ? t->n : 0;
 	__u32 one = 1;
-	int fd = map_new(BPF_MAP_TYPE_LPM_TRIE, family == AF_INET ? "rrl_exempt_v4" :
-			 "rrl_exempt_v6", sizeof(__u32) + bytes, sizeof(__u32), n,
-			 BPF_F_NO_PREALLOC);
+	int fd = xd_prog_map_create(BPF_MAP_TYPE_LPM_TRIE,
+				    family == AF_INET ? "rrl_exempt_v4" : "rrl_exempt_v6",
+				    sizeof(__u32) + bytes, sizeof(__u32), n, BPF_F_NO_PREALLOC);
 
 	if (fd < 0)
 		return fd;
@@ -132,8 +121,8 @@ _Static_assert(sizeof(struct xd_rrl_exempt_v4_key) == sizeof(__u32) + 4 &&
 	       sizeof(struct xd_rrl_exempt_v6_key) == sizeof(__u32) + 16,
 	       "exempt_new writes the prefix length, then the address");
 
-int xd_xdp_rrl_build(struct xd_prog *p, const struct xd_rrl *rrl, uint32_t slices,
-		     struct xd_xdp_rrl **out, struct xd_error *err)
+int xd_xdp_rrl_build(struct xd_prog *p, const struct xd_rrl *rrl, struct xd_xdp_rrl **out,
+		     struct xd_error *err)
 {
 	struct xd_xdp_rrl *r;
 	int rc;
@@ -150,19 +139,17 @@ int xd_xdp_rrl_build(struct xd_prog *p, const struct xd_rrl *rrl, uint32_t slice
 		r->fds[i] = -1;
 	r->shared.generation = rrl->generation;
 	r->shared.nsets = rrl->table_size / XD_RRL_WAYS;
-	r->shared.slices = slices;
 	rc = r->fds[XD_XDP_RRL_BUCKETS] = buckets_new(r);
 	if (rc >= 0)
 		rc = r->fds[XD_XDP_RRL_EXEMPT_V4] = exempt_new(rrl->exempt, AF_INET);
 	if (rc >= 0)
 		rc = r->fds[XD_XDP_RRL_EXEMPT_V6] = exempt_new(rrl->exempt, AF_INET6);
 	if (rc >= 0)
-		rc = r->fds[XD_XDP_RRL_SETTINGS] = settings_new(rrl, slices);
+		rc = r->fds[XD_XDP_RRL_SETTINGS] = settings_new(rrl);
 	if (rc < 0) {
 		xd_xdp_rrl_free(r);
 		return xd_errorf(err, rc, "cannot make the XDP program's rate limiting maps "
-				     "(%u buckets for each of %u queues): %s", rrl->table_size,
-				     slices, strerror(-rc));
+				     "(%u buckets): %s", rrl->table_size, strerror(-rc));
 	}
 	*out = r;
 	return 0;

@@ -32,11 +32,10 @@ struct xd_xdp_rrl {
 
 /* Whether the program has the rate limiting maps. */
 bool xd_xdp_rrl_supported(struct xd_prog *p);
-/* New maps for rrl's settings with `slices` slices of buckets (the
- * program takes its rx queue's, modulo slices), mapped here; the program
- * still uses the old ones.  On failure nothing is left. */
-int xd_xdp_rrl_build(struct xd_prog *p, const struct xd_rrl *rrl, uint32_t slices,
-		     struct xd_xdp_rrl **out, struct xd_error *err);
+/* New maps for rrl's settings, the buckets mapped here; the program still
+ * uses the old ones.  On failure nothing is left. */
+int xd_xdp_rrl_build(struct xd_prog *p, const struct xd_rrl *rrl, struct xd_xdp_rrl **out,
+		     struct xd_error *err);
 /* Puts built maps into the program's slots, the settings last: from then
  * on its answers are counted in them. */
 int xd_xdp_rrl_put(struct xd_prog *p, const struct xd_xdp_rrl *r, struct xd_error *err);
