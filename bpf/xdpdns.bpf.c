@@ -197,31 +197,23 @@ struct {
 	});
 } rrl_buckets SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__type(key, __u32);
-	__uint(max_entries, 1);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-		__uint(key_size, sizeof(struct xd_rrl_exempt_v4_key));
-		__uint(value_size, sizeof(__u32));
-		__uint(max_entries, 1);
-		__uint(map_flags, BPF_F_NO_PREALLOC);
-	});
-} rrl_exempt_v4 SEC(".maps");
+/* The exempt prefixes of one address family: an LPM trie in one slot. */
+#define XD_RRL_EXEMPT_OUTER(family)						\
+struct {									\
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);				\
+	__type(key, __u32);							\
+	__uint(max_entries, 1);							\
+	__array(values, struct {						\
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);				\
+		__uint(key_size, sizeof(struct xd_rrl_exempt_##family##_key));	\
+		__uint(value_size, sizeof(__u32));				\
+		__uint(max_entries, 1);						\
+		__uint(map_flags, BPF_F_NO_PREALLOC);				\
+	});									\
+} rrl_exempt_##family SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__type(key, __u32);
-	__uint(max_entries, 1);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-		__uint(key_size, sizeof(struct xd_rrl_exempt_v6_key));
-		__uint(value_size, sizeof(__u32));
-		__uint(max_entries, 1);
-		__uint(map_flags, BPF_F_NO_PREALLOC);
-	});
-} rrl_exempt_v6 SEC(".maps");
+XD_RRL_EXEMPT_OUTER(v4);
+XD_RRL_EXEMPT_OUTER(v6);
 
 /* What xd_rrl_judge builds, off the stack that the question fills. */
 struct xd_rrl_scratch {
