@@ -24,6 +24,8 @@ import struct
 from pathlib import Path
 from typing import Any, Callable
 
+from xdpdns.counts import summed
+
 log = logging.getLogger("xdpdns.control")
 
 __all__ = ["ControlServer", "ControlError", "request", "format_stats"]
@@ -259,10 +261,7 @@ def _by_kind_lines(what: str, rows: list[dict]) -> list[str]:
     """The rcodes and qtypes of rows, summed, as a line each."""
     lines = []
     for key, label in (("rcodes", "by RCODE"), ("qtypes", "by query type")):
-        total: dict[str, int] = {}
-        for row in rows:
-            for name, n in (row.get(key) or {}).items():
-                total[name] = total.get(name, 0) + n
+        total = summed(row.get(key) or {} for row in rows)
         if total:
             lines.append(f"  {what} {label}: "
                          + ", ".join(f"{k} {v}" for k, v in sorted(total.items())))

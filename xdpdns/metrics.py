@@ -19,6 +19,8 @@ from typing import Callable, Iterator
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from xdpdns.counts import summed
+
 log = logging.getLogger("xdpdns.metrics")
 
 # A scrape request larger than this is not a scrape.
@@ -105,26 +107,14 @@ class StatsCollector:
             for cpu, counters in enumerate(cpus):
                 family.add_metric([str(cpu)], getattr(counters, field))
             yield family
-        rcodes = CounterMetricFamily("xdpdns_xdp_program_answers_by_rcode",
-                                     "answers the XDP program sent itself, by RCODE",
-                                     labels=["rcode"])
-        totals: dict[str, int] = {}
-        for counters in cpus:
-            for rcode, n in counters.answered_in_xdp_rcodes.items():
-                totals[rcode] = totals.get(rcode, 0) + n
-        for rcode, n in sorted(totals.items()):
-            rcodes.add_metric([rcode], n)
-        yield rcodes
-        qtypes = CounterMetricFamily("xdpdns_xdp_program_answers_by_qtype",
-                                     "answers the XDP program sent itself, by query type",
-                                     labels=["qtype"])
-        totals = {}
-        for counters in cpus:
-            for qtype, n in counters.answered_in_xdp_qtypes.items():
-                totals[qtype] = totals.get(qtype, 0) + n
-        for qtype, n in sorted(totals.items()):
-            qtypes.add_metric([qtype], n)
-        yield qtypes
+        for kind, what in (("rcode", "RCODE"), ("qtype", "query type")):
+            family = CounterMetricFamily(f"xdpdns_xdp_program_answers_by_{kind}",
+                                         f"answers the XDP program sent itself, by {what}",
+                                         labels=[kind])
+            totals = summed(getattr(c, f"answered_in_xdp_{kind}s") for c in cpus)
+            for name, n in sorted(totals.items()):
+                family.add_metric([name], n)
+            yield family
         if xdp.answers is not None:
             info = xdp.answers
             state = GaugeMetricFamily("xdpdns_xdp_answer_table_state",

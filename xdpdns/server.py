@@ -37,6 +37,7 @@ from xdpdns import limits, privileges
 from xdpdns.acl import Acl
 from xdpdns.config import Config, ConfigError, ListenAddress, default_control_socket
 from xdpdns.control import ControlError, ControlServer
+from xdpdns.counts import summed
 from xdpdns.engine import Engine, ImageInfo, WorkerStats
 from xdpdns.hookspecs import CookieSecrets, RrlSettings
 from xdpdns.image import ZoneLoadError
@@ -114,14 +115,8 @@ def _sum_stats(workers: list[WorkerStats]) -> WorkerStats:
     total: dict = {}
     for f in fields(WorkerStats):
         values = [getattr(w, f.name) for w in workers]
-        if values and isinstance(values[0], Mapping):
-            merged: dict[str, int] = {}
-            for counts in values:
-                for key, n in counts.items():
-                    merged[key] = merged.get(key, 0) + n
-            total[f.name] = merged
-        else:
-            total[f.name] = sum(values)
+        mappings = bool(values) and isinstance(values[0], Mapping)
+        total[f.name] = summed(values) if mappings else sum(values)
     return WorkerStats(**total)
 
 

@@ -19,6 +19,7 @@ import socket
 from dataclasses import asdict, dataclass
 
 from xdpdns.config import XdpConfig
+from xdpdns.counts import summed
 from xdpdns.engine import PORT_ACTIONS, AnswersInfo, Engine, ProgStats, QueueStats, XdpInfo
 
 log = logging.getLogger("xdpdns.xdp")
@@ -96,16 +97,8 @@ class XdpStats:
         program = {k: sum(getattr(c, k) for c in self.cpus) for k in
                    ("seen", "redirected", "answered_in_xdp", "rate_limited", "slipped",
                     "passed", "dropped", "denied", "malformed")}
-        rcodes: dict[str, int] = {}
-        for c in self.cpus:
-            for rcode, n in c.answered_in_xdp_rcodes.items():
-                rcodes[rcode] = rcodes.get(rcode, 0) + n
-        program["answered_in_xdp_rcodes"] = rcodes
-        qtypes: dict[str, int] = {}
-        for c in self.cpus:
-            for qtype, n in c.answered_in_xdp_qtypes.items():
-                qtypes[qtype] = qtypes.get(qtype, 0) + n
-        program["answered_in_xdp_qtypes"] = qtypes
+        program["answered_in_xdp_rcodes"] = summed(c.answered_in_xdp_rcodes for c in self.cpus)
+        program["answered_in_xdp_qtypes"] = summed(c.answered_in_xdp_qtypes for c in self.cpus)
         return {
             "interface": self.info.interface,
             "mode": self.info.mode,
