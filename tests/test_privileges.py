@@ -17,16 +17,10 @@ import pytest
 
 from conftest import run_xdpdns_cli
 from xdpdns.config import ConfigError, load_config
+from zoneimage import SERIAL_ZONE
 from xdpdns.privileges import CAP_BPF, CAP_NET_ADMIN, PrivilegeError, run_as
 
 NOBODY = "nobody"
-ZONE = """$ORIGIN example.test.
-$TTL 300
-@ IN SOA ns.example.test. admin.example.test. {serial} 3600 600 86400 300
-@ IN NS ns
-ns IN A 198.18.0.53
-www IN A 198.18.0.{serial}
-"""
 
 
 def _skip_unless_root_and_nobody():
@@ -78,7 +72,7 @@ def _threads(pid):
 
 
 def _serve_conf(directory, listen, extra=""):
-    zone = _write(directory / "example.test.zone", ZONE.format(serial=1))
+    zone = _write(directory / "example.test.zone", SERIAL_ZONE.format(serial=1))
     return _write(directory / "xdpdns.toml",
                   f'[server]\nuser = "{NOBODY}"\n{listen}{extra}\n'
                   f'[[zone]]\nfile = "{zone}"\n')
@@ -107,7 +101,7 @@ def test_socket_mode_runs_as_the_user_without_capabilities(open_dir, xdpdns_serv
     address = server.addresses[0]
     for tcp in (False, True):
         assert _ask(address, tcp).answer[0][0].to_text() == "198.18.0.1"
-    _write(open_dir / "example.test.zone", ZONE.format(serial=2))
+    _write(open_dir / "example.test.zone", SERIAL_ZONE.format(serial=2))
     result = run_xdpdns_cli("reload", "--control-socket", open_dir / "ctl.sock")
     assert result.returncode == 0, result.stderr
     assert _ask(address).answer[0][0].to_text() == "198.18.0.2"
@@ -186,7 +180,7 @@ def test_xdp_mode_keeps_only_the_map_capabilities(open_dir, xdp_topology, xdp_se
             return _ask((topo.server_v4, 53)).answer[0][0].to_text()
 
     assert ask() == "198.18.0.1"
-    _write(open_dir / "example.test.zone", ZONE.format(serial=2))
+    _write(open_dir / "example.test.zone", SERIAL_ZONE.format(serial=2))
     _write(conf, conf.read_text() + "[plugins.rrl]\nenabled = true\nrate = 1000\n")
     result = run_xdpdns_cli("reload", "--control-socket", server.control_socket)
     assert result.returncode == 0, result.stderr

@@ -12,6 +12,7 @@ import pytest
 
 from xdpdns.bench.generators import parse_dnsperf
 from xdpdns.control import request
+from zoneimage import SERIAL_ZONE
 
 RELOADS = 100
 RATE = 3000  # queries a second: steady, far below what either mode takes
@@ -19,17 +20,10 @@ RATE = 3000  # queries a second: steady, far below what either mode takes
 # and installs a new answer table.
 LOAD_SECONDS = 15
 XDP_LOAD_SECONDS = 40
-ZONE = """$ORIGIN example.test.
-$TTL 300
-@ IN SOA ns.example.test. admin.example.test. {serial} 3600 600 86400 300
-@ IN NS ns
-ns IN A 198.18.0.53
-www IN A 198.18.0.{last}
-"""
 
 
 def _write_zone(path, serial):
-    path.write_text(ZONE.format(serial=serial, last=serial % 250 + 1))
+    path.write_text(SERIAL_ZONE.format(serial=serial))
 
 
 def _reload_many(zone, control, ask_serial):

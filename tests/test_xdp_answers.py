@@ -31,6 +31,7 @@ import pytest
 
 import dnsdiff
 from conftest import diff_zones
+from zoneimage import SERIAL_ZONE
 from test_diff_knot import CASES
 from xdpdns.engine import ImageBuilder
 
@@ -365,13 +366,6 @@ def test_xdp_answers_stay_on_while_rrl_turns_on_and_off(xdp_topology, xdp_serve,
         ask_five()
 
 
-RELOAD_ZONE = """$ORIGIN example.test.
-$TTL 300
-@ IN SOA ns.example.test. admin.example.test. {serial} 3600 600 86400 300
-@ IN NS ns
-ns IN A 198.18.0.53
-www IN A 198.18.0.{serial}
-"""
 
 
 def _serial(wire):
@@ -387,7 +381,7 @@ def test_reload_under_load_never_goes_back(xdp_topology, xdp_serve, tmp_path, xd
     returned gets the new one, from the program's table or a worker."""
     topo = xdp_topology
     zone = tmp_path / "example.test.zone"
-    zone.write_text(RELOAD_ZONE.format(serial=1))
+    zone.write_text(SERIAL_ZONE.format(serial=1))
     conf = tmp_path / "xdpdns.toml"
     conf.write_text(f'[[zone]]\nfile = "{zone}"\n')
     server = xdp_serve("--config", conf, diff_zones=False)
@@ -418,7 +412,7 @@ def test_reload_under_load_never_goes_back(xdp_topology, xdp_serve, tmp_path, xd
         for serial in (2, 3):
             time.sleep(0.3)
             reloaded.clear()
-            zone.write_text(RELOAD_ZONE.format(serial=serial))
+            zone.write_text(SERIAL_ZONE.format(serial=serial))
             result = xdpdns_cli("reload", "--control-socket", server.control_socket)
             assert result.returncode == 0, result.stderr
             reloaded.set()

@@ -7,6 +7,7 @@ same path as `xdpdns serve`.
 
 from __future__ import annotations
 
+import struct
 import textwrap
 from pathlib import Path
 
@@ -52,3 +53,41 @@ def ask(img: Image, qname: str, qtype: str = "A", tcp: bool = False, **kw) -> dn
 def rrsets(section) -> set[str]:
     """A section as a set of one-line RRs, for comparing with zone text."""
     return {line for rrset in section for line in rrset.to_text().splitlines()}
+
+
+MASK = (1 << 64) - 1
+
+
+def _mix64(h):
+    for mul in (0xff51afd7ed558ccd, 0xc4ceb9fe1a85ec53):
+        h ^= h >> 33
+        h = (h * mul) & MASK
+    return h ^ (h >> 33)
+
+
+def xd_hash(data: bytes, seed: int) -> int:
+    """native/wire.c's xd_hash, to re-seal images a test damages."""
+    k = 0x9e3779b97f4a7c15
+    h = (seed ^ (len(data) * k)) & MASK
+    for i in range(0, len(data), 8):
+        word = int.from_bytes(data[i:i + 8], "little")
+        h = ((h ^ word) * k) & MASK
+        h ^= h >> 29
+    return _mix64(h)
+
+
+def seal(data: bytearray) -> bytes:
+    """Re-writes an image's checksum, so that the loader's own checks are
+    what a damaged image meets."""
+    data[24:32] = struct.pack("=Q", xd_hash(bytes(data[32:]), 0))
+    return bytes(data)
+
+
+# A zone whose serial (and www's address) a test changes between reloads.
+SERIAL_ZONE = """$ORIGIN example.test.
+$TTL 300
+@ IN SOA ns.example.test. admin.example.test. {serial} 3600 600 86400 300
+@ IN NS ns
+ns IN A 198.18.0.53
+www IN A 198.18.0.{serial}
+"""
