@@ -133,6 +133,9 @@ def test_user_settings_are_checked(tmp_path):
     conf.write_text('[server]\nuser = "nobody"\ngroup = "no-such-group-xdpdns"\n')
     with pytest.raises(ConfigError, match="group: expected a group that exists"):
         load_config(None, conf)
+    conf.write_text('[server]\nsyslog = "kern"\n')
+    with pytest.raises(ConfigError, match="syslog: expected a syslog facility: daemon, user"):
+        load_config(None, conf)
     with pytest.raises(PrivilegeError, match="is root"):
         run_as("root", None)
     with pytest.raises(PrivilegeError, match="needs \\[server\\] user"):
