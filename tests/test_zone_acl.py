@@ -22,12 +22,12 @@ import pytest
 
 from conftest import diff_zones
 from test_acl import ALLOWED_V4, DENIED_V4, TIMEOUT, _client_query, _tcp_exchange, _udp_query
-from test_overrides import _header, _offset, _seal
+from test_overrides import _header, _offset
 from xdpdns.config import ConfigError, load_config
 from xdpdns.engine import Engine, Image, ImageBuilder
 from xdpdns.hookspecs import ZoneAcl
 from xdpdns.plugins import load_plugins
-from zoneimage import SOA
+from zoneimage import SOA, seal
 
 ZONE_TEXT = SOA + "www 3600 IN A 198.18.0.3\n"
 EX = dns.name.from_text("example.com.")
@@ -215,7 +215,7 @@ def _damaged(img, damage):
     data = bytearray(img.to_bytes())
     count, start, end, _ = _zone_acl_fields(data)
     damage(data, count, start, end)
-    return _seal(data)
+    return seal(data)
 
 
 def _zone_entry_acl(data, zone):
