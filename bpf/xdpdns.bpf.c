@@ -402,6 +402,7 @@ static __always_inline struct xd_config xd_config_read(void)
 	if (cfg) {
 		out.check_dest = cfg->check_dest;
 		out.verify_checksums = cfg->verify_checksums;
+		out.tap_sample = cfg->tap_sample;
 		/* One read: the packet is judged by one rule set even while
 		 * user space flips to the next. */
 		out.acl_generation = XD_READ_ONCE(cfg->acl_generation);
@@ -1154,6 +1155,24 @@ static __always_inline int xd_answer_query(struct xdp_md *ctx, const struct xd_l
 }
 #endif
 
+#ifndef XD_GENERATOR
+/* Marks the packet for its worker's dnstap (XD_TAP_MARK in 4 bytes of
+ * metadata); -1 when the driver keeps no metadata: the worker answers the
+ * packet as any other, unlogged. */
+static __always_inline int xd_tap_mark(struct xdp_md *ctx)
+{
+	__u32 *meta;
+
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta)))
+		return -1;
+	meta = (void *)(long)ctx->data_meta;
+	if ((void *)(meta + 1) > (void *)(long)ctx->data)
+		return -1;
+	*meta = XD_TAP_MARK;
+	return 0;
+}
+#endif
+
 /* The verdict on one packet; out says what is counted with it beyond the
  * verdict (a header cut short: passed; a denied sender: dropped; an
  * answer from the table: its RCODE). */
@@ -1223,6 +1242,11 @@ static __always_inline int xd_decide(struct xdp_md *ctx, struct xd_outcome *out)
 #ifdef XD_GENERATOR
 	(void)l3;
 #else
+	if (cfg.tap_sample && bpf_get_prandom_u32() % cfg.tap_sample == 0) {
+		/* Packet pointers are void after the mark, whether it took. */
+		xd_tap_mark(ctx);
+		return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);	/* for dnstap */
+	}
 	/* IPv4 options are the worker's: its answer drops them, and the
 	 * program's would have to move the payload. */
 	if (src.family == XD_AF_INET6 || ((struct iphdr *)l3)->ihl == 5) {

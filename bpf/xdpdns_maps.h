@@ -60,8 +60,14 @@ struct xd_config {
 	/* What the AF_XDP workers drop for a wrong checksum the program must
 	 * not answer either ([xdp] verify_checksums). */
 	__u32 verify_checksums;
-	__u32 pad;
+	/* dnstap: one DNS query in tap_sample (0: none) goes to its worker,
+	 * never the answer table, with XD_TAP_MARK in its metadata; only
+	 * such queries are logged in XDP mode (native/dnstap.h). */
+	__u32 tap_sample;
 };
+
+/* The 4 bytes of metadata before a query picked for dnstap. */
+#define XD_TAP_MARK 0x78647470u	/* "xdtp" */
 
 /* What the source ACL says about a sender (acl_v4, acl_v6). */
 enum xd_acl_action {

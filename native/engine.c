@@ -70,6 +70,7 @@ void xd_engine_free(struct xd_engine *e)
 		return;
 	xd_engine_xdp_stop(e);
 	xd_engine_udp_stop(e);
+	xd_engine_dnstap_stop(e);
 	xd_resolver_free(e->resolver);
 	xd_image_free(atomic_load(&e->image));
 	xd_acl_free(atomic_load(&e->acl));

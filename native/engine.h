@@ -291,6 +291,48 @@ int xd_engine_worker_count(const struct xd_engine *e);
 int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 			   struct xd_worker_stats *out);
 
+/* ---- dnstap (native/dnstap.c) ------------------------------------------------ */
+
+/* What is logged: one query in `sample` per worker, as dnstap.proto's
+ * AUTH_QUERY and/or AUTH_RESPONSE, to the Frame Streams collector
+ * listening on socket_path. */
+struct xd_dnstap_config {
+	const char *socket_path;
+	const char *identity;		/* "" or NULL: none */
+	const char *version;
+	uint32_t sample;
+	int queries;
+	int responses;
+};
+
+struct xd_dnstap_stats {
+	uint64_t events;		/* queries sampled */
+	uint64_t written;		/* messages written to the collector */
+	uint64_t lost_full;		/* events lost: a worker's ring was full */
+	uint64_t lost_unconnected;	/* messages lost: no collector */
+	uint64_t connects;		/* handshakes completed */
+	int connected;
+	char error[256];		/* why the collector is not connected */
+};
+
+/* Starts the dnstap writer; before the workers start, which take their
+ * rings from it (a worker started earlier logs nothing). */
+int xd_engine_dnstap_start(struct xd_engine *e, const struct xd_dnstap_config *cfg,
+			   struct xd_error *err);
+/* After the workers stopped: writes what is left and stops the writer. */
+void xd_engine_dnstap_stop(struct xd_engine *e);
+/* 1 with *out filled while dnstap runs, else 0. */
+int xd_engine_dnstap_stats(struct xd_engine *e, struct xd_dnstap_stats *out);
+/* Offers one query answered outside the workers (TCP) for sampling:
+ * addresses of `family` (AF_INET: 4 bytes, AF_INET6: 16; server NULL:
+ * not known), response NULL when nothing was sent.  Thread-safe; returns 1
+ * when it was sampled. */
+int xd_engine_dnstap_log(struct xd_engine *e, int family, int tcp,
+			 const uint8_t *client, uint16_t client_port,
+			 const uint8_t *server, uint16_t server_port,
+			 const uint8_t *query, size_t qlen,
+			 const uint8_t *response, size_t rlen);
+
 /*
  * An outgoing zone transfer (AXFR, RFC 5936; IXFR answered with the whole
  * zone, RFC 1995 4, or with the SOA alone when the query's SOA has the

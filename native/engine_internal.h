@@ -30,6 +30,8 @@ struct xd_reader {
 
 struct xd_acl;
 struct xd_cookies;
+struct xd_dnstap;
+struct xd_dnstap_ring;
 struct xd_rrl;
 struct xd_rrl_shared;
 struct xd_rrl_state;
@@ -71,6 +73,12 @@ struct xd_engine {
 	struct xd_resolver *resolver;
 	struct xd_udp *udp;
 	struct xd_xdp *xdp;
+	/* The dnstap writer (native/dnstap.c), NULL when off; set before the
+	 * workers start and freed after they stop.  dnstap_external is the
+	 * TCP listener's ring, which dnstap_lock serializes. */
+	struct xd_dnstap *dnstap;
+	struct xd_dnstap_ring *dnstap_external;
+	pthread_mutex_t dnstap_lock;
 	/* The first worker that stopped for an error, in words; set once
 	 * (failed goes 0 -> 1 -> 2: claimed, then written). */
 	_Atomic int failed;
@@ -93,6 +101,10 @@ static inline const struct xd_image *xd_engine_enter(struct xd_engine *e, int sl
  * before this call (image, ACL or cookie secrets) has left: the old object
  * can be freed. */
 void xd_engine_synchronize(struct xd_engine *e);
+
+/* The dnstap ring of reader slot `slot` (a worker's), NULL when dnstap is
+ * off; taken once when the worker starts. */
+struct xd_dnstap_ring *xd_engine_dnstap_ring(struct xd_engine *e, int slot);
 
 /* xd_engine_answer_client with a resolver hook's answer for a claimed
  * name (resolver.c): the image is read under the external reader's slot. */

@@ -27,6 +27,7 @@
 #include "acl.h"
 #include "answer.h"
 #include "cookie.h"
+#include "dnstap.h"
 #include "engine_internal.h"
 #include "error.h"
 #include "resolver.h"
@@ -56,6 +57,8 @@ struct xd_udp_worker {
 	struct xd_response_counts counts;	/* this batch's responses */
 	struct xd_rrl_state rrl;	/* the worker's buckets and events */
 	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no resolver */
+	struct xd_dnstap_ring *tap;		/* NULL: no dnstap */
+	struct sockaddr_storage local[XD_LISTEN_MAX];	/* fds' own addresses */
 };
 
 struct xd_udp {
@@ -225,6 +228,71 @@ static int answer_one(struct xd_udp_worker *w, struct batch_view *v,
 	return xd_answer_refused(b->query[i], b->rx[i].msg_len, resp, XD_UDP_RESPONSE_MAX);
 }
 
+/* The address socket fd (one of the worker's) is bound to. */
+static const struct sockaddr_storage *socket_local(const struct xd_udp_worker *w, int fd)
+{
+	for (int i = 0; i < w->nfds; i++)
+		if (w->fds[i] == fd)
+			return &w->local[i];
+	return NULL;
+}
+
+/* ev's server address and port from a socket's own address: a wildcard
+ * one says nothing of the address, which IP_PKTINFO then tells. */
+static void tap_local(struct xd_dnstap_event *ev, const struct sockaddr_storage *local)
+{
+	if (local && local->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)local;
+
+		memcpy(ev->server, &in->sin_addr, 4);
+		ev->server_port = ntohs(in->sin_port);
+	} else if (local && local->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)local;
+
+		memcpy(ev->server, &in6->sin6_addr, 16);
+		ev->server_port = ntohs(in6->sin6_port);
+	}
+}
+
+/* Copies query i and its response (len bytes; 0: none sent) into the
+ * worker's dnstap ring: the client from the datagram's source, the server
+ * from its IP_PKTINFO or IPV6_PKTINFO. */
+static void tap_query(struct xd_udp_worker *w, const struct batch_view *v, struct batch *b,
+		      int i, const uint8_t *resp, int len)
+{
+	struct msghdr *rx = &b->rx[i].msg_hdr;
+	const struct sockaddr_storage *ss = &b->addr[i];
+	struct xd_dnstap_event ev = {
+		.family = (uint8_t)ss->ss_family,
+		.query = b->query[i],
+		.query_len = (uint16_t)b->rx[i].msg_len,
+		.response = len > 0 ? resp : NULL,
+		.response_len = len > 0 ? (uint16_t)len : 0,
+	};
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		memcpy(ev.client, &in->sin_addr, 4);
+		ev.client_port = ntohs(in->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		memcpy(ev.client, &in6->sin6_addr, 16);
+		ev.client_port = ntohs(in6->sin6_port);
+	} else {
+		return;
+	}
+	tap_local(&ev, socket_local(w, v->fd));
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(rx); c; c = CMSG_NXTHDR(rx, c)) {
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO)
+			memcpy(ev.server, &((struct in_pktinfo *)CMSG_DATA(c))->ipi_addr, 4);
+		else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO)
+			memcpy(ev.server, &((struct in6_pktinfo *)CMSG_DATA(c))->ipi6_addr, 16);
+	}
+	xd_dnstap_put(w->tap, &ev);
+}
+
 /* Makes tx[i] the response in response[i] (len bytes) to name, from the
  * address that control (controllen bytes; 0: none) names. */
 static void put_tx(struct xd_udp_worker *w, struct batch *b, int i, int len, void *name,
@@ -253,7 +321,7 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n, int fd,
 {
 	struct batch_view v = { .img = xd_engine_enter(w->engine, w->index), .fd = fd };
 	struct xd_answer_ctx ctx = { 0 };
-	uint64_t denied = 0;
+	uint64_t denied = 0, deferred_before = 0;
 	int out = 0;
 
 	/* Under the same epoch as the image: freed only once we leave. */
@@ -266,6 +334,11 @@ static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n, int fd,
 		if (rx->msg_flags & MSG_TRUNC)
 			continue;	/* longer than any query we answer */
 		len = answer_one(w, &v, &ctx, b, i, b->response[out], &denied);
+		/* Deferred queries (-EAGAIN inside answer_one: 0 here with
+		 * deferred grown) are the resolver's, answered later. */
+		if (w->tap && v.deferred == deferred_before && xd_dnstap_sampled(w->tap))
+			tap_query(w, &v, b, i, b->response[out], len);
+		deferred_before = v.deferred;
 		if (len <= 0)
 			continue;
 		put_tx(w, b, out, len, rx->msg_name, rx->msg_namelen, b->tx_cmsg[out],
@@ -544,9 +617,12 @@ static int worker_open(struct xd_udp *u, struct xd_udp_worker *w,
 		uint16_t port = listen[i].port ? listen[i].port : u->ports[i];
 		int bound = 0;
 		int fd = open_socket(&listen[i], port, &bound, err);
+		socklen_t len = sizeof(w->local[0]);
 
 		if (fd < 0)
 			return fd;
+		if (getsockname(fd, (struct sockaddr *)&w->local[w->nfds], &len) < 0)
+			memset(&w->local[w->nfds], 0, sizeof(w->local[w->nfds]));
 		w->fds[w->nfds++] = fd;
 		u->ports[i] = bound;
 		ev.data.fd = fd;
@@ -623,6 +699,7 @@ int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
 		w->engine = e;
 		w->index = i;
 		w->epfd = -1;
+		w->tap = xd_engine_dnstap_ring(e, i);
 		u->nworkers = i + 1;
 		rc = worker_open(u, w, listen, nlisten, err);
 		if (rc == 0 && e->resolver)

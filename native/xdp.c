@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "dnstap.h"
 #include "engine_internal.h"
 #include "resolver.h"
 #include "xdp_answers.h"
@@ -139,6 +140,7 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 
 		w->engine = e;
 		w->reader = XD_READER_XDP_BASE + i;
+		w->tap = xd_engine_dnstap_ring(e, w->reader);
 		w->queue = cfg->first_queue + i;
 		w->cpu = cpus[i % ncpus];
 		w->stopfd = x->stopfd;
@@ -187,6 +189,9 @@ static int start_limited(struct xd_engine *e, struct xd_xdp *x,
 		return rc;
 	x->answers_mode = cfg->answers;
 	rc = xd_prog_set_checksums(x->prog, cfg->verify_checksums, err);
+	if (rc == 0)
+		rc = xd_prog_set_tap_sample(x->prog, e->dnstap ? xd_dnstap_sample(e->dnstap) : 0,
+					    err);
 	if (rc)
 		return rc;
 	/* The ACL set so far and the answer table go in before any port is

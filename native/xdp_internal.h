@@ -55,6 +55,8 @@ int xd_xdp_queue_span(const struct xd_xdp_config *cfg, struct xd_error *err);
  * reports rx channels only). */
 int xd_nic_queue_count(const char *ifname, struct xd_error *err);
 
+struct xd_dnstap_ring;
+
 struct xd_xsk_worker {
 	struct xd_engine *engine;
 	int reader;			/* epoch slot in the engine */
@@ -93,6 +95,8 @@ struct xd_xsk_worker {
 	struct xd_rrl_state rrl;	/* the worker's view of the buckets, events */
 	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no
 						 * resolver */
+	struct xd_dnstap_ring *tap;		/* NULL: no dnstap; the XDP
+						 * program picks the queries */
 };
 
 /* Creates the UMEM and socket of w->queue (zero-copy per `zerocopy`);

@@ -488,6 +488,19 @@ int xd_prog_set_checksums(struct xd_prog *p, bool verify, struct xd_error *err)
 	return 0;
 }
 
+int xd_prog_set_tap_sample(struct xd_prog *p, uint32_t sample, struct xd_error *err)
+{
+	struct xd_config cfg = p->config;
+	int rc;
+
+	cfg.tap_sample = sample;
+	rc = config_write(p, &cfg);
+	if (rc < 0)
+		return xd_errorf(err, rc, "cannot set the program's dnstap sampling: %s",
+				 strerror(-rc));
+	return 0;
+}
+
 int xd_prog_set_socket(struct xd_prog *p, int queue, int xsk_fd)
 {
 	__u32 key = (__u32)queue;

@@ -39,6 +39,9 @@ int xd_prog_acl_set(struct xd_prog *p, const struct xd_acl *acl, struct xd_error
 /* Whether the program checks a query's checksums before it answers it
  * (the workers' verify_checksums). */
 int xd_prog_set_checksums(struct xd_prog *p, bool verify, struct xd_error *err);
+/* Makes the program pick one DNS query in `sample` (0: none) for its
+ * worker's dnstap (XD_TAP_MARK). */
+int xd_prog_set_tap_sample(struct xd_prog *p, uint32_t sample, struct xd_error *err);
 /* Puts an AF_XDP socket into the XSKMAP at its queue. */
 int xd_prog_set_socket(struct xd_prog *p, int queue, int xsk_fd);
 struct xd_answers;

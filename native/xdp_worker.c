@@ -22,6 +22,7 @@
 #include <linux/if_xdp.h>
 
 #include "answer.h"
+#include "dnstap.h"
 #include "engine_internal.h"
 #include "resolver.h"
 #include "packet.h"
@@ -156,6 +157,46 @@ static bool defer_frame(struct xd_xsk_worker *w, struct batch_view *v,
 				 v->now_ns) == 0;
 }
 
+/* Whether the XDP program picked this frame for dnstap: its mark sits in
+ * the metadata just before the frame's data.  The mark is cleared, for a
+ * later frame in the same buffer may come without metadata. */
+static bool take_tap_mark(uint8_t *data)
+{
+	uint32_t mark;
+
+	memcpy(&mark, data - sizeof(mark), sizeof(mark));
+	if (mark != XD_TAP_MARK)
+		return false;
+	memset(data - sizeof(mark), 0, sizeof(mark));
+	return true;
+}
+
+/* Copies the query in frame data (headers parsed into f, still the
+ * query's) and its response (resp_len bytes at resp; 0: none sent) into
+ * the worker's dnstap ring. */
+static void tap_frame(struct xd_xsk_worker *w, const uint8_t *data, const struct xd_frame *f,
+		      const uint8_t *query, const uint8_t *resp, int resp_len)
+{
+	struct xd_dnstap_event ev = {
+		.family = f->ipv6 ? AF_INET6 : AF_INET,
+		.client_port = xd_get16(data + f->l4),
+		.server_port = xd_get16(data + f->l4 + 2),
+		.query = query,
+		.query_len = f->payload_len,
+		.response = resp_len > 0 ? resp : NULL,
+		.response_len = resp_len > 0 ? (uint16_t)resp_len : 0,
+	};
+
+	if (f->ipv6) {
+		memcpy(ev.client, data + f->l3 + 8, 16);
+		memcpy(ev.server, data + f->l3 + 24, 16);
+	} else {
+		memcpy(ev.client, data + f->l3 + 12, 4);
+		memcpy(ev.server, data + f->l3 + 16, 4);
+	}
+	xd_dnstap_put(w->tap, &ev);
+}
+
 /* Answers the frame at addr in place; returns the response frame's length
  * or 0 when it gets no answer.  ctx holds the batch's cookie secrets and
  * time; the client is set here.  Answers pass rate limiting, which may
@@ -167,6 +208,7 @@ static size_t answer_frame(struct xd_xsk_worker *w, struct batch_view *v,
 	uint8_t query[XD_XSK_QUERY_MAX];
 	struct xd_frame f;
 	size_t room, header;
+	bool tapped = w->tap && take_tap_mark(data);
 	int rc = xd_frame_parse(data, len, w->verify_checksums, &f);
 	int resp;
 
@@ -189,17 +231,17 @@ static size_t answer_frame(struct xd_xsk_worker *w, struct batch_view *v,
 	if (resp == -EAGAIN) {
 		if (defer_frame(w, v, ctx, data, &f, query)) {
 			v->deferred++;
-			return 0;
+			return 0;	/* the resolver's: answered later */
 		}
 		v->resolver_full++;
 		resp = xd_answer_ctx(v->img, ctx, query, f.payload_len, data + header, room, 0);
 	}
-	if (resp <= 0)
-		return 0;
-	if (xd_get16(data + header + 2) & XD_FLAG_TC)
+	if (resp > 0 && (xd_get16(data + header + 2) & XD_FLAG_TC))
 		count(&w->stats.truncated, 1);
-	if (v->rrl)
+	if (resp > 0 && v->rrl)
 		resp = xd_rrl_filter(&w->rrl, v->rrl, ctx, data + header, resp, &v->rrl_counts);
+	if (tapped)
+		tap_frame(w, data, &f, query, data + header, resp);
 	if (resp <= 0)
 		return 0;
 	xd_response_counts_add(&w->counts, data + header, (size_t)resp);

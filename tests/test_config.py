@@ -227,6 +227,16 @@ BAD_CONFIGS = [
     ("[plugins.demo]\nenabled = 1\n", "plugins.demo.enabled", "true or false"),
     ("[plugins.demo]\ncolour = \"red\"\n", "plugins.demo.colour", "unknown key"),
     ("[plugins]\ndemo = 1\n", "plugins", "[plugins.NAME]"),
+    ("[dnstap]\nsample = 2\n", "dnstap.socket", "(required)"),
+    ("[dnstap]\nsocket = \"t.sock\"\nsample = 0\n", "dnstap.sample", "from 1 to"),
+    ("[dnstap]\nsocket = \"t.sock\"\nsample = true\n", "dnstap.sample", "integer"),
+    ("[dnstap]\nsocket = 5\n", "dnstap.socket", "unix socket"),
+    ("[dnstap]\nsocket = \"t.sock\"\nlog_queries = false\nlog_responses = false\n",
+     "dnstap.log_responses", "nothing would be logged"),
+    ("[dnstap]\nsocket = \"t.sock\"\nidentity = \"" + "x" * 256 + "\"\n",
+     "dnstap.identity", "at most 255 bytes"),
+    ("[dnstap]\nsocket = \"t.sock\"\nsink = \"t\"\n", "dnstap.sink", "unknown key"),
+    ("dnstap = 1\n", "dnstap", "a table [dnstap]"),
 ]
 
 

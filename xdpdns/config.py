@@ -24,6 +24,17 @@ The file's shape::
     [metrics]
     listen = "127.0.0.1:9153"  # Prometheus endpoint, GET /metrics (default: off)
 
+    [dnstap]                   # dnstap output (default: off)
+    socket = "/run/dnstap.sock"  # a Frame Streams collector's Unix socket
+                               # (fstrm_capture, dnstap-receiver, ...)
+    sample = 1                 # log one query in this many (each worker
+                               # counts its own; in XDP mode the program
+                               # picks at random)
+    log_queries = true         # AUTH_QUERY messages
+    log_responses = true       # AUTH_RESPONSE messages
+    identity = "ns1"           # default: the host name
+    version = "xdpdns 0.1.0"   # default: this version
+
     [xdp]                      # XDP mode: absent (or no interface) = socket mode
     interface = "eth0"         # required for XDP mode
     queues = "all"             # or a number of queues
@@ -255,6 +266,18 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class DnstapConfig:
+    """The [dnstap] section (socket None: off)."""
+
+    socket: Path | None = None
+    sample: int = 1
+    log_queries: bool = True
+    log_responses: bool = True
+    identity: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig
     zones: tuple[ZoneConfig, ...]
@@ -266,6 +289,7 @@ class Config:
     xdp: XdpConfig = XdpConfig()
     resolver: ResolverConfig = ResolverConfig()
     metrics: MetricsConfig = MetricsConfig()
+    dnstap: DnstapConfig = DnstapConfig()
 
 
 def default_workers() -> int:
@@ -608,6 +632,33 @@ def _parse_metrics(table: Any, where: Where) -> MetricsConfig:
     return MetricsConfig(parse_listen(table["listen"], where, "listen"))
 
 
+# ---- [dnstap] ------------------------------------------------------------------
+
+DNSTAP_SAMPLE_MAX = 1 << 24
+DNSTAP_TEXT_MAX = 255  # bytes of identity and version, as native/dnstap.c
+
+
+def _parse_dnstap(table: Any, where: Where) -> DnstapConfig:
+    if not isinstance(table, dict):
+        raise where.error("", "a table [dnstap]", table)
+    if not table:
+        return DnstapConfig()
+    plain = {k: v for k, v in table.items() if k != "socket"}
+    cfg = parse_table(DnstapConfig, plain, where)
+    if "socket" not in table:
+        raise where.error("socket", "the collector's Unix socket path (required)")
+    path = _socket_path(table["socket"], where, "socket")
+    sample = _int_range(cfg.sample, 1, DNSTAP_SAMPLE_MAX, where, "sample")
+    if not (cfg.log_queries or cfg.log_responses):
+        raise where.error("log_responses", "true when log_queries is false "
+                          "(nothing would be logged)", cfg.log_responses)
+    for key in ("identity", "version"):
+        text = getattr(cfg, key)
+        if text is not None and len(text.encode()) > DNSTAP_TEXT_MAX:
+            raise where.error(key, f"at most {DNSTAP_TEXT_MAX} bytes", text)
+    return dataclasses.replace(cfg, socket=path, sample=sample)
+
+
 # ---- [resolver] ----------------------------------------------------------------
 
 _RESOLVER_SIZE_MAX = 1 << 20  # as native/resolver.c
@@ -880,15 +931,17 @@ def load_config(
         data = read_toml(source)
         where = Where(str(source), base=source.parent)
     for key in data:
-        if key not in ("server", "zone", "xdp", "resolver", "metrics", "plugins"):
+        if key not in ("server", "zone", "xdp", "resolver", "metrics", "dnstap", "plugins"):
             raise where.error(key, "one of the sections [server], [[zone]], [xdp], "
-                              "[resolver], [metrics], [plugins.NAME] (unknown section)")
+                              "[resolver], [metrics], [dnstap], [plugins.NAME] "
+                              "(unknown section)")
 
     server = _parse_server(data.get("server", {}), where.sub("server"))
     xdp = _parse_xdp(data.get("xdp", {}), where.sub("xdp"))
     _check_xdp(xdp, where.sub("xdp"))
     resolver = _parse_resolver(data.get("resolver", {}), where.sub("resolver"))
     metrics = _parse_metrics(data.get("metrics", {}), where.sub("metrics"))
+    dnstap = _parse_dnstap(data.get("dnstap", {}), where.sub("dnstap"))
     zone_list = _parse_zones(data.get("zone", []), where)
     _check_unique_origins(zone_list, where, "zone")
     plugins = _parse_plugins(pm, data.get("plugins", {}), where)
@@ -921,4 +974,5 @@ def load_config(
         xdp=XdpConfig(**xdp),
         resolver=resolver,
         metrics=metrics,
+        dnstap=dnstap,
     )

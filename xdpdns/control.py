@@ -228,6 +228,19 @@ _DEFERRED = ["deferred", "resolver_full", "resolver_expired"]
 _HOOKS = ["batches", "queries", "answered", "servfail", "timeouts", "errors", "cached"]
 
 
+_DNSTAP = ("events", "written", "lost_full", "lost_unconnected", "connects")
+
+
+def _dnstap_lines(stats: dict) -> list[str]:
+    """dnstap's counters, and why no collector is connected, if none is."""
+    tap = stats.get("dnstap")
+    if not tap:
+        return []
+    state = "connected" if tap.get("connected") else f"not connected: {tap.get('error', '')}"
+    return ["", f"dnstap: {state}"] + _table("dnstap", list(_DNSTAP),
+                                             [[tap.get(k, 0) for k in _DNSTAP]])
+
+
 def _resolver_lines(stats: dict) -> list[str]:
     """The resolver hook's tables: what each worker deferred, and what the
     hooks' threads did with it."""
@@ -281,7 +294,7 @@ def format_stats(stats: dict) -> str:
     lines += [""] + _table("TCP", _TCP, [[tcp.get(k, 0) for k in _TCP]])
     xdp = stats.get("xdp")
     if not xdp:
-        lines += ["", "XDP: off (socket mode)"] + _resolver_lines(stats)
+        lines += ["", "XDP: off (socket mode)"] + _resolver_lines(stats) + _dnstap_lines(stats)
         return "\n".join(lines)
     lines += ["", f"XDP on {xdp['interface']}: {xdp['mode']} mode, zerocopy "
               f"{'on' if xdp['zerocopy'] else 'off'}, busy polling "
@@ -327,4 +340,4 @@ def format_stats(stats: dict) -> str:
             else:
                 lines.append(f"  {port}: per CPU " + " ".join(actions)
                              + "  (INCONSISTENT: every CPU should say the same)")
-    return "\n".join(lines + _resolver_lines(stats))
+    return "\n".join(lines + _resolver_lines(stats) + _dnstap_lines(stats))

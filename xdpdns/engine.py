@@ -158,6 +158,19 @@ _ZEROCOPY = {"auto": lib.XD_ZEROCOPY_AUTO, "off": lib.XD_ZEROCOPY_OFF,
 
 
 @dataclass(frozen=True)
+class DnstapStats:
+    """The dnstap writer's counters (struct xd_dnstap_stats)."""
+
+    events: int             # queries sampled
+    written: int            # messages written to the collector
+    lost_full: int          # events lost to a full worker ring
+    lost_unconnected: int   # messages lost while no collector listened
+    connects: int
+    connected: bool
+    error: str              # why no collector is connected ("" when none)
+
+
+@dataclass(frozen=True)
 class XdpInfo:
     """What XDP mode ended up with (struct xd_xdp_info)."""
 
@@ -983,6 +996,51 @@ class Engine(_CObject):
         err = ffi.new("struct xd_error *")
         _raise_for(lib.xd_engine_resolver_start(self._ptr(), cfg, err), err,
                    "starting the resolver")
+
+    def dnstap_start(self, socket_path: str, sample: int, queries: bool, responses: bool,
+                     identity: str = "", version: str = "") -> None:
+        """Starts the dnstap writer (native/dnstap.c) before any worker
+        starts: one query in ``sample`` per worker is logged, as AUTH_QUERY
+        and/or AUTH_RESPONSE, to the Frame Streams collector listening on
+        ``socket_path`` (connected, and reconnected, in the background)."""
+        keep = [ffi.new("char[]", text.encode()) for text in (socket_path, identity, version)]
+        cfg = ffi.new("struct xd_dnstap_config *")
+        cfg.socket_path, cfg.identity, cfg.version = keep
+        cfg.sample = sample
+        cfg.queries = int(queries)
+        cfg.responses = int(responses)
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_engine_dnstap_start(self._ptr(), cfg, err), err, "starting dnstap")
+
+    def dnstap_stop(self) -> None:
+        """Writes what the rings hold and stops the writer; after the
+        workers stopped."""
+        lib.xd_engine_dnstap_stop(self._ptr())
+
+    def dnstap_stats(self) -> DnstapStats | None:
+        """The writer's counters; None when dnstap is off."""
+        out = ffi.new("struct xd_dnstap_stats *")
+        if not lib.xd_engine_dnstap_stats(self._ptr(), out):
+            return None
+        return DnstapStats(out.events, out.written, out.lost_full, out.lost_unconnected,
+                           out.connects, bool(out.connected),
+                           ffi.string(out.error).decode(errors="replace"))
+
+    def dnstap_log(self, query: bytes, response: bytes | None, client: tuple[str, int],
+                   server: tuple[str, int] | None, tcp: bool = True) -> bool:
+        """Offers a query answered outside the workers (TCP) to dnstap's
+        sampling: ``client`` and ``server`` are (address, port), ``response``
+        None when nothing was sent.  True when it was sampled."""
+        ip = ipaddress.ip_address(client[0])
+        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        server_ip = ipaddress.ip_address(server[0]).packed if server else None
+        if server_ip is not None and len(server_ip) != len(ip.packed):
+            server_ip = None  # a v4-mapped peer on a v6 socket: not comparable
+        rlen = len(response) if response is not None else 0
+        return bool(lib.xd_engine_dnstap_log(
+            self._ptr(), family, int(tcp), ip.packed, client[1],
+            server_ip if server_ip is not None else ffi.NULL, server[1] if server else 0,
+            query, len(query), response if response is not None else ffi.NULL, rlen))
 
     def resolver_fd(self, hook: int) -> int:
         """The eventfd of hook ``hook``: readable when queries wait for it

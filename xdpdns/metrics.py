@@ -89,6 +89,11 @@ class StatsCollector:
         if stats.resolver is not None:
             yield from _counters("xdpdns_resolver", "the resolver hook", [stats.resolver],
                                  None)
+        if stats.dnstap is not None:
+            yield from _counters("xdpdns_dnstap", "dnstap", [stats.dnstap], None)
+            yield GaugeMetricFamily("xdpdns_dnstap_connected",
+                                    "whether the dnstap collector is connected",
+                                    value=int(stats.dnstap.connected))
         if stats.xdp is not None:
             yield from self._xdp(stats.xdp)
         yield from self._server()

@@ -33,12 +33,12 @@ from typing import Callable, Mapping
 
 import dns.name
 
-from xdpdns import limits, privileges
+from xdpdns import dnstap, limits, privileges
 from xdpdns.acl import Acl
 from xdpdns.config import Config, ConfigError, ListenAddress, default_control_socket
 from xdpdns.control import ControlError, ControlServer
 from xdpdns.counts import summed
-from xdpdns.engine import Engine, ImageInfo, WorkerStats
+from xdpdns.engine import DnstapStats, Engine, ImageInfo, WorkerStats
 from xdpdns.hookspecs import CookieSecrets, RrlSettings
 from xdpdns.image import ZoneLoadError
 from xdpdns.metrics import MetricsServer
@@ -60,6 +60,7 @@ class ServerStats:
     tcp: TcpStats
     xdp: XdpStats | None = None  # XDP mode only
     resolver: ResolverStats | None = None  # when plugins claim names
+    dnstap: DnstapStats | None = None  # when [dnstap] is on
 
     def log_fields(self) -> str:
         parts = [f"{f.name}={getattr(self.udp, f.name)}" for f in fields(self.udp)
@@ -79,6 +80,9 @@ class ServerStats:
         if self.resolver is not None:
             parts += [f"resolver_{f.name}={getattr(self.resolver, f.name)}"
                       for f in fields(self.resolver)]
+        if self.dnstap is not None:
+            parts += [f"dnstap_{name}={getattr(self.dnstap, name)}" for name in
+                      ("events", "written", "lost_full", "lost_unconnected")]
         return " ".join(parts)
 
     def as_dict(self) -> dict:
@@ -89,6 +93,7 @@ class ServerStats:
             "tcp": asdict(self.tcp),
             "xdp": self.xdp.as_dict() if self.xdp is not None else None,
             "resolver": asdict(self.resolver) if self.resolver is not None else None,
+            "dnstap": asdict(self.dnstap) if self.dnstap is not None else None,
         }
 
 
@@ -105,9 +110,9 @@ class ReloadResult:
 
 def _restart_only_changes(old: Config, new: Config) -> list[str]:
     """The sections that changed and that a reload cannot apply: listeners,
-    workers and the control socket, XDP mode, the resolver's rings and the
-    metrics endpoint."""
-    return [name for name in ("server", "xdp", "resolver", "metrics")
+    workers and the control socket, XDP mode, the resolver's rings, the
+    metrics endpoint and dnstap."""
+    return [name for name in ("server", "xdp", "resolver", "metrics", "dnstap")
             if getattr(old, name) != getattr(new, name)]
 
 
@@ -219,7 +224,8 @@ class Server:
                            TcpStats(**vars(self._tcp.stats)) if self._tcp else TcpStats(),
                            self._xdp.stats() if self._xdp else None,
                            ResolverStats(**vars(self._resolver.stats))
-                           if self._resolver else None)
+                           if self._resolver else None,
+                           self._engine.dnstap_stats() if self._engine else None)
 
     @property
     def xdp_info(self):
@@ -355,6 +361,9 @@ class Server:
                                       hooks, res.timeout)
                 log.info("resolver claims=%d hooks=%d timeout=%g cache_max_ttl=%d ring_size=%d",
                          len(claims), hooks, res.timeout, res.cache_max_ttl, res.ring_size)
+            # Before the workers, which take their rings from it.
+            if self.config.dnstap.socket is not None:
+                dnstap.start(engine, self.config.dnstap)
             socks = bind_sockets(srv.listen)
             try:
                 # TCP binds first so that port 0 gets one kernel-chosen port
@@ -373,7 +382,8 @@ class Server:
                 self._resolver = Resolver(engine, self.pm, claims, self.config.resolver)
                 self._resolver.start()
             self._tcp = TcpListener(engine, srv.tcp_idle_timeout, srv.tcp_max_connections,
-                                    self._resolver)
+                                    self._resolver,
+                                    dnstap=self.config.dnstap.socket is not None)
             self._notifier = Notifier(engine)
             try:
                 await self._tcp.start(socks)
@@ -402,6 +412,7 @@ class Server:
                     self._resolver.stop()
                 final = self.stats()
                 engine.udp_stop()
+                engine.dnstap_stop()  # after every worker: what they logged goes out
                 self.pm.hook.stats(server=self, stats=final)
                 log.info("stopped %s", final.log_fields())
                 self._engine = None
@@ -498,11 +509,13 @@ class Server:
             rrl_log = asyncio.create_task(self._log_rrl())
             watchdog = asyncio.create_task(self._watchdog())
             workers = asyncio.create_task(self._watch_workers())
+            tap = asyncio.create_task(self._watch_dnstap())
             await self._stop.wait()
             reporter.cancel()
             rrl_log.cancel()
             watchdog.cancel()
             workers.cancel()
+            tap.cancel()
             log.info("stopping")
             self._systemd.stopping()
             self._shutdown_hook()
@@ -532,6 +545,17 @@ class Server:
                     self._stop.set()
                 return
             await asyncio.sleep(interval)
+
+    async def _watch_dnstap(self) -> None:
+        """Logs the dnstap collector's comings and goings."""
+        if self.config.dnstap.socket is None:
+            return
+        watch = dnstap.DnstapWatch(str(self.config.dnstap.socket))
+        while self._engine is not None:
+            stats = self._engine.dnstap_stats()
+            for level, line in watch.lines(stats) if stats is not None else ():
+                log.log(level, line)
+            await asyncio.sleep(dnstap.WATCH_INTERVAL)
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 at half of systemd's interval, from the event loop:

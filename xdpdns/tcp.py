@@ -99,9 +99,11 @@ def bind_sockets(addresses: Sequence[ListenAddress]) -> list[socket.socket]:
 
 class TcpListener:
     def __init__(self, engine, idle_timeout: float, max_connections: int,
-                 resolver=None) -> None:
+                 resolver=None, dnstap: bool = False) -> None:
         self.engine = engine
         self.resolver = resolver
+        # Queries are offered to dnstap's sampling (Engine.dnstap_log).
+        self.dnstap = dnstap
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.stats = TcpStats()
@@ -209,6 +211,7 @@ class TcpListener:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      client: str | None, refuse: bool = False) -> None:
         peer = writer.get_extra_info("peername")
+        local = writer.get_extra_info("sockname")
         while True:
             prefix = await self._read(reader, LENGTH_PREFIX)
             if prefix is None:
@@ -230,6 +233,9 @@ class TcpListener:
                                               defer=self.resolver is not None)
             if response is DEFERRED:
                 response = await self.resolver.answer_tcp(query, (peer[0], peer[1]))
+            if self.dnstap and peer:
+                self.engine.dnstap_log(query, response, (peer[0], peer[1]),
+                                       (local[0], local[1]) if local else None)
             if response is None:
                 continue  # e.g. the message was itself a response
             writer.write(len(response).to_bytes(LENGTH_PREFIX, "big") + response)
