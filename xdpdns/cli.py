@@ -77,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Ask a running `xdpdns serve` to read its configuration and zone "
         "files again and publish them without stopping (as SIGHUP does). Anything "
         "wrong changes nothing: the server keeps what it had, and this prints why and "
-        "exits 1. [server], [xdp] and [resolver] take effect at the next start only.")
+        "exits 1. [server], [xdp], [resolver], [metrics] and [dnstap] take effect at the "
+        "next start only.")
     _add_config_options(reload)
     reload.add_argument("--control-socket", metavar="PATH",
                         help="the server's control socket (default: the configuration's, "
