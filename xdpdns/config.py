@@ -53,7 +53,8 @@ The file's shape::
     attach = "link"            # link: a bpf_link of its own, alone on the
                                # interface; dispatcher: one program of
                                # libxdp's dispatcher, beside others that
-                               # xdp-loader loads (docs/OPERATIONS.md)
+                               # xdp-loader loads (README: "Sharing the
+                               # NIC with other XDP programs")
 
     [resolver]                 # names that plugins answer (resolver hook)
     timeout = 1.0              # seconds; a slower hook's queries get SERVFAIL
