@@ -223,7 +223,9 @@ static int xd_clear_one(int ifindex, const char *prog_name, struct xd_error *err
 			goto out;
 		}
 		rc = xdp_program__detach(p, ifindex, XDP_MODE_UNSPEC, 0);
-		if (rc < 0) {
+		/* -ENOENT: gone meanwhile (the dead server's guard was still
+		 * at it); the next round reads the dispatcher again. */
+		if (rc < 0 && rc != -ENOENT) {
 			rc = xd_errorf(err, rc, "cannot take the stale xdpdns program (id %u) out "
 				       "of %s's dispatcher: %s", xdp_program__id(p),
 				       xd_ifname(ifindex, ifname), xd_libxdp_reason(rc));
