@@ -512,6 +512,15 @@ struct xd_xdp_config {
 					 * before it sleeps in poll(); it adapts
 					 * below that.  0: it sleeps at once */
 	int answers;			/* XD_ANSWERS_ALL or XD_ANSWERS_OFF */
+	int attach;			/* XD_ATTACH_LINK or XD_ATTACH_DISPATCHER */
+};
+
+/* How the XDP program goes onto the interface ([xdp] attach). */
+enum {
+	XD_ATTACH_LINK = 0,		/* a bpf_link of its own: alone on the
+					 * interface, gone with the process */
+	XD_ATTACH_DISPATCHER = 1,	/* one program of libxdp's dispatcher,
+					 * pinned in bpffs */
 };
 
 /* Whether the XDP program answers from its answer table ([xdp] answers). */
@@ -556,6 +565,7 @@ struct xd_xdp_info {
 	int hugepages;			/* UMEM in hugepages */
 	int numa_node;			/* the NIC's node, -1: none */
 	uint64_t umem_bytes;		/* per queue */
+	uint32_t prog_id;		/* the kernel's id of the XDP program */
 	char warnings[512];		/* fallbacks taken, one per line */
 };
 
@@ -615,8 +625,14 @@ struct xd_prog_stats {
  * err says why (for a program the verifier rejects: its last lines). */
 int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 			struct xd_xdp_info *info, struct xd_error *err);
-/* Stops the workers, closes the sockets, detaches the program. */
+/* Stops the workers, closes the sockets, detaches the program (from the
+ * dispatcher only while the process still may: see xd_dispatch_remove). */
 int xd_engine_xdp_stop(struct xd_engine *e);
+/* Takes XDP program prog_id out of libxdp's dispatcher on ifname: what the
+ * guard of a server in dispatcher mode does when the server ends.  Needs
+ * root (CAP_SYS_ADMIN and write access to the bpffs).  0 also when the
+ * program is not there. */
+int xd_dispatch_remove(const char *ifname, uint32_t prog_id, struct xd_error *err);
 /* Sets what the program does with UDP to `port` (an XD_ACTION_* of
  * bpf/xdpdns_maps.h) on every CPU. */
 int xd_engine_xdp_set_port(struct xd_engine *e, uint16_t port, uint32_t action,

@@ -14,8 +14,10 @@
 #include "acl.h"
 #include "dnstap.h"
 #include "engine_internal.h"
+#include "error.h"
 #include "resolver.h"
 #include "xdp_answers.h"
+#include "xdp_dispatch.h"
 #include "xdp_internal.h"
 #include "xdp_prog.h"
 #include "xdp_rrl.h"
@@ -38,6 +40,8 @@ int xd_xdp_check_config(const struct xd_xdp_config *cfg, struct xd_error *err)
 		bad = "queues must not be negative";
 	else if (cfg->busy_poll_wait_us > XD_BUSY_POLL_WAIT_MAX_US)
 		bad = "busy_poll_wait_us must be at most 1000000 (one second)";
+	else if (cfg->attach != XD_ATTACH_LINK && cfg->attach != XD_ATTACH_DISPATCHER)
+		bad = "attach must be XD_ATTACH_LINK or XD_ATTACH_DISPATCHER";
 	if (bad) {
 		snprintf(err->message, sizeof(err->message), "xdp: %s", bad);
 		return -EINVAL;
@@ -251,9 +255,13 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 			struct xd_xdp_info *info, struct xd_error *err)
 {
 	struct xd_rrl_shared *old_heap = NULL;
+	struct xd_prog_place place = {
+		.generic = cfg->generic,
+		.attach = cfg->attach,
+	};
+	struct xd_prog_attached how;
 	struct xd_xdp *x;
 	int ifindex, nq, rc;
-	bool native = false;
 
 	if (e->xdp) {
 		snprintf(err->message, sizeof(err->message), "XDP mode already runs");
@@ -286,13 +294,17 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 		rc = -errno;
 		goto out_free;
 	}
-	rc = xd_prog_load(cfg->bpf_object, ifindex, cfg->first_queue + nq,
-			  cfg->generic, &x->prog, &native, err);
+	rc = xd_prog_load(cfg->bpf_object, ifindex, cfg->first_queue + nq, &place,
+			  &x->prog, &how, err);
 	if (rc)
 		goto out_free;
-	x->info.native = native;
-	if (!native && !cfg->generic)
+	x->info.native = how.native;
+	x->info.prog_id = how.prog_id;
+	if (!how.native && !cfg->generic)
 		add_warning(&x->info, "native XDP refused by the driver: generic mode");
+	if (how.stale_removed)
+		add_warning(&x->info, "took out of the dispatcher an xdpdns program that a "
+			    "server which died had left there");
 	x->nworkers = nq;
 	x->rrl_in_program = xd_xdp_rrl_supported(x->prog);
 	rc = xd_xdp_rrl_notes_open(x->prog, &x->rrl_notes);
@@ -500,4 +512,13 @@ int xd_engine_xdp_answers_info(struct xd_engine *e, struct xd_answers_info *out)
 		*out = e->xdp->answers;
 	pthread_mutex_unlock(&e->acl_lock);
 	return 0;
+}
+
+int xd_dispatch_remove(const char *ifname, uint32_t prog_id, struct xd_error *err)
+{
+	int ifindex = (int)if_nametoindex(ifname);
+
+	if (!ifindex)
+		return xd_errorf(err, -ENODEV, "no such interface: %s", ifname);
+	return xd_dispatch_detach(ifindex, prog_id, err);
 }

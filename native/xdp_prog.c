@@ -1,11 +1,14 @@
 /*
  * xdp_prog.c - the XDP program (bpf/xdpdns.bpf.c) from user space: load it,
- * attach it through a bpf_link, and read and write its maps.
+ * attach it through a bpf_link or libxdp's dispatcher, and read and write
+ * its maps.
  *
- * The program is attached with a bpf_link owned by this process, never a
- * plain netlink attachment: when the process dies, however it dies, the
- * kernel closes the link's file descriptor and the program is gone, so no
- * dead server is left steering DNS into sockets nobody reads.
+ * By default the program is attached with a bpf_link owned by this
+ * process, never a plain netlink attachment: when the process dies,
+ * however it dies, the kernel closes the link's file descriptor and the
+ * program is gone, so no dead server is left steering DNS into sockets
+ * nobody reads.  In libxdp's dispatcher (xdp_dispatch.c) it shares the
+ * interface with other programs, and is pinned instead: see there.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -14,16 +17,19 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <net/if.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <linux/if_link.h>
 #include <linux/membarrier.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <xdp/libxdp.h>
 
 #include "error.h"
 #include "acl.h"
 #include "xdp_answers.h"
+#include "xdp_dispatch.h"
 #include "xdp_prog.h"
 #include "xdpdns_maps.h"
 
@@ -36,7 +42,8 @@
 
 struct xd_prog {
 	struct bpf_object *obj;
-	int link_fd;
+	int link_fd;			/* attach = link */
+	struct xdp_program *xprog;	/* attach = dispatcher */
 	int ifindex;
 	int port_actions_fd;
 	int dest_addrs_fd;
@@ -210,8 +217,20 @@ static int xd_prog_find_fds(struct xd_prog *p, struct xd_error *err)
 	return 0;
 }
 
+/* The kernel load: by libbpf for a bpf_link of our own, or by libxdp as
+ * the freplace program that joins the dispatcher (attaching it too). */
+static int xd_prog_load_object(struct xd_prog *p, const struct xd_prog_place *place,
+			       struct xd_prog_attached *how, struct xd_error *err)
+{
+	if (place->attach == XD_ATTACH_DISPATCHER)
+		return xd_dispatch_attach(p->obj, XD_PROG_NAME, p->ifindex, place->generic,
+					  &p->xprog, &how->native, err);
+	return xd_libbpf_errno(bpf_object__load(p->obj));
+}
+
 /* Opens and loads the object with the XSKMAP sized for nqueues. */
 static int xd_prog_open_load(struct xd_prog *p, const char *obj_path, int nqueues,
+			     const struct xd_prog_place *place, struct xd_prog_attached *how,
 			     struct xd_error *err)
 {
 	libbpf_print_fn_t old_print;
@@ -245,10 +264,10 @@ static int xd_prog_open_load(struct xd_prog *p, const char *obj_path, int nqueue
 		xd_errorf(err, rc, "cannot size the XSKMAP: %s", strerror(-rc));
 		goto out_print;
 	}
-	rc = xd_libbpf_errno(bpf_object__load(p->obj));
+	rc = xd_prog_load_object(p, place, how, err);
 	if (rc < 0 && log[0])
 		xd_prog_verifier_error(err, rc, obj_path, log);
-	else if (rc < 0)
+	else if (rc < 0 && place->attach != XD_ATTACH_DISPATCHER)
 		xd_errorf(err, rc, "cannot load the XDP program %s: %s", obj_path,
 			      xd_libbpf_reason(rc));
 out_print:
@@ -256,6 +275,8 @@ out_print:
 	free(log);
 	return rc;
 }
+
+static void xd_prog_detach(struct xd_prog *p);
 
 /* ---- attaching ------------------------------------------------------------ */
 
@@ -327,13 +348,31 @@ static int xd_prog_attach(struct xd_prog *p, bool generic, bool *native, struct 
 	return 0;
 }
 
-int xd_prog_load(const char *obj_path, int ifindex, int nqueues, bool generic,
-		 struct xd_prog **out, bool *native, struct xd_error *err)
+/* Dispatcher mode: a bpffs for libxdp's pins, and the dispatcher cleared
+ * of what a dead server left; then the load attaches. */
+static int xd_prog_dispatch_prepare(struct xd_prog *p, struct xd_prog_attached *how,
+				    struct xd_error *err)
+{
+	char ifname[IF_NAMESIZE];
+	int rc;
+
+	if (!if_indextoname((unsigned)p->ifindex, ifname))
+		return xd_errorf(err, -ENODEV, "no interface index %d", p->ifindex);
+	rc = xd_dispatch_check_bpffs(ifname, err);
+	if (rc == 0)
+		rc = xd_dispatch_clear_stale(p->ifindex, XD_PROG_NAME, &how->stale_removed, err);
+	return rc;
+}
+
+int xd_prog_load(const char *obj_path, int ifindex, int nqueues,
+		 const struct xd_prog_place *place, struct xd_prog **out,
+		 struct xd_prog_attached *how, struct xd_error *err)
 {
 	struct xd_prog *p;
 	int rc;
 
 	*out = NULL;
+	memset(how, 0, sizeof(*how));
 	if (ifindex <= 0)
 		return xd_errorf(err, -ENODEV, "no interface index %d", ifindex);
 	if (nqueues < 1 || nqueues > XD_XSKS_MAX)
@@ -348,21 +387,29 @@ int xd_prog_load(const char *obj_path, int ifindex, int nqueues, bool generic,
 	for (int i = 0; i < XD_ANSWER_CLASSES; i++)
 		p->installed.fds[i] = -1;
 
-	rc = xd_prog_check_free(ifindex, err);
+	if (place->attach == XD_ATTACH_DISPATCHER)
+		rc = xd_prog_dispatch_prepare(p, how, err);
+	else
+		rc = xd_prog_check_free(ifindex, err);
 	if (rc < 0)
 		goto out_free;
-	rc = xd_prog_open_load(p, obj_path, nqueues, err);
+	rc = xd_prog_open_load(p, obj_path, nqueues, place, how, err);
 	if (rc < 0)
 		goto out_object;
 	rc = xd_prog_find_fds(p, err);
 	if (rc < 0)
-		goto out_object;
-	rc = xd_prog_attach(p, generic, native, err);
-	if (rc < 0)
-		goto out_object;
+		goto out_detach;
+	if (place->attach != XD_ATTACH_DISPATCHER) {
+		rc = xd_prog_attach(p, place->generic, &how->native, err);
+		if (rc < 0)
+			goto out_object;
+	}
+	how->prog_id = xd_prog_id(p);
 	*out = p;
 	return 0;
 
+out_detach:
+	xd_prog_detach(p);
 out_object:
 	bpf_object__close(p->obj);
 out_free:
@@ -370,12 +417,41 @@ out_free:
 	return rc;
 }
 
+uint32_t xd_prog_id(const struct xd_prog *p)
+{
+	const struct bpf_program *prog;
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+
+	if (p->xprog)
+		return xdp_program__id(p->xprog);
+	prog = bpf_object__find_program_by_name(p->obj, XD_PROG_NAME);
+	memset(&info, 0, sizeof(info));
+	if (!prog || bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) < 0)
+		return 0;
+	return info.id;
+}
+
+/* Takes the program off the interface.  In the dispatcher that needs the
+ * bpffs and CAP_SYS_ADMIN (libxdp opens the dispatcher by id): once the
+ * server has become its user this fails, and its guard does it instead. */
+static void xd_prog_detach(struct xd_prog *p)
+{
+	if (p->link_fd >= 0)
+		close(p->link_fd);	/* the last reference: detaches */
+	p->link_fd = -1;
+	if (p->xprog) {
+		xd_dispatch_detach(p->ifindex, xdp_program__id(p->xprog), NULL);
+		xdp_program__close(p->xprog);
+		p->xprog = NULL;
+	}
+}
+
 void xd_prog_free(struct xd_prog *p)
 {
 	if (!p)
 		return;
-	if (p->link_fd >= 0)
-		close(p->link_fd);	/* the last reference: detaches */
+	xd_prog_detach(p);
 	xd_prog_table_close(&p->installed);
 	bpf_object__close(p->obj);
 	free(p);

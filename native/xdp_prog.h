@@ -1,6 +1,7 @@
 /*
  * xdp_prog.h - the XDP program from user space: loading, attaching through a
- * bpf_link (so it goes away with the process), and its maps.  Internal to
+ * bpf_link (so it goes away with the process) or libxdp's dispatcher, and
+ * its maps.  Internal to
  * the engine; not seen by cffi.
  */
 #ifndef XDPDNS_XDP_PROG_H
@@ -15,13 +16,32 @@
 
 struct xd_prog;
 
+/* Where the program goes: cfg's mode and [xdp] attach. */
+struct xd_prog_place {
+	bool generic;			/* generic (skb) mode only */
+	int attach;			/* XD_ATTACH_LINK or XD_ATTACH_DISPATCHER */
+};
+
+/* How it went. */
+struct xd_prog_attached {
+	bool native;			/* driver mode, else generic */
+	uint32_t prog_id;		/* the kernel's id of our program */
+	int stale_removed;		/* dead servers' programs taken out of
+					 * the dispatcher first */
+};
+
 /* Opens obj_path, sizes the XSKMAP for nqueues, loads the program (a
  * verifier rejection puts the log's last lines into err) and attaches it
  * to ifindex: driver mode first, generic mode when that fails or when
- * `generic` is set; *native tells which. */
-int xd_prog_load(const char *obj_path, int ifindex, int nqueues, bool generic,
-		 struct xd_prog **out, bool *native, struct xd_error *err);
-/* Detaches and frees; accepts NULL. */
+ * place->generic is set.  With a bpf_link of its own, refusing an
+ * interface that has any XDP program; or into libxdp's dispatcher
+ * (xdp_dispatch.h), next to the programs there. */
+int xd_prog_load(const char *obj_path, int ifindex, int nqueues,
+		 const struct xd_prog_place *place, struct xd_prog **out,
+		 struct xd_prog_attached *how, struct xd_error *err);
+/* The kernel's id of the loaded program (0 if unknown). */
+uint32_t xd_prog_id(const struct xd_prog *p);
+/* Detaches (in the dispatcher: when it still may) and frees; accepts NULL. */
 void xd_prog_free(struct xd_prog *p);
 
 int xd_prog_set_port(struct xd_prog *p, uint16_t port, uint32_t action,

@@ -464,9 +464,10 @@ static int open_queues(struct xd_gen *g, const struct xd_gen_config *cfg,
 static int program_setup(struct xd_gen *g, const struct xd_gen_config *cfg, int ifindex,
 			 int nq, struct xd_error *err)
 {
-	bool native = false;
-	int rc = xd_prog_load(cfg->bpf_object, ifindex, cfg->first_queue + nq, cfg->generic,
-			      &g->prog, &native, err);
+	struct xd_prog_place place = { .generic = cfg->generic, .attach = XD_ATTACH_LINK };
+	struct xd_prog_attached how;
+	int rc = xd_prog_load(cfg->bpf_object, ifindex, cfg->first_queue + nq, &place,
+			      &g->prog, &how, err);
 
 	if (rc)
 		return rc;

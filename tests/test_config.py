@@ -205,6 +205,8 @@ BAD_CONFIGS = [
     ("[xdp]\nbusy_poll = \"yes\"\n", "xdp.busy_poll", "true or false"),
     ("[xdp]\nanswers = \"some\"\n", "xdp.answers", "'all', 'off'"),
     ("[xdp]\nanswers = true\n", "xdp.answers", "'all', 'off'"),
+    ("[xdp]\nattach = \"multi\"\n", "xdp.attach", "'link', 'dispatcher'"),
+    ("[xdp]\nattach = true\n", "xdp.attach", "'link', 'dispatcher'"),
     ("[xdp]\nbusy_poll_wait_us = -1\n", "xdp.busy_poll_wait_us", "integer"),
     ("[xdp]\nbusy_poll_wait_us = 1000001\n", "xdp.busy_poll_wait_us", "1000000"),
     ("[xdp]\nbusy_poll_wait_us = true\n", "xdp.busy_poll_wait_us", "integer"),
@@ -329,6 +331,7 @@ mode = "generic"
 verify_checksums = false
 busy_poll = false
 answers = "off"
+attach = "dispatcher"
 busy_poll_wait_us = 0
 program = "custom.bpf.o"
 ports = [53, 5353, 53]
@@ -343,7 +346,7 @@ addresses = ["198.18.0.1", "2001:2:0::1"]
     assert (x.hugepages, x.hugepage_mb, x.zerocopy, x.mode) == ("required", 1024, "off",
                                                                  "generic")
     assert x.verify_checksums is False and x.busy_poll is False and x.answers == "off"
-    assert x.busy_poll_wait_us == 0
+    assert x.busy_poll_wait_us == 0 and x.attach == "dispatcher"
     assert x.program == path.parent / "custom.bpf.o"
     assert x.ports == (53, 5353)
     assert x.addresses == ("198.18.0.1", "2001:2::1")
@@ -361,7 +364,7 @@ def test_xdp_defaults_and_addresses_from_listen(pm):
     assert (x.frames_per_queue, x.frame_size, x.ring_size) == (4096, 2048, 2048)
     assert (x.hugepages, x.hugepage_size, x.zerocopy, x.mode) == ("auto", "2M", "auto",
                                                                   "native")
-    assert x.verify_checksums is True and x.answers == "all"
+    assert x.verify_checksums is True and x.answers == "all" and x.attach == "link"
     # Neither wildcards nor loopback; each address once.
     assert x.addresses == ("198.18.0.1", "2001:2::1")
 

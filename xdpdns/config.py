@@ -61,6 +61,11 @@ The file's shape::
                                # [server] listen address that is neither a
                                # wildcard nor loopback
     program = "custom.bpf.o"   # default: the XDP program built with xdpdns
+    attach = "link"            # link: a bpf_link of its own, alone on the
+                               # interface; dispatcher: one program of
+                               # libxdp's dispatcher, beside others that
+                               # xdp-loader loads (README: "Sharing the
+                               # NIC with other XDP programs")
 
     [resolver]                 # names that plugins answer (resolver hook)
     timeout = 1.0              # seconds; a slower hook's queries get SERVFAIL
@@ -198,6 +203,7 @@ HUGEPAGE_SIZES = {"2M": 2, "1G": 1024}  # in MiB, as the engine takes them
 ZEROCOPY = ("auto", "on", "off")
 XDP_MODES = ("native", "generic")
 XDP_ANSWERS = ("all", "off")  # [xdp] answers: whether the XDP program answers itself
+XDP_ATTACH = ("link", "dispatcher")  # [xdp] attach: alone, or in libxdp's dispatcher
 FRAME_SIZES = (2048, 4096)
 # The engine's XD_BUSY_POLL_WAIT_MAX_US: longer spinning is never worth it.
 BUSY_POLL_WAIT_MAX_US = 1_000_000
@@ -228,6 +234,7 @@ class XdpConfig:
     # A compiled XDP object to load instead of the one built with xdpdns
     # (it must define the same maps); None: the packaged one.
     program: Path | None = None
+    attach: str = "link"
 
     @property
     def enabled(self) -> bool:
@@ -767,6 +774,8 @@ def _parse_xdp(table: Any, where: Where) -> dict[str, Any]:
             out[key] = _choice(value, XDP_MODES, where, key)
         elif key == "answers":
             out[key] = _choice(value, XDP_ANSWERS, where, key)
+        elif key == "attach":
+            out[key] = _choice(value, XDP_ATTACH, where, key)
         elif key in ("verify_checksums", "busy_poll"):
             if not isinstance(value, bool):
                 raise where.error(key, "true or false", value)

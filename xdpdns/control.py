@@ -301,6 +301,8 @@ def format_stats(stats: dict) -> str:
               f"{'on' if xdp.get('busy_poll') else 'off'}, hugepages "
               f"{'yes' if xdp['hugepages'] else 'no'}, NUMA node {xdp['numa_node']}, "
               f"UMEM {xdp['umem_bytes']} bytes per queue"]
+    if xdp.get("attach") == "dispatcher":
+        lines.append(f"  in libxdp's dispatcher as program id {xdp.get('prog_id', 0)}")
     for warning in xdp.get("warnings", []):
         lines.append(f"  warning: {warning}")
     queues = xdp.get("queues", [])

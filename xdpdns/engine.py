@@ -155,6 +155,7 @@ _HUGEPAGES = {"off": lib.XD_HUGEPAGES_OFF, "auto": lib.XD_HUGEPAGES_AUTO,
               "required": lib.XD_HUGEPAGES_REQUIRED}
 _ZEROCOPY = {"auto": lib.XD_ZEROCOPY_AUTO, "off": lib.XD_ZEROCOPY_OFF,
              "on": lib.XD_ZEROCOPY_REQUIRED}
+_ATTACH = {"link": lib.XD_ATTACH_LINK, "dispatcher": lib.XD_ATTACH_DISPATCHER}
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,8 @@ class XdpInfo:
     numa_node: int  # the NIC's node, -1: none
     umem_bytes: int  # per queue
     warnings: tuple[str, ...]  # fallbacks taken
+    attach: str = "link"  # [xdp] attach: "link" or "dispatcher"
+    prog_id: int = 0  # the kernel's id of the XDP program
 
     @property
     def mode(self) -> str:
@@ -750,6 +753,7 @@ class Engine(_CObject):
         cfg.busy_poll = 1 if config.busy_poll else 0
         cfg.answers = _ANSWERS[config.answers]
         cfg.busy_poll_wait_us = config.busy_poll_wait_us
+        cfg.attach = _ATTACH[getattr(config, "attach", "link")]
         info = ffi.new("struct xd_xdp_info *")
         err = ffi.new("struct xd_error *")
         _raise_for(lib.xd_engine_xdp_start(self._ptr(), cfg, info, err), err,
@@ -766,6 +770,8 @@ class Engine(_CObject):
             numa_node=info.numa_node,
             umem_bytes=info.umem_bytes,
             warnings=tuple(w for w in warnings.splitlines() if w.strip()),
+            attach=getattr(config, "attach", "link"),
+            prog_id=info.prog_id,
         )
 
     def xdp_stop(self) -> None:
@@ -1413,6 +1419,15 @@ def siphash24(key: bytes, data: bytes) -> bytes:
     out = ffi.new("uint8_t[8]")
     lib.xd_siphash24(key, data, len(data), out)
     return bytes(out)
+
+
+def dispatch_remove(interface: str, prog_id: int) -> None:
+    """Takes XDP program prog_id out of libxdp's dispatcher on interface
+    (nothing when it is not there).  Needs root: the guard of a server in
+    dispatcher mode calls it (xdpdns/xdp.py)."""
+    err = ffi.new("struct xd_error *")
+    _raise_for(lib.xd_dispatch_remove(interface.encode(), prog_id, err), err,
+               f"detaching from the XDP dispatcher on {interface}")
 
 
 def drop_privileges(uid: int, gid: int, keep: int) -> None:

@@ -7,6 +7,10 @@ an error at once), and once the server is set up it becomes that user for
 good.  In XDP mode the main thread keeps CAP_BPF and CAP_NET_ADMIN: a reload
 writes new maps into the program (the answer table, the ACL, rate
 limiting); every other capability and every other thread's are gone.
+[xdp] attach = "dispatcher" keeps no more: taking the program out of
+libxdp's dispatcher at stop needs root (CAP_SYS_ADMIN to open the
+dispatcher by id, and root's pin directories in bpffs), which a guard
+process started before the switch keeps instead (xdpdns/xdp.py).
 """
 
 from __future__ import annotations

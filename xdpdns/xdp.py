@@ -8,6 +8,21 @@ the destination addresses are added, and only then are the ports switched to
 REDIRECT.  Order of stop: the program is detached first, so that from then
 on the kernel's stack and the socket-mode listeners get every query while
 the rest shuts down.
+
+[xdp] attach = "dispatcher": the program is one of the programs of libxdp's
+dispatcher on the interface, run before those loaded with libxdp's default
+priority (native/xdp_dispatch.h, XD_DISPATCH_RUN_PRIO).  libxdp pins it in
+bpffs, so it would outlive the server; and taking it out needs what the
+server gives up when it becomes its [server] user: libxdp opens the
+dispatcher by program id (CAP_SYS_ADMIN) and rewrites root's 0700 pin
+directories (CAP_DAC_OVERRIDE), which together are root.  So rather than
+keep them in the thread that serves TCP and the control socket, a guard
+process started before the switch (`python -m xdpdns.xdp guard IFACE ID`)
+stays root, reads nothing but a pipe from the server, and takes the program
+out when that pipe closes: at a clean stop, and when the server is killed
+(kill -9 included).  What a server that died together with its guard left
+is taken out by the next start (native/xdp_dispatch.c,
+xd_dispatch_clear_stale: an "xdpdns" program that no live process holds).
 """
 
 from __future__ import annotations
@@ -15,12 +30,18 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
+import signal
 import socket
+import subprocess
+import sys
+import time
 from dataclasses import asdict, dataclass
 
 from xdpdns.config import XdpConfig
 from xdpdns.counts import summed
-from xdpdns.engine import PORT_ACTIONS, AnswersInfo, Engine, ProgStats, QueueStats, XdpInfo
+from xdpdns.engine import (PORT_ACTIONS, AnswersInfo, Engine, ProgStats, QueueStats, XdpInfo,
+                           dispatch_remove)
 
 log = logging.getLogger("xdpdns.xdp")
 
@@ -33,6 +54,12 @@ CAP_SYS_ADMIN = 21  # load BPF programs on kernels before 5.8
 CAP_BPF = 39  # load BPF programs and create maps
 
 ROOT_MESSAGE = "XDP mode needs root (CAP_NET_ADMIN, CAP_BPF)"
+
+# Seconds for the guard to start (a Python interpreter importing the
+# engine, on a busy machine) and to take the program out at stop.
+GUARD_START_TIMEOUT = 30.0
+GUARD_STOP_TIMEOUT = 15.0
+GUARD_READY = b"ready\n"
 
 _ACTION_NAMES = {code: name for name, code in PORT_ACTIONS.items()}
 
@@ -102,6 +129,8 @@ class XdpStats:
         return {
             "interface": self.info.interface,
             "mode": self.info.mode,
+            "attach": self.info.attach,
+            "prog_id": self.info.prog_id,
             "zerocopy": self.info.zerocopy,
             "busy_poll": self.info.busy_poll,
             "hugepages": self.info.hugepages,
@@ -126,6 +155,7 @@ class XdpMode:
         self.info: XdpInfo | None = None
         self._engine: Engine | None = None
         self._final: XdpStats | None = None
+        self._guard: DispatchGuard | None = None
 
     def check(self) -> None:
         """What can be known before loading anything: privileges, interface."""
@@ -143,6 +173,8 @@ class XdpMode:
         self._engine = engine
         self.info = info
         try:
+            if cfg.attach == "dispatcher":
+                self._guard = DispatchGuard.start(cfg.interface, info.prog_id)
             for address in cfg.addresses:
                 engine.xdp_add_address(address)
             for port in cfg.ports:
@@ -150,9 +182,11 @@ class XdpMode:
         except BaseException:
             self.stop()
             raise
-        log.info("xdp interface=%s mode=%s zerocopy=%s busy_poll=%s hugepages=%s queues=%d "
+        log.info("xdp interface=%s attach=%s prog_id=%d mode=%s zerocopy=%s busy_poll=%s "
+                 "hugepages=%s queues=%d "
                  "first_queue=%d numa_node=%d umem_bytes=%d ports=%s addresses=%s",
-                 cfg.interface, info.mode, _yes(info.zerocopy), _yes(info.busy_poll),
+                 cfg.interface, cfg.attach, info.prog_id, info.mode, _yes(info.zerocopy),
+                 _yes(info.busy_poll),
                  _yes(info.hugepages),
                  info.queues, info.first_queue, info.numa_node, info.umem_bytes,
                  ",".join(map(str, cfg.ports)), ",".join(cfg.addresses) or "any")
@@ -217,9 +251,114 @@ class XdpMode:
         except OSError as exc:
             log.warning("xdp: final counters unavailable: %s", exc.strerror or exc)
         self._engine = None
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.stop()  # first: out of the dispatcher, as a link closes first
         engine.xdp_stop()
         log.info("xdp detached from %s", self.config.interface)
 
 
+class DispatchGuard:
+    """The root process that takes the server's program out of libxdp's
+    dispatcher when the server ends, however it ends (the module's
+    docstring says why it is a process of its own)."""
+
+    def __init__(self, proc: subprocess.Popen, interface: str, prog_id: int) -> None:
+        self._proc = proc
+        self.interface = interface
+        self.prog_id = prog_id
+
+    @classmethod
+    def start(cls, interface: str, prog_id: int) -> "DispatchGuard":
+        """Starts the guard and waits until it listens; raises OSError
+        (and leaves no process) when it does not come up."""
+        # Its own session: a terminal's Ctrl-C goes to the server alone,
+        # which then closes the pipe.
+        proc = subprocess.Popen([sys.executable, "-m", "xdpdns.xdp", "guard", interface,
+                                 str(prog_id)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, start_new_session=True)
+        guard = cls(proc, interface, prog_id)
+        if guard._wait_ready():
+            return guard
+        guard._kill()
+        raise OSError(errno.EIO, f"[xdp] attach = \"dispatcher\" on {interface}: the guard "
+                      "process that takes the program out of the dispatcher at stop did not "
+                      f"start (exit status {proc.returncode})")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + GUARD_START_TIMEOUT
+        line = b""
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            ready, _, _ = select.select([self._proc.stdout], [], [],
+                                        max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            byte = os.read(self._proc.stdout.fileno(), 1)
+            if not byte:
+                break
+            line += byte
+        return line == GUARD_READY
+
+    def _kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """Closes the pipe and waits for the guard to take the program out."""
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            status = self._proc.wait(timeout=GUARD_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log.warning("xdp: the dispatcher guard did not finish in %gs: program id %d "
+                        "may still be in the dispatcher on %s (xdp-loader status %s)",
+                        GUARD_STOP_TIMEOUT, self.prog_id, self.interface, self.interface)
+            self._kill()
+            return
+        self._close_pipes()
+        if status != 0:
+            log.warning("xdp: the dispatcher guard failed (exit status %d): program id %d "
+                        "may still be in the dispatcher on %s", status, self.prog_id,
+                        self.interface)
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+def _guard_main(argv: list[str]) -> int:
+    """`python -m xdpdns.xdp guard IFACE PROG_ID`: waits for the end of its
+    standard input (the server's pipe), then takes PROG_ID out of IFACE's
+    dispatcher."""
+    if len(argv) != 3 or argv[0] != "guard" or not argv[2].isdigit():
+        print("usage: python -m xdpdns.xdp guard IFACE PROG_ID", file=sys.stderr)
+        return 2
+    interface, prog_id = argv[1], int(argv[2])
+    # The server's stop signal reaches its whole service (systemd signals
+    # the unit's every process): the guard ends when the server has.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    os.write(sys.stdout.fileno(), GUARD_READY)
+    while os.read(sys.stdin.fileno(), 4096):
+        pass
+    try:
+        dispatch_remove(interface, prog_id)
+    except OSError as exc:
+        print(f"xdpdns: xdp guard: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_guard_main(sys.argv[1:]))
