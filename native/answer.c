@@ -49,6 +49,7 @@ struct response {
 	const struct xd_resolver_given *given;	/* the hook's answer; NULL:
 						 * look in the cache */
 	uint32_t now;
+	bool dnssec;			/* DO: RRSIGs and proofs (RFC 4035 3.1) */
 	bool deferrable;		/* XD_ANSWER_DEFER */
 	bool deferred;			/* the caller hands the query over */
 	uint8_t hook;			/* ... to this resolver hook */
@@ -139,6 +140,49 @@ static int put_rrset(struct response *r, int section, const uint8_t *rs,
 	return (int)start;
 }
 
+/*
+ * The RRSIGs of node that cover its RRset rs, owned by owner_pos, after
+ * it, when the query set DO (RFC 4035 3.1.1); with ttl (4 bytes, network
+ * order) they take that TTL, as the negative SOA's do.  0 or -ENOSPC.
+ */
+static int put_sigs(struct response *r, int section, const uint8_t *node,
+		    const uint8_t *rs, uint16_t owner_pos, const uint8_t *ttl)
+{
+	size_t len = xd_rrset_sig_len(rs);
+	const uint8_t *rrsig;
+	uint8_t *p;
+
+	if (!r->dnssec || !len)
+		return 0;
+	rrsig = xd_node_rrset(node, XD_TYPE_RRSIG);
+	if (!rrsig)
+		return 0;	/* unreachable: the image was checked */
+	if (!fits(r, len))
+		return -ENOSPC;
+	p = r->buf + r->len;
+	memcpy(p, xd_rrset_wire(rrsig) + xd_rrset_sig_off(rs), len);
+	for (size_t off = 0; off < len; off += 12 + xd_get16(p + off + 10)) {
+		xd_put16(p + off, 0xc000 | owner_pos);
+		if (ttl)
+			memcpy(p + off + 6, ttl, 4);
+		r->count[section]++;
+	}
+	r->len += len;
+	return 0;
+}
+
+/* An RRset of node with its RRSIGs (when DO asks for them): where the
+ * RRset starts, or -ENOSPC. */
+static int put_signed(struct response *r, int section, const uint8_t *node,
+		      const uint8_t *rs, uint16_t owner_pos, uint16_t origin_pos)
+{
+	int pos = put_rrset(r, section, rs, owner_pos, origin_pos);
+
+	if (pos < 0)
+		return pos;
+	return put_sigs(r, section, node, rs, owner_pos, NULL) < 0 ? -ENOSPC : pos;
+}
+
 static void note_additional(struct response *r, const uint8_t *rs, int pos)
 {
 	if (r->nextra < XD_ADDITIONAL_MAX && xd_rrset_ntargets(rs) > 0) {
@@ -160,17 +204,36 @@ static void truncate_response(struct response *r)
 
 /* ---- outcomes ------------------------------------------------------------- */
 
+/* The zone's SOA with the negative TTL (RFC 2308 3), and its RRSIGs at
+ * that TTL too. */
 static int answer_nodata(struct ctx *c)
 {
 	const uint8_t *soa = c->img->base + c->z->soa;
+	const uint8_t *apex = c->img->base + c->z->apex;
+	const uint8_t *signed_soa = xd_node_rrset(apex, XD_TYPE_SOA);
 
-	return put_rrset(c->r, NS, soa, c->origin_pos, c->origin_pos) < 0 ? -ENOSPC : 0;
+	if (put_rrset(c->r, NS, soa, c->origin_pos, c->origin_pos) < 0)
+		return -ENOSPC;
+	if (!signed_soa)
+		return 0;	/* unreachable: the apex has its SOA */
+	return put_sigs(c->r, NS, apex, signed_soa, c->origin_pos, xd_rrset_wire(soa) + 6);
 }
 
 static int answer_nxdomain(struct ctx *c)
 {
 	c->r->rcode = XD_RCODE_NXDOMAIN;
 	return answer_nodata(c);
+}
+
+/* RFC 4035 3.1.4: a referral asked with DO carries the child's DS and its
+ * RRSIGs (the parent signs them). */
+static int answer_ds(struct ctx *c, const uint8_t *cut, uint16_t cut_pos)
+{
+	const uint8_t *ds = c->r->dnssec ? xd_node_rrset(cut, XD_TYPE_DS) : NULL;
+
+	if (!ds)
+		return 0;
+	return put_signed(c->r, NS, cut, ds, cut_pos, c->origin_pos) < 0 ? -ENOSPC : 0;
 }
 
 /* RFC 1034 4.3.2 step 3b: a referral, AA clear, glue in additional. */
@@ -188,7 +251,7 @@ static int answer_delegation(struct ctx *c, const uint8_t *cut, uint16_t cut_pos
 	if (pos < 0)
 		return pos;
 	note_additional(c->r, ns, pos);
-	return 0;
+	return answer_ds(c, cut, cut_pos);
 }
 
 static bool wants_additional(uint16_t type)
@@ -214,7 +277,7 @@ static int answer_node(struct ctx *c, const uint8_t *n, uint16_t owner_pos,
 
 	if (!rs && (xd_node_flags(n) & XD_NODE_CNAME)) {
 		rs = xd_node_rrset(n, XD_TYPE_CNAME);
-		pos = put_rrset(c->r, AN, rs, owner_pos, c->origin_pos);
+		pos = put_signed(c->r, AN, n, rs, owner_pos, c->origin_pos);
 		if (pos < 0)
 			return pos;
 		*cname = rs;
@@ -223,7 +286,7 @@ static int answer_node(struct ctx *c, const uint8_t *n, uint16_t owner_pos,
 	}
 	if (!rs)
 		return answer_nodata(c);
-	pos = put_rrset(c->r, AN, rs, owner_pos, c->origin_pos);
+	pos = put_signed(c->r, AN, n, rs, owner_pos, c->origin_pos);
 	if (pos < 0)
 		return pos;
 	if (wants_additional(xd_rrset_type(rs)))
@@ -315,7 +378,8 @@ static int answer_dname(struct ctx *c, struct name *n, const uint8_t *node,
 
 	if (!dname || owner < 0)
 		return -EBADMSG;
-	pos = put_rrset(c->r, AN, dname, owner, c->origin_pos);
+	/* The CNAME synthesized after it is not signed (RFC 6672 5.3.1). */
+	pos = put_signed(c->r, AN, node, dname, owner, c->origin_pos);
 	if (pos < 0)
 		return pos;
 	return synthesize_cname(c, n, labels, dname, pos);
@@ -466,6 +530,23 @@ int xd_answer_zone(const struct xd_image *img, const uint8_t *name, size_t len,
 	return find_zone(img, &n, qtype);
 }
 
+/* An additional RRset with its RRSIGs, or neither (RFC 4035 3.1.1 makes
+ * the signatures of additional data optional; unsigned data from a signed
+ * zone would only mislead a validator). */
+static int put_additional(struct response *r, const uint8_t *node, const uint8_t *rs,
+			  uint16_t owner_pos, uint16_t origin_pos)
+{
+	size_t len = r->len;
+	uint16_t count = r->count[AR];
+	int pos = put_signed(r, AR, node, rs, owner_pos, origin_pos);
+
+	if (pos < 0) {
+		r->len = len;
+		r->count[AR] = count;
+	}
+	return pos;
+}
+
 static void answer_additional(struct ctx *c)
 {
 	struct response *r = c->r;
@@ -497,7 +578,7 @@ static void answer_additional(struct ctx *c)
 
 				if (!addr)
 					continue;
-				if (put_rrset(r, AR, addr, pos, c->origin_pos) < 0) {
+				if (put_additional(r, node, addr, pos, c->origin_pos) < 0) {
 					/* RFC 9471: in-domain glue must fit. */
 					if (required)
 						truncate_response(r);
@@ -950,6 +1031,7 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 		  (udp_limit(&q) < cap ? udp_limit(&q) : cap);
 	r.len = XD_DNS_HEADER_LEN;
 	r.deferrable = ctx && (flags & XD_ANSWER_DEFER);
+	r.dnssec = q.edns && (q.edns_flags & XD_EDNS_DO);
 	if (ctx) {
 		r.client = &ctx->client;
 		r.cache = ctx->cache;

@@ -737,23 +737,34 @@ static void check_glue(struct xd_builder *b, uint32_t i)
  * is used (layout.c), and each RRset that disagrees is reported once. */
 #define XD_TTL_CHECK_TYPES 32
 
+/* What shares one TTL: an RRset, and the RRSIGs that cover one RRset,
+ * whose TTL is that RRset's (RFC 4034 3). */
+static uint32_t ttl_key(const struct xd_builder *b, const struct brec *rec)
+{
+	uint16_t covered = rec->type == XD_TYPE_RRSIG && rec->rdlen >= 2 ?
+			   xd_get16(b->rdata + rec->rdata) : 0;
+
+	return (uint32_t)rec->type << 16 | covered;
+}
+
 static void check_ttls(struct xd_builder *b, uint32_t i)
 {
 	const struct bnode *n = &b->nodes[i];
-	struct { uint16_t type; bool reported; uint32_t first; } seen[XD_TTL_CHECK_TYPES];
+	struct { uint32_t key; bool reported; uint32_t first; } seen[XD_TTL_CHECK_TYPES];
 	int nseen = 0;
 
 	/* The chain runs newest first: the last record of a type seen is the
 	 * first one added. */
 	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next) {
+		uint32_t key = ttl_key(b, &b->recs[r]);
 		int k = 0;
 
-		while (k < nseen && seen[k].type != b->recs[r].type)
+		while (k < nseen && seen[k].key != key)
 			k++;
 		if (k == nseen) {
 			if (nseen == XD_TTL_CHECK_TYPES)
 				continue;
-			seen[nseen].type = b->recs[r].type;
+			seen[nseen].key = key;
 			seen[nseen].reported = false;
 			nseen++;
 		}
@@ -761,10 +772,11 @@ static void check_ttls(struct xd_builder *b, uint32_t i)
 	}
 	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next) {
 		const struct brec *rec = &b->recs[r];
+		uint32_t key = ttl_key(b, rec);
 		char text[1024];
 		int k = 0;
 
-		while (k < nseen && seen[k].type != rec->type)
+		while (k < nseen && seen[k].key != key)
 			k++;
 		if (k == nseen || seen[k].reported ||
 		    rec->ttl == b->recs[seen[k].first].ttl)

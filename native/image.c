@@ -308,9 +308,48 @@ static int check_rrset_wire(struct check *c, const uint8_t *rs, size_t at)
 	return 0;
 }
 
+/* Whether [off, off + len) of RRset rs's wire starts and ends on RR
+ * boundaries (its wire already checked). */
+static bool rr_slice(const uint8_t *rs, size_t off, size_t len)
+{
+	const uint8_t *wire = xd_rrset_wire(rs);
+	size_t wl = xd_rrset_wire_len(rs), pos = 0;
+	bool start = false;
+
+	while (pos < wl && pos <= off + len) {
+		start |= pos == off;
+		if (pos == off + len)
+			return start;
+		pos += 12 + xd_get16(wire + pos + 10);
+	}
+	return start && pos == off + len;
+}
+
+/* An RRset's signatures are a slice of its node's RRSIG RRset whose RRSIGs
+ * each cover its type; outside nodes there are none. */
+static int check_signatures(struct check *c, const uint8_t *rs, const uint8_t *rrsig,
+			    size_t at)
+{
+	size_t off = xd_rrset_sig_off(rs), len = xd_rrset_sig_len(rs);
+	const uint8_t *wire;
+
+	if (len == 0)
+		return off == 0 ? 0 : fail(c, "signature offset without signatures", at);
+	if (!rrsig || xd_rrset_type(rs) == XD_TYPE_RRSIG || off + len > xd_rrset_wire_len(rrsig) ||
+	    !rr_slice(rrsig, off, len))
+		return fail(c, "signatures outside the RRSIG RRset", at);
+	wire = xd_rrset_wire(rrsig);
+	for (size_t pos = off; pos < off + len; pos += 12 + xd_get16(wire + pos + 10))
+		if (xd_get16(wire + pos + 10) < 2 ||
+		    xd_get16(wire + pos + 12) != xd_rrset_type(rs))
+			return fail(c, "a signature that covers another type", at);
+	return 0;
+}
+
 static int check_rrsets(struct check *c, const uint8_t *n, size_t end_limit,
 			size_t at)
 {
+	const uint8_t *rrsig = NULL;
 	const uint8_t *rs = xd_node_first_rrset(n);
 	uint16_t prev = 0;
 
@@ -327,7 +366,17 @@ static int check_rrsets(struct check *c, const uint8_t *n, size_t end_limit,
 		rc = check_rrset_wire(c, rs, off);
 		if (rc)
 			return rc;
+		if (prev == XD_TYPE_RRSIG)
+			rrsig = rs;
 		rs = xd_rrset_next(rs);
+	}
+	/* Once every RRset is known to lie inside the image. */
+	rs = xd_node_first_rrset(n);
+	for (uint16_t i = 0; i < xd_node_nrrsets(n); i++, rs = xd_rrset_next(rs)) {
+		int rc = check_signatures(c, rs, rrsig, rs - c->base);
+
+		if (rc)
+			return rc;
 	}
 	return 0;
 }
@@ -497,7 +546,8 @@ static int check_zones(struct check *c, const struct xd_image *img)
 			return fail(c, "bad zone origin", e->origin);
 		if (!in_bounds(c, e->soa, XD_RRSET_HEADER) ||
 		    !in_bounds(c, e->soa, xd_rrset_size(c->base + e->soa)) ||
-		    check_rrset_wire(c, c->base + e->soa, e->soa))
+		    check_rrset_wire(c, c->base + e->soa, e->soa) ||
+		    check_signatures(c, c->base + e->soa, NULL, e->soa))
 			return fail(c, "bad negative-answer SOA", e->soa);
 	}
 	return 0;
@@ -594,7 +644,7 @@ static int check_override_rule(struct check *c, const struct xd_image_header *h,
 		if (end - at < XD_RRSET_HEADER || end - at < xd_rrset_size(rs))
 			return fail(c, "override RRset outside its block", at);
 		if ((i > 0 && xd_rrset_type(rs) <= prev) || xd_rrset_nreloc(rs) ||
-		    xd_rrset_ntargets(rs))
+		    xd_rrset_ntargets(rs) || xd_rrset_sig_off(rs) || xd_rrset_sig_len(rs))
 			return fail(c, "bad override RRset", at);
 		prev = xd_rrset_type(rs);
 		rc = check_rrset_wire(c, rs, at);

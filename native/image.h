@@ -58,8 +58,12 @@
  *   name[name_len]
  *   RRsets, one after the other, sorted by type
  *
- * RRset (8 bytes + wire + relocations + targets):
- *   u16 type, u16 count, u16 wire_len, u8 nreloc, u8 ntargets
+ * RRset (12 bytes + wire + relocations + targets):
+ *   u16 type, u16 count, u16 wire_len, u8 nreloc, u8 ntargets,
+ *   u16 sig_off, u16 sig_len: the RRSIGs that cover this RRset, a slice
+ *                    of the wire of its node's RRSIG RRset (which is
+ *                    sorted by type covered); sig_len 0: none (and always
+ *                    0 outside a node: negative SOAs, override rules)
  *   wire[wire_len]   count RRs, each: owner (2 bytes, a compression pointer
  *                    patched per answer) type class ttl rdlength rdata;
  *                    names in rdata whose suffix is the zone origin end in a
@@ -78,7 +82,7 @@
 #include "wire.h"
 
 #define XD_IMAGE_MAGIC "XDPDNSIM"
-#define XD_IMAGE_VERSION 4
+#define XD_IMAGE_VERSION 5
 #define XD_IMAGE_BYTE_ORDER 0x01020304u
 
 struct xd_image_header {
@@ -136,7 +140,7 @@ struct xd_zone_entry {
 };
 
 #define XD_NODE_HEADER 10
-#define XD_RRSET_HEADER 8
+#define XD_RRSET_HEADER 12
 #define XD_TARGET_SIZE 8
 
 enum {
@@ -189,6 +193,8 @@ static inline uint16_t xd_rrset_count(const uint8_t *r) { return xd_ld16(r + 2);
 static inline uint16_t xd_rrset_wire_len(const uint8_t *r) { return xd_ld16(r + 4); }
 static inline uint8_t xd_rrset_nreloc(const uint8_t *r) { return r[6]; }
 static inline uint8_t xd_rrset_ntargets(const uint8_t *r) { return r[7]; }
+static inline uint16_t xd_rrset_sig_off(const uint8_t *r) { return xd_ld16(r + 8); }
+static inline uint16_t xd_rrset_sig_len(const uint8_t *r) { return xd_ld16(r + 10); }
 static inline const uint8_t *xd_rrset_wire(const uint8_t *r) { return r + XD_RRSET_HEADER; }
 static inline const uint8_t *xd_rrset_relocs(const uint8_t *r)
 {

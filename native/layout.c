@@ -201,6 +201,7 @@ static int put_rdata(struct rr_ctx *c, const struct brec *r)
 	return 0;
 }
 
+/* ttl XD_NONE: the record's own (RRSIGs: each has its covered RRset's). */
 static int put_rr(struct rr_ctx *c, const struct brec *r, uint32_t ttl)
 {
 	size_t start = c->wire_len;
@@ -213,7 +214,7 @@ static int put_rr(struct rr_ctx *c, const struct brec *r, uint32_t ttl)
 	xd_put16(p, 0xc000 | XD_DNS_HEADER_LEN);	/* owner, patched per answer */
 	xd_put16(p + 2, r->type);
 	xd_put16(p + 4, XD_CLASS_IN);
-	xd_put32(p + 6, ttl);
+	xd_put32(p + 6, ttl == XD_NONE ? r->ttl : ttl);
 	c->wire_len += 12;
 	rc = put_rdata(c, r);
 	if (rc)
@@ -261,6 +262,8 @@ static int append_rrset(struct out *o, struct scratch *s, uint16_t type,
 	xd_st16(p + 4, wire_len);
 	p[6] = s->nreloc;
 	p[7] = s->ntargets;
+	xd_st16(p + 8, 0);	/* no RRSIGs; set by link_signatures */
+	xd_st16(p + 10, 0);
 	p += XD_RRSET_HEADER;
 	memcpy(p, s->wire, wire_len);
 	p += wire_len;
@@ -278,8 +281,17 @@ static int append_rrset(struct out *o, struct scratch *s, uint16_t type,
 static int cmp_recs_ctx_qsort(const void *a, const void *b);
 static const struct xd_builder *sort_ctx;
 
+/* The type an RRSIG covers (its first two RDATA bytes); 0 for a record
+ * too short to be one. */
+static uint16_t covered_type(const struct xd_builder *b, const struct brec *r)
+{
+	return r->rdlen >= 2 ? xd_get16(b->rdata + r->rdata) : 0;
+}
+
 /* Order within a node: by type, then by RDATA, so that duplicates are
- * neighbours (RFC 2181 5: an RRset holds no duplicates). */
+ * neighbours (RFC 2181 5: an RRset holds no duplicates); RRSIGs by the
+ * type they cover first, so that each RRset's signatures are one slice
+ * of the RRSIG RRset. */
 static int cmp_recs_ctx_qsort(const void *a, const void *b)
 {
 	const struct brec *ra = &sort_ctx->recs[*(const uint32_t *)a];
@@ -288,6 +300,9 @@ static int cmp_recs_ctx_qsort(const void *a, const void *b)
 
 	if (ra->type != rb->type)
 		return ra->type < rb->type ? -1 : 1;
+	if (ra->type == XD_TYPE_RRSIG &&
+	    covered_type(sort_ctx, ra) != covered_type(sort_ctx, rb))
+		return covered_type(sort_ctx, ra) < covered_type(sort_ctx, rb) ? -1 : 1;
 	if (ra->rdlen != rb->rdlen)
 		return ra->rdlen < rb->rdlen ? -1 : 1;
 	c = memcmp(sort_ctx->rdata + ra->rdata, sort_ctx->rdata + rb->rdata,
@@ -374,8 +389,11 @@ static int append_rrsets(struct rr_ctx *c, struct out *o, size_t count, uint32_t
 
 		while (end < count && b->recs[s->recs[end]].type == type)
 			end++;
-		/* s->recs is reused by nothing inside render_rrset. */
+		/* s->recs is reused by nothing inside render_rrset.  The
+		 * RRSIGs of each covered RRset keep their own TTL, which
+		 * RFC 4034 3 says is the covered RRset's. */
 		rc = render_rrset(c, s->recs + start, end - start, ttl != XD_NONE ? ttl :
+				  type == XD_TYPE_RRSIG ? XD_NONE :
 				  rrset_ttl(b, s->recs + start, end - start));
 		if (rc == 0)
 			rc = append_rrset(o, s, type, end - start, c->wire_len);
@@ -388,6 +406,62 @@ static int append_rrsets(struct rr_ctx *c, struct out *o, size_t count, uint32_t
 		start = end;
 	}
 	return 0;
+}
+
+/* The slice of the RRSIG RRset's wire (rrsig; NULL: none) whose RRSIGs
+ * cover `type`, as *off and *len (0: none).  RRSIGs are sorted by type
+ * covered, so the slice is contiguous. */
+static void signature_slice(const uint8_t *rrsig, uint16_t type, uint16_t *off,
+			    uint16_t *len)
+{
+	const uint8_t *wire;
+	size_t wl, pos = 0, start = 0;
+	bool in = false;
+
+	*off = *len = 0;
+	if (!rrsig)
+		return;
+	wire = xd_rrset_wire(rrsig);
+	wl = xd_rrset_wire_len(rrsig);
+	while (pos + 12 <= wl) {
+		size_t next = pos + 12 + xd_get16(wire + pos + 10);
+		bool covers = next - pos >= 14 && xd_get16(wire + pos + 12) == type;
+
+		if (covers && !in)
+			start = pos;
+		if (!covers && in)
+			break;
+		in = covers;
+		pos = next;
+	}
+	if (in || start < pos) {
+		*off = (uint16_t)start;
+		*len = (uint16_t)(in ? pos - start : 0);
+	}
+	if (!in)
+		*off = *len = 0;
+}
+
+/* Points every RRset of the node at `hdr` (in o) at the RRSIGs that cover
+ * it.  Set only when the slice is found: a signature without its RRset,
+ * or an RRset without signatures, is what `xdpdns check` reports. */
+static void link_signatures(struct out *o, size_t hdr)
+{
+	uint8_t *n = o->data + hdr;
+	const uint8_t *rrsig = xd_node_rrset(n, XD_TYPE_RRSIG);
+	uint8_t *rs = (uint8_t *)xd_node_first_rrset(n);
+
+	if (!rrsig)
+		return;
+	for (uint16_t k = 0; k < xd_node_nrrsets(n); k++, rs = (uint8_t *)xd_rrset_next(rs)) {
+		uint16_t off, len;
+
+		if (xd_rrset_type(rs) == XD_TYPE_RRSIG)
+			continue;
+		signature_slice(rrsig, xd_rrset_type(rs), &off, &len);
+		xd_st16(rs + 8, off);
+		xd_st16(rs + 10, len);
+	}
 }
 
 static int write_node(struct xd_builder *b, uint32_t i, struct out *o,
@@ -420,6 +494,7 @@ static int write_node(struct xd_builder *b, uint32_t i, struct out *o,
 	o->data[hdr + 6] = n->flags;
 	o->data[hdr + 7] = n->name_len;
 	xd_st16(o->data + hdr + 8, types);
+	link_signatures(o, hdr);
 	return 0;
 }
 

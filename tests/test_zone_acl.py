@@ -27,7 +27,7 @@ from xdpdns.config import ConfigError, load_config
 from xdpdns.engine import Engine, Image, ImageBuilder
 from xdpdns.hookspecs import ZoneAcl
 from xdpdns.plugins import load_plugins
-from zoneimage import SOA, seal
+from zoneimage import IMAGE_VERSION, SOA, seal
 
 ZONE_TEXT = SOA + "www 3600 IN A 198.18.0.3\n"
 EX = dns.name.from_text("example.com.")
@@ -145,7 +145,7 @@ QUERY_ACL = {EX: {"query": ([(net("192.0.2.0/24"), "allow"), (net("192.0.2.128/2
 ])
 def test_longest_prefix_decides(tmp_path, client, query, transfer):
     img = Image.from_bytes(_image(tmp_path, QUERY_ACL).to_bytes())
-    assert img.info.zone_acls == 1 and img.info.version == 4
+    assert img.info.zone_acls == 1 and img.info.version == IMAGE_VERSION
     assert img.zone_allows(dns.name.from_text("Example.COM."), "query", client) is query
     assert img.zone_allows(EX, "transfer", client) is transfer
 
