@@ -60,6 +60,8 @@ struct response {
 
 enum { AN, NS, AR };
 
+struct name;
+
 struct ctx {
 	const struct xd_image *img;
 	const struct xd_query *q;
@@ -67,6 +69,10 @@ struct ctx {
 	uint16_t zone;
 	const struct xd_zone_entry *z;
 	uint16_t origin_pos;	/* the zone's origin inside the qname */
+	/* The step being answered, for proofs of non-existence: */
+	const struct name *name;	/* the name looked up */
+	int ce_label;			/* its closest encloser: from this label */
+	const uint8_t *wildcard;	/* the "*" node answering; NULL: none */
 };
 
 /* A name being resolved: the qname or a CNAME/DNAME target. */
@@ -202,11 +208,171 @@ static void truncate_response(struct response *r)
 	r->flags |= XD_FLAG_TC;
 }
 
+/* ---- proofs of non-existence (RFC 4035 3.1.3) ---------------------------- */
+
+/* The zone's denial block when the query asked for DNSSEC; NULL: none. */
+static const uint8_t *denial(const struct ctx *c)
+{
+	return c->r->dnssec && c->z->dnssec ? c->img->base + c->z->dnssec : NULL;
+}
+
+/* An RRset of node owned by node's own name, which the first RR spells
+ * out (its labels, then a pointer to the origin) and the others point
+ * at, with its RRSIGs.  0 or -ENOSPC. */
+static int put_named(struct ctx *c, const uint8_t *node, const uint8_t *rs)
+{
+	struct response *r = c->r;
+	size_t len = xd_node_name_len(node), start = r->len;
+	uint8_t *p;
+	int pos;
+
+	if (len == 0)
+		return put_signed(r, NS, node, rs, c->origin_pos, c->origin_pos) < 0 ? -ENOSPC : 0;
+	if (start > XD_PTR_MAX || !fits(r, len))
+		return -ENOSPC;
+	memcpy(r->buf + start, xd_node_name(node), len);
+	r->len += len;
+	pos = put_rrset(r, NS, rs, c->origin_pos, c->origin_pos);
+	if (pos < 0) {
+		r->len = start;
+		return -ENOSPC;
+	}
+	p = r->buf + pos;
+	for (size_t off = 12 + xd_get16(p + 10); off < xd_rrset_wire_len(rs);
+	     off += 12 + xd_get16(p + off + 10))
+		xd_put16(p + off, 0xc000 | start);
+	return put_sigs(r, NS, node, rs, (uint16_t)start, NULL);
+}
+
+/* The proofs a response carries, each once: an NXDOMAIN's two NSECs are
+ * often the same. */
+struct proofs {
+	const uint8_t *done[4];
+	int n;
+};
+
+/* node's NSEC (a node of the denial block, so it has one) into the
+ * authority section, unless it is there already. */
+static int put_nsec(struct ctx *c, struct proofs *p, const uint8_t *node)
+{
+	const uint8_t *nsec = xd_node_rrset(node, XD_TYPE_NSEC);
+
+	for (int i = 0; i < p->n; i++)
+		if (p->done[i] == node)
+			return 0;
+	if (!nsec)
+		return 0;	/* unreachable: the image was checked */
+	if (p->n < (int)(sizeof(p->done) / sizeof(p->done[0])))
+		p->done[p->n++] = node;
+	return put_named(c, node, nsec);
+}
+
+/* The node whose NSEC matches or covers the relative name rel: the last
+ * one in canonical order at or before it; before the first, the last one,
+ * whose NSEC wraps round to the apex. */
+static const uint8_t *nsec_for(const struct ctx *c, const uint8_t *d, const uint8_t *rel,
+			       size_t len)
+{
+	const uint8_t *nodes = xd_denial_nodes(d);
+	uint32_t lo = 0, hi = xd_denial_count(d);
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const uint8_t *n = c->img->base + xd_ld32(nodes + 4 * mid);
+
+		if (xd_name_canonical_cmp(xd_node_name(n), xd_node_name_len(n), rel, len) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return c->img->base + xd_ld32(nodes + 4 * (lo ? lo - 1 : xd_denial_count(d) - 1));
+}
+
+/* The name being answered relative to the zone, from label `from`. */
+static const uint8_t *relative(const struct ctx *c, int from, size_t *len);
+
+/* The NSEC that covers the name looked up (RFC 4035 3.1.3.2). */
+static int cover_name(struct ctx *c, struct proofs *p, const uint8_t *d)
+{
+	size_t len;
+	const uint8_t *rel = relative(c, 0, &len);
+
+	return put_nsec(c, p, nsec_for(c, d, rel, len));
+}
+
+/* NXDOMAIN: no such name, and no wildcard at its closest encloser that
+ * could have made one (RFC 4035 3.1.3.2). */
+static int deny_name(struct ctx *c)
+{
+	const uint8_t *d = denial(c);
+	struct proofs p = { .n = 0 };
+	uint8_t star[XD_NAME_MAX];
+	const uint8_t *ce;
+	size_t len;
+	int rc;
+
+	if (!d || xd_denial_kind(d) != XD_DENIAL_NSEC)
+		return 0;
+	rc = cover_name(c, &p, d);
+	if (rc)
+		return rc;
+	ce = relative(c, c->ce_label, &len);
+	star[0] = 1;
+	star[1] = '*';
+	memcpy(star + 2, ce, len);
+	return put_nsec(c, &p, nsec_for(c, d, star, len + 2));
+}
+
+/* NODATA at node: its NSEC shows the type absent; an empty non-terminal
+ * has none, and the NSEC that covers its name shows it empty; at a
+ * wildcard, also the NSEC that shows no closer match (RFC 4035 3.1.3.1,
+ * 3.1.3.4). */
+static int deny_nodata(struct ctx *c, const uint8_t *node)
+{
+	const uint8_t *d = denial(c);
+	struct proofs p = { .n = 0 };
+	int rc = 0;
+
+	if (!d || xd_denial_kind(d) != XD_DENIAL_NSEC)
+		return 0;
+	if (c->wildcard)
+		rc = cover_name(c, &p, d);
+	if (rc == 0 && xd_node_rrset(node, XD_TYPE_NSEC))
+		rc = put_nsec(c, &p, node);
+	else if (rc == 0 && !c->wildcard)
+		rc = cover_name(c, &p, d);
+	return rc;
+}
+
+/* A wildcard's answer: the NSEC that shows no closer match (RFC 4035
+ * 3.1.3.3). */
+static int deny_expansion(struct ctx *c)
+{
+	const uint8_t *d = c->wildcard ? denial(c) : NULL;
+	struct proofs p = { .n = 0 };
+
+	if (!d || xd_denial_kind(d) != XD_DENIAL_NSEC)
+		return 0;
+	return cover_name(c, &p, d);
+}
+
+/* A referral to an unsigned child: the cut's NSEC, which shows NS and no
+ * DS (RFC 4035 3.1.4). */
+static int deny_ds(struct ctx *c, const uint8_t *cut)
+{
+	const uint8_t *d = denial(c);
+	struct proofs p = { .n = 0 };
+
+	if (!d || xd_denial_kind(d) != XD_DENIAL_NSEC || !xd_node_rrset(cut, XD_TYPE_NSEC))
+		return 0;
+	return put_nsec(c, &p, cut);
+}
+
 /* ---- outcomes ------------------------------------------------------------- */
 
 /* The zone's SOA with the negative TTL (RFC 2308 3), and its RRSIGs at
  * that TTL too. */
-static int answer_nodata(struct ctx *c)
+static int put_negative_soa(struct ctx *c)
 {
 	const uint8_t *soa = c->img->base + c->z->soa;
 	const uint8_t *apex = c->img->base + c->z->apex;
@@ -219,20 +385,33 @@ static int answer_nodata(struct ctx *c)
 	return put_sigs(c->r, NS, apex, signed_soa, c->origin_pos, xd_rrset_wire(soa) + 6);
 }
 
+/* NODATA at node (the wildcard's when one answers), with its proof when
+ * the query asked for DNSSEC. */
+static int answer_nodata(struct ctx *c, const uint8_t *node)
+{
+	int rc = put_negative_soa(c);
+
+	return rc ? rc : deny_nodata(c, node);
+}
+
 static int answer_nxdomain(struct ctx *c)
 {
+	int rc;
+
 	c->r->rcode = XD_RCODE_NXDOMAIN;
-	return answer_nodata(c);
+	rc = put_negative_soa(c);
+	return rc ? rc : deny_name(c);
 }
 
 /* RFC 4035 3.1.4: a referral asked with DO carries the child's DS and its
- * RRSIGs (the parent signs them). */
+ * RRSIGs (the parent signs them), when the zone is signed: an unsigned
+ * zone's DS would prove nothing (Knot and NSD leave it out too). */
 static int answer_ds(struct ctx *c, const uint8_t *cut, uint16_t cut_pos)
 {
-	const uint8_t *ds = c->r->dnssec ? xd_node_rrset(cut, XD_TYPE_DS) : NULL;
+	const uint8_t *ds = denial(c) ? xd_node_rrset(cut, XD_TYPE_DS) : NULL;
 
 	if (!ds)
-		return 0;
+		return deny_ds(c, cut);	/* an unsigned child: the proof */
 	return put_signed(c->r, NS, cut, ds, cut_pos, c->origin_pos) < 0 ? -ENOSPC : 0;
 }
 
@@ -244,7 +423,7 @@ static int answer_delegation(struct ctx *c, const uint8_t *cut, uint16_t cut_pos
 	int pos;
 
 	if (!ns)
-		return answer_nodata(c);	/* unreachable: CUT means NS */
+		return -EBADMSG;	/* unreachable: the image was checked */
 	if (first)
 		c->r->flags &= ~XD_FLAG_AA;
 	pos = put_rrset(c->r, NS, ns, cut_pos, c->origin_pos);
@@ -278,17 +457,17 @@ static int answer_node(struct ctx *c, const uint8_t *n, uint16_t owner_pos,
 	if (!rs && (xd_node_flags(n) & XD_NODE_CNAME)) {
 		rs = xd_node_rrset(n, XD_TYPE_CNAME);
 		pos = put_signed(c->r, AN, n, rs, owner_pos, c->origin_pos);
-		if (pos < 0)
-			return pos;
+		if (pos < 0 || deny_expansion(c) < 0)
+			return -ENOSPC;
 		*cname = rs;
 		*cname_pos = pos;
 		return -EAGAIN;
 	}
 	if (!rs)
-		return answer_nodata(c);
+		return answer_nodata(c, n);
 	pos = put_signed(c->r, AN, n, rs, owner_pos, c->origin_pos);
-	if (pos < 0)
-		return pos;
+	if (pos < 0 || deny_expansion(c) < 0)
+		return -ENOSPC;
 	if (wants_additional(xd_rrset_type(rs)))
 		note_additional(c->r, rs, pos);
 	return 0;
@@ -306,6 +485,15 @@ static void name_index(struct name *n)
 		off += 1 + n->wire[off];
 	}
 	n->label_off[n->labels] = off;
+}
+
+static const uint8_t *relative(const struct ctx *c, int from, size_t *len)
+{
+	const struct name *n = c->name;
+	size_t origin_off = n->label_off[n->labels - c->z->origin_labels];
+
+	*len = origin_off - n->label_off[from];
+	return n->wire + n->label_off[from];
 }
 
 /* Reads the name written at pos in the response (a CNAME target). */
@@ -450,10 +638,14 @@ static int resolve_step(struct ctx *c, struct name *n, bool first)
 		 * 6672 3.2; Knot and NSD). */
 		return rc == -EAGAIN && c->q->qtype == XD_TYPE_CNAME ? 0 : rc;
 	}
+	c->name = n;
+	c->ce_label = label;
+	c->wildcard = NULL;
 	if (label > 0) {
 		if (!(flags & XD_NODE_WILDCARD_CHILD))
 			return answer_nxdomain(c);
 		node = c->img->base + xd_node_link(node);	/* RFC 4592 3.3.3 */
+		c->wildcard = node;
 	}
 	rc = answer_node(c, node, n->pos, &cname, &cname_pos);
 	if (rc != -EAGAIN)

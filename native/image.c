@@ -827,6 +827,58 @@ static int check_zone_acls(struct check *c, const struct xd_image *img)
 	return 0;
 }
 
+/* A signed zone's denial block (image.h): inside the image, a kind we
+ * know, and nodes of the zone that own the chain's records, strictly in
+ * canonical order, which the answering core's searches rely on. */
+static int check_denial(struct check *c, const struct xd_image *img, uint32_t zone,
+			uint32_t at)
+{
+	const uint8_t *d = c->base + at;
+	const uint8_t *nodes, *prev = NULL;
+	uint16_t type;
+	uint32_t count;
+
+	if (at % 4 || !in_bounds(c, at, XD_DENIAL_HEADER))
+		return fail(c, "denial block outside the image", at);
+	if (xd_denial_kind(d) == XD_DENIAL_NSEC3 && xd_denial_hash(d) != 0)
+		type = XD_TYPE_NSEC3;
+	else if (xd_denial_kind(d) == XD_DENIAL_NSEC && !xd_denial_hash(d) &&
+		 !xd_denial_salt_len(d) && !xd_denial_iterations(d))
+		type = XD_TYPE_NSEC;
+	else
+		return fail(c, "bad denial block", at);
+	count = xd_denial_count(d);
+	nodes = xd_denial_nodes(d);
+	if (d[3] || xd_ld16(d + 6) || count == 0 ||
+	    !in_bounds(c, at, (size_t)(nodes - d) + 4 * (size_t)count))
+		return fail(c, "denial block outside the image", at);
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t off = xd_ld32(nodes + 4 * i);
+		const uint8_t *n = c->base + off;
+
+		if (off >= img->hdr->name_hash || !in_bounds(c, off, XD_NODE_HEADER) ||
+		    !in_bounds(c, off + XD_NODE_HEADER, xd_node_name_len(n)) || !is_node(img, off) || xd_node_zone(n) != zone || !xd_node_rrset(n, type))
+			return fail(c, "denial block names a node without its record", at);
+		if (prev && xd_name_canonical_cmp(xd_node_name(prev), xd_node_name_len(prev),
+						  xd_node_name(n), xd_node_name_len(n)) >= 0)
+			return fail(c, "denial block out of canonical order", at);
+		prev = n;
+	}
+	return 0;
+}
+
+static int check_denials(struct check *c, const struct xd_image *img)
+{
+	for (uint32_t z = 0; z < img->hdr->zone_count; z++) {
+		uint32_t at = xd_image_zone(img, z)->dnssec;
+		int rc = at ? check_denial(c, img, z, at) : 0;
+
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
 		  struct xd_error *err)
 {
@@ -858,6 +910,8 @@ int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
 		rc = check_overrides(&c, img);
 	if (rc == 0)
 		rc = check_zone_acls(&c, img);
+	if (rc == 0)
+		rc = check_denials(&c, img);
 	if (rc) {
 		xd_image_free(img);
 		return rc;

@@ -137,7 +137,41 @@ struct xd_zone_entry {
 	uint32_t acl;		/* the zone's ACL; 0: none (every client may
 				 * query, none may transfer).  The one field
 				 * the answering core tests for a zone. */
+	uint32_t dnssec;	/* the zone's denial block; 0: unsigned */
 };
+
+/*
+ * A signed zone's denial block: how its proofs of non-existence are found
+ * (4-byte aligned).
+ *   u8  kind        XD_DENIAL_NSEC or XD_DENIAL_NSEC3
+ *   u8  hash        NSEC3: the hash algorithm (1, SHA-1); else 0
+ *   u8  salt_len    NSEC3: the salt's length; else 0
+ *   u8  reserved
+ *   u16 iterations  NSEC3: extra hash iterations; else 0
+ *   u16 reserved
+ *   u32 count
+ *   salt[salt_len], then zero bytes to a multiple of 4
+ *   u32 nodes[count]  the nodes that own the zone's NSEC (NSEC3) RRsets,
+ *                   in canonical order of their names (RFC 4034 6.1;
+ *                   for NSEC3, the order of the hashes)
+ */
+enum {
+	XD_DENIAL_NSEC = 1,
+	XD_DENIAL_NSEC3 = 3,
+};
+
+#define XD_DENIAL_HEADER 12
+
+static inline uint8_t xd_denial_kind(const uint8_t *d) { return d[0]; }
+static inline uint8_t xd_denial_hash(const uint8_t *d) { return d[1]; }
+static inline uint8_t xd_denial_salt_len(const uint8_t *d) { return d[2]; }
+static inline uint16_t xd_denial_iterations(const uint8_t *d) { return xd_ld16(d + 4); }
+static inline uint32_t xd_denial_count(const uint8_t *d) { return xd_ld32(d + 8); }
+static inline const uint8_t *xd_denial_salt(const uint8_t *d) { return d + XD_DENIAL_HEADER; }
+static inline const uint8_t *xd_denial_nodes(const uint8_t *d)
+{
+	return d + XD_DENIAL_HEADER + ((d[2] + 3u) & ~3u);
+}
 
 #define XD_NODE_HEADER 10
 #define XD_RRSET_HEADER 12

@@ -856,6 +856,127 @@ static int write_zone_acls(struct xd_builder *b, struct out *o, struct xd_image_
 	return 0;
 }
 
+/* ---- denial blocks (image.h): the NSEC or NSEC3 chain of signed zones ---- */
+
+static bool node_has_type(const struct xd_builder *b, const struct bnode *n, uint16_t type)
+{
+	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next)
+		if (b->recs[r].type == type)
+			return true;
+	return false;
+}
+
+static const struct xd_builder *denial_ctx;
+
+static int cmp_canonical_qsort(const void *a, const void *b)
+{
+	const struct bnode *na = &denial_ctx->nodes[*(const uint32_t *)a];
+	const struct bnode *nb = &denial_ctx->nodes[*(const uint32_t *)b];
+
+	return xd_name_canonical_cmp(denial_ctx->names + na->name, na->name_len,
+				     denial_ctx->names + nb->name, nb->name_len);
+}
+
+/* The zone's NSEC3PARAM (RFC 5155 4): the first one at the apex, or NULL. */
+static const struct brec *nsec3param(const struct xd_builder *b, uint32_t zone)
+{
+	const struct bnode *apex = &b->nodes[b->zones[zone].apex];
+
+	for (uint32_t r = apex->first; r != XD_NONE; r = b->recs[r].next)
+		if (b->recs[r].type == XD_TYPE_NSEC3PARAM && b->recs[r].rdlen >= 5 &&
+		    b->recs[r].rdlen == 5 + b->rdata[b->recs[r].rdata + 4])
+			return &b->recs[r];
+	return NULL;
+}
+
+/* The nodes of zone that own `type` (outside what a cut or DNAME hides),
+ * into *list (grown), canonically sorted; their number. */
+static int denial_nodes(struct xd_builder *b, uint32_t zone, uint16_t type, uint32_t **list,
+			size_t *cap, size_t *count)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < b->nnodes; i++) {
+		const struct bnode *node = &b->nodes[i];
+
+		if (node->zone != zone || (node->flags & XD_NODE_OCCLUDED) ||
+		    !node_has_type(b, node, type))
+			continue;
+		if (xd_grow((void **)list, cap, n + 1, sizeof(**list)))
+			return -ENOMEM;
+		(*list)[n++] = (uint32_t)i;
+	}
+	denial_ctx = b;
+	qsort(*list, n, sizeof(**list), cmp_canonical_qsort);
+	*count = n;
+	return 0;
+}
+
+/* Zone's denial block at the end of o (*offset; 0: the zone has no chain):
+ * NSEC3 when the apex has an NSEC3PARAM and NSEC3 records exist, else
+ * NSEC when NSEC records do.  (`xdpdns check` reports an NSEC3PARAM
+ * without its chain.) */
+static int write_denial(struct xd_builder *b, uint32_t zone, struct out *o, uint32_t *offset)
+{
+	const struct brec *param = nsec3param(b, zone);
+	uint32_t *list = NULL;
+	size_t cap = 0, count = 0, salt_len = 0, start;
+	uint8_t *p;
+	int rc = 0;
+
+	*offset = 0;
+	if (param)
+		rc = denial_nodes(b, zone, XD_TYPE_NSEC3, &list, &cap, &count);
+	if (rc == 0 && count == 0) {
+		param = NULL;
+		rc = denial_nodes(b, zone, XD_TYPE_NSEC, &list, &cap, &count);
+	}
+	if (rc || count == 0) {
+		free(list);
+		return rc;
+	}
+	if (param)
+		salt_len = b->rdata[param->rdata + 4];
+	start = (o->len + 3) & ~(size_t)3;
+	rc = out_reserve(o, start - o->len + XD_DENIAL_HEADER + ((salt_len + 3) & ~(size_t)3) +
+			 4 * count);
+	if (rc) {
+		free(list);
+		return rc;
+	}
+	memset(o->data + o->len, 0, start - o->len + XD_DENIAL_HEADER +
+	       ((salt_len + 3) & ~(size_t)3));
+	p = o->data + start;
+	p[0] = param ? XD_DENIAL_NSEC3 : XD_DENIAL_NSEC;
+	if (param) {
+		p[1] = b->rdata[param->rdata];
+		p[2] = (uint8_t)salt_len;
+		xd_st16(p + 4, xd_get16(b->rdata + param->rdata + 2));
+		memcpy(p + XD_DENIAL_HEADER, b->rdata + param->rdata + 5, salt_len);
+	}
+	xd_st32(p + 8, (uint32_t)count);
+	p = (uint8_t *)xd_denial_nodes(p);
+	for (size_t i = 0; i < count; i++)
+		xd_st32(p + 4 * i, b->nodes[list[i]].offset);
+	o->len = (size_t)(p - o->data) + 4 * count;
+	*offset = (uint32_t)start;
+	free(list);
+	return 0;
+}
+
+static int write_denials(struct xd_builder *b, struct out *o, struct xd_image_header *h)
+{
+	for (size_t z = 0; z < b->nzones; z++) {
+		uint32_t offset;
+		int rc = write_denial(b, (uint32_t)z, o, &offset);
+
+		if (rc)
+			return rc;
+		((struct xd_zone_entry *)(o->data + h->zone_table))[z].dnssec = offset;
+	}
+	return 0;
+}
+
 int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
 		    struct xd_error *err)
 {
@@ -884,6 +1005,8 @@ int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
 		rc = write_overrides(b, &o, &s, &h);
 	if (rc == 0)
 		rc = write_zone_acls(b, &o, &h);
+	if (rc == 0)
+		rc = write_denials(b, &o, &h);
 	if (rc)
 		goto out_free;
 

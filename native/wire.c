@@ -71,6 +71,42 @@ bool xd_name_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 	return true;
 }
 
+/* Offsets of the labels of a label sequence; their number, or -1 when
+ * the sequence is malformed or has too many. */
+static int label_offsets(const uint8_t *name, size_t len, uint8_t *off)
+{
+	size_t pos = 0;
+	int n = 0;
+
+	while (pos < len) {
+		if (n == XD_LABELS_MAX || name[pos] == 0 || pos + 1 + name[pos] > len)
+			return -1;
+		off[n++] = (uint8_t)pos;
+		pos += 1 + name[pos];
+	}
+	return n;
+}
+
+int xd_name_canonical_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	uint8_t aoff[XD_LABELS_MAX], boff[XD_LABELS_MAX];
+	int an = label_offsets(a, alen, aoff), bn = label_offsets(b, blen, boff);
+
+	if (an < 0 || bn < 0)
+		return an < 0 ? (bn < 0 ? 0 : -1) : 1;	/* never for checked names */
+	while (an > 0 && bn > 0) {
+		const uint8_t *la = a + aoff[--an], *lb = b + boff[--bn];
+		size_t n = la[0] < lb[0] ? la[0] : lb[0];
+		int c = memcmp(la + 1, lb + 1, n);
+
+		if (c)
+			return c;
+		if (la[0] != lb[0])
+			return la[0] < lb[0] ? -1 : 1;
+	}
+	return an - bn;
+}
+
 bool xd_name_is_below(const uint8_t *name, size_t name_len,
 		      const uint8_t *suffix, size_t suffix_len)
 {

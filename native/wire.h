@@ -38,7 +38,9 @@ enum {
 	XD_TYPE_DS = 43,
 	XD_TYPE_RRSIG = 46,
 	XD_TYPE_NSEC = 47,
+	XD_TYPE_DNSKEY = 48,
 	XD_TYPE_NSEC3 = 50,
+	XD_TYPE_NSEC3PARAM = 51,
 	XD_TYPE_TKEY = 249,
 	XD_TYPE_TSIG = 250,
 	XD_TYPE_IXFR = 251,
@@ -173,6 +175,16 @@ int xd_name_labels(const uint8_t *name);
 /* True when `name` (wire, lower-case) equals `suffix` or lies below it. */
 bool xd_name_is_below(const uint8_t *name, size_t name_len,
 		      const uint8_t *suffix, size_t suffix_len);
+
+/*
+ * RFC 4034 6.1 canonical order of two lower-case label sequences of
+ * lengths alen and blen (wire labels, no root: names relative to one
+ * origin, or whole names without their root byte): negative, 0 or
+ * positive.  Labels compare from the rightmost, as unsigned octets, a
+ * shorter label first when it is a prefix; fewer labels first when all
+ * of those compared are equal.
+ */
+int xd_name_canonical_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
 
 /* Case-insensitive equality of two uncompressed wire names. */
 bool xd_name_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);

@@ -198,3 +198,110 @@ def test_dnssec_rrsig_ttls_follow_their_rrsets(signed_zones):
     response = ask(img, "www.signed.test.", "TXT")
     nsec_sig = [s for s in response.authority if s.rdtype == dns.rdatatype.RRSIG]
     assert {s.ttl for s in nsec_sig} == {300}
+
+
+# ---- proofs of non-existence ------------------------------------------------------
+
+
+def _name(text):
+    return dns.name.from_text(text)
+
+
+def _proof_rrsets(response, keys, rdtype):
+    """The authority section's RRsets of rdtype (NSEC, NSEC3), each with a
+    valid RRSIG."""
+    out = []
+    for rrset in response.authority:
+        if rrset.rdtype == rdtype:
+            sigs = _signatures(response.authority, rrset)
+            assert sigs, f"{rrset.name} {dns.rdatatype.to_text(rdtype)} unsigned"
+            for sig in sigs:
+                dns.dnssec.validate(rrset, sig, {ORIGIN: keys})
+            out.append(rrset)
+    return out
+
+
+def _nsec_types(nsec):
+    return set(nsec[0].to_text().split()[1:])
+
+
+def _covers(nsec, name):
+    """RFC 4034 4.1.1: name lies strictly between the owner and the next
+    name, the last NSEC wrapping round to the apex."""
+    owner, following = nsec.name, nsec[0].next
+    if owner < following:
+        return owner < name < following
+    return name > owner or name < following
+
+
+def _covered(nsecs, name):
+    return any(_covers(n, name) for n in nsecs)
+
+
+def _matched(nsecs, name, absent):
+    return any(n.name == name and absent not in _nsec_types(n) for n in nsecs)
+
+
+# (qname, qtype, rcode, names an NSEC must cover, (name, type) an NSEC must
+# show absent)
+NSEC_PROOFS = [
+    # RFC 4035 3.1.3.2: the name, and the wildcard at its closest encloser
+    ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN,
+     ["nothing.signed.test.", "*.signed.test."], []),
+    ("x.deep.ent.signed.test.", "A", dns.rcode.NXDOMAIN,
+     ["x.deep.ent.signed.test.", "*.deep.ent.signed.test."], []),
+    # a CNAME into nothing: the proof is for its target
+    ("dangling.signed.test.", "A", dns.rcode.NXDOMAIN,
+     ["nowhere.signed.test.", "*.signed.test."], []),
+    # RFC 4035 3.1.3.1: NODATA, the name's own NSEC
+    ("www.signed.test.", "TXT", dns.rcode.NOERROR, [], [("www.signed.test.", "TXT")]),
+    ("signed.test.", "A", dns.rcode.NOERROR, [], [("signed.test.", "A")]),
+    # an empty non-terminal: the NSEC that covers it
+    ("ent.signed.test.", "A", dns.rcode.NOERROR, ["ent.signed.test."], []),
+    # RFC 4035 3.1.3.3: a wildcard's answer, no closer match
+    ("x.wild.signed.test.", "A", dns.rcode.NOERROR, ["x.wild.signed.test."], []),
+    # RFC 4035 3.1.3.4: wildcard NODATA
+    ("x.wild.signed.test.", "AAAA", dns.rcode.NOERROR, ["x.wild.signed.test."],
+     [("*.wild.signed.test.", "AAAA")]),
+    # RFC 4035 3.1.4: no DS at an unsigned child, with the referral and
+    # when asked for
+    ("host.insecure.signed.test.", "A", dns.rcode.NOERROR, [],
+     [("insecure.signed.test.", "DS")]),
+    ("insecure.signed.test.", "DS", dns.rcode.NOERROR, [], [("insecure.signed.test.", "DS")]),
+]
+
+
+@pytest.mark.parametrize("qname, qtype, rcode, covered, absent", NSEC_PROOFS)
+def test_nsec_proofs(signed_images, qname, qtype, rcode, covered, absent):
+    """Each negative answer of an NSEC zone carries the NSECs RFC 4035
+    asks for, signed, and nothing it does not need."""
+    img, keys = signed_images["nsec"]
+    response = ask(img, qname, qtype)
+    assert response.rcode() == rcode
+    assert unsigned_rrsets(response, keys) == [] or qtype != "DS" and "insecure" in qname
+    nsecs = _proof_rrsets(response, keys, dns.rdatatype.NSEC)
+    for name in covered:
+        assert _covered(nsecs, _name(name)), (name, [n.to_text() for n in nsecs])
+    for name, rdtype in absent:
+        assert _matched(nsecs, _name(name), rdtype), (name, [n.to_text() for n in nsecs])
+    assert len(nsecs) <= len(covered) + len(absent)
+    # no NSEC without DO
+    plain = ask(img, qname, qtype, dnssec=False)
+    assert not [r for r in plain.authority if r.rdtype == dns.rdatatype.NSEC]
+
+
+def test_proof_that_does_not_fit_truncates(signed_images):
+    """An answer is whole or TC with nothing (RFC 4035 3.1.1): never a
+    partial proof."""
+    img, _keys = signed_images["nsec"]
+    sizes = []
+    for qname in ("nothing.signed.test.", "n" * 60 + ".signed.test.", "www.signed.test."):
+        whole = ask(img, qname, "A")
+        small = ask(img, qname, "A", payload=512)
+        sizes.append(len(whole.to_wire()))
+        if sizes[-1] > 512:
+            assert small.flags & dns.flags.TC
+            assert not small.answer and not small.authority and len(small.additional) == 0
+        else:
+            assert (small.answer, small.authority) == (whole.answer, whole.authority)
+    assert max(sizes) > 512 >= min(sizes), sizes  # both ways were tried
