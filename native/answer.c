@@ -251,11 +251,12 @@ struct proofs {
 	int n;
 };
 
-/* node's NSEC (a node of the denial block, so it has one) into the
- * authority section, unless it is there already. */
+/* node's NSEC or NSEC3 (a node of the denial block, so it has one) into
+ * the authority section, unless it is there already. */
 static int put_nsec(struct ctx *c, struct proofs *p, const uint8_t *node)
 {
-	const uint8_t *nsec = xd_node_rrset(node, XD_TYPE_NSEC);
+	const uint8_t *nsec = xd_node_rrset(node, xd_denial_kind(denial(c)) == XD_DENIAL_NSEC3 ?
+					    XD_TYPE_NSEC3 : XD_TYPE_NSEC);
 
 	for (int i = 0; i < p->n; i++)
 		if (p->done[i] == node)
@@ -300,6 +301,156 @@ static int cover_name(struct ctx *c, struct proofs *p, const uint8_t *d)
 	return put_nsec(c, p, nsec_for(c, d, rel, len));
 }
 
+/* ---- NSEC3 (RFC 5155 7.2) ---- */
+
+/* The NSEC3 node that matches (*match) or covers the name rel (relative
+ * to the zone, len bytes); NULL when the zone's hash is not one we know. */
+static const uint8_t *nsec3_for(const struct ctx *c, const uint8_t *d, const uint8_t *rel,
+				size_t len, bool *match)
+{
+	uint8_t full[XD_NAME_MAX], label[XD_NSEC3_LABEL_LEN];
+	const uint8_t *node;
+
+	*match = false;
+	if (len + c->z->origin_len > XD_NAME_MAX)
+		return NULL;
+	memcpy(full, rel, len);
+	memcpy(full + len, c->img->base + c->z->origin, c->z->origin_len);
+	if (xd_nsec3_label(full, len + c->z->origin_len, xd_denial_hash(d), xd_denial_salt(d),
+			   xd_denial_salt_len(d), xd_denial_iterations(d), label) < 0)
+		return NULL;
+	node = nsec_for(c, d, label, sizeof(label));
+	*match = xd_node_name_len(node) == sizeof(label) &&
+		 memcmp(xd_node_name(node), label, sizeof(label)) == 0;
+	return node;
+}
+
+/* The NSEC3 that covers rel; -ENOSPC, or 0 (also when the hash is not
+ * one we know, or the chain has the name itself). */
+static int nsec3_cover(struct ctx *c, struct proofs *p, const uint8_t *d, const uint8_t *rel,
+		       size_t len)
+{
+	bool match;
+	const uint8_t *node = nsec3_for(c, d, rel, len, &match);
+
+	return node && !match ? put_nsec(c, p, node) : 0;
+}
+
+/* The NSEC3 that matches rel, when there is one (*found). */
+static int nsec3_match(struct ctx *c, struct proofs *p, const uint8_t *d, const uint8_t *rel,
+		       size_t len, bool *found)
+{
+	const uint8_t *node = nsec3_for(c, d, rel, len, found);
+
+	return node && *found ? put_nsec(c, p, node) : 0;
+}
+
+/*
+ * RFC 5155 7.2.1: the closest provable encloser proof of the name being
+ * answered: the NSEC3 that matches its first ancestor from label `from` up
+ * that has one, and the NSEC3 that covers the next closer name below it.
+ * *ce gets that ancestor's label (-1: none, a broken chain).
+ */
+static int nsec3_closest_encloser(struct ctx *c, struct proofs *p, const uint8_t *d,
+				  int from, int *ce)
+{
+	int top = c->name->labels - c->z->origin_labels;
+
+	*ce = -1;
+	for (int j = from < 1 ? 1 : from; j <= top; j++) {
+		size_t len, next_len;
+		const uint8_t *rel = relative(c, j, &len);
+		const uint8_t *next = relative(c, j - 1, &next_len);
+		bool found;
+		int rc = nsec3_match(c, p, d, rel, len, &found);
+
+		if (rc)
+			return rc;
+		if (found) {
+			*ce = j;
+			return nsec3_cover(c, p, d, next, next_len);
+		}
+	}
+	return 0;
+}
+
+/* "*." in front of the name from label j: the wildcard at it. */
+static size_t wildcard_at(const struct ctx *c, int j, uint8_t *out)
+{
+	size_t len;
+	const uint8_t *rel = relative(c, j, &len);
+
+	out[0] = 1;
+	out[1] = '*';
+	memcpy(out + 2, rel, len);
+	return len + 2;
+}
+
+/* RFC 5155 7.2.2: NXDOMAIN. */
+static int nsec3_deny_name(struct ctx *c, const uint8_t *d)
+{
+	struct proofs p = { .n = 0 };
+	uint8_t star[XD_NAME_MAX];
+	int ce, rc = nsec3_closest_encloser(c, &p, d, c->ce_label, &ce);
+
+	if (rc || ce < 0)
+		return rc;
+	return nsec3_cover(c, &p, d, star, wildcard_at(c, ce, star));
+}
+
+/* RFC 5155 7.2.3 to 7.2.5: NODATA at node: the NSEC3 that matches the
+ * name; without one (an opt-out span), the closest provable encloser
+ * proof; at a wildcard, the closest encloser proof and the wildcard's
+ * NSEC3. */
+static int nsec3_deny_nodata(struct ctx *c, const uint8_t *d, const uint8_t *node)
+{
+	struct proofs p = { .n = 0 };
+	const uint8_t *rel;
+	bool found;
+	size_t len;
+	int ce, rc;
+
+	if (c->wildcard) {
+		rc = nsec3_closest_encloser(c, &p, d, c->ce_label, &ce);
+		if (rc == 0)
+			rc = nsec3_match(c, &p, d, xd_node_name(node), xd_node_name_len(node),
+					 &found);
+		return rc;
+	}
+	rel = relative(c, c->ce_label, &len);
+	rc = nsec3_match(c, &p, d, rel, len, &found);
+	if (rc || found)
+		return rc;
+	return nsec3_closest_encloser(c, &p, d, c->ce_label + 1, &ce);
+}
+
+/* RFC 5155 7.2.6: a wildcard's answer: the next closer name is covered. */
+static int nsec3_deny_expansion(struct ctx *c, const uint8_t *d)
+{
+	struct proofs p = { .n = 0 };
+	size_t len;
+	const uint8_t *next = relative(c, c->ce_label - 1, &len);
+
+	return nsec3_cover(c, &p, d, next, len);
+}
+
+/* RFC 5155 7.2.7: a referral to an unsigned child: the cut's NSEC3, or
+ * in an opt-out span the closest provable encloser proof. */
+static int nsec3_deny_ds(struct ctx *c, const uint8_t *d)
+{
+	struct proofs p = { .n = 0 };
+	bool found;
+	size_t len;
+	const uint8_t *rel = relative(c, c->ce_label, &len);
+	int ce, rc = nsec3_match(c, &p, d, rel, len, &found);
+
+	if (rc || found)
+		return rc;
+	return nsec3_closest_encloser(c, &p, d, c->ce_label + 1, &ce);
+}
+
+/* ---- the proofs each outcome needs ---- */
+
 /* NXDOMAIN: no such name, and no wildcard at its closest encloser that
  * could have made one (RFC 4035 3.1.3.2). */
 static int deny_name(struct ctx *c)
@@ -311,7 +462,9 @@ static int deny_name(struct ctx *c)
 	size_t len;
 	int rc;
 
-	if (!d || xd_denial_kind(d) != XD_DENIAL_NSEC)
+	if (d && xd_denial_kind(d) == XD_DENIAL_NSEC3)
+		return nsec3_deny_name(c, d);
+	if (!d)
 		return 0;
 	rc = cover_name(c, &p, d);
 	if (rc)
@@ -333,7 +486,9 @@ static int deny_nodata(struct ctx *c, const uint8_t *node)
 	struct proofs p = { .n = 0 };
 	int rc = 0;
 
-	if (!d || xd_denial_kind(d) != XD_DENIAL_NSEC)
+	if (d && xd_denial_kind(d) == XD_DENIAL_NSEC3)
+		return nsec3_deny_nodata(c, d, node);
+	if (!d)
 		return 0;
 	if (c->wildcard)
 		rc = cover_name(c, &p, d);
@@ -351,9 +506,9 @@ static int deny_expansion(struct ctx *c)
 	const uint8_t *d = c->wildcard ? denial(c) : NULL;
 	struct proofs p = { .n = 0 };
 
-	if (!d || xd_denial_kind(d) != XD_DENIAL_NSEC)
-		return 0;
-	return cover_name(c, &p, d);
+	if (d && xd_denial_kind(d) == XD_DENIAL_NSEC3)
+		return nsec3_deny_expansion(c, d);
+	return d ? cover_name(c, &p, d) : 0;
 }
 
 /* A referral to an unsigned child: the cut's NSEC, which shows NS and no
@@ -363,7 +518,9 @@ static int deny_ds(struct ctx *c, const uint8_t *cut)
 	const uint8_t *d = denial(c);
 	struct proofs p = { .n = 0 };
 
-	if (!d || xd_denial_kind(d) != XD_DENIAL_NSEC || !xd_node_rrset(cut, XD_TYPE_NSEC))
+	if (d && xd_denial_kind(d) == XD_DENIAL_NSEC3)
+		return nsec3_deny_ds(c, d);
+	if (!d || !xd_node_rrset(cut, XD_TYPE_NSEC))
 		return 0;
 	return put_nsec(c, &p, cut);
 }
@@ -596,7 +753,7 @@ static const uint8_t *closest_encloser(const struct ctx *c, const struct name *n
 		const uint8_t *node = xd_image_find(c->img, c->zone,
 						    n->wire + n->label_off[j],
 						    origin_off - n->label_off[j]);
-		if (node) {
+		if (node && !(xd_node_flags(node) & XD_NODE_NSEC3)) {
 			*label = j;
 			return node;
 		}
@@ -626,6 +783,9 @@ static int resolve_step(struct ctx *c, struct name *n, bool first)
 			return -EBADMSG;
 		flags = xd_node_flags(node);
 	}
+	c->name = n;
+	c->ce_label = label;
+	c->wildcard = NULL;
 	if ((flags & XD_NODE_CUT) && (label > 0 || c->q->qtype != XD_TYPE_DS)) {
 		int pos = suffix_pos(c->r, n->pos, label);
 
@@ -638,9 +798,6 @@ static int resolve_step(struct ctx *c, struct name *n, bool first)
 		 * 6672 3.2; Knot and NSD). */
 		return rc == -EAGAIN && c->q->qtype == XD_TYPE_CNAME ? 0 : rc;
 	}
-	c->name = n;
-	c->ce_label = label;
-	c->wildcard = NULL;
 	if (label > 0) {
 		if (!(flags & XD_NODE_WILDCARD_CHILD))
 			return answer_nxdomain(c);

@@ -522,8 +522,11 @@ static void node_flags(struct xd_builder *b, uint32_t i)
 {
 	struct bnode *n = &b->nodes[i];
 	uint8_t flags = n->name_len == 0 ? XD_NODE_APEX : 0;
+	bool nsec3 = false, other = false;
 
 	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next) {
+		nsec3 |= b->recs[r].type == XD_TYPE_NSEC3;
+		other |= b->recs[r].type != XD_TYPE_NSEC3 && b->recs[r].type != XD_TYPE_RRSIG;
 		switch (b->recs[r].type) {
 		case XD_TYPE_NS:
 			if (n->name_len)
@@ -537,6 +540,8 @@ static void node_flags(struct xd_builder *b, uint32_t i)
 			break;
 		}
 	}
+	if (nsec3 && !other && n->name_len)
+		flags |= XD_NODE_NSEC3;
 	n->flags = flags;
 	n->link = XD_NONE;
 }

@@ -291,6 +291,17 @@ int xd_engine_worker_count(const struct xd_engine *e);
 int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 			   struct xd_worker_stats *out);
 
+/* ---- DNSSEC ---------------------------------------------------------------- */
+
+/* The owner label of the NSEC3 record for name (wire, root included, any
+ * case): a length byte (32) and the base32hex (RFC 4648 7, lower case) of
+ * its hash under algorithm alg (1: SHA-1, the only one RFC 5155 defines),
+ * salt and iterations (RFC 5155 5); XD_NSEC3_LABEL_LEN bytes into out.
+ * -ENOTSUP for another algorithm. */
+enum { XD_NSEC3_LABEL_LEN = 33 };
+int xd_nsec3_label(const uint8_t *name, size_t len, uint8_t alg, const uint8_t *salt,
+		   size_t salt_len, unsigned iterations, uint8_t *out);
+
 /* ---- dnstap (native/dnstap.c) ------------------------------------------------ */
 
 /* What is logged: one query in `sample` per worker, as dnstap.proto's

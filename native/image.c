@@ -408,6 +408,9 @@ static int check_flags(struct check *c, const uint8_t *n, uint32_t off)
 		return fail(c, "zone cut flag without an NS RRset", off);
 	if ((flags & XD_NODE_APEX) && !xd_node_rrset(n, XD_TYPE_SOA))
 		return fail(c, "apex flag without an SOA RRset", off);
+	if ((flags & XD_NODE_NSEC3) && (!xd_node_rrset(n, XD_TYPE_NSEC3) ||
+	    xd_node_nrrsets(n) != 1 + !!xd_node_rrset(n, XD_TYPE_RRSIG)))
+		return fail(c, "NSEC3 flag on a node with other data", off);
 	return 0;
 }
 

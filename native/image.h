@@ -184,6 +184,9 @@ enum {
 	XD_NODE_CNAME = 1 << 3,
 	XD_NODE_OCCLUDED = 1 << 4,	/* below a cut or a DNAME; link says which */
 	XD_NODE_WILDCARD_CHILD = 1 << 5,	/* link is the "*" child */
+	/* Only an NSEC3 record (and its RRSIGs): its name is a hash, which
+	 * lookups treat as absent (RFC 5155 7.2.8). */
+	XD_NODE_NSEC3 = 1 << 6,
 };
 
 enum {

@@ -907,7 +907,8 @@ static int denial_nodes(struct xd_builder *b, uint32_t zone, uint16_t type, uint
 		(*list)[n++] = (uint32_t)i;
 	}
 	denial_ctx = b;
-	qsort(*list, n, sizeof(**list), cmp_canonical_qsort);
+	if (n > 1)
+		qsort(*list, n, sizeof(**list), cmp_canonical_qsort);
 	*count = n;
 	return 0;
 }

@@ -305,3 +305,120 @@ def test_proof_that_does_not_fit_truncates(signed_images):
         else:
             assert (small.answer, small.authority) == (whole.answer, whole.authority)
     assert max(sizes) > 512 >= min(sizes), sizes  # both ways were tried
+
+
+def _nsec3_param(zone_path):
+    zone = dns.zone.from_file(str(zone_path), ORIGIN, relativize=False)
+    return zone.find_rdataset(ORIGIN, dns.rdatatype.NSEC3PARAM)[0]
+
+
+def _hash(name, param):
+    return dns.dnssec.nsec3_hash(name, param.salt or None, param.iterations,
+                                 param.algorithm).lower()
+
+
+def _nsec3_span(nsec3):
+    """(owner hash, next hash) of an NSEC3, in base32hex lower case."""
+    import base64
+
+    owner = nsec3.name.labels[0].decode().lower()
+    following = base64.b32encode(nsec3[0].next).decode()
+    following = following.translate(str.maketrans(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHIJKLMNOPQRSTUV")).lower()
+    return owner, following
+
+
+def _nsec3_covers(nsec3, h):
+    owner, following = _nsec3_span(nsec3)
+    if owner < following:
+        return owner < h < following
+    return h > owner or h < following
+
+
+# (qname, qtype, rcode, {form: (names matched, names covered, names covered
+# by an opt-out NSEC3, (name, type) a matching NSEC3 shows absent)})
+def _same(matched=(), covered=(), optout=(), absent=()):
+    both = (list(matched), list(covered), list(optout), list(absent))
+    return {"nsec3": both, "nsec3-optout": both}
+
+
+NSEC3_PROOFS = [
+    # RFC 5155 7.2.2: closest encloser, next closer, wildcard at the encloser
+    ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN,
+     _same(["signed.test."], ["nothing.signed.test.", "*.signed.test."])),
+    ("x.deep.ent.signed.test.", "A", dns.rcode.NXDOMAIN,
+     _same(["deep.ent.signed.test."], ["x.deep.ent.signed.test.", "*.deep.ent.signed.test."])),
+    ("dangling.signed.test.", "A", dns.rcode.NXDOMAIN,
+     _same(["signed.test."], ["nowhere.signed.test.", "*.signed.test."])),
+    # 7.2.3: NODATA, the name's own NSEC3
+    ("www.signed.test.", "TXT", dns.rcode.NOERROR,
+     _same(absent=[("www.signed.test.", "TXT")])),
+    ("ent.signed.test.", "A", dns.rcode.NOERROR, _same(absent=[("ent.signed.test.", "A")])),
+    # 7.2.6: a wildcard's answer, the next closer name covered
+    ("x.wild.signed.test.", "A", dns.rcode.NOERROR, _same(covered=["x.wild.signed.test."])),
+    # 7.2.5: wildcard NODATA
+    ("x.wild.signed.test.", "AAAA", dns.rcode.NOERROR,
+     _same(["wild.signed.test."], ["x.wild.signed.test."],
+           absent=[("*.wild.signed.test.", "AAAA")])),
+    # 7.2.7 and 7.2.4: an unsigned child; in an opt-out span it has no
+    # NSEC3, and the proof is that of its closest provable encloser
+    ("host.insecure.signed.test.", "A", dns.rcode.NOERROR, {
+        "nsec3": ([], [], [], [("insecure.signed.test.", "DS")]),
+        "nsec3-optout": (["signed.test."], [], ["insecure.signed.test."], [])}),
+    ("insecure.signed.test.", "DS", dns.rcode.NOERROR, {
+        "nsec3": ([], [], [], [("insecure.signed.test.", "DS")]),
+        "nsec3-optout": (["signed.test."], [], ["insecure.signed.test."], [])}),
+]
+
+
+@pytest.mark.parametrize("form", ["nsec3", "nsec3-optout"])
+@pytest.mark.parametrize("qname, qtype, rcode, expect", NSEC3_PROOFS)
+def test_nsec3_proofs(signed_zones, signed_images, form, qname, qtype, rcode, expect):
+    """Each negative answer of an NSEC3 zone carries the NSEC3 records RFC
+    5155 7.2 asks for, signed, and no more: the query's names hashed here
+    (dnspython) must match or fall strictly inside them."""
+    img, keys = signed_images[form]
+    param = _nsec3_param(signed_zones[form][0])
+    matched, covered, optout, absent = expect[form]
+    response = ask(img, qname, qtype)
+    assert response.rcode() == rcode
+    nsec3s = _proof_rrsets(response, keys, dns.rdatatype.NSEC3)
+    for name in matched:
+        assert any(_nsec3_span(n)[0] == _hash(name, param) for n in nsec3s), name
+    for name in covered:
+        assert any(_nsec3_covers(n, _hash(name, param)) for n in nsec3s), name
+    for name in optout:
+        assert any(_nsec3_covers(n, _hash(name, param)) and n[0].flags & 1
+                   for n in nsec3s), name
+    for name, rdtype in absent:
+        assert any(_nsec3_span(n)[0] == _hash(name, param) and rdtype not in _nsec_types(n)
+                   for n in nsec3s), (name, rdtype)
+    wanted = {_hash(n, param) for n in matched} | {_hash(n, param) for n, _ in absent}
+    assert len(nsec3s) <= len(wanted) + len(covered) + len(optout)
+    assert not [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC]
+
+
+def test_nsec3_owner_names_do_not_exist(signed_zones, signed_images):
+    """A query for an NSEC3 record's own name: NXDOMAIN with its proof, as
+    if the record were not there (RFC 5155 7.2.8), for any type."""
+    img, keys = signed_images["nsec3"]
+    zone = dns.zone.from_file(str(signed_zones["nsec3"][0]), ORIGIN, relativize=False)
+    owner = next(name for name, node in zone.nodes.items()
+                 if node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NSEC3))
+    for qtype in ("NSEC3", "A"):
+        response = ask(img, owner.to_text(), qtype)
+        assert response.rcode() == dns.rcode.NXDOMAIN
+        assert not response.answer
+        assert _proof_rrsets(response, keys, dns.rdatatype.NSEC3)
+
+
+def test_nsec3_hash_matches_dnspython():
+    """RFC 5155 5 as native/nsec3.c computes it, against dnspython, with
+    and without salt and iterations (RFC 5155 appendix A's parameters)."""
+    from xdpdns.engine import nsec3_label
+
+    for name in ("example.", "a.example.", "ns1.example.", "*.w.example.", "EXAMPLE."):
+        for salt, iterations in ((b"", 0), (bytes.fromhex("aabbccdd"), 12)):
+            ours = nsec3_label(dns.name.from_text(name).to_wire(), 1, salt, iterations)
+            theirs = dns.dnssec.nsec3_hash(name, salt or None, iterations, 1).lower()
+            assert ours == theirs, (name, salt, iterations)

@@ -11,6 +11,7 @@ too, and every query is either logged or answered in the program.
 """
 
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -139,6 +140,13 @@ def read_frame_stream(path):
 # ---- the collector ----------------------------------------------------------------
 
 
+def _plain_env():
+    """The environment for the other projects' tools: without the
+    AddressSanitizer runtime that bootstrap's ASan run preloads (kdig -G
+    hangs under it)."""
+    return {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS")}
+
+
 class Collector:
     """fstrm_capture listening on a Unix socket, writing a file; read() stops
     it (SIGINT: it closes the file whole) and decodes what it got."""
@@ -156,7 +164,7 @@ class Collector:
             self.proc = subprocess.Popen(
                 ["fstrm_capture", "-t", CONTENT_TYPE.decode(), "-u", str(self.socket),
                  "-w", str(self.file)], stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL)
+                stdin=subprocess.DEVNULL, env=_plain_env())
         deadline = time.monotonic() + 5
         while not self.socket.exists():
             assert self.proc.poll() is None, self.log.read_text()
@@ -264,7 +272,7 @@ def test_dnstap_logs_udp_and_tcp_queries_with_their_responses(xdpdns_serve, tmp_
             assert started - 1 <= m.query_time <= time.time()
 
     shown = subprocess.run(["kdig", "-G", str(tap.file)], capture_output=True, text=True,
-                           timeout=30)
+                           timeout=30, stdin=subprocess.DEVNULL, env=_plain_env())
     assert shown.returncode == 0, shown.stderr
     for _protocol, wire, _response, _port in sent:
         assert f"id: {dns.message.from_wire(wire).id}" in shown.stdout

@@ -1411,6 +1411,15 @@ def _client(address: str | None):
     return client
 
 
+def nsec3_label(name: bytes, algorithm: int, salt: bytes, iterations: int) -> str:
+    """The NSEC3 hash of a wire-form name (RFC 5155 5) as the engine
+    computes it for proofs of non-existence: base32hex, lower case."""
+    out = ffi.new("uint8_t[]", lib.XD_NSEC3_LABEL_LEN)
+    _raise_for(lib.xd_nsec3_label(name, len(name), algorithm, salt, len(salt), iterations,
+                                  out), what="NSEC3 hash")
+    return bytes(out)[1:].decode()
+
+
 def siphash24(key: bytes, data: bytes) -> bytes:
     """SipHash-2-4 of ``data`` under a 16-byte ``key`` (the engine's, as DNS
     cookies use it): 8 bytes in the reference implementation's order."""
