@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import dns.message
 import dns.name
 import pytest
 
@@ -74,10 +75,10 @@ def _target(fuzz_build, name):
     return binary
 
 
-def _run(binary, corpus, tmp_path):
+def _run(binary, corpus, tmp_path, zone=ZONE, origin="example.com."):
     artifacts = tmp_path / "crashes"
     artifacts.mkdir()
-    env = dict(os.environ, XDPDNS_FUZZ_ZONE=str(ZONE),
+    env = dict(os.environ, XDPDNS_FUZZ_ZONE=str(zone), XDPDNS_FUZZ_ORIGIN=origin,
                ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
                UBSAN_OPTIONS="print_stacktrace=1")
     env.pop("LD_PRELOAD", None)  # the ASan step of bootstrap preloads gcc's
@@ -96,6 +97,22 @@ def test_fuzz_queries_against_the_answering_core(fuzz_build, tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(FUZZ / "corpus" / "answer", corpus)
     _run(_target(fuzz_build, "fuzz_answer"), corpus, tmp_path)
+
+
+def test_fuzz_queries_against_a_signed_zone(fuzz_build, tmp_path):
+    """The same over a zone signed with NSEC3 opt-out (the proofs walk the
+    denial block and hash names), seeded with DO=1 queries of every kind
+    the DNSSEC tests ask."""
+    from test_dnssec import NSEC3_PROOFS, NSEC_PROOFS, POSITIVE, sign_zone
+
+    zone = sign_zone(tmp_path / "signed", ["-3", "-", "-H", "0", "-A"])
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    questions = [(q, t) for q, t, *_ in POSITIVE + NSEC_PROOFS + NSEC3_PROOFS]
+    for i, (qname, qtype) in enumerate(questions):
+        query = dns.message.make_query(qname, qtype, want_dnssec=True, payload=1232)
+        (corpus / f"q{i}").write_bytes(query.to_wire())
+    _run(_target(fuzz_build, "fuzz_answer"), corpus, tmp_path, zone, "signed.test.")
 
 
 def test_fuzz_zone_files(fuzz_build, tmp_path):
@@ -119,4 +136,12 @@ def test_fuzz_zone_images(fuzz_build, tmp_path):
         builder.load_zonefile(builder.add_zone(dns.name.from_text("example.com.")),
                               ROOT / "zones" / "example.com.zone")
         (corpus / "example.com").write_bytes(builder.finish().to_bytes())
+    # Signed, NSEC and NSEC3: signature slices and denial blocks to damage.
+    from test_dnssec import FORMS, sign_zone
+
+    for form in ("nsec", "nsec3-optout"):
+        with ImageBuilder() as builder:
+            builder.load_zonefile(builder.add_zone(dns.name.from_text("signed.test.")),
+                                  sign_zone(tmp_path / form, FORMS[form]))
+            (corpus / f"signed-{form}").write_bytes(builder.finish().to_bytes())
     _run(_target(fuzz_build, "fuzz_image"), corpus, tmp_path)
