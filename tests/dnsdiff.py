@@ -253,9 +253,10 @@ class Rule:
 
     rfc: where a relaxation comes from (shown in failure output).
     answer: "exact", "subset-of-node" (RFC 8482 ANY: each RRset xdpdns gives
-        is one of the node's RRsets, at least one), or "cname-prefix" (CNAME
+        is one of the node's RRsets, at least one), "cname-prefix" (CNAME
         chain bound: xdpdns follows at least as far as the reference, in
-        order, possibly further).
+        order, possibly further), or "superset" (every RR of the
+        reference's answer, and more of the same owners and types).
     additional: "exact", or "subset" (RFC 2181 section 9: additional data
         that does not fit is left out without TC).
     cd: "exact", or "cleared-or-copied" (RFC 4035 section 3: a
@@ -391,6 +392,14 @@ def _compare_answer(rmsg, gmsg, rule):
         return diffs
     if rule.answer == "cname-prefix":
         return _compare_cname_prefix(rmsg, gmsg, rule)
+    if rule.answer == "superset":
+        keys = {(rr[0], rr[2]) for rr in ref_rrs}
+        diffs = _compare_section("answer", ref_rrs, ref_rrs & got_rrs)
+        extra = {rr for rr in got_rrs - ref_rrs if (rr[0], rr[2]) not in keys}
+        if extra:
+            diffs.append("answer holds RRs of another owner or type ({}):\n{}".format(
+                rule.rfc, "\n".join(f"  + {rr_text(rr)}" for rr in sorted(extra))))
+        return diffs
     raise ValueError(rule.answer)
 
 

@@ -1,0 +1,88 @@
+"""Differential tests of signed zones: xdpdns against Knot DNS serving the
+same files signed by dnssec-signzone (tests/test_dnssec.py's zone, NSEC and
+NSEC3 opt-out), the same query bytes, responses compared section by section
+as RRsets (tests/dnsdiff.py), with DO=1 and DO=0, over UDP (512 and 1232
+bytes) and TCP.
+
+Knot serves a zone signed elsewhere as it is (no dnssec-signing), which is
+what xdpdns does.  Where the two may differ, the Rule says which RFC allows
+it.
+"""
+
+import dns.name
+import pytest
+
+from conftest import start_knot, start_xdpdns
+from dnsdiff import EXACT, Rule, ask, compare, make_query, report
+from test_dnssec import FORMS, NSEC3_PROOFS, NSEC_PROOFS, POSITIVE, sign_zone
+
+TRANSPORTS = {
+    "udp-do": dict(tcp=False, edns=0, dnssec=True),
+    "udp-do512": dict(tcp=False, edns=0, dnssec=True, payload=512),
+    "tcp-do": dict(tcp=True, edns=0, dnssec=True),
+    "udp": dict(tcp=False, edns=0),
+    "udp-noedns": dict(tcp=False, edns=None),
+}
+
+# Additional data that does not fit is left out without TC (RFC 2181 9);
+# which of it, and whether with its RRSIGs (RFC 4035 3.1.1), is the
+# server's choice.
+ADDITIONAL = Rule(rfc="RFC 4035 section 3.1.1: RRSIGs of additional data are "
+                      "added only where room allows", additional="subset")
+
+QUESTIONS = sorted({(q, t) for q, t, *_ in POSITIVE + NSEC_PROOFS + NSEC3_PROOFS} | {
+    ("signed.test.", "NSEC3PARAM"), ("signed.test.", "DNSKEY"), ("www.signed.test.", "NSEC"),
+    ("signed.test.", "ANY"), ("www.signed.test.", "RRSIG"), ("*.wild.signed.test.", "A"),
+    ("secure.signed.test.", "NS"), ("ns.secure.signed.test.", "A"),
+    ("deep.ent.signed.test.", "A"), ("signed.test.", "CNAME"), ("alias.signed.test.", "CNAME"),
+})
+
+
+@pytest.fixture(scope="module", params=["nsec", "nsec3-optout"])
+def servers(request, tmp_path_factory):
+    """(Knot, xdpdns), both serving the test zone signed in one form."""
+    form = request.param
+    zone = sign_zone(tmp_path_factory.mktemp(f"sign-{form}"), FORMS[form])
+    zones = [("signed.test.", zone)]
+    knot = start_knot(tmp_path_factory.mktemp(f"knot-{form}"), zones)
+    try:
+        xdp = start_xdpdns(tmp_path_factory.mktemp(f"xdpdns-{form}"), zones)
+    except BaseException:
+        knot.stop()
+        raise
+    yield knot, xdp
+    xdp.stop()
+    knot.stop()
+
+
+# Knot answers an RRSIG query with the RRSIGs of one type, as it answers
+# ANY (RFC 8482); xdpdns gives every RRSIG at the name, as BIND and NSD do:
+# a query for a type gets the whole RRset of that type (RFC 2181 5).
+RRSIG_RULE = Rule(rfc="RFC 2181 section 5: the RRSIG RRset whole, where Knot picks the "
+                      "RRSIGs of one covered type", answer="superset", additional="subset")
+
+
+def _rule(qname, qtype):
+    if qtype == "RRSIG":
+        return RRSIG_RULE
+    if qtype == "ANY":
+        return Rule(rfc="RFC 8482 section 4.1: ANY answered with one RRset of the node; "
+                        "which one is the server's choice", answer="subset-of-node",
+                    additional="subset")
+    return ADDITIONAL
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+@pytest.mark.parametrize("qname, qtype", QUESTIONS)
+def test_signed_zone_like_knot(servers, qname, qtype, transport, request):
+    knot, xdp = servers
+    t = dict(TRANSPORTS[transport])
+    tcp = t.pop("tcp")
+    query = make_query(dns.name.from_text(qname), qtype, **t)
+    rule = _rule(qname, qtype)
+    if qtype == "ANY":
+        pytest.skip("ANY is compared by test_diff_knot.py (RFC 8482 picks per server)")
+    ref = ask(knot.address, query, tcp=tcp)
+    got = ask(xdp.address, query, tcp=tcp, full=False)
+    diffs = compare(ref, got, rule)
+    assert not diffs, report(request.node.callspec.id, query, ref, got, diffs, rule)
