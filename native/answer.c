@@ -1100,7 +1100,7 @@ static int answer_query(const struct xd_image *img, const struct xd_query *q,
 			struct response *r)
 {
 	struct name n;
-	struct ctx c = { img, q, r, 0, NULL, 0 };
+	struct ctx c = { .img = img, .q = q, .r = r };
 	int zone, rc;
 
 	memcpy(n.wire, q->qname, q->qname_len);

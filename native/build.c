@@ -807,6 +807,58 @@ int xd_builder_set_identity(struct xd_builder *b, int which, const uint8_t *data
 	return 0;
 }
 
+bool xd_builder_node_has(const struct xd_builder *b, const struct bnode *n, uint16_t type)
+{
+	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next)
+		if (b->recs[r].type == type)
+			return true;
+	return false;
+}
+
+static const struct xd_builder *chain_ctx;
+
+static int cmp_canonical_qsort(const void *a, const void *b)
+{
+	const struct bnode *na = &chain_ctx->nodes[*(const uint32_t *)a];
+	const struct bnode *nb = &chain_ctx->nodes[*(const uint32_t *)b];
+
+	return xd_name_canonical_cmp(chain_ctx->names + na->name, na->name_len,
+				     chain_ctx->names + nb->name, nb->name_len);
+}
+
+int xd_builder_chain(struct xd_builder *b, uint32_t zone, uint16_t type, uint32_t **list,
+		     size_t *cap, size_t *count)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < b->nnodes; i++) {
+		const struct bnode *node = &b->nodes[i];
+
+		if (node->zone != zone || (node->flags & XD_NODE_OCCLUDED) ||
+		    !xd_builder_node_has(b, node, type))
+			continue;
+		if (xd_grow((void **)list, cap, n + 1, sizeof(**list)))
+			return -ENOMEM;
+		(*list)[n++] = (uint32_t)i;
+	}
+	chain_ctx = b;
+	if (n > 1)
+		qsort(*list, n, sizeof(**list), cmp_canonical_qsort);
+	*count = n;
+	return 0;
+}
+
+const struct brec *xd_builder_nsec3param(const struct xd_builder *b, uint32_t zone)
+{
+	const struct bnode *apex = &b->nodes[b->zones[zone].apex];
+
+	for (uint32_t r = apex->first; r != XD_NONE; r = b->recs[r].next)
+		if (b->recs[r].type == XD_TYPE_NSEC3PARAM && b->recs[r].rdlen >= 5 &&
+		    b->recs[r].rdlen == 5 + b->rdata[b->recs[r].rdata + 4])
+			return &b->recs[r];
+	return NULL;
+}
+
 int xd_builder_check(struct xd_builder *b)
 {
 	size_t errors_before = b->nerrors;
@@ -823,6 +875,8 @@ int xd_builder_check(struct xd_builder *b)
 		check_glue(b, i);
 		check_ttls(b, i);
 	}
+	for (size_t z = 0; z < b->nzones; z++)
+		xd_builder_check_dnssec(b, (uint32_t)z);
 	xd_builder_check_overrides(b);
 	b->checked = true;
 	return (int)(b->nerrors - errors_before);

@@ -117,6 +117,19 @@ static inline bool xd_type_is_meta(uint16_t type)
 	return type == XD_TYPE_OPT || (type >= 128 && type <= 255) || type == 0;
 }
 
+/* Whether node n has a record of `type`. */
+bool xd_builder_node_has(const struct xd_builder *b, const struct bnode *n, uint16_t type);
+/* The nodes of zone that own `type` (outside what a cut or DNAME hides),
+ * into *list (grown; *cap its size) in canonical order (RFC 4034 6.1):
+ * the NSEC or NSEC3 chain.  *count gets their number. */
+int xd_builder_chain(struct xd_builder *b, uint32_t zone, uint16_t type, uint32_t **list,
+		     size_t *cap, size_t *count);
+/* The zone's NSEC3PARAM (RFC 5155 4): a well-formed one at the apex, or
+ * NULL. */
+const struct brec *xd_builder_nsec3param(const struct xd_builder *b, uint32_t zone);
+/* dnssec_check.c: what xd_builder_check reports of signed zones. */
+void xd_builder_check_dnssec(struct xd_builder *b, uint32_t zone);
+
 /* Grows *data (elements of `elem` bytes) so that `need` fit. */
 int xd_grow(void **data, size_t *cap, size_t need, size_t elem);
 

@@ -301,6 +301,9 @@ int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 enum { XD_NSEC3_LABEL_LEN = 33 };
 int xd_nsec3_label(const uint8_t *name, size_t len, uint8_t alg, const uint8_t *salt,
 		   size_t salt_len, unsigned iterations, uint8_t *out);
+/* The same label for a hash already made (an NSEC3's next hashed owner):
+ * -EINVAL unless it is a SHA-1 hash (20 bytes). */
+int xd_nsec3_encode(const uint8_t *hash, size_t len, uint8_t *out);
 
 /* ---- dnstap (native/dnstap.c) ------------------------------------------------ */
 

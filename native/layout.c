@@ -858,68 +858,9 @@ static int write_zone_acls(struct xd_builder *b, struct out *o, struct xd_image_
 
 /* ---- denial blocks (image.h): the NSEC or NSEC3 chain of signed zones ---- */
 
-static bool node_has_type(const struct xd_builder *b, const struct bnode *n, uint16_t type)
-{
-	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next)
-		if (b->recs[r].type == type)
-			return true;
-	return false;
-}
-
-static const struct xd_builder *denial_ctx;
-
-static int cmp_canonical_qsort(const void *a, const void *b)
-{
-	const struct bnode *na = &denial_ctx->nodes[*(const uint32_t *)a];
-	const struct bnode *nb = &denial_ctx->nodes[*(const uint32_t *)b];
-
-	return xd_name_canonical_cmp(denial_ctx->names + na->name, na->name_len,
-				     denial_ctx->names + nb->name, nb->name_len);
-}
-
-/* The zone's NSEC3PARAM (RFC 5155 4): the first one at the apex, or NULL. */
-static const struct brec *nsec3param(const struct xd_builder *b, uint32_t zone)
-{
-	const struct bnode *apex = &b->nodes[b->zones[zone].apex];
-
-	for (uint32_t r = apex->first; r != XD_NONE; r = b->recs[r].next)
-		if (b->recs[r].type == XD_TYPE_NSEC3PARAM && b->recs[r].rdlen >= 5 &&
-		    b->recs[r].rdlen == 5 + b->rdata[b->recs[r].rdata + 4])
-			return &b->recs[r];
-	return NULL;
-}
-
-/* The nodes of zone that own `type` (outside what a cut or DNAME hides),
- * into *list (grown), canonically sorted; their number. */
-static int denial_nodes(struct xd_builder *b, uint32_t zone, uint16_t type, uint32_t **list,
-			size_t *cap, size_t *count)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < b->nnodes; i++) {
-		const struct bnode *node = &b->nodes[i];
-
-		if (node->zone != zone || (node->flags & XD_NODE_OCCLUDED) ||
-		    !node_has_type(b, node, type))
-			continue;
-		if (xd_grow((void **)list, cap, n + 1, sizeof(**list)))
-			return -ENOMEM;
-		(*list)[n++] = (uint32_t)i;
-	}
-	denial_ctx = b;
-	if (n > 1)
-		qsort(*list, n, sizeof(**list), cmp_canonical_qsort);
-	*count = n;
-	return 0;
-}
-
-/* Zone's denial block at the end of o (*offset; 0: the zone has no chain):
- * NSEC3 when the apex has an NSEC3PARAM and NSEC3 records exist, else
- * NSEC when NSEC records do.  (`xdpdns check` reports an NSEC3PARAM
- * without its chain.) */
 static int write_denial(struct xd_builder *b, uint32_t zone, struct out *o, uint32_t *offset)
 {
-	const struct brec *param = nsec3param(b, zone);
+	const struct brec *param = xd_builder_nsec3param(b, zone);
 	uint32_t *list = NULL;
 	size_t cap = 0, count = 0, salt_len = 0, start;
 	uint8_t *p;
@@ -927,10 +868,10 @@ static int write_denial(struct xd_builder *b, uint32_t zone, struct out *o, uint
 
 	*offset = 0;
 	if (param)
-		rc = denial_nodes(b, zone, XD_TYPE_NSEC3, &list, &cap, &count);
+		rc = xd_builder_chain(b, zone, XD_TYPE_NSEC3, &list, &cap, &count);
 	if (rc == 0 && count == 0) {
 		param = NULL;
-		rc = denial_nodes(b, zone, XD_TYPE_NSEC, &list, &cap, &count);
+		rc = xd_builder_chain(b, zone, XD_TYPE_NSEC, &list, &cap, &count);
 	}
 	if (rc || count == 0) {
 		free(list);

@@ -31,6 +31,15 @@ static void base32hex(const uint8_t *in, size_t len, uint8_t *out)
 		*out = (uint8_t)digits[(acc << (5 - bits)) & 31];
 }
 
+int xd_nsec3_encode(const uint8_t *hash, size_t len, uint8_t *out)
+{
+	if (len != XD_SHA1_LEN)
+		return -EINVAL;
+	out[0] = XD_NSEC3_LABEL_LEN - 1;
+	base32hex(hash, len, out + 1);
+	return 0;
+}
+
 int xd_nsec3_label(const uint8_t *name, size_t len, uint8_t alg, const uint8_t *salt,
 		   size_t salt_len, unsigned iterations, uint8_t *out)
 {
@@ -44,7 +53,5 @@ int xd_nsec3_label(const uint8_t *name, size_t len, uint8_t alg, const uint8_t *
 	xd_sha1(lower, len, salt, salt_len, digest);
 	for (unsigned i = 0; i < iterations; i++)
 		xd_sha1(digest, sizeof(digest), salt, salt_len, digest);
-	out[0] = XD_NSEC3_LABEL_LEN - 1;
-	base32hex(digest, sizeof(digest), out + 1);
-	return 0;
+	return xd_nsec3_encode(digest, sizeof(digest), out);
 }

@@ -236,3 +236,23 @@ void xd_name_to_text(const uint8_t *wire, char *out, size_t cap)
 out:
 	out[o] = 0;
 }
+
+void xd_type_to_text(uint16_t type, char *out, size_t cap)
+{
+	static const struct { uint16_t type; const char *name; } names[] = {
+		{ 1, "A" }, { 2, "NS" }, { 5, "CNAME" }, { 6, "SOA" }, { 12, "PTR" },
+		{ 13, "HINFO" }, { 15, "MX" }, { 16, "TXT" }, { 28, "AAAA" }, { 33, "SRV" },
+		{ 35, "NAPTR" }, { 39, "DNAME" }, { 43, "DS" }, { 44, "SSHFP" }, { 46, "RRSIG" },
+		{ 47, "NSEC" }, { 48, "DNSKEY" }, { 50, "NSEC3" }, { 51, "NSEC3PARAM" },
+		{ 52, "TLSA" }, { 59, "CDS" }, { 60, "CDNSKEY" }, { 64, "SVCB" }, { 65, "HTTPS" },
+		{ 99, "SPF" }, { 257, "CAA" },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (names[i].type == type) {
+			snprintf(out, cap, "%s", names[i].name);
+			return;
+		}
+	}
+	snprintf(out, cap, "TYPE%u", type);	/* RFC 3597 5 */
+}

@@ -202,6 +202,9 @@ int xd_name_read(const uint8_t *msg, size_t msg_len, size_t pos, uint8_t *out,
  * and \DDD escapes where needed; truncated to cap, always NUL-terminated. */
 void xd_name_to_text(const uint8_t *wire, char *out, size_t cap);
 
+/* A type's mnemonic ("AAAA"), or TYPEnnn (RFC 3597 5) for one without. */
+void xd_type_to_text(uint16_t type, char *out, size_t cap);
+
 /* 64-bit hash of a byte string (names, checksums). */
 uint64_t xd_hash(const uint8_t *data, size_t len, uint64_t seed);
 

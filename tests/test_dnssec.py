@@ -432,3 +432,87 @@ def test_nsec3_hash_matches_dnspython():
             ours = nsec3_label(dns.name.from_text(name).to_wire(), 1, salt, iterations)
             theirs = dns.dnssec.nsec3_hash(name, salt or None, iterations, 1).lower()
             assert ours == theirs, (name, salt, iterations)
+
+
+# ---- what `xdpdns check` says of a signed zone ------------------------------------
+
+
+def _problems(path):
+    with ImageBuilder() as builder:
+        builder.load_zonefile(builder.add_zone(ORIGIN), path)
+        builder.check()
+        return [str(p) for p in builder.problems()]
+
+
+def _edit(source, target, edit):
+    """source with edit(zone) applied, written to target (a zone file)."""
+    zone = dns.zone.from_file(str(source), ORIGIN, relativize=False)
+    edit(zone)
+    zone.to_file(str(target), relativize=False)
+    return target
+
+
+def _drop(name, rdtype, covers=dns.rdatatype.NONE):
+    def edit(zone):
+        zone.delete_rdataset(dns.name.from_text(name), rdtype, covers)
+    return edit
+
+
+def test_check_is_quiet_about_a_good_signed_zone(signed_zones):
+    for form in FORMS:
+        assert _problems(signed_zones[form][0]) == [], form
+
+
+def test_check_finds_an_rrset_without_rrsig(signed_zones, tmp_path):
+    path = _edit(signed_zones["nsec"][0], tmp_path / "z",
+                 _drop("www.signed.test.", dns.rdatatype.RRSIG, dns.rdatatype.A))
+    (problem,) = _problems(path)
+    assert "www.signed.test.: A has no RRSIG (RFC 4035 2.2)" in problem
+    assert problem.startswith(f"{path}:") and "warning" in problem
+
+
+def test_check_finds_a_broken_nsec_chain(signed_zones, tmp_path):
+    path = _edit(signed_zones["nsec"][0], tmp_path / "z",
+                 _drop("mail.signed.test.", dns.rdatatype.NSEC))
+    problems = "\n".join(_problems(path))
+    assert "the NSEC chain is broken: the next name is not" in problems
+    assert "mail.signed.test.: no NSEC" in problems
+    assert "an RRSIG covers NSEC, which the name does not have" in problems
+
+
+def test_check_finds_a_broken_nsec3_chain(signed_zones, tmp_path):
+    source = signed_zones["nsec3"][0]
+    param = _nsec3_param(source)
+    victim = dns.name.from_text(_hash("mail.signed.test.", param) + ".signed.test.")
+
+    def edit(zone):
+        zone.delete_node(victim)
+    problems = "\n".join(_problems(_edit(source, tmp_path / "z", edit)))
+    assert "the NSEC3 chain is broken" in problems
+    assert "mail.signed.test.: no NSEC3 matches this name" in problems
+
+
+def test_check_finds_nsec3param_without_its_chain(signed_zones, tmp_path):
+    def edit(zone):
+        for name in [n for n, node in zone.nodes.items()
+                     if node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NSEC3)]:
+            zone.delete_node(name)
+    problems = _problems(_edit(signed_zones["nsec3"][0], tmp_path / "z", edit))
+    assert any("NSEC3PARAM without NSEC3 records" in p for p in problems), problems
+
+
+def test_check_finds_expired_signatures(tmp_path):
+    """Signatures that expired (a zone signed for January 2020) are each a
+    warning with the record and the time; the zone still loads."""
+    signed = sign_zone(tmp_path / "old", ["-P", "-s", "20200101000000", "-e", "20200201000000"])
+    problems = _problems(signed)
+    assert problems and all("expired at 2020-02-01T00:00:00Z" in p for p in problems)
+    assert any("www.signed.test.: the RRSIG of A expired at 2020-02-01T00:00:00Z" in p
+               for p in problems)
+    assert _image(signed) is not None
+
+
+def test_check_finds_signatures_not_yet_valid(tmp_path):
+    signed = sign_zone(tmp_path / "early", ["-P", "-s", "+864000", "-e", "+2592000"])
+    problems = _problems(signed)
+    assert problems and all("is not valid before" in p for p in problems), problems[:3]
