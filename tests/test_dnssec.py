@@ -516,3 +516,50 @@ def test_check_finds_signatures_not_yet_valid(tmp_path):
     signed = sign_zone(tmp_path / "early", ["-P", "-s", "+864000", "-e", "+2592000"])
     problems = _problems(signed)
     assert problems and all("is not valid before" in p for p in problems), problems[:3]
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_axfr_carries_the_signatures(signed_zones, form):
+    """A transfer of a signed zone is the signed zone: every RRSIG, NSEC,
+    NSEC3 and NSEC3PARAM of the file, and nothing else (RFC 5936)."""
+    from test_axfr import LOCAL, engine_with, records, transfer
+
+    path = signed_zones[form][0]
+    with engine_with([("signed.test.", path)], acl=LOCAL) as engine:
+        _query, messages = transfer(engine, "signed.test.")
+        got = dns.zone.from_xfr(iter(messages), relativize=False)
+    want = dns.zone.from_file(str(path), ORIGIN, relativize=False)
+    assert records(got) == records(want)
+
+
+@pytest.mark.xdp
+def test_xdp_mode_answers_do_queries_with_signatures(signed_zones, xdp_topology, xdp_serve):
+    """XDP mode: a DO=1 query goes past the program's answer table (which
+    holds DO=0 answers only) to its AF_XDP worker, and its answer is the
+    socket path's, signed and valid; DO=0 is answered in the program."""
+    import dnsdiff
+
+    path, keys = signed_zones["nsec3-optout"]
+    topo = xdp_topology
+    server = xdp_serve("--zone", f"signed.test.={path}")
+
+    def in_xdp():
+        return server.stats()["xdp"]["program"]["answered_in_xdp"]
+
+    before = in_xdp()
+    for qname, qtype, rcode in (("www.signed.test.", "A", dns.rcode.NOERROR),
+                                ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN)):
+        query = dns.message.make_query(qname, qtype, want_dnssec=True, payload=1232)
+        with topo.client.entered():
+            wire = dnsdiff.exchange((topo.server_v4, 53), query.to_wire(), timeout=2.0)
+        assert wire is not None
+        response = dns.message.from_wire(wire)
+        assert response.rcode() == rcode
+        assert unsigned_rrsets(response, keys) == []
+        assert [r for r in response.answer + response.authority
+                if r.rdtype == dns.rdatatype.RRSIG]
+    assert in_xdp() == before  # the workers answered DO=1
+    plain = dns.message.make_query("www.signed.test.", "A")
+    with topo.client.entered():
+        assert dnsdiff.exchange((topo.server_v4, 53), plain.to_wire(), timeout=2.0)
+    assert in_xdp() == before + 1
