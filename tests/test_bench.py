@@ -123,6 +123,46 @@ def test_kxdpgun_affinity_is_a_progression():
     assert argv[argv.index("-Q") + 1] == str(generators.KXDPGUN_UNLIMITED)
 
 
+def test_dnssec_sets_do_for_every_generator(tmp_path):
+    """--dnssec: dnsperf -D, kxdpgun's per-line D flag (kxdpgun(8)), and
+    EDNS with DO in the xdpdns generator's messages."""
+    query_file = tmp_path / "q"
+    query_file.write_text("www.example.com A\nexample.com MX\n")
+    load = generators.Load("198.18.0.1", 53, query_file, 1.0, interface="x", dnssec=True)
+    assert "-D" in generators.dnsperf_argv(load)
+    assert "-D" not in generators.dnsperf_argv(generators.Load("198.18.0.1", 53, query_file, 1.0))
+    flagged = generators.kxdpgun_query_file(load)
+    assert flagged.read_text() == "www.example.com A D\nexample.com MX D\n"
+    argv = generators.kxdpgun_argv(load, flagged)
+    assert argv[argv.index("-i") + 1] == str(flagged)
+    load = generators.Load("198.18.0.1", 53, query_file, 1.0, interface="x", src_address="a",
+                           src_mac=b"\1" * 6, dst_mac=b"\2" * 6, dnssec=True)
+    assert "--dnssec" in generators.xdpgen_argv(load)
+    for wire in queries.to_wire(queries.read(query_file), dnssec=True):
+        msg = dns.message.from_wire(wire)
+        assert msg.edns == 0 and msg.ednsflags & dns.flags.DO
+
+
+def test_dnssec_answers_under_load_on_loopback(xdpdns_serve, tmp_path):
+    """A signed zone loaded with DO=1 through dnsperf: every query is
+    answered, and the report says the load was DNSSEC's."""
+    from test_dnssec import sign_zone
+
+    _dnsperf_or_skip()
+    zone = sign_zone(tmp_path / "signed", [])
+    server = xdpdns_serve("--listen", "127.0.0.1:0", "--udp-workers", "1",
+                          "--zone", f"signed.test.={zone}", "--control-socket", tmp_path / "ctl")
+    host, port = server.addresses[0]
+    queries = tmp_path / "q"
+    queries.write_text("www.signed.test A\nnothing.signed.test A\nsigned.test MX\n")
+    out = tmp_path / "dnssec.json"
+    result = _bench("--target", f"{host}:{port}", "--duration", 1, "--repeat", 1,
+                    "--warmup", 0, "--queries", queries, "--dnssec", "--json", out)
+    assert result.returncode == 0, result.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["dnssec"] is True and run["answered"] > 0 and run["errors"] == []
+
+
 # ---- xdpdns's generator: the report from its counters, with a fake -------------------------
 
 

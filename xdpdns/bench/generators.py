@@ -92,6 +92,7 @@ class Load:
     src_address: str | None = None
     src_mac: bytes = b""
     dst_mac: bytes = b""
+    dnssec: bool = False  # EDNS with DO on every query
 
 
 @dataclass
@@ -140,6 +141,8 @@ def dnsperf_argv(load: Load) -> list[str]:
             "-T", str(threads), "-q", str(outstanding), "-t", f"{load.timeout:g}"]
     if load.rate:
         argv += ["-Q", str(load.rate)]
+    if load.dnssec:
+        argv.append("-D")
     return argv
 
 
@@ -186,10 +189,21 @@ def run_dnsperf(load: Load, tick: Tick = None, started: Started = None) -> LoadR
 # ---- kxdpgun ------------------------------------------------------------------
 
 
-def kxdpgun_argv(load: Load) -> list[str]:
+def kxdpgun_query_file(load: Load) -> Path:
+    """The query file kxdpgun reads: with --dnssec, each line flagged D
+    (EDNS and DO, kxdpgun(8)), written beside the plain one."""
+    if not load.dnssec:
+        return load.query_file
+    flagged = load.query_file.with_name(load.query_file.name + ".dnssec")
+    lines = load.query_file.read_text().splitlines()
+    flagged.write_text("".join(f"{line} D\n" for line in lines if line.strip()))
+    return flagged
+
+
+def kxdpgun_argv(load: Load, query_file: Path | None = None) -> list[str]:
     rate = load.rate or KXDPGUN_UNLIMITED
     argv = [find_program("kxdpgun") or "kxdpgun", "-t", f"{load.duration:g}", "-Q", str(rate),
-            "-i", str(load.query_file), "-p", str(load.port)]
+            "-i", str(query_file or load.query_file), "-p", str(load.port)]
     if load.interface:
         argv += ["-I", load.interface]
     if load.cpus:
@@ -224,7 +238,8 @@ def run_kxdpgun(load: Load, tick: Tick = None, started: Started = None) -> LoadR
     if load.netns is None or not load.interface:
         raise GeneratorError("kxdpgun sends through AF_XDP: it needs the benchmark's "
                              "namespaces (not --target)")
-    out, process = _run("kxdpgun", kxdpgun_argv(load), load, tick, started)
+    out, process = _run("kxdpgun", kxdpgun_argv(load, kxdpgun_query_file(load)), load, tick,
+                        started)
     parsed = parse_kxdpgun(out, load.duration)
     parsed.process = process
     parsed.offered_rate = load.rate or KXDPGUN_UNLIMITED
@@ -250,6 +265,8 @@ def xdpgen_argv(load: Load) -> list[str]:
             "--src", load.src_address, "--dst", load.target, "--port", str(load.port),
             "--rate", str(load.rate), "--duration", f"{load.duration:g}",
             "--drain", f"{DRAIN:g}", "--queues", str(load.queues)]
+    if load.dnssec:
+        argv.append("--dnssec")
     if load.cpus:
         # Ascending, as the client's NAPI threads are pinned (topology.py).
         argv += ["--cpus", ",".join(map(str, sorted(load.cpus)))]

@@ -74,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="generated queries (default: 10000)")
     load.add_argument("--seed", type=int, default=2024,
                       help="seed of the generated queries (default: 2024)")
+    load.add_argument("--dnssec", action="store_true",
+                      help="every query with EDNS and the DO bit: signed zones answer "
+                      "with RRSIGs and proofs of non-existence")
     load.add_argument("--warmup", type=float, default=1.0, metavar="S",
                       help="seconds of load before each measured run (default: 1; "
                       "0: none)")
@@ -141,6 +144,7 @@ class BenchOptions:
     chart: Path | None
     keep: bool
     verbose: bool
+    dnssec: bool = False  # EDNS and DO on every query
 
     def plan(self) -> list[tuple[str, str]]:
         """(server, mode) of one repetition: xdpdns in each mode, then each
@@ -286,6 +290,7 @@ def resolve(args: argparse.Namespace) -> BenchOptions:
         clients=args.clients, server_cpus=server_cpus, client_cpus=client_cpus,
         zone_args=tuple(args.zone or ()), config=args.config, queries=queries,
         mix=args.mix, query_count=args.query_count, seed=args.seed, warmup=args.warmup,
+        dnssec=args.dnssec,
         target=target, soak=args.soak, sample_interval=args.sample_interval,
         json=Path(args.json) if args.json else None,
         chart=Path(args.chart) if args.chart else None, keep=args.keep, verbose=args.verbose)

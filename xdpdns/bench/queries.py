@@ -275,12 +275,14 @@ def user_file(source: Path, path: Path) -> QueryPlan:
     return QueryPlan(path, len(queries), str(source))
 
 
-def to_wire(queries: Sequence[Query]) -> list[bytes]:
-    """DNS messages as dnsperf sends them: RD set, no EDNS, ID 0 (the
-    generator sets its own)."""
+def to_wire(queries: Sequence[Query], dnssec: bool = False) -> list[bytes]:
+    """DNS messages as dnsperf sends them: RD set, ID 0 (the generator
+    sets its own), no EDNS; with dnssec, EDNS (1232 bytes) and DO, as
+    dnsperf -D."""
     out = []
     for q in queries:
-        msg = dns.message.make_query(q.name, q.rdtype, use_edns=False)
+        msg = dns.message.make_query(q.name, q.rdtype, use_edns=0 if dnssec else False,
+                                     payload=1232, want_dnssec=dnssec)
         msg.id = 0
         out.append(msg.to_wire())
     return out

@@ -47,6 +47,7 @@ class Run:
         self.topo: Topology | None = None
         self.record: dict = {
             "server": server, "mode": mode, "repeat": repeat, "generator": opts.generator,
+            "dnssec": opts.dnssec,
             "steering": None if opts.target else opts.steering,
             "errors": [], "processes": [], "xdp_programs": {},
         }
@@ -58,7 +59,7 @@ class Run:
             self._load(None, generators.Load(
                 target=host, port=port, query_file=self.query_file,
                 duration=self.opts.duration, rate=self.opts.rate, clients=self.opts.clients,
-                cpus=self.opts.client_cpus))
+                cpus=self.opts.client_cpus, dnssec=self.opts.dnssec))
             return self.record
         opts = self.opts
         self.topo = Topology(opts.queues, opts.server_cpus, opts.client_cpus, opts.steering)
@@ -94,7 +95,7 @@ class Run:
                 duration=opts.duration, rate=opts.rate, clients=opts.clients,
                 queues=opts.queues, cpus=opts.client_cpus, netns=topo.client.netns,
                 interface=topo.client.ifname, src_address=topo.client.v4,
-                src_mac=topo.client.mac, dst_mac=topo.server.mac))
+                src_mac=topo.client.mac, dst_mac=topo.server.mac, dnssec=opts.dnssec))
         finally:
             with signals.deferred():
                 self.record["processes"] += server.processes()

@@ -83,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=8192)
     p.add_argument("--ring", type=int, default=2048)
     p.add_argument("--no-busy-poll", action="store_true")
+    p.add_argument("--dnssec", action="store_true", help="EDNS with the DO bit on every query")
     p.add_argument("--bpf-object", type=Path, help="default: the packaged xdpgen.bpf.o")
     return p
 
@@ -159,7 +160,7 @@ def generate(args: argparse.Namespace, factory: Callable | None = None) -> dict:
     with the engine's message when the generator cannot start."""
     from xdpdns.bench import queries as query_files
 
-    wire = query_files.to_wire(query_files.read(args.queries))
+    wire = query_files.to_wire(query_files.read(args.queries), dnssec=args.dnssec)
     factory = factory or _load_generator_class()
     cpus = args.cpus or sorted(os.sched_getaffinity(0))
     options = {}
