@@ -280,8 +280,13 @@ static const uint8_t *nsec_for(const struct ctx *c, const uint8_t *d, const uint
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 		const uint8_t *n = c->img->base + xd_ld32(nodes + 4 * mid);
+		/* One label each, of one length (NSEC3 hashes): byte order is
+		 * the canonical order, without walking labels. */
+		int cmp = xd_node_name_len(n) == len && len == XD_NSEC3_LABEL_LEN ?
+			  memcmp(xd_node_name(n), rel, len) :
+			  xd_name_canonical_cmp(xd_node_name(n), xd_node_name_len(n), rel, len);
 
-		if (xd_name_canonical_cmp(xd_node_name(n), xd_node_name_len(n), rel, len) <= 0)
+		if (cmp <= 0)
 			lo = mid + 1;
 		else
 			hi = mid;

@@ -78,7 +78,7 @@ ffibuilder.set_source(
     '#include "engine.h"\n#include "xdpdns_maps.h"\n',
     sources=[_relative(p) for p in sorted(NATIVE.glob("*.c"))],
     include_dirs=[_relative(NATIVE), _relative(ROOT / "bpf")],
-    libraries=["zscanner", "xdp", "bpf", "numa", "pthread"],
+    libraries=["zscanner", "xdp", "bpf", "numa", "crypto", "pthread"],
     extra_compile_args=_compile,
     extra_link_args=_link,
 )

@@ -213,17 +213,6 @@ static void pb_varint(struct pb *b, uint64_t v)
 	*b->p++ = (uint8_t)v;
 }
 
-static size_t varint_len(uint64_t v)
-{
-	size_t n = 1;
-
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
 static void pb_uint(struct pb *b, unsigned field, uint64_t v)
 {
 	pb_varint(b, field << 3);

@@ -1,8 +1,7 @@
 /*
  * sha1.h - SHA-1 (FIPS 180-4), for the NSEC3 hashes of query names (RFC
- * 5155 5): a few short inputs per negative answer, where a call into
- * libcrypto would cost more in setup than the hash itself.  Not for
- * anything that needs collision resistance.
+ * 5155 5): a few short inputs per negative answer.  Not for anything that
+ * needs collision resistance.
  */
 #ifndef XDPDNS_SHA1_H
 #define XDPDNS_SHA1_H

@@ -21,7 +21,7 @@ ZONE = ROOT / "tests" / "data" / "diff" / "example.com.zone"
 SECONDS = int(os.environ.get("XDPDNS_FUZZ_SECONDS", "20"))
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
             "-fno-omit-frame-pointer"]
-LIBS = ["-lzscanner", "-lxdp", "-lbpf", "-lnuma", "-lpthread"]
+LIBS = ["-lzscanner", "-lxdp", "-lbpf", "-lnuma", "-lcrypto", "-lpthread"]
 
 
 @pytest.fixture(scope="module")
