@@ -551,30 +551,30 @@ int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
 	return 0;
 }
 
+/* config_write, with a failure in words: what the program was to do. */
+static int config_set(struct xd_prog *p, const struct xd_config *cfg, const char *what,
+		      struct xd_error *err)
+{
+	int rc = config_write(p, cfg);
+
+	return rc < 0 ? xd_errorf(err, rc, "cannot set the program's %s: %s", what,
+				  strerror(-rc)) : 0;
+}
+
 int xd_prog_set_checksums(struct xd_prog *p, bool verify, struct xd_error *err)
 {
 	struct xd_config cfg = p->config;
-	int rc;
 
 	cfg.verify_checksums = verify;
-	rc = config_write(p, &cfg);
-	if (rc < 0)
-		return xd_errorf(err, rc, "cannot set the program's checksum check: %s",
-				     strerror(-rc));
-	return 0;
+	return config_set(p, &cfg, "checksum check", err);
 }
 
 int xd_prog_set_tap_sample(struct xd_prog *p, uint32_t sample, struct xd_error *err)
 {
 	struct xd_config cfg = p->config;
-	int rc;
 
 	cfg.tap_sample = sample;
-	rc = config_write(p, &cfg);
-	if (rc < 0)
-		return xd_errorf(err, rc, "cannot set the program's dnstap sampling: %s",
-				 strerror(-rc));
-	return 0;
+	return config_set(p, &cfg, "dnstap sampling", err);
 }
 
 int xd_prog_set_socket(struct xd_prog *p, int queue, int xsk_fd)
