@@ -305,6 +305,51 @@ int xd_nsec3_label(const uint8_t *name, size_t len, uint8_t alg, const uint8_t *
  * -EINVAL unless it is a SHA-1 hash (20 bytes). */
 int xd_nsec3_encode(const uint8_t *hash, size_t len, uint8_t *out);
 
+/* Signing (native/dnssec_sign.c): keys in the files BIND's dnssec-keygen
+ * and Knot's keymgr write, K<zone>+<alg>+<tag>.key and .private. */
+enum {
+	XD_ALG_ECDSAP256SHA256 = 13,	/* RFC 6605 */
+	XD_ALG_ED25519 = 15,		/* RFC 8080 */
+};
+
+struct xd_sign_key;
+
+struct xd_sign_key_info {
+	uint8_t algorithm;
+	uint16_t flags;			/* 257: a KSK (SEP), 256: a ZSK */
+	uint16_t tag;			/* RFC 4034 Appendix B */
+	uint8_t dnskey[68];		/* the DNSKEY RDATA */
+	size_t dnskey_len;
+};
+
+/* One RRset to sign: its owner and the zone's origin (the signer) in wire
+ * form, any case; the RDATA of its records as they go on the wire
+ * (uncompressed); its TTL and the signature's validity, UNIX times (RFC
+ * 4034 3.1.5: serial arithmetic past 2106). */
+struct xd_sign_rrset {
+	const uint8_t *owner;
+	size_t owner_len;
+	const uint8_t *signer;
+	size_t signer_len;
+	uint16_t type;
+	uint32_t ttl;
+	uint32_t inception;
+	uint32_t expiration;
+	const uint8_t *const *rdatas;
+	const uint16_t *rdlens;
+	int count;
+};
+
+/* Reads the key whose files are base + ".key" and base + ".private"
+ * (algorithms 13 and 15); err names the file and the problem. */
+int xd_sign_key_load(const char *base, struct xd_sign_key **out, struct xd_error *err);
+void xd_sign_key_free(struct xd_sign_key *k);
+int xd_sign_key_info(const struct xd_sign_key *k, struct xd_sign_key_info *out);
+/* The RDATA of the RRSIG of s made with k into out (RFC 4034 3.1.8.1);
+ * its length, or a negative errno with err set. */
+int xd_sign_rrset(const struct xd_sign_key *k, const struct xd_sign_rrset *s, uint8_t *out,
+		  size_t cap, struct xd_error *err);
+
 /* ---- dnstap (native/dnstap.c) ------------------------------------------------ */
 
 /* What is logged: one query in `sample` per worker, as dnstap.proto's

@@ -1,0 +1,127 @@
+"""DNSSEC signing keys and RRSIGs made by the engine (native/dnssec_sign.c),
+the first part of signing zones on load (issue 12): keys made by BIND's
+dnssec-keygen, each RRSIG validated by dnspython's dns.dnssec against the
+key's DNSKEY, and every broken key file refused with a message naming it.
+"""
+
+import shutil
+import subprocess
+import time
+
+import dns.dnssec
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from xdpdns.engine import SigningKey
+
+# Also run against the AddressSanitizer build (bootstrap).
+pytestmark = pytest.mark.asan
+
+ORIGIN = dns.name.from_text("example.com.")
+ALGORITHMS = {13: "ECDSAP256SHA256", 15: "ED25519"}
+
+
+def keygen(directory, algorithm, ksk=False):
+    """A key made by dnssec-keygen; the base of its two files."""
+    if shutil.which("dnssec-keygen") is None:
+        pytest.fail("dnssec-keygen not found: bootstrap installs bind9-utils")
+    argv = ["dnssec-keygen", "-q", "-K", str(directory), "-a", ALGORITHMS[algorithm]]
+    done = subprocess.run(argv + (["-f", "KSK"] if ksk else []) + ["example.com"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return directory / done.stdout.strip()
+
+
+def _dnskey(key):
+    info = key.info
+    rdata = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, info.dnskey, 0,
+                                len(info.dnskey))
+    return {ORIGIN: dns.rrset.from_rdata(ORIGIN, 3600, rdata)}
+
+
+def _sign(key, rrset, inception=None, expiration=None):
+    now = int(time.time())
+    rd = key.sign(rrset.name.to_wire(), ORIGIN.to_wire(), rrset.rdtype, rrset.ttl,
+                  [r.to_wire() for r in rrset], inception or now - 3600,
+                  expiration or now + 86400)
+    sig = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RRSIG, rd, 0, len(rd))
+    return dns.rrset.from_rdata(rrset.name, rrset.ttl, sig)
+
+
+RRSETS = [
+    ("www.example.com.", "A", ["198.18.0.10", "198.18.0.11"]),
+    # owner and RDATA names in mixed case: signed in canonical form
+    ("WWW.Example.COM.", "MX", ["10 MAIL.example.com.", "20 b.Example.com."]),
+    ("example.com.", "SOA", ["NS1.example.com. Hostmaster.example.com. 1 7200 3600 1209600 300"]),
+    ("_sip._udp.example.com.", "SRV", ["0 5 5060 SIP.example.com."]),
+    ("txt.example.com.", "TXT", ['"b"', '"a" "second string"']),
+    # a wildcard: its labels field leaves the "*" out (RFC 4034 3.1.3)
+    ("*.wild.example.com.", "A", ["198.18.0.99"]),
+    ("alias.example.com.", "CNAME", ["Target.example.com."]),
+]
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("owner, rdtype, texts", RRSETS)
+def test_rrsigs_validate(tmp_path, algorithm, owner, rdtype, texts):
+    key = SigningKey(keygen(tmp_path, algorithm))
+    rrset = dns.rrset.from_text(owner, 300, "IN", rdtype, *texts)
+    sig = _sign(key, rrset)
+    assert sig[0].algorithm == algorithm and sig[0].key_tag == key.info.tag
+    assert sig[0].labels == len(rrset.name) - 1 - (rrset.name.labels[0] == b"*")
+    assert sig[0].original_ttl == 300 and sig[0].signer == ORIGIN
+    dns.dnssec.validate(rrset, sig, _dnskey(key))
+    # The order the records come in does not matter (RFC 4034 6.3).
+    reordered = dns.rrset.from_text(owner, 300, "IN", rdtype, *reversed(texts))
+    dns.dnssec.validate(reordered, sig, _dnskey(key))
+
+
+def test_a_changed_rrset_does_not_validate(tmp_path):
+    key = SigningKey(keygen(tmp_path, 13))
+    rrset = dns.rrset.from_text("www.example.com.", 300, "IN", "A", "198.18.0.10")
+    sig = _sign(key, rrset)
+    other = dns.rrset.from_text("www.example.com.", 300, "IN", "A", "198.18.0.12")
+    with pytest.raises(dns.dnssec.ValidationFailure):
+        dns.dnssec.validate(other, sig, _dnskey(key))
+
+
+def test_key_info_is_the_key_files(tmp_path):
+    """Flags, algorithm and tag as dnssec-keygen wrote them (the tag is in
+    the file name)."""
+    base = keygen(tmp_path, 13, ksk=True)
+    info = SigningKey(base).info
+    assert info.flags == 257 and info.algorithm == 13
+    assert base.name.endswith(f"+013+{info.tag:05d}")
+    rdata = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, info.dnskey, 0,
+                                len(info.dnskey))
+    assert dns.dnssec.key_id(rdata) == info.tag
+
+
+def test_broken_key_files_are_refused_by_name(tmp_path):
+    ecdsa = keygen(tmp_path, 13)
+    other = keygen(tmp_path, 13)
+    with pytest.raises(OSError, match=r"no-such-key\.key: No such file"):
+        SigningKey(tmp_path / "no-such-key")
+    # a .private that is not the .key file's key
+    mixed = tmp_path / "Kmixed"
+    shutil.copy(f"{ecdsa}.key", f"{mixed}.key")
+    shutil.copy(f"{other}.private", f"{mixed}.private")
+    with pytest.raises(OSError, match=r"Kmixed\.private: not the private key of"):
+        SigningKey(mixed)
+    # an algorithm xdpdns does not sign with
+    rsa = tmp_path / "Krsa"
+    text = open(f"{ecdsa}.key").read().replace(" 3 13 ", " 3 8 ")
+    open(f"{rsa}.key", "w").write(text)
+    shutil.copy(f"{ecdsa}.private", f"{rsa}.private")
+    with pytest.raises(OSError, match=r"Krsa\.key: algorithm 8: xdpdns signs with 13"):
+        SigningKey(rsa)
+    # a private key file without its key
+    broken = tmp_path / "Kbroken"
+    shutil.copy(f"{ecdsa}.key", f"{broken}.key")
+    open(f"{broken}.private", "w").write("Private-key-format: v1.3\nAlgorithm: 13\n")
+    with pytest.raises(OSError, match=r"Kbroken\.private: not a private key file"):
+        SigningKey(broken)
