@@ -859,14 +859,19 @@ const struct brec *xd_builder_nsec3param(const struct xd_builder *b, uint32_t zo
 	return NULL;
 }
 
-int xd_builder_check(struct xd_builder *b)
+void xd_builder_mark(struct xd_builder *b)
 {
-	size_t errors_before = b->nerrors;
-
 	for (size_t i = 0; i < b->nnodes; i++)
 		node_flags(b, i);
 	mark_occluded(b);
 	mark_wildcards(b);
+}
+
+int xd_builder_check(struct xd_builder *b)
+{
+	size_t errors_before = b->nerrors;
+
+	xd_builder_mark(b);
 	for (size_t z = 0; z < b->nzones; z++)
 		check_apex(b, z);
 	for (size_t i = 0; i < b->nnodes; i++) {

@@ -117,6 +117,9 @@ static inline bool xd_type_is_meta(uint16_t type)
 	return type == XD_TYPE_OPT || (type >= 128 && type <= 255) || type == 0;
 }
 
+/* Computes every node's flags (apex, cut, CNAME, ..., occluded, wildcard
+ * child) from its records; xd_builder_check does it first. */
+void xd_builder_mark(struct xd_builder *b);
 /* Whether node n has a record of `type`. */
 bool xd_builder_node_has(const struct xd_builder *b, const struct bnode *n, uint16_t type);
 /* The nodes of zone that own `type` (outside what a cut or DNAME hides),

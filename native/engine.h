@@ -350,6 +350,22 @@ int xd_sign_key_info(const struct xd_sign_key *k, struct xd_sign_key_info *out);
 int xd_sign_rrset(const struct xd_sign_key *k, const struct xd_sign_rrset *s, uint8_t *out,
 		  size_t cap, struct xd_error *err);
 
+/* Signing zone `zone` of a builder (native/zone_sign.c): DNSKEYs, an NSEC
+ * or NSEC3 chain (RFC 9276 parameters), an RRSIG per authoritative RRset
+ * per key that signs it (KSKs the DNSKEY RRset, ZSKs the rest; one kind
+ * alone signs all), valid from inception to expiration (UNIX times).
+ * Before xd_builder_check, which then checks the signed zone.  A zone that
+ * has RRSIG, NSEC or NSEC3 records already is refused. */
+struct xd_zone_sign_config {
+	struct xd_sign_key **keys;
+	int nkeys;
+	int nsec3;
+	uint32_t inception;
+	uint32_t expiration;
+};
+int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_sign_config *cfg,
+			 struct xd_error *err);
+
 /* ---- dnstap (native/dnstap.c) ------------------------------------------------ */
 
 /* What is logged: one query in `sample` per worker, as dnstap.proto's

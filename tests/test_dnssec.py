@@ -8,6 +8,7 @@ DNSKEY as the trust anchor: not only compared, but validated.
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import dns.dnssec
@@ -15,11 +16,14 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import dns.zone
 import pytest
 
-from xdpdns.engine import ImageBuilder
+from xdpdns.engine import Engine, Image, ImageBuilder, SigningKey
 
 # Also run against the AddressSanitizer build (bootstrap): proofs walk the
 # image and write names by hand.
@@ -58,16 +62,66 @@ def sign_zone(work, options):
     return signed
 
 
+# Signed on load by xdpdns itself (native/zone_sign.c), with NSEC or NSEC3
+# (RFC 9276: no salt, no extra iterations, no opt-out): {form: nsec3}.
+ON_LOAD = {"load-nsec": False, "load-nsec3": True}
+ALL_FORMS = list(FORMS) + list(ON_LOAD)
+
+
+def keygen_pair(work):
+    """A KSK and a ZSK (ECDSA P-256) made by dnssec-keygen in work."""
+    work.mkdir(parents=True, exist_ok=True)
+    for flags in (["-f", "KSK"], []):
+        _run(["dnssec-keygen", "-q", "-K", str(work), "-a", "ECDSAP256SHA256", *flags,
+              "signed.test"], work)
+    return sorted(str(p)[:-4] for p in work.glob("K*.key"))
+
+
+def sign_on_load(path, keys, nsec3, problems=None):
+    """The image of zone file path signed on load with keys (SigningKey),
+    valid from an hour ago for 30 days."""
+    now = int(time.time())
+    with ImageBuilder() as builder:
+        zone = builder.add_zone(ORIGIN)
+        builder.load_zonefile(zone, path)
+        builder.set_zone_acl(zone, "transfer", [], "allow")  # _dump transfers it
+        builder.sign_zone(zone, keys, nsec3, now - 3600, now + 30 * 86400)
+        builder.check()
+        found = [str(p) for p in builder.problems()]
+        if problems is None:
+            assert found == [], found
+        else:
+            problems.extend(found)
+        return builder.finish()
+
+
+def _dump(img, target):
+    """The image's zone as a zone file (by AXFR), at target."""
+    from test_axfr import transfer
+
+    engine = Engine()
+    with engine:
+        engine.set_image(Image.from_bytes(img.to_bytes()))  # the engine takes it
+        _query, messages = transfer(engine, "signed.test.")
+    dns.zone.from_xfr(iter(messages), relativize=False).to_file(str(target),
+                                                               relativize=False)
+    return target
+
+
 @pytest.fixture(scope="session")
-def signed_zones(tmp_path_factory):
+def signed_zones(tmp_path_factory, signed_images):
     """{form: (signed zone file, DNSKEY RRset)}: the test zone signed in
-    each form of FORMS."""
+    each form of ALL_FORMS (signed on load: the image's zone by AXFR)."""
     out = {}
-    for form, options in FORMS.items():
-        signed = sign_zone(tmp_path_factory.mktemp(f"dnssec-{form}"), options)
-        zone = dns.zone.from_file(str(signed), ORIGIN, relativize=False)
-        out[form] = (signed, zone.find_rrset(ORIGIN, dns.rdatatype.DNSKEY))
+    for form, (img, keys) in signed_images.items():
+        if form in FORMS:
+            out[form] = (_signed_files[form], keys)
+        else:
+            out[form] = (_dump(img, tmp_path_factory.mktemp(f"dump-{form}") / "zone"), keys)
     return out
+
+
+_signed_files = {}
 
 
 def _image(path):
@@ -80,8 +134,22 @@ def _image(path):
 
 
 @pytest.fixture(scope="session")
-def signed_images(signed_zones):
-    return {form: (_image(path), keys) for form, (path, keys) in signed_zones.items()}
+def signed_images(tmp_path_factory):
+    """{form: (image, DNSKEY RRset)} of every form of ALL_FORMS."""
+    out = {}
+    for form, options in FORMS.items():
+        signed = sign_zone(tmp_path_factory.mktemp(f"dnssec-{form}"), options)
+        _signed_files[form] = signed
+        zone = dns.zone.from_file(str(signed), ORIGIN, relativize=False)
+        out[form] = (_image(signed), zone.find_rrset(ORIGIN, dns.rdatatype.DNSKEY))
+    bases = keygen_pair(tmp_path_factory.mktemp("keys"))
+    keys = [SigningKey(base) for base in bases]
+    dnskeys = dns.rrset.from_rdata_list(ORIGIN, 3600, [
+        dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, k.info.dnskey, 0,
+                            len(k.info.dnskey)) for k in keys])
+    for form, nsec3 in ON_LOAD.items():
+        out[form] = (sign_on_load(ZONE, keys, nsec3), dnskeys)
+    return out
 
 
 def ask(img, qname, qtype, dnssec=True, payload=1232, edns=True):
@@ -135,7 +203,7 @@ POSITIVE = [
 ]
 
 
-@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("form", ALL_FORMS)
 @pytest.mark.parametrize("qname, qtype, unsigned", POSITIVE)
 def test_dnssec_answers_carry_valid_signatures(signed_images, form, qname, qtype, unsigned):
     """DO=1: every RRset of the answer, the authority and the additional
@@ -281,11 +349,12 @@ NSEC_PROOFS = [
 ]
 
 
+@pytest.mark.parametrize("form", ["nsec", "load-nsec"])
 @pytest.mark.parametrize("qname, qtype, rcode, covered, absent", NSEC_PROOFS)
-def test_nsec_proofs(signed_images, qname, qtype, rcode, covered, absent):
+def test_nsec_proofs(signed_images, form, qname, qtype, rcode, covered, absent):
     """Each negative answer of an NSEC zone carries the NSECs RFC 4035
     asks for, signed, and nothing it does not need."""
-    img, keys = signed_images["nsec"]
+    img, keys = signed_images[form]
     response = ask(img, qname, qtype)
     assert response.rcode() == rcode
     assert unsigned_rrsets(response, keys) == [] or qtype != "DS" and "insecure" in qname
@@ -381,7 +450,7 @@ NSEC3_PROOFS = [
 ]
 
 
-@pytest.mark.parametrize("form", ["nsec3", "nsec3-optout"])
+@pytest.mark.parametrize("form", ["nsec3", "nsec3-optout", "load-nsec3"])
 @pytest.mark.parametrize("qname, qtype, rcode, expect", NSEC3_PROOFS)
 def test_nsec3_proofs(signed_zones, signed_images, form, qname, qtype, rcode, expect):
     """Each negative answer of an NSEC3 zone carries the NSEC3 records RFC
@@ -389,7 +458,8 @@ def test_nsec3_proofs(signed_zones, signed_images, form, qname, qtype, rcode, ex
     (dnspython) must match or fall strictly inside them."""
     img, keys = signed_images[form]
     param = _nsec3_param(signed_zones[form][0])
-    matched, covered, optout, absent = expect[form]
+    # Signed on load: NSEC3 without opt-out, as the "nsec3" form.
+    matched, covered, optout, absent = expect["nsec3" if form == "load-nsec3" else form]
     response = ask(img, qname, qtype)
     assert response.rcode() == rcode
     nsec3s = _proof_rrsets(response, keys, dns.rdatatype.NSEC3)
@@ -518,7 +588,7 @@ def test_check_finds_signatures_not_yet_valid(tmp_path):
     assert problems and all("is not valid before" in p for p in problems), problems[:3]
 
 
-@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("form", ALL_FORMS)
 def test_axfr_carries_the_signatures(signed_zones, form):
     """A transfer of a signed zone is the signed zone: every RRSIG, NSEC,
     NSEC3 and NSEC3PARAM of the file, and nothing else (RFC 5936)."""

@@ -500,6 +500,19 @@ class ImageBuilder(_CObject):
             raise ValueError(ffi.string(err.message).decode("utf-8", "replace"))
         _raise_for(rc, err, f"zone ACL {kind}")
 
+    def sign_zone(self, zone: int, keys: Sequence["SigningKey"], nsec3: bool,
+                  inception: int, expiration: int) -> None:
+        """Signs zone ``zone`` with ``keys`` (native/zone_sign.c): DNSKEYs,
+        the NSEC or NSEC3 chain, RRSIGs valid from ``inception`` to
+        ``expiration`` (UNIX times).  Before :meth:`check`."""
+        ptrs = ffi.new("struct xd_sign_key *[]", [k._ptr() for k in keys])
+        cfg = ffi.new("struct xd_zone_sign_config *")
+        cfg.keys, cfg.nkeys, cfg.nsec3 = ptrs, len(keys), int(nsec3)
+        cfg.inception, cfg.expiration = inception, expiration
+        err = ffi.new("struct xd_error *")
+        _raise_for(lib.xd_builder_sign_zone(self._ptr(), zone, cfg, err), err,
+                   "signing the zone")
+
     def check(self) -> int:
         """Runs the zone checks (recording problems); returns the number of errors."""
         return _raise_for(lib.xd_builder_check(self._ptr()), what="zone checks")

@@ -1,0 +1,475 @@
+/*
+ * zone_sign.c - signing a zone in the builder (what Knot does on load): its
+ * DNSKEYs at the apex, an NSEC chain or an NSEC3 chain (RFC 9276: SHA-1, no
+ * salt, no extra iterations, no opt-out), and an RRSIG for every RRset the
+ * zone is authoritative for (RFC 4035 2.2: at a delegation only DS and
+ * NSEC), made with dnssec_sign.c.  The records go into the builder like
+ * the zone file's, so the image and its checks (dnssec_check.c) see a
+ * zone signed elsewhere.
+ *
+ * Keys: the DNSKEY RRset is signed with the keys that have the SEP flag
+ * (KSKs), everything else with those that do not (ZSKs); a key set of one
+ * kind only (a CSK) signs everything.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "builder.h"
+#include "dnssec_sign.h"
+#include "error.h"
+#include "image.h"
+
+#define XD_SEP_FLAG 1		/* DNSKEY flags: the Secure Entry Point bit */
+#define XD_RRSIG_MAX 512
+#define XD_BITMAP_MAX (256 * (2 + 32))
+
+struct signer {
+	struct xd_builder *b;
+	int zone;
+	const struct xd_zone_sign_config *cfg;
+	struct xd_error *err;
+	int source;
+	uint32_t negative_ttl;	/* RFC 9077: min(SOA TTL, MINIMUM) */
+	uint32_t soa_ttl;
+	bool has_sep, has_other;
+};
+
+static const struct bnode *node_of(const struct signer *s, uint32_t i)
+{
+	return &s->b->nodes[i];
+}
+
+/* The node's full name (its labels, then the origin) into out; its length. */
+static size_t owner_of(const struct signer *s, uint32_t i, uint8_t *out)
+{
+	const struct bnode *n = node_of(s, i);
+	const struct bzone *z = &s->b->zones[n->zone];
+
+	memcpy(out, s->b->names + n->name, n->name_len);
+	memcpy(out + n->name_len, z->origin, z->origin_len);
+	return n->name_len + z->origin_len;
+}
+
+static int add(struct signer *s, uint32_t node, uint16_t type, uint32_t ttl,
+	       const uint8_t *rdata, size_t len)
+{
+	uint8_t owner[XD_NAME_MAX];
+	size_t owner_len = owner_of(s, node, owner);
+	int rc = xd_builder_add_record(s->b, s->zone, owner, owner_len, type, XD_CLASS_IN, ttl,
+				       rdata, len, s->source, 0);
+
+	return rc < 0 ? xd_errorf(s->err, rc, "cannot add a record while signing") : 0;
+}
+
+/* ---- what the zone holds ------------------------------------------------------ */
+
+static int refuse_signed(struct signer *s)
+{
+	for (size_t i = 0; i < s->b->nnodes; i++) {
+		const struct bnode *n = &s->b->nodes[i];
+
+		if (n->zone != s->zone)
+			continue;
+		for (uint32_t r = n->first; r != XD_NONE; r = s->b->recs[r].next) {
+			uint16_t t = s->b->recs[r].type;
+			char text[1024];
+
+			if (t != XD_TYPE_RRSIG && t != XD_TYPE_NSEC && t != XD_TYPE_NSEC3 &&
+			    t != XD_TYPE_NSEC3PARAM)
+				continue;
+			xd_builder_node_text(s->b, (uint32_t)i, text, sizeof(text));
+			return xd_errorf(s->err, -EEXIST, "%s: the zone is signed already (it has "
+					 "%s records): give it the unsigned zone to sign, or serve "
+					 "it as it is without keys", text,
+					 t == XD_TYPE_RRSIG ? "RRSIG" : t == XD_TYPE_NSEC ? "NSEC" :
+					 "NSEC3");
+		}
+	}
+	return 0;
+}
+
+static int soa_ttls(struct signer *s)
+{
+	const struct bnode *apex = node_of(s, s->b->zones[s->zone].apex);
+
+	for (uint32_t r = apex->first; r != XD_NONE; r = s->b->recs[r].next) {
+		const struct brec *rec = &s->b->recs[r];
+
+		if (rec->type == XD_TYPE_SOA && rec->rdlen >= 20) {
+			uint32_t minimum = xd_get32(s->b->rdata + rec->rdata + rec->rdlen - 4);
+
+			s->soa_ttl = rec->ttl;
+			s->negative_ttl = rec->ttl < minimum ? rec->ttl : minimum;
+			return 0;
+		}
+	}
+	return xd_errorf(s->err, -EINVAL, "the zone has no SOA to sign with");
+}
+
+/* Whether the node holds data the zone signs: none at an empty
+ * non-terminal; at an unsigned delegation only what the child signs. */
+static bool signs_something(const struct signer *s, const struct bnode *n)
+{
+	if (n->first == XD_NONE)
+		return false;
+	if (n->flags & XD_NODE_CUT)
+		return xd_builder_node_has(s->b, n, XD_TYPE_DS);
+	return true;
+}
+
+/* ---- type bitmaps (RFC 4034 4.1.2) ----------------------------------------- */
+
+struct types {
+	uint8_t bits[8192];	/* one bit a type */
+};
+
+static void types_set(struct types *t, uint16_t type)
+{
+	t->bits[type / 8] |= (uint8_t)(0x80 >> (type % 8));
+}
+
+static void types_of(const struct signer *s, const struct bnode *n, struct types *t)
+{
+	memset(t, 0, sizeof(*t));
+	for (uint32_t r = n->first; r != XD_NONE; r = s->b->recs[r].next)
+		types_set(t, s->b->recs[r].type);
+}
+
+/* The windows of the bitmap into out; their length. */
+static size_t types_encode(const struct types *t, uint8_t *out)
+{
+	size_t len = 0;
+
+	for (int w = 0; w < 256; w++) {
+		int last = -1;
+
+		for (int i = 0; i < 32; i++)
+			if (t->bits[w * 32 + i])
+				last = i;
+		if (last < 0)
+			continue;
+		out[len] = (uint8_t)w;
+		out[len + 1] = (uint8_t)(last + 1);
+		memcpy(out + len + 2, t->bits + w * 32, (size_t)last + 1);
+		len += 2 + (size_t)last + 1;
+	}
+	return len;
+}
+
+/* ---- the chains ---------------------------------------------------------------- */
+
+/* The names in the chain: every name with data not hidden by a cut or a
+ * DNAME (RFC 4035 2.3); for NSEC3, empty non-terminals too (RFC 5155 7.1). */
+static int chain_nodes(struct signer *s, bool with_empty, uint32_t **list, size_t *count)
+{
+	size_t cap = 0, n = 0;
+
+	for (size_t i = 0; i < s->b->nnodes; i++) {
+		const struct bnode *node = &s->b->nodes[i];
+
+		if (node->zone != s->zone || (node->flags & XD_NODE_OCCLUDED) ||
+		    (node->first == XD_NONE && !with_empty))
+			continue;
+		if (xd_grow((void **)list, &cap, n + 1, sizeof(**list)))
+			return xd_errorf(s->err, -ENOMEM, "out of memory");
+		(*list)[n++] = (uint32_t)i;
+	}
+	*count = n;
+	return 0;
+}
+
+static const struct xd_builder *order_ctx;
+
+static int cmp_canonical(const void *a, const void *b)
+{
+	const struct bnode *x = &order_ctx->nodes[*(const uint32_t *)a];
+	const struct bnode *y = &order_ctx->nodes[*(const uint32_t *)b];
+
+	return xd_name_canonical_cmp(order_ctx->names + x->name, x->name_len,
+				     order_ctx->names + y->name, y->name_len);
+}
+
+/* RFC 4034 4: each name's NSEC names the next in canonical order, the last
+ * the apex, and lists the name's types with RRSIG and NSEC. */
+static int make_nsec_chain(struct signer *s)
+{
+	uint8_t rdata[XD_NAME_MAX + XD_BITMAP_MAX];
+	uint32_t *list = NULL;
+	size_t count = 0;
+	struct types t;
+	int rc = chain_nodes(s, false, &list, &count);
+
+	order_ctx = s->b;
+	if (rc == 0 && count > 1)
+		qsort(list, count, sizeof(*list), cmp_canonical);
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		const struct bnode *n = node_of(s, list[i]);
+		size_t len = owner_of(s, list[(i + 1) % count], rdata);
+
+		types_of(s, n, &t);
+		types_set(&t, XD_TYPE_NSEC);
+		types_set(&t, XD_TYPE_RRSIG);
+		len += types_encode(&t, rdata + len);
+		rc = add(s, list[i], XD_TYPE_NSEC, s->negative_ttl, rdata, len);
+	}
+	free(list);
+	return rc;
+}
+
+struct hashed {
+	uint8_t label[XD_NSEC3_LABEL_LEN];
+	uint32_t node;
+};
+
+static int cmp_hashed(const void *a, const void *b)
+{
+	return memcmp(((const struct hashed *)a)->label, ((const struct hashed *)b)->label,
+		      XD_NSEC3_LABEL_LEN);
+}
+
+/* Decodes base32hex (lower case) of the label into the 20-byte hash. */
+static void label_hash(const uint8_t *label, uint8_t *hash)
+{
+	uint32_t acc = 0;
+	int bits = 0;
+	size_t n = 0;
+
+	for (int i = 1; i < XD_NSEC3_LABEL_LEN; i++) {
+		uint8_t c = label[i];
+
+		acc = acc << 5 | (uint32_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+		bits += 5;
+		if (bits >= 8) {
+			hash[n++] = (uint8_t)(acc >> (bits - 8));
+			bits -= 8;
+		}
+	}
+}
+
+/* RFC 5155 7.1: an NSEC3 for every name and empty non-terminal, at its
+ * hash under the origin, naming the next hash; NSEC3PARAM at the apex. */
+static int make_nsec3_chain(struct signer *s)
+{
+	uint8_t rdata[6 + 1 + 20 + XD_BITMAP_MAX];
+	const struct bzone *z = &s->b->zones[s->zone];
+	struct hashed *h = NULL;
+	uint32_t *list = NULL;
+	size_t count = 0;
+	struct types t;
+	uint8_t param[5] = { 1, 0, 0, 0, 0 };	/* SHA-1, flags 0, 0 iterations, no salt */
+	int rc = chain_nodes(s, true, &list, &count);
+
+	if (rc == 0 && count)
+		h = calloc(count, sizeof(*h));
+	if (rc == 0 && count && !h)
+		rc = xd_errorf(s->err, -ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		uint8_t owner[XD_NAME_MAX];
+		size_t len = owner_of(s, list[i], owner);
+
+		h[i].node = list[i];
+		rc = xd_nsec3_label(owner, len, 1, NULL, 0, 0, h[i].label);
+	}
+	if (rc == 0 && count > 1)
+		qsort(h, count, sizeof(*h), cmp_hashed);
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		const struct bnode *n = node_of(s, h[i].node);
+		uint8_t owner[XD_NAME_MAX];
+		size_t len;
+
+		rdata[0] = 1;			/* SHA-1 */
+		rdata[1] = 0;			/* no opt-out */
+		xd_put16(rdata + 2, 0);		/* iterations */
+		rdata[4] = 0;			/* salt length */
+		rdata[5] = 20;
+		label_hash(h[(i + 1) % count].label, rdata + 6);
+		types_of(s, n, &t);
+		if (signs_something(s, n))
+			types_set(&t, XD_TYPE_RRSIG);
+		if (n->name_len == 0)
+			types_set(&t, XD_TYPE_NSEC3PARAM);
+		len = 26 + types_encode(&t, rdata + 26);
+		memcpy(owner, h[i].label, XD_NSEC3_LABEL_LEN);
+		memcpy(owner + XD_NSEC3_LABEL_LEN, z->origin, z->origin_len);
+		rc = xd_builder_add_record(s->b, s->zone, owner, XD_NSEC3_LABEL_LEN + z->origin_len,
+					   XD_TYPE_NSEC3, XD_CLASS_IN, s->negative_ttl, rdata, len,
+					   s->source, 0);
+		if (rc < 0)
+			rc = xd_errorf(s->err, rc, "cannot add an NSEC3 record");
+	}
+	if (rc == 0)
+		rc = add(s, z->apex, XD_TYPE_NSEC3PARAM, 0, param, sizeof(param));
+	free(h);
+	free(list);
+	return rc;
+}
+
+/* ---- signatures ------------------------------------------------------------- */
+
+/* Whether key k signs RRsets of `type`. */
+static bool key_signs(const struct signer *s, const struct xd_sign_key *k, uint16_t type)
+{
+	struct xd_sign_key_info info;
+	bool sep;
+
+	xd_sign_key_info(k, &info);
+	sep = info.flags & XD_SEP_FLAG;
+	if (!s->has_sep || !s->has_other)
+		return true;		/* one kind of key: it signs everything */
+	return type == XD_TYPE_DNSKEY ? sep : !sep;
+}
+
+static bool needs_rrsig(const struct bnode *n, uint16_t type)
+{
+	if (type == XD_TYPE_RRSIG)
+		return false;
+	if (n->flags & XD_NODE_CUT)
+		return type == XD_TYPE_DS || type == XD_TYPE_NSEC;
+	return true;
+}
+
+/* The RRSIGs of the RRset of `type` at node i, one per key that signs it,
+ * with the TTL the layout gives the RRset (its first record's). */
+static int sign_rrset(struct signer *s, uint32_t i, uint16_t type, const uint32_t *recs,
+		      size_t n)
+{
+	const uint8_t **rdatas = malloc(n * sizeof(*rdatas));
+	uint16_t *lens = malloc(n * sizeof(*lens));
+	uint8_t owner[XD_NAME_MAX], sig[XD_RRSIG_MAX];
+	const struct bzone *z = &s->b->zones[s->zone];
+	uint32_t first = recs[0];
+	struct xd_sign_rrset rrset;
+	int rc = 0;
+
+	if (!rdatas || !lens) {
+		free(rdatas);
+		free(lens);
+		return xd_errorf(s->err, -ENOMEM, "out of memory");
+	}
+	for (size_t k = 0; k < n; k++) {
+		lens[k] = s->b->recs[recs[k]].rdlen;
+		if (recs[k] < first)
+			first = recs[k];
+	}
+	memset(&rrset, 0, sizeof(rrset));
+	rrset.owner = owner;
+	rrset.owner_len = owner_of(s, i, owner);
+	rrset.signer = z->origin;
+	rrset.signer_len = z->origin_len;
+	rrset.type = type;
+	rrset.ttl = s->b->recs[first].ttl;
+	rrset.inception = s->cfg->inception;
+	rrset.expiration = s->cfg->expiration;
+	rrset.rdatas = rdatas;
+	rrset.rdlens = lens;
+	rrset.count = (int)n;
+	for (int k = 0; rc == 0 && k < s->cfg->nkeys; k++) {
+		int len;
+
+		if (!key_signs(s, s->cfg->keys[k], type))
+			continue;
+		/* Again for each key: the last RRSIG added may have moved the
+		 * RDATA arena. */
+		for (size_t r = 0; r < n; r++)
+			rdatas[r] = s->b->rdata + s->b->recs[recs[r]].rdata;
+		len = xd_sign_rrset(s->cfg->keys[k], &rrset, sig, sizeof(sig), s->err);
+		rc = len < 0 ? len : add(s, i, XD_TYPE_RRSIG, rrset.ttl, sig, (size_t)len);
+	}
+	free(rdatas);
+	free(lens);
+	return rc;
+}
+
+static const struct xd_builder *type_ctx;
+
+static int cmp_type(const void *a, const void *b)
+{
+	uint16_t x = type_ctx->recs[*(const uint32_t *)a].type;
+	uint16_t y = type_ctx->recs[*(const uint32_t *)b].type;
+
+	return x < y ? -1 : x > y;
+}
+
+static int sign_node(struct signer *s, uint32_t i, uint32_t **recs, size_t *cap)
+{
+	const struct bnode *n = node_of(s, i);
+	size_t count = 0;
+	int rc = 0;
+
+	for (uint32_t r = n->first; r != XD_NONE; r = s->b->recs[r].next) {
+		if (xd_grow((void **)recs, cap, count + 1, sizeof(**recs)))
+			return xd_errorf(s->err, -ENOMEM, "out of memory");
+		(*recs)[count++] = r;
+	}
+	type_ctx = s->b;
+	qsort(*recs, count, sizeof(**recs), cmp_type);
+	for (size_t start = 0, end; rc == 0 && start < count; start = end) {
+		uint16_t type = s->b->recs[(*recs)[start]].type;
+
+		for (end = start; end < count && s->b->recs[(*recs)[end]].type == type; end++)
+			;
+		if (needs_rrsig(n, type))
+			rc = sign_rrset(s, i, type, *recs + start, end - start);
+	}
+	return rc;
+}
+
+static int sign_all(struct signer *s)
+{
+	uint32_t *recs = NULL;
+	size_t cap = 0, nodes = s->b->nnodes;
+	int rc = 0;
+
+	/* The RRSIGs added meanwhile make no new nodes. */
+	for (size_t i = 0; rc == 0 && i < nodes; i++) {
+		const struct bnode *n = &s->b->nodes[i];
+
+		if (n->zone == s->zone && !(n->flags & XD_NODE_OCCLUDED) && n->first != XD_NONE)
+			rc = sign_node(s, (uint32_t)i, &recs, &cap);
+	}
+	free(recs);
+	return rc;
+}
+
+/* ---- the whole zone --------------------------------------------------------- */
+
+int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_sign_config *cfg,
+			 struct xd_error *err)
+{
+	struct signer s = { .b = b, .zone = zone, .cfg = cfg, .err = err };
+	int rc;
+
+	if (zone < 0 || (size_t)zone >= b->nzones)
+		return xd_errorf(err, -EINVAL, "no zone %d", zone);
+	if (cfg->nkeys < 1)
+		return xd_errorf(err, -EINVAL, "signing needs at least one key");
+	if ((int32_t)(cfg->expiration - cfg->inception) <= 0)
+		return xd_errorf(err, -EINVAL, "signatures would expire before they are valid");
+	s.source = b->zones[zone].source;
+	for (int k = 0; k < cfg->nkeys; k++) {
+		struct xd_sign_key_info info;
+
+		xd_sign_key_info(cfg->keys[k], &info);
+		s.has_sep |= (info.flags & XD_SEP_FLAG) != 0;
+		s.has_other |= !(info.flags & XD_SEP_FLAG);
+	}
+	xd_builder_mark(b);
+	rc = refuse_signed(&s);
+	if (rc == 0)
+		rc = soa_ttls(&s);
+	for (int k = 0; rc == 0 && k < cfg->nkeys; k++) {
+		struct xd_sign_key_info info;
+
+		xd_sign_key_info(cfg->keys[k], &info);
+		rc = add(&s, b->zones[zone].apex, XD_TYPE_DNSKEY, s.soa_ttl, info.dnskey,
+			 info.dnskey_len);
+	}
+	if (rc == 0)
+		rc = cfg->nsec3 ? make_nsec3_chain(&s) : make_nsec_chain(&s);
+	if (rc == 0)
+		xd_builder_mark(b);	/* the NSEC3 names are nodes now */
+	if (rc == 0)
+		rc = sign_all(&s);
+	return rc;
+}
