@@ -125,3 +125,134 @@ def test_broken_key_files_are_refused_by_name(tmp_path):
     open(f"{broken}.private", "w").write("Private-key-format: v1.3\nAlgorithm: 13\n")
     with pytest.raises(OSError, match=r"Kbroken\.private: not a private key file"):
         SigningKey(broken)
+
+
+# ---- signing zones on load: [[zone]] dnssec = { ... } ------------------------------
+
+
+ZONE_TEXT = """$ORIGIN example.com.
+$TTL 3600
+@       SOA  ns1 hostmaster {serial} 7200 3600 1209600 300
+        NS   ns1
+ns1     A    198.18.0.1
+www     A    198.18.0.{last}
+"""
+
+
+def _signed_setup(tmp_path, extra=""):
+    ksk = keygen(tmp_path, 13, ksk=True)
+    zsk = keygen(tmp_path, 15)
+    zone = tmp_path / "example.com.zone"
+    zone.write_text(ZONE_TEXT.format(serial=1, last=10))
+    conf = tmp_path / "signed.toml"
+    conf.write_text(f'[[zone]]\nfile = "{zone.name}"\n'
+                    f'dnssec = {{ keys = ["{ksk.name}", "{zsk.name}.private"]{extra} }}\n')
+    return conf, zone
+
+
+def _validated(address, qname, qtype):
+    """The DO=1 answer from the server, every RRset of it validated against
+    the DNSKEYs the server gives (themselves validated)."""
+    import dnsdiff
+
+    def ask(name, rdtype):
+        query = dns.message.make_query(name, rdtype, want_dnssec=True, payload=1232)
+        wire = dnsdiff.exchange(address, query.to_wire(), tcp=True)
+        assert wire is not None
+        return dns.message.from_wire(wire)
+
+    keys = ask("example.com.", "DNSKEY")
+    dnskey = keys.answer[0] if keys.answer[0].rdtype == dns.rdatatype.DNSKEY else keys.answer[1]
+    anchors = {ORIGIN: dnskey}
+    response = ask(qname, qtype)
+    for section in (keys.answer, response.answer, response.authority):
+        for rrset in section:
+            if rrset.rdtype == dns.rdatatype.RRSIG:
+                continue
+            sigs = [s for s in section if s.rdtype == dns.rdatatype.RRSIG
+                    and s.name == rrset.name and s.covers == rrset.rdtype]
+            assert sigs, f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)} unsigned"
+            for sig in sigs:
+                dns.dnssec.validate(rrset, sig, anchors)
+    return response
+
+
+def test_zone_signed_on_load_is_served_signed_and_resigned_on_reload(
+        tmp_path, xdpdns_serve, xdpdns_cli):
+    """`[[zone]] dnssec`: the server signs the zone file when it loads it
+    (a KSK and a ZSK of two algorithms), every DO=1 answer validates, and
+    after a reload that changed data the new data is signed too."""
+    conf, zone = _signed_setup(tmp_path, ", nsec3 = true")
+    control = tmp_path / "ctl.sock"
+    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0",
+                          "--control-socket", control)
+    address = server.addresses[0]
+    answer = _validated(address, "www.example.com.", "A")
+    assert answer.answer[0][0].address == "198.18.0.10"
+    nx = _validated(address, "nothing.example.com.", "A")
+    assert nx.rcode() == dns.rcode.NXDOMAIN
+    assert [r for r in nx.authority if r.rdtype == dns.rdatatype.NSEC3]
+    zone.write_text(ZONE_TEXT.format(serial=2, last=20))
+    assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
+    answer = _validated(address, "www.example.com.", "A")
+    assert answer.answer[0][0].address == "198.18.0.20"
+
+
+def test_signing_a_signed_zone_is_an_error_naming_it(tmp_path, xdpdns_cli):
+    conf, zone = _signed_setup(tmp_path)
+    zone.write_text(zone.read_text() + "www RRSIG A 13 3 3600 20300101000000 "
+                    "20200101000000 1 example.com. AAAA\n")
+    result = xdpdns_cli("check", "--config", conf)
+    assert result.returncode == 1
+    assert "the zone is signed already" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dnssec, key, words", [
+    ("{ nsec3 = true }", "keys", "non-empty list of key file names"),
+    ('{ keys = ["Knothere"] }', "keys", "key files that exist"),
+    ('{ keys = ["KEY"], algorithm = 13 }', "algorithm", "unknown key"),
+    ('{ keys = ["KEY"], validity = 60 }', "validity", "an integer from 3600"),
+    ('{ keys = ["KEY"], validity = 7200, refresh = 7200 }', "refresh", "an integer from 600"),
+    ('{ keys = ["KEY"], nsec3 = "yes" }', "nsec3", "true or false"),
+    ('"KEY"', "", "a table"),
+])
+def test_bad_dnssec_settings_name_the_key(tmp_path, dnssec, key, words):
+    from conftest import run_xdpdns_cli
+
+    base = keygen(tmp_path, 13)
+    (tmp_path / "z.zone").write_text(ZONE_TEXT.format(serial=1, last=1))
+    conf = tmp_path / "bad.toml"
+    conf.write_text(f'[[zone]]\nfile = "z.zone"\norigin = "example.com."\n'
+                    f'dnssec = {dnssec.replace("KEY", base.name)}\n')
+    result = run_xdpdns_cli("check", "--config", conf)
+    assert result.returncode != 0
+    where = f"zone[1].dnssec.{key}" if key else "zone[1].dnssec"
+    assert where in result.stderr and words in result.stderr, result.stderr
+
+
+def test_resigning_reloads_before_expiry_and_retries_a_failure():
+    """The server's re-signing loop: a reload every validity - refresh, an
+    hour later after one that failed."""
+    import asyncio
+
+    from xdpdns import server as server_module
+
+    waits, results = [], [False, True, True]
+
+    class Fake:
+        def _resign_interval(self):
+            return 0.0 if len(waits) < 3 else None
+
+        async def reload(self):
+            return server_module.ReloadResult(results.pop(0), "")
+
+    async def fake_sleep(seconds):
+        waits.append(seconds)
+
+    real_sleep = server_module.asyncio.sleep
+    server_module.asyncio.sleep = fake_sleep
+    try:
+        asyncio.run(server_module.Server._resign(Fake()))
+    finally:
+        server_module.asyncio.sleep = real_sleep
+    assert waits == [0.0, server_module.RESIGN_RETRY, 0.0]

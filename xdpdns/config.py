@@ -85,6 +85,8 @@ The file's shape::
     allow_transfer = ["2001:db8::53"] # who may transfer it (default: no one)
     deny_transfer = []
     notify = ["2001:db8::53"]         # secondaries told of a new serial (NOTIFY)
+    dnssec = { keys = ["Kexample.com.+013+12345"], nsec3 = false,
+               validity = 1209600, refresh = 604800 }  # sign it on load
 
     [plugins.NAME]                    # one table per plugin, parsed by it
     ...
@@ -109,7 +111,7 @@ from typing import Any, Mapping, Sequence
 import dns.exception
 import dns.name
 
-from xdpdns.hookspecs import ZONE_ACL_KINDS, Prefix, ZoneAcl
+from xdpdns.hookspecs import ZONE_ACL_KINDS, Prefix, ZoneAcl, ZoneSigning
 
 __all__ = [
     "Config",
@@ -252,6 +254,8 @@ class ZoneConfig:
     acl: ZoneAcl = ZoneAcl()
     # Secondaries told of every new serial (NOTIFY, RFC 1996; xdpdns/notify.py).
     notify: tuple[ListenAddress, ...] = ()
+    # Signed on load with these keys (dnssec = {...}); None: served as it is.
+    signing: ZoneSigning | None = None
 
 
 @dataclass(frozen=True)
@@ -822,8 +826,8 @@ def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
     for i, table in enumerate(value, 1):
         w = where.sub(f"zone[{i}]")
         for key in table:
-            if key not in ("file", "origin", "notify") + ZONE_ACL_KEYS:
-                raise w.error(key, "one of the known keys: file, origin, notify, "
+            if key not in ("file", "origin", "notify", "dnssec") + ZONE_ACL_KEYS:
+                raise w.error(key, "one of the known keys: file, origin, notify, dnssec, "
                               + ", ".join(ZONE_ACL_KEYS) + " (unknown key)")
         if "file" not in table:
             raise w.error("file", "the zone file's path (required)")
@@ -836,11 +840,51 @@ def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
         try:
             acl = parse_zone_acl(table, w)
             notify = _parse_notify(table.get("notify", []), w)
+            signing = _parse_signing(table["dnssec"], w.sub(f"{w.section}.dnssec"), where.base) \
+                if "dnssec" in table else None
         except ConfigError as exc:
             # zone[2] says where; the origin says which zone it is.
             raise ConfigError(f"{exc} (zone {origin})") from None
-        zones.append(ZoneConfig(path, origin, acl, notify))
+        zones.append(ZoneConfig(path, origin, acl, notify, signing))
     return zones
+
+
+SIGNING_KEYS = ("keys", "nsec3", "validity", "refresh")
+VALIDITY_MAX = 366 * 86400
+
+
+def _parse_signing(table: Any, where: Where, base: Path) -> ZoneSigning:
+    """dnssec = { keys = ["Kexample.com.+013+12345", ...], nsec3 = false,
+    validity = 1209600, refresh = 604800 }: keys by the base of their
+    files (a .key or .private name also does), relative to this file."""
+    if not isinstance(table, dict):
+        raise where.error("", "a table { keys = [...], nsec3, validity, refresh }", table)
+    for key in table:
+        if key not in SIGNING_KEYS:
+            raise where.error(key, "one of the known keys: " + ", ".join(SIGNING_KEYS)
+                              + " (unknown key)")
+    keys = table.get("keys")
+    if not isinstance(keys, list) or not keys or \
+            not all(isinstance(k, str) and k for k in keys):
+        raise where.error("keys", "a non-empty list of key file names like "
+                          "\"Kexample.com.+013+12345\"", keys)
+    bases = []
+    for name in keys:
+        stem = name.removesuffix(".key").removesuffix(".private")
+        path = base / stem
+        for suffix in (".key", ".private"):
+            if not Path(f"{path}{suffix}").is_file():
+                raise where.error("keys", f"key files that exist ({path}{suffix} does not)",
+                                  name)
+        bases.append(path)
+    nsec3 = table.get("nsec3", False)
+    if not isinstance(nsec3, bool):
+        raise where.error("nsec3", "true or false", nsec3)
+    validity = _int_range(table.get("validity", ZoneSigning.validity), 3600, VALIDITY_MAX,
+                          where, "validity")
+    refresh = _int_range(table.get("refresh", ZoneSigning.refresh), 600, validity - 600,
+                         where, "refresh")
+    return ZoneSigning(tuple(bases), nsec3, validity, refresh)
 
 
 def _parse_notify(value: Any, where: Where) -> tuple[ListenAddress, ...]:

@@ -109,6 +109,19 @@ class ZoneAcl:
 
 
 @dataclass(frozen=True)
+class ZoneSigning:
+    """Signing a zone on load (issue 12; native/zone_sign.c): the keys' file
+    bases (BASE.key and BASE.private, as dnssec-keygen and keymgr write
+    them), NSEC3 (RFC 9276 parameters) or NSEC, how long signatures are
+    valid, and how long before they expire the zone is signed again."""
+
+    keys: tuple[Path, ...]
+    nsec3: bool = False
+    validity: int = 14 * 86400  # seconds (Knot's rrsig-lifetime)
+    refresh: int = 7 * 86400  # seconds before expiry (Knot's rrsig-refresh)
+
+
+@dataclass(frozen=True)
 class ZoneFile:
     """A master file (RFC 1035) to compile natively, with $INCLUDE and $GENERATE."""
 
@@ -116,6 +129,7 @@ class ZoneFile:
     path: Path
     default_ttl: int = DEFAULT_TTL
     acl: ZoneAcl = ZoneAcl()
+    signing: ZoneSigning | None = None  # None: served as the file is
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,7 @@ class ZoneData:
     records: Iterable[tuple[dns.name.Name, dns.rdataset.Rdataset]]
     description: str = ""
     acl: ZoneAcl = ZoneAcl()
+    signing: ZoneSigning | None = None
 
 
 # What the zone_sources hook returns a sequence of.

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Iterable, Union
 
 import dns.name
 
-from xdpdns.engine import Image, ImageBuilder, Problem
+from xdpdns.engine import Image, ImageBuilder, Problem, SigningKey
 from xdpdns.hookspecs import (ZONE_ACL_KINDS, Blocklist, Claim, Identity, Override, ZoneAcl,
                                ZoneData, ZoneFile, ZoneSource)
 
@@ -125,6 +126,27 @@ def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
     else:
         builder.add_records(zone, source.records, index)
     _add_zone_acl(builder, zone, source, index)
+    if source.signing is not None:
+        _sign(builder, zone, source, index)
+
+
+# Signatures are valid from this long before now: a validator whose clock
+# is behind ours accepts them (Knot and BIND sign an hour back too).
+SIGNING_SKEW = 3600
+
+
+def _sign(builder: ImageBuilder, zone: int, source: ZoneSource, index: int) -> None:
+    """Signs the zone on load (native/zone_sign.c); a key that cannot be
+    read, or a zone that cannot be signed, is an error of the zone."""
+    signing = source.signing
+    try:
+        keys = [SigningKey(base) for base in signing.keys]
+        now = int(time.time())
+        builder.sign_zone(zone, keys, signing.nsec3, now - SIGNING_SKEW,
+                          now + signing.validity)
+    except OSError as exc:
+        builder.add_problem("error", f"zone {source.origin}: signing: {exc.strerror or exc}",
+                            index)
 
 
 def _add_zone_acl(builder: ImageBuilder, zone: int, source: ZoneSource, index: int) -> None:

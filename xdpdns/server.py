@@ -108,6 +108,11 @@ class ReloadResult:
         return {"ok": self.ok, "message": self.message, "warnings": list(self.warnings)}
 
 
+# After a re-signing reload that failed, the next try (the signatures made
+# last time still hold for at least `refresh` seconds).
+RESIGN_RETRY = 3600.0
+
+
 def _restart_only_changes(old: Config, new: Config) -> list[str]:
     """The sections that changed and that a reload cannot apply: listeners,
     workers and the control socket, XDP mode, the resolver's rings, the
@@ -510,7 +515,9 @@ class Server:
             watchdog = asyncio.create_task(self._watchdog())
             workers = asyncio.create_task(self._watch_workers())
             tap = asyncio.create_task(self._watch_dnstap())
+            resign = asyncio.create_task(self._resign())
             await self._stop.wait()
+            resign.cancel()
             reporter.cancel()
             rrl_log.cancel()
             watchdog.cancel()
@@ -545,6 +552,25 @@ class Server:
                     self._stop.set()
                 return
             await asyncio.sleep(interval)
+
+    def _resign_interval(self) -> float | None:
+        """Seconds until the zones signed on load must be signed again (the
+        shortest validity - refresh); None when no zone is."""
+        periods = [z.signing.validity - z.signing.refresh for z in self.config.zones
+                   if z.signing is not None]
+        return min(periods) if periods else None
+
+    async def _resign(self) -> None:
+        """Signs the zones signed on load again before their signatures
+        expire, by reloading (what changed meanwhile is signed too); an
+        hour later again when that reload fails, while the old signatures
+        still hold."""
+        wait = self._resign_interval()
+        while wait is not None:
+            await asyncio.sleep(wait)
+            log.info("re-signing the zones signed on load before their signatures expire")
+            result = await self.reload()
+            wait = self._resign_interval() if result.ok else RESIGN_RETRY
 
     async def _watch_dnstap(self) -> None:
         """Logs the dnstap collector's comings and goings."""
