@@ -222,6 +222,42 @@ def start_knot(workdir, zones):
     return _start("knotd", [knotd, "-c", str(conf)], workdir / "knotd.log", port, zones)
 
 
+def start_nsd(workdir, zones):
+    """Starts NSD in the foreground on a free loopback port serving zones
+    (minimal responses, no rate limiting, as xdpdns bench runs it); returns
+    a ServerProcess once every zone answers."""
+    nsd = shutil.which("nsd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if nsd is None:
+        pytest.fail("nsd not found: bootstrap installs it")
+    workdir = Path(workdir)
+    port = _free_port()
+    zone_lines = "".join(f'zone:\n    name: "{origin}"\n    zonefile: "{path}"\n'
+                         for origin, path in zones)
+    conf = workdir / "nsd.conf"
+    conf.write_text(
+        "server:\n"
+        f"    ip-address: 127.0.0.1@{port}\n"
+        "    do-ip6: no\n"
+        "    server-count: 1\n"
+        '    username: ""\n'
+        '    chroot: ""\n'
+        f'    zonesdir: "{workdir}"\n'
+        '    database: ""\n'
+        f'    zonelistfile: "{workdir}/zone.list"\n'
+        f'    xfrdfile: "{workdir}/xfrd.state"\n'
+        f'    xfrdir: "{workdir}"\n'
+        f'    pidfile: "{workdir}/nsd.pid"\n'
+        f'    logfile: "{workdir}/nsd-internal.log"\n'
+        "    minimal-responses: yes\n"
+        "    rrl-ratelimit: 0\n"
+        "    rrl-whitelist-ratelimit: 0\n"
+        "    zonefiles-write: 0\n"
+        "remote-control:\n"
+        "    control-enable: no\n"
+        f"{zone_lines}")
+    return _start("nsd", [nsd, "-d", "-c", str(conf)], workdir / "nsd.log", port, zones)
+
+
 @pytest.fixture(scope="session")
 def knot_server(tmp_path_factory):
     """Knot DNS serving tests/data/diff on 127.0.0.1, for the whole session."""
