@@ -83,7 +83,7 @@ def test_config_without_acl_keys(tmp_path):
      r"zone\[1\]\.deny_transfer: expected prefixes that are not also in allow_transfer, "
      r"got '2001:db8::/32'"),
     ('allow_qeury = []', r"zone\[1\]\.allow_qeury: expected one of the known keys: file, "
-     r"origin, notify, allow_query, deny_query, allow_transfer, deny_transfer"),
+     r"origin, notify, dnssec, allow_query, deny_query, allow_transfer, deny_transfer"),
     ("deny_query = [" + ", ".join(f'"10.{i >> 8}.{i & 255}.0/24"' for i in range(1025)) + "]",
      r"zone\[1\]\.allow_query: expected at most 1024 IPv4 prefixes in allow_query and "
      r"deny_query together"),
