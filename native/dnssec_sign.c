@@ -334,8 +334,17 @@ static int canonical_rdata(uint16_t type, const uint8_t *rd, size_t len, uint8_t
 	case XD_TYPE_DNAME:
 		names = 1;
 		break;
-	case XD_TYPE_SOA: case XD_TYPE_MINFO:
+	case XD_TYPE_SOA: case XD_TYPE_MINFO: case 17: /* RP */
 		names = 2;
+		break;
+	case 35:	/* NAPTR: order, preference, three strings, then the name */
+		at = 4;
+		for (int k = 0; k < 3; k++) {
+			if (at >= len)
+				return -EINVAL;
+			at += 1 + (size_t)out[at];
+		}
+		names = 1;
 		break;
 	case XD_TYPE_MX: case 18: /* AFSDB */ case 21: /* RT */ case 36: /* KX */
 		at = 2, names = 1;

@@ -62,6 +62,9 @@ RRSETS = [
     # a wildcard: its labels field leaves the "*" out (RFC 4034 3.1.3)
     ("*.wild.example.com.", "A", ["198.18.0.99"]),
     ("alias.example.com.", "CNAME", ["Target.example.com."]),
+    # names after other fields, or two of them (RFC 4034 6.2)
+    ("rp.example.com.", "RP", ["Admin.example.com. Info.example.com."]),
+    ("naptr.example.com.", "NAPTR", ['100 10 "S" "SIP+D2U" "" _SIP._udp.Example.com.']),
 ]
 
 
