@@ -815,6 +815,15 @@ bool xd_builder_node_has(const struct xd_builder *b, const struct bnode *n, uint
 	return false;
 }
 
+bool xd_builder_signed_type(const struct bnode *n, uint16_t type)
+{
+	if (type == XD_TYPE_RRSIG)
+		return false;
+	if (n->flags & XD_NODE_CUT)
+		return type == XD_TYPE_DS || type == XD_TYPE_NSEC;
+	return true;
+}
+
 static const struct xd_builder *chain_ctx;
 
 static int cmp_canonical_qsort(const void *a, const void *b)

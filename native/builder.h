@@ -120,6 +120,10 @@ static inline bool xd_type_is_meta(uint16_t type)
 /* Computes every node's flags (apex, cut, CNAME, ..., occluded, wildcard
  * child) from its records; xd_builder_check does it first. */
 void xd_builder_mark(struct xd_builder *b);
+/* RFC 4035 2.2: whether the RRset of `type` at node n (not hidden by a
+ * cut) is signed: all but RRSIGs; at a zone cut only DS and NSEC (the NS
+ * and glue are the child's). */
+bool xd_builder_signed_type(const struct bnode *n, uint16_t type);
 /* Whether node n has a record of `type`. */
 bool xd_builder_node_has(const struct xd_builder *b, const struct bnode *n, uint16_t type);
 /* The nodes of zone that own `type` (outside what a cut or DNAME hides),

@@ -38,17 +38,6 @@ static bool has_signature(const struct xd_builder *b, const struct bnode *n, uin
 	return false;
 }
 
-/* RFC 4035 2.2: every authoritative RRset is signed; at a zone cut only
- * the DS and NSEC are (the NS and glue belong to the child). */
-static bool needs_signature(const struct bnode *n, uint16_t type)
-{
-	if (type == XD_TYPE_RRSIG)
-		return false;
-	if (n->flags & XD_NODE_CUT)
-		return type == XD_TYPE_DS || type == XD_TYPE_NSEC;
-	return true;
-}
-
 static void check_node_signatures(struct xd_builder *b, uint32_t i)
 {
 	const struct bnode *n = &b->nodes[i];
@@ -73,7 +62,7 @@ static void check_node_signatures(struct xd_builder *b, uint32_t i)
 		if (k < nseen || nseen == XD_TYPES_MAX)
 			continue;
 		seen[nseen++] = rec->type;
-		if (!needs_signature(n, rec->type) || has_signature(b, n, rec->type))
+		if (!xd_builder_signed_type(n, rec->type) || has_signature(b, n, rec->type))
 			continue;
 		xd_type_to_text(rec->type, type, sizeof(type));
 		warn(b, i, rec, "%s: %s has no RRSIG (RFC 4035 2.2): answers with it will not "

@@ -322,15 +322,6 @@ static bool key_signs(const struct signer *s, const struct xd_sign_key *k, uint1
 	return type == XD_TYPE_DNSKEY ? sep : !sep;
 }
 
-static bool needs_rrsig(const struct bnode *n, uint16_t type)
-{
-	if (type == XD_TYPE_RRSIG)
-		return false;
-	if (n->flags & XD_NODE_CUT)
-		return type == XD_TYPE_DS || type == XD_TYPE_NSEC;
-	return true;
-}
-
 /*
  * The signatures are made in parallel, in chunks: the RRsets to sign are
  * listed first (tasks: an RRset and a key), a chunk of tasks is signed by
@@ -429,7 +420,7 @@ static int list_node(struct signer *s, struct tasks *t, uint32_t i, uint32_t **r
 
 		for (end = start; end < count && s->b->recs[(*recs)[end]].type == type; end++)
 			;
-		if (needs_rrsig(n, type))
+		if (xd_builder_signed_type(n, type))
 			rc = add_tasks(s, t, i, type, *recs + start, end - start);
 	}
 	return rc;
