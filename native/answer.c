@@ -216,6 +216,50 @@ static const uint8_t *denial(const struct ctx *c)
 	return c->r->dnssec && c->z->dnssec ? c->img->base + c->z->dnssec : NULL;
 }
 
+/* The RRs of wire (wl bytes), each owned by node's name spelled out (its
+ * labels, then a pointer to the origin) in place of its 2-byte owner. */
+static int put_spelled(struct ctx *c, const uint8_t *node, const uint8_t *wire, size_t wl)
+{
+	struct response *r = c->r;
+	size_t len = xd_node_name_len(node);
+
+	for (size_t off = 0; off < wl; ) {
+		size_t rr = 12 + xd_get16(wire + off + 10);
+		uint8_t *p = r->buf + r->len;
+
+		if (!fits(r, len + rr))
+			return -ENOSPC;
+		memcpy(p, xd_node_name(node), len);
+		xd_put16(p + len, 0xc000 | c->origin_pos);
+		memcpy(p + len + 2, wire + off + 2, rr - 2);
+		r->len += len + rr;
+		r->count[NS]++;
+		off += rr;
+	}
+	return 0;
+}
+
+/* put_named where the name would lie beyond what a compression pointer
+ * reaches (16 KiB into a long TCP answer): every RR, RRSIGs included,
+ * spells the owner out. */
+static int put_named_far(struct ctx *c, const uint8_t *node, const uint8_t *rs)
+{
+	struct response *r = c->r;
+	const uint8_t *rrsig = xd_node_rrset(node, XD_TYPE_RRSIG);
+	size_t len = r->len;
+	uint16_t count = r->count[NS];
+	int rc = put_spelled(c, node, xd_rrset_wire(rs), xd_rrset_wire_len(rs));
+
+	if (rc == 0 && rrsig && xd_rrset_sig_len(rs))
+		rc = put_spelled(c, node, xd_rrset_wire(rrsig) + xd_rrset_sig_off(rs),
+				 xd_rrset_sig_len(rs));
+	if (rc) {
+		r->len = len;
+		r->count[NS] = count;
+	}
+	return rc;
+}
+
 /* An RRset of node owned by node's own name, which the first RR spells
  * out (its labels, then a pointer to the origin) and the others point
  * at, with its RRSIGs.  0 or -ENOSPC. */
@@ -228,7 +272,9 @@ static int put_named(struct ctx *c, const uint8_t *node, const uint8_t *rs)
 
 	if (len == 0)
 		return put_signed(r, NS, node, rs, c->origin_pos, c->origin_pos) < 0 ? -ENOSPC : 0;
-	if (start > XD_PTR_MAX || !fits(r, len))
+	if (start + len > XD_PTR_MAX)
+		return put_named_far(c, node, rs);
+	if (!fits(r, len))
 		return -ENOSPC;
 	memcpy(r->buf + start, xd_node_name(node), len);
 	r->len += len;

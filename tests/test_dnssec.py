@@ -633,3 +633,28 @@ def test_xdp_mode_answers_do_queries_with_signatures(signed_zones, xdp_topology,
     with topo.client.entered():
         assert dnsdiff.exchange((topo.server_v4, 53), plain.to_wire(), timeout=2.0)
     assert in_xdp() == before + 1
+
+
+@pytest.mark.parametrize("nsec3", [False, True])
+def test_proof_past_16k_of_a_tcp_answer_is_whole(tmp_path, nsec3):
+    """A wildcard answer long enough over TCP (a 20 KB TXT RRset) puts its
+    proof where no compression pointer reaches: the proof's owner is spelled
+    out in each RR, never a TC over TCP (regression: the proof did not fit
+    and the answer was truncated)."""
+    text = ZONE.read_text() + "".join(f'*.big 3600 IN TXT "{i:04d}{"x" * 190}"\n'
+                                      for i in range(100))
+    zone = tmp_path / "big.zone"
+    zone.write_text(text)
+    keys = [SigningKey(base) for base in keygen_pair(tmp_path / "keys")]
+    img = sign_on_load(zone, keys, nsec3)
+    dnskeys = dns.rrset.from_rdata_list(ORIGIN, 3600, [
+        dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, k.info.dnskey, 0,
+                            len(k.info.dnskey)) for k in keys])
+    query = dns.message.make_query("x.big.signed.test.", "TXT", want_dnssec=True)
+    wire = img.answer(query.to_wire(), tcp=True)
+    response = dns.message.from_wire(wire)
+    assert len(wire) > 16384 and not response.flags & dns.flags.TC
+    assert len(response.answer[0]) == 100
+    proof = dns.rdatatype.NSEC3 if nsec3 else dns.rdatatype.NSEC
+    assert _proof_rrsets(response, dnskeys, proof)
+    assert unsigned_rrsets(response, dnskeys) == []
