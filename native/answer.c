@@ -509,8 +509,6 @@ static int deny_name(struct ctx *c)
 	const uint8_t *d = denial(c);
 	struct proofs p = { .n = 0 };
 	uint8_t star[XD_NAME_MAX];
-	const uint8_t *ce;
-	size_t len;
 	int rc;
 
 	if (d && xd_denial_kind(d) == XD_DENIAL_NSEC3)
@@ -520,11 +518,7 @@ static int deny_name(struct ctx *c)
 	rc = cover_name(c, &p, d);
 	if (rc)
 		return rc;
-	ce = relative(c, c->ce_label, &len);
-	star[0] = 1;
-	star[1] = '*';
-	memcpy(star + 2, ce, len);
-	return put_nsec(c, &p, nsec_for(c, d, star, len + 2));
+	return put_nsec(c, &p, nsec_for(c, d, star, wildcard_at(c, c->ce_label, star)));
 }
 
 /* NODATA at node: its NSEC shows the type absent; an empty non-terminal

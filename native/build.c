@@ -145,15 +145,22 @@ int xd_builder_problem(const struct xd_builder *b, size_t index,
 	return 0;
 }
 
-void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out,
-			  size_t cap)
+size_t xd_builder_node_name(const struct xd_builder *b, uint32_t node, uint8_t *out)
 {
 	const struct bnode *n = &b->nodes[node];
 	const struct bzone *z = &b->zones[n->zone];
+
+	memcpy(out, b->names + n->name, n->name_len);
+	memcpy(out + n->name_len, z->origin, z->origin_len);
+	return n->name_len + z->origin_len;
+}
+
+void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out,
+			  size_t cap)
+{
 	uint8_t full[XD_NAME_MAX];
 
-	memcpy(full, b->names + n->name, n->name_len);
-	memcpy(full + n->name_len, z->origin, z->origin_len);
+	xd_builder_node_name(b, node, full);
 	xd_name_to_text(full, out, cap);
 }
 
@@ -850,11 +857,16 @@ int xd_builder_chain(struct xd_builder *b, uint32_t zone, uint16_t type, uint32_
 			return -ENOMEM;
 		(*list)[n++] = (uint32_t)i;
 	}
-	chain_ctx = b;
-	if (n > 1)
-		qsort(*list, n, sizeof(**list), cmp_canonical_qsort);
+	xd_builder_sort_canonical(b, *list, n);
 	*count = n;
 	return 0;
+}
+
+void xd_builder_sort_canonical(const struct xd_builder *b, uint32_t *list, size_t n)
+{
+	chain_ctx = b;
+	if (n > 1)
+		qsort(list, n, sizeof(*list), cmp_canonical_qsort);
 }
 
 const struct brec *xd_builder_nsec3param(const struct xd_builder *b, uint32_t zone)

@@ -131,6 +131,9 @@ bool xd_builder_node_has(const struct xd_builder *b, const struct bnode *n, uint
  * the NSEC or NSEC3 chain.  *count gets their number. */
 int xd_builder_chain(struct xd_builder *b, uint32_t zone, uint16_t type, uint32_t **list,
 		     size_t *cap, size_t *count);
+/* Sorts list[0..n) (node indices of one zone) in canonical order of their
+ * names (RFC 4034 6.1). */
+void xd_builder_sort_canonical(const struct xd_builder *b, uint32_t *list, size_t n);
 /* The zone's NSEC3PARAM (RFC 5155 4): a well-formed one at the apex, or
  * NULL. */
 const struct brec *xd_builder_nsec3param(const struct xd_builder *b, uint32_t zone);
@@ -142,6 +145,9 @@ int xd_grow(void **data, size_t *cap, size_t need, size_t elem);
 
 uint32_t xd_builder_find_node(const struct xd_builder *b, uint16_t zone,
 			      const uint8_t *rel, size_t len);
+/* Full owner name (relative name + origin) of a node in wire form, lower
+ * case, into out (XD_NAME_MAX bytes); its length. */
+size_t xd_builder_node_name(const struct xd_builder *b, uint32_t node, uint8_t *out);
 /* Full owner name (relative name + origin) of a node, as text. */
 void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out,
 			  size_t cap);

@@ -117,16 +117,6 @@ static const struct brec *first_of(const struct xd_builder *b, const struct bnod
 	return NULL;
 }
 
-/* The node's full name in wire form (lower case) into out; its length. */
-static size_t full_name(const struct xd_builder *b, const struct bnode *n, uint8_t *out)
-{
-	const struct bzone *z = &b->zones[n->zone];
-
-	memcpy(out, b->names + n->name, n->name_len);
-	memcpy(out + n->name_len, z->origin, z->origin_len);
-	return n->name_len + z->origin_len;
-}
-
 /* Names that must be in the chain: those with data, not hidden, not an
  * NSEC3 record's own. */
 static bool authoritative(const struct bnode *n)
@@ -143,7 +133,7 @@ static void check_nsec_chain(struct xd_builder *b, uint32_t zone, const uint32_t
 		const struct bnode *n = &b->nodes[list[i]];
 		const struct brec *nsec = first_of(b, n, XD_TYPE_NSEC);
 		uint8_t want[XD_NAME_MAX], next[XD_NAME_MAX];
-		size_t want_len = full_name(b, &b->nodes[list[(i + 1) % count]], want);
+		size_t want_len = xd_builder_node_name(b, list[(i + 1) % count], want);
 		size_t next_len = xd_name_check(b->rdata + nsec->rdata, nsec->rdlen);
 		char text[1024];
 
@@ -233,7 +223,7 @@ static void check_nsec3_chain(struct xd_builder *b, uint32_t zone, const struct 
 		if (n->zone != zone || (n->flags & (XD_NODE_OCCLUDED | XD_NODE_NSEC3)) ||
 		    (optout && (unsigned_cut || n->first == XD_NONE)))
 			continue;
-		if (xd_nsec3_label(name, full_name(b, n, name), pd[0], pd + 5, pd[4],
+		if (xd_nsec3_label(name, xd_builder_node_name(b, (uint32_t)i, name), pd[0], pd + 5, pd[4],
 				   xd_get16(pd + 2), label) < 0 || in_chain(b, list, count, label))
 			continue;
 		warn(b, (uint32_t)i, n->first != XD_NONE ? &b->recs[n->first] : param,

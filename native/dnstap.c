@@ -25,6 +25,7 @@
 
 #include "dnstap.h"
 #include "error.h"
+#include "wire.h"
 
 /* A worker's ring: 256 KiB holds about 800 events of a typical size,
  * well over what a 10 ms drain interval sees at any sensible sampling. */
@@ -287,10 +288,7 @@ static size_t encode_frame(const struct xd_dnstap *t, uint8_t *out, const struct
 	pb_bytes(&b, 14, msg, mlen);
 	pb_uint(&b, 15, DT_TYPE_MESSAGE);
 	len = (uint32_t)(b.p - out - 4);
-	out[0] = len >> 24;
-	out[1] = len >> 16;
-	out[2] = len >> 8;
-	out[3] = len;
+	xd_put32(out, len);
 	return len + 4;
 }
 
@@ -343,31 +341,18 @@ static int read_all(int fd, uint8_t *p, size_t n)
 	return 0;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* A control frame of type `type`, with our content type unless bare. */
 static int send_control(int fd, uint32_t type, bool with_type)
 {
 	uint8_t buf[64];
 	size_t clen = 4 + (with_type ? 8 + sizeof(content_type) - 1 : 0);
 
-	put32(buf, 0);			/* the escape: a control frame follows */
-	put32(buf + 4, (uint32_t)clen);
-	put32(buf + 8, type);
+	xd_put32(buf, 0);			/* the escape: a control frame follows */
+	xd_put32(buf + 4, (uint32_t)clen);
+	xd_put32(buf + 8, type);
 	if (with_type) {
-		put32(buf + 12, FSTRM_FIELD_CONTENT_TYPE);
-		put32(buf + 16, sizeof(content_type) - 1);
+		xd_put32(buf + 12, FSTRM_FIELD_CONTENT_TYPE);
+		xd_put32(buf + 16, sizeof(content_type) - 1);
 		memcpy(buf + 20, content_type, sizeof(content_type) - 1);
 	}
 	return write_all(fd, buf, 8 + clen);
@@ -383,20 +368,20 @@ static int expect_control(int fd, uint32_t type)
 
 	if (rc < 0)
 		return rc;
-	clen = get32(head + 4);
-	if (get32(head) != 0 || clen < 4 || clen > sizeof(body))
+	clen = xd_get32(head + 4);
+	if (xd_get32(head) != 0 || clen < 4 || clen > sizeof(body))
 		return -EPROTO;
 	rc = read_all(fd, body, clen);
 	if (rc < 0)
 		return rc;
-	if (get32(body) != type)
+	if (xd_get32(body) != type)
 		return -EPROTO;
 	for (size_t off = 4; type == FSTRM_ACCEPT && off + 8 <= clen;) {
-		uint32_t flen = get32(body + off + 4);
+		uint32_t flen = xd_get32(body + off + 4);
 
 		if (off + 8 + flen > clen)
 			return -EPROTO;
-		if (get32(body + off) == FSTRM_FIELD_CONTENT_TYPE &&
+		if (xd_get32(body + off) == FSTRM_FIELD_CONTENT_TYPE &&
 		    flen == sizeof(content_type) - 1 &&
 		    memcmp(body + off + 8, content_type, flen) == 0)
 			return 0;

@@ -237,53 +237,48 @@ static const struct sockaddr_storage *socket_local(const struct xd_udp_worker *w
 	return NULL;
 }
 
-/* ev's server address and port from a socket's own address: a wildcard
- * one says nothing of the address, which IP_PKTINFO then tells. */
-static void tap_local(struct xd_dnstap_event *ev, const struct sockaddr_storage *local)
+/* The address (IPv4 in the first 4 bytes) and port of a socket address;
+ * false for a family other than IPv4 and IPv6. */
+static bool sockaddr_parts(const struct sockaddr_storage *ss, uint8_t *addr, uint16_t *port)
 {
-	if (local && local->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)local;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
 
-		memcpy(ev->server, &in->sin_addr, 4);
-		ev->server_port = ntohs(in->sin_port);
-	} else if (local && local->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)local;
-
-		memcpy(ev->server, &in6->sin6_addr, 16);
-		ev->server_port = ntohs(in6->sin6_port);
+		memcpy(addr, &in->sin_addr, 4);
+		*port = ntohs(in->sin_port);
+		return true;
 	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		memcpy(addr, &in6->sin6_addr, 16);
+		*port = ntohs(in6->sin6_port);
+		return true;
+	}
+	return false;
 }
 
 /* Copies query i and its response (len bytes; 0: none sent) into the
  * worker's dnstap ring: the client from the datagram's source, the server
- * from its IP_PKTINFO or IPV6_PKTINFO. */
+ * from the socket's own address, or from IP_PKTINFO or IPV6_PKTINFO when
+ * that is a wildcard. */
 static void tap_query(struct xd_udp_worker *w, const struct batch_view *v, struct batch *b,
 		      int i, const uint8_t *resp, int len)
 {
 	struct msghdr *rx = &b->rx[i].msg_hdr;
-	const struct sockaddr_storage *ss = &b->addr[i];
+	const struct sockaddr_storage *local = socket_local(w, v->fd);
 	struct xd_dnstap_event ev = {
-		.family = (uint8_t)ss->ss_family,
+		.family = (uint8_t)b->addr[i].ss_family,
 		.query = b->query[i],
 		.query_len = (uint16_t)b->rx[i].msg_len,
 		.response = len > 0 ? resp : NULL,
 		.response_len = len > 0 ? (uint16_t)len : 0,
 	};
 
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-
-		memcpy(ev.client, &in->sin_addr, 4);
-		ev.client_port = ntohs(in->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-
-		memcpy(ev.client, &in6->sin6_addr, 16);
-		ev.client_port = ntohs(in6->sin6_port);
-	} else {
+	if (!sockaddr_parts(&b->addr[i], ev.client, &ev.client_port))
 		return;
-	}
-	tap_local(&ev, socket_local(w, v->fd));
+	if (local)
+		sockaddr_parts(local, ev.server, &ev.server_port);
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(rx); c; c = CMSG_NXTHDR(rx, c)) {
 		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO)
 			memcpy(ev.server, &((struct in_pktinfo *)CMSG_DATA(c))->ipi_addr, 4);

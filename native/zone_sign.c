@@ -42,22 +42,11 @@ static const struct bnode *node_of(const struct signer *s, uint32_t i)
 	return &s->b->nodes[i];
 }
 
-/* The node's full name (its labels, then the origin) into out; its length. */
-static size_t owner_of(const struct signer *s, uint32_t i, uint8_t *out)
-{
-	const struct bnode *n = node_of(s, i);
-	const struct bzone *z = &s->b->zones[n->zone];
-
-	memcpy(out, s->b->names + n->name, n->name_len);
-	memcpy(out + n->name_len, z->origin, z->origin_len);
-	return n->name_len + z->origin_len;
-}
-
 static int add(struct signer *s, uint32_t node, uint16_t type, uint32_t ttl,
 	       const uint8_t *rdata, size_t len)
 {
 	uint8_t owner[XD_NAME_MAX];
-	size_t owner_len = owner_of(s, node, owner);
+	size_t owner_len = xd_builder_node_name(s->b, node, owner);
 	int rc = xd_builder_add_record(s->b, s->zone, owner, owner_len, type, XD_CLASS_IN, ttl,
 				       rdata, len, s->source, 0);
 
@@ -181,17 +170,6 @@ static int chain_nodes(struct signer *s, bool with_empty, uint32_t **list, size_
 	return 0;
 }
 
-static const struct xd_builder *order_ctx;
-
-static int cmp_canonical(const void *a, const void *b)
-{
-	const struct bnode *x = &order_ctx->nodes[*(const uint32_t *)a];
-	const struct bnode *y = &order_ctx->nodes[*(const uint32_t *)b];
-
-	return xd_name_canonical_cmp(order_ctx->names + x->name, x->name_len,
-				     order_ctx->names + y->name, y->name_len);
-}
-
 /* RFC 4034 4: each name's NSEC names the next in canonical order, the last
  * the apex, and lists the name's types with RRSIG and NSEC. */
 static int make_nsec_chain(struct signer *s)
@@ -202,12 +180,11 @@ static int make_nsec_chain(struct signer *s)
 	struct types t;
 	int rc = chain_nodes(s, false, &list, &count);
 
-	order_ctx = s->b;
-	if (rc == 0 && count > 1)
-		qsort(list, count, sizeof(*list), cmp_canonical);
+	if (rc == 0)
+		xd_builder_sort_canonical(s->b, list, count);
 	for (size_t i = 0; rc == 0 && i < count; i++) {
 		const struct bnode *n = node_of(s, list[i]);
-		size_t len = owner_of(s, list[(i + 1) % count], rdata);
+		size_t len = xd_builder_node_name(s->b, list[(i + 1) % count], rdata);
 
 		types_of(s, n, &t);
 		types_set(&t, XD_TYPE_NSEC);
@@ -268,7 +245,7 @@ static int make_nsec3_chain(struct signer *s)
 		rc = xd_errorf(s->err, -ENOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < count; i++) {
 		uint8_t owner[XD_NAME_MAX];
-		size_t len = owner_of(s, list[i], owner);
+		size_t len = xd_builder_node_name(s->b, list[i], owner);
 
 		h[i].node = list[i];
 		rc = xd_nsec3_label(owner, len, 1, NULL, 0, 0, h[i].label);
@@ -456,7 +433,7 @@ static int sign_task(struct signer *s, const struct tasks *t, const struct sign_
 		lp[k] = r->rdlen;
 	}
 	rrset.owner = owner;
-	rrset.owner_len = owner_of(s, task->node, owner);
+	rrset.owner_len = xd_builder_node_name(s->b, task->node, owner);
 	rrset.signer = z->origin;
 	rrset.signer_len = z->origin_len;
 	rrset.type = task->type;

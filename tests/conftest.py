@@ -229,32 +229,12 @@ def start_nsd(workdir, zones):
     nsd = shutil.which("nsd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     if nsd is None:
         pytest.fail("nsd not found: bootstrap installs it")
+    from xdpdns.bench.servers import nsd_config
+
     workdir = Path(workdir)
     port = _free_port()
-    zone_lines = "".join(f'zone:\n    name: "{origin}"\n    zonefile: "{path}"\n'
-                         for origin, path in zones)
     conf = workdir / "nsd.conf"
-    conf.write_text(
-        "server:\n"
-        f"    ip-address: 127.0.0.1@{port}\n"
-        "    do-ip6: no\n"
-        "    server-count: 1\n"
-        '    username: ""\n'
-        '    chroot: ""\n'
-        f'    zonesdir: "{workdir}"\n'
-        '    database: ""\n'
-        f'    zonelistfile: "{workdir}/zone.list"\n'
-        f'    xfrdfile: "{workdir}/xfrd.state"\n'
-        f'    xfrdir: "{workdir}"\n'
-        f'    pidfile: "{workdir}/nsd.pid"\n'
-        f'    logfile: "{workdir}/nsd-internal.log"\n'
-        "    minimal-responses: yes\n"
-        "    rrl-ratelimit: 0\n"
-        "    rrl-whitelist-ratelimit: 0\n"
-        "    zonefiles-write: 0\n"
-        "remote-control:\n"
-        "    control-enable: no\n"
-        f"{zone_lines}")
+    conf.write_text(nsd_config(workdir, ["127.0.0.1"], port, 1, zones))
     return _start("nsd", [nsd, "-d", "-c", str(conf)], workdir / "nsd.log", port, zones)
 
 

@@ -165,16 +165,27 @@ def nsd_server(workdir: Path, mode: str, zones: Sequence[ZoneFile], where: Place
     200/s per client (RRL) and adds NS and glue to every answer unless
     minimal-responses: both off, as an operator benchmarking it would."""
     nsd = _program("nsd")
-    addresses = "".join(f"    ip-address: {a}@{where.port}\n" for a in where.listen)
-    v6 = any(":" in a for a in where.listen)
-    zone_lines = "".join(f'zone:\n    name: "{z.origin}"\n    zonefile: "{z.path}"\n'
-                         for z in zones)
     conf = workdir / "nsd.conf"
-    conf.write_text(
+    conf.write_text(nsd_config(workdir, where.listen, where.port, where.workers or 1,
+                               [(z.origin, z.path) for z in zones]))
+    return _server("nsd", mode, [nsd, "-d", "-c", str(conf)], workdir, where)
+
+
+def nsd_config(workdir: Path, listen: Sequence[str], port: int, workers: int,
+               zones: Sequence[tuple[str, Path]]) -> str:
+    """nsd.conf for NSD serving zones ((origin, file) pairs) on the listen
+    addresses, everything of its own under workdir: minimal responses and
+    no rate limiting (Debian's 200/s per client), as an operator measuring
+    it would run it; the differential tests run it so too."""
+    addresses = "".join(f"    ip-address: {a}@{port}\n" for a in listen)
+    v6 = any(":" in a for a in listen)
+    zone_lines = "".join(f'zone:\n    name: "{origin}"\n    zonefile: "{path}"\n'
+                         for origin, path in zones)
+    return (
         "server:\n"
         f"{addresses}"
         f"    do-ip6: {'yes' if v6 else 'no'}\n"
-        f"    server-count: {where.workers or 1}\n"
+        f"    server-count: {workers}\n"
         '    username: ""\n'  # stay the invoking user: no chown of the workdir
         '    chroot: ""\n'
         f'    zonesdir: "{workdir}"\n'
@@ -194,7 +205,6 @@ def nsd_server(workdir: Path, mode: str, zones: Sequence[ZoneFile], where: Place
         "    control-enable: no\n"
         f"{zone_lines}"
     )
-    return _server("nsd", mode, [nsd, "-d", "-c", str(conf)], workdir, where)
 
 
 def bind_server(workdir: Path, mode: str, zones: Sequence[ZoneFile], where: Placement) -> Server:
