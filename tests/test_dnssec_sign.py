@@ -62,7 +62,10 @@ RRSETS = [
     # a wildcard: its labels field leaves the "*" out (RFC 4034 3.1.3)
     ("*.wild.example.com.", "A", ["198.18.0.99"]),
     ("alias.example.com.", "CNAME", ["Target.example.com."]),
-    # names after other fields, or two of them (RFC 4034 6.2)
+]
+
+# Names after other fields, or two of them (RFC 4034 6.2).
+RP_AND_NAPTR = [
     ("rp.example.com.", "RP", ["Admin.example.com. Info.example.com."]),
     ("naptr.example.com.", "NAPTR", ['100 10 "S" "SIP+D2U" "" _SIP._udp.Example.com.']),
 ]
@@ -81,6 +84,16 @@ def test_rrsigs_validate(tmp_path, algorithm, owner, rdtype, texts):
     # The order the records come in does not matter (RFC 4034 6.3).
     reordered = dns.rrset.from_text(owner, 300, "IN", rdtype, *reversed(texts))
     dns.dnssec.validate(reordered, sig, _dnskey(key))
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("owner, rdtype, texts", RP_AND_NAPTR)
+def test_rp_and_naptr_names_signed_in_canonical_form(tmp_path, algorithm, owner, rdtype,
+                                                     texts):
+    """Regression: RP's two names and NAPTR's replacement name were signed
+    in the case the zone file wrote them, where validators lower-case them
+    (RFC 4034 6.2), so an upper-case one never validated."""
+    test_rrsigs_validate(tmp_path, algorithm, owner, rdtype, texts)
 
 
 def test_a_changed_rrset_does_not_validate(tmp_path):
