@@ -367,18 +367,69 @@ static int canonical_rdata(uint16_t type, const uint8_t *rd, size_t len, uint8_t
 	return 0;
 }
 
-struct rr_view {
-	const uint8_t *rdata;	/* canonical */
-	uint16_t len;
-};
-
 static int cmp_rdata(const void *a, const void *b)
 {
-	const struct rr_view *x = a, *y = b;
+	const struct xd_rdata_view *x = a, *y = b;
 	size_t n = x->len < y->len ? x->len : y->len;
 	int c = memcmp(x->rdata, y->rdata, n);
 
 	return c ? c : (int)x->len - (int)y->len;
+}
+
+int xd_sign_canonical_set(uint16_t type, const uint8_t *const *rdatas, const uint16_t *rdlens,
+			  int count, struct xd_rdata_set *out)
+{
+	size_t total = 0;
+	int n = 0;
+
+	for (int i = 0; i < count; i++)
+		total += rdlens[i];
+	out->rr = calloc(count ? (size_t)count : 1, sizeof(*out->rr));
+	out->buf = malloc(total ? total : 1);
+	out->count = 0;
+	if (!out->rr || !out->buf) {
+		xd_rdata_set_free(out);
+		return -ENOMEM;
+	}
+	for (int i = 0, at = 0; i < count; at += rdlens[i], i++) {
+		if (canonical_rdata(type, rdatas[i], rdlens[i], out->buf + at) < 0) {
+			xd_rdata_set_free(out);
+			return -EINVAL;
+		}
+		out->rr[i].rdata = out->buf + at;
+		out->rr[i].len = rdlens[i];
+	}
+	qsort(out->rr, (size_t)count, sizeof(*out->rr), cmp_rdata);
+	for (int i = 0; i < count; i++)	/* RFC 4034 6.3: duplicates count once */
+		if (n == 0 || cmp_rdata(&out->rr[n - 1], &out->rr[i]) != 0)
+			out->rr[n++] = out->rr[i];
+	out->count = n;
+	return 0;
+}
+
+bool xd_rdata_set_equal(const struct xd_rdata_set *a, const struct xd_rdata_set *b)
+{
+	if (a->count != b->count)
+		return false;
+	for (int i = 0; i < a->count; i++)
+		if (cmp_rdata(&a->rr[i], &b->rr[i]) != 0)
+			return false;
+	return true;
+}
+
+void xd_rdata_set_free(struct xd_rdata_set *s)
+{
+	free(s->rr);
+	free(s->buf);
+	s->rr = NULL;
+	s->buf = NULL;
+	s->count = 0;
+}
+
+int xd_sign_labels(const uint8_t *lower_owner)
+{
+	/* RFC 4034 3.1.3: the labels of the owner, a leading "*" not counted. */
+	return xd_name_labels(lower_owner) - (lower_owner[0] == 1 && lower_owner[1] == '*');
 }
 
 int xd_sign_rrset(const struct xd_sign_key *k, const struct xd_sign_rrset *s, uint8_t *out,
@@ -387,58 +438,48 @@ int xd_sign_rrset(const struct xd_sign_key *k, const struct xd_sign_rrset *s, ui
 	uint8_t owner[XD_NAME_MAX], signer[XD_NAME_MAX];
 	int owner_len = xd_name_check(s->owner, s->owner_len);
 	int signer_len = xd_name_check(s->signer, s->signer_len);
+	struct xd_rdata_set set = { 0 };
 	size_t total = 0, pos, head;
-	struct rr_view *rrs;
-	uint8_t *canon, *data, *p;
-	int labels, rc;
+	uint8_t *data = NULL, *p;
+	int rc;
 
 	if (owner_len <= 0 || signer_len <= 0 || s->count == 0)
 		return xd_errorf(err, -EINVAL, "an RRset to sign needs an owner, a signer and "
 				 "records");
 	xd_name_lower(owner, s->owner, (size_t)owner_len);
 	xd_name_lower(signer, s->signer, (size_t)signer_len);
-	/* RFC 4034 3.1.3: the labels of the owner, a leading "*" not counted. */
-	labels = xd_name_labels(owner) - (owner[0] == 1 && owner[1] == '*');
+	rc = xd_sign_canonical_set(s->type, s->rdatas, s->rdlens, s->count, &set);
+	if (rc == -EINVAL)
+		return xd_errorf(err, rc, "malformed RDATA of type %u", s->type);
+	if (rc < 0)
+		return xd_errorf(err, rc, "out of memory");
 	for (int i = 0; i < s->count; i++)
 		total += s->rdlens[i];
-	rrs = calloc((size_t)s->count, sizeof(*rrs));
-	canon = malloc(total ? total : 1);
 	head = 18 + (size_t)signer_len;
 	data = malloc(head + (size_t)s->count * ((size_t)owner_len + 10) + total);
-	if (!rrs || !canon || !data) {
+	if (!data) {
 		rc = xd_errorf(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	for (int i = 0, at = 0; i < s->count; at += s->rdlens[i], i++) {
-		if (canonical_rdata(s->type, s->rdatas[i], s->rdlens[i], canon + at) < 0) {
-			rc = xd_errorf(err, -EINVAL, "malformed RDATA of type %u", s->type);
-			goto out;
-		}
-		rrs[i].rdata = canon + at;
-		rrs[i].len = s->rdlens[i];
-	}
-	qsort(rrs, (size_t)s->count, sizeof(*rrs), cmp_rdata);
 	/* The RRSIG RDATA without its signature (RFC 4034 3.1). */
 	xd_put16(data, s->type);
 	data[2] = k->algorithm;
-	data[3] = (uint8_t)labels;
+	data[3] = (uint8_t)xd_sign_labels(owner);
 	xd_put32(data + 4, s->ttl);
 	xd_put32(data + 8, s->expiration);
 	xd_put32(data + 12, s->inception);
 	xd_put16(data + 16, k->tag);
 	memcpy(data + 18, signer, (size_t)signer_len);
 	pos = head;
-	for (int i = 0; i < s->count; i++) {
-		if (i && cmp_rdata(&rrs[i - 1], &rrs[i]) == 0)
-			continue;	/* RFC 4034 6.3: duplicates count once */
+	for (int i = 0; i < set.count; i++) {
 		memcpy(data + pos, owner, (size_t)owner_len);
 		p = data + pos + owner_len;
 		xd_put16(p, s->type);
 		xd_put16(p + 2, XD_CLASS_IN);
 		xd_put32(p + 4, s->ttl);
-		xd_put16(p + 8, rrs[i].len);
-		memcpy(p + 10, rrs[i].rdata, rrs[i].len);
-		pos += (size_t)owner_len + 10 + rrs[i].len;
+		xd_put16(p + 8, set.rr[i].len);
+		memcpy(p + 10, set.rr[i].rdata, set.rr[i].len);
+		pos += (size_t)owner_len + 10 + set.rr[i].len;
 	}
 	if (cap < head + 64) {
 		rc = xd_errorf(err, -ENOSPC, "no room for the RRSIG");
@@ -451,8 +492,7 @@ int xd_sign_rrset(const struct xd_sign_key *k, const struct xd_sign_rrset *s, ui
 	else
 		rc = (int)head + rc;
 out:
-	free(rrs);
-	free(canon);
+	xd_rdata_set_free(&set);
 	free(data);
 	return rc;
 }

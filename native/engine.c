@@ -144,6 +144,11 @@ int xd_engine_set_image(struct xd_engine *e, struct xd_image *img)
 	return 0;
 }
 
+const struct xd_image *xd_engine_image(struct xd_engine *e)
+{
+	return atomic_load(&e->image);
+}
+
 /* Answers a query from outside the workers (the TCP listener, the
  * resolver thread, tests), under the external reader's slot. */
 static int answer_external(struct xd_engine *e, const struct xd_client *client,

@@ -274,6 +274,10 @@ void xd_engine_free(struct xd_engine *e);
  * the previous image is freed once every reader has moved past it.  Never
  * stops answering. */
 int xd_engine_set_image(struct xd_engine *e, struct xd_image *img);
+/* The image published last, or NULL; borrowed: valid until the next
+ * xd_engine_set_image, which only its caller's own thread may make
+ * meanwhile (the server publishes from one reload at a time). */
+const struct xd_image *xd_engine_image(struct xd_engine *e);
 
 /* Answers with the engine's current image; safe to call from any thread
  * while workers run.  Same contract as xd_answer. */
@@ -355,16 +359,34 @@ int xd_sign_rrset(const struct xd_sign_key *k, const struct xd_sign_rrset *s, ui
  * per key that signs it (KSKs the DNSKEY RRset, ZSKs the rest; one kind
  * alone signs all), valid from inception to expiration (UNIX times).
  * Before xd_builder_check, which then checks the signed zone.  A zone that
- * has RRSIG, NSEC or NSEC3 records already is refused. */
+ * has RRSIG, NSEC or NSEC3 records already is refused.
+ *
+ * With `previous` (the image being served, which must stay published
+ * until this returns), an RRSIG that the previous image has for the same
+ * RRset (owner, type, TTL, canonical RDATA), made by a key whose DNSKEY
+ * it published, is kept instead of made again when it expires after
+ * keep_after and its inception is not after `inception`: a reload signs
+ * only what changed, and what is due for refresh. */
 struct xd_zone_sign_config {
 	struct xd_sign_key **keys;
 	int nkeys;
 	int nsec3;
 	uint32_t inception;
 	uint32_t expiration;
+	const struct xd_image *previous;	/* or NULL: sign everything */
+	uint32_t keep_after;
 };
+
+/* What a signing did: the RRSIGs it made and kept, and when the first
+ * of them expires (the zone must be signed again before that). */
+struct xd_zone_sign_report {
+	uint64_t made;
+	uint64_t kept;
+	uint32_t earliest_expiration;
+};
+
 int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_sign_config *cfg,
-			 struct xd_error *err);
+			 struct xd_zone_sign_report *report, struct xd_error *err);
 
 /* ---- dnstap (native/dnstap.c) ------------------------------------------------ */
 

@@ -22,6 +22,7 @@
 #include "dnssec_sign.h"
 #include "error.h"
 #include "image.h"
+#include "sign_reuse.h"
 
 #define XD_SEP_FLAG 1		/* DNSKEY flags: the Secure Entry Point bit */
 #define XD_BITMAP_MAX (256 * (2 + 32))
@@ -35,6 +36,9 @@ struct signer {
 	uint32_t negative_ttl;	/* RFC 9077: min(SOA TTL, MINIMUM) */
 	uint32_t soa_ttl;
 	bool has_sep, has_other;
+	struct xd_sign_key_info *info;	/* per key */
+	struct xd_sign_reuse reuse;	/* the signatures a reload keeps */
+	struct xd_zone_sign_report *report;
 };
 
 static const struct bnode *node_of(const struct signer *s, uint32_t i)
@@ -286,14 +290,11 @@ static int make_nsec3_chain(struct signer *s)
 
 /* ---- signatures ------------------------------------------------------------- */
 
-/* Whether key k signs RRsets of `type`. */
-static bool key_signs(const struct signer *s, const struct xd_sign_key *k, uint16_t type)
+/* Whether key number k signs RRsets of `type`. */
+static bool key_signs(const struct signer *s, int k, uint16_t type)
 {
-	struct xd_sign_key_info info;
-	bool sep;
+	bool sep = s->info[k].flags & XD_SEP_FLAG;
 
-	xd_sign_key_info(k, &info);
-	sep = info.flags & XD_SEP_FLAG;
 	if (!s->has_sep || !s->has_other)
 		return true;		/* one kind of key: it signs everything */
 	return type == XD_TYPE_DNSKEY ? sep : !sep;
@@ -332,6 +333,7 @@ struct chunk {
 	size_t first, count;	/* the chunk's tasks */
 	uint8_t *sigs;		/* XD_SIG_SLOT bytes a task */
 	int *lens;		/* each one's length, or a negative errno */
+	bool *kept;		/* each one: the previous image's, not made */
 	_Atomic size_t next;	/* the next task a thread takes */
 };
 
@@ -351,7 +353,7 @@ static int add_tasks(struct signer *s, struct tasks *t, uint32_t node, uint16_t 
 	for (int k = 0; k < s->cfg->nkeys; k++) {
 		struct sign_task *task;
 
-		if (!key_signs(s, s->cfg->keys[k], type))
+		if (!key_signs(s, k, type))
 			continue;
 		if (xd_grow((void **)&t->task, &t->cap, t->n + 1, sizeof(*t->task)))
 			return xd_errorf(s->err, -ENOMEM, "out of memory");
@@ -403,9 +405,10 @@ static int list_node(struct signer *s, struct tasks *t, uint32_t i, uint32_t **r
 	return rc;
 }
 
-/* One task's RRSIG into its slot (the builder is only read meanwhile). */
+/* One task's RRSIG into its slot, kept from the previous image or made
+ * (the builder and that image are only read meanwhile). */
 static int sign_task(struct signer *s, const struct tasks *t, const struct sign_task *task,
-		     uint8_t *out)
+		     uint8_t *out, bool *kept)
 {
 	const uint8_t *rdatas[256], **many = NULL, **ptrs = rdatas;
 	uint16_t lens[256], *many_lens = NULL, *lp = lens;
@@ -443,7 +446,11 @@ static int sign_task(struct signer *s, const struct tasks *t, const struct sign_
 	rrset.rdatas = ptrs;
 	rrset.rdlens = lp;
 	rrset.count = (int)task->nrecs;
-	rc = xd_sign_rrset(s->cfg->keys[task->key], &rrset, out, XD_SIG_SLOT, &err);
+	rc = xd_sign_reuse_find(&s->reuse, task->key, &s->info[task->key], &rrset, out,
+				XD_SIG_SLOT);
+	*kept = rc > 0;
+	if (rc == 0)
+		rc = xd_sign_rrset(s->cfg->keys[task->key], &rrset, out, XD_SIG_SLOT, &err);
 	free(many);
 	free(many_lens);
 	return rc;
@@ -459,7 +466,7 @@ static void *sign_worker(void *arg)
 		if (i >= c->count)
 			return NULL;
 		c->lens[i] = sign_task(c->s, c->t, &c->t->task[c->first + i],
-				       c->sigs + i * XD_SIG_SLOT);
+				       c->sigs + i * XD_SIG_SLOT, &c->kept[i]);
 	}
 }
 
@@ -468,6 +475,16 @@ static int sign_threads(void)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
 	return n < 1 ? 1 : n > XD_SIGN_THREADS_MAX ? XD_SIGN_THREADS_MAX : (int)n;
+}
+
+static void note(struct xd_zone_sign_report *report, bool kept, uint32_t expiration)
+{
+	if (kept)
+		report->kept++;
+	else
+		report->made++;
+	if ((int32_t)(expiration - report->earliest_expiration) < 0)
+		report->earliest_expiration = expiration;
 }
 
 /* Signs tasks [first, first + count) in parallel, then adds the RRSIGs. */
@@ -488,13 +505,15 @@ static int sign_chunk(struct signer *s, const struct tasks *t, struct chunk *c, 
 		pthread_join(threads[k], NULL);
 	for (size_t i = 0; rc == 0 && i < count; i++) {
 		const struct sign_task *task = &t->task[first + i];
+		const uint8_t *sig = c->sigs + i * XD_SIG_SLOT;
 
-		if (c->lens[i] < 0)
+		if (c->lens[i] < 0) {
 			rc = xd_errorf(s->err, c->lens[i], "libcrypto could not sign with key %d",
 				       task->key + 1);
-		else
-			rc = add(s, task->node, XD_TYPE_RRSIG, task->ttl, c->sigs + i * XD_SIG_SLOT,
-				 (size_t)c->lens[i]);
+			break;
+		}
+		rc = add(s, task->node, XD_TYPE_RRSIG, task->ttl, sig, (size_t)c->lens[i]);
+		note(s->report, c->kept[i], xd_get32(sig + 8));
 	}
 	return rc;
 }
@@ -516,13 +535,15 @@ static int sign_all(struct signer *s)
 	free(recs);
 	c.sigs = malloc((size_t)XD_SIGN_CHUNK * XD_SIG_SLOT);
 	c.lens = malloc(XD_SIGN_CHUNK * sizeof(*c.lens));
-	if (rc == 0 && (!c.sigs || !c.lens))
+	c.kept = malloc(XD_SIGN_CHUNK * sizeof(*c.kept));
+	if (rc == 0 && (!c.sigs || !c.lens || !c.kept))
 		rc = xd_errorf(s->err, -ENOMEM, "out of memory");
 	for (size_t first = 0; rc == 0 && first < t.n; first += XD_SIGN_CHUNK)
 		rc = sign_chunk(s, &t, &c, first,
 				t.n - first < XD_SIGN_CHUNK ? t.n - first : XD_SIGN_CHUNK);
 	free(c.sigs);
 	free(c.lens);
+	free(c.kept);
 	free(t.task);
 	free(t.recs);
 	return rc;
@@ -531,9 +552,10 @@ static int sign_all(struct signer *s)
 /* ---- the whole zone --------------------------------------------------------- */
 
 int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_sign_config *cfg,
-			 struct xd_error *err)
+			 struct xd_zone_sign_report *report, struct xd_error *err)
 {
-	struct signer s = { .b = b, .zone = zone, .cfg = cfg, .err = err };
+	struct signer s = { .b = b, .zone = zone, .cfg = cfg, .err = err, .report = report };
+	const struct bzone *z;
 	int rc;
 
 	if (zone < 0 || (size_t)zone >= b->nzones)
@@ -542,30 +564,35 @@ int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_si
 		return xd_errorf(err, -EINVAL, "signing needs at least one key");
 	if ((int32_t)(cfg->expiration - cfg->inception) <= 0)
 		return xd_errorf(err, -EINVAL, "signatures would expire before they are valid");
-	s.source = b->zones[zone].source;
+	z = &b->zones[zone];
+	*report = (struct xd_zone_sign_report){ .earliest_expiration = cfg->expiration };
+	s.source = z->source;
+	s.info = calloc((size_t)cfg->nkeys, sizeof(*s.info));
+	if (!s.info)
+		return xd_errorf(err, -ENOMEM, "out of memory");
 	for (int k = 0; k < cfg->nkeys; k++) {
-		struct xd_sign_key_info info;
-
-		xd_sign_key_info(cfg->keys[k], &info);
-		s.has_sep |= (info.flags & XD_SEP_FLAG) != 0;
-		s.has_other |= !(info.flags & XD_SEP_FLAG);
+		xd_sign_key_info(cfg->keys[k], &s.info[k]);
+		s.has_sep |= (s.info[k].flags & XD_SEP_FLAG) != 0;
+		s.has_other |= !(s.info[k].flags & XD_SEP_FLAG);
 	}
 	xd_builder_mark(b);
 	rc = refuse_signed(&s);
 	if (rc == 0)
 		rc = soa_ttls(&s);
-	for (int k = 0; rc == 0 && k < cfg->nkeys; k++) {
-		struct xd_sign_key_info info;
-
-		xd_sign_key_info(cfg->keys[k], &info);
-		rc = add(&s, b->zones[zone].apex, XD_TYPE_DNSKEY, s.soa_ttl, info.dnskey,
-			 info.dnskey_len);
-	}
+	for (int k = 0; rc == 0 && k < cfg->nkeys; k++)
+		rc = add(&s, z->apex, XD_TYPE_DNSKEY, s.soa_ttl, s.info[k].dnskey,
+			 s.info[k].dnskey_len);
 	if (rc == 0)
 		rc = cfg->nsec3 ? make_nsec3_chain(&s) : make_nsec_chain(&s);
 	if (rc == 0)
 		xd_builder_mark(b);	/* the NSEC3 names are nodes now */
+	if (rc == 0 && xd_sign_reuse_open(&s.reuse, cfg->previous, z->origin, z->origin_len,
+					  cfg->keys, cfg->nkeys, cfg->inception,
+					  cfg->keep_after) < 0)
+		rc = xd_errorf(err, -ENOMEM, "out of memory");
 	if (rc == 0)
 		rc = sign_all(&s);
+	xd_sign_reuse_close(&s.reuse);
+	free(s.info);
 	return rc;
 }

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import dns.dnssec
+import dns.message
 import dns.name
 import dns.rdata
 import dns.rdataclass
@@ -208,10 +209,23 @@ def test_zone_signed_on_load_is_served_signed_and_resigned_on_reload(
     nx = _validated(address, "nothing.example.com.", "A")
     assert nx.rcode() == dns.rcode.NXDOMAIN
     assert [r for r in nx.authority if r.rdtype == dns.rdatatype.NSEC3]
+    ns1_before = _validated(address, "ns1.example.com.", "A").find_rrset(
+        dns.message.ANSWER, dns.name.from_text("ns1.example.com."), dns.rdataclass.IN,
+        dns.rdatatype.RRSIG, dns.rdatatype.A)
     zone.write_text(ZONE_TEXT.format(serial=2, last=20))
     assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
     answer = _validated(address, "www.example.com.", "A")
     assert answer.answer[0][0].address == "198.18.0.20"
+    # What did not change keeps its signature; the log says how many.
+    ns1_after = _validated(address, "ns1.example.com.", "A").find_rrset(
+        dns.message.ANSWER, dns.name.from_text("ns1.example.com."), dns.rdataclass.IN,
+        dns.rdatatype.RRSIG, dns.rdatatype.A)
+    assert ns1_after == ns1_before
+    log = server.output()
+    # SOA, NS, DNSKEY, NSEC3PARAM, ns1 A, www A and three NSEC3s; then SOA
+    # and www A again.
+    assert "zone example.com. signed: 9 signatures made, 0 kept" in log, log
+    assert "zone example.com. signed: 2 signatures made, 7 kept" in log, log
 
 
 def test_signing_a_signed_zone_is_an_error_naming_it(tmp_path, xdpdns_cli):
@@ -246,29 +260,43 @@ def test_bad_dnssec_settings_name_the_key(tmp_path, dnssec, key, words):
     assert where in result.stderr and words in result.stderr, result.stderr
 
 
-def test_resigning_reloads_before_expiry_and_retries_a_failure():
-    """The server's re-signing loop: a reload every validity - refresh, an
-    hour later after one that failed."""
+def test_resigning_reloads_when_due_and_retries_a_failure(monkeypatch):
+    """The server's re-signing loop: a reload when the first signature is
+    within its refresh period, an hour later after one that failed, and a
+    due time that a reload moved earlier is seen within RESIGN_POLL."""
     import asyncio
 
     from xdpdns import server as server_module
 
-    waits, results = [], [False, True, True]
+    clock, due, reloads, sleeps = [1000.0], [1000.0], [], []
+    results = [False, True, True, True]
+
+    class Stop(Exception):
+        pass
 
     class Fake:
         def _resign_interval(self):
-            return 0.0 if len(waits) < 3 else None
+            return max(0.0, due[0] - clock[0])
 
         async def reload(self):
-            return server_module.ReloadResult(results.pop(0), "")
+            reloads.append(clock[0])
+            ok = results.pop(0)
+            if ok:
+                due[0] = clock[0] + 5000
+            return server_module.ReloadResult(ok, "")
 
     async def fake_sleep(seconds):
-        waits.append(seconds)
+        sleeps.append(seconds)
+        clock[0] += seconds
+        if clock[0] == 7000.0:
+            due[0] = 7100.0  # a reload brought a zone due sooner
+        if len(reloads) == 4:
+            raise Stop
 
-    real_sleep = server_module.asyncio.sleep
-    server_module.asyncio.sleep = fake_sleep
-    try:
+    monkeypatch.setattr(server_module.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(server_module.time, "time", lambda: clock[0])
+    with pytest.raises(Stop):
         asyncio.run(server_module.Server._resign(Fake()))
-    finally:
-        server_module.asyncio.sleep = real_sleep
-    assert waits == [0.0, server_module.RESIGN_RETRY, 0.0]
+    retry = 1000 + server_module.RESIGN_RETRY
+    assert reloads == [1000.0, retry, 7100.0, 12100.0]
+    assert max(sleeps) <= server_module.RESIGN_POLL

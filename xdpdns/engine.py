@@ -501,17 +501,27 @@ class ImageBuilder(_CObject):
         _raise_for(rc, err, f"zone ACL {kind}")
 
     def sign_zone(self, zone: int, keys: Sequence["SigningKey"], nsec3: bool,
-                  inception: int, expiration: int) -> None:
+                  inception: int, expiration: int, previous: "Image | None" = None,
+                  keep_after: int = 0) -> "SigningReport":
         """Signs zone ``zone`` with ``keys`` (native/zone_sign.c): DNSKEYs,
         the NSEC or NSEC3 chain, RRSIGs valid from ``inception`` to
-        ``expiration`` (UNIX times).  Before :meth:`check`."""
+        ``expiration`` (UNIX times).  Before :meth:`check`.
+
+        With ``previous`` (the image being served), its RRSIGs over RRsets
+        that did not change are kept when they expire after ``keep_after``
+        rather than made again; ``previous`` must stay published until
+        this returns."""
         ptrs = ffi.new("struct xd_sign_key *[]", [k._ptr() for k in keys])
         cfg = ffi.new("struct xd_zone_sign_config *")
         cfg.keys, cfg.nkeys, cfg.nsec3 = ptrs, len(keys), int(nsec3)
         cfg.inception, cfg.expiration = inception, expiration
+        if previous is not None:
+            cfg.previous, cfg.keep_after = previous._ptr(), keep_after
+        report = ffi.new("struct xd_zone_sign_report *")
         err = ffi.new("struct xd_error *")
-        _raise_for(lib.xd_builder_sign_zone(self._ptr(), zone, cfg, err), err,
+        _raise_for(lib.xd_builder_sign_zone(self._ptr(), zone, cfg, report, err), err,
                    "signing the zone")
+        return SigningReport(report.made, report.kept, report.earliest_expiration)
 
     def check(self) -> int:
         """Runs the zone checks (recording problems); returns the number of errors."""
@@ -540,6 +550,13 @@ class ImageBuilder(_CObject):
         return Image(out[0])
 
 
+def _image_info(ptr) -> "ImageInfo":
+    info = ffi.new("struct xd_image_info *")
+    lib.xd_image_info(ptr, info)
+    return ImageInfo(info.version, info.zones, info.names, info.rrsets, info.records,
+                     info.bytes, info.overrides, info.zone_acls)
+
+
 class Image(_CObject):
     """An immutable, position-independent zone image."""
 
@@ -550,10 +567,7 @@ class Image(_CObject):
         if ptr == ffi.NULL:
             raise ValueError("NULL image")
         self._own(ptr, lib.xd_image_free)
-        info = ffi.new("struct xd_image_info *")
-        lib.xd_image_info(self._c, info)
-        self.info = ImageInfo(info.version, info.zones, info.names, info.rrsets,
-                              info.records, info.bytes, info.overrides, info.zone_acls)
+        self.info = _image_info(self._c)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Image":
@@ -627,6 +641,25 @@ class Image(_CObject):
         return raw
 
 
+class PublishedImage(Image):
+    """The image an engine serves, borrowed (Engine.published_image): valid
+    until that engine publishes another one; closing it only forgets it."""
+
+    _closed = "the published image was let go"
+
+    def __init__(self, ptr) -> None:
+        if ptr == ffi.NULL:
+            raise ValueError("NULL image")
+        self._c = ffi.cast("struct xd_image *", ptr)
+        self.info = _image_info(self._c)
+
+    def close(self) -> None:
+        self._c = None
+
+    def _take(self):
+        raise ValueError("a published image belongs to its engine")
+
+
 _buffers = threading.local()
 
 
@@ -680,6 +713,13 @@ class Engine(_CObject):
             lib.xd_image_free(ptr)
         _raise_for(rc, what="publishing the zone image")
         self.image_info = info
+
+    def published_image(self) -> PublishedImage | None:
+        """The image being served, borrowed until the next set_image (which
+        only the caller's thread may make while it holds it); None before
+        the first."""
+        ptr = lib.xd_engine_image(self._ptr())
+        return None if ptr == ffi.NULL else PublishedImage(ptr)
 
     def answer(self, query: bytes, tcp: bool = False, client: str | None = None,
                now: int | None = None, defer: bool = False):
@@ -1430,6 +1470,14 @@ class SigningKeyInfo:
     flags: int  # 257: a KSK, 256: a ZSK
     tag: int
     dnskey: bytes  # the DNSKEY RDATA
+
+
+@dataclass(frozen=True)
+class SigningReport:
+    """What signing a zone did (ImageBuilder.sign_zone)."""
+    made: int  # RRSIGs made
+    kept: int  # RRSIGs of the previous image kept
+    earliest_expiration: int  # UNIX time: sign again before it
 
 
 class SigningKey(_CObject):

@@ -17,11 +17,11 @@ from typing import Iterable, Union
 
 import dns.name
 
-from xdpdns.engine import Image, ImageBuilder, Problem, SigningKey
+from xdpdns.engine import Image, ImageBuilder, Problem, SigningKey, SigningReport
 from xdpdns.hookspecs import (ZONE_ACL_KINDS, Blocklist, Claim, Identity, Override, ZoneAcl,
                                ZoneData, ZoneFile, ZoneSource)
 
-__all__ = ["CompileResult", "ZoneData", "ZoneFile", "ZoneLoadError", "ZoneSource",
+__all__ = ["CompileResult", "SignedZone", "ZoneData", "ZoneFile", "ZoneLoadError", "ZoneSource",
            "build_image", "collect_overrides", "collect_sources", "compile_sources"]
 
 OverrideSource = Union[Override, Blocklist]
@@ -41,11 +41,25 @@ class ZoneLoadError(Exception):
         super().__init__("\n".join(lines))
 
 
+@dataclass(frozen=True)
+class SignedZone:
+    """A zone signed on load, and when it must be signed again."""
+    origin: dns.name.Name
+    report: SigningReport
+    resign_at: int  # UNIX time: its first signature expires `refresh` later
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.resign_at))
+        return (f"zone {self.origin} signed: {self.report.made} signatures made, "
+                f"{self.report.kept} kept; signed again by {when}")
+
+
 @dataclass
 class CompileResult:
     image: Image | None  # None when there were errors
     problems: list[Problem]
     zones: tuple[dns.name.Name, ...]
+    signed: tuple[SignedZone, ...] = ()
 
     @property
     def errors(self) -> list[Problem]:
@@ -110,43 +124,54 @@ def _add_claims(builder: ImageBuilder, claims: Iterable[tuple[int, Claim]]) -> N
         builder.add_override(claim.name, rules[hook], claim.subtree)
 
 
-def _add_source(builder: ImageBuilder, source: ZoneSource) -> None:
+def _add_source(builder: ImageBuilder, source: ZoneSource,
+                previous: Image | None) -> SignedZone | None:
     label = (os.fspath(source.path) if isinstance(source, ZoneFile)
              else source.description or f"<records of {source.origin}>")
     index = builder.add_source(label)
     try:
         zone = builder.add_zone(source.origin)
     except FileExistsError:
-        return  # the builder recorded "zone added twice" as a problem
+        return None  # the builder recorded "zone added twice" as a problem
     except OSError as exc:
         builder.add_problem("error", f"zone {source.origin}: {exc.strerror}", index)
-        return
+        return None
     if isinstance(source, ZoneFile):
         builder.load_zonefile(zone, source.path, source.default_ttl)
     else:
         builder.add_records(zone, source.records, index)
     _add_zone_acl(builder, zone, source, index)
-    if source.signing is not None:
-        _sign(builder, zone, source, index)
+    if source.signing is None:
+        return None
+    return _sign(builder, zone, source, index, previous)
 
 
 # Signatures are valid from this long before now: a validator whose clock
 # is behind ours accepts them (Knot and BIND sign an hour back too).
 SIGNING_SKEW = 3600
+# A signature kept at a reload holds at least this long past the zone's
+# refresh period: the next re-signing is never due at once.
+KEEP_MARGIN = 60
 
 
-def _sign(builder: ImageBuilder, zone: int, source: ZoneSource, index: int) -> None:
-    """Signs the zone on load (native/zone_sign.c); a key that cannot be
-    read, or a zone that cannot be signed, is an error of the zone."""
+def _sign(builder: ImageBuilder, zone: int, source: ZoneSource, index: int,
+          previous: Image | None) -> SignedZone | None:
+    """Signs the zone on load (native/zone_sign.c), keeping the signatures
+    of ``previous`` (the image being served) over what did not change and
+    is not due for refresh; a key that cannot be read, or a zone that
+    cannot be signed, is an error of the zone."""
     signing = source.signing
     try:
         keys = [SigningKey(base) for base in signing.keys]
         now = int(time.time())
-        builder.sign_zone(zone, keys, signing.nsec3, now - SIGNING_SKEW,
-                          now + signing.validity)
+        report = builder.sign_zone(zone, keys, signing.nsec3, now - SIGNING_SKEW,
+                                   now + signing.validity, previous,
+                                   now + signing.refresh + KEEP_MARGIN)
     except OSError as exc:
         builder.add_problem("error", f"zone {source.origin}: signing: {exc.strerror or exc}",
                             index)
+        return None
+    return SignedZone(source.origin, report, report.earliest_expiration - signing.refresh)
 
 
 def _add_zone_acl(builder: ImageBuilder, zone: int, source: ZoneSource, index: int) -> None:
@@ -165,21 +190,27 @@ def _add_zone_acl(builder: ImageBuilder, zone: int, source: ZoneSource, index: i
 def compile_sources(sources: Iterable[ZoneSource],
                     identity: Identity | None = None,
                     overrides: Iterable[OverrideSource] = (),
-                    claims: Iterable[tuple[int, Claim]] = ()) -> CompileResult:
+                    claims: Iterable[tuple[int, Claim]] = (),
+                    previous: Image | None = None) -> CompileResult:
     """Compiles zone sources (what the server says about itself, the
     override rules in order of precedence, and the names that resolver
     plugins claim, each with the number of the hook that answers it:
     xdpdns.resolver.numbered_claims) into an image, collecting every
-    problem.
+    problem.  Zones signed on load keep the signatures of ``previous``
+    (the image being served, published until this returns) that still
+    hold for what did not change.
 
     Never raises for bad zone data: the result has image None and the
     problems instead.
     """
     origins = []
+    signed = []
     with ImageBuilder() as builder:
         for source in sources:
             origins.append(source.origin)
-            _add_source(builder, source)
+            zone = _add_source(builder, source, previous)
+            if zone is not None:
+                signed.append(zone)
         _add_overrides(builder, overrides)
         _add_claims(builder, claims)
         if identity is not None:
@@ -191,20 +222,24 @@ def compile_sources(sources: Iterable[ZoneSource],
         problems = builder.problems()
         # finish does not check again once check() ran, so these are all.
         image = None if any(p.is_error for p in problems) else builder.finish()
-    return CompileResult(image, problems, tuple(origins))
+    return CompileResult(image, problems, tuple(origins), tuple(signed))
 
 
-def build_image(pm, config, claims: Iterable[tuple[int, Claim]] = ()) -> CompileResult:
+def build_image(pm, config, claims: Iterable[tuple[int, Claim]] = (),
+                previous: Image | None = None) -> CompileResult:
     """The server's path: sources from the plugins, warnings logged, errors raised.
     ``claims``: the names of resolver plugins with their hook numbers
-    (xdpdns.resolver.numbered_claims).
+    (xdpdns.resolver.numbered_claims); ``previous``: the image being
+    served, whose signatures a zone signed on load keeps where they hold.
 
     Raises ZoneLoadError listing every problem when any is an error.
     """
     result = compile_sources(collect_sources(pm, config), pm.hook.identity(config=config),
-                             collect_overrides(pm, config), claims)
+                             collect_overrides(pm, config), claims, previous)
     if result.image is None:
         raise ZoneLoadError(result.problems)
+    for zone in result.signed:
+        log.info("%s", zone.describe())
     for problem in result.warnings:
         log.warning("%s", problem)
     if result.image.info.overrides:

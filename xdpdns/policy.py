@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from xdpdns.acl import Acl, collect_acl
 from xdpdns.config import Config
-from xdpdns.engine import Engine
+from xdpdns.engine import Engine, Image
 from xdpdns.hookspecs import Claim, CookieSecrets, RrlSettings
 from xdpdns.image import CompileResult, build_image
 from xdpdns.plugins import PluginError
@@ -41,11 +41,14 @@ class ReloadRefused(Exception):
     restart; the message says what."""
 
 
-def load_policy(pm, config: Config, hooks: list[str] | None = None) -> Policy:
+def load_policy(pm, config: Config, hooks: list[str] | None = None,
+                previous: Image | None = None) -> Policy:
     """Everything the plugins say for config, the image compiled.
 
     ``hooks``: the hook numbering the running server's resolver has (a
     reload), or None to number the claiming plugins now (the start).
+    ``previous``: the image being served (a reload), whose signatures the
+    zones signed on load keep where they still hold.
     Raises ZoneLoadError, PluginError, ConfigError, or ReloadRefused for
     claims that need a resolver hook the server did not start with.
     """
@@ -58,7 +61,7 @@ def load_policy(pm, config: Config, hooks: list[str] | None = None) -> Policy:
             raise ReloadRefused(f"plugin {new[0]} claims names now but did not when the "
                                 "server started: its resolver thread starts with the "
                                 "server (restart it)")
-    compiled = build_image(pm, config, numbered_claims(claims, hooks))
+    compiled = build_image(pm, config, numbered_claims(claims, hooks), previous)
     return Policy(compiled, collect_acl(pm, config), cookie_secrets(pm, config),
                   rrl_settings(pm, config), claims, hooks)
 

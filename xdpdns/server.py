@@ -111,6 +111,7 @@ class ReloadResult:
 # After a re-signing reload that failed, the next try (the signatures made
 # last time still hold for at least `refresh` seconds).
 RESIGN_RETRY = 3600.0
+RESIGN_POLL = 60.0
 
 
 def _restart_only_changes(old: Config, new: Config) -> list[str]:
@@ -315,7 +316,10 @@ class Server:
         # What needs a restart stays as it was started with.
         new = dataclasses.replace(new, server=self.config.server, xdp=self.config.xdp,
                                   resolver=self.config.resolver, metrics=self.config.metrics)
-        policy = load_policy(self.pm, new, self._policy.hooks if self._resolver else [])
+        # This thread is the only one that publishes (one reload at a time):
+        # the image being served stays until publish, below.
+        policy = load_policy(self.pm, new, self._policy.hooks if self._resolver else [],
+                             engine.published_image())
         publish(engine, policy, self._policy)
         if self._resolver is not None:
             self._resolver.set_claims(policy.claims, policy.hooks)
@@ -554,23 +558,31 @@ class Server:
             await asyncio.sleep(interval)
 
     def _resign_interval(self) -> float | None:
-        """Seconds until the zones signed on load must be signed again (the
-        shortest validity - refresh); None when no zone is."""
-        periods = [z.signing.validity - z.signing.refresh for z in self.config.zones
-                   if z.signing is not None]
-        return min(periods) if periods else None
+        """Seconds until a zone signed on load must be signed again: its
+        first signature expires within its refresh period then (every
+        reload moves that); None when no zone is."""
+        signed = self._policy.compiled.signed if self._policy is not None else ()
+        if not signed:
+            return None
+        return max(0.0, min(z.resign_at for z in signed) - time.time())
 
     async def _resign(self) -> None:
         """Signs the zones signed on load again before their signatures
-        expire, by reloading (what changed meanwhile is signed too); an
-        hour later again when that reload fails, while the old signatures
+        expire, by reloading: the signatures due for refresh are made
+        again, with those of what changed meanwhile, and the others kept.
+        Looked at every RESIGN_POLL seconds, so that a reload that brings
+        a zone with a shorter validity is seen in time; an hour later
+        again when the re-signing reload fails, while the old signatures
         still hold."""
-        wait = self._resign_interval()
-        while wait is not None:
-            await asyncio.sleep(wait)
-            log.info("re-signing the zones signed on load before their signatures expire")
-            result = await self.reload()
-            wait = self._resign_interval() if result.ok else RESIGN_RETRY
+        retry_at = 0.0
+        while True:
+            wait = self._resign_interval()
+            if wait is not None and wait <= 0 and time.time() >= retry_at:
+                log.info("re-signing the zones signed on load before their signatures expire")
+                result = await self.reload()
+                retry_at = 0.0 if result.ok else time.time() + RESIGN_RETRY
+                continue
+            await asyncio.sleep(min(wait, RESIGN_POLL) if wait else RESIGN_POLL)
 
     async def _watch_dnstap(self) -> None:
         """Logs the dnstap collector's comings and goings."""
