@@ -237,6 +237,13 @@ int xd_sign_key_load(const char *base, struct xd_sign_key **out, struct xd_error
 	if (rc < 0)
 		return rc;
 	priv_len = b64_decode(value, priv, sizeof(priv));
+	/* ECDSA's is a number: BIND writes it without its leading zero bytes
+	 * (one key in 256 is 31 bytes long). */
+	if (alg == XD_ALG_ECDSAP256SHA256 && priv_len > 0 && priv_len < 32) {
+		memmove(priv + 32 - priv_len, priv, priv_len);
+		memset(priv, 0, 32 - priv_len);
+		priv_len = 32;
+	}
 	if (priv_len != 32)
 		return xd_errorf(err, -EINVAL, "%s: PrivateKey is not base64 of 32 bytes", path);
 	k = calloc(1, sizeof(*k));

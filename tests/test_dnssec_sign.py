@@ -118,6 +118,32 @@ def test_key_info_is_the_key_files(tmp_path):
     assert dns.dnssec.key_id(rdata) == info.tag
 
 
+def test_ecdsa_private_key_of_31_bytes_is_read(tmp_path):
+    """Regression: BIND writes an ECDSA private key as a number, without its
+    leading zero bytes, so one key in 256 that dnssec-keygen made has a
+    31-byte PrivateKey; it was refused as "not base64 of 32 bytes"."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    while True:  # about 256 tries
+        private = ec.generate_private_key(ec.SECP256R1())
+        d = private.private_numbers().private_value
+        if d < 1 << 248:
+            break
+    public = private.public_key().public_numbers()
+    pub = public.x.to_bytes(32, "big") + public.y.to_bytes(32, "big")
+    base = tmp_path / "Kexample.com.+013+00000"
+    (tmp_path / f"{base.name}.key").write_text(
+        f"example.com. IN DNSKEY 256 3 13 {base64.b64encode(pub).decode()}\n")
+    (tmp_path / f"{base.name}.private").write_text(
+        "Private-key-format: v1.3\nAlgorithm: 13 (ECDSAP256SHA256)\n"
+        f"PrivateKey: {base64.b64encode(d.to_bytes(31, 'big')).decode()}\n")
+    key = SigningKey(base)
+    rrset = dns.rrset.from_text("www.example.com.", 300, "IN", "A", "198.18.0.10")
+    dns.dnssec.validate(rrset, _sign(key, rrset), _dnskey(key))
+
+
 def test_broken_key_files_are_refused_by_name(tmp_path):
     ecdsa = keygen(tmp_path, 13)
     other = keygen(tmp_path, 13)
