@@ -470,9 +470,6 @@ static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found
 #define XD_DNS_FLAG_CD 0x0010
 #define XD_DNS_FLAG_QR 0x8000
 #define XD_TYPE_OPT 41
-#define XD_TYPE_IXFR 251
-#define XD_TYPE_AXFR 252
-#define XD_TYPE_ANY 255
 #define XD_CLASS_IN 1
 #define XD_EDNS_DO 0x80		/* in the OPT TTL's third byte */
 #define XD_OPT_LEN 11
@@ -507,6 +504,8 @@ struct xd_question {
 	__u16 flags;		/* the header's flags word, host order */
 	__u16 udp_size;
 	int edns;
+	int dnssec;		/* the OPT's DO bit (RFC 3225) */
+	__u32 opt_sum;		/* of the query's OPT as it came; 0 without */
 };
 
 /* The question being answered: per CPU, off the 512-byte stack, which
@@ -645,8 +644,8 @@ static __always_inline int xd_lengths_ok(void *data, void *end, const struct xd_
 }
 
 /* A query the table may answer: one question of class IN and nothing else
- * but, at most, an OPT of version 0 without options and without DO.  Any
- * other query is the worker's: its answer depends on more than the name. */
+ * but, at most, an OPT of version 0 without options.  Any other query is
+ * the worker's: its answer depends on more than the name, type and DO. */
 static __always_inline int xd_read_question(struct xdp_md *ctx, const struct xd_layout *l,
 					    struct xd_question *q)
 {
@@ -684,14 +683,18 @@ static __always_inline int xd_read_question(struct xdp_md *ctx, const struct xd_
 	opt = tail + 4;
 	if ((void *)(opt + XD_OPT_LEN) > end)
 		return -1;
-	/* Root owner, type OPT, version 0, DO clear, no options.  The
-	 * extended RCODE byte and the other flag bits mean nothing in a
-	 * query (the core reads neither). */
-	if (opt[0] || opt[1] || opt[2] != XD_TYPE_OPT || opt[6] || (opt[7] & XD_EDNS_DO) ||
-	    opt[9] || opt[10])
+	/* Root owner, type OPT, version 0, no options.  The extended RCODE
+	 * byte and the flag bits but DO mean nothing in a query (the core
+	 * reads neither). */
+	if (opt[0] || opt[1] || opt[2] != XD_TYPE_OPT || opt[6] || opt[9] || opt[10])
 		return -1;
 	q->edns = 1;
+	q->dnssec = !!(opt[7] & XD_EDNS_DO);
 	q->udp_size = ((__u16)opt[3] << 8) | opt[4];
+	/* Its bytes but the last (zero), as 16-bit words from where it lies. */
+	q->opt_sum = xd_sum_at((__u64)*(__u16 *)(void *)opt + *(__u16 *)(void *)(opt + 2) +
+			       *(__u16 *)(void *)(opt + 4) + *(__u16 *)(void *)(opt + 6) +
+			       *(__u16 *)(void *)(opt + 8), q->name_len);
 	return 0;
 }
 
@@ -716,20 +719,36 @@ static __always_inline struct xd_answer *xd_answer_find(struct xd_question *q)
 	return inner ? bpf_map_lookup_elem(inner, &q->key) : NULL;
 }
 
-/* The name's entry for the type, else its entry for every other type.
- * AXFR and IXFR have neither: over UDP the core refuses them.  Nor does ANY
- * (RFC 8482: one RRset of the name): the workers answer it, which keeps an
- * entry a name out of the table. */
+/* The name's entry for the type, else its entry for every other type;
+ * neither for the types the table holds no answers to (xd_answer_type_held):
+ * the workers answer them. */
 static __always_inline struct xd_answer *xd_answer_lookup(struct xd_question *q)
 {
-	struct xd_answer *a = xd_answer_find(q);
+	struct xd_answer *a;
 
-	if (a || q->key.qtype == XD_TYPE_AXFR || q->key.qtype == XD_TYPE_IXFR ||
-	    q->key.qtype == XD_TYPE_ANY)
+	if (!xd_answer_type_held(q->key.qtype))
+		return NULL;
+	a = xd_answer_find(q);
+	if (a)
 		return a;
 	q->key.qtype = 0;
 	q->key.qclass = XD_ANSWER_CLASS_OTHER;
 	return xd_answer_find(q);
+}
+
+/* The entry for the query, DO included: a name's plain entry when it says
+ * the answer with DO is the same, else the name's DO entries. */
+static __always_inline struct xd_answer *xd_answer_lookup_do(struct xd_question *q)
+{
+	__u16 qtype = q->key.qtype;
+	struct xd_answer *a = xd_answer_lookup(q);
+
+	if (!q->dnssec || (a && a->also_do == XD_ANSWER_ALSO_DO))
+		return a;
+	q->key.qtype = qtype;
+	q->key.qclass = XD_CLASS_IN;
+	q->key.variant = XD_ANSWER_VARIANT_DO;
+	return xd_answer_lookup(q);
 }
 
 /* Whether the answer fits where the core would send it whole: 512 bytes
@@ -747,14 +766,15 @@ static __always_inline int xd_answer_fits(const struct xd_question *q, __u32 len
 	return need + XD_ANSWER_OPT_RESERVE <= limit;
 }
 
-/* The sum of the OPT record: in a query, with its UDP size; in an answer,
- * with 1232 (the rest of either is zero but the type). */
-static __always_inline __u32 xd_opt_sum(__u16 udp_size, __u32 odd)
+/* The sum of the OPT record of an answer: UDP size 1232, DO as the query
+ * had it, the rest zero but the type. */
+static __always_inline __u32 xd_opt_sum(int dnssec, __u32 odd)
 {
-	__u8 opt[12] = { 0, 0, XD_TYPE_OPT, udp_size >> 8, udp_size & 0xff };
+	__u8 opt[12] = { 0, 0, XD_TYPE_OPT, XD_ANSWER_UDP_MAX >> 8, XD_ANSWER_UDP_MAX & 0xff,
+			 0, 0, dnssec ? XD_EDNS_DO : 0 };
 
 	return xd_sum_at((__u64)*(__u16 *)(void *)opt + *(__u16 *)(void *)(opt + 2) +
-			 *(__u16 *)(void *)(opt + 4), odd);
+			 *(__u16 *)(void *)(opt + 4) + *(__u16 *)(void *)(opt + 6), odd);
 }
 
 /* The pseudo-header's sum (RFC 768, RFC 8200 8.1) for a UDP length. */
@@ -812,8 +832,7 @@ static __always_inline int xd_query_checksums_ok(struct xdp_md *ctx, const struc
 #pragma unroll
 	for (i = 0; i < 6; i++)
 		sum += dns[i];
-	if (q->edns)
-		sum += xd_opt_sum(q->udp_size, q->name_len);
+	sum += q->opt_sum;
 	if (xd_fold(sum) == 0xffff)
 		return 1;
 	return udp[3] == xd_fold(pseudo);
@@ -860,9 +879,9 @@ static __always_inline __u64 xd_write_header(__u8 *dns, const struct xd_question
 }
 
 /* The OPT record the core puts on an answer to such a query: UDP size
- * 1232, no extended RCODE (the table holds none), version 0, DO clear,
- * no options (RFC 6891 6.1.2). */
-static __always_inline void xd_write_opt(__u8 *opt)
+ * 1232, no extended RCODE (the table holds none), version 0, DO as the
+ * query's (RFC 3225 3), no options (RFC 6891 6.1.2). */
+static __always_inline void xd_write_opt(__u8 *opt, int dnssec)
 {
 	opt[0] = 0;
 	opt[1] = 0;
@@ -871,7 +890,7 @@ static __always_inline void xd_write_opt(__u8 *opt)
 	opt[4] = XD_ANSWER_UDP_MAX & 0xff;
 	opt[5] = 0;
 	opt[6] = 0;
-	opt[7] = 0;
+	opt[7] = dnssec ? XD_EDNS_DO : 0;
 	opt[8] = 0;
 	opt[9] = 0;
 	opt[10] = 0;
@@ -991,8 +1010,8 @@ static __always_inline int xd_answer_write(struct xdp_md *ctx, const struct xd_l
 		opt = dns + ((qend + len) & XD_MSG_MASK);
 		if ((void *)(opt + XD_OPT_LEN) > end)
 			return -2;
-		xd_write_opt(opt);
-		sum += xd_opt_sum(XD_ANSWER_UDP_MAX, qend + len);
+		xd_write_opt(opt, q->dnssec);
+		sum += xd_opt_sum(q->dnssec, qend + len);
 	}
 	return xd_write_ip_udp(data, end, l, dns_len, sum) < 0 ? -2 : 0;
 }
@@ -1125,7 +1144,7 @@ static __always_inline int xd_answer_query(struct xdp_md *ctx, const struct xd_l
 	if (cfg->verify_checksums && !xd_query_checksums_ok(ctx, l, q))
 		return XDP_PASS;	/* the worker drops and counts it */
 	qtype = q->key.qtype;	/* before the lookup's fallback clears it */
-	a = xd_answer_lookup(q);
+	a = xd_answer_lookup_do(q);
 	if (!a || a->action != XD_ANSWER_SEND || !xd_answer_fits(q, a->len))
 		return XDP_PASS;
 	pages = bpf_map_lookup_elem(&answer_pages, &zero);

@@ -109,8 +109,8 @@ struct xd_acl_value {
 /*
  * The answer table: what the program answers itself with XDP_TX, compiled
  * from the published image by the engine (native/xdp_answers.c), for
- * queries whose answer depends only on (name, type): no EDNS options, no
- * DO bit, no zone ACL, no resolver hook, the UDP size limit met.
+ * queries whose answer depends only on (name, type, DO): no EDNS options,
+ * no zone ACL, no resolver hook, the UDP size limit met.
  *
  * Keys are the lower-cased wire name, zero-padded, after the type and
  * class; there is one hash map per key size class (XD_ANSWER_KEY_*), so
@@ -118,6 +118,12 @@ struct xd_acl_value {
  * (0, which no query is looked up with) keys the answer to every type
  * without an entry of its own at that name (NODATA, a referral, a CNAME
  * chain to a type nobody has): one entry instead of 65536.
+ *
+ * DO=1 (RFC 3225): a name whose answers with DO are its answers without
+ * (every name of an unsigned zone) has no entries of its own for it: its
+ * entries say XD_ANSWER_ALSO_DO.  A name of a signed zone has a second set
+ * of entries, keyed with variant XD_ANSWER_VARIANT_DO, holding the answers
+ * with their RRSIGs and proofs.
  *
  * An entry's value points at the bytes that follow the question: the
  * answer, authority and additional sections, with compression pointers
@@ -137,6 +143,8 @@ struct xd_acl_value {
 #define XD_ANSWER_KEY_128 128
 #define XD_ANSWER_KEY_256 256	/* names up to 255 bytes, RFC 1035 3.1 */
 #define XD_ANSWER_CLASS_OTHER 0
+#define XD_ANSWER_VARIANT_PLAIN 0
+#define XD_ANSWER_VARIANT_DO 1
 /* The largest answer the program sends is one that fits the largest UDP
  * payload the core sends (1232, DNS flag day 2020) with the shortest
  * question and the OPT reserve. */
@@ -163,32 +171,53 @@ static inline __u32 xd_answer_key_size(__u32 name_len)
 	return XD_ANSWER_KEY_256;
 }
 
+/* Whether the table may hold answers to queries of this type.  Not AXFR
+ * and IXFR, which the core refuses over UDP; not ANY (RFC 8482: one RRset
+ * of the name, the workers' choice); not RRSIG, NSEC and NSEC3, rarely
+ * asked and a few hundred bytes of their own at every name of a signed
+ * zone.  The program does not fall back to a name's other-types entry for
+ * them either: the workers answer them. */
+static inline int xd_answer_type_held(__u32 qtype)
+{
+	switch (qtype) {
+	case 251:	/* IXFR */
+	case 252:	/* AXFR */
+	case 255:	/* ANY */
+	case 46:	/* RRSIG */
+	case 47:	/* NSEC */
+	case 50:	/* NSEC3 */
+		return 0;
+	default:
+		return 1;
+	}
+}
+
 /* The name starts 8-byte aligned: the program reads it in words. */
 struct xd_answer_key_32 {
 	__u16 qtype;		/* host byte order */
 	__u16 qclass;		/* host byte order; XD_ANSWER_CLASS_OTHER */
-	__u32 pad;		/* zero */
+	__u32 variant;		/* XD_ANSWER_VARIANT_* */
 	__u8 name[XD_ANSWER_KEY_32];
 } __attribute__((aligned(8)));
 
 struct xd_answer_key_64 {
 	__u16 qtype;
 	__u16 qclass;
-	__u32 pad;
+	__u32 variant;
 	__u8 name[XD_ANSWER_KEY_64];
 } __attribute__((aligned(8)));
 
 struct xd_answer_key_128 {
 	__u16 qtype;
 	__u16 qclass;
-	__u32 pad;
+	__u32 variant;
 	__u8 name[XD_ANSWER_KEY_128];
 } __attribute__((aligned(8)));
 
 struct xd_answer_key_256 {
 	__u16 qtype;
 	__u16 qclass;
-	__u32 pad;
+	__u32 variant;
 	__u8 name[XD_ANSWER_KEY_256];
 } __attribute__((aligned(8)));
 
@@ -204,7 +233,8 @@ struct xd_answer {
 	__u16 csum;		/* ones' complement sum of the bytes, folded, as
 				 * 16-bit words in memory order from an even
 				 * offset (how the program sums) */
-	__u16 action;		/* enum xd_answer_action */
+	__u8 action;		/* enum xd_answer_action */
+	__u8 also_do;		/* XD_ANSWER_ALSO_DO: the same with DO=1 */
 	/* What rate limiting counts the answer as (native/rrl.c keys its
 	 * buckets so): its XD_RRL_KIND_*, and the hash of the name the kind
 	 * is counted by, the qname or the zone or delegation above it. */
@@ -220,6 +250,10 @@ enum xd_answer_action {
 	 * the same for every query), so the program must not fall back. */
 	XD_ANSWER_TO_WORKER = 1,
 };
+
+/* An entry whose verdict (the answer, or the worker) is also the one for
+ * a query with DO=1: sent with DO set in its OPT. */
+#define XD_ANSWER_ALSO_DO 1
 
 struct xd_answer_page {
 	__u8 bytes[XD_ANSWER_PAGE_VALUE];

@@ -27,7 +27,6 @@
 
 /* A bare OPT record (RFC 6891 6.1.2): root owner, type, class (our UDP
  * payload size), TTL (extended RCODE, version, flags), RDLENGTH. */
-#define XD_REFUSED_OPT_LEN 11
 /* The payload size we advertise, as the answering core does (DNS flag day
  * 2020). */
 #define XD_REFUSED_UDP_PAYLOAD 1232
@@ -416,7 +415,7 @@ int xd_answer_refused(const uint8_t *query, size_t qlen, uint8_t *resp, size_t c
 	if (q.edns) {
 		/* RFC 6891 7: a query with OPT gets OPT back. */
 		put_bare_opt(resp + len, &q);
-		len += XD_REFUSED_OPT_LEN;
+		len += XD_OPT_RR_LEN;
 	}
 	return (int)len;
 }

@@ -23,7 +23,6 @@
 #define XD_ADDITIONAL_MAX 8	/* RRsets whose targets add additional data */
 #define XD_UDP_PAYLOAD_MAX 1232	/* DNS flag day 2020 */
 #define XD_UDP_PAYLOAD_MIN 512	/* RFC 1035 4.2.1, RFC 6891 6.2.5 */
-#define XD_OPT_LEN 11
 #define XD_EDE_LEN 6		/* option code, length, info code */
 
 struct additional {
@@ -1316,7 +1315,7 @@ static void put_opt(struct response *r, const struct xd_query *q,
 		    const struct opt_options *opts)
 {
 	uint8_t *p = r->buf + r->len;
-	uint8_t *o = p + XD_OPT_LEN;
+	uint8_t *o = p + XD_OPT_RR_LEN;
 	size_t rdlen;
 
 	p[0] = 0;
@@ -1335,9 +1334,9 @@ static void put_opt(struct response *r, const struct xd_query *q,
 		o = put_option(o, XD_EDNS_OPTION_NSID, opts->nsid, opts->nsid_len);
 	if (opts->cookie_len)
 		o = put_option(o, XD_EDNS_OPTION_COOKIE, opts->cookie, opts->cookie_len);
-	rdlen = (size_t)(o - (p + XD_OPT_LEN));
+	rdlen = (size_t)(o - (p + XD_OPT_RR_LEN));
 	xd_put16(p + 9, (uint16_t)rdlen);
-	r->len += XD_OPT_LEN + rdlen;
+	r->len += XD_OPT_RR_LEN + rdlen;
 	r->count[AR]++;
 }
 
@@ -1437,13 +1436,13 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	r.len = r.question_end = q.question_end;
 	opts.nsid = nsid_for(img, &q, &opts.nsid_len);
 	cookie_for(ctx, &q, &opts);
-	r.reserve = q.edns ? XD_OPT_LEN + XD_EDE_LEN + opt_options_len(&opts) : 0;
+	r.reserve = q.edns ? XD_OPT_RR_LEN + XD_EDE_LEN + opt_options_len(&opts) : 0;
 	/* A long NSID beside a long question could outgrow the limit (at least
 	 * 512): the NSID is advisory and goes first.  Without it the question
 	 * (at most 271 bytes) and the OPT (at most 61) always fit. */
 	if (r.question_end + r.reserve > r.limit) {
 		opts.nsid = NULL;
-		r.reserve = XD_OPT_LEN + XD_EDE_LEN + opt_options_len(&opts);
+		r.reserve = XD_OPT_RR_LEN + XD_EDE_LEN + opt_options_len(&opts);
 	}
 
 	if (rc == XD_QUERY_FORMERR || (ctx && ctx->cookie == XD_COOKIE_MALFORMED))

@@ -24,7 +24,6 @@
 /* Records per message up to about this size: what Knot and BIND send too,
  * well under the 65535 a TCP message may hold. */
 #define XD_AXFR_MESSAGE_TARGET 16384
-#define XD_AXFR_OPT_LEN 11
 
 /* Writes into out up to cap, and counts past it: a first pass with too
  * small a buffer learns the size it needs. */
@@ -82,7 +81,7 @@ static void message_end(struct writer *w)
 
 	put16_at(w, start + 6, w->ancount);
 	if (w->q->edns) {
-		uint8_t opt[XD_AXFR_OPT_LEN] = { 0 };
+		uint8_t opt[XD_OPT_RR_LEN] = { 0 };
 
 		/* RFC 6891: an OPT for a query with one; DO as asked. */
 		xd_put16(opt + 1, XD_TYPE_OPT);

@@ -641,6 +641,8 @@ struct xd_answers_info {
 	int state;			/* XD_ANSWERS_STATE_* */
 	uint64_t names;			/* names asked about */
 	uint64_t entries;		/* keys in the table */
+	uint64_t do_entries;		/* of those, answers to DO=1 of names
+					 * whose answers it changes */
 	uint64_t skipped;		/* answers left to the workers: too long,
 					 * not the same for every query, or
 					 * under a zone ACL */
@@ -766,6 +768,8 @@ struct xd_answers_entry {
 	uint16_t qtype;			/* 0 with qclass 0: every other type */
 	uint16_t qclass;
 	uint16_t action;		/* XD_ANSWER_SEND or XD_ANSWER_TO_WORKER */
+	uint32_t variant;		/* 1: the answer to a query with DO=1 */
+	uint8_t also_do;		/* 1: also the answer with DO=1 */
 	uint16_t flags;			/* AA and RCODE */
 	uint16_t count[3];		/* answer, authority, additional */
 	uint16_t csum;

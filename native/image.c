@@ -246,6 +246,16 @@ bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *
 	return l[4] == XD_ACL_ALLOW;
 }
 
+bool xd_zone_acl_open(const struct xd_image *img, const struct xd_zone_entry *z, int list)
+{
+	const uint8_t *l;
+
+	if (!z->acl)
+		return list == XD_ZONE_ACL_QUERY;
+	l = acl_list(img, z, list);
+	return xd_ld16(l) == 0 && xd_ld16(l + 2) == 0 && l[4] == XD_ACL_ALLOW;
+}
+
 int xd_image_zone_allows(const struct xd_image *img, const uint8_t *origin,
 			 size_t len, int list, const struct xd_client *client)
 {

@@ -364,6 +364,10 @@ const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name
 bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *z,
 			int list, const struct xd_client *client);
 
+/* Whether list `list` of zone z lets every client in alike (no prefix,
+ * default allow): what it answers does not depend on who asks. */
+bool xd_zone_acl_open(const struct xd_image *img, const struct xd_zone_entry *z, int list);
+
 /* Identity item `which` (XD_IDENTITY_*): its bytes and *len, or NULL when
  * it is hidden. */
 const uint8_t *xd_image_identity(const struct xd_image *img, int which, size_t *len);

@@ -81,6 +81,7 @@ enum {
 #define XD_OPCODE_QUERY 0
 
 #define XD_EDNS_DO 0x8000
+#define XD_OPT_RR_LEN 11	/* an OPT record without options */
 #define XD_EDNS_OPTION_EDE 15	/* RFC 8914 */
 #define XD_EDNS_OPTION_NSID 3	/* RFC 5001 */
 #define XD_EDNS_OPTION_COOKIE 10	/* RFC 7873 */

@@ -18,6 +18,14 @@
  *  - no zone ACL applies (those depend on the client) and no resolver hook
  *    claims the name (those depend on the hook).
  *
+ * Each question is asked with DO=1 too (RFC 3225).  When every answer of
+ * a name is the same as without (a name of an unsigned zone), its entries
+ * say so (also_do); otherwise it gets a second set of entries, of variant
+ * DO, compiled the same way from the answers with DO=1, but for the ones
+ * with data or a referral only: a NODATA's proof is the name's own (the
+ * NSEC or NSEC3 that matches it) and several hundred bytes, which for
+ * every name would triple the table; those go to the workers.
+ *
  * Sections are stored once per distinct byte string (a zone's NODATA for
  * names of one length is one string), packed into pages.
  */
@@ -95,7 +103,8 @@ static int grow(void **p, size_t *cap, size_t n, size_t size)
 }
 
 static int class_add(struct xd_answer_class *c, const uint8_t *name, size_t name_len,
-		     uint16_t qtype, uint16_t qclass, const struct xd_answer *value)
+		     uint16_t qtype, uint16_t qclass, uint32_t variant,
+		     const struct xd_answer *value)
 {
 	size_t cap = c->cap;
 	uint8_t *key;
@@ -108,9 +117,10 @@ static int class_add(struct xd_answer_class *c, const uint8_t *name, size_t name
 		return rc;
 	key = c->keys + c->n * c->key_size;
 	memset(key, 0, c->key_size);
-	/* struct xd_answer_key_N: qtype, qclass, pad, name */
+	/* struct xd_answer_key_N: qtype, qclass, variant, name */
 	memcpy(key, &qtype, sizeof(qtype));
 	memcpy(key + 2, &qclass, sizeof(qclass));
+	memcpy(key + 4, &variant, sizeof(variant));
 	memcpy(key + 8, name, name_len);
 	c->values[c->n++] = *value;
 	return 0;
@@ -207,6 +217,7 @@ struct asking {
 	uint8_t query[XD_DNS_HEADER_LEN + XD_NAME_MAX + 4 + 11];
 	uint8_t resp[XD_ANSWER_RESP_MAX];
 	uint8_t check[XD_ANSWER_RESP_MAX];
+	uint8_t with_do[XD_ANSWER_RESP_MAX];	/* the same question with DO=1 */
 	/* The name's "other types" answer, kept while its types are asked
 	 * about (each ask overwrites resp). */
 	uint8_t other[XD_ANSWER_BODY_MAX];
@@ -223,13 +234,23 @@ struct answered {
 	uint64_t rrl_name;
 };
 
-static size_t make_query(struct asking *a, uint16_t qtype, bool upper, bool edns)
+/* The OPT the core puts on answers to the table's queries, and so the
+ * program on its own: 1232 bytes, version 0, DO as asked, no options. */
+static void bare_opt(uint8_t *opt, bool dnssec)
+{
+	memset(opt, 0, XD_OPT_RR_LEN);
+	xd_put16(opt + 1, XD_TYPE_OPT);
+	xd_put16(opt + 3, XD_ANSWER_UDP_MAX);
+	opt[7] = dnssec ? XD_EDNS_DO >> 8 : 0;
+}
+
+static size_t make_query(struct asking *a, uint16_t qtype, bool upper, bool edns, bool dnssec)
 {
 	uint8_t *q = a->query, *p;
 
 	memset(q, 0, XD_DNS_HEADER_LEN);
 	q[5] = 1;				/* QDCOUNT */
-	q[11] = edns ? 1 : 0;			/* ARCOUNT */
+	q[11] = edns || dnssec;			/* ARCOUNT */
 	p = q + XD_DNS_HEADER_LEN;
 	for (size_t i = 0; i < a->name_len; i++) {
 		uint8_t c = a->name[i];
@@ -240,23 +261,23 @@ static size_t make_query(struct asking *a, uint16_t qtype, bool upper, bool edns
 	xd_put16(p, qtype);
 	xd_put16(p + 2, XD_CLASS_IN);
 	p += 4;
-	if (edns) {
-		/* root, OPT, 1232 bytes, version 0, no flags, no options */
-		memset(p, 0, 11);
-		xd_put16(p + 1, XD_TYPE_OPT);
-		xd_put16(p + 3, XD_ANSWER_UDP_MAX);
-		p += 11;
+	if (edns || dnssec) {
+		bare_opt(p, dnssec);
+		p += XD_OPT_RR_LEN;
 	}
 	return (size_t)(p - q);
 }
 
 /* The core's answer over TCP (whole), or not ok when it cannot be held:
  * deferred to a resolver hook, truncated, or flags the table does not
- * carry. */
-static int ask(struct asking *a, uint16_t qtype, struct answered *out)
+ * carry.  With DO (asked with an OPT), the sections before the OPT, which
+ * must be the bare one. */
+static int ask(struct asking *a, uint16_t qtype, bool dnssec, uint8_t *resp,
+	       struct answered *out)
 {
 	struct xd_answer_ctx ctx;
-	size_t qlen = make_query(a, qtype, false, false);
+	uint8_t opt[XD_OPT_RR_LEN];
+	size_t qlen = make_query(a, qtype, false, false, dnssec);
 	size_t qend = XD_DNS_HEADER_LEN + a->name_len + 4;
 	uint16_t flags;
 	int len;
@@ -264,7 +285,7 @@ static int ask(struct asking *a, uint16_t qtype, struct answered *out)
 	memset(&ctx, 0, sizeof(ctx));
 	memset(out, 0, sizeof(*out));
 	ctx.want_kind = true;
-	len = xd_answer_ctx(a->img, &ctx, a->query, qlen, a->resp, sizeof(a->resp),
+	len = xd_answer_ctx(a->img, &ctx, a->query, qlen, resp, XD_ANSWER_RESP_MAX,
 			    XD_ANSWER_TCP | XD_ANSWER_DEFER);
 	if (len == -EAGAIN)
 		return 0;		/* a resolver hook's */
@@ -272,17 +293,25 @@ static int ask(struct asking *a, uint16_t qtype, struct answered *out)
 		return len;
 	if ((size_t)len < qend)
 		return 0;
-	flags = xd_get16(a->resp + 2);
+	flags = xd_get16(resp + 2);
 	/* QR and the query's (zero) opcode, RD and CD aside: only AA and
 	 * RCODE may be set, RCODE without an extended part. */
 	if (flags & ~(XD_FLAG_QR | XD_FLAG_AA | 0xf))
 		return 0;
 	out->flags = flags & (XD_FLAG_AA | 0xf);
-	out->count[0] = xd_get16(a->resp + 6);
-	out->count[1] = xd_get16(a->resp + 8);
-	out->count[2] = xd_get16(a->resp + 10);
-	out->sections = a->resp + qend;
+	out->count[0] = xd_get16(resp + 6);
+	out->count[1] = xd_get16(resp + 8);
+	out->count[2] = xd_get16(resp + 10);
+	out->sections = resp + qend;
 	out->len = (size_t)len - qend;
+	if (dnssec) {
+		bare_opt(opt, true);
+		if (out->len < sizeof(opt) || out->count[2] == 0 ||
+		    memcmp(resp + len - sizeof(opt), opt, sizeof(opt)) != 0)
+			return 0;
+		out->len -= sizeof(opt);
+		out->count[2]--;
+	}
 	/* The program counts it in the bucket a worker would (rrl.c): a
 	 * kind the core did not note would need the response read back. */
 	out->rrl_kind = (uint32_t)ctx.kind.kind;
@@ -299,13 +328,13 @@ static bool same(const struct answered *x, const struct answered *y)
 }
 
 /* Whether the core gives the same sections to the query in upper case
- * with an OPT for 1232 bytes, and a bare OPT after them. */
-static int confirm(struct asking *a, uint16_t qtype, const struct answered *x, bool *ok)
+ * with an OPT for 1232 bytes (DO as asked), and a bare OPT after them. */
+static int confirm(struct asking *a, uint16_t qtype, bool dnssec, const struct answered *x,
+		   bool *ok)
 {
-	static const uint8_t bare_opt[11] = { 0, 0, XD_TYPE_OPT, XD_ANSWER_UDP_MAX >> 8,
-					      XD_ANSWER_UDP_MAX & 0xff, 0, 0, 0, 0, 0, 0 };
+	uint8_t opt[XD_OPT_RR_LEN];
 	struct xd_answer_ctx ctx;
-	size_t qlen = make_query(a, qtype, true, true);
+	size_t qlen = make_query(a, qtype, true, true, dnssec);
 	size_t qend = XD_DNS_HEADER_LEN + a->name_len + 4;
 	int len;
 
@@ -317,13 +346,14 @@ static int confirm(struct asking *a, uint16_t qtype, const struct answered *x, b
 		return 0;
 	if (len < 0)
 		return len;
-	if ((size_t)len != qend + x->len + sizeof(bare_opt))
+	if ((size_t)len != qend + x->len + sizeof(opt))
 		return 0;
+	bare_opt(opt, dnssec);
 	*ok = (xd_get16(a->check + 2) & ~(XD_FLAG_QR)) == x->flags &&
 	      xd_get16(a->check + 6) == x->count[0] && xd_get16(a->check + 8) == x->count[1] &&
 	      xd_get16(a->check + 10) == x->count[2] + 1 &&
 	      memcmp(a->check + qend, x->sections, x->len) == 0 &&
-	      memcmp(a->check + qend + x->len, bare_opt, sizeof(bare_opt)) == 0;
+	      memcmp(a->check + qend + x->len, opt, sizeof(opt)) == 0;
 	return 0;
 }
 
@@ -346,9 +376,9 @@ struct key_set {
 };
 
 static int key_set_add(struct key_set *set, const uint8_t *name, size_t len, uint16_t qtype,
-		       uint16_t qclass, bool *added)
+		       uint16_t qclass, uint32_t variant, bool *added)
 {
-	uint8_t key[4 + XD_NAME_MAX];
+	uint8_t key[5 + XD_NAME_MAX];
 	uint64_t h;
 	size_t j;
 
@@ -356,8 +386,9 @@ static int key_set_add(struct key_set *set, const uint8_t *name, size_t len, uin
 	 * mixes its seed with the first word linearly. */
 	xd_put16(key, qtype);
 	xd_put16(key + 2, qclass);
-	memcpy(key + 4, name, len);
-	h = xd_hash(key, 4 + len, 0x7f4a7c15u) | 1;
+	key[4] = (uint8_t)variant;
+	memcpy(key + 5, name, len);
+	h = xd_hash(key, 5 + len, 0x7f4a7c15u) | 1;
 
 	if (2 * (set->used + 1) > set->mask + 1) {
 		size_t size = set->mask ? 2 * (set->mask + 1) : 4096;
@@ -395,6 +426,9 @@ struct compiling {
 	struct type_list image_types;	/* every type in the image, ascending */
 	struct type_list override_types;	/* of every override rule */
 	struct key_set keys;
+	bool dnssec;			/* compiling the DO entries */
+	bool same_with_do;		/* the name's answers so far are the
+					 * same with DO=1 */
 };
 
 /* Enters value v for (the name, qtype, qclass) unless the key has one
@@ -406,7 +440,9 @@ static int enter(struct compiling *c, uint16_t qtype, uint16_t qclass, struct xd
 	bool added;
 	int rc;
 
-	rc = key_set_add(&c->keys, a->name, a->name_len, qtype, qclass, &added);
+	uint32_t variant = c->dnssec ? XD_ANSWER_VARIANT_DO : XD_ANSWER_VARIANT_PLAIN;
+
+	rc = key_set_add(&c->keys, a->name, a->name_len, qtype, qclass, variant, &added);
 	if (rc || !added)
 		return rc;
 	if (sections) {
@@ -415,8 +451,9 @@ static int enter(struct compiling *c, uint16_t qtype, uint16_t qclass, struct xd
 			return rc;
 	}
 	c->t->info.entries++;
+	c->t->info.do_entries += c->dnssec;
 	return class_add(&c->t->classes[class_of(a->name_len)], a->name, a->name_len, qtype,
-			 qclass, v);
+			 qclass, variant, v);
 }
 
 static int emit(struct compiling *c, uint16_t qtype, uint16_t qclass, const struct answered *x)
@@ -452,16 +489,24 @@ static int emit_to_worker(struct compiling *c, uint16_t qtype)
 static int consider(struct compiling *c, uint16_t qtype, const struct answered *other,
 		    struct answered *x)
 {
+	struct asking *a = c->a;
+	struct answered with;
 	bool ok = false;
-	int rc = ask(c->a, qtype, x);
+	int rc = ask(a, qtype, c->dnssec, a->resp, x);
 
+	if (rc == 0 && !c->dnssec && c->same_with_do) {
+		rc = ask(a, qtype, true, a->with_do, &with);
+		c->same_with_do = x->ok == with.ok && (!x->ok || same(x, &with));
+	}
 	if (rc)
 		return rc;
+	if (c->dnssec && x->ok && x->count[0] == 0 && (x->flags & XD_FLAG_AA))
+		x->ok = false;	/* a proof of absence: the worker's */
 	if (other && other->ok && x->ok && same(x, other))
 		return 0;
 	if (other && !other->ok && !x->ok)
 		return 0;	/* the worker answers both */
-	if (x->ok && (rc = confirm(c->a, qtype, x, &ok)))
+	if (x->ok && (rc = confirm(c->a, qtype, c->dnssec, x, &ok)))
 		return rc;
 	x->ok = ok;
 	if (!ok) {
@@ -471,8 +516,9 @@ static int consider(struct compiling *c, uint16_t qtype, const struct answered *
 	return emit(c, other ? qtype : 0, other ? XD_CLASS_IN : XD_ANSWER_CLASS_OTHER, x);
 }
 
-/* Whether a query for the name could meet a zone's ACL: the zone that
- * holds it, or for DS the parent's. */
+/* Whether a query for the name could meet a zone's query ACL: of the zone
+ * that holds it, or for DS the parent's.  A zone that restricts transfers
+ * alone answers queries alike for every client. */
 static bool acl_applies(const struct xd_image *img, const uint8_t *name, size_t len)
 {
 	int z;
@@ -480,14 +526,16 @@ static bool acl_applies(const struct xd_image *img, const uint8_t *name, size_t 
 	if (!img->hdr->zone_acl_count)
 		return false;
 	z = xd_answer_zone(img, name, len, XD_TYPE_A);
-	if (z >= 0 && xd_image_zone(img, z)->acl)
+	if (z >= 0 && !xd_zone_acl_open(img, xd_image_zone(img, z), XD_ZONE_ACL_QUERY))
 		return true;
 	z = xd_answer_zone(img, name, len, XD_TYPE_DS);
-	return z >= 0 && xd_image_zone(img, z)->acl;
+	return z >= 0 && !xd_zone_acl_open(img, xd_image_zone(img, z), XD_ZONE_ACL_QUERY);
 }
 
 static void types_add(struct type_list *l, uint16_t t)
 {
+	if (!xd_answer_type_held(t))
+		return;		/* no entry, and the program does not fall back */
 	for (int i = 0; i < l->n; i++)
 		if (l->t[i] == t)
 			return;
@@ -495,16 +543,36 @@ static void types_add(struct type_list *l, uint16_t t)
 		l->t[l->n++] = t;
 }
 
-/* Every entry of one name: its "other types" answer first, then each type
- * whose answer may differ from it: the types it has, the types of every
- * override rule (a subtree rule above it answers them) and DS; with a
- * CNAME or DNAME, every type of the image, as the chain's end decides.
- * Not ANY, which the program leaves to the workers: an entry for it at
- * every name would add a third to the table for a type rarely asked. */
-static int compile_name(struct compiling *c, struct type_list *types, bool chain)
+/* The entries of one name for one variant (c->dnssec): its "other types"
+ * answer first, then each type of the list whose answer differs. */
+static int compile_variant(struct compiling *c, const struct type_list *types)
 {
 	struct answered other, x;
 	struct asking *a = c->a;
+	int rc = consider(c, c->probe, NULL, &other);
+
+	if (rc == 0 && other.ok) {
+		memcpy(a->other, other.sections, other.len);
+		other.sections = a->other;
+	}
+	for (int i = 0; rc == 0 && i < types->n; i++)
+		rc = consider(c, types->t[i], &other, &x);
+	return rc;
+}
+
+/* Every entry of one name: the types whose answer may differ from its
+ * answer to a type nobody has are the types it has, the types of every
+ * override rule (a subtree rule above it answers them) and DS; with a
+ * CNAME or DNAME, every type of the image, as the chain's end decides.
+ * Not ANY, which the program leaves to the workers: an entry for it at
+ * every name would add a third to the table for a type rarely asked.
+ * Then DO: the entries just made say they hold for it too, or the name
+ * gets its DO entries. */
+static int compile_name(struct compiling *c, struct type_list *types, bool chain)
+{
+	struct asking *a = c->a;
+	struct xd_answer_class *class = &c->t->classes[class_of(a->name_len)];
+	size_t first = class->n;
 	int rc;
 
 	c->t->info.names++;
@@ -521,13 +589,16 @@ static int compile_name(struct compiling *c, struct type_list *types, bool chain
 		c->t->info.skipped++;	/* past the bound: all to the worker */
 		return 0;
 	}
-	rc = consider(c, c->probe, NULL, &other);
-	if (rc == 0 && other.ok) {
-		memcpy(a->other, other.sections, other.len);
-		other.sections = a->other;
+	c->same_with_do = true;
+	rc = compile_variant(c, types);
+	if (rc == 0 && !c->same_with_do) {
+		c->dnssec = true;
+		rc = compile_variant(c, types);
+		c->dnssec = false;
+		return rc;
 	}
-	for (int i = 0; rc == 0 && i < types->n; i++)
-		rc = consider(c, types->t[i], &other, &x);
+	for (size_t i = first; rc == 0 && i < class->n; i++)
+		class->values[i].also_do = XD_ANSWER_ALSO_DO;
 	return rc;
 }
 
@@ -549,7 +620,9 @@ static int compile_nodes(struct compiling *c)
 		const uint8_t *n = img->base + off;
 		const struct xd_zone_entry *z;
 
-		if (!off)
+		/* An NSEC3 record's hashed name does not exist (RFC 5155
+		 * 7.2.8): NXDOMAIN, the workers'. */
+		if (!off || (xd_node_flags(img->base + off) & XD_NODE_NSEC3))
 			continue;
 		z = xd_image_zone(img, xd_node_zone(n));
 		c->a->name_len = xd_node_name_len(n) + z->origin_len;
@@ -605,9 +678,9 @@ static void override_types(const struct xd_image *img, struct type_list *l)
 	}
 }
 
-/* Every type the image holds (but ANY, which the program leaves to the
- * workers), as a list for the names whose answer a chain's end decides,
- * and a type it does not hold.  Past XD_ANSWER_TYPES_MAX types the list is
+/* Every type the image holds but those the table holds no answers to, as
+ * a list for the names whose answer a chain's end decides, and a type it
+ * does not hold.  Past XD_ANSWER_TYPES_MAX types the list is
  * full, and such names go to the workers whole (compile_name). */
 static int image_types(const struct xd_image *img, struct type_list *out, uint16_t *probe)
 {
@@ -629,7 +702,7 @@ static int image_types(const struct xd_image *img, struct type_list *out, uint16
 	}
 	out->n = 0;
 	for (uint32_t t = 1; t < 65536; t++)
-		if (bitmap[t / 8] & (1u << (t % 8)) && t != XD_TYPE_ANY)
+		if (bitmap[t / 8] & (1u << (t % 8)))
 			types_add(out, (uint16_t)t);
 	for (uint32_t t = XD_PROBE_TYPE_FIRST; t < 65535; t++) {
 		if (!(bitmap[t / 8] & (1u << (t % 8)))) {
@@ -724,6 +797,8 @@ int xd_answers_entry_get(const struct xd_answers *t, uint64_t index,
 		memcpy(out->name, key + 8, c->key_size - 8);
 		out->name_len = (uint8_t)xd_name_length(out->name);
 		out->action = v->action;
+		out->also_do = v->also_do;
+		memcpy(&out->variant, key + 4, 4);
 		out->flags = v->flags;
 		out->count[0] = v->ancount;
 		out->count[1] = v->nscount;

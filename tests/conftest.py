@@ -266,9 +266,11 @@ def xdpdns_command():
     return [sys.executable, "-m", "xdpdns"]
 
 
-def start_xdpdns(workdir, zones, extra_args=()):
+def start_xdpdns(workdir, zones, extra_args=(), zone_args=True):
     """Starts `xdpdns serve` in socket mode on a free loopback port serving
-    zones; returns a ServerProcess once every zone answers."""
+    zones; returns a ServerProcess once every zone answers.  With zone_args
+    False the zones come from a --config in extra_args (its [[zone]]
+    entries: --zone would replace them) and are only waited for."""
     reason = xdpdns_unavailable()
     if reason:
         # The engine builds with the package (pip install -e .): a missing
@@ -277,7 +279,7 @@ def start_xdpdns(workdir, zones, extra_args=()):
     workdir = Path(workdir)
     port = _free_port()
     argv = xdpdns_command() + ["serve", "--listen", f"127.0.0.1:{port}"]
-    for origin, path in zones:
+    for origin, path in zones if zone_args else ():
         argv += ["--zone", f"{origin}={path}"]
     argv += list(extra_args)
     return _start("xdpdns", argv, workdir / "xdpdns.log", port, zones, cwd=workdir)

@@ -2,7 +2,8 @@
 serving the same files signed by dnssec-signzone (tests/test_dnssec.py's zone, NSEC and
 NSEC3 opt-out), the same query bytes, responses compared section by section
 as RRsets (tests/dnsdiff.py), with DO=1 and DO=0, over UDP (512 and 1232
-bytes) and TCP.
+bytes) and TCP.  Also the zone signed on load by xdpdns (`[[zone]] dnssec`,
+NSEC3): the peers serve what xdpdns transfers of it.
 
 Knot (no dnssec-signing) and NSD serve a zone signed elsewhere as it is,
 which is what xdpdns does.  Where the two may differ, the Rule says which RFC allows
@@ -14,7 +15,7 @@ import pytest
 
 from conftest import start_knot, start_nsd, start_xdpdns
 from dnsdiff import Rule, ask, compare, make_query, report
-from test_dnssec import FORMS, NSEC3_PROOFS, NSEC_PROOFS, POSITIVE, sign_zone
+from test_dnssec import FORMS, NSEC3_PROOFS, NSEC_PROOFS, POSITIVE, ZONE, keygen_pair, sign_zone
 
 TRANSPORTS = {
     "udp-do": dict(tcp=False, edns=0, dnssec=True),
@@ -41,19 +42,47 @@ QUESTIONS = sorted({(q, t) for q, t, *_ in POSITIVE + NSEC_PROOFS + NSEC3_PROOFS
 STARTERS = {"knot": start_knot, "nsd": start_nsd}
 
 
+def _signing_on_load(work):
+    """xdpdns signing the test zone when it loads it (NSEC3), and the zone
+    it signed, transferred from it into a file for the peer."""
+    import dns.query
+    import dns.zone
+
+    keys = keygen_pair(work / "keys")
+    conf = work / "signed.toml"
+    conf.write_text(f'[[zone]]\norigin = "signed.test."\nfile = "{ZONE}"\n'
+                    'allow_transfer = ["127.0.0.1"]\n'
+                    f'dnssec = {{ keys = {[str(k) for k in keys]!r}, nsec3 = true }}\n'
+                    .replace("'", '"'))
+    xdp = start_xdpdns(work, [("signed.test.", ZONE)], ["--config", conf], zone_args=False)
+    try:
+        dump = work / "signed.test.zone"
+        zone = dns.zone.from_xfr(dns.query.xfr(xdp.address[0], "signed.test.",
+                                               port=xdp.address[1], timeout=10))
+        zone.to_file(str(dump), relativize=False)
+    except BaseException:
+        xdp.stop()
+        raise
+    return xdp, dump
+
+
 @pytest.fixture(scope="module", params=[(peer, form) for peer in STARTERS
-                                        for form in ("nsec", "nsec3-optout")],
+                                        for form in ("nsec", "nsec3-optout", "load-nsec3")],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def servers(request, tmp_path_factory):
     """(the peer, xdpdns), both serving the test zone signed in one form."""
     peer, form = request.param
-    zone = sign_zone(tmp_path_factory.mktemp(f"sign-{form}"), FORMS[form])
-    zones = [("signed.test.", zone)]
-    ref = STARTERS[peer](tmp_path_factory.mktemp(f"{peer}-{form}"), zones)
+    work = tmp_path_factory.mktemp(f"xdpdns-{form}")
+    if form == "load-nsec3":
+        xdp, zone = _signing_on_load(work)
+    else:
+        zone = sign_zone(tmp_path_factory.mktemp(f"sign-{form}"), FORMS[form])
+        xdp = start_xdpdns(work, [("signed.test.", zone)])
     try:
-        xdp = start_xdpdns(tmp_path_factory.mktemp(f"xdpdns-{form}"), zones)
+        ref = STARTERS[peer](tmp_path_factory.mktemp(f"{peer}-{form}"),
+                             [("signed.test.", zone)])
     except BaseException:
-        ref.stop()
+        xdp.stop()
         raise
     yield ref, xdp
     xdp.stop()

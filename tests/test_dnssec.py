@@ -604,34 +604,47 @@ def test_axfr_carries_the_signatures(signed_zones, form):
 
 @pytest.mark.xdp
 def test_xdp_mode_answers_do_queries_with_signatures(signed_zones, xdp_topology, xdp_serve):
-    """XDP mode: a DO=1 query goes past the program's answer table (which
-    holds DO=0 answers only) to its AF_XDP worker, and its answer is the
-    socket path's, signed and valid; DO=0 is answered in the program."""
+    """XDP mode: DO=1 queries are answered from the program's answer table
+    (its DO entries) where the answer fits the frame, else by an AF_XDP
+    worker, with the socket path's bytes either way, signed and valid;
+    DO=0 queries too."""
     import dnsdiff
+    from test_xdp_answers import SOCKET_PORT, _listen_args
 
     path, keys = signed_zones["nsec3-optout"]
     topo = xdp_topology
-    server = xdp_serve("--zone", f"signed.test.={path}")
+    server = xdp_serve("--zone", f"signed.test.={path}", *_listen_args(topo))
 
     def in_xdp():
         return server.stats()["xdp"]["program"]["answered_in_xdp"]
 
-    before = in_xdp()
-    for qname, qtype, rcode in (("www.signed.test.", "A", dns.rcode.NOERROR),
-                                ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN)):
-        query = dns.message.make_query(qname, qtype, want_dnssec=True, payload=1232)
+    def both(query):
         with topo.client.entered():
-            wire = dnsdiff.exchange((topo.server_v4, 53), query.to_wire(), timeout=2.0)
-        assert wire is not None
-        response = dns.message.from_wire(wire)
+            got = dnsdiff.exchange((topo.server_v4, 53), query.to_wire(), timeout=2.0)
+            ref = dnsdiff.exchange((topo.server_v4, SOCKET_PORT), query.to_wire(),
+                                   timeout=2.0)
+        assert got is not None and got == ref, (query.question, got, ref)
+        return dns.message.from_wire(got)
+
+    before = in_xdp()
+    # RFC 4035 2.2: a referral's NS and glue are not signed; its DS is.
+    referral = ["authority secure.signed.test. NS", "additional ns.secure.signed.test. A"]
+    for qname, qtype, rcode, unsigned in (
+            ("ns1.signed.test.", "A", dns.rcode.NOERROR, []),
+            ("www.signed.test.", "A", dns.rcode.NOERROR, []),
+            ("www.signed.test.", "TXT", dns.rcode.NOERROR, []),
+            ("secure.signed.test.", "A", dns.rcode.NOERROR, referral),
+            ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN, [])):
+        response = both(dns.message.make_query(qname, qtype, want_dnssec=True, payload=1232))
         assert response.rcode() == rcode
-        assert unsigned_rrsets(response, keys) == []
+        assert unsigned_rrsets(response, keys) == unsigned
         assert [r for r in response.answer + response.authority
                 if r.rdtype == dns.rdatatype.RRSIG]
-    assert in_xdp() == before  # the workers answered DO=1
-    plain = dns.message.make_query("www.signed.test.", "A")
-    with topo.client.entered():
-        assert dnsdiff.exchange((topo.server_v4, 53), plain.to_wire(), timeout=2.0)
+    # ns1's A with its RRSIG fits any frame: the program answered it.
+    assert in_xdp() > before
+    before = in_xdp()
+    response = both(dns.message.make_query("www.signed.test.", "A"))
+    assert not [r for r in response.answer if r.rdtype == dns.rdatatype.RRSIG]
     assert in_xdp() == before + 1
 
 

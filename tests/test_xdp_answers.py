@@ -40,13 +40,22 @@ from xdpdns.engine import ImageBuilder
 pytestmark = pytest.mark.asan
 
 UDP_MIN, UDP_MAX, OPT_RESERVE = 512, 1232, 17
-NO_FALLBACK = (dns.rdatatype.AXFR, dns.rdatatype.IXFR, dns.rdatatype.ANY)
-BARE_OPT = bytes([0, 0, 41, UDP_MAX >> 8, UDP_MAX & 0xFF, 0, 0, 0, 0, 0, 0])
+# Types the table holds no answers to (xd_answer_type_held): the workers'.
+NOT_HELD = (dns.rdatatype.AXFR, dns.rdatatype.IXFR, dns.rdatatype.ANY, dns.rdatatype.RRSIG,
+            dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
+
+
+def bare_opt(dnssec):
+    return bytes([0, 0, 41, UDP_MAX >> 8, UDP_MAX & 0xFF, 0, 0, 0x80 if dnssec else 0, 0, 0, 0])
+
+
 ZONE_DIR = Path(__file__).resolve().parent.parent / "zones"
 
-# Shapes of one query: (use_edns, payload, mixed case)
-SHAPES = [(False, 0, False), (True, 1232, False), (True, 512, False), (True, 100, False),
-          (True, 4096, False), (False, 0, True), (True, 1232, True)]
+# Shapes of one query: (use_edns, payload, mixed case, DO)
+SHAPES = [(False, 0, False, False), (True, 1232, False, False), (True, 512, False, False),
+          (True, 100, False, False), (True, 4096, False, False), (False, 0, True, False),
+          (True, 1232, True, False), (True, 1232, False, True), (True, 512, False, True),
+          (True, 1232, True, True)]
 
 
 def _image(overrides=False):
@@ -81,7 +90,7 @@ def _add_overrides(builder):
 
 def _table(image):
     info, entries = image.answer_table()
-    return info, {(e.name.to_wire().lower(), e.qtype, e.qclass): e for e in entries}
+    return info, {(e.name.to_wire().lower(), e.qtype, e.qclass, e.dnssec): e for e in entries}
 
 
 def _mixcase(name):
@@ -91,14 +100,23 @@ def _mixcase(name):
     return dns.name.Name(labels)
 
 
-def _query_wire(qname, qtype, edns, payload, mixed):
+def _query_wire(qname, qtype, edns, payload, mixed, dnssec=False):
     name = dns.name.from_text(qname) if isinstance(qname, str) else qname
     if mixed:
         name = _mixcase(name)
     q = dns.message.make_query(name, qtype, use_edns=0 if edns else False,
-                               payload=payload or 1232)
+                               payload=payload or 1232, want_dnssec=dnssec)
     q.flags &= ~dns.flags.RD if random.Random(str(name)).random() < 0.5 else 0xFFFF
     return q.to_wire()
+
+
+def _lookup(table, name, qtype, dnssec):
+    if qtype in NOT_HELD:
+        return None
+    entry = table.get((name, qtype, 1, dnssec))
+    if entry is None:
+        entry = table.get((name, 0, 0, dnssec))
+    return entry
 
 
 def program_answer(table, wire):
@@ -124,18 +142,18 @@ def program_answer(table, wire):
     rest = wire[qend:]
     if qclass != 1:
         return None
-    edns, payload = False, 0
+    edns, payload, dnssec = False, 0, False
     if ar == 0 and not rest:
         pass
     elif ar == 1 and len(rest) == 11 and rest[0:3] == b"\x00\x00\x29" and rest[6] == 0 \
-            and not rest[7] & 0x80 and rest[9:11] == b"\x00\x00":
+            and rest[9:11] == b"\x00\x00":
         edns, payload = True, struct.unpack("!H", rest[3:5])[0]
+        dnssec = bool(rest[7] & 0x80)
     else:
         return None
-    key = (name.lower(), qtype, 1)
-    entry = table.get(key)
-    if entry is None and qtype not in NO_FALLBACK:
-        entry = table.get((name.lower(), 0, 0))
+    entry = _lookup(table, name.lower(), qtype, False)
+    if dnssec and not (entry is not None and entry.also_do):
+        entry = _lookup(table, name.lower(), qtype, True)
     if entry is None or entry.to_worker:
         return None
     need = qend + len(entry.sections)
@@ -144,7 +162,7 @@ def program_answer(table, wire):
         return None
     header = struct.pack("!HHHHHH", qid, 0x8000 | entry.flags | (flags & 0x0110), 1,
                          entry.counts[0], entry.counts[1], entry.counts[2] + edns)
-    return header + wire[12:qend] + entry.sections + (BARE_OPT if edns else b"")
+    return header + wire[12:qend] + entry.sections + (bare_opt(dnssec) if edns else b"")
 
 
 def _questions(table):
@@ -162,15 +180,15 @@ def _questions(table):
 def _compare(image, table, questions):
     sent = 0
     for qname, qtype in questions:
-        for edns, payload, mixed in SHAPES:
-            wire = _query_wire(qname, qtype, edns, payload, mixed)
+        for edns, payload, mixed, dnssec in SHAPES:
+            wire = _query_wire(qname, qtype, edns, payload, mixed, dnssec)
             ours = program_answer(table, wire)
             if ours is None:
                 continue
             sent += 1
             core = image.answer(wire)
             assert ours == core, (f"{qname} {qtype} edns={edns} payload={payload} "
-                                  f"mixed={mixed}:\n program {ours.hex()}\n core    "
+                                  f"mixed={mixed} do={dnssec}:\n program {ours.hex()}\n core    "
                                   f"{core.hex() if core else None}")
     return sent
 
@@ -203,7 +221,7 @@ def test_what_the_table_holds():
 
     def entry(name, rdtype, other=False):
         key = (dns.name.from_text(name).to_wire(), 0 if other else
-               dns.rdatatype.from_text(rdtype), 0 if other else 1)
+               dns.rdatatype.from_text(rdtype), 0 if other else 1, False)
         return table.get(key)
 
     assert entry("www.example.com.", "A").counts[0] >= 1
@@ -221,6 +239,53 @@ def test_what_the_table_holds():
     for e in table.values():
         if not e.to_worker:
             assert e.csum == _csum(e.sections), e
+
+
+def test_unsigned_names_answer_do_from_their_plain_entries():
+    """Regression guard for the table's size: in unsigned zones the answers
+    with DO=1 are the answers without, so no DO entry is made and every
+    plain entry says it holds for DO too."""
+    info, table = _table(_image())
+    assert info.do_entries == 0
+    assert not any(e.dnssec for e in table.values())
+    assert all(e.also_do for e in table.values())
+
+
+@pytest.fixture(scope="module")
+def signed_tables(tmp_path_factory):
+    """{form: (image, table)} of tests/data/dnssec/signed.test.zone signed
+    by dnssec-signzone (NSEC, NSEC3, NSEC3 opt-out) and on load (NSEC3)."""
+    from test_dnssec import FORMS, _image as load_image, keygen_pair, sign_on_load, sign_zone
+    from test_dnssec import ZONE as SIGNED_SOURCE
+    from xdpdns.engine import SigningKey
+
+    out = {}
+    for form in ("nsec", "nsec3", "nsec3-optout"):
+        work = tmp_path_factory.mktemp(f"xdp-{form}")
+        image = load_image(sign_zone(work, FORMS[form]))
+        out[form] = (image, _table(image)[1])
+    keys = [SigningKey(k) for k in keygen_pair(tmp_path_factory.mktemp("xdp-load"))]
+    image = sign_on_load(SIGNED_SOURCE, keys, True)
+    out["load-nsec3"] = (image, _table(image)[1])
+    return out
+
+
+@pytest.mark.parametrize("form", ["nsec", "nsec3", "nsec3-optout", "load-nsec3"])
+def test_table_do_answers_of_signed_zones_are_the_cores(signed_tables, form):
+    """A signed zone's names get DO entries (RRSIGs, proofs, DS) besides
+    their plain ones, and the model of the program answers DO=1 and DO=0
+    queries from them with the core's bytes, for every name and type."""
+    image, table = signed_tables[form]
+    do_entries = [e for e in table.values() if e.dnssec]
+    assert do_entries and not any(e.also_do for e in do_entries)
+    rrsig = dns.rdatatype.RRSIG.to_bytes(2, "big")
+    assert any(rrsig in e.sections for e in do_entries if not e.to_worker)
+    questions = _questions(table) + [("www.signed.test.", "A"), ("secure.signed.test.", "A"),
+                                     ("insecure.signed.test.", "A"), ("ent.signed.test.", "A")]
+    sent = _compare(image, table, questions)
+    answered_do = sum(program_answer(table, _query_wire(q, t, True, 1232, False, True))
+                      is not None for q, t in questions)
+    assert sent > 500 and answered_do > 100, (sent, answered_do)
 
 
 def _csum(data: bytes) -> int:
@@ -245,7 +310,7 @@ def test_answer_too_long_for_udp_stays_with_the_worker(tmp_path):
         image = builder.finish()
     _, table = _table(image)
     name = dns.name.from_text("big.big.test.").to_wire()
-    assert table[(name, dns.rdatatype.TXT, 1)].to_worker
+    assert table[(name, dns.rdatatype.TXT, 1, False)].to_worker
     wire = dns.message.make_query("big.big.test.", "TXT", use_edns=0).to_wire()
     assert program_answer(table, wire) is None
     assert program_answer(table, dns.message.make_query("big.big.test.", "A").to_wire())
@@ -280,14 +345,14 @@ def _send_all(topo, server, questions):
     with topo.client.entered():
         for host in (topo.server_v4, topo.server_v6):
             for qname, qtype in questions:
-                for edns, payload, mixed in SHAPES:
-                    wire = _query_wire(qname, qtype, edns, payload, mixed)
+                for edns, payload, mixed, dnssec in SHAPES:
+                    wire = _query_wire(qname, qtype, edns, payload, mixed, dnssec)
                     ref = dnsdiff.exchange((host, SOCKET_PORT), wire, timeout=TIMEOUT)
                     got = dnsdiff.exchange((host, 53), wire, timeout=TIMEOUT)
                     asked += 1
                     if got != ref:
                         failures.append(f"{host} {qname} {qtype} edns={edns} "
-                                        f"payload={payload} mixed={mixed}:\n  xdp    "
+                                        f"payload={payload} mixed={mixed} do={dnssec}:\n  xdp    "
                                         f"{got.hex() if got else None}\n  socket "
                                         f"{ref.hex() if ref else None}")
     return failures, asked
@@ -308,8 +373,8 @@ def test_xdp_answers_are_the_workers_bytes(xdp_topology, xdp_serve):
     _, table = _table(_image())
     held = small = 0
     for qname, qtype in questions:
-        for edns, payload, mixed in SHAPES:
-            wire = _query_wire(qname, qtype, edns, payload, mixed)
+        for edns, payload, mixed, dnssec in SHAPES:
+            wire = _query_wire(qname, qtype, edns, payload, mixed, dnssec)
             answer = program_answer(table, wire)
             held += answer is not None
             small += answer is not None and len(answer) - len(wire) <= ROOM_ANYWHERE
@@ -464,6 +529,11 @@ def _opt_version(wire, version):
     return wire[:-5] + bytes([version]) + wire[-4:]
 
 
+def _opt_flags(wire, high, low):
+    """The query's OPT (its last 11 bytes) with these flag bytes."""
+    return wire[:-4] + bytes([high, low]) + wire[-2:]
+
+
 def _qdcount(wire, n):
     return wire[:4] + struct.pack("!H", n) + wire[6:]
 
@@ -532,7 +602,12 @@ def _frame_cases():
         ("CD", lambda f: v4(f, _flags(q(), 0x0110)), True),
         ("NXDOMAIN", lambda f: v4(f, q("nothere.example.com.")), False),
         ("ANY", lambda f: v4(f, q(rdtype="ANY")), False),
-        ("DO", lambda f: v4(f, q(edns=0, want_dnssec=True)), False),
+        # An unsigned zone: the plain answer, with DO in its OPT (RFC 3225 3)
+        ("DO", lambda f: v4(f, q(edns=0, want_dnssec=True)), True),
+        ("DO, ipv6", lambda f: v6(f, q(edns=0, want_dnssec=True, payload=4096)), True),
+        # Flag bits no one defines are summed as they came, and not echoed.
+        ("OPT flags beyond DO", lambda f: v4(f, _opt_flags(q(edns=0, want_dnssec=True),
+                                                           0x80, 0x41)), True),
         ("NSID option", lambda f: v4(f, with_nsid.to_wire()), False),
         # dnspython takes use_edns=1 for True: the version byte by hand
         ("OPT version 1", lambda f: v4(f, _opt_version(q(edns=0), 1)), False),
@@ -669,8 +744,8 @@ def test_key_set_collision_c3_cname_c7_a(tmp_path):
                             + "".join(f"c{i} 3600 CNAME c{i + 1}\n" for i in range(1, 8))
                             + "c8 3600 CNAME www\n")
     _, table = _table(image)
-    assert (dns.name.from_text("c7.p.test.").to_wire(), dns.rdatatype.A, 1) in table
-    assert (dns.name.from_text("c3.p.test.").to_wire(), dns.rdatatype.CNAME, 1) in table
+    assert (dns.name.from_text("c7.p.test.").to_wire(), dns.rdatatype.A, 1, False) in table
+    assert (dns.name.from_text("c3.p.test.").to_wire(), dns.rdatatype.CNAME, 1, False) in table
     wire = dns.message.make_query("c7.p.test.", "A").to_wire()
     assert program_answer(table, wire) == image.answer(wire)
 
@@ -686,3 +761,27 @@ def test_child_apex_types_not_lost_to_the_cut(tmp_path):
     for qtype in ("SOA", "TXT", "NS", "A"):
         wire = dns.message.make_query("c.p.test.", qtype).to_wire()
         assert program_answer(table, wire) == image.answer(wire), qtype
+
+
+def test_zone_with_transfer_acl_alone_stays_in_the_table():
+    """Regression: a zone with allow_transfer (as most primaries have) was
+    left out of the answer table whole, as if its queries depended on the
+    client; only a query ACL makes them so."""
+    import ipaddress
+
+    from xdpdns.hookspecs import ZoneAcl, ZoneFile
+    from xdpdns.image import compile_sources
+
+    path = ZONE_DIR / "example.com.zone"
+    origin = dns.name.from_text("example.com.")
+    local = (ipaddress.ip_network("127.0.0.0/8"),)
+    for acl, held in ((ZoneAcl(allow_transfer=local), True),
+                      (ZoneAcl(deny_transfer=local), True),
+                      (ZoneAcl(allow_query=local), False),
+                      (ZoneAcl(deny_query=local), False)):
+        image = compile_sources([ZoneFile(origin, path, acl=acl)]).image
+        _, table = _table(image)
+        wire = dns.message.make_query("www.example.com.", "A").to_wire()
+        assert (program_answer(table, wire) is not None) == held, acl
+        if held:
+            assert program_answer(table, wire) == image.answer(wire)

@@ -264,6 +264,8 @@ class AnswerEntry:
     qtype: int  # 0 with qclass 0: the name's answer to every type without an entry
     qclass: int
     to_worker: bool  # the worker answers this type (too long, or client-dependent)
+    dnssec: bool  # the answer to a query with DO=1 (a name whose answers DO changes)
+    also_do: bool  # also the answer (or the worker's) with DO=1
     flags: int  # the header's AA and RCODE bits
     counts: tuple[int, int, int]  # answer, authority, additional (no OPT)
     sections: bytes  # what follows the question, pointers relative to offset 12
@@ -277,6 +279,7 @@ class AnswersInfo:
     state: str  # "off", "on", "paused" (rate limiting is on) or "failed"
     names: int  # names asked about
     entries: int  # keys in the table
+    do_entries: int  # of those, answers with DO=1 (names of signed zones)
     skipped: int  # answers left to the workers (too long, client-dependent)
     pages: int
     bytes: int  # the maps' kernel memory (about)
@@ -603,7 +606,8 @@ class Image(_CObject):
                 found.append(AnswerEntry(
                     name=dns.name.from_wire(bytes(entry.name[0:entry.name_len]), 0)[0],
                     qtype=entry.qtype, qclass=entry.qclass,
-                    to_worker=entry.action == lib.XD_ANSWER_TO_WORKER, flags=entry.flags,
+                    to_worker=entry.action == lib.XD_ANSWER_TO_WORKER,
+                    dnssec=entry.variant == 1, also_do=bool(entry.also_do), flags=entry.flags,
                     counts=(entry.count[0], entry.count[1], entry.count[2]),
                     sections=sections, csum=entry.csum))
             return _answers_info(info), found
@@ -1401,7 +1405,7 @@ def _prog_stats(out) -> ProgStats:
 def _answers_info(out) -> AnswersInfo:
     return AnswersInfo(
         state=_ANSWERS_STATES.get(out.state, "off"), names=out.names, entries=out.entries,
-        skipped=out.skipped, pages=out.pages, bytes=out.bytes,
+        do_entries=out.do_entries, skipped=out.skipped, pages=out.pages, bytes=out.bytes,
         compile_seconds=out.compile_us / 1e6, install_seconds=out.install_us / 1e6,
         message=ffi.string(out.message).decode("utf-8", "replace"))
 

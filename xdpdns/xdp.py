@@ -204,9 +204,10 @@ class XdpMode:
             return
         table = engine.xdp_answers_info()
         if table.state == "on":
-            log.info("xdp answers=on names=%d entries=%d skipped=%d pages=%d bytes=%d "
-                     "compile=%.3fs install=%.3fs", table.names, table.entries, table.skipped,
-                     table.pages, table.bytes, table.compile_seconds, table.install_seconds)
+            log.info("xdp answers=on names=%d entries=%d do_entries=%d skipped=%d pages=%d "
+                     "bytes=%d compile=%.3fs install=%.3fs", table.names, table.entries,
+                     table.do_entries, table.skipped, table.pages, table.bytes,
+                     table.compile_seconds, table.install_seconds)
         elif table.state == "failed":
             log.warning("xdp answers=failed (every query goes to the workers): %s",
                         table.message)
