@@ -436,11 +436,10 @@ struct compiling {
 static int enter(struct compiling *c, uint16_t qtype, uint16_t qclass, struct xd_answer *v,
 		 const struct answered *sections)
 {
+	uint32_t variant = c->dnssec ? XD_ANSWER_VARIANT_DO : XD_ANSWER_VARIANT_PLAIN;
 	struct asking *a = c->a;
 	bool added;
 	int rc;
-
-	uint32_t variant = c->dnssec ? XD_ANSWER_VARIANT_DO : XD_ANSWER_VARIANT_PLAIN;
 
 	rc = key_set_add(&c->keys, a->name, a->name_len, qtype, qclass, variant, &added);
 	if (rc || !added)
