@@ -236,7 +236,9 @@ struct xd_listen {
 	uint16_t port;
 };
 
-/* Counters of one worker; the names are the ones used in logs and stats. */
+/* Counters of one worker, whatever its transport (a UDP worker's are these
+ * alone, an AF_XDP queue's begin with them); the names are the ones used
+ * in logs and stats. */
 struct xd_worker_stats {
 	uint64_t received;
 	uint64_t answered;
@@ -670,20 +672,11 @@ struct xd_xdp_info {
 
 /* Counters of one AF_XDP queue worker. */
 struct xd_queue_stats {
-	uint64_t received;
-	uint64_t answered;
-	uint64_t dropped;		/* not answered: no response due, errors */
+	struct xd_worker_stats core;	/* as a UDP worker's (worker_core.c) */
 	uint64_t bad_checksum;		/* IPv4 header or UDP checksum wrong */
 	uint64_t malformed;		/* not a well-formed UDP/DNS packet */
-	uint64_t truncated;
 	uint64_t tx_full;		/* answers lost to a full TX ring */
 	uint64_t kicks;			/* sendto wakeups */
-	uint64_t batches;
-	uint64_t limited;		/* responses rate limiting withheld */
-	uint64_t slipped;		/* of those, sent truncated */
-	uint64_t deferred;		/* as in struct xd_worker_stats */
-	uint64_t resolver_full;
-	uint64_t resolver_expired;
 	uint64_t busy_polls;		/* busy polls of an empty rx ring */
 	uint64_t sleeps;		/* times the worker slept in poll() */
 	/* Where the queue's frames are now: they add up to the UMEM's frames,
@@ -698,8 +691,6 @@ struct xd_queue_stats {
 	uint64_t kernel_rx_dropped;	/* no room in the UMEM */
 	uint64_t kernel_rx_ring_full;	/* the worker fell behind */
 	uint64_t kernel_fill_empty;	/* no free frame on the fill ring */
-	uint64_t rcode[16];		/* responses made, by RCODE */
-	uint64_t qtype[16];		/* and by query type (xd_qtype_bucket_of) */
 	int cpu;			/* where the worker is pinned */
 };
 

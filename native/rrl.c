@@ -583,7 +583,7 @@ int xd_engine_rrl_events(struct xd_engine *e, struct xd_rrl_event *out, int max)
 	if (e->udp)
 		n += xd_udp_rrl_events(e->udp, out, max);
 	for (int i = 0; e->xdp && i < e->xdp->nworkers && n < max; i++)
-		n += xd_rrl_ring_take(&e->xdp->workers[i].rrl.ring, out + n, max - n);
+		n += xd_rrl_ring_take(&e->xdp->workers[i].core.rrl.ring, out + n, max - n);
 	for (int i = 0; i < n; i++)
 		out[i].time = (uint32_t)((int64_t)out[i].time + to_unix);
 	if (e->xdp)

@@ -1,15 +1,11 @@
 /*
- * udp.c - socket-mode UDP workers.  Each worker owns one SO_REUSEPORT socket
+ * udp.c - socket-mode UDP workers: a transport of the worker core
+ * (worker_core.c), which answers.  Each worker owns one SO_REUSEPORT socket
  * per listen address, so the kernel spreads flows over workers without a
  * shared queue; each batch is received with one recvmmsg, answered without
- * locks, and sent with one sendmmsg.  A datagram from a source the ACL
- * denies gets REFUSED or nothing, as the ACL says (native/acl.c); answers
- * pass rate limiting when it is on (native/rrl.c).  Queries for names a
- * resolver plugin claims, when its cache has no answer, are deferred
- * (native/resolver.c): the worker keeps them, the hook's thread answers,
- * and the worker sends those answers from the socket the query came to,
- * or SERVFAIL when none came in time.  A worker that holds as many as it
- * may answers SERVFAIL at once.
+ * locks (the source ACL, rate limiting and the hand-off to resolver hooks
+ * are the core's), and sent with one sendmmsg.  A deferred query's answer
+ * leaves from the socket it came to, to the address it came from.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -24,16 +20,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "acl.h"
-#include "answer.h"
-#include "cookie.h"
 #include "dnstap.h"
 #include "engine_internal.h"
 #include "error.h"
 #include "resolver.h"
-#include "response_counts.h"
 #include "rrl.h"
 #include "wire.h"
+#include "worker_core.h"
 
 /* 64 matches the AF_XDP batch: large enough to amortise the system call,
  * small enough that a batch's buffers stay in L2. */
@@ -46,18 +39,13 @@
 #define XD_CMSG_SPACE 64
 
 struct xd_udp_worker {
-	struct xd_engine *engine;
+	struct xd_worker_core core;	/* its reader slot is the worker's index */
+	struct xd_worker_stats stats;	/* written by the worker only */
 	pthread_t thread;
 	bool started;
-	int index;
 	int epfd;
 	int fds[XD_LISTEN_MAX];
 	int nfds;
-	struct xd_worker_stats stats;	/* written by the worker only */
-	struct xd_response_counts counts;	/* this batch's responses */
-	struct xd_rrl_state rrl;	/* the worker's buckets and events */
-	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no resolver */
-	struct xd_dnstap_ring *tap;		/* NULL: no dnstap */
 	struct sockaddr_storage local[XD_LISTEN_MAX];	/* fds' own addresses */
 };
 
@@ -80,11 +68,6 @@ struct batch {
 	uint8_t query[XD_UDP_BATCH][XD_UDP_QUERY_MAX];
 	uint8_t response[XD_UDP_BATCH][XD_UDP_RESPONSE_MAX];
 };
-
-static void count(uint64_t *counter, uint64_t n)
-{
-	__atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
-}
 
 static void batch_prepare_rx(struct batch *b)
 {
@@ -141,18 +124,6 @@ static size_t reply_control(struct msghdr *rx, uint8_t *out)
 	return 0;
 }
 
-/* What a batch reads once: the published objects and the time. */
-struct batch_view {
-	const struct xd_image *img;
-	const struct xd_acl *acl;
-	const struct xd_rrl *rrl;	/* NULL: no rate limiting */
-	struct xd_rrl_counts rrl_counts;
-	int fd;				/* the socket the batch came from */
-	uint64_t now_ns;		/* the resolver's clock; 0: not read */
-	uint64_t deferred;		/* handed to the resolver */
-	uint64_t resolver_full;		/* SERVFAIL: the worker holds enough */
-};
-
 /* How a deferred query's answer leaves: as a fast-path answer would. */
 struct udp_route {
 	int fd;
@@ -163,69 +134,33 @@ struct udp_route {
 };
 _Static_assert(sizeof(struct udp_route) <= XD_RESOLVER_ROUTE_MAX, "a UDP route fits");
 
-/* Hands query i to the resolver hook that the core named in ctx; false
- * when the worker cannot hold it. */
-static bool defer_query(struct xd_udp_worker *w, struct batch_view *v,
-			const struct xd_answer_ctx *ctx, struct batch *b, int i)
-{
-	struct msghdr *rx = &b->rx[i].msg_hdr;
-	const struct sockaddr_storage *ss = &b->addr[i];
-	struct udp_route route = { .fd = v->fd, .addr_len = rx->msg_namelen };
-	uint16_t port;
+/* A datagram of the batch: the socket it came from, and which. */
+struct udp_query {
+	struct batch *b;
+	int i;
+	int fd;
+};
 
-	if (rx->msg_namelen > sizeof(route.addr))
-		return false;
-	memcpy(&route.addr, ss, rx->msg_namelen);
-	route.control_len = reply_control(rx, route.control);
-	port = ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port :
+static size_t make_route(const void *arg, void *out)
+{
+	const struct udp_query *q = arg;
+	struct msghdr *rx = &q->b->rx[q->i].msg_hdr;
+	struct udp_route *route = out;
+
+	if (rx->msg_namelen > sizeof(route->addr))
+		return 0;
+	memset(route, 0, sizeof(*route));
+	route->fd = q->fd;
+	route->addr_len = rx->msg_namelen;
+	memcpy(&route->addr, &q->b->addr[q->i], rx->msg_namelen);
+	route->control_len = reply_control(rx, route->control);
+	return sizeof(*route);
+}
+
+static uint16_t source_port(const struct sockaddr_storage *ss)
+{
+	return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port :
 		     ((const struct sockaddr_in6 *)ss)->sin6_port);
-	if (!v->now_ns)
-		v->now_ns = xd_resolver_clock();
-	return xd_resolver_defer(w->ep, ctx->hook, &ctx->client, port, b->query[i],
-				 b->rx[i].msg_len, &route, sizeof(route), v->now_ns) == 0;
-}
-
-/* A query the answering core deferred: handed over (nothing to send
- * now: 0), else SERVFAIL at once, for the fast path never waits. */
-static int answer_deferred(struct xd_udp_worker *w, struct batch_view *v,
-			   struct xd_answer_ctx *ctx, struct batch *b, int i, uint8_t *resp)
-{
-	if (defer_query(w, v, ctx, b, i)) {
-		v->deferred++;
-		return 0;
-	}
-	v->resolver_full++;
-	return xd_answer_ctx(v->img, ctx, b->query[i], b->rx[i].msg_len, resp,
-			     XD_UDP_RESPONSE_MAX, 0);
-}
-
-/* The response to query i (REFUSED for a denied source), its length, or 0
- * when nothing is sent; *denied counts the denied sources.  ctx holds the
- * batch's cookie secrets and time; the client is set here.  Answers pass
- * rate limiting, which may drop them or send them truncated. */
-static int answer_one(struct xd_udp_worker *w, struct batch_view *v,
-		      struct xd_answer_ctx *ctx, struct batch *b, int i, uint8_t *resp,
-		      uint64_t *denied)
-{
-	const struct sockaddr *source = (const struct sockaddr *)&b->addr[i];
-	int verdict = xd_acl_verdict(v->acl, source);
-
-	if (verdict == XD_VERDICT_ANSWER) {
-		int len;
-
-		xd_client_from_sockaddr(&ctx->client, source);
-		len = xd_answer_ctx(v->img, ctx, b->query[i], b->rx[i].msg_len, resp,
-				    XD_UDP_RESPONSE_MAX, w->ep ? XD_ANSWER_DEFER : 0);
-		if (len == -EAGAIN)
-			return answer_deferred(w, v, ctx, b, i, resp);
-		if (len > 0 && v->rrl)
-			len = xd_rrl_filter(&w->rrl, v->rrl, ctx, resp, len, &v->rrl_counts);
-		return len;
-	}
-	(*denied)++;
-	if (verdict == XD_VERDICT_DROP)
-		return 0;
-	return xd_answer_refused(b->query[i], b->rx[i].msg_len, resp, XD_UDP_RESPONSE_MAX);
 }
 
 /* The address socket fd (one of the worker's) is bound to. */
@@ -262,11 +197,11 @@ static bool sockaddr_parts(const struct sockaddr_storage *ss, uint8_t *addr, uin
  * worker's dnstap ring: the client from the datagram's source, the server
  * from the socket's own address, or from IP_PKTINFO or IPV6_PKTINFO when
  * that is a wildcard. */
-static void tap_query(struct xd_udp_worker *w, const struct batch_view *v, struct batch *b,
-		      int i, const uint8_t *resp, int len)
+static void tap_query(struct xd_udp_worker *w, int fd, struct batch *b, int i,
+		      const uint8_t *resp, int len)
 {
 	struct msghdr *rx = &b->rx[i].msg_hdr;
-	const struct sockaddr_storage *local = socket_local(w, v->fd);
+	const struct sockaddr_storage *local = socket_local(w, fd);
 	struct xd_dnstap_event ev = {
 		.family = (uint8_t)b->addr[i].ss_family,
 		.query = b->query[i],
@@ -285,19 +220,16 @@ static void tap_query(struct xd_udp_worker *w, const struct batch_view *v, struc
 		else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO)
 			memcpy(ev.server, &((struct in6_pktinfo *)CMSG_DATA(c))->ipi6_addr, 16);
 	}
-	xd_dnstap_put(w->tap, &ev);
+	xd_dnstap_put(w->core.tap, &ev);
 }
 
 /* Makes tx[i] the response in response[i] (len bytes) to name, from the
  * address that control (controllen bytes; 0: none) names. */
-static void put_tx(struct xd_udp_worker *w, struct batch *b, int i, int len, void *name,
-		   socklen_t namelen, void *control, size_t controllen)
+static void put_tx(struct batch *b, int i, int len, void *name, socklen_t namelen,
+		   void *control, size_t controllen)
 {
 	struct msghdr *tx = &b->tx[i].msg_hdr;
 
-	if (xd_get16(b->response[i] + 2) & XD_FLAG_TC)
-		count(&w->stats.truncated, 1);
-	xd_response_counts_add(&w->counts, b->response[i], (size_t)len);
 	b->tx_iov[i].iov_base = b->response[i];
 	b->tx_iov[i].iov_len = len;
 	memset(tx, 0, sizeof(*tx));
@@ -310,51 +242,33 @@ static void put_tx(struct xd_udp_worker *w, struct batch *b, int i, int len, voi
 }
 
 /* Answers rx[0..n) from socket fd into tx; returns how many responses to
- * send, and in *deferred how many went to the resolver. */
-static int batch_answer(struct xd_udp_worker *w, struct batch *b, int n, int fd,
-			int *deferred)
+ * send.  The batch is ended (counted) by the caller, once they left. */
+static int batch_answer(struct xd_udp_worker *w, struct xd_core_batch *cb, struct batch *b,
+			int n, int fd)
 {
-	struct batch_view v = { .img = xd_engine_enter(w->engine, w->index), .fd = fd };
-	struct xd_answer_ctx ctx = { 0 };
-	uint64_t denied = 0, deferred_before = 0;
 	int out = 0;
 
-	/* Under the same epoch as the image: freed only once we leave. */
-	v.acl = atomic_load(&w->engine->acl);
-	v.rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
-	for (int i = 0; i < n && v.img; i++) {
+	for (int i = 0; i < n; i++) {
 		struct msghdr *rx = &b->rx[i].msg_hdr;
+		struct udp_query q = { b, i, fd };
+		struct xd_core_way_back back = { make_route, &q, source_port(&b->addr[i]) };
+		uint64_t deferred = cb->deferred;
 		int len;
 
 		if (rx->msg_flags & MSG_TRUNC)
 			continue;	/* longer than any query we answer */
-		len = answer_one(w, &v, &ctx, b, i, b->response[out], &denied);
-		/* Deferred queries (-EAGAIN inside answer_one: 0 here with
-		 * deferred grown) are the resolver's, answered later. */
-		if (w->tap && v.deferred == deferred_before && xd_dnstap_sampled(w->tap))
-			tap_query(w, &v, b, i, b->response[out], len);
-		deferred_before = v.deferred;
+		len = xd_core_answer(&w->core, cb, (const struct sockaddr *)&b->addr[i],
+				     b->query[i], b->rx[i].msg_len, b->response[out],
+				     XD_UDP_RESPONSE_MAX, &back);
+		/* Deferred queries are the resolver's, logged with its answer. */
+		if (w->core.tap && cb->deferred == deferred && xd_dnstap_sampled(w->core.tap))
+			tap_query(w, fd, b, i, b->response[out], len);
 		if (len <= 0)
 			continue;
-		put_tx(w, b, out, len, rx->msg_name, rx->msg_namelen, b->tx_cmsg[out],
+		put_tx(b, out, len, rx->msg_name, rx->msg_namelen, b->tx_cmsg[out],
 		       reply_control(rx, b->tx_cmsg[out]));
 		out++;
 	}
-	xd_engine_leave(w->engine, w->index);
-	xd_response_counts_flush(&w->counts, w->stats.rcode, w->stats.qtype);
-	if (denied)
-		count(&w->stats.denied, denied);
-	if (v.rrl_counts.limited) {
-		count(&w->stats.limited, v.rrl_counts.limited);
-		count(&w->stats.slipped, v.rrl_counts.slipped);
-	}
-	if (v.deferred) {
-		count(&w->stats.deferred, v.deferred);
-		xd_resolver_defer_done(w->ep);	/* wakes the hooks, once a batch */
-	}
-	if (v.resolver_full)
-		count(&w->stats.resolver_full, v.resolver_full);
-	*deferred = (int)v.deferred;
 	return out;
 }
 
@@ -373,104 +287,92 @@ static int send_batch(int fd, struct batch *b, int n)
 	return sent;
 }
 
-/* Sends what the resolver has for this worker: the hooks' answers and
- * SERVFAIL for the queries whose time is up, each from the socket its
- * query came to, in batches of sendmmsg per socket. */
+/* The resolver hooks' answers leave from the socket each query came to,
+ * in batches of sendmmsg per socket. */
+struct udp_sender {
+	struct batch *b;
+	int out;
+	int fd;
+	uint64_t sent;
+};
+
+static bool sender_room(void *arg)
+{
+	(void)arg;
+	return true;	/* a full batch is sent before the next answer */
+}
+
+static uint8_t *sender_reserve(void *arg, const void *route_arg, size_t *cap)
+{
+	struct udp_sender *s = arg;
+	const struct udp_route *route = route_arg;
+
+	if (s->out && (route->fd != s->fd || s->out == XD_UDP_BATCH)) {
+		s->sent += (uint64_t)send_batch(s->fd, s->b, s->out);
+		s->out = 0;
+	}
+	s->fd = route->fd;
+	*cap = XD_UDP_RESPONSE_MAX;
+	return s->b->response[s->out];
+}
+
+static void sender_put(void *arg, const void *route_arg, uint8_t *buf, int len)
+{
+	struct udp_sender *s = arg;
+	const struct udp_route *route = route_arg;
+
+	(void)buf;
+	if (len <= 0)
+		return;
+	put_tx(s->b, s->out, len, (void *)&route->addr, route->addr_len,
+	       (void *)route->control, route->control_len);
+	s->out++;
+}
+
+static uint64_t sender_flush(void *arg)
+{
+	struct udp_sender *s = arg;
+	uint64_t sent;
+
+	if (s->out)
+		s->sent += (uint64_t)send_batch(s->fd, s->b, s->out);
+	sent = s->sent;
+	s->out = 0;
+	s->sent = 0;
+	return sent;
+}
+
+/* Sends what the resolver has for this worker; bounded, so that the
+ * sockets get their turn: what is left makes the next sleep a poll. */
 static void serve_resolver(struct xd_udp_worker *w, struct batch *b)
 {
-	struct xd_answer_ctx ctx = { 0 };
-	struct xd_rrl_counts rrl_counts = { 0 };
-	struct xd_resolver_work work;
-	const struct xd_image *img = xd_engine_enter(w->engine, w->index);
-	const struct xd_rrl *rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
-	uint64_t now = xd_resolver_clock(), sent = 0, lost = 0, expired = 0;
-	int out = 0, fd = -1;
+	struct udp_sender sender = { .b = b, .fd = -1 };
+	const struct xd_core_sender ops = { sender_room, sender_reserve, sender_put,
+					    sender_flush, &sender };
 
-	/* Bounded, so that the sockets get their turn; what is left makes
-	 * the next sleep a poll (sleep_ms). */
-	for (int done = 0; done < 4 * XD_UDP_BATCH && xd_resolver_next(w->ep, now, &work);
-	     done++) {
-		const struct udp_route *route = (const struct udp_route *)work.slot->route;
-		int len;
-
-		if (out && (route->fd != fd || out == XD_UDP_BATCH)) {
-			int k = send_batch(fd, b, out);
-
-			sent += k;
-			lost += out - k;
-			out = 0;
-		}
-		fd = route->fd;
-		expired += !work.reply;
-		len = img ? xd_resolver_respond(img, &ctx, &work, b->response[out],
-						XD_UDP_RESPONSE_MAX) : 0;
-		if (len > 0 && rrl)
-			len = xd_rrl_filter(&w->rrl, rrl, &ctx, b->response[out], len, &rrl_counts);
-		if (len <= 0) {
-			lost++;
-			continue;
-		}
-		put_tx(w, b, out, len, (void *)&route->addr, route->addr_len,
-		       (void *)route->control, route->control_len);
-		out++;
-	}
-	xd_engine_leave(w->engine, w->index);
-	xd_response_counts_flush(&w->counts, w->stats.rcode, w->stats.qtype);
-	if (out) {
-		int k = send_batch(fd, b, out);
-
-		sent += k;
-		lost += out - k;
-	}
-	if (sent)
-		count(&w->stats.answered, sent);
-	if (lost)
-		count(&w->stats.dropped, lost);
-	if (expired)
-		count(&w->stats.resolver_expired, expired);
-	if (rrl_counts.limited) {
-		count(&w->stats.limited, rrl_counts.limited);
-		count(&w->stats.slipped, rrl_counts.slipped);
-	}
+	xd_core_serve_resolver(&w->core, &ops, 4 * XD_UDP_BATCH);
 }
 
 static void serve_socket(struct xd_udp_worker *w, struct batch *b, int fd)
 {
 	for (;;) {
-		int n, out, sent = 0, deferred = 0;
+		struct xd_core_batch cb;
+		int n, out;
 
 		batch_prepare_rx(b);
 		n = recvmmsg(fd, b->rx, XD_UDP_BATCH, MSG_DONTWAIT, NULL);
 		if (n <= 0)
 			return;
-		count(&w->stats.received, n);
-		count(&w->stats.batches, 1);
-		out = batch_answer(w, b, n, fd, &deferred);
-		sent = send_batch(fd, b, out);
-		count(&w->stats.answered, sent);
-		count(&w->stats.dropped, n - sent - deferred);
+		xd_core_begin(&w->core, &cb, true);
+		out = batch_answer(w, &cb, b, n, fd);
+		xd_core_end(&w->core, &cb, (uint64_t)n, (uint64_t)send_batch(fd, b, out));
 		/* Between full batches too: a socket that never runs dry must
 		 * not keep the hooks' answers (and the deadlines) waiting. */
-		if (w->ep && xd_resolver_busy(w->ep))
+		if (w->core.ep && xd_resolver_busy(w->core.ep))
 			serve_resolver(w, b);
 		if (n < XD_UDP_BATCH)
 			return;
 	}
-}
-
-/* How long the worker may sleep: until its oldest deferred query's
- * deadline (rounded up to a millisecond), 0 when answers already wait,
- * -1 (until a datagram comes) without deferred queries. */
-static int sleep_ms(struct xd_udp_worker *w)
-{
-	int64_t ns;
-
-	if (!w->ep)
-		return -1;
-	ns = xd_resolver_next_deadline(w->ep, xd_resolver_clock());
-	if (!xd_resolver_sleep(w->ep))
-		return 0;
-	return ns < 0 ? -1 : (int)((ns + 999999) / 1000000);
 }
 
 /* epoll data of the two eventfds; sockets are their own fd. */
@@ -484,23 +386,23 @@ static void *worker_main(void *arg)
 	struct epoll_event ev[XD_LISTEN_MAX + 2];
 
 	if (!b) {
-		xd_engine_worker_failed(w->engine, "UDP worker %d: out of memory for its "
-					"batch", w->index);
+		xd_engine_worker_failed(w->core.engine, "UDP worker %d: out of memory for its "
+					"batch", w->core.reader);
 		return NULL;
 	}
 	for (;;) {
 		int n;
 
-		if (w->ep && xd_resolver_busy(w->ep))
+		if (w->core.ep && xd_resolver_busy(w->core.ep))
 			serve_resolver(w, b);
-		n = epoll_wait(w->epfd, ev, XD_LISTEN_MAX + 2, sleep_ms(w));
-		if (w->ep)
-			xd_resolver_awake(w->ep);
+		n = epoll_wait(w->epfd, ev, XD_LISTEN_MAX + 2, xd_core_sleep_ms(&w->core, -1));
+		if (w->core.ep)
+			xd_resolver_awake(w->core.ep);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			xd_engine_worker_failed(w->engine, "UDP worker %d: epoll_wait: %s",
-						w->index, strerror(errno));
+			xd_engine_worker_failed(w->core.engine, "UDP worker %d: epoll_wait: %s",
+						w->core.reader, strerror(errno));
 			break;
 		}
 		for (int i = 0; i < n; i++) {
@@ -631,11 +533,11 @@ static int worker_open(struct xd_udp *u, struct xd_udp_worker *w,
 static int watch_resolver(struct xd_udp_worker *w, struct xd_error *err)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = EV_RESOLVER };
-	int rc = xd_resolver_attach(w->engine->resolver, w->index, &w->ep, err);
+	int rc = xd_resolver_attach(w->core.engine->resolver, w->core.reader, &w->core.ep, err);
 
 	if (rc)
 		return rc;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, xd_resolver_endpoint_fd(w->ep), &ev))
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, xd_resolver_endpoint_fd(w->core.ep), &ev))
 		return xd_errorf(err, -errno, "epoll: %s", strerror(errno));
 	return 0;
 }
@@ -656,7 +558,7 @@ static void workers_close(struct xd_udp *u)
 			close(w->fds[k]);
 		if (w->epfd >= 0)
 			close(w->epfd);
-		xd_rrl_state_release(&w->rrl);
+		xd_rrl_state_release(&w->core.rrl);
 	}
 	close(u->stopfd);
 	free(u);
@@ -691,10 +593,11 @@ int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
 	for (int i = 0; i < workers && rc == 0; i++) {
 		struct xd_udp_worker *w = &u->workers[i];
 
-		w->engine = e;
-		w->index = i;
+		w->core.engine = e;
+		w->core.reader = i;	/* UDP workers' slots come first */
+		w->core.stats = &w->stats;
+		w->core.tap = xd_engine_dnstap_ring(e, i);
 		w->epfd = -1;
-		w->tap = xd_engine_dnstap_ring(e, i);
 		u->nworkers = i + 1;
 		rc = worker_open(u, w, listen, nlisten, err);
 		if (rc == 0 && e->resolver)
@@ -740,26 +643,9 @@ int xd_engine_worker_count(const struct xd_engine *e)
 int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 			   struct xd_worker_stats *out)
 {
-	const struct xd_worker_stats *s;
-
 	if (!e->udp || worker < 0 || worker >= e->udp->nworkers)
 		return -EINVAL;
-	s = &e->udp->workers[worker].stats;
-	out->received = __atomic_load_n(&s->received, __ATOMIC_RELAXED);
-	out->answered = __atomic_load_n(&s->answered, __ATOMIC_RELAXED);
-	out->dropped = __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
-	out->truncated = __atomic_load_n(&s->truncated, __ATOMIC_RELAXED);
-	out->batches = __atomic_load_n(&s->batches, __ATOMIC_RELAXED);
-	out->denied = __atomic_load_n(&s->denied, __ATOMIC_RELAXED);
-	out->limited = __atomic_load_n(&s->limited, __ATOMIC_RELAXED);
-	out->slipped = __atomic_load_n(&s->slipped, __ATOMIC_RELAXED);
-	out->deferred = __atomic_load_n(&s->deferred, __ATOMIC_RELAXED);
-	out->resolver_full = __atomic_load_n(&s->resolver_full, __ATOMIC_RELAXED);
-	out->resolver_expired = __atomic_load_n(&s->resolver_expired, __ATOMIC_RELAXED);
-	for (int i = 0; i < XD_RCODES; i++)
-		out->rcode[i] = __atomic_load_n(&s->rcode[i], __ATOMIC_RELAXED);
-	for (int i = 0; i < XD_QTYPE_BUCKETS; i++)
-		out->qtype[i] = __atomic_load_n(&s->qtype[i], __ATOMIC_RELAXED);
+	xd_worker_stats_read(&e->udp->workers[worker].stats, out);
 	return 0;
 }
 
@@ -768,6 +654,6 @@ int xd_udp_rrl_events(struct xd_udp *u, struct xd_rrl_event *out, int max)
 	int n = 0;
 
 	for (int i = 0; i < u->nworkers && n < max; i++)
-		n += xd_rrl_ring_take(&u->workers[i].rrl.ring, out + n, max - n);
+		n += xd_rrl_ring_take(&u->workers[i].core.rrl.ring, out + n, max - n);
 	return n;
 }

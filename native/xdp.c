@@ -142,9 +142,11 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 		bool zc = false;
 		int rc;
 
-		w->engine = e;
-		w->reader = XD_READER_XDP_BASE + i;
-		w->tap = xd_engine_dnstap_ring(e, w->reader);
+		w->core.engine = e;
+		w->core.reader = XD_READER_XDP_BASE + i;
+		w->core.stats = &w->stats.core;
+		/* The XDP program picks the queries dnstap logs. */
+		w->core.tap = xd_engine_dnstap_ring(e, w->core.reader);
 		w->queue = cfg->first_queue + i;
 		w->cpu = cpus[i % ncpus];
 		w->stopfd = x->stopfd;

@@ -19,8 +19,7 @@
 #include <xdp/xsk.h>
 
 #include "engine.h"
-#include "response_counts.h"
-#include "rrl.h"
+#include "worker_core.h"
 
 struct xd_prog;
 struct xd_resolver_endpoint;
@@ -58,8 +57,7 @@ int xd_nic_queue_count(const char *ifname, struct xd_error *err);
 struct xd_dnstap_ring;
 
 struct xd_xsk_worker {
-	struct xd_engine *engine;
-	int reader;			/* epoch slot in the engine */
+	struct xd_worker_core core;	/* its stats are stats.core */
 	int queue;
 	int cpu;
 	int stopfd;			/* readable when stopping: ends poll */
@@ -91,12 +89,6 @@ struct xd_xsk_worker {
 	uint32_t nfree;
 	uint32_t fill_reserve;		/* free frames kept off the fill ring */
 	struct xd_queue_stats stats;	/* written by the worker only */
-	struct xd_response_counts counts;	/* this batch's responses */
-	struct xd_rrl_state rrl;	/* the worker's view of the buckets, events */
-	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no
-						 * resolver */
-	struct xd_dnstap_ring *tap;		/* NULL: no dnstap; the XDP
-						 * program picks the queries */
 };
 
 /* Creates the UMEM and socket of w->queue (zero-copy per `zerocopy`);

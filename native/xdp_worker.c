@@ -21,7 +21,6 @@
 #include <unistd.h>
 #include <linux/if_xdp.h>
 
-#include "answer.h"
 #include "dnstap.h"
 #include "engine_internal.h"
 #include "resolver.h"
@@ -42,11 +41,6 @@
 #define XD_XSK_TX_POLL_MS 1
 /* The largest query we copy out of a frame before answering in place. */
 #define XD_XSK_QUERY_MAX 1500
-
-static void count(uint64_t *counter, uint64_t n)
-{
-	__atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
-}
 
 static void set(uint64_t *counter, uint64_t v)
 {
@@ -86,7 +80,7 @@ void xd_xsk_fill_refill(struct xd_xsk_worker *w)
 	for (uint32_t i = 0; i < n; i++)
 		*xsk_ring_prod__fill_addr(&w->fill, idx + i) = w->free_frames[--w->nfree];
 	xsk_ring_prod__submit(&w->fill, n);
-	count(&w->stats.frames_fill, n);
+	xd_count(&w->stats.frames_fill, n);
 	set(&w->stats.frames_free, w->nfree);
 }
 
@@ -97,7 +91,7 @@ void xd_xsk_tx_kick(struct xd_xsk_worker *w)
 	if (!xsk_ring_prod__needs_wakeup(&w->tx))
 		return;
 	for (int i = 0; i < XD_XSK_KICKS_MAX; i++) {
-		count(&w->stats.kicks, 1);
+		xd_count(&w->stats.kicks, 1);
 		if (sendto(xsk_socket__fd(w->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0 ||
 		    errno != EAGAIN)
 			break;
@@ -116,16 +110,6 @@ void xd_xsk_completions_reap(struct xd_xsk_worker *w)
 
 /* ---- answering -------------------------------------------------------------- */
 
-/* What a batch reads once: the published objects. */
-struct batch_view {
-	const struct xd_image *img;
-	const struct xd_rrl *rrl;	/* NULL: no rate limiting */
-	struct xd_rrl_counts rrl_counts;
-	uint64_t now_ns;		/* the resolver's clock; 0: not read */
-	uint64_t deferred;		/* handed to the resolver */
-	uint64_t resolver_full;		/* SERVFAIL: the worker holds enough */
-};
-
 /* How a deferred query's answer leaves: a frame with the query's headers,
  * made into the reply as an answer in place is. */
 struct xdp_route {
@@ -134,27 +118,25 @@ struct xdp_route {
 };
 _Static_assert(sizeof(struct xdp_route) <= XD_RESOLVER_ROUTE_MAX, "an XDP route fits");
 
-/* Hands the query in frame data to the resolver hook that the core named
- * in ctx; false when the worker cannot hold it. */
-static bool defer_frame(struct xd_xsk_worker *w, struct batch_view *v,
-			const struct xd_answer_ctx *ctx, const uint8_t *data,
-			const struct xd_frame *f, const uint8_t *query)
+/* A query in a frame: its data, headers parsed into f, still the query's. */
+struct xdp_query {
+	const uint8_t *data;
+	const struct xd_frame *f;
+};
+
+static size_t make_route(const void *arg, void *out)
 {
-	struct xdp_route route;
-	uint16_t port = xd_get16(data + f->l4);
+	const struct xdp_query *q = arg;
+	struct xdp_route *route = out;
 
 	/* IPv4 options: the core's question already overwrote them (answers
 	 * go after 20 bytes); such a query gets SERVFAIL. */
-	if (f->payload > sizeof(route.headers) ||
-	    (!f->ipv6 && f->payload != f->l3 + 20 + 8))
-		return false;
-	route.f = *f;
-	memcpy(route.headers, data, f->payload);
-	if (!v->now_ns)
-		v->now_ns = xd_resolver_clock();
-	return xd_resolver_defer(w->ep, ctx->hook, &ctx->client, port, query, f->payload_len,
-				 &route, offsetof(struct xdp_route, headers) + f->payload,
-				 v->now_ns) == 0;
+	if (q->f->payload > sizeof(route->headers) ||
+	    (!q->f->ipv6 && q->f->payload != q->f->l3 + 20 + 8))
+		return 0;
+	route->f = *q->f;
+	memcpy(route->headers, q->data, q->f->payload);
+	return offsetof(struct xdp_route, headers) + q->f->payload;
 }
 
 /* Whether the XDP program picked this frame for dnstap: its mark sits in
@@ -194,58 +176,44 @@ static void tap_frame(struct xd_xsk_worker *w, const uint8_t *data, const struct
 		memcpy(ev.client, data + f->l3 + 12, 4);
 		memcpy(ev.server, data + f->l3 + 16, 4);
 	}
-	xd_dnstap_put(w->tap, &ev);
+	xd_dnstap_put(w->core.tap, &ev);
 }
 
 /* Answers the frame at addr in place; returns the response frame's length
- * or 0 when it gets no answer.  ctx holds the batch's cookie secrets and
- * time; the client is set here.  Answers pass rate limiting, which may
- * drop them or send them truncated. */
-static size_t answer_frame(struct xd_xsk_worker *w, struct batch_view *v,
-			   struct xd_answer_ctx *ctx, uint64_t addr, uint32_t len)
+ * or 0 when it gets no answer. */
+static size_t answer_frame(struct xd_xsk_worker *w, struct xd_core_batch *b, uint64_t addr,
+			   uint32_t len)
 {
 	uint8_t *data = xsk_umem__get_data(w->area.mem, addr);
 	uint8_t query[XD_XSK_QUERY_MAX];
 	struct xd_frame f;
+	struct xdp_query q = { data, &f };
+	struct xd_core_way_back back = { make_route, &q, 0 };
 	size_t room, header;
-	bool tapped = w->tap && take_tap_mark(data);
+	bool tapped = w->core.tap && take_tap_mark(data);
 	int rc = xd_frame_parse(data, len, w->verify_checksums, &f);
 	int resp;
 
 	if (rc == XD_FRAME_BAD_CHECKSUM) {
-		count(&w->stats.bad_checksum, 1);
+		xd_count(&w->stats.bad_checksum, 1);
 		return 0;
 	}
 	if (rc || f.payload_len > sizeof(query)) {
-		count(&w->stats.malformed, 1);
+		xd_count(&w->stats.malformed, 1);
 		return 0;
 	}
 	memcpy(query, data + f.payload, f.payload_len);
 	/* Before the response overwrites anything. */
-	xd_frame_source(data, &f, &ctx->client);
+	xd_frame_source(data, &f, &b->ctx.client);
+	back.port = xd_get16(data + f.l4);
 	/* IPv4 options are not echoed: the response goes after 20 bytes. */
 	header = f.ipv6 ? f.payload : (size_t)f.l3 + 20 + 8;
 	room = w->frame_size - (addr - frame_base(w, addr)) - header;
-	resp = xd_answer_ctx(v->img, ctx, query, f.payload_len, data + header, room,
-			     w->ep ? XD_ANSWER_DEFER : 0);
-	if (resp == -EAGAIN) {
-		if (defer_frame(w, v, ctx, data, &f, query)) {
-			v->deferred++;
-			return 0;	/* the resolver's: answered later */
-		}
-		v->resolver_full++;
-		resp = xd_answer_ctx(v->img, ctx, query, f.payload_len, data + header, room, 0);
-	}
-	if (resp > 0 && (xd_get16(data + header + 2) & XD_FLAG_TC))
-		count(&w->stats.truncated, 1);
-	if (resp > 0 && v->rrl)
-		resp = xd_rrl_filter(&w->rrl, v->rrl, ctx, data + header, resp, &v->rrl_counts);
+	resp = xd_core_answer(&w->core, b, NULL, query, f.payload_len, data + header, room,
+			      &back);
 	if (tapped)
 		tap_frame(w, data, &f, query, data + header, resp);
-	if (resp <= 0)
-		return 0;
-	xd_response_counts_add(&w->counts, data + header, (size_t)resp);
-	return xd_frame_reply(data, &f, resp);
+	return resp > 0 ? xd_frame_reply(data, &f, resp) : 0;
 }
 
 /* Puts the answered frames on the TX ring; those that find no room go
@@ -271,8 +239,8 @@ static uint32_t tx_submit(struct xd_xsk_worker *w, const struct xdp_desc *out, u
 	xsk_ring_prod__submit(&w->tx, room);
 	for (uint32_t i = room; i < n; i++)
 		xd_xsk_frame_free(w, out[i].addr);
-	count(&w->stats.tx_full, n - room);
-	count(&w->stats.frames_tx, room);
+	xd_count(&w->stats.tx_full, n - room);
+	xd_count(&w->stats.frames_tx, room);
 	if (room)
 		xd_xsk_tx_kick(w);
 	return room;
@@ -282,20 +250,18 @@ static uint32_t tx_submit(struct xd_xsk_worker *w, const struct xdp_desc *out, u
 static uint32_t worker_batch(struct xd_xsk_worker *w)
 {
 	struct xdp_desc out[XD_XSK_BATCH];
-	uint32_t idx = 0, n, answers = 0, sent;
-	struct batch_view v = { 0 };
-	struct xd_answer_ctx ctx = { 0 };
+	uint32_t idx = 0, n, answers = 0;
+	struct xd_core_batch b;
 
 	n = xsk_ring_cons__peek(&w->rx, XD_XSK_BATCH, &idx);
 	if (n == 0)
 		return 0;
 	__atomic_store_n(&w->stats.frames_fill, w->stats.frames_fill - n, __ATOMIC_RELAXED);
 	set(&w->stats.frames_rx, n);
-	v.img = xd_engine_enter(w->engine, w->reader);
-	v.rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
+	xd_core_begin(&w->core, &b, false);	/* the XDP program judged sources */
 	for (uint32_t i = 0; i < n; i++) {
 		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&w->rx, idx + i);
-		size_t len = v.img ? answer_frame(w, &v, &ctx, d->addr, d->len) : 0;
+		size_t len = b.img ? answer_frame(w, &b, d->addr, d->len) : 0;
 
 		if (len) {
 			out[answers].addr = d->addr;
@@ -306,98 +272,71 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 			xd_xsk_frame_free(w, d->addr);
 		}
 	}
-	xd_engine_leave(w->engine, w->reader);
-	xd_response_counts_flush(&w->counts, w->stats.rcode, w->stats.qtype);
 	xsk_ring_cons__release(&w->rx, n);
-	sent = tx_submit(w, out, answers);
+	xd_core_end(&w->core, &b, n, tx_submit(w, out, answers));
 	set(&w->stats.frames_rx, 0);
-	count(&w->stats.received, n);
-	count(&w->stats.answered, sent);
-	count(&w->stats.dropped, n - sent - v.deferred);
-	count(&w->stats.batches, 1);
-	if (v.rrl_counts.limited) {
-		count(&w->stats.limited, v.rrl_counts.limited);
-		count(&w->stats.slipped, v.rrl_counts.slipped);
-	}
-	if (v.deferred) {
-		count(&w->stats.deferred, v.deferred);
-		xd_resolver_defer_done(w->ep);	/* wakes the hooks, once a batch */
-	}
-	if (v.resolver_full)
-		count(&w->stats.resolver_full, v.resolver_full);
 	return n;
 }
 
-/* Sends what the resolver has for this queue: the hooks' answers and
- * SERVFAIL for the queries whose time is up, each in a free frame with
- * its query's headers, turned into the reply as an answer in place is.
- * Without a free frame the rest waits for the next round. */
-static void serve_resolver(struct xd_xsk_worker *w)
-{
+/* The resolver hooks' answers leave in free frames with their queries'
+ * headers, turned into replies as answers in place are, as many as the
+ * TX ring takes: the rest wait in their ring for the next round. */
+struct xdp_sender {
+	struct xd_xsk_worker *w;
 	struct xdp_desc out[XD_XSK_BATCH];
-	struct xd_answer_ctx ctx = { 0 };
-	struct xd_rrl_counts rrl_counts = { 0 };
-	struct xd_resolver_work work;
-	const struct xd_image *img = xd_engine_enter(w->engine, w->reader);
-	const struct xd_rrl *rrl = xd_engine_batch_begin(w->engine, &w->rrl, &ctx);
-	uint64_t now = xd_resolver_clock(), lost = 0, expired = 0;
-	uint32_t n = 0, sent, room = xd_xsk_ring_room(&w->tx, XD_XSK_BATCH);
+	uint32_t n, room;
+};
 
-	/* Only as many as the TX ring takes: the rest wait in their ring. */
-	while (n < room && w->nfree && xd_resolver_next(w->ep, now, &work)) {
-		const struct xdp_route *route = (const struct xdp_route *)work.slot->route;
-		uint64_t addr = w->free_frames[--w->nfree];
-		uint8_t *data = xsk_umem__get_data(w->area.mem, addr);
-		size_t header = route->f.payload;
-		int len;
+static bool sender_room(void *arg)
+{
+	struct xdp_sender *s = arg;
 
-		expired += !work.reply;
-		memcpy(data, route->headers, header);
-		len = img ? xd_resolver_respond(img, &ctx, &work, data + header,
-						w->frame_size - header) : 0;
-		if (len > 0 && rrl)
-			len = xd_rrl_filter(&w->rrl, rrl, &ctx, data + header, len, &rrl_counts);
-		if (len <= 0) {
-			xd_xsk_frame_free(w, addr);
-			lost++;
-			continue;
-		}
-		if (xd_get16(data + header + 2) & XD_FLAG_TC)
-			count(&w->stats.truncated, 1);
-		xd_response_counts_add(&w->counts, data + header, (size_t)len);
-		out[n].addr = addr;
-		out[n].len = xd_frame_reply(data, &route->f, len);
-		out[n].options = 0;
-		n++;
-	}
-	xd_engine_leave(w->engine, w->reader);
-	xd_response_counts_flush(&w->counts, w->stats.rcode, w->stats.qtype);
-	sent = n ? tx_submit(w, out, n) : 0;
-	set(&w->stats.frames_free, w->nfree);
-	count(&w->stats.answered, sent);
-	count(&w->stats.dropped, lost + n - sent);
-	if (expired)
-		count(&w->stats.resolver_expired, expired);
-	if (rrl_counts.limited) {
-		count(&w->stats.limited, rrl_counts.limited);
-		count(&w->stats.slipped, rrl_counts.slipped);
-	}
+	return s->n < s->room && s->w->nfree;
 }
 
-/* How long an idle worker may sleep in poll: until its oldest deferred
- * query's deadline (rounded up), 0 when answers already wait. */
-static int sleep_ms(struct xd_xsk_worker *w, int longest)
+static uint8_t *sender_reserve(void *arg, const void *route_arg, size_t *cap)
 {
-	int64_t ns;
+	struct xdp_sender *s = arg;
+	const struct xdp_route *route = route_arg;
+	uint64_t addr = s->w->free_frames[--s->w->nfree];
+	uint8_t *data = xsk_umem__get_data(s->w->area.mem, addr);
 
-	if (!w->ep)
-		return longest;
-	ns = xd_resolver_next_deadline(w->ep, xd_resolver_clock());
-	if (!xd_resolver_sleep(w->ep))
-		return 0;
-	if (ns >= 0 && ns / 1000000 < longest)
-		return (int)((ns + 999999) / 1000000);
-	return longest;
+	memcpy(data, route->headers, route->f.payload);
+	s->out[s->n].addr = addr;
+	*cap = s->w->frame_size - route->f.payload;
+	return data + route->f.payload;
+}
+
+static void sender_put(void *arg, const void *route_arg, uint8_t *buf, int len)
+{
+	struct xdp_sender *s = arg;
+	const struct xdp_route *route = route_arg;
+
+	if (len <= 0) {
+		xd_xsk_frame_free(s->w, s->out[s->n].addr);
+		return;
+	}
+	s->out[s->n].len = xd_frame_reply(buf - route->f.payload, &route->f, len);
+	s->out[s->n].options = 0;
+	s->n++;
+}
+
+static uint64_t sender_flush(void *arg)
+{
+	struct xdp_sender *s = arg;
+	uint32_t sent = s->n ? tx_submit(s->w, s->out, s->n) : 0;
+
+	set(&s->w->stats.frames_free, s->w->nfree);
+	return sent;
+}
+
+static void serve_resolver(struct xd_xsk_worker *w)
+{
+	struct xdp_sender sender = { .w = w, .room = xd_xsk_ring_room(&w->tx, XD_XSK_BATCH) };
+	const struct xd_core_sender ops = { sender_room, sender_reserve, sender_put,
+					    sender_flush, &sender };
+
+	xd_core_serve_resolver(&w->core, &ops, XD_XSK_BATCH);
 }
 
 /* ---- spinning only while there is work -------------------------------------- */
@@ -461,7 +400,7 @@ static bool idle_spin(struct xd_xsk_worker *w)
 		return false;
 	/* Drives NAPI in this thread: rx and completions. */
 	recvfrom(xsk_socket__fd(w->xsk), NULL, 0, MSG_DONTWAIT, NULL, NULL);
-	count(&w->stats.busy_polls, 1);
+	xd_count(&w->stats.busy_polls, 1);
 	return true;
 }
 
@@ -485,11 +424,11 @@ static int idle_sleep(struct xd_xsk_worker *w, struct pollfd *fds, nfds_t nfds)
 	if (tx_unsent(w))
 		xd_xsk_tx_kick(w);
 	w->slept = true;
-	count(&w->stats.sleeps, 1);
-	rc = poll(fds, nfds, sleep_ms(w, w->stats.frames_tx ? XD_XSK_TX_POLL_MS :
-				      XD_XSK_POLL_MS));
-	if (w->ep)
-		xd_resolver_awake(w->ep);
+	xd_count(&w->stats.sleeps, 1);
+	rc = poll(fds, nfds, xd_core_sleep_ms(&w->core, w->stats.frames_tx ? XD_XSK_TX_POLL_MS :
+					      XD_XSK_POLL_MS));
+	if (w->core.ep)
+		xd_resolver_awake(w->core.ep);
 	return rc;
 }
 
@@ -499,12 +438,12 @@ static void *worker_main(void *arg)
 	struct pollfd fds[3] = {
 		{ .fd = xsk_socket__fd(w->xsk), .events = POLLIN },
 		{ .fd = w->stopfd, .events = POLLIN },
-		{ .fd = w->ep ? xd_resolver_endpoint_fd(w->ep) : -1, .events = POLLIN },
+		{ .fd = w->core.ep ? xd_resolver_endpoint_fd(w->core.ep) : -1, .events = POLLIN },
 	};
 
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
 		xd_xsk_completions_reap(w);
-		if (w->ep && xd_resolver_busy(w->ep))
+		if (w->core.ep && xd_resolver_busy(w->core.ep))
 			serve_resolver(w);
 		xd_xsk_fill_refill(w);
 		if (worker_batch(w)) {
@@ -514,7 +453,7 @@ static void *worker_main(void *arg)
 		if (idle_spin(w))
 			continue;
 		if (idle_sleep(w, fds, 3) < 0 && errno != EINTR) {
-			xd_engine_worker_failed(w->engine, "AF_XDP worker of queue %d: poll: %s",
+			xd_engine_worker_failed(w->core.engine, "AF_XDP worker of queue %d: poll: %s",
 						w->queue, strerror(errno));
 			break;
 		}
@@ -649,7 +588,7 @@ int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
 	/* Frames for the resolver hooks' answers, which do not arrive in an
 	 * rx frame: with every free frame on the fill ring, an idle queue
 	 * would have none to send them in. */
-	if (w->engine && w->engine->resolver)
+	if (w->core.engine && w->core.engine->resolver)
 		w->fill_reserve = w->nframes / 4 < XD_XSK_BATCH ? w->nframes / 4 : XD_XSK_BATCH;
 	/* The kernel needs buffers before the first packet. */
 	xd_xsk_fill_refill(w);
@@ -690,8 +629,9 @@ int xd_xsk_thread_start(struct xd_xsk_worker *w, void *(*main)(void *), void *ar
 
 int xd_xsk_worker_start(struct xd_xsk_worker *w, struct xd_error *err)
 {
-	if (w->engine->resolver) {
-		int rc = xd_resolver_attach(w->engine->resolver, w->reader, &w->ep, err);
+	if (w->core.engine->resolver) {
+		int rc = xd_resolver_attach(w->core.engine->resolver, w->core.reader, &w->core.ep,
+					    err);
 
 		if (rc)
 			return rc;
@@ -711,11 +651,11 @@ void xd_xsk_worker_close(struct xd_xsk_worker *w)
 		xsk_umem__delete(w->umem);
 	xd_umem_area_free(&w->area);
 	free(w->free_frames);
-	xd_rrl_state_release(&w->rrl);
+	xd_rrl_state_release(&w->core.rrl);
 	w->xsk = NULL;
 	w->umem = NULL;
 	w->free_frames = NULL;
-	w->ep = NULL;		/* the resolver's: kept for the next worker */
+	w->core.ep = NULL;	/* the resolver's: kept for the next worker */
 }
 
 static void kernel_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *out)
@@ -736,13 +676,10 @@ void xd_xsk_worker_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *o
 	const uint64_t *src = (const uint64_t *)&w->stats;
 	uint64_t *dst = (uint64_t *)out;
 
-	/* The fields up to the kernel's are u64 counters the worker writes. */
+	/* The fields up to the kernel's are u64 counters the worker writes,
+	 * its core's (by RCODE and type too) first. */
 	for (size_t i = 0; i < offsetof(struct xd_queue_stats, kernel_rx_dropped) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	kernel_stats(w, out);
-	for (int i = 0; i < XD_RCODES; i++)
-		out->rcode[i] = __atomic_load_n(&w->stats.rcode[i], __ATOMIC_RELAXED);
-	for (int i = 0; i < XD_QTYPE_BUCKETS; i++)
-		out->qtype[i] = __atomic_load_n(&w->stats.qtype[i], __ATOMIC_RELAXED);
 	out->cpu = w->cpu;
 }

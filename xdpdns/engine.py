@@ -873,14 +873,15 @@ class Engine(_CObject):
         result = []
         for i in range(max(0, lib.xd_engine_xdp_queue_count(e))):
             _raise_for(lib.xd_engine_xdp_queue_stats(e, i, out), what="queue stats")
+            c = out.core
             result.append(QueueStats(
-                i, out.received, out.answered, out.dropped, out.bad_checksum,
-                out.malformed, out.truncated, out.tx_full, out.kicks, out.batches,
+                i, c.received, c.answered, c.dropped, out.bad_checksum,
+                out.malformed, c.truncated, out.tx_full, out.kicks, c.batches,
                 out.frames_fill, out.frames_rx, out.frames_tx, out.frames_free,
                 out.frames_total, out.kernel_rx_dropped, out.kernel_rx_ring_full,
-                out.kernel_fill_empty, out.cpu, out.limited, out.slipped, out.deferred,
-                out.resolver_full, out.resolver_expired, out.busy_polls, out.sleeps,
-                _rcode_counts(out.rcode), _qtype_counts(out.qtype)))
+                out.kernel_fill_empty, out.cpu, c.limited, c.slipped, c.deferred,
+                c.resolver_full, c.resolver_expired, out.busy_polls, out.sleeps,
+                _rcode_counts(c.rcode), _qtype_counts(c.qtype)))
         return result
 
     def xdp_prog_stats(self, cpu: int | None = None) -> ProgStats:
