@@ -94,6 +94,32 @@ def test_a_large_zone_comes_in_messages_of_16k(tmp_path):
     assert records(got) == records(want)
 
 
+def test_axfr_message_over_65535_bytes_fails_the_transfer(tmp_path):
+    """Regression (cf36dd2): an RRset near 64 KiB with a long owner made a
+    transfer message longer than 65535 bytes, sent with its length prefix
+    wrapped; the transfer fails instead (the TCP listener logs it and
+    answers REFUSED)."""
+    import errno
+
+    owner = ".".join(["a" * 60] * 3)
+    lines = ["$ORIGIN big.test.", "@ 3600 SOA ns hostmaster 1 7200 3600 1209600 300",
+             "@ 3600 NS ns", "ns 3600 A 198.18.0.1"]
+    lines += [f'{owner} 3600 TXT "{i:05d}{"x" * 245}"' for i in range(249)]
+    path = tmp_path / "big.test.zone"
+    path.write_text("\n".join(lines) + "\n")
+    with engine_with([("big.test.", path)]) as engine:
+        query = dns.message.make_query("big.test.", "AXFR")
+        with pytest.raises(OSError) as raised:
+            engine.axfr(query.to_wire(), "127.0.0.1")
+        assert raised.value.errno == errno.EMSGSIZE
+    # One record fewer fits: every message is whole and reads back.
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    with engine_with([("big.test.", path)]) as engine:
+        _query, messages = transfer(engine, "big.test.")
+        got = dns.zone.from_xfr(iter(messages), relativize=False)
+    assert len(got.find_rdataset(f"{owner}.big.test.", "TXT")) == 248
+
+
 @pytest.mark.asan
 def test_only_allowed_clients_and_only_zone_apexes():
     files = [("example.com.", ZONES / "example.com.zone")]
