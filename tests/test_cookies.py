@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dnsdiff
+from engine_helpers import siphash24
 from xdpdns.config import ConfigError, Where
-from xdpdns.engine import Engine, ImageBuilder, siphash24
+from xdpdns.engine import Engine, ImageBuilder
 from xdpdns.hookspecs import CookieSecrets, hookimpl
 from xdpdns_plugins import cookies as plugin
 

@@ -93,7 +93,7 @@ import pytest
 
 from conftest import DIFF_COOKIE_SECRET
 from dnsdiff import EXACT, Exchange, Rule, ask, compare, make_query, parse, report, rr_set
-from xdpdns.engine import siphash24
+from engine_helpers import siphash24
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, NOTAUTH = (
     dns.rcode.NOERROR, dns.rcode.FORMERR, dns.rcode.SERVFAIL, dns.rcode.NXDOMAIN,

@@ -22,7 +22,8 @@ import pytest
 
 from conftest import run_xdpdns_cli
 from xdpdns.config import ConfigError, default_zone_path, load_config
-from xdpdns.engine import Engine, ImageBuilder, RrlTable, rrl_classify, rrl_slip
+from engine_helpers import RrlTable, rrl_classify, rrl_slip
+from xdpdns.engine import Engine, ImageBuilder
 from xdpdns.hookspecs import RrlSettings
 from xdpdns.plugins import load_plugins
 from xdpdns.server import RrlLog

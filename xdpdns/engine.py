@@ -31,7 +31,7 @@ import dns.rdatatype
 from xdpdns._engine import ffi, lib
 
 __all__ = [
-    "Answer",
+    "ClientAnswer",
     "AnswerEntry",
     "AnswersInfo",
     "COOKIE_STATES",
@@ -47,11 +47,9 @@ __all__ = [
     "QueueStats",
     "RRL_KINDS",
     "RrlEvent",
-    "RrlTable",
     "WorkerStats",
     "XdpInfo",
     "MAX_MESSAGE",
-    "siphash24",
     "drop_privileges",
 ]
 
@@ -146,7 +144,7 @@ PORT_ACTIONS = {
 _IDENTITY = {"version": lib.XD_IDENTITY_VERSION, "hostname": lib.XD_IDENTITY_HOSTNAME,
              "id": lib.XD_IDENTITY_ID, "nsid": lib.XD_IDENTITY_NSID}
 # What a query for a name an override rule holds gets (XD_OVERRIDE_*).
-OVERRIDE_ACTIONS = {"nxdomain": lib.XD_OVERRIDE_NXDOMAIN, "refused": lib.XD_OVERRIDE_REFUSED,
+_OVERRIDE_CODES = {"nxdomain": lib.XD_OVERRIDE_NXDOMAIN, "refused": lib.XD_OVERRIDE_REFUSED,
                     "nodata": lib.XD_OVERRIDE_NODATA, "answer": lib.XD_OVERRIDE_ANSWER,
                     # Names claimed by resolver plugins (xdpdns/resolver.py);
                     # not one of hookspecs.OVERRIDE_ACTIONS: no config sets it.
@@ -436,12 +434,12 @@ class ImageBuilder(_CObject):
         out owned by the query name with TTL ``ttl``.  Returns the rule's
         index; raises ValueError for records the engine refuses (a CNAME
         beside other data, a meta type)."""
-        if action not in OVERRIDE_ACTIONS:
+        if action not in _OVERRIDE_CODES:
             raise ValueError(f"override action {action!r}: expected one of "
-                             + ", ".join(OVERRIDE_ACTIONS))
+                             + ", ".join(_OVERRIDE_CODES))
         b = self._ptr()
         err = ffi.new("struct xd_error *")
-        rule = _raise_for(lib.xd_builder_add_override_rule(b, OVERRIDE_ACTIONS[action], ttl, err),
+        rule = _raise_for(lib.xd_builder_add_override_rule(b, _OVERRIDE_CODES[action], ttl, err),
                           err, "override rule")
         for rdata in records:
             try:
@@ -490,14 +488,14 @@ class ImageBuilder(_CObject):
         no prefix holds (and clients of unknown family).  A prefix given
         twice keeps its first rule.  A list never set lets every client
         query and none transfer.  ValueError for what the engine refuses."""
-        if kind not in ZONE_ACL_KINDS:
-            raise ValueError(f"zone ACL {kind!r}: expected one of " + ", ".join(ZONE_ACL_KINDS))
+        if kind not in _ZONE_ACL_LISTS:
+            raise ValueError(f"zone ACL {kind!r}: expected one of " + ", ".join(_ZONE_ACL_LISTS))
         if default not in ACL_ACTIONS:
             raise ValueError(f"zone ACL default {default!r}: expected one of "
                              + ", ".join(ACL_ACTIONS))
         rules = list(rules)
         err = ffi.new("struct xd_error *")
-        rc = lib.xd_builder_set_zone_acl(self._ptr(), zone, ZONE_ACL_KINDS[kind],
+        rc = lib.xd_builder_set_zone_acl(self._ptr(), zone, _ZONE_ACL_LISTS[kind],
                                          _acl_rules(rules), len(rules), ACL_ACTIONS[default], err)
         if rc in (-errno.EINVAL, -errno.E2BIG):
             raise ValueError(ffi.string(err.message).decode("utf-8", "replace"))
@@ -623,10 +621,10 @@ class Image(_CObject):
         """Whether zone ``origin``'s ACL lets ``client`` (an IP address;
         None: unknown) query (``kind`` "query") or transfer it ("transfer"),
         as the answering core decides.  KeyError for a zone not in the image."""
-        if kind not in ZONE_ACL_KINDS:
-            raise ValueError(f"zone ACL {kind!r}: expected one of " + ", ".join(ZONE_ACL_KINDS))
+        if kind not in _ZONE_ACL_LISTS:
+            raise ValueError(f"zone ACL {kind!r}: expected one of " + ", ".join(_ZONE_ACL_LISTS))
         wire = origin.to_wire()
-        rc = lib.xd_image_zone_allows(self._ptr(), wire, len(wire), ZONE_ACL_KINDS[kind],
+        rc = lib.xd_image_zone_allows(self._ptr(), wire, len(wire), _ZONE_ACL_LISTS[kind],
                                       _client(client))
         if rc == -errno.ENOENT:
             raise KeyError(f"no zone {origin} in the image")
@@ -1030,7 +1028,7 @@ class Engine(_CObject):
         return ffi.buffer(out, size[0])[:]
 
     def answer_client(self, query: bytes, client: str | None, tcp: bool = False,
-                      now: int | None = None, defer: bool = False) -> "Answer":
+                      now: int | None = None, defer: bool = False) -> "ClientAnswer":
         """Answers one DNS message from ``client`` (an IP address, None:
         unknown) at ``now`` (UNIX time; None: the clock), and tells what its
         COOKIE option showed (:data:`COOKIE_STATES`).  ``defer``: as for
@@ -1040,7 +1038,7 @@ class Engine(_CObject):
         cookie = ffi.new("int *")
         wire = _answer(lambda q, n, r, c, f: lib.xd_engine_answer_client(
             e, c_client, now or 0, q, n, r, c, f, cookie), query, tcp, defer)
-        return Answer(wire, COOKIE_STATES[cookie[0]])
+        return ClientAnswer(wire, COOKIE_STATES[cookie[0]])
 
 
     # ---- the resolver hook (xdpdns/resolver.py) ------------------------------
@@ -1237,7 +1235,7 @@ def resolver_query_fields(q) -> tuple[bytes, tuple[str, int]]:
 # what socket mode does with a denied source.
 ACL_ACTIONS = {"allow": lib.XD_ACL_ALLOW, "deny": lib.XD_ACL_DENY}
 # The lists of a zone's ACL (XD_ZONE_ACL_*).
-ZONE_ACL_KINDS = {"query": lib.XD_ZONE_ACL_QUERY, "transfer": lib.XD_ZONE_ACL_TRANSFER}
+_ZONE_ACL_LISTS = {"query": lib.XD_ZONE_ACL_QUERY, "transfer": lib.XD_ZONE_ACL_TRANSFER}
 ACL_SOCKET_ACTIONS = {"refuse": lib.XD_VERDICT_REFUSE, "drop": lib.XD_VERDICT_DROP}
 _VERDICTS = {lib.XD_VERDICT_ANSWER: "answer", lib.XD_VERDICT_REFUSE: "refuse",
              lib.XD_VERDICT_DROP: "drop"}
@@ -1434,7 +1432,7 @@ COOKIE_STATES = {
 
 
 @dataclass(frozen=True)
-class Answer:
+class ClientAnswer:
     """A response (None: nothing to send) and what the query's COOKIE option
     showed: one of the values of :data:`COOKIE_STATES`."""
 
@@ -1534,16 +1532,6 @@ def nsec3_label(name: bytes, algorithm: int, salt: bytes, iterations: int) -> st
     return bytes(out)[1:].decode()
 
 
-def siphash24(key: bytes, data: bytes) -> bytes:
-    """SipHash-2-4 of ``data`` under a 16-byte ``key`` (the engine's, as DNS
-    cookies use it): 8 bytes in the reference implementation's order."""
-    if len(key) != 16:
-        raise ValueError(f"SipHash key: {len(key)} bytes, expected 16")
-    out = ffi.new("uint8_t[8]")
-    lib.xd_siphash24(key, data, len(data), out)
-    return bytes(out)
-
-
 def dispatch_remove(interface: str, prog_id: int) -> None:
     """Takes XDP program prog_id out of libxdp's dispatcher on interface
     (nothing when it is not there).  Needs root: the guard of a server in
@@ -1571,8 +1559,6 @@ RRL_KINDS = {
     lib.XD_RRL_REFERRAL: "referral",
     lib.XD_RRL_ERROR: "error",
 }
-_RRL_VERDICTS = {lib.XD_RRL_SEND: "send", lib.XD_RRL_DROP: "drop", lib.XD_RRL_SLIP: "slip"}
-_COOKIE_CODES = {name: code for code, name in COOKIE_STATES.items()}
 
 
 @dataclass(frozen=True)
@@ -1616,52 +1602,3 @@ def _rrl_event(ev) -> RrlEvent:
     address = ipaddress.ip_address(bytes(ffi.buffer(ev.addr, size)))
     return RrlEvent(ipaddress.ip_network(f"{address}/{ev.prefix_len}"),
                     RRL_KINDS.get(ev.kind, str(ev.kind)), ev.time)
-
-
-class RrlTable(_CObject):
-    """A rate limiter of its own with the workers' logic (native/rrl.c), for
-    tests and benchmarks: the time is passed in."""
-
-    def __init__(self, settings) -> None:
-        cfg, keep = _rrl_config(settings)
-        out = ffi.new("struct xd_rrl_table **")
-        err = ffi.new("struct xd_error *")
-        _raise_for(lib.xd_rrl_table_new(cfg, out, err), err, "creating a rate limiter")
-        del keep
-        self._own(out[0], lib.xd_rrl_table_free)
-
-    def check(self, response: bytes, client: str, now: int, cookie: str = "none") -> str:
-        """"send", "drop" or "slip" for ``response`` to ``client`` at ``now``
-        (UNIX seconds); ``cookie`` is what its query's COOKIE option showed."""
-        verdict = lib.xd_rrl_table_check(self._ptr(), _client(client), response,
-                                         len(response), _COOKIE_CODES[cookie], now)
-        return _RRL_VERDICTS[_raise_for(verdict, what="rate limiting")]
-
-    def answer(self, image: Image, query: bytes, client: str, now: int) -> bytes | None:
-        """The response to a UDP ``query`` from ``client`` at ``now`` as a
-        worker sends it: answered from ``image``, then limited by the kind of
-        response the answering core noted (its truncated form when it slips;
-        None when nothing is sent)."""
-        table, img, source = self._ptr(), image._ptr(), _client(client)
-        return _answer(lambda q, n, r, c, f: lib.xd_rrl_table_answer(
-            table, img, source, now, q, n, r, c), query, tcp=False)
-
-    def events(self, max_events: int = 256) -> list[RrlEvent]:
-        out = ffi.new("struct xd_rrl_event[]", max_events)
-        n = _raise_for(lib.xd_rrl_table_events(self._ptr(), out, max_events),
-                       what="rate limiting events")
-        return [_rrl_event(out[i]) for i in range(n)]
-
-
-def rrl_classify(response: bytes) -> str:
-    """The kind of a response as rate limiting counts it (:data:`RRL_KINDS`)."""
-    return RRL_KINDS[_raise_for(lib.xd_rrl_classify(response, len(response)),
-                                what="classifying a response")]
-
-
-def rrl_slip(response: bytes) -> bytes:
-    """The truncated form of a response that slip sends: TC=1, the question
-    only."""
-    buf = ffi.new("uint8_t[]", response)
-    n = _raise_for(lib.xd_rrl_slip(buf, len(response)), what="truncating a response")
-    return bytes(ffi.buffer(buf, n))
