@@ -20,7 +20,7 @@
  * Maps and counters are defined in xdpdns_maps.h, shared with native/.
  *
  * Built a second time with -DXD_GENERATOR as xdpgen.bpf.o, the program of
- * xdpdns's load generator (native/xdpgen.c) on the client's interface: there
+ * xdpdns's load generator (native/bench/xdpgen.c) on the client's interface: there
  * it takes DNS *answers* from a port (port_actions keyed by the UDP source
  * port) to the generator's sockets, and passes everything else, so that one
  * parser serves both sides.  The source ACL is compiled out there: the
@@ -460,7 +460,7 @@ static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found
 /* ---- answers from the table ------------------------------------------------
  *
  * Checksums are ones' complement sums of 16-bit words as they lie in memory
- * (host-order loads, as native/packet.c sums them); a run of bytes that
+ * (host-order loads, as native/io/packet.c sums them); a run of bytes that
  * starts at an odd offset adds its even-aligned sum byte-swapped (RFC 1071
  * 2(B)), which is how the table's precomputed sums are used.
  */
@@ -477,7 +477,7 @@ static __always_inline __u32 xd_port_action(const struct udphdr *udp, int *found
 #define XD_LABELS_MAX 128	/* 255 bytes hold at most 127 labels and the root */
 #define XD_IPV4_HLEN 20
 #define XD_UDP_HLEN 8
-#define XD_REPLY_TTL 64		/* what native/packet.c sends */
+#define XD_REPLY_TTL 64		/* what native/io/packet.c sends */
 #define XD_IP_DF 0x4000
 #define XD_KEY_WORDS (XD_ANSWER_KEY_256 / 8)
 /* Offsets into the frame are masked with these for the verifier: the
@@ -618,7 +618,7 @@ __attribute__((noinline)) int xd_read_qname(struct xdp_md *ctx, struct xd_questi
 }
 
 /* The IP length holds the UDP datagram and the frame holds both, as the
- * worker's parser demands (native/packet.c): a frame cut short is not
+ * worker's parser demands (native/io/packet.c): a frame cut short is not
  * answered. */
 static __always_inline int xd_lengths_ok(void *data, void *end, const struct xd_layout *l)
 {
@@ -896,7 +896,7 @@ static __always_inline void xd_write_opt(__u8 *opt, int dnssec)
 	opt[10] = 0;
 }
 
-/* The IP and UDP headers of the answer, as native/packet.c's
+/* The IP and UDP headers of the answer, as native/io/packet.c's
  * xd_frame_reply writes them; the UDP checksum from body_sum, the sum of
  * the DNS message. */
 static __always_inline int xd_write_ip_udp(void *data, void *end, const struct xd_layout *l,
@@ -1016,7 +1016,7 @@ static __always_inline int xd_answer_write(struct xdp_md *ctx, const struct xd_l
 	return xd_write_ip_udp(data, end, l, dns_len, sum) < 0 ? -2 : 0;
 }
 
-/* ---- rate limiting: native/rrl.c's scheme on the workers' buckets ---- */
+/* ---- rate limiting: native/answer/rrl.c's scheme on the workers' buckets ---- */
 
 enum xd_rrl_verdict {
 	XD_RRL_V_SEND,

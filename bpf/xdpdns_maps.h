@@ -5,7 +5,7 @@
  *
  * Per-CPU map values are 8-byte aligned: for BPF_MAP_TYPE_PERCPU_* the
  * kernel copies round_up(value_size, 8) bytes per possible CPU, and user
- * space passes one slot per possible CPU (native/xdp_prog.c is the only
+ * space passes one slot per possible CPU (native/io/xdp_loader.c is the only
  * place that does).
  */
 #ifndef XDPDNS_MAPS_H
@@ -62,7 +62,7 @@ struct xd_config {
 	__u32 verify_checksums;
 	/* dnstap: one DNS query in tap_sample (0: none) goes to its worker,
 	 * never the answer table, with XD_TAP_MARK in its metadata; only
-	 * such queries are logged in XDP mode (native/dnstap.h). */
+	 * such queries are logged in XDP mode (native/io/dnstap.h). */
 	__u32 tap_sample;
 };
 
@@ -84,7 +84,7 @@ enum xd_acl_action {
  * default.  A new rule set is written under the next generation while the
  * program still looks up the current one, then config.acl_generation flips
  * to it in one store and the old entries are deleted: a packet sees one
- * rule set, never a mixture (native/xdp_prog.c).  generation is in host
+ * rule set, never a mixture (native/io/xdp_loader.c).  generation is in host
  * byte order (it is only ever matched whole); addr in network order.
  */
 #define XD_ACL_GENERATION_BITS 32
@@ -108,7 +108,7 @@ struct xd_acl_value {
 
 /*
  * The answer table: what the program answers itself with XDP_TX, compiled
- * from the published image by the engine (native/xdp_answers.c), for
+ * from the published image by the engine (native/io/xdp_answers.c), for
  * queries whose answer depends only on (name, type, DO): no EDNS options,
  * no zone ACL, no resolver hook, the UDP size limit met.
  *
@@ -136,7 +136,7 @@ struct xd_acl_value {
  * Generations: each of these maps is an ARRAY_OF_MAPS of one slot.  A new
  * image's table is written into new inner maps (sized from the image)
  * beside the ones in use, then each slot is switched in one store, and the
- * old maps are freed when their last reader is done (native/xdp_prog.c).
+ * old maps are freed when their last reader is done (native/io/xdp_loader.c).
  */
 #define XD_ANSWER_KEY_32 32
 #define XD_ANSWER_KEY_64 64
@@ -151,7 +151,7 @@ struct xd_acl_value {
 #define XD_ANSWER_BODY_MAX 1232
 #define XD_ANSWER_PAGE_STRIDE 4096
 #define XD_ANSWER_PAGE_VALUE (XD_ANSWER_PAGE_STRIDE + 1280)
-/* The UDP payload sizes the core answers within (native/answer.c): 512
+/* The UDP payload sizes the core answers within (native/answer/answer.c): 512
  * without EDNS, the client's size but at most 1232 with it, less 17 bytes
  * it keeps for an OPT with an EDE option. */
 #define XD_ANSWER_UDP_MIN 512
@@ -235,7 +235,7 @@ struct xd_answer {
 				 * offset (how the program sums) */
 	__u8 action;		/* enum xd_answer_action */
 	__u8 also_do;		/* XD_ANSWER_ALSO_DO: the same with DO=1 */
-	/* What rate limiting counts the answer as (native/rrl.c keys its
+	/* What rate limiting counts the answer as (native/answer/rrl.c keys its
 	 * buckets so): its XD_RRL_KIND_*, and the hash of the name the kind
 	 * is counted by, the qname or the zone or delegation above it. */
 	__u32 rrl_kind;
@@ -260,7 +260,7 @@ struct xd_answer_page {
 };
 
 /*
- * Response rate limiting (native/rrl.c) of the program's answers: the
+ * Response rate limiting (native/answer/rrl.c) of the program's answers: the
  * same buckets as the workers', in memory they share, so that a client
  * gets one rate per bucket whichever queue, worker or program answers it.
  * The buckets are nsets sets of XD_RRL_WAYS, one table for every queue,

@@ -76,7 +76,7 @@ _compile, _link = _compile_args()
 ffibuilder.set_source(
     "xdpdns._engine",
     '#include "engine.h"\n#include "xdpdns_maps.h"\n',
-    sources=[_relative(p) for p in sorted(NATIVE.glob("*.c"))],
+    sources=[_relative(p) for p in sorted(NATIVE.rglob("*.c"))],
     include_dirs=[_relative(NATIVE), _relative(ROOT / "bpf")],
     libraries=["zscanner", "xdp", "bpf", "numa", "crypto", "pthread"],
     extra_compile_args=_compile,

@@ -1,7 +1,7 @@
 /*
  * engine.c - the engine object: the published zone image (and the source
- * ACL, native/acl.c, the DNS cookie secrets, native/cookie.c, and the rate
- * limiting settings, native/rrl.c), swapped
+ * ACL, native/answer/acl.c, the DNS cookie secrets, native/answer/cookie.c, and the rate
+ * limiting settings, native/answer/rrl.c), swapped
  * atomically and reclaimed once every reader has moved on.
  */
 #include <errno.h>
@@ -11,14 +11,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "acl.h"
-#include "answer.h"
-#include "cookie.h"
+#include "answer/acl.h"
+#include "answer/answer.h"
+#include "answer/cookie.h"
 #include "engine_internal.h"
-#include "resolver.h"
-#include "rrl.h"
-#include "xdp_internal.h"
-#include "xdp_prog.h"
+#include "answer/resolver.h"
+#include "answer/rrl.h"
+#include "io/xdp_internal.h"
+#include "io/xdp_loader.h"
 
 int xd_engine_new(struct xd_engine **out, struct xd_error *err)
 {

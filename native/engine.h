@@ -311,7 +311,7 @@ int xd_nsec3_label(const uint8_t *name, size_t len, uint8_t alg, const uint8_t *
  * -EINVAL unless it is a SHA-1 hash (20 bytes). */
 int xd_nsec3_encode(const uint8_t *hash, size_t len, uint8_t *out);
 
-/* Signing (native/dnssec_sign.c): keys in the files BIND's dnssec-keygen
+/* Signing (native/zone/dnssec_sign.c): keys in the files BIND's dnssec-keygen
  * and Knot's keymgr write, K<zone>+<alg>+<tag>.key and .private. */
 enum {
 	XD_ALG_ECDSAP256SHA256 = 13,	/* RFC 6605 */
@@ -356,7 +356,7 @@ int xd_sign_key_info(const struct xd_sign_key *k, struct xd_sign_key_info *out);
 int xd_sign_rrset(const struct xd_sign_key *k, const struct xd_sign_rrset *s, uint8_t *out,
 		  size_t cap, struct xd_error *err);
 
-/* Signing zone `zone` of a builder (native/zone_sign.c): DNSKEYs, an NSEC
+/* Signing zone `zone` of a builder (native/zone/zone_sign.c): DNSKEYs, an NSEC
  * or NSEC3 chain (RFC 9276 parameters), an RRSIG per authoritative RRset
  * per key that signs it (KSKs the DNSKEY RRset, ZSKs the rest; one kind
  * alone signs all), valid from inception to expiration (UNIX times).
@@ -390,7 +390,7 @@ struct xd_zone_sign_report {
 int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_sign_config *cfg,
 			 struct xd_zone_sign_report *report, struct xd_error *err);
 
-/* ---- dnstap (native/dnstap.c) ------------------------------------------------ */
+/* ---- dnstap (native/io/dnstap.c) ------------------------------------------------ */
 
 /* What is logged: one query in `sample` per worker, as dnstap.proto's
  * AUTH_QUERY and/or AUTH_RESPONSE, to the Frame Streams collector

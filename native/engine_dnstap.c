@@ -1,5 +1,5 @@
 /*
- * engine_dnstap.c - the engine's dnstap writer (native/dnstap.c): started
+ * engine_dnstap.c - the engine's dnstap writer (native/io/dnstap.c): started
  * before the workers, which each take a ring of their own, and stopped
  * after them; TCP answers come in through one shared ring.
  */
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "dnstap.h"
+#include "io/dnstap.h"
 #include "engine_internal.h"
 #include "error.h"
 

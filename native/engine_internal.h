@@ -42,13 +42,13 @@ struct xd_xdp;
 
 struct xd_engine {
 	_Atomic(struct xd_image *) image;
-	/* The source ACL (native/acl.c), NULL when it denies nothing;
+	/* The source ACL (native/answer/acl.c), NULL when it denies nothing;
 	 * published and reclaimed like the image. */
 	_Atomic(struct xd_acl *) acl;
-	/* The DNS cookie secrets (native/cookie.c), NULL when cookies are
+	/* The DNS cookie secrets (native/answer/cookie.c), NULL when cookies are
 	 * off; published and reclaimed like the image. */
 	_Atomic(struct xd_cookies *) cookies;
-	/* Response rate limiting (native/rrl.c), NULL when off; published
+	/* Response rate limiting (native/answer/rrl.c), NULL when off; published
 	 * and reclaimed like the image.  rrl_lock serializes the settings'
 	 * generations and the one reader of the workers' event rings. */
 	_Atomic(struct xd_rrl *) rrl;
@@ -67,13 +67,13 @@ struct xd_engine {
 	 * writer of the program's config entry (xd_engine_xdp_add_address). */
 	pthread_mutex_t acl_lock;
 	struct xd_reader readers[XD_WORKERS_MAX + 1];
-	/* The resolver hook's eventfd and cache (native/resolver.c), NULL
+	/* The resolver hook's eventfd and cache (native/answer/resolver.c), NULL
 	 * when no plugin claims names; set before the workers start and
 	 * freed after they stop. */
 	struct xd_resolver *resolver;
 	struct xd_udp *udp;
 	struct xd_xdp *xdp;
-	/* The dnstap writer (native/dnstap.c), NULL when off; set before the
+	/* The dnstap writer (native/io/dnstap.c), NULL when off; set before the
 	 * workers start and freed after they stop.  dnstap_external is the
 	 * TCP listener's ring, which dnstap_lock serializes. */
 	struct xd_dnstap *dnstap;

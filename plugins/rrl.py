@@ -1,6 +1,6 @@
 """Response rate limiting (RRL), the defence against reflection and
 amplification: how many UDP responses a second a client prefix gets, from
-``[plugins.rrl]``, enforced in the native workers (native/rrl.c).
+``[plugins.rrl]``, enforced in the native workers (native/answer/rrl.c).
 
 Configuration, all optional::
 

@@ -23,7 +23,7 @@ def siphash24(key: bytes, data: bytes) -> bytes:
 
 
 class RrlTable(_CObject):
-    """A rate limiter of its own with the workers' logic (native/rrl.c): the
+    """A rate limiter of its own with the workers' logic (native/answer/rrl.c): the
     time is passed in."""
 
     def __init__(self, settings) -> None:

@@ -1,7 +1,7 @@
 """The source address ACL: ``[plugins.acl]`` (plugins/acl.py), the
 address_rules and address_policy hooks (xdpdns/acl.py), the engine's
-rule sets (native/acl.c) in socket mode over UDP and TCP, and in XDP mode
-the program's LPM tries (bpf/xdpdns.bpf.c, native/xdp_prog.c), where a
+rule sets (native/answer/acl.c) in socket mode over UDP and TCP, and in XDP mode
+the program's LPM tries (bpf/xdpdns.bpf.c, native/io/xdp_loader.c), where a
 denied source is dropped before any copy.
 
 Socket-mode tests run on loopback without root: the client binds 127.0.0.2

@@ -1,5 +1,5 @@
 """DNS cookies (RFC 7873) with the interoperable server cookies of RFC 9018
-(native/cookie.c, the COOKIE option in native/query.c and answer.c,
+(native/answer/cookie.c, the COOKIE option in native/wire/query.c and answer.c,
 plugins/cookies.py): SipHash-2-4 against the paper's vectors, RFC 9018's
 Appendix A byte for byte, the engine's verdicts, the plugin's configuration,
 a server over UDP and TCP, and the same cookie from the XDP path and the

@@ -62,7 +62,7 @@ def sign_zone(work, options):
     return signed
 
 
-# Signed on load by xdpdns itself (native/zone_sign.c), with NSEC or NSEC3
+# Signed on load by xdpdns itself (native/zone/zone_sign.c), with NSEC or NSEC3
 # (RFC 9276: no salt, no extra iterations, no opt-out): {form: nsec3}.
 ON_LOAD = {"load-nsec": False, "load-nsec3": True}
 ALL_FORMS = list(FORMS) + list(ON_LOAD)
@@ -493,7 +493,7 @@ def test_nsec3_owner_names_do_not_exist(signed_zones, signed_images):
 
 
 def test_nsec3_hash_matches_dnspython():
-    """RFC 5155 5 as native/nsec3.c computes it, against dnspython, with
+    """RFC 5155 5 as native/wire/nsec3.c computes it, against dnspython, with
     and without salt and iterations (RFC 5155 appendix A's parameters)."""
     from xdpdns.engine import nsec3_label
 

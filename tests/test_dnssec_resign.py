@@ -1,6 +1,6 @@
 """Signing on reload (issue 12, part 2): a zone signed on load keeps the
 RRSIGs of the image being served over what did not change and is not due
-for refresh, and makes the others (native/sign_reuse.c), so a reload of a
+for refresh, and makes the others (native/zone/sign_reuse.c), so a reload of a
 large zone that changed a few records signs those few.  Every signature
 of the result, kept or made, is validated with dns.dnssec against the
 zone's DNSKEY.

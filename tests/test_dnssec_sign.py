@@ -1,4 +1,4 @@
-"""DNSSEC signing keys and RRSIGs made by the engine (native/dnssec_sign.c),
+"""DNSSEC signing keys and RRSIGs made by the engine (native/zone/dnssec_sign.c),
 the first part of signing zones on load (issue 12): keys made by BIND's
 dnssec-keygen, each RRSIG validated by dnspython's dns.dnssec against the
 key's DNSKEY, and every broken key file refused with a message naming it.

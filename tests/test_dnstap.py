@@ -1,4 +1,4 @@
-"""dnstap output ([dnstap], native/dnstap.c): what a collector that other
+"""dnstap output ([dnstap], native/io/dnstap.c): what a collector that other
 servers are read with (fstrm_capture, from fstrm-bin) receives, decoded
 here field by field against dnstap.proto and read back by kdig -G, which
 decodes dnstap on its own.

@@ -42,7 +42,7 @@ def fuzz_build(tmp_path_factory):
         pytest.fail("clang cannot link libFuzzer (Debian: libclang-rt-14-dev, which "
                     f"./bootstrap installs):\n{result.stderr[-1000:]}")
     objects = []
-    sources = sorted((ROOT / "native").glob("*.c"))
+    sources = sorted((ROOT / "native").rglob("*.c"))
     procs = []
     for source in sources:
         obj = build / (source.stem + ".o")

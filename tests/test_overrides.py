@@ -1,4 +1,4 @@
-"""Overrides (plugins/overrides.py, native/override.c, the override block of
+"""Overrides (plugins/overrides.py, native/zone/override.c, the override block of
 the image, answer.c's answer_override): per-name rules that win over zone
 data.  The answers of every action, which rule applies (exact over subtree,
 longer subtree over shorter), the image round trip and its validation,

@@ -454,7 +454,7 @@ def test_answer_echoes_edns(engine):
                                    want_dnssec=True)
     got, _ = build(engine, query, Answer([A("192.0.2.7")]))
     assert got.edns == 0 and got.ednsflags & dns.flags.DO
-    assert got.payload == 1232  # what we advertise (native/answer.c)
+    assert got.payload == 1232  # what we advertise (native/answer/answer.c)
     assert answer_text(got) == [("fast.test.", "A", 300, ["192.0.2.7"])]
 
 

@@ -1,5 +1,5 @@
 """Response rate limiting: ``[plugins.rrl]`` (plugins/rrl.py), the
-rrl_settings hook, the native limiter (native/rrl.c) through a table of its
+rrl_settings hook, the native limiter (native/answer/rrl.c) through a table of its
 own with the time passed in, and the workers: socket mode with
 `xdpdns serve` on loopback, and XDP mode in the session's network
 namespaces.

@@ -1,4 +1,4 @@
-"""The XDP program's answer table (native/xdp_answers.c, bpf/xdpdns.bpf.c):
+"""The XDP program's answer table (native/io/xdp_answers.c, bpf/xdpdns.bpf.c):
 what it holds, and that what the program would send from it is, byte for
 byte, what the answering core sends.
 

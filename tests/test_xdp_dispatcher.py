@@ -1,4 +1,4 @@
-"""[xdp] attach = "dispatcher" (native/xdp_dispatch.c, the guard in
+"""[xdp] attach = "dispatcher" (native/io/xdp_dispatch.c, the guard in
 xdpdns/xdp.py): xdpdns as one program of libxdp's dispatcher, beside a
 program that xdp-loader loads (tests/data/xdp_neighbour.bpf.c, compiled
 here), in the namespaces of tests/netns.py.

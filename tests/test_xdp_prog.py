@@ -1,4 +1,4 @@
-"""The XDP program (bpf/xdpdns.bpf.c) and its loader (native/xdp_prog.c):
+"""The XDP program (bpf/xdpdns.bpf.c) and its loader (native/io/xdp_loader.c):
 which packets it steers where, seen through its per-CPU counters and the
 kernel sockets that get what it passes.
 

@@ -1,4 +1,4 @@
-"""xdpdns's AF_XDP load generator (native/xdpgen.c, engine.LoadGenerator)
+"""xdpdns's AF_XDP load generator (native/bench/xdpgen.c, engine.LoadGenerator)
 against `xdpdns serve --xdp` over the two-queue veth of tests/netns.py.
 
 The generator runs in this process, inside the client namespace: a thread

@@ -1,7 +1,7 @@
 """Per-zone ACLs: the ``allow_query``, ``deny_query``, ``allow_transfer``
 and ``deny_transfer`` keys of a ``[[zone]]`` table (xdpdns/config.py),
-compiled into the image (native/build.c, native/layout.c, checked at load by
-native/image.c) and enforced by the answering core (native/answer.c): a
+compiled into the image (native/zone/build.c, native/zone/layout.c, checked at load by
+native/image/image.c) and enforced by the answering core (native/answer/answer.c): a
 denied client gets REFUSED for that zone, over UDP, TCP and AF_XDP alike.
 
 Transfers are not served yet: AXFR and IXFR get REFUSED from everyone, with

@@ -17,7 +17,7 @@ import dns.rdatatype
 
 from xdpdns.engine import Image, ImageBuilder
 
-# The layout version native/image.h writes (XD_IMAGE_VERSION).
+# The layout version native/image/image.h writes (XD_IMAGE_VERSION).
 IMAGE_VERSION = 5
 
 SOA = "@ 3600 IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\nns1 3600 IN A 198.18.0.1\n"
@@ -69,7 +69,7 @@ def _mix64(h):
 
 
 def xd_hash(data: bytes, seed: int) -> int:
-    """native/wire.c's xd_hash, to re-seal images a test damages."""
+    """native/wire/wire.c's xd_hash, to re-seal images a test damages."""
     k = 0x9e3779b97f4a7c15
     h = (seed ^ (len(data) * k)) & MASK
     for i in range(0, len(data), 8):

@@ -402,7 +402,7 @@ def parse_allow_deny(table: Mapping[str, Any], where: Where, allow_key: str,
 
 
 # The prefixes of one list of a zone's ACL, per family: the engine scans a
-# list (native/image.c), so it stays short (XD_ZONE_ACL_MAX).
+# list (native/image/image.c), so it stays short (XD_ZONE_ACL_MAX).
 ZONE_ACL_MAX = 1024
 ZONE_ACL_KEYS = tuple(f"{action}_{kind}" for kind in ZONE_ACL_KINDS
                       for action in ("allow", "deny"))
@@ -646,7 +646,7 @@ def _parse_metrics(table: Any, where: Where) -> MetricsConfig:
 # ---- [dnstap] ------------------------------------------------------------------
 
 DNSTAP_SAMPLE_MAX = 1 << 24
-DNSTAP_TEXT_MAX = 255  # bytes of identity and version, as native/dnstap.c
+DNSTAP_TEXT_MAX = 255  # bytes of identity and version, as native/io/dnstap.c
 
 
 def _parse_dnstap(table: Any, where: Where) -> DnstapConfig:
@@ -672,7 +672,7 @@ def _parse_dnstap(table: Any, where: Where) -> DnstapConfig:
 
 # ---- [resolver] ----------------------------------------------------------------
 
-_RESOLVER_SIZE_MAX = 1 << 20  # as native/resolver.c
+_RESOLVER_SIZE_MAX = 1 << 20  # as native/answer/resolver.c
 
 
 def _parse_resolver(table: Any, where: Where) -> ResolverConfig:

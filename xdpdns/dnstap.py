@@ -1,4 +1,4 @@
-"""dnstap output ([dnstap]): what the engine's writer (native/dnstap.c) is
+"""dnstap output ([dnstap]): what the engine's writer (native/io/dnstap.c) is
 started with, and what the server logs of its collector.
 
 The writer connects to the collector in the background and again once a

@@ -504,7 +504,7 @@ class ImageBuilder(_CObject):
     def sign_zone(self, zone: int, keys: Sequence["SigningKey"], nsec3: bool,
                   inception: int, expiration: int, previous: "Image | None" = None,
                   keep_after: int = 0) -> "SigningReport":
-        """Signs zone ``zone`` with ``keys`` (native/zone_sign.c): DNSKEYs,
+        """Signs zone ``zone`` with ``keys`` (native/zone/zone_sign.c): DNSKEYs,
         the NSEC or NSEC3 chain, RRSIGs valid from ``inception`` to
         ``expiration`` (UNIX times).  Before :meth:`check`.
 
@@ -1061,7 +1061,7 @@ class Engine(_CObject):
 
     def dnstap_start(self, socket_path: str, sample: int, queries: bool, responses: bool,
                      identity: str = "", version: str = "") -> None:
-        """Starts the dnstap writer (native/dnstap.c) before any worker
+        """Starts the dnstap writer (native/io/dnstap.c) before any worker
         starts: one query in ``sample`` per worker is logged, as AUTH_QUERY
         and/or AUTH_RESPONSE, to the Frame Streams collector listening on
         ``socket_path`` (connected, and reconnected, in the background)."""
@@ -1262,7 +1262,7 @@ class GeneratorQueueStats:
 
 
 class LoadGenerator(_CObject):
-    """xdpdns's AF_XDP load generator (native/xdpgen.c): one socket and one
+    """xdpdns's AF_XDP load generator (native/bench/xdpgen.c): one socket and one
     pinned thread per queue of ``interface``, sending ``queries`` (DNS
     messages, used in turn) from ``src_addr`` to ``dst_addr`` at ``rate``
     queries a second over all queues (0: as fast as it can) for

@@ -78,7 +78,7 @@ class ZoneAcl:
     only when ``allow_transfer`` holds it (as Knot: no transfer without a
     rule that allows it).  A denied query gets REFUSED from the answering
     core.  An allowed client gets the zone by AXFR (or IXFR, answered with
-    the whole zone) over TCP (xdpdns/tcp.py, native/axfr.c); a denied one
+    the whole zone) over TCP (xdpdns/tcp.py, native/answer/axfr.c); a denied one
     REFUSED with EDE 18 (Prohibited).  The lookup is
     :meth:`xdpdns.engine.Image.zone_allows`.
     """
@@ -110,7 +110,7 @@ class ZoneAcl:
 
 @dataclass(frozen=True)
 class ZoneSigning:
-    """Signing a zone on load (issue 12; native/zone_sign.c): the keys' file
+    """Signing a zone on load (issue 12; native/zone/zone_sign.c): the keys' file
     bases (BASE.key and BASE.private, as dnssec-keygen and keymgr write
     them), NSEC3 (RFC 9276 parameters) or NSEC, how long signatures are
     valid, and how long before they expire the zone is signed again."""
@@ -665,7 +665,7 @@ class ResolverQuery:
                 f"transport={self.transport!r})")
 
 
-# Types that cannot be data (the engine refuses them too, native/resolver.c).
+# Types that cannot be data (the engine refuses them too, native/answer/resolver.c).
 _NOT_DATA = frozenset({0, dns.rdatatype.OPT} | set(range(dns.rdatatype.TKEY,
                                                           dns.rdatatype.ANY + 1)))
 

@@ -156,7 +156,7 @@ KEEP_MARGIN = 60
 
 def _sign(builder: ImageBuilder, zone: int, source: ZoneSource, index: int,
           previous: Image | None) -> SignedZone | None:
-    """Signs the zone on load (native/zone_sign.c), keeping the signatures
+    """Signs the zone on load (native/zone/zone_sign.c), keeping the signatures
     of ``previous`` (the image being served) over what did not change and
     is not due for refresh; a key that cannot be read, or a zone that
     cannot be signed, is an error of the zone."""

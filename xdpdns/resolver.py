@@ -9,7 +9,7 @@ on a miss the worker that received the query (a socket-mode UDP worker or
 an AF_XDP queue worker) keeps it with what its answer needs to leave, puts
 its handle on the ring of that hook, and goes on: it never waits, and when
 it holds ``ring_size`` queries it answers SERVFAIL at once
-(``resolver_full`` in its counters).  native/resolver.c has the rings.
+(``resolver_full`` in its counters).  native/answer/resolver.c has the rings.
 
 Each hook has one Python thread, which takes its queries from every
 worker in batches, reads each query's question straight from its bytes
@@ -83,7 +83,7 @@ BATCH = 256
 # How long a hook thread sleeps at most with nothing to do: it looks at
 # its TCP queue and whether the server stops this often.
 IDLE_WAKE = 0.5
-UDP_LIMIT = 1232  # the payload we advertise (native/udp.c)
+UDP_LIMIT = 1232  # the payload we advertise (native/io/udp.c)
 TCP_LIMIT = 65535
 
 

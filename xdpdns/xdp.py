@@ -11,7 +11,7 @@ the rest shuts down.
 
 [xdp] attach = "dispatcher": the program is one of the programs of libxdp's
 dispatcher on the interface, run before those loaded with libxdp's default
-priority (native/xdp_dispatch.h, XD_DISPATCH_RUN_PRIO).  libxdp pins it in
+priority (native/io/xdp_dispatch.h, XD_DISPATCH_RUN_PRIO).  libxdp pins it in
 bpffs, so it would outlive the server; and taking it out needs what the
 server gives up when it becomes its [server] user: libxdp opens the
 dispatcher by program id (CAP_SYS_ADMIN) and rewrites root's 0700 pin
@@ -21,7 +21,7 @@ process started before the switch (`python -m xdpdns.xdp guard IFACE ID`)
 stays root, reads nothing but a pipe from the server, and takes the program
 out when that pipe closes: at a clean stop, and when the server is killed
 (kill -9 included).  What a server that died together with its guard left
-is taken out by the next start (native/xdp_dispatch.c,
+is taken out by the next start (native/io/xdp_dispatch.c,
 xd_dispatch_clear_stale: an "xdpdns" program that no live process holds).
 """
 

@@ -1,0 +1,303 @@
+/*
+ * axfr.c - outgoing zone transfers (AXFR, RFC 5936; IXFR answered with the
+ * whole zone, RFC 1995 4, or the SOA alone for a client that is current)
+ * from the published image: the zone's records as a stream of TCP
+ * messages, the apex SOA first and last.
+ *
+ * The image keeps each RRset pre-rendered for answers: every RR's owner is
+ * a 2-byte pointer and names in RDATA under the zone's origin end in a
+ * pointer to the origin (image.h).  In a transfer's messages the question
+ * is the origin, at offset 12, so those pointers become 0xc00c, and a
+ * node's owner is written once per message (its labels, then 0xc00c) and
+ * pointed to by the node's other RRs.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "answer/answer.h"
+#include "engine_internal.h"
+#include "image/image.h"
+#include "wire/query.h"
+#include "wire/wire.h"
+
+/* Records per message up to about this size: what Knot and BIND send too,
+ * well under the 65535 a TCP message may hold. */
+#define XD_AXFR_MESSAGE_TARGET 16384
+
+/* Writes into out up to cap, and counts past it: a first pass with too
+ * small a buffer learns the size it needs. */
+struct writer {
+	uint8_t *out;
+	size_t cap;
+	size_t len;
+	/* The message being written: */
+	size_t msg;		/* where its 2-byte length prefix is */
+	uint16_t ancount;
+	/* The node whose owner name the message holds, and where: */
+	const uint8_t *owner_node;
+	uint16_t owner_pos;
+	/* From the query: */
+	const struct xd_query *q;
+	const uint8_t *question;	/* header excluded */
+	size_t question_len;
+	bool too_big;		/* a message outgrew 65535 bytes */
+};
+
+static void put(struct writer *w, const void *data, size_t len)
+{
+	if (w->len <= w->cap && len <= w->cap - w->len)
+		memcpy(w->out + w->len, data, len);
+	w->len += len;
+}
+
+static void put16_at(struct writer *w, size_t at, uint16_t v)
+{
+	if (at + 2 <= w->cap)
+		xd_put16(w->out + at, v);
+}
+
+static void message_begin(struct writer *w)
+{
+	uint8_t header[XD_DNS_HEADER_LEN] = { 0 };
+	const uint8_t *pkt = w->q->pkt;
+
+	w->msg = w->len;
+	put(w, "\0\0", 2);			/* the length, at the end */
+	memcpy(header, pkt, 2);			/* ID */
+	/* QR, AA, opcode QUERY, RD and CD as asked, NOERROR. */
+	xd_put16(header + 2, XD_FLAG_QR | XD_FLAG_AA |
+		 (xd_get16(pkt + 2) & (XD_FLAG_RD | XD_FLAG_CD)));
+	xd_put16(header + 4, 1);
+	put(w, header, sizeof(header));
+	put(w, w->question, w->question_len);	/* as the client wrote it */
+	w->ancount = 0;
+	w->owner_node = NULL;
+}
+
+static void message_end(struct writer *w)
+{
+	size_t start = w->msg + 2;
+
+	put16_at(w, start + 6, w->ancount);
+	if (w->q->edns) {
+		uint8_t opt[XD_OPT_RR_LEN] = { 0 };
+
+		/* RFC 6891: an OPT for a query with one; DO as asked. */
+		xd_put16(opt + 1, XD_TYPE_OPT);
+		xd_put16(opt + 3, XD_RESOLVER_ANSWER_MAX);	/* the 1232 we advertise */
+		xd_put16(opt + 7, w->q->edns_flags & XD_EDNS_DO);
+		put(w, opt, sizeof(opt));
+		put16_at(w, start + 10, 1);
+	}
+	if (w->len - start > UINT16_MAX)
+		w->too_big = true;	/* an RRset near 64 KiB with a long owner */
+	put16_at(w, w->msg, (uint16_t)(w->len - start));
+}
+
+/* The bytes one RR of wire (at off) takes in a message: its owner (the
+ * node's labels and a pointer, or a pointer) and the rest as it is. */
+static size_t rr_size(const uint8_t *wire, size_t off, size_t owner)
+{
+	return owner + 10 + xd_get16(wire + off + 10);
+}
+
+/* Copies rs, the RRset of node n, into the message: each RR's owner and the
+ * RDATA pointers to the origin made right for this message. */
+static void put_rrset(struct writer *w, const uint8_t *n, const uint8_t *rs)
+{
+	const uint8_t *wire = xd_rrset_wire(rs), *relocs = xd_rrset_relocs(rs);
+	size_t off = 0, name_len = xd_node_name_len(n);
+
+	for (uint16_t i = 0; i < xd_rrset_count(rs); i++) {
+		size_t rdlen = xd_get16(wire + off + 10), start;
+		uint8_t owner[2];
+
+		if (name_len == 0) {
+			xd_put16(owner, 0xc000 | XD_DNS_HEADER_LEN);	/* the apex */
+			put(w, owner, 2);
+		} else if (w->owner_node == n) {
+			xd_put16(owner, 0xc000 | w->owner_pos);
+			put(w, owner, 2);
+		} else {
+			/* The node's labels, then the origin: the question's. */
+			if (w->len - w->msg - 2 < 0x3fff) {
+				w->owner_node = n;
+				w->owner_pos = (uint16_t)(w->len - w->msg - 2);
+			}
+			put(w, xd_node_name(n), name_len);
+			xd_put16(owner, 0xc000 | XD_DNS_HEADER_LEN);
+			put(w, owner, 2);
+		}
+		start = w->len;		/* type, class, TTL, RDLENGTH, RDATA */
+		put(w, wire + off + 2, 10 + rdlen);
+		for (uint8_t k = 0; k < xd_rrset_nreloc(rs); k++) {
+			size_t at = xd_ld16(relocs + 2 * k);	/* host order: outside the wire */
+
+			/* The origin pointers of this RR's RDATA. */
+			if (at >= off + 12 && at + 2 <= off + 12 + rdlen)
+				put16_at(w, start + (at - off - 2), 0xc000 | XD_DNS_HEADER_LEN);
+		}
+		w->ancount++;
+		off += 12 + rdlen;
+	}
+}
+
+/* Puts rs into the message, or ends the message first when it would grow
+ * past the target (an RRset never spans messages). */
+static void add_rrset(struct writer *w, const uint8_t *n, const uint8_t *rs)
+{
+	const uint8_t *wire = xd_rrset_wire(rs);
+	size_t need = 0, off = 0;
+
+	for (uint16_t i = 0; i < xd_rrset_count(rs); i++) {
+		need += rr_size(wire, off, 2 + xd_node_name_len(n));
+		off += 12 + xd_get16(wire + off + 10);
+	}
+	if (w->ancount && w->len - w->msg + need > XD_AXFR_MESSAGE_TARGET) {
+		message_end(w);
+		message_begin(w);
+	}
+	put_rrset(w, n, rs);
+}
+
+/* The first node of the image: nodes follow the zone origins and their
+ * negative SOAs in the order the builder made them, and each zone's apex
+ * is made with the zone, so the smallest apex offset is where they start.
+ * They end where the zone hash starts, but for its 4-byte alignment. */
+static size_t first_node(const struct xd_image *img)
+{
+	size_t first = img->hdr->zone_hash;
+
+	for (uint32_t i = 0; i < img->hdr->zone_count; i++)
+		if (xd_image_zone(img, i)->apex < first)
+			first = xd_image_zone(img, i)->apex;
+	return first;
+}
+
+static size_t node_size(const uint8_t *n)
+{
+	const uint8_t *rs = xd_node_first_rrset(n);
+
+	for (uint16_t i = 0; i < xd_node_nrrsets(n); i++)
+		rs = xd_rrset_next(rs);
+	return (size_t)(rs - n);
+}
+
+/* Every RRset of zone `zone` but the apex SOA, in the image's order. */
+static void add_zone(struct writer *w, const struct xd_image *img, uint32_t zone)
+{
+	size_t end = img->hdr->zone_hash;
+
+	for (size_t off = first_node(img); off + XD_NODE_HEADER <= end;) {
+		const uint8_t *n = img->base + off;
+		const uint8_t *rs = xd_node_first_rrset(n);
+
+		if (xd_node_zone(n) == zone) {
+			for (uint16_t i = 0; i < xd_node_nrrsets(n); i++, rs = xd_rrset_next(rs))
+				if (!(xd_node_name_len(n) == 0 && xd_rrset_type(rs) == XD_TYPE_SOA))
+					add_rrset(w, n, rs);
+		}
+		off += node_size(n);
+	}
+}
+
+/* The SERIAL of SOA RDATA (RFC 1035 3.3.13: after MNAME and RNAME). */
+static bool rdata_serial(const uint8_t *rdata, size_t rdlen, uint32_t *serial)
+{
+	size_t mname = xd_name_skip(rdata, rdlen), rname;
+
+	if (!mname)
+		return false;
+	rname = xd_name_skip(rdata + mname, rdlen - mname);
+	if (!rname || rdlen - mname - rname < 4)
+		return false;
+	*serial = xd_get32(rdata + mname + rname);
+	return true;
+}
+
+/* The serial of the SOA in an IXFR query's authority section (RFC 1995
+ * 3: the client's version), when it has one that parses. */
+static bool client_serial(const struct xd_query *q, uint32_t *serial)
+{
+	const uint8_t *pkt = q->pkt;
+	size_t len = q->len, off = q->question_end, owner, rdlen;
+
+	if (xd_get16(pkt + 6) != 0 || xd_get16(pkt + 8) < 1 || off >= len)
+		return false;
+	owner = xd_name_skip(pkt + off, len - off);
+	if (!owner || len - off - owner < 10 || xd_get16(pkt + off + owner) != XD_TYPE_SOA)
+		return false;
+	rdlen = xd_get16(pkt + off + owner + 8);
+	off += owner + 10;
+	return len - off >= rdlen && rdata_serial(pkt + off, rdlen, serial);
+}
+
+/* Our serial, from the apex SOA's first (only) RR; 0 if it does not
+ * parse (the image's checks make that impossible). */
+static uint32_t soa_serial(const uint8_t *soa)
+{
+	uint32_t serial = 0;
+
+	rdata_serial(xd_rrset_wire(soa) + 12, xd_get16(xd_rrset_wire(soa) + 10), &serial);
+	return serial;
+}
+
+int xd_axfr(const struct xd_image *img, const struct xd_client *client,
+	    const uint8_t *query, size_t qlen, uint8_t *out, size_t cap, size_t *len)
+{
+	struct xd_query q;
+	struct writer w = { .out = out, .cap = cap };
+	const struct xd_zone_entry *z;
+	const uint8_t *apex, *soa;
+	uint32_t theirs;
+	int zone;
+
+	*len = 0;
+	if (xd_query_parse(&q, query, qlen) != XD_QUERY_OK ||
+	    (q.qtype != XD_TYPE_AXFR && q.qtype != XD_TYPE_IXFR) ||
+	    (q.qclass != XD_CLASS_IN))
+		return -EINVAL;
+	zone = xd_image_find_zone(img, q.qname, q.qname_len);
+	if (zone < 0)
+		return -ENOENT;		/* not the apex of a zone we serve */
+	z = xd_image_zone(img, (uint32_t)zone);
+	if (!xd_zone_acl_allows(img, z, XD_ZONE_ACL_TRANSFER, client))
+		return -EPERM;
+	apex = img->base + z->apex;
+	soa = xd_node_rrset(apex, XD_TYPE_SOA);
+	if (!soa)
+		return -ENOENT;
+	w.q = &q;
+	w.question = query + XD_DNS_HEADER_LEN;
+	w.question_len = q.question_end - XD_DNS_HEADER_LEN;
+	message_begin(&w);
+	add_rrset(&w, apex, soa);
+	/* RFC 1995 2, 4: a client that has this version (or, by serial
+	 * arithmetic, RFC 1982, a newer one) gets our SOA alone. */
+	if (q.qtype != XD_TYPE_IXFR || !client_serial(&q, &theirs) ||
+	    (int32_t)(theirs - soa_serial(soa)) < 0) {
+		add_zone(&w, img, (uint32_t)zone);
+		add_rrset(&w, apex, soa);
+	}
+	message_end(&w);
+	*len = w.len;
+	if (w.too_big)
+		return -EMSGSIZE;
+	return w.len > cap ? -ENOSPC : 0;
+}
+
+int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,
+		   uint32_t *serial)
+{
+	int zone = xd_image_find_zone(img, name, len);
+	const uint8_t *soa;
+
+	if (zone < 0)
+		return -ENOENT;
+	soa = xd_node_rrset(img->base + xd_image_zone(img, (uint32_t)zone)->apex, XD_TYPE_SOA);
+	if (!soa)
+		return -ENOENT;
+	*serial = soa_serial(soa);
+	return 0;
+}
