@@ -8,7 +8,7 @@
  * of the test run; build and run from the repository root:
  *
  *   gcc -O2 -std=gnu11 -Inative -Ibpf -o /tmp/dnssec_cost \
- *       bench/dnssec_cost.c native/*.c native/*/*.c -lzscanner -lxdp -lbpf -lnuma -lcrypto -lpthread
+ *       bench/dnssec_cost.c $(find native -name "*.c") -lzscanner -lxdp -lbpf -lnuma -lcrypto -lpthread
  *   /tmp/dnssec_cost example.com. signed.zone
  */
 #include <stdio.h>

@@ -8,7 +8,7 @@
  * test run; build and run from the repository root:
  *
  *   gcc -O2 -std=gnu11 -Inative -Ibpf -o /tmp/override_lookup \
- *       bench/override_lookup.c native/*.c native/*/*.c -lzscanner -lxdp -lbpf -lnuma -lcrypto -lpthread
+ *       bench/override_lookup.c $(find native -name "*.c") -lzscanner -lxdp -lbpf -lnuma -lcrypto -lpthread
  *   .venv/bin/python bench/blocklist.py --write /tmp/blocklist.txt
  *   /tmp/override_lookup zones/example.com.zone /tmp/blocklist.txt
  *

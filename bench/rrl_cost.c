@@ -10,7 +10,7 @@
  * of the test run; build and run from the repository root:
  *
  *   gcc -O2 -std=gnu11 -Inative -Ibpf -o /tmp/rrl_cost \
- *       bench/rrl_cost.c native/*.c native/*/*.c -lzscanner -lxdp -lbpf -lnuma -lcrypto -lpthread
+ *       bench/rrl_cost.c $(find native -name "*.c") -lzscanner -lxdp -lbpf -lnuma -lcrypto -lpthread
  *   /tmp/rrl_cost zones/example.com.zone
  *
  * The queries are A queries for www.example.com (an answer: the bucket is
