@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "answer/acl.h"
+#include "answer/cookie.h"
 #include "engine_internal.h"
 #include "answer/resolver.h"
 #include "wire/wire.h"
