@@ -1,6 +1,6 @@
 /*
  * engine.c - the engine object: the published zone image (and the source
- * ACL, native/answer/acl.c, the DNS cookie secrets, native/answer/cookie.c, and the rate
+ * ACL, native/wire/prefixes.c, the DNS cookie secrets, native/answer/cookie.c, and the rate
  * limiting settings, native/answer/rrl.c), swapped
  * atomically and reclaimed once every reader has moved on.
  */
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "answer/acl.h"
+#include "wire/prefixes.h"
 #include "answer/answer.h"
 #include "answer/cookie.h"
 #include "engine_internal.h"

@@ -42,7 +42,7 @@ struct xd_xdp;
 
 struct xd_engine {
 	_Atomic(struct xd_image *) image;
-	/* The source ACL (native/answer/acl.c), NULL when it denies nothing;
+	/* The source ACL (native/wire/prefixes.c), NULL when it denies nothing;
 	 * published and reclaimed like the image. */
 	_Atomic(struct xd_acl *) acl;
 	/* The DNS cookie secrets (native/answer/cookie.c), NULL when cookies are

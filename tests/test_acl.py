@@ -1,6 +1,6 @@
 """The source address ACL: ``[plugins.acl]`` (plugins/acl.py), the
 address_rules and address_policy hooks (xdpdns/acl.py), the engine's
-rule sets (native/answer/acl.c) in socket mode over UDP and TCP, and in XDP mode
+rule sets (native/wire/prefixes.c) in socket mode over UDP and TCP, and in XDP mode
 the program's LPM tries (bpf/xdpdns.bpf.c, native/io/xdp_loader.c), where a
 denied source is dropped before any copy.
 

@@ -2,7 +2,7 @@
 ``address_rules`` and ``address_policy`` hooks), merged into the one rule
 set the engine enforces.
 
-The engine does the per-packet work (native/answer/acl.c for socket mode and TCP,
+The engine does the per-packet work (native/wire/prefixes.c for socket mode and TCP,
 the XDP program's LPM tries in XDP mode); this module only decides what goes
 in: every plugin's rules in plugin order, a prefix named twice keeping its
 first rule, and the first policy a plugin returns.

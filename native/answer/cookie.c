@@ -17,7 +17,6 @@
 #include <string.h>
 
 #include "answer/cookie.h"
-#include "engine_internal.h"
 #include "wire/wire.h"
 
 /* RFC 9018 4.3: a cookie is accepted for an hour after its timestamp and
@@ -105,35 +104,6 @@ void xd_siphash24(const uint8_t *key, const uint8_t *data, size_t len, uint8_t *
 }
 
 /* ---- clients ----------------------------------------------------------------- */
-
-void xd_client_set(struct xd_client *client, int family, const uint8_t *addr)
-{
-	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	memset(client, 0, sizeof(*client));
-	if (family == AF_INET) {
-		client->family = AF_INET;
-		memcpy(client->addr, addr, 4);
-	} else if (family == AF_INET6 && memcmp(addr, v4mapped, sizeof(v4mapped)) == 0) {
-		client->family = AF_INET;
-		memcpy(client->addr, addr + 12, 4);
-	} else if (family == AF_INET6) {
-		client->family = AF_INET6;
-		memcpy(client->addr, addr, 16);
-	}
-}
-
-void xd_client_from_sockaddr(struct xd_client *client, const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		xd_client_set(client, AF_INET,
-			      (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
-	else if (sa->sa_family == AF_INET6)
-		xd_client_set(client, AF_INET6,
-			      ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr);
-	else
-		xd_client_set(client, AF_UNSPEC, NULL);
-}
 
 /* ---- server cookies (RFC 9018 4) ---------------------------------------------- */
 
@@ -241,8 +211,8 @@ void xd_cookies_free(struct xd_cookies *c)
 	free(c);
 }
 
-static int cookies_build(const uint8_t *current, const uint8_t *previous,
-			 unsigned flags, struct xd_cookies **out, struct xd_error *err)
+int xd_cookies_build(const uint8_t *current, const uint8_t *previous, unsigned flags,
+		     struct xd_cookies **out, struct xd_error *err)
 {
 	struct xd_cookies *c;
 
@@ -270,21 +240,5 @@ static int cookies_build(const uint8_t *current, const uint8_t *previous,
 	c->has_previous = previous != NULL;
 	c->require_udp = flags & XD_COOKIE_REQUIRE_UDP;
 	*out = c;
-	return 0;
-}
-
-int xd_engine_set_cookie_secrets(struct xd_engine *e, const uint8_t *current,
-				 const uint8_t *previous, unsigned flags,
-				 struct xd_error *err)
-{
-	struct xd_cookies *c, *old;
-	int rc = cookies_build(current, previous, flags, &c, err);
-
-	if (rc)
-		return rc;
-	old = atomic_exchange(&e->cookies, c);
-	/* Whoever swapped a set out frees it, once no worker can hold it. */
-	xd_engine_synchronize(e);
-	xd_cookies_free(old);
 	return 0;
 }

@@ -12,12 +12,9 @@
 #include <sys/socket.h>
 
 #include "engine.h"
+#include "wire/client.h"
+#include "wire/wire.h"
 
-/* RFC 7873 4: an 8-byte client cookie, then 8 to 32 bytes of server
- * cookie; any other length is malformed (RFC 7873 5.2.2). */
-#define XD_COOKIE_CLIENT_LEN 8
-#define XD_COOKIE_SERVER_MIN 8
-#define XD_COOKIE_SERVER_MAX 32
 /* RFC 9018 4.2: version, three reserved bytes, a 32-bit timestamp and a
  * 64-bit hash. */
 #define XD_COOKIE_SERVER_LEN 16
@@ -34,21 +31,12 @@ struct xd_cookies {
 	bool require_udp;			/* XD_COOKIE_REQUIRE_UDP */
 };
 
+/* A cookie secret set: current (and previous, or NULL), flags
+ * XD_COOKIE_REQUIRE_UDP; err says what is wrong. */
+int xd_cookies_build(const uint8_t *current, const uint8_t *previous, unsigned flags,
+		     struct xd_cookies **out, struct xd_error *err);
 void xd_cookies_free(struct xd_cookies *c);
 
-/* True when cookies can be computed for this client: the hash covers its
- * address. */
-static inline bool xd_client_known(const struct xd_client *client)
-{
-	return client->family == AF_INET || client->family == AF_INET6;
-}
-
-/* Sets client from an address of `family` (4 or 16 bytes); an IPv4-mapped
- * IPv6 address (RFC 4291 2.5.5.2) becomes the IPv4 client it is, so that a
- * dual-stack socket and an IPv4 one make the same cookie.  Another family
- * leaves the client unknown. */
-void xd_client_set(struct xd_client *client, int family, const uint8_t *addr);
-void xd_client_from_sockaddr(struct xd_client *client, const struct sockaddr *sa);
 
 /*
  * The COOKIE option of the response to a query whose well-formed option

@@ -31,16 +31,12 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "answer/acl.h"
+#include "wire/prefixes.h"
 #include "answer/answer.h"
 #include "answer/cookie.h"
-#include "engine_internal.h"
 #include "error.h"
 #include "answer/rrl.h"
 #include "wire/wire.h"
-#include "io/xdp_internal.h"
-#include "io/xdp_rrl.h"
-#include "xdpdns_maps.h"
 
 /* Rates above this are no limit worth having; it keeps window * rate far
  * inside an int64_t. */
@@ -476,8 +472,7 @@ static uint64_t random_seed(void)
 	return (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
 }
 
-static int rrl_build(const struct xd_rrl_config *cfg, struct xd_rrl **out,
-		     struct xd_error *err)
+int xd_rrl_build(const struct xd_rrl_config *cfg, struct xd_rrl **out, struct xd_error *err)
 {
 	struct xd_rrl *rrl;
 	int rc = check_config(cfg, err);
@@ -509,89 +504,6 @@ static int rrl_build(const struct xd_rrl_config *cfg, struct xd_rrl **out,
 	return 0;
 }
 
-/* ---- the engine's ---------------------------------------------------------------- */
-
-int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
-		      struct xd_error *err)
-{
-	struct xd_rrl *rrl = NULL, *old;
-	struct xd_xdp_rrl *old_maps = NULL, *maps;
-	struct xd_rrl_shared *heap = NULL, *old_heap;
-	bool was_on;
-	int rc;
-
-	if (cfg) {
-		rc = rrl_build(cfg, &rrl, err);
-		if (rc)
-			return rc;
-	}
-	pthread_mutex_lock(&e->rrl_lock);
-	if (rrl) {
-		rrl->generation = ++e->rrl_generation;
-		/* Outside XDP mode (or with a program without the maps) the
-		 * buckets are the engine's own. */
-		if (!e->xdp || !e->xdp->rrl_in_program) {
-			heap = xd_rrl_shared_new(rrl);
-			if (!heap) {
-				pthread_mutex_unlock(&e->rrl_lock);
-				rc = xd_errorf(err, -ENOMEM, "RRL: out of memory for %u buckets",
-					       rrl->table_size);
-				xd_rrl_free(rrl);
-				return rc;
-			}
-		}
-	}
-	rc = e->xdp ? xd_xdp_rrl_switch(e->xdp, rrl, &old_maps, err) : 0;
-	if (rc) {
-		pthread_mutex_unlock(&e->rrl_lock);
-		xd_rrl_shared_free(heap);
-		xd_rrl_free(rrl);
-		return rc;
-	}
-	/* The buckets first: a worker that sees the new settings finds them. */
-	maps = e->xdp ? atomic_load(&e->xdp->rrl) : NULL;
-	old_heap = e->rrl_heap;
-	e->rrl_heap = heap;
-	atomic_store(&e->rrl_buckets, maps ? &maps->shared : heap);
-	old = atomic_exchange(&e->rrl, rrl);
-	pthread_mutex_unlock(&e->rrl_lock);
-	was_on = old != NULL;
-	xd_engine_synchronize(e);
-	xd_rrl_free(old);
-	xd_xdp_rrl_free(old_maps);
-	xd_rrl_shared_free(old_heap);
-	/* A program without rate limiting maps pauses its answer table while
-	 * rate limiting is on (xd_xdp_answers_prepare). */
-	if ((rrl != NULL) != was_on) {
-		pthread_mutex_lock(&e->acl_lock);
-		if (e->xdp && !e->xdp->rrl_in_program)
-			xd_xdp_answers_refresh(e, NULL);
-		pthread_mutex_unlock(&e->acl_lock);
-	}
-	return 0;
-}
-
-int xd_engine_rrl_events(struct xd_engine *e, struct xd_rrl_event *out, int max)
-{
-	/* The workers note the buckets' clock; the log wants UNIX time. */
-	int64_t to_unix = (int64_t)time(NULL) - (int64_t)xd_rrl_clock();
-	int n = 0;
-
-	if (max < 0)
-		return -EINVAL;
-	pthread_mutex_lock(&e->rrl_lock);
-	if (e->udp)
-		n += xd_udp_rrl_events(e->udp, out, max);
-	for (int i = 0; e->xdp && i < e->xdp->nworkers && n < max; i++)
-		n += xd_rrl_ring_take(&e->xdp->workers[i].core.rrl.ring, out + n, max - n);
-	for (int i = 0; i < n; i++)
-		out[i].time = (uint32_t)((int64_t)out[i].time + to_unix);
-	if (e->xdp)
-		n += xd_xdp_rrl_notes_take(e->xdp->rrl_notes, out + n, max - n);
-	pthread_mutex_unlock(&e->rrl_lock);
-	return n;
-}
-
 /* ---- a table of its own, for tests --------------------------------------------- */
 
 struct xd_rrl_table {
@@ -609,7 +521,7 @@ int xd_rrl_table_new(const struct xd_rrl_config *cfg, struct xd_rrl_table **out,
 	*out = NULL;
 	if (!t)
 		return xd_errorf(err, -ENOMEM, "RRL: out of memory");
-	rc = rrl_build(cfg, &t->rrl, err);
+	rc = xd_rrl_build(cfg, &t->rrl, err);
 	if (rc)
 		goto out_table;
 	rc = xd_rrl_state_sync(&t->state, t->rrl);

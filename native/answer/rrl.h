@@ -69,6 +69,8 @@ struct xd_rrl_state {
 struct xd_rrl_shared *xd_rrl_shared_new(const struct xd_rrl *rrl);
 void xd_rrl_shared_free(struct xd_rrl_shared *sh);
 
+/* The settings of cfg checked and compiled; err names a bad one. */
+int xd_rrl_build(const struct xd_rrl_config *cfg, struct xd_rrl **out, struct xd_error *err);
 void xd_rrl_free(struct xd_rrl *rrl);
 
 /* The clock of the buckets: seconds of CLOCK_MONOTONIC_COARSE, the XDP

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "answer/acl.h"
-#include "answer/cookie.h"
+#include "wire/prefixes.h"
+#include "wire/client.h"
 #include "image/image.h"
 #include "xdpdns_maps.h"
 

@@ -7,7 +7,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "answer/cookie.h"
+#include "wire/client.h"
 #include "io/packet.h"
 #include "wire/wire.h"
 

@@ -5,8 +5,8 @@
 #include <errno.h>
 #include <stdatomic.h>
 
-#include "answer/acl.h"
-#include "answer/cookie.h"
+#include "wire/prefixes.h"
+#include "wire/client.h"
 #include "engine_internal.h"
 #include "answer/resolver.h"
 #include "wire/wire.h"

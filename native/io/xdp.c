@@ -11,7 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "answer/acl.h"
+#include "wire/prefixes.h"
 #include "io/dnstap.h"
 #include "engine_internal.h"
 #include "error.h"

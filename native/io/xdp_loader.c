@@ -27,7 +27,7 @@
 #include <xdp/libxdp.h>
 
 #include "error.h"
-#include "answer/acl.h"
+#include "wire/prefixes.h"
 #include "io/xdp_answers.h"
 #include "io/xdp_dispatch.h"
 #include "io/xdp_loader.h"

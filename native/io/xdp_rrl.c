@@ -20,7 +20,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "answer/acl.h"
+#include "wire/prefixes.h"
 #include "error.h"
 #include "io/xdp_loader.h"
 #include "io/xdp_rrl.h"

@@ -4,7 +4,6 @@
  */
 #include <string.h>
 
-#include "answer/cookie.h"
 #include "wire/query.h"
 
 /* The question's name: no compression, since nothing precedes it. */

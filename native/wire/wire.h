@@ -82,6 +82,11 @@ enum {
 
 #define XD_EDNS_DO 0x8000
 #define XD_OPT_RR_LEN 11	/* an OPT record without options */
+/* RFC 7873 4: an 8-byte client cookie, then 8 to 32 bytes of server
+ * cookie; any other length is malformed (RFC 7873 5.2.2). */
+#define XD_COOKIE_CLIENT_LEN 8
+#define XD_COOKIE_SERVER_MIN 8
+#define XD_COOKIE_SERVER_MAX 32
 #define XD_EDNS_OPTION_EDE 15	/* RFC 8914 */
 #define XD_EDNS_OPTION_NSID 3	/* RFC 5001 */
 #define XD_EDNS_OPTION_COOKIE 10	/* RFC 7873 */

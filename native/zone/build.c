@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "answer/acl.h"
+#include "wire/prefixes.h"
 #include "zone/builder.h"
 #include "error.h"
 #include "image/image.h"

@@ -1,7 +1,8 @@
 /*
- * acl.c - the source address ACL: rules compiled into sorted prefix tables,
- * published to the workers with one atomic pointer swap (like the image),
- * and what a denied source gets in socket mode (REFUSED or nothing).
+ * prefixes.c - address prefix tables: ACL rules compiled into sorted
+ * tables of prefixes, their longest match, and what it says about a
+ * source (the source ACL, engine_acl.c; the zone ACLs, image.c; rate
+ * limiting's exempt prefixes, rrl.c).
  *
  * A lookup tries each prefix length present, longest first: the address
  * masked to that length is binary-searched among the prefixes of that
@@ -17,21 +18,8 @@
 #include <string.h>
 
 #include "error.h"
-#include "answer/acl.h"
-#include "engine_internal.h"
-#include "wire/query.h"
-#include "wire/wire.h"
-#include "io/xdp_internal.h"
-#include "io/xdp_loader.h"
-#include "xdpdns_maps.h"
-
-/* A bare OPT record (RFC 6891 6.1.2): root owner, type, class (our UDP
- * payload size), TTL (extended RCODE, version, flags), RDLENGTH. */
-/* The payload size we advertise, as the answering core does (DNS flag day
- * 2020). */
-#define XD_REFUSED_UDP_PAYLOAD 1232
-/* The opcode's four bits in the header's flags word (RFC 1035 4.1.1). */
-#define XD_REFUSED_OPCODE_BITS 0x7800
+#include "wire/prefixes.h"
+#include "xdpdns_maps.h"	/* XD_ACL_ALLOW, XD_ACL_DENY: the program's too */
 
 static int family_bits(int family)
 {
@@ -319,103 +307,4 @@ int xd_acl_verdict(const struct xd_acl *acl, const struct sockaddr *sa)
 	if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
 		return verdict_of(acl, xd_acl_action(acl, AF_INET, a6 + 12));
 	return verdict_of(acl, xd_acl_action(acl, AF_INET6, a6));
-}
-
-/* ---- publishing ------------------------------------------------------------------ */
-
-/* Puts acl into the XDP program's maps when XDP mode runs.  Called with
- * acl_lock held. */
-static int acl_install_xdp(struct xd_engine *e, const struct xd_acl *acl,
-			   struct xd_error *err)
-{
-	if (!e->xdp)
-		return 0;
-	return xd_prog_acl_set(e->xdp->prog, acl, err);
-}
-
-int xd_engine_acl_set(struct xd_engine *e, const struct xd_acl_rule *rules, int n,
-		      uint32_t default_action, int socket_verdict, struct xd_error *err)
-{
-	struct xd_acl *acl, *old;
-	int rc;
-
-	rc = xd_acl_build(rules, n, default_action, socket_verdict, &acl, err);
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&e->acl_lock);
-	/* The kernel's copy first: when it cannot take the rules, nothing
-	 * changes anywhere. */
-	rc = acl_install_xdp(e, acl, err);
-	if (rc) {
-		pthread_mutex_unlock(&e->acl_lock);
-		xd_acl_free(acl);
-		return rc;
-	}
-	old = atomic_exchange(&e->acl, acl);
-	pthread_mutex_unlock(&e->acl_lock);
-	xd_engine_synchronize(e);
-	xd_acl_free(old);
-	return 0;
-}
-
-int xd_engine_acl_check(struct xd_engine *e, int family, const uint8_t *addr)
-{
-	struct sockaddr_storage ss;
-	int verdict;
-
-	memset(&ss, 0, sizeof(ss));
-	ss.ss_family = (sa_family_t)family;
-	if (family == AF_INET)
-		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, addr, 4);
-	else if (family == AF_INET6)
-		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, addr, 16);
-	else
-		return -EAFNOSUPPORT;
-	pthread_mutex_lock(&e->external_lock);
-	xd_engine_enter(e, XD_READER_EXTERNAL);
-	verdict = xd_acl_verdict(atomic_load(&e->acl), (const struct sockaddr *)&ss);
-	xd_engine_leave(e, XD_READER_EXTERNAL);
-	pthread_mutex_unlock(&e->external_lock);
-	return verdict;
-}
-
-/* ---- what a denied source gets ------------------------------------------------------ */
-
-static void put_bare_opt(uint8_t *p, const struct xd_query *q)
-{
-	p[0] = 0;				/* the root */
-	xd_put16(p + 1, XD_TYPE_OPT);
-	xd_put16(p + 3, XD_REFUSED_UDP_PAYLOAD);
-	p[5] = 0;				/* extended RCODE: REFUSED fits in 4 bits */
-	p[6] = 0;				/* version */
-	xd_put16(p + 7, q->edns_flags & XD_EDNS_DO);	/* RFC 3225 3 */
-	xd_put16(p + 9, 0);
-}
-
-int xd_answer_refused(const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap)
-{
-	struct xd_query q;
-	uint16_t flags;
-	size_t len;
-
-	if (qlen < XD_DNS_HEADER_LEN || cap < 512)
-		return 0;
-	if (xd_query_parse(&q, query, qlen) == XD_QUERY_DROP)
-		return 0;	/* a response, or too short: never answer it */
-	/* Header and question: at most 12 + 255 + 4 bytes, within the 512
-	 * that cap has. */
-	len = q.question_end;
-	memcpy(resp, query, len);
-	flags = XD_FLAG_QR | (q.flags & (XD_REFUSED_OPCODE_BITS | XD_FLAG_RD | XD_FLAG_CD)) | XD_RCODE_REFUSED;
-	xd_put16(resp + 2, flags);
-	xd_put16(resp + 4, len > XD_DNS_HEADER_LEN ? 1 : 0);
-	xd_put16(resp + 6, 0);
-	xd_put16(resp + 8, 0);
-	xd_put16(resp + 10, q.edns ? 1 : 0);
-	if (q.edns) {
-		/* RFC 6891 7: a query with OPT gets OPT back. */
-		put_bare_opt(resp + len, &q);
-		len += XD_OPT_RR_LEN;
-	}
-	return (int)len;
 }

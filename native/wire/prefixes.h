@@ -1,12 +1,12 @@
 /*
- * acl.h - the source address ACL inside the engine: a compiled, immutable
- * rule set that socket-mode workers consult per datagram (native/io/udp.c),
- * that the TCP listener asks through xd_engine_acl_check, and that XDP mode
- * copies into the program's LPM tries (native/io/xdp_loader.c).  Not seen by
- * cffi.
+ * prefixes.h - address prefix tables (prefixes.c): ACL rules compiled into
+ * an immutable set that the workers consult per datagram (the source ACL,
+ * published by engine_acl.c), that XDP mode copies into the program's LPM
+ * tries (native/io/xdp_loader.c), and the order of the zone ACLs' prefixes
+ * in the image.  Not seen by cffi.
  */
-#ifndef XDPDNS_ACL_H
-#define XDPDNS_ACL_H
+#ifndef XDPDNS_PREFIXES_H
+#define XDPDNS_PREFIXES_H
 
 #include <stdint.h>
 #include <sys/socket.h>
