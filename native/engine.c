@@ -33,8 +33,7 @@ int xd_engine_new(struct xd_engine **out, struct xd_error *err)
 	atomic_init(&e->acl, NULL);
 	atomic_init(&e->cookies, NULL);
 	atomic_init(&e->rrl, NULL);
-	atomic_init(&e->epoch, 1);
-	pthread_mutex_init(&e->publish_lock, NULL);
+	xd_epoch_init(&e->epoch);
 	pthread_mutex_init(&e->external_lock, NULL);
 	pthread_mutex_init(&e->acl_lock, NULL);
 	pthread_mutex_init(&e->rrl_lock, NULL);
@@ -80,35 +79,13 @@ void xd_engine_free(struct xd_engine *e)
 	pthread_mutex_destroy(&e->rrl_lock);
 	pthread_mutex_destroy(&e->acl_lock);
 	pthread_mutex_destroy(&e->external_lock);
-	pthread_mutex_destroy(&e->publish_lock);
+	xd_epoch_destroy(&e->epoch);
 	free(e);
-}
-
-static void wait_for_readers(struct xd_engine *e, uint64_t epoch)
-{
-	const struct timespec pause = { 0, 100 * 1000 };
-
-	for (int i = 0; i <= XD_WORKERS_MAX; i++) {
-		for (;;) {
-			uint64_t seen = atomic_load(&e->readers[i].epoch);
-
-			if (seen == 0 || seen >= epoch)
-				break;
-			/* A reader holds the old image for one batch:
-			 * microseconds.  Sleep rather than spin. */
-			nanosleep(&pause, NULL);
-		}
-	}
 }
 
 void xd_engine_synchronize(struct xd_engine *e)
 {
-	uint64_t epoch;
-
-	pthread_mutex_lock(&e->publish_lock);
-	epoch = atomic_fetch_add(&e->epoch, 1) + 1;
-	wait_for_readers(e, epoch);
-	pthread_mutex_unlock(&e->publish_lock);
+	xd_epoch_synchronize(&e->epoch);
 }
 
 /*
@@ -125,18 +102,14 @@ int xd_engine_set_image(struct xd_engine *e, struct xd_image *img)
 	struct xd_prog_table table;
 	struct xd_image *old;
 	bool with_table = false;
-	uint64_t epoch;
 
 	pthread_mutex_lock(&e->acl_lock);
 	if (e->xdp) {
 		with_table = xd_xdp_answers_prepare(e, img, &table) == 0;
 		xd_prog_answers_clear(e->xdp->prog);
 	}
-	pthread_mutex_lock(&e->publish_lock);
 	old = atomic_exchange(&e->image, img);
-	epoch = atomic_fetch_add(&e->epoch, 1) + 1;
-	wait_for_readers(e, epoch);
-	pthread_mutex_unlock(&e->publish_lock);
+	xd_epoch_synchronize(&e->epoch);
 	if (with_table)
 		xd_xdp_answers_commit(e, &table);
 	pthread_mutex_unlock(&e->acl_lock);

@@ -1,6 +1,7 @@
 /*
- * engine_internal.h - the engine object shared by engine.c (image
- * publication) and udp.c (socket-mode workers).  Not seen by cffi.
+ * engine_internal.h - the engine object: what it publishes to the workers
+ * (reclaimed by epoch.c), their transports and the writers beside them.
+ * Not seen by cffi.
  */
 #ifndef XDPDNS_ENGINE_INTERNAL_H
 #define XDPDNS_ENGINE_INTERNAL_H
@@ -9,24 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "engine.h"
-
-/* One reader slot per worker plus one for callers outside the workers (the
- * TCP listener, tests): socket-mode workers take the first half, AF_XDP
- * queue workers the second. */
-#define XD_WORKERS_MAX 1024
-#define XD_READER_XDP_BASE (XD_WORKERS_MAX / 2)
-#define XD_READER_EXTERNAL XD_WORKERS_MAX
-
-/*
- * Epoch-based reclamation: a reader stores the global epoch in its slot
- * before it loads the image pointer and clears it when done; a publisher
- * swaps the pointer, bumps the epoch, and frees the old image once no slot
- * holds an epoch older than the bump.  Readers never wait and never write a
- * shared cache line.
- */
-struct xd_reader {
-	_Atomic uint64_t epoch;		/* 0: not reading */
-} __attribute__((aligned(64)));
+#include "epoch.h"
 
 struct xd_acl;
 struct xd_cookies;
@@ -59,14 +43,12 @@ struct xd_engine {
 	 * which the engine owns (both written under rrl_lock). */
 	_Atomic(const struct xd_rrl_shared *) rrl_buckets;
 	struct xd_rrl_shared *rrl_heap;
-	_Atomic uint64_t epoch;
-	pthread_mutex_t publish_lock;
+	struct xd_epoch epoch;		/* reclaims all of the above */
 	pthread_mutex_t external_lock;
 	/* Serializes ACL changes with XDP mode's start and stop, so that the
 	 * program's maps always hold the ACL last set, and with the other
 	 * writer of the program's config entry (xd_engine_xdp_add_address). */
 	pthread_mutex_t acl_lock;
-	struct xd_reader readers[XD_WORKERS_MAX + 1];
 	/* The resolver hook's eventfd and cache (native/answer/resolver.c), NULL
 	 * when no plugin claims names; set before the workers start and
 	 * freed after they stop. */
@@ -93,7 +75,7 @@ void xd_engine_worker_failed(struct xd_engine *e, const char *fmt, ...)
 
 static inline const struct xd_image *xd_engine_enter(struct xd_engine *e, int slot)
 {
-	atomic_store(&e->readers[slot].epoch, atomic_load(&e->epoch));
+	xd_epoch_enter(&e->epoch, slot);
 	return atomic_load(&e->image);
 }
 
@@ -115,7 +97,7 @@ int xd_engine_answer_given(struct xd_engine *e, const struct xd_client *client,
 
 static inline void xd_engine_leave(struct xd_engine *e, int slot)
 {
-	atomic_store_explicit(&e->readers[slot].epoch, 0, memory_order_release);
+	xd_epoch_leave(&e->epoch, slot);
 }
 
 /* What a worker reads once per batch, inside its epoch (so freed only
