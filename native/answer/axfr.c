@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "answer/answer.h"
-#include "engine_internal.h"
 #include "image/image.h"
 #include "wire/query.h"
 #include "wire/wire.h"
