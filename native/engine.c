@@ -15,7 +15,7 @@
 #include "answer/answer.h"
 #include "answer/cookie.h"
 #include "engine_internal.h"
-#include "answer/resolver.h"
+#include "io/resolver.h"
 #include "answer/rrl.h"
 #include "io/xdp_internal.h"
 #include "io/xdp_loader.h"

@@ -49,7 +49,7 @@ struct xd_engine {
 	 * program's maps always hold the ACL last set, and with the other
 	 * writer of the program's config entry (xd_engine_xdp_add_address). */
 	pthread_mutex_t acl_lock;
-	/* The resolver hook's eventfd and cache (native/answer/resolver.c), NULL
+	/* The resolver hook's eventfd and cache (native/io/resolver.c), NULL
 	 * when no plugin claims names; set before the workers start and
 	 * freed after they stop. */
 	struct xd_resolver *resolver;

@@ -672,7 +672,7 @@ def _parse_dnstap(table: Any, where: Where) -> DnstapConfig:
 
 # ---- [resolver] ----------------------------------------------------------------
 
-_RESOLVER_SIZE_MAX = 1 << 20  # as native/answer/resolver.c
+_RESOLVER_SIZE_MAX = 1 << 20  # as native/io/resolver.c
 
 
 def _parse_resolver(table: Any, where: Where) -> ResolverConfig:

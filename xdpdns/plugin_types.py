@@ -451,7 +451,7 @@ class ResolverQuery:
                 f"transport={self.transport!r})")
 
 
-# Types that cannot be data (the engine refuses them too, native/answer/resolver.c).
+# Types that cannot be data (the engine refuses them too, native/io/resolver.c).
 _NOT_DATA = frozenset({0, dns.rdatatype.OPT} | set(range(dns.rdatatype.TKEY,
                                                           dns.rdatatype.ANY + 1)))
 

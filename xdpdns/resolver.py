@@ -9,7 +9,7 @@ on a miss the worker that received the query (a socket-mode UDP worker or
 an AF_XDP queue worker) keeps it with what its answer needs to leave, puts
 its handle on the ring of that hook, and goes on: it never waits, and when
 it holds ``ring_size`` queries it answers SERVFAIL at once
-(``resolver_full`` in its counters).  native/answer/resolver.c has the rings.
+(``resolver_full`` in its counters).  native/io/resolver.c has the rings.
 
 Each hook has one Python thread, which takes its queries from every
 worker in batches, reads each query's question straight from its bytes

@@ -15,7 +15,7 @@
 #include "answer/cookie.h"
 #include "image/image.h"
 #include "wire/query.h"
-#include "answer/resolver.h"
+#include "answer/rcache.h"
 
 /* RFC 1034 4.3.2 says chains must be followed; a bound keeps loops and
  * long chains from costing more than they are worth (Knot also stops). */

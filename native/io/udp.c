@@ -23,7 +23,7 @@
 #include "io/dnstap.h"
 #include "engine_internal.h"
 #include "error.h"
-#include "answer/resolver.h"
+#include "io/resolver.h"
 #include "answer/rrl.h"
 #include "wire/wire.h"
 #include "io/worker_core.h"

@@ -8,7 +8,7 @@
 #include "wire/prefixes.h"
 #include "wire/client.h"
 #include "engine_internal.h"
-#include "answer/resolver.h"
+#include "io/resolver.h"
 #include "wire/wire.h"
 #include "io/worker_core.h"
 

@@ -15,7 +15,7 @@
 #include "io/dnstap.h"
 #include "engine_internal.h"
 #include "error.h"
-#include "answer/resolver.h"
+#include "io/resolver.h"
 #include "io/xdp_answers.h"
 #include "io/xdp_dispatch.h"
 #include "io/xdp_internal.h"

@@ -38,7 +38,7 @@
 #include "error.h"
 #include "image/image.h"
 #include "io/packet.h"
-#include "answer/resolver.h"
+#include "io/resolver.h"
 #include "answer/rrl.h"
 #include "wire/wire.h"
 #include "io/xdp_answers.h"

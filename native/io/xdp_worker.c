@@ -23,7 +23,7 @@
 
 #include "io/dnstap.h"
 #include "engine_internal.h"
-#include "answer/resolver.h"
+#include "io/resolver.h"
 #include "io/packet.h"
 #include "wire/wire.h"
 #include "io/xdp_internal.h"

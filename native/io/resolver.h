@@ -8,6 +8,7 @@
 #ifndef XDPDNS_RESOLVER_H
 #define XDPDNS_RESOLVER_H
 
+#include "answer/rcache.h"
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -105,51 +106,6 @@ int xd_resolver_respond(const struct xd_image *img, struct xd_answer_ctx *ctx,
 
 /* CLOCK_MONOTONIC in nanoseconds, the clock of the deadlines. */
 uint64_t xd_resolver_clock(void);
-
-struct xd_rcache;
-
-/* What a cached answer puts into a response after its question. */
-struct xd_rcache_hit {
-	uint16_t flags;		/* the hook's header flags and RCODE */
-	uint16_t count[3];	/* answer, authority, additional */
-	size_t len;		/* bytes written */
-};
-
-/*
- * Copies the cached sections for (name, qtype, qclass) to out (at most room
- * bytes): 1 on a hit, 0 on a miss (absent, expired, or being rewritten this
- * instant), -ENOSPC when they do not fit.  name is lower-case wire form.
- * Readers take no lock: each entry is a seqlock that its writer (one at a
- * time: the hooks' threads take the cache's lock) bumps around a rewrite.
- */
-int xd_rcache_get(const struct xd_rcache *c, const uint8_t *name, size_t name_len,
-		  uint16_t qtype, uint16_t qclass, uint32_t now, uint8_t *out,
-		  size_t room, struct xd_rcache_hit *hit);
-
-/*
- * A hook's answer in its fast form (xd_engine_resolver_build), handed to
- * the answering core in place of a cache lookup, so that it leaves with
- * the header, question, OPT, NSID and cookie of any other answer.
- * records: the packed records as xd_engine_resolver_build takes them,
- * already checked; count of them; header: AA and RCODE.
- */
-struct xd_resolver_given {
-	const uint8_t *records;
-	size_t len;
-	uint16_t count;
-	uint16_t header;
-	bool oversized;			/* larger than any UDP response: TC */
-};
-
-/*
- * Writes a hook's answer to out (at most room bytes) as the answer
- * section, each record owned by the qname (a compression pointer to the
- * question): 1 with *hit filled, as xd_rcache_get does, or -ENOSPC (the
- * caller truncates; hit->flags is set).
- */
-int xd_resolver_given_get(const struct xd_resolver_given *g, uint8_t *out, size_t room,
-			  struct xd_rcache_hit *hit);
-
 
 void xd_resolver_free(struct xd_resolver *r);
 /* NULL for no resolver or no cache: the cache lives as long as the engine,
