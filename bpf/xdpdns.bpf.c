@@ -1042,7 +1042,7 @@ static __always_inline int xd_rrl_exempt(const struct xd_addr_key *src,
 	return trie && bpf_map_lookup_elem(trie, &sc->k6);
 }
 
-/* The client's prefix: addr with the bits past prefix_len cleared (acl.c's
+/* The client's prefix: addr with the bits past prefix_len cleared (wire/prefixes.c's
  * xd_mask_prefix). */
 static __always_inline void xd_rrl_mask(__u8 *addr, __u32 prefix_len)
 {

@@ -1,5 +1,5 @@
 /*
- * xdp_prog.c - the XDP program (bpf/xdpdns.bpf.c) from user space: load it,
+ * xdp_loader.c - the XDP program (bpf/xdpdns.bpf.c) from user space: load it,
  * attach it through a bpf_link or libxdp's dispatcher, and read and write
  * its maps.
  *

@@ -1,5 +1,5 @@
 /*
- * xdp_prog.h - the XDP program from user space: loading, attaching through a
+ * xdp_loader.h - the XDP program from user space: loading, attaching through a
  * bpf_link (so it goes away with the process) or libxdp's dispatcher, and
  * its maps.  Internal to
  * the engine; not seen by cffi.

@@ -490,7 +490,7 @@ static int create_socket(struct xd_xsk_worker *w, const char *ifname, bool zc,
 	struct xsk_socket_config scfg = {
 		.rx_size = w->ring_size,
 		.tx_size = w->ring_size,
-		/* The program is ours, loaded by xdp_prog.c; libxdp must not
+		/* The program is ours, loaded by xdp_loader.c; libxdp must not
 		 * load its default one. */
 		.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
 		.xdp_flags = 0,
