@@ -239,7 +239,7 @@ def check_agreement(args, tmp: Path, zonefile: Path, queryfile: Path) -> dict:
         diffs = [(" ".join(q), str(a)[:300], str(b)[:300])
                  for q, a, b in zip(queries, answers[base], answers[name]) if a != b]
         report[f"{base} vs {name}"] = {"queries": len(queries), "differ": len(diffs),
-                                      "examples": diffs[:3]}
+                                       "examples": diffs[:3]}
     return report
 
 

@@ -21,14 +21,15 @@ Configuration, all optional::
 
 The meaning is BIND's ``rate-limit`` (responses-per-second, window, slip,
 errors-per-second, nxdomains-per-second, nodata-per-second,
-referrals-per-second, ipv4/ipv6-prefix-length, exempt-clients) and Knot's mod-rrl (rate-limit, slip, table-size,
-whitelist).  A bucket is one client prefix and one kind of response, and
-for answers the name and type asked, for NODATA and NXDOMAIN the zone, for
-referrals the delegation.  A bucket earns its kind's rate in credits a
-second (at most one second's worth) and spends one per response; once it is below
-zero its responses are limited until its average over ``window`` seconds
-is under the rate again.  TCP is never limited, and neither is a query with
-a valid server cookie ([plugins.cookies]): both prove the address.
+referrals-per-second, ipv4/ipv6-prefix-length, exempt-clients) and Knot's
+mod-rrl (rate-limit, slip, table-size, whitelist). A bucket is one client
+prefix and one kind of response, and for answers the name and type asked, for
+NODATA and NXDOMAIN the zone, for referrals the delegation. A bucket earns its
+kind's rate in credits a second (at most one second's worth) and spends one
+per response; once it is below zero its responses are limited until its
+average over ``window`` seconds is under the rate again. TCP is never limited,
+and neither is a query with a valid server cookie ([plugins.cookies]): both
+prove the address.
 
 Why it is off by default: the right rate depends on the clients a server
 has (a large resolver behind one /24 asks far more than 20 names a second,

@@ -8,7 +8,6 @@ test fails; nothing here sends traffic anywhere but 127.0.0.1.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time

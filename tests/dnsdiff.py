@@ -126,7 +126,7 @@ def raw_question(wire):
     while pos < len(wire):
         n = wire[pos]
         if n == 0:
-            return wire[12 : pos + 5] if pos + 5 <= len(wire) else None
+            return wire[12: pos + 5] if pos + 5 <= len(wire) else None
         if n & 0xC0:
             return None
         pos += 1 + n

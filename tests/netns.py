@@ -12,7 +12,6 @@ Root only (``ip netns``, setns(2)).
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 from dataclasses import dataclass
@@ -75,7 +74,7 @@ class VethTopology:
         out = self.server.run("ip", "-d", "link", "show", "dev", self.server_if).stdout
         for word in out.split():
             if word.startswith("prog/xdp") or word in ("xdp", "xdpgeneric", "xdpdrv",
-                                                        "xdpoffload", "xdpmulti"):
+                                                       "xdpoffload", "xdpmulti"):
                 return out
         return None
 

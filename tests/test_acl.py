@@ -500,6 +500,7 @@ XDP_SOCKET_PORT = 5353  # not an [xdp] port: passed to the kernel, socket mode a
 SECOND_V4 = "198.18.0.3"
 SECOND_V6 = "2001:2::3"
 
+
 @pytest.fixture
 def second_client_address(xdp_topology):
     """198.18.0.3 and 2001:2::3 on the client's interface as well, removed

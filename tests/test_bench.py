@@ -424,7 +424,7 @@ def test_plan_alternates_modes_and_gives_peers_the_modes_they_have():
     assert opts.plan() == [("xdpdns", "xdp"), ("xdpdns", "socket"), ("nsd", "socket"),
                            ("knot", "xdp"), ("knot", "socket")]
     assert _resolve("--mode", "xdp", "--compare", "nsd").plan() == [("xdpdns", "xdp"),
-                                                                     ("nsd", "socket")]
+                                                                    ("nsd", "socket")]
     assert _resolve("--target", "[::1]:5353").plan() == [("target", "::1:5353")]
 
 
@@ -580,7 +580,7 @@ def _names_of_pid(pid: int) -> list[str]:
     """The namespaces a bench process with this PID would have made."""
     prefix = topology._base36(pid, 5)
     return [n for n in os.listdir("/run/netns") if n.startswith(("xdb-s-" + prefix,
-                                                                  "xdb-c-" + prefix))] \
+                                                                 "xdb-c-" + prefix))] \
         if os.path.isdir("/run/netns") else []
 
 

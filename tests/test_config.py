@@ -344,7 +344,7 @@ addresses = ["198.18.0.1", "2001:2:0::1"]
     assert (x.queues, x.first_queue, x.frames_per_queue, x.frame_size, x.ring_size) == \
         (2, 1, 8192, 4096, 4096)
     assert (x.hugepages, x.hugepage_mb, x.zerocopy, x.mode) == ("required", 1024, "off",
-                                                                 "generic")
+                                                                "generic")
     assert x.verify_checksums is False and x.busy_poll is False and x.answers == "off"
     assert x.busy_poll_wait_us == 0 and x.attach == "dispatcher"
     assert x.program == path.parent / "custom.bpf.o"

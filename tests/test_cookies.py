@@ -370,7 +370,7 @@ def fuzz_engine(image_bytes):
        client=st.sampled_from([CLIENT, "2001:2::2", "::ffff:198.51.100.1", None]),
        more=st.lists(st.binary(max_size=12), max_size=2))
 def test_any_cookie_option_gets_a_well_formed_answer(fuzz_engine, data, tcp, now, client,
-                                                      more):
+                                                     more):
     """Under AddressSanitizer (bootstrap) a stray read in the COOKIE path
     aborts; here every option gets a response that parses, and FORMERR
     exactly when its length is wrong."""

@@ -104,7 +104,7 @@ def _dump(img, target):
         engine.set_image(Image.from_bytes(img.to_bytes()))  # the engine takes it
         _query, messages = transfer(engine, "signed.test.")
     dns.zone.from_xfr(iter(messages), relativize=False).to_file(str(target),
-                                                               relativize=False)
+                                                                relativize=False)
     return target
 
 

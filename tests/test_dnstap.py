@@ -236,7 +236,7 @@ def _tcp_exchange(address, wire):
 
 
 def test_dnstap_logs_udp_and_tcp_queries_with_their_responses(xdpdns_serve, tmp_path,
-                                                             collector):
+                                                              collector):
     """Every query and response, byte for byte, as AUTH_QUERY and
     AUTH_RESPONSE with the right addresses, ports, protocol, identity and
     version; kdig reads the same file."""

@@ -274,6 +274,8 @@ FIELDS = ("magic version byte_order size checksum zone_count zone_table zone_has
           "identity override_count override_hash override_hash_size override_rules "
           "override_rule_count override_entries override_filter exact_lo exact_hi subtree_lo "
           "subtree_hi zone_acl_count zone_acls zone_acls_end reserved").split()
+
+
 def _header(data):
     return dict(zip(FIELDS, HEADER.unpack_from(data)))
 
@@ -398,7 +400,7 @@ def override_image(tmp_path_factory):
 
 @pytest.mark.asan
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                    HealthCheck.function_scoped_fixture])
+                                                                  HealthCheck.function_scoped_fixture])
 @given(flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(1, 255)),
                       min_size=1, max_size=4))
 def test_resealed_damage_in_the_override_block_never_crashes(override_image, flips):

@@ -138,7 +138,7 @@ def test_a_claim_needs_the_resolver_the_server_started_with(tmp_path, xdpdns_ser
 
 @pytest.mark.xdp
 def test_xdp_reload_publishes_zone_data_and_the_acl(xdp_topology, xdp_serve, tmp_path,
-                                                   xdpdns_cli):
+                                                    xdpdns_cli):
     """In XDP mode too: the AF_XDP workers answer from the new image, and a
     source the new ACL denies is dropped by the XDP program."""
     topo = xdp_topology
@@ -171,7 +171,7 @@ def test_xdp_reload_publishes_zone_data_and_the_acl(xdp_topology, xdp_serve, tmp
 
 
 def test_notify_at_start_and_when_a_reload_changes_the_serial(tmp_path, xdpdns_serve,
-                                                             xdpdns_cli):
+                                                              xdpdns_cli):
     """A secondary on loopback hears NOTIFY (RFC 1996) for the zone at start
     and after a reload that changed the serial, with the new SOA; a reload
     that did not change it sends nothing."""

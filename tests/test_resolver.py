@@ -317,7 +317,7 @@ def test_queries_a_hung_hook_never_took_fill_its_ring(xdpdns_serve, xdpdns_cli, 
 
 
 def test_answer_too_large_for_udp_is_truncated_never_cached_empty(xdpdns_serve, tmp_path,
-                                                                 restest_plugin):
+                                                                  restest_plugin):
     """Six 251-byte TXT records: TC over UDP, every time (never a cached
     answer without its records), the whole answer over TCP."""
     conf = _config(tmp_path, f'[plugins.restest]\ncalls = "{restest_plugin}"\n')

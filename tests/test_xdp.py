@@ -232,7 +232,6 @@ def test_notify_to_port_53_reaches_the_socket_mode_workers(xdp_topology, xdp_ser
         [q["received"] for q in before["xdp"]["queues"]]
 
 
-
 def test_tcp_service_on_another_port(xdp_topology, xdp_serve):
     topo = xdp_topology
     xdp_serve()
@@ -685,9 +684,9 @@ struct { __uint(type, BPF_MAP_TYPE_XSKMAP); __type(key, __u32); __type(value, __
 SEC("xdp")
 int unchecked(struct xdp_md *ctx)
 {
-	unsigned char *data = (unsigned char *)(long)ctx->data;
+    unsigned char *data = (unsigned char *)(long)ctx->data;
 
-	return data[40] == 17 ? XDP_PASS : XDP_DROP;	/* no bounds check */
+    return data[40] == 17 ? XDP_PASS : XDP_DROP;  /* no bounds check */
 }
 char LICENSE[] SEC("license") = "GPL";
 """

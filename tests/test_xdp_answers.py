@@ -127,7 +127,7 @@ def program_answer(table, wire):
     qid, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", wire[:12])
     if flags & 0xF800 or qd != 1 or an or ns or ar > 1:
         return None
-    pos, labels = 12, []
+    pos = 12
     while True:
         if pos >= len(wire) or wire[pos] > 63:
             return None
@@ -429,8 +429,6 @@ def test_xdp_answers_stay_on_while_rrl_turns_on_and_off(xdp_topology, xdp_serve,
         conf.write_text(text)
         assert xdpdns_cli("reload", "--control-socket", server.control_socket).returncode == 0
         ask_five()
-
-
 
 
 def _serial(wire):

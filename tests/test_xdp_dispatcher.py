@@ -27,7 +27,8 @@ import pytest
 import dnsdiff
 from conftest import run_xdpdns_cli
 from netns import run
-from test_privileges import NOBODY, _serve_conf, open_dir  # noqa: F401 (a fixture)
+import test_privileges
+from test_privileges import NOBODY, _serve_conf
 from xdpdns.bench.topology import attach_pass_program
 
 pytestmark = [pytest.mark.xdp]
@@ -42,6 +43,10 @@ DISPATCHER_CONFIG = '[xdp]\nattach = "dispatcher"\n'
 
 
 # ---- the session's bpffs, neighbour programs and what the kernel allows --------
+
+
+# test_privileges' directory that the user nobody may read.
+open_dir = test_privileges.open_dir
 
 
 @pytest.fixture(scope="session")

@@ -336,7 +336,7 @@ def test_unknown_client_gets_the_default(engine, tmp_path):
     assert r.rcode() == dns.rcode.REFUSED and _options(r) == PROHIBITED
     with Engine() as e:
         e.set_image(_image(tmp_path, {EX: {"query": ([(net("192.0.2.0/24"), "deny")],
-                                                       "allow")}}))
+                                                     "allow")}}))
         assert _ask(e, "www.example.com.", None).rcode() == dns.rcode.NOERROR
 
 

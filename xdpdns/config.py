@@ -103,6 +103,7 @@ import os
 import pwd
 import tomllib
 import types
+from types import NoneType
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -468,7 +469,7 @@ def _type_name(tp: Any) -> str:
 def _convert(value: Any, tp: Any, where: Where, key: str) -> Any:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         # Optional[T]: TOML has no null, so a value present is a T.
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        args = [a for a in typing.get_args(tp) if a is not NoneType]
         if len(args) == 1:
             tp = args[0]
     if tp is bool:

@@ -136,7 +136,7 @@ class ControlServer:
                               f"root and uid {os.geteuid()} may"}
             elif handler is None:
                 reply = {"error": f"unknown request {command!r}; known: "
-                              + ", ".join(sorted(self.handlers))}
+                         + ", ".join(sorted(self.handlers))}
             else:
                 try:
                     reply = handler()

@@ -145,10 +145,10 @@ _IDENTITY = {"version": lib.XD_IDENTITY_VERSION, "hostname": lib.XD_IDENTITY_HOS
              "id": lib.XD_IDENTITY_ID, "nsid": lib.XD_IDENTITY_NSID}
 # What a query for a name an override rule holds gets (XD_OVERRIDE_*).
 _OVERRIDE_CODES = {"nxdomain": lib.XD_OVERRIDE_NXDOMAIN, "refused": lib.XD_OVERRIDE_REFUSED,
-                    "nodata": lib.XD_OVERRIDE_NODATA, "answer": lib.XD_OVERRIDE_ANSWER,
-                    # Names claimed by resolver plugins (xdpdns/resolver.py);
-                    # not one of hookspecs.OVERRIDE_ACTIONS: no config sets it.
-                    "resolver": lib.XD_OVERRIDE_RESOLVER}
+                   "nodata": lib.XD_OVERRIDE_NODATA, "answer": lib.XD_OVERRIDE_ANSWER,
+                   # Names claimed by resolver plugins (xdpdns/resolver.py);
+                   # not one of hookspecs.OVERRIDE_ACTIONS: no config sets it.
+                   "resolver": lib.XD_OVERRIDE_RESOLVER}
 _HUGEPAGES = {"off": lib.XD_HUGEPAGES_OFF, "auto": lib.XD_HUGEPAGES_AUTO,
               "required": lib.XD_HUGEPAGES_REQUIRED}
 _ZEROCOPY = {"auto": lib.XD_ZEROCOPY_AUTO, "off": lib.XD_ZEROCOPY_OFF,
@@ -1040,7 +1040,6 @@ class Engine(_CObject):
             e, c_client, now or 0, q, n, r, c, f, cookie), query, tcp, defer)
         return ClientAnswer(wire, COOKIE_STATES[cookie[0]])
 
-
     # ---- the resolver hook (xdpdns/resolver.py) ------------------------------
 
     def resolver_start(self, ring_size: int, cache_size: int, hooks: int,
@@ -1207,6 +1206,7 @@ class ResolverBatch:
 
     def __getitem__(self, i: int):
         return self.array + i
+
 
 # Client addresses as text, by their 16 bytes and family: a busy resolver
 # sees the same clients again and again, and inet_ntop is a good part of

@@ -64,6 +64,51 @@ PROJECT = "xdpdns"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+__all__ = [
+    "PROJECT",
+    "hookspec",
+    "hookimpl",
+    "ConfigSection",
+    "DEFAULT_TTL",
+    "ZONE_ACL_KINDS",
+    "ZoneAcl",
+    "ZoneSigning",
+    "ZoneFile",
+    "ZoneData",
+    "ZoneSource",
+    "Identity",
+    "Prefix",
+    "ADDRESS_ACTIONS",
+    "SOCKET_ACTIONS",
+    "AddressRule",
+    "AddressPolicy",
+    "OVERRIDE_ACTIONS",
+    "DEFAULT_OVERRIDE_TTL",
+    "MAX_TTL",
+    "Override",
+    "Blocklist",
+    "CookieSecrets",
+    "RrlSettings",
+    "Claim",
+    "parse_question",
+    "ResolverQuery",
+    "Answer",
+    "config_sections",
+    "zone_sources",
+    "identity",
+    "address_rules",
+    "address_policy",
+    "startup",
+    "shutdown",
+    "reload",
+    "stats",
+    "overrides",
+    "cookie_secrets",
+    "rrl_settings",
+    "resolver_claims",
+    "resolve",
+]
+
 
 @hookspec
 def config_sections() -> Sequence[ConfigSection]:

@@ -19,7 +19,7 @@ import dns.name
 
 from xdpdns.engine import Image, ImageBuilder, Problem, SigningKey, SigningReport
 from xdpdns.hookspecs import (ZONE_ACL_KINDS, Blocklist, Claim, Identity, Override, ZoneAcl,
-                               ZoneData, ZoneFile, ZoneSource)
+                              ZoneData, ZoneFile, ZoneSource)
 
 __all__ = ["CompileResult", "SignedZone", "ZoneData", "ZoneFile", "ZoneLoadError", "ZoneSource",
            "build_image", "collect_overrides", "collect_sources", "compile_sources"]

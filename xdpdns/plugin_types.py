@@ -453,7 +453,7 @@ class ResolverQuery:
 
 # Types that cannot be data (the engine refuses them too, native/io/resolver.c).
 _NOT_DATA = frozenset({0, dns.rdatatype.OPT} | set(range(dns.rdatatype.TKEY,
-                                                          dns.rdatatype.ANY + 1)))
+                                                         dns.rdatatype.ANY + 1)))
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ class Run:
         wall = after.at - before.at
         record["wall_s"] = round(wall, 3)
         record["cpu_busy"] = {str(c): round(procfs.busy_seconds(before.times, after.times,
-                                                                 {c}, wall) / wall, 3)
+                                                                {c}, wall) / wall, 3)
                               for c in after.times} if wall > 0 else {}
         answered = result.answered
         if server is not None:
