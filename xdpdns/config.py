@@ -107,7 +107,7 @@ from types import NoneType
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import dns.exception
 import dns.name
@@ -523,12 +523,25 @@ def parse_table(cls: type, table: Mapping[str, Any], where: Where) -> Any:
     return cls(**values)
 
 
+Validator = Callable[[Any, Where, str], Any]
+
+
+def parse_keys(table: Any, where: Where, section: str,
+               validators: Mapping[str, Validator]) -> dict[str, Any]:
+    """The values of a table each of whose keys has a validator (value,
+    where, key) -> value, which checks and converts it: only the keys
+    present.  An unknown key is an error that names the known ones, in the
+    validators' order."""
+    if not isinstance(table, Mapping):
+        raise where.error("", f"a table [{section}]", table)
+    for key in table:
+        if key not in validators:
+            raise where.error(key, "one of the known keys: " + ", ".join(validators)
+                              + " (unknown key)")
+    return {key: validators[key](value, where, key) for key, value in table.items()}
+
+
 # ---- sections ----------------------------------------------------------------
-
-_SERVER_KEYS = ("listen", "udp_workers", "tcp_idle_timeout", "tcp_max_connections",
-                "stats_interval", "log_level", "control_socket", "user", "group", "syslog",
-                "syslog_socket")
-
 
 def _positive_int(value: Any, where: Where, key: str, limit: int = 1 << 20) -> int:
     if isinstance(value, str) and where.file == COMMAND_LINE and value.strip().isdigit():
@@ -559,47 +572,6 @@ def _listen_list(value: Any, where: Where, key: str) -> tuple[ListenAddress, ...
     if len(set(addrs)) != len(addrs):
         raise where.error(key, "each address once", value)
     return addrs
-
-
-def _parse_server(table: Any, where: Where) -> dict[str, Any]:
-    if not isinstance(table, dict):
-        raise where.error("", "a table [server]", table)
-    for key in table:
-        if key not in _SERVER_KEYS:
-            raise where.error(key, "one of the known keys: " + ", ".join(_SERVER_KEYS)
-                              + " (unknown key)")
-    out: dict[str, Any] = {}
-    if "listen" in table:
-        out["listen"] = _listen_list(table["listen"], where, "listen")
-    if "udp_workers" in table:
-        out["udp_workers"] = _positive_int(table["udp_workers"], where, "udp_workers", 1024)
-    if "tcp_idle_timeout" in table:
-        out["tcp_idle_timeout"] = _seconds(table["tcp_idle_timeout"], where,
-                                           "tcp_idle_timeout", allow_zero=False)
-    if "tcp_max_connections" in table:
-        out["tcp_max_connections"] = _positive_int(table["tcp_max_connections"], where,
-                                                   "tcp_max_connections", 1 << 20)
-    if "stats_interval" in table:
-        out["stats_interval"] = _seconds(table["stats_interval"], where, "stats_interval",
-                                         allow_zero=True)
-    if "log_level" in table:
-        out["log_level"] = _log_level(table["log_level"], where, "log_level")
-    if "control_socket" in table:
-        out["control_socket"] = _socket_path(table["control_socket"], where,
-                                             "control_socket")
-    if "user" in table:
-        out["user"] = _account(table["user"], where, "user", pwd.getpwnam)
-    if "group" in table:
-        out["group"] = _account(table["group"], where, "group", grp.getgrnam)
-    if "syslog" in table:
-        value = table["syslog"]
-        if not isinstance(value, str) or value.lower() not in SYSLOG_FACILITIES:
-            raise where.error("syslog", "a syslog facility: " + ", ".join(SYSLOG_FACILITIES),
-                              value)
-        out["syslog"] = value.lower()
-    if "syslog_socket" in table:
-        out["syslog_socket"] = _socket_path(table["syslog_socket"], where, "syslog_socket")
-    return out
 
 
 def _account(value: Any, where: Where, key: str, lookup) -> str:
@@ -633,15 +605,34 @@ def _socket_path(value: Any, where: Where, key: str) -> Path:
 # ---- [metrics] -----------------------------------------------------------------
 
 
+def _syslog_facility(value: Any, where: Where, key: str) -> str:
+    if not isinstance(value, str) or value.lower() not in SYSLOG_FACILITIES:
+        raise where.error(key, "a syslog facility: " + ", ".join(SYSLOG_FACILITIES), value)
+    return value.lower()
+
+
+_SERVER_KEYS: dict[str, Validator] = {
+    "listen": _listen_list,
+    "udp_workers": lambda v, w, k: _positive_int(v, w, k, 1024),
+    "tcp_idle_timeout": lambda v, w, k: _seconds(v, w, k, allow_zero=False),
+    "tcp_max_connections": lambda v, w, k: _positive_int(v, w, k, 1 << 20),
+    "stats_interval": lambda v, w, k: _seconds(v, w, k, allow_zero=True),
+    "log_level": _log_level,
+    "control_socket": _socket_path,
+    "user": lambda v, w, k: _account(v, w, k, pwd.getpwnam),
+    "group": lambda v, w, k: _account(v, w, k, grp.getgrnam),
+    "syslog": _syslog_facility,
+    "syslog_socket": _socket_path,
+}
+
+
+def _parse_server(table: Any, where: Where) -> dict[str, Any]:
+    """The [server] table's values (only the keys present)."""
+    return parse_keys(table, where, "server", _SERVER_KEYS)
+
+
 def _parse_metrics(table: Any, where: Where) -> MetricsConfig:
-    if not isinstance(table, dict):
-        raise where.error("", "a table [metrics]", table)
-    for key in table:
-        if key != "listen":
-            raise where.error(key, "listen (unknown key)")
-    if "listen" not in table:
-        return MetricsConfig()
-    return MetricsConfig(parse_listen(table["listen"], where, "listen"))
+    return MetricsConfig(**parse_keys(table, where, "metrics", {"listen": parse_listen}))
 
 
 # ---- [dnstap] ------------------------------------------------------------------
@@ -693,7 +684,6 @@ def _parse_resolver(table: Any, where: Where) -> ResolverConfig:
 
 # ---- [xdp] -------------------------------------------------------------------
 
-_XDP_KEYS = tuple(f.name for f in dataclasses.fields(XdpConfig))
 IFNAMSIZ = 16  # the kernel's limit, with the terminating NUL
 
 
@@ -740,62 +730,69 @@ def _xdp_ports(value: Any, where: Where, key: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def _xdp_queues(value: Any, where: Where, key: str) -> int:
+    if value != "all" and (isinstance(value, bool) or not isinstance(value, int)
+                           or not 1 <= value <= 256):
+        raise where.error(key, '"all" or a number of queues from 1 to 256', value)
+    return 0 if value == "all" else value
+
+
+def _ring_size(value: Any, where: Where, key: str) -> int:
+    ok = (isinstance(value, int) and not isinstance(value, bool)
+          and 64 <= value <= 1 << 16 and value & (value - 1) == 0)
+    if not ok:
+        raise where.error(key, "a power of two from 64 to 65536", value)
+    return value
+
+
+def _flag(value: Any, where: Where, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise where.error(key, "true or false", value)
+    return value
+
+
+def _xdp_program(value: Any, where: Where, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise where.error(key, "the path of a compiled XDP object (.o)", value)
+    return where.base / value
+
+
+def _one_of(choices: Sequence[Any]) -> Validator:
+    return lambda v, w, k: _choice(v, choices, w, k)
+
+
+def _in_range(low: int, high: int) -> Validator:
+    return lambda v, w, k: _int_range(v, low, high, w, k)
+
+
+_XDP_VALIDATORS: dict[str, Validator] = {
+    "interface": _interface,
+    "queues": _xdp_queues,
+    "first_queue": _in_range(0, 255),
+    "frames_per_queue": _in_range(64, 1 << 20),
+    "frame_size": _one_of(FRAME_SIZES),
+    "ring_size": _ring_size,
+    "hugepages": _one_of(HUGEPAGES),
+    "hugepage_size": _one_of(tuple(HUGEPAGE_SIZES)),
+    "zerocopy": _one_of(ZEROCOPY),
+    "mode": _one_of(XDP_MODES),
+    "answers": _one_of(XDP_ANSWERS),
+    "attach": _one_of(XDP_ATTACH),
+    "verify_checksums": _flag,
+    "busy_poll": _flag,
+    "busy_poll_wait_us": _in_range(0, BUSY_POLL_WAIT_MAX_US),
+    "ports": _xdp_ports,
+    "addresses": _xdp_addresses,
+    "program": _xdp_program,
+}
+# In XdpConfig's field order (an unknown key's error lists them so); a
+# field without a validator fails here, at import.
+_XDP_KEYS = {f.name: _XDP_VALIDATORS[f.name] for f in dataclasses.fields(XdpConfig)}
+
+
 def _parse_xdp(table: Any, where: Where) -> dict[str, Any]:
     """The [xdp] table's values (only the keys present)."""
-    if not isinstance(table, dict):
-        raise where.error("", "a table [xdp]", table)
-    for key in table:
-        if key not in _XDP_KEYS:
-            raise where.error(key, "one of the known keys: " + ", ".join(_XDP_KEYS)
-                              + " (unknown key)")
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        if key == "interface":
-            out[key] = _interface(value, where, key)
-        elif key == "queues":
-            if value != "all" and (isinstance(value, bool) or not isinstance(value, int)
-                                   or not 1 <= value <= 256):
-                raise where.error(key, '"all" or a number of queues from 1 to 256', value)
-            out[key] = 0 if value == "all" else value
-        elif key == "first_queue":
-            out[key] = _int_range(value, 0, 255, where, key)
-        elif key == "frames_per_queue":
-            out[key] = _int_range(value, 64, 1 << 20, where, key)
-        elif key == "frame_size":
-            out[key] = _choice(value, FRAME_SIZES, where, key)
-        elif key == "ring_size":
-            ok = (isinstance(value, int) and not isinstance(value, bool)
-                  and 64 <= value <= 1 << 16 and value & (value - 1) == 0)
-            if not ok:
-                raise where.error(key, "a power of two from 64 to 65536", value)
-            out[key] = value
-        elif key == "hugepages":
-            out[key] = _choice(value, HUGEPAGES, where, key)
-        elif key == "hugepage_size":
-            out[key] = _choice(value, tuple(HUGEPAGE_SIZES), where, key)
-        elif key == "zerocopy":
-            out[key] = _choice(value, ZEROCOPY, where, key)
-        elif key == "mode":
-            out[key] = _choice(value, XDP_MODES, where, key)
-        elif key == "answers":
-            out[key] = _choice(value, XDP_ANSWERS, where, key)
-        elif key == "attach":
-            out[key] = _choice(value, XDP_ATTACH, where, key)
-        elif key in ("verify_checksums", "busy_poll"):
-            if not isinstance(value, bool):
-                raise where.error(key, "true or false", value)
-            out[key] = value
-        elif key == "busy_poll_wait_us":
-            out[key] = _int_range(value, 0, BUSY_POLL_WAIT_MAX_US, where, key)
-        elif key == "ports":
-            out[key] = _xdp_ports(value, where, key)
-        elif key == "addresses":
-            out[key] = _xdp_addresses(value, where, key)
-        elif key == "program":
-            if not isinstance(value, str) or not value:
-                raise where.error(key, "the path of a compiled XDP object (.o)", value)
-            out[key] = where.base / value
-    return out
+    return parse_keys(table, where, "xdp", _XDP_KEYS)
 
 
 def _check_xdp(xdp: dict[str, Any], where: Where) -> None:
