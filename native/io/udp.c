@@ -141,7 +141,13 @@ struct udp_query {
 	int fd;
 };
 
-static size_t make_route(const void *arg, void *out)
+static uint16_t source_port(const struct sockaddr_storage *ss)
+{
+	return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port :
+		     ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static size_t make_route(const void *arg, void *out, uint16_t *port)
 {
 	const struct udp_query *q = arg;
 	struct msghdr *rx = &q->b->rx[q->i].msg_hdr;
@@ -154,13 +160,8 @@ static size_t make_route(const void *arg, void *out)
 	route->addr_len = rx->msg_namelen;
 	memcpy(&route->addr, &q->b->addr[q->i], rx->msg_namelen);
 	route->control_len = reply_control(rx, route->control);
+	*port = source_port(&q->b->addr[q->i]);
 	return sizeof(*route);
-}
-
-static uint16_t source_port(const struct sockaddr_storage *ss)
-{
-	return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port :
-		     ((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 /* The address socket fd (one of the worker's) is bound to. */
@@ -251,7 +252,7 @@ static int batch_answer(struct xd_udp_worker *w, struct xd_core_batch *cb, struc
 	for (int i = 0; i < n; i++) {
 		struct msghdr *rx = &b->rx[i].msg_hdr;
 		struct udp_query q = { b, i, fd };
-		struct xd_core_way_back back = { make_route, &q, source_port(&b->addr[i]) };
+		struct xd_core_way_back back = { make_route, &q };
 		uint64_t deferred = cb->deferred;
 		int len;
 

@@ -42,13 +42,14 @@ static bool defer(struct xd_worker_core *w, struct xd_core_batch *b, const uint8
 		  size_t qlen, const struct xd_core_way_back *back)
 {
 	uint8_t route[XD_RESOLVER_ROUTE_MAX] __attribute__((aligned(8)));
-	size_t len = back ? back->make(back->arg, route) : 0;
+	uint16_t port = 0;
+	size_t len = back ? back->make(back->arg, route, &port) : 0;
 
 	if (!len)
 		return false;
 	if (!b->now_ns)
 		b->now_ns = xd_resolver_clock();
-	return xd_resolver_defer(w->ep, b->ctx.hook, &b->ctx.client, back->port, query, qlen,
+	return xd_resolver_defer(w->ep, b->ctx.hook, &b->ctx.client, port, query, qlen,
 				 route, len, b->now_ns) == 0;
 }
 

@@ -50,12 +50,12 @@ struct xd_core_batch {
 };
 
 /* How a deferred query's answer goes back: make writes the transport's
- * route (at most XD_RESOLVER_ROUTE_MAX bytes) and returns its length, or 0
- * when it has none; called only for a query that is deferred. */
+ * route (at most XD_RESOLVER_ROUTE_MAX bytes) and the client's port, and
+ * returns the route's length, or 0 when it has none; called only for a
+ * query that is deferred. */
 struct xd_core_way_back {
-	size_t (*make)(const void *arg, void *route);
+	size_t (*make)(const void *arg, void *route, uint16_t *port);
 	const void *arg;
-	uint16_t port;			/* the client's */
 };
 
 static inline void xd_count(uint64_t *counter, uint64_t n)

@@ -124,7 +124,7 @@ struct xdp_query {
 	const struct xd_frame *f;
 };
 
-static size_t make_route(const void *arg, void *out)
+static size_t make_route(const void *arg, void *out, uint16_t *port)
 {
 	const struct xdp_query *q = arg;
 	struct xdp_route *route = out;
@@ -136,6 +136,7 @@ static size_t make_route(const void *arg, void *out)
 		return 0;
 	route->f = *q->f;
 	memcpy(route->headers, q->data, q->f->payload);
+	*port = xd_get16(q->data + q->f->l4);
 	return offsetof(struct xdp_route, headers) + q->f->payload;
 }
 
@@ -188,7 +189,7 @@ static size_t answer_frame(struct xd_xsk_worker *w, struct xd_core_batch *b, uin
 	uint8_t query[XD_XSK_QUERY_MAX];
 	struct xd_frame f;
 	struct xdp_query q = { data, &f };
-	struct xd_core_way_back back = { make_route, &q, 0 };
+	struct xd_core_way_back back = { make_route, &q };
 	size_t room, header;
 	bool tapped = w->core.tap && take_tap_mark(data);
 	int rc = xd_frame_parse(data, len, w->verify_checksums, &f);
@@ -205,7 +206,6 @@ static size_t answer_frame(struct xd_xsk_worker *w, struct xd_core_batch *b, uin
 	memcpy(query, data + f.payload, f.payload_len);
 	/* Before the response overwrites anything. */
 	xd_frame_source(data, &f, &b->ctx.client);
-	back.port = xd_get16(data + f.l4);
 	/* IPv4 options are not echoed: the response goes after 20 bytes. */
 	header = f.ipv6 ? f.payload : (size_t)f.l3 + 20 + 8;
 	room = w->frame_size - (addr - frame_base(w, addr)) - header;
