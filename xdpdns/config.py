@@ -499,6 +499,15 @@ def _convert(value: Any, tp: Any, where: Where, key: str) -> Any:
     raise where.error(key, _type_name(tp), value)
 
 
+def _known_keys_only(table: Mapping[str, Any], where: Where, known: Sequence[str]) -> None:
+    """An error naming the first key of table not in known, and the known
+    keys in the order given."""
+    for key in table:
+        if key not in known:
+            raise where.error(key, "one of the known keys: " + ", ".join(known)
+                              + " (unknown key)")
+
+
 def parse_table(cls: type, table: Mapping[str, Any], where: Where) -> Any:
     """Turns a TOML table into the frozen dataclass ``cls``.
 
@@ -510,10 +519,7 @@ def parse_table(cls: type, table: Mapping[str, Any], where: Where) -> Any:
         raise where.error("", "a table", table)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    for key in table:
-        if key not in fields:
-            raise where.error(key, "one of the known keys: " + ", ".join(sorted(fields))
-                              + " (unknown key)")
+    _known_keys_only(table, where, sorted(fields))
     values = {}
     for name, f in fields.items():
         if name in table:
@@ -534,10 +540,7 @@ def parse_keys(table: Any, where: Where, section: str,
     validators' order."""
     if not isinstance(table, Mapping):
         raise where.error("", f"a table [{section}]", table)
-    for key in table:
-        if key not in validators:
-            raise where.error(key, "one of the known keys: " + ", ".join(validators)
-                              + " (unknown key)")
+    _known_keys_only(table, where, list(validators))
     return {key: validators[key](value, where, key) for key, value in table.items()}
 
 
@@ -823,10 +826,7 @@ def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
     zones = []
     for i, table in enumerate(value, 1):
         w = where.sub(f"zone[{i}]")
-        for key in table:
-            if key not in ("file", "origin", "notify", "dnssec") + ZONE_ACL_KEYS:
-                raise w.error(key, "one of the known keys: file, origin, notify, dnssec, "
-                              + ", ".join(ZONE_ACL_KEYS) + " (unknown key)")
+        _known_keys_only(table, w, ("file", "origin", "notify", "dnssec") + ZONE_ACL_KEYS)
         if "file" not in table:
             raise w.error("file", "the zone file's path (required)")
         file = table["file"]
@@ -857,10 +857,7 @@ def _parse_signing(table: Any, where: Where, base: Path) -> ZoneSigning:
     files (a .key or .private name also does), relative to this file."""
     if not isinstance(table, dict):
         raise where.error("", "a table { keys = [...], nsec3, validity, refresh }", table)
-    for key in table:
-        if key not in SIGNING_KEYS:
-            raise where.error(key, "one of the known keys: " + ", ".join(SIGNING_KEYS)
-                              + " (unknown key)")
+    _known_keys_only(table, where, SIGNING_KEYS)
     keys = table.get("keys")
     if not isinstance(keys, list) or not keys or \
             not all(isinstance(k, str) and k for k in keys):
