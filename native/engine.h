@@ -201,6 +201,8 @@ int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
 /* The serialized bytes of an image, for writing to disk. */
 const uint8_t *xd_image_data(const struct xd_image *img, size_t *len);
 void xd_image_info(const struct xd_image *img, struct xd_image_info *out);
+/* Lets go of an image: freed when its last holder (a transfer still
+ * sending it) lets go. */
 void xd_image_free(struct xd_image *img);
 /* Whether list `list` (XD_ZONE_ACL_*) of the zone whose origin is `origin`
  * (wire form, any case) lets `client` in (NULL: unknown): 1 or 0, -ENOENT

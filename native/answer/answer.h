@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "engine.h"
+#include "wire/query.h"
 #include "wire/wire.h"
 
 struct xd_cookies;
@@ -52,8 +53,38 @@ struct xd_answer_ctx {
 	struct xd_response_kind kind;		/* what the response is */
 };
 
-/* The transfer of the zone an AXFR or IXFR query names (axfr.c): as
- * xd_engine_axfr, from img. */
+/* An outgoing transfer (AXFR, or IXFR as the whole zone: axfr.c), made
+ * one message at a time from the image it began with, which it holds:
+ * a reload meanwhile changes nothing it sends.  Not moved once begun (q
+ * points into query). */
+#define XD_AXFR_QUERY_MAX 512
+/* Room for any one message with its 2-byte length prefix. */
+#define XD_AXFR_MESSAGE_MAX (2 + 65535)
+struct xd_axfr {
+	const struct xd_image *img;
+	uint8_t query[XD_AXFR_QUERY_MAX];
+	struct xd_query q;
+	uint32_t zone;
+	uint8_t phase;
+	bool soa_only;		/* IXFR from a client that is current */
+	size_t node;		/* the body: the node it is at */
+	uint16_t rrset;		/* and which of its RRsets */
+};
+
+/* Begins the transfer a query asks for: 0, or as xd_engine_axfr (-EINVAL,
+ * -ENOENT, -EPERM).  img must stay valid during the call (inside the
+ * caller's epoch); the transfer holds it from then on. */
+int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img,
+		  const struct xd_client *client, const uint8_t *query, size_t qlen);
+/* Writes the next message (its length prefix first) into out: 1 when
+ * more follow, 0 for the last, -EMSGSIZE for an RRset too large for a
+ * message, -ENOSPC when cap (XD_AXFR_MESSAGE_MAX always suffices) was
+ * too small; *len the bytes it took. */
+int xd_axfr_next(struct xd_axfr *t, uint8_t *out, size_t cap, size_t *len);
+/* Lets go of the image. */
+void xd_axfr_end(struct xd_axfr *t);
+
+/* The whole transfer into out: as xd_engine_axfr, from img. */
 int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 	    const uint8_t *query, size_t qlen, uint8_t *out, size_t cap, size_t *len);
 

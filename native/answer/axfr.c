@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "answer/answer.h"
@@ -142,22 +143,21 @@ static void put_rrset(struct writer *w, const uint8_t *n, const uint8_t *rs)
 	}
 }
 
-/* Puts rs into the message, or ends the message first when it would grow
- * past the target (an RRset never spans messages). */
-static void add_rrset(struct writer *w, const uint8_t *n, const uint8_t *rs)
+/* Whether rs, of node n, goes into this message: the first RRset of a
+ * message always does (an RRset never spans messages), the next ones while
+ * the message stays under the target. */
+static bool fits(const struct writer *w, const uint8_t *n, const uint8_t *rs)
 {
 	const uint8_t *wire = xd_rrset_wire(rs);
 	size_t need = 0, off = 0;
 
+	if (!w->ancount)
+		return true;
 	for (uint16_t i = 0; i < xd_rrset_count(rs); i++) {
 		need += rr_size(wire, off, 2 + xd_node_name_len(n));
 		off += 12 + xd_get16(wire + off + 10);
 	}
-	if (w->ancount && w->len - w->msg + need > XD_AXFR_MESSAGE_TARGET) {
-		message_end(w);
-		message_begin(w);
-	}
-	put_rrset(w, n, rs);
+	return w->len - w->msg + need <= XD_AXFR_MESSAGE_TARGET;
 }
 
 /* The first node of the image: nodes follow the zone origins and their
@@ -183,21 +183,60 @@ static size_t node_size(const uint8_t *n)
 	return (size_t)(rs - n);
 }
 
-/* Every RRset of zone `zone` but the apex SOA, in the image's order. */
-static void add_zone(struct writer *w, const struct xd_image *img, uint32_t zone)
+enum { PHASE_FIRST_SOA, PHASE_BODY, PHASE_LAST_SOA, PHASE_DONE };
+
+static const uint8_t *apex_soa(const struct xd_axfr *t, const uint8_t **node)
 {
-	size_t end = img->hdr->zone_hash;
+	*node = t->img->base + xd_image_zone(t->img, t->zone)->apex;
+	return xd_node_rrset(*node, XD_TYPE_SOA);
+}
 
-	for (size_t off = first_node(img); off + XD_NODE_HEADER <= end;) {
-		const uint8_t *n = img->base + off;
-		const uint8_t *rs = xd_node_first_rrset(n);
+/* The RRset the transfer is at, and its node; NULL once done.  The body
+ * is every RRset of the zone but the apex SOA, in the image's order. */
+static const uint8_t *current(struct xd_axfr *t, const uint8_t **node)
+{
+	size_t end = t->img->hdr->zone_hash;
 
-		if (xd_node_zone(n) == zone) {
-			for (uint16_t i = 0; i < xd_node_nrrsets(n); i++, rs = xd_rrset_next(rs))
-				if (!(xd_node_name_len(n) == 0 && xd_rrset_type(rs) == XD_TYPE_SOA))
-					add_rrset(w, n, rs);
+	if (t->phase == PHASE_FIRST_SOA || t->phase == PHASE_LAST_SOA)
+		return apex_soa(t, node);
+	while (t->phase == PHASE_BODY) {
+		const uint8_t *n = t->img->base + t->node, *rs;
+
+		if (t->node + XD_NODE_HEADER > end) {
+			t->phase = PHASE_LAST_SOA;
+			return apex_soa(t, node);
 		}
-		off += node_size(n);
+		if (xd_node_zone(n) != t->zone || t->rrset >= xd_node_nrrsets(n)) {
+			t->node += node_size(n);
+			t->rrset = 0;
+			continue;
+		}
+		rs = xd_node_first_rrset(n);
+		for (uint16_t i = 0; i < t->rrset; i++)
+			rs = xd_rrset_next(rs);
+		if (xd_node_name_len(n) == 0 && xd_rrset_type(rs) == XD_TYPE_SOA) {
+			t->rrset++;
+			continue;
+		}
+		*node = n;
+		return rs;
+	}
+	return NULL;
+}
+
+static void advance(struct xd_axfr *t)
+{
+	switch (t->phase) {
+	case PHASE_FIRST_SOA:
+		t->phase = t->soa_only ? PHASE_DONE : PHASE_BODY;
+		t->node = first_node(t->img);
+		t->rrset = 0;
+		break;
+	case PHASE_BODY:
+		t->rrset++;
+		break;
+	default:
+		t->phase = PHASE_DONE;
 	}
 }
 
@@ -242,22 +281,22 @@ static uint32_t soa_serial(const uint8_t *soa)
 	return serial;
 }
 
-int xd_axfr(const struct xd_image *img, const struct xd_client *client,
-	    const uint8_t *query, size_t qlen, uint8_t *out, size_t cap, size_t *len)
+int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img,
+		  const struct xd_client *client, const uint8_t *query, size_t qlen)
 {
-	struct xd_query q;
-	struct writer w = { .out = out, .cap = cap };
 	const struct xd_zone_entry *z;
 	const uint8_t *apex, *soa;
 	uint32_t theirs;
 	int zone;
 
-	*len = 0;
-	if (xd_query_parse(&q, query, qlen) != XD_QUERY_OK ||
-	    (q.qtype != XD_TYPE_AXFR && q.qtype != XD_TYPE_IXFR) ||
-	    (q.qclass != XD_CLASS_IN))
+	if (qlen > sizeof(t->query))
 		return -EINVAL;
-	zone = xd_image_find_zone(img, q.qname, q.qname_len);
+	memcpy(t->query, query, qlen);
+	if (xd_query_parse(&t->q, t->query, qlen) != XD_QUERY_OK ||
+	    (t->q.qtype != XD_TYPE_AXFR && t->q.qtype != XD_TYPE_IXFR) ||
+	    (t->q.qclass != XD_CLASS_IN))
+		return -EINVAL;
+	zone = xd_image_find_zone(img, t->q.qname, t->q.qname_len);
 	if (zone < 0)
 		return -ENOENT;		/* not the apex of a zone we serve */
 	z = xd_image_zone(img, (uint32_t)zone);
@@ -267,23 +306,75 @@ int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 	soa = xd_node_rrset(apex, XD_TYPE_SOA);
 	if (!soa)
 		return -ENOENT;
-	w.q = &q;
-	w.question = query + XD_DNS_HEADER_LEN;
-	w.question_len = q.question_end - XD_DNS_HEADER_LEN;
-	message_begin(&w);
-	add_rrset(&w, apex, soa);
+	t->zone = (uint32_t)zone;
+	t->phase = PHASE_FIRST_SOA;
 	/* RFC 1995 2, 4: a client that has this version (or, by serial
 	 * arithmetic, RFC 1982, a newer one) gets our SOA alone. */
-	if (q.qtype != XD_TYPE_IXFR || !client_serial(&q, &theirs) ||
-	    (int32_t)(theirs - soa_serial(soa)) < 0) {
-		add_zone(&w, img, (uint32_t)zone);
-		add_rrset(&w, apex, soa);
+	t->soa_only = t->q.qtype == XD_TYPE_IXFR && client_serial(&t->q, &theirs) &&
+		      (int32_t)(theirs - soa_serial(soa)) >= 0;
+	xd_image_hold(img);
+	t->img = img;
+	return 0;
+}
+
+int xd_axfr_next(struct xd_axfr *t, uint8_t *out, size_t cap, size_t *len)
+{
+	struct writer w = { .out = out, .cap = cap, .q = &t->q };
+	const uint8_t *n, *rs;
+
+	*len = 0;
+	if (t->phase == PHASE_DONE)
+		return 0;
+	w.question = t->query + XD_DNS_HEADER_LEN;
+	w.question_len = t->q.question_end - XD_DNS_HEADER_LEN;
+	message_begin(&w);
+	while ((rs = current(t, &n)) && fits(&w, n, rs)) {
+		put_rrset(&w, n, rs);
+		advance(t);
 	}
 	message_end(&w);
 	*len = w.len;
 	if (w.too_big)
 		return -EMSGSIZE;
-	return w.len > cap ? -ENOSPC : 0;
+	if (w.len > cap)
+		return -ENOSPC;
+	return t->phase != PHASE_DONE;
+}
+
+void xd_axfr_end(struct xd_axfr *t)
+{
+	xd_image_free((struct xd_image *)t->img);
+	t->img = NULL;
+}
+
+int xd_axfr(const struct xd_image *img, const struct xd_client *client,
+	    const uint8_t *query, size_t qlen, uint8_t *out, size_t cap, size_t *len)
+{
+	struct xd_axfr *t = malloc(sizeof(*t));
+	size_t total = 0, n;
+	int rc;
+
+	*len = 0;
+	if (!t)
+		return -ENOMEM;
+	rc = xd_axfr_begin(t, img, client, query, qlen);
+	if (rc) {
+		free(t);
+		return rc;
+	}
+	/* Past cap the messages are only counted: the caller learns the
+	 * room it needs. */
+	do {
+		rc = xd_axfr_next(t, total < cap ? out + total : NULL,
+				  total < cap ? cap - total : 0, &n);
+		total += n;
+	} while (rc > 0 || rc == -ENOSPC);
+	xd_axfr_end(t);
+	free(t);
+	*len = total;
+	if (rc < 0)
+		return rc;
+	return total > cap ? -ENOSPC : 0;
 }
 
 int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,

@@ -24,13 +24,14 @@ int xd_image_adopt(uint8_t *base, size_t size, struct xd_image **out)
 	img->base = base;
 	img->size = size;
 	img->hdr = (const struct xd_image_header *)base;
+	atomic_init(&img->refs, 1);
 	*out = img;
 	return 0;
 }
 
 void xd_image_free(struct xd_image *img)
 {
-	if (!img)
+	if (!img || atomic_fetch_sub_explicit(&img->refs, 1, memory_order_acq_rel) > 1)
 		return;
 	free(img->base);
 	free(img);

@@ -76,6 +76,7 @@
 #ifndef XDPDNS_IMAGE_H
 #define XDPDNS_IMAGE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stddef.h>
 #include "engine.h"
@@ -211,7 +212,19 @@ struct xd_image {
 	uint8_t *base;
 	size_t size;
 	const struct xd_image_header *hdr;
+	/* Whoever holds it: the engine while it is published, and each
+	 * outgoing transfer that reads it after its reader left the epoch
+	 * (xd_image_hold).  xd_image_free drops one. */
+	_Atomic unsigned refs;
 };
+
+/* One more holder of img, taken while img cannot be freed (inside the
+ * epoch it was read in); let go of with xd_image_free. */
+static inline void xd_image_hold(const struct xd_image *img)
+{
+	/* refs is the one field holders write: not the image's contents. */
+	atomic_fetch_add_explicit(&((struct xd_image *)img)->refs, 1, memory_order_relaxed);
+}
 
 /* Node accessors: n points at a node inside the image. */
 static inline uint32_t xd_node_link(const uint8_t *n) { return xd_ld32(n); }
