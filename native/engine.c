@@ -69,6 +69,7 @@ void xd_engine_free(struct xd_engine *e)
 		return;
 	xd_engine_xdp_stop(e);
 	xd_engine_udp_stop(e);
+	xd_engine_tcp_stop(e);
 	xd_engine_dnstap_stop(e);
 	xd_resolver_free(e->resolver);
 	xd_image_free(atomic_load(&e->image));

@@ -299,6 +299,51 @@ int xd_engine_worker_count(const struct xd_engine *e);
 int xd_engine_worker_stats(const struct xd_engine *e, int worker,
 			   struct xd_worker_stats *out);
 
+/* ---- TCP (RFC 7766): native/io/tcp.c -------------------------------------- */
+
+/* The limits of the TCP workers; times in milliseconds, 0: no limit where
+ * the field says so. */
+struct xd_tcp_config {
+	int workers;			/* threads, 1 to 64 */
+	uint32_t max_connections;	/* open at once, all clients */
+	uint32_t max_client_connections;	/* from one address (IPv6: its /64) */
+	uint32_t idle_timeout_ms;	/* nothing asked, nothing owed: closed */
+	uint32_t io_timeout_ms;		/* a message begun must arrive, and an
+					 * answer owed must move, within this */
+	uint32_t max_queries;		/* per connection; 0: no limit */
+	uint32_t lifetime_ms;		/* per connection; 0: no limit */
+	uint32_t max_transfers;		/* outgoing zone transfers at once */
+};
+
+/* The TCP workers' counters, summed over the workers. */
+struct xd_tcp_stats {
+	struct xd_worker_stats core;	/* queries as every worker counts them */
+	uint64_t connections;		/* accepted and served */
+	uint64_t open;			/* open now */
+	uint64_t rejected;		/* closed at once: max_connections */
+	uint64_t client_rejected;	/* closed at once: max_client_connections */
+	uint64_t denied_closed;		/* closed: the source ACL drops the client */
+	uint64_t idle_closed;		/* closed by the idle timeout */
+	uint64_t io_timeouts;		/* closed: a message or an answer stalled */
+	uint64_t limit_closed;		/* closed after max_queries or the lifetime */
+	uint64_t transfers;		/* zone transfers sent whole */
+	uint64_t transfers_refused;	/* REFUSED: max_transfers were running */
+	uint64_t transfers_failed;	/* cut short: the client left or stalled,
+					 * or an RRset outgrew a message */
+};
+
+/* Starts the TCP workers: each listens on every address with a
+ * SO_REUSEPORT socket of its own (port 0: the kernel picks one for the
+ * first, which the rest share; xd_engine_tcp_port tells it), accepts,
+ * answers pipelined queries as they come (deferred ones when their answer
+ * does), streams zone transfers, and enforces cfg's limits. */
+int xd_engine_tcp_start(struct xd_engine *e, const struct xd_listen *listen, int nlisten,
+			const struct xd_tcp_config *cfg, struct xd_error *err);
+int xd_engine_tcp_port(const struct xd_engine *e, int listen_index);
+void xd_engine_tcp_stats(const struct xd_engine *e, struct xd_tcp_stats *out);
+/* Closes every connection and stops the workers. */
+int xd_engine_tcp_stop(struct xd_engine *e);
+
 /* ---- DNSSEC ---------------------------------------------------------------- */
 
 /* The owner label of the NSEC3 record for name (wire, root included, any
@@ -471,7 +516,8 @@ int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len,
  * sends it with its own answers, through rate limiting, from its own
  * socket or TX ring.  A query whose answer has not come back within the
  * timeout is answered SERVFAIL by its worker, so a slow hook never holds a
- * worker.  TCP queries do not come this way (xdpdns/resolver.py).
+ * worker.  TCP workers defer the same way; their answers may be as long
+ * as a TCP message holds.
  */
 enum {
 	XD_RESOLVER_HOOKS_MAX = 32,	/* plugins that answer claimed names */
@@ -494,6 +540,8 @@ struct xd_resolver_query {
 	int family;			/* AF_INET or AF_INET6 */
 	uint16_t port;			/* the client's, host order */
 	uint8_t ip[16];			/* the client's; IPv4: the first 4 */
+	int tcp;			/* came over TCP: its answer may take
+					 * 65535 bytes */
 	uint32_t len;
 	uint8_t query[XD_RESOLVER_QUERY_MAX];
 };
@@ -529,7 +577,7 @@ enum {
  * header as xd_engine_resolver_build takes them, cached for cache_ttl
  * seconds (0: not) when they hold a record and fit an entry (*cached says,
  * when not NULL).  WIRE: data is the response (at most
- * XD_RESOLVER_ANSWER_MAX bytes: -EMSGSIZE).  Returns 0, -EINVAL for
+ * XD_RESOLVER_ANSWER_MAX bytes, or 65535 for a TCP query: -EMSGSIZE).  Returns 0, -EINVAL for
  * malformed records, header or kind, -ENOBUFS when the worker's ring of
  * answers is full (the query gets SERVFAIL at its deadline).  An answer
  * that comes after the deadline is dropped by the worker.  Any thread.

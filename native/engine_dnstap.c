@@ -20,7 +20,7 @@ int xd_engine_dnstap_start(struct xd_engine *e, const struct xd_dnstap_config *c
 		return xd_errorf(err, -EALREADY, "dnstap is already on");
 	if (e->udp || e->xdp)
 		return xd_errorf(err, -EBUSY, "dnstap starts before the workers");
-	rc = xd_dnstap_new(cfg, XD_WORKERS_MAX + 1, &e->dnstap, err);
+	rc = xd_dnstap_new(cfg, XD_READERS + 1, &e->dnstap, err);
 	if (rc < 0)
 		return rc;
 	e->dnstap_external = xd_dnstap_ring(e->dnstap, XD_READER_EXTERNAL);

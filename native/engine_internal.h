@@ -21,6 +21,7 @@ struct xd_rrl_shared;
 struct xd_rrl_state;
 struct xd_answer_ctx;
 struct xd_resolver;
+struct xd_tcp;
 struct xd_udp;
 struct xd_xdp;
 
@@ -54,6 +55,7 @@ struct xd_engine {
 	 * freed after they stop. */
 	struct xd_resolver *resolver;
 	struct xd_udp *udp;
+	struct xd_tcp *tcp;
 	struct xd_xdp *xdp;
 	/* The dnstap writer (native/io/dnstap.c), NULL when off; set before the
 	 * workers start and freed after they stop.  dnstap_external is the

@@ -9,7 +9,7 @@ void xd_epoch_init(struct xd_epoch *ep)
 {
 	atomic_init(&ep->epoch, 1);
 	pthread_mutex_init(&ep->lock, NULL);
-	for (int i = 0; i <= XD_WORKERS_MAX; i++)
+	for (int i = 0; i <= XD_READERS; i++)
 		atomic_init(&ep->readers[i].epoch, 0);
 }
 
@@ -25,7 +25,7 @@ void xd_epoch_synchronize(struct xd_epoch *ep)
 
 	pthread_mutex_lock(&ep->lock);
 	epoch = atomic_fetch_add(&ep->epoch, 1) + 1;
-	for (int i = 0; i <= XD_WORKERS_MAX; i++) {
+	for (int i = 0; i <= XD_READERS; i++) {
 		for (;;) {
 			uint64_t seen = atomic_load(&ep->readers[i].epoch);
 

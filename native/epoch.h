@@ -13,12 +13,16 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* One reader slot per worker plus one for callers outside the workers (the
- * TCP listener, tests): socket-mode workers take the first half, AF_XDP
- * queue workers the second. */
+/* One reader slot per worker plus one for callers outside the workers
+ * (the control socket, tests): socket-mode UDP workers take the first half
+ * of XD_WORKERS_MAX, AF_XDP queue workers the second, then the TCP
+ * workers theirs. */
 #define XD_WORKERS_MAX 1024
 #define XD_READER_XDP_BASE (XD_WORKERS_MAX / 2)
-#define XD_READER_EXTERNAL XD_WORKERS_MAX
+#define XD_TCP_WORKERS_MAX 64
+#define XD_READER_TCP_BASE XD_WORKERS_MAX
+#define XD_READERS (XD_WORKERS_MAX + XD_TCP_WORKERS_MAX)
+#define XD_READER_EXTERNAL XD_READERS
 
 struct xd_reader {
 	_Atomic uint64_t epoch;		/* 0: not reading */
@@ -27,7 +31,7 @@ struct xd_reader {
 struct xd_epoch {
 	_Atomic uint64_t epoch;
 	pthread_mutex_t lock;		/* one synchronization at a time */
-	struct xd_reader readers[XD_WORKERS_MAX + 1];
+	struct xd_reader readers[XD_READERS + 1];
 };
 
 void xd_epoch_init(struct xd_epoch *ep);

@@ -6,8 +6,15 @@ The file's shape::
     [server]
     listen = ["127.0.0.1:5353", "[::1]:5353"]
     udp_workers = 2            # default: one per CPU
-    tcp_idle_timeout = 10      # seconds
-    tcp_max_connections = 256
+    tcp_workers = 1            # TCP threads (1 to 64)
+    tcp_idle_timeout = 10      # seconds a connection may wait for a query
+    tcp_io_timeout = 0.5       # seconds for a query begun to arrive, and
+                               # for an answer owed to move
+    tcp_max_connections = 256  # open at once; more are closed at once
+    tcp_max_client_connections = 32  # from one address (IPv6: its /64)
+    tcp_max_queries = 0        # per connection, 0 = no limit
+    tcp_lifetime = 0           # seconds per connection, 0 = no limit
+    tcp_max_transfers = 10     # zone transfers out at once; more: REFUSED
     stats_interval = 60        # seconds, 0 = never (and once at shutdown)
     log_level = "info"
     control_socket = "/run/xdpdns/xdpdns.sock"  # `xdpdns stats` asks here
@@ -185,8 +192,14 @@ class ListenAddress:
 class ServerConfig:
     listen: tuple[ListenAddress, ...] = ()
     udp_workers: int = 1
+    tcp_workers: int = 1
     tcp_idle_timeout: float = 10.0
+    tcp_io_timeout: float = 0.5
     tcp_max_connections: int = 256
+    tcp_max_client_connections: int = 32
+    tcp_max_queries: int = 0
+    tcp_lifetime: float = 0.0
+    tcp_max_transfers: int = 10
     stats_interval: float = 60.0
     log_level: str = "info"
     # None: default_control_socket(), decided when the server starts.
@@ -617,8 +630,14 @@ def _syslog_facility(value: Any, where: Where, key: str) -> str:
 _SERVER_KEYS: dict[str, Validator] = {
     "listen": _listen_list,
     "udp_workers": lambda v, w, k: _positive_int(v, w, k, 1024),
+    "tcp_workers": lambda v, w, k: _positive_int(v, w, k, 64),
     "tcp_idle_timeout": lambda v, w, k: _seconds(v, w, k, allow_zero=False),
+    "tcp_io_timeout": lambda v, w, k: _seconds(v, w, k, allow_zero=False),
     "tcp_max_connections": lambda v, w, k: _positive_int(v, w, k, 1 << 20),
+    "tcp_max_client_connections": lambda v, w, k: _positive_int(v, w, k, 1 << 20),
+    "tcp_max_queries": lambda v, w, k: _int_range(v, 0, (1 << 32) - 1, w, k),
+    "tcp_lifetime": lambda v, w, k: _seconds(v, w, k, allow_zero=True),
+    "tcp_max_transfers": lambda v, w, k: _positive_int(v, w, k, 1 << 16),
     "stats_interval": lambda v, w, k: _seconds(v, w, k, allow_zero=True),
     "log_level": _log_level,
     "control_socket": _socket_path,

@@ -216,8 +216,9 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> list[str]:
 
 _UDP = ["received", "answered", "dropped", "truncated", "batches", "denied", "limited",
         "slipped"]
-_TCP = ["connections", "rejected", "received", "answered", "idle_closed", "denied",
-        "transfers"]
+_TCP = ["connections", "open", "rejected", "client_rejected", "received", "answered",
+        "denied", "idle_closed", "io_timeouts", "limit_closed", "transfers",
+        "transfers_refused", "transfers_failed"]
 _QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "truncated",
           "tx_full", "kicks", "batches", "limited", "slipped", "busy_polls", "sleeps"]
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
@@ -225,7 +226,7 @@ _KERNEL = ["kernel_rx_dropped", "kernel_rx_ring_full", "kernel_fill_empty"]
 _PROG = ["seen", "redirected", "answered_in_xdp", "rate_limited", "slipped", "passed",
          "dropped", "denied", "malformed"]
 _DEFERRED = ["deferred", "resolver_full", "resolver_expired"]
-_HOOKS = ["batches", "queries", "answered", "servfail", "timeouts", "errors", "cached"]
+_HOOKS = ["batches", "queries", "answered", "servfail", "errors", "cached"]
 
 
 _DNSTAP = ("events", "written", "lost_full", "lost_unconnected", "connects")

@@ -47,6 +47,7 @@ __all__ = [
     "QueueStats",
     "RRL_KINDS",
     "RrlEvent",
+    "TcpStats",
     "WorkerStats",
     "XdpInfo",
     "MAX_MESSAGE",
@@ -131,6 +132,32 @@ class WorkerStats:
     # Responses made, by RCODE name and by query type ("other": the types
     # without a counter of their own); only those seen.
     rcodes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    qtypes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TcpStats:
+    """The TCP workers' counters, summed (xd_tcp_stats)."""
+
+    connections: int = 0  # accepted and served
+    open: int = 0  # open now
+    rejected: int = 0  # closed at once: tcp_max_connections
+    client_rejected: int = 0  # closed at once: tcp_max_client_connections
+    received: int = 0  # queries read
+    answered: int = 0  # responses written (a transfer counts once)
+    dropped: int = 0  # queries that got no response
+    denied: int = 0  # queries from sources the ACL denies (refused, or closed)
+    denied_closed: int = 0  # connections closed: the ACL drops the client
+    idle_closed: int = 0  # closed by tcp_idle_timeout
+    io_timeouts: int = 0  # closed: a query or an answer stalled past tcp_io_timeout
+    limit_closed: int = 0  # closed after tcp_max_queries or tcp_lifetime
+    transfers: int = 0  # zone transfers sent whole
+    transfers_refused: int = 0  # REFUSED: tcp_max_transfers were running
+    transfers_failed: int = 0  # cut short: the client left or stalled
+    deferred: int = 0  # as in WorkerStats
+    resolver_full: int = 0
+    resolver_expired: int = 0
+    rcodes: Mapping[str, int] = dataclasses.field(default_factory=dict)  # as WorkerStats
     qtypes: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
@@ -747,21 +774,52 @@ class Engine(_CObject):
 
     def udp_start(self, listen: Sequence[tuple[str, int]], workers: int) -> list[int]:
         """Starts UDP workers on every (host, port); returns the bound ports."""
-        addrs = ffi.new("struct xd_listen[]", len(listen))
-        for slot, (host, port) in zip(addrs, listen):
-            encoded = host.encode()
-            if len(encoded) >= len(slot.host):
-                raise ValueError(f"address too long: {host}")
-            slot.host = encoded
-            slot.port = port
         err = ffi.new("struct xd_error *")
         e = self._ptr()
-        _raise_for(lib.xd_engine_udp_start(e, addrs, len(listen), workers, err), err,
-                   "starting UDP workers")
+        _raise_for(lib.xd_engine_udp_start(e, _listen_array(listen), len(listen), workers, err),
+                   err, "starting UDP workers")
         return [_raise_for(lib.xd_engine_udp_port(e, i)) for i in range(len(listen))]
 
     def udp_stop(self) -> None:
         _raise_for(lib.xd_engine_udp_stop(self._ptr()), what="stopping UDP workers")
+
+    def tcp_start(self, listen: Sequence[tuple[str, int]], *, workers: int = 1,
+                  max_connections: int = 256, max_client_connections: int = 32,
+                  idle_timeout: float = 10.0, io_timeout: float = 0.5,
+                  max_queries: int = 0, lifetime: float = 0.0,
+                  max_transfers: int = 10) -> list[int]:
+        """Starts the TCP workers on every (host, port), with the limits of
+        [server]'s tcp_* keys (times in seconds); returns the bound ports."""
+        cfg = ffi.new("struct xd_tcp_config *", {
+            "workers": workers, "max_connections": max_connections,
+            "max_client_connections": max_client_connections,
+            "idle_timeout_ms": _ms(idle_timeout), "io_timeout_ms": _ms(io_timeout),
+            "max_queries": max_queries, "lifetime_ms": _ms(lifetime),
+            "max_transfers": max_transfers})
+        err = ffi.new("struct xd_error *")
+        e = self._ptr()
+        _raise_for(lib.xd_engine_tcp_start(e, _listen_array(listen), len(listen), cfg, err),
+                   err, "starting TCP workers")
+        return [_raise_for(lib.xd_engine_tcp_port(e, i)) for i in range(len(listen))]
+
+    def tcp_stop(self) -> None:
+        """Closes every TCP connection and stops the TCP workers."""
+        _raise_for(lib.xd_engine_tcp_stop(self._ptr()), what="stopping TCP workers")
+
+    def tcp_stats(self) -> TcpStats:
+        out = ffi.new("struct xd_tcp_stats *")
+        lib.xd_engine_tcp_stats(self._ptr(), out)
+        c = out.core
+        return TcpStats(
+            connections=out.connections, open=out.open, rejected=out.rejected,
+            client_rejected=out.client_rejected, received=c.received, answered=c.answered,
+            dropped=c.dropped, denied=c.denied, denied_closed=out.denied_closed,
+            idle_closed=out.idle_closed, io_timeouts=out.io_timeouts,
+            limit_closed=out.limit_closed, transfers=out.transfers,
+            transfers_refused=out.transfers_refused, transfers_failed=out.transfers_failed,
+            deferred=c.deferred, resolver_full=c.resolver_full,
+            resolver_expired=c.resolver_expired, rcodes=_rcode_counts(c.rcode),
+            qtypes=_qtype_counts(c.qtype))
 
     def worker_stats(self) -> list[WorkerStats]:
         e = self._ptr()
@@ -1371,6 +1429,21 @@ def _set_chars(struct, field: str, text: str, what: str) -> None:
     if len(encoded) >= len(getattr(struct, field)):
         raise ValueError(f"{what} too long: {text}")
     setattr(struct, field, encoded)
+
+
+def _listen_array(listen: Sequence[tuple[str, int]]):
+    addrs = ffi.new("struct xd_listen[]", len(listen))
+    for slot, (host, port) in zip(addrs, listen):
+        encoded = host.encode()
+        if len(encoded) >= len(slot.host):
+            raise ValueError(f"address too long: {host}")
+        slot.host = encoded
+        slot.port = port
+    return addrs
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
 
 
 def _rcode_counts(counts) -> dict[str, int]:

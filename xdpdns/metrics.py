@@ -28,7 +28,8 @@ REQUEST_LIMIT = 8192
 REQUEST_TIMEOUT = 5.0
 
 # The XDP queue fields that say where frames are now: gauges, not counters.
-_QUEUE_GAUGES = ("frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total")
+# Levels, not counts: XDP queues' frames, open TCP connections.
+_QUEUE_GAUGES = ("frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total", "open")
 # Of the numbers in stats, the ones that are not counters or are labels.
 _NOT_COUNTERS = {"queue", "cpu"}
 

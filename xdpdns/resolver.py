@@ -5,9 +5,10 @@ the image as override rules with the action RESOLVER, each naming the
 *hook* (the plugin's number among the plugins that claim names) that
 answers them.  For such a name the answering core first reads the resolver
 cache (answers on the fast path, with the client's ID and question case);
-on a miss the worker that received the query (a socket-mode UDP worker or
-an AF_XDP queue worker) keeps it with what its answer needs to leave, puts
-its handle on the ring of that hook, and goes on: it never waits, and when
+on a miss the worker that received the query (a socket-mode UDP worker,
+an AF_XDP queue worker or a TCP worker) keeps it with what its answer
+needs to leave, puts its handle on the ring of that hook, and goes on: it
+never waits, and when
 it holds ``ring_size`` queries it answers SERVFAIL at once
 (``resolver_full`` in its counters).  native/io/resolver.c has the rings.
 
@@ -16,8 +17,10 @@ worker in batches, reads each query's question straight from its bytes
 (no dnspython: the query's dnspython message is parsed only when a plugin
 reads ``ResolverQuery.message``), calls the plugin's ``resolve`` hook, and
 hands the answers back to the workers, which send them with their own
-answers: from the socket the query came to, or in a frame of the queue's
-UMEM through its TX ring, through rate limiting like any answer.  Why a
+answers: from the socket the query came to, in a frame of the queue's
+UMEM through its TX ring, or on the TCP connection it came on (after the
+answers to later queries, as RFC 7766 allows), through rate limiting like
+any UDP answer.  Why a
 thread per plugin: a Python call cannot be interrupted, so a hook that
 hangs must hang in a thread of its own, while other plugins go on.  A query
 whose answer has not come back ``[resolver] timeout`` after it was deferred
@@ -38,22 +41,18 @@ are cached for their smallest TTL, at most ``cache_max_ttl``: an Answer in C
 from its records, the others through dnspython; a cached answer's TTLs are
 counted down as it ages, as a resolver's cache does.
 
-TCP queries come from the listener (:meth:`Resolver.answer_tcp`) to the
-same hook thread through a queue of its own; the listener waits for the
-answer at most ``timeout``, then answers SERVFAIL itself.
+A TCP worker's answers may be as long as a TCP message (65535 bytes); the
+query's ``transport`` says which limit applies.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import os
-import queue
 import select
 import threading
 import time
-from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -63,7 +62,6 @@ import dns.message
 
 from xdpdns.config import ResolverConfig
 from xdpdns.engine import (
-    DEFERRED,
     RESOLVER_AA,
     RESOLVER_HOOKS_MAX as HOOKS_MAX,
     RESOLVER_RECORDS,
@@ -81,7 +79,7 @@ log = logging.getLogger("xdpdns.resolver")
 # around it), few enough that one batch takes milliseconds.
 BATCH = 256
 # How long a hook thread sleeps at most with nothing to do: it looks at
-# its TCP queue and whether the server stops this often.
+# whether the server stops this often.
 IDLE_WAKE = 0.5
 UDP_LIMIT = 1232  # the payload we advertise (native/io/udp.c)
 TCP_LIMIT = 65535
@@ -130,22 +128,10 @@ def numbered_claims(claims: Sequence[tuple[str, Claim]],
 class ResolverStats:
     batches: int = 0  # hook calls
     queries: int = 0  # queries handed to hooks
-    answered: int = 0  # answers from hooks handed back (UDP) or sent (TCP)
+    answered: int = 0  # answers from hooks handed back to the workers
     servfail: int = 0  # SERVFAIL for errors, None, unparsable queries
-    timeouts: int = 0  # TCP queries answered SERVFAIL after the timeout (UDP:
-    #                    the workers' resolver_expired)
     errors: int = 0  # batches whose hook raised or returned garbage
     cached: int = 0  # answers put into the cache
-
-
-class _TcpItem:
-    """A TCP query on its way to a hook: its answer completes ``future``."""
-
-    __slots__ = ("query", "future")
-
-    def __init__(self, query: ResolverQuery, future: Future) -> None:
-        self.query = query
-        self.future = future
 
 
 class _Hook:
@@ -157,7 +143,6 @@ class _Hook:
         self.number = number
         self.plugin = plugin
         self.function = function
-        self.tcp: queue.SimpleQueue = queue.SimpleQueue()
         self.fd = resolver.engine.resolver_fd(number)
         self.batch = ResolverBatch(BATCH)
         self.thread = threading.Thread(target=self._run, name=f"resolve-{plugin}", daemon=True)
@@ -182,27 +167,15 @@ class _Hook:
             if r.closing:
                 return
             n = r.engine.resolver_take(self.number, self.batch)
-        tcp = self._tcp_items()
-        if n or tcp:
-            r._serve(self, n, tcp)
+        if n:
+            r._serve(self, n)
             return
         with r.alive:
             if r.closing:
                 return
             idle = r.engine.resolver_idle(self.number)
-        # idle drained the eventfd: a TCP query queued before that would
-        # not wake the select.
-        if idle and self.tcp.empty():
+        if idle:
             select.select([self.fd], [], [], IDLE_WAKE)
-
-    def _tcp_items(self) -> list[_TcpItem]:
-        items = []
-        while len(items) < BATCH:
-            try:
-                items.append(self.tcp.get_nowait())
-            except queue.Empty:
-                break
-        return items
 
 
 class Resolver:
@@ -270,57 +243,18 @@ class Resolver:
             pos += qname[pos] + 1
         return number
 
-    def submit(self, wire: bytes, client: tuple[str, int],
-               transport: str = "tcp") -> tuple[Future, str | None]:
-        """Queues a query that Engine.answer deferred for its hook's thread;
-        the future gets the response (None: SERVFAIL is due).  Also returns
-        the plugin that answers it."""
-        future: Future = Future()
-        try:
-            query = ResolverQuery(wire=wire, client_address=client, transport=transport)
-        except ValueError:
-            future.set_result(None)
-            return future, None
-        number = self._claimant(query.qname)
-        if number is None:
-            future.set_result(None)
-            return future, None
-        hook = self._hooks[number]
-        hook.tcp.put(_TcpItem(query, future))
-        hook.wake()
-        return future, hook.plugin
-
-    async def answer_tcp(self, wire: bytes, client: tuple[str, int]) -> bytes | None:
-        """The response to a TCP query that Engine.answer deferred: the
-        hook's, or SERVFAIL (from the core, with its OPT and cookie) when
-        the hook fails or takes longer than the timeout."""
-        future, plugin = self.submit(wire, client)
-        try:
-            response = await asyncio.wait_for(asyncio.wrap_future(future), self.config.timeout)
-        except asyncio.TimeoutError:
-            log.warning("resolve hook of plugin %s: no answer within %gs: SERVFAIL over TCP",
-                        plugin, self.config.timeout)
-            with self._stats_lock:
-                self.stats.timeouts += 1
-            response = None
-        if response is None:
-            response = self.engine.answer(wire, tcp=True, client=client[0])
-            if response is DEFERRED:
-                response = None
-        return response
-
     # ---- a hook thread's batch ---------------------------------------------------
 
-    def _serve(self, hook: _Hook, n: int, tcp: list[_TcpItem]) -> None:
+    def _serve(self, hook: _Hook, n: int) -> None:
         batch = hook.batch
         queries: list[ResolverQuery | None] = []
         for i in range(n):
             wire, client = resolver_query_fields(batch[i])
             try:
-                queries.append(ResolverQuery(wire=wire, client_address=client))
+                queries.append(ResolverQuery(wire=wire, client_address=client,
+                                             transport="tcp" if batch[i].tcp else "udp"))
             except ValueError:
                 queries.append(None)  # no question to answer: SERVFAIL
-        queries += [item.query for item in tcp]
         asked = [q for q in queries if q is not None]
         errors = 0
         start = time.monotonic()
@@ -344,8 +278,6 @@ class Resolver:
             for i in range(n):
                 self._give(batch[i], queries[i], answers[i], counts)
             self.engine.resolver_flush()
-            for item, answer in zip(tcp, answers[n:]):
-                self._complete(item, answer, counts)
         with self._stats_lock:
             for name in ("batches", "queries", "answered", "servfail", "errors", "cached"):
                 setattr(self.stats, name, getattr(self.stats, name) + getattr(counts, name))
@@ -375,7 +307,7 @@ class Resolver:
         return min(answer.ttl, cap) if answer.ttl and cap and self.config.cache_size else 0
 
     def _give(self, raw, query: ResolverQuery | None, result, counts: ResolverStats) -> None:
-        """Hands the answer to one UDP query back to its worker."""
+        """Hands the answer to one query back to its worker."""
         engine = self.engine
         try:
             if isinstance(result, Answer):
@@ -407,29 +339,6 @@ class Resolver:
             self.engine.resolver_answer(raw, RESOLVER_SERVFAIL)
         except OSError:
             pass  # SERVFAIL at its deadline
-
-    def _complete(self, item: _TcpItem, result, counts: ResolverStats) -> None:
-        """Completes a TCP query's future with its response (None: SERVFAIL)."""
-        query = item.query
-        response = None
-        try:
-            if isinstance(result, Answer):
-                response, cached = self.engine.resolver_build(
-                    query.wire, result.packed, (RESOLVER_AA if result.aa else 0) | result.rcode,
-                    self._ttl(result), tcp=True, client=query.client_address[0])
-                counts.cached += cached
-            else:
-                response = self._wire(query, result, counts)
-        except Exception:
-            log.exception("resolve hook answer %r", result)
-        if response is None:
-            counts.servfail += 1
-        else:
-            counts.answered += 1
-        try:
-            item.future.set_result(response)
-        except InvalidStateError:
-            pass  # the listener stopped waiting (its timeout, or the client left)
 
     def _wire(self, query: ResolverQuery, result, counts: ResolverStats) -> bytes | None:
         """The response's wire form (None: SERVFAIL) from a message or

@@ -38,7 +38,7 @@ from xdpdns.acl import Acl
 from xdpdns.config import Config, ConfigError, ListenAddress, default_control_socket
 from xdpdns.control import ControlError, ControlServer
 from xdpdns.counts import summed
-from xdpdns.engine import DnstapStats, Engine, ImageInfo, WorkerStats
+from xdpdns.engine import DnstapStats, Engine, ImageInfo, TcpStats, WorkerStats
 from xdpdns.hookspecs import CookieSecrets, RrlSettings
 from xdpdns.image import ZoneLoadError
 from xdpdns.metrics import MetricsServer
@@ -47,7 +47,6 @@ from xdpdns.plugins import PluginError
 from xdpdns.policy import Policy, ReloadRefused, load_policy, publish
 from xdpdns.resolver import Resolver, ResolverStats
 from xdpdns.sdnotify import SystemdNotify
-from xdpdns.tcp import TcpListener, TcpStats, bind_sockets
 from xdpdns.xdp import XdpMode, XdpStats
 
 log = logging.getLogger("xdpdns.server")
@@ -205,7 +204,6 @@ class Server:
         self.acl: Acl | None = None
         self.rrl: RrlSettings | None = None
         self._engine: Engine | None = None
-        self._tcp: TcpListener | None = None
         self._xdp: XdpMode | None = XdpMode(config.xdp) if config.xdp.enabled else None
         self._stop: asyncio.Event | None = None
         self._control: ControlServer | None = None
@@ -227,7 +225,7 @@ class Server:
     def stats(self) -> ServerStats:
         workers = self._engine.worker_stats() if self._engine else []
         return ServerStats(_sum_stats(workers), tuple(workers),
-                           TcpStats(**vars(self._tcp.stats)) if self._tcp else TcpStats(),
+                           self._engine.tcp_stats() if self._engine else TcpStats(),
                            self._xdp.stats() if self._xdp else None,
                            ResolverStats(**vars(self._resolver.stats))
                            if self._resolver else None,
@@ -373,29 +371,29 @@ class Server:
             # Before the workers, which take their rings from it.
             if self.config.dnstap.socket is not None:
                 dnstap.start(engine, self.config.dnstap)
-            socks = bind_sockets(srv.listen)
             try:
-                # TCP binds first so that port 0 gets one kernel-chosen port
-                # that UDP then shares.
-                bound = [ListenAddress(a.host, s.getsockname()[1])
-                         for a, s in zip(srv.listen, socks)]
+                # TCP first, so that port 0 gets one kernel-chosen port that
+                # UDP then shares.
+                ports = engine.tcp_start(
+                    [(a.host, a.port) for a in srv.listen], workers=srv.tcp_workers,
+                    max_connections=srv.tcp_max_connections,
+                    max_client_connections=srv.tcp_max_client_connections,
+                    idle_timeout=srv.tcp_idle_timeout, io_timeout=srv.tcp_io_timeout,
+                    max_queries=srv.tcp_max_queries, lifetime=srv.tcp_lifetime,
+                    max_transfers=srv.tcp_max_transfers)
+                bound = [ListenAddress(a.host, port) for a, port in zip(srv.listen, ports)]
                 engine.udp_start([(a.host, a.port) for a in bound], srv.udp_workers)
                 if self._xdp is not None:
                     self._xdp.start(engine)
             except BaseException:
-                for sock in socks:
-                    sock.close()
+                engine.tcp_stop()
                 raise
             self.addresses = tuple(bound)
             if claims:
                 self._resolver = Resolver(engine, self.pm, claims, self.config.resolver)
                 self._resolver.start()
-            self._tcp = TcpListener(engine, srv.tcp_idle_timeout, srv.tcp_max_connections,
-                                    self._resolver,
-                                    dnstap=self.config.dnstap.socket is not None)
             self._notifier = Notifier(engine)
             try:
-                await self._tcp.start(socks)
                 await self._start_control()
                 await self._start_metrics()
                 if who is not None:
@@ -414,12 +412,12 @@ class Server:
                     await self._control.stop()
                 if self._metrics is not None:
                     await self._metrics.stop()
-                await self._tcp.stop()
                 # Before the workers stop: no hook thread calls the engine
                 # after this.
                 if self._resolver is not None:
                     self._resolver.stop()
                 final = self.stats()
+                engine.tcp_stop()
                 engine.udp_stop()
                 engine.dnstap_stop()  # after every worker: what they logged goes out
                 self.pm.hook.stats(server=self, stats=final)

@@ -1257,6 +1257,7 @@ struct opt_options {
 	size_t nsid_len;
 	uint8_t cookie[XD_COOKIE_REPLY_LEN];	/* RFC 7873 */
 	size_t cookie_len;		/* 0: no COOKIE */
+	uint16_t keepalive;		/* RFC 7828, in 100 ms; 0: none */
 };
 
 /* The NSID to send (RFC 5001): only to a query that asked for it. */
@@ -1300,7 +1301,8 @@ static bool cookie_refused(const struct xd_answer_ctx *ctx, bool tcp)
 
 static size_t opt_options_len(const struct opt_options *o)
 {
-	return (o->nsid ? 4 + o->nsid_len : 0) + (o->cookie_len ? 4 + o->cookie_len : 0);
+	return (o->nsid ? 4 + o->nsid_len : 0) + (o->cookie_len ? 4 + o->cookie_len : 0) +
+	       (o->keepalive ? 6 : 0);
 }
 
 static uint8_t *put_option(uint8_t *o, uint16_t code, const uint8_t *data, size_t len)
@@ -1334,6 +1336,12 @@ static void put_opt(struct response *r, const struct xd_query *q,
 		o = put_option(o, XD_EDNS_OPTION_NSID, opts->nsid, opts->nsid_len);
 	if (opts->cookie_len)
 		o = put_option(o, XD_EDNS_OPTION_COOKIE, opts->cookie, opts->cookie_len);
+	if (opts->keepalive) {
+		uint8_t timeout[2];
+
+		xd_put16(timeout, opts->keepalive);
+		o = put_option(o, XD_EDNS_OPTION_KEEPALIVE, timeout, sizeof(timeout));
+	}
 	rdlen = (size_t)(o - (p + XD_OPT_RR_LEN));
 	xd_put16(p + 9, (uint16_t)rdlen);
 	r->len += XD_OPT_RR_LEN + rdlen;
@@ -1436,6 +1444,10 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	r.len = r.question_end = q.question_end;
 	opts.nsid = nsid_for(img, &q, &opts.nsid_len);
 	cookie_for(ctx, &q, &opts);
+	/* RFC 7828 3.3.2: over TCP, to a client that asked, the idle timeout
+	 * it may count on; over UDP the option means nothing (3.2.1). */
+	opts.keepalive = tcp && ctx && q.edns && q.edns_version == 0 && q.keepalive ?
+			 ctx->keepalive : 0;
 	r.reserve = q.edns ? XD_OPT_RR_LEN + XD_EDE_LEN + opt_options_len(&opts) : 0;
 	/* A long NSID beside a long question could outgrow the limit (at least
 	 * 512): the NSID is advisory and goes first.  Without it the question

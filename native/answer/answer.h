@@ -40,6 +40,9 @@ struct xd_answer_ctx {
 	uint32_t rrl_now;			/* xd_rrl_clock(), when want_kind */
 	const struct xd_rcache *cache;		/* the resolver's answers; NULL:
 						 * none (needs now) */
+	uint16_t keepalive;			/* a TCP worker's idle timeout
+						 * in 100 ms (RFC 7828); 0:
+						 * not sent */
 	/* Set per query: */
 	struct xd_client client;		/* unknown family: no cookies */
 	const struct xd_resolver_given *given;	/* a resolver hook's answer

@@ -74,6 +74,7 @@ struct xd_resolver_endpoint {
 	struct reply_ring replies;
 	struct sleeper wake;		/* the worker's */
 	_Atomic int given;		/* answers given since the last flush */
+	bool stream;			/* a TCP worker's: answers up to 65535 bytes */
 };
 
 struct hook_state {
@@ -91,8 +92,8 @@ struct xd_resolver {
 	 * the hooks' threads walk): appended under the lock, never removed
 	 * until the resolver is freed. */
 	pthread_mutex_t attach_lock;
-	struct xd_resolver_endpoint *by_index[XD_WORKERS_MAX];
-	struct xd_resolver_endpoint *list[XD_WORKERS_MAX];
+	struct xd_resolver_endpoint *by_index[XD_READERS];
+	struct xd_resolver_endpoint *list[XD_READERS];
 	_Atomic uint32_t nlist;
 };
 
@@ -144,6 +145,12 @@ static void endpoint_free(struct xd_resolver_endpoint *ep)
 {
 	if (!ep)
 		return;
+	if (ep->replies.entries) {
+		uint32_t head = atomic_load(&ep->replies.head);
+
+		for (uint32_t t = atomic_load(&ep->replies.tail); t != head; t++)
+			free(ep->replies.entries[t & ep->mask].big);
+	}
 	for (int i = 0; i < XD_RESOLVER_HOOKS_MAX; i++)
 		free(ep->to_hook[i]);
 	free(ep->slots);
@@ -183,13 +190,13 @@ fail:
 	return NULL;
 }
 
-int xd_resolver_attach(struct xd_resolver *r, int index,
+int xd_resolver_attach(struct xd_resolver *r, int index, bool stream,
 		       struct xd_resolver_endpoint **out, struct xd_error *err)
 {
 	struct xd_resolver_endpoint *ep;
 	int rc = 0;
 
-	if (index < 0 || index >= XD_WORKERS_MAX)
+	if (index < 0 || index >= XD_READERS)
 		return xd_errorf(err, -EINVAL, "resolver endpoint %d out of range", index);
 	pthread_mutex_lock(&r->attach_lock);
 	ep = r->by_index[index];
@@ -214,6 +221,8 @@ int xd_resolver_attach(struct xd_resolver *r, int index,
 		ep->tail = ep->head;
 		ep->woken = 0;
 	}
+	if (ep)
+		ep->stream = stream;
 	pthread_mutex_unlock(&r->attach_lock);
 	*out = ep;
 	return rc;
@@ -291,6 +300,15 @@ static void sweep(struct xd_resolver_endpoint *ep)
 		ep->tail++;
 }
 
+/* The worker is past reply tail: what it held of its own is freed. */
+static void reply_done(struct xd_resolver_endpoint *ep, uint32_t tail)
+{
+	struct xd_resolver_reply *rep = &ep->replies.entries[tail & ep->mask];
+
+	free(rep->big);
+	rep->big = NULL;
+}
+
 bool xd_resolver_next(struct xd_resolver_endpoint *ep, uint64_t now_ns,
 		      struct xd_resolver_work *w)
 {
@@ -299,18 +317,21 @@ bool xd_resolver_next(struct xd_resolver_endpoint *ep, uint64_t now_ns,
 	uint32_t head;
 
 	if (ep->holding) {
+		reply_done(ep, tail);
 		atomic_store_explicit(&rr->tail, ++tail, memory_order_release);
 		ep->holding = false;
 	}
 	head = atomic_load_explicit(&rr->head, memory_order_acquire);
 	for (; tail != head; atomic_store_explicit(&rr->tail, ++tail, memory_order_release)) {
-		const struct xd_resolver_reply *rep = &rr->entries[tail & ep->mask];
+		struct xd_resolver_reply *rep = &rr->entries[tail & ep->mask];
 		struct xd_resolver_slot *slot = &ep->slots[rep->seq & ep->mask];
 
 		/* Not pending, or a newer query in its slot: it came too late. */
 		if (!slot->pending || atomic_load_explicit(&slot->seq, memory_order_relaxed) !=
-		    rep->seq)
+		    rep->seq) {
+			reply_done(ep, tail);
 			continue;
+		}
 		slot->pending = false;
 		ep->holding = true;
 		w->slot = slot;
@@ -359,9 +380,11 @@ void xd_resolver_awake(struct xd_resolver_endpoint *ep)
 }
 
 int xd_resolver_respond(const struct xd_image *img, struct xd_answer_ctx *ctx,
-			const struct xd_resolver_work *w, uint8_t *resp, size_t cap)
+			const struct xd_resolver_work *w, uint8_t *resp, size_t cap,
+			unsigned flags)
 {
 	const struct xd_resolver_reply *rep = w->reply;
+	const uint8_t *data = rep && rep->big ? rep->big : rep ? rep->data : NULL;
 	struct xd_resolver_given given;
 	int len;
 
@@ -371,17 +394,18 @@ int xd_resolver_respond(const struct xd_image *img, struct xd_answer_ctx *ctx,
 		ctx->cookie = XD_COOKIE_NONE;	/* not the previous query's */
 		if (rep->len > cap)
 			return 0;
-		memcpy(resp, rep->data, rep->len);
+		memcpy(resp, data, rep->len);
 		return rep->len;
 	}
 	if (rep && (rep->kind == XD_RESOLVER_RECORDS || rep->kind == XD_RESOLVER_OVERSIZED)) {
-		given = (struct xd_resolver_given){ rep->data, rep->len, rep->count, rep->header,
+		given = (struct xd_resolver_given){ data, rep->len, rep->count, rep->header,
 						    rep->kind == XD_RESOLVER_OVERSIZED };
 		ctx->given = &given;
 	}
 	/* Without the hook's records: SERVFAIL, or the cache's answer if one
 	 * came meanwhile. */
-	len = xd_answer_ctx(img, ctx, w->slot->query, w->slot->len, resp, cap, 0);
+	len = xd_answer_ctx(img, ctx, w->slot->query, w->slot->len, resp, cap,
+			    flags & XD_ANSWER_TCP);
 	ctx->given = NULL;
 	return len;
 }
@@ -394,7 +418,7 @@ int xd_engine_resolver_start(struct xd_engine *e, const struct xd_resolver_confi
 	struct xd_resolver *r;
 	uint32_t h;
 
-	if (e->resolver || e->udp || e->xdp)
+	if (e->resolver || e->udp || e->tcp || e->xdp)
 		return xd_errorf(err, -EBUSY, "the resolver starts once, before the workers");
 	if (!power_of_two(cfg->ring_size) || (cfg->cache_size && !power_of_two(cfg->cache_size)))
 		return xd_errorf(err, -EINVAL, "ring_size and cache_size must be powers of two "
@@ -471,6 +495,7 @@ static bool copy_query(const struct xd_resolver_endpoint *ep, uint32_t seq,
 	out->family = slot->client.family;
 	memcpy(out->ip, slot->client.addr, sizeof(out->ip));
 	out->port = slot->port;
+	out->tcp = ep->stream;
 	out->len = slot->len <= XD_RESOLVER_QUERY_MAX ? slot->len : 0;
 	memcpy(out->query, slot->query, out->len);
 	atomic_thread_fence(memory_order_acquire);
@@ -547,9 +572,16 @@ static int give(struct xd_resolver_endpoint *ep, const struct xd_resolver_reply 
 {
 	struct reply_ring *rr = &ep->replies;
 	struct xd_resolver_reply *slot;
+	uint8_t *big = NULL;
 	uint32_t h;
 	int rc = 0;
 
+	if (len > sizeof(slot->data)) {
+		big = malloc(len);
+		if (!big)
+			return -ENOBUFS;
+		memcpy(big, data, len);
+	}
 	pthread_mutex_lock(&rr->lock);
 	h = atomic_load_explicit(&rr->head, memory_order_relaxed);
 	if (h - atomic_load_explicit(&rr->tail, memory_order_acquire) > ep->mask) {
@@ -557,10 +589,14 @@ static int give(struct xd_resolver_endpoint *ep, const struct xd_resolver_reply 
 	} else {
 		slot = &rr->entries[h & ep->mask];
 		memcpy(slot, head, offsetof(struct xd_resolver_reply, data));
-		memcpy(slot->data, data, len);
+		slot->big = big;
+		if (!big)
+			memcpy(slot->data, data, len);
+		big = NULL;
 		atomic_store_explicit(&rr->head, h + 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&rr->lock);
+	free(big);	/* not given */
 	if (rc == 0)
 		atomic_store_explicit(&ep->given, 1, memory_order_release);
 	return rc;
@@ -624,12 +660,17 @@ int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_quer
 	struct xd_resolver *r = e->resolver;
 	struct xd_resolver_reply head = { .seq = q->seq, .kind = (uint16_t)kind };
 	uint32_t nlist = r ? atomic_load_explicit(&r->nlist, memory_order_acquire) : 0;
+	struct xd_resolver_endpoint *ep;
+	size_t most;
 	int n;
 
 	if (cached)
 		*cached = 0;
 	if (q->endpoint >= nlist || q->len > XD_RESOLVER_QUERY_MAX)
 		return -EINVAL;
+	ep = r->list[q->endpoint];
+	/* What one message holds: a datagram we send, or a TCP message. */
+	most = ep->stream ? UINT16_MAX : XD_RESOLVER_ANSWER_MAX;
 	switch (kind) {
 	case XD_RESOLVER_RECORDS:
 		n = xd_resolver_records_count(data, len);
@@ -637,7 +678,7 @@ int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_quer
 			return -EINVAL;
 		head.count = (uint16_t)n;
 		head.header = (uint16_t)header;
-		if (len > XD_RESOLVER_ANSWER_MAX) {
+		if (len > most) {
 			/* More than any UDP response holds (nor a cache entry):
 			 * the worker's core sends TC, and the client asks over
 			 * TCP. */
@@ -645,14 +686,14 @@ int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_quer
 			len = 0;
 			break;
 		}
-		if (r->cache && cache_ttl && n > 0 &&
+		if (r->cache && cache_ttl && n > 0 && len <= XD_RESOLVER_ANSWER_MAX &&
 		    xd_rcache_put_given(r->cache, &(struct xd_resolver_given){ data, len, head.count,
 								     head.header, false },
 				q->query, q->len, cache_ttl) && cached)
 			*cached = 1;
 		break;
 	case XD_RESOLVER_WIRE:
-		if (len > XD_RESOLVER_ANSWER_MAX)
+		if (len > most)
 			return -EMSGSIZE;
 		if (len < XD_DNS_HEADER_LEN)
 			return -EINVAL;
@@ -664,5 +705,5 @@ int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_quer
 		return -EINVAL;
 	}
 	head.len = (uint16_t)len;
-	return give(r->list[q->endpoint], &head, data, len);
+	return give(ep, &head, data, len);
 }

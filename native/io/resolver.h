@@ -49,6 +49,9 @@ struct xd_resolver_reply {
 	uint16_t header;		/* RECORDS: AA and RCODE */
 	uint16_t count;			/* RECORDS: how many */
 	uint16_t len;
+	/* An answer for a stream transport (TCP) longer than data holds, in
+	 * memory of its own: freed once the worker is past it. */
+	uint8_t *big;
 	uint8_t data[XD_RESOLVER_ANSWER_MAX];
 };
 
@@ -58,8 +61,9 @@ struct xd_resolver_endpoint;
 /* The endpoint of the worker with reader slot `index` (engine_internal.h),
  * made the first time and kept until the resolver is freed (a hook's
  * thread may still read it after the worker stopped): queries a previous
- * worker left there are forgotten. */
-int xd_resolver_attach(struct xd_resolver *r, int index,
+ * worker left there are forgotten.  stream: the worker's transport is TCP,
+ * whose answers may be up to 65535 bytes. */
+int xd_resolver_attach(struct xd_resolver *r, int index, bool stream,
 		       struct xd_resolver_endpoint **out, struct xd_error *err);
 /* Readable when the worker has answers to send (after xd_resolver_sleep). */
 int xd_resolver_endpoint_fd(const struct xd_resolver_endpoint *ep);
@@ -102,7 +106,8 @@ void xd_resolver_awake(struct xd_resolver_endpoint *ep);
 struct xd_answer_ctx;
 struct xd_image;
 int xd_resolver_respond(const struct xd_image *img, struct xd_answer_ctx *ctx,
-			const struct xd_resolver_work *w, uint8_t *resp, size_t cap);
+			const struct xd_resolver_work *w, uint8_t *resp, size_t cap,
+			unsigned flags);
 
 /* CLOCK_MONOTONIC in nanoseconds, the clock of the deadlines. */
 uint64_t xd_resolver_clock(void);

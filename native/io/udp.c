@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "io/dnstap.h"
+#include "io/listen.h"
 #include "engine_internal.h"
 #include "error.h"
 #include "io/resolver.h"
@@ -173,27 +174,6 @@ static const struct sockaddr_storage *socket_local(const struct xd_udp_worker *w
 	return NULL;
 }
 
-/* The address (IPv4 in the first 4 bytes) and port of a socket address;
- * false for a family other than IPv4 and IPv6. */
-static bool sockaddr_parts(const struct sockaddr_storage *ss, uint8_t *addr, uint16_t *port)
-{
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-
-		memcpy(addr, &in->sin_addr, 4);
-		*port = ntohs(in->sin_port);
-		return true;
-	}
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-
-		memcpy(addr, &in6->sin6_addr, 16);
-		*port = ntohs(in6->sin6_port);
-		return true;
-	}
-	return false;
-}
-
 /* Copies query i and its response (len bytes; 0: none sent) into the
  * worker's dnstap ring: the client from the datagram's source, the server
  * from the socket's own address, or from IP_PKTINFO or IPV6_PKTINFO when
@@ -211,10 +191,10 @@ static void tap_query(struct xd_udp_worker *w, int fd, struct batch *b, int i,
 		.response_len = len > 0 ? (uint16_t)len : 0,
 	};
 
-	if (!sockaddr_parts(&b->addr[i], ev.client, &ev.client_port))
+	if (!xd_sockaddr_parts(&b->addr[i], ev.client, &ev.client_port))
 		return;
 	if (local)
-		sockaddr_parts(local, ev.server, &ev.server_port);
+		xd_sockaddr_parts(local, ev.server, &ev.server_port);
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(rx); c; c = CMSG_NXTHDR(rx, c)) {
 		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO)
 			memcpy(ev.server, &((struct in_pktinfo *)CMSG_DATA(c))->ipi_addr, 4);
@@ -418,83 +398,6 @@ out:
 	return NULL;
 }
 
-static int parse_address(const struct xd_listen *l, uint16_t port,
-			 struct sockaddr_storage *ss, socklen_t *len)
-{
-	struct sockaddr_in *in = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, l->host, &in->sin_addr) == 1) {
-		in->sin_family = AF_INET;
-		in->sin_port = htons(port);
-		*len = sizeof(*in);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, l->host, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons(port);
-		*len = sizeof(*in6);
-		return 0;
-	}
-	return -EINVAL;
-}
-
-static bool is_wildcard(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
-}
-
-static int open_socket(const struct xd_listen *l, uint16_t port, int *bound_port,
-		       struct xd_error *err)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int one = 1, fd, rc;
-
-	if (parse_address(l, port, &ss, &len)) {
-		snprintf(err->message, sizeof(err->message),
-			 "listen address %s is not a numeric IPv4 or IPv6 address",
-			 l->host);
-		return -EINVAL;
-	}
-	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto out_errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
-		goto out_close;
-	if (ss.ss_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)))
-		goto out_close;
-	/* Only a wildcard bind needs to learn the query's destination (see
-	 * reply_control); elsewhere it costs about 1% for nothing. */
-	if (is_wildcard(&ss) && (ss.ss_family == AF_INET6 ?
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) :
-	    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one))))
-		goto out_close;
-	if (bind(fd, (struct sockaddr *)&ss, len))
-		goto out_close;
-	len = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &len))
-		goto out_close;
-	*bound_port = ntohs(ss.ss_family == AF_INET ?
-			    ((struct sockaddr_in *)&ss)->sin_port :
-			    ((struct sockaddr_in6 *)&ss)->sin6_port);
-	return fd;
-
-out_close:
-	rc = -errno;
-	close(fd);
-	errno = -rc;
-out_errno:
-	rc = -errno;
-	snprintf(err->message, sizeof(err->message), "UDP %s port %u: %s",
-		 l->host, port, strerror(-rc));
-	return rc;
-}
-
 static int worker_open(struct xd_udp *u, struct xd_udp_worker *w,
 		       const struct xd_listen *listen, int nlisten,
 		       struct xd_error *err)
@@ -514,7 +417,7 @@ static int worker_open(struct xd_udp *u, struct xd_udp_worker *w,
 		/* Port 0: the first socket picks one, the rest share it. */
 		uint16_t port = listen[i].port ? listen[i].port : u->ports[i];
 		int bound = 0;
-		int fd = open_socket(&listen[i], port, &bound, err);
+		int fd = xd_listen_open(&listen[i], SOCK_DGRAM, port, &bound, err);
 		socklen_t len = sizeof(w->local[0]);
 
 		if (fd < 0)
@@ -534,7 +437,7 @@ static int worker_open(struct xd_udp *u, struct xd_udp_worker *w,
 static int watch_resolver(struct xd_udp_worker *w, struct xd_error *err)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = EV_RESOLVER };
-	int rc = xd_resolver_attach(w->core.engine->resolver, w->core.reader, &w->core.ep, err);
+	int rc = xd_resolver_attach(w->core.engine->resolver, w->core.reader, false, &w->core.ep, err);
 
 	if (rc)
 		return rc;

@@ -19,6 +19,10 @@ void xd_core_begin(struct xd_worker_core *w, struct xd_core_batch *b, bool with_
 	/* Under the same epoch as the image: freed only once we leave. */
 	b->acl = with_acl ? atomic_load(&w->engine->acl) : NULL;
 	b->rrl = xd_engine_batch_begin(w->engine, &w->rrl, &b->ctx);
+	/* Rate limiting is for datagrams: a TCP client proved its address,
+	 * and its answers cannot be reflected at anyone else. */
+	if (w->answer_flags & XD_ANSWER_TCP)
+		b->rrl = NULL;
 }
 
 /* The response that leaves: rate limiting may drop it or send it
@@ -72,7 +76,7 @@ int xd_core_answer(struct xd_worker_core *w, struct xd_core_batch *b,
 		xd_client_from_sockaddr(&b->ctx.client, source);
 	}
 	len = xd_answer_ctx(b->img, &b->ctx, query, qlen, resp, cap,
-			    w->ep ? XD_ANSWER_DEFER : 0);
+			    w->answer_flags | (w->ep ? XD_ANSWER_DEFER : 0));
 	if (len == -EAGAIN) {
 		if (defer(w, b, query, qlen, back)) {
 			b->deferred++;
@@ -80,7 +84,7 @@ int xd_core_answer(struct xd_worker_core *w, struct xd_core_batch *b,
 		}
 		/* The fast path never waits: SERVFAIL at once. */
 		b->resolver_full++;
-		len = xd_answer_ctx(b->img, &b->ctx, query, qlen, resp, cap, 0);
+		len = xd_answer_ctx(b->img, &b->ctx, query, qlen, resp, cap, w->answer_flags);
 	}
 	return finish(w, b, resp, len, &b->rrl_counts);
 }
@@ -131,7 +135,8 @@ void xd_core_serve_resolver(struct xd_worker_core *w, const struct xd_core_sende
 		int len;
 
 		expired += !work.reply;
-		len = b.img ? xd_resolver_respond(b.img, &b.ctx, &work, buf, cap) : 0;
+		len = b.img ? xd_resolver_respond(b.img, &b.ctx, &work, buf, cap,
+							   w->answer_flags) : 0;
 		len = finish(w, &b, buf, len, &b.rrl_counts);
 		s->put(s->arg, route, buf, len);
 		if (len > 0)

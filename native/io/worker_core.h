@@ -34,6 +34,7 @@ struct xd_worker_core {
 	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no
 						 * resolver */
 	struct xd_dnstap_ring *tap;		/* NULL: no dnstap */
+	unsigned answer_flags;			/* XD_ANSWER_TCP for TCP */
 };
 
 /* What a batch reads once, and counts until its end. */

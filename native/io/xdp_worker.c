@@ -630,8 +630,8 @@ int xd_xsk_thread_start(struct xd_xsk_worker *w, void *(*main)(void *), void *ar
 int xd_xsk_worker_start(struct xd_xsk_worker *w, struct xd_error *err)
 {
 	if (w->core.engine->resolver) {
-		int rc = xd_resolver_attach(w->core.engine->resolver, w->core.reader, &w->core.ep,
-					    err);
+		int rc = xd_resolver_attach(w->core.engine->resolver, w->core.reader, false,
+					    &w->core.ep, err);
 
 		if (rc)
 			return rc;

@@ -72,6 +72,8 @@ static int parse_options(struct xd_query *q, const uint8_t *rdata, size_t len)
 			q->nsid = true;	/* RFC 5001 2.1: its payload is empty */
 		else if (code == XD_EDNS_OPTION_COOKIE)
 			note_cookie(q, rdata + p + 4, olen);
+		else if (code == XD_EDNS_OPTION_KEEPALIVE)
+			q->keepalive = true;
 		p += 4 + olen;
 	}
 	return 0;
@@ -149,6 +151,7 @@ int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len)
 	q->udp_size = 0;
 	q->nsid = false;
 	q->cookie = NULL;
+	q->keepalive = false;
 	q->cookie_len = 0;
 	q->cookie_malformed = false;
 	q->pkt = pkt;

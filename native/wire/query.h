@@ -31,6 +31,7 @@ struct xd_query {
 	uint16_t edns_flags;
 	uint16_t udp_size;
 	bool nsid;		/* the OPT asks for the server's NSID (RFC 5001) */
+	bool keepalive;		/* it has an edns-tcp-keepalive option (RFC 7828) */
 	/* The first COOKIE option (RFC 7873 5.2: later ones are ignored);
 	 * NULL when there is none. */
 	const uint8_t *cookie;
