@@ -1,13 +1,23 @@
-"""xdpdns/tcp.py: DNS over TCP per RFC 7766, against a running `xdpdns serve`."""
+"""native/io/tcp.c: DNS over TCP per RFC 7766 and RFC 7828, and its
+limits, against a running `xdpdns serve`."""
 
+import json
+import signal
 import socket
 import struct
+import threading
 import time
 
+import dns.edns
 import dns.flags
 import dns.message
+import dns.query
 import dns.rcode
+import dns.zone
 import pytest
+
+from conftest import run_xdpdns_cli
+from xdpdns.config import default_zone_path
 
 IDLE_TIMEOUT = 0.5
 MAX_CONNECTIONS = 2
@@ -20,8 +30,6 @@ def server(xdpdns_serve, tmp_path):
         '[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n'
         f"tcp_idle_timeout = {IDLE_TIMEOUT}\ntcp_max_connections = {MAX_CONNECTIONS}\n")
     # A config file without [[zone]] serves none: give the example zone.
-    from xdpdns.config import default_zone_path
-
     serve = xdpdns_serve("--config", conf, "--zone", default_zone_path())
     return serve.addresses[0]
 
@@ -52,8 +60,53 @@ def recv_exactly(sock, n):
     return data
 
 
-def connect(address):
-    return socket.create_connection(address, timeout=5)
+def connect(address, source="127.0.0.1", rcvbuf=None):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    if rcvbuf:  # before connect: the window the server sees
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.bind((source, 0))
+    sock.connect(address)
+    return sock
+
+
+def closed(sock, within):
+    """Whether the server closes sock within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+class Served:
+    """A server of serve_with: its process, and its TCP counters."""
+
+    def __init__(self, serve, control):
+        self.serve = serve
+        self.proc = serve.proc
+        self.output = serve.output
+        self.control = control
+
+    def tcp_stats(self):
+        result = run_xdpdns_cli("stats", "--control-socket", self.control, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["tcp"]
+
+
+def serve_with(xdpdns_serve, tmp_path, server_keys, extra="", zone=None):
+    conf = tmp_path / "xdpdns.toml"
+    keys = "".join(f"{k} = {v}\n" for k, v in server_keys.items())
+    zone = zone or default_zone_path()
+    conf.write_text('[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n' + keys + extra +
+                    f'[[zone]]\nfile = "{zone}"\nallow_transfer = ["127.0.0.0/8"]\n')
+    control = tmp_path / "ctl.sock"
+    serve = xdpdns_serve("--config", conf, "--control-socket", control)
+    return Served(serve, control), serve.addresses[0]
 
 
 def query(name, rdtype="A", qid=None):
@@ -129,3 +182,211 @@ def test_connection_cap(server):
     with connect(server) as again:
         again.sendall(framed(query("www.example.com.")))
         assert read_message(again) is not None
+
+
+def test_a_deferred_answer_comes_after_later_ones(xdpdns_serve, tmp_path):
+    """RFC 7766 7: the whoami plugin's name goes to its hook thread, and
+    the query sent after it, answered on the fast path, comes back first."""
+    _, address = serve_with(xdpdns_serve, tmp_path, {},
+                            '[plugins.whoami]\nname = "whoami.example.com."\n')
+    with connect(address) as sock:
+        sock.sendall(framed(query("whoami.example.com.", qid=1)) +
+                     framed(query("www.example.com.", qid=2)))
+        first, second = read_message(sock), read_message(sock)
+    assert (first.id, second.id) == (2, 1)
+    assert second.answer[0].to_text().endswith("127.0.0.1")
+
+
+def test_one_client_cannot_hold_every_connection(xdpdns_serve, tmp_path):
+    """Slowloris: a client that opens connections and sends nothing holds
+    at most tcp_max_client_connections; another client is answered."""
+    server, address = serve_with(xdpdns_serve, tmp_path,
+                                 {"tcp_max_connections": 20, "tcp_max_client_connections": 3,
+                                  "tcp_idle_timeout": 30})
+    held = [connect(address, "127.0.0.2") for _ in range(3)]
+    try:
+        time.sleep(0.2)  # accepted by now
+        with connect(address, "127.0.0.2") as extra:
+            assert closed(extra, 2)
+        with connect(address, "127.0.0.3") as other:
+            other.sendall(framed(query("www.example.com.", qid=9)))
+            assert read_message(other).id == 9
+        stats = server.tcp_stats()
+        assert stats["client_rejected"] == 1 and stats["open"] == 3
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_query_sent_too_slowly_is_cut_by_the_io_timeout(xdpdns_serve, tmp_path):
+    server, address = serve_with(xdpdns_serve, tmp_path,
+                                 {"tcp_io_timeout": 0.3, "tcp_idle_timeout": 30})
+    with connect(address) as sock:
+        sock.sendall(b"\x00\x20ab")  # 4 of the 34 bytes it announces
+        started = time.monotonic()
+        assert closed(sock, 5)
+        assert time.monotonic() - started < 3  # well before the idle timeout
+    assert server.tcp_stats()["io_timeouts"] == 1
+
+
+def test_the_last_query_a_connection_may_ask_is_answered_then_closed(xdpdns_serve, tmp_path):
+    server, address = serve_with(xdpdns_serve, tmp_path, {"tcp_max_queries": 2})
+    with connect(address) as sock:
+        sock.sendall(b"".join(framed(query("www.example.com.", qid=i)) for i in (1, 2, 3)))
+        assert [read_message(sock).id for _ in range(2)] == [1, 2]
+        assert read_message(sock) is None
+
+
+def test_a_connection_lives_no_longer_than_its_lifetime(xdpdns_serve, tmp_path):
+    server, address = serve_with(xdpdns_serve, tmp_path,
+                                 {"tcp_lifetime": 0.5, "tcp_idle_timeout": 30})
+    with connect(address) as sock:
+        for i in range(3):  # busy, not idle
+            sock.sendall(framed(query("www.example.com.", qid=i)))
+            assert read_message(sock).id == i
+            time.sleep(0.1)
+        assert closed(sock, 3)
+    assert server.tcp_stats()["limit_closed"] == 1
+
+
+KEEPALIVE = 11  # RFC 7828's option code
+
+
+def _keepalive(response):
+    return [o for o in response.options if o.otype == KEEPALIVE]
+
+
+def test_keepalive_tells_the_idle_timeout_to_a_client_that_asks(xdpdns_serve, tmp_path):
+    """RFC 7828: over TCP, to a query with the option, the idle timeout in
+    units of 100 ms; never over UDP, nor unasked."""
+    _, address = serve_with(xdpdns_serve, tmp_path, {"tcp_idle_timeout": 7.5})
+    asking = dns.message.make_query("www.example.com.", "A", use_edns=0,
+                                    options=[dns.edns.GenericOption(KEEPALIVE, b"")])
+    got = dns.query.tcp(asking, address[0], port=address[1], timeout=5)
+    assert [o.to_wire() for o in _keepalive(got)] == [struct.pack("!H", 75)]
+    assert not _keepalive(dns.query.udp(asking, address[0], port=address[1], timeout=5))
+    unasked = dns.message.make_query("www.example.com.", "A", use_edns=0)
+    assert not _keepalive(dns.query.tcp(unasked, address[0], port=address[1], timeout=5))
+
+
+def _big_zone(tmp_path, records):
+    path = tmp_path / "big.test.zone"
+    lines = ["$ORIGIN big.test.", "$TTL 300",
+             "@ SOA ns1 hostmaster 1 3600 600 86400 300", "@ NS ns1", "ns1 A 198.18.0.1"]
+    lines += [f"h{i} A 198.18.{i >> 8 & 255}.{i & 255}" for i in range(records)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _axfr_query(qid):
+    q = dns.message.make_query("big.test.", "AXFR")
+    q.id = qid
+    return q
+
+
+def _transfer_records(sock, expect):
+    """Reads messages until `expect` records came (ANCOUNTs summed, no
+    parsing: a large zone would take seconds); returns how many came."""
+    total = 0
+    while total < expect:
+        prefix = recv_exactly(sock, 2)
+        assert prefix is not None, f"the transfer was cut short after {total} records"
+        message = recv_exactly(sock, struct.unpack("!H", prefix)[0])
+        total += struct.unpack("!H", message[6:8])[0]
+    return total
+
+
+# About 5.7 MB: more than the kernel's send buffer grows to (tcp_wmem's
+# 4 MiB), so a client that does not read stalls the transfer.
+STALLING_RECORDS = 250000
+
+
+def test_a_slow_transfer_reader_holds_no_one_else(xdpdns_serve, tmp_path):
+    """A secondary that reads a large transfer slowly gets all of it, while
+    queries on other connections are answered at once meanwhile: the
+    transfer is made only as fast as it is read."""
+    server, address = serve_with(xdpdns_serve, tmp_path,
+                                 {"tcp_io_timeout": 5, "tcp_workers": 1},
+                                 zone=_big_zone(tmp_path, STALLING_RECORDS))
+    with connect(address, rcvbuf=4096) as slow:
+        slow.sendall(framed(_axfr_query(77)))
+        time.sleep(0.3)  # the server fills the window and waits
+        with connect(address) as other:
+            for i in range(50):
+                started = time.monotonic()
+                other.sendall(framed(query("h5.big.test.", qid=i)))
+                assert read_message(other).answer
+                assert time.monotonic() - started < 0.5
+        assert server.tcp_stats()["transfers"] == 0  # still going
+        total = 0
+        while total < STALLING_RECORDS + 4:  # a slow reader: a pause a message
+            total += _transfer_records(slow, 1)
+            time.sleep(0.001)
+    assert total == STALLING_RECORDS + 4
+    assert server.tcp_stats()["transfers"] == 1
+
+
+def test_transfers_beyond_the_limit_are_refused_and_a_stalled_one_is_cut(
+        xdpdns_serve, tmp_path):
+    server, address = serve_with(xdpdns_serve, tmp_path,
+                                 {"tcp_io_timeout": 1, "tcp_max_transfers": 1},
+                                 zone=_big_zone(tmp_path, STALLING_RECORDS))
+    with connect(address, rcvbuf=4096) as stalled:
+        stalled.sendall(framed(_axfr_query(1)))
+        time.sleep(0.2)
+        with connect(address) as second:
+            second.sendall(framed(_axfr_query(2)))
+            refused = read_message(second)
+            assert refused.id == 2 and refused.rcode() == dns.rcode.REFUSED
+        # Never read: the transfer stalls, and the io timeout ends it.
+        time.sleep(2)
+        stats = server.tcp_stats()
+        assert stats["transfers_refused"] == 1 and stats["io_timeouts"] == 1
+        assert stats["transfers_failed"] == 1
+    with connect(address) as third:  # the slot is free again
+        third.sendall(framed(_axfr_query(3)))
+        assert _transfer_records(third, STALLING_RECORDS + 4) == STALLING_RECORDS + 4
+
+
+def test_a_reload_that_denies_a_client_closes_its_open_connection(xdpdns_serve, tmp_path):
+    """The source ACL is read for every query: a client the reloaded ACL
+    drops loses the connection it already had."""
+    server, address = serve_with(xdpdns_serve, tmp_path, {},
+                                 '[plugins.acl]\ndeny = ["198.18.0.0/15"]\n'
+                                 'socket_action = "drop"\n')
+    conf = tmp_path / "xdpdns.toml"
+    with connect(address, "127.0.0.2") as sock:
+        sock.sendall(framed(query("www.example.com.", qid=1)))
+        assert read_message(sock).id == 1
+        conf.write_text(conf.read_text().replace("198.18.0.0/15", "127.0.0.2"))
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reloaded" not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "reloaded" in server.output()
+        sock.sendall(framed(query("www.example.com.", qid=2)))
+        assert read_message(sock) is None
+    assert server.tcp_stats()["denied_closed"] == 1
+
+
+def test_many_pipelined_queries_from_many_connections_at_once(xdpdns_serve, tmp_path):
+    """Every connection gets every answer, in its own order."""
+    _, address = serve_with(xdpdns_serve, tmp_path, {"tcp_workers": 2})
+    errors = []
+
+    def client(n):
+        try:
+            with connect(address) as sock:
+                sock.sendall(b"".join(framed(query("www.example.com.", qid=n * 100 + i))
+                                      for i in range(100)))
+                ids = [read_message(sock).id for _ in range(100)]
+            assert ids == [n * 100 + i for i in range(100)]
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
