@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""dnsperf against xdpdns (socket mode), NSD and Knot DNS (UDP mode) on one
-zone and one query file, on loopback, in one run.
+"""dnsperf against xdpdns (socket mode), NSD and Knot DNS on one zone and
+one query file, on loopback, in one run, over UDP or (--transport tcp) TCP.
 
 Each server in turn is started on 127.0.0.1, pinned to the server CPU (every
 thread, re-pinned once it answers: knotd sets its own affinity), warmed up,
@@ -126,13 +126,28 @@ def sample_answers(server: Server, queries: list[tuple[str, str]]) -> list[tuple
     return [summarize(server.ask(name, qtype)) for name, qtype in queries]
 
 
+def xdpdns_tcp_config(workdir: Path, args) -> Path:
+    """TCP workers as many as the peers', and connection limits above the
+    load (every dnsperf client is one connection from 127.0.0.1)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "xdpdns.toml"
+    conf.write_text(f"[server]\ntcp_workers = {args.workers}\n"
+                    f"tcp_max_connections = {max(256, 2 * args.clients)}\n"
+                    f"tcp_max_client_connections = {max(32, 2 * args.clients)}\n")
+    return conf
+
+
 def make_server(name: str, args, workdir: Path, zonefile: Path, port: int,
                 cpus: set[int] | None = None) -> Server:
     """The server on 127.0.0.1:port, pinned to cpus from its start."""
     where = servers.Placement(listen=(servers.LOOPBACK,), port=port, cpus=tuple(cpus or ()),
                               workers=args.workers)
+    options = {}
+    if name == "xdpdns" and args.transport == "tcp":
+        options["config"] = xdpdns_tcp_config(workdir, args)
     return servers.make_server(name, "socket", workdir, [ZoneFile(ORIGIN, zonefile)], where,
-                               command=shlex.split(args.xdpdns), log_level="warning")
+                               command=shlex.split(args.xdpdns), log_level="warning",
+                               **options)
 
 
 def measure(server, args, queryfile: Path) -> dict:
@@ -147,7 +162,8 @@ def measure(server, args, queryfile: Path) -> dict:
         load = generators.Load(
             target=servers.LOOPBACK, port=server.port, query_file=queryfile,
             duration=args.seconds, clients=args.clients, outstanding=args.outstanding,
-            threads=args.threads, timeout=args.timeout, cpus=tuple(client_cpus))
+            threads=args.threads, timeout=args.timeout, cpus=tuple(client_cpus),
+            tcp=args.transport == "tcp")
         argv = generators.dnsperf_argv(load)
         if args.warmup:
             generators.run("dnsperf", dataclasses.replace(load, duration=args.warmup, timeout=1))
@@ -345,6 +361,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10, help="dnsperf -l per run")
     ap.add_argument("--warmup", type=float, default=1, help="dnsperf warm-up seconds (0: none)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per server, alternating")
+    ap.add_argument("--transport", choices=("udp", "tcp"), default="udp",
+                    help="dnsperf -m: over TCP every client is a connection")
     ap.add_argument("--clients", type=int, default=8, help="dnsperf -c")
     ap.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
     ap.add_argument("--threads", type=int, default=1, help="dnsperf -T")

@@ -6,8 +6,9 @@ and buffers behind three small classes, turns negative errno returns into
 object deterministically (``close()`` or ``with``), with ``ffi.gc`` as the
 fallback when an object is dropped without being closed.
 
-cffi releases the GIL for the duration of every C call, so the TCP listener
-and the native UDP workers answer in parallel.
+cffi releases the GIL for the duration of every C call, so Python's callers
+(the control socket, the resolver's hook threads) and the native workers
+run in parallel.
 """
 
 from __future__ import annotations
@@ -704,7 +705,7 @@ DEFERRED = _Deferred()
 
 
 def _answer(call, query: bytes, tcp: bool, defer: bool = False):
-    # One response buffer per thread: the TCP listener and tests may answer
+    # One response buffer per thread: the resolver's threads and tests may answer
     # from several threads at once, and a fresh 64 KiB buffer per query costs.
     resp = getattr(_buffers, "resp", None)
     if resp is None:

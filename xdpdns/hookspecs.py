@@ -196,7 +196,7 @@ def address_policy(config: "Config") -> "AddressPolicy | None":
 def startup(server: "Server") -> None:
     """The server is up: the image is published and every listener is bound.
 
-    Called once, after the UDP workers and the TCP listener have started and
+    Called once, after the UDP and TCP workers have started and
     before the server logs that it is ready.  An exception aborts the start
     (the server stops again and exits non-zero).  Every implementation is
     called; results are ignored.

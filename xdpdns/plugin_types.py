@@ -55,7 +55,7 @@ class ZoneAcl:
     only when ``allow_transfer`` holds it (as Knot: no transfer without a
     rule that allows it).  A denied query gets REFUSED from the answering
     core.  An allowed client gets the zone by AXFR (or IXFR, answered with
-    the whole zone) over TCP (xdpdns/tcp.py, native/answer/axfr.c); a denied one
+    the whole zone) over TCP (native/io/tcp.c, native/answer/axfr.c); a denied one
     REFUSED with EDE 18 (Prohibited).  The lookup is
     :meth:`xdpdns.engine.Image.zone_allows`.
     """

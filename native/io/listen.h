@@ -12,6 +12,9 @@
 
 #include "engine.h"
 
+/* Listen addresses a transport takes. */
+#define XD_LISTEN_MAX 64
+
 /* Opens a non-blocking socket of type (SOCK_DGRAM, or SOCK_STREAM, which
  * is also made to listen) bound to l's host and port (0: the kernel picks
  * one, which *bound_port says).  Returns the fd, or a negative errno with

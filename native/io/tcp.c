@@ -41,7 +41,6 @@
 #include "wire/wire.h"
 #include "io/worker_core.h"
 
-#define XD_LISTEN_MAX 64
 #define XD_TCP_EVENTS 64
 /* Per-client counts live in buckets of a keyed hash of the address: a
  * collision only makes two clients share a limit, and without the key no

@@ -36,7 +36,6 @@
 #define XD_UDP_QUERY_MAX 4096
 /* Responses never exceed the 1232-byte payload we advertise. */
 #define XD_UDP_RESPONSE_MAX 1232
-#define XD_LISTEN_MAX 64
 #define XD_CMSG_SPACE 64
 
 struct xd_udp_worker {

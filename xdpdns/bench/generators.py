@@ -93,6 +93,7 @@ class Load:
     src_mac: bytes = b""
     dst_mac: bytes = b""
     dnssec: bool = False  # EDNS with DO on every query
+    tcp: bool = False  # dnsperf -m tcp: each client a TCP connection
 
 
 @dataclass
@@ -143,6 +144,8 @@ def dnsperf_argv(load: Load) -> list[str]:
         argv += ["-Q", str(load.rate)]
     if load.dnssec:
         argv.append("-D")
+    if load.tcp:
+        argv += ["-m", "tcp"]
     return argv
 
 

@@ -198,6 +198,8 @@ def nsd_config(workdir: Path, listen: Sequence[str], port: int, workers: int,
         "    verbosity: 1\n"
         "    hide-version: yes\n"
         "    minimal-responses: yes\n"
+        # 100 by default: a TCP load of more clients would be refused.
+        "    tcp-count: 1024\n"
         "    rrl-ratelimit: 0\n"
         "    rrl-whitelist-ratelimit: 0\n"
         "    zonefiles-write: 0\n"
