@@ -145,9 +145,10 @@ def _knotd_path():
     return shutil.which("knotd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 
 
-def _knot_config(workdir, port, zones):
+def _knot_config(workdir, port, zones, transfers=False):
+    acl = "    acl: xfr\n" if transfers else ""
     zone_lines = "".join(
-        f"  - domain: \"{origin}\"\n    file: \"{path}\"\n" for origin, path in zones
+        f"  - domain: \"{origin}\"\n    file: \"{path}\"\n{acl}" for origin, path in zones
     )
     user = "    user: root:root\n" if os.geteuid() == 0 else ""
     # The same identity as DIFF_IDENTITY gives xdpdns, so that CHAOS and
@@ -169,6 +170,8 @@ def _knot_config(workdir, port, zones):
         "    any: info\n"
         "database:\n"
         f"    storage: \"{workdir}/db\"\n"
+        + ("acl:\n  - id: xfr\n    address: 127.0.0.1\n    action: transfer\n"
+           if transfers else "") +
         "mod-cookies:\n"
         "  - id: diff\n"
         f"    secret: 0x{DIFF_COOKIE_SECRET}\n"
@@ -208,8 +211,9 @@ def diff_server_config(workdir) -> Path:
     return path
 
 
-def start_knot(workdir, zones):
-    """Starts knotd in the foreground on a free loopback port serving zones;
+def start_knot(workdir, zones, transfers=False):
+    """Starts knotd in the foreground on a free loopback port serving zones
+    (transfers: to 127.0.0.1, by an ACL);
     returns a ServerProcess once every zone answers."""
     knotd = _knotd_path()
     if knotd is None:
@@ -217,7 +221,7 @@ def start_knot(workdir, zones):
     workdir = Path(workdir)
     port = _free_port()
     conf = workdir / "knot.conf"
-    conf.write_text(_knot_config(workdir, port, zones))
+    conf.write_text(_knot_config(workdir, port, zones, transfers))
     return _start("knotd", [knotd, "-c", str(conf)], workdir / "knotd.log", port, zones)
 
 
