@@ -83,6 +83,6 @@ class build_with_bpf(build):
 
 
 setup(
-    cffi_modules=["native/build_engine.py:ffibuilder"],
+    cffi_modules=["native/build_engine.py:ffibuilder", "native/build_loadgen.py:ffibuilder"],
     cmdclass={"build": build_with_bpf, "build_bpf": build_bpf},
 )

@@ -1,7 +1,8 @@
 """cffi builder of the C engine: the extension module ``xdpdns._engine``.
 
-Out-of-line API mode: cffi compiles a C wrapper around every native/*.c, so
-calls go straight to C (and release the GIL) without a libffi trampoline.
+Out-of-line API mode: cffi compiles a C wrapper around every native/**/*.c
+but the load generator's (native/bench/, its own extension: build_loadgen.py),
+so calls go straight to C (and release the GIL) without a libffi trampoline.
 
 engine.h is the only header cffi reads; its preprocessor lines are dropped
 here and the rest is handed to ``cdef`` unchanged (engine.h is written to be
@@ -31,9 +32,14 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def _cdef_text() -> str:
-    lines = (NATIVE / "engine.h").read_text().splitlines()
+def _cdef_text(header: Path = NATIVE / "engine.h") -> str:
+    lines = header.read_text().splitlines()
     return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+def engine_sources() -> list[Path]:
+    """Every C source of the server's engine: the tree but native/bench/."""
+    return [p for p in sorted(NATIVE.rglob("*.c")) if "bench" not in p.relative_to(NATIVE).parts]
 
 
 # The enums of bpf/xdpdns_maps.h that the engine's API takes: port actions
@@ -56,7 +62,10 @@ def _action_enum() -> str:
     return "\n".join(blocks)
 
 
-def _compile_args() -> tuple[list[str], list[str]]:
+LIBRARIES = ["zscanner", "xdp", "bpf", "numa", "crypto", "pthread"]
+
+
+def compile_args() -> tuple[list[str], list[str]]:
     compile_args = ["-O2", "-g", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]
     link_args: list[str] = []
     sanitize = os.environ.get("XDPDNS_SANITIZE", "")
@@ -72,13 +81,13 @@ def _compile_args() -> tuple[list[str], list[str]]:
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef_text() + "\n" + _action_enum())
 
-_compile, _link = _compile_args()
+_compile, _link = compile_args()
 ffibuilder.set_source(
     "xdpdns._engine",
     '#include "engine.h"\n#include "xdpdns_maps.h"\n',
-    sources=[_relative(p) for p in sorted(NATIVE.rglob("*.c"))],
+    sources=[_relative(p) for p in engine_sources()],
     include_dirs=[_relative(NATIVE), _relative(ROOT / "bpf")],
-    libraries=["zscanner", "xdp", "bpf", "numa", "crypto", "pthread"],
+    libraries=LIBRARIES,
     extra_compile_args=_compile,
     extra_link_args=_link,
 )

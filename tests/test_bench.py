@@ -222,7 +222,7 @@ def test_summarize_adds_up_the_queues():
 
 
 class FakeGenerator:
-    """Stands for xdpdns.engine.LoadGenerator: wait() blocks until the
+    """Stands for xdpdns.bench.loadgen.LoadGenerator: wait() blocks until the
     duration passes or stop() is called."""
 
     made: list = []
@@ -671,9 +671,9 @@ def test_both_modes_with_kxdpgun_strict_steering(tmp_path):
 
 def _load_generator_missing():
     try:
-        from xdpdns.engine import LoadGenerator  # noqa: F401
+        from xdpdns.bench.loadgen import LoadGenerator  # noqa: F401
     except ImportError:
-        return "this build of xdpdns has no LoadGenerator in xdpdns.engine yet"
+        return "this build of xdpdns has no xdpdns.bench.loadgen"
     from xdpdns.bpfobj import bpf_object_path
 
     try:

@@ -1,4 +1,4 @@
-"""xdpdns's AF_XDP load generator (native/bench/xdpgen.c, engine.LoadGenerator)
+"""xdpdns's AF_XDP load generator (native/bench/xdpgen.c, bench.loadgen.LoadGenerator)
 against `xdpdns serve --xdp` over the two-queue veth of tests/netns.py.
 
 The generator runs in this process, inside the client namespace: a thread
@@ -8,6 +8,7 @@ tests; the argument checks at the end run anywhere.
 """
 
 import json
+import subprocess
 import time
 
 import dns.message
@@ -15,7 +16,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from xdpdns.engine import LoadGenerator
+from xdpdns.bench.loadgen import LoadGenerator
 
 pytestmark = [pytest.mark.xdp, pytest.mark.asan]
 
@@ -179,3 +180,21 @@ def test_a_query_too_short_is_named():
 def test_bad_arguments(change, message):
     with pytest.raises(ValueError, match=message):
         LoadGenerator(interface="lo", **dict(ARGS, **change))
+
+
+# ---- where it lives -------------------------------------------------------------
+
+def _symbols(module):
+    out = subprocess.run(["nm", module.__file__], capture_output=True, text=True, check=True)
+    return {line.split()[-1] for line in out.stdout.splitlines() if line.strip()}
+
+
+def test_the_servers_extension_holds_no_generator_code():
+    """The generator is its own extension (xdpdns.bench._loadgen): none of
+    its code or API is in the server's."""
+    import xdpdns._engine
+    import xdpdns.bench._loadgen
+
+    server = _symbols(xdpdns._engine)
+    assert not {s for s in server if "xd_gen" in s}
+    assert "xd_gen_start" in _symbols(xdpdns.bench._loadgen)

@@ -34,6 +34,7 @@
 #include "io/xdp_internal.h"
 #include "io/xdp_loader.h"
 #include "xdpdns_maps.h"
+#include "bench/xdpgen.h"
 
 #define XD_GEN_BATCH 64
 #define XD_GEN_BURST 16

@@ -7,7 +7,7 @@ loopback) for a bounded time, and what their output says.
   on veth it sends on one queue, and one thread receives at most about 700k
   answers/s.
 - ``xdpdns``: xdpdns's own AF_XDP generator (xdpdns/bench/xdpgen.py over
-  the engine's LoadGenerator): one socket and one pinned thread per client
+  xdpdns.bench.loadgen's LoadGenerator): one socket and one pinned thread per client
   queue, answers counted by RCODE and latency in log2 buckets.
 
 Every run is a subprocess with a deadline (its duration plus a margin),

@@ -79,10 +79,10 @@ class Bench:
             report.check_chart_support()
         if opts.generator == "xdpdns":
             try:
-                from xdpdns.engine import LoadGenerator  # noqa: F401
+                from xdpdns.bench.loadgen import LoadGenerator  # noqa: F401
             except ImportError:
                 raise BenchError("--generator xdpdns: this build of xdpdns has no load "
-                                 "generator (xdpdns.engine.LoadGenerator)") from None
+                                 "generator (xdpdns.bench.loadgen)") from None
 
     def prepare(self) -> None:
         opts = self.opts

@@ -4,7 +4,7 @@
         --queries FILE --src-mac MAC --dst-mac MAC --src ADDR --dst ADDR [...]
 
 It sends the queries of FILE (dnsperf's format) through the engine's
-LoadGenerator, one AF_XDP socket and one pinned thread per queue, for
+LoadGenerator (xdpdns.bench.loadgen), one AF_XDP socket and one pinned thread per queue, for
 --duration seconds at --rate queries/s over all queues (0: as fast as it
 goes), waits --drain seconds for late answers, and prints one JSON object on
 stdout: totals, answers by RCODE, latency percentiles, and per-queue counts.
@@ -148,7 +148,7 @@ def summarize(stats: Sequence, duration: float, rate: int) -> dict:
 
 def _load_generator_class():
     try:
-        from xdpdns.engine import LoadGenerator
+        from xdpdns.bench.loadgen import LoadGenerator
     except ImportError as exc:
         raise RuntimeError(f"this xdpdns has no load generator ({exc}); "
                            "rebuild it (pip install -e .)") from None
