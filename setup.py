@@ -9,11 +9,11 @@ from setuptools import Command, setup
 from setuptools.command.build import build
 from setuptools.errors import ExecError
 
-BPF_SOURCE = os.path.join("bpf", "xdpdns.bpf.c")
-# The server's program, and the same source built for the load generator.
+# The server's program, and the load generator's (both parse frames with
+# bpf/xdp_frame.h).
 BPF_OBJECTS = {
-    os.path.join("xdpdns", "xdpdns.bpf.o"): [],
-    os.path.join("xdpdns", "xdpgen.bpf.o"): ["-DXD_GENERATOR"],
+    os.path.join("xdpdns", "xdpdns.bpf.o"): os.path.join("bpf", "xdpdns.bpf.c"),
+    os.path.join("xdpdns", "xdpgen.bpf.o"): os.path.join("bpf", "xdpgen.bpf.c"),
 }
 
 
@@ -53,19 +53,19 @@ class build_bpf(Command):
         clang = shutil.which("clang")
         if clang is None:
             raise ExecError(
-                f"clang not found: the XDP program {BPF_SOURCE} is compiled with "
+                "clang not found: the XDP programs (bpf/*.bpf.c) are compiled with "
                 "clang -target bpf (Debian: apt-get install clang llvm)"
             )
-        for obj, defines in BPF_OBJECTS.items():
+        for obj, source in BPF_OBJECTS.items():
             target = self._target(obj)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             command = [clang, "-O2", "-g", "-Wall", "-target", "bpf", "-I", "bpf",
-                       *_multiarch_include(), *defines, "-c", BPF_SOURCE, "-o", target]
+                       *_multiarch_include(), "-c", source, "-o", target]
             self.announce(" ".join(command), level=2)
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise ExecError(
-                    f"compiling the XDP program {BPF_SOURCE} ({target}) failed:\n"
+                    f"compiling the XDP program {source} ({target}) failed:\n"
                     f"{result.stderr}"
                 )
 

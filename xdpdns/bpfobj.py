@@ -1,6 +1,7 @@
 """Where the compiled XDP programs are: ``xdpdns/xdpdns.bpf.o`` (the
-server's) and ``xdpdns/xdpgen.bpf.o`` (the load generator's), both built
-from bpf/xdpdns.bpf.c by the package build (setup.py) and never committed."""
+server's, from bpf/xdpdns.bpf.c) and ``xdpdns/xdpgen.bpf.o`` (the load
+generator's, from bpf/xdpgen.bpf.c), built by the package build (setup.py)
+and never committed."""
 
 from importlib import resources
 from pathlib import Path

@@ -199,7 +199,7 @@ static int xd_prog_find_fds(struct xd_prog *p, struct xd_error *err)
 					     "the XDP program has no map '%s'", maps[i].name);
 		*(int *)((char *)p + maps[i].offset) = fd;
 	}
-	/* Optional: the load generator's build (XD_GENERATOR) and programs
+	/* Optional: the load generator's program (xdpgen.bpf.c) and programs
 	 * of older versions have no ACL; xd_prog_acl_set says so if asked. */
 	p->acl_v4_fd = bpf_object__find_map_fd_by_name(p->obj, "acl_v4");
 	p->acl_v6_fd = bpf_object__find_map_fd_by_name(p->obj, "acl_v6");
