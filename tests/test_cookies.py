@@ -457,7 +457,7 @@ class _FleetSecret:
 
 def test_a_plugin_placed_first_decides():
     from xdpdns.plugins import load_plugins
-    from xdpdns.policy import cookie_secrets as _cookie_secrets
+    from xdpdns.publication import cookie_secrets as _cookie_secrets
 
     pm = load_plugins()
     config = _Config(_parse({"secret": SECRET_A.hex()}))

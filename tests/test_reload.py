@@ -285,12 +285,12 @@ def _policy(default, secret, rate, image):
     from xdpdns.acl import Acl
     from xdpdns.hookspecs import AddressPolicy, CookieSecrets, RrlSettings
     from xdpdns.image import CompileResult
-    from xdpdns.policy import Policy
+    from xdpdns.publication import Publication
 
     compiled = CompileResult.__new__(CompileResult)
     object.__setattr__(compiled, "image", image)
-    return Policy(compiled, Acl((), AddressPolicy(default=default)), CookieSecrets(secret),
-                  RrlSettings(rate=rate), [], [])
+    return Publication(compiled, Acl((), AddressPolicy(default=default)),
+                       CookieSecrets(secret), RrlSettings(rate=rate), [], [])
 
 
 def test_publish_that_fails_half_way_sets_back_what_it_changed():
@@ -298,7 +298,7 @@ def test_publish_that_fails_half_way_sets_back_what_it_changed():
     already switched the ACL, the cookie secret and the image: the server
     ran on half of the new configuration while `reload` said it failed.
     Now the image goes last and the steps before it are set back."""
-    from xdpdns.policy import publish
+    from xdpdns.publication import publish
 
     old = _policy("allow", b"o" * 16, 5, "old image")
     new = _policy("deny", b"n" * 16, 7, "new image")

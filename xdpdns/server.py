@@ -9,7 +9,7 @@ addresses and ports -> (XDP mode: program attached, AF_XDP workers, ports
 redirected; see xdpdns/xdp.py) -> control socket -> startup hook -> one
 "ready" log line -> wait for SIGTERM or SIGINT (SIGHUP or `xdpdns reload`
 meanwhile: the configuration and zones read again and published, see
-Server.reload and xdpdns/policy.py) -> shutdown hook -> XDP
+Server.reload and xdpdns/publication.py) -> shutdown hook -> XDP
 program detached first (the kernel's stack and the socket-mode listeners
 take over) -> control socket, listeners and workers stopped -> exit 0.
 
@@ -44,7 +44,7 @@ from xdpdns.image import ZoneLoadError
 from xdpdns.metrics import MetricsServer
 from xdpdns.notify import Notifier
 from xdpdns.plugins import PluginError
-from xdpdns.policy import Policy, ReloadRefused, load_policy, publish
+from xdpdns.publication import Publication, ReloadRefused, load_publication, publish
 from xdpdns.resolver import Resolver, ResolverStats
 from xdpdns.sdnotify import SystemdNotify
 from xdpdns.xdp import XdpMode, XdpStats
@@ -195,7 +195,7 @@ class Server:
         # read it at start (its file and options); None: the same Config,
         # so that the zone files and plugins' sources are read again.
         self._reread = reread
-        self._policy: Policy | None = None
+        self._publication: Publication | None = None
         self._reloading: asyncio.Lock | None = None
         self._notifier: Notifier | None = None
         self.addresses: tuple[ListenAddress, ...] = ()
@@ -236,24 +236,24 @@ class Server:
         """What XDP mode ended up with (an XdpInfo), None in socket mode."""
         return self._xdp.info if self._xdp else None
 
-    def _adopt(self, policy: Policy) -> None:
-        """What the server tells about the policy it publishes."""
-        self._policy = policy
-        self.zones = policy.compiled.zones
-        self.image_info = policy.compiled.image.info
-        self.acl = policy.acl
-        self.rrl = policy.rrl
+    def _adopt(self, publication: Publication) -> None:
+        """What the server tells about what it publishes."""
+        self._publication = publication
+        self.zones = publication.compiled.zones
+        self.image_info = publication.compiled.image.info
+        self.acl = publication.acl
+        self.rrl = publication.rrl
 
     @staticmethod
-    def _log_policy(policy: Policy) -> None:
-        if policy.acl.denies_anything:
-            log.info("acl %s", policy.acl.describe())
+    def _log_publication(publication: Publication) -> None:
+        if publication.acl.denies_anything:
+            log.info("acl %s", publication.acl.describe())
         # Like the ACL's line: only what differs from the default (on,
         # answering every client) is worth a line at info.
-        log.log(logging.DEBUG if _default_cookies(policy.cookies) else logging.INFO,
-                "cookies %s", _describe_cookies(policy.cookies))
-        if policy.rrl is not None:
-            log.info("rrl on %s", _describe_rrl(policy.rrl))
+        log.log(logging.DEBUG if _default_cookies(publication.cookies) else logging.INFO,
+                "cookies %s", _describe_cookies(publication.cookies))
+        if publication.rrl is not None:
+            log.info("rrl on %s", _describe_rrl(publication.rrl))
 
     # ---- reload ----------------------------------------------------------------
 
@@ -306,7 +306,7 @@ class Server:
 
     def _reload_sync(self) -> ReloadResult:
         engine = self._engine
-        if engine is None or self._policy is None:
+        if engine is None or self._publication is None:
             return ReloadResult(False, "reload failed: the server is not running")
         new = self._reread() if self._reread is not None else self.config
         warnings = [f"[{name}] changed: it takes effect when the server restarts"
@@ -316,17 +316,17 @@ class Server:
                                   resolver=self.config.resolver, metrics=self.config.metrics)
         # This thread is the only one that publishes (one reload at a time):
         # the image being served stays until publish, below.
-        policy = load_policy(self.pm, new, self._policy.hooks if self._resolver else [],
-                             engine.published_image())
-        publish(engine, policy, self._policy)
+        hooks = self._publication.hooks if self._resolver else []
+        publication = load_publication(self.pm, new, hooks, engine.published_image())
+        publish(engine, publication, self._publication)
         if self._resolver is not None:
-            self._resolver.set_claims(policy.claims, policy.hooks)
+            self._resolver.set_claims(publication.claims, publication.hooks)
         self.config = new
-        self._adopt(policy)
-        info = policy.compiled.image.info
+        self._adopt(publication)
+        info = publication.compiled.image.info
         return ReloadResult(True, f"reloaded zones={len(self.zones)} "
                             f"records={info.records} overrides={info.overrides} "
-                            f"claims={len(policy.claims)}", tuple(warnings))
+                            f"claims={len(publication.claims)}", tuple(warnings))
 
     def stop(self) -> None:
         """Asks the server to stop (safe from the event loop's thread)."""
@@ -349,21 +349,21 @@ class Server:
         # Read as the user it will run as: a file that a reload could not
         # read fails now, not later.
         with privileges.acting_as(who):
-            policy = load_policy(self.pm, self.config)
-        self._adopt(policy)
-        claims = policy.claims
+            publication = load_publication(self.pm, self.config)
+        self._adopt(publication)
+        claims = publication.claims
         with Engine() as engine:
             self._engine = engine
             # Before any listener: no query is answered under no ACL and
             # every server cookie is made with the secret the plugins
             # decided on.  XDP mode's start puts the same ACL into the
             # program's maps.
-            publish(engine, policy)
-            self._log_policy(policy)
+            publish(engine, publication)
+            self._log_publication(publication)
             # Before the workers, which keep their deferred queries in it.
             if claims:
                 res = self.config.resolver
-                hooks = len(policy.hooks)
+                hooks = len(publication.hooks)
                 engine.resolver_start(res.ring_size, res.cache_size if res.cache_max_ttl else 0,
                                       hooks, res.timeout)
                 log.info("resolver claims=%d hooks=%d timeout=%g cache_max_ttl=%d ring_size=%d",
@@ -559,7 +559,7 @@ class Server:
         """Seconds until a zone signed on load must be signed again: its
         first signature expires within its refresh period then (every
         reload moves that); None when no zone is."""
-        signed = self._policy.compiled.signed if self._policy is not None else ()
+        signed = self._publication.compiled.signed if self._publication is not None else ()
         if not signed:
             return None
         return max(0.0, min(z.resign_at for z in signed) - time.time())

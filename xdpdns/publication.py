@@ -2,7 +2,7 @@
 image (zones, identity, overrides, the names resolver plugins claim), the
 source ACL, the DNS cookie secrets and response rate limiting.
 
-:func:`load_policy` asks the plugins for all of it and compiles the image,
+:func:`load_publication` asks the plugins for all of it and compiles the image,
 raising before anything is published; :func:`publish` hands it to the
 engine, each part with one atomic swap (native/engine.c).  The server does
 both at start and again for every reload, so a reload whose configuration
@@ -23,11 +23,11 @@ from xdpdns.image import CompileResult, build_image
 from xdpdns.plugins import PluginError
 from xdpdns.resolver import collect_claims, hook_numbers, numbered_claims
 
-log = logging.getLogger("xdpdns.policy")
+log = logging.getLogger("xdpdns.publication")
 
 
 @dataclass
-class Policy:
+class Publication:
     compiled: CompileResult  # its image is handed to the engine by publish
     acl: Acl
     cookies: CookieSecrets
@@ -41,8 +41,8 @@ class ReloadRefused(Exception):
     restart; the message says what."""
 
 
-def load_policy(pm, config: Config, hooks: list[str] | None = None,
-                previous: Image | None = None) -> Policy:
+def load_publication(pm, config: Config, hooks: list[str] | None = None,
+                     previous: Image | None = None) -> Publication:
     """Everything the plugins say for config, the image compiled.
 
     ``hooks``: the hook numbering the running server's resolver has (a
@@ -62,12 +62,12 @@ def load_policy(pm, config: Config, hooks: list[str] | None = None,
                                 "server started: its resolver thread starts with the "
                                 "server (restart it)")
     compiled = build_image(pm, config, numbered_claims(claims, hooks), previous)
-    return Policy(compiled, collect_acl(pm, config), cookie_secrets(pm, config),
-                  rrl_settings(pm, config), claims, hooks)
+    return Publication(compiled, collect_acl(pm, config), cookie_secrets(pm, config),
+                       rrl_settings(pm, config), claims, hooks)
 
 
-def publish(engine: Engine, policy: Policy, previous: Policy | None = None) -> None:
-    """Hands policy to the engine: the ACL (in XDP mode also the program's
+def publish(engine: Engine, publication: Publication, previous: Publication | None = None) -> None:
+    """Hands what was loaded to the engine: the ACL (in XDP mode also the program's
     maps), the cookie secrets, rate limiting and the image, each switched
     at once for every worker.  All or nothing: the image, which the engine
     takes and cannot give back, goes last, and when a step before it fails
@@ -75,33 +75,33 @@ def publish(engine: Engine, policy: Policy, previous: Policy | None = None) -> N
     is raised.  At a reload (``previous``) a new cookie secret that comes
     without a previous one keeps the old one as the previous (RFC 9018
     rotation): clients' server cookies stay valid."""
-    cookies = _rotated(policy.cookies, previous)
+    cookies = _rotated(publication.cookies, previous)
     set_cookies = cookies.current is not None or (
         previous is not None and previous.cookies.current is not None)
-    set_rrl = policy.rrl is not None or (previous is not None and previous.rrl is not None)
+    set_rrl = publication.rrl is not None or (previous is not None and previous.rrl is not None)
     done: list[str] = []
     try:
-        _set_acl(engine, policy.acl)
+        _set_acl(engine, publication.acl)
         done.append("acl")
         if set_cookies:
             engine.set_cookie_secrets(cookies.current, cookies.previous, cookies.require)
             done.append("cookies")
         if set_rrl:
-            engine.set_rrl(policy.rrl)
+            engine.set_rrl(publication.rrl)
             done.append("rrl")
-        engine.set_image(policy.compiled.image)
+        engine.set_image(publication.compiled.image)
     except BaseException:
         if previous is not None:
             _restore(engine, previous, done)
         raise
-    policy.cookies = cookies
+    publication.cookies = cookies
 
 
 def _set_acl(engine: Engine, acl: Acl) -> None:
     engine.acl_set(acl.pairs(), acl.policy.default, acl.policy.socket_action)
 
 
-def _rotated(cookies: CookieSecrets, previous: Policy | None) -> CookieSecrets:
+def _rotated(cookies: CookieSecrets, previous: Publication | None) -> CookieSecrets:
     if previous is None or cookies.current is None or cookies.previous is not None:
         return cookies
     old = previous.cookies
@@ -114,7 +114,7 @@ def _rotated(cookies: CookieSecrets, previous: Policy | None) -> CookieSecrets:
     return cookies
 
 
-def _restore(engine: Engine, previous: Policy, done: list[str]) -> None:
+def _restore(engine: Engine, previous: Publication, done: list[str]) -> None:
     """Sets back what publish changed before it failed.  Each of these was
     in force a moment ago, so they take again; one that does not is
     logged, and the error that stopped publish is the one raised."""
