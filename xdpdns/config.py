@@ -526,20 +526,25 @@ def parse_table(cls: type, table: Mapping[str, Any], where: Where) -> Any:
 
     Keys are the dataclass's field names; fields without a default are
     required.  Supports bool, int, float, str, Path (relative to the config
-    file) and tuple[T, ...] fields.  Meant for plugins' section parsers.
+    file) and tuple[T, ...] fields: each field's type is its validator, and
+    the table goes through parse_keys as the core's sections do.  Meant for
+    plugins' section parsers.
     """
     if not isinstance(table, Mapping):
         raise where.error("", "a table", table)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    _known_keys_only(table, where, sorted(fields))
-    values = {}
+    validators = {name: _type_validator(hints[name]) for name in sorted(fields)}
+    values = parse_keys(table, where, where.section, validators)
     for name, f in fields.items():
-        if name in table:
-            values[name] = _convert(table[name], hints[name], where, name)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        if name not in values and f.default is dataclasses.MISSING and \
+                f.default_factory is dataclasses.MISSING:
             raise where.error(name, f"{_type_name(hints[name])} (required)")
     return cls(**values)
+
+
+def _type_validator(tp: Any) -> "Validator":
+    return lambda value, where, key: _convert(value, tp, where, key)
 
 
 Validator = Callable[[Any, Where, str], Any]
@@ -839,66 +844,89 @@ def served_addresses(listen: Sequence[ListenAddress]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _zone_file(value: Any, where: Where, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise where.error(key, "the zone file's path (a string)", value)
+    return where.base / value
+
+
+def _as_given(value: Any, where: Where, key: str) -> Any:
+    return value  # checked with the keys it goes with (parse_zone_acl)
+
+
+_ZONE_KEYS: dict[str, Validator] = {
+    "file": _zone_file,
+    "origin": parse_origin,
+    "notify": lambda v, w, k: _parse_notify(v, w),
+    "dnssec": lambda v, w, k: _parse_signing(v, w.sub(f"{w.section}.dnssec"), w.base),
+    **{key: _as_given for key in ZONE_ACL_KEYS},
+}
+
+
+def _parse_zone(table: Any, where: Where) -> ZoneConfig:
+    if "file" not in table:
+        raise where.error("file", "the zone file's path (required)")
+    path = _zone_file(table["file"], where, "file")
+    origin = (parse_origin(table["origin"], where, "origin") if "origin" in table
+              else origin_from_file(path, where, "file"))
+    try:
+        values = parse_keys(table, where, where.section, _ZONE_KEYS)
+        acl = parse_zone_acl(values, where)
+    except ConfigError as exc:
+        # zone[2] says where; the origin says which zone it is.
+        raise ConfigError(f"{exc} (zone {origin})") from None
+    return ZoneConfig(path, origin, acl, values.get("notify", ()), values.get("dnssec"))
+
+
 def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         raise where.error("zone", "[[zone]] tables", value)
-    zones = []
-    for i, table in enumerate(value, 1):
-        w = where.sub(f"zone[{i}]")
-        _known_keys_only(table, w, ("file", "origin", "notify", "dnssec") + ZONE_ACL_KEYS)
-        if "file" not in table:
-            raise w.error("file", "the zone file's path (required)")
-        file = table["file"]
-        if not isinstance(file, str) or not file:
-            raise w.error("file", "the zone file's path (a string)", file)
-        path = where.base / file
-        origin = (parse_origin(table["origin"], w, "origin") if "origin" in table
-                  else origin_from_file(path, w, "file"))
-        try:
-            acl = parse_zone_acl(table, w)
-            notify = _parse_notify(table.get("notify", []), w)
-            signing = _parse_signing(table["dnssec"], w.sub(f"{w.section}.dnssec"), where.base) \
-                if "dnssec" in table else None
-        except ConfigError as exc:
-            # zone[2] says where; the origin says which zone it is.
-            raise ConfigError(f"{exc} (zone {origin})") from None
-        zones.append(ZoneConfig(path, origin, acl, notify, signing))
-    return zones
+    return [_parse_zone(table, where.sub(f"zone[{i}]")) for i, table in enumerate(value, 1)]
 
 
-SIGNING_KEYS = ("keys", "nsec3", "validity", "refresh")
 VALIDITY_MAX = 366 * 86400
+
+
+def _signing_keys(value: Any, where: Where, key: str) -> tuple[Path, ...]:
+    """Key files by their base name (a .key or .private name also does),
+    relative to the configuration file; both files must exist."""
+    if not isinstance(value, list) or not value or \
+            not all(isinstance(k, str) and k for k in value):
+        raise where.error(key, "a non-empty list of key file names like "
+                          "\"Kexample.com.+013+12345\"", value)
+    bases = []
+    for name in value:
+        path = where.base / name.removesuffix(".key").removesuffix(".private")
+        for suffix in (".key", ".private"):
+            if not Path(f"{path}{suffix}").is_file():
+                raise where.error(key, f"key files that exist ({path}{suffix} does not)",
+                                  name)
+        bases.append(path)
+    return tuple(bases)
+
+
+_SIGNING_KEYS: dict[str, Validator] = {
+    "keys": _signing_keys,
+    "nsec3": _flag,
+    "validity": _in_range(3600, VALIDITY_MAX),
+    "refresh": lambda v, w, k: _int_range(v, 600, VALIDITY_MAX, w, k),
+}
 
 
 def _parse_signing(table: Any, where: Where, base: Path) -> ZoneSigning:
     """dnssec = { keys = ["Kexample.com.+013+12345", ...], nsec3 = false,
     validity = 1209600, refresh = 604800 }: keys by the base of their
-    files (a .key or .private name also does), relative to this file."""
+    files, relative to base (the configuration file's directory)."""
     if not isinstance(table, dict):
         raise where.error("", "a table { keys = [...], nsec3, validity, refresh }", table)
-    _known_keys_only(table, where, SIGNING_KEYS)
-    keys = table.get("keys")
-    if not isinstance(keys, list) or not keys or \
-            not all(isinstance(k, str) and k for k in keys):
-        raise where.error("keys", "a non-empty list of key file names like "
-                          "\"Kexample.com.+013+12345\"", keys)
-    bases = []
-    for name in keys:
-        stem = name.removesuffix(".key").removesuffix(".private")
-        path = base / stem
-        for suffix in (".key", ".private"):
-            if not Path(f"{path}{suffix}").is_file():
-                raise where.error("keys", f"key files that exist ({path}{suffix} does not)",
-                                  name)
-        bases.append(path)
-    nsec3 = table.get("nsec3", False)
-    if not isinstance(nsec3, bool):
-        raise where.error("nsec3", "true or false", nsec3)
-    validity = _int_range(table.get("validity", ZoneSigning.validity), 3600, VALIDITY_MAX,
-                          where, "validity")
-    refresh = _int_range(table.get("refresh", ZoneSigning.refresh), 600, validity - 600,
+    values = parse_keys(table, dataclasses.replace(where, base=base), where.section,
+                        _SIGNING_KEYS)
+    if "keys" not in values:
+        raise where.error("keys", "a non-empty list of key file names (required)")
+    validity = values.get("validity", ZoneSigning.validity)
+    refresh = _int_range(values.get("refresh", ZoneSigning.refresh), 600, validity - 600,
                          where, "refresh")
-    return ZoneSigning(tuple(bases), nsec3, validity, refresh)
+    return ZoneSigning(values["keys"], values.get("nsec3", False), validity, refresh)
 
 
 def _parse_notify(value: Any, where: Where) -> tuple[ListenAddress, ...]:
