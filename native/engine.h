@@ -469,15 +469,6 @@ int xd_engine_dnstap_start(struct xd_engine *e, const struct xd_dnstap_config *c
 void xd_engine_dnstap_stop(struct xd_engine *e);
 /* 1 with *out filled while dnstap runs, else 0. */
 int xd_engine_dnstap_stats(struct xd_engine *e, struct xd_dnstap_stats *out);
-/* Offers one query answered outside the workers (TCP) for sampling:
- * addresses of `family` (AF_INET: 4 bytes, AF_INET6: 16; server NULL:
- * not known), response NULL when nothing was sent.  Thread-safe; returns 1
- * when it was sampled. */
-int xd_engine_dnstap_log(struct xd_engine *e, int family, int tcp,
-			 const uint8_t *client, uint16_t client_port,
-			 const uint8_t *server, uint16_t server_port,
-			 const uint8_t *query, size_t qlen,
-			 const uint8_t *response, size_t rlen);
 
 /*
  * An outgoing zone transfer (AXFR, RFC 5936; IXFR answered with the whole

@@ -58,11 +58,8 @@ struct xd_engine {
 	struct xd_tcp *tcp;
 	struct xd_xdp *xdp;
 	/* The dnstap writer (native/io/dnstap.c), NULL when off; set before the
-	 * workers start and freed after they stop.  dnstap_external is the
-	 * TCP listener's ring, which dnstap_lock serializes. */
+	 * workers start and freed after they stop. */
 	struct xd_dnstap *dnstap;
-	struct xd_dnstap_ring *dnstap_external;
-	pthread_mutex_t dnstap_lock;
 	/* The first worker that stopped for an error, in words; set once
 	 * (failed goes 0 -> 1 -> 2: claimed, then written). */
 	_Atomic int failed;

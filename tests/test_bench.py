@@ -168,7 +168,7 @@ def test_dnssec_answers_under_load_on_loopback(xdpdns_serve, tmp_path):
 
 @dataclass(frozen=True)
 class FakeQueueStats:
-    """Stands for xdpdns.engine.GeneratorQueueStats (same fields)."""
+    """Stands for xdpdns.bench.loadgen.GeneratorQueueStats (same fields)."""
 
     queue: int
     sent: int

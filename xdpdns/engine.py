@@ -1144,22 +1144,6 @@ class Engine(_CObject):
                            out.connects, bool(out.connected),
                            ffi.string(out.error).decode(errors="replace"))
 
-    def dnstap_log(self, query: bytes, response: bytes | None, client: tuple[str, int],
-                   server: tuple[str, int] | None, tcp: bool = True) -> bool:
-        """Offers a query answered outside the workers (TCP) to dnstap's
-        sampling: ``client`` and ``server`` are (address, port), ``response``
-        None when nothing was sent.  True when it was sampled."""
-        ip = ipaddress.ip_address(client[0])
-        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
-        server_ip = ipaddress.ip_address(server[0]).packed if server else None
-        if server_ip is not None and len(server_ip) != len(ip.packed):
-            server_ip = None  # a v4-mapped peer on a v6 socket: not comparable
-        rlen = len(response) if response is not None else 0
-        return bool(lib.xd_engine_dnstap_log(
-            self._ptr(), family, int(tcp), ip.packed, client[1],
-            server_ip if server_ip is not None else ffi.NULL, server[1] if server else 0,
-            query, len(query), response if response is not None else ffi.NULL, rlen))
-
     def resolver_fd(self, hook: int) -> int:
         """The eventfd of hook ``hook``: readable when queries wait for it
         (after :meth:`resolver_idle` said to sleep)."""
