@@ -1,12 +1,13 @@
 """Test-only wrappers of engine functions (native/engine.h) that the
 server does not use: SipHash as DNS cookies use it, and a rate limiter of
 its own with the workers' logic, the time passed in.  They live here, not
-in xdpdns/engine.py, so that the product carries only what it runs."""
+in xdpdns/engine/, so that the product carries only what it runs."""
 
 from __future__ import annotations
 
-from xdpdns.engine import (COOKIE_STATES, RRL_KINDS, Image, RrlEvent, _answer, _client,
-                           _CObject, _raise_for, _rrl_config, _rrl_event, ffi, lib)
+from xdpdns.engine import COOKIE_STATES, RRL_KINDS, Image, RrlEvent
+from xdpdns.engine._c import _answer, _client, _CObject, _raise_for, ffi, lib
+from xdpdns.engine.policy import _rrl_config, _rrl_event
 
 _RRL_VERDICTS = {lib.XD_RRL_SEND: "send", lib.XD_RRL_DROP: "drop", lib.XD_RRL_SLIP: "slip"}
 _COOKIE_CODES = {name: code for code, name in COOKIE_STATES.items()}

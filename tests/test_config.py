@@ -390,6 +390,6 @@ def test_busy_poll_wait_limit_is_the_engines():
     """config.py checks busy_poll_wait_us against the same limit as the
     engine's xd_xdp_check_config (engine.h, XD_BUSY_POLL_WAIT_MAX_US)."""
     from xdpdns.config import BUSY_POLL_WAIT_MAX_US
-    from xdpdns.engine import lib
+    from xdpdns.engine._c import lib
 
     assert BUSY_POLL_WAIT_MAX_US == lib.XD_BUSY_POLL_WAIT_MAX_US
