@@ -292,6 +292,27 @@ static __always_inline enum xd_parse xd_parse_frame(struct xd_cursor *c, struct 
 	return r == XD_PARSE_OK ? xd_parse_udp(c, udp) : r;
 }
 
+/* Begins the verdict on a frame: out cleared and the frame parsed down to
+ * its UDP payload (as xd_parse_frame); -1 when that went well, else
+ * XDP_PASS, with out noting a header cut short. */
+static __always_inline int xd_frame_begin(struct xdp_md *ctx, struct xd_cursor *c,
+					  struct xd_addr_key *dest, struct xd_addr_key *src,
+					  struct udphdr **udp, void **l3, struct xd_outcome *out)
+{
+	enum xd_parse r;
+
+	c->pos = (void *)(long)ctx->data;
+	c->end = (void *)(long)ctx->data_end;
+	out->note = XD_NOTE_NONE;
+	out->rcode = 0;
+	out->qtype = 0;
+	r = xd_parse_frame(c, dest, src, udp, l3);
+	if (r == XD_PARSE_OK)
+		return -1;
+	out->note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
+	return XDP_PASS;
+}
+
 /* Counts a packet's verdict (per-CPU values: XDP runs with migration
  * disabled, so plain increments are exact).  Each packet lands in exactly
  * one of redirected, answered_in_xdp, rate_limited, passed, dropped and

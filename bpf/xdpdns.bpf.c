@@ -927,26 +927,18 @@ static __always_inline int xd_tap_mark(struct xdp_md *ctx)
 static __always_inline int xd_decide(struct xdp_md *ctx, struct xd_outcome *out)
 {
 	void *data = (void *)(long)ctx->data;
-	struct xd_cursor c = {
-		.pos = data,
-		.end = (void *)(long)ctx->data_end,
-	};
 	struct xd_addr_key dest, src;
+	struct xd_cursor c;
 	struct xd_config cfg;
 	struct udphdr *udp;
 	enum xd_parse r;
 	__u32 action;
 	void *l3 = NULL;
-	int found;
+	int found, verdict;
 
-	out->note = XD_NOTE_NONE;
-	out->rcode = 0;
-	out->qtype = 0;
-	r = xd_parse_frame(&c, &dest, &src, &udp, &l3);
-	if (r != XD_PARSE_OK) {
-		out->note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
-		return XDP_PASS;	/* not unfragmented UDP over IP: the kernel's */
-	}
+	verdict = xd_frame_begin(ctx, &c, &dest, &src, &udp, &l3, out);
+	if (verdict >= 0)
+		return verdict;	/* not unfragmented UDP over IP: the kernel's */
 
 	action = xd_port_action(bpf_ntohs(udp->dest), &found);
 	if (!found)
@@ -985,8 +977,7 @@ static __always_inline int xd_decide(struct xdp_md *ctx, struct xd_outcome *out)
 			.dns_len = bpf_ntohs(udp->len) - sizeof(*udp),
 			.ipv6 = src.family == XD_AF_INET6,
 		};
-		int verdict = xd_answer_query(ctx, &layout, &cfg, &src, out);
-
+		verdict = xd_answer_query(ctx, &layout, &cfg, &src, out);
 		if (verdict == XDP_TX)
 			return XDP_TX;	/* answered from the table, or its TC slip */
 		if (verdict == XDP_DROP)

@@ -10,25 +10,17 @@
 
 static __always_inline int xd_decide(struct xdp_md *ctx, struct xd_outcome *out)
 {
-	struct xd_cursor c = {
-		.pos = (void *)(long)ctx->data,
-		.end = (void *)(long)ctx->data_end,
-	};
 	struct xd_addr_key dest, src;
+	struct xd_cursor c;
 	struct xd_config cfg;
 	struct udphdr *udp;
 	enum xd_parse r;
 	void *l3 = NULL;
-	int found;
+	int found, verdict;
 
-	out->note = XD_NOTE_NONE;
-	out->rcode = 0;
-	out->qtype = 0;
-	r = xd_parse_frame(&c, &dest, &src, &udp, &l3);
-	if (r != XD_PARSE_OK) {
-		out->note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
-		return XDP_PASS;	/* not unfragmented UDP over IP: the kernel's */
-	}
+	verdict = xd_frame_begin(ctx, &c, &dest, &src, &udp, &l3, out);
+	if (verdict >= 0)
+		return verdict;	/* not unfragmented UDP over IP: the kernel's */
 	if (xd_port_action(bpf_ntohs(udp->source), &found) != XD_ACTION_REDIRECT)
 		return XDP_PASS;	/* not from the server it loads */
 	cfg = xd_config_read();

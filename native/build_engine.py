@@ -78,19 +78,20 @@ def compile_args() -> tuple[list[str], list[str]]:
     return compile_args, link_args
 
 
+def set_source(builder: FFI, module: str, preamble: str, sources: list[Path]) -> None:
+    """The extension `module` of builder: sources compiled with the
+    engine's flags, headers and libraries."""
+    compile_flags, link_flags = compile_args()
+    builder.set_source(module, preamble, sources=[_relative(p) for p in sources],
+                       include_dirs=[_relative(NATIVE), _relative(ROOT / "bpf")],
+                       libraries=LIBRARIES, extra_compile_args=compile_flags,
+                       extra_link_args=link_flags)
+
+
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef_text() + "\n" + _action_enum())
-
-_compile, _link = compile_args()
-ffibuilder.set_source(
-    "xdpdns._engine",
-    '#include "engine.h"\n#include "xdpdns_maps.h"\n',
-    sources=[_relative(p) for p in engine_sources()],
-    include_dirs=[_relative(NATIVE), _relative(ROOT / "bpf")],
-    libraries=LIBRARIES,
-    extra_compile_args=_compile,
-    extra_link_args=_link,
-)
+set_source(ffibuilder, "xdpdns._engine", '#include "engine.h"\n#include "xdpdns_maps.h"\n',
+           engine_sources())
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

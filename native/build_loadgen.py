@@ -14,8 +14,7 @@ from pathlib import Path
 from cffi import FFI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_engine import (  # noqa: E402
-    LIBRARIES, NATIVE, ROOT, _cdef_text, _relative, compile_args, engine_sources)
+from build_engine import NATIVE, _cdef_text, engine_sources, set_source  # noqa: E402
 
 
 def _engine_block(pattern: str) -> str:
@@ -31,16 +30,8 @@ ffibuilder.cdef(_engine_block(r"^struct xd_error \{.*?^\};") + "\n" +
                 _engine_block(r"^enum \{\n\tXD_ZEROCOPY_AUTO.*?^\};") + "\n" +
                 _cdef_text(NATIVE / "bench" / "xdpgen.h"))
 
-_compile, _link = compile_args()
-ffibuilder.set_source(
-    "xdpdns.bench._loadgen",
-    '#include "bench/xdpgen.h"\n',
-    sources=[_relative(p) for p in engine_sources() + sorted((NATIVE / "bench").glob("*.c"))],
-    include_dirs=[_relative(NATIVE), _relative(ROOT / "bpf")],
-    libraries=LIBRARIES,
-    extra_compile_args=_compile,
-    extra_link_args=_link,
-)
+set_source(ffibuilder, "xdpdns.bench._loadgen", '#include "bench/xdpgen.h"\n',
+           engine_sources() + sorted((NATIVE / "bench").glob("*.c")))
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -1,6 +1,7 @@
 """xdpdns's AF_XDP load generator (native/bench/xdpgen.c), wrapped: the one
-module that touches its extension, xdpdns.bench._loadgen, which is built
-apart from the server's engine (native/build_loadgen.py)."""
+module that imports its extension, xdpdns.bench._loadgen, which is built
+apart from the server's engine (native/build_loadgen.py).  C objects are
+owned and errors raised as the engine's are (xdpdns.engine._c)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from xdpdns.bench._loadgen import ffi, lib
+from xdpdns.engine._c import _CObject, _raise_for, _set_chars
 
 _ZEROCOPY = {"auto": lib.XD_ZEROCOPY_AUTO, "off": lib.XD_ZEROCOPY_OFF,
              "on": lib.XD_ZEROCOPY_REQUIRED}
-
-
-def _raise_for(rc: int, err=None) -> int:
-    """rc when it is not negative, else OSError with the generator's words
-    (from err) or strerror."""
-    if rc >= 0:
-        return rc
-    message = ffi.string(err.message).decode("utf-8", "replace") if err is not None else ""
-    raise OSError(-rc, message or os.strerror(-rc))
-
-
-def _set_chars(struct, field: str, text: str, what: str) -> None:
-    """Copies text into a fixed char array of struct, NUL included."""
-    encoded = text.encode()
-    if len(encoded) >= len(getattr(struct, field)):
-        raise ValueError(f"{what} too long: {text}")
-    setattr(struct, field, encoded)
 
 
 @dataclass(frozen=True)
@@ -53,7 +38,7 @@ class GeneratorQueueStats:
     bad_checksum: int = 0  # answers whose IPv4 or UDP checksum was wrong (not answered)
 
 
-class LoadGenerator:
+class LoadGenerator(_CObject):
     """xdpdns's AF_XDP load generator (native/bench/xdpgen.c): one socket and one
     pinned thread per queue of ``interface``, sending ``queries`` (DNS
     messages, used in turn) from ``src_addr`` to ``dst_addr`` at ``rate``
@@ -65,7 +50,7 @@ class LoadGenerator:
     attaches its own (``xdpgen.bpf.o``) to receive the answers.
     """
 
-    _c = None
+    _closed = "load generator closed"
 
     def __init__(
         self,
@@ -132,25 +117,7 @@ class LoadGenerator:
         out = ffi.new("struct xd_gen **")
         err = ffi.new("struct xd_error *")
         _raise_for(lib.xd_gen_start(cfg, blob, lens, len(queries), out, err), err)
-        self._c = ffi.gc(out[0], lib.xd_gen_free)
-
-    def _ptr(self):
-        if self._c is None:
-            raise ValueError("load generator closed")
-        return self._c
-
-    def close(self) -> None:
-        """Stops and joins the threads, closes the sockets, detaches the
-        program."""
-        if self._c is not None:
-            ffi.release(self._c)
-            self._c = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self._own(out[0], lib.xd_gen_free)
 
     def wait(self) -> None:
         """Returns when every queue has sent for its duration and drained."""
