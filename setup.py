@@ -59,14 +59,26 @@ class build_bpf(Command):
         for obj, source in BPF_OBJECTS.items():
             target = self._target(obj)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            command = [clang, "-O2", "-g", "-Wall", "-target", "bpf", "-I", "bpf",
-                       *_multiarch_include(), "-c", source, "-o", target]
+            command = [
+                clang,
+                "-O2",
+                "-g",
+                "-Wall",
+                "-target",
+                "bpf",
+                "-I",
+                "bpf",
+                *_multiarch_include(),
+                "-c",
+                source,
+                "-o",
+                target,
+            ]
             self.announce(" ".join(command), level=2)
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise ExecError(
-                    f"compiling the XDP program {source} ({target}) failed:\n"
-                    f"{result.stderr}"
+                    f"compiling the XDP program {source} ({target}) failed:\n{result.stderr}"
                 )
 
     def get_outputs(self) -> list[str]:

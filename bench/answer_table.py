@@ -106,9 +106,15 @@ def run(args) -> dict:
     info = startup.write_zone(zone, args.records)
     result = {"zone": info}
     with Topology(1, (args.server_cpu,), (args.client_cpu,)) as topo:
-        where = servers.Placement(listen=(topo.server.v4,), port=53, cpus=(args.server_cpu,),
-                                  workers=1, netns=topo.server.netns,
-                                  interface=topo.server.ifname, client_netns=topo.client.netns)
+        where = servers.Placement(
+            listen=(topo.server.v4,),
+            port=53,
+            cpus=(args.server_cpu,),
+            workers=1,
+            netns=topo.server.netns,
+            interface=topo.server.ifname,
+            client_netns=topo.client.netns,
+        )
         server = servers.make_server("xdpdns", "xdp", work, [ZoneFile(ORIGIN, zone)], where)
         start = time.monotonic()
         server.start()
@@ -116,20 +122,34 @@ def run(args) -> dict:
             last = info["last_name"]
             wait(lambda: probe(topo, last), args.timeout)
             result["first_answer_s"] = time.monotonic() - start  # from the process's start
-            wait(lambda: (probe(topo, last), answered_in_xdp(server.control_socket))[1] > 0,
-                 args.timeout)
+            wait(
+                lambda: (probe(topo, last), answered_in_xdp(server.control_socket))[1] > 0,
+                args.timeout,
+            )
             result["first_xdp_answer_s"] = time.monotonic() - start
             stats = request(server.control_socket)
             result["table"] = stats["xdp"]["answers"]
             result["map_memlock"] = map_memlock(server.pids())
-            result["rss_kib"] = [int(Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1]
-                                     .split()[0]) for p in server.pids()]
+            result["rss_kib"] = [
+                int(Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1].split()[0])
+                for p in server.pids()
+            ]
             text = zone.read_text().replace(" 2024010101 ", " 2024010102 ", 1)
             zone.write_text(text)
             start = time.monotonic()
-            done = subprocess.run([sys.executable, "-m", "xdpdns", "reload", "--control-socket",
-                                   str(server.control_socket)], capture_output=True, text=True,
-                                  timeout=args.timeout)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "xdpdns",
+                    "reload",
+                    "--control-socket",
+                    str(server.control_socket),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
+            )
             result["reload_s"] = time.monotonic() - start
             result["reload_output"] = (done.stdout + done.stderr).strip()
             before = answered_in_xdp(server.control_socket)

@@ -44,8 +44,12 @@ def free_port() -> int:
 
 
 def kdig(port: int, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess:
-    return subprocess.run(["kdig", "@127.0.0.1", "-p", str(port), *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["kdig", "@127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def wait_serving(port: int, proc: subprocess.Popen, what: str) -> None:
@@ -62,12 +66,16 @@ def wait_serving(port: int, proc: subprocess.Popen, what: str) -> None:
 
 def start_xdpdns(workdir: Path, zonefile: Path, port: int, xdpdns: str) -> subprocess.Popen:
     conf = workdir / "xdpdns.toml"
-    conf.write_text(f'[[zone]]\nfile = "{zonefile}"\norigin = "{ORIGIN}"\n'
-                    f'allow_transfer = ["127.0.0.1"]\n[server]\nlog_level = "warning"\n'
-                    f'control_socket = "{workdir}/xdpdns.sock"\n')
-    return subprocess.Popen([xdpdns, "serve", "--config", str(conf), "--listen",
-                             f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                            stderr=open(workdir / "xdpdns.log", "w"))
+    conf.write_text(
+        f'[[zone]]\nfile = "{zonefile}"\norigin = "{ORIGIN}"\n'
+        f'allow_transfer = ["127.0.0.1"]\n[server]\nlog_level = "warning"\n'
+        f'control_socket = "{workdir}/xdpdns.sock"\n'
+    )
+    return subprocess.Popen(
+        [xdpdns, "serve", "--config", str(conf), "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "xdpdns.log", "w"),
+    )
 
 
 def start_knot(workdir: Path, zonefile: Path, port: int) -> subprocess.Popen:
@@ -84,9 +92,13 @@ def start_knot(workdir: Path, zonefile: Path, port: int) -> subprocess.Popen:
         f'    storage: "{workdir}"\n'
         "    zonefile-sync: -1\n    zonefile-load: whole\n    journal-content: none\n"
         "    semantic-checks: off\n"
-        f'zone:\n  - domain: "{ORIGIN}"\n    file: "{zonefile}"\n    acl: local\n')
-    return subprocess.Popen(["knotd", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=open(workdir / "knot.log", "w"))
+        f'zone:\n  - domain: "{ORIGIN}"\n    file: "{zonefile}"\n    acl: local\n'
+    )
+    return subprocess.Popen(
+        ["knotd", "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "knot.log", "w"),
+    )
 
 
 def transfer(port: int) -> dict:
@@ -99,8 +111,7 @@ def transfer(port: int) -> dict:
     m = re.search(r"Received (\d+) B \((\d+) messages?, (\d+) records?\)", out.stdout)
     if not m:
         raise RuntimeError(f"kdig said no transfer size: {out.stdout[-300:]}")
-    return {"seconds": seconds, "bytes": int(m[1]), "messages": int(m[2]),
-            "records": int(m[3])}
+    return {"seconds": seconds, "bytes": int(m[1]), "messages": int(m[2]), "records": int(m[3])}
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -122,8 +133,7 @@ def main() -> int:
     args = parser.parse_args()
     for tool in ("kdig", "knotd"):
         if shutil.which(tool) is None:
-            print(f"axfr_time: {tool} is missing (Debian: knot, knot-dnsutils)",
-                  file=sys.stderr)
+            print(f"axfr_time: {tool} is missing (Debian: knot, knot-dnsutils)", file=sys.stderr)
             return 1
     with tempfile.TemporaryDirectory(prefix="xdpdns-axfr-") as tmp:
         workdir = Path(tmp)
@@ -143,15 +153,21 @@ def main() -> int:
         finally:
             for proc in procs.values():
                 stop(proc)
-    result = {"zone": zone, "runs": runs,
-              "median_seconds": {n: statistics.median(r["seconds"] for r in rs)
-                                 for n, rs in runs.items()}}
+    result = {
+        "zone": zone,
+        "runs": runs,
+        "median_seconds": {
+            n: statistics.median(r["seconds"] for r in rs) for n, rs in runs.items()
+        },
+    }
     for name, rs in runs.items():
         last = rs[-1]
         each = ", ".join(f"{r['seconds']:.3f}" for r in rs)
-        print(f"{name:7} median {result['median_seconds'][name]:.3f} s  ({each})  "
-              f"{last['records']} records, {last['messages']} messages, "
-              f"{last['bytes']} bytes")
+        print(
+            f"{name:7} median {result['median_seconds'][name]:.3f} s  ({each})  "
+            f"{last['records']} records, {last['messages']} messages, "
+            f"{last['bytes']} bytes"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -69,15 +69,19 @@ while True:
 
 def start_xdpdns(workdir: Path, zonefile: Path, port: int, xdpdns: str) -> subprocess.Popen:
     conf = workdir / "xdpdns.toml"
-    conf.write_text(f'[[zone]]\nfile = "{zonefile}"\norigin = "{ORIGIN}"\n'
-                    f'allow_transfer = ["127.0.0.1"]\n'
-                    f'[server]\nlog_level = "warning"\nudp_workers = 1\ntcp_workers = 1\n'
-                    f"tcp_io_timeout = 30\ntcp_max_connections = 1024\n"
-                    f"tcp_max_client_connections = 1024\n"
-                    f'control_socket = "{workdir}/xdpdns.sock"\n')
-    return subprocess.Popen([xdpdns, "serve", "--config", str(conf), "--listen",
-                             f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                            stderr=open(workdir / "xdpdns.log", "w"))
+    conf.write_text(
+        f'[[zone]]\nfile = "{zonefile}"\norigin = "{ORIGIN}"\n'
+        f'allow_transfer = ["127.0.0.1"]\n'
+        f'[server]\nlog_level = "warning"\nudp_workers = 1\ntcp_workers = 1\n'
+        f"tcp_io_timeout = 30\ntcp_max_connections = 1024\n"
+        f"tcp_max_client_connections = 1024\n"
+        f'control_socket = "{workdir}/xdpdns.sock"\n'
+    )
+    return subprocess.Popen(
+        [xdpdns, "serve", "--config", str(conf), "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "xdpdns.log", "w"),
+    )
 
 
 def write_queries(path: Path, hosts: int, count: int) -> None:
@@ -92,13 +96,21 @@ def measure(args, port: int, queryfile: Path, with_transfer: bool, tmp: Path) ->
     reader = None
     out = tmp / "reader.out"
     if with_transfer:
-        reader = subprocess.Popen([sys.executable, "-c", READER, str(port),
-                                   str(args.read_rate), str(out), ORIGIN])
+        reader = subprocess.Popen(
+            [sys.executable, "-c", READER, str(port), str(args.read_rate), str(out), ORIGIN]
+        )
         procfs.pin_all([reader.pid], {args.client_cpu})
         time.sleep(1)  # the transfer is under way, its window full
-    load = generators.Load(target="127.0.0.1", port=port, query_file=queryfile,
-                           duration=args.seconds, clients=args.clients, timeout=2,
-                           cpus=(args.client_cpu,), tcp=args.transport == "tcp")
+    load = generators.Load(
+        target="127.0.0.1",
+        port=port,
+        query_file=queryfile,
+        duration=args.seconds,
+        clients=args.clients,
+        timeout=2,
+        cpus=(args.client_cpu,),
+        tcp=args.transport == "tcp",
+    )
     result = generators.run("dnsperf", load)
     got = None
     if reader is not None:
@@ -107,10 +119,15 @@ def measure(args, port: int, queryfile: Path, with_transfer: bool, tmp: Path) ->
         reader.wait(10)
         got = int(out.read_text()) if out.exists() else 0
         if not alive:
-            raise RuntimeError("the slow transfer ended before the measurement did: "
-                               "lower --read-rate or --seconds")
-    return {"with_transfer": with_transfer, "qps": result.qps,
-            "lost": result.lost, "transfer_bytes_read": got}
+            raise RuntimeError(
+                "the slow transfer ended before the measurement did: lower --read-rate or --seconds"
+            )
+    return {
+        "with_transfer": with_transfer,
+        "qps": result.qps,
+        "lost": result.lost,
+        "transfer_bytes_read": got,
+    }
 
 
 def main() -> int:
@@ -119,8 +136,9 @@ def main() -> int:
     ap.add_argument("--transport", choices=("udp", "tcp"), default="tcp")
     ap.add_argument("--clients", type=int, default=20, help="dnsperf -c")
     ap.add_argument("--seconds", type=float, default=8)
-    ap.add_argument("--read-rate", type=float, default=1_000_000,
-                    help="bytes/s the slow secondary reads")
+    ap.add_argument(
+        "--read-rate", type=float, default=1_000_000, help="bytes/s the slow secondary reads"
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--server-cpu", type=int, default=1)
     ap.add_argument("--client-cpu", type=int, default=0)
@@ -139,24 +157,40 @@ def main() -> int:
             wait_serving(port, server, "xdpdns")
             procfs.pin_all([server.pid], {args.server_cpu})
             for rep in range(args.repeats):
-                for with_transfer in ((False, True) if rep % 2 == 0 else (True, False)):
+                for with_transfer in (False, True) if rep % 2 == 0 else (True, False):
                     row = measure(args, port, queryfile, with_transfer, tmp)
                     row["repeat"] = rep
                     rows.append(row)
-                    print(f"run {rep} {'with' if with_transfer else 'without':7} transfer: "
-                          f"{row['qps']:>9,.0f} q/s, lost {row['lost']}"
-                          + (f", slow reader got {row['transfer_bytes_read']:,} bytes"
-                             if with_transfer else ""), flush=True)
+                    print(
+                        f"run {rep} {'with' if with_transfer else 'without':7} transfer: "
+                        f"{row['qps']:>9,.0f} q/s, lost {row['lost']}"
+                        + (
+                            f", slow reader got {row['transfer_bytes_read']:,} bytes"
+                            if with_transfer
+                            else ""
+                        ),
+                        flush=True,
+                    )
         finally:
             stop(server)
     alone = statistics.median(r["qps"] for r in rows if not r["with_transfer"])
     during = statistics.median(r["qps"] for r in rows if r["with_transfer"])
-    print(f"\n{args.transport} queries/s, median of {args.repeats}: alone {alone:,.0f}, "
-          f"during the transfer {during:,.0f} ({during / alone:.2f})")
+    print(
+        f"\n{args.transport} queries/s, median of {args.repeats}: alone {alone:,.0f}, "
+        f"during the transfer {during:,.0f} ({during / alone:.2f})"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "rows": rows, "alone": alone, "during": during},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "rows": rows,
+                    "alone": alone,
+                    "during": during,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -33,10 +33,15 @@ def _from_bench(report: dict) -> list[dict]:
     for run in report["runs"]:
         if not run.get("sent"):
             continue
-        out.append({"server": f"{run['server']} {run['mode']}", "queues": queues,
-                    "rate": run.get("offered_rate") or 0,
-                    "answered_per_s": run["answered"] / run["duration"],
-                    "loss": 1 - run["answered"] / run["sent"]})
+        out.append(
+            {
+                "server": f"{run['server']} {run['mode']}",
+                "queues": queues,
+                "rate": run.get("offered_rate") or 0,
+                "answered_per_s": run["answered"] / run["duration"],
+                "loss": 1 - run["answered"] / run["sent"],
+            }
+        )
     return out
 
 
@@ -60,9 +65,12 @@ def summarize(runs: list[dict]) -> dict[str, dict[int, tuple[float, float]]]:
     out: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)
     for (server, queues), rates in by.items():
         best = max(statistics.median(x["answered_per_s"] for x in rs) for rs in rates.values())
-        clean = [rate for rate, rs in rates.items() if rate and
-                 statistics.median(1 if x["loss"] is None else x["loss"] for x in rs)
-                 <= CLEAN_LOSS]
+        clean = [
+            rate
+            for rate, rs in rates.items()
+            if rate
+            and statistics.median(1 if x["loss"] is None else x["loss"] for x in rs) <= CLEAN_LOSS
+        ]
         out[server][queues] = (best, max(clean, default=0))
     return out
 
@@ -72,15 +80,27 @@ def plot(summary, path: str, title: str) -> None:
     for server, points in sorted(summary.items()):
         queues = sorted(points)
         best = [points[q][0] / 1e6 for q in queues]
-        line, = ax.plot(queues, best, marker="o", label=f"{server}: most answered")
+        (line,) = ax.plot(queues, best, marker="o", label=f"{server}: most answered")
         # A queue count where no offered rate stayed under 1 % loss has no
         # point on that line (NaN), rather than a misleading zero.
         clean = [points[q][1] / 1e6 if points[q][1] else float("nan") for q in queues]
         if any(points[q][1] for q in queues):
-            ax.plot(queues, clean, marker="s", linestyle="--", color=line.get_color(),
-                    label=f"{server}: offered, loss <= 1 %")
-        ax.plot(queues, [best[0] * q / queues[0] for q in queues], linestyle=":",
-                color=line.get_color(), alpha=0.5, label=f"{server}: linear from 1 queue")
+            ax.plot(
+                queues,
+                clean,
+                marker="s",
+                linestyle="--",
+                color=line.get_color(),
+                label=f"{server}: offered, loss <= 1 %",
+            )
+        ax.plot(
+            queues,
+            [best[0] * q / queues[0] for q in queues],
+            linestyle=":",
+            color=line.get_color(),
+            alpha=0.5,
+            label=f"{server}: linear from 1 queue",
+        )
     ax.set_xlabel("queues (workers, and generator queues)")
     ax.set_ylabel("million answers per second")
     ax.set_xticks(sorted({q for p in summary.values() for q in p}))
@@ -96,8 +116,11 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     summary = summarize(load(argv[2:]))
-    source = "xdpdns bench" if any(not p.endswith(".jsonl") for p in argv[2:]) \
+    source = (
+        "xdpdns bench"
+        if any(not p.endswith(".jsonl") for p in argv[2:])
         else "bench/xdp_scaling.sh"
+    )
     plot(summary, argv[1], f"XDP mode on a veth, 16-core machine ({source})")
     for server, points in sorted(summary.items()):
         for q in sorted(points):

@@ -42,9 +42,22 @@ from xdpdns.image import compile_sources  # noqa: E402
 def keys(directory: Path) -> tuple[Path, ...]:
     out = []
     for flags in (["-f", "KSK"], []):
-        done = subprocess.run(["dnssec-keygen", "-q", "-K", str(directory), "-a",
-                               "ECDSAP256SHA256", *flags, ORIGIN.rstrip(".")],
-                              capture_output=True, text=True, check=True, timeout=60)
+        done = subprocess.run(
+            [
+                "dnssec-keygen",
+                "-q",
+                "-K",
+                str(directory),
+                "-a",
+                "ECDSAP256SHA256",
+                *flags,
+                ORIGIN.rstrip("."),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         out.append(directory / done.stdout.strip())
     return tuple(out)
 
@@ -75,14 +88,15 @@ def timed(source, previous=None):
     if result.image is None:
         raise SystemExit("\n".join(str(p) for p in result.problems))
     report = result.signed[0].report
-    return result.image, {"seconds": round(elapsed, 3), "made": report.made,
-                          "kept": report.kept}
+    return result.image, {"seconds": round(elapsed, 3), "made": report.made, "kept": report.kept}
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--changes", type=int, default=1_000)
     ap.add_argument("--nsec", action="store_true", help="NSEC instead of NSEC3")
@@ -115,15 +129,20 @@ def main() -> int:
             print(json.dumps(row), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nzone {ORIGIN}: {zone['records']:,} records, "
-          f"{'NSEC' if args.nsec else 'NSEC3'}, {rows[0]['changed_records']} A records changed")
+    print(
+        f"\nzone {ORIGIN}: {zone['records']:,} records, "
+        f"{'NSEC' if args.nsec else 'NSEC3'}, {rows[0]['changed_records']} A records changed"
+    )
     for kind in ("load", "changed", "same", "changed_everything_signed"):
         seconds = statistics.median(r[kind]["seconds"] for r in rows)
-        print(f"{kind:28} {seconds:8.2f} s  made {rows[0][kind]['made']:>9,}  "
-              f"kept {rows[0][kind]['kept']:>9,}")
+        print(
+            f"{kind:28} {seconds:8.2f} s  made {rows[0][kind]['made']:>9,}  "
+            f"kept {rows[0][kind]['kept']:>9,}"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "zone": zone,
-                                               "runs": rows}, indent=1) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"args": vars(args), "zone": zone, "runs": rows}, indent=1) + "\n"
+        )
     return 0
 
 

@@ -47,26 +47,34 @@ def write_zone(path: Path, names: int, seed: int) -> dict:
     aliases = max(1, names // 20)
     delegations = max(1, names // 100)
     with open(path, "w") as f:
-        f.write(f"$ORIGIN {ORIGIN}\n$TTL 3600\n"
-                "@ IN SOA ns1 hostmaster 2024010101 7200 3600 1209600 300\n"
-                "@ IN NS ns1\n@ IN NS ns2\n"
-                "ns1 IN A 198.18.0.1\nns2 IN A 198.18.0.2\n"
-                "@ IN MX 10 mail\nmail IN A 198.18.0.3\n"
-                "*.wild IN A 198.18.0.4\n*.wild IN TXT \"wildcard\"\n")
+        f.write(
+            f"$ORIGIN {ORIGIN}\n$TTL 3600\n"
+            "@ IN SOA ns1 hostmaster 2024010101 7200 3600 1209600 300\n"
+            "@ IN NS ns1\n@ IN NS ns2\n"
+            "ns1 IN A 198.18.0.1\nns2 IN A 198.18.0.2\n"
+            "@ IN MX 10 mail\nmail IN A 198.18.0.3\n"
+            '*.wild IN A 198.18.0.4\n*.wild IN TXT "wildcard"\n'
+        )
         for i in range(names):
             f.write(f"host{i:07d} IN A 198.18.{(i >> 8) & 255}.{i & 255}\n")
             if i % 2 == 0:
-                f.write(f"host{i:07d} IN AAAA 2001:2::{i >> 16:x}:{i & 0xffff:x}\n")
+                f.write(f"host{i:07d} IN AAAA 2001:2::{i >> 16:x}:{i & 0xFFFF:x}\n")
             if i % 10 == 0:
                 f.write(f"host{i:07d} IN MX 10 host{(i + 1) % names:07d}\n")
         for i in range(aliases):
             f.write(f"alias{i:07d} IN CNAME host{rng.randrange(names):07d}\n")
         for i in range(delegations):
-            f.write(f"dlg{i:06d} IN NS ns1.dlg{i:06d}\ndlg{i:06d} IN NS ns2.dlg{i:06d}\n"
-                    f"ns1.dlg{i:06d} IN A 198.19.{(i >> 8) & 255}.{i & 255}\n"
-                    f"ns2.dlg{i:06d} IN AAAA 2001:2:1::{i:x}\n")
-    return {"names": names, "aliases": aliases, "delegations": delegations,
-            "bytes": path.stat().st_size}
+            f.write(
+                f"dlg{i:06d} IN NS ns1.dlg{i:06d}\ndlg{i:06d} IN NS ns2.dlg{i:06d}\n"
+                f"ns1.dlg{i:06d} IN A 198.19.{(i >> 8) & 255}.{i & 255}\n"
+                f"ns2.dlg{i:06d} IN AAAA 2001:2:1::{i:x}\n"
+            )
+    return {
+        "names": names,
+        "aliases": aliases,
+        "delegations": delegations,
+        "bytes": path.stat().st_size,
+    }
 
 
 # Query mix: (share, kind).  Percentages of the query file.
@@ -98,11 +106,11 @@ def write_queries(path: Path, count: int, zone: dict, seed: int) -> None:
             elif kind == "CNAME in zone":
                 line = f"alias{rng.randrange(aliases):07d}.{ORIGIN} A"
             elif kind == "NXDOMAIN":
-                line = f"nx{rng.randrange(10 ** 7):07d}.{ORIGIN} A"
+                line = f"nx{rng.randrange(10**7):07d}.{ORIGIN} A"
             elif kind.startswith("NODATA"):
                 line = f"host{rng.randrange(names):07d}.{ORIGIN} TXT"
             elif kind == "wildcard":
-                line = f"w{rng.randrange(10 ** 6)}.wild.{ORIGIN} A"
+                line = f"w{rng.randrange(10**6)}.wild.{ORIGIN} A"
             else:
                 line = f"www.dlg{rng.randrange(dlg):06d}.{ORIGIN} A"
             f.write(line + "\n")
@@ -115,11 +123,16 @@ def summarize(msg) -> tuple:
         return ("no answer",)
 
     def section(rrsets):
-        return frozenset((r.name.to_text().lower(), r.rdtype,
-                          frozenset(x.to_text() for x in r)) for r in rrsets)
+        return frozenset(
+            (r.name.to_text().lower(), r.rdtype, frozenset(x.to_text() for x in r)) for r in rrsets
+        )
 
-    return (msg.rcode(), bool(msg.flags & 0x0400), section(msg.answer),
-            frozenset((r.name.to_text().lower(), r.rdtype) for r in msg.authority))
+    return (
+        msg.rcode(),
+        bool(msg.flags & 0x0400),
+        section(msg.answer),
+        frozenset((r.name.to_text().lower(), r.rdtype) for r in msg.authority),
+    )
 
 
 def sample_answers(server: Server, queries: list[tuple[str, str]]) -> list[tuple]:
@@ -131,23 +144,34 @@ def xdpdns_tcp_config(workdir: Path, args) -> Path:
     load (every dnsperf client is one connection from 127.0.0.1)."""
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "xdpdns.toml"
-    conf.write_text(f"[server]\ntcp_workers = {args.workers}\n"
-                    f"tcp_max_connections = {max(256, 2 * args.clients)}\n"
-                    f"tcp_max_client_connections = {max(32, 2 * args.clients)}\n")
+    conf.write_text(
+        f"[server]\ntcp_workers = {args.workers}\n"
+        f"tcp_max_connections = {max(256, 2 * args.clients)}\n"
+        f"tcp_max_client_connections = {max(32, 2 * args.clients)}\n"
+    )
     return conf
 
 
-def make_server(name: str, args, workdir: Path, zonefile: Path, port: int,
-                cpus: set[int] | None = None) -> Server:
+def make_server(
+    name: str, args, workdir: Path, zonefile: Path, port: int, cpus: set[int] | None = None
+) -> Server:
     """The server on 127.0.0.1:port, pinned to cpus from its start."""
-    where = servers.Placement(listen=(servers.LOOPBACK,), port=port, cpus=tuple(cpus or ()),
-                              workers=args.workers)
+    where = servers.Placement(
+        listen=(servers.LOOPBACK,), port=port, cpus=tuple(cpus or ()), workers=args.workers
+    )
     options = {}
     if name == "xdpdns" and args.transport == "tcp":
         options["config"] = xdpdns_tcp_config(workdir, args)
-    return servers.make_server(name, "socket", workdir, [ZoneFile(ORIGIN, zonefile)], where,
-                               command=shlex.split(args.xdpdns), log_level="warning",
-                               **options)
+    return servers.make_server(
+        name,
+        "socket",
+        workdir,
+        [ZoneFile(ORIGIN, zonefile)],
+        where,
+        command=shlex.split(args.xdpdns),
+        log_level="warning",
+        **options,
+    )
 
 
 def measure(server, args, queryfile: Path) -> dict:
@@ -160,10 +184,17 @@ def measure(server, args, queryfile: Path) -> dict:
         pids = server.pids()
         threads = procfs.pin_all(pids, server_cpus)
         load = generators.Load(
-            target=servers.LOOPBACK, port=server.port, query_file=queryfile,
-            duration=args.seconds, clients=args.clients, outstanding=args.outstanding,
-            threads=args.threads, timeout=args.timeout, cpus=tuple(client_cpus),
-            tcp=args.transport == "tcp")
+            target=servers.LOOPBACK,
+            port=server.port,
+            query_file=queryfile,
+            duration=args.seconds,
+            clients=args.clients,
+            outstanding=args.outstanding,
+            threads=args.threads,
+            timeout=args.timeout,
+            cpus=tuple(client_cpus),
+            tcp=args.transport == "tcp",
+        )
         argv = generators.dnsperf_argv(load)
         if args.warmup:
             generators.run("dnsperf", dataclasses.replace(load, duration=args.warmup, timeout=1))
@@ -171,8 +202,11 @@ def measure(server, args, queryfile: Path) -> dict:
         pids = server.pids()
         threads = procfs.pin_all(pids, server_cpus)
         affinity = sorted(sorted(a) for a in procfs.affinities(pids))
-        idle_before = (procfs.wait_idle(server_cpus | client_cpus, args.idle, args.wait_idle)
-                       if args.wait_idle else None)
+        idle_before = (
+            procfs.wait_idle(server_cpus | client_cpus, args.idle, args.wait_idle)
+            if args.wait_idle
+            else None
+        )
         loadavg = procfs.loadavg()
         user0, sys0 = procfs.cpu_user_system(pids)
         drops0, rcvbuf0 = procfs.udp_drops(server.port), procfs.udp_rcvbuf_errors()
@@ -180,10 +214,25 @@ def measure(server, args, queryfile: Path) -> dict:
         if args.perf_dir:
             data = Path(args.perf_dir) / f"{server.name}.perf.data"
             perf = subprocess.Popen(
-                ["perf", "record", "-q", "-F", "1999", "-g", "-o", str(data),
-                 "-p", ",".join(map(str, pids)), "--", "sleep", str(args.seconds)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True)
+                [
+                    "perf",
+                    "record",
+                    "-q",
+                    "-F",
+                    "1999",
+                    "-g",
+                    "-o",
+                    str(data),
+                    "-p",
+                    ",".join(map(str, pids)),
+                    "--",
+                    "sleep",
+                    str(args.seconds),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         t0 = time.monotonic()
         result = generators.run("dnsperf", load)
         wall = time.monotonic() - t0
@@ -239,7 +288,7 @@ def check_agreement(args, tmp: Path, zonefile: Path, queryfile: Path) -> dict:
     """Asks every server the first queries of the query file, one by one, and
     counts where each disagrees with xdpdns (a server that answers fast but
     wrong must not win the table)."""
-    lines = queryfile.read_text().splitlines()[:args.check]
+    lines = queryfile.read_text().splitlines()[: args.check]
     queries = [tuple(line.split()) for line in lines]
     answers, report = {}, {}
     for name in args.servers:
@@ -252,10 +301,16 @@ def check_agreement(args, tmp: Path, zonefile: Path, queryfile: Path) -> dict:
             server.stop()
     base = args.servers[0]
     for name in args.servers[1:]:
-        diffs = [(" ".join(q), str(a)[:300], str(b)[:300])
-                 for q, a, b in zip(queries, answers[base], answers[name]) if a != b]
-        report[f"{base} vs {name}"] = {"queries": len(queries), "differ": len(diffs),
-                                       "examples": diffs[:3]}
+        diffs = [
+            (" ".join(q), str(a)[:300], str(b)[:300])
+            for q, a, b in zip(queries, answers[base], answers[name])
+            if a != b
+        ]
+        report[f"{base} vs {name}"] = {
+            "queries": len(queries),
+            "differ": len(diffs),
+            "examples": diffs[:3],
+        }
     return report
 
 
@@ -273,14 +328,12 @@ def table(rows: list[dict], servers: list[str]) -> tuple[str, dict]:
             "lost_median": median([r["lost"] for r in mine]),
             "server_cpu_median": median([r["server_cpu_fraction"] for r in mine]),
             "qps_per_cpu_second_median": median(
-                [r["qps_per_server_cpu_second"] or 0 for r in mine]),
+                [r["qps_per_server_cpu_second"] or 0 for r in mine]
+            ),
             "avg_response_bytes": mine[0]["avg_response_bytes"],
-            "user_us_per_query_median": median(
-                [r["server_user_us_per_query"] for r in mine]),
-            "system_us_per_query_median": median(
-                [r["server_system_us_per_query"] for r in mine]),
-            "foreign_on_server_cpu_median": median(
-                [r["foreign_on_server_cpu"] for r in mine]),
+            "user_us_per_query_median": median([r["server_user_us_per_query"] for r in mine]),
+            "system_us_per_query_median": median([r["server_system_us_per_query"] for r in mine]),
+            "foreign_on_server_cpu_median": median([r["foreign_on_server_cpu"] for r in mine]),
         }
     peers = [s for s in summary if s != "xdpdns"]
     ratios = {}
@@ -289,33 +342,40 @@ def table(rows: list[dict], servers: list[str]) -> tuple[str, dict]:
         leanest = max(peers, key=lambda s: summary[s]["qps_per_cpu_second_median"])
         ratios = {
             "faster_peer": fastest,
-            "xdpdns_qps_over_faster_peer":
-                summary["xdpdns"]["qps_median"] / summary[fastest]["qps_median"],
+            "xdpdns_qps_over_faster_peer": summary["xdpdns"]["qps_median"]
+            / summary[fastest]["qps_median"],
             "leaner_peer": leanest,
-            "xdpdns_qps_per_cpu_over_leaner_peer":
-                summary["xdpdns"]["qps_per_cpu_second_median"]
-                / summary[leanest]["qps_per_cpu_second_median"],
+            "xdpdns_qps_per_cpu_over_leaner_peer": summary["xdpdns"]["qps_per_cpu_second_median"]
+            / summary[leanest]["qps_per_cpu_second_median"],
         }
         for s in peers:
             ratios[f"xdpdns_over_{s}"] = summary["xdpdns"]["qps_median"] / summary[s]["qps_median"]
-    head = (f"{'server':8} {'runs':>4} {'qps (median)':>13} {'qps runs':>28} "
-            f"{'lat ms':>7} {'lost':>6} {'srv CPU':>7} {'qps/CPU-s':>10} {'usr us/q':>8} "
-            f"{'sys us/q':>8} {'resp B':>6} {'other':>6}")
+    head = (
+        f"{'server':8} {'runs':>4} {'qps (median)':>13} {'qps runs':>28} "
+        f"{'lat ms':>7} {'lost':>6} {'srv CPU':>7} {'qps/CPU-s':>10} {'usr us/q':>8} "
+        f"{'sys us/q':>8} {'resp B':>6} {'other':>6}"
+    )
     out = [head, "-" * len(head)]
     for name, s in summary.items():
-        out.append(f"{name:8} {s['runs']:>4} {s['qps_median']:>13,.0f} "
-                   f"{','.join(str(q) for q in s['qps_runs']):>28} "
-                   f"{s['avg_latency_ms_median']:>7.3f} {s['lost_median']:>6.0f} "
-                   f"{s['server_cpu_median']:>7.0%} {s['qps_per_cpu_second_median']:>10,.0f} "
-                   f"{s['user_us_per_query_median']:>8.2f} {s['system_us_per_query_median']:>8.2f} "
-                   f"{s['avg_response_bytes']:>6.0f} "
-                   f"{s['foreign_on_server_cpu_median']:>6.0%}")
+        out.append(
+            f"{name:8} {s['runs']:>4} {s['qps_median']:>13,.0f} "
+            f"{','.join(str(q) for q in s['qps_runs']):>28} "
+            f"{s['avg_latency_ms_median']:>7.3f} {s['lost_median']:>6.0f} "
+            f"{s['server_cpu_median']:>7.0%} {s['qps_per_cpu_second_median']:>10,.0f} "
+            f"{s['user_us_per_query_median']:>8.2f} {s['system_us_per_query_median']:>8.2f} "
+            f"{s['avg_response_bytes']:>6.0f} "
+            f"{s['foreign_on_server_cpu_median']:>6.0%}"
+        )
     if ratios:
         out.append("")
-        out.append(f"xdpdns / {ratios['faster_peer']} (faster peer), qps: "
-                   f"{ratios['xdpdns_qps_over_faster_peer']:.3f}")
-        out.append(f"xdpdns / {ratios['leaner_peer']} (peer with most qps per CPU-second): "
-                   f"{ratios['xdpdns_qps_per_cpu_over_leaner_peer']:.3f}")
+        out.append(
+            f"xdpdns / {ratios['faster_peer']} (faster peer), qps: "
+            f"{ratios['xdpdns_qps_over_faster_peer']:.3f}"
+        )
+        out.append(
+            f"xdpdns / {ratios['leaner_peer']} (peer with most qps per CPU-second): "
+            f"{ratios['xdpdns_qps_per_cpu_over_leaner_peer']:.3f}"
+        )
     return "\n".join(out), {"servers": summary, "ratios": ratios}
 
 
@@ -326,64 +386,120 @@ def perf_reports(perf_dir: Path, servers: list[str]) -> dict:
         if not data.exists():
             continue
         rep = subprocess.run(
-            ["perf", "report", "-i", str(data), "--stdio", "--no-children",
-             "--sort", "dso,symbol", "--percent-limit", "0.7", "-g", "none"],
-            capture_output=True, text=True, timeout=300)
+            [
+                "perf",
+                "report",
+                "-i",
+                str(data),
+                "--stdio",
+                "--no-children",
+                "--sort",
+                "dso,symbol",
+                "--percent-limit",
+                "0.7",
+                "-g",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         by_dso = subprocess.run(
-            ["perf", "report", "-i", str(data), "--stdio", "--no-children",
-             "--sort", "dso", "-g", "none", "--percent-limit", "0.5"],
-            capture_output=True, text=True, timeout=300)
+            [
+                "perf",
+                "report",
+                "-i",
+                str(data),
+                "--stdio",
+                "--no-children",
+                "--sort",
+                "dso",
+                "-g",
+                "none",
+                "--percent-limit",
+                "0.5",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
         def rows(text: str, fields: int) -> list[str]:
-            return [" ".join(ln.split()[:fields]) for ln in text.splitlines()
-                    if ln.strip() and not ln.startswith("#")]
+            return [
+                " ".join(ln.split()[:fields])
+                for ln in text.splitlines()
+                if ln.strip() and not ln.startswith("#")
+            ]
 
         (perf_dir / f"{name}.perf.txt").write_text(by_dso.stdout + rep.stdout)
-        out[name] = {"by_dso": rows(by_dso.stdout, 2)[:6],
-                     "symbols": rows(rep.stdout, 4)[:25]}
+        out[name] = {"by_dso": rows(by_dso.stdout, 2)[:6], "symbols": rows(rep.stdout, 4)[:25]}
     return out
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter,
-                    argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     pass
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=HelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--servers", default=",".join(SERVERS),
-                    help="comma-separated, from xdpdns,nsd,knot (default: all)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    ap.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated, from xdpdns,nsd,knot (default: all)",
+    )
     ap.add_argument("--names", type=int, default=100_000, help="hosts in the zone")
     ap.add_argument("--queries", type=int, default=200_000, help="lines in the query file")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--seconds", type=float, default=10, help="dnsperf -l per run")
     ap.add_argument("--warmup", type=float, default=1, help="dnsperf warm-up seconds (0: none)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per server, alternating")
-    ap.add_argument("--transport", choices=("udp", "tcp"), default="udp",
-                    help="dnsperf -m: over TCP every client is a connection")
+    ap.add_argument(
+        "--transport",
+        choices=("udp", "tcp"),
+        default="udp",
+        help="dnsperf -m: over TCP every client is a connection",
+    )
     ap.add_argument("--clients", type=int, default=8, help="dnsperf -c")
     ap.add_argument("--outstanding", type=int, default=200, help="dnsperf -q")
     ap.add_argument("--threads", type=int, default=1, help="dnsperf -T")
     ap.add_argument("--timeout", type=float, default=2, help="dnsperf -t")
-    ap.add_argument("--workers", type=int, default=1,
-                    help="server UDP workers (xdpdns --udp-workers, NSD server-count, "
-                         "Knot udp-workers)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server UDP workers (xdpdns --udp-workers, NSD server-count, Knot udp-workers)",
+    )
     ap.add_argument("--server-cpu", type=int, default=1)
     ap.add_argument("--client-cpu", type=int, default=0)
-    ap.add_argument("--wait-idle", type=float, default=60,
-                    help="before each run, wait up to this many seconds for both CPUs "
-                         "to be idle (0: do not wait); the machine may be shared")
-    ap.add_argument("--idle", type=float, default=0.9,
-                    help="the idle share that counts as idle for --wait-idle")
-    ap.add_argument("--check", type=int, default=500,
-                    help="queries asked one by one to compare the servers' answers (0: skip)")
+    ap.add_argument(
+        "--wait-idle",
+        type=float,
+        default=60,
+        help="before each run, wait up to this many seconds for both CPUs "
+        "to be idle (0: do not wait); the machine may be shared",
+    )
+    ap.add_argument(
+        "--idle", type=float, default=0.9, help="the idle share that counts as idle for --wait-idle"
+    )
+    ap.add_argument(
+        "--check",
+        type=int,
+        default=500,
+        help="queries asked one by one to compare the servers' answers (0: skip)",
+    )
     ap.add_argument("--start-timeout", type=float, default=120)
-    ap.add_argument("--xdpdns", default=shlex.join(servers.xdpdns_command()),
-                    help="the xdpdns command")
-    ap.add_argument("--perf-dir", help="also record `perf record -g` of each server "
-                    "during its last run into this directory and print the top symbols")
+    ap.add_argument(
+        "--xdpdns", default=shlex.join(servers.xdpdns_command()), help="the xdpdns command"
+    )
+    ap.add_argument(
+        "--perf-dir",
+        help="also record `perf record -g` of each server "
+        "during its last run into this directory and print the top symbols",
+    )
     ap.add_argument("--json", help="also write the results as JSON to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--verbose", action="store_true", help="keep dnsperf's output in the JSON")
@@ -401,9 +517,12 @@ def main() -> int:
         queryfile = tmp / "queries.txt"
         zone = write_zone(zonefile, args.names, args.seed)
         write_queries(queryfile, args.queries, zone, args.seed)
-        print(f"zone {ORIGIN}: {zone['names']} hosts, {zone['aliases']} CNAMEs, "
-              f"{zone['delegations']} delegations, {zone['bytes']:,} bytes; "
-              f"{args.queries} queries; in {tmp}", flush=True)
+        print(
+            f"zone {ORIGIN}: {zone['names']} hosts, {zone['aliases']} CNAMEs, "
+            f"{zone['delegations']} delegations, {zone['bytes']:,} bytes; "
+            f"{args.queries} queries; in {tmp}",
+            flush=True,
+        )
         agreement = check_agreement(args, tmp, zonefile, queryfile) if args.check else {}
         for pair, rep in agreement.items():
             print(f"answers {pair}: {rep['differ']} of {rep['queries']} differ", flush=True)
@@ -412,23 +531,32 @@ def main() -> int:
         rows = []
         for rep in range(args.repeats):
             # Rotate the order so that no server always runs first or last.
-            order = args.servers[rep % len(args.servers):] + args.servers[:rep % len(args.servers)]
+            order = (
+                args.servers[rep % len(args.servers) :] + args.servers[: rep % len(args.servers)]
+            )
             for name in order:
                 keep_perf = args.perf_dir if rep == args.repeats - 1 else None
-                server = make_server(name, argparse.Namespace(**vars(args)),
-                                     tmp / f"run{rep}-{name}", zonefile, servers.free_port(),
-                                     cpus={args.server_cpu})
+                server = make_server(
+                    name,
+                    argparse.Namespace(**vars(args)),
+                    tmp / f"run{rep}-{name}",
+                    zonefile,
+                    servers.free_port(),
+                    cpus={args.server_cpu},
+                )
                 run_args = argparse.Namespace(**{**vars(args), "perf_dir": keep_perf})
                 row = measure(server, run_args, queryfile)
                 row["repeat"] = rep
                 rows.append(row)
-                print(f"run {rep} {name:7} qps {row['qps']:>10,.0f}  lat "
-                      f"{row['avg_latency_ms']:.3f} ms  lost {row['lost']} (server socket drops "
-                      f"{row['server_socket_drops']}, host {row['host_udp_rcvbuf_errors']})  "
-                      f"server CPU {row['server_cpu_fraction']:.0%}  "
-                      f"other work on its CPU {row['foreign_on_server_cpu']:.0%}  "
-                      f"CPU busy {row['cpu_busy']}  load {row['loadavg_before']:.2f}",
-                      flush=True)
+                print(
+                    f"run {rep} {name:7} qps {row['qps']:>10,.0f}  lat "
+                    f"{row['avg_latency_ms']:.3f} ms  lost {row['lost']} (server socket drops "
+                    f"{row['server_socket_drops']}, host {row['host_udp_rcvbuf_errors']})  "
+                    f"server CPU {row['server_cpu_fraction']:.0%}  "
+                    f"other work on its CPU {row['foreign_on_server_cpu']:.0%}  "
+                    f"CPU busy {row['cpu_busy']}  load {row['loadavg_before']:.2f}",
+                    flush=True,
+                )
         text, summary = table(rows, args.servers)
         print()
         print(text)
@@ -438,9 +566,11 @@ def main() -> int:
             print("\n".join("  " + ln for ln in rep["symbols"]))
         result = {
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "machine": {**procfs.machine(),
-                        **{name: servers.version(name) for name in args.servers},
-                        "dnsperf": generators.version("dnsperf")},
+            "machine": {
+                **procfs.machine(),
+                **{name: servers.version(name) for name in args.servers},
+                "dnsperf": generators.version("dnsperf"),
+            },
             "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
             "zone": zone,
             "query_mix_percent": {k: v for v, k in MIX},

@@ -51,13 +51,36 @@ def sign(zonefile: Path, tmp: Path) -> Path:
     keys.mkdir()
     origin = ORIGIN.rstrip(".")
     for flags in (["-f", "KSK"], []):
-        subprocess.run(["dnssec-keygen", "-q", "-K", str(keys), "-a", "ECDSAP256SHA256",
-                        *flags, origin], check=True, capture_output=True)
+        subprocess.run(
+            ["dnssec-keygen", "-q", "-K", str(keys), "-a", "ECDSAP256SHA256", *flags, origin],
+            check=True,
+            capture_output=True,
+        )
     signed = tmp / "big.test.zone.signed"
     started = time.monotonic()
-    subprocess.run(["dnssec-signzone", "-q", "-P", "-S", "-K", str(keys), "-o", origin,
-                    "-N", "keep", "-3", "-", "-H", "0", "-f", str(signed), str(zonefile)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "dnssec-signzone",
+            "-q",
+            "-P",
+            "-S",
+            "-K",
+            str(keys),
+            "-o",
+            origin,
+            "-N",
+            "keep",
+            "-3",
+            "-",
+            "-H",
+            "0",
+            "-f",
+            str(signed),
+            str(zonefile),
+        ],
+        check=True,
+        capture_output=True,
+    )
     print(f"dnssec-signzone -P: {time.monotonic() - started:.1f} s", flush=True)
     return signed
 
@@ -67,10 +90,12 @@ def write_zone(path: Path, records: int) -> dict:
     n = 4
     counts = {"A": 0, "AAAA": 0, "MX": 0, "TXT": 0, "CNAME": 0}
     with open(path, "w") as f:
-        f.write(f"$ORIGIN {ORIGIN}\n"
-                "@ 3600 IN SOA ns1 hostmaster 2024010101 7200 3600 1209600 300\n"
-                "@ 3600 IN NS ns1\n@ 3600 IN NS ns2\n"
-                "ns1 3600 IN A 198.18.0.1\n")
+        f.write(
+            f"$ORIGIN {ORIGIN}\n"
+            "@ 3600 IN SOA ns1 hostmaster 2024010101 7200 3600 1209600 300\n"
+            "@ 3600 IN NS ns1\n@ 3600 IN NS ns2\n"
+            "ns1 3600 IN A 198.18.0.1\n"
+        )
         i = 0
         last = ""
         while n < records:
@@ -80,7 +105,7 @@ def write_zone(path: Path, records: int) -> dict:
             n += 1
             last = owner
             if i % 5 == 0:
-                f.write(f"{owner} 3600 IN AAAA 2001:2::{i >> 16:x}:{i & 0xffff:x}\n")
+                f.write(f"{owner} 3600 IN AAAA 2001:2::{i >> 16:x}:{i & 0xFFFF:x}\n")
                 counts["AAAA"] += 1
                 n += 1
             if i % 20 == 0:
@@ -96,36 +121,51 @@ def write_zone(path: Path, records: int) -> dict:
                 counts["CNAME"] += 1
                 n += 1
             i += 1
-    return {"records": n, "by_type": counts, "bytes": path.stat().st_size,
-            "last_name": f"{last}.{ORIGIN}"}
+    return {
+        "records": n,
+        "by_type": counts,
+        "bytes": path.stat().st_size,
+        "last_name": f"{last}.{ORIGIN}",
+    }
 
 
 def make_server(name: str, args, workdir: Path, zonefile: Path) -> Server:
     """The server on a free loopback port, each with its own defaults unless
     --workers (Knot: no worker settings at all), pinned when --cpu."""
-    where = servers.Placement(listen=(servers.LOOPBACK,), port=servers.free_port(),
-                              cpus=(args.cpu,) if args.cpu is not None else (),
-                              workers=args.workers)
-    return servers.make_server(name, "socket", workdir, [ZoneFile(ORIGIN, zonefile)], where,
-                               command=shlex.split(args.xdpdns), log_level="warning")
+    where = servers.Placement(
+        listen=(servers.LOOPBACK,),
+        port=servers.free_port(),
+        cpus=(args.cpu,) if args.cpu is not None else (),
+        workers=args.workers,
+    )
+    return servers.make_server(
+        name,
+        "socket",
+        workdir,
+        [ZoneFile(ORIGIN, zonefile)],
+        where,
+        command=shlex.split(args.xdpdns),
+        log_level="warning",
+    )
 
 
 def measure(server, args, last_name: str) -> dict:
     try:
         server.start()
-        seconds = server.wait_answer(last_name, "A", timeout=args.timeout,
-                                     interval=args.interval)
+        seconds = server.wait_answer(last_name, "A", timeout=args.timeout, interval=args.interval)
         time.sleep(args.settle)
         pids = server.pids()
         procs = []
         for pid in pids:
-            procs.append({
-                "pid": pid,
-                "comm": Path(f"/proc/{pid}/comm").read_text().strip(),
-                "rss_kib": procfs.status_kib(pid, "VmRSS"),
-                "hwm_kib": procfs.status_kib(pid, "VmHWM"),
-                "pss_kib": procfs.pss_kib(pid),
-            })
+            procs.append(
+                {
+                    "pid": pid,
+                    "comm": Path(f"/proc/{pid}/comm").read_text().strip(),
+                    "rss_kib": procfs.status_kib(pid, "VmRSS"),
+                    "hwm_kib": procfs.status_kib(pid, "VmHWM"),
+                    "pss_kib": procfs.pss_kib(pid),
+                }
+            )
         cpu = procfs.cpu_seconds(pids)
     finally:
         server.stop()
@@ -141,34 +181,52 @@ def measure(server, args, last_name: str) -> dict:
     }
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter,
-                    argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     pass
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=HelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--servers", default=",".join(SERVERS),
-                    help="comma-separated, from xdpdns,nsd,knot (default: all)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    ap.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated, from xdpdns,nsd,knot (default: all)",
+    )
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=None,
-                    help="UDP workers of each server (default: each server's own default)")
-    ap.add_argument("--cpu", type=int, default=None,
-                    help="pin every server to this CPU (default: not pinned)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="UDP workers of each server (default: each server's own default)",
+    )
+    ap.add_argument(
+        "--cpu", type=int, default=None, help="pin every server to this CPU (default: not pinned)"
+    )
     ap.add_argument("--interval", type=float, default=0.005, help="poll interval, seconds")
-    ap.add_argument("--settle", type=float, default=1.0,
-                    help="seconds after the first answer before memory is read")
-    ap.add_argument("--timeout", type=float, default=300,
-                    help="give up on a server after this many seconds")
-    ap.add_argument("--xdpdns", default=shlex.join(servers.xdpdns_command()),
-                    help="the xdpdns command")
-    ap.add_argument("--signed", action="store_true",
-                    help="serve the zone signed (dnssec-signzone: a KSK and a ZSK, ECDSA "
-                    "P-256, NSEC3 without salt or extra iterations), as NSD serves signed "
-                    "zones; the memory ratios are then to the signed file")
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds after the first answer before memory is read",
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=300, help="give up on a server after this many seconds"
+    )
+    ap.add_argument(
+        "--xdpdns", default=shlex.join(servers.xdpdns_command()), help="the xdpdns command"
+    )
+    ap.add_argument(
+        "--signed",
+        action="store_true",
+        help="serve the zone signed (dnssec-signzone: a KSK and a ZSK, ECDSA "
+        "P-256, NSEC3 without salt or extra iterations), as NSD serves signed "
+        "zones; the memory ratios are then to the signed file",
+    )
     ap.add_argument("--json", help="also write the results as JSON to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
@@ -185,22 +243,31 @@ def main() -> int:
             zonefile = sign(zonefile, tmp)
             zone["bytes"] = zonefile.stat().st_size
         mib = zone["bytes"] / 2**20
-        print(f"zone {ORIGIN}: {zone['records']:,} records {zone['by_type']}, "
-              f"file {zone['bytes']:,} bytes ({mib:.1f} MiB); in {tmp}", flush=True)
+        print(
+            f"zone {ORIGIN}: {zone['records']:,} records {zone['by_type']}, "
+            f"file {zone['bytes']:,} bytes ({mib:.1f} MiB); in {tmp}",
+            flush=True,
+        )
         rows = []
         for rep in range(args.repeats):
-            order = names[rep % len(names):] + names[:rep % len(names)]
+            order = names[rep % len(names) :] + names[: rep % len(names)]
             for name in order:
-                row = measure(make_server(name, args, tmp / f"run{rep}-{name}", zonefile),
-                              args, zone["last_name"])
+                row = measure(
+                    make_server(name, args, tmp / f"run{rep}-{name}", zonefile),
+                    args,
+                    zone["last_name"],
+                )
                 row["repeat"] = rep
                 row["loadavg"] = procfs.loadavg()
                 rows.append(row)
-                print(f"run {rep} {name:7} first answer {row['first_answer_s']:.3f} s  "
-                      f"cpu {row['cpu_s']:.2f} s  Pss {row['pss_total_kib'] / 1024:.1f} MiB  "
-                      f"max VmRSS {row['rss_max_kib'] / 1024:.1f} MiB  "
-                      f"max VmHWM {row['hwm_max_kib'] / 1024:.1f} MiB  "
-                      f"load {row['loadavg']:.2f}", flush=True)
+                print(
+                    f"run {rep} {name:7} first answer {row['first_answer_s']:.3f} s  "
+                    f"cpu {row['cpu_s']:.2f} s  Pss {row['pss_total_kib'] / 1024:.1f} MiB  "
+                    f"max VmRSS {row['rss_max_kib'] / 1024:.1f} MiB  "
+                    f"max VmHWM {row['hwm_max_kib'] / 1024:.1f} MiB  "
+                    f"load {row['loadavg']:.2f}",
+                    flush=True,
+                )
         summary = {}
         for name in names:
             mine = [r for r in rows if r["server"] == name]
@@ -215,37 +282,48 @@ def main() -> int:
             }
             for key in ("pss_total_mib_median", "rss_max_mib_median", "hwm_max_mib_median"):
                 summary[name][key.replace("_mib_median", "_over_zone_file")] = (
-                    summary[name][key] / mib)
-        head = (f"{'server':8} {'first answer s':>14} {'runs':>22} {'Pss MiB':>8} "
-                f"{'RSS MiB':>8} {'HWM MiB':>8} {'Pss/file':>8} {'HWM/file':>8}")
+                    summary[name][key] / mib
+                )
+        head = (
+            f"{'server':8} {'first answer s':>14} {'runs':>22} {'Pss MiB':>8} "
+            f"{'RSS MiB':>8} {'HWM MiB':>8} {'Pss/file':>8} {'HWM/file':>8}"
+        )
         print()
         print(f"zone file: {zone['bytes']:,} bytes = {mib:.1f} MiB, {zone['records']:,} records")
         print(head)
         print("-" * len(head))
         for name, s in summary.items():
-            print(f"{name:8} {s['first_answer_s_median']:>14.3f} "
-                  f"{','.join(str(x) for x in s['first_answer_s_runs']):>22} "
-                  f"{s['pss_total_mib_median']:>8.1f} {s['rss_max_mib_median']:>8.1f} "
-                  f"{s['hwm_max_mib_median']:>8.1f} {s['pss_total_over_zone_file']:>8.2f} "
-                  f"{s['hwm_max_over_zone_file']:>8.2f}")
+            print(
+                f"{name:8} {s['first_answer_s_median']:>14.3f} "
+                f"{','.join(str(x) for x in s['first_answer_s_runs']):>22} "
+                f"{s['pss_total_mib_median']:>8.1f} {s['rss_max_mib_median']:>8.1f} "
+                f"{s['hwm_max_mib_median']:>8.1f} {s['pss_total_over_zone_file']:>8.2f} "
+                f"{s['hwm_max_over_zone_file']:>8.2f}"
+            )
         ratios = {}
         if "xdpdns" in summary:
             for peer in summary:
                 if peer != "xdpdns":
                     ratios[f"xdpdns_over_{peer}_first_answer"] = (
                         summary["xdpdns"]["first_answer_s_median"]
-                        / summary[peer]["first_answer_s_median"])
+                        / summary[peer]["first_answer_s_median"]
+                    )
                     ratios[f"xdpdns_over_{peer}_pss"] = (
                         summary["xdpdns"]["pss_total_mib_median"]
-                        / summary[peer]["pss_total_mib_median"])
+                        / summary[peer]["pss_total_mib_median"]
+                    )
             print()
             for k, v in ratios.items():
                 print(f"{k}: {v:.2f}")
-        result = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                  "machine": {**procfs.machine(),
-                              **{name: servers.version(name) for name in names}},
-                  "settings": vars(args), "zone": zone, "summary": summary,
-                  "ratios": ratios, "runs": rows}
+        result = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "machine": {**procfs.machine(), **{name: servers.version(name) for name in names}},
+            "settings": vars(args),
+            "zone": zone,
+            "summary": summary,
+            "ratios": ratios,
+            "runs": rows,
+        }
         print()
         print(json.dumps({"summary": summary, "ratios": ratios}, indent=2))
         if args.json:

@@ -82,16 +82,25 @@ def set_source(builder: FFI, module: str, preamble: str, sources: list[Path]) ->
     """The extension `module` of builder: sources compiled with the
     engine's flags, headers and libraries."""
     compile_flags, link_flags = compile_args()
-    builder.set_source(module, preamble, sources=[_relative(p) for p in sources],
-                       include_dirs=[_relative(NATIVE), _relative(ROOT / "bpf")],
-                       libraries=LIBRARIES, extra_compile_args=compile_flags,
-                       extra_link_args=link_flags)
+    builder.set_source(
+        module,
+        preamble,
+        sources=[_relative(p) for p in sources],
+        include_dirs=[_relative(NATIVE), _relative(ROOT / "bpf")],
+        libraries=LIBRARIES,
+        extra_compile_args=compile_flags,
+        extra_link_args=link_flags,
+    )
 
 
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef_text() + "\n" + _action_enum())
-set_source(ffibuilder, "xdpdns._engine", '#include "engine.h"\n#include "xdpdns_maps.h"\n',
-           engine_sources())
+set_source(
+    ffibuilder,
+    "xdpdns._engine",
+    '#include "engine.h"\n#include "xdpdns_maps.h"\n',
+    engine_sources(),
+)
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -26,12 +26,20 @@ def _engine_block(pattern: str) -> str:
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(_engine_block(r"^struct xd_error \{.*?^\};") + "\n" +
-                _engine_block(r"^enum \{\n\tXD_ZEROCOPY_AUTO.*?^\};") + "\n" +
-                _cdef_text(NATIVE / "bench" / "xdpgen.h"))
+ffibuilder.cdef(
+    _engine_block(r"^struct xd_error \{.*?^\};")
+    + "\n"
+    + _engine_block(r"^enum \{\n\tXD_ZEROCOPY_AUTO.*?^\};")
+    + "\n"
+    + _cdef_text(NATIVE / "bench" / "xdpgen.h")
+)
 
-set_source(ffibuilder, "xdpdns.bench._loadgen", '#include "bench/xdpgen.h"\n',
-           engine_sources() + sorted((NATIVE / "bench").glob("*.c")))
+set_source(
+    ffibuilder,
+    "xdpdns.bench._loadgen",
+    '#include "bench/xdpgen.h"\n',
+    engine_sources() + sorted((NATIVE / "bench").glob("*.c")),
+)
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

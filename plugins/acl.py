@@ -53,15 +53,15 @@ def _choice(value: Any, choices: tuple[str, ...], where, key: str) -> str:
 def parse_config(table, where) -> AclConfig:
     for key in table:
         if key not in KEYS:
-            raise where.error(key, "one of the known keys: " + ", ".join(KEYS)
-                              + " (unknown key)")
+            raise where.error(key, "one of the known keys: " + ", ".join(KEYS) + " (unknown key)")
     allow, deny = parse_allow_deny(table, where, "allow", "deny")
     return AclConfig(
         allow=allow,
         deny=deny,
         default=_choice(table.get("default", "allow"), ADDRESS_ACTIONS, where, "default"),
-        socket_action=_choice(table.get("socket_action", "refuse"), SOCKET_ACTIONS, where,
-                              "socket_action"),
+        socket_action=_choice(
+            table.get("socket_action", "refuse"), SOCKET_ACTIONS, where, "socket_action"
+        ),
     )
 
 
@@ -73,8 +73,7 @@ def config_sections():
 @hookimpl
 def address_rules(config):
     acl = config.plugins[NAME]
-    return ([AddressRule(p, "allow") for p in acl.allow]
-            + [AddressRule(p, "deny") for p in acl.deny])
+    return [AddressRule(p, "allow") for p in acl.allow] + [AddressRule(p, "deny") for p in acl.deny]
 
 
 @hookimpl

@@ -65,12 +65,16 @@ def parse_config(table: Mapping[str, Any], where) -> CookiesConfig:
         if key not in KEYS:
             raise where.error(key, "one of " + ", ".join(KEYS) + " (unknown key)")
     secret = _secret(table["secret"], where, "secret") if "secret" in table else None
-    previous = (_secret(table["previous_secret"], where, "previous_secret")
-                if "previous_secret" in table else None)
+    previous = (
+        _secret(table["previous_secret"], where, "previous_secret")
+        if "previous_secret" in table
+        else None
+    )
     if previous is not None and secret is None:
         # A random secret has no predecessor: the key is a mistake.
-        raise where.error("previous_secret", "a secret to rotate to (secret is not set)",
-                          table["previous_secret"])
+        raise where.error(
+            "previous_secret", "a secret to rotate to (secret is not set)", table["previous_secret"]
+        )
     return CookiesConfig(
         enabled=_bool(table.get("enabled", True), where, "enabled"),
         secret=secret,

@@ -73,8 +73,11 @@ def parse_config(table: Mapping[str, Any], where) -> IdentityConfig:
     if "nsid" in table and "nsid_hex" in table:
         raise where.error("nsid_hex", "either nsid or nsid_hex, not both", table["nsid_hex"])
     host = socket.gethostname()
-    nsid = (_hex(table["nsid_hex"], where, "nsid_hex") if "nsid_hex" in table
-            else _text(table.get("nsid", False), host, where, "nsid"))
+    nsid = (
+        _hex(table["nsid_hex"], where, "nsid_hex")
+        if "nsid_hex" in table
+        else _text(table.get("nsid", False), host, where, "nsid")
+    )
     return IdentityConfig(
         version=_text(table.get("version", True), f"xdpdns {__version__}", where, "version"),
         hostname=_text(table.get("hostname", False), host, where, "hostname"),

@@ -67,8 +67,7 @@ class OverrideConfig:
 def _known_keys(table: dict, keys: tuple[str, ...], where) -> None:
     for key in table:
         if key not in keys:
-            raise where.error(key, "one of the known keys: " + ", ".join(keys)
-                              + " (unknown key)")
+            raise where.error(key, "one of the known keys: " + ", ".join(keys) + " (unknown key)")
 
 
 def _tables(value: Any, where, key: str, what: str) -> list[dict]:
@@ -82,8 +81,9 @@ def _record(text: Any, where) -> dns.rdata.Rdata:
         raise where.error("records", RECORDS, text)
     rdtype, rdata = text.split(None, 1)
     try:
-        return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rdtype),
-                                   rdata, origin=dns.name.root)
+        return dns.rdata.from_text(
+            dns.rdataclass.IN, dns.rdatatype.from_text(rdtype), rdata, origin=dns.name.root
+        )
     except (dns.exception.DNSException, ValueError) as exc:
         raise where.error("records", f"a record as TYPE RDATA ({exc})", text) from None
 
@@ -93,8 +93,9 @@ def _answer(table: dict, where, action: str) -> tuple[tuple[dns.rdata.Rdata, ...
     if action != "answer":
         for key in ("records", "ttl"):
             if key in table:
-                raise where.error(key, 'nothing: records and ttl go with action = "answer"',
-                                  table[key])
+                raise where.error(
+                    key, 'nothing: records and ttl go with action = "answer"', table[key]
+                )
         return (), DEFAULT_OVERRIDE_TTL
     records = table.get("records")
     if not isinstance(records, list) or not records:
@@ -109,8 +110,9 @@ def _answer(table: dict, where, action: str) -> tuple[tuple[dns.rdata.Rdata, ...
 def _action(table: dict, where) -> str:
     action = table.get("action", "nxdomain")
     if action not in OVERRIDE_ACTIONS:
-        raise where.error("action", "one of " + ", ".join(repr(a) for a in OVERRIDE_ACTIONS),
-                          action)
+        raise where.error(
+            "action", "one of " + ", ".join(repr(a) for a in OVERRIDE_ACTIONS), action
+        )
     return action
 
 
@@ -127,15 +129,16 @@ def _checked(make, where, key: str):
     try:
         return make()
     except ValueError as exc:
-        raise where.error(key, "records that can be answered: "
-                          + str(exc).split(": ", 1)[-1]) from None
+        raise where.error(
+            key, "records that can be answered: " + str(exc).split(": ", 1)[-1]
+        ) from None
 
 
 def _rule(table: dict, where) -> Override:
     _known_keys(table, RULE_KEYS, where)
     text = table.get("name")
     if not isinstance(text, str) or not text:
-        raise where.error("name", "a domain name, like \"ads.example.com\" (required)", text)
+        raise where.error("name", 'a domain name, like "ads.example.com" (required)', text)
     subtree = _subtree(table, where)
     if text.startswith("*."):
         # As in blocklists: *.NAME is NAME's subtree.
@@ -159,28 +162,41 @@ def _blocklist(table: dict, where) -> Blocklist:
     action = _action(table, where)
     subtree = _subtree(table, where)
     records, ttl = _answer(table, where, action)
-    return _checked(lambda: Blocklist(where.base / file, action, subtree, records, ttl),
-                    where, "records")
+    return _checked(
+        lambda: Blocklist(where.base / file, action, subtree, records, ttl), where, "records"
+    )
 
 
 def parse_config(table, where) -> OverrideConfig:
     _known_keys(table, KEYS, where)
     rules, seen = [], {}
-    for i, t in enumerate(_tables(table.get("rules", []), where, "rules",
-                                  "[[plugins.override.rules]] tables"), 1):
+    for i, t in enumerate(
+        _tables(table.get("rules", []), where, "rules", "[[plugins.override.rules]] tables"), 1
+    ):
         w = where.sub(f"{where.section}.rules[{i}]")
         rule = _rule(t, w)
         key = (rule.name, rule.subtree)
         if key in seen:
-            raise w.error("name", f"each name once per kind (exact or subtree); "
-                          f"{rule.name} is also rules[{seen[key]}]", t["name"])
+            raise w.error(
+                "name",
+                f"each name once per kind (exact or subtree); "
+                f"{rule.name} is also rules[{seen[key]}]",
+                t["name"],
+            )
         seen[key] = i
         rules.append(rule)
-    blocklists = [_blocklist(t, where.sub(f"{where.section}.blocklists[{i}]"))
-                  for i, t in enumerate(_tables(table.get("blocklists", []), where,
-                                                "blocklists",
-                                                'a list of tables like {file = "list.txt", '
-                                                'action = "nxdomain"}'), 1)]
+    blocklists = [
+        _blocklist(t, where.sub(f"{where.section}.blocklists[{i}]"))
+        for i, t in enumerate(
+            _tables(
+                table.get("blocklists", []),
+                where,
+                "blocklists",
+                'a list of tables like {file = "list.txt", action = "nxdomain"}',
+            ),
+            1,
+        )
+    ]
     return OverrideConfig(tuple(rules), tuple(blocklists))
 
 

@@ -47,9 +47,20 @@ from typing import Any, Mapping
 from xdpdns.hookspecs import ConfigSection, RrlSettings, hookimpl
 
 NAME = "rrl"
-KEYS = ("enabled", "rate", "nxdomain_rate", "errors_rate", "nodata_rate",
-        "referrals_rate", "window", "slip", "ipv4_prefix", "ipv6_prefix", "exempt",
-        "table_size")
+KEYS = (
+    "enabled",
+    "rate",
+    "nxdomain_rate",
+    "errors_rate",
+    "nodata_rate",
+    "referrals_rate",
+    "window",
+    "slip",
+    "ipv4_prefix",
+    "ipv6_prefix",
+    "exempt",
+    "table_size",
+)
 # Each integer key: the lowest and highest value it takes.
 RANGES = {
     "rate": (0, 1000000),
@@ -91,16 +102,16 @@ def _prefixes(value: Any, where) -> tuple:
         try:
             result.append(ipaddress.ip_network(item.strip()))
         except ValueError:
-            raise where.error("exempt", "prefixes without host bits set (" + PREFIXES + ")",
-                              item) from None
+            raise where.error(
+                "exempt", "prefixes without host bits set (" + PREFIXES + ")", item
+            ) from None
     return tuple(dict.fromkeys(result))
 
 
 def parse_config(table: Mapping[str, Any], where) -> RrlConfig:
     for key in table:
         if key not in KEYS:
-            raise where.error(key, "one of the known keys: " + ", ".join(KEYS)
-                              + " (unknown key)")
+            raise where.error(key, "one of the known keys: " + ", ".join(KEYS) + " (unknown key)")
     enabled = table.get("enabled", False)
     if not isinstance(enabled, bool):
         raise where.error("enabled", "true or false", enabled)

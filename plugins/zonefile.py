@@ -38,5 +38,4 @@ def config_sections():
 @hookimpl
 def zone_sources(config):
     ttl = config.plugins[NAME].default_ttl
-    return [ZoneFile(zone.origin, zone.file, ttl, zone.acl, zone.signing)
-            for zone in config.zones]
+    return [ZoneFile(zone.origin, zone.file, ttl, zone.acl, zone.signing) for zone in config.zones]

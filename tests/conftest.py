@@ -125,8 +125,9 @@ def _wait_until_answering(server, zones, timeout=15.0):
 def _start(name, argv, log_path, port, zones, cwd=None):
     log = open(log_path, "wb")
     try:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, stdin=subprocess.DEVNULL
+        )
     finally:
         log.close()
     server = ServerProcess(name, "127.0.0.1", port, proc, log_path)
@@ -148,7 +149,7 @@ def _knotd_path():
 def _knot_config(workdir, port, zones, transfers=False):
     acl = "    acl: xfr\n" if transfers else ""
     zone_lines = "".join(
-        f"  - domain: \"{origin}\"\n    file: \"{path}\"\n{acl}" for origin, path in zones
+        f'  - domain: "{origin}"\n    file: "{path}"\n{acl}' for origin, path in zones
     )
     user = "    user: root:root\n" if os.geteuid() == 0 else ""
     # The same identity as DIFF_IDENTITY gives xdpdns, so that CHAOS and
@@ -159,26 +160,25 @@ def _knot_config(workdir, port, zones, transfers=False):
     # (occluded names, CNAME loops); only Knot's mandatory checks apply.
     return (
         "server:\n"
-        f"    rundir: \"{workdir}\"\n"
+        f'    rundir: "{workdir}"\n'
         f"{user}"
         f"    listen: 127.0.0.1@{port}\n"
-        f"    identity: \"{DIFF_HOSTNAME}\"\n"
-        f"    version: \"{DIFF_VERSION}\"\n"
-        f"    nsid: \"{DIFF_NSID}\"\n"
+        f'    identity: "{DIFF_HOSTNAME}"\n'
+        f'    version: "{DIFF_VERSION}"\n'
+        f'    nsid: "{DIFF_NSID}"\n'
         "log:\n"
         "  - target: stderr\n"
         "    any: info\n"
         "database:\n"
-        f"    storage: \"{workdir}/db\"\n"
-        + ("acl:\n  - id: xfr\n    address: 127.0.0.1\n    action: transfer\n"
-           if transfers else "") +
-        "mod-cookies:\n"
+        f'    storage: "{workdir}/db"\n'
+        + ("acl:\n  - id: xfr\n    address: 127.0.0.1\n    action: transfer\n" if transfers else "")
+        + "mod-cookies:\n"
         "  - id: diff\n"
         f"    secret: 0x{DIFF_COOKIE_SECRET}\n"
         "template:\n"
         "  - id: default\n"
         "    global-module: mod-cookies/diff\n"
-        f"    storage: \"{workdir}\"\n"
+        f'    storage: "{workdir}"\n'
         "    zonefile-sync: -1\n"
         "    zonefile-load: whole\n"
         "    journal-content: none\n"
@@ -203,11 +203,13 @@ def diff_server_config(workdir) -> Path:
     """An xdpdns configuration file with DIFF_* as its [plugins.identity]
     and [plugins.cookies]."""
     path = Path(workdir) / "diff.toml"
-    path.write_text("[plugins.identity]\n"
-                    f"hostname = \"{DIFF_HOSTNAME}\"\nid = \"{DIFF_HOSTNAME}\"\n"
-                    f"version = \"{DIFF_VERSION}\"\nnsid = \"{DIFF_NSID}\"\n"
-                    "[plugins.cookies]\n"
-                    f"secret = \"{DIFF_COOKIE_SECRET}\"\nrequire = true\n")
+    path.write_text(
+        "[plugins.identity]\n"
+        f'hostname = "{DIFF_HOSTNAME}"\nid = "{DIFF_HOSTNAME}"\n'
+        f'version = "{DIFF_VERSION}"\nnsid = "{DIFF_NSID}"\n'
+        "[plugins.cookies]\n"
+        f'secret = "{DIFF_COOKIE_SECRET}"\nrequire = true\n'
+    )
     return path
 
 
@@ -299,8 +301,7 @@ def xdpdns_server(tmp_path_factory):
     if os.environ.get("XDPDNS_DIFF_SELFTEST") == "1":
         server = start_knot(workdir, diff_zones())
     else:
-        server = start_xdpdns(workdir, diff_zones(),
-                              ["--config", diff_server_config(workdir)])
+        server = start_xdpdns(workdir, diff_zones(), ["--config", diff_server_config(workdir)])
     yield server
     server.stop()
 
@@ -316,7 +317,10 @@ def run_xdpdns_cli(*args, cwd=None, timeout=XDPDNS_CLI_TIMEOUT):
     (text stdout and stderr)."""
     return subprocess.run(
         xdpdns_command() + [str(a) for a in args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
@@ -381,8 +385,7 @@ def wait_ready(server, what, timeout, expect_ready=True):
         if server.proc.poll() is not None:
             if not expect_ready:
                 return server
-            raise RuntimeError(f"{what} exited with {server.proc.returncode}:\n"
-                               + server.output())
+            raise RuntimeError(f"{what} exited with {server.proc.returncode}:\n" + server.output())
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} not ready in time:\n" + server.output())
         time.sleep(0.05)
@@ -403,9 +406,13 @@ def xdpdns_serve(tmp_path):
     def serve(*args, cwd=None, timeout=30.0):
         output_path = tmp_path / f"xdpdns-serve-{len(started)}.log"
         with open(output_path, "wb") as out:
-            proc = subprocess.Popen(xdpdns_command() + ["serve"] + [str(a) for a in args],
-                                    stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=cwd)
+            proc = subprocess.Popen(
+                xdpdns_command() + ["serve"] + [str(a) for a in args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+            )
         server = XdpdnsServe(proc, "", output_path)
         started.append(server)
         return wait_ready(server, "xdpdns serve", timeout)
@@ -420,7 +427,8 @@ def xdpdns_serve(tmp_path):
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "xdp: XDP-mode tests: root, network namespaces they create and delete")
+        "markers", "xdp: XDP-mode tests: root, network namespaces they create and delete"
+    )
 
 
 def xdp_unavailable():
@@ -476,8 +484,9 @@ class XdpServer:
         """The JSON of `xdpdns stats --json` from this server."""
         import json
 
-        result = run_xdpdns_cli("stats", "--control-socket", self.control_socket, "--json",
-                                timeout=timeout)
+        result = run_xdpdns_cli(
+            "stats", "--control-socket", self.control_socket, "--json", timeout=timeout
+        )
         if result.returncode != 0:
             raise RuntimeError(f"xdpdns stats failed ({result.returncode}): {result.stderr}")
         return json.loads(result.stdout)
@@ -516,19 +525,32 @@ def xdp_serve(xdp_topology, tmp_path):
         args = [str(a) for a in args]
         index = len(started)
         control = ctl_dir / f"s{index}.sock"
-        argv = xdpdns_command() + ["serve", "--xdp", xdp_topology.server_if,
-                                   "--control-socket", str(control)]
+        argv = xdpdns_command() + [
+            "serve",
+            "--xdp",
+            xdp_topology.server_if,
+            "--control-socket",
+            str(control),
+        ]
         if "--listen" not in args:
-            argv += ["--listen", f"{xdp_topology.server_v4}:53",
-                     "--listen", f"[{xdp_topology.server_v6}]:53"]
+            argv += [
+                "--listen",
+                f"{xdp_topology.server_v4}:53",
+                "--listen",
+                f"[{xdp_topology.server_v6}]:53",
+            ]
         if "--zone" not in args and diff_zones:
             argv += xdp_zone_args()
         argv += args
         output_path = tmp_path / f"xdpdns-xdp-{index}.log"
         with open(output_path, "wb") as out:
-            proc = subprocess.Popen(xdp_topology.server.exec_argv(argv), stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=tmp_path)
+            proc = subprocess.Popen(
+                xdp_topology.server.exec_argv(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=tmp_path,
+            )
         server = XdpServer(proc, output_path, control)
         started.append(server)
         return wait_ready(server, "xdpdns serve --xdp", timeout, expect_ready)

@@ -50,8 +50,18 @@ UDP_PAYLOAD_MAX = 1232  # DNS flag day 2020; both Knot and xdpdns cap at this
 # ---- building and sending queries --------------------------------------------
 
 
-def make_query(qname, qtype="A", *, rdclass="IN", edns=0, payload=1232, dnssec=False,
-               rd=True, options=None, qid=None):
+def make_query(
+    qname,
+    qtype="A",
+    *,
+    rdclass="IN",
+    edns=0,
+    payload=1232,
+    dnssec=False,
+    rd=True,
+    options=None,
+    qid=None,
+):
     """A query as a dnspython message; edns=None sends no OPT record."""
     msg = dns.message.make_query(
         qname,
@@ -126,7 +136,7 @@ def raw_question(wire):
     while pos < len(wire):
         n = wire[pos]
         if n == 0:
-            return wire[12: pos + 5] if pos + 5 <= len(wire) else None
+            return wire[12 : pos + 5] if pos + 5 <= len(wire) else None
         if n & 0xC0:
             return None
         pos += 1 + n
@@ -144,16 +154,19 @@ def rr_set(section):
     for rrset in section:
         owner = rrset.name.canonicalize().to_text()
         for rd in rrset:
-            out.add((owner, rrset.rdclass, rrset.rdtype, rrset.ttl,
-                     rd.to_digestable(dns.name.root)))
+            out.add(
+                (owner, rrset.rdclass, rrset.rdtype, rrset.ttl, rd.to_digestable(dns.name.root))
+            )
     return out
 
 
 def rr_text(rr):
     owner, rdclass, rdtype, ttl, digest = rr
     rd = dns.rdata.from_wire(rdclass, rdtype, digest, 0, len(digest))
-    return (f"{owner} {ttl} {dns.rdataclass.to_text(rdclass)} "
-            f"{dns.rdatatype.to_text(rdtype)} {rd.to_text()}")[:200]
+    return (
+        f"{owner} {ttl} {dns.rdataclass.to_text(rdclass)} "
+        f"{dns.rdatatype.to_text(rdtype)} {rd.to_text()}"
+    )[:200]
 
 
 def rrsets_of(section):
@@ -185,8 +198,13 @@ def edns_view(msg, cookie="exact"):
             opts.append(("COOKIE", data[:8], len(data), data[8:12]))
         else:
             opts.append((int(opt.otype), opt.to_wire()))
-    return (msg.edns, msg.payload, bool(msg.ednsflags & dns.flags.DO),
-            msg.ednsflags & 0x7FFF, tuple(sorted(opts, key=repr)))
+    return (
+        msg.edns,
+        msg.payload,
+        bool(msg.ednsflags & dns.flags.DO),
+        msg.ednsflags & 0x7FFF,
+        tuple(sorted(opts, key=repr)),
+    )
 
 
 def wire_opcode(wire):
@@ -217,9 +235,11 @@ def summary(wire):
         msg = parse(wire)
     except dns.exception.DNSException as e:
         return f"  (unparseable {len(wire)} bytes: {e}; {wire[:48].hex()})"
-    lines = [f"  id {msg.id} opcode {wire_opcode(wire)} "
-             f"rcode {dns.rcode.to_text(msg.rcode())} flags {flags_text(msg.flags)} "
-             f"edns {edns_view(msg)} size {len(wire)}"]
+    lines = [
+        f"  id {msg.id} opcode {wire_opcode(wire)} "
+        f"rcode {dns.rcode.to_text(msg.rcode())} flags {flags_text(msg.flags)} "
+        f"edns {edns_view(msg)} size {len(wire)}"
+    ]
     for q in msg.question:
         lines.append(f"  question {q.to_text()}")
     for name, section in (("an", msg.answer), ("ns", msg.authority), ("ar", msg.additional)):
@@ -318,20 +338,25 @@ def compare(ref, got, rule=EXACT):
         diffs.append(f"opcode {wire_opcode(got.wire)} != {wire_opcode(ref.wire)}")
     if rule.rcodes:
         if gmsg.rcode() not in rule.rcodes:
-            diffs.append(f"rcode {dns.rcode.to_text(gmsg.rcode())} not in "
-                         f"{[dns.rcode.to_text(r) for r in rule.rcodes]} ({rule.rfc})")
+            diffs.append(
+                f"rcode {dns.rcode.to_text(gmsg.rcode())} not in "
+                f"{[dns.rcode.to_text(r) for r in rule.rcodes]} ({rule.rfc})"
+            )
         return diffs + _check_no_duplicates(got)
     if gmsg.rcode() != rmsg.rcode():
-        diffs.append(f"rcode {dns.rcode.to_text(gmsg.rcode())} != "
-                     f"{dns.rcode.to_text(rmsg.rcode())}")
+        diffs.append(
+            f"rcode {dns.rcode.to_text(gmsg.rcode())} != {dns.rcode.to_text(rmsg.rcode())}"
+        )
     diffs += _compare_flags(ref, got, rmsg, gmsg, rule)
     diffs += _compare_question(ref, got)
     if edns_view(gmsg, rule.cookie) != edns_view(rmsg, rule.cookie):
         diffs.append(f"EDNS {edns_view(gmsg, rule.cookie)} != {edns_view(rmsg, rule.cookie)}")
     diffs += _check_no_duplicates(got)
     if not got.tcp and len(got.wire) > udp_limit(got.query):
-        diffs.append(f"UDP response of {len(got.wire)} bytes exceeds the client's "
-                     f"limit {udp_limit(got.query)}")
+        diffs.append(
+            f"UDP response of {len(got.wire)} bytes exceeds the client's "
+            f"limit {udp_limit(got.query)}"
+        )
     if rmsg.flags & dns.flags.TC:
         return diffs + _compare_truncated(ref, got)
     diffs += _compare_answer(rmsg, gmsg, rule)
@@ -347,8 +372,10 @@ def _compare_flags(ref, got, rmsg, gmsg, rule):
         if name == "CD" and rule.cd == "cleared-or-copied":
             copied = bool(got.query.flags & bit) if got.query is not None else False
             if g not in (r, copied):
-                diffs.append(f"flag CD {g}: neither the reference's {r} nor the "
-                             f"query's {copied} (RFC 4035 section 3)")
+                diffs.append(
+                    f"flag CD {g}: neither the reference's {r} nor the "
+                    f"query's {copied} (RFC 4035 section 3)"
+                )
             continue
         if r != g:
             diffs.append(f"flag {name} is {g}, reference {r}")
@@ -359,8 +386,10 @@ def _compare_question(ref, got):
     rq, gq, qq = raw_question(ref.wire), raw_question(got.wire), raw_question(got.query_wire)
     if gq == rq:
         return []
-    return [f"question {gq!r} != reference {rq!r} (query {qq!r}; the name's case "
-            f"must be echoed exactly)"]
+    return [
+        f"question {gq!r} != reference {rq!r} (query {qq!r}; the name's case "
+        f"must be echoed exactly)"
+    ]
 
 
 def _compare_section(name, ref_rrs, got_rrs):
@@ -384,8 +413,11 @@ def _compare_answer(rmsg, gmsg, rule):
         if not got_rrs:
             diffs.append(f"answer is empty; expected one of the node's RRsets ({rule.rfc})")
         if extra:
-            diffs.append("answer holds RRs that are not the node's ({}):\n{}".format(
-                rule.rfc, "\n".join(f"  + {rr_text(rr)}" for rr in sorted(extra))))
+            diffs.append(
+                "answer holds RRs that are not the node's ({}):\n{}".format(
+                    rule.rfc, "\n".join(f"  + {rr_text(rr)}" for rr in sorted(extra))
+                )
+            )
         for key, rrs in rrsets_of(gmsg.answer).items():
             whole = {rr for rr in allowed if (rr[0], rr[2]) == key}
             if rrs != whole:
@@ -398,8 +430,11 @@ def _compare_answer(rmsg, gmsg, rule):
         diffs = _compare_section("answer", ref_rrs, ref_rrs & got_rrs)
         extra = {rr for rr in got_rrs - ref_rrs if (rr[0], rr[2]) not in keys}
         if extra:
-            diffs.append("answer holds RRs of another owner or type ({}):\n{}".format(
-                rule.rfc, "\n".join(f"  + {rr_text(rr)}" for rr in sorted(extra))))
+            diffs.append(
+                "answer holds RRs of another owner or type ({}):\n{}".format(
+                    rule.rfc, "\n".join(f"  + {rr_text(rr)}" for rr in sorted(extra))
+                )
+            )
         return diffs
     raise ValueError(rule.answer)
 
@@ -410,16 +445,23 @@ def _compare_cname_prefix(rmsg, gmsg, rule):
     ref_rrs, got_rrs = rr_set(rmsg.answer), rr_set(gmsg.answer)
     diffs = []
     if not ref_rrs <= got_rrs:
-        diffs.append("answer stops earlier in the CNAME chain than the reference's "
-                     f"({rule.rfc}):\n" + "\n".join(f"  - {rr_text(rr)}"
-                                                    for rr in sorted(ref_rrs - got_rrs)))
+        diffs.append(
+            "answer stops earlier in the CNAME chain than the reference's "
+            f"({rule.rfc}):\n" + "\n".join(f"  - {rr_text(rr)}" for rr in sorted(ref_rrs - got_rrs))
+        )
     # every extra RR must continue the chain: its owner is a CNAME target in the answer
-    targets = {rd.target.canonicalize().to_text() for rrset in gmsg.answer
-               if rrset.rdtype == dns.rdatatype.CNAME for rd in rrset}
+    targets = {
+        rd.target.canonicalize().to_text()
+        for rrset in gmsg.answer
+        if rrset.rdtype == dns.rdatatype.CNAME
+        for rd in rrset
+    }
     stray = {rr for rr in got_rrs - ref_rrs if rr[0] not in targets}
     if stray:
-        diffs.append("answer RRs off the CNAME chain:\n"
-                     + "\n".join(f"  + {rr_text(rr)}" for rr in sorted(stray)))
+        diffs.append(
+            "answer RRs off the CNAME chain:\n"
+            + "\n".join(f"  + {rr_text(rr)}" for rr in sorted(stray))
+        )
     return diffs
 
 
@@ -436,8 +478,10 @@ def _compare_additional(ref, rmsg, gmsg, rule):
         extra = got_rrs - full
         if not extra:
             return []
-        return ["additional section holds RRs the reference never adds:\n"
-                + "\n".join(f"  + {rr_text(rr)}" for rr in sorted(extra))]
+        return [
+            "additional section holds RRs the reference never adds:\n"
+            + "\n".join(f"  + {rr_text(rr)}" for rr in sorted(extra))
+        ]
     return _compare_section("additional", ref_rrs, got_rrs)
 
 
@@ -450,16 +494,20 @@ def _compare_truncated(ref, got):
         return diffs
     fmsg = parse(ref.full)
     gmsg = got.msg
-    for name, fsec, gsec in (("answer", fmsg.answer, gmsg.answer),
-                             ("authority", fmsg.authority, gmsg.authority),
-                             ("additional", fmsg.additional, gmsg.additional)):
+    for name, fsec, gsec in (
+        ("answer", fmsg.answer, gmsg.answer),
+        ("authority", fmsg.authority, gmsg.authority),
+        ("additional", fmsg.additional, gmsg.additional),
+    ):
         frrsets, grrsets = rrsets_of(fsec), rrsets_of(gsec)
         for key, rrs in grrsets.items():
             if key not in frrsets or not rrs <= frrsets[key]:
                 diffs.append(f"truncated {name} holds RRs not in the full answer: {key}")
             elif name != "additional" and rrs != frrsets[key]:
-                diffs.append(f"truncated {name} holds part of RRset {key} (RFC 2181 "
-                             f"section 9: a partial RRset must not be sent)")
+                diffs.append(
+                    f"truncated {name} holds part of RRset {key} (RFC 2181 "
+                    f"section 9: a partial RRset must not be sent)"
+                )
     return diffs
 
 
@@ -467,10 +515,12 @@ def _check_no_duplicates(got):
     """dnspython merges repeated RRs; the header counts tell."""
     msg = got.msg
     counts = section_counts(got.wire)
-    seen = (len(msg.question),
-            sum(len(r) for r in msg.answer),
-            sum(len(r) for r in msg.authority),
-            sum(len(r) for r in msg.additional) + (1 if msg.edns >= 0 else 0))
+    seen = (
+        len(msg.question),
+        sum(len(r) for r in msg.answer),
+        sum(len(r) for r in msg.authority),
+        sum(len(r) for r in msg.additional) + (1 if msg.edns >= 0 else 0),
+    )
     if counts != seen:
         return [f"section counts {counts} but distinct RRs {seen}: an RR is repeated"]
     return []
@@ -487,8 +537,10 @@ def _check_error_only(got, rcodes):
     if not msg.flags & dns.flags.QR:
         diffs.append("QR is clear in the response")
     if msg.rcode() not in rcodes:
-        diffs.append(f"rcode {dns.rcode.to_text(msg.rcode())} not in "
-                     f"{[dns.rcode.to_text(r) for r in rcodes]}")
+        diffs.append(
+            f"rcode {dns.rcode.to_text(msg.rcode())} not in "
+            f"{[dns.rcode.to_text(r) for r in rcodes]}"
+        )
     if msg.answer or msg.authority or msg.additional:
         diffs.append("an error response carries records")
     return diffs
@@ -510,5 +562,8 @@ def report(case_id, query, ref, got, diffs, rule=EXACT, reference="Knot"):
     head = f"{case_id}: {qtext} over {'TCP' if got.tcp else 'UDP'}"
     if rule.rfc:
         head += f" [rule: {rule.rfc}]"
-    return "\n".join([head] + diffs + [f"reference ({reference}):", summary(ref.wire),
-                                       "xdpdns:", summary(got.wire)])
+    return "\n".join(
+        [head]
+        + diffs
+        + [f"reference ({reference}):", summary(ref.wire), "xdpdns:", summary(got.wire)]
+    )

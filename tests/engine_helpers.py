@@ -36,10 +36,11 @@ class RrlTable(_CObject):
         self._own(out[0], lib.xd_rrl_table_free)
 
     def check(self, response: bytes, client: str, now: int, cookie: str = "none") -> str:
-        """"send", "drop" or "slip" for ``response`` to ``client`` at ``now``
+        """ "send", "drop" or "slip" for ``response`` to ``client`` at ``now``
         (UNIX seconds); ``cookie`` is what its query's COOKIE option showed."""
-        verdict = lib.xd_rrl_table_check(self._ptr(), _client(client), response,
-                                         len(response), _COOKIE_CODES[cookie], now)
+        verdict = lib.xd_rrl_table_check(
+            self._ptr(), _client(client), response, len(response), _COOKIE_CODES[cookie], now
+        )
         return _RRL_VERDICTS[_raise_for(verdict, what="rate limiting")]
 
     def answer(self, image: Image, query: bytes, client: str, now: int) -> bytes | None:
@@ -48,20 +49,25 @@ class RrlTable(_CObject):
         response the answering core noted (its truncated form when it slips;
         None when nothing is sent)."""
         table, img, source = self._ptr(), image._ptr(), _client(client)
-        return _answer(lambda q, n, r, c, f: lib.xd_rrl_table_answer(
-            table, img, source, now, q, n, r, c), query, tcp=False)
+        return _answer(
+            lambda q, n, r, c, f: lib.xd_rrl_table_answer(table, img, source, now, q, n, r, c),
+            query,
+            tcp=False,
+        )
 
     def events(self, max_events: int = 256) -> list[RrlEvent]:
         out = ffi.new("struct xd_rrl_event[]", max_events)
-        n = _raise_for(lib.xd_rrl_table_events(self._ptr(), out, max_events),
-                       what="rate limiting events")
+        n = _raise_for(
+            lib.xd_rrl_table_events(self._ptr(), out, max_events), what="rate limiting events"
+        )
         return [_rrl_event(out[i]) for i in range(n)]
 
 
 def rrl_classify(response: bytes) -> str:
     """The kind of a response as rate limiting counts it (:data:`RRL_KINDS`)."""
-    return RRL_KINDS[_raise_for(lib.xd_rrl_classify(response, len(response)),
-                                what="classifying a response")]
+    return RRL_KINDS[
+        _raise_for(lib.xd_rrl_classify(response, len(response)), what="classifying a response")
+    ]
 
 
 def rrl_slip(response: bytes) -> bytes:

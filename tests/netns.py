@@ -30,11 +30,18 @@ QUEUES = 2
 
 def run(*argv, check=True, timeout=COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
     """Runs a command to completion (text output); raises with its stderr."""
-    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                            timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [str(a) for a in argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, argv))} failed ({result.returncode}): "
-                           f"{result.stderr.strip() or result.stdout.strip()}")
+        raise RuntimeError(
+            f"{' '.join(map(str, argv))} failed ({result.returncode}): "
+            f"{result.stderr.strip() or result.stdout.strip()}"
+        )
     return result
 
 
@@ -73,8 +80,13 @@ class VethTopology:
         None when no XDP program is attached."""
         out = self.server.run("ip", "-d", "link", "show", "dev", self.server_if).stdout
         for word in out.split():
-            if word.startswith("prog/xdp") or word in ("xdp", "xdpgeneric", "xdpdrv",
-                                                       "xdpoffload", "xdpmulti"):
+            if word.startswith("prog/xdp") or word in (
+                "xdp",
+                "xdpgeneric",
+                "xdpdrv",
+                "xdpoffload",
+                "xdpmulti",
+            ):
                 return out
         return None
 
@@ -90,8 +102,7 @@ def without_client_program(topo: VethTopology):
         try:
             yield topo
         finally:
-            topo.client.run("ip", "link", "set", "dev", topo.client_if, "xdp", "off",
-                            check=False)
+            topo.client.run("ip", "link", "set", "dev", topo.client_if, "xdp", "off", check=False)
             attach_pass_program(topo.client, topo.client_if)
 
     return manager()
@@ -106,18 +117,40 @@ def session_suffix() -> str:
 def create_topology(suffix: str) -> VethTopology:
     """Creates both namespaces, the veth pair and the addresses; on any
     failure deletes what it made and raises."""
-    topo = VethTopology(Netns(f"xdpns-s-{suffix}"), Netns(f"xdpns-c-{suffix}"),
-                        f"xdps-{suffix}", f"xdpc-{suffix}")
+    topo = VethTopology(
+        Netns(f"xdpns-s-{suffix}"), Netns(f"xdpns-c-{suffix}"), f"xdps-{suffix}", f"xdpc-{suffix}"
+    )
     s, c = topo.server, topo.client
     try:
         run("ip", "netns", "add", s.name)
         run("ip", "netns", "add", c.name)
-        run("ip", "-n", s.name, "link", "add", topo.server_if,
-            "numtxqueues", QUEUES, "numrxqueues", QUEUES, "type", "veth",
-            "peer", "name", topo.client_if, "netns", c.name,
-            "numtxqueues", QUEUES, "numrxqueues", QUEUES)
-        for ns, ifname, v4, v6 in ((s, topo.server_if, SERVER_V4, SERVER_V6),
-                                   (c, topo.client_if, CLIENT_V4, CLIENT_V6)):
+        run(
+            "ip",
+            "-n",
+            s.name,
+            "link",
+            "add",
+            topo.server_if,
+            "numtxqueues",
+            QUEUES,
+            "numrxqueues",
+            QUEUES,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            topo.client_if,
+            "netns",
+            c.name,
+            "numtxqueues",
+            QUEUES,
+            "numrxqueues",
+            QUEUES,
+        )
+        for ns, ifname, v4, v6 in (
+            (s, topo.server_if, SERVER_V4, SERVER_V6),
+            (c, topo.client_if, CLIENT_V4, CLIENT_V6),
+        ):
             # veth starts with one active rx and tx channel whatever
             # numrxqueues says; XDP mode serves the active ones.
             got = ns.run("ethtool", "-l", ifname, check=False).stdout

@@ -55,31 +55,43 @@ def test_config_defaults(tmp_path):
 
 def test_config_values(tmp_path):
     pm = load_plugins()
-    conf = _config(tmp_path, 'allow = ["192.0.2.0/24", "2001:db8::1"]\n'
-                             'deny = ["192.0.0.0/16", "198.51.100.7", "2001:db8::/32"]\n'
-                             'default = "deny"\nsocket_action = "drop"')
+    conf = _config(
+        tmp_path,
+        'allow = ["192.0.2.0/24", "2001:db8::1"]\n'
+        'deny = ["192.0.0.0/16", "198.51.100.7", "2001:db8::/32"]\n'
+        'default = "deny"\nsocket_action = "drop"',
+    )
     acl = load_config(pm, conf).plugins["acl"]
     assert acl.allow == (net("192.0.2.0/24"), net("2001:db8::1/128"))
     assert acl.deny == (net("192.0.0.0/16"), net("198.51.100.7/32"), net("2001:db8::/32"))
     assert (acl.default, acl.socket_action) == ("deny", "drop")
 
 
-@pytest.mark.parametrize("text, words", [
-    ('allow = "192.0.2.0/24"', "plugins.acl.allow: expected a list of IPv4 or IPv6 prefixes"),
-    ('deny = ["192.0.2.0/33"]', "plugins.acl.deny: expected a list of IPv4 or IPv6 prefixes"),
-    ('deny = ["example.com"]', "plugins.acl.deny: expected a list of IPv4 or IPv6 prefixes"),
-    ("deny = [5]", "plugins.acl.deny: expected a list of IPv4 or IPv6 prefixes"),
-    ('deny = ["192.0.2.1/24"]',
-     r"plugins.acl.deny: expected a prefix without host bits set \(192.0.2.0/24 or "
-     r"192.0.2.1 alone\), got '192.0.2.1/24'"),
-    ('allow = ["10.0.0.0/8"]\ndeny = ["10.0.0.0/8"]',
-     "plugins.acl.deny: expected prefixes that are not also in allow, got '10.0.0.0/8'"),
-    ('default = "block"', "plugins.acl.default: expected one of 'allow', 'deny', got 'block'"),
-    ('socket_action = "ignore"',
-     "plugins.acl.socket_action: expected one of 'refuse', 'drop', got 'ignore'"),
-    ("socket_action = true", "plugins.acl.socket_action: expected one of 'refuse', 'drop'"),
-    ('alow = ["10.0.0.0/8"]', "plugins.acl.alow: expected one of the known keys: allow, deny"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('allow = "192.0.2.0/24"', "plugins.acl.allow: expected a list of IPv4 or IPv6 prefixes"),
+        ('deny = ["192.0.2.0/33"]', "plugins.acl.deny: expected a list of IPv4 or IPv6 prefixes"),
+        ('deny = ["example.com"]', "plugins.acl.deny: expected a list of IPv4 or IPv6 prefixes"),
+        ("deny = [5]", "plugins.acl.deny: expected a list of IPv4 or IPv6 prefixes"),
+        (
+            'deny = ["192.0.2.1/24"]',
+            r"plugins.acl.deny: expected a prefix without host bits set \(192.0.2.0/24 or "
+            r"192.0.2.1 alone\), got '192.0.2.1/24'",
+        ),
+        (
+            'allow = ["10.0.0.0/8"]\ndeny = ["10.0.0.0/8"]',
+            "plugins.acl.deny: expected prefixes that are not also in allow, got '10.0.0.0/8'",
+        ),
+        ('default = "block"', "plugins.acl.default: expected one of 'allow', 'deny', got 'block'"),
+        (
+            'socket_action = "ignore"',
+            "plugins.acl.socket_action: expected one of 'refuse', 'drop', got 'ignore'",
+        ),
+        ("socket_action = true", "plugins.acl.socket_action: expected one of 'refuse', 'drop'"),
+        ('alow = ["10.0.0.0/8"]', "plugins.acl.alow: expected one of the known keys: allow, deny"),
+    ],
+)
 def test_config_errors(tmp_path, text, words):
     with pytest.raises(ConfigError, match=words) as info:
         load_config(load_plugins(), _config(tmp_path, text))
@@ -123,11 +135,14 @@ class LastRules:
 
 def test_hook_rules_of_the_acl_plugin(tmp_path):
     pm = load_plugins()
-    config = load_config(pm, _config(tmp_path, 'deny = ["192.0.2.0/24"]\nallow = ["::1"]\n'
-                                               'socket_action = "drop"'))
+    config = load_config(
+        pm, _config(tmp_path, 'deny = ["192.0.2.0/24"]\nallow = ["::1"]\nsocket_action = "drop"')
+    )
     acl = collect_acl(pm, config)
-    assert set(acl.rules) == {AddressRule(net("192.0.2.0/24"), "deny"),
-                              AddressRule(net("::1/128"), "allow")}
+    assert set(acl.rules) == {
+        AddressRule(net("192.0.2.0/24"), "deny"),
+        AddressRule(net("::1/128"), "allow"),
+    }
     assert acl.policy == AddressPolicy("allow", "drop")
     assert acl.denies_anything
 
@@ -243,8 +258,9 @@ def test_engine_many_prefixes():
     rules = {}
     for _ in range(5000):
         length = rng.randint(1, 32)
-        prefix = ipaddress.ip_network((rng.getrandbits(32) >> (32 - length) << (32 - length),
-                                       length))
+        prefix = ipaddress.ip_network(
+            (rng.getrandbits(32) >> (32 - length) << (32 - length), length)
+        )
         rules.setdefault(prefix, rng.choice(["allow", "deny"]))
     with Engine() as engine:
         engine.acl_set(list(rules.items()), "allow", "drop")
@@ -268,8 +284,7 @@ def test_engine_rejects_bad_values():
         with pytest.raises(ValueError):
             engine.acl_set([("10.0.0.1/8", "deny")])  # host bits set
         with pytest.raises(OSError, match="at most 65536"):
-            engine.acl_set([(ipaddress.ip_network((i << 8, 24)), "deny")
-                            for i in range(65537)])
+            engine.acl_set([(ipaddress.ip_network((i << 8, 24)), "deny") for i in range(65537)])
         assert engine.acl_check("0.0.1.1") == "answer", "a failed set changed the ACL"
 
 
@@ -278,8 +293,7 @@ def test_engine_rejects_bad_values():
 def test_refused_response(edns, dnssec):
     from xdpdns.engine import Engine
 
-    query = dns.message.make_query("WwW.Example.COM.", "AAAA", use_edns=edns,
-                                   want_dnssec=dnssec)
+    query = dns.message.make_query("WwW.Example.COM.", "AAAA", use_edns=edns, want_dnssec=dnssec)
     query.flags |= dns.flags.CD
     response = dns.message.from_wire(Engine.refused(query.to_wire()))
     assert response.id == query.id
@@ -328,8 +342,9 @@ def udp_engine():
     from xdpdns.engine import Engine, ImageBuilder
 
     with Engine() as engine, ImageBuilder() as builder:
-        builder.load_zonefile(builder.add_zone(dns.name.from_text("example.com.")),
-                              default_zone_path())
+        builder.load_zonefile(
+            builder.add_zone(dns.name.from_text("example.com.")), default_zone_path()
+        )
         engine.set_image(builder.finish())
         (port,) = engine.udp_start([(ALLOWED_V4, 0)], 2)
         try:
@@ -345,10 +360,11 @@ def _settled(engine, received, timeout=TIMEOUT):
     deadline = time.monotonic() + timeout
     while True:
         stats = engine.worker_stats()
-        total = {k: sum(getattr(w, k) for w in stats)
-                 for k in ("received", "answered", "dropped", "denied")}
-        done = total["received"] == received and \
-            total["answered"] + total["dropped"] == received
+        total = {
+            k: sum(getattr(w, k) for w in stats)
+            for k in ("received", "answered", "dropped", "denied")
+        }
+        done = total["received"] == received and total["answered"] + total["dropped"] == received
         if done or time.monotonic() > deadline:
             return total
         time.sleep(0.01)
@@ -438,11 +454,11 @@ def _tcp_exchange(source, address, wire):
 
 
 def _serve_with_acl(xdpdns_serve, tmp_path, acl_lines, listen='"127.0.0.1:0"'):
-    conf = _config(tmp_path, acl_lines,
-                   f"[server]\nlisten = [{listen}]\nudp_workers = 1\n")
+    conf = _config(tmp_path, acl_lines, f"[server]\nlisten = [{listen}]\nudp_workers = 1\n")
     control = tmp_path / "ctl.sock"
-    server = xdpdns_serve("--config", conf, "--zone", default_zone_path(),
-                          "--control-socket", control)
+    server = xdpdns_serve(
+        "--config", conf, "--zone", default_zone_path(), "--control-socket", control
+    )
     return server, control
 
 
@@ -469,8 +485,9 @@ def test_serve_refuses_denied_sources(xdpdns_serve, xdpdns_cli, tmp_path):
 
 
 def test_serve_drops_denied_sources(xdpdns_serve, tmp_path):
-    server, _ = _serve_with_acl(xdpdns_serve, tmp_path,
-                                f'deny = ["{DENIED_V4}/32"]\nsocket_action = "drop"')
+    server, _ = _serve_with_acl(
+        xdpdns_serve, tmp_path, f'deny = ["{DENIED_V4}/32"]\nsocket_action = "drop"'
+    )
     address = server.addresses[0]
     wire = dns.message.make_query("www.example.com.", "A").to_wire()
     assert _udp_query(DENIED_V4, address, wire, timeout=SILENCE) is None
@@ -482,9 +499,12 @@ def test_serve_drops_denied_sources(xdpdns_serve, tmp_path):
 def test_serve_default_deny_allows_the_listed_ones(xdpdns_serve, tmp_path):
     """default = "deny" with an allowed /32 inside 127/8; IPv6 loopback is
     denied by the default."""
-    server, _ = _serve_with_acl(xdpdns_serve, tmp_path,
-                                f'allow = ["{ALLOWED_V4}"]\ndefault = "deny"',
-                                listen='"127.0.0.1:0", "[::1]:0"')
+    server, _ = _serve_with_acl(
+        xdpdns_serve,
+        tmp_path,
+        f'allow = ["{ALLOWED_V4}"]\ndefault = "deny"',
+        listen='"127.0.0.1:0", "[::1]:0"',
+    )
     (v4, v6) = server.addresses
     wire = dns.message.make_query("www.example.com.", "A").to_wire()
     assert dns.message.from_wire(_udp_query(ALLOWED_V4, v4, wire)).answer
@@ -563,17 +583,20 @@ def _queue_sum(server, key, at_least=None, timeout=TIMEOUT):
 @pytest.mark.xdp
 @pytest.mark.asan
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
-def test_xdp_denied_source_dropped_in_the_program(xdp_topology, xdp_serve,
-                                                  second_client_address, family):
+def test_xdp_denied_source_dropped_in_the_program(
+    xdp_topology, xdp_serve, second_client_address, family
+):
     """Deny the client's /24 (/64) but allow its second address: the first
     address's queries are dropped by the XDP program (`denied` moves, no
     answer, no worker sees them); the second is answered through AF_XDP;
     the longest prefix decides.  Port 5353, passed to the kernel, gets the
     socket-mode answer to a denied source: REFUSED; and so does TCP/53."""
     topo = xdp_topology
-    server = _xdp_acl_server(topo, xdp_serve,
-                             'deny = ["198.18.0.0/24", "2001:2::/64"]\n'
-                             f'allow = ["{SECOND_V4}", "{SECOND_V6}"]')
+    server = _xdp_acl_server(
+        topo,
+        xdp_serve,
+        f'deny = ["198.18.0.0/24", "2001:2::/64"]\nallow = ["{SECOND_V4}", "{SECOND_V6}"]',
+    )
     v6 = family == "ipv6"
     host = topo.server_v6 if v6 else topo.server_v4
     denied_source = topo.client_v6 if v6 else topo.client_v4
@@ -595,8 +618,10 @@ def test_xdp_denied_source_dropped_in_the_program(xdp_topology, xdp_serve,
     assert answer is not None and dns.message.from_wire(answer).answer
     # Through XDP: the program's answer table (or an AF_XDP worker).
     deadline = time.monotonic() + TIMEOUT
-    while (_queue_sum(server, "answered") + _program(server)["answered_in_xdp"] == answered
-           and time.monotonic() < deadline):
+    while (
+        _queue_sum(server, "answered") + _program(server)["answered_in_xdp"] == answered
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert _queue_sum(server, "answered") + _program(server)["answered_in_xdp"] == answered + 1
     assert _program(server)["denied"] == after_prog["denied"]
@@ -609,7 +634,7 @@ def test_xdp_denied_source_dropped_in_the_program(xdp_topology, xdp_serve,
     assert stats["udp"]["denied"] == 1 and stats["tcp"]["denied"] == 1
 
     table = run_xdpdns_cli("stats", "--control-socket", server.control_socket).stdout
-    assert "denied" in table[table.index("XDP program"):], table
+    assert "denied" in table[table.index("XDP program") :], table
 
 
 @contextmanager
@@ -621,11 +646,13 @@ def _xdp_engine(topo, acl=None):
     from xdpdns.config import XdpConfig
     from xdpdns.engine import Engine, ImageBuilder
 
-    config = XdpConfig(interface=topo.server_if, hugepages="off", frames_per_queue=2048,
-                       ring_size=1024)
+    config = XdpConfig(
+        interface=topo.server_if, hugepages="off", frames_per_queue=2048, ring_size=1024
+    )
     with Engine() as engine, ImageBuilder() as builder:
-        builder.load_zonefile(builder.add_zone(dns.name.from_text("example.com.")),
-                              default_zone_path())
+        builder.load_zonefile(
+            builder.add_zone(dns.name.from_text("example.com.")), default_zone_path()
+        )
         engine.set_image(builder.finish())
         if acl is not None:
             engine.acl_set(acl)
@@ -668,8 +695,9 @@ def test_xdp_acl_changes_while_running(xdp_topology, second_client_address):
         after = engine.xdp_prog_stats()
         assert after.denied == before.denied + 3, (before, after)
         # Six answered: by the program's answer table or an AF_XDP worker.
-        assert (after.redirected + after.answered_in_xdp
-                - before.redirected - before.answered_in_xdp) == 6, (before, after)
+        assert (
+            after.redirected + after.answered_in_xdp - before.redirected - before.answered_in_xdp
+        ) == 6, (before, after)
 
 
 @pytest.mark.xdp

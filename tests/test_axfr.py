@@ -21,16 +21,20 @@ from xdpdns.image import compile_sources
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 DIFF = Path(__file__).resolve().parent / "data" / "diff"
-LOCAL = ZoneAcl(allow_transfer=(ipaddress.ip_network("127.0.0.1/32"),
-                                ipaddress.ip_network("2001:db8::/32")))
+LOCAL = ZoneAcl(
+    allow_transfer=(ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("2001:db8::/32"))
+)
 
 
 def zone_files():
     """The example zone and the differential tests' zones (glue, wildcards,
     CNAME and DNAME, delegations), one example.com. among them."""
     files = [(p.name.removesuffix(".zone") + ".", p) for p in sorted(DIFF.glob("*.zone"))]
-    return files + [("example.com.", ZONES / "example.com.zone")] \
-        if not any(o == "example.com." for o, _ in files) else files
+    return (
+        files + [("example.com.", ZONES / "example.com.zone")]
+        if not any(o == "example.com." for o, _ in files)
+        else files
+    )
 
 
 def engine_with(files, acl=LOCAL):
@@ -44,8 +48,10 @@ def engine_with(files, acl=LOCAL):
 def records(zone):
     # Owners compared without case: the image keeps them lower-cased (names
     # are equal whatever their case, RFC 4343); RDATA as written.
-    return sorted((name.canonicalize().to_text(), rdata.rdclass, rdata.rdtype, ttl,
-                   rdata.to_text()) for name, ttl, rdata in zone.iterate_rdatas())
+    return sorted(
+        (name.canonicalize().to_text(), rdata.rdclass, rdata.rdtype, ttl, rdata.to_text())
+        for name, ttl, rdata in zone.iterate_rdatas()
+    )
 
 
 def transfer(engine, origin, client="127.0.0.1", rdtype="AXFR", use_edns=False):
@@ -79,9 +85,14 @@ def test_every_zone_transfers_as_dnspython_reads_its_file():
 @pytest.mark.asan
 def test_a_large_zone_comes_in_messages_of_16k(tmp_path):
     path = tmp_path / "big.test.zone"
-    lines = ["$ORIGIN big.test.", "$TTL 300",
-             "@ SOA ns admin 7 3600 600 86400 300", "@ NS ns", "ns A 198.18.0.53"]
-    lines += [f"h{i} A 198.18.{i // 250}.{i % 250}\nh{i} TXT \"host {i}\"" for i in range(5000)]
+    lines = [
+        "$ORIGIN big.test.",
+        "$TTL 300",
+        "@ SOA ns admin 7 3600 600 86400 300",
+        "@ NS ns",
+        "ns A 198.18.0.53",
+    ]
+    lines += [f'h{i} A 198.18.{i // 250}.{i % 250}\nh{i} TXT "host {i}"' for i in range(5000)]
     lines += [f"d{i} NS ns.d{i}\nns.d{i} A 198.19.{i // 250}.{i % 250}" for i in range(200)]
     path.write_text("\n".join(lines) + "\n")
     with engine_with([("big.test.", path)]) as engine:
@@ -102,8 +113,12 @@ def test_axfr_message_over_65535_bytes_fails_the_transfer(tmp_path):
     import errno
 
     owner = ".".join(["a" * 60] * 3)
-    lines = ["$ORIGIN big.test.", "@ 3600 SOA ns hostmaster 1 7200 3600 1209600 300",
-             "@ 3600 NS ns", "ns 3600 A 198.18.0.1"]
+    lines = [
+        "$ORIGIN big.test.",
+        "@ 3600 SOA ns hostmaster 1 7200 3600 1209600 300",
+        "@ 3600 NS ns",
+        "ns 3600 A 198.18.0.1",
+    ]
     lines += [f'{owner} 3600 TXT "{i:05d}{"x" * 245}"' for i in range(249)]
     path = tmp_path / "big.test.zone"
     path.write_text("\n".join(lines) + "\n")
@@ -129,9 +144,13 @@ def test_only_allowed_clients_and_only_zone_apexes():
         assert transfer(engine, "www.example.com.")[1] is None  # not an apex
         assert transfer(engine, "example.org.")[1] is None  # not ours
         # And the core still refuses what it is asked (no transfer over it).
-        refused = dns.message.from_wire(engine.answer(
-            dns.message.make_query("example.com.", "AXFR").to_wire(), tcp=True,
-            client="127.0.0.2"))
+        refused = dns.message.from_wire(
+            engine.answer(
+                dns.message.make_query("example.com.", "AXFR").to_wire(),
+                tcp=True,
+                client="127.0.0.2",
+            )
+        )
         assert refused.rcode() == dns.rcode.REFUSED
     with engine_with(files, acl=ZoneAcl()) as engine:  # no ACL: nobody
         assert transfer(engine, "example.com.")[1] is None
@@ -145,8 +164,7 @@ def test_ixfr_gets_the_whole_zone_and_edns_an_opt_in_every_message():
         assert messages and all(m.edns == 0 for m in messages)
         assert messages[0].question[0].rdtype == dns.rdatatype.IXFR
         got = dns.zone.from_xfr(iter(messages), relativize=False)
-        want = dns.zone.from_file(str(ZONES / "example.com.zone"), "example.com.",
-                                  relativize=False)
+        want = dns.zone.from_file(str(ZONES / "example.com.zone"), "example.com.", relativize=False)
         assert records(got) == records(want)
 
 
@@ -155,27 +173,31 @@ def test_serve_transfers_over_tcp_and_refuses_others(tmp_path, xdpdns_serve, xdp
     zone.write_text((ZONES / "example.com.zone").read_text())
     conf = tmp_path / "xdpdns.toml"
     control = tmp_path / "c.sock"
-    conf.write_text(f'[[zone]]\nfile = "{zone}"\nallow_transfer = ["127.0.0.1"]\n'
-                    f'[server]\ncontrol_socket = "{control}"\n')
+    conf.write_text(
+        f'[[zone]]\nfile = "{zone}"\nallow_transfer = ["127.0.0.1"]\n'
+        f'[server]\ncontrol_socket = "{control}"\n'
+    )
     server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
     host, port = server.addresses[0]
-    got = dns.zone.from_xfr(dns.query.xfr(host, "example.com.", port=port, lifetime=10,
-                                          relativize=False), relativize=False)
+    got = dns.zone.from_xfr(
+        dns.query.xfr(host, "example.com.", port=port, lifetime=10, relativize=False),
+        relativize=False,
+    )
     want = dns.zone.from_file(str(zone), "example.com.", relativize=False)
     assert records(got) == records(want)
     # A reload: the next transfer has the new record.
     zone.write_text(zone.read_text() + "added 300 IN A 198.18.0.123\n")
     assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
-    got = dns.zone.from_xfr(dns.query.xfr(host, "example.com.", port=port, lifetime=10,
-                                          relativize=False), relativize=False)
+    got = dns.zone.from_xfr(
+        dns.query.xfr(host, "example.com.", port=port, lifetime=10, relativize=False),
+        relativize=False,
+    )
     assert got.get_rdataset("added", "A") is not None
     # Another source: REFUSED, as before transfers were served.
     with pytest.raises(dns.query.TransferError):
-        list(dns.query.xfr(host, "example.com.", port=port, lifetime=10,
-                           source="127.0.0.2"))
+        list(dns.query.xfr(host, "example.com.", port=port, lifetime=10, source="127.0.0.2"))
     # Over UDP: no transfer (RFC 5936 4.2: TCP only).
-    udp = dns.query.udp(dns.message.make_query("example.com.", "AXFR"), host, port=port,
-                        timeout=5)
+    udp = dns.query.udp(dns.message.make_query("example.com.", "AXFR"), host, port=port, timeout=5)
     assert udp.rcode() == dns.rcode.NOTIMP and not udp.answer
     stats = xdpdns_cli("stats", "--control-socket", control, "--json")
     assert '"transfers": 2' in stats.stdout
@@ -189,19 +211,31 @@ def test_ixfr_from_a_client_up_to_date_gets_the_soa_alone():
     import dns.rrset
 
     files = [("example.com.", ZONES / "example.com.zone")]
-    want = dns.zone.from_file(str(ZONES / "example.com.zone"), "example.com.",
-                              relativize=False)
+    want = dns.zone.from_file(str(ZONES / "example.com.zone"), "example.com.", relativize=False)
     ours = want.get_rdataset("example.com.", "SOA")[0].serial
     with engine_with(files) as engine:
         newest = (ours + 2**31 - 1) % 2**32
-        for serial, whole in ((ours, False), (ours + 1, False), (newest, False),
-                              (ours - 1, True), (0, True)):
+        for serial, whole in (
+            (ours, False),
+            (ours + 1, False),
+            (newest, False),
+            (ours - 1, True),
+            (0, True),
+        ):
             query = dns.message.make_query("example.com.", "IXFR")
-            query.authority.append(dns.rrset.from_text(
-                "example.com.", 0, "IN", "SOA",
-                f"ns1.example.com. h.example.com. {serial} 1 1 1 1"))
-            messages = [dns.message.from_wire(m, xfr=True, origin=None)
-                        for m in tcp_messages(engine.axfr(query.to_wire(), "127.0.0.1"))]
+            query.authority.append(
+                dns.rrset.from_text(
+                    "example.com.",
+                    0,
+                    "IN",
+                    "SOA",
+                    f"ns1.example.com. h.example.com. {serial} 1 1 1 1",
+                )
+            )
+            messages = [
+                dns.message.from_wire(m, xfr=True, origin=None)
+                for m in tcp_messages(engine.axfr(query.to_wire(), "127.0.0.1"))
+            ]
             rrs = [rr for m in messages for rrset in m.answer for rr in rrset]
             if whole:
                 assert len(rrs) > 3 and rrs[0].serial == rrs[-1].serial == ours, serial
@@ -218,11 +252,15 @@ def test_axfr_over_udp_is_notimp_as_knot_and_nsd():
     files = [("example.com.", ZONES / "example.com.zone")]
     with engine_with(files) as engine:
         for client in ("127.0.0.1", "127.0.0.2"):  # allowed to transfer or not
-            wire = engine.answer(dns.message.make_query("example.com.", "AXFR").to_wire(),
-                                 client=client)
+            wire = engine.answer(
+                dns.message.make_query("example.com.", "AXFR").to_wire(), client=client
+            )
             udp = dns.message.from_wire(wire)
             assert udp.rcode() == dns.rcode.NOTIMP
             assert udp.question and not udp.answer and not udp.authority
-        ixfr = dns.message.from_wire(engine.answer(
-            dns.message.make_query("example.com.", "IXFR").to_wire(), client="127.0.0.2"))
+        ixfr = dns.message.from_wire(
+            engine.answer(
+                dns.message.make_query("example.com.", "IXFR").to_wire(), client="127.0.0.2"
+            )
+        )
         assert ixfr.rcode() == dns.rcode.REFUSED

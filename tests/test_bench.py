@@ -81,8 +81,9 @@ def test_parse_dnsperf():
     assert r.rcodes == {"NOERROR": 143411, "NXDOMAIN": 47789}
     assert r.duration == pytest.approx(2.000401)
     assert r.qps == pytest.approx(191200 / 2.000401)
-    assert r.latency_ms == pytest.approx({"avg": 0.514, "min": 0.037, "max": 4.921,
-                                          "stddev": 0.337})
+    assert r.latency_ms == pytest.approx(
+        {"avg": 0.514, "min": 0.037, "max": 4.921, "stddev": 0.337}
+    )
     assert r.counters == {"lost": 15, "request_bytes": 32, "response_bytes": 84}
 
 
@@ -105,8 +106,16 @@ def test_parse_kxdpgun_failure():
 
 
 def test_parse_xdpgen_takes_the_last_json_line_and_reports_errors():
-    good = {"sent": 10, "answered": 9, "duration": 1.0, "rate": 0, "rcodes": {"NOERROR": 9},
-            "latency_ms": {"p50": 0.1}, "queues": [], "counters": {}}
+    good = {
+        "sent": 10,
+        "answered": 9,
+        "duration": 1.0,
+        "rate": 0,
+        "rcodes": {"NOERROR": 9},
+        "latency_ms": {"p50": 0.1},
+        "queues": [],
+        "counters": {},
+    }
     r = generators.parse_xdpgen("a warning on stderr\n" + json.dumps(good) + "\n")
     assert (r.sent, r.answered, r.lost, r.qps) == (10, 9, 1, 9.0)
     with pytest.raises(generators.GeneratorError, match="no such interface"):
@@ -135,8 +144,17 @@ def test_dnssec_sets_do_for_every_generator(tmp_path):
     assert flagged.read_text() == "www.example.com A D\nexample.com MX D\n"
     argv = generators.kxdpgun_argv(load, flagged)
     assert argv[argv.index("-i") + 1] == str(flagged)
-    load = generators.Load("198.18.0.1", 53, query_file, 1.0, interface="x", src_address="a",
-                           src_mac=b"\1" * 6, dst_mac=b"\2" * 6, dnssec=True)
+    load = generators.Load(
+        "198.18.0.1",
+        53,
+        query_file,
+        1.0,
+        interface="x",
+        src_address="a",
+        src_mac=b"\1" * 6,
+        dst_mac=b"\2" * 6,
+        dnssec=True,
+    )
     assert "--dnssec" in generators.xdpgen_argv(load)
     for wire in queries.to_wire(queries.read(query_file), dnssec=True):
         msg = dns.message.from_wire(wire)
@@ -150,14 +168,35 @@ def test_dnssec_answers_under_load_on_loopback(xdpdns_serve, tmp_path):
 
     _dnsperf_or_skip()
     zone = sign_zone(tmp_path / "signed", [])
-    server = xdpdns_serve("--listen", "127.0.0.1:0", "--udp-workers", "1",
-                          "--zone", f"signed.test.={zone}", "--control-socket", tmp_path / "ctl")
+    server = xdpdns_serve(
+        "--listen",
+        "127.0.0.1:0",
+        "--udp-workers",
+        "1",
+        "--zone",
+        f"signed.test.={zone}",
+        "--control-socket",
+        tmp_path / "ctl",
+    )
     host, port = server.addresses[0]
     queries = tmp_path / "q"
     queries.write_text("www.signed.test A\nnothing.signed.test A\nsigned.test MX\n")
     out = tmp_path / "dnssec.json"
-    result = _bench("--target", f"{host}:{port}", "--duration", 1, "--repeat", 1,
-                    "--warmup", 0, "--queries", queries, "--dnssec", "--json", out)
+    result = _bench(
+        "--target",
+        f"{host}:{port}",
+        "--duration",
+        1,
+        "--repeat",
+        1,
+        "--warmup",
+        0,
+        "--queries",
+        queries,
+        "--dnssec",
+        "--json",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     (run,) = json.loads(out.read_text())["runs"]
     assert run["dnssec"] is True and run["answered"] > 0 and run["errors"] == []
@@ -205,10 +244,22 @@ def test_percentile_interpolates_inside_the_log2_bucket():
 def test_summarize_adds_up_the_queues():
     rcodes0 = (90,) + (0,) * 2 + (10,) + (0,) * 12
     rcodes1 = (50,) + (0,) * 15
-    stats = [FakeQueueStats(0, 110, 100, rcodes0, latency=_buckets(b3=100),
-                            latency_sum_ns=100 * 10_000, cpu=2),
-             FakeQueueStats(1, 50, 50, rcodes1, latency=_buckets(b3=50),
-                            latency_sum_ns=50 * 10_000, cpu=3, malformed=1, bad_checksum=2)]
+    stats = [
+        FakeQueueStats(
+            0, 110, 100, rcodes0, latency=_buckets(b3=100), latency_sum_ns=100 * 10_000, cpu=2
+        ),
+        FakeQueueStats(
+            1,
+            50,
+            50,
+            rcodes1,
+            latency=_buckets(b3=50),
+            latency_sum_ns=50 * 10_000,
+            cpu=3,
+            malformed=1,
+            bad_checksum=2,
+        ),
+    ]
     report_ = xdpgen.summarize(stats, 2.0, 1000)
     assert (report_["sent"], report_["answered"], report_["lost"]) == (160, 150, 10)
     assert report_["qps"] == 75.0
@@ -240,8 +291,17 @@ class FakeGenerator:
 
     def queue_stats(self):
         n = len(self.kwargs["queries"])
-        return [FakeQueueStats(0, n, n, (n,) + (0,) * 15, latency=_buckets(b4=n),
-                               latency_sum_ns=n * 20_000, cpu=self.kwargs["cpus"][0])]
+        return [
+            FakeQueueStats(
+                0,
+                n,
+                n,
+                (n,) + (0,) * 15,
+                latency=_buckets(b4=n),
+                latency_sum_ns=n * 20_000,
+                cpu=self.kwargs["cpus"][0],
+            )
+        ]
 
     def close(self):
         pass
@@ -256,15 +316,33 @@ class FakeGenerator:
 def _xdpgen_args(tmp_path, *extra):
     qfile = tmp_path / "q.txt"
     qfile.write_text("www.example.com A\nexample.com MX\n")
-    return ["--interface", "xdbc0", "--queries", str(qfile), "--src-mac", "02:00:00:00:00:02",
-            "--dst-mac", "02:00:00:00:00:01", "--src", "198.18.0.2", "--dst", "198.18.0.1",
-            "--cpus", "1", *extra]
+    return [
+        "--interface",
+        "xdbc0",
+        "--queries",
+        str(qfile),
+        "--src-mac",
+        "02:00:00:00:00:02",
+        "--dst-mac",
+        "02:00:00:00:00:01",
+        "--src",
+        "198.18.0.2",
+        "--dst",
+        "198.18.0.1",
+        "--cpus",
+        "1",
+        *extra,
+    ]
 
 
 def test_xdpgen_main_prints_one_json_object(tmp_path, capsys):
     FakeGenerator.made.clear()
-    assert xdpgen.main(_xdpgen_args(tmp_path, "--duration", "0.1", "--rate", "500"),
-                       factory=FakeGenerator) == 0
+    assert (
+        xdpgen.main(
+            _xdpgen_args(tmp_path, "--duration", "0.1", "--rate", "500"), factory=FakeGenerator
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     gen = FakeGenerator.made[0].kwargs
     assert gen["rate"] == 500 and gen["cpus"] == [1] and gen["src_mac"] == b"\x02\0\0\0\0\x02"
@@ -281,8 +359,7 @@ def test_xdpgen_sigterm_ends_the_sending_early(tmp_path, capsys):
     timer.start()
     t0 = time.monotonic()
     try:
-        assert xdpgen.main(_xdpgen_args(tmp_path, "--duration", "30"),
-                           factory=FakeGenerator) == 0
+        assert xdpgen.main(_xdpgen_args(tmp_path, "--duration", "30"), factory=FakeGenerator) == 0
     finally:
         timer.cancel()
     assert time.monotonic() - t0 < 10
@@ -354,10 +431,13 @@ def test_generated_queries_depend_on_the_seed_only():
 
 def test_a_kind_the_zone_cannot_give_is_left_out(tmp_path):
     zone = tmp_path / "plain.test.zone"
-    zone.write_text("$ORIGIN plain.test.\n$TTL 60\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\n"
-                    "ns1 A 198.18.0.1\nwww A 198.18.0.2\n")
-    made, shares, dropped = queries.generate([ZoneFile("plain.test.", zone)], 100,
-                                             queries.DEFAULT_MIX, seed=1)
+    zone.write_text(
+        "$ORIGIN plain.test.\n$TTL 60\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\n"
+        "ns1 A 198.18.0.1\nwww A 198.18.0.2\n"
+    )
+    made, shares, dropped = queries.generate(
+        [ZoneFile("plain.test.", zone)], 100, queries.DEFAULT_MIX, seed=1
+    )
     assert set(dropped) == {"wildcard", "referral"}
     assert sum(shares.values()) == pytest.approx(100)
     assert {q.kind for q in made} <= {"hit", "nxdomain", "nodata"}
@@ -365,8 +445,12 @@ def test_a_kind_the_zone_cannot_give_is_left_out(tmp_path):
 
 def test_parse_mix():
     assert queries.parse_mix("hit=3, nxdomain=1") == {"hit": 3.0, "nxdomain": 1.0}
-    for bad, message in [("hits=1", "KIND=SHARE"), ("hit=x", "not a number"),
-                         ("hit=-1", "negative"), ("hit=0", "positive")]:
+    for bad, message in [
+        ("hits=1", "KIND=SHARE"),
+        ("hit=x", "not a number"),
+        ("hit=-1", "negative"),
+        ("hit=0", "positive"),
+    ]:
         with pytest.raises(queries.QueryFileError, match=message):
             queries.parse_mix(bad)
 
@@ -374,8 +458,10 @@ def test_parse_mix():
 def test_user_query_file(tmp_path):
     good = tmp_path / "q.txt"
     good.write_text("; a comment\nwww.example.com A\n\n# another\nexample.com. mx\n")
-    assert queries.read(good) == [queries.Query("www.example.com.", "A"),
-                                  queries.Query("example.com.", "MX")]
+    assert queries.read(good) == [
+        queries.Query("www.example.com.", "A"),
+        queries.Query("example.com.", "MX"),
+    ]
     bad = tmp_path / "bad.txt"
     bad.write_text("www.example.com A\nwww.example.com NOTATYPE\n")
     with pytest.raises(queries.QueryFileError, match=r"bad.txt:2:"):
@@ -401,19 +487,22 @@ def _resolve(*argv):
     return options.resolve(parser.parse_args(list(argv)))
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--target", "198.18.0.1:53"], "not a loopback address"),
-    (["--target", "127.0.0.1"], "expected HOST:PORT"),
-    (["--target", "127.0.0.1:53", "--generator", "kxdpgun"], "only dnsperf"),
-    (["--target", "127.0.0.1:53", "--compare", "nsd"], "--compare do not apply"),
-    (["--compare", "unbound"], "unknown server 'unbound'"),
-    (["--duration", "0"], "--duration"),
-    (["--queues", "0"], "--queues: expected 1 to"),
-    (["--server-cpus", "3-1"], "expected CPUs like"),
-    (["--server-cpus", "4095"], "not usable here"),
-    (["--soak", "--mode", "xdp"], "--soak runs at a fixed rate"),
-    (["--soak", "--rate", "1000"], "give --mode xdp or --mode socket"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--target", "198.18.0.1:53"], "not a loopback address"),
+        (["--target", "127.0.0.1"], "expected HOST:PORT"),
+        (["--target", "127.0.0.1:53", "--generator", "kxdpgun"], "only dnsperf"),
+        (["--target", "127.0.0.1:53", "--compare", "nsd"], "--compare do not apply"),
+        (["--compare", "unbound"], "unknown server 'unbound'"),
+        (["--duration", "0"], "--duration"),
+        (["--queues", "0"], "--queues: expected 1 to"),
+        (["--server-cpus", "3-1"], "expected CPUs like"),
+        (["--server-cpus", "4095"], "not usable here"),
+        (["--soak", "--mode", "xdp"], "--soak runs at a fixed rate"),
+        (["--soak", "--rate", "1000"], "give --mode xdp or --mode socket"),
+    ],
+)
 def test_bad_options_name_the_option(argv, message):
     with pytest.raises(options.UsageError, match=message):
         _resolve(*argv)
@@ -421,10 +510,17 @@ def test_bad_options_name_the_option(argv, message):
 
 def test_plan_alternates_modes_and_gives_peers_the_modes_they_have():
     opts = _resolve("--compare", "nsd,knot", "--server-cpus", "0", "--client-cpus", "0")
-    assert opts.plan() == [("xdpdns", "xdp"), ("xdpdns", "socket"), ("nsd", "socket"),
-                           ("knot", "xdp"), ("knot", "socket")]
-    assert _resolve("--mode", "xdp", "--compare", "nsd").plan() == [("xdpdns", "xdp"),
-                                                                    ("nsd", "socket")]
+    assert opts.plan() == [
+        ("xdpdns", "xdp"),
+        ("xdpdns", "socket"),
+        ("nsd", "socket"),
+        ("knot", "xdp"),
+        ("knot", "socket"),
+    ]
+    assert _resolve("--mode", "xdp", "--compare", "nsd").plan() == [
+        ("xdpdns", "xdp"),
+        ("nsd", "socket"),
+    ]
     assert _resolve("--target", "[::1]:5353").plan() == [("target", "::1:5353")]
 
 
@@ -448,32 +544,51 @@ def test_usage_error_exits_2(capsys):
 
 
 def _fake_run(server, mode, qps, **extra):
-    run = {"server": server, "mode": mode, "qps": qps, "sent": qps, "lost": 0,
-           "latency_ms": {"avg": 0.5}, "errors": [], "server_cpu": 0.5,
-           "server_cpus_us_per_answer": 1e6 / qps}
+    run = {
+        "server": server,
+        "mode": mode,
+        "qps": qps,
+        "sent": qps,
+        "lost": 0,
+        "latency_ms": {"avg": 0.5},
+        "errors": [],
+        "server_cpu": 0.5,
+        "server_cpus_us_per_answer": 1e6 / qps,
+    }
     run.update(extra)
     return run
 
 
 def test_summary_takes_medians_and_ratios_pair_same_modes():
     runs = [_fake_run("xdpdns", "xdp", q) for q in (300, 100, 200)]
-    runs += [_fake_run("knot", "xdp", 100), _fake_run("nsd", "socket", 50),
-             _fake_run("xdpdns", "socket", 100)]
+    runs += [
+        _fake_run("knot", "xdp", 100),
+        _fake_run("nsd", "socket", 50),
+        _fake_run("xdpdns", "socket", 100),
+    ]
     rows = report.summarize(runs)
     assert [(r["server"], r["mode"], r["runs"], r["qps_median"]) for r in rows] == [
-        ("xdpdns", "xdp", 3, 200), ("knot", "xdp", 1, 100), ("nsd", "socket", 1, 50),
-        ("xdpdns", "socket", 1, 100)]
+        ("xdpdns", "xdp", 3, 200),
+        ("knot", "xdp", 1, 100),
+        ("nsd", "socket", 1, 50),
+        ("xdpdns", "socket", 1, 100),
+    ]
     ratio = {(r["of"], r["to"]): r["qps"] for r in report.ratios(rows)}
-    assert ratio == {("xdpdns xdp", "knot xdp"): 2.0, ("xdpdns socket", "nsd socket"): 2.0,
-                     ("xdpdns xdp", "xdpdns socket"): 2.0}
+    assert ratio == {
+        ("xdpdns xdp", "knot xdp"): 2.0,
+        ("xdpdns socket", "nsd socket"): 2.0,
+        ("xdpdns xdp", "xdpdns socket"): 2.0,
+    }
     text = report.table(rows, report.ratios(rows))
     assert "xdpdns xdp / knot xdp: answers/s 2.00" in text
 
 
 def test_chart_is_a_png(tmp_path):
     pytest.importorskip("matplotlib", reason="apt-get install python3-matplotlib")
-    runs = [_fake_run("xdpdns", "xdp", 200_000, latency_ms={"p50": 0.05, "p99": 2.0}),
-            _fake_run("xdpdns", "socket", 90_000, latency_ms={"p50": 0.2, "p99": 900.0})]
+    runs = [
+        _fake_run("xdpdns", "xdp", 200_000, latency_ms={"p50": 0.05, "p99": 2.0}),
+        _fake_run("xdpdns", "socket", 90_000, latency_ms={"p50": 0.2, "p99": 900.0}),
+    ]
     path = tmp_path / "chart.png"
     report.chart(path, report.summarize(runs), "a title")
     _assert_png(path)
@@ -527,18 +642,25 @@ def _dnsperf_or_skip():
 
 
 def _bench(*args, timeout=BENCH_TIMEOUT):
-    return subprocess.run(xdpdns_command() + ["bench", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        xdpdns_command() + ["bench", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_target_loads_a_server_on_loopback(xdpdns_serve, tmp_path):
     _dnsperf_or_skip()
-    server = xdpdns_serve("--listen", "127.0.0.1:0", "--udp-workers", "1",
-                          "--control-socket", tmp_path / "ctl")
+    server = xdpdns_serve(
+        "--listen", "127.0.0.1:0", "--udp-workers", "1", "--control-socket", tmp_path / "ctl"
+    )
     host, port = server.addresses[0]
     out = tmp_path / "target.json"
-    result = _bench("--target", f"{host}:{port}", "--duration", 1, "--repeat", 1,
-                    "--warmup", 0, "--json", out)
+    result = _bench(
+        "--target", f"{host}:{port}", "--duration", 1, "--repeat", 1, "--warmup", 0, "--json", out
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(out.read_text())
     (run,) = doc["runs"]
@@ -579,9 +701,15 @@ def bpf_program_exists(prog_id: int) -> bool | None:
 def _names_of_pid(pid: int) -> list[str]:
     """The namespaces a bench process with this PID would have made."""
     prefix = topology._base36(pid, 5)
-    return [n for n in os.listdir("/run/netns") if n.startswith(("xdb-s-" + prefix,
-                                                                 "xdb-c-" + prefix))] \
-        if os.path.isdir("/run/netns") else []
+    return (
+        [
+            n
+            for n in os.listdir("/run/netns")
+            if n.startswith(("xdb-s-" + prefix, "xdb-c-" + prefix))
+        ]
+        if os.path.isdir("/run/netns")
+        else []
+    )
 
 
 def assert_nothing_left(doc: dict, bench_pid: int | None = None) -> None:
@@ -603,9 +731,13 @@ def assert_nothing_left(doc: dict, bench_pid: int | None = None) -> None:
 
 def _bench_json(tmp_path, *args, expect=0):
     out = tmp_path / "bench.json"
-    proc = subprocess.Popen(xdpdns_command() + ["bench", "--json", str(out), *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        xdpdns_command() + ["bench", "--json", str(out), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=BENCH_TIMEOUT)
     finally:
@@ -641,11 +773,14 @@ def test_both_modes_with_dnsperf_and_a_chart(tmp_path):
     _dnsperf_or_skip()
     pytest.importorskip("matplotlib", reason="apt-get install python3-matplotlib")
     chart = tmp_path / "bench.png"
-    doc, stdout, _ = _bench_json(tmp_path, "--mode", "both", "--duration", 2, "--repeat", 1,
-                                 "--warmup", 0, "--chart", chart)
+    doc, stdout, _ = _bench_json(
+        tmp_path, "--mode", "both", "--duration", 2, "--repeat", 1, "--warmup", 0, "--chart", chart
+    )
     _assert_answered(doc)
-    assert [(r["server"], r["mode"]) for r in doc["runs"]] == [("xdpdns", "xdp"),
-                                                               ("xdpdns", "socket")]
+    assert [(r["server"], r["mode"]) for r in doc["runs"]] == [
+        ("xdpdns", "xdp"),
+        ("xdpdns", "socket"),
+    ]
     xdp, sock = doc["runs"]
     assert xdp["server_answered"] > 0 and xdp["server_queues_answered"][0] > 0
     assert "server" in xdp["xdp_programs"] and "server" not in sock["xdp_programs"]
@@ -658,9 +793,23 @@ def test_both_modes_with_kxdpgun_strict_steering(tmp_path):
     _root_or_skip()
     if generators.missing_tool("kxdpgun"):
         pytest.skip(generators.missing_tool("kxdpgun"))
-    doc, _, _ = _bench_json(tmp_path, "--mode", "both", "--generator", "kxdpgun",
-                            "--rate", 50_000, "--steer", "strict", "--duration", 2,
-                            "--repeat", 1, "--warmup", 0)
+    doc, _, _ = _bench_json(
+        tmp_path,
+        "--mode",
+        "both",
+        "--generator",
+        "kxdpgun",
+        "--rate",
+        50_000,
+        "--steer",
+        "strict",
+        "--duration",
+        2,
+        "--repeat",
+        1,
+        "--warmup",
+        0,
+    )
     _assert_answered(doc)
     for run in doc["runs"]:
         assert run["steering"] == "strict"
@@ -688,8 +837,23 @@ def test_xdpdns_generator_loads_both_queues(tmp_path):
     reason = _load_generator_missing()
     if reason:
         pytest.skip(reason)
-    doc, _, _ = _bench_json(tmp_path, "--mode", "xdp", "--generator", "xdpdns", "--queues", 2,
-                            "--rate", 50_000, "--duration", 2, "--repeat", 1, "--warmup", 0)
+    doc, _, _ = _bench_json(
+        tmp_path,
+        "--mode",
+        "xdp",
+        "--generator",
+        "xdpdns",
+        "--queues",
+        2,
+        "--rate",
+        50_000,
+        "--duration",
+        2,
+        "--repeat",
+        1,
+        "--warmup",
+        0,
+    )
     _assert_answered(doc)
     (run,) = doc["runs"]
     assert len(run["queues"]) == 2 and all(q["answered"] > 0 for q in run["queues"])
@@ -698,8 +862,10 @@ def test_xdpdns_generator_loads_both_queues(tmp_path):
     assert all(n > 0 for n in run["server_queues_answered"])
     # And what each did, for telling where an overload loses queries.
     assert [q["answered"] for q in run["server_queues"]] == run["server_queues_answered"]
-    assert all(q["received"] >= q["answered"] and q["kernel_rx_ring_full"] >= 0
-               for q in run["server_queues"])
+    assert all(
+        q["received"] >= q["answered"] and q["kernel_rx_ring_full"] >= 0
+        for q in run["server_queues"]
+    )
     assert run["latency_ms"]["p50"] > 0 and sum(run["latency_buckets_us"]) == run["answered"]
 
 
@@ -711,9 +877,23 @@ def test_split_steering_pins_the_server_napi_after_the_workers(tmp_path):
     reason = _load_generator_missing()
     if reason:
         pytest.skip(reason)
-    doc, _, _ = _bench_json(tmp_path, "--mode", "xdp", "--generator", "xdpdns",
-                            "--steer", "split", "--rate", 20_000, "--duration", 1,
-                            "--repeat", 1, "--warmup", 0)
+    doc, _, _ = _bench_json(
+        tmp_path,
+        "--mode",
+        "xdp",
+        "--generator",
+        "xdpdns",
+        "--steer",
+        "split",
+        "--rate",
+        20_000,
+        "--duration",
+        1,
+        "--repeat",
+        1,
+        "--warmup",
+        0,
+    )
     _assert_answered(doc)
     (run,) = doc["runs"]
     assert run["steering"] == "split"
@@ -728,8 +908,19 @@ def test_peers_in_the_same_topology(tmp_path):
     peers = [p for p in PEERS if missing_program(p) is None]
     if not peers:
         pytest.skip("no peer installed (Debian: apt-get install knot nsd bind9)")
-    doc, stdout, _ = _bench_json(tmp_path, "--mode", "xdp", "--compare", ",".join(peers),
-                                 "--duration", 1, "--repeat", 1, "--warmup", 0)
+    doc, stdout, _ = _bench_json(
+        tmp_path,
+        "--mode",
+        "xdp",
+        "--compare",
+        ",".join(peers),
+        "--duration",
+        1,
+        "--repeat",
+        1,
+        "--warmup",
+        0,
+    )
     _assert_answered(doc)
     ran = {(r["server"], r["mode"]) for r in doc["runs"]}
     assert ("xdpdns", "xdp") in ran
@@ -744,9 +935,22 @@ def test_soak_samples_memory_and_answer_rate(tmp_path):
     _dnsperf_or_skip()
     pytest.importorskip("matplotlib", reason="apt-get install python3-matplotlib")
     chart = tmp_path / "soak.png"
-    doc, stdout, _ = _bench_json(tmp_path, "--soak", "--mode", "socket", "--rate", 5000,
-                                 "--duration", 3, "--sample-interval", 1, "--warmup", 0,
-                                 "--chart", chart)
+    doc, stdout, _ = _bench_json(
+        tmp_path,
+        "--soak",
+        "--mode",
+        "socket",
+        "--rate",
+        5000,
+        "--duration",
+        3,
+        "--sample-interval",
+        1,
+        "--warmup",
+        0,
+        "--chart",
+        chart,
+    )
     _assert_answered(doc)
     samples = doc["runs"][0]["soak"]["samples"]
     assert len(samples) >= 3 and all(s["rss_kib"] > 0 for s in samples)
@@ -759,12 +963,28 @@ def test_a_server_refusing_to_start_still_tears_down(tmp_path):
     _root_or_skip()
     _dnsperf_or_skip()
     zone = tmp_path / "broken.test.zone"
-    zone.write_text("$ORIGIN broken.test.\n$TTL 300\n@ SOA ns1 host 1 2 3 4 5\n@ NS ns1\n"
-                    "ns1 A 198.18.0.1\nwww CNAME ns1\nwww A 198.18.0.9\n")
+    zone.write_text(
+        "$ORIGIN broken.test.\n$TTL 300\n@ SOA ns1 host 1 2 3 4 5\n@ NS ns1\n"
+        "ns1 A 198.18.0.1\nwww CNAME ns1\nwww A 198.18.0.9\n"
+    )
     qfile = tmp_path / "q.txt"
     qfile.write_text("www.broken.test A\n")
-    doc, _, stderr = _bench_json(tmp_path, "--zone", zone, "--queries", qfile, "--mode", "xdp",
-                                 "--duration", 1, "--repeat", 1, "--warmup", 0, expect=1)
+    doc, _, stderr = _bench_json(
+        tmp_path,
+        "--zone",
+        zone,
+        "--queries",
+        qfile,
+        "--mode",
+        "xdp",
+        "--duration",
+        1,
+        "--repeat",
+        1,
+        "--warmup",
+        0,
+        expect=1,
+    )
     assert "CNAME beside other data" in stderr and "exited with 1 before answering" in stderr
     assert doc["error"] and len(doc["runs"]) == 1
     (run,) = doc["runs"]
@@ -778,9 +998,24 @@ def test_sigterm_in_the_middle_stops_and_deletes_everything(tmp_path):
     err = tmp_path / "stderr"
     with open(err, "w") as errfile:
         proc = subprocess.Popen(
-            xdpdns_command() + ["bench", "--mode", "socket", "--duration", "30", "--repeat", "1",
-                                "--warmup", "0", "--json", str(out)],
-            stdout=subprocess.DEVNULL, stderr=errfile, stdin=subprocess.DEVNULL)
+            xdpdns_command()
+            + [
+                "bench",
+                "--mode",
+                "socket",
+                "--duration",
+                "30",
+                "--repeat",
+                "1",
+                "--warmup",
+                "0",
+                "--json",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=errfile,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         # Wait until the load runs: the bench has a dnsperf child.
         deadline = time.monotonic() + 30
@@ -813,8 +1048,10 @@ def test_busy_seconds_from_idle_time_not_tick_samples():
     before = {0: [0] * 8, 1: [0] * 8}
     # 3 s: CPU 0 idle 0.7 s with its busy columns saying only 0.02 s;
     # CPU 1 idle 1 s plus 0.5 s of iowait.
-    after = {0: [2, 0, 0, int(0.7 * CLK_TCK), 0, 0, 0, 0],
-             1: [0, 0, 0, int(1.0 * CLK_TCK), int(0.5 * CLK_TCK), 0, 0, 0]}
+    after = {
+        0: [2, 0, 0, int(0.7 * CLK_TCK), 0, 0, 0, 0],
+        1: [0, 0, 0, int(1.0 * CLK_TCK), int(0.5 * CLK_TCK), 0, 0, 0],
+    }
     assert busy_seconds(before, after, {0}, 3.0) == pytest.approx(2.3)
     assert busy_seconds(before, after, {0, 1}, 3.0) == pytest.approx(3.8)
     assert busy_seconds(before, after, {2}, 3.0) == 0.0

@@ -83,8 +83,11 @@ def test_check_broken_zone_lists_every_problem_with_file_and_line(xdpdns_cli, xd
     result = xdpdns_cli("check", path)
     assert result.returncode == 1
     _no_traceback(result)
-    errors = {line for file, line, severity in _problems(result.stdout)
-              if file == str(path) and severity == "error"}
+    errors = {
+        line
+        for file, line, severity in _problems(result.stdout)
+        if file == str(path) and severity == "error"
+    }
     assert errors == BROKEN_LINES, result.stdout
     assert result.stdout.strip().splitlines()[-1] == "1 zone checked: 3 errors, 0 warnings"
 
@@ -110,8 +113,9 @@ def test_check_problem_in_included_file_names_that_file(xdpdns_cli, xdpdns_write
     path = xdpdns_write_zone("example.org.zone", GOOD_ZONE + "$INCLUDE hosts.inc\n")
     result = xdpdns_cli("check", path)
     assert result.returncode == 1
-    assert [(f.rsplit("/", 1)[-1], line) for f, line, sev in _problems(result.stdout)
-            if sev == "error"] == [("hosts.inc", 2)], result.stdout
+    assert [
+        (f.rsplit("/", 1)[-1], line) for f, line, sev in _problems(result.stdout) if sev == "error"
+    ] == [("hosts.inc", 2)], result.stdout
 
 
 def test_check_missing_file(xdpdns_cli, tmp_path):
@@ -127,8 +131,11 @@ def test_check_with_config(xdpdns_cli, xdpdns_write_zone, tmp_path):
     conf.write_text('[[zone]]\nfile = "zones/example.org.zone"\n')
     result = xdpdns_cli("check", "--config", conf, cwd="/")
     assert result.returncode == 1
-    assert {line for f, line, sev in _problems(result.stdout)
-            if f == str(tmp_path / "zones/example.org.zone")} == BROKEN_LINES
+    assert {
+        line
+        for f, line, sev in _problems(result.stdout)
+        if f == str(tmp_path / "zones/example.org.zone")
+    } == BROKEN_LINES
 
 
 def test_check_needs_something_to_check(xdpdns_cli):
@@ -148,19 +155,22 @@ def test_serve_refuses_a_broken_zone_with_the_check_message(xdpdns_cli, xdpdns_w
     checked = xdpdns_cli("check", path)
     # The same problem lines, in the same order, on stderr.
     problem_lines = [line for line in checked.stdout.splitlines() if PROBLEM_LINE.match(line)]
-    assert [line for line in served.stderr.splitlines() if PROBLEM_LINE.match(line)] \
-        == problem_lines
-    assert served.stderr.splitlines()[-1] == \
-        "xdpdns: error: 3 errors in the zone data; not serving"
+    assert [
+        line for line in served.stderr.splitlines() if PROBLEM_LINE.match(line)
+    ] == problem_lines
+    assert served.stderr.splitlines()[-1] == "xdpdns: error: 3 errors in the zone data; not serving"
     assert " ready " not in served.stderr
 
 
-@pytest.mark.parametrize("toml, words", [
-    ('[server]\nudp_workers = "two"\n', "server.udp_workers: expected an integer"),
-    ('[server]\nlisten = ["127.0.0.1"]\nport = 53\n', "server.port: expected one of"),
-    ('[plugins.nosuch]\n', "plugins.nosuch: unknown section"),
-    ('[server\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "toml, words",
+    [
+        ('[server]\nudp_workers = "two"\n', "server.udp_workers: expected an integer"),
+        ('[server]\nlisten = ["127.0.0.1"]\nport = 53\n', "server.port: expected one of"),
+        ("[plugins.nosuch]\n", "plugins.nosuch: unknown section"),
+        ("[server\n", "not valid TOML"),
+    ],
+)
 def test_serve_bad_config(xdpdns_cli, tmp_path, toml, words):
     conf = tmp_path / "xdpdns.toml"
     conf.write_text(toml)
@@ -172,11 +182,14 @@ def test_serve_bad_config(xdpdns_cli, tmp_path, toml, words):
     assert words in line
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--listen", "localhost:53"], "command line: --listen: expected"),
-    (["--udp-workers", "0"], "command line: --udp-workers: expected"),
-    (["--log-level", "chatty"], "command line: --log-level: expected one of"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--listen", "localhost:53"], "command line: --listen: expected"),
+        (["--udp-workers", "0"], "command line: --udp-workers: expected"),
+        (["--log-level", "chatty"], "command line: --log-level: expected one of"),
+    ],
+)
 def test_serve_bad_option(xdpdns_cli, args, words):
     result = xdpdns_cli("serve", *args)
     assert result.returncode == 1
@@ -254,8 +267,9 @@ def test_serve_from_config(xdpdns_serve, xdpdns_write_zone, tmp_path):
     listen = ['"127.0.0.1:0"'] + (['"[::1]:0"'] if _ipv6_loopback() else [])
     conf = tmp_path / "xdpdns.toml"
     conf.write_text(
-        f"[server]\nlisten = [{', '.join(listen)}]\nudp_workers = 1\nlog_level = \"debug\"\n"
-        '[[zone]]\nfile = "zones/db.org"\norigin = "example.org."\n')
+        f'[server]\nlisten = [{", ".join(listen)}]\nudp_workers = 1\nlog_level = "debug"\n'
+        '[[zone]]\nfile = "zones/db.org"\norigin = "example.org."\n'
+    )
     server = xdpdns_serve("--config", conf, cwd="/")
     assert len(server.addresses) == len(listen)
     for host, port in server.addresses:
@@ -277,14 +291,22 @@ def test_serve_without_permission_for_the_port(tmp_path):
     if start <= 53:
         pytest.skip("port 53 is not privileged here")
     as_nobody = [runuser, "-u", "nobody", "--", sys.executable]
-    probe = subprocess.run(as_nobody + ["-c", "import xdpdns.cli"], capture_output=True,
-                           timeout=30, cwd="/")
+    probe = subprocess.run(
+        as_nobody + ["-c", "import xdpdns.cli"], capture_output=True, timeout=30, cwd="/"
+    )
     if probe.returncode != 0:
         pytest.skip("user nobody cannot read this installation")
-    result = subprocess.run(as_nobody + ["-m", "xdpdns", "serve", "--listen", "127.0.0.1:53"],
-                            capture_output=True, text=True, timeout=60, cwd="/",
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        as_nobody + ["-m", "xdpdns", "serve", "--listen", "127.0.0.1:53"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip() == \
-        "xdpdns: error: cannot listen on 127.0.0.1:53 (tcp): Permission denied"
+    assert (
+        result.stderr.strip()
+        == "xdpdns: error: cannot listen on 127.0.0.1:53 (tcp): Permission denied"
+    )

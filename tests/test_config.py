@@ -94,7 +94,8 @@ def test_full_config(pm, write_config, tmp_path):
         (tmp_path / "other.db", dns.name.from_text("example.net.")),
     ]
     assert config.plugins["demo"] == _ZonefileLike.Demo(
-        ttl=60, names=("a", "b"), data=tmp_path / "lists/names.txt")
+        ttl=60, names=("a", "b"), data=tmp_path / "lists/names.txt"
+    )
 
 
 def test_config_is_frozen(pm, write_config):
@@ -130,82 +131,104 @@ def test_command_line_overrides_the_file(pm, write_config, tmp_path):
         file = "a.zone"
         """
     )
-    config = load_config(pm, path, listen=["127.0.0.2:53", "[::1]"], zones=["b.org=x/y.db"],
-                         udp_workers="2", log_level="warning")
+    config = load_config(
+        pm,
+        path,
+        listen=["127.0.0.2:53", "[::1]"],
+        zones=["b.org=x/y.db"],
+        udp_workers="2",
+        log_level="warning",
+    )
     assert config.server.listen == (ListenAddress("127.0.0.2", 53), ListenAddress("::1", 53))
     assert config.server.udp_workers == 2
     assert config.server.log_level == "warning"
     # --zone paths are relative to the working directory, not the file.
     assert [(z.file, z.origin) for z in config.zones] == [
-        (Path("x/y.db"), dns.name.from_text("b.org."))]
+        (Path("x/y.db"), dns.name.from_text("b.org."))
+    ]
 
 
-@pytest.mark.parametrize("option, origin", [
-    ("example.com.zone", "example.com."),
-    ("dir/example.org.zone", "example.org."),
-    ("db.example", "db.example."),
-    ("example.net=db.example", "example.net."),
-    ("example.net.=dir/x.zone", "example.net."),
-])
+@pytest.mark.parametrize(
+    "option, origin",
+    [
+        ("example.com.zone", "example.com."),
+        ("dir/example.org.zone", "example.org."),
+        ("db.example", "db.example."),
+        ("example.net=db.example", "example.net."),
+        ("example.net.=dir/x.zone", "example.net."),
+    ],
+)
 def test_zone_origin_from_option(pm, option, origin):
     (zone,) = load_config(pm, zones=[option]).zones
     assert zone.origin == dns.name.from_text(origin)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("127.0.0.1:5353", ("127.0.0.1", 5353)),
-    ("[::1]:5353", ("::1", 5353)),
-    ("[2001:2::1]:0", ("2001:2::1", 0)),
-    ("127.0.0.1", ("127.0.0.1", 53)),
-    ("::1", ("::1", 53)),
-    ("[::1]", ("::1", 53)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+        ("[::1]:5353", ("::1", 5353)),
+        ("[2001:2::1]:0", ("2001:2::1", 0)),
+        ("127.0.0.1", ("127.0.0.1", 53)),
+        ("::1", ("::1", 53)),
+        ("[::1]", ("::1", 53)),
+    ],
+)
 def test_parse_listen(text, expected):
     assert parse_listen(text, Where("f"), "listen") == ListenAddress(*expected)
 
 
 # (file text, the key the message must name, words the message must hold)
 BAD_CONFIGS = [
-    ("[server]\nlisten = \"127.0.0.1:53\"\n", "server.listen", "list"),
+    ('[server]\nlisten = "127.0.0.1:53"\n', "server.listen", "list"),
     ("[server]\nlisten = []\n", "server.listen", "non-empty"),
-    ("[server]\nlisten = [\"localhost:53\"]\n", "server.listen", "numeric"),
-    ("[server]\nlisten = [\"127.0.0.1:70000\"]\n", "server.listen", "port"),
-    ("[server]\nlisten = [\"[::1:53\"]\n", "server.listen", "[::1]:5353"),
-    ("[server]\nlisten = [\"127.0.0.1:53\", \"127.0.0.1:53\"]\n", "server.listen", "once"),
+    ('[server]\nlisten = ["localhost:53"]\n', "server.listen", "numeric"),
+    ('[server]\nlisten = ["127.0.0.1:70000"]\n', "server.listen", "port"),
+    ('[server]\nlisten = ["[::1:53"]\n', "server.listen", "[::1]:5353"),
+    ('[server]\nlisten = ["127.0.0.1:53", "127.0.0.1:53"]\n', "server.listen", "once"),
     ("[server]\nudp_workers = 0\n", "server.udp_workers", "integer"),
-    ("[server]\nudp_workers = \"2\"\n", "server.udp_workers", "integer"),
+    ('[server]\nudp_workers = "2"\n', "server.udp_workers", "integer"),
     ("[server]\nudp_workers = true\n", "server.udp_workers", "integer"),
     ("[server]\ntcp_idle_timeout = 0\n", "server.tcp_idle_timeout", "seconds"),
-    ("[server]\ntcp_idle_timeout = \"10s\"\n", "server.tcp_idle_timeout", "seconds"),
+    ('[server]\ntcp_idle_timeout = "10s"\n', "server.tcp_idle_timeout", "seconds"),
     ("[server]\ntcp_max_connections = -1\n", "server.tcp_max_connections", "integer"),
     ("[server]\nstats_interval = -5\n", "server.stats_interval", "seconds"),
-    ("[server]\nlog_level = \"loud\"\n", "server.log_level", "debug, info, warning, error"),
-    ("[server]\nlisten_on = [\"127.0.0.1:53\"]\n", "server.listen_on", "unknown key"),
+    ('[server]\nlog_level = "loud"\n', "server.log_level", "debug, info, warning, error"),
+    ('[server]\nlisten_on = ["127.0.0.1:53"]\n', "server.listen_on", "unknown key"),
     ("server = 1\n", "server", "table"),
-    ("[xpd]\ninterface = \"eth0\"\n", "xpd", "unknown section"),
+    ('[xpd]\ninterface = "eth0"\n', "xpd", "unknown section"),
     ("[server]\ncontrol_socket = 5\n", "server.control_socket", "unix socket"),
-    ("[server]\ncontrol_socket = \"/" + "x" * 120 + "\"\n", "server.control_socket",
-     "at most 107 bytes"),
-    ("[xdp]\ninterface = \"an-interface-name-too-long\"\n", "xdp.interface",
-     "network interface name"),
+    (
+        '[server]\ncontrol_socket = "/' + "x" * 120 + '"\n',
+        "server.control_socket",
+        "at most 107 bytes",
+    ),
+    (
+        '[xdp]\ninterface = "an-interface-name-too-long"\n',
+        "xdp.interface",
+        "network interface name",
+    ),
     ("[xdp]\ninterface = 5\n", "xdp.interface", "network interface name"),
-    ("[xdp]\nqueues = 0\n", "xdp.queues", "\"all\" or a number"),
-    ("[xdp]\nqueues = \"some\"\n", "xdp.queues", "\"all\" or a number"),
+    ("[xdp]\nqueues = 0\n", "xdp.queues", '"all" or a number'),
+    ('[xdp]\nqueues = "some"\n', "xdp.queues", '"all" or a number'),
     ("[xdp]\nfirst_queue = -1\n", "xdp.first_queue", "integer"),
     ("[xdp]\nframes_per_queue = 10\n", "xdp.frames_per_queue", "integer"),
     ("[xdp]\nframe_size = 3000\n", "xdp.frame_size", "2048, 4096"),
     ("[xdp]\nring_size = 1000\n", "xdp.ring_size", "power of two"),
-    ("[xdp]\nframes_per_queue = 1024\nring_size = 2048\n", "xdp.frames_per_queue",
-     "at least ring_size"),
-    ("[xdp]\nhugepages = \"yes\"\n", "xdp.hugepages", "'auto', 'required', 'off'"),
-    ("[xdp]\nhugepage_size = \"4M\"\n", "xdp.hugepage_size", "'2M', '1G'"),
+    (
+        "[xdp]\nframes_per_queue = 1024\nring_size = 2048\n",
+        "xdp.frames_per_queue",
+        "at least ring_size",
+    ),
+    ('[xdp]\nhugepages = "yes"\n', "xdp.hugepages", "'auto', 'required', 'off'"),
+    ('[xdp]\nhugepage_size = "4M"\n', "xdp.hugepage_size", "'2M', '1G'"),
     ("[xdp]\nzerocopy = true\n", "xdp.zerocopy", "'auto', 'on', 'off'"),
-    ("[xdp]\nmode = \"skb\"\n", "xdp.mode", "'native', 'generic'"),
+    ('[xdp]\nmode = "skb"\n', "xdp.mode", "'native', 'generic'"),
     ("[xdp]\nverify_checksums = 1\n", "xdp.verify_checksums", "true or false"),
-    ("[xdp]\nbusy_poll = \"yes\"\n", "xdp.busy_poll", "true or false"),
-    ("[xdp]\nanswers = \"some\"\n", "xdp.answers", "'all', 'off'"),
+    ('[xdp]\nbusy_poll = "yes"\n', "xdp.busy_poll", "true or false"),
+    ('[xdp]\nanswers = "some"\n', "xdp.answers", "'all', 'off'"),
     ("[xdp]\nanswers = true\n", "xdp.answers", "'all', 'off'"),
-    ("[xdp]\nattach = \"multi\"\n", "xdp.attach", "'link', 'dispatcher'"),
+    ('[xdp]\nattach = "multi"\n', "xdp.attach", "'link', 'dispatcher'"),
     ("[xdp]\nattach = true\n", "xdp.attach", "'link', 'dispatcher'"),
     ("[xdp]\nbusy_poll_wait_us = -1\n", "xdp.busy_poll_wait_us", "integer"),
     ("[xdp]\nbusy_poll_wait_us = 1000001\n", "xdp.busy_poll_wait_us", "1000000"),
@@ -213,31 +236,43 @@ BAD_CONFIGS = [
     ("[xdp]\nprogram = 3\n", "xdp.program", "compiled XDP object"),
     ("[xdp]\nports = []\n", "xdp.ports", "non-empty list of UDP ports"),
     ("[xdp]\nports = [70000]\n", "xdp.ports", "UDP ports"),
-    ("[xdp]\naddresses = [\"localhost\"]\n", "xdp.addresses", "numeric"),
-    ("[xdp]\nspeed = \"fast\"\n", "xdp.speed", "unknown key"),
-    ("[[zone]]\norigin = \"example.com.\"\n", "zone[1].file", "required"),
+    ('[xdp]\naddresses = ["localhost"]\n', "xdp.addresses", "numeric"),
+    ('[xdp]\nspeed = "fast"\n', "xdp.speed", "unknown key"),
+    ('[[zone]]\norigin = "example.com."\n', "zone[1].file", "required"),
     ("[[zone]]\nfile = 5\n", "zone[1].file", "path"),
-    ("[[zone]]\nfile = \"a.zone\"\n[[zone]]\nfile = \"b.zone\"\nttl = 5\n", "zone[2].ttl",
-     "unknown key"),
-    ("[[zone]]\nfile = \"a.zone\"\norigin = \"bad..name\"\n", "zone[1].origin", "domain name"),
-    ("[[zone]]\nfile = \"x/example.com.zone\"\n[[zone]]\nfile = \"example.com.zone\"\n",
-     "zone", "each zone once"),
-    ("[zone]\nfile = \"a.zone\"\n", "zone", "[[zone]]"),
+    (
+        '[[zone]]\nfile = "a.zone"\n[[zone]]\nfile = "b.zone"\nttl = 5\n',
+        "zone[2].ttl",
+        "unknown key",
+    ),
+    ('[[zone]]\nfile = "a.zone"\norigin = "bad..name"\n', "zone[1].origin", "domain name"),
+    (
+        '[[zone]]\nfile = "x/example.com.zone"\n[[zone]]\nfile = "example.com.zone"\n',
+        "zone",
+        "each zone once",
+    ),
+    ('[zone]\nfile = "a.zone"\n', "zone", "[[zone]]"),
     ("[plugins.nosuch]\nx = 1\n", "plugins.nosuch", "no loaded plugin owns it"),
-    ("[plugins.demo]\nttl = \"long\"\n", "plugins.demo.ttl", "integer"),
+    ('[plugins.demo]\nttl = "long"\n', "plugins.demo.ttl", "integer"),
     ("[plugins.demo]\nnames = [1]\n", "plugins.demo.names", "list of strings"),
     ("[plugins.demo]\nenabled = 1\n", "plugins.demo.enabled", "true or false"),
-    ("[plugins.demo]\ncolour = \"red\"\n", "plugins.demo.colour", "unknown key"),
+    ('[plugins.demo]\ncolour = "red"\n', "plugins.demo.colour", "unknown key"),
     ("[plugins]\ndemo = 1\n", "plugins", "[plugins.NAME]"),
     ("[dnstap]\nsample = 2\n", "dnstap.socket", "(required)"),
-    ("[dnstap]\nsocket = \"t.sock\"\nsample = 0\n", "dnstap.sample", "from 1 to"),
-    ("[dnstap]\nsocket = \"t.sock\"\nsample = true\n", "dnstap.sample", "integer"),
+    ('[dnstap]\nsocket = "t.sock"\nsample = 0\n', "dnstap.sample", "from 1 to"),
+    ('[dnstap]\nsocket = "t.sock"\nsample = true\n', "dnstap.sample", "integer"),
     ("[dnstap]\nsocket = 5\n", "dnstap.socket", "unix socket"),
-    ("[dnstap]\nsocket = \"t.sock\"\nlog_queries = false\nlog_responses = false\n",
-     "dnstap.log_responses", "nothing would be logged"),
-    ("[dnstap]\nsocket = \"t.sock\"\nidentity = \"" + "x" * 256 + "\"\n",
-     "dnstap.identity", "at most 255 bytes"),
-    ("[dnstap]\nsocket = \"t.sock\"\nsink = \"t\"\n", "dnstap.sink", "unknown key"),
+    (
+        '[dnstap]\nsocket = "t.sock"\nlog_queries = false\nlog_responses = false\n',
+        "dnstap.log_responses",
+        "nothing would be logged",
+    ),
+    (
+        '[dnstap]\nsocket = "t.sock"\nidentity = "' + "x" * 256 + '"\n',
+        "dnstap.identity",
+        "at most 255 bytes",
+    ),
+    ('[dnstap]\nsocket = "t.sock"\nsink = "t"\n', "dnstap.sink", "unknown key"),
     ("dnstap = 1\n", "dnstap", "a table [dnstap]"),
 ]
 
@@ -252,15 +287,18 @@ def test_bad_config_names_file_and_key(pm, write_config, text, key, words):
     assert words in message
 
 
-@pytest.mark.parametrize("kwargs, key", [
-    ({"listen": ["nowhere"]}, "--listen"),
-    ({"udp_workers": "many"}, "--udp-workers"),
-    ({"udp_workers": "0"}, "--udp-workers"),
-    ({"log_level": "verbose"}, "--log-level"),
-    ({"zones": ["=a.zone"]}, "--zone"),
-    ({"zones": ["example.com="]}, "--zone"),
-    ({"zones": ["a.zone", "b/a.zone"]}, "--zone"),
-])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"listen": ["nowhere"]}, "--listen"),
+        ({"udp_workers": "many"}, "--udp-workers"),
+        ({"udp_workers": "0"}, "--udp-workers"),
+        ({"log_level": "verbose"}, "--log-level"),
+        ({"zones": ["=a.zone"]}, "--zone"),
+        ({"zones": ["example.com="]}, "--zone"),
+        ({"zones": ["a.zone", "b/a.zone"]}, "--zone"),
+    ],
+)
 def test_bad_command_line_names_the_option(pm, kwargs, key):
     with pytest.raises(ConfigError) as exc:
         load_config(pm, **kwargs)
@@ -277,8 +315,9 @@ def test_unreadable_and_invalid_toml(pm, write_config, tmp_path):
 
 def test_section_claimed_twice(pm, write_config):
     pm.register(_ZonefileLike(), "demo-again")
-    with pytest.raises(ConfigError,
-                       match="plugins.demo: .*plugins 'demo' and 'demo-again' both claim it"):
+    with pytest.raises(
+        ConfigError, match="plugins.demo: .*plugins 'demo' and 'demo-again' both claim it"
+    ):
         load_config(pm, write_config(""))
 
 
@@ -288,13 +327,17 @@ def test_plugin_parser_failure_is_a_config_error(write_config):
         def config_sections(self):
             def parse(table, where):
                 raise ValueError("cannot make sense of it")
+
             return [ConfigSection("broken", parse)]
 
     pm = new_plugin_manager()
     pm.register(Broken(), "breaker")
     path = write_config("[plugins.broken]\n")
-    with pytest.raises(ConfigError, match=f"^{path}: plugins.broken: the parser of plugin "
-                                          "'breaker' failed: ValueError: cannot make sense"):
+    with pytest.raises(
+        ConfigError,
+        match=f"^{path}: plugins.broken: the parser of plugin "
+        "'breaker' failed: ValueError: cannot make sense",
+    ):
         load_config(pm, path)
 
 
@@ -341,10 +384,14 @@ addresses = ["198.18.0.1", "2001:2:0::1"]
     assert config.server.control_socket == path.parent / "run/ctl.sock"
     x = config.xdp
     assert x.enabled and x.interface == "veth0"
-    assert (x.queues, x.first_queue, x.frames_per_queue, x.frame_size, x.ring_size) == \
-        (2, 1, 8192, 4096, 4096)
-    assert (x.hugepages, x.hugepage_mb, x.zerocopy, x.mode) == ("required", 1024, "off",
-                                                                "generic")
+    assert (x.queues, x.first_queue, x.frames_per_queue, x.frame_size, x.ring_size) == (
+        2,
+        1,
+        8192,
+        4096,
+        4096,
+    )
+    assert (x.hugepages, x.hugepage_mb, x.zerocopy, x.mode) == ("required", 1024, "off", "generic")
     assert x.verify_checksums is False and x.busy_poll is False and x.answers == "off"
     assert x.busy_poll_wait_us == 0 and x.attach == "dispatcher"
     assert x.program == path.parent / "custom.bpf.o"
@@ -355,15 +402,23 @@ addresses = ["198.18.0.1", "2001:2:0::1"]
 
 
 def test_xdp_defaults_and_addresses_from_listen(pm):
-    config = load_config(pm, listen=["198.18.0.1:53", "[2001:2::1]:53", "127.0.0.1:53",
-                                     "[::1]:53", "0.0.0.0:5353", "[::]:5353",
-                                     "198.18.0.1:5300"],
-                         xdp_interface="veth0")
+    config = load_config(
+        pm,
+        listen=[
+            "198.18.0.1:53",
+            "[2001:2::1]:53",
+            "127.0.0.1:53",
+            "[::1]:53",
+            "0.0.0.0:5353",
+            "[::]:5353",
+            "198.18.0.1:5300",
+        ],
+        xdp_interface="veth0",
+    )
     x = config.xdp
     assert x.interface == "veth0" and x.queues == 0 and x.ports == (53,)
     assert (x.frames_per_queue, x.frame_size, x.ring_size) == (4096, 2048, 2048)
-    assert (x.hugepages, x.hugepage_size, x.zerocopy, x.mode) == ("auto", "2M", "auto",
-                                                                  "native")
+    assert (x.hugepages, x.hugepage_size, x.zerocopy, x.mode) == ("auto", "2M", "auto", "native")
     assert x.verify_checksums is True and x.answers == "all" and x.attach == "link"
     # Neither wildcards nor loopback; each address once.
     assert x.addresses == ("198.18.0.1", "2001:2::1")
@@ -377,10 +432,13 @@ def test_xdp_queues_all_and_explicit_empty_addresses(pm, write_config):
     assert config.xdp.interface == "veth1"  # --xdp over the file
 
 
-@pytest.mark.parametrize("kwargs, key", [
-    ({"xdp_interface": "x" * 16}, "--xdp"),
-    ({"control_socket": "/" + "y" * 200}, "--control-socket"),
-])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"xdp_interface": "x" * 16}, "--xdp"),
+        ({"control_socket": "/" + "y" * 200}, "--control-socket"),
+    ],
+)
 def test_bad_xdp_command_line_values(pm, kwargs, key):
     with pytest.raises(ConfigError, match=f"^command line: {key}: expected"):
         load_config(pm, **kwargs)

@@ -71,8 +71,7 @@ def test_stale_socket_is_replaced(xdpdns_serve, xdpdns_cli, tmp_path):
 def test_configured_socket_in_use_is_an_error(xdpdns_serve, xdpdns_cli, tmp_path):
     path = tmp_path / "busy.sock"
     xdpdns_serve("--listen", "127.0.0.1:0", "--control-socket", path)
-    result = xdpdns_cli("serve", "--listen", "127.0.0.1:0", "--control-socket", path,
-                        timeout=30)
+    result = xdpdns_cli("serve", "--listen", "127.0.0.1:0", "--control-socket", path, timeout=30)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "another xdpdns server answers there" in result.stderr
@@ -85,39 +84,79 @@ def _zones_dir():
 
 
 def test_format_stats_tables():
-    queue = dict(queue=0, received=10, answered=9, dropped=1, bad_checksum=0, malformed=1,
-                 truncated=0, tx_full=0, kicks=3, batches=4, frames_fill=2000,
-                 frames_rx=0, frames_tx=0, frames_free=2096, frames_total=4096,
-                 frames_accounted=4096, cpu=1)
+    queue = dict(
+        queue=0,
+        received=10,
+        answered=9,
+        dropped=1,
+        bad_checksum=0,
+        malformed=1,
+        truncated=0,
+        tx_full=0,
+        kicks=3,
+        batches=4,
+        frames_fill=2000,
+        frames_rx=0,
+        frames_tx=0,
+        frames_free=2096,
+        frames_total=4096,
+        frames_accounted=4096,
+        cpu=1,
+    )
     cpu = dict(seen=12, redirected=10, passed=2, dropped=0, malformed=0)
     stats = {
         "udp": dict(received=1, answered=1, dropped=0, truncated=0, batches=1),
         "udp_workers": [dict(received=1, answered=1, dropped=0, truncated=0, batches=1)],
         "tcp": dict(connections=0, rejected=0, received=0, answered=0, idle_closed=0),
         "xdp": {
-            "interface": "veth0", "mode": "native", "zerocopy": False, "busy_poll": True, "hugepages": True,
-            "numa_node": -1, "umem_bytes": 8 << 20, "first_queue": 0, "warnings": ["w1"],
+            "interface": "veth0",
+            "mode": "native",
+            "zerocopy": False,
+            "busy_poll": True,
+            "hugepages": True,
+            "numa_node": -1,
+            "umem_bytes": 8 << 20,
+            "first_queue": 0,
+            "warnings": ["w1"],
             "queues": [queue, dict(queue, queue=1, cpu=0)],
             "cpus": [dict(cpu, cpu=0), dict(cpu, cpu=1)],
-            "program": dict({k: 2 * v for k, v in cpu.items()}, answered_in_xdp=7,
-                            answered_in_xdp_rcodes={"NOERROR": 6, "REFUSED": 1}),
+            "program": dict(
+                {k: 2 * v for k, v in cpu.items()},
+                answered_in_xdp=7,
+                answered_in_xdp_rcodes={"NOERROR": 6, "REFUSED": 1},
+            ),
             "ports": {"53": ["redirect", "redirect"], "54": ["redirect", "4343432"]},
-            "answers": dict(state="on", names=5, entries=9, skipped=1, pages=1, bytes=4096,
-                            compile_seconds=0.0015, install_seconds=0.002, message=""),
+            "answers": dict(
+                state="on",
+                names=5,
+                entries=9,
+                skipped=1,
+                pages=1,
+                bytes=4096,
+                compile_seconds=0.0015,
+                install_seconds=0.002,
+                message="",
+            ),
         },
     }
     text = format_stats(stats)
-    assert "XDP on veth0: native mode, zerocopy off, busy polling on, hugepages yes, NUMA node -1" in text
+    assert (
+        "XDP on veth0: native mode, zerocopy off, busy polling on, hugepages yes, NUMA node -1"
+        in text
+    )
     assert "warning: w1" in text
     assert "AF_XDP queues" in text and "XDP program" in text
     assert "53: redirect (on all 2 possible CPUs)" in text
     assert "54: per CPU redirect 4343432  (INCONSISTENT" in text
     assert "answered_in_xdp" in text
     assert "answered in XDP by RCODE: NOERROR 6, REFUSED 1" in text
-    assert ("answer table: on, 9 entries for 5 names (1 answers left to the workers), "
-            "1 pages, 4096 bytes, compiled in 0.002 s, installed in 0.002 s") in text
-    stats["xdp"]["answers"] = dict(stats["xdp"]["answers"], state="paused",
-                                   message="rate limiting is on")
+    assert (
+        "answer table: on, 9 entries for 5 names (1 answers left to the workers), "
+        "1 pages, 4096 bytes, compiled in 0.002 s, installed in 0.002 s"
+    ) in text
+    stats["xdp"]["answers"] = dict(
+        stats["xdp"]["answers"], state="paused", message="rate limiting is on"
+    )
     assert "answer table: paused: rate limiting is on" in format_stats(stats)
 
 
@@ -128,8 +167,9 @@ def test_control_socket_in_a_directory_others_can_write_is_refused(xdpdns_cli, t
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)  # no sticky bit
-    result = xdpdns_cli("serve", "--listen", "127.0.0.1:0", "--control-socket",
-                        shared / "ctl.sock", timeout=30)
+    result = xdpdns_cli(
+        "serve", "--listen", "127.0.0.1:0", "--control-socket", shared / "ctl.sock", timeout=30
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "writable by other users (mode 777)" in result.stderr
@@ -144,8 +184,7 @@ def test_control_socket_of_another_user_is_refused(xdpdns_cli, tmp_path):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.bind(str(path))
     os.chown(path, 65534, 65534)
-    result = xdpdns_cli("serve", "--listen", "127.0.0.1:0", "--control-socket", path,
-                        timeout=30)
+    result = xdpdns_cli("serve", "--listen", "127.0.0.1:0", "--control-socket", path, timeout=30)
     assert result.returncode == 1
     assert "belongs to uid 65534" in result.stderr
 
@@ -170,19 +209,25 @@ def test_control_requests_from_other_users_are_refused(xdpdns_serve, tmp_path):
     path = directory / "ctl.sock"
     xdpdns_serve("--listen", "127.0.0.1:0", "--control-socket", path)
     os.chmod(path, 0o666)
-    probe = ("import socket, sys\n"
-             "s = socket.socket(socket.AF_UNIX)\n"
-             f"s.connect({str(path)!r})\n"
-             "s.sendall(b'reload\\n')\n"
-             "print(s.makefile().readline())\n")
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        f"s.connect({str(path)!r})\n"
+        "s.sendall(b'reload\\n')\n"
+        "print(s.makefile().readline())\n"
+    )
     try:
-        result = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", probe],
-                                capture_output=True, text=True, timeout=30, cwd="/")
+        result = subprocess.run(
+            ["runuser", "-u", "nobody", "--", sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd="/",
+        )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     if result.returncode != 0 and "Permission denied" in result.stderr:
         pytest.skip("nobody cannot reach the temporary directory here")
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)
-    assert reply == {"error": "uid 65534 may not use this control socket: only root and "
-                              "uid 0 may"}
+    assert reply == {"error": "uid 65534 may not use this control socket: only root and uid 0 may"}

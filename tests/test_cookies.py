@@ -73,7 +73,7 @@ def test_siphash_reference_vectors(length):
 def test_siphash_the_papers_example():
     # Appendix A of the paper: 15 bytes, as the 64-bit value it prints.
     out = siphash24(bytes(range(16)), bytes(range(15)))
-    assert int.from_bytes(out, "little") == 0xa129ca6149be45e5
+    assert int.from_bytes(out, "little") == 0xA129CA6149BE45E5
 
 
 # ---- helpers -------------------------------------------------------------------
@@ -88,8 +88,7 @@ def server_cookie(secret, client_cookie, address, timestamp, head=None):
     return head + siphash24(secret, client_cookie + head + ip)
 
 
-def query(option=None, name="www.example.com.", rdtype="A", edns=0, payload=1232,
-          options=None):
+def query(option=None, name="www.example.com.", rdtype="A", edns=0, payload=1232, options=None):
     """A query with one COOKIE option of data `option` (None: none)."""
     opts = list(options or [])
     if option is not None:
@@ -183,19 +182,23 @@ def test_client_cookie_only_gets_a_16_byte_server_cookie(engine):
     cookie = cookie_of(response)
     assert verdict == "client-only" and len(cookie) == 24 and cookie[:8] == CC
     assert cookie[8:] == server_cookie(SECRET_A, CC, CLIENT, NOW)
-    assert [a.to_text() for a in response.answer] == \
-        [a.to_text() for a in dns.message.from_wire(engine.answer(query())).answer]
+    assert [a.to_text() for a in response.answer] == [
+        a.to_text() for a in dns.message.from_wire(engine.answer(query())).answer
+    ]
 
 
-@pytest.mark.parametrize("age, verdict, echoed", [
-    (0, "valid", True),
-    (1800, "valid", True),  # half an hour: still sent back as it is
-    (1801, "valid", False),  # older: a fresh one (RFC 9018 4.3)
-    (3600, "valid", False),  # the last second of its hour
-    (3601, "invalid", False),
-    (-300, "valid", True),  # five minutes ahead: another server's clock
-    (-301, "invalid", False),
-])
+@pytest.mark.parametrize(
+    "age, verdict, echoed",
+    [
+        (0, "valid", True),
+        (1800, "valid", True),  # half an hour: still sent back as it is
+        (1801, "valid", False),  # older: a fresh one (RFC 9018 4.3)
+        (3600, "valid", False),  # the last second of its hour
+        (3601, "invalid", False),
+        (-300, "valid", True),  # five minutes ahead: another server's clock
+        (-301, "invalid", False),
+    ],
+)
 def test_server_cookie_lifetime(engine, age, verdict, echoed):
     sent = CC + server_cookie(SECRET_A, CC, CLIENT, NOW - age)
     response, got = ask(engine, query(sent))
@@ -214,8 +217,18 @@ def test_the_timestamp_wraps_in_serial_arithmetic(engine):
     assert verdict == "valid"
 
 
-@pytest.mark.parametrize("case", ["wrong-secret", "wrong-client", "wrong-client-cookie",
-                                  "version-2", "hash-flipped", "8-byte", "32-byte"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wrong-secret",
+        "wrong-client",
+        "wrong-client-cookie",
+        "version-2",
+        "hash-flipped",
+        "8-byte",
+        "32-byte",
+    ],
+)
 def test_a_server_cookie_that_is_not_ours_is_answered_anyway(engine, case):
     good = server_cookie(SECRET_A, CC, CLIENT, NOW - 10)
     sent = {
@@ -276,8 +289,10 @@ def test_errors_carry_the_cookie_too(engine):
     # The cookie is about the client, not the answer: REFUSED outside our
     # zones (with its EDE) and NXDOMAIN carry it.
     expected = CC + server_cookie(SECRET_A, CC, CLIENT, NOW)
-    for wire, rcode in [(query(CC, name="www.unserved.test."), dns.rcode.REFUSED),
-                        (query(CC, name="nothere.example.com."), dns.rcode.NXDOMAIN)]:
+    for wire, rcode in [
+        (query(CC, name="www.unserved.test."), dns.rcode.REFUSED),
+        (query(CC, name="nothere.example.com."), dns.rcode.NXDOMAIN),
+    ]:
         response, verdict = ask(engine, wire)
         assert response.rcode() == rcode and verdict == "client-only"
         assert cookie_of(response) == expected
@@ -296,8 +311,9 @@ def test_truncated_answers_keep_the_cookie(engine):
     response, _ = ask(engine, query(CC, name="big.example.com.", rdtype="TXT", payload=512))
     assert response.flags & dns.flags.TC
     assert cookie_of(response) == CC + server_cookie(SECRET_A, CC, CLIENT, NOW)
-    result = engine.answer_client(query(CC, name="big.example.com.", rdtype="TXT",
-                                        payload=512), CLIENT, now=NOW)
+    result = engine.answer_client(
+        query(CC, name="big.example.com.", rdtype="TXT", payload=512), CLIENT, now=NOW
+    )
     assert len(result.wire) <= 512
 
 
@@ -363,20 +379,22 @@ def fuzz_engine(image_bytes):
 
 @pytest.mark.asan
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.one_of(st.binary(max_size=48),
-                      st.binary(min_size=24, max_size=24).map(
-                          lambda b: CC + bytes([1]) + b[9:])),
-       tcp=st.booleans(), now=st.integers(0, 2**32 - 1),
-       client=st.sampled_from([CLIENT, "2001:2::2", "::ffff:198.51.100.1", None]),
-       more=st.lists(st.binary(max_size=12), max_size=2))
-def test_any_cookie_option_gets_a_well_formed_answer(fuzz_engine, data, tcp, now, client,
-                                                     more):
+@given(
+    data=st.one_of(
+        st.binary(max_size=48),
+        st.binary(min_size=24, max_size=24).map(lambda b: CC + bytes([1]) + b[9:]),
+    ),
+    tcp=st.booleans(),
+    now=st.integers(0, 2**32 - 1),
+    client=st.sampled_from([CLIENT, "2001:2::2", "::ffff:198.51.100.1", None]),
+    more=st.lists(st.binary(max_size=12), max_size=2),
+)
+def test_any_cookie_option_gets_a_well_formed_answer(fuzz_engine, data, tcp, now, client, more):
     """Under AddressSanitizer (bootstrap) a stray read in the COOKIE path
     aborts; here every option gets a response that parses, and FORMERR
     exactly when its length is wrong."""
     options = [dns.edns.GenericOption(COOKIE, m) for m in more]
-    result = fuzz_engine.answer_client(query(data, options=options), client, tcp=tcp,
-                                       now=now or 1)
+    result = fuzz_engine.answer_client(query(data, options=options), client, tcp=tcp, now=now or 1)
     response = dnsdiff.parse(result.wire)
     malformed = not (len(data) == 8 or 16 <= len(data) <= 40)
     if client is None:
@@ -420,23 +438,29 @@ def test_defaults_are_on_with_a_random_secret():
 
 
 def test_configured_secrets_and_require():
-    c = _parse({"secret": SECRET_A.hex().upper(), "previous_secret": SECRET_OLD.hex(),
-                "require": True})
+    c = _parse(
+        {"secret": SECRET_A.hex().upper(), "previous_secret": SECRET_OLD.hex(), "require": True}
+    )
     assert plugin.cookie_secrets(_Config(c)) == CookieSecrets(SECRET_A, SECRET_OLD, True)
     assert plugin.cookie_secrets(_Config(_parse({"enabled": False}))) == CookieSecrets(None)
 
 
-@pytest.mark.parametrize("table, message", [
-    ({"secret": "abcd"}, "plugins.cookies.secret: expected 32 hex digits"),
-    ({"secret": "zz" * 16}, "plugins.cookies.secret: expected 32 hex digits"),
-    ({"secret": 5}, "plugins.cookies.secret: expected 32 hex digits"),
-    ({"secret": SECRET_A.hex(), "previous_secret": "ab" * 17},
-     "plugins.cookies.previous_secret: expected 32 hex digits"),
-    ({"previous_secret": SECRET_A.hex()}, "plugins.cookies.previous_secret: expected a secret"),
-    ({"enabled": "yes"}, "plugins.cookies.enabled: expected true or false"),
-    ({"require": 1}, "plugins.cookies.require: expected true or false"),
-    ({"secrets": "x"}, "plugins.cookies.secrets: expected one of enabled"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"secret": "abcd"}, "plugins.cookies.secret: expected 32 hex digits"),
+        ({"secret": "zz" * 16}, "plugins.cookies.secret: expected 32 hex digits"),
+        ({"secret": 5}, "plugins.cookies.secret: expected 32 hex digits"),
+        (
+            {"secret": SECRET_A.hex(), "previous_secret": "ab" * 17},
+            "plugins.cookies.previous_secret: expected 32 hex digits",
+        ),
+        ({"previous_secret": SECRET_A.hex()}, "plugins.cookies.previous_secret: expected a secret"),
+        ({"enabled": "yes"}, "plugins.cookies.enabled: expected true or false"),
+        ({"require": 1}, "plugins.cookies.require: expected true or false"),
+        ({"secrets": "x"}, "plugins.cookies.secrets: expected one of enabled"),
+    ],
+)
 def test_bad_values_are_named(table, message):
     with pytest.raises(ConfigError, match=message):
         _parse(table)
@@ -498,22 +522,27 @@ def test_served_over_udp_and_tcp(xdpdns_serve, tmp_path):
     from xdpdns.config import default_zone_path
 
     conf = _config(tmp_path, f'secret = "{SECRET_A.hex()}"\n')
-    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0",
-                          "--zone", default_zone_path())
+    server = xdpdns_serve(
+        "--config", conf, "--listen", "127.0.0.1:0", "--zone", default_zone_path()
+    )
     host, port = server.addresses[0]
-    q = dns.message.make_query("www.example.com.", "A", use_edns=0,
-                               options=[dns.edns.GenericOption(COOKIE, CC)])
+    q = dns.message.make_query(
+        "www.example.com.", "A", use_edns=0, options=[dns.edns.GenericOption(COOKIE, CC)]
+    )
 
     def both():
-        return (cookie_of(dns.query.udp(q, host, port=port, timeout=5)),
-                cookie_of(dns.query.tcp(q, host, port=port, timeout=5)))
+        return (
+            cookie_of(dns.query.udp(q, host, port=port, timeout=5)),
+            cookie_of(dns.query.tcp(q, host, port=port, timeout=5)),
+        )
 
     udp, tcp = _same_second(both)
     assert udp == tcp
     _check_ours(udp, host, SECRET_A)
     # The cookie comes back valid and is echoed, on both transports.
-    again = dns.message.make_query("www.example.com.", "A", use_edns=0,
-                                   options=[dns.edns.GenericOption(COOKIE, udp)])
+    again = dns.message.make_query(
+        "www.example.com.", "A", use_edns=0, options=[dns.edns.GenericOption(COOKIE, udp)]
+    )
     for send in (dns.query.udp, dns.query.tcp):
         response = send(again, host, port=port, timeout=5)
         assert cookie_of(response) == udp and response.answer
@@ -524,23 +553,30 @@ def test_served_with_require_and_disabled(xdpdns_serve, tmp_path):
     from xdpdns.config import default_zone_path
 
     conf = _config(tmp_path, f'secret = "{SECRET_A.hex()}"\nrequire = true\n')
-    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0",
-                          "--zone", default_zone_path())
+    server = xdpdns_serve(
+        "--config", conf, "--listen", "127.0.0.1:0", "--zone", default_zone_path()
+    )
     host, port = server.addresses[0]
-    q = dns.message.make_query("www.example.com.", "A", use_edns=0,
-                               options=[dns.edns.GenericOption(COOKIE, CC)])
+    q = dns.message.make_query(
+        "www.example.com.", "A", use_edns=0, options=[dns.edns.GenericOption(COOKIE, CC)]
+    )
     assert "cookies on previous_secret=no require=yes" in server.output()
     first = dns.query.udp(q, host, port=port, timeout=5)
     assert first.rcode() == BADCOOKIE and not first.answer
     # What dig does next: the same query with the cookie it was given.
-    retry = dns.message.make_query("www.example.com.", "A", use_edns=0,
-                                   options=[dns.edns.GenericOption(COOKIE, cookie_of(first))])
+    retry = dns.message.make_query(
+        "www.example.com.",
+        "A",
+        use_edns=0,
+        options=[dns.edns.GenericOption(COOKIE, cookie_of(first))],
+    )
     assert dns.query.udp(retry, host, port=port, timeout=5).answer
     assert dns.query.tcp(q, host, port=port, timeout=5).answer
 
     conf = _config(tmp_path, "enabled = false\n")
-    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0",
-                          "--zone", default_zone_path())
+    server = xdpdns_serve(
+        "--config", conf, "--listen", "127.0.0.1:0", "--zone", default_zone_path()
+    )
     host, port = server.addresses[0]
     assert cookies_of(dns.query.udp(q, host, port=port, timeout=5)) == []
     assert "cookies off" in server.output()
@@ -554,16 +590,24 @@ SOCKET_PORT = 5353  # not in [xdp] ports: served by the socket-mode workers
 @pytest.mark.xdp
 @pytest.mark.asan
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
-def test_xdp_and_socket_mode_make_the_same_cookie(xdp_topology, xdp_serve, tmp_path,
-                                                  family):
+def test_xdp_and_socket_mode_make_the_same_cookie(xdp_topology, xdp_serve, tmp_path, family):
     topo = xdp_topology
     conf = _config(tmp_path, f'secret = "{SECRET_A.hex()}"\n')
-    server = xdp_serve("--config", conf,
-                       "--listen", f"{topo.server_v4}:53", "--listen", f"[{topo.server_v6}]:53",
-                       "--listen", f"{topo.server_v4}:{SOCKET_PORT}",
-                       "--listen", f"[{topo.server_v6}]:{SOCKET_PORT}")
-    host, client = ((topo.server_v4, topo.client_v4) if family == "ipv4"
-                    else (topo.server_v6, topo.client_v6))
+    server = xdp_serve(
+        "--config",
+        conf,
+        "--listen",
+        f"{topo.server_v4}:53",
+        "--listen",
+        f"[{topo.server_v6}]:53",
+        "--listen",
+        f"{topo.server_v4}:{SOCKET_PORT}",
+        "--listen",
+        f"[{topo.server_v6}]:{SOCKET_PORT}",
+    )
+    host, client = (
+        (topo.server_v4, topo.client_v4) if family == "ipv4" else (topo.server_v6, topo.client_v6)
+    )
     before = sum(q["answered"] for q in server.stats()["xdp"]["queues"])
 
     def ask_port(port, option=CC):

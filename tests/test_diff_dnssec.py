@@ -28,15 +28,26 @@ TRANSPORTS = {
 # Additional data that does not fit is left out without TC (RFC 2181 9);
 # which of it, and whether with its RRSIGs (RFC 4035 3.1.1), is the
 # server's choice.
-ADDITIONAL = Rule(rfc="RFC 4035 section 3.1.1: RRSIGs of additional data are "
-                      "added only where room allows", additional="subset")
+ADDITIONAL = Rule(
+    rfc="RFC 4035 section 3.1.1: RRSIGs of additional data are added only where room allows",
+    additional="subset",
+)
 
-QUESTIONS = sorted({(q, t) for q, t, *_ in POSITIVE + NSEC_PROOFS + NSEC3_PROOFS} | {
-    ("signed.test.", "NSEC3PARAM"), ("signed.test.", "DNSKEY"), ("www.signed.test.", "NSEC"),
-    ("www.signed.test.", "RRSIG"), ("*.wild.signed.test.", "A"),
-    ("secure.signed.test.", "NS"), ("ns.secure.signed.test.", "A"),
-    ("deep.ent.signed.test.", "A"), ("signed.test.", "CNAME"), ("alias.signed.test.", "CNAME"),
-})
+QUESTIONS = sorted(
+    {(q, t) for q, t, *_ in POSITIVE + NSEC_PROOFS + NSEC3_PROOFS}
+    | {
+        ("signed.test.", "NSEC3PARAM"),
+        ("signed.test.", "DNSKEY"),
+        ("www.signed.test.", "NSEC"),
+        ("www.signed.test.", "RRSIG"),
+        ("*.wild.signed.test.", "A"),
+        ("secure.signed.test.", "NS"),
+        ("ns.secure.signed.test.", "A"),
+        ("deep.ent.signed.test.", "A"),
+        ("signed.test.", "CNAME"),
+        ("alias.signed.test.", "CNAME"),
+    }
+)
 
 
 STARTERS = {"knot": start_knot, "nsd": start_nsd}
@@ -50,15 +61,17 @@ def _signing_on_load(work):
 
     keys = keygen_pair(work / "keys")
     conf = work / "signed.toml"
-    conf.write_text(f'[[zone]]\norigin = "signed.test."\nfile = "{ZONE}"\n'
-                    'allow_transfer = ["127.0.0.1"]\n'
-                    f'dnssec = {{ keys = {[str(k) for k in keys]!r}, nsec3 = true }}\n'
-                    .replace("'", '"'))
+    conf.write_text(
+        f'[[zone]]\norigin = "signed.test."\nfile = "{ZONE}"\n'
+        'allow_transfer = ["127.0.0.1"]\n'
+        f"dnssec = {{ keys = {[str(k) for k in keys]!r}, nsec3 = true }}\n".replace("'", '"')
+    )
     xdp = start_xdpdns(work, [("signed.test.", ZONE)], ["--config", conf], zone_args=False)
     try:
         dump = work / "signed.test.zone"
-        zone = dns.zone.from_xfr(dns.query.xfr(xdp.address[0], "signed.test.",
-                                               port=xdp.address[1], timeout=10))
+        zone = dns.zone.from_xfr(
+            dns.query.xfr(xdp.address[0], "signed.test.", port=xdp.address[1], timeout=10)
+        )
         zone.to_file(str(dump), relativize=False)
     except BaseException:
         xdp.stop()
@@ -66,9 +79,11 @@ def _signing_on_load(work):
     return xdp, dump
 
 
-@pytest.fixture(scope="module", params=[(peer, form) for peer in STARTERS
-                                        for form in ("nsec", "nsec3-optout", "load-nsec3")],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(
+    scope="module",
+    params=[(peer, form) for peer in STARTERS for form in ("nsec", "nsec3-optout", "load-nsec3")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def servers(request, tmp_path_factory):
     """(the peer, xdpdns), both serving the test zone signed in one form."""
     peer, form = request.param
@@ -79,8 +94,7 @@ def servers(request, tmp_path_factory):
         zone = sign_zone(tmp_path_factory.mktemp(f"sign-{form}"), FORMS[form])
         xdp = start_xdpdns(work, [("signed.test.", zone)])
     try:
-        ref = STARTERS[peer](tmp_path_factory.mktemp(f"{peer}-{form}"),
-                             [("signed.test.", zone)])
+        ref = STARTERS[peer](tmp_path_factory.mktemp(f"{peer}-{form}"), [("signed.test.", zone)])
     except BaseException:
         xdp.stop()
         raise
@@ -92,14 +106,21 @@ def servers(request, tmp_path_factory):
 # Knot answers an RRSIG query with the RRSIGs of one type, as it answers
 # ANY (RFC 8482); xdpdns gives every RRSIG at the name, as BIND and NSD do:
 # a query for a type gets the whole RRset of that type (RFC 2181 5).
-RRSIG_RULE = Rule(rfc="RFC 2181 section 5: the RRSIG RRset whole, where Knot picks the "
-                      "RRSIGs of one covered type", answer="superset", additional="subset")
+RRSIG_RULE = Rule(
+    rfc="RFC 2181 section 5: the RRSIG RRset whole, where Knot picks the "
+    "RRSIGs of one covered type",
+    answer="superset",
+    additional="subset",
+)
 
 
 # NSD with minimal-responses (as xdpdns bench runs it) adds no additional
 # data to an MX answer; Knot and xdpdns add the in-zone targets' addresses.
-NSD_MX = Rule(rfc="RFC 1034 section 4.3.2 step 6: additional data for MX is optional; "
-                  "NSD's minimal-responses leaves it out", additional="optional")
+NSD_MX = Rule(
+    rfc="RFC 1034 section 4.3.2 step 6: additional data for MX is optional; "
+    "NSD's minimal-responses leaves it out",
+    additional="optional",
+)
 
 
 def _rule(peer, qtype):
@@ -122,5 +143,12 @@ def test_signed_zone_like_knot_and_nsd(servers, qname, qtype, transport, request
     ref = ask(knot.address, query, tcp=tcp)
     got = ask(xdp.address, query, tcp=tcp, full=False)
     diffs = compare(ref, got, rule)
-    assert not diffs, report(request.node.callspec.id, query, ref, got, diffs, rule,
-                             reference={"knot": "Knot", "nsd": "NSD"}[peer])
+    assert not diffs, report(
+        request.node.callspec.id,
+        query,
+        ref,
+        got,
+        diffs,
+        rule,
+        reference={"knot": "Knot", "nsd": "NSD"}[peer],
+    )

@@ -20,8 +20,12 @@ def servers(tmp_path_factory):
     knot = start_knot(tmp_path_factory.mktemp("knot-xfr"), zones, transfers=True)
     workdir = tmp_path_factory.mktemp("xdpdns-xfr")
     conf = workdir / "xdpdns.toml"
-    conf.write_text("".join(f'[[zone]]\nfile = "{path}"\norigin = "{origin}"\n'
-                            f'allow_transfer = ["127.0.0.1"]\n' for origin, path in zones))
+    conf.write_text(
+        "".join(
+            f'[[zone]]\nfile = "{path}"\norigin = "{origin}"\nallow_transfer = ["127.0.0.1"]\n'
+            for origin, path in zones
+        )
+    )
     try:
         xdp = start_xdpdns(workdir, zones, ["--config", conf], zone_args=False)
     except BaseException:
@@ -35,20 +39,31 @@ def servers(tmp_path_factory):
 def records(server, origin, rdtype, serial=None):
     """The transfer's records as lower-case text lines, in order."""
     lines = []
-    for message in dns.query.xfr(server.host, origin, rdtype=rdtype, port=server.port,
-                                 timeout=10, lifetime=30, relativize=False, serial=serial or 0,
-                                 use_udp=False):
+    for message in dns.query.xfr(
+        server.host,
+        origin,
+        rdtype=rdtype,
+        port=server.port,
+        timeout=10,
+        lifetime=30,
+        relativize=False,
+        serial=serial or 0,
+        use_udp=False,
+    ):
         for rrset in message.answer:
             for rdata in rrset:
-                lines.append(f"{rrset.name.to_text().lower()} {rrset.ttl} "
-                             f"{dns.rdatatype.to_text(rrset.rdtype)} "
-                             f"{rdata.to_text().lower()}")
+                lines.append(
+                    f"{rrset.name.to_text().lower()} {rrset.ttl} "
+                    f"{dns.rdatatype.to_text(rrset.rdtype)} "
+                    f"{rdata.to_text().lower()}"
+                )
     return lines
 
 
 def serial_of(server, origin):
-    answer = dns.query.tcp(dns.message.make_query(origin, "SOA"), server.host,
-                           port=server.port, timeout=5)
+    answer = dns.query.tcp(
+        dns.message.make_query(origin, "SOA"), server.host, port=server.port, timeout=5
+    )
     return answer.answer[0][0].serial
 
 

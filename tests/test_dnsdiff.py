@@ -11,8 +11,11 @@ from dnsdiff import EXACT, Exchange, Rule, compare, make_query
 def _response(query, answer=(), authority=(), additional=(), flags=None):
     resp = dns.message.make_response(query)
     resp.flags = flags if flags is not None else (dns.flags.QR | dns.flags.AA | dns.flags.RD)
-    for section, rrs in ((resp.answer, answer), (resp.authority, authority),
-                         (resp.additional, additional)):
+    for section, rrs in (
+        (resp.answer, answer),
+        (resp.authority, authority),
+        (resp.additional, additional),
+    ):
         for text in rrs:
             section.append(dns.rrset.from_text(*text.split(None, 4)))
     return resp
@@ -27,10 +30,20 @@ WWW = ["www.example.com. 3600 IN A 198.18.0.80"]
 
 def test_equal_responses_agree_whatever_the_record_order():
     q = make_query("www.example.com.", edns=None)
-    a = _response(q, answer=["www.example.com. 3600 IN A 198.18.0.80",
-                             "www.example.com. 3600 IN AAAA 2001:2::80"])
-    b = _response(q, answer=["www.example.com. 3600 IN AAAA 2001:2::80",
-                             "www.example.com. 3600 IN A 198.18.0.80"])
+    a = _response(
+        q,
+        answer=[
+            "www.example.com. 3600 IN A 198.18.0.80",
+            "www.example.com. 3600 IN AAAA 2001:2::80",
+        ],
+    )
+    b = _response(
+        q,
+        answer=[
+            "www.example.com. 3600 IN AAAA 2001:2::80",
+            "www.example.com. 3600 IN A 198.18.0.80",
+        ],
+    )
     assert compare(_ex(q, a), _ex(q, b)) == []
 
 
@@ -44,7 +57,12 @@ def test_ttl_rdata_and_txt_case_differences_are_seen():
 def test_owner_case_does_not_matter_but_the_echoed_question_does():
     q = make_query("WwW.example.com.", edns=None)
     ref = _response(q, answer=WWW)
-    assert compare(_ex(q, ref), _ex(q, _response(q, answer=["WWW.EXAMPLE.COM. 3600 IN A 198.18.0.80"]))) == []
+    assert (
+        compare(
+            _ex(q, ref), _ex(q, _response(q, answer=["WWW.EXAMPLE.COM. 3600 IN A 198.18.0.80"]))
+        )
+        == []
+    )
     lowered = bytearray(ref.to_wire())
     lowered[13] = ord("w")  # the question's first letter, as if not echoed
     diffs = compare(_ex(q, ref), _ex(q, ref, wire=bytes(lowered)))
@@ -65,7 +83,9 @@ def test_cd_may_be_copied_or_cleared():
     q = make_query("www.example.com.", edns=None)
     q.flags |= dns.flags.CD
     ref = _response(q, answer=WWW)
-    copied = _response(q, answer=WWW, flags=dns.flags.QR | dns.flags.AA | dns.flags.RD | dns.flags.CD)
+    copied = _response(
+        q, answer=WWW, flags=dns.flags.QR | dns.flags.AA | dns.flags.RD | dns.flags.CD
+    )
     assert compare(_ex(q, ref), _ex(q, copied)) == []
 
 
@@ -73,7 +93,7 @@ def test_a_repeated_record_is_seen():
     q = make_query("self.example.com.", edns=None)
     ref = _response(q, answer=["self.example.com. 3600 IN CNAME self.example.com."])
     wire = bytearray(ref.to_wire())
-    rr = bytes(wire[len(wire) - 14:])  # owner pointer, type..rdlength, target pointer
+    rr = bytes(wire[len(wire) - 14 :])  # owner pointer, type..rdlength, target pointer
     doubled = bytes(wire[:7]) + b"\x02" + bytes(wire[8:]) + rr
     diffs = compare(_ex(q, ref), _ex(q, ref, wire=doubled))
     assert any("repeated" in d for d in diffs)
@@ -105,8 +125,11 @@ def test_error_only_rules():
 
 def test_truncated_answers_may_keep_whole_rrsets_only():
     q = make_query("many.example.com.", edns=None)
-    full = _response(q, answer=[f"many.example.com. 3600 IN A 198.18.2.{i}" for i in range(1, 4)]
-                     + ["many.example.com. 3600 IN TXT \"x\""])
+    full = _response(
+        q,
+        answer=[f"many.example.com. 3600 IN A 198.18.2.{i}" for i in range(1, 4)]
+        + ['many.example.com. 3600 IN TXT "x"'],
+    )
     tc = dns.flags.QR | dns.flags.AA | dns.flags.RD | dns.flags.TC
     ref = _ex(q, _response(q, flags=tc))
     ref.full = full.to_wire()

@@ -53,12 +53,42 @@ def sign_zone(work, options):
     if shutil.which("dnssec-signzone") is None:
         pytest.fail("dnssec-signzone not found: bootstrap installs bind9-utils")
     work.mkdir(parents=True, exist_ok=True)
-    _run(["dnssec-keygen", "-q", "-K", str(work), "-a", "ECDSAP256SHA256", "-f", "KSK",
-          "signed.test"], work)
+    _run(
+        [
+            "dnssec-keygen",
+            "-q",
+            "-K",
+            str(work),
+            "-a",
+            "ECDSAP256SHA256",
+            "-f",
+            "KSK",
+            "signed.test",
+        ],
+        work,
+    )
     _run(["dnssec-keygen", "-q", "-K", str(work), "-a", "ECDSAP256SHA256", "signed.test"], work)
     signed = work / "signed.test.zone.signed"
-    _run(["dnssec-signzone", "-q", "-S", "-K", str(work), "-o", "signed.test", "-N", "keep",
-          "-e", "+2592000", *options, "-f", str(signed), str(ZONE)], work)
+    _run(
+        [
+            "dnssec-signzone",
+            "-q",
+            "-S",
+            "-K",
+            str(work),
+            "-o",
+            "signed.test",
+            "-N",
+            "keep",
+            "-e",
+            "+2592000",
+            *options,
+            "-f",
+            str(signed),
+            str(ZONE),
+        ],
+        work,
+    )
     return signed
 
 
@@ -72,8 +102,19 @@ def keygen_pair(work):
     """A KSK and a ZSK (ECDSA P-256) made by dnssec-keygen in work."""
     work.mkdir(parents=True, exist_ok=True)
     for flags in (["-f", "KSK"], []):
-        _run(["dnssec-keygen", "-q", "-K", str(work), "-a", "ECDSAP256SHA256", *flags,
-              "signed.test"], work)
+        _run(
+            [
+                "dnssec-keygen",
+                "-q",
+                "-K",
+                str(work),
+                "-a",
+                "ECDSAP256SHA256",
+                *flags,
+                "signed.test",
+            ],
+            work,
+        )
     return sorted(str(p)[:-4] for p in work.glob("K*.key"))
 
 
@@ -103,8 +144,7 @@ def _dump(img, target):
     with engine:
         engine.set_image(Image.from_bytes(img.to_bytes()))  # the engine takes it
         _query, messages = transfer(engine, "signed.test.")
-    dns.zone.from_xfr(iter(messages), relativize=False).to_file(str(target),
-                                                                relativize=False)
+    dns.zone.from_xfr(iter(messages), relativize=False).to_file(str(target), relativize=False)
     return target
 
 
@@ -144,25 +184,36 @@ def signed_images(tmp_path_factory):
         out[form] = (_image(signed), zone.find_rrset(ORIGIN, dns.rdatatype.DNSKEY))
     bases = keygen_pair(tmp_path_factory.mktemp("keys"))
     keys = [SigningKey(base) for base in bases]
-    dnskeys = dns.rrset.from_rdata_list(ORIGIN, 3600, [
-        dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, k.info.dnskey, 0,
-                            len(k.info.dnskey)) for k in keys])
+    dnskeys = dns.rrset.from_rdata_list(
+        ORIGIN,
+        3600,
+        [
+            dns.rdata.from_wire(
+                dns.rdataclass.IN, dns.rdatatype.DNSKEY, k.info.dnskey, 0, len(k.info.dnskey)
+            )
+            for k in keys
+        ],
+    )
     for form, nsec3 in ON_LOAD.items():
         out[form] = (sign_on_load(ZONE, keys, nsec3), dnskeys)
     return out
 
 
 def ask(img, qname, qtype, dnssec=True, payload=1232, edns=True):
-    query = dns.message.make_query(qname, qtype, use_edns=0 if edns else False,
-                                   want_dnssec=dnssec, payload=payload)
+    query = dns.message.make_query(
+        qname, qtype, use_edns=0 if edns else False, want_dnssec=dnssec, payload=payload
+    )
     wire = img.answer(query.to_wire())
     assert wire is not None
     return dns.message.from_wire(wire)
 
 
 def _signatures(section, rrset):
-    return [s for s in section if s.rdtype == dns.rdatatype.RRSIG and s.name == rrset.name
-            and s.covers == rrset.rdtype]
+    return [
+        s
+        for s in section
+        if s.rdtype == dns.rdatatype.RRSIG and s.name == rrset.name and s.covers == rrset.rdtype
+    ]
 
 
 def unsigned_rrsets(response, keys):
@@ -170,8 +221,11 @@ def unsigned_rrsets(response, keys):
     (section, name, type) text; an RRSIG that does not validate fails."""
     anchors = {ORIGIN: keys}
     out = []
-    for name, section in (("answer", response.answer), ("authority", response.authority),
-                          ("additional", response.additional)):
+    for name, section in (
+        ("answer", response.answer),
+        ("authority", response.authority),
+        ("additional", response.additional),
+    ):
         for rrset in section:
             if rrset.rdtype in (dns.rdatatype.RRSIG, dns.rdatatype.OPT):
                 continue
@@ -198,8 +252,11 @@ POSITIVE = [
     # RFC 6672 5.3.1: the CNAME a DNAME implies is not signed.
     ("www.redirect.signed.test.", "A", ["answer www.redirect.signed.test. CNAME"]),
     # RFC 4035 2.2: a delegation's NS and glue are not signed by the parent.
-    ("host.secure.signed.test.", "A", ["authority secure.signed.test. NS",
-                                       "additional ns.secure.signed.test. A"]),
+    (
+        "host.secure.signed.test.",
+        "A",
+        ["authority secure.signed.test. NS", "additional ns.secure.signed.test. A"],
+    ),
 ]
 
 
@@ -222,8 +279,12 @@ def test_dnssec_referral_to_a_signed_child_carries_its_ds(signed_images):
     img, keys = signed_images["nsec"]
     response = ask(img, "host.secure.signed.test.", "A")
     assert not response.flags & dns.flags.AA
-    ds = response.get_rrset(response.authority, dns.name.from_text("secure.signed.test."),
-                            dns.rdataclass.IN, dns.rdatatype.DS)
+    ds = response.get_rrset(
+        response.authority,
+        dns.name.from_text("secure.signed.test."),
+        dns.rdataclass.IN,
+        dns.rdatatype.DS,
+    )
     assert ds is not None and len(ds) == 1
 
 
@@ -237,28 +298,35 @@ def test_dnssec_wildcard_answer_is_signed_for_the_wildcard(signed_images):
     assert unsigned_rrsets(response, keys) == []
 
 
-@pytest.mark.parametrize("qname, qtype, _unsigned", POSITIVE + [
-    ("www.signed.test.", "TXT", []), ("nothing.signed.test.", "A", [])])
+@pytest.mark.parametrize(
+    "qname, qtype, _unsigned",
+    POSITIVE + [("www.signed.test.", "TXT", []), ("nothing.signed.test.", "A", [])],
+)
 def test_dnssec_nothing_without_do(signed_images, qname, qtype, _unsigned):
     """DO=0 (or no EDNS): the answer an unsigned zone would give, no RRSIG."""
     img, _keys = signed_images["nsec3"]
     for edns in (False, True):
         response = ask(img, qname, qtype, dnssec=False, edns=edns)
         assert response.answer or response.authority
-        assert [r for section in (response.answer, response.authority, response.additional)
-                for r in section if r.rdtype == dns.rdatatype.RRSIG] == []
+        assert [
+            r
+            for section in (response.answer, response.authority, response.additional)
+            for r in section
+            if r.rdtype == dns.rdatatype.RRSIG
+        ] == []
 
 
 def test_dnssec_negative_answers_sign_the_soa(signed_images):
     """NODATA and NXDOMAIN: the SOA with the negative TTL (RFC 2308 3) and
     RRSIGs at that TTL, which validate."""
     img, keys = signed_images["nsec"]
-    for qname, qtype, rcode in (("www.signed.test.", "TXT", dns.rcode.NOERROR),
-                                ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN)):
+    for qname, qtype, rcode in (
+        ("www.signed.test.", "TXT", dns.rcode.NOERROR),
+        ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN),
+    ):
         response = ask(img, qname, qtype)
         assert response.rcode() == rcode
-        soa = response.get_rrset(response.authority, ORIGIN, dns.rdataclass.IN,
-                                 dns.rdatatype.SOA)
+        soa = response.get_rrset(response.authority, ORIGIN, dns.rdataclass.IN, dns.rdatatype.SOA)
         (sig,) = _signatures(response.authority, soa)
         assert soa.ttl == sig.ttl == 300
         dns.dnssec.validate(soa, sig, {ORIGIN: keys})
@@ -324,13 +392,28 @@ def _matched(nsecs, name, absent):
 # show absent)
 NSEC_PROOFS = [
     # RFC 4035 3.1.3.2: the name, and the wildcard at its closest encloser
-    ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN,
-     ["nothing.signed.test.", "*.signed.test."], []),
-    ("x.deep.ent.signed.test.", "A", dns.rcode.NXDOMAIN,
-     ["x.deep.ent.signed.test.", "*.deep.ent.signed.test."], []),
+    (
+        "nothing.signed.test.",
+        "A",
+        dns.rcode.NXDOMAIN,
+        ["nothing.signed.test.", "*.signed.test."],
+        [],
+    ),
+    (
+        "x.deep.ent.signed.test.",
+        "A",
+        dns.rcode.NXDOMAIN,
+        ["x.deep.ent.signed.test.", "*.deep.ent.signed.test."],
+        [],
+    ),
     # a CNAME into nothing: the proof is for its target
-    ("dangling.signed.test.", "A", dns.rcode.NXDOMAIN,
-     ["nowhere.signed.test.", "*.signed.test."], []),
+    (
+        "dangling.signed.test.",
+        "A",
+        dns.rcode.NXDOMAIN,
+        ["nowhere.signed.test.", "*.signed.test."],
+        [],
+    ),
     # RFC 4035 3.1.3.1: NODATA, the name's own NSEC
     ("www.signed.test.", "TXT", dns.rcode.NOERROR, [], [("www.signed.test.", "TXT")]),
     ("signed.test.", "A", dns.rcode.NOERROR, [], [("signed.test.", "A")]),
@@ -339,12 +422,16 @@ NSEC_PROOFS = [
     # RFC 4035 3.1.3.3: a wildcard's answer, no closer match
     ("x.wild.signed.test.", "A", dns.rcode.NOERROR, ["x.wild.signed.test."], []),
     # RFC 4035 3.1.3.4: wildcard NODATA
-    ("x.wild.signed.test.", "AAAA", dns.rcode.NOERROR, ["x.wild.signed.test."],
-     [("*.wild.signed.test.", "AAAA")]),
+    (
+        "x.wild.signed.test.",
+        "AAAA",
+        dns.rcode.NOERROR,
+        ["x.wild.signed.test."],
+        [("*.wild.signed.test.", "AAAA")],
+    ),
     # RFC 4035 3.1.4: no DS at an unsigned child, with the referral and
     # when asked for
-    ("host.insecure.signed.test.", "A", dns.rcode.NOERROR, [],
-     [("insecure.signed.test.", "DS")]),
+    ("host.insecure.signed.test.", "A", dns.rcode.NOERROR, [], [("insecure.signed.test.", "DS")]),
     ("insecure.signed.test.", "DS", dns.rcode.NOERROR, [], [("insecure.signed.test.", "DS")]),
 ]
 
@@ -392,8 +479,9 @@ def _nsec3_param(zone_path):
 
 
 def _hash(name, param):
-    return dns.dnssec.nsec3_hash(name, param.salt or None, param.iterations,
-                                 param.algorithm).lower()
+    return dns.dnssec.nsec3_hash(
+        name, param.salt or None, param.iterations, param.algorithm
+    ).lower()
 
 
 def _nsec3_span(nsec3):
@@ -402,8 +490,9 @@ def _nsec3_span(nsec3):
 
     owner = nsec3.name.labels[0].decode().lower()
     following = base64.b32encode(nsec3[0].next).decode()
-    following = following.translate(str.maketrans(
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHIJKLMNOPQRSTUV")).lower()
+    following = following.translate(
+        str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHIJKLMNOPQRSTUV")
+    ).lower()
     return owner, following
 
 
@@ -423,30 +512,58 @@ def _same(matched=(), covered=(), optout=(), absent=()):
 
 NSEC3_PROOFS = [
     # RFC 5155 7.2.2: closest encloser, next closer, wildcard at the encloser
-    ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN,
-     _same(["signed.test."], ["nothing.signed.test.", "*.signed.test."])),
-    ("x.deep.ent.signed.test.", "A", dns.rcode.NXDOMAIN,
-     _same(["deep.ent.signed.test."], ["x.deep.ent.signed.test.", "*.deep.ent.signed.test."])),
-    ("dangling.signed.test.", "A", dns.rcode.NXDOMAIN,
-     _same(["signed.test."], ["nowhere.signed.test.", "*.signed.test."])),
+    (
+        "nothing.signed.test.",
+        "A",
+        dns.rcode.NXDOMAIN,
+        _same(["signed.test."], ["nothing.signed.test.", "*.signed.test."]),
+    ),
+    (
+        "x.deep.ent.signed.test.",
+        "A",
+        dns.rcode.NXDOMAIN,
+        _same(["deep.ent.signed.test."], ["x.deep.ent.signed.test.", "*.deep.ent.signed.test."]),
+    ),
+    (
+        "dangling.signed.test.",
+        "A",
+        dns.rcode.NXDOMAIN,
+        _same(["signed.test."], ["nowhere.signed.test.", "*.signed.test."]),
+    ),
     # 7.2.3: NODATA, the name's own NSEC3
-    ("www.signed.test.", "TXT", dns.rcode.NOERROR,
-     _same(absent=[("www.signed.test.", "TXT")])),
+    ("www.signed.test.", "TXT", dns.rcode.NOERROR, _same(absent=[("www.signed.test.", "TXT")])),
     ("ent.signed.test.", "A", dns.rcode.NOERROR, _same(absent=[("ent.signed.test.", "A")])),
     # 7.2.6: a wildcard's answer, the next closer name covered
     ("x.wild.signed.test.", "A", dns.rcode.NOERROR, _same(covered=["x.wild.signed.test."])),
     # 7.2.5: wildcard NODATA
-    ("x.wild.signed.test.", "AAAA", dns.rcode.NOERROR,
-     _same(["wild.signed.test."], ["x.wild.signed.test."],
-           absent=[("*.wild.signed.test.", "AAAA")])),
+    (
+        "x.wild.signed.test.",
+        "AAAA",
+        dns.rcode.NOERROR,
+        _same(
+            ["wild.signed.test."], ["x.wild.signed.test."], absent=[("*.wild.signed.test.", "AAAA")]
+        ),
+    ),
     # 7.2.7 and 7.2.4: an unsigned child; in an opt-out span it has no
     # NSEC3, and the proof is that of its closest provable encloser
-    ("host.insecure.signed.test.", "A", dns.rcode.NOERROR, {
-        "nsec3": ([], [], [], [("insecure.signed.test.", "DS")]),
-        "nsec3-optout": (["signed.test."], [], ["insecure.signed.test."], [])}),
-    ("insecure.signed.test.", "DS", dns.rcode.NOERROR, {
-        "nsec3": ([], [], [], [("insecure.signed.test.", "DS")]),
-        "nsec3-optout": (["signed.test."], [], ["insecure.signed.test."], [])}),
+    (
+        "host.insecure.signed.test.",
+        "A",
+        dns.rcode.NOERROR,
+        {
+            "nsec3": ([], [], [], [("insecure.signed.test.", "DS")]),
+            "nsec3-optout": (["signed.test."], [], ["insecure.signed.test."], []),
+        },
+    ),
+    (
+        "insecure.signed.test.",
+        "DS",
+        dns.rcode.NOERROR,
+        {
+            "nsec3": ([], [], [], [("insecure.signed.test.", "DS")]),
+            "nsec3-optout": (["signed.test."], [], ["insecure.signed.test."], []),
+        },
+    ),
 ]
 
 
@@ -468,11 +585,11 @@ def test_nsec3_proofs(signed_zones, signed_images, form, qname, qtype, rcode, ex
     for name in covered:
         assert any(_nsec3_covers(n, _hash(name, param)) for n in nsec3s), name
     for name in optout:
-        assert any(_nsec3_covers(n, _hash(name, param)) and n[0].flags & 1
-                   for n in nsec3s), name
+        assert any(_nsec3_covers(n, _hash(name, param)) and n[0].flags & 1 for n in nsec3s), name
     for name, rdtype in absent:
-        assert any(_nsec3_span(n)[0] == _hash(name, param) and rdtype not in _nsec_types(n)
-                   for n in nsec3s), (name, rdtype)
+        assert any(
+            _nsec3_span(n)[0] == _hash(name, param) and rdtype not in _nsec_types(n) for n in nsec3s
+        ), (name, rdtype)
     wanted = {_hash(n, param) for n in matched} | {_hash(n, param) for n, _ in absent}
     assert len(nsec3s) <= len(wanted) + len(covered) + len(optout)
     assert not [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC]
@@ -483,8 +600,11 @@ def test_nsec3_owner_names_do_not_exist(signed_zones, signed_images):
     if the record were not there (RFC 5155 7.2.8), for any type."""
     img, keys = signed_images["nsec3"]
     zone = dns.zone.from_file(str(signed_zones["nsec3"][0]), ORIGIN, relativize=False)
-    owner = next(name for name, node in zone.nodes.items()
-                 if node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NSEC3))
+    owner = next(
+        name
+        for name, node in zone.nodes.items()
+        if node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NSEC3)
+    )
     for qtype in ("NSEC3", "A"):
         response = ask(img, owner.to_text(), qtype)
         assert response.rcode() == dns.rcode.NXDOMAIN
@@ -525,6 +645,7 @@ def _edit(source, target, edit):
 def _drop(name, rdtype, covers=dns.rdatatype.NONE):
     def edit(zone):
         zone.delete_rdataset(dns.name.from_text(name), rdtype, covers)
+
     return edit
 
 
@@ -534,16 +655,20 @@ def test_check_is_quiet_about_a_good_signed_zone(signed_zones):
 
 
 def test_check_finds_an_rrset_without_rrsig(signed_zones, tmp_path):
-    path = _edit(signed_zones["nsec"][0], tmp_path / "z",
-                 _drop("www.signed.test.", dns.rdatatype.RRSIG, dns.rdatatype.A))
+    path = _edit(
+        signed_zones["nsec"][0],
+        tmp_path / "z",
+        _drop("www.signed.test.", dns.rdatatype.RRSIG, dns.rdatatype.A),
+    )
     (problem,) = _problems(path)
     assert "www.signed.test.: A has no RRSIG (RFC 4035 2.2)" in problem
     assert problem.startswith(f"{path}:") and "warning" in problem
 
 
 def test_check_finds_a_broken_nsec_chain(signed_zones, tmp_path):
-    path = _edit(signed_zones["nsec"][0], tmp_path / "z",
-                 _drop("mail.signed.test.", dns.rdatatype.NSEC))
+    path = _edit(
+        signed_zones["nsec"][0], tmp_path / "z", _drop("mail.signed.test.", dns.rdatatype.NSEC)
+    )
     problems = "\n".join(_problems(path))
     assert "the NSEC chain is broken: the next name is not" in problems
     assert "mail.signed.test.: no NSEC" in problems
@@ -557,6 +682,7 @@ def test_check_finds_a_broken_nsec3_chain(signed_zones, tmp_path):
 
     def edit(zone):
         zone.delete_node(victim)
+
     problems = "\n".join(_problems(_edit(source, tmp_path / "z", edit)))
     assert "the NSEC3 chain is broken" in problems
     assert "mail.signed.test.: no NSEC3 matches this name" in problems
@@ -564,9 +690,13 @@ def test_check_finds_a_broken_nsec3_chain(signed_zones, tmp_path):
 
 def test_check_finds_nsec3param_without_its_chain(signed_zones, tmp_path):
     def edit(zone):
-        for name in [n for n, node in zone.nodes.items()
-                     if node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NSEC3)]:
+        for name in [
+            n
+            for n, node in zone.nodes.items()
+            if node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NSEC3)
+        ]:
             zone.delete_node(name)
+
     problems = _problems(_edit(signed_zones["nsec3"][0], tmp_path / "z", edit))
     assert any("NSEC3PARAM without NSEC3 records" in p for p in problems), problems
 
@@ -577,8 +707,9 @@ def test_check_finds_expired_signatures(tmp_path):
     signed = sign_zone(tmp_path / "old", ["-P", "-s", "20200101000000", "-e", "20200201000000"])
     problems = _problems(signed)
     assert problems and all("expired at 2020-02-01T00:00:00Z" in p for p in problems)
-    assert any("www.signed.test.: the RRSIG of A expired at 2020-02-01T00:00:00Z" in p
-               for p in problems)
+    assert any(
+        "www.signed.test.: the RRSIG of A expired at 2020-02-01T00:00:00Z" in p for p in problems
+    )
     assert _image(signed) is not None
 
 
@@ -621,8 +752,7 @@ def test_xdp_mode_answers_do_queries_with_signatures(signed_zones, xdp_topology,
     def both(query):
         with topo.client.entered():
             got = dnsdiff.exchange((topo.server_v4, 53), query.to_wire(), timeout=2.0)
-            ref = dnsdiff.exchange((topo.server_v4, SOCKET_PORT), query.to_wire(),
-                                   timeout=2.0)
+            ref = dnsdiff.exchange((topo.server_v4, SOCKET_PORT), query.to_wire(), timeout=2.0)
         assert got is not None and got == ref, (query.question, got, ref)
         return dns.message.from_wire(got)
 
@@ -630,16 +760,16 @@ def test_xdp_mode_answers_do_queries_with_signatures(signed_zones, xdp_topology,
     # RFC 4035 2.2: a referral's NS and glue are not signed; its DS is.
     referral = ["authority secure.signed.test. NS", "additional ns.secure.signed.test. A"]
     for qname, qtype, rcode, unsigned in (
-            ("ns1.signed.test.", "A", dns.rcode.NOERROR, []),
-            ("www.signed.test.", "A", dns.rcode.NOERROR, []),
-            ("www.signed.test.", "TXT", dns.rcode.NOERROR, []),
-            ("secure.signed.test.", "A", dns.rcode.NOERROR, referral),
-            ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN, [])):
+        ("ns1.signed.test.", "A", dns.rcode.NOERROR, []),
+        ("www.signed.test.", "A", dns.rcode.NOERROR, []),
+        ("www.signed.test.", "TXT", dns.rcode.NOERROR, []),
+        ("secure.signed.test.", "A", dns.rcode.NOERROR, referral),
+        ("nothing.signed.test.", "A", dns.rcode.NXDOMAIN, []),
+    ):
         response = both(dns.message.make_query(qname, qtype, want_dnssec=True, payload=1232))
         assert response.rcode() == rcode
         assert unsigned_rrsets(response, keys) == unsigned
-        assert [r for r in response.answer + response.authority
-                if r.rdtype == dns.rdatatype.RRSIG]
+        assert [r for r in response.answer + response.authority if r.rdtype == dns.rdatatype.RRSIG]
     # ns1's A with its RRSIG fits any frame: the program answered it.
     assert in_xdp() > before
     before = in_xdp()
@@ -654,15 +784,23 @@ def test_proof_past_16k_of_a_tcp_answer_is_whole(tmp_path, nsec3):
     proof where no compression pointer reaches: the proof's owner is spelled
     out in each RR, never a TC over TCP (regression: the proof did not fit
     and the answer was truncated)."""
-    text = ZONE.read_text() + "".join(f'*.big 3600 IN TXT "{i:04d}{"x" * 190}"\n'
-                                      for i in range(100))
+    text = ZONE.read_text() + "".join(
+        f'*.big 3600 IN TXT "{i:04d}{"x" * 190}"\n' for i in range(100)
+    )
     zone = tmp_path / "big.zone"
     zone.write_text(text)
     keys = [SigningKey(base) for base in keygen_pair(tmp_path / "keys")]
     img = sign_on_load(zone, keys, nsec3)
-    dnskeys = dns.rrset.from_rdata_list(ORIGIN, 3600, [
-        dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, k.info.dnskey, 0,
-                            len(k.info.dnskey)) for k in keys])
+    dnskeys = dns.rrset.from_rdata_list(
+        ORIGIN,
+        3600,
+        [
+            dns.rdata.from_wire(
+                dns.rdataclass.IN, dns.rdatatype.DNSKEY, k.info.dnskey, 0, len(k.info.dnskey)
+            )
+            for k in keys
+        ],
+    )
     query = dns.message.make_query("x.big.signed.test.", "TXT", want_dnssec=True)
     wire = img.answer(query.to_wire(), tcp=True)
     response = dns.message.from_wire(wire)

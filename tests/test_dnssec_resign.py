@@ -37,8 +37,9 @@ def keys(tmp_path_factory):
 
 def _compile(path, keys, nsec3, previous=None):
     signing = ZoneSigning(tuple(keys), nsec3, VALIDITY, REFRESH)
-    result = compile_sources([ZoneFile(ORIGIN, path, acl=LOCAL, signing=signing)],
-                             previous=previous)
+    result = compile_sources(
+        [ZoneFile(ORIGIN, path, acl=LOCAL, signing=signing)], previous=previous
+    )
     assert result.image is not None, result.problems
     assert [z.origin for z in result.signed] == [ORIGIN]
     return result
@@ -114,8 +115,7 @@ def test_reload_signs_only_what_changed(tmp_path, keys, nsec3):
     changed = {(owner, covered) for owner, covered, _tag in made}
     if not nsec3:
         # mail's NSEC: its bitmap lost AAAA and its next name is now "new"
-        assert changed == {soa, www, new, (new[0], dns.rdatatype.NSEC),
-                           (mail, dns.rdatatype.NSEC)}
+        assert changed == {soa, www, new, (new[0], dns.rdatatype.NSEC), (mail, dns.rdatatype.NSEC)}
     else:
         assert {soa, www, new} < changed
         assert all(covered == dns.rdatatype.NSEC3 for _o, covered in changed - {soa, www, new})
@@ -128,8 +128,7 @@ def _sign(path, keys, inception, expiration, previous=None, keep_after=0):
     with ImageBuilder() as builder:
         zone = builder.add_zone(ORIGIN)
         builder.load_zonefile(zone, path)
-        report = builder.sign_zone(zone, keys, False, inception, expiration, previous,
-                                   keep_after)
+        report = builder.sign_zone(zone, keys, False, inception, expiration, previous, keep_after)
         builder.check()
         assert not [p for p in builder.problems() if p.is_error]
         return builder.finish(), report
@@ -170,8 +169,9 @@ def test_previous_image_without_the_zone_signs_everything(tmp_path, keys):
     signing = [SigningKey(k) for k in keys]
     now = int(time.time())
     other = tmp_path / "other.test.zone"
-    other.write_text("@ 3600 SOA ns hostmaster 1 7200 3600 1209600 300\n@ 3600 NS ns\n"
-                     "ns 3600 A 198.18.5.1\n")
+    other.write_text(
+        "@ 3600 SOA ns hostmaster 1 7200 3600 1209600 300\n@ 3600 NS ns\nns 3600 A 198.18.5.1\n"
+    )
     with ImageBuilder() as builder:
         builder.load_zonefile(builder.add_zone(dns.name.from_text("other.test.")), other)
         builder.check()

@@ -31,24 +31,35 @@ def keygen(directory, algorithm, ksk=False):
     if shutil.which("dnssec-keygen") is None:
         pytest.fail("dnssec-keygen not found: bootstrap installs bind9-utils")
     argv = ["dnssec-keygen", "-q", "-K", str(directory), "-a", ALGORITHMS[algorithm]]
-    done = subprocess.run(argv + (["-f", "KSK"] if ksk else []) + ["example.com"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        argv + (["-f", "KSK"] if ksk else []) + ["example.com"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return directory / done.stdout.strip()
 
 
 def _dnskey(key):
     info = key.info
-    rdata = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, info.dnskey, 0,
-                                len(info.dnskey))
+    rdata = dns.rdata.from_wire(
+        dns.rdataclass.IN, dns.rdatatype.DNSKEY, info.dnskey, 0, len(info.dnskey)
+    )
     return {ORIGIN: dns.rrset.from_rdata(ORIGIN, 3600, rdata)}
 
 
 def _sign(key, rrset, inception=None, expiration=None):
     now = int(time.time())
-    rd = key.sign(rrset.name.to_wire(), ORIGIN.to_wire(), rrset.rdtype, rrset.ttl,
-                  [r.to_wire() for r in rrset], inception or now - 3600,
-                  expiration or now + 86400)
+    rd = key.sign(
+        rrset.name.to_wire(),
+        ORIGIN.to_wire(),
+        rrset.rdtype,
+        rrset.ttl,
+        [r.to_wire() for r in rrset],
+        inception or now - 3600,
+        expiration or now + 86400,
+    )
     sig = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RRSIG, rd, 0, len(rd))
     return dns.rrset.from_rdata(rrset.name, rrset.ttl, sig)
 
@@ -89,8 +100,7 @@ def test_rrsigs_validate(tmp_path, algorithm, owner, rdtype, texts):
 
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 @pytest.mark.parametrize("owner, rdtype, texts", RP_AND_NAPTR)
-def test_rp_and_naptr_names_signed_in_canonical_form(tmp_path, algorithm, owner, rdtype,
-                                                     texts):
+def test_rp_and_naptr_names_signed_in_canonical_form(tmp_path, algorithm, owner, rdtype, texts):
     """Regression: RP's two names and NAPTR's replacement name were signed
     in the case the zone file wrote them, where validators lower-case them
     (RFC 4034 6.2), so an upper-case one never validated."""
@@ -113,8 +123,9 @@ def test_key_info_is_the_key_files(tmp_path):
     info = SigningKey(base).info
     assert info.flags == 257 and info.algorithm == 13
     assert base.name.endswith(f"+013+{info.tag:05d}")
-    rdata = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, info.dnskey, 0,
-                                len(info.dnskey))
+    rdata = dns.rdata.from_wire(
+        dns.rdataclass.IN, dns.rdatatype.DNSKEY, info.dnskey, 0, len(info.dnskey)
+    )
     assert dns.dnssec.key_id(rdata) == info.tag
 
 
@@ -135,10 +146,12 @@ def test_ecdsa_private_key_of_31_bytes_is_read(tmp_path):
     pub = public.x.to_bytes(32, "big") + public.y.to_bytes(32, "big")
     base = tmp_path / "Kexample.com.+013+00000"
     (tmp_path / f"{base.name}.key").write_text(
-        f"example.com. IN DNSKEY 256 3 13 {base64.b64encode(pub).decode()}\n")
+        f"example.com. IN DNSKEY 256 3 13 {base64.b64encode(pub).decode()}\n"
+    )
     (tmp_path / f"{base.name}.private").write_text(
         "Private-key-format: v1.3\nAlgorithm: 13 (ECDSAP256SHA256)\n"
-        f"PrivateKey: {base64.b64encode(d.to_bytes(31, 'big')).decode()}\n")
+        f"PrivateKey: {base64.b64encode(d.to_bytes(31, 'big')).decode()}\n"
+    )
     key = SigningKey(base)
     rrset = dns.rrset.from_text("www.example.com.", 300, "IN", "A", "198.18.0.10")
     dns.dnssec.validate(rrset, _sign(key, rrset), _dnskey(key))
@@ -188,8 +201,10 @@ def _signed_setup(tmp_path, extra=""):
     zone = tmp_path / "example.com.zone"
     zone.write_text(ZONE_TEXT.format(serial=1, last=10))
     conf = tmp_path / "signed.toml"
-    conf.write_text(f'[[zone]]\nfile = "{zone.name}"\n'
-                    f'dnssec = {{ keys = ["{ksk.name}", "{zsk.name}.private"]{extra} }}\n')
+    conf.write_text(
+        f'[[zone]]\nfile = "{zone.name}"\n'
+        f'dnssec = {{ keys = ["{ksk.name}", "{zsk.name}.private"]{extra} }}\n'
+    )
     return conf, zone
 
 
@@ -212,8 +227,13 @@ def _validated(address, qname, qtype):
         for rrset in section:
             if rrset.rdtype == dns.rdatatype.RRSIG:
                 continue
-            sigs = [s for s in section if s.rdtype == dns.rdatatype.RRSIG
-                    and s.name == rrset.name and s.covers == rrset.rdtype]
+            sigs = [
+                s
+                for s in section
+                if s.rdtype == dns.rdatatype.RRSIG
+                and s.name == rrset.name
+                and s.covers == rrset.rdtype
+            ]
             assert sigs, f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)} unsigned"
             for sig in sigs:
                 dns.dnssec.validate(rrset, sig, anchors)
@@ -221,14 +241,14 @@ def _validated(address, qname, qtype):
 
 
 def test_zone_signed_on_load_is_served_signed_and_resigned_on_reload(
-        tmp_path, xdpdns_serve, xdpdns_cli):
+    tmp_path, xdpdns_serve, xdpdns_cli
+):
     """`[[zone]] dnssec`: the server signs the zone file when it loads it
     (a KSK and a ZSK of two algorithms), every DO=1 answer validates, and
     after a reload that changed data the new data is signed too."""
     conf, zone = _signed_setup(tmp_path, ", nsec3 = true")
     control = tmp_path / "ctl.sock"
-    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0",
-                          "--control-socket", control)
+    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0", "--control-socket", control)
     address = server.addresses[0]
     answer = _validated(address, "www.example.com.", "A")
     assert answer.answer[0][0].address == "198.18.0.10"
@@ -236,16 +256,24 @@ def test_zone_signed_on_load_is_served_signed_and_resigned_on_reload(
     assert nx.rcode() == dns.rcode.NXDOMAIN
     assert [r for r in nx.authority if r.rdtype == dns.rdatatype.NSEC3]
     ns1_before = _validated(address, "ns1.example.com.", "A").find_rrset(
-        dns.message.ANSWER, dns.name.from_text("ns1.example.com."), dns.rdataclass.IN,
-        dns.rdatatype.RRSIG, dns.rdatatype.A)
+        dns.message.ANSWER,
+        dns.name.from_text("ns1.example.com."),
+        dns.rdataclass.IN,
+        dns.rdatatype.RRSIG,
+        dns.rdatatype.A,
+    )
     zone.write_text(ZONE_TEXT.format(serial=2, last=20))
     assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
     answer = _validated(address, "www.example.com.", "A")
     assert answer.answer[0][0].address == "198.18.0.20"
     # What did not change keeps its signature; the log says how many.
     ns1_after = _validated(address, "ns1.example.com.", "A").find_rrset(
-        dns.message.ANSWER, dns.name.from_text("ns1.example.com."), dns.rdataclass.IN,
-        dns.rdatatype.RRSIG, dns.rdatatype.A)
+        dns.message.ANSWER,
+        dns.name.from_text("ns1.example.com."),
+        dns.rdataclass.IN,
+        dns.rdatatype.RRSIG,
+        dns.rdatatype.A,
+    )
     assert ns1_after == ns1_before
     log = server.output()
     # SOA, NS, DNSKEY, NSEC3PARAM, ns1 A, www A and three NSEC3s; then SOA
@@ -256,30 +284,37 @@ def test_zone_signed_on_load_is_served_signed_and_resigned_on_reload(
 
 def test_signing_a_signed_zone_is_an_error_naming_it(tmp_path, xdpdns_cli):
     conf, zone = _signed_setup(tmp_path)
-    zone.write_text(zone.read_text() + "www RRSIG A 13 3 3600 20300101000000 "
-                    "20200101000000 1 example.com. AAAA\n")
+    zone.write_text(
+        zone.read_text() + "www RRSIG A 13 3 3600 20300101000000 "
+        "20200101000000 1 example.com. AAAA\n"
+    )
     result = xdpdns_cli("check", "--config", conf)
     assert result.returncode == 1
     assert "the zone is signed already" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("dnssec, key, words", [
-    ("{ nsec3 = true }", "keys", "non-empty list of key file names"),
-    ('{ keys = ["Knothere"] }', "keys", "key files that exist"),
-    ('{ keys = ["KEY"], algorithm = 13 }', "algorithm", "unknown key"),
-    ('{ keys = ["KEY"], validity = 60 }', "validity", "an integer from 3600"),
-    ('{ keys = ["KEY"], validity = 7200, refresh = 7200 }', "refresh", "an integer from 600"),
-    ('{ keys = ["KEY"], nsec3 = "yes" }', "nsec3", "true or false"),
-    ('"KEY"', "", "a table"),
-])
+@pytest.mark.parametrize(
+    "dnssec, key, words",
+    [
+        ("{ nsec3 = true }", "keys", "non-empty list of key file names"),
+        ('{ keys = ["Knothere"] }', "keys", "key files that exist"),
+        ('{ keys = ["KEY"], algorithm = 13 }', "algorithm", "unknown key"),
+        ('{ keys = ["KEY"], validity = 60 }', "validity", "an integer from 3600"),
+        ('{ keys = ["KEY"], validity = 7200, refresh = 7200 }', "refresh", "an integer from 600"),
+        ('{ keys = ["KEY"], nsec3 = "yes" }', "nsec3", "true or false"),
+        ('"KEY"', "", "a table"),
+    ],
+)
 def test_bad_dnssec_settings_name_the_key(tmp_path, dnssec, key, words):
     from conftest import run_xdpdns_cli
 
     base = keygen(tmp_path, 13)
     (tmp_path / "z.zone").write_text(ZONE_TEXT.format(serial=1, last=1))
     conf = tmp_path / "bad.toml"
-    conf.write_text(f'[[zone]]\nfile = "z.zone"\norigin = "example.com."\n'
-                    f'dnssec = {dnssec.replace("KEY", base.name)}\n')
+    conf.write_text(
+        f'[[zone]]\nfile = "z.zone"\norigin = "example.com."\n'
+        f"dnssec = {dnssec.replace('KEY', base.name)}\n"
+    )
     result = run_xdpdns_cli("check", "--config", conf)
     assert result.returncode != 0
     where = f"zone[1].dnssec.{key}" if key else "zone[1].dnssec"

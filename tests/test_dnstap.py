@@ -72,7 +72,7 @@ def protobuf_fields(data):
             pos += 4
         elif wire == 2:
             length, pos = _varint(data, pos)
-            value = data[pos:pos + length]
+            value = data[pos : pos + length]
             pos += length
         else:
             raise AssertionError(f"wire type {wire} in field {number}")
@@ -110,11 +110,19 @@ def decode_dnstap(frame):
     assert _one(outer, 15) == 1, "Dnstap.type is MESSAGE"
     m = protobuf_fields(_one(outer, 14))
     return TapMessage(
-        identity=_one(outer, 1, b""), version=_one(outer, 2, b""), type=_one(m, 1),
-        family=_one(m, 2), protocol=_one(m, 3), query_address=_one(m, 4),
-        response_address=_one(m, 5), query_port=_one(m, 6), response_port=_one(m, 7),
-        query_time=_one(m, 8) + _one(m, 9) / 1e9, query_message=_one(m, 10),
-        response_message=_one(m, 14))
+        identity=_one(outer, 1, b""),
+        version=_one(outer, 2, b""),
+        type=_one(m, 1),
+        family=_one(m, 2),
+        protocol=_one(m, 3),
+        query_address=_one(m, 4),
+        response_address=_one(m, 5),
+        query_port=_one(m, 6),
+        response_port=_one(m, 7),
+        query_time=_one(m, 8) + _one(m, 9) / 1e9,
+        query_message=_one(m, 10),
+        response_message=_one(m, 14),
+    )
 
 
 def read_frame_stream(path):
@@ -127,10 +135,10 @@ def read_frame_stream(path):
         pos += 4
         if length == 0:
             (clen,) = struct.unpack_from(">I", data, pos)
-            controls.append(data[pos + 4:pos + 4 + clen])
+            controls.append(data[pos + 4 : pos + 4 + clen])
             pos += 4 + clen
             continue
-        frames.append(data[pos:pos + length])
+        frames.append(data[pos : pos + length])
         pos += length
     assert controls and struct.unpack_from(">I", controls[0])[0] == 2, "starts with START"
     assert CONTENT_TYPE in controls[0]
@@ -162,9 +170,20 @@ class Collector:
         self.file.unlink(missing_ok=True)
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                ["fstrm_capture", "-t", CONTENT_TYPE.decode(), "-u", str(self.socket),
-                 "-w", str(self.file)], stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=_plain_env())
+                [
+                    "fstrm_capture",
+                    "-t",
+                    CONTENT_TYPE.decode(),
+                    "-u",
+                    str(self.socket),
+                    "-w",
+                    str(self.file),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=_plain_env(),
+            )
         deadline = time.monotonic() + 5
         while not self.socket.exists():
             assert self.proc.poll() is None, self.log.read_text()
@@ -202,8 +221,9 @@ def collector():
 
 def _config(tmp_path, tap, extra="", workers=1):
     conf = tmp_path / "dnstap.toml"
-    conf.write_text(f'[server]\nudp_workers = {workers}\n'
-                    f'[dnstap]\nsocket = "{tap.socket}"\n{extra}')
+    conf.write_text(
+        f'[server]\nudp_workers = {workers}\n[dnstap]\nsocket = "{tap.socket}"\n{extra}'
+    )
     return conf
 
 
@@ -235,8 +255,7 @@ def _tcp_exchange(address, wire):
 # ---- socket mode --------------------------------------------------------------------
 
 
-def test_dnstap_logs_udp_and_tcp_queries_with_their_responses(xdpdns_serve, tmp_path,
-                                                              collector):
+def test_dnstap_logs_udp_and_tcp_queries_with_their_responses(xdpdns_serve, tmp_path, collector):
     """Every query and response, byte for byte, as AUTH_QUERY and
     AUTH_RESPONSE with the right addresses, ports, protocol, identity and
     version; kdig reads the same file."""
@@ -271,8 +290,14 @@ def test_dnstap_logs_udp_and_tcp_queries_with_their_responses(xdpdns_serve, tmp_
             assert m.response_port == address[1]
             assert started - 1 <= m.query_time <= time.time()
 
-    shown = subprocess.run(["kdig", "-G", str(tap.file)], capture_output=True, text=True,
-                           timeout=30, stdin=subprocess.DEVNULL, env=_plain_env())
+    shown = subprocess.run(
+        ["kdig", "-G", str(tap.file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        env=_plain_env(),
+    )
     assert shown.returncode == 0, shown.stderr
     for _protocol, wire, _response, _port in sent:
         assert f"id: {dns.message.from_wire(wire).id}" in shown.stdout
@@ -282,11 +307,11 @@ def test_dnstap_samples_one_query_in_n(xdpdns_serve, tmp_path, collector):
     """sample = 4 with one worker: exactly every fourth query; only
     responses with log_queries off."""
     tap = collector().start()
-    conf = _config(tmp_path, tap, "sample = 4\nlog_queries = false\n"
-                   '[metrics]\nlisten = "127.0.0.1:0"\n')
+    conf = _config(
+        tmp_path, tap, 'sample = 4\nlog_queries = false\n[metrics]\nlisten = "127.0.0.1:0"\n'
+    )
     server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
-    wires = [dns.message.make_query("www.example.com.", "A", id=i).to_wire()
-             for i in range(1, 21)]
+    wires = [dns.message.make_query("www.example.com.", "A", id=i).to_wire() for i in range(1, 21)]
     for wire in wires:
         assert _udp_exchange(server.addresses[0], wire)[0]
     samples = _scrape(_metrics_url(server))
@@ -295,8 +320,13 @@ def test_dnstap_samples_one_query_in_n(xdpdns_serve, tmp_path, collector):
     assert server.stop() == 0
     messages = tap.read()
     assert [m.type for m in messages] == [AUTH_RESPONSE] * 5
-    assert sorted(dns.message.from_wire(m.response_message).id for m in messages) == \
-        [4, 8, 12, 16, 20]
+    assert sorted(dns.message.from_wire(m.response_message).id for m in messages) == [
+        4,
+        8,
+        12,
+        16,
+        20,
+    ]
 
 
 def test_dnstap_collector_late_then_gone(xdpdns_serve, tmp_path, collector):
@@ -334,9 +364,15 @@ def test_dnstap_collector_late_then_gone(xdpdns_serve, tmp_path, collector):
 
 def test_dnstap_watch_tells_each_change_once():
     def stats(connects=0, error="", lost=0):
-        return DnstapStats(events=0, written=0, lost_full=0, lost_unconnected=lost,
-                           connects=connects, connected=connects > 0 and not error,
-                           error=error)
+        return DnstapStats(
+            events=0,
+            written=0,
+            lost_full=0,
+            lost_unconnected=lost,
+            connects=connects,
+            connected=connects > 0 and not error,
+            error=error,
+        )
 
     watch = DnstapWatch("/run/tap.sock")
     refused = "cannot connect to /run/tap.sock: Connection refused"
@@ -348,9 +384,22 @@ def test_dnstap_watch_tells_each_change_once():
 
 
 def test_dnstap_in_xdpdns_stats():
-    shown = format_stats({"udp": {}, "udp_workers": [], "tcp": {}, "dnstap": {
-        "events": 9, "written": 7, "lost_full": 1, "lost_unconnected": 1, "connects": 2,
-        "connected": False, "error": "cannot connect to /run/t.sock: No such file"}})
+    shown = format_stats(
+        {
+            "udp": {},
+            "udp_workers": [],
+            "tcp": {},
+            "dnstap": {
+                "events": 9,
+                "written": 7,
+                "lost_full": 1,
+                "lost_unconnected": 1,
+                "connects": 2,
+                "connected": False,
+                "error": "cannot connect to /run/t.sock: No such file",
+            },
+        }
+    )
     assert "dnstap: not connected: cannot connect to /run/t.sock" in shown
     assert "lost_unconnected" in shown
 
@@ -364,8 +413,9 @@ def _xdp_program(server):
 
 @pytest.mark.xdp
 @pytest.mark.parametrize("sample", [1, 3])
-def test_dnstap_in_xdp_mode_logs_what_the_program_picks(xdp_topology, xdp_serve, tmp_path,
-                                                        collector, sample):
+def test_dnstap_in_xdp_mode_logs_what_the_program_picks(
+    xdp_topology, xdp_serve, tmp_path, collector, sample
+):
     """The program picks one DNS query in `sample` for its worker, even one
     its table would answer: with 1, every query is logged and none answered
     in the program; with 3, each query is either logged or answered in the
@@ -378,8 +428,9 @@ def test_dnstap_in_xdp_mode_logs_what_the_program_picks(xdp_topology, xdp_serve,
     _wait_for(lambda: "dnstap connected to" in server.output(), "never connected")
     before = _xdp_program(server)["answered_in_xdp"]
     count = 30
-    wires = [dns.message.make_query("www.example.com.", "A", id=i).to_wire()
-             for i in range(1, count + 1)]
+    wires = [
+        dns.message.make_query("www.example.com.", "A", id=i).to_wire() for i in range(1, count + 1)
+    ]
     with topo.client.entered():
         for wire in wires:
             assert dnsdiff.exchange((topo.server_v4, 53), wire, timeout=TIMEOUT)

@@ -18,7 +18,9 @@ from zoneimage import SOA, build, image, seal
 
 pytestmark = pytest.mark.asan
 
-ZONE = SOA + """\
+ZONE = (
+    SOA
+    + """\
 @ 3600 IN MX 10 mail
 mail 3600 IN A 198.18.0.2
 www 3600 IN A 198.18.0.3
@@ -28,12 +30,22 @@ sub 3600 IN NS ns.sub
 ns.sub 3600 IN A 198.18.0.12
 d 3600 IN DNAME example.net.
 big 3600 IN TXT "%s"
-""" % ("y" * 250)
+"""
+    % ("y" * 250)
+)
 
 QUERIES = [
     dns.message.make_query(name, qtype, use_edns=edns).to_wire()
-    for name in ("www.example.com.", "alias.example.com.", "a.wild.example.com.", "x.sub.example.com.",
-                 "q.d.example.com.", "big.example.com.", "nx.example.com.", "example.org.")
+    for name in (
+        "www.example.com.",
+        "alias.example.com.",
+        "a.wild.example.com.",
+        "x.sub.example.com.",
+        "q.d.example.com.",
+        "big.example.com.",
+        "nx.example.com.",
+        "example.org.",
+    )
     for qtype in ("A", "MX", "TXT", "ANY")
     for edns in (None, 0)
 ]
@@ -98,7 +110,11 @@ def test_every_valid_query_gets_an_answer(img):
     for q in QUERIES:
         r = img.answer(q)
         check_response(q, r, False)
-        assert dns.message.from_wire(r).rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)
+        assert dns.message.from_wire(r).rcode() in (
+            dns.rcode.NOERROR,
+            dns.rcode.NXDOMAIN,
+            dns.rcode.REFUSED,
+        )
 
 
 @settings(max_examples=300, deadline=None)
@@ -111,7 +127,7 @@ def test_damaged_images_are_refused(img, cut, flips):
         for f in {f % len(data) for f in flips}:
             data[f] ^= 0x41
     else:
-        del data[cut % len(data):]
+        del data[cut % len(data) :]
     with pytest.raises(OSError) as e:
         Image.from_bytes(bytes(data))
     assert "zone image" in str(e.value)
@@ -149,8 +165,10 @@ def test_image_with_a_cname_flag_and_no_cname_is_refused(tmp_path):
     assert img is not None, problems
     data = img.to_bytes()
     Image.from_bytes(_with_node_flags(data, b"\x03www", 0))  # sealed again: still loads
-    for flags, words in ((0x08, "CNAME flag without a CNAME RRset"),
-                         (0x04, "DNAME flag without a DNAME RRset"),
-                         (0x02, "zone cut flag without an NS RRset")):
+    for flags, words in (
+        (0x08, "CNAME flag without a CNAME RRset"),
+        (0x04, "DNAME flag without a DNAME RRset"),
+        (0x02, "zone cut flag without an NS RRset"),
+    ):
         with pytest.raises(OSError, match=words):
             Image.from_bytes(_with_node_flags(data, b"\x03www", flags))

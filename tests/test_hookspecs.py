@@ -19,8 +19,7 @@ def _specs():
 
 def test_there_are_hooks():
     names = {name for name, _ in _specs()}
-    assert {"config_sections", "zone_sources", "startup", "shutdown", "reload",
-            "stats"} <= names
+    assert {"config_sections", "zone_sources", "startup", "shutdown", "reload", "stats"} <= names
 
 
 @pytest.mark.parametrize("name, func", _specs(), ids=[n for n, _ in _specs()])
@@ -40,10 +39,11 @@ def test_hook_is_documented(name, func):
     else:
         # A hook called for one plugin only (resolve: the claimant's) says
         # whose implementation is called instead.
-        assert ("all results are collected" in doc.lower()
-                or "every implementation is called" in doc.lower()
-                or "only the implementation of" in doc.lower()), \
-            f"hook {name}: say that every implementation is called"
+        assert (
+            "all results are collected" in doc.lower()
+            or "every implementation is called" in doc.lower()
+            or "only the implementation of" in doc.lower()
+        ), f"hook {name}: say that every implementation is called"
 
 
 def test_every_hook_has_a_return_annotation():

@@ -18,12 +18,22 @@ from xdpdns.plugins import new_plugin_manager
 EXAMPLE = dns.name.from_text("example.com.")
 
 QUERIES = [
-    ("example.com.", "SOA"), ("example.com.", "NS"), ("example.com.", "MX"),
-    ("example.com.", "TXT"), ("www.example.com.", "A"), ("www.example.com.", "AAAA"),
-    ("web.example.com.", "A"), ("ftp.example.com.", "AAAA"), ("_sip._udp.example.com.", "SRV"),
-    ("anything.apps.example.com.", "A"), ("anything.apps.example.com.", "TXT"),
-    ("status.apps.example.com.", "TXT"), ("host.sub.example.com.", "A"),
-    ("nothere.example.com.", "A"), ("www.example.com.", "MX"), ("www.example.org.", "A"),
+    ("example.com.", "SOA"),
+    ("example.com.", "NS"),
+    ("example.com.", "MX"),
+    ("example.com.", "TXT"),
+    ("www.example.com.", "A"),
+    ("www.example.com.", "AAAA"),
+    ("web.example.com.", "A"),
+    ("ftp.example.com.", "AAAA"),
+    ("_sip._udp.example.com.", "SRV"),
+    ("anything.apps.example.com.", "A"),
+    ("anything.apps.example.com.", "TXT"),
+    ("status.apps.example.com.", "TXT"),
+    ("host.sub.example.com.", "A"),
+    ("nothere.example.com.", "A"),
+    ("www.example.com.", "MX"),
+    ("www.example.org.", "A"),
     ("WwW.ExAmPlE.cOm.", "A"),
 ]
 
@@ -54,8 +64,9 @@ def test_dnspython_data_answers_like_the_zone_file():
         ma, mb = dns.message.from_wire(a), dns.message.from_wire(b)
         assert ma.rcode() == mb.rcode() and ma.flags == mb.flags, (name, rdtype)
         for section in ("answer", "authority", "additional"):
-            assert sorted(map(str, getattr(ma, section))) == \
-                sorted(map(str, getattr(mb, section))), (name, rdtype, section)
+            assert sorted(map(str, getattr(ma, section))) == sorted(
+                map(str, getattr(mb, section))
+            ), (name, rdtype, section)
 
 
 def test_example_zone_answers():
@@ -90,10 +101,10 @@ def test_zone_given_twice_is_an_error():
 
 
 def test_problems_in_dnspython_data_name_the_source():
-    zone = dns.zone.from_text("@ 300 SOA ns1 h 1 2 3 4 5\n@ 300 NS ns1\n", origin="example.net.",
-                              relativize=False)
-    result = compile_sources([ZoneData(zone.origin, list(zone.iterate_rdatasets()),
-                                       "test data")])
+    zone = dns.zone.from_text(
+        "@ 300 SOA ns1 h 1 2 3 4 5\n@ 300 NS ns1\n", origin="example.net.", relativize=False
+    )
+    result = compile_sources([ZoneData(zone.origin, list(zone.iterate_rdatasets()), "test data")])
     assert result.image is not None
     assert [(p.severity, p.file) for p in result.problems] == [("warning", "test data")]
 
@@ -114,5 +125,7 @@ def test_build_image_raises_with_every_problem(tmp_path):
     with pytest.raises(ZoneLoadError) as exc:
         build_image(pm, None)
     lines = str(exc.value).splitlines()
-    assert lines[:2] == [f"{bad}:4: error: " + exc.value.problems[0].message,
-                         f"{bad}:5: error: " + exc.value.problems[1].message]
+    assert lines[:2] == [
+        f"{bad}:4: error: " + exc.value.problems[0].message,
+        f"{bad}:5: error: " + exc.value.problems[1].message,
+    ]

@@ -44,9 +44,14 @@ def _collect(sock, until, timeout=15.0):
 def _serve(tmp_path, args, env=None, preexec_fn=None):
     out = tmp_path / f"serve-{len(list(tmp_path.glob('serve-*')))}.log"
     with open(out, "wb") as f:
-        proc = subprocess.Popen(xdpdns_command() + ["serve"] + [str(a) for a in args],
-                                stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, preexec_fn=preexec_fn)
+        proc = subprocess.Popen(
+            xdpdns_command() + ["serve"] + [str(a) for a in args],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=preexec_fn,
+        )
     return XdpdnsServe(proc, "", out)
 
 
@@ -55,8 +60,7 @@ def test_systemd_notify_ready_reloading_watchdog_stopping(tmp_path):
     control = tmp_path / "ctl.sock"
     env = dict(os.environ, NOTIFY_SOCKET=str(notify), WATCHDOG_USEC="200000")
     with _datagram_socket(notify) as sock:
-        server = _serve(tmp_path, ["--listen", "127.0.0.1:0", "--control-socket", control],
-                        env=env)
+        server = _serve(tmp_path, ["--listen", "127.0.0.1:0", "--control-socket", control], env=env)
         try:
             wait_ready(server, "xdpdns serve", 30)
             first = _collect(sock, lambda m: "READY=1" in m)
@@ -97,8 +101,9 @@ def test_the_unit_passes_systemd_analyze(tmp_path):
     assert "Type=notify" in text and "WatchdogSec=" in text and "ExecReload=" in text
     unit = tmp_path / "xdpdns.service"
     unit.write_text(text.replace("/opt/xdpdns/.venv/bin/xdpdns", str(xdpdns)))
-    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -107,8 +112,9 @@ def test_syslog_gets_the_log_lines(tmp_path):
     conf = tmp_path / "x.toml"
     conf.write_text(f'[server]\nsyslog = "local3"\nsyslog_socket = "{syslog}"\n')
     with _datagram_socket(syslog) as sock:
-        server = _serve(tmp_path, ["--config", conf, "--listen", "127.0.0.1:0",
-                                   "--zone", default_zone_path()])
+        server = _serve(
+            tmp_path, ["--config", conf, "--listen", "127.0.0.1:0", "--zone", default_zone_path()]
+        )
         try:
             wait_ready(server, "xdpdns serve", 30)
             lines = _collect(sock, lambda m: "ready listen=" in m)
@@ -126,10 +132,14 @@ def test_open_files_limit_too_low_is_a_clear_error(tmp_path):
     def low_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 
-    result = subprocess.run(xdpdns_command() + ["serve", "--config", str(conf), "--listen",
-                                                "127.0.0.1:0"],
-                            capture_output=True, text=True, timeout=60, preexec_fn=low_limit,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        xdpdns_command() + ["serve", "--config", str(conf), "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=low_limit,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "tcp_max_connections = 5000 needs" in result.stderr

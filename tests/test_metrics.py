@@ -43,8 +43,16 @@ def test_metrics_parse_and_move_under_load(xdpdns_serve, tmp_path):
     conf = tmp_path / "x.toml"
     control = tmp_path / "ctl.sock"
     conf.write_text('[server]\nudp_workers = 2\n[metrics]\nlisten = "127.0.0.1:0"\n')
-    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0", "--zone",
-                          default_zone_path(), "--control-socket", control)
+    server = xdpdns_serve(
+        "--config",
+        conf,
+        "--listen",
+        "127.0.0.1:0",
+        "--zone",
+        default_zone_path(),
+        "--control-socket",
+        control,
+    )
     url = _metrics_url(server)
     host, port = server.addresses[0]
     before = _scrape(url)
@@ -55,20 +63,29 @@ def test_metrics_parse_and_move_under_load(xdpdns_serve, tmp_path):
         dns.query.tcp(query, host, port=port, timeout=3)
     assert run_xdpdns_cli("reload", "--control-socket", control).returncode == 0
     after = _scrape(url)
-    assert _total(after, "xdpdns_udp_worker_received_total") >= \
-        _total(before, "xdpdns_udp_worker_received_total") + 20
+    assert (
+        _total(after, "xdpdns_udp_worker_received_total")
+        >= _total(before, "xdpdns_udp_worker_received_total") + 20
+    )
     assert _total(after, "xdpdns_udp_worker_answered_total") >= 20
-    workers = {dict(labels)["worker"] for (n, labels) in after
-               if n == "xdpdns_udp_worker_received_total"}
+    workers = {
+        dict(labels)["worker"] for (n, labels) in after if n == "xdpdns_udp_worker_received_total"
+    }
     assert workers == {"0", "1"}
     assert after[("xdpdns_tcp_answered_total", ())] >= 3
     assert after[("xdpdns_reloads_total", (("result", "ok"),))] == 1
     assert after[("xdpdns_reloads_total", (("result", "failed"),))] == 0
-    serial = dns.query.udp(dns.message.make_query("example.com.", "SOA"), host, port=port,
-                           timeout=3).answer[0][0].serial
+    serial = (
+        dns.query.udp(dns.message.make_query("example.com.", "SOA"), host, port=port, timeout=3)
+        .answer[0][0]
+        .serial
+    )
     assert after[("xdpdns_zone_serial", (("zone", "example.com."),))] == serial
-    by_rcode = {dict(labels)["rcode"]: 0 for (n, labels) in after
-                if n == "xdpdns_udp_worker_responses_by_rcode_total"}
+    by_rcode = {
+        dict(labels)["rcode"]: 0
+        for (n, labels) in after
+        if n == "xdpdns_udp_worker_responses_by_rcode_total"
+    }
     for (n, labels), v in after.items():
         if n == "xdpdns_udp_worker_responses_by_rcode_total":
             by_rcode[dict(labels)["rcode"]] += v
@@ -84,11 +101,23 @@ def test_responses_by_rcode_and_qtype(xdpdns_serve, tmp_path):
     conf = tmp_path / "x.toml"
     control = tmp_path / "ctl.sock"
     conf.write_text('[server]\nudp_workers = 1\n[metrics]\nlisten = "127.0.0.1:0"\n')
-    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0", "--zone",
-                          default_zone_path(), "--control-socket", control)
+    server = xdpdns_serve(
+        "--config",
+        conf,
+        "--listen",
+        "127.0.0.1:0",
+        "--zone",
+        default_zone_path(),
+        "--control-socket",
+        control,
+    )
     host, port = server.addresses[0]
-    asked = [("www.example.com.", "A")] * 3 + [("www.example.com.", "AAAA")] * 2 + \
-        [("nothere.example.com.", "A")] + [("www.example.com.", "NAPTR")]
+    asked = (
+        [("www.example.com.", "A")] * 3
+        + [("www.example.com.", "AAAA")] * 2
+        + [("nothere.example.com.", "A")]
+        + [("www.example.com.", "NAPTR")]
+    )
     for name, rdtype in asked:
         dns.query.udp(dns.message.make_query(name, rdtype), host, port=port, timeout=3)
     udp = json.loads(run_xdpdns_cli("stats", "--control-socket", control, "--json").stdout)["udp"]
@@ -97,8 +126,12 @@ def test_responses_by_rcode_and_qtype(xdpdns_serve, tmp_path):
     table = run_xdpdns_cli("stats", "--control-socket", control).stdout
     assert "UDP responses by RCODE: NOERROR 6, NXDOMAIN 1" in table
     samples = _scrape(_metrics_url(server))
-    assert samples[("xdpdns_udp_worker_responses_by_qtype_total",
-                    (("qtype", "AAAA"), ("worker", "0")))] == 2
+    assert (
+        samples[
+            ("xdpdns_udp_worker_responses_by_qtype_total", (("qtype", "AAAA"), ("worker", "0")))
+        ]
+        == 2
+    )
 
 
 def test_metrics_answers_only_get_metrics(xdpdns_serve, tmp_path):
@@ -132,8 +165,7 @@ def test_xdp_program_counters_in_metrics(xdp_topology, xdp_serve, tmp_path):
     with xdp_topology.server.entered():
         samples = _scrape(url)
     assert _total(samples, "xdpdns_xdp_program_answered_in_xdp_total") == 5
-    assert samples[("xdpdns_xdp_program_answers_by_rcode_total",
-                    (("rcode", "NOERROR"),))] == 5
+    assert samples[("xdpdns_xdp_program_answers_by_rcode_total", (("rcode", "NOERROR"),))] == 5
     assert samples[("xdpdns_xdp_answer_table_state", (("state", "on"),))] == 1
     assert samples[("xdpdns_xdp_program_answers_by_qtype_total", (("qtype", "A"),))] == 5
     assert any(n == "xdpdns_xdp_queue_received_total" for n, _ in samples)

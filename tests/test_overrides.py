@@ -28,7 +28,9 @@ from xdpdns.plugins import load_plugins, new_plugin_manager, plugin_order
 from xdpdns_plugins import overrides as plugin
 from zoneimage import IMAGE_VERSION, SOA, ask, rrsets, seal
 
-ZONE = SOA + """\
+ZONE = (
+    SOA
+    + """\
 www 3600 IN A 198.18.0.3
 mail 3600 IN A 198.18.0.4
 ads 3600 IN A 198.18.0.5
@@ -37,7 +39,10 @@ x.ads 3600 IN A 198.18.0.6
 sub 3600 IN NS ns.sub
 ns.sub 3600 IN A 198.18.0.12
 """
-NEGATIVE_SOA = "example.com. 300 IN SOA ns1.example.com. hostmaster.example.com. 1 7200 3600 1209600 300"
+)
+NEGATIVE_SOA = (
+    "example.com. 300 IN SOA ns1.example.com. hostmaster.example.com. 1 7200 3600 1209600 300"
+)
 SINKHOLE = ("A 198.18.0.53", "AAAA 2001:2::53")
 
 
@@ -70,16 +75,20 @@ def negative(response, rcode, soa=True):
     assert response.flags & dns.flags.AA
     assert response.answer == []
     # Names compress against the query name, so they come in its case.
-    assert {r.lower() for r in rrsets(response.authority)} == \
-        ({NEGATIVE_SOA.lower()} if soa else set())
+    assert {r.lower() for r in rrsets(response.authority)} == (
+        {NEGATIVE_SOA.lower()} if soa else set()
+    )
 
 
 # ---- the answers of every action ----------------------------------------------
 
+
 def test_nxdomain_inside_a_zone_carries_its_soa(tmp_path):
     img = build(tmp_path, rule("www.example.com.", "nxdomain"))
     negative(ask(img, "www.example.com."), dns.rcode.NXDOMAIN)
-    assert rrsets(ask(img, "mail.example.com.").answer) == {"mail.example.com. 3600 IN A 198.18.0.4"}
+    assert rrsets(ask(img, "mail.example.com.").answer) == {
+        "mail.example.com. 3600 IN A 198.18.0.4"
+    }
 
 
 def test_nodata_inside_a_zone_carries_its_soa(tmp_path):
@@ -97,8 +106,9 @@ def test_refused_has_no_aa(tmp_path):
 
 
 def test_names_outside_any_zone_get_no_soa(tmp_path):
-    img = build(tmp_path, rule("ads.test.", "nxdomain", subtree=True),
-                rule("empty.test.", "nodata"))
+    img = build(
+        tmp_path, rule("ads.test.", "nxdomain", subtree=True), rule("empty.test.", "nodata")
+    )
     negative(ask(img, "ads.test."), dns.rcode.NXDOMAIN, soa=False)
     negative(ask(img, "a.b.ads.test.", "AAAA"), dns.rcode.NXDOMAIN, soa=False)
     negative(ask(img, "empty.test."), dns.rcode.NOERROR, soa=False)
@@ -122,8 +132,10 @@ def test_fixed_answer_records_and_ttl(tmp_path):
 
 
 def test_fixed_cname_answers_every_type(tmp_path):
-    img = build(tmp_path, rule("www.example.com.", "answer", records=("CNAME sinkhole.example.net.",),
-                               ttl=60))
+    img = build(
+        tmp_path,
+        rule("www.example.com.", "answer", records=("CNAME sinkhole.example.net.",), ttl=60),
+    )
     for qtype in ("A", "AAAA", "CNAME", "MX"):
         response = ask(img, "www.example.com.", qtype)
         # The client follows the CNAME: nothing is chased here.
@@ -148,9 +160,13 @@ def test_a_fixed_answer_too_big_for_udp_is_truncated(tmp_path):
 
 # ---- which rule applies ------------------------------------------------------------
 
+
 def test_exact_rule_beats_subtree_rule_of_the_same_name(tmp_path):
-    img = build(tmp_path, rule("ads.example.com.", "nxdomain", subtree=True),
-                rule("ads.example.com.", "answer", records=("A 198.18.0.99",)))
+    img = build(
+        tmp_path,
+        rule("ads.example.com.", "nxdomain", subtree=True),
+        rule("ads.example.com.", "answer", records=("A 198.18.0.99",)),
+    )
     assert rrsets(ask(img, "ads.example.com.").answer) == {"ads.example.com. 300 IN A 198.18.0.99"}
     negative(ask(img, "x.ads.example.com."), dns.rcode.NXDOMAIN)
     negative(ask(img, "deeper.x.ads.example.com."), dns.rcode.NXDOMAIN)
@@ -160,34 +176,46 @@ def test_exact_rule_applies_to_the_name_alone(tmp_path):
     img = build(tmp_path, rule("ads.example.com.", "nxdomain"))
     negative(ask(img, "ads.example.com."), dns.rcode.NXDOMAIN)
     # x.ads is zone data again.
-    assert rrsets(ask(img, "x.ads.example.com.").answer) == {"x.ads.example.com. 3600 IN A 198.18.0.6"}
+    assert rrsets(ask(img, "x.ads.example.com.").answer) == {
+        "x.ads.example.com. 3600 IN A 198.18.0.6"
+    }
 
 
 def test_longer_subtree_beats_shorter(tmp_path):
-    img = build(tmp_path, rule("example.com.", "refused", subtree=True),
-                rule("ads.example.com.", "nxdomain", subtree=True),
-                rule("ok.ads.example.com.", "answer", subtree=True, records=("A 198.18.0.7",)))
+    img = build(
+        tmp_path,
+        rule("example.com.", "refused", subtree=True),
+        rule("ads.example.com.", "nxdomain", subtree=True),
+        rule("ok.ads.example.com.", "answer", subtree=True, records=("A 198.18.0.7",)),
+    )
     assert ask(img, "www.example.com.").rcode() == dns.rcode.REFUSED
     assert ask(img, "example.com.", "SOA").rcode() == dns.rcode.REFUSED
     negative(ask(img, "x.ads.example.com."), dns.rcode.NXDOMAIN)
-    assert rrsets(ask(img, "a.ok.ads.example.com.").answer) == \
-        {"a.ok.ads.example.com. 300 IN A 198.18.0.7"}
+    assert rrsets(ask(img, "a.ok.ads.example.com.").answer) == {
+        "a.ok.ads.example.com. 300 IN A 198.18.0.7"
+    }
 
 
 def test_exact_rule_of_an_ancestor_does_not_apply_below_it(tmp_path):
-    img = build(tmp_path, rule("example.com.", "refused"),
-                rule("ads.example.com.", "nodata", subtree=True))
+    img = build(
+        tmp_path, rule("example.com.", "refused"), rule("ads.example.com.", "nodata", subtree=True)
+    )
     assert ask(img, "example.com.", "NS").rcode() == dns.rcode.REFUSED
     assert rrsets(ask(img, "www.example.com.").answer) == {"www.example.com. 3600 IN A 198.18.0.3"}
     negative(ask(img, "x.ads.example.com."), dns.rcode.NOERROR)
 
 
 def test_overrides_beat_wildcards_delegations_and_the_apex(tmp_path):
-    img = build(tmp_path, rule("a.wild.example.com.", "nxdomain"),
-                rule("host.sub.example.com.", "nxdomain"),
-                rule("example.com.", "answer", records=("A 198.18.0.1",)))
+    img = build(
+        tmp_path,
+        rule("a.wild.example.com.", "nxdomain"),
+        rule("host.sub.example.com.", "nxdomain"),
+        rule("example.com.", "answer", records=("A 198.18.0.1",)),
+    )
     negative(ask(img, "a.wild.example.com."), dns.rcode.NXDOMAIN)
-    assert rrsets(ask(img, "b.wild.example.com.").answer) == {"b.wild.example.com. 3600 IN A 198.18.0.9"}
+    assert rrsets(ask(img, "b.wild.example.com.").answer) == {
+        "b.wild.example.com. 3600 IN A 198.18.0.9"
+    }
     # Below a zone cut the rule still answers, with the SOA of the zone we serve.
     negative(ask(img, "host.sub.example.com."), dns.rcode.NXDOMAIN)
     assert not ask(img, "other.sub.example.com.").flags & dns.flags.AA  # the referral
@@ -196,17 +224,21 @@ def test_overrides_beat_wildcards_delegations_and_the_apex(tmp_path):
 
 
 def test_rules_are_case_insensitive(tmp_path):
-    img = build(tmp_path, rule("ADS.Example.COM.", "nxdomain", subtree=True),
-                rule("Mixed.Test.", "refused"))
+    img = build(
+        tmp_path, rule("ADS.Example.COM.", "nxdomain", subtree=True), rule("Mixed.Test.", "refused")
+    )
     for qname in ("ads.example.com.", "AdS.eXaMpLe.CoM.", "X.ADS.EXAMPLE.COM."):
         negative(ask(img, qname), dns.rcode.NXDOMAIN)
     assert ask(img, "mIxEd.tEsT.").rcode() == dns.rcode.REFUSED
 
 
 def test_the_first_rule_for_a_name_wins(tmp_path):
-    img = build(tmp_path, rule("www.example.com.", "refused"),
-                rule("www.example.com.", "nxdomain"),
-                rule("www.example.com.", "nodata", subtree=True))
+    img = build(
+        tmp_path,
+        rule("www.example.com.", "refused"),
+        rule("www.example.com.", "nxdomain"),
+        rule("www.example.com.", "nodata", subtree=True),
+    )
     assert ask(img, "www.example.com.").rcode() == dns.rcode.REFUSED
     negative(ask(img, "a.www.example.com."), dns.rcode.NOERROR)
     with ImageBuilder() as b:
@@ -219,8 +251,11 @@ def test_the_first_rule_for_a_name_wins(tmp_path):
 def test_overrides_leave_chaos_alone(tmp_path):
     path = tmp_path / "example.com.zone"
     path.write_text(ZONE)
-    img = compile_sources([ZoneFile(_name("example.com."), path)], Identity(version=b"v1"),
-                          [rule(".", "refused", subtree=True)]).image
+    img = compile_sources(
+        [ZoneFile(_name("example.com."), path)],
+        Identity(version=b"v1"),
+        [rule(".", "refused", subtree=True)],
+    ).image
     assert ask(img, "www.example.com.").rcode() == dns.rcode.REFUSED
     assert ask(img, "version.bind.").rcode() == dns.rcode.REFUSED  # class IN: the rule
     chaos = ask(img, "version.bind.", "TXT", rdclass="CH")
@@ -237,11 +272,24 @@ def test_identical_rules_share_one_block(tmp_path):
 
 # ---- the image ---------------------------------------------------------------------
 
-OVERRIDES = (rule("www.example.com.", "nxdomain"), rule("ads.test.", "refused", subtree=True),
-             rule("sink.test.", "answer", True, SINKHOLE, ttl=30),
-             rule("sink.test.", "nodata"))
-QUERIES = [(q, t) for q in ("www.example.com.", "mail.example.com.", "x.ads.test.", "sink.test.",
-                            "a.sink.test.", "nothing.test.") for t in ("A", "AAAA", "TXT")]
+OVERRIDES = (
+    rule("www.example.com.", "nxdomain"),
+    rule("ads.test.", "refused", subtree=True),
+    rule("sink.test.", "answer", True, SINKHOLE, ttl=30),
+    rule("sink.test.", "nodata"),
+)
+QUERIES = [
+    (q, t)
+    for q in (
+        "www.example.com.",
+        "mail.example.com.",
+        "x.ads.test.",
+        "sink.test.",
+        "a.sink.test.",
+        "nothing.test.",
+    )
+    for t in ("A", "AAAA", "TXT")
+]
 
 
 def _answers(img):
@@ -269,11 +317,13 @@ def test_an_image_without_overrides_round_trips(tmp_path):
 
 # The header (image.h) as the loader reads it, little- or big-endian as built.
 HEADER = struct.Struct("=8sIIQQ IIIIII QQQ QQ I IIIIIII QQQQ IIII".replace(" ", ""))
-FIELDS = ("magic version byte_order size checksum zone_count zone_table zone_hash "
-          "zone_hash_size name_hash name_hash_size names rrsets records origin_lo origin_hi "
-          "identity override_count override_hash override_hash_size override_rules "
-          "override_rule_count override_entries override_filter exact_lo exact_hi subtree_lo "
-          "subtree_hi zone_acl_count zone_acls zone_acls_end reserved").split()
+FIELDS = (
+    "magic version byte_order size checksum zone_count zone_table zone_hash "
+    "zone_hash_size name_hash name_hash_size names rrsets records origin_lo origin_hi "
+    "identity override_count override_hash override_hash_size override_rules "
+    "override_rule_count override_entries override_filter exact_lo exact_hi subtree_lo "
+    "subtree_hi zone_acl_count zone_acls zone_acls_end reserved"
+).split()
 
 
 def _header(data):
@@ -283,7 +333,7 @@ def _header(data):
 def _set(data, field, value):
     code = "=" + _codes()[FIELDS.index(field)]
     offset = _offset(field)
-    data[offset:offset + struct.calcsize(code)] = struct.pack(code, value)
+    data[offset : offset + struct.calcsize(code)] = struct.pack(code, value)
 
 
 def _codes():
@@ -291,7 +341,7 @@ def _codes():
 
 
 def _offset(field):
-    return struct.calcsize("=" + "".join(_codes()[:FIELDS.index(field)]))
+    return struct.calcsize("=" + "".join(_codes()[: FIELDS.index(field)]))
 
 
 def _u32(data, off):
@@ -319,19 +369,19 @@ def _damage(data, h, what):
     elif what == "hash outside":
         _set(data, "override_hash", h["size"] - 8)
     elif what == "rule outside":
-        data[h["override_rules"]:h["override_rules"] + 4] = struct.pack("=I", h["size"] - 2)
+        data[h["override_rules"] : h["override_rules"] + 4] = struct.pack("=I", h["size"] - 2)
     elif what == "rule action":
         data[rule0] = 9
     elif what == "entry rule":
-        data[entry + 2:entry + 6] = struct.pack("=I", 99)
+        data[entry + 2 : entry + 6] = struct.pack("=I", 99)
     elif what == "entry without rules":
-        data[entry + 2:entry + 10] = bytes(8)
+        data[entry + 2 : entry + 10] = bytes(8)
     elif what == "entry outside":
-        data[slot + 4:slot + 8] = struct.pack("=I", h["override_hash"] + 8)
+        data[slot + 4 : slot + 8] = struct.pack("=I", h["override_hash"] + 8)
     elif what == "name case":
         data[entry + 11] = ord(chr(data[entry + 11]).upper())
     elif what == "name length":
-        data[entry] = 0xff
+        data[entry] = 0xFF
     elif what == "tag":
         data[slot] ^= 1
     elif what == "bitmap":
@@ -342,28 +392,31 @@ def _damage(data, h, what):
         _set(data, "override_filter", (h["size"] + 63) // 64 * 64)
     elif what == "filter bits":
         start, size = h["override_filter"], max(64, h["override_hash_size"])
-        data[start:start + size] = bytes(size)
+        data[start : start + size] = bytes(size)
     return seal(data)
 
 
-@pytest.mark.parametrize("what, message", [
-    ("count", "override count does not match the hash"),
-    ("fields without overrides", "override fields set without overrides"),
-    ("hash size", "override tables outside the image"),
-    ("hash outside", "override tables outside the image"),
-    ("rule outside", "override rule outside its block"),
-    ("rule action", "bad override rule"),
-    ("entry rule", "override entry without a valid rule"),
-    ("entry without rules", "override entry without a valid rule"),
-    ("entry outside", "override entry outside its block"),
-    ("name case", "bad override name"),
-    ("name length", "override entry outside its block"),
-    ("tag", "override hash does not find its entry"),
-    ("bitmap", "override label bitmaps do not match the entries"),
-    ("filter misaligned", "override tables outside the image"),
-    ("filter outside", "override tables outside the image"),
-    ("filter bits", "override filter misses an entry"),
-])
+@pytest.mark.parametrize(
+    "what, message",
+    [
+        ("count", "override count does not match the hash"),
+        ("fields without overrides", "override fields set without overrides"),
+        ("hash size", "override tables outside the image"),
+        ("hash outside", "override tables outside the image"),
+        ("rule outside", "override rule outside its block"),
+        ("rule action", "bad override rule"),
+        ("entry rule", "override entry without a valid rule"),
+        ("entry without rules", "override entry without a valid rule"),
+        ("entry outside", "override entry outside its block"),
+        ("name case", "bad override name"),
+        ("name length", "override entry outside its block"),
+        ("tag", "override hash does not find its entry"),
+        ("bitmap", "override label bitmaps do not match the entries"),
+        ("filter misaligned", "override tables outside the image"),
+        ("filter outside", "override tables outside the image"),
+        ("filter bits", "override filter misses an entry"),
+    ],
+)
 def test_damaged_override_blocks_are_refused(tmp_path, what, message):
     data = bytearray(build(tmp_path, *OVERRIDES).to_bytes())
     h = _header(data)
@@ -380,7 +433,7 @@ def test_damaged_override_rrsets_are_refused(tmp_path):
     rule0 = _u32(data, h["override_rules"])
     rrset = rule0 + 4
     bad = bytearray(data)
-    bad[rrset + 2:rrset + 4] = struct.pack("=H", 2)  # RR count
+    bad[rrset + 2 : rrset + 4] = struct.pack("=H", 2)  # RR count
     with pytest.raises(OSError, match="RR lengths do not add up"):
         Image.from_bytes(seal(bad))
     bad = bytearray(data)
@@ -388,7 +441,7 @@ def test_damaged_override_rrsets_are_refused(tmp_path):
     with pytest.raises(OSError, match="bad override RRset"):
         Image.from_bytes(seal(bad))
     bad = bytearray(data)
-    bad[rrset + 4:rrset + 6] = struct.pack("=H", 60000)  # wire length past the block
+    bad[rrset + 4 : rrset + 6] = struct.pack("=H", 60000)  # wire length past the block
     with pytest.raises(OSError, match="override RRset outside its block"):
         Image.from_bytes(seal(bad))
 
@@ -399,10 +452,14 @@ def override_image(tmp_path_factory):
 
 
 @pytest.mark.asan
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
-@given(flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(1, 255)),
-                      min_size=1, max_size=4))
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(1, 255)), min_size=1, max_size=4)
+)
 def test_resealed_damage_in_the_override_block_never_crashes(override_image, flips):
     data = bytearray(override_image)
     h = _header(data)
@@ -444,6 +501,7 @@ def _check_structure(wire):
 
 # ---- the builder API ---------------------------------------------------------------
 
+
 def test_builder_refuses_bad_rules_and_records():
     with ImageBuilder() as b:
         with pytest.raises(ValueError, match="expected one of"):
@@ -451,9 +509,11 @@ def test_builder_refuses_bad_rules_and_records():
         with pytest.raises(ValueError, match="a CNAME stands alone"):
             b.add_override_rule("answer", 60, _records("A 192.0.2.1", "CNAME x.test."))
         with pytest.raises(ValueError, match="names must be absolute"):
-            b.add_override_rule("answer", 60, [dns.rdata.from_text("IN", "CNAME", "x",
-                                                                   relativize_to=None,
-                                                                   origin=None)])
+            b.add_override_rule(
+                "answer",
+                60,
+                [dns.rdata.from_text("IN", "CNAME", "x", relativize_to=None, origin=None)],
+            )
         nx = b.add_override_rule("nxdomain")
         with pytest.raises(ValueError, match="not absolute"):
             b.add_override(dns.name.from_text("x", origin=None), nx)
@@ -503,7 +563,9 @@ def test_blocklist_names_and_comments(tmp_path):
     img = build(tmp_path, blocklist)
     assert img.info.overrides == 5
     negative(ask(img, "ads.example.com."), dns.rcode.NXDOMAIN)
-    assert rrsets(ask(img, "x.ads.example.com.").answer) == {"x.ads.example.com. 3600 IN A 198.18.0.6"}
+    assert rrsets(ask(img, "x.ads.example.com.").answer) == {
+        "x.ads.example.com. 3600 IN A 198.18.0.6"
+    }
     negative(ask(img, "tracker.test."), dns.rcode.NXDOMAIN, soa=False)
     assert ask(img, "x.tracker.test.").rcode() == dns.rcode.REFUSED
     negative(ask(img, "sub.tracker.test."), dns.rcode.NXDOMAIN, soa=False)
@@ -516,8 +578,9 @@ def test_blocklist_names_and_comments(tmp_path):
 def test_blocklist_subtree_and_answer(tmp_path):
     _, blocklist = _blocked(tmp_path, "ads.example.com\nbad.test\n", "answer", True, SINKHOLE)
     img = build(tmp_path, blocklist)
-    assert rrsets(ask(img, "a.ads.example.com.", "AAAA").answer) == \
-        {"a.ads.example.com. 300 IN AAAA 2001:2::53"}
+    assert rrsets(ask(img, "a.ads.example.com.", "AAAA").answer) == {
+        "a.ads.example.com. 300 IN AAAA 2001:2::53"
+    }
     assert rrsets(ask(img, "bad.test.").answer) == {"bad.test. 300 IN A 198.18.0.53"}
 
 
@@ -530,18 +593,21 @@ def test_config_rules_come_before_blocklists_and_lists_in_order(tmp_path):
     negative(ask(img, "c.test."), dns.rcode.NOERROR, soa=False)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("a..b.test", "'a..b.test': an empty label"),
-    (".a.test", "an empty label"),
-    ("x" * 64 + ".test", "a label longer than 63 bytes"),
-    (".".join(["a" * 60] * 5), "a name longer than 255 bytes"),
-    ("0.0.0.0 ads.test", "'0.0.0.0 ads.test': more than one name on the line"),
-    ("ads.tést", "a byte outside ASCII (write the name in its xn-- form)"),
-    ("*", "a subtree needs a name"),
-    ("*.", "a subtree needs a name"),
-    ("bad\\999.test", "a bad escape"),
-    ("bad\\12", "a bad escape"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("a..b.test", "'a..b.test': an empty label"),
+        (".a.test", "an empty label"),
+        ("x" * 64 + ".test", "a label longer than 63 bytes"),
+        (".".join(["a" * 60] * 5), "a name longer than 255 bytes"),
+        ("0.0.0.0 ads.test", "'0.0.0.0 ads.test': more than one name on the line"),
+        ("ads.tést", "a byte outside ASCII (write the name in its xn-- form)"),
+        ("*", "a subtree needs a name"),
+        ("*.", "a subtree needs a name"),
+        ("bad\\999.test", "a bad escape"),
+        ("bad\\12", "a bad escape"),
+    ],
+)
 def test_blocklist_errors_name_file_and_line(tmp_path, line, message):
     path, blocklist = _blocked(tmp_path, f"# header\nok.test\n{line}\nalso-ok.test\n")
     result = compile_sources([], overrides=[blocklist])
@@ -561,8 +627,10 @@ def test_every_bad_line_is_reported_and_the_first_in_the_message(tmp_path):
 def test_a_missing_blocklist_is_a_problem(tmp_path):
     result = compile_sources([], overrides=[Blocklist(tmp_path / "nope.txt")])
     (problem,) = result.errors
-    assert str(problem) == f"{tmp_path / 'nope.txt'}: error: cannot read the blocklist: " \
-                           "No such file or directory"
+    assert (
+        str(problem) == f"{tmp_path / 'nope.txt'}: error: cannot read the blocklist: "
+        "No such file or directory"
+    )
 
 
 def test_an_empty_blocklist_is_fine(tmp_path):
@@ -580,70 +648,143 @@ def test_a_100k_name_blocklist_loads_quickly(tmp_path):
     # About 30 ms here; generous for a busy machine.
     assert elapsed < 2.0, elapsed
     for i in (0, 4242, 99_999):
-        negative(ask(result.image, f"host{i}.zone{i % 997}.blocked.test."), dns.rcode.NXDOMAIN,
-                 soa=False)
+        negative(
+            ask(result.image, f"host{i}.zone{i % 997}.blocked.test."), dns.rcode.NXDOMAIN, soa=False
+        )
     assert ask(result.image, "host100000.zone0.blocked.test.").rcode() == dns.rcode.REFUSED
     assert Image.from_bytes(result.image.to_bytes()).info == result.image.info
 
 
 # ---- configuration -------------------------------------------------------------------
 
+
 def _parse(table, base=Path("/etc/xdpdns")):
     return plugin.parse_config(table, Where("test.toml", "plugins.override", base))
 
 
 def test_config_rules_and_blocklists():
-    c = _parse({"rules": [{"name": "ads.example.com", "subtree": True},
-                          {"name": "*.wild.test", "action": "refused"},
-                          {"name": "sink.test", "action": "answer", "records": list(SINKHOLE),
-                           "ttl": 60}],
-                "blocklists": [{"file": "lists/block.txt"},
-                               {"file": "/abs.txt", "action": "answer", "records": ["A 192.0.2.1"],
-                                "subtree": True}]})
-    assert c.rules == (rule("ads.example.com.", "nxdomain", True),
-                       rule("wild.test.", "refused", True),
-                       rule("sink.test.", "answer", False, SINKHOLE, 60))
-    assert c.blocklists == (Blocklist(Path("/etc/xdpdns/lists/block.txt")),
-                            Blocklist(Path("/abs.txt"), "answer", True, _records("A 192.0.2.1")))
+    c = _parse(
+        {
+            "rules": [
+                {"name": "ads.example.com", "subtree": True},
+                {"name": "*.wild.test", "action": "refused"},
+                {"name": "sink.test", "action": "answer", "records": list(SINKHOLE), "ttl": 60},
+            ],
+            "blocklists": [
+                {"file": "lists/block.txt"},
+                {
+                    "file": "/abs.txt",
+                    "action": "answer",
+                    "records": ["A 192.0.2.1"],
+                    "subtree": True,
+                },
+            ],
+        }
+    )
+    assert c.rules == (
+        rule("ads.example.com.", "nxdomain", True),
+        rule("wild.test.", "refused", True),
+        rule("sink.test.", "answer", False, SINKHOLE, 60),
+    )
+    assert c.blocklists == (
+        Blocklist(Path("/etc/xdpdns/lists/block.txt")),
+        Blocklist(Path("/abs.txt"), "answer", True, _records("A 192.0.2.1")),
+    )
     assert _parse({}) == plugin.OverrideConfig()
 
 
-@pytest.mark.parametrize("table, message", [
-    ({"rule": []}, "plugins.override.rule: expected one of the known keys: rules, blocklists"),
-    ({"rules": {"name": "a.test"}}, "plugins.override.rules: expected [[plugins.override.rules]]"),
-    ({"rules": [{"action": "nxdomain"}]}, "plugins.override.rules[1].name: expected a domain name"),
-    ({"rules": [{"name": "a..test"}]}, "plugins.override.rules[1].name: expected a domain name"),
-    ({"rules": [{"name": "a.test", "action": "block"}]},
-     "plugins.override.rules[1].action: expected one of 'nxdomain', 'refused', 'nodata', "
-     "'answer', got 'block'"),
-    ({"rules": [{"name": "a.test", "subtree": "yes"}]},
-     "plugins.override.rules[1].subtree: expected true or false"),
-    ({"rules": [{"name": "*.a.test", "subtree": False}]},
-     "plugins.override.rules[1].subtree: expected true or nothing"),
-    ({"rules": [{"name": "a.test", "action": "answer"}]},
-     r"plugins.override.rules\[1\].records: expected a list of records .*needs them"),
-    ({"rules": [{"name": "a.test", "action": "answer", "records": ["A nope"]}]},
-     "plugins.override.rules[1].records: expected a record as TYPE RDATA"),
-    ({"rules": [{"name": "a.test", "action": "answer", "records": ["A"]}]},
-     "plugins.override.rules[1].records: expected a list of records"),
-    ({"rules": [{"name": "a.test", "action": "answer", "records": ["A 192.0.2.1"], "ttl": -5}]},
-     "plugins.override.rules[1].ttl: expected a TTL from 0 to 2147483647"),
-    ({"rules": [{"name": "a.test", "ttl": 5}]},
-     'plugins.override.rules[1].ttl: expected nothing: records and ttl go with action = "answer"'),
-    ({"rules": [{"name": "a.test", "action": "answer", "records": ["CNAME x.test.", "A 192.0.2.1"]}]},
-     "plugins.override.rules[1].records: expected records that can be answered: a CNAME "
-     "stands alone"),
-    ({"rules": [{"name": "a.test", "colour": "red"}]},
-     "plugins.override.rules[1].colour: expected one of the known keys: name, subtree"),
-    ({"rules": [{"name": "a.test"}, {"name": "b.test"}, {"name": "A.test.", "action": "refused"}]},
-     "plugins.override.rules[3].name: expected each name once per kind (exact or subtree); "
-     "A.test. is also rules[1]"),
-    ({"blocklists": [{"action": "nxdomain"}]},
-     "plugins.override.blocklists[1].file: expected the blocklist's path (required)"),
-    ({"blocklists": "list.txt"}, "plugins.override.blocklists: expected a list of tables"),
-    ({"blocklists": [{"file": "x", "action": "answer"}]},
-     r"plugins.override.blocklists\[1\].records: expected a list of records"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"rule": []}, "plugins.override.rule: expected one of the known keys: rules, blocklists"),
+        (
+            {"rules": {"name": "a.test"}},
+            "plugins.override.rules: expected [[plugins.override.rules]]",
+        ),
+        (
+            {"rules": [{"action": "nxdomain"}]},
+            "plugins.override.rules[1].name: expected a domain name",
+        ),
+        (
+            {"rules": [{"name": "a..test"}]},
+            "plugins.override.rules[1].name: expected a domain name",
+        ),
+        (
+            {"rules": [{"name": "a.test", "action": "block"}]},
+            "plugins.override.rules[1].action: expected one of 'nxdomain', 'refused', 'nodata', "
+            "'answer', got 'block'",
+        ),
+        (
+            {"rules": [{"name": "a.test", "subtree": "yes"}]},
+            "plugins.override.rules[1].subtree: expected true or false",
+        ),
+        (
+            {"rules": [{"name": "*.a.test", "subtree": False}]},
+            "plugins.override.rules[1].subtree: expected true or nothing",
+        ),
+        (
+            {"rules": [{"name": "a.test", "action": "answer"}]},
+            r"plugins.override.rules\[1\].records: expected a list of records .*needs them",
+        ),
+        (
+            {"rules": [{"name": "a.test", "action": "answer", "records": ["A nope"]}]},
+            "plugins.override.rules[1].records: expected a record as TYPE RDATA",
+        ),
+        (
+            {"rules": [{"name": "a.test", "action": "answer", "records": ["A"]}]},
+            "plugins.override.rules[1].records: expected a list of records",
+        ),
+        (
+            {
+                "rules": [
+                    {"name": "a.test", "action": "answer", "records": ["A 192.0.2.1"], "ttl": -5}
+                ]
+            },
+            "plugins.override.rules[1].ttl: expected a TTL from 0 to 2147483647",
+        ),
+        (
+            {"rules": [{"name": "a.test", "ttl": 5}]},
+            'plugins.override.rules[1].ttl: expected nothing: records and ttl go with action = "answer"',
+        ),
+        (
+            {
+                "rules": [
+                    {
+                        "name": "a.test",
+                        "action": "answer",
+                        "records": ["CNAME x.test.", "A 192.0.2.1"],
+                    }
+                ]
+            },
+            "plugins.override.rules[1].records: expected records that can be answered: a CNAME "
+            "stands alone",
+        ),
+        (
+            {"rules": [{"name": "a.test", "colour": "red"}]},
+            "plugins.override.rules[1].colour: expected one of the known keys: name, subtree",
+        ),
+        (
+            {
+                "rules": [
+                    {"name": "a.test"},
+                    {"name": "b.test"},
+                    {"name": "A.test.", "action": "refused"},
+                ]
+            },
+            "plugins.override.rules[3].name: expected each name once per kind (exact or subtree); "
+            "A.test. is also rules[1]",
+        ),
+        (
+            {"blocklists": [{"action": "nxdomain"}]},
+            "plugins.override.blocklists[1].file: expected the blocklist's path (required)",
+        ),
+        ({"blocklists": "list.txt"}, "plugins.override.blocklists: expected a list of tables"),
+        (
+            {"blocklists": [{"file": "x", "action": "answer"}]},
+            r"plugins.override.blocklists\[1\].records: expected a list of records",
+        ),
+    ],
+)
 def test_config_errors_name_the_key(table, message):
     with pytest.raises(ConfigError, match=message if "\\[" in message else _literal(message)):
         _parse(table)
@@ -659,34 +800,42 @@ def test_blocklist_paths_are_relative_to_the_config_file(tmp_path):
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "block.txt").write_text("www.example.com\nbad..name\n")
     conf = tmp_path / "conf" / "xdpdns.toml"
-    conf.write_text(f'[[zone]]\nfile = "{tmp_path / "example.com.zone"}"\n'
-                    '[plugins.override]\nblocklists = [{file = "block.txt"}]\n')
+    conf.write_text(
+        f'[[zone]]\nfile = "{tmp_path / "example.com.zone"}"\n'
+        '[plugins.override]\nblocklists = [{file = "block.txt"}]\n'
+    )
     (tmp_path / "example.com.zone").write_text(ZONE)
     pm = load_plugins()
     with pytest.raises(ZoneLoadError) as exc:
         build_image(pm, load_config(pm, conf))
-    assert f"{tmp_path / 'conf' / 'block.txt'}:2: error: 'bad..name': an empty label" in \
-        str(exc.value)
+    assert f"{tmp_path / 'conf' / 'block.txt'}:2: error: 'bad..name': an empty label" in str(
+        exc.value
+    )
 
 
 # ---- plugins: order decides ------------------------------------------------------------
+
 
 class _PlacedFirst:
     XDPDNS_BEFORE = ("override",)
 
     @hookimpl
     def overrides(self, config):
-        return [rule("www.example.com.", "answer", records=("A 198.18.0.77",)),
-                rule("mail.example.com.", "refused")]
+        return [
+            rule("www.example.com.", "answer", records=("A 198.18.0.77",)),
+            rule("mail.example.com.", "refused"),
+        ]
 
 
 def test_a_plugin_placed_before_the_builtin_wins_name_by_name(tmp_path):
     zone = tmp_path / "example.com.zone"
     zone.write_text(ZONE)
     conf = tmp_path / "c.toml"
-    conf.write_text(f'[[zone]]\nfile = "{zone}"\n'
-                    '[[plugins.override.rules]]\nname = "www.example.com"\n'
-                    '[[plugins.override.rules]]\nname = "ads.example.com"\nsubtree = true\n')
+    conf.write_text(
+        f'[[zone]]\nfile = "{zone}"\n'
+        '[[plugins.override.rules]]\nname = "www.example.com"\n'
+        '[[plugins.override.rules]]\nname = "ads.example.com"\nsubtree = true\n'
+    )
     pm = new_plugin_manager()
     pm.register(_PlacedFirst(), name="placed-first")
     pm = load_plugins(pm)
@@ -697,8 +846,9 @@ def test_a_plugin_placed_before_the_builtin_wins_name_by_name(tmp_path):
     assert ask(img, "mail.example.com.").rcode() == dns.rcode.REFUSED
     negative(ask(img, "x.ads.example.com."), dns.rcode.NXDOMAIN)  # the builtin's own rule
     pm.unregister(name="placed-first")
-    negative(ask(build_image(pm, load_config(pm, conf)).image, "www.example.com."),
-             dns.rcode.NXDOMAIN)
+    negative(
+        ask(build_image(pm, load_config(pm, conf)).image, "www.example.com."), dns.rcode.NXDOMAIN
+    )
 
 
 def test_the_builtin_plugin_is_registered():
@@ -707,15 +857,18 @@ def test_the_builtin_plugin_is_registered():
 
 # ---- a server ---------------------------------------------------------------------------
 
+
 def test_served_with_a_blocklist(xdpdns_serve, tmp_path):
     zone = tmp_path / "example.com.zone"
     zone.write_text(ZONE)
     (tmp_path / "block.txt").write_text("# blocked\nads.example.com\n*.tracker.test\n")
     conf = tmp_path / "xdpdns.toml"
-    conf.write_text(f'[[zone]]\nfile = "{zone}"\n'
-                    '[plugins.override]\nblocklists = [{file = "block.txt"}]\n'
-                    '[[plugins.override.rules]]\nname = "sink.test"\naction = "answer"\n'
-                    'records = ["A 198.18.0.53"]\nttl = 30\n')
+    conf.write_text(
+        f'[[zone]]\nfile = "{zone}"\n'
+        '[plugins.override]\nblocklists = [{file = "block.txt"}]\n'
+        '[[plugins.override.rules]]\nname = "sink.test"\naction = "answer"\n'
+        'records = ["A 198.18.0.53"]\nttl = 30\n'
+    )
     server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
     host, port = server.addresses[0]
     assert "overrides names=3" in server.output()
@@ -729,6 +882,7 @@ def test_served_with_a_blocklist(xdpdns_serve, tmp_path):
     assert rrsets(udp("x.ads.example.com.").answer) == {"x.ads.example.com. 3600 IN A 198.18.0.6"}
     assert rrsets(udp("sink.test.").answer) == {"sink.test. 30 IN A 198.18.0.53"}
     assert udp("elsewhere.test.").rcode() == dns.rcode.REFUSED
-    response = dns.query.tcp(dns.message.make_query("ads.example.com.", "A"), host, port=port,
-                             timeout=5)
+    response = dns.query.tcp(
+        dns.message.make_query("ads.example.com.", "A"), host, port=port, timeout=5
+    )
     negative(response, dns.rcode.NXDOMAIN)

@@ -17,8 +17,16 @@ import xdpdns_plugins.zonefile
 from xdpdns.config import ConfigError, load_config
 from xdpdns.hookspecs import ZoneData, ZoneFile, hookimpl
 from xdpdns.image import collect_sources
-from xdpdns.plugins import (PluginError, hook_order, load_plugins, new_plugin_manager,
-                            order_problems, plugin_infos, plugin_order, sort_plugins)
+from xdpdns.plugins import (
+    PluginError,
+    hook_order,
+    load_plugins,
+    new_plugin_manager,
+    order_problems,
+    plugin_infos,
+    plugin_order,
+    sort_plugins,
+)
 from xdpdns.server import Server
 
 EXAMPLE_ORG = dns.name.from_text("example.org.")
@@ -27,8 +35,11 @@ EXAMPLE_ORG = dns.name.from_text("example.org.")
 def test_zonefile_plugin_comes_from_the_entry_point():
     pm = load_plugins()
     assert pm.get_plugin("zonefile") is xdpdns_plugins.zonefile
-    dists = {dist.project_name for plugin, dist in pm.list_plugin_distinfo()
-             if plugin is xdpdns_plugins.zonefile}
+    dists = {
+        dist.project_name
+        for plugin, dist in pm.list_plugin_distinfo()
+        if plugin is xdpdns_plugins.zonefile
+    }
     assert dists == {"xdpdns"}
 
 
@@ -85,9 +96,11 @@ def parse_plugins_listing(text):
 
 def test_zonefile_plugin_provides_the_configured_zones(tmp_path):
     conf = tmp_path / "xdpdns.toml"
-    conf.write_text('[[zone]]\nfile = "example.org.zone"\n'
-                    '[[zone]]\nfile = "b.db"\norigin = "b.test"\n'
-                    '[plugins.zonefile]\ndefault_ttl = 60\n')
+    conf.write_text(
+        '[[zone]]\nfile = "example.org.zone"\n'
+        '[[zone]]\nfile = "b.db"\norigin = "b.test"\n'
+        "[plugins.zonefile]\ndefault_ttl = 60\n"
+    )
     pm = load_plugins()
     sources = collect_sources(pm, load_config(pm, conf))
     assert sources == [
@@ -96,11 +109,14 @@ def test_zonefile_plugin_provides_the_configured_zones(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("text, words", [
-    ("default_ttl = -1", "plugins.zonefile.default_ttl: expected a TTL"),
-    ("default_ttl = \"1h\"", "plugins.zonefile.default_ttl: expected an integer"),
-    ("ttl = 5", "plugins.zonefile.ttl: expected one of the known keys: default_ttl"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("default_ttl = -1", "plugins.zonefile.default_ttl: expected a TTL"),
+        ('default_ttl = "1h"', "plugins.zonefile.default_ttl: expected an integer"),
+        ("ttl = 5", "plugins.zonefile.ttl: expected one of the known keys: default_ttl"),
+    ],
+)
 def test_zonefile_plugin_config_errors(tmp_path, text, words):
     conf = tmp_path / "xdpdns.toml"
     conf.write_text(f"[plugins.zonefile]\n{text}\n")
@@ -123,8 +139,9 @@ class RecordsPlugin:
             dns.rrset.from_text("ns1", 300, "IN", "A", "198.18.9.1"),
             dns.rrset.from_text("www", 300, "IN", "A", "198.18.9.80"),
         ]
-        records = [(rrset.name, dns.rdataset.from_rdata_list(rrset.ttl, list(rrset)))
-                   for rrset in rrs]
+        records = [
+            (rrset.name, dns.rdataset.from_rdata_list(rrset.ttl, list(rrset))) for rrset in rrs
+        ]
         return [ZoneData(EXAMPLE_ORG, records, "records plugin")]
 
 
@@ -247,11 +264,14 @@ def installed(tmp_path, monkeypatch):
         info = site / f"xdpdns_test_{name}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: xdpdns-test-{name}\nVersion: {version}\n")
+            f"Metadata-Version: 2.1\nName: xdpdns-test-{name}\nVersion: {version}\n"
+        )
         (info / "entry_points.txt").write_text(f"[xdpdns]\n{name} = {module}\n")
         monkeypatch.syspath_prepend(str(site))
-        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-            [str(site)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+        monkeypatch.setenv(
+            "PYTHONPATH",
+            os.pathsep.join([str(site)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+        )
         modules.append(module)
         return module
 
@@ -295,11 +315,18 @@ def test_pluggy_calls_in_the_order_the_rule_says():
             @hookimpl(**marks)
             def zone_sources(self):
                 return [name]
+
         return Plugin()
 
     pm = new_plugin_manager()
-    for name, marks in [("t1", {"trylast": True}), ("p1", {}), ("f1", {"tryfirst": True}),
-                        ("t2", {"trylast": True}), ("p2", {}), ("f2", {"tryfirst": True})]:
+    for name, marks in [
+        ("t1", {"trylast": True}),
+        ("p1", {}),
+        ("f1", {"tryfirst": True}),
+        ("t2", {"trylast": True}),
+        ("p2", {}),
+        ("f2", {"tryfirst": True}),
+    ]:
         pm.register(plugin(name, **marks), name)
     expected = ["f2", "f1", "p2", "p1", "t1", "t2"]
     assert [r[0] for r in pm.hook.zone_sources(config=None)] == expected
@@ -366,7 +393,8 @@ def test_a_plugin_registered_after_loading_that_breaks_its_declaration_is_report
     assert hook_order(pm, "zone_sources")[0] == "late"
     assert order_problems(pm) == [
         "hook zone_sources: plugin 'late' is called before 'zonefile' although 'late' "
-        "declares XDPDNS_AFTER 'zonefile' ('late' was registered out of the declared order)"]
+        "declares XDPDNS_AFTER 'zonefile' ('late' was registered out of the declared order)"
+    ]
 
 
 def test_tryfirst_and_trylast_win_over_declarations(installed, caplog):
@@ -385,10 +413,14 @@ def test_tryfirst_and_trylast_win_over_declarations(installed, caplog):
         "declares XDPDNS_AFTER 'zonefile' (the implementation of 'early' is tryfirst)",
         "hook zone_sources: plugin 'x2' is called before 'x1' although 'x1' declares "
         "XDPDNS_BEFORE 'x2' (pluggy calls trylast implementations in registration order, "
-        "the reverse of the plugin order)"]
+        "the reverse of the plugin order)",
+    ]
     # load_plugins said so too.
-    assert [r.getMessage() for r in caplog.records
-            if r.name == "xdpdns.plugins" and r.levelname == "WARNING"] == problems
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "xdpdns.plugins" and r.levelname == "WARNING"
+    ] == problems
     (info,) = [i for i in plugin_infos(pm) if i.name == "early"]
     assert info.marks == (("zone_sources", "tryfirst"),)
 
@@ -396,8 +428,10 @@ def test_tryfirst_and_trylast_win_over_declarations(installed, caplog):
 def test_plugin_not_loaded_is_a_warning(installed, caplog):
     installed("loner", plugin_source("loner", before=("zonefile",), after=("nosuch",)))
     pm = load_plugins()
-    warning = ("plugin 'loner': XDPDNS_AFTER names 'nosuch', a plugin that is not loaded; "
-               "the declaration has no effect")
+    warning = (
+        "plugin 'loner': XDPDNS_AFTER names 'nosuch', a plugin that is not loaded; "
+        "the declaration has no effect"
+    )
     assert [r.getMessage() for r in caplog.records if r.name == "xdpdns.plugins"] == [warning]
     assert order_problems(pm) == [warning]
     assert only(hook_order(pm, "zone_sources"), {"loner", "zonefile"}) == ["loner", "zonefile"]
@@ -414,14 +448,18 @@ def test_declared_cycle_is_an_error_naming_the_plugins(installed):
         "plugins 'one', 'two', 'zonefile': their declared order is a cycle: "
         "'one' before 'two' ('two' declares XDPDNS_AFTER 'one'); "
         "'two' before 'zonefile' ('two' declares XDPDNS_BEFORE 'zonefile'); "
-        "'zonefile' before 'one' ('one' declares XDPDNS_AFTER 'zonefile')")
+        "'zonefile' before 'one' ('one' declares XDPDNS_AFTER 'zonefile')"
+    )
 
 
 @pytest.mark.parametrize("value", ['"zonefile"', "[1]", "('',)", "{'zonefile'}", "None"])
 def test_malformed_declaration_is_an_error(installed, value):
     installed("odd", f"XDPDNS_BEFORE = {value}\n")
-    with pytest.raises(PluginError, match=r"^plugin 'odd': XDPDNS_BEFORE must be a tuple "
-                                          r"of plugin names, like \('zonefile',\); got "):
+    with pytest.raises(
+        PluginError,
+        match=r"^plugin 'odd': XDPDNS_BEFORE must be a tuple "
+        r"of plugin names, like \('zonefile',\); got ",
+    ):
         load_plugins()
 
 
@@ -429,33 +467,42 @@ def test_plugin_that_cannot_be_imported_is_an_error(installed):
     module = installed("broken", "raise ImportError('no such dependency')\n")
     with pytest.raises(PluginError) as exc:
         load_plugins()
-    assert str(exc.value) == (f"plugin 'broken' ({module} from xdpdns-test-broken 1.0) "
-                              "cannot be loaded: ImportError: no such dependency")
+    assert str(exc.value) == (
+        f"plugin 'broken' ({module} from xdpdns-test-broken 1.0) "
+        "cannot be loaded: ImportError: no such dependency"
+    )
 
 
-@pytest.mark.parametrize("declared, expected", [
-    ({}, []),
-    ({"b": ((), ()), "a": ((), ()), "c": ((), ())}, ["a", "b", "c"]),
-    ({"a": ((), ("c",)), "b": ((), ()), "c": ((), ())}, ["b", "c", "a"]),
-    ({"a": (("b",), ()), "b": ((), ("a",))}, ["a", "b"]),  # said twice, once counted
-    # a diamond: d before b and c, both before a
-    ({"a": ((), ("b", "c")), "b": ((), ()), "c": ((), ()), "d": (("c", "b"), ())},
-     ["d", "b", "c", "a"]),
-    ({"a": (("gone",), ("gone",))}, ["a"]),  # not loaded: no effect here
-])
+@pytest.mark.parametrize(
+    "declared, expected",
+    [
+        ({}, []),
+        ({"b": ((), ()), "a": ((), ()), "c": ((), ())}, ["a", "b", "c"]),
+        ({"a": ((), ("c",)), "b": ((), ()), "c": ((), ())}, ["b", "c", "a"]),
+        ({"a": (("b",), ()), "b": ((), ("a",))}, ["a", "b"]),  # said twice, once counted
+        # a diamond: d before b and c, both before a
+        (
+            {"a": ((), ("b", "c")), "b": ((), ()), "c": ((), ()), "d": (("c", "b"), ())},
+            ["d", "b", "c", "a"],
+        ),
+        ({"a": (("gone",), ("gone",))}, ["a"]),  # not loaded: no effect here
+    ],
+)
 def test_sort_plugins(declared, expected):
     assert sort_plugins(declared) == expected
 
 
 def test_sort_plugins_self_cycle():
-    with pytest.raises(PluginError, match=r"^plugins 'a': their declared order is a cycle: "
-                                          r"'a' before 'a' \('a' declares XDPDNS_BEFORE 'a'\)$"):
+    with pytest.raises(
+        PluginError,
+        match=r"^plugins 'a': their declared order is a cycle: "
+        r"'a' before 'a' \('a' declares XDPDNS_BEFORE 'a'\)$",
+    ):
         sort_plugins({"a": (("a",), ()), "b": ((), ())})
 
 
 def test_plugins_command_shows_order_marks_declarations_and_warnings(installed, xdpdns_cli):
-    installed("early", plugin_source("early", after=("zonefile", "nosuch"),
-                                     mark="tryfirst=True"))
+    installed("early", plugin_source("early", after=("zonefile", "nosuch"), mark="tryfirst=True"))
     installed("zz", plugin_source("zz", before=("zonefile",)))
     result = xdpdns_cli("plugins")
     assert result.returncode == 0, result.stderr
@@ -474,11 +521,14 @@ def test_plugins_command_shows_order_marks_declarations_and_warnings(installed, 
         "plugin 'early': XDPDNS_AFTER names 'nosuch', a plugin that is not loaded; "
         "the declaration has no effect",
         "hook zone_sources: plugin 'early' is called before 'zonefile' although 'early' "
-        "declares XDPDNS_AFTER 'zonefile' (the implementation of 'early' is tryfirst)"]
+        "declares XDPDNS_AFTER 'zonefile' (the implementation of 'early' is tryfirst)",
+    ]
 
 
-@pytest.mark.parametrize("command", [["plugins"], ["serve", "--listen", "127.0.0.1:0"],
-                                     ["check", "--config", "/dev/null"]])
+@pytest.mark.parametrize(
+    "command",
+    [["plugins"], ["serve", "--listen", "127.0.0.1:0"], ["check", "--config", "/dev/null"]],
+)
 def test_commands_refuse_a_cycle(installed, xdpdns_cli, command):
     installed("one", plugin_source("one", after=("zonefile",)))
     installed("two", plugin_source("two", before=("one",), after=("zonefile",)))
@@ -489,4 +539,5 @@ def test_commands_refuse_a_cycle(installed, xdpdns_cli, command):
         "xdpdns: error: plugins 'three', 'zonefile', 'two': their declared order is a cycle: "
         "'three' before 'zonefile' ('three' declares XDPDNS_BEFORE 'zonefile'); "
         "'zonefile' before 'two' ('two' declares XDPDNS_AFTER 'zonefile'); "
-        "'two' before 'three' ('three' declares XDPDNS_AFTER 'two')"]
+        "'two' before 'three' ('three' declares XDPDNS_AFTER 'two')"
+    ]

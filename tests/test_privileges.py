@@ -30,12 +30,24 @@ def _skip_unless_root_and_nobody():
         pwd.getpwnam(NOBODY)
     except KeyError:
         pytest.skip("no user 'nobody' on this machine")
-    probe = subprocess.run(["runuser", "-u", NOBODY, "--", sys.executable, "-c",
-                            "import xdpdns.server, dns.rdtypes.IN.A"],
-                           capture_output=True, timeout=30, cwd="/")
+    probe = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            NOBODY,
+            "--",
+            sys.executable,
+            "-c",
+            "import xdpdns.server, dns.rdtypes.IN.A",
+        ],
+        capture_output=True,
+        timeout=30,
+        cwd="/",
+    )
     if probe.returncode != 0:
-        pytest.skip("user nobody cannot read this installation (a home directory "
-                    "that only root may enter)")
+        pytest.skip(
+            "user nobody cannot read this installation (a home directory that only root may enter)"
+        )
 
 
 @pytest.fixture
@@ -73,9 +85,10 @@ def _threads(pid):
 
 def _serve_conf(directory, listen, extra=""):
     zone = _write(directory / "example.test.zone", SERIAL_ZONE.format(serial=1))
-    return _write(directory / "xdpdns.toml",
-                  f'[server]\nuser = "{NOBODY}"\n{listen}{extra}\n'
-                  f'[[zone]]\nfile = "{zone}"\n')
+    return _write(
+        directory / "xdpdns.toml",
+        f'[server]\nuser = "{NOBODY}"\n{listen}{extra}\n[[zone]]\nfile = "{zone}"\n',
+    )
 
 
 def _ask(address, tcp=False):
@@ -88,8 +101,9 @@ def test_socket_mode_runs_as_the_user_without_capabilities(open_dir, xdpdns_serv
     """Every thread runs as nobody with no capability left; it answers over
     UDP and TCP, and a reload reads the changed zone as nobody."""
     nobody = pwd.getpwnam(NOBODY)
-    conf = _serve_conf(open_dir, 'listen = ["127.0.0.1:0"]\n'
-                       f'control_socket = "{open_dir / "ctl.sock"}"\n')
+    conf = _serve_conf(
+        open_dir, f'listen = ["127.0.0.1:0"]\ncontrol_socket = "{open_dir / "ctl.sock"}"\n'
+    )
     server = xdpdns_serve("--config", conf)
     assert f"running as {NOBODY}:" in server.output()
     threads = _threads(server.proc.pid)
@@ -112,9 +126,13 @@ def test_zone_the_user_cannot_read_fails_at_start(open_dir, tmp_path):
     the server could not read it on reload either."""
     conf = _serve_conf(open_dir, 'listen = ["127.0.0.1:0"]\n')
     (open_dir / "example.test.zone").chmod(0o600)
-    result = subprocess.run([sys.executable, "-m", "xdpdns", "serve", "--config", str(conf)],
-                            capture_output=True, text=True, timeout=60,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "xdpdns", "serve", "--config", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert str(open_dir / "example.test.zone") in result.stderr
@@ -124,8 +142,11 @@ def test_zone_the_user_cannot_read_fails_at_start(open_dir, tmp_path):
 def test_user_settings_are_checked(tmp_path):
     conf = tmp_path / "x.toml"
     conf.write_text('[server]\nuser = "no-such-user-xdpdns"\n')
-    with pytest.raises(ConfigError, match=r"user: expected a user that exists on this "
-                                          r"machine \(create it: useradd"):
+    with pytest.raises(
+        ConfigError,
+        match=r"user: expected a user that exists on this "
+        r"machine \(create it: useradd",
+    ):
         load_config(None, conf)
     conf.write_text('[server]\nuser = ""\n')
     with pytest.raises(ConfigError, match="user: expected the name of a user"):
@@ -149,10 +170,25 @@ def test_user_without_starting_as_root_is_a_clear_error(tmp_path):
     try:
         directory.chmod(0o755)
         conf = _serve_conf(directory, 'listen = ["127.0.0.1:0"]\n')
-        result = subprocess.run(["runuser", "-u", NOBODY, "--", sys.executable, "-m",
-                                 "xdpdns", "serve", "--config", str(conf)],
-                                capture_output=True, text=True, timeout=60, cwd="/",
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                NOBODY,
+                "--",
+                sys.executable,
+                "-m",
+                "xdpdns",
+                "serve",
+                "--config",
+                str(conf),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+        )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     assert result.returncode == 1

@@ -26,8 +26,7 @@ www IN A 198.18.0.80
 
 def ask(server, qname, qtype="A", via=dns.query.udp, source=None):
     host, port = server.addresses[0]
-    return via(dns.message.make_query(qname, qtype), host, port=port, timeout=5,
-               source=source)
+    return via(dns.message.make_query(qname, qtype), host, port=port, timeout=5, source=source)
 
 
 def answers(response):
@@ -39,8 +38,9 @@ def start(tmp_path, xdpdns_serve, extra="", zone_keys=""):
     zone.write_text(ZONE)
     conf = tmp_path / "xdpdns.toml"
     control = tmp_path / "c.sock"
-    conf.write_text(f'[[zone]]\nfile = "{zone}"\n{zone_keys}'
-                    f'[server]\ncontrol_socket = "{control}"\n' + extra)
+    conf.write_text(
+        f'[[zone]]\nfile = "{zone}"\n{zone_keys}[server]\ncontrol_socket = "{control}"\n' + extra
+    )
     server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
     return server, zone, conf, control
 
@@ -93,8 +93,9 @@ def test_reload_changes_policy_and_names_config_errors(tmp_path, xdpdns_serve, x
     conf.write_text(base + '[plugins.acl]\ndeny = ["127.0.0.0/8"]\n')
     assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
     assert ask(server, "www.example.test.").rcode() == dns.rcode.REFUSED
-    conf.write_text(base + '[plugins.override]\nrules = [{name = "www.example.test.", '
-                    'action = "nxdomain"}]\n')
+    conf.write_text(
+        base + '[plugins.override]\nrules = [{name = "www.example.test.", action = "nxdomain"}]\n'
+    )
     assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
     assert ask(server, "www.example.test.").rcode() == dns.rcode.NXDOMAIN
     # A wrong key: named, and nothing changes.
@@ -115,7 +116,8 @@ def test_reload_changes_policy_and_names_config_errors(tmp_path, xdpdns_serve, x
 
 def test_reload_moves_a_claim_and_refuses_a_new_claimant(tmp_path, xdpdns_serve, xdpdns_cli):
     server, _, conf, control = start(
-        tmp_path, xdpdns_serve, '[plugins.whoami]\nname = "me.example.test."\n')
+        tmp_path, xdpdns_serve, '[plugins.whoami]\nname = "me.example.test."\n'
+    )
     base = conf.read_text()
     assert answers(ask(server, "me.example.test.")) == ["127.0.0.1"]
     conf.write_text(base.replace("me.example.test.", "who.example.test."))
@@ -125,20 +127,17 @@ def test_reload_moves_a_claim_and_refuses_a_new_claimant(tmp_path, xdpdns_serve,
     assert ask(server, "me.example.test.").rcode() == dns.rcode.NXDOMAIN
 
 
-def test_a_claim_needs_the_resolver_the_server_started_with(tmp_path, xdpdns_serve,
-                                                            xdpdns_cli):
+def test_a_claim_needs_the_resolver_the_server_started_with(tmp_path, xdpdns_serve, xdpdns_cli):
     server, _, conf, control = start(tmp_path, xdpdns_serve)
     conf.write_text(conf.read_text() + '[plugins.whoami]\nname = "me.example.test."\n')
     result = xdpdns_cli("reload", "--control-socket", control)
     assert result.returncode == 1
-    assert "plugin whoami claims names now but did not when the server started" in \
-        result.stderr
+    assert "plugin whoami claims names now but did not when the server started" in result.stderr
     assert answers(ask(server, "www.example.test.")) == ["198.18.0.80"]
 
 
 @pytest.mark.xdp
-def test_xdp_reload_publishes_zone_data_and_the_acl(xdp_topology, xdp_serve, tmp_path,
-                                                    xdpdns_cli):
+def test_xdp_reload_publishes_zone_data_and_the_acl(xdp_topology, xdp_serve, tmp_path, xdpdns_cli):
     """In XDP mode too: the AF_XDP workers answer from the new image, and a
     source the new ACL denies is dropped by the XDP program."""
     topo = xdp_topology
@@ -151,8 +150,7 @@ def test_xdp_reload_publishes_zone_data_and_the_acl(xdp_topology, xdp_serve, tmp
     host = topo.server_v4
 
     def query(qname, timeout=2):
-        return dns.query.udp(dns.message.make_query(qname, "A"), host, port=53,
-                             timeout=timeout)
+        return dns.query.udp(dns.message.make_query(qname, "A"), host, port=53, timeout=timeout)
 
     with topo.client.entered():
         assert query("new.example.test.").rcode() == dns.rcode.NXDOMAIN
@@ -170,8 +168,7 @@ def test_xdp_reload_publishes_zone_data_and_the_acl(xdp_topology, xdp_serve, tmp
     assert program["denied"] >= 1
 
 
-def test_notify_at_start_and_when_a_reload_changes_the_serial(tmp_path, xdpdns_serve,
-                                                              xdpdns_cli):
+def test_notify_at_start_and_when_a_reload_changes_the_serial(tmp_path, xdpdns_serve, xdpdns_cli):
     """A secondary on loopback hears NOTIFY (RFC 1996) for the zone at start
     and after a reload that changed the serial, with the new SOA; a reload
     that did not change it sends nothing."""
@@ -187,8 +184,9 @@ def test_notify_at_start_and_when_a_reload_changes_the_serial(tmp_path, xdpdns_s
 
     try:
         target = f"127.0.0.1:{secondary.getsockname()[1]}"
-        server, zone, _, control = start(tmp_path, xdpdns_serve,
-                                         zone_keys=f'notify = ["{target}"]\n')
+        server, zone, _, control = start(
+            tmp_path, xdpdns_serve, zone_keys=f'notify = ["{target}"]\n'
+        )
         first = heard()
         assert first.opcode() == dns.opcode.NOTIFY and first.flags & dns.flags.AA
         assert first.question[0].name.to_text() == "example.test."
@@ -204,11 +202,14 @@ def test_notify_at_start_and_when_a_reload_changes_the_serial(tmp_path, xdpdns_s
         secondary.close()
 
 
-@pytest.mark.parametrize("value, words", [
-    ('"198.18.0.2"', "a list of secondaries"),
-    ('["example.net"]', "numeric IPv4 or IPv6 address"),
-    ('["198.18.0.2:0"]', "port 1-65535"),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ('"198.18.0.2"', "a list of secondaries"),
+        ('["example.net"]', "numeric IPv4 or IPv6 address"),
+        ('["198.18.0.2:0"]', "port 1-65535"),
+    ],
+)
 def test_notify_config_errors_name_the_zone_and_key(tmp_path, value, words):
     from xdpdns.config import ConfigError, load_config
     from xdpdns.plugins import load_plugins
@@ -233,8 +234,10 @@ def test_notify_targets_parse():
         zone = Path(tmp) / "example.test.zone"
         zone.write_text(ZONE)
         conf = Path(tmp) / "ok.toml"
-        conf.write_text(f'[[zone]]\nfile = "{zone}"\n'
-                        'notify = ["198.18.0.2", "[2001:2::2]:5300", "198.18.0.2"]\n')
+        conf.write_text(
+            f'[[zone]]\nfile = "{zone}"\n'
+            'notify = ["198.18.0.2", "[2001:2::2]:5300", "198.18.0.2"]\n'
+        )
         (z,) = load_config(load_plugins(), conf).zones
     assert z.notify == (ListenAddress("198.18.0.2", 53), ListenAddress("2001:2::2", 5300))
 
@@ -247,8 +250,11 @@ def test_notify_for_a_zone_that_only_some_may_query(tmp_path, xdpdns_serve):
     secondary.settimeout(5)
     try:
         target = f"127.0.0.1:{secondary.getsockname()[1]}"
-        start(tmp_path, xdpdns_serve, zone_keys=f'notify = ["{target}"]\n'
-                                                'allow_query = ["198.18.0.0/15"]\n')
+        start(
+            tmp_path,
+            xdpdns_serve,
+            zone_keys=f'notify = ["{target}"]\nallow_query = ["198.18.0.0/15"]\n',
+        )
         message = dns.message.from_wire(secondary.recvfrom(4096)[0])
         assert message.opcode() == dns.opcode.NOTIFY
         assert message.question[0].name.to_text() == "example.test."
@@ -289,8 +295,14 @@ def _policy(default, secret, rate, image):
 
     compiled = CompileResult.__new__(CompileResult)
     object.__setattr__(compiled, "image", image)
-    return Publication(compiled, Acl((), AddressPolicy(default=default)),
-                       CookieSecrets(secret), RrlSettings(rate=rate), [], [])
+    return Publication(
+        compiled,
+        Acl((), AddressPolicy(default=default)),
+        CookieSecrets(secret),
+        RrlSettings(rate=rate),
+        [],
+        [],
+    )
 
 
 def test_publish_that_fails_half_way_sets_back_what_it_changed():
@@ -309,8 +321,12 @@ def test_publish_that_fails_half_way_sets_back_what_it_changed():
         assert "out of memory" in str(exc)
     else:
         raise AssertionError("publish did not fail")
-    assert engine.calls == [("acl", "deny"), ("cookies", b"n" * 16),
-                            ("cookies", b"o" * 16), ("acl", "allow")]
+    assert engine.calls == [
+        ("acl", "deny"),
+        ("cookies", b"n" * 16),
+        ("cookies", b"o" * 16),
+        ("acl", "allow"),
+    ]
     assert ("image", "new image") not in engine.calls
     engine = _RecordingEngine()
     publish(engine, new, old)

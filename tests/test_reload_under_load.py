@@ -46,10 +46,29 @@ def _dnsperf(argv_prefix, host, port, queries, seconds):
     dnsperf = shutil.which("dnsperf")
     if dnsperf is None:
         pytest.fail("dnsperf missing: ./bootstrap installs it")
-    return subprocess.Popen(argv_prefix + [dnsperf, "-s", host, "-p", str(port), "-d",
-                                           str(queries), "-l", str(seconds), "-Q", str(RATE),
-                                           "-c", "2", "-t", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        argv_prefix
+        + [
+            dnsperf,
+            "-s",
+            host,
+            "-p",
+            str(port),
+            "-d",
+            str(queries),
+            "-l",
+            str(seconds),
+            "-Q",
+            str(RATE),
+            "-c",
+            "2",
+            "-t",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _check(load, failures, started, seconds):
@@ -69,8 +88,7 @@ def test_hundred_reloads_under_load_socket_mode(xdpdns_serve, tmp_path):
     control = tmp_path / "ctl.sock"
     conf = tmp_path / "x.toml"
     conf.write_text(f'[server]\nudp_workers = 2\n[[zone]]\nfile = "{zone}"\n')
-    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0",
-                          "--control-socket", control)
+    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0", "--control-socket", control)
     host, port = server.addresses[0]
     queries = tmp_path / "queries"
     queries.write_text("example.test. SOA\nwww.example.test. A\n" * 50)

@@ -33,7 +33,7 @@ WHOAMI = "whoami.example.com."
 # A third-party resolver plugin for the tests: slow.test. sleeps, boom.test.
 # raises, cached.test. answers an A record with TTL 60 and counts its calls
 # in a file; found through its own entry point (a dist-info beside it).
-TEST_PLUGIN = '''
+TEST_PLUGIN = """
 import time
 from pathlib import Path
 import dns.message, dns.name, dns.rrset
@@ -85,7 +85,7 @@ CONF = []
 @hookimpl
 def startup(server):
     CONF.append(server.config.plugins["restest"])
-'''
+"""
 
 
 @pytest.fixture
@@ -103,8 +103,10 @@ def restest_plugin(tmp_path, monkeypatch):
 
 def _config(tmp_path, text):
     conf = tmp_path / "xdpdns.toml"
-    conf.write_text(f'[[zone]]\nfile = "{ZONES / "example.com.zone"}"\n'
-                    f'[plugins.whoami]\nname = "{WHOAMI}"\n' + text)
+    conf.write_text(
+        f'[[zone]]\nfile = "{ZONES / "example.com.zone"}"\n'
+        f'[plugins.whoami]\nname = "{WHOAMI}"\n' + text
+    )
     return conf
 
 
@@ -117,11 +119,14 @@ def tcp(qname, qtype, host, port, timeout=5):
 
 
 def answer_text(response):
-    return [(r.name.to_text(), dns.rdatatype.to_text(r.rdtype), r.ttl, [d.to_text() for d in r])
-            for r in response.answer]
+    return [
+        (r.name.to_text(), dns.rdatatype.to_text(r.rdtype), r.ttl, [d.to_text() for d in r])
+        for r in response.answer
+    ]
 
 
 # ---- claims in the image -------------------------------------------------------------
+
 
 def test_claims_are_compiled_into_the_image(tmp_path):
     conf = _config(tmp_path, "")
@@ -185,9 +190,11 @@ def test_cache_answers_on_the_fast_path(tmp_path):
 
 # ---- a server --------------------------------------------------------------------------
 
+
 def test_whoami_over_udp_and_tcp(xdpdns_serve, tmp_path):
-    server = xdpdns_serve("--config", _config(tmp_path, ""), "--listen", "127.0.0.1:0",
-                          "--listen", "[::1]:0")
+    server = xdpdns_serve(
+        "--config", _config(tmp_path, ""), "--listen", "127.0.0.1:0", "--listen", "[::1]:0"
+    )
     (h4, p4), (h6, p6) = server.addresses
     assert answer_text(udp(WHOAMI, "A", h4, p4)) == [(WHOAMI, "A", 0, ["127.0.0.1"])]
     assert answer_text(udp(WHOAMI, "AAAA", h6, p6)) == [(WHOAMI, "AAAA", 0, ["::1"])]
@@ -203,8 +210,9 @@ def test_whoami_over_udp_and_tcp(xdpdns_serve, tmp_path):
 
 
 def test_slow_hook_gets_servfail_and_the_rest_goes_on(xdpdns_serve, tmp_path, restest_plugin):
-    conf = _config(tmp_path, f'[resolver]\ntimeout = 0.5\n'
-                             f'[plugins.restest]\ncalls = "{restest_plugin}"\n')
+    conf = _config(
+        tmp_path, f'[resolver]\ntimeout = 0.5\n[plugins.restest]\ncalls = "{restest_plugin}"\n'
+    )
     server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
     host, port = server.addresses[0]
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -253,10 +261,21 @@ def test_cache_answers_without_calling_the_hook(xdpdns_serve, tmp_path, restest_
 
 
 def test_full_ring_gets_servfail_at_once(xdpdns_serve, xdpdns_cli, tmp_path, restest_plugin):
-    conf = _config(tmp_path, f'[resolver]\ntimeout = 2\nring_size = 1\n'
-                             f'[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 1.5\n')
-    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0", "--udp-workers", "1",
-                          "--control-socket", tmp_path / "c.sock")
+    conf = _config(
+        tmp_path,
+        f"[resolver]\ntimeout = 2\nring_size = 1\n"
+        f'[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 1.5\n',
+    )
+    server = xdpdns_serve(
+        "--config",
+        conf,
+        "--listen",
+        "127.0.0.1:0",
+        "--udp-workers",
+        "1",
+        "--control-socket",
+        tmp_path / "c.sock",
+    )
     host, port = server.addresses[0]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(5)
@@ -277,17 +296,29 @@ def test_full_ring_gets_servfail_at_once(xdpdns_serve, xdpdns_cli, tmp_path, res
     assert json.loads(result.stdout)["udp"]["resolver_full"] >= 7
 
 
-def test_queries_a_hung_hook_never_took_fill_its_ring(xdpdns_serve, xdpdns_cli, tmp_path,
-                                                      restest_plugin):
+def test_queries_a_hung_hook_never_took_fill_its_ring(
+    xdpdns_serve, xdpdns_cli, tmp_path, restest_plugin
+):
     """A hook that hangs leaves its queries' handles on its ring after the
     worker answered them SERVFAIL at their deadline; once the ring holds
     ring_size of them, new queries for that hook get SERVFAIL at once
     instead of waiting for a deadline, and the stats table says so."""
-    conf = _config(tmp_path, f'[resolver]\ntimeout = 0.2\nring_size = 2\n'
-                             f'[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 2.0\n')
+    conf = _config(
+        tmp_path,
+        f"[resolver]\ntimeout = 0.2\nring_size = 2\n"
+        f'[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 2.0\n',
+    )
     control = tmp_path / "c.sock"
-    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0", "--udp-workers", "1",
-                          "--control-socket", control)
+    server = xdpdns_serve(
+        "--config",
+        conf,
+        "--listen",
+        "127.0.0.1:0",
+        "--udp-workers",
+        "1",
+        "--control-socket",
+        control,
+    )
     host, port = server.addresses[0]
 
     def timed(qname):
@@ -315,13 +346,15 @@ def test_queries_a_hung_hook_never_took_fill_its_ring(xdpdns_serve, xdpdns_cli, 
     # Back from its sleep, the hook is not handed the queries that expired
     # while it slept: nobody waits for their answers.
     time.sleep(max(0.0, start + 2.3 - time.monotonic()))
-    assert answer_text(udp("fast.test.", "A", host, port)) == \
-        [("fast.test.", "A", 60, ["198.18.0.78"])]
+    assert answer_text(udp("fast.test.", "A", host, port)) == [
+        ("fast.test.", "A", 60, ["198.18.0.78"])
+    ]
     assert restest_plugin.read_text().splitlines() == ["slow.test.", "fast.test."]
 
 
-def test_answer_too_large_for_udp_is_truncated_never_cached_empty(xdpdns_serve, tmp_path,
-                                                                  restest_plugin):
+def test_answer_too_large_for_udp_is_truncated_never_cached_empty(
+    xdpdns_serve, tmp_path, restest_plugin
+):
     """Six 251-byte TXT records: TC over UDP, every time (never a cached
     answer without its records), the whole answer over TCP."""
     conf = _config(tmp_path, f'[plugins.restest]\ncalls = "{restest_plugin}"\n')
@@ -337,8 +370,10 @@ def test_answer_too_large_for_udp_is_truncated_never_cached_empty(xdpdns_serve, 
 def test_a_tcp_timeout_does_not_end_the_hook_thread(xdpdns_serve, tmp_path, restest_plugin):
     """The listener stops waiting at the timeout; the hook's late answer
     finds nobody waiting, and its thread goes on answering."""
-    conf = _config(tmp_path, f'[resolver]\ntimeout = 0.3\n'
-                             f'[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 0.8\n')
+    conf = _config(
+        tmp_path,
+        f'[resolver]\ntimeout = 0.3\n[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 0.8\n',
+    )
     server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
     host, port = server.addresses[0]
     start = time.monotonic()
@@ -346,25 +381,29 @@ def test_a_tcp_timeout_does_not_end_the_hook_thread(xdpdns_serve, tmp_path, rest
     assert time.monotonic() - start < 0.7
     time.sleep(max(0.0, start + 1.0 - time.monotonic()))
     for via in (udp, tcp):
-        assert answer_text(via("fast.test.", "A", host, port)) == \
-            [("fast.test.", "A", 60, ["198.18.0.78"])]
+        assert answer_text(via("fast.test.", "A", host, port)) == [
+            ("fast.test.", "A", 60, ["198.18.0.78"])
+        ]
     assert "Traceback" not in server.output()
 
 
-def test_fast_answer_is_cached_and_answered_on_the_fast_path(xdpdns_serve, tmp_path,
-                                                             restest_plugin):
+def test_fast_answer_is_cached_and_answered_on_the_fast_path(
+    xdpdns_serve, tmp_path, restest_plugin
+):
     conf = _config(tmp_path, f'[plugins.restest]\ncalls = "{restest_plugin}"\n')
     server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0")
     host, port = server.addresses[0]
-    assert answer_text(udp("fast.test.", "A", host, port)) == \
-        [("fast.test.", "A", 60, ["198.18.0.78"])]
+    assert answer_text(udp("fast.test.", "A", host, port)) == [
+        ("fast.test.", "A", 60, ["198.18.0.78"])
+    ]
     for via in (dns.query.udp, dns.query.tcp):
         query = dns.message.make_query("FAST.test.", "A")
         again = via(query, host, port=port, timeout=5)
         assert again.id == query.id
         assert answer_text(again) == [("FAST.test.", "A", 60, ["198.18.0.78"])]
-    assert answer_text(tcp("fast.test.", "TXT", host, port)) == \
-        [("fast.test.", "A", 60, ["198.18.0.78"])]  # what the plugin says, over TCP too
+    assert answer_text(tcp("fast.test.", "TXT", host, port)) == [
+        ("fast.test.", "A", 60, ["198.18.0.78"])
+    ]  # what the plugin says, over TCP too
     assert restest_plugin.read_text().splitlines() == ["fast.test.", "fast.test."]
 
 
@@ -385,8 +424,9 @@ def engine():
 def build(engine, query, answer, cache_ttl=0, tcp=False):
     """The response (parsed) to query for answer, and whether it was cached."""
     header = (RESOLVER_AA if answer.aa else 0) | answer.rcode
-    wire, cached = engine.resolver_build(query.to_wire(), answer.packed, header, cache_ttl,
-                                         tcp=tcp, client="192.0.2.1")
+    wire, cached = engine.resolver_build(
+        query.to_wire(), answer.packed, header, cache_ttl, tcp=tcp, client="192.0.2.1"
+    )
     return dns.message.from_wire(wire), cached
 
 
@@ -416,20 +456,27 @@ def test_answer_aaaa_txt_and_several_records(engine):
     got, _ = build(engine, query, Answer([(28, 30, six)]))
     assert answer_text(got) == [("fast.test.", "AAAA", 30, ["2001:db8::7"])]
     txt = b"\x05hello\x05world"
-    got, _ = build(engine, dns.message.make_query("fast.test.", "TXT"),
-                   Answer([(16, 10, txt)]))
+    got, _ = build(engine, dns.message.make_query("fast.test.", "TXT"), Answer([(16, 10, txt)]))
     assert answer_text(got) == [("fast.test.", "TXT", 10, ['"hello" "world"'])]
-    got, _ = build(engine, dns.message.make_query("fast.test.", "ANY"),
-                   Answer([A("192.0.2.1"), A("192.0.2.2"), (16, 300, b"\x02hi"), (28, 300, six)]))
+    got, _ = build(
+        engine,
+        dns.message.make_query("fast.test.", "ANY"),
+        Answer([A("192.0.2.1"), A("192.0.2.2"), (16, 300, b"\x02hi"), (28, 300, six)]),
+    )
     assert sorted(answer_text(got)) == [
         ("fast.test.", "A", 300, ["192.0.2.1", "192.0.2.2"]),
         ("fast.test.", "AAAA", 300, ["2001:db8::7"]),
-        ("fast.test.", "TXT", 300, ['"hi"'])]
+        ("fast.test.", "TXT", 300, ['"hi"']),
+    ]
 
 
 def test_answer_rcode_without_records(engine):
-    got, cached = build(engine, dns.message.make_query("fast.test.", "A"),
-                        Answer(rcode=dns.rcode.NXDOMAIN), cache_ttl=60)
+    got, cached = build(
+        engine,
+        dns.message.make_query("fast.test.", "A"),
+        Answer(rcode=dns.rcode.NXDOMAIN),
+        cache_ttl=60,
+    )
     assert got.rcode() == dns.rcode.NXDOMAIN and got.flags & dns.flags.AA
     assert not got.answer and not cached  # nothing to cache: no records, no SOA
 
@@ -442,8 +489,9 @@ def test_answer_truncated_when_it_does_not_fit(engine):
     assert got.question[0].name == FAST and got.id == query.id
     assert cached  # it fits a cache entry: a query with EDNS gets it
     # With EDNS and room for 1232 bytes, it fits; over TCP anything fits.
-    got, _ = build(engine, dns.message.make_query("fast.test.", "A", use_edns=0, payload=1232),
-                   Answer(records))
+    got, _ = build(
+        engine, dns.message.make_query("fast.test.", "A", use_edns=0, payload=1232), Answer(records)
+    )
     assert not got.flags & dns.flags.TC and len(got.answer[0]) == 40
     big = [A(f"192.0.{i // 256}.{i % 256}") for i in range(300)]
     got, _ = build(engine, dns.message.make_query("fast.test.", "A", use_edns=0), Answer(big))
@@ -454,8 +502,7 @@ def test_answer_truncated_when_it_does_not_fit(engine):
 
 
 def test_answer_echoes_edns(engine):
-    query = dns.message.make_query("fast.test.", "A", use_edns=0, payload=4096,
-                                   want_dnssec=True)
+    query = dns.message.make_query("fast.test.", "A", use_edns=0, payload=4096, want_dnssec=True)
     got, _ = build(engine, query, Answer([A("192.0.2.7")]))
     assert got.edns == 0 and got.ednsflags & dns.flags.DO
     assert got.payload == 1232  # what we advertise (native/answer/answer.c)
@@ -464,8 +511,9 @@ def test_answer_echoes_edns(engine):
 
 def test_answer_feeds_the_cache(engine):
     query = dns.message.make_query("fast.test.", "A")
-    got, cached = build(engine, query, Answer([A("192.0.2.7", 600), A("192.0.2.8", 45)]),
-                        cache_ttl=45)
+    got, cached = build(
+        engine, query, Answer([A("192.0.2.7", 600), A("192.0.2.8", 45)]), cache_ttl=45
+    )
     assert cached
     # Another ID, another case: answered on the fast path, not deferred.
     again = dns.message.make_query("FAST.TEST.", "A", use_edns=0)
@@ -480,29 +528,41 @@ def test_answer_feeds_the_cache(engine):
 
 
 def test_answer_checks_its_records():
-    for bad in ([(41, 0, b"")], [(255, 0, b"")], [(0, 0, b"")], [(1, -1, b"1234")],
-                [(1, 2**31, b"1234")], [(1, 0, "text")], [(1, 0)], [(1, 0, b"x" * 65536)]):
+    for bad in (
+        [(41, 0, b"")],
+        [(255, 0, b"")],
+        [(0, 0, b"")],
+        [(1, -1, b"1234")],
+        [(1, 2**31, b"1234")],
+        [(1, 0, "text")],
+        [(1, 0)],
+        [(1, 0, b"x" * 65536)],
+    ):
         with pytest.raises(ValueError):
             Answer(bad)
     with pytest.raises(ValueError, match="rcode"):
         Answer(rcode=16)
     answer = Answer([A("192.0.2.1", 9), (16, 4, b"\x01x")])
     assert answer.ttl == 4 and Answer().ttl is None
-    assert answer.packed == (b"\x00\x01" b"\x00\x00\x00\x09" b"\x00\x04" b"\xc0\x00\x02\x01"
-                             b"\x00\x10" b"\x00\x00\x00\x04" b"\x00\x02" b"\x01x")
+    assert answer.packed == (
+        b"\x00\x01\x00\x00\x00\x09\x00\x04\xc0\x00\x02\x01\x00\x10\x00\x00\x00\x04\x00\x02\x01x"
+    )
 
 
 def test_engine_rejects_malformed_packed_records(engine):
     query = dns.message.make_query("fast.test.", "A").to_wire()
-    for records, header in ((b"\x00\x01\x00\x00\x00\x00\x00\x05abc", 0),  # RDATA cut short
-                            (b"\x00\x29\x00\x00\x00\x00\x00\x00", 0),  # OPT
-                            (b"\x00\x01\x00", 0),  # a record's head cut short
-                            (b"", 0x10)):  # an extended RCODE
+    for records, header in (
+        (b"\x00\x01\x00\x00\x00\x00\x00\x05abc", 0),  # RDATA cut short
+        (b"\x00\x29\x00\x00\x00\x00\x00\x00", 0),  # OPT
+        (b"\x00\x01\x00", 0),  # a record's head cut short
+        (b"", 0x10),
+    ):  # an extended RCODE
         with pytest.raises(OSError):
             engine.resolver_build(query, records, header, 0)
 
 
 # ---- ResolverQuery: cheap fields, lazy message ---------------------------------------------
+
 
 def test_resolver_query_cheap_fields_and_lazy_message():
     query = dns.message.make_query("WhoAmI.Example.COM.", "TXT", rdclass="CH")
@@ -545,6 +605,7 @@ def test_a_query_dnspython_cannot_parse_gets_servfail_alone():
 
 # ---- XDP mode: deferred from an AF_XDP queue, answered through its TX ring -------------
 
+
 @pytest.mark.xdp
 @pytest.mark.asan
 def test_xdp_whoami_and_a_slow_hook(xdp_topology, xdp_serve, tmp_path, restest_plugin):
@@ -554,8 +615,10 @@ def test_xdp_whoami_and_a_slow_hook(xdp_topology, xdp_serve, tmp_path, restest_p
     worker, while the fast path answers all along."""
     topo = xdp_topology
     conf = tmp_path / "xdp.toml"
-    conf.write_text(f'[plugins.whoami]\nname = "{WHOAMI}"\n[resolver]\ntimeout = 0.5\n'
-                    f'[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 1.5\n')
+    conf.write_text(
+        f'[plugins.whoami]\nname = "{WHOAMI}"\n[resolver]\ntimeout = 0.5\n'
+        f'[plugins.restest]\ncalls = "{restest_plugin}"\nsleep = 1.5\n'
+    )
     server = xdp_serve("--config", conf)
     with topo.client.entered():
         for _ in range(5):
@@ -571,16 +634,20 @@ def test_xdp_whoami_and_a_slow_hook(xdp_topology, xdp_serve, tmp_path, restest_p
             time.sleep(0.1)
             for _ in range(10):
                 assert udp("www.example.com.", "A", topo.server_v4, 53).rcode() in (
-                    dns.rcode.NOERROR, dns.rcode.REFUSED)
+                    dns.rcode.NOERROR,
+                    dns.rcode.REFUSED,
+                )
             assert slow.result().rcode() == dns.rcode.SERVFAIL
             assert 0.4 < time.monotonic() - start < 1.4
         # The answer the hook gives after its deadline is dropped; the fast
         # form is cached and then answered by the queue without the hook.
         time.sleep(max(0.0, start + 1.7 - time.monotonic()))  # the hook is back
-        assert answer_text(udp("fast.test.", "A", topo.server_v4, 53)) == \
-            [("fast.test.", "A", 60, ["198.18.0.78"])]
-        assert answer_text(udp("fast.test.", "A", topo.server_v6, 53)) == \
-            [("fast.test.", "A", 60, ["198.18.0.78"])]
+        assert answer_text(udp("fast.test.", "A", topo.server_v4, 53)) == [
+            ("fast.test.", "A", 60, ["198.18.0.78"])
+        ]
+        assert answer_text(udp("fast.test.", "A", topo.server_v6, 53)) == [
+            ("fast.test.", "A", 60, ["198.18.0.78"])
+        ]
     queues = server.stats()["xdp"]["queues"]
     assert sum(q["deferred"] for q in queues) >= 12
     assert sum(q["resolver_expired"] for q in queues) == 1

@@ -60,16 +60,27 @@ def test_config_defaults(tmp_path):
     pm, config = _load(tmp_path, "")
     c = config.plugins["rrl"]
     assert not c.enabled
-    assert c.settings == RrlSettings(rate=20, nxdomain_rate=20, errors_rate=20, nodata_rate=20,
-                                     referrals_rate=20, window=15, slip=2, ipv4_prefix=24,
-                                     ipv6_prefix=56)
+    assert c.settings == RrlSettings(
+        rate=20,
+        nxdomain_rate=20,
+        errors_rate=20,
+        nodata_rate=20,
+        referrals_rate=20,
+        window=15,
+        slip=2,
+        ipv4_prefix=24,
+        ipv6_prefix=56,
+    )
     assert pm.hook.rrl_settings(config=config) is None  # off unless turned on
 
 
 def test_config_values(tmp_path):
-    pm, config = _load(tmp_path, 'enabled = true\nrate = 50\nerrors_rate = 5\nwindow = 5\n'
-                       'slip = 0\nipv4_prefix = 32\nipv6_prefix = 64\ntable_size = 1024\n'
-                       'exempt = ["192.0.2.0/24", "2001:db8::1"]')
+    pm, config = _load(
+        tmp_path,
+        "enabled = true\nrate = 50\nerrors_rate = 5\nwindow = 5\n"
+        "slip = 0\nipv4_prefix = 32\nipv6_prefix = 64\ntable_size = 1024\n"
+        'exempt = ["192.0.2.0/24", "2001:db8::1"]',
+    )
     s = pm.hook.rrl_settings(config=config)
     # The rates not given are the rate.
     assert (s.rate, s.errors_rate, s.nxdomain_rate) == (50, 5, 50)
@@ -79,38 +90,57 @@ def test_config_values(tmp_path):
 
 
 def test_config_rates_of_their_own(tmp_path):
-    pm, config = _load(tmp_path, "enabled = true\nrate = 50\nnxdomain_rate = 4\n"
-                       "nodata_rate = 3\nreferrals_rate = 0\nerrors_rate = 1")
+    pm, config = _load(
+        tmp_path,
+        "enabled = true\nrate = 50\nnxdomain_rate = 4\n"
+        "nodata_rate = 3\nreferrals_rate = 0\nerrors_rate = 1",
+    )
     s = pm.hook.rrl_settings(config=config)
-    assert (s.rate, s.nxdomain_rate, s.nodata_rate, s.referrals_rate, s.errors_rate) == \
-        (50, 4, 3, 0, 1)
+    assert (s.rate, s.nxdomain_rate, s.nodata_rate, s.referrals_rate, s.errors_rate) == (
+        50,
+        4,
+        3,
+        0,
+        1,
+    )
 
 
-@pytest.mark.parametrize("text, words", [
-    ("rate = -1", "plugins.rrl.rate: expected an integer from 0 to 1000000"),
-    ("nodata_rate = -1", "plugins.rrl.nodata_rate: expected an integer from 0 to 1000000"),
-    ("nodata_rate = 1.5", "plugins.rrl.nodata_rate: expected an integer from 0 to 1000000"),
-    ("referrals_rate = 1000001",
-     "plugins.rrl.referrals_rate: expected an integer from 0 to 1000000"),
-    ('referrals_rate = "10"', "plugins.rrl.referrals_rate: expected an integer"),
-    ("window = 0", "plugins.rrl.window: expected an integer from 1 to 3600"),
-    ("slip = 11", "plugins.rrl.slip: expected an integer from 0 to 10"),
-    ("ipv4_prefix = 33", "plugins.rrl.ipv4_prefix"),
-    ("ipv6_prefix = true", "plugins.rrl.ipv6_prefix"),
-    ('enabled = "yes"', "plugins.rrl.enabled: expected true or false"),
-    ('exempt = ["192.0.2.1/24"]', "plugins.rrl.exempt: expected prefixes without host bits"),
-    ('exempt = "192.0.2.0/24"', "plugins.rrl.exempt: expected a list"),
-    ("burst = 3", "plugins.rrl.burst: expected one of the known keys"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("rate = -1", "plugins.rrl.rate: expected an integer from 0 to 1000000"),
+        ("nodata_rate = -1", "plugins.rrl.nodata_rate: expected an integer from 0 to 1000000"),
+        ("nodata_rate = 1.5", "plugins.rrl.nodata_rate: expected an integer from 0 to 1000000"),
+        (
+            "referrals_rate = 1000001",
+            "plugins.rrl.referrals_rate: expected an integer from 0 to 1000000",
+        ),
+        ('referrals_rate = "10"', "plugins.rrl.referrals_rate: expected an integer"),
+        ("window = 0", "plugins.rrl.window: expected an integer from 1 to 3600"),
+        ("slip = 11", "plugins.rrl.slip: expected an integer from 0 to 10"),
+        ("ipv4_prefix = 33", "plugins.rrl.ipv4_prefix"),
+        ("ipv6_prefix = true", "plugins.rrl.ipv6_prefix"),
+        ('enabled = "yes"', "plugins.rrl.enabled: expected true or false"),
+        ('exempt = ["192.0.2.1/24"]', "plugins.rrl.exempt: expected prefixes without host bits"),
+        ('exempt = "192.0.2.0/24"', "plugins.rrl.exempt: expected a list"),
+        ("burst = 3", "plugins.rrl.burst: expected one of the known keys"),
+    ],
+)
 def test_config_errors(tmp_path, text, words):
     with pytest.raises(ConfigError) as info:
         _load(tmp_path, text)
     assert words in str(info.value)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("window", 0), ("nodata_rate", -1), ("referrals_rate", 1000001), ("referrals_rate", True),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("window", 0),
+        ("nodata_rate", -1),
+        ("referrals_rate", 1000001),
+        ("referrals_rate", True),
+    ],
+)
 def test_settings_are_checked(key, value):
     with pytest.raises(ValueError, match=key):
         RrlSettings(**{key: value})
@@ -133,13 +163,16 @@ def _response(engine, name, rdtype="A"):
     return engine.answer(dns.message.make_query(name, rdtype).to_wire())
 
 
-@pytest.mark.parametrize("name, rdtype, kind", [
-    ("www.example.com.", "A", "answer"),
-    ("www.example.com.", "MX", "nodata"),
-    ("nothing.example.com.", "A", "nxdomain"),
-    ("host.sub.example.com.", "A", "referral"),
-    ("example.org.", "A", "error"),  # REFUSED
-])
+@pytest.mark.parametrize(
+    "name, rdtype, kind",
+    [
+        ("www.example.com.", "A", "answer"),
+        ("www.example.com.", "MX", "nodata"),
+        ("nothing.example.com.", "A", "nxdomain"),
+        ("host.sub.example.com.", "A", "referral"),
+        ("example.org.", "A", "error"),  # REFUSED
+    ],
+)
 def test_classify(engine, name, rdtype, kind):
     assert rrl_classify(_response(engine, name, rdtype)) == kind
 
@@ -172,12 +205,15 @@ def test_rate_per_second_and_window(engine):
     assert table.check(wire, "192.0.2.1", NOW + 8) == "send"
 
 
-@pytest.mark.parametrize("slip, expected", [
-    (0, ["drop"] * 6),
-    (1, ["slip"] * 6),
-    (2, ["drop", "slip"] * 3),
-    (3, ["drop", "drop", "slip"] * 2),
-])
+@pytest.mark.parametrize(
+    "slip, expected",
+    [
+        (0, ["drop"] * 6),
+        (1, ["slip"] * 6),
+        (2, ["drop", "slip"] * 3),
+        (3, ["drop", "drop", "slip"] * 2),
+    ],
+)
 def test_slip_every_nth(engine, slip, expected):
     table = RrlTable(RrlSettings(rate=2, slip=slip))
     wire = _response(engine, "www.example.com.")
@@ -206,8 +242,17 @@ def test_each_kind_is_limited_at_its_own_rate(engine):
     """BIND's responses-, nodata-, referrals-, nxdomains- and
     errors-per-second: five kinds, five rates, each kind's bucket earning its
     own rate every second."""
-    table = RrlTable(RrlSettings(rate=5, nodata_rate=1, referrals_rate=2, nxdomain_rate=3,
-                                 errors_rate=4, window=1, slip=0))
+    table = RrlTable(
+        RrlSettings(
+            rate=5,
+            nodata_rate=1,
+            referrals_rate=2,
+            nxdomain_rate=3,
+            errors_rate=4,
+            window=1,
+            slip=0,
+        )
+    )
     responses = {
         "answer": (_response(engine, "www.example.com."), 5),
         "nodata": (_response(engine, "www.example.com.", "MX"), 1),
@@ -221,8 +266,10 @@ def test_each_kind_is_limited_at_its_own_rate(engine):
     for now in (NOW, NOW + 2):
         for kind, (wire, rate) in responses.items():
             assert rrl_classify(wire) == kind
-            assert _burst(table, wire, client, now, rate + 2) == \
-                ["send"] * rate + ["drop"] * 2, (kind, now)
+            assert _burst(table, wire, client, now, rate + 2) == ["send"] * rate + ["drop"] * 2, (
+                kind,
+                now,
+            )
     # One event per bucket per window: each kind's, in both seconds.
     assert sorted(e.kind for e in table.events()) == sorted(list(responses) * 2)
 
@@ -230,29 +277,47 @@ def test_each_kind_is_limited_at_its_own_rate(engine):
 def test_nodata_and_referrals_default_to_the_rate(engine, tmp_path):
     pm, config = _load(tmp_path, "enabled = true\nrate = 2\nslip = 0")
     table = RrlTable(pm.hook.rrl_settings(config=config))
-    for wire in (_response(engine, "www.example.com.", "MX"),
-                 _response(engine, "host.sub.example.com.")):
+    for wire in (
+        _response(engine, "www.example.com.", "MX"),
+        _response(engine, "host.sub.example.com."),
+    ):
         assert _burst(table, wire, "192.0.2.1", NOW, 3) == ["send", "send", "drop"]
 
 
-@pytest.mark.parametrize("settings, unlimited, limited", [
-    (RrlSettings(rate=1, nodata_rate=0, referrals_rate=1, slip=0),
-     ("www.example.com.", "MX"), ("host.sub.example.com.", "A")),
-    (RrlSettings(rate=1, nodata_rate=1, referrals_rate=0, slip=0),
-     ("host.sub.example.com.", "A"), ("www.example.com.", "MX")),
-])
+@pytest.mark.parametrize(
+    "settings, unlimited, limited",
+    [
+        (
+            RrlSettings(rate=1, nodata_rate=0, referrals_rate=1, slip=0),
+            ("www.example.com.", "MX"),
+            ("host.sub.example.com.", "A"),
+        ),
+        (
+            RrlSettings(rate=1, nodata_rate=1, referrals_rate=0, slip=0),
+            ("host.sub.example.com.", "A"),
+            ("www.example.com.", "MX"),
+        ),
+    ],
+)
 def test_a_rate_of_zero_is_no_limit_on_that_kind(engine, settings, unlimited, limited):
     table = RrlTable(settings)
     assert _burst(table, _response(engine, *unlimited), "192.0.2.1", NOW, 50) == ["send"] * 50
     assert _burst(table, _response(engine, *limited), "192.0.2.1", NOW, 2) == ["send", "drop"]
 
 
-@pytest.mark.parametrize("first, same, other, settings", [
-    ("192.0.2.1", "192.0.2.200", "192.0.3.1", RrlSettings(rate=2, slip=0)),
-    ("2001:db8:0:ff::1", "2001:db8:0:aa::9", "2001:db8:0:100::1",
-     RrlSettings(rate=2, slip=0)),  # /56
-    ("192.0.2.1", "192.0.2.1", "192.0.2.2", RrlSettings(rate=2, slip=0, ipv4_prefix=32)),
-])
+@pytest.mark.parametrize(
+    "first, same, other, settings",
+    [
+        ("192.0.2.1", "192.0.2.200", "192.0.3.1", RrlSettings(rate=2, slip=0)),
+        (
+            "2001:db8:0:ff::1",
+            "2001:db8:0:aa::9",
+            "2001:db8:0:100::1",
+            RrlSettings(rate=2, slip=0),
+        ),  # /56
+        ("192.0.2.1", "192.0.2.1", "192.0.2.2", RrlSettings(rate=2, slip=0, ipv4_prefix=32)),
+    ],
+)
 def test_prefix_aggregation(engine, first, same, other, settings):
     table = RrlTable(settings)
     wire = _response(engine, "www.example.com.")
@@ -299,7 +364,9 @@ def test_table_full_reuses_the_oldest_bucket(engine):
 
 # Every outcome of the answering core, for the kind and name it notes for
 # the limiter.
-KINDS_ZONE = ZONE + """\
+KINDS_ZONE = (
+    ZONE
+    + """\
 mail    MX  10 www
 alias   CNAME www
 dangling CNAME nothing
@@ -307,6 +374,7 @@ d       DNAME sub
 *.wild  TXT "wildcard"
 big     TXT "{0}" "{0}" "{0}"
 """.format("x" * 200)
+)
 
 KINDS_QUERIES = [
     ("www.example.com.", "A", {}),
@@ -349,8 +417,9 @@ def test_workers_key_buckets_as_reading_the_response_does(kinds_image):
     is what reading each response back would send: the same responses
     dropped and slipped, bucket for bucket, with a rate of its own for each
     kind so that a kind told wrong shows."""
-    settings = RrlSettings(rate=3, nodata_rate=2, referrals_rate=1, nxdomain_rate=2,
-                           errors_rate=2, window=2, slip=2)
+    settings = RrlSettings(
+        rate=3, nodata_rate=2, referrals_rate=1, nxdomain_rate=2, errors_rate=2, window=2, slip=2
+    )
     noted, read_back = RrlTable(settings), RrlTable(settings)
     kinds = set()
     for now in (NOW, NOW + 1, NOW + 5):
@@ -361,10 +430,15 @@ def test_workers_key_buckets_as_reading_the_response_does(kinds_image):
                     response = kinds_image.answer(wire)
                     kinds.add(rrl_classify(response))
                     verdict = read_back.check(response, client, now)
-                    expected = {"send": response, "drop": None,
-                                "slip": rrl_slip(response)}[verdict]
-                    assert noted.answer(kinds_image, wire, client, now) == expected, \
-                        (name, rdtype, options, client, now, verdict)
+                    expected = {"send": response, "drop": None, "slip": rrl_slip(response)}[verdict]
+                    assert noted.answer(kinds_image, wire, client, now) == expected, (
+                        name,
+                        rdtype,
+                        options,
+                        client,
+                        now,
+                        verdict,
+                    )
     assert kinds == {"answer", "nodata", "nxdomain", "referral", "error"}
     assert noted.events() == read_back.events()
 
@@ -376,8 +450,7 @@ def test_rrl_log_once_per_prefix_per_window():
     log = RrlLog(window=10)
     ev = RrlEvent(ipaddress.ip_network("192.0.2.0/24"), "answer", NOW)
     other = RrlEvent(ipaddress.ip_network("192.0.2.0/24"), "nxdomain", NOW)
-    assert log.lines([ev, other], now=100.0) == [
-        "rrl limiting prefix=192.0.2.0/24 kind=answer"]
+    assert log.lines([ev, other], now=100.0) == ["rrl limiting prefix=192.0.2.0/24 kind=answer"]
     assert log.lines([ev], now=105.0) == []
     assert len(log.lines([ev], now=111.0)) == 1
 
@@ -424,8 +497,9 @@ def _tcp_query(source, address, wire):
 
 
 def _with_cookie(name, option_data):
-    q = dns.message.make_query(name, "A", use_edns=0,
-                               options=[dns.edns.GenericOption(dns.edns.COOKIE, option_data)])
+    q = dns.message.make_query(
+        name, "A", use_edns=0, options=[dns.edns.GenericOption(dns.edns.COOKIE, option_data)]
+    )
     return q
 
 
@@ -436,16 +510,29 @@ def rrl_server(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("rrl-serve")
     conf = tmp / "xdpdns.toml"
-    conf.write_text('[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n'
-                    "[plugins.rrl]\nenabled = true\nrate = 5\nnodata_rate = 2\nslip = 2\n"
-                    "window = 1\nipv4_prefix = 32\n")
+    conf.write_text(
+        '[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n'
+        "[plugins.rrl]\nenabled = true\nrate = 5\nnodata_rate = 2\nslip = 2\n"
+        "window = 1\nipv4_prefix = 32\n"
+    )
     control = tmp / "ctl.sock"
     log = tmp / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(xdpdns_command() + ["serve", "--config", str(conf), "--zone",
-                                                    str(default_zone_path()),
-                                                    "--control-socket", str(control)],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            xdpdns_command()
+            + [
+                "serve",
+                "--config",
+                str(conf),
+                "--zone",
+                str(default_zone_path()),
+                "--control-socket",
+                str(control),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     server = XdpdnsServe(proc, "", log)
     try:
         wait_ready(server, "xdpdns serve", 30.0)
@@ -514,8 +601,9 @@ def test_serve_exempts_a_valid_server_cookie(rrl_server):
     flood = _burst_udp(source, address, _with_cookie("www.example.com.", cookie).to_wire(), 30)
     assert len(flood) == 30 and all(r.answer and not r.flags & dns.flags.TC for r in flood)
     # Without the cookie the same address is limited.
-    plain = _burst_udp(source, address,
-                       dns.message.make_query("www.example.com.", "A").to_wire(), 30)
+    plain = _burst_udp(
+        source, address, dns.message.make_query("www.example.com.", "A").to_wire(), 30
+    )
     assert sum(1 for r in plain if r.answer) <= 10
 
 
@@ -545,16 +633,19 @@ def _fresh_rrl_second():
 
 def _xdp_rrl_conf(tmp_path, answers, extra=""):
     path = tmp_path / "rrl.toml"
-    path.write_text("[plugins.rrl]\nenabled = true\nrate = 5\nslip = 2\nwindow = 1\n"
-                    f"ipv4_prefix = 32\n{extra}\n[xdp]\nanswers = \"{answers}\"\n")
+    path.write_text(
+        "[plugins.rrl]\nenabled = true\nrate = 5\nslip = 2\nwindow = 1\n"
+        f'ipv4_prefix = 32\n{extra}\n[xdp]\nanswers = "{answers}"\n'
+    )
     return path
 
 
 @pytest.mark.xdp
 @pytest.mark.asan
 @pytest.mark.parametrize("answers", ["all", "off"])
-def test_xdp_limits_a_flood_and_answers_the_other_prefix(xdp_topology, xdp_serve,
-                                                         second_client_v4, tmp_path, answers):
+def test_xdp_limits_a_flood_and_answers_the_other_prefix(
+    xdp_topology, xdp_serve, second_client_v4, tmp_path, answers
+):
     """In XDP mode, from the program's answer table or (table off) through
     AF_XDP: the client's address floods and is limited (every second
     limited response truncated to the question), while the second address,
@@ -571,8 +662,7 @@ def test_xdp_limits_a_flood_and_answers_the_other_prefix(xdp_topology, xdp_serve
     truncated = [r for r in flood if r.flags & dns.flags.TC]
     assert len(full) == 5 and all(r.answer for r in full), len(full)
     assert len(truncated) == 17, len(truncated)
-    assert all(not r.answer and not r.additional and r.question and r.edns < 0
-               for r in truncated)
+    assert all(not r.answer and not r.additional and r.question and r.edns < 0 for r in truncated)
     assert len(quiet) == 5 and all(r.answer and not r.flags & dns.flags.TC for r in quiet)
     stats = server.stats()["xdp"]
     queues, program = stats["queues"], stats["program"]
@@ -583,7 +673,7 @@ def test_xdp_limits_a_flood_and_answers_the_other_prefix(xdp_topology, xdp_serve
     assert (limited, slipped) == (35, 17)
     assert program["answered_in_xdp"] == (10 if in_xdp else 0)
     table = run_xdpdns_cli("stats", "--control-socket", server.control_socket).stdout
-    assert "slipped" in table[table.index("AF_XDP queues"):]
+    assert "slipped" in table[table.index("AF_XDP queues") :]
     assert "rate_limited" in table
     deadline = time.monotonic() + 3
     line = f"rrl limiting prefix={topo.client_v4}/32 kind=answer"
@@ -595,8 +685,7 @@ def test_xdp_limits_a_flood_and_answers_the_other_prefix(xdp_topology, xdp_serve
 
 @pytest.mark.xdp
 @pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
-def test_xdp_program_and_workers_count_in_one_bucket(xdp_topology, xdp_serve, tmp_path,
-                                                     family):
+def test_xdp_program_and_workers_count_in_one_bucket(xdp_topology, xdp_serve, tmp_path, family):
     """Plain queries (the program answers them from its table) and the same
     question with an EDNS option (the worker answers it) spend one bucket:
     one second's five answers between them, not five on each path; over
@@ -608,8 +697,8 @@ def test_xdp_program_and_workers_count_in_one_bucket(xdp_topology, xdp_serve, tm
     server = xdp_serve("--config", _xdp_rrl_conf(tmp_path, "all"))
     plain = dns.message.make_query("www.example.com.", "A").to_wire()
     with_option = dns.message.make_query(
-        "www.example.com.", "A", use_edns=0,
-        options=[dns.edns.GenericOption(65001, b"x")]).to_wire()
+        "www.example.com.", "A", use_edns=0, options=[dns.edns.GenericOption(65001, b"x")]
+    ).to_wire()
     responses = []
     with topo.client.entered():
         _fresh_rrl_second()
@@ -657,11 +746,14 @@ def test_one_view_of_a_client_across_udp_workers(xdpdns_serve, tmp_path):
     port) got N times the rate.  The workers now count in one table: forty
     queries from forty source ports, rate 5, get five answers."""
     conf = tmp_path / "rrl.toml"
-    conf.write_text("[server]\nudp_workers = 4\n"
-                    "[plugins.rrl]\nenabled = true\nrate = 5\nslip = 0\nwindow = 1\n"
-                    "ipv4_prefix = 32\n")
-    server = xdpdns_serve("--config", conf, "--listen", "127.0.0.1:0",
-                          "--zone", default_zone_path())
+    conf.write_text(
+        "[server]\nudp_workers = 4\n"
+        "[plugins.rrl]\nenabled = true\nrate = 5\nslip = 0\nwindow = 1\n"
+        "ipv4_prefix = 32\n"
+    )
+    server = xdpdns_serve(
+        "--config", conf, "--listen", "127.0.0.1:0", "--zone", default_zone_path()
+    )
     address = server.addresses[0]
     wire = dns.message.make_query("www.example.com.", "A").to_wire()
     socks = []

@@ -28,7 +28,8 @@ def server(xdpdns_serve, tmp_path):
     conf = tmp_path / "xdpdns.toml"
     conf.write_text(
         '[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n'
-        f"tcp_idle_timeout = {IDLE_TIMEOUT}\ntcp_max_connections = {MAX_CONNECTIONS}\n")
+        f"tcp_idle_timeout = {IDLE_TIMEOUT}\ntcp_max_connections = {MAX_CONNECTIONS}\n"
+    )
     # A config file without [[zone]] serves none: give the example zone.
     serve = xdpdns_serve("--config", conf, "--zone", default_zone_path())
     return serve.addresses[0]
@@ -102,8 +103,12 @@ def serve_with(xdpdns_serve, tmp_path, server_keys, extra="", zone=None):
     conf = tmp_path / "xdpdns.toml"
     keys = "".join(f"{k} = {v}\n" for k, v in server_keys.items())
     zone = zone or default_zone_path()
-    conf.write_text('[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n' + keys + extra +
-                    f'[[zone]]\nfile = "{zone}"\nallow_transfer = ["127.0.0.0/8"]\n')
+    conf.write_text(
+        '[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n'
+        + keys
+        + extra
+        + f'[[zone]]\nfile = "{zone}"\nallow_transfer = ["127.0.0.0/8"]\n'
+    )
     control = tmp_path / "ctl.sock"
     serve = xdpdns_serve("--config", conf, "--control-socket", control)
     return Served(serve, control), serve.addresses[0]
@@ -132,7 +137,7 @@ def test_message_split_across_segments(server):
     with connect(server) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in range(len(data)):
-            sock.sendall(data[i:i + 1])
+            sock.sendall(data[i : i + 1])
             time.sleep(0.001)
         response = read_message(sock)
     assert response.id == 7 and response.answer
@@ -187,11 +192,13 @@ def test_connection_cap(server):
 def test_a_deferred_answer_comes_after_later_ones(xdpdns_serve, tmp_path):
     """RFC 7766 7: the whoami plugin's name goes to its hook thread, and
     the query sent after it, answered on the fast path, comes back first."""
-    _, address = serve_with(xdpdns_serve, tmp_path, {},
-                            '[plugins.whoami]\nname = "whoami.example.com."\n')
+    _, address = serve_with(
+        xdpdns_serve, tmp_path, {}, '[plugins.whoami]\nname = "whoami.example.com."\n'
+    )
     with connect(address) as sock:
-        sock.sendall(framed(query("whoami.example.com.", qid=1)) +
-                     framed(query("www.example.com.", qid=2)))
+        sock.sendall(
+            framed(query("whoami.example.com.", qid=1)) + framed(query("www.example.com.", qid=2))
+        )
         first, second = read_message(sock), read_message(sock)
     assert (first.id, second.id) == (2, 1)
     assert second.answer[0].to_text().endswith("127.0.0.1")
@@ -200,9 +207,11 @@ def test_a_deferred_answer_comes_after_later_ones(xdpdns_serve, tmp_path):
 def test_one_client_cannot_hold_every_connection(xdpdns_serve, tmp_path):
     """Slowloris: a client that opens connections and sends nothing holds
     at most tcp_max_client_connections; another client is answered."""
-    server, address = serve_with(xdpdns_serve, tmp_path,
-                                 {"tcp_max_connections": 20, "tcp_max_client_connections": 3,
-                                  "tcp_idle_timeout": 30})
+    server, address = serve_with(
+        xdpdns_serve,
+        tmp_path,
+        {"tcp_max_connections": 20, "tcp_max_client_connections": 3, "tcp_idle_timeout": 30},
+    )
     held = [connect(address, "127.0.0.2") for _ in range(3)]
     try:
         time.sleep(0.2)  # accepted by now
@@ -219,8 +228,9 @@ def test_one_client_cannot_hold_every_connection(xdpdns_serve, tmp_path):
 
 
 def test_a_query_sent_too_slowly_is_cut_by_the_io_timeout(xdpdns_serve, tmp_path):
-    server, address = serve_with(xdpdns_serve, tmp_path,
-                                 {"tcp_io_timeout": 0.3, "tcp_idle_timeout": 30})
+    server, address = serve_with(
+        xdpdns_serve, tmp_path, {"tcp_io_timeout": 0.3, "tcp_idle_timeout": 30}
+    )
     with connect(address) as sock:
         sock.sendall(b"\x00\x20ab")  # 4 of the 34 bytes it announces
         started = time.monotonic()
@@ -238,8 +248,9 @@ def test_the_last_query_a_connection_may_ask_is_answered_then_closed(xdpdns_serv
 
 
 def test_a_connection_lives_no_longer_than_its_lifetime(xdpdns_serve, tmp_path):
-    server, address = serve_with(xdpdns_serve, tmp_path,
-                                 {"tcp_lifetime": 0.5, "tcp_idle_timeout": 30})
+    server, address = serve_with(
+        xdpdns_serve, tmp_path, {"tcp_lifetime": 0.5, "tcp_idle_timeout": 30}
+    )
     with connect(address) as sock:
         for i in range(3):  # busy, not idle
             sock.sendall(framed(query("www.example.com.", qid=i)))
@@ -260,8 +271,9 @@ def test_keepalive_tells_the_idle_timeout_to_a_client_that_asks(xdpdns_serve, tm
     """RFC 7828: over TCP, to a query with the option, the idle timeout in
     units of 100 ms; never over UDP, nor unasked."""
     _, address = serve_with(xdpdns_serve, tmp_path, {"tcp_idle_timeout": 7.5})
-    asking = dns.message.make_query("www.example.com.", "A", use_edns=0,
-                                    options=[dns.edns.GenericOption(KEEPALIVE, b"")])
+    asking = dns.message.make_query(
+        "www.example.com.", "A", use_edns=0, options=[dns.edns.GenericOption(KEEPALIVE, b"")]
+    )
     got = dns.query.tcp(asking, address[0], port=address[1], timeout=5)
     assert [o.to_wire() for o in _keepalive(got)] == [struct.pack("!H", 75)]
     assert not _keepalive(dns.query.udp(asking, address[0], port=address[1], timeout=5))
@@ -271,8 +283,13 @@ def test_keepalive_tells_the_idle_timeout_to_a_client_that_asks(xdpdns_serve, tm
 
 def _big_zone(tmp_path, records):
     path = tmp_path / "big.test.zone"
-    lines = ["$ORIGIN big.test.", "$TTL 300",
-             "@ SOA ns1 hostmaster 1 3600 600 86400 300", "@ NS ns1", "ns1 A 198.18.0.1"]
+    lines = [
+        "$ORIGIN big.test.",
+        "$TTL 300",
+        "@ SOA ns1 hostmaster 1 3600 600 86400 300",
+        "@ NS ns1",
+        "ns1 A 198.18.0.1",
+    ]
     lines += [f"h{i} A 198.18.{i >> 8 & 255}.{i & 255}" for i in range(records)]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -305,9 +322,12 @@ def test_a_slow_transfer_reader_holds_no_one_else(xdpdns_serve, tmp_path):
     """A secondary that reads a large transfer slowly gets all of it, while
     queries on other connections are answered at once meanwhile: the
     transfer is made only as fast as it is read."""
-    server, address = serve_with(xdpdns_serve, tmp_path,
-                                 {"tcp_io_timeout": 5, "tcp_workers": 1},
-                                 zone=_big_zone(tmp_path, STALLING_RECORDS))
+    server, address = serve_with(
+        xdpdns_serve,
+        tmp_path,
+        {"tcp_io_timeout": 5, "tcp_workers": 1},
+        zone=_big_zone(tmp_path, STALLING_RECORDS),
+    )
     with connect(address, rcvbuf=4096) as slow:
         slow.sendall(framed(_axfr_query(77)))
         time.sleep(0.3)  # the server fills the window and waits
@@ -326,11 +346,13 @@ def test_a_slow_transfer_reader_holds_no_one_else(xdpdns_serve, tmp_path):
     assert server.tcp_stats()["transfers"] == 1
 
 
-def test_transfers_beyond_the_limit_are_refused_and_a_stalled_one_is_cut(
-        xdpdns_serve, tmp_path):
-    server, address = serve_with(xdpdns_serve, tmp_path,
-                                 {"tcp_io_timeout": 1, "tcp_max_transfers": 1},
-                                 zone=_big_zone(tmp_path, STALLING_RECORDS))
+def test_transfers_beyond_the_limit_are_refused_and_a_stalled_one_is_cut(xdpdns_serve, tmp_path):
+    server, address = serve_with(
+        xdpdns_serve,
+        tmp_path,
+        {"tcp_io_timeout": 1, "tcp_max_transfers": 1},
+        zone=_big_zone(tmp_path, STALLING_RECORDS),
+    )
     with connect(address, rcvbuf=4096) as stalled:
         stalled.sendall(framed(_axfr_query(1)))
         time.sleep(0.2)
@@ -351,9 +373,12 @@ def test_transfers_beyond_the_limit_are_refused_and_a_stalled_one_is_cut(
 def test_a_reload_that_denies_a_client_closes_its_open_connection(xdpdns_serve, tmp_path):
     """The source ACL is read for every query: a client the reloaded ACL
     drops loses the connection it already had."""
-    server, address = serve_with(xdpdns_serve, tmp_path, {},
-                                 '[plugins.acl]\ndeny = ["198.18.0.0/15"]\n'
-                                 'socket_action = "drop"\n')
+    server, address = serve_with(
+        xdpdns_serve,
+        tmp_path,
+        {},
+        '[plugins.acl]\ndeny = ["198.18.0.0/15"]\nsocket_action = "drop"\n',
+    )
     conf = tmp_path / "xdpdns.toml"
     with connect(address, "127.0.0.2") as sock:
         sock.sendall(framed(query("www.example.com.", qid=1)))
@@ -377,8 +402,9 @@ def test_many_pipelined_queries_from_many_connections_at_once(xdpdns_serve, tmp_
     def client(n):
         try:
             with connect(address) as sock:
-                sock.sendall(b"".join(framed(query("www.example.com.", qid=n * 100 + i))
-                                      for i in range(100)))
+                sock.sendall(
+                    b"".join(framed(query("www.example.com.", qid=n * 100 + i)) for i in range(100))
+                )
                 ids = [read_message(sock).id for _ in range(100)]
             assert ids == [n * 100 + i for i in range(100)]
         except Exception as exc:  # reported by the main thread

@@ -38,10 +38,25 @@ def example_site(tmp_path_factory):
     shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("__pycache__"))
     site = work / "site"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--no-build-isolation", "--no-deps", "--no-index", "--target", str(site),
-         str(source)],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-build-isolation",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode != 0:
         pytest.fail(f"pip could not install {PACKAGE}:\n{result.stdout}{result.stderr}")
     return site
@@ -79,8 +94,10 @@ def test_it_is_not_installed_where_the_tests_run(example_site, xdpdns_cli, tmp_p
     result = xdpdns_cli("check", "--config", conf)
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
-    assert line.startswith(f"xdpdns: error: {conf}: plugins.example: unknown section: "
-                           "no loaded plugin owns it (known sections: ")
+    assert line.startswith(
+        f"xdpdns: error: {conf}: plugins.example: unknown section: "
+        "no loaded plugin owns it (known sections: "
+    )
 
 
 def test_it_gets_its_own_config_section(example_plugin, tmp_path):
@@ -98,19 +115,26 @@ def test_it_gets_its_own_config_section(example_plugin, tmp_path):
 
 CONFIG_ERRORS = [
     ('address = "nope"', "plugins.example.address: expected an IPv4 address, got 'nope'"),
-    ('address = 7', "plugins.example.address: expected a string, got 7"),
+    ("address = 7", "plugins.example.address: expected a string, got 7"),
     ('ttl = "1h"', "plugins.example.ttl: expected an integer, got '1h'"),
     ("ttl = -1", "plugins.example.ttl: expected a TTL from 0 to 2147483647, got -1"),
-    ('origin = "a..b"', "plugins.example.origin: expected a domain name like example.test., "
-                        "got 'a..b'"),
-    ('adress = "198.18.7.9"', "plugins.example.adress: expected one of the known keys: "
-                              "address, origin, ttl (unknown key)"),
+    (
+        'origin = "a..b"',
+        "plugins.example.origin: expected a domain name like example.test., got 'a..b'",
+    ),
+    (
+        'adress = "198.18.7.9"',
+        "plugins.example.adress: expected one of the known keys: "
+        "address, origin, ttl (unknown key)",
+    ),
 ]
 
 
-@pytest.mark.parametrize("text, words", CONFIG_ERRORS, ids=[w.split(":")[0].split(".")[-1]
-                                                            + "-" + t.split()[0]
-                                                            for t, w in CONFIG_ERRORS])
+@pytest.mark.parametrize(
+    "text, words",
+    CONFIG_ERRORS,
+    ids=[w.split(":")[0].split(".")[-1] + "-" + t.split()[0] for t, w in CONFIG_ERRORS],
+)
 def test_its_config_errors_name_the_plugin_and_the_key(example_plugin, tmp_path, text, words):
     conf = tmp_path / "xdpdns.toml"
     conf.write_text(f"[plugins.example]\n{text}\n")
@@ -122,13 +146,15 @@ def test_its_config_errors_name_the_plugin_and_the_key(example_plugin, tmp_path,
 def test_config_errors_on_the_command_line(example_plugin, xdpdns_cli, tmp_path):
     conf = tmp_path / "xdpdns.toml"
     conf.write_text('[plugins.example]\naddress = "nope"\n')
-    for command in (["check", "--config", conf],
-                    ["serve", "--config", conf, "--listen", "127.0.0.1:0"]):
+    for command in (
+        ["check", "--config", conf],
+        ["serve", "--config", conf, "--listen", "127.0.0.1:0"],
+    ):
         result = xdpdns_cli(*command)
         assert result.returncode == 1, result.stderr
         assert result.stderr.splitlines() == [
-            f"xdpdns: error: {conf}: plugins.example.address: expected an IPv4 address, "
-            "got 'nope'"]
+            f"xdpdns: error: {conf}: plugins.example.address: expected an IPv4 address, got 'nope'"
+        ]
 
 
 def test_a_misspelt_section_lists_the_plugins_sections(example_plugin, tmp_path):
@@ -137,8 +163,9 @@ def test_a_misspelt_section_lists_the_plugins_sections(example_plugin, tmp_path)
     with pytest.raises(ConfigError) as exc:
         load_config(load_plugins(), conf)
     message = str(exc.value)
-    assert message.startswith(f"{conf}: plugins.exmaple: unknown section: no loaded plugin "
-                              "owns it (known sections: ")
+    assert message.startswith(
+        f"{conf}: plugins.exmaple: unknown section: no loaded plugin owns it (known sections: "
+    )
     known = message.split("(known sections: ", 1)[1].rstrip(")").split(", ")
     assert {"plugins.example", "plugins.zonefile"} <= set(known)
 
@@ -147,8 +174,10 @@ def test_it_goes_before_zonefile_because_it_declares_so(example_plugin, monkeypa
     pm = load_plugins()
     config = load_config(pm)  # the default zone, example.com, from zonefile
     sources = collect_sources(pm, config)
-    assert [(type(s), s.origin) for s in sources] == [(ZoneData, EXAMPLE_TEST),
-                                                      (ZoneFile, EXAMPLE_COM)]
+    assert [(type(s), s.origin) for s in sources] == [
+        (ZoneData, EXAMPLE_TEST),
+        (ZoneFile, EXAMPLE_COM),
+    ]
     assert hook_order(pm, "zone_sources") == ["example", "zonefile"]
     order = plugin_order(pm)
     assert order.index("example") < order.index("zonefile")
@@ -186,20 +215,25 @@ def _ask(host, port, name, rdtype, tcp=False):
 
 def test_xdpdns_serve_answers_for_it(example_plugin, xdpdns_serve, tmp_path):
     conf = tmp_path / "xdpdns.toml"
-    conf.write_text('[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n'
-                    f'[[zone]]\nfile = "{default_zone_path()}"\norigin = "example.com."\n'
-                    '[plugins.example]\norigin = "corp.test."\naddress = "198.18.7.9"\n'
-                    "ttl = 120\n")
+    conf.write_text(
+        '[server]\nlisten = ["127.0.0.1:0"]\nudp_workers = 1\n'
+        f'[[zone]]\nfile = "{default_zone_path()}"\norigin = "example.com."\n'
+        '[plugins.example]\norigin = "corp.test."\naddress = "198.18.7.9"\n'
+        "ttl = 120\n"
+    )
     server = xdpdns_serve("--config", conf, "--control-socket", tmp_path / "ctl.sock")
     assert " zones=2 " in server.ready_line
-    (host, port), = server.addresses
+    ((host, port),) = server.addresses
     for tcp in (False, True):
         answer = _ask(host, port, "www.corp.test.", "A", tcp)
         assert answer.rcode() == dns.rcode.NOERROR
         assert answer.flags & dns.flags.AA
         (rrset,) = answer.answer
-        assert (rrset.name, rrset.ttl, [r.to_text() for r in rrset]) == \
-            (dns.name.from_text("www.corp.test."), 120, ["198.18.7.9"])
+        assert (rrset.name, rrset.ttl, [r.to_text() for r in rrset]) == (
+            dns.name.from_text("www.corp.test."),
+            120,
+            ["198.18.7.9"],
+        )
     nxdomain = _ask(host, port, "nope.corp.test.", "A")
     assert nxdomain.rcode() == dns.rcode.NXDOMAIN
     assert [r.rdtype for r in nxdomain.authority] == [dns.rdatatype.SOA]

@@ -33,8 +33,9 @@ def test_udp_worker_that_fails_is_reported_by_the_engine():
     Here its epoll descriptor is swapped for /dev/null under it: the next
     wait fails with EINVAL, and the engine says which worker and why."""
     with Engine() as engine, ImageBuilder() as builder:
-        builder.load_zonefile(builder.add_zone(dns.name.from_text("example.com.")),
-                              default_zone_path())
+        builder.load_zonefile(
+            builder.add_zone(dns.name.from_text("example.com.")), default_zone_path()
+        )
         engine.set_image(builder.finish())
         before = _epoll_fds()
         (port,) = engine.udp_start([("127.0.0.1", 0)], 1)
@@ -46,8 +47,9 @@ def test_udp_worker_that_fails_is_reported_by_the_engine():
             os.close(null)
             # The wait under way ends with this query; the next one fails.
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.sendto(dns.message.make_query("www.example.com.", "A").to_wire(),
-                         ("127.0.0.1", port))
+                s.sendto(
+                    dns.message.make_query("www.example.com.", "A").to_wire(), ("127.0.0.1", port)
+                )
             deadline = time.monotonic() + 5
             while engine.failure() is None:
                 assert time.monotonic() < deadline, "the failure was not reported"

@@ -70,9 +70,16 @@ QUERIES = [
 
 
 def _listen_args(topo):
-    return ["--listen", f"{topo.server_v4}:53", "--listen", f"[{topo.server_v6}]:53",
-            "--listen", f"{topo.server_v4}:{SOCKET_PORT}",
-            "--listen", f"[{topo.server_v6}]:{SOCKET_PORT}"]
+    return [
+        "--listen",
+        f"{topo.server_v4}:53",
+        "--listen",
+        f"[{topo.server_v6}]:53",
+        "--listen",
+        f"{topo.server_v4}:{SOCKET_PORT}",
+        "--listen",
+        f"[{topo.server_v6}]:{SOCKET_PORT}",
+    ]
 
 
 def _exchange(topo, host, port, wire, tcp=False):
@@ -158,11 +165,20 @@ def test_same_answers_as_socket_mode(xdp_topology, xdp_serve, family):
     for qname, qtype, kwargs in QUERIES:
         query = dnsdiff.make_query(qname, qtype, **kwargs)
         wire = query.to_wire()
-        ref = dnsdiff.Exchange(wire, query, False,
-                               _exchange(topo, host, SOCKET_PORT, wire),
-                               _exchange(topo, host, SOCKET_PORT, wire, tcp=True))
-        got = dnsdiff.Exchange(wire, query, False, _exchange(topo, host, 53, wire),
-                               _exchange(topo, host, 53, wire, tcp=True))
+        ref = dnsdiff.Exchange(
+            wire,
+            query,
+            False,
+            _exchange(topo, host, SOCKET_PORT, wire),
+            _exchange(topo, host, SOCKET_PORT, wire, tcp=True),
+        )
+        got = dnsdiff.Exchange(
+            wire,
+            query,
+            False,
+            _exchange(topo, host, 53, wire),
+            _exchange(topo, host, 53, wire, tcp=True),
+        )
         assert ref.wire is not None, f"socket mode did not answer {qname} {qtype}"
         diffs = dnsdiff.compare(ref, got)
         if diffs:
@@ -228,8 +244,9 @@ def test_notify_to_port_53_reaches_the_socket_mode_workers(xdp_topology, xdp_ser
     assert dns.message.from_wire(answer).opcode() == dns.opcode.NOTIFY
     after = server.stats()
     assert after["udp"]["answered"] == before["udp"]["answered"] + 1
-    assert [q["received"] for q in after["xdp"]["queues"]] == \
-        [q["received"] for q in before["xdp"]["queues"]]
+    assert [q["received"] for q in after["xdp"]["queues"]] == [
+        q["received"] for q in before["xdp"]["queues"]
+    ]
 
 
 def test_tcp_service_on_another_port(xdp_topology, xdp_serve):
@@ -237,8 +254,7 @@ def test_tcp_service_on_another_port(xdp_topology, xdp_serve):
     xdp_serve()
     listeners = []
     with topo.server.entered():
-        for family, host in ((socket.AF_INET, topo.server_v4),
-                             (socket.AF_INET6, topo.server_v6)):
+        for family, host in ((socket.AF_INET, topo.server_v4), (socket.AF_INET6, topo.server_v6)):
             s = socket.socket(family, socket.SOCK_STREAM)
             s.bind((host, 0))
             s.listen(4)
@@ -330,12 +346,19 @@ def test_umem_in_hugepages(xdp_topology, xdp_serve, reserved_hugepages):
     frames, frame_size = 1024, 2048
     per_queue = frames * frame_size // (2 << 20)  # 2 MiB pages
     reserved_hugepages(per_queue * topo.queues + 4)
-    server = xdp_serve("--config", _xdp_config(topo, f"""
+    server = xdp_serve(
+        "--config",
+        _xdp_config(
+            topo,
+            f"""
 frames_per_queue = {frames}
 ring_size = 1024
 frame_size = {frame_size}
 hugepages = "required"
-"""), *_listen_args(topo)[:4])
+""",
+        ),
+        *_listen_args(topo)[:4],
+    )
     xdp = server.stats()["xdp"]
     assert xdp["hugepages"] is True, xdp
     assert "hugepages=yes" in server.output()
@@ -358,8 +381,12 @@ hugepages = "required"
 def test_hugepages_required_but_missing(xdp_topology, xdp_serve, no_hugepages):
     """hugepages = "required" with none reserved: one clear message."""
     topo = xdp_topology
-    server = xdp_serve("--config", _xdp_config(topo, 'hugepages = "required"\n'),
-                       *_listen_args(topo)[:4], expect_ready=False)
+    server = xdp_serve(
+        "--config",
+        _xdp_config(topo, 'hugepages = "required"\n'),
+        *_listen_args(topo)[:4],
+        expect_ready=False,
+    )
     assert server.proc.wait(timeout=30) == 1
     out = server.output()
     assert "Traceback" not in out
@@ -424,8 +451,7 @@ def test_stats_table(xdp_topology, xdp_serve):
 
 def test_generic_mode(xdp_topology, xdp_serve):
     topo = xdp_topology
-    server = xdp_serve("--config", _xdp_config(topo, 'mode = "generic"\n'),
-                       *_listen_args(topo)[:4])
+    server = xdp_serve("--config", _xdp_config(topo, 'mode = "generic"\n'), *_listen_args(topo)[:4])
     assert "xdp_mode=generic" in server.ready_line
     assert "xdpgeneric" in (topo.xdp_attached() or ""), topo.xdp_attached()
     for host in (topo.server_v4, topo.server_v6):
@@ -444,8 +470,9 @@ def test_engine_port_actions_every_action(xdp_topology):
     from xdpdns.engine import PORT_ACTIONS, Engine, ImageBuilder
 
     topo = xdp_topology
-    config = XdpConfig(interface=topo.server_if, hugepages="off", frames_per_queue=2048,
-                       ring_size=1024)
+    config = XdpConfig(
+        interface=topo.server_if, hugepages="off", frames_per_queue=2048, ring_size=1024
+    )
     (origin, path), *_ = [z for z in diff_zones() if z[0] == "example.com."]
     with Engine() as engine, ImageBuilder() as builder:
         builder.load_zonefile(builder.add_zone(dns.name.from_text(origin)), path)
@@ -454,8 +481,13 @@ def test_engine_port_actions_every_action(xdp_topology):
             engine.xdp_start(config)
         try:
             ncpus = _possible_cpus()
-            for port, action in ((53, "redirect"), (5300, "drop"), (5301, "pass"),
-                                 (53, "pass"), (5300, "redirect")):
+            for port, action in (
+                (53, "redirect"),
+                (5300, "drop"),
+                (5301, "pass"),
+                (53, "pass"),
+                (5300, "redirect"),
+            ):
                 engine.xdp_set_port(port, action)
                 assert engine.xdp_port_actions(port) == [PORT_ACTIONS[action]] * ncpus
             assert len(engine.xdp_prog_stats_per_cpu()) == ncpus
@@ -478,8 +510,7 @@ def _burst(topo, host, count, sockets=8):
     the client namespace), reading answers in between; returns (sent, got).
     The name does not exist: NXDOMAIN is the AF_XDP workers' to answer (the
     XDP program's answer table holds none), and their frames are counted."""
-    queries = [dnsdiff.make_query("nothere.example.com.", "A", qid=i).to_wire()
-               for i in range(256)]
+    queries = [dnsdiff.make_query("nothere.example.com.", "A", qid=i).to_wire() for i in range(256)]
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with topo.client.entered():
         socks = [socket.socket(family, socket.SOCK_DGRAM) for _ in range(sockets)]
@@ -604,10 +635,17 @@ def test_worker_sleeps_between_sparse_queries(xdp_topology, xdp_serve):
     topo = xdp_topology
     server = xdp_serve()
     keys = ("received", "busy_polls", "sleeps")
-    assert _exchange(topo, topo.server_v4, 53, dnsdiff.make_query("nothere.example.com.", "A")
-                     .to_wire()) is not None
-    before, cpu_before, t_before = (_queue_totals(server, keys), procfs.cpu_seconds([server.pid]),
-                                    time.monotonic())
+    assert (
+        _exchange(
+            topo, topo.server_v4, 53, dnsdiff.make_query("nothere.example.com.", "A").to_wire()
+        )
+        is not None
+    )
+    before, cpu_before, t_before = (
+        _queue_totals(server, keys),
+        procfs.cpu_seconds([server.pid]),
+        time.monotonic(),
+    )
     answered = _sparse_queries(topo, topo.server_v4, SPARSE_QUERIES, SPARSE_GAP)
     cpu, wall = procfs.cpu_seconds([server.pid]) - cpu_before, time.monotonic() - t_before
     after = _queue_totals(server, keys)
@@ -632,8 +670,16 @@ def test_worker_sleeps_between_sparse_queries(xdp_topology, xdp_serve):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="as non-root the privilege check comes first")
 def test_no_such_interface(tmp_path):
-    result = run_xdpdns_cli("serve", "--xdp", "nosuchif0", "--listen", "127.0.0.1:0",
-                            "--control-socket", tmp_path / "c.sock", timeout=60)
+    result = run_xdpdns_cli(
+        "serve",
+        "--xdp",
+        "nosuchif0",
+        "--listen",
+        "127.0.0.1:0",
+        "--control-socket",
+        tmp_path / "c.sock",
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "no such network interface: nosuchif0" in result.stderr, result.stderr
@@ -642,17 +688,31 @@ def test_no_such_interface(tmp_path):
 def test_not_root_is_a_clear_error(tmp_path):
     """Not root (run as nobody when the tests are root): the message says
     XDP mode needs root, before anything is loaded."""
-    argv = xdpdns_command() + ["serve", "--xdp", "lo", "--listen", "127.0.0.1:0",
-                               "--control-socket", str(tmp_path / "c.sock")]
+    argv = xdpdns_command() + [
+        "serve",
+        "--xdp",
+        "lo",
+        "--listen",
+        "127.0.0.1:0",
+        "--control-socket",
+        str(tmp_path / "c.sock"),
+    ]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             pytest.skip("setpriv (util-linux) not installed")
         os.chmod(tmp_path, 0o777)
-        argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-                "--inh-caps=-all", "--bounding-set=-all"] + argv
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                            stdin=subprocess.DEVNULL)
+        argv = [
+            setpriv,
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ] + argv
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
     if "Permission denied" in result.stderr and "xdpdns: error" not in result.stderr:
         pytest.skip(f"nobody cannot run the test interpreter: {result.stderr.strip()}")
     assert result.returncode == 1, result.stderr
@@ -702,14 +762,32 @@ def test_verifier_rejection_shows_its_last_lines(xdp_topology, xdp_serve, tmp_pa
     source = tmp_path / "rejected.bpf.c"
     source.write_text(_REJECTED_PROGRAM)
     obj = tmp_path / "rejected.bpf.o"
-    multiarch = subprocess.run(["gcc", "-dumpmachine"], capture_output=True, text=True,
-                               check=True).stdout.strip()
+    multiarch = subprocess.run(
+        ["gcc", "-dumpmachine"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     repo_bpf = Path(__file__).resolve().parent.parent / "bpf"
-    subprocess.run([clang, "-O2", "-g", "-target", "bpf", f"-I{repo_bpf}",
-                    f"-I/usr/include/{multiarch}", "-c", str(source), "-o", str(obj)],
-                   check=True)
-    server = xdp_serve("--config", _xdp_config(topo, f'program = "{obj}"\n'),
-                       *_listen_args(topo)[:4], expect_ready=False)
+    subprocess.run(
+        [
+            clang,
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            f"-I{repo_bpf}",
+            f"-I/usr/include/{multiarch}",
+            "-c",
+            str(source),
+            "-o",
+            str(obj),
+        ],
+        check=True,
+    )
+    server = xdp_serve(
+        "--config",
+        _xdp_config(topo, f'program = "{obj}"\n'),
+        *_listen_args(topo)[:4],
+        expect_ready=False,
+    )
     assert server.proc.wait(timeout=30) == 1
     out = server.output()
     assert "Traceback" not in out

@@ -41,8 +41,14 @@ pytestmark = pytest.mark.asan
 
 UDP_MIN, UDP_MAX, OPT_RESERVE = 512, 1232, 17
 # Types the table holds no answers to (xd_answer_type_held): the workers'.
-NOT_HELD = (dns.rdatatype.AXFR, dns.rdatatype.IXFR, dns.rdatatype.ANY, dns.rdatatype.RRSIG,
-            dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
+NOT_HELD = (
+    dns.rdatatype.AXFR,
+    dns.rdatatype.IXFR,
+    dns.rdatatype.ANY,
+    dns.rdatatype.RRSIG,
+    dns.rdatatype.NSEC,
+    dns.rdatatype.NSEC3,
+)
 
 
 def bare_opt(dnssec):
@@ -52,10 +58,18 @@ def bare_opt(dnssec):
 ZONE_DIR = Path(__file__).resolve().parent.parent / "zones"
 
 # Shapes of one query: (use_edns, payload, mixed case, DO)
-SHAPES = [(False, 0, False, False), (True, 1232, False, False), (True, 512, False, False),
-          (True, 100, False, False), (True, 4096, False, False), (False, 0, True, False),
-          (True, 1232, True, False), (True, 1232, False, True), (True, 512, False, True),
-          (True, 1232, True, True)]
+SHAPES = [
+    (False, 0, False, False),
+    (True, 1232, False, False),
+    (True, 512, False, False),
+    (True, 100, False, False),
+    (True, 4096, False, False),
+    (False, 0, True, False),
+    (True, 1232, True, False),
+    (True, 1232, False, True),
+    (True, 512, False, True),
+    (True, 1232, True, True),
+]
 
 
 def _image(overrides=False):
@@ -69,22 +83,26 @@ def _image(overrides=False):
 
 def _add_overrides(builder):
     """Rules of every action, over zone names and names outside the zones."""
+
     def rdata(rdtype, text):
         return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text)
 
-    answer = builder.add_override_rule("answer", 60, [rdata("A", "198.18.7.7"),
-                                                      rdata("AAAA", "2001:2::77")])
+    answer = builder.add_override_rule(
+        "answer", 60, [rdata("A", "198.18.7.7"), rdata("AAAA", "2001:2::77")]
+    )
     cname = builder.add_override_rule("answer", 60, [rdata("CNAME", "www.example.com.")])
     nxdomain = builder.add_override_rule("nxdomain")
     refused = builder.add_override_rule("refused")
     nodata = builder.add_override_rule("nodata")
-    for name, rule, subtree in (("www.example.com.", answer, False),
-                                ("blocked.example.com.", nxdomain, True),
-                                ("mail.example.com.", refused, False),
-                                ("ns1.example.com.", nodata, False),
-                                ("ads.other.test.", answer, True),
-                                ("go.other.test.", cname, False),
-                                ("alias.example.com.", cname, False)):
+    for name, rule, subtree in (
+        ("www.example.com.", answer, False),
+        ("blocked.example.com.", nxdomain, True),
+        ("mail.example.com.", refused, False),
+        ("ns1.example.com.", nodata, False),
+        ("ads.other.test.", answer, True),
+        ("go.other.test.", cname, False),
+        ("alias.example.com.", cname, False),
+    ):
         builder.add_override(dns.name.from_text(name), rule, subtree)
 
 
@@ -95,8 +113,10 @@ def _table(image):
 
 def _mixcase(name):
     rng = random.Random(name.to_text())
-    labels = [bytes(c ^ 0x20 if chr(c).isalpha() and rng.random() < 0.5 else c
-                    for c in label) for label in name.labels]
+    labels = [
+        bytes(c ^ 0x20 if chr(c).isalpha() and rng.random() < 0.5 else c for c in label)
+        for label in name.labels
+    ]
     return dns.name.Name(labels)
 
 
@@ -104,8 +124,9 @@ def _query_wire(qname, qtype, edns, payload, mixed, dnssec=False):
     name = dns.name.from_text(qname) if isinstance(qname, str) else qname
     if mixed:
         name = _mixcase(name)
-    q = dns.message.make_query(name, qtype, use_edns=0 if edns else False,
-                               payload=payload or 1232, want_dnssec=dnssec)
+    q = dns.message.make_query(
+        name, qtype, use_edns=0 if edns else False, payload=payload or 1232, want_dnssec=dnssec
+    )
     q.flags &= ~dns.flags.RD if random.Random(str(name)).random() < 0.5 else 0xFFFF
     return q.to_wire()
 
@@ -134,10 +155,10 @@ def program_answer(table, wire):
         if wire[pos] == 0:
             break
         pos += 1 + wire[pos]
-    name = wire[12:pos + 1]
+    name = wire[12 : pos + 1]
     if len(name) > 255 or len(wire) < pos + 5:
         return None
-    qtype, qclass = struct.unpack("!HH", wire[pos + 1:pos + 5])
+    qtype, qclass = struct.unpack("!HH", wire[pos + 1 : pos + 5])
     qend = pos + 5
     rest = wire[qend:]
     if qclass != 1:
@@ -145,8 +166,13 @@ def program_answer(table, wire):
     edns, payload, dnssec = False, 0, False
     if ar == 0 and not rest:
         pass
-    elif ar == 1 and len(rest) == 11 and rest[0:3] == b"\x00\x00\x29" and rest[6] == 0 \
-            and rest[9:11] == b"\x00\x00":
+    elif (
+        ar == 1
+        and len(rest) == 11
+        and rest[0:3] == b"\x00\x00\x29"
+        and rest[6] == 0
+        and rest[9:11] == b"\x00\x00"
+    ):
         edns, payload = True, struct.unpack("!H", rest[3:5])[0]
         dnssec = bool(rest[7] & 0x80)
     else:
@@ -160,16 +186,22 @@ def program_answer(table, wire):
     limit = max(UDP_MIN, min(payload, UDP_MAX)) if edns else UDP_MIN
     if need + (OPT_RESERVE if edns else 0) > limit:
         return None
-    header = struct.pack("!HHHHHH", qid, 0x8000 | entry.flags | (flags & 0x0110), 1,
-                         entry.counts[0], entry.counts[1], entry.counts[2] + edns)
+    header = struct.pack(
+        "!HHHHHH",
+        qid,
+        0x8000 | entry.flags | (flags & 0x0110),
+        1,
+        entry.counts[0],
+        entry.counts[1],
+        entry.counts[2] + edns,
+    )
     return header + wire[12:qend] + entry.sections + (bare_opt(dnssec) if edns else b"")
 
 
 def _questions(table):
     """Every row of the differential suite, and every name of the table
     with every type the zones hold and a few they do not."""
-    types = {e.qtype for e in table.values() if e.qtype} | {
-        0, 5, 43, 255, 252, 251, 65280, 999, 99}
+    types = {e.qtype for e in table.values() if e.qtype} | {0, 5, 43, 255, 252, 251, 65280, 999, 99}
     names = {e.name for e in table.values()}
     out = [(c.qname, c.qtype) for c in CASES]
     for name in sorted(names):
@@ -187,9 +219,11 @@ def _compare(image, table, questions):
                 continue
             sent += 1
             core = image.answer(wire)
-            assert ours == core, (f"{qname} {qtype} edns={edns} payload={payload} "
-                                  f"mixed={mixed} do={dnssec}:\n program {ours.hex()}\n core    "
-                                  f"{core.hex() if core else None}")
+            assert ours == core, (
+                f"{qname} {qtype} edns={edns} payload={payload} "
+                f"mixed={mixed} do={dnssec}:\n program {ours.hex()}\n core    "
+                f"{core.hex() if core else None}"
+            )
     return sent
 
 
@@ -220,8 +254,12 @@ def test_what_the_table_holds():
     _, table = _table(image)
 
     def entry(name, rdtype, other=False):
-        key = (dns.name.from_text(name).to_wire(), 0 if other else
-               dns.rdatatype.from_text(rdtype), 0 if other else 1, False)
+        key = (
+            dns.name.from_text(name).to_wire(),
+            0 if other else dns.rdatatype.from_text(rdtype),
+            0 if other else 1,
+            False,
+        )
         return table.get(key)
 
     assert entry("www.example.com.", "A").counts[0] >= 1
@@ -233,8 +271,7 @@ def test_what_the_table_holds():
     assert entry("www.dn.example.com.", None, other=True) is None
     assert entry("www.dn.example.com.", "A") is None
     # Names that do not exist have no entry: NXDOMAIN is the worker's.
-    assert not any(e.name == dns.name.from_text("nothere.example.com.")
-                   for e in table.values())
+    assert not any(e.name == dns.name.from_text("nothere.example.com.") for e in table.values())
     # The checksum of every answer is its sections' sum.
     for e in table.values():
         if not e.to_worker:
@@ -280,11 +317,17 @@ def test_table_do_answers_of_signed_zones_are_the_cores(signed_tables, form):
     assert do_entries and not any(e.also_do for e in do_entries)
     rrsig = dns.rdatatype.RRSIG.to_bytes(2, "big")
     assert any(rrsig in e.sections for e in do_entries if not e.to_worker)
-    questions = _questions(table) + [("www.signed.test.", "A"), ("secure.signed.test.", "A"),
-                                     ("insecure.signed.test.", "A"), ("ent.signed.test.", "A")]
+    questions = _questions(table) + [
+        ("www.signed.test.", "A"),
+        ("secure.signed.test.", "A"),
+        ("insecure.signed.test.", "A"),
+        ("ent.signed.test.", "A"),
+    ]
     sent = _compare(image, table, questions)
-    answered_do = sum(program_answer(table, _query_wire(q, t, True, 1232, False, True))
-                      is not None for q, t in questions)
+    answered_do = sum(
+        program_answer(table, _query_wire(q, t, True, 1232, False, True)) is not None
+        for q, t in questions
+    )
     assert sent > 500 and answered_do > 100, (sent, answered_do)
 
 
@@ -303,8 +346,10 @@ def test_answer_too_long_for_udp_stays_with_the_worker(tmp_path):
     program does not fall back to the NODATA (regression: it would have)."""
     zone = tmp_path / "big.test.zone"
     txt = " ".join(f'"{"x" * 200}"' for _ in range(8))
-    zone.write_text("@ 3600 SOA ns hostmaster 1 7200 3600 1209600 300\n@ 3600 NS ns\n"
-                    f"ns 3600 A 198.18.0.1\nbig 3600 TXT {txt}\n")
+    zone.write_text(
+        "@ 3600 SOA ns hostmaster 1 7200 3600 1209600 300\n@ 3600 NS ns\n"
+        f"ns 3600 A 198.18.0.1\nbig 3600 TXT {txt}\n"
+    )
     with ImageBuilder() as builder:
         builder.load_zonefile(builder.add_zone(dns.name.from_text("big.test.")), zone)
         image = builder.finish()
@@ -328,9 +373,16 @@ ROOM_ANYWHERE = 192
 
 
 def _listen_args(topo):
-    return ["--listen", f"{topo.server_v4}:53", "--listen", f"[{topo.server_v6}]:53",
-            "--listen", f"{topo.server_v4}:{SOCKET_PORT}",
-            "--listen", f"[{topo.server_v6}]:{SOCKET_PORT}"]
+    return [
+        "--listen",
+        f"{topo.server_v4}:53",
+        "--listen",
+        f"[{topo.server_v6}]:53",
+        "--listen",
+        f"{topo.server_v4}:{SOCKET_PORT}",
+        "--listen",
+        f"[{topo.server_v6}]:{SOCKET_PORT}",
+    ]
 
 
 def _in_xdp(server):
@@ -351,10 +403,12 @@ def _send_all(topo, server, questions):
                     got = dnsdiff.exchange((host, 53), wire, timeout=TIMEOUT)
                     asked += 1
                     if got != ref:
-                        failures.append(f"{host} {qname} {qtype} edns={edns} "
-                                        f"payload={payload} mixed={mixed} do={dnssec}:\n  xdp    "
-                                        f"{got.hex() if got else None}\n  socket "
-                                        f"{ref.hex() if ref else None}")
+                        failures.append(
+                            f"{host} {qname} {qtype} edns={edns} "
+                            f"payload={payload} mixed={mixed} do={dnssec}:\n  xdp    "
+                            f"{got.hex() if got else None}\n  socket "
+                            f"{ref.hex() if ref else None}"
+                        )
     return failures, asked
 
 
@@ -401,8 +455,9 @@ def test_xdp_answers_off(xdp_topology, xdp_serve, tmp_path):
 
 
 @pytest.mark.xdp
-def test_xdp_answers_stay_on_while_rrl_turns_on_and_off(xdp_topology, xdp_serve, tmp_path,
-                                                        xdpdns_cli):
+def test_xdp_answers_stay_on_while_rrl_turns_on_and_off(
+    xdp_topology, xdp_serve, tmp_path, xdpdns_cli
+):
     """Rate limiting counts the program's answers in its own buckets: the
     table answers with RRL on, and reloads that turn RRL off and on again
     leave it answering."""
@@ -501,8 +556,9 @@ def test_type_answer_like_the_names_other_answer_is_kept(tmp_path):
     was left out, and the program would have sent the child's NODATA."""
     soa = "@ 3600 SOA ns hostmaster {serial} 7200 3600 1209600 300\n@ 3600 NS ns\n"
     parent = tmp_path / "p.test.zone"
-    parent.write_text(soa.format(serial=1) + "ns 3600 A 198.18.0.1\n"
-                      "c 3600 NS ns.c\nns.c 3600 A 198.18.0.2\n")
+    parent.write_text(
+        soa.format(serial=1) + "ns 3600 A 198.18.0.1\nc 3600 NS ns.c\nns.c 3600 A 198.18.0.2\n"
+    )
     child = tmp_path / "c.p.test.zone"
     child.write_text(soa.format(serial=2) + "ns 3600 A 198.18.0.2\n")
     with ImageBuilder() as builder:
@@ -540,7 +596,7 @@ def _dns_of(frame):
     """The UDP destination port and DNS ID of an Ethernet frame, or None."""
     pos, ethertype = 14, struct.unpack("!H", frame[12:14])[0]
     while ethertype in (0x8100, 0x88A8) and len(frame) >= pos + 4:
-        ethertype = struct.unpack("!H", frame[pos + 2:pos + 4])[0]
+        ethertype = struct.unpack("!H", frame[pos + 2 : pos + 4])[0]
         pos += 4
     if ethertype == 0x0800 and len(frame) > pos and frame[pos + 9] == 17:
         pos += (frame[pos] & 0xF) * 4
@@ -550,7 +606,7 @@ def _dns_of(frame):
         return None
     if len(frame) < pos + 10:
         return None
-    return struct.unpack("!H", frame[pos + 2:pos + 4])[0], frame[pos + 8:pos + 10]
+    return struct.unpack("!H", frame[pos + 2 : pos + 4])[0], frame[pos + 8 : pos + 10]
 
 
 def _frame_cases():
@@ -562,8 +618,9 @@ def _frame_cases():
     ids = iter(range(1000, 2000))
 
     def q(name="www.example.com.", rdtype="A", edns=None, **kw):
-        msg = dns.message.make_query(name, rdtype, use_edns=edns if edns is not None else False,
-                                     **kw)
+        msg = dns.message.make_query(
+            name, rdtype, use_edns=edns if edns is not None else False, **kw
+        )
         msg.id = next(ids)
         return msg.to_wire()
 
@@ -580,11 +637,13 @@ def _frame_cases():
         total = struct.unpack("!H", frame[16:18])[0] + extra
         header = frame[14:16] + struct.pack("!H", total) + frame[18:24] + b"\0\0" + frame[26:34]
         from test_xdp_prog import _checksum
+
         header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
         return frame[:14] + header + frame[34:]
 
-    with_nsid = dns.message.make_query("www.example.com.", "A", use_edns=0,
-                                       options=[dns.edns.GenericOption(3, b"")])
+    with_nsid = dns.message.make_query(
+        "www.example.com.", "A", use_edns=0, options=[dns.edns.GenericOption(3, b"")]
+    )
     with_nsid.id = 999
     return [
         ("ipv4", lambda f: v4(f, q()), True),
@@ -604,8 +663,11 @@ def _frame_cases():
         ("DO", lambda f: v4(f, q(edns=0, want_dnssec=True)), True),
         ("DO, ipv6", lambda f: v6(f, q(edns=0, want_dnssec=True, payload=4096)), True),
         # Flag bits no one defines are summed as they came, and not echoed.
-        ("OPT flags beyond DO", lambda f: v4(f, _opt_flags(q(edns=0, want_dnssec=True),
-                                                           0x80, 0x41)), True),
+        (
+            "OPT flags beyond DO",
+            lambda f: v4(f, _opt_flags(q(edns=0, want_dnssec=True), 0x80, 0x41)),
+            True,
+        ),
         ("NSID option", lambda f: v4(f, with_nsid.to_wire()), False),
         # dnspython takes use_edns=1 for True: the version byte by hand
         ("OPT version 1", lambda f: v4(f, _opt_version(q(edns=0), 1)), False),
@@ -656,8 +718,11 @@ def _replies(topo, engine, frames, cases):
             reply = _reply(sock, frame, 1.0 if in_xdp else 0.3)
             time.sleep(0.05)
             after = engine.xdp_prog_stats()
-            out[case] = (reply, after.answered_in_xdp - before.answered_in_xdp,
-                         after.redirected - before.redirected)
+            out[case] = (
+                reply,
+                after.answered_in_xdp - before.answered_in_xdp,
+                after.redirected - before.redirected,
+            )
     finally:
         sock.close()
     return out
@@ -687,19 +752,21 @@ def test_reply_frames_are_the_workers(xdp_topology):
         if in_xdp and (answered, redirected) != (1, 0):
             failures.append(f"{case}: answered_in_xdp {answered}, redirected {redirected}")
         if not in_xdp and (answered, redirected) != (0, 1):
-            failures.append(f"{case}: not the worker's: answered_in_xdp {answered}, "
-                            f"redirected {redirected}")
+            failures.append(
+                f"{case}: not the worker's: answered_in_xdp {answered}, redirected {redirected}"
+            )
         if reply != ref:
-            failures.append(f"{case}:\n  table  {reply.hex() if reply else None}\n"
-                            f"  worker {ref.hex() if ref else None}")
+            failures.append(
+                f"{case}:\n  table  {reply.hex() if reply else None}\n"
+                f"  worker {ref.hex() if ref else None}"
+            )
         elif in_xdp and reply is None:
             failures.append(f"{case}: no reply")
     assert not failures, "\n".join(failures)
 
 
 @pytest.mark.xdp
-def test_program_without_answer_maps_says_so_and_workers_answer(xdp_topology, xdp_serve,
-                                                                tmp_path):
+def test_program_without_answer_maps_says_so_and_workers_answer(xdp_topology, xdp_serve, tmp_path):
     """An [xdp] program built without the answer table's maps (here the load
     generator's build of the same source) starts with the table "failed"
     and a message naming the maps and the fix; nothing is answered from
@@ -738,9 +805,12 @@ def test_key_set_collision_c3_cname_c7_a(tmp_path):
     """Regression: the type and class went into xd_hash's seed, which it
     mixes linearly with the name's first word, so (c3, CNAME) and (c7, A)
     hashed alike and c7's A answer was left out of the table."""
-    image = _two_zone_image(tmp_path, "ns 3600 A 198.18.0.1\nwww 3600 A 198.18.0.2\n"
-                            + "".join(f"c{i} 3600 CNAME c{i + 1}\n" for i in range(1, 8))
-                            + "c8 3600 CNAME www\n")
+    image = _two_zone_image(
+        tmp_path,
+        "ns 3600 A 198.18.0.1\nwww 3600 A 198.18.0.2\n"
+        + "".join(f"c{i} 3600 CNAME c{i + 1}\n" for i in range(1, 8))
+        + "c8 3600 CNAME www\n",
+    )
     _, table = _table(image)
     assert (dns.name.from_text("c7.p.test.").to_wire(), dns.rdatatype.A, 1, False) in table
     assert (dns.name.from_text("c3.p.test.").to_wire(), dns.rdatatype.CNAME, 1, False) in table
@@ -752,9 +822,11 @@ def test_child_apex_types_not_lost_to_the_cut(tmp_path):
     """Regression: a name that is a cut in the parent and the child's apex
     was compiled once, from the cut's types (NS), so the child's SOA was
     answered from the other-types entry (NODATA)."""
-    image = _two_zone_image(tmp_path, "ns 3600 A 198.18.0.1\nc 3600 NS ns.c\n"
-                            "ns.c 3600 A 198.18.0.2\n", "ns 3600 A 198.18.0.2\n"
-                            "@ 3600 TXT \"child\"\n")
+    image = _two_zone_image(
+        tmp_path,
+        "ns 3600 A 198.18.0.1\nc 3600 NS ns.c\nns.c 3600 A 198.18.0.2\n",
+        'ns 3600 A 198.18.0.2\n@ 3600 TXT "child"\n',
+    )
     _, table = _table(image)
     for qtype in ("SOA", "TXT", "NS", "A"):
         wire = dns.message.make_query("c.p.test.", qtype).to_wire()
@@ -773,10 +845,12 @@ def test_zone_with_transfer_acl_alone_stays_in_the_table():
     path = ZONE_DIR / "example.com.zone"
     origin = dns.name.from_text("example.com.")
     local = (ipaddress.ip_network("127.0.0.0/8"),)
-    for acl, held in ((ZoneAcl(allow_transfer=local), True),
-                      (ZoneAcl(deny_transfer=local), True),
-                      (ZoneAcl(allow_query=local), False),
-                      (ZoneAcl(deny_query=local), False)):
+    for acl, held in (
+        (ZoneAcl(allow_transfer=local), True),
+        (ZoneAcl(deny_transfer=local), True),
+        (ZoneAcl(allow_query=local), False),
+        (ZoneAcl(deny_query=local), False),
+    ):
         image = compile_sources([ZoneFile(origin, path, acl=acl)]).image
         _, table = _table(image)
         wire = dns.message.make_query("www.example.com.", "A").to_wire()

@@ -73,8 +73,20 @@ def _compile(tmp: Path, name: str, *defines: str) -> Path:
     # -target bpf does not search (as setup.py says).
     triplet = run("gcc", "-dumpmachine").stdout.strip()
     out = tmp / name
-    run("clang", "-O2", "-g", "-Wall", "-target", "bpf", f"-I/usr/include/{triplet}",
-        *defines, "-c", NEIGHBOUR_SOURCE, "-o", out)
+    run(
+        "clang",
+        "-O2",
+        "-g",
+        "-Wall",
+        "-target",
+        "bpf",
+        f"-I/usr/include/{triplet}",
+        *defines,
+        "-c",
+        NEIGHBOUR_SOURCE,
+        "-o",
+        out,
+    )
     return out
 
 
@@ -84,17 +96,20 @@ def neighbours(tmp_path_factory):
     if shutil.which("clang") is None or XDP_LOADER is None:
         pytest.skip("needs clang and xdp-loader (Debian: clang, xdp-tools)")
     tmp = tmp_path_factory.mktemp("neighbours")
-    return (_compile(tmp, "drop.bpf.o", f"-DDROP_PORT={DROPPED_PORT}"),
-            _compile(tmp, "pass.bpf.o"))
+    return (_compile(tmp, "drop.bpf.o", f"-DDROP_PORT={DROPPED_PORT}"), _compile(tmp, "pass.bpf.o"))
 
 
 def xdp_loader(topo, *args, check=True):
     """xdp-loader ARGS in the server's namespace.  Stopped with SIGTERM if
     it hangs: it then removes its lock file (/run/xdp-loader.lck), which
     SIGKILL would leave behind for every later run on the machine."""
-    proc = subprocess.Popen(topo.server.exec_argv([XDP_LOADER, *args]), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        topo.server.exec_argv([XDP_LOADER, *args]),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         out, _ = proc.communicate(timeout=LOADER_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -125,13 +140,15 @@ def dispatcher_works(xdp_topology, bpffs, neighbours):
     """None when libxdp can put a program into a dispatcher on this kernel,
     else why not (xdp-loader's own words)."""
     topo = xdp_topology
-    out = xdp_loader(topo, "load", "-v", "-m", "skb", topo.server_if, neighbours[1],
-                     check=False)
+    out = xdp_loader(topo, "load", "-v", "-m", "skb", topo.server_if, neighbours[1], check=False)
     try:
         if dispatched(topo) is not None:
             return None
-        reasons = [line.strip() for line in out.splitlines()
-                   if "ompatibility" in line or "dispatcher" in line]
+        reasons = [
+            line.strip()
+            for line in out.splitlines()
+            if "ompatibility" in line or "dispatcher" in line
+        ]
         return "; ".join(reasons) or out.strip()[-300:]
     finally:
         xdp_loader(topo, "unload", "--all", topo.server_if, check=False)
@@ -216,8 +233,7 @@ def _guard_pid(server_pid):
 # ---- a working dispatcher ------------------------------------------------------
 
 
-def test_answers_beside_a_program_loaded_before(dispatcher, neighbours, xdp_serve,
-                                                dispatcher_conf):
+def test_answers_beside_a_program_loaded_before(dispatcher, neighbours, xdp_serve, dispatcher_conf):
     """xdp-loader loads the neighbour first; xdpdns joins the dispatcher,
     runs first, answers over XDP, and passes the rest on to the neighbour."""
     topo = dispatcher
@@ -236,8 +252,7 @@ def test_answers_beside_a_program_loaded_before(dispatcher, neighbours, xdp_serv
     assert f"in libxdp's dispatcher as program id {stats['prog_id']}" in table.stdout
 
 
-def test_stop_leaves_a_program_loaded_after(dispatcher, neighbours, xdp_serve,
-                                            dispatcher_conf):
+def test_stop_leaves_a_program_loaded_after(dispatcher, neighbours, xdp_serve, dispatcher_conf):
     topo = dispatcher
     server = xdp_serve("--config", dispatcher_conf)
     xdp_loader(topo, "load", "-m", "skb", topo.server_if, neighbours[0])
@@ -260,8 +275,7 @@ def test_alone_in_the_dispatcher_leaves_nothing(dispatcher, xdp_serve, dispatche
     assert topo.xdp_attached() is None
 
 
-def test_kill_9_guard_takes_the_program_out(dispatcher, neighbours, xdp_serve,
-                                            dispatcher_conf):
+def test_kill_9_guard_takes_the_program_out(dispatcher, neighbours, xdp_serve, dispatcher_conf):
     topo = dispatcher
     xdp_loader(topo, "load", "-m", "skb", topo.server_if, neighbours[0])
     server = xdp_serve("--config", dispatcher_conf)
@@ -277,8 +291,9 @@ def test_kill_9_guard_takes_the_program_out(dispatcher, neighbours, xdp_serve,
     assert _xdp_answers(again) > before
 
 
-def test_restart_removes_what_a_dead_server_left(dispatcher, neighbours, xdp_serve,
-                                                 dispatcher_conf):
+def test_restart_removes_what_a_dead_server_left(
+    dispatcher, neighbours, xdp_serve, dispatcher_conf
+):
     """Server and guard both killed (as a service manager's SIGKILL to the
     whole unit does): the pinned program stays; the next start takes it out
     and takes its place, without manual cleanup."""
@@ -310,16 +325,18 @@ def test_second_server_on_the_interface_is_refused(dispatcher, xdp_serve, dispat
     """A live xdpdns's program is never taken for a stale one."""
     topo = dispatcher
     xdp_serve("--config", dispatcher_conf)
-    second = xdp_serve("--config", dispatcher_conf, "--listen", f"{topo.server_v4}:5353",
-                       expect_ready=False)
+    second = xdp_serve(
+        "--config", dispatcher_conf, "--listen", f"{topo.server_v4}:5353", expect_ready=False
+    )
     assert second.proc.wait(timeout=60) == 1
     assert "already serves" in second.output(), second.output()
     assert dispatched(topo) == ["xdpdns"]
     assert _answered(topo) is not None
 
 
-def test_stop_as_the_dropped_user_leaves_the_dispatcher_clean(dispatcher, neighbours,
-                                                              open_dir, xdp_serve):
+def test_stop_as_the_dropped_user_leaves_the_dispatcher_clean(
+    dispatcher, neighbours, open_dir, xdp_serve
+):
     """The server runs as nobody with only CAP_BPF and CAP_NET_ADMIN (which
     cannot open the dispatcher by id nor write its pins); its guard takes
     the program out at stop."""
@@ -333,8 +350,9 @@ def test_stop_as_the_dropped_user_leaves_the_dispatcher_clean(dispatcher, neighb
         import dns.message
         import dns.query
 
-        answer = dns.query.udp(dns.message.make_query("www.example.test.", "A"),
-                               topo.server_v4, timeout=3)
+        answer = dns.query.udp(
+            dns.message.make_query("www.example.test.", "A"), topo.server_v4, timeout=3
+        )
     assert answer.answer[0][0].to_text() == "198.18.0.1"
     assert server.stop() == 0, server.output()
     assert "dispatcher guard" not in server.output(), server.output()
@@ -353,33 +371,37 @@ def _failed_start(xdp_serve, *args):
     return out
 
 
-def test_no_bpffs_is_a_clear_error(xdp_topology, xdp_serve, dispatcher_conf, tmp_path,
-                                   monkeypatch):
+def test_no_bpffs_is_a_clear_error(xdp_topology, xdp_serve, dispatcher_conf, tmp_path, monkeypatch):
     plain = tmp_path / "not-bpffs"
     plain.mkdir()
     monkeypatch.setenv("LIBXDP_BPFFS", str(plain))
     out = _failed_start(xdp_serve, "--config", dispatcher_conf)
-    assert (f'xdpdns: error: [xdp] attach = "dispatcher" on {xdp_topology.server_if}: '
-            f"no bpffs at {plain}") in out, out
+    assert (
+        f'xdpdns: error: [xdp] attach = "dispatcher" on {xdp_topology.server_if}: '
+        f"no bpffs at {plain}"
+    ) in out, out
     assert 'set [xdp] attach = "link"' in out
     assert xdp_topology.xdp_attached() is None
 
 
-def test_unsupported_kernel_is_a_clear_error(xdp_topology, bpffs, dispatcher_works,
-                                             xdp_serve, dispatcher_conf):
+def test_unsupported_kernel_is_a_clear_error(
+    xdp_topology, bpffs, dispatcher_works, xdp_serve, dispatcher_conf
+):
     """Where the kernel refuses freplace programs libxdp would attach the
     program alone instead: that is refused, and nothing stays attached."""
     if dispatcher_works is None:
         pytest.skip("this kernel runs libxdp's dispatcher")
     out = _failed_start(xdp_serve, "--config", dispatcher_conf)
-    assert (f"xdpdns: error: the kernel refused libxdp's dispatcher on "
-            f"{xdp_topology.server_if}") in out, out
+    assert (
+        f"xdpdns: error: the kernel refused libxdp's dispatcher on {xdp_topology.server_if}"
+    ) in out, out
     assert 'set [xdp] attach = "link"' in out
     assert xdp_topology.xdp_attached() is None
 
 
-def test_program_outside_a_dispatcher_is_left_alone(xdp_topology, bpffs, xdp_serve,
-                                                    dispatcher_conf):
+def test_program_outside_a_dispatcher_is_left_alone(
+    xdp_topology, bpffs, xdp_serve, dispatcher_conf
+):
     """A program attached without libxdp cannot be shared: a clear error,
     and that program stays where it is."""
     topo = xdp_topology
@@ -389,8 +411,7 @@ def test_program_outside_a_dispatcher_is_left_alone(xdp_topology, bpffs, xdp_ser
         assert f"is attached to {topo.server_if} outside libxdp's dispatcher" in out, out
         assert topo.xdp_attached() is not None
     finally:
-        topo.server.run("ip", "link", "set", "dev", topo.server_if, "xdp", "off",
-                        check=False)
+        topo.server.run("ip", "link", "set", "dev", topo.server_if, "xdp", "off", check=False)
 
 
 def test_link_mode_still_refuses_a_dispatcher(dispatcher, neighbours, xdp_serve):
@@ -405,8 +426,12 @@ def test_link_mode_still_refuses_a_dispatcher(dispatcher, neighbours, xdp_serve)
 def test_guard_usage_is_checked():
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "xdpdns.xdp", "guard", "eth0"],
-                            capture_output=True, text=True, timeout=60,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "xdpdns.xdp", "guard", "eth0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 2
     assert "usage: python -m xdpdns.xdp guard IFACE PROG_ID" in result.stderr

@@ -69,25 +69,46 @@ class Frames:
     def udp(self, payload, pseudo_src, pseudo_dst, dport=DNS_PORT, ipv6=False) -> bytes:
         length = 8 + len(payload)
         header = struct.pack("!HHHH", 40053, dport, length, 0)
-        pseudo = (pseudo_src + pseudo_dst + struct.pack("!IxxxB", length, UDP) if ipv6
-                  else pseudo_src + pseudo_dst + struct.pack("!xBH", UDP, length))
+        pseudo = (
+            pseudo_src + pseudo_dst + struct.pack("!IxxxB", length, UDP)
+            if ipv6
+            else pseudo_src + pseudo_dst + struct.pack("!xBH", UDP, length)
+        )
         return header[:6] + struct.pack("!H", _checksum(pseudo + header + payload)) + payload
 
     def ipv4(self, payload=None, dport=DNS_PORT, options=b"", frag_off=0) -> bytes:
         l4 = self.udp(_query() if payload is None else payload, self.src4, self.dst4, dport)
         ihl = 5 + len(options) // 4
-        header = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(l4), 1, frag_off,
-                             64, UDP, 0, self.src4, self.dst4) + options
+        header = (
+            struct.pack(
+                "!BBHHHBBH4s4s",
+                0x40 | ihl,
+                0,
+                ihl * 4 + len(l4),
+                1,
+                frag_off,
+                64,
+                UDP,
+                0,
+                self.src4,
+                self.dst4,
+            )
+            + options
+        )
         header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
         return header + l4
 
     def ipv6(self, payload=None, hop_by_hop=False) -> bytes:
-        l4 = self.udp(_query() if payload is None else payload, self.src6, self.dst6,
-                      ipv6=True)
+        l4 = self.udp(_query() if payload is None else payload, self.src6, self.dst6, ipv6=True)
         ext = bytes([UDP, 0, 1, 4, 0, 0, 0, 0]) if hop_by_hop else b""  # PadN
         next_header = 0 if hop_by_hop else UDP
-        return struct.pack("!IHBB16s16s", 0x60000000, len(ext) + len(l4), next_header, 64,
-                           self.src6, self.dst6) + ext + l4
+        return (
+            struct.pack(
+                "!IHBB16s16s", 0x60000000, len(ext) + len(l4), next_header, 64, self.src6, self.dst6
+            )
+            + ext
+            + l4
+        )
 
     def ether(self, ethertype, payload, vlans=()) -> bytes:
         """vlans: the TPIDs of the tags, outermost first."""
@@ -122,8 +143,9 @@ def _xdp_engine(topo, **config):
     from xdpdns.config import XdpConfig
     from xdpdns.engine import Engine, ImageBuilder
 
-    xdp_config = XdpConfig(interface=topo.server_if, hugepages="off", frames_per_queue=2048,
-                           ring_size=1024, **config)
+    xdp_config = XdpConfig(
+        interface=topo.server_if, hugepages="off", frames_per_queue=2048, ring_size=1024, **config
+    )
     with Engine() as engine, ImageBuilder() as builder:
         builder.load_zonefile(builder.add_zone(dns.name.from_text("example.com.")), ZONE)
         engine.set_image(builder.finish())
@@ -180,8 +202,10 @@ def _wait_moved(engine, before, counter, timeout=COUNTER_TIMEOUT):
 
 
 def _delta(before, after):
-    return {name: getattr(after, name) - getattr(before, name)
-            for name in ("seen", "redirected", "passed", "dropped", "denied", "malformed")}
+    return {
+        name: getattr(after, name) - getattr(before, name)
+        for name in ("seen", "redirected", "passed", "dropped", "denied", "malformed")
+    }
 
 
 # ---- one frame, one verdict ----------------------------------------------------------------
@@ -198,26 +222,36 @@ FRAMES = [
     ("ipv6 query", lambda f: f.ether(0x86DD, f.ipv6()), "redirected"),
     ("ipv4 with options", lambda f: _eth_ipv4(f, options=b"\x01\x01\x01\x00"), "redirected"),
     ("802.1Q tag", lambda f: f.ether(0x0800, f.ipv4(), vlans=(0x8100,)), "redirected"),
-    ("802.1ad + 802.1Q tags", lambda f: f.ether(0x0800, f.ipv4(), vlans=(0x88A8, 0x8100)),
-     "redirected"),
-    ("three tags", lambda f: f.ether(0x0800, f.ipv4(), vlans=(0x88A8, 0x8100, 0x8100)),
-     "passed"),
+    (
+        "802.1ad + 802.1Q tags",
+        lambda f: f.ether(0x0800, f.ipv4(), vlans=(0x88A8, 0x8100)),
+        "redirected",
+    ),
+    ("three tags", lambda f: f.ether(0x0800, f.ipv4(), vlans=(0x88A8, 0x8100, 0x8100)), "passed"),
     ("ipv4 fragment, MF", lambda f: _eth_ipv4(f, frag_off=0x2000), "passed"),
     ("ipv4 fragment, offset", lambda f: _eth_ipv4(f, frag_off=0x0010), "passed"),
     ("ipv6 hop-by-hop header", lambda f: f.ether(0x86DD, f.ipv6(hop_by_hop=True)), "passed"),
-    ("payload shorter than a DNS header", lambda f: _eth_ipv4(f, payload=b"\1\2\3\4\5"),
-     "passed"),
+    ("payload shorter than a DNS header", lambda f: _eth_ipv4(f, payload=b"\1\2\3\4\5"), "passed"),
     ("response", lambda f: _eth_ipv4(f, payload=_query(0x8180)), "passed"),
     ("NOTIFY", lambda f: _eth_ipv4(f, payload=_query(0x2000)), "passed"),
     ("UPDATE", lambda f: _eth_ipv4(f, payload=_query(0x2800)), "passed"),
     ("port without an action", lambda f: _eth_ipv4(f, dport=OTHER_PORT), "passed"),
     ("DROP port", lambda f: _eth_ipv4(f, dport=DROP_PORT), "dropped"),
-    ("ipv4 header cut short", lambda f: f.dst_mac + f.src_mac + b"\x08\x00" + f.ipv4()[:10],
-     "malformed"),
-    ("udp header cut short", lambda f: f.dst_mac + f.src_mac + b"\x08\x00" + f.ipv4()[:24],
-     "malformed"),
-    ("dns header cut short", lambda f: f.dst_mac + f.src_mac + b"\x08\x00" + f.ipv4()[:34],
-     "malformed"),
+    (
+        "ipv4 header cut short",
+        lambda f: f.dst_mac + f.src_mac + b"\x08\x00" + f.ipv4()[:10],
+        "malformed",
+    ),
+    (
+        "udp header cut short",
+        lambda f: f.dst_mac + f.src_mac + b"\x08\x00" + f.ipv4()[:24],
+        "malformed",
+    ),
+    (
+        "dns header cut short",
+        lambda f: f.dst_mac + f.src_mac + b"\x08\x00" + f.ipv4()[:34],
+        "malformed",
+    ),
 ]
 
 
@@ -241,8 +275,9 @@ def test_frame_verdict(xdp_engine, frames, case, build, counter):
         assert delta["passed"] >= 1, (case, delta)  # malformed frames are passed
 
 
-@pytest.mark.parametrize("flags, what", [(0x8180, "response"), (0x2000, "NOTIFY"),
-                                         (0x2800, "UPDATE")])
+@pytest.mark.parametrize(
+    "flags, what", [(0x8180, "response"), (0x2000, "NOTIFY"), (0x2800, "UPDATE")]
+)
 def test_non_queries_reach_the_kernel(xdp_engine, xdp_topology, kernel_listener, flags, what):
     """What the engine does not answer on the fast path reaches the socket
     listener unchanged (no operation is lost because it came over XDP)."""
@@ -292,9 +327,11 @@ def test_destination_addresses(xdp_engine, frames, xdp_topology):
     xdp_engine.xdp_add_address(topo.server_v4)
     other = Frames(topo, frames.dst_mac, frames.src_mac)
     other.dst4 = socket.inet_aton("198.18.0.9")  # not ours
-    cases = [(frames.ether(0x0800, frames.ipv4()), "redirected"),
-             (other.ether(0x0800, other.ipv4()), "passed"),
-             (frames.ether(0x86DD, frames.ipv6()), "passed")]
+    cases = [
+        (frames.ether(0x0800, frames.ipv4()), "redirected"),
+        (other.ether(0x0800, other.ipv4()), "passed"),
+        (frames.ether(0x86DD, frames.ipv6()), "passed"),
+    ]
     for frame, counter in cases:
         before = xdp_engine.xdp_prog_stats()
         frames.send(frame)

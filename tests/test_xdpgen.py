@@ -21,8 +21,7 @@ from xdpdns.bench.loadgen import LoadGenerator
 pytestmark = [pytest.mark.xdp, pytest.mark.asan]
 
 # In turn: an answer, a referral-free NODATA, an NXDOMAIN (tests/data/diff).
-QUERIES = [("www.example.com.", "A"), ("www.example.com.", "MX"),
-           ("nothere.example.com.", "A")]
+QUERIES = [("www.example.com.", "A"), ("www.example.com.", "MX"), ("nothere.example.com.", "A")]
 RATE = 20000  # queries/s over both queues: far below what either side can do
 DURATION = 1.0
 
@@ -37,13 +36,20 @@ def _wires(queries=QUERIES):
 
 
 def _generate(topo, family=4, **kwargs):
-    src, dst = ((topo.client_v4, topo.server_v4) if family == 4
-                else (topo.client_v6, topo.server_v6))
-    args = dict(interface=topo.client_if, queries=_wires(),
-                src_mac=_mac(topo.client, topo.client_if),
-                dst_mac=_mac(topo.server, topo.server_if),
-                src_addr=src, dst_addr=dst, rate=RATE, duration=DURATION, drain=0.5,
-                frames=4096, ring=1024)
+    src, dst = (topo.client_v4, topo.server_v4) if family == 4 else (topo.client_v6, topo.server_v6)
+    args = dict(
+        interface=topo.client_if,
+        queries=_wires(),
+        src_mac=_mac(topo.client, topo.client_if),
+        dst_mac=_mac(topo.server, topo.server_if),
+        src_addr=src,
+        dst_addr=dst,
+        rate=RATE,
+        duration=DURATION,
+        drain=0.5,
+        frames=4096,
+        ring=1024,
+    )
     args.update(kwargs)
     with topo.client.entered():
         gen = LoadGenerator(**args)
@@ -125,29 +131,44 @@ def test_a_flood_loses_no_frame_and_the_queues_recover(xdp_topology, xdp_serve, 
     assert all(s.answered > 0 for s in stats)
     xdp = server.stats()["xdp"]
     for q in xdp["queues"]:
-        assert q["frames_fill"] + q["frames_rx"] + q["frames_tx"] + q["frames_free"] == \
-            q["frames_total"]
+        assert (
+            q["frames_fill"] + q["frames_rx"] + q["frames_tx"] + q["frames_free"]
+            == q["frames_total"]
+        )
     # The workers answer again (a name not there: theirs, not the answer
     # table's, whose XDP_TX answers this client's end takes only with a
     # program on it, and the generator's was just taken off).
     with xdp_topology.client.entered():
-        reply = dns.query.udp(dns.message.make_query("nothere.example.com.", "A"),
-                              xdp_topology.server_v4, timeout=2.0)
+        reply = dns.query.udp(
+            dns.message.make_query("nothere.example.com.", "A"), xdp_topology.server_v4, timeout=2.0
+        )
     assert reply.rcode() == dns.rcode.NXDOMAIN
 
 
 def test_generator_refuses_an_interface_with_a_program(xdp_topology):
     with xdp_topology.client.entered():
-        first = LoadGenerator(interface=xdp_topology.client_if, queries=_wires(),
-                              src_mac=b"\x02" * 6, dst_mac=b"\x02" * 6,
-                              src_addr=xdp_topology.client_v4,
-                              dst_addr=xdp_topology.server_v4, rate=100, duration=5)
+        first = LoadGenerator(
+            interface=xdp_topology.client_if,
+            queries=_wires(),
+            src_mac=b"\x02" * 6,
+            dst_mac=b"\x02" * 6,
+            src_addr=xdp_topology.client_v4,
+            dst_addr=xdp_topology.server_v4,
+            rate=100,
+            duration=5,
+        )
         try:
             with pytest.raises(OSError, match="already attached"):
-                LoadGenerator(interface=xdp_topology.client_if, queries=_wires(),
-                              src_mac=b"\x02" * 6, dst_mac=b"\x02" * 6,
-                              src_addr=xdp_topology.client_v4,
-                              dst_addr=xdp_topology.server_v4, rate=100, duration=5)
+                LoadGenerator(
+                    interface=xdp_topology.client_if,
+                    queries=_wires(),
+                    src_mac=b"\x02" * 6,
+                    dst_mac=b"\x02" * 6,
+                    src_addr=xdp_topology.client_v4,
+                    dst_addr=xdp_topology.server_v4,
+                    rate=100,
+                    duration=5,
+                )
         finally:
             first.stop()
             first.close()
@@ -156,9 +177,13 @@ def test_generator_refuses_an_interface_with_a_program(xdp_topology):
 
 # ---- arguments: no root needed -------------------------------------------------
 
-ARGS = dict(queries=[dns.message.make_query("example.com.", "A").to_wire()],
-            src_mac=b"\x02" * 6, dst_mac=b"\x02" * 6, src_addr="198.18.0.2",
-            dst_addr="198.18.0.1")
+ARGS = dict(
+    queries=[dns.message.make_query("example.com.", "A").to_wire()],
+    src_mac=b"\x02" * 6,
+    dst_mac=b"\x02" * 6,
+    src_addr="198.18.0.2",
+    dst_addr="198.18.0.1",
+)
 
 
 def test_no_such_interface():
@@ -172,17 +197,21 @@ def test_a_query_too_short_is_named():
         LoadGenerator(interface="lo", **args)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(dst_addr="2001:2::1"), "two families"),
-    (dict(src_mac=b"\x02"), "6 bytes"),
-    (dict(queries=[]), "no queries"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(dst_addr="2001:2::1"), "two families"),
+        (dict(src_mac=b"\x02"), "6 bytes"),
+        (dict(queries=[]), "no queries"),
+    ],
+)
 def test_bad_arguments(change, message):
     with pytest.raises(ValueError, match=message):
         LoadGenerator(interface="lo", **dict(ARGS, **change))
 
 
 # ---- where it lives -------------------------------------------------------------
+
 
 def _symbols(module):
     out = subprocess.run(["nm", module.__file__], capture_output=True, text=True, check=True)

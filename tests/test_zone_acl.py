@@ -50,14 +50,19 @@ def _zone_config(tmp_path, acl_lines, origin="example.com."):
 
 
 def test_config_values(tmp_path):
-    conf = _zone_config(tmp_path, 'allow_query = ["192.0.2.0/24", "2001:db8::1"]\n'
-                                  'deny_query = ["192.0.2.128/25"]\n'
-                                  'allow_transfer = ["198.51.100.2"]\n'
-                                  'deny_transfer = []')
+    conf = _zone_config(
+        tmp_path,
+        'allow_query = ["192.0.2.0/24", "2001:db8::1"]\n'
+        'deny_query = ["192.0.2.128/25"]\n'
+        'allow_transfer = ["198.51.100.2"]\n'
+        "deny_transfer = []",
+    )
     (zone,) = load_config(load_plugins(), conf).zones
-    assert zone.acl == ZoneAcl(allow_query=(net("192.0.2.0/24"), net("2001:db8::1/128")),
-                               deny_query=(net("192.0.2.128/25"),),
-                               allow_transfer=(net("198.51.100.2/32"),))
+    assert zone.acl == ZoneAcl(
+        allow_query=(net("192.0.2.0/24"), net("2001:db8::1/128")),
+        deny_query=(net("192.0.2.128/25"),),
+        allow_transfer=(net("198.51.100.2/32"),),
+    )
     assert zone.acl.configured
     assert (zone.acl.default("query"), zone.acl.default("transfer")) == ("deny", "deny")
 
@@ -68,26 +73,46 @@ def test_config_without_acl_keys(tmp_path):
     assert ZoneAcl(deny_query=(net("192.0.2.0/24"),)).default("query") == "allow"
 
 
-@pytest.mark.parametrize("text, words", [
-    ('allow_query = "192.0.2.0/24"',
-     r"zone\[1\]\.allow_query: expected a list of IPv4 or IPv6 prefixes"),
-    ('deny_query = ["192.0.2.0/33"]',
-     r"zone\[1\]\.deny_query: expected a list of IPv4 or IPv6 prefixes"),
-    ('allow_transfer = [53]', r"zone\[1\]\.allow_transfer: expected a list of IPv4 or IPv6"),
-    ('deny_transfer = ["ns1.example.com"]',
-     r"zone\[1\]\.deny_transfer: expected a list of IPv4 or IPv6"),
-    ('allow_query = ["192.0.2.1/24"]',
-     r"zone\[1\]\.allow_query: expected a prefix without host bits set \(192.0.2.0/24 or "
-     r"192.0.2.1 alone\), got '192.0.2.1/24'"),
-    ('allow_transfer = ["2001:db8::/32"]\ndeny_transfer = ["2001:db8::/32"]',
-     r"zone\[1\]\.deny_transfer: expected prefixes that are not also in allow_transfer, "
-     r"got '2001:db8::/32'"),
-    ('allow_qeury = []', r"zone\[1\]\.allow_qeury: expected one of the known keys: file, "
-     r"origin, notify, dnssec, allow_query, deny_query, allow_transfer, deny_transfer"),
-    ("deny_query = [" + ", ".join(f'"10.{i >> 8}.{i & 255}.0/24"' for i in range(1025)) + "]",
-     r"zone\[1\]\.allow_query: expected at most 1024 IPv4 prefixes in allow_query and "
-     r"deny_query together"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (
+            'allow_query = "192.0.2.0/24"',
+            r"zone\[1\]\.allow_query: expected a list of IPv4 or IPv6 prefixes",
+        ),
+        (
+            'deny_query = ["192.0.2.0/33"]',
+            r"zone\[1\]\.deny_query: expected a list of IPv4 or IPv6 prefixes",
+        ),
+        ("allow_transfer = [53]", r"zone\[1\]\.allow_transfer: expected a list of IPv4 or IPv6"),
+        (
+            'deny_transfer = ["ns1.example.com"]',
+            r"zone\[1\]\.deny_transfer: expected a list of IPv4 or IPv6",
+        ),
+        (
+            'allow_query = ["192.0.2.1/24"]',
+            r"zone\[1\]\.allow_query: expected a prefix without host bits set \(192.0.2.0/24 or "
+            r"192.0.2.1 alone\), got '192.0.2.1/24'",
+        ),
+        (
+            'allow_transfer = ["2001:db8::/32"]\ndeny_transfer = ["2001:db8::/32"]',
+            r"zone\[1\]\.deny_transfer: expected prefixes that are not also in allow_transfer, "
+            r"got '2001:db8::/32'",
+        ),
+        (
+            "allow_qeury = []",
+            r"zone\[1\]\.allow_qeury: expected one of the known keys: file, "
+            r"origin, notify, dnssec, allow_query, deny_query, allow_transfer, deny_transfer",
+        ),
+        (
+            "deny_query = ["
+            + ", ".join(f'"10.{i >> 8}.{i & 255}.0/24"' for i in range(1025))
+            + "]",
+            r"zone\[1\]\.allow_query: expected at most 1024 IPv4 prefixes in allow_query and "
+            r"deny_query together",
+        ),
+    ],
+)
 def test_config_errors_name_the_zone_and_key(tmp_path, text, words):
     with pytest.raises(ConfigError, match=words) as info:
         load_config(load_plugins(), _zone_config(tmp_path, text))
@@ -122,27 +147,43 @@ def _image(tmp_path, acls):
         return builder.finish()
 
 
-QUERY_ACL = {EX: {"query": ([(net("192.0.2.0/24"), "allow"), (net("192.0.2.128/25"), "deny"),
-                             (net("192.0.2.200/32"), "allow"), (net("2001:db8::/32"), "allow"),
-                             (net("2001:db8:bad::/48"), "deny")], "deny"),
-                  "transfer": ([(net("198.51.100.0/24"), "allow"),
-                                (net("198.51.100.66/32"), "deny")], "deny")}}
+QUERY_ACL = {
+    EX: {
+        "query": (
+            [
+                (net("192.0.2.0/24"), "allow"),
+                (net("192.0.2.128/25"), "deny"),
+                (net("192.0.2.200/32"), "allow"),
+                (net("2001:db8::/32"), "allow"),
+                (net("2001:db8:bad::/48"), "deny"),
+            ],
+            "deny",
+        ),
+        "transfer": (
+            [(net("198.51.100.0/24"), "allow"), (net("198.51.100.66/32"), "deny")],
+            "deny",
+        ),
+    }
+}
 
 
 @pytest.mark.asan
-@pytest.mark.parametrize("client, query, transfer", [
-    ("192.0.2.1", True, False),
-    ("192.0.2.129", False, False),     # the /25 inside the allowed /24
-    ("192.0.2.200", True, False),      # the /32 inside the denied /25
-    ("10.0.0.1", False, False),        # no prefix: the default
-    ("::ffff:192.0.2.1", True, False),  # IPv4-mapped: judged as IPv4
-    ("2001:db8::1", True, False),
-    ("2001:db8:bad::1", False, False),
-    ("2001:db9::1", False, False),
-    ("198.51.100.2", False, True),
-    ("198.51.100.66", False, False),
-    (None, False, False),              # unknown: held by no prefix, the defaults
-])
+@pytest.mark.parametrize(
+    "client, query, transfer",
+    [
+        ("192.0.2.1", True, False),
+        ("192.0.2.129", False, False),  # the /25 inside the allowed /24
+        ("192.0.2.200", True, False),  # the /32 inside the denied /25
+        ("10.0.0.1", False, False),  # no prefix: the default
+        ("::ffff:192.0.2.1", True, False),  # IPv4-mapped: judged as IPv4
+        ("2001:db8::1", True, False),
+        ("2001:db8:bad::1", False, False),
+        ("2001:db9::1", False, False),
+        ("198.51.100.2", False, True),
+        ("198.51.100.66", False, False),
+        (None, False, False),  # unknown: held by no prefix, the defaults
+    ],
+)
 def test_longest_prefix_decides(tmp_path, client, query, transfer):
     img = Image.from_bytes(_image(tmp_path, QUERY_ACL).to_bytes())
     assert img.info.zone_acls == 1 and img.info.version == IMAGE_VERSION
@@ -194,8 +235,12 @@ def test_builder_rejects_bad_values(tmp_path):
         with pytest.raises(ValueError, match="1025 IPv4 and 0 IPv6 prefixes: at most 1024"):
             builder.set_zone_acl(zone, "query", many, "allow")
         # 1024 of each family fit.
-        builder.set_zone_acl(zone, "query", many[:1024] + [
-            (net(f"2001:db8:{i:x}::/48"), "deny") for i in range(1024)], "allow")
+        builder.set_zone_acl(
+            zone,
+            "query",
+            many[:1024] + [(net(f"2001:db8:{i:x}::/48"), "deny") for i in range(1024)],
+            "allow",
+        )
         img = builder.finish()
     assert not img.zone_allows(EX, "query", "10.3.255.1")
     assert not img.zone_allows(EX, "query", "2001:db8:3ff::1")
@@ -224,36 +269,57 @@ def _zone_entry_acl(data, zone):
 
 
 @pytest.mark.asan
-@pytest.mark.parametrize("damage, words", [
-    # header fields
-    (lambda d, c, s, e: struct.pack_into("=I", d, ZONE_ACL_AT, 2),
-     "zone ACL count does not match the zones"),
-    (lambda d, c, s, e: struct.pack_into("=I", d, ZONE_ACL_AT + 8, len(d) + 1),
-     "zone ACL block outside the image"),
-    (lambda d, c, s, e: struct.pack_into("=I", d, ZONE_ACL_AT + 4, 64),
-     "zone ACL block outside the image"),
-    (lambda d, c, s, e: struct.pack_into("=I", d, ZONE_ACL_AT + 12, 1),
-     "zone ACL block outside the image"),
-    # the zone's pointer
-    (lambda d, c, s, e: struct.pack_into("=I", d, _zone_entry_acl(d, 0), e),
-     "zone ACL outside its block"),
-    (lambda d, c, s, e: struct.pack_into("=I", d, _zone_entry_acl(d, 0), 0),
-     "zone ACL count does not match the zones"),
-    # the lists
-    (lambda d, c, s, e: struct.pack_into("=H", d, s, 1025), "zone ACL outside its block"),
-    (lambda d, c, s, e: struct.pack_into("=H", d, s + 2, 200), "zone ACL outside its block"),
-    (lambda d, c, s, e: struct.pack_into("=B", d, s + 4, 7), "bad zone ACL default"),
-    (lambda d, c, s, e: struct.pack_into("=B", d, s + 5, 1), "bad zone ACL default"),
-    # the first prefix (192.0.2.200/32 once sorted) and the next ones
-    (lambda d, c, s, e: struct.pack_into("=B", d, s + 6, 33), "bad zone ACL prefix"),
-    (lambda d, c, s, e: struct.pack_into("=B", d, s + 7, 9), "bad zone ACL prefix"),
-    (lambda d, c, s, e: struct.pack_into("=B", d, s + 6 + 18 + 2 + 3, 1),
-     "bad zone ACL prefix"),  # a host bit of the /25
-    (lambda d, c, s, e: struct.pack_into("=B", d, s + 6 + 2 + 4, 1),
-     "bad zone ACL prefix"),  # IPv4 bytes past the fourth
-    (lambda d, c, s, e: struct.pack_into("=B", d, s + 6 + 36, 32),
-     "zone ACL prefixes not longest first"),  # the /24 claims /32 after the /25
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        # header fields
+        (
+            lambda d, c, s, e: struct.pack_into("=I", d, ZONE_ACL_AT, 2),
+            "zone ACL count does not match the zones",
+        ),
+        (
+            lambda d, c, s, e: struct.pack_into("=I", d, ZONE_ACL_AT + 8, len(d) + 1),
+            "zone ACL block outside the image",
+        ),
+        (
+            lambda d, c, s, e: struct.pack_into("=I", d, ZONE_ACL_AT + 4, 64),
+            "zone ACL block outside the image",
+        ),
+        (
+            lambda d, c, s, e: struct.pack_into("=I", d, ZONE_ACL_AT + 12, 1),
+            "zone ACL block outside the image",
+        ),
+        # the zone's pointer
+        (
+            lambda d, c, s, e: struct.pack_into("=I", d, _zone_entry_acl(d, 0), e),
+            "zone ACL outside its block",
+        ),
+        (
+            lambda d, c, s, e: struct.pack_into("=I", d, _zone_entry_acl(d, 0), 0),
+            "zone ACL count does not match the zones",
+        ),
+        # the lists
+        (lambda d, c, s, e: struct.pack_into("=H", d, s, 1025), "zone ACL outside its block"),
+        (lambda d, c, s, e: struct.pack_into("=H", d, s + 2, 200), "zone ACL outside its block"),
+        (lambda d, c, s, e: struct.pack_into("=B", d, s + 4, 7), "bad zone ACL default"),
+        (lambda d, c, s, e: struct.pack_into("=B", d, s + 5, 1), "bad zone ACL default"),
+        # the first prefix (192.0.2.200/32 once sorted) and the next ones
+        (lambda d, c, s, e: struct.pack_into("=B", d, s + 6, 33), "bad zone ACL prefix"),
+        (lambda d, c, s, e: struct.pack_into("=B", d, s + 7, 9), "bad zone ACL prefix"),
+        (
+            lambda d, c, s, e: struct.pack_into("=B", d, s + 6 + 18 + 2 + 3, 1),
+            "bad zone ACL prefix",
+        ),  # a host bit of the /25
+        (
+            lambda d, c, s, e: struct.pack_into("=B", d, s + 6 + 2 + 4, 1),
+            "bad zone ACL prefix",
+        ),  # IPv4 bytes past the fourth
+        (
+            lambda d, c, s, e: struct.pack_into("=B", d, s + 6 + 36, 32),
+            "zone ACL prefixes not longest first",
+        ),  # the /24 claims /32 after the /25
+    ],
+)
 def test_loader_rejects_a_malformed_zone_acl(tmp_path, damage, words):
     img = _image(tmp_path, QUERY_ACL)
     Image.from_bytes(img.to_bytes())  # the undamaged one loads
@@ -266,8 +332,8 @@ def test_loader_rejects_unsorted_prefixes(tmp_path):
 
     def swap(d, c, s, e):
         first, second = s + 6, s + 6 + 18  # the /32, then the /25
-        a, b = bytes(d[first:first + 18]), bytes(d[second:second + 18])
-        d[first:first + 18], d[second:second + 18] = b, a
+        a, b = bytes(d[first : first + 18]), bytes(d[second : second + 18])
+        d[first : first + 18], d[second : second + 18] = b, a
 
     with pytest.raises(OSError, match="zone ACL prefixes not longest first"):
         Image.from_bytes(_damaged(img, swap))
@@ -296,10 +362,18 @@ def _options(response):
 
 
 @pytest.mark.asan
-@pytest.mark.parametrize("client, allowed", [
-    ("192.0.2.1", True), ("192.0.2.129", False), ("192.0.2.200", True), ("10.0.0.1", False),
-    ("2001:db8::1", True), ("2001:db8:bad::1", False), ("::1", False),
-])
+@pytest.mark.parametrize(
+    "client, allowed",
+    [
+        ("192.0.2.1", True),
+        ("192.0.2.129", False),
+        ("192.0.2.200", True),
+        ("10.0.0.1", False),
+        ("2001:db8::1", True),
+        ("2001:db8:bad::1", False),
+        ("::1", False),
+    ],
+)
 @pytest.mark.parametrize("tcp", [False, True])
 def test_denied_client_refused_for_that_zone_only(engine, client, allowed, tcp):
     r = _ask(engine, "www.example.com.", client, tcp=tcp)
@@ -320,8 +394,12 @@ def test_denied_client_refused_for_that_zone_only(engine, client, allowed, tcp):
 
 @pytest.mark.asan
 def test_denied_client_refused_for_every_name_and_type(engine):
-    for qname, qtype in (("example.com.", "SOA"), ("nothere.example.com.", "A"),
-                         ("example.com.", "ANY"), ("www.example.com.", "TXT")):
+    for qname, qtype in (
+        ("example.com.", "SOA"),
+        ("nothere.example.com.", "A"),
+        ("example.com.", "ANY"),
+        ("www.example.com.", "TXT"),
+    ):
         r = _ask(engine, qname, "192.0.2.129", qtype)
         assert r.rcode() == dns.rcode.REFUSED and _options(r) == PROHIBITED, (qname, qtype)
     r = _ask(engine, "www.example.com.", "192.0.2.129", edns=None)
@@ -335,8 +413,7 @@ def test_unknown_client_gets_the_default(engine, tmp_path):
     r = _ask(engine, "www.example.com.", None)
     assert r.rcode() == dns.rcode.REFUSED and _options(r) == PROHIBITED
     with Engine() as e:
-        e.set_image(_image(tmp_path, {EX: {"query": ([(net("192.0.2.0/24"), "deny")],
-                                                     "allow")}}))
+        e.set_image(_image(tmp_path, {EX: {"query": ([(net("192.0.2.0/24"), "deny")], "allow")}}))
         assert _ask(e, "www.example.com.", None).rcode() == dns.rcode.NOERROR
 
 
@@ -362,8 +439,11 @@ def test_image_without_acls_answers_as_before(tmp_path):
     with Engine() as e:
         img = _image(tmp_path, {})
         e.set_image(Image.from_bytes(img.to_bytes()))
-        for qname, qtype in (("www.example.com.", "A"), ("example.com.", "AXFR"),
-                             ("nothere.example.net.", "A")):
+        for qname, qtype in (
+            ("www.example.com.", "A"),
+            ("example.com.", "AXFR"),
+            ("nothere.example.net.", "A"),
+        ):
             wire = dns.message.make_query(qname, qtype, use_edns=0).to_wire()
             assert e.answer(wire, client="192.0.2.129") == img.answer(wire)
 
@@ -397,21 +477,31 @@ def test_override_in_a_zone_follows_its_acl(tmp_path):
 def _serve_config(tmp_path, acl_lines, listen='"127.0.0.1:0", "[::1]:0"'):
     (tmp_path / "z.zone").write_text(ZONE_TEXT)
     conf = tmp_path / "xdpdns.toml"
-    conf.write_text(f"[server]\nlisten = [{listen}]\nudp_workers = 1\n"
-                    f'[[zone]]\nfile = "z.zone"\norigin = "example.com."\n{acl_lines}\n'
-                    f'[[zone]]\nfile = "z.zone"\norigin = "example.net."\n')
+    conf.write_text(
+        f"[server]\nlisten = [{listen}]\nudp_workers = 1\n"
+        f'[[zone]]\nfile = "z.zone"\norigin = "example.com."\n{acl_lines}\n'
+        f'[[zone]]\nfile = "z.zone"\norigin = "example.net."\n'
+    )
     return conf
 
 
 def test_serve_refuses_denied_clients_over_udp_and_tcp(xdpdns_serve, tmp_path):
-    server = xdpdns_serve("--config", _serve_config(
-        tmp_path, f'allow_query = ["127.0.0.0/8"]\ndeny_query = ["{DENIED_V4}"]\n'
-                  f'allow_transfer = ["{ALLOWED_V4}"]'))
+    server = xdpdns_serve(
+        "--config",
+        _serve_config(
+            tmp_path,
+            f'allow_query = ["127.0.0.0/8"]\ndeny_query = ["{DENIED_V4}"]\n'
+            f'allow_transfer = ["{ALLOWED_V4}"]',
+        ),
+    )
     assert "zone ACLs zones=1" in server.output()
     v4, v6 = server.addresses
     for exchange in (_udp_query, _tcp_exchange):
-        for source, address, allowed in ((ALLOWED_V4, v4, True), (DENIED_V4, v4, False),
-                                         ("::1", v6, False)):
+        for source, address, allowed in (
+            (ALLOWED_V4, v4, True),
+            (DENIED_V4, v4, False),
+            ("::1", v6, False),
+        ):
             for origin in ("example.com.", "example.net."):
                 query = dns.message.make_query("www." + origin, "A", use_edns=0)
                 r = dns.message.from_wire(exchange(source, address, query.to_wire()))
@@ -444,9 +534,11 @@ def test_xdp_denied_client_refused_for_that_zone(xdp_topology, xdp_serve, tmp_pa
     topo = xdp_topology
     zones = dict(diff_zones())
     conf = tmp_path / "xdpdns.toml"
-    conf.write_text(f'[[zone]]\nfile = "{zones["example.com."]}"\n'
-                    f'deny_query = ["{topo.client_v4}", "{topo.client_v6}"]\n'
-                    f'[[zone]]\nfile = "{zones["parent.test."]}"\n')
+    conf.write_text(
+        f'[[zone]]\nfile = "{zones["example.com."]}"\n'
+        f'deny_query = ["{topo.client_v4}", "{topo.client_v6}"]\n'
+        f'[[zone]]\nfile = "{zones["parent.test."]}"\n'
+    )
     server = xdp_serve("--config", conf, diff_zones=False)
     v6 = family == "ipv6"
     host = topo.server_v6 if v6 else topo.server_v4
@@ -459,8 +551,10 @@ def test_xdp_denied_client_refused_for_that_zone(xdp_topology, xdp_serve, tmp_pa
         return server.stats()["xdp"]["program"]["answered_in_xdp"]
 
     before, before_in_xdp = answered(), in_xdp()
-    for qname, rcode in (("www.example.com.", dns.rcode.REFUSED),
-                         ("www.parent.test.", dns.rcode.NOERROR)):
+    for qname, rcode in (
+        ("www.example.com.", dns.rcode.REFUSED),
+        ("www.parent.test.", dns.rcode.NOERROR),
+    ):
         query = dns.message.make_query(qname, "A", use_edns=0)
         for tcp in (False, True):
             wire = _client_query(topo, source, host, 53, query.to_wire(), tcp=tcp)

@@ -62,7 +62,7 @@ MASK = (1 << 64) - 1
 
 
 def _mix64(h):
-    for mul in (0xff51afd7ed558ccd, 0xc4ceb9fe1a85ec53):
+    for mul in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
         h ^= h >> 33
         h = (h * mul) & MASK
     return h ^ (h >> 33)
@@ -70,10 +70,10 @@ def _mix64(h):
 
 def xd_hash(data: bytes, seed: int) -> int:
     """native/wire/wire.c's xd_hash, to re-seal images a test damages."""
-    k = 0x9e3779b97f4a7c15
+    k = 0x9E3779B97F4A7C15
     h = (seed ^ (len(data) * k)) & MASK
     for i in range(0, len(data), 8):
-        word = int.from_bytes(data[i:i + 8], "little")
+        word = int.from_bytes(data[i : i + 8], "little")
         h = ((h ^ word) * k) & MASK
         h ^= h >> 29
     return _mix64(h)

@@ -32,8 +32,7 @@ class Acl:
 
     @property
     def denies_anything(self) -> bool:
-        return (self.policy.default == "deny"
-                or any(r.action == "deny" for r in self.rules))
+        return self.policy.default == "deny" or any(r.action == "deny" for r in self.rules)
 
     def pairs(self) -> list[tuple]:
         """(prefix, action) pairs, as Engine.acl_set takes them."""
@@ -42,8 +41,10 @@ class Acl:
     def describe(self) -> str:
         """For the log: counts and the policy."""
         allow = sum(r.action == "allow" for r in self.rules)
-        return (f"allow={allow} deny={len(self.rules) - allow} "
-                f"default={self.policy.default} socket_action={self.policy.socket_action}")
+        return (
+            f"allow={allow} deny={len(self.rules) - allow} "
+            f"default={self.policy.default} socket_action={self.policy.socket_action}"
+        )
 
 
 def collect_acl(pm, config) -> Acl:
@@ -59,13 +60,13 @@ def collect_acl(pm, config) -> Acl:
     for result in pm.hook.address_rules(config=config):
         for rule in result or ():
             if not isinstance(rule, AddressRule):
-                raise AclError(f"address_rules returned {rule!r}, not an "
-                               "xdpdns.hookspecs.AddressRule")
+                raise AclError(
+                    f"address_rules returned {rule!r}, not an xdpdns.hookspecs.AddressRule"
+                )
             seen.setdefault(rule.prefix, rule)
     policy = pm.hook.address_policy(config=config)
     if policy is None:
         policy = AddressPolicy()
     elif not isinstance(policy, AddressPolicy):
-        raise AclError(f"address_policy returned {policy!r}, not an "
-                       "xdpdns.hookspecs.AddressPolicy")
+        raise AclError(f"address_policy returned {policy!r}, not an xdpdns.hookspecs.AddressPolicy")
     return Acl(tuple(seen.values()), policy)

@@ -27,75 +27,108 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xdpdns", description="An authoritative DNS server.")
+    parser = argparse.ArgumentParser(prog="xdpdns", description="An authoritative DNS server.")
     parser.add_argument("--version", action="version", version=f"xdpdns {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser(
-        "serve", help="serve zones over UDP and TCP",
+        "serve",
+        help="serve zones over UDP and TCP",
         description="Serve zones over UDP and TCP. With no arguments, serves the "
         "example zone on 127.0.0.1:5353. Command-line lists replace the "
-        "configuration file's.")
+        "configuration file's.",
+    )
     _add_config_options(serve)
-    serve.add_argument("--listen", action="append", metavar="ADDR",
-                       help="address to serve on, HOST:PORT or [HOST6]:PORT (repeatable)")
-    serve.add_argument("--zone", action="append", metavar="[ORIGIN=]FILE",
-                       help="zone file to serve; the origin defaults to the file name "
-                       "without .zone (repeatable)")
-    serve.add_argument("--udp-workers", metavar="N",
-                       help="UDP worker threads (default: one per CPU)")
-    serve.add_argument("--log-level", metavar="LEVEL",
-                       help="debug, info, warning or error (default: info)")
-    serve.add_argument("--xdp", metavar="IFACE",
-                       help="XDP mode: answer UDP queries arriving on IFACE through "
-                       "AF_XDP (sets [xdp] interface; needs root)")
-    serve.add_argument("--control-socket", metavar="PATH",
-                       help="where `xdpdns stats` asks (default: [server] control_socket, "
-                       "else /run/xdpdns/xdpdns.sock as root)")
+    serve.add_argument(
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help="address to serve on, HOST:PORT or [HOST6]:PORT (repeatable)",
+    )
+    serve.add_argument(
+        "--zone",
+        action="append",
+        metavar="[ORIGIN=]FILE",
+        help="zone file to serve; the origin defaults to the file name without .zone (repeatable)",
+    )
+    serve.add_argument(
+        "--udp-workers", metavar="N", help="UDP worker threads (default: one per CPU)"
+    )
+    serve.add_argument(
+        "--log-level", metavar="LEVEL", help="debug, info, warning or error (default: info)"
+    )
+    serve.add_argument(
+        "--xdp",
+        metavar="IFACE",
+        help="XDP mode: answer UDP queries arriving on IFACE through "
+        "AF_XDP (sets [xdp] interface; needs root)",
+    )
+    serve.add_argument(
+        "--control-socket",
+        metavar="PATH",
+        help="where `xdpdns stats` asks (default: [server] control_socket, "
+        "else /run/xdpdns/xdpdns.sock as root)",
+    )
 
     check = sub.add_parser(
-        "check", help="check zone files and configuration",
+        "check",
+        help="check zone files and configuration",
         description="Load zones as `serve` would and report every problem as "
-        "FILE:LINE: error|warning: message. Exits 1 when there is an error.")
+        "FILE:LINE: error|warning: message. Exits 1 when there is an error.",
+    )
     _add_config_options(check)
     check.add_argument("zones", nargs="*", metavar="[ORIGIN=]FILE", help="zone files")
 
     stats = sub.add_parser(
-        "stats", help="show the counters of a running server",
+        "stats",
+        help="show the counters of a running server",
         description="Ask a running `xdpdns serve` for its counters: UDP workers, TCP, "
         "and in XDP mode every AF_XDP queue (with where its frames are) and every "
-        "CPU of the XDP program.")
+        "CPU of the XDP program.",
+    )
     _add_config_options(stats)
-    stats.add_argument("--control-socket", metavar="PATH",
-                       help="the server's control socket (default: the configuration's, "
-                       "else /run/xdpdns/xdpdns.sock as root)")
+    stats.add_argument(
+        "--control-socket",
+        metavar="PATH",
+        help="the server's control socket (default: the configuration's, "
+        "else /run/xdpdns/xdpdns.sock as root)",
+    )
     stats.add_argument("--json", action="store_true", help="print the raw JSON")
 
     reload = sub.add_parser(
-        "reload", help="load the configuration and zones again in a running server",
+        "reload",
+        help="load the configuration and zones again in a running server",
         description="Ask a running `xdpdns serve` to read its configuration and zone "
         "files again and publish them without stopping (as SIGHUP does). Anything "
         "wrong changes nothing: the server keeps what it had, and this prints why and "
         "exits 1. [server], [xdp], [resolver], [metrics] and [dnstap] take effect at the "
-        "next start only.")
+        "next start only.",
+    )
     _add_config_options(reload)
-    reload.add_argument("--control-socket", metavar="PATH",
-                        help="the server's control socket (default: the configuration's, "
-                        "else /run/xdpdns/xdpdns.sock as root)")
+    reload.add_argument(
+        "--control-socket",
+        metavar="PATH",
+        help="the server's control socket (default: the configuration's, "
+        "else /run/xdpdns/xdpdns.sock as root)",
+    )
 
-    sub.add_parser("plugins", help="list the loaded plugins and their hooks",
-                   description="List the loaded plugins, where each came from and its hooks.")
+    sub.add_parser(
+        "plugins",
+        help="list the loaded plugins and their hooks",
+        description="List the loaded plugins, where each came from and its hooks.",
+    )
 
     from xdpdns.bench.options import add_arguments as add_bench_arguments
 
     bench = sub.add_parser(
-        "bench", help="measure xdpdns (and peers) under load",
+        "bench",
+        help="measure xdpdns (and peers) under load",
         description="Build a server and a client network namespace joined by a veth pair "
         "(root), serve the zones with xdpdns in XDP and/or socket mode (and with the peers "
         "of --compare), load it from the client side for a bounded time, print a table of "
         "medians, and delete everything it made, also on Ctrl-C or a failure. With --target, "
-        "load a server already running on loopback instead (no root needed).")
+        "load a server already running on loopback instead (no root needed).",
+    )
     add_bench_arguments(bench)
     return parser
 
@@ -106,8 +139,7 @@ def _error(message: str) -> int:
     return EXIT_ERROR
 
 
-def _setup_logging(level: str, syslog: str | None = None,
-                   syslog_socket: str = "/dev/log") -> None:
+def _setup_logging(level: str, syslog: str | None = None, syslog_socket: str = "/dev/log") -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -119,15 +151,17 @@ def _setup_logging(level: str, syslog: str | None = None,
     from logging.handlers import SysLogHandler
 
     try:
-        handler = SysLogHandler(address=syslog_socket,
-                                facility=SysLogHandler.facility_names[syslog])
+        handler = SysLogHandler(
+            address=syslog_socket, facility=SysLogHandler.facility_names[syslog]
+        )
     except OSError as exc:
         # stderr still has every line: a missing syslog is no reason to stop.
         log.warning("cannot log to syslog at %s: %s", syslog_socket, exc)
         return
     # syslog adds the time; the tag is what journalctl -t and grep find.
-    handler.setFormatter(logging.Formatter(
-        f"xdpdns[{os.getpid()}]: %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter(f"xdpdns[{os.getpid()}]: %(levelname)s %(name)s: %(message)s")
+    )
     logging.getLogger().addHandler(handler)
 
 
@@ -140,13 +174,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     def read() -> Config:
         # At start and again for every reload, with the same file and options.
-        return load_config(pm, args.config, listen=args.listen, zones=args.zone,
-                           udp_workers=args.udp_workers, log_level=args.log_level,
-                           xdp_interface=args.xdp, control_socket=args.control_socket)
+        return load_config(
+            pm,
+            args.config,
+            listen=args.listen,
+            zones=args.zone,
+            udp_workers=args.udp_workers,
+            log_level=args.log_level,
+            xdp_interface=args.xdp,
+            control_socket=args.control_socket,
+        )
 
     config = read()
-    _setup_logging(config.server.log_level, config.server.syslog,
-                   str(config.server.syslog_socket))
+    _setup_logging(config.server.log_level, config.server.syslog, str(config.server.syslog_socket))
     return Server(config, pm, reread=read).run()
 
 
@@ -160,15 +200,16 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     pm = load_plugins()
     config = load_config(pm, args.config, zones=args.zones)
-    result = compile_sources(collect_sources(pm, config),
-                             overrides=collect_overrides(pm, config))
+    result = compile_sources(collect_sources(pm, config), overrides=collect_overrides(pm, config))
     for problem in result.problems:
         print(problem)
     errors, warnings = len(result.errors), len(result.warnings)
     zones = len(result.zones)
-    print(f"{zones} zone{'s' if zones != 1 else ''} checked: "
-          f"{errors} error{'s' if errors != 1 else ''}, "
-          f"{warnings} warning{'s' if warnings != 1 else ''}")
+    print(
+        f"{zones} zone{'s' if zones != 1 else ''} checked: "
+        f"{errors} error{'s' if errors != 1 else ''}, "
+        f"{warnings} warning{'s' if warnings != 1 else ''}"
+    )
     if result.image is not None:
         result.image.close()
     return EXIT_ERROR if errors else EXIT_OK
@@ -234,8 +275,14 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from xdpdns.plugins import (AFTER, BEFORE, hook_orders, load_plugins, order_problems,
-                                plugin_infos)
+    from xdpdns.plugins import (
+        AFTER,
+        BEFORE,
+        hook_orders,
+        load_plugins,
+        order_problems,
+        plugin_infos,
+    )
 
     # The problems are part of the listing below; not also on stderr.
     logging.getLogger("xdpdns.plugins").addHandler(logging.NullHandler())
@@ -246,8 +293,10 @@ def _plugins(args: argparse.Namespace) -> int:
         hooks = [f"{hook} ({marks[hook]})" if hook in marks else hook for hook in info.hooks]
         print(f"{position}. {info.name}: {info.origin}")
         print(f"    hooks: {', '.join(hooks) or '(none)'}")
-        for label, attribute, names in (("before", BEFORE, info.before),
-                                        ("after", AFTER, info.after)):
+        for label, attribute, names in (
+            ("before", BEFORE, info.before),
+            ("after", AFTER, info.after),
+        ):
             if names:
                 shown = [f"{n} (not loaded)" if n in info.missing else n for n in names]
                 print(f"    {label}: {', '.join(shown)}  ({attribute})")
@@ -259,8 +308,14 @@ def _plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"serve": _serve, "check": _check, "stats": _stats, "reload": _reload,
-            "plugins": _plugins, "bench": _bench}
+COMMANDS = {
+    "serve": _serve,
+    "check": _check,
+    "stats": _stats,
+    "reload": _reload,
+    "plugins": _plugins,
+    "bench": _bench,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -270,16 +325,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from xdpdns.image import ZoneLoadError
         from xdpdns.plugins import PluginError
     except ImportError as exc:  # the C extension is missing or broken
-        return _error(f"the C engine cannot be loaded ({exc}); build it with "
-                      "`pip install -e .` or run ./bootstrap serve")
+        return _error(
+            f"the C engine cannot be loaded ({exc}); build it with "
+            "`pip install -e .` or run ./bootstrap serve"
+        )
     try:
         return COMMANDS[args.command](args)
     except ZoneLoadError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         errors = len([p for p in exc.problems if p.is_error])
-        return _error(f"{errors} error{'s' if errors != 1 else ''} in the zone data; "
-                      "not serving")
+        return _error(f"{errors} error{'s' if errors != 1 else ''} in the zone data; not serving")
     except (ConfigError, PluginError) as exc:
         return _error(str(exc))
     except OSError as exc:  # address in use, permission denied, unreadable file

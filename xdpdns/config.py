@@ -212,8 +212,18 @@ class ServerConfig:
     syslog_socket: Path = Path("/dev/log")
 
 
-SYSLOG_FACILITIES = ("daemon", "user", "local0", "local1", "local2", "local3", "local4",
-                     "local5", "local6", "local7")
+SYSLOG_FACILITIES = (
+    "daemon",
+    "user",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+)
 HUGEPAGES = ("auto", "required", "off")
 HUGEPAGE_SIZES = {"2M": 2, "1G": 1024}  # in MiB, as the engine takes them
 ZEROCOPY = ("auto", "on", "off")
@@ -359,7 +369,7 @@ def parse_listen(text: Any, where: Where, key: str) -> ListenAddress:
         close = text.find("]")
         if close < 0:
             raise where.error(key, expected, text)
-        host, rest = text[1:close], text[close + 1:]
+        host, rest = text[1:close], text[close + 1 :]
         if rest:
             if not rest.startswith(":"):
                 raise where.error(key, expected, text)
@@ -390,8 +400,9 @@ def _prefix(text: Any, where: Where, key: str) -> Prefix:
     except ValueError:
         raise where.error(key, PREFIXES, text) from None
     # 192.0.2.1/24 is a typo for the network or for the address: not guessed.
-    raise where.error(key, f"a prefix without host bits set ({iface.network} or "
-                      f"{iface.ip} alone)", text)
+    raise where.error(
+        key, f"a prefix without host bits set ({iface.network} or {iface.ip} alone)", text
+    )
 
 
 def parse_prefixes(value: Any, where: Where, key: str) -> tuple[Prefix, ...]:
@@ -403,23 +414,22 @@ def parse_prefixes(value: Any, where: Where, key: str) -> tuple[Prefix, ...]:
     return tuple(dict.fromkeys(_prefix(item, where, key) for item in value))
 
 
-def parse_allow_deny(table: Mapping[str, Any], where: Where, allow_key: str,
-                     deny_key: str) -> tuple[tuple[Prefix, ...], tuple[Prefix, ...]]:
+def parse_allow_deny(
+    table: Mapping[str, Any], where: Where, allow_key: str, deny_key: str
+) -> tuple[tuple[Prefix, ...], tuple[Prefix, ...]]:
     """An allow list and a deny list; a prefix may not be in both."""
     allow = parse_prefixes(table.get(allow_key, []), where, allow_key)
     deny = parse_prefixes(table.get(deny_key, []), where, deny_key)
     both = [str(p) for p in deny if p in set(allow)]
     if both:
-        raise where.error(deny_key, f"prefixes that are not also in {allow_key}",
-                          ", ".join(both))
+        raise where.error(deny_key, f"prefixes that are not also in {allow_key}", ", ".join(both))
     return allow, deny
 
 
 # The prefixes of one list of a zone's ACL, per family: the engine scans a
 # list (native/image/image.c), so it stays short (XD_ZONE_ACL_MAX).
 ZONE_ACL_MAX = 1024
-ZONE_ACL_KEYS = tuple(f"{action}_{kind}" for kind in ZONE_ACL_KINDS
-                      for action in ("allow", "deny"))
+ZONE_ACL_KEYS = tuple(f"{action}_{kind}" for kind in ZONE_ACL_KINDS for action in ("allow", "deny"))
 
 
 def parse_zone_acl(table: Mapping[str, Any], where: Where) -> ZoneAcl:
@@ -429,8 +439,11 @@ def parse_zone_acl(table: Mapping[str, Any], where: Where) -> ZoneAcl:
         allow, deny = parse_allow_deny(table, where, f"allow_{kind}", f"deny_{kind}")
         for version in (4, 6):
             if sum(p.version == version for p in allow + deny) > ZONE_ACL_MAX:
-                raise where.error(f"allow_{kind}", f"at most {ZONE_ACL_MAX} IPv{version} "
-                                  f"prefixes in allow_{kind} and deny_{kind} together")
+                raise where.error(
+                    f"allow_{kind}",
+                    f"at most {ZONE_ACL_MAX} IPv{version} "
+                    f"prefixes in allow_{kind} and deny_{kind} together",
+                )
         lists[f"allow_{kind}"], lists[f"deny_{kind}"] = allow, deny
     return ZoneAcl(**lists)
 
@@ -448,8 +461,7 @@ def origin_from_file(path: Path, where: Where, key: str) -> dns.name.Name:
     """A zone's origin is its file's name without `.zone` (example.com.zone)."""
     name = path.name.removesuffix(".zone")
     if not name:
-        raise where.error(key, "a zone file named ORIGIN.zone, or an explicit origin",
-                          str(path))
+        raise where.error(key, "a zone file named ORIGIN.zone, or an explicit origin", str(path))
     return parse_origin(name, where, key)
 
 
@@ -463,14 +475,20 @@ def parse_zone_option(text: str, where: Where, key: str = "--zone") -> ZoneConfi
     if not file_text or (sep and not origin_text):
         raise where.error(key, "FILE or ORIGIN=FILE", text)
     path = where.base / file_text
-    origin = (parse_origin(origin_text, where, key) if origin_text
-              else origin_from_file(path, where, key))
+    origin = (
+        parse_origin(origin_text, where, key) if origin_text else origin_from_file(path, where, key)
+    )
     return ZoneConfig(path, origin)
 
 
 def _type_name(tp: Any) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-             Path: "a path (a string)"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        Path: "a path (a string)",
+    }
     if tp in names:
         return names[tp]
     if typing.get_origin(tp) in (tuple, list):
@@ -517,8 +535,7 @@ def _known_keys_only(table: Mapping[str, Any], where: Where, known: Sequence[str
     keys in the order given."""
     for key in table:
         if key not in known:
-            raise where.error(key, "one of the known keys: " + ", ".join(known)
-                              + " (unknown key)")
+            raise where.error(key, "one of the known keys: " + ", ".join(known) + " (unknown key)")
 
 
 def parse_table(cls: type, table: Mapping[str, Any], where: Where) -> Any:
@@ -537,8 +554,11 @@ def parse_table(cls: type, table: Mapping[str, Any], where: Where) -> Any:
     validators = {name: _type_validator(hints[name]) for name in sorted(fields)}
     values = parse_keys(table, where, where.section, validators)
     for name, f in fields.items():
-        if name not in values and f.default is dataclasses.MISSING and \
-                f.default_factory is dataclasses.MISSING:
+        if (
+            name not in values
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ):
             raise where.error(name, f"{_type_name(hints[name])} (required)")
     return cls(**values)
 
@@ -550,8 +570,9 @@ def _type_validator(tp: Any) -> "Validator":
 Validator = Callable[[Any, Where, str], Any]
 
 
-def parse_keys(table: Any, where: Where, section: str,
-               validators: Mapping[str, Validator]) -> dict[str, Any]:
+def parse_keys(
+    table: Any, where: Where, section: str, validators: Mapping[str, Validator]
+) -> dict[str, Any]:
     """The values of a table each of whose keys has a validator (value,
     where, key) -> value, which checks and converts it: only the keys
     present.  An unknown key is an error that names the known ones, in the
@@ -563,6 +584,7 @@ def parse_keys(table: Any, where: Where, section: str,
 
 
 # ---- sections ----------------------------------------------------------------
+
 
 def _positive_int(value: Any, where: Where, key: str, limit: int = 1 << 20) -> int:
     if isinstance(value, str) and where.file == COMMAND_LINE and value.strip().isdigit():
@@ -588,7 +610,7 @@ def _log_level(value: Any, where: Where, key: str) -> str:
 
 def _listen_list(value: Any, where: Where, key: str) -> tuple[ListenAddress, ...]:
     if not isinstance(value, list) or not value:
-        raise where.error(key, "a non-empty list of addresses like \"127.0.0.1:5353\"", value)
+        raise where.error(key, 'a non-empty list of addresses like "127.0.0.1:5353"', value)
     addrs = tuple(parse_listen(v, where, key) for v in value)
     if len(set(addrs)) != len(addrs):
         raise where.error(key, "each address once", value)
@@ -680,8 +702,11 @@ def _parse_dnstap(table: Any, where: Where) -> DnstapConfig:
     path = _socket_path(table["socket"], where, "socket")
     sample = _int_range(cfg.sample, 1, DNSTAP_SAMPLE_MAX, where, "sample")
     if not (cfg.log_queries or cfg.log_responses):
-        raise where.error("log_responses", "true when log_queries is false "
-                          "(nothing would be logged)", cfg.log_responses)
+        raise where.error(
+            "log_responses",
+            "true when log_queries is false (nothing would be logged)",
+            cfg.log_responses,
+        )
     for key in ("identity", "version"):
         text = getattr(cfg, key)
         if text is not None and len(text.encode()) > DNSTAP_TEXT_MAX:
@@ -697,11 +722,9 @@ _RESOLVER_SIZE_MAX = 1 << 20  # as native/io/resolver.c
 def _parse_resolver(table: Any, where: Where) -> ResolverConfig:
     cfg = parse_table(ResolverConfig, table, where)
     if not 0 < cfg.timeout <= 60:
-        raise where.error("timeout", "a number of seconds (more than 0, at most 60)",
-                          cfg.timeout)
+        raise where.error("timeout", "a number of seconds (more than 0, at most 60)", cfg.timeout)
     if not 0 <= cfg.cache_max_ttl <= 86400:
-        raise where.error("cache_max_ttl", "a number of seconds from 0 to 86400",
-                          cfg.cache_max_ttl)
+        raise where.error("cache_max_ttl", "a number of seconds from 0 to 86400", cfg.cache_max_ttl)
     for key in ("cache_size", "ring_size"):
         n = getattr(cfg, key)
         if n <= 0 or n & (n - 1) or n > _RESOLVER_SIZE_MAX:
@@ -727,10 +750,18 @@ def _int_range(value: Any, low: int, high: int, where: Where, key: str) -> int:
 
 
 def _interface(value: Any, where: Where, key: str) -> str:
-    if (not isinstance(value, str) or not value or len(value.encode()) >= IFNAMSIZ
-            or "/" in value or any(c.isspace() for c in value)):
-        raise where.error(key, f"a network interface name (1 to {IFNAMSIZ - 1} "
-                          "characters, no '/' or spaces)", value)
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value.encode()) >= IFNAMSIZ
+        or "/" in value
+        or any(c.isspace() for c in value)
+    ):
+        raise where.error(
+            key,
+            f"a network interface name (1 to {IFNAMSIZ - 1} characters, no '/' or spaces)",
+            value,
+        )
     return value
 
 
@@ -758,15 +789,20 @@ def _xdp_ports(value: Any, where: Where, key: str) -> tuple[int, ...]:
 
 
 def _xdp_queues(value: Any, where: Where, key: str) -> int:
-    if value != "all" and (isinstance(value, bool) or not isinstance(value, int)
-                           or not 1 <= value <= 256):
+    if value != "all" and (
+        isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256
+    ):
         raise where.error(key, '"all" or a number of queues from 1 to 256', value)
     return 0 if value == "all" else value
 
 
 def _ring_size(value: Any, where: Where, key: str) -> int:
-    ok = (isinstance(value, int) and not isinstance(value, bool)
-          and 64 <= value <= 1 << 16 and value & (value - 1) == 0)
+    ok = (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 64 <= value <= 1 << 16
+        and value & (value - 1) == 0
+    )
     if not ok:
         raise where.error(key, "a power of two from 64 to 65536", value)
     return value
@@ -867,8 +903,11 @@ def _parse_zone(table: Any, where: Where) -> ZoneConfig:
     if "file" not in table:
         raise where.error("file", "the zone file's path (required)")
     path = _zone_file(table["file"], where, "file")
-    origin = (parse_origin(table["origin"], where, "origin") if "origin" in table
-              else origin_from_file(path, where, "file"))
+    origin = (
+        parse_origin(table["origin"], where, "origin")
+        if "origin" in table
+        else origin_from_file(path, where, "file")
+    )
     try:
         values = parse_keys(table, where, where.section, _ZONE_KEYS)
         acl = parse_zone_acl(values, where)
@@ -890,17 +929,16 @@ VALIDITY_MAX = 366 * 86400
 def _signing_keys(value: Any, where: Where, key: str) -> tuple[Path, ...]:
     """Key files by their base name (a .key or .private name also does),
     relative to the configuration file; both files must exist."""
-    if not isinstance(value, list) or not value or \
-            not all(isinstance(k, str) and k for k in value):
-        raise where.error(key, "a non-empty list of key file names like "
-                          "\"Kexample.com.+013+12345\"", value)
+    if not isinstance(value, list) or not value or not all(isinstance(k, str) and k for k in value):
+        raise where.error(
+            key, 'a non-empty list of key file names like "Kexample.com.+013+12345"', value
+        )
     bases = []
     for name in value:
         path = where.base / name.removesuffix(".key").removesuffix(".private")
         for suffix in (".key", ".private"):
             if not Path(f"{path}{suffix}").is_file():
-                raise where.error(key, f"key files that exist ({path}{suffix} does not)",
-                                  name)
+                raise where.error(key, f"key files that exist ({path}{suffix} does not)", name)
         bases.append(path)
     return tuple(bases)
 
@@ -919,13 +957,13 @@ def _parse_signing(table: Any, where: Where, base: Path) -> ZoneSigning:
     files, relative to base (the configuration file's directory)."""
     if not isinstance(table, dict):
         raise where.error("", "a table { keys = [...], nsec3, validity, refresh }", table)
-    values = parse_keys(table, dataclasses.replace(where, base=base), where.section,
-                        _SIGNING_KEYS)
+    values = parse_keys(table, dataclasses.replace(where, base=base), where.section, _SIGNING_KEYS)
     if "keys" not in values:
         raise where.error("keys", "a non-empty list of key file names (required)")
     validity = values.get("validity", ZoneSigning.validity)
-    refresh = _int_range(values.get("refresh", ZoneSigning.refresh), 600, validity - 600,
-                         where, "refresh")
+    refresh = _int_range(
+        values.get("refresh", ZoneSigning.refresh), 600, validity - 600, where, "refresh"
+    )
     return ZoneSigning(values["keys"], values.get("nsec3", False), validity, refresh)
 
 
@@ -946,8 +984,9 @@ def _check_unique_origins(zones: Sequence[ZoneConfig], where: Where, key: str) -
     seen: dict[dns.name.Name, Path] = {}
     for z in zones:
         if z.origin in seen:
-            raise where.error(key, f"each zone once; {z.origin} comes from both "
-                              f"{seen[z.origin]} and {z.file}")
+            raise where.error(
+                key, f"each zone once; {z.origin} comes from both {seen[z.origin]} and {z.file}"
+            )
         seen[z.origin] = z.file
 
 
@@ -961,9 +1000,11 @@ def _plugin_sections(pm, where: Where) -> dict[str, tuple[Any, str]]:
         for section in impl.function() or ():
             if section.name in sections:
                 first, second = sorted((sections[section.name][1], impl.plugin_name))
-                raise where.error(f"plugins.{section.name}",
-                                  f"a section owned by one plugin; plugins {first!r} and "
-                                  f"{second!r} both claim it")
+                raise where.error(
+                    f"plugins.{section.name}",
+                    f"a section owned by one plugin; plugins {first!r} and "
+                    f"{second!r} both claim it",
+                )
             sections[section.name] = (section, impl.plugin_name)
     return sections
 
@@ -975,8 +1016,10 @@ def _parse_plugins(pm, tables: Any, where: Where) -> dict[str, Any]:
     for name in tables:
         if name not in sections:
             known = ", ".join(f"plugins.{n}" for n in sorted(sections)) or "none"
-            raise ConfigError(f"{where.file}: plugins.{name}: unknown section: no loaded "
-                              f"plugin owns it (known sections: {known})")
+            raise ConfigError(
+                f"{where.file}: plugins.{name}: unknown section: no loaded "
+                f"plugin owns it (known sections: {known})"
+            )
     parsed = {}
     for name, (section, owner) in sections.items():
         w = where.sub(f"plugins.{name}")
@@ -985,8 +1028,10 @@ def _parse_plugins(pm, tables: Any, where: Where) -> dict[str, Any]:
         except ConfigError:
             raise
         except Exception as exc:  # a plugin's parser failing is still a config error
-            raise ConfigError(f"{where.file}: plugins.{name}: the parser of plugin "
-                              f"{owner!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise ConfigError(
+                f"{where.file}: plugins.{name}: the parser of plugin "
+                f"{owner!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
     return parsed
 
 
@@ -1027,9 +1072,12 @@ def load_config(
         where = Where(str(source), base=source.parent)
     for key in data:
         if key not in ("server", "zone", "xdp", "resolver", "metrics", "dnstap", "plugins"):
-            raise where.error(key, "one of the sections [server], [[zone]], [xdp], "
-                              "[resolver], [metrics], [dnstap], [plugins.NAME] "
-                              "(unknown section)")
+            raise where.error(
+                key,
+                "one of the sections [server], [[zone]], [xdp], "
+                "[resolver], [metrics], [dnstap], [plugins.NAME] "
+                "(unknown section)",
+            )
 
     server = _parse_server(data.get("server", {}), where.sub("server"))
     xdp = _parse_xdp(data.get("xdp", {}), where.sub("xdp"))

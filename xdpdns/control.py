@@ -48,12 +48,16 @@ def _check_directory(directory: Path) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise ControlError(f"control socket directory {directory}: not a directory")
     if st.st_uid not in (0, me):
-        raise ControlError(f"control socket directory {directory}: owned by uid "
-                           f"{st.st_uid}, not by root or this user ({me})")
+        raise ControlError(
+            f"control socket directory {directory}: owned by uid "
+            f"{st.st_uid}, not by root or this user ({me})"
+        )
     if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        raise ControlError(f"control socket directory {directory}: writable by other "
-                           f"users (mode {stat.S_IMODE(st.st_mode):o}): another user "
-                           "could replace the socket")
+        raise ControlError(
+            f"control socket directory {directory}: writable by other "
+            f"users (mode {stat.S_IMODE(st.st_mode):o}): another user "
+            "could replace the socket"
+        )
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
@@ -96,12 +100,15 @@ class ControlServer:
                 if not stat.S_ISSOCK(st.st_mode):
                     raise ControlError(f"control socket {path}: exists and is not a socket")
                 if st.st_uid not in (0, os.geteuid()):
-                    raise ControlError(f"control socket {path}: exists and belongs to uid "
-                                       f"{st.st_uid}")
+                    raise ControlError(
+                        f"control socket {path}: exists and belongs to uid {st.st_uid}"
+                    )
                 if _answers(path):
-                    raise ControlError(f"control socket {path}: another xdpdns server "
-                                       "answers there (set [server] control_socket or "
-                                       "--control-socket)")
+                    raise ControlError(
+                        f"control socket {path}: another xdpdns server "
+                        "answers there (set [server] control_socket or "
+                        "--control-socket)"
+                    )
                 path.unlink()  # stale: left by a server that was killed
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -132,11 +139,15 @@ class ControlServer:
             uid = _peer_uid(writer)
             if uid not in (0, os.geteuid()):
                 log.warning("control socket: request %r from uid %s refused", command, uid)
-                reply: Any = {"error": f"uid {uid} may not use this control socket: only "
-                              f"root and uid {os.geteuid()} may"}
+                reply: Any = {
+                    "error": f"uid {uid} may not use this control socket: only "
+                    f"root and uid {os.geteuid()} may"
+                }
             elif handler is None:
-                reply = {"error": f"unknown request {command!r}; known: "
-                         + ", ".join(sorted(self.handlers))}
+                reply = {
+                    "error": f"unknown request {command!r}; known: "
+                    + ", ".join(sorted(self.handlers))
+                }
             else:
                 try:
                     reply = handler()
@@ -166,8 +177,9 @@ class ControlServer:
             pass
 
 
-def request(path: str | os.PathLike, command: str = "stats",
-            timeout: float = CLIENT_TIMEOUT) -> Any:
+def request(
+    path: str | os.PathLike, command: str = "stats", timeout: float = CLIENT_TIMEOUT
+) -> Any:
     """Asks the server at path; returns the decoded JSON answer.
 
     Raises ControlError with a clear message when no server answers there.
@@ -182,11 +194,15 @@ def request(path: str | os.PathLike, command: str = "stats",
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         except (FileNotFoundError, ConnectionRefusedError):
-            raise ControlError(f"no xdpdns server runs on the control socket {path} "
-                               "(is `xdpdns serve` running? see --control-socket)") from None
+            raise ControlError(
+                f"no xdpdns server runs on the control socket {path} "
+                "(is `xdpdns serve` running? see --control-socket)"
+            ) from None
         except PermissionError:
-            raise ControlError(f"control socket {path}: permission denied "
-                               "(it is the server owner's; try as that user)") from None
+            raise ControlError(
+                f"control socket {path}: permission denied "
+                "(it is the server owner's; try as that user)"
+            ) from None
         except socket.timeout:
             raise ControlError(f"control socket {path}: no answer within {timeout:g} s") from None
         except OSError as exc:
@@ -214,17 +230,50 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
-_UDP = ["received", "answered", "dropped", "truncated", "batches", "denied", "limited",
-        "slipped"]
-_TCP = ["connections", "open", "rejected", "client_rejected", "received", "answered",
-        "denied", "idle_closed", "io_timeouts", "limit_closed", "transfers",
-        "transfers_refused", "transfers_failed"]
-_QUEUE = ["received", "answered", "dropped", "bad_checksum", "malformed", "truncated",
-          "tx_full", "kicks", "batches", "limited", "slipped", "busy_polls", "sleeps"]
+_UDP = ["received", "answered", "dropped", "truncated", "batches", "denied", "limited", "slipped"]
+_TCP = [
+    "connections",
+    "open",
+    "rejected",
+    "client_rejected",
+    "received",
+    "answered",
+    "denied",
+    "idle_closed",
+    "io_timeouts",
+    "limit_closed",
+    "transfers",
+    "transfers_refused",
+    "transfers_failed",
+]
+_QUEUE = [
+    "received",
+    "answered",
+    "dropped",
+    "bad_checksum",
+    "malformed",
+    "truncated",
+    "tx_full",
+    "kicks",
+    "batches",
+    "limited",
+    "slipped",
+    "busy_polls",
+    "sleeps",
+]
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
 _KERNEL = ["kernel_rx_dropped", "kernel_rx_ring_full", "kernel_fill_empty"]
-_PROG = ["seen", "redirected", "answered_in_xdp", "rate_limited", "slipped", "passed",
-         "dropped", "denied", "malformed"]
+_PROG = [
+    "seen",
+    "redirected",
+    "answered_in_xdp",
+    "rate_limited",
+    "slipped",
+    "passed",
+    "dropped",
+    "denied",
+    "malformed",
+]
 _DEFERRED = ["deferred", "resolver_full", "resolver_expired"]
 _HOOKS = ["batches", "queries", "answered", "servfail", "errors", "cached"]
 
@@ -238,8 +287,9 @@ def _dnstap_lines(stats: dict) -> list[str]:
     if not tap:
         return []
     state = "connected" if tap.get("connected") else f"not connected: {tap.get('error', '')}"
-    return ["", f"dnstap: {state}"] + _table("dnstap", list(_DNSTAP),
-                                             [[tap.get(k, 0) for k in _DNSTAP]])
+    return ["", f"dnstap: {state}"] + _table(
+        "dnstap", list(_DNSTAP), [[tap.get(k, 0) for k in _DNSTAP]]
+    )
 
 
 def _resolver_lines(stats: dict) -> list[str]:
@@ -248,15 +298,25 @@ def _resolver_lines(stats: dict) -> list[str]:
     resolver = stats.get("resolver")
     if not resolver:
         return []
-    rows = [[f"udp {i}"] + [w.get(k, 0) for k in _DEFERRED]
-            for i, w in enumerate(stats.get("udp_workers", []))]
+    rows = [
+        [f"udp {i}"] + [w.get(k, 0) for k in _DEFERRED]
+        for i, w in enumerate(stats.get("udp_workers", []))
+    ]
     xdp = stats.get("xdp") or {}
-    rows += [[f"queue {q['queue'] + xdp.get('first_queue', 0)}"] + [q.get(k, 0) for k in _DEFERRED]
-             for q in xdp.get("queues", [])]
-    lines = [""] + _table("resolver hook: deferred queries", ["worker", "deferred", "full",
-                                                              "expired"], rows)
-    return lines + [""] + _table("resolver hook: the plugins' threads", _HOOKS,
-                                 [[resolver.get(k, 0) for k in _HOOKS]])
+    rows += [
+        [f"queue {q['queue'] + xdp.get('first_queue', 0)}"] + [q.get(k, 0) for k in _DEFERRED]
+        for q in xdp.get("queues", [])
+    ]
+    lines = [""] + _table(
+        "resolver hook: deferred queries", ["worker", "deferred", "full", "expired"], rows
+    )
+    return (
+        lines
+        + [""]
+        + _table(
+            "resolver hook: the plugins' threads", _HOOKS, [[resolver.get(k, 0) for k in _HOOKS]]
+        )
+    )
 
 
 def _answers_lines(table: dict | None) -> list[str]:
@@ -265,10 +325,13 @@ def _answers_lines(table: dict | None) -> list[str]:
         return []
     if table["state"] != "on":
         return ["", f"answer table: {table['state']}: {table['message']}"]
-    return ["", f"answer table: on, {table['entries']} entries for {table['names']} names "
-            f"({table['skipped']} answers left to the workers), {table['pages']} pages, "
-            f"{table['bytes']} bytes, compiled in {table['compile_seconds']:.3f} s, "
-            f"installed in {table['install_seconds']:.3f} s"]
+    return [
+        "",
+        f"answer table: on, {table['entries']} entries for {table['names']} names "
+        f"({table['skipped']} answers left to the workers), {table['pages']} pages, "
+        f"{table['bytes']} bytes, compiled in {table['compile_seconds']:.3f} s, "
+        f"installed in {table['install_seconds']:.3f} s",
+    ]
 
 
 def _by_kind_lines(what: str, rows: list[dict]) -> list[str]:
@@ -277,8 +340,9 @@ def _by_kind_lines(what: str, rows: list[dict]) -> list[str]:
     for key, label in (("rcodes", "by RCODE"), ("qtypes", "by query type")):
         total = summed(row.get(key) or {} for row in rows)
         if total:
-            lines.append(f"  {what} {label}: "
-                         + ", ".join(f"{k} {v}" for k, v in sorted(total.items())))
+            lines.append(
+                f"  {what} {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(total.items()))
+            )
     return lines
 
 
@@ -297,41 +361,58 @@ def format_stats(stats: dict) -> str:
     if not xdp:
         lines += ["", "XDP: off (socket mode)"] + _resolver_lines(stats) + _dnstap_lines(stats)
         return "\n".join(lines)
-    lines += ["", f"XDP on {xdp['interface']}: {xdp['mode']} mode, zerocopy "
-              f"{'on' if xdp['zerocopy'] else 'off'}, busy polling "
-              f"{'on' if xdp.get('busy_poll') else 'off'}, hugepages "
-              f"{'yes' if xdp['hugepages'] else 'no'}, NUMA node {xdp['numa_node']}, "
-              f"UMEM {xdp['umem_bytes']} bytes per queue"]
+    lines += [
+        "",
+        f"XDP on {xdp['interface']}: {xdp['mode']} mode, zerocopy "
+        f"{'on' if xdp['zerocopy'] else 'off'}, busy polling "
+        f"{'on' if xdp.get('busy_poll') else 'off'}, hugepages "
+        f"{'yes' if xdp['hugepages'] else 'no'}, NUMA node {xdp['numa_node']}, "
+        f"UMEM {xdp['umem_bytes']} bytes per queue",
+    ]
     if xdp.get("attach") == "dispatcher":
         lines.append(f"  in libxdp's dispatcher as program id {xdp.get('prog_id', 0)}")
     for warning in xdp.get("warnings", []):
         lines.append(f"  warning: {warning}")
     queues = xdp.get("queues", [])
-    rows = [[q["queue"] + xdp.get("first_queue", 0), q["cpu"]] + [q.get(k, 0) for k in _QUEUE]
-            for q in queues]
+    rows = [
+        [q["queue"] + xdp.get("first_queue", 0), q["cpu"]] + [q.get(k, 0) for k in _QUEUE]
+        for q in queues
+    ]
     lines += [""] + _table("AF_XDP queues", ["queue", "cpu"] + _QUEUE, rows)
     lines += _by_kind_lines("AF_XDP responses", queues)
-    rows = [[q["queue"] + xdp.get("first_queue", 0)] + [q[k] for k in _FRAMES]
-            + [q["frames_accounted"]] for q in queues]
-    lines += [""] + _table("frames (fill + rx + tx + free = total)",
-                           ["queue"] + [k.removeprefix("frames_") for k in _FRAMES]
-                           + ["accounted"], rows)
-    rows = [[q["queue"] + xdp.get("first_queue", 0)] + [q.get(k, 0) for k in _KERNEL]
-            for q in queues]
-    lines += [""] + _table("lost before the worker (kernel XDP_STATISTICS)",
-                           ["queue"] + [k.removeprefix("kernel_") for k in _KERNEL], rows)
+    rows = [
+        [q["queue"] + xdp.get("first_queue", 0)] + [q[k] for k in _FRAMES] + [q["frames_accounted"]]
+        for q in queues
+    ]
+    lines += [""] + _table(
+        "frames (fill + rx + tx + free = total)",
+        ["queue"] + [k.removeprefix("frames_") for k in _FRAMES] + ["accounted"],
+        rows,
+    )
+    rows = [
+        [q["queue"] + xdp.get("first_queue", 0)] + [q.get(k, 0) for k in _KERNEL] for q in queues
+    ]
+    lines += [""] + _table(
+        "lost before the worker (kernel XDP_STATISTICS)",
+        ["queue"] + [k.removeprefix("kernel_") for k in _KERNEL],
+        rows,
+    )
     cpus = xdp.get("cpus", [])
     rows = [[c["cpu"]] + [c.get(k, 0) for k in _PROG] for c in cpus]
     rows.append(["all"] + [xdp.get("program", {}).get(k, 0) for k in _PROG])
     lines += [""] + _table("XDP program", ["cpu"] + _PROG, rows)
     rcodes = xdp.get("program", {}).get("answered_in_xdp_rcodes") or {}
     if rcodes:
-        lines.append("  answered in XDP by RCODE: "
-                     + ", ".join(f"{k} {v}" for k, v in sorted(rcodes.items())))
+        lines.append(
+            "  answered in XDP by RCODE: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(rcodes.items()))
+        )
     qtypes = xdp.get("program", {}).get("answered_in_xdp_qtypes") or {}
     if qtypes:
-        lines.append("  answered in XDP by query type: "
-                     + ", ".join(f"{k} {v}" for k, v in sorted(qtypes.items())))
+        lines.append(
+            "  answered in XDP by query type: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(qtypes.items()))
+        )
     lines += _answers_lines(xdp.get("answers"))
     ports = xdp.get("ports", {})
     if ports:
@@ -341,6 +422,9 @@ def format_stats(stats: dict) -> str:
             if len(distinct) == 1:
                 lines.append(f"  {port}: {distinct[0]} (on all {len(actions)} possible CPUs)")
             else:
-                lines.append(f"  {port}: per CPU " + " ".join(actions)
-                             + "  (INCONSISTENT: every CPU should say the same)")
+                lines.append(
+                    f"  {port}: per CPU "
+                    + " ".join(actions)
+                    + "  (INCONSISTENT: every CPU should say the same)"
+                )
     return "\n".join(lines + _resolver_lines(stats) + _dnstap_lines(stats))

@@ -25,10 +25,16 @@ def start(engine, cfg: DnstapConfig) -> None:
     """Starts the engine's dnstap writer as [dnstap] says; before the workers."""
     identity = cfg.identity if cfg.identity is not None else socket.gethostname()
     version = cfg.version if cfg.version is not None else f"xdpdns {__version__}"
-    engine.dnstap_start(str(cfg.socket), cfg.sample, cfg.log_queries, cfg.log_responses,
-                        identity, version)
-    log.info("dnstap socket=%s sample=%d queries=%s responses=%s", cfg.socket, cfg.sample,
-             "on" if cfg.log_queries else "off", "on" if cfg.log_responses else "off")
+    engine.dnstap_start(
+        str(cfg.socket), cfg.sample, cfg.log_queries, cfg.log_responses, identity, version
+    )
+    log.info(
+        "dnstap socket=%s sample=%d queries=%s responses=%s",
+        cfg.socket,
+        cfg.sample,
+        "on" if cfg.log_queries else "off",
+        "on" if cfg.log_responses else "off",
+    )
 
 
 class DnstapWatch:
@@ -46,14 +52,23 @@ class DnstapWatch:
         out: list[tuple[int, str]] = []
         lost = stats.lost_full + stats.lost_unconnected
         if stats.connects > self._connects:
-            out.append((logging.INFO, f"dnstap connected to {self.path}"
-                        + (f" ({lost - self._lost} events lost before)" if lost > self._lost
-                           else "")))
+            out.append(
+                (
+                    logging.INFO,
+                    f"dnstap connected to {self.path}"
+                    + (f" ({lost - self._lost} events lost before)" if lost > self._lost else ""),
+                )
+            )
             self._connects = stats.connects
             self._lost = lost
         if stats.error and stats.error != self._error:
-            out.append((logging.WARNING, f"dnstap {stats.error}; events are lost until it "
-                        "listens (tried again every second)"))
+            out.append(
+                (
+                    logging.WARNING,
+                    f"dnstap {stats.error}; events are lost until it "
+                    "listens (tried again every second)",
+                )
+            )
             self._lost = lost
         self._error = stats.error
         return out

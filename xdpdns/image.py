@@ -18,11 +18,30 @@ from typing import Iterable, Union
 import dns.name
 
 from xdpdns.engine import Image, ImageBuilder, Problem, SigningKey, SigningReport
-from xdpdns.hookspecs import (ZONE_ACL_KINDS, Blocklist, Claim, Identity, Override, ZoneAcl,
-                              ZoneData, ZoneFile, ZoneSource)
+from xdpdns.hookspecs import (
+    ZONE_ACL_KINDS,
+    Blocklist,
+    Claim,
+    Identity,
+    Override,
+    ZoneAcl,
+    ZoneData,
+    ZoneFile,
+    ZoneSource,
+)
 
-__all__ = ["CompileResult", "SignedZone", "ZoneData", "ZoneFile", "ZoneLoadError", "ZoneSource",
-           "build_image", "collect_overrides", "collect_sources", "compile_sources"]
+__all__ = [
+    "CompileResult",
+    "SignedZone",
+    "ZoneData",
+    "ZoneFile",
+    "ZoneLoadError",
+    "ZoneSource",
+    "build_image",
+    "collect_overrides",
+    "collect_sources",
+    "compile_sources",
+]
 
 OverrideSource = Union[Override, Blocklist]
 
@@ -36,22 +55,26 @@ class ZoneLoadError(Exception):
         self.problems = problems
         errors = sum(p.is_error for p in problems)
         lines = [str(p) for p in problems]
-        lines.append(f"zone data has {errors} error{'s' if errors != 1 else ''}; "
-                     "nothing was loaded")
+        lines.append(
+            f"zone data has {errors} error{'s' if errors != 1 else ''}; nothing was loaded"
+        )
         super().__init__("\n".join(lines))
 
 
 @dataclass(frozen=True)
 class SignedZone:
     """A zone signed on load, and when it must be signed again."""
+
     origin: dns.name.Name
     report: SigningReport
     resign_at: int  # UNIX time: its first signature expires `refresh` later
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.resign_at))
-        return (f"zone {self.origin} signed: {self.report.made} signatures made, "
-                f"{self.report.kept} kept; signed again by {when}")
+        return (
+            f"zone {self.origin} signed: {self.report.made} signatures made, "
+            f"{self.report.kept} kept; signed again by {when}"
+        )
 
 
 @dataclass
@@ -76,8 +99,10 @@ def collect_sources(pm, config) -> list[ZoneSource]:
     for provided in pm.hook.zone_sources(config=config):
         for source in provided or ():
             if not isinstance(source, (ZoneFile, ZoneData)):
-                raise TypeError(f"a zone_sources hook returned {source!r}; expected "
-                                "xdpdns.image.ZoneFile or xdpdns.image.ZoneData")
+                raise TypeError(
+                    f"a zone_sources hook returned {source!r}; expected "
+                    "xdpdns.image.ZoneFile or xdpdns.image.ZoneData"
+                )
             sources.append(source)
     return sources
 
@@ -90,8 +115,10 @@ def collect_overrides(pm, config) -> list[OverrideSource]:
     for provided in pm.hook.overrides(config=config):
         for rule in provided or ():
             if not isinstance(rule, (Override, Blocklist)):
-                raise TypeError(f"an overrides hook returned {rule!r}; expected "
-                                "xdpdns.hookspecs.Override or xdpdns.hookspecs.Blocklist")
+                raise TypeError(
+                    f"an overrides hook returned {rule!r}; expected "
+                    "xdpdns.hookspecs.Override or xdpdns.hookspecs.Blocklist"
+                )
             rules.append(rule)
     return rules
 
@@ -124,10 +151,14 @@ def _add_claims(builder: ImageBuilder, claims: Iterable[tuple[int, Claim]]) -> N
         builder.add_override(claim.name, rules[hook], claim.subtree)
 
 
-def _add_source(builder: ImageBuilder, source: ZoneSource,
-                previous: Image | None) -> SignedZone | None:
-    label = (os.fspath(source.path) if isinstance(source, ZoneFile)
-             else source.description or f"<records of {source.origin}>")
+def _add_source(
+    builder: ImageBuilder, source: ZoneSource, previous: Image | None
+) -> SignedZone | None:
+    label = (
+        os.fspath(source.path)
+        if isinstance(source, ZoneFile)
+        else source.description or f"<records of {source.origin}>"
+    )
     index = builder.add_source(label)
     try:
         zone = builder.add_zone(source.origin)
@@ -154,8 +185,9 @@ SIGNING_SKEW = 3600
 KEEP_MARGIN = 60
 
 
-def _sign(builder: ImageBuilder, zone: int, source: ZoneSource, index: int,
-          previous: Image | None) -> SignedZone | None:
+def _sign(
+    builder: ImageBuilder, zone: int, source: ZoneSource, index: int, previous: Image | None
+) -> SignedZone | None:
     """Signs the zone on load (native/zone/zone_sign.c), keeping the signatures
     of ``previous`` (the image being served) over what did not change and
     is not due for refresh; a key that cannot be read, or a zone that
@@ -164,12 +196,17 @@ def _sign(builder: ImageBuilder, zone: int, source: ZoneSource, index: int,
     try:
         keys = [SigningKey(base) for base in signing.keys]
         now = int(time.time())
-        report = builder.sign_zone(zone, keys, signing.nsec3, now - SIGNING_SKEW,
-                                   now + signing.validity, previous,
-                                   now + signing.refresh + KEEP_MARGIN)
+        report = builder.sign_zone(
+            zone,
+            keys,
+            signing.nsec3,
+            now - SIGNING_SKEW,
+            now + signing.validity,
+            previous,
+            now + signing.refresh + KEEP_MARGIN,
+        )
     except OSError as exc:
-        builder.add_problem("error", f"zone {source.origin}: signing: {exc.strerror or exc}",
-                            index)
+        builder.add_problem("error", f"zone {source.origin}: signing: {exc.strerror or exc}", index)
         return None
     return SignedZone(source.origin, report, report.earliest_expiration - signing.refresh)
 
@@ -187,11 +224,13 @@ def _add_zone_acl(builder: ImageBuilder, zone: int, source: ZoneSource, index: i
             builder.add_problem("error", f"zone {source.origin}: {kind} ACL: {exc}", index)
 
 
-def compile_sources(sources: Iterable[ZoneSource],
-                    identity: Identity | None = None,
-                    overrides: Iterable[OverrideSource] = (),
-                    claims: Iterable[tuple[int, Claim]] = (),
-                    previous: Image | None = None) -> CompileResult:
+def compile_sources(
+    sources: Iterable[ZoneSource],
+    identity: Identity | None = None,
+    overrides: Iterable[OverrideSource] = (),
+    claims: Iterable[tuple[int, Claim]] = (),
+    previous: Image | None = None,
+) -> CompileResult:
     """Compiles zone sources (what the server says about itself, the
     override rules in order of precedence, and the names that resolver
     plugins claim, each with the number of the hook that answers it:
@@ -225,8 +264,9 @@ def compile_sources(sources: Iterable[ZoneSource],
     return CompileResult(image, problems, tuple(origins), tuple(signed))
 
 
-def build_image(pm, config, claims: Iterable[tuple[int, Claim]] = (),
-                previous: Image | None = None) -> CompileResult:
+def build_image(
+    pm, config, claims: Iterable[tuple[int, Claim]] = (), previous: Image | None = None
+) -> CompileResult:
     """The server's path: sources from the plugins, warnings logged, errors raised.
     ``claims``: the names of resolver plugins with their hook numbers
     (xdpdns.resolver.numbered_claims); ``previous``: the image being
@@ -234,8 +274,13 @@ def build_image(pm, config, claims: Iterable[tuple[int, Claim]] = (),
 
     Raises ZoneLoadError listing every problem when any is an error.
     """
-    result = compile_sources(collect_sources(pm, config), pm.hook.identity(config=config),
-                             collect_overrides(pm, config), claims, previous)
+    result = compile_sources(
+        collect_sources(pm, config),
+        pm.hook.identity(config=config),
+        collect_overrides(pm, config),
+        claims,
+        previous,
+    )
     if result.image is None:
         raise ZoneLoadError(result.problems)
     for zone in result.signed:

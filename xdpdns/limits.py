@@ -34,7 +34,8 @@ def ensure_open_files(tcp_max_connections: int, workers: int) -> int:
             f"[server] tcp_max_connections = {tcp_max_connections} needs {need} open files "
             f"(with {workers} workers), but RLIMIT_NOFILE allows {soft} (hard limit {hard}): "
             f"raise it (LimitNOFILE= in the systemd unit, ulimit -n) or lower "
-            f"tcp_max_connections")
+            f"tcp_max_connections"
+        )
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
     log.debug("RLIMIT_NOFILE raised from %d to %d", soft, need)
     return need

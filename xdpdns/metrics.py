@@ -46,11 +46,13 @@ def _counters(prefix: str, what: str, rows, label: str | None) -> Iterator[Metri
         name = f"{prefix}_{field.name}"
         family: Metric
         if gauge:
-            family = GaugeMetricFamily(name, f"{what}: {field.name}",
-                                       labels=[label] if label else [])
+            family = GaugeMetricFamily(
+                name, f"{what}: {field.name}", labels=[label] if label else []
+            )
         else:
-            family = CounterMetricFamily(name, f"{what}: {field.name}",
-                                         labels=[label] if label else [])
+            family = CounterMetricFamily(
+                name, f"{what}: {field.name}", labels=[label] if label else []
+            )
         for index, row in enumerate(rows):
             value = getattr(row, field.name)
             key = getattr(row, label, index) if label else None
@@ -65,9 +67,11 @@ def _by_kind(prefix: str, what: str, rows, label: str) -> Iterator[Metric]:
     """Responses by RCODE and by query type (the rows' rcodes and qtypes),
     labelled by the row's label as well."""
     for attr, kind in (("rcodes", "rcode"), ("qtypes", "qtype")):
-        family = CounterMetricFamily(f"{prefix}_responses_by_{kind}",
-                                     f"{what}: responses made, by {kind}",
-                                     labels=[label, kind])
+        family = CounterMetricFamily(
+            f"{prefix}_responses_by_{kind}",
+            f"{what}: responses made, by {kind}",
+            labels=[label, kind],
+        )
         for index, row in enumerate(rows):
             key = getattr(row, label, index)
             for name, n in sorted(getattr(row, attr).items()):
@@ -83,65 +87,79 @@ class StatsCollector:
 
     def collect(self) -> Iterator[Metric]:
         stats = self.server.stats()
-        yield from _counters("xdpdns_udp_worker", "a UDP worker's queries",
-                             list(stats.workers), "worker")
+        yield from _counters(
+            "xdpdns_udp_worker", "a UDP worker's queries", list(stats.workers), "worker"
+        )
         yield from _by_kind("xdpdns_udp_worker", "a UDP worker", list(stats.workers), "worker")
         yield from _counters("xdpdns_tcp", "TCP", [stats.tcp], None)
         if stats.resolver is not None:
-            yield from _counters("xdpdns_resolver", "the resolver hook", [stats.resolver],
-                                 None)
+            yield from _counters("xdpdns_resolver", "the resolver hook", [stats.resolver], None)
         if stats.dnstap is not None:
             yield from _counters("xdpdns_dnstap", "dnstap", [stats.dnstap], None)
-            yield GaugeMetricFamily("xdpdns_dnstap_connected",
-                                    "whether the dnstap collector is connected",
-                                    value=int(stats.dnstap.connected))
+            yield GaugeMetricFamily(
+                "xdpdns_dnstap_connected",
+                "whether the dnstap collector is connected",
+                value=int(stats.dnstap.connected),
+            )
         if stats.xdp is not None:
             yield from self._xdp(stats.xdp)
         yield from self._server()
 
     def _xdp(self, xdp) -> Iterator[Metric]:
-        yield from _counters("xdpdns_xdp_queue", "an AF_XDP queue worker", list(xdp.queues),
-                             "queue")
-        yield from _by_kind("xdpdns_xdp_queue", "an AF_XDP queue worker", list(xdp.queues),
-                            "queue")
+        yield from _counters(
+            "xdpdns_xdp_queue", "an AF_XDP queue worker", list(xdp.queues), "queue"
+        )
+        yield from _by_kind("xdpdns_xdp_queue", "an AF_XDP queue worker", list(xdp.queues), "queue")
         cpus = list(xdp.cpus)
-        for field in ("seen", "redirected", "answered_in_xdp", "rate_limited", "slipped",
-                      "passed", "dropped", "denied", "malformed"):
-            family = CounterMetricFamily(f"xdpdns_xdp_program_{field}",
-                                         f"the XDP program's packets: {field}",
-                                         labels=["cpu"])
+        for field in (
+            "seen",
+            "redirected",
+            "answered_in_xdp",
+            "rate_limited",
+            "slipped",
+            "passed",
+            "dropped",
+            "denied",
+            "malformed",
+        ):
+            family = CounterMetricFamily(
+                f"xdpdns_xdp_program_{field}", f"the XDP program's packets: {field}", labels=["cpu"]
+            )
             for cpu, counters in enumerate(cpus):
                 family.add_metric([str(cpu)], getattr(counters, field))
             yield family
         for kind, what in (("rcode", "RCODE"), ("qtype", "query type")):
-            family = CounterMetricFamily(f"xdpdns_xdp_program_answers_by_{kind}",
-                                         f"answers the XDP program sent itself, by {what}",
-                                         labels=[kind])
+            family = CounterMetricFamily(
+                f"xdpdns_xdp_program_answers_by_{kind}",
+                f"answers the XDP program sent itself, by {what}",
+                labels=[kind],
+            )
             totals = summed(getattr(c, f"answered_in_xdp_{kind}s") for c in cpus)
             for name, n in sorted(totals.items()):
                 family.add_metric([name], n)
             yield family
         if xdp.answers is not None:
             info = xdp.answers
-            state = GaugeMetricFamily("xdpdns_xdp_answer_table_state",
-                                      "the XDP answer table's state (1 for the one in force)",
-                                      labels=["state"])
+            state = GaugeMetricFamily(
+                "xdpdns_xdp_answer_table_state",
+                "the XDP answer table's state (1 for the one in force)",
+                labels=["state"],
+            )
             for name in ("off", "on", "paused", "failed"):
                 state.add_metric([name], 1 if info.state == name else 0)
             yield state
             for name, value in (("entries", info.entries), ("bytes", info.bytes)):
-                yield GaugeMetricFamily(f"xdpdns_xdp_answer_table_{name}",
-                                        f"the XDP answer table's {name}", value=value)
+                yield GaugeMetricFamily(
+                    f"xdpdns_xdp_answer_table_{name}", f"the XDP answer table's {name}", value=value
+                )
 
     def _server(self) -> Iterator[Metric]:
         server = self.server
-        reloads = CounterMetricFamily("xdpdns_reloads", "reloads, by result",
-                                      labels=["result"])
+        reloads = CounterMetricFamily("xdpdns_reloads", "reloads, by result", labels=["result"])
         for result, n in sorted(server.reloads.items()):
             reloads.add_metric([result], n)
         yield reloads
-        serials = GaugeMetricFamily("xdpdns_zone_serial", "the SOA serial served",
-                                    labels=["zone"])
+        serials = GaugeMetricFamily("xdpdns_zone_serial", "the SOA serial served", labels=["zone"])
         for zone, serial in server.zone_serials():
             serials.add_metric([zone], serial)
         yield serials
@@ -182,11 +200,20 @@ class MetricsServer:
                 self._reply(writer, 404, b"text/plain", b"see /metrics\n")
             else:
                 body = self._collect()
-                self._reply(writer, 200, CONTENT_TYPE_LATEST.encode(),
-                            body if parts[0] == b"GET" else b"", len(body))
+                self._reply(
+                    writer,
+                    200,
+                    CONTENT_TYPE_LATEST.encode(),
+                    body if parts[0] == b"GET" else b"",
+                    len(body),
+                )
             await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ConnectionError):
+        except (
+            asyncio.TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+        ):
             pass
         except Exception:  # a collector's bug: logged, the server goes on
             log.exception("metrics scrape")
@@ -194,10 +221,17 @@ class MetricsServer:
             writer.close()
 
     @staticmethod
-    def _reply(writer: asyncio.StreamWriter, status: int, ctype: bytes, body: bytes,
-               length: int | None = None) -> None:
+    def _reply(
+        writer: asyncio.StreamWriter,
+        status: int,
+        ctype: bytes,
+        body: bytes,
+        length: int | None = None,
+    ) -> None:
         reason = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed"}[status]
-        writer.write(b"HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                     b"Connection: close\r\n\r\n" % (status, reason, ctype,
-                                                     len(body) if length is None else length)
-                     + body)
+        writer.write(
+            b"HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n"
+            % (status, reason, ctype, len(body) if length is None else length)
+            + body
+        )

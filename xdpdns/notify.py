@@ -59,7 +59,8 @@ class Notifier:
             tasks = self._tasks.setdefault(zone.origin, set())
             for target in zone.notify:
                 task = asyncio.get_running_loop().create_task(
-                    self._send(message, zone.origin, serial, target))
+                    self._send(message, zone.origin, serial, target)
+                )
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 
@@ -88,10 +89,14 @@ class Notifier:
                     message.answer.append(rrset)
         return message
 
-    async def _send(self, message: dns.message.Message, origin, serial: int,
-                    target: ListenAddress) -> None:
-        where = f"{target.host}:{target.port}" if ":" not in target.host \
+    async def _send(
+        self, message: dns.message.Message, origin, serial: int, target: ListenAddress
+    ) -> None:
+        where = (
+            f"{target.host}:{target.port}"
+            if ":" not in target.host
             else f"[{target.host}]:{target.port}"
+        )
         family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
         loop = asyncio.get_running_loop()
         wire = message.to_wire()
@@ -106,18 +111,24 @@ class Notifier:
                     if rcode is None:
                         continue
                     if rcode == dns.rcode.NOERROR:
-                        log.info("notify %s serial %d to %s: acknowledged", origin, serial,
-                                 where)
+                        log.info("notify %s serial %d to %s: acknowledged", origin, serial, where)
                     else:
-                        log.warning("notify %s serial %d to %s: answered %s", origin, serial,
-                                    where, dns.rcode.to_text(rcode))
+                        log.warning(
+                            "notify %s serial %d to %s: answered %s",
+                            origin,
+                            serial,
+                            where,
+                            dns.rcode.to_text(rcode),
+                        )
                     return
             except OSError as exc:
-                log.warning("notify %s serial %d to %s: %s", origin, serial, where,
-                            exc.strerror or exc)
+                log.warning(
+                    "notify %s serial %d to %s: %s", origin, serial, where, exc.strerror or exc
+                )
                 return
-        log.warning("notify %s serial %d to %s: no answer after %d tries", origin, serial,
-                    where, TRIES)
+        log.warning(
+            "notify %s serial %d to %s: no answer after %d tries", origin, serial, where, TRIES
+        )
 
     @staticmethod
     async def _answer(loop, sock, message, timeout: float):
@@ -133,7 +144,10 @@ class Notifier:
                 response = dns.message.from_wire(data)
             except dns.exception.DNSException:
                 continue
-            if (response.id == message.id and response.flags & dns.flags.QR and
-                    response.opcode() == dns.opcode.NOTIFY):
+            if (
+                response.id == message.id
+                and response.flags & dns.flags.QR
+                and response.opcode() == dns.opcode.NOTIFY
+            ):
                 return response.rcode()
         return None

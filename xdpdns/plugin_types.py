@@ -69,8 +69,7 @@ class ZoneAcl:
     def configured(self) -> bool:
         """False for a zone with no prefixes at all: the image then holds no
         ACL for it, and its queries pay nothing for the feature."""
-        return any((self.allow_query, self.deny_query, self.allow_transfer,
-                    self.deny_transfer))
+        return any((self.allow_query, self.deny_query, self.allow_transfer, self.deny_transfer))
 
     def rules(self, kind: str) -> list[tuple["Prefix", str]]:
         """The (prefix, "allow" | "deny") pairs of list ``kind`` ("query"
@@ -164,11 +163,13 @@ class AddressRule:
 
     def __post_init__(self) -> None:
         if self.action not in ADDRESS_ACTIONS:
-            raise ValueError(f"address rule {self.prefix}: action {self.action!r}: "
-                             "expected 'allow' or 'deny'")
+            raise ValueError(
+                f"address rule {self.prefix}: action {self.action!r}: expected 'allow' or 'deny'"
+            )
         if not isinstance(self.prefix, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
-            raise ValueError(f"address rule {self.prefix!r}: expected an "
-                             "ipaddress.IPv4Network or IPv6Network")
+            raise ValueError(
+                f"address rule {self.prefix!r}: expected an ipaddress.IPv4Network or IPv6Network"
+            )
 
 
 @dataclass(frozen=True)
@@ -183,11 +184,11 @@ class AddressPolicy:
 
     def __post_init__(self) -> None:
         if self.default not in ADDRESS_ACTIONS:
-            raise ValueError(f"address policy default {self.default!r}: "
-                             "expected 'allow' or 'deny'")
+            raise ValueError(f"address policy default {self.default!r}: expected 'allow' or 'deny'")
         if self.socket_action not in SOCKET_ACTIONS:
-            raise ValueError(f"address policy socket_action {self.socket_action!r}: "
-                             "expected 'refuse' or 'drop'")
+            raise ValueError(
+                f"address policy socket_action {self.socket_action!r}: expected 'refuse' or 'drop'"
+            )
 
 
 # ---- overrides -------------------------------------------------------------------
@@ -203,17 +204,22 @@ MAX_TTL = 2**31 - 1  # RFC 2181 section 8
 def _check_rule(what: str, action: str, records: tuple, ttl: int) -> None:
     """The rule part shared by Override and Blocklist: raises ValueError."""
     if action not in OVERRIDE_ACTIONS:
-        raise ValueError(f"{what}: action {action!r}: expected one of "
-                         + ", ".join(repr(a) for a in OVERRIDE_ACTIONS))
+        raise ValueError(
+            f"{what}: action {action!r}: expected one of "
+            + ", ".join(repr(a) for a in OVERRIDE_ACTIONS)
+        )
     if not all(isinstance(r, dns.rdata.Rdata) for r in records):
         raise ValueError(f"{what}: records must be dnspython Rdata objects")
     if (action == "answer") != bool(records):
         raise ValueError(f"{what}: records are needed with action 'answer' and only there")
     types = {r.rdtype for r in records}
-    if dns.rdatatype.CNAME in types and (len(types) > 1 or
-                                         sum(r.rdtype == dns.rdatatype.CNAME for r in records) > 1):
-        raise ValueError(f"{what}: a CNAME stands alone (RFC 1034 3.6.2): no other records "
-                         "and no second CNAME beside it")
+    if dns.rdatatype.CNAME in types and (
+        len(types) > 1 or sum(r.rdtype == dns.rdatatype.CNAME for r in records) > 1
+    ):
+        raise ValueError(
+            f"{what}: a CNAME stands alone (RFC 1034 3.6.2): no other records "
+            "and no second CNAME beside it"
+        )
     if any(dns.rdatatype.is_metatype(t) or t == dns.rdatatype.OPT or t == 0 for t in types):
         raise ValueError(f"{what}: records of a type that cannot be data")
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL:
@@ -318,17 +324,24 @@ class RrlSettings:
     table_size: int = 32768
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "exempt",
-                           tuple(ipaddress.ip_network(p) for p in self.exempt))
-        for name, low, high in (("rate", 0, 1000000), ("nxdomain_rate", 0, 1000000),
-                                ("errors_rate", 0, 1000000), ("nodata_rate", 0, 1000000),
-                                ("referrals_rate", 0, 1000000), ("window", 1, 3600),
-                                ("slip", 0, 10), ("ipv4_prefix", 0, 32),
-                                ("ipv6_prefix", 0, 128), ("table_size", 1, 1 << 24)):
+        object.__setattr__(self, "exempt", tuple(ipaddress.ip_network(p) for p in self.exempt))
+        for name, low, high in (
+            ("rate", 0, 1000000),
+            ("nxdomain_rate", 0, 1000000),
+            ("errors_rate", 0, 1000000),
+            ("nodata_rate", 0, 1000000),
+            ("referrals_rate", 0, 1000000),
+            ("window", 1, 3600),
+            ("slip", 0, 10),
+            ("ipv4_prefix", 0, 32),
+            ("ipv6_prefix", 0, 128),
+            ("table_size", 1, 1 << 24),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"rate limiting {name}: expected an integer from {low} "
-                                 f"to {high}, got {value!r}")
+                raise ValueError(
+                    f"rate limiting {name}: expected an integer from {low} to {high}, got {value!r}"
+                )
 
 
 # ---- the resolver hook -------------------------------------------------------------
@@ -376,7 +389,7 @@ def parse_question(wire: bytes) -> tuple[bytes, int, int]:
         qtype, qclass = _QUESTION_TAIL.unpack_from(wire, pos + 1)
     except (IndexError, struct.error):
         raise ValueError("the question is cut short") from None
-    return wire[12:pos + 1].lower(), qtype, qclass
+    return wire[12 : pos + 1].lower(), qtype, qclass
 
 
 class ResolverQuery:
@@ -409,11 +422,25 @@ class ResolverQuery:
     to the hook.
     """
 
-    __slots__ = ("wire", "client_address", "transport", "qname", "qtype", "qclass", "id",
-                 "_message")
+    __slots__ = (
+        "wire",
+        "client_address",
+        "transport",
+        "qname",
+        "qtype",
+        "qclass",
+        "id",
+        "_message",
+    )
 
-    def __init__(self, message: Any = None, client_address: tuple[str, int] = ("", 0),
-                 transport: str = "udp", *, wire: bytes | None = None) -> None:
+    def __init__(
+        self,
+        message: Any = None,
+        client_address: tuple[str, int] = ("", 0),
+        transport: str = "udp",
+        *,
+        wire: bytes | None = None,
+    ) -> None:
         if wire is None:
             if message is None:
                 raise ValueError("a ResolverQuery needs its message or its wire")
@@ -437,7 +464,8 @@ class ResolverQuery:
             self._message = message
         elif message is _UNPARSABLE:
             raise dns.exception.FormError(
-                "dnspython cannot parse this query (the engine accepted it)")
+                "dnspython cannot parse this query (the engine accepted it)"
+            )
         return message
 
     @property
@@ -446,14 +474,17 @@ class ResolverQuery:
         return self._message is _UNPARSABLE
 
     def __repr__(self) -> str:
-        return (f"ResolverQuery(id={self.id}, qname={self.qname!r}, qtype={self.qtype}, "
-                f"qclass={self.qclass}, client_address={self.client_address!r}, "
-                f"transport={self.transport!r})")
+        return (
+            f"ResolverQuery(id={self.id}, qname={self.qname!r}, qtype={self.qtype}, "
+            f"qclass={self.qclass}, client_address={self.client_address!r}, "
+            f"transport={self.transport!r})"
+        )
 
 
 # Types that cannot be data (the engine refuses them too, native/io/resolver.c).
-_NOT_DATA = frozenset({0, dns.rdatatype.OPT} | set(range(dns.rdatatype.TKEY,
-                                                         dns.rdatatype.ANY + 1)))
+_NOT_DATA = frozenset(
+    {0, dns.rdatatype.OPT} | set(range(dns.rdatatype.TKEY, dns.rdatatype.ANY + 1))
+)
 
 
 @dataclass(frozen=True)
@@ -497,14 +528,19 @@ class Answer:
             try:
                 rdtype, rttl, rdata = record
             except (TypeError, ValueError):
-                raise ValueError(f"answer record {record!r}: expected (rdtype, ttl, rdata)") \
-                    from None
+                raise ValueError(
+                    f"answer record {record!r}: expected (rdtype, ttl, rdata)"
+                ) from None
             if not isinstance(rdata, bytes):
                 if not isinstance(rdata, (bytearray, memoryview)):
                     raise ValueError(f"answer record {record!r}: rdata must be bytes (wire form)")
                 rdata = bytes(rdata)
-            if (not isinstance(rdtype, int) or isinstance(rdtype, bool) or
-                    not 0 < rdtype < 65536 or rdtype in _NOT_DATA):
+            if (
+                not isinstance(rdtype, int)
+                or isinstance(rdtype, bool)
+                or not 0 < rdtype < 65536
+                or rdtype in _NOT_DATA
+            ):
                 raise ValueError(f"answer record {record!r}: a type that cannot be data")
             if not isinstance(rttl, int) or isinstance(rttl, bool) or not 0 <= rttl <= MAX_TTL:
                 raise ValueError(f"answer record {record!r}: ttl: expected 0 to {MAX_TTL}")
@@ -514,8 +550,11 @@ class Answer:
             parts.append(rdata)
             if ttl is None or rttl < ttl:
                 ttl = rttl
-        if (not isinstance(self.rcode, int) or isinstance(self.rcode, bool) or
-                not 0 <= self.rcode <= 15):
+        if (
+            not isinstance(self.rcode, int)
+            or isinstance(self.rcode, bool)
+            or not 0 <= self.rcode <= 15
+        ):
             raise ValueError(f"answer rcode {self.rcode!r}: expected 0 to 15 (no extended RCODEs)")
         setattr_ = object.__setattr__
         setattr_(self, "records", records)

@@ -101,16 +101,22 @@ def declared_order(name: str, plugin: Any) -> tuple[tuple[str, ...], tuple[str, 
     declared = []
     for attribute in (BEFORE, AFTER):
         value = getattr(plugin, attribute, ())
-        if (isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list))
-                or not all(isinstance(v, str) and v for v in value)):
-            raise PluginError(f"plugin {name!r}: {attribute} must be a tuple of plugin "
-                              f"names, like ('zonefile',); got {value!r}")
+        if (
+            isinstance(value, (str, bytes))
+            or not isinstance(value, (tuple, list))
+            or not all(isinstance(v, str) and v for v in value)
+        ):
+            raise PluginError(
+                f"plugin {name!r}: {attribute} must be a tuple of plugin "
+                f"names, like ('zonefile',); got {value!r}"
+            )
         declared.append(tuple(value))
     return declared[0], declared[1]
 
 
-def _edges(declared: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
-           ) -> tuple[list[_Edge], list[tuple[str, str, str]]]:
+def _edges(
+    declared: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]],
+) -> tuple[list[_Edge], list[tuple[str, str, str]]]:
     """The declared edges between loaded plugins, and (plugin, attribute,
     name) of every declaration naming a plugin that is not loaded."""
     edges, missing = [], []
@@ -139,14 +145,13 @@ def _cycle(remaining: set[str], edges: Iterable[_Edge]) -> list[_Edge]:
         seen[node] = len(path)
         path.append(into[node])
         node = into[node].first
-    cycle = path[seen[node]:]
+    cycle = path[seen[node] :]
     cycle.reverse()  # forwards: first -> then
     start = min(range(len(cycle)), key=lambda i: cycle[i].first)
     return cycle[start:] + cycle[:start]  # from the name that sorts first
 
 
-def sort_plugins(declared: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
-                 ) -> list[str]:
+def sort_plugins(declared: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> list[str]:
     """The plugin order: a topological sort of the declarations in which, of
     the plugins free to go next, the one whose name sorts first goes next.
 
@@ -220,12 +225,13 @@ def load_plugins(pm: pluggy.PluginManager | None = None) -> pluggy.PluginManager
             # the same object.
             loaded[name] = ep.load()
         except Exception as exc:
-            raise PluginError(f"plugin {name!r} ({ep.value} from {_dist_name(dist)}) "
-                              f"cannot be loaded: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(
+                f"plugin {name!r} ({ep.value} from {_dist_name(dist)}) "
+                f"cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from exc
     earlier = _registered(pm)
     plugins = {**earlier, **loaded}
-    order = sort_plugins({name: declared_order(name, plugin)
-                          for name, plugin in plugins.items()})
+    order = sort_plugins({name: declared_order(name, plugin) for name, plugin in plugins.items()})
 
     for plugin in earlier.values():
         pm.unregister(plugin)
@@ -301,11 +307,14 @@ def order_problems(pm: pluggy.PluginManager) -> list[str]:
     (tryfirst/trylast win over declarations, and a plugin registered after
     load_plugins goes first)."""
     plugins = _registered(pm)
-    edges, missing = _edges({name: declared_order(name, plugin)
-                             for name, plugin in plugins.items()})
-    problems = [f"plugin {name!r}: {attribute} names {other!r}, a plugin that is not "
-                f"loaded; the declaration has no effect"
-                for name, attribute, other in missing]
+    edges, missing = _edges(
+        {name: declared_order(name, plugin) for name, plugin in plugins.items()}
+    )
+    problems = [
+        f"plugin {name!r}: {attribute} names {other!r}, a plugin that is not "
+        f"loaded; the declaration has no effect"
+        for name, attribute, other in missing
+    ]
     for hook, caller in _hook_callers(pm).items():
         for wrappers in (False, True):
             called = _call_order(caller, wrappers)
@@ -317,15 +326,22 @@ def order_problems(pm: pluggy.PluginManager) -> list[str]:
                     continue
                 first, then = called[position[edge.first]], called[position[edge.then]]
                 if _mark(first) != _mark(then):
-                    why = ", ".join(f"the implementation of {impl.plugin_name!r} is "
-                                    f"{_mark(impl)}" for impl in (then, first) if _mark(impl))
+                    why = ", ".join(
+                        f"the implementation of {impl.plugin_name!r} is {_mark(impl)}"
+                        for impl in (then, first)
+                        if _mark(impl)
+                    )
                 elif getattr(first, "trylast", False):
-                    why = ("pluggy calls trylast implementations in registration order, "
-                           "the reverse of the plugin order")
+                    why = (
+                        "pluggy calls trylast implementations in registration order, "
+                        "the reverse of the plugin order"
+                    )
                 else:
                     why = f"{edge.then!r} was registered out of the declared order"
-                problems.append(f"hook {hook}: plugin {edge.then!r} is called before "
-                                f"{edge.first!r} although {edge} ({why})")
+                problems.append(
+                    f"hook {hook}: plugin {edge.then!r} is called before "
+                    f"{edge.first!r} although {edge} ({why})"
+                )
     return problems
 
 
@@ -342,8 +358,9 @@ def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
         if dist is not None:
             origin = f"{dist.project_name} {dist.version} ({module})"
         else:
-            origin = (inspect.getsourcefile(plugin) if inspect.ismodule(plugin)
-                      else repr(plugin)) or module
+            origin = (
+                inspect.getsourcefile(plugin) if inspect.ismodule(plugin) else repr(plugin)
+            ) or module
         hooks, marks = [], []
         for caller in pm.get_hookcallers(plugin) or ():
             hooks.append(caller.name)
@@ -352,8 +369,11 @@ def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
                     marks.append((caller.name, _mark(impl)))
         before, after = declared_order(name, plugin)
         missing = tuple(n for n in before + after if n not in plugins)
-        infos.append(PluginInfo(name, origin, tuple(sorted(hooks)), tuple(sorted(marks)),
-                                before, after, missing))
+        infos.append(
+            PluginInfo(
+                name, origin, tuple(sorted(hooks)), tuple(sorted(marks)), before, after, missing
+            )
+        )
     return infos
 
 

@@ -83,8 +83,10 @@ def run_as(user: str | None, group: str | None) -> RunAs | None:
 
 def check_root(who: RunAs) -> None:
     if os.geteuid() != 0:
-        raise PrivilegeError(f"[server] user = {who.user!r}: start the server as root; it "
-                             f"switches to {who} once its sockets are set up")
+        raise PrivilegeError(
+            f"[server] user = {who.user!r}: start the server as root; it "
+            f"switches to {who} once its sockets are set up"
+        )
 
 
 @contextlib.contextmanager

@@ -41,8 +41,9 @@ class ReloadRefused(Exception):
     restart; the message says what."""
 
 
-def load_publication(pm, config: Config, hooks: list[str] | None = None,
-                     previous: Image | None = None) -> Publication:
+def load_publication(
+    pm, config: Config, hooks: list[str] | None = None, previous: Image | None = None
+) -> Publication:
     """Everything the plugins say for config, the image compiled.
 
     ``hooks``: the hook numbering the running server's resolver has (a
@@ -58,12 +59,20 @@ def load_publication(pm, config: Config, hooks: list[str] | None = None,
     else:
         new = [p for p in hook_numbers(claims) if p not in hooks]
         if new:
-            raise ReloadRefused(f"plugin {new[0]} claims names now but did not when the "
-                                "server started: its resolver thread starts with the "
-                                "server (restart it)")
+            raise ReloadRefused(
+                f"plugin {new[0]} claims names now but did not when the "
+                "server started: its resolver thread starts with the "
+                "server (restart it)"
+            )
     compiled = build_image(pm, config, numbered_claims(claims, hooks), previous)
-    return Publication(compiled, collect_acl(pm, config), cookie_secrets(pm, config),
-                       rrl_settings(pm, config), claims, hooks)
+    return Publication(
+        compiled,
+        collect_acl(pm, config),
+        cookie_secrets(pm, config),
+        rrl_settings(pm, config),
+        claims,
+        hooks,
+    )
 
 
 def publish(engine: Engine, publication: Publication, previous: Publication | None = None) -> None:
@@ -77,7 +86,8 @@ def publish(engine: Engine, publication: Publication, previous: Publication | No
     rotation): clients' server cookies stay valid."""
     cookies = _rotated(publication.cookies, previous)
     set_cookies = cookies.current is not None or (
-        previous is not None and previous.cookies.current is not None)
+        previous is not None and previous.cookies.current is not None
+    )
     set_rrl = publication.rrl is not None or (previous is not None and previous.rrl is not None)
     done: list[str] = []
     try:
@@ -139,8 +149,9 @@ def cookie_secrets(pm, config) -> CookieSecrets:
     if result is None:
         return CookieSecrets(None)
     if not isinstance(result, CookieSecrets):
-        raise PluginError(f"cookie_secrets returned {result!r}, not an "
-                          "xdpdns.hookspecs.CookieSecrets")
+        raise PluginError(
+            f"cookie_secrets returned {result!r}, not an xdpdns.hookspecs.CookieSecrets"
+        )
     return result
 
 
@@ -149,6 +160,5 @@ def rrl_settings(pm, config) -> RrlSettings | None:
     raises PluginError for something that is not an RrlSettings."""
     result = pm.hook.rrl_settings(config=config)
     if result is not None and not isinstance(result, RrlSettings):
-        raise PluginError(f"rrl_settings returned {result!r}, not an "
-                          "xdpdns.hookspecs.RrlSettings")
+        raise PluginError(f"rrl_settings returned {result!r}, not an xdpdns.hookspecs.RrlSettings")
     return result

@@ -96,15 +96,18 @@ def collect_claims(pm, config) -> list[tuple[str, Claim]]:
         result = impl.function(**{a: config for a in impl.argnames})
         for claim in result or ():
             if not isinstance(claim, Claim):
-                raise PluginError(f"resolver_claims of plugin {impl.plugin_name} returned "
-                                  f"{claim!r}, not an xdpdns.hookspecs.Claim")
+                raise PluginError(
+                    f"resolver_claims of plugin {impl.plugin_name} returned "
+                    f"{claim!r}, not an xdpdns.hookspecs.Claim"
+                )
             if impl.plugin_name not in answering:
-                raise PluginError(f"plugin {impl.plugin_name} claims {claim.name} but has "
-                                  f"no resolve hook to answer it")
+                raise PluginError(
+                    f"plugin {impl.plugin_name} claims {claim.name} but has "
+                    f"no resolve hook to answer it"
+                )
             claims.append((impl.plugin_name, claim))
     if len(hook_numbers(claims)) > HOOKS_MAX:
-        raise PluginError(f"{len(hook_numbers(claims))} plugins claim names: at most "
-                          f"{HOOKS_MAX}")
+        raise PluginError(f"{len(hook_numbers(claims))} plugins claim names: at most {HOOKS_MAX}")
     return claims
 
 
@@ -114,13 +117,15 @@ def hook_numbers(claims: Sequence[tuple[str, Claim]]) -> list[str]:
     return list(dict.fromkeys(plugin for plugin, _ in claims))
 
 
-def numbered_claims(claims: Sequence[tuple[str, Claim]],
-                    hooks: Sequence[str] | None = None) -> list[tuple[int, Claim]]:
+def numbered_claims(
+    claims: Sequence[tuple[str, Claim]], hooks: Sequence[str] | None = None
+) -> list[tuple[int, Claim]]:
     """Each claim with the number of the hook that answers it, as the image
     takes them (xdpdns.image.compile_sources): its plugin's place in
     ``hooks`` (default: hook_numbers(claims)), which must hold them all."""
-    numbers = {plugin: i for i, plugin in enumerate(hook_numbers(claims) if hooks is None
-                                                    else hooks)}
+    numbers = {
+        plugin: i for i, plugin in enumerate(hook_numbers(claims) if hooks is None else hooks)
+    }
     return [(numbers[plugin], claim) for plugin, claim in claims]
 
 
@@ -181,13 +186,13 @@ class _Hook:
 class Resolver:
     """The hook threads of one server."""
 
-    def __init__(self, engine, pm, claims: Sequence[tuple[str, Claim]],
-                 config: ResolverConfig) -> None:
+    def __init__(
+        self, engine, pm, claims: Sequence[tuple[str, Claim]], config: ResolverConfig
+    ) -> None:
         self.engine = engine
         self.config = config
         self.stats = ResolverStats()
-        functions = {impl.plugin_name: impl.function
-                     for impl in pm.hook.resolve.get_hookimpls()}
+        functions = {impl.plugin_name: impl.function for impl in pm.hook.resolve.get_hookimpls()}
         plugins = hook_numbers(claims)
         self.set_claims(claims, plugins)
         # Held around every call into the engine: once stop() has it and
@@ -196,8 +201,9 @@ class Resolver:
         self.alive = threading.Lock()
         self.closing = False
         self._stats_lock = threading.Lock()
-        self._hooks = [_Hook(self, i, plugin, functions[plugin])
-                       for i, plugin in enumerate(plugins)]
+        self._hooks = [
+            _Hook(self, i, plugin, functions[plugin]) for i, plugin in enumerate(plugins)
+        ]
 
     def set_claims(self, claims: Sequence[tuple[str, Claim]], hooks: Sequence[str]) -> None:
         """The claimed names in lower-case wire form, as ResolverQuery.qname
@@ -207,10 +213,12 @@ class Resolver:
         subtree: dict[bytes, int] = {}
         for number, claim in numbered_claims(claims, hooks):
             (subtree if claim.subtree else exact).setdefault(
-                claim.name.canonicalize().to_wire(), number)
+                claim.name.canonicalize().to_wire(), number
+            )
         # One attribute, swapped whole: the event loop reads it while a
         # reload runs in another thread.
         self._claims = (exact, subtree)
+
     # ---- life ----------------------------------------------------------------
 
     def start(self) -> None:
@@ -251,8 +259,11 @@ class Resolver:
         for i in range(n):
             wire, client = resolver_query_fields(batch[i])
             try:
-                queries.append(ResolverQuery(wire=wire, client_address=client,
-                                             transport="tcp" if batch[i].tcp else "udp"))
+                queries.append(
+                    ResolverQuery(
+                        wire=wire, client_address=client, transport="tcp" if batch[i].tcp else "udp"
+                    )
+                )
             except ValueError:
                 queries.append(None)  # no question to answer: SERVFAIL
         asked = [q for q in queries if q is not None]
@@ -267,9 +278,14 @@ class Resolver:
         took = time.monotonic() - start
         if took > self.config.timeout:
             # The workers answered SERVFAIL at the deadline; these come late.
-            log.warning("resolve hook of plugin %s: no answer within %gs (took %.3gs): "
-                        "SERVFAIL for %d queries", hook.plugin, self.config.timeout, took,
-                        len(queries))
+            log.warning(
+                "resolve hook of plugin %s: no answer within %gs (took %.3gs): "
+                "SERVFAIL for %d queries",
+                hook.plugin,
+                self.config.timeout,
+                took,
+                len(queries),
+            )
         answers = [None if q is None else next(results) for q in queries]
         counts = ResolverStats(batches=1, queries=len(queries), errors=errors)
         with self.alive:
@@ -312,8 +328,12 @@ class Resolver:
         try:
             if isinstance(result, Answer):
                 counts.cached += engine.resolver_answer(
-                    raw, RESOLVER_RECORDS, result.packed,
-                    (RESOLVER_AA if result.aa else 0) | result.rcode, self._ttl(result))
+                    raw,
+                    RESOLVER_RECORDS,
+                    result.packed,
+                    (RESOLVER_AA if result.aa else 0) | result.rcode,
+                    self._ttl(result),
+                )
                 counts.answered += 1
                 return
             wire = None if query is None else self._wire(query, result, counts)
@@ -356,8 +376,7 @@ class Resolver:
             counts.cached += self._cache(query, message)
             return wire
         if not isinstance(result, dns.message.Message):
-            raise PluginError(f"not an Answer, bytes, a dns.message.Message or None: "
-                              f"{result!r}")
+            raise PluginError(f"not an Answer, bytes, a dns.message.Message or None: {result!r}")
         try:
             wire = result.to_wire(max_size=self._limit(query))
         except dns.exception.TooBig:
@@ -395,8 +414,9 @@ class Resolver:
         wire = message.to_wire()
         question_end = 12 + len(question.name.to_wire()) + 4
         try:
-            self.engine.resolver_cache(question.name, question.rdtype, question.rdclass,
-                                       wire, question_end, ttl)
+            self.engine.resolver_cache(
+                question.name, question.rdtype, question.rdclass, wire, question_end, ttl
+            )
         except OSError:
             return False  # larger than a cache entry holds: asked again next time
         return True

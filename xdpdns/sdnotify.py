@@ -62,8 +62,9 @@ class SystemdNotify:
 
     def reloading(self) -> bool:
         # MONOTONIC_USEC lets Type=notify-reload match the reload it asked for.
-        return self.send(RELOADING=1, MONOTONIC_USEC=time.clock_gettime_ns(
-            time.CLOCK_MONOTONIC) // 1000)
+        return self.send(
+            RELOADING=1, MONOTONIC_USEC=time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        )
 
     def stopping(self) -> bool:
         return self.send(STOPPING=1)

@@ -62,26 +62,39 @@ class ServerStats:
     dnstap: DnstapStats | None = None  # when [dnstap] is on
 
     def log_fields(self) -> str:
-        parts = [f"{f.name}={getattr(self.udp, f.name)}" for f in fields(self.udp)
-                 if not isinstance(getattr(self.udp, f.name), Mapping)]
+        parts = [
+            f"{f.name}={getattr(self.udp, f.name)}"
+            for f in fields(self.udp)
+            if not isinstance(getattr(self.udp, f.name), Mapping)
+        ]
         parts += [f"tcp_{f.name}={getattr(self.tcp, f.name)}" for f in fields(self.tcp)]
         if self.xdp is not None:
-            parts += [f"xdp_{name}={self.xdp.total(name)}" for name in
-                      ("received", "answered", "dropped", "bad_checksum", "malformed",
-                       "tx_full")]
+            parts += [
+                f"xdp_{name}={self.xdp.total(name)}"
+                for name in (
+                    "received",
+                    "answered",
+                    "dropped",
+                    "bad_checksum",
+                    "malformed",
+                    "tx_full",
+                )
+            ]
             parts.append(f"xdp_denied={sum(c.denied for c in self.xdp.cpus)}")
-            parts.append("xdp_answered_in_xdp="
-                         f"{sum(c.answered_in_xdp for c in self.xdp.cpus)}")
+            parts.append(f"xdp_answered_in_xdp={sum(c.answered_in_xdp for c in self.xdp.cpus)}")
             # The workers' and the program's: one limit, counted where answered.
             limited = self.xdp.total("limited") + sum(c.rate_limited for c in self.xdp.cpus)
             slipped = self.xdp.total("slipped") + sum(c.slipped for c in self.xdp.cpus)
             parts += [f"xdp_limited={limited}", f"xdp_slipped={slipped}"]
         if self.resolver is not None:
-            parts += [f"resolver_{f.name}={getattr(self.resolver, f.name)}"
-                      for f in fields(self.resolver)]
+            parts += [
+                f"resolver_{f.name}={getattr(self.resolver, f.name)}" for f in fields(self.resolver)
+            ]
         if self.dnstap is not None:
-            parts += [f"dnstap_{name}={getattr(self.dnstap, name)}" for name in
-                      ("events", "written", "lost_full", "lost_unconnected")]
+            parts += [
+                f"dnstap_{name}={getattr(self.dnstap, name)}"
+                for name in ("events", "written", "lost_full", "lost_unconnected")
+            ]
         return " ".join(parts)
 
     def as_dict(self) -> dict:
@@ -117,8 +130,11 @@ def _restart_only_changes(old: Config, new: Config) -> list[str]:
     """The sections that changed and that a reload cannot apply: listeners,
     workers and the control socket, XDP mode, the resolver's rings, the
     metrics endpoint and dnstap."""
-    return [name for name in ("server", "xdp", "resolver", "metrics", "dnstap")
-            if getattr(old, name) != getattr(new, name)]
+    return [
+        name
+        for name in ("server", "xdp", "resolver", "metrics", "dnstap")
+        if getattr(old, name) != getattr(new, name)
+    ]
 
 
 def _sum_stats(workers: list[WorkerStats]) -> WorkerStats:
@@ -138,16 +154,20 @@ def _describe_cookies(cookies: CookieSecrets) -> str:
     """For the log: never the secrets themselves."""
     if cookies.current is None:
         return "off"
-    return (f"on previous_secret={'yes' if cookies.previous else 'no'} "
-            f"require={'yes' if cookies.require else 'no'}")
+    return (
+        f"on previous_secret={'yes' if cookies.previous else 'no'} "
+        f"require={'yes' if cookies.require else 'no'}"
+    )
 
 
 def _describe_rrl(rrl: RrlSettings) -> str:
-    return (f"rate={rrl.rate} nxdomain_rate={rrl.nxdomain_rate} "
-            f"errors_rate={rrl.errors_rate} nodata_rate={rrl.nodata_rate} "
-            f"referrals_rate={rrl.referrals_rate} window={rrl.window} slip={rrl.slip} "
-            f"ipv4_prefix={rrl.ipv4_prefix} ipv6_prefix={rrl.ipv6_prefix} "
-            f"exempt={len(rrl.exempt)} table_size={rrl.table_size}")
+    return (
+        f"rate={rrl.rate} nxdomain_rate={rrl.nxdomain_rate} "
+        f"errors_rate={rrl.errors_rate} nodata_rate={rrl.nodata_rate} "
+        f"referrals_rate={rrl.referrals_rate} window={rrl.window} slip={rrl.slip} "
+        f"ipv4_prefix={rrl.ipv4_prefix} ipv6_prefix={rrl.ipv6_prefix} "
+        f"exempt={len(rrl.exempt)} table_size={rrl.table_size}"
+    )
 
 
 # How often the log of limited prefixes reads the workers' event rings
@@ -187,8 +207,7 @@ class Server:
     (the rate limiting in force, None when off).
     """
 
-    def __init__(self, config: Config, pm,
-                 reread: Callable[[], Config] | None = None) -> None:
+    def __init__(self, config: Config, pm, reread: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.pm = pm
         # How a reload reads the configuration again: as the command line
@@ -224,12 +243,14 @@ class Server:
 
     def stats(self) -> ServerStats:
         workers = self._engine.worker_stats() if self._engine else []
-        return ServerStats(_sum_stats(workers), tuple(workers),
-                           self._engine.tcp_stats() if self._engine else TcpStats(),
-                           self._xdp.stats() if self._xdp else None,
-                           ResolverStats(**vars(self._resolver.stats))
-                           if self._resolver else None,
-                           self._engine.dnstap_stats() if self._engine else None)
+        return ServerStats(
+            _sum_stats(workers),
+            tuple(workers),
+            self._engine.tcp_stats() if self._engine else TcpStats(),
+            self._xdp.stats() if self._xdp else None,
+            ResolverStats(**vars(self._resolver.stats)) if self._resolver else None,
+            self._engine.dnstap_stats() if self._engine else None,
+        )
 
     @property
     def xdp_info(self):
@@ -250,8 +271,11 @@ class Server:
             log.info("acl %s", publication.acl.describe())
         # Like the ACL's line: only what differs from the default (on,
         # answering every client) is worth a line at info.
-        log.log(logging.DEBUG if _default_cookies(publication.cookies) else logging.INFO,
-                "cookies %s", _describe_cookies(publication.cookies))
+        log.log(
+            logging.DEBUG if _default_cookies(publication.cookies) else logging.INFO,
+            "cookies %s",
+            _describe_cookies(publication.cookies),
+        )
         if publication.rrl is not None:
             log.info("rrl on %s", _describe_rrl(publication.rrl))
 
@@ -276,14 +300,24 @@ class Server:
             # Compiling a large zone set takes seconds: not in the event loop.
             try:
                 result = await loop.run_in_executor(None, self._reload_sync)
-            except (ConfigError, ZoneLoadError, PluginError, ReloadRefused, OSError,
-                    ValueError) as exc:
-                result = ReloadResult(False, f"reload failed, still serving what was loaded "
-                                      f"before: {exc}")
+            except (
+                ConfigError,
+                ZoneLoadError,
+                PluginError,
+                ReloadRefused,
+                OSError,
+                ValueError,
+            ) as exc:
+                result = ReloadResult(
+                    False, f"reload failed, still serving what was loaded before: {exc}"
+                )
             except Exception as exc:  # a plugin's bug: logged whole, the server goes on
                 log.exception("reload")
-                result = ReloadResult(False, f"reload failed, still serving what was loaded "
-                                      f"before: {type(exc).__name__}: {exc}")
+                result = ReloadResult(
+                    False,
+                    f"reload failed, still serving what was loaded "
+                    f"before: {type(exc).__name__}: {exc}",
+                )
             self.reloads["ok" if result.ok else "failed"] += 1
             if result.ok:
                 log.info("%s in %.3fs", result.message, time.monotonic() - start)
@@ -297,8 +331,9 @@ class Server:
             else:
                 log.error("%s", result.message)
             # Serving either way: the new data, or what it had.
-            self._systemd.ready(self._status() if result.ok else
-                                f"{self._status()}; last reload failed")
+            self._systemd.ready(
+                self._status() if result.ok else f"{self._status()}; last reload failed"
+            )
             return result
 
     async def _control_reload(self) -> dict:
@@ -309,11 +344,18 @@ class Server:
         if engine is None or self._publication is None:
             return ReloadResult(False, "reload failed: the server is not running")
         new = self._reread() if self._reread is not None else self.config
-        warnings = [f"[{name}] changed: it takes effect when the server restarts"
-                    for name in _restart_only_changes(self.config, new)]
+        warnings = [
+            f"[{name}] changed: it takes effect when the server restarts"
+            for name in _restart_only_changes(self.config, new)
+        ]
         # What needs a restart stays as it was started with.
-        new = dataclasses.replace(new, server=self.config.server, xdp=self.config.xdp,
-                                  resolver=self.config.resolver, metrics=self.config.metrics)
+        new = dataclasses.replace(
+            new,
+            server=self.config.server,
+            xdp=self.config.xdp,
+            resolver=self.config.resolver,
+            metrics=self.config.metrics,
+        )
         # This thread is the only one that publishes (one reload at a time):
         # the image being served stays until publish, below.
         hooks = self._publication.hooks if self._resolver else []
@@ -324,9 +366,13 @@ class Server:
         self.config = new
         self._adopt(publication)
         info = publication.compiled.image.info
-        return ReloadResult(True, f"reloaded zones={len(self.zones)} "
-                            f"records={info.records} overrides={info.overrides} "
-                            f"claims={len(publication.claims)}", tuple(warnings))
+        return ReloadResult(
+            True,
+            f"reloaded zones={len(self.zones)} "
+            f"records={info.records} overrides={info.overrides} "
+            f"claims={len(publication.claims)}",
+            tuple(warnings),
+        )
 
     def stop(self) -> None:
         """Asks the server to stop (safe from the event loop's thread)."""
@@ -364,10 +410,17 @@ class Server:
             if claims:
                 res = self.config.resolver
                 hooks = len(publication.hooks)
-                engine.resolver_start(res.ring_size, res.cache_size if res.cache_max_ttl else 0,
-                                      hooks, res.timeout)
-                log.info("resolver claims=%d hooks=%d timeout=%g cache_max_ttl=%d ring_size=%d",
-                         len(claims), hooks, res.timeout, res.cache_max_ttl, res.ring_size)
+                engine.resolver_start(
+                    res.ring_size, res.cache_size if res.cache_max_ttl else 0, hooks, res.timeout
+                )
+                log.info(
+                    "resolver claims=%d hooks=%d timeout=%g cache_max_ttl=%d ring_size=%d",
+                    len(claims),
+                    hooks,
+                    res.timeout,
+                    res.cache_max_ttl,
+                    res.ring_size,
+                )
             # Before the workers, which take their rings from it.
             if self.config.dnstap.socket is not None:
                 dnstap.start(engine, self.config.dnstap)
@@ -375,12 +428,16 @@ class Server:
                 # TCP first, so that port 0 gets one kernel-chosen port that
                 # UDP then shares.
                 ports = engine.tcp_start(
-                    [(a.host, a.port) for a in srv.listen], workers=srv.tcp_workers,
+                    [(a.host, a.port) for a in srv.listen],
+                    workers=srv.tcp_workers,
                     max_connections=srv.tcp_max_connections,
                     max_client_connections=srv.tcp_max_client_connections,
-                    idle_timeout=srv.tcp_idle_timeout, io_timeout=srv.tcp_io_timeout,
-                    max_queries=srv.tcp_max_queries, lifetime=srv.tcp_lifetime,
-                    max_transfers=srv.tcp_max_transfers)
+                    idle_timeout=srv.tcp_idle_timeout,
+                    io_timeout=srv.tcp_io_timeout,
+                    max_queries=srv.tcp_max_queries,
+                    lifetime=srv.tcp_lifetime,
+                    max_transfers=srv.tcp_max_transfers,
+                )
                 bound = [ListenAddress(a.host, port) for a, port in zip(srv.listen, ports)]
                 engine.udp_start([(a.host, a.port) for a in bound], srv.udp_workers)
                 if self._xdp is not None:
@@ -432,11 +489,14 @@ class Server:
         xdp = self._xdp is not None
         privileges.drop(who, xdp)
         loop = asyncio.get_running_loop()
-        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(
-            thread_name_prefix="xdpdns"))
-        log.info("running as %s%s", who,
-                 " with CAP_BPF and CAP_NET_ADMIN (XDP maps)" if xdp else
-                 " without capabilities")
+        loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(thread_name_prefix="xdpdns")
+        )
+        log.info(
+            "running as %s%s",
+            who,
+            " with CAP_BPF and CAP_NET_ADMIN (XDP maps)" if xdp else " without capabilities",
+        )
 
     async def _start_metrics(self) -> None:
         """The Prometheus endpoint of [metrics] listen, if any: bound before
@@ -448,12 +508,16 @@ class Server:
         try:
             await metrics.start()
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot serve metrics on {listen}: "
-                          f"{exc.strerror or exc}") from None
+            raise OSError(
+                exc.errno, f"cannot serve metrics on {listen}: {exc.strerror or exc}"
+            ) from None
         self._metrics = metrics
-        log.info("metrics on http://%s/metrics",
-                 f"[{listen.host}]:{metrics.port}" if ":" in listen.host
-                 else f"{listen.host}:{metrics.port}")
+        log.info(
+            "metrics on http://%s/metrics",
+            f"[{listen.host}]:{metrics.port}"
+            if ":" in listen.host
+            else f"{listen.host}:{metrics.port}",
+        )
 
     def zone_serials(self) -> list[tuple[str, int]]:
         """(zone, SOA serial) of every zone served now."""
@@ -473,8 +537,9 @@ class Server:
         configuration names must be ours."""
         configured = self.config.server.control_socket
         path = Path(configured) if configured is not None else default_control_socket()
-        control = ControlServer(path, {"stats": lambda: self.stats().as_dict(),
-                                       "reload": self._control_reload})
+        control = ControlServer(
+            path, {"stats": lambda: self.stats().as_dict(), "reload": self._control_reload}
+        )
         try:
             await control.start()
         except ControlError as exc:
@@ -508,9 +573,14 @@ class Server:
                 info = self._xdp.info
                 xdp = f" xdp={info.interface} xdp_queues={info.queues} xdp_mode={info.mode}"
             control = f" control_socket={self._control.path}" if self._control else ""
-            log.info("ready listen=%s zones=%d udp_workers=%d%s%s",
-                     ",".join(str(a) for a in self.addresses), len(self.zones),
-                     self.config.server.udp_workers, xdp, control)
+            log.info(
+                "ready listen=%s zones=%d udp_workers=%d%s%s",
+                ",".join(str(a) for a in self.addresses),
+                len(self.zones),
+                self.config.server.udp_workers,
+                xdp,
+                control,
+            )
             self._systemd.ready(self._status())
             reporter = asyncio.create_task(self._report_stats())
             rrl_log = asyncio.create_task(self._log_rrl())
@@ -536,8 +606,10 @@ class Server:
 
     def _status(self) -> str:
         """One line for systemctl status."""
-        return (f"serving {len(self.zones)} zone{'s' if len(self.zones) != 1 else ''} on "
-                + ", ".join(str(a) for a in self.addresses))
+        return (
+            f"serving {len(self.zones)} zone{'s' if len(self.zones) != 1 else ''} on "
+            + ", ".join(str(a) for a in self.addresses)
+        )
 
     async def _watch_workers(self, interval: float = 0.5) -> None:
         """Stops the server, exit status 1, when a worker thread stopped
@@ -548,8 +620,9 @@ class Server:
             failure = self._engine.failure()
             if failure is not None:
                 self._failure = failure
-                log.error("%s; stopping: that worker's share of the queries would go "
-                          "unanswered", failure)
+                log.error(
+                    "%s; stopping: that worker's share of the queries would go unanswered", failure
+                )
                 if self._stop is not None:
                     self._stop.set()
                 return

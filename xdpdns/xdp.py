@@ -40,8 +40,15 @@ from dataclasses import asdict, dataclass
 
 from xdpdns.config import XdpConfig
 from xdpdns.counts import summed
-from xdpdns.engine import (PORT_ACTIONS, AnswersInfo, Engine, ProgStats, QueueStats, XdpInfo,
-                           dispatch_remove)
+from xdpdns.engine import (
+    PORT_ACTIONS,
+    AnswersInfo,
+    Engine,
+    ProgStats,
+    QueueStats,
+    XdpInfo,
+    dispatch_remove,
+)
 
 log = logging.getLogger("xdpdns.xdp")
 
@@ -98,8 +105,9 @@ def check_interface(name: str) -> int:
     try:
         return socket.if_nametoindex(name)
     except OSError:
-        raise OSError(errno.ENODEV, f"no such network interface: {name} "
-                      "(see `ip link show`)") from None
+        raise OSError(
+            errno.ENODEV, f"no such network interface: {name} (see `ip link show`)"
+        ) from None
 
 
 def action_name(code: int) -> str:
@@ -121,9 +129,20 @@ class XdpStats:
         return sum(getattr(q, name) for q in self.queues)
 
     def as_dict(self) -> dict:
-        program = {k: sum(getattr(c, k) for c in self.cpus) for k in
-                   ("seen", "redirected", "answered_in_xdp", "rate_limited", "slipped",
-                    "passed", "dropped", "denied", "malformed")}
+        program = {
+            k: sum(getattr(c, k) for c in self.cpus)
+            for k in (
+                "seen",
+                "redirected",
+                "answered_in_xdp",
+                "rate_limited",
+                "slipped",
+                "passed",
+                "dropped",
+                "denied",
+                "malformed",
+            )
+        }
         program["answered_in_xdp_rcodes"] = summed(c.answered_in_xdp_rcodes for c in self.cpus)
         program["answered_in_xdp_qtypes"] = summed(c.answered_in_xdp_qtypes for c in self.cpus)
         return {
@@ -138,8 +157,7 @@ class XdpStats:
             "umem_bytes": self.info.umem_bytes,
             "first_queue": self.info.first_queue,
             "warnings": list(self.info.warnings),
-            "queues": [dict(asdict(q), frames_accounted=q.frames_accounted)
-                       for q in self.queues],
+            "queues": [dict(asdict(q), frames_accounted=q.frames_accounted) for q in self.queues],
             "cpus": [dict(asdict(c), cpu=i) for i, c in enumerate(self.cpus)],
             "program": program,
             "ports": {str(p): list(a) for p, a in self.ports.items()},
@@ -182,14 +200,24 @@ class XdpMode:
         except BaseException:
             self.stop()
             raise
-        log.info("xdp interface=%s attach=%s prog_id=%d mode=%s zerocopy=%s busy_poll=%s "
-                 "hugepages=%s queues=%d "
-                 "first_queue=%d numa_node=%d umem_bytes=%d ports=%s addresses=%s",
-                 cfg.interface, cfg.attach, info.prog_id, info.mode, _yes(info.zerocopy),
-                 _yes(info.busy_poll),
-                 _yes(info.hugepages),
-                 info.queues, info.first_queue, info.numa_node, info.umem_bytes,
-                 ",".join(map(str, cfg.ports)), ",".join(cfg.addresses) or "any")
+        log.info(
+            "xdp interface=%s attach=%s prog_id=%d mode=%s zerocopy=%s busy_poll=%s "
+            "hugepages=%s queues=%d "
+            "first_queue=%d numa_node=%d umem_bytes=%d ports=%s addresses=%s",
+            cfg.interface,
+            cfg.attach,
+            info.prog_id,
+            info.mode,
+            _yes(info.zerocopy),
+            _yes(info.busy_poll),
+            _yes(info.hugepages),
+            info.queues,
+            info.first_queue,
+            info.numa_node,
+            info.umem_bytes,
+            ",".join(map(str, cfg.ports)),
+            ",".join(cfg.addresses) or "any",
+        )
         for warning in info.warnings:
             log.warning("xdp: %s", warning)
         self.log_answers(engine)
@@ -204,13 +232,20 @@ class XdpMode:
             return
         table = engine.xdp_answers_info()
         if table.state == "on":
-            log.info("xdp answers=on names=%d entries=%d do_entries=%d skipped=%d pages=%d "
-                     "bytes=%d compile=%.3fs install=%.3fs", table.names, table.entries,
-                     table.do_entries, table.skipped, table.pages, table.bytes,
-                     table.compile_seconds, table.install_seconds)
+            log.info(
+                "xdp answers=on names=%d entries=%d do_entries=%d skipped=%d pages=%d "
+                "bytes=%d compile=%.3fs install=%.3fs",
+                table.names,
+                table.entries,
+                table.do_entries,
+                table.skipped,
+                table.pages,
+                table.bytes,
+                table.compile_seconds,
+                table.install_seconds,
+            )
         elif table.state == "failed":
-            log.warning("xdp answers=failed (every query goes to the workers): %s",
-                        table.message)
+            log.warning("xdp answers=failed (every query goes to the workers): %s", table.message)
         else:
             log.info("xdp answers=%s: %s", table.state, table.message)
 
@@ -227,19 +262,27 @@ class XdpMode:
         rest = allowed - workers
         if rest and rest != allowed:
             os.sched_setaffinity(0, rest)
-            log.info("python threads on CPUs %s (queue workers on %s)",
-                     _cpu_list(rest), _cpu_list(workers))
+            log.info(
+                "python threads on CPUs %s (queue workers on %s)",
+                _cpu_list(rest),
+                _cpu_list(workers),
+            )
 
     def stats(self) -> XdpStats | None:
         """The counters now (the last ones once stopped; None before start)."""
         engine = self._engine
         if engine is None or self.info is None:
             return self._final
-        ports = {p: tuple(action_name(a) for a in engine.xdp_port_actions(p))
-                 for p in self.config.ports}
-        return XdpStats(self.info, tuple(engine.xdp_queue_stats()),
-                        tuple(engine.xdp_prog_stats_per_cpu()), ports,
-                        engine.xdp_answers_info())
+        ports = {
+            p: tuple(action_name(a) for a in engine.xdp_port_actions(p)) for p in self.config.ports
+        }
+        return XdpStats(
+            self.info,
+            tuple(engine.xdp_queue_stats()),
+            tuple(engine.xdp_prog_stats_per_cpu()),
+            ports,
+            engine.xdp_answers_info(),
+        )
 
     def stop(self) -> None:
         """Detaches the program and stops the workers (idempotent); keeps the
@@ -275,23 +318,30 @@ class DispatchGuard:
         (and leaves no process) when it does not come up."""
         # Its own session: a terminal's Ctrl-C goes to the server alone,
         # which then closes the pipe.
-        proc = subprocess.Popen([sys.executable, "-m", "xdpdns.xdp", "guard", interface,
-                                 str(prog_id)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xdpdns.xdp", "guard", interface, str(prog_id)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
         guard = cls(proc, interface, prog_id)
         if guard._wait_ready():
             return guard
         guard._kill()
-        raise OSError(errno.EIO, f"[xdp] attach = \"dispatcher\" on {interface}: the guard "
-                      "process that takes the program out of the dispatcher at stop did not "
-                      f"start (exit status {proc.returncode})")
+        raise OSError(
+            errno.EIO,
+            f'[xdp] attach = "dispatcher" on {interface}: the guard '
+            "process that takes the program out of the dispatcher at stop did not "
+            f"start (exit status {proc.returncode})",
+        )
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + GUARD_START_TIMEOUT
         line = b""
         while not line.endswith(b"\n") and time.monotonic() < deadline:
-            ready, _, _ = select.select([self._proc.stdout], [], [],
-                                        max(0.0, deadline - time.monotonic()))
+            ready, _, _ = select.select(
+                [self._proc.stdout], [], [], max(0.0, deadline - time.monotonic())
+            )
             if not ready:
                 break
             byte = os.read(self._proc.stdout.fileno(), 1)
@@ -322,16 +372,25 @@ class DispatchGuard:
         try:
             status = self._proc.wait(timeout=GUARD_STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            log.warning("xdp: the dispatcher guard did not finish in %gs: program id %d "
-                        "may still be in the dispatcher on %s (xdp-loader status %s)",
-                        GUARD_STOP_TIMEOUT, self.prog_id, self.interface, self.interface)
+            log.warning(
+                "xdp: the dispatcher guard did not finish in %gs: program id %d "
+                "may still be in the dispatcher on %s (xdp-loader status %s)",
+                GUARD_STOP_TIMEOUT,
+                self.prog_id,
+                self.interface,
+                self.interface,
+            )
             self._kill()
             return
         self._close_pipes()
         if status != 0:
-            log.warning("xdp: the dispatcher guard failed (exit status %d): program id %d "
-                        "may still be in the dispatcher on %s", status, self.prog_id,
-                        self.interface)
+            log.warning(
+                "xdp: the dispatcher guard failed (exit status %d): program id %d "
+                "may still be in the dispatcher on %s",
+                status,
+                self.prog_id,
+                self.interface,
+            )
 
 
 def _yes(flag: bool) -> str:

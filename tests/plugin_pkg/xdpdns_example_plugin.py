@@ -62,12 +62,12 @@ def config_sections():
 def zone_sources(config):
     own = config.plugins[NAME]
     rrsets = [
-        dns.rrset.from_text("@", own.ttl, "IN", "SOA",
-                            "ns1 hostmaster 1 7200 3600 1209600 300"),
+        dns.rrset.from_text("@", own.ttl, "IN", "SOA", "ns1 hostmaster 1 7200 3600 1209600 300"),
         dns.rrset.from_text("@", own.ttl, "IN", "NS", "ns1"),
         dns.rrset.from_text("ns1", own.ttl, "IN", "A", "198.18.7.1"),
         dns.rrset.from_text("www", own.ttl, "IN", "A", own.address),
     ]
-    records = [(rrset.name, dns.rdataset.from_rdata_list(rrset.ttl, list(rrset)))
-               for rrset in rrsets]
+    records = [
+        (rrset.name, dns.rdataset.from_rdata_list(rrset.ttl, list(rrset))) for rrset in rrsets
+    ]
     return [ZoneData(dns.name.from_text(own.origin), records, "example plugin")]

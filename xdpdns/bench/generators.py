@@ -137,9 +137,25 @@ class LoadResult:
 def dnsperf_argv(load: Load) -> list[str]:
     threads = load.threads or max(1, min(len(load.cpus) or 1, load.clients))
     outstanding = load.outstanding or max(100, 25 * load.clients)
-    argv = [find_program("dnsperf") or "dnsperf", "-s", load.target, "-p", str(load.port),
-            "-d", str(load.query_file), "-l", f"{load.duration:g}", "-c", str(load.clients),
-            "-T", str(threads), "-q", str(outstanding), "-t", f"{load.timeout:g}"]
+    argv = [
+        find_program("dnsperf") or "dnsperf",
+        "-s",
+        load.target,
+        "-p",
+        str(load.port),
+        "-d",
+        str(load.query_file),
+        "-l",
+        f"{load.duration:g}",
+        "-c",
+        str(load.clients),
+        "-T",
+        str(threads),
+        "-q",
+        str(outstanding),
+        "-t",
+        f"{load.timeout:g}",
+    ]
     if load.rate:
         argv += ["-Q", str(load.rate)]
     if load.dnssec:
@@ -151,6 +167,7 @@ def dnsperf_argv(load: Load) -> list[str]:
 
 def parse_dnsperf(text: str) -> LoadResult:
     """dnsperf 2.x's statistics block."""
+
     def num(pattern: str, cast=float, default=None):
         m = re.search(pattern, text)
         if not m:
@@ -159,14 +176,18 @@ def parse_dnsperf(text: str) -> LoadResult:
             raise GeneratorError(f"dnsperf printed no {pattern!r}:\n{text[-2000:]}")
         return cast(m.group(1))
 
-    codes_line = text.split("Response codes:", 1)[-1].split("\n", 1)[0] \
-        if "Response codes:" in text else ""
+    codes_line = (
+        text.split("Response codes:", 1)[-1].split("\n", 1)[0] if "Response codes:" in text else ""
+    )
     rcodes = {k: int(v) for k, v in re.findall(r"([A-Z]+) (\d+) \(", codes_line)}
     latency = {}
     m = re.search(r"Average Latency \(s\):\s+([\d.]+) \(min ([\d.]+), max ([\d.]+)\)", text)
     if m:
-        latency = {"avg": float(m.group(1)) * 1e3, "min": float(m.group(2)) * 1e3,
-                   "max": float(m.group(3)) * 1e3}
+        latency = {
+            "avg": float(m.group(1)) * 1e3,
+            "min": float(m.group(2)) * 1e3,
+            "max": float(m.group(3)) * 1e3,
+        }
     m = re.search(r"Latency StdDev \(s\):\s+([\d.]+)", text)
     if m:
         latency["stddev"] = float(m.group(1)) * 1e3
@@ -176,8 +197,15 @@ def parse_dnsperf(text: str) -> LoadResult:
     counters = {"lost": num(r"Queries lost:\s+(\d+)", int, 0)}
     if m:
         counters.update(request_bytes=int(m.group(1)), response_bytes=int(m.group(2)))
-    return LoadResult("dnsperf", sent, completed, num(r"Run time \(s\):\s+([\d.]+)"),
-                      rcodes=rcodes, latency_ms=latency, counters=counters)
+    return LoadResult(
+        "dnsperf",
+        sent,
+        completed,
+        num(r"Run time \(s\):\s+([\d.]+)"),
+        rcodes=rcodes,
+        latency_ms=latency,
+        counters=counters,
+    )
 
 
 def run_dnsperf(load: Load, tick: Tick = None, started: Started = None) -> LoadResult:
@@ -205,8 +233,17 @@ def kxdpgun_query_file(load: Load) -> Path:
 
 def kxdpgun_argv(load: Load, query_file: Path | None = None) -> list[str]:
     rate = load.rate or KXDPGUN_UNLIMITED
-    argv = [find_program("kxdpgun") or "kxdpgun", "-t", f"{load.duration:g}", "-Q", str(rate),
-            "-i", str(query_file or load.query_file), "-p", str(load.port)]
+    argv = [
+        find_program("kxdpgun") or "kxdpgun",
+        "-t",
+        f"{load.duration:g}",
+        "-Q",
+        str(rate),
+        "-i",
+        str(query_file or load.query_file),
+        "-p",
+        str(load.port),
+    ]
     if load.interface:
         argv += ["-I", load.interface]
     if load.cpus:
@@ -233,24 +270,35 @@ def parse_kxdpgun(text: str, duration: float) -> LoadResult:
         counters["response_bytes"] = int(size.group(1))
     # Its own "duration:" line is rounded to whole seconds: the asked one
     # is the sending time (-t).
-    return LoadResult("kxdpgun", int(m.group(1)), int(r.group(1)), duration, rcodes=rcodes,
-                      queues=queues, counters=counters)
+    return LoadResult(
+        "kxdpgun",
+        int(m.group(1)),
+        int(r.group(1)),
+        duration,
+        rcodes=rcodes,
+        queues=queues,
+        counters=counters,
+    )
 
 
 def run_kxdpgun(load: Load, tick: Tick = None, started: Started = None) -> LoadResult:
     if load.netns is None or not load.interface:
-        raise GeneratorError("kxdpgun sends through AF_XDP: it needs the benchmark's "
-                             "namespaces (not --target)")
-    out, process = _run("kxdpgun", kxdpgun_argv(load, kxdpgun_query_file(load)), load, tick,
-                        started)
+        raise GeneratorError(
+            "kxdpgun sends through AF_XDP: it needs the benchmark's namespaces (not --target)"
+        )
+    out, process = _run(
+        "kxdpgun", kxdpgun_argv(load, kxdpgun_query_file(load)), load, tick, started
+    )
     parsed = parse_kxdpgun(out, load.duration)
     parsed.process = process
     parsed.offered_rate = load.rate or KXDPGUN_UNLIMITED
     if not load.rate:
         parsed.notes.append(f"kxdpgun needs a rate: offered {KXDPGUN_UNLIMITED:,}/s")
     if load.queues > 1 and len(parsed.queues) < load.queues:
-        parsed.notes.append(f"kxdpgun sent on {len(parsed.queues) or 1} of {load.queues} "
-                            "queues (it counts only combined channels)")
+        parsed.notes.append(
+            f"kxdpgun sent on {len(parsed.queues) or 1} of {load.queues} "
+            "queues (it counts only combined channels)"
+        )
     parsed.output = out
     return parsed
 
@@ -260,14 +308,37 @@ def run_kxdpgun(load: Load, tick: Tick = None, started: Started = None) -> LoadR
 
 def xdpgen_argv(load: Load) -> list[str]:
     if not (load.interface and load.src_address and load.src_mac and load.dst_mac):
-        raise GeneratorError("the xdpdns generator needs the client interface, addresses "
-                             "and MACs of the benchmark's namespaces (not --target)")
-    argv = [sys.executable, "-m", "xdpdns.bench.xdpgen",
-            "--interface", load.interface, "--queries", str(load.query_file),
-            "--src-mac", load.src_mac.hex(":"), "--dst-mac", load.dst_mac.hex(":"),
-            "--src", load.src_address, "--dst", load.target, "--port", str(load.port),
-            "--rate", str(load.rate), "--duration", f"{load.duration:g}",
-            "--drain", f"{DRAIN:g}", "--queues", str(load.queues)]
+        raise GeneratorError(
+            "the xdpdns generator needs the client interface, addresses "
+            "and MACs of the benchmark's namespaces (not --target)"
+        )
+    argv = [
+        sys.executable,
+        "-m",
+        "xdpdns.bench.xdpgen",
+        "--interface",
+        load.interface,
+        "--queries",
+        str(load.query_file),
+        "--src-mac",
+        load.src_mac.hex(":"),
+        "--dst-mac",
+        load.dst_mac.hex(":"),
+        "--src",
+        load.src_address,
+        "--dst",
+        load.target,
+        "--port",
+        str(load.port),
+        "--rate",
+        str(load.rate),
+        "--duration",
+        f"{load.duration:g}",
+        "--drain",
+        f"{DRAIN:g}",
+        "--queues",
+        str(load.queues),
+    ]
     if load.dnssec:
         argv.append("--dnssec")
     if load.cpus:
@@ -278,8 +349,9 @@ def xdpgen_argv(load: Load) -> list[str]:
 
 def run_xdpgen(load: Load, tick: Tick = None, started: Started = None) -> LoadResult:
     # It reports its own failures as {"error": ...}: parsed, not checked.
-    out, process = _run("xdpdns generator", xdpgen_argv(load), load, tick, started,
-                        margin=DRAIN, check=False)
+    out, process = _run(
+        "xdpdns generator", xdpgen_argv(load), load, tick, started, margin=DRAIN, check=False
+    )
     parsed = parse_xdpgen(out)
     parsed.process = process
     return parsed
@@ -301,11 +373,19 @@ def parse_xdpgen(text: str) -> LoadResult:
         raise GeneratorError(f"the xdpdns generator printed no result:\n{text[-2000:]}")
     if "error" in data:
         raise GeneratorError(f"the xdpdns generator: {data['error']}")
-    return LoadResult("xdpdns", data["sent"], data["answered"], data["duration"],
-                      rcodes=data["rcodes"], latency_ms=data["latency_ms"],
-                      latency_buckets_us=data.get("latency_buckets_us", []),
-                      queues=data["queues"], counters=data["counters"],
-                      offered_rate=data["rate"], output=text)
+    return LoadResult(
+        "xdpdns",
+        data["sent"],
+        data["answered"],
+        data["duration"],
+        rcodes=data["rcodes"],
+        latency_ms=data["latency_ms"],
+        latency_buckets_us=data.get("latency_buckets_us", []),
+        queues=data["queues"],
+        counters=data["counters"],
+        offered_rate=data["rate"],
+        output=text,
+    )
 
 
 RUNNERS = {"dnsperf": run_dnsperf, "kxdpgun": run_kxdpgun, "xdpdns": run_xdpgen}
@@ -329,8 +409,15 @@ def run(generator: str, load: Load, tick: Tick = None, started: Started = None) 
 # ---- one bounded subprocess ----------------------------------------------------
 
 
-def _run(what: str, argv: Sequence[str], load: Load, tick: Tick, started: Started,
-         margin: float = 0.0, check: bool = True):
+def _run(
+    what: str,
+    argv: Sequence[str],
+    load: Load,
+    tick: Tick,
+    started: Started,
+    margin: float = 0.0,
+    check: bool = True,
+):
     """Runs argv (in load.netns, pinned to load.cpus) until it exits or its
     deadline passes (then SIGTERM, SIGKILL, by its PID); returns its
     output and its PID and start time.  Output goes to a file, not a pipe,
@@ -339,9 +426,14 @@ def _run(what: str, argv: Sequence[str], load: Load, tick: Tick, started: Starte
     deadline = load.duration + margin + DEADLINE_MARGIN
     with tempfile.TemporaryFile("w+") as out:
         try:
-            proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, preexec_fn=child_setup(load.cpus),
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                full,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=child_setup(load.cpus),
+                start_new_session=True,
+            )
         except FileNotFoundError:
             raise GeneratorError(f"{what}: cannot run {full[0]}") from None
         t0 = time.monotonic()
@@ -356,9 +448,11 @@ def _run(what: str, argv: Sequence[str], load: Load, tick: Tick, started: Starte
                 except subprocess.TimeoutExpired:
                     elapsed = time.monotonic() - t0
                     if elapsed > deadline:
-                        raise GeneratorError(f"{what} still ran {elapsed:.0f} s after it "
-                                             f"started (duration {load.duration:g} s); "
-                                             "stopped it") from None
+                        raise GeneratorError(
+                            f"{what} still ran {elapsed:.0f} s after it "
+                            f"started (duration {load.duration:g} s); "
+                            "stopped it"
+                        ) from None
                     if tick is not None:
                         tick(elapsed)
         finally:

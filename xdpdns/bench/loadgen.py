@@ -14,8 +14,11 @@ from typing import Sequence
 from xdpdns.bench._loadgen import ffi, lib
 from xdpdns.engine._c import _CObject, _raise_for, _set_chars
 
-_ZEROCOPY = {"auto": lib.XD_ZEROCOPY_AUTO, "off": lib.XD_ZEROCOPY_OFF,
-             "on": lib.XD_ZEROCOPY_REQUIRED}
+_ZEROCOPY = {
+    "auto": lib.XD_ZEROCOPY_AUTO,
+    "off": lib.XD_ZEROCOPY_OFF,
+    "on": lib.XD_ZEROCOPY_REQUIRED,
+}
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,22 @@ class LoadGenerator(_CObject):
         result = []
         for i in range(lib.xd_gen_queue_count(g)):
             _raise_for(lib.xd_gen_queue_stats(g, i, out))
-            result.append(GeneratorQueueStats(
-                i, out.sent, out.answered, tuple(out.rcodes), out.truncated,
-                out.unexpected, out.malformed, out.tx_full, tuple(out.latency),
-                out.latency_sum_ns, out.kernel_rx_dropped, out.kernel_rx_ring_full,
-                out.cpu, out.bad_checksum))
+            result.append(
+                GeneratorQueueStats(
+                    i,
+                    out.sent,
+                    out.answered,
+                    tuple(out.rcodes),
+                    out.truncated,
+                    out.unexpected,
+                    out.malformed,
+                    out.tx_full,
+                    tuple(out.latency),
+                    out.latency_sum_ns,
+                    out.kernel_rx_dropped,
+                    out.kernel_rx_ring_full,
+                    out.cpu,
+                    out.bad_checksum,
+                )
+            )
         return result

@@ -95,10 +95,15 @@ class Server:
         log = open(self.log_path, "ab")
         self.started_at = time.monotonic()
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=self.workdir,
-                                         preexec_fn=child_setup(self.cpus),
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                preexec_fn=child_setup(self.cpus),
+                start_new_session=True,
+            )
         except FileNotFoundError:
             raise ServerError(f"{self.name}: cannot run {argv[0]}") from None
         finally:
@@ -131,8 +136,9 @@ class Server:
             return self.client_netns.socket(family, socket.SOCK_DGRAM)
         return socket.socket(family, socket.SOCK_DGRAM)
 
-    def wait_answer(self, qname: str, qtype: str = "SOA", timeout: float = START_TIMEOUT,
-                    interval: float = 0.05) -> float:
+    def wait_answer(
+        self, qname: str, qtype: str = "SOA", timeout: float = START_TIMEOUT, interval: float = 0.05
+    ) -> float:
         """Polls with a UDP query until an authoritative NOERROR answer with
         data comes; returns the seconds since start().  Raises ServerError with
         the log's end when the server exits or the timeout passes."""
@@ -143,17 +149,19 @@ class Server:
             while True:
                 if not self.alive():
                     code = self.proc.returncode if self.proc else None
-                    raise ServerError(f"{self.label} exited with {code} before answering; "
-                                      f"{self.log_tail()}")
+                    raise ServerError(
+                        f"{self.label} exited with {code} before answering; {self.log_tail()}"
+                    )
                 if time.monotonic() > deadline:
-                    raise ServerError(f"{self.label} gave no answer for {qname} {qtype} "
-                                      f"within {timeout:g} s; {self.log_tail()}")
+                    raise ServerError(
+                        f"{self.label} gave no answer for {qname} {qtype} "
+                        f"within {timeout:g} s; {self.log_tail()}"
+                    )
                 arrived = _exchange(s, wire, (self.address, self.port), interval)
                 if arrived is not None:
                     return arrived - self.started_at
 
-    def ask(self, qname: str, qtype: str = "A",
-            timeout: float = 1.0) -> dns.message.Message | None:
+    def ask(self, qname: str, qtype: str = "A", timeout: float = 1.0) -> dns.message.Message | None:
         """One UDP query (with EDNS) from the client side; the answer, None
         when none came in time or it did not parse."""
         family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
@@ -196,8 +204,9 @@ class Server:
                 return
             except ControlError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise ServerError(f"{self.label}: its control socket did not answer; "
-                                      f"{self.log_tail()}") from None
+                    raise ServerError(
+                        f"{self.label}: its control socket did not answer; {self.log_tail()}"
+                    ) from None
                 time.sleep(0.02)
 
     def log_tail(self, lines: int = 15) -> str:
@@ -260,8 +269,7 @@ def answered_total(stats: dict) -> int:
     and its XDP program's own (the answer table)."""
     total = stats.get("udp", {}).get("answered", 0) + stats.get("tcp", {}).get("answered", 0)
     xdp = stats.get("xdp") or {}
-    return (total + sum(q.get("answered", 0) for q in xdp.get("queues", []))
-            + answered_in_xdp(stats))
+    return total + sum(q.get("answered", 0) for q in xdp.get("queues", [])) + answered_in_xdp(stats)
 
 
 def answered_in_xdp(stats: dict) -> int:
@@ -269,8 +277,9 @@ def answered_in_xdp(stats: dict) -> int:
     return ((stats.get("xdp") or {}).get("program") or {}).get("answered_in_xdp", 0)
 
 
-def _exchange(s: socket.socket, wire: bytes, target: tuple[str, int],
-              interval: float) -> float | None:
+def _exchange(
+    s: socket.socket, wire: bytes, target: tuple[str, int], interval: float
+) -> float | None:
     """Sends one query; the monotonic arrival time of an authoritative
     NOERROR answer with data within interval seconds, else None (after
     sleeping out the interval)."""

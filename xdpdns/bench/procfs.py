@@ -25,7 +25,7 @@ def _stat(pid: int) -> list[str] | None:
     except OSError:
         return None
     # The command name is in parentheses and may hold spaces.
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def start_time(pid: int) -> int | None:
@@ -122,8 +122,9 @@ def cpu_times() -> dict[int, list[int]]:
     return out
 
 
-def cpu_shares(before: dict[int, list[int]],
-               after: dict[int, list[int]]) -> dict[int, dict[str, float]]:
+def cpu_shares(
+    before: dict[int, list[int]], after: dict[int, list[int]]
+) -> dict[int, dict[str, float]]:
     """Per CPU, the share of each CPU_FIELDS column between two cpu_times()."""
     out = {}
     for cpu in after:
@@ -133,8 +134,9 @@ def cpu_shares(before: dict[int, list[int]],
     return out
 
 
-def busy_seconds(before: dict[int, list[int]], after: dict[int, list[int]],
-                 cpus: set[int], wall: float) -> float:
+def busy_seconds(
+    before: dict[int, list[int]], after: dict[int, list[int]], cpus: set[int], wall: float
+) -> float:
     """Seconds the CPUs were busy (not idle, not in iowait) in the `wall`
     seconds between two cpu_times(): under strict steering everything the
     server causes (its threads, its veth's NAPI, softirqs) runs on its CPUs.
@@ -167,8 +169,7 @@ def wait_idle(cpus: set[int], threshold: float, max_wait: float, window: float =
         time.sleep(window)
         after, wall = cpu_times(), time.monotonic() - start
         # Idle share from wall time: see busy_seconds.
-        idle = min(1.0 - busy_seconds(before, after, {c}, wall) / wall
-                   for c in cpus if c in after)
+        idle = min(1.0 - busy_seconds(before, after, {c}, wall) / wall for c in cpus if c in after)
         if idle >= threshold or time.monotonic() >= end:
             return idle
 
@@ -190,8 +191,11 @@ def udp_drops(port: int) -> int:
 
 def udp_rcvbuf_errors() -> int:
     """All UDP datagrams dropped on this host for a full receive buffer."""
-    lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()
-             if ln.startswith("Udp:")]
+    lines = [
+        ln.split()
+        for ln in Path("/proc/net/snmp").read_text().splitlines()
+        if ln.startswith("Udp:")
+    ]
     return int(dict(zip(lines[0], lines[1]))["RcvbufErrors"])
 
 
@@ -246,8 +250,9 @@ def memory_kib() -> int:
 def first_line(argv: list[str]) -> str:
     """The first line a program prints (for versions); never raises."""
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10,
-                             stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            argv, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unavailable ({e})"
     text = (out.stdout + out.stderr).strip().splitlines()
@@ -257,9 +262,13 @@ def first_line(argv: list[str]) -> str:
 def package_version(package: str) -> str | None:
     """The installed Debian package's version, None when it is not."""
     try:
-        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
-                             capture_output=True, text=True, timeout=10,
-                             stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", package],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None

@@ -66,8 +66,14 @@ class QueryPlan:
     dropped: dict[str, str] = field(default_factory=dict)  # kind -> why not
 
     def describe(self) -> dict:
-        return {"file": str(self.path), "count": self.count, "source": self.source,
-                "seed": self.seed, "mix_percent": self.mix, "left_out": self.dropped}
+        return {
+            "file": str(self.path),
+            "count": self.count,
+            "source": self.source,
+            "seed": self.seed,
+            "mix_percent": self.mix,
+            "left_out": self.dropped,
+        }
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -77,8 +83,9 @@ def parse_mix(text: str) -> dict[str, float]:
         kind, sep, value = item.partition("=")
         kind = kind.strip()
         if not sep or kind not in KINDS:
-            raise QueryFileError(f"--mix: {item!r}: expected KIND=SHARE with KIND one of "
-                                 f"{', '.join(KINDS)}")
+            raise QueryFileError(
+                f"--mix: {item!r}: expected KIND=SHARE with KIND one of {', '.join(KINDS)}"
+            )
         try:
             share = float(value)
         except ValueError:
@@ -108,11 +115,14 @@ class ZoneFacts:
 
 def load_zone(zone: ZoneFile) -> dns.zone.Zone:
     try:
-        return dns.zone.from_file(str(zone.path), origin=zone.origin, relativize=False,
-                                  check_origin=True)
+        return dns.zone.from_file(
+            str(zone.path), origin=zone.origin, relativize=False, check_origin=True
+        )
     except (dns.exception.DNSException, OSError, KeyError, ValueError) as exc:
-        raise QueryFileError(f"{zone.path}: cannot read the zone for the query mix ({exc}); "
-                             "fix it, or give your own query file with --queries") from None
+        raise QueryFileError(
+            f"{zone.path}: cannot read the zone for the query mix ({exc}); "
+            "fix it, or give your own query file with --queries"
+        ) from None
 
 
 def zone_facts(zones: Sequence[ZoneFile]) -> ZoneFacts:
@@ -124,11 +134,17 @@ def zone_facts(zones: Sequence[ZoneFile]) -> ZoneFacts:
 
 def _add_zone(facts: ZoneFacts, zone: dns.zone.Zone) -> None:
     origin = zone.origin
-    cuts = {name for name, node in zone.nodes.items()
-            if name != origin and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)}
+    cuts = {
+        name
+        for name, node in zone.nodes.items()
+        if name != origin and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)
+    }
     # Below a DNAME every name is synthesized (RFC 6672): no NXDOMAIN there.
-    dnames = {name for name, node in zone.nodes.items()
-              if node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.DNAME)}
+    dnames = {
+        name
+        for name, node in zone.nodes.items()
+        if node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.DNAME)
+    }
     facts.cuts.extend(sorted(cuts))
     wildcard_parents = set()
     for name, node in sorted(zone.nodes.items()):
@@ -166,8 +182,9 @@ def _add_zone(facts: ZoneFacts, zone: dns.zone.Zone) -> None:
 # ---- generating ----------------------------------------------------------------
 
 
-def generate(zones: Sequence[ZoneFile], count: int, mix: dict[str, float],
-             seed: int) -> tuple[list[Query], dict[str, float], dict[str, str]]:
+def generate(
+    zones: Sequence[ZoneFile], count: int, mix: dict[str, float], seed: int
+) -> tuple[list[Query], dict[str, float], dict[str, str]]:
     """count queries drawn with the mix's shares from what the zones offer;
     returns them, the shares used (%) and the kinds left out with why."""
     if not 1 <= count <= MAX_COUNT:
@@ -177,21 +194,31 @@ def generate(zones: Sequence[ZoneFile], count: int, mix: dict[str, float],
     makers = {
         "hit": (facts.hits, lambda: Query(*_text(rng.choice(facts.hits)), "hit")),
         "nodata": (facts.nodata, lambda: Query(*_text(rng.choice(facts.nodata)), "nodata")),
-        "wildcard": (facts.wildcards,
-                     lambda: _below(rng, facts, rng.choice(facts.wildcards), "w", "wildcard")),
+        "wildcard": (
+            facts.wildcards,
+            lambda: _below(rng, facts, rng.choice(facts.wildcards), "w", "wildcard"),
+        ),
         "referral": (facts.cuts, lambda: _referral(rng, facts)),
-        "nxdomain": (facts.nx_parents,
-                     lambda: _below(rng, facts, (rng.choice(facts.nx_parents), "A"), "nx",
-                                    "nxdomain")),
+        "nxdomain": (
+            facts.nx_parents,
+            lambda: _below(rng, facts, (rng.choice(facts.nx_parents), "A"), "nx", "nxdomain"),
+        ),
     }
-    why = {"hit": "no RRsets", "nodata": "no name lacks a common type",
-           "wildcard": "no wildcard", "referral": "no delegation",
-           "nxdomain": "every name has a wildcard child"}
+    why = {
+        "hit": "no RRsets",
+        "nodata": "no name lacks a common type",
+        "wildcard": "no wildcard",
+        "referral": "no delegation",
+        "nxdomain": "every name has a wildcard child",
+    }
     dropped = {k: why[k] for k, share in mix.items() if share > 0 and not makers[k][0]}
     usable = {k: share for k, share in mix.items() if share > 0 and makers[k][0]}
     if not usable:
-        raise QueryFileError("the zones offer none of the kinds of the mix ("
-                             + "; ".join(f"{k}: {v}" for k, v in dropped.items()) + ")")
+        raise QueryFileError(
+            "the zones offer none of the kinds of the mix ("
+            + "; ".join(f"{k}: {v}" for k, v in dropped.items())
+            + ")"
+        )
     total = sum(usable.values())
     shares = {k: round(100 * v / total, 2) for k, v in usable.items()}
     kinds, weights = zip(*usable.items())
@@ -203,12 +230,13 @@ def _text(pair: tuple[dns.name.Name, str]) -> tuple[str, str]:
     return pair[0].to_text(), pair[1]
 
 
-def _below(rng: random.Random, facts: ZoneFacts, pair: tuple[dns.name.Name, str],
-           prefix: str, kind: str) -> Query:
+def _below(
+    rng: random.Random, facts: ZoneFacts, pair: tuple[dns.name.Name, str], prefix: str, kind: str
+) -> Query:
     """A new name one label below pair's name (that no zone holds)."""
     parent, rdtype = pair
     while True:
-        label = f"{prefix}{rng.randrange(10 ** LABEL_DIGITS):0{LABEL_DIGITS}d}"
+        label = f"{prefix}{rng.randrange(10**LABEL_DIGITS):0{LABEL_DIGITS}d}"
         name = dns.name.Name((label.encode(),) + parent.labels)
         if name not in facts.names:
             return Query(name.to_text(), rdtype, kind)
@@ -228,8 +256,13 @@ def write(path: Path, queries: Sequence[Query]) -> None:
             f.write(q.line() + "\n")
 
 
-def generated_file(path: Path, zones: Sequence[ZoneFile], count: int = DEFAULT_COUNT,
-                   mix: dict[str, float] | None = None, seed: int = DEFAULT_SEED) -> QueryPlan:
+def generated_file(
+    path: Path,
+    zones: Sequence[ZoneFile],
+    count: int = DEFAULT_COUNT,
+    mix: dict[str, float] | None = None,
+    seed: int = DEFAULT_SEED,
+) -> QueryPlan:
     queries, shares, dropped = generate(zones, count, mix or DEFAULT_MIX, seed)
     write(path, queries)
     return QueryPlan(path, len(queries), "generated", seed, shares, dropped)
@@ -281,8 +314,9 @@ def to_wire(queries: Sequence[Query], dnssec: bool = False) -> list[bytes]:
     dnsperf -D."""
     out = []
     for q in queries:
-        msg = dns.message.make_query(q.name, q.rdtype, use_edns=0 if dnssec else False,
-                                     payload=1232, want_dnssec=dnssec)
+        msg = dns.message.make_query(
+            q.name, q.rdtype, use_edns=0 if dnssec else False, payload=1232, want_dnssec=dnssec
+        )
         msg.id = 0
         out.append(msg.to_wire())
     return out

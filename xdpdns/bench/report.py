@@ -44,20 +44,23 @@ def summarize(runs: Sequence[dict]) -> list[dict]:
             value = median([r["latency_ms"].get(key) for r in mine])
             if value is not None:
                 latency[key] = value
-        rows.append({
-            "server": server,
-            "mode": mode,
-            "runs": len(mine),
-            "qps_median": median([r["qps"] for r in mine]),
-            "qps_runs": [round(r["qps"]) for r in mine],
-            "latency_ms_median": latency,
-            "lost_median": median([r["lost"] for r in mine]),
-            "sent_median": median([r["sent"] for r in mine]),
-            "server_cpu_median": median([r.get("server_cpu") for r in mine]),
-            "server_cpus_us_per_answer_median":
-                median([r.get("server_cpus_us_per_answer") for r in mine]),
-            "errors": sum(len(r["errors"]) for r in mine),
-        })
+        rows.append(
+            {
+                "server": server,
+                "mode": mode,
+                "runs": len(mine),
+                "qps_median": median([r["qps"] for r in mine]),
+                "qps_runs": [round(r["qps"]) for r in mine],
+                "latency_ms_median": latency,
+                "lost_median": median([r["lost"] for r in mine]),
+                "sent_median": median([r["sent"] for r in mine]),
+                "server_cpu_median": median([r.get("server_cpu") for r in mine]),
+                "server_cpus_us_per_answer_median": median(
+                    [r.get("server_cpus_us_per_answer") for r in mine]
+                ),
+                "errors": sum(len(r["errors"]) for r in mine),
+            }
+        )
     return rows
 
 
@@ -81,8 +84,12 @@ def _ratio(a: dict, b: dict) -> dict:
     ca, cb = a["server_cpus_us_per_answer_median"], b["server_cpus_us_per_answer_median"]
     if ca and cb:
         cpu = ca / cb
-    return {"of": f"{a['server']} {a['mode']}", "to": f"{b['server']} {b['mode']}",
-            "qps": a["qps_median"] / b["qps_median"], "cpu_per_answer": cpu}
+    return {
+        "of": f"{a['server']} {a['mode']}",
+        "to": f"{b['server']} {b['mode']}",
+        "qps": a["qps_median"] / b["qps_median"],
+        "cpu_per_answer": cpu,
+    }
 
 
 def _latency_text(latency: dict) -> str:
@@ -100,9 +107,11 @@ def _num(value, fmt: str, none: str = "-") -> str:
 def table(rows: Sequence[dict], ratio_rows: Sequence[dict]) -> str:
     sw = max([6] + [len(r["server"]) for r in rows])
     mw = max([6] + [len(r["mode"]) for r in rows])
-    head = (f"{'server':{sw}} {'mode':{mw}} {'runs':>4} {'answers/s':>11} "
-            f"{'runs (answers/s)':>26} {'latency ms':>24} {'lost':>8} {'srv CPU':>7} "
-            f"{'CPU us/ans':>10} {'errors':>6}")
+    head = (
+        f"{'server':{sw}} {'mode':{mw}} {'runs':>4} {'answers/s':>11} "
+        f"{'runs (answers/s)':>26} {'latency ms':>24} {'lost':>8} {'srv CPU':>7} "
+        f"{'CPU us/ans':>10} {'errors':>6}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -111,12 +120,16 @@ def table(rows: Sequence[dict], ratio_rows: Sequence[dict]) -> str:
             f"{' '.join(_short(q) for q in r['qps_runs']):>26} "
             f"{_latency_text(r['latency_ms_median']):>24} {_num(r['lost_median'], ',.0f'):>8} "
             f"{_num(r['server_cpu_median'], '.0%'):>7} "
-            f"{_num(r['server_cpus_us_per_answer_median'], '.2f'):>10} {r['errors']:>6}")
+            f"{_num(r['server_cpus_us_per_answer_median'], '.2f'):>10} {r['errors']:>6}"
+        )
     if ratio_rows:
         lines.append("")
         for q in ratio_rows:
-            cpu = (f"; server CPU per answer {q['cpu_per_answer']:.2f}"
-                   if q["cpu_per_answer"] is not None else "")
+            cpu = (
+                f"; server CPU per answer {q['cpu_per_answer']:.2f}"
+                if q["cpu_per_answer"] is not None
+                else ""
+            )
             lines.append(f"{q['of']} / {q['to']}: answers/s {q['qps']:.2f}{cpu}")
     return "\n".join(lines)
 
@@ -129,24 +142,34 @@ def soak_table(summary: dict) -> str:
     def mib(kib):
         return "-" if kib is None else f"{kib / 1024:.1f} MiB"
 
-    return "\n".join([
-        f"samples: {summary['samples']} every {summary['interval_s']:g} s "
-        f"(drift ignores the first {summary['settle_s']:g} s)",
-        f"memory (RSS): first {mib(summary['rss_kib_first'])}, last "
-        f"{mib(summary['rss_kib_last'])}, max {mib(summary['rss_kib_max'])}, drift "
-        f"{_num(summary['rss_kib_per_minute'], '+.1f')} KiB/min",
-        f"answer rate: median {_num(summary['rate_median'], ',.0f')}/s, min "
-        f"{_num(summary['rate_min'], ',.0f')}, max {_num(summary['rate_max'], ',.0f')}, "
-        f"drift {_num(summary['rate_per_minute'], '+.1f')}/s per min",
-    ])
+    return "\n".join(
+        [
+            f"samples: {summary['samples']} every {summary['interval_s']:g} s "
+            f"(drift ignores the first {summary['settle_s']:g} s)",
+            f"memory (RSS): first {mib(summary['rss_kib_first'])}, last "
+            f"{mib(summary['rss_kib_last'])}, max {mib(summary['rss_kib_max'])}, drift "
+            f"{_num(summary['rss_kib_per_minute'], '+.1f')} KiB/min",
+            f"answer rate: median {_num(summary['rate_median'], ',.0f')}/s, min "
+            f"{_num(summary['rate_min'], ',.0f')}, max {_num(summary['rate_max'], ',.0f')}, "
+            f"drift {_num(summary['rate_per_minute'], '+.1f')}/s per min",
+        ]
+    )
 
 
 # ---- the JSON document ------------------------------------------------------------
 
 
-def document(settings: dict, machine: dict, tools: dict, zones: list[dict],
-             queries: dict | None, runs: list[dict], rows: list[dict],
-             ratio_rows: list[dict], error: str | None = None) -> dict:
+def document(
+    settings: dict,
+    machine: dict,
+    tools: dict,
+    zones: list[dict],
+    queries: dict | None,
+    runs: list[dict],
+    rows: list[dict],
+    ratio_rows: list[dict],
+    error: str | None = None,
+) -> dict:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "command": sys.argv,
@@ -177,8 +200,9 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ChartError("--chart needs matplotlib (Debian: apt-get install "
-                         "python3-matplotlib)") from None
+        raise ChartError(
+            "--chart needs matplotlib (Debian: apt-get install python3-matplotlib)"
+        ) from None
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
@@ -199,11 +223,21 @@ def chart(path: Path, rows: Sequence[dict], title: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
     x = range(len(rows))
     bars = left.bar(x, [r["qps_median"] or 0 for r in rows], color="#4c72b0", label="median")
-    left.bar_label(bars, labels=[_short(r["qps_median"] or 0) for r in rows],
-                   label_type="center", color="white")
+    left.bar_label(
+        bars,
+        labels=[_short(r["qps_median"] or 0) for r in rows],
+        label_type="center",
+        color="white",
+    )
     for i, r in enumerate(rows):
-        left.plot([i] * len(r["qps_runs"]), r["qps_runs"], "o", color="black", markersize=4,
-                  label="runs" if i == 0 else None)
+        left.plot(
+            [i] * len(r["qps_runs"]),
+            r["qps_runs"],
+            "o",
+            color="black",
+            markersize=4,
+            label="runs" if i == 0 else None,
+        )
     left.set_xticks(list(x), labels)
     left.set_ylabel("answers per second")
     left.set_title("throughput")
@@ -219,10 +253,12 @@ def chart(path: Path, rows: Sequence[dict], title: str) -> None:
         for j, key in enumerate(keys):
             heights = [r["latency_ms_median"].get(key, 0) for r in rows]
             values += [h for h in heights if h > 0]
-            bars = right.bar([i + (j - (len(keys) - 1) / 2) * width for i in x], heights, width,
-                             label=key)
-            right.bar_label(bars, labels=[f"{h:.3g}" if h else "" for h in heights], padding=2,
-                            fontsize=8)
+            bars = right.bar(
+                [i + (j - (len(keys) - 1) / 2) * width for i in x], heights, width, label=key
+            )
+            right.bar_label(
+                bars, labels=[f"{h:.3g}" if h else "" for h in heights], padding=2, fontsize=8
+            )
         # Tail latencies under overload are a thousand times the median:
         # a linear axis would hide the medians.
         if values and max(values) > 20 * min(values):

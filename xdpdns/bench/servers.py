@@ -82,9 +82,15 @@ def _hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def xdpdns_server(workdir: Path, mode: str, zones: Sequence[ZoneFile], where: Placement,
-                  config: str | None = None, command: Sequence[str] | None = None,
-                  log_level: str = "info") -> Server:
+def xdpdns_server(
+    workdir: Path,
+    mode: str,
+    zones: Sequence[ZoneFile],
+    where: Placement,
+    config: str | None = None,
+    command: Sequence[str] | None = None,
+    log_level: str = "info",
+) -> Server:
     """xdpdns in XDP mode (one AF_XDP worker per queue of the interface; one
     socket-mode worker for TCP and what the program passes) or socket mode
     (``workers`` UDP workers)."""
@@ -121,8 +127,9 @@ def knot_server(workdir: Path, mode: str, zones: Sequence[ZoneFile], where: Plac
     zone_lines = "".join(f'  - domain: "{z.origin}"\n    file: "{z.path}"\n' for z in zones)
     workers = ""
     if where.workers:
-        workers = (f"    udp-workers: {where.workers}\n    tcp-workers: 1\n"
-                   "    background-workers: 1\n")
+        workers = (
+            f"    udp-workers: {where.workers}\n    tcp-workers: 1\n    background-workers: 1\n"
+        )
     # zonefile-sync -1, journal-content none: Knot never writes the zones
     # back; semantic-checks off: only the mandatory checks, like NSD's.
     conf = workdir / "knot.conf"
@@ -154,10 +161,11 @@ def knot_server(workdir: Path, mode: str, zones: Sequence[ZoneFile], where: Plac
         netns, interface = where.netns, where.interface
 
         def after_stop() -> None:
-            run_command(netns.exec_argv(["ip", "link", "set", "dev", interface, "xdp", "off"]),
-                        check=False)
-    return _server("knot", mode, [knotd, "-c", str(conf)], workdir, where,
-                   after_stop=after_stop)
+            run_command(
+                netns.exec_argv(["ip", "link", "set", "dev", interface, "xdp", "off"]), check=False
+            )
+
+    return _server("knot", mode, [knotd, "-c", str(conf)], workdir, where, after_stop=after_stop)
 
 
 def nsd_server(workdir: Path, mode: str, zones: Sequence[ZoneFile], where: Placement) -> Server:
@@ -166,21 +174,30 @@ def nsd_server(workdir: Path, mode: str, zones: Sequence[ZoneFile], where: Place
     minimal-responses: both off, as an operator benchmarking it would."""
     nsd = _program("nsd")
     conf = workdir / "nsd.conf"
-    conf.write_text(nsd_config(workdir, where.listen, where.port, where.workers or 1,
-                               [(z.origin, z.path) for z in zones]))
+    conf.write_text(
+        nsd_config(
+            workdir,
+            where.listen,
+            where.port,
+            where.workers or 1,
+            [(z.origin, z.path) for z in zones],
+        )
+    )
     return _server("nsd", mode, [nsd, "-d", "-c", str(conf)], workdir, where)
 
 
-def nsd_config(workdir: Path, listen: Sequence[str], port: int, workers: int,
-               zones: Sequence[tuple[str, Path]]) -> str:
+def nsd_config(
+    workdir: Path, listen: Sequence[str], port: int, workers: int, zones: Sequence[tuple[str, Path]]
+) -> str:
     """nsd.conf for NSD serving zones ((origin, file) pairs) on the listen
     addresses, everything of its own under workdir: minimal responses and
     no rate limiting (Debian's 200/s per client), as an operator measuring
     it would run it; the differential tests run it so too."""
     addresses = "".join(f"    ip-address: {a}@{port}\n" for a in listen)
     v6 = any(":" in a for a in listen)
-    zone_lines = "".join(f'zone:\n    name: "{origin}"\n    zonefile: "{path}"\n'
-                         for origin, path in zones)
+    zone_lines = "".join(
+        f'zone:\n    name: "{origin}"\n    zonefile: "{path}"\n' for origin, path in zones
+    )
     return (
         "server:\n"
         f"{addresses}"
@@ -219,8 +236,9 @@ def bind_server(workdir: Path, mode: str, zones: Sequence[ZoneFile], where: Plac
     def listen(addrs: list[str]) -> str:
         return "{ " + "".join(f"{a}; " for a in addrs) + "}" if addrs else "{ none; }"
 
-    zone_lines = "".join(f'zone "{z.origin}" {{ type primary; file "{z.path}"; }};\n'
-                         for z in zones)
+    zone_lines = "".join(
+        f'zone "{z.origin}" {{ type primary; file "{z.path}"; }};\n' for z in zones
+    )
     conf = workdir / "named.conf"
     conf.write_text(
         "options {\n"
@@ -250,12 +268,17 @@ def bind_server(workdir: Path, mode: str, zones: Sequence[ZoneFile], where: Plac
     return _server("bind", mode, argv, workdir, where)
 
 
-BUILDERS = {"xdpdns": xdpdns_server, "knot": knot_server, "nsd": nsd_server,
-            "bind": bind_server}
+BUILDERS = {"xdpdns": xdpdns_server, "knot": knot_server, "nsd": nsd_server, "bind": bind_server}
 
 
-def make_server(name: str, mode: str, workdir: Path, zones: Sequence[ZoneFile],
-                where: Placement, **xdpdns_options) -> Server:
+def make_server(
+    name: str,
+    mode: str,
+    workdir: Path,
+    zones: Sequence[ZoneFile],
+    where: Placement,
+    **xdpdns_options,
+) -> Server:
     """A server ready to start(); raises ServerError when its program is
     missing.  xdpdns_options (config, command, log_level) go to xdpdns."""
     if name not in BUILDERS:
@@ -302,9 +325,20 @@ def _program(server: str) -> str:
     return find_program(PROGRAMS[server][0])
 
 
-def _server(name: str, mode: str, argv: list[str], workdir: Path, where: Placement,
-            **extra) -> Server:
+def _server(
+    name: str, mode: str, argv: list[str], workdir: Path, where: Placement, **extra
+) -> Server:
     for address in where.listen:
         ipaddress.ip_address(address)  # a typo is an error here, not a timeout later
-    return Server(name, mode, argv, workdir, where.listen[0], where.port, netns=where.netns,
-                  cpus=tuple(where.cpus), client_netns=where.client_netns, **extra)
+    return Server(
+        name,
+        mode,
+        argv,
+        workdir,
+        where.listen[0],
+        where.port,
+        netns=where.netns,
+        cpus=tuple(where.cpus),
+        client_netns=where.client_netns,
+        **extra,
+    )

@@ -24,6 +24,7 @@ class Interrupted(BaseException):
 def raised():
     """Turns the signals into Interrupted, once: a second signal must not
     cut the clean-up of the first short, so it is ignored."""
+
     def handler(signum, frame):
         for sig in SIGNALS:
             signal.signal(sig, signal.SIG_IGN)

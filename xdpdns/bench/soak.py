@@ -69,8 +69,13 @@ class Sampler:
             if self._last is not None and now > self._last[0]:
                 rate = (answered - self._last[1]) / (now - self._last[0])
             self._last = (now, answered)
-        sample = Sample(round(elapsed, 3), self.server.rss_kib(), answered, rate,
-                        procfs.cpu_seconds(self.server.pids()))
+        sample = Sample(
+            round(elapsed, 3),
+            self.server.rss_kib(),
+            answered,
+            rate,
+            procfs.cpu_seconds(self.server.pids()),
+        )
         self.samples.append(sample)
         return sample
 

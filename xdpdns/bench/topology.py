@@ -65,14 +65,18 @@ def run(argv, check: bool = True, timeout: float = COMMAND_TIMEOUT) -> subproces
     its stderr when it fails and check is set."""
     argv = [str(a) for a in argv]
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     except FileNotFoundError:
-        raise TopologyError(f"{argv[0]} not found (Debian: apt-get install iproute2 ethtool)") \
-            from None
+        raise TopologyError(
+            f"{argv[0]} not found (Debian: apt-get install iproute2 ethtool)"
+        ) from None
     if check and result.returncode != 0:
-        raise TopologyError(f"{' '.join(argv)} failed ({result.returncode}): "
-                            f"{result.stderr.strip() or result.stdout.strip()}")
+        raise TopologyError(
+            f"{' '.join(argv)} failed ({result.returncode}): "
+            f"{result.stderr.strip() or result.stdout.strip()}"
+        )
     return result
 
 
@@ -117,8 +121,10 @@ class Netns:
     def entered(self):
         """Moves the calling thread (only it) into the namespace; sockets
         made inside stay in it after the block."""
-        with open("/proc/thread-self/ns/net", "rb") as home, \
-                open(f"/run/netns/{self.name}", "rb") as target:
+        with (
+            open("/proc/thread-self/ns/net", "rb") as home,
+            open(f"/run/netns/{self.name}", "rb") as target,
+        ):
             _setns(target.fileno())
             try:
                 yield self
@@ -139,7 +145,7 @@ def _setns(fd: int) -> None:
 
 # A program that passes every frame: r0 = XDP_PASS (2); exit.  Built from
 # its two instructions (struct bpf_insn) so that no object file is needed.
-_XDP_PASS_INSNS = bytes.fromhex("b700000002000000" "9500000000000000")
+_XDP_PASS_INSNS = bytes.fromhex("b7000000020000009500000000000000")
 _BPF_PROG_TYPE_XDP = 6
 _XDP_FLAGS_DRV_MODE = 1 << 2
 
@@ -152,13 +158,19 @@ def attach_pass_program(netns: Netns, ifname: str) -> None:
     The attachment is by netlink: it lasts until the interface goes."""
     libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
     libbpf.bpf_prog_load.restype = ctypes.c_int
-    libbpf.bpf_prog_load.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
-                                     ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
+    libbpf.bpf_prog_load.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+        ctypes.c_void_p,
+    ]
     libbpf.bpf_xdp_attach.restype = ctypes.c_int
-    libbpf.bpf_xdp_attach.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_uint32,
-                                      ctypes.c_void_p]
-    fd = libbpf.bpf_prog_load(_BPF_PROG_TYPE_XDP, b"xdp_pass", b"GPL", _XDP_PASS_INSNS,
-                              len(_XDP_PASS_INSNS) // 8, None)
+    libbpf.bpf_xdp_attach.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p]
+    fd = libbpf.bpf_prog_load(
+        _BPF_PROG_TYPE_XDP, b"xdp_pass", b"GPL", _XDP_PASS_INSNS, len(_XDP_PASS_INSNS) // 8, None
+    )
     if fd < 0:
         raise TopologyError(f"loading an XDP_PASS program: {os.strerror(-fd)}")
     try:
@@ -166,8 +178,9 @@ def attach_pass_program(netns: Netns, ifname: str) -> None:
             ifindex = socket.if_nametoindex(ifname)
             rc = libbpf.bpf_xdp_attach(ifindex, fd, _XDP_FLAGS_DRV_MODE, None)
         if rc < 0:
-            raise TopologyError(f"attaching an XDP_PASS program to {ifname} in "
-                                f"{netns.name}: {os.strerror(-rc)}")
+            raise TopologyError(
+                f"attaching an XDP_PASS program to {ifname} in {netns.name}: {os.strerror(-rc)}"
+            )
     finally:
         os.close(fd)
 
@@ -231,15 +244,14 @@ class Side:
         beside queue i's worker; returns how many threads are pinned.
         Called again after an XDP program is attached or detached, which
         may recreate NAPI."""
-        self.netns.run("sh", "-c", f"echo 1 > /sys/class/net/{self.ifname}/threaded",
-                       check=False)
+        self.netns.run("sh", "-c", f"echo 1 > /sys/class/net/{self.ifname}/threaded", check=False)
         full, cut = f"napi/{self.ifname}-", f"napi/{self.ifname}"[:15]
         found = []
         for tid in procfs.kernel_threads("napi/"):
             name = procfs.comm(tid) or ""
             if name.startswith(full):
                 # napi/IF-ID: IDs are handed out in queue order.
-                suffix = name[len(full):]
+                suffix = name[len(full) :]
                 found.append((int(suffix) if suffix.isdigit() else tid, tid))
             elif name == cut:  # a kernel that cuts thread names: PID order
                 found.append((tid, tid))
@@ -263,8 +275,14 @@ class Topology:
     creates it, and deletes it on the way out whatever happened.
     """
 
-    def __init__(self, queues: int, server_cpus, client_cpus, steering: str = "default",
-                 suffix: str | None = None) -> None:
+    def __init__(
+        self,
+        queues: int,
+        server_cpus,
+        client_cpus,
+        steering: str = "default",
+        suffix: str | None = None,
+    ) -> None:
         if not 1 <= queues <= MAX_QUEUES:
             raise ValueError(f"queues: expected 1 to {MAX_QUEUES}, got {queues}")
         if steering not in STEERING:
@@ -272,10 +290,12 @@ class Topology:
         suffix = suffix or unique_suffix()
         self.queues = queues
         self.steering = steering
-        self.server = Side(Netns(f"xdb-s-{suffix}"), f"xdbs{suffix}", SERVER_V4, SERVER_V6,
-                           tuple(server_cpus))
-        self.client = Side(Netns(f"xdb-c-{suffix}"), f"xdbc{suffix}", CLIENT_V4, CLIENT_V6,
-                           tuple(client_cpus))
+        self.server = Side(
+            Netns(f"xdb-s-{suffix}"), f"xdbs{suffix}", SERVER_V4, SERVER_V6, tuple(server_cpus)
+        )
+        self.client = Side(
+            Netns(f"xdb-c-{suffix}"), f"xdbc{suffix}", CLIENT_V4, CLIENT_V6, tuple(client_cpus)
+        )
         self._created: list[Netns] = []  # delete() deletes only what create() made
 
     def __enter__(self) -> "Topology":
@@ -297,9 +317,31 @@ class Topology:
         for side in (s, c):
             run(["ip", "netns", "add", side.netns.name])
             self._created.append(side.netns)
-        run(["ip", "-n", s.netns.name, "link", "add", s.ifname, "numrxqueues", n,
-             "numtxqueues", n, "type", "veth", "peer", "name", c.ifname,
-             "netns", c.netns.name, "numrxqueues", n, "numtxqueues", n])
+        run(
+            [
+                "ip",
+                "-n",
+                s.netns.name,
+                "link",
+                "add",
+                s.ifname,
+                "numrxqueues",
+                n,
+                "numtxqueues",
+                n,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                c.ifname,
+                "netns",
+                c.netns.name,
+                "numrxqueues",
+                n,
+                "numtxqueues",
+                n,
+            ]
+        )
         for side in (s, c):
             ns = side.netns
             # veth may start with one active channel whatever numrxqueues
@@ -309,8 +351,7 @@ class Topology:
                 ns.run("ethtool", "-L", side.ifname, "rx", n, "tx", n)
             ns.run("ip", "addr", "add", f"{side.v4}/{PREFIX_V4}", "dev", side.ifname)
             # nodad: usable at once instead of after duplicate detection.
-            ns.run("ip", "-6", "addr", "add", f"{side.v6}/{PREFIX_V6}", "dev", side.ifname,
-                   "nodad")
+            ns.run("ip", "-6", "addr", "add", f"{side.v6}/{PREFIX_V6}", "dev", side.ifname, "nodad")
             if self.steering != "default":
                 ns.run("ethtool", "-K", side.ifname, "gro", "on")
             ns.run("ip", "link", "set", "lo", "up")

@@ -42,8 +42,9 @@ def _mac(text: str) -> bytes:
     try:
         return bytes(int(p, 16) for p in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a MAC like 02:00:00:00:00:01") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a MAC like 02:00:00:00:00:01"
+        ) from None
 
 
 def _address(text: str) -> str:
@@ -64,8 +65,9 @@ def _cpus(text: str) -> list[int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m xdpdns.bench.xdpgen",
-                                description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m xdpdns.bench.xdpgen", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--interface", required=True)
     p.add_argument("--queries", required=True, type=Path, help="NAME TYPE a line")
     p.add_argument("--src-mac", required=True, type=_mac)
@@ -78,8 +80,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--drain", type=float, default=0.5)
     p.add_argument("--queues", type=int, default=0, help="0: every queue")
     p.add_argument("--first-queue", type=int, default=0)
-    p.add_argument("--cpus", type=_cpus, help="queue i's thread on CPU i modulo the list "
-                   "(default: the CPUs this process may run on)")
+    p.add_argument(
+        "--cpus",
+        type=_cpus,
+        help="queue i's thread on CPU i modulo the list "
+        "(default: the CPUs this process may run on)",
+    )
     p.add_argument("--frames", type=int, default=8192)
     p.add_argument("--ring", type=int, default=2048)
     p.add_argument("--no-busy-poll", action="store_true")
@@ -99,7 +105,7 @@ def percentile(buckets: Sequence[int], fraction: float) -> float | None:
     seen = 0
     for i, count in enumerate(buckets):
         if count and seen + count >= want:
-            low = 0.0 if i == 0 else float(2 ** i)
+            low = 0.0 if i == 0 else float(2**i)
             high = float(2 ** (i + 1))
             return low + (high - low) * (want - seen) / count
         seen += count
@@ -108,6 +114,7 @@ def percentile(buckets: Sequence[int], fraction: float) -> float | None:
 
 def summarize(stats: Sequence, duration: float, rate: int) -> dict:
     """The report from the per-queue GeneratorQueueStats."""
+
     def total(name: str) -> int:
         return sum(getattr(q, name) for q in stats)
 
@@ -123,13 +130,31 @@ def summarize(stats: Sequence, duration: float, rate: int) -> dict:
         latency["avg"] = total("latency_sum_ns") / answered / 1e6
         for key, fraction in PERCENTILES.items():
             latency[key] = percentile(buckets, fraction) / 1e3
-    queues = [{"queue": i, "cpu": q.cpu, "sent": q.sent, "answered": q.answered,
-               "lost": max(0, q.sent - q.answered), "tx_full": q.tx_full,
-               "kernel_rx_dropped": q.kernel_rx_dropped,
-               "kernel_rx_ring_full": q.kernel_rx_ring_full} for i, q in enumerate(stats)]
-    counters = {name: total(name) for name in
-                ("truncated", "unexpected", "malformed", "bad_checksum", "tx_full",
-                 "kernel_rx_dropped", "kernel_rx_ring_full")}
+    queues = [
+        {
+            "queue": i,
+            "cpu": q.cpu,
+            "sent": q.sent,
+            "answered": q.answered,
+            "lost": max(0, q.sent - q.answered),
+            "tx_full": q.tx_full,
+            "kernel_rx_dropped": q.kernel_rx_dropped,
+            "kernel_rx_ring_full": q.kernel_rx_ring_full,
+        }
+        for i, q in enumerate(stats)
+    ]
+    counters = {
+        name: total(name)
+        for name in (
+            "truncated",
+            "unexpected",
+            "malformed",
+            "bad_checksum",
+            "tx_full",
+            "kernel_rx_dropped",
+            "kernel_rx_ring_full",
+        )
+    }
     return {
         "generator": "xdpdns",
         "sent": sent,
@@ -150,8 +175,9 @@ def _load_generator_class():
     try:
         from xdpdns.bench.loadgen import LoadGenerator
     except ImportError as exc:
-        raise RuntimeError(f"this xdpdns has no load generator ({exc}); "
-                           "rebuild it (pip install -e .)") from None
+        raise RuntimeError(
+            f"this xdpdns has no load generator ({exc}); rebuild it (pip install -e .)"
+        ) from None
     return LoadGenerator
 
 
@@ -168,11 +194,25 @@ def generate(args: argparse.Namespace, factory: Callable | None = None) -> dict:
         options["bpf_object"] = str(args.bpf_object)
     started = time.monotonic()
     stopped_at: list[float] = []
-    with factory(interface=args.interface, queries=wire, src_mac=args.src_mac,
-                 dst_mac=args.dst_mac, src_addr=args.src, dst_addr=args.dst, port=args.port,
-                 rate=args.rate, duration=args.duration, drain=args.drain, queues=args.queues,
-                 first_queue=args.first_queue, cpus=cpus, frames=args.frames, ring=args.ring,
-                 busy_poll=not args.no_busy_poll, **options) as gen:
+    with factory(
+        interface=args.interface,
+        queries=wire,
+        src_mac=args.src_mac,
+        dst_mac=args.dst_mac,
+        src_addr=args.src,
+        dst_addr=args.dst,
+        port=args.port,
+        rate=args.rate,
+        duration=args.duration,
+        drain=args.drain,
+        queues=args.queues,
+        first_queue=args.first_queue,
+        cpus=cpus,
+        frames=args.frames,
+        ring=args.ring,
+        busy_poll=not args.no_busy_poll,
+        **options,
+    ) as gen:
         _wait(gen, stopped_at)
         stats = gen.queue_stats()
     # Answers per second of sending: the full duration, or up to the

@@ -35,7 +35,8 @@ def resolve(zone_args: Sequence[str] | None, config: str | None) -> list[ZoneFil
     if not zones:
         raise ZoneArgumentError(
             f"{config}: no [[zone]] entries; the peers and the query generator need zone "
-            "files (give --zone [ORIGIN=]FILE)")
+            "files (give --zone [ORIGIN=]FILE)"
+        )
     for zone in zones:
         if not zone.path.is_file():
             raise ZoneArgumentError(f"zone file {zone.path}: no such file")

@@ -13,17 +13,41 @@ from typing import Iterable, Sequence
 import dns.name
 
 from xdpdns.engine._c import (
-    ffi, lib, _raise_for, _CObject, _answer, _set_chars, _listen_array, _ms, _rcode_counts,
-    _qtype_counts, _client
+    ffi,
+    lib,
+    _raise_for,
+    _CObject,
+    _answer,
+    _set_chars,
+    _listen_array,
+    _ms,
+    _rcode_counts,
+    _qtype_counts,
+    _client,
 )
 from xdpdns.engine.policy import (
-    ACL_ACTIONS, ACL_SOCKET_ACTIONS, _VERDICTS, COOKIE_STATES, _acl_rules, RrlEvent,
-    _rrl_config, _rrl_event
+    ACL_ACTIONS,
+    ACL_SOCKET_ACTIONS,
+    _VERDICTS,
+    COOKIE_STATES,
+    _acl_rules,
+    RrlEvent,
+    _rrl_config,
+    _rrl_event,
 )
 from xdpdns.engine.stats import WorkerStats, TcpStats, DnstapStats
 from xdpdns.engine.xdp import (
-    PORT_ACTIONS, _HUGEPAGES, _ZEROCOPY, _ATTACH, XdpInfo, QueueStats, ProgStats, AnswersInfo,
-    _prog_stats, _answers_info, _ANSWERS
+    PORT_ACTIONS,
+    _HUGEPAGES,
+    _ZEROCOPY,
+    _ATTACH,
+    XdpInfo,
+    QueueStats,
+    ProgStats,
+    AnswersInfo,
+    _prog_stats,
+    _answers_info,
+    _ANSWERS,
 )
 from xdpdns.engine.resolver_rings import ResolverBatch
 from xdpdns.engine.image import ImageInfo, Image, PublishedImage, AXFR_FIRST_BUFFER, ClientAnswer
@@ -59,8 +83,14 @@ class Engine(_CObject):
         ptr = lib.xd_engine_image(self._ptr())
         return None if ptr == ffi.NULL else PublishedImage(ptr)
 
-    def answer(self, query: bytes, tcp: bool = False, client: str | None = None,
-               now: int | None = None, defer: bool = False):
+    def answer(
+        self,
+        query: bytes,
+        tcp: bool = False,
+        client: str | None = None,
+        now: int | None = None,
+        defer: bool = False,
+    ):
         """Answers one DNS message; None when nothing must be sent back.
 
         With tcp=True there is no UDP size limit (the caller writes the
@@ -85,30 +115,51 @@ class Engine(_CObject):
         """Starts UDP workers on every (host, port); returns the bound ports."""
         err = ffi.new("struct xd_error *")
         e = self._ptr()
-        _raise_for(lib.xd_engine_udp_start(e, _listen_array(listen), len(listen), workers, err),
-                   err, "starting UDP workers")
+        _raise_for(
+            lib.xd_engine_udp_start(e, _listen_array(listen), len(listen), workers, err),
+            err,
+            "starting UDP workers",
+        )
         return [_raise_for(lib.xd_engine_udp_port(e, i)) for i in range(len(listen))]
 
     def udp_stop(self) -> None:
         _raise_for(lib.xd_engine_udp_stop(self._ptr()), what="stopping UDP workers")
 
-    def tcp_start(self, listen: Sequence[tuple[str, int]], *, workers: int = 1,
-                  max_connections: int = 256, max_client_connections: int = 32,
-                  idle_timeout: float = 10.0, io_timeout: float = 0.5,
-                  max_queries: int = 0, lifetime: float = 0.0,
-                  max_transfers: int = 10) -> list[int]:
+    def tcp_start(
+        self,
+        listen: Sequence[tuple[str, int]],
+        *,
+        workers: int = 1,
+        max_connections: int = 256,
+        max_client_connections: int = 32,
+        idle_timeout: float = 10.0,
+        io_timeout: float = 0.5,
+        max_queries: int = 0,
+        lifetime: float = 0.0,
+        max_transfers: int = 10,
+    ) -> list[int]:
         """Starts the TCP workers on every (host, port), with the limits of
         [server]'s tcp_* keys (times in seconds); returns the bound ports."""
-        cfg = ffi.new("struct xd_tcp_config *", {
-            "workers": workers, "max_connections": max_connections,
-            "max_client_connections": max_client_connections,
-            "idle_timeout_ms": _ms(idle_timeout), "io_timeout_ms": _ms(io_timeout),
-            "max_queries": max_queries, "lifetime_ms": _ms(lifetime),
-            "max_transfers": max_transfers})
+        cfg = ffi.new(
+            "struct xd_tcp_config *",
+            {
+                "workers": workers,
+                "max_connections": max_connections,
+                "max_client_connections": max_client_connections,
+                "idle_timeout_ms": _ms(idle_timeout),
+                "io_timeout_ms": _ms(io_timeout),
+                "max_queries": max_queries,
+                "lifetime_ms": _ms(lifetime),
+                "max_transfers": max_transfers,
+            },
+        )
         err = ffi.new("struct xd_error *")
         e = self._ptr()
-        _raise_for(lib.xd_engine_tcp_start(e, _listen_array(listen), len(listen), cfg, err),
-                   err, "starting TCP workers")
+        _raise_for(
+            lib.xd_engine_tcp_start(e, _listen_array(listen), len(listen), cfg, err),
+            err,
+            "starting TCP workers",
+        )
         return [_raise_for(lib.xd_engine_tcp_port(e, i)) for i in range(len(listen))]
 
     def tcp_stop(self) -> None:
@@ -120,15 +171,27 @@ class Engine(_CObject):
         lib.xd_engine_tcp_stats(self._ptr(), out)
         c = out.core
         return TcpStats(
-            connections=out.connections, open=out.open, rejected=out.rejected,
-            client_rejected=out.client_rejected, received=c.received, answered=c.answered,
-            dropped=c.dropped, denied=c.denied, denied_closed=out.denied_closed,
-            idle_closed=out.idle_closed, io_timeouts=out.io_timeouts,
-            limit_closed=out.limit_closed, transfers=out.transfers,
-            transfers_refused=out.transfers_refused, transfers_failed=out.transfers_failed,
-            deferred=c.deferred, resolver_full=c.resolver_full,
-            resolver_expired=c.resolver_expired, rcodes=_rcode_counts(c.rcode),
-            qtypes=_qtype_counts(c.qtype))
+            connections=out.connections,
+            open=out.open,
+            rejected=out.rejected,
+            client_rejected=out.client_rejected,
+            received=c.received,
+            answered=c.answered,
+            dropped=c.dropped,
+            denied=c.denied,
+            denied_closed=out.denied_closed,
+            idle_closed=out.idle_closed,
+            io_timeouts=out.io_timeouts,
+            limit_closed=out.limit_closed,
+            transfers=out.transfers,
+            transfers_refused=out.transfers_refused,
+            transfers_failed=out.transfers_failed,
+            deferred=c.deferred,
+            resolver_full=c.resolver_full,
+            resolver_expired=c.resolver_expired,
+            rcodes=_rcode_counts(c.rcode),
+            qtypes=_qtype_counts(c.qtype),
+        )
 
     def worker_stats(self) -> list[WorkerStats]:
         e = self._ptr()
@@ -136,11 +199,23 @@ class Engine(_CObject):
         result = []
         for i in range(lib.xd_engine_worker_count(e)):
             _raise_for(lib.xd_engine_worker_stats(e, i, out), what="worker stats")
-            result.append(WorkerStats(out.received, out.answered, out.dropped,
-                                      out.truncated, out.batches, out.denied,
-                                      out.limited, out.slipped, out.deferred,
-                                      out.resolver_full, out.resolver_expired,
-                                      _rcode_counts(out.rcode), _qtype_counts(out.qtype)))
+            result.append(
+                WorkerStats(
+                    out.received,
+                    out.answered,
+                    out.dropped,
+                    out.truncated,
+                    out.batches,
+                    out.denied,
+                    out.limited,
+                    out.slipped,
+                    out.deferred,
+                    out.resolver_full,
+                    out.resolver_expired,
+                    _rcode_counts(out.rcode),
+                    _qtype_counts(out.qtype),
+                )
+            )
         return result
 
     # ---- XDP mode ----------------------------------------------------------
@@ -178,8 +253,11 @@ class Engine(_CObject):
         cfg.attach = _ATTACH[getattr(config, "attach", "link")]
         info = ffi.new("struct xd_xdp_info *")
         err = ffi.new("struct xd_error *")
-        _raise_for(lib.xd_engine_xdp_start(self._ptr(), cfg, info, err), err,
-                   f"starting XDP mode on {config.interface}")
+        _raise_for(
+            lib.xd_engine_xdp_start(self._ptr(), cfg, info, err),
+            err,
+            f"starting XDP mode on {config.interface}",
+        )
         warnings = ffi.string(info.warnings).decode("utf-8", "replace")
         return XdpInfo(
             interface=config.interface,
@@ -204,11 +282,13 @@ class Engine(_CObject):
         """Sets what the program does with UDP to ``port`` on every CPU:
         "redirect" (to the queue's worker), "pass" (to the kernel) or "drop"."""
         if action not in PORT_ACTIONS:
-            raise ValueError(f"port action {action!r}: expected one of "
-                             + ", ".join(PORT_ACTIONS))
+            raise ValueError(f"port action {action!r}: expected one of " + ", ".join(PORT_ACTIONS))
         err = ffi.new("struct xd_error *")
-        _raise_for(lib.xd_engine_xdp_set_port(self._ptr(), port, PORT_ACTIONS[action], err),
-                   err, f"setting the action of UDP port {port}")
+        _raise_for(
+            lib.xd_engine_xdp_set_port(self._ptr(), port, PORT_ACTIONS[action], err),
+            err,
+            f"setting the action of UDP port {port}",
+        )
 
     def xdp_port_actions(self, port: int) -> list[int]:
         """The action codes (PORT_ACTIONS values) that every possible CPU's
@@ -217,8 +297,10 @@ class Engine(_CObject):
         size = max(1, os.cpu_count() or 1)
         while True:
             actions = ffi.new("uint32_t[]", size)
-            n = _raise_for(lib.xd_engine_xdp_port_actions(e, port, actions, size),
-                           what=f"reading the action of UDP port {port}")
+            n = _raise_for(
+                lib.xd_engine_xdp_port_actions(e, port, actions, size),
+                what=f"reading the action of UDP port {port}",
+            )
             if n <= size:
                 return list(actions[0:n])
             size = n
@@ -228,8 +310,11 @@ class Engine(_CObject):
         ip = ipaddress.ip_address(address)
         family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
         err = ffi.new("struct xd_error *")
-        _raise_for(lib.xd_engine_xdp_add_address(self._ptr(), family, ip.packed, err), err,
-                   f"adding the address {ip}")
+        _raise_for(
+            lib.xd_engine_xdp_add_address(self._ptr(), family, ip.packed, err),
+            err,
+            f"adding the address {ip}",
+        )
 
     def xdp_queue_stats(self) -> list[QueueStats]:
         """One entry per AF_XDP queue (empty when XDP mode is off)."""
@@ -239,21 +324,47 @@ class Engine(_CObject):
         for i in range(max(0, lib.xd_engine_xdp_queue_count(e))):
             _raise_for(lib.xd_engine_xdp_queue_stats(e, i, out), what="queue stats")
             c = out.core
-            result.append(QueueStats(
-                i, c.received, c.answered, c.dropped, out.bad_checksum,
-                out.malformed, c.truncated, out.tx_full, out.kicks, c.batches,
-                out.frames_fill, out.frames_rx, out.frames_tx, out.frames_free,
-                out.frames_total, out.kernel_rx_dropped, out.kernel_rx_ring_full,
-                out.kernel_fill_empty, out.cpu, c.limited, c.slipped, c.deferred,
-                c.resolver_full, c.resolver_expired, out.busy_polls, out.sleeps,
-                _rcode_counts(c.rcode), _qtype_counts(c.qtype)))
+            result.append(
+                QueueStats(
+                    i,
+                    c.received,
+                    c.answered,
+                    c.dropped,
+                    out.bad_checksum,
+                    out.malformed,
+                    c.truncated,
+                    out.tx_full,
+                    out.kicks,
+                    c.batches,
+                    out.frames_fill,
+                    out.frames_rx,
+                    out.frames_tx,
+                    out.frames_free,
+                    out.frames_total,
+                    out.kernel_rx_dropped,
+                    out.kernel_rx_ring_full,
+                    out.kernel_fill_empty,
+                    out.cpu,
+                    c.limited,
+                    c.slipped,
+                    c.deferred,
+                    c.resolver_full,
+                    c.resolver_expired,
+                    out.busy_polls,
+                    out.sleeps,
+                    _rcode_counts(c.rcode),
+                    _qtype_counts(c.qtype),
+                )
+            )
         return result
 
     def xdp_prog_stats(self, cpu: int | None = None) -> ProgStats:
         """The XDP program's counters on one CPU, or summed (cpu None)."""
         out = ffi.new("struct xd_prog_stats *")
-        _raise_for(lib.xd_engine_xdp_prog_stats(self._ptr(), -1 if cpu is None else cpu, out),
-                   what="XDP program stats")
+        _raise_for(
+            lib.xd_engine_xdp_prog_stats(self._ptr(), -1 if cpu is None else cpu, out),
+            what="XDP program stats",
+        )
         return _prog_stats(out)
 
     def xdp_answers_info(self) -> AnswersInfo:
@@ -290,24 +401,36 @@ class Engine(_CObject):
         switch to the new rules at once; on failure the old ones stay."""
         rules = list(rules)
         if default not in ACL_ACTIONS:
-            raise ValueError(f"ACL default {default!r}: expected one of "
-                             + ", ".join(ACL_ACTIONS))
+            raise ValueError(f"ACL default {default!r}: expected one of " + ", ".join(ACL_ACTIONS))
         if socket_action not in ACL_SOCKET_ACTIONS:
-            raise ValueError(f"ACL socket action {socket_action!r}: expected one of "
-                             + ", ".join(ACL_SOCKET_ACTIONS))
+            raise ValueError(
+                f"ACL socket action {socket_action!r}: expected one of "
+                + ", ".join(ACL_SOCKET_ACTIONS)
+            )
         c_rules = _acl_rules(rules)
         err = ffi.new("struct xd_error *")
-        _raise_for(lib.xd_engine_acl_set(self._ptr(), c_rules, len(rules), ACL_ACTIONS[default],
-                                         ACL_SOCKET_ACTIONS[socket_action], err),
-                   err, "setting the source ACL")
+        _raise_for(
+            lib.xd_engine_acl_set(
+                self._ptr(),
+                c_rules,
+                len(rules),
+                ACL_ACTIONS[default],
+                ACL_SOCKET_ACTIONS[socket_action],
+                err,
+            ),
+            err,
+            "setting the source ACL",
+        )
 
     def acl_check(self, address: str) -> str:
         """What socket mode does with a query from ``address``: "answer",
         "refuse" (REFUSED) or "drop"."""
         ip = ipaddress.ip_address(address)
         family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
-        verdict = _raise_for(lib.xd_engine_acl_check(self._ptr(), family, ip.packed),
-                             what=f"checking {ip} against the source ACL")
+        verdict = _raise_for(
+            lib.xd_engine_acl_check(self._ptr(), family, ip.packed),
+            what=f"checking {ip} against the source ACL",
+        )
         return _VERDICTS[verdict]
 
     @staticmethod
@@ -319,8 +442,9 @@ class Engine(_CObject):
 
     # ---- DNS cookies (RFC 7873, RFC 9018) --------------------------------------
 
-    def set_cookie_secrets(self, current: bytes | None, previous: bytes | None = None,
-                           require: bool = False) -> None:
+    def set_cookie_secrets(
+        self, current: bytes | None, previous: bytes | None = None, require: bool = False
+    ) -> None:
         """Turns DNS cookies on with ``current`` (16 bytes: every new server
         cookie is made with it) and ``previous`` (16 bytes or None: still
         accepted during a rotation); ``require``: UDP queries with a client
@@ -328,14 +452,23 @@ class Engine(_CObject):
         answer.  ``current`` None turns cookies off.  Workers switch at once."""
         for name, secret in (("current", current), ("previous", previous)):
             if secret is not None and len(secret) != lib.XD_COOKIE_SECRET_LEN:
-                raise ValueError(f"{name} cookie secret: {len(secret)} bytes, expected "
-                                 f"{lib.XD_COOKIE_SECRET_LEN}")
+                raise ValueError(
+                    f"{name} cookie secret: {len(secret)} bytes, expected "
+                    f"{lib.XD_COOKIE_SECRET_LEN}"
+                )
         err = ffi.new("struct xd_error *")
         flags = lib.XD_COOKIE_REQUIRE_UDP if require else 0
-        _raise_for(lib.xd_engine_set_cookie_secrets(
-            self._ptr(), ffi.NULL if current is None else current,
-            ffi.NULL if previous is None else previous, flags, err), err,
-            "setting the cookie secrets")
+        _raise_for(
+            lib.xd_engine_set_cookie_secrets(
+                self._ptr(),
+                ffi.NULL if current is None else current,
+                ffi.NULL if previous is None else previous,
+                flags,
+                err,
+            ),
+            err,
+            "setting the cookie secrets",
+        )
 
     # ---- response rate limiting ------------------------------------------------
 
@@ -345,20 +478,21 @@ class Engine(_CObject):
         switch at once, each with a new, empty table."""
         err = ffi.new("struct xd_error *")
         if settings is None:
-            _raise_for(lib.xd_engine_set_rrl(self._ptr(), ffi.NULL, err), err,
-                       "turning rate limiting off")
+            _raise_for(
+                lib.xd_engine_set_rrl(self._ptr(), ffi.NULL, err), err, "turning rate limiting off"
+            )
             return
         cfg, keep = _rrl_config(settings)
-        _raise_for(lib.xd_engine_set_rrl(self._ptr(), cfg, err), err,
-                   "setting rate limiting")
+        _raise_for(lib.xd_engine_set_rrl(self._ptr(), cfg, err), err, "setting rate limiting")
         del keep
 
     def rrl_events(self, max_events: int = 256) -> list["RrlEvent"]:
         """The buckets that started to be limited since the last call (at
         most one per bucket per window), oldest first per worker."""
         out = ffi.new("struct xd_rrl_event[]", max_events)
-        n = _raise_for(lib.xd_engine_rrl_events(self._ptr(), out, max_events),
-                       what="rate limiting events")
+        n = _raise_for(
+            lib.xd_engine_rrl_events(self._ptr(), out, max_events), what="rate limiting events"
+        )
         return [_rrl_event(out[i]) for i in range(n)]
 
     def zone_serial(self, origin: dns.name.Name) -> int | None:
@@ -394,8 +528,14 @@ class Engine(_CObject):
         _raise_for(rc, what="zone transfer")
         return ffi.buffer(out, size[0])[:]
 
-    def answer_client(self, query: bytes, client: str | None, tcp: bool = False,
-                      now: int | None = None, defer: bool = False) -> "ClientAnswer":
+    def answer_client(
+        self,
+        query: bytes,
+        client: str | None,
+        tcp: bool = False,
+        now: int | None = None,
+        defer: bool = False,
+    ) -> "ClientAnswer":
         """Answers one DNS message from ``client`` (an IP address, None:
         unknown) at ``now`` (UNIX time; None: the clock), and tells what its
         COOKIE option showed (:data:`COOKIE_STATES`).  ``defer``: as for
@@ -403,14 +543,19 @@ class Engine(_CObject):
         e = self._ptr()
         c_client = _client(client)
         cookie = ffi.new("int *")
-        wire = _answer(lambda q, n, r, c, f: lib.xd_engine_answer_client(
-            e, c_client, now or 0, q, n, r, c, f, cookie), query, tcp, defer)
+        wire = _answer(
+            lambda q, n, r, c, f: lib.xd_engine_answer_client(
+                e, c_client, now or 0, q, n, r, c, f, cookie
+            ),
+            query,
+            tcp,
+            defer,
+        )
         return ClientAnswer(wire, COOKIE_STATES[cookie[0]])
 
     # ---- the resolver hook (xdpdns/resolver.py) ------------------------------
 
-    def resolver_start(self, ring_size: int, cache_size: int, hooks: int,
-                       timeout: float) -> None:
+    def resolver_start(self, ring_size: int, cache_size: int, hooks: int, timeout: float) -> None:
         """Sets the resolver up before any worker starts: ``ring_size``
         deferred queries per worker, a cache of ``cache_size`` answers (0:
         none), both powers of two, ``hooks`` hook threads (one per plugin
@@ -422,11 +567,19 @@ class Engine(_CObject):
         cfg.hooks = hooks
         cfg.timeout_ms = max(1, round(timeout * 1000))
         err = ffi.new("struct xd_error *")
-        _raise_for(lib.xd_engine_resolver_start(self._ptr(), cfg, err), err,
-                   "starting the resolver")
+        _raise_for(
+            lib.xd_engine_resolver_start(self._ptr(), cfg, err), err, "starting the resolver"
+        )
 
-    def dnstap_start(self, socket_path: str, sample: int, queries: bool, responses: bool,
-                     identity: str = "", version: str = "") -> None:
+    def dnstap_start(
+        self,
+        socket_path: str,
+        sample: int,
+        queries: bool,
+        responses: bool,
+        identity: str = "",
+        version: str = "",
+    ) -> None:
         """Starts the dnstap writer (native/io/dnstap.c) before any worker
         starts: one query in ``sample`` per worker is logged, as AUTH_QUERY
         and/or AUTH_RESPONSE, to the Frame Streams collector listening on
@@ -450,9 +603,15 @@ class Engine(_CObject):
         out = ffi.new("struct xd_dnstap_stats *")
         if not lib.xd_engine_dnstap_stats(self._ptr(), out):
             return None
-        return DnstapStats(out.events, out.written, out.lost_full, out.lost_unconnected,
-                           out.connects, bool(out.connected),
-                           ffi.string(out.error).decode(errors="replace"))
+        return DnstapStats(
+            out.events,
+            out.written,
+            out.lost_full,
+            out.lost_unconnected,
+            out.connects,
+            bool(out.connected),
+            ffi.string(out.error).decode(errors="replace"),
+        )
 
     def resolver_fd(self, hook: int) -> int:
         """The eventfd of hook ``hook``: readable when queries wait for it
@@ -462,19 +621,21 @@ class Engine(_CObject):
     def resolver_take(self, hook: int, out: "ResolverBatch") -> int:
         """Moves deferred queries for ``hook`` into ``out`` (as many as it
         holds); returns how many.  One caller per hook at a time."""
-        n = _raise_for(lib.xd_engine_resolver_take(self._ptr(), hook, out.array, out.size),
-                       what="taking deferred queries")
+        n = _raise_for(
+            lib.xd_engine_resolver_take(self._ptr(), hook, out.array, out.size),
+            what="taking deferred queries",
+        )
         out.n = n
         return n
 
     def resolver_idle(self, hook: int) -> bool:
         """True: nothing waits for ``hook``, and the next deferred query
         writes its eventfd (sleep on it); False: take again."""
-        return _raise_for(lib.xd_engine_resolver_idle(self._ptr(), hook),
-                          what="resolver idle") == 1
+        return _raise_for(lib.xd_engine_resolver_idle(self._ptr(), hook), what="resolver idle") == 1
 
-    def resolver_answer(self, query, kind: int, data: bytes = b"", header: int = 0,
-                        cache_ttl: int = 0) -> bool:
+    def resolver_answer(
+        self, query, kind: int, data: bytes = b"", header: int = 0, cache_ttl: int = 0
+    ) -> bool:
         """Hands the answer to ``query`` (an entry of a :class:`ResolverBatch`)
         back to the worker that holds it: ``kind`` RESOLVER_RECORDS (``data``
         packed as :attr:`xdpdns.hookspecs.Answer.packed`, ``header`` its AA
@@ -485,8 +646,9 @@ class Engine(_CObject):
         than UDP's), ENOBUFS (the worker's ring is full: SERVFAIL at the
         deadline)."""
         cached = ffi.new("int *") if cache_ttl else ffi.NULL
-        rc = lib.xd_engine_resolver_answer(self._ptr(), query, kind, data, len(data), header,
-                                           cache_ttl, cached)
+        rc = lib.xd_engine_resolver_answer(
+            self._ptr(), query, kind, data, len(data), header, cache_ttl, cached
+        )
         if rc < 0:
             raise OSError(-rc, f"handing back a resolver answer: {os.strerror(-rc)}")
         return bool(cache_ttl and cached[0])
@@ -495,17 +657,42 @@ class Engine(_CObject):
         """Wakes the workers that were handed answers."""
         lib.xd_engine_resolver_flush(self._ptr())
 
-    def resolver_cache(self, name: dns.name.Name, rdtype: int, rdclass: int,
-                       response: bytes, question_end: int, ttl: int) -> None:
+    def resolver_cache(
+        self,
+        name: dns.name.Name,
+        rdtype: int,
+        rdclass: int,
+        response: bytes,
+        question_end: int,
+        ttl: int,
+    ) -> None:
         """Caches ``response`` (no OPT record) for (name, type, class) for
         ``ttl`` seconds: later queries get it on the fast path."""
         wire = name.canonicalize().to_wire()
-        _raise_for(lib.xd_engine_resolver_cache(self._ptr(), wire, len(wire), rdtype, rdclass,
-                                                response, len(response), question_end, ttl),
-                   what="caching a resolver answer")
+        _raise_for(
+            lib.xd_engine_resolver_cache(
+                self._ptr(),
+                wire,
+                len(wire),
+                rdtype,
+                rdclass,
+                response,
+                len(response),
+                question_end,
+                ttl,
+            ),
+            what="caching a resolver answer",
+        )
 
-    def resolver_build(self, query: bytes, records: bytes, header: int, cache_ttl: int,
-                       tcp: bool = False, client: str | None = None) -> tuple[bytes | None, bool]:
+    def resolver_build(
+        self,
+        query: bytes,
+        records: bytes,
+        header: int,
+        cache_ttl: int,
+        tcp: bool = False,
+        client: str | None = None,
+    ) -> tuple[bytes | None, bool]:
         """The response to ``query`` (None: nothing to send) from a hook's
         answer in its fast form: ``records`` packed as
         xd_engine_resolver_build takes them (:attr:`xdpdns.hookspecs.Answer.packed`),
@@ -513,9 +700,24 @@ class Engine(_CObject):
         ``cache_ttl`` also cached.  Returns it and whether it was cached;
         OSError(EINVAL) for malformed records."""
         cached = ffi.new("int *") if cache_ttl else ffi.NULL
-        wire = _answer(lambda q, n, r, c, f: lib.xd_engine_resolver_build(
-            self._ptr(), _client(client), q, n, records, len(records), header, cache_ttl,
-            r, c, f, cached), query, tcp)
+        wire = _answer(
+            lambda q, n, r, c, f: lib.xd_engine_resolver_build(
+                self._ptr(),
+                _client(client),
+                q,
+                n,
+                records,
+                len(records),
+                header,
+                cache_ttl,
+                r,
+                c,
+                f,
+                cached,
+            ),
+            query,
+            tcp,
+        )
         return wire, bool(cache_ttl and cached[0])
 
 

@@ -21,6 +21,7 @@ class SigningKeyInfo:
 @dataclass(frozen=True)
 class SigningReport:
     """What signing a zone did (ImageBuilder.sign_zone)."""
+
     made: int  # RRSIGs made
     kept: int  # RRSIGs of the previous image kept
     earliest_expiration: int  # UNIX time: sign again before it
@@ -36,19 +37,29 @@ class SigningKey(_CObject):
     def __init__(self, base: str | os.PathLike) -> None:
         out = ffi.new("struct xd_sign_key **")
         err = ffi.new("struct xd_error *")
-        _raise_for(lib.xd_sign_key_load(os.fsencode(base), out, err), err,
-                   f"reading the key {base}")
+        _raise_for(
+            lib.xd_sign_key_load(os.fsencode(base), out, err), err, f"reading the key {base}"
+        )
         self._own(out[0], lib.xd_sign_key_free)
 
     @property
     def info(self) -> SigningKeyInfo:
         out = ffi.new("struct xd_sign_key_info *")
         lib.xd_sign_key_info(self._ptr(), out)
-        return SigningKeyInfo(out.algorithm, out.flags, out.tag,
-                              bytes(ffi.buffer(out.dnskey, out.dnskey_len)))
+        return SigningKeyInfo(
+            out.algorithm, out.flags, out.tag, bytes(ffi.buffer(out.dnskey, out.dnskey_len))
+        )
 
-    def sign(self, owner: bytes, signer: bytes, rdtype: int, ttl: int,
-             rdatas: Sequence[bytes], inception: int, expiration: int) -> bytes:
+    def sign(
+        self,
+        owner: bytes,
+        signer: bytes,
+        rdtype: int,
+        ttl: int,
+        rdatas: Sequence[bytes],
+        inception: int,
+        expiration: int,
+    ) -> bytes:
         """The RRSIG RDATA of the RRset (owner and signer in wire form,
         its records' RDATA as they go on the wire) valid from inception to
         expiration (UNIX times)."""
@@ -70,6 +81,8 @@ def nsec3_label(name: bytes, algorithm: int, salt: bytes, iterations: int) -> st
     """The NSEC3 hash of a wire-form name (RFC 5155 5) as the engine
     computes it for proofs of non-existence: base32hex, lower case."""
     out = ffi.new("uint8_t[]", lib.XD_NSEC3_LABEL_LEN)
-    _raise_for(lib.xd_nsec3_label(name, len(name), algorithm, salt, len(salt), iterations,
-                                  out), what="NSEC3 hash")
+    _raise_for(
+        lib.xd_nsec3_label(name, len(name), algorithm, salt, len(salt), iterations, out),
+        what="NSEC3 hash",
+    )
     return bytes(out)[1:].decode()

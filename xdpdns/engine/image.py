@@ -53,16 +53,24 @@ class ImageInfo:
     zone_acls: int = 0  # zones with an ACL
 
 
-_IDENTITY = {"version": lib.XD_IDENTITY_VERSION, "hostname": lib.XD_IDENTITY_HOSTNAME,
-             "id": lib.XD_IDENTITY_ID, "nsid": lib.XD_IDENTITY_NSID}
+_IDENTITY = {
+    "version": lib.XD_IDENTITY_VERSION,
+    "hostname": lib.XD_IDENTITY_HOSTNAME,
+    "id": lib.XD_IDENTITY_ID,
+    "nsid": lib.XD_IDENTITY_NSID,
+}
 
 
 # What a query for a name an override rule holds gets (XD_OVERRIDE_*).
-_OVERRIDE_CODES = {"nxdomain": lib.XD_OVERRIDE_NXDOMAIN, "refused": lib.XD_OVERRIDE_REFUSED,
-                   "nodata": lib.XD_OVERRIDE_NODATA, "answer": lib.XD_OVERRIDE_ANSWER,
-                   # Names claimed by resolver plugins (xdpdns/resolver.py);
-                   # not one of hookspecs.OVERRIDE_ACTIONS: no config sets it.
-                   "resolver": lib.XD_OVERRIDE_RESOLVER}
+_OVERRIDE_CODES = {
+    "nxdomain": lib.XD_OVERRIDE_NXDOMAIN,
+    "refused": lib.XD_OVERRIDE_REFUSED,
+    "nodata": lib.XD_OVERRIDE_NODATA,
+    "answer": lib.XD_OVERRIDE_ANSWER,
+    # Names claimed by resolver plugins (xdpdns/resolver.py);
+    # not one of hookspecs.OVERRIDE_ACTIONS: no config sets it.
+    "resolver": lib.XD_OVERRIDE_RESOLVER,
+}
 
 
 class ImageBuilder(_CObject):
@@ -132,8 +140,17 @@ class ImageBuilder(_CObject):
         for rdata in rdataset:
             rd = rdata.to_wire(origin=origin)
             rc = lib.xd_builder_add_record(
-                b, zone, owner, len(owner), rdataset.rdtype, rdataset.rdclass,
-                rdataset.ttl, rd, len(rd), source, line,
+                b,
+                zone,
+                owner,
+                len(owner),
+                rdataset.rdtype,
+                rdataset.rdclass,
+                rdataset.ttl,
+                rd,
+                len(rd),
+                source,
+                line,
             )
             if rc == -errno.EINVAL:
                 continue  # recorded as a problem by the builder
@@ -174,11 +191,14 @@ class ImageBuilder(_CObject):
             raise ValueError(f"identity item {item!r}: expected one of " + ", ".join(_IDENTITY))
         if len(value) > 255:
             raise ValueError(f"identity {item}: {len(value)} bytes, at most 255")
-        _raise_for(lib.xd_builder_set_identity(self._ptr(), _IDENTITY[item], value, len(value)),
-                   what=f"identity {item}")
+        _raise_for(
+            lib.xd_builder_set_identity(self._ptr(), _IDENTITY[item], value, len(value)),
+            what=f"identity {item}",
+        )
 
-    def add_override_rule(self, action: str, ttl: int = 0,
-                          records: Iterable[dns.rdata.Rdata] = ()) -> int:
+    def add_override_rule(
+        self, action: str, ttl: int = 0, records: Iterable[dns.rdata.Rdata] = ()
+    ) -> int:
         """Creates an override rule that names then share (:meth:`add_override`,
         :meth:`load_blocklist`): ``action`` is "nxdomain", "refused", "nodata"
         or "answer", whose ``records`` (class IN, names in them absolute) go
@@ -186,12 +206,16 @@ class ImageBuilder(_CObject):
         index; raises ValueError for records the engine refuses (a CNAME
         beside other data, a meta type)."""
         if action not in _OVERRIDE_CODES:
-            raise ValueError(f"override action {action!r}: expected one of "
-                             + ", ".join(_OVERRIDE_CODES))
+            raise ValueError(
+                f"override action {action!r}: expected one of " + ", ".join(_OVERRIDE_CODES)
+            )
         b = self._ptr()
         err = ffi.new("struct xd_error *")
-        rule = _raise_for(lib.xd_builder_add_override_rule(b, _OVERRIDE_CODES[action], ttl, err),
-                          err, "override rule")
+        rule = _raise_for(
+            lib.xd_builder_add_override_rule(b, _OVERRIDE_CODES[action], ttl, err),
+            err,
+            "override rule",
+        )
         for rdata in records:
             try:
                 wire = rdata.to_wire()
@@ -199,8 +223,10 @@ class ImageBuilder(_CObject):
                 raise ValueError(f"override record {rdata}: names must be absolute") from None
             rc = lib.xd_builder_add_override_record(b, rule, rdata.rdtype, wire, len(wire), err)
             if rc == -errno.EINVAL:
-                raise ValueError(f"override record {dns.rdatatype.to_text(rdata.rdtype)} "
-                                 f"{rdata}: " + ffi.string(err.message).decode("utf-8", "replace"))
+                raise ValueError(
+                    f"override record {dns.rdatatype.to_text(rdata.rdtype)} "
+                    f"{rdata}: " + ffi.string(err.message).decode("utf-8", "replace")
+                )
             _raise_for(rc, err, "override record")
         return rule
 
@@ -212,8 +238,9 @@ class ImageBuilder(_CObject):
             raise ValueError(f"override name {name} is not absolute")
         wire = name.to_wire()
         err = ffi.new("struct xd_error *")
-        rc = lib.xd_builder_add_override(self._ptr(), wire, len(wire), 1 if subtree else 0,
-                                         rule, err)
+        rc = lib.xd_builder_add_override(
+            self._ptr(), wire, len(wire), 1 if subtree else 0, rule, err
+        )
         return _raise_for(rc, err, f"override {name}") == 1
 
     def load_blocklist(self, path: str | os.PathLike, rule: int, subtree: bool = False) -> bool:
@@ -222,17 +249,22 @@ class ImageBuilder(_CObject):
         Bad lines and an unreadable file become problems with the file and
         line; returns True when the file read without errors."""
         err = ffi.new("struct xd_error *")
-        rc = lib.xd_builder_load_blocklist(self._ptr(), os.fsencode(path), rule,
-                                           1 if subtree else 0, err)
+        rc = lib.xd_builder_load_blocklist(
+            self._ptr(), os.fsencode(path), rule, 1 if subtree else 0, err
+        )
         if rc == -errno.ENOMEM:
             raise MemoryError(f"loading {path}")
         if rc == -errno.E2BIG:
             _raise_for(rc, err)
         return rc == 0
 
-    def set_zone_acl(self, zone: int, kind: str,
-                     rules: Iterable[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]],
-                     default: str) -> None:
+    def set_zone_acl(
+        self,
+        zone: int,
+        kind: str,
+        rules: Iterable[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]],
+        default: str,
+    ) -> None:
         """Sets who may query (``kind`` "query") or transfer ("transfer")
         zone ``zone``: ``rules`` are (prefix, "allow" | "deny") pairs, the
         longest prefix holding a client decides, ``default`` is for clients
@@ -242,19 +274,34 @@ class ImageBuilder(_CObject):
         if kind not in _ZONE_ACL_LISTS:
             raise ValueError(f"zone ACL {kind!r}: expected one of " + ", ".join(_ZONE_ACL_LISTS))
         if default not in ACL_ACTIONS:
-            raise ValueError(f"zone ACL default {default!r}: expected one of "
-                             + ", ".join(ACL_ACTIONS))
+            raise ValueError(
+                f"zone ACL default {default!r}: expected one of " + ", ".join(ACL_ACTIONS)
+            )
         rules = list(rules)
         err = ffi.new("struct xd_error *")
-        rc = lib.xd_builder_set_zone_acl(self._ptr(), zone, _ZONE_ACL_LISTS[kind],
-                                         _acl_rules(rules), len(rules), ACL_ACTIONS[default], err)
+        rc = lib.xd_builder_set_zone_acl(
+            self._ptr(),
+            zone,
+            _ZONE_ACL_LISTS[kind],
+            _acl_rules(rules),
+            len(rules),
+            ACL_ACTIONS[default],
+            err,
+        )
         if rc in (-errno.EINVAL, -errno.E2BIG):
             raise ValueError(ffi.string(err.message).decode("utf-8", "replace"))
         _raise_for(rc, err, f"zone ACL {kind}")
 
-    def sign_zone(self, zone: int, keys: Sequence["SigningKey"], nsec3: bool,
-                  inception: int, expiration: int, previous: "Image | None" = None,
-                  keep_after: int = 0) -> "SigningReport":
+    def sign_zone(
+        self,
+        zone: int,
+        keys: Sequence["SigningKey"],
+        nsec3: bool,
+        inception: int,
+        expiration: int,
+        previous: "Image | None" = None,
+        keep_after: int = 0,
+    ) -> "SigningReport":
         """Signs zone ``zone`` with ``keys`` (native/zone/zone_sign.c): DNSKEYs,
         the NSEC or NSEC3 chain, RRSIGs valid from ``inception`` to
         ``expiration`` (UNIX times).  Before :meth:`check`.
@@ -271,8 +318,9 @@ class ImageBuilder(_CObject):
             cfg.previous, cfg.keep_after = previous._ptr(), keep_after
         report = ffi.new("struct xd_zone_sign_report *")
         err = ffi.new("struct xd_error *")
-        _raise_for(lib.xd_builder_sign_zone(self._ptr(), zone, cfg, report, err), err,
-                   "signing the zone")
+        _raise_for(
+            lib.xd_builder_sign_zone(self._ptr(), zone, cfg, report, err), err, "signing the zone"
+        )
         return SigningReport(report.made, report.kept, report.earliest_expiration)
 
     def check(self) -> int:
@@ -286,12 +334,14 @@ class ImageBuilder(_CObject):
         for i in range(lib.xd_builder_problem_count(b)):
             _raise_for(lib.xd_builder_problem(b, i, out), what="problem")
             severity = "error" if out.severity == lib.XD_PROBLEM_ERROR else "warning"
-            result.append(Problem(
-                severity,
-                self.source(out.source),
-                out.line,
-                ffi.string(out.message).decode("utf-8", "replace"),
-            ))
+            result.append(
+                Problem(
+                    severity,
+                    self.source(out.source),
+                    out.line,
+                    ffi.string(out.message).decode("utf-8", "replace"),
+                )
+            )
         return result
 
     def finish(self) -> "Image":
@@ -305,8 +355,16 @@ class ImageBuilder(_CObject):
 def _image_info(ptr) -> "ImageInfo":
     info = ffi.new("struct xd_image_info *")
     lib.xd_image_info(ptr, info)
-    return ImageInfo(info.version, info.zones, info.names, info.rrsets, info.records,
-                     info.bytes, info.overrides, info.zone_acls)
+    return ImageInfo(
+        info.version,
+        info.zones,
+        info.names,
+        info.rrsets,
+        info.records,
+        info.bytes,
+        info.overrides,
+        info.zone_acls,
+    )
 
 
 class Image(_CObject):
@@ -340,8 +398,7 @@ class Image(_CObject):
         (none with ``entries`` False: the figures alone, for large zones)."""
         out = ffi.new("struct xd_answers **")
         err = ffi.new("struct xd_error *")
-        _raise_for(lib.xd_answers_compile(self._ptr(), out, err), err,
-                   "compiling the answer table")
+        _raise_for(lib.xd_answers_compile(self._ptr(), out, err), err, "compiling the answer table")
         table = ffi.gc(out[0], lib.xd_answers_free)
         try:
             info = ffi.new("struct xd_answers_info *")
@@ -350,15 +407,25 @@ class Image(_CObject):
             entry = ffi.new("struct xd_answers_entry *")
             for i in range(info.entries if entries else 0):
                 _raise_for(lib.xd_answers_entry_get(table, i, entry), what="answer table")
-                sections = (bytes(ffi.buffer(entry.sections, entry.len))
-                            if entry.sections != ffi.NULL else b"")
-                found.append(AnswerEntry(
-                    name=dns.name.from_wire(bytes(entry.name[0:entry.name_len]), 0)[0],
-                    qtype=entry.qtype, qclass=entry.qclass,
-                    to_worker=entry.action == lib.XD_ANSWER_TO_WORKER,
-                    dnssec=entry.variant == 1, also_do=bool(entry.also_do), flags=entry.flags,
-                    counts=(entry.count[0], entry.count[1], entry.count[2]),
-                    sections=sections, csum=entry.csum))
+                sections = (
+                    bytes(ffi.buffer(entry.sections, entry.len))
+                    if entry.sections != ffi.NULL
+                    else b""
+                )
+                found.append(
+                    AnswerEntry(
+                        name=dns.name.from_wire(bytes(entry.name[0 : entry.name_len]), 0)[0],
+                        qtype=entry.qtype,
+                        qclass=entry.qclass,
+                        to_worker=entry.action == lib.XD_ANSWER_TO_WORKER,
+                        dnssec=entry.variant == 1,
+                        also_do=bool(entry.also_do),
+                        flags=entry.flags,
+                        counts=(entry.count[0], entry.count[1], entry.count[2]),
+                        sections=sections,
+                        csum=entry.csum,
+                    )
+                )
             return _answers_info(info), found
         finally:
             ffi.release(table)
@@ -375,8 +442,9 @@ class Image(_CObject):
         if kind not in _ZONE_ACL_LISTS:
             raise ValueError(f"zone ACL {kind!r}: expected one of " + ", ".join(_ZONE_ACL_LISTS))
         wire = origin.to_wire()
-        rc = lib.xd_image_zone_allows(self._ptr(), wire, len(wire), _ZONE_ACL_LISTS[kind],
-                                      _client(client))
+        rc = lib.xd_image_zone_allows(
+            self._ptr(), wire, len(wire), _ZONE_ACL_LISTS[kind], _client(client)
+        )
         if rc == -errno.ENOENT:
             raise KeyError(f"no zone {origin} in the image")
         return _raise_for(rc, what=f"zone ACL of {origin}") == 1
@@ -417,8 +485,8 @@ def tcp_messages(stream: bytes) -> list[bytes]:
     """The DNS messages of a TCP stream (each after its 2-byte length)."""
     messages, pos = [], 0
     while pos + 2 <= len(stream):
-        length = int.from_bytes(stream[pos:pos + 2], "big")
-        messages.append(stream[pos + 2:pos + 2 + length])
+        length = int.from_bytes(stream[pos : pos + 2], "big")
+        messages.append(stream[pos + 2 : pos + 2 + length])
         pos += 2 + length
     return messages
 

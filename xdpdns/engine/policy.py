@@ -20,8 +20,11 @@ ACL_ACTIONS = {"allow": lib.XD_ACL_ALLOW, "deny": lib.XD_ACL_DENY}
 ACL_SOCKET_ACTIONS = {"refuse": lib.XD_VERDICT_REFUSE, "drop": lib.XD_VERDICT_DROP}
 
 
-_VERDICTS = {lib.XD_VERDICT_ANSWER: "answer", lib.XD_VERDICT_REFUSE: "refuse",
-             lib.XD_VERDICT_DROP: "drop"}
+_VERDICTS = {
+    lib.XD_VERDICT_ANSWER: "answer",
+    lib.XD_VERDICT_REFUSE: "refuse",
+    lib.XD_VERDICT_DROP: "drop",
+}
 
 
 # What a query's COOKIE option showed (XD_COOKIE_* of native/engine.h).
@@ -40,8 +43,9 @@ def _acl_rules(rules: Sequence[tuple]):
     for slot, (prefix, action) in zip(c_rules, rules):
         prefix = ipaddress.ip_network(prefix)
         if action not in ACL_ACTIONS:
-            raise ValueError(f"ACL rule {prefix}: action {action!r}: expected one of "
-                             + ", ".join(ACL_ACTIONS))
+            raise ValueError(
+                f"ACL rule {prefix}: action {action!r}: expected one of " + ", ".join(ACL_ACTIONS)
+            )
         slot.family = socket.AF_INET if prefix.version == 4 else socket.AF_INET6
         packed = prefix.network_address.packed
         ffi.memmove(slot.addr, packed, len(packed))
@@ -99,5 +103,8 @@ def _rrl_config(settings):
 def _rrl_event(ev) -> RrlEvent:
     size = 4 if ev.family == socket.AF_INET else 16
     address = ipaddress.ip_address(bytes(ffi.buffer(ev.addr, size)))
-    return RrlEvent(ipaddress.ip_network(f"{address}/{ev.prefix_len}"),
-                    RRL_KINDS.get(ev.kind, str(ev.kind)), ev.time)
+    return RrlEvent(
+        ipaddress.ip_network(f"{address}/{ev.prefix_len}"),
+        RRL_KINDS.get(ev.kind, str(ev.kind)),
+        ev.time,
+    )

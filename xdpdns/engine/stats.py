@@ -57,10 +57,10 @@ class TcpStats:
 class DnstapStats:
     """The dnstap writer's counters (struct xd_dnstap_stats)."""
 
-    events: int             # queries sampled
-    written: int            # messages written to the collector
-    lost_full: int          # events lost to a full worker ring
-    lost_unconnected: int   # messages lost while no collector listened
+    events: int  # queries sampled
+    written: int  # messages written to the collector
+    lost_full: int  # events lost to a full worker ring
+    lost_unconnected: int  # messages lost while no collector listened
     connects: int
     connected: bool
-    error: str              # why no collector is connected ("" when none)
+    error: str  # why no collector is connected ("" when none)

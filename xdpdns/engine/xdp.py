@@ -21,12 +21,18 @@ PORT_ACTIONS = {
 }
 
 
-_HUGEPAGES = {"off": lib.XD_HUGEPAGES_OFF, "auto": lib.XD_HUGEPAGES_AUTO,
-              "required": lib.XD_HUGEPAGES_REQUIRED}
+_HUGEPAGES = {
+    "off": lib.XD_HUGEPAGES_OFF,
+    "auto": lib.XD_HUGEPAGES_AUTO,
+    "required": lib.XD_HUGEPAGES_REQUIRED,
+}
 
 
-_ZEROCOPY = {"auto": lib.XD_ZEROCOPY_AUTO, "off": lib.XD_ZEROCOPY_OFF,
-             "on": lib.XD_ZEROCOPY_REQUIRED}
+_ZEROCOPY = {
+    "auto": lib.XD_ZEROCOPY_AUTO,
+    "off": lib.XD_ZEROCOPY_OFF,
+    "on": lib.XD_ZEROCOPY_REQUIRED,
+}
 
 
 _ATTACH = {"link": lib.XD_ATTACH_LINK, "dispatcher": lib.XD_ATTACH_DISPATCHER}
@@ -150,17 +156,34 @@ class AnswersInfo:
 
 
 def _prog_stats(out) -> ProgStats:
-    return ProgStats(out.seen, out.redirected, out.passed, out.dropped, out.malformed,
-                     out.denied, out.answered_in_xdp, _rcode_counts(out.answered_in_xdp_rcode),
-                     out.rate_limited, out.slipped, _qtype_counts(out.answered_in_xdp_qtype))
+    return ProgStats(
+        out.seen,
+        out.redirected,
+        out.passed,
+        out.dropped,
+        out.malformed,
+        out.denied,
+        out.answered_in_xdp,
+        _rcode_counts(out.answered_in_xdp_rcode),
+        out.rate_limited,
+        out.slipped,
+        _qtype_counts(out.answered_in_xdp_qtype),
+    )
 
 
 def _answers_info(out) -> AnswersInfo:
     return AnswersInfo(
-        state=_ANSWERS_STATES.get(out.state, "off"), names=out.names, entries=out.entries,
-        do_entries=out.do_entries, skipped=out.skipped, pages=out.pages, bytes=out.bytes,
-        compile_seconds=out.compile_us / 1e6, install_seconds=out.install_us / 1e6,
-        message=ffi.string(out.message).decode("utf-8", "replace"))
+        state=_ANSWERS_STATES.get(out.state, "off"),
+        names=out.names,
+        entries=out.entries,
+        do_entries=out.do_entries,
+        skipped=out.skipped,
+        pages=out.pages,
+        bytes=out.bytes,
+        compile_seconds=out.compile_us / 1e6,
+        install_seconds=out.install_us / 1e6,
+        message=ffi.string(out.message).decode("utf-8", "replace"),
+    )
 
 
 # [xdp] answers, and the answer table's states (native/engine.h).
@@ -180,5 +203,8 @@ def dispatch_remove(interface: str, prog_id: int) -> None:
     (nothing when it is not there).  Needs root: the guard of a server in
     dispatcher mode calls it (xdpdns/xdp.py)."""
     err = ffi.new("struct xd_error *")
-    _raise_for(lib.xd_dispatch_remove(interface.encode(), prog_id, err), err,
-               f"detaching from the XDP dispatcher on {interface}")
+    _raise_for(
+        lib.xd_dispatch_remove(interface.encode(), prog_id, err),
+        err,
+        f"detaching from the XDP dispatcher on {interface}",
+    )
