@@ -18,8 +18,8 @@
 
 #include "engine.h"
 
-#define NAMES 1024		/* distinct names a kind: NXDOMAIN misses caches */
-#define ROUNDS 30		/* best of: the machine may be shared */
+#define NAMES 1024 /* distinct names a kind: NXDOMAIN misses caches */
+#define ROUNDS 30 /* best of: the machine may be shared */
 
 struct query {
 	uint8_t wire[300];
@@ -49,14 +49,14 @@ static void make_query(struct query *q, const char *name, uint16_t qtype, int dn
 	size_t n;
 
 	memset(p, 0, 12);
-	p[2] = 0x01;			/* RD */
-	p[5] = 1;			/* QDCOUNT */
-	p[11] = 1;			/* ARCOUNT: the OPT */
+	p[2] = 0x01; /* RD */
+	p[5] = 1; /* QDCOUNT */
+	p[11] = 1; /* ARCOUNT: the OPT */
 	n = 12 + put_name(p + 12, name);
 	p[n] = qtype >> 8;
 	p[n + 1] = qtype & 0xff;
 	p[n + 2] = 0;
-	p[n + 3] = 1;			/* IN */
+	p[n + 3] = 1; /* IN */
 	n += 4;
 	/* OPT: root owner, type 41, 1232 bytes, DO as asked. */
 	memcpy(p + n, "\0\0\x29\x04\xd0\0\0", 7);
@@ -76,8 +76,7 @@ static double now_ns(void)
 }
 
 /* Best-of-ROUNDS nanoseconds per answer over qs[0..n), and the mean size. */
-static double measure(const struct xd_image *img, const struct query *qs, int n,
-		      double *size)
+static double measure(const struct xd_image *img, const struct query *qs, int n, double *size)
 {
 	static uint8_t resp[1232];
 	double best = 1e18;
@@ -107,9 +106,12 @@ int main(int argc, char **argv)
 	uint8_t origin[256];
 	char name[256];
 	int zone;
-	const struct { const char *kind, *fmt; uint16_t qtype; } kinds[] = {
+	const struct {
+		const char *kind, *fmt;
+		uint16_t qtype;
+	} kinds[] = {
 		{ "answer", "www.%s", 1 },
-		{ "nodata", "www.%s", 99 },		/* SPF: none in the zone */
+		{ "nodata", "www.%s", 99 }, /* SPF: none in the zone */
 		{ "nxdomain", "host%d.%s", 1 },
 	};
 
@@ -119,8 +121,8 @@ int main(int argc, char **argv)
 	}
 	b = xd_builder_new();
 	zone = xd_builder_add_zone(b, origin, put_name(origin, argv[1]), &err);
-	if (zone < 0 || xd_builder_load_zonefile(b, zone, argv[2], 3600) ||
-	    xd_builder_check(b) || xd_builder_finish(b, &img, &err)) {
+	if (zone < 0 || xd_builder_load_zonefile(b, zone, argv[2], 3600) || xd_builder_check(b) ||
+	    xd_builder_finish(b, &img, &err)) {
 		fprintf(stderr, "cannot build the image: %s\n", err.message);
 		return 1;
 	}

@@ -25,7 +25,7 @@
 #include "image/image.h"
 
 #define QUERIES_MAX 65536
-#define ROUNDS 50		/* best of: the machine may be shared */
+#define ROUNDS 50 /* best of: the machine may be shared */
 #define NAME_TEXT_MAX 64
 
 static double now(void)
@@ -39,7 +39,7 @@ static double now(void)
 struct query {
 	uint8_t wire[12 + NAME_TEXT_MAX + 20];
 	size_t len;
-	size_t name_len;	/* the qname, at wire + 12 */
+	size_t name_len; /* the qname, at wire + 12 */
 };
 
 static void make_query(struct query *q, int i)
@@ -49,7 +49,7 @@ static void make_query(struct query *q, int i)
 	uint8_t *p = q->wire;
 
 	memset(p, 0, 12);
-	p[5] = 1;	/* QDCOUNT */
+	p[5] = 1; /* QDCOUNT */
 	p[12] = l;
 	memcpy(p + 13, label, l);
 	memcpy(p + 13 + l, "\7example\3com", 13);
@@ -148,8 +148,9 @@ int main(int argc, char **argv)
 	       QUERIES_MAX);
 	for (int n = 1024; n <= QUERIES_MAX; n *= 8) {
 		printf("%5d distinct names: xd_answer %.1f ns without, %.1f ns with the list; "
-		       "lookup alone %.1f ns\n", n, answer_ns(plain, qs, n),
-		       answer_ns(blocked, qs, n), lookup_ns(blocked, qs, n));
+		       "lookup alone %.1f ns\n",
+		       n, answer_ns(plain, qs, n), answer_ns(blocked, qs, n),
+		       lookup_ns(blocked, qs, n));
 	}
 	xd_image_free(blocked);
 	xd_image_free(plain);

@@ -31,10 +31,10 @@ int reflect(struct xdp_md *ctx)
 	__be16 port;
 
 	if ((void *)(dns + 3) > end)
-		return XDP_PASS;	/* too short for Ethernet/IPv4/UDP/DNS */
-	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 ||
-	    ip->protocol != IPPROTO_UDP || udp->dest != bpf_htons(DNS_PORT))
-		return XDP_PASS;	/* not a plain IPv4 UDP/53 packet */
+		return XDP_PASS; /* too short for Ethernet/IPv4/UDP/DNS */
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 || ip->protocol != IPPROTO_UDP ||
+	    udp->dest != bpf_htons(DNS_PORT))
+		return XDP_PASS; /* not a plain IPv4 UDP/53 packet */
 	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
@@ -44,9 +44,9 @@ int reflect(struct xdp_md *ctx)
 	port = udp->source;
 	udp->source = udp->dest;
 	udp->dest = port;
-	udp->check = 0;		/* optional over IPv4 (RFC 768) */
+	udp->check = 0; /* optional over IPv4 (RFC 768) */
 	dns[2] |= DNS_QR;
-	return XDP_TX;		/* back out of the interface it came in on */
+	return XDP_TX; /* back out of the interface it came in on */
 }
 
 char LICENSE[] SEC("license") = "GPL";

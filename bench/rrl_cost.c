@@ -30,8 +30,8 @@
 #include "engine.h"
 
 #define QUERIES 4096
-#define CLIENTS 65536		/* twice the table: misses and replacements */
-#define ROUNDS 50		/* best of: the machine may be shared */
+#define CLIENTS 65536 /* twice the table: misses and replacements */
+#define ROUNDS 50 /* best of: the machine may be shared */
 #define NAME_TEXT_MAX 64
 
 struct query {
@@ -53,7 +53,7 @@ static void make_query(struct query *q, const char *label)
 	uint8_t *p = q->wire;
 
 	memset(p, 0, 12);
-	p[5] = 1;	/* QDCOUNT */
+	p[5] = 1; /* QDCOUNT */
 	p[12] = (uint8_t)l;
 	memcpy(p + 13, label, l);
 	memcpy(p + 13 + l, "\7example\3com", 13);
@@ -78,11 +78,15 @@ static struct xd_image *build(const char *zone)
 	return img;
 }
 
-enum path { ANSWER_ONLY, READ_BACK, NOTED };
+enum path {
+	ANSWER_ONLY,
+	READ_BACK,
+	NOTED
+};
 
 /* ns per response: answer each query, and account it on `path`. */
-static double run(const struct xd_image *img, struct xd_rrl_table *table,
-		  enum path path, const struct query *qs, int *verdicts)
+static double run(const struct xd_image *img, struct xd_rrl_table *table, enum path path,
+		  const struct query *qs, int *verdicts)
 {
 	uint8_t resp[4096];
 	struct xd_client client = { .family = AF_INET };
@@ -129,8 +133,8 @@ static struct xd_rrl_table *table_new(const struct xd_rrl_config *cfg)
 	return table;
 }
 
-static void measure(const char *what, const struct xd_image *img,
-		    const struct xd_rrl_config *cfg, const struct query *qs)
+static void measure(const char *what, const struct xd_image *img, const struct xd_rrl_config *cfg,
+		    const struct query *qs)
 {
 	struct xd_rrl_table *read_back = table_new(cfg), *noted = table_new(cfg);
 	int verdicts[3] = { 0 };
@@ -140,9 +144,9 @@ static void measure(const char *what, const struct xd_image *img,
 	limited = run(img, read_back, READ_BACK, qs, verdicts);
 	workers = run(img, noted, NOTED, qs, verdicts);
 	printf("%-10s answer %6.1f ns; + rrl read back %6.1f ns (%5.1f), + rrl noted %6.1f ns "
-	       "(%5.1f) (%d sent, %d dropped, %d slipped)\n", what, plain, limited,
-	       limited - plain, workers, workers - plain, verdicts[XD_RRL_SEND],
-	       verdicts[XD_RRL_DROP], verdicts[XD_RRL_SLIP]);
+	       "(%5.1f) (%d sent, %d dropped, %d slipped)\n",
+	       what, plain, limited, limited - plain, workers, workers - plain,
+	       verdicts[XD_RRL_SEND], verdicts[XD_RRL_DROP], verdicts[XD_RRL_SLIP]);
 	xd_rrl_table_free(noted);
 	xd_rrl_table_free(read_back);
 }
@@ -151,9 +155,15 @@ int main(int argc, char **argv)
 {
 	static struct query answers[QUERIES], nxdomains[QUERIES];
 	struct xd_rrl_config cfg = {
-		.rate = 1000000, .nxdomain_rate = 1000000, .errors_rate = 1000000,
-		.nodata_rate = 1000000, .referrals_rate = 1000000,
-		.window = 15, .slip = 2, .ipv4_prefix = 24, .ipv6_prefix = 56,
+		.rate = 1000000,
+		.nxdomain_rate = 1000000,
+		.errors_rate = 1000000,
+		.nodata_rate = 1000000,
+		.referrals_rate = 1000000,
+		.window = 15,
+		.slip = 2,
+		.ipv4_prefix = 24,
+		.ipv6_prefix = 56,
 		.table_size = 32768,
 	};
 	struct xd_image *img;

@@ -32,7 +32,7 @@
 #define XD_VLAN_MAX 2
 
 #define XD_DNS_HEADER_LEN 12
-#define XD_DNS_QR 0x80			/* in the third header byte */
+#define XD_DNS_QR 0x80 /* in the third header byte */
 #define XD_DNS_OPCODE_SHIFT 3
 #define XD_DNS_OPCODE_MASK 0x0f
 #define XD_DNS_OPCODE_QUERY 0
@@ -43,18 +43,18 @@
 /* Why a packet got its verdict, beyond the verdict itself (counted). */
 enum xd_note {
 	XD_NOTE_NONE,
-	XD_NOTE_MALFORMED,	/* a header cut short: passed */
-	XD_NOTE_DENIED,		/* the source ACL denies the sender: dropped */
-	XD_NOTE_ANSWERED,	/* answered from the answer table: XDP_TX */
-	XD_NOTE_LIMITED,	/* a table answer rate limiting dropped */
-	XD_NOTE_SLIPPED,	/* one it sent truncated instead: XDP_TX */
+	XD_NOTE_MALFORMED, /* a header cut short: passed */
+	XD_NOTE_DENIED, /* the source ACL denies the sender: dropped */
+	XD_NOTE_ANSWERED, /* answered from the answer table: XDP_TX */
+	XD_NOTE_LIMITED, /* a table answer rate limiting dropped */
+	XD_NOTE_SLIPPED, /* one it sent truncated instead: XDP_TX */
 };
 
 /* A verdict and what is counted with it. */
 struct xd_outcome {
 	enum xd_note note;
-	__u32 rcode;		/* XD_NOTE_ANSWERED: the answer's RCODE */
-	__u32 qtype;		/* and the query's type bucket (xd_qtype_bucket) */
+	__u32 rcode; /* XD_NOTE_ANSWERED: the answer's RCODE */
+	__u32 qtype; /* and the query's type bucket (xd_qtype_bucket) */
 };
 
 /* ---- maps ---------------------------------------------------------------- */
@@ -79,7 +79,6 @@ struct {
 	__type(value, struct xd_config);
 	__uint(max_entries, 1);
 } config SEC(".maps");
-
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -106,8 +105,8 @@ struct xd_cursor {
 
 enum xd_parse {
 	XD_PARSE_OK,
-	XD_PARSE_OTHER,		/* well-formed, but not for us */
-	XD_PARSE_SHORT,		/* a header is cut short: malformed */
+	XD_PARSE_OTHER, /* well-formed, but not for us */
+	XD_PARSE_SHORT, /* a header is cut short: malformed */
 };
 
 struct xd_vlan_hdr {
@@ -144,14 +143,14 @@ static __always_inline enum xd_parse xd_parse_eth(struct xd_cursor *c, __be16 *p
 		*proto = vlan->encap_proto;
 	}
 	if (xd_is_vlan(*proto))
-		return XD_PARSE_OTHER;	/* more tags than we look through */
+		return XD_PARSE_OTHER; /* more tags than we look through */
 	return XD_PARSE_OK;
 }
 
 /* IPv4 with options; only unfragmented UDP is ours.  *dest and *src get
  * the destination and source addresses. */
 static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct xd_addr_key *dest,
-						  struct xd_addr_key *src)
+						   struct xd_addr_key *src)
 {
 	struct iphdr *ip = c->pos;
 	int hdr_len;
@@ -180,7 +179,7 @@ static __always_inline enum xd_parse xd_parse_ipv4(struct xd_cursor *c, struct x
 /* IPv6 whose next header is UDP itself: extension headers (fragments
  * among them) are left to the kernel.  *dest and *src get the addresses. */
 static __always_inline enum xd_parse xd_parse_ipv6(struct xd_cursor *c, struct xd_addr_key *dest,
-						  struct xd_addr_key *src)
+						   struct xd_addr_key *src)
 {
 	struct ipv6hdr *ip6 = c->pos;
 
@@ -323,7 +322,7 @@ static __always_inline int xd_count_verdict(int verdict, const struct xd_outcome
 	struct xd_prog_counters *count = bpf_map_lookup_elem(&stats, &zero);
 
 	if (!count)
-		return verdict;		/* cannot happen for a one-entry array */
+		return verdict; /* cannot happen for a one-entry array */
 	count->seen++;
 	if (verdict == XDP_REDIRECT)
 		count->redirected++;

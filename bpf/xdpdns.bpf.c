@@ -49,18 +49,19 @@ struct {
  * creates the real ones, sized from the image.  Their key and value are
  * given by size: clang 14 leaves a struct that only an inner map names as
  * a forward declaration in BTF, which libbpf cannot size. */
-#define XD_ANSWER_OUTER(size)							\
-struct {									\
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);				\
-	__type(key, __u32);							\
-	__uint(max_entries, 1);							\
-	__array(values, struct {						\
-		__uint(type, BPF_MAP_TYPE_HASH);				\
-		__uint(key_size, sizeof(struct xd_answer_key_##size));		\
-		__uint(value_size, sizeof(struct xd_answer));			\
-		__uint(max_entries, 1);						\
-	});									\
-} answers_##size SEC(".maps")
+#define XD_ANSWER_OUTER(size)                                                          \
+	struct {                                                                       \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);                              \
+		__type(key, __u32);                                                    \
+		__uint(max_entries, 1);                                                \
+		__array(                                                               \
+			values, struct {                                               \
+				__uint(type, BPF_MAP_TYPE_HASH);                       \
+				__uint(key_size, sizeof(struct xd_answer_key_##size)); \
+				__uint(value_size, sizeof(struct xd_answer));          \
+				__uint(max_entries, 1);                                \
+			});                                                            \
+	} answers_##size SEC(".maps")
 
 XD_ANSWER_OUTER(32);
 XD_ANSWER_OUTER(64);
@@ -86,14 +87,15 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__type(key, __u32);
 	__uint(max_entries, 1);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_ARRAY);
-		__uint(key_size, sizeof(__u32));
-		__uint(value_size, sizeof(struct xd_answer_page));
-		__uint(max_entries, 1);
-		/* Inner arrays of another size may take the slot. */
-		__uint(map_flags, BPF_F_INNER_MAP);
-	});
+	__array(
+		values, struct {
+			__uint(type, BPF_MAP_TYPE_ARRAY);
+			__uint(key_size, sizeof(__u32));
+			__uint(value_size, sizeof(struct xd_answer_page));
+			__uint(max_entries, 1);
+			/* Inner arrays of another size may take the slot. */
+			__uint(map_flags, BPF_F_INNER_MAP);
+		});
 } answer_pages SEC(".maps");
 
 /* Rate limiting of the table's answers (xdpdns_maps.h): the slots hold
@@ -102,42 +104,45 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__type(key, __u32);
 	__uint(max_entries, 1);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_ARRAY);
-		__uint(key_size, sizeof(__u32));
-		__uint(value_size, sizeof(struct xd_rrl_settings));
-		__uint(max_entries, 1);
-	});
+	__array(
+		values, struct {
+			__uint(type, BPF_MAP_TYPE_ARRAY);
+			__uint(key_size, sizeof(__u32));
+			__uint(value_size, sizeof(struct xd_rrl_settings));
+			__uint(max_entries, 1);
+		});
 } rrl_settings SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__type(key, __u32);
 	__uint(max_entries, 1);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_ARRAY);
-		__uint(key_size, sizeof(__u32));
-		__uint(value_size, sizeof(struct xd_rrl_set));
-		__uint(max_entries, 1);
-		/* Mapped by the workers; sized by the settings. */
-		__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
-	});
+	__array(
+		values, struct {
+			__uint(type, BPF_MAP_TYPE_ARRAY);
+			__uint(key_size, sizeof(__u32));
+			__uint(value_size, sizeof(struct xd_rrl_set));
+			__uint(max_entries, 1);
+			/* Mapped by the workers; sized by the settings. */
+			__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+		});
 } rrl_buckets SEC(".maps");
 
 /* The exempt prefixes of one address family: an LPM trie in one slot. */
-#define XD_RRL_EXEMPT_OUTER(family)						\
-struct {									\
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);				\
-	__type(key, __u32);							\
-	__uint(max_entries, 1);							\
-	__array(values, struct {						\
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);				\
-		__uint(key_size, sizeof(struct xd_rrl_exempt_##family##_key));	\
-		__uint(value_size, sizeof(__u32));				\
-		__uint(max_entries, 1);						\
-		__uint(map_flags, BPF_F_NO_PREALLOC);				\
-	});									\
-} rrl_exempt_##family SEC(".maps")
+#define XD_RRL_EXEMPT_OUTER(family)                                                            \
+	struct {                                                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);                                      \
+		__type(key, __u32);                                                            \
+		__uint(max_entries, 1);                                                        \
+		__array(                                                                       \
+			values, struct {                                                       \
+				__uint(type, BPF_MAP_TYPE_LPM_TRIE);                           \
+				__uint(key_size, sizeof(struct xd_rrl_exempt_##family##_key)); \
+				__uint(value_size, sizeof(__u32));                             \
+				__uint(max_entries, 1);                                        \
+				__uint(map_flags, BPF_F_NO_PREALLOC);                          \
+			});                                                                    \
+	} rrl_exempt_##family SEC(".maps")
 
 XD_RRL_EXEMPT_OUTER(v4);
 XD_RRL_EXEMPT_OUTER(v6);
@@ -203,13 +208,13 @@ static __always_inline int xd_source_denied(__u32 generation, const struct xd_ad
 #define XD_DNS_FLAG_QR 0x8000
 #define XD_TYPE_OPT 41
 #define XD_CLASS_IN 1
-#define XD_EDNS_DO 0x80		/* in the OPT TTL's third byte */
+#define XD_EDNS_DO 0x80 /* in the OPT TTL's third byte */
 #define XD_OPT_LEN 11
 #define XD_LABEL_MAX 63
-#define XD_LABELS_MAX 128	/* 255 bytes hold at most 127 labels and the root */
+#define XD_LABELS_MAX 128 /* 255 bytes hold at most 127 labels and the root */
 #define XD_IPV4_HLEN 20
 #define XD_UDP_HLEN 8
-#define XD_REPLY_TTL 64		/* what native/io/packet.c sends */
+#define XD_REPLY_TTL 64 /* what native/io/packet.c sends */
 #define XD_IP_DF 0x4000
 #define XD_KEY_WORDS (XD_ANSWER_KEY_256 / 8)
 /* Offsets into the frame are masked with these for the verifier: the
@@ -223,21 +228,21 @@ struct xd_layout {
 	__u32 l3;
 	__u32 l4;
 	__u32 dns;
-	__u32 dns_len;		/* the UDP length's, not the frame's */
+	__u32 dns_len; /* the UDP length's, not the frame's */
 	int ipv6;
 };
 
 /* What the question and the OPT say, once read. */
 struct xd_question {
 	struct xd_answer_key_256 key;
-	__u32 name_len;		/* wire length, root included */
-	__u32 key_size;		/* XD_ANSWER_KEY_*: which table holds it */
-	__u32 sum;		/* of the question as it came (the client's case) */
-	__u16 flags;		/* the header's flags word, host order */
+	__u32 name_len; /* wire length, root included */
+	__u32 key_size; /* XD_ANSWER_KEY_*: which table holds it */
+	__u32 sum; /* of the question as it came (the client's case) */
+	__u16 flags; /* the header's flags word, host order */
 	__u16 udp_size;
 	int edns;
-	int dnssec;		/* the OPT's DO bit (RFC 3225) */
-	__u32 opt_sum;		/* of the query's OPT as it came; 0 without */
+	int dnssec; /* the OPT's DO bit (RFC 3225) */
+	__u32 opt_sum; /* of the query's OPT as it came; 0 without */
 };
 
 /* The question being answered: per CPU, off the 512-byte stack, which
@@ -277,8 +282,8 @@ static __always_inline __u64 xd_sum64(__u64 x)
 static __always_inline __u64 xd_lower64(__u64 x)
 {
 	__u64 low7 = x & 0x7f7f7f7f7f7f7f7fULL;
-	__u64 ge_a = low7 + 0x3f3f3f3f3f3f3f3fULL;	/* bit 7: at least 'A' */
-	__u64 gt_z = low7 + 0x2525252525252525ULL;	/* bit 7: above 'Z' */
+	__u64 ge_a = low7 + 0x3f3f3f3f3f3f3f3fULL; /* bit 7: at least 'A' */
+	__u64 gt_z = low7 + 0x2525252525252525ULL; /* bit 7: above 'Z' */
 
 	return x | ((ge_a & ~gt_z & ~x & 0x8080808080808080ULL) >> 2);
 }
@@ -291,8 +296,8 @@ static __always_inline __u64 xd_lower64(__u64 x)
  * A function of its own (global, so verified once): inlined, each name
  * length the verifier can tell apart would take the rest of the program
  * through the verifier again. */
-__attribute__((noinline)) int xd_read_qname(struct xdp_md *ctx, struct xd_question *q,
-					     __u32 dns, __u32 dns_len)
+__attribute__((noinline)) int xd_read_qname(struct xdp_md *ctx, struct xd_question *q, __u32 dns,
+					    __u32 dns_len)
 {
 	__u64 *words;
 	__u32 off = 0, i, name_len, key_size;
@@ -316,12 +321,12 @@ __attribute__((noinline)) int xd_read_qname(struct xdp_md *ctx, struct xd_questi
 		__u8 len;
 
 		if (off >= n)
-			return -1;	/* runs past the packet, or past 255 */
+			return -1; /* runs past the packet, or past 255 */
 		len = q->key.name[off & (XD_ANSWER_KEY_256 - 1)];
 		if (len == 0)
 			break;
 		if (len > XD_LABEL_MAX)
-			return -1;	/* a compression pointer or an extended label */
+			return -1; /* a compression pointer or an extended label */
 		off += len + 1;
 	}
 	if (i == XD_LABELS_MAX || off + 1 > XD_ANSWER_KEY_256 - 1)
@@ -333,7 +338,7 @@ __attribute__((noinline)) int xd_read_qname(struct xdp_md *ctx, struct xd_questi
 		__u64 w = words[i];
 
 		if (i * 8 >= key_size)
-			break;		/* past the part of the key its table reads */
+			break; /* past the part of the key its table reads */
 		if (i * 8 >= name_len) {
 			words[i] = 0;
 			continue;
@@ -390,7 +395,7 @@ static __always_inline int xd_read_question(struct xdp_md *ctx, const struct xd_
 		return -1;
 	q->flags = ((__u16)dns[2] << 8) | dns[3];
 	if (dns[4] || dns[5] != 1 || dns[6] || dns[7] || dns[8] || dns[9] || dns[10])
-		return -1;	/* not one question alone */
+		return -1; /* not one question alone */
 	arcount = dns[11];
 	if (xd_read_qname(ctx, q, l->dns, l->dns_len) < 0 || q->name_len > XD_ANSWER_KEY_256 - 1)
 		return -1;
@@ -403,15 +408,16 @@ static __always_inline int xd_read_question(struct xdp_md *ctx, const struct xd_
 	q->key.qclass = ((__u16)tail[2] << 8) | tail[3];
 	if (q->key.qclass != XD_CLASS_IN)
 		return -1;
-	q->sum = xd_fold((__u64)q->sum + xd_sum_at((__u64)*(__u16 *)(void *)tail +
-						   *(__u16 *)(void *)(tail + 2), q->name_len));
+	q->sum = xd_fold((__u64)q->sum +
+			 xd_sum_at((__u64) * (__u16 *)(void *)tail + *(__u16 *)(void *)(tail + 2),
+				   q->name_len));
 	rest = l->dns_len - XD_DNS_HEADER_LEN - q->name_len - 4;
 	q->edns = 0;
 	q->udp_size = 0;
 	if (rest == 0 && arcount == 0)
 		return 0;
 	if (rest != XD_OPT_LEN || arcount != 1)
-		return -1;	/* other records, or bytes after them: the core judges */
+		return -1; /* other records, or bytes after them: the core judges */
 	opt = tail + 4;
 	if ((void *)(opt + XD_OPT_LEN) > end)
 		return -1;
@@ -424,9 +430,10 @@ static __always_inline int xd_read_question(struct xdp_md *ctx, const struct xd_
 	q->dnssec = !!(opt[7] & XD_EDNS_DO);
 	q->udp_size = ((__u16)opt[3] << 8) | opt[4];
 	/* Its bytes but the last (zero), as 16-bit words from where it lies. */
-	q->opt_sum = xd_sum_at((__u64)*(__u16 *)(void *)opt + *(__u16 *)(void *)(opt + 2) +
-			       *(__u16 *)(void *)(opt + 4) + *(__u16 *)(void *)(opt + 6) +
-			       *(__u16 *)(void *)(opt + 8), q->name_len);
+	q->opt_sum = xd_sum_at((__u64) * (__u16 *)(void *)opt + *(__u16 *)(void *)(opt + 2) +
+				       *(__u16 *)(void *)(opt + 4) + *(__u16 *)(void *)(opt + 6) +
+				       *(__u16 *)(void *)(opt + 8),
+			       q->name_len);
 	return 0;
 }
 
@@ -502,11 +509,18 @@ static __always_inline int xd_answer_fits(const struct xd_question *q, __u32 len
  * had it, the rest zero but the type. */
 static __always_inline __u32 xd_opt_sum(int dnssec, __u32 odd)
 {
-	__u8 opt[12] = { 0, 0, XD_TYPE_OPT, XD_ANSWER_UDP_MAX >> 8, XD_ANSWER_UDP_MAX & 0xff,
-			 0, 0, dnssec ? XD_EDNS_DO : 0 };
+	__u8 opt[12] = { 0,
+			 0,
+			 XD_TYPE_OPT,
+			 XD_ANSWER_UDP_MAX >> 8,
+			 XD_ANSWER_UDP_MAX & 0xff,
+			 0,
+			 0,
+			 dnssec ? XD_EDNS_DO : 0 };
 
-	return xd_sum_at((__u64)*(__u16 *)(void *)opt + *(__u16 *)(void *)(opt + 2) +
-			 *(__u16 *)(void *)(opt + 4) + *(__u16 *)(void *)(opt + 6), odd);
+	return xd_sum_at((__u64) * (__u16 *)(void *)opt + *(__u16 *)(void *)(opt + 2) +
+				 *(__u16 *)(void *)(opt + 4) + *(__u16 *)(void *)(opt + 6),
+			 odd);
 }
 
 /* The pseudo-header's sum (RFC 768, RFC 8200 8.1) for a UDP length. */
@@ -556,7 +570,7 @@ static __always_inline int xd_query_checksums_ok(struct xdp_md *ctx, const struc
 		if (xd_fold(sum) != 0xffff)
 			return 0;
 		if (udp[3] == 0)
-			return 1;	/* no UDP checksum (RFC 768) */
+			return 1; /* no UDP checksum (RFC 768) */
 	}
 	if (xd_pseudo_sum(data, end, l, udp[2], &pseudo) < 0)
 		return 0;
@@ -659,7 +673,7 @@ static __always_inline int xd_write_ip_udp(void *data, void *end, const struct x
 			return -1;
 		ip4->tos = 0;
 		ip4->tot_len = bpf_htons(XD_IPV4_HLEN + udp_len);
-		ip4->id = 0;			/* unfragmented, RFC 6864 4.1 */
+		ip4->id = 0; /* unfragmented, RFC 6864 4.1 */
 		ip4->frag_off = bpf_htons(XD_IP_DF);
 		ip4->ttl = XD_REPLY_TTL;
 		xd_swap((__u8 *)&ip4->saddr, (__u8 *)&ip4->daddr, 4);
@@ -677,7 +691,7 @@ static __always_inline int xd_write_ip_udp(void *data, void *end, const struct x
 		return -1;
 	sum += (__u64)udp->source + udp->dest + udp->len + body_sum;
 	check = ~xd_fold(sum) & 0xffff;
-	udp->check = check ? check : 0xffff;	/* RFC 768: a computed zero is sent as all ones */
+	udp->check = check ? check : 0xffff; /* RFC 768: a computed zero is sent as all ones */
 	return 0;
 }
 
@@ -691,7 +705,7 @@ static __always_inline int xd_grow_head(struct xdp_md *ctx, int delta, __u32 n)
 	struct xd_scratch *buf = bpf_map_lookup_elem(&answer_scratch, &zero);
 	__u64 len = n;
 
-	asm volatile("" : "+r"(len));	/* the verifier must see both bounds */
+	asm volatile("" : "+r"(len)); /* the verifier must see both bounds */
 	if (!buf || len < 1 || len > XD_SCRATCH_SIZE)
 		return -1;
 	if (bpf_xdp_load_bytes(ctx, 0, buf->bytes, len) < 0)
@@ -756,8 +770,7 @@ enum xd_rrl_verdict {
 	XD_RRL_V_SLIP,
 };
 
-static __always_inline int xd_rrl_exempt(const struct xd_addr_key *src,
-					 struct xd_rrl_scratch *sc)
+static __always_inline int xd_rrl_exempt(const struct xd_addr_key *src, struct xd_rrl_scratch *sc)
 {
 	__u32 zero = 0;
 	void *trie;
@@ -796,8 +809,8 @@ static __always_inline void xd_rrl_mask(__u8 *addr, __u32 prefix_len)
  * a worker's xd_rrl_filter gives it on the same bucket: credit, debit, a
  * note to the log once a window, every slip-th limited one truncated.  A
  * function of its own, verified once. */
-__attribute__((noinline)) int xd_rrl_judge(const struct xd_addr_key *src, __u32 kind,
-					    __u32 qtype, __u64 name)
+__attribute__((noinline)) int xd_rrl_judge(const struct xd_addr_key *src, __u32 kind, __u32 qtype,
+					   __u64 name)
 {
 	struct xd_rrl_settings *cfg;
 	struct xd_rrl_scratch *sc;
@@ -814,7 +827,7 @@ __attribute__((noinline)) int xd_rrl_judge(const struct xd_addr_key *src, __u32 
 	inner = bpf_map_lookup_elem(&rrl_settings, &zero);
 	cfg = inner ? bpf_map_lookup_elem(inner, &zero) : NULL;
 	if (!cfg || !cfg->nsets)
-		return XD_RRL_V_SEND;		/* rate limiting is off */
+		return XD_RRL_V_SEND; /* rate limiting is off */
 	/* The verifier must see the bound on the register that indexes. */
 	asm volatile("" : "+r"(kind));
 	if (kind >= XD_RRL_KINDS)
@@ -839,7 +852,7 @@ __attribute__((noinline)) int xd_rrl_judge(const struct xd_addr_key *src, __u32 
 	inner = bpf_map_lookup_elem(&rrl_buckets, &zero);
 	set = inner ? bpf_map_lookup_elem(inner, &idx) : NULL;
 	if (!set)
-		return XD_RRL_V_SEND;		/* settings and buckets changing */
+		return XD_RRL_V_SEND; /* settings and buckets changing */
 	now = (__u32)(bpf_ktime_get_coarse_ns() / 1000000000ULL);
 	e = xd_rrl_bucket_find(set, key, rate, now);
 	if (xd_rrl_bucket_debit(e, rate, cfg->window, now))
@@ -874,8 +887,8 @@ static __always_inline int xd_answer_query(struct xdp_md *ctx, const struct xd_l
 	if (xd_read_question(ctx, l, q) < 0)
 		return XDP_PASS;
 	if (cfg->verify_checksums && !xd_query_checksums_ok(ctx, l, q))
-		return XDP_PASS;	/* the worker drops and counts it */
-	qtype = q->key.qtype;	/* before the lookup's fallback clears it */
+		return XDP_PASS; /* the worker drops and counts it */
+	qtype = q->key.qtype; /* before the lookup's fallback clears it */
 	a = xd_answer_lookup_do(q);
 	if (!a || a->action != XD_ANSWER_SEND || !xd_answer_fits(q, a->len))
 		return XDP_PASS;
@@ -938,34 +951,34 @@ static __always_inline int xd_decide(struct xdp_md *ctx, struct xd_outcome *out)
 
 	verdict = xd_frame_begin(ctx, &c, &dest, &src, &udp, &l3, out);
 	if (verdict >= 0)
-		return verdict;	/* not unfragmented UDP over IP: the kernel's */
+		return verdict; /* not unfragmented UDP over IP: the kernel's */
 
 	action = xd_port_action(bpf_ntohs(udp->dest), &found);
 	if (!found)
-		return XDP_PASS;	/* a port we have no action for */
+		return XDP_PASS; /* a port we have no action for */
 	if (action == XD_ACTION_DROP)
-		return XDP_DROP;	/* the port's action is DROP */
+		return XDP_DROP; /* the port's action is DROP */
 	if (action != XD_ACTION_REDIRECT)
-		return XDP_PASS;	/* the port's action is PASS */
+		return XDP_PASS; /* the port's action is PASS */
 
 	cfg = xd_config_read();
 	if (cfg.check_dest && !xd_dest_ours(&dest))
-		return XDP_PASS;	/* to an address we do not serve */
+		return XDP_PASS; /* to an address we do not serve */
 	/* Before the DNS header is even looked at: a denied sender gets
 	 * nothing on this port, the kernel's listeners included. */
 	if (cfg.acl_generation && xd_source_denied(cfg.acl_generation, &src)) {
 		out->note = XD_NOTE_DENIED;
-		return XDP_DROP;	/* the source ACL denies the sender */
+		return XDP_DROP; /* the source ACL denies the sender */
 	}
 	r = xd_parse_dns(&c, udp, 0);
 	if (r != XD_PARSE_OK) {
 		out->note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
-		return XDP_PASS;	/* not a DNS query the engine answers: the socket listener's */
+		return XDP_PASS; /* not a DNS query the engine answers: the socket listener's */
 	}
 	if (cfg.tap_sample && bpf_get_prandom_u32() % cfg.tap_sample == 0) {
 		/* Packet pointers are void after the mark, whether it took. */
 		xd_tap_mark(ctx);
-		return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);	/* for dnstap */
+		return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS); /* for dnstap */
 	}
 	/* IPv4 options are the worker's: its answer drops them, and the
 	 * program's would have to move the payload. */
@@ -979,13 +992,13 @@ static __always_inline int xd_decide(struct xdp_md *ctx, struct xd_outcome *out)
 		};
 		verdict = xd_answer_query(ctx, &layout, &cfg, &src, out);
 		if (verdict == XDP_TX)
-			return XDP_TX;	/* answered from the table, or its TC slip */
+			return XDP_TX; /* answered from the table, or its TC slip */
 		if (verdict == XDP_DROP)
-			return XDP_DROP;	/* rate limited, or lost half-way */
+			return XDP_DROP; /* rate limited, or lost half-way */
 	}
 	/* A query for the worker of this rx queue; XDP_PASS, not a black hole,
 	 * when no socket is bound there (no worker, or its process died). */
-	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);	/* ours */
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS); /* ours */
 }
 
 SEC("xdp")
@@ -993,7 +1006,7 @@ int xdpdns(struct xdp_md *ctx)
 {
 	struct xd_outcome out;
 
-	return xd_count_verdict(xd_decide(ctx, &out), &out);	/* xd_decide's reason */
+	return xd_count_verdict(xd_decide(ctx, &out), &out); /* xd_decide's reason */
 }
 
 char LICENSE[] SEC("license") = "GPL";

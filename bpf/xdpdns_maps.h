@@ -13,9 +13,9 @@
 
 #include <linux/types.h>
 
-#define XD_PORT_ACTIONS_MAX 64	/* UDP ports with an action */
-#define XD_DEST_ADDRS_MAX 256	/* addresses we serve */
-#define XD_XSKS_MAX 256		/* NIC queues */
+#define XD_PORT_ACTIONS_MAX 64 /* UDP ports with an action */
+#define XD_DEST_ADDRS_MAX 256 /* addresses we serve */
+#define XD_XSKS_MAX 256 /* NIC queues */
 /* Source ACL rules of one address family.  The LPM tries hold twice as
  * many entries plus the defaults: while a new rule set is written, the
  * old one still serves (see struct xd_acl_v4_key). */
@@ -24,8 +24,8 @@
 
 /* What the program does with a UDP packet to a port (port_actions). */
 enum xd_action {
-	XD_ACTION_PASS = 0,	/* to the kernel's stack */
-	XD_ACTION_REDIRECT = 1,	/* to the AF_XDP socket of the rx queue */
+	XD_ACTION_PASS = 0, /* to the kernel's stack */
+	XD_ACTION_REDIRECT = 1, /* to the AF_XDP socket of the rx queue */
 	XD_ACTION_DROP = 2,
 };
 
@@ -37,15 +37,15 @@ struct xd_port_key {
 };
 
 struct xd_port_value {
-	__u32 action;		/* enum xd_action */
-	__u32 pad;		/* keeps the value 8 bytes */
+	__u32 action; /* enum xd_action */
+	__u32 pad; /* keeps the value 8 bytes */
 };
 
 /* dest_addrs: BPF_MAP_TYPE_HASH of the destination addresses we take;
  * consulted only when config.check_dest is set.  IPv4 addresses fill the
  * first 4 bytes of addr, the rest is zero. */
 struct xd_addr_key {
-	__u32 family;		/* AF_INET or AF_INET6 */
+	__u32 family; /* AF_INET or AF_INET6 */
 	__u8 addr[16];
 };
 
@@ -56,7 +56,7 @@ struct xd_addr_value {
 /* config: BPF_MAP_TYPE_ARRAY with one entry. */
 struct xd_config {
 	__u32 check_dest;
-	__u32 acl_generation;	/* the source ACL's rule set; 0: no ACL */
+	__u32 acl_generation; /* the source ACL's rule set; 0: no ACL */
 	/* What the AF_XDP workers drop for a wrong checksum the program must
 	 * not answer either ([xdp] verify_checksums). */
 	__u32 verify_checksums;
@@ -67,7 +67,7 @@ struct xd_config {
 };
 
 /* The 4 bytes of metadata before a query picked for dnstap. */
-#define XD_TAP_MARK 0x78647470u	/* "xdtp" */
+#define XD_TAP_MARK 0x78647470u /* "xdtp" */
 
 /* What the source ACL says about a sender (acl_v4, acl_v6). */
 enum xd_acl_action {
@@ -102,7 +102,7 @@ struct xd_acl_v6_key {
 };
 
 struct xd_acl_value {
-	__u32 action;		/* enum xd_acl_action */
+	__u32 action; /* enum xd_acl_action */
 	__u32 pad;
 };
 
@@ -141,7 +141,7 @@ struct xd_acl_value {
 #define XD_ANSWER_KEY_32 32
 #define XD_ANSWER_KEY_64 64
 #define XD_ANSWER_KEY_128 128
-#define XD_ANSWER_KEY_256 256	/* names up to 255 bytes, RFC 1035 3.1 */
+#define XD_ANSWER_KEY_256 256 /* names up to 255 bytes, RFC 1035 3.1 */
 #define XD_ANSWER_CLASS_OTHER 0
 #define XD_ANSWER_VARIANT_PLAIN 0
 #define XD_ANSWER_VARIANT_DO 1
@@ -180,12 +180,12 @@ static inline __u32 xd_answer_key_size(__u32 name_len)
 static inline int xd_answer_type_held(__u32 qtype)
 {
 	switch (qtype) {
-	case 251:	/* IXFR */
-	case 252:	/* AXFR */
-	case 255:	/* ANY */
-	case 46:	/* RRSIG */
-	case 47:	/* NSEC */
-	case 50:	/* NSEC3 */
+	case 251: /* IXFR */
+	case 252: /* AXFR */
+	case 255: /* ANY */
+	case 46: /* RRSIG */
+	case 47: /* NSEC */
+	case 50: /* NSEC3 */
 		return 0;
 	default:
 		return 1;
@@ -194,9 +194,9 @@ static inline int xd_answer_type_held(__u32 qtype)
 
 /* The name starts 8-byte aligned: the program reads it in words. */
 struct xd_answer_key_32 {
-	__u16 qtype;		/* host byte order */
-	__u16 qclass;		/* host byte order; XD_ANSWER_CLASS_OTHER */
-	__u32 variant;		/* XD_ANSWER_VARIANT_* */
+	__u16 qtype; /* host byte order */
+	__u16 qclass; /* host byte order; XD_ANSWER_CLASS_OTHER */
+	__u32 variant; /* XD_ANSWER_VARIANT_* */
 	__u8 name[XD_ANSWER_KEY_32];
 } __attribute__((aligned(8)));
 
@@ -222,19 +222,19 @@ struct xd_answer_key_256 {
 } __attribute__((aligned(8)));
 
 struct xd_answer {
-	__u32 page;		/* index in answer_pages */
-	__u16 offset;		/* < XD_ANSWER_PAGE_STRIDE */
-	__u16 len;		/* bytes after the question, <= XD_ANSWER_BODY_MAX */
-	__u16 flags;		/* the header's AA and RCODE bits; QR, RD and CD
+	__u32 page; /* index in answer_pages */
+	__u16 offset; /* < XD_ANSWER_PAGE_STRIDE */
+	__u16 len; /* bytes after the question, <= XD_ANSWER_BODY_MAX */
+	__u16 flags; /* the header's AA and RCODE bits; QR, RD and CD
 				 * are the program's */
 	__u16 ancount;
 	__u16 nscount;
-	__u16 arcount;		/* without the OPT record */
-	__u16 csum;		/* ones' complement sum of the bytes, folded, as
+	__u16 arcount; /* without the OPT record */
+	__u16 csum; /* ones' complement sum of the bytes, folded, as
 				 * 16-bit words in memory order from an even
 				 * offset (how the program sums) */
-	__u8 action;		/* enum xd_answer_action */
-	__u8 also_do;		/* XD_ANSWER_ALSO_DO: the same with DO=1 */
+	__u8 action; /* enum xd_answer_action */
+	__u8 also_do; /* XD_ANSWER_ALSO_DO: the same with DO=1 */
 	/* What rate limiting counts the answer as (native/answer/rrl.c keys its
 	 * buckets so): its XD_RRL_KIND_*, and the hash of the name the kind
 	 * is counted by, the qname or the zone or delegation above it. */
@@ -276,20 +276,20 @@ struct xd_answer_page {
  * Limited buckets are reported through rrl_events, a BPF ring buffer.
  */
 #define XD_RRL_WAYS 4
-#define XD_RRL_KINDS 5		/* engine.h's XD_RRL_CLASSES */
-#define XD_RRL_KIND_ANSWER 0	/* counted by name and type; the others by name */
+#define XD_RRL_KINDS 5 /* engine.h's XD_RRL_CLASSES */
+#define XD_RRL_KIND_ANSWER 0 /* counted by name and type; the others by name */
 #define XD_RRL_NAME_SEED 0x6a09e667f3bcc908ULL
 #define XD_RRL_EVENTS_BYTES (64 * 1024)
 
 /* BIND's credit scheme: balance is at most one second of the kind's rate
  * and at least -window * rate. */
 struct xd_rrl_entry {
-	__u64 key;		/* 0: free */
+	__u64 key; /* 0: free */
 	__s64 balance;
-	__u32 last;		/* seconds, CLOCK_MONOTONIC_COARSE: the last
+	__u32 last; /* seconds, CLOCK_MONOTONIC_COARSE: the last
 				 * response (credit, and the LRU) */
-	__u32 logged;		/* when its event was last reported */
-	__u32 slips;		/* limited responses, for slip */
+	__u32 logged; /* when its event was last reported */
+	__u32 slips; /* limited responses, for slip */
 	__u32 has_logged;
 };
 
@@ -298,11 +298,11 @@ struct xd_rrl_set {
 };
 
 struct xd_rrl_settings {
-	__u64 seed;		/* keys xd_rrl_bucket_key */
-	__u32 rate[XD_RRL_KINDS];	/* per second; 0: that kind is not limited */
+	__u64 seed; /* keys xd_rrl_bucket_key */
+	__u32 rate[XD_RRL_KINDS]; /* per second; 0: that kind is not limited */
 	__u32 window;
 	__u32 slip;
-	__u32 nsets;		/* a power of two */
+	__u32 nsets; /* a power of two */
 	__u32 pad2;
 	__u8 ipv4_prefix;
 	__u8 ipv6_prefix;
@@ -323,28 +323,37 @@ struct xd_rrl_exempt_v6_key {
 
 /* A bucket the program began to limit (one per bucket per window). */
 struct xd_rrl_note {
-	__u32 family;		/* AF_INET or AF_INET6 */
-	__u8 addr[16];		/* the client prefix, host bits clear */
+	__u32 family; /* AF_INET or AF_INET6 */
+	__u8 addr[16]; /* the client prefix, host bits clear */
 	__u8 prefix_len;
 	__u8 kind;
 	__u16 pad;
-	__u32 time;		/* seconds, CLOCK_MONOTONIC_COARSE */
+	__u32 time; /* seconds, CLOCK_MONOTONIC_COARSE */
 };
 
 #define XD_ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
-#define XD_SIPROUND(v0, v1, v2, v3)						\
-	do {									\
-		v0 += v1; v1 = XD_ROTL64(v1, 13); v1 ^= v0; v0 = XD_ROTL64(v0, 32); \
-		v2 += v3; v3 = XD_ROTL64(v3, 16); v3 ^= v2;			\
-		v0 += v3; v3 = XD_ROTL64(v3, 21); v3 ^= v0;			\
-		v2 += v1; v1 = XD_ROTL64(v1, 17); v1 ^= v2; v2 = XD_ROTL64(v2, 32); \
+#define XD_SIPROUND(v0, v1, v2, v3)     \
+	do {                            \
+		v0 += v1;               \
+		v1 = XD_ROTL64(v1, 13); \
+		v1 ^= v0;               \
+		v0 = XD_ROTL64(v0, 32); \
+		v2 += v3;               \
+		v3 = XD_ROTL64(v3, 16); \
+		v3 ^= v2;               \
+		v0 += v3;               \
+		v3 = XD_ROTL64(v3, 21); \
+		v3 ^= v0;               \
+		v2 += v1;               \
+		v1 = XD_ROTL64(v1, 17); \
+		v1 ^= v2;               \
+		v2 = XD_ROTL64(v2, 32); \
 	} while (0)
 
 /* The bucket of key in its set, else the free or least recently used one
  * of the set, made into it with a second of credit. */
-static inline __attribute__((always_inline))
-struct xd_rrl_entry *xd_rrl_bucket_find(struct xd_rrl_set *set, __u64 key, __u32 rate,
-					__u32 now)
+static inline __attribute__((always_inline)) struct xd_rrl_entry *
+xd_rrl_bucket_find(struct xd_rrl_set *set, __u64 key, __u32 rate, __u32 now)
 {
 	struct xd_rrl_entry *victim = &set->way[0];
 	int i;
@@ -367,8 +376,8 @@ struct xd_rrl_entry *xd_rrl_bucket_find(struct xd_rrl_set *set, __u64 key, __u32
 
 /* Credits the time since the bucket's last response and spends one; true
  * when the response may go. */
-static inline __attribute__((always_inline))
-int xd_rrl_bucket_debit(struct xd_rrl_entry *e, __u32 rate, __u32 window, __u32 now)
+static inline __attribute__((always_inline)) int
+xd_rrl_bucket_debit(struct xd_rrl_entry *e, __u32 rate, __u32 window, __u32 now)
 {
 	__s64 floor = -(__s64)window * rate;
 
@@ -390,9 +399,8 @@ int xd_rrl_bucket_debit(struct xd_rrl_entry *e, __u32 rate, __u32 window, __u32 
 /* A limited response of bucket e: *note says whether the log hears of it
  * (once a window per bucket); true when it goes out truncated (every
  * slip-th; slip 0: never). */
-static inline __attribute__((always_inline))
-int xd_rrl_bucket_limited(struct xd_rrl_entry *e, __u32 window, __u32 slip, __u32 now,
-			  int *note)
+static inline __attribute__((always_inline)) int
+xd_rrl_bucket_limited(struct xd_rrl_entry *e, __u32 window, __u32 slip, __u32 now, int *note)
 {
 	*note = !e->has_logged || now - e->logged >= window;
 	if (*note) {
@@ -404,11 +412,11 @@ int xd_rrl_bucket_limited(struct xd_rrl_entry *e, __u32 window, __u32 slip, __u3
 }
 
 /* One 8-byte word of SipHash-1-3's input. */
-#define XD_SIPWORD(v0, v1, v2, v3, m)						\
-	do {									\
-		v3 ^= (m);							\
-		XD_SIPROUND(v0, v1, v2, v3);					\
-		v0 ^= (m);							\
+#define XD_SIPWORD(v0, v1, v2, v3, m)        \
+	do {                                 \
+		v3 ^= (m);                   \
+		XD_SIPROUND(v0, v1, v2, v3); \
+		v0 ^= (m);                   \
 	} while (0)
 
 /* The bucket of a response: SipHash-1-3 keyed with the settings' seed
@@ -416,9 +424,9 @@ int xd_rrl_bucket_limited(struct xd_rrl_entry *e, __u32 window, __u32 slip, __u3
  * kind and type, and the name's hash, so that a flood cannot aim at one
  * set.  The program and the workers compute it with this one function;
  * never 0 (a free entry). */
-static inline __attribute__((always_inline))
-__u64 xd_rrl_bucket_key(__u64 seed, const __u8 *addr, __u32 family, __u32 kind, __u32 qtype,
-			__u64 name_hash)
+static inline __attribute__((always_inline)) __u64 xd_rrl_bucket_key(__u64 seed, const __u8 *addr,
+								     __u32 family, __u32 kind,
+								     __u32 qtype, __u64 name_hash)
 {
 	__u64 k0 = seed, k1 = seed ^ 0x9e3779b97f4a7c15ULL;
 	__u64 v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
@@ -435,7 +443,7 @@ __u64 xd_rrl_bucket_key(__u64 seed, const __u8 *addr, __u32 family, __u32 kind, 
 	XD_SIPWORD(v0, v1, v2, v3, a1);
 	XD_SIPWORD(v0, v1, v2, v3, w);
 	XD_SIPWORD(v0, v1, v2, v3, name_hash);
-	v3 ^= 32ULL << 56;	/* the length, SipHash's last block */
+	v3 ^= 32ULL << 56; /* the length, SipHash's last block */
 	XD_SIPROUND(v0, v1, v2, v3);
 	v0 ^= 32ULL << 56;
 	v2 ^= 0xff;
@@ -457,38 +465,54 @@ __u64 xd_rrl_bucket_key(__u64 seed, const __u8 *addr, __u32 family, __u32 kind, 
 static inline __attribute__((always_inline)) __u32 xd_qtype_bucket(__u32 qtype)
 {
 	switch (qtype) {
-	case 1: return 1;	/* A */
-	case 2: return 2;	/* NS */
-	case 5: return 3;	/* CNAME */
-	case 6: return 4;	/* SOA */
-	case 12: return 5;	/* PTR */
-	case 15: return 6;	/* MX */
-	case 16: return 7;	/* TXT */
-	case 28: return 8;	/* AAAA */
-	case 33: return 9;	/* SRV */
-	case 43: return 10;	/* DS */
-	case 48: return 11;	/* DNSKEY */
-	case 64: return 12;	/* SVCB */
-	case 65: return 13;	/* HTTPS */
-	case 257: return 14;	/* CAA */
-	case 255: return 15;	/* ANY */
-	default: return 0;
+	case 1:
+		return 1; /* A */
+	case 2:
+		return 2; /* NS */
+	case 5:
+		return 3; /* CNAME */
+	case 6:
+		return 4; /* SOA */
+	case 12:
+		return 5; /* PTR */
+	case 15:
+		return 6; /* MX */
+	case 16:
+		return 7; /* TXT */
+	case 28:
+		return 8; /* AAAA */
+	case 33:
+		return 9; /* SRV */
+	case 43:
+		return 10; /* DS */
+	case 48:
+		return 11; /* DNSKEY */
+	case 64:
+		return 12; /* SVCB */
+	case 65:
+		return 13; /* HTTPS */
+	case 257:
+		return 14; /* CAA */
+	case 255:
+		return 15; /* ANY */
+	default:
+		return 0;
 	}
 }
 
 /* stats: BPF_MAP_TYPE_PERCPU_ARRAY with one entry per CPU. */
 struct xd_prog_counters {
-	__u64 seen;		/* every packet the program ran on */
-	__u64 redirected;	/* handed to an AF_XDP socket */
-	__u64 passed;		/* to the kernel: not ours, or no socket bound */
-	__u64 dropped;		/* DROP action */
-	__u64 malformed;	/* headers cut short: passed, counted */
-	__u64 denied;		/* from a source the ACL denies: dropped, not in `dropped` */
-	__u64 answered_in_xdp;	/* answered from the answer table (XDP_TX) */
+	__u64 seen; /* every packet the program ran on */
+	__u64 redirected; /* handed to an AF_XDP socket */
+	__u64 passed; /* to the kernel: not ours, or no socket bound */
+	__u64 dropped; /* DROP action */
+	__u64 malformed; /* headers cut short: passed, counted */
+	__u64 denied; /* from a source the ACL denies: dropped, not in `dropped` */
+	__u64 answered_in_xdp; /* answered from the answer table (XDP_TX) */
 	__u64 answered_in_xdp_rcode[XD_ANSWER_RCODES];
-	__u64 rate_limited;	/* table answers limited: dropped or slipped */
-	__u64 slipped;		/* of those, sent truncated (TC) */
-	__u64 answered_in_xdp_qtype[XD_QTYPE_BUCKETS];	/* by xd_qtype_bucket */
+	__u64 rate_limited; /* table answers limited: dropped or slipped */
+	__u64 slipped; /* of those, sent truncated (TC) */
+	__u64 answered_in_xdp_qtype[XD_QTYPE_BUCKETS]; /* by xd_qtype_bucket */
 };
 
 #endif

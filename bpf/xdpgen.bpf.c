@@ -20,16 +20,16 @@ static __always_inline int xd_decide(struct xdp_md *ctx, struct xd_outcome *out)
 
 	verdict = xd_frame_begin(ctx, &c, &dest, &src, &udp, &l3, out);
 	if (verdict >= 0)
-		return verdict;	/* not unfragmented UDP over IP: the kernel's */
+		return verdict; /* not unfragmented UDP over IP: the kernel's */
 	if (xd_port_action(bpf_ntohs(udp->source), &found) != XD_ACTION_REDIRECT)
-		return XDP_PASS;	/* not from the server it loads */
+		return XDP_PASS; /* not from the server it loads */
 	cfg = xd_config_read();
 	if (cfg.check_dest && !xd_dest_ours(&dest))
-		return XDP_PASS;	/* not to the generator's address */
+		return XDP_PASS; /* not to the generator's address */
 	r = xd_parse_dns(&c, udp, 1);
 	if (r != XD_PARSE_OK) {
 		out->note = r == XD_PARSE_SHORT ? XD_NOTE_MALFORMED : XD_NOTE_NONE;
-		return XDP_PASS;	/* not a DNS answer */
+		return XDP_PASS; /* not a DNS answer */
 	}
 	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 }

@@ -47,7 +47,7 @@ void xd_engine_worker_failed(struct xd_engine *e, const char *fmt, ...)
 	va_list ap;
 
 	if (!atomic_compare_exchange_strong(&e->failed, &none, 1))
-		return;		/* the first reason is the one to tell */
+		return; /* the first reason is the one to tell */
 	va_start(ap, fmt);
 	vsnprintf(e->failure, sizeof(e->failure), fmt, ap);
 	va_end(ap);
@@ -125,10 +125,9 @@ const struct xd_image *xd_engine_image(struct xd_engine *e)
 
 /* Answers a query from outside the workers (the TCP listener, the
  * resolver thread, tests), under the external reader's slot. */
-static int answer_external(struct xd_engine *e, const struct xd_client *client,
-			   uint32_t now, const struct xd_resolver_given *given,
-			   const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
-			   unsigned flags, int *cookie)
+static int answer_external(struct xd_engine *e, const struct xd_client *client, uint32_t now,
+			   const struct xd_resolver_given *given, const uint8_t *query, size_t qlen,
+			   uint8_t *resp, size_t cap, unsigned flags, int *cookie)
 {
 	struct xd_answer_ctx ctx;
 	const struct xd_image *img;
@@ -153,16 +152,16 @@ static int answer_external(struct xd_engine *e, const struct xd_client *client,
 	return img ? len : -ENODATA;
 }
 
-int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
-			    uint32_t now, const uint8_t *query, size_t qlen, uint8_t *resp,
-			    size_t cap, unsigned flags, int *cookie)
+int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client, uint32_t now,
+			    const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
+			    unsigned flags, int *cookie)
 {
 	return answer_external(e, client, now, NULL, query, qlen, resp, cap, flags, cookie);
 }
 
 int xd_engine_answer_given(struct xd_engine *e, const struct xd_client *client,
-			   const struct xd_resolver_given *given, const uint8_t *query,
-			   size_t qlen, uint8_t *resp, size_t cap, unsigned flags)
+			   const struct xd_resolver_given *given, const uint8_t *query, size_t qlen,
+			   uint8_t *resp, size_t cap, unsigned flags)
 {
 	return answer_external(e, client, 0, given, query, qlen, resp, cap, flags, NULL);
 }
@@ -186,8 +185,7 @@ int xd_engine_axfr(struct xd_engine *e, const struct xd_client *client, const ui
 	return rc;
 }
 
-int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len,
-			  uint32_t *serial)
+int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len, uint32_t *serial)
 {
 	uint8_t lower[XD_NAME_MAX];
 	const struct xd_image *img;
@@ -205,14 +203,13 @@ int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len,
 	return rc;
 }
 
-int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen,
-		     uint8_t *resp, size_t cap, unsigned flags)
+int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen, uint8_t *resp,
+		     size_t cap, unsigned flags)
 {
 	return xd_engine_answer_client(e, NULL, 0, query, qlen, resp, cap, flags, NULL);
 }
 
-const struct xd_rrl *xd_engine_batch_begin(struct xd_engine *e,
-					   struct xd_rrl_state *rrl_state,
+const struct xd_rrl *xd_engine_batch_begin(struct xd_engine *e, struct xd_rrl_state *rrl_state,
 					   struct xd_answer_ctx *ctx)
 {
 	const struct xd_rrl *rrl = atomic_load(&e->rrl);

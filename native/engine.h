@@ -45,8 +45,8 @@ struct xd_image_info {
 	uint64_t rrsets;
 	uint64_t records;
 	uint64_t bytes;
-	uint64_t overrides;	/* names with override rules */
-	uint32_t zone_acls;	/* zones with an ACL */
+	uint64_t overrides; /* names with override rules */
+	uint32_t zone_acls; /* zones with an ACL */
 };
 
 struct xd_builder;
@@ -62,22 +62,19 @@ const char *xd_builder_source(const struct xd_builder *b, int source);
 /* Adds a zone by its origin in uncompressed wire form; returns the zone's
  * index (>= 0), -EEXIST if the zone was already added (a problem is recorded
  * too), -EINVAL for a malformed name. */
-int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin,
-			size_t origin_len, struct xd_error *err);
+int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin, size_t origin_len,
+			struct xd_error *err);
 /* The origin of zone `zone` in wire form (its length in *len), or NULL. */
-const uint8_t *xd_builder_zone_origin(const struct xd_builder *b, int zone,
-				      size_t *len);
+const uint8_t *xd_builder_zone_origin(const struct xd_builder *b, int zone, size_t *len);
 
 /* Adds one record to zone `zone`.  owner and rdata are uncompressed wire
  * form; names inside rdata must be uncompressed.  Records outside the zone
  * and misplaced data are recorded as problems with source/line; the return
  * value is 0, or -EINVAL when this record was rejected (a problem says why),
  * or -ENOMEM. */
-int xd_builder_add_record(struct xd_builder *b, int zone,
-			  const uint8_t *owner, size_t owner_len,
-			  uint16_t rtype, uint16_t rclass, uint32_t ttl,
-			  const uint8_t *rdata, size_t rdata_len,
-			  int source, uint32_t line);
+int xd_builder_add_record(struct xd_builder *b, int zone, const uint8_t *owner, size_t owner_len,
+			  uint16_t rtype, uint16_t rclass, uint32_t ttl, const uint8_t *rdata,
+			  size_t rdata_len, int source, uint32_t line);
 
 /* Reads an RFC 1035 master file into zone `zone` through libzscanner,
  * expanding $GENERATE and following $INCLUDE relative to the including
@@ -89,11 +86,10 @@ int xd_builder_load_zonefile(struct xd_builder *b, int zone, const char *path,
 			     uint32_t default_ttl);
 
 /* Records a problem (used by the zone file reader and by callers). */
-int xd_builder_add_problem(struct xd_builder *b, int severity, int source,
-			   uint32_t line, const char *message);
+int xd_builder_add_problem(struct xd_builder *b, int severity, int source, uint32_t line,
+			   const char *message);
 size_t xd_builder_problem_count(const struct xd_builder *b);
-int xd_builder_problem(const struct xd_builder *b, size_t index,
-		       struct xd_problem *out);
+int xd_builder_problem(const struct xd_builder *b, size_t index, struct xd_problem *out);
 
 /* Runs the zone checks (SOA and NS at the apex, CNAME beside other data,
  * missing glue, ...), recording problems; returns the number of errors. */
@@ -113,20 +109,19 @@ enum {
 };
 
 /* Sets one identity item (XD_IDENTITY_*) to len bytes (at most 255). */
-int xd_builder_set_identity(struct xd_builder *b, int which, const uint8_t *data,
-			    size_t len);
+int xd_builder_set_identity(struct xd_builder *b, int which, const uint8_t *data, size_t len);
 
 /* ---- Overrides: per-name rules compiled into the image -------------------- */
 
 /* What a query gets when an override rule holds its name, whatever the
  * zones say (docs/IMAGE.md, "Overrides"). */
 enum {
-	XD_OVERRIDE_NXDOMAIN = 1,	/* AA, and the SOA of the zone holding the
+	XD_OVERRIDE_NXDOMAIN = 1, /* AA, and the SOA of the zone holding the
 					 * qname when we serve one */
-	XD_OVERRIDE_NODATA = 2,		/* NOERROR, no records; SOA as above */
+	XD_OVERRIDE_NODATA = 2, /* NOERROR, no records; SOA as above */
 	XD_OVERRIDE_REFUSED = 3,
-	XD_OVERRIDE_ANSWER = 4,		/* the rule's records, owned by the qname */
-	XD_OVERRIDE_RESOLVER = 5,	/* claimed by a resolver plugin: answered
+	XD_OVERRIDE_ANSWER = 4, /* the rule's records, owned by the qname */
+	XD_OVERRIDE_RESOLVER = 5, /* claimed by a resolver plugin: answered
 					 * from the resolver cache, else deferred
 					 * (XD_ANSWER_DEFER), else SERVFAIL */
 };
@@ -142,15 +137,14 @@ int xd_builder_add_override_rule(struct xd_builder *b, int action, uint32_t valu
  * rule `rule`, an XD_OVERRIDE_ANSWER rule.  -EINVAL (err says why) for a
  * type that cannot be data, a CNAME beside other types, or another rule. */
 int xd_builder_add_override_record(struct xd_builder *b, int rule, uint16_t rtype,
-				   const uint8_t *rdata, size_t rdata_len,
-				   struct xd_error *err);
+				   const uint8_t *rdata, size_t rdata_len, struct xd_error *err);
 /* Applies rule `rule` to name (uncompressed wire form, any case): to the name
  * alone, or with subtree to the name and every name below it.  Returns 1
  * when added, 0 when the name had a rule of that kind already (the first one
  * added stays, so callers add in order of precedence), -EINVAL (err says
  * why) for a malformed name or an unknown rule. */
-int xd_builder_add_override(struct xd_builder *b, const uint8_t *name, size_t len,
-			    int subtree, int rule, struct xd_error *err);
+int xd_builder_add_override(struct xd_builder *b, const uint8_t *name, size_t len, int subtree,
+			    int rule, struct xd_error *err);
 /* Applies rule `rule` to every name of a blocklist file: one name per line
  * in master-file text (a final dot optional), a leading "*." meaning the
  * subtree (as subtree does for every line), "#" starting a comment, blank
@@ -158,8 +152,8 @@ int xd_builder_add_override(struct xd_builder *b, const uint8_t *name, size_t le
  * returns 0, -EINVAL when the file had bad lines (err: the first, as
  * FILE:LINE: message), or another negative errno when it could not be read
  * (a problem too). */
-int xd_builder_load_blocklist(struct xd_builder *b, const char *path, int rule,
-			      int subtree, struct xd_error *err);
+int xd_builder_load_blocklist(struct xd_builder *b, const char *path, int rule, int subtree,
+			      struct xd_error *err);
 
 /* ---- Zone ACLs: who may query a zone, and who may transfer it ------------ */
 
@@ -168,8 +162,8 @@ struct xd_client;
 
 /* The two lists of a zone's ACL (docs/IMAGE.md, "Zone ACLs"). */
 enum {
-	XD_ZONE_ACL_QUERY = 0,		/* queries for names in the zone */
-	XD_ZONE_ACL_TRANSFER = 1,	/* AXFR and IXFR of the zone */
+	XD_ZONE_ACL_QUERY = 0, /* queries for names in the zone */
+	XD_ZONE_ACL_TRANSFER = 1, /* AXFR and IXFR of the zone */
 	XD_ZONE_ACL_LISTS = 2,
 	/* Prefixes of one family in one list.  A list is scanned, longest
 	 * prefix first: per-zone lists name a few secondaries or networks,
@@ -184,20 +178,18 @@ enum {
  * set lets every client query and none transfer.  -EINVAL or -E2BIG (err
  * says why) for a bad rule, zone or list, or too many prefixes. */
 int xd_builder_set_zone_acl(struct xd_builder *b, int zone, int list,
-			    const struct xd_acl_rule *rules, int n,
-			    uint32_t default_action, struct xd_error *err);
+			    const struct xd_acl_rule *rules, int n, uint32_t default_action,
+			    struct xd_error *err);
 
 /* Checks and compiles everything added into an image.  Fails with -EINVAL
  * (and a message) when any error-severity problem exists. */
-int xd_builder_finish(struct xd_builder *b, struct xd_image **out,
-		      struct xd_error *err);
+int xd_builder_finish(struct xd_builder *b, struct xd_image **out, struct xd_error *err);
 
 /* ---- The zone image ------------------------------------------------------- */
 
 /* Validates a serialized image (header, version, checksum, every offset) and
  * copies it into a new image. */
-int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
-		  struct xd_error *err);
+int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out, struct xd_error *err);
 /* The serialized bytes of an image, for writing to disk. */
 const uint8_t *xd_image_data(const struct xd_image *img, size_t *len);
 void xd_image_info(const struct xd_image *img, struct xd_image_info *out);
@@ -209,14 +201,14 @@ void xd_image_free(struct xd_image *img);
  * when the image has no such zone, -EINVAL for another list.  What the
  * answering core asks for queries and transfers; here for callers outside
  * it (a zone transfer, tests). */
-int xd_image_zone_allows(const struct xd_image *img, const uint8_t *origin,
-			 size_t len, int list, const struct xd_client *client);
+int xd_image_zone_allows(const struct xd_image *img, const uint8_t *origin, size_t len, int list,
+			 const struct xd_client *client);
 
 /* ---- The answering core --------------------------------------------------- */
 
 enum {
-	XD_ANSWER_TCP = 1,	/* no UDP size limit; length prefix not written */
-	XD_ANSWER_DEFER = 2,	/* a name claimed by the resolver hook and not
+	XD_ANSWER_TCP = 1, /* no UDP size limit; length prefix not written */
+	XD_ANSWER_DEFER = 2, /* a name claimed by the resolver hook and not
 				 * in its cache returns -EAGAIN instead of
 				 * SERVFAIL: the caller hands the query over */
 };
@@ -225,8 +217,8 @@ enum {
  * response into resp (at most cap bytes) and returns its length, or 0 when no
  * response must be sent (the packet is a response itself, or too short to
  * carry an ID).  cap must be at least 512. */
-int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
-	      uint8_t *resp, size_t cap, unsigned flags);
+int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen, uint8_t *resp,
+	      size_t cap, unsigned flags);
 
 /* ---- The engine: published image and socket-mode workers ------------------ */
 
@@ -247,22 +239,22 @@ struct xd_worker_stats {
 	uint64_t dropped;
 	uint64_t truncated;
 	uint64_t batches;
-	uint64_t denied;		/* from sources the ACL denies (also in
+	uint64_t denied; /* from sources the ACL denies (also in
 					 * answered or dropped, per socket_verdict) */
-	uint64_t limited;		/* responses rate limiting withheld: dropped
+	uint64_t limited; /* responses rate limiting withheld: dropped
 					 * (also in dropped) or slipped */
-	uint64_t slipped;		/* of those, sent truncated (also in
+	uint64_t slipped; /* of those, sent truncated (also in
 					 * answered) */
-	uint64_t deferred;		/* handed to the resolver hook; counted in
+	uint64_t deferred; /* handed to the resolver hook; counted in
 					 * answered (or dropped) when their
 					 * answers leave */
-	uint64_t resolver_full;		/* answered SERVFAIL at once: the
+	uint64_t resolver_full; /* answered SERVFAIL at once: the
 					 * worker held as many deferred queries
 					 * as it may */
-	uint64_t resolver_expired;	/* answered SERVFAIL: the hook's answer
+	uint64_t resolver_expired; /* answered SERVFAIL: the hook's answer
 					 * did not come back in time */
-	uint64_t rcode[16];		/* responses made, by RCODE */
-	uint64_t qtype[16];		/* and by query type (xd_qtype_bucket_of) */
+	uint64_t rcode[16]; /* responses made, by RCODE */
+	uint64_t qtype[16]; /* and by query type (xd_qtype_bucket_of) */
 };
 
 /* The bucket (0..15) responses to queries of type qtype are counted in:
@@ -285,50 +277,49 @@ const struct xd_image *xd_engine_image(struct xd_engine *e);
 
 /* Answers with the engine's current image; safe to call from any thread
  * while workers run.  Same contract as xd_answer. */
-int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen,
-		     uint8_t *resp, size_t cap, unsigned flags);
+int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen, uint8_t *resp,
+		     size_t cap, unsigned flags);
 
 /* Starts `workers` UDP worker threads; each binds one SO_REUSEPORT socket per
  * listen address.  A port of 0 is chosen by the kernel for the first worker
  * and shared by the others; xd_engine_udp_port tells which. */
-int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
-			int nlisten, int workers, struct xd_error *err);
+int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen, int nlisten,
+			int workers, struct xd_error *err);
 int xd_engine_udp_port(const struct xd_engine *e, int listen_index);
 int xd_engine_udp_stop(struct xd_engine *e);
 int xd_engine_worker_count(const struct xd_engine *e);
-int xd_engine_worker_stats(const struct xd_engine *e, int worker,
-			   struct xd_worker_stats *out);
+int xd_engine_worker_stats(const struct xd_engine *e, int worker, struct xd_worker_stats *out);
 
 /* ---- TCP (RFC 7766): native/io/tcp.c -------------------------------------- */
 
 /* The limits of the TCP workers; times in milliseconds, 0: no limit where
  * the field says so. */
 struct xd_tcp_config {
-	int workers;			/* threads, 1 to 64 */
-	uint32_t max_connections;	/* open at once, all clients */
-	uint32_t max_client_connections;	/* from one address (IPv6: its /64) */
-	uint32_t idle_timeout_ms;	/* nothing asked, nothing owed: closed */
-	uint32_t io_timeout_ms;		/* a message begun must arrive, and an
+	int workers; /* threads, 1 to 64 */
+	uint32_t max_connections; /* open at once, all clients */
+	uint32_t max_client_connections; /* from one address (IPv6: its /64) */
+	uint32_t idle_timeout_ms; /* nothing asked, nothing owed: closed */
+	uint32_t io_timeout_ms; /* a message begun must arrive, and an
 					 * answer owed must move, within this */
-	uint32_t max_queries;		/* per connection; 0: no limit */
-	uint32_t lifetime_ms;		/* per connection; 0: no limit */
-	uint32_t max_transfers;		/* outgoing zone transfers at once */
+	uint32_t max_queries; /* per connection; 0: no limit */
+	uint32_t lifetime_ms; /* per connection; 0: no limit */
+	uint32_t max_transfers; /* outgoing zone transfers at once */
 };
 
 /* The TCP workers' counters, summed over the workers. */
 struct xd_tcp_stats {
-	struct xd_worker_stats core;	/* queries as every worker counts them */
-	uint64_t connections;		/* accepted and served */
-	uint64_t open;			/* open now */
-	uint64_t rejected;		/* closed at once: max_connections */
-	uint64_t client_rejected;	/* closed at once: max_client_connections */
-	uint64_t denied_closed;		/* closed: the source ACL drops the client */
-	uint64_t idle_closed;		/* closed by the idle timeout */
-	uint64_t io_timeouts;		/* closed: a message or an answer stalled */
-	uint64_t limit_closed;		/* closed after max_queries or the lifetime */
-	uint64_t transfers;		/* zone transfers sent whole */
-	uint64_t transfers_refused;	/* REFUSED: max_transfers were running */
-	uint64_t transfers_failed;	/* cut short: the client left or stalled,
+	struct xd_worker_stats core; /* queries as every worker counts them */
+	uint64_t connections; /* accepted and served */
+	uint64_t open; /* open now */
+	uint64_t rejected; /* closed at once: max_connections */
+	uint64_t client_rejected; /* closed at once: max_client_connections */
+	uint64_t denied_closed; /* closed: the source ACL drops the client */
+	uint64_t idle_closed; /* closed by the idle timeout */
+	uint64_t io_timeouts; /* closed: a message or an answer stalled */
+	uint64_t limit_closed; /* closed after max_queries or the lifetime */
+	uint64_t transfers; /* zone transfers sent whole */
+	uint64_t transfers_refused; /* REFUSED: max_transfers were running */
+	uint64_t transfers_failed; /* cut short: the client left or stalled,
 					 * or an RRset outgrew a message */
 };
 
@@ -351,7 +342,9 @@ int xd_engine_tcp_stop(struct xd_engine *e);
  * its hash under algorithm alg (1: SHA-1, the only one RFC 5155 defines),
  * salt and iterations (RFC 5155 5); XD_NSEC3_LABEL_LEN bytes into out.
  * -ENOTSUP for another algorithm. */
-enum { XD_NSEC3_LABEL_LEN = 33 };
+enum {
+	XD_NSEC3_LABEL_LEN = 33
+};
 int xd_nsec3_label(const uint8_t *name, size_t len, uint8_t alg, const uint8_t *salt,
 		   size_t salt_len, unsigned iterations, uint8_t *out);
 /* The same label for a hash already made (an NSEC3's next hashed owner):
@@ -361,17 +354,17 @@ int xd_nsec3_encode(const uint8_t *hash, size_t len, uint8_t *out);
 /* Signing (native/zone/dnssec_sign.c): keys in the files BIND's dnssec-keygen
  * and Knot's keymgr write, K<zone>+<alg>+<tag>.key and .private. */
 enum {
-	XD_ALG_ECDSAP256SHA256 = 13,	/* RFC 6605 */
-	XD_ALG_ED25519 = 15,		/* RFC 8080 */
+	XD_ALG_ECDSAP256SHA256 = 13, /* RFC 6605 */
+	XD_ALG_ED25519 = 15, /* RFC 8080 */
 };
 
 struct xd_sign_key;
 
 struct xd_sign_key_info {
 	uint8_t algorithm;
-	uint16_t flags;			/* 257: a KSK (SEP), 256: a ZSK */
-	uint16_t tag;			/* RFC 4034 Appendix B */
-	uint8_t dnskey[68];		/* the DNSKEY RDATA */
+	uint16_t flags; /* 257: a KSK (SEP), 256: a ZSK */
+	uint16_t tag; /* RFC 4034 Appendix B */
+	uint8_t dnskey[68]; /* the DNSKEY RDATA */
 	size_t dnskey_len;
 };
 
@@ -422,7 +415,7 @@ struct xd_zone_sign_config {
 	int nsec3;
 	uint32_t inception;
 	uint32_t expiration;
-	const struct xd_image *previous;	/* or NULL: sign everything */
+	const struct xd_image *previous; /* or NULL: sign everything */
 	uint32_t keep_after;
 };
 
@@ -444,7 +437,7 @@ int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_si
  * listening on socket_path. */
 struct xd_dnstap_config {
 	const char *socket_path;
-	const char *identity;		/* "" or NULL: none */
+	const char *identity; /* "" or NULL: none */
 	const char *version;
 	uint32_t sample;
 	int queries;
@@ -452,13 +445,13 @@ struct xd_dnstap_config {
 };
 
 struct xd_dnstap_stats {
-	uint64_t events;		/* queries sampled */
-	uint64_t written;		/* messages written to the collector */
-	uint64_t lost_full;		/* events lost: a worker's ring was full */
-	uint64_t lost_unconnected;	/* messages lost: no collector */
-	uint64_t connects;		/* handshakes completed */
+	uint64_t events; /* queries sampled */
+	uint64_t written; /* messages written to the collector */
+	uint64_t lost_full; /* events lost: a worker's ring was full */
+	uint64_t lost_unconnected; /* messages lost: no collector */
+	uint64_t connects; /* handshakes completed */
 	int connected;
-	char error[256];		/* why the collector is not connected */
+	char error[256]; /* why the collector is not connected */
 };
 
 /* Starts the dnstap writer; before the workers start, which take their
@@ -491,8 +484,7 @@ int xd_engine_axfr(struct xd_engine *e, const struct xd_client *client, const ui
 /* The SOA serial of the served zone whose origin is name (wire form, any
  * case), whatever its ACL says (for NOTIFY): 0, -ENOENT for no such zone,
  * -ENODATA without an image. */
-int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len,
-			  uint32_t *serial);
+int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len, uint32_t *serial);
 
 /* ---- The resolver hook: names that Python answers -------------------------- */
 
@@ -511,27 +503,27 @@ int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len,
  * as a TCP message holds.
  */
 enum {
-	XD_RESOLVER_HOOKS_MAX = 32,	/* plugins that answer claimed names */
-	XD_RESOLVER_QUERY_MAX = 512,	/* longer queries get SERVFAIL */
-	XD_RESOLVER_ANSWER_MAX = 1232,	/* the UDP payload we advertise */
+	XD_RESOLVER_HOOKS_MAX = 32, /* plugins that answer claimed names */
+	XD_RESOLVER_QUERY_MAX = 512, /* longer queries get SERVFAIL */
+	XD_RESOLVER_ANSWER_MAX = 1232, /* the UDP payload we advertise */
 };
 
 struct xd_resolver_config {
-	uint32_t ring_size;		/* deferred queries per worker; power of 2 */
-	uint32_t cache_size;		/* cached answers; power of 2, 0: none */
-	uint32_t hooks;			/* hook threads: 1 to XD_RESOLVER_HOOKS_MAX */
-	uint32_t timeout_ms;		/* a deferred query's answer must come back
+	uint32_t ring_size; /* deferred queries per worker; power of 2 */
+	uint32_t cache_size; /* cached answers; power of 2, 0: none */
+	uint32_t hooks; /* hook threads: 1 to XD_RESOLVER_HOOKS_MAX */
+	uint32_t timeout_ms; /* a deferred query's answer must come back
 					 * within this, else SERVFAIL */
 };
 
 /* A deferred query as a hook's thread takes it. */
 struct xd_resolver_query {
-	uint32_t endpoint;		/* the worker that holds it ... */
-	uint32_t seq;			/* ... and its handle there */
-	int family;			/* AF_INET or AF_INET6 */
-	uint16_t port;			/* the client's, host order */
-	uint8_t ip[16];			/* the client's; IPv4: the first 4 */
-	int tcp;			/* came over TCP: its answer may take
+	uint32_t endpoint; /* the worker that holds it ... */
+	uint32_t seq; /* ... and its handle there */
+	int family; /* AF_INET or AF_INET6 */
+	uint16_t port; /* the client's, host order */
+	uint8_t ip[16]; /* the client's; IPv4: the first 4 */
+	int tcp; /* came over TCP: its answer may take
 					 * 65535 bytes */
 	uint32_t len;
 	uint8_t query[XD_RESOLVER_QUERY_MAX];
@@ -547,8 +539,8 @@ int xd_engine_resolver_start(struct xd_engine *e, const struct xd_resolver_confi
 int xd_engine_resolver_fd(const struct xd_engine *e, unsigned hook);
 /* Moves up to max deferred queries for hook `hook` into out; returns how
  * many.  One caller per hook at a time. */
-int xd_engine_resolver_take(struct xd_engine *e, unsigned hook,
-			    struct xd_resolver_query *out, int max);
+int xd_engine_resolver_take(struct xd_engine *e, unsigned hook, struct xd_resolver_query *out,
+			    int max);
 /* Before the caller of take for `hook` sleeps on its eventfd: 1 when it
  * may (no query waits, and the next one deferred writes the eventfd), 0
  * when a query came meanwhile (take again). */
@@ -556,11 +548,11 @@ int xd_engine_resolver_idle(struct xd_engine *e, unsigned hook);
 
 /* What xd_engine_resolver_answer hands back. */
 enum {
-	XD_RESOLVER_RECORDS = 0,	/* packed records, made into the response
+	XD_RESOLVER_RECORDS = 0, /* packed records, made into the response
 					 * by the worker's answering core (as
 					 * xd_engine_resolver_build does) */
-	XD_RESOLVER_WIRE = 1,		/* a whole response, sent as it is */
-	XD_RESOLVER_SERVFAIL = 2,	/* SERVFAIL from the answering core */
+	XD_RESOLVER_WIRE = 1, /* a whole response, sent as it is */
+	XD_RESOLVER_SERVFAIL = 2, /* SERVFAIL from the answering core */
 };
 /*
  * Hands the answer to q back to the worker that holds it; nothing is sent
@@ -573,17 +565,17 @@ enum {
  * answers is full (the query gets SERVFAIL at its deadline).  An answer
  * that comes after the deadline is dropped by the worker.  Any thread.
  */
-int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_query *q,
-			      int kind, const uint8_t *data, size_t len, unsigned header,
-			      uint32_t cache_ttl, int *cached);
+int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_query *q, int kind,
+			      const uint8_t *data, size_t len, unsigned header, uint32_t cache_ttl,
+			      int *cached);
 /* Wakes the workers that were given answers since the last flush. */
 void xd_engine_resolver_flush(struct xd_engine *e);
 /* Caches a response of the hook for ttl seconds: resp[question_end..len)
  * (no OPT record: each query gets its own) and its header, keyed by name
  * (lower-case wire), qtype and qclass. */
 int xd_engine_resolver_cache(struct xd_engine *e, const uint8_t *name, size_t name_len,
-			     uint16_t qtype, uint16_t qclass, const uint8_t *resp,
-			     size_t len, size_t question_end, uint32_t ttl);
+			     uint16_t qtype, uint16_t qclass, const uint8_t *resp, size_t len,
+			     size_t question_end, uint32_t ttl);
 
 /*
  * A hook's answer in its fast form (xdpdns.hookspecs.Answer), made into a
@@ -606,25 +598,25 @@ int xd_engine_resolver_cache(struct xd_engine *e, const uint8_t *name, size_t na
  * -EINVAL for malformed records or header, -ENODATA without an image.
  */
 enum {
-	XD_RESOLVER_AA = 0x0400,	/* the AA bit of the header's flags */
-	XD_RESOLVER_RECORD_HEAD = 8,	/* type, TTL, RDLENGTH */
+	XD_RESOLVER_AA = 0x0400, /* the AA bit of the header's flags */
+	XD_RESOLVER_RECORD_HEAD = 8, /* type, TTL, RDLENGTH */
 };
 struct xd_client;
 int xd_engine_resolver_build(struct xd_engine *e, const struct xd_client *client,
 			     const uint8_t *query, size_t qlen, const uint8_t *records,
-			     size_t records_len, unsigned header, uint32_t cache_ttl,
-			     uint8_t *resp, size_t cap, unsigned flags, int *cached);
+			     size_t records_len, unsigned header, uint32_t cache_ttl, uint8_t *resp,
+			     size_t cap, unsigned flags, int *cached);
 
 /* ---- XDP mode: the XDP program and the AF_XDP workers --------------------- */
 
 enum {
 	XD_HUGEPAGES_OFF = 0,
-	XD_HUGEPAGES_AUTO = 1,		/* hugepages, else normal pages + warning */
-	XD_HUGEPAGES_REQUIRED = 2,	/* hugepages or fail */
+	XD_HUGEPAGES_AUTO = 1, /* hugepages, else normal pages + warning */
+	XD_HUGEPAGES_REQUIRED = 2, /* hugepages or fail */
 };
 
 enum {
-	XD_ZEROCOPY_AUTO = 0,		/* zero-copy where the driver offers it */
+	XD_ZEROCOPY_AUTO = 0, /* zero-copy where the driver offers it */
 	XD_ZEROCOPY_OFF = 1,
 	XD_ZEROCOPY_REQUIRED = 2,
 };
@@ -632,34 +624,36 @@ enum {
 /* The longest busy_poll_wait_us (config.py checks the same): a second of
  * spinning is far past what any sleep costs, and in nanoseconds it still
  * fits 32 bits. */
-enum { XD_BUSY_POLL_WAIT_MAX_US = 1000000 };
+enum {
+	XD_BUSY_POLL_WAIT_MAX_US = 1000000
+};
 
 struct xd_xdp_config {
 	char ifname[16];
-	char bpf_object[512];		/* path of the compiled xdpdns.bpf.o */
-	int queues;			/* 0: every queue of the NIC */
+	char bpf_object[512]; /* path of the compiled xdpdns.bpf.o */
+	int queues; /* 0: every queue of the NIC */
 	int first_queue;
-	uint32_t frames_per_queue;	/* UMEM frames of one queue */
-	uint32_t frame_size;		/* 2048 or 4096 */
-	uint32_t ring_size;		/* rx, tx, fill and completion rings */
-	int hugepages;			/* XD_HUGEPAGES_* */
-	int hugepage_mb;		/* 2 or 1024 */
-	int zerocopy;			/* XD_ZEROCOPY_* */
-	int generic;			/* 1: generic (skb) mode only */
-	int verify_checksums;		/* drop frames whose checksums are wrong */
-	int busy_poll;			/* workers run the NIC's NAPI themselves */
-	uint32_t busy_poll_wait_us;	/* the longest an idle worker busy polls
+	uint32_t frames_per_queue; /* UMEM frames of one queue */
+	uint32_t frame_size; /* 2048 or 4096 */
+	uint32_t ring_size; /* rx, tx, fill and completion rings */
+	int hugepages; /* XD_HUGEPAGES_* */
+	int hugepage_mb; /* 2 or 1024 */
+	int zerocopy; /* XD_ZEROCOPY_* */
+	int generic; /* 1: generic (skb) mode only */
+	int verify_checksums; /* drop frames whose checksums are wrong */
+	int busy_poll; /* workers run the NIC's NAPI themselves */
+	uint32_t busy_poll_wait_us; /* the longest an idle worker busy polls
 					 * before it sleeps in poll(); it adapts
 					 * below that.  0: it sleeps at once */
-	int answers;			/* XD_ANSWERS_ALL or XD_ANSWERS_OFF */
-	int attach;			/* XD_ATTACH_LINK or XD_ATTACH_DISPATCHER */
+	int answers; /* XD_ANSWERS_ALL or XD_ANSWERS_OFF */
+	int attach; /* XD_ATTACH_LINK or XD_ATTACH_DISPATCHER */
 };
 
 /* How the XDP program goes onto the interface ([xdp] attach). */
 enum {
-	XD_ATTACH_LINK = 0,		/* a bpf_link of its own: alone on the
+	XD_ATTACH_LINK = 0, /* a bpf_link of its own: alone on the
 					 * interface, gone with the process */
-	XD_ATTACH_DISPATCHER = 1,	/* one program of libxdp's dispatcher,
+	XD_ATTACH_DISPATCHER = 1, /* one program of libxdp's dispatcher,
 					 * pinned in bpffs */
 };
 
@@ -671,29 +665,29 @@ enum {
 
 /* Where the XDP program's answer table stands. */
 enum {
-	XD_ANSWERS_STATE_OFF = 0,	/* [xdp] answers = "off" */
-	XD_ANSWERS_STATE_ON = 1,	/* in force */
-	XD_ANSWERS_STATE_PAUSED = 2,	/* rate limiting is on: the workers
+	XD_ANSWERS_STATE_OFF = 0, /* [xdp] answers = "off" */
+	XD_ANSWERS_STATE_ON = 1, /* in force */
+	XD_ANSWERS_STATE_PAUSED = 2, /* rate limiting is on: the workers
 					 * answer everything, so that every
 					 * response is counted */
-	XD_ANSWERS_STATE_FAILED = 3,	/* could not be built: message says why */
+	XD_ANSWERS_STATE_FAILED = 3, /* could not be built: message says why */
 };
 
 /* The answer table of the image in force (or of the last try). */
 struct xd_answers_info {
-	int state;			/* XD_ANSWERS_STATE_* */
-	uint64_t names;			/* names asked about */
-	uint64_t entries;		/* keys in the table */
-	uint64_t do_entries;		/* of those, answers to DO=1 of names
+	int state; /* XD_ANSWERS_STATE_* */
+	uint64_t names; /* names asked about */
+	uint64_t entries; /* keys in the table */
+	uint64_t do_entries; /* of those, answers to DO=1 of names
 					 * whose answers it changes */
-	uint64_t skipped;		/* answers left to the workers: too long,
+	uint64_t skipped; /* answers left to the workers: too long,
 					 * not the same for every query, or
 					 * under a zone ACL */
-	uint64_t pages;			/* of XD_ANSWER_PAGE_VALUE bytes */
-	uint64_t bytes;			/* the maps' memory, as the kernel
+	uint64_t pages; /* of XD_ANSWER_PAGE_VALUE bytes */
+	uint64_t bytes; /* the maps' memory, as the kernel
 					 * counts it (memlock) */
-	uint64_t compile_us;		/* asking the core */
-	uint64_t install_us;		/* writing the maps */
+	uint64_t compile_us; /* asking the core */
+	uint64_t install_us; /* writing the maps */
 	char message[256];
 };
 
@@ -701,25 +695,25 @@ struct xd_answers_info {
 struct xd_xdp_info {
 	int queues;
 	int first_queue;
-	int native;			/* XDP in driver mode, else generic */
+	int native; /* XDP in driver mode, else generic */
 	int zerocopy;
-	int busy_poll;			/* granted on every queue */
-	int hugepages;			/* UMEM in hugepages */
-	int numa_node;			/* the NIC's node, -1: none */
-	uint64_t umem_bytes;		/* per queue */
-	uint32_t prog_id;		/* the kernel's id of the XDP program */
-	char warnings[512];		/* fallbacks taken, one per line */
+	int busy_poll; /* granted on every queue */
+	int hugepages; /* UMEM in hugepages */
+	int numa_node; /* the NIC's node, -1: none */
+	uint64_t umem_bytes; /* per queue */
+	uint32_t prog_id; /* the kernel's id of the XDP program */
+	char warnings[512]; /* fallbacks taken, one per line */
 };
 
 /* Counters of one AF_XDP queue worker. */
 struct xd_queue_stats {
-	struct xd_worker_stats core;	/* as a UDP worker's (worker_core.c) */
-	uint64_t bad_checksum;		/* IPv4 header or UDP checksum wrong */
-	uint64_t malformed;		/* not a well-formed UDP/DNS packet */
-	uint64_t tx_full;		/* answers lost to a full TX ring */
-	uint64_t kicks;			/* sendto wakeups */
-	uint64_t busy_polls;		/* busy polls of an empty rx ring */
-	uint64_t sleeps;		/* times the worker slept in poll() */
+	struct xd_worker_stats core; /* as a UDP worker's (worker_core.c) */
+	uint64_t bad_checksum; /* IPv4 header or UDP checksum wrong */
+	uint64_t malformed; /* not a well-formed UDP/DNS packet */
+	uint64_t tx_full; /* answers lost to a full TX ring */
+	uint64_t kicks; /* sendto wakeups */
+	uint64_t busy_polls; /* busy polls of an empty rx ring */
+	uint64_t sleeps; /* times the worker slept in poll() */
 	/* Where the queue's frames are now: they add up to the UMEM's frames,
 	 * always (a leak shows as a shortfall). */
 	uint64_t frames_fill;
@@ -729,10 +723,10 @@ struct xd_queue_stats {
 	uint64_t frames_total;
 	/* The kernel's count for this socket (XDP_STATISTICS): queries lost
 	 * before they reached the worker. */
-	uint64_t kernel_rx_dropped;	/* no room in the UMEM */
-	uint64_t kernel_rx_ring_full;	/* the worker fell behind */
-	uint64_t kernel_fill_empty;	/* no free frame on the fill ring */
-	int cpu;			/* where the worker is pinned */
+	uint64_t kernel_rx_dropped; /* no room in the UMEM */
+	uint64_t kernel_rx_ring_full; /* the worker fell behind */
+	uint64_t kernel_fill_empty; /* no free frame on the fill ring */
+	int cpu; /* where the worker is pinned */
 };
 
 /* The XDP program's per-CPU counters (bpf/xdpdns_maps.h). */
@@ -742,12 +736,12 @@ struct xd_prog_stats {
 	uint64_t passed;
 	uint64_t dropped;
 	uint64_t malformed;
-	uint64_t denied;		/* dropped for the source ACL */
-	uint64_t answered_in_xdp;	/* answered from the answer table */
-	uint64_t answered_in_xdp_rcode[16];	/* of those, by RCODE */
-	uint64_t rate_limited;		/* table answers RRL dropped or slipped */
-	uint64_t slipped;		/* of those, sent truncated */
-	uint64_t answered_in_xdp_qtype[16];	/* by query type bucket */
+	uint64_t denied; /* dropped for the source ACL */
+	uint64_t answered_in_xdp; /* answered from the answer table */
+	uint64_t answered_in_xdp_rcode[16]; /* of those, by RCODE */
+	uint64_t rate_limited; /* table answers RRL dropped or slipped */
+	uint64_t slipped; /* of those, sent truncated */
+	uint64_t answered_in_xdp_qtype[16]; /* by query type bucket */
 };
 
 /* Loads and attaches the XDP program to cfg->ifname (native mode, generic
@@ -770,18 +764,15 @@ int xd_engine_xdp_set_port(struct xd_engine *e, uint16_t port, uint32_t action,
 			   struct xd_error *err);
 /* Reads the action of `port` back from every possible CPU's slot into
  * actions[0..max); returns the number of possible CPUs. */
-int xd_engine_xdp_port_actions(struct xd_engine *e, uint16_t port,
-			       uint32_t *actions, int max);
+int xd_engine_xdp_port_actions(struct xd_engine *e, uint16_t port, uint32_t *actions, int max);
 /* Takes only packets to this address (family AF_INET or AF_INET6; addr 4
  * or 16 bytes); with none added, every destination is taken. */
-int xd_engine_xdp_add_address(struct xd_engine *e, int family,
-			      const uint8_t *addr, struct xd_error *err);
+int xd_engine_xdp_add_address(struct xd_engine *e, int family, const uint8_t *addr,
+			      struct xd_error *err);
 int xd_engine_xdp_queue_count(const struct xd_engine *e);
-int xd_engine_xdp_queue_stats(const struct xd_engine *e, int queue,
-			      struct xd_queue_stats *out);
+int xd_engine_xdp_queue_stats(const struct xd_engine *e, int queue, struct xd_queue_stats *out);
 /* cpu -1: the sum over every CPU.  Returns the number of possible CPUs. */
-int xd_engine_xdp_prog_stats(const struct xd_engine *e, int cpu,
-			     struct xd_prog_stats *out);
+int xd_engine_xdp_prog_stats(const struct xd_engine *e, int cpu, struct xd_prog_stats *out);
 /* The answer table's state (XD_ANSWERS_STATE_OFF when XDP mode is off). */
 int xd_engine_xdp_answers_info(struct xd_engine *e, struct xd_answers_info *out);
 
@@ -789,27 +780,25 @@ int xd_engine_xdp_answers_info(struct xd_engine *e, struct xd_answers_info *out)
  * look inside without XDP mode (`xdpdns answers`, tests): compiled by
  * xd_answers_compile, freed with xd_answers_free. */
 struct xd_answers;
-int xd_answers_compile(const struct xd_image *img, struct xd_answers **out,
-		       struct xd_error *err);
+int xd_answers_compile(const struct xd_image *img, struct xd_answers **out, struct xd_error *err);
 void xd_answers_free(struct xd_answers *t);
 void xd_answers_info_get(const struct xd_answers *t, struct xd_answers_info *out);
 /* One entry of the table (index from 0 to info.entries - 1). */
 struct xd_answers_entry {
-	uint8_t name[256];		/* lower-case wire form */
+	uint8_t name[256]; /* lower-case wire form */
 	uint8_t name_len;
-	uint16_t qtype;			/* 0 with qclass 0: every other type */
+	uint16_t qtype; /* 0 with qclass 0: every other type */
 	uint16_t qclass;
-	uint16_t action;		/* XD_ANSWER_SEND or XD_ANSWER_TO_WORKER */
-	uint32_t variant;		/* 1: the answer to a query with DO=1 */
-	uint8_t also_do;		/* 1: also the answer with DO=1 */
-	uint16_t flags;			/* AA and RCODE */
-	uint16_t count[3];		/* answer, authority, additional */
+	uint16_t action; /* XD_ANSWER_SEND or XD_ANSWER_TO_WORKER */
+	uint32_t variant; /* 1: the answer to a query with DO=1 */
+	uint8_t also_do; /* 1: also the answer with DO=1 */
+	uint16_t flags; /* AA and RCODE */
+	uint16_t count[3]; /* answer, authority, additional */
 	uint16_t csum;
 	uint16_t len;
-	const uint8_t *sections;	/* len bytes after the question */
+	const uint8_t *sections; /* len bytes after the question */
 };
-int xd_answers_entry_get(const struct xd_answers *t, uint64_t index,
-			 struct xd_answers_entry *out);
+int xd_answers_entry_get(const struct xd_answers *t, uint64_t index, struct xd_answers_entry *out);
 
 /* ---- Source address ACL --------------------------------------------------- */
 
@@ -817,9 +806,9 @@ int xd_answers_entry_get(const struct xd_answers *t, uint64_t index,
  * (enum xd_acl_action of bpf/xdpdns_maps.h).  The longest prefix that
  * holds a source decides; a source no prefix holds gets the default. */
 struct xd_acl_rule {
-	int family;			/* AF_INET or AF_INET6 */
-	uint8_t addr[16];		/* IPv4: the first 4 bytes */
-	uint8_t prefix_len;		/* 0 to 32, or 0 to 128 */
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* IPv4: the first 4 bytes */
+	uint8_t prefix_len; /* 0 to 32, or 0 to 128 */
 	uint8_t action;
 };
 
@@ -853,27 +842,29 @@ int xd_answer_refused(const uint8_t *query, size_t qlen, uint8_t *resp, size_t c
 /* ---- DNS cookies (RFC 7873, server cookies of RFC 9018) ------------------- */
 
 /* A cookie secret is a SipHash-2-4 key. */
-enum { XD_COOKIE_SECRET_LEN = 16 };
+enum {
+	XD_COOKIE_SECRET_LEN = 16
+};
 
 /* Who sent a query: a server cookie is a hash over the client's address,
  * so the answer depends on it. */
 struct xd_client {
-	int family;			/* AF_INET or AF_INET6; 0: unknown, and
+	int family; /* AF_INET or AF_INET6; 0: unknown, and
 					 * the COOKIE option is ignored */
-	uint8_t addr[16];		/* IPv4: the first 4 bytes */
+	uint8_t addr[16]; /* IPv4: the first 4 bytes */
 };
 
 /* What a query's COOKIE option showed (RFC 7873 5.2), for the caller: a
  * valid server cookie proves that the client got an earlier response at
  * its address, which is what rate limiting may exempt. */
 enum {
-	XD_COOKIE_NONE = 0,		/* no COOKIE, or cookies off */
-	XD_COOKIE_CLIENT_ONLY = 1,	/* a client cookie alone */
-	XD_COOKIE_INVALID = 2,		/* a server cookie not ours for this
+	XD_COOKIE_NONE = 0, /* no COOKIE, or cookies off */
+	XD_COOKIE_CLIENT_ONLY = 1, /* a client cookie alone */
+	XD_COOKIE_INVALID = 2, /* a server cookie not ours for this
 					 * client now: wrong secret, address,
 					 * version or length, or expired */
 	XD_COOKIE_VALID = 3,
-	XD_COOKIE_MALFORMED = 4,	/* answered FORMERR (RFC 7873 5.2.2) */
+	XD_COOKIE_MALFORMED = 4, /* answered FORMERR (RFC 7873 5.2.2) */
 };
 
 /* Flags of xd_engine_set_cookie_secrets. */
@@ -893,15 +884,14 @@ enum {
  * cookies off: the option is ignored.  Workers switch with one atomic
  * pointer swap. */
 int xd_engine_set_cookie_secrets(struct xd_engine *e, const uint8_t *current,
-				 const uint8_t *previous, unsigned flags,
-				 struct xd_error *err);
+				 const uint8_t *previous, unsigned flags, struct xd_error *err);
 
 /* xd_engine_answer for a query from `client` (NULL: unknown) at UNIX time
  * `now` (0: the clock's); *cookie (when not NULL) gets the XD_COOKIE_* the
  * query showed. */
-int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client,
-			    uint32_t now, const uint8_t *query, size_t qlen, uint8_t *resp,
-			    size_t cap, unsigned flags, int *cookie);
+int xd_engine_answer_client(struct xd_engine *e, const struct xd_client *client, uint32_t now,
+			    const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
+			    unsigned flags, int *cookie);
 
 /* SipHash-2-4 of data[0..len) under a 16-byte key: 8 bytes into out, in
  * the byte order of the reference implementation (exposed for tests). */
@@ -926,24 +916,24 @@ int xd_privileges_drop(uint32_t uid, uint32_t gid, uint64_t keep, struct xd_erro
 enum {
 	XD_RRL_SEND = 0,
 	XD_RRL_DROP = 1,
-	XD_RRL_SLIP = 2,		/* sent truncated: TC=1, the question only */
+	XD_RRL_SLIP = 2, /* sent truncated: TC=1, the question only */
 };
 
 /* The kinds of response that are counted apart (BIND's categories). */
 enum {
-	XD_RRL_ANSWER = 0,		/* NOERROR with answers */
-	XD_RRL_NODATA = 1,		/* NOERROR, no answer, not a referral */
+	XD_RRL_ANSWER = 0, /* NOERROR with answers */
+	XD_RRL_NODATA = 1, /* NOERROR, no answer, not a referral */
 	XD_RRL_NXDOMAIN = 2,
-	XD_RRL_REFERRAL = 3,		/* NOERROR, no answer, AA clear, NS in
+	XD_RRL_REFERRAL = 3, /* NOERROR, no answer, AA clear, NS in
 					 * authority */
-	XD_RRL_ERROR = 4,		/* any other RCODE */
+	XD_RRL_ERROR = 4, /* any other RCODE */
 	XD_RRL_CLASSES = 5,
 };
 
 enum {
-	XD_RRL_WINDOW_MAX = 3600,	/* BIND's limit */
-	XD_RRL_SLIP_MAX = 10,		/* BIND's limit */
-	XD_RRL_TABLE_MAX = 16777216,	/* entries of the one table */
+	XD_RRL_WINDOW_MAX = 3600, /* BIND's limit */
+	XD_RRL_SLIP_MAX = 10, /* BIND's limit */
+	XD_RRL_TABLE_MAX = 16777216, /* entries of the one table */
 };
 
 /* Settings of xd_engine_set_rrl.  A rate is responses per second per
@@ -951,20 +941,20 @@ enum {
  * one kind of response (and for answers the name and type, for NODATA and
  * NXDOMAIN the zone, for referrals the delegation). */
 struct xd_rrl_config {
-	uint32_t rate;			/* answers */
+	uint32_t rate; /* answers */
 	uint32_t nxdomain_rate;
 	uint32_t errors_rate;
 	uint32_t nodata_rate;
 	uint32_t referrals_rate;
-	uint32_t window;		/* seconds the rate is averaged over, 1 to
+	uint32_t window; /* seconds the rate is averaged over, 1 to
 					 * XD_RRL_WINDOW_MAX */
-	uint32_t slip;			/* every slip-th limited response goes out
+	uint32_t slip; /* every slip-th limited response goes out
 					 * truncated; 0: none, 1: all */
-	uint32_t ipv4_prefix;		/* client prefix lengths: 0 to 32 */
-	uint32_t ipv6_prefix;		/* 0 to 128 */
-	uint32_t table_size;		/* buckets in all, rounded up to a
+	uint32_t ipv4_prefix; /* client prefix lengths: 0 to 32 */
+	uint32_t ipv6_prefix; /* 0 to 128 */
+	uint32_t table_size; /* buckets in all, rounded up to a
 					 * power of two, at most XD_RRL_TABLE_MAX */
-	const struct xd_acl_rule *exempt;	/* sources never limited (the
+	const struct xd_acl_rule *exempt; /* sources never limited (the
 						 * rules' action is ignored) */
 	int nexempt;
 };
@@ -972,11 +962,11 @@ struct xd_rrl_config {
 /* A bucket that has just started to be limited (at most one per bucket
  * per window), for the log. */
 struct xd_rrl_event {
-	int family;			/* AF_INET or AF_INET6 */
-	uint8_t addr[16];		/* the client prefix, host bits clear */
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* the client prefix, host bits clear */
 	uint8_t prefix_len;
-	int kind;			/* XD_RRL_ANSWER... */
-	uint32_t time;			/* UNIX seconds */
+	int kind; /* XD_RRL_ANSWER... */
+	uint32_t time; /* UNIX seconds */
 };
 
 /* Turns rate limiting of UDP responses (socket-mode and AF_XDP workers,
@@ -985,8 +975,7 @@ struct xd_rrl_event {
  * wherever its queries land; it is made anew when the settings change.
  * Responses to queries with a valid server cookie are never limited.
  * Workers switch with one atomic pointer swap. */
-int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
-		      struct xd_error *err);
+int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg, struct xd_error *err);
 /* Takes up to max events from the workers' rings into out; returns how
  * many.  One caller at a time; not while workers start or stop. */
 int xd_engine_rrl_events(struct xd_engine *e, struct xd_rrl_event *out, int max);
@@ -999,8 +988,8 @@ int xd_rrl_table_new(const struct xd_rrl_config *cfg, struct xd_rrl_table **out,
 void xd_rrl_table_free(struct xd_rrl_table *t);
 /* The XD_RRL_SEND/DROP/SLIP of response resp[0..len) to client at `now`
  * (UNIX seconds); cookie is the XD_COOKIE_* its query showed. */
-int xd_rrl_table_check(struct xd_rrl_table *t, const struct xd_client *client,
-		       const uint8_t *resp, size_t len, int cookie, uint32_t now);
+int xd_rrl_table_check(struct xd_rrl_table *t, const struct xd_client *client, const uint8_t *resp,
+		       size_t len, int cookie, uint32_t now);
 /* Answers query[0..qlen) from img into resp as a UDP worker does for a
  * client at `now` (the answering core, then the limiter with the kind of
  * response the core noted, not read back): the response's length, the

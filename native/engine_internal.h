@@ -44,7 +44,7 @@ struct xd_engine {
 	 * which the engine owns (both written under rrl_lock). */
 	_Atomic(const struct xd_rrl_shared *) rrl_buckets;
 	struct xd_rrl_shared *rrl_heap;
-	struct xd_epoch epoch;		/* reclaims all of the above */
+	struct xd_epoch epoch; /* reclaims all of the above */
 	pthread_mutex_t external_lock;
 	/* Serializes ACL changes with XDP mode's start and stop, so that the
 	 * program's maps always hold the ACL last set, and with the other
@@ -91,8 +91,8 @@ struct xd_dnstap_ring *xd_engine_dnstap_ring(struct xd_engine *e, int slot);
  * name (resolver.c): the image is read under the external reader's slot. */
 struct xd_resolver_given;
 int xd_engine_answer_given(struct xd_engine *e, const struct xd_client *client,
-			   const struct xd_resolver_given *given, const uint8_t *query,
-			   size_t qlen, uint8_t *resp, size_t cap, unsigned flags);
+			   const struct xd_resolver_given *given, const uint8_t *query, size_t qlen,
+			   uint8_t *resp, size_t cap, unsigned flags);
 
 static inline void xd_engine_leave(struct xd_engine *e, int slot)
 {
@@ -106,8 +106,7 @@ static inline void xd_engine_leave(struct xd_engine *e, int slot)
  * whole seconds.  Returns the rate limiting to apply, with the worker's
  * table rrl_state brought in line with it; NULL: none (or no memory for
  * the table: answer unlimited). */
-const struct xd_rrl *xd_engine_batch_begin(struct xd_engine *e,
-					   struct xd_rrl_state *rrl_state,
+const struct xd_rrl *xd_engine_batch_begin(struct xd_engine *e, struct xd_rrl_state *rrl_state,
 					   struct xd_answer_ctx *ctx);
 
 #endif

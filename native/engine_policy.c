@@ -26,8 +26,7 @@
 
 /* Puts acl into the XDP program's maps when XDP mode runs.  Called with
  * acl_lock held. */
-static int acl_install_xdp(struct xd_engine *e, const struct xd_acl *acl,
-			   struct xd_error *err)
+static int acl_install_xdp(struct xd_engine *e, const struct xd_acl *acl, struct xd_error *err)
 {
 	if (!e->xdp)
 		return 0;
@@ -83,8 +82,7 @@ int xd_engine_acl_check(struct xd_engine *e, int family, const uint8_t *addr)
 /* ---- DNS cookies ----------------------------------------------------------------- */
 
 int xd_engine_set_cookie_secrets(struct xd_engine *e, const uint8_t *current,
-				 const uint8_t *previous, unsigned flags,
-				 struct xd_error *err)
+				 const uint8_t *previous, unsigned flags, struct xd_error *err)
 {
 	struct xd_cookies *c, *old;
 	int rc = xd_cookies_build(current, previous, flags, &c, err);
@@ -100,8 +98,7 @@ int xd_engine_set_cookie_secrets(struct xd_engine *e, const uint8_t *current,
 
 /* ---- rate limiting ------------------------------------------------------------------ */
 
-int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg,
-		      struct xd_error *err)
+int xd_engine_set_rrl(struct xd_engine *e, const struct xd_rrl_config *cfg, struct xd_error *err)
 {
 	struct xd_rrl *rrl = NULL, *old;
 	struct xd_xdp_rrl *old_maps = NULL, *maps;

@@ -25,12 +25,12 @@
 #define XD_READER_EXTERNAL XD_READERS
 
 struct xd_reader {
-	_Atomic uint64_t epoch;		/* 0: not reading */
+	_Atomic uint64_t epoch; /* 0: not reading */
 } __attribute__((aligned(64)));
 
 struct xd_epoch {
 	_Atomic uint64_t epoch;
-	pthread_mutex_t lock;		/* one synchronization at a time */
+	pthread_mutex_t lock; /* one synchronization at a time */
 	struct xd_reader readers[XD_READERS + 1];
 };
 

@@ -20,44 +20,48 @@
 /* RFC 1034 4.3.2 says chains must be followed; a bound keeps loops and
  * long chains from costing more than they are worth (Knot also stops). */
 #define XD_CHAIN_MAX 8
-#define XD_ADDITIONAL_MAX 8	/* RRsets whose targets add additional data */
-#define XD_UDP_PAYLOAD_MAX 1232	/* DNS flag day 2020 */
-#define XD_UDP_PAYLOAD_MIN 512	/* RFC 1035 4.2.1, RFC 6891 6.2.5 */
-#define XD_EDE_LEN 6		/* option code, length, info code */
+#define XD_ADDITIONAL_MAX 8 /* RRsets whose targets add additional data */
+#define XD_UDP_PAYLOAD_MAX 1232 /* DNS flag day 2020 */
+#define XD_UDP_PAYLOAD_MIN 512 /* RFC 1035 4.2.1, RFC 6891 6.2.5 */
+#define XD_EDE_LEN 6 /* option code, length, info code */
 
 struct additional {
 	const uint8_t *rrset;
-	uint16_t pos;		/* where the RRset starts in the response */
+	uint16_t pos; /* where the RRset starts in the response */
 };
 
 struct response {
 	uint8_t *buf;
-	size_t limit;		/* message size we may use */
+	size_t limit; /* message size we may use */
 	size_t len;
-	size_t reserve;		/* kept free for the OPT record */
+	size_t reserve; /* kept free for the OPT record */
 	size_t question_end;
-	uint16_t count[3];	/* answer, authority, additional */
+	uint16_t count[3]; /* answer, authority, additional */
 	uint16_t flags;
-	uint16_t rcode;		/* 12-bit, RFC 6891 6.1.3 */
-	uint16_t ede;		/* an EDE info code (RFC 8914); 0: none */
-	const struct xd_client *client;	/* who asked; NULL: unknown */
+	uint16_t rcode; /* 12-bit, RFC 6891 6.1.3 */
+	uint16_t ede; /* an EDE info code (RFC 8914); 0: none */
+	const struct xd_client *client; /* who asked; NULL: unknown */
 	struct additional extra[XD_ADDITIONAL_MAX];
 	int nextra;
 	/* Names claimed by the resolver hook: */
-	const struct xd_rcache *cache;	/* its answers; NULL: none */
-	const struct xd_resolver_given *given;	/* the hook's answer; NULL:
+	const struct xd_rcache *cache; /* its answers; NULL: none */
+	const struct xd_resolver_given *given; /* the hook's answer; NULL:
 						 * look in the cache */
 	uint32_t now;
-	bool dnssec;			/* DO: RRSIGs and proofs (RFC 4035 3.1) */
-	bool deferrable;		/* XD_ANSWER_DEFER */
-	bool deferred;			/* the caller hands the query over */
-	uint8_t hook;			/* ... to this resolver hook */
+	bool dnssec; /* DO: RRSIGs and proofs (RFC 4035 3.1) */
+	bool deferrable; /* XD_ANSWER_DEFER */
+	bool deferred; /* the caller hands the query over */
+	uint8_t hook; /* ... to this resolver hook */
 	/* The first authority RR written here, for rate limiting's key: */
-	uint16_t authority_owner;	/* its owner's position; 0: none */
+	uint16_t authority_owner; /* its owner's position; 0: none */
 	uint16_t authority_type;
 };
 
-enum { AN, NS, AR };
+enum {
+	AN,
+	NS,
+	AR
+};
 
 struct name;
 
@@ -67,20 +71,20 @@ struct ctx {
 	struct response *r;
 	uint16_t zone;
 	const struct xd_zone_entry *z;
-	uint16_t origin_pos;	/* the zone's origin inside the qname */
+	uint16_t origin_pos; /* the zone's origin inside the qname */
 	/* The step being answered, for proofs of non-existence: */
-	const struct name *name;	/* the name looked up */
-	int ce_label;			/* its closest encloser: from this label */
-	const uint8_t *wildcard;	/* the "*" node answering; NULL: none */
+	const struct name *name; /* the name looked up */
+	int ce_label; /* its closest encloser: from this label */
+	const uint8_t *wildcard; /* the "*" node answering; NULL: none */
 };
 
 /* A name being resolved: the qname or a CNAME/DNAME target. */
 struct name {
-	uint8_t wire[XD_NAME_MAX];	/* lower case */
+	uint8_t wire[XD_NAME_MAX]; /* lower case */
 	uint8_t len;
 	uint8_t labels;
-	uint8_t label_off[XD_LABELS_MAX + 1];	/* [labels] is the root */
-	uint16_t pos;		/* where it is written in the response */
+	uint8_t label_off[XD_LABELS_MAX + 1]; /* [labels] is the root */
+	uint16_t pos; /* where it is written in the response */
 };
 
 /* ---- writing the response -------------------------------------------------- */
@@ -121,8 +125,8 @@ static bool fits(const struct response *r, size_t more)
 
 /* Copies a pre-rendered RRset, patching owner and origin pointers.  Returns
  * where it starts, or -ENOSPC. */
-static int put_rrset(struct response *r, int section, const uint8_t *rs,
-		     uint16_t owner_pos, uint16_t origin_pos)
+static int put_rrset(struct response *r, int section, const uint8_t *rs, uint16_t owner_pos,
+		     uint16_t origin_pos)
 {
 	size_t wl = xd_rrset_wire_len(rs);
 	const uint8_t *relocs = xd_rrset_relocs(rs);
@@ -150,8 +154,8 @@ static int put_rrset(struct response *r, int section, const uint8_t *rs,
  * it, when the query set DO (RFC 4035 3.1.1); with ttl (4 bytes, network
  * order) they take that TTL, as the negative SOA's do.  0 or -ENOSPC.
  */
-static int put_sigs(struct response *r, int section, const uint8_t *node,
-		    const uint8_t *rs, uint16_t owner_pos, const uint8_t *ttl)
+static int put_sigs(struct response *r, int section, const uint8_t *node, const uint8_t *rs,
+		    uint16_t owner_pos, const uint8_t *ttl)
 {
 	size_t len = xd_rrset_sig_len(rs);
 	const uint8_t *rrsig;
@@ -161,7 +165,7 @@ static int put_sigs(struct response *r, int section, const uint8_t *node,
 		return 0;
 	rrsig = xd_node_rrset(node, XD_TYPE_RRSIG);
 	if (!rrsig)
-		return 0;	/* unreachable: the image was checked */
+		return 0; /* unreachable: the image was checked */
 	if (!fits(r, len))
 		return -ENOSPC;
 	p = r->buf + r->len;
@@ -178,8 +182,8 @@ static int put_sigs(struct response *r, int section, const uint8_t *node,
 
 /* An RRset of node with its RRSIGs (when DO asks for them): where the
  * RRset starts, or -ENOSPC. */
-static int put_signed(struct response *r, int section, const uint8_t *node,
-		      const uint8_t *rs, uint16_t owner_pos, uint16_t origin_pos)
+static int put_signed(struct response *r, int section, const uint8_t *node, const uint8_t *rs,
+		      uint16_t owner_pos, uint16_t origin_pos)
 {
 	int pos = put_rrset(r, section, rs, owner_pos, origin_pos);
 
@@ -222,7 +226,7 @@ static int put_spelled(struct ctx *c, const uint8_t *node, const uint8_t *wire, 
 	struct response *r = c->r;
 	size_t len = xd_node_name_len(node);
 
-	for (size_t off = 0; off < wl; ) {
+	for (size_t off = 0; off < wl;) {
 		size_t rr = 12 + xd_get16(wire + off + 10);
 		uint8_t *p = r->buf + r->len;
 
@@ -300,14 +304,14 @@ struct proofs {
  * the authority section, unless it is there already. */
 static int put_nsec(struct ctx *c, struct proofs *p, const uint8_t *node)
 {
-	const uint8_t *nsec = xd_node_rrset(node, xd_denial_kind(denial(c)) == XD_DENIAL_NSEC3 ?
-					    XD_TYPE_NSEC3 : XD_TYPE_NSEC);
+	const uint8_t *nsec = xd_node_rrset(
+		node, xd_denial_kind(denial(c)) == XD_DENIAL_NSEC3 ? XD_TYPE_NSEC3 : XD_TYPE_NSEC);
 
 	for (int i = 0; i < p->n; i++)
 		if (p->done[i] == node)
 			return 0;
 	if (!nsec)
-		return 0;	/* unreachable: the image was checked */
+		return 0; /* unreachable: the image was checked */
 	if (p->n < (int)(sizeof(p->done) / sizeof(p->done[0])))
 		p->done[p->n++] = node;
 	return put_named(c, node, nsec);
@@ -328,8 +332,9 @@ static const uint8_t *nsec_for(const struct ctx *c, const uint8_t *d, const uint
 		/* One label each, of one length (NSEC3 hashes): byte order is
 		 * the canonical order, without walking labels. */
 		int cmp = xd_node_name_len(n) == len && len == XD_NSEC3_LABEL_LEN ?
-			  memcmp(xd_node_name(n), rel, len) :
-			  xd_name_canonical_cmp(xd_node_name(n), xd_node_name_len(n), rel, len);
+				  memcmp(xd_node_name(n), rel, len) :
+				  xd_name_canonical_cmp(xd_node_name(n), xd_node_name_len(n), rel,
+							len);
 
 		if (cmp <= 0)
 			lo = mid + 1;
@@ -401,8 +406,8 @@ static int nsec3_match(struct ctx *c, struct proofs *p, const uint8_t *d, const 
  * that has one, and the NSEC3 that covers the next closer name below it.
  * *ce gets that ancestor's label (-1: none, a broken chain).
  */
-static int nsec3_closest_encloser(struct ctx *c, struct proofs *p, const uint8_t *d,
-				  int from, int *ce)
+static int nsec3_closest_encloser(struct ctx *c, struct proofs *p, const uint8_t *d, int from,
+				  int *ce)
 {
 	int top = c->name->labels - c->z->origin_labels;
 
@@ -582,7 +587,7 @@ static int put_negative_soa(struct ctx *c)
 	if (put_rrset(c->r, NS, soa, c->origin_pos, c->origin_pos) < 0)
 		return -ENOSPC;
 	if (!signed_soa)
-		return 0;	/* unreachable: the apex has its SOA */
+		return 0; /* unreachable: the apex has its SOA */
 	return put_sigs(c->r, NS, apex, signed_soa, c->origin_pos, xd_rrset_wire(soa) + 6);
 }
 
@@ -612,19 +617,18 @@ static int answer_ds(struct ctx *c, const uint8_t *cut, uint16_t cut_pos)
 	const uint8_t *ds = denial(c) ? xd_node_rrset(cut, XD_TYPE_DS) : NULL;
 
 	if (!ds)
-		return deny_ds(c, cut);	/* an unsigned child: the proof */
+		return deny_ds(c, cut); /* an unsigned child: the proof */
 	return put_signed(c->r, NS, cut, ds, cut_pos, c->origin_pos) < 0 ? -ENOSPC : 0;
 }
 
 /* RFC 1034 4.3.2 step 3b: a referral, AA clear, glue in additional. */
-static int answer_delegation(struct ctx *c, const uint8_t *cut, uint16_t cut_pos,
-			     bool first)
+static int answer_delegation(struct ctx *c, const uint8_t *cut, uint16_t cut_pos, bool first)
 {
 	const uint8_t *ns = xd_node_rrset(cut, XD_TYPE_NS);
 	int pos;
 
 	if (!ns)
-		return -EBADMSG;	/* unreachable: the image was checked */
+		return -EBADMSG; /* unreachable: the image was checked */
 	if (first)
 		c->r->flags &= ~XD_FLAG_AA;
 	pos = put_rrset(c->r, NS, ns, cut_pos, c->origin_pos);
@@ -647,12 +651,11 @@ static const uint8_t *rrset_for_any(const uint8_t *node)
 
 /* The RRsets of node n for the query type, or -EAGAIN with *cname set when
  * the node is a CNAME to follow. */
-static int answer_node(struct ctx *c, const uint8_t *n, uint16_t owner_pos,
-		       const uint8_t **cname, int *cname_pos)
+static int answer_node(struct ctx *c, const uint8_t *n, uint16_t owner_pos, const uint8_t **cname,
+		       int *cname_pos)
 {
 	uint16_t qtype = c->q->qtype;
-	const uint8_t *rs = qtype == XD_TYPE_ANY ? rrset_for_any(n) :
-			    xd_node_rrset(n, qtype);
+	const uint8_t *rs = qtype == XD_TYPE_ANY ? rrset_for_any(n) : xd_node_rrset(n, qtype);
 	int pos;
 
 	if (!rs && (xd_node_flags(n) & XD_NODE_CNAME)) {
@@ -720,15 +723,14 @@ static int target_pos(const uint8_t *rs, int rrset_pos)
 
 static bool in_zone(const struct ctx *c, const struct name *n)
 {
-	return xd_name_is_below(n->wire, n->len, c->img->base + c->z->origin,
-				c->z->origin_len);
+	return xd_name_is_below(n->wire, n->len, c->img->base + c->z->origin, c->z->origin_len);
 }
 
 /* RFC 6672 2.2: the CNAME a DNAME implies, written after the DNAME: owner
  * the current name, target its labels below the DNAME owner (in the query's
  * case) followed by a pointer to the DNAME's target. */
-static int synthesize_cname(struct ctx *c, struct name *n, int labels,
-			    const uint8_t *dname, int dname_pos)
+static int synthesize_cname(struct ctx *c, struct name *n, int labels, const uint8_t *dname,
+			    int dname_pos)
 {
 	struct response *r = c->r;
 	int tpos = target_pos(dname, dname_pos);
@@ -749,7 +751,7 @@ static int synthesize_cname(struct ctx *c, struct name *n, int labels,
 	xd_put16(p, 0xc000 | n->pos);
 	xd_put16(p + 2, XD_TYPE_CNAME);
 	xd_put16(p + 4, XD_CLASS_IN);
-	memcpy(p + 6, xd_rrset_wire(dname) + 6, 4);	/* the DNAME's TTL */
+	memcpy(p + 6, xd_rrset_wire(dname) + 6, 4); /* the DNAME's TTL */
 	xd_put16(p + 10, prefix + 2);
 	memcpy(p + 12, current, prefix);
 	xd_put16(p + 12 + prefix, 0xc000 | tpos);
@@ -758,8 +760,7 @@ static int synthesize_cname(struct ctx *c, struct name *n, int labels,
 	return name_from_response(r, r->len - prefix - 2, n) == 0 ? -EAGAIN : -EBADMSG;
 }
 
-static int answer_dname(struct ctx *c, struct name *n, const uint8_t *node,
-			int labels)
+static int answer_dname(struct ctx *c, struct name *n, const uint8_t *node, int labels)
 {
 	const uint8_t *dname = xd_node_rrset(node, XD_TYPE_DNAME);
 	int owner = suffix_pos(c->r, n->pos, labels);
@@ -787,22 +788,20 @@ static int node_label(const struct ctx *c, const struct name *n, const uint8_t *
 }
 
 /* Closest encloser of n in the zone: the longest existing suffix. */
-static const uint8_t *closest_encloser(const struct ctx *c, const struct name *n,
-				       int *label)
+static const uint8_t *closest_encloser(const struct ctx *c, const struct name *n, int *label)
 {
 	int zone_label = n->labels - c->z->origin_labels;
 	size_t origin_off = n->label_off[zone_label];
 
 	for (int j = 0; j <= zone_label; j++) {
-		const uint8_t *node = xd_image_find(c->img, c->zone,
-						    n->wire + n->label_off[j],
+		const uint8_t *node = xd_image_find(c->img, c->zone, n->wire + n->label_off[j],
 						    origin_off - n->label_off[j]);
 		if (node && !(xd_node_flags(node) & XD_NODE_NSEC3)) {
 			*label = j;
 			return node;
 		}
 	}
-	return NULL;	/* unreachable: the apex exists */
+	return NULL; /* unreachable: the apex exists */
 }
 
 /*
@@ -845,7 +844,7 @@ static int resolve_step(struct ctx *c, struct name *n, bool first)
 	if (label > 0) {
 		if (!(flags & XD_NODE_WILDCARD_CHILD))
 			return answer_nxdomain(c);
-		node = c->img->base + xd_node_link(node);	/* RFC 4592 3.3.3 */
+		node = c->img->base + xd_node_link(node); /* RFC 4592 3.3.3 */
 		c->wildcard = node;
 	}
 	rc = answer_node(c, node, n->pos, &cname, &cname_pos);
@@ -872,10 +871,10 @@ static int answer_zone(struct ctx *c, struct name *n)
 		if (rc != -EAGAIN)
 			return rc;
 		if (!in_zone(c, n))
-			return 0;	/* out of zone: the client follows */
+			return 0; /* out of zone: the client follows */
 		for (int i = 0; i <= step; i++)
 			if (seen[i].len == n->len && memcmp(seen[i].wire, n->wire, n->len) == 0)
-				return 0;	/* a loop: stop where it closes */
+				return 0; /* a loop: stop where it closes */
 		seen[step + 1].len = n->len;
 		memcpy(seen[step + 1].wire, n->wire, n->len);
 	}
@@ -886,8 +885,7 @@ static int answer_zone(struct ctx *c, struct name *n)
 
 /* Most specific zone for the qname (a DS query at a zone apex belongs to
  * the parent zone, RFC 4035 3.1.4.1). */
-static int find_zone(const struct xd_image *img, const struct name *n,
-		     uint16_t qtype)
+static int find_zone(const struct xd_image *img, const struct name *n, uint16_t qtype)
 {
 	int first = 0;
 
@@ -905,13 +903,12 @@ static int find_zone(const struct xd_image *img, const struct name *n,
 		}
 		if (first == 0)
 			break;
-		first = 0;	/* no parent zone here: the child answers */
+		first = 0; /* no parent zone here: the child answers */
 	}
 	return -1;
 }
 
-int xd_answer_zone(const struct xd_image *img, const uint8_t *name, size_t len,
-		   uint16_t qtype)
+int xd_answer_zone(const struct xd_image *img, const uint8_t *name, size_t len, uint16_t qtype)
 {
 	struct name n;
 
@@ -967,7 +964,8 @@ static void answer_additional(struct ctx *c)
 			if (ndone < (int)(sizeof(done) / sizeof(done[0])))
 				done[ndone++] = node;
 			for (int a = 0; a < 2; a++) {
-				const uint8_t *addr = xd_node_rrset(node, a ? XD_TYPE_AAAA : XD_TYPE_A);
+				const uint8_t *addr =
+					xd_node_rrset(node, a ? XD_TYPE_AAAA : XD_TYPE_A);
 
 				if (!addr)
 					continue;
@@ -1024,8 +1022,7 @@ static const uint8_t *override_rrset(const uint8_t *rule, uint16_t qtype)
  * valid, the name being as long).  Without one, the caller defers the
  * query when it can; else SERVFAIL, as a server says when it cannot answer
  * now (RFC 2308 7.1). */
-static void answer_resolver(const struct xd_query *q, const uint8_t *rule,
-			    struct response *r)
+static void answer_resolver(const struct xd_query *q, const uint8_t *rule, struct response *r)
 {
 	struct xd_rcache_hit hit;
 	size_t room = r->limit - r->len - r->reserve;
@@ -1034,8 +1031,8 @@ static void answer_resolver(const struct xd_query *q, const uint8_t *rule,
 	if (r->given)
 		rc = xd_resolver_given_get(r->given, r->buf + r->len, room, &hit);
 	else if (r->cache)
-		rc = xd_rcache_get(r->cache, q->qname, q->qname_len, q->qtype, q->qclass,
-				   r->now, r->buf + r->len, room, &hit);
+		rc = xd_rcache_get(r->cache, q->qname, q->qname_len, q->qtype, q->qclass, r->now,
+				   r->buf + r->len, room, &hit);
 	if (rc == -ENOSPC) {
 		r->flags |= hit.flags & XD_FLAG_AA;
 		truncate_response(r);
@@ -1074,8 +1071,8 @@ static bool override_prohibited(const struct xd_image *img, const struct xd_quer
 {
 	int zone = find_zone(img, n, q->qtype);
 
-	return zone >= 0 && !xd_zone_acl_allows(img, xd_image_zone(img, zone),
-						XD_ZONE_ACL_QUERY, r->client);
+	return zone >= 0 &&
+	       !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_QUERY, r->client);
 }
 
 /* AXFR and IXFR (RFC 5936, RFC 1995) that reach the core get REFUSED: over
@@ -1098,8 +1095,7 @@ static void answer_transfer(const struct xd_image *img, const struct xd_query *q
 	name_index(&n);
 	zone = find_zone(img, &n, q->qtype);
 	if (zone >= 0 && xd_image_zone(img, zone)->acl &&
-	    !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_TRANSFER,
-				r->client))
+	    !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_TRANSFER, r->client))
 		r->ede = XD_EDE_PROHIBITED;
 }
 
@@ -1120,7 +1116,7 @@ static bool answer_override(const struct xd_image *img, const struct xd_query *q
 	}
 	switch (xd_override_action(rule)) {
 	case XD_OVERRIDE_REFUSED:
-		r->rcode = XD_RCODE_REFUSED;	/* AA clear, as outside our zones */
+		r->rcode = XD_RCODE_REFUSED; /* AA clear, as outside our zones */
 		return true;
 	case XD_OVERRIDE_NXDOMAIN:
 		r->rcode = XD_RCODE_NXDOMAIN;
@@ -1140,8 +1136,7 @@ static bool answer_override(const struct xd_image *img, const struct xd_query *q
 	return true;
 }
 
-static int answer_query(const struct xd_image *img, const struct xd_query *q,
-			struct response *r)
+static int answer_query(const struct xd_image *img, const struct xd_query *q, struct response *r)
 {
 	struct name n;
 	struct ctx c = { .img = img, .q = q, .r = r };
@@ -1209,8 +1204,7 @@ static int chaos_item(const struct xd_query *q)
 
 /* A CHAOS-class query: one TXT record (TTL 0) for a TXT query of an
  * identity name that is not hidden; REFUSED for anything else. */
-static void answer_chaos(const struct xd_image *img, const struct xd_query *q,
-			 struct response *r)
+static void answer_chaos(const struct xd_image *img, const struct xd_query *q, struct response *r)
 {
 	int which = chaos_item(q);
 	const uint8_t *text;
@@ -1225,14 +1219,14 @@ static void answer_chaos(const struct xd_image *img, const struct xd_query *q,
 		return;
 	}
 	if (!fits(r, 13 + len)) {
-		truncate_response(r);	/* beside a long NSID and a cookie */
+		truncate_response(r); /* beside a long NSID and a cookie */
 		return;
 	}
 	p = r->buf + r->len;
-	xd_put16(p, 0xc000 | XD_DNS_HEADER_LEN);	/* the qname */
+	xd_put16(p, 0xc000 | XD_DNS_HEADER_LEN); /* the qname */
 	xd_put16(p + 2, XD_TYPE_TXT);
 	xd_put16(p + 4, XD_CLASS_CH);
-	memset(p + 6, 0, 4);				/* TTL 0 */
+	memset(p + 6, 0, 4); /* TTL 0 */
 	xd_put16(p + 10, (uint16_t)(1 + len));
 	p[12] = (uint8_t)len;
 	memcpy(p + 13, text, len);
@@ -1253,16 +1247,15 @@ static size_t udp_limit(const struct xd_query *q)
 
 /* What the OPT record carries besides the EDE of a REFUSED. */
 struct opt_options {
-	const uint8_t *nsid;		/* RFC 5001; NULL: none */
+	const uint8_t *nsid; /* RFC 5001; NULL: none */
 	size_t nsid_len;
-	uint8_t cookie[XD_COOKIE_REPLY_LEN];	/* RFC 7873 */
-	size_t cookie_len;		/* 0: no COOKIE */
-	uint16_t keepalive;		/* RFC 7828, in 100 ms; 0: none */
+	uint8_t cookie[XD_COOKIE_REPLY_LEN]; /* RFC 7873 */
+	size_t cookie_len; /* 0: no COOKIE */
+	uint16_t keepalive; /* RFC 7828, in 100 ms; 0: none */
 };
 
 /* The NSID to send (RFC 5001): only to a query that asked for it. */
-static const uint8_t *nsid_for(const struct xd_image *img, const struct xd_query *q,
-			       size_t *len)
+static const uint8_t *nsid_for(const struct xd_image *img, const struct xd_query *q, size_t *len)
 {
 	*len = 0;
 	return q->edns && q->nsid ? xd_image_identity(img, XD_IDENTITY_NSID, len) : NULL;
@@ -1273,8 +1266,7 @@ static const uint8_t *nsid_for(const struct xd_image *img, const struct xd_query
  * address is hashed); what the query showed goes to ctx->cookie.  The
  * options of an EDNS version we do not speak mean nothing to us: BADVERS
  * goes without (RFC 6891 6.1.3; Knot does the same). */
-static void cookie_for(struct xd_answer_ctx *ctx, const struct xd_query *q,
-		       struct opt_options *o)
+static void cookie_for(struct xd_answer_ctx *ctx, const struct xd_query *q, struct opt_options *o)
 {
 	o->cookie_len = 0;
 	if (!ctx || !ctx->cookies || !q->edns || q->edns_version > 0 || !q->cookie ||
@@ -1313,8 +1305,7 @@ static uint8_t *put_option(uint8_t *o, uint16_t code, const uint8_t *data, size_
 	return o + 4 + len;
 }
 
-static void put_opt(struct response *r, const struct xd_query *q,
-		    const struct opt_options *opts)
+static void put_opt(struct response *r, const struct xd_query *q, const struct opt_options *opts)
 {
 	uint8_t *p = r->buf + r->len;
 	uint8_t *o = p + XD_OPT_RR_LEN;
@@ -1324,8 +1315,8 @@ static void put_opt(struct response *r, const struct xd_query *q,
 	xd_put16(p + 1, XD_TYPE_OPT);
 	xd_put16(p + 3, XD_UDP_PAYLOAD_MAX);
 	p[5] = r->rcode >> 4;
-	p[6] = 0;	/* version */
-	xd_put16(p + 7, q->edns_flags & XD_EDNS_DO);	/* RFC 3225 3 */
+	p[6] = 0; /* version */
+	xd_put16(p + 7, q->edns_flags & XD_EDNS_DO); /* RFC 3225 3 */
 	if (r->ede) {
 		xd_put16(o, XD_EDNS_OPTION_EDE);
 		xd_put16(o + 2, 2);
@@ -1352,7 +1343,7 @@ static void put_header(struct response *r, const struct xd_query *q, bool questi
 {
 	uint8_t *p = r->buf;
 
-	memcpy(p, q->pkt, 2);	/* ID */
+	memcpy(p, q->pkt, 2); /* ID */
 	r->flags |= XD_FLAG_QR | (q->flags & (0x7800 | XD_FLAG_RD | XD_FLAG_CD));
 	xd_put16(p + 2, r->flags | (r->rcode & 0xf));
 	xd_put16(p + 4, question ? 1 : 0);
@@ -1371,14 +1362,14 @@ static void put_header(struct response *r, const struct xd_query *q, bool questi
 static void note_kind(struct xd_response_kind *k, const struct xd_query *q,
 		      const struct response *r)
 {
-	uint16_t rcode = r->rcode & 0xf;	/* what the header shows */
+	uint16_t rcode = r->rcode & 0xf; /* what the header shows */
 	size_t skip = 0;
 
 	k->kind = -1;
 	k->qtype = 0;
 	k->name_len = 0;
 	if (rcode != XD_RCODE_NOERROR && rcode != XD_RCODE_NXDOMAIN) {
-		k->kind = XD_RRL_ERROR;		/* counted per prefix alone */
+		k->kind = XD_RRL_ERROR; /* counted per prefix alone */
 		return;
 	}
 	if (r->question_end == XD_DNS_HEADER_LEN)
@@ -1389,8 +1380,7 @@ static void note_kind(struct xd_response_kind *k, const struct xd_query *q,
 	} else if (r->count[NS]) {
 		/* The zone's SOA or the delegation's NS: owned by a suffix of
 		 * the qname whenever we wrote it. */
-		if (!r->authority_owner ||
-		    r->authority_owner - XD_DNS_HEADER_LEN >= q->qname_len)
+		if (!r->authority_owner || r->authority_owner - XD_DNS_HEADER_LEN >= q->qname_len)
 			return;
 		skip = r->authority_owner - XD_DNS_HEADER_LEN;
 		if (rcode == XD_RCODE_NXDOMAIN)
@@ -1406,9 +1396,8 @@ static void note_kind(struct xd_response_kind *k, const struct xd_query *q,
 	memcpy(k->name, q->qname + skip, k->name_len);
 }
 
-int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
-		  const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
-		  unsigned flags)
+int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx, const uint8_t *query,
+		  size_t qlen, uint8_t *resp, size_t cap, unsigned flags)
 {
 	struct xd_query q;
 	struct response r;
@@ -1429,7 +1418,7 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	memset(&r, 0, sizeof(r));
 	r.buf = resp;
 	r.limit = tcp ? (cap < UINT16_MAX ? cap : UINT16_MAX) :
-		  (udp_limit(&q) < cap ? udp_limit(&q) : cap);
+			(udp_limit(&q) < cap ? udp_limit(&q) : cap);
 	r.len = XD_DNS_HEADER_LEN;
 	r.deferrable = ctx && (flags & XD_ANSWER_DEFER);
 	r.dnssec = q.edns && (q.edns_flags & XD_EDNS_DO);
@@ -1446,8 +1435,8 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	cookie_for(ctx, &q, &opts);
 	/* RFC 7828 3.3.2: over TCP, to a client that asked, the idle timeout
 	 * it may count on; over UDP the option means nothing (3.2.1). */
-	opts.keepalive = tcp && ctx && q.edns && q.edns_version == 0 && q.keepalive ?
-			 ctx->keepalive : 0;
+	opts.keepalive =
+		tcp && ctx && q.edns && q.edns_version == 0 && q.keepalive ? ctx->keepalive : 0;
 	r.reserve = q.edns ? XD_OPT_RR_LEN + XD_EDE_LEN + opt_options_len(&opts) : 0;
 	/* A long NSID beside a long question could outgrow the limit (at least
 	 * 512): the NSID is advisory and goes first.  Without it the question
@@ -1458,11 +1447,11 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	}
 
 	if (rc == XD_QUERY_FORMERR || (ctx && ctx->cookie == XD_COOKIE_MALFORMED))
-		r.rcode = XD_RCODE_FORMERR;	/* RFC 7873 5.2.2 for the COOKIE */
+		r.rcode = XD_RCODE_FORMERR; /* RFC 7873 5.2.2 for the COOKIE */
 	else if (rc == XD_QUERY_NOTIMP)
 		r.rcode = XD_RCODE_NOTIMP;
 	else if (q.edns && q.edns_version > 0)
-		r.rcode = XD_RCODE_BADVERS;	/* RFC 6891 6.1.3 */
+		r.rcode = XD_RCODE_BADVERS; /* RFC 6891 6.1.3 */
 	else if (cookie_refused(ctx, tcp))
 		r.rcode = XD_RCODE_BADCOOKIE;
 	else if (q.qclass == XD_CLASS_CH)
@@ -1470,13 +1459,13 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	else if (q.qclass != XD_CLASS_IN && q.qclass != XD_CLASS_ANY)
 		r.rcode = XD_RCODE_REFUSED;
 	else if (q.qtype == XD_TYPE_AXFR && !tcp)
-		r.rcode = XD_RCODE_NOTIMP;	/* RFC 5936 4.2: TCP only; as Knot and NSD */
+		r.rcode = XD_RCODE_NOTIMP; /* RFC 5936 4.2: TCP only; as Knot and NSD */
 	else if (q.qtype == XD_TYPE_AXFR || q.qtype == XD_TYPE_IXFR)
 		answer_transfer(img, &q, &r);
 	else
 		answer_query(img, &q, &r);
 	if (r.deferred) {
-		ctx->hook = r.hook;	/* deferrable only with a ctx */
+		ctx->hook = r.hook; /* deferrable only with a ctx */
 		return -EAGAIN;
 	}
 
@@ -1488,8 +1477,8 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
 	return (int)r.len;
 }
 
-int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen,
-	      uint8_t *resp, size_t cap, unsigned flags)
+int xd_answer(const struct xd_image *img, const uint8_t *query, size_t qlen, uint8_t *resp,
+	      size_t cap, unsigned flags)
 {
 	return xd_answer_ctx(img, NULL, query, qlen, resp, cap, flags);
 }

@@ -23,37 +23,37 @@ struct xd_resolver_given;
  * and the name its bucket is keyed on.  The answering core knows, so the
  * workers' limiter need not read the response back. */
 struct xd_response_kind {
-	int kind;			/* XD_RRL_*; negative: unknown, read the
+	int kind; /* XD_RRL_*; negative: unknown, read the
 					 * response */
-	uint16_t qtype;			/* answers only */
-	uint8_t name_len;		/* 0: none (errors) */
-	uint8_t name[XD_NAME_MAX];	/* lower-case wire form: the qname; for
+	uint16_t qtype; /* answers only */
+	uint8_t name_len; /* 0: none (errors) */
+	uint8_t name[XD_NAME_MAX]; /* lower-case wire form: the qname; for
 					 * NODATA and NXDOMAIN the zone, for
 					 * referrals the delegation */
 };
 
 struct xd_answer_ctx {
 	/* Set once per batch: */
-	const struct xd_cookies *cookies;	/* the engine's secrets; NULL: off */
-	bool want_kind;				/* fill kind: rate limiting is on */
-	uint32_t now;				/* UNIX time in seconds */
-	uint32_t rrl_now;			/* xd_rrl_clock(), when want_kind */
-	const struct xd_rcache *cache;		/* the resolver's answers; NULL:
+	const struct xd_cookies *cookies; /* the engine's secrets; NULL: off */
+	bool want_kind; /* fill kind: rate limiting is on */
+	uint32_t now; /* UNIX time in seconds */
+	uint32_t rrl_now; /* xd_rrl_clock(), when want_kind */
+	const struct xd_rcache *cache; /* the resolver's answers; NULL:
 						 * none (needs now) */
-	uint16_t keepalive;			/* a TCP worker's idle timeout
+	uint16_t keepalive; /* a TCP worker's idle timeout
 						 * in 100 ms (RFC 7828); 0:
 						 * not sent */
 	/* Set per query: */
-	struct xd_client client;		/* unknown family: no cookies */
-	const struct xd_resolver_given *given;	/* a resolver hook's answer
+	struct xd_client client; /* unknown family: no cookies */
+	const struct xd_resolver_given *given; /* a resolver hook's answer
 						 * for a claimed name, used
 						 * in place of the cache;
 						 * NULL on the fast path */
 	/* What the query showed, for the caller (rate limiting): */
-	int cookie;				/* XD_COOKIE_* */
-	unsigned hook;				/* -EAGAIN: the resolver hook
+	int cookie; /* XD_COOKIE_* */
+	unsigned hook; /* -EAGAIN: the resolver hook
 						 * that answers it */
-	struct xd_response_kind kind;		/* what the response is */
+	struct xd_response_kind kind; /* what the response is */
 };
 
 /* An outgoing transfer (AXFR, or IXFR as the whole zone: axfr.c), made
@@ -69,16 +69,16 @@ struct xd_axfr {
 	struct xd_query q;
 	uint32_t zone;
 	uint8_t phase;
-	bool soa_only;		/* IXFR from a client that is current */
-	size_t node;		/* the body: the node it is at */
-	uint16_t rrset;		/* and which of its RRsets */
+	bool soa_only; /* IXFR from a client that is current */
+	size_t node; /* the body: the node it is at */
+	uint16_t rrset; /* and which of its RRsets */
 };
 
 /* Begins the transfer a query asks for: 0, or as xd_engine_axfr (-EINVAL,
  * -ENOENT, -EPERM).  img must stay valid during the call (inside the
  * caller's epoch); the transfer holds it from then on. */
-int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img,
-		  const struct xd_client *client, const uint8_t *query, size_t qlen);
+int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd_client *client,
+		  const uint8_t *query, size_t qlen);
 /* Writes the next message (its length prefix first) into out: 1 when
  * more follow, 0 for the last, -EMSGSIZE for an RRset too large for a
  * message, -ENOSPC when cap (XD_AXFR_MESSAGE_MAX always suffices) was
@@ -88,23 +88,20 @@ int xd_axfr_next(struct xd_axfr *t, uint8_t *out, size_t cap, size_t *len);
 void xd_axfr_end(struct xd_axfr *t);
 
 /* The whole transfer into out: as xd_engine_axfr, from img. */
-int xd_axfr(const struct xd_image *img, const struct xd_client *client,
-	    const uint8_t *query, size_t qlen, uint8_t *out, size_t cap, size_t *len);
+int xd_axfr(const struct xd_image *img, const struct xd_client *client, const uint8_t *query,
+	    size_t qlen, uint8_t *out, size_t cap, size_t *len);
 
 /* The SOA serial of the zone whose origin is name (lower-case wire form):
  * 0, -ENOENT when no zone has that origin. */
-int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,
-		   uint32_t *serial);
+int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len, uint32_t *serial);
 
 /* The zone that answers a query of qtype for name (lower-case wire form):
  * its index, or -1 when none does. */
-int xd_answer_zone(const struct xd_image *img, const uint8_t *name, size_t len,
-		   uint16_t qtype);
+int xd_answer_zone(const struct xd_image *img, const uint8_t *name, size_t len, uint16_t qtype);
 
 /* xd_answer with a context; ctx NULL is xd_answer itself.  With
  * XD_ANSWER_DEFER, -EAGAIN for a query the resolver hook must answer. */
-int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx,
-		  const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
-		  unsigned flags);
+int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx, const uint8_t *query,
+		  size_t qlen, uint8_t *resp, size_t cap, unsigned flags);
 
 #endif

@@ -32,16 +32,16 @@ struct writer {
 	size_t cap;
 	size_t len;
 	/* The message being written: */
-	size_t msg;		/* where its 2-byte length prefix is */
+	size_t msg; /* where its 2-byte length prefix is */
 	uint16_t ancount;
 	/* The node whose owner name the message holds, and where: */
 	const uint8_t *owner_node;
 	uint16_t owner_pos;
 	/* From the query: */
 	const struct xd_query *q;
-	const uint8_t *question;	/* header excluded */
+	const uint8_t *question; /* header excluded */
 	size_t question_len;
-	bool too_big;		/* a message outgrew 65535 bytes */
+	bool too_big; /* a message outgrew 65535 bytes */
 };
 
 static void put(struct writer *w, const void *data, size_t len)
@@ -63,14 +63,14 @@ static void message_begin(struct writer *w)
 	const uint8_t *pkt = w->q->pkt;
 
 	w->msg = w->len;
-	put(w, "\0\0", 2);			/* the length, at the end */
-	memcpy(header, pkt, 2);			/* ID */
+	put(w, "\0\0", 2); /* the length, at the end */
+	memcpy(header, pkt, 2); /* ID */
 	/* QR, AA, opcode QUERY, RD and CD as asked, NOERROR. */
-	xd_put16(header + 2, XD_FLAG_QR | XD_FLAG_AA |
-		 (xd_get16(pkt + 2) & (XD_FLAG_RD | XD_FLAG_CD)));
+	xd_put16(header + 2,
+		 XD_FLAG_QR | XD_FLAG_AA | (xd_get16(pkt + 2) & (XD_FLAG_RD | XD_FLAG_CD)));
 	xd_put16(header + 4, 1);
 	put(w, header, sizeof(header));
-	put(w, w->question, w->question_len);	/* as the client wrote it */
+	put(w, w->question, w->question_len); /* as the client wrote it */
 	w->ancount = 0;
 	w->owner_node = NULL;
 }
@@ -85,13 +85,13 @@ static void message_end(struct writer *w)
 
 		/* RFC 6891: an OPT for a query with one; DO as asked. */
 		xd_put16(opt + 1, XD_TYPE_OPT);
-		xd_put16(opt + 3, XD_RESOLVER_ANSWER_MAX);	/* the 1232 we advertise */
+		xd_put16(opt + 3, XD_RESOLVER_ANSWER_MAX); /* the 1232 we advertise */
 		xd_put16(opt + 7, w->q->edns_flags & XD_EDNS_DO);
 		put(w, opt, sizeof(opt));
 		put16_at(w, start + 10, 1);
 	}
 	if (w->len - start > UINT16_MAX)
-		w->too_big = true;	/* an RRset near 64 KiB with a long owner */
+		w->too_big = true; /* an RRset near 64 KiB with a long owner */
 	put16_at(w, w->msg, (uint16_t)(w->len - start));
 }
 
@@ -114,7 +114,7 @@ static void put_rrset(struct writer *w, const uint8_t *n, const uint8_t *rs)
 		uint8_t owner[2];
 
 		if (name_len == 0) {
-			xd_put16(owner, 0xc000 | XD_DNS_HEADER_LEN);	/* the apex */
+			xd_put16(owner, 0xc000 | XD_DNS_HEADER_LEN); /* the apex */
 			put(w, owner, 2);
 		} else if (w->owner_node == n) {
 			xd_put16(owner, 0xc000 | w->owner_pos);
@@ -129,10 +129,10 @@ static void put_rrset(struct writer *w, const uint8_t *n, const uint8_t *rs)
 			xd_put16(owner, 0xc000 | XD_DNS_HEADER_LEN);
 			put(w, owner, 2);
 		}
-		start = w->len;		/* type, class, TTL, RDLENGTH, RDATA */
+		start = w->len; /* type, class, TTL, RDLENGTH, RDATA */
 		put(w, wire + off + 2, 10 + rdlen);
 		for (uint8_t k = 0; k < xd_rrset_nreloc(rs); k++) {
-			size_t at = xd_ld16(relocs + 2 * k);	/* host order: outside the wire */
+			size_t at = xd_ld16(relocs + 2 * k); /* host order: outside the wire */
 
 			/* The origin pointers of this RR's RDATA. */
 			if (at >= off + 12 && at + 2 <= off + 12 + rdlen)
@@ -183,7 +183,12 @@ static size_t node_size(const uint8_t *n)
 	return (size_t)(rs - n);
 }
 
-enum { PHASE_FIRST_SOA, PHASE_BODY, PHASE_LAST_SOA, PHASE_DONE };
+enum {
+	PHASE_FIRST_SOA,
+	PHASE_BODY,
+	PHASE_LAST_SOA,
+	PHASE_DONE
+};
 
 static const uint8_t *apex_soa(const struct xd_axfr *t, const uint8_t **node)
 {
@@ -281,8 +286,8 @@ static uint32_t soa_serial(const uint8_t *soa)
 	return serial;
 }
 
-int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img,
-		  const struct xd_client *client, const uint8_t *query, size_t qlen)
+int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd_client *client,
+		  const uint8_t *query, size_t qlen)
 {
 	const struct xd_zone_entry *z;
 	const uint8_t *apex, *soa;
@@ -298,7 +303,7 @@ int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img,
 		return -EINVAL;
 	zone = xd_image_find_zone(img, t->q.qname, t->q.qname_len);
 	if (zone < 0)
-		return -ENOENT;		/* not the apex of a zone we serve */
+		return -ENOENT; /* not the apex of a zone we serve */
 	z = xd_image_zone(img, (uint32_t)zone);
 	if (!xd_zone_acl_allows(img, z, XD_ZONE_ACL_TRANSFER, client))
 		return -EPERM;
@@ -347,8 +352,8 @@ void xd_axfr_end(struct xd_axfr *t)
 	t->img = NULL;
 }
 
-int xd_axfr(const struct xd_image *img, const struct xd_client *client,
-	    const uint8_t *query, size_t qlen, uint8_t *out, size_t cap, size_t *len)
+int xd_axfr(const struct xd_image *img, const struct xd_client *client, const uint8_t *query,
+	    size_t qlen, uint8_t *out, size_t cap, size_t *len)
 {
 	struct xd_axfr *t = malloc(sizeof(*t));
 	size_t total = 0, n;
@@ -377,8 +382,7 @@ int xd_axfr(const struct xd_image *img, const struct xd_client *client,
 	return total > cap ? -ENOSPC : 0;
 }
 
-int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,
-		   uint32_t *serial)
+int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len, uint32_t *serial)
 {
 	int zone = xd_image_find_zone(img, name, len);
 	const uint8_t *soa;

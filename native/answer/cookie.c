@@ -85,8 +85,10 @@ void xd_siphash24(const uint8_t *key, const uint8_t *data, size_t len, uint8_t *
 	uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
 	/* "somepseudorandomlygeneratedbytes", the paper's initial state. */
 	uint64_t v[4] = {
-		k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
-		k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL,
+		k0 ^ 0x736f6d6570736575ULL,
+		k1 ^ 0x646f72616e646f6dULL,
+		k0 ^ 0x6c7967656e657261ULL,
+		k1 ^ 0x7465646279746573ULL,
 	};
 	size_t whole = len - len % 8;
 	uint64_t last = (uint64_t)(len & 0xff) << 56;
@@ -109,8 +111,8 @@ void xd_siphash24(const uint8_t *key, const uint8_t *data, size_t len, uint8_t *
 
 /* The hash of a server cookie whose first 8 bytes (version, reserved,
  * timestamp) are `head`, as received or as we write them. */
-static void server_hash(const uint8_t *secret, const uint8_t *client_cookie,
-			const uint8_t *head, const struct xd_client *client, uint8_t *out)
+static void server_hash(const uint8_t *secret, const uint8_t *client_cookie, const uint8_t *head,
+			const struct xd_client *client, uint8_t *out)
 {
 	uint8_t input[XD_COOKIE_HASH_INPUT_MAX];
 	size_t alen = client->family == AF_INET ? 4 : 16;
@@ -125,7 +127,7 @@ static void server_make(const uint8_t *secret, const uint8_t *client_cookie,
 			const struct xd_client *client, uint32_t now, uint8_t *out)
 {
 	out[0] = XD_COOKIE_VERSION;
-	out[1] = out[2] = out[3] = 0;	/* reserved: zero when made */
+	out[1] = out[2] = out[3] = 0; /* reserved: zero when made */
 	xd_put32(out + 4, now);
 	server_hash(secret, client_cookie, out, client, out + 8);
 }
@@ -153,15 +155,14 @@ static bool server_matches(const uint8_t *secret, const uint8_t *client_cookie,
 /* Whether the server cookie sc[0..len) is one we made for this client and
  * still accept; *fresh tells whether it may be sent back as it is (young
  * enough, made with the current secret). */
-static bool server_valid(const struct xd_cookies *c, const struct xd_client *client,
-			 uint32_t now, const uint8_t *cc, const uint8_t *sc, size_t len,
-			 bool *fresh)
+static bool server_valid(const struct xd_cookies *c, const struct xd_client *client, uint32_t now,
+			 const uint8_t *cc, const uint8_t *sc, size_t len, bool *fresh)
 {
 	int32_t age;
 
 	*fresh = false;
 	if (len != XD_COOKIE_SERVER_LEN || sc[0] != XD_COOKIE_VERSION)
-		return false;	/* another server's construction: not ours */
+		return false; /* another server's construction: not ours */
 	/* RFC 9018 4.3: timestamps compare in serial number arithmetic
 	 * (RFC 1982), so the 2106 wrap changes nothing. */
 	age = (int32_t)(now - xd_get32(sc + 4));
@@ -176,8 +177,8 @@ static bool server_valid(const struct xd_cookies *c, const struct xd_client *cli
 	return c->has_previous && server_matches(c->previous, cc, sc, client);
 }
 
-int xd_cookie_reply(const struct xd_cookies *c, const struct xd_client *client,
-		    uint32_t now, const uint8_t *opt, size_t len, uint8_t *out)
+int xd_cookie_reply(const struct xd_cookies *c, const struct xd_client *client, uint32_t now,
+		    const uint8_t *opt, size_t len, uint8_t *out)
 {
 	const uint8_t *sc = opt + XD_COOKIE_CLIENT_LEN;
 	size_t sc_len = len - XD_COOKIE_CLIENT_LEN;
@@ -224,7 +225,7 @@ int xd_cookies_build(const uint8_t *current, const uint8_t *previous, unsigned f
 	}
 	if (!current) {
 		if (!previous && !flags)
-			return 0;	/* cookies off */
+			return 0; /* cookies off */
 		snprintf(err->message, sizeof(err->message),
 			 "a previous cookie secret or flags need a current secret");
 		return -EINVAL;

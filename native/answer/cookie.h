@@ -25,10 +25,10 @@
 /* The published secrets (xd_engine_set_cookie_secrets); immutable once
  * published, reclaimed like the image. */
 struct xd_cookies {
-	uint8_t current[XD_COOKIE_SECRET_LEN];	/* makes every new server cookie */
-	uint8_t previous[XD_COOKIE_SECRET_LEN];	/* still accepted while rotating */
+	uint8_t current[XD_COOKIE_SECRET_LEN]; /* makes every new server cookie */
+	uint8_t previous[XD_COOKIE_SECRET_LEN]; /* still accepted while rotating */
 	bool has_previous;
-	bool require_udp;			/* XD_COOKIE_REQUIRE_UDP */
+	bool require_udp; /* XD_COOKIE_REQUIRE_UDP */
 };
 
 /* A cookie secret set: current (and previous, or NULL), flags
@@ -36,7 +36,6 @@ struct xd_cookies {
 int xd_cookies_build(const uint8_t *current, const uint8_t *previous, unsigned flags,
 		     struct xd_cookies **out, struct xd_error *err);
 void xd_cookies_free(struct xd_cookies *c);
-
 
 /*
  * The COOKIE option of the response to a query whose well-formed option
@@ -46,7 +45,7 @@ void xd_cookies_free(struct xd_cookies *c);
  * with the current secret.  Returns what the query showed:
  * XD_COOKIE_CLIENT_ONLY, XD_COOKIE_INVALID or XD_COOKIE_VALID.
  */
-int xd_cookie_reply(const struct xd_cookies *c, const struct xd_client *client,
-		    uint32_t now, const uint8_t *opt, size_t len, uint8_t *out);
+int xd_cookie_reply(const struct xd_cookies *c, const struct xd_client *client, uint32_t now,
+		    const uint8_t *opt, size_t len, uint8_t *out);
 
 #endif

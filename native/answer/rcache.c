@@ -26,8 +26,8 @@
  */
 struct rcache_entry {
 	_Atomic uint32_t seq;
-	uint32_t expires;		/* UNIX seconds; 0: empty */
-	uint32_t stored;		/* UNIX seconds when cached */
+	uint32_t expires; /* UNIX seconds; 0: empty */
+	uint32_t stored; /* UNIX seconds when cached */
 	uint16_t qtype;
 	uint16_t qclass;
 	uint16_t flags;
@@ -48,12 +48,12 @@ struct xd_rcache {
 
 static uint64_t rcache_hash(const uint8_t *name, size_t len, uint16_t qtype, uint16_t qclass)
 {
-	return xd_override_hash(name, len) ^ ((uint64_t)qtype << 16 | qclass) *
-	       0x9e3779b97f4a7c15ull;
+	return xd_override_hash(name, len) ^
+	       ((uint64_t)qtype << 16 | qclass) * 0x9e3779b97f4a7c15ull;
 }
 
-static bool entry_matches(const struct rcache_entry *en, const uint8_t *name,
-			  size_t name_len, uint16_t qtype, uint16_t qclass, uint32_t now)
+static bool entry_matches(const struct rcache_entry *en, const uint8_t *name, size_t name_len,
+			  uint16_t qtype, uint16_t qclass, uint32_t now)
 {
 	return en->expires > now && en->qtype == qtype && en->qclass == qclass &&
 	       en->name_len == name_len && memcmp(en->name, name, name_len) == 0;
@@ -78,7 +78,7 @@ static bool age_ttls(uint8_t *p, size_t len, unsigned count, uint32_t age)
 			return false;
 		off += owner;
 		ttl = xd_get32(p + off + 4);
-		if (xd_get16(p + off) != XD_TYPE_OPT)	/* its "TTL" is flags */
+		if (xd_get16(p + off) != XD_TYPE_OPT) /* its "TTL" is flags */
 			xd_put32(p + off + 4, ttl > age ? ttl - age : 0);
 		rdlen = xd_get16(p + off + 8);
 		off += 10;
@@ -89,9 +89,9 @@ static bool age_ttls(uint8_t *p, size_t len, unsigned count, uint32_t age)
 	return true;
 }
 
-int xd_rcache_get(const struct xd_rcache *c, const uint8_t *name, size_t name_len,
-		  uint16_t qtype, uint16_t qclass, uint32_t now, uint8_t *out,
-		  size_t room, struct xd_rcache_hit *hit)
+int xd_rcache_get(const struct xd_rcache *c, const uint8_t *name, size_t name_len, uint16_t qtype,
+		  uint16_t qclass, uint32_t now, uint8_t *out, size_t room,
+		  struct xd_rcache_hit *hit)
 {
 	const struct rcache_entry *en;
 	uint32_t seq, stored;
@@ -111,11 +111,11 @@ int xd_rcache_get(const struct xd_rcache *c, const uint8_t *name, size_t name_le
 		memcpy(out, en->data, hit->len);
 	atomic_thread_fence(memory_order_acquire);
 	if (atomic_load_explicit(&en->seq, memory_order_relaxed) != seq)
-		return 0;	/* rewritten under us: what we copied is torn */
+		return 0; /* rewritten under us: what we copied is torn */
 	if (rc == 1 && now > stored &&
 	    !age_ttls(out, hit->len, (unsigned)hit->count[0] + hit->count[1] + hit->count[2],
 		      now - stored))
-		return 0;	/* records we cannot read: asked again */
+		return 0; /* records we cannot read: asked again */
 	return rc;
 }
 
@@ -144,13 +144,12 @@ struct rcache_value {
 	uint16_t flags;
 	uint16_t count[3];
 	const uint8_t *data;
-	size_t len;			/* at most XD_RCACHE_DATA_MAX */
+	size_t len; /* at most XD_RCACHE_DATA_MAX */
 };
 
 /* Caches v for (name, qtype, qclass) for ttl seconds from now. */
-static void rcache_store(struct xd_rcache *c, const uint8_t *name, size_t name_len,
-			 uint16_t qtype, uint16_t qclass, const struct rcache_value *v,
-			 uint32_t now, uint32_t ttl)
+static void rcache_store(struct xd_rcache *c, const uint8_t *name, size_t name_len, uint16_t qtype,
+			 uint16_t qclass, const struct rcache_value *v, uint32_t now, uint32_t ttl)
 {
 	struct rcache_entry *en;
 	uint32_t seq;
@@ -174,9 +173,9 @@ static void rcache_store(struct xd_rcache *c, const uint8_t *name, size_t name_l
 	pthread_mutex_unlock(&c->put_lock);
 }
 
-void xd_rcache_put(struct xd_rcache *c, const uint8_t *name, size_t name_len,
-		   uint16_t qtype, uint16_t qclass, const uint8_t *resp, size_t len,
-		   size_t question_end, uint32_t now, uint32_t ttl)
+void xd_rcache_put(struct xd_rcache *c, const uint8_t *name, size_t name_len, uint16_t qtype,
+		   uint16_t qclass, const uint8_t *resp, size_t len, size_t question_end,
+		   uint32_t now, uint32_t ttl)
 {
 	struct rcache_value v = {
 		.flags = xd_get16(resp + 2),
@@ -237,9 +236,9 @@ static int put_records(const uint8_t *rec, size_t len, uint8_t *out, size_t room
 		if (room - w < rr)
 			return -ENOSPC;
 		xd_put16(out + w, 0xc000 | XD_DNS_HEADER_LEN);
-		memcpy(out + w + 2, rec + off, 2);		/* type */
+		memcpy(out + w + 2, rec + off, 2); /* type */
 		xd_put16(out + w + 4, XD_CLASS_IN);
-		memcpy(out + w + 6, rec + off + 2, 6);		/* TTL, RDLENGTH */
+		memcpy(out + w + 6, rec + off + 2, 6); /* TTL, RDLENGTH */
 		memcpy(out + w + 12, rec + off + XD_RESOLVER_RECORD_HEAD, rdlen);
 		w += rr;
 		off += XD_RESOLVER_RECORD_HEAD + rdlen;
@@ -275,9 +274,8 @@ bool xd_rcache_put_given(struct xd_rcache *c, const struct xd_resolver_given *g,
 		return false;
 	len = put_records(g->records, g->len, data, sizeof(data));
 	if (len < 0)
-		return false;	/* larger than an entry: asked again next time */
+		return false; /* larger than an entry: asked again next time */
 	v.len = (size_t)len;
 	rcache_store(c, q.qname, q.qname_len, q.qtype, q.qclass, &v, (uint32_t)time(NULL), ttl);
 	return true;
 }
-

@@ -19,9 +19,9 @@ struct xd_rcache;
 
 /* What a cached answer puts into a response after its question. */
 struct xd_rcache_hit {
-	uint16_t flags;		/* the hook's header flags and RCODE */
-	uint16_t count[3];	/* answer, authority, additional */
-	size_t len;		/* bytes written */
+	uint16_t flags; /* the hook's header flags and RCODE */
+	uint16_t count[3]; /* answer, authority, additional */
+	size_t len; /* bytes written */
 };
 
 /*
@@ -31,9 +31,9 @@ struct xd_rcache_hit {
  * Readers take no lock: each entry is a seqlock that its writer (one at a
  * time: the hooks' threads take the cache's lock) bumps around a rewrite.
  */
-int xd_rcache_get(const struct xd_rcache *c, const uint8_t *name, size_t name_len,
-		  uint16_t qtype, uint16_t qclass, uint32_t now, uint8_t *out,
-		  size_t room, struct xd_rcache_hit *hit);
+int xd_rcache_get(const struct xd_rcache *c, const uint8_t *name, size_t name_len, uint16_t qtype,
+		  uint16_t qclass, uint32_t now, uint8_t *out, size_t room,
+		  struct xd_rcache_hit *hit);
 
 /*
  * A hook's answer in its fast form (xd_engine_resolver_build), handed to
@@ -47,7 +47,7 @@ struct xd_resolver_given {
 	size_t len;
 	uint16_t count;
 	uint16_t header;
-	bool oversized;			/* larger than any UDP response: TC */
+	bool oversized; /* larger than any UDP response: TC */
 };
 
 /*
@@ -66,9 +66,9 @@ void xd_rcache_free(struct xd_rcache *c);
 /* Caches the sections after the question of response resp (len bytes,
  * the question ending at question_end) for (name, qtype, qclass), ttl
  * seconds from now. */
-void xd_rcache_put(struct xd_rcache *c, const uint8_t *name, size_t name_len,
-		   uint16_t qtype, uint16_t qclass, const uint8_t *resp, size_t len,
-		   size_t question_end, uint32_t now, uint32_t ttl);
+void xd_rcache_put(struct xd_rcache *c, const uint8_t *name, size_t name_len, uint16_t qtype,
+		   uint16_t qclass, const uint8_t *resp, size_t len, size_t question_end,
+		   uint32_t now, uint32_t ttl);
 
 /* The number of packed records (engine.h) in rec[0..len), each within the
  * buffer, of a data type and a TTL of at most 2^31-1 (RFC 2181 8); -EINVAL

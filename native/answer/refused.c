@@ -17,12 +17,12 @@
 
 static void put_bare_opt(uint8_t *p, const struct xd_query *q)
 {
-	p[0] = 0;				/* the root */
+	p[0] = 0; /* the root */
 	xd_put16(p + 1, XD_TYPE_OPT);
 	xd_put16(p + 3, XD_REFUSED_UDP_PAYLOAD);
-	p[5] = 0;				/* extended RCODE: REFUSED fits in 4 bits */
-	p[6] = 0;				/* version */
-	xd_put16(p + 7, q->edns_flags & XD_EDNS_DO);	/* RFC 3225 3 */
+	p[5] = 0; /* extended RCODE: REFUSED fits in 4 bits */
+	p[6] = 0; /* version */
+	xd_put16(p + 7, q->edns_flags & XD_EDNS_DO); /* RFC 3225 3 */
 	xd_put16(p + 9, 0);
 }
 
@@ -35,12 +35,13 @@ int xd_answer_refused(const uint8_t *query, size_t qlen, uint8_t *resp, size_t c
 	if (qlen < XD_DNS_HEADER_LEN || cap < 512)
 		return 0;
 	if (xd_query_parse(&q, query, qlen) == XD_QUERY_DROP)
-		return 0;	/* a response, or too short: never answer it */
+		return 0; /* a response, or too short: never answer it */
 	/* Header and question: at most 12 + 255 + 4 bytes, within the 512
 	 * that cap has. */
 	len = q.question_end;
 	memcpy(resp, query, len);
-	flags = XD_FLAG_QR | (q.flags & (XD_REFUSED_OPCODE_BITS | XD_FLAG_RD | XD_FLAG_CD)) | XD_RCODE_REFUSED;
+	flags = XD_FLAG_QR | (q.flags & (XD_REFUSED_OPCODE_BITS | XD_FLAG_RD | XD_FLAG_CD)) |
+		XD_RCODE_REFUSED;
 	xd_put16(resp + 2, flags);
 	xd_put16(resp + 4, len > XD_DNS_HEADER_LEN ? 1 : 0);
 	xd_put16(resp + 6, 0);

@@ -62,8 +62,7 @@ static size_t rr_skip(const uint8_t *msg, size_t len, size_t pos)
 	uint8_t name[XD_NAME_MAX];
 	size_t next;
 
-	if (xd_name_read(msg, len, pos, name, false, &next) < 0 ||
-	    next + XD_RR_FIXED_LEN > len)
+	if (xd_name_read(msg, len, pos, name, false, &next) < 0 || next + XD_RR_FIXED_LEN > len)
 		return 0;
 	next += XD_RR_FIXED_LEN + xd_get16(msg + next + 8);
 	return next <= len ? next : 0;
@@ -71,8 +70,7 @@ static size_t rr_skip(const uint8_t *msg, size_t len, size_t pos)
 
 /* Reads the first authority RR's owner into r->name and returns its type,
  * or -1 when there is none; pos is the answer section's start. */
-static int authority_first(const uint8_t *msg, size_t len, size_t pos,
-			   struct xd_response_kind *r)
+static int authority_first(const uint8_t *msg, size_t len, size_t pos, struct xd_response_kind *r)
 {
 	uint16_t an = xd_get16(msg + XD_HDR_ANCOUNT);
 	size_t next;
@@ -93,8 +91,7 @@ static int authority_first(const uint8_t *msg, size_t len, size_t pos,
 
 /* The kind of a NOERROR response without answers: a referral has AA clear
  * and the delegation's NS set in authority (RFC 1034 4.3.2 step 3b). */
-static int kind_of_empty(const uint8_t *msg, size_t len, size_t pos,
-			 struct xd_response_kind *r)
+static int kind_of_empty(const uint8_t *msg, size_t len, size_t pos, struct xd_response_kind *r)
 {
 	int type = authority_first(msg, len, pos, r);
 
@@ -116,7 +113,7 @@ static int response_parse(const uint8_t *msg, size_t len, struct xd_response_kin
 	r->qtype = 0;
 	r->name_len = 0;
 	if (rcode != XD_RCODE_NOERROR && rcode != XD_RCODE_NXDOMAIN) {
-		r->kind = XD_RRL_ERROR;	/* counted per prefix alone */
+		r->kind = XD_RRL_ERROR; /* counted per prefix alone */
 		return 0;
 	}
 	if (xd_get16(msg + XD_HDR_QDCOUNT) != 1)
@@ -128,7 +125,7 @@ static int response_parse(const uint8_t *msg, size_t len, struct xd_response_kin
 	pos += 4;
 	if (rcode == XD_RCODE_NXDOMAIN) {
 		r->kind = XD_RRL_NXDOMAIN;
-		authority_first(msg, len, pos, r);	/* the zone, else the qname */
+		authority_first(msg, len, pos, r); /* the zone, else the qname */
 		return 0;
 	}
 	if (xd_get16(msg + XD_HDR_ANCOUNT)) {
@@ -205,7 +202,7 @@ static void ring_push(struct xd_rrl_ring *r, const struct xd_rrl_event *ev)
 	uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
 
 	if (head - atomic_load_explicit(&r->tail, memory_order_acquire) >= XD_RRL_RING)
-		return;	/* the log is behind: lose the event, not memory */
+		return; /* the log is behind: lose the event, not memory */
 	r->events[head % XD_RRL_RING] = *ev;
 	atomic_store_explicit(&r->head, head + 1, memory_order_release);
 }
@@ -224,8 +221,8 @@ int xd_rrl_ring_take(struct xd_rrl_ring *r, struct xd_rrl_event *out, int max)
 
 /* A limited response: one event per bucket per window for the log, and
  * every slip-th goes out truncated. */
-static int limited(struct xd_rrl_state *s, const struct xd_rrl *rrl,
-		   struct xd_rrl_entry *e, struct xd_rrl_event *ev, uint32_t now)
+static int limited(struct xd_rrl_state *s, const struct xd_rrl *rrl, struct xd_rrl_entry *e,
+		   struct xd_rrl_event *ev, uint32_t now)
 {
 	int note, slip = xd_rrl_bucket_limited(e, rrl->window, rrl->slip, now, &note);
 
@@ -243,7 +240,7 @@ static bool exempt(const struct xd_rrl *rrl, const struct xd_client *client, int
 	if (cookie == XD_COOKIE_VALID)
 		return true;
 	if (client->family != AF_INET && client->family != AF_INET6)
-		return true;	/* nobody to count against */
+		return true; /* nobody to count against */
 	return rrl->exempt &&
 	       xd_acl_action(rrl->exempt, client->family, client->addr) == XD_ACL_DENY;
 }
@@ -269,9 +266,8 @@ static int account_kind(struct xd_rrl_state *s, const struct xd_rrl *rrl,
 	return limited(s, rrl, e, &ev, now);
 }
 
-int xd_rrl_account(struct xd_rrl_state *s, const struct xd_rrl *rrl,
-		   const struct xd_client *client, const uint8_t *resp, size_t len,
-		   int cookie, uint32_t now)
+int xd_rrl_account(struct xd_rrl_state *s, const struct xd_rrl *rrl, const struct xd_client *client,
+		   const uint8_t *resp, size_t len, int cookie, uint32_t now)
 {
 	struct xd_response_kind r;
 
@@ -292,9 +288,8 @@ static int account_answer(struct xd_rrl_state *s, const struct xd_rrl *rrl,
 	return account_kind(s, rrl, &ctx->client, &ctx->kind, ctx->rrl_now);
 }
 
-int xd_rrl_filter(struct xd_rrl_state *s, const struct xd_rrl *rrl,
-		  const struct xd_answer_ctx *ctx, uint8_t *resp, int len,
-		  struct xd_rrl_counts *counts)
+int xd_rrl_filter(struct xd_rrl_state *s, const struct xd_rrl *rrl, const struct xd_answer_ctx *ctx,
+		  uint8_t *resp, int len, struct xd_rrl_counts *counts)
 {
 	int verdict = account_answer(s, rrl, ctx, resp, (size_t)len);
 
@@ -419,8 +414,8 @@ static int check_config(const struct xd_rrl_config *cfg, struct xd_error *err)
 
 	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
 		if (rates[i] > XD_RRL_RATE_MAX)
-			return xd_errorf(err, -EINVAL, "RRL %s %u: at most %d", names[i],
-					 rates[i], XD_RRL_RATE_MAX);
+			return xd_errorf(err, -EINVAL, "RRL %s %u: at most %d", names[i], rates[i],
+					 XD_RRL_RATE_MAX);
 	if (cfg->window < 1 || cfg->window > XD_RRL_WINDOW_MAX)
 		return xd_errorf(err, -EINVAL, "RRL window %u: expected 1 to %d seconds",
 				 cfg->window, XD_RRL_WINDOW_MAX);
@@ -428,8 +423,10 @@ static int check_config(const struct xd_rrl_config *cfg, struct xd_error *err)
 		return xd_errorf(err, -EINVAL, "RRL slip %u: expected 0 to %d", cfg->slip,
 				 XD_RRL_SLIP_MAX);
 	if (cfg->ipv4_prefix > 32 || cfg->ipv6_prefix > 128)
-		return xd_errorf(err, -EINVAL, "RRL prefix lengths %u and %u: at most 32 "
-				 "and 128", cfg->ipv4_prefix, cfg->ipv6_prefix);
+		return xd_errorf(err, -EINVAL,
+				 "RRL prefix lengths %u and %u: at most 32 "
+				 "and 128",
+				 cfg->ipv4_prefix, cfg->ipv6_prefix);
 	if (cfg->table_size < 1 || cfg->table_size > XD_RRL_TABLE_MAX)
 		return xd_errorf(err, -EINVAL, "RRL table_size %u: expected 1 to %d",
 				 cfg->table_size, XD_RRL_TABLE_MAX);
@@ -440,8 +437,7 @@ static int check_config(const struct xd_rrl_config *cfg, struct xd_error *err)
 
 /* The exempt prefixes as an ACL whose DENY means "exempt": the ACL's
  * longest-prefix lookup is what the check needs. */
-static int build_exempt(const struct xd_rrl_config *cfg, struct xd_acl **out,
-			struct xd_error *err)
+static int build_exempt(const struct xd_rrl_config *cfg, struct xd_acl **out, struct xd_error *err)
 {
 	struct xd_acl_rule *rules;
 	int rc;
@@ -509,7 +505,7 @@ int xd_rrl_build(const struct xd_rrl_config *cfg, struct xd_rrl **out, struct xd
 struct xd_rrl_table {
 	struct xd_rrl *rrl;
 	struct xd_rrl_state state;
-	struct xd_answer_ctx ctx;	/* zeroed once, as a worker's per batch */
+	struct xd_answer_ctx ctx; /* zeroed once, as a worker's per batch */
 };
 
 int xd_rrl_table_new(const struct xd_rrl_config *cfg, struct xd_rrl_table **out,
@@ -548,8 +544,8 @@ void xd_rrl_table_free(struct xd_rrl_table *t)
 	free(t);
 }
 
-int xd_rrl_table_check(struct xd_rrl_table *t, const struct xd_client *client,
-		       const uint8_t *resp, size_t len, int cookie, uint32_t now)
+int xd_rrl_table_check(struct xd_rrl_table *t, const struct xd_client *client, const uint8_t *resp,
+		       size_t len, int cookie, uint32_t now)
 {
 	return xd_rrl_account(&t->state, t->rrl, client, resp, len, cookie, now);
 }

@@ -23,16 +23,16 @@ struct xd_udp;
 
 /* The published settings (xd_engine_set_rrl). */
 struct xd_rrl {
-	uint64_t generation;		/* a worker's table belongs to one */
-	uint64_t seed;			/* keys the bucket hash: a flood cannot
+	uint64_t generation; /* a worker's table belongs to one */
+	uint64_t seed; /* keys the bucket hash: a flood cannot
 					 * aim at one set */
 	uint32_t rate[XD_RRL_CLASSES];
 	uint32_t window;
 	uint32_t slip;
-	uint32_t table_size;		/* a power of two, >= XD_RRL_WAYS */
+	uint32_t table_size; /* a power of two, >= XD_RRL_WAYS */
 	uint8_t ipv4_prefix;
 	uint8_t ipv6_prefix;
-	struct xd_acl *exempt;		/* NULL: nobody; DENY marks an exempt source */
+	struct xd_acl *exempt; /* NULL: nobody; DENY marks an exempt source */
 };
 
 /* Single producer (the worker), single consumer (xd_engine_rrl_events). */
@@ -54,10 +54,10 @@ struct xd_rrl_shared {
 
 /* What a worker keeps; zeroed at the start. */
 struct xd_rrl_state {
-	uint64_t generation;		/* of the settings the table is for */
+	uint64_t generation; /* of the settings the table is for */
 	struct xd_rrl_set *sets;
-	uint32_t mask;			/* sets - 1 */
-	bool owned;			/* the table was allocated here */
+	uint32_t mask; /* sets - 1 */
+	bool owned; /* the table was allocated here */
 	/* The shared buckets in force, set before each sync (NULL: none, a
 	 * table of its own), and those the table came from. */
 	const struct xd_rrl_shared *shared;
@@ -88,9 +88,8 @@ int xd_rrl_state_sync(struct xd_rrl_state *s, const struct xd_rrl *rrl);
 void xd_rrl_state_release(struct xd_rrl_state *s);
 
 /* XD_RRL_SEND/DROP/SLIP for response resp[0..len) to client at now. */
-int xd_rrl_account(struct xd_rrl_state *s, const struct xd_rrl *rrl,
-		   const struct xd_client *client, const uint8_t *resp, size_t len,
-		   int cookie, uint32_t now);
+int xd_rrl_account(struct xd_rrl_state *s, const struct xd_rrl *rrl, const struct xd_client *client,
+		   const uint8_t *resp, size_t len, int cookie, uint32_t now);
 
 /* Counters of a batch's limited responses. */
 struct xd_rrl_counts {
@@ -103,9 +102,8 @@ struct xd_rrl_counts {
  * noted): len, 0 when it is dropped, or the length of its truncated form
  * (rewritten in place). */
 struct xd_answer_ctx;
-int xd_rrl_filter(struct xd_rrl_state *s, const struct xd_rrl *rrl,
-		  const struct xd_answer_ctx *ctx, uint8_t *resp, int len,
-		  struct xd_rrl_counts *counts);
+int xd_rrl_filter(struct xd_rrl_state *s, const struct xd_rrl *rrl, const struct xd_answer_ctx *ctx,
+		  uint8_t *resp, int len, struct xd_rrl_counts *counts);
 
 int xd_rrl_ring_take(struct xd_rrl_ring *r, struct xd_rrl_event *out, int max);
 /* The events of the socket-mode workers (native/io/udp.c). */

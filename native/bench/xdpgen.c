@@ -38,17 +38,17 @@
 
 #define XD_GEN_BATCH 64
 #define XD_GEN_BURST 16
-#define XD_GEN_QUERY_MAX 1232		/* a DNS message in one frame */
-#define XD_GEN_IDS 65536		/* in-flight queries, by DNS ID */
-#define XD_GEN_PORT_FIRST 1024		/* source ports rotate above this */
-#define XD_GEN_PORTS 4096		/* ... over this many per queue */
+#define XD_GEN_QUERY_MAX 1232 /* a DNS message in one frame */
+#define XD_GEN_IDS 65536 /* in-flight queries, by DNS ID */
+#define XD_GEN_PORT_FIRST 1024 /* source ports rotate above this */
+#define XD_GEN_PORTS 4096 /* ... over this many per queue */
 #define XD_GEN_IDLE_POLL_MS 1
 #define XD_GEN_CPUS_MAX 4096
 
 /* One query as a whole frame, and the UDP checksum's sum over everything
  * that does not change per query (source port, DNS ID and checksum zero). */
 struct gen_template {
-	uint32_t offset;		/* into xd_gen.frames */
+	uint32_t offset; /* into xd_gen.frames */
 	uint32_t len;
 	uint64_t udp_sum;
 };
@@ -56,22 +56,22 @@ struct gen_template {
 struct gen_queue {
 	struct xd_xsk_worker w;
 	struct xd_gen *gen;
-	uint64_t *sent_ns;		/* send time by DNS ID, 0: none in flight */
+	uint64_t *sent_ns; /* send time by DNS ID, 0: none in flight */
 	uint32_t seq;
-	double credit;			/* queries the rate allows now */
+	double credit; /* queries the rate allows now */
 	uint64_t last_ns;
-	struct xd_gen_stats stats;	/* written by the queue's thread only */
+	struct xd_gen_stats stats; /* written by the queue's thread only */
 };
 
 struct xd_gen {
 	struct xd_prog *prog;
-	atomic_int stop;		/* end sending (the drain still runs) */
-	atomic_int quit;		/* end everything */
+	atomic_int stop; /* end sending (the drain still runs) */
+	atomic_int quit; /* end everything */
 	uint64_t duration_ns;
 	uint64_t drain_ns;
-	double rate_per_queue;		/* queries/ns; 0: unlimited */
+	double rate_per_queue; /* queries/ns; 0: unlimited */
 	uint16_t dst_port;
-	uint16_t l4;			/* UDP header's offset in every frame */
+	uint16_t l4; /* UDP header's offset in every frame */
 	struct gen_template *templates;
 	uint32_t ntemplates;
 	uint8_t *frames;
@@ -100,8 +100,8 @@ static size_t l3_len(const struct xd_gen_config *cfg)
 }
 
 /* Writes Ethernet, IP and UDP headers and the query into frame. */
-static size_t template_build(const struct xd_gen_config *cfg, const uint8_t *query,
-			     uint32_t qlen, uint8_t *frame, uint64_t *udp_sum)
+static size_t template_build(const struct xd_gen_config *cfg, const uint8_t *query, uint32_t qlen,
+			     uint8_t *frame, uint64_t *udp_sum)
 {
 	size_t l3 = 14, l4 = l3 + l3_len(cfg), udp_len = 8 + qlen;
 	uint64_t sum;
@@ -113,7 +113,7 @@ static size_t template_build(const struct xd_gen_config *cfg, const uint8_t *que
 		frame[l3] = 0x60;
 		memset(frame + l3 + 1, 0, 3);
 		xd_put16(frame + l3 + 4, (uint16_t)udp_len);
-		frame[l3 + 6] = 17;		/* UDP */
+		frame[l3 + 6] = 17; /* UDP */
 		frame[l3 + 7] = 64;
 		memcpy(frame + l3 + 8, cfg->src_addr, 16);
 		memcpy(frame + l3 + 24, cfg->dst_addr, 16);
@@ -123,8 +123,8 @@ static size_t template_build(const struct xd_gen_config *cfg, const uint8_t *que
 		frame[l3] = 0x45;
 		frame[l3 + 1] = 0;
 		xd_put16(frame + l3 + 2, (uint16_t)(20 + udp_len));
-		xd_put16(frame + l3 + 4, 0);		/* ID */
-		xd_put16(frame + l3 + 6, 0x4000);	/* DF */
+		xd_put16(frame + l3 + 4, 0); /* ID */
+		xd_put16(frame + l3 + 6, 0x4000); /* DF */
 		frame[l3 + 8] = 64;
 		frame[l3 + 9] = 17;
 		xd_put16(frame + l3 + 10, 0);
@@ -141,12 +141,12 @@ static size_t template_build(const struct xd_gen_config *cfg, const uint8_t *que
 	}
 	sum += htons(17);
 	sum += htons((uint16_t)udp_len);
-	xd_put16(frame + l4, 0);			/* source port: per query */
+	xd_put16(frame + l4, 0); /* source port: per query */
 	xd_put16(frame + l4 + 2, cfg->dst_port);
 	xd_put16(frame + l4 + 4, (uint16_t)udp_len);
 	xd_put16(frame + l4 + 6, 0);
 	memcpy(frame + l4 + 8, query, qlen);
-	xd_put16(frame + l4 + 8, 0);			/* DNS ID: per query */
+	xd_put16(frame + l4 + 8, 0); /* DNS ID: per query */
 	*udp_sum = xd_csum_add(sum, frame + l4, udp_len);
 	return l4 + udp_len;
 }
@@ -161,8 +161,8 @@ static int templates_build(struct xd_gen *g, const struct xd_gen_config *cfg,
 		if (lens[i] < XD_DNS_HEADER_LEN || lens[i] > XD_GEN_QUERY_MAX ||
 		    headers + lens[i] > cfg->frame_size)
 			return xd_errorf(err, -EINVAL,
-					 "query %u: %u bytes; a query is 12 to %d bytes",
-					 i + 1, lens[i], XD_GEN_QUERY_MAX);
+					 "query %u: %u bytes; a query is 12 to %d bytes", i + 1,
+					 lens[i], XD_GEN_QUERY_MAX);
 		total += headers + lens[i];
 	}
 	g->templates = calloc(n, sizeof(*g->templates));
@@ -191,8 +191,9 @@ static uint32_t query_write(struct gen_queue *q, uint64_t addr, uint64_t now)
 	const struct xd_gen *g = q->gen;
 	const struct gen_template *t = &g->templates[q->seq % g->ntemplates];
 	uint8_t *data = xsk_umem__get_data(q->w.area.mem, addr);
-	uint16_t port = htons((uint16_t)(XD_GEN_PORT_FIRST +
-		(q->w.queue * XD_GEN_PORTS + q->seq % XD_GEN_PORTS) % (65536 - XD_GEN_PORT_FIRST)));
+	uint16_t port = htons(
+		(uint16_t)(XD_GEN_PORT_FIRST + (q->w.queue * XD_GEN_PORTS + q->seq % XD_GEN_PORTS) %
+						       (65536 - XD_GEN_PORT_FIRST)));
 	uint16_t id = htons((uint16_t)(q->seq & 0xffff));
 	uint16_t csum;
 
@@ -201,7 +202,7 @@ static uint32_t query_write(struct gen_queue *q, uint64_t addr, uint64_t now)
 	memcpy(data + g->l4 + 8, &id, 2);
 	csum = xd_csum_fold(t->udp_sum + port + id);
 	if (csum == 0)
-		csum = 0xffff;			/* 0 means "no checksum" */
+		csum = 0xffff; /* 0 means "no checksum" */
 	memcpy(data + g->l4 + 6, &csum, 2);
 	q->sent_ns[q->seq & 0xffff] = now;
 	q->seq++;
@@ -220,7 +221,8 @@ static uint32_t send_due(struct gen_queue *q, uint64_t now)
 	q->last_ns = now;
 	/* A stall (preemption, a full ring) is not made up with a burst: the
 	 * offered rate drops, and `sent` says by how much. */
-	cap = g->rate_per_queue * 1e6 > 2 * XD_GEN_BATCH ? g->rate_per_queue * 1e6 : 2 * XD_GEN_BATCH;
+	cap = g->rate_per_queue * 1e6 > 2 * XD_GEN_BATCH ? g->rate_per_queue * 1e6 :
+							   2 * XD_GEN_BATCH;
 	if (q->credit > cap)
 		q->credit = cap;
 	/* Queries leave in bursts of at least XD_GEN_BURST, as from a NIC
@@ -358,7 +360,8 @@ static void *gen_main(void *arg)
 	q->last_ns = start;
 	while (!atomic_load_explicit(&g->quit, memory_order_relaxed)) {
 		uint64_t now = now_ns();
-		bool sending = now < send_end && !atomic_load_explicit(&g->stop, memory_order_relaxed);
+		bool sending = now < send_end &&
+			       !atomic_load_explicit(&g->stop, memory_order_relaxed);
 		uint32_t got, sent;
 
 		if (!sending && drain_end == 0)
@@ -383,8 +386,7 @@ static void *gen_main(void *arg)
 
 /* ---- set-up ------------------------------------------------------------------- */
 
-static int check_config(const struct xd_gen_config *cfg, uint32_t nqueries,
-			struct xd_error *err)
+static int check_config(const struct xd_gen_config *cfg, uint32_t nqueries, struct xd_error *err)
 {
 	if (cfg->family != AF_INET && cfg->family != AF_INET6)
 		return xd_errorf(err, -EINVAL, "generator: family must be AF_INET or AF_INET6");
@@ -450,25 +452,26 @@ static int open_queues(struct xd_gen *g, const struct xd_gen_config *cfg,
 		q->sent_ns = calloc(XD_GEN_IDS, sizeof(*q->sent_ns));
 		if (!q->sent_ns)
 			return xd_errorf(err, -ENOMEM, "out of memory");
-		rc = xd_xsk_worker_open(&q->w, cfg->ifname, xc, node, &zc, warning,
-					sizeof(warning), err);
+		rc = xd_xsk_worker_open(&q->w, cfg->ifname, xc, node, &zc, warning, sizeof(warning),
+					err);
 		if (rc)
 			return rc;
 		rc = xd_prog_set_socket(g->prog, q->w.queue, xd_xsk_worker_fd(&q->w));
 		if (rc)
-			return xd_errorf(err, rc, "queue %d: cannot put its socket into the XSKMAP: %s",
+			return xd_errorf(err, rc,
+					 "queue %d: cannot put its socket into the XSKMAP: %s",
 					 q->w.queue, strerror(-rc));
 	}
 	return 0;
 }
 
-static int program_setup(struct xd_gen *g, const struct xd_gen_config *cfg, int ifindex,
-			 int nq, struct xd_error *err)
+static int program_setup(struct xd_gen *g, const struct xd_gen_config *cfg, int ifindex, int nq,
+			 struct xd_error *err)
 {
 	struct xd_prog_place place = { .generic = cfg->generic, .attach = XD_ATTACH_LINK };
 	struct xd_prog_attached how;
-	int rc = xd_prog_load(cfg->bpf_object, ifindex, cfg->first_queue + nq, &place,
-			      &g->prog, &how, err);
+	int rc = xd_prog_load(cfg->bpf_object, ifindex, cfg->first_queue + nq, &place, &g->prog,
+			      &how, err);
 
 	if (rc)
 		return rc;
@@ -479,9 +482,8 @@ static int program_setup(struct xd_gen *g, const struct xd_gen_config *cfg, int 
 	return rc;
 }
 
-int xd_gen_start(const struct xd_gen_config *cfg, const uint8_t *queries,
-		 const uint32_t *lens, uint32_t nqueries, struct xd_gen **out,
-		 struct xd_error *err)
+int xd_gen_start(const struct xd_gen_config *cfg, const uint8_t *queries, const uint32_t *lens,
+		 uint32_t nqueries, struct xd_gen **out, struct xd_error *err)
 {
 	struct xd_xdp_config xc;
 	struct xd_gen *g;
@@ -558,12 +560,13 @@ int xd_gen_queue_stats(const struct xd_gen *g, int queue, struct xd_gen_stats *o
 	if (queue < 0 || queue >= g->nqueues)
 		return -EINVAL;
 	src = (const uint64_t *)&g->queues[queue].stats;
-	for (size_t i = 0; i < offsetof(struct xd_gen_stats, kernel_rx_dropped) / sizeof(uint64_t); i++)
+	for (size_t i = 0; i < offsetof(struct xd_gen_stats, kernel_rx_dropped) / sizeof(uint64_t);
+	     i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	memset(&st, 0, sizeof(st));
 	if (g->queues[queue].w.xsk)
-		getsockopt(xsk_socket__fd(g->queues[queue].w.xsk), SOL_XDP, XDP_STATISTICS,
-			   &st, &len);
+		getsockopt(xsk_socket__fd(g->queues[queue].w.xsk), SOL_XDP, XDP_STATISTICS, &st,
+			   &len);
 	out->kernel_rx_dropped = st.rx_dropped;
 	out->kernel_rx_ring_full = st.rx_ring_full;
 	out->cpu = g->queues[queue].stats.cpu;
@@ -577,7 +580,7 @@ void xd_gen_free(struct xd_gen *g)
 	atomic_store(&g->stop, 1);
 	atomic_store(&g->quit, 1);
 	for (int i = 0; i < g->nqueues; i++) {
-		xd_xsk_worker_close(&g->queues[i].w);	/* joins the thread */
+		xd_xsk_worker_close(&g->queues[i].w); /* joins the thread */
 		free(g->queues[i].sent_ns);
 	}
 	xd_prog_free(g->prog);

@@ -55,8 +55,8 @@ void xd_image_info(const struct xd_image *img, struct xd_image_info *out)
 	out->zone_acls = img->hdr->zone_acl_count;
 }
 
-const uint8_t *xd_image_find(const struct xd_image *img, uint16_t zone,
-			     const uint8_t *rel, size_t rel_len)
+const uint8_t *xd_image_find(const struct xd_image *img, uint16_t zone, const uint8_t *rel,
+			     size_t rel_len)
 {
 	const uint32_t *table = (const uint32_t *)(img->base + img->hdr->name_hash);
 	uint32_t mask = img->hdr->name_hash_size - 1;
@@ -88,16 +88,15 @@ int xd_image_find_zone(const struct xd_image *img, const uint8_t *name, size_t l
 		if (z == 0)
 			return -1;
 		e = xd_image_zone(img, z - 1);
-		if (e->origin_len == len &&
-		    memcmp(img->base + e->origin, name, len) == 0)
+		if (e->origin_len == len && memcmp(img->base + e->origin, name, len) == 0)
 			return (int)(z - 1);
 	}
 }
 
 /* Slot of the override entry of `name` (whose xd_override_hash is h), or
  * UINT32_MAX. */
-static uint32_t override_slot(const struct xd_image *img, const uint8_t *name,
-			      size_t len, uint64_t h)
+static uint32_t override_slot(const struct xd_image *img, const uint8_t *name, size_t len,
+			      uint64_t h)
 {
 	const struct xd_override_slot *table =
 		(const struct xd_override_slot *)(img->base + img->hdr->override_hash);
@@ -125,8 +124,8 @@ static bool label_bit(const uint64_t *bits, int k)
 }
 
 /* The rule index + 1 that the entry of a suffix (hash h) gives (0: none). */
-static uint32_t override_rule_at(const struct xd_image *img, const uint8_t *suffix,
-				 size_t len, uint64_t h, bool whole_name)
+static uint32_t override_rule_at(const struct xd_image *img, const uint8_t *suffix, size_t len,
+				 uint64_t h, bool whole_name)
 {
 	const struct xd_image_header *hdr = img->hdr;
 	uint32_t slot, rule = 0;
@@ -138,15 +137,14 @@ static uint32_t override_rule_at(const struct xd_image *img, const uint8_t *suff
 	slot = override_slot(img, suffix, len, h);
 	if (slot == UINT32_MAX)
 		return 0;
-	e = img->base + ((const struct xd_override_slot *)
-			 (img->base + img->hdr->override_hash))[slot].entry;
+	e = img->base +
+	    ((const struct xd_override_slot *)(img->base + img->hdr->override_hash))[slot].entry;
 	if (whole_name)
 		rule = xd_override_entry_exact(e);
 	return rule ? rule : xd_override_entry_subtree(e);
 }
 
-const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name,
-				 size_t len)
+const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name, size_t len)
 {
 	const struct xd_image_header *h = img->hdr;
 	const uint8_t *filter = img->base + h->override_filter;
@@ -172,12 +170,12 @@ const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name
 		n++;
 	}
 	for (int i = 0; i < n; i++) {
-		uint32_t rule = override_rule_at(img, name + at[i], len - at[i], hash[i],
-						 at[i] == 0);
+		uint32_t rule =
+			override_rule_at(img, name + at[i], len - at[i], hash[i], at[i] == 0);
 
 		if (rule)
-			return img->base + xd_ld32(img->base + h->override_rules +
-						   4 * (size_t)(rule - 1));
+			return img->base +
+			       xd_ld32(img->base + h->override_rules + 4 * (size_t)(rule - 1));
 	}
 	return NULL;
 }
@@ -192,7 +190,7 @@ const uint8_t *xd_node_rrset(const uint8_t *n, uint16_t type)
 		if (t == type)
 			return rs;
 		if (t > type)
-			break;	/* sorted by type */
+			break; /* sorted by type */
 	}
 	return NULL;
 }
@@ -209,12 +207,10 @@ static bool prefix_holds(const uint8_t *p, const uint8_t *addr)
 
 	if (memcmp(net, addr, whole) != 0)
 		return false;
-	return bits % 8 == 0 ||
-	       ((net[whole] ^ addr[whole]) & (uint8_t)(0xff00 >> (bits % 8))) == 0;
+	return bits % 8 == 0 || ((net[whole] ^ addr[whole]) & (uint8_t)(0xff00 >> (bits % 8))) == 0;
 }
 
-static const uint8_t *acl_list(const struct xd_image *img, const struct xd_zone_entry *z,
-			       int list)
+static const uint8_t *acl_list(const struct xd_image *img, const struct xd_zone_entry *z, int list)
 {
 	const uint8_t *l = img->base + z->acl;
 
@@ -224,8 +220,8 @@ static const uint8_t *acl_list(const struct xd_image *img, const struct xd_zone_
 	return l;
 }
 
-bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *z,
-			int list, const struct xd_client *client)
+bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *z, int list,
+			const struct xd_client *client)
 {
 	const uint8_t *l, *p;
 	int n = 0;
@@ -257,8 +253,8 @@ bool xd_zone_acl_open(const struct xd_image *img, const struct xd_zone_entry *z,
 	return xd_ld16(l) == 0 && xd_ld16(l + 2) == 0 && l[4] == XD_ACL_ALLOW;
 }
 
-int xd_image_zone_allows(const struct xd_image *img, const uint8_t *origin,
-			 size_t len, int list, const struct xd_client *client)
+int xd_image_zone_allows(const struct xd_image *img, const uint8_t *origin, size_t len, int list,
+			 const struct xd_client *client)
 {
 	uint8_t lower[XD_NAME_MAX];
 	struct xd_client judged = { 0 };
@@ -284,13 +280,13 @@ struct check {
 	const uint8_t *base;
 	size_t size;
 	struct xd_error *err;
-	size_t identity_end;	/* where the identity block ends */
+	size_t identity_end; /* where the identity block ends */
 };
 
 static int fail(struct check *c, const char *what, size_t where)
 {
-	snprintf(c->err->message, sizeof(c->err->message),
-		 "invalid zone image: %s (at offset %zu)", what, where);
+	snprintf(c->err->message, sizeof(c->err->message), "invalid zone image: %s (at offset %zu)",
+		 what, where);
 	return -EINVAL;
 }
 
@@ -338,8 +334,7 @@ static bool rr_slice(const uint8_t *rs, size_t off, size_t len)
 
 /* An RRset's signatures are a slice of its node's RRSIG RRset whose RRSIGs
  * each cover its type; outside nodes there are none. */
-static int check_signatures(struct check *c, const uint8_t *rs, const uint8_t *rrsig,
-			    size_t at)
+static int check_signatures(struct check *c, const uint8_t *rs, const uint8_t *rrsig, size_t at)
 {
 	size_t off = xd_rrset_sig_off(rs), len = xd_rrset_sig_len(rs);
 	const uint8_t *wire;
@@ -351,14 +346,12 @@ static int check_signatures(struct check *c, const uint8_t *rs, const uint8_t *r
 		return fail(c, "signatures outside the RRSIG RRset", at);
 	wire = xd_rrset_wire(rrsig);
 	for (size_t pos = off; pos < off + len; pos += 12 + xd_get16(wire + pos + 10))
-		if (xd_get16(wire + pos + 10) < 2 ||
-		    xd_get16(wire + pos + 12) != xd_rrset_type(rs))
+		if (xd_get16(wire + pos + 10) < 2 || xd_get16(wire + pos + 12) != xd_rrset_type(rs))
 			return fail(c, "a signature that covers another type", at);
 	return 0;
 }
 
-static int check_rrsets(struct check *c, const uint8_t *n, size_t end_limit,
-			size_t at)
+static int check_rrsets(struct check *c, const uint8_t *n, size_t end_limit, size_t at)
 {
 	const uint8_t *rrsig = NULL;
 	const uint8_t *rs = xd_node_first_rrset(n);
@@ -397,8 +390,7 @@ static bool is_node(const struct xd_image *img, uint32_t off)
 {
 	const uint8_t *n = img->base + off;
 
-	return xd_image_find(img, xd_node_zone(n), xd_node_name(n),
-			     xd_node_name_len(n)) == n;
+	return xd_image_find(img, xd_node_zone(n), xd_node_name(n), xd_node_name_len(n)) == n;
 }
 
 /* The answering core trusts a node's flags to say which RRsets it holds: a
@@ -410,23 +402,27 @@ static int check_flags(struct check *c, const uint8_t *n, uint32_t off)
 	bool dname = xd_node_rrset(n, XD_TYPE_DNAME) != NULL;
 
 	if (!!(flags & XD_NODE_CNAME) != cname)
-		return fail(c, cname ? "CNAME RRset without the CNAME flag" :
-			    "CNAME flag without a CNAME RRset", off);
+		return fail(c,
+			    cname ? "CNAME RRset without the CNAME flag" :
+				    "CNAME flag without a CNAME RRset",
+			    off);
 	if (!!(flags & XD_NODE_DNAME) != dname)
-		return fail(c, dname ? "DNAME RRset without the DNAME flag" :
-			    "DNAME flag without a DNAME RRset", off);
+		return fail(c,
+			    dname ? "DNAME RRset without the DNAME flag" :
+				    "DNAME flag without a DNAME RRset",
+			    off);
 	if ((flags & XD_NODE_CUT) && !xd_node_rrset(n, XD_TYPE_NS))
 		return fail(c, "zone cut flag without an NS RRset", off);
 	if ((flags & XD_NODE_APEX) && !xd_node_rrset(n, XD_TYPE_SOA))
 		return fail(c, "apex flag without an SOA RRset", off);
-	if ((flags & XD_NODE_NSEC3) && (!xd_node_rrset(n, XD_TYPE_NSEC3) ||
-	    xd_node_nrrsets(n) != 1 + !!xd_node_rrset(n, XD_TYPE_RRSIG)))
+	if ((flags & XD_NODE_NSEC3) &&
+	    (!xd_node_rrset(n, XD_TYPE_NSEC3) ||
+	     xd_node_nrrsets(n) != 1 + !!xd_node_rrset(n, XD_TYPE_RRSIG)))
 		return fail(c, "NSEC3 flag on a node with other data", off);
 	return 0;
 }
 
-static int check_node(struct check *c, const struct xd_image *img, uint32_t off,
-		      uint32_t nodes_end)
+static int check_node(struct check *c, const struct xd_image *img, uint32_t off, uint32_t nodes_end)
 {
 	const uint8_t *n = c->base + off;
 	int rc;
@@ -444,8 +440,8 @@ static int check_node(struct check *c, const struct xd_image *img, uint32_t off,
 }
 
 /* Second pass, once every node is known good: references between nodes. */
-static int check_references(struct check *c, const struct xd_image *img,
-			    uint32_t off, uint32_t nodes_end)
+static int check_references(struct check *c, const struct xd_image *img, uint32_t off,
+			    uint32_t nodes_end)
 {
 	const uint8_t *n = c->base + off;
 	const uint8_t *rs = xd_node_first_rrset(n);
@@ -483,21 +479,21 @@ static int check_header(struct check *c, const struct xd_image_header *h)
 	if (h->version != XD_IMAGE_VERSION) {
 		snprintf(c->err->message, sizeof(c->err->message),
 			 "zone image version %u, this xdpdns reads version %u: "
-			 "rebuild the image", h->version, XD_IMAGE_VERSION);
+			 "rebuild the image",
+			 h->version, XD_IMAGE_VERSION);
 		return -EINVAL;
 	}
 	if (h->size != c->size)
 		return fail(c, "size in the header does not match", 0);
-	if (h->checksum != xd_hash(c->base + XD_IMAGE_CHECKSUM_START,
-				   c->size - XD_IMAGE_CHECKSUM_START, 0))
+	if (h->checksum !=
+	    xd_hash(c->base + XD_IMAGE_CHECKSUM_START, c->size - XD_IMAGE_CHECKSUM_START, 0))
 		return fail(c, "checksum mismatch (corrupted)", 0);
 	if ((h->zone_hash_size & (h->zone_hash_size - 1)) || !h->zone_hash_size ||
 	    (h->name_hash_size & (h->name_hash_size - 1)) || !h->name_hash_size ||
 	    h->zone_hash % 4 || h->name_hash % 4 || h->zone_table % 8 ||
 	    !in_bounds(c, h->zone_hash, 4 * (size_t)h->zone_hash_size) ||
 	    !in_bounds(c, h->name_hash, 4 * (size_t)h->name_hash_size) ||
-	    !in_bounds(c, h->zone_table,
-		       h->zone_count * sizeof(struct xd_zone_entry)) ||
+	    !in_bounds(c, h->zone_table, h->zone_count * sizeof(struct xd_zone_entry)) ||
 	    h->zone_count >= h->zone_hash_size || h->names >= h->name_hash_size)
 		return fail(c, "tables outside the image", 0);
 	return check_identity(c, h);
@@ -512,8 +508,7 @@ static int check_identity(struct check *c, const struct xd_image_header *h)
 		return fail(c, "identity block inside the tables", pos);
 	for (int i = 0; i < XD_IDENTITY_COUNT; i++) {
 		if (!in_bounds(c, pos, 2) || c->base[pos] > 1 ||
-		    (!c->base[pos] && c->base[pos + 1]) ||
-		    !in_bounds(c, pos + 2, c->base[pos + 1]))
+		    (!c->base[pos] && c->base[pos + 1]) || !in_bounds(c, pos + 2, c->base[pos + 1]))
 			return fail(c, "bad identity block", pos);
 		pos += 2 + c->base[pos + 1];
 	}
@@ -613,15 +608,14 @@ static bool overrides_absent(const struct xd_image_header *h)
 static int check_override_tables(struct check *c, const struct xd_image_header *h)
 {
 	size_t rules_end = h->override_rules + 4 * (size_t)h->override_rule_count;
-	size_t hash_end = h->override_hash +
-			  sizeof(struct xd_override_slot) * (size_t)h->override_hash_size;
+	size_t hash_end =
+		h->override_hash + sizeof(struct xd_override_slot) * (size_t)h->override_hash_size;
 
 	if (h->override_count == 0)
 		return overrides_absent(h) ? 0 :
-		       fail(c, "override fields set without overrides", 0);
-	if (h->override_rules % 4 || h->override_hash % 4 ||
-	    h->override_rules < c->identity_end || rules_end > h->override_entries ||
-	    h->override_entries > h->override_hash ||
+					     fail(c, "override fields set without overrides", 0);
+	if (h->override_rules % 4 || h->override_hash % 4 || h->override_rules < c->identity_end ||
+	    rules_end > h->override_entries || h->override_entries > h->override_hash ||
 	    !h->override_hash_size || (h->override_hash_size & (h->override_hash_size - 1)) ||
 	    h->override_count >= h->override_hash_size ||
 	    !in_bounds(c, h->override_hash,
@@ -634,8 +628,7 @@ static int check_override_tables(struct check *c, const struct xd_image_header *
 
 /* A rule lies between the rule table and the entries, and so do its RRsets:
  * pre-rendered answers with nothing to patch but the owner. */
-static int check_override_rule(struct check *c, const struct xd_image_header *h,
-			       uint32_t off)
+static int check_override_rule(struct check *c, const struct xd_image_header *h, uint32_t off)
 {
 	size_t start = h->override_rules + 4 * (size_t)h->override_rule_count;
 	size_t end = h->override_entries;
@@ -684,7 +677,7 @@ static int check_override_bounds(struct check *c, const struct xd_image_header *
 		if (off < h->override_entries || off >= h->override_hash ||
 		    h->override_hash - off < XD_OVERRIDE_ENTRY_HEADER ||
 		    h->override_hash - off - XD_OVERRIDE_ENTRY_HEADER <
-		    xd_override_entry_name_len(e))
+			    xd_override_entry_name_len(e))
 			return fail(c, "override entry outside its block", off);
 		used++;
 	}
@@ -704,8 +697,8 @@ static bool name_is_lower(const uint8_t *name, size_t len)
 
 /* Second pass: each entry's name, rules and place in the hash; collects
  * the label bitmaps the header must carry. */
-static int check_override_entry(struct check *c, const struct xd_image *img,
-				uint32_t slot, uint64_t bits[4])
+static int check_override_entry(struct check *c, const struct xd_image *img, uint32_t slot,
+				uint64_t bits[4])
 {
 	const struct xd_image_header *h = img->hdr;
 	const struct xd_override_slot *table =
@@ -747,7 +740,8 @@ static int check_overrides(struct check *c, const struct xd_image *img)
 	if (rc || h->override_count == 0)
 		return rc;
 	for (uint32_t i = 0; i < h->override_rule_count; i++) {
-		rc = check_override_rule(c, h, xd_ld32(c->base + h->override_rules + 4 * (size_t)i));
+		rc = check_override_rule(c, h,
+					 xd_ld32(c->base + h->override_rules + 4 * (size_t)i));
 		if (rc)
 			return rc;
 	}
@@ -766,8 +760,8 @@ static int check_overrides(struct check *c, const struct xd_image *img)
 
 /* ---- validating the zone ACLs -------------------------------------------------- */
 
-static int check_acl_prefixes(struct check *c, const uint8_t *p, uint16_t v4,
-			      uint16_t v6, size_t at)
+static int check_acl_prefixes(struct check *c, const uint8_t *p, uint16_t v4, uint16_t v6,
+			      size_t at)
 {
 	for (int i = 0; i < v4 + v6; i++, p += XD_ZONE_ACL_PREFIX) {
 		unsigned bits = i < v4 ? 32 : 128;
@@ -811,15 +805,15 @@ static int check_zone_acls(struct check *c, const struct xd_image *img)
 {
 	const struct xd_image_header *h = img->hdr;
 	size_t floor = h->override_count ?
-		       h->override_filter + xd_override_filter_size(h->override_hash_size) :
-		       c->identity_end;
+			       h->override_filter + xd_override_filter_size(h->override_hash_size) :
+			       c->identity_end;
 	uint32_t count = 0;
 
 	if (h->zone_acl_count == 0 && (h->zone_acls || h->zone_acls_end))
 		return fail(c, "zone ACL fields set without zone ACLs", 0);
-	if (h->reserved || (h->zone_acl_count &&
-	    (h->zone_acls < floor || h->zone_acls > h->zone_acls_end ||
-	     h->zone_acls_end > c->size)))
+	if (h->reserved ||
+	    (h->zone_acl_count && (h->zone_acls < floor || h->zone_acls > h->zone_acls_end ||
+				   h->zone_acls_end > c->size)))
 		return fail(c, "zone ACL block outside the image", h->zone_acls);
 	for (uint32_t z = 0; z < h->zone_count; z++) {
 		const struct xd_zone_entry *e = xd_image_zone(img, z);
@@ -844,8 +838,7 @@ static int check_zone_acls(struct check *c, const struct xd_image *img)
 /* A signed zone's denial block (image.h): inside the image, a kind we
  * know, and nodes of the zone that own the chain's records, strictly in
  * canonical order, which the answering core's searches rely on. */
-static int check_denial(struct check *c, const struct xd_image *img, uint32_t zone,
-			uint32_t at)
+static int check_denial(struct check *c, const struct xd_image *img, uint32_t zone, uint32_t at)
 {
 	const uint8_t *d = c->base + at;
 	const uint8_t *nodes, *prev = NULL;
@@ -871,7 +864,8 @@ static int check_denial(struct check *c, const struct xd_image *img, uint32_t zo
 		const uint8_t *n = c->base + off;
 
 		if (off >= img->hdr->name_hash || !in_bounds(c, off, XD_NODE_HEADER) ||
-		    !in_bounds(c, off + XD_NODE_HEADER, xd_node_name_len(n)) || !is_node(img, off) || xd_node_zone(n) != zone || !xd_node_rrset(n, type))
+		    !in_bounds(c, off + XD_NODE_HEADER, xd_node_name_len(n)) ||
+		    !is_node(img, off) || xd_node_zone(n) != zone || !xd_node_rrset(n, type))
 			return fail(c, "denial block names a node without its record", at);
 		if (prev && xd_name_canonical_cmp(xd_node_name(prev), xd_node_name_len(prev),
 						  xd_node_name(n), xd_node_name_len(n)) >= 0)
@@ -893,8 +887,7 @@ static int check_denials(struct check *c, const struct xd_image *img)
 	return 0;
 }
 
-int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out,
-		  struct xd_error *err)
+int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out, struct xd_error *err)
 {
 	struct check c = { NULL, len, err, 0 };
 	struct xd_image *img;

@@ -89,32 +89,32 @@
 struct xd_image_header {
 	char magic[8];
 	uint32_t version;
-	uint32_t byte_order;	/* XD_IMAGE_BYTE_ORDER as written by the builder */
-	uint64_t size;		/* of the whole image */
-	uint64_t checksum;	/* xd_hash of everything after this field */
+	uint32_t byte_order; /* XD_IMAGE_BYTE_ORDER as written by the builder */
+	uint64_t size; /* of the whole image */
+	uint64_t checksum; /* xd_hash of everything after this field */
 	uint32_t zone_count;
-	uint32_t zone_table;	/* offset of struct xd_zone_entry[zone_count] */
-	uint32_t zone_hash;	/* offset of u32[zone_hash_size]: zone index + 1 */
-	uint32_t zone_hash_size;	/* power of two */
-	uint32_t name_hash;	/* offset of u32[name_hash_size]: node offsets */
-	uint32_t name_hash_size;	/* power of two */
+	uint32_t zone_table; /* offset of struct xd_zone_entry[zone_count] */
+	uint32_t zone_hash; /* offset of u32[zone_hash_size]: zone index + 1 */
+	uint32_t zone_hash_size; /* power of two */
+	uint32_t name_hash; /* offset of u32[name_hash_size]: node offsets */
+	uint32_t name_hash_size; /* power of two */
 	uint64_t names;
 	uint64_t rrsets;
 	uint64_t records;
 	/* Bit k set: some zone's origin has k labels.  Zone lookup hashes
 	 * only the qname suffixes that could be an origin. */
 	uint64_t origin_labels[2];
-	uint32_t identity;	/* offset of the identity block */
+	uint32_t identity; /* offset of the identity block */
 	/* Overrides: names with rules, 0 when there are none.  The answering
 	 * core tests this field alone before it looks for a rule. */
 	uint32_t override_count;
-	uint32_t override_hash;	/* offset of struct xd_override_slot[] */
-	uint32_t override_hash_size;	/* power of two */
-	uint32_t override_rules;	/* offset of u32[override_rule_count] */
+	uint32_t override_hash; /* offset of struct xd_override_slot[] */
+	uint32_t override_hash_size; /* power of two */
+	uint32_t override_rules; /* offset of u32[override_rule_count] */
 	uint32_t override_rule_count;
-	uint32_t override_entries;	/* where the entries start; they end at
+	uint32_t override_entries; /* where the entries start; they end at
 					 * override_hash */
-	uint32_t override_filter;	/* offset of the filter */
+	uint32_t override_filter; /* offset of the filter */
 	/* Bit k set: some name with an exact (a subtree) rule has k labels.
 	 * A lookup probes only the qname's suffixes that could hold a rule. */
 	uint64_t override_exact_labels[2];
@@ -128,17 +128,17 @@ struct xd_image_header {
 };
 
 struct xd_zone_entry {
-	uint32_t origin;	/* offset of the lower-cased origin, wire form */
+	uint32_t origin; /* offset of the lower-cased origin, wire form */
 	uint8_t origin_len;
 	uint8_t origin_labels;
 	uint16_t reserved;
-	uint32_t apex;		/* node offset */
-	uint32_t soa;		/* RRset used in negative answers: the SOA with
+	uint32_t apex; /* node offset */
+	uint32_t soa; /* RRset used in negative answers: the SOA with
 				 * TTL min(SOA TTL, MINIMUM) (RFC 2308 3) */
-	uint32_t acl;		/* the zone's ACL; 0: none (every client may
+	uint32_t acl; /* the zone's ACL; 0: none (every client may
 				 * query, none may transfer).  The one field
 				 * the answering core tests for a zone. */
-	uint32_t dnssec;	/* the zone's denial block; 0: unsigned */
+	uint32_t dnssec; /* the zone's denial block; 0: unsigned */
 };
 
 /*
@@ -163,12 +163,30 @@ enum {
 
 #define XD_DENIAL_HEADER 12
 
-static inline uint8_t xd_denial_kind(const uint8_t *d) { return d[0]; }
-static inline uint8_t xd_denial_hash(const uint8_t *d) { return d[1]; }
-static inline uint8_t xd_denial_salt_len(const uint8_t *d) { return d[2]; }
-static inline uint16_t xd_denial_iterations(const uint8_t *d) { return xd_ld16(d + 4); }
-static inline uint32_t xd_denial_count(const uint8_t *d) { return xd_ld32(d + 8); }
-static inline const uint8_t *xd_denial_salt(const uint8_t *d) { return d + XD_DENIAL_HEADER; }
+static inline uint8_t xd_denial_kind(const uint8_t *d)
+{
+	return d[0];
+}
+static inline uint8_t xd_denial_hash(const uint8_t *d)
+{
+	return d[1];
+}
+static inline uint8_t xd_denial_salt_len(const uint8_t *d)
+{
+	return d[2];
+}
+static inline uint16_t xd_denial_iterations(const uint8_t *d)
+{
+	return xd_ld16(d + 4);
+}
+static inline uint32_t xd_denial_count(const uint8_t *d)
+{
+	return xd_ld32(d + 8);
+}
+static inline const uint8_t *xd_denial_salt(const uint8_t *d)
+{
+	return d + XD_DENIAL_HEADER;
+}
 static inline const uint8_t *xd_denial_nodes(const uint8_t *d)
 {
 	return d + XD_DENIAL_HEADER + ((d[2] + 3u) & ~3u);
@@ -180,18 +198,18 @@ static inline const uint8_t *xd_denial_nodes(const uint8_t *d)
 
 enum {
 	XD_NODE_APEX = 1 << 0,
-	XD_NODE_CUT = 1 << 1,		/* NS below the apex: a delegation */
+	XD_NODE_CUT = 1 << 1, /* NS below the apex: a delegation */
 	XD_NODE_DNAME = 1 << 2,
 	XD_NODE_CNAME = 1 << 3,
-	XD_NODE_OCCLUDED = 1 << 4,	/* below a cut or a DNAME; link says which */
-	XD_NODE_WILDCARD_CHILD = 1 << 5,	/* link is the "*" child */
+	XD_NODE_OCCLUDED = 1 << 4, /* below a cut or a DNAME; link says which */
+	XD_NODE_WILDCARD_CHILD = 1 << 5, /* link is the "*" child */
 	/* Only an NSEC3 record (and its RRSIGs): its name is a hash, which
 	 * lookups treat as absent (RFC 5155 7.2.8). */
 	XD_NODE_NSEC3 = 1 << 6,
 };
 
 enum {
-	XD_TARGET_GLUE_REQUIRED = 1 << 0,	/* in-domain glue of a cut (RFC 9471) */
+	XD_TARGET_GLUE_REQUIRED = 1 << 0, /* in-domain glue of a cut (RFC 9471) */
 };
 
 #define XD_ZONE_ACL_LIST_HEADER 6
@@ -204,8 +222,8 @@ enum {
  * that a probe reads an entry only when the hashes agree (a query for a
  * name with no rule costs one cache line per probe, not two). */
 struct xd_override_slot {
-	uint32_t tag;		/* xd_override_hash(name) >> 32 */
-	uint32_t entry;		/* offset of the entry, 0: empty */
+	uint32_t tag; /* xd_override_hash(name) >> 32 */
+	uint32_t entry; /* offset of the entry, 0: empty */
 };
 
 struct xd_image {
@@ -227,25 +245,67 @@ static inline void xd_image_hold(const struct xd_image *img)
 }
 
 /* Node accessors: n points at a node inside the image. */
-static inline uint32_t xd_node_link(const uint8_t *n) { return xd_ld32(n); }
-static inline uint16_t xd_node_zone(const uint8_t *n) { return xd_ld16(n + 4); }
-static inline uint8_t xd_node_flags(const uint8_t *n) { return n[6]; }
-static inline uint8_t xd_node_name_len(const uint8_t *n) { return n[7]; }
-static inline uint16_t xd_node_nrrsets(const uint8_t *n) { return xd_ld16(n + 8); }
-static inline const uint8_t *xd_node_name(const uint8_t *n) { return n + XD_NODE_HEADER; }
+static inline uint32_t xd_node_link(const uint8_t *n)
+{
+	return xd_ld32(n);
+}
+static inline uint16_t xd_node_zone(const uint8_t *n)
+{
+	return xd_ld16(n + 4);
+}
+static inline uint8_t xd_node_flags(const uint8_t *n)
+{
+	return n[6];
+}
+static inline uint8_t xd_node_name_len(const uint8_t *n)
+{
+	return n[7];
+}
+static inline uint16_t xd_node_nrrsets(const uint8_t *n)
+{
+	return xd_ld16(n + 8);
+}
+static inline const uint8_t *xd_node_name(const uint8_t *n)
+{
+	return n + XD_NODE_HEADER;
+}
 static inline const uint8_t *xd_node_first_rrset(const uint8_t *n)
 {
 	return n + XD_NODE_HEADER + n[7];
 }
 
-static inline uint16_t xd_rrset_type(const uint8_t *r) { return xd_ld16(r); }
-static inline uint16_t xd_rrset_count(const uint8_t *r) { return xd_ld16(r + 2); }
-static inline uint16_t xd_rrset_wire_len(const uint8_t *r) { return xd_ld16(r + 4); }
-static inline uint8_t xd_rrset_nreloc(const uint8_t *r) { return r[6]; }
-static inline uint8_t xd_rrset_ntargets(const uint8_t *r) { return r[7]; }
-static inline uint16_t xd_rrset_sig_off(const uint8_t *r) { return xd_ld16(r + 8); }
-static inline uint16_t xd_rrset_sig_len(const uint8_t *r) { return xd_ld16(r + 10); }
-static inline const uint8_t *xd_rrset_wire(const uint8_t *r) { return r + XD_RRSET_HEADER; }
+static inline uint16_t xd_rrset_type(const uint8_t *r)
+{
+	return xd_ld16(r);
+}
+static inline uint16_t xd_rrset_count(const uint8_t *r)
+{
+	return xd_ld16(r + 2);
+}
+static inline uint16_t xd_rrset_wire_len(const uint8_t *r)
+{
+	return xd_ld16(r + 4);
+}
+static inline uint8_t xd_rrset_nreloc(const uint8_t *r)
+{
+	return r[6];
+}
+static inline uint8_t xd_rrset_ntargets(const uint8_t *r)
+{
+	return r[7];
+}
+static inline uint16_t xd_rrset_sig_off(const uint8_t *r)
+{
+	return xd_ld16(r + 8);
+}
+static inline uint16_t xd_rrset_sig_len(const uint8_t *r)
+{
+	return xd_ld16(r + 10);
+}
+static inline const uint8_t *xd_rrset_wire(const uint8_t *r)
+{
+	return r + XD_RRSET_HEADER;
+}
 static inline const uint8_t *xd_rrset_relocs(const uint8_t *r)
 {
 	return r + XD_RRSET_HEADER + xd_rrset_wire_len(r);
@@ -256,8 +316,7 @@ static inline const uint8_t *xd_rrset_targets(const uint8_t *r)
 }
 static inline size_t xd_rrset_size(const uint8_t *r)
 {
-	return XD_RRSET_HEADER + xd_rrset_wire_len(r) +
-	       2 * (size_t)xd_rrset_nreloc(r) +
+	return XD_RRSET_HEADER + xd_rrset_wire_len(r) + 2 * (size_t)xd_rrset_nreloc(r) +
 	       XD_TARGET_SIZE * (size_t)xd_rrset_ntargets(r);
 }
 static inline const uint8_t *xd_rrset_next(const uint8_t *r)
@@ -266,18 +325,39 @@ static inline const uint8_t *xd_rrset_next(const uint8_t *r)
 }
 
 /* Override rules and entries: r points at a rule, e at an entry. */
-static inline uint8_t xd_override_action(const uint8_t *r) { return r[0]; }
-static inline uint16_t xd_override_nrrsets(const uint8_t *r) { return xd_ld16(r + 2); }
+static inline uint8_t xd_override_action(const uint8_t *r)
+{
+	return r[0];
+}
+static inline uint16_t xd_override_nrrsets(const uint8_t *r)
+{
+	return xd_ld16(r + 2);
+}
 /* RESOLVER rules: which resolver hook answers the names (0 for the rest). */
-static inline uint8_t xd_override_hook(const uint8_t *r) { return r[1]; }
+static inline uint8_t xd_override_hook(const uint8_t *r)
+{
+	return r[1];
+}
 static inline const uint8_t *xd_override_first_rrset(const uint8_t *r)
 {
 	return r + XD_OVERRIDE_RULE_HEADER;
 }
-static inline uint8_t xd_override_entry_name_len(const uint8_t *e) { return e[0]; }
-static inline uint8_t xd_override_entry_labels(const uint8_t *e) { return e[1]; }
-static inline uint32_t xd_override_entry_exact(const uint8_t *e) { return xd_ld32(e + 2); }
-static inline uint32_t xd_override_entry_subtree(const uint8_t *e) { return xd_ld32(e + 6); }
+static inline uint8_t xd_override_entry_name_len(const uint8_t *e)
+{
+	return e[0];
+}
+static inline uint8_t xd_override_entry_labels(const uint8_t *e)
+{
+	return e[1];
+}
+static inline uint32_t xd_override_entry_exact(const uint8_t *e)
+{
+	return xd_ld32(e + 2);
+}
+static inline uint32_t xd_override_entry_subtree(const uint8_t *e)
+{
+	return xd_ld32(e + 6);
+}
 static inline const uint8_t *xd_override_entry_name(const uint8_t *e)
 {
 	return e + XD_OVERRIDE_ENTRY_HEADER;
@@ -354,8 +434,8 @@ static inline const struct xd_zone_entry *xd_image_zone(const struct xd_image *i
 }
 
 /* Finds the node of relative name rel (lower-case) in zone; NULL if none. */
-const uint8_t *xd_image_find(const struct xd_image *img, uint16_t zone,
-			     const uint8_t *rel, size_t rel_len);
+const uint8_t *xd_image_find(const struct xd_image *img, uint16_t zone, const uint8_t *rel,
+			     size_t rel_len);
 /* Finds the zone whose origin is exactly `name` (lower-case); -1 if none. */
 int xd_image_find_zone(const struct xd_image *img, const uint8_t *name, size_t len);
 /* Finds the RRset of `type` at node n; NULL if none. */
@@ -367,15 +447,14 @@ const uint8_t *xd_node_rrset(const uint8_t *n, uint16_t type);
  * exact rule of the name itself, else the subtree rule of the longest
  * suffix (the name included) that has one.
  */
-const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name,
-				 size_t len);
+const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name, size_t len);
 
 /* Whether list `list` (XD_ZONE_ACL_*) of zone z lets client in: the
  * longest prefix holding it decides, else the list's default; a client of
  * unknown family (only callers inside the process: every network path sets
  * it from the packet) is held by no prefix and gets the default. */
-bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *z,
-			int list, const struct xd_client *client);
+bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *z, int list,
+			const struct xd_client *client);
 
 /* Whether list `list` of zone z lets every client in alike (no prefix,
  * default allow): what it answers does not depend on who asks. */

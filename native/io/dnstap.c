@@ -82,11 +82,11 @@ struct record {
 };
 
 struct xd_dnstap_ring {
-	struct xd_dnstap_sampler sampler;	/* first: dnstap.h reads it so */
-	_Atomic uint64_t lost;			/* ring full; written by the producer */
+	struct xd_dnstap_sampler sampler; /* first: dnstap.h reads it so */
+	_Atomic uint64_t lost; /* ring full; written by the producer */
 	_Atomic uint64_t events;
-	_Alignas(64) _Atomic uint64_t head;	/* bytes written, ever */
-	_Alignas(64) _Atomic uint64_t tail;	/* bytes read, ever */
+	_Alignas(64) _Atomic uint64_t head; /* bytes written, ever */
+	_Alignas(64) _Atomic uint64_t tail; /* bytes read, ever */
 	_Alignas(64) uint8_t data[XD_DNSTAP_RING_BYTES];
 };
 
@@ -99,17 +99,17 @@ struct xd_dnstap {
 	bool responses;
 	int nrings;
 	_Atomic(struct xd_dnstap_ring *) *rings;
-	pthread_mutex_t rings_lock;	/* makers of rings */
+	pthread_mutex_t rings_lock; /* makers of rings */
 
 	pthread_t thread;
 	bool started;
 	int stopfd;
-	int fd;				/* the collector; -1: none */
+	int fd; /* the collector; -1: none */
 	uint64_t next_connect_ns;
 	uint8_t *out;
 	size_t out_len;
 
-	pthread_mutex_t stats_lock;	/* error and the counters below */
+	pthread_mutex_t stats_lock; /* error and the counters below */
 	char error[256];
 	uint64_t written;
 	uint64_t lost_unconnected;
@@ -144,11 +144,13 @@ void xd_dnstap_put(struct xd_dnstap_ring *r, const struct xd_dnstap_event *ev)
 	struct record rec = { 0 };
 	struct timespec now;
 
-	atomic_store_explicit(&r->events, atomic_load_explicit(&r->events, memory_order_relaxed) + 1,
+	atomic_store_explicit(&r->events,
+			      atomic_load_explicit(&r->events, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
 	if (size > XD_DNSTAP_RING_BYTES / 2 || head + skip + size - tail > XD_DNSTAP_RING_BYTES) {
-		atomic_store_explicit(&r->lost, atomic_load_explicit(&r->lost,
-				      memory_order_relaxed) + 1, memory_order_relaxed);
+		atomic_store_explicit(&r->lost,
+				      atomic_load_explicit(&r->lost, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
 		return;
 	}
 	if (skip) {
@@ -173,8 +175,7 @@ void xd_dnstap_put(struct xd_dnstap_ring *r, const struct xd_dnstap_event *ev)
 	memcpy(r->data + pos, &rec, sizeof(rec));
 	memcpy(r->data + pos + sizeof(rec), ev->query, ev->query_len);
 	if (ev->response)
-		memcpy(r->data + pos + sizeof(rec) + ev->query_len, ev->response,
-		       ev->response_len);
+		memcpy(r->data + pos + sizeof(rec) + ev->query_len, ev->response, ev->response_len);
 	atomic_store_explicit(&r->head, head + size, memory_order_release);
 }
 
@@ -347,7 +348,7 @@ static int send_control(int fd, uint32_t type, bool with_type)
 	uint8_t buf[64];
 	size_t clen = 4 + (with_type ? 8 + sizeof(content_type) - 1 : 0);
 
-	xd_put32(buf, 0);			/* the escape: a control frame follows */
+	xd_put32(buf, 0); /* the escape: a control frame follows */
 	xd_put32(buf + 4, (uint32_t)clen);
 	xd_put32(buf + 8, type);
 	if (with_type) {
@@ -428,9 +429,10 @@ static void collector_connect(struct xd_dnstap *t)
 	if (rc == 0)
 		rc = send_control(fd, FSTRM_START, true);
 	if (rc < 0) {
-		set_error(t, "%s: no Frame Streams handshake for %s: %s", t->path,
-			  content_type, rc == -EPROTONOSUPPORT ? "the collector takes another "
-			  "content type" : strerror(-rc));
+		set_error(t, "%s: no Frame Streams handshake for %s: %s", t->path, content_type,
+			  rc == -EPROTONOSUPPORT ? "the collector takes another "
+						   "content type" :
+						   strerror(-rc));
 		collector_close(t);
 		return;
 	}
@@ -462,7 +464,7 @@ static void emit(struct xd_dnstap *t, const struct record *rec, bool response)
 	size_t bound = 4 + 2 * (XD_DNSTAP_TEXT_MAX + 3) + 8 + message_bound(rec) + 4;
 
 	if (t->fd >= 0 && t->out_len + bound > XD_DNSTAP_OUT_BYTES)
-		flush_out(t);	/* may lose the collector */
+		flush_out(t); /* may lose the collector */
 	if (t->fd < 0) {
 		pthread_mutex_lock(&t->stats_lock);
 		t->lost_unconnected++;
@@ -508,8 +510,7 @@ static unsigned drain(struct xd_dnstap *t)
 	unsigned n = 0;
 
 	for (int i = 0; i < t->nrings; i++) {
-		struct xd_dnstap_ring *r = atomic_load_explicit(&t->rings[i],
-								memory_order_acquire);
+		struct xd_dnstap_ring *r = atomic_load_explicit(&t->rings[i], memory_order_acquire);
 
 		if (r)
 			n += drain_ring(t, r);
@@ -553,8 +554,7 @@ static void *writer_main(void *arg)
 
 /* ---- life ------------------------------------------------------------------------ */
 
-static int copy_text(char *dst, size_t cap, const char *src, const char *what,
-		     struct xd_error *err)
+static int copy_text(char *dst, size_t cap, const char *src, const char *what, struct xd_error *err)
 {
 	size_t n = src ? strlen(src) : 0;
 
@@ -620,7 +620,7 @@ void xd_dnstap_free(struct xd_dnstap *t)
 		uint64_t one = 1;
 
 		if (write(t->stopfd, &one, sizeof(one)) != sizeof(one))
-			abort();	/* an eventfd write of 1 cannot fail */
+			abort(); /* an eventfd write of 1 cannot fail */
 		pthread_join(t->thread, NULL);
 	}
 	if (t->stopfd >= 0)

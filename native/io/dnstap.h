@@ -21,15 +21,15 @@ struct xd_dnstap_ring;
 
 /* One sampled query, as a worker saw it; borrowed for the call only. */
 struct xd_dnstap_event {
-	uint8_t family;			/* AF_INET or AF_INET6 */
+	uint8_t family; /* AF_INET or AF_INET6 */
 	bool tcp;
-	uint16_t client_port;		/* host byte order */
+	uint16_t client_port; /* host byte order */
 	uint16_t server_port;
-	uint8_t client[16];		/* network order; IPv4 in the first 4 */
-	uint8_t server[16];		/* all zero: not known */
+	uint8_t client[16]; /* network order; IPv4 in the first 4 */
+	uint8_t server[16]; /* all zero: not known */
 	const uint8_t *query;
 	uint16_t query_len;
-	const uint8_t *response;	/* NULL: nothing was sent */
+	const uint8_t *response; /* NULL: nothing was sent */
 	uint16_t response_len;
 };
 

@@ -16,8 +16,8 @@
  * a burst of clients waits here, not in SYN retries. */
 #define XD_TCP_BACKLOG 1024
 
-static int parse_address(const struct xd_listen *l, uint16_t port,
-			 struct sockaddr_storage *ss, socklen_t *len)
+static int parse_address(const struct xd_listen *l, uint16_t port, struct sockaddr_storage *ss,
+			 socklen_t *len)
 {
 	struct sockaddr_in *in = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
@@ -59,9 +59,10 @@ static int set_options(int fd, int type, const struct sockaddr_storage *ss)
 		return 0;
 	/* Only a wildcard bind needs to learn a datagram's destination (the
 	 * reply leaves from it); elsewhere it costs about 1% for nothing. */
-	if (is_wildcard(ss) && (ss->ss_family == AF_INET6 ?
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) :
-	    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one))))
+	if (is_wildcard(ss) &&
+	    (ss->ss_family == AF_INET6 ?
+		     setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) :
+		     setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one))))
 		return -errno;
 	return 0;
 }
@@ -76,8 +77,10 @@ int xd_listen_open(const struct xd_listen *l, int type, uint16_t port, int *boun
 	int fd, rc;
 
 	if (parse_address(l, port, &ss, &len))
-		return xd_errorf(err, -EINVAL, "listen address %s is not a numeric IPv4 or "
-				 "IPv6 address", l->host);
+		return xd_errorf(err, -EINVAL,
+				 "listen address %s is not a numeric IPv4 or "
+				 "IPv6 address",
+				 l->host);
 	fd = socket(ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return xd_errorf(err, -errno, "cannot listen on %s%s%s:%u (%s): %s", v6 ? "[" : "",
@@ -96,7 +99,7 @@ int xd_listen_open(const struct xd_listen *l, int type, uint16_t port, int *boun
 				 l->host, v6 ? "]" : "", port, proto, strerror(-rc));
 	}
 	*bound_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port :
-			    ((struct sockaddr_in6 *)&ss)->sin6_port);
+						      ((struct sockaddr_in6 *)&ss)->sin6_port);
 	return fd;
 }
 

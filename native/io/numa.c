@@ -37,7 +37,7 @@ int xd_numa_nic_node(const char *ifname)
 
 	snprintf(path, sizeof(path), "/sys/class/net/%s/device/numa_node", ifname);
 	if (read_line(path, line, sizeof(line)))
-		return -1;	/* virtual devices (veth) have no device node */
+		return -1; /* virtual devices (veth) have no device node */
 	return atoi(line) < 0 ? -1 : atoi(line);
 }
 
@@ -113,11 +113,11 @@ int xd_nic_queue_count(const char *ifname, struct xd_error *err)
 	close(fd);
 	if (rc < 0) {
 		if (errno == EOPNOTSUPP)
-			return 1;	/* no channels to speak of: one queue */
+			return 1; /* no channels to speak of: one queue */
 		rc = -errno;
 		snprintf(err->message, sizeof(err->message),
-			 "%s: cannot read its queues (ethtool channels): %s",
-			 ifname, strerror(-rc));
+			 "%s: cannot read its queues (ethtool channels): %s", ifname,
+			 strerror(-rc));
 		return rc;
 	}
 	/* veth reports rx channels only; NICs usually combined ones. */

@@ -11,7 +11,7 @@
 #include "io/packet.h"
 #include "wire/wire.h"
 
-#define XD_VLAN_DEPTH 2		/* 802.1ad outer + 802.1Q inner */
+#define XD_VLAN_DEPTH 2 /* 802.1ad outer + 802.1Q inner */
 #define XD_ETH_HLEN 14
 #define XD_VLAN_HLEN 4
 #define XD_IPV4_HLEN 20
@@ -40,7 +40,7 @@ uint64_t xd_csum_add(uint64_t sum, const uint8_t *data, size_t len)
 	if (i < len) {
 		uint16_t w = 0;
 
-		memcpy(&w, data + i, 1);	/* the odd byte, padded with zero */
+		memcpy(&w, data + i, 1); /* the odd byte, padded with zero */
 		sum += w;
 	}
 	return sum;
@@ -79,8 +79,8 @@ static uint64_t udp_sum(const uint8_t *data, const struct xd_frame *f, size_t ud
  * the kernel trusts it; such a packet never crossed a wire.  Accept that
  * exact value as well as a complete checksum.
  */
-static bool udp_checksum_ok(const uint8_t *data, const struct xd_frame *f,
-			    size_t udp_len, uint16_t check)
+static bool udp_checksum_ok(const uint8_t *data, const struct xd_frame *f, size_t udp_len,
+			    uint16_t check)
 {
 	uint16_t partial;
 
@@ -101,7 +101,7 @@ static int parse_ipv4(const uint8_t *data, size_t len, bool verify, struct xd_fr
 	total = xd_get16(ip + 2);
 	if (ihl < XD_IPV4_HLEN || total < ihl + XD_UDP_HLEN || f->l3 + total > len ||
 	    ip[9] != IPPROTO_UDP || (xd_get16(ip + 6) & 0x3fff))
-		return XD_FRAME_MALFORMED;	/* fragments are the kernel's */
+		return XD_FRAME_MALFORMED; /* fragments are the kernel's */
 	if (verify && xd_csum_fold(xd_csum_add(0, ip, ihl)) != 0)
 		return XD_FRAME_BAD_CHECKSUM;
 	f->l4 = f->l3 + ihl;
@@ -115,7 +115,7 @@ static int parse_ipv6(const uint8_t *data, size_t len, struct xd_frame *f)
 
 	if (len < (size_t)f->l3 + XD_IPV6_HLEN || (ip[0] >> 4) != 6 || ip[6] != IPPROTO_UDP ||
 	    f->l3 + XD_IPV6_HLEN + (size_t)xd_get16(ip + 4) > len)
-		return XD_FRAME_MALFORMED;	/* extension headers are the kernel's */
+		return XD_FRAME_MALFORMED; /* extension headers are the kernel's */
 	f->l4 = f->l3 + XD_IPV6_HLEN;
 	f->ipv6 = true;
 	return XD_FRAME_OK;
@@ -152,8 +152,7 @@ int xd_frame_parse(const uint8_t *data, size_t len, bool verify, struct xd_frame
 	if (len < XD_ETH_HLEN || len > UINT16_MAX)
 		return XD_FRAME_MALFORMED;
 	proto = xd_get16(data + 12);
-	for (int i = 0; i < XD_VLAN_DEPTH &&
-	     (proto == ETH_P_8021Q || proto == ETH_P_8021AD); i++) {
+	for (int i = 0; i < XD_VLAN_DEPTH && (proto == ETH_P_8021Q || proto == ETH_P_8021AD); i++) {
 		if (len < off + XD_VLAN_HLEN)
 			return XD_FRAME_MALFORMED;
 		proto = xd_get16(data + off + 2);
@@ -169,8 +168,7 @@ int xd_frame_parse(const uint8_t *data, size_t len, bool verify, struct xd_frame
 	return rc ? rc : parse_udp(data, len, verify, f);
 }
 
-void xd_frame_source(const uint8_t *data, const struct xd_frame *f,
-		     struct xd_client *client)
+void xd_frame_source(const uint8_t *data, const struct xd_frame *f, struct xd_client *client)
 {
 	/* xd_frame_parse checked that the whole IP header is there. */
 	if (f->ipv6)
@@ -214,8 +212,8 @@ size_t xd_frame_reply(uint8_t *data, const struct xd_frame *f, size_t resp_len)
 		ip[0] = 0x45;
 		ip[1] = 0;
 		xd_put16(ip + 2, XD_IPV4_HLEN + udp_len);
-		xd_put16(ip + 4, 0);		/* ID: unfragmented, RFC 6864 4.1 */
-		xd_put16(ip + 6, 0x4000);	/* DF */
+		xd_put16(ip + 4, 0); /* ID: unfragmented, RFC 6864 4.1 */
+		xd_put16(ip + 6, 0x4000); /* DF */
 		ip[8] = XD_REPLY_TTL;
 		swap_bytes(ip + 12, ip + 16, 4);
 		xd_put16(ip + 10, 0);

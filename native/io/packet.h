@@ -15,16 +15,16 @@
 
 /* Where the parts of a parsed frame are (offsets from the frame's start). */
 struct xd_frame {
-	uint16_t l3;		/* IP header */
-	uint16_t l4;		/* UDP header */
-	uint16_t payload;	/* DNS message */
+	uint16_t l3; /* IP header */
+	uint16_t l4; /* UDP header */
+	uint16_t payload; /* DNS message */
 	uint16_t payload_len;
 	bool ipv6;
 };
 
 enum {
 	XD_FRAME_OK = 0,
-	XD_FRAME_MALFORMED = -1,	/* not Ethernet/IP/UDP as we take it */
+	XD_FRAME_MALFORMED = -1, /* not Ethernet/IP/UDP as we take it */
 	XD_FRAME_BAD_CHECKSUM = -2,
 };
 
@@ -34,8 +34,7 @@ int xd_frame_parse(const uint8_t *data, size_t len, bool verify, struct xd_frame
 
 /* The query's source address (who gets the answer, and whose address a
  * DNS cookie is made for). */
-void xd_frame_source(const uint8_t *data, const struct xd_frame *f,
-		     struct xd_client *client);
+void xd_frame_source(const uint8_t *data, const struct xd_frame *f, struct xd_client *client);
 
 /* Rewrites the headers of a parsed frame whose payload has been replaced by
  * a response of resp_len bytes written at data + f->l4 + 8; returns the

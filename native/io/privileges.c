@@ -33,7 +33,7 @@ static int bounding_keep(uint64_t keep)
 			continue;
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
 			if (errno == EINVAL)
-				return 0;	/* past the kernel's last capability */
+				return 0; /* past the kernel's last capability */
 			return -errno;
 		}
 	}
@@ -61,20 +61,21 @@ int xd_privileges_drop(uint32_t uid, uint32_t gid, uint64_t keep, struct xd_erro
 		return xd_errorf(err, -EINVAL, "the user to run as is root: nothing to give up");
 	rc = bounding_keep(keep);
 	if (rc)
-		return xd_errorf(err, rc, "cannot drop capabilities from the bounding set: %s "
-				     "(running without CAP_SETPCAP?)", strerror(-rc));
+		return xd_errorf(err, rc,
+				 "cannot drop capabilities from the bounding set: %s "
+				 "(running without CAP_SETPCAP?)",
+				 strerror(-rc));
 	if (keep && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
 		return xd_errorf(err, -errno, "cannot keep capabilities across setuid: %s",
 				 strerror(errno));
 	if (setgroups(1, groups) < 0)
-		return xd_errorf(err, -errno, "cannot set the supplementary groups to %u: %s",
-				 gid, strerror(errno));
+		return xd_errorf(err, -errno, "cannot set the supplementary groups to %u: %s", gid,
+				 strerror(errno));
 	if (setgid(gid) < 0)
 		return xd_errorf(err, -errno, "cannot switch to group %u: %s", gid,
 				 strerror(errno));
 	if (setuid(uid) < 0)
-		return xd_errorf(err, -errno, "cannot switch to user %u: %s", uid,
-				 strerror(errno));
+		return xd_errorf(err, -errno, "cannot switch to user %u: %s", uid, strerror(errno));
 	rc = caps_set(keep);
 	if (rc)
 		return xd_errorf(err, rc, "cannot keep capabilities 0x%llx: %s",
@@ -84,7 +85,9 @@ int xd_privileges_drop(uint32_t uid, uint32_t gid, uint64_t keep, struct xd_erro
 	/* Root must be gone for good: a saved set-user-ID of 0 would let any
 	 * code take it back. */
 	if (setuid(0) == 0 || getuid() != uid || geteuid() != uid)
-		return xd_errorf(err, -EPERM, "root could be regained after switching to "
-				     "user %u", uid);
+		return xd_errorf(err, -EPERM,
+				 "root could be regained after switching to "
+				 "user %u",
+				 uid);
 	return 0;
 }

@@ -40,8 +40,8 @@ _Static_assert(XD_RESOLVER_ANSWER_MAX <= UINT16_MAX, "answer lengths are 16 bits
 
 /* A single-producer single-consumer ring of query handles (seq). */
 struct seq_ring {
-	_Atomic uint32_t head __attribute__((aligned(64)));	/* producer */
-	_Atomic uint32_t tail __attribute__((aligned(64)));	/* consumer */
+	_Atomic uint32_t head __attribute__((aligned(64))); /* producer */
+	_Atomic uint32_t tail __attribute__((aligned(64))); /* consumer */
 	uint32_t seqs[];
 };
 
@@ -62,31 +62,31 @@ struct sleeper {
 struct xd_resolver_endpoint {
 	struct xd_resolver *r;
 	/* The worker's own: */
-	uint32_t head;			/* next handle to give */
-	uint32_t tail;			/* oldest handle maybe still pending */
-	uint32_t woken;			/* hooks given queries this batch: a bit
+	uint32_t head; /* next handle to give */
+	uint32_t tail; /* oldest handle maybe still pending */
+	uint32_t woken; /* hooks given queries this batch: a bit
 					 * each */
-	bool holding;			/* the reply at replies.tail is out to
+	bool holding; /* the reply at replies.tail is out to
 					 * the worker (xd_resolver_work) */
 	uint32_t mask;
 	struct xd_resolver_slot *slots;
 	struct seq_ring *to_hook[XD_RESOLVER_HOOKS_MAX];
 	struct reply_ring replies;
-	struct sleeper wake;		/* the worker's */
-	_Atomic int given;		/* answers given since the last flush */
-	bool stream;			/* a TCP worker's: answers up to 65535 bytes */
+	struct sleeper wake; /* the worker's */
+	_Atomic int given; /* answers given since the last flush */
+	bool stream; /* a TCP worker's: answers up to 65535 bytes */
 };
 
 struct hook_state {
 	struct sleeper wake;
-	uint32_t next;			/* the endpoint its next take starts at */
+	uint32_t next; /* the endpoint its next take starts at */
 };
 
 struct xd_resolver {
 	uint32_t ring_size;
 	uint32_t nhooks;
 	uint64_t timeout_ns;
-	struct xd_rcache *cache;	/* NULL: no cache */
+	struct xd_rcache *cache; /* NULL: no cache */
 	struct hook_state hooks[XD_RESOLVER_HOOKS_MAX];
 	/* Endpoints by the worker's reader slot, and in the order made (what
 	 * the hooks' threads walk): appended under the lock, never removed
@@ -209,7 +209,8 @@ int xd_resolver_attach(struct xd_resolver *r, int index, bool stream,
 			r->list[n] = ep;
 			atomic_store_explicit(&r->nlist, n + 1, memory_order_release);
 		} else {
-			rc = xd_errorf(err, -ENOMEM, "out of memory for a worker's "
+			rc = xd_errorf(err, -ENOMEM,
+				       "out of memory for a worker's "
 				       "deferred queries");
 		}
 	} else {
@@ -309,8 +310,7 @@ static void reply_done(struct xd_resolver_endpoint *ep, uint32_t tail)
 	rep->big = NULL;
 }
 
-bool xd_resolver_next(struct xd_resolver_endpoint *ep, uint64_t now_ns,
-		      struct xd_resolver_work *w)
+bool xd_resolver_next(struct xd_resolver_endpoint *ep, uint64_t now_ns, struct xd_resolver_work *w)
 {
 	struct reply_ring *rr = &ep->replies;
 	uint32_t tail = atomic_load_explicit(&rr->tail, memory_order_relaxed);
@@ -327,8 +327,8 @@ bool xd_resolver_next(struct xd_resolver_endpoint *ep, uint64_t now_ns,
 		struct xd_resolver_slot *slot = &ep->slots[rep->seq & ep->mask];
 
 		/* Not pending, or a newer query in its slot: it came too late. */
-		if (!slot->pending || atomic_load_explicit(&slot->seq, memory_order_relaxed) !=
-		    rep->seq) {
+		if (!slot->pending ||
+		    atomic_load_explicit(&slot->seq, memory_order_relaxed) != rep->seq) {
 			reply_done(ep, tail);
 			continue;
 		}
@@ -363,7 +363,6 @@ int64_t xd_resolver_next_deadline(const struct xd_resolver_endpoint *ep, uint64_
 	return deadline > now_ns ? (int64_t)(deadline - now_ns) : 0;
 }
 
-
 bool xd_resolver_sleep(struct xd_resolver_endpoint *ep)
 {
 	atomic_store_explicit(&ep->wake.sleeping, 1, memory_order_seq_cst);
@@ -380,8 +379,7 @@ void xd_resolver_awake(struct xd_resolver_endpoint *ep)
 }
 
 int xd_resolver_respond(const struct xd_image *img, struct xd_answer_ctx *ctx,
-			const struct xd_resolver_work *w, uint8_t *resp, size_t cap,
-			unsigned flags)
+			const struct xd_resolver_work *w, uint8_t *resp, size_t cap, unsigned flags)
 {
 	const struct xd_resolver_reply *rep = w->reply;
 	const uint8_t *data = rep && rep->big ? rep->big : rep ? rep->data : NULL;
@@ -390,8 +388,8 @@ int xd_resolver_respond(const struct xd_image *img, struct xd_answer_ctx *ctx,
 
 	ctx->client = w->slot->client;
 	if (rep && rep->kind == XD_RESOLVER_WIRE) {
-		ctx->kind.kind = -1;	/* the plugin's bytes: rate limiting reads them */
-		ctx->cookie = XD_COOKIE_NONE;	/* not the previous query's */
+		ctx->kind.kind = -1; /* the plugin's bytes: rate limiting reads them */
+		ctx->cookie = XD_COOKIE_NONE; /* not the previous query's */
 		if (rep->len > cap)
 			return 0;
 		memcpy(resp, data, rep->len);
@@ -421,8 +419,10 @@ int xd_engine_resolver_start(struct xd_engine *e, const struct xd_resolver_confi
 	if (e->resolver || e->udp || e->tcp || e->xdp)
 		return xd_errorf(err, -EBUSY, "the resolver starts once, before the workers");
 	if (!power_of_two(cfg->ring_size) || (cfg->cache_size && !power_of_two(cfg->cache_size)))
-		return xd_errorf(err, -EINVAL, "ring_size and cache_size must be powers of two "
-				 "up to %u", XD_RESOLVER_SIZE_MAX);
+		return xd_errorf(err, -EINVAL,
+				 "ring_size and cache_size must be powers of two "
+				 "up to %u",
+				 XD_RESOLVER_SIZE_MAX);
 	if (cfg->hooks < 1 || cfg->hooks > XD_RESOLVER_HOOKS_MAX)
 		return xd_errorf(err, -EINVAL, "%u resolver hooks: 1 to %d", cfg->hooks,
 				 XD_RESOLVER_HOOKS_MAX);
@@ -502,8 +502,8 @@ static bool copy_query(const struct xd_resolver_endpoint *ep, uint32_t seq,
 	return atomic_load_explicit(&slot->seq, memory_order_relaxed) == seq;
 }
 
-int xd_engine_resolver_take(struct xd_engine *e, unsigned hook,
-			    struct xd_resolver_query *out, int max)
+int xd_engine_resolver_take(struct xd_engine *e, unsigned hook, struct xd_resolver_query *out,
+			    int max)
 {
 	struct xd_resolver *r = e->resolver;
 	uint64_t now = xd_resolver_clock();
@@ -596,7 +596,7 @@ static int give(struct xd_resolver_endpoint *ep, const struct xd_resolver_reply 
 		atomic_store_explicit(&rr->head, h + 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&rr->lock);
-	free(big);	/* not given */
+	free(big); /* not given */
 	if (rc == 0)
 		atomic_store_explicit(&ep->given, 1, memory_order_release);
 	return rc;
@@ -614,8 +614,8 @@ void xd_engine_resolver_flush(struct xd_engine *e)
 }
 
 int xd_engine_resolver_cache(struct xd_engine *e, const uint8_t *name, size_t name_len,
-			     uint16_t qtype, uint16_t qclass, const uint8_t *resp,
-			     size_t len, size_t question_end, uint32_t ttl)
+			     uint16_t qtype, uint16_t qclass, const uint8_t *resp, size_t len,
+			     size_t question_end, uint32_t ttl)
 {
 	struct xd_rcache *c = e->resolver ? e->resolver->cache : NULL;
 
@@ -627,14 +627,14 @@ int xd_engine_resolver_cache(struct xd_engine *e, const uint8_t *name, size_t na
 	if (ttl == 0)
 		return 0;
 	xd_rcache_put(c, name, name_len, qtype, qclass, resp, len, question_end,
-		   (uint32_t)time(NULL), ttl);
+		      (uint32_t)time(NULL), ttl);
 	return 0;
 }
 
 int xd_engine_resolver_build(struct xd_engine *e, const struct xd_client *client,
 			     const uint8_t *query, size_t qlen, const uint8_t *records,
-			     size_t records_len, unsigned header, uint32_t cache_ttl,
-			     uint8_t *resp, size_t cap, unsigned flags, int *cached)
+			     size_t records_len, unsigned header, uint32_t cache_ttl, uint8_t *resp,
+			     size_t cap, unsigned flags, int *cached)
 {
 	struct xd_resolver_given g = { records, records_len, 0, (uint16_t)header, false };
 	struct xd_rcache *c = e->resolver ? e->resolver->cache : NULL;
@@ -649,13 +649,12 @@ int xd_engine_resolver_build(struct xd_engine *e, const struct xd_client *client
 	 * by its SOA's TTL (RFC 2308 5), and these carry none. */
 	if (c && cache_ttl && n > 0 && xd_rcache_put_given(c, &g, query, qlen, cache_ttl) && cached)
 		*cached = 1;
-	return xd_engine_answer_given(e, client, &g, query, qlen, resp, cap,
-				      flags & XD_ANSWER_TCP);
+	return xd_engine_answer_given(e, client, &g, query, qlen, resp, cap, flags & XD_ANSWER_TCP);
 }
 
-int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_query *q,
-			      int kind, const uint8_t *data, size_t len, unsigned header,
-			      uint32_t cache_ttl, int *cached)
+int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_query *q, int kind,
+			      const uint8_t *data, size_t len, unsigned header, uint32_t cache_ttl,
+			      int *cached)
 {
 	struct xd_resolver *r = e->resolver;
 	struct xd_resolver_reply head = { .seq = q->seq, .kind = (uint16_t)kind };
@@ -687,9 +686,11 @@ int xd_engine_resolver_answer(struct xd_engine *e, const struct xd_resolver_quer
 			break;
 		}
 		if (r->cache && cache_ttl && n > 0 && len <= XD_RESOLVER_ANSWER_MAX &&
-		    xd_rcache_put_given(r->cache, &(struct xd_resolver_given){ data, len, head.count,
+		    xd_rcache_put_given(r->cache,
+					&(struct xd_resolver_given){ data, len, head.count,
 								     head.header, false },
-				q->query, q->len, cache_ttl) && cached)
+					q->query, q->len, cache_ttl) &&
+		    cached)
 			*cached = 1;
 		break;
 	case XD_RESOLVER_WIRE:

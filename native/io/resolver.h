@@ -25,11 +25,11 @@ struct xd_resolver;
 
 /* A deferred query, kept by its worker until answered or expired. */
 struct xd_resolver_slot {
-	_Atomic uint32_t seq;		/* the handle of the query it holds */
-	bool pending;			/* the worker's own: not answered yet */
+	_Atomic uint32_t seq; /* the handle of the query it holds */
+	bool pending; /* the worker's own: not answered yet */
 	uint8_t hook;
 	uint16_t len;
-	uint64_t deadline;		/* CLOCK_MONOTONIC, ns */
+	uint64_t deadline; /* CLOCK_MONOTONIC, ns */
 	struct xd_client client;
 	uint16_t port;
 	uint16_t route_len;
@@ -43,11 +43,11 @@ struct xd_resolver_slot {
 
 /* A hook's answer on its way back to the worker. */
 struct xd_resolver_reply {
-	uint32_t seq;			/* the query's handle */
-	uint16_t kind;			/* XD_RESOLVER_RECORDS, _WIRE, _SERVFAIL,
+	uint32_t seq; /* the query's handle */
+	uint16_t kind; /* XD_RESOLVER_RECORDS, _WIRE, _SERVFAIL,
 					 * _OVERSIZED */
-	uint16_t header;		/* RECORDS: AA and RCODE */
-	uint16_t count;			/* RECORDS: how many */
+	uint16_t header; /* RECORDS: AA and RCODE */
+	uint16_t count; /* RECORDS: how many */
 	uint16_t len;
 	/* An answer for a stream transport (TCP) longer than data holds, in
 	 * memory of its own: freed once the worker is past it. */
@@ -88,8 +88,7 @@ struct xd_resolver_work {
  * and no query is held. */
 bool xd_resolver_busy(const struct xd_resolver_endpoint *ep);
 /* The next query to answer, if any (true). */
-bool xd_resolver_next(struct xd_resolver_endpoint *ep, uint64_t now_ns,
-		      struct xd_resolver_work *w);
+bool xd_resolver_next(struct xd_resolver_endpoint *ep, uint64_t now_ns, struct xd_resolver_work *w);
 /* Nanoseconds until the oldest deferred query expires (0: now), -1 when
  * none is held. */
 int64_t xd_resolver_next_deadline(const struct xd_resolver_endpoint *ep, uint64_t now_ns);

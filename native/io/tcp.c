@@ -61,39 +61,44 @@
 #define XD_TCP_KEEPALIVE_MAX UINT16_MAX
 
 /* epoll data: the kind in the high half, an index in the low. */
-enum { EV_LISTEN = 1, EV_CONN, EV_STOP, EV_RESOLVER };
+enum {
+	EV_LISTEN = 1,
+	EV_CONN,
+	EV_STOP,
+	EV_RESOLVER
+};
 #define EV(kind, index) (((uint64_t)(kind) << 32) | (uint32_t)(index))
 
 struct tcp_conn {
-	int fd;				/* -1: the slot is free */
-	uint32_t gen;			/* makes a deferred answer's route stale */
+	int fd; /* -1: the slot is free */
+	uint32_t gen; /* makes a deferred answer's route stale */
 	uint32_t next_free;
-	uint32_t bucket;		/* its client's count */
+	uint32_t bucket; /* its client's count */
 	uint32_t queries;
-	uint32_t owed;			/* deferred queries not answered yet */
-	bool writing;			/* EPOLLOUT is asked for */
-	bool reading;			/* EPOLLIN is asked for */
-	bool last;			/* no more queries: closed once nothing is owed */
-	uint64_t born, active;		/* ms: opened; last message or progress */
-	uint64_t msg_start;		/* ms: a message began arriving; 0: none */
-	uint64_t stalled;		/* ms: output waiting since; 0: none */
+	uint32_t owed; /* deferred queries not answered yet */
+	bool writing; /* EPOLLOUT is asked for */
+	bool reading; /* EPOLLIN is asked for */
+	bool last; /* no more queries: closed once nothing is owed */
+	uint64_t born, active; /* ms: opened; last message or progress */
+	uint64_t msg_start; /* ms: a message began arriving; 0: none */
+	uint64_t stalled; /* ms: output waiting since; 0: none */
 	struct sockaddr_storage peer;
-	struct sockaddr_storage local;	/* for dnstap only */
+	struct sockaddr_storage local; /* for dnstap only */
 	uint8_t *in;
 	size_t in_len, in_cap;
 	uint8_t *out;
 	size_t out_off, out_len, out_cap;
-	struct xd_axfr *xfr;		/* the transfer being sent; NULL: none */
+	struct xd_axfr *xfr; /* the transfer being sent; NULL: none */
 };
 
 /* A worker's counters besides the core's; written by the worker only. */
 struct tcp_counters {
-	uint64_t connections, rejected, client_rejected, denied_closed, idle_closed,
-		 io_timeouts, limit_closed, transfers, transfers_refused, transfers_failed;
+	uint64_t connections, rejected, client_rejected, denied_closed, idle_closed, io_timeouts,
+		limit_closed, transfers, transfers_refused, transfers_failed;
 };
 
 struct tcp_worker {
-	struct xd_worker_core core;	/* its reader slot: XD_READER_TCP_BASE + i */
+	struct xd_worker_core core; /* its reader slot: XD_READER_TCP_BASE + i */
 	struct xd_worker_stats stats;
 	struct tcp_counters c;
 	struct xd_tcp *t;
@@ -104,14 +109,14 @@ struct tcp_worker {
 	int nfds;
 	struct tcp_conn *conns;
 	uint32_t nconns, free_head;
-	uint64_t now;			/* ms, CLOCK_MONOTONIC: this round's */
+	uint64_t now; /* ms, CLOCK_MONOTONIC: this round's */
 	uint64_t next_sweep;
 	uint32_t open;
 	/* This round's batch of the core, begun at its first query. */
 	struct xd_core_batch batch;
 	bool in_batch;
 	uint64_t received, sent;
-	uint8_t resp[2 + UINT16_MAX];	/* the length prefix, then the answer */
+	uint8_t resp[2 + UINT16_MAX]; /* the length prefix, then the answer */
 };
 
 struct xd_tcp {
@@ -347,7 +352,8 @@ static struct xd_core_batch *batch(struct tcp_worker *w)
 
 		xd_core_begin(&w->core, &w->batch, true);
 		w->batch.ctx.keepalive = (uint16_t)(keepalive < XD_TCP_KEEPALIVE_MAX ?
-						   keepalive : XD_TCP_KEEPALIVE_MAX);
+							    keepalive :
+							    XD_TCP_KEEPALIVE_MAX);
 		w->in_batch = true;
 		w->received = w->sent = 0;
 	}
@@ -381,7 +387,7 @@ static size_t make_route(const void *arg, void *out, uint16_t *port)
 
 	memcpy(out, &route, sizeof(route));
 	*port = ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port :
-		      ((const struct sockaddr_in6 *)ss)->sin6_port);
+						 ((const struct sockaddr_in6 *)ss)->sin6_port);
 	return sizeof(route);
 }
 
@@ -401,7 +407,11 @@ static bool is_transfer(const uint8_t *msg, size_t len)
 	return qtype == XD_TYPE_AXFR || qtype == XD_TYPE_IXFR;
 }
 
-enum { XFR_NONE, XFR_SENDING, XFR_BUSY };
+enum {
+	XFR_NONE,
+	XFR_SENDING,
+	XFR_BUSY
+};
 
 /* Begins the transfer a query asks for: XFR_SENDING when it goes out,
  * XFR_BUSY when max_transfers run (REFUSED, as BIND's transfers-out), or
@@ -414,7 +424,7 @@ static int transfer_begin(struct tcp_worker *w, struct tcp_conn *c, struct xd_co
 	struct xd_tcp *t = w->t;
 
 	if (!b->img || (b->acl && xd_acl_verdict(b->acl, (const struct sockaddr *)&c->peer) !=
-			XD_VERDICT_ANSWER))
+					  XD_VERDICT_ANSWER))
 		return XFR_NONE;
 	c->xfr = malloc(sizeof(*c->xfr));
 	if (!c->xfr)
@@ -452,8 +462,7 @@ static void tap(struct tcp_worker *w, struct tcp_conn *c, const uint8_t *query, 
 }
 
 /* Answers one message; false when the connection was closed. */
-static bool handle_message(struct tcp_worker *w, struct tcp_conn *c, const uint8_t *msg,
-			   size_t len)
+static bool handle_message(struct tcp_worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len)
 {
 	struct xd_core_batch *b = batch(w);
 	struct conn_ref ref = { w, c };
@@ -474,8 +483,8 @@ static bool handle_message(struct tcp_worker *w, struct tcp_conn *c, const uint8
 	if (xfr == XFR_BUSY)
 		n = xd_answer_refused(msg, len, resp, UINT16_MAX);
 	else
-		n = xd_core_answer(&w->core, b, (const struct sockaddr *)&c->peer, msg, len,
-				   resp, UINT16_MAX, &back);
+		n = xd_core_answer(&w->core, b, (const struct sockaddr *)&c->peer, msg, len, resp,
+				   UINT16_MAX, &back);
 	if (w->core.tap && b->deferred == deferred && xd_dnstap_sampled(w->core.tap))
 		tap(w, c, msg, len, resp, n);
 	if (b->deferred != deferred) {
@@ -489,7 +498,7 @@ static bool handle_message(struct tcp_worker *w, struct tcp_conn *c, const uint8
 		return false;
 	}
 	if (n <= 0)
-		return true;	/* e.g. the message was itself a response */
+		return true; /* e.g. the message was itself a response */
 	if (!put_answer(w, c, w->resp, n)) {
 		conn_close(w, c);
 		return false;
@@ -503,12 +512,11 @@ static void conn_answer(struct tcp_worker *w, struct tcp_conn *c)
 {
 	size_t pos = 0;
 
-	while (c->in_len - pos >= 2 && !c->xfr && !c->last &&
-	       owed_bytes(c) < XD_TCP_OUT_HIGH) {
+	while (c->in_len - pos >= 2 && !c->xfr && !c->last && owed_bytes(c) < XD_TCP_OUT_HIGH) {
 		size_t len = xd_get16(c->in + pos);
 
 		if (len == 0) {
-			conn_close(w, c);	/* no DNS message is empty */
+			conn_close(w, c); /* no DNS message is empty */
 			return;
 		}
 		if (c->in_len - pos < 2 + len)
@@ -555,7 +563,7 @@ static void conn_read(struct tcp_worker *w, struct tcp_conn *c)
 		c->in_cap = XD_TCP_IN_FIRST;
 	}
 	if (c->in_len == c->in_cap)
-		return;		/* whole messages wait for their turn */
+		return; /* whole messages wait for their turn */
 	n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -619,8 +627,8 @@ static void conn_open(struct tcp_worker *w, int fd, const struct sockaddr_storag
 		return;
 	}
 	c = conn_slot(w);
-	if (!c || (b->acl && xd_acl_verdict(b->acl, (const struct sockaddr *)peer) ==
-		   XD_VERDICT_DROP)) {
+	if (!c ||
+	    (b->acl && xd_acl_verdict(b->acl, (const struct sockaddr *)peer) == XD_VERDICT_DROP)) {
 		if (c) {
 			xd_count(&w->c.denied_closed, 1);
 			c->next_free = w->free_head;
@@ -669,7 +677,7 @@ static void accept_some(struct tcp_worker *w, int lfd)
 				continue;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM)
-				xd_count(&w->c.rejected, 1);	/* it waits in the backlog */
+				xd_count(&w->c.rejected, 1); /* it waits in the backlog */
 			return;
 		}
 		if (peer.ss_family != AF_INET && peer.ss_family != AF_INET6) {
@@ -721,7 +729,7 @@ struct tcp_sender {
 static bool sender_room(void *arg)
 {
 	(void)arg;
-	return true;	/* every answer goes to its connection's own buffer */
+	return true; /* every answer goes to its connection's own buffer */
 }
 
 static uint8_t *sender_reserve(void *arg, const void *route, size_t *cap)
@@ -744,7 +752,7 @@ static void sender_put(void *arg, const void *route_arg, uint8_t *buf, int len)
 	memcpy(&route, route_arg, sizeof(route));
 	c = route.index < w->nconns ? &w->conns[route.index] : NULL;
 	if (!c || c->fd < 0 || c->gen != route.gen)
-		return;		/* the client left meanwhile */
+		return; /* the client left meanwhile */
 	c->owed--;
 	if (len > 0 && put_answer(w, c, w->resp, len))
 		s->sent++;
@@ -763,8 +771,8 @@ static uint64_t sender_flush(void *arg)
 static void serve_resolver(struct tcp_worker *w)
 {
 	struct tcp_sender sender = { .w = w };
-	const struct xd_core_sender ops = { sender_room, sender_reserve, sender_put,
-					    sender_flush, &sender };
+	const struct xd_core_sender ops = { sender_room, sender_reserve, sender_put, sender_flush,
+					    &sender };
 
 	xd_core_serve_resolver(&w->core, &ops, 256);
 }
@@ -886,7 +894,8 @@ static int check_config(const struct xd_tcp_config *cfg, int nlisten, struct xd_
 		return xd_errorf(err, -EINVAL, "need 1 to %d listen addresses", XD_LISTEN_MAX);
 	if (!cfg->max_connections || !cfg->max_client_connections || !cfg->max_transfers ||
 	    !cfg->idle_timeout_ms || !cfg->io_timeout_ms)
-		return xd_errorf(err, -EINVAL, "TCP connection, transfer and time limits "
+		return xd_errorf(err, -EINVAL,
+				 "TCP connection, transfer and time limits "
 				 "must be above 0");
 	return 0;
 }
@@ -912,8 +921,7 @@ int xd_engine_tcp_start(struct xd_engine *e, const struct xd_listen *listen, int
 	t->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (!t->clients || t->stopfd < 0 ||
 	    getrandom(t->key, sizeof(t->key), 0) != sizeof(t->key)) {
-		rc = xd_errorf(err, -ENOMEM, "cannot set the TCP workers up: %s",
-			       strerror(errno));
+		rc = xd_errorf(err, -ENOMEM, "cannot set the TCP workers up: %s", strerror(errno));
 		free(t->clients);
 		if (t->stopfd >= 0)
 			close(t->stopfd);

@@ -39,14 +39,14 @@
 #define XD_CMSG_SPACE 64
 
 struct xd_udp_worker {
-	struct xd_worker_core core;	/* its reader slot is the worker's index */
-	struct xd_worker_stats stats;	/* written by the worker only */
+	struct xd_worker_core core; /* its reader slot is the worker's index */
+	struct xd_worker_stats stats; /* written by the worker only */
 	pthread_t thread;
 	bool started;
 	int epfd;
 	int fds[XD_LISTEN_MAX];
 	int nfds;
-	struct sockaddr_storage local[XD_LISTEN_MAX];	/* fds' own addresses */
+	struct sockaddr_storage local[XD_LISTEN_MAX]; /* fds' own addresses */
 };
 
 struct xd_udp {
@@ -128,7 +128,7 @@ static size_t reply_control(struct msghdr *rx, uint8_t *out)
 struct udp_route {
 	int fd;
 	socklen_t addr_len;
-	struct sockaddr_in6 addr;	/* or a sockaddr_in */
+	struct sockaddr_in6 addr; /* or a sockaddr_in */
 	uint32_t control_len;
 	uint8_t control[XD_CMSG_SPACE] __attribute__((aligned(8)));
 };
@@ -144,7 +144,7 @@ struct udp_query {
 static uint16_t source_port(const struct sockaddr_storage *ss)
 {
 	return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port :
-		     ((const struct sockaddr_in6 *)ss)->sin6_port);
+						((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 static size_t make_route(const void *arg, void *out, uint16_t *port)
@@ -177,8 +177,8 @@ static const struct sockaddr_storage *socket_local(const struct xd_udp_worker *w
  * worker's dnstap ring: the client from the datagram's source, the server
  * from the socket's own address, or from IP_PKTINFO or IPV6_PKTINFO when
  * that is a wildcard. */
-static void tap_query(struct xd_udp_worker *w, int fd, struct batch *b, int i,
-		      const uint8_t *resp, int len)
+static void tap_query(struct xd_udp_worker *w, int fd, struct batch *b, int i, const uint8_t *resp,
+		      int len)
 {
 	struct msghdr *rx = &b->rx[i].msg_hdr;
 	const struct sockaddr_storage *local = socket_local(w, fd);
@@ -205,8 +205,8 @@ static void tap_query(struct xd_udp_worker *w, int fd, struct batch *b, int i,
 
 /* Makes tx[i] the response in response[i] (len bytes) to name, from the
  * address that control (controllen bytes; 0: none) names. */
-static void put_tx(struct batch *b, int i, int len, void *name, socklen_t namelen,
-		   void *control, size_t controllen)
+static void put_tx(struct batch *b, int i, int len, void *name, socklen_t namelen, void *control,
+		   size_t controllen)
 {
 	struct msghdr *tx = &b->tx[i].msg_hdr;
 
@@ -223,8 +223,8 @@ static void put_tx(struct batch *b, int i, int len, void *name, socklen_t namele
 
 /* Answers rx[0..n) from socket fd into tx; returns how many responses to
  * send.  The batch is ended (counted) by the caller, once they left. */
-static int batch_answer(struct xd_udp_worker *w, struct xd_core_batch *cb, struct batch *b,
-			int n, int fd)
+static int batch_answer(struct xd_udp_worker *w, struct xd_core_batch *cb, struct batch *b, int n,
+			int fd)
 {
 	int out = 0;
 
@@ -236,7 +236,7 @@ static int batch_answer(struct xd_udp_worker *w, struct xd_core_batch *cb, struc
 		int len;
 
 		if (rx->msg_flags & MSG_TRUNC)
-			continue;	/* longer than any query we answer */
+			continue; /* longer than any query we answer */
 		len = xd_core_answer(&w->core, cb, (const struct sockaddr *)&b->addr[i],
 				     b->query[i], b->rx[i].msg_len, b->response[out],
 				     XD_UDP_RESPONSE_MAX, &back);
@@ -261,7 +261,7 @@ static int send_batch(int fd, struct batch *b, int n)
 		int k = sendmmsg(fd, b->tx + sent, n - sent, 0);
 
 		if (k <= 0)
-			break;	/* a full socket buffer: drop, like the NIC would */
+			break; /* a full socket buffer: drop, like the NIC would */
 		sent += k;
 	}
 	return sent;
@@ -279,7 +279,7 @@ struct udp_sender {
 static bool sender_room(void *arg)
 {
 	(void)arg;
-	return true;	/* a full batch is sent before the next answer */
+	return true; /* a full batch is sent before the next answer */
 }
 
 static uint8_t *sender_reserve(void *arg, const void *route_arg, size_t *cap)
@@ -304,8 +304,8 @@ static void sender_put(void *arg, const void *route_arg, uint8_t *buf, int len)
 	(void)buf;
 	if (len <= 0)
 		return;
-	put_tx(s->b, s->out, len, (void *)&route->addr, route->addr_len,
-	       (void *)route->control, route->control_len);
+	put_tx(s->b, s->out, len, (void *)&route->addr, route->addr_len, (void *)route->control,
+	       route->control_len);
 	s->out++;
 }
 
@@ -327,8 +327,8 @@ static uint64_t sender_flush(void *arg)
 static void serve_resolver(struct xd_udp_worker *w, struct batch *b)
 {
 	struct udp_sender sender = { .b = b, .fd = -1 };
-	const struct xd_core_sender ops = { sender_room, sender_reserve, sender_put,
-					    sender_flush, &sender };
+	const struct xd_core_sender ops = { sender_room, sender_reserve, sender_put, sender_flush,
+					    &sender };
 
 	xd_core_serve_resolver(&w->core, &ops, 4 * XD_UDP_BATCH);
 }
@@ -366,8 +366,10 @@ static void *worker_main(void *arg)
 	struct epoll_event ev[XD_LISTEN_MAX + 2];
 
 	if (!b) {
-		xd_engine_worker_failed(w->core.engine, "UDP worker %d: out of memory for its "
-					"batch", w->core.reader);
+		xd_engine_worker_failed(w->core.engine,
+					"UDP worker %d: out of memory for its "
+					"batch",
+					w->core.reader);
 		return NULL;
 	}
 	for (;;) {
@@ -397,16 +399,14 @@ out:
 	return NULL;
 }
 
-static int worker_open(struct xd_udp *u, struct xd_udp_worker *w,
-		       const struct xd_listen *listen, int nlisten,
-		       struct xd_error *err)
+static int worker_open(struct xd_udp *u, struct xd_udp_worker *w, const struct xd_listen *listen,
+		       int nlisten, struct xd_error *err)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0) {
-		snprintf(err->message, sizeof(err->message), "epoll: %s",
-			 strerror(errno));
+		snprintf(err->message, sizeof(err->message), "epoll: %s", strerror(errno));
 		return -errno;
 	}
 	ev.data.fd = EV_STOP;
@@ -436,7 +436,8 @@ static int worker_open(struct xd_udp *u, struct xd_udp_worker *w,
 static int watch_resolver(struct xd_udp_worker *w, struct xd_error *err)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = EV_RESOLVER };
-	int rc = xd_resolver_attach(w->core.engine->resolver, w->core.reader, false, &w->core.ep, err);
+	int rc = xd_resolver_attach(w->core.engine->resolver, w->core.reader, false, &w->core.ep,
+				    err);
 
 	if (rc)
 		return rc;
@@ -467,8 +468,8 @@ static void workers_close(struct xd_udp *u)
 	free(u);
 }
 
-int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
-			int nlisten, int workers, struct xd_error *err)
+int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen, int nlisten,
+			int workers, struct xd_error *err)
 {
 	struct xd_udp *u;
 	int rc = 0;
@@ -477,11 +478,10 @@ int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
 		snprintf(err->message, sizeof(err->message), "UDP workers already run");
 		return -EBUSY;
 	}
-	if (workers < 1 || workers > XD_READER_XDP_BASE || nlisten < 1 ||
-	    nlisten > XD_LISTEN_MAX) {
+	if (workers < 1 || workers > XD_READER_XDP_BASE || nlisten < 1 || nlisten > XD_LISTEN_MAX) {
 		snprintf(err->message, sizeof(err->message),
-			 "need 1 to %d workers and 1 to %d listen addresses",
-			 XD_READER_XDP_BASE, XD_LISTEN_MAX);
+			 "need 1 to %d workers and 1 to %d listen addresses", XD_READER_XDP_BASE,
+			 XD_LISTEN_MAX);
 		return -EINVAL;
 	}
 	u = calloc(1, sizeof(*u) + workers * sizeof(u->workers[0]));
@@ -497,7 +497,7 @@ int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
 		struct xd_udp_worker *w = &u->workers[i];
 
 		w->core.engine = e;
-		w->core.reader = i;	/* UDP workers' slots come first */
+		w->core.reader = i; /* UDP workers' slots come first */
 		w->core.stats = &w->stats;
 		w->core.tap = xd_engine_dnstap_ring(e, i);
 		w->epfd = -1;
@@ -507,8 +507,7 @@ int xd_engine_udp_start(struct xd_engine *e, const struct xd_listen *listen,
 			rc = watch_resolver(w, err);
 	}
 	for (int i = 0; i < workers && rc == 0; i++) {
-		rc = -pthread_create(&u->workers[i].thread, NULL, worker_main,
-				     &u->workers[i]);
+		rc = -pthread_create(&u->workers[i].thread, NULL, worker_main, &u->workers[i]);
 		u->workers[i].started = rc == 0;
 		if (rc)
 			snprintf(err->message, sizeof(err->message),
@@ -543,8 +542,7 @@ int xd_engine_worker_count(const struct xd_engine *e)
 	return e->udp ? e->udp->nworkers : 0;
 }
 
-int xd_engine_worker_stats(const struct xd_engine *e, int worker,
-			   struct xd_worker_stats *out)
+int xd_engine_worker_stats(const struct xd_engine *e, int worker, struct xd_worker_stats *out)
 {
 	if (!e->udp || worker < 0 || worker >= e->udp->nworkers)
 		return -EINVAL;

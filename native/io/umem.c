@@ -24,8 +24,8 @@ static void *map_huge(size_t size, int hugepage_mb)
 {
 	int shift = hugepage_mb == 1024 ? 30 : 21;
 	void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB |
-			 (shift << MAP_HUGE_SHIFT), -1, 0);
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (shift << MAP_HUGE_SHIFT), -1,
+			 0);
 
 	return mem == MAP_FAILED ? NULL : mem;
 }
@@ -38,8 +38,7 @@ static int place_on_node(void *mem, size_t size, int node, struct xd_error *err)
 	if (node < 0)
 		goto touch;
 	if ((size_t)node >= sizeof(mask) * 8) {
-		snprintf(err->message, sizeof(err->message),
-			 "NUMA node %d out of range", node);
+		snprintf(err->message, sizeof(err->message), "NUMA node %d out of range", node);
 		return -EINVAL;
 	}
 	mask[node / (8 * sizeof(mask[0]))] |= 1UL << (node % (8 * sizeof(mask[0])));
@@ -57,9 +56,8 @@ touch:
 	return 0;
 }
 
-int xd_umem_area_alloc(struct xd_umem_area *a, size_t size, int node,
-		       int mode, int hugepage_mb, char *warning, size_t wcap,
-		       struct xd_error *err)
+int xd_umem_area_alloc(struct xd_umem_area *a, size_t size, int node, int mode, int hugepage_mb,
+		       char *warning, size_t wcap, struct xd_error *err)
 {
 	size_t page = (size_t)(hugepage_mb == 1024 ? 1024 : 2) << 20;
 	int rc;
@@ -73,20 +71,22 @@ int xd_umem_area_alloc(struct xd_umem_area *a, size_t size, int node,
 			snprintf(err->message, sizeof(err->message),
 				 "hugepages required but %zu MiB of %d MiB pages are not "
 				 "available: reserve %zu more (e.g. echo N > "
-				 "/proc/sys/vm/nr_hugepages%s)", a->size >> 20,
-				 hugepage_mb == 1024 ? 1024 : 2, a->size / page,
-				 hugepage_mb == 1024 ? ", or hugepages=N at boot for 1 GiB pages" : "");
+				 "/proc/sys/vm/nr_hugepages%s)",
+				 a->size >> 20, hugepage_mb == 1024 ? 1024 : 2, a->size / page,
+				 hugepage_mb == 1024 ? ", or hugepages=N at boot for 1 GiB pages" :
+						       "");
 			return -ENOMEM;
 		}
 		if (!a->mem)
-			snprintf(warning, wcap, "hugepages unavailable (%zu pages of %d MiB "
-				 "needed per queue): UMEM in normal pages", a->size / page,
-				 hugepage_mb == 1024 ? 1024 : 2);
+			snprintf(warning, wcap,
+				 "hugepages unavailable (%zu pages of %d MiB "
+				 "needed per queue): UMEM in normal pages",
+				 a->size / page, hugepage_mb == 1024 ? 1024 : 2);
 	}
 	if (!a->mem) {
 		a->size = round_up(size, 4096);
-		a->mem = mmap(NULL, a->size, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		a->mem = mmap(NULL, a->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			      -1, 0);
 		if (a->mem == MAP_FAILED) {
 			a->mem = NULL;
 			rc = -errno;

@@ -53,13 +53,13 @@ static bool defer(struct xd_worker_core *w, struct xd_core_batch *b, const uint8
 		return false;
 	if (!b->now_ns)
 		b->now_ns = xd_resolver_clock();
-	return xd_resolver_defer(w->ep, b->ctx.hook, &b->ctx.client, port, query, qlen,
-				 route, len, b->now_ns) == 0;
+	return xd_resolver_defer(w->ep, b->ctx.hook, &b->ctx.client, port, query, qlen, route, len,
+				 b->now_ns) == 0;
 }
 
-int xd_core_answer(struct xd_worker_core *w, struct xd_core_batch *b,
-		   const struct sockaddr *source, const uint8_t *query, size_t qlen,
-		   uint8_t *resp, size_t cap, const struct xd_core_way_back *back)
+int xd_core_answer(struct xd_worker_core *w, struct xd_core_batch *b, const struct sockaddr *source,
+		   const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
+		   const struct xd_core_way_back *back)
 {
 	int len;
 
@@ -70,8 +70,9 @@ int xd_core_answer(struct xd_worker_core *w, struct xd_core_batch *b,
 
 		if (verdict != XD_VERDICT_ANSWER) {
 			b->denied++;
-			return verdict == XD_VERDICT_DROP ? 0 :
-			       xd_answer_refused(query, qlen, resp, cap);
+			return verdict == XD_VERDICT_DROP ?
+				       0 :
+				       xd_answer_refused(query, qlen, resp, cap);
 		}
 		xd_client_from_sockaddr(&b->ctx.client, source);
 	}
@@ -80,7 +81,7 @@ int xd_core_answer(struct xd_worker_core *w, struct xd_core_batch *b,
 	if (len == -EAGAIN) {
 		if (defer(w, b, query, qlen, back)) {
 			b->deferred++;
-			return 0;	/* the resolver's: answered later */
+			return 0; /* the resolver's: answered later */
 		}
 		/* The fast path never waits: SERVFAIL at once. */
 		b->resolver_full++;
@@ -103,7 +104,7 @@ static void count_tail(struct xd_worker_core *w, const struct xd_core_batch *b)
 	}
 	if (b->deferred) {
 		xd_count(&s->deferred, b->deferred);
-		xd_resolver_defer_done(w->ep);	/* wakes the hooks, once a batch */
+		xd_resolver_defer_done(w->ep); /* wakes the hooks, once a batch */
 	}
 	if (b->resolver_full)
 		xd_count(&s->resolver_full, b->resolver_full);
@@ -135,8 +136,8 @@ void xd_core_serve_resolver(struct xd_worker_core *w, const struct xd_core_sende
 		int len;
 
 		expired += !work.reply;
-		len = b.img ? xd_resolver_respond(b.img, &b.ctx, &work, buf, cap,
-							   w->answer_flags) : 0;
+		len = b.img ? xd_resolver_respond(b.img, &b.ctx, &work, buf, cap, w->answer_flags) :
+			      0;
 		len = finish(w, &b, buf, len, &b.rrl_counts);
 		s->put(s->arg, route, buf, len);
 		if (len > 0)

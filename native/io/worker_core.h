@@ -27,27 +27,27 @@ struct xd_resolver_endpoint;
 /* One worker's side of the core. */
 struct xd_worker_core {
 	struct xd_engine *engine;
-	int reader;				/* its epoch slot in the engine */
-	struct xd_worker_stats *stats;		/* written by this worker only */
-	struct xd_response_counts counts;	/* this batch's responses */
-	struct xd_rrl_state rrl;		/* its view of the buckets, events */
-	struct xd_resolver_endpoint *ep;	/* deferred queries; NULL: no
+	int reader; /* its epoch slot in the engine */
+	struct xd_worker_stats *stats; /* written by this worker only */
+	struct xd_response_counts counts; /* this batch's responses */
+	struct xd_rrl_state rrl; /* its view of the buckets, events */
+	struct xd_resolver_endpoint *ep; /* deferred queries; NULL: no
 						 * resolver */
-	struct xd_dnstap_ring *tap;		/* NULL: no dnstap */
-	unsigned answer_flags;			/* XD_ANSWER_TCP for TCP */
+	struct xd_dnstap_ring *tap; /* NULL: no dnstap */
+	unsigned answer_flags; /* XD_ANSWER_TCP for TCP */
 };
 
 /* What a batch reads once, and counts until its end. */
 struct xd_core_batch {
-	const struct xd_image *img;	/* NULL: none published, none answered */
-	const struct xd_acl *acl;	/* NULL: the transport judged the source */
-	const struct xd_rrl *rrl;	/* NULL: no rate limiting */
-	struct xd_answer_ctx ctx;	/* cookie secrets, time; the client */
+	const struct xd_image *img; /* NULL: none published, none answered */
+	const struct xd_acl *acl; /* NULL: the transport judged the source */
+	const struct xd_rrl *rrl; /* NULL: no rate limiting */
+	struct xd_answer_ctx ctx; /* cookie secrets, time; the client */
 	struct xd_rrl_counts rrl_counts;
-	uint64_t now_ns;		/* the resolver's clock; 0: not read */
-	uint64_t deferred;		/* handed to a resolver hook */
-	uint64_t resolver_full;		/* SERVFAIL: the worker holds enough */
-	uint64_t denied;		/* from sources the ACL denies */
+	uint64_t now_ns; /* the resolver's clock; 0: not read */
+	uint64_t deferred; /* handed to a resolver hook */
+	uint64_t resolver_full; /* SERVFAIL: the worker holds enough */
+	uint64_t denied; /* from sources the ACL denies */
 };
 
 /* How a deferred query's answer goes back: make writes the transport's
@@ -75,9 +75,9 @@ void xd_core_begin(struct xd_worker_core *w, struct xd_core_batch *b, bool with_
  * source, the ACL judges it (REFUSED, or nothing) and it is the client;
  * without, the transport set b->ctx.client.
  */
-int xd_core_answer(struct xd_worker_core *w, struct xd_core_batch *b,
-		   const struct sockaddr *source, const uint8_t *query, size_t qlen,
-		   uint8_t *resp, size_t cap, const struct xd_core_way_back *back);
+int xd_core_answer(struct xd_worker_core *w, struct xd_core_batch *b, const struct sockaddr *source,
+		   const uint8_t *query, size_t qlen, uint8_t *resp, size_t cap,
+		   const struct xd_core_way_back *back);
 
 /* Leaves the engine and counts the batch: `received` queries of which
  * `sent` answers left; the rest were dropped, but for the deferred. */

@@ -54,9 +54,8 @@ static void add_warning(struct xd_xdp_info *info, const char *w)
 	size_t len = strlen(info->warnings);
 
 	if (!*w || strstr(info->warnings, w))
-		return;	/* every queue says the same: once is enough */
-	snprintf(info->warnings + len, sizeof(info->warnings) - len, "%s%s",
-		 len ? "\n" : "", w);
+		return; /* every queue says the same: once is enough */
+	snprintf(info->warnings + len, sizeof(info->warnings) - len, "%s%s", len ? "\n" : "", w);
 }
 
 /* How many queues to serve, from the config and the NIC. */
@@ -68,8 +67,8 @@ int xd_xdp_queue_span(const struct xd_xdp_config *cfg, struct xd_error *err)
 		return nic;
 	if (cfg->first_queue >= nic || cfg->first_queue + cfg->queues > nic) {
 		snprintf(err->message, sizeof(err->message),
-			 "%s has %d queue%s; queues %d..%d were asked for", cfg->ifname,
-			 nic, nic == 1 ? "" : "s", cfg->first_queue,
+			 "%s has %d queue%s; queues %d..%d were asked for", cfg->ifname, nic,
+			 nic == 1 ? "" : "s", cfg->first_queue,
 			 cfg->first_queue + (cfg->queues ? cfg->queues : nic) - 1);
 		return -EINVAL;
 	}
@@ -129,8 +128,8 @@ static void hugepages_missing(const struct xd_xdp *x, const struct xd_xdp_config
 		 cfg->hugepage_mb, per_queue, free, cfg->hugepage_mb * 1024);
 }
 
-static int open_workers(struct xd_engine *e, struct xd_xdp *x,
-			const struct xd_xdp_config *cfg, struct xd_error *err)
+static int open_workers(struct xd_engine *e, struct xd_xdp *x, const struct xd_xdp_config *cfg,
+			struct xd_error *err)
 {
 	int cpus[XD_CPUS_MAX];
 	int ncpus = xd_numa_cpus(x->info.numa_node, cpus, XD_CPUS_MAX);
@@ -151,8 +150,8 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 		w->cpu = cpus[i % ncpus];
 		w->stopfd = x->stopfd;
 		w->stop = &x->stop;
-		rc = xd_xsk_worker_open(w, cfg->ifname, cfg, x->info.numa_node, &zc,
-					warning, sizeof(warning), err);
+		rc = xd_xsk_worker_open(w, cfg->ifname, cfg, x->info.numa_node, &zc, warning,
+					sizeof(warning), err);
 		add_warning(&x->info, warning);
 		if (rc == -ENOMEM && strncmp(err->message, "hugepages required", 18) == 0)
 			hugepages_missing(x, cfg, err);
@@ -165,8 +164,8 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 		rc = xd_prog_set_socket(x->prog, w->queue, xd_xsk_worker_fd(w));
 		if (rc) {
 			snprintf(err->message, sizeof(err->message),
-				 "queue %d: cannot put its socket into the XSKMAP: %s",
-				 w->queue, strerror(-rc));
+				 "queue %d: cannot put its socket into the XSKMAP: %s", w->queue,
+				 strerror(-rc));
 			return rc;
 		}
 	}
@@ -182,9 +181,8 @@ static int open_workers(struct xd_engine *e, struct xd_xdp *x,
 /* The start of XDP mode from its workers on: with rrl_lock held.  With
  * rate limiting on, the program's buckets replace the engine's own, which
  * *old_heap gets, to be freed once no worker counts in them. */
-static int start_limited(struct xd_engine *e, struct xd_xdp *x,
-			 const struct xd_xdp_config *cfg, struct xd_rrl_shared **old_heap,
-			 struct xd_error *err)
+static int start_limited(struct xd_engine *e, struct xd_xdp *x, const struct xd_xdp_config *cfg,
+			 struct xd_rrl_shared **old_heap, struct xd_error *err)
 {
 	struct xd_xdp_rrl *none;
 	int rc = xd_xdp_rrl_switch(x, atomic_load(&e->rrl), &none, err);
@@ -274,8 +272,7 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 		return rc;
 	ifindex = if_nametoindex(cfg->ifname);
 	if (!ifindex) {
-		snprintf(err->message, sizeof(err->message), "no such interface: %s",
-			 cfg->ifname);
+		snprintf(err->message, sizeof(err->message), "no such interface: %s", cfg->ifname);
 		return -ENODEV;
 	}
 	nq = xd_xdp_queue_span(cfg, err);
@@ -296,8 +293,8 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 		rc = -errno;
 		goto out_free;
 	}
-	rc = xd_prog_load(cfg->bpf_object, ifindex, cfg->first_queue + nq, &place,
-			  &x->prog, &how, err);
+	rc = xd_prog_load(cfg->bpf_object, ifindex, cfg->first_queue + nq, &place, &x->prog, &how,
+			  err);
 	if (rc)
 		goto out_free;
 	x->info.native = how.native;
@@ -306,13 +303,15 @@ int xd_engine_xdp_start(struct xd_engine *e, const struct xd_xdp_config *cfg,
 		add_warning(&x->info, "native XDP refused by the driver: generic mode");
 	if (how.stale_removed)
 		add_warning(&x->info, "took out of the dispatcher an xdpdns program that a "
-			    "server which died had left there");
+				      "server which died had left there");
 	x->nworkers = nq;
 	x->rrl_in_program = xd_xdp_rrl_supported(x->prog);
 	rc = xd_xdp_rrl_notes_open(x->prog, &x->rrl_notes);
 	if (rc) {
-		snprintf(err->message, sizeof(err->message), "cannot read the XDP program's "
-			 "rate limiting notes: %s", strerror(-rc));
+		snprintf(err->message, sizeof(err->message),
+			 "cannot read the XDP program's "
+			 "rate limiting notes: %s",
+			 strerror(-rc));
 		goto out_free;
 	}
 	rc = open_workers(e, x, cfg, err);
@@ -383,16 +382,15 @@ int xd_engine_xdp_set_port(struct xd_engine *e, uint16_t port, uint32_t action,
 	return rc ? rc : xd_prog_set_port(e->xdp->prog, port, action, err);
 }
 
-int xd_engine_xdp_port_actions(struct xd_engine *e, uint16_t port,
-			       uint32_t *actions, int max)
+int xd_engine_xdp_port_actions(struct xd_engine *e, uint16_t port, uint32_t *actions, int max)
 {
 	int rc = need_xdp(e, NULL);
 
 	return rc ? rc : xd_prog_port_actions(e->xdp->prog, port, actions, max);
 }
 
-int xd_engine_xdp_add_address(struct xd_engine *e, int family,
-			      const uint8_t *addr, struct xd_error *err)
+int xd_engine_xdp_add_address(struct xd_engine *e, int family, const uint8_t *addr,
+			      struct xd_error *err)
 {
 	int rc;
 
@@ -411,8 +409,7 @@ int xd_engine_xdp_queue_count(const struct xd_engine *e)
 	return e->xdp ? e->xdp->nworkers : 0;
 }
 
-int xd_engine_xdp_queue_stats(const struct xd_engine *e, int queue,
-			      struct xd_queue_stats *out)
+int xd_engine_xdp_queue_stats(const struct xd_engine *e, int queue, struct xd_queue_stats *out)
 {
 	if (!e->xdp || queue < 0 || queue >= e->xdp->nworkers)
 		return -EINVAL;
@@ -420,8 +417,7 @@ int xd_engine_xdp_queue_stats(const struct xd_engine *e, int queue,
 	return 0;
 }
 
-int xd_engine_xdp_prog_stats(const struct xd_engine *e, int cpu,
-			     struct xd_prog_stats *out)
+int xd_engine_xdp_prog_stats(const struct xd_engine *e, int cpu, struct xd_prog_stats *out)
 {
 	int rc = need_xdp(e, NULL);
 
@@ -454,7 +450,8 @@ int xd_xdp_answers_prepare(struct xd_engine *e, const struct xd_image *img,
 	/* A program without the rate limiting maps cannot count its answers
 	 * in the workers' buckets: while RRL is on, the workers answer all. */
 	if (atomic_load(&e->rrl) && !x->rrl_in_program) {
-		answers_state(info, XD_ANSWERS_STATE_PAUSED, "rate limiting is on and the "
+		answers_state(info, XD_ANSWERS_STATE_PAUSED,
+			      "rate limiting is on and the "
 			      "XDP program has no rate limiting maps: the workers answer "
 			      "every query, so that each response is counted");
 		return -1;

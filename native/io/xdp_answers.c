@@ -58,17 +58,19 @@
  * the bytes' hash. */
 struct xd_answers_dedup {
 	struct dedup_slot {
-		uint64_t hash;		/* 0: empty */
+		uint64_t hash; /* 0: empty */
 		uint32_t page;
 		uint16_t offset;
 		uint16_t len;
-	} *slots;
+	} * slots;
 	size_t mask, used;
 };
 
 static const size_t key_sizes[XD_ANSWER_CLASSES] = {
-	sizeof(struct xd_answer_key_32), sizeof(struct xd_answer_key_64),
-	sizeof(struct xd_answer_key_128), sizeof(struct xd_answer_key_256),
+	sizeof(struct xd_answer_key_32),
+	sizeof(struct xd_answer_key_64),
+	sizeof(struct xd_answer_key_128),
+	sizeof(struct xd_answer_key_256),
 };
 
 static int class_of(size_t name_len)
@@ -155,8 +157,8 @@ static const uint8_t *page_bytes(const struct xd_answers *t, uint32_t page, uint
 
 /* Puts len bytes into the pages, where a section may start in a page's
  * first XD_ANSWER_PAGE_STRIDE bytes and run on into its tail. */
-static int pages_put(struct xd_answers *t, const uint8_t *bytes, size_t len,
-		     uint32_t *page, uint16_t *off)
+static int pages_put(struct xd_answers *t, const uint8_t *bytes, size_t len, uint32_t *page,
+		     uint16_t *off)
 {
 	size_t cap = t->pages_cap;
 	int rc;
@@ -179,8 +181,8 @@ static int pages_put(struct xd_answers *t, const uint8_t *bytes, size_t len,
 }
 
 /* The page and offset of these bytes, stored once. */
-static int sections_put(struct xd_answers *t, const uint8_t *bytes, size_t len,
-			uint32_t *page, uint16_t *off)
+static int sections_put(struct xd_answers *t, const uint8_t *bytes, size_t len, uint32_t *page,
+			uint16_t *off)
 {
 	struct xd_answers_dedup *d = t->dedup;
 	uint64_t h = xd_hash(bytes, len, 0x9e3779b9u) | 1;
@@ -217,7 +219,7 @@ struct asking {
 	uint8_t query[XD_DNS_HEADER_LEN + XD_NAME_MAX + 4 + 11];
 	uint8_t resp[XD_ANSWER_RESP_MAX];
 	uint8_t check[XD_ANSWER_RESP_MAX];
-	uint8_t with_do[XD_ANSWER_RESP_MAX];	/* the same question with DO=1 */
+	uint8_t with_do[XD_ANSWER_RESP_MAX]; /* the same question with DO=1 */
 	/* The name's "other types" answer, kept while its types are asked
 	 * about (each ask overwrites resp). */
 	uint8_t other[XD_ANSWER_BODY_MAX];
@@ -225,12 +227,12 @@ struct asking {
 
 /* What the core answered, as the table would hold it. */
 struct answered {
-	bool ok;			/* the table may hold it */
-	uint16_t flags;			/* AA and RCODE */
+	bool ok; /* the table may hold it */
+	uint16_t flags; /* AA and RCODE */
 	uint16_t count[3];
-	const uint8_t *sections;	/* into asking.resp */
+	const uint8_t *sections; /* into asking.resp */
 	size_t len;
-	uint32_t rrl_kind;		/* what rate limiting counts it as */
+	uint32_t rrl_kind; /* what rate limiting counts it as */
 	uint64_t rrl_name;
 };
 
@@ -249,8 +251,8 @@ static size_t make_query(struct asking *a, uint16_t qtype, bool upper, bool edns
 	uint8_t *q = a->query, *p;
 
 	memset(q, 0, XD_DNS_HEADER_LEN);
-	q[5] = 1;				/* QDCOUNT */
-	q[11] = edns || dnssec;			/* ARCOUNT */
+	q[5] = 1; /* QDCOUNT */
+	q[11] = edns || dnssec; /* ARCOUNT */
 	p = q + XD_DNS_HEADER_LEN;
 	for (size_t i = 0; i < a->name_len; i++) {
 		uint8_t c = a->name[i];
@@ -272,8 +274,7 @@ static size_t make_query(struct asking *a, uint16_t qtype, bool upper, bool edns
  * deferred to a resolver hook, truncated, or flags the table does not
  * carry.  With DO (asked with an OPT), the sections before the OPT, which
  * must be the bare one. */
-static int ask(struct asking *a, uint16_t qtype, bool dnssec, uint8_t *resp,
-	       struct answered *out)
+static int ask(struct asking *a, uint16_t qtype, bool dnssec, uint8_t *resp, struct answered *out)
 {
 	struct xd_answer_ctx ctx;
 	uint8_t opt[XD_OPT_RR_LEN];
@@ -288,7 +289,7 @@ static int ask(struct asking *a, uint16_t qtype, bool dnssec, uint8_t *resp,
 	len = xd_answer_ctx(a->img, &ctx, a->query, qlen, resp, XD_ANSWER_RESP_MAX,
 			    XD_ANSWER_TCP | XD_ANSWER_DEFER);
 	if (len == -EAGAIN)
-		return 0;		/* a resolver hook's */
+		return 0; /* a resolver hook's */
 	if (len < 0)
 		return len;
 	if ((size_t)len < qend)
@@ -371,7 +372,7 @@ struct type_list {
  * a key stays.  A collision would leave a key out: its queries would go to
  * the workers, still answered right. */
 struct key_set {
-	uint64_t *slots;		/* 0: empty */
+	uint64_t *slots; /* 0: empty */
 	size_t mask, used;
 };
 
@@ -422,12 +423,12 @@ static int key_set_add(struct key_set *set, const uint8_t *name, size_t len, uin
 struct compiling {
 	struct xd_answers *t;
 	struct asking *a;
-	uint16_t probe;			/* the type nobody has */
-	struct type_list image_types;	/* every type in the image, ascending */
-	struct type_list override_types;	/* of every override rule */
+	uint16_t probe; /* the type nobody has */
+	struct type_list image_types; /* every type in the image, ascending */
+	struct type_list override_types; /* of every override rule */
 	struct key_set keys;
-	bool dnssec;			/* compiling the DO entries */
-	bool same_with_do;		/* the name's answers so far are the
+	bool dnssec; /* compiling the DO entries */
+	bool same_with_do; /* the name's answers so far are the
 					 * same with DO=1 */
 };
 
@@ -451,8 +452,8 @@ static int enter(struct compiling *c, uint16_t qtype, uint16_t qclass, struct xd
 	}
 	c->t->info.entries++;
 	c->t->info.do_entries += c->dnssec;
-	return class_add(&c->t->classes[class_of(a->name_len)], a->name, a->name_len, qtype,
-			 qclass, variant, v);
+	return class_add(&c->t->classes[class_of(a->name_len)], a->name, a->name_len, qtype, qclass,
+			 variant, v);
 }
 
 static int emit(struct compiling *c, uint16_t qtype, uint16_t qclass, const struct answered *x)
@@ -500,11 +501,11 @@ static int consider(struct compiling *c, uint16_t qtype, const struct answered *
 	if (rc)
 		return rc;
 	if (c->dnssec && x->ok && x->count[0] == 0 && (x->flags & XD_FLAG_AA))
-		x->ok = false;	/* a proof of absence: the worker's */
+		x->ok = false; /* a proof of absence: the worker's */
 	if (other && other->ok && x->ok && same(x, other))
 		return 0;
 	if (other && !other->ok && !x->ok)
-		return 0;	/* the worker answers both */
+		return 0; /* the worker answers both */
 	if (x->ok && (rc = confirm(c->a, qtype, c->dnssec, x, &ok)))
 		return rc;
 	x->ok = ok;
@@ -534,7 +535,7 @@ static bool acl_applies(const struct xd_image *img, const uint8_t *name, size_t 
 static void types_add(struct type_list *l, uint16_t t)
 {
 	if (!xd_answer_type_held(t))
-		return;		/* no entry, and the program does not fall back */
+		return; /* no entry, and the program does not fall back */
 	for (int i = 0; i < l->n; i++)
 		if (l->t[i] == t)
 			return;
@@ -585,7 +586,7 @@ static int compile_name(struct compiling *c, struct type_list *types, bool chain
 	for (int i = 0; chain && i < c->image_types.n; i++)
 		types_add(types, c->image_types.t[i]);
 	if (types->n == XD_ANSWER_TYPES_MAX) {
-		c->t->info.skipped++;	/* past the bound: all to the worker */
+		c->t->info.skipped++; /* past the bound: all to the worker */
 		return 0;
 	}
 	c->same_with_do = true;
@@ -729,8 +730,7 @@ void xd_answers_free(struct xd_answers *t)
 	free(t);
 }
 
-int xd_answers_compile(const struct xd_image *img, struct xd_answers **out,
-		       struct xd_error *err)
+int xd_answers_compile(const struct xd_image *img, struct xd_answers **out, struct xd_error *err)
 {
 	struct compiling c = { 0 };
 	uint64_t start = xd_resolver_clock();
@@ -776,8 +776,7 @@ void xd_answers_info_get(const struct xd_answers *t, struct xd_answers_info *out
 	*out = t->info;
 }
 
-int xd_answers_entry_get(const struct xd_answers *t, uint64_t index,
-			 struct xd_answers_entry *out)
+int xd_answers_entry_get(const struct xd_answers *t, uint64_t index, struct xd_answers_entry *out)
 {
 	for (int i = 0; i < XD_ANSWER_CLASSES; i++) {
 		const struct xd_answer_class *c = &t->classes[i];
@@ -804,7 +803,8 @@ int xd_answers_entry_get(const struct xd_answers *t, uint64_t index,
 		out->count[2] = v->arcount;
 		out->csum = v->csum;
 		out->len = v->len;
-		out->sections = v->action == XD_ANSWER_SEND ? page_bytes(t, v->page, v->offset) : NULL;
+		out->sections = v->action == XD_ANSWER_SEND ? page_bytes(t, v->page, v->offset) :
+							      NULL;
 		return 0;
 	}
 	return -ENOENT;

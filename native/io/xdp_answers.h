@@ -17,9 +17,9 @@ struct xd_image;
 /* The entries of one key size class, keys and values side by side (as
  * bpf_map_update_batch takes them). */
 struct xd_answer_class {
-	uint8_t *keys;			/* key_size bytes each */
+	uint8_t *keys; /* key_size bytes each */
 	struct xd_answer *values;
-	size_t key_size;		/* sizeof(struct xd_answer_key_N) */
+	size_t key_size; /* sizeof(struct xd_answer_key_N) */
 	size_t n, cap;
 };
 
@@ -35,8 +35,8 @@ struct xd_answers {
 	struct xd_answer_class classes[XD_ANSWER_CLASSES];
 	struct xd_answer_page *pages;
 	uint32_t npages, pages_cap;
-	uint32_t fill;			/* bytes used of the last page */
-	struct xd_answers_dedup *dedup;	/* while compiling */
+	uint32_t fill; /* bytes used of the last page */
+	struct xd_answers_dedup *dedup; /* while compiling */
 	struct xd_answers_info info;
 };
 

@@ -14,7 +14,7 @@
  * libxdp reports through its own print callback; while we call it, its
  * warnings go to this thread's buffer and into our error messages.
  */
-#define _GNU_SOURCE	/* secure_getenv, as libxdp reads LIBXDP_BPFFS */
+#define _GNU_SOURCE /* secure_getenv, as libxdp reads LIBXDP_BPFFS */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -105,15 +105,17 @@ int xd_dispatch_check_bpffs(const char *ifname, struct xd_error *err)
 	struct statfs fs;
 
 	if (statfs(dir, &fs) < 0 || (unsigned long)fs.f_type != BPF_FS_MAGIC)
-		return xd_errorf(err, -ENOENT, "[xdp] attach = \"dispatcher\" on %s: no bpffs at "
+		return xd_errorf(err, -ENOENT,
+				 "[xdp] attach = \"dispatcher\" on %s: no bpffs at "
 				 "%s, where libxdp pins the dispatcher and its programs (mount -t "
 				 "bpf bpf %s, or point LIBXDP_BPFFS at one), " XD_USE_LINK,
 				 ifname, dir, dir);
 	if (access(dir, W_OK) < 0)
-		return xd_errorf(err, -errno, "[xdp] attach = \"dispatcher\" on %s: the bpffs at "
+		return xd_errorf(err, -errno,
+				 "[xdp] attach = \"dispatcher\" on %s: the bpffs at "
 				 "%s is not writable (%s): libxdp pins the dispatcher there; "
-				 "make it writable for xdpdns, " XD_USE_LINK, ifname, dir,
-				 strerror(errno));
+				 "make it writable for xdpdns, " XD_USE_LINK,
+				 ifname, dir, strerror(errno));
 	return 0;
 }
 
@@ -165,7 +167,7 @@ static pid_t xd_prog_holder(uint32_t prog_id)
 		snprintf(fds, sizeof(fds), "/proc/%s/fd", p->d_name);
 		dir = opendir(fds);
 		if (!dir)
-			continue;	/* gone meanwhile */
+			continue; /* gone meanwhile */
 		while (!holder && (d = readdir(dir)))
 			if (d->d_name[0] != '.' && xd_fd_holds(p->d_name, d->d_name, prog_id))
 				holder = atoi(p->d_name);
@@ -202,9 +204,11 @@ static int xd_clear_one(int ifindex, const char *prog_name, struct xd_error *err
 	mp = xd_dispatcher_get(ifindex, &rc);
 	if (!mp)
 		return rc ? xd_errorf(err, rc, "cannot read the XDP programs of %s: %s",
-				      xd_ifname(ifindex, ifname), xd_libxdp_reason(rc)) : 0;
+				      xd_ifname(ifindex, ifname), xd_libxdp_reason(rc)) :
+			    0;
 	if (xdp_multiprog__is_legacy(mp)) {
-		rc = xd_errorf(err, -EBUSY, "an XDP program (%s, id %u) is attached to %s outside "
+		rc = xd_errorf(err, -EBUSY,
+			       "an XDP program (%s, id %u) is attached to %s outside "
 			       "libxdp's dispatcher: xdpdns cannot join it (unload it, or load it "
 			       "with xdp-loader; see xdp-loader status %s)",
 			       xdp_program__name(xdp_multiprog__main_prog(mp)),
@@ -217,18 +221,21 @@ static int xd_clear_one(int ifindex, const char *prog_name, struct xd_error *err
 			continue;
 		holder = xd_prog_holder(xdp_program__id(p));
 		if (holder) {
-			rc = xd_errorf(err, -EBUSY, "xdpdns (pid %d) already serves %s through its "
-				       "dispatcher (program id %u)", (int)holder,
-				       xd_ifname(ifindex, ifname), xdp_program__id(p));
+			rc = xd_errorf(err, -EBUSY,
+				       "xdpdns (pid %d) already serves %s through its "
+				       "dispatcher (program id %u)",
+				       (int)holder, xd_ifname(ifindex, ifname), xdp_program__id(p));
 			goto out;
 		}
 		rc = xdp_program__detach(p, ifindex, XDP_MODE_UNSPEC, 0);
 		/* -ENOENT: gone meanwhile (the dead server's guard was still
 		 * at it); the next round reads the dispatcher again. */
 		if (rc < 0 && rc != -ENOENT) {
-			rc = xd_errorf(err, rc, "cannot take the stale xdpdns program (id %u) out "
-				       "of %s's dispatcher: %s", xdp_program__id(p),
-				       xd_ifname(ifindex, ifname), xd_libxdp_reason(rc));
+			rc = xd_errorf(err, rc,
+				       "cannot take the stale xdpdns program (id %u) out "
+				       "of %s's dispatcher: %s",
+				       xdp_program__id(p), xd_ifname(ifindex, ifname),
+				       xd_libxdp_reason(rc));
 			goto out;
 		}
 		rc = 1;
@@ -240,8 +247,7 @@ out:
 	return rc;
 }
 
-int xd_dispatch_clear_stale(int ifindex, const char *prog_name, int *removed,
-			    struct xd_error *err)
+int xd_dispatch_clear_stale(int ifindex, const char *prog_name, int *removed, struct xd_error *err)
 {
 	libxdp_print_fn_t old = xd_libxdp_listen();
 	int rc, round;
@@ -291,24 +297,28 @@ static int xd_check_joined(int ifindex, uint32_t prog_id, struct xd_error *err)
 
 	mp = xd_dispatcher_get(ifindex, &rc);
 	if (!mp)
-		return xd_errorf(err, rc ? rc : -ENOENT, "no XDP dispatcher on %s after "
-				 "attaching to it: %s", xd_ifname(ifindex, ifname),
-				 xd_libxdp_reason(rc ? rc : -ENOENT));
+		return xd_errorf(err, rc ? rc : -ENOENT,
+				 "no XDP dispatcher on %s after "
+				 "attaching to it: %s",
+				 xd_ifname(ifindex, ifname), xd_libxdp_reason(rc ? rc : -ENOENT));
 	if (xdp_multiprog__is_legacy(mp)) {
 		if (xdp_program__id(xdp_multiprog__main_prog(mp)) == prog_id)
 			xdp_multiprog__detach(mp);
 		xdp_multiprog__close(mp);
-		return xd_errorf(err, -EOPNOTSUPP, "the kernel refused libxdp's dispatcher on %s: "
-				 "xdpdns joins it as an freplace (EXT) program, which needs BTF and "
-				 "kernel 5.10 or later not forbidding it (libxdp: %s); " XD_USE_LINK,
-				 xd_ifname(ifindex, ifname), xd_libxdp_reason(-EOPNOTSUPP));
+		return xd_errorf(
+			err, -EOPNOTSUPP,
+			"the kernel refused libxdp's dispatcher on %s: "
+			"xdpdns joins it as an freplace (EXT) program, which needs BTF and "
+			"kernel 5.10 or later not forbidding it (libxdp: %s); " XD_USE_LINK,
+			xd_ifname(ifindex, ifname), xd_libxdp_reason(-EOPNOTSUPP));
 	}
 	while ((p = xdp_multiprog__next_prog(p, mp)))
 		if (xdp_program__id(p) == prog_id)
 			break;
 	xdp_multiprog__close(mp);
 	if (!p)
-		return xd_errorf(err, -ENOENT, "the XDP program is not in %s's dispatcher after "
+		return xd_errorf(err, -ENOENT,
+				 "the XDP program is not in %s's dispatcher after "
 				 "attaching to it (another libxdp user replaced it meanwhile?)",
 				 xd_ifname(ifindex, ifname));
 	return 0;
@@ -319,17 +329,18 @@ static int xd_attach_error(int ifindex, int rc, struct xd_error *err)
 	char ifname[IF_NAMESIZE];
 
 	if (rc == -EOPNOTSUPP || rc == -EPERM)
-		return xd_errorf(err, rc, "the kernel refused libxdp's dispatcher on %s: xdpdns "
-				 "joins it as an freplace (EXT) program, which needs BTF and kernel "
-				 "5.10 or later not forbidding it (libxdp: %s); " XD_USE_LINK,
-				 xd_ifname(ifindex, ifname), xd_libxdp_reason(rc));
+		return xd_errorf(
+			err, rc,
+			"the kernel refused libxdp's dispatcher on %s: xdpdns "
+			"joins it as an freplace (EXT) program, which needs BTF and kernel "
+			"5.10 or later not forbidding it (libxdp: %s); " XD_USE_LINK,
+			xd_ifname(ifindex, ifname), xd_libxdp_reason(rc));
 	return xd_errorf(err, rc, "cannot add the XDP program to %s's dispatcher: %s",
 			 xd_ifname(ifindex, ifname), xd_libxdp_reason(rc));
 }
 
-int xd_dispatch_attach(struct bpf_object *obj, const char *prog_name, int ifindex,
-		       bool generic, struct xdp_program **out, bool *native,
-		       struct xd_error *err)
+int xd_dispatch_attach(struct bpf_object *obj, const char *prog_name, int ifindex, bool generic,
+		       struct xdp_program **out, bool *native, struct xd_error *err)
 {
 	DECLARE_LIBXDP_OPTS(xdp_program_opts, opts, .obj = obj, .prog_name = prog_name);
 	libxdp_print_fn_t old = xd_libxdp_listen();
@@ -354,7 +365,7 @@ int xd_dispatch_attach(struct bpf_object *obj, const char *prog_name, int ifinde
 	rc = xdp_program__attach(prog, ifindex, mode, 0);
 	if (rc < 0 && mode == XDP_MODE_NATIVE && !fixed) {
 		xd_libxdp_said[0] = '\0';
-		mode = XDP_MODE_SKB;	/* the driver's refusal: generic mode */
+		mode = XDP_MODE_SKB; /* the driver's refusal: generic mode */
 		rc = xdp_program__attach(prog, ifindex, mode, 0);
 	}
 	if (rc < 0) {
@@ -396,9 +407,10 @@ int xd_dispatch_detach(int ifindex, uint32_t prog_id, struct xd_error *err)
 	if (p) {
 		rc = xdp_program__detach(p, ifindex, XDP_MODE_UNSPEC, 0);
 		if (rc < 0)
-			xd_errorf(err, rc, "cannot take the XDP program (id %u) out of %s's "
-				  "dispatcher: %s", prog_id, xd_ifname(ifindex, ifname),
-				  xd_libxdp_reason(rc));
+			xd_errorf(err, rc,
+				  "cannot take the XDP program (id %u) out of %s's "
+				  "dispatcher: %s",
+				  prog_id, xd_ifname(ifindex, ifname), xd_libxdp_reason(rc));
 	}
 	xdp_multiprog__close(mp);
 out_print:

@@ -29,8 +29,7 @@ int xd_dispatch_check_bpffs(const char *ifname, struct xd_error *err);
  * *removed counts them.  Fails with -EBUSY when a live process holds one
  * (another xdpdns serves the interface) or when a program outside any
  * dispatcher is attached. */
-int xd_dispatch_clear_stale(int ifindex, const char *prog_name, int *removed,
-			    struct xd_error *err);
+int xd_dispatch_clear_stale(int ifindex, const char *prog_name, int *removed, struct xd_error *err);
 
 /* Loads prog_name of the opened (not loaded) obj as an freplace program
  * and adds it to ifindex's dispatcher, creating one if none is there: in
@@ -39,9 +38,8 @@ int xd_dispatch_clear_stale(int ifindex, const char *prog_name, int *removed,
  * falls back to that when the kernel refuses freplace, and that is an
  * error here.  On success *out is the program (its id is the one to
  * detach) and *native says which mode. */
-int xd_dispatch_attach(struct bpf_object *obj, const char *prog_name, int ifindex,
-		       bool generic, struct xdp_program **out, bool *native,
-		       struct xd_error *err);
+int xd_dispatch_attach(struct bpf_object *obj, const char *prog_name, int ifindex, bool generic,
+		       struct xdp_program **out, bool *native, struct xd_error *err);
 
 /* Takes program prog_id out of ifindex's dispatcher (the dispatcher goes
  * when it was the last); 0 also when it is not there. */

@@ -36,9 +36,8 @@ struct xd_umem_area {
 /* Allocates size bytes (rounded up to the page size in use) on NUMA node
  * `node` (-1: anywhere), in hugepages of hugepage_mb when mode allows.
  * *warning gets a sentence when AUTO fell back to normal pages. */
-int xd_umem_area_alloc(struct xd_umem_area *a, size_t size, int node,
-		       int mode, int hugepage_mb, char *warning, size_t wcap,
-		       struct xd_error *err);
+int xd_umem_area_alloc(struct xd_umem_area *a, size_t size, int node, int mode, int hugepage_mb,
+		       char *warning, size_t wcap, struct xd_error *err);
 void xd_umem_area_free(struct xd_umem_area *a);
 
 /* The NIC's NUMA node (-1 when it has none) and CPUs to pin workers to:
@@ -57,11 +56,11 @@ int xd_nic_queue_count(const char *ifname, struct xd_error *err);
 struct xd_dnstap_ring;
 
 struct xd_xsk_worker {
-	struct xd_worker_core core;	/* its stats are stats.core */
+	struct xd_worker_core core; /* its stats are stats.core */
 	int queue;
 	int cpu;
-	int stopfd;			/* readable when stopping: ends poll */
-	const atomic_int *stop;		/* checked once per batch */
+	int stopfd; /* readable when stopping: ends poll */
+	const atomic_int *stop; /* checked once per batch */
 	pthread_t thread;
 	bool started;
 	bool verify_checksums;
@@ -85,17 +84,16 @@ struct xd_xsk_worker {
 	uint32_t nframes;
 	uint32_t ring_size;
 
-	uint64_t *free_frames;		/* a stack of frame addresses */
+	uint64_t *free_frames; /* a stack of frame addresses */
 	uint32_t nfree;
-	uint32_t fill_reserve;		/* free frames kept off the fill ring */
-	struct xd_queue_stats stats;	/* written by the worker only */
+	uint32_t fill_reserve; /* free frames kept off the fill ring */
+	struct xd_queue_stats stats; /* written by the worker only */
 };
 
 /* Creates the UMEM and socket of w->queue (zero-copy per `zerocopy`);
  * *zc tells what was granted. */
-int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
-		       const struct xd_xdp_config *cfg, int node, bool *zc,
-		       char *warning, size_t wcap, struct xd_error *err);
+int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname, const struct xd_xdp_config *cfg,
+		       int node, bool *zc, char *warning, size_t wcap, struct xd_error *err);
 int xd_xsk_worker_start(struct xd_xsk_worker *w, struct xd_error *err);
 /* Starts main(arg) as the queue's thread, pinned to w->cpu; the worker's
  * close joins it. */
@@ -119,8 +117,8 @@ void xd_xsk_worker_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *o
 struct xd_xdp {
 	struct xd_prog *prog;
 	struct xd_xdp_info info;
-	int answers_mode;		/* XD_ANSWERS_* of the config */
-	struct xd_answers_info answers;	/* under the engine's acl_lock */
+	int answers_mode; /* XD_ANSWERS_* of the config */
+	struct xd_answers_info answers; /* under the engine's acl_lock */
 	/* Rate limiting of the program's answers (xdp_rrl.c), written under
 	 * the engine's rrl_lock: whether the program has the maps, the maps
 	 * in force (NULL: RRL off), and its notes of limited buckets. */

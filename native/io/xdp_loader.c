@@ -42,15 +42,15 @@
 
 struct xd_prog {
 	struct bpf_object *obj;
-	int link_fd;			/* attach = link */
-	struct xdp_program *xprog;	/* attach = dispatcher */
+	int link_fd; /* attach = link */
+	struct xdp_program *xprog; /* attach = dispatcher */
 	int ifindex;
 	int port_actions_fd;
 	int dest_addrs_fd;
 	int config_fd;
 	int stats_fd;
 	int xsks_fd;
-	int acl_v4_fd;			/* -1: a program without the source ACL */
+	int acl_v4_fd; /* -1: a program without the source ACL */
 	int acl_v6_fd;
 	/* The answer table's slots (ARRAY_OF_MAPS), -1: a program without
 	 * one; and the inner maps in them now, -1: none. */
@@ -154,7 +154,7 @@ static const char *xd_log_tail(const char *log, int lines, size_t room)
 		}
 	}
 	if (start == end && (size_t)(end - log) > room)
-		start = end - room;	/* one line longer than the room: its end */
+		start = end - room; /* one line longer than the room: its end */
 	else if (start == end)
 		start = log;
 	return start;
@@ -195,8 +195,8 @@ static int xd_prog_find_fds(struct xd_prog *p, struct xd_error *err)
 	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
 		fd = bpf_object__find_map_fd_by_name(p->obj, maps[i].name);
 		if (fd < 0)
-			return xd_errorf(err, -ENOENT,
-					     "the XDP program has no map '%s'", maps[i].name);
+			return xd_errorf(err, -ENOENT, "the XDP program has no map '%s'",
+					 maps[i].name);
 		*(int *)((char *)p + maps[i].offset) = fd;
 	}
 	/* Optional: the load generator's program (xdpgen.bpf.c) and programs
@@ -208,7 +208,10 @@ static int xd_prog_find_fds(struct xd_prog *p, struct xd_error *err)
 	/* Optional too: xd_prog_answers_build says so if asked. */
 	for (i = 0; i < XD_ANSWER_CLASSES; i++) {
 		static const char *const names[XD_ANSWER_CLASSES] = {
-			"answers_32", "answers_64", "answers_128", "answers_256",
+			"answers_32",
+			"answers_64",
+			"answers_128",
+			"answers_256",
 		};
 
 		p->answers_outer_fd[i] = bpf_object__find_map_fd_by_name(p->obj, names[i]);
@@ -241,8 +244,7 @@ static int xd_prog_open_load(struct xd_prog *p, const char *obj_path, int nqueue
 	log = calloc(1, XD_VERIFIER_LOG_SIZE);
 	if (!log)
 		return xd_errorf(err, -ENOMEM, "out of memory");
-	LIBBPF_OPTS(bpf_object_open_opts, opts,
-		    .kernel_log_buf = log,
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .kernel_log_buf = log,
 		    .kernel_log_size = XD_VERIFIER_LOG_SIZE);
 
 	xd_libbpf_last[0] = '\0';
@@ -251,7 +253,7 @@ static int xd_prog_open_load(struct xd_prog *p, const char *obj_path, int nqueue
 	if (!p->obj) {
 		rc = xd_libbpf_errno(-errno);
 		xd_errorf(err, rc, "cannot open the XDP program %s: %s", obj_path,
-			      xd_libbpf_reason(rc));
+			  xd_libbpf_reason(rc));
 		goto out_print;
 	}
 	xsks = bpf_object__find_map_by_name(p->obj, "xsks");
@@ -269,7 +271,7 @@ static int xd_prog_open_load(struct xd_prog *p, const char *obj_path, int nqueue
 		xd_prog_verifier_error(err, rc, obj_path, log);
 	else if (rc < 0 && place->attach != XD_ATTACH_DISPATCHER)
 		xd_errorf(err, rc, "cannot load the XDP program %s: %s", obj_path,
-			      xd_libbpf_reason(rc));
+			  xd_libbpf_reason(rc));
 out_print:
 	libbpf_set_print(old_print);
 	free(log);
@@ -290,16 +292,19 @@ static int xd_prog_check_free(int ifindex, struct xd_error *err)
 
 	rc = bpf_xdp_query(ifindex, 0, &q);
 	if (rc < 0)
-		return xd_errorf(err, rc, "cannot query XDP on interface %d: %s",
-				     ifindex, strerror(-rc));
+		return xd_errorf(err, rc, "cannot query XDP on interface %d: %s", ifindex,
+				 strerror(-rc));
 	if (q.attach_mode == XDP_ATTACHED_NONE)
 		return 0;
-	id = q.prog_id ? q.prog_id : q.drv_prog_id ? q.drv_prog_id :
-	     q.skb_prog_id ? q.skb_prog_id : q.hw_prog_id;
-	return xd_errorf(err, -EBUSY,
-			     "an XDP program (id %u) is already attached to interface %d; "
-			     "xdpdns will not replace it (detach it first: ip link set dev IFACE xdp off)",
-			     id, ifindex);
+	id = q.prog_id	   ? q.prog_id :
+	     q.drv_prog_id ? q.drv_prog_id :
+	     q.skb_prog_id ? q.skb_prog_id :
+			     q.hw_prog_id;
+	return xd_errorf(
+		err, -EBUSY,
+		"an XDP program (id %u) is already attached to interface %d; "
+		"xdpdns will not replace it (detach it first: ip link set dev IFACE xdp off)",
+		id, ifindex);
 }
 
 static int xd_prog_link(int prog_fd, int ifindex, __u32 mode)
@@ -319,8 +324,7 @@ static int xd_prog_attach(struct xd_prog *p, bool generic, bool *native, struct 
 
 	prog = bpf_object__find_program_by_name(p->obj, XD_PROG_NAME);
 	if (!prog)
-		return xd_errorf(err, -ENOENT, "the XDP object has no program '%s'",
-				     XD_PROG_NAME);
+		return xd_errorf(err, -ENOENT, "the XDP object has no program '%s'", XD_PROG_NAME);
 	prog_fd = bpf_program__fd(prog);
 	if (!generic) {
 		fd = xd_prog_link(prog_fd, p->ifindex, XDP_FLAGS_DRV_MODE);
@@ -334,15 +338,15 @@ static int xd_prog_attach(struct xd_prog *p, bool generic, bool *native, struct 
 	fd = xd_prog_link(prog_fd, p->ifindex, XDP_FLAGS_SKB_MODE);
 	if (fd < 0) {
 		if (drv_rc)
-			return xd_errorf(err, fd, "cannot attach XDP to interface %d: "
-					     "driver mode: %s; generic mode: %s", p->ifindex,
-					     strerror(-drv_rc), strerror(-fd));
+			return xd_errorf(err, fd,
+					 "cannot attach XDP to interface %d: "
+					 "driver mode: %s; generic mode: %s",
+					 p->ifindex, strerror(-drv_rc), strerror(-fd));
 		return xd_errorf(err, fd, "cannot attach XDP to interface %d in generic mode: %s",
-				     p->ifindex, strerror(-fd));
+				 p->ifindex, strerror(-fd));
 	}
 	if (drv_rc)
-		xd_errorf(err, 0, "driver-mode XDP failed (%s): generic mode",
-			      strerror(-drv_rc));
+		xd_errorf(err, 0, "driver-mode XDP failed (%s): generic mode", strerror(-drv_rc));
 	p->link_fd = fd;
 	*native = false;
 	return 0;
@@ -364,9 +368,8 @@ static int xd_prog_dispatch_prepare(struct xd_prog *p, struct xd_prog_attached *
 	return rc;
 }
 
-int xd_prog_load(const char *obj_path, int ifindex, int nqueues,
-		 const struct xd_prog_place *place, struct xd_prog **out,
-		 struct xd_prog_attached *how, struct xd_error *err)
+int xd_prog_load(const char *obj_path, int ifindex, int nqueues, const struct xd_prog_place *place,
+		 struct xd_prog **out, struct xd_prog_attached *how, struct xd_error *err)
 {
 	struct xd_prog *p;
 	int rc;
@@ -376,8 +379,8 @@ int xd_prog_load(const char *obj_path, int ifindex, int nqueues,
 	if (ifindex <= 0)
 		return xd_errorf(err, -ENODEV, "no interface index %d", ifindex);
 	if (nqueues < 1 || nqueues > XD_XSKS_MAX)
-		return xd_errorf(err, -EINVAL, "XSKMAP of %d queues: expected 1 to %d",
-				     nqueues, XD_XSKS_MAX);
+		return xd_errorf(err, -EINVAL, "XSKMAP of %d queues: expected 1 to %d", nqueues,
+				 XD_XSKS_MAX);
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return xd_errorf(err, -ENOMEM, "out of memory");
@@ -438,7 +441,7 @@ uint32_t xd_prog_id(const struct xd_prog *p)
 static void xd_prog_detach(struct xd_prog *p)
 {
 	if (p->link_fd >= 0)
-		close(p->link_fd);	/* the last reference: detaches */
+		close(p->link_fd); /* the last reference: detaches */
 	p->link_fd = -1;
 	if (p->xprog) {
 		xd_dispatch_detach(p->ifindex, xdp_program__id(p->xprog), NULL);
@@ -466,8 +469,7 @@ int xd_prog_map_fd(struct xd_prog *p, const char *name)
 	return fd < 0 ? -1 : fd;
 }
 
-int xd_prog_set_port(struct xd_prog *p, uint16_t port, uint32_t action,
-		     struct xd_error *err)
+int xd_prog_set_port(struct xd_prog *p, uint16_t port, uint32_t action, struct xd_error *err)
 {
 	struct xd_port_key key = { .port = port };
 	struct xd_percpu pc;
@@ -482,9 +484,8 @@ int xd_prog_set_port(struct xd_prog *p, uint16_t port, uint32_t action,
 		((struct xd_port_value *)xd_percpu_slot(&pc, cpu))->action = action;
 	rc = bpf_map_update_elem(p->port_actions_fd, &key, pc.buf, BPF_ANY);
 	if (rc < 0)
-		xd_errorf(err, rc, "port %u: cannot set its action: %s%s", port,
-			      strerror(-rc), rc == -E2BIG ?
-			      " (too many ports, XD_PORT_ACTIONS_MAX)" : "");
+		xd_errorf(err, rc, "port %u: cannot set its action: %s%s", port, strerror(-rc),
+			  rc == -E2BIG ? " (too many ports, XD_PORT_ACTIONS_MAX)" : "");
 	xd_percpu_free(&pc);
 	return rc;
 }
@@ -520,8 +521,7 @@ static int config_write(struct xd_prog *p, const struct xd_config *cfg)
 	return rc;
 }
 
-int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
-			struct xd_error *err)
+int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr, struct xd_error *err)
 {
 	struct xd_addr_key key;
 	struct xd_addr_value value = { .present = 1 };
@@ -535,19 +535,20 @@ int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
 	else if (family == AF_INET6)
 		memcpy(key.addr, addr, 16);
 	else
-		return xd_errorf(err, -EAFNOSUPPORT, "address family %d: expected "
-				     "AF_INET or AF_INET6", family);
+		return xd_errorf(err, -EAFNOSUPPORT,
+				 "address family %d: expected "
+				 "AF_INET or AF_INET6",
+				 family);
 	rc = bpf_map_update_elem(p->dest_addrs_fd, &key, &value, BPF_ANY);
 	if (rc < 0)
 		return xd_errorf(err, rc, "cannot add an address: %s%s", strerror(-rc),
-				     rc == -E2BIG ? " (too many addresses, XD_DEST_ADDRS_MAX)" : "");
+				 rc == -E2BIG ? " (too many addresses, XD_DEST_ADDRS_MAX)" : "");
 	/* The first address turns the check on: with none, every
 	 * destination is ours. */
 	cfg.check_dest = 1;
 	rc = config_write(p, &cfg);
 	if (rc < 0)
-		return xd_errorf(err, rc, "cannot turn the address check on: %s",
-				     strerror(-rc));
+		return xd_errorf(err, rc, "cannot turn the address check on: %s", strerror(-rc));
 	return 0;
 }
 
@@ -557,8 +558,8 @@ static int config_set(struct xd_prog *p, const struct xd_config *cfg, const char
 {
 	int rc = config_write(p, cfg);
 
-	return rc < 0 ? xd_errorf(err, rc, "cannot set the program's %s: %s", what,
-				  strerror(-rc)) : 0;
+	return rc < 0 ? xd_errorf(err, rc, "cannot set the program's %s: %s", what, strerror(-rc)) :
+			0;
 }
 
 int xd_prog_set_checksums(struct xd_prog *p, bool verify, struct xd_error *err)
@@ -641,7 +642,7 @@ out_free:
 
 static __u32 acl_next_generation(__u32 generation)
 {
-	return generation + 1 ? generation + 1 : 1;	/* 0 means "no ACL" */
+	return generation + 1 ? generation + 1 : 1; /* 0 means "no ACL" */
 }
 
 static int acl_put(struct xd_prog *p, int family, __u32 generation, const uint8_t *addr,
@@ -673,8 +674,8 @@ static int acl_put_table(struct xd_prog *p, int family, __u32 generation,
 	int rc;
 
 	for (uint32_t i = 0; i < t->n; i++) {
-		rc = acl_put(p, family, generation, t->entries[i].addr,
-			     t->entries[i].prefix_len, t->entries[i].action);
+		rc = acl_put(p, family, generation, t->entries[i].addr, t->entries[i].prefix_len,
+			     t->entries[i].action);
 		if (rc < 0)
 			return rc;
 	}
@@ -700,7 +701,7 @@ static int acl_put_all(struct xd_prog *p, __u32 generation, const struct xd_acl 
 }
 
 _Static_assert(offsetof(struct xd_acl_v4_key, generation) ==
-	       offsetof(struct xd_acl_v6_key, generation),
+		       offsetof(struct xd_acl_v6_key, generation),
 	       "acl_sweep reads the generation of either key at one offset");
 
 /* Deletes every entry of the LPM trie fd whose generation is not `keep`.
@@ -734,7 +735,7 @@ static int acl_sweep(int fd, size_t key_size, __u32 keep)
 		prev = key;
 	}
 	if (rc != -ENOENT)
-		goto out_free;	/* -ENOENT: past the last key */
+		goto out_free; /* -ENOENT: past the last key */
 	rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		rc = bpf_map_delete_elem(fd, doomed + i * key_size);
@@ -769,17 +770,23 @@ int xd_prog_acl_set(struct xd_prog *p, const struct xd_acl *acl, struct xd_error
 	int rc;
 
 	if (p->acl_v4_fd < 0)
-		return acl ? xd_errorf(err, -EOPNOTSUPP, "the XDP program has no source "
-					   "ACL maps (acl_v4, acl_v6): build it from this "
-					   "version's bpf/xdpdns.bpf.c") : 0;
+		return acl ? xd_errorf(err, -EOPNOTSUPP,
+				       "the XDP program has no source "
+				       "ACL maps (acl_v4, acl_v6): build it from this "
+				       "version's bpf/xdpdns.bpf.c") :
+			     0;
 	rc = acl ? acl_put_all(p, generation, acl) : 0;
 	if (rc == 0)
 		rc = acl_flip(p, generation);
 	if (rc < 0) {
-		acl_sweep_all(p, old);	/* what was written of the new set */
-		return xd_errorf(err, rc, "cannot put the source ACL into the XDP program: "
-				     "%s%s", strerror(-rc), rc == -ENOSPC || rc == -E2BIG ?
-				     " (too many prefixes, XD_ACL_ENTRIES_MAX)" : "");
+		acl_sweep_all(p, old); /* what was written of the new set */
+		return xd_errorf(err, rc,
+				 "cannot put the source ACL into the XDP program: "
+				 "%s%s",
+				 strerror(-rc),
+				 rc == -ENOSPC || rc == -E2BIG ?
+					 " (too many prefixes, XD_ACL_ENTRIES_MAX)" :
+					 "");
 	}
 	/* The new rules are in force.  Entries of the old generation that
 	 * could not be deleted now are never matched, and the next change
@@ -815,7 +822,7 @@ static void answers_wait_readers(void)
 	const struct timespec grace = { 0, 50 * 1000 * 1000 };
 
 	if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) < 0)
-		nanosleep(&grace, NULL);	/* nohz_full: no such command */
+		nanosleep(&grace, NULL); /* nohz_full: no such command */
 }
 
 void xd_prog_answers_clear(struct xd_prog *p)
@@ -839,16 +846,16 @@ void xd_prog_answers_clear(struct xd_prog *p)
 	xd_prog_table_close(&p->installed);
 }
 
-int xd_prog_map_create(enum bpf_map_type type, const char *name, size_t key_size,
-		       size_t value_size, uint64_t n, __u32 flags)
+int xd_prog_map_create(enum bpf_map_type type, const char *name, size_t key_size, size_t value_size,
+		       uint64_t n, __u32 flags)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
 	int fd;
 
 	if (n > UINT32_MAX)
 		return -E2BIG;
-	fd = bpf_map_create(type, name, (__u32)key_size, (__u32)value_size,
-			    n ? (__u32)n : 1, &opts);
+	fd = bpf_map_create(type, name, (__u32)key_size, (__u32)value_size, n ? (__u32)n : 1,
+			    &opts);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -931,8 +938,8 @@ void xd_prog_table_close(struct xd_prog_table *m)
 	m->pages = -1;
 }
 
-int xd_prog_answers_build(struct xd_prog *p, const struct xd_answers *t,
-			  struct xd_prog_table *out, struct xd_error *err)
+int xd_prog_answers_build(struct xd_prog *p, const struct xd_answers *t, struct xd_prog_table *out,
+			  struct xd_error *err)
 {
 	int i, rc;
 
@@ -941,17 +948,18 @@ int xd_prog_answers_build(struct xd_prog *p, const struct xd_answers *t,
 	for (i = 0; i < XD_ANSWER_CLASSES; i++)
 		out->fds[i] = -1;
 	if (!xd_prog_answers_supported(p))
-		return xd_errorf(err, -EOPNOTSUPP, "the XDP program has no answer table maps "
-				     "(answers_32 ... answer_pages): build it from this version's "
-				     "bpf/xdpdns.bpf.c, or set [xdp] answers = \"off\"");
+		return xd_errorf(err, -EOPNOTSUPP,
+				 "the XDP program has no answer table maps "
+				 "(answers_32 ... answer_pages): build it from this version's "
+				 "bpf/xdpdns.bpf.c, or set [xdp] answers = \"off\"");
 	rc = pages_create(t, &out->pages);
 	for (i = 0; rc == 0 && i < XD_ANSWER_CLASSES; i++)
 		rc = class_create(&t->classes[i], &out->fds[i]);
 	if (rc) {
 		xd_prog_table_close(out);
-		return xd_errorf(err, rc, "cannot write the answer table into BPF maps: %s%s",
-				 strerror(-rc), rc == -ENOMEM || rc == -E2BIG ?
-				 " (kernel memory for BPF maps)" : "");
+		return xd_errorf(
+			err, rc, "cannot write the answer table into BPF maps: %s%s", strerror(-rc),
+			rc == -ENOMEM || rc == -E2BIG ? " (kernel memory for BPF maps)" : "");
 	}
 	out->bytes = map_memlock(out->pages);
 	for (i = 0; i < XD_ANSWER_CLASSES; i++)
@@ -972,7 +980,8 @@ int xd_prog_answers_put(struct xd_prog *p, struct xd_prog_table *m, struct xd_er
 	}
 	for (int i = 0; rc == 0 && i < XD_ANSWER_CLASSES; i++) {
 		rc = bpf_map_update_elem(p->answers_outer_fd[i], &zero, &m->fds[i], BPF_ANY) < 0 ?
-		     -errno : 0;
+			     -errno :
+			     0;
 		if (rc == 0) {
 			p->installed.fds[i] = m->fds[i];
 			m->fds[i] = -1;
@@ -980,7 +989,7 @@ int xd_prog_answers_put(struct xd_prog *p, struct xd_prog_table *m, struct xd_er
 	}
 	xd_prog_table_close(m);
 	if (rc) {
-		xd_prog_answers_clear(p);	/* no half table */
+		xd_prog_answers_clear(p); /* no half table */
 		return xd_errorf(err, rc, "cannot put the answer table into the XDP program: %s",
 				 strerror(-rc));
 	}

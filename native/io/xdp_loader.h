@@ -18,15 +18,15 @@ struct xd_prog;
 
 /* Where the program goes: cfg's mode and [xdp] attach. */
 struct xd_prog_place {
-	bool generic;			/* generic (skb) mode only */
-	int attach;			/* XD_ATTACH_LINK or XD_ATTACH_DISPATCHER */
+	bool generic; /* generic (skb) mode only */
+	int attach; /* XD_ATTACH_LINK or XD_ATTACH_DISPATCHER */
 };
 
 /* How it went. */
 struct xd_prog_attached {
-	bool native;			/* driver mode, else generic */
-	uint32_t prog_id;		/* the kernel's id of our program */
-	int stale_removed;		/* dead servers' programs taken out of
+	bool native; /* driver mode, else generic */
+	uint32_t prog_id; /* the kernel's id of our program */
+	int stale_removed; /* dead servers' programs taken out of
 					 * the dispatcher first */
 };
 
@@ -36,21 +36,17 @@ struct xd_prog_attached {
  * place->generic is set.  With a bpf_link of its own, refusing an
  * interface that has any XDP program; or into libxdp's dispatcher
  * (xdp_dispatch.h), next to the programs there. */
-int xd_prog_load(const char *obj_path, int ifindex, int nqueues,
-		 const struct xd_prog_place *place, struct xd_prog **out,
-		 struct xd_prog_attached *how, struct xd_error *err);
+int xd_prog_load(const char *obj_path, int ifindex, int nqueues, const struct xd_prog_place *place,
+		 struct xd_prog **out, struct xd_prog_attached *how, struct xd_error *err);
 /* The kernel's id of the loaded program (0 if unknown). */
 uint32_t xd_prog_id(const struct xd_prog *p);
 /* Detaches (in the dispatcher: when it still may) and frees; accepts NULL. */
 void xd_prog_free(struct xd_prog *p);
 
-int xd_prog_set_port(struct xd_prog *p, uint16_t port, uint32_t action,
-		     struct xd_error *err);
+int xd_prog_set_port(struct xd_prog *p, uint16_t port, uint32_t action, struct xd_error *err);
 /* One action per possible CPU into actions[0..max); returns that count. */
-int xd_prog_port_actions(struct xd_prog *p, uint16_t port, uint32_t *actions,
-			 int max);
-int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr,
-			struct xd_error *err);
+int xd_prog_port_actions(struct xd_prog *p, uint16_t port, uint32_t *actions, int max);
+int xd_prog_add_address(struct xd_prog *p, int family, const uint8_t *addr, struct xd_error *err);
 struct xd_acl;
 /* Makes the program judge sources by acl (NULL: no check), switching from
  * the previous rule set in one store; on failure the previous one stays.
@@ -73,14 +69,14 @@ bool xd_prog_answers_supported(const struct xd_prog *p);
 void xd_prog_answers_clear(struct xd_prog *p);
 /* The maps of one table, written but not yet in the program's slots. */
 struct xd_prog_table {
-	int fds[XD_ANSWER_CLASSES];	/* per key size class */
+	int fds[XD_ANSWER_CLASSES]; /* per key size class */
 	int pages;
-	uint64_t bytes;			/* their memory, as the kernel counts it */
+	uint64_t bytes; /* their memory, as the kernel counts it */
 };
 /* Writes table t into new maps sized for it (the program answers from the
  * old ones meanwhile).  On failure nothing is left open. */
-int xd_prog_answers_build(struct xd_prog *p, const struct xd_answers *t,
-			  struct xd_prog_table *out, struct xd_error *err);
+int xd_prog_answers_build(struct xd_prog *p, const struct xd_answers *t, struct xd_prog_table *out,
+			  struct xd_error *err);
 /* Puts built maps into the slots (emptying them first), pages first, and
  * takes their descriptors; on failure the slots stay empty. */
 int xd_prog_answers_put(struct xd_prog *p, struct xd_prog_table *m, struct xd_error *err);
@@ -88,8 +84,8 @@ int xd_prog_answers_put(struct xd_prog *p, struct xd_prog_table *m, struct xd_er
 void xd_prog_table_close(struct xd_prog_table *m);
 /* A new map for an inner slot (n entries, at least 1): its descriptor, or
  * -errno (-E2BIG past 2^32 entries). */
-int xd_prog_map_create(enum bpf_map_type type, const char *name, size_t key_size,
-		       size_t value_size, uint64_t n, __u32 flags);
+int xd_prog_map_create(enum bpf_map_type type, const char *name, size_t key_size, size_t value_size,
+		       uint64_t n, __u32 flags);
 /* The descriptor of the program's map `name` (the program keeps it), or
  * -1 when it has none. */
 int xd_prog_map_fd(struct xd_prog *p, const char *name);

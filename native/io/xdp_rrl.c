@@ -45,8 +45,8 @@ static int settings_new(const struct xd_rrl *rrl)
 {
 	struct xd_rrl_settings s;
 	__u32 zero = 0;
-	int fd = xd_prog_map_create(BPF_MAP_TYPE_ARRAY, "rrl_settings", sizeof(__u32),
-				    sizeof(s), 1, 0);
+	int fd = xd_prog_map_create(BPF_MAP_TYPE_ARRAY, "rrl_settings", sizeof(__u32), sizeof(s), 1,
+				    0);
 
 	if (fd < 0)
 		return fd;
@@ -67,8 +67,7 @@ static int buckets_new(struct xd_xdp_rrl *r)
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	void *mem;
 	int fd = xd_prog_map_create(BPF_MAP_TYPE_ARRAY, "rrl_buckets", sizeof(__u32),
-				    sizeof(struct xd_rrl_set), n,
-				    BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+				    sizeof(struct xd_rrl_set), n, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 
 	if (fd < 0)
 		return fd;
@@ -88,8 +87,8 @@ static int buckets_new(struct xd_xdp_rrl *r)
 /* The exempt prefixes of one family (the ACL's DENY entries). */
 static int exempt_new(const struct xd_acl *exempt, int family)
 {
-	const struct xd_acl_table *t = exempt ? (family == AF_INET ? &exempt->v4 : &exempt->v6)
-					      : NULL;
+	const struct xd_acl_table *t = exempt ? (family == AF_INET ? &exempt->v4 : &exempt->v6) :
+						NULL;
 	size_t bytes = family == AF_INET ? 4 : 16;
 	uint32_t n = t ? t->n : 0;
 	__u32 one = 1;
@@ -118,7 +117,7 @@ static int exempt_new(const struct xd_acl *exempt, int family)
 }
 
 _Static_assert(sizeof(struct xd_rrl_exempt_v4_key) == sizeof(__u32) + 4 &&
-	       sizeof(struct xd_rrl_exempt_v6_key) == sizeof(__u32) + 16,
+		       sizeof(struct xd_rrl_exempt_v6_key) == sizeof(__u32) + 16,
 	       "exempt_new writes the prefix length, then the address");
 
 int xd_xdp_rrl_build(struct xd_prog *p, const struct xd_rrl *rrl, struct xd_xdp_rrl **out,
@@ -129,9 +128,10 @@ int xd_xdp_rrl_build(struct xd_prog *p, const struct xd_rrl *rrl, struct xd_xdp_
 
 	*out = NULL;
 	if (!xd_xdp_rrl_supported(p))
-		return xd_errorf(err, -EOPNOTSUPP, "the XDP program has no rate limiting maps "
-				     "(rrl_settings ... rrl_events): build it from this "
-				     "version's bpf/xdpdns.bpf.c");
+		return xd_errorf(err, -EOPNOTSUPP,
+				 "the XDP program has no rate limiting maps "
+				 "(rrl_settings ... rrl_events): build it from this "
+				 "version's bpf/xdpdns.bpf.c");
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return xd_errorf(err, -ENOMEM, "RRL: out of memory");
@@ -148,8 +148,10 @@ int xd_xdp_rrl_build(struct xd_prog *p, const struct xd_rrl *rrl, struct xd_xdp_
 		rc = r->fds[XD_XDP_RRL_SETTINGS] = settings_new(rrl);
 	if (rc < 0) {
 		xd_xdp_rrl_free(r);
-		return xd_errorf(err, rc, "cannot make the XDP program's rate limiting maps "
-				     "(%u buckets): %s", rrl->table_size, strerror(-rc));
+		return xd_errorf(err, rc,
+				 "cannot make the XDP program's rate limiting maps "
+				 "(%u buckets): %s",
+				 rrl->table_size, strerror(-rc));
 	}
 	*out = r;
 	return 0;
@@ -158,7 +160,9 @@ int xd_xdp_rrl_build(struct xd_prog *p, const struct xd_rrl *rrl, struct xd_xdp_
 int xd_xdp_rrl_put(struct xd_prog *p, const struct xd_xdp_rrl *r, struct xd_error *err)
 {
 	static const int order[XD_XDP_RRL_MAPS] = {
-		XD_XDP_RRL_BUCKETS, XD_XDP_RRL_EXEMPT_V4, XD_XDP_RRL_EXEMPT_V6,
+		XD_XDP_RRL_BUCKETS,
+		XD_XDP_RRL_EXEMPT_V4,
+		XD_XDP_RRL_EXEMPT_V6,
 		XD_XDP_RRL_SETTINGS,
 	};
 	__u32 zero = 0;
@@ -170,9 +174,10 @@ int xd_xdp_rrl_put(struct xd_prog *p, const struct xd_xdp_rrl *r, struct xd_erro
 			int rc = -errno;
 
 			xd_xdp_rrl_clear(p);
-			return xd_errorf(err, rc, "cannot put the rate limiting maps into the "
-					     "XDP program (%s): %s", slot_names[order[i]],
-					     strerror(-rc));
+			return xd_errorf(err, rc,
+					 "cannot put the rate limiting maps into the "
+					 "XDP program (%s): %s",
+					 slot_names[order[i]], strerror(-rc));
 		}
 	}
 	return 0;
@@ -212,7 +217,7 @@ struct xd_xdp_rrl_notes {
 	struct xd_rrl_event *out;
 	int max;
 	int n;
-	int64_t to_unix;		/* UNIX time less the buckets' clock */
+	int64_t to_unix; /* UNIX time less the buckets' clock */
 };
 
 static int note_take(void *ctx, void *data, size_t size)
@@ -222,7 +227,7 @@ static int note_take(void *ctx, void *data, size_t size)
 	struct xd_rrl_event *ev;
 
 	if (size < sizeof(*note) || n->n >= n->max)
-		return 0;	/* lost, as a full worker ring loses it */
+		return 0; /* lost, as a full worker ring loses it */
 	ev = &n->out[n->n++];
 	memset(ev, 0, sizeof(*ev));
 	ev->family = (int)note->family;
@@ -240,7 +245,7 @@ int xd_xdp_rrl_notes_open(struct xd_prog *p, struct xd_xdp_rrl_notes **out)
 
 	*out = NULL;
 	if (fd < 0)
-		return 0;	/* a program without: nothing to take */
+		return 0; /* a program without: nothing to take */
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return -ENOMEM;

@@ -25,9 +25,9 @@ enum {
 
 /* The maps of one generation of the settings. */
 struct xd_xdp_rrl {
-	struct xd_rrl_shared shared;	/* the buckets, mapped: the workers' */
+	struct xd_rrl_shared shared; /* the buckets, mapped: the workers' */
 	int fds[XD_XDP_RRL_MAPS];
-	size_t mapped;			/* bytes of shared.sets */
+	size_t mapped; /* bytes of shared.sets */
 };
 
 /* Whether the program has the rate limiting maps. */

@@ -209,8 +209,7 @@ static size_t answer_frame(struct xd_xsk_worker *w, struct xd_core_batch *b, uin
 	/* IPv4 options are not echoed: the response goes after 20 bytes. */
 	header = f.ipv6 ? f.payload : (size_t)f.l3 + 20 + 8;
 	room = w->frame_size - (addr - frame_base(w, addr)) - header;
-	resp = xd_core_answer(&w->core, b, NULL, query, f.payload_len, data + header, room,
-			      &back);
+	resp = xd_core_answer(&w->core, b, NULL, query, f.payload_len, data + header, room, &back);
 	if (tapped)
 		tap_frame(w, data, &f, query, data + header, resp);
 	return resp > 0 ? xd_frame_reply(data, &f, resp) : 0;
@@ -258,7 +257,7 @@ static uint32_t worker_batch(struct xd_xsk_worker *w)
 		return 0;
 	__atomic_store_n(&w->stats.frames_fill, w->stats.frames_fill - n, __ATOMIC_RELAXED);
 	set(&w->stats.frames_rx, n);
-	xd_core_begin(&w->core, &b, false);	/* the XDP program judged sources */
+	xd_core_begin(&w->core, &b, false); /* the XDP program judged sources */
 	for (uint32_t i = 0; i < n; i++) {
 		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&w->rx, idx + i);
 		size_t len = b.img ? answer_frame(w, &b, d->addr, d->len) : 0;
@@ -333,8 +332,8 @@ static uint64_t sender_flush(void *arg)
 static void serve_resolver(struct xd_xsk_worker *w)
 {
 	struct xdp_sender sender = { .w = w, .room = xd_xsk_ring_room(&w->tx, XD_XSK_BATCH) };
-	const struct xd_core_sender ops = { sender_room, sender_reserve, sender_put,
-					    sender_flush, &sender };
+	const struct xd_core_sender ops = { sender_room, sender_reserve, sender_put, sender_flush,
+					    &sender };
 
 	xd_core_serve_resolver(&w->core, &ops, XD_XSK_BATCH);
 }
@@ -425,8 +424,9 @@ static int idle_sleep(struct xd_xsk_worker *w, struct pollfd *fds, nfds_t nfds)
 		xd_xsk_tx_kick(w);
 	w->slept = true;
 	xd_count(&w->stats.sleeps, 1);
-	rc = poll(fds, nfds, xd_core_sleep_ms(&w->core, w->stats.frames_tx ? XD_XSK_TX_POLL_MS :
-					      XD_XSK_POLL_MS));
+	rc = poll(fds, nfds,
+		  xd_core_sleep_ms(&w->core,
+				   w->stats.frames_tx ? XD_XSK_TX_POLL_MS : XD_XSK_POLL_MS));
 	if (w->core.ep)
 		xd_resolver_awake(w->core.ep);
 	return rc;
@@ -453,8 +453,9 @@ static void *worker_main(void *arg)
 		if (idle_spin(w))
 			continue;
 		if (idle_sleep(w, fds, 3) < 0 && errno != EINTR) {
-			xd_engine_worker_failed(w->core.engine, "AF_XDP worker of queue %d: poll: %s",
-						w->queue, strerror(errno));
+			xd_engine_worker_failed(w->core.engine,
+						"AF_XDP worker of queue %d: poll: %s", w->queue,
+						strerror(errno));
 			break;
 		}
 	}
@@ -472,8 +473,7 @@ static int create_umem(struct xd_xsk_worker *w, struct xd_error *err)
 		.frame_headroom = 0,
 		.flags = 0,
 	};
-	int rc = xsk_umem__create(&w->umem, w->area.mem,
-				  (uint64_t)w->nframes * w->frame_size,
+	int rc = xsk_umem__create(&w->umem, w->area.mem, (uint64_t)w->nframes * w->frame_size,
 				  &w->fill, &w->comp, &ucfg);
 
 	if (rc) {
@@ -503,8 +503,8 @@ static int create_socket(struct xd_xsk_worker *w, const char *ifname, bool zc,
 
 /* Zero-copy first where allowed; a driver without it refuses the bind,
  * and the UMEM is registered again for the copy-mode socket. */
-static int open_socket(struct xd_xsk_worker *w, const char *ifname,
-		       const struct xd_xdp_config *cfg, bool *zc, struct xd_error *err)
+static int open_socket(struct xd_xsk_worker *w, const char *ifname, const struct xd_xdp_config *cfg,
+		       bool *zc, struct xd_error *err)
 {
 	int rc = -EOPNOTSUPP;
 
@@ -512,8 +512,8 @@ static int open_socket(struct xd_xsk_worker *w, const char *ifname,
 		rc = create_socket(w, ifname, true, cfg);
 		if (rc && cfg->zerocopy == XD_ZEROCOPY_REQUIRED) {
 			snprintf(err->message, sizeof(err->message),
-				 "%s queue %d: zero-copy required but refused: %s",
-				 ifname, w->queue, strerror(-rc));
+				 "%s queue %d: zero-copy required but refused: %s", ifname,
+				 w->queue, strerror(-rc));
 			return rc;
 		}
 		if (rc) {
@@ -531,8 +531,8 @@ static int open_socket(struct xd_xsk_worker *w, const char *ifname,
 	if (rc) {
 		w->xsk = NULL;
 		snprintf(err->message, sizeof(err->message),
-			 "%s queue %d: cannot create the AF_XDP socket: %s",
-			 ifname, w->queue, strerror(-rc));
+			 "%s queue %d: cannot create the AF_XDP socket: %s", ifname, w->queue,
+			 strerror(-rc));
 	}
 	return rc;
 }
@@ -554,9 +554,8 @@ static bool busy_poll_enable(struct xd_xsk_worker *w)
 	       setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL_BUDGET, &budget, sizeof(budget)) == 0;
 }
 
-int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
-		       const struct xd_xdp_config *cfg, int node, bool *zc,
-		       char *warning, size_t wcap, struct xd_error *err)
+int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname, const struct xd_xdp_config *cfg,
+		       int node, bool *zc, char *warning, size_t wcap, struct xd_error *err)
 {
 	int rc;
 
@@ -575,8 +574,8 @@ int xd_xsk_worker_open(struct xd_xsk_worker *w, const char *ifname,
 		w->free_frames[i] = (uint64_t)(w->nframes - 1 - i) * w->frame_size;
 	w->nfree = w->nframes;
 	w->stats.frames_free = w->nframes;
-	rc = xd_umem_area_alloc(&w->area, (size_t)w->nframes * w->frame_size, node,
-				cfg->hugepages, cfg->hugepage_mb, warning, wcap, err);
+	rc = xd_umem_area_alloc(&w->area, (size_t)w->nframes * w->frame_size, node, cfg->hugepages,
+				cfg->hugepage_mb, warning, wcap, err);
 	if (rc)
 		return rc;
 	rc = create_umem(w, err);
@@ -619,8 +618,8 @@ int xd_xsk_thread_start(struct xd_xsk_worker *w, void *(*main)(void *), void *ar
 	pthread_attr_destroy(&attr);
 	if (rc) {
 		snprintf(err->message, sizeof(err->message),
-			 "queue %d: cannot start its thread on CPU %d: %s",
-			 w->queue, w->cpu, strerror(-rc));
+			 "queue %d: cannot start its thread on CPU %d: %s", w->queue, w->cpu,
+			 strerror(-rc));
 		return rc;
 	}
 	w->started = true;
@@ -655,7 +654,7 @@ void xd_xsk_worker_close(struct xd_xsk_worker *w)
 	w->xsk = NULL;
 	w->umem = NULL;
 	w->free_frames = NULL;
-	w->core.ep = NULL;	/* the resolver's: kept for the next worker */
+	w->core.ep = NULL; /* the resolver's: kept for the next worker */
 }
 
 static void kernel_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *out)
@@ -678,7 +677,8 @@ void xd_xsk_worker_stats(const struct xd_xsk_worker *w, struct xd_queue_stats *o
 
 	/* The fields up to the kernel's are u64 counters the worker writes,
 	 * its core's (by RCODE and type too) first. */
-	for (size_t i = 0; i < offsetof(struct xd_queue_stats, kernel_rx_dropped) / sizeof(uint64_t); i++)
+	for (size_t i = 0;
+	     i < offsetof(struct xd_queue_stats, kernel_rx_dropped) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	kernel_stats(w, out);
 	out->cpu = w->cpu;

@@ -19,7 +19,7 @@
 
 #include "error.h"
 #include "wire/prefixes.h"
-#include "xdpdns_maps.h"	/* XD_ACL_ALLOW, XD_ACL_DENY: the program's too */
+#include "xdpdns_maps.h" /* XD_ACL_ALLOW, XD_ACL_DENY: the program's too */
 
 static int family_bits(int family)
 {
@@ -81,14 +81,20 @@ static int item_from_rule(const struct xd_acl_rule *r, int i, struct acl_item *o
 	int bits = family_bits(r->family);
 
 	if (bits < 0)
-		return xd_errorf(err, -EAFNOSUPPORT, "ACL rule %d: address family %d: "
-				 "expected AF_INET or AF_INET6", i, r->family);
+		return xd_errorf(err, -EAFNOSUPPORT,
+				 "ACL rule %d: address family %d: "
+				 "expected AF_INET or AF_INET6",
+				 i, r->family);
 	if (r->prefix_len > bits)
-		return xd_errorf(err, -EINVAL, "ACL rule %d: prefix length %u: at most %d "
-				 "for IPv%d", i, r->prefix_len, bits, bits == 32 ? 4 : 6);
+		return xd_errorf(err, -EINVAL,
+				 "ACL rule %d: prefix length %u: at most %d "
+				 "for IPv%d",
+				 i, r->prefix_len, bits, bits == 32 ? 4 : 6);
 	if (r->action != XD_ACL_ALLOW && r->action != XD_ACL_DENY)
-		return xd_errorf(err, -EINVAL, "ACL rule %d: action %u: expected "
-				 "XD_ACL_ALLOW or XD_ACL_DENY", i, r->action);
+		return xd_errorf(err, -EINVAL,
+				 "ACL rule %d: action %u: expected "
+				 "XD_ACL_ALLOW or XD_ACL_DENY",
+				 i, r->action);
 	memset(out, 0, sizeof(*out));
 	memcpy(out->entry.addr, r->addr, (size_t)bits / 8);
 	xd_mask_prefix(out->entry.addr, (size_t)bits / 8, r->prefix_len);
@@ -108,15 +114,14 @@ static int items_unique(struct acl_item *items, int n)
 	qsort(items, (size_t)n, sizeof(items[0]), item_compare);
 	for (int i = 0; i < n; i++) {
 		if (kept && item_same_prefix(&items[kept - 1], &items[i]))
-			continue;	/* sorted after the first of its prefix */
+			continue; /* sorted after the first of its prefix */
 		items[kept++] = items[i];
 	}
 	return kept;
 }
 
 /* Fills t with entries[0..n), already sorted longest prefix first. */
-static void table_fill(struct xd_acl_table *t, const struct xd_acl_entry *entries,
-		       uint32_t n)
+static void table_fill(struct xd_acl_table *t, const struct xd_acl_entry *entries, uint32_t n)
 {
 	t->entries = entries;
 	t->n = n;
@@ -144,8 +149,8 @@ static bool acl_denies_nothing(const struct acl_item *items, int n, uint32_t def
 }
 
 /* The compiled ACL of the unique, sorted items (IPv4's first). */
-static struct xd_acl *acl_assemble(const struct acl_item *items, int n,
-				   uint32_t default_action, int socket_verdict)
+static struct xd_acl *acl_assemble(const struct acl_item *items, int n, uint32_t default_action,
+				   int socket_verdict)
 {
 	struct xd_acl *acl = calloc(1, sizeof(*acl) + (size_t)n * sizeof(acl->entries[0]));
 	uint32_t n4 = 0;
@@ -171,8 +176,10 @@ static int check_limits(const struct acl_item *items, int n, struct xd_error *er
 	for (int i = 0; i < n; i++)
 		n4 += items[i].family == AF_INET;
 	if (n4 > XD_ACL_RULES_MAX || n - n4 > XD_ACL_RULES_MAX)
-		return xd_errorf(err, -E2BIG, "ACL: %d IPv4 and %d IPv6 prefixes: at most %d "
-				 "of each (XD_ACL_RULES_MAX)", n4, n - n4, XD_ACL_RULES_MAX);
+		return xd_errorf(err, -E2BIG,
+				 "ACL: %d IPv4 and %d IPv6 prefixes: at most %d "
+				 "of each (XD_ACL_RULES_MAX)",
+				 n4, n - n4, XD_ACL_RULES_MAX);
 	return 0;
 }
 
@@ -186,11 +193,15 @@ int xd_acl_build(const struct xd_acl_rule *rules, int n, uint32_t default_action
 	if (n < 0 || (n > 0 && !rules))
 		return xd_errorf(err, -EINVAL, "ACL: %d rules", n);
 	if (default_action != XD_ACL_ALLOW && default_action != XD_ACL_DENY)
-		return xd_errorf(err, -EINVAL, "ACL default %u: expected XD_ACL_ALLOW or "
-				 "XD_ACL_DENY", default_action);
+		return xd_errorf(err, -EINVAL,
+				 "ACL default %u: expected XD_ACL_ALLOW or "
+				 "XD_ACL_DENY",
+				 default_action);
 	if (socket_verdict != XD_VERDICT_REFUSE && socket_verdict != XD_VERDICT_DROP)
-		return xd_errorf(err, -EINVAL, "ACL socket verdict %d: expected "
-				 "XD_VERDICT_REFUSE or XD_VERDICT_DROP", socket_verdict);
+		return xd_errorf(err, -EINVAL,
+				 "ACL socket verdict %d: expected "
+				 "XD_VERDICT_REFUSE or XD_VERDICT_DROP",
+				 socket_verdict);
 	items = malloc((size_t)(n ? n : 1) * sizeof(*items));
 	if (!items)
 		return xd_errorf(err, -ENOMEM, "ACL: out of memory");
@@ -210,8 +221,8 @@ out_items:
 	return rc;
 }
 
-int xd_acl_sort(const struct xd_acl_rule *rules, int n, struct xd_acl_entry *out,
-		uint32_t *n4, struct xd_error *err)
+int xd_acl_sort(const struct xd_acl_rule *rules, int n, struct xd_acl_entry *out, uint32_t *n4,
+		struct xd_error *err)
 {
 	struct acl_item *items;
 	int rc = 0;
@@ -244,8 +255,8 @@ void xd_acl_free(struct xd_acl *acl)
 
 /* Binary search of the group's prefixes for key (already masked). */
 static const struct xd_acl_entry *group_find(const struct xd_acl_table *t,
-					     const struct xd_acl_group *g,
-					     const uint8_t *key, size_t bytes)
+					     const struct xd_acl_group *g, const uint8_t *key,
+					     size_t bytes)
 {
 	uint32_t low = g->start, high = g->start + g->count;
 
@@ -277,7 +288,7 @@ uint32_t xd_acl_action(const struct xd_acl *acl, int family, const uint8_t *addr
 		xd_mask_prefix(key, bytes, g->prefix_len);
 		hit = group_find(t, g, key, bytes);
 		if (hit)
-			return hit->action;	/* the longest length first: the longest match */
+			return hit->action; /* the longest length first: the longest match */
 	}
 	return acl->default_action;
 }
@@ -297,11 +308,10 @@ int xd_acl_verdict(const struct xd_acl *acl, const struct sockaddr *sa)
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
 
-		return verdict_of(acl, xd_acl_action(acl, AF_INET,
-						     (const uint8_t *)&in->sin_addr));
+		return verdict_of(acl, xd_acl_action(acl, AF_INET, (const uint8_t *)&in->sin_addr));
 	}
 	if (sa->sa_family != AF_INET6)
-		return XD_VERDICT_ANSWER;	/* no address to judge (never on UDP/IP) */
+		return XD_VERDICT_ANSWER; /* no address to judge (never on UDP/IP) */
 	/* A dual-stack socket sees IPv4 clients as ::ffff:a.b.c.d (RFC 4291
 	 * 2.5.5.2): they are IPv4 sources. */
 	if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))

@@ -21,7 +21,7 @@
 struct xd_acl_entry {
 	uint8_t addr[16];
 	uint8_t prefix_len;
-	uint8_t action;			/* XD_ACL_ALLOW or XD_ACL_DENY */
+	uint8_t action; /* XD_ACL_ALLOW or XD_ACL_DENY */
 };
 
 /* The entries of one prefix length: entries[start, start + count),
@@ -42,12 +42,12 @@ struct xd_acl_table {
 };
 
 struct xd_acl {
-	uint32_t default_action;	/* for sources no prefix holds */
-	int socket_verdict;		/* XD_VERDICT_REFUSE or XD_VERDICT_DROP */
-	uint32_t rules;			/* prefixes after duplicates went */
+	uint32_t default_action; /* for sources no prefix holds */
+	int socket_verdict; /* XD_VERDICT_REFUSE or XD_VERDICT_DROP */
+	uint32_t rules; /* prefixes after duplicates went */
 	struct xd_acl_table v4;
 	struct xd_acl_table v6;
-	struct xd_acl_entry entries[];	/* v4's, then v6's */
+	struct xd_acl_entry entries[]; /* v4's, then v6's */
 };
 
 /* Compiles rules[0..n) into *out: a duplicate prefix keeps its first
@@ -62,8 +62,8 @@ void xd_acl_free(struct xd_acl *acl);
  * first (*n4 of them), each family's longest prefix first.  Returns how
  * many, or a negative errno (err names the bad rule).  The order the
  * zone ACLs of the image keep (image.h). */
-int xd_acl_sort(const struct xd_acl_rule *rules, int n, struct xd_acl_entry *out,
-		uint32_t *n4, struct xd_error *err);
+int xd_acl_sort(const struct xd_acl_rule *rules, int n, struct xd_acl_entry *out, uint32_t *n4,
+		struct xd_error *err);
 
 /* Zeroes every bit of addr (bytes long) past the first `bits`: an address
  * as its prefix (the ACL's and rate limiting's keys). */

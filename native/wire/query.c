@@ -36,9 +36,8 @@ static int parse_qname(struct xd_query *q, size_t *pos)
  * 32 bytes. */
 static bool cookie_length_ok(uint16_t len)
 {
-	return len == XD_COOKIE_CLIENT_LEN ||
-	       (len >= XD_COOKIE_CLIENT_LEN + XD_COOKIE_SERVER_MIN &&
-		len <= XD_COOKIE_CLIENT_LEN + XD_COOKIE_SERVER_MAX);
+	return len == XD_COOKIE_CLIENT_LEN || (len >= XD_COOKIE_CLIENT_LEN + XD_COOKIE_SERVER_MIN &&
+					       len <= XD_COOKIE_CLIENT_LEN + XD_COOKIE_SERVER_MAX);
 }
 
 /* RFC 7873 5.2: the first COOKIE option counts and later ones are
@@ -69,7 +68,7 @@ static int parse_options(struct xd_query *q, const uint8_t *rdata, size_t len)
 		if (olen > len - p - 4)
 			return -1;
 		if (code == XD_EDNS_OPTION_NSID)
-			q->nsid = true;	/* RFC 5001 2.1: its payload is empty */
+			q->nsid = true; /* RFC 5001 2.1: its payload is empty */
 		else if (code == XD_EDNS_OPTION_COOKIE)
 			note_cookie(q, rdata + p + 4, olen);
 		else if (code == XD_EDNS_OPTION_KEEPALIVE)
@@ -95,8 +94,7 @@ static int parse_opt(struct xd_query *q, size_t name_pos, size_t rr)
 	return 0;
 }
 
-static int parse_records(struct xd_query *q, size_t *pos, unsigned count,
-			 bool additional)
+static int parse_records(struct xd_query *q, size_t *pos, unsigned count, bool additional)
 {
 	for (unsigned i = 0; i < count; i++) {
 		size_t name_pos = *pos, name_len = xd_name_skip(q->pkt + *pos, q->len - *pos);
@@ -124,7 +122,7 @@ static int parse_sections(struct xd_query *q, size_t pos)
 	if (parse_records(q, &pos, xd_get16(q->pkt + 6) + xd_get16(q->pkt + 8), false) ||
 	    parse_records(q, &pos, xd_get16(q->pkt + 10), true))
 		return -1;
-	return pos == q->len ? 0 : -1;	/* trailing bytes */
+	return pos == q->len ? 0 : -1; /* trailing bytes */
 }
 
 static int parse_question(struct xd_query *q)
@@ -160,7 +158,7 @@ int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len)
 		return XD_QUERY_DROP;
 	q->flags = xd_get16(pkt + 2);
 	if (q->flags & XD_FLAG_QR)
-		return XD_QUERY_DROP;	/* never answer an answer: no loops */
+		return XD_QUERY_DROP; /* never answer an answer: no loops */
 	if (XD_OPCODE(q->flags) != XD_OPCODE_QUERY) {
 		/* RFC 6891 6.1.1: echo OPT even here, when the rest parses. */
 		if (parse_question(q) == 0 && parse_sections(q, q->question_end))
@@ -170,7 +168,7 @@ int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len)
 	if (parse_question(q))
 		return XD_QUERY_FORMERR;
 	if (parse_sections(q, q->question_end)) {
-		q->edns = false;	/* FORMERR goes without OPT, as Knot's */
+		q->edns = false; /* FORMERR goes without OPT, as Knot's */
 		return XD_QUERY_FORMERR;
 	}
 	return XD_QUERY_OK;

@@ -12,8 +12,7 @@
 
 #include "wire/sha1.h"
 
-void xd_sha1(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
-	     uint8_t out[XD_SHA1_LEN])
+void xd_sha1(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint8_t out[XD_SHA1_LEN])
 {
 	SHA_CTX ctx;
 

@@ -16,7 +16,7 @@ int xd_name_check(const uint8_t *buf, size_t len)
 		if (l == 0)
 			return pos + 1 <= XD_NAME_MAX ? (int)(pos + 1) : -1;
 		if (l > XD_LABEL_MAX)
-			return -1;	/* pointers and extended labels */
+			return -1; /* pointers and extended labels */
 		pos += 1 + l;
 	}
 	return -1;
@@ -35,7 +35,7 @@ size_t xd_name_skip(const uint8_t *p, size_t len)
 		if ((l & 0xc0) == 0xc0)
 			return len - off >= 2 ? off + 2 : 0;
 		if (l > XD_LABEL_MAX || len - off - 1 < l)
-			return 0;	/* extended label types, or cut short */
+			return 0; /* extended label types, or cut short */
 		off += 1u + l;
 		if (l == 0)
 			return off;
@@ -93,7 +93,7 @@ int xd_name_canonical_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_
 	int an = label_offsets(a, alen, aoff), bn = label_offsets(b, blen, boff);
 
 	if (an < 0 || bn < 0)
-		return an < 0 ? (bn < 0 ? 0 : -1) : 1;	/* never for checked names */
+		return an < 0 ? (bn < 0 ? 0 : -1) : 1; /* never for checked names */
 	while (an > 0 && bn > 0) {
 		const uint8_t *la = a + aoff[--an], *lb = b + boff[--bn];
 		size_t n = la[0] < lb[0] ? la[0] : lb[0];
@@ -107,8 +107,8 @@ int xd_name_canonical_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_
 	return an - bn;
 }
 
-bool xd_name_is_below(const uint8_t *name, size_t name_len,
-		      const uint8_t *suffix, size_t suffix_len)
+bool xd_name_is_below(const uint8_t *name, size_t name_len, const uint8_t *suffix,
+		      size_t suffix_len)
 {
 	size_t pos = 0;
 
@@ -122,8 +122,8 @@ bool xd_name_is_below(const uint8_t *name, size_t name_len,
 	       xd_name_equal(name + pos, suffix_len, suffix, suffix_len);
 }
 
-int xd_name_read(const uint8_t *msg, size_t msg_len, size_t pos, uint8_t *out,
-		 bool lower, size_t *next)
+int xd_name_read(const uint8_t *msg, size_t msg_len, size_t pos, uint8_t *out, bool lower,
+		 size_t *next)
 {
 	size_t out_len = 0;
 	size_t end = 0;
@@ -219,8 +219,8 @@ void xd_name_to_text(const uint8_t *wire, char *out, size_t cap)
 
 			if (c <= ' ' || c >= 0x7f)
 				n = snprintf(tmp, sizeof(tmp), "\\%03u", c);
-			else if (c == '.' || c == '\\' || c == '"' || c == ';' ||
-				 c == '(' || c == ')' || c == '$' || c == '@')
+			else if (c == '.' || c == '\\' || c == '"' || c == ';' || c == '(' ||
+				 c == ')' || c == '$' || c == '@')
 				n = snprintf(tmp, sizeof(tmp), "\\%c", c);
 			else
 				n = snprintf(tmp, sizeof(tmp), "%c", c);
@@ -239,13 +239,17 @@ out:
 
 void xd_type_to_text(uint16_t type, char *out, size_t cap)
 {
-	static const struct { uint16_t type; const char *name; } names[] = {
-		{ 1, "A" }, { 2, "NS" }, { 5, "CNAME" }, { 6, "SOA" }, { 12, "PTR" },
-		{ 13, "HINFO" }, { 15, "MX" }, { 16, "TXT" }, { 28, "AAAA" }, { 33, "SRV" },
-		{ 35, "NAPTR" }, { 39, "DNAME" }, { 43, "DS" }, { 44, "SSHFP" }, { 46, "RRSIG" },
-		{ 47, "NSEC" }, { 48, "DNSKEY" }, { 50, "NSEC3" }, { 51, "NSEC3PARAM" },
-		{ 52, "TLSA" }, { 59, "CDS" }, { 60, "CDNSKEY" }, { 64, "SVCB" }, { 65, "HTTPS" },
-		{ 99, "SPF" }, { 257, "CAA" },
+	static const struct {
+		uint16_t type;
+		const char *name;
+	} names[] = {
+		{ 1, "A" },	  { 2, "NS" },	     { 5, "CNAME" },	   { 6, "SOA" },
+		{ 12, "PTR" },	  { 13, "HINFO" },   { 15, "MX" },	   { 16, "TXT" },
+		{ 28, "AAAA" },	  { 33, "SRV" },     { 35, "NAPTR" },	   { 39, "DNAME" },
+		{ 43, "DS" },	  { 44, "SSHFP" },   { 46, "RRSIG" },	   { 47, "NSEC" },
+		{ 48, "DNSKEY" }, { 50, "NSEC3" },   { 51, "NSEC3PARAM" }, { 52, "TLSA" },
+		{ 59, "CDS" },	  { 60, "CDNSKEY" }, { 64, "SVCB" },	   { 65, "HTTPS" },
+		{ 99, "SPF" },	  { 257, "CAA" },
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -254,5 +258,5 @@ void xd_type_to_text(uint16_t type, char *out, size_t cap)
 			return;
 		}
 	}
-	snprintf(out, cap, "TYPE%u", type);	/* RFC 3597 5 */
+	snprintf(out, cap, "TYPE%u", type); /* RFC 3597 5 */
 }

@@ -12,10 +12,10 @@
 #include <string.h>
 
 #define XD_DNS_HEADER_LEN 12
-#define XD_NAME_MAX 255		/* RFC 1035 3.1, wire form including the root */
+#define XD_NAME_MAX 255 /* RFC 1035 3.1, wire form including the root */
 #define XD_LABEL_MAX 63
-#define XD_LABELS_MAX 128	/* 255 bytes hold at most 127 one-char labels + root */
-#define XD_PTR_MAX 0x3fff	/* a compression pointer has 14 bits */
+#define XD_LABELS_MAX 128 /* 255 bytes hold at most 127 one-char labels + root */
+#define XD_PTR_MAX 0x3fff /* a compression pointer has 14 bits */
 
 enum {
 	XD_TYPE_A = 1,
@@ -65,8 +65,8 @@ enum {
 	XD_RCODE_NOTIMP = 4,
 	XD_RCODE_REFUSED = 5,
 	XD_RCODE_YXDOMAIN = 6,
-	XD_RCODE_BADVERS = 16,	/* extended: needs OPT (RFC 6891 6.1.3) */
-	XD_RCODE_BADCOOKIE = 23,	/* extended (RFC 7873 8) */
+	XD_RCODE_BADVERS = 16, /* extended: needs OPT (RFC 6891 6.1.3) */
+	XD_RCODE_BADCOOKIE = 23, /* extended (RFC 7873 8) */
 };
 
 /* Header flag bits, in the 16-bit flags word. */
@@ -81,16 +81,16 @@ enum {
 #define XD_OPCODE_QUERY 0
 
 #define XD_EDNS_DO 0x8000
-#define XD_OPT_RR_LEN 11	/* an OPT record without options */
+#define XD_OPT_RR_LEN 11 /* an OPT record without options */
 /* RFC 7873 4: an 8-byte client cookie, then 8 to 32 bytes of server
  * cookie; any other length is malformed (RFC 7873 5.2.2). */
 #define XD_COOKIE_CLIENT_LEN 8
 #define XD_COOKIE_SERVER_MIN 8
 #define XD_COOKIE_SERVER_MAX 32
-#define XD_EDNS_OPTION_EDE 15	/* RFC 8914 */
-#define XD_EDNS_OPTION_NSID 3	/* RFC 5001 */
-#define XD_EDNS_OPTION_COOKIE 10	/* RFC 7873 */
-#define XD_EDNS_OPTION_KEEPALIVE 11	/* RFC 7828 */
+#define XD_EDNS_OPTION_EDE 15 /* RFC 8914 */
+#define XD_EDNS_OPTION_NSID 3 /* RFC 5001 */
+#define XD_EDNS_OPTION_COOKIE 10 /* RFC 7873 */
+#define XD_EDNS_OPTION_KEEPALIVE 11 /* RFC 7828 */
 #define XD_EDE_PROHIBITED 18
 #define XD_EDE_NOT_AUTHORITATIVE 20
 
@@ -101,8 +101,7 @@ static inline uint16_t xd_get16(const uint8_t *p)
 
 static inline uint32_t xd_get32(const uint8_t *p)
 {
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static inline void xd_put16(uint8_t *p, uint16_t v)
@@ -180,8 +179,8 @@ static inline size_t xd_name_length(const uint8_t *name)
 int xd_name_labels(const uint8_t *name);
 
 /* True when `name` (wire, lower-case) equals `suffix` or lies below it. */
-bool xd_name_is_below(const uint8_t *name, size_t name_len,
-		      const uint8_t *suffix, size_t suffix_len);
+bool xd_name_is_below(const uint8_t *name, size_t name_len, const uint8_t *suffix,
+		      size_t suffix_len);
 
 /*
  * RFC 4034 6.1 canonical order of two lower-case label sequences of
@@ -202,8 +201,8 @@ bool xd_name_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
  * pointing strictly backwards.  Returns the name's wire length written to
  * out, or -1 when malformed; *next gets the offset after the name at pos.
  */
-int xd_name_read(const uint8_t *msg, size_t msg_len, size_t pos, uint8_t *out,
-		 bool lower, size_t *next);
+int xd_name_read(const uint8_t *msg, size_t msg_len, size_t pos, uint8_t *out, bool lower,
+		 size_t *next);
 
 /* Master-file text of a valid wire name ("www.example.com."), with \X
  * and \DDD escapes where needed; truncated to cap, always NUL-terminated. */

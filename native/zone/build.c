@@ -19,7 +19,7 @@
 /* Start sizes: big enough that a small zone never regrows, small enough that
  * an empty builder costs nothing worth measuring. */
 #define XD_BUILDER_HASH_MIN 1024
-#define XD_PROBLEMS_MAX 10000	/* past this, only the count grows */
+#define XD_PROBLEMS_MAX 10000 /* past this, only the count grows */
 
 int xd_grow(void **data, size_t *cap, size_t need, size_t elem)
 {
@@ -82,8 +82,7 @@ int xd_builder_add_source(struct xd_builder *b, const char *path)
 {
 	char *copy;
 
-	if (xd_grow((void **)&b->sources, &b->sources_cap, b->nsources + 1,
-		    sizeof(*b->sources)))
+	if (xd_grow((void **)&b->sources, &b->sources_cap, b->nsources + 1, sizeof(*b->sources)))
 		return -ENOMEM;
 	copy = strdup(path);
 	if (!copy)
@@ -99,8 +98,8 @@ const char *xd_builder_source(const struct xd_builder *b, int source)
 	return b->sources[source];
 }
 
-int xd_builder_add_problem(struct xd_builder *b, int severity, int source,
-			   uint32_t line, const char *message)
+int xd_builder_add_problem(struct xd_builder *b, int severity, int source, uint32_t line,
+			   const char *message)
 {
 	struct xd_problem *p;
 
@@ -119,8 +118,8 @@ int xd_builder_add_problem(struct xd_builder *b, int severity, int source,
 	return 0;
 }
 
-int xd_builder_problemf(struct xd_builder *b, int severity, int source,
-			uint32_t line, const char *fmt, ...)
+int xd_builder_problemf(struct xd_builder *b, int severity, int source, uint32_t line,
+			const char *fmt, ...)
 {
 	char msg[sizeof(((struct xd_problem *)0)->message)];
 	va_list ap;
@@ -136,8 +135,7 @@ size_t xd_builder_problem_count(const struct xd_builder *b)
 	return b->nproblems;
 }
 
-int xd_builder_problem(const struct xd_builder *b, size_t index,
-		       struct xd_problem *out)
+int xd_builder_problem(const struct xd_builder *b, size_t index, struct xd_problem *out)
 {
 	if (index >= b->nproblems)
 		return -ERANGE;
@@ -155,8 +153,7 @@ size_t xd_builder_node_name(const struct xd_builder *b, uint32_t node, uint8_t *
 	return n->name_len + z->origin_len;
 }
 
-void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out,
-			  size_t cap)
+void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out, size_t cap)
 {
 	uint8_t full[XD_NAME_MAX];
 
@@ -164,8 +161,7 @@ void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out,
 	xd_name_to_text(full, out, cap);
 }
 
-const uint8_t *xd_builder_zone_origin(const struct xd_builder *b, int zone,
-				      size_t *len)
+const uint8_t *xd_builder_zone_origin(const struct xd_builder *b, int zone, size_t *len)
 {
 	if (zone < 0 || (size_t)zone >= b->nzones)
 		return NULL;
@@ -180,17 +176,16 @@ static inline uint64_t slot_make(uint32_t h, uint32_t node)
 	return (uint64_t)h << 32 | (node + 1);
 }
 
-static bool node_is(const struct xd_builder *b, uint32_t i, uint16_t zone,
-		    const uint8_t *rel, size_t len)
+static bool node_is(const struct xd_builder *b, uint32_t i, uint16_t zone, const uint8_t *rel,
+		    size_t len)
 {
 	const struct bnode *n = &b->nodes[i];
 
-	return n->zone == zone && n->name_len == len &&
-	       memcmp(b->names + n->name, rel, len) == 0;
+	return n->zone == zone && n->name_len == len && memcmp(b->names + n->name, rel, len) == 0;
 }
 
-static uint32_t find_hashed(const struct xd_builder *b, uint16_t zone,
-			    const uint8_t *rel, size_t len, uint32_t h)
+static uint32_t find_hashed(const struct xd_builder *b, uint16_t zone, const uint8_t *rel,
+			    size_t len, uint32_t h)
 {
 	size_t mask = b->hash_size - 1;
 
@@ -205,8 +200,8 @@ static uint32_t find_hashed(const struct xd_builder *b, uint16_t zone,
 	}
 }
 
-uint32_t xd_builder_find_node(const struct xd_builder *b, uint16_t zone,
-			      const uint8_t *rel, size_t len)
+uint32_t xd_builder_find_node(const struct xd_builder *b, uint16_t zone, const uint8_t *rel,
+			      size_t len)
 {
 	return find_hashed(b, zone, rel, len, (uint32_t)xd_node_hash(zone, rel, len));
 }
@@ -249,17 +244,15 @@ int xd_builder_reserve(struct xd_builder *b, size_t records)
 {
 	/* Most records of a large zone own a name: size for one name each. */
 	if (hash_reserve(b, b->nnodes + records) ||
-	    xd_grow((void **)&b->nodes, &b->nodes_cap, b->nnodes + records,
-		    sizeof(*b->nodes)) ||
-	    xd_grow((void **)&b->recs, &b->recs_cap, b->nrecs + records,
-		    sizeof(*b->recs)))
+	    xd_grow((void **)&b->nodes, &b->nodes_cap, b->nnodes + records, sizeof(*b->nodes)) ||
+	    xd_grow((void **)&b->recs, &b->recs_cap, b->nrecs + records, sizeof(*b->recs)))
 		return -ENOMEM;
 	return 0;
 }
 
 /* Adds a node whose name is at `name_off` in the arena; no lookup. */
-static int node_insert(struct xd_builder *b, uint16_t zone, uint32_t name_off,
-		       uint8_t len, uint32_t h, uint32_t *out)
+static int node_insert(struct xd_builder *b, uint16_t zone, uint32_t name_off, uint8_t len,
+		       uint32_t h, uint32_t *out)
 {
 	struct bnode *n;
 
@@ -287,8 +280,8 @@ static int node_insert(struct xd_builder *b, uint16_t zone, uint32_t name_off,
  * to the apex.  Ancestors' names are suffixes of the child's, so they share
  * the child's bytes in the arena.
  */
-static int node_get(struct xd_builder *b, uint16_t zone, const uint8_t *rel,
-		    uint8_t len, uint32_t *out)
+static int node_get(struct xd_builder *b, uint16_t zone, const uint8_t *rel, uint8_t len,
+		    uint32_t *out)
 {
 	uint32_t h = (uint32_t)xd_node_hash(zone, rel, len);
 	uint32_t found = find_hashed(b, zone, rel, len, h);
@@ -305,7 +298,7 @@ static int node_get(struct xd_builder *b, uint16_t zone, const uint8_t *rel,
 	memcpy(b->names + name_off, rel, len);
 	b->names_len += len;
 
-	for (uint8_t skip = 0;; ) {
+	for (uint8_t skip = 0;;) {
 		uint32_t idx;
 
 		rc = node_insert(b, zone, name_off + skip, len - skip, h, &idx);
@@ -316,23 +309,19 @@ static int node_get(struct xd_builder *b, uint16_t zone, const uint8_t *rel,
 		else
 			b->nodes[child].parent = idx;
 		if (len == skip)
-			return 0;	/* the apex has no parent */
+			return 0; /* the apex has no parent */
 		child = idx;
 		skip += 1 + b->names[name_off + skip];
 		/* Zone files list siblings together: the parent is usually the
 		 * last one seen, which spares a cache miss in the hash. */
 		found = b->last_parent;
-		if (found != XD_NONE && !node_is(b, found, zone,
-						 b->names + name_off + skip, len - skip)) {
-			h = (uint32_t)xd_node_hash(zone, b->names + name_off + skip,
-						   len - skip);
-			found = find_hashed(b, zone, b->names + name_off + skip,
-					    len - skip, h);
+		if (found != XD_NONE &&
+		    !node_is(b, found, zone, b->names + name_off + skip, len - skip)) {
+			h = (uint32_t)xd_node_hash(zone, b->names + name_off + skip, len - skip);
+			found = find_hashed(b, zone, b->names + name_off + skip, len - skip, h);
 		} else if (found == XD_NONE) {
-			h = (uint32_t)xd_node_hash(zone, b->names + name_off + skip,
-						   len - skip);
-			found = find_hashed(b, zone, b->names + name_off + skip,
-					    len - skip, h);
+			h = (uint32_t)xd_node_hash(zone, b->names + name_off + skip, len - skip);
+			found = find_hashed(b, zone, b->names + name_off + skip, len - skip, h);
 		}
 		if (found != XD_NONE) {
 			b->nodes[child].parent = found;
@@ -342,8 +331,8 @@ static int node_get(struct xd_builder *b, uint16_t zone, const uint8_t *rel,
 	}
 }
 
-int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin,
-			size_t origin_len, struct xd_error *err)
+int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin, size_t origin_len,
+			struct xd_error *err)
 {
 	uint8_t lower[XD_NAME_MAX];
 	char text[256];
@@ -352,8 +341,7 @@ int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin,
 	int rc;
 
 	if (len < 0 || (size_t)len != origin_len) {
-		snprintf(err->message, sizeof(err->message),
-			 "malformed zone origin");
+		snprintf(err->message, sizeof(err->message), "malformed zone origin");
 		return -EINVAL;
 	}
 	if (b->nzones >= UINT16_MAX) {
@@ -363,12 +351,10 @@ int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin,
 	xd_name_lower(lower, origin, len);
 	xd_name_to_text(lower, text, sizeof(text));
 	for (size_t i = 0; i < b->nzones; i++) {
-		if (b->zones[i].origin_len == len &&
-		    memcmp(b->zones[i].origin, lower, len) == 0) {
-			snprintf(err->message, sizeof(err->message),
-				 "zone %s is defined twice", text);
-			xd_builder_add_problem(b, XD_PROBLEM_ERROR, -1, 0,
-					       err->message);
+		if (b->zones[i].origin_len == len && memcmp(b->zones[i].origin, lower, len) == 0) {
+			snprintf(err->message, sizeof(err->message), "zone %s is defined twice",
+				 text);
+			xd_builder_add_problem(b, XD_PROBLEM_ERROR, -1, 0, err->message);
 			return -EEXIST;
 		}
 	}
@@ -387,14 +373,13 @@ int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin,
 	return (int)b->nzones++;
 }
 
-static int record_problem(struct xd_builder *b, int source, uint32_t line,
-			  const uint8_t *owner, const char *what)
+static int record_problem(struct xd_builder *b, int source, uint32_t line, const uint8_t *owner,
+			  const char *what)
 {
 	char text[1024];
 
 	xd_name_to_text(owner, text, sizeof(text));
-	xd_builder_problemf(b, XD_PROBLEM_ERROR, source, line, "%s: %s", text,
-			    what);
+	xd_builder_problemf(b, XD_PROBLEM_ERROR, source, line, "%s: %s", text, what);
 	return -EINVAL;
 }
 
@@ -412,8 +397,8 @@ static void zone_acl_render(struct bzone_acl *l, const struct xd_acl_entry *e, i
 }
 
 int xd_builder_set_zone_acl(struct xd_builder *b, int zone, int list,
-			    const struct xd_acl_rule *rules, int n,
-			    uint32_t default_action, struct xd_error *err)
+			    const struct xd_acl_rule *rules, int n, uint32_t default_action,
+			    struct xd_error *err)
 {
 	struct xd_acl_entry *entries;
 	struct bzone_acl *l;
@@ -424,11 +409,15 @@ int xd_builder_set_zone_acl(struct xd_builder *b, int zone, int list,
 	if (zone < 0 || (size_t)zone >= b->nzones)
 		return xd_errorf(err, -EINVAL, "zone ACL: no zone %d", zone);
 	if (list < 0 || list >= XD_ZONE_ACL_LISTS)
-		return xd_errorf(err, -EINVAL, "zone ACL: list %d: expected "
-				 "XD_ZONE_ACL_QUERY or XD_ZONE_ACL_TRANSFER", list);
+		return xd_errorf(err, -EINVAL,
+				 "zone ACL: list %d: expected "
+				 "XD_ZONE_ACL_QUERY or XD_ZONE_ACL_TRANSFER",
+				 list);
 	if (default_action != XD_ACL_ALLOW && default_action != XD_ACL_DENY)
-		return xd_errorf(err, -EINVAL, "zone ACL default %u: expected "
-				 "XD_ACL_ALLOW or XD_ACL_DENY", default_action);
+		return xd_errorf(err, -EINVAL,
+				 "zone ACL default %u: expected "
+				 "XD_ACL_ALLOW or XD_ACL_DENY",
+				 default_action);
 	entries = malloc((size_t)(n > 0 ? n : 1) * sizeof(*entries));
 	if (!entries)
 		return xd_errorf(err, -ENOMEM, "zone ACL: out of memory");
@@ -436,9 +425,10 @@ int xd_builder_set_zone_acl(struct xd_builder *b, int zone, int list,
 	if (rc < 0)
 		goto out_entries;
 	if (n4 > XD_ZONE_ACL_MAX || rc - n4 > XD_ZONE_ACL_MAX) {
-		rc = xd_errorf(err, -E2BIG, "zone ACL: %u IPv4 and %u IPv6 prefixes: at "
-			       "most %d of each (XD_ZONE_ACL_MAX)", n4, rc - n4,
-			       XD_ZONE_ACL_MAX);
+		rc = xd_errorf(err, -E2BIG,
+			       "zone ACL: %u IPv4 and %u IPv6 prefixes: at "
+			       "most %d of each (XD_ZONE_ACL_MAX)",
+			       n4, rc - n4, XD_ZONE_ACL_MAX);
 		goto out_entries;
 	}
 	prefixes = malloc((size_t)(rc > 0 ? rc : 1) * XD_ZONE_ACL_PREFIX);
@@ -460,11 +450,9 @@ out_entries:
 	return rc;
 }
 
-int xd_builder_add_record(struct xd_builder *b, int zone,
-			  const uint8_t *owner, size_t owner_len,
-			  uint16_t rtype, uint16_t rclass, uint32_t ttl,
-			  const uint8_t *rdata, size_t rdata_len,
-			  int source, uint32_t line)
+int xd_builder_add_record(struct xd_builder *b, int zone, const uint8_t *owner, size_t owner_len,
+			  uint16_t rtype, uint16_t rclass, uint32_t ttl, const uint8_t *rdata,
+			  size_t rdata_len, int source, uint32_t line)
 {
 	uint8_t lower[XD_NAME_MAX];
 	struct bzone *z;
@@ -479,25 +467,20 @@ int xd_builder_add_record(struct xd_builder *b, int zone,
 		z->source = source;
 	len = xd_name_check(owner, owner_len);
 	if (len < 0 || (size_t)len != owner_len)
-		return record_problem(b, source, line, (const uint8_t *)"",
-				      "malformed owner name");
+		return record_problem(b, source, line, (const uint8_t *)"", "malformed owner name");
 	xd_name_lower(lower, owner, len);
 	if (!xd_name_is_below(lower, len, z->origin, z->origin_len))
-		return record_problem(b, source, line, lower,
-				      "record outside the zone");
+		return record_problem(b, source, line, lower, "record outside the zone");
 	if (rclass != XD_CLASS_IN)
-		return record_problem(b, source, line, lower,
-				      "class is not IN");
+		return record_problem(b, source, line, lower, "class is not IN");
 	if (xd_type_is_meta(rtype))
-		return record_problem(b, source, line, lower,
-				      "type cannot be zone data");
+		return record_problem(b, source, line, lower, "type cannot be zone data");
 	if (rdata_len > UINT16_MAX)
 		return record_problem(b, source, line, lower, "rdata too long");
 	if (rtype == XD_TYPE_SOA && (size_t)len != z->origin_len)
-		return record_problem(b, source, line, lower,
-				      "SOA record not at the zone apex");
+		return record_problem(b, source, line, lower, "SOA record not at the zone apex");
 	if (ttl > INT32_MAX)
-		ttl = 0;	/* RFC 2181 8: values with the top bit set mean 0 */
+		ttl = 0; /* RFC 2181 8: values with the top bit set mean 0 */
 
 	rc = node_get(b, zone, lower, len - z->origin_len, &node);
 	if (rc)
@@ -613,8 +596,8 @@ static void mark_wildcards(struct xd_builder *b)
 		const struct bnode *n = &b->nodes[i];
 		struct bnode *p;
 
-		if (n->name_len < 2 || b->names[n->name] != 1 ||
-		    b->names[n->name + 1] != '*' || n->parent == XD_NONE)
+		if (n->name_len < 2 || b->names[n->name] != 1 || b->names[n->name + 1] != '*' ||
+		    n->parent == XD_NONE)
 			continue;
 		p = &b->nodes[n->parent];
 		if (!(p->flags & XD_NODE_OCCLUDED)) {
@@ -624,8 +607,8 @@ static void mark_wildcards(struct xd_builder *b)
 	}
 }
 
-static const struct brec *first_of_type(const struct xd_builder *b,
-					const struct bnode *n, uint16_t type)
+static const struct brec *first_of_type(const struct xd_builder *b, const struct bnode *n,
+					uint16_t type)
 {
 	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next)
 		if (b->recs[r].type == type)
@@ -644,8 +627,8 @@ static void check_apex(struct xd_builder *b, uint32_t zone)
 	if (z->records == 0) {
 		/* One line, not a missing SOA and NS: the file is empty or
 		 * unreadable, and that has been said already if so. */
-		xd_builder_problemf(b, XD_PROBLEM_ERROR, z->source, 0,
-				    "zone %s has no records", text);
+		xd_builder_problemf(b, XD_PROBLEM_ERROR, z->source, 0, "zone %s has no records",
+				    text);
 		return;
 	}
 	for (uint32_t r = apex->first; r != XD_NONE; r = b->recs[r].next)
@@ -710,7 +693,8 @@ static void check_dname(struct xd_builder *b, uint32_t i)
 	xd_builder_node_text(b, i, text, sizeof(text));
 	xd_builder_problemf(b, XD_PROBLEM_WARNING, r->source, r->line,
 			    "%s: data below a DNAME is never answered "
-			    "(RFC 6672 2.3)", text);
+			    "(RFC 6672 2.3)",
+			    text);
 }
 
 /* An NS target inside the zone needs an address, or nobody can reach it. */
@@ -741,7 +725,8 @@ static void check_glue(struct xd_builder *b, uint32_t i)
 		xd_name_to_text(lower, text, sizeof(text));
 		xd_builder_problemf(b, XD_PROBLEM_WARNING, rec->source, rec->line,
 				    "NS target %s has no A or AAAA record in "
-				    "the zone (missing glue)", text);
+				    "the zone (missing glue)",
+				    text);
 	}
 }
 
@@ -753,8 +738,8 @@ static void check_glue(struct xd_builder *b, uint32_t i)
  * whose TTL is that RRset's (RFC 4034 3). */
 static uint32_t ttl_key(const struct xd_builder *b, const struct brec *rec)
 {
-	uint16_t covered = rec->type == XD_TYPE_RRSIG && rec->rdlen >= 2 ?
-			   xd_get16(b->rdata + rec->rdata) : 0;
+	uint16_t covered =
+		rec->type == XD_TYPE_RRSIG && rec->rdlen >= 2 ? xd_get16(b->rdata + rec->rdata) : 0;
 
 	return (uint32_t)rec->type << 16 | covered;
 }
@@ -762,7 +747,11 @@ static uint32_t ttl_key(const struct xd_builder *b, const struct brec *rec)
 static void check_ttls(struct xd_builder *b, uint32_t i)
 {
 	const struct bnode *n = &b->nodes[i];
-	struct { uint32_t key; bool reported; uint32_t first; } seen[XD_TTL_CHECK_TYPES];
+	struct {
+		uint32_t key;
+		bool reported;
+		uint32_t first;
+	} seen[XD_TTL_CHECK_TYPES];
 	int nseen = 0;
 
 	/* The chain runs newest first: the last record of a type seen is the
@@ -790,21 +779,19 @@ static void check_ttls(struct xd_builder *b, uint32_t i)
 
 		while (k < nseen && seen[k].key != key)
 			k++;
-		if (k == nseen || seen[k].reported ||
-		    rec->ttl == b->recs[seen[k].first].ttl)
+		if (k == nseen || seen[k].reported || rec->ttl == b->recs[seen[k].first].ttl)
 			continue;
 		seen[k].reported = true;
 		xd_builder_node_text(b, i, text, sizeof(text));
 		xd_builder_problemf(b, XD_PROBLEM_WARNING, rec->source, rec->line,
 				    "%s: TTL %u differs from the RRset's TTL %u "
-				    "(RFC 2181 5.2); using %u", text, rec->ttl,
-				    b->recs[seen[k].first].ttl,
+				    "(RFC 2181 5.2); using %u",
+				    text, rec->ttl, b->recs[seen[k].first].ttl,
 				    b->recs[seen[k].first].ttl);
 	}
 }
 
-int xd_builder_set_identity(struct xd_builder *b, int which, const uint8_t *data,
-			    size_t len)
+int xd_builder_set_identity(struct xd_builder *b, int which, const uint8_t *data, size_t len)
 {
 	if (which < 0 || which >= XD_IDENTITY_COUNT || len > sizeof(b->identity[0].data))
 		return -EINVAL;
@@ -908,8 +895,7 @@ int xd_builder_check(struct xd_builder *b)
 	return (int)(b->nerrors - errors_before);
 }
 
-int xd_builder_finish(struct xd_builder *b, struct xd_image **out,
-		      struct xd_error *err)
+int xd_builder_finish(struct xd_builder *b, struct xd_image **out, struct xd_error *err)
 {
 	uint8_t *data = NULL;
 	size_t len = 0;
@@ -918,9 +904,8 @@ int xd_builder_finish(struct xd_builder *b, struct xd_image **out,
 	if (!b->checked)
 		xd_builder_check(b);
 	if (b->nerrors) {
-		snprintf(err->message, sizeof(err->message),
-			 "%zu error%s in the zone data", b->nerrors,
-			 b->nerrors == 1 ? "" : "s");
+		snprintf(err->message, sizeof(err->message), "%zu error%s in the zone data",
+			 b->nerrors, b->nerrors == 1 ? "" : "s");
 		return -EINVAL;
 	}
 	rc = xd_layout_image(b, &data, &len, err);

@@ -16,17 +16,17 @@
 /* One list of a zone's ACL, its prefixes already in the image's form
  * (image.h): IPv4's first, each family's longest first. */
 struct bzone_acl {
-	uint8_t *prefixes;	/* XD_ZONE_ACL_PREFIX bytes each */
+	uint8_t *prefixes; /* XD_ZONE_ACL_PREFIX bytes each */
 	uint16_t v4, v6;
-	uint8_t default_action;	/* XD_ACL_* */
+	uint8_t default_action; /* XD_ACL_* */
 	bool set;
 };
 
 struct bzone {
-	uint8_t origin[XD_NAME_MAX];	/* lower-case wire */
+	uint8_t origin[XD_NAME_MAX]; /* lower-case wire */
 	uint8_t origin_len;
-	uint32_t apex;			/* node index */
-	int source;			/* of its first record: where problems
+	uint32_t apex; /* node index */
+	int source; /* of its first record: where problems
 					 * about the whole zone point */
 	uint64_t records;
 	struct bzone_acl acl[XD_ZONE_ACL_LISTS];
@@ -35,20 +35,20 @@ struct bzone {
 /* A name in a zone; ancestors up to the apex always exist (empty
  * non-terminals are nodes without records). */
 struct bnode {
-	uint32_t parent;	/* node index, XD_NONE at the apex */
-	uint32_t first;		/* first record index, XD_NONE when empty */
-	uint32_t name;		/* offset in the name arena (relative name) */
-	uint32_t hash;		/* low bits of xd_node_hash */
-	uint32_t link;		/* occluder or wildcard child (node index) */
-	uint32_t offset;	/* in the image, set by the layout */
+	uint32_t parent; /* node index, XD_NONE at the apex */
+	uint32_t first; /* first record index, XD_NONE when empty */
+	uint32_t name; /* offset in the name arena (relative name) */
+	uint32_t hash; /* low bits of xd_node_hash */
+	uint32_t link; /* occluder or wildcard child (node index) */
+	uint32_t offset; /* in the image, set by the layout */
 	uint16_t zone;
 	uint8_t name_len;
-	uint8_t flags;		/* XD_NODE_* */
+	uint8_t flags; /* XD_NODE_* */
 };
 
 struct brec {
-	uint32_t next;		/* next record of the same node */
-	uint32_t rdata;		/* offset in the rdata arena */
+	uint32_t next; /* next record of the same node */
+	uint32_t rdata; /* offset in the rdata arena */
 	uint32_t ttl;
 	uint32_t line;
 	int32_t source;
@@ -58,21 +58,21 @@ struct brec {
 
 /* An override rule: what the names that use it get. */
 struct brule {
-	uint32_t first;		/* first record of its answer, XD_NONE */
+	uint32_t first; /* first record of its answer, XD_NONE */
 	uint32_t ttl;
-	uint32_t offset;	/* in the image, set by the layout */
-	uint8_t action;		/* XD_OVERRIDE_* */
-	uint8_t has_cname;	/* its answer holds a CNAME ... */
-	uint8_t has_other;	/* ... or another type: never both */
-	uint8_t hook;		/* RESOLVER: the resolver hook's index */
+	uint32_t offset; /* in the image, set by the layout */
+	uint8_t action; /* XD_OVERRIDE_* */
+	uint8_t has_cname; /* its answer holds a CNAME ... */
+	uint8_t has_other; /* ... or another type: never both */
+	uint8_t hook; /* RESOLVER: the resolver hook's index */
 };
 
 /* A name with override rules. */
 struct boverride {
-	uint64_t hash;		/* xd_override_hash of the name */
-	uint32_t name;		/* offset in the name arena: the full
+	uint64_t hash; /* xd_override_hash of the name */
+	uint32_t name; /* offset in the name arena: the full
 				 * lower-cased wire name */
-	uint32_t rule[2];	/* [0] the name alone, [1] its subtree:
+	uint32_t rule[2]; /* [0] the name alone, [1] its subtree:
 				 * rule index, XD_NONE */
 	uint8_t name_len;
 	uint8_t labels;
@@ -89,15 +89,15 @@ struct xd_builder {
 	size_t names_len, names_cap;
 	uint8_t *rdata;
 	size_t rdata_len, rdata_cap;
-	uint64_t *hash;		/* hash << 32 | node index + 1; 0 is empty */
+	uint64_t *hash; /* hash << 32 | node index + 1; 0 is empty */
 	size_t hash_size;
-	uint32_t last_parent;	/* parent found by the last insertion */
+	uint32_t last_parent; /* parent found by the last insertion */
 	char **sources;
 	size_t nsources, sources_cap;
 	struct xd_problem *problems;
 	size_t nproblems, problems_cap;
 	size_t nerrors;
-	bool checked;		/* flags and occlusion are computed */
+	bool checked; /* flags and occlusion are computed */
 	struct {
 		bool present;
 		uint8_t len;
@@ -107,7 +107,7 @@ struct xd_builder {
 	size_t nrules, rules_cap;
 	struct boverride *overrides;
 	size_t noverrides, overrides_cap;
-	uint64_t *override_hash;	/* hash low half << 32 | index + 1 */
+	uint64_t *override_hash; /* hash low half << 32 | index + 1 */
 	size_t override_hash_size;
 };
 
@@ -143,17 +143,15 @@ void xd_builder_check_dnssec(struct xd_builder *b, uint32_t zone);
 /* Grows *data (elements of `elem` bytes) so that `need` fit. */
 int xd_grow(void **data, size_t *cap, size_t need, size_t elem);
 
-uint32_t xd_builder_find_node(const struct xd_builder *b, uint16_t zone,
-			      const uint8_t *rel, size_t len);
+uint32_t xd_builder_find_node(const struct xd_builder *b, uint16_t zone, const uint8_t *rel,
+			      size_t len);
 /* Full owner name (relative name + origin) of a node in wire form, lower
  * case, into out (XD_NAME_MAX bytes); its length. */
 size_t xd_builder_node_name(const struct xd_builder *b, uint32_t node, uint8_t *out);
 /* Full owner name (relative name + origin) of a node, as text. */
-void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out,
-			  size_t cap);
-int xd_builder_problemf(struct xd_builder *b, int severity, int source,
-			uint32_t line, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+void xd_builder_node_text(const struct xd_builder *b, uint32_t node, char *out, size_t cap);
+int xd_builder_problemf(struct xd_builder *b, int severity, int source, uint32_t line,
+			const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Makes room for about `records` more records (the zone file reader knows
  * roughly how many from the file's size); saves regrowing on big zones. */
@@ -164,7 +162,6 @@ void xd_builder_check_overrides(struct xd_builder *b);
 void xd_builder_free_overrides(struct xd_builder *b);
 
 /* layout.c: renders every node into an image. */
-int xd_layout_image(struct xd_builder *b, uint8_t **out, size_t *out_len,
-		    struct xd_error *err);
+int xd_layout_image(struct xd_builder *b, uint8_t **out, size_t *out_len, struct xd_error *err);
 
 #endif

@@ -13,7 +13,7 @@
 #include "zone/builder.h"
 #include "image/image.h"
 
-#define XD_TYPES_MAX 64		/* distinct types a node is checked for */
+#define XD_TYPES_MAX 64 /* distinct types a node is checked for */
 
 /* The problem's anchor: the record's file and line. */
 static void warn(struct xd_builder *b, uint32_t node, const struct brec *r, const char *fmt,
@@ -52,8 +52,8 @@ static void check_node_signatures(struct xd_builder *b, uint32_t i)
 		if (rec->type == XD_TYPE_RRSIG) {
 			if (!xd_builder_node_has(b, n, covered(b, rec))) {
 				xd_type_to_text(covered(b, rec), type, sizeof(type));
-				warn(b, i, rec, "%s: an RRSIG covers %s, which the name does not have",
-				     type);
+				warn(b, i, rec,
+				     "%s: an RRSIG covers %s, which the name does not have", type);
 			}
 			continue;
 		}
@@ -65,8 +65,10 @@ static void check_node_signatures(struct xd_builder *b, uint32_t i)
 		if (!xd_builder_signed_type(n, rec->type) || has_signature(b, n, rec->type))
 			continue;
 		xd_type_to_text(rec->type, type, sizeof(type));
-		warn(b, i, rec, "%s: %s has no RRSIG (RFC 4035 2.2): answers with it will not "
-		     "validate", type);
+		warn(b, i, rec,
+		     "%s: %s has no RRSIG (RFC 4035 2.2): answers with it will not "
+		     "validate",
+		     type);
 	}
 }
 
@@ -100,16 +102,17 @@ static void check_validity(struct xd_builder *b, uint32_t i, uint32_t now)
 		} else if ((int32_t)(inception - now) > 0) {
 			when = (time_t)now + (int32_t)(inception - now);
 			gmtime_r(&when, &tm);
-			snprintf(what, sizeof(what), "%s is not valid before "
-				 "%04d-%02d-%02dT%02d:%02d:%02dZ", type, tm.tm_year + 1900,
-				 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+			snprintf(what, sizeof(what),
+				 "%s is not valid before "
+				 "%04d-%02d-%02dT%02d:%02d:%02dZ",
+				 type, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+				 tm.tm_min, tm.tm_sec);
 			warn(b, i, rec, "%s: the RRSIG of %s", what);
 		}
 	}
 }
 
-static const struct brec *first_of(const struct xd_builder *b, const struct bnode *n,
-				   uint16_t type)
+static const struct brec *first_of(const struct xd_builder *b, const struct bnode *n, uint16_t type)
 {
 	for (uint32_t r = n->first; r != XD_NONE; r = b->recs[r].next)
 		if (b->recs[r].type == type)
@@ -138,19 +141,22 @@ static void check_nsec_chain(struct xd_builder *b, uint32_t zone, const uint32_t
 		char text[1024];
 
 		if (next_len == 0 || next_len > nsec->rdlen)
-			continue;	/* the zone reader checked the RDATA */
+			continue; /* the zone reader checked the RDATA */
 		xd_name_lower(next, b->rdata + nsec->rdata, next_len);
 		if (next_len == want_len && memcmp(next, want, want_len) == 0)
 			continue;
 		xd_name_to_text(want, text, sizeof(text));
-		warn(b, list[i], nsec, "%s: the NSEC chain is broken: the next name is not %s, "
-		     "which follows in canonical order", text);
+		warn(b, list[i], nsec,
+		     "%s: the NSEC chain is broken: the next name is not %s, "
+		     "which follows in canonical order",
+		     text);
 	}
 	for (size_t i = 0; i < b->nnodes; i++) {
 		const struct bnode *n = &b->nodes[i];
 
 		if (n->zone == zone && authoritative(n) && !xd_builder_node_has(b, n, XD_TYPE_NSEC))
-			warn(b, (uint32_t)i, &b->recs[n->first], "%s: %s", "no NSEC: negative "
+			warn(b, (uint32_t)i, &b->recs[n->first], "%s: %s",
+			     "no NSEC: negative "
 			     "answers near this name will not validate");
 	}
 }
@@ -194,16 +200,19 @@ static void check_nsec3_chain(struct xd_builder *b, uint32_t zone, const struct 
 		uint8_t label[XD_NSEC3_LABEL_LEN];
 		size_t salt = rec->rdlen >= 5 ? rd[4] : 0;
 
-		if (rec->rdlen < 5 + salt + 1 || rd[0] != pd[0] || xd_get16(rd + 2) != xd_get16(pd + 2) ||
-		    salt != pd[4] || memcmp(rd + 5, pd + 5, salt) != 0) {
-			warn(b, list[i], rec, "%s: %s", "NSEC3 parameters differ from the "
+		if (rec->rdlen < 5 + salt + 1 || rd[0] != pd[0] ||
+		    xd_get16(rd + 2) != xd_get16(pd + 2) || salt != pd[4] ||
+		    memcmp(rd + 5, pd + 5, salt) != 0) {
+			warn(b, list[i], rec, "%s: %s",
+			     "NSEC3 parameters differ from the "
 			     "NSEC3PARAM's: validators cannot use it");
 			continue;
 		}
 		if (xd_nsec3_encode(rd + 6 + salt, rd[5 + salt], label) < 0 ||
 		    next->name_len != XD_NSEC3_LABEL_LEN ||
 		    memcmp(b->names + next->name, label, XD_NSEC3_LABEL_LEN) != 0)
-			warn(b, list[i], rec, "%s: %s", "the NSEC3 chain is broken: the next "
+			warn(b, list[i], rec, "%s: %s",
+			     "the NSEC3 chain is broken: the next "
 			     "hash is not the next NSEC3's");
 	}
 	/* Opt-out (RFC 5155 6): unsigned delegations, and the empty
@@ -218,16 +227,18 @@ static void check_nsec3_chain(struct xd_builder *b, uint32_t zone, const struct 
 	for (size_t i = 0; i < b->nnodes; i++) {
 		const struct bnode *n = &b->nodes[i];
 		uint8_t name[XD_NAME_MAX], label[XD_NSEC3_LABEL_LEN];
-		bool unsigned_cut = (n->flags & XD_NODE_CUT) && !xd_builder_node_has(b, n, XD_TYPE_DS);
+		bool unsigned_cut = (n->flags & XD_NODE_CUT) &&
+				    !xd_builder_node_has(b, n, XD_TYPE_DS);
 
 		if (n->zone != zone || (n->flags & (XD_NODE_OCCLUDED | XD_NODE_NSEC3)) ||
 		    (optout && (unsigned_cut || n->first == XD_NONE)))
 			continue;
-		if (xd_nsec3_label(name, xd_builder_node_name(b, (uint32_t)i, name), pd[0], pd + 5, pd[4],
-				   xd_get16(pd + 2), label) < 0 || in_chain(b, list, count, label))
+		if (xd_nsec3_label(name, xd_builder_node_name(b, (uint32_t)i, name), pd[0], pd + 5,
+				   pd[4], xd_get16(pd + 2), label) < 0 ||
+		    in_chain(b, list, count, label))
 			continue;
-		warn(b, (uint32_t)i, n->first != XD_NONE ? &b->recs[n->first] : param,
-		     "%s: %s", "no NSEC3 matches this name: answers for it will not validate");
+		warn(b, (uint32_t)i, n->first != XD_NONE ? &b->recs[n->first] : param, "%s: %s",
+		     "no NSEC3 matches this name: answers for it will not validate");
 	}
 }
 
@@ -241,7 +252,7 @@ void xd_builder_check_dnssec(struct xd_builder *b, uint32_t zone)
 
 	if (!xd_builder_node_has(b, apex, XD_TYPE_DNSKEY) &&
 	    !xd_builder_node_has(b, apex, XD_TYPE_RRSIG))
-		return;		/* not signed: nothing to say */
+		return; /* not signed: nothing to say */
 	for (size_t i = 0; i < b->nnodes; i++) {
 		if (b->nodes[i].zone != zone || (b->nodes[i].flags & XD_NODE_OCCLUDED))
 			continue;
@@ -249,17 +260,19 @@ void xd_builder_check_dnssec(struct xd_builder *b, uint32_t zone)
 		check_validity(b, (uint32_t)i, now);
 	}
 	param = xd_builder_nsec3param(b, zone);
-	if (xd_builder_chain(b, zone, param ? XD_TYPE_NSEC3 : XD_TYPE_NSEC, &list, &cap,
-			     &count) < 0)
-		return;		/* out of memory: the layout will say so */
+	if (xd_builder_chain(b, zone, param ? XD_TYPE_NSEC3 : XD_TYPE_NSEC, &list, &cap, &count) <
+	    0)
+		return; /* out of memory: the layout will say so */
 	if (count == 0 && param) {
-		warn(b, b->zones[zone].apex, param, "%s: %s", "NSEC3PARAM without NSEC3 records: "
+		warn(b, b->zones[zone].apex, param, "%s: %s",
+		     "NSEC3PARAM without NSEC3 records: "
 		     "negative answers cannot be proven");
 	} else if (count == 0) {
 		const struct brec *first = apex->first != XD_NONE ? &b->recs[apex->first] : NULL;
 
 		if (first)
-			warn(b, b->zones[zone].apex, first, "%s: %s", "signed, but without NSEC "
+			warn(b, b->zones[zone].apex, first, "%s: %s",
+			     "signed, but without NSEC "
 			     "or NSEC3 records: negative answers cannot be proven");
 	} else if (param) {
 		check_nsec3_chain(b, zone, param, list, count);

@@ -31,7 +31,7 @@ struct xd_sign_key {
 	uint8_t algorithm;
 	uint16_t flags;
 	uint16_t tag;
-	uint8_t dnskey[4 + XD_PUBKEY_MAX];	/* the DNSKEY RDATA */
+	uint8_t dnskey[4 + XD_PUBKEY_MAX]; /* the DNSKEY RDATA */
 	size_t dnskey_len;
 };
 
@@ -103,7 +103,7 @@ static int read_dnskey(const char *path, uint16_t *flags, uint8_t *alg, uint8_t 
 {
 	char line[XD_KEY_LINE_MAX], *p;
 	unsigned f, proto, a;
-	int n, rc = 1;		/* 1: no DNSKEY line seen */
+	int n, rc = 1; /* 1: no DNSKEY line seen */
 	FILE *fp = fopen(path, "r");
 
 	if (!fp)
@@ -115,14 +115,18 @@ static int read_dnskey(const char *path, uint16_t *flags, uint8_t *alg, uint8_t 
 			continue;
 		if (sscanf(p + 6, " %u %u %u %n", &f, &proto, &a, &n) != 3 || proto != 3 ||
 		    f > UINT16_MAX || a > UINT8_MAX) {
-			rc = xd_errorf(err, -EINVAL, "%s: not a DNSKEY record (flags 3 algorithm "
-				       "key)", path);
+			rc = xd_errorf(err, -EINVAL,
+				       "%s: not a DNSKEY record (flags 3 algorithm "
+				       "key)",
+				       path);
 			break;
 		}
 		n = b64_decode(p + 6 + n, pub, XD_PUBKEY_MAX);
 		if (n <= 0) {
-			rc = xd_errorf(err, -EINVAL, "%s: the DNSKEY's public key is not base64 "
-				       "of at most %d bytes", path, XD_PUBKEY_MAX);
+			rc = xd_errorf(err, -EINVAL,
+				       "%s: the DNSKEY's public key is not base64 "
+				       "of at most %d bytes",
+				       path, XD_PUBKEY_MAX);
 			break;
 		}
 		*flags = (uint16_t)f;
@@ -150,8 +154,7 @@ static uint16_t key_tag(const uint8_t *rdata, size_t len)
 
 /* ---- the private key into libcrypto -------------------------------------- */
 
-static EVP_PKEY *p256_key(const uint8_t *priv, size_t priv_len, const uint8_t *pub,
-			  size_t pub_len)
+static EVP_PKEY *p256_key(const uint8_t *priv, size_t priv_len, const uint8_t *pub, size_t pub_len)
 {
 	uint8_t point[1 + XD_PUBKEY_MAX];
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
@@ -215,8 +218,10 @@ int xd_sign_key_load(const char *base, struct xd_sign_key **out, struct xd_error
 	if (rc < 0)
 		return rc;
 	if (alg != XD_ALG_ECDSAP256SHA256 && alg != XD_ALG_ED25519)
-		return xd_errorf(err, -ENOTSUP, "%s: algorithm %u: xdpdns signs with 13 "
-				 "(ECDSAP256SHA256) and 15 (ED25519)", path, alg);
+		return xd_errorf(err, -ENOTSUP,
+				 "%s: algorithm %u: xdpdns signs with 13 "
+				 "(ECDSAP256SHA256) and 15 (ED25519)",
+				 path, alg);
 	if (pub_len != (alg == XD_ALG_ED25519 ? 32u : 64u))
 		return xd_errorf(err, -EINVAL, "%s: a public key of %zu bytes for algorithm %u",
 				 path, pub_len, alg);
@@ -232,8 +237,10 @@ int xd_sign_key_load(const char *base, struct xd_sign_key **out, struct xd_error
 		rc = private_field(fp, "PrivateKey", value, sizeof(value));
 	fclose(fp);
 	if (rc == -ENOENT)
-		return xd_errorf(err, rc, "%s: not a private key file (Algorithm and "
-				 "PrivateKey expected)", path);
+		return xd_errorf(err, rc,
+				 "%s: not a private key file (Algorithm and "
+				 "PrivateKey expected)",
+				 path);
 	if (rc < 0)
 		return rc;
 	priv_len = b64_decode(value, priv, sizeof(priv));
@@ -250,8 +257,8 @@ int xd_sign_key_load(const char *base, struct xd_sign_key **out, struct xd_error
 	if (!k)
 		return xd_errorf(err, -ENOMEM, "out of memory");
 	k->pkey = alg == XD_ALG_ED25519 ?
-		  EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, priv, 32) :
-		  p256_key(priv, 32, pub, pub_len);
+			  EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, priv, 32) :
+			  p256_key(priv, 32, pub, pub_len);
 	memset(priv, 0, sizeof(priv));
 	if (!k->pkey || !key_matches(k->pkey, alg, pub, pub_len)) {
 		EVP_PKEY_free(k->pkey);
@@ -307,8 +314,7 @@ static int ecdsa_raw(const uint8_t *der, size_t der_len, uint8_t *out)
 	return ok ? 64 : -EINVAL;
 }
 
-int xd_sign(const struct xd_sign_key *k, const uint8_t *data, size_t len, uint8_t *sig,
-	    size_t cap)
+int xd_sign(const struct xd_sign_key *k, const uint8_t *data, size_t len, uint8_t *sig, size_t cap)
 {
 	uint8_t der[80];
 	size_t der_len = sizeof(der), sig_len = cap;
@@ -336,15 +342,23 @@ static int canonical_rdata(uint16_t type, const uint8_t *rd, size_t len, uint8_t
 
 	memcpy(out, rd, len);
 	switch (type) {
-	case XD_TYPE_NS: case XD_TYPE_MD: case XD_TYPE_MF: case XD_TYPE_CNAME:
-	case XD_TYPE_MB: case XD_TYPE_MG: case XD_TYPE_MR: case XD_TYPE_PTR:
+	case XD_TYPE_NS:
+	case XD_TYPE_MD:
+	case XD_TYPE_MF:
+	case XD_TYPE_CNAME:
+	case XD_TYPE_MB:
+	case XD_TYPE_MG:
+	case XD_TYPE_MR:
+	case XD_TYPE_PTR:
 	case XD_TYPE_DNAME:
 		names = 1;
 		break;
-	case XD_TYPE_SOA: case XD_TYPE_MINFO: case 17: /* RP */
+	case XD_TYPE_SOA:
+	case XD_TYPE_MINFO:
+	case 17: /* RP */
 		names = 2;
 		break;
-	case 35:	/* NAPTR: order, preference, three strings, then the name */
+	case 35: /* NAPTR: order, preference, three strings, then the name */
 		at = 4;
 		for (int k = 0; k < 3; k++) {
 			if (at >= len)
@@ -353,7 +367,10 @@ static int canonical_rdata(uint16_t type, const uint8_t *rd, size_t len, uint8_t
 		}
 		names = 1;
 		break;
-	case XD_TYPE_MX: case 18: /* AFSDB */ case 21: /* RT */ case 36: /* KX */
+	case XD_TYPE_MX:
+	case 18: /* AFSDB */
+	case 21: /* RT */
+	case 36: /* KX */
 		at = 2, names = 1;
 		break;
 	case XD_TYPE_SRV:
@@ -407,7 +424,7 @@ int xd_sign_canonical_set(uint16_t type, const uint8_t *const *rdatas, const uin
 		out->rr[i].len = rdlens[i];
 	}
 	qsort(out->rr, (size_t)count, sizeof(*out->rr), cmp_rdata);
-	for (int i = 0; i < count; i++)	/* RFC 4034 6.3: duplicates count once */
+	for (int i = 0; i < count; i++) /* RFC 4034 6.3: duplicates count once */
 		if (n == 0 || cmp_rdata(&out->rr[n - 1], &out->rr[i]) != 0)
 			out->rr[n++] = out->rr[i];
 	out->count = n;
@@ -451,7 +468,8 @@ int xd_sign_rrset(const struct xd_sign_key *k, const struct xd_sign_rrset *s, ui
 	int rc;
 
 	if (owner_len <= 0 || signer_len <= 0 || s->count == 0)
-		return xd_errorf(err, -EINVAL, "an RRset to sign needs an owner, a signer and "
+		return xd_errorf(err, -EINVAL,
+				 "an RRset to sign needs an owner, a signer and "
 				 "records");
 	xd_name_lower(owner, s->owner, (size_t)owner_len);
 	xd_name_lower(signer, s->signer, (size_t)signer_len);

@@ -13,8 +13,7 @@
 
 /* The signature of data (RFC 6605's r || s for ECDSA, RFC 8080's for
  * Ed25519) into sig; its length, or a negative errno. */
-int xd_sign(const struct xd_sign_key *k, const uint8_t *data, size_t len, uint8_t *sig,
-	    size_t cap);
+int xd_sign(const struct xd_sign_key *k, const uint8_t *data, size_t len, uint8_t *sig, size_t cap);
 
 /* An RRset's RDATA in canonical form and order (RFC 4034 6.2, 6.3), each
  * distinct RDATA once: what its signature covers, besides owner and TTL. */
@@ -24,7 +23,7 @@ struct xd_rdata_view {
 };
 
 struct xd_rdata_set {
-	struct xd_rdata_view *rr;	/* into buf */
+	struct xd_rdata_view *rr; /* into buf */
 	uint8_t *buf;
 	int count;
 };

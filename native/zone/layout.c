@@ -16,7 +16,7 @@
 #include "xdpdns_maps.h"
 
 #define XD_IMAGE_MAX UINT32_MAX
-#define XD_WIRE_MAX UINT16_MAX	/* an RRset must fit one message */
+#define XD_WIRE_MAX UINT16_MAX /* an RRset must fit one message */
 #define XD_RELOC_MAX 255
 #define XD_TARGETS_MAX 255
 
@@ -28,7 +28,7 @@ struct out {
 
 /* Scratch space reused for every RRset. */
 struct scratch {
-	uint32_t *recs;		/* record indices of one node */
+	uint32_t *recs; /* record indices of one node */
 	size_t cap;
 	uint8_t *wire;
 	size_t wire_cap;
@@ -36,7 +36,7 @@ struct scratch {
 	struct target {
 		uint16_t offset;
 		uint16_t flags;
-		uint32_t node;	/* builder index until fix-up, then offset */
+		uint32_t node; /* builder index until fix-up, then offset */
 	} targets[XD_TARGETS_MAX];
 	int nreloc, ntargets;
 };
@@ -54,25 +54,17 @@ static int out_reserve(struct out *o, size_t more)
  * chasing. */
 struct name_field {
 	uint16_t type;
-	uint8_t offset;		/* of the first name */
-	uint8_t names;		/* consecutive names from there */
+	uint8_t offset; /* of the first name */
+	uint8_t names; /* consecutive names from there */
 	uint8_t compress;
 	uint8_t target;
 };
 
 static const struct name_field name_fields[] = {
-	{ XD_TYPE_NS, 0, 1, 1, 1 },
-	{ XD_TYPE_MD, 0, 1, 1, 0 },
-	{ XD_TYPE_MF, 0, 1, 1, 0 },
-	{ XD_TYPE_CNAME, 0, 1, 1, 1 },
-	{ XD_TYPE_SOA, 0, 2, 1, 0 },
-	{ XD_TYPE_MB, 0, 1, 1, 0 },
-	{ XD_TYPE_MG, 0, 1, 1, 0 },
-	{ XD_TYPE_MR, 0, 1, 1, 0 },
-	{ XD_TYPE_PTR, 0, 1, 1, 0 },
-	{ XD_TYPE_MINFO, 0, 2, 1, 0 },
-	{ XD_TYPE_MX, 2, 1, 1, 1 },
-	{ XD_TYPE_SRV, 6, 1, 0, 1 },
+	{ XD_TYPE_NS, 0, 1, 1, 1 },    { XD_TYPE_MD, 0, 1, 1, 0 },  { XD_TYPE_MF, 0, 1, 1, 0 },
+	{ XD_TYPE_CNAME, 0, 1, 1, 1 }, { XD_TYPE_SOA, 0, 2, 1, 0 }, { XD_TYPE_MB, 0, 1, 1, 0 },
+	{ XD_TYPE_MG, 0, 1, 1, 0 },    { XD_TYPE_MR, 0, 1, 1, 0 },  { XD_TYPE_PTR, 0, 1, 1, 0 },
+	{ XD_TYPE_MINFO, 0, 2, 1, 0 }, { XD_TYPE_MX, 2, 1, 1, 1 },  { XD_TYPE_SRV, 6, 1, 0, 1 },
 	{ XD_TYPE_DNAME, 0, 1, 0, 1 },
 };
 
@@ -110,8 +102,7 @@ static uint32_t target_node(const struct rr_ctx *c, const uint8_t *name, int len
 	xd_name_lower(lower, name, len);
 	if (!xd_name_is_below(lower, len, c->zone->origin, c->zone->origin_len))
 		return XD_NONE;
-	return xd_builder_find_node(c->b, c->node->zone, lower,
-				    len - c->zone->origin_len);
+	return xd_builder_find_node(c->b, c->node->zone, lower, len - c->zone->origin_len);
 }
 
 /* Glue is required when the target lies below the cut itself (RFC 9471). */
@@ -130,8 +121,7 @@ static bool glue_required(const struct rr_ctx *c, const uint8_t *name, int len)
 }
 
 /* Writes one name of RDATA, compressed against the origin when allowed. */
-static int put_name(struct rr_ctx *c, const uint8_t *name, int len,
-		    bool compress, bool target)
+static int put_name(struct rr_ctx *c, const uint8_t *name, int len, bool compress, bool target)
 {
 	struct scratch *s = c->s;
 	size_t start = c->wire_len;
@@ -211,7 +201,7 @@ static int put_rr(struct rr_ctx *c, const struct brec *r, uint32_t ttl)
 	if (rc)
 		return rc;
 	p = c->s->wire + start;
-	xd_put16(p, 0xc000 | XD_DNS_HEADER_LEN);	/* owner, patched per answer */
+	xd_put16(p, 0xc000 | XD_DNS_HEADER_LEN); /* owner, patched per answer */
 	xd_put16(p + 2, r->type);
 	xd_put16(p + 4, XD_CLASS_IN);
 	xd_put32(p + 6, ttl == XD_NONE ? r->ttl : ttl);
@@ -224,8 +214,7 @@ static int put_rr(struct rr_ctx *c, const struct brec *r, uint32_t ttl)
 }
 
 /* Renders records recs[0..n) (one type) into the scratch wire. */
-static int render_rrset(struct rr_ctx *c, const uint32_t *recs, size_t n,
-			uint32_t ttl)
+static int render_rrset(struct rr_ctx *c, const uint32_t *recs, size_t n, uint32_t ttl)
 {
 	c->compress = true;
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -246,11 +235,10 @@ static int render_rrset(struct rr_ctx *c, const uint32_t *recs, size_t n,
 	return 0;
 }
 
-static int append_rrset(struct out *o, struct scratch *s, uint16_t type,
-			size_t count, size_t wire_len)
+static int append_rrset(struct out *o, struct scratch *s, uint16_t type, size_t count,
+			size_t wire_len)
 {
-	size_t size = XD_RRSET_HEADER + wire_len + 2 * s->nreloc +
-		      XD_TARGET_SIZE * s->ntargets;
+	size_t size = XD_RRSET_HEADER + wire_len + 2 * s->nreloc + XD_TARGET_SIZE * s->ntargets;
 	uint8_t *p;
 	int rc = out_reserve(o, size);
 
@@ -262,7 +250,7 @@ static int append_rrset(struct out *o, struct scratch *s, uint16_t type,
 	xd_st16(p + 4, wire_len);
 	p[6] = s->nreloc;
 	p[7] = s->ntargets;
-	xd_st16(p + 8, 0);	/* no RRSIGs; set by link_signatures */
+	xd_st16(p + 8, 0); /* no RRSIGs; set by link_signatures */
 	xd_st16(p + 10, 0);
 	p += XD_RRSET_HEADER;
 	memcpy(p, s->wire, wire_len);
@@ -272,7 +260,7 @@ static int append_rrset(struct out *o, struct scratch *s, uint16_t type,
 	for (int i = 0; i < s->ntargets; i++, p += XD_TARGET_SIZE) {
 		xd_st16(p, s->targets[i].offset);
 		xd_st16(p + 2, s->targets[i].flags);
-		xd_st32(p + 4, s->targets[i].node);	/* fixed up later */
+		xd_st32(p + 4, s->targets[i].node); /* fixed up later */
 	}
 	o->len += size;
 	return 0;
@@ -300,13 +288,11 @@ static int cmp_recs_ctx_qsort(const void *a, const void *b)
 
 	if (ra->type != rb->type)
 		return ra->type < rb->type ? -1 : 1;
-	if (ra->type == XD_TYPE_RRSIG &&
-	    covered_type(sort_ctx, ra) != covered_type(sort_ctx, rb))
+	if (ra->type == XD_TYPE_RRSIG && covered_type(sort_ctx, ra) != covered_type(sort_ctx, rb))
 		return covered_type(sort_ctx, ra) < covered_type(sort_ctx, rb) ? -1 : 1;
 	if (ra->rdlen != rb->rdlen)
 		return ra->rdlen < rb->rdlen ? -1 : 1;
-	c = memcmp(sort_ctx->rdata + ra->rdata, sort_ctx->rdata + rb->rdata,
-		   ra->rdlen);
+	c = memcmp(sort_ctx->rdata + ra->rdata, sort_ctx->rdata + rb->rdata, ra->rdlen);
 	if (c)
 		return c;
 	return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
@@ -314,8 +300,7 @@ static int cmp_recs_ctx_qsort(const void *a, const void *b)
 
 /* Collects, sorts and de-duplicates the records of the chain that starts at
  * `first` (a node's or an override rule's) into s->recs. */
-static int chain_records(struct xd_builder *b, uint32_t first, struct scratch *s,
-			 size_t *count)
+static int chain_records(struct xd_builder *b, uint32_t first, struct scratch *s, size_t *count)
 {
 	size_t k = 0, m = 0;
 
@@ -335,8 +320,7 @@ static int chain_records(struct xd_builder *b, uint32_t first, struct scratch *s
 			const struct brec *prev = &b->recs[s->recs[m - 1]];
 
 			if (prev->type == cur->type && prev->rdlen == cur->rdlen &&
-			    memcmp(b->rdata + prev->rdata, b->rdata + cur->rdata,
-				   cur->rdlen) == 0)
+			    memcmp(b->rdata + prev->rdata, b->rdata + cur->rdata, cur->rdlen) == 0)
 				continue;
 		}
 		s->recs[m++] = s->recs[i];
@@ -357,16 +341,13 @@ static uint32_t rrset_ttl(const struct xd_builder *b, const uint32_t *recs, size
 	return b->recs[first].ttl;
 }
 
-static int rrset_problem(struct xd_builder *b, uint32_t node,
-			 const struct brec *r, int rc)
+static int rrset_problem(struct xd_builder *b, uint32_t node, const struct brec *r, int rc)
 {
 	char text[1024];
 
 	xd_builder_node_text(b, node, text, sizeof(text));
-	xd_builder_problemf(b, XD_PROBLEM_ERROR, r->source, r->line,
-			    "%s: %s", text,
-			    rc == -E2BIG ? "RRset larger than 65535 bytes" :
-			    "malformed RDATA");
+	xd_builder_problemf(b, XD_PROBLEM_ERROR, r->source, r->line, "%s: %s", text,
+			    rc == -E2BIG ? "RRset larger than 65535 bytes" : "malformed RDATA");
 	return rc;
 }
 
@@ -382,7 +363,7 @@ static int append_rrsets(struct rr_ctx *c, struct out *o, size_t count, uint32_t
 	struct xd_builder *b = c->b;
 	struct scratch *s = c->s;
 
-	for (size_t start = 0; start < count; ) {
+	for (size_t start = 0; start < count;) {
 		uint16_t type = b->recs[s->recs[start]].type;
 		size_t end = start;
 		int rc;
@@ -392,9 +373,11 @@ static int append_rrsets(struct rr_ctx *c, struct out *o, size_t count, uint32_t
 		/* s->recs is reused by nothing inside render_rrset.  The
 		 * RRSIGs of each covered RRset keep their own TTL, which
 		 * RFC 4034 3 says is the covered RRset's. */
-		rc = render_rrset(c, s->recs + start, end - start, ttl != XD_NONE ? ttl :
-				  type == XD_TYPE_RRSIG ? XD_NONE :
-				  rrset_ttl(b, s->recs + start, end - start));
+		rc = render_rrset(c, s->recs + start, end - start,
+				  ttl != XD_NONE ? ttl :
+				  type == XD_TYPE_RRSIG ?
+						   XD_NONE :
+						   rrset_ttl(b, s->recs + start, end - start));
 		if (rc == 0)
 			rc = append_rrset(o, s, type, end - start, c->wire_len);
 		if (rc) {
@@ -411,8 +394,7 @@ static int append_rrsets(struct rr_ctx *c, struct out *o, size_t count, uint32_t
 /* The slice of the RRSIG RRset's wire (rrsig; NULL: none) whose RRSIGs
  * cover `type`, as *off and *len (0: none).  RRSIGs are sorted by type
  * covered, so the slice is contiguous. */
-static void signature_slice(const uint8_t *rrsig, uint16_t type, uint16_t *off,
-			    uint16_t *len)
+static void signature_slice(const uint8_t *rrsig, uint16_t type, uint16_t *off, uint16_t *len)
 {
 	const uint8_t *wire;
 	size_t wl, pos = 0, start = 0;
@@ -464,8 +446,8 @@ static void link_signatures(struct out *o, size_t hdr)
 	}
 }
 
-static int write_node(struct xd_builder *b, uint32_t i, struct out *o,
-		      struct scratch *s, uint64_t *nrrsets, uint64_t *nrecords)
+static int write_node(struct xd_builder *b, uint32_t i, struct out *o, struct scratch *s,
+		      uint64_t *nrrsets, uint64_t *nrecords)
 {
 	struct bnode *n = &b->nodes[i];
 	struct rr_ctx c = { b, n, &b->zones[n->zone], s, 0, true };
@@ -489,7 +471,7 @@ static int write_node(struct xd_builder *b, uint32_t i, struct out *o,
 		return rrset_problem(b, i, &b->recs[bad], rc);
 	*nrrsets += types;
 	/* o->data may have moved: write the header last. */
-	xd_st32(o->data + hdr, n->link);	/* node index until fix-up */
+	xd_st32(o->data + hdr, n->link); /* node index until fix-up */
 	xd_st16(o->data + hdr + 4, n->zone);
 	o->data[hdr + 6] = n->flags;
 	o->data[hdr + 7] = n->name_len;
@@ -499,8 +481,8 @@ static int write_node(struct xd_builder *b, uint32_t i, struct out *o,
 }
 
 /* The SOA as negative answers use it: TTL min(SOA TTL, MINIMUM), RFC 2308 3. */
-static int write_negative_soa(struct xd_builder *b, uint32_t zone,
-			      struct out *o, struct scratch *s, uint32_t *offset)
+static int write_negative_soa(struct xd_builder *b, uint32_t zone, struct out *o, struct scratch *s,
+			      uint32_t *offset)
 {
 	const struct bzone *z = &b->zones[zone];
 	const struct bnode *apex = &b->nodes[z->apex];
@@ -553,8 +535,7 @@ static size_t pow2_at_least(size_t n)
 	return p;
 }
 
-static int write_tables(struct xd_builder *b, struct out *o,
-			struct xd_image_header *h)
+static int write_tables(struct xd_builder *b, struct out *o, struct xd_image_header *h)
 {
 	uint32_t *zh, *nh;
 	int rc;
@@ -646,8 +627,7 @@ static int write_identity(struct xd_builder *b, struct out *o, struct xd_image_h
 
 /* One rule: action, RRset count, and its answer's RRsets, all with the
  * rule's TTL. */
-static int write_rule(struct xd_builder *b, uint32_t i, struct out *o,
-		      struct scratch *s)
+static int write_rule(struct xd_builder *b, uint32_t i, struct out *o, struct scratch *s)
 {
 	struct brule *r = &b->rules[i];
 	struct rr_ctx c = { b, NULL, NULL, s, 0, false };
@@ -668,7 +648,7 @@ static int write_rule(struct xd_builder *b, uint32_t i, struct out *o,
 	if (rc) {
 		xd_builder_problemf(b, XD_PROBLEM_ERROR, -1, 0, "override rule %u: %s", i,
 				    rc == -E2BIG ? "RRset larger than 65535 bytes" :
-				    "malformed RDATA");
+						   "malformed RDATA");
 		return rc;
 	}
 	o->data[hdr] = r->action;
@@ -705,9 +685,9 @@ static void set_label_bit(uint64_t *bits, int k)
 }
 
 /* One entry, and its slot in the override hash. */
-static void write_entry(struct xd_builder *b, const struct boverride *v,
-			uint8_t *p, uint32_t offset, struct xd_override_slot *table,
-			uint32_t mask, struct xd_image_header *h)
+static void write_entry(struct xd_builder *b, const struct boverride *v, uint8_t *p,
+			uint32_t offset, struct xd_override_slot *table, uint32_t mask,
+			struct xd_image_header *h)
 {
 	uint32_t slot = (uint32_t)v->hash;
 
@@ -730,7 +710,8 @@ static void write_entry(struct xd_builder *b, const struct boverride *v,
 static int write_filter(struct xd_builder *b, struct out *o, struct xd_image_header *h)
 {
 	size_t size = xd_override_filter_size(h->override_hash_size);
-	size_t start = (o->len + XD_OVERRIDE_FILTER_BLOCK - 1) & ~(size_t)(XD_OVERRIDE_FILTER_BLOCK - 1);
+	size_t start = (o->len + XD_OVERRIDE_FILTER_BLOCK - 1) &
+		       ~(size_t)(XD_OVERRIDE_FILTER_BLOCK - 1);
 	uint8_t *filter;
 	int rc = out_reserve(o, start - o->len + size);
 
@@ -777,8 +758,7 @@ static int write_entries(struct xd_builder *b, struct out *o, struct xd_image_he
 	for (size_t i = 0; i < b->noverrides; i++) {
 		const struct boverride *v = &b->overrides[i];
 
-		write_entry(b, v, o->data + o->len, o->len, table,
-			    h->override_hash_size - 1, h);
+		write_entry(b, v, o->data + o->len, o->len, table, h->override_hash_size - 1, h);
 		o->len += XD_OVERRIDE_ENTRY_HEADER + v->name_len;
 	}
 	o->len = table_off + sizeof(*table) * (size_t)h->override_hash_size;
@@ -823,8 +803,7 @@ static int write_acl_list(const struct bzone_acl *l, int list, struct out *o)
 	p = o->data + o->len;
 	xd_st16(p, l->v4);
 	xd_st16(p + 2, l->v6);
-	p[4] = l->set ? l->default_action :
-	       list == XD_ZONE_ACL_QUERY ? XD_ACL_ALLOW : XD_ACL_DENY;
+	p[4] = l->set ? l->default_action : list == XD_ZONE_ACL_QUERY ? XD_ACL_ALLOW : XD_ACL_DENY;
 	p[5] = 0;
 	if (size)
 		memcpy(p + XD_ZONE_ACL_LIST_HEADER, l->prefixes, size);
@@ -881,13 +860,13 @@ static int write_denial(struct xd_builder *b, uint32_t zone, struct out *o, uint
 		salt_len = b->rdata[param->rdata + 4];
 	start = (o->len + 3) & ~(size_t)3;
 	rc = out_reserve(o, start - o->len + XD_DENIAL_HEADER + ((salt_len + 3) & ~(size_t)3) +
-			 4 * count);
+				    4 * count);
 	if (rc) {
 		free(list);
 		return rc;
 	}
-	memset(o->data + o->len, 0, start - o->len + XD_DENIAL_HEADER +
-	       ((salt_len + 3) & ~(size_t)3));
+	memset(o->data + o->len, 0,
+	       start - o->len + XD_DENIAL_HEADER + ((salt_len + 3) & ~(size_t)3));
 	p = o->data + start;
 	p[0] = param ? XD_DENIAL_NSEC3 : XD_DENIAL_NSEC;
 	if (param) {
@@ -919,8 +898,7 @@ static int write_denials(struct xd_builder *b, struct out *o, struct xd_image_he
 	return 0;
 }
 
-int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
-		    struct xd_error *err)
+int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len, struct xd_error *err)
 {
 	struct xd_image_header h;
 	struct scratch s;
@@ -958,8 +936,7 @@ int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len,
 	h.size = o.len;
 	h.names = b->nnodes;
 	memcpy(o.data, &h, sizeof(h));
-	h.checksum = xd_hash(o.data + XD_IMAGE_CHECKSUM_START,
-			     o.len - XD_IMAGE_CHECKSUM_START, 0);
+	h.checksum = xd_hash(o.data + XD_IMAGE_CHECKSUM_START, o.len - XD_IMAGE_CHECKSUM_START, 0);
 	memcpy(o.data, &h, sizeof(h));
 	free(s.recs);
 	free(s.wire);
@@ -972,8 +949,8 @@ out_free:
 	free(s.wire);
 	free(o.data);
 	snprintf(err->message, sizeof(err->message), "%s",
-		 rc == -E2BIG ? "zone data too large for one image (4 GiB)" :
+		 rc == -E2BIG  ? "zone data too large for one image (4 GiB)" :
 		 rc == -ENOMEM ? "out of memory while building the image" :
-		 "zone data could not be compiled (see the problems listed)");
+				 "zone data could not be compiled (see the problems listed)");
 	return rc == -ENOMEM || rc == -E2BIG ? rc : -EINVAL;
 }

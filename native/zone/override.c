@@ -7,7 +7,7 @@
  * answering core.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* MADV_SEQUENTIAL */
+#define _GNU_SOURCE /* MADV_SEQUENTIAL */
 #endif
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +30,10 @@
 /* How much of a bad line a problem quotes. */
 #define XD_BLOCKLIST_QUOTE_MAX 64
 
-enum { KIND_EXACT = 0, KIND_SUBTREE = 1 };
+enum {
+	KIND_EXACT = 0,
+	KIND_SUBTREE = 1
+};
 
 static int errorf(struct xd_error *err, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -68,7 +71,7 @@ int xd_builder_add_override_rule(struct xd_builder *b, int action, uint32_t valu
 	if (resolver)
 		r->hook = (uint8_t)value;
 	else
-		r->ttl = value > INT32_MAX ? 0 : value;	/* RFC 2181 8: the top bit means 0 */
+		r->ttl = value > INT32_MAX ? 0 : value; /* RFC 2181 8: the top bit means 0 */
 	r->action = action;
 	b->checked = false;
 	return (int)b->nrules++;
@@ -80,8 +83,7 @@ static struct brule *rule_get(struct xd_builder *b, int rule)
 }
 
 int xd_builder_add_override_record(struct xd_builder *b, int rule, uint16_t rtype,
-				   const uint8_t *rdata, size_t rdata_len,
-				   struct xd_error *err)
+				   const uint8_t *rdata, size_t rdata_len, struct xd_error *err)
 {
 	struct brule *r = rule_get(b, rule);
 	bool cname = rtype == XD_TYPE_CNAME;
@@ -95,7 +97,8 @@ int xd_builder_add_override_record(struct xd_builder *b, int rule, uint16_t rtyp
 		return errorf(err, -EINVAL, "rdata too long");
 	/* RFC 1034 3.6.2, RFC 2181 10.1: a CNAME stands alone. */
 	if (cname ? r->has_other || r->has_cname : r->has_cname)
-		return errorf(err, -EINVAL, "a CNAME stands alone: no other records "
+		return errorf(err, -EINVAL,
+			      "a CNAME stands alone: no other records "
 			      "and no second CNAME beside it");
 	if (b->nrecs >= XD_NONE - 1 || b->rdata_len + rdata_len >= UINT32_MAX)
 		return errorf(err, -E2BIG, "too many records");
@@ -152,8 +155,7 @@ static int hash_reserve(struct xd_builder *b, size_t names)
 	return 0;
 }
 
-static uint32_t name_find(const struct xd_builder *b, const uint8_t *name, size_t len,
-			  uint64_t h)
+static uint32_t name_find(const struct xd_builder *b, const uint8_t *name, size_t len, uint64_t h)
 {
 	size_t mask = b->override_hash_size - 1;
 
@@ -185,8 +187,8 @@ static int reserve_names(struct xd_builder *b, size_t names, size_t bytes)
 
 /* Gives `lower` (a valid lower-case wire name) rule `rule` of `kind`
  * unless it has one: 1 when given, 0 when it had one, or -errno. */
-static int name_apply(struct xd_builder *b, const uint8_t *lower, size_t len,
-		      int kind, uint32_t rule)
+static int name_apply(struct xd_builder *b, const uint8_t *lower, size_t len, int kind,
+		      uint32_t rule)
 {
 	uint64_t h = xd_override_hash(lower, len);
 	uint32_t found = name_find(b, lower, len, h);
@@ -218,8 +220,8 @@ static int name_apply(struct xd_builder *b, const uint8_t *lower, size_t len,
 	return 1;
 }
 
-int xd_builder_add_override(struct xd_builder *b, const uint8_t *name, size_t len,
-			    int subtree, int rule, struct xd_error *err)
+int xd_builder_add_override(struct xd_builder *b, const uint8_t *name, size_t len, int subtree,
+			    int rule, struct xd_error *err)
 {
 	uint8_t lower[XD_NAME_MAX];
 	int n = xd_name_check(name, len);
@@ -232,8 +234,7 @@ int xd_builder_add_override(struct xd_builder *b, const uint8_t *name, size_t le
 	xd_name_lower(lower, name, len);
 	rc = name_apply(b, lower, len, subtree ? KIND_SUBTREE : KIND_EXACT, rule);
 	if (rc < 0)
-		return errorf(err, rc, rc == -ENOMEM ? "out of memory" :
-			      "too many override names");
+		return errorf(err, rc, rc == -ENOMEM ? "out of memory" : "too many override names");
 	return rc;
 }
 
@@ -251,14 +252,13 @@ struct blocklist {
 };
 
 /* One bad line: a problem, and the first one also in err. */
-static int line_problem(struct blocklist *bl, const char *tok, size_t len,
-			const char *why)
+static int line_problem(struct blocklist *bl, const char *tok, size_t len, const char *why)
 {
 	char msg[sizeof(((struct xd_problem *)0)->message)];
 	int quoted = len > XD_BLOCKLIST_QUOTE_MAX ? XD_BLOCKLIST_QUOTE_MAX : (int)len;
 
-	snprintf(msg, sizeof(msg), "'%.*s%s': %s", quoted, tok,
-		 (size_t)quoted < len ? "..." : "", why);
+	snprintf(msg, sizeof(msg), "'%.*s%s': %s", quoted, tok, (size_t)quoted < len ? "..." : "",
+		 why);
 	if (bl->errors++ == 0)
 		errorf(bl->err, -EINVAL, "%s:%u: %s", bl->path, bl->line, msg);
 	return xd_builder_add_problem(bl->b, XD_PROBLEM_ERROR, bl->source, bl->line, msg);
@@ -348,8 +348,8 @@ static int parse_name(const char *p, const char *end, uint8_t *wire, const char 
 			return -1;
 		}
 		if (!escaped && (c < 0x21 || c > 0x7e)) {
-			*why = c > 0x7e ? "a byte outside ASCII (write the name in its xn-- form)"
-					: "a control character";
+			*why = c > 0x7e ? "a byte outside ASCII (write the name in its xn-- form)" :
+					  "a control character";
 			return -1;
 		}
 		/* Room for this byte and the root label after it. */
@@ -382,7 +382,8 @@ static int read_line(struct blocklist *bl, const char *p, const char *eol)
 	tok_end = token_end(tok, eol);
 	rest = skip_blank(tok_end, eol);
 	if (rest < eol && *rest != '#')
-		return line_problem(bl, tok, eol - tok, "more than one name on the line "
+		return line_problem(bl, tok, eol - tok,
+				    "more than one name on the line "
 				    "(one name per line; '#' starts a comment)");
 	if (tok_end - tok >= 2 && tok[0] == '*' && tok[1] == '.') {
 		subtree = true;
@@ -393,7 +394,8 @@ static int read_line(struct blocklist *bl, const char *p, const char *eol)
 	/* "*" or "*." alone would be the whole name space: surely a mistake in
 	 * a list of names (a config rule can still say it). */
 	if ((tok_end - tok == 1 && tok[0] == '*') || (subtree && p == tok_end))
-		return line_problem(bl, tok, tok_end - tok, "a subtree needs a name: "
+		return line_problem(bl, tok, tok_end - tok,
+				    "a subtree needs a name: "
 				    "write *.NAME");
 	len = parse_name(p, tok_end, wire, &why);
 	if (len < 0)
@@ -412,7 +414,7 @@ static int read_lines(struct blocklist *bl, const char *p, const char *end)
 		bl->line++;
 		rc = read_line(bl, p, eol);
 		if (rc < 0)
-			return rc;	/* out of memory or space, not a bad line */
+			return rc; /* out of memory or space, not a bad line */
 		p = eol + 1;
 	}
 	return 0;
@@ -468,8 +470,8 @@ static int read_file(struct blocklist *bl)
 	return rc;
 }
 
-int xd_builder_load_blocklist(struct xd_builder *b, const char *path, int rule,
-			      int subtree, struct xd_error *err)
+int xd_builder_load_blocklist(struct xd_builder *b, const char *path, int rule, int subtree,
+			      struct xd_error *err)
 {
 	struct blocklist bl = { b, path, err, -1, rule, subtree != 0, 0, 0 };
 	int rc;

@@ -22,8 +22,8 @@
 #include "zone/sign_reuse.h"
 #include "wire/wire.h"
 
-#define XD_RR_FIXED 12		/* owner pointer, type, class, TTL, RDLENGTH */
-#define XD_RRSIG_FIXED 18	/* RRSIG RDATA before the signer's name */
+#define XD_RR_FIXED 12 /* owner pointer, type, class, TTL, RDLENGTH */
+#define XD_RRSIG_FIXED 18 /* RRSIG RDATA before the signer's name */
 
 /* Whether the DNSKEY RRset at node apex holds exactly this DNSKEY RDATA. */
 static bool published(const uint8_t *apex, const struct xd_sign_key_info *key)
@@ -46,10 +46,9 @@ static bool published(const uint8_t *apex, const struct xd_sign_key_info *key)
 	return false;
 }
 
-int xd_sign_reuse_open(struct xd_sign_reuse *r, const struct xd_image *img,
-		       const uint8_t *origin, size_t origin_len,
-		       struct xd_sign_key *const *keys, int nkeys, uint32_t inception,
-		       uint32_t keep_after)
+int xd_sign_reuse_open(struct xd_sign_reuse *r, const struct xd_image *img, const uint8_t *origin,
+		       size_t origin_len, struct xd_sign_key *const *keys, int nkeys,
+		       uint32_t inception, uint32_t keep_after)
 {
 	struct xd_sign_key_info info;
 	const uint8_t *apex;
@@ -61,7 +60,7 @@ int xd_sign_reuse_open(struct xd_sign_reuse *r, const struct xd_image *img,
 	xd_name_lower(r->origin, origin, origin_len);
 	zone = xd_image_find_zone(img, r->origin, origin_len);
 	if (zone < 0)
-		return 0;	/* a new zone: everything is signed */
+		return 0; /* a new zone: everything is signed */
 	r->known = calloc((size_t)nkeys, sizeof(*r->known));
 	if (!r->known)
 		return -ENOMEM;
@@ -104,9 +103,9 @@ static const uint8_t *find_rrsig(const struct xd_sign_reuse *r, const uint8_t *n
 		const uint8_t *rd = wire + pos + XD_RR_FIXED;
 
 		rdlen = xd_get16(wire + pos + 10);
-		if (rdlen < XD_RRSIG_FIXED + r->origin_len ||
-		    xd_get16(rd) != set->type || rd[2] != info->algorithm || rd[3] != labels ||
-		    xd_get32(rd + 4) != set->ttl || xd_get16(rd + 16) != info->tag ||
+		if (rdlen < XD_RRSIG_FIXED + r->origin_len || xd_get16(rd) != set->type ||
+		    rd[2] != info->algorithm || rd[3] != labels || xd_get32(rd + 4) != set->ttl ||
+		    xd_get16(rd + 16) != info->tag ||
 		    (int32_t)(xd_get32(rd + 8) - r->keep_after) <= 0 ||
 		    (int32_t)(xd_get32(rd + 12) - r->inception) > 0 ||
 		    !xd_name_equal(rd + XD_RRSIG_FIXED, r->origin_len, r->origin, r->origin_len))
@@ -166,9 +165,8 @@ out:
 	return rc;
 }
 
-int xd_sign_reuse_find(const struct xd_sign_reuse *r, int key,
-		       const struct xd_sign_key_info *info, const struct xd_sign_rrset *set,
-		       uint8_t *out, size_t cap)
+int xd_sign_reuse_find(const struct xd_sign_reuse *r, int key, const struct xd_sign_key_info *info,
+		       const struct xd_sign_rrset *set, uint8_t *out, size_t cap)
 {
 	uint8_t owner[XD_NAME_MAX];
 	struct xd_rdata_set now = { 0 }, before = { 0 };
@@ -186,8 +184,8 @@ int xd_sign_reuse_find(const struct xd_sign_reuse *r, int key,
 		return 0;
 	node = xd_image_find(r->img, r->zone, owner, rel_len);
 	covered = node ? xd_node_rrset(node, set->type) : NULL;
-	sig = covered ? find_rrsig(r, node, covered, set, info, xd_sign_labels(owner),
-				   &sig_len) : NULL;
+	sig = covered ? find_rrsig(r, node, covered, set, info, xd_sign_labels(owner), &sig_len) :
+			NULL;
 	if (!sig || sig_len > cap)
 		return 0;
 	rc = xd_sign_canonical_set(set->type, set->rdatas, set->rdlens, set->count, &now);
@@ -199,5 +197,5 @@ int xd_sign_reuse_find(const struct xd_sign_reuse *r, int key,
 	}
 	xd_rdata_set_free(&now);
 	xd_rdata_set_free(&before);
-	return rc == -EINVAL ? 0 : rc;	/* RDATA it cannot read: signed anew */
+	return rc == -EINVAL ? 0 : rc; /* RDATA it cannot read: signed anew */
 }

@@ -24,7 +24,7 @@
 #include "image/image.h"
 #include "zone/sign_reuse.h"
 
-#define XD_SEP_FLAG 1		/* DNSKEY flags: the Secure Entry Point bit */
+#define XD_SEP_FLAG 1 /* DNSKEY flags: the Secure Entry Point bit */
 #define XD_BITMAP_MAX (256 * (2 + 32))
 
 struct signer {
@@ -33,11 +33,11 @@ struct signer {
 	const struct xd_zone_sign_config *cfg;
 	struct xd_error *err;
 	int source;
-	uint32_t negative_ttl;	/* RFC 9077: min(SOA TTL, MINIMUM) */
+	uint32_t negative_ttl; /* RFC 9077: min(SOA TTL, MINIMUM) */
 	uint32_t soa_ttl;
 	bool has_sep, has_other;
-	struct xd_sign_key_info *info;	/* per key */
-	struct xd_sign_reuse reuse;	/* the signatures a reload keeps */
+	struct xd_sign_key_info *info; /* per key */
+	struct xd_sign_reuse reuse; /* the signatures a reload keeps */
 	struct xd_zone_sign_report *report;
 };
 
@@ -46,8 +46,8 @@ static const struct bnode *node_of(const struct signer *s, uint32_t i)
 	return &s->b->nodes[i];
 }
 
-static int add(struct signer *s, uint32_t node, uint16_t type, uint32_t ttl,
-	       const uint8_t *rdata, size_t len)
+static int add(struct signer *s, uint32_t node, uint16_t type, uint32_t ttl, const uint8_t *rdata,
+	       size_t len)
 {
 	uint8_t owner[XD_NAME_MAX];
 	size_t owner_len = xd_builder_node_name(s->b, node, owner);
@@ -74,11 +74,14 @@ static int refuse_signed(struct signer *s)
 			    t != XD_TYPE_NSEC3PARAM)
 				continue;
 			xd_builder_node_text(s->b, (uint32_t)i, text, sizeof(text));
-			return xd_errorf(s->err, -EEXIST, "%s: the zone is signed already (it has "
+			return xd_errorf(s->err, -EEXIST,
+					 "%s: the zone is signed already (it has "
 					 "%s records): give it the unsigned zone to sign, or serve "
-					 "it as it is without keys", text,
-					 t == XD_TYPE_RRSIG ? "RRSIG" : t == XD_TYPE_NSEC ? "NSEC" :
-					 "NSEC3");
+					 "it as it is without keys",
+					 text,
+					 t == XD_TYPE_RRSIG ? "RRSIG" :
+					 t == XD_TYPE_NSEC  ? "NSEC" :
+							      "NSEC3");
 		}
 	}
 	return 0;
@@ -118,8 +121,8 @@ static bool signs_something(const struct signer *s, const struct bnode *n)
 /* Cleared window by window: a chain of a million names would otherwise
  * clear and scan 8 KiB a name. */
 struct types {
-	uint8_t bits[8192];	/* one bit a type */
-	uint64_t windows[4];	/* one bit a window with a type set */
+	uint8_t bits[8192]; /* one bit a type */
+	uint64_t windows[4]; /* one bit a window with a type set */
 };
 
 static void types_set(struct types *t, uint16_t type)
@@ -253,7 +256,7 @@ static int make_nsec3_chain(struct signer *s)
 	uint32_t *list = NULL;
 	size_t count = 0;
 	struct types t = { 0 };
-	uint8_t param[5] = { 1, 0, 0, 0, 0 };	/* SHA-1, flags 0, 0 iterations, no salt */
+	uint8_t param[5] = { 1, 0, 0, 0, 0 }; /* SHA-1, flags 0, 0 iterations, no salt */
 	int rc = chain_nodes(s, true, &list, &count);
 
 	if (rc == 0 && count)
@@ -274,10 +277,10 @@ static int make_nsec3_chain(struct signer *s)
 		uint8_t owner[XD_NAME_MAX];
 		size_t len;
 
-		rdata[0] = 1;			/* SHA-1 */
-		rdata[1] = 0;			/* no opt-out */
-		xd_put16(rdata + 2, 0);		/* iterations */
-		rdata[4] = 0;			/* salt length */
+		rdata[0] = 1; /* SHA-1 */
+		rdata[1] = 0; /* no opt-out */
+		xd_put16(rdata + 2, 0); /* iterations */
+		rdata[4] = 0; /* salt length */
 		rdata[5] = 20;
 		label_hash(h[(i + 1) % count].label, rdata + 6);
 		types_of(s, n, &t);
@@ -309,7 +312,7 @@ static bool key_signs(const struct signer *s, int k, uint16_t type)
 	bool sep = s->info[k].flags & XD_SEP_FLAG;
 
 	if (!s->has_sep || !s->has_other)
-		return true;		/* one kind of key: it signs everything */
+		return true; /* one kind of key: it signs everything */
 	return type == XD_TYPE_DNSKEY ? sep : !sep;
 }
 
@@ -322,32 +325,32 @@ static bool key_signs(const struct signer *s, int k, uint16_t type)
  */
 #define XD_SIGN_CHUNK 16384
 #define XD_SIGN_THREADS_MAX 64
-#define XD_SIG_SLOT 352		/* RRSIG RDATA: 18 + a 255-byte signer + 64 */
+#define XD_SIG_SLOT 352 /* RRSIG RDATA: 18 + a 255-byte signer + 64 */
 
 struct sign_task {
 	uint32_t node;
-	uint32_t recs;		/* first index in struct tasks.recs */
+	uint32_t recs; /* first index in struct tasks.recs */
 	uint32_t nrecs;
 	uint16_t type;
 	uint16_t key;
-	uint32_t ttl;		/* the RRset's, as the layout gives it */
+	uint32_t ttl; /* the RRset's, as the layout gives it */
 };
 
 struct tasks {
 	struct sign_task *task;
 	size_t n, cap;
-	uint32_t *recs;		/* record indices, the RRsets' one after another */
+	uint32_t *recs; /* record indices, the RRsets' one after another */
 	size_t nrecs, recs_cap;
 };
 
 struct chunk {
 	struct signer *s;
 	const struct tasks *t;
-	size_t first, count;	/* the chunk's tasks */
-	uint8_t *sigs;		/* XD_SIG_SLOT bytes a task */
-	int *lens;		/* each one's length, or a negative errno */
-	bool *kept;		/* each one: the previous image's, not made */
-	_Atomic size_t next;	/* the next task a thread takes */
+	size_t first, count; /* the chunk's tasks */
+	uint8_t *sigs; /* XD_SIG_SLOT bytes a task */
+	int *lens; /* each one's length, or a negative errno */
+	bool *kept; /* each one: the previous image's, not made */
+	_Atomic size_t next; /* the next task a thread takes */
 };
 
 /* The tasks of one RRset (its records recs[0..n)): one per key that
@@ -393,8 +396,7 @@ static int cmp_type(const void *a, const void *b)
 }
 
 /* The tasks of node i: its RRsets that need an RRSIG, grouped by type. */
-static int list_node(struct signer *s, struct tasks *t, uint32_t i, uint32_t **recs,
-		     size_t *cap)
+static int list_node(struct signer *s, struct tasks *t, uint32_t i, uint32_t **recs, size_t *cap)
 {
 	const struct bnode *n = node_of(s, i);
 	size_t count = 0;
@@ -512,7 +514,7 @@ static int sign_chunk(struct signer *s, const struct tasks *t, struct chunk *c, 
 	atomic_store(&c->next, 0);
 	for (; started < nthreads - 1; started++)
 		if (pthread_create(&threads[started], NULL, sign_worker, c) != 0)
-			break;	/* fewer threads: the caller's does the rest */
+			break; /* fewer threads: the caller's does the rest */
 	sign_worker(c);
 	for (int k = 0; k < started; k++)
 		pthread_join(threads[k], NULL);
@@ -598,10 +600,10 @@ int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_si
 	if (rc == 0)
 		rc = cfg->nsec3 ? make_nsec3_chain(&s) : make_nsec_chain(&s);
 	if (rc == 0)
-		xd_builder_mark(b);	/* the NSEC3 names are nodes now */
-	if (rc == 0 && xd_sign_reuse_open(&s.reuse, cfg->previous, z->origin, z->origin_len,
-					  cfg->keys, cfg->nkeys, cfg->inception,
-					  cfg->keep_after) < 0)
+		xd_builder_mark(b); /* the NSEC3 names are nodes now */
+	if (rc == 0 &&
+	    xd_sign_reuse_open(&s.reuse, cfg->previous, z->origin, z->origin_len, cfg->keys,
+			       cfg->nkeys, cfg->inception, cfg->keep_after) < 0)
 		rc = xd_errorf(err, -ENOMEM, "out of memory");
 	if (rc == 0)
 		rc = sign_all(&s);

@@ -17,7 +17,7 @@
  * owner across segments because zs_set_input_string resets none of them.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* realpath */
+#define _GNU_SOURCE /* realpath */
 #endif
 #include <errno.h>
 #include <fcntl.h>
@@ -106,22 +106,19 @@ struct xd_zf_gen {
 	int64_t stop;
 	int64_t step;
 	const char *lhs, *lhs_end;
-	const char *head, *head_end;	/* "[ttl] [class] type", verbatim */
+	const char *head, *head_end; /* "[ttl] [class] type", verbatim */
 	const char *rhs, *rhs_end;
 };
 
-static int xd_zf_read(struct xd_zf_load *load, const char *path,
-		      const char *origin, uint16_t rclass, uint32_t ttl,
-		      int from_source, uint32_t from_line);
+static int xd_zf_read(struct xd_zf_load *load, const char *path, const char *origin,
+		      uint16_t rclass, uint32_t ttl, int from_source, uint32_t from_line);
 
 /* ---- Problems ------------------------------------------------------------ */
 
-static int xd_zf_error(struct xd_zf_load *load, int source, uint64_t line,
-		       const char *message)
+static int xd_zf_error(struct xd_zf_load *load, int source, uint64_t line, const char *message)
 {
 	load->errors++;
-	return xd_builder_add_problem(load->b, XD_PROBLEM_ERROR, source,
-				      (uint32_t)line, message);
+	return xd_builder_add_problem(load->b, XD_PROBLEM_ERROR, source, (uint32_t)line, message);
 }
 
 /* The scanner's error, with the rest of the offending line as context. */
@@ -149,11 +146,10 @@ static int xd_zf_scan_error(struct xd_zf_file *f)
 		n--;
 	context[n] = '\0';
 	if (n > 0)
-		snprintf(message, sizeof(message), "%s, near '%s'",
-			 zs_strerror(s->error.code), context);
+		snprintf(message, sizeof(message), "%s, near '%s'", zs_strerror(s->error.code),
+			 context);
 	else
-		snprintf(message, sizeof(message), "%s",
-			 zs_strerror(s->error.code));
+		snprintf(message, sizeof(message), "%s", zs_strerror(s->error.code));
 	return xd_zf_error(f->load, f->source, s->line_counter, message);
 }
 
@@ -214,8 +210,7 @@ static int xd_zf_text_slurp(int fd, size_t size_hint, struct xd_zf_text *t)
 #define XD_ZF_NOT_REGULAR (-10000)
 
 /* Opens and reads path; an $INCLUDE (include set) must be a regular file. */
-static int xd_zf_text_open(const char *path, bool include, struct xd_zf_text *t,
-			   struct stat *st)
+static int xd_zf_text_open(const char *path, bool include, struct xd_zf_text *t, struct stat *st)
 {
 	int fd, ret = 0;
 
@@ -304,10 +299,8 @@ static int xd_zf_record(struct xd_zf_file *f)
 	 * first. */
 	if (s->r_type == XD_TYPE_SOA && s->default_ttl == XD_TTL_UNSET)
 		s->default_ttl = ttl;
-	ret = xd_builder_add_record(f->load->b, f->load->zone,
-				    s->r_owner, s->r_owner_length,
-				    s->r_type, s->r_class, ttl,
-				    s->r_data, s->r_data_length,
+	ret = xd_builder_add_record(f->load->b, f->load->zone, s->r_owner, s->r_owner_length,
+				    s->r_type, s->r_class, ttl, s->r_data, s->r_data_length,
 				    f->source, (uint32_t)s->line_counter);
 	if (ret == -EINVAL) {
 		/* Rejected; the builder has said why. */
@@ -331,9 +324,8 @@ static int xd_zf_include(struct xd_zf_file *f)
 
 	/* include_filename is absolute now; buffer holds the origin as text.
 	 * The child inherits this file's class and current default TTL. */
-	return xd_zf_read(f->load, s->include_filename, (const char *)s->buffer,
-			  s->default_class, s->default_ttl, f->source,
-			  (uint32_t)s->line_counter);
+	return xd_zf_read(f->load, s->include_filename, (const char *)s->buffer, s->default_class,
+			  s->default_ttl, f->source, (uint32_t)s->line_counter);
 }
 
 /* Parses what was set as input to its end, handing on every result. */
@@ -356,7 +348,7 @@ static int xd_zf_drain(struct xd_zf_file *f)
 		case ZS_STATE_INCLUDE:
 			ret = xd_zf_include(f);
 			break;
-		default:	/* EOF */
+		default: /* EOF */
 			return 0;
 		}
 	}
@@ -364,8 +356,7 @@ static int xd_zf_drain(struct xd_zf_file *f)
 }
 
 /* Parses text whose first line is line `line` of the file. */
-static int xd_zf_feed(struct xd_zf_file *f, const char *text, size_t len,
-		      uint64_t line)
+static int xd_zf_feed(struct xd_zf_file *f, const char *text, size_t len, uint64_t line)
 {
 	if (len == 0 || f->stopped)
 		return 0;
@@ -456,21 +447,18 @@ static int xd_zf_gen_range(const char *p, const char *end, struct xd_zf_gen *g)
 
 static bool xd_zf_is_class(const char *p, const char *end)
 {
-	static const char *const names[] = { "IN", "CH", "CS", "HS", "NONE",
-					     "ANY" };
+	static const char *const names[] = { "IN", "CH", "CS", "HS", "NONE", "ANY" };
 	size_t len = (size_t)(end - p);
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strlen(names[i]) == len && strncasecmp(p, names[i], len) == 0)
 			return true;
-	return len > 5 && strncasecmp(p, "CLASS", 5) == 0 &&
-	       p[5] >= '0' && p[5] <= '9';
+	return len > 5 && strncasecmp(p, "CLASS", 5) == 0 && p[5] >= '0' && p[5] <= '9';
 }
 
 /* Splits "[ttl] [class] type rhs" (either order of ttl and class, as in
  * BIND); the scanner checks each field later. */
-static int xd_zf_gen_fields(const char *p, const char *end, struct xd_zf_gen *g,
-			    const char **why)
+static int xd_zf_gen_fields(const char *p, const char *end, struct xd_zf_gen *g, const char **why)
 {
 	bool ttl = false, rclass = false;
 
@@ -502,8 +490,7 @@ static int xd_zf_gen_fields(const char *p, const char *end, struct xd_zf_gen *g,
 }
 
 /* Parses a $GENERATE line (without its newline). */
-static int xd_zf_gen_parse(const char *line, const char *end,
-			   struct xd_zf_gen *g, const char **why)
+static int xd_zf_gen_parse(const char *line, const char *end, struct xd_zf_gen *g, const char **why)
 {
 	const char *p = line + strlen("$GENERATE"), *tok;
 
@@ -554,8 +541,7 @@ static int xd_zf_buf_put(struct xd_zf_buf *buf, const char *data, size_t len)
 
 /* BIND's nibble form: hex digits least significant first, each its own
  * label; width counts the dots too and pads with zero nibbles. */
-static int xd_zf_nibbles(struct xd_zf_buf *out, uint64_t v, unsigned width,
-			 bool upper)
+static int xd_zf_nibbles(struct xd_zf_buf *out, uint64_t v, unsigned width, bool upper)
 {
 	const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
 	int ret;
@@ -572,8 +558,8 @@ static int xd_zf_nibbles(struct xd_zf_buf *out, uint64_t v, unsigned width,
 	return ret;
 }
 
-static int xd_zf_gen_number(struct xd_zf_buf *out, int64_t v, unsigned width,
-			    char base, const char **why)
+static int xd_zf_gen_number(struct xd_zf_buf *out, int64_t v, unsigned width, char base,
+			    const char **why)
 {
 	char num[XD_GENERATE_WIDTH_MAX + 32];
 	int n;
@@ -587,28 +573,24 @@ static int xd_zf_gen_number(struct xd_zf_buf *out, int64_t v, unsigned width,
 	case 'N':
 		return xd_zf_nibbles(out, (uint64_t)v, width, base == 'N');
 	case 'o':
-		n = snprintf(num, sizeof(num), "%0*llo", (int)width,
-			     (unsigned long long)v);
+		n = snprintf(num, sizeof(num), "%0*llo", (int)width, (unsigned long long)v);
 		break;
 	case 'x':
-		n = snprintf(num, sizeof(num), "%0*llx", (int)width,
-			     (unsigned long long)v);
+		n = snprintf(num, sizeof(num), "%0*llx", (int)width, (unsigned long long)v);
 		break;
 	case 'X':
-		n = snprintf(num, sizeof(num), "%0*llX", (int)width,
-			     (unsigned long long)v);
+		n = snprintf(num, sizeof(num), "%0*llX", (int)width, (unsigned long long)v);
 		break;
 	default:
-		n = snprintf(num, sizeof(num), "%0*lld", (int)width,
-			     (long long)v);
+		n = snprintf(num, sizeof(num), "%0*lld", (int)width, (long long)v);
 		break;
 	}
 	return xd_zf_buf_put(out, num, (size_t)n);
 }
 
 /* `{offset[,width[,base]]}` after a '$'; *pp points at the '{'. */
-static int xd_zf_gen_modifier(const char **pp, const char *end, int64_t *offset,
-			      unsigned *width, char *base)
+static int xd_zf_gen_modifier(const char **pp, const char *end, int64_t *offset, unsigned *width,
+			      char *base)
 {
 	const char *p = *pp + 1;
 	bool negative = false;
@@ -638,8 +620,8 @@ static int xd_zf_gen_modifier(const char **pp, const char *end, int64_t *offset,
 }
 
 /* One '$' and what follows it; *pp points just past the '$'. */
-static int xd_zf_gen_dollar(struct xd_zf_buf *out, const char **pp,
-			    const char *end, int64_t it, const char **why)
+static int xd_zf_gen_dollar(struct xd_zf_buf *out, const char **pp, const char *end, int64_t it,
+			    const char **why)
 {
 	int64_t offset = 0;
 	unsigned width = 0;
@@ -650,8 +632,7 @@ static int xd_zf_gen_dollar(struct xd_zf_buf *out, const char **pp,
 		(*pp)++;
 		return xd_zf_buf_put(out, "\\$", 2);
 	}
-	if (*pp < end && **pp == '{' &&
-	    xd_zf_gen_modifier(pp, end, &offset, &width, &base) != 0) {
+	if (*pp < end && **pp == '{' && xd_zf_gen_modifier(pp, end, &offset, &width, &base) != 0) {
 		*why = "bad modifier (want ${offset[,width[,base]]}, "
 		       "base one of d o x X n N)";
 		return -EINVAL;
@@ -661,8 +642,8 @@ static int xd_zf_gen_dollar(struct xd_zf_buf *out, const char **pp,
 
 /* Appends text with every '$' replaced for iterator value it.  Escapes
  * ("\$", "\;", "\DDD") are copied whole for the scanner to read. */
-static int xd_zf_gen_expand(struct xd_zf_buf *out, const char *p,
-			    const char *end, int64_t it, const char **why)
+static int xd_zf_gen_expand(struct xd_zf_buf *out, const char *p, const char *end, int64_t it,
+			    const char **why)
 {
 	int ret = 0;
 
@@ -684,8 +665,8 @@ static int xd_zf_gen_expand(struct xd_zf_buf *out, const char *p,
 }
 
 /* The record line for iterator value it: "lhs head rhs\n". */
-static int xd_zf_gen_line(struct xd_zf_buf *out, const struct xd_zf_gen *g,
-			  int64_t it, const char **why)
+static int xd_zf_gen_line(struct xd_zf_buf *out, const struct xd_zf_gen *g, int64_t it,
+			  const char **why)
 {
 	int ret;
 
@@ -704,8 +685,7 @@ static int xd_zf_gen_line(struct xd_zf_buf *out, const struct xd_zf_gen *g,
 	return ret;
 }
 
-static int xd_zf_gen_problem(struct xd_zf_file *f, uint64_t line,
-			     const char *why)
+static int xd_zf_gen_problem(struct xd_zf_file *f, uint64_t line, const char *why)
 {
 	char message[256];
 
@@ -715,8 +695,7 @@ static int xd_zf_gen_problem(struct xd_zf_file *f, uint64_t line,
 
 /* Expands one $GENERATE line (without its newline) into records, fed to the
  * scanner one at a time so that it applies origin, $TTL and class. */
-static int xd_zf_generate(struct xd_zf_file *f, const char *text, size_t len,
-			  uint64_t line)
+static int xd_zf_generate(struct xd_zf_file *f, const char *text, size_t len, uint64_t line)
 {
 	struct xd_zf_buf buf = { 0 };
 	struct xd_zf_gen g;
@@ -733,8 +712,7 @@ static int xd_zf_generate(struct xd_zf_file *f, const char *text, size_t len,
 	if (count > XD_GENERATE_MAX) {
 		char too_many[64];
 
-		snprintf(too_many, sizeof(too_many),
-			 "too many records (%llu, at most %u)",
+		snprintf(too_many, sizeof(too_many), "too many records (%llu, at most %u)",
 			 (unsigned long long)count, XD_GENERATE_MAX);
 		return xd_zf_gen_problem(f, line, too_many);
 	}
@@ -742,8 +720,7 @@ static int xd_zf_generate(struct xd_zf_file *f, const char *text, size_t len,
 	 * check both before feeding anything. */
 	ret = xd_zf_gen_line(&buf, &g, g.start, &why);
 	if (ret == 0)
-		ret = xd_zf_gen_line(&buf, &g, g.start + (int64_t)(count - 1) *
-				     g.step, &why);
+		ret = xd_zf_gen_line(&buf, &g, g.start + (int64_t)(count - 1) * g.step, &why);
 	if (ret == -EINVAL) {
 		ret = xd_zf_gen_problem(f, line, why);
 		goto out_buf;
@@ -751,10 +728,9 @@ static int xd_zf_generate(struct xd_zf_file *f, const char *text, size_t len,
 	/* The first bad record ends the $GENERATE: its siblings would fail the
 	 * same way, and a million copies of one problem help nobody. */
 	errors = f->load->errors;
-	for (uint64_t i = 0; ret == 0 && i < count && !f->stopped &&
-	     f->load->errors == errors; i++) {
-		ret = xd_zf_gen_line(&buf, &g, g.start + (int64_t)i * g.step,
-				     &why);
+	for (uint64_t i = 0; ret == 0 && i < count && !f->stopped && f->load->errors == errors;
+	     i++) {
+		ret = xd_zf_gen_line(&buf, &g, g.start + (int64_t)i * g.step, &why);
 		if (ret == 0)
 			ret = xd_zf_feed(f, buf.data, buf.len, line);
 	}
@@ -767,16 +743,14 @@ out_buf:
 
 /* The start of the next line at or after p that begins with "$GENERATE"
  * and a blank (case-insensitive, as directives are), or end. */
-static const char *xd_zf_find_generate(const char *base, const char *p,
-				       const char *end)
+static const char *xd_zf_find_generate(const char *base, const char *p, const char *end)
 {
 	static const char word[] = "$GENERATE";
 	const size_t n = sizeof(word) - 1;
 
 	while ((p = memchr(p, '$', (size_t)(end - p))) != NULL) {
 		if ((p == base || p[-1] == '\n') && (size_t)(end - p) > n &&
-		    strncasecmp(p, word, n) == 0 &&
-		    (xd_zf_blank(p[n]) || p[n] == '\n'))
+		    strncasecmp(p, word, n) == 0 && (xd_zf_blank(p[n]) || p[n] == '\n'))
 			return p;
 		p++;
 	}
@@ -824,26 +798,22 @@ static int xd_zf_parse_text(struct xd_zf_file *f, const char *text, size_t len)
 
 /* Whether the file may be read at this depth: 0 if so, 1 if not (a problem
  * says why, at the $INCLUDE), or a negative errno. */
-static int xd_zf_check_chain(struct xd_zf_load *load, const char *path,
-			     const struct stat *st, int from_source,
-			     uint32_t from_line)
+static int xd_zf_check_chain(struct xd_zf_load *load, const char *path, const struct stat *st,
+			     int from_source, uint32_t from_line)
 {
 	char message[256];
 	int ret;
 
 	for (int i = 0; i < load->depth; i++) {
-		if (load->chain[i].dev == st->st_dev &&
-		    load->chain[i].ino == st->st_ino) {
+		if (load->chain[i].dev == st->st_dev && load->chain[i].ino == st->st_ino) {
 			snprintf(message, sizeof(message),
-				 "$INCLUDE loop: %s is already being read",
-				 path);
+				 "$INCLUDE loop: %s is already being read", path);
 			ret = xd_zf_error(load, from_source, from_line, message);
 			return ret < 0 ? ret : 1;
 		}
 	}
 	if (load->depth > XD_INCLUDE_DEPTH_MAX) {
-		snprintf(message, sizeof(message),
-			 "$INCLUDE nested deeper than %d: %s",
+		snprintf(message, sizeof(message), "$INCLUDE nested deeper than %d: %s",
 			 XD_INCLUDE_DEPTH_MAX, path);
 		ret = xd_zf_error(load, from_source, from_line, message);
 		return ret < 0 ? ret : 1;
@@ -853,8 +823,8 @@ static int xd_zf_check_chain(struct xd_zf_load *load, const char *path,
 
 /* An $INCLUDE file must lie under the top file's directory: 1 (a problem
  * recorded) when it does not. */
-static int xd_zf_check_inside(struct xd_zf_load *load, const char *path,
-			      int from_source, uint32_t from_line)
+static int xd_zf_check_inside(struct xd_zf_load *load, const char *path, int from_source,
+			      uint32_t from_line)
 {
 	char message[512];
 	char *real = realpath(path, NULL);
@@ -863,22 +833,23 @@ static int xd_zf_check_inside(struct xd_zf_load *load, const char *path,
 	int ret;
 
 	if (real == NULL)
-		return 0;	/* opening it says why it is not there */
+		return 0; /* opening it says why it is not there */
 	inside = load->root && strncmp(real, load->root, n) == 0 &&
 		 (real[n] == '/' || (n == 1 && load->root[0] == '/'));
 	free(real);
 	if (inside)
 		return 0;
-	snprintf(message, sizeof(message), "$INCLUDE file %s is outside %s, the directory "
-		 "of the zone's file", path, load->root ? load->root : "(unknown)");
+	snprintf(message, sizeof(message),
+		 "$INCLUDE file %s is outside %s, the directory "
+		 "of the zone's file",
+		 path, load->root ? load->root : "(unknown)");
 	ret = xd_zf_error(load, from_source, from_line, message);
 	return ret < 0 ? ret : 1;
 }
 
 /* Reads a file that opened, through a scanner of its own. */
-static int xd_zf_scan(struct xd_zf_load *load, const char *path,
-		      const struct xd_zf_text *t, const char *origin,
-		      uint16_t rclass, uint32_t ttl)
+static int xd_zf_scan(struct xd_zf_load *load, const char *path, const struct xd_zf_text *t,
+		      const char *origin, uint16_t rclass, uint32_t ttl)
 {
 	struct xd_zf_file f = { .load = load };
 	int ret;
@@ -906,15 +877,14 @@ out_scanner:
 
 /* An unreadable file: reported at the $INCLUDE that named it, or at the file
  * itself when it is the top one (from_source < 0). */
-static int xd_zf_open_failed(struct xd_zf_load *load, const char *path,
-			     int err, int from_source, uint32_t from_line)
+static int xd_zf_open_failed(struct xd_zf_load *load, const char *path, int err, int from_source,
+			     uint32_t from_line)
 {
 	char message[256];
 	int ret;
 
 	if (from_source >= 0) {
-		snprintf(message, sizeof(message),
-			 "cannot open $INCLUDE file %s: %s", path,
+		snprintf(message, sizeof(message), "cannot open $INCLUDE file %s: %s", path,
 			 xd_zf_open_reason(err));
 		return xd_zf_error(load, from_source, from_line, message);
 	}
@@ -929,9 +899,8 @@ static int xd_zf_open_failed(struct xd_zf_load *load, const char *path,
 /* Reads one file; from_source/from_line name the $INCLUDE that asked for
  * it (from_source < 0 for the top file).  For an included file every
  * failure but lack of memory is a problem, not a return value. */
-static int xd_zf_read(struct xd_zf_load *load, const char *path,
-		      const char *origin, uint16_t rclass, uint32_t ttl,
-		      int from_source, uint32_t from_line)
+static int xd_zf_read(struct xd_zf_load *load, const char *path, const char *origin,
+		      uint16_t rclass, uint32_t ttl, int from_source, uint32_t from_line)
 {
 	struct xd_zf_text t = { 0 };
 	struct stat st;
@@ -946,8 +915,7 @@ static int xd_zf_read(struct xd_zf_load *load, const char *path,
 	if (ret == -ENOMEM)
 		return ret;
 	if (ret < 0)
-		return xd_zf_open_failed(load, path, -ret, from_source,
-					 from_line);
+		return xd_zf_open_failed(load, path, -ret, from_source, from_line);
 	ret = xd_zf_check_chain(load, path, &st, from_source, from_line);
 	if (ret != 0)
 		goto out_text;
@@ -968,8 +936,7 @@ out_text:
  * scanner reads back to the same octet (RFC 1035 section 5.1). */
 /* ---- The public function --------------------------------------------------- */
 
-int xd_builder_load_zonefile(struct xd_builder *b, int zone, const char *path,
-			     uint32_t default_ttl)
+int xd_builder_load_zonefile(struct xd_builder *b, int zone, const char *path, uint32_t default_ttl)
 {
 	struct xd_zf_load load = {
 		.b = b,
