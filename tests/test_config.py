@@ -356,7 +356,7 @@ def test_no_xdp_section_is_socket_mode(pm):
 
 
 def test_xdp_section(pm, write_config):
-    path = write_config("""
+    text = """
 [server]
 listen = ["198.18.0.1:53", "[2001:2::1]:53"]
 control_socket = "run/ctl.sock"
@@ -379,7 +379,8 @@ busy_poll_wait_us = 0
 program = "custom.bpf.o"
 ports = [53, 5353, 53]
 addresses = ["198.18.0.1", "2001:2:0::1"]
-""")
+"""
+    path = write_config(text)
     config = load_config(pm, path)
     assert config.server.control_socket == path.parent / "run/ctl.sock"
     x = config.xdp

@@ -144,8 +144,7 @@ def test_user_settings_are_checked(tmp_path):
     conf.write_text('[server]\nuser = "no-such-user-xdpdns"\n')
     with pytest.raises(
         ConfigError,
-        match=r"user: expected a user that exists on this "
-        r"machine \(create it: useradd",
+        match=r"user: expected a user that exists on this machine \(create it: useradd",
     ):
         load_config(None, conf)
     conf.write_text('[server]\nuser = ""\n')

@@ -364,17 +364,15 @@ def test_table_full_reuses_the_oldest_bucket(engine):
 
 # Every outcome of the answering core, for the kind and name it notes for
 # the limiter.
-KINDS_ZONE = (
-    ZONE
-    + """\
+_KINDS_RECORDS = """\
 mail    MX  10 www
 alias   CNAME www
 dangling CNAME nothing
 d       DNAME sub
 *.wild  TXT "wildcard"
 big     TXT "{0}" "{0}" "{0}"
-""".format("x" * 200)
-)
+"""
+KINDS_ZONE = ZONE + _KINDS_RECORDS.format("x" * 200)
 
 KINDS_QUERIES = [
     ("www.example.com.", "A", {}),
