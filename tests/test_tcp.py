@@ -416,3 +416,50 @@ def test_many_pipelined_queries_from_many_connections_at_once(xdpdns_serve, tmp_
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_a_query_pipelined_behind_a_transfer_is_answered_after_it(xdpdns_serve, tmp_path):
+    """A query sent right behind an AXFR, in the same segment, waits for
+    the transfer and is answered after its last message (it waited for
+    ever when the transfer ended inside the write that began it)."""
+    _, address = serve_with(xdpdns_serve, tmp_path, {})
+    axfr = dns.message.make_query("example.com.", "AXFR")
+    axfr.id = 1
+    with connect(address) as sock:
+        sock.sendall(framed(axfr) + framed(query("www.example.com.", qid=2)))
+        soas = 0
+        while soas < 2:  # the apex SOA first and last, maybe in one message
+            prefix = recv_exactly(sock, 2)
+            assert prefix is not None
+            wire = recv_exactly(sock, struct.unpack("!H", prefix)[0])
+            msg = dns.message.from_wire(wire, one_rr_per_rrset=True)
+            assert msg.id == 1
+            soas += sum(r.rdtype == dns.rdatatype.SOA for r in msg.answer)
+        after = read_message(sock)
+    assert after.id == 2 and after.answer
+
+
+def test_a_slow_secondary_with_a_query_behind_its_transfer_keeps_its_connection(
+    xdpdns_serve, tmp_path
+):
+    """Reading steadily but slowly, a secondary gets its whole transfer and
+    the answer it pipelined behind it, with an io timeout far shorter than
+    the transfer: the queued query is no message arriving too slowly, and a
+    send queue the client drains is progress though the kernel signals no
+    room for a while (it waits for half the queue to go)."""
+    server, address = serve_with(
+        xdpdns_serve,
+        tmp_path,
+        {"tcp_io_timeout": 0.3},
+        zone=_big_zone(tmp_path, STALLING_RECORDS),
+    )
+    with connect(address, rcvbuf=4096) as slow:
+        slow.sendall(framed(_axfr_query(5)) + framed(query("h5.big.test.", qid=6)))
+        total = 0
+        while total < STALLING_RECORDS + 4:  # about 3 MB/s
+            total += _transfer_records(slow, 1)
+            time.sleep(0.005)
+        after = read_message(slow)
+    assert after.id == 6 and after.answer
+    stats = server.tcp_stats()
+    assert stats["io_timeouts"] == 0 and stats["transfers"] == 1

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -82,6 +84,7 @@ struct tcp_conn {
 	uint64_t born, active; /* ms: opened; last message or progress */
 	uint64_t msg_start; /* ms: a message began arriving; 0: none */
 	uint64_t stalled; /* ms: output waiting since; 0: none */
+	uint32_t unsent; /* the socket's send queue when last looked at */
 	struct sockaddr_storage peer;
 	struct sockaddr_storage local; /* for dnstap only */
 	uint8_t *in;
@@ -268,6 +271,14 @@ static bool out_room(struct tcp_conn *c, size_t n)
 	return true;
 }
 
+/* Output is owed from now: the io deadline runs, and the next sweep takes
+ * the send queue's mark. */
+static void stall_begins(struct tcp_worker *w, struct tcp_conn *c)
+{
+	c->stalled = w->now;
+	c->unsent = UINT32_MAX;
+}
+
 /* Queues one answer (resp: its 2-byte prefix room, then len bytes). */
 static bool put_answer(struct tcp_worker *w, struct tcp_conn *c, uint8_t *resp, int len)
 {
@@ -276,7 +287,7 @@ static bool put_answer(struct tcp_worker *w, struct tcp_conn *c, uint8_t *resp, 
 	xd_put16(resp, (uint16_t)len);
 	memcpy(c->out + c->out_len, resp, (size_t)len + 2);
 	if (!owed_bytes(c))
-		c->stalled = w->now;
+		stall_begins(w, c);
 	c->out_len += (size_t)len + 2;
 	return true;
 }
@@ -299,7 +310,8 @@ static bool conn_flush(struct tcp_worker *w, struct tcp_conn *c)
 				return false;
 			}
 			c->out_off += (size_t)n;
-			c->active = c->stalled = w->now;
+			c->active = w->now;
+			stall_begins(w, c); /* progress: the deadline starts again */
 		}
 		if (!c->xfr)
 			break;
@@ -320,7 +332,7 @@ static bool conn_flush(struct tcp_worker *w, struct tcp_conn *c)
 				return false;
 			}
 			if (!owed_bytes(c))
-				c->stalled = w->now;
+				stall_begins(w, c);
 			c->out_len += len;
 			if (rc == 0) {
 				xd_count(&w->c.transfers, 1);
@@ -508,29 +520,55 @@ static bool handle_message(struct tcp_worker *w, struct tcp_conn *c, const uint8
 }
 
 /* Answers every whole message the client sent, while it may ask. */
+/* Whether the input begins with a whole message. */
+static bool whole_message(const struct tcp_conn *c)
+{
+	return c->in_len >= 2 && c->in_len >= 2 + (size_t)xd_get16(c->in);
+}
+
+/* Whether the connection's next query may be answered now: not while a
+ * transfer goes out or answers pile up (the client's reading paces its
+ * asking), nor after its last. */
+static bool may_ask(const struct tcp_conn *c)
+{
+	return !c->xfr && !c->last && owed_bytes(c) < XD_TCP_OUT_HIGH;
+}
+
 static void conn_answer(struct tcp_worker *w, struct tcp_conn *c)
 {
-	size_t pos = 0;
+	bool answered = false;
 
-	while (c->in_len - pos >= 2 && !c->xfr && !c->last && owed_bytes(c) < XD_TCP_OUT_HIGH) {
-		size_t len = xd_get16(c->in + pos);
+	/* Again after the flush: a transfer it finished, or answers it sent,
+	 * let the queries pipelined behind them go on. */
+	do {
+		size_t pos = 0;
 
-		if (len == 0) {
-			conn_close(w, c); /* no DNS message is empty */
-			return;
+		while (c->in_len - pos >= 2 && may_ask(c)) {
+			size_t len = xd_get16(c->in + pos);
+
+			if (len == 0) {
+				conn_close(w, c); /* no DNS message is empty */
+				return;
+			}
+			if (c->in_len - pos < 2 + len)
+				break;
+			if (!handle_message(w, c, c->in + pos + 2, len))
+				return;
+			pos += 2 + len;
 		}
-		if (c->in_len - pos < 2 + len)
-			break;
-		if (!handle_message(w, c, c->in + pos + 2, len))
+		if (pos) {
+			memmove(c->in, c->in + pos, c->in_len - pos);
+			c->in_len -= pos;
+			answered = true;
+		}
+		if (!conn_flush(w, c))
 			return;
-		pos += 2 + len;
-	}
-	if (pos) {
-		memmove(c->in, c->in + pos, c->in_len - pos);
-		c->in_len -= pos;
+	} while (whole_message(c) && may_ask(c));
+	/* A message begun is on the io deadline from its first byte; whole
+	 * ones waiting their turn are not. */
+	if (!c->in_len || whole_message(c) || answered)
 		c->msg_start = 0;
-	}
-	if (c->in_len && !c->msg_start)
+	if (c->in_len && !whole_message(c) && !c->msg_start)
 		c->msg_start = w->now;
 	if (c->in_len >= 2 && c->in_cap < 2 + (size_t)xd_get16(c->in)) {
 		uint8_t *grown = realloc(c->in, 2 + (size_t)UINT16_MAX);
@@ -542,11 +580,7 @@ static void conn_answer(struct tcp_worker *w, struct tcp_conn *c)
 		c->in = grown;
 		c->in_cap = 2 + (size_t)UINT16_MAX;
 	}
-	if (!conn_flush(w, c))
-		return;
-	/* Pipelined queries wait in the socket while answers pile up or a
-	 * transfer goes out: the client's reading paces its asking. */
-	set_events(w, c, !c->last && !c->xfr && owed_bytes(c) < XD_TCP_OUT_HIGH, c->writing);
+	set_events(w, c, may_ask(c), c->writing);
 }
 
 /* Reads what the client sent, and answers it. */
@@ -591,7 +625,7 @@ static void conn_event(struct tcp_worker *w, uint32_t index, uint32_t events)
 		if (!conn_flush(w, c))
 			return;
 		/* What waited for the transfer or the client's reading. */
-		if (c->in_len >= 2 && !c->xfr && !c->last && owed_bytes(c) < XD_TCP_OUT_HIGH) {
+		if (whole_message(c) && may_ask(c)) {
 			conn_answer(w, c);
 			if (c->fd < 0)
 				return;
@@ -690,6 +724,31 @@ static void accept_some(struct tcp_worker *w, int lfd)
 
 /* ---- deadlines ------------------------------------------------------------------ */
 
+/* What the socket's send queue holds (0 when it cannot be read: then it
+ * never seems to shrink). */
+static uint32_t send_queue(const struct tcp_conn *c)
+{
+	int unsent;
+
+	return ioctl(c->fd, SIOCOUTQ, &unsent) < 0 || unsent < 0 ? 0 : (uint32_t)unsent;
+}
+
+/*
+ * Whether the client took bytes since the last look, though the worker
+ * could write none: the kernel signals a socket writable again only once
+ * half its send queue has gone, which at a secondary's pace can take
+ * longer than the io timeout.  The queue shrinking is progress too.
+ */
+static bool still_moving(struct tcp_conn *c)
+{
+	uint32_t unsent = send_queue(c);
+
+	if (unsent >= c->unsent)
+		return false;
+	c->unsent = unsent;
+	return true;
+}
+
 static void sweep(struct tcp_worker *w)
 {
 	const struct xd_tcp_config *cfg = &w->t->cfg;
@@ -699,6 +758,12 @@ static void sweep(struct tcp_worker *w)
 
 		if (c->fd < 0)
 			continue;
+		/* The first look after output got stuck is the mark that
+		 * progress is measured from. */
+		if (c->stalled && c->unsent == UINT32_MAX)
+			c->unsent = send_queue(c);
+		if (c->stalled && w->now - c->stalled >= cfg->io_timeout_ms && still_moving(c))
+			c->stalled = w->now;
 		if ((c->stalled && w->now - c->stalled >= cfg->io_timeout_ms) ||
 		    (c->msg_start && w->now - c->msg_start >= cfg->io_timeout_ms)) {
 			xd_count(&w->c.io_timeouts, 1);
