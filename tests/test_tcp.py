@@ -2,6 +2,8 @@
 limits, against a running `xdpdns serve`."""
 
 import json
+import os
+import resource
 import signal
 import socket
 import struct
@@ -463,3 +465,35 @@ def test_a_slow_secondary_with_a_query_behind_its_transfer_keeps_its_connection(
     assert after.id == 6 and after.answer
     stats = server.tcp_stats()
     assert stats["io_timeouts"] == 0 and stats["transfers"] == 1
+
+
+def test_out_of_descriptors_the_worker_waits_instead_of_spinning(xdpdns_serve, tmp_path):
+    """accept() failing for want of a descriptor leaves the connection in
+    the backlog and the socket readable: the worker stops watching it for
+    a while (each failure counts as rejected) rather than retrying at
+    once, and accepts again once descriptors are free."""
+    server, address = serve_with(
+        xdpdns_serve,
+        tmp_path,
+        {"tcp_max_connections": 1000, "tcp_max_client_connections": 1000},
+    )
+    pid = server.proc.pid
+    limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir(f"/proc/{pid}/fd"))
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 2, limits[1]))
+    socks = []
+    try:
+        socks = [connect(address) for _ in range(10)]
+        time.sleep(1)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+    try:
+        for i, sock in enumerate(socks):  # the waiting ones are taken now
+            sock.sendall(framed(query("www.example.com.", qid=i)))
+            assert read_message(sock).id == i
+    finally:
+        for sock in socks:
+            sock.close()
+    # About ten a second while descriptors ran out; a worker retrying at
+    # once counts hundreds of thousands.
+    assert 1 <= server.tcp_stats()["rejected"] < 100

@@ -56,6 +56,9 @@
  * reading paces both. */
 #define XD_TCP_OUT_HIGH (256 * 1024)
 #define XD_TCP_XFR_LOW (64 * 1024)
+/* How long a worker that ran out of descriptors or memory leaves its
+ * listening sockets alone before it accepts again. */
+#define XD_TCP_ACCEPT_PAUSE_MS 100
 /* How often deadlines are looked at; finer than any timeout allowed. */
 #define XD_TCP_SWEEP_MS 50
 /* A client that may keep a connection idle for longer than this is told
@@ -113,6 +116,7 @@ struct tcp_worker {
 	struct tcp_conn *conns;
 	uint32_t nconns, free_head;
 	uint64_t now; /* ms, CLOCK_MONOTONIC: this round's */
+	uint64_t accept_paused_until; /* ms; 0: accepting */
 	uint64_t next_sweep;
 	uint32_t open;
 	/* This round's batch of the core, begun at its first query. */
@@ -699,6 +703,19 @@ static void conn_open(struct tcp_worker *w, int fd, const struct sockaddr_storag
 	xd_count(&w->c.connections, 1);
 }
 
+/* Takes the worker's listening sockets out of its epoll set, or puts
+ * them back. */
+static void listen_watch(struct tcp_worker *w, bool on)
+{
+	for (int i = 0; i < w->nfds; i++) {
+		struct epoll_event ev = { .events = on ? EPOLLIN : 0,
+					  .data.u64 = EV(EV_LISTEN, i) };
+
+		epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->fds[i], &ev);
+	}
+	w->accept_paused_until = on ? 0 : w->now + XD_TCP_ACCEPT_PAUSE_MS;
+}
+
 static void accept_some(struct tcp_worker *w, int lfd)
 {
 	for (int i = 0; i < XD_TCP_EVENTS; i++) {
@@ -710,8 +727,13 @@ static void accept_some(struct tcp_worker *w, int lfd)
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM)
-				xd_count(&w->c.rejected, 1); /* it waits in the backlog */
+			    errno == ENOMEM) {
+				/* The connection waits in the backlog, and the socket
+				 * stays readable: accepting again at once would spin
+				 * until a descriptor or memory is free. */
+				xd_count(&w->c.rejected, 1);
+				listen_watch(w, false);
+			}
 			return;
 		}
 		if (peer.ss_family != AF_INET && peer.ss_family != AF_INET6) {
@@ -854,7 +876,8 @@ static void *worker_main(void *arg)
 
 		if (w->core.ep && xd_resolver_busy(w->core.ep))
 			serve_resolver(w);
-		timeout = xd_core_sleep_ms(&w->core, w->open ? XD_TCP_SWEEP_MS : -1);
+		timeout = xd_core_sleep_ms(
+			&w->core, w->open || w->accept_paused_until ? XD_TCP_SWEEP_MS : -1);
 		n = epoll_wait(w->epfd, ev, XD_TCP_EVENTS, timeout);
 		if (w->core.ep)
 			xd_resolver_awake(w->core.ep);
@@ -881,6 +904,8 @@ static void *worker_main(void *arg)
 				conn_event(w, index, ev[i].events);
 		}
 		batch_end(w);
+		if (w->accept_paused_until && w->now >= w->accept_paused_until)
+			listen_watch(w, true);
 		if (w->open && w->now >= w->next_sweep)
 			sweep(w);
 	}
