@@ -5,9 +5,13 @@ in xdpdns/engine/, so that the product carries only what it runs."""
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import socket
+
 from xdpdns.engine import COOKIE_STATES, RRL_KINDS, Image, RrlEvent
 from xdpdns.engine._c import _answer, _client, _CObject, _raise_for, ffi, lib
-from xdpdns.engine.policy import _rrl_config, _rrl_event
+from xdpdns.engine.policy import _VERDICTS, _rrl_config, _rrl_event
 
 _RRL_VERDICTS = {lib.XD_RRL_SEND: "send", lib.XD_RRL_DROP: "drop", lib.XD_RRL_SLIP: "slip"}
 _COOKIE_CODES = {name: code for code, name in COOKIE_STATES.items()}
@@ -76,3 +80,45 @@ def rrl_slip(response: bytes) -> bytes:
     buf = ffi.new("uint8_t[]", response)
     n = _raise_for(lib.xd_rrl_slip(buf, len(response)), what="truncating a response")
     return bytes(ffi.buffer(buf, n))
+
+
+# ---- what the Python TCP listener used, before TCP moved into C ------------------
+
+AXFR_FIRST_BUFFER = 1 << 16  # a first guess; xd_engine_axfr says what it needs
+
+
+def acl_check(engine, address: str) -> str:
+    """What socket mode does with a query from ``address``: "answer",
+    "refuse" (REFUSED) or "drop"."""
+    ip = ipaddress.ip_address(address)
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    verdict = _raise_for(
+        lib.xd_engine_acl_check(engine._ptr(), family, ip.packed),
+        what=f"checking {ip} against the source ACL",
+    )
+    return _VERDICTS[verdict]
+
+
+def refused(query: bytes) -> bytes | None:
+    """The REFUSED response to ``query`` (xd_answer_refused, what a denied
+    source gets); None when nothing must be sent back."""
+    return _answer(lambda q, n, r, c, f: lib.xd_answer_refused(q, n, r, c), query, False)
+
+
+def axfr(engine, query: bytes, client: str | None) -> bytes | None:
+    """The whole zone transfer an AXFR or IXFR query asks for
+    (xd_engine_axfr), as the bytes a TCP connection would carry; None when
+    there is none to send (not allowed, no such zone, not a transfer)."""
+    c_client = _client(client)
+    size = ffi.new("size_t *")
+    cap = AXFR_FIRST_BUFFER
+    while True:
+        out = ffi.new("uint8_t[]", cap)
+        rc = lib.xd_engine_axfr(engine._ptr(), c_client, query, len(query), out, cap, size)
+        if rc != -errno.ENOSPC:
+            break
+        cap = size[0]  # a reload meanwhile may change it: ask again
+    if rc in (-errno.EPERM, -errno.ENOENT, -errno.EINVAL, -errno.ENODATA):
+        return None
+    _raise_for(rc, what="zone transfer")
+    return ffi.buffer(out, size[0])[:]

@@ -23,6 +23,7 @@ import dns.rcode
 import pytest
 
 from conftest import run_xdpdns_cli
+from engine_helpers import acl_check, refused
 from xdpdns.acl import AclError, collect_acl
 from xdpdns.config import ConfigError, default_zone_path, load_config
 from xdpdns.hookspecs import AddressPolicy, AddressRule, hookimpl
@@ -224,15 +225,15 @@ def test_engine_longest_prefix_decides(default):
     from xdpdns.engine import Engine
 
     with Engine() as engine:
-        assert engine.acl_check("10.0.0.1") == "answer"  # no ACL set
+        assert acl_check(engine, "10.0.0.1") == "answer"  # no ACL set
         engine.acl_set(LONGEST_PREFIX_RULES, default, "refuse")
         for source, with_allow, with_deny in LONGEST_PREFIX_CASES:
             want = with_allow if default == "allow" else with_deny
-            assert engine.acl_check(source) == want, (source, default)
+            assert acl_check(engine, source) == want, (source, default)
         engine.acl_set(LONGEST_PREFIX_RULES, default, "drop")
-        assert engine.acl_check("10.0.0.1") == "drop"
+        assert acl_check(engine, "10.0.0.1") == "drop"
         engine.acl_set([], "allow")
-        assert engine.acl_check("10.0.0.1") == "answer"
+        assert acl_check(engine, "10.0.0.1") == "answer"
 
 
 @pytest.mark.asan
@@ -241,9 +242,9 @@ def test_engine_explicit_slash_0_beats_the_default():
 
     with Engine() as engine:
         engine.acl_set([(net("0.0.0.0/0"), "allow"), (net("192.0.2.0/24"), "deny")], "deny")
-        assert engine.acl_check("198.51.100.1") == "answer"
-        assert engine.acl_check("192.0.2.1") == "refuse"
-        assert engine.acl_check("2001:db8::1") == "refuse"  # IPv6 has no /0 rule
+        assert acl_check(engine, "198.51.100.1") == "answer"
+        assert acl_check(engine, "192.0.2.1") == "refuse"
+        assert acl_check(engine, "2001:db8::1") == "refuse"  # IPv6 has no /0 rule
 
 
 @pytest.mark.asan
@@ -268,7 +269,7 @@ def test_engine_many_prefixes():
             addr = ipaddress.ip_address(rng.getrandbits(32))
             best = max((p for p in rules if addr in p), key=lambda p: p.prefixlen, default=None)
             want = "drop" if best is not None and rules[best] == "deny" else "answer"
-            assert engine.acl_check(str(addr)) == want, addr
+            assert acl_check(engine, str(addr)) == want, addr
 
 
 def test_engine_rejects_bad_values():
@@ -285,17 +286,15 @@ def test_engine_rejects_bad_values():
             engine.acl_set([("10.0.0.1/8", "deny")])  # host bits set
         with pytest.raises(OSError, match="at most 65536"):
             engine.acl_set([(ipaddress.ip_network((i << 8, 24)), "deny") for i in range(65537)])
-        assert engine.acl_check("0.0.1.1") == "answer", "a failed set changed the ACL"
+        assert acl_check(engine, "0.0.1.1") == "answer", "a failed set changed the ACL"
 
 
 @pytest.mark.asan
 @pytest.mark.parametrize("edns, dnssec", [(None, False), (0, False), (0, True)])
 def test_refused_response(edns, dnssec):
-    from xdpdns.engine import Engine
-
     query = dns.message.make_query("WwW.Example.COM.", "AAAA", use_edns=edns, want_dnssec=dnssec)
     query.flags |= dns.flags.CD
-    response = dns.message.from_wire(Engine.refused(query.to_wire()))
+    response = dns.message.from_wire(refused(query.to_wire()))
     assert response.id == query.id
     assert response.rcode() == dns.rcode.REFUSED
     assert response.flags & dns.flags.QR and response.flags & dns.flags.RD
@@ -308,11 +307,9 @@ def test_refused_response(edns, dnssec):
 
 
 def test_no_refused_response_to_a_response_or_runt():
-    from xdpdns.engine import Engine
-
     answer = dns.message.make_response(dns.message.make_query("example.com.", "A"))
-    assert Engine.refused(answer.to_wire()) is None
-    assert Engine.refused(b"\x00\x01\x00") is None
+    assert refused(answer.to_wire()) is None
+    assert refused(b"\x00\x01\x00") is None
 
 
 # ---- socket mode in-process: the UDP workers ----------------------------------------

@@ -17,7 +17,6 @@ from xdpdns.engine.image import (  # noqa: F401
     Image,
     PublishedImage,
     tcp_messages,
-    AXFR_FIRST_BUFFER,
     ClientAnswer,
 )
 from xdpdns.engine.core import (  # noqa: F401
@@ -68,7 +67,6 @@ from xdpdns.engine._c import (  # noqa: F401
 __all__ = [
     "ACL_ACTIONS",
     "ACL_SOCKET_ACTIONS",
-    "AXFR_FIRST_BUFFER",
     "AnswerEntry",
     "AnswersInfo",
     "COOKIE_STATES",

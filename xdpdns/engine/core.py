@@ -28,7 +28,6 @@ from xdpdns.engine._c import (
 from xdpdns.engine.policy import (
     ACL_ACTIONS,
     ACL_SOCKET_ACTIONS,
-    _VERDICTS,
     COOKIE_STATES,
     _acl_rules,
     RrlEvent,
@@ -50,7 +49,7 @@ from xdpdns.engine.xdp import (
     _ANSWERS,
 )
 from xdpdns.engine.resolver_rings import ResolverBatch
-from xdpdns.engine.image import ImageInfo, Image, PublishedImage, AXFR_FIRST_BUFFER, ClientAnswer
+from xdpdns.engine.image import ImageInfo, Image, PublishedImage, ClientAnswer
 
 
 class Engine(_CObject):
@@ -422,24 +421,6 @@ class Engine(_CObject):
             "setting the source ACL",
         )
 
-    def acl_check(self, address: str) -> str:
-        """What socket mode does with a query from ``address``: "answer",
-        "refuse" (REFUSED) or "drop"."""
-        ip = ipaddress.ip_address(address)
-        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
-        verdict = _raise_for(
-            lib.xd_engine_acl_check(self._ptr(), family, ip.packed),
-            what=f"checking {ip} against the source ACL",
-        )
-        return _VERDICTS[verdict]
-
-    @staticmethod
-    def refused(query: bytes) -> bytes | None:
-        """The REFUSED response to ``query`` (its ID, opcode and question
-        echoed; OPT when it had one), what a denied source gets; None when
-        nothing must be sent back (the message is itself a response)."""
-        return _answer(lambda q, n, r, c, f: lib.xd_answer_refused(q, n, r, c), query, False)
-
     # ---- DNS cookies (RFC 7873, RFC 9018) --------------------------------------
 
     def set_cookie_secrets(
@@ -505,28 +486,6 @@ class Engine(_CObject):
             return None
         _raise_for(rc, what="zone serial")
         return serial[0]
-
-    def axfr(self, query: bytes, client: str | None) -> bytes | None:
-        """The zone transfer an AXFR or IXFR query asks for, from the image
-        published now, as the bytes to write to the TCP connection: its
-        messages, each with its 2-byte length prefix (:func:`tcp_messages`
-        splits them).  None when there is none to send: the zone's transfer
-        ACL does not allow ``client`` (an IP address), the name is not the
-        apex of a zone served, or the query is not a transfer (answer it
-        with :meth:`answer`, which says REFUSED)."""
-        c_client = _client(client)
-        size = ffi.new("size_t *")
-        cap = AXFR_FIRST_BUFFER
-        while True:
-            out = ffi.new("uint8_t[]", cap)
-            rc = lib.xd_engine_axfr(self._ptr(), c_client, query, len(query), out, cap, size)
-            if rc != -errno.ENOSPC:
-                break
-            cap = size[0]  # a reload meanwhile may change it: ask again
-        if rc in (-errno.EPERM, -errno.ENOENT, -errno.EINVAL, -errno.ENODATA):
-            return None
-        _raise_for(rc, what="zone transfer")
-        return ffi.buffer(out, size[0])[:]
 
     def answer_client(
         self,

@@ -491,11 +491,6 @@ def tcp_messages(stream: bytes) -> list[bytes]:
     return messages
 
 
-# Room for a zone transfer on the first try: a small zone fits; a larger
-# one says how much it needs.
-AXFR_FIRST_BUFFER = 1 << 16
-
-
 # The lists of a zone's ACL (XD_ZONE_ACL_*).
 _ZONE_ACL_LISTS = {"query": lib.XD_ZONE_ACL_QUERY, "transfer": lib.XD_ZONE_ACL_TRANSFER}
 
