@@ -203,6 +203,17 @@ int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len, 
 	return rc;
 }
 
+int xd_image_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,
+			 uint32_t *serial)
+{
+	uint8_t lower[XD_NAME_MAX];
+
+	if (len > sizeof(lower))
+		return -EINVAL;
+	xd_name_lower(lower, name, len);
+	return xd_zone_serial(img, lower, len, serial);
+}
+
 int xd_engine_answer(struct xd_engine *e, const uint8_t *query, size_t qlen, uint8_t *resp,
 		     size_t cap, unsigned flags)
 {

@@ -85,6 +85,35 @@ int xd_builder_add_record(struct xd_builder *b, int zone, const uint8_t *owner, 
 int xd_builder_load_zonefile(struct xd_builder *b, int zone, const char *path,
 			     uint32_t default_ttl);
 
+/*
+ * A secondary zone with no data to serve: not yet transferred, or past its
+ * SOA expire.  It stays one of our zones (not REFUSED), and every query in
+ * it, transfers too, gets SERVFAIL, as BIND, Knot and NSD answer.  It must
+ * get no records.  Returns 0 or -EINVAL for no such zone.
+ */
+int xd_builder_set_zone_expired(struct xd_builder *b, int zone);
+
+/*
+ * Adds to zone `zone` every record of the zone with the same origin in img
+ * (as a transfer of it would send them), but those listed in skip: each an
+ * uncompressed RR (owner, type, class, TTL, RDLENGTH, RDATA), one after the
+ * other, skip_len bytes in all.  A skip record matches a record of the
+ * same owner, type and RDATA, names compared without regard to case; its
+ * TTL does not count.  This is how a secondary applies an incremental
+ * transfer (RFC 1995): the served zone, less what was deleted, then what
+ * was added.  *missing gets the index in skip of the first record that
+ * matched none (a deletion of something the zone does not have), or -1.
+ * Returns 0, -ENOENT when img has no such zone, -EINVAL for a malformed
+ * skip list, -ENOMEM.
+ */
+int xd_builder_copy_zone(struct xd_builder *b, int zone, const struct xd_image *img,
+			 const uint8_t *skip, size_t skip_len, int *missing);
+
+/* The resolver hook that NOTIFY messages (RFC 1996) are deferred to: the
+ * server's own, which answers them after its checks.  Without one they
+ * get NOTIMP.  Returns 0, -EINVAL for a hook past XD_RESOLVER_HOOKS_MAX. */
+int xd_builder_set_notify_hook(struct xd_builder *b, int hook);
+
 /* Records a problem (used by the zone file reader and by callers). */
 int xd_builder_add_problem(struct xd_builder *b, int severity, int source, uint32_t line,
 			   const char *message);
@@ -485,6 +514,11 @@ int xd_engine_axfr(struct xd_engine *e, const struct xd_client *client, const ui
  * case), whatever its ACL says (for NOTIFY): 0, -ENOENT for no such zone,
  * -ENODATA without an image. */
 int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len, uint32_t *serial);
+
+/* The same of the zone in img, an image that is not published (-ENOENT
+ * also for a zone with no data to serve). */
+int xd_image_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,
+			 uint32_t *serial);
 
 /* ---- The resolver hook: names that Python answers -------------------------- */
 

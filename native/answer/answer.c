@@ -995,6 +995,8 @@ static int override_negative(const struct xd_image *img, const struct xd_query *
 	if (zone < 0)
 		return 0;
 	z = xd_image_zone(img, zone);
+	if (z->flags & XD_ZONE_EXPIRED)
+		return 0; /* no SOA to give */
 	origin_pos = XD_DNS_HEADER_LEN + n->len - z->origin_len;
 	return put_rrset(r, NS, img->base + z->soa, origin_pos, origin_pos) < 0 ? -ENOSPC : 0;
 }
@@ -1078,9 +1080,10 @@ static bool override_prohibited(const struct xd_image *img, const struct xd_quer
 /* AXFR and IXFR (RFC 5936, RFC 1995) that reach the core get REFUSED: over
  * UDP they are not served, and over TCP the listener first asks for the
  * transfer itself (xd_engine_axfr, axfr.c), which comes here only for a
- * client the zone's transfer list does not allow or a name that is not a
- * zone.  A zone that has an ACL says why to a client its transfer list
- * denies (Prohibited). */
+ * client the zone's transfer list does not allow, a name that is not a
+ * zone, or a zone with no data (SERVFAIL, as for its queries).  A zone
+ * that has an ACL says why to a client its transfer list denies
+ * (Prohibited). */
 static void answer_transfer(const struct xd_image *img, const struct xd_query *q,
 			    struct response *r)
 {
@@ -1088,12 +1091,15 @@ static void answer_transfer(const struct xd_image *img, const struct xd_query *q
 	int zone;
 
 	r->rcode = XD_RCODE_REFUSED;
-	if (!img->hdr->zone_acl_count)
-		return;
 	memcpy(n.wire, q->qname, q->qname_len);
 	n.len = q->qname_len;
 	name_index(&n);
 	zone = find_zone(img, &n, q->qtype);
+	if (zone >= 0 && (xd_image_zone(img, zone)->flags & XD_ZONE_EXPIRED) &&
+	    xd_image_find_zone(img, n.wire, n.len) == zone) {
+		r->rcode = XD_RCODE_SERVFAIL;
+		return;
+	}
 	if (zone >= 0 && xd_image_zone(img, zone)->acl &&
 	    !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_TRANSFER, r->client))
 		r->ede = XD_EDE_PROHIBITED;
@@ -1159,6 +1165,10 @@ static int answer_query(const struct xd_image *img, const struct xd_query *q, st
 	/* One test for a zone without an ACL. */
 	if (c.z->acl && !xd_zone_acl_allows(img, c.z, XD_ZONE_ACL_QUERY, r->client)) {
 		answer_prohibited(r);
+		return 0;
+	}
+	if (c.z->flags & XD_ZONE_EXPIRED) {
+		r->rcode = XD_RCODE_SERVFAIL; /* no data to answer from */
 		return 0;
 	}
 	c.origin_pos = XD_DNS_HEADER_LEN + n.len - c.z->origin_len;
@@ -1396,6 +1406,20 @@ static void note_kind(struct xd_response_kind *k, const struct xd_query *q,
 	memcpy(k->name, q->qname + skip, k->name_len);
 }
 
+/* NOTIFY (RFC 1996) goes to the server's hook, which knows the zones'
+ * primaries and what a NOTIFY starts; one with no question, or with
+ * nobody to hand it to, gets NOTIMP. */
+static bool notify_deferred(const struct xd_image *img, const struct xd_query *q,
+			    struct response *r)
+{
+	if (XD_OPCODE(q->flags) != XD_OPCODE_NOTIFY || !img->hdr->notify_hook || !r->deferrable ||
+	    q->question_end == XD_DNS_HEADER_LEN)
+		return false;
+	r->deferred = true;
+	r->hook = (uint8_t)(img->hdr->notify_hook - 1);
+	return true;
+}
+
 int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx, const uint8_t *query,
 		  size_t qlen, uint8_t *resp, size_t cap, unsigned flags)
 {
@@ -1448,6 +1472,8 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx, const u
 
 	if (rc == XD_QUERY_FORMERR || (ctx && ctx->cookie == XD_COOKIE_MALFORMED))
 		r.rcode = XD_RCODE_FORMERR; /* RFC 7873 5.2.2 for the COOKIE */
+	else if (rc == XD_QUERY_NOTIMP && notify_deferred(img, &q, &r))
+		; /* the server's NOTIFY hook answers */
 	else if (rc == XD_QUERY_NOTIMP)
 		r.rcode = XD_RCODE_NOTIMP;
 	else if (q.edns && q.edns_version > 0)

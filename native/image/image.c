@@ -395,7 +395,7 @@ static bool is_node(const struct xd_image *img, uint32_t off)
 
 /* The answering core trusts a node's flags to say which RRsets it holds: a
  * CNAME or DNAME flag without its RRset would be dereferenced as one. */
-static int check_flags(struct check *c, const uint8_t *n, uint32_t off)
+static int check_flags(struct check *c, const struct xd_image *img, const uint8_t *n, uint32_t off)
 {
 	uint8_t flags = xd_node_flags(n);
 	bool cname = xd_node_rrset(n, XD_TYPE_CNAME) != NULL;
@@ -413,7 +413,8 @@ static int check_flags(struct check *c, const uint8_t *n, uint32_t off)
 			    off);
 	if ((flags & XD_NODE_CUT) && !xd_node_rrset(n, XD_TYPE_NS))
 		return fail(c, "zone cut flag without an NS RRset", off);
-	if ((flags & XD_NODE_APEX) && !xd_node_rrset(n, XD_TYPE_SOA))
+	if ((flags & XD_NODE_APEX) && !xd_node_rrset(n, XD_TYPE_SOA) &&
+	    !(xd_image_zone(img, xd_node_zone(n))->flags & XD_ZONE_EXPIRED))
 		return fail(c, "apex flag without an SOA RRset", off);
 	if ((flags & XD_NODE_NSEC3) &&
 	    (!xd_node_rrset(n, XD_TYPE_NSEC3) ||
@@ -436,7 +437,7 @@ static int check_node(struct check *c, const struct xd_image *img, uint32_t off,
 	rc = check_rrsets(c, n, nodes_end, off);
 	if (rc)
 		return rc;
-	return check_flags(c, n, off);
+	return check_flags(c, img, n, off);
 }
 
 /* Second pass, once every node is known good: references between nodes. */
@@ -553,6 +554,13 @@ static int check_zones(struct check *c, const struct xd_image *img)
 		    !xd_image_has_origin_labels(img, e->origin_labels) ||
 		    xd_image_find_zone(img, origin, e->origin_len) != (int)z)
 			return fail(c, "bad zone origin", e->origin);
+		if (e->flags & ~XD_ZONE_EXPIRED)
+			return fail(c, "unknown zone flags", h->zone_table);
+		if (e->flags & XD_ZONE_EXPIRED) {
+			if (e->soa)
+				return fail(c, "expired zone with a negative-answer SOA", e->soa);
+			continue;
+		}
 		if (!in_bounds(c, e->soa, XD_RRSET_HEADER) ||
 		    !in_bounds(c, e->soa, xd_rrset_size(c->base + e->soa)) ||
 		    check_rrset_wire(c, c->base + e->soa, e->soa) ||
@@ -811,8 +819,7 @@ static int check_zone_acls(struct check *c, const struct xd_image *img)
 
 	if (h->zone_acl_count == 0 && (h->zone_acls || h->zone_acls_end))
 		return fail(c, "zone ACL fields set without zone ACLs", 0);
-	if (h->reserved ||
-	    (h->zone_acl_count && (h->zone_acls < floor || h->zone_acls > h->zone_acls_end ||
+	if ((h->zone_acl_count && (h->zone_acls < floor || h->zone_acls > h->zone_acls_end ||
 				   h->zone_acls_end > c->size)))
 		return fail(c, "zone ACL block outside the image", h->zone_acls);
 	for (uint32_t z = 0; z < h->zone_count; z++) {

@@ -83,7 +83,7 @@
 #include "wire/wire.h"
 
 #define XD_IMAGE_MAGIC "XDPDNSIM"
-#define XD_IMAGE_VERSION 5
+#define XD_IMAGE_VERSION 6
 #define XD_IMAGE_BYTE_ORDER 0x01020304u
 
 struct xd_image_header {
@@ -124,21 +124,31 @@ struct xd_image_header {
 	uint32_t zone_acl_count;
 	uint32_t zone_acls;
 	uint32_t zone_acls_end;
-	uint32_t reserved;
+	/* The resolver hook that NOTIFY messages go to, plus one; 0: none
+	 * (NOTIFY gets NOTIMP). */
+	uint32_t notify_hook;
 };
 
 struct xd_zone_entry {
 	uint32_t origin; /* offset of the lower-cased origin, wire form */
 	uint8_t origin_len;
 	uint8_t origin_labels;
-	uint16_t reserved;
+	uint16_t flags; /* XD_ZONE_* */
 	uint32_t apex; /* node offset */
 	uint32_t soa; /* RRset used in negative answers: the SOA with
-				 * TTL min(SOA TTL, MINIMUM) (RFC 2308 3) */
+				 * TTL min(SOA TTL, MINIMUM) (RFC 2308 3);
+				 * 0 for an expired zone */
 	uint32_t acl; /* the zone's ACL; 0: none (every client may
 				 * query, none may transfer).  The one field
 				 * the answering core tests for a zone. */
 	uint32_t dnssec; /* the zone's denial block; 0: unsigned */
+};
+
+enum {
+	/* A secondary zone with no data to serve, not yet transferred or past
+	 * its SOA expire: every query in it gets SERVFAIL.  Its apex is an
+	 * empty node. */
+	XD_ZONE_EXPIRED = 1 << 0,
 };
 
 /*

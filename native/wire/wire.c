@@ -260,3 +260,19 @@ void xd_type_to_text(uint16_t type, char *out, size_t cap)
 	}
 	snprintf(out, cap, "TYPE%u", type); /* RFC 3597 5 */
 }
+
+static const struct xd_name_field name_fields[] = {
+	{ XD_TYPE_NS, 0, 1, 1, 1 },    { XD_TYPE_MD, 0, 1, 1, 0 },  { XD_TYPE_MF, 0, 1, 1, 0 },
+	{ XD_TYPE_CNAME, 0, 1, 1, 1 }, { XD_TYPE_SOA, 0, 2, 1, 0 }, { XD_TYPE_MB, 0, 1, 1, 0 },
+	{ XD_TYPE_MG, 0, 1, 1, 0 },    { XD_TYPE_MR, 0, 1, 1, 0 },  { XD_TYPE_PTR, 0, 1, 1, 0 },
+	{ XD_TYPE_MINFO, 0, 2, 1, 0 }, { XD_TYPE_MX, 2, 1, 1, 1 },  { XD_TYPE_SRV, 6, 1, 0, 1 },
+	{ XD_TYPE_DNAME, 0, 1, 0, 1 },
+};
+
+const struct xd_name_field *xd_rdata_name_field(uint16_t type)
+{
+	for (size_t i = 0; i < sizeof(name_fields) / sizeof(name_fields[0]); i++)
+		if (name_fields[i].type == type)
+			return &name_fields[i];
+	return NULL;
+}

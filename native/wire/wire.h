@@ -79,6 +79,7 @@ enum {
 #define XD_FLAG_CD 0x0010
 #define XD_OPCODE(flags) (((flags) >> 11) & 0xf)
 #define XD_OPCODE_QUERY 0
+#define XD_OPCODE_NOTIFY 4
 
 #define XD_EDNS_DO 0x8000
 #define XD_OPT_RR_LEN 11 /* an OPT record without options */
@@ -213,5 +214,21 @@ void xd_type_to_text(uint16_t type, char *out, size_t cap);
 
 /* 64-bit hash of a byte string (names, checksums). */
 uint64_t xd_hash(const uint8_t *data, size_t len, uint64_t seed);
+
+/* Where names sit in the RDATA of the types that have them (RFC 1035 3.3,
+ * RFC 2782, RFC 6672): `names` consecutive names from `offset`.
+ * compress: RFC 3597 4 lets only the RFC 1035 types be compressed;
+ * target: the name is looked up for additional data or chasing. */
+struct xd_name_field {
+	uint16_t type;
+	uint8_t offset;
+	uint8_t names;
+	uint8_t compress;
+	uint8_t target;
+};
+
+/* The name field of type, NULL for a type without names in its RDATA
+ * (as far as compression and answers are concerned). */
+const struct xd_name_field *xd_rdata_name_field(uint16_t type);
 
 #endif

@@ -365,12 +365,30 @@ int xd_builder_add_zone(struct xd_builder *b, const uint8_t *origin, size_t orig
 	z->origin_len = len;
 	z->source = -1;
 	z->records = 0;
+	z->expired = false;
 	memset(z->acl, 0, sizeof(z->acl));
 	rc = node_get(b, b->nzones, lower, 0, &z->apex);
 	if (rc)
 		return rc;
 	b->checked = false;
 	return (int)b->nzones++;
+}
+
+int xd_builder_set_zone_expired(struct xd_builder *b, int zone)
+{
+	if (zone < 0 || (size_t)zone >= b->nzones)
+		return -EINVAL;
+	b->zones[zone].expired = true;
+	b->checked = false;
+	return 0;
+}
+
+int xd_builder_set_notify_hook(struct xd_builder *b, int hook)
+{
+	if (hook < 0 || hook >= XD_RESOLVER_HOOKS_MAX)
+		return -EINVAL;
+	b->notify_hook = (uint32_t)hook + 1;
+	return 0;
 }
 
 static int record_problem(struct xd_builder *b, int source, uint32_t line, const uint8_t *owner,
@@ -624,6 +642,13 @@ static void check_apex(struct xd_builder *b, uint32_t zone)
 	int soa = 0;
 
 	xd_name_to_text(z->origin, text, sizeof(text));
+	if (z->expired) {
+		if (z->records)
+			xd_builder_problemf(b, XD_PROBLEM_ERROR, z->source, 0,
+					    "zone %s: records in a zone with no data to serve",
+					    text);
+		return;
+	}
 	if (z->records == 0) {
 		/* One line, not a missing SOA and NS: the file is empty or
 		 * unreadable, and that has been said already if so. */

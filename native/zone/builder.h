@@ -29,6 +29,7 @@ struct bzone {
 	int source; /* of its first record: where problems
 					 * about the whole zone point */
 	uint64_t records;
+	bool expired; /* xd_builder_set_zone_expired */
 	struct bzone_acl acl[XD_ZONE_ACL_LISTS];
 };
 
@@ -109,6 +110,7 @@ struct xd_builder {
 	size_t noverrides, overrides_cap;
 	uint64_t *override_hash; /* hash low half << 32 | index + 1 */
 	size_t override_hash_size;
+	uint32_t notify_hook; /* hook + 1, 0: none */
 };
 
 /* Types that carry no data and never appear as records (RFC 6895 3.1). */

@@ -48,34 +48,6 @@ static int out_reserve(struct out *o, size_t more)
 	return xd_grow((void **)&o->data, &o->cap, o->len + more, 1);
 }
 
-/* Where names sit in the RDATA of types that have them (RFC 1035 3.3,
- * RFC 2782, RFC 6672).  compress: RFC 3597 4 lets only the RFC 1035 types
- * be compressed; target: the name is looked up for additional data or
- * chasing. */
-struct name_field {
-	uint16_t type;
-	uint8_t offset; /* of the first name */
-	uint8_t names; /* consecutive names from there */
-	uint8_t compress;
-	uint8_t target;
-};
-
-static const struct name_field name_fields[] = {
-	{ XD_TYPE_NS, 0, 1, 1, 1 },    { XD_TYPE_MD, 0, 1, 1, 0 },  { XD_TYPE_MF, 0, 1, 1, 0 },
-	{ XD_TYPE_CNAME, 0, 1, 1, 1 }, { XD_TYPE_SOA, 0, 2, 1, 0 }, { XD_TYPE_MB, 0, 1, 1, 0 },
-	{ XD_TYPE_MG, 0, 1, 1, 0 },    { XD_TYPE_MR, 0, 1, 1, 0 },  { XD_TYPE_PTR, 0, 1, 1, 0 },
-	{ XD_TYPE_MINFO, 0, 2, 1, 0 }, { XD_TYPE_MX, 2, 1, 1, 1 },  { XD_TYPE_SRV, 6, 1, 0, 1 },
-	{ XD_TYPE_DNAME, 0, 1, 0, 1 },
-};
-
-static const struct name_field *find_name_field(uint16_t type)
-{
-	for (size_t i = 0; i < sizeof(name_fields) / sizeof(name_fields[0]); i++)
-		if (name_fields[i].type == type)
-			return &name_fields[i];
-	return NULL;
-}
-
 /* node and zone are NULL for an override rule's answer: nothing in it is
  * relative to a zone, so it is neither compressed nor given targets. */
 struct rr_ctx {
@@ -159,7 +131,7 @@ static int put_name(struct rr_ctx *c, const uint8_t *name, int len, bool compres
 static int put_rdata(struct rr_ctx *c, const struct brec *r)
 {
 	const uint8_t *rd = c->b->rdata + r->rdata;
-	const struct name_field *f = find_name_field(r->type);
+	const struct xd_name_field *f = xd_rdata_name_field(r->type);
 	size_t pos = 0;
 	int rc;
 
@@ -505,6 +477,34 @@ static int write_negative_soa(struct xd_builder *b, uint32_t zone, struct out *o
 	return rc;
 }
 
+/* The nodes zone by zone, each zone's in the order the builder made them,
+ * so its apex (made with the zone) first: a zone's nodes are one run from
+ * its apex, which is how a transfer or a copy of it walks them. */
+static int write_nodes(struct xd_builder *b, struct out *o, struct scratch *s,
+		       struct xd_image_header *h)
+{
+	size_t *start = calloc(b->nzones + 1, sizeof(*start));
+	uint32_t *order = malloc((b->nnodes ? b->nnodes : 1) * sizeof(*order));
+	int rc = 0;
+
+	if (!start || !order) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < b->nnodes; i++)
+		start[b->nodes[i].zone + 1]++;
+	for (size_t z = 0; z < b->nzones; z++)
+		start[z + 1] += start[z];
+	for (size_t i = 0; i < b->nnodes; i++)
+		order[start[b->nodes[i].zone]++] = (uint32_t)i;
+	for (size_t i = 0; rc == 0 && i < b->nnodes; i++)
+		rc = write_node(b, order[i], o, s, &h->rrsets, &h->records);
+out:
+	free(start);
+	free(order);
+	return rc;
+}
+
 /* Turns builder node indices stored in links and targets into offsets. */
 static void fix_up_references(struct xd_builder *b, uint8_t *data)
 {
@@ -594,13 +594,16 @@ static int write_zones(struct xd_builder *b, struct out *o, struct scratch *s,
 		o->len += zt->origin_len;
 	}
 	for (size_t z = 0; z < b->nzones; z++) {
-		uint32_t soa;
+		uint32_t soa = 0;
 
-		rc = write_negative_soa(b, z, o, s, &soa);
-		if (rc)
-			return rc;
+		if (!b->zones[z].expired) {
+			rc = write_negative_soa(b, z, o, s, &soa);
+			if (rc)
+				return rc;
+		}
 		zt = (struct xd_zone_entry *)(o->data + h->zone_table) + z;
 		zt->soa = soa;
+		zt->flags = b->zones[z].expired ? XD_ZONE_EXPIRED : 0;
 	}
 	return 0;
 }
@@ -908,8 +911,8 @@ int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len, st
 	memset(&h, 0, sizeof(h));
 	memset(&s, 0, sizeof(s));
 	rc = write_zones(b, &o, &s, &h);
-	for (size_t i = 0; rc == 0 && i < b->nnodes; i++)
-		rc = write_node(b, i, &o, &s, &h.rrsets, &h.records);
+	if (rc == 0)
+		rc = write_nodes(b, &o, &s, &h);
 	if (rc)
 		goto out_free;
 	for (size_t z = 0; z < b->nzones; z++) {
@@ -932,6 +935,7 @@ int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len, st
 
 	memcpy(h.magic, XD_IMAGE_MAGIC, sizeof(h.magic));
 	h.version = XD_IMAGE_VERSION;
+	h.notify_hook = b->notify_hook;
 	h.byte_order = XD_IMAGE_BYTE_ORDER;
 	h.size = o.len;
 	h.names = b->nnodes;

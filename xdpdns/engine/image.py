@@ -323,6 +323,35 @@ class ImageBuilder(_CObject):
         )
         return SigningReport(report.made, report.kept, report.earliest_expiration)
 
+    def copy_zone(self, zone: int, image: "Image", deletes: bytes = b"") -> int | None:
+        """Adds to zone ``zone`` the records of the zone of the same origin
+        in ``image`` (a transfer's worth), less ``deletes``: uncompressed
+        RRs one after the other, matched by owner, type and RDATA (names
+        without regard to case).  Returns the index in ``deletes`` of the
+        first record the zone does not have, or None when all were there.
+        KeyError when ``image`` has no such zone; ValueError for malformed
+        ``deletes``.  ``image`` must stay valid until this returns (a
+        published one: published)."""
+        missing = ffi.new("int *")
+        rc = lib.xd_builder_copy_zone(
+            self._ptr(), zone, image._ptr(), deletes, len(deletes), missing
+        )
+        if rc == -errno.ENOENT:
+            raise KeyError(f"no zone {self._origins.get(zone)} in the image")
+        if rc == -errno.EINVAL:
+            raise ValueError("malformed records to leave out of the copied zone")
+        _raise_for(rc, what="copying a zone")
+        return None if missing[0] < 0 else missing[0]
+
+    def set_zone_expired(self, zone: int) -> None:
+        """Zone ``zone`` has no data to serve (a secondary zone not yet
+        transferred, or past its expire): every query in it gets SERVFAIL."""
+        _raise_for(lib.xd_builder_set_zone_expired(self._ptr(), zone), what="expired zone")
+
+    def set_notify_hook(self, hook: int) -> None:
+        """NOTIFY messages go to resolver hook ``hook`` (the server's)."""
+        _raise_for(lib.xd_builder_set_notify_hook(self._ptr(), hook), what="NOTIFY hook")
+
     def check(self) -> int:
         """Runs the zone checks (recording problems); returns the number of errors."""
         return _raise_for(lib.xd_builder_check(self._ptr()), what="zone checks")
@@ -448,6 +477,17 @@ class Image(_CObject):
         if rc == -errno.ENOENT:
             raise KeyError(f"no zone {origin} in the image")
         return _raise_for(rc, what=f"zone ACL of {origin}") == 1
+
+    def zone_serial(self, origin: dns.name.Name) -> int | None:
+        """The SOA serial of zone ``origin`` in this image (None: not in it,
+        or no data to serve)."""
+        wire = origin.to_wire()
+        serial = ffi.new("uint32_t *")
+        rc = lib.xd_image_zone_serial(self._ptr(), wire, len(wire), serial)
+        if rc == -errno.ENOENT:
+            return None
+        _raise_for(rc, what="zone serial")
+        return serial[0]
 
     def answer(self, query: bytes, tcp: bool = False) -> bytes | None:
         """Answers one query with this image (no engine needed); see Engine.answer."""
