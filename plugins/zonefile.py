@@ -38,4 +38,9 @@ def config_sections():
 @hookimpl
 def zone_sources(config):
     ttl = config.plugins[NAME].default_ttl
-    return [ZoneFile(zone.origin, zone.file, ttl, zone.acl, zone.signing) for zone in config.zones]
+    # Secondary zones (no file) come from xdpdns/secondary/.
+    return [
+        ZoneFile(zone.origin, zone.file, ttl, zone.acl, zone.signing)
+        for zone in config.zones
+        if zone.file is not None
+    ]

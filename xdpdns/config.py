@@ -27,6 +27,8 @@ The file's shape::
                                # (default: stderr only; under systemd
                                # stderr goes to the journal anyway)
     syslog_socket = "/dev/log" # where syslog listens (the default)
+    storage = "/var/lib/xdpdns" # where secondary zones are kept between
+                               # runs (created when one is configured)
 
     [metrics]
     listen = "127.0.0.1:9153"  # Prometheus endpoint, GET /metrics (default: off)
@@ -94,6 +96,15 @@ The file's shape::
     notify = ["2001:db8::53"]         # secondaries told of a new serial (NOTIFY)
     dnssec = { keys = ["Kexample.com.+013+12345"], nsec3 = false,
                validity = 1209600, refresh = 604800 }  # sign it on load
+
+    [[zone]]                          # a secondary zone: no file, no dnssec
+    origin = "example.net."           # required
+    primaries = ["198.51.100.1", "[2001:db8::1]:53"]  # transferred from
+                                      # these (IXFR, else AXFR), at start, on
+                                      # NOTIFY and on its SOA timers; kept in
+                                      # [server] storage between runs
+    allow_notify = ["198.51.100.0/24"] # who may NOTIFY it (default: its
+                                      # primaries' addresses)
 
     [plugins.NAME]                    # one table per plugin, parsed by it
     ...
@@ -210,6 +221,8 @@ class ServerConfig:
     # Syslog's facility (None: no syslog) and socket.
     syslog: str | None = None
     syslog_socket: Path = Path("/dev/log")
+    # Where secondary zones are kept between runs (xdpdns/secondary/storage.py).
+    storage: Path = Path("/var/lib/xdpdns")
 
 
 SYSLOG_FACILITIES = (
@@ -273,13 +286,22 @@ class XdpConfig:
 
 @dataclass(frozen=True)
 class ZoneConfig:
-    file: Path
+    file: Path | None  # None: a secondary zone (primaries)
     origin: dns.name.Name
     acl: ZoneAcl = ZoneAcl()
     # Secondaries told of every new serial (NOTIFY, RFC 1996; xdpdns/notify.py).
     notify: tuple[ListenAddress, ...] = ()
     # Signed on load with these keys (dnssec = {...}); None: served as it is.
     signing: ZoneSigning | None = None
+    # A secondary zone: transferred from these (xdpdns/secondary/), in
+    # this order of preference.
+    primaries: tuple[ListenAddress, ...] = ()
+    # Who may NOTIFY a secondary zone; empty: its primaries' addresses.
+    allow_notify: tuple[Prefix, ...] = ()
+
+    @property
+    def secondary(self) -> bool:
+        return bool(self.primaries)
 
 
 @dataclass(frozen=True)
@@ -648,6 +670,12 @@ def _socket_path(value: Any, where: Where, key: str) -> Path:
 # ---- [metrics] -----------------------------------------------------------------
 
 
+def _directory(value: Any, where: Where, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise where.error(key, "a directory's path (a string)", value)
+    return where.base / value
+
+
 def _syslog_facility(value: Any, where: Where, key: str) -> str:
     if not isinstance(value, str) or value.lower() not in SYSLOG_FACILITIES:
         raise where.error(key, "a syslog facility: " + ", ".join(SYSLOG_FACILITIES), value)
@@ -672,6 +700,7 @@ _SERVER_KEYS: dict[str, Validator] = {
     "group": lambda v, w, k: _account(v, w, k, grp.getgrnam),
     "syslog": _syslog_facility,
     "syslog_socket": _socket_path,
+    "storage": _directory,
 }
 
 
@@ -894,14 +923,18 @@ _ZONE_KEYS: dict[str, Validator] = {
     "file": _zone_file,
     "origin": parse_origin,
     "notify": lambda v, w, k: _parse_notify(v, w),
+    "primaries": lambda v, w, k: _parse_primaries(v, w),
+    "allow_notify": parse_prefixes,
     "dnssec": lambda v, w, k: _parse_signing(v, w.sub(f"{w.section}.dnssec"), w.base),
     **{key: _as_given for key in ZONE_ACL_KEYS},
 }
 
 
 def _parse_zone(table: Any, where: Where) -> ZoneConfig:
+    if "primaries" in table:
+        return _parse_secondary_zone(table, where)
     if "file" not in table:
-        raise where.error("file", "the zone file's path (required)")
+        raise where.error("file", "the zone file's path, or primaries to transfer it from")
     path = _zone_file(table["file"], where, "file")
     origin = (
         parse_origin(table["origin"], where, "origin")
@@ -910,11 +943,58 @@ def _parse_zone(table: Any, where: Where) -> ZoneConfig:
     )
     try:
         values = parse_keys(table, where, where.section, _ZONE_KEYS)
+        if "allow_notify" in values:
+            raise where.error("allow_notify", "no allow_notify: only a zone with primaries has it")
         acl = parse_zone_acl(values, where)
     except ConfigError as exc:
         # zone[2] says where; the origin says which zone it is.
         raise ConfigError(f"{exc} (zone {origin})") from None
     return ZoneConfig(path, origin, acl, values.get("notify", ()), values.get("dnssec"))
+
+
+def _parse_secondary_zone(table: Any, where: Where) -> ZoneConfig:
+    """A zone transferred from its primaries: no file, no signing on load."""
+    if "origin" not in table:
+        raise where.error("origin", "the origin of a zone with primaries (required)")
+    origin = parse_origin(table["origin"], where, "origin")
+    try:
+        values = parse_keys(table, where, where.section, _ZONE_KEYS)
+        for key in ("file", "dnssec"):
+            if key in values:
+                raise where.error(
+                    key,
+                    f"no {key} in a zone with primaries: it is served as they transfer it "
+                    "and kept in [server] storage",
+                )
+        acl = parse_zone_acl(values, where)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (zone {origin})") from None
+    return ZoneConfig(
+        None,
+        origin,
+        acl,
+        values.get("notify", ()),
+        None,
+        values["primaries"],
+        values.get("allow_notify", ()),
+    )
+
+
+def _parse_primaries(value: Any, where: Where) -> tuple[ListenAddress, ...]:
+    expected = (
+        'a non-empty list of primaries\' addresses, like ["198.51.100.1", "[2001:db8::1]:53"]'
+    )
+    if not isinstance(value, list) or not value:
+        raise where.error("primaries", expected, value)
+    out = []
+    for item in value:
+        address = parse_listen(item, where, "primaries")
+        if address.port == 0:
+            raise where.error("primaries", expected + " (port 1-65535)", item)
+        if address.host in ("0.0.0.0", "::"):
+            raise where.error("primaries", expected + " (not a wildcard address)", item)
+        out.append(address)
+    return tuple(dict.fromkeys(out))
 
 
 def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
@@ -981,13 +1061,14 @@ def _parse_notify(value: Any, where: Where) -> tuple[ListenAddress, ...]:
 
 
 def _check_unique_origins(zones: Sequence[ZoneConfig], where: Where, key: str) -> None:
-    seen: dict[dns.name.Name, Path] = {}
+    seen: dict[dns.name.Name, str] = {}
     for z in zones:
+        source = str(z.file) if z.file is not None else "its primaries"
         if z.origin in seen:
             raise where.error(
-                key, f"each zone once; {z.origin} comes from both {seen[z.origin]} and {z.file}"
+                key, f"each zone once; {z.origin} comes from both {seen[z.origin]} and {source}"
             )
-        seen[z.origin] = z.file
+        seen[z.origin] = source
 
 
 def _plugin_sections(pm, where: Where) -> dict[str, tuple[Any, str]]:

@@ -21,6 +21,7 @@ import os
 import socket
 import stat
 import struct
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -292,6 +293,45 @@ def _dnstap_lines(stats: dict) -> list[str]:
     )
 
 
+def _when(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+
+
+def _secondary_lines(stats: dict) -> list[str]:
+    """Each secondary zone: what it serves, its last transfer, its timers."""
+    zones = stats.get("secondary") or []
+    if not zones:
+        return []
+    rows = []
+    for z in zones:
+        t = z.get("last_transfer") or {}
+        last = (
+            f"{t['kind']} {t['records']} records from {t['primary']} at {_when(t['at'])}"
+            if t
+            else "-"
+        )
+        serial = "expired" if z["expired"] and z.get("refreshed") else z["serial"]
+        rows.append(
+            [
+                z["zone"],
+                "none" if serial is None else serial,
+                _when(z.get("refreshed")),
+                _when(z.get("next_refresh")),
+                _when(z.get("expires")),
+                last,
+            ]
+        )
+    lines = [""] + _table(
+        "secondary zones (UTC)",
+        ["zone", "serial", "refreshed", "next refresh", "expires", "last transfer"],
+        rows,
+    )
+    for z in zones:
+        if z.get("last_error"):
+            lines.append(f"  {z['zone']}: last refresh failed: {z['last_error']}")
+    return lines
+
+
 def _resolver_lines(stats: dict) -> list[str]:
     """The resolver hook's tables: what each worker deferred, and what the
     hooks' threads did with it."""
@@ -360,7 +400,7 @@ def format_stats(stats: dict) -> str:
     xdp = stats.get("xdp")
     if not xdp:
         lines += ["", "XDP: off (socket mode)"] + _resolver_lines(stats) + _dnstap_lines(stats)
-        return "\n".join(lines)
+        return "\n".join(lines + _secondary_lines(stats))
     lines += [
         "",
         f"XDP on {xdp['interface']}: {xdp['mode']} mode, zerocopy "
@@ -427,4 +467,6 @@ def format_stats(stats: dict) -> str:
                     + " ".join(actions)
                     + "  (INCONSISTENT: every CPU should say the same)"
                 )
-    return "\n".join(lines + _resolver_lines(stats) + _dnstap_lines(stats))
+    return "\n".join(
+        lines + _resolver_lines(stats) + _dnstap_lines(stats) + _secondary_lines(stats)
+    )

@@ -13,9 +13,10 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Iterable, Sequence, Union
 
 import dns.name
+import dns.rdataset
 
 from xdpdns.engine import Image, ImageBuilder, Problem, SigningKey, SigningReport
 from xdpdns.hookspecs import (
@@ -31,7 +32,10 @@ from xdpdns.hookspecs import (
 )
 
 __all__ = [
+    "CompileInputs",
     "CompileResult",
+    "ZoneCopy",
+    "ZoneExpired",
     "SignedZone",
     "ZoneData",
     "ZoneFile",
@@ -44,6 +48,34 @@ __all__ = [
 ]
 
 OverrideSource = Union[Override, Blocklist]
+
+
+@dataclass(frozen=True)
+class ZoneCopy:
+    """A zone as ``image`` has it (the served image, or one kept on disk),
+    less the records ``deletes`` names, plus ``adds``: how a secondary
+    zone is carried into a new image and how it takes an incremental
+    transfer.  Records are xdpdns.secondary.xfr.Record.  ``image`` must stay
+    valid while the copy is compiled."""
+
+    origin: dns.name.Name
+    image: Image
+    acl: ZoneAcl = ZoneAcl()
+    deletes: Sequence = ()
+    adds: Sequence = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ZoneExpired:
+    """A secondary zone with no data to serve: SERVFAIL for its queries."""
+
+    origin: dns.name.Name
+    acl: ZoneAcl = ZoneAcl()
+    description: str = ""
+
+
+AnySource = Union[ZoneFile, ZoneData, ZoneCopy, ZoneExpired]
 
 log = logging.getLogger("xdpdns.image")
 
@@ -77,12 +109,25 @@ class SignedZone:
         )
 
 
+@dataclass(frozen=True)
+class CompileInputs:
+    """What an image was compiled from but its zones' data: enough to
+    compile it again with the zones copied out of it (recompile)."""
+
+    zones: tuple[tuple[dns.name.Name, ZoneAcl, str], ...] = ()  # origin, ACL, label
+    identity: Identity | None = None
+    overrides: tuple = ()
+    claims: tuple = ()
+    notify_hook: int | None = None
+
+
 @dataclass
 class CompileResult:
     image: Image | None  # None when there were errors
     problems: list[Problem]
     zones: tuple[dns.name.Name, ...]
     signed: tuple[SignedZone, ...] = ()
+    inputs: CompileInputs = CompileInputs()
 
     @property
     def errors(self) -> list[Problem]:
@@ -151,15 +196,35 @@ def _add_claims(builder: ImageBuilder, claims: Iterable[tuple[int, Claim]]) -> N
         builder.add_override(claim.name, rules[hook], claim.subtree)
 
 
+def _label(source: AnySource) -> str:
+    if isinstance(source, ZoneFile):
+        return os.fspath(source.path)
+    return source.description or f"<records of {source.origin}>"
+
+
+def _add_copy(builder: ImageBuilder, zone: int, source: ZoneCopy, index: int) -> None:
+    deletes = b"".join(r.wire() for r in source.deletes)
+    try:
+        missing = builder.copy_zone(zone, source.image, deletes)
+    except KeyError:
+        builder.add_problem("error", f"zone {source.origin}: not in the image copied from", index)
+        return
+    if missing is not None:
+        builder.add_problem(
+            "error",
+            f"zone {source.origin}: the differences delete a record the zone does not "
+            f"have: {source.deletes[missing].to_text()}",
+            index,
+        )
+    for record in source.adds:
+        rdataset = dns.rdataset.from_rdata(record.ttl, record.rdata)
+        builder.add_rdataset(zone, record.name, rdataset, index)
+
+
 def _add_source(
-    builder: ImageBuilder, source: ZoneSource, previous: Image | None
+    builder: ImageBuilder, source: AnySource, previous: Image | None
 ) -> SignedZone | None:
-    label = (
-        os.fspath(source.path)
-        if isinstance(source, ZoneFile)
-        else source.description or f"<records of {source.origin}>"
-    )
-    index = builder.add_source(label)
+    index = builder.add_source(_label(source))
     try:
         zone = builder.add_zone(source.origin)
     except FileExistsError:
@@ -169,10 +234,14 @@ def _add_source(
         return None
     if isinstance(source, ZoneFile):
         builder.load_zonefile(zone, source.path, source.default_ttl)
+    elif isinstance(source, ZoneCopy):
+        _add_copy(builder, zone, source, index)
+    elif isinstance(source, ZoneExpired):
+        builder.set_zone_expired(zone)
     else:
         builder.add_records(zone, source.records, index)
     _add_zone_acl(builder, zone, source, index)
-    if source.signing is None:
+    if getattr(source, "signing", None) is None:
         return None
     return _sign(builder, zone, source, index, previous)
 
@@ -225,11 +294,12 @@ def _add_zone_acl(builder: ImageBuilder, zone: int, source: ZoneSource, index: i
 
 
 def compile_sources(
-    sources: Iterable[ZoneSource],
+    sources: Iterable[AnySource],
     identity: Identity | None = None,
     overrides: Iterable[OverrideSource] = (),
     claims: Iterable[tuple[int, Claim]] = (),
     previous: Image | None = None,
+    notify_hook: int | None = None,
 ) -> CompileResult:
     """Compiles zone sources (what the server says about itself, the
     override rules in order of precedence, and the names that resolver
@@ -244,14 +314,19 @@ def compile_sources(
     """
     origins = []
     signed = []
+    zones = []
+    overrides, claims = tuple(overrides), tuple(claims)
     with ImageBuilder() as builder:
         for source in sources:
             origins.append(source.origin)
+            zones.append((source.origin, getattr(source, "acl", None) or ZoneAcl(), _label(source)))
             zone = _add_source(builder, source, previous)
             if zone is not None:
                 signed.append(zone)
         _add_overrides(builder, overrides)
         _add_claims(builder, claims)
+        if notify_hook is not None:
+            builder.set_notify_hook(notify_hook)
         if identity is not None:
             for item in ("version", "hostname", "id", "nsid"):
                 value = getattr(identity, item)
@@ -261,11 +336,39 @@ def compile_sources(
         problems = builder.problems()
         # finish does not check again once check() ran, so these are all.
         image = None if any(p.is_error for p in problems) else builder.finish()
-    return CompileResult(image, problems, tuple(origins), tuple(signed))
+    inputs = CompileInputs(tuple(zones), identity, overrides, claims, notify_hook)
+    return CompileResult(image, problems, tuple(origins), tuple(signed), inputs)
+
+
+def recompile(
+    inputs: CompileInputs, served: Image, replace: dict[dns.name.Name, AnySource]
+) -> CompileResult:
+    """The image of ``inputs`` again, every zone copied out of ``served``
+    (the image being served, which must stay published until this
+    returns) but those in ``replace``: how a secondary zone's new version
+    is published without reading any other zone's source again (a zone
+    file edited since the last reload stays as it was served)."""
+    sources = [
+        replace.get(origin)
+        or (
+            ZoneCopy(origin, served, acl, description=label)
+            if served.zone_serial(origin) is not None
+            else ZoneExpired(origin, acl, label)  # a secondary zone with no data
+        )
+        for origin, acl, label in inputs.zones
+    ]
+    return compile_sources(
+        sources, inputs.identity, inputs.overrides, inputs.claims, None, inputs.notify_hook
+    )
 
 
 def build_image(
-    pm, config, claims: Iterable[tuple[int, Claim]] = (), previous: Image | None = None
+    pm,
+    config,
+    claims: Iterable[tuple[int, Claim]] = (),
+    previous: Image | None = None,
+    extra: Iterable[AnySource] = (),
+    notify_hook: int | None = None,
 ) -> CompileResult:
     """The server's path: sources from the plugins, warnings logged, errors raised.
     ``claims``: the names of resolver plugins with their hook numbers
@@ -275,11 +378,12 @@ def build_image(
     Raises ZoneLoadError listing every problem when any is an error.
     """
     result = compile_sources(
-        collect_sources(pm, config),
+        collect_sources(pm, config) + list(extra),
         pm.hook.identity(config=config),
         collect_overrides(pm, config),
         claims,
         previous,
+        notify_hook,
     )
     if result.image is None:
         raise ZoneLoadError(result.problems)

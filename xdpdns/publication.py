@@ -22,6 +22,7 @@ from xdpdns.hookspecs import Claim, CookieSecrets, RrlSettings
 from xdpdns.image import CompileResult, build_image
 from xdpdns.plugins import PluginError
 from xdpdns.resolver import collect_claims, hook_numbers, numbered_claims
+from xdpdns.secondary.service import Secondary
 
 log = logging.getLogger("xdpdns.publication")
 
@@ -42,7 +43,12 @@ class ReloadRefused(Exception):
 
 
 def load_publication(
-    pm, config: Config, hooks: list[str] | None = None, previous: Image | None = None
+    pm,
+    config: Config,
+    hooks: list[str] | None = None,
+    previous: Image | None = None,
+    secondary: Secondary | None = None,
+    notify: bool = False,
 ) -> Publication:
     """Everything the plugins say for config, the image compiled.
 
@@ -50,6 +56,9 @@ def load_publication(
     reload), or None to number the claiming plugins now (the start).
     ``previous``: the image being served (a reload), whose signatures the
     zones signed on load keep where they still hold.
+    ``secondary``: the secondary zones' service, configured for config,
+    which says what they serve.  ``notify``: the resolver has the server's
+    NOTIFY hook, numbered after the plugins' hooks.
     Raises ZoneLoadError, PluginError, ConfigError, or ReloadRefused for
     claims that need a resolver hook the server did not start with.
     """
@@ -64,7 +73,14 @@ def load_publication(
                 "server started: its resolver thread starts with the "
                 "server (restart it)"
             )
-    compiled = build_image(pm, config, numbered_claims(claims, hooks), previous)
+    compiled = build_image(
+        pm,
+        config,
+        numbered_claims(claims, hooks),
+        previous,
+        secondary.sources(previous) if secondary is not None else (),
+        len(hooks) if notify else None,
+    )
     return Publication(
         compiled,
         collect_acl(pm, config),

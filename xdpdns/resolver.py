@@ -54,7 +54,7 @@ import select
 import threading
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import dns.exception
 import dns.flags
@@ -187,13 +187,21 @@ class Resolver:
     """The hook threads of one server."""
 
     def __init__(
-        self, engine, pm, claims: Sequence[tuple[str, Claim]], config: ResolverConfig
+        self,
+        engine,
+        pm,
+        claims: Sequence[tuple[str, Claim]],
+        config: ResolverConfig,
+        server_hooks: Sequence[tuple[str, Callable]] = (),
     ) -> None:
+        """``server_hooks``: (name, function) of the server's own hooks,
+        numbered after the plugins' (the NOTIFY hook: xdpdns/secondary/)."""
         self.engine = engine
         self.config = config
         self.stats = ResolverStats()
         functions = {impl.plugin_name: impl.function for impl in pm.hook.resolve.get_hookimpls()}
-        plugins = hook_numbers(claims)
+        functions.update(server_hooks)
+        plugins = hook_numbers(claims) + [name for name, _ in server_hooks]
         self.set_claims(claims, plugins)
         # Held around every call into the engine: once stop() has it and
         # sets closing, no hook thread touches the engine again (it is

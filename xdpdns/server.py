@@ -40,13 +40,15 @@ from xdpdns.control import ControlError, ControlServer
 from xdpdns.counts import summed
 from xdpdns.engine import DnstapStats, Engine, ImageInfo, TcpStats, WorkerStats
 from xdpdns.hookspecs import CookieSecrets, RrlSettings
-from xdpdns.image import ZoneLoadError
+from xdpdns.image import ZoneLoadError, recompile
 from xdpdns.metrics import MetricsServer
 from xdpdns.notify import Notifier
 from xdpdns.plugins import PluginError
 from xdpdns.publication import Publication, ReloadRefused, load_publication, publish
 from xdpdns.resolver import Resolver, ResolverStats
 from xdpdns.sdnotify import SystemdNotify
+from xdpdns.secondary.service import Secondary, ZoneStatus
+from xdpdns.secondary.storage import ZoneStore
 from xdpdns.xdp import XdpMode, XdpStats
 
 log = logging.getLogger("xdpdns.server")
@@ -60,6 +62,7 @@ class ServerStats:
     xdp: XdpStats | None = None  # XDP mode only
     resolver: ResolverStats | None = None  # when plugins claim names
     dnstap: DnstapStats | None = None  # when [dnstap] is on
+    secondary: tuple[ZoneStatus, ...] = ()  # the secondary zones
 
     def log_fields(self) -> str:
         parts = [
@@ -106,6 +109,7 @@ class ServerStats:
             "xdp": self.xdp.as_dict() if self.xdp is not None else None,
             "resolver": asdict(self.resolver) if self.resolver is not None else None,
             "dnstap": asdict(self.dnstap) if self.dnstap is not None else None,
+            "secondary": [asdict(z) for z in self.secondary],
         }
 
 
@@ -231,6 +235,10 @@ class Server:
         self._failure: str | None = None  # a worker that stopped for an error
         self.reloads = {"ok": 0, "failed": 0}  # reloads by result, for metrics
         self._metrics: MetricsServer | None = None
+        self._secondary = Secondary(ZoneStore(config.server.storage), self.update_zones)
+        self._notify_hook = False  # the resolver has the NOTIFY hook
+        self._owner: tuple[int, int] | None = None  # who storage belongs to
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def run(self) -> int:
         """Serves until SIGTERM or SIGINT; returns the exit status (0, or 1
@@ -250,6 +258,7 @@ class Server:
             self._xdp.stats() if self._xdp else None,
             ResolverStats(**vars(self._resolver.stats)) if self._resolver else None,
             self._engine.dnstap_stats() if self._engine else None,
+            tuple(self._secondary.status()),
         )
 
     @property
@@ -359,8 +368,26 @@ class Server:
         # This thread is the only one that publishes (one reload at a time):
         # the image being served stays until publish, below.
         hooks = self._publication.hooks if self._resolver else []
-        publication = load_publication(self.pm, new, hooks, engine.published_image())
-        publish(engine, publication, self._publication)
+        self._secondary.configure(new.zones, self._owner)
+        try:
+            publication = load_publication(
+                self.pm,
+                new,
+                hooks,
+                engine.published_image(),
+                self._secondary,
+                self._notify_hook,
+            )
+            publish(engine, publication, self._publication)
+        except BaseException:
+            self._secondary.rollback()
+            raise
+        asyncio.run_coroutine_threadsafe(self._secondary_commit(), self._loop)
+        if not self._notify_hook and any(z.secondary for z in new.zones):
+            warnings.append(
+                "the server started without secondary zones: NOTIFY is answered NOTIMP "
+                "until it restarts, and its secondary zones refresh on their SOA timers"
+            )
         if self._resolver is not None:
             self._resolver.set_claims(publication.claims, publication.hooks)
         self.config = new
@@ -373,6 +400,47 @@ class Server:
             f"claims={len(publication.claims)}",
             tuple(warnings),
         )
+
+    async def _secondary_commit(self) -> None:
+        self._secondary.commit()
+
+    # ---- secondary zones ---------------------------------------------------------
+
+    async def update_zones(self, changes, keep=None) -> None:
+        """Publishes new versions of some zones (xdpdns/secondary/):
+        ``changes`` maps an origin to make(served image) -> its source;
+        every other zone is copied out of the served image, so no file or
+        plugin is read again.  ``keep(published image)`` runs after in the
+        same thread.  ZoneLoadError, and nothing changes, when the new
+        versions do not compile.  One at a time with reloads."""
+        if self._reloading is None:
+            self._reloading = asyncio.Lock()
+        async with self._reloading:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._update_sync, changes, keep)
+        if self._notifier is not None:
+            self._notifier.zones_published(self.config.zones)
+
+    def _update_sync(self, changes, keep) -> None:
+        engine, previous = self._engine, self._publication
+        if engine is None or previous is None:
+            raise ZoneLoadError([])
+        served = engine.published_image()
+        compiled = recompile(
+            previous.compiled.inputs, served, {o: make(served) for o, make in changes.items()}
+        )
+        if compiled.image is None:
+            raise ZoneLoadError(compiled.problems)
+        for problem in compiled.warnings:
+            log.warning("%s", problem)
+        # Zones signed on load were copied with their signatures: their
+        # re-signing stays due when it was.
+        compiled.signed = previous.compiled.signed
+        publication = dataclasses.replace(previous, compiled=compiled)
+        publish(engine, publication, previous)
+        self._adopt(publication)
+        if keep is not None:
+            keep(engine.published_image())
 
     def stop(self) -> None:
         """Asks the server to stop (safe from the event loop's thread)."""
@@ -392,10 +460,15 @@ class Server:
             # Before the zones are compiled: a missing privilege or a typo in
             # the interface name should not wait for a large zone set.
             self._xdp.check()
+        self._owner = (who.uid, who.gid) if who is not None else None
+        self._secondary.configure(self.config.zones, self._owner)
+        self._notify_hook = any(z.secondary for z in self.config.zones)
         # Read as the user it will run as: a file that a reload could not
         # read fails now, not later.
         with privileges.acting_as(who):
-            publication = load_publication(self.pm, self.config)
+            publication = load_publication(
+                self.pm, self.config, secondary=self._secondary, notify=self._notify_hook
+            )
         self._adopt(publication)
         claims = publication.claims
         with Engine() as engine:
@@ -407,9 +480,9 @@ class Server:
             publish(engine, publication)
             self._log_publication(publication)
             # Before the workers, which keep their deferred queries in it.
-            if claims:
+            if claims or self._notify_hook:
                 res = self.config.resolver
-                hooks = len(publication.hooks)
+                hooks = len(publication.hooks) + self._notify_hook
                 engine.resolver_start(
                     res.ring_size, res.cache_size if res.cache_max_ttl else 0, hooks, res.timeout
                 )
@@ -446,8 +519,15 @@ class Server:
                 engine.tcp_stop()
                 raise
             self.addresses = tuple(bound)
-            if claims:
-                self._resolver = Resolver(engine, self.pm, claims, self.config.resolver)
+            if claims or self._notify_hook:
+                notify = [("xdpdns-notify", self._secondary.answer_notify)]
+                self._resolver = Resolver(
+                    engine,
+                    self.pm,
+                    claims,
+                    self.config.resolver,
+                    notify if self._notify_hook else [],
+                )
                 self._resolver.start()
             self._notifier = Notifier(engine)
             try:
@@ -457,8 +537,11 @@ class Server:
                     self._drop_privileges(who)
                 # Secondaries hear of the zones as served from now on.
                 self._notifier.zones_published(self.config.zones)
+                self._loop = asyncio.get_running_loop()
+                self._secondary.start()
                 await self._serve()
             finally:
+                await self._secondary.stop()
                 await self._notifier.stop()
                 if self._reloading is not None:
                     async with self._reloading:

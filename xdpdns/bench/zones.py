@@ -31,7 +31,11 @@ def resolve(zone_args: Sequence[str] | None, config: str | None) -> list[ZoneFil
         cfg = load_config(load_plugins(), config, zones=list(zone_args) if zone_args else None)
     except ConfigError as exc:
         raise ZoneArgumentError(str(exc)) from None
-    zones = [ZoneFile(z.origin.to_text(), Path(z.file).resolve()) for z in cfg.zones]
+    zones = [
+        ZoneFile(z.origin.to_text(), Path(z.file).resolve())
+        for z in cfg.zones
+        if z.file is not None
+    ]
     if not zones:
         raise ZoneArgumentError(
             f"{config}: no [[zone]] entries; the peers and the query generator need zone "

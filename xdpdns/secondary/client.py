@@ -1,0 +1,222 @@
+"""Asking a primary: its SOA serial (UDP, TCP when truncated) and a zone
+transfer (IXFR from our serial, or AXFR) over TCP, read message by message
+into an XfrReader.  Every failure is an XfrError that names the primary
+and what went wrong; nothing here changes what is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.SOA
+import dns.rrset
+
+from xdpdns.config import ListenAddress
+from xdpdns.secondary.xfr import Full, Incremental, NeedsFull, UpToDate, XfrError, XfrReader
+
+SOA_TIMEOUT = 2.0  # seconds for a primary's answer to an SOA query
+IO_TIMEOUT = 10.0  # seconds for each message of a transfer (and connecting)
+
+
+def where(primary: ListenAddress) -> str:
+    host = f"[{primary.host}]" if ":" in primary.host else primary.host
+    return f"{host}:{primary.port}"
+
+
+def _family(primary: ListenAddress) -> int:
+    return socket.AF_INET6 if ":" in primary.host else socket.AF_INET
+
+
+def _check(response: dns.message.Message, query: dns.message.Message, primary) -> None:
+    if response.id != query.id or not response.flags & dns.flags.QR:
+        raise XfrError(f"{where(primary)}: a response that is not to our query")
+    if response.opcode() != dns.opcode.QUERY:
+        raise XfrError(f"{where(primary)}: a response with opcode {response.opcode()}")
+    if response.rcode() != dns.rcode.NOERROR:
+        raise XfrError(f"{where(primary)} answered {dns.rcode.to_text(response.rcode())}")
+
+
+def _soa_serial(response: dns.message.Message, origin: dns.name.Name, primary) -> int:
+    if not response.flags & dns.flags.AA:
+        raise XfrError(f"{where(primary)} is not authoritative for {origin} (AA clear)")
+    for rrset in response.answer:
+        if rrset.name == origin and rrset.rdtype == dns.rdatatype.SOA and rrset:
+            return rrset[0].serial
+    raise XfrError(f"{where(primary)} gave no SOA for {origin}")
+
+
+async def query_soa(primary: ListenAddress, origin: dns.name.Name) -> int:
+    """The serial of the primary's SOA for origin."""
+    query = dns.message.make_query(origin, dns.rdatatype.SOA)
+    query.flags = 0  # no RD: a primary is asked, not a resolver
+    loop = asyncio.get_running_loop()
+    try:
+        with socket.socket(_family(primary), socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (primary.host, primary.port))
+            await loop.sock_sendall(sock, query.to_wire())
+            deadline = loop.time() + SOA_TIMEOUT
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise XfrError(f"{where(primary)}: no answer to the SOA query")
+                data = await asyncio.wait_for(loop.sock_recv(sock, 65535), left)
+                try:
+                    response = dns.message.from_wire(data)
+                except dns.exception.DNSException:
+                    continue  # not an answer to anything
+                if response.id == query.id and response.flags & dns.flags.QR:
+                    break
+    except asyncio.TimeoutError:
+        raise XfrError(f"{where(primary)}: no answer to the SOA query") from None
+    except OSError as exc:
+        raise XfrError(f"{where(primary)}: {exc.strerror or exc}") from None
+    if response.flags & dns.flags.TC:
+        return _soa_serial(await _tcp_query(primary, query), origin, primary)
+    _check(response, query, primary)
+    return _soa_serial(response, origin, primary)
+
+
+async def _tcp_query(primary: ListenAddress, query: dns.message.Message) -> dns.message.Message:
+    async with _Connection(primary) as conn:
+        await conn.send(query)
+        wire = await conn.receive()
+        try:
+            response = dns.message.from_wire(wire)
+        except dns.exception.DNSException as exc:
+            raise XfrError(f"{where(primary)}: a malformed response ({exc})") from None
+    _check(response, query, primary)
+    return response
+
+
+class _Connection:
+    def __init__(self, primary: ListenAddress) -> None:
+        self.primary = primary
+        self.received = 0  # bytes
+
+    async def __aenter__(self) -> "_Connection":
+        try:
+            self.reader, self.writer = await asyncio.wait_for(
+                asyncio.open_connection(self.primary.host, self.primary.port), IO_TIMEOUT
+            )
+        except asyncio.TimeoutError:
+            raise XfrError(f"{where(self.primary)}: no TCP connection within {IO_TIMEOUT:g}s")
+        except OSError as exc:
+            raise XfrError(f"{where(self.primary)}: {exc.strerror or exc}") from None
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except OSError:
+            pass
+
+    async def send(self, message: dns.message.Message) -> None:
+        wire = message.to_wire()
+        self.writer.write(len(wire).to_bytes(2, "big") + wire)
+        try:
+            await asyncio.wait_for(self.writer.drain(), IO_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise XfrError(f"{where(self.primary)}: sending the query: {exc}") from None
+
+    async def receive(self) -> bytes | None:
+        """The next message; None when the primary closed between messages."""
+        try:
+            head = await asyncio.wait_for(self.reader.readexactly(2), IO_TIMEOUT)
+            wire = await asyncio.wait_for(
+                self.reader.readexactly(int.from_bytes(head, "big")), IO_TIMEOUT
+            )
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                return None
+            raise XfrError(f"{where(self.primary)}: the connection closed inside a message")
+        except asyncio.TimeoutError:
+            raise XfrError(f"{where(self.primary)}: nothing for {IO_TIMEOUT:g}s") from None
+        except OSError as exc:
+            raise XfrError(f"{where(self.primary)}: {exc.strerror or exc}") from None
+        self.received += 2 + len(wire)
+        return wire
+
+
+@dataclass
+class Transfer:
+    """What a transfer brought, and what it cost."""
+
+    result: Full | Incremental | UpToDate | NeedsFull
+    kind: str  # "AXFR" or "IXFR", as asked
+    primary: ListenAddress
+    messages: int
+    bytes: int
+    seconds: float
+
+
+def _ixfr_query(origin: dns.name.Name, serial: int) -> dns.message.Message:
+    query = dns.message.make_query(origin, dns.rdatatype.IXFR)
+    query.flags = 0
+    # RFC 1995 3: our version's SOA; a primary reads its serial alone.
+    soa = dns.rdtypes.ANY.SOA.SOA(
+        dns.rdataclass.IN, dns.rdatatype.SOA, origin, origin, serial, 0, 0, 0, 0
+    )
+    query.authority.append(dns.rrset.from_rdata(origin, 0, soa))
+    return query
+
+
+async def transfer(primary: ListenAddress, origin: dns.name.Name, ours: int | None) -> Transfer:
+    """The zone from primary: IXFR from serial ``ours``, or AXFR (None)."""
+    if ours is None:
+        query = dns.message.make_query(origin, dns.rdatatype.AXFR)
+        query.flags = 0
+    else:
+        query = _ixfr_query(origin, ours)
+    reader = XfrReader(origin, ours)
+    start = time.monotonic()
+    messages = 0
+    async with _Connection(primary) as conn:
+        await conn.send(query)
+        while not reader.done:
+            wire = await conn.receive()
+            if wire is None:
+                break
+            messages += 1
+            try:
+                response = dns.message.from_wire(wire, xfr=True, origin=None, one_rr_per_rrset=True)
+            except dns.exception.DNSException as exc:
+                raise XfrError(f"{where(primary)}: a malformed message ({exc})") from None
+            _check(response, query, primary)
+            if (
+                messages == 1
+                and response.question
+                and (
+                    response.question[0].name != origin
+                    or response.question[0].rdtype != query.question[0].rdtype
+                )
+            ):
+                raise XfrError(f"{where(primary)}: a response to another question")
+            for rrset in response.answer:
+                reader.feed(rrset)
+            reader.message_end()
+        received = conn.received
+    try:
+        result = reader.result()
+    except XfrError as exc:
+        raise XfrError(f"{where(primary)}: {exc}") from None
+    return Transfer(
+        result,
+        "IXFR" if ours is not None else "AXFR",
+        primary,
+        messages,
+        received,
+        time.monotonic() - start,
+    )

@@ -1,0 +1,507 @@
+"""The secondary service: zones served as their primaries transfer them.
+
+Each ``[[zone]]`` with ``primaries`` has a task in the server's event loop
+that runs its SOA timers (RFC 1035 3.3.13, RFC 1996):
+
+- at start, on NOTIFY, and every REFRESH seconds it asks the primaries in
+  turn (the one that sent a NOTIFY first) for their SOA serial, and when
+  one is newer transfers the zone: IXFR from our serial when we have a
+  version (the differences applied to the served zone, native/zone/copy.c),
+  else AXFR; an IXFR whose differences do not apply is asked again as AXFR;
+- after a failure it tries again after RETRY seconds (a zone never
+  transferred: after a few seconds, doubling);
+- a zone not refreshed for EXPIRE seconds is expired: SERVFAIL, as BIND,
+  Knot and NSD answer, until a transfer succeeds.
+
+A new version is published by the server (Server.update_zones), with every
+other zone copied out of the served image: nothing else is read again, and
+a transfer that fails or brings a broken zone changes nothing served.  The
+zone is then kept on disk (storage.py), so a restart serves it at once.
+
+NOTIFY reaches :meth:`Secondary.answer_notify` through the server's
+resolver hook (native/answer/answer.c defers every NOTIFY to it): NOERROR
+from the zone's primaries (or ``allow_notify``), NOTAUTH for a zone that is
+not ours or a sender that may not, FORMERR for a question that is not the
+zone's SOA, as Knot answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Sequence
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataset
+import dns.rdatatype
+
+from xdpdns.config import ListenAddress, ZoneConfig
+from xdpdns.engine import Image
+from xdpdns.hookspecs import ZoneData
+from xdpdns.image import AnySource, ZoneCopy, ZoneExpired, ZoneLoadError, compile_sources
+from xdpdns.secondary import client
+from xdpdns.secondary.storage import Timers, ZoneStore
+from xdpdns.secondary.xfr import (
+    Full,
+    Incremental,
+    NeedsFull,
+    Record,
+    UpToDate,
+    XfrError,
+    serial_newer,
+)
+
+log = logging.getLogger("xdpdns.secondary")
+
+FIRST_RETRY = 2.0  # seconds before a zone never transferred is asked again ...
+FIRST_RETRY_MAX = 300.0  # ... doubling up to this
+# Without an SOA yet (RFC 1912 2.2's suggestions for the others).
+DEFAULT_TIMERS = (3600, 600, 1209600)  # refresh, retry, expire
+
+
+@dataclass(frozen=True)
+class ZoneStatus:
+    """What `xdpdns stats` shows of one secondary zone."""
+
+    zone: str
+    serial: int | None  # served; None: no data (never transferred, or expired)
+    expired: bool
+    refreshed: float | None  # UNIX time the primaries last agreed
+    next_refresh: float | None  # UNIX time of the next SOA query
+    expires: float | None  # UNIX time it expires unless refreshed
+    last_transfer: dict | None  # kind, primary, serial, records, bytes, seconds, at
+    last_error: str | None
+
+
+def _soa_timers(records: Sequence[Record], origin) -> tuple[int, int, int] | None:
+    for r in records:
+        if r.rdata.rdtype == dns.rdatatype.SOA and r.name == origin:
+            return r.rdata.refresh, r.rdata.retry, r.rdata.expire
+    return None
+
+
+# Publishes new versions: {origin: make(served image) -> source}, and after
+# publishing calls keep(published image) in the same thread.
+Publisher = Callable[
+    [dict[dns.name.Name, Callable[[Image], AnySource]], Callable[[Image], None] | None],
+    Awaitable[None],
+]
+
+
+class SecondaryZone:
+    def __init__(self, config: ZoneConfig, service: "Secondary") -> None:
+        self.config = config
+        self.service = service
+        self.origin = config.origin
+        self.serial: int | None = None
+        self.refresh, self.retry, self.expire = DEFAULT_TIMERS
+        self.refreshed: float | None = None
+        self.expired = True
+        self.next_at = 0.0  # loop time of the next refresh
+        self.first_retry = FIRST_RETRY
+        self.last_transfer: dict | None = None
+        self.last_error: str | None = None
+        self.preferred: ListenAddress | None = None  # who sent the last NOTIFY
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    # ---- state -------------------------------------------------------------------
+
+    def loaded(self, timers: Timers, expired: bool) -> None:
+        """The version kept on disk is served (or was, until it expired)."""
+        self.serial = None if expired else timers.serial
+        self.refresh, self.retry, self.expire = timers.refresh, timers.retry, timers.expire
+        self.refreshed = timers.refreshed
+        self.expired = expired
+
+    def status(self, loop_now: float) -> ZoneStatus:
+        now = time.time()
+        return ZoneStatus(
+            self.origin.to_text(),
+            self.serial,
+            self.expired,
+            self.refreshed,
+            now + max(0.0, self.next_at - loop_now),
+            None if self.refreshed is None or self.expired else self.refreshed + self.expire,
+            self.last_transfer,
+            self.last_error,
+        )
+
+    def _timers(self) -> Timers:
+        return Timers(
+            self.serial or 0, self.refreshed or 0.0, self.refresh, self.retry, self.expire
+        )
+
+    # ---- the task ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            wait = self.next_at - now
+            expire_in = self._expire_in()
+            if expire_in is not None:
+                wait = min(wait, expire_in)
+            if wait > 0:
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+            if self._expire_in() is not None and self._expire_in() <= 0:
+                await self.service.expire_zone(self)
+            if loop.time() >= self.next_at or self.wake.is_set():
+                self.wake.clear()
+                try:
+                    await self.refresh_now()
+                except Exception:
+                    # A bug, not a primary's fault: logged whole; the zone
+                    # keeps what it serves and tries again after RETRY.
+                    log.exception("zone %s: refresh", self.origin)
+                    self._schedule(self.retry)
+
+    def _expire_in(self) -> float | None:
+        if self.expired or self.refreshed is None:
+            return None
+        return self.refreshed + self.expire - time.time()
+
+    def notified(self, serial: int | None, sender: ListenAddress | None) -> None:
+        """A NOTIFY came (in the event loop's thread)."""
+        if serial is not None and self.serial is not None and serial == self.serial:
+            return  # Knot's rule: the same serial changes nothing, timers kept
+        self.preferred = sender
+        self.wake.set()
+
+    def _schedule(self, seconds: float) -> None:
+        # A little jitter: secondaries of one primary spread their queries.
+        self.next_at = asyncio.get_running_loop().time() + seconds * random.uniform(0.95, 1.0)
+
+    def _primaries(self) -> list[ListenAddress]:
+        primaries = list(self.config.primaries)
+        if self.preferred in primaries:
+            primaries.remove(self.preferred)
+            primaries.insert(0, self.preferred)
+        return primaries
+
+    async def refresh_now(self) -> None:
+        errors = []
+        for primary in self._primaries():
+            try:
+                if await self._refresh_from(primary):
+                    self.last_error = None
+                    self.first_retry = FIRST_RETRY
+                    self._schedule(self.refresh)
+                    return
+            except (XfrError, ZoneLoadError) as exc:
+                errors.append(str(exc))
+        self.last_error = "; ".join(errors)
+        if self.serial is None and self.refreshed is None:
+            wait, self.first_retry = self.first_retry, min(self.first_retry * 2, FIRST_RETRY_MAX)
+        else:
+            wait = self.retry
+        log.warning(
+            "zone %s: refresh failed, next try in %.0fs: %s", self.origin, wait, self.last_error
+        )
+        self._schedule(wait)
+
+    async def _refresh_from(self, primary: ListenAddress) -> bool:
+        theirs = await client.query_soa(primary, self.origin)
+        if self.serial is not None and not serial_newer(theirs, self.serial):
+            if theirs != self.serial:
+                log.warning(
+                    "zone %s: %s has serial %d, older than ours (%d)",
+                    self.origin,
+                    client.where(primary),
+                    theirs,
+                    self.serial,
+                )
+            self.refreshed = time.time()
+            await self.service.keep_timers(self)
+            return True
+        transfer = await client.transfer(primary, self.origin, self.serial)
+        if isinstance(transfer.result, NeedsFull):
+            transfer = await client.transfer(primary, self.origin, None)
+        if isinstance(transfer.result, UpToDate):
+            self.refreshed = time.time()
+            await self.service.keep_timers(self)
+            return True
+        try:
+            await self.service.apply(self, transfer)
+        except ZoneLoadError as exc:
+            if not isinstance(transfer.result, Incremental):
+                raise
+            log.warning(
+                "zone %s: the IXFR from %s does not apply (%s); asking for AXFR",
+                self.origin,
+                client.where(primary),
+                exc,
+            )
+            transfer = await client.transfer(primary, self.origin, None)
+            await self.service.apply(self, transfer)
+        return True
+
+
+class Secondary:
+    """The secondary zones of one server."""
+
+    def __init__(self, store: ZoneStore, publish: Publisher) -> None:
+        self.store = store
+        self.publish = publish
+        self.zones: dict[dns.name.Name, SecondaryZone] = {}
+        self._before: dict[dns.name.Name, SecondaryZone] | None = None  # configure's undo
+        self._kept: dict[dns.name.Name, Image] = {}  # loaded from disk, until published
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- configuration ---------------------------------------------------------
+
+    def configure(self, zones: Sequence[ZoneConfig], owner: tuple[int, int] | None = None) -> None:
+        """Takes the secondary zones of a (new) configuration: new ones are
+        loaded from disk.  Then sources() says what to compile, and once it
+        is published commit() starts and stops their tasks; rollback()
+        forgets this when it is not.  ``owner``: (uid, gid) that storage
+        must belong to (the user the server runs as).  OSError when
+        storage cannot be made."""
+        wanted = {z.origin: z for z in zones if z.secondary}
+        if wanted:
+            self.store.prepare(owner)
+        self._before = dict(self.zones)
+        zones_now = {}
+        for origin, config in wanted.items():
+            zone = self.zones.get(origin)
+            if zone is None:
+                zone = SecondaryZone(config, self)
+                self._load_kept(zone)
+            zone.config = config
+            zones_now[origin] = zone
+        self.zones = zones_now
+
+    def commit(self) -> None:
+        before, self._before = self._before or {}, None
+        for origin, zone in before.items():
+            if origin not in self.zones and zone.task is not None:
+                zone.task.cancel()
+                log.info("zone %s: no longer a secondary zone", origin)
+        self.published()
+        if self._loop is None:
+            return
+        for zone in self.zones.values():
+            if zone.task is None:
+                zone.task = self._loop.create_task(zone.run())
+
+    def rollback(self) -> None:
+        if self._before is not None:
+            self.zones, self._before = self._before, None
+        self.published()
+
+    def _load_kept(self, zone: SecondaryZone) -> None:
+        kept = self.store.load(zone.origin)
+        if kept is None:
+            return
+        image, timers = kept
+        expired = time.time() - timers.refreshed > timers.expire
+        zone.loaded(timers, expired)
+        if expired:
+            log.warning(
+                "zone %s: the copy kept on disk (serial %d) expired while the server was down",
+                zone.origin,
+                timers.serial,
+            )
+            image.close()
+            return
+        log.info("zone %s: serial %d from %s", zone.origin, timers.serial, self.store.directory)
+        self._kept[zone.origin] = image
+
+    def sources(self, previous: Image | None) -> list[AnySource]:
+        """The secondary zones' sources for a full compile: as ``previous``
+        (the image served) has them, else as kept on disk, else with no data."""
+        out: list[AnySource] = []
+        for origin, zone in self.zones.items():
+            acl = zone.config.acl
+            label = f"secondary zone {origin}"
+            if previous is not None and previous.zone_serial(origin) is not None:
+                out.append(ZoneCopy(origin, previous, acl, description=label))
+            elif origin in self._kept:
+                out.append(ZoneCopy(origin, self._kept[origin], acl, description=label))
+            else:
+                out.append(ZoneExpired(origin, acl, label))
+        return out
+
+    def published(self) -> None:
+        """The sources were published: what was loaded from disk is served."""
+        for image in self._kept.values():
+            image.close()
+        self._kept.clear()
+
+    # ---- life ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts the zones' tasks (in the event loop, after the first
+        publication)."""
+        self._loop = asyncio.get_running_loop()
+        self.commit()
+
+    async def stop(self) -> None:
+        tasks = [z.task for z in self.zones.values() if z.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def status(self) -> list[ZoneStatus]:
+        loop_now = self._loop.time() if self._loop is not None else 0.0
+        return [z.status(loop_now) for z in self.zones.values()]
+
+    # ---- new versions ----------------------------------------------------------------
+
+    async def apply(self, zone: SecondaryZone, transfer: client.Transfer) -> None:
+        """Publishes what a transfer brought; ZoneLoadError (nothing
+        changed) when it does not make a zone."""
+        result = transfer.result
+        origin, acl = zone.origin, zone.config.acl
+        label = f"{transfer.kind} of {origin} from {client.where(transfer.primary)}"
+        if isinstance(result, Full):
+            records = result.records
+
+            def make(served: Image) -> AnySource:
+                return ZoneData(
+                    origin,
+                    [(r.name, dns.rdataset.from_rdata(r.ttl, r.rdata)) for r in records],
+                    label,
+                    acl,
+                )
+
+            timers = _soa_timers(records, origin)
+            count = len(records)
+        else:
+
+            def make(served: Image) -> AnySource:
+                return ZoneCopy(origin, served, acl, result.deletes, result.adds, label)
+
+            timers = _soa_timers(result.adds, origin)
+            count = len(result.deletes) + len(result.adds)
+        start = time.monotonic()
+        await self.publish({origin: make}, lambda image: self._keep(zone, image))
+        old = zone.serial
+        zone.serial = result.serial
+        zone.expired = False
+        zone.refreshed = time.time()
+        if timers is not None:
+            zone.refresh, zone.retry, zone.expire = timers
+        zone.last_transfer = {
+            "kind": transfer.kind if isinstance(result, Full) else "IXFR",
+            "incremental": isinstance(result, Incremental),
+            "primary": client.where(transfer.primary),
+            "serial": result.serial,
+            "records": count,
+            "bytes": transfer.bytes,
+            "seconds": round(transfer.seconds, 3),
+            "at": zone.refreshed,
+        }
+        await self.keep_timers(zone)
+        log.info(
+            "zone %s: serial %s -> %d by %s from %s (%s records, %d bytes, "
+            "transfer %.3fs, publish %.3fs)",
+            origin,
+            "none" if old is None else old,
+            result.serial,
+            "IXFR" if isinstance(result, Incremental) else transfer.kind + " (whole zone)",
+            client.where(transfer.primary),
+            count,
+            transfer.bytes,
+            transfer.seconds,
+            time.monotonic() - start,
+        )
+
+    def _keep(self, zone: SecondaryZone, published: Image) -> None:
+        """On disk: the zone alone, copied out of the image just published
+        (in the publisher's thread, while that image is served)."""
+        result = compile_sources([ZoneCopy(zone.origin, published, zone.config.acl)])
+        if result.image is None:
+            log.error("zone %s: cannot be kept on disk: %s", zone.origin, result.problems[:1])
+            return
+        try:
+            with result.image as image:
+                self.store.save(zone.origin, image, None)
+        except OSError as exc:
+            log.error("zone %s: cannot be kept on disk: %s", zone.origin, exc)
+
+    async def keep_timers(self, zone: SecondaryZone) -> None:
+        try:
+            self.store.save(zone.origin, None, zone._timers())
+        except OSError as exc:
+            log.error("zone %s: its timers cannot be kept on disk: %s", zone.origin, exc)
+
+    async def expire_zone(self, zone: SecondaryZone) -> None:
+        log.error(
+            "zone %s: expired (no refresh for %ds): SERVFAIL until a transfer succeeds",
+            zone.origin,
+            zone.expire,
+        )
+        origin, acl = zone.origin, zone.config.acl
+        try:
+            await self.publish(
+                {origin: lambda served: ZoneExpired(origin, acl, f"secondary zone {origin}")}, None
+            )
+        except ZoneLoadError as exc:
+            log.error("zone %s: expiring it failed: %s", origin, exc)
+            return
+        zone.expired = True
+        zone.serial = None
+
+    # ---- NOTIFY ----------------------------------------------------------------------
+
+    def answer_notify(self, queries) -> list[bytes | None]:
+        """The resolver hook of NOTIFY messages (in its own thread)."""
+        return [self._notify(q) for q in queries]
+
+    def _notify(self, query) -> bytes | None:
+        try:
+            message = query.message
+        except Exception:
+            return None  # unparsable: SERVFAIL
+        response = dns.message.make_response(message)
+        response.set_opcode(dns.opcode.NOTIFY)
+        question = message.question[0] if message.question else None
+        zone = self.zones.get(question.name) if question is not None else None
+        sender = query.client_address[0] if query.client_address else None
+        if zone is None:
+            response.set_rcode(dns.rcode.NOTAUTH)
+            log.info("notify for %s from %s: not a secondary zone here", question.name, sender)
+            return response.to_wire()
+        if not _notify_allowed(zone.config, sender):
+            response.set_rcode(dns.rcode.NOTAUTH)
+            log.warning("notify for %s from %s: not allowed", zone.origin, sender)
+            return response.to_wire()
+        if question.rdtype != dns.rdatatype.SOA:
+            response.set_rcode(dns.rcode.FORMERR)
+            return response.to_wire()
+        response.flags |= dns.flags.AA
+        serial = None
+        for rrset in message.answer:
+            if rrset.rdtype == dns.rdatatype.SOA and rrset:
+                serial = rrset[0].serial
+        log.info("notify for %s from %s: serial %s", zone.origin, sender, serial)
+        primary = next((p for p in zone.config.primaries if p.host == _host(sender)), None)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(zone.notified, serial, primary)
+        return response.to_wire()
+
+
+def _host(sender: str | None) -> str | None:
+    return None if sender is None else str(ipaddress.ip_address(sender))
+
+
+def _notify_allowed(config: ZoneConfig, sender: str | None) -> bool:
+    if sender is None:
+        return False
+    address = ipaddress.ip_address(sender)
+    if config.allow_notify:
+        return any(address in prefix for prefix in config.allow_notify)
+    return any(address == ipaddress.ip_address(p.host) for p in config.primaries)
