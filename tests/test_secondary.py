@@ -12,11 +12,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import dns.flags
 import dns.message
 import dns.name
+import dns.opcode
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import dns.zone
 import pytest
 
@@ -209,3 +212,146 @@ def test_a_change_with_notify_is_served_by_ixfr(pair):
     assert secondary.query("h5." + ORIGIN).rcode() == dns.rcode.NXDOMAIN
     assert axfr_records(secondary.port) == axfr_records(primary.port)
     assert "by IXFR" in secondary.log()
+
+
+def test_a_restart_without_the_primary_serves_the_copy_kept_on_disk(pair):
+    primary, secondary = pair
+    secondary.wait_serial(1)
+    secondary.stop()
+    primary.stop()
+    secondary.start()
+    assert secondary.wait_serial(1) < 5
+    assert secondary.query("h7." + ORIGIN).answer[0][0].address == "198.18.0.7"
+    assert "serial 1 from" in secondary.log()
+
+
+def test_a_zone_whose_primary_is_gone_expires_then_comes_back(tmp_path):
+    port = _free_port()
+    primary = Primary(tmp_path / "knot", port)
+    secondary = Secondary(tmp_path, port, primary.port)
+    # refresh 1, retry 1, expire 3
+    text = zone_text(1, 10).replace("3600 600 86400 300", "1 1 3 300")
+    primary.start(text)
+    secondary.start()
+    try:
+        secondary.wait_serial(1)
+        primary.stop()
+        deadline = time.monotonic() + 10
+        while secondary.query("h1." + ORIGIN).rcode() != dns.rcode.SERVFAIL:
+            assert time.monotonic() < deadline, secondary.log()[-2000:]
+            time.sleep(0.1)
+        assert not secondary.query("h1." + ORIGIN).flags & dns.flags.AA
+        assert "expired" in secondary.log()
+        # Still ours: another zone's name is REFUSED, not this one's.
+        assert secondary.query("h1.other.test.").rcode() == dns.rcode.REFUSED
+        primary.start(text.replace("hostmaster 1", "hostmaster 2"))
+        secondary.wait_serial(2, timeout=10)
+    finally:
+        secondary.stop()
+        primary.stop()
+
+
+def test_an_ixfr_that_does_not_apply_is_asked_again_as_axfr(tmp_path):
+    """Our copy of serial 1 lacks h5, which the primary's IXFR to serial 2
+    deletes: the differences do not apply, and AXFR brings serial 2."""
+    port = _free_port()
+    primary = Primary(tmp_path / "knot", port)
+    secondary = Secondary(tmp_path, port, primary.port)
+    primary.start(zone_text(1, 10))
+    secondary.start()
+    try:
+        secondary.wait_serial(1)
+        secondary.stop()
+        # Our copy loses h5 (serial unchanged), as a broken journal would.
+        bad = zone_text(1, 10).replace("h5 A 198.18.0.5\n", "")
+        _keep_copy(tmp_path / "storage", bad)
+        primary.update(zone_text(2, 10).replace("h5 A 198.18.0.5\n", ""))
+        secondary.start()
+        secondary.wait_serial(2)
+        assert "does not apply" in secondary.log()
+        assert "a record the zone does not have: h5.sec.test. 300 A 198.18.0.5" in secondary.log()
+        assert axfr_records(secondary.port) == axfr_records(primary.port)
+    finally:
+        secondary.stop()
+        primary.stop()
+
+
+def _keep_copy(storage: Path, text: str) -> None:
+    from xdpdns.image import ZoneFile, compile_sources
+
+    path = storage / "tmp.zone"
+    path.write_text(text)
+    result = compile_sources([ZoneFile(dns.name.from_text(ORIGIN), path)])
+    (storage / "sec.test.image").write_bytes(result.image.to_bytes())
+    path.unlink()
+
+
+def test_a_broken_zone_from_the_primary_changes_nothing_served(pair):
+    primary, secondary = pair
+    secondary.wait_serial(1)
+    # No NS at the apex: Knot (semantic checks off) serves it; xdpdns,
+    # as NSD and BIND, does not load such a zone.
+    primary.update(zone_text(2, 100).replace("@ NS ns1\n", ""))
+    deadline = time.monotonic() + 10
+    while "no NS records at the apex" not in secondary.log():
+        assert time.monotonic() < deadline, secondary.log()[-2000:]
+        time.sleep(0.05)
+    assert secondary.serial() == 1
+    assert secondary.query("h1." + ORIGIN).answer[0][0].address == "198.18.0.1"
+    assert "refresh failed" in secondary.log()
+
+
+def notify(port: int, name: str, rdtype: str = "SOA", serial: int | None = None):
+    q = dns.message.make_query(name, rdtype)
+    q.flags = dns.flags.AA
+    q.set_opcode(dns.opcode.NOTIFY)
+    if serial is not None:
+        q.answer.append(dns.rrset.from_text(name, 300, "IN", "SOA", f"ns1. h. {serial} 1 1 1 1"))
+    return dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
+
+
+def test_notify_is_answered_as_knot_answers_it(tmp_path):
+    port = _free_port()
+    primary = Primary(tmp_path / "knot", None)
+    secondary = Secondary(tmp_path, port, primary.port)
+    primary.start(zone_text(1, 10))
+    secondary.start()
+    try:
+        secondary.wait_serial(1)
+        good = notify(port, ORIGIN, serial=1)
+        assert (good.rcode(), good.opcode()) == (dns.rcode.NOERROR, dns.opcode.NOTIFY)
+        assert good.flags & dns.flags.AA and good.flags & dns.flags.QR
+        assert notify(port, "other.test.").rcode() == dns.rcode.NOTAUTH
+        assert notify(port, ORIGIN, "A").rcode() == dns.rcode.FORMERR
+        # Over TCP too.
+        q = dns.message.make_query(ORIGIN, "SOA")
+        q.set_opcode(dns.opcode.NOTIFY)
+        assert dns.query.tcp(q, "127.0.0.1", port=port, timeout=3).rcode() == dns.rcode.NOERROR
+    finally:
+        secondary.stop()
+        primary.stop()
+
+
+def test_notify_from_a_sender_not_allowed_is_notauth(tmp_path):
+    port = _free_port()
+    primary = Primary(tmp_path / "knot", None)
+    secondary = Secondary(tmp_path, port, primary.port, 'allow_notify = ["198.18.0.0/24"]\n')
+    primary.start(zone_text(1, 10))
+    secondary.start()
+    try:
+        secondary.wait_serial(1)
+        assert notify(port, ORIGIN).rcode() == dns.rcode.NOTAUTH
+        assert "not allowed" in secondary.log()
+    finally:
+        secondary.stop()
+        primary.stop()
+
+
+def test_stats_show_each_secondary_zone(pair, xdpdns_cli):
+    primary, secondary = pair
+    secondary.wait_serial(1)
+    out = xdpdns_cli("stats", "--control-socket", secondary.workdir / "control.sock")
+    assert out.returncode == 0, out.stderr
+    assert "secondary zones" in out.stdout
+    line = next(line for line in out.stdout.splitlines() if line.lstrip().startswith(ORIGIN))
+    assert " 1 " in line and "AXFR 103 records from 127.0.0.1" in line

@@ -102,7 +102,7 @@ def test_config_without_acl_keys(tmp_path):
         (
             "allow_qeury = []",
             r"zone\[1\]\.allow_qeury: expected one of the known keys: file, "
-            r"origin, notify, dnssec, allow_query, deny_query, allow_transfer, deny_transfer",
+            r"origin, notify, primaries, allow_notify, dnssec, allow_query, deny_query, allow_transfer, deny_transfer",
         ),
         (
             "deny_query = ["
@@ -286,8 +286,8 @@ def _zone_entry_acl(data, zone):
             "zone ACL block outside the image",
         ),
         (
-            lambda d, c, s, e: struct.pack_into("=I", d, ZONE_ACL_AT + 12, 1),
-            "zone ACL block outside the image",
+            lambda d, c, s, e: struct.pack_into("=I", d, ZONE_ACL_AT + 12, 33),
+            "bad NOTIFY hook",
         ),
         # the zone's pointer
         (

@@ -934,7 +934,9 @@ def _parse_zone(table: Any, where: Where) -> ZoneConfig:
     if "primaries" in table:
         return _parse_secondary_zone(table, where)
     if "file" not in table:
-        raise where.error("file", "the zone file's path, or primaries to transfer it from")
+        raise where.error(
+            "file", "the zone file's path (required), or primaries to transfer it from"
+        )
     path = _zone_file(table["file"], where, "file")
     origin = (
         parse_origin(table["origin"], where, "origin")

@@ -817,6 +817,8 @@ static int check_zone_acls(struct check *c, const struct xd_image *img)
 			       c->identity_end;
 	uint32_t count = 0;
 
+	if (h->notify_hook > XD_RESOLVER_HOOKS_MAX)
+		return fail(c, "bad NOTIFY hook", 0);
 	if (h->zone_acl_count == 0 && (h->zone_acls || h->zone_acls_end))
 		return fail(c, "zone ACL fields set without zone ACLs", 0);
 	if ((h->zone_acl_count && (h->zone_acls < floor || h->zone_acls > h->zone_acls_end ||
