@@ -424,7 +424,7 @@ class Server:
     def _update_sync(self, changes, keep) -> None:
         engine, previous = self._engine, self._publication
         if engine is None or previous is None:
-            raise ZoneLoadError([])
+            raise RuntimeError("the server is not serving")
         served = engine.published_image()
         compiled = recompile(
             previous.compiled.inputs, served, {o: make(served) for o, make in changes.items()}

@@ -173,6 +173,31 @@ def _ixfr_query(origin: dns.name.Name, serial: int) -> dns.message.Message:
     return query
 
 
+def _take(reader: XfrReader, wire: bytes, query, primary, first: bool) -> None:
+    """One message of a transfer into reader."""
+    try:
+        response = dns.message.from_wire(wire, xfr=True, origin=None, one_rr_per_rrset=True)
+    except dns.exception.DNSException as exc:
+        raise XfrError(f"{where(primary)}: a malformed message ({exc})") from None
+    _check(response, query, primary)
+    question = query.question[0]
+    if (
+        first
+        and response.question
+        and (
+            response.question[0].name != question.name
+            or response.question[0].rdtype != question.rdtype
+        )
+    ):
+        raise XfrError(f"{where(primary)}: a response to another question")
+    try:
+        for rrset in response.answer:
+            reader.feed(rrset)
+    except XfrError as exc:
+        raise XfrError(f"{where(primary)}: {exc}") from None
+    reader.message_end()
+
+
 async def transfer(primary: ListenAddress, origin: dns.name.Name, ours: int | None) -> Transfer:
     """The zone from primary: IXFR from serial ``ours``, or AXFR (None)."""
     if ours is None:
@@ -183,6 +208,7 @@ async def transfer(primary: ListenAddress, origin: dns.name.Name, ours: int | No
     reader = XfrReader(origin, ours)
     start = time.monotonic()
     messages = 0
+    loop = asyncio.get_running_loop()
     async with _Connection(primary) as conn:
         await conn.send(query)
         while not reader.done:
@@ -190,23 +216,9 @@ async def transfer(primary: ListenAddress, origin: dns.name.Name, ours: int | No
             if wire is None:
                 break
             messages += 1
-            try:
-                response = dns.message.from_wire(wire, xfr=True, origin=None, one_rr_per_rrset=True)
-            except dns.exception.DNSException as exc:
-                raise XfrError(f"{where(primary)}: a malformed message ({exc})") from None
-            _check(response, query, primary)
-            if (
-                messages == 1
-                and response.question
-                and (
-                    response.question[0].name != origin
-                    or response.question[0].rdtype != query.question[0].rdtype
-                )
-            ):
-                raise XfrError(f"{where(primary)}: a response to another question")
-            for rrset in response.answer:
-                reader.feed(rrset)
-            reader.message_end()
+            # Parsing a message of a large zone takes milliseconds: not in
+            # the event loop, which serves the other zones and NOTIFY.
+            await loop.run_in_executor(None, _take, reader, wire, query, primary, messages == 1)
         received = conn.received
     try:
         result = reader.result()

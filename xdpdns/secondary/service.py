@@ -433,8 +433,10 @@ class Secondary:
             log.error("zone %s: cannot be kept on disk: %s", zone.origin, exc)
 
     async def keep_timers(self, zone: SecondaryZone) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            self.store.save(zone.origin, None, zone._timers())
+            # fsync: not in the event loop.
+            await loop.run_in_executor(None, self.store.save, zone.origin, None, zone._timers())
         except OSError as exc:
             log.error("zone %s: its timers cannot be kept on disk: %s", zone.origin, exc)
 
@@ -473,7 +475,8 @@ class Secondary:
         sender = query.client_address[0] if query.client_address else None
         if zone is None:
             response.set_rcode(dns.rcode.NOTAUTH)
-            log.info("notify for %s from %s: not a secondary zone here", question.name, sender)
+            # Debug: anyone can send these, and a log line each is theirs to fill.
+            log.debug("notify for %s from %s: not a secondary zone here", question.name, sender)
             return response.to_wire()
         if not _notify_allowed(zone.config, sender):
             response.set_rcode(dns.rcode.NOTAUTH)
