@@ -310,3 +310,21 @@ def test_serve_without_permission_for_the_port(tmp_path):
         result.stderr.strip()
         == "xdpdns: error: cannot listen on 127.0.0.1:53 (tcp): Permission denied"
     )
+
+
+def test_every_subpackage_is_installed():
+    """The bug: xdpdns/secondary/ was not in pyproject's packages, so a
+    non-editable install (the ASan venv, a user's `pip install .`) had no
+    xdpdns.secondary and `xdpdns serve` failed to import."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(root).parts)
+        for p in (root / "xdpdns").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert found - listed == set()
