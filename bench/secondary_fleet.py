@@ -254,6 +254,7 @@ def main() -> int:
     p.add_argument("--updates", type=int, default=100)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per update at most")
     p.add_argument("--json")
+    p.add_argument("--keep", action="store_true", help="keep the servers' logs and files")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("root only (network namespaces)", file=sys.stderr)
@@ -334,7 +335,10 @@ def main() -> int:
     print(json.dumps(summary, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    shutil.rmtree(workdir, ignore_errors=True)
+    if args.keep:
+        print(f"logs and files kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0 if summary["complete"] == len(ups) and not summary["wrong_answers"] else 1
 
 
