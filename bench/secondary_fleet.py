@@ -195,13 +195,15 @@ class Fleet:
         return out
 
     @staticmethod
-    def serial(sock: socket.socket, name: str = ORIGIN) -> int | None:
-        q = dns.message.make_query(name, dns.rdatatype.SOA)
+    def ask(sock: socket.socket, name: str, rdtype, timeout: float):
+        """The first answer RR of the response to (name, rdtype), None when
+        there is none or no response within timeout."""
+        q = dns.message.make_query(name, rdtype)
         try:
             sock.send(q.to_wire())
         except OSError:
             return None
-        deadline = time.monotonic() + 0.05
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 r = dns.message.from_wire(sock.recv(4096))
@@ -211,23 +213,16 @@ class Fleet:
             except Exception:
                 return None
             if r.id == q.id:
-                return r.answer[0][0].serial if r.answer else None
+                return r.answer[0][0] if r.answer else None
         return None
 
-    @staticmethod
-    def address_of(sock: socket.socket, name: str) -> str | None:
-        q = dns.message.make_query(name, dns.rdatatype.A)
-        sock.send(q.to_wire())
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            try:
-                r = dns.message.from_wire(sock.recv(4096))
-            except BlockingIOError:
-                time.sleep(0.0005)
-                continue
-            if r.id == q.id:
-                return r.answer[0][0].address if r.answer else None
-        return None
+    def serial(self, sock: socket.socket) -> int | None:
+        soa = self.ask(sock, ORIGIN, dns.rdatatype.SOA, 0.05)
+        return None if soa is None else soa.serial
+
+    def address_of(self, sock: socket.socket, name: str) -> str | None:
+        a = self.ask(sock, name, dns.rdatatype.A, 0.5)
+        return None if a is None else a.address
 
     def wait_all(self, socks, version: int, start: float, timeout: float) -> dict[str, float]:
         seen: dict[str, float] = {}

@@ -183,16 +183,30 @@ def axfr_records(port: int) -> set[str]:
 
 
 @pytest.fixture
-def pair(tmp_path):
-    """(primary, secondary): Knot with the zone, and xdpdns following it."""
-    port = _free_port()
-    primary = Primary(tmp_path / "knot", port)
-    secondary = Secondary(tmp_path, port, primary.port)
-    primary.start(zone_text(1, 100))
-    secondary.start()
-    yield primary, secondary
-    secondary.stop()
-    primary.stop()
+def start_pair(tmp_path):
+    """start(text, notify, extra) -> (primary, secondary): Knot serving text
+    (NOTIFY to the secondary unless notify is False), and xdpdns following
+    it (extra: more keys for its [[zone]]); both stopped after the test."""
+    started = []
+
+    def start(text: str | None = None, notify: bool = True, extra: str = ""):
+        port = _free_port()
+        primary = Primary(tmp_path / "knot", port if notify else None)
+        secondary = Secondary(tmp_path, port, primary.port, extra)
+        started.append((primary, secondary))
+        primary.start(text or zone_text(1, 100))
+        secondary.start()
+        return primary, secondary
+
+    yield start
+    for primary, secondary in started:
+        secondary.stop()
+        primary.stop()
+
+
+@pytest.fixture
+def pair(start_pair):
+    return start_pair()
 
 
 def test_a_secondary_zone_is_transferred_at_start(pair):
@@ -225,55 +239,38 @@ def test_a_restart_without_the_primary_serves_the_copy_kept_on_disk(pair):
     assert "serial 1 from" in secondary.log()
 
 
-def test_a_zone_whose_primary_is_gone_expires_then_comes_back(tmp_path):
-    port = _free_port()
-    primary = Primary(tmp_path / "knot", port)
-    secondary = Secondary(tmp_path, port, primary.port)
+def test_a_zone_whose_primary_is_gone_expires_then_comes_back(start_pair):
     # refresh 1, retry 1, expire 3
     text = zone_text(1, 10).replace("3600 600 86400 300", "1 1 3 300")
-    primary.start(text)
-    secondary.start()
-    try:
-        secondary.wait_serial(1)
-        primary.stop()
-        deadline = time.monotonic() + 10
-        while secondary.query("h1." + ORIGIN).rcode() != dns.rcode.SERVFAIL:
-            assert time.monotonic() < deadline, secondary.log()[-2000:]
-            time.sleep(0.1)
-        assert not secondary.query("h1." + ORIGIN).flags & dns.flags.AA
-        assert "expired" in secondary.log()
-        # Still ours: another zone's name is REFUSED, not this one's.
-        assert secondary.query("h1.other.test.").rcode() == dns.rcode.REFUSED
-        primary.start(text.replace("hostmaster 1", "hostmaster 2"))
-        secondary.wait_serial(2, timeout=10)
-    finally:
-        secondary.stop()
-        primary.stop()
+    primary, secondary = start_pair(text)
+    secondary.wait_serial(1)
+    primary.stop()
+    deadline = time.monotonic() + 10
+    while secondary.query("h1." + ORIGIN).rcode() != dns.rcode.SERVFAIL:
+        assert time.monotonic() < deadline, secondary.log()[-2000:]
+        time.sleep(0.1)
+    assert not secondary.query("h1." + ORIGIN).flags & dns.flags.AA
+    assert "expired" in secondary.log()
+    # Still ours: another zone's name is REFUSED, not this one's.
+    assert secondary.query("h1.other.test.").rcode() == dns.rcode.REFUSED
+    primary.start(text.replace("hostmaster 1", "hostmaster 2"))
+    secondary.wait_serial(2, timeout=10)
 
 
-def test_an_ixfr_that_does_not_apply_is_asked_again_as_axfr(tmp_path):
+def test_an_ixfr_that_does_not_apply_is_asked_again_as_axfr(start_pair, tmp_path):
     """Our copy of serial 1 lacks h5, which the primary's IXFR to serial 2
     deletes: the differences do not apply, and AXFR brings serial 2."""
-    port = _free_port()
-    primary = Primary(tmp_path / "knot", port)
-    secondary = Secondary(tmp_path, port, primary.port)
-    primary.start(zone_text(1, 10))
+    primary, secondary = start_pair(zone_text(1, 10))
+    secondary.wait_serial(1)
+    secondary.stop()
+    # Our copy loses h5 (serial unchanged), as a broken journal would.
+    _keep_copy(tmp_path / "storage", zone_text(1, 10).replace("h5 A 198.18.0.5\n", ""))
+    primary.update(zone_text(2, 10).replace("h5 A 198.18.0.5\n", ""))
     secondary.start()
-    try:
-        secondary.wait_serial(1)
-        secondary.stop()
-        # Our copy loses h5 (serial unchanged), as a broken journal would.
-        bad = zone_text(1, 10).replace("h5 A 198.18.0.5\n", "")
-        _keep_copy(tmp_path / "storage", bad)
-        primary.update(zone_text(2, 10).replace("h5 A 198.18.0.5\n", ""))
-        secondary.start()
-        secondary.wait_serial(2)
-        assert "does not apply" in secondary.log()
-        assert "a record the zone does not have: h5.sec.test. 300 A 198.18.0.5" in secondary.log()
-        assert axfr_records(secondary.port) == axfr_records(primary.port)
-    finally:
-        secondary.stop()
-        primary.stop()
+    secondary.wait_serial(2)
+    assert "does not apply" in secondary.log()
+    assert "a record the zone does not have: h5.sec.test. 300 A 198.18.0.5" in secondary.log()
+    assert axfr_records(secondary.port) == axfr_records(primary.port)
 
 
 def _keep_copy(storage: Path, text: str) -> None:
@@ -310,41 +307,28 @@ def notify(port: int, name: str, rdtype: str = "SOA", serial: int | None = None)
     return dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
 
 
-def test_notify_is_answered_as_knot_answers_it(tmp_path):
-    port = _free_port()
-    primary = Primary(tmp_path / "knot", None)
-    secondary = Secondary(tmp_path, port, primary.port)
-    primary.start(zone_text(1, 10))
-    secondary.start()
-    try:
-        secondary.wait_serial(1)
-        good = notify(port, ORIGIN, serial=1)
-        assert (good.rcode(), good.opcode()) == (dns.rcode.NOERROR, dns.opcode.NOTIFY)
-        assert good.flags & dns.flags.AA and good.flags & dns.flags.QR
-        assert notify(port, "other.test.").rcode() == dns.rcode.NOTAUTH
-        assert notify(port, ORIGIN, "A").rcode() == dns.rcode.FORMERR
-        # Over TCP too.
-        q = dns.message.make_query(ORIGIN, "SOA")
-        q.set_opcode(dns.opcode.NOTIFY)
-        assert dns.query.tcp(q, "127.0.0.1", port=port, timeout=3).rcode() == dns.rcode.NOERROR
-    finally:
-        secondary.stop()
-        primary.stop()
+def test_notify_is_answered_as_knot_answers_it(start_pair):
+    _, secondary = start_pair(zone_text(1, 10), notify=False)
+    secondary.wait_serial(1)
+    good = notify(secondary.port, ORIGIN, serial=1)
+    assert (good.rcode(), good.opcode()) == (dns.rcode.NOERROR, dns.opcode.NOTIFY)
+    assert good.flags & dns.flags.AA and good.flags & dns.flags.QR
+    assert notify(secondary.port, "other.test.").rcode() == dns.rcode.NOTAUTH
+    assert notify(secondary.port, ORIGIN, "A").rcode() == dns.rcode.FORMERR
+    # Over TCP too.
+    q = dns.message.make_query(ORIGIN, "SOA")
+    q.set_opcode(dns.opcode.NOTIFY)
+    response = dns.query.tcp(q, "127.0.0.1", port=secondary.port, timeout=3)
+    assert response.rcode() == dns.rcode.NOERROR
 
 
-def test_notify_from_a_sender_not_allowed_is_notauth(tmp_path):
-    port = _free_port()
-    primary = Primary(tmp_path / "knot", None)
-    secondary = Secondary(tmp_path, port, primary.port, 'allow_notify = ["198.18.0.0/24"]\n')
-    primary.start(zone_text(1, 10))
-    secondary.start()
-    try:
-        secondary.wait_serial(1)
-        assert notify(port, ORIGIN).rcode() == dns.rcode.NOTAUTH
-        assert "not allowed" in secondary.log()
-    finally:
-        secondary.stop()
-        primary.stop()
+def test_notify_from_a_sender_not_allowed_is_notauth(start_pair):
+    _, secondary = start_pair(
+        zone_text(1, 10), notify=False, extra='allow_notify = ["198.18.0.0/24"]\n'
+    )
+    secondary.wait_serial(1)
+    assert notify(secondary.port, ORIGIN).rcode() == dns.rcode.NOTAUTH
+    assert "not allowed" in secondary.log()
 
 
 def test_stats_show_each_secondary_zone(pair, xdpdns_cli):
