@@ -178,3 +178,32 @@ def test_an_expired_zone_answers_servfail_and_keeps_its_place():
     assert image.zone_serial(ORIGIN) is None
     outside = _answer(image, "a.y.test.")
     assert outside.rcode() == dns.rcode.REFUSED
+
+
+def test_a_notify_during_a_refresh_is_not_lost():
+    """The bug: the zone's task cleared its wake-up before waiting, so a
+    NOTIFY that came while a transfer ran was forgotten until REFRESH."""
+    import asyncio
+
+    from xdpdns.config import ZoneConfig, parse_listen
+    from xdpdns.secondary.service import SecondaryZone
+
+    async def scenario() -> int:
+        primary = parse_listen("127.0.0.1:53", None, "primaries")
+        zone = SecondaryZone(ZoneConfig(None, ORIGIN, primaries=(primary,)), service=None)
+        calls = 0
+
+        async def refresh_now():
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                zone.notified(7, primary)  # a NOTIFY while this one runs
+            zone._schedule(3600)
+
+        zone.refresh_now = refresh_now
+        task = asyncio.get_running_loop().create_task(zone.run())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        return calls
+
+    assert asyncio.run(scenario()) == 2

@@ -151,7 +151,8 @@ class SecondaryZone:
             if expire_in is not None:
                 wait = min(wait, expire_in)
             if wait > 0:
-                self.wake.clear()
+                # Not cleared here: a NOTIFY that came during the last
+                # refresh must start the next one at once.
                 try:
                     await asyncio.wait_for(self.wake.wait(), wait)
                 except asyncio.TimeoutError:
