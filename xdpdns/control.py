@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from xdpdns.counts import summed
+from xdpdns.counts import XDP_PROGRAM_COUNTERS, summed
 
 log = logging.getLogger("xdpdns.control")
 
@@ -264,17 +264,7 @@ _QUEUE = [
 ]
 _FRAMES = ["frames_fill", "frames_rx", "frames_tx", "frames_free", "frames_total"]
 _KERNEL = ["kernel_rx_dropped", "kernel_rx_ring_full", "kernel_fill_empty"]
-_PROG = [
-    "seen",
-    "redirected",
-    "answered_in_xdp",
-    "rate_limited",
-    "slipped",
-    "passed",
-    "dropped",
-    "denied",
-    "malformed",
-]
+_PROG = list(XDP_PROGRAM_COUNTERS)
 _DEFERRED = ["deferred", "resolver_full", "resolver_expired"]
 _HOOKS = ["batches", "queries", "answered", "servfail", "errors", "cached"]
 

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from xdpdns.counts import summed
+from xdpdns.counts import XDP_PROGRAM_COUNTERS, summed
 
 log = logging.getLogger("xdpdns.metrics")
 
@@ -111,17 +111,7 @@ class StatsCollector:
         )
         yield from _by_kind("xdpdns_xdp_queue", "an AF_XDP queue worker", list(xdp.queues), "queue")
         cpus = list(xdp.cpus)
-        for field in (
-            "seen",
-            "redirected",
-            "answered_in_xdp",
-            "rate_limited",
-            "slipped",
-            "passed",
-            "dropped",
-            "denied",
-            "malformed",
-        ):
+        for field in XDP_PROGRAM_COUNTERS:
             family = CounterMetricFamily(
                 f"xdpdns_xdp_program_{field}", f"the XDP program's packets: {field}", labels=["cpu"]
             )

@@ -39,7 +39,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from xdpdns.config import XdpConfig
-from xdpdns.counts import summed
+from xdpdns.counts import XDP_PROGRAM_COUNTERS, summed
 from xdpdns.engine import (
     PORT_ACTIONS,
     AnswersInfo,
@@ -129,20 +129,7 @@ class XdpStats:
         return sum(getattr(q, name) for q in self.queues)
 
     def as_dict(self) -> dict:
-        program = {
-            k: sum(getattr(c, k) for c in self.cpus)
-            for k in (
-                "seen",
-                "redirected",
-                "answered_in_xdp",
-                "rate_limited",
-                "slipped",
-                "passed",
-                "dropped",
-                "denied",
-                "malformed",
-            )
-        }
+        program = {k: sum(getattr(c, k) for c in self.cpus) for k in XDP_PROGRAM_COUNTERS}
         program["answered_in_xdp_rcodes"] = summed(c.answered_in_xdp_rcodes for c in self.cpus)
         program["answered_in_xdp_qtypes"] = summed(c.answered_in_xdp_qtypes for c in self.cpus)
         return {
