@@ -64,12 +64,16 @@ def wait_serving(port: int, proc: subprocess.Popen, what: str) -> None:
     raise RuntimeError(f"{what} did not answer within {READY_TIMEOUT:g} s")
 
 
-def start_xdpdns(workdir: Path, zonefile: Path, port: int, xdpdns: str) -> subprocess.Popen:
+def start_xdpdns(
+    workdir: Path, zonefile: Path, port: int, xdpdns: str, server: str = ""
+) -> subprocess.Popen:
+    """xdpdns serving zonefile on 127.0.0.1:port; ``server``: more lines
+    for its [server] table."""
     conf = workdir / "xdpdns.toml"
     conf.write_text(
         f'[[zone]]\nfile = "{zonefile}"\norigin = "{ORIGIN}"\n'
         f'allow_transfer = ["127.0.0.1"]\n[server]\nlog_level = "warning"\n'
-        f'control_socket = "{workdir}/xdpdns.sock"\n'
+        f'{server}control_socket = "{workdir}/xdpdns.sock"\n'
     )
     return subprocess.Popen(
         [xdpdns, "serve", "--config", str(conf), "--listen", f"127.0.0.1:{port}"],

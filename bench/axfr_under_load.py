@@ -26,6 +26,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
+import axfr_time  # noqa: E402
 from axfr_time import ORIGIN, free_port, stop, wait_serving  # noqa: E402
 
 from xdpdns.bench import generators, procfs  # noqa: E402
@@ -68,19 +69,15 @@ while True:
 
 
 def start_xdpdns(workdir: Path, zonefile: Path, port: int, xdpdns: str) -> subprocess.Popen:
-    conf = workdir / "xdpdns.toml"
-    conf.write_text(
-        f'[[zone]]\nfile = "{zonefile}"\norigin = "{ORIGIN}"\n'
-        f'allow_transfer = ["127.0.0.1"]\n'
-        f'[server]\nlog_level = "warning"\nudp_workers = 1\ntcp_workers = 1\n'
-        f"tcp_io_timeout = 30\ntcp_max_connections = 1024\n"
-        f"tcp_max_client_connections = 1024\n"
-        f'control_socket = "{workdir}/xdpdns.sock"\n'
-    )
-    return subprocess.Popen(
-        [xdpdns, "serve", "--config", str(conf), "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "xdpdns.log", "w"),
+    """One UDP and one TCP worker, and TCP limits that the slow secondary
+    and dnsperf's connections stay under."""
+    return axfr_time.start_xdpdns(
+        workdir,
+        zonefile,
+        port,
+        xdpdns,
+        "udp_workers = 1\ntcp_workers = 1\ntcp_io_timeout = 30\n"
+        "tcp_max_connections = 1024\ntcp_max_client_connections = 1024\n",
     )
 
 
