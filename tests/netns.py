@@ -26,6 +26,10 @@ CLIENT_V4 = "198.18.0.2"
 SERVER_V6 = "2001:2::1"
 CLIENT_V6 = "2001:2::2"
 QUEUES = 2
+# A port not in [xdp] ports: the XDP program passes it to the kernel, and
+# the socket-mode workers answer it (what XDP mode's answers are checked
+# against).
+SOCKET_PORT = 5353
 
 
 def run(*argv, check=True, timeout=COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
@@ -182,3 +186,18 @@ def create_topology(suffix: str) -> VethTopology:
         topo.delete()
         raise
     return topo
+
+
+def listen_args(topo: VethTopology) -> list[str]:
+    """`xdpdns serve` options: port 53 (XDP mode's) and SOCKET_PORT, on the
+    server's IPv4 and IPv6 addresses (the first four: port 53 alone)."""
+    return [
+        "--listen",
+        f"{topo.server_v4}:53",
+        "--listen",
+        f"[{topo.server_v6}]:53",
+        "--listen",
+        f"{topo.server_v4}:{SOCKET_PORT}",
+        "--listen",
+        f"[{topo.server_v6}]:{SOCKET_PORT}",
+    ]

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import dnsdiff
 from engine_helpers import siphash24
+from netns import SOCKET_PORT, listen_args
 from xdpdns.config import ConfigError, Where
 from xdpdns.engine import Engine, ImageBuilder
 from xdpdns.hookspecs import CookieSecrets, hookimpl
@@ -584,8 +585,6 @@ def test_served_with_require_and_disabled(xdpdns_serve, tmp_path):
 
 # ---- XDP mode: the same cookie from AF_XDP and from the socket -------------------
 
-SOCKET_PORT = 5353  # not in [xdp] ports: served by the socket-mode workers
-
 
 @pytest.mark.xdp
 @pytest.mark.asan
@@ -593,18 +592,7 @@ SOCKET_PORT = 5353  # not in [xdp] ports: served by the socket-mode workers
 def test_xdp_and_socket_mode_make_the_same_cookie(xdp_topology, xdp_serve, tmp_path, family):
     topo = xdp_topology
     conf = _config(tmp_path, f'secret = "{SECRET_A.hex()}"\n')
-    server = xdp_serve(
-        "--config",
-        conf,
-        "--listen",
-        f"{topo.server_v4}:53",
-        "--listen",
-        f"[{topo.server_v6}]:53",
-        "--listen",
-        f"{topo.server_v4}:{SOCKET_PORT}",
-        "--listen",
-        f"[{topo.server_v6}]:{SOCKET_PORT}",
-    )
+    server = xdp_serve("--config", conf, *listen_args(topo))
     host, client = (
         (topo.server_v4, topo.client_v4) if family == "ipv4" else (topo.server_v6, topo.client_v6)
     )

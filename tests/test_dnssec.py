@@ -740,11 +740,11 @@ def test_xdp_mode_answers_do_queries_with_signatures(signed_zones, xdp_topology,
     worker, with the socket path's bytes either way, signed and valid;
     DO=0 queries too."""
     import dnsdiff
-    from test_xdp_answers import SOCKET_PORT, _listen_args
+    from netns import SOCKET_PORT, listen_args
 
     path, keys = signed_zones["nsec3-optout"]
     topo = xdp_topology
-    server = xdp_serve("--zone", f"signed.test.={path}", *_listen_args(topo))
+    server = xdp_serve("--zone", f"signed.test.={path}", *listen_args(topo))
 
     def in_xdp():
         return server.stats()["xdp"]["program"]["answered_in_xdp"]

@@ -32,6 +32,7 @@ import pytest
 
 import dnsdiff
 from conftest import diff_zones, run_xdpdns_cli, xdpdns_command
+from netns import SOCKET_PORT, listen_args
 
 # Tests that need namespaces skip through the xdp_topology fixture when not
 # root; the error-message tests below run either way.
@@ -39,7 +40,6 @@ from conftest import diff_zones, run_xdpdns_cli, xdpdns_command
 # tests start inherit LD_PRELOAD and run the sanitized engine.
 pytestmark = [pytest.mark.xdp, pytest.mark.asan]
 
-SOCKET_PORT = 5353  # served by the socket-mode workers only
 TIMEOUT = 2.0  # seconds for one query
 
 # (qname, qtype, make_query keywords): answers, CNAME, NXDOMAIN, NODATA,
@@ -67,19 +67,6 @@ QUERIES = [
 
 
 # ---- helpers -------------------------------------------------------------------
-
-
-def _listen_args(topo):
-    return [
-        "--listen",
-        f"{topo.server_v4}:53",
-        "--listen",
-        f"[{topo.server_v6}]:53",
-        "--listen",
-        f"{topo.server_v4}:{SOCKET_PORT}",
-        "--listen",
-        f"[{topo.server_v6}]:{SOCKET_PORT}",
-    ]
 
 
 def _exchange(topo, host, port, wire, tcp=False):
@@ -158,7 +145,7 @@ def _flows(topo, host, count, port=53, qname="www.example.com."):
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 def test_same_answers_as_socket_mode(xdp_topology, xdp_serve, family):
     topo = xdp_topology
-    server = xdp_serve(*_listen_args(topo))
+    server = xdp_serve(*listen_args(topo))
     host = topo.server_v4 if family == "ipv4" else topo.server_v6
     before = sum(_queue_answered(server)) + _answered_in_xdp(server)
     failures = []
@@ -357,7 +344,7 @@ frame_size = {frame_size}
 hugepages = "required"
 """,
         ),
-        *_listen_args(topo)[:4],
+        *listen_args(topo)[:4],
     )
     xdp = server.stats()["xdp"]
     assert xdp["hugepages"] is True, xdp
@@ -384,7 +371,7 @@ def test_hugepages_required_but_missing(xdp_topology, xdp_serve, no_hugepages):
     server = xdp_serve(
         "--config",
         _xdp_config(topo, 'hugepages = "required"\n'),
-        *_listen_args(topo)[:4],
+        *listen_args(topo)[:4],
         expect_ready=False,
     )
     assert server.proc.wait(timeout=30) == 1
@@ -451,7 +438,7 @@ def test_stats_table(xdp_topology, xdp_serve):
 
 def test_generic_mode(xdp_topology, xdp_serve):
     topo = xdp_topology
-    server = xdp_serve("--config", _xdp_config(topo, 'mode = "generic"\n'), *_listen_args(topo)[:4])
+    server = xdp_serve("--config", _xdp_config(topo, 'mode = "generic"\n'), *listen_args(topo)[:4])
     assert "xdp_mode=generic" in server.ready_line
     assert "xdpgeneric" in (topo.xdp_attached() or ""), topo.xdp_attached()
     for host in (topo.server_v4, topo.server_v6):
@@ -785,7 +772,7 @@ def test_verifier_rejection_shows_its_last_lines(xdp_topology, xdp_serve, tmp_pa
     server = xdp_serve(
         "--config",
         _xdp_config(topo, f'program = "{obj}"\n'),
-        *_listen_args(topo)[:4],
+        *listen_args(topo)[:4],
         expect_ready=False,
     )
     assert server.proc.wait(timeout=30) == 1

@@ -31,6 +31,7 @@ import pytest
 
 import dnsdiff
 from conftest import diff_zones
+from netns import SOCKET_PORT, listen_args
 from zoneimage import SERIAL_ZONE
 from test_diff_knot import CASES
 from xdpdns.engine import ImageBuilder
@@ -363,26 +364,12 @@ def test_answer_too_long_for_udp_stays_with_the_worker(tmp_path):
 
 # ---- in XDP mode (root) --------------------------------------------------------
 
-SOCKET_PORT = 5353  # not an [xdp] port: the socket-mode workers answer it
 TIMEOUT = 2.0
 # How much longer than its query an answer can always be made in place: a
 # frame keeps XDP_PACKET_HEADROOM (256 bytes) in front, less what the frame
 # has been moved by; a copied veth frame has little room behind its data,
 # and a longer answer goes to the worker.
 ROOM_ANYWHERE = 192
-
-
-def _listen_args(topo):
-    return [
-        "--listen",
-        f"{topo.server_v4}:53",
-        "--listen",
-        f"[{topo.server_v6}]:53",
-        "--listen",
-        f"{topo.server_v4}:{SOCKET_PORT}",
-        "--listen",
-        f"[{topo.server_v6}]:{SOCKET_PORT}",
-    ]
 
 
 def _in_xdp(server):
@@ -419,7 +406,7 @@ def test_xdp_answers_are_the_workers_bytes(xdp_topology, xdp_serve):
     from the socket-mode workers; the client's kernel took every answer, so
     the program's UDP checksums were right; and the program answered the
     ones its table holds, by RCODE."""
-    server = xdp_serve(*_listen_args(xdp_topology))
+    server = xdp_serve(*listen_args(xdp_topology))
     before, _ = _in_xdp(server)
     questions = [(c.qname, c.qtype) for c in CASES]
     failures, asked = _send_all(xdp_topology, server, questions)
@@ -444,7 +431,7 @@ def test_xdp_answers_off(xdp_topology, xdp_serve, tmp_path):
     """[xdp] answers = "off": the workers answer everything, the same bytes."""
     conf = tmp_path / "off.toml"
     conf.write_text('[xdp]\nanswers = "off"\n')
-    server = xdp_serve("--config", conf, *_listen_args(xdp_topology))
+    server = xdp_serve("--config", conf, *listen_args(xdp_topology))
     questions = [(c.qname, c.qtype) for c in CASES[:40]]
     failures, asked = _send_all(xdp_topology, server, questions)
     assert not failures, "\n".join(failures[:20])
