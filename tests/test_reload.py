@@ -198,6 +198,8 @@ def test_notify_at_start_and_when_a_reload_changes_the_serial(tmp_path, xdpdns_s
         with pytest.raises(TimeoutError):
             heard(timeout=1.0)  # the same serial: nothing to tell
         assert "notify example.test. serial 2 to 127.0.0.1" in server.output()
+        # Our response was taken as the answer to it (xdpdns/ask.py).
+        assert f"notify example.test. serial 2 to {target}: acknowledged" in server.output()
     finally:
         secondary.close()
 

@@ -36,6 +36,7 @@ __all__ = [
     "CompileResult",
     "ZoneCopy",
     "ZoneExpired",
+    "carried",
     "SignedZone",
     "ZoneData",
     "ZoneFile",
@@ -76,6 +77,17 @@ class ZoneExpired:
 
 
 AnySource = Union[ZoneFile, ZoneData, ZoneCopy, ZoneExpired]
+
+
+def carried(
+    origin: dns.name.Name, image: Image | None, acl: ZoneAcl, label: str
+) -> ZoneCopy | ZoneExpired:
+    """The zone as ``image`` has it; with no data when it has none there
+    (no image, or a secondary zone not transferred or expired)."""
+    if image is not None and image.zone_serial(origin) is not None:
+        return ZoneCopy(origin, image, acl, description=label)
+    return ZoneExpired(origin, acl, label)
+
 
 log = logging.getLogger("xdpdns.image")
 
@@ -349,12 +361,7 @@ def recompile(
     is published without reading any other zone's source again (a zone
     file edited since the last reload stays as it was served)."""
     sources = [
-        replace.get(origin)
-        or (
-            ZoneCopy(origin, served, acl, description=label)
-            if served.zone_serial(origin) is not None
-            else ZoneExpired(origin, acl, label)  # a secondary zone with no data
-        )
+        replace.get(origin) or carried(origin, served, acl, label)
         for origin, acl, label in inputs.zones
     ]
     return compile_sources(

@@ -17,13 +17,13 @@ import logging
 import socket
 from typing import Iterable
 
-import dns.exception
 import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
 
+from xdpdns.ask import udp_response
 from xdpdns.config import ListenAddress, ZoneConfig
 
 log = logging.getLogger("xdpdns.notify")
@@ -92,12 +92,8 @@ class Notifier:
     async def _send(
         self, message: dns.message.Message, origin, serial: int, target: ListenAddress
     ) -> None:
-        where = (
-            f"{target.host}:{target.port}"
-            if ":" not in target.host
-            else f"[{target.host}]:{target.port}"
-        )
-        family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+        where = str(target)
+        family = socket.AF_INET6 if target.is_ipv6 else socket.AF_INET
         loop = asyncio.get_running_loop()
         wire = message.to_wire()
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
@@ -107,7 +103,7 @@ class Notifier:
                 await loop.sock_connect(sock, (target.host, target.port))
                 for _ in range(TRIES):
                     await loop.sock_sendall(sock, wire)
-                    rcode = await self._answer(loop, sock, message, TIMEOUT)
+                    rcode = await self._answer(sock, message, TIMEOUT)
                     if rcode is None:
                         continue
                     if rcode == dns.rcode.NOERROR:
@@ -131,23 +127,10 @@ class Notifier:
         )
 
     @staticmethod
-    async def _answer(loop, sock, message, timeout: float):
+    async def _answer(sock, message, timeout: float):
         """The RCODE of the response to message (same ID, QR set, opcode
         NOTIFY) within timeout, else None; other datagrams are ignored."""
-        deadline = loop.time() + timeout
-        while (left := deadline - loop.time()) > 0:
-            try:
-                data = await asyncio.wait_for(loop.sock_recv(sock, 65535), left)
-            except asyncio.TimeoutError:
-                return None
-            try:
-                response = dns.message.from_wire(data)
-            except dns.exception.DNSException:
-                continue
-            if (
-                response.id == message.id
-                and response.flags & dns.flags.QR
-                and response.opcode() == dns.opcode.NOTIFY
-            ):
-                return response.rcode()
-        return None
+        response = await udp_response(
+            sock, message, timeout, lambda r: r.opcode() == dns.opcode.NOTIFY
+        )
+        return None if response is None else response.rcode()

@@ -22,6 +22,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.SOA
 import dns.rrset
 
+from xdpdns.ask import udp_response
 from xdpdns.config import ListenAddress
 from xdpdns.secondary.xfr import Full, Incremental, NeedsFull, UpToDate, XfrError, XfrReader
 
@@ -29,31 +30,22 @@ SOA_TIMEOUT = 2.0  # seconds for a primary's answer to an SOA query
 IO_TIMEOUT = 10.0  # seconds for each message of a transfer (and connecting)
 
 
-def where(primary: ListenAddress) -> str:
-    host = f"[{primary.host}]" if ":" in primary.host else primary.host
-    return f"{host}:{primary.port}"
-
-
-def _family(primary: ListenAddress) -> int:
-    return socket.AF_INET6 if ":" in primary.host else socket.AF_INET
-
-
 def _check(response: dns.message.Message, query: dns.message.Message, primary) -> None:
     if response.id != query.id or not response.flags & dns.flags.QR:
-        raise XfrError(f"{where(primary)}: a response that is not to our query")
+        raise XfrError(f"{primary}: a response that is not to our query")
     if response.opcode() != dns.opcode.QUERY:
-        raise XfrError(f"{where(primary)}: a response with opcode {response.opcode()}")
+        raise XfrError(f"{primary}: a response with opcode {response.opcode()}")
     if response.rcode() != dns.rcode.NOERROR:
-        raise XfrError(f"{where(primary)} answered {dns.rcode.to_text(response.rcode())}")
+        raise XfrError(f"{primary} answered {dns.rcode.to_text(response.rcode())}")
 
 
 def _soa_serial(response: dns.message.Message, origin: dns.name.Name, primary) -> int:
     if not response.flags & dns.flags.AA:
-        raise XfrError(f"{where(primary)} is not authoritative for {origin} (AA clear)")
+        raise XfrError(f"{primary} is not authoritative for {origin} (AA clear)")
     for rrset in response.answer:
         if rrset.name == origin and rrset.rdtype == dns.rdatatype.SOA and rrset:
             return rrset[0].serial
-    raise XfrError(f"{where(primary)} gave no SOA for {origin}")
+    raise XfrError(f"{primary} gave no SOA for {origin}")
 
 
 async def query_soa(primary: ListenAddress, origin: dns.name.Name) -> int:
@@ -62,26 +54,16 @@ async def query_soa(primary: ListenAddress, origin: dns.name.Name) -> int:
     query.flags = 0  # no RD: a primary is asked, not a resolver
     loop = asyncio.get_running_loop()
     try:
-        with socket.socket(_family(primary), socket.SOCK_DGRAM) as sock:
+        family = socket.AF_INET6 if primary.is_ipv6 else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
             await loop.sock_connect(sock, (primary.host, primary.port))
             await loop.sock_sendall(sock, query.to_wire())
-            deadline = loop.time() + SOA_TIMEOUT
-            while True:
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise XfrError(f"{where(primary)}: no answer to the SOA query")
-                data = await asyncio.wait_for(loop.sock_recv(sock, 65535), left)
-                try:
-                    response = dns.message.from_wire(data)
-                except dns.exception.DNSException:
-                    continue  # not an answer to anything
-                if response.id == query.id and response.flags & dns.flags.QR:
-                    break
-    except asyncio.TimeoutError:
-        raise XfrError(f"{where(primary)}: no answer to the SOA query") from None
+            response = await udp_response(sock, query, SOA_TIMEOUT)
     except OSError as exc:
-        raise XfrError(f"{where(primary)}: {exc.strerror or exc}") from None
+        raise XfrError(f"{primary}: {exc.strerror or exc}") from None
+    if response is None:
+        raise XfrError(f"{primary}: no answer to the SOA query")
     if response.flags & dns.flags.TC:
         return _soa_serial(await _tcp_query(primary, query), origin, primary)
     _check(response, query, primary)
@@ -95,7 +77,7 @@ async def _tcp_query(primary: ListenAddress, query: dns.message.Message) -> dns.
         try:
             response = dns.message.from_wire(wire)
         except dns.exception.DNSException as exc:
-            raise XfrError(f"{where(primary)}: a malformed response ({exc})") from None
+            raise XfrError(f"{primary}: a malformed response ({exc})") from None
     _check(response, query, primary)
     return response
 
@@ -111,9 +93,9 @@ class _Connection:
                 asyncio.open_connection(self.primary.host, self.primary.port), IO_TIMEOUT
             )
         except asyncio.TimeoutError:
-            raise XfrError(f"{where(self.primary)}: no TCP connection within {IO_TIMEOUT:g}s")
+            raise XfrError(f"{self.primary}: no TCP connection within {IO_TIMEOUT:g}s")
         except OSError as exc:
-            raise XfrError(f"{where(self.primary)}: {exc.strerror or exc}") from None
+            raise XfrError(f"{self.primary}: {exc.strerror or exc}") from None
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -129,7 +111,7 @@ class _Connection:
         try:
             await asyncio.wait_for(self.writer.drain(), IO_TIMEOUT)
         except (OSError, asyncio.TimeoutError) as exc:
-            raise XfrError(f"{where(self.primary)}: sending the query: {exc}") from None
+            raise XfrError(f"{self.primary}: sending the query: {exc}") from None
 
     async def receive(self) -> bytes | None:
         """The next message; None when the primary closed between messages."""
@@ -141,11 +123,11 @@ class _Connection:
         except asyncio.IncompleteReadError as exc:
             if not exc.partial:
                 return None
-            raise XfrError(f"{where(self.primary)}: the connection closed inside a message")
+            raise XfrError(f"{self.primary}: the connection closed inside a message")
         except asyncio.TimeoutError:
-            raise XfrError(f"{where(self.primary)}: nothing for {IO_TIMEOUT:g}s") from None
+            raise XfrError(f"{self.primary}: nothing for {IO_TIMEOUT:g}s") from None
         except OSError as exc:
-            raise XfrError(f"{where(self.primary)}: {exc.strerror or exc}") from None
+            raise XfrError(f"{self.primary}: {exc.strerror or exc}") from None
         self.received += 2 + len(wire)
         return wire
 
@@ -178,7 +160,7 @@ def _take(reader: XfrReader, wire: bytes, query, primary, first: bool) -> None:
     try:
         response = dns.message.from_wire(wire, xfr=True, origin=None, one_rr_per_rrset=True)
     except dns.exception.DNSException as exc:
-        raise XfrError(f"{where(primary)}: a malformed message ({exc})") from None
+        raise XfrError(f"{primary}: a malformed message ({exc})") from None
     _check(response, query, primary)
     question = query.question[0]
     if (
@@ -189,12 +171,12 @@ def _take(reader: XfrReader, wire: bytes, query, primary, first: bool) -> None:
             or response.question[0].rdtype != question.rdtype
         )
     ):
-        raise XfrError(f"{where(primary)}: a response to another question")
+        raise XfrError(f"{primary}: a response to another question")
     try:
         for rrset in response.answer:
             reader.feed(rrset)
     except XfrError as exc:
-        raise XfrError(f"{where(primary)}: {exc}") from None
+        raise XfrError(f"{primary}: {exc}") from None
     reader.message_end()
 
 
@@ -223,7 +205,7 @@ async def transfer(primary: ListenAddress, origin: dns.name.Name, ours: int | No
     try:
         result = reader.result()
     except XfrError as exc:
-        raise XfrError(f"{where(primary)}: {exc}") from None
+        raise XfrError(f"{primary}: {exc}") from None
     return Transfer(
         result,
         "IXFR" if ours is not None else "AXFR",

@@ -46,7 +46,14 @@ import dns.rdatatype
 from xdpdns.config import ListenAddress, ZoneConfig
 from xdpdns.engine import Image
 from xdpdns.hookspecs import ZoneData
-from xdpdns.image import AnySource, ZoneCopy, ZoneExpired, ZoneLoadError, compile_sources
+from xdpdns.image import (
+    AnySource,
+    ZoneCopy,
+    ZoneExpired,
+    ZoneLoadError,
+    carried,
+    compile_sources,
+)
 from xdpdns.secondary import client
 from xdpdns.secondary.storage import Timers, ZoneStore
 from xdpdns.secondary.xfr import (
@@ -220,7 +227,7 @@ class SecondaryZone:
                 log.warning(
                     "zone %s: %s has serial %d, older than ours (%d)",
                     self.origin,
-                    client.where(primary),
+                    primary,
                     theirs,
                     self.serial,
                 )
@@ -242,7 +249,7 @@ class SecondaryZone:
             log.warning(
                 "zone %s: the IXFR from %s does not apply (%s); asking for AXFR",
                 self.origin,
-                client.where(primary),
+                primary,
                 exc,
             )
             transfer = await client.transfer(primary, self.origin, None)
@@ -327,12 +334,10 @@ class Secondary:
         for origin, zone in self.zones.items():
             acl = zone.config.acl
             label = f"secondary zone {origin}"
-            if previous is not None and previous.zone_serial(origin) is not None:
-                out.append(ZoneCopy(origin, previous, acl, description=label))
-            elif origin in self._kept:
-                out.append(ZoneCopy(origin, self._kept[origin], acl, description=label))
-            else:
-                out.append(ZoneExpired(origin, acl, label))
+            source = carried(origin, previous, acl, label)
+            if isinstance(source, ZoneExpired) and origin in self._kept:
+                source = carried(origin, self._kept[origin], acl, label)
+            out.append(source)
         return out
 
     def published(self) -> None:
@@ -366,7 +371,7 @@ class Secondary:
         changed) when it does not make a zone."""
         result = transfer.result
         origin, acl = zone.origin, zone.config.acl
-        label = f"{transfer.kind} of {origin} from {client.where(transfer.primary)}"
+        label = f"{transfer.kind} of {origin} from {transfer.primary}"
         if isinstance(result, Full):
             records = result.records
 
@@ -398,7 +403,7 @@ class Secondary:
         zone.last_transfer = {
             "kind": transfer.kind if isinstance(result, Full) else "IXFR",
             "incremental": isinstance(result, Incremental),
-            "primary": client.where(transfer.primary),
+            "primary": str(transfer.primary),
             "serial": result.serial,
             "records": count,
             "bytes": transfer.bytes,
@@ -413,7 +418,7 @@ class Secondary:
             "none" if old is None else old,
             result.serial,
             "IXFR" if isinstance(result, Incremental) else transfer.kind + " (whole zone)",
-            client.where(transfer.primary),
+            transfer.primary,
             count,
             transfer.bytes,
             transfer.seconds,
