@@ -160,20 +160,6 @@ static bool fits(const struct writer *w, const uint8_t *n, const uint8_t *rs)
 	return w->len - w->msg + need <= XD_AXFR_MESSAGE_TARGET;
 }
 
-/* The first node of the image: nodes follow the zone origins and their
- * negative SOAs in the order the builder made them, and each zone's apex
- * is made with the zone, so the smallest apex offset is where they start.
- * They end where the zone hash starts, but for its 4-byte alignment. */
-static size_t first_node(const struct xd_image *img)
-{
-	size_t first = img->hdr->zone_hash;
-
-	for (uint32_t i = 0; i < img->hdr->zone_count; i++)
-		if (xd_image_zone(img, i)->apex < first)
-			first = xd_image_zone(img, i)->apex;
-	return first;
-}
-
 static size_t node_size(const uint8_t *n)
 {
 	const uint8_t *rs = xd_node_first_rrset(n);
@@ -207,11 +193,12 @@ static const uint8_t *current(struct xd_axfr *t, const uint8_t **node)
 	while (t->phase == PHASE_BODY) {
 		const uint8_t *n = t->img->base + t->node, *rs;
 
-		if (t->node + XD_NODE_HEADER > end) {
+		/* The zone's nodes are one run from its apex (layout.c). */
+		if (t->node + XD_NODE_HEADER > end || xd_node_zone(n) != t->zone) {
 			t->phase = PHASE_LAST_SOA;
 			return apex_soa(t, node);
 		}
-		if (xd_node_zone(n) != t->zone || t->rrset >= xd_node_nrrsets(n)) {
+		if (t->rrset >= xd_node_nrrsets(n)) {
 			t->node += node_size(n);
 			t->rrset = 0;
 			continue;
@@ -234,7 +221,7 @@ static void advance(struct xd_axfr *t)
 	switch (t->phase) {
 	case PHASE_FIRST_SOA:
 		t->phase = t->soa_only ? PHASE_DONE : PHASE_BODY;
-		t->node = first_node(t->img);
+		t->node = xd_image_zone(t->img, t->zone)->apex;
 		t->rrset = 0;
 		break;
 	case PHASE_BODY:
