@@ -239,6 +239,34 @@ BAD_CONFIGS = [
     ('[xdp]\naddresses = ["localhost"]\n', "xdp.addresses", "numeric"),
     ('[xdp]\nspeed = "fast"\n', "xdp.speed", "unknown key"),
     ('[[zone]]\norigin = "example.com."\n', "zone[1].file", "required"),
+    # Secondary zones (primaries): what they must and must not have.
+    ('[[zone]]\nprimaries = ["198.18.0.1"]\n', "zone[1].origin", "required"),
+    ('[[zone]]\norigin = "s.test."\nprimaries = []\n', "zone[1].primaries", "non-empty"),
+    ('[[zone]]\norigin = "s.test."\nprimaries = "198.18.0.1"\n', "zone[1].primaries", "list"),
+    ('[[zone]]\norigin = "s.test."\nprimaries = ["198.18.0.1:0"]\n', "zone[1].primaries", "port"),
+    ('[[zone]]\norigin = "s.test."\nprimaries = ["0.0.0.0"]\n', "zone[1].primaries", "wildcard"),
+    ('[[zone]]\norigin = "s.test."\nprimaries = ["ns1"]\n', "zone[1].primaries", "address"),
+    (
+        '[[zone]]\norigin = "s.test."\nprimaries = ["198.18.0.1"]\nfile = "s.zone"\n',
+        "zone[1].file",
+        "no file in a zone with primaries",
+    ),
+    (
+        '[[zone]]\norigin = "s.test."\nprimaries = ["198.18.0.1"]\ndnssec = { keys = ["K"] }\n',
+        "zone[1].dnssec",
+        "no dnssec in a zone with primaries",
+    ),
+    (
+        '[[zone]]\norigin = "s.test."\nprimaries = ["198.18.0.1"]\nallow_notify = ["10.0.0.1/8"]\n',
+        "zone[1].allow_notify",
+        "host bits",
+    ),
+    (
+        '[[zone]]\nfile = "a.zone"\nallow_notify = ["10.0.0.0/8"]\n',
+        "zone[1].allow_notify",
+        "only a zone with primaries",
+    ),
+    ("[server]\nstorage = 5\n", "server.storage", "directory"),
     ("[[zone]]\nfile = 5\n", "zone[1].file", "path"),
     (
         '[[zone]]\nfile = "a.zone"\n[[zone]]\nfile = "b.zone"\nttl = 5\n',

@@ -339,3 +339,15 @@ def test_stats_show_each_secondary_zone(pair, xdpdns_cli):
     assert "secondary zones" in out.stdout
     line = next(line for line in out.stdout.splitlines() if line.lstrip().startswith(ORIGIN))
     assert " 1 " in line and "AXFR 103 records from 127.0.0.1" in line
+
+
+def test_a_storage_that_cannot_be_written_is_an_error_at_start(tmp_path, xdpdns_cli):
+    conf = tmp_path / "xdpdns.toml"
+    conf.write_text(
+        f'[server]\nlisten = ["127.0.0.1:{_free_port()}"]\nstorage = "/dev/null/zones"\n'
+        f'control_socket = "{tmp_path}/control.sock"\n'
+        f'[[zone]]\norigin = "{ORIGIN}"\nprimaries = ["127.0.0.1:53"]\n'
+    )
+    out = xdpdns_cli("serve", "--config", conf)
+    assert out.returncode != 0
+    assert "[server] storage /dev/null/zones: secondary zones cannot be kept there" in out.stderr

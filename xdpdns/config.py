@@ -960,14 +960,16 @@ def _parse_secondary_zone(table: Any, where: Where) -> ZoneConfig:
         raise where.error("origin", "the origin of a zone with primaries (required)")
     origin = parse_origin(table["origin"], where, "origin")
     try:
-        values = parse_keys(table, where, where.section, _ZONE_KEYS)
+        # Before their values are read: a dnssec table's key files do not
+        # matter in a zone that cannot have one.
         for key in ("file", "dnssec"):
-            if key in values:
+            if key in table:
                 raise where.error(
                     key,
                     f"no {key} in a zone with primaries: it is served as they transfer it "
                     "and kept in [server] storage",
                 )
+        values = parse_keys(table, where, where.section, _ZONE_KEYS)
         acl = parse_zone_acl(values, where)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (zone {origin})") from None
