@@ -114,6 +114,16 @@ int xd_builder_copy_zone(struct xd_builder *b, int zone, const struct xd_image *
  * get NOTIMP.  Returns 0, -EINVAL for a hook past XD_RESOLVER_HOOKS_MAX. */
 int xd_builder_set_notify_hook(struct xd_builder *b, int hook);
 
+/* Adds a TSIG key (RFC 8945) that requests may be signed with, and that
+ * zone transfer lists may name (struct xd_acl_rule's key: the index this
+ * returns, plus one).  name is wire form; algorithm one of "hmac-sha1",
+ * "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512"; the secret
+ * 1 to 512 bytes.  Returns the key's index, or -EINVAL (err says why:
+ * a bad name or algorithm, a name given twice), -ENOMEM. */
+int xd_builder_add_tsig_key(struct xd_builder *b, const uint8_t *name, size_t name_len,
+			    const char *algorithm, const uint8_t *secret, size_t secret_len,
+			    struct xd_error *err);
+
 /* Records a problem (used by the zone file reader and by callers). */
 int xd_builder_add_problem(struct xd_builder *b, int severity, int source, uint32_t line,
 			   const char *message);
@@ -844,6 +854,10 @@ struct xd_acl_rule {
 	uint8_t addr[16]; /* IPv4: the first 4 bytes */
 	uint8_t prefix_len; /* 0 to 32, or 0 to 128 */
 	uint8_t action;
+	/* Zone transfer lists only: the TSIG key (its index + 1) that a
+	 * request must be signed with for this prefix to hold it; 0: any
+	 * request.  Of one prefix, a keyed rule is matched first. */
+	uint16_t key;
 };
 
 /* What happens to a query from a source: answered, or (denied) REFUSED

@@ -307,7 +307,7 @@ def _zone_entry_acl(data, zone):
         (lambda d, c, s, e: struct.pack_into("=B", d, s + 6, 33), "bad zone ACL prefix"),
         (lambda d, c, s, e: struct.pack_into("=B", d, s + 7, 9), "bad zone ACL prefix"),
         (
-            lambda d, c, s, e: struct.pack_into("=B", d, s + 6 + 18 + 2 + 3, 1),
+            lambda d, c, s, e: struct.pack_into("=B", d, s + 6 + 20 + 2 + 3, 1),
             "bad zone ACL prefix",
         ),  # a host bit of the /25
         (
@@ -315,7 +315,11 @@ def _zone_entry_acl(data, zone):
             "bad zone ACL prefix",
         ),  # IPv4 bytes past the fourth
         (
-            lambda d, c, s, e: struct.pack_into("=B", d, s + 6 + 36, 32),
+            lambda d, c, s, e: struct.pack_into("=H", d, s + 6 + 18, 1),
+            "bad zone ACL prefix",
+        ),  # a TSIG key the image does not have
+        (
+            lambda d, c, s, e: struct.pack_into("=B", d, s + 6 + 40, 32),
             "zone ACL prefixes not longest first",
         ),  # the /24 claims /32 after the /25
     ],
@@ -331,9 +335,9 @@ def test_loader_rejects_unsorted_prefixes(tmp_path):
     img = _image(tmp_path, QUERY_ACL)
 
     def swap(d, c, s, e):
-        first, second = s + 6, s + 6 + 18  # the /32, then the /25
-        a, b = bytes(d[first : first + 18]), bytes(d[second : second + 18])
-        d[first : first + 18], d[second : second + 18] = b, a
+        first, second = s + 6, s + 6 + 20  # the /32, then the /25
+        a, b = bytes(d[first : first + 20]), bytes(d[second : second + 20])
+        d[first : first + 20], d[second : second + 20] = b, a
 
     with pytest.raises(OSError, match="zone ACL prefixes not longest first"):
         Image.from_bytes(_damaged(img, swap))

@@ -18,7 +18,7 @@ import dns.rdatatype
 from xdpdns.engine import Image, ImageBuilder
 
 # The layout version native/image/image.h writes (XD_IMAGE_VERSION).
-IMAGE_VERSION = 6
+IMAGE_VERSION = 7
 
 SOA = "@ 3600 IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\nns1 3600 IN A 198.18.0.1\n"
 

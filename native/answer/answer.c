@@ -6,15 +6,18 @@
  * additional section and the OPT record.
  *
  * Every read of the query is bounds-checked.  Nothing here allocates or
- * touches globals: it runs in every worker at once.
+ * touches globals, but for a signed request's HMAC (wire/tsig.c): it runs
+ * in every worker at once.
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "answer/answer.h"
 #include "answer/cookie.h"
 #include "image/image.h"
 #include "wire/query.h"
+#include "wire/tsig.h"
 #include "answer/rcache.h"
 
 /* RFC 1034 4.3.2 says chains must be followed; a bound keeps loops and
@@ -41,6 +44,8 @@ struct response {
 	uint16_t rcode; /* 12-bit, RFC 6891 6.1.3 */
 	uint16_t ede; /* an EDE info code (RFC 8914); 0: none */
 	const struct xd_client *client; /* who asked; NULL: unknown */
+	unsigned tsig_key; /* the key the request was signed with, its
+					 * index + 1; 0: unsigned */
 	struct additional extra[XD_ADDITIONAL_MAX];
 	int nextra;
 	/* Names claimed by the resolver hook: */
@@ -1074,7 +1079,7 @@ static bool override_prohibited(const struct xd_image *img, const struct xd_quer
 	int zone = find_zone(img, n, q->qtype);
 
 	return zone >= 0 &&
-	       !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_QUERY, r->client);
+	       !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_QUERY, r->client, 0);
 }
 
 /* AXFR and IXFR (RFC 5936, RFC 1995) that reach the core get REFUSED: over
@@ -1101,7 +1106,8 @@ static void answer_transfer(const struct xd_image *img, const struct xd_query *q
 		return;
 	}
 	if (zone >= 0 && xd_image_zone(img, zone)->acl &&
-	    !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_TRANSFER, r->client))
+	    !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_TRANSFER, r->client,
+				r->tsig_key))
 		r->ede = XD_EDE_PROHIBITED;
 }
 
@@ -1163,7 +1169,7 @@ static int answer_query(const struct xd_image *img, const struct xd_query *q, st
 	c.zone = zone;
 	c.z = xd_image_zone(img, zone);
 	/* One test for a zone without an ACL. */
-	if (c.z->acl && !xd_zone_acl_allows(img, c.z, XD_ZONE_ACL_QUERY, r->client)) {
+	if (c.z->acl && !xd_zone_acl_allows(img, c.z, XD_ZONE_ACL_QUERY, r->client, 0)) {
 		answer_prohibited(r);
 		return 0;
 	}
@@ -1420,9 +1426,44 @@ static bool notify_deferred(const struct xd_image *img, const struct xd_query *q
 	return true;
 }
 
+/* A signed request (RFC 8945 5.2): its record read and its MAC and time
+ * checked against the image's key of that name.  False when it verifies
+ * (r->tsig_key names the key); true when the response is NOTAUTH with the
+ * TSIG error, or FORMERR for a record that does not parse.  *signing
+ * says whether the response gets a TSIG record, whose room is kept. */
+static bool tsig_failed(const struct xd_image *img, const struct xd_query *q, uint64_t now,
+			struct xd_tsig *t, struct response *r, bool *signing)
+{
+	struct xd_tsig_key key;
+	int index, rc = xd_tsig_read(q->pkt, q->len, q->tsig, t);
+
+	if (rc == 0) {
+		index = xd_image_tsig_key(img, t->name, t->name_len,
+					  xd_tsig_alg_from_name(t->alg_name, t->alg_name_len),
+					  &key);
+		rc = xd_tsig_verify(t, index >= 0 ? &key : NULL, q->pkt, now);
+		if (rc == 0)
+			r->tsig_key = (unsigned)index + 1;
+	}
+	/* RFC 8945 5.3.2: a TSIG record goes back for any error it names. */
+	*signing = rc >= 0;
+	if (*signing)
+		r->reserve += xd_tsig_rr_len(t);
+	if (rc > 0)
+		r->rcode = XD_RCODE_NOTAUTH;
+	else if (rc == -ENOMEM)
+		r->rcode = XD_RCODE_SERVFAIL;
+	else if (rc < 0)
+		r->rcode = XD_RCODE_FORMERR;
+	return rc != 0;
+}
+
 int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx, const uint8_t *query,
 		  size_t qlen, uint8_t *resp, size_t cap, unsigned flags)
 {
+	struct xd_tsig tsig;
+	bool signing = false;
+	uint64_t now;
 	struct xd_query q;
 	struct response r;
 	struct opt_options opts;
@@ -1470,10 +1511,13 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx, const u
 		r.reserve = XD_OPT_RR_LEN + XD_EDE_LEN + opt_options_len(&opts);
 	}
 
+	now = ctx ? ctx->now : (uint64_t)time(NULL);
 	if (rc == XD_QUERY_FORMERR || (ctx && ctx->cookie == XD_COOKIE_MALFORMED))
 		r.rcode = XD_RCODE_FORMERR; /* RFC 7873 5.2.2 for the COOKIE */
 	else if (rc == XD_QUERY_NOTIMP && notify_deferred(img, &q, &r))
-		; /* the server's NOTIFY hook answers */
+		; /* the server's NOTIFY hook answers, and checks a TSIG */
+	else if (q.tsig && tsig_failed(img, &q, now, &tsig, &r, &signing))
+		; /* NOTAUTH with the TSIG error, or FORMERR */
 	else if (rc == XD_QUERY_NOTIMP)
 		r.rcode = XD_RCODE_NOTIMP;
 	else if (q.edns && q.edns_version > 0)
@@ -1500,6 +1544,12 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx, const u
 	put_header(&r, &q, r.question_end > XD_DNS_HEADER_LEN);
 	if (ctx && ctx->want_kind)
 		note_kind(&ctx->kind, &q, &r);
+	if (signing) {
+		/* The room was kept (reserve), unless the question and key
+		 * name alone outgrew a 512-byte limit: cap still holds it. */
+		rc = xd_tsig_sign(&tsig, resp, r.len, cap, now);
+		return rc < 0 ? 0 : rc;
+	}
 	return (int)r.len;
 }
 

@@ -13,6 +13,7 @@
 
 #include "engine.h"
 #include "wire/query.h"
+#include "wire/tsig.h"
 #include "wire/wire.h"
 
 struct xd_cookies;
@@ -72,10 +73,13 @@ struct xd_axfr {
 	bool soa_only; /* IXFR from a client that is current */
 	size_t node; /* the body: the node it is at */
 	uint16_t rrset; /* and which of its RRsets */
+	bool signing; /* the request was signed: so is every message */
+	struct xd_tsig tsig; /* the MAC each message follows */
 };
 
 /* Begins the transfer a query asks for: 0, or as xd_engine_axfr (-EINVAL,
- * -ENOENT, -EPERM).  img must stay valid during the call (inside the
+ * -ENOENT, -EPERM), or -EACCES for a TSIG that does not verify (the
+ * answering core says why to the client).  img must stay valid during the call (inside the
  * caller's epoch); the transfer holds it from then on. */
 int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd_client *client,
 		  const uint8_t *query, size_t qlen);

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "answer/answer.h"
 #include "image/image.h"
@@ -41,6 +42,7 @@ struct writer {
 	const struct xd_query *q;
 	const uint8_t *question; /* header excluded */
 	size_t question_len;
+	size_t reserve; /* for the TSIG record that signs each message */
 	bool too_big; /* a message outgrew 65535 bytes */
 };
 
@@ -90,7 +92,7 @@ static void message_end(struct writer *w)
 		put(w, opt, sizeof(opt));
 		put16_at(w, start + 10, 1);
 	}
-	if (w->len - start > UINT16_MAX)
+	if (w->len - start + w->reserve > UINT16_MAX)
 		w->too_big = true; /* an RRset near 64 KiB with a long owner */
 	put16_at(w, w->msg, (uint16_t)(w->len - start));
 }
@@ -279,7 +281,7 @@ int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd
 	const struct xd_zone_entry *z;
 	const uint8_t *apex, *soa;
 	uint32_t theirs;
-	int zone;
+	int zone, key = 0;
 
 	if (qlen > sizeof(t->query))
 		return -EINVAL;
@@ -292,7 +294,19 @@ int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd
 	if (zone < 0)
 		return -ENOENT; /* not the apex of a zone we serve */
 	z = xd_image_zone(img, (uint32_t)zone);
-	if (!xd_zone_acl_allows(img, z, XD_ZONE_ACL_TRANSFER, client))
+	t->signing = t->q.tsig != 0;
+	if (t->signing) {
+		struct xd_tsig_key k;
+		int alg;
+
+		if (xd_tsig_read(t->query, qlen, t->q.tsig, &t->tsig))
+			return -EACCES;
+		alg = xd_tsig_alg_from_name(t->tsig.alg_name, t->tsig.alg_name_len);
+		key = xd_image_tsig_key(img, t->tsig.name, t->tsig.name_len, alg, &k) + 1;
+		if (!key || xd_tsig_verify(&t->tsig, &k, t->query, (uint64_t)time(NULL)))
+			return -EACCES;
+	}
+	if (!xd_zone_acl_allows(img, z, XD_ZONE_ACL_TRANSFER, client, (unsigned)key))
 		return -EPERM;
 	apex = img->base + z->apex;
 	soa = xd_node_rrset(apex, XD_TYPE_SOA);
@@ -319,17 +333,28 @@ int xd_axfr_next(struct xd_axfr *t, uint8_t *out, size_t cap, size_t *len)
 		return 0;
 	w.question = t->query + XD_DNS_HEADER_LEN;
 	w.question_len = t->q.question_end - XD_DNS_HEADER_LEN;
+	w.reserve = t->signing ? xd_tsig_rr_len(&t->tsig) : 0;
 	message_begin(&w);
 	while ((rs = current(t, &n)) && fits(&w, n, rs)) {
 		put_rrset(&w, n, rs);
 		advance(t);
 	}
 	message_end(&w);
-	*len = w.len;
+	*len = w.len + w.reserve;
 	if (w.too_big)
 		return -EMSGSIZE;
-	if (w.len > cap)
+	if (*len > cap)
 		return -ENOSPC;
+	if (t->signing) {
+		/* RFC 8945 5.3.1: every message signed, each after the one
+		 * before. */
+		int signed_len = xd_tsig_sign(&t->tsig, out + 2, w.len - 2, cap - 2,
+					      (uint64_t)time(NULL));
+
+		if (signed_len < 0)
+			return signed_len;
+		xd_put16(out, (uint16_t)signed_len);
+	}
 	return t->phase != PHASE_DONE;
 }
 

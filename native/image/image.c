@@ -12,6 +12,7 @@
 
 #include "wire/prefixes.h"
 #include "wire/client.h"
+#include "wire/tsig.h"
 #include "image/image.h"
 #include "xdpdns_maps.h"
 
@@ -221,7 +222,7 @@ static const uint8_t *acl_list(const struct xd_image *img, const struct xd_zone_
 }
 
 bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *z, int list,
-			const struct xd_client *client)
+			const struct xd_client *client, unsigned key)
 {
 	const uint8_t *l, *p;
 	int n = 0;
@@ -236,10 +237,13 @@ bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *
 		p += XD_ZONE_ACL_PREFIX * (size_t)xd_ld16(l);
 		n = xd_ld16(l + 2);
 	}
-	/* Longest prefix first: the first that holds the client decides. */
-	for (; n > 0; n--, p += XD_ZONE_ACL_PREFIX)
-		if (prefix_holds(p, client->addr))
+	/* Longest prefix first: the first that holds the request decides. */
+	for (; n > 0; n--, p += XD_ZONE_ACL_PREFIX) {
+		unsigned needs = xd_ld16(p + 2 + 16);
+
+		if ((needs == 0 || needs == key) && prefix_holds(p, client->addr))
 			return p[1] == XD_ACL_ALLOW;
+	}
 	return l[4] == XD_ACL_ALLOW;
 }
 
@@ -271,7 +275,30 @@ int xd_image_zone_allows(const struct xd_image *img, const uint8_t *origin, size
 	/* As the workers see clients: an IPv4-mapped address is IPv4. */
 	if (client)
 		xd_client_set(&judged, client->family, client->addr);
-	return xd_zone_acl_allows(img, xd_image_zone(img, zone), list, &judged);
+	return xd_zone_acl_allows(img, xd_image_zone(img, zone), list, &judged, 0);
+}
+
+int xd_image_tsig_key(const struct xd_image *img, const uint8_t *name, size_t len, int alg,
+		      struct xd_tsig_key *out)
+{
+	const uint8_t *p = img->base + img->hdr->tsig_keys;
+
+	for (uint32_t i = 0; i < img->hdr->tsig_key_count; i++) {
+		uint16_t secret_len = xd_ld16(p + 2);
+
+		if (p[0] == len && memcmp(p + 4, name, len) == 0) {
+			if (p[1] != alg)
+				return -1; /* one key per name */
+			out->name = p + 4;
+			out->name_len = p[0];
+			out->alg = p[1];
+			out->secret = p + 4 + p[0];
+			out->secret_len = secret_len;
+			return (int)i;
+		}
+		p += 4 + p[0] + secret_len;
+	}
+	return -1;
 }
 
 /* ---- validation ------------------------------------------------------------ */
@@ -281,6 +308,7 @@ struct check {
 	size_t size;
 	struct xd_error *err;
 	size_t identity_end; /* where the identity block ends */
+	uint32_t tsig_keys; /* checked keys, which zone ACLs may name */
 };
 
 static int fail(struct check *c, const char *what, size_t where)
@@ -768,6 +796,42 @@ static int check_overrides(struct check *c, const struct xd_image *img)
 
 /* ---- validating the zone ACLs -------------------------------------------------- */
 
+/* The TSIG key block (image.h), after everything else: each key
+ * well-formed, inside [tsig_keys, tsig_keys_end), named once.  Run before
+ * the zone ACLs, whose entries may name a key. */
+static int check_tsig_keys(struct check *c, const struct xd_image_header *h)
+{
+	size_t pos = h->tsig_keys;
+
+	if (h->tsig_key_count == 0)
+		return h->tsig_keys || h->tsig_keys_end ? fail(c, "TSIG key fields set without keys", 0) :
+							  0;
+	if (h->tsig_keys < sizeof(*h) || h->tsig_keys > h->tsig_keys_end ||
+	    h->tsig_keys_end != c->size)
+		return fail(c, "TSIG key block outside the image", h->tsig_keys);
+	for (uint32_t i = 0; i < h->tsig_key_count; i++) {
+		const uint8_t *k = c->base + pos;
+		size_t secret_len;
+
+		if (h->tsig_keys_end - pos < 4)
+			return fail(c, "TSIG key outside its block", pos);
+		secret_len = xd_ld16(k + 2);
+		if (h->tsig_keys_end - pos - 4 < (size_t)k[0] + secret_len)
+			return fail(c, "TSIG key outside its block", pos);
+		if (xd_name_check(k + 4, k[0]) != k[0] || k[1] < XD_TSIG_HMAC_SHA1 ||
+		    k[1] >= XD_TSIG_ALGS || secret_len == 0 || secret_len > XD_TSIG_SECRET_MAX)
+			return fail(c, "bad TSIG key", pos);
+		for (size_t j = 0; j < k[0]; j++)
+			if (k[4 + j] != xd_lower(k[4 + j])) /* length bytes are < 64 */
+				return fail(c, "TSIG key name not in lower case", pos);
+		pos += 4 + k[0] + secret_len;
+	}
+	if (pos != h->tsig_keys_end)
+		return fail(c, "TSIG key block longer than its keys", pos);
+	c->tsig_keys = h->tsig_key_count;
+	return 0;
+}
+
 static int check_acl_prefixes(struct check *c, const uint8_t *p, uint16_t v4, uint16_t v6,
 			      size_t at)
 {
@@ -778,7 +842,8 @@ static int check_acl_prefixes(struct check *c, const uint8_t *p, uint16_t v4, ui
 		memcpy(masked, p + 2, sizeof(masked));
 		xd_mask_prefix(masked, sizeof(masked), p[0]);
 		if (p[0] > bits || (p[1] != XD_ACL_ALLOW && p[1] != XD_ACL_DENY) ||
-		    memcmp(masked, p + 2, sizeof(masked)) != 0)
+		    memcmp(masked, p + 2, sizeof(masked)) != 0 ||
+		    xd_ld16(p + 2 + 16) > c->tsig_keys)
 			return fail(c, "bad zone ACL prefix", at);
 		if (i != 0 && i != v4 && p[0] > p[-XD_ZONE_ACL_PREFIX])
 			return fail(c, "zone ACL prefixes not longest first", at);
@@ -898,7 +963,7 @@ static int check_denials(struct check *c, const struct xd_image *img)
 
 int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out, struct xd_error *err)
 {
-	struct check c = { NULL, len, err, 0 };
+	struct check c = { .size = len, .err = err };
 	struct xd_image *img;
 	uint8_t *copy;
 	int rc;
@@ -924,6 +989,8 @@ int xd_image_load(const uint8_t *data, size_t len, struct xd_image **out, struct
 		rc = check_names(&c, img);
 	if (rc == 0)
 		rc = check_overrides(&c, img);
+	if (rc == 0)
+		rc = check_tsig_keys(&c, img->hdr);
 	if (rc == 0)
 		rc = check_zone_acls(&c, img);
 	if (rc == 0)

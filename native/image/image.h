@@ -12,6 +12,7 @@
  *   header | zone table | zone origins | nodes (with their RRsets) | name hash
  *          | identity | override rule table | override rules
  *          | override entries | override hash | override filter | zone ACLs
+ *          | denial blocks | TSIG keys
  *
  * Identity (XD_IDENTITY_COUNT entries, in XD_IDENTITY_* order): u8 present,
  * u8 len, data[len].  What CHAOS TXT queries and the NSID option get.
@@ -42,10 +43,18 @@
  *     u16 v6        IPv6 prefixes (at most XD_ZONE_ACL_MAX)
  *     u8  default   XD_ACL_ALLOW or XD_ACL_DENY: a client no prefix holds
  *     u8  reserved
- *     prefix[v4 + v6], 18 bytes each: u8 prefix_len, u8 action (XD_ACL_*),
- *       addr[16] (IPv4: the first 4 bytes, the rest zero; host bits zero);
- *       IPv4's first, each family's longest prefix first, so that the
- *       first prefix holding a client is its longest match
+ *     prefix[v4 + v6], 20 bytes each: u8 prefix_len, u8 action (XD_ACL_*),
+ *       addr[16] (IPv4: the first 4 bytes, the rest zero; host bits zero),
+ *       u16 key (a TSIG key's index + 1: the prefix holds only requests
+ *       signed with it; 0: any request);
+ *       IPv4's first, each family's longest prefix first, and of one
+ *       prefix its keyed entries first, so that the first entry holding a
+ *       request is its longest match
+ *
+ * TSIG keys (RFC 8945; absent, and every tsig_key* field 0, when there are
+ * none), one after the other, each named once:
+ *   u8 name_len, u8 alg (XD_TSIG_HMAC_*, wire/tsig.h), u16 secret_len,
+ *   name[name_len] (lower-case wire form), secret[secret_len]
  *
  * Node (10 bytes + name + RRsets):
  *   u32 link      OCCLUDED: the zone cut or DNAME node above this one;
@@ -83,7 +92,7 @@
 #include "wire/wire.h"
 
 #define XD_IMAGE_MAGIC "XDPDNSIM"
-#define XD_IMAGE_VERSION 6
+#define XD_IMAGE_VERSION 7
 #define XD_IMAGE_BYTE_ORDER 0x01020304u
 
 struct xd_image_header {
@@ -127,6 +136,10 @@ struct xd_image_header {
 	/* The resolver hook that NOTIFY messages go to, plus one; 0: none
 	 * (NOTIFY gets NOTIMP). */
 	uint32_t notify_hook;
+	/* TSIG keys, in [tsig_keys, tsig_keys_end); 0 when none. */
+	uint32_t tsig_key_count;
+	uint32_t tsig_keys;
+	uint32_t tsig_keys_end;
 };
 
 struct xd_zone_entry {
@@ -223,7 +236,7 @@ enum {
 };
 
 #define XD_ZONE_ACL_LIST_HEADER 6
-#define XD_ZONE_ACL_PREFIX 18
+#define XD_ZONE_ACL_PREFIX 20
 
 #define XD_OVERRIDE_RULE_HEADER 4
 #define XD_OVERRIDE_ENTRY_HEADER 10
@@ -459,12 +472,20 @@ const uint8_t *xd_node_rrset(const uint8_t *n, uint16_t type);
  */
 const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name, size_t len);
 
-/* Whether list `list` (XD_ZONE_ACL_*) of zone z lets client in: the
+/* Whether list `list` (XD_ZONE_ACL_*) of zone z lets client in, with a
+ * request signed with TSIG key `key` (its index + 1; 0: unsigned): the
  * longest prefix holding it decides, else the list's default; a client of
  * unknown family (only callers inside the process: every network path sets
  * it from the packet) is held by no prefix and gets the default. */
 bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *z, int list,
-			const struct xd_client *client);
+			const struct xd_client *client, unsigned key);
+
+struct xd_tsig_key;
+/* The TSIG key named name (lower-case wire form) for algorithm alg
+ * (XD_TSIG_HMAC_*) into *out: its index, or -1 when the image has none
+ * such.  out points into the image. */
+int xd_image_tsig_key(const struct xd_image *img, const uint8_t *name, size_t len, int alg,
+		      struct xd_tsig_key *out);
 
 /* Whether list `list` of zone z lets every client in alike (no prefix,
  * default allow): what it answers does not depend on who asks. */

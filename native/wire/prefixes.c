@@ -64,13 +64,16 @@ static int item_compare(const void *pa, const void *pb)
 	c = memcmp(a->entry.addr, b->entry.addr, sizeof(a->entry.addr));
 	if (c)
 		return c;
+	/* Of one prefix, the keyed rules first: they are the more specific. */
+	if (a->entry.key != b->entry.key)
+		return !a->entry.key ? 1 : !b->entry.key ? -1 : a->entry.key < b->entry.key ? -1 : 1;
 	return a->index < b->index ? -1 : a->index > b->index;
 }
 
 static bool item_same_prefix(const struct acl_item *a, const struct acl_item *b)
 {
 	return a->family == b->family && a->entry.prefix_len == b->entry.prefix_len &&
-	       !memcmp(a->entry.addr, b->entry.addr, sizeof(a->entry.addr));
+	       a->entry.key == b->entry.key && !memcmp(a->entry.addr, b->entry.addr, sizeof(a->entry.addr));
 }
 
 /* Checks rule i and turns it into a sortable item with its host bits
@@ -100,6 +103,7 @@ static int item_from_rule(const struct xd_acl_rule *r, int i, struct acl_item *o
 	xd_mask_prefix(out->entry.addr, (size_t)bits / 8, r->prefix_len);
 	out->entry.prefix_len = r->prefix_len;
 	out->entry.action = r->action;
+	out->entry.key = r->key;
 	out->family = r->family;
 	out->index = i;
 	return 0;
@@ -206,7 +210,11 @@ int xd_acl_build(const struct xd_acl_rule *rules, int n, uint32_t default_action
 	if (!items)
 		return xd_errorf(err, -ENOMEM, "ACL: out of memory");
 	for (int i = 0; i < n && rc == 0; i++)
-		rc = item_from_rule(&rules[i], i, &items[i], err);
+		rc = rules[i].key ? xd_errorf(err, -EINVAL,
+					      "ACL rule %d: a TSIG key (keys are for zone "
+					      "transfer lists)",
+					      i) :
+				    item_from_rule(&rules[i], i, &items[i], err);
 	if (rc)
 		goto out_items;
 	n = items_unique(items, n);

@@ -22,6 +22,7 @@ struct xd_acl_entry {
 	uint8_t addr[16];
 	uint8_t prefix_len;
 	uint8_t action; /* XD_ACL_ALLOW or XD_ACL_DENY */
+	uint16_t key; /* zone transfer lists: struct xd_acl_rule's */
 };
 
 /* The entries of one prefix length: entries[start, start + count),

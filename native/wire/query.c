@@ -107,10 +107,16 @@ static int parse_records(struct xd_query *q, size_t *pos, unsigned count, bool a
 		if (q->len - *pos - 10 < rdlen)
 			return -1;
 		/* Records in a query are ignored, as Knot does; only the
-		 * additional section's OPT means something. */
+		 * additional section's OPT and TSIG mean something.  A TSIG
+		 * anywhere but last is malformed (RFC 8945 5.1). */
 		if (additional && xd_get16(q->pkt + *pos) == XD_TYPE_OPT &&
 		    parse_opt(q, name_pos, *pos))
 			return -1;
+		if (xd_get16(q->pkt + *pos) == XD_TYPE_TSIG) {
+			if (!additional || i + 1 != count)
+				return -1;
+			q->tsig = name_pos;
+		}
 		*pos += 10 + rdlen;
 	}
 	return 0;
@@ -152,6 +158,7 @@ int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len)
 	q->keepalive = false;
 	q->cookie_len = 0;
 	q->cookie_malformed = false;
+	q->tsig = 0;
 	q->pkt = pkt;
 	q->len = len;
 	if (len < XD_DNS_HEADER_LEN)

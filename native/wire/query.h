@@ -37,6 +37,9 @@ struct xd_query {
 	const uint8_t *cookie;
 	uint16_t cookie_len;
 	bool cookie_malformed; /* not 8 or 16 to 40 bytes long (RFC 7873 5.2.2) */
+	/* Where the TSIG record starts (RFC 8945), the message's last; 0:
+	 * none.  Read and checked by the answering core (wire/tsig.h). */
+	size_t tsig;
 };
 
 int xd_query_parse(struct xd_query *q, const uint8_t *pkt, size_t len);

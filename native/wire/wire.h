@@ -64,6 +64,7 @@ enum {
 	XD_RCODE_NXDOMAIN = 3,
 	XD_RCODE_NOTIMP = 4,
 	XD_RCODE_REFUSED = 5,
+	XD_RCODE_NOTAUTH = 9, /* RFC 8945: a TSIG that fails */
 	XD_RCODE_YXDOMAIN = 6,
 	XD_RCODE_BADVERS = 16, /* extended: needs OPT (RFC 6891 6.1.3) */
 	XD_RCODE_BADCOOKIE = 23, /* extended (RFC 7873 8) */

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "wire/prefixes.h"
+#include "wire/tsig.h"
 #include "zone/builder.h"
 #include "error.h"
 #include "image/image.h"
@@ -64,6 +67,11 @@ void xd_builder_free(struct xd_builder *b)
 		for (int l = 0; l < XD_ZONE_ACL_LISTS; l++)
 			free(b->zones[i].acl[l].prefixes);
 	free(b->sources);
+	for (size_t i = 0; i < b->ntsig_keys; i++) {
+		OPENSSL_cleanse(b->tsig_keys[i].secret, b->tsig_keys[i].secret_len);
+		free(b->tsig_keys[i].secret);
+	}
+	free(b->tsig_keys);
 	xd_builder_free_overrides(b);
 	free(b->problems);
 	free(b->hash);
@@ -391,6 +399,55 @@ int xd_builder_set_notify_hook(struct xd_builder *b, int hook)
 	return 0;
 }
 
+int xd_builder_add_tsig_key(struct xd_builder *b, const uint8_t *name, size_t name_len,
+			    const char *algorithm, const uint8_t *secret, size_t secret_len,
+			    struct xd_error *err)
+{
+	uint8_t lower[XD_NAME_MAX], alg_wire[XD_NAME_MAX];
+	size_t alg_len = algorithm ? strlen(algorithm) : 0;
+	struct btsig_key *k;
+	int alg = 0;
+
+	if (name_len > XD_NAME_MAX || xd_name_check(name, name_len) != (int)name_len)
+		return xd_errorf(err, -EINVAL, "TSIG key: not a wire-form name");
+	/* The algorithm's name as one label and the root. */
+	if (alg_len > 0 && alg_len < 64) {
+		alg_wire[0] = (uint8_t)alg_len;
+		for (size_t i = 0; i < alg_len; i++)
+			alg_wire[1 + i] = xd_lower((uint8_t)algorithm[i]);
+		alg_wire[1 + alg_len] = 0;
+		alg = xd_tsig_alg_from_name(alg_wire, alg_len + 2);
+	}
+	if (!alg)
+		return xd_errorf(err, -EINVAL,
+				 "TSIG key algorithm %s: expected hmac-sha1, hmac-sha224, "
+				 "hmac-sha256, hmac-sha384 or hmac-sha512",
+				 algorithm ? algorithm : "(none)");
+	if (secret_len == 0 || secret_len > XD_TSIG_SECRET_MAX)
+		return xd_errorf(err, -EINVAL, "TSIG key secret of %zu bytes: expected 1 to %d",
+				 secret_len, XD_TSIG_SECRET_MAX);
+	xd_name_lower(lower, name, name_len);
+	for (size_t i = 0; i < b->ntsig_keys; i++)
+		if (b->tsig_keys[i].name_len == name_len &&
+		    memcmp(b->tsig_keys[i].name, lower, name_len) == 0)
+			return xd_errorf(err, -EINVAL, "TSIG key named twice");
+	if (b->ntsig_keys >= UINT16_MAX - 1)
+		return xd_errorf(err, -EINVAL, "TSIG key: too many keys");
+	if (xd_grow((void **)&b->tsig_keys, &b->tsig_keys_cap, b->ntsig_keys + 1,
+		    sizeof(*b->tsig_keys)))
+		return xd_errorf(err, -ENOMEM, "TSIG key: out of memory");
+	k = &b->tsig_keys[b->ntsig_keys];
+	k->secret = malloc(secret_len);
+	if (!k->secret)
+		return xd_errorf(err, -ENOMEM, "TSIG key: out of memory");
+	memcpy(k->secret, secret, secret_len);
+	memcpy(k->name, lower, name_len);
+	k->name_len = (uint8_t)name_len;
+	k->alg = (uint8_t)alg;
+	k->secret_len = (uint16_t)secret_len;
+	return (int)b->ntsig_keys++;
+}
+
 static int record_problem(struct xd_builder *b, int source, uint32_t line, const uint8_t *owner,
 			  const char *what)
 {
@@ -411,6 +468,7 @@ static void zone_acl_render(struct bzone_acl *l, const struct xd_acl_entry *e, i
 		p[0] = e[i].prefix_len;
 		p[1] = e[i].action;
 		memcpy(p + 2, e[i].addr, sizeof(e[i].addr));
+		xd_st16(p + 2 + sizeof(e[i].addr), e[i].key);
 	}
 }
 
@@ -436,6 +494,16 @@ int xd_builder_set_zone_acl(struct xd_builder *b, int zone, int list,
 				 "zone ACL default %u: expected "
 				 "XD_ACL_ALLOW or XD_ACL_DENY",
 				 default_action);
+	for (int i = 0; i < n; i++) {
+		if (rules[i].key > b->ntsig_keys)
+			return xd_errorf(err, -EINVAL, "zone ACL rule %d: no TSIG key %u", i,
+					 rules[i].key - 1);
+		if (rules[i].key && list != XD_ZONE_ACL_TRANSFER)
+			return xd_errorf(err, -EINVAL,
+					 "zone ACL rule %d: a TSIG key in a query list "
+					 "(keys are for transfers)",
+					 i);
+	}
 	entries = malloc((size_t)(n > 0 ? n : 1) * sizeof(*entries));
 	if (!entries)
 		return xd_errorf(err, -ENOMEM, "zone ACL: out of memory");

@@ -79,6 +79,15 @@ struct boverride {
 	uint8_t labels;
 };
 
+/* A TSIG key, as the image will hold it. */
+struct btsig_key {
+	uint8_t name[XD_NAME_MAX]; /* lower-case wire */
+	uint8_t name_len;
+	uint8_t alg; /* XD_TSIG_HMAC_* */
+	uint16_t secret_len;
+	uint8_t *secret;
+};
+
 struct xd_builder {
 	struct bzone *zones;
 	size_t nzones, zones_cap;
@@ -111,6 +120,8 @@ struct xd_builder {
 	uint64_t *override_hash; /* hash low half << 32 | index + 1 */
 	size_t override_hash_size;
 	uint32_t notify_hook; /* hook + 1, 0: none */
+	struct btsig_key *tsig_keys;
+	size_t ntsig_keys, tsig_keys_cap;
 };
 
 /* Types that carry no data and never appear as records (RFC 6895 3.1). */

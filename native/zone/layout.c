@@ -901,6 +901,33 @@ static int write_denials(struct xd_builder *b, struct out *o, struct xd_image_he
 	return 0;
 }
 
+/* ---- TSIG keys: the image's last block ------------------------------------ */
+
+static int write_tsig_keys(struct xd_builder *b, struct out *o, struct xd_image_header *h)
+{
+	if (!b->ntsig_keys)
+		return 0;
+	h->tsig_keys = o->len;
+	for (size_t i = 0; i < b->ntsig_keys; i++) {
+		const struct btsig_key *k = &b->tsig_keys[i];
+		int rc = out_reserve(o, 4 + (size_t)k->name_len + k->secret_len);
+		uint8_t *p;
+
+		if (rc)
+			return rc;
+		p = o->data + o->len;
+		p[0] = k->name_len;
+		p[1] = k->alg;
+		xd_st16(p + 2, k->secret_len);
+		memcpy(p + 4, k->name, k->name_len);
+		memcpy(p + 4 + k->name_len, k->secret, k->secret_len);
+		o->len += 4 + (size_t)k->name_len + k->secret_len;
+	}
+	h->tsig_key_count = (uint32_t)b->ntsig_keys;
+	h->tsig_keys_end = o->len;
+	return 0;
+}
+
 int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len, struct xd_error *err)
 {
 	struct xd_image_header h;
@@ -930,6 +957,8 @@ int xd_layout_image(struct xd_builder *b, uint8_t **image, size_t *image_len, st
 		rc = write_zone_acls(b, &o, &h);
 	if (rc == 0)
 		rc = write_denials(b, &o, &h);
+	if (rc == 0)
+		rc = write_tsig_keys(b, &o, &h);
 	if (rc)
 		goto out_free;
 

@@ -90,6 +90,7 @@ class ImageBuilder(_CObject):
             raise MemoryError("xd_builder_new")
         self._own(ptr, lib.xd_builder_free)
         self._origins: dict[int, dns.name.Name] = {}
+        self._tsig_keys: dict[dns.name.Name, int] = {}
 
     def add_source(self, path: str | os.PathLike) -> int:
         """Registers a file name for problem reports; returns its index."""
@@ -258,19 +259,37 @@ class ImageBuilder(_CObject):
             _raise_for(rc, err)
         return rc == 0
 
+    def add_tsig_key(self, name: dns.name.Name, algorithm: str, secret: bytes) -> None:
+        """Adds a TSIG key (RFC 8945) that requests may be signed with and
+        that transfer lists may name.  ``algorithm`` is hmac-sha1, -sha224,
+        -sha256, -sha384 or -sha512.  ValueError for what the engine refuses
+        (an unknown algorithm, an empty secret, a name given twice)."""
+        wire = _wire(name)
+        err = ffi.new("struct xd_error *")
+        rc = lib.xd_builder_add_tsig_key(
+            self._ptr(), wire, len(wire), algorithm.encode(), secret, len(secret), err
+        )
+        if rc == -errno.EINVAL:
+            raise ValueError(f"TSIG key {name}: " + ffi.string(err.message).decode())
+        self._tsig_keys[name] = _raise_for(rc, err, f"TSIG key {name}")
+
     def set_zone_acl(
         self,
         zone: int,
         kind: str,
-        rules: Iterable[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]],
+        rules: Iterable[tuple],
         default: str,
     ) -> None:
         """Sets who may query (``kind`` "query") or transfer ("transfer")
-        zone ``zone``: ``rules`` are (prefix, "allow" | "deny") pairs, the
-        longest prefix holding a client decides, ``default`` is for clients
-        no prefix holds (and clients of unknown family).  A prefix given
-        twice keeps its first rule.  A list never set lets every client
-        query and none transfer.  ValueError for what the engine refuses."""
+        zone ``zone``: ``rules`` are (prefix, "allow" | "deny") pairs, or
+        for transfers (prefix, action, key name) triples that hold only
+        requests signed with that key (added first with
+        :meth:`add_tsig_key`).  The longest prefix holding a request
+        decides, a keyed rule before an unkeyed one of the same prefix;
+        ``default`` is for clients no prefix holds (and clients of unknown
+        family).  A prefix given twice keeps its first rule.  A list never
+        set lets every client query and none transfer.  ValueError for what
+        the engine refuses."""
         if kind not in _ZONE_ACL_LISTS:
             raise ValueError(f"zone ACL {kind!r}: expected one of " + ", ".join(_ZONE_ACL_LISTS))
         if default not in ACL_ACTIONS:
@@ -278,12 +297,18 @@ class ImageBuilder(_CObject):
                 f"zone ACL default {default!r}: expected one of " + ", ".join(ACL_ACTIONS)
             )
         rules = list(rules)
+        c_rules = _acl_rules([rule[:2] for rule in rules])
+        for slot, rule in zip(c_rules, rules):
+            key = rule[2] if len(rule) > 2 else None
+            if key is not None and key not in self._tsig_keys:
+                raise ValueError(f"zone ACL {kind}: no TSIG key {key}")
+            slot.key = 0 if key is None else self._tsig_keys[key] + 1
         err = ffi.new("struct xd_error *")
         rc = lib.xd_builder_set_zone_acl(
             self._ptr(),
             zone,
             _ZONE_ACL_LISTS[kind],
-            _acl_rules(rules),
+            c_rules,
             len(rules),
             ACL_ACTIONS[default],
             err,
