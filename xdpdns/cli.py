@@ -200,7 +200,9 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     pm = load_plugins()
     config = load_config(pm, args.config, zones=args.zones)
-    result = compile_sources(collect_sources(pm, config), overrides=collect_overrides(pm, config))
+    result = compile_sources(
+        collect_sources(pm, config), overrides=collect_overrides(pm, config), keys=config.keys
+    )
     for problem in result.problems:
         print(problem)
     errors, warnings = len(result.errors), len(result.warnings)

@@ -86,25 +86,39 @@ The file's shape::
                                # claimed queries times timeout; a power of
                                # two; more: SERVFAIL at once
 
+    [[key]]                           # a TSIG key (RFC 8945), one table each
+    name = "xfr-key."                 # as the other side names it
+    algorithm = "hmac-sha256"         # hmac-sha1, -sha224, -sha256 (default),
+                                      # -sha384, -sha512
+    secret = "base64..."              # as tsig-keygen or keymgr print it
+
     [[zone]]
     file = "zones/example.com.zone"   # relative to this file's directory
     origin = "example.com."           # default: the file name without .zone
     allow_query = ["192.0.2.0/24"]    # who may query it (default: everyone,
     deny_query = ["192.0.2.128/25"]   # or only these when any are listed)
-    allow_transfer = ["2001:db8::53"] # who may transfer it (default: no one)
+    allow_transfer = ["2001:db8::53", { key = "xfr-key." },
+                      { key = "xfr-key.", address = "192.0.2.0/24" }]
+                                      # who may transfer it (default: no one):
+                                      # a prefix, or requests signed with a key
+                                      # (from a prefix, when it has an address)
     deny_transfer = []
-    notify = ["2001:db8::53"]         # secondaries told of a new serial (NOTIFY)
+    notify = ["2001:db8::53", { address = "192.0.2.7", key = "xfr-key." }]
+                                      # secondaries told of a new serial
+                                      # (NOTIFY), signed when a key is given
     dnssec = { keys = ["Kexample.com.+013+12345"], nsec3 = false,
                validity = 1209600, refresh = 604800 }  # sign it on load
 
     [[zone]]                          # a secondary zone: no file, no dnssec
     origin = "example.net."           # required
-    primaries = ["198.51.100.1", "[2001:db8::1]:53"]  # transferred from
-                                      # these (IXFR, else AXFR), at start, on
-                                      # NOTIFY and on its SOA timers; kept in
-                                      # [server] storage between runs
-    allow_notify = ["198.51.100.0/24"] # who may NOTIFY it (default: its
-                                      # primaries' addresses)
+    primaries = ["198.51.100.1", { address = "[2001:db8::1]:53", key = "xfr-key." }]
+                                      # transferred from these (IXFR, else
+                                      # AXFR), at start, on NOTIFY and on its
+                                      # SOA timers, signed when a key is given;
+                                      # kept in [server] storage between runs
+    allow_notify = ["198.51.100.0/24"] # who may NOTIFY it, as allow_transfer
+                                      # (default: its primaries' addresses,
+                                      # signed with their keys)
 
     [plugins.NAME]                    # one table per plugin, parsed by it
     ...
@@ -114,6 +128,8 @@ Every error names the file, the key and what was expected.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import grp
 import ipaddress
@@ -131,6 +147,7 @@ import dns.exception
 import dns.name
 
 from xdpdns.hookspecs import ZONE_ACL_KINDS, Prefix, ZoneAcl, ZoneSigning
+from xdpdns.tsig import ALGORITHMS, SECRET_MAX, KeyRule, TsigKey
 
 __all__ = [
     "Config",
@@ -197,6 +214,14 @@ class ListenAddress:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Remote(ListenAddress):
+    """A primary or a secondary the server talks to, and the TSIG key its
+    messages are signed with (None: unsigned)."""
+
+    key: TsigKey | None = None
 
 
 @dataclass(frozen=True)
@@ -290,14 +315,15 @@ class ZoneConfig:
     origin: dns.name.Name
     acl: ZoneAcl = ZoneAcl()
     # Secondaries told of every new serial (NOTIFY, RFC 1996; xdpdns/notify.py).
-    notify: tuple[ListenAddress, ...] = ()
+    notify: tuple[Remote, ...] = ()
     # Signed on load with these keys (dnssec = {...}); None: served as it is.
     signing: ZoneSigning | None = None
     # A secondary zone: transferred from these (xdpdns/secondary/), in
     # this order of preference.
-    primaries: tuple[ListenAddress, ...] = ()
-    # Who may NOTIFY a secondary zone; empty: its primaries' addresses.
-    allow_notify: tuple[Prefix, ...] = ()
+    primaries: tuple[Remote, ...] = ()
+    # Who may NOTIFY a secondary zone; empty: its primaries' addresses
+    # (signed with a primary's key where it has one).
+    allow_notify: tuple[Prefix | KeyRule, ...] = ()
 
     @property
     def secondary(self) -> bool:
@@ -347,6 +373,8 @@ class Config:
     resolver: ResolverConfig = ResolverConfig()
     metrics: MetricsConfig = MetricsConfig()
     dnstap: DnstapConfig = DnstapConfig()
+    # [[key]]: TSIG keys (RFC 8945), for transfers and NOTIFY.
+    keys: tuple[TsigKey, ...] = ()
 
 
 def default_workers() -> int:
@@ -454,13 +482,28 @@ ZONE_ACL_MAX = 1024
 ZONE_ACL_KEYS = tuple(f"{action}_{kind}" for kind in ZONE_ACL_KINDS for action in ("allow", "deny"))
 
 
-def parse_zone_acl(table: Mapping[str, Any], where: Where) -> ZoneAcl:
-    """The ACL keys of a [[zone]] table."""
+def parse_zone_acl(
+    table: Mapping[str, Any], where: Where, keys: Mapping[dns.name.Name, TsigKey] = {}
+) -> ZoneAcl:
+    """The ACL keys of a [[zone]] table; the transfer lists may name
+    ``keys``."""
     lists = {}
     for kind in ZONE_ACL_KINDS:
-        allow, deny = parse_allow_deny(table, where, f"allow_{kind}", f"deny_{kind}")
+        if kind == "transfer":
+            allow = parse_key_list(table.get("allow_transfer", []), where, "allow_transfer", keys)
+            deny = parse_key_list(table.get("deny_transfer", []), where, "deny_transfer", keys)
+            both = [str(p) for p in deny if p in set(allow)]
+            if both:
+                raise where.error(
+                    "deny_transfer", "entries that are not also in allow_transfer", ", ".join(both)
+                )
+        else:
+            allow, deny = parse_allow_deny(table, where, f"allow_{kind}", f"deny_{kind}")
+        prefixes = [
+            p for e in allow + deny for p in (e.prefixes() if isinstance(e, KeyRule) else (e,))
+        ]
         for version in (4, 6):
-            if sum(p.version == version for p in allow + deny) > ZONE_ACL_MAX:
+            if sum(p.version == version for p in prefixes) > ZONE_ACL_MAX:
                 raise where.error(
                     f"allow_{kind}",
                     f"at most {ZONE_ACL_MAX} IPv{version} "
@@ -468,6 +511,111 @@ def parse_zone_acl(table: Mapping[str, Any], where: Where) -> ZoneAcl:
                 )
         lists[f"allow_{kind}"], lists[f"deny_{kind}"] = allow, deny
     return ZoneAcl(**lists)
+
+
+KEY_LIST = (
+    PREFIXES[: -1] + ', or tables { key = "k1" } and { key = "k1", address = "192.0.2.1" } '
+    "for requests signed with a [[key]]"
+)
+
+
+def _key_named(value: Any, where: Where, key: str, keys: Mapping[dns.name.Name, TsigKey]):
+    """The [[key]] that ``value`` names."""
+    try:
+        name = dns.name.from_text(value) if isinstance(value, str) and value else None
+    except dns.exception.DNSException:
+        name = None
+    if name is None or name not in keys:
+        known = ", ".join(str(k) for k in keys) or "none"
+        raise where.error(key, f"the name of a [[key]] table (known keys: {known})", value)
+    return keys[name]
+
+
+def parse_key_list(
+    value: Any, where: Where, key: str, keys: Mapping[dns.name.Name, TsigKey]
+) -> tuple[Prefix | KeyRule, ...]:
+    """A transfer or NOTIFY list: prefixes, and { key, address } tables
+    that hold only requests signed with that key."""
+    if not isinstance(value, list):
+        raise where.error(key, KEY_LIST, value)
+    out: list[Prefix | KeyRule] = []
+    for item in value:
+        if isinstance(item, str):
+            out.append(_prefix(item, where, key))
+            continue
+        if not isinstance(item, dict):
+            raise where.error(key, KEY_LIST, item)
+        unknown = [k for k in item if k not in ("key", "address")]
+        if unknown or "key" not in item:
+            raise where.error(key, KEY_LIST + " (tables have a key and an optional address)", item)
+        prefix = _prefix(item["address"], where, key) if "address" in item else None
+        out.append(KeyRule(_key_named(item["key"], where, key, keys), prefix))
+    return tuple(dict.fromkeys(out))
+
+
+def parse_remote(
+    item: Any, where: Where, key: str, keys: Mapping[dns.name.Name, TsigKey], expected: str
+) -> Remote:
+    """An address like parse_listen's (port 1-65535, not a wildcard), or
+    a table { address = ..., key = "k1" } whose messages are signed with
+    that [[key]]."""
+    tsig = None
+    if isinstance(item, dict):
+        if "address" not in item or any(k not in ("address", "key") for k in item):
+            raise where.error(key, expected + ' (tables are { address = "...", key = "k1" })', item)
+        tsig = _key_named(item["key"], where, key, keys) if "key" in item else None
+        item = item["address"]
+    address = parse_listen(item, where, key)
+    if address.port == 0:
+        raise where.error(key, expected + " (port 1-65535)", item)
+    if address.host in ("0.0.0.0", "::"):
+        raise where.error(key, expected + " (not a wildcard address)", item)
+    return Remote(address.host, address.port, tsig)
+
+
+_TSIG_KEY_KEYS = ("name", "algorithm", "secret")
+
+
+def _parse_tsig_key(table: Any, where: Where) -> TsigKey:
+    """A [[key]] table: name, algorithm (hmac-sha256 by default) and the
+    secret in base64, as tsig-keygen and keymgr print it."""
+    if not isinstance(table, dict):
+        raise where.error("", "a [[key]] table", table)
+    _known_keys_only(table, where, list(_TSIG_KEY_KEYS))
+    for required in ("name", "secret"):
+        if required not in table:
+            raise where.error(required, f"the key's {required} (required)")
+    try:
+        name = dns.name.from_text(table["name"]) if isinstance(table["name"], str) else None
+    except dns.exception.DNSException:
+        name = None
+    if name is None or name == dns.name.root:
+        raise where.error("name", 'a key name like "xfr-key."', table["name"])
+    algorithm = table.get("algorithm", "hmac-sha256")
+    if algorithm not in ALGORITHMS:
+        raise where.error("algorithm", "one of " + ", ".join(ALGORITHMS), algorithm)
+    try:
+        secret = base64.b64decode(table["secret"], validate=True)
+    except (TypeError, ValueError, binascii.Error):
+        secret = b""
+    if not 1 <= len(secret) <= SECRET_MAX:
+        raise where.error(
+            "secret", f"the shared secret in base64 (1 to {SECRET_MAX} bytes)", "(not shown)"
+        )
+    return TsigKey(name, algorithm, secret)
+
+
+def _parse_tsig_keys(value: Any, where: Where) -> dict[dns.name.Name, TsigKey]:
+    if not isinstance(value, list):
+        raise where.error("key", "[[key]] tables", value)
+    keys: dict[dns.name.Name, TsigKey] = {}
+    for i, table in enumerate(value, 1):
+        w = where.sub(f"key[{i}]")
+        k = _parse_tsig_key(table, w)
+        if k.name in keys:
+            raise w.error("name", "each key name once", table["name"])
+        keys[k.name] = k
+    return keys
 
 
 def parse_origin(text: Any, where: Where, key: str) -> dns.name.Name:
@@ -919,20 +1067,23 @@ def _as_given(value: Any, where: Where, key: str) -> Any:
     return value  # checked with the keys it goes with (parse_zone_acl)
 
 
-_ZONE_KEYS: dict[str, Validator] = {
-    "file": _zone_file,
-    "origin": parse_origin,
-    "notify": lambda v, w, k: _parse_notify(v, w),
-    "primaries": lambda v, w, k: _parse_primaries(v, w),
-    "allow_notify": parse_prefixes,
-    "dnssec": lambda v, w, k: _parse_signing(v, w.sub(f"{w.section}.dnssec"), w.base),
-    **{key: _as_given for key in ZONE_ACL_KEYS},
-}
+def _zone_keys(keys: Mapping[dns.name.Name, TsigKey]) -> dict[str, Validator]:
+    """The validators of a [[zone]] table's keys; ``keys`` are the [[key]]
+    tables that its lists and remotes may name."""
+    return {
+        "file": _zone_file,
+        "origin": parse_origin,
+        "notify": lambda v, w, k: _parse_remotes(v, w, k, keys, NOTIFY_TARGETS, empty=True),
+        "primaries": lambda v, w, k: _parse_remotes(v, w, k, keys, PRIMARIES),
+        "allow_notify": lambda v, w, k: parse_key_list(v, w, k, keys),
+        "dnssec": lambda v, w, k: _parse_signing(v, w.sub(f"{w.section}.dnssec"), w.base),
+        **{key: _as_given for key in ZONE_ACL_KEYS},
+    }
 
 
-def _parse_zone(table: Any, where: Where) -> ZoneConfig:
+def _parse_zone(table: Any, where: Where, keys: Mapping[dns.name.Name, TsigKey]) -> ZoneConfig:
     if "primaries" in table:
-        return _parse_secondary_zone(table, where)
+        return _parse_secondary_zone(table, where, keys)
     if "file" not in table:
         raise where.error(
             "file", "the zone file's path (required), or primaries to transfer it from"
@@ -944,17 +1095,19 @@ def _parse_zone(table: Any, where: Where) -> ZoneConfig:
         else origin_from_file(path, where, "file")
     )
     try:
-        values = parse_keys(table, where, where.section, _ZONE_KEYS)
+        values = parse_keys(table, where, where.section, _zone_keys(keys))
         if "allow_notify" in values:
             raise where.error("allow_notify", "no allow_notify: only a zone with primaries has it")
-        acl = parse_zone_acl(values, where)
+        acl = parse_zone_acl(values, where, keys)
     except ConfigError as exc:
         # zone[2] says where; the origin says which zone it is.
         raise ConfigError(f"{exc} (zone {origin})") from None
     return ZoneConfig(path, origin, acl, values.get("notify", ()), values.get("dnssec"))
 
 
-def _parse_secondary_zone(table: Any, where: Where) -> ZoneConfig:
+def _parse_secondary_zone(
+    table: Any, where: Where, keys: Mapping[dns.name.Name, TsigKey]
+) -> ZoneConfig:
     """A zone transferred from its primaries: no file, no signing on load."""
     if "origin" not in table:
         raise where.error("origin", "the origin of a zone with primaries (required)")
@@ -969,8 +1122,8 @@ def _parse_secondary_zone(table: Any, where: Where) -> ZoneConfig:
                     f"no {key} in a zone with primaries: it is served as they transfer it "
                     "and kept in [server] storage",
                 )
-        values = parse_keys(table, where, where.section, _ZONE_KEYS)
-        acl = parse_zone_acl(values, where)
+        values = parse_keys(table, where, where.section, _zone_keys(keys))
+        acl = parse_zone_acl(values, where, keys)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (zone {origin})") from None
     return ZoneConfig(
@@ -984,27 +1137,33 @@ def _parse_secondary_zone(table: Any, where: Where) -> ZoneConfig:
     )
 
 
-def _parse_primaries(value: Any, where: Where) -> tuple[ListenAddress, ...]:
-    expected = (
-        'a non-empty list of primaries\' addresses, like ["198.51.100.1", "[2001:db8::1]:53"]'
-    )
-    if not isinstance(value, list) or not value:
-        raise where.error("primaries", expected, value)
-    out = []
-    for item in value:
-        address = parse_listen(item, where, "primaries")
-        if address.port == 0:
-            raise where.error("primaries", expected + " (port 1-65535)", item)
-        if address.host in ("0.0.0.0", "::"):
-            raise where.error("primaries", expected + " (not a wildcard address)", item)
-        out.append(address)
-    return tuple(dict.fromkeys(out))
+PRIMARIES = 'a non-empty list of primaries\' addresses, like ["198.51.100.1", "[2001:db8::1]:53"]'
+NOTIFY_TARGETS = 'a list of secondaries\' addresses, like ["198.51.100.2", "[2001:db8::2]:53"]'
 
 
-def _parse_zones(value: Any, where: Where) -> list[ZoneConfig]:
+def _parse_remotes(
+    value: Any,
+    where: Where,
+    key: str,
+    keys: Mapping[dns.name.Name, TsigKey],
+    expected: str,
+    empty: bool = False,
+) -> tuple[Remote, ...]:
+    """Primaries (at least one) or NOTIFY targets: each once, in order."""
+    if not isinstance(value, list) or not (value or empty):
+        raise where.error(key, expected, value)
+    remotes = [parse_remote(item, where, key, keys, expected) for item in value]
+    return tuple(dict.fromkeys(remotes))
+
+
+def _parse_zones(
+    value: Any, where: Where, keys: Mapping[dns.name.Name, TsigKey]
+) -> list[ZoneConfig]:
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         raise where.error("zone", "[[zone]] tables", value)
-    return [_parse_zone(table, where.sub(f"zone[{i}]")) for i, table in enumerate(value, 1)]
+    return [
+        _parse_zone(table, where.sub(f"zone[{i}]"), keys) for i, table in enumerate(value, 1)
+    ]
 
 
 VALIDITY_MAX = 366 * 86400
@@ -1049,19 +1208,6 @@ def _parse_signing(table: Any, where: Where, base: Path) -> ZoneSigning:
         values.get("refresh", ZoneSigning.refresh), 600, validity - 600, where, "refresh"
     )
     return ZoneSigning(values["keys"], values.get("nsec3", False), validity, refresh)
-
-
-def _parse_notify(value: Any, where: Where) -> tuple[ListenAddress, ...]:
-    expected = 'a list of secondaries\' addresses, like ["198.51.100.2", "[2001:db8::2]:53"]'
-    if not isinstance(value, list):
-        raise where.error("notify", expected, value)
-    targets = []
-    for item in value:
-        target = parse_listen(item, where, "notify")
-        if target.port == 0:
-            raise where.error("notify", expected + " (port 1-65535)", item)
-        targets.append(target)
-    return tuple(dict.fromkeys(targets))
 
 
 def _check_unique_origins(zones: Sequence[ZoneConfig], where: Where, key: str) -> None:
@@ -1156,10 +1302,10 @@ def load_config(
         data = read_toml(source)
         where = Where(str(source), base=source.parent)
     for key in data:
-        if key not in ("server", "zone", "xdp", "resolver", "metrics", "dnstap", "plugins"):
+        if key not in ("server", "key", "zone", "xdp", "resolver", "metrics", "dnstap", "plugins"):
             raise where.error(
                 key,
-                "one of the sections [server], [[zone]], [xdp], "
+                "one of the sections [server], [[key]], [[zone]], [xdp], "
                 "[resolver], [metrics], [dnstap], [plugins.NAME] "
                 "(unknown section)",
             )
@@ -1170,7 +1316,8 @@ def load_config(
     resolver = _parse_resolver(data.get("resolver", {}), where.sub("resolver"))
     metrics = _parse_metrics(data.get("metrics", {}), where.sub("metrics"))
     dnstap = _parse_dnstap(data.get("dnstap", {}), where.sub("dnstap"))
-    zone_list = _parse_zones(data.get("zone", []), where)
+    keys = _parse_tsig_keys(data.get("key", []), where)
+    zone_list = _parse_zones(data.get("zone", []), where, keys)
     _check_unique_origins(zone_list, where, "zone")
     plugins = _parse_plugins(pm, data.get("plugins", {}), where)
 
@@ -1203,4 +1350,5 @@ def load_config(
         resolver=resolver,
         metrics=metrics,
         dnstap=dnstap,
+        keys=tuple(keys.values()),
     )

@@ -30,6 +30,7 @@ from xdpdns.hookspecs import (
     ZoneFile,
     ZoneSource,
 )
+from xdpdns.tsig import TsigKey
 
 __all__ = [
     "CompileInputs",
@@ -131,6 +132,7 @@ class CompileInputs:
     overrides: tuple = ()
     claims: tuple = ()
     notify_hook: int | None = None
+    keys: tuple[TsigKey, ...] = ()
 
 
 @dataclass
@@ -312,12 +314,14 @@ def compile_sources(
     claims: Iterable[tuple[int, Claim]] = (),
     previous: Image | None = None,
     notify_hook: int | None = None,
+    keys: Iterable[TsigKey] = (),
 ) -> CompileResult:
     """Compiles zone sources (what the server says about itself, the
-    override rules in order of precedence, and the names that resolver
+    override rules in order of precedence, the names that resolver
     plugins claim, each with the number of the hook that answers it:
-    xdpdns.resolver.numbered_claims) into an image, collecting every
-    problem.  Zones signed on load keep the signatures of ``previous``
+    xdpdns.resolver.numbered_claims, and the TSIG keys that signed
+    requests are checked with and transfer lists name) into an image,
+    collecting every problem.  Zones signed on load keep the signatures of ``previous``
     (the image being served, published until this returns) that still
     hold for what did not change.
 
@@ -327,8 +331,10 @@ def compile_sources(
     origins = []
     signed = []
     zones = []
-    overrides, claims = tuple(overrides), tuple(claims)
+    overrides, claims, keys = tuple(overrides), tuple(claims), tuple(keys)
     with ImageBuilder() as builder:
+        for key in keys:
+            builder.add_tsig_key(key.name, key.algorithm, key.secret)
         for source in sources:
             origins.append(source.origin)
             zones.append((source.origin, getattr(source, "acl", None) or ZoneAcl(), _label(source)))
@@ -348,7 +354,7 @@ def compile_sources(
         problems = builder.problems()
         # finish does not check again once check() ran, so these are all.
         image = None if any(p.is_error for p in problems) else builder.finish()
-    inputs = CompileInputs(tuple(zones), identity, overrides, claims, notify_hook)
+    inputs = CompileInputs(tuple(zones), identity, overrides, claims, notify_hook, keys)
     return CompileResult(image, problems, tuple(origins), tuple(signed), inputs)
 
 
@@ -365,7 +371,13 @@ def recompile(
         for origin, acl, label in inputs.zones
     ]
     return compile_sources(
-        sources, inputs.identity, inputs.overrides, inputs.claims, None, inputs.notify_hook
+        sources,
+        inputs.identity,
+        inputs.overrides,
+        inputs.claims,
+        None,
+        inputs.notify_hook,
+        inputs.keys,
     )
 
 
@@ -391,6 +403,7 @@ def build_image(
         claims,
         previous,
         notify_hook,
+        config.keys,
     )
     if result.image is None:
         raise ZoneLoadError(result.problems)

@@ -5,14 +5,16 @@ The server calls :meth:`Notifier.zones_published` once its first image is
 out and after every reload.  For each ``[[zone]]`` with ``notify``
 addresses whose SOA serial (as the engine answers it now) is not the one
 last announced, one NOTIFY goes to every address over UDP, with the new SOA
-in the answer section (RFC 1996 3.7), retried (RFC 1996 3.6) until the
-secondary answers or the tries run out; each outcome is logged.  Sending
+in the answer section (RFC 1996 3.7), signed with the target's TSIG key
+when it has one, retried (RFC 1996 3.6) until the secondary answers or the
+tries run out; each outcome is logged.  Sending
 never holds up answering: it runs in the event loop, a task per target.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import socket
 from typing import Iterable
@@ -23,8 +25,8 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 
-from xdpdns.ask import udp_response
-from xdpdns.config import ListenAddress, ZoneConfig
+from xdpdns.ask import TsigRefused, udp_response
+from xdpdns.config import Remote, ZoneConfig
 
 log = logging.getLogger("xdpdns.notify")
 
@@ -90,11 +92,15 @@ class Notifier:
         return message
 
     async def _send(
-        self, message: dns.message.Message, origin, serial: int, target: ListenAddress
+        self, message: dns.message.Message, origin, serial: int, target: Remote
     ) -> None:
         where = str(target)
         family = socket.AF_INET6 if target.is_ipv6 else socket.AF_INET
         loop = asyncio.get_running_loop()
+        if target.key is not None:
+            # A copy per target: each signs with its own key and MAC.
+            message = copy.copy(message)
+            message.use_tsig(target.key.dnspython())
         wire = message.to_wire()
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
@@ -117,6 +123,9 @@ class Notifier:
                             dns.rcode.to_text(rcode),
                         )
                     return
+            except TsigRefused as exc:
+                log.warning("notify %s serial %d to %s: %s", origin, serial, where, exc)
+                return
             except OSError as exc:
                 log.warning(
                     "notify %s serial %d to %s: %s", origin, serial, where, exc.strerror or exc

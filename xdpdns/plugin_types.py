@@ -19,6 +19,8 @@ import dns.rdata
 import dns.rdataset
 import dns.rdatatype
 
+from xdpdns.tsig import KeyRule
+
 if TYPE_CHECKING:
     from xdpdns.config import Where
 
@@ -62,8 +64,11 @@ class ZoneAcl:
 
     allow_query: tuple["Prefix", ...] = ()
     deny_query: tuple["Prefix", ...] = ()
-    allow_transfer: tuple["Prefix", ...] = ()
-    deny_transfer: tuple["Prefix", ...] = ()
+    # Transfer lists may also hold requests signed with a TSIG key alone
+    # (xdpdns.tsig.KeyRule): a keyed entry is matched before a plain
+    # prefix as long as its own.
+    allow_transfer: tuple["Prefix | KeyRule", ...] = ()
+    deny_transfer: tuple["Prefix | KeyRule", ...] = ()
 
     @property
     def configured(self) -> bool:
@@ -71,11 +76,18 @@ class ZoneAcl:
         ACL for it, and its queries pay nothing for the feature."""
         return any((self.allow_query, self.deny_query, self.allow_transfer, self.deny_transfer))
 
-    def rules(self, kind: str) -> list[tuple["Prefix", str]]:
+    def rules(self, kind: str) -> list[tuple]:
         """The (prefix, "allow" | "deny") pairs of list ``kind`` ("query"
-        or "transfer")."""
-        allow, deny = getattr(self, f"allow_{kind}"), getattr(self, f"deny_{kind}")
-        return [(p, "allow") for p in allow] + [(p, "deny") for p in deny]
+        or "transfer"), and (prefix, action, key name) triples for its
+        keyed entries: what ImageBuilder.set_zone_acl takes."""
+        out: list[tuple] = []
+        for action in ("allow", "deny"):
+            for entry in getattr(self, f"{action}_{kind}"):
+                if isinstance(entry, KeyRule):
+                    out += [(p, action, entry.key.name) for p in entry.prefixes()]
+                else:
+                    out.append((entry, action))
+        return out
 
     def default(self, kind: str) -> str:
         """What a client no prefix of list ``kind`` holds gets."""

@@ -368,7 +368,7 @@ class Server:
         # This thread is the only one that publishes (one reload at a time):
         # the image being served stays until publish, below.
         hooks = self._publication.hooks if self._resolver else []
-        self._secondary.configure(new.zones, self._owner)
+        self._secondary.configure(new.zones, self._owner, new.keys)
         try:
             publication = load_publication(
                 self.pm,
@@ -461,7 +461,7 @@ class Server:
             # the interface name should not wait for a large zone set.
             self._xdp.check()
         self._owner = (who.uid, who.gid) if who is not None else None
-        self._secondary.configure(self.config.zones, self._owner)
+        self._secondary.configure(self.config.zones, self._owner, self.config.keys)
         self._notify_hook = any(z.secondary for z in self.config.zones)
         # Read as the user it will run as: a file that a reload could not
         # read fails now, not later.

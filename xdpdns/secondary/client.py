@@ -1,7 +1,9 @@
 """Asking a primary: its SOA serial (UDP, TCP when truncated) and a zone
 transfer (IXFR from our serial, or AXFR) over TCP, read message by message
-into an XfrReader.  Every failure is an XfrError that names the primary
-and what went wrong; nothing here changes what is served.
+into an XfrReader.  With the primary's TSIG key every query is signed and
+every response checked (a transfer's messages each after the one before,
+RFC 8945 5.3.1).  Every failure is an XfrError that names the primary and
+what went wrong; nothing here changes what is served.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.SOA
 import dns.rrset
 
-from xdpdns.ask import udp_response
-from xdpdns.config import ListenAddress
+from xdpdns.ask import TsigRefused, read_response, udp_response
+from xdpdns.config import Remote
 from xdpdns.secondary.xfr import Full, Incremental, NeedsFull, UpToDate, XfrError, XfrReader
 
 SOA_TIMEOUT = 2.0  # seconds for a primary's answer to an SOA query
@@ -48,10 +50,17 @@ def _soa_serial(response: dns.message.Message, origin: dns.name.Name, primary) -
     raise XfrError(f"{primary} gave no SOA for {origin}")
 
 
-async def query_soa(primary: ListenAddress, origin: dns.name.Name) -> int:
-    """The serial of the primary's SOA for origin."""
-    query = dns.message.make_query(origin, dns.rdatatype.SOA)
+def _query(primary: Remote, origin: dns.name.Name, rdtype) -> dns.message.Message:
+    query = dns.message.make_query(origin, rdtype)
     query.flags = 0  # no RD: a primary is asked, not a resolver
+    if primary.key is not None:
+        query.use_tsig(primary.key.dnspython())
+    return query
+
+
+async def query_soa(primary: Remote, origin: dns.name.Name) -> int:
+    """The serial of the primary's SOA for origin."""
+    query = _query(primary, origin, dns.rdatatype.SOA)
     loop = asyncio.get_running_loop()
     try:
         family = socket.AF_INET6 if primary.is_ipv6 else socket.AF_INET
@@ -60,6 +69,8 @@ async def query_soa(primary: ListenAddress, origin: dns.name.Name) -> int:
             await loop.sock_connect(sock, (primary.host, primary.port))
             await loop.sock_sendall(sock, query.to_wire())
             response = await udp_response(sock, query, SOA_TIMEOUT)
+    except TsigRefused as exc:
+        raise XfrError(f"{primary}: {exc}") from None
     except OSError as exc:
         raise XfrError(f"{primary}: {exc.strerror or exc}") from None
     if response is None:
@@ -70,12 +81,16 @@ async def query_soa(primary: ListenAddress, origin: dns.name.Name) -> int:
     return _soa_serial(response, origin, primary)
 
 
-async def _tcp_query(primary: ListenAddress, query: dns.message.Message) -> dns.message.Message:
+async def _tcp_query(primary: Remote, query: dns.message.Message) -> dns.message.Message:
     async with _Connection(primary) as conn:
         await conn.send(query)
         wire = await conn.receive()
+        if wire is None:
+            raise XfrError(f"{primary}: the connection closed before the response")
         try:
-            response = dns.message.from_wire(wire)
+            response = read_response(wire, query)
+        except TsigRefused as exc:
+            raise XfrError(f"{primary}: {exc}") from None
         except dns.exception.DNSException as exc:
             raise XfrError(f"{primary}: a malformed response ({exc})") from None
     _check(response, query, primary)
@@ -83,7 +98,7 @@ async def _tcp_query(primary: ListenAddress, query: dns.message.Message) -> dns.
 
 
 class _Connection:
-    def __init__(self, primary: ListenAddress) -> None:
+    def __init__(self, primary: Remote) -> None:
         self.primary = primary
         self.received = 0  # bytes
 
@@ -138,15 +153,14 @@ class Transfer:
 
     result: Full | Incremental | UpToDate | NeedsFull
     kind: str  # "AXFR" or "IXFR", as asked
-    primary: ListenAddress
+    primary: Remote
     messages: int
     bytes: int
     seconds: float
 
 
-def _ixfr_query(origin: dns.name.Name, serial: int) -> dns.message.Message:
-    query = dns.message.make_query(origin, dns.rdatatype.IXFR)
-    query.flags = 0
+def _ixfr_query(primary: Remote, origin: dns.name.Name, serial: int) -> dns.message.Message:
+    query = _query(primary, origin, dns.rdatatype.IXFR)
     # RFC 1995 3: our version's SOA; a primary reads its serial alone.
     soa = dns.rdtypes.ANY.SOA.SOA(
         dns.rdataclass.IN, dns.rdatatype.SOA, origin, origin, serial, 0, 0, 0, 0
@@ -155,10 +169,39 @@ def _ixfr_query(origin: dns.name.Name, serial: int) -> dns.message.Message:
     return query
 
 
-def _take(reader: XfrReader, wire: bytes, query, primary, first: bool) -> None:
+class _Signatures:
+    """The TSIG state of a transfer's messages: each signed one follows the
+    MAC before it (RFC 8945 5.3.1); up to 99 unsigned ones between are
+    covered by the next."""
+
+    def __init__(self, query: dns.message.Message) -> None:
+        self.query = query
+        self.ctx = None
+        self.last_signed = True
+
+    def read(self, wire: bytes, first: bool) -> dns.message.Message:
+        if not self.query.had_tsig:
+            return dns.message.from_wire(wire, xfr=True, origin=None, one_rr_per_rrset=True)
+        response = read_response(
+            wire,
+            self.query,
+            xfr=True,
+            origin=None,
+            one_rr_per_rrset=True,
+            tsig_ctx=self.ctx,
+            multi=not first,
+        )
+        self.ctx = response.tsig_ctx
+        self.last_signed = response.had_tsig
+        return response
+
+
+def _take(reader: XfrReader, wire: bytes, query, primary, signatures, first: bool) -> None:
     """One message of a transfer into reader."""
     try:
-        response = dns.message.from_wire(wire, xfr=True, origin=None, one_rr_per_rrset=True)
+        response = signatures.read(wire, first)
+    except TsigRefused as exc:
+        raise XfrError(f"{primary}: {exc}") from None
     except dns.exception.DNSException as exc:
         raise XfrError(f"{primary}: a malformed message ({exc})") from None
     _check(response, query, primary)
@@ -180,13 +223,13 @@ def _take(reader: XfrReader, wire: bytes, query, primary, first: bool) -> None:
     reader.message_end()
 
 
-async def transfer(primary: ListenAddress, origin: dns.name.Name, ours: int | None) -> Transfer:
+async def transfer(primary: Remote, origin: dns.name.Name, ours: int | None) -> Transfer:
     """The zone from primary: IXFR from serial ``ours``, or AXFR (None)."""
     if ours is None:
-        query = dns.message.make_query(origin, dns.rdatatype.AXFR)
-        query.flags = 0
+        query = _query(primary, origin, dns.rdatatype.AXFR)
     else:
-        query = _ixfr_query(origin, ours)
+        query = _ixfr_query(primary, origin, ours)
+    signatures = _Signatures(query)
     reader = XfrReader(origin, ours)
     start = time.monotonic()
     messages = 0
@@ -200,8 +243,12 @@ async def transfer(primary: ListenAddress, origin: dns.name.Name, ours: int | No
             messages += 1
             # Parsing a message of a large zone takes milliseconds: not in
             # the event loop, which serves the other zones and NOTIFY.
-            await loop.run_in_executor(None, _take, reader, wire, query, primary, messages == 1)
+            await loop.run_in_executor(
+                None, _take, reader, wire, query, primary, signatures, messages == 1
+            )
         received = conn.received
+    if not signatures.last_signed:
+        raise XfrError(f"{primary}: the transfer's last message is not signed")
     try:
         result = reader.result()
     except XfrError as exc:

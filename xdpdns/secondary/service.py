@@ -19,10 +19,11 @@ a transfer that fails or brings a broken zone changes nothing served.  The
 zone is then kept on disk (storage.py), so a restart serves it at once.
 
 NOTIFY reaches :meth:`Secondary.answer_notify` through the server's
-resolver hook (native/answer/answer.c defers every NOTIFY to it): NOERROR
-from the zone's primaries (or ``allow_notify``), NOTAUTH for a zone that is
-not ours or a sender that may not, FORMERR for a question that is not the
-zone's SOA, as Knot answers.
+resolver hook (native/answer/answer.c defers every NOTIFY to it, once the
+TSIG of a signed one verified): NOERROR from the zone's primaries (or
+``allow_notify``), NOTAUTH for a zone that is not ours or a sender that
+may not, FORMERR for a question that is not the zone's SOA, as Knot
+answers; signed with the NOTIFY's key when it was signed.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import dns.flags
 import dns.message
@@ -42,6 +43,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdataset
 import dns.rdatatype
+import dns.tsig
 
 from xdpdns.config import ListenAddress, ZoneConfig
 from xdpdns.engine import Image
@@ -65,6 +67,7 @@ from xdpdns.secondary.xfr import (
     XfrError,
     serial_newer,
 )
+from xdpdns.tsig import TsigKey, entry_holds, keyring
 
 log = logging.getLogger("xdpdns.secondary")
 
@@ -267,20 +270,30 @@ class Secondary:
         self._before: dict[dns.name.Name, SecondaryZone] | None = None  # configure's undo
         self._kept: dict[dns.name.Name, Image] = {}  # loaded from disk, until published
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The configuration's TSIG keys, for signed NOTIFY (whose MAC the
+        # answering core checked before it handed them over).
+        self._keyring: Mapping[dns.name.Name, dns.tsig.Key] = {}
+        self._keyring_before: Mapping[dns.name.Name, dns.tsig.Key] | None = None
 
     # ---- configuration ---------------------------------------------------------
 
-    def configure(self, zones: Sequence[ZoneConfig], owner: tuple[int, int] | None = None) -> None:
-        """Takes the secondary zones of a (new) configuration: new ones are
-        loaded from disk.  Then sources() says what to compile, and once it
-        is published commit() starts and stops their tasks; rollback()
-        forgets this when it is not.  ``owner``: (uid, gid) that storage
-        must belong to (the user the server runs as).  OSError when
-        storage cannot be made."""
+    def configure(
+        self,
+        zones: Sequence[ZoneConfig],
+        owner: tuple[int, int] | None = None,
+        keys: Iterable[TsigKey] = (),
+    ) -> None:
+        """Takes the secondary zones and TSIG keys of a (new)
+        configuration: new zones are loaded from disk.  Then sources() says
+        what to compile, and once it is published commit() starts and stops
+        their tasks; rollback() forgets this when it is not.  ``owner``:
+        (uid, gid) that storage must belong to (the user the server runs
+        as).  OSError when storage cannot be made."""
         wanted = {z.origin: z for z in zones if z.secondary}
         if wanted:
             self.store.prepare(owner)
         self._before = dict(self.zones)
+        self._keyring_before, self._keyring = self._keyring, keyring(keys)
         zones_now = {}
         for origin, config in wanted.items():
             zone = self.zones.get(origin)
@@ -293,6 +306,7 @@ class Secondary:
 
     def commit(self) -> None:
         before, self._before = self._before or {}, None
+        self._keyring_before = None
         for origin, zone in before.items():
             if origin not in self.zones and zone.task is not None:
                 zone.task.cancel()
@@ -307,6 +321,8 @@ class Secondary:
     def rollback(self) -> None:
         if self._before is not None:
             self.zones, self._before = self._before, None
+        if self._keyring_before is not None:
+            self._keyring, self._keyring_before = self._keyring_before, None
         self.published()
 
     def _load_kept(self, zone: SecondaryZone) -> None:
@@ -426,9 +442,11 @@ class Secondary:
         )
 
     def _keep(self, zone: SecondaryZone, published: Image) -> None:
-        """On disk: the zone alone, copied out of the image just published
-        (in the publisher's thread, while that image is served)."""
-        result = compile_sources([ZoneCopy(zone.origin, published, zone.config.acl)])
+        """On disk: the zone's data alone, copied out of the image just
+        published (in the publisher's thread, while that image is served);
+        its ACL comes from the configuration when it is served again, and
+        the TSIG keys that an ACL names stay out of the file."""
+        result = compile_sources([ZoneCopy(zone.origin, published)])
         if result.image is None:
             log.error("zone %s: cannot be kept on disk: %s", zone.origin, result.problems[:1])
             return
@@ -471,9 +489,9 @@ class Secondary:
 
     def _notify(self, query) -> bytes | None:
         try:
-            message = query.message
+            message = dns.message.from_wire(query.wire, keyring=self._keyring)
         except Exception:
-            return None  # unparsable: SERVFAIL
+            return None  # unparsable, or its key gone in a reload: SERVFAIL
         response = dns.message.make_response(message)
         response.set_opcode(dns.opcode.NOTIFY)
         question = message.question[0] if message.question else None
@@ -484,9 +502,11 @@ class Secondary:
             # Debug: anyone can send these, and a log line each is theirs to fill.
             log.debug("notify for %s from %s: not a secondary zone here", question.name, sender)
             return response.to_wire()
-        if not _notify_allowed(zone.config, sender):
+        key = message.keyname if message.had_tsig else None
+        if not _notify_allowed(zone.config, sender, key):
             response.set_rcode(dns.rcode.NOTAUTH)
-            log.warning("notify for %s from %s: not allowed", zone.origin, sender)
+            signed = f"signed with {key}" if key is not None else "unsigned"
+            log.warning("notify for %s from %s (%s): not allowed", zone.origin, sender, signed)
             return response.to_wire()
         if question.rdtype != dns.rdatatype.SOA:
             response.set_rcode(dns.rcode.FORMERR)
@@ -507,10 +527,17 @@ def _host(sender: str | None) -> str | None:
     return None if sender is None else str(ipaddress.ip_address(sender))
 
 
-def _notify_allowed(config: ZoneConfig, sender: str | None) -> bool:
+def _notify_allowed(config: ZoneConfig, sender: str | None, key: dns.name.Name | None) -> bool:
+    """Whether a NOTIFY from ``sender`` signed with ``key`` (None:
+    unsigned) is one the zone takes: as its allow_notify list says, else
+    from a primary's address and, where that primary has a key, signed
+    with it."""
     if sender is None:
         return False
     address = ipaddress.ip_address(sender)
     if config.allow_notify:
-        return any(address in prefix for prefix in config.allow_notify)
-    return any(address == ipaddress.ip_address(p.host) for p in config.primaries)
+        return any(entry_holds(entry, address, key) for entry in config.allow_notify)
+    return any(
+        address == ipaddress.ip_address(p.host) and (p.key is None or p.key.name == key)
+        for p in config.primaries
+    )
