@@ -179,9 +179,11 @@ class _Signatures:
         self.ctx = None
         self.last_signed = True
 
-    def read(self, wire: bytes, first: bool) -> dns.message.Message:
+    def read(self, wire: bytes) -> dns.message.Message:
         if not self.query.had_tsig:
             return dns.message.from_wire(wire, xfr=True, origin=None, one_rr_per_rrset=True)
+        # multi: dnspython then carries each MAC to the next message (the
+        # first, with no context yet, follows the query's).
         response = read_response(
             wire,
             self.query,
@@ -189,7 +191,7 @@ class _Signatures:
             origin=None,
             one_rr_per_rrset=True,
             tsig_ctx=self.ctx,
-            multi=not first,
+            multi=True,
         )
         self.ctx = response.tsig_ctx
         self.last_signed = response.had_tsig
@@ -199,7 +201,7 @@ class _Signatures:
 def _take(reader: XfrReader, wire: bytes, query, primary, signatures, first: bool) -> None:
     """One message of a transfer into reader."""
     try:
-        response = signatures.read(wire, first)
+        response = signatures.read(wire)
     except TsigRefused as exc:
         raise XfrError(f"{primary}: {exc}") from None
     except dns.exception.DNSException as exc:
