@@ -15,7 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import dns.flags
 import dns.message
+import dns.opcode
 import dns.name
 import dns.query
 import dns.rcode
@@ -517,3 +519,169 @@ def test_a_wrong_secret_for_the_primary_is_logged_and_nothing_served(tmp_path):
     finally:
         secondary.stop()
         knot.stop()
+
+
+def test_notify_in_takes_only_the_primarys_key(tmp_path):
+    # The primary is not there: NOTIFY is answered all the same.
+    secondary = XdpdnsSecondary(tmp_path / "xdpdns", _free_port())
+    try:
+        wait_answering(secondary.port)
+
+        def notify(key=None):
+            message = dns.message.make_query(BIG, "SOA")
+            message.flags = dns.flags.AA
+            message.set_opcode(dns.opcode.NOTIFY)  # after flags: it lives in them
+            if key is not None:
+                message.use_tsig(key)
+            return dns.query.udp(message, "127.0.0.1", port=secondary.port, timeout=2)
+
+        signed = notify(_key())
+        assert signed.rcode() == dns.rcode.NOERROR and signed.had_tsig
+        assert notify().rcode() == dns.rcode.NOTAUTH  # the primary signs with k1
+        with pytest.raises(dns.tsig.PeerBadSignature):
+            notify(_key(secret=b"not the secret"))
+        with pytest.raises(dns.tsig.PeerBadKey):
+            notify(_key(name="k9."))
+    finally:
+        secondary.stop()
+
+
+def wait_answering(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            dns.query.udp(dns.message.make_query(BIG, "SOA"), "127.0.0.1", port=port, timeout=0.5)
+            return
+        except (OSError, dns.exception.Timeout):
+            assert time.monotonic() < deadline, f"nothing answers on port {port}"
+            time.sleep(0.1)
+
+
+# ---- BIND and NSD, with the same key ---------------------------------------------
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if path is None:
+        pytest.fail(f"{name} not installed: bootstrap installs it")
+    return path
+
+
+def _named_conf(workdir: Path, port: int, zone: str) -> Path:
+    conf = workdir / "named.conf"
+    conf.write_text(
+        "options {\n"
+        f'  directory "{workdir}";\n  pid-file "{workdir}/named.pid";\n'
+        f'  session-keyfile "{workdir}/session.key";\n'
+        f'  managed-keys-directory "{workdir}";\n'
+        f"  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n"
+        "  recursion no;\n  dnssec-validation no;\n  allow-transfer { 127.0.0.1; };\n"
+        "};\n"
+        f'key "k1." {{ algorithm hmac-sha256; secret "{SECRET_B64}"; }};\n'
+        "controls { };\n" + zone
+    )
+    return conf
+
+
+def _nsd_conf(workdir: Path, port: int, zone: str) -> Path:
+    conf = workdir / "nsd.conf"
+    conf.write_text(
+        f"server:\n    ip-address: 127.0.0.1@{port}\n    do-ip6: no\n"
+        '    username: ""\n    chroot: ""\n'
+        f'    zonesdir: "{workdir}"\n    database: ""\n'
+        f'    zonelistfile: "{workdir}/zone.list"\n    xfrdfile: "{workdir}/xfrd.state"\n'
+        f'    xfrdir: "{workdir}"\n    pidfile: "{workdir}/nsd.pid"\n    verbosity: 2\n'
+        "remote-control:\n    control-enable: no\n"
+        f'key:\n    name: "k1."\n    algorithm: hmac-sha256\n    secret: "{SECRET_B64}"\n' + zone
+    )
+    return conf
+
+
+def _start_peer(kind: str, workdir: Path, port: int, zone: str, zones):
+    if kind == "bind":
+        conf = _named_conf(workdir, port, zone)
+        argv = [_tool("named"), "-g", "-c", str(conf)]
+        return _start("named", argv, workdir / "named.log", port, zones, cwd=workdir)
+    conf = _nsd_conf(workdir, port, zone)
+    argv = [_tool("nsd"), "-d", "-c", str(conf)]
+    return _start("nsd", argv, workdir / "nsd.log", port, zones, cwd=workdir)
+
+
+@pytest.mark.parametrize("kind", ["bind", "nsd"])
+def test_a_secondary_follows_xdpdns_with_tsig(tmp_path, kind):
+    port = _free_port()
+    primary = XdpdnsPrimary(tmp_path / "xdpdns", port).start()
+    workdir = tmp_path / kind
+    workdir.mkdir()
+    db = workdir / "big.test.db"
+    if kind == "bind":
+        zone = (
+            f'zone "{BIG}" {{ type secondary; file "{db}";\n'
+            f'  primaries port {primary.port} {{ 127.0.0.1 key "k1."; }};\n'
+            '  allow-notify { key "k1."; }; };\n'
+        )
+    else:
+        zone = (
+            f'zone:\n    name: "{BIG}"\n    zonefile: "{db}"\n'
+            f"    request-xfr: AXFR 127.0.0.1@{primary.port} k1.\n"
+            "    allow-notify: 127.0.0.1 k1.\n    provide-xfr: 127.0.0.1 NOKEY\n"
+        )
+    peer = _start_peer(kind, workdir, port, zone, [])
+    try:
+        wait_serial(port, 1, peer.log_path)
+        primary.update(2)  # signed NOTIFY, then the peer's signed transfer
+        wait_serial(port, 2, peer.log_path)
+        assert _unsigned_axfr(port) == signed_axfr(primary.port, _key())
+        assert f"serial 2 to 127.0.0.1:{port}: acknowledged" in (
+            tmp_path / "xdpdns" / "xdpdns.log"
+        ).read_text()
+    finally:
+        peer.stop()
+        primary.stop()
+
+
+@pytest.mark.parametrize("kind", ["bind", "nsd"])
+def test_xdpdns_follows_a_primary_with_tsig(tmp_path, kind):
+    notify_port = _free_port()
+    workdir = tmp_path / kind
+    workdir.mkdir()
+    file = workdir / "big.test.zone"
+    file.write_text(big_zone(1))
+    port = _free_port()
+    if kind == "bind":
+        zone = (
+            f'zone "{BIG}" {{ type primary; file "{file}"; ixfr-from-differences yes;\n'
+            '  allow-transfer { key "k1."; }; notify explicit;\n'
+            f'  also-notify {{ 127.0.0.1 port {notify_port} key "k1."; }}; }};\n'
+        )
+    else:
+        zone = (
+            f'zone:\n    name: "{BIG}"\n    zonefile: "{file}"\n'
+            "    provide-xfr: 127.0.0.1 k1.\n"
+            f"    notify: 127.0.0.1@{notify_port} k1.\n"
+        )
+    peer = _start_peer(kind, workdir, port, zone, [(BIG, file)])
+    secondary = XdpdnsSecondary(tmp_path / "xdpdns", port, notify_port)
+    try:
+        wait_serial(secondary.port, 1, secondary.log)
+        file.write_text(big_zone(2).replace("h7 A", "changed A"))
+        peer.proc.send_signal(signal.SIGHUP)  # both reload changed zone files
+        took = wait_serial(secondary.port, 2, secondary.log)
+        assert took < 5.0, "the signed NOTIFY was not taken"
+        assert "notify for big.test. from 127.0.0.1" in secondary.log.read_text()
+        assert _unsigned_axfr(secondary.port) == signed_axfr(port, _key())
+    finally:
+        secondary.stop()
+        peer.stop()
+
+
+def test_a_signed_query_parses_for_a_resolver_hook():
+    # Bug: ResolverQuery.message parsed the wire without a keyring, which
+    # dnspython refuses for a signed message, so every signed NOTIFY (and
+    # signed query for a claimed name) got SERVFAIL.
+    from xdpdns.plugin_types import ResolverQuery
+
+    wire = _signed(_key(), use_edns=0).to_wire()
+    message = ResolverQuery(wire=wire, client_address=("127.0.0.1", 53)).message
+    assert not message.had_tsig and message.edns == 0
+    assert message.question[0].name == dns.name.from_text("www.example.com.")

@@ -404,6 +404,39 @@ def parse_question(wire: bytes) -> tuple[bytes, int, int]:
     return wire[12 : pos + 1].lower(), qtype, qclass
 
 
+def _skip_name(wire: bytes, pos: int) -> int:
+    """The offset after the (possibly compressed) name at pos."""
+    while True:
+        length = wire[pos]
+        if length >= 0xC0:
+            return pos + 2
+        if length == 0:
+            return pos + 1
+        pos += length + 1
+
+
+def without_tsig(wire: bytes) -> bytes:
+    """The message less its TSIG record (RFC 8945: the last one), which the
+    engine checked before handing the query over: what dnspython parses
+    without the key.  A message without one is returned as it is."""
+    try:
+        counts = struct.unpack_from("!HHHH", wire, 4)
+        pos = 12
+        for _ in range(counts[0]):
+            pos = _skip_name(wire, pos) + 4
+        last = pos
+        for _ in range(sum(counts[1:])):
+            last = pos
+            pos = _skip_name(wire, pos)
+            pos += 10 + struct.unpack_from("!H", wire, pos + 8)[0]
+        rdtype = struct.unpack_from("!H", wire, _skip_name(wire, last))[0]
+    except (IndexError, struct.error):
+        return wire
+    if not counts[3] or rdtype != 250:  # TSIG
+        return wire
+    return wire[:10] + struct.pack("!H", counts[3] - 1) + wire[12:last]
+
+
 class ResolverQuery:
     """One query for :func:`resolve`.
 
@@ -422,7 +455,8 @@ class ResolverQuery:
 
     ``message`` is the query parsed by dnspython (a dns.message.QueryMessage),
     parsed the first time a plugin reads it and kept: a plugin that answers
-    from the cheap fields never pays for it.  Reading it raises
+    from the cheap fields never pays for it.  A signed query's TSIG record
+    is left out of it (the engine checked it; ``wire`` still has it).  Reading it raises
     dns.exception.DNSException when dnspython cannot parse the query (the
     engine accepted it); the resolver then answers that query SERVFAIL and
     calls the hook again with the rest of the batch.
@@ -469,7 +503,7 @@ class ResolverQuery:
         message = self._message
         if message is _UNPARSED:
             try:
-                message = dns.message.from_wire(self.wire)
+                message = dns.message.from_wire(without_tsig(self.wire))
             except Exception:
                 self._message = _UNPARSABLE
                 raise
