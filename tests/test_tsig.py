@@ -7,6 +7,7 @@ against Knot, BIND and NSD with the same key.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import shutil
 import signal
@@ -225,6 +226,96 @@ def test_builder_refuses_bad_keys():
             b.set_zone_acl(zone, "transfer", [("0.0.0.0/0", "allow", K1.parent())], "deny")
 
 
+# ---- configuration -------------------------------------------------------------
+
+
+def _config(tmp_path, text: str):
+    (tmp_path / "z.zone").write_text(ZONE_TEXT)
+    conf = tmp_path / "xdpdns.toml"
+    conf.write_text(text)
+    return load_config(load_plugins(), conf)
+
+
+KEY_TOML = f'[[key]]\nname = "k1."\nsecret = "{SECRET_B64}"\n'
+
+
+def test_config_keys_lists_and_remotes(tmp_path):
+    config = _config(
+        tmp_path,
+        KEY_TOML + '[[key]]\nname = "k2"\nalgorithm = "hmac-sha512"\nsecret = "AAAA"\n'
+        '[[zone]]\nfile = "z.zone"\norigin = "example.com."\n'
+        'allow_transfer = ["192.0.2.1", { key = "k1." }, '
+        '{ key = "k2", address = "198.18.0.0/15" }]\n'
+        'notify = ["192.0.2.2", { address = "[2001:2::2]:5300", key = "k1." }]\n'
+        '[[zone]]\norigin = "example.net."\n'
+        'primaries = [{ address = "192.0.2.3", key = "k2." }]\n'
+        'allow_notify = [{ key = "k2." }]\n',
+    )
+    k1, k2 = config.keys
+    assert (k1.name, k1.algorithm, k1.secret) == (K1, "hmac-sha256", SECRET)
+    assert k2.algorithm == "hmac-sha512" and k2.secret == b"\0\0\0"
+    assert "secret" not in repr(k1)  # kept out of logs and tracebacks
+    primary, secondary = config.zones
+    assert primary.acl.rules("transfer") == [
+        (ipaddress.ip_network("192.0.2.1/32"), "allow"),
+        (ipaddress.ip_network("0.0.0.0/0"), "allow", K1),
+        (ipaddress.ip_network("::/0"), "allow", K1),
+        (ipaddress.ip_network("198.18.0.0/15"), "allow", dns.name.from_text("k2.")),
+    ]
+    assert [(str(t), t.key) for t in primary.notify] == [
+        ("192.0.2.2:53", None),
+        ("[2001:2::2]:5300", k1),
+    ]
+    assert secondary.primaries[0].key == k2 and secondary.allow_notify[0].key == k2
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('[[key]]\nsecret = "AAAA"\n', r"key\[1\]\.name: expected the key's name"),
+        ('[[key]]\nname = "k1."\n', r"key\[1\]\.secret: expected the key's secret"),
+        (
+            '[[key]]\nname = "k1."\nalgorithm = "hmac-md5"\nsecret = "AAAA"\n',
+            r"key\[1\]\.algorithm: expected one of hmac-sha1, .*got 'hmac-md5'",
+        ),
+        (
+            '[[key]]\nname = "k1."\nsecret = "not base64!"\n',
+            r"key\[1\]\.secret: expected the shared secret in base64 .*\(not shown\)",
+        ),
+        (
+            KEY_TOML + KEY_TOML.replace("k1.", "K1"),
+            r"key\[2\]\.name: expected each key name once",
+        ),
+        ('[[key]]\nname = "k1."\nsecret = "AAAA"\nfudge = 300\n', r"key\[1\]\.fudge"),
+        (
+            KEY_TOML + '[[zone]]\nfile = "z.zone"\nallow_transfer = [{ key = "k9." }]\n',
+            r"allow_transfer: expected the name of a \[\[key\]\] table "
+            r"\(known keys: k1\.\), got 'k9\.'",
+        ),
+        (
+            KEY_TOML + '[[zone]]\nfile = "z.zone"\nallow_query = [{ key = "k1." }]\n',
+            r"allow_query: expected a list of IPv4 or IPv6 prefixes",
+        ),
+        (
+            KEY_TOML + '[[zone]]\nfile = "z.zone"\nallow_transfer = [{ address = "192.0.2.1" }]\n',
+            r"allow_transfer: .*tables have a key and an optional address",
+        ),
+        (
+            KEY_TOML + '[[zone]]\norigin = "a."\nprimaries = [{ key = "k1." }]\n',
+            r"primaries: .*tables are \{ address",
+        ),
+        (
+            KEY_TOML + '[[zone]]\nfile = "z.zone"\nnotify = [{ address = "192.0.2.1", '
+            'key = "k2." }]\n',
+            r"notify: expected the name of a \[\[key\]\] table",
+        ),
+    ],
+)
+def test_config_errors(tmp_path, text, words):
+    with pytest.raises(ConfigError, match=words):
+        _config(tmp_path, text)
+
+
 # ---- transfers and NOTIFY against other servers ---------------------------------
 
 BIG = "big.test."
@@ -394,9 +485,10 @@ def test_knot_follows_xdpdns_with_tsig(tmp_path):
         assert signed_axfr(primary.port, _key()) == _unsigned_axfr(knot_port)
         log = (workdir / "knotd.log").read_text()
         assert "IXFR, incoming" in log and "BADSIG" not in log
-        assert "serial 2 to 127.0.0.1:%d: acknowledged" % knot_port in (
-            tmp_path / "xdpdns" / "xdpdns.log"
-        ).read_text()
+        assert (
+            "serial 2 to 127.0.0.1:%d: acknowledged" % knot_port
+            in (tmp_path / "xdpdns" / "xdpdns.log").read_text()
+        )
     finally:
         knot.stop()
         primary.stop()
@@ -632,9 +724,10 @@ def test_a_secondary_follows_xdpdns_with_tsig(tmp_path, kind):
         primary.update(2)  # signed NOTIFY, then the peer's signed transfer
         wait_serial(port, 2, peer.log_path)
         assert _unsigned_axfr(port) == signed_axfr(primary.port, _key())
-        assert f"serial 2 to 127.0.0.1:{port}: acknowledged" in (
-            tmp_path / "xdpdns" / "xdpdns.log"
-        ).read_text()
+        assert (
+            f"serial 2 to 127.0.0.1:{port}: acknowledged"
+            in (tmp_path / "xdpdns" / "xdpdns.log").read_text()
+        )
     finally:
         peer.stop()
         primary.stop()

@@ -96,7 +96,7 @@ def test_config_without_acl_keys(tmp_path):
         ),
         (
             'allow_transfer = ["2001:db8::/32"]\ndeny_transfer = ["2001:db8::/32"]',
-            r"zone\[1\]\.deny_transfer: expected prefixes that are not also in allow_transfer, "
+            r"zone\[1\]\.deny_transfer: expected entries that are not also in allow_transfer, "
             r"got '2001:db8::/32'",
         ),
         (

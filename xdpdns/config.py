@@ -514,7 +514,7 @@ def parse_zone_acl(
 
 
 KEY_LIST = (
-    PREFIXES[: -1] + ', or tables { key = "k1" } and { key = "k1", address = "192.0.2.1" } '
+    PREFIXES[:-1] + ', or tables { key = "k1" } and { key = "k1", address = "192.0.2.1" } '
     "for requests signed with a [[key]]"
 )
 
@@ -1161,9 +1161,7 @@ def _parse_zones(
 ) -> list[ZoneConfig]:
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         raise where.error("zone", "[[zone]] tables", value)
-    return [
-        _parse_zone(table, where.sub(f"zone[{i}]"), keys) for i, table in enumerate(value, 1)
-    ]
+    return [_parse_zone(table, where.sub(f"zone[{i}]"), keys) for i, table in enumerate(value, 1)]
 
 
 VALIDITY_MAX = 366 * 86400

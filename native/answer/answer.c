@@ -1514,10 +1514,10 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx, const u
 	now = ctx ? ctx->now : (uint64_t)time(NULL);
 	if (rc == XD_QUERY_FORMERR || (ctx && ctx->cookie == XD_COOKIE_MALFORMED))
 		r.rcode = XD_RCODE_FORMERR; /* RFC 7873 5.2.2 for the COOKIE */
-	else if (rc == XD_QUERY_NOTIMP && notify_deferred(img, &q, &r))
-		; /* the server's NOTIFY hook answers, and checks a TSIG */
 	else if (q.tsig && tsig_failed(img, &q, now, &tsig, &r, &signing))
 		; /* NOTAUTH with the TSIG error, or FORMERR */
+	else if (rc == XD_QUERY_NOTIMP && notify_deferred(img, &q, &r))
+		; /* the server's NOTIFY hook answers (and signs: its TSIG is good) */
 	else if (rc == XD_QUERY_NOTIMP)
 		r.rcode = XD_RCODE_NOTIMP;
 	else if (q.edns && q.edns_version > 0)

@@ -348,8 +348,8 @@ int xd_axfr_next(struct xd_axfr *t, uint8_t *out, size_t cap, size_t *len)
 	if (t->signing) {
 		/* RFC 8945 5.3.1: every message signed, each after the one
 		 * before. */
-		int signed_len = xd_tsig_sign(&t->tsig, out + 2, w.len - 2, cap - 2,
-					      (uint64_t)time(NULL));
+		int signed_len =
+			xd_tsig_sign(&t->tsig, out + 2, w.len - 2, cap - 2, (uint64_t)time(NULL));
 
 		if (signed_len < 0)
 			return signed_len;

@@ -803,9 +803,10 @@ static int check_tsig_keys(struct check *c, const struct xd_image_header *h)
 {
 	size_t pos = h->tsig_keys;
 
+	if (h->tsig_key_count == 0 && (h->tsig_keys || h->tsig_keys_end))
+		return fail(c, "TSIG key fields set without keys", 0);
 	if (h->tsig_key_count == 0)
-		return h->tsig_keys || h->tsig_keys_end ? fail(c, "TSIG key fields set without keys", 0) :
-							  0;
+		return 0;
 	if (h->tsig_keys < sizeof(*h) || h->tsig_keys > h->tsig_keys_end ||
 	    h->tsig_keys_end != c->size)
 		return fail(c, "TSIG key block outside the image", h->tsig_keys);

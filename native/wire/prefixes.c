@@ -65,15 +65,18 @@ static int item_compare(const void *pa, const void *pb)
 	if (c)
 		return c;
 	/* Of one prefix, the keyed rules first: they are the more specific. */
+	if (a->entry.key != b->entry.key && (!a->entry.key || !b->entry.key))
+		return a->entry.key ? -1 : 1;
 	if (a->entry.key != b->entry.key)
-		return !a->entry.key ? 1 : !b->entry.key ? -1 : a->entry.key < b->entry.key ? -1 : 1;
+		return a->entry.key < b->entry.key ? -1 : 1;
 	return a->index < b->index ? -1 : a->index > b->index;
 }
 
 static bool item_same_prefix(const struct acl_item *a, const struct acl_item *b)
 {
 	return a->family == b->family && a->entry.prefix_len == b->entry.prefix_len &&
-	       a->entry.key == b->entry.key && !memcmp(a->entry.addr, b->entry.addr, sizeof(a->entry.addr));
+	       a->entry.key == b->entry.key &&
+	       !memcmp(a->entry.addr, b->entry.addr, sizeof(a->entry.addr));
 }
 
 /* Checks rule i and turns it into a sortable item with its host bits

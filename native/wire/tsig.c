@@ -27,7 +27,10 @@ struct tsig_alg {
 };
 
 /* sizeof counts the literal's NUL: the root label. */
-#define ALG(dg, wire, mac) { dg, (const uint8_t *)wire, sizeof(wire), mac }
+#define ALG(dg, wire, mac)                                   \
+	{                                                    \
+		dg, (const uint8_t *)wire, sizeof(wire), mac \
+	}
 static const struct tsig_alg algs[XD_TSIG_ALGS] = {
 	[XD_TSIG_HMAC_SHA1] = ALG("SHA1", "\x09hmac-sha1", 20),
 	[XD_TSIG_HMAC_SHA224] = ALG("SHA224", "\x0bhmac-sha224", 28),
@@ -230,8 +233,8 @@ int xd_tsig_verify(struct xd_tsig *t, const struct xd_tsig_key *key, const uint8
 	if (!ctx)
 		return -ENOMEM;
 	hmac_put_message(ctx, msg, t->start, t->original_id, (uint16_t)(xd_get16(msg + 10) - 1));
-	hmac_put_variables(ctx, t, t->time_signed, t->request_error, msg + t->other,
-			   t->other_len, false);
+	hmac_put_variables(ctx, t, t->time_signed, t->request_error, msg + t->other, t->other_len,
+			   false);
 	n = hmac_end(ctx, mac, sizeof(mac));
 	if (n < 0)
 		return n;

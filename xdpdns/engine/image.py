@@ -4,7 +4,6 @@ zone ACL sections): ImageBuilder compiles zones into an Image."""
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
