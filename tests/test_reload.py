@@ -227,7 +227,7 @@ def test_notify_config_errors_name_the_zone_and_key(tmp_path, value, words):
 
 
 def test_notify_targets_parse():
-    from xdpdns.config import ListenAddress, load_config
+    from xdpdns.config import Remote, load_config
     from xdpdns.plugins import load_plugins
     import tempfile
     from pathlib import Path
@@ -241,7 +241,7 @@ def test_notify_targets_parse():
             'notify = ["198.18.0.2", "[2001:2::2]:5300", "198.18.0.2"]\n'
         )
         (z,) = load_config(load_plugins(), conf).zones
-    assert z.notify == (ListenAddress("198.18.0.2", 53), ListenAddress("2001:2::2", 5300))
+    assert z.notify == (Remote("198.18.0.2", 53), Remote("2001:2::2", 5300))
 
 
 def test_notify_for_a_zone_that_only_some_may_query(tmp_path, xdpdns_serve):

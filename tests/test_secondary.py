@@ -172,9 +172,16 @@ class Secondary:
         raise AssertionError(f"serial {serial} not served within {timeout}s:\n{self.log()[-3000:]}")
 
 
-def axfr_records(port: int) -> set[str]:
-    """The zone as a transfer from 127.0.0.1:port gives it, one text line a record."""
-    zone = dns.zone.from_xfr(dns.query.xfr("127.0.0.1", ORIGIN, port=port, timeout=5))
+def axfr_records(port: int, origin: str = ORIGIN, key=None) -> set[str]:
+    """The zone as a transfer from 127.0.0.1:port gives it, one text line a
+    record; signed with TSIG key (a dns.tsig.Key) and each message's
+    signature checked, when one is given."""
+    keyring = {key.name: key} if key is not None else None
+    keyname = key.name if key is not None else None
+    messages = dns.query.xfr(
+        "127.0.0.1", origin, port=port, timeout=5, keyring=keyring, keyname=keyname
+    )
+    zone = dns.zone.from_xfr(messages)
     return {
         f"{name} {rdataset.ttl} {dns.rdatatype.to_text(rdataset.rdtype)} {rdata}"
         for name, rdataset in zone.iterate_rdatasets()

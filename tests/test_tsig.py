@@ -28,6 +28,7 @@ import dns.zone
 import pytest
 
 from conftest import _free_port, _knotd_path, _start, stop_process, xdpdns_command
+from test_secondary import axfr_records
 from xdpdns.config import ConfigError, load_config
 from xdpdns.engine import Image, ImageBuilder
 from xdpdns.plugins import load_plugins
@@ -406,15 +407,7 @@ def wait_serial(port: int, serial: int, log: Path, timeout: float = 15.0) -> flo
 
 def signed_axfr(port: int, key: dns.tsig.Key) -> set[str]:
     """The zone by AXFR signed with key, each message's TSIG checked."""
-    messages = dns.query.xfr(
-        "127.0.0.1", BIG, port=port, timeout=5, keyring={key.name: key}, keyname=key.name
-    )
-    zone = dns.zone.from_xfr(messages)
-    return {
-        f"{name} {rdataset.ttl} {dns.rdatatype.to_text(rdataset.rdtype)} {rdata}"
-        for name, rdataset in zone.iterate_rdatasets()
-        for rdata in rdataset
-    }
+    return axfr_records(port, BIG, key)
 
 
 @pytest.fixture
@@ -495,12 +488,7 @@ def test_knot_follows_xdpdns_with_tsig(tmp_path):
 
 
 def _unsigned_axfr(port: int) -> set[str]:
-    zone = dns.zone.from_xfr(dns.query.xfr("127.0.0.1", BIG, port=port, timeout=5))
-    return {
-        f"{name} {rdataset.ttl} {dns.rdatatype.to_text(rdataset.rdtype)} {rdata}"
-        for name, rdataset in zone.iterate_rdatasets()
-        for rdata in rdataset
-    }
+    return axfr_records(port, BIG)
 
 
 class XdpdnsSecondary:
@@ -520,7 +508,7 @@ class XdpdnsSecondary:
             f'[[key]]\nname = "k1."\nsecret = "{base64.b64encode(secret).decode()}"\n'
             f'[[zone]]\norigin = "{BIG}"\n'
             f'primaries = [{{ address = "127.0.0.1:{primary_port}", key = "k1." }}]\n'
-            'allow_transfer = ["127.0.0.1"]\n'
+            'allow_transfer = ["127.0.0.1", { key = "k1." }]\n'
         )
         log = open(self.log, "ab")
         self.proc = subprocess.Popen(
@@ -590,6 +578,9 @@ def test_xdpdns_follows_knot_with_tsig(tmp_path):
         log = secondary.log.read_text()
         assert "by IXFR" in log and "notify for big.test. from 127.0.0.1" in log
         assert _unsigned_axfr(secondary.port) == signed_axfr(knot.port, _key())
+        # Kept on disk, though its transfer list names a key, and without it.
+        (kept,) = (tmp_path / "xdpdns" / "storage").glob("*.image")
+        assert b"changed" in kept.read_bytes() and SECRET not in kept.read_bytes()
     finally:
         secondary.stop()
         knot.stop()

@@ -403,7 +403,7 @@ def build_image(
         claims,
         previous,
         notify_hook,
-        config.keys,
+        config.keys if config is not None else (),
     )
     if result.image is None:
         raise ZoneLoadError(result.problems)
