@@ -345,7 +345,7 @@ class XdpdnsPrimary:
     """`xdpdns serve` with BIG from a file: transfers for k1 from anywhere
     and k2 from 198.18.0.0/15 only, NOTIFY to ``notify`` signed with k1."""
 
-    def __init__(self, workdir: Path, notify_port: int | None = None) -> None:
+    def __init__(self, workdir: Path, notify_port: int | None = None, extra: str = "") -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
@@ -363,6 +363,7 @@ class XdpdnsPrimary:
             + f'[[zone]]\nfile = "{self.file}"\norigin = "{BIG}"\n'
             'allow_transfer = [{ key = "k1." }, { key = "k2.", address = "198.18.0.0/15" }]\n'
             + notify
+            + extra
         )
 
     def start(self, serial: int = 1):
@@ -433,6 +434,21 @@ def test_a_transfer_list_of_keys(xdpdns_primary):
     query = _signed(k2, "ns1." + BIG)
     response = dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
     assert response.had_tsig and response.answer[0][0].address == "198.18.0.53"
+
+
+def test_a_signed_query_is_answered_with_cookies_off(tmp_path):
+    # Bug: the workers set the answering core's clock only for cookies,
+    # rate limiting or a resolver cache; without them a signed query was
+    # checked against no time at all and got BADTIME.
+    primary = XdpdnsPrimary(tmp_path, extra="[plugins.cookies]\nenabled = false\n").start()
+    try:
+        for tcp in (False, True):
+            ask = dns.query.tcp if tcp else dns.query.udp
+            query = _signed(_key(), "ns1." + BIG)
+            response = ask(query, "127.0.0.1", port=primary.port, timeout=2)
+            assert response.rcode() == dns.rcode.NOERROR and response.had_tsig
+    finally:
+        primary.stop()
 
 
 def _knot_conf(workdir: Path, port: int, body: str) -> Path:
@@ -578,12 +594,20 @@ def test_xdpdns_follows_knot_with_tsig(tmp_path):
         log = secondary.log.read_text()
         assert "by IXFR" in log and "notify for big.test. from 127.0.0.1" in log
         assert _unsigned_axfr(secondary.port) == signed_axfr(knot.port, _key())
-        # Kept on disk, though its transfer list names a key, and without it.
-        (kept,) = (tmp_path / "xdpdns" / "storage").glob("*.image")
-        assert b"changed" in kept.read_bytes() and SECRET not in kept.read_bytes()
+        # Kept on disk (just after it is served), though its transfer list
+        # names a key, and without the key.
+        deadline = time.monotonic() + 5
+        while b"changed" not in _kept(tmp_path / "xdpdns" / "storage"):
+            assert time.monotonic() < deadline, secondary.log.read_text()[-2000:]
+            time.sleep(0.05)
+        assert SECRET not in _kept(tmp_path / "xdpdns" / "storage")
     finally:
         secondary.stop()
         knot.stop()
+
+
+def _kept(storage: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in storage.glob("*.image"))
 
 
 def test_a_wrong_secret_for_the_primary_is_logged_and_nothing_served(tmp_path):

@@ -1511,7 +1511,10 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx, const u
 		r.reserve = XD_OPT_RR_LEN + XD_EDE_LEN + opt_options_len(&opts);
 	}
 
-	now = ctx ? ctx->now : (uint64_t)time(NULL);
+	/* Not ctx->now: the workers set it only for cookies, rate limiting
+	 * and the resolver's cache.  A signed request is rare enough to read
+	 * the clock itself. */
+	now = q.tsig ? (uint64_t)time(NULL) : 0;
 	if (rc == XD_QUERY_FORMERR || (ctx && ctx->cookie == XD_COOKIE_MALFORMED))
 		r.rcode = XD_RCODE_FORMERR; /* RFC 7873 5.2.2 for the COOKIE */
 	else if (q.tsig && tsig_failed(img, &q, now, &tsig, &r, &signing))
