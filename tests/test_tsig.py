@@ -29,6 +29,7 @@ import pytest
 
 from conftest import _free_port, _knotd_path, _start, stop_process, xdpdns_command
 from test_secondary import axfr_records
+from test_tcp import connect, framed
 from xdpdns.config import ConfigError, load_config
 from xdpdns.engine import Image, ImageBuilder
 from xdpdns.plugins import load_plugins
@@ -345,8 +346,16 @@ class XdpdnsPrimary:
     """`xdpdns serve` with BIG from a file: transfers for k1 from anywhere
     and k2 from 198.18.0.0/15 only, NOTIFY to ``notify`` signed with k1."""
 
-    def __init__(self, workdir: Path, notify_port: int | None = None, extra: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        notify_port: int | None = None,
+        extra: str = "",
+        server: str = "",
+        hosts: int = 3000,
+    ) -> None:
         self.workdir = workdir
+        self.hosts = hosts
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.file = workdir / "big.test.zone"
@@ -359,6 +368,7 @@ class XdpdnsPrimary:
         self.conf.write_text(
             f'[server]\nlisten = ["127.0.0.1:{self.port}"]\n'
             f'control_socket = "{workdir}/control.sock"\n'
+            + server
             + KEYS_TOML
             + f'[[zone]]\nfile = "{self.file}"\norigin = "{BIG}"\n'
             'allow_transfer = [{ key = "k1." }, { key = "k2.", address = "198.18.0.0/15" }]\n'
@@ -367,7 +377,7 @@ class XdpdnsPrimary:
         )
 
     def start(self, serial: int = 1):
-        self.file.write_text(big_zone(serial))
+        self.file.write_text(big_zone(serial, self.hosts))
         self.server = _start(
             "xdpdns",
             xdpdns_command() + ["serve", "--config", str(self.conf)],
@@ -447,6 +457,20 @@ def test_a_signed_query_is_answered_with_cookies_off(tmp_path):
             query = _signed(_key(), "ns1." + BIG)
             response = ask(query, "127.0.0.1", port=primary.port, timeout=2)
             assert response.rcode() == dns.rcode.NOERROR and response.had_tsig
+    finally:
+        primary.stop()
+
+
+def test_a_signed_transfer_refused_as_one_too_many_is_signed(tmp_path):
+    primary = XdpdnsPrimary(tmp_path, server="tcp_max_transfers = 1\n", hosts=250000).start()
+    try:
+        with connect(("127.0.0.1", primary.port), rcvbuf=4096) as stalled:
+            stalled.sendall(framed(_signed(_key(), BIG, "AXFR")))
+            time.sleep(0.2)  # the server fills the window and waits
+            query = _signed(_key(), BIG, "AXFR")
+            refused = dns.query.tcp(query, "127.0.0.1", port=primary.port, timeout=5)
+            # dnspython checked the signature with the query's MAC.
+            assert refused.rcode() == dns.rcode.REFUSED and refused.had_tsig
     finally:
         primary.stop()
 

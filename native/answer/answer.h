@@ -88,6 +88,9 @@ int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd
  * message, -ENOSPC when cap (XD_AXFR_MESSAGE_MAX always suffices) was
  * too small; *len the bytes it took. */
 int xd_axfr_next(struct xd_axfr *t, uint8_t *out, size_t cap, size_t *len);
+/* REFUSED for the transfer's query, signed when the query was (a server
+ * busy with max_transfers): its length, or 0 when it does not fit. */
+int xd_axfr_refuse(struct xd_axfr *t, uint8_t *resp, size_t cap);
 /* Lets go of the image. */
 void xd_axfr_end(struct xd_axfr *t);
 

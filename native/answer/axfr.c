@@ -358,6 +358,16 @@ int xd_axfr_next(struct xd_axfr *t, uint8_t *out, size_t cap, size_t *len)
 	return t->phase != PHASE_DONE;
 }
 
+int xd_axfr_refuse(struct xd_axfr *t, uint8_t *resp, size_t cap)
+{
+	int n = xd_answer_refused(t->query, t->q.len, resp, cap);
+
+	if (n <= 0 || !t->signing)
+		return n;
+	n = xd_tsig_sign(&t->tsig, resp, (size_t)n, cap, (uint64_t)time(NULL));
+	return n < 0 ? 0 : n;
+}
+
 void xd_axfr_end(struct xd_axfr *t)
 {
 	xd_image_free((struct xd_image *)t->img);

@@ -430,11 +430,11 @@ enum {
 };
 
 /* Begins the transfer a query asks for: XFR_SENDING when it goes out,
- * XFR_BUSY when max_transfers run (REFUSED, as BIND's transfers-out), or
- * XFR_NONE when the query is answered as any other (REFUSED: not allowed,
- * or no such zone). */
+ * XFR_BUSY when max_transfers run (REFUSED, as BIND's transfers-out,
+ * written into resp: *busy its length), or XFR_NONE when the query is
+ * answered as any other (REFUSED: not allowed, or no such zone). */
 static int transfer_begin(struct tcp_worker *w, struct tcp_conn *c, struct xd_core_batch *b,
-			  const uint8_t *msg, size_t len)
+			  const uint8_t *msg, size_t len, uint8_t *resp, int *busy)
 {
 	struct xd_client client;
 	struct xd_tcp *t = w->t;
@@ -453,6 +453,7 @@ static int transfer_begin(struct tcp_worker *w, struct tcp_conn *c, struct xd_co
 	}
 	if (atomic_fetch_add(&t->transfers, 1) >= t->cfg.max_transfers) {
 		xd_count(&w->c.transfers_refused, 1);
+		*busy = xd_axfr_refuse(c->xfr, resp, UINT16_MAX);
 		transfer_end(w, c);
 		return XFR_BUSY;
 	}
@@ -485,7 +486,8 @@ static bool handle_message(struct tcp_worker *w, struct tcp_conn *c, const uint8
 	struct xd_core_way_back back = { make_route, &ref };
 	uint64_t deferred = b->deferred, denied = b->denied;
 	uint8_t *resp = w->resp + 2;
-	int n, xfr = is_transfer(msg, len) ? transfer_begin(w, c, b, msg, len) : XFR_NONE;
+	int n = 0,
+	    xfr = is_transfer(msg, len) ? transfer_begin(w, c, b, msg, len, resp, &n) : XFR_NONE;
 
 	w->received++;
 	c->queries++;
@@ -496,9 +498,7 @@ static bool handle_message(struct tcp_worker *w, struct tcp_conn *c, const uint8
 		w->sent++;
 		return true;
 	}
-	if (xfr == XFR_BUSY)
-		n = xd_answer_refused(msg, len, resp, UINT16_MAX);
-	else
+	if (xfr != XFR_BUSY)
 		n = xd_core_answer(&w->core, b, (const struct sockaddr *)&c->peer, msg, len, resp,
 				   UINT16_MAX, &back);
 	if (w->core.tap && b->deferred == deferred && xd_dnstap_sampled(w->core.tap))
