@@ -483,10 +483,11 @@ ZONE_ACL_KEYS = tuple(f"{action}_{kind}" for kind in ZONE_ACL_KINDS for action i
 
 
 def parse_zone_acl(
-    table: Mapping[str, Any], where: Where, keys: Mapping[dns.name.Name, TsigKey] = {}
+    table: Mapping[str, Any], where: Where, keys: Mapping[dns.name.Name, TsigKey] | None = None
 ) -> ZoneAcl:
     """The ACL keys of a [[zone]] table; the transfer lists may name
     ``keys``."""
+    keys = keys or {}
     lists = {}
     for kind in ZONE_ACL_KINDS:
         if kind == "transfer":
