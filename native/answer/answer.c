@@ -1434,17 +1434,8 @@ static bool notify_deferred(const struct xd_image *img, const struct xd_query *q
 static bool tsig_failed(const struct xd_image *img, const struct xd_query *q, uint64_t now,
 			struct xd_tsig *t, struct response *r, bool *signing)
 {
-	struct xd_tsig_key key;
-	int index, rc = xd_tsig_read(q->pkt, q->len, q->tsig, t);
+	int rc = xd_image_tsig_check(img, q->pkt, q->len, q->tsig, now, t, &r->tsig_key);
 
-	if (rc == 0) {
-		index = xd_image_tsig_key(img, t->name, t->name_len,
-					  xd_tsig_alg_from_name(t->alg_name, t->alg_name_len),
-					  &key);
-		rc = xd_tsig_verify(t, index >= 0 ? &key : NULL, q->pkt, now);
-		if (rc == 0)
-			r->tsig_key = (unsigned)index + 1;
-	}
 	/* RFC 8945 5.3.2: a TSIG record goes back for any error it names. */
 	*signing = rc >= 0;
 	if (*signing)

@@ -281,7 +281,8 @@ int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd
 	const struct xd_zone_entry *z;
 	const uint8_t *apex, *soa;
 	uint32_t theirs;
-	int zone, key = 0;
+	unsigned key = 0;
+	int zone;
 
 	if (qlen > sizeof(t->query))
 		return -EINVAL;
@@ -295,18 +296,10 @@ int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd
 		return -ENOENT; /* not the apex of a zone we serve */
 	z = xd_image_zone(img, (uint32_t)zone);
 	t->signing = t->q.tsig != 0;
-	if (t->signing) {
-		struct xd_tsig_key k;
-		int alg;
-
-		if (xd_tsig_read(t->query, qlen, t->q.tsig, &t->tsig))
-			return -EACCES;
-		alg = xd_tsig_alg_from_name(t->tsig.alg_name, t->tsig.alg_name_len);
-		key = xd_image_tsig_key(img, t->tsig.name, t->tsig.name_len, alg, &k) + 1;
-		if (!key || xd_tsig_verify(&t->tsig, &k, t->query, (uint64_t)time(NULL)))
-			return -EACCES;
-	}
-	if (!xd_zone_acl_allows(img, z, XD_ZONE_ACL_TRANSFER, client, (unsigned)key))
+	if (t->signing && xd_image_tsig_check(img, t->query, qlen, t->q.tsig, (uint64_t)time(NULL),
+					      &t->tsig, &key))
+		return -EACCES;
+	if (!xd_zone_acl_allows(img, z, XD_ZONE_ACL_TRANSFER, client, key))
 		return -EPERM;
 	apex = img->base + z->apex;
 	soa = xd_node_rrset(apex, XD_TYPE_SOA);

@@ -278,8 +278,10 @@ int xd_image_zone_allows(const struct xd_image *img, const uint8_t *origin, size
 	return xd_zone_acl_allows(img, xd_image_zone(img, zone), list, &judged, 0);
 }
 
-int xd_image_tsig_key(const struct xd_image *img, const uint8_t *name, size_t len, int alg,
-		      struct xd_tsig_key *out)
+/* The key named name (lower-case wire form) for algorithm alg into *out:
+ * its index, or -1 when the image has none such (one name, one key). */
+static int tsig_key(const struct xd_image *img, const uint8_t *name, size_t len, int alg,
+		    struct xd_tsig_key *out)
 {
 	const uint8_t *p = img->base + img->hdr->tsig_keys;
 
@@ -299,6 +301,23 @@ int xd_image_tsig_key(const struct xd_image *img, const uint8_t *name, size_t le
 		p += 4 + p[0] + secret_len;
 	}
 	return -1;
+}
+
+int xd_image_tsig_check(const struct xd_image *img, const uint8_t *msg, size_t len, size_t start,
+			uint64_t now, struct xd_tsig *t, unsigned *key)
+{
+	struct xd_tsig_key k;
+	int index, rc = xd_tsig_read(msg, len, start, t);
+
+	*key = 0;
+	if (rc)
+		return rc;
+	index = tsig_key(img, t->name, t->name_len,
+			 xd_tsig_alg_from_name(t->alg_name, t->alg_name_len), &k);
+	rc = xd_tsig_verify(t, index >= 0 ? &k : NULL, msg, now);
+	if (rc == 0)
+		*key = (unsigned)index + 1;
+	return rc;
 }
 
 /* ---- validation ------------------------------------------------------------ */

@@ -480,12 +480,14 @@ const uint8_t *xd_image_override(const struct xd_image *img, const uint8_t *name
 bool xd_zone_acl_allows(const struct xd_image *img, const struct xd_zone_entry *z, int list,
 			const struct xd_client *client, unsigned key);
 
-struct xd_tsig_key;
-/* The TSIG key named name (lower-case wire form) for algorithm alg
- * (XD_TSIG_HMAC_*) into *out: its index, or -1 when the image has none
- * such.  out points into the image. */
-int xd_image_tsig_key(const struct xd_image *img, const uint8_t *name, size_t len, int alg,
-		      struct xd_tsig_key *out);
+struct xd_tsig;
+/* Reads the TSIG record at msg[start] (the message's last) into *t and
+ * checks it against the image's key of its name and algorithm, at time
+ * now: 0 when it verifies (*key: the key's index + 1), a TSIG error
+ * (XD_TSIG_BADKEY, ...) for the response, -EINVAL for a malformed record
+ * (FORMERR), -ENOMEM.  t keeps what signing the response needs. */
+int xd_image_tsig_check(const struct xd_image *img, const uint8_t *msg, size_t len, size_t start,
+			uint64_t now, struct xd_tsig *t, unsigned *key);
 
 /* Whether list `list` of zone z lets every client in alike (no prefix,
  * default allow): what it answers does not depend on who asks. */

@@ -48,21 +48,6 @@ int xd_tsig_alg_from_name(const uint8_t *name, size_t len)
 	return 0;
 }
 
-const uint8_t *xd_tsig_alg_name(int alg, size_t *len)
-{
-	if (alg < XD_TSIG_HMAC_SHA1 || alg >= XD_TSIG_ALGS) {
-		*len = 0;
-		return NULL;
-	}
-	*len = algs[alg].name_len;
-	return algs[alg].name;
-}
-
-size_t xd_tsig_mac_len(int alg)
-{
-	return alg >= XD_TSIG_HMAC_SHA1 && alg < XD_TSIG_ALGS ? algs[alg].mac_len : 0;
-}
-
 /* ---- HMAC ------------------------------------------------------------------ */
 
 /* Fetched once: the lookup takes a lock and walks OpenSSL's providers. */

@@ -48,11 +48,6 @@ struct xd_tsig_key {
 /* The algorithm whose name (lower-case wire form) is given: XD_TSIG_*, or
  * 0 for one this server does not know. */
 int xd_tsig_alg_from_name(const uint8_t *name, size_t len);
-/* The wire name of an algorithm, and its MAC's length; NULL, 0 for an
- * unknown one. */
-const uint8_t *xd_tsig_alg_name(int alg, size_t *len);
-size_t xd_tsig_mac_len(int alg);
-
 /*
  * What signing a response needs from its request, and from one message
  * of a transfer to the next (RFC 8945 5.3.1).  Filled by xd_tsig_read
