@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import dns.name
 import dns.tsig
 
+if TYPE_CHECKING:
+    from xdpdns.plugin_types import Prefix  # which imports KeyRule from here
+
 # What the engine and dnspython both know (RFC 8945 6; no MD5).
 ALGORITHMS = ("hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512")
 SECRET_MAX = 512  # bytes (XD_TSIG_SECRET_MAX)
-
-Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)

@@ -267,13 +267,13 @@ class Secondary:
         self.store = store
         self.publish = publish
         self.zones: dict[dns.name.Name, SecondaryZone] = {}
-        self._before: dict[dns.name.Name, SecondaryZone] | None = None  # configure's undo
+        # configure's undo: the zones and keyring before it.
+        self._before: tuple[dict[dns.name.Name, SecondaryZone], Mapping] | None = None
         self._kept: dict[dns.name.Name, Image] = {}  # loaded from disk, until published
         self._loop: asyncio.AbstractEventLoop | None = None
         # The configuration's TSIG keys, for signed NOTIFY (whose MAC the
         # answering core checked before it handed them over).
         self._keyring: Mapping[dns.name.Name, dns.tsig.Key] = {}
-        self._keyring_before: Mapping[dns.name.Name, dns.tsig.Key] | None = None
 
     # ---- configuration ---------------------------------------------------------
 
@@ -292,8 +292,8 @@ class Secondary:
         wanted = {z.origin: z for z in zones if z.secondary}
         if wanted:
             self.store.prepare(owner)
-        self._before = dict(self.zones)
-        self._keyring_before, self._keyring = self._keyring, keyring(keys)
+        self._before = (dict(self.zones), self._keyring)
+        self._keyring = keyring(keys)
         zones_now = {}
         for origin, config in wanted.items():
             zone = self.zones.get(origin)
@@ -305,8 +305,8 @@ class Secondary:
         self.zones = zones_now
 
     def commit(self) -> None:
-        before, self._before = self._before or {}, None
-        self._keyring_before = None
+        before = self._before[0] if self._before is not None else {}
+        self._before = None
         for origin, zone in before.items():
             if origin not in self.zones and zone.task is not None:
                 zone.task.cancel()
@@ -320,9 +320,7 @@ class Secondary:
 
     def rollback(self) -> None:
         if self._before is not None:
-            self.zones, self._before = self._before, None
-        if self._keyring_before is not None:
-            self._keyring, self._keyring_before = self._keyring_before, None
+            (self.zones, self._keyring), self._before = self._before, None
         self.published()
 
     def _load_kept(self, zone: SecondaryZone) -> None:
