@@ -342,6 +342,9 @@ def big_zone(serial: int, hosts: int = 3000) -> str:
     return "\n".join(lines) + "\n"
 
 
+TRANSFER_ACL = 'allow_transfer = [{ key = "k1." }, { key = "k2.", address = "198.18.0.0/15" }]\n'
+
+
 class XdpdnsPrimary:
     """`xdpdns serve` with BIG from a file: transfers for k1 from anywhere
     and k2 from 198.18.0.0/15 only, NOTIFY to ``notify`` signed with k1."""
@@ -353,6 +356,7 @@ class XdpdnsPrimary:
         extra: str = "",
         server: str = "",
         hosts: int = 3000,
+        acl: str = TRANSFER_ACL,
     ) -> None:
         self.workdir = workdir
         self.hosts = hosts
@@ -371,7 +375,7 @@ class XdpdnsPrimary:
             + server
             + KEYS_TOML
             + f'[[zone]]\nfile = "{self.file}"\norigin = "{BIG}"\n'
-            'allow_transfer = [{ key = "k1." }, { key = "k2.", address = "198.18.0.0/15" }]\n'
+            + acl
             + notify
             + extra
         )
@@ -444,6 +448,20 @@ def test_a_transfer_list_of_keys(xdpdns_primary):
     query = _signed(k2, "ns1." + BIG)
     response = dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
     assert response.had_tsig and response.answer[0][0].address == "198.18.0.53"
+
+
+def test_a_keyed_entry_wins_over_a_plain_one_of_the_same_prefix(tmp_path):
+    acl = (
+        'allow_transfer = [{ key = "k1.", address = "127.0.0.1" }]\n'
+        'deny_transfer = ["127.0.0.1"]\n'
+    )
+    primary = XdpdnsPrimary(tmp_path, acl=acl).start()
+    try:
+        assert len(signed_axfr(primary.port, _key())) == 3000 + 3
+        with pytest.raises(dns.query.TransferError, match="REFUSED"):
+            _unsigned_axfr(primary.port)
+    finally:
+        primary.stop()
 
 
 def test_a_signed_query_is_answered_with_cookies_off(tmp_path):
