@@ -503,12 +503,12 @@ void xd_engine_dnstap_stop(struct xd_engine *e);
 int xd_engine_dnstap_stats(struct xd_engine *e, struct xd_dnstap_stats *out);
 
 /*
- * An outgoing zone transfer (AXFR, RFC 5936; IXFR answered with the whole
- * zone, RFC 1995 4, or with the SOA alone when the query's SOA has the
+ * An outgoing zone transfer (AXFR, RFC 5936; IXFR, RFC 1995: the
+ * journal's changes from the query's serial on, xd_image_journal_derive,
+ * else the whole zone, or the SOA alone when the query's SOA has the
  * zone's serial or a newer one) for query from client, from the published
- * image: TCP
- * messages, each with its 2-byte length prefix, one after the other in
- * out, the zone's apex SOA first and last.  Returns 0 with *len the bytes
+ * image: TCP messages, each with its 2-byte length prefix, one after the
+ * other in out, the zone's apex SOA first and last.  Returns 0 with *len the bytes
  * written; -ENOSPC with *len the bytes it needs (call again with that
  * much room: a reload between the calls may change it); -EMSGSIZE for an
  * RRset too large for a TCP message with its owner; -EPERM when the
@@ -529,6 +529,49 @@ int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len, 
  * also for a zone with no data to serve). */
 int xd_image_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,
 			 uint32_t *serial);
+
+/* ---- The journal: what publications changed, for IXFR out (RFC 1995) ---- */
+
+/* How much of each zone's history is kept. */
+struct xd_journal_limits {
+	uint32_t depth; /* changesets per zone; 0: no journal (IXFR gets the
+			 * whole zone) */
+	uint64_t bytes; /* their bytes per zone at most; the oldest go first */
+};
+
+enum xd_journal_kind {
+	XD_JOURNAL_RECORDED = 1, /* a changeset from serial_from to serial_to */
+	/* Each of these empties the zone's journal: */
+	XD_JOURNAL_SAME_SERIAL = 2, /* the data changed, the serial did not */
+	XD_JOURNAL_OLDER_SERIAL = 3, /* the serial is not newer (RFC 1982) */
+	XD_JOURNAL_TOO_LARGE = 4, /* one change is over the bytes limit */
+};
+
+/* What happened to one zone's journal. */
+struct xd_journal_event {
+	uint8_t origin[255]; /* lower-case wire form */
+	uint8_t origin_len;
+	int kind; /* enum xd_journal_kind */
+	uint32_t serial_from;
+	uint32_t serial_to;
+	uint32_t removed; /* records the change removed, SOA not counted */
+	uint32_t added;
+	uint32_t depth; /* changesets the zone's journal holds now */
+	uint64_t bytes; /* and their bytes */
+};
+
+/*
+ * Gives img, an image about to replace prev (the image being served,
+ * which must stay published until this returns; NULL: none), its journal:
+ * prev's changesets, and for each zone that both hold, that may be
+ * transferred, and whose data changed, one more, within limits.  IXFR out
+ * (xd_axfr_begin) sends a client the changesets from its serial on.  One
+ * event per zone whose journal did more than carry on, at most cap of
+ * them; *nevents: how many.  0, or -ENOMEM (img keeps no journal).
+ */
+int xd_image_journal_derive(struct xd_image *img, const struct xd_image *prev,
+			    const struct xd_journal_limits *limits, struct xd_journal_event *events,
+			    size_t cap, size_t *nevents);
 
 /* ---- The resolver hook: names that Python answers -------------------------- */
 

@@ -15,6 +15,10 @@ The file's shape::
     tcp_max_queries = 0        # per connection, 0 = no limit
     tcp_lifetime = 0           # seconds per connection, 0 = no limit
     tcp_max_transfers = 10     # zone transfers out at once; more: REFUSED
+    ixfr_journal_depth = 20    # changes kept per zone for IXFR out; 0: none
+                               # (IXFR gets the whole zone)
+    ixfr_journal_size = "64M"  # their bytes per zone at most (K, M, G or a
+                               # number of bytes); the oldest go first
     stats_interval = 60        # seconds, 0 = never (and once at shutdown)
     log_level = "info"
     control_socket = "/run/xdpdns/xdpdns.sock"  # `xdpdns stats` asks here
@@ -236,6 +240,9 @@ class ServerConfig:
     tcp_max_queries: int = 0
     tcp_lifetime: float = 0.0
     tcp_max_transfers: int = 10
+    # The journal of changes each zone keeps for IXFR out.
+    ixfr_journal_depth: int = 20
+    ixfr_journal_size: int = 64 << 20
     stats_interval: float = 60.0
     log_level: str = "info"
     # None: default_control_socket(), decided when the server starts.
@@ -765,6 +772,22 @@ def _positive_int(value: Any, where: Where, key: str, limit: int = 1 << 20) -> i
     return value
 
 
+_BYTE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _byte_size(value: Any, where: Where, key: str, limit: int = 1 << 40) -> int:
+    """A number of bytes, or a string of one with K, M or G after it."""
+    number: Any = value
+    if isinstance(value, str):
+        text = value.strip().upper()
+        unit = _BYTE_UNITS.get(text[-1:], 1)
+        digits = text[:-1] if text[-1:] in _BYTE_UNITS else text
+        number = int(digits) * unit if digits.isdigit() else None
+    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= limit:
+        raise where.error(key, 'a size in bytes, like 65536 or "64M" (K, M, G; 1 to 1T)', value)
+    return number
+
+
 def _seconds(value: Any, where: Where, key: str, allow_zero: bool) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or value < 0 or (value == 0 and not allow_zero) or value > 86400:
@@ -842,6 +865,8 @@ _SERVER_KEYS: dict[str, Validator] = {
     "tcp_max_queries": lambda v, w, k: _int_range(v, 0, (1 << 32) - 1, w, k),
     "tcp_lifetime": lambda v, w, k: _seconds(v, w, k, allow_zero=True),
     "tcp_max_transfers": lambda v, w, k: _positive_int(v, w, k, 1 << 16),
+    "ixfr_journal_depth": lambda v, w, k: _int_range(v, 0, 100000, w, k),
+    "ixfr_journal_size": _byte_size,
     "stats_interval": lambda v, w, k: _seconds(v, w, k, allow_zero=True),
     "log_level": _log_level,
     "control_socket": _socket_path,

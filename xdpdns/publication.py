@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from xdpdns.acl import Acl, collect_acl
 from xdpdns.config import Config
-from xdpdns.engine import Engine, Image
+from xdpdns.engine import Engine, Image, JournalEvent, JournalLimits
 from xdpdns.hookspecs import Claim, CookieSecrets, RrlSettings
 from xdpdns.image import CompileResult, build_image
 from xdpdns.plugins import PluginError
@@ -35,6 +35,7 @@ class Publication:
     rrl: RrlSettings | None
     claims: list[tuple[str, Claim]]  # (plugin, claim)
     hooks: list[str]  # the plugins that answer claimed names, by hook number
+    journal: JournalLimits = JournalLimits()  # what each zone keeps of its changes
 
 
 class ReloadRefused(Exception):
@@ -88,7 +89,12 @@ def load_publication(
         rrl_settings(pm, config),
         claims,
         hooks,
+        journal_limits(config),
     )
+
+
+def journal_limits(config: Config) -> JournalLimits:
+    return JournalLimits(config.server.ixfr_journal_depth, config.server.ixfr_journal_size)
 
 
 def publish(engine: Engine, publication: Publication, previous: Publication | None = None) -> None:
@@ -115,12 +121,67 @@ def publish(engine: Engine, publication: Publication, previous: Publication | No
         if set_rrl:
             engine.set_rrl(publication.rrl)
             done.append("rrl")
+        events = _keep_journal(engine, publication)
         engine.set_image(publication.compiled.image)
     except BaseException:
         if previous is not None:
             _restore(engine, previous, done)
         raise
     publication.cookies = cookies
+    for event in events:
+        _log_journal(event)
+
+
+def _keep_journal(engine: Engine, publication: Publication) -> list[JournalEvent]:
+    """The new image's journal of changes for IXFR out; without one (out of
+    memory) it is published all the same, and IXFR gets whole zones."""
+    try:
+        return engine.keep_journal(publication.compiled.image, publication.journal)
+    except OSError as e:
+        log.warning("IXFR journal not kept, IXFR gets whole zones until the next change: %s", e)
+        return []
+
+
+def _log_journal(e: JournalEvent) -> None:
+    if e.kind == "recorded":
+        log.info(
+            "zone %s: serial %d -> %d, %d records removed, %d added; "
+            "journal of %d changes, %d bytes (IXFR)",
+            e.zone,
+            e.serial_from,
+            e.serial_to,
+            e.removed,
+            e.added,
+            e.depth,
+            e.bytes,
+        )
+    elif e.kind == "same-serial":
+        log.warning(
+            "zone %s changed (%d records removed, %d added) but its serial stayed %d: "
+            "secondaries will not transfer the change until the serial increases; "
+            "IXFR gets the whole zone until then",
+            e.zone,
+            e.removed,
+            e.added,
+            e.serial_to,
+        )
+    elif e.kind == "older-serial":
+        log.warning(
+            "zone %s: serial %d -> %d is not an increase (RFC 1982): secondaries "
+            "at %d will not transfer it; journal emptied, IXFR gets the whole zone",
+            e.zone,
+            e.serial_from,
+            e.serial_to,
+            e.serial_from,
+        )
+    else:
+        log.warning(
+            "zone %s: serial %d -> %d changed more than [server] ixfr_journal_size "
+            "holds (or a record too long to keep): journal emptied, IXFR gets the whole zone",
+            e.zone,
+            e.serial_from,
+            e.serial_to,
+        )
 
 
 def _set_acl(engine: Engine, acl: Acl) -> None:

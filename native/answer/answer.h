@@ -18,6 +18,7 @@
 
 struct xd_cookies;
 struct xd_rcache;
+struct xd_zone_journal;
 struct xd_resolver_given;
 
 /* What a response is, as rate limiting counts it (native/answer/rrl.c): its kind
@@ -57,7 +58,8 @@ struct xd_answer_ctx {
 	struct xd_response_kind kind; /* what the response is */
 };
 
-/* An outgoing transfer (AXFR, or IXFR as the whole zone: axfr.c), made
+/* An outgoing transfer (AXFR, or IXFR from the image's journal or as the
+ * whole zone: axfr.c), made
  * one message at a time from the image it began with, which it holds:
  * a reload meanwhile changes nothing it sends.  Not moved once begun (q
  * points into query). */
@@ -73,6 +75,11 @@ struct xd_axfr {
 	bool soa_only; /* IXFR from a client that is current */
 	size_t node; /* the body: the node it is at */
 	uint16_t rrset; /* and which of its RRsets */
+	/* IXFR from the journal: its changesets from `set` on, instead of
+	 * the body; NULL: none. */
+	const struct xd_zone_journal *journal;
+	uint32_t set; /* the changeset it is at */
+	size_t at; /* and where in its records */
 	bool signing; /* the request was signed: so is every message */
 	struct xd_tsig tsig; /* the MAC each message follows */
 };

@@ -1,8 +1,10 @@
 /*
- * axfr.c - outgoing zone transfers (AXFR, RFC 5936; IXFR answered with the
- * whole zone, RFC 1995 4, or the SOA alone for a client that is current)
- * from the published image: the zone's records as a stream of TCP
- * messages, the apex SOA first and last.
+ * axfr.c - outgoing zone transfers (AXFR, RFC 5936; IXFR, RFC 1995) from
+ * the published image: the zone's records as a stream of TCP messages, the
+ * apex SOA first and last.  An IXFR gets the changes the image's journal
+ * (image/journal.h) holds from the client's serial on; the whole zone when
+ * the journal does not reach back that far or when the changes would be
+ * longer (RFC 1995 4); the SOA alone when the client is current.
  *
  * The image keeps each RRset pre-rendered for answers: every RR's owner is
  * a 2-byte pointer and names in RDATA under the zone's origin end in a
@@ -19,6 +21,7 @@
 
 #include "answer/answer.h"
 #include "image/image.h"
+#include "image/journal.h"
 #include "wire/query.h"
 #include "wire/wire.h"
 
@@ -35,8 +38,10 @@ struct writer {
 	/* The message being written: */
 	size_t msg; /* where its 2-byte length prefix is */
 	uint16_t ancount;
-	/* The node whose owner name the message holds, and where: */
-	const uint8_t *owner_node;
+	/* The owner name the message holds last (the labels in front of
+	 * the origin), and where: */
+	const uint8_t *owner;
+	uint8_t owner_len;
 	uint16_t owner_pos;
 	/* From the query: */
 	const struct xd_query *q;
@@ -74,7 +79,7 @@ static void message_begin(struct writer *w)
 	put(w, header, sizeof(header));
 	put(w, w->question, w->question_len); /* as the client wrote it */
 	w->ancount = 0;
-	w->owner_node = NULL;
+	w->owner = NULL;
 }
 
 static void message_end(struct writer *w)
@@ -104,33 +109,41 @@ static size_t rr_size(const uint8_t *wire, size_t off, size_t owner)
 	return owner + 10 + xd_get16(wire + off + 10);
 }
 
+/* Writes an owner name, the labels in front of the origin: the apex and
+ * the owner of the record before it are pointers, any other is its
+ * labels then a pointer to the origin, the question's. */
+static void put_owner(struct writer *w, const uint8_t *labels, uint8_t len)
+{
+	uint8_t pointer[2];
+
+	if (len == 0) {
+		xd_put16(pointer, 0xc000 | XD_DNS_HEADER_LEN);
+	} else if (w->owner && w->owner_len == len &&
+		   (w->owner == labels || memcmp(w->owner, labels, len) == 0)) {
+		xd_put16(pointer, 0xc000 | w->owner_pos);
+	} else {
+		if (w->len - w->msg - 2 < 0x3fff) {
+			w->owner = labels;
+			w->owner_len = len;
+			w->owner_pos = (uint16_t)(w->len - w->msg - 2);
+		}
+		put(w, labels, len);
+		xd_put16(pointer, 0xc000 | XD_DNS_HEADER_LEN);
+	}
+	put(w, pointer, 2);
+}
+
 /* Copies rs, the RRset of node n, into the message: each RR's owner and the
  * RDATA pointers to the origin made right for this message. */
 static void put_rrset(struct writer *w, const uint8_t *n, const uint8_t *rs)
 {
 	const uint8_t *wire = xd_rrset_wire(rs), *relocs = xd_rrset_relocs(rs);
-	size_t off = 0, name_len = xd_node_name_len(n);
+	size_t off = 0;
 
 	for (uint16_t i = 0; i < xd_rrset_count(rs); i++) {
 		size_t rdlen = xd_get16(wire + off + 10), start;
-		uint8_t owner[2];
 
-		if (name_len == 0) {
-			xd_put16(owner, 0xc000 | XD_DNS_HEADER_LEN); /* the apex */
-			put(w, owner, 2);
-		} else if (w->owner_node == n) {
-			xd_put16(owner, 0xc000 | w->owner_pos);
-			put(w, owner, 2);
-		} else {
-			/* The node's labels, then the origin: the question's. */
-			if (w->len - w->msg - 2 < 0x3fff) {
-				w->owner_node = n;
-				w->owner_pos = (uint16_t)(w->len - w->msg - 2);
-			}
-			put(w, xd_node_name(n), name_len);
-			xd_put16(owner, 0xc000 | XD_DNS_HEADER_LEN);
-			put(w, owner, 2);
-		}
+		put_owner(w, xd_node_name(n), xd_node_name_len(n));
 		start = w->len; /* type, class, TTL, RDLENGTH, RDATA */
 		put(w, wire + off + 2, 10 + rdlen);
 		for (uint8_t k = 0; k < xd_rrset_nreloc(rs); k++) {
@@ -143,6 +156,16 @@ static void put_rrset(struct writer *w, const uint8_t *n, const uint8_t *rs)
 		w->ancount++;
 		off += 12 + rdlen;
 	}
+}
+
+/* Copies a journal record (journal.h: its names written out in full). */
+static void put_record(struct writer *w, const uint8_t *rec)
+{
+	size_t owner = 1 + (size_t)rec[0];
+
+	put_owner(w, rec + 1, rec[0]);
+	put(w, rec + owner, xd_journal_record_size(rec) - owner);
+	w->ancount++;
 }
 
 /* Whether rs, of node n, goes into this message: the first RRset of a
@@ -162,18 +185,20 @@ static bool fits(const struct writer *w, const uint8_t *n, const uint8_t *rs)
 	return w->len - w->msg + need <= XD_AXFR_MESSAGE_TARGET;
 }
 
-static size_t node_size(const uint8_t *n)
+/* Whether the journal record rec goes into this message: the first item
+ * of a message always does, the next ones while the message stays under
+ * the target.  A changeset's records may span messages. */
+static bool record_fits(const struct writer *w, const uint8_t *rec)
 {
-	const uint8_t *rs = xd_node_first_rrset(n);
-
-	for (uint16_t i = 0; i < xd_node_nrrsets(n); i++)
-		rs = xd_rrset_next(rs);
-	return (size_t)(rs - n);
+	/* Its owner labels and a pointer at most, then the rest. */
+	return !w->ancount ||
+	       w->len - w->msg + xd_journal_record_size(rec) + 1 <= XD_AXFR_MESSAGE_TARGET;
 }
 
 enum {
 	PHASE_FIRST_SOA,
-	PHASE_BODY,
+	PHASE_BODY, /* AXFR, or IXFR as the whole zone */
+	PHASE_JOURNAL, /* IXFR from the journal */
 	PHASE_LAST_SOA,
 	PHASE_DONE
 };
@@ -201,7 +226,7 @@ static const uint8_t *current(struct xd_axfr *t, const uint8_t **node)
 			return apex_soa(t, node);
 		}
 		if (t->rrset >= xd_node_nrrsets(n)) {
-			t->node += node_size(n);
+			t->node += xd_node_size(n);
 			t->rrset = 0;
 			continue;
 		}
@@ -222,7 +247,7 @@ static void advance(struct xd_axfr *t)
 {
 	switch (t->phase) {
 	case PHASE_FIRST_SOA:
-		t->phase = t->soa_only ? PHASE_DONE : PHASE_BODY;
+		t->phase = t->soa_only ? PHASE_DONE : t->journal ? PHASE_JOURNAL : PHASE_BODY;
 		t->node = xd_image_zone(t->img, t->zone)->apex;
 		t->rrset = 0;
 		break;
@@ -232,6 +257,47 @@ static void advance(struct xd_axfr *t)
 	default:
 		t->phase = PHASE_DONE;
 	}
+}
+
+/* The journal record the transfer is at; NULL after the last. */
+static const uint8_t *journal_record(struct xd_axfr *t)
+{
+	while (t->set < t->journal->depth) {
+		const struct xd_changeset *cs = t->journal->sets[t->set];
+
+		if (t->at < cs->len)
+			return cs->data + t->at;
+		t->set++;
+		t->at = 0;
+	}
+	return NULL;
+}
+
+/* Writes the transfer's next item, an RRset of the image or a record of
+ * the journal, when the message has room for it: false when it has none
+ * or the transfer is done. */
+static bool put_next(struct xd_axfr *t, struct writer *w)
+{
+	const uint8_t *n, *rs;
+
+	if (t->phase == PHASE_JOURNAL) {
+		const uint8_t *rec = journal_record(t);
+
+		if (rec) {
+			if (!record_fits(w, rec))
+				return false;
+			put_record(w, rec);
+			t->at += xd_journal_record_size(rec);
+			return true;
+		}
+		t->phase = PHASE_LAST_SOA;
+	}
+	rs = current(t, &n);
+	if (!rs || !fits(w, n, rs))
+		return false;
+	put_rrset(w, n, rs);
+	advance(t);
+	return true;
 }
 
 /* The SERIAL of SOA RDATA (RFC 1035 3.3.13: after MNAME and RNAME). */
@@ -275,6 +341,31 @@ static uint32_t soa_serial(const uint8_t *soa)
 	return serial;
 }
 
+/* The zone's journal when it takes a client from serial `from` to `to`,
+ * ours, in fewer bytes than the whole zone (RFC 1995 4 lets a server send
+ * either), with t set to its first changeset; else NULL. */
+static const struct xd_zone_journal *journal_from(struct xd_axfr *t, const struct xd_image *img,
+						  uint32_t from, uint32_t to)
+{
+	const struct xd_zone_journal *zj;
+	uint64_t bytes = 0;
+	int first;
+
+	if (!img->journal || t->zone >= img->journal->zone_count)
+		return NULL;
+	zj = &img->journal->zones[t->zone];
+	first = xd_zone_journal_find(zj, from, to);
+	if (first < 0)
+		return NULL;
+	for (uint32_t i = (uint32_t)first; i < zj->depth; i++)
+		bytes += zj->sets[i]->len;
+	if (bytes > zj->zone_bytes)
+		return NULL;
+	t->set = (uint32_t)first;
+	t->at = 0;
+	return zj;
+}
+
 int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd_client *client,
 		  const uint8_t *query, size_t qlen)
 {
@@ -307,10 +398,18 @@ int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd
 		return -ENOENT;
 	t->zone = (uint32_t)zone;
 	t->phase = PHASE_FIRST_SOA;
-	/* RFC 1995 2, 4: a client that has this version (or, by serial
-	 * arithmetic, RFC 1982, a newer one) gets our SOA alone. */
-	t->soa_only = t->q.qtype == XD_TYPE_IXFR && client_serial(&t->q, &theirs) &&
-		      (int32_t)(theirs - soa_serial(soa)) >= 0;
+	t->soa_only = false;
+	t->journal = NULL;
+	if (t->q.qtype == XD_TYPE_IXFR && client_serial(&t->q, &theirs)) {
+		uint32_t ours = soa_serial(soa);
+
+		/* RFC 1995 2, 4: a client that has this version (or, by
+		 * serial arithmetic, RFC 1982, a newer one) gets our SOA
+		 * alone; an older one what changed since, when we know. */
+		t->soa_only = (int32_t)(theirs - ours) >= 0;
+		if (!t->soa_only)
+			t->journal = journal_from(t, img, theirs, ours);
+	}
 	xd_image_hold(img);
 	t->img = img;
 	return 0;
@@ -319,7 +418,6 @@ int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd
 int xd_axfr_next(struct xd_axfr *t, uint8_t *out, size_t cap, size_t *len)
 {
 	struct writer w = { .out = out, .cap = cap, .q = &t->q };
-	const uint8_t *n, *rs;
 
 	*len = 0;
 	if (t->phase == PHASE_DONE)
@@ -328,10 +426,8 @@ int xd_axfr_next(struct xd_axfr *t, uint8_t *out, size_t cap, size_t *len)
 	w.question_len = t->q.question_end - XD_DNS_HEADER_LEN;
 	w.reserve = t->signing ? xd_tsig_rr_len(&t->tsig) : 0;
 	message_begin(&w);
-	while ((rs = current(t, &n)) && fits(&w, n, rs)) {
-		put_rrset(&w, n, rs);
-		advance(t);
-	}
+	while (put_next(t, &w))
+		;
 	message_end(&w);
 	*len = w.len + w.reserve;
 	if (w.too_big)

@@ -14,6 +14,7 @@
 #include "wire/client.h"
 #include "wire/tsig.h"
 #include "image/image.h"
+#include "image/journal.h"
 #include "xdpdns_maps.h"
 
 int xd_image_adopt(uint8_t *base, size_t size, struct xd_image **out)
@@ -34,6 +35,7 @@ void xd_image_free(struct xd_image *img)
 {
 	if (!img || atomic_fetch_sub_explicit(&img->refs, 1, memory_order_acq_rel) > 1)
 		return;
+	xd_journal_free(img->journal);
 	free(img->base);
 	free(img);
 }
@@ -255,6 +257,24 @@ bool xd_zone_acl_open(const struct xd_image *img, const struct xd_zone_entry *z,
 		return list == XD_ZONE_ACL_QUERY;
 	l = acl_list(img, z, list);
 	return xd_ld16(l) == 0 && xd_ld16(l + 2) == 0 && l[4] == XD_ACL_ALLOW;
+}
+
+bool xd_zone_acl_closed(const struct xd_image *img, const struct xd_zone_entry *z, int list)
+{
+	const uint8_t *l, *p;
+	size_t n;
+
+	if (!z->acl)
+		return list == XD_ZONE_ACL_TRANSFER;
+	l = acl_list(img, z, list);
+	if (l[4] == XD_ACL_ALLOW)
+		return false;
+	n = (size_t)xd_ld16(l) + xd_ld16(l + 2);
+	p = l + XD_ZONE_ACL_LIST_HEADER;
+	for (; n > 0; n--, p += XD_ZONE_ACL_PREFIX)
+		if (p[1] == XD_ACL_ALLOW)
+			return false;
+	return true;
 }
 
 int xd_image_zone_allows(const struct xd_image *img, const uint8_t *origin, size_t len, int list,

@@ -257,6 +257,9 @@ struct xd_image {
 	 * outgoing transfer that reads it after its reader left the epoch
 	 * (xd_image_hold).  xd_image_free drops one. */
 	_Atomic unsigned refs;
+	/* What the publications before it changed, for IXFR out
+	 * (journal.h); NULL: none.  Set before it is published. */
+	struct xd_journal *journal;
 };
 
 /* One more holder of img, taken while img cannot be freed (inside the
@@ -345,6 +348,17 @@ static inline size_t xd_rrset_size(const uint8_t *r)
 static inline const uint8_t *xd_rrset_next(const uint8_t *r)
 {
 	return r + xd_rrset_size(r);
+}
+
+/* Bytes of node n with its RRsets: the next node of its zone's run
+ * follows (layout.c). */
+static inline size_t xd_node_size(const uint8_t *n)
+{
+	const uint8_t *rs = xd_node_first_rrset(n);
+
+	for (uint16_t i = 0; i < xd_node_nrrsets(n); i++)
+		rs = xd_rrset_next(rs);
+	return (size_t)(rs - n);
 }
 
 /* Override rules and entries: r points at a rule, e at an entry. */
@@ -492,6 +506,10 @@ int xd_image_tsig_check(const struct xd_image *img, const uint8_t *msg, size_t l
 /* Whether list `list` of zone z lets every client in alike (no prefix,
  * default allow): what it answers does not depend on who asks. */
 bool xd_zone_acl_open(const struct xd_image *img, const struct xd_zone_entry *z, int list);
+
+/* Whether list `list` of zone z lets no client in at all: no prefix
+ * allows and the default denies. */
+bool xd_zone_acl_closed(const struct xd_image *img, const struct xd_zone_entry *z, int list);
 
 /* Identity item `which` (XD_IDENTITY_*): its bytes and *len, or NULL when
  * it is hidden. */

@@ -19,6 +19,11 @@ from xdpdns.engine.image import (  # noqa: F401
     tcp_messages,
     ClientAnswer,
 )
+from xdpdns.engine.journal import (  # noqa: F401
+    JOURNAL_KINDS,
+    JournalEvent,
+    JournalLimits,
+)
 from xdpdns.engine.core import (  # noqa: F401
     Engine,
     drop_privileges,
@@ -77,6 +82,9 @@ __all__ = [
     "Image",
     "ImageBuilder",
     "ImageInfo",
+    "JOURNAL_KINDS",
+    "JournalEvent",
+    "JournalLimits",
     "MAX_MESSAGE",
     "PORT_ACTIONS",
     "Problem",

@@ -50,6 +50,7 @@ from xdpdns.engine.xdp import (
 )
 from xdpdns.engine.resolver_rings import ResolverBatch
 from xdpdns.engine.image import ImageInfo, Image, PublishedImage, ClientAnswer
+from xdpdns.engine.journal import JournalEvent, JournalLimits, derive_journal
 
 
 class Engine(_CObject):
@@ -64,6 +65,14 @@ class Engine(_CObject):
         _raise_for(lib.xd_engine_new(out, err), err, "creating the engine")
         self._own(out[0], lib.xd_engine_free)
         self.image_info: ImageInfo | None = None
+
+    def keep_journal(self, image: Image, limits: JournalLimits) -> list[JournalEvent]:
+        """Gives image, about to be published, the journal of what changed
+        since the image being served, for IXFR out (xdpdns.engine.journal);
+        the events say what each zone's journal did.  Only the thread that
+        publishes may call it.  OSError (ENOMEM): image keeps no journal,
+        and can still be published."""
+        return derive_journal(image._ptr(), lib.xd_engine_image(self._ptr()), limits)
 
     def set_image(self, image: Image) -> None:
         """Publishes image; the engine owns it from now on (image is emptied)."""
