@@ -1,6 +1,8 @@
-"""A fleet: one Knot primary and N xdpdns secondaries (and one Knot secondary
+"""A fleet: one primary and N xdpdns secondaries (and one Knot secondary
 to compare with), each in its own network namespace on one bridge, the
-primary's zone changed U times by `knotc zone-reload` with NOTIFY to all.
+primary's zone changed U times by a reload with NOTIFY to all.  The primary
+is Knot (`knotc zone-reload`), or with --primary xdpdns, xdpdns (SIGHUP),
+whose journal answers the IXFRs.
 
 For each update: the seconds from the reload until the primary serves the
 new serial, and until each secondary does (polled over UDP every few ms
@@ -11,7 +13,7 @@ with.  Root only; namespaces and addresses are this run's own (198.18.0.0/24)
 and are deleted by name at the end.
 
     bench/secondary_fleet.py --secondaries 8 --records 100000 --changes 1000 \\
-        --updates 100 --json out.json
+        --updates 100 [--primary xdpdns] --json out.json
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -129,6 +132,37 @@ class Fleet:
             )  # fmt: skip
 
     def start_primary(self) -> None:
+        if self.args.primary == "xdpdns":
+            self.start_xdpdns_primary()
+        else:
+            self.start_knot_primary()
+
+    def reload_primary(self) -> None:
+        if self.args.primary == "xdpdns":
+            self.primary_proc.send_signal(signal.SIGHUP)
+        else:
+            run(self.knotc, "-c", self.primary_conf, "zone-reload", ORIGIN)
+
+    def start_xdpdns_primary(self) -> None:
+        d = self.workdir / "primary"
+        d.mkdir(parents=True)
+        self.zone_file = d / "fleet.zone"
+        self.zone_file.write_text(zone_text(self.args.records, self.args.changes, 1))
+        notify = ", ".join(f'"{a}"' for a in self.secondaries + [KNOT_SECONDARY])
+        conf = d / "xdpdns.toml"
+        conf.write_text(
+            f'[server]\nlisten = ["{PRIMARY}:53"]\nudp_workers = 1\n'
+            f'control_socket = "{d}/control.sock"\nstats_interval = 0\n'
+            f'[[zone]]\norigin = "{ORIGIN}"\nfile = "{self.zone_file}"\n'
+            f'allow_transfer = ["198.18.0.0/24"]\nnotify = [{notify}]\n'
+        )
+        self._start(
+            self.primary_ns, [sys.executable, "-m", "xdpdns", "serve", "--config", conf],
+            "primary.log",
+        )  # fmt: skip
+        self.primary_proc = self.procs[-1]
+
+    def start_knot_primary(self) -> None:
         d = self.workdir / "primary"
         (d / "db").mkdir(parents=True)
         self.zone_file = d / "fleet.zone"
@@ -247,6 +281,7 @@ def main() -> int:
     p.add_argument("--records", type=int, default=100000)
     p.add_argument("--changes", type=int, default=1000)
     p.add_argument("--updates", type=int, default=100)
+    p.add_argument("--primary", choices=("knot", "xdpdns"), default="knot")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per update at most")
     p.add_argument("--json")
     p.add_argument("--keep", action="store_true", help="keep the servers' logs and files")
@@ -272,7 +307,7 @@ def main() -> int:
         for version in range(2, args.updates + 2):
             fleet.zone_file.write_text(zone_text(args.records, args.changes, version))
             start = time.monotonic()
-            run(fleet.knotc, "-c", fleet.primary_conf, "zone-reload", ORIGIN)
+            fleet.reload_primary()
             seen = fleet.wait_all(socks, version, start, args.timeout)
             changed = ((version % blocks) * args.changes) + 1
             wrong = [

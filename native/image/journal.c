@@ -271,31 +271,76 @@ static uint64_t node_bytes(const struct diff *d, const uint8_t *node)
 	return bytes;
 }
 
-/* Calls diff_node for each node of zone in img (the zone's nodes are one
- * run from its apex, layout.c), with other's node of that name in zone
- * `other_zone`; with `gone`, only for the names other lacks. */
-static int walk_zone(struct diff *d, const struct xd_image *img, uint32_t zone,
-		     const struct xd_image *other, uint32_t other_zone, bool gone)
+/* The node after n in its zone's run (layout.c), or NULL after the last. */
+static const uint8_t *next_node(const struct xd_image *img, const uint8_t *n)
 {
-	size_t off = xd_image_zone(img, zone)->apex, end = img->hdr->zone_hash;
+	size_t off = (size_t)(n - img->base) + xd_node_size(n);
+	const uint8_t *next = img->base + off;
 
-	while (off + XD_NODE_HEADER <= end) {
-		const uint8_t *n = img->base + off, *o;
-		int rc = 0;
+	if (off + XD_NODE_HEADER > img->hdr->zone_hash || xd_node_zone(next) != xd_node_zone(n))
+		return NULL;
+	return next;
+}
 
-		if (xd_node_zone(n) != zone)
-			break;
-		o = xd_image_find(other, (uint16_t)other_zone, xd_node_name(n),
-				  xd_node_name_len(n));
-		if (gone && !o)
-			rc = diff_node(d, n, NULL);
-		else if (!gone)
-			rc = diff_node(d, o, n);
+static const uint8_t *apex_node(const struct xd_image *img, uint32_t zone)
+{
+	return img->base + xd_image_zone(img, zone)->apex;
+}
+
+static bool same_name(const uint8_t *a, const uint8_t *b)
+{
+	return xd_node_name_len(a) == xd_node_name_len(b) &&
+	       memcmp(xd_node_name(a), xd_node_name(b), xd_node_name_len(a)) == 0;
+}
+
+/* Compares every node of zone in img with its namesake in zone
+ * old_zone of old; *matched: how many had one.  The builder lays out a
+ * zone's nodes in the same order each time, so the old node after the
+ * last one matched is tried before the name hash. */
+static int walk_new(struct diff *d, const struct xd_image *img, uint32_t zone,
+		    const struct xd_image *old, uint32_t old_zone, size_t *matched)
+{
+	const uint8_t *o_next = apex_node(old, old_zone);
+
+	*matched = 0;
+	for (const uint8_t *n = apex_node(img, zone); n; n = next_node(img, n)) {
+		const uint8_t *o = o_next;
+		int rc;
+
+		if (!o || !same_name(o, n))
+			o = xd_image_find(old, (uint16_t)old_zone, xd_node_name(n),
+					  xd_node_name_len(n));
+		if (o) {
+			(*matched)++;
+			o_next = next_node(old, o);
+		}
+		rc = diff_node(d, o, n);
 		if (rc)
 			return rc;
-		if (!gone)
-			d->zone_bytes += node_bytes(d, n);
-		off += xd_node_size(n);
+		d->zone_bytes += node_bytes(d, n);
+	}
+	return 0;
+}
+
+/* Removes what the nodes of zone old_zone in old that img's zone lacks
+ * held; matched: how many of old's nodes walk_new found. */
+static int walk_gone(struct diff *d, const struct xd_image *old, uint32_t old_zone,
+		     const struct xd_image *img, uint32_t zone, size_t matched)
+{
+	size_t count = 0;
+	const uint8_t *o;
+
+	for (o = apex_node(old, old_zone); o; o = next_node(old, o))
+		count++;
+	if (count == matched)
+		return 0; /* every old name is in the new zone */
+	for (o = apex_node(old, old_zone); o; o = next_node(old, o)) {
+		if (!xd_image_find(img, (uint16_t)zone, xd_node_name(o), xd_node_name_len(o))) {
+			int rc = diff_node(d, o, NULL);
+
+			if (rc)
+				return rc;
+		}
 	}
 	return 0;
 }
@@ -310,6 +355,15 @@ static const uint8_t *apex_soa(const struct xd_image *img, uint32_t zone, const 
 	return xd_node_rrset(*apex, XD_TYPE_SOA);
 }
 
+/* Copies len bytes to p (an empty buffer's data may be NULL); returns
+ * where they end. */
+static uint8_t *append(uint8_t *p, const uint8_t *data, size_t len)
+{
+	if (len)
+		memcpy(p, data, len);
+	return p + len;
+}
+
 /* The changeset from the old apex SOA (serial from) to the new one (serial
  * to), with what d found. */
 static int make_changeset(struct diff *d, const uint8_t *old_apex, const uint8_t *old_soa,
@@ -320,6 +374,7 @@ static int make_changeset(struct diff *d, const uint8_t *old_apex, const uint8_t
 	struct xd_changeset *cs;
 	uint32_t unused = 0;
 	size_t from_len;
+	uint8_t *p;
 	int rc = put_rrset(&soas, d, old_apex, old_soa, &unused);
 
 	if (!rc)
@@ -341,10 +396,11 @@ static int make_changeset(struct diff *d, const uint8_t *old_apex, const uint8_t
 	cs->added = d->nadded;
 	cs->len = soas.len + d->removed.len + d->added.len;
 	/* RFC 1995 4: old SOA, removed, new SOA, added. */
-	memcpy(cs->data, soas.data, from_len);
-	memcpy(cs->data + from_len, d->removed.data, d->removed.len);
-	memcpy(cs->data + from_len + d->removed.len, soas.data + from_len, soas.len - from_len);
-	memcpy(cs->data + soas.len + d->removed.len, d->added.data, d->added.len);
+	p = cs->data;
+	p = append(p, soas.data, from_len);
+	p = append(p, d->removed.data, d->removed.len);
+	p = append(p, soas.data + from_len, soas.len - from_len);
+	append(p, d->added.data, d->added.len);
 	free(soas.data);
 	*out = cs;
 	return 0;
@@ -507,6 +563,7 @@ static int derive_zone(struct derive *v, uint32_t zone)
 	const uint8_t *apex, *soa, *old_apex, *old_soa;
 	struct xd_changeset *cs;
 	uint32_t from, to;
+	size_t matched;
 	int pz, rc;
 
 	if (xd_zone_acl_closed(v->img, z, XD_ZONE_ACL_TRANSFER) ||
@@ -520,9 +577,9 @@ static int derive_zone(struct derive *v, uint32_t zone)
 	from = rrset_serial(old_soa);
 	to = rrset_serial(soa);
 	diff_reset(&v->diff, v->img, z);
-	rc = walk_zone(&v->diff, v->img, zone, v->prev, (uint32_t)pz, false);
+	rc = walk_new(&v->diff, v->img, zone, v->prev, (uint32_t)pz, &matched);
 	if (!rc)
-		rc = walk_zone(&v->diff, v->prev, (uint32_t)pz, v->img, zone, true);
+		rc = walk_gone(&v->diff, v->prev, (uint32_t)pz, v->img, zone, matched);
 	if (rc == -E2BIG) {
 		report(v, zone, XD_JOURNAL_TOO_LARGE, from, to);
 		return 0;
