@@ -14,6 +14,7 @@
 #include "wire/prefixes.h"
 #include "answer/answer.h"
 #include "answer/cookie.h"
+#include "image/journal.h"
 #include "engine_internal.h"
 #include "io/resolver.h"
 #include "answer/rrl.h"
@@ -185,7 +186,11 @@ int xd_engine_axfr(struct xd_engine *e, const struct xd_client *client, const ui
 	return rc;
 }
 
-int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len, uint32_t *serial)
+/* Calls read(image, lower-case name, len, out) with the published image,
+ * as the external reader: its result, or -ENODATA without an image. */
+static int read_zone(struct xd_engine *e, const uint8_t *name, size_t len,
+		     int (*read)(const struct xd_image *, const uint8_t *, size_t, void *),
+		     void *out)
 {
 	uint8_t lower[XD_NAME_MAX];
 	const struct xd_image *img;
@@ -197,10 +202,31 @@ int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len, 
 	pthread_mutex_lock(&e->external_lock);
 	img = xd_engine_enter(e, XD_READER_EXTERNAL);
 	if (img)
-		rc = xd_zone_serial(img, lower, len, serial);
+		rc = read(img, lower, len, out);
 	xd_engine_leave(e, XD_READER_EXTERNAL);
 	pthread_mutex_unlock(&e->external_lock);
 	return rc;
+}
+
+static int read_serial(const struct xd_image *img, const uint8_t *name, size_t len, void *out)
+{
+	return xd_zone_serial(img, name, len, out);
+}
+
+static int read_journal(const struct xd_image *img, const uint8_t *name, size_t len, void *out)
+{
+	return xd_zone_journal_info(img, name, len, out);
+}
+
+int xd_engine_zone_serial(struct xd_engine *e, const uint8_t *name, size_t len, uint32_t *serial)
+{
+	return read_zone(e, name, len, read_serial, serial);
+}
+
+int xd_engine_zone_journal(struct xd_engine *e, const uint8_t *name, size_t len,
+			   struct xd_journal_info *out)
+{
+	return read_zone(e, name, len, read_journal, out);
 }
 
 int xd_image_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len,

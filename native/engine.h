@@ -573,6 +573,19 @@ int xd_image_journal_derive(struct xd_image *img, const struct xd_image *prev,
 			    const struct xd_journal_limits *limits, struct xd_journal_event *events,
 			    size_t cap, size_t *nevents);
 
+/* What the published image's journal holds for one zone. */
+struct xd_journal_info {
+	uint32_t depth; /* changesets */
+	uint32_t oldest_serial; /* the first one's serial_from (depth > 0):
+				 * an IXFR from it or later gets changes */
+	uint64_t bytes;
+};
+
+/* The journal of the served zone whose origin is name (wire form, any
+ * case): 0, -ENOENT for no such zone, -ENODATA without an image. */
+int xd_engine_zone_journal(struct xd_engine *e, const uint8_t *name, size_t len,
+			   struct xd_journal_info *out);
+
 /* ---- The resolver hook: names that Python answers -------------------------- */
 
 /*

@@ -175,6 +175,9 @@ def test_changesets_chain_and_a_client_gets_those_from_its_serial(primary):
     (event,) = primary.publish(4, zone_text(4, extra="a A 198.18.3.2\nb A 198.18.3.3\n"))
     assert (event.depth, event.removed, event.added) == (3, 0, 1)
     assert soa_serials(primary.ixfr(1)) == [4, 1, 2, 2, 3, 3, 4, 4]
+    info = primary.engine.zone_journal(ORIGIN)
+    assert (info.depth, info.oldest_serial, info.bytes) == (3, 1, event.bytes)
+    assert primary.engine.zone_journal(dns.name.from_text("other.test.")) is None
     assert soa_serials(primary.ixfr(3)) == [4, 3, 4, 4]
     for serial in (1, 2, 3):
         assert_current(primary, serial, primary.ixfr(serial))

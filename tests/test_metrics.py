@@ -81,6 +81,8 @@ def test_metrics_parse_and_move_under_load(xdpdns_serve, tmp_path):
         .serial
     )
     assert after[("xdpdns_zone_serial", (("zone", "example.com."),))] == serial
+    # No transfer list: no journal kept.
+    assert after[("xdpdns_zone_journal_changes", (("zone", "example.com."),))] == 0
     by_rcode = {
         dict(labels)["rcode"]: 0
         for (n, labels) in after

@@ -153,6 +153,17 @@ class StatsCollector:
         for zone, serial in server.zone_serials():
             serials.add_metric([zone], serial)
         yield serials
+        changes = GaugeMetricFamily(
+            "xdpdns_zone_journal_changes", "changes kept for IXFR out", labels=["zone"]
+        )
+        size = GaugeMetricFamily(
+            "xdpdns_zone_journal_bytes", "bytes of the changes kept for IXFR out", labels=["zone"]
+        )
+        for zone, journal in server.zone_journals():
+            changes.add_metric([zone], journal.depth)
+            size.add_metric([zone], journal.bytes)
+        yield changes
+        yield size
 
 
 class MetricsServer:

@@ -38,7 +38,7 @@ from xdpdns.acl import Acl
 from xdpdns.config import Config, ConfigError, ListenAddress, default_control_socket
 from xdpdns.control import ControlError, ControlServer
 from xdpdns.counts import summed
-from xdpdns.engine import DnstapStats, Engine, ImageInfo, TcpStats, WorkerStats
+from xdpdns.engine import DnstapStats, Engine, ImageInfo, JournalInfo, TcpStats, WorkerStats
 from xdpdns.hookspecs import CookieSecrets, RrlSettings
 from xdpdns.image import ZoneLoadError, recompile
 from xdpdns.metrics import MetricsServer
@@ -612,6 +612,18 @@ class Server:
             serial = engine.zone_serial(zone)
             if serial is not None:
                 out.append((zone.to_text(), serial))
+        return out
+
+    def zone_journals(self) -> list[tuple[str, JournalInfo]]:
+        """(zone, its IXFR journal) of every zone served now."""
+        engine = self._engine
+        if engine is None:
+            return []
+        out = []
+        for zone in self.zones:
+            info = engine.zone_journal(zone)
+            if info is not None:
+                out.append((zone.to_text(), info))
         return out
 
     async def _start_control(self) -> None:

@@ -441,6 +441,25 @@ int xd_zone_journal_find(const struct xd_zone_journal *zj, uint32_t from, uint32
 	return -1;
 }
 
+int xd_zone_journal_info(const struct xd_image *img, const uint8_t *name, size_t len,
+			 struct xd_journal_info *out)
+{
+	int zone = xd_image_find_zone(img, name, len);
+	const struct xd_zone_journal *zj;
+
+	if (zone < 0)
+		return -ENOENT;
+	memset(out, 0, sizeof(*out));
+	if (!img->journal || (uint32_t)zone >= img->journal->zone_count)
+		return 0;
+	zj = &img->journal->zones[zone];
+	out->depth = zj->depth;
+	out->bytes = zj->bytes;
+	if (zj->depth)
+		out->oldest_serial = zj->sets[0]->serial_from;
+	return 0;
+}
+
 /* zj: the newest of old's changesets (NULL: none) that fit the limits
  * with cs, then cs (which zj takes).  Old changesets are kept only when
  * they end where cs starts. */

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h"
 #include "wire/wire.h"
 
 struct xd_changeset {
@@ -60,6 +61,11 @@ void xd_journal_free(struct xd_journal *j);
  * the ones after it, it takes a client from `from` to serial `to`, the
  * zone's. */
 int xd_zone_journal_find(const struct xd_zone_journal *zj, uint32_t from, uint32_t to);
+
+/* The journal of the zone whose origin is name (lower case) in img: 0,
+ * or -ENOENT for no such zone. */
+int xd_zone_journal_info(const struct xd_image *img, const uint8_t *name, size_t len,
+			 struct xd_journal_info *out);
 
 /* Bytes of the expanded record at rec (format above). */
 static inline size_t xd_journal_record_size(const uint8_t *rec)

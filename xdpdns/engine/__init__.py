@@ -22,6 +22,7 @@ from xdpdns.engine.image import (  # noqa: F401
 from xdpdns.engine.journal import (  # noqa: F401
     JOURNAL_KINDS,
     JournalEvent,
+    JournalInfo,
     JournalLimits,
 )
 from xdpdns.engine.core import (  # noqa: F401
@@ -84,6 +85,7 @@ __all__ = [
     "ImageInfo",
     "JOURNAL_KINDS",
     "JournalEvent",
+    "JournalInfo",
     "JournalLimits",
     "MAX_MESSAGE",
     "PORT_ACTIONS",

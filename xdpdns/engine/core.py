@@ -50,7 +50,13 @@ from xdpdns.engine.xdp import (
 )
 from xdpdns.engine.resolver_rings import ResolverBatch
 from xdpdns.engine.image import ImageInfo, Image, PublishedImage, ClientAnswer
-from xdpdns.engine.journal import JournalEvent, JournalLimits, derive_journal
+from xdpdns.engine.journal import (
+    JournalEvent,
+    JournalInfo,
+    JournalLimits,
+    derive_journal,
+    journal_info,
+)
 
 
 class Engine(_CObject):
@@ -495,6 +501,17 @@ class Engine(_CObject):
             return None
         _raise_for(rc, what="zone serial")
         return serial[0]
+
+    def zone_journal(self, origin: dns.name.Name) -> JournalInfo | None:
+        """What the served zone ``origin``'s IXFR journal holds (None: not
+        served)."""
+        wire = origin.to_wire()
+        info = ffi.new("struct xd_journal_info *")
+        rc = lib.xd_engine_zone_journal(self._ptr(), wire, len(wire), info)
+        if rc in (-errno.ENOENT, -errno.ENODATA):
+            return None
+        _raise_for(rc, what="zone journal")
+        return journal_info(info)
 
     def answer_client(
         self,

@@ -47,6 +47,16 @@ class JournalEvent:
     bytes: int  # and their bytes
 
 
+@dataclass(frozen=True)
+class JournalInfo:
+    """What a served zone's journal holds: ``depth`` changes of ``bytes``;
+    an IXFR from ``oldest_serial`` (when depth > 0) or later gets changes."""
+
+    depth: int
+    bytes: int
+    oldest_serial: int | None
+
+
 def derive_journal(image_ptr, previous_ptr, limits: JournalLimits) -> list[JournalEvent]:
     """Gives the unpublished image at image_ptr its journal against the
     published one at previous_ptr (NULL: none); for Engine.set_image."""
@@ -72,3 +82,7 @@ def _event(e) -> JournalEvent:
         depth=e.depth,
         bytes=e.bytes,
     )
+
+
+def journal_info(info) -> JournalInfo:
+    return JournalInfo(info.depth, info.bytes, info.oldest_serial if info.depth else None)
