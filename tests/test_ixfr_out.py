@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dns.message
 import dns.name
+import dns.query
 import dns.rdatatype
 import dns.rrset
 import dns.xfr
@@ -21,7 +22,9 @@ import pytest
 
 from engine_helpers import axfr
 from test_axfr import records, zone_files
-from test_secondary import axfr_records
+from test_secondary import ORIGIN as SECONDARY_ORIGIN
+from test_secondary import axfr_records, start_pair  # noqa: F401 (a fixture)
+from test_secondary import zone_text as secondary_zone
 from conftest import _free_port, _start
 from test_tsig import (
     BIG,
@@ -387,3 +390,24 @@ def test_a_secondary_follows_xdpdns_by_ixfr(tmp_path, kind):
     finally:
         peer.stop()
         primary.stop()
+
+
+def test_a_secondary_zone_passes_its_changes_on_by_ixfr(start_pair):  # noqa: F811
+    """xdpdns as a secondary of Knot is a primary for others too: the new
+    version a transfer brings is journaled like a reload's."""
+    primary, secondary = start_pair(secondary_zone(1, 100))
+    secondary.wait_serial(1)
+    primary.update(secondary_zone(2, 100, extra="new A 198.18.9.9\n"))
+    secondary.wait_serial(2)
+    messages = list(
+        dns.query.xfr(
+            "127.0.0.1",
+            SECONDARY_ORIGIN,
+            rdtype=dns.rdatatype.IXFR,
+            serial=1,
+            port=secondary.port,
+            timeout=5,
+        )
+    )
+    assert soa_serials(messages) == [2, 1, 2, 2]
+    assert [r for r in rrs(messages) if r[1] != "SOA"] == [("new", "A", "198.18.9.9")]
