@@ -4,13 +4,14 @@
  * each zone that may be transferred is compared with its previous
  * version, and what changed becomes one more changeset of the zone.
  *
- * The comparison walks the new zone's nodes and looks each one up in the
- * old image by name (and the old zone's nodes in the new one, for names
- * that are gone).  An RRset whose bytes are the same in both images is the
- * same RRset: the builder renders equal data the same way, so the common
- * case costs one memcmp.  Any other pair of RRsets is compared record by
- * record in their expanded form, which does not depend on how either
- * image compressed them.
+ * The comparison walks the new zone's nodes and the old zone's in step
+ * (the builder lays them out in the same order), looking a name up in the
+ * other image's hash only where the two runs differ, and the old zone's
+ * nodes in the new image only when some of its names are gone.  An RRset
+ * whose bytes are the same in both images is the same RRset: the builder
+ * renders equal data the same way, so the common case costs one memcmp.
+ * Any other pair of RRsets is compared record by record in their expanded
+ * form, which does not depend on how either image compressed them.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -264,10 +265,14 @@ static uint64_t node_bytes(const struct diff *d, const uint8_t *node)
 	const uint8_t *rs = xd_node_first_rrset(node);
 	uint64_t bytes = 0;
 
-	for (uint16_t i = 0; i < xd_node_nrrsets(node); i++, rs = xd_rrset_next(rs))
-		bytes += xd_rrset_wire_len(rs) +
-			 (uint64_t)xd_rrset_count(rs) * (xd_node_name_len(node) + 1 - 2) +
-			 (uint64_t)xd_rrset_nreloc(rs) * (d->origin_len - 2);
+	/* Each RR's 2-byte owner becomes its length and labels, each origin
+	 * pointer the origin. */
+	for (uint16_t i = 0; i < xd_node_nrrsets(node); i++, rs = xd_rrset_next(rs)) {
+		uint64_t rrs = xd_rrset_count(rs), pointers = xd_rrset_nreloc(rs);
+
+		bytes += xd_rrset_wire_len(rs) + rrs * (1 + (uint64_t)xd_node_name_len(node)) +
+			 pointers * d->origin_len - 2 * (rrs + pointers);
+	}
 	return bytes;
 }
 
@@ -392,8 +397,6 @@ static int make_changeset(struct diff *d, const uint8_t *old_apex, const uint8_t
 	atomic_init(&cs->refs, 1);
 	cs->serial_from = from;
 	cs->serial_to = to;
-	cs->removed = d->nremoved;
-	cs->added = d->nadded;
 	cs->len = soas.len + d->removed.len + d->added.len;
 	/* RFC 1995 4: old SOA, removed, new SOA, added. */
 	p = cs->data;

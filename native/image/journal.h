@@ -31,8 +31,6 @@ struct xd_changeset {
 	_Atomic unsigned refs;
 	uint32_t serial_from;
 	uint32_t serial_to;
-	uint32_t removed; /* records, the SOAs not counted */
-	uint32_t added;
 	size_t len; /* of data */
 	uint8_t data[];
 };

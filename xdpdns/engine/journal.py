@@ -59,7 +59,7 @@ class JournalInfo:
 
 def derive_journal(image_ptr, previous_ptr, limits: JournalLimits) -> list[JournalEvent]:
     """Gives the unpublished image at image_ptr its journal against the
-    published one at previous_ptr (NULL: none); for Engine.set_image."""
+    published one at previous_ptr (NULL: none); for Engine.keep_journal."""
     c_limits = ffi.new("struct xd_journal_limits *", {"depth": limits.depth, "bytes": limits.bytes})
     info = ffi.new("struct xd_image_info *")
     lib.xd_image_info(image_ptr, info)
