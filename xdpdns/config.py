@@ -34,6 +34,14 @@ The file's shape::
     storage = "/var/lib/xdpdns" # where secondary zones are kept between
                                # runs (created when one is configured)
 
+    [templates.edge]           # what catalog members of group "edge" get:
+    allow_transfer = ["203.0.113.0/24"]  # zone ACL keys, and notify
+
+    [[catalog]]                # a catalog zone (RFC 9432): its members are
+    zone = "catalog.example."  # secondary zones too
+    primaries = ["198.51.100.1"]  # of the catalog and its members
+    template = "edge"          # for members whose groups name no template
+
     [metrics]
     listen = "127.0.0.1:9153"  # Prometheus endpoint, GET /metrics (default: off)
 
@@ -317,6 +325,36 @@ class XdpConfig:
 
 
 @dataclass(frozen=True)
+class ZoneTemplate:
+    """[templates.NAME]: what a catalog's member zones get (their ACL and
+    NOTIFY targets) when one of their groups is NAME, or when their
+    catalog's ``template`` names it."""
+
+    name: str
+    acl: ZoneAcl = ZoneAcl()
+    notify: tuple[Remote, ...] = ()
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """What makes a secondary zone a catalog (RFC 9432): its members become
+    secondary zones of its primaries, configured by template."""
+
+    # By name, which is the group that selects one.
+    templates: Mapping[str, ZoneTemplate] = field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    default: ZoneTemplate | None = None  # for members no group's template holds
+
+    def template_for(self, groups: Sequence[str]) -> ZoneTemplate | None:
+        """The first of groups (in order) that names a template, else the default."""
+        for group in groups:
+            if group in self.templates:
+                return self.templates[group]
+        return self.default
+
+
+@dataclass(frozen=True)
 class ZoneConfig:
     file: Path | None  # None: a secondary zone (primaries)
     origin: dns.name.Name
@@ -331,6 +369,10 @@ class ZoneConfig:
     # Who may NOTIFY a secondary zone; empty: its primaries' addresses
     # (signed with a primary's key where it has one).
     allow_notify: tuple[Prefix | KeyRule, ...] = ()
+    # [[catalog]]: this secondary zone is a catalog (xdpdns/secondary/catalog.py).
+    catalog: CatalogConfig | None = None
+    # A member zone: the catalog that made it (no [[zone]] table).
+    member_of: dns.name.Name | None = None
 
     @property
     def secondary(self) -> bool:
@@ -1163,6 +1205,84 @@ def _parse_secondary_zone(
     )
 
 
+def _template_keys(keys: Mapping[dns.name.Name, TsigKey]) -> dict[str, Validator]:
+    return {
+        "notify": lambda v, w, k: _parse_remotes(v, w, k, keys, NOTIFY_TARGETS, empty=True),
+        **{key: _as_given for key in ZONE_ACL_KEYS},
+    }
+
+
+def _parse_templates(
+    value: Any, where: Where, keys: Mapping[dns.name.Name, TsigKey]
+) -> dict[str, ZoneTemplate]:
+    """[templates.NAME] tables: what a catalog's member zones get."""
+    if not isinstance(value, Mapping):
+        raise where.error("templates", "[templates.NAME] tables", value)
+    templates = {}
+    for name, table in value.items():
+        at = where.sub(f"templates.{name}")
+        values = parse_keys(table, at, f"templates.{name}", _template_keys(keys))
+        templates[name] = ZoneTemplate(
+            name, parse_zone_acl(values, at, keys), values.get("notify", ())
+        )
+    return templates
+
+
+def _catalog_keys(keys: Mapping[dns.name.Name, TsigKey]) -> dict[str, Validator]:
+    return {
+        "zone": parse_origin,
+        "primaries": lambda v, w, k: _parse_remotes(v, w, k, keys, PRIMARIES),
+        "allow_notify": lambda v, w, k: parse_key_list(v, w, k, keys),
+        "template": _as_given,
+        **{key: _as_given for key in ZONE_ACL_KEYS},
+    }
+
+
+def _parse_catalog(
+    table: Any,
+    where: Where,
+    keys: Mapping[dns.name.Name, TsigKey],
+    templates: Mapping[str, ZoneTemplate],
+) -> ZoneConfig:
+    """A catalog zone (RFC 9432): a secondary zone whose members are too."""
+    values = parse_keys(table, where, where.section, _catalog_keys(keys))
+    for key in ("zone", "primaries"):
+        if key not in values:
+            what = "the catalog zone's name" if key == "zone" else PRIMARIES
+            raise where.error(key, f"{what} (required)")
+    default = None
+    if "template" in values:
+        name = values["template"]
+        if not isinstance(name, str) or name not in templates:
+            known = ", ".join(sorted(templates)) or "none"
+            raise where.error("template", f"the name of a [templates.NAME] table ({known})", name)
+        default = templates[name]
+    return ZoneConfig(
+        None,
+        values["zone"],
+        parse_zone_acl(values, where, keys),
+        (),
+        None,
+        values["primaries"],
+        values.get("allow_notify", ()),
+        CatalogConfig(types.MappingProxyType(dict(templates)), default),
+    )
+
+
+def _parse_catalogs(
+    value: Any,
+    where: Where,
+    keys: Mapping[dns.name.Name, TsigKey],
+    templates: Mapping[str, ZoneTemplate],
+) -> list[ZoneConfig]:
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise where.error("catalog", "[[catalog]] tables", value)
+    return [
+        _parse_catalog(table, where.sub(f"catalog[{i}]"), keys, templates)
+        for i, table in enumerate(value, 1)
+    ]
+
+
 PRIMARIES = 'a non-empty list of primaries\' addresses, like ["198.51.100.1", "[2001:db8::1]:53"]'
 NOTIFY_TARGETS = 'a list of secondaries\' addresses, like ["198.51.100.2", "[2001:db8::2]:53"]'
 
@@ -1237,7 +1357,13 @@ def _parse_signing(table: Any, where: Where, base: Path) -> ZoneSigning:
 def _check_unique_origins(zones: Sequence[ZoneConfig], where: Where, key: str) -> None:
     seen: dict[dns.name.Name, str] = {}
     for z in zones:
-        source = str(z.file) if z.file is not None else "its primaries"
+        source = (
+            str(z.file)
+            if z.file is not None
+            else "a [[catalog]]"
+            if z.catalog is not None
+            else "its primaries"
+        )
         if z.origin in seen:
             raise where.error(
                 key, f"each zone once; {z.origin} comes from both {seen[z.origin]} and {source}"
@@ -1300,6 +1426,20 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+_SECTIONS = (
+    "server",
+    "key",
+    "zone",
+    "catalog",
+    "templates",
+    "xdp",
+    "resolver",
+    "metrics",
+    "dnstap",
+    "plugins",
+)
+
+
 def load_config(
     pm=None,
     path: str | os.PathLike | None = None,
@@ -1326,11 +1466,11 @@ def load_config(
         data = read_toml(source)
         where = Where(str(source), base=source.parent)
     for key in data:
-        if key not in ("server", "key", "zone", "xdp", "resolver", "metrics", "dnstap", "plugins"):
+        if key not in _SECTIONS:
             raise where.error(
                 key,
-                "one of the sections [server], [[key]], [[zone]], [xdp], "
-                "[resolver], [metrics], [dnstap], [plugins.NAME] "
+                "one of the sections [server], [[key]], [[zone]], [[catalog]], "
+                "[templates.NAME], [xdp], [resolver], [metrics], [dnstap], [plugins.NAME] "
                 "(unknown section)",
             )
 
@@ -1342,6 +1482,8 @@ def load_config(
     dnstap = _parse_dnstap(data.get("dnstap", {}), where.sub("dnstap"))
     keys = _parse_tsig_keys(data.get("key", []), where)
     zone_list = _parse_zones(data.get("zone", []), where, keys)
+    templates = _parse_templates(data.get("templates", {}), where, keys)
+    zone_list += _parse_catalogs(data.get("catalog", []), where, keys, templates)
     _check_unique_origins(zone_list, where, "zone")
     plugins = _parse_plugins(pm, data.get("plugins", {}), where)
 

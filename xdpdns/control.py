@@ -303,7 +303,7 @@ def _secondary_lines(stats: dict) -> list[str]:
         serial = "expired" if z["expired"] and z.get("refreshed") else z["serial"]
         rows.append(
             [
-                z["zone"],
+                z["zone"] + (f" (catalog {z['catalog']})" if z.get("catalog") else ""),
                 "none" if serial is None else serial,
                 _when(z.get("refreshed")),
                 _when(z.get("next_refresh")),

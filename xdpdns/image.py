@@ -359,17 +359,24 @@ def compile_sources(
 
 
 def recompile(
-    inputs: CompileInputs, served: Image, replace: dict[dns.name.Name, AnySource]
+    inputs: CompileInputs,
+    served: Image,
+    replace: dict[dns.name.Name, AnySource],
+    removed: frozenset[dns.name.Name] = frozenset(),
 ) -> CompileResult:
     """The image of ``inputs`` again, every zone copied out of ``served``
     (the image being served, which must stay published until this
-    returns) but those in ``replace``: how a secondary zone's new version
-    is published without reading any other zone's source again (a zone
-    file edited since the last reload stays as it was served)."""
+    returns) but those in ``replace`` (which may add zones) and those
+    ``removed``: how a secondary zone's new version is published without
+    reading any other zone's source again (a zone file edited since the
+    last reload stays as it was served)."""
+    known = {origin for origin, _, _ in inputs.zones}
     sources = [
         replace.get(origin) or carried(origin, served, acl, label)
         for origin, acl, label in inputs.zones
+        if origin not in removed
     ]
+    sources += [source for origin, source in replace.items() if origin not in known]
     return compile_sources(
         sources,
         inputs.identity,

@@ -335,7 +335,7 @@ class Server:
                 if self._xdp is not None:
                     self._xdp.log_answers()
                 if self._notifier is not None:
-                    self._notifier.zones_published(self.config.zones)
+                    self._notifier.zones_published(self._notify_zones())
                 self._each_hook("reload")
             else:
                 log.error("%s", result.message)
@@ -408,26 +408,40 @@ class Server:
 
     async def update_zones(self, changes, keep=None) -> None:
         """Publishes new versions of some zones (xdpdns/secondary/):
-        ``changes`` maps an origin to make(served image) -> its source;
+        ``changes`` maps an origin to make(served image) -> its source (a
+        zone not served yet is added), or is prepare() -> (that mapping,
+        origins of zones to drop), called first in the publishing thread;
         every other zone is copied out of the served image, so no file or
         plugin is read again.  ``keep(published image)`` runs after in the
         same thread.  ZoneLoadError, and nothing changes, when the new
-        versions do not compile.  One at a time with reloads."""
+        versions do not compile (or what prepare raises).  One at a time
+        with reloads."""
         if self._reloading is None:
             self._reloading = asyncio.Lock()
         async with self._reloading:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self._update_sync, changes, keep)
         if self._notifier is not None:
-            self._notifier.zones_published(self.config.zones)
+            self._notifier.zones_published(self._notify_zones())
+
+    def _notify_zones(self) -> list:
+        """The zones NOTIFY goes out for: the configured ones and the
+        members of catalogs."""
+        return list(self.config.zones) + self._secondary.member_configs()
 
     def _update_sync(self, changes, keep) -> None:
         engine, previous = self._engine, self._publication
         if engine is None or previous is None:
             raise RuntimeError("the server is not serving")
+        removed: frozenset = frozenset()
+        if callable(changes):
+            changes, removed = changes()
         served = engine.published_image()
         compiled = recompile(
-            previous.compiled.inputs, served, {o: make(served) for o, make in changes.items()}
+            previous.compiled.inputs,
+            served,
+            {o: make(served) for o, make in changes.items()},
+            removed,
         )
         if compiled.image is None:
             raise ZoneLoadError(compiled.problems)
@@ -536,7 +550,7 @@ class Server:
                 if who is not None:
                     self._drop_privileges(who)
                 # Secondaries hear of the zones as served from now on.
-                self._notifier.zones_published(self.config.zones)
+                self._notifier.zones_published(self._notify_zones())
                 self._loop = asyncio.get_running_loop()
                 self._secondary.start()
                 await self._serve()

@@ -18,6 +18,14 @@ other zone copied out of the served image: nothing else is read again, and
 a transfer that fails or brings a broken zone changes nothing served.  The
 zone is then kept on disk (storage.py), so a restart serves it at once.
 
+A catalog zone (``[[catalog]]``, RFC 9432) is a secondary zone whose new
+versions also say which zones are its members (catalog.py): members added
+are published with it (SERVFAIL until their first transfer) and get a task
+of their own, with the catalog's primaries and the ACL of the template their
+group selects; members removed are published without, so that they are
+REFUSED, and their copies on disk are deleted.  A catalog version whose
+content is broken is refused like a broken transfer.
+
 NOTIFY reaches :meth:`Secondary.answer_notify` through the server's
 resolver hook (native/answer/answer.c defers every NOTIFY to it, once the
 TSIG of a signed one verified): NOERROR from the zone's primaries (or
@@ -47,7 +55,7 @@ import dns.tsig
 
 from xdpdns.config import ListenAddress, ZoneConfig
 from xdpdns.engine import Image
-from xdpdns.hookspecs import ZoneData
+from xdpdns.hookspecs import ZoneAcl, ZoneData
 from xdpdns.image import (
     AnySource,
     ZoneCopy,
@@ -57,6 +65,7 @@ from xdpdns.image import (
     compile_sources,
 )
 from xdpdns.secondary import client
+from xdpdns.secondary.catalog import Catalog, CatalogError, Member
 from xdpdns.secondary.storage import Timers, ZoneStore
 from xdpdns.secondary.xfr import (
     Full,
@@ -89,6 +98,7 @@ class ZoneStatus:
     expires: float | None  # UNIX time it expires unless refreshed
     last_transfer: dict | None  # kind, primary, serial, records, bytes, seconds, at
     last_error: str | None
+    catalog: str | None = None  # the catalog a member zone comes from
 
 
 def _soa_timers(records: Sequence[Record], origin) -> tuple[int, int, int] | None:
@@ -98,12 +108,69 @@ def _soa_timers(records: Sequence[Record], origin) -> tuple[int, int, int] | Non
     return None
 
 
-# Publishes new versions: {origin: make(served image) -> source}, and after
-# publishing calls keep(published image) in the same thread.
+# Publishes new versions: {origin: make(served image) -> source} (new
+# zones too), or what prepare() returns, (that mapping, the zones to
+# publish without), called in the publisher's thread with no other
+# publication under way; after publishing it calls keep(published image)
+# in the same thread.
+Changes = dict[dns.name.Name, Callable[[Image], AnySource]]
 Publisher = Callable[
-    [dict[dns.name.Name, Callable[[Image], AnySource]], Callable[[Image], None] | None],
+    [
+        Changes | Callable[[], tuple[Changes, frozenset[dns.name.Name]]],
+        Callable[[Image], None] | None,
+    ],
     Awaitable[None],
 ]
+
+
+def member_config(catalog: ZoneConfig, member: Member) -> ZoneConfig:
+    """A member zone of catalog: its primaries, and the template of its
+    groups (or the catalog's default) for the rest."""
+    template = catalog.catalog.template_for(member.groups) if catalog.catalog else None
+    return ZoneConfig(
+        None,
+        member.zone,
+        template.acl if template is not None else ZoneAcl(),
+        template.notify if template is not None else (),
+        None,
+        catalog.primaries,
+        catalog.allow_notify,
+        None,
+        catalog.origin,
+    )
+
+
+def with_members(
+    configured: Mapping[dns.name.Name, ZoneConfig], catalogs: Mapping[dns.name.Name, Catalog]
+) -> dict[dns.name.Name, ZoneConfig]:
+    """The configured secondary zones and the members of their catalogs.  A
+    member that is a configured zone or another catalog's member already
+    stays that (logged)."""
+    out = dict(configured)
+    for origin, catalog in catalogs.items():
+        for member in catalog.members().values():
+            if member.zone in out:
+                other = out[member.zone].member_of
+                log.warning(
+                    "catalog %s: member %s is %s already: ignored",
+                    origin,
+                    member.zone,
+                    f"a member of catalog {other}" if other is not None else "a configured zone",
+                )
+                continue
+            out[member.zone] = member_config(configured[origin], member)
+    return out
+
+
+@dataclass
+class _CatalogPlan:
+    """What a catalog's new version does: computed before it is published,
+    carried out once it is."""
+
+    catalog: Catalog
+    added: dict[dns.name.Name, "SecondaryZone"]
+    removed: frozenset[dns.name.Name]
+    changed: dict[dns.name.Name, ZoneConfig]  # members whose template changed
 
 
 class SecondaryZone:
@@ -143,6 +210,7 @@ class SecondaryZone:
             None if self.refreshed is None or self.expired else self.refreshed + self.expire,
             self.last_transfer,
             self.last_error,
+            None if self.config.member_of is None else self.config.member_of.to_text(),
         )
 
     def _timers(self) -> Timers:
@@ -267,8 +335,10 @@ class Secondary:
         self.store = store
         self.publish = publish
         self.zones: dict[dns.name.Name, SecondaryZone] = {}
-        # configure's undo: the zones and keyring before it.
-        self._before: tuple[dict[dns.name.Name, SecondaryZone], Mapping] | None = None
+        # Each catalog zone's content, as served (catalog.py).
+        self.catalogs: dict[dns.name.Name, Catalog] = {}
+        # configure's undo: the zones, keyring and catalogs before it.
+        self._before: tuple[dict, Mapping, dict] | None = None
         self._kept: dict[dns.name.Name, Image] = {}  # loaded from disk, until published
         self._loop: asyncio.AbstractEventLoop | None = None
         # The configuration's TSIG keys, for signed NOTIFY (whose MAC the
@@ -292,8 +362,16 @@ class Secondary:
         wanted = {z.origin: z for z in zones if z.secondary}
         if wanted:
             self.store.prepare(owner)
-        self._before = (dict(self.zones), self._keyring)
+        self._before = (dict(self.zones), self._keyring, dict(self.catalogs))
         self._keyring = keyring(keys)
+        catalogs = {}
+        for origin, config in wanted.items():
+            if config.catalog is not None:
+                catalog = self.catalogs.get(origin) or self._load_catalog(origin)
+                if catalog is not None:
+                    catalogs[origin] = catalog
+        self.catalogs = catalogs
+        wanted = with_members(wanted, catalogs)
         zones_now = {}
         for origin, config in wanted.items():
             zone = self.zones.get(origin)
@@ -308,9 +386,8 @@ class Secondary:
         before = self._before[0] if self._before is not None else {}
         self._before = None
         for origin, zone in before.items():
-            if origin not in self.zones and zone.task is not None:
-                zone.task.cancel()
-                log.info("zone %s: no longer a secondary zone", origin)
+            if origin not in self.zones:
+                self._drop(zone, "no longer a secondary zone")
         self.published()
         if self._loop is None:
             return
@@ -320,10 +397,48 @@ class Secondary:
 
     def rollback(self) -> None:
         if self._before is not None:
-            (self.zones, self._keyring), self._before = self._before, None
+            (self.zones, self._keyring, self.catalogs), self._before = self._before, None
         self.published()
 
+    def _drop(self, zone: SecondaryZone, why: str) -> None:
+        """A zone no longer served: its task ends; a member's copy on disk
+        goes too (its catalog dropped it)."""
+        if zone.task is not None:
+            zone.task.cancel()
+        if zone.config.member_of is None:
+            log.info("zone %s: %s", zone.origin, why)
+            return
+        self.store.remove(zone.origin)
+        log.info(
+            "zone %s: %s (was in catalog %s): REFUSED from now on, its copy in %s deleted",
+            zone.origin,
+            why,
+            zone.config.member_of,
+            self.store.directory,
+        )
+
+    def _load_catalog(self, origin: dns.name.Name) -> Catalog | None:
+        """A catalog's content as kept on disk, None when there is none
+        that holds (the catalog is then transferred anew)."""
+        data = self.store.load_catalog(origin)
+        if data is None:
+            return None
+        try:
+            catalog = Catalog.from_json(origin, data)
+            catalog.members()
+        except (ValueError, CatalogError) as exc:
+            log.warning("catalog %s: the content kept on disk cannot be used: %s", origin, exc)
+            return None
+        return catalog
+
+    def member_configs(self) -> list[ZoneConfig]:
+        """The member zones of catalogs, as configured by their templates."""
+        return [z.config for z in self.zones.values() if z.config.member_of is not None]
+
     def _load_kept(self, zone: SecondaryZone) -> None:
+        if zone.config.catalog is not None and zone.origin not in self.catalogs:
+            # Its members are not known without the content.
+            return
         kept = self.store.load(zone.origin)
         if kept is None:
             return
@@ -344,15 +459,15 @@ class Secondary:
     def sources(self, previous: Image | None) -> list[AnySource]:
         """The secondary zones' sources for a full compile: as ``previous``
         (the image served) has them, else as kept on disk, else with no data."""
-        out: list[AnySource] = []
-        for origin, zone in self.zones.items():
-            acl = zone.config.acl
-            label = f"secondary zone {origin}"
-            source = carried(origin, previous, acl, label)
-            if isinstance(source, ZoneExpired) and origin in self._kept:
-                source = carried(origin, self._kept[origin], acl, label)
-            out.append(source)
-        return out
+        return [self._source(zone.config, previous) for zone in self.zones.values()]
+
+    def _source(self, config: ZoneConfig, served: Image | None) -> AnySource:
+        origin, acl = config.origin, config.acl
+        label = f"secondary zone {origin}"
+        source = carried(origin, served, acl, label)
+        if isinstance(source, ZoneExpired) and origin in self._kept:
+            source = carried(origin, self._kept[origin], acl, label)
+        return source
 
     def published(self) -> None:
         """The sources were published: what was loaded from disk is served."""
@@ -407,7 +522,10 @@ class Secondary:
             timers = _soa_timers(result.adds, origin)
             count = len(result.deletes) + len(result.adds)
         start = time.monotonic()
-        await self.publish({origin: make}, lambda image: self._keep(zone, image))
+        if zone.config.catalog is None:
+            await self.publish({origin: make}, lambda image: self._keep(zone, image))
+        else:
+            await self._publish_catalog(zone, result, make)
         old = zone.serial
         zone.serial = result.serial
         zone.expired = False
@@ -439,11 +557,110 @@ class Secondary:
             time.monotonic() - start,
         )
 
-    def _keep(self, zone: SecondaryZone, published: Image) -> None:
+    async def _publish_catalog(self, zone: SecondaryZone, result, make) -> None:
+        """A catalog's new version and what it does to its members, planned
+        and carried out in the publisher's thread, so that a reload sees
+        them before or after, never half done."""
+        plans: list[_CatalogPlan] = []
+
+        def prepare():
+            plan = self._catalog_plan(zone, result)
+            plans.append(plan)
+            changes = {zone.origin: make}
+            for member, config in list(plan.changed.items()) + [
+                (o, z.config) for o, z in plan.added.items()
+            ]:
+                changes[member] = lambda served, c=config: self._source(c, served)
+            return changes, plan.removed
+
+        def keep(image: Image) -> None:
+            self._keep(zone, image, plans[0])
+            self._catalog_commit(zone, plans[0])
+
+        try:
+            await self.publish(prepare, keep)
+        finally:
+            for plan in plans:
+                self._release_kept(plan.added)
+
+    def _release_kept(self, origins: Iterable[dns.name.Name]) -> None:
+        for origin in origins:
+            image = self._kept.pop(origin, None)
+            if image is not None:
+                image.close()
+
+    def _catalog_plan(self, zone: SecondaryZone, result) -> _CatalogPlan:
+        """What a catalog's new version changes; XfrError (nothing
+        changes) when its content is broken."""
+        catalog = self.catalogs.get(zone.origin, Catalog(zone.origin)).copy()
+        if isinstance(result, Full):
+            catalog.replace(result.records)
+        else:
+            catalog.apply(result.deletes, result.adds)
+        try:
+            catalog.members()
+        except CatalogError as exc:
+            raise XfrError(str(exc)) from None
+        configured = {o: z.config for o, z in self.zones.items() if z.config.member_of is None}
+        wanted = with_members(configured, {**self.catalogs, zone.origin: catalog})
+        added = {}
+        for origin, config in wanted.items():
+            if origin not in self.zones:
+                added[origin] = SecondaryZone(config, self)
+                self._load_kept(added[origin])  # a copy left on disk
+        return _CatalogPlan(
+            catalog,
+            added,
+            frozenset(o for o in self.zones if o not in wanted),
+            {o: c for o, c in wanted.items() if o in self.zones and self.zones[o].config != c},
+        )
+
+    def _catalog_commit(self, zone: SecondaryZone, plan: _CatalogPlan) -> None:
+        """The catalog's version is published (in the publisher's thread):
+        its members follow, their tasks started and stopped in the loop."""
+        self.catalogs[zone.origin] = plan.catalog
+        zones = dict(self.zones)
+        removed = [zones.pop(origin) for origin in plan.removed]
+        for origin, config in plan.changed.items():
+            zones[origin].config = config
+        zones.update(plan.added)
+        self.zones = zones
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._catalog_tasks, zone, plan, removed)
+
+    def _catalog_tasks(
+        self, zone: SecondaryZone, plan: _CatalogPlan, removed: list[SecondaryZone]
+    ) -> None:
+        members = plan.catalog.members()
+        for gone in removed:
+            self._drop(gone, "removed from its catalog")
+        for origin, config in plan.changed.items():
+            log.info("zone %s: catalog %s gave it another template", origin, zone.origin)
+        for origin, added in plan.added.items():
+            member = members.get(origin)
+            log.info(
+                "zone %s: added by catalog %s (ID %s, group %s, coo %s)",
+                origin,
+                zone.origin,
+                member.id if member else "-",
+                ", ".join(member.groups) if member and member.groups else "none",
+                member.coo if member and member.coo else "none",
+            )
+            added.task = self._loop.create_task(added.run())
+
+    def _keep(
+        self, zone: SecondaryZone, published: Image, plan: _CatalogPlan | None = None
+    ) -> None:
         """On disk: the zone's data alone, copied out of the image just
-        published (in the publisher's thread, while that image is served);
-        its ACL comes from the configuration when it is served again, and
-        the TSIG keys that an ACL names stay out of the file."""
+        published (in the publisher's thread, while that image is served),
+        and a catalog's content; its ACL comes from the configuration when
+        it is served again, and the TSIG keys that an ACL names stay out of
+        the file."""
+        if plan is not None:
+            try:
+                self.store.save_catalog(zone.origin, plan.catalog.to_json())
+            except OSError as exc:
+                log.error("catalog %s: its content cannot be kept on disk: %s", zone.origin, exc)
         result = compile_sources([ZoneCopy(zone.origin, published)])
         if result.image is None:
             log.error("zone %s: cannot be kept on disk: %s", zone.origin, result.problems[:1])

@@ -2,8 +2,10 @@
 their primaries: each as an image of that zone alone (ORIGIN.image, the
 format the engine validates on load) and its timers (ORIGIN.timers, JSON:
 the serial, when it was last refreshed, and the SOA's timers then), in
-[server] storage.  Both are written whole to a temporary file and renamed
-into place, so a crash leaves the old version or the new one.
+[server] storage; a catalog zone also its content (ORIGIN.catalog, JSON:
+xdpdns/secondary/catalog.py), from which its members are known at once.
+Each is written whole to a temporary file and renamed into place, so a
+crash leaves the old version or the new one.
 """
 
 from __future__ import annotations
@@ -62,6 +64,24 @@ class ZoneStore:
     def timers_path(self, origin: dns.name.Name) -> Path:
         return self.directory / f"{_stem(origin)}.timers"
 
+    def catalog_path(self, origin: dns.name.Name) -> Path:
+        return self.directory / f"{_stem(origin)}.catalog"
+
+    def load_catalog(self, origin: dns.name.Name):
+        """A catalog's content as save_catalog kept it (JSON), None when
+        there is none or it cannot be read (logged)."""
+        path = self.catalog_path(origin)
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("catalog %s: the content kept in %s cannot be used: %s", origin, path, exc)
+            return None
+
+    def save_catalog(self, origin: dns.name.Name, content) -> None:
+        _write(self.catalog_path(origin), json.dumps(content).encode())
+
     def load(self, origin: dns.name.Name) -> tuple[Image, Timers] | None:
         """The zone as last kept, None when there is none or it cannot be
         used (logged: the zone is then transferred as if new)."""
@@ -97,7 +117,7 @@ class ZoneStore:
             _write(self.timers_path(origin), json.dumps(asdict(timers)).encode())
 
     def remove(self, origin: dns.name.Name) -> None:
-        for path in (self.image_path(origin), self.timers_path(origin)):
+        for path in (self.image_path(origin), self.timers_path(origin), self.catalog_path(origin)):
             try:
                 path.unlink()
             except FileNotFoundError:
