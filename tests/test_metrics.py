@@ -171,3 +171,29 @@ def test_xdp_program_counters_in_metrics(xdp_topology, xdp_serve, tmp_path):
     assert samples[("xdpdns_xdp_answer_table_state", (("state", "on"),))] == 1
     assert samples[("xdpdns_xdp_program_answers_by_qtype_total", (("qtype", "A"),))] == 5
     assert any(n == "xdpdns_xdp_queue_received_total" for n, _ in samples)
+
+
+def test_secondary_zones_have_gauges():
+    from xdpdns.metrics import _secondary
+    from xdpdns.secondary.service import ZoneStatus
+
+    zones = [
+        ZoneStatus("a.test.", 7, False, 1000.0, 4600.0, 87400.0, None, None),
+        ZoneStatus("b.test.", None, True, None, 2.0, None, None, "refused", "cat.test."),
+    ]
+    samples = {
+        (s.name, s.labels["zone"]): s.value for family in _secondary(zones) for s in family.samples
+    }
+    assert samples[("xdpdns_secondary_zone_serial", "a.test.")] == 7
+    assert ("xdpdns_secondary_zone_serial", "b.test.") not in samples
+    assert samples[("xdpdns_secondary_zone_expired", "b.test.")] == 1
+    assert samples[("xdpdns_secondary_zone_refresh_failing", "b.test.")] == 1
+    assert samples[("xdpdns_secondary_zone_refresh_failing", "a.test.")] == 0
+    assert samples[("xdpdns_secondary_zone_expiry_timestamp_seconds", "a.test.")] == 87400.0
+    assert samples[("xdpdns_secondary_zone_last_refresh_timestamp_seconds", "a.test.")] == 1000.0
+    catalogs = {
+        s.labels["zone"]: s.labels["catalog"]
+        for family in _secondary(zones)
+        for s in family.samples
+    }
+    assert catalogs == {"a.test.": "", "b.test.": "cat.test."}

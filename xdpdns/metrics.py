@@ -103,6 +103,8 @@ class StatsCollector:
             )
         if stats.xdp is not None:
             yield from self._xdp(stats.xdp)
+        if stats.secondary:
+            yield from _secondary(stats.secondary)
         yield from self._server()
 
     def _xdp(self, xdp) -> Iterator[Metric]:
@@ -164,6 +166,51 @@ class StatsCollector:
             size.add_metric([zone], journal.bytes)
         yield changes
         yield size
+
+
+# Secondary zones: (metric, help, the ZoneStatus field it shows).  Times are
+# UNIX timestamps, as node_exporter writes them; a zone without one (never
+# transferred, expired) has no sample.
+_SECONDARY_TIMES = (
+    ("last_refresh", "when its primaries last agreed with it", "refreshed"),
+    ("next_refresh", "when it asks its primaries next", "next_refresh"),
+    ("expiry", "when it expires unless refreshed", "expires"),
+)
+
+
+def _secondary(zones) -> Iterator[Metric]:
+    """The secondary zones: serial, expired or not, failing or not, and
+    their timers, labelled by zone (and catalog, for members)."""
+    labels = ["zone", "catalog"]
+    serial = GaugeMetricFamily(
+        "xdpdns_secondary_zone_serial", "the serial a secondary zone serves", labels=labels
+    )
+    expired = GaugeMetricFamily(
+        "xdpdns_secondary_zone_expired", "1: SERVFAIL for want of data", labels=labels
+    )
+    failing = GaugeMetricFamily(
+        "xdpdns_secondary_zone_refresh_failing", "1: its last refresh failed", labels=labels
+    )
+    times = {
+        name: GaugeMetricFamily(
+            f"xdpdns_secondary_zone_{name}_timestamp_seconds", words, labels=labels
+        )
+        for name, words, _ in _SECONDARY_TIMES
+    }
+    for z in zones:
+        key = [z.zone, z.catalog or ""]
+        if z.serial is not None:
+            serial.add_metric(key, z.serial)
+        expired.add_metric(key, int(z.serial is None))
+        failing.add_metric(key, int(z.last_error is not None))
+        for name, _, field in _SECONDARY_TIMES:
+            value = getattr(z, field)
+            if value is not None:
+                times[name].add_metric(key, value)
+    yield serial
+    yield expired
+    yield failing
+    yield from times.values()
 
 
 class MetricsServer:
