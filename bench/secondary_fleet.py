@@ -1,8 +1,8 @@
-"""A fleet: one primary and N xdpdns secondaries (and one Knot secondary
-to compare with), each in its own network namespace on one bridge, the
-primary's zone changed U times by a reload with NOTIFY to all.  The primary
-is Knot (`knotc zone-reload`), or with --primary xdpdns, xdpdns (SIGHUP),
-whose journal answers the IXFRs.
+"""A fleet: one primary and N secondaries, xdpdns or (--secondary-kind
+knot) Knot, and one more Knot secondary to compare with, each in its own
+network namespace on one bridge, the primary's zone changed U times by a
+reload with NOTIFY to all.  The primary is Knot (`knotc zone-reload`), or
+with --primary xdpdns, xdpdns (SIGHUP), whose journal answers the IXFRs.
 
 For each update: the seconds from the reload until the primary serves the
 new serial, and until each secondary does (polled over UDP every few ms
@@ -13,7 +13,7 @@ with.  Root only; namespaces and addresses are this run's own (198.18.0.0/24)
 and are deleted by name at the end.
 
     bench/secondary_fleet.py --secondaries 8 --records 100000 --changes 1000 \\
-        --updates 100 [--primary xdpdns] --json out.json
+        --updates 100 [--primary xdpdns] [--secondary-kind knot] --json out.json
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -85,6 +86,7 @@ class Fleet:
         self.xdp_ns = [Netns(f"xdfl-s{i}-{sfx}") for i in range(args.secondaries)]
         self.secondaries = [f"198.18.0.{10 + i}" for i in range(args.secondaries)]
         self.procs: list[subprocess.Popen] = []
+        self.first_transfer: list[int] = []  # xdpdns secondaries' first transfer, bytes
         self.knotd = shutil.which("knotd", path="/usr/sbin:/usr/bin")
         self.knotc = shutil.which("knotc", path="/usr/sbin:/usr/bin")
 
@@ -192,6 +194,10 @@ class Fleet:
         for i, (ns, addr) in enumerate(zip(self.xdp_ns, self.secondaries)):
             d = self.workdir / f"s{i}"
             d.mkdir()
+            if self.args.secondary_kind == "knot":
+                conf = self._knot_secondary_conf(d, addr)
+                self._start(ns, [self.knotd, "-c", conf], f"s{i}.log")
+                continue
             conf = d / "xdpdns.toml"
             conf.write_text(
                 f'[server]\nlisten = ["{addr}:53"]\nudp_workers = 1\n'
@@ -203,10 +209,15 @@ class Fleet:
                 ns, [sys.executable, "-m", "xdpdns", "serve", "--config", conf], f"s{i}.log"
             )
         d = self.workdir / "knot-secondary"
+        d.mkdir()
+        conf = self._knot_secondary_conf(d, KNOT_SECONDARY)
+        self._start(self.knot_ns, [self.knotd, "-c", conf], "knot-secondary.log")
+
+    def _knot_secondary_conf(self, d: Path, addr: str) -> Path:
         (d / "db").mkdir(parents=True)
         conf = d / "knot.conf"
         conf.write_text(
-            f'server:\n    rundir: "{d}"\n    user: root:root\n    listen: {KNOT_SECONDARY}@53\n'
+            f'server:\n    rundir: "{d}"\n    user: root:root\n    listen: {addr}@53\n'
             "log:\n  - target: stderr\n    any: info\n"
             f'database:\n    storage: "{d}/db"\n'
             f"remote:\n  - id: primary\n    address: {PRIMARY}@53\n"
@@ -215,7 +226,18 @@ class Fleet:
             "    journal-content: changes\n    semantic-checks: off\n"
             f'zone:\n  - domain: "{ORIGIN}"\n    master: primary\n    acl: notify\n'
         )
-        self._start(self.knot_ns, [self.knotd, "-c", conf], "knot-secondary.log")
+        return conf
+
+    def transfer_bytes(self, i: int) -> tuple[int | None, int | None]:
+        """Secondary i's first transfer (the whole zone) and its last, in bytes."""
+        if self.args.secondary_kind == "xdpdns":
+            return (
+                self.first_transfer[i],
+                self.control_stats(i)["last_transfer"]["bytes"],
+            )
+        log = (self.workdir / f"s{i}.log").read_text(errors="replace")
+        sizes = re.findall(r"XFR, incoming, .*finished, .* (\d+) bytes", log)
+        return (int(sizes[0]), int(sizes[-1])) if sizes else (None, None)
 
     # ---- measuring -----------------------------------------------------------------
 
@@ -282,6 +304,12 @@ def main() -> int:
     p.add_argument("--changes", type=int, default=1000)
     p.add_argument("--updates", type=int, default=100)
     p.add_argument("--primary", choices=("knot", "xdpdns"), default="knot")
+    p.add_argument(
+        "--secondary-kind",
+        choices=("xdpdns", "knot"),
+        default="xdpdns",
+        help="what the N secondaries are (like for like: knot)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per update at most")
     p.add_argument("--json")
     p.add_argument("--keep", action="store_true", help="keep the servers' logs and files")
@@ -302,7 +330,10 @@ def main() -> int:
         if len(first) < len(socks):
             raise RuntimeError(f"not every server serves serial 1: {sorted(first)}")
         results["initial_seconds"] = first
-        axfr = [fleet.control_stats(i)["last_transfer"]["bytes"] for i in range(args.secondaries)]
+        if args.secondary_kind == "xdpdns":
+            fleet.first_transfer = [
+                fleet.control_stats(i)["last_transfer"]["bytes"] for i in range(args.secondaries)
+            ]
         blocks = args.records // args.changes
         for version in range(2, args.updates + 2):
             fleet.zone_file.write_text(zone_text(args.records, args.changes, version))
@@ -321,7 +352,7 @@ def main() -> int:
             row = {
                 "version": version,
                 "primary_s": primary,
-                "xdpdns_s": lags,
+                "secondaries_s": lags,
                 "knot_s": seen.get(KNOT_SECONDARY),
                 "missing": [a for a in socks if a not in seen],
                 "wrong": wrong,
@@ -329,37 +360,37 @@ def main() -> int:
             results["updates"].append(row)
             print(
                 f"v{version}: primary {primary if primary is None else round(primary, 3)}s, "
-                f"xdpdns worst {max(lags) if lags else None:.3f}s, knot "
+                f"{args.secondary_kind} worst {max(lags) if lags else None:.3f}s, knot "
                 f"{row['knot_s'] if row['knot_s'] is None else round(row['knot_s'], 3)}s"
                 + (f" MISSING {row['missing']}" if row["missing"] else "")
                 + (f" WRONG {wrong}" if wrong else ""),
                 flush=True,
             )
-        ixfr = [fleet.control_stats(i)["last_transfer"] for i in range(args.secondaries)]
-        results["axfr_bytes"] = axfr
-        results["last_ixfr"] = ixfr
+        sizes = [fleet.transfer_bytes(i) for i in range(args.secondaries)]
+        results["axfr_bytes"] = [first for first, _ in sizes]
+        results["last_ixfr_bytes"] = [last for _, last in sizes]
     finally:
         fleet.destroy()
     ups = results["updates"]
-    worst = [max(u["xdpdns_s"]) for u in ups if u["xdpdns_s"] and not u["missing"]]
+    worst = [max(u["secondaries_s"]) for u in ups if u["secondaries_s"] and not u["missing"]]
     after_primary = [
-        max(u["xdpdns_s"]) - u["primary_s"] for u in ups if u["xdpdns_s"] and u["primary_s"]
+        max(u["secondaries_s"]) - u["primary_s"]
+        for u in ups
+        if u["secondaries_s"] and u["primary_s"]
     ]
     knot = [u["knot_s"] for u in ups if u["knot_s"] is not None]
     summary = {
         "updates": len(ups),
         "complete": len(worst),
         "wrong_answers": sum(len(u["wrong"]) for u in ups),
-        "xdpdns_all_current_median_s": statistics.median(worst) if worst else None,
-        "xdpdns_all_current_worst_s": max(worst) if worst else None,
-        "xdpdns_after_primary_median_s": statistics.median(after_primary)
-        if after_primary
-        else None,
+        "all_current_median_s": statistics.median(worst) if worst else None,
+        "all_current_worst_s": max(worst) if worst else None,
+        "last_after_primary_median_s": statistics.median(after_primary) if after_primary else None,
         "knot_secondary_median_s": statistics.median(knot) if knot else None,
         "knot_secondary_worst_s": max(knot) if knot else None,
         "primary_median_s": statistics.median([u["primary_s"] for u in ups if u["primary_s"]]),
         "axfr_bytes": results.get("axfr_bytes", [None])[0],
-        "ixfr_bytes": (results.get("last_ixfr") or [{}])[0].get("bytes"),
+        "ixfr_bytes": results.get("last_ixfr_bytes", [None])[0],
     }
     results["summary"] = summary
     print(json.dumps(summary, indent=2))
