@@ -646,7 +646,8 @@ class Secondary:
                 ", ".join(member.groups) if member and member.groups else "none",
                 member.coo if member and member.coo else "none",
             )
-            added.task = self._loop.create_task(added.run())
+            if added.task is None:  # a reload's commit may have started it
+                added.task = self._loop.create_task(added.run())
 
     def _keep(
         self, zone: SecondaryZone, published: Image, plan: _CatalogPlan | None = None
