@@ -618,26 +618,23 @@ class Server:
 
     def zone_serials(self) -> list[tuple[str, int]]:
         """(zone, SOA serial) of every zone served now."""
-        engine = self._engine
-        if engine is None:
-            return []
-        out = []
-        for zone in self.zones:
-            serial = engine.zone_serial(zone)
-            if serial is not None:
-                out.append((zone.to_text(), serial))
-        return out
+        return self._each_zone(lambda engine, zone: engine.zone_serial(zone))
 
     def zone_journals(self) -> list[tuple[str, JournalInfo]]:
         """(zone, its IXFR journal) of every zone served now."""
+        return self._each_zone(lambda engine, zone: engine.zone_journal(zone))
+
+    def _each_zone(self, read) -> list:
+        """(zone, read(engine, zone)) for every zone served now, where it
+        is not None."""
         engine = self._engine
         if engine is None:
             return []
         out = []
         for zone in self.zones:
-            info = engine.zone_journal(zone)
-            if info is not None:
-                out.append((zone.to_text(), info))
+            value = read(engine, zone)
+            if value is not None:
+                out.append((zone.to_text(), value))
         return out
 
     async def _start_control(self) -> None:
