@@ -141,32 +141,34 @@ def test_config_catalogs_and_templates(tmp_path):
     assert member.acl.allow_transfer and member.notify
 
 
-def test_a_member_that_is_configured_already_stays_what_it_is(caplog):
+def _catalogs(lists: dict[str, tuple[str, ...]], coo: dict[str, str] | None = None):
+    """Catalogs by origin, each listing zones; coo: zone -> the catalog
+    its listing in a.test. hands it over to."""
     from xdpdns.config import CatalogConfig, ZoneConfig
 
-    catalogs = {}
-    configured = {}
-    for name, members in (("a.test.", ("one.test.", "two.test.")), ("b.test.", ("two.test.",))):
+    catalogs, configured = {}, {}
+    for name, members in lists.items():
         origin = dns.name.from_text(name)
         configured[origin] = ZoneConfig(None, origin, primaries=(), catalog=CatalogConfig())
+        version = dns.rdata.from_text("IN", "TXT", '"2"')
+        records = [Record(dns.name.from_text("version", origin), 0, version)]
+        for i, zone in enumerate(members):
+            owner = dns.name.from_text(f"m{i}.zones", origin)
+            records.append(Record(owner, 0, dns.rdata.from_text("IN", "PTR", zone)))
+            if name == "a.test." and zone in (coo or {}):
+                coo_owner = dns.name.Name((b"coo",) + owner.labels)
+                records.append(Record(coo_owner, 0, dns.rdata.from_text("IN", "PTR", coo[zone])))
         catalogs[origin] = Catalog(origin)
-        catalogs[origin].replace(
-            [
-                Record(
-                    dns.name.from_text("version", origin),
-                    0,
-                    dns.rdata.from_text("IN", "TXT", '"2"'),
-                )
-            ]
-            + [
-                Record(
-                    dns.name.from_text(f"m{i}.zones", origin),
-                    0,
-                    dns.rdata.from_text("IN", "PTR", zone),
-                )
-                for i, zone in enumerate(members)
-            ]
-        )
+        catalogs[origin].replace(records)
+    return configured, catalogs
+
+
+def test_a_member_that_is_configured_already_stays_what_it_is(caplog):
+    from xdpdns.config import ZoneConfig
+
+    configured, catalogs = _catalogs(
+        {"a.test.": ("one.test.", "two.test."), "b.test.": ("two.test.",)}
+    )
     one = dns.name.from_text("one.test.")
     configured[one] = ZoneConfig(Path("one.zone"), one)
     wanted = with_members(configured, catalogs)
@@ -174,6 +176,18 @@ def test_a_member_that_is_configured_already_stays_what_it_is(caplog):
     assert wanted[one].file == Path("one.zone") and two.member_of == dns.name.from_text("a.test.")
     assert "catalog a.test.: member one.test. is a configured zone already" in caplog.text
     assert "catalog b.test.: member two.test. is a member of catalog a.test. already" in caplog.text
+
+
+def test_coo_hands_a_member_over_to_the_catalog_it_names(caplog):
+    two, a, b = (dns.name.from_text(n) for n in ("two.test.", "a.test.", "b.test."))
+    lists = {"a.test.": ("two.test.",), "b.test.": ("two.test.",)}
+    caplog.set_level("INFO")
+    configured, catalogs = _catalogs(lists, coo={"two.test.": "b.test."})
+    assert with_members(configured, catalogs)[two].member_of == b
+    assert "zone two.test.: catalog a.test. hands it over to catalog b.test. (coo)" in caplog.text
+    # A coo that names another catalog: a keeps it.
+    configured, catalogs = _catalogs(lists, coo={"two.test.": "c.test."})
+    assert with_members(configured, catalogs)[two].member_of == a
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ matters in it is few records, kept here as its content:
 - ``group.ID.zones.CATALOG TXT "NAME"``: groups, which select a
   configuration template (RFC 9432 4.4.2);
 - ``coo.ID.zones.CATALOG PTR OTHER``: a change of ownership to another
-  catalog (RFC 9432 4.4.1), read and logged.
+  catalog (RFC 9432 4.4.1), which takes the member once it lists it too
+  (service.with_members).
 
 Everything else under the catalog is ignored, as the RFC asks (4.4: an
 unknown property is not an error).  A catalog whose content is broken (no

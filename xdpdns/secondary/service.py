@@ -145,19 +145,29 @@ def with_members(
 ) -> dict[dns.name.Name, ZoneConfig]:
     """The configured secondary zones and the members of their catalogs.  A
     member that is a configured zone or another catalog's member already
-    stays that (logged)."""
+    stays that (logged), unless that catalog hands it over with a coo
+    property naming this one (RFC 9432 5.6)."""
     out = dict(configured)
+    owners: dict[dns.name.Name, tuple[dns.name.Name, Member]] = {}
     for origin, catalog in catalogs.items():
         for member in catalog.members().values():
-            if member.zone in out:
-                other = out[member.zone].member_of
+            owner = owners.get(member.zone)
+            if owner is not None and owner[1].coo == origin:
+                log.info(
+                    "zone %s: catalog %s hands it over to catalog %s (coo)",
+                    member.zone,
+                    owner[0],
+                    origin,
+                )
+            elif member.zone in out:
                 log.warning(
                     "catalog %s: member %s is %s already: ignored",
                     origin,
                     member.zone,
-                    f"a member of catalog {other}" if other is not None else "a configured zone",
+                    f"a member of catalog {owner[0]}" if owner else "a configured zone",
                 )
                 continue
+            owners[member.zone] = (origin, member)
             out[member.zone] = member_config(configured[origin], member)
     return out
 
