@@ -645,7 +645,11 @@ class Secondary:
         for gone in removed:
             self._drop(gone, "removed from its catalog")
         for origin, config in plan.changed.items():
-            log.info("zone %s: catalog %s gave it another template", origin, zone.origin)
+            log.info(
+                "zone %s: now as catalog %s configures it (its template or owner changed)",
+                origin,
+                config.member_of,
+            )
         for origin, added in plan.added.items():
             member = members.get(origin)
             log.info(
