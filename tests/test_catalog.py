@@ -387,13 +387,23 @@ def test_xdpdns_follows_a_catalog_of_knot(tmp_path):
         )
         print(f"a member added on the primary answered after {took:.2f}s")
 
+        # A member's group changes: it takes the template of the new one.
+        assert not _transfer_allowed(port, "three.test.")
+        primary.update(
+            catalog_zone(3, {"a1": ("one.test.", "edge"), "c3": ("three.test.", "edge")})
+        )
+        deadline = time.monotonic() + 10
+        while not _transfer_allowed(port, "three.test."):
+            assert time.monotonic() < deadline, secondary.log()[-3000:]
+            time.sleep(0.05)
+
         # A broken member name: logged, nothing served changes.
         primary.update(
             catalog_zone(
-                3,
+                4,
                 {
                     "a1": ("one.test.", "edge"),
-                    "c3": ("three.test.", None),
+                    "c3": ("three.test.", "edge"),
                     "d4": ("bad.catalog.test.", None),
                 },
             )
@@ -406,7 +416,7 @@ def test_xdpdns_follows_a_catalog_of_knot(tmp_path):
         soa = dns.query.udp(
             dns.message.make_query(str(CATALOG), "SOA"), "127.0.0.1", port=port, timeout=1
         )
-        assert soa.answer[0][0].serial == 2
+        assert soa.answer[0][0].serial == 3
         for zone in ("one.test.", "three.test."):
             assert secondary.rcode(zone) == dns.rcode.NOERROR
 
