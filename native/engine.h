@@ -456,14 +456,25 @@ struct xd_zone_sign_config {
 	uint32_t expiration;
 	const struct xd_image *previous; /* or NULL: sign everything */
 	uint32_t keep_after;
+	/* The serial the zone is served with now (has_served 0: none, the
+	 * zone's own is signed).  Unless the zone's SOA has a newer one (RFC
+	 * 1982), the signed zone keeps it when no signature had to be made,
+	 * and takes the next one when any did: secondaries see every change,
+	 * signatures renewed on a timer included (Knot's serial-policy
+	 * increment). */
+	uint32_t served_serial;
+	int has_served;
 };
 
 /* What a signing did: the RRSIGs it made and kept, and when the first
- * of them expires (the zone must be signed again before that). */
+ * of them expires (the zone must be signed again before that); the SOA
+ * serial signed, and the one the zone came with. */
 struct xd_zone_sign_report {
 	uint64_t made;
 	uint64_t kept;
 	uint32_t earliest_expiration;
+	uint32_t serial;
+	uint32_t zone_serial;
 };
 
 int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_sign_config *cfg,

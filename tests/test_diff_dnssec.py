@@ -62,6 +62,7 @@ def _signing_on_load(work):
     keys = keygen_pair(work / "keys")
     conf = work / "signed.toml"
     conf.write_text(
+        f'[server]\nstorage = "{work}/storage"\n'
         f'[[zone]]\norigin = "signed.test."\nfile = "{ZONE}"\n'
         'allow_transfer = ["127.0.0.1"]\n'
         f"dnssec = {{ keys = {[str(k) for k in keys]!r}, nsec3 = true }}\n".replace("'", '"')

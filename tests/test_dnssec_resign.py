@@ -18,7 +18,7 @@ import pytest
 
 from test_axfr import LOCAL, transfer
 from test_dnssec import ORIGIN, ZONE, keygen_pair
-from xdpdns.engine import Engine, ImageBuilder, SigningKey
+from xdpdns.engine import Engine, Image, ImageBuilder, SigningKey
 from xdpdns.hookspecs import ZoneFile, ZoneSigning
 from xdpdns.image import KEEP_MARGIN, compile_sources
 
@@ -124,11 +124,14 @@ def test_reload_signs_only_what_changed(tmp_path, keys, nsec3):
     assert len(kept) > 3 * len(made)
 
 
-def _sign(path, keys, inception, expiration, previous=None, keep_after=0):
+def _sign(path, keys, inception, expiration, previous=None, keep_after=0, served=None):
     with ImageBuilder() as builder:
         zone = builder.add_zone(ORIGIN)
         builder.load_zonefile(zone, path)
-        report = builder.sign_zone(zone, keys, False, inception, expiration, previous, keep_after)
+        builder.set_zone_acl(zone, "transfer", [("127.0.0.1/32", "allow")], "deny")
+        report = builder.sign_zone(
+            zone, keys, False, inception, expiration, previous, keep_after, served
+        )
         builder.check()
         assert not [p for p in builder.problems() if p.is_error]
         return builder.finish(), report
@@ -192,3 +195,59 @@ def test_kept_signatures_leave_a_margin_before_the_next_refresh(tmp_path, keys):
     assert second.signed[0].report.made == 0
     assert second.signed[0].resign_at == first.signed[0].resign_at
     assert second.signed[0].resign_at >= time.time() + KEEP_MARGIN
+
+
+def _served(image):
+    """The zone as a transfer of image gives it, every signature validated."""
+    with Engine() as engine:
+        engine.set_image(Image.from_bytes(image.to_bytes()))  # image stays ours
+        zone = _zone(engine)
+    assert _validate_all(zone) > 0
+    return zone
+
+
+def test_signatures_made_under_the_served_serial_take_the_next_one(tmp_path, keys):
+    """Regression: a zone re-signed on its timer (or changed) without a new
+    serial in its file kept the served serial, so secondaries never took
+    the new signatures and served the old ones until they expired.  Now
+    the zone follows the served serial: the same when nothing was signed
+    anew, the next one when anything was, the file's when it is newer."""
+    signing = [SigningKey(k) for k in keys]
+    now = int(time.time())
+    own = 2026120301
+    first_img, first = _sign(ZONE, signing, now - 3600, now + 5000, served=None)
+    assert (first.serial, first.zone_serial) == (own, own)
+    # Nothing due, nothing changed: the served serial, every signature kept.
+    _img, same = _sign(ZONE, signing, now - 60, now + 9000, first_img, now + 4000, own)
+    assert (same.serial, same.made) == (own, 0)
+    # Every signature due: the next serial, and the SOA's RRSIG over it.
+    due_img, due = _sign(ZONE, signing, now - 60, now + 9000, first_img, now + 5000, own)
+    assert (due.serial, due.zone_serial, due.kept) == (own + 1, own, 0)
+    zone = _served(due_img)
+    assert zone.find_rdataset(ORIGIN, dns.rdatatype.SOA)[0].serial == own + 1
+    # The file still says own, the served one is own + 1: kept, nothing made.
+    _img, after = _sign(ZONE, signing, now - 60, now + 9000, due_img, now + 4000, own + 1)
+    assert (after.serial, after.made) == (own + 1, 0)
+    # A file whose serial is newer than the one served wins.
+    path = tmp_path / "signed.test.zone"
+    path.write_text(ZONE.read_text().replace(str(own), str(own + 7)))
+    newer_img, newer = _sign(path, signing, now - 60, now + 9000, due_img, now + 4000, own + 1)
+    assert (newer.serial, newer.zone_serial) == (own + 7, own + 7)
+    _served(newer_img)
+
+
+def test_a_reload_that_changes_data_without_a_new_serial_takes_the_next_one(tmp_path, keys):
+    path = tmp_path / "signed.test.zone"
+    shutil.copy(ZONE, path)
+    first = _compile(path, keys, False)
+    path.write_text(path.read_text() + "new             A       198.18.5.7\n")
+    with Engine() as engine:
+        engine.set_image(first.image)
+        second = _compile(path, keys, False, engine.published_image())
+        engine.set_image(second.image)
+        zone = _zone(engine)
+    report = second.signed[0].report
+    assert (report.serial, report.zone_serial) == (2026120302, 2026120301)
+    assert "serial 2026120302 (the zone's own: 2026120301)" in second.signed[0].describe()
+    assert zone.find_rdataset(ORIGIN, dns.rdatatype.SOA)[0].serial == 2026120302
+    assert _validate_all(zone) > 0

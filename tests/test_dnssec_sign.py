@@ -202,6 +202,7 @@ def _signed_setup(tmp_path, extra=""):
     zone.write_text(ZONE_TEXT.format(serial=1, last=10))
     conf = tmp_path / "signed.toml"
     conf.write_text(
+        f'[server]\nstorage = "{tmp_path}/storage"\n'
         f'[[zone]]\nfile = "{zone.name}"\n'
         f'dnssec = {{ keys = ["{ksk.name}", "{zsk.name}.private"]{extra} }}\n'
     )
@@ -278,8 +279,42 @@ def test_zone_signed_on_load_is_served_signed_and_resigned_on_reload(
     log = server.output()
     # SOA, NS, DNSKEY, NSEC3PARAM, ns1 A, www A and three NSEC3s; then SOA
     # and www A again.
-    assert "zone example.com. signed: 9 signatures made, 0 kept" in log, log
-    assert "zone example.com. signed: 2 signatures made, 7 kept" in log, log
+    assert "zone example.com. signed: 9 signatures made, 0 kept, serial 1;" in log, log
+    assert "zone example.com. signed: 2 signatures made, 7 kept, serial 2;" in log, log
+
+
+def _serial(address):
+    soa = _validated(address, "example.com.", "SOA")
+    return next(r for r in soa.answer if r.rdtype == dns.rdatatype.SOA)[0].serial
+
+
+def test_signatures_changed_under_one_serial_take_the_next_even_after_a_restart(
+    tmp_path, xdpdns_serve, xdpdns_cli
+):
+    """Regression: a zone signed on load whose data (or signatures, on the
+    re-signing timer) changed without a new serial in its file kept that
+    serial, so its secondaries never took the change.  Now it is served
+    with the next serial, kept in storage, and a restart (which signs
+    everything anew) goes on from there instead of back to the file's."""
+    conf, zone = _signed_setup(tmp_path)
+    control = tmp_path / "ctl.sock"
+    args = ("--config", conf, "--listen", "127.0.0.1:0", "--control-socket", control)
+    server = xdpdns_serve(*args)
+    assert _serial(server.addresses[0]) == 1
+    zone.write_text(ZONE_TEXT.format(serial=1, last=20))  # changed, the same serial
+    assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
+    assert _serial(server.addresses[0]) == 2
+    www = _validated(server.addresses[0], "www.example.com.", "A")
+    assert www.answer[0][0].address == "198.18.0.20"
+    assert "serial 2 (the zone's own: 1)" in server.output()
+    assert (tmp_path / "storage" / "example.com.serial").read_text() == "2"
+    # Reloaded unchanged: the serial stays.
+    assert xdpdns_cli("reload", "--control-socket", control).returncode == 0
+    assert _serial(server.addresses[0]) == 2
+    server.stop()
+    server = xdpdns_serve(*args)
+    assert _serial(server.addresses[0]) == 3
+    assert (tmp_path / "storage" / "example.com.serial").read_text() == "3"
 
 
 def test_signing_a_signed_zone_is_an_error_naming_it(tmp_path, xdpdns_cli):

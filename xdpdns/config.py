@@ -31,8 +31,9 @@ The file's shape::
                                # (default: stderr only; under systemd
                                # stderr goes to the journal anyway)
     syslog_socket = "/dev/log" # where syslog listens (the default)
-    storage = "/var/lib/xdpdns" # where secondary zones are kept between
-                               # runs (created when one is configured)
+    storage = "/var/lib/xdpdns" # where secondary zones, catalogs and the
+                               # serials of zones signed on load are kept
+                               # between runs (created when one is needed)
 
     [templates.edge]           # what catalog members of group "edge" get:
     allow_transfer = ["203.0.113.0/24"]  # zone ACL keys, and notify
@@ -261,7 +262,8 @@ class ServerConfig:
     # Syslog's facility (None: no syslog) and socket.
     syslog: str | None = None
     syslog_socket: Path = Path("/dev/log")
-    # Where secondary zones are kept between runs (xdpdns/secondary/storage.py).
+    # Where secondary zones, catalogs and signed zones' serials are kept
+    # between runs (xdpdns/secondary/storage.py).
     storage: Path = Path("/var/lib/xdpdns")
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Mapping, Sequence, Union
 
 import dns.name
 import dns.rdataset
@@ -116,9 +116,11 @@ class SignedZone:
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.resign_at))
+        r = self.report
+        own = f" (the zone's own: {r.zone_serial})" if r.serial != r.zone_serial else ""
         return (
-            f"zone {self.origin} signed: {self.report.made} signatures made, "
-            f"{self.report.kept} kept; signed again by {when}"
+            f"zone {self.origin} signed: {r.made} signatures made, {r.kept} kept, "
+            f"serial {r.serial}{own}; signed again by {when}"
         )
 
 
@@ -236,7 +238,10 @@ def _add_copy(builder: ImageBuilder, zone: int, source: ZoneCopy, index: int) ->
 
 
 def _add_source(
-    builder: ImageBuilder, source: AnySource, previous: Image | None
+    builder: ImageBuilder,
+    source: AnySource,
+    previous: Image | None,
+    served: Mapping[dns.name.Name, int],
 ) -> SignedZone | None:
     index = builder.add_source(_label(source))
     try:
@@ -257,7 +262,7 @@ def _add_source(
     _add_zone_acl(builder, zone, source, index)
     if getattr(source, "signing", None) is None:
         return None
-    return _sign(builder, zone, source, index, previous)
+    return _sign(builder, zone, source, index, previous, served)
 
 
 # Signatures are valid from this long before now: a validator whose clock
@@ -269,13 +274,23 @@ KEEP_MARGIN = 60
 
 
 def _sign(
-    builder: ImageBuilder, zone: int, source: ZoneSource, index: int, previous: Image | None
+    builder: ImageBuilder,
+    zone: int,
+    source: ZoneSource,
+    index: int,
+    previous: Image | None,
+    served: Mapping[dns.name.Name, int],
 ) -> SignedZone | None:
     """Signs the zone on load (native/zone/zone_sign.c), keeping the signatures
     of ``previous`` (the image being served) over what did not change and
     is not due for refresh; a key that cannot be read, or a zone that
-    cannot be signed, is an error of the zone."""
+    cannot be signed, is an error of the zone.  Its serial follows the one
+    served (``previous``'s, else ``served``'s): kept when nothing changed,
+    the next one when anything did, unless the zone's own is newer."""
     signing = source.signing
+    serial = previous.zone_serial(source.origin) if previous is not None else None
+    if serial is None:
+        serial = served.get(source.origin)
     try:
         keys = [SigningKey(base) for base in signing.keys]
         now = int(time.time())
@@ -287,6 +302,7 @@ def _sign(
             now + signing.validity,
             previous,
             now + signing.refresh + KEEP_MARGIN,
+            serial,
         )
     except OSError as exc:
         builder.add_problem("error", f"zone {source.origin}: signing: {exc.strerror or exc}", index)
@@ -315,6 +331,7 @@ def compile_sources(
     previous: Image | None = None,
     notify_hook: int | None = None,
     keys: Iterable[TsigKey] = (),
+    served: Mapping[dns.name.Name, int] | None = None,
 ) -> CompileResult:
     """Compiles zone sources (what the server says about itself, the
     override rules in order of precedence, the names that resolver
@@ -323,7 +340,8 @@ def compile_sources(
     requests are checked with and transfer lists name) into an image,
     collecting every problem.  Zones signed on load keep the signatures of ``previous``
     (the image being served, published until this returns) that still
-    hold for what did not change.
+    hold for what did not change, and follow its serials (without it,
+    those of ``served``, the serials served before a restart).
 
     Never raises for bad zone data: the result has image None and the
     problems instead.
@@ -338,7 +356,7 @@ def compile_sources(
         for source in sources:
             origins.append(source.origin)
             zones.append((source.origin, getattr(source, "acl", None) or ZoneAcl(), _label(source)))
-            zone = _add_source(builder, source, previous)
+            zone = _add_source(builder, source, previous, served or {})
             if zone is not None:
                 signed.append(zone)
         _add_overrides(builder, overrides)
@@ -395,6 +413,7 @@ def build_image(
     previous: Image | None = None,
     extra: Iterable[AnySource] = (),
     notify_hook: int | None = None,
+    served: Mapping[dns.name.Name, int] | None = None,
 ) -> CompileResult:
     """The server's path: sources from the plugins, warnings logged, errors raised.
     ``claims``: the names of resolver plugins with their hook numbers
@@ -411,6 +430,7 @@ def build_image(
         previous,
         notify_hook,
         config.keys if config is not None else (),
+        served,
     )
     if result.image is None:
         raise ZoneLoadError(result.problems)

@@ -50,6 +50,7 @@ def load_publication(
     previous: Image | None = None,
     secondary: Secondary | None = None,
     notify: bool = False,
+    served: dict | None = None,
 ) -> Publication:
     """Everything the plugins say for config, the image compiled.
 
@@ -59,7 +60,8 @@ def load_publication(
     zones signed on load keep where they still hold.
     ``secondary``: the secondary zones' service, configured for config,
     which says what they serve.  ``notify``: the resolver has the server's
-    NOTIFY hook, numbered after the plugins' hooks.
+    NOTIFY hook, numbered after the plugins' hooks.  ``served``: the
+    serials zones signed on load were served with before a restart.
     Raises ZoneLoadError, PluginError, ConfigError, or ReloadRefused for
     claims that need a resolver hook the server did not start with.
     """
@@ -81,6 +83,7 @@ def load_publication(
         previous,
         secondary.sources(previous) if secondary is not None else (),
         len(hooks) if notify else None,
+        served,
     )
     return Publication(
         compiled,

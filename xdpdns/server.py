@@ -235,7 +235,11 @@ class Server:
         self._failure: str | None = None  # a worker that stopped for an error
         self.reloads = {"ok": 0, "failed": 0}  # reloads by result, for metrics
         self._metrics: MetricsServer | None = None
-        self._secondary = Secondary(ZoneStore(config.server.storage), self.update_zones)
+        self._store = ZoneStore(config.server.storage)
+        self._secondary = Secondary(self._store, self.update_zones)
+        # The serials of zones signed on load as kept in storage (None:
+        # storage cannot be used for them).
+        self._kept_serials: dict[dns.name.Name, int] | None = {}
         self._notify_hook = False  # the resolver has the NOTIFY hook
         self._owner: tuple[int, int] | None = None  # who storage belongs to
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -266,8 +270,53 @@ class Server:
         """What XDP mode ended up with (an XdpInfo), None in socket mode."""
         return self._xdp.info if self._xdp else None
 
+    def _load_signed_serials(self) -> dict[dns.name.Name, int]:
+        """The serials that the zones signed on load were last served with
+        (storage), which their serials follow after a restart."""
+        origins = [z.origin for z in self.config.zones if z.signing is not None]
+        if not origins or not self._serial_store_ready():
+            return {}
+        self._kept_serials = self._store.load_serials(origins)
+        return dict(self._kept_serials)
+
+    def _serial_store_ready(self) -> bool:
+        """Whether storage takes the serials of zones signed on load: made
+        once; when it cannot be, said once."""
+        if self._kept_serials is None:
+            return False
+        try:
+            self._store.prepare(self._owner)
+        except OSError as exc:
+            log.warning(
+                "%s; the serials of zones signed on load are not kept, and after a "
+                "restart they start from the zone files' again",
+                exc,
+            )
+            self._kept_serials = None
+            return False
+        return True
+
+    def _keep_signed_serials(self, publication: Publication) -> None:
+        kept = self._kept_serials
+        signed = publication.compiled.signed
+        if kept is None or not signed:
+            return
+        if not self._store.directory.is_dir() and not self._serial_store_ready():
+            return
+        for zone in signed:
+            serial = zone.report.serial
+            if kept.get(zone.origin) == serial:
+                continue
+            try:
+                self._store.save_serial(zone.origin, serial)
+            except OSError as exc:
+                log.warning("zone %s: its serial cannot be kept in storage: %s", zone.origin, exc)
+                continue
+            kept[zone.origin] = serial
+
     def _adopt(self, publication: Publication) -> None:
         """What the server tells about what it publishes."""
+        self._keep_signed_serials(publication)
         self._publication = publication
         self.zones = publication.compiled.zones
         self.image_info = publication.compiled.image.info
@@ -377,6 +426,7 @@ class Server:
                 engine.published_image(),
                 self._secondary,
                 self._notify_hook,
+                dict(self._kept_serials or {}),
             )
             publish(engine, publication, self._publication)
         except BaseException:
@@ -479,9 +529,14 @@ class Server:
         self._notify_hook = any(z.secondary for z in self.config.zones)
         # Read as the user it will run as: a file that a reload could not
         # read fails now, not later.
+        served = self._load_signed_serials()
         with privileges.acting_as(who):
             publication = load_publication(
-                self.pm, self.config, secondary=self._secondary, notify=self._notify_hook
+                self.pm,
+                self.config,
+                secondary=self._secondary,
+                notify=self._notify_hook,
+                served=served,
             )
         self._adopt(publication)
         claims = publication.claims

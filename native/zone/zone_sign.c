@@ -39,6 +39,14 @@ struct signer {
 	struct xd_sign_key_info *info; /* per key */
 	struct xd_sign_reuse reuse; /* the signatures a reload keeps */
 	struct xd_zone_sign_report *report;
+	uint32_t soa; /* the SOA record */
+	bool follows_served; /* the serial policy applies (cfg->has_served) */
+	/* The SOA's RRSIGs, one per key that signs it: their records and
+	 * tasks, and whether each was kept from the previous image. */
+	uint32_t *soa_sigs;
+	size_t *soa_tasks;
+	bool *soa_kept;
+	int nsoa;
 };
 
 static const struct bnode *node_of(const struct signer *s, uint32_t i)
@@ -97,12 +105,33 @@ static int soa_ttls(struct signer *s)
 		if (rec->type == XD_TYPE_SOA && rec->rdlen >= 20) {
 			uint32_t minimum = xd_get32(s->b->rdata + rec->rdata + rec->rdlen - 4);
 
+			s->soa = r;
 			s->soa_ttl = rec->ttl;
 			s->negative_ttl = rec->ttl < minimum ? rec->ttl : minimum;
 			return 0;
 		}
 	}
 	return xd_errorf(s->err, -EINVAL, "the zone has no SOA to sign with");
+}
+
+/* SERIAL, the first of the five numbers that end SOA RDATA. */
+static uint8_t *soa_serial_at(const struct signer *s)
+{
+	const struct brec *rec = &s->b->recs[s->soa];
+
+	return s->b->rdata + rec->rdata + rec->rdlen - 20;
+}
+
+/* The serial policy, before signing: a zone whose own serial is not newer
+ * than the one served is signed with the served one (RFC 1982). */
+static void serial_from_served(struct signer *s)
+{
+	uint32_t own = xd_get32(soa_serial_at(s));
+
+	s->report->zone_serial = own;
+	s->follows_served = s->cfg->has_served && (int32_t)(own - s->cfg->served_serial) <= 0;
+	if (s->follows_served)
+		xd_put32(soa_serial_at(s), s->cfg->served_serial);
 }
 
 /* Whether the node holds data the zone signs: none at an empty
@@ -529,8 +558,42 @@ static int sign_chunk(struct signer *s, const struct tasks *t, struct chunk *c, 
 		}
 		rc = add(s, task->node, XD_TYPE_RRSIG, task->ttl, sig, (size_t)c->lens[i]);
 		note(s->report, c->kept[i], xd_get32(sig + 8));
+		if (rc == 0 && task->type == XD_TYPE_SOA && s->nsoa < s->cfg->nkeys) {
+			s->soa_sigs[s->nsoa] = (uint32_t)(s->b->nrecs - 1); /* add() appends */
+			s->soa_tasks[s->nsoa] = first + i;
+			s->soa_kept[s->nsoa++] = c->kept[i];
+		}
 	}
 	return rc;
+}
+
+/* The serial policy, after signing: when any signature was made under the
+ * served serial, the SOA takes the next one and its RRSIGs are made again
+ * over it, in place (a key's signatures are all one size). */
+static int serial_next(struct signer *s, const struct tasks *t)
+{
+	if (!s->follows_served || s->report->made == 0)
+		return 0;
+	xd_put32(soa_serial_at(s), s->cfg->served_serial + 1);
+	for (int k = 0; k < s->nsoa; k++) {
+		struct brec *rec = &s->b->recs[s->soa_sigs[k]];
+		uint8_t sig[XD_SIG_SLOT];
+		bool kept;
+		int len = sign_task(s, t, &t->task[s->soa_tasks[k]], sig, &kept);
+
+		if (len < 0)
+			return xd_errorf(s->err, len, "libcrypto could not sign the SOA");
+		if ((size_t)len != rec->rdlen)
+			return xd_errorf(s->err, -EINVAL,
+					 "the SOA's new signature is %d bytes, the old one %u", len,
+					 rec->rdlen);
+		memcpy(s->b->rdata + rec->rdata, sig, (size_t)len);
+		if (s->soa_kept[k]) {
+			s->report->kept--;
+			s->report->made++;
+		}
+	}
+	return 0;
 }
 
 static int sign_all(struct signer *s)
@@ -556,6 +619,8 @@ static int sign_all(struct signer *s)
 	for (size_t first = 0; rc == 0 && first < t.n; first += XD_SIGN_CHUNK)
 		rc = sign_chunk(s, &t, &c, first,
 				t.n - first < XD_SIGN_CHUNK ? t.n - first : XD_SIGN_CHUNK);
+	if (rc == 0)
+		rc = serial_next(s, &t);
 	free(c.sigs);
 	free(c.lens);
 	free(c.kept);
@@ -583,8 +648,13 @@ int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_si
 	*report = (struct xd_zone_sign_report){ .earliest_expiration = cfg->expiration };
 	s.source = z->source;
 	s.info = calloc((size_t)cfg->nkeys, sizeof(*s.info));
-	if (!s.info)
-		return xd_errorf(err, -ENOMEM, "out of memory");
+	s.soa_sigs = calloc((size_t)cfg->nkeys, sizeof(*s.soa_sigs));
+	s.soa_tasks = calloc((size_t)cfg->nkeys, sizeof(*s.soa_tasks));
+	s.soa_kept = calloc((size_t)cfg->nkeys, sizeof(*s.soa_kept));
+	if (!s.info || !s.soa_sigs || !s.soa_tasks || !s.soa_kept) {
+		rc = xd_errorf(err, -ENOMEM, "out of memory");
+		goto out;
+	}
 	for (int k = 0; k < cfg->nkeys; k++) {
 		xd_sign_key_info(cfg->keys[k], &s.info[k]);
 		s.has_sep |= (s.info[k].flags & XD_SEP_FLAG) != 0;
@@ -594,6 +664,8 @@ int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_si
 	rc = refuse_signed(&s);
 	if (rc == 0)
 		rc = soa_ttls(&s);
+	if (rc == 0)
+		serial_from_served(&s);
 	for (int k = 0; rc == 0 && k < cfg->nkeys; k++)
 		rc = add(&s, z->apex, XD_TYPE_DNSKEY, s.soa_ttl, s.info[k].dnskey,
 			 s.info[k].dnskey_len);
@@ -607,7 +679,13 @@ int xd_builder_sign_zone(struct xd_builder *b, int zone, const struct xd_zone_si
 		rc = xd_errorf(err, -ENOMEM, "out of memory");
 	if (rc == 0)
 		rc = sign_all(&s);
+	if (rc == 0)
+		report->serial = xd_get32(soa_serial_at(&s));
 	xd_sign_reuse_close(&s.reuse);
+out:
+	free(s.soa_kept);
+	free(s.soa_tasks);
+	free(s.soa_sigs);
 	free(s.info);
 	return rc;
 }

@@ -25,6 +25,8 @@ class SigningReport:
     made: int  # RRSIGs made
     kept: int  # RRSIGs of the previous image kept
     earliest_expiration: int  # UNIX time: sign again before it
+    serial: int = 0  # the SOA serial signed
+    zone_serial: int = 0  # the one the zone came with
 
 
 class SigningKey(_CObject):

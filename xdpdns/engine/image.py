@@ -325,6 +325,7 @@ class ImageBuilder(_CObject):
         expiration: int,
         previous: "Image | None" = None,
         keep_after: int = 0,
+        served_serial: int | None = None,
     ) -> "SigningReport":
         """Signs zone ``zone`` with ``keys`` (native/zone/zone_sign.c): DNSKEYs,
         the NSEC or NSEC3 chain, RRSIGs valid from ``inception`` to
@@ -333,19 +334,25 @@ class ImageBuilder(_CObject):
         With ``previous`` (the image being served), its RRSIGs over RRsets
         that did not change are kept when they expire after ``keep_after``
         rather than made again; ``previous`` must stay published until
-        this returns."""
+        this returns.  With ``served_serial`` (the serial served now), a
+        zone whose own serial is not newer keeps that one when nothing had
+        to be signed anew, and takes the next one when anything did."""
         ptrs = ffi.new("struct xd_sign_key *[]", [k._ptr() for k in keys])
         cfg = ffi.new("struct xd_zone_sign_config *")
         cfg.keys, cfg.nkeys, cfg.nsec3 = ptrs, len(keys), int(nsec3)
         cfg.inception, cfg.expiration = inception, expiration
         if previous is not None:
             cfg.previous, cfg.keep_after = previous._ptr(), keep_after
+        if served_serial is not None:
+            cfg.served_serial, cfg.has_served = served_serial, 1
         report = ffi.new("struct xd_zone_sign_report *")
         err = ffi.new("struct xd_error *")
         _raise_for(
             lib.xd_builder_sign_zone(self._ptr(), zone, cfg, report, err), err, "signing the zone"
         )
-        return SigningReport(report.made, report.kept, report.earliest_expiration)
+        return SigningReport(
+            report.made, report.kept, report.earliest_expiration, report.serial, report.zone_serial
+        )
 
     def copy_zone(self, zone: int, image: "Image", deletes: bytes = b"") -> int | None:
         """Adds to zone ``zone`` the records of the zone of the same origin

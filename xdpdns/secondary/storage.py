@@ -4,6 +4,8 @@ format the engine validates on load) and its timers (ORIGIN.timers, JSON:
 the serial, when it was last refreshed, and the SOA's timers then), in
 [server] storage; a catalog zone also its content (ORIGIN.catalog, JSON:
 xdpdns/secondary/catalog.py), from which its members are known at once.
+A zone signed on load keeps there the serial it was last served with
+(ORIGIN.serial), so that a restart never serves an older one.
 Each is written whole to a temporary file and renamed into place, so a
 crash leaves the old version or the new one.
 """
@@ -81,6 +83,28 @@ class ZoneStore:
 
     def save_catalog(self, origin: dns.name.Name, content) -> None:
         _write(self.catalog_path(origin), json.dumps(content).encode())
+
+    def serial_path(self, origin: dns.name.Name) -> Path:
+        return self.directory / f"{_stem(origin)}.serial"
+
+    def load_serials(self, origins) -> dict[dns.name.Name, int]:
+        """The serials kept of those zones that have one that reads."""
+        out = {}
+        for origin in origins:
+            path = self.serial_path(origin)
+            try:
+                serial = int(path.read_text())
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as exc:
+                log.warning("zone %s: the serial kept in %s cannot be used: %s", origin, path, exc)
+                continue
+            if 0 <= serial < 1 << 32:
+                out[origin] = serial
+        return out
+
+    def save_serial(self, origin: dns.name.Name, serial: int) -> None:
+        _write(self.serial_path(origin), str(serial).encode())
 
     def load(self, origin: dns.name.Name) -> tuple[Image, Timers] | None:
         """The zone as last kept, None when there is none or it cannot be
