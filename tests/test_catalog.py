@@ -438,6 +438,16 @@ def test_xdpdns_follows_a_catalog_of_knot(tmp_path):
         assert secondary.rcode("two.test.") == dns.rcode.REFUSED
         stats = run_xdpdns_cli("stats", "--control-socket", secondary.workdir / "control.sock")
         assert "one.test. (catalog catalog.test.)" in stats.stdout, stats.stdout + stats.stderr
+
+        # The catalog taken out of the configuration takes its members along.
+        secondary.conf.write_text(
+            secondary.conf.read_text().replace("[[catalog]]\nzone =", "[[zone]]\norigin =")
+        )
+        secondary.proc.send_signal(signal.SIGHUP)
+        secondary.wait("one.test.", dns.rcode.REFUSED)
+        assert secondary.rcode("three.test.") == dns.rcode.REFUSED
+        assert not (secondary.storage / "one.test.image").exists()
+        assert secondary.rcode(str(CATALOG)) == dns.rcode.NOERROR
     finally:
         secondary.stop()
         primary.stop()
