@@ -11,9 +11,11 @@ import re
 import signal
 from pathlib import Path
 
+import dns.flags
 import dns.message
 import dns.name
 import dns.query
+import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import dns.xfr
@@ -411,3 +413,27 @@ def test_a_secondary_zone_passes_its_changes_on_by_ixfr(start_pair):  # noqa: F8
     )
     assert soa_serials(messages) == [2, 1, 2, 2]
     assert [r for r in rrs(messages) if r[1] != "SOA"] == [("new", "A", "198.18.9.9")]
+
+
+@pytest.mark.asan
+def test_ixfr_over_udp_gets_the_soa_alone(primary):
+    """RFC 1995 2: an IXFR over UDP whose answer does not fit one datagram
+    gets the SOA alone, and the client asks again over TCP; here every one
+    does.  Knot and BIND answer IXFR over UDP too; it was REFUSED before.
+    Only for clients the transfer list allows; others are REFUSED as
+    before."""
+    primary.publish(1, zone_text(1))
+    primary.publish(2, zone_text(2, extra="a A 198.18.3.1\n"))
+    query = dns.message.make_query(ORIGIN, "IXFR")
+    query.authority.append(
+        dns.rrset.from_text(ORIGIN, 0, "IN", "SOA", f"ns1.{ORIGIN} hostmaster.{ORIGIN} 1 1 1 1 1")
+    )
+    allowed = dns.message.from_wire(primary.engine.answer(query.to_wire(), client="127.0.0.1"))
+    assert allowed.rcode() == dns.rcode.NOERROR and allowed.flags & dns.flags.AA
+    assert [(r.rdtype, r[0].serial) for r in allowed.answer] == [(dns.rdatatype.SOA, 2)]
+    assert allowed.question[0].rdtype == dns.rdatatype.IXFR
+    denied = dns.message.from_wire(primary.engine.answer(query.to_wire(), client="198.18.0.9"))
+    assert denied.rcode() == dns.rcode.REFUSED and not denied.answer
+    other = dns.message.make_query("a.example.test.", "IXFR")
+    refused = dns.message.from_wire(primary.engine.answer(other.to_wire(), client="127.0.0.1"))
+    assert refused.rcode() == dns.rcode.REFUSED

@@ -1082,16 +1082,21 @@ static bool override_prohibited(const struct xd_image *img, const struct xd_quer
 	       !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_QUERY, r->client, 0);
 }
 
-/* AXFR and IXFR (RFC 5936, RFC 1995) that reach the core get REFUSED: over
- * UDP they are not served, and over TCP the listener first asks for the
- * transfer itself (xd_engine_axfr, axfr.c), which comes here only for a
- * client the zone's transfer list does not allow, a name that is not a
- * zone, or a zone with no data (SERVFAIL, as for its queries).  A zone
+/* AXFR and IXFR (RFC 5936, RFC 1995) that reach the core: over TCP the
+ * listener first asks for the transfer itself (xd_engine_axfr, axfr.c),
+ * which comes here only for a client the zone's transfer list does not
+ * allow, a name that is not a zone, or a zone with no data (SERVFAIL, as
+ * for its queries); over UDP (AXFR is NOTIMP before this) an IXFR from a
+ * client the list allows gets the zone's SOA alone, which RFC 1995 2 makes
+ * the answer when the changes do not fit one message: the client is
+ * current, or asks again over TCP.  Everything else is REFUSED; a zone
  * that has an ACL says why to a client its transfer list denies
  * (Prohibited). */
-static void answer_transfer(const struct xd_image *img, const struct xd_query *q,
+static void answer_transfer(const struct xd_image *img, const struct xd_query *q, bool tcp,
 			    struct response *r)
 {
+	const struct xd_zone_entry *z;
+	const uint8_t *soa;
 	struct name n;
 	int zone;
 
@@ -1105,10 +1110,22 @@ static void answer_transfer(const struct xd_image *img, const struct xd_query *q
 		r->rcode = XD_RCODE_SERVFAIL;
 		return;
 	}
-	if (zone >= 0 && xd_image_zone(img, zone)->acl &&
-	    !xd_zone_acl_allows(img, xd_image_zone(img, zone), XD_ZONE_ACL_TRANSFER, r->client,
-				r->tsig_key))
-		r->ede = XD_EDE_PROHIBITED;
+	if (zone < 0)
+		return;
+	z = xd_image_zone(img, zone);
+	if (!xd_zone_acl_allows(img, z, XD_ZONE_ACL_TRANSFER, r->client, r->tsig_key)) {
+		if (z->acl)
+			r->ede = XD_EDE_PROHIBITED;
+		return;
+	}
+	soa = xd_node_rrset(img->base + z->apex, XD_TYPE_SOA);
+	if (tcp || q->qtype != XD_TYPE_IXFR || !soa ||
+	    xd_image_find_zone(img, n.wire, n.len) != zone)
+		return;
+	r->rcode = XD_RCODE_NOERROR;
+	r->flags |= XD_FLAG_AA;
+	if (put_rrset(r, AN, soa, XD_DNS_HEADER_LEN, XD_DNS_HEADER_LEN) < 0)
+		r->flags |= XD_FLAG_TC;
 }
 
 /* Answers from the override rule that holds the qname, if one does (true):
@@ -1525,7 +1542,7 @@ int xd_answer_ctx(const struct xd_image *img, struct xd_answer_ctx *ctx, const u
 	else if (q.qtype == XD_TYPE_AXFR && !tcp)
 		r.rcode = XD_RCODE_NOTIMP; /* RFC 5936 4.2: TCP only; as Knot and NSD */
 	else if (q.qtype == XD_TYPE_AXFR || q.qtype == XD_TYPE_IXFR)
-		answer_transfer(img, &q, &r);
+		answer_transfer(img, &q, tcp, &r);
 	else
 		answer_query(img, &q, &r);
 	if (r.deferred) {
