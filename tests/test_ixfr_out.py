@@ -27,7 +27,7 @@ from test_axfr import records, zone_files
 from test_secondary import ORIGIN as SECONDARY_ORIGIN
 from test_secondary import axfr_records, start_pair  # noqa: F401 (a fixture)
 from test_secondary import zone_text as secondary_zone
-from conftest import _free_port, _start
+from conftest import _free_port, _start, run_xdpdns_cli
 from test_tsig import (
     BIG,
     XdpdnsPrimary,
@@ -388,6 +388,8 @@ def test_a_secondary_follows_xdpdns_by_ixfr(tmp_path, kind):
         log = peer.log_path.read_text()
         updates = [int(b) for b in re.findall(UPDATE_BYTES[kind], log)]
         assert len(updates) == 2 and max(updates) < 1000, log[-3000:]
+        stats = run_xdpdns_cli("stats", "--control-socket", primary.workdir / "control.sock")
+        assert re.search(r"big\.test\.\s+2\s+\d+\s+1\n", stats.stdout), stats.stdout
         assert "serial 2 -> 3, 2 records removed, 2 added" in primary.server.log_path.read_text()
     finally:
         peer.stop()

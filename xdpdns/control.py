@@ -322,6 +322,19 @@ def _secondary_lines(stats: dict) -> list[str]:
     return lines
 
 
+def _journal_lines(stats: dict) -> list[str]:
+    """The zones whose IXFR journal holds changes: how many, since when."""
+    journals = stats.get("journals") or []
+    if not journals:
+        return []
+    rows = [[j["zone"], j["changes"], j["bytes"], j["oldest_serial"]] for j in journals]
+    return [""] + _table(
+        "IXFR journals (an IXFR from the oldest serial on gets changes)",
+        ["zone", "changes", "bytes", "oldest serial"],
+        rows,
+    )
+
+
 def _resolver_lines(stats: dict) -> list[str]:
     """The resolver hook's tables: what each worker deferred, and what the
     hooks' threads did with it."""
@@ -390,7 +403,7 @@ def format_stats(stats: dict) -> str:
     xdp = stats.get("xdp")
     if not xdp:
         lines += ["", "XDP: off (socket mode)"] + _resolver_lines(stats) + _dnstap_lines(stats)
-        return "\n".join(lines + _secondary_lines(stats))
+        return "\n".join(lines + _secondary_lines(stats) + _journal_lines(stats))
     lines += [
         "",
         f"XDP on {xdp['interface']}: {xdp['mode']} mode, zerocopy "
@@ -458,5 +471,9 @@ def format_stats(stats: dict) -> str:
                     + "  (INCONSISTENT: every CPU should say the same)"
                 )
     return "\n".join(
-        lines + _resolver_lines(stats) + _dnstap_lines(stats) + _secondary_lines(stats)
+        lines
+        + _resolver_lines(stats)
+        + _dnstap_lines(stats)
+        + _secondary_lines(stats)
+        + _journal_lines(stats)
     )

@@ -63,6 +63,7 @@ class ServerStats:
     resolver: ResolverStats | None = None  # when plugins claim names
     dnstap: DnstapStats | None = None  # when [dnstap] is on
     secondary: tuple[ZoneStatus, ...] = ()  # the secondary zones
+    journals: tuple[tuple[str, JournalInfo], ...] = ()  # zones that keep changes
 
     def log_fields(self) -> str:
         parts = [
@@ -110,6 +111,15 @@ class ServerStats:
             "resolver": asdict(self.resolver) if self.resolver is not None else None,
             "dnstap": asdict(self.dnstap) if self.dnstap is not None else None,
             "secondary": [asdict(z) for z in self.secondary],
+            "journals": [
+                {
+                    "zone": zone,
+                    "changes": j.depth,
+                    "bytes": j.bytes,
+                    "oldest_serial": j.oldest_serial,
+                }
+                for zone, j in self.journals
+            ],
         }
 
 
@@ -263,6 +273,7 @@ class Server:
             ResolverStats(**vars(self._resolver.stats)) if self._resolver else None,
             self._engine.dnstap_stats() if self._engine else None,
             tuple(self._secondary.status()),
+            tuple((zone, j) for zone, j in self.zone_journals() if j.depth),
         )
 
     @property
