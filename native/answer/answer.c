@@ -1098,6 +1098,7 @@ static void answer_transfer(const struct xd_image *img, const struct xd_query *q
 	const struct xd_zone_entry *z;
 	const uint8_t *soa;
 	struct name n;
+	bool apex;
 	int zone;
 
 	r->rcode = XD_RCODE_REFUSED;
@@ -1105,22 +1106,21 @@ static void answer_transfer(const struct xd_image *img, const struct xd_query *q
 	n.len = q->qname_len;
 	name_index(&n);
 	zone = find_zone(img, &n, q->qtype);
-	if (zone >= 0 && (xd_image_zone(img, zone)->flags & XD_ZONE_EXPIRED) &&
-	    xd_image_find_zone(img, n.wire, n.len) == zone) {
-		r->rcode = XD_RCODE_SERVFAIL;
-		return;
-	}
 	if (zone < 0)
 		return;
 	z = xd_image_zone(img, zone);
+	apex = xd_image_find_zone(img, n.wire, n.len) == zone;
+	if (apex && (z->flags & XD_ZONE_EXPIRED)) {
+		r->rcode = XD_RCODE_SERVFAIL;
+		return;
+	}
 	if (!xd_zone_acl_allows(img, z, XD_ZONE_ACL_TRANSFER, r->client, r->tsig_key)) {
 		if (z->acl)
 			r->ede = XD_EDE_PROHIBITED;
 		return;
 	}
 	soa = xd_node_rrset(img->base + z->apex, XD_TYPE_SOA);
-	if (tcp || q->qtype != XD_TYPE_IXFR || !soa ||
-	    xd_image_find_zone(img, n.wire, n.len) != zone)
+	if (tcp || q->qtype != XD_TYPE_IXFR || !apex || !soa)
 		return;
 	r->rcode = XD_RCODE_NOERROR;
 	r->flags |= XD_FLAG_AA;

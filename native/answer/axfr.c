@@ -331,16 +331,6 @@ static bool client_serial(const struct xd_query *q, uint32_t *serial)
 	return len - off >= rdlen && rdata_serial(pkt + off, rdlen, serial);
 }
 
-/* Our serial, from the apex SOA's first (only) RR; 0 if it does not
- * parse (the image's checks make that impossible). */
-static uint32_t soa_serial(const uint8_t *soa)
-{
-	uint32_t serial = 0;
-
-	rdata_serial(xd_rrset_wire(soa) + 12, xd_get16(xd_rrset_wire(soa) + 10), &serial);
-	return serial;
-}
-
 /* The zone's journal when it takes a client from serial `from` to `to`,
  * ours, in fewer bytes than the whole zone (RFC 1995 4 lets a server send
  * either), with t set to its first changeset; else NULL. */
@@ -401,7 +391,7 @@ int xd_axfr_begin(struct xd_axfr *t, const struct xd_image *img, const struct xd
 	t->soa_only = false;
 	t->journal = NULL;
 	if (t->q.qtype == XD_TYPE_IXFR && client_serial(&t->q, &theirs)) {
-		uint32_t ours = soa_serial(soa);
+		uint32_t ours = xd_soa_rrset_serial(soa);
 
 		/* RFC 1995 2, 4: a client that has this version (or, by
 		 * serial arithmetic, RFC 1982, a newer one) gets our SOA
@@ -503,6 +493,6 @@ int xd_zone_serial(const struct xd_image *img, const uint8_t *name, size_t len, 
 	soa = xd_node_rrset(img->base + xd_image_zone(img, (uint32_t)zone)->apex, XD_TYPE_SOA);
 	if (!soa)
 		return -ENOENT;
-	*serial = soa_serial(soa);
+	*serial = xd_soa_rrset_serial(soa);
 	return 0;
 }

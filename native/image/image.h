@@ -350,6 +350,17 @@ static inline const uint8_t *xd_rrset_next(const uint8_t *r)
 	return r + xd_rrset_size(r);
 }
 
+/* SERIAL of an SOA RRset's one record: its RDATA ends in SERIAL, REFRESH,
+ * RETRY, EXPIRE and MINIMUM (RFC 1035 3.3.13); 0 for RDATA too short to
+ * hold them (the image's checks make that impossible). */
+static inline uint32_t xd_soa_rrset_serial(const uint8_t *soa)
+{
+	const uint8_t *wire = xd_rrset_wire(soa);
+	size_t rdlen = xd_get16(wire + 10);
+
+	return rdlen >= 20 ? xd_get32(wire + 12 + rdlen - 20) : 0;
+}
+
 /* Bytes of node n with its RRsets: the next node of its zone's run
  * follows (layout.c). */
 static inline size_t xd_node_size(const uint8_t *n)

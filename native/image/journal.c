@@ -566,15 +566,6 @@ static void report(struct derive *v, uint32_t zone, int kind, uint32_t from, uin
 	e->bytes = zj->bytes;
 }
 
-/* SERIAL of an SOA RRset's one record: its RDATA ends in SERIAL, REFRESH,
- * RETRY, EXPIRE and MINIMUM (RFC 1035 3.3.13). */
-static uint32_t rrset_serial(const uint8_t *soa)
-{
-	const uint8_t *wire = xd_rrset_wire(soa);
-
-	return xd_get32(wire + 12 + xd_get16(wire + 10) - 20);
-}
-
 /* Zone `zone` of the new image against its previous version: its journal
  * and what it reports.  0, or -ENOMEM. */
 static int derive_zone(struct derive *v, uint32_t zone)
@@ -596,8 +587,8 @@ static int derive_zone(struct derive *v, uint32_t zone)
 		return 0; /* a new zone: no version to come from */
 	if (v->prev->journal && (uint32_t)pz < v->prev->journal->zone_count)
 		old = &v->prev->journal->zones[pz];
-	from = rrset_serial(old_soa);
-	to = rrset_serial(soa);
+	from = xd_soa_rrset_serial(old_soa);
+	to = xd_soa_rrset_serial(soa);
 	diff_reset(&v->diff, v->img, z);
 	rc = walk_new(&v->diff, v->img, zone, v->prev, (uint32_t)pz, &matched);
 	if (!rc)
