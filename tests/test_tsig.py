@@ -391,8 +391,9 @@ class XdpdnsPrimary:
         )
         return self
 
-    def update(self, serial: int) -> None:
-        self.file.write_text(big_zone(serial).replace("h7 A", "changed A"))
+    def update(self, serial: int, changed: str = "h7") -> None:
+        """Serial, with host ``changed`` renamed "changed", then SIGHUP."""
+        self.file.write_text(big_zone(serial).replace(f"{changed} A", "changed A"))
         self.server.proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:

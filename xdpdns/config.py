@@ -1207,11 +1207,14 @@ def _parse_secondary_zone(
     )
 
 
+def _some_zone_keys(keys: Mapping[dns.name.Name, TsigKey], names) -> dict[str, Validator]:
+    """The validators of those [[zone]] keys (as _zone_keys checks them)."""
+    validators = _zone_keys(keys)
+    return {name: validators[name] for name in names}
+
+
 def _template_keys(keys: Mapping[dns.name.Name, TsigKey]) -> dict[str, Validator]:
-    return {
-        "notify": lambda v, w, k: _parse_remotes(v, w, k, keys, NOTIFY_TARGETS, empty=True),
-        **{key: _as_given for key in ZONE_ACL_KEYS},
-    }
+    return _some_zone_keys(keys, ("notify",) + ZONE_ACL_KEYS)
 
 
 def _parse_templates(
@@ -1233,10 +1236,9 @@ def _parse_templates(
 def _catalog_keys(keys: Mapping[dns.name.Name, TsigKey]) -> dict[str, Validator]:
     return {
         "zone": parse_origin,
-        "primaries": lambda v, w, k: _parse_remotes(v, w, k, keys, PRIMARIES),
-        "allow_notify": lambda v, w, k: parse_key_list(v, w, k, keys),
+        **_some_zone_keys(keys, ("primaries", "allow_notify")),
         "template": _as_given,
-        **{key: _as_given for key in ZONE_ACL_KEYS},
+        **_some_zone_keys(keys, ZONE_ACL_KEYS),
     }
 
 

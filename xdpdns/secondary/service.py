@@ -481,9 +481,7 @@ class Secondary:
 
     def published(self) -> None:
         """The sources were published: what was loaded from disk is served."""
-        for image in self._kept.values():
-            image.close()
-        self._kept.clear()
+        self._release_kept(list(self._kept))
 
     # ---- life ------------------------------------------------------------------------
 

@@ -72,14 +72,7 @@ class ZoneStore:
     def load_catalog(self, origin: dns.name.Name):
         """A catalog's content as save_catalog kept it (JSON), None when
         there is none or it cannot be read (logged)."""
-        path = self.catalog_path(origin)
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("catalog %s: the content kept in %s cannot be used: %s", origin, path, exc)
-            return None
+        return _read(self.catalog_path(origin), json.loads, f"catalog {origin}: the content")
 
     def save_catalog(self, origin: dns.name.Name, content) -> None:
         _write(self.catalog_path(origin), json.dumps(content).encode())
@@ -91,15 +84,8 @@ class ZoneStore:
         """The serials kept of those zones that have one that reads."""
         out = {}
         for origin in origins:
-            path = self.serial_path(origin)
-            try:
-                serial = int(path.read_text())
-            except FileNotFoundError:
-                continue
-            except (OSError, ValueError) as exc:
-                log.warning("zone %s: the serial kept in %s cannot be used: %s", origin, path, exc)
-                continue
-            if 0 <= serial < 1 << 32:
+            serial = _read(self.serial_path(origin), int, f"zone {origin}: the serial")
+            if serial is not None and 0 <= serial < 1 << 32:
                 out[origin] = serial
         return out
 
@@ -146,6 +132,18 @@ class ZoneStore:
                 path.unlink()
             except FileNotFoundError:
                 pass
+
+
+def _read(path: Path, parse, what: str):
+    """parse(the file's text), None when there is no file or it cannot be
+    used (logged, naming what it is)."""
+    try:
+        return parse(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s kept in %s cannot be used: %s", what, path, exc)
+        return None
 
 
 def _write(path: Path, data: bytes) -> None:
