@@ -396,3 +396,27 @@ def test_resigning_reloads_when_due_and_retries_a_failure(monkeypatch):
     retry = 1000 + server_module.RESIGN_RETRY
     assert reloads == [1000.0, retry, 7100.0, 12100.0]
     assert max(sleeps) <= server_module.RESIGN_POLL
+
+
+def test_storage_that_cannot_keep_serials_is_said_once_and_signing_goes_on(tmp_path, caplog):
+    """Bad storage (here a file where the directory should be): a warning
+    naming it, once; the zone is signed with no kept serial, and later
+    publications do not try again."""
+    from types import SimpleNamespace
+
+    from xdpdns.config import load_config
+    from xdpdns.image import SignedZone
+    from xdpdns.plugins import load_plugins
+    from xdpdns.server import Server
+
+    conf, _zone = _signed_setup(tmp_path)
+    (tmp_path / "storage").write_text("not a directory")
+    pm = load_plugins()
+    server = Server(load_config(pm, conf), pm)
+    assert server._load_signed_serials() == {}
+    report = SimpleNamespace(serial=5)
+    publication = SimpleNamespace(compiled=SimpleNamespace(signed=(SignedZone(ORIGIN, report, 0),)))
+    server._keep_signed_serials(publication)
+    warnings = [r.getMessage() for r in caplog.records if "serials of zones" in r.getMessage()]
+    assert len(warnings) == 1 and str(tmp_path / "storage") in warnings[0]
+    assert (tmp_path / "storage").read_text() == "not a directory"
